@@ -1,0 +1,117 @@
+# SPDX-License-Identifier: Apache-2.0
+# nave: one Makefile for the whole tree. See README.md.
+#   make            build the four binaries into build/
+#   make SAN=1      ASan + UBSan build into build-san/
+#   make V=1        show commands
+#   make deps | run | test | bench | lint | fuzz | clean
+
+SAN ?= 0
+V ?= 0
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
+
+BSSL_INC := /usr/include/android
+BSSL_LIB := /usr/lib/x86_64-linux-gnu/android
+
+ifeq ($(SAN),1)
+B := build-san
+SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+OPT := -O1 -g
+JEMALLOC :=
+else
+B := build
+SANFLAGS :=
+OPT := -O2 -g
+JEMALLOC := -ljemalloc
+endif
+
+CC ?= cc
+WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
+CPPFLAGS := -I. -Icommon -I$(BSSL_INC) -D_GNU_SOURCE
+CFLAGS := -std=gnu11 $(OPT) $(WARN) $(SANFLAGS) -pthread -MMD -MP
+LDFLAGS := $(SANFLAGS) -pthread
+SSL_LIBS := $(BSSL_LIB)/libssl.so $(BSSL_LIB)/libcrypto.so -Wl,-rpath,$(BSSL_LIB)
+
+COMMON := common/log.c common/msg.c common/frame.c common/util.c
+CFG := config/cfg.c
+TLS := tls/tls.c
+ENGINE := datapath/engine.c datapath/xprt.c
+
+RELAYD_SRC := datapath/relayd.c datapath/ctlthread.c $(ENGINE) $(TLS) $(CFG) $(COMMON)
+CONTROLD_SRC := ctl/controld.c ctl/store.c ctl/api.c ctl/relaylink.c $(TLS) $(CFG) $(COMMON)
+NAVECTL_SRC := ctl/navectl.c $(CFG) $(COMMON)
+NAVE_SRC := client/nave.c client/client.c $(ENGINE) $(TLS) $(CFG) $(COMMON)
+
+obj = $(patsubst %.c,$(B)/obj/%.o,$(1))
+
+BINS := $(B)/nave-relayd $(B)/nave-controld $(B)/navectl $(B)/nave
+
+.PHONY: all deps run test unit integration fuzz bench lint clean check-boringssl
+all: $(BINS)
+
+$(B)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+
+$(B)/nave-controld: $(call obj,$(CONTROLD_SRC))
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(SSL_LIBS) -liniparser -lsqlite3 -lmicrohttpd -ljansson $(JEMALLOC)
+	$(Q)./tests/check-no-openssl.sh $@
+
+$(B)/navectl: $(call obj,$(NAVECTL_SRC))
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ -liniparser -ljansson
+
+$(B)/nave: $(call obj,$(NAVE_SRC))
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(SSL_LIBS) -luring -liniparser -ljansson
+	$(Q)./tests/check-no-openssl.sh $@
+
+$(B)/nave-relayd: $(call obj,$(RELAYD_SRC))
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(SSL_LIBS) -luring -liniparser -ljansson $(JEMALLOC)
+	$(Q)./tests/check-no-openssl.sh $@
+
+deps:
+	$(Q)./tests/deps.sh
+
+run: all
+	$(Q)./tests/run.sh $(B)
+
+# Unit tests (cmocka): each tests/unit/test_X.c is one binary.
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNIT_BIN := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
+UNIT_LIBS := $(SSL_LIBS) -luring -liniparser -ljansson -lsqlite3 -lmicrohttpd -lcmocka
+
+$(B)/tests/%: tests/unit/%.c $(call obj,$(COMMON) $(CFG) $(TLS) ctl/store.c)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -Wno-missing-prototypes -o $@ $^ $(LDFLAGS) $(UNIT_LIBS)
+
+unit: $(UNIT_BIN)
+	$(Q)set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
+
+integration: all
+	$(Q)NAVE_BUILD=$(CURDIR)/$(B) /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration
+
+fuzz:
+	$(Q)./tests/fuzz/run.sh
+
+test: deps
+	$(Q)./tests/test.sh
+
+bench: deps all
+	$(Q)./bench/run.sh $(B)
+
+lint:
+	$(Q)clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
+	$(Q)$(MAKE) --no-print-directory all
+
+clean:
+	rm -rf build build-san build-fuzz
+
+-include $(shell find $(B)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,71 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Link protocol v1: every message that crosses a client <-> relayd link.
+ *
+ * Control link: length-prefixed JSON (see msg.h), one object per message with
+ * a "type" member naming one of LINK_MSG_* below. Unknown types are ignored;
+ * a malformed message closes the link.
+ *
+ * Data link: a fixed binary DATA_HELLO from the client, then frames. A frame
+ * starts with a big-endian u32 word: 1..LINK_CHUNK_MAX is a data chunk of that
+ * many bytes, 0 ends the sender's direction of the current stream (half-close),
+ * LINK_FRAME_RESET aborts the stream, LINK_FRAME_BIND (relayd -> client only)
+ * is followed by a struct link_bind and starts a stream. Any other value is
+ * malformed and closes the link.
+ */
+#ifndef NAVE_LINK_PROTO_H
+#define NAVE_LINK_PROTO_H
+
+#include <stdint.h>
+
+#define LINK_ALPN "nave/1"
+#define LINK_VERSION 1
+
+/* Control link message types (JSON "type"). */
+#define LINK_MSG_HELLO "hello"		   /* c->r {version, mode, token|registration, id, hostname, os, arch, client_version} */
+#define LINK_MSG_WELCOME "welcome"	   /* r->c {tunnel_id, link_secret, token?, limits{max_pool_size, max_links, heartbeat, max_ports}} */
+#define LINK_MSG_ERROR "error"		   /* r->c {reason}; the link closes after it */
+#define LINK_MSG_HEARTBEAT "heartbeat"	   /* c->r {} */
+#define LINK_MSG_HEARTBEAT_ACK "heartbeat_ack" /* r->c {} */
+#define LINK_MSG_TCP_ADD "tcp_add"	   /* c->r {req, name, port (0 = any)} */
+#define LINK_MSG_TCP_GRANT "tcp_grant"	   /* r->c {req, name, port} */
+#define LINK_MSG_TCP_RM "tcp_rm"	   /* c->r {req, name, port} */
+#define LINK_MSG_TCP_REMOVED "tcp_removed" /* r->c {req, name, port} */
+#define LINK_MSG_REQ_ERROR "req_error"	   /* r->c {req, reason}: a request refused, link stays */
+#define LINK_MSG_SHUTDOWN "shutdown"	   /* r->c {reason}: the tunnel is shut down; client exits */
+
+/* HELLO "mode": "run" for nave start, "configure" to validate/mint a token only. */
+
+#define LINK_MAGIC 0x4e56444cu /* "NVDL": never a valid control-message length */
+#define LINK_ID_MAX 32	       /* tunnel ids are printable, at most 31 bytes */
+#define LINK_SECRET_LEN 32
+
+struct link_data_hello {
+	uint32_t magic;	  /* LINK_MAGIC, big-endian */
+	uint16_t version; /* LINK_VERSION, big-endian */
+	uint16_t flags;	  /* 0 */
+	char tunnel_id[LINK_ID_MAX]; /* NUL-padded */
+	uint8_t secret[LINK_SECRET_LEN];
+} __attribute__((packed));
+
+#define LINK_CHUNK_MAX (1u << 20)
+#define LINK_FRAME_EOF 0u
+#define LINK_FRAME_RESET 0xffffffffu
+#define LINK_FRAME_BIND 0xfffffffeu
+
+#define LINK_BIND_PROXY_V1 0x1
+#define LINK_BIND_PROXY_V2 0x2
+
+struct link_bind {
+	uint32_t stream_id;   /* big-endian; for logs */
+	uint16_t port;	      /* public port the connection arrived on, big-endian */
+	uint16_t origin_port; /* big-endian */
+	uint8_t origin_addr[16]; /* IPv6 or IPv4-mapped */
+	uint16_t flags;	      /* LINK_BIND_*, big-endian */
+	uint16_t dst_port;    /* local port of the public listener, big-endian */
+} __attribute__((packed));
+
+_Static_assert(sizeof(struct link_data_hello) == 72, "DATA_HELLO size");
+_Static_assert(sizeof(struct link_bind) == 28, "BIND size");
+
+#endif

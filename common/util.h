@@ -1,0 +1,34 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Small helpers shared by every binary: time, hex, randomness, fds. */
+#ifndef NAVE_UTIL_H
+#define NAVE_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define NAVE_VERSION "0.1.0"
+
+/* CLOCK_MONOTONIC in milliseconds. */
+uint64_t now_ms(void);
+/* Lower-case hex of n bytes into out (2n+1 bytes). */
+void hex_encode(const uint8_t *in, size_t n, char *out);
+/* Decodes exactly 2n hex chars into n bytes; 0 or -EINVAL. */
+int hex_decode(const char *in, uint8_t *out, size_t n);
+/* Cryptographic random bytes (BoringSSL RAND_bytes underneath in daemons; getrandom here). */
+void random_bytes(void *out, size_t n);
+/* Random lower-case hex string of n bytes of entropy into out (2n+1). */
+void random_hex(char *out, size_t n);
+/* Constant-time comparison of n bytes: true when equal. */
+bool ct_equal(const void *a, const void *b, size_t n);
+/* O_NONBLOCK on/off; 0 or -errno. */
+int fd_set_nonblock(int fd, bool on);
+/* Writes all of buf to a blocking fd; 0 or -errno. */
+int write_all(int fd, const void *buf, size_t n);
+/* mkdir -p with mode; 0 or -errno. */
+int mkdir_p(const char *path, unsigned mode);
+/* Safe string copy: always NUL-terminates; returns false if truncated. */
+bool str_copy(char *dst, size_t dstlen, const char *src);
+
+#endif

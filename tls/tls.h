@@ -1,0 +1,54 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * TLS contexts and PKI helpers over BoringSSL: the server context (TLS 1.3
+ * only, ALPN "nave/1", optional post-quantum hybrid), the client context with
+ * CA-file / system-CA / pinned-fingerprint verification, the self-signed
+ * server pair made on first run, and certificate fingerprints.
+ * The datapath drives SSL objects through its own transport (datapath/xprt.h).
+ */
+#ifndef NAVE_TLS_H
+#define NAVE_TLS_H
+
+#include <openssl/ssl.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#define TLS_FPR_LEN 96 /* "AB:CD:..." 32 bytes -> 95 chars + NUL */
+
+/*
+ * Makes sure cert_path/key_path exist: when both are missing, writes a new
+ * self-signed P-256 pair (CN = domain, SAN: domain, localhost, 127.0.0.1, ::1;
+ * 10 years; key mode 0600), creating the parent directory. 0 or -errno with
+ * a one-line reason in err.
+ */
+int tls_ensure_selfsigned(const char *cert_path, const char *key_path, const char *domain,
+			  char *err, size_t errlen);
+
+/* Server context: TLS 1.3 only, ALPN nave/1 required, no session tickets. NULL + err on failure. */
+SSL_CTX *tls_server_ctx(const char *cert_path, const char *key_path, bool pq, char *err,
+			size_t errlen);
+
+/*
+ * Client context: TLS 1.3, ALPN nave/1. Verification: if fingerprint is set
+ * (hex SHA-256 of the leaf DER, colons/case ignored) the leaf must match it
+ * and nothing else is checked; else if ca_file is set the chain must verify
+ * against it; else against the system CAs. Host name checking is done per
+ * connection with tls_client_set_host(). NULL + err on failure.
+ */
+SSL_CTX *tls_client_ctx(const char *ca_file, const char *fingerprint, bool pq, char *err,
+			size_t errlen);
+/* Sets SNI and the expected host name (or IP literal) on a client SSL. 0 or -EINVAL. */
+int tls_client_set_host(SSL *ssl, const char *host);
+
+/* SHA-256 fingerprint of a PEM certificate file, as "AB:CD:...". 0 or -errno. */
+int tls_cert_fingerprint_file(const char *cert_path, char out[TLS_FPR_LEN]);
+/* Same for the peer certificate of an established connection. */
+int tls_peer_fingerprint(const SSL *ssl, char out[TLS_FPR_LEN]);
+
+/* Normalises a user-given fingerprint into 32 bytes. 0 or -EINVAL. */
+int tls_fingerprint_parse(const char *s, unsigned char out[32]);
+
+/* One line describing the last BoringSSL error (and clears the queue). */
+const char *tls_last_error(char *buf, size_t len);
+
+#endif
