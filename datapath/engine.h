@@ -1,0 +1,149 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The relay engine: one pinned worker thread per CPU, each with its own
+ * io_uring, provided-buffer ring, connection slab and buffer pool. It moves
+ * bytes between plain sockets (public connections on relayd, local services
+ * on the client) and data links (TLS, link protocol v1), and is shared by
+ * nave-relayd (ENGINE_RELAY) and the nave client (ENGINE_CLIENT).
+ *
+ * Threads other than the workers talk to a worker only through its mailbox
+ * (engine_post); workers talk to each other with IORING_OP_MSG_RING.
+ */
+#ifndef NAVE_ENGINE_H
+#define NAVE_ENGINE_H
+
+#include "link_proto.h"
+
+#include <netinet/in.h>
+#include <openssl/ssl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+enum engine_role { ENGINE_RELAY, ENGINE_CLIENT };
+
+struct engine;
+struct worker;
+
+/*
+ * A tunnel as the relay datapath sees it. Created by relayd's control thread
+ * and never freed (a reconnecting tunnel gets the same object back). Fields
+ * marked [home] are touched only by the tunnel's home worker while online.
+ */
+struct tunnel {
+	char id[LINK_ID_MAX];
+	uint8_t secret[LINK_SECRET_LEN]; /* written before home is published */
+	_Atomic int home;		 /* worker index, -1 when offline */
+	_Atomic int links;		 /* data links open, all workers */
+	unsigned max_links;
+	unsigned max_pool;
+	uint32_t ctl_idx, ctl_gen;	/* [home] its control link */
+	uint32_t idle_head;		/* [home] idle data links (conn index) */
+	unsigned idle;			/* [home] */
+	uint32_t pend_head, pend_tail;	/* [home] public conns waiting for a link */
+	unsigned pending;		/* [home] */
+	uint64_t last_hb;		/* [home] last heartbeat, ms */
+	char hostname[64], os[32], arch[32], version[32]; /* [control thread] */
+	struct tunnel *next;		/* registry chain [control thread, under lock] */
+};
+
+/* A client-side forwarding rule: public port -> local target. */
+struct engine_rule {
+	uint16_t port;
+	struct sockaddr_storage to;
+	socklen_t to_len;
+	int proxy;
+};
+
+/* Mailbox commands (engine_post). Ownership of data moves to the worker. */
+enum mb_type {
+	MB_LISTEN,	/* relay: arm accept on fd (a port listener for port) */
+	MB_UNLISTEN,	/* relay: stop accepting on port's listener */
+	MB_CTL_SEND,	/* relay: write data (a control message) on conn idx/gen; close after if flag */
+	MB_WELCOME,	/* relay: tunnel is online on this worker via conn idx/gen; then send data */
+	MB_KICK,	/* relay: send data on the tunnel's control link, close it, tunnel offline */
+	MB_SESSION,	/* client: start keeping data links for tunnel id/secret */
+	MB_SESSION_END, /* client: close idle links, let busy ones finish */
+	MB_STOP,	/* drain and leave the loop */
+};
+
+struct mb_msg {
+	enum mb_type type;
+	int fd;
+	uint16_t port;
+	bool close_after;
+	uint32_t idx, gen;
+	struct tunnel *tun;
+	uint8_t *data; /* malloc'd; freed by the worker */
+	size_t len;
+	char tunnel_id[LINK_ID_MAX];
+	uint8_t secret[LINK_SECRET_LEN];
+	struct mb_msg *next;
+};
+
+/* Events a relay worker reports to the control thread (engine_ops). */
+struct engine_ops {
+	/* relay: a control link sent HELLO (obj is a json_t*, ownership passes). */
+	void (*ctl_hello)(void *arg, int worker, uint32_t idx, uint32_t gen, void *obj);
+	/* relay: a control message from an online tunnel (json_t*, ownership passes). */
+	void (*ctl_message)(void *arg, struct tunnel *t, void *obj);
+	/* relay: a tunnel's control link closed (reason is a static or short string). */
+	void (*tunnel_offline)(void *arg, struct tunnel *t, const char *reason);
+	/* relay: look up a tunnel by id for a DATA_HELLO (any worker thread). */
+	struct tunnel *(*tunnel_find)(void *arg, const char *id);
+	/* relay: the tunnel a public port routes to, or NULL. */
+	struct tunnel *(*port_route)(void *arg, uint16_t port);
+	/* client: the rule for a public port (copied out), false if none. */
+	bool (*rule_find)(void *arg, uint16_t port, struct engine_rule *out);
+	/* client: the data-link pool changed (links, idle) - for status. */
+	void *arg;
+};
+
+struct engine_config {
+	enum engine_role role;
+	unsigned workers;     /* 0 = online CPUs */
+	unsigned buffer_size; /* provided-buffer size */
+	unsigned buffers;     /* provided buffers per worker */
+	unsigned max_conns;   /* connection slab size per worker */
+	SSL_CTX *ssl_ctx;
+	/* relay */
+	int tunnel_listen_fd; /* a bound SO_REUSEPORT socket template: each worker opens its own */
+	struct sockaddr_storage tunnel_addr;
+	socklen_t tunnel_addr_len;
+	unsigned heartbeat_ms;
+	/* client */
+	struct sockaddr_storage server_addr;
+	socklen_t server_addr_len;
+	char server_host[256];
+	unsigned pool_idle;
+	unsigned max_links;
+	struct engine_ops ops;
+};
+
+struct engine_stats {
+	uint64_t conns;	      /* open public/local connections */
+	uint64_t conns_total; /* accepted since start */
+	uint64_t bytes_in;    /* plain -> link */
+	uint64_t bytes_out;   /* link -> plain */
+	uint64_t links;	      /* data links open */
+	uint64_t idle_links;
+};
+
+/* Starts the workers; 0 or -errno with err. */
+int engine_start(struct engine **out, const struct engine_config *cfg, char *err, size_t errlen);
+unsigned engine_workers(const struct engine *e);
+/* Posts a mailbox message to worker i (i < 0: to every worker, data copied each). */
+int engine_post(struct engine *e, int worker, const struct mb_msg *m);
+/* Sums the workers' counters (relaxed reads). */
+void engine_stats(struct engine *e, struct engine_stats *out);
+/* Tells every worker to drain and waits for them (at most timeout_ms). */
+void engine_stop(struct engine *e, unsigned timeout_ms);
+
+/* Opens a listening TCP socket with SO_REUSEPORT; fd or -errno. */
+int engine_listen(const struct sockaddr *sa, socklen_t len, int backlog);
+/* Parses "host" + port into a sockaddr (numeric or resolved); 0 or -errno. */
+int engine_resolve(const char *host, uint16_t port, struct sockaddr_storage *ss, socklen_t *len);
+
+#endif
