@@ -1,0 +1,183 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * controld's state store over SQLite (state_dir/nave.db, WAL): registration
+ * tokens, auth tokens (SHA-256 of the secret only), tunnels and TCP port
+ * allocations, with versioned migrations and a backup copy before migrating.
+ * Single-threaded by design: controld's one event loop is the only user, so
+ * there are no locks. Functions return 0 or -errno; the ones that can refuse
+ * a request also write a one-line reason meant for the peer into err.
+ */
+#ifndef NAVE_STORE_H
+#define NAVE_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct store;
+
+#define STORE_ID_LEN	    9	/* 8 hex + NUL: registration and token ids */
+#define STORE_TUNNEL_ID_LEN 15	/* "t-" + 12 hex + NUL */
+#define STORE_SECRET_LEN    64	/* "nvr_<8>_<48>" / "nvt_<8>_<48>" + NUL fits */
+#define STORE_STR_LEN	    256 /* free text fields (description, hostname, ...) */
+#define STORE_RULE_LEN	    64
+
+/* The schema version this build migrates to. */
+#define STORE_SCHEMA_VERSION 2
+
+enum store_state { STORE_OFFLINE = 0, STORE_ONLINE = 1 };
+
+struct store_registration {
+	char id[STORE_ID_LEN];
+	char description[STORE_STR_LEN];
+	int64_t max_uses; /* 0 = unlimited */
+	int64_t uses;
+	int64_t expires_at; /* 0 = never */
+	bool enabled;
+	int64_t created_at;
+};
+
+struct store_token {
+	char id[STORE_ID_LEN];
+	char tunnel_id[STORE_TUNNEL_ID_LEN];
+	char description[STORE_STR_LEN];
+	int64_t created_at;
+	bool revoked;
+	int64_t last_used; /* 0 = never */
+};
+
+/* What a client says about itself (auth, tunnel_online); empty = unknown. */
+struct store_client_info {
+	const char *hostname;
+	const char *os;
+	const char *arch;
+	const char *client_version;
+};
+
+struct store_tunnel {
+	char id[STORE_TUNNEL_ID_LEN];
+	char group_id[STORE_STR_LEN];
+	char hostname[STORE_STR_LEN];
+	char os[STORE_RULE_LEN];
+	char arch[STORE_RULE_LEN];
+	char client_version[STORE_RULE_LEN];
+	int state;	   /* enum store_state */
+	int64_t last_seen; /* 0 = never */
+	int64_t created_at;
+	char token_id[STORE_ID_LEN];
+};
+
+struct store_port {
+	uint16_t port;
+	char tunnel_id[STORE_TUNNEL_ID_LEN];
+	char rule[STORE_RULE_LEN]; /* empty: none */
+	int64_t created_at;
+};
+
+/*
+ * Opens (creating if needed) the database at path and migrates it to
+ * STORE_SCHEMA_VERSION; when an existing database at version >= 1 is
+ * migrated, a copy is first written to "<path>.bak-v<OLD>". The port range
+ * and per-tunnel limit come from the config. 0 or -errno with err set.
+ */
+int store_open(struct store **out, const char *path, uint16_t port_min, uint16_t port_max,
+	       unsigned max_per_tunnel, char *err, size_t errlen);
+/* Closes the database; NULL is fine. */
+void store_close(struct store *s);
+/* The schema version of the open database. */
+int store_schema_version(struct store *s);
+
+/*
+ * Pagination for the list functions: items offset..offset+limit-1 in a stable
+ * order go to cb (a nonzero return stops the walk and is returned); *total
+ * receives the number of matching rows.
+ */
+typedef int (*store_reg_cb)(const struct store_registration *r, void *arg);
+typedef int (*store_token_cb)(const struct store_token *t, void *arg);
+typedef int (*store_tunnel_cb)(const struct store_tunnel *t, void *arg);
+typedef int (*store_port_cb)(const struct store_port *p, void *arg);
+
+/* --- registrations --- */
+/* New registration token; the secret goes to token (shown once, never stored). */
+int store_registration_create(struct store *s, const char *description, int64_t max_uses,
+			      int64_t expires_in, struct store_registration *out,
+			      char token[STORE_SECRET_LEN]);
+/* -ENOENT when unknown. */
+int store_registration_get(struct store *s, const char *id, struct store_registration *out);
+int store_registration_set_enabled(struct store *s, const char *id, bool enabled,
+				   struct store_registration *out);
+int store_registration_list(struct store *s, int64_t offset, int64_t limit, store_reg_cb cb,
+			    void *arg, int64_t *total);
+
+/* --- auth tokens --- */
+/*
+ * New auth token and its tunnel (group_id from group, else the tunnel id).
+ * The secret goes to token. 0 or -errno.
+ */
+int store_token_create(struct store *s, const char *group, const char *description,
+		       struct store_token *out, char token[STORE_SECRET_LEN]);
+int store_token_get(struct store *s, const char *id, struct store_token *out);
+/* Marks the token revoked; *changed tells whether it was not revoked before. */
+int store_token_revoke(struct store *s, const char *id, struct store_token *out, bool *changed);
+int store_token_list(struct store *s, int64_t offset, int64_t limit, store_token_cb cb, void *arg,
+		     int64_t *total);
+
+/*
+ * Auth with a registration token: on success (0) a new tunnel (group_id =
+ * group, else the hostname, else the tunnel id) and an auth token bound to it
+ * are created, the registration's use count goes up, tunnel_id and token are
+ * filled. -EACCES with reason in err when refused; other -errno on failure.
+ */
+int store_auth_registration(struct store *s, const char *registration, const char *group,
+			    const struct store_client_info *info,
+			    char tunnel_id[STORE_TUNNEL_ID_LEN], char token[STORE_SECRET_LEN],
+			    char *err, size_t errlen);
+/*
+ * Auth with an auth token: 0 and tunnel_id filled, or -EACCES with a reason.
+ * With update (mode "run") the tunnel's client info and the token's last_used
+ * are updated.
+ */
+int store_auth_token(struct store *s, const char *token, bool update,
+		     const struct store_client_info *info, char tunnel_id[STORE_TUNNEL_ID_LEN],
+		     char *err, size_t errlen);
+
+/* --- tunnels --- */
+int store_tunnel_get(struct store *s, const char *id, struct store_tunnel *out);
+/* online_only and search (substring of id, group id or hostname; NULL = all). */
+int store_tunnel_list(struct store *s, bool online_only, const char *search, int64_t offset,
+		      int64_t limit, store_tunnel_cb cb, void *arg, int64_t *total);
+/* Sets the state (and last_seen when online); info may be NULL. -ENOENT when unknown. */
+int store_tunnel_set_state(struct store *s, const char *id, int state,
+			   const struct store_client_info *info);
+/* Marks every tunnel offline (relayd gone, or start-up). */
+int store_tunnel_all_offline(struct store *s);
+/* Refreshes last_seen of an online tunnel. */
+int store_tunnel_touch(struct store *s, const char *id);
+int store_tunnel_counts(struct store *s, int64_t *total, int64_t *online);
+
+/* --- ports --- */
+/*
+ * Allocates a port to a tunnel with the rules of ctl_proto.h port_request:
+ * port 0 = the port already held under the non-empty rule name, else the
+ * lowest free one. rule may be NULL/empty. On 0, *out is the port and
+ * *created tells whether it is a new allocation. Refusals set err and return
+ * -ENOENT (unknown tunnel), -ERANGE (outside the range), -EADDRINUSE (taken
+ * by another tunnel), -EDQUOT (max_per_tunnel reached), -ENOSPC (no free port).
+ */
+int store_port_alloc(struct store *s, const char *tunnel_id, unsigned port, const char *rule,
+		     struct store_port *out, bool *created, char *err, size_t errlen);
+/*
+ * Releases a port; with tunnel_id set only if that tunnel holds it. -ENOENT
+ * with err when not allocated (to it). On 0, *out (if given) is the old row.
+ */
+int store_port_release(struct store *s, unsigned port, const char *tunnel_id,
+		       struct store_port *out, char *err, size_t errlen);
+/* Ports in port order; tunnel_id NULL = all. */
+int store_port_list(struct store *s, const char *tunnel_id, int64_t offset, int64_t limit,
+		    store_port_cb cb, void *arg, int64_t *total);
+int store_port_count(struct store *s, int64_t *count);
+
+/* Lower-case hex SHA-256 of a token secret, as stored: 65 bytes. */
+void store_hash_secret(const char *secret, char out[65]);
+
+#endif

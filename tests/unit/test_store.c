@@ -1,0 +1,647 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * Unit tests of ctl/store.c: auth tokens (right/wrong secret, revocation, the
+ * secret never on disk), registration tokens (uses, expiry, disable), the
+ * port allocator (specific, lowest free, range, ownership, per-tunnel limit,
+ * rule names, release, persistence) and schema migrations with the backup
+ * copy. Each test works in a fresh temporary state directory.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <sqlite3.h>
+
+#include "ctl/store.h"
+#include "log.h"
+
+#define PMIN  22000
+#define PMAX  22004
+#define MAXPT 3
+
+struct fixture {
+	char dir[64];
+	char db[128];
+	struct store *s;
+};
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	return remove(path);
+}
+
+static int open_store(struct fixture *f)
+{
+	char err[256] = "";
+	int ret = store_open(&f->s, f->db, PMIN, PMAX, MAXPT, err, sizeof(err));
+
+	if (ret)
+		print_error("store_open: %s\n", err);
+	return ret;
+}
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+
+	if (!f)
+		return -1;
+	snprintf(f->dir, sizeof(f->dir), "/tmp/test_store.XXXXXX");
+	if (!mkdtemp(f->dir))
+		return -1;
+	snprintf(f->db, sizeof(f->db), "%s/nave.db", f->dir);
+	if (open_store(f))
+		return -1;
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	store_close(f->s);
+	nftw(f->dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+	free(f);
+	return 0;
+}
+
+static void reopen(struct fixture *f)
+{
+	store_close(f->s);
+	f->s = NULL;
+	assert_int_equal(open_store(f), 0);
+}
+
+/* Runs SQL on a second connection to the database (WAL allows it). */
+static void raw_sql(const char *db, const char *sql)
+{
+	sqlite3 *h;
+	char *msg = NULL;
+
+	assert_int_equal(sqlite3_open(db, &h), SQLITE_OK);
+	if (sqlite3_exec(h, sql, NULL, NULL, &msg) != SQLITE_OK)
+		fail_msg("%s: %s", sql, msg);
+	sqlite3_close(h);
+}
+
+static long long raw_int(const char *db, const char *sql)
+{
+	sqlite3 *h;
+	sqlite3_stmt *st;
+	long long v = -1;
+
+	assert_int_equal(sqlite3_open(db, &h), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(h, sql, -1, &st, NULL), SQLITE_OK);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(h);
+	return v;
+}
+
+/* True when needle occurs in the file's bytes (a missing file holds nothing). */
+static bool file_contains(const char *path, const char *needle)
+{
+	size_t n = strlen(needle), len = 0, cap = 0;
+	char *buf = NULL, chunk[65536];
+	bool found = false;
+	ssize_t r;
+	int fd = open(path, O_RDONLY);
+
+	if (fd < 0)
+		return false;
+	while ((r = read(fd, chunk, sizeof(chunk))) > 0) {
+		if (len + (size_t)r > cap) {
+			cap = (len + (size_t)r) * 2;
+			buf = realloc(buf, cap);
+			assert_non_null(buf);
+		}
+		memcpy(buf + len, chunk, (size_t)r);
+		len += (size_t)r;
+	}
+	close(fd);
+	for (size_t i = 0; i + n <= len && !found; i++)
+		found = !memcmp(buf + i, needle, n);
+	free(buf);
+	return found;
+}
+
+static void new_tunnel(struct fixture *f, const char *group, char tid[STORE_TUNNEL_ID_LEN])
+{
+	struct store_token t;
+	char tok[STORE_SECRET_LEN];
+
+	assert_int_equal(store_token_create(f->s, group, "test", &t, tok), 0);
+	memcpy(tid, t.tunnel_id, STORE_TUNNEL_ID_LEN);
+}
+
+/* --- migrations --- */
+
+static void test_migrate_empty(void **state)
+{
+	struct fixture *f = *state;
+	char bak[160];
+
+	assert_int_equal(store_schema_version(f->s), STORE_SCHEMA_VERSION);
+	assert_int_equal(raw_int(f->db, "SELECT version FROM schema_version"),
+			 STORE_SCHEMA_VERSION);
+	assert_int_equal(raw_int(f->db, "SELECT count(*) FROM schema_version"), 1);
+	assert_int_equal(raw_int(f->db, "SELECT count(*) FROM sqlite_master WHERE name IN"
+					" ('registrations','tokens','tunnels','ports')"),
+			 4);
+	/* a fresh database has nothing to back up */
+	for (int v = 0; v <= STORE_SCHEMA_VERSION; v++) {
+		snprintf(bak, sizeof(bak), "%s.bak-v%d", f->db, v);
+		assert_int_not_equal(access(bak, F_OK), 0);
+	}
+	/* reopening an up-to-date database does not migrate or back up */
+	reopen(f);
+	snprintf(bak, sizeof(bak), "%s.bak-v%d", f->db, STORE_SCHEMA_VERSION);
+	assert_int_not_equal(access(bak, F_OK), 0);
+}
+
+static void test_wal_mode(void **state)
+{
+	struct fixture *f = *state;
+	sqlite3 *h;
+	sqlite3_stmt *st;
+
+	assert_int_equal(sqlite3_open(f->db, &h), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(h, "PRAGMA journal_mode", -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	assert_string_equal((const char *)sqlite3_column_text(st, 0), "wal");
+	sqlite3_finalize(st);
+	sqlite3_close(h);
+}
+
+static void test_migrate_backup(void **state)
+{
+	struct fixture *f = *state;
+	char tid[STORE_TUNNEL_ID_LEN], bak[160];
+	struct stat sb;
+
+	new_tunnel(f, "old-data", tid);
+	store_close(f->s);
+	f->s = NULL;
+	/* make it look like a v1 database: version 1 and no v2 indexes */
+	raw_sql(f->db, "UPDATE schema_version SET version = 1;"
+		       "DROP INDEX ports_tunnel; DROP INDEX tokens_tunnel;"
+		       "DROP INDEX tunnels_state;");
+	assert_int_equal(open_store(f), 0);
+	assert_int_equal(store_schema_version(f->s), STORE_SCHEMA_VERSION);
+	assert_int_equal(raw_int(f->db, "SELECT version FROM schema_version"),
+			 STORE_SCHEMA_VERSION);
+	assert_int_equal(raw_int(f->db, "SELECT count(*) FROM sqlite_master WHERE type = 'index'"
+					" AND name = 'ports_tunnel'"),
+			 1);
+
+	snprintf(bak, sizeof(bak), "%s.bak-v1", f->db);
+	assert_int_equal(stat(bak, &sb), 0);
+	assert_int_equal(sb.st_mode & 0777, 0600);
+	/* the copy is the old database, data included */
+	assert_int_equal(raw_int(bak, "SELECT version FROM schema_version"), 1);
+	assert_int_equal(raw_int(bak, "SELECT count(*) FROM tunnels WHERE group_id = 'old-data'"),
+			 1);
+	assert_int_equal(raw_int(bak, "SELECT count(*) FROM sqlite_master WHERE name ="
+				      " 'ports_tunnel'"),
+			 0);
+	/* and the data survived the migration */
+	assert_int_equal(raw_int(f->db, "SELECT count(*) FROM tunnels WHERE group_id ="
+					" 'old-data'"),
+			 1);
+}
+
+static void test_migrate_newer_refused(void **state)
+{
+	struct fixture *f = *state;
+	char err[256] = "";
+
+	store_close(f->s);
+	f->s = NULL;
+	raw_sql(f->db, "UPDATE schema_version SET version = 99");
+	assert_int_equal(store_open(&f->s, f->db, PMIN, PMAX, MAXPT, err, sizeof(err)), -EPROTO);
+	assert_null(f->s);
+	assert_non_null(strstr(err, "newer"));
+	raw_sql(f->db, "UPDATE schema_version SET version = 2");
+	assert_int_equal(open_store(f), 0);
+}
+
+/* --- auth tokens --- */
+
+static void test_token_verify(void **state)
+{
+	struct fixture *f = *state;
+	struct store_token t, t2;
+	struct store_tunnel tun;
+	struct store_client_info info = {"host1", "linux", "amd64", "0.1.0"};
+	char tok[STORE_SECRET_LEN], bad[STORE_SECRET_LEN], tid[STORE_TUNNEL_ID_LEN], err[128];
+	char path[160];
+	bool changed;
+
+	assert_int_equal(store_token_create(f->s, "grp", "desc", &t, tok), 0);
+	assert_int_equal(strlen(tok), 61);
+	assert_memory_equal(tok, "nvt_", 4);
+	assert_memory_equal(tok + 4, t.id, 8);
+	assert_int_equal(strlen(t.tunnel_id), 14);
+	assert_memory_equal(t.tunnel_id, "t-", 2);
+	assert_false(t.revoked);
+	assert_int_equal(t.last_used, 0);
+
+	assert_int_equal(store_tunnel_get(f->s, t.tunnel_id, &tun), 0);
+	assert_string_equal(tun.group_id, "grp");
+	assert_string_equal(tun.token_id, t.id);
+	assert_int_equal(tun.state, STORE_OFFLINE);
+
+	/* right secret, mode configure: nothing updated */
+	assert_int_equal(store_auth_token(f->s, tok, false, &info, tid, err, sizeof(err)), 0);
+	assert_string_equal(tid, t.tunnel_id);
+	assert_int_equal(store_tunnel_get(f->s, tid, &tun), 0);
+	assert_string_equal(tun.hostname, "");
+	/* mode run: client info and last_used updated */
+	assert_int_equal(store_auth_token(f->s, tok, true, &info, tid, err, sizeof(err)), 0);
+	assert_int_equal(store_tunnel_get(f->s, tid, &tun), 0);
+	assert_string_equal(tun.hostname, "host1");
+	assert_string_equal(tun.os, "linux");
+	assert_string_equal(tun.arch, "amd64");
+	assert_string_equal(tun.client_version, "0.1.0");
+	assert_int_equal(store_token_get(f->s, t.id, &t2), 0);
+	assert_true(t2.last_used > 0);
+
+	/* wrong secret */
+	memcpy(bad, tok, sizeof(bad));
+	bad[60] = bad[60] == '0' ? '1' : '0';
+	assert_int_equal(store_auth_token(f->s, bad, true, NULL, tid, err, sizeof(err)), -EACCES);
+	assert_string_equal(err, "invalid token");
+	/* malformed and unknown */
+	assert_int_equal(store_auth_token(f->s, "nvt_zz", true, NULL, tid, err, sizeof(err)),
+			 -EACCES);
+	assert_string_equal(err, "invalid token");
+	memcpy(bad, tok, sizeof(bad));
+	bad[4] = bad[4] == '0' ? '1' : '0';
+	assert_int_equal(store_auth_token(f->s, bad, true, NULL, tid, err, sizeof(err)), -EACCES);
+	assert_string_equal(err, "invalid token");
+	/* a registration-shaped token is not an auth token */
+	memcpy(bad, tok, sizeof(bad));
+	bad[2] = 'r';
+	assert_int_equal(store_auth_token(f->s, bad, true, NULL, tid, err, sizeof(err)), -EACCES);
+
+	/* revoked */
+	assert_int_equal(store_token_revoke(f->s, t.id, &t2, &changed), 0);
+	assert_true(changed);
+	assert_true(t2.revoked);
+	assert_int_equal(store_token_revoke(f->s, t.id, &t2, &changed), 0);
+	assert_false(changed);
+	assert_int_equal(store_auth_token(f->s, tok, true, NULL, tid, err, sizeof(err)), -EACCES);
+	assert_string_equal(err, "token revoked");
+	assert_int_equal(store_token_revoke(f->s, "00000000", &t2, &changed), -ENOENT);
+
+	/* the secret is nowhere in the database files */
+	store_close(f->s);
+	f->s = NULL;
+	assert_true(file_contains(f->db, t.id)); /* sanity: the scan sees stored text */
+	snprintf(path, sizeof(path), "%s", f->db);
+	assert_false(file_contains(path, tok + 13));
+	snprintf(path, sizeof(path), "%s-wal", f->db);
+	assert_false(file_contains(path, tok + 13));
+	assert_int_equal(open_store(f), 0);
+}
+
+static int count_cb(const struct store_token *t, void *arg)
+{
+	(*(int *)arg)++;
+	return 0;
+}
+
+static void test_token_list(void **state)
+{
+	struct fixture *f = *state;
+	struct store_token t;
+	char tok[STORE_SECRET_LEN];
+	int64_t total;
+	int n = 0;
+
+	for (int i = 0; i < 5; i++)
+		assert_int_equal(store_token_create(f->s, NULL, "x", &t, tok), 0);
+	assert_int_equal(store_token_list(f->s, 0, 3, count_cb, &n, &total), 0);
+	assert_int_equal(total, 5);
+	assert_int_equal(n, 3);
+	n = 0;
+	assert_int_equal(store_token_list(f->s, 3, 3, count_cb, &n, &total), 0);
+	assert_int_equal(n, 2);
+	/* no group given: the tunnel's group id is its own id */
+	{
+		struct store_tunnel tun;
+
+		assert_int_equal(store_tunnel_get(f->s, t.tunnel_id, &tun), 0);
+		assert_string_equal(tun.group_id, t.tunnel_id);
+	}
+}
+
+/* --- registrations --- */
+
+static int reg_cb(const struct store_registration *r, void *arg)
+{
+	(*(int *)arg)++;
+	return 0;
+}
+
+static void test_registration(void **state)
+{
+	struct fixture *f = *state;
+	struct store_registration r, r2;
+	struct store_client_info info = {"dev-a", "linux", "arm64", "0.1.0"};
+	struct store_tunnel tun;
+	char reg[STORE_SECRET_LEN], tok[STORE_SECRET_LEN], tok2[STORE_SECRET_LEN];
+	char tid[STORE_TUNNEL_ID_LEN], tid2[STORE_TUNNEL_ID_LEN], err[128], bad[STORE_SECRET_LEN];
+
+	assert_int_equal(store_registration_create(f->s, "two devices", 2, 0, &r, reg), 0);
+	assert_int_equal(strlen(reg), 61);
+	assert_memory_equal(reg, "nvr_", 4);
+	assert_memory_equal(reg + 4, r.id, 8);
+	assert_string_equal(r.description, "two devices");
+	assert_int_equal(r.max_uses, 2);
+	assert_int_equal(r.uses, 0);
+	assert_int_equal(r.expires_at, 0);
+	assert_true(r.enabled);
+	assert_false(file_contains(f->db, reg + 13));
+
+	/* wrong secret */
+	memcpy(bad, reg, sizeof(bad));
+	bad[40] = bad[40] == 'a' ? 'b' : 'a';
+	assert_int_equal(
+	    store_auth_registration(f->s, bad, NULL, &info, tid, tok, err, sizeof(err)), -EACCES);
+	assert_string_equal(err, "invalid registration token");
+	/* an auth token is not a registration token */
+	bad[2] = 't';
+	assert_int_equal(
+	    store_auth_registration(f->s, bad, NULL, &info, tid, tok, err, sizeof(err)), -EACCES);
+	assert_string_equal(err, "invalid registration token");
+
+	/* first use: group from the hostname */
+	assert_int_equal(
+	    store_auth_registration(f->s, reg, NULL, &info, tid, tok, err, sizeof(err)), 0);
+	assert_int_equal(store_tunnel_get(f->s, tid, &tun), 0);
+	assert_string_equal(tun.group_id, "dev-a");
+	assert_string_equal(tun.hostname, "dev-a");
+	assert_string_equal(tun.arch, "arm64");
+	assert_int_equal(store_auth_token(f->s, tok, true, &info, tid2, err, sizeof(err)), 0);
+	assert_string_equal(tid2, tid);
+	/* second use: group from "id" */
+	assert_int_equal(
+	    store_auth_registration(f->s, reg, "kiosk", &info, tid2, tok2, err, sizeof(err)), 0);
+	assert_string_not_equal(tid, tid2);
+	assert_string_not_equal(tok, tok2);
+	assert_int_equal(store_tunnel_get(f->s, tid2, &tun), 0);
+	assert_string_equal(tun.group_id, "kiosk");
+	assert_int_equal(store_registration_get(f->s, r.id, &r2), 0);
+	assert_int_equal(r2.uses, 2);
+	/* third: used up */
+	assert_int_equal(
+	    store_auth_registration(f->s, reg, NULL, &info, tid2, tok2, err, sizeof(err)), -EACCES);
+	assert_string_equal(err, "registration token used up");
+	assert_int_equal(store_registration_get(f->s, r.id, &r2), 0);
+	assert_int_equal(r2.uses, 2);
+	assert_false(file_contains(f->db, tok + 13));
+}
+
+static void test_registration_disable_expire(void **state)
+{
+	struct fixture *f = *state;
+	struct store_registration r, r2;
+	char reg[STORE_SECRET_LEN], tok[STORE_SECRET_LEN], tid[STORE_TUNNEL_ID_LEN], err[128];
+	char sql[128];
+	int64_t total;
+	int n = 0;
+
+	assert_int_equal(store_registration_create(f->s, "", 0, 3600, &r, reg), 0);
+	assert_true(r.expires_at >= r.created_at + 3600);
+
+	assert_int_equal(store_registration_set_enabled(f->s, r.id, false, &r2), 0);
+	assert_false(r2.enabled);
+	assert_int_equal(store_auth_registration(f->s, reg, NULL, NULL, tid, tok, err, sizeof(err)),
+			 -EACCES);
+	assert_string_equal(err, "registration token disabled");
+	assert_int_equal(store_registration_set_enabled(f->s, r.id, true, &r2), 0);
+	assert_true(r2.enabled);
+	/* unlimited uses */
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(
+		    store_auth_registration(f->s, reg, NULL, NULL, tid, tok, err, sizeof(err)), 0);
+	assert_int_equal(store_registration_set_enabled(f->s, "ffffffff", true, &r2), -ENOENT);
+
+	/* expired: move expires_at into the past */
+	snprintf(sql, sizeof(sql), "UPDATE registrations SET expires_at = 1000 WHERE id = '%s'",
+		 r.id);
+	raw_sql(f->db, sql);
+	assert_int_equal(store_auth_registration(f->s, reg, NULL, NULL, tid, tok, err, sizeof(err)),
+			 -EACCES);
+	assert_string_equal(err, "registration token expired");
+
+	assert_int_equal(store_registration_list(f->s, 0, 50, reg_cb, &n, &total), 0);
+	assert_int_equal(total, 1);
+	assert_int_equal(n, 1);
+}
+
+/* --- ports --- */
+
+static void alloc_ok(struct fixture *f, const char *tid, unsigned port, const char *rule,
+		     unsigned want, bool want_created)
+{
+	struct store_port p;
+	char err[128] = "";
+	bool created;
+	int ret = store_port_alloc(f->s, tid, port, rule, &p, &created, err, sizeof(err));
+
+	if (ret)
+		fail_msg("alloc %s %u %s: %d %s", tid, port, rule ? rule : "", ret, err);
+	assert_int_equal(p.port, want);
+	assert_string_equal(p.tunnel_id, tid);
+	assert_int_equal(created, want_created);
+}
+
+static void alloc_err(struct fixture *f, const char *tid, unsigned port, const char *rule, int want,
+		      const char *reason)
+{
+	struct store_port p;
+	char err[128] = "";
+	bool created = true;
+
+	assert_int_equal(store_port_alloc(f->s, tid, port, rule, &p, &created, err, sizeof(err)),
+			 want);
+	assert_false(created);
+	assert_string_equal(err, reason);
+}
+
+static int port_cb(const struct store_port *p, void *arg)
+{
+	char *out = arg;
+	size_t n = strlen(out);
+
+	snprintf(out + n, 256 - n, "%u:%s ", p->port, p->rule);
+	return 0;
+}
+
+static void test_ports(void **state)
+{
+	struct fixture *f = *state;
+	char a[STORE_TUNNEL_ID_LEN], b[STORE_TUNNEL_ID_LEN], reason[128], err[128];
+	char list[256] = "";
+	struct store_port p;
+	int64_t total;
+
+	new_tunnel(f, "a", a);
+	new_tunnel(f, "b", b);
+
+	alloc_ok(f, a, 22002, NULL, 22002, true); /* specific */
+	alloc_ok(f, a, 0, NULL, 22000, true);	  /* any = lowest free */
+	alloc_ok(f, b, 0, "", 22001, true);
+	alloc_ok(f, a, 22002, NULL, 22002, false); /* already ours */
+	alloc_err(f, b, 22002, NULL, -EADDRINUSE, "port 22002 is allocated to another tunnel");
+	alloc_err(f, a, 21999, NULL, -ERANGE, "port 21999 is outside the range 22000-22004");
+	alloc_err(f, a, 22005, NULL, -ERANGE, "port 22005 is outside the range 22000-22004");
+	alloc_err(f, a, 70000, NULL, -ERANGE, "port 70000 is outside the range 22000-22004");
+	alloc_err(f, "t-000000000000", 0, NULL, -ENOENT, "unknown tunnel t-000000000000");
+
+	alloc_ok(f, a, 0, "ssh", 22003, true);	/* a now holds 3 */
+	alloc_ok(f, a, 0, "ssh", 22003, false); /* same rule, same port */
+	snprintf(reason, sizeof(reason), "tunnel %s already has 3 ports (max_per_tunnel)", a);
+	alloc_err(f, a, 0, NULL, -EDQUOT, reason);
+	alloc_err(f, a, 22004, NULL, -EDQUOT, reason);
+	alloc_err(f, a, 0, "web", -EDQUOT, reason);
+	/* naming an owned port sets its rule */
+	alloc_ok(f, a, 22000, "web", 22000, false);
+	alloc_ok(f, a, 0, "web", 22000, false);
+
+	alloc_ok(f, b, 0, NULL, 22004, true);
+	alloc_err(f, b, 0, NULL, -ENOSPC, "no free port in 22000-22004");
+
+	assert_int_equal(store_port_list(f->s, NULL, 0, 50, port_cb, list, &total), 0);
+	assert_int_equal(total, 5);
+	assert_string_equal(list, "22000:web 22001: 22002: 22003:ssh 22004: ");
+	list[0] = 0;
+	assert_int_equal(store_port_list(f->s, b, 0, 50, port_cb, list, &total), 0);
+	assert_int_equal(total, 2);
+	assert_string_equal(list, "22001: 22004: ");
+
+	/* release: only by the owner when a tunnel is named */
+	assert_int_equal(store_port_release(f->s, 22003, b, &p, err, sizeof(err)), -ENOENT);
+	snprintf(reason, sizeof(reason), "port 22003 is not allocated to tunnel %s", b);
+	assert_string_equal(err, reason);
+	assert_int_equal(store_port_release(f->s, 22003, a, &p, err, sizeof(err)), 0);
+	assert_string_equal(p.rule, "ssh");
+	assert_int_equal(store_port_release(f->s, 22003, a, &p, err, sizeof(err)), -ENOENT);
+	assert_string_equal(err, "port 22003 is not allocated");
+	/* and reallocate: a is below its limit again, 22003 is the lowest free */
+	alloc_ok(f, b, 0, NULL, 22003, true);
+	alloc_err(f, a, 0, "ssh", -ENOSPC, "no free port in 22000-22004");
+	assert_int_equal(store_port_release(f->s, 22003, NULL, NULL, err, sizeof(err)), 0);
+	alloc_ok(f, a, 0, "ssh", 22003, true);
+
+	/* persistence across close/reopen */
+	reopen(f);
+	list[0] = 0;
+	assert_int_equal(store_port_list(f->s, NULL, 0, 50, port_cb, list, &total), 0);
+	assert_string_equal(list, "22000:web 22001: 22002: 22003:ssh 22004: ");
+	alloc_ok(f, a, 0, "ssh", 22003, false); /* a reconnecting tunnel gets its port back */
+	alloc_ok(f, a, 0, "web", 22000, false);
+	assert_int_equal(store_port_count(f->s, &total), 0);
+	assert_int_equal(total, 5);
+}
+
+static void test_ports_lowest_free_gap(void **state)
+{
+	struct fixture *f = *state;
+	char a[STORE_TUNNEL_ID_LEN], b[STORE_TUNNEL_ID_LEN], err[128];
+
+	new_tunnel(f, "a", a);
+	new_tunnel(f, "b", b);
+	alloc_ok(f, a, 22000, NULL, 22000, true);
+	alloc_ok(f, a, 22001, NULL, 22001, true);
+	alloc_ok(f, b, 22003, NULL, 22003, true);
+	assert_int_equal(store_port_release(f->s, 22000, NULL, NULL, err, sizeof(err)), 0);
+	alloc_ok(f, b, 0, NULL, 22000, true);
+	alloc_ok(f, b, 0, NULL, 22002, true);
+	alloc_ok(f, a, 0, NULL, 22004, true);
+}
+
+/* --- tunnels --- */
+
+static int tun_cb(const struct store_tunnel *t, void *arg)
+{
+	(*(int *)arg)++;
+	return 0;
+}
+
+static void test_tunnels(void **state)
+{
+	struct fixture *f = *state;
+	struct store_client_info info = {"box-1", "linux", "amd64", "0.1.0"};
+	char a[STORE_TUNNEL_ID_LEN], b[STORE_TUNNEL_ID_LEN];
+	struct store_tunnel t;
+	int64_t total, online;
+	int n = 0;
+
+	new_tunnel(f, "alpha", a);
+	new_tunnel(f, "beta_1", b);
+	assert_int_equal(store_tunnel_set_state(f->s, a, STORE_ONLINE, &info), 0);
+	assert_int_equal(store_tunnel_get(f->s, a, &t), 0);
+	assert_int_equal(t.state, STORE_ONLINE);
+	assert_true(t.last_seen > 0);
+	assert_string_equal(t.hostname, "box-1");
+	assert_int_equal(store_tunnel_set_state(f->s, "t-nope", STORE_ONLINE, NULL), -ENOENT);
+	assert_int_equal(store_tunnel_counts(f->s, &total, &online), 0);
+	assert_int_equal(total, 2);
+	assert_int_equal(online, 1);
+
+	assert_int_equal(store_tunnel_list(f->s, true, NULL, 0, 50, tun_cb, &n, &total), 0);
+	assert_int_equal(total, 1);
+	assert_int_equal(n, 1);
+	n = 0;
+	assert_int_equal(store_tunnel_list(f->s, false, "box", 0, 50, tun_cb, &n, &total), 0);
+	assert_int_equal(n, 1);
+	n = 0;
+	/* '_' is literal, not a wildcard */
+	assert_int_equal(store_tunnel_list(f->s, false, "a_1", 0, 50, tun_cb, &n, &total), 0);
+	assert_int_equal(n, 1);
+	n = 0;
+	assert_int_equal(store_tunnel_list(f->s, false, "x_", 0, 50, tun_cb, &n, &total), 0);
+	assert_int_equal(n, 0);
+	n = 0;
+	assert_int_equal(store_tunnel_list(f->s, false, b, 0, 50, tun_cb, &n, &total), 0);
+	assert_int_equal(n, 1);
+
+	assert_int_equal(store_tunnel_all_offline(f->s), 0);
+	assert_int_equal(store_tunnel_counts(f->s, &total, &online), 0);
+	assert_int_equal(online, 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_migrate_empty, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_wal_mode, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_migrate_backup, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_migrate_newer_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_token_verify, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_token_list, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_registration, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_registration_disable_expire, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_ports, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_ports_lowest_free_gap, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_tunnels, setup, teardown),
+	};
+
+	log_init("test_store", NLOG_WARN, false);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
