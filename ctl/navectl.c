@@ -1,0 +1,1610 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * navectl: the admin CLI, a thin client of nave-controld's HTTP/1.1 + JSON API
+ * (ctl/API.md) on the Unix socket runtime_dir/control.sock. One table of
+ * {command, handler, help} rows drives dispatch and usage, and every
+ * subcommand is one function: it checks its arguments, sends one request
+ * through the small HTTP client below, and prints the answer as aligned
+ * columns, or with --json the response body exactly as controld sent it.
+ * Exit status: 0 done, 1 refused or failed (the reason on stderr, one line),
+ * 2 bad usage.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "config/cfg.h"
+#include "util.h"
+
+#define HTTP_MAX_BODY  (16u << 20) /* a response body larger than this is refused */
+#define HTTP_MAX_HEAD  (64u << 10)
+#define HTTP_TIMEOUT_S 30
+#define SOCKET_NAME    "/control.sock"
+#define TABLE_MAX_COLS 8
+
+/* Exit codes (DESIGN.md "Commands (contract)"). */
+enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
+/* parse_args() result when --help was printed: the command is done, exit 0. */
+#define ARGS_HELP (-1)
+
+struct cmd;
+
+struct ctx {
+	const char *socket;    /* --socket */
+	const char *config;    /* --config */
+	bool json;	       /* --json */
+	const struct cmd *cmd; /* the command being run, for messages */
+	const char *group;     /* the command group named so far, for messages */
+	char sock[CFG_PATH_MAX + sizeof(SOCKET_NAME)];
+};
+
+struct cmd {
+	const char *group; /* first word */
+	const char *name;  /* second word, NULL for one-word commands */
+	int (*fn)(struct ctx *c, int argc, char **argv);
+	const char *args; /* usage of its arguments */
+	const char *help; /* one line */
+};
+
+static const struct cmd cmds[];
+
+/* ---- messages ---------------------------------------------------------- */
+
+/* Control characters from the server (or the user) never reach the terminal. */
+static void sanitize(char *s, char repl)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			*s = repl;
+}
+
+/* "navectl: reason" as one line on stderr. */
+static void __attribute__((format(printf, 1, 2))) fail(const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	sanitize(msg, ' ');
+	fprintf(stderr, "navectl: %s\n", msg);
+}
+
+/* A bad-usage line with a pointer to the right --help; returns EXIT_USAGE. */
+static int __attribute__((format(printf, 2, 3)))
+usage_error(const struct ctx *c, const char *fmt, ...)
+{
+	char msg[768], where[64] = "";
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	sanitize(msg, ' ');
+	if (c->cmd)
+		snprintf(where, sizeof(where), " %s%s%s", c->cmd->group, c->cmd->name ? " " : "",
+			 c->cmd->name ? c->cmd->name : "");
+	else if (c->group)
+		snprintf(where, sizeof(where), " %s", c->group);
+	fprintf(stderr, "navectl: %s (see 'navectl%s --help')\n", msg, where);
+	return EXIT_USAGE;
+}
+
+/* ---- growing strings --------------------------------------------------- */
+
+struct sbuf {
+	char *p;
+	size_t len, cap;
+	bool oom;
+};
+
+/* Room for n more bytes and the NUL; sets oom instead of failing loudly. */
+static void sb_reserve(struct sbuf *b, size_t n)
+{
+	size_t cap;
+	char *p;
+
+	if (b->oom || b->len + n + 1 <= b->cap)
+		return;
+	cap = b->cap ? b->cap : 256;
+	while (cap < b->len + n + 1)
+		cap *= 2;
+	p = realloc(b->p, cap);
+	if (!p) {
+		b->oom = true;
+		return;
+	}
+	b->p = p;
+	b->cap = cap;
+}
+
+static void sb_add(struct sbuf *b, const void *s, size_t n)
+{
+	sb_reserve(b, n);
+	if (b->oom)
+		return;
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+	b->p[b->len] = 0;
+}
+
+static void sb_str(struct sbuf *b, const char *s)
+{
+	sb_add(b, s, strlen(s));
+}
+
+static void __attribute__((format(printf, 2, 3))) sb_printf(struct sbuf *b, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (n < 0) {
+		b->oom = true;
+		return;
+	}
+	sb_reserve(b, (size_t)n);
+	if (b->oom)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	b->len += (size_t)n;
+}
+
+/* Percent-encodes s for a path segment or a query value (RFC 3986 unreserved pass). */
+static void sb_escape(struct sbuf *b, const char *s)
+{
+	static const char hex[] = "0123456789ABCDEF";
+
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+
+		if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		    (ch >= '0' && ch <= '9') || ch == '-' || ch == '.' || ch == '_' || ch == '~') {
+			sb_add(b, s, 1);
+		} else {
+			char e[3] = {'%', hex[ch >> 4], hex[ch & 15]};
+
+			sb_add(b, e, sizeof(e));
+		}
+	}
+}
+
+/* Appends "?k=v" or "&k=v" with v percent-encoded. */
+static void sb_query(struct sbuf *b, const char *k, const char *v)
+{
+	sb_str(b, strchr(b->p ? b->p : "", '?') ? "&" : "?");
+	sb_str(b, k);
+	sb_str(b, "=");
+	sb_escape(b, v);
+}
+
+static void sb_free(struct sbuf *b)
+{
+	free(b->p);
+	memset(b, 0, sizeof(*b));
+}
+
+/* ---- HTTP/1.1 client over AF_UNIX --------------------------------------- */
+
+struct http_resp {
+	int status;
+	char reason[64];
+	char *body; /* NUL-terminated, owned; "" when there is none */
+	size_t body_len;
+};
+
+static int http_connect(const char *path, char *err, size_t errlen)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct timeval tv = {.tv_sec = HTTP_TIMEOUT_S};
+	size_t len = strlen(path);
+	int fd, e;
+
+	if (len == 0 || len >= sizeof(sa.sun_path)) {
+		e = len ? ENAMETOOLONG : ENOENT;
+		goto fail;
+	}
+	memcpy(sa.sun_path, path, len + 1);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		e = errno;
+		goto fail;
+	}
+	/* Bounds connect (full backlog), send and every read. */
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0 ||
+	    connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		e = errno;
+		close(fd);
+		goto fail;
+	}
+	return fd;
+fail:
+	snprintf(err, errlen, "cannot connect to controld at %s: %s", path, strerror(e));
+	return -e;
+}
+
+static int send_all(int fd, const char *p, size_t n)
+{
+	while (n) {
+		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+/* Reads until EOF (the request said Connection: close); at most max bytes. */
+static int recv_all(int fd, struct sbuf *b, size_t max)
+{
+	for (;;) {
+		ssize_t r;
+
+		sb_reserve(b, 64 * 1024);
+		if (b->oom)
+			return -ENOMEM;
+		r = recv(fd, b->p + b->len, b->cap - b->len - 1, 0);
+		if (r == 0)
+			return 0;
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return errno == EAGAIN || errno == EWOULDBLOCK ? -ETIMEDOUT : -errno;
+		}
+		b->len += (size_t)r;
+		b->p[b->len] = 0;
+		if (b->len > max)
+			return -EFBIG;
+	}
+}
+
+static bool is_digit(char ch)
+{
+	return ch >= '0' && ch <= '9';
+}
+
+static int hex_digit(char ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	if (ch >= 'a' && ch <= 'f')
+		return ch - 'a' + 10;
+	if (ch >= 'A' && ch <= 'F')
+		return ch - 'A' + 10;
+	return -1;
+}
+
+/* Decodes a chunked body (RFC 9112 7.1); extensions and trailers are ignored. */
+static int http_dechunk(const char *p, size_t len, struct sbuf *out)
+{
+	size_t i = 0;
+
+	for (;;) {
+		const char *eol = memmem(p + i, len - i, "\r\n", 2);
+		size_t n = 0, j = i;
+
+		if (!eol)
+			return -EBADMSG;
+		for (; p + j < eol && hex_digit(p[j]) >= 0; j++) {
+			n = n * 16 + (size_t)hex_digit(p[j]);
+			if (n > HTTP_MAX_BODY)
+				return -EFBIG;
+		}
+		if (j == i || (p + j < eol && p[j] != ';' && p[j] != ' ' && p[j] != '\t'))
+			return -EBADMSG;
+		i = (size_t)(eol - p) + 2;
+		if (n == 0)
+			return 0;
+		if (len - i < n + 2 || p[i + n] != '\r' || p[i + n + 1] != '\n')
+			return -EBADMSG;
+		sb_add(out, p + i, n);
+		if (out->len > HTTP_MAX_BODY)
+			return -EFBIG;
+		i += n + 2;
+	}
+}
+
+static bool header_is(const char *line, size_t n, const char *name)
+{
+	size_t k = strlen(name);
+
+	return n > k && line[k] == ':' && !strncasecmp(line, name, k);
+}
+
+/* Parses a whole response (status line, headers, body) into *r. 0 or -errno. */
+static int http_parse(const char *p, size_t len, struct http_resp *r)
+{
+	struct sbuf body = {0};
+	bool chunked, have_len;
+	size_t clen, rest;
+	const char *end;
+	int ret;
+
+	for (;;) {
+		const char *line, *eol;
+
+		chunked = have_len = false;
+		clen = 0;
+		end = memmem(p, len, "\r\n\r\n", 4);
+		if (!end)
+			return -EBADMSG;
+		if (end - p < 12 || memcmp(p, "HTTP/1.", 7) || p[8] != ' ' || !is_digit(p[9]) ||
+		    !is_digit(p[10]) || !is_digit(p[11]) || (p[12] != ' ' && p[12] != '\r'))
+			return -EBADMSG;
+		r->status = (p[9] - '0') * 100 + (p[10] - '0') * 10 + (p[11] - '0');
+		eol = memmem(p, (size_t)(end - p) + 2, "\r\n", 2);
+		if (p[12] == ' ') {
+			size_t n = (size_t)(eol - p) - 13;
+
+			if (n >= sizeof(r->reason))
+				n = sizeof(r->reason) - 1;
+			memcpy(r->reason, p + 13, n);
+			r->reason[n] = 0;
+			sanitize(r->reason, ' ');
+		}
+		for (line = eol + 2; line < end + 2; line = eol + 2) {
+			size_t n;
+
+			eol = memmem(line, (size_t)(end + 2 - line), "\r\n", 2);
+			n = (size_t)(eol - line);
+			if (header_is(line, n, "Content-Length")) {
+				const char *v = line + 15;
+				size_t v_len = 0;
+				bool digits = false;
+
+				while (v < eol && (*v == ' ' || *v == '\t'))
+					v++;
+				for (; v < eol && *v >= '0' && *v <= '9'; v++) {
+					v_len = v_len * 10 + (size_t)(*v - '0');
+					if (v_len > HTTP_MAX_BODY)
+						return -EFBIG;
+					digits = true;
+				}
+				while (v < eol && (*v == ' ' || *v == '\t'))
+					v++;
+				if (!digits || v != eol || (have_len && v_len != clen))
+					return -EBADMSG;
+				have_len = true;
+				clen = v_len;
+			} else if (header_is(line, n, "Transfer-Encoding")) {
+				chunked = memmem(line, n, "chunked", 7) ||
+					  memmem(line, n, "Chunked", 7) ||
+					  memmem(line, n, "CHUNKED", 7);
+			}
+		}
+		rest = (size_t)(end + 4 - p);
+		p += rest;
+		len -= rest;
+		/* 1xx (100 Continue): another head follows. */
+		if (r->status >= 200 || r->status < 100)
+			break;
+	}
+	if (r->status == 204 || r->status == 304) {
+		ret = 0;
+	} else if (chunked) {
+		ret = http_dechunk(p, len, &body);
+	} else if (have_len) {
+		ret = clen <= len ? 0 : -EBADMSG;
+		if (!ret)
+			sb_add(&body, p, clen);
+	} else {
+		ret = len <= HTTP_MAX_BODY ? 0 : -EFBIG;
+		if (!ret)
+			sb_add(&body, p, len);
+	}
+	sb_reserve(&body, 0);
+	if (!ret && body.oom)
+		ret = -ENOMEM;
+	if (ret) {
+		sb_free(&body);
+		return ret;
+	}
+	r->body = body.p;
+	r->body_len = body.len;
+	return 0;
+}
+
+/*
+ * One request on a fresh connection. body (JSON text) may be NULL. Fills *r
+ * (caller frees r->body); on error returns -errno with a one-line reason in err.
+ */
+static int http_request(const char *sock, const char *method, const char *target, const char *body,
+			struct http_resp *r, char *err, size_t errlen)
+{
+	struct sbuf req = {0}, in = {0};
+	size_t blen = body ? strlen(body) : 0;
+	int fd, ret, sent;
+
+	memset(r, 0, sizeof(*r));
+	sb_printf(&req,
+		  "%s %s HTTP/1.1\r\nHost: nave\r\nUser-Agent: navectl/%s\r\n"
+		  "Accept: application/json\r\nContent-Type: application/json\r\n"
+		  "Content-Length: %zu\r\nConnection: close\r\n\r\n",
+		  method, target, NAVE_VERSION, blen);
+	if (body)
+		sb_add(&req, body, blen);
+	if (req.oom) {
+		ret = -ENOMEM;
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	fd = http_connect(sock, err, errlen);
+	if (fd < 0) {
+		ret = fd;
+		goto out;
+	}
+	/* A send error may still leave an error response to read (server closed early). */
+	sent = send_all(fd, req.p, req.len);
+	ret = recv_all(fd, &in, HTTP_MAX_BODY + HTTP_MAX_HEAD);
+	close(fd);
+	if (ret == -ETIMEDOUT) {
+		snprintf(err, errlen, "controld at %s did not answer within %d s", sock,
+			 HTTP_TIMEOUT_S);
+		goto out;
+	}
+	if (ret == -EFBIG) {
+		snprintf(err, errlen, "response from controld exceeds %u MiB", HTTP_MAX_BODY >> 20);
+		goto out;
+	}
+	if (ret < 0 && !in.len) {
+		snprintf(err, errlen, "reading from controld at %s: %s", sock, strerror(-ret));
+		goto out;
+	}
+	if (!in.len) {
+		ret = sent ? sent : -EPROTO;
+		snprintf(err, errlen, "controld at %s closed the connection without an answer%s%s",
+			 sock, sent ? ": " : "", sent ? strerror(-sent) : "");
+		goto out;
+	}
+	ret = http_parse(in.p, in.len, r);
+	if (ret == -EFBIG)
+		snprintf(err, errlen, "response from controld exceeds %u MiB", HTTP_MAX_BODY >> 20);
+	else if (ret == -ENOMEM)
+		snprintf(err, errlen, "out of memory");
+	else if (ret)
+		snprintf(err, errlen, "malformed HTTP response from controld at %s", sock);
+out:
+	sb_free(&req);
+	sb_free(&in);
+	return ret;
+}
+
+/* ---- API calls ------------------------------------------------------------ */
+
+/* --socket, else runtime_dir of --config (or of the embedded default) + "/control.sock". */
+static int ctx_socket(struct ctx *c)
+{
+	struct cfg_server cfg;
+	char err[CFG_ERR_MAX];
+	int n;
+
+	if (c->socket) {
+		if (!str_copy(c->sock, sizeof(c->sock), c->socket)) {
+			fail("socket path too long: %s", c->socket);
+			return EXIT_USAGE;
+		}
+		return 0;
+	}
+	if (cfg_server_load(&cfg, c->config, err, sizeof(err)) < 0) {
+		fail("%s", err);
+		return EXIT_USAGE;
+	}
+	n = snprintf(c->sock, sizeof(c->sock), "%s%s", cfg.runtime_dir, SOCKET_NAME);
+	if (n < 0 || (size_t)n >= sizeof(c->sock)) {
+		fail("runtime_dir too long: %s", cfg.runtime_dir);
+		return EXIT_USAGE;
+	}
+	return 0;
+}
+
+/*
+ * Sends one request to controld: method, path (with query) and an optional
+ * JSON body, which this call takes over. A non-2xx answer prints the API's
+ * "error" as one line and returns EXIT_FAIL. With --json the body is printed
+ * exactly and *out stays NULL; otherwise *out is the parsed reply (caller
+ * decrefs). Returns an exit code.
+ */
+static int api_call(struct ctx *c, const char *method, struct sbuf *path, json_t *body,
+		    json_t **out)
+{
+	struct http_resp r = {0};
+	char err[CFG_PATH_MAX + 256];
+	json_error_t jerr;
+	json_t *j = NULL;
+	char *text = NULL;
+	int ret = EXIT_FAIL;
+
+	*out = NULL;
+	if (path->oom || !path->p) {
+		fail("out of memory");
+		goto out;
+	}
+	if (body) {
+		text = json_dumps(body, JSON_COMPACT);
+		if (!text) {
+			fail("out of memory");
+			goto out;
+		}
+	}
+	ret = ctx_socket(c);
+	if (ret)
+		goto out;
+	if (http_request(c->sock, method, path->p, text, &r, err, sizeof(err)) < 0) {
+		fail("%s", err);
+		ret = EXIT_FAIL;
+		goto out;
+	}
+	ret = EXIT_FAIL;
+	j = json_loadb(r.body, r.body_len, 0, &jerr);
+	if (r.status < 200 || r.status > 299) {
+		const char *e = json_string_value(json_object_get(j, "error"));
+
+		if (e && *e)
+			fail("%s", e);
+		else
+			fail("controld answered %d %s", r.status, r.reason);
+		goto out;
+	}
+	if (!j) {
+		fail("invalid JSON from controld: %s", jerr.text);
+		goto out;
+	}
+	if (c->json) {
+		fwrite(r.body, 1, r.body_len, stdout);
+		if (r.body_len && r.body[r.body_len - 1] != '\n')
+			putchar('\n');
+	} else {
+		*out = j;
+		j = NULL;
+	}
+	ret = EXIT_OK;
+out:
+	json_decref(body);
+	json_decref(j);
+	free(text);
+	free(r.body);
+	sb_free(path);
+	return ret;
+}
+
+/* ---- output ----------------------------------------------------------------- */
+
+/* A JSON value as text: strings as they are, true/false as yes/no, null/"" as "-". */
+static const char *fmt_val(json_t *v, char *buf, size_t len)
+{
+	size_t n;
+
+	if (!v)
+		return "-";
+	switch (json_typeof(v)) {
+	case JSON_STRING:
+		return *json_string_value(v) ? json_string_value(v) : "-";
+	case JSON_INTEGER:
+		snprintf(buf, len, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+		return buf;
+	case JSON_REAL:
+		snprintf(buf, len, "%g", json_real_value(v));
+		return buf;
+	case JSON_TRUE:
+		return "yes";
+	case JSON_FALSE:
+		return "no";
+	case JSON_OBJECT:
+	case JSON_ARRAY:
+		n = json_dumpb(v, buf, len - 1, JSON_COMPACT);
+		if (n == 0 || n >= len)
+			return "...";
+		buf[n] = 0;
+		return buf;
+	default:
+		return "-";
+	}
+}
+
+/* Unix seconds as "2026-11-22 01:30:00Z"; unset (null, absent, 0) as the given word. */
+static const char *fmt_time(json_t *v, const char *unset, char *buf, size_t len)
+{
+	struct tm tm;
+	time_t t;
+
+	if (json_is_string(v))
+		return fmt_val(v, buf, len);
+	if (!json_is_number(v) || json_number_value(v) <= 0)
+		return unset;
+	t = (time_t)json_number_value(v);
+	if (!gmtime_r(&t, &tm) || !strftime(buf, len, "%Y-%m-%d %H:%M:%SZ", &tm))
+		return "?";
+	return buf;
+}
+
+/* Seconds as "3d 4h 5m 6s" (leading zero units left out). */
+static const char *fmt_duration(json_t *v, char *buf, size_t len)
+{
+	unsigned long long s, d, h, m;
+
+	if (!json_is_integer(v) || json_integer_value(v) < 0)
+		return fmt_val(v, buf, len);
+	s = (unsigned long long)json_integer_value(v);
+	d = s / 86400;
+	h = s / 3600 % 24;
+	m = s / 60 % 60;
+	s %= 60;
+	if (d)
+		snprintf(buf, len, "%llud %lluh %llum %llus", d, h, m, s);
+	else if (h)
+		snprintf(buf, len, "%lluh %llum %llus", h, m, s);
+	else if (m)
+		snprintf(buf, len, "%llum %llus", m, s);
+	else
+		snprintf(buf, len, "%llus", s);
+	return buf;
+}
+
+/* Bytes as "1234 B" or "12.1 MiB". */
+static const char *fmt_bytes(json_t *v, char *buf, size_t len)
+{
+	static const char *const unit[] = {"KiB", "MiB", "GiB", "TiB", "PiB"};
+	double x;
+	unsigned u = 0;
+
+	if (!json_is_integer(v))
+		return fmt_val(v, buf, len);
+	if (json_integer_value(v) < 1024) {
+		snprintf(buf, len, "%" JSON_INTEGER_FORMAT " B", json_integer_value(v));
+		return buf;
+	}
+	x = (double)json_integer_value(v) / 1024;
+	while (x >= 1024 && u + 1 < ARRAY_SIZE(unit)) {
+		x /= 1024;
+		u++;
+	}
+	snprintf(buf, len, "%.1f %s", x, unit[u]);
+	return buf;
+}
+
+/* Rows of cells, printed with columns padded to their widest cell. */
+struct table {
+	unsigned ncols;
+	size_t n, cap;
+	char **cell;
+	bool oom;
+};
+
+static void table_add(struct table *t, const char *s)
+{
+	char *d;
+
+	if (t->oom)
+		return;
+	if (t->n == t->cap) {
+		size_t cap = t->cap ? t->cap * 2 : 64;
+		char **p = realloc(t->cell, cap * sizeof(*p));
+
+		if (!p) {
+			t->oom = true;
+			return;
+		}
+		t->cell = p;
+		t->cap = cap;
+	}
+	d = strdup(s ? s : "-");
+	if (!d) {
+		t->oom = true;
+		return;
+	}
+	sanitize(d, '?');
+	t->cell[t->n++] = d;
+}
+
+/* Terminal columns of UTF-8 text, near enough: one per code point. */
+static size_t text_width(const char *s)
+{
+	size_t w = 0;
+
+	for (; *s; s++)
+		if (((unsigned char)*s & 0xc0) != 0x80)
+			w++;
+	return w;
+}
+
+static int table_print(const struct table *t)
+{
+	size_t w[TABLE_MAX_COLS] = {0};
+
+	if (t->oom) {
+		fail("out of memory");
+		return EXIT_FAIL;
+	}
+	for (size_t i = 0; i < t->n; i++) {
+		size_t cw = text_width(t->cell[i]);
+
+		if (cw > w[i % t->ncols])
+			w[i % t->ncols] = cw;
+	}
+	for (size_t i = 0; i < t->n; i++) {
+		unsigned col = (unsigned)(i % t->ncols);
+
+		fputs(t->cell[i], stdout);
+		if (col + 1 == t->ncols)
+			putchar('\n');
+		else
+			printf("%*s", (int)(w[col] - text_width(t->cell[i]) + 2), "");
+	}
+	return EXIT_OK;
+}
+
+static void table_free(struct table *t)
+{
+	for (size_t i = 0; i < t->n; i++)
+		free(t->cell[i]);
+	free(t->cell);
+	memset(t, 0, sizeof(*t));
+}
+
+enum col_kind { COL_VAL, COL_TIME, COL_EXPIRY, COL_LIMIT, COL_COUNT, COL_DURATION, COL_BYTES };
+
+/* One column of a list, or one line of a record: header, JSON key, how to show it. */
+struct col {
+	const char *title;
+	const char *key;
+	enum col_kind kind;
+};
+
+static const char *fmt_col(const struct col *col, json_t *obj, char *buf, size_t len)
+{
+	json_t *v = json_object_get(obj, col->key);
+
+	switch (col->kind) {
+	case COL_TIME:
+		return fmt_time(v, "-", buf, len);
+	case COL_EXPIRY:
+		return fmt_time(v, "never", buf, len);
+	case COL_LIMIT:
+		return json_is_integer(v) && !json_integer_value(v) ? "unlimited"
+								    : fmt_val(v, buf, len);
+	case COL_COUNT:
+		if (!json_is_array(v))
+			return fmt_val(v, buf, len);
+		snprintf(buf, len, "%zu", json_array_size(v));
+		return buf;
+	case COL_DURATION:
+		return fmt_duration(v, buf, len);
+	case COL_BYTES:
+		return fmt_bytes(v, buf, len);
+	default:
+		return fmt_val(v, buf, len);
+	}
+}
+
+/* A list reply {"items","page","per_page","total"} as a table with a paging hint. */
+static int print_list(json_t *resp, const struct col *cols, unsigned ncols)
+{
+	json_t *items = json_object_get(resp, "items");
+	json_int_t page, per_page, total;
+	struct table t = {.ncols = ncols};
+	char buf[256];
+	int ret;
+
+	if (!json_is_array(items)) {
+		fail("unexpected reply from controld: no \"items\" list");
+		return EXIT_FAIL;
+	}
+	for (unsigned k = 0; k < ncols; k++)
+		table_add(&t, cols[k].title);
+	for (size_t i = 0; i < json_array_size(items); i++) {
+		json_t *it = json_array_get(items, i);
+
+		for (unsigned k = 0; k < ncols; k++)
+			table_add(&t, fmt_col(&cols[k], it, buf, sizeof(buf)));
+	}
+	ret = table_print(&t);
+	table_free(&t);
+	page = json_integer_value(json_object_get(resp, "page"));
+	per_page = json_integer_value(json_object_get(resp, "per_page"));
+	total = json_integer_value(json_object_get(resp, "total"));
+	if (!ret && page > 0 && per_page > 0 && total > per_page)
+		printf("(page %" JSON_INTEGER_FORMAT " of %" JSON_INTEGER_FORMAT
+		       ", %" JSON_INTEGER_FORMAT " in all; --page N for others)\n",
+		       page, (total + per_page - 1) / per_page, total);
+	return ret;
+}
+
+/* A record as "title:  value" lines. */
+static int print_record(json_t *obj, const struct col *cols, unsigned ncols)
+{
+	struct table t = {.ncols = 2};
+	char buf[256], title[64];
+	int ret;
+
+	for (unsigned k = 0; k < ncols; k++) {
+		snprintf(title, sizeof(title), "%s:", cols[k].title);
+		table_add(&t, title);
+		table_add(&t, fmt_col(&cols[k], obj, buf, sizeof(buf)));
+	}
+	ret = table_print(&t);
+	table_free(&t);
+	return ret;
+}
+
+/* A string member the reply must have (tokens, ids); NULL after a message. */
+static const char *need_str(json_t *obj, const char *key)
+{
+	const char *s = json_string_value(json_object_get(obj, key));
+
+	if (!s || !*s) {
+		fail("unexpected reply from controld: no \"%s\"", key);
+		return NULL;
+	}
+	return s;
+}
+
+/* ---- arguments ---------------------------------------------------------- */
+
+struct opt {
+	const char *name;    /* "--description" */
+	const char *metavar; /* NULL: a flag */
+	const char **val;
+	bool *flag;
+};
+
+static const struct opt *opt_find(const struct opt *o, const char *name, size_t len)
+{
+	for (; o && o->name; o++)
+		if (strlen(o->name) == len && !strncmp(o->name, name, len))
+			return o;
+	return NULL;
+}
+
+/*
+ * Takes the option at argv[*i] ("--name", "--name VALUE" or "--name=VALUE"),
+ * one of opts or of the global ones, and advances *i. Returns 0, ARGS_HELP
+ * for -h/--help, or EXIT_USAGE after a message.
+ */
+static int take_opt(struct ctx *c, const struct opt *opts, int argc, char **argv, int *i)
+{
+	const struct opt globals[] = {
+	    {"--socket", "PATH", &c->socket, NULL},
+	    {"--config", "FILE", &c->config, NULL},
+	    {"--json", NULL, NULL, &c->json},
+	    {NULL, NULL, NULL, NULL},
+	};
+	const char *a = argv[*i], *eq = strchr(a, '=');
+	size_t len = eq ? (size_t)(eq - a) : strlen(a);
+	const struct opt *o;
+
+	(*i)++;
+	if (!strcmp(a, "-h") || !strcmp(a, "--help"))
+		return ARGS_HELP;
+	o = opt_find(opts, a, len);
+	if (!o)
+		o = opt_find(globals, a, len);
+	if (!o)
+		return usage_error(c, "unknown option '%.*s'", (int)len, a);
+	if (!o->metavar) {
+		if (eq)
+			return usage_error(c, "option %s takes no value", o->name);
+		*o->flag = true;
+		return 0;
+	}
+	if (eq) {
+		*o->val = eq + 1;
+	} else if (*i < argc) {
+		*o->val = argv[(*i)++];
+	} else {
+		return usage_error(c, "option %s needs a value (%s)", o->name, o->metavar);
+	}
+	return 0;
+}
+
+static void cmd_usage(FILE *f, const struct cmd *cmd)
+{
+	fprintf(f, "usage: navectl [--socket PATH | --config FILE] [--json] %s%s%s%s%s\n  %s\n",
+		cmd->group, cmd->name ? " " : "", cmd->name ? cmd->name : "", *cmd->args ? " " : "",
+		cmd->args, cmd->help);
+}
+
+/*
+ * Parses a subcommand's arguments: its options, the global ones (which may
+ * follow the command too) and, when posname is set, exactly one positional
+ * argument into *pos. Returns 0, ARGS_HELP after printing the command's
+ * usage, or EXIT_USAGE after a message.
+ */
+static int parse_args(struct ctx *c, int argc, char **argv, const struct opt *opts,
+		      const char **pos, const char *posname)
+{
+	bool dashdash = false;
+	int i = 0, n = 0, ret;
+
+	while (i < argc) {
+		const char *a = argv[i];
+
+		if (dashdash || a[0] != '-' || !a[1]) {
+			if (!posname || n)
+				return usage_error(c, "unexpected argument '%s'", a);
+			*pos = a;
+			n++;
+			i++;
+			continue;
+		}
+		if (!strcmp(a, "--")) {
+			dashdash = true;
+			i++;
+			continue;
+		}
+		ret = take_opt(c, opts, argc, argv, &i);
+		if (ret == ARGS_HELP)
+			cmd_usage(stdout, c->cmd);
+		if (ret)
+			return ret;
+	}
+	if (posname && !n)
+		return usage_error(c, "missing %s", posname);
+	return 0;
+}
+
+/* parse_args() result -> what the command returns when it stops early. */
+static int args_exit(int ret)
+{
+	return ret == ARGS_HELP ? EXIT_OK : ret;
+}
+
+/* A decimal number in [min, max], nothing else; EXIT_USAGE after a message. */
+static int parse_num(struct ctx *c, const char *what, const char *s, unsigned long long min,
+		     unsigned long long max, unsigned long long *out)
+{
+	unsigned long long v = 0;
+	const char *p = s;
+
+	for (; *p >= '0' && *p <= '9'; p++) {
+		if (v > (max - (unsigned long long)(*p - '0')) / 10) {
+			v = max + 1;
+			break;
+		}
+		v = v * 10 + (unsigned long long)(*p - '0');
+	}
+	if (p == s || (*p && v <= max))
+		return usage_error(c, "bad %s '%s': not a number", what, s);
+	if (v < min || v > max)
+		return usage_error(c, "bad %s '%s': must be %llu..%llu", what, s, min, max);
+	*out = v;
+	return 0;
+}
+
+/* "/api/v1/" + the given segments (each percent-encoded). */
+static struct sbuf api_path(const char *a, const char *id, const char *b)
+{
+	struct sbuf p = {0};
+
+	sb_str(&p, "/api/v1/");
+	sb_str(&p, a);
+	if (id) {
+		sb_str(&p, "/");
+		sb_escape(&p, id);
+	}
+	if (b) {
+		sb_str(&p, "/");
+		sb_str(&p, b);
+	}
+	return p;
+}
+
+/* --page N for list commands. */
+static int add_page(struct ctx *c, struct sbuf *path, const char *page)
+{
+	unsigned long long n;
+	int ret;
+
+	if (!page)
+		return 0;
+	ret = parse_num(c, "page", page, 1, 1000000000, &n);
+	if (!ret)
+		sb_query(path, "page", page);
+	return ret;
+}
+
+/* ---- commands ------------------------------------------------------------------- */
+
+static int cmd_status(struct ctx *c, int argc, char **argv)
+{
+	static const struct col top[] = {
+	    {"version", "version", COL_VAL},
+	    {"uptime", "uptime", COL_DURATION},
+	};
+	static const struct col relay[] = {
+	    {"pid", "pid", COL_VAL},
+	    {"workers", "workers", COL_VAL},
+	    {"ktls", "ktls", COL_VAL},
+	    {"steering", "steering", COL_VAL},
+	    {"links", "links", COL_VAL},
+	    {"connections", "conns", COL_VAL},
+	    {"connections total", "conns_total", COL_VAL},
+	    {"bytes in", "bytes_in", COL_BYTES},
+	    {"bytes out", "bytes_out", COL_BYTES},
+	};
+	struct sbuf path = api_path("status", NULL, NULL);
+	json_t *j, *rel, *tun, *ports;
+	struct table t = {.ncols = 2};
+	char buf[256], title[64];
+	int ret;
+
+	ret = parse_args(c, argc, argv, NULL, NULL, NULL);
+	if (ret) {
+		sb_free(&path);
+		return args_exit(ret);
+	}
+	ret = api_call(c, "GET", &path, NULL, &j);
+	if (ret || !j)
+		return ret;
+	rel = json_object_get(j, "relay");
+	tun = json_object_get(j, "tunnels");
+	ports = json_object_get(j, "ports");
+	for (unsigned k = 0; k < ARRAY_SIZE(top); k++) {
+		snprintf(title, sizeof(title), "%s:", top[k].title);
+		table_add(&t, title);
+		table_add(&t, fmt_col(&top[k], j, buf, sizeof(buf)));
+	}
+	table_add(&t, "relay:");
+	table_add(&t,
+		  json_is_true(json_object_get(rel, "connected")) ? "connected" : "not connected");
+	if (json_is_true(json_object_get(rel, "connected"))) {
+		for (unsigned k = 0; k < ARRAY_SIZE(relay); k++) {
+			snprintf(title, sizeof(title), "  %s:", relay[k].title);
+			table_add(&t, title);
+			table_add(&t, fmt_col(&relay[k], rel, buf, sizeof(buf)));
+		}
+	}
+	table_add(&t, "tunnels:");
+	snprintf(buf, sizeof(buf),
+		 "%" JSON_INTEGER_FORMAT " online, %" JSON_INTEGER_FORMAT " total",
+		 json_integer_value(json_object_get(tun, "online")),
+		 json_integer_value(json_object_get(tun, "total")));
+	table_add(&t, buf);
+	table_add(&t, "ports:");
+	snprintf(buf, sizeof(buf), "%s, %" JSON_INTEGER_FORMAT " allocated",
+		 fmt_val(json_object_get(ports, "range"), title, sizeof(title)),
+		 json_integer_value(json_object_get(ports, "allocated")));
+	table_add(&t, buf);
+	table_add(&t, "tls fingerprint:");
+	table_add(&t, fmt_val(json_object_get(j, "tls_fingerprint"), buf, sizeof(buf)));
+	ret = table_print(&t);
+	table_free(&t);
+	json_decref(j);
+	return ret;
+}
+
+static int cmd_registration_create(struct ctx *c, int argc, char **argv)
+{
+	const char *desc = NULL, *max_uses = NULL, *expires = NULL, *token;
+	const struct opt opts[] = {
+	    {"--description", "D", &desc, NULL},
+	    {"--max-uses", "N", &max_uses, NULL},
+	    {"--expires", "DURATION", &expires, NULL},
+	    {NULL, NULL, NULL, NULL},
+	};
+	unsigned long long uses = 0;
+	uint64_t ms = 0;
+	struct sbuf path;
+	json_t *j;
+	int ret;
+
+	ret = parse_args(c, argc, argv, opts, NULL, NULL);
+	if (ret)
+		return args_exit(ret);
+	if (max_uses && (ret = parse_num(c, "--max-uses", max_uses, 0, INT32_MAX, &uses)))
+		return ret;
+	if (expires && cfg_parse_duration_ms(expires, &ms) < 0)
+		return usage_error(c, "bad --expires '%s' (e.g. 90m, 12h, 7d; 0 = never)", expires);
+	if (ms / 1000 > INT32_MAX)
+		return usage_error(c, "bad --expires '%s': too far away", expires);
+	path = api_path("registrations", NULL, NULL);
+	/* Rounded up: "500ms" must not turn into 0 = never. */
+	ret = api_call(c, "POST", &path,
+		       json_pack("{s:s, s:I, s:I}", "description", desc ? desc : "", "max_uses",
+				 (json_int_t)uses, "expires", (json_int_t)((ms + 999) / 1000)),
+		       &j);
+	if (ret || !j)
+		return ret;
+	token = need_str(j, "token");
+	if (token) {
+		printf("%s\n", token);
+		printf("Register a client: nave configure --server HOST:PORT --registration %s\n",
+		       token);
+	}
+	json_decref(j);
+	return token ? EXIT_OK : EXIT_FAIL;
+}
+
+static const struct col registration_cols[] = {
+    {"ID", "id", COL_VAL},
+    {"ENABLED", "enabled", COL_VAL},
+    {"USES", "uses", COL_VAL},
+    {"MAX", "max_uses", COL_LIMIT},
+    {"EXPIRES", "expires_at", COL_EXPIRY},
+    {"CREATED", "created_at", COL_TIME},
+    {"DESCRIPTION", "description", COL_VAL},
+};
+
+/* GET a list at /api/v1/what (optionally ?page=N) and print it with cols. */
+static int list_cmd(struct ctx *c, int argc, char **argv, const char *what, const struct col *cols,
+		    unsigned ncols)
+{
+	const char *page = NULL;
+	const struct opt opts[] = {
+	    {"--page", "N", &page, NULL},
+	    {NULL, NULL, NULL, NULL},
+	};
+	struct sbuf path;
+	json_t *j;
+	int ret;
+
+	ret = parse_args(c, argc, argv, opts, NULL, NULL);
+	if (ret)
+		return args_exit(ret);
+	path = api_path(what, NULL, NULL);
+	ret = add_page(c, &path, page);
+	if (ret) {
+		sb_free(&path);
+		return ret;
+	}
+	ret = api_call(c, "GET", &path, NULL, &j);
+	if (ret || !j)
+		return ret;
+	ret = print_list(j, cols, ncols);
+	json_decref(j);
+	return ret;
+}
+
+static int cmd_registration_ls(struct ctx *c, int argc, char **argv)
+{
+	return list_cmd(c, argc, argv, "registrations", registration_cols,
+			ARRAY_SIZE(registration_cols));
+}
+
+/*
+ * POST /api/v1/what/ID/action (no body); prints "noun ID done" from the
+ * returned record's key field.
+ */
+static int action_cmd(struct ctx *c, int argc, char **argv, const char *what, const char *action,
+		      const char *noun, const char *key, const char *done)
+{
+	const char *id = NULL;
+	char buf[64];
+	struct sbuf path;
+	json_t *j;
+	int ret;
+
+	ret = parse_args(c, argc, argv, NULL, &id, "ID");
+	if (ret)
+		return args_exit(ret);
+	path = api_path(what, id, action);
+	ret = api_call(c, "POST", &path, NULL, &j);
+	if (ret || !j)
+		return ret;
+	printf("%s %s %s\n", noun, fmt_val(json_object_get(j, key), buf, sizeof(buf)), done);
+	json_decref(j);
+	return EXIT_OK;
+}
+
+static int cmd_registration_disable(struct ctx *c, int argc, char **argv)
+{
+	return action_cmd(c, argc, argv, "registrations", "disable", "registration", "id",
+			  "disabled");
+}
+
+static int cmd_registration_enable(struct ctx *c, int argc, char **argv)
+{
+	return action_cmd(c, argc, argv, "registrations", "enable", "registration", "id",
+			  "enabled");
+}
+
+static int cmd_tokens_create(struct ctx *c, int argc, char **argv)
+{
+	const char *id = NULL, *desc = NULL, *token;
+	const struct opt opts[] = {
+	    {"--id", "NAME", &id, NULL},
+	    {"--description", "D", &desc, NULL},
+	    {NULL, NULL, NULL, NULL},
+	};
+	struct sbuf path;
+	char buf[128];
+	json_t *body, *j;
+	int ret;
+
+	ret = parse_args(c, argc, argv, opts, NULL, NULL);
+	if (ret)
+		return args_exit(ret);
+	if (id && !*id)
+		return usage_error(c, "empty --id");
+	body = json_pack("{s:s}", "description", desc ? desc : "");
+	if (body && id && json_object_set_new(body, "id", json_string(id)) < 0) {
+		json_decref(body);
+		body = NULL;
+	}
+	if (!body) {
+		fail("out of memory or --id/--description not UTF-8");
+		return EXIT_FAIL;
+	}
+	path = api_path("tokens", NULL, NULL);
+	ret = api_call(c, "POST", &path, body, &j);
+	if (ret || !j)
+		return ret;
+	token = need_str(j, "token");
+	if (token) {
+		printf("%s\n", token);
+		printf("Tunnel %s; on the client: nave configure --server HOST:PORT --key %s\n",
+		       fmt_val(json_object_get(j, "tunnel_id"), buf, sizeof(buf)), token);
+	}
+	json_decref(j);
+	return token ? EXIT_OK : EXIT_FAIL;
+}
+
+static const struct col token_cols[] = {
+    {"ID", "id", COL_VAL},
+    {"TUNNEL", "tunnel_id", COL_VAL},
+    {"REVOKED", "revoked", COL_VAL},
+    {"CREATED", "created_at", COL_TIME},
+    {"LAST USED", "last_used", COL_TIME},
+    {"DESCRIPTION", "description", COL_VAL},
+};
+
+static int cmd_tokens_ls(struct ctx *c, int argc, char **argv)
+{
+	return list_cmd(c, argc, argv, "tokens", token_cols, ARRAY_SIZE(token_cols));
+}
+
+static int cmd_tokens_revoke(struct ctx *c, int argc, char **argv)
+{
+	return action_cmd(c, argc, argv, "tokens", "revoke", "token", "id", "revoked");
+}
+
+static int cmd_tunnels_ls(struct ctx *c, int argc, char **argv)
+{
+	static const struct col cols[] = {
+	    {"ID", "id", COL_VAL},
+	    {"GROUP", "group_id", COL_VAL},
+	    {"STATE", "state", COL_VAL},
+	    {"HOSTNAME", "hostname", COL_VAL},
+	    {"VERSION", "client_version", COL_VAL},
+	    {"PORTS", "ports", COL_COUNT},
+	    {"LAST SEEN", "last_seen", COL_TIME},
+	};
+	const char *search = NULL, *page = NULL;
+	bool online = false;
+	const struct opt opts[] = {
+	    {"--online", NULL, NULL, &online},
+	    {"--search", "TERM", &search, NULL},
+	    {"--page", "N", &page, NULL},
+	    {NULL, NULL, NULL, NULL},
+	};
+	struct sbuf path;
+	json_t *j;
+	int ret;
+
+	ret = parse_args(c, argc, argv, opts, NULL, NULL);
+	if (ret)
+		return args_exit(ret);
+	path = api_path("tunnels", NULL, NULL);
+	if (online)
+		sb_query(&path, "online", "1");
+	if (search)
+		sb_query(&path, "search", search);
+	ret = add_page(c, &path, page);
+	if (ret) {
+		sb_free(&path);
+		return ret;
+	}
+	ret = api_call(c, "GET", &path, NULL, &j);
+	if (ret || !j)
+		return ret;
+	ret = print_list(j, cols, ARRAY_SIZE(cols));
+	json_decref(j);
+	return ret;
+}
+
+static int cmd_tunnels_show(struct ctx *c, int argc, char **argv)
+{
+	static const struct col cols[] = {
+	    {"id", "id", COL_VAL},
+	    {"group", "group_id", COL_VAL},
+	    {"state", "state", COL_VAL},
+	    {"hostname", "hostname", COL_VAL},
+	    {"os", "os", COL_VAL},
+	    {"arch", "arch", COL_VAL},
+	    {"client version", "client_version", COL_VAL},
+	    {"last seen", "last_seen", COL_TIME},
+	    {"created", "created_at", COL_TIME},
+	    {"token", "token_id", COL_VAL},
+	};
+	static const struct col port_cols[] = {
+	    {"PORT", "port", COL_VAL},
+	    {"RULE", "rule", COL_VAL},
+	};
+	const char *id = NULL;
+	struct sbuf path;
+	json_t *j, *ports, *items;
+	int ret;
+
+	ret = parse_args(c, argc, argv, NULL, &id, "ID");
+	if (ret)
+		return args_exit(ret);
+	path = api_path("tunnels", id, NULL);
+	ret = api_call(c, "GET", &path, NULL, &j);
+	if (ret || !j)
+		return ret;
+	ret = print_record(j, cols, ARRAY_SIZE(cols));
+	ports = json_object_get(j, "ports");
+	if (!ret && json_array_size(ports)) {
+		putchar('\n');
+		items = json_pack("{s:O}", "items", ports);
+		ret = items ? print_list(items, port_cols, ARRAY_SIZE(port_cols)) : EXIT_FAIL;
+		json_decref(items);
+	} else if (!ret) {
+		printf("ports:  -\n");
+	}
+	json_decref(j);
+	return ret;
+}
+
+static int cmd_tunnels_shutdown(struct ctx *c, int argc, char **argv)
+{
+	return action_cmd(c, argc, argv, "tunnels", "shutdown", "tunnel", "id",
+			  "asked to shut down");
+}
+
+static int cmd_ports_ls(struct ctx *c, int argc, char **argv)
+{
+	static const struct col cols[] = {
+	    {"PORT", "port", COL_VAL},
+	    {"TUNNEL", "tunnel_id", COL_VAL},
+	    {"RULE", "rule", COL_VAL},
+	    {"CREATED", "created_at", COL_TIME},
+	};
+	const char *tunnel = NULL, *page = NULL;
+	const struct opt opts[] = {
+	    {"--tunnel", "ID", &tunnel, NULL},
+	    {"--page", "N", &page, NULL},
+	    {NULL, NULL, NULL, NULL},
+	};
+	struct sbuf path;
+	json_t *j;
+	int ret;
+
+	ret = parse_args(c, argc, argv, opts, NULL, NULL);
+	if (ret)
+		return args_exit(ret);
+	path = api_path("ports", NULL, NULL);
+	if (tunnel)
+		sb_query(&path, "tunnel", tunnel);
+	ret = add_page(c, &path, page);
+	if (ret) {
+		sb_free(&path);
+		return ret;
+	}
+	ret = api_call(c, "GET", &path, NULL, &j);
+	if (ret || !j)
+		return ret;
+	ret = print_list(j, cols, ARRAY_SIZE(cols));
+	json_decref(j);
+	return ret;
+}
+
+static int cmd_ports_allocate(struct ctx *c, int argc, char **argv)
+{
+	const char *tunnel = NULL, *port = NULL;
+	const struct opt opts[] = {
+	    {"--tunnel", "ID", &tunnel, NULL},
+	    {"--port", "N", &port, NULL},
+	    {NULL, NULL, NULL, NULL},
+	};
+	unsigned long long n = 0;
+	char b1[32], b2[128];
+	struct sbuf path;
+	json_t *body, *j;
+	int ret;
+
+	ret = parse_args(c, argc, argv, opts, NULL, NULL);
+	if (ret)
+		return args_exit(ret);
+	if (!tunnel || !*tunnel)
+		return usage_error(c, "missing --tunnel ID");
+	if (port && (ret = parse_num(c, "--port", port, 1, 65535, &n)))
+		return ret;
+	body = json_pack("{s:s}", "tunnel", tunnel);
+	if (body && port && json_object_set_new(body, "port", json_integer((json_int_t)n)) < 0) {
+		json_decref(body);
+		body = NULL;
+	}
+	if (!body) {
+		fail("out of memory or --tunnel not UTF-8");
+		return EXIT_FAIL;
+	}
+	path = api_path("ports", NULL, NULL);
+	ret = api_call(c, "POST", &path, body, &j);
+	if (ret || !j)
+		return ret;
+	printf("port %s allocated to tunnel %s\n",
+	       fmt_val(json_object_get(j, "port"), b1, sizeof(b1)),
+	       fmt_val(json_object_get(j, "tunnel_id"), b2, sizeof(b2)));
+	json_decref(j);
+	return EXIT_OK;
+}
+
+static int cmd_ports_release(struct ctx *c, int argc, char **argv)
+{
+	const char *port = NULL;
+	unsigned long long n;
+	struct sbuf path;
+	json_t *j;
+	int ret;
+
+	ret = parse_args(c, argc, argv, NULL, &port, "PORT");
+	if (ret)
+		return args_exit(ret);
+	ret = parse_num(c, "PORT", port, 1, 65535, &n);
+	if (ret)
+		return ret;
+	path = api_path("ports", port, NULL);
+	ret = api_call(c, "DELETE", &path, NULL, &j);
+	if (ret || !j)
+		return ret;
+	printf("port %llu released\n", n);
+	json_decref(j);
+	return EXIT_OK;
+}
+
+static const struct cmd cmds[] = {
+    {"status", NULL, cmd_status, "",
+     "Show versions, uptime, relayd state, tunnels, connections and ports."},
+    {"registration", "create", cmd_registration_create,
+     "[--description D] [--max-uses N] [--expires DURATION]",
+     "Create a registration token for new clients; it is printed only this once."},
+    {"registration", "ls", cmd_registration_ls, "[--page N]", "List registration tokens."},
+    {"registration", "disable", cmd_registration_disable, "ID",
+     "Stop a registration token from registering clients."},
+    {"registration", "enable", cmd_registration_enable, "ID",
+     "Let a disabled registration token register clients again."},
+    {"tokens", "create", cmd_tokens_create, "[--id NAME] [--description D]",
+     "Create an auth token (and its tunnel); it is printed only this once."},
+    {"tokens", "ls", cmd_tokens_ls, "[--page N]", "List auth tokens."},
+    {"tokens", "revoke", cmd_tokens_revoke, "ID",
+     "Revoke an auth token; a tunnel online with it is disconnected."},
+    {"tunnels", "ls", cmd_tunnels_ls, "[--online] [--search TERM] [--page N]", "List tunnels."},
+    {"tunnels", "show", cmd_tunnels_show, "ID", "Show one tunnel and its ports."},
+    {"tunnels", "shutdown", cmd_tunnels_shutdown, "ID",
+     "Tell a tunnel's client to shut down (it exits)."},
+    {"ports", "ls", cmd_ports_ls, "[--tunnel ID] [--page N]", "List allocated TCP ports."},
+    {"ports", "allocate", cmd_ports_allocate, "--tunnel ID [--port N]",
+     "Allocate a public TCP port (the given one, else any free one) to a tunnel."},
+    {"ports", "release", cmd_ports_release, "PORT", "Release an allocated TCP port."},
+};
+
+/* Usage of every command, or of one group's. */
+static void usage(FILE *f, const char *group)
+{
+	fprintf(f, "usage: navectl [--socket PATH | --config FILE] [--json] COMMAND [ARGS]\n");
+	if (!group)
+		fprintf(f,
+			"\nAdmin client of nave-controld (its HTTP+JSON API on a Unix socket).\n");
+	fprintf(f, "\nCommands:\n");
+	for (size_t i = 0; i < ARRAY_SIZE(cmds); i++) {
+		const struct cmd *cmd = &cmds[i];
+
+		if (group && strcmp(group, cmd->group))
+			continue;
+		fprintf(f, "  %s%s%s%s%s\n      %s\n", cmd->group, cmd->name ? " " : "",
+			cmd->name ? cmd->name : "", *cmd->args ? " " : "", cmd->args, cmd->help);
+	}
+	if (group)
+		return;
+	fprintf(f, "\nOptions (before or after the command):\n"
+		   "  --socket PATH  controld's socket (default: runtime_dir + \"" SOCKET_NAME
+		   "\" from\n"
+		   "                 --config, else from the built-in config: ./var/run)\n"
+		   "  --config FILE  the server config to take runtime_dir from\n"
+		   "  --json         print the API's JSON reply as it is\n"
+		   "  -h, --help     this help; COMMAND --help for one command\n"
+		   "\nDURATION: 90s, 30m, 12h, 7d (0 = never). Exit status: 0 done, 1 refused or\n"
+		   "failed (the reason on stderr), 2 bad usage.\n");
+}
+
+static const struct cmd *find_group(const char *group)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(cmds); i++)
+		if (!strcmp(cmds[i].group, group))
+			return &cmds[i];
+	return NULL;
+}
+
+static const struct cmd *find_cmd(const char *group, const char *name)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(cmds); i++)
+		if (!strcmp(cmds[i].group, group) && cmds[i].name && !strcmp(cmds[i].name, name))
+			return &cmds[i];
+	return NULL;
+}
+
+/* Global options up to the next word; returns 0, ARGS_HELP or EXIT_USAGE. */
+static int take_globals(struct ctx *c, int argc, char **argv, int *i)
+{
+	while (*i < argc && argv[*i][0] == '-' && argv[*i][1]) {
+		int ret;
+
+		if (!strcmp(argv[*i], "--")) {
+			(*i)++;
+			break;
+		}
+		ret = take_opt(c, NULL, argc, argv, i);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct ctx c = {0};
+	const struct cmd *cmd;
+	int i = 1, ret;
+
+	ret = take_globals(&c, argc, argv, &i);
+	if (ret == ARGS_HELP) {
+		usage(stdout, NULL);
+		return EXIT_OK;
+	}
+	if (ret)
+		return ret;
+	if (i >= argc)
+		return usage_error(&c, "missing command");
+	cmd = find_group(argv[i]);
+	if (!cmd)
+		return usage_error(&c, "unknown command '%s'", argv[i]);
+	i++;
+	if (cmd->name) {
+		const char *group = cmd->group;
+
+		c.group = group;
+		ret = take_globals(&c, argc, argv, &i);
+		if (ret == ARGS_HELP) {
+			usage(stdout, group);
+			return EXIT_OK;
+		}
+		if (ret)
+			return ret;
+		if (i >= argc)
+			return usage_error(&c, "missing %s subcommand", group);
+		cmd = find_cmd(group, argv[i]);
+		if (!cmd)
+			return usage_error(&c, "unknown command '%s %s'", group, argv[i]);
+		i++;
+	}
+	c.cmd = cmd;
+	ret = cmd->fn(&c, argc - i, argv + i);
+	if (fflush(stdout) == EOF || ferror(stdout)) {
+		fail("writing output: %s", strerror(errno));
+		return EXIT_FAIL;
+	}
+	return ret;
+}
