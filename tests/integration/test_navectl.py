@@ -257,6 +257,14 @@ def test_unreachable_via_config(tmp_path):
     )
 
 
+def test_bad_config(tmp_path):
+    need(NAVECTL)
+    ini = write_ini(tmp_path, "[server]\nruntime_dir = /tmp\nbogus = 1\n")
+    p = run("--config", ini, "status")
+    assert p.returncode == 2, p.stderr
+    assert p.stderr.startswith(f"navectl: {ini}:3:") and len(p.stderr.splitlines()) == 1
+
+
 def test_default_socket(tmp_path):
     """Without --socket/--config: the embedded default runtime_dir, ./var/run."""
     need(NAVECTL)
