@@ -1,0 +1,976 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * relayd's control thread. It owns the connection to nave-controld, the
+ * tunnel registry and the port table, and turns control-link requests into
+ * controld requests and back. It runs a poll() loop over the controld socket
+ * and an eventfd fed by the workers; every answer to a tunnel goes back
+ * through the home worker's mailbox. controld being away never stops
+ * forwarding: requests that need it wait (bounded) and then fail with a
+ * clear reason, and the thread reconnects and resynchronises on its own.
+ */
+#include "ctlthread.h"
+
+#include "ctl_proto.h"
+#include "log.h"
+#include "msg.h"
+#include "util.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <jansson.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define REQ_TIMEOUT_MS 10000
+#define STATS_MS 2000
+#define MAX_REQS 4096
+
+/* A tunnel plus what only this thread touches. */
+struct rtun {
+	struct tunnel t; /* first: engine callbacks get &t */
+	bool online;
+	int worker;
+	uint32_t idx, gen;
+	uint64_t since;
+};
+
+enum ev_type { EV_HELLO, EV_MESSAGE, EV_OFFLINE };
+
+struct ev {
+	enum ev_type type;
+	int worker;
+	uint32_t idx, gen;
+	struct rtun *rt;
+	json_t *obj;
+	char reason[96];
+	struct ev *next;
+};
+
+enum req_kind { RQ_AUTH, RQ_PORT, RQ_RELEASE };
+
+struct req {
+	long long id;
+	enum req_kind kind;
+	bool sent;
+	uint64_t deadline;
+	int worker;
+	uint32_t idx, gen;
+	struct rtun *rt;
+	json_t *hello; /* the HELLO (RQ_AUTH) */
+	long long creq; /* client's req id */
+	char name[64];
+	uint16_t port;
+	json_t *msg; /* what to send to controld */
+	struct req *next;
+};
+
+struct ctlthread {
+	struct cfg_server cfg;
+	struct engine *e;
+	pthread_t thread;
+	_Atomic bool stop;
+	char fingerprint[128];
+	char ktls[64], steering[64];
+	/* registry */
+	pthread_mutex_t lock;
+	struct rtun *tunnels[256];
+	/* port table */
+	_Atomic(struct tunnel *) *route; /* port_min..port_max */
+	bool *listening;
+	/* worker events */
+	int efd;
+	pthread_mutex_t ev_lock;
+	struct ev *ev_head, *ev_tail;
+	/* controld */
+	int fd;
+	struct msg_reader mr;
+	uint8_t *wbuf;
+	size_t wlen, wcap;
+	uint64_t next_connect;
+	uint64_t next_stats;
+	long long next_req;
+	struct req *reqs;
+	unsigned nreqs;
+	uint64_t started;
+};
+
+/* ---------- registry ---------- */
+
+static unsigned name_hash(const char *s)
+{
+	unsigned h = 5381;
+
+	while (*s)
+		h = h * 33 + (unsigned char)*s++;
+	return h & 255;
+}
+
+static struct rtun *rtun_find(struct ctlthread *ct, const char *id, bool create)
+{
+	unsigned h = name_hash(id);
+	struct rtun *rt;
+
+	pthread_mutex_lock(&ct->lock);
+	for (rt = ct->tunnels[h]; rt; rt = (struct rtun *)rt->t.next)
+		if (!strcmp(rt->t.id, id))
+			break;
+	if (!rt && create && strlen(id) < LINK_ID_MAX) {
+		rt = calloc(1, sizeof(*rt));
+		if (rt) {
+			str_copy(rt->t.id, sizeof(rt->t.id), id);
+			atomic_init(&rt->t.home, -1);
+			atomic_init(&rt->t.links, 0);
+			rt->t.max_links = ct->cfg.max_links;
+			rt->t.max_pool = ct->cfg.max_pool_size;
+			rt->t.next = (struct tunnel *)ct->tunnels[h];
+			ct->tunnels[h] = rt;
+		}
+	}
+	pthread_mutex_unlock(&ct->lock);
+	return rt;
+}
+
+static struct tunnel *op_tunnel_find(void *arg, const char *id)
+{
+	struct rtun *rt = rtun_find(arg, id, false);
+
+	return rt ? &rt->t : NULL;
+}
+
+static struct tunnel *op_port_route(void *arg, uint16_t port)
+{
+	struct ctlthread *ct = arg;
+
+	if (port < ct->cfg.port_min || port > ct->cfg.port_max)
+		return NULL;
+	return atomic_load(&ct->route[port - ct->cfg.port_min]);
+}
+
+/* ---------- worker events ---------- */
+
+static void ev_push(struct ctlthread *ct, struct ev *ev)
+{
+	uint64_t one = 1;
+
+	pthread_mutex_lock(&ct->ev_lock);
+	if (ct->ev_tail)
+		ct->ev_tail->next = ev;
+	else
+		ct->ev_head = ev;
+	ct->ev_tail = ev;
+	pthread_mutex_unlock(&ct->ev_lock);
+	if (write(ct->efd, &one, sizeof(one)) < 0)
+		log_error("control thread: eventfd write: %s", strerror(errno));
+}
+
+static void op_ctl_hello(void *arg, int worker, uint32_t idx, uint32_t gen, void *obj)
+{
+	struct ev *ev = calloc(1, sizeof(*ev));
+
+	if (!ev) {
+		json_decref(obj);
+		return;
+	}
+	ev->type = EV_HELLO;
+	ev->worker = worker;
+	ev->idx = idx;
+	ev->gen = gen;
+	ev->obj = obj;
+	ev_push(arg, ev);
+}
+
+static void op_ctl_message(void *arg, struct tunnel *t, void *obj)
+{
+	struct ev *ev = calloc(1, sizeof(*ev));
+
+	if (!ev) {
+		json_decref(obj);
+		return;
+	}
+	ev->type = EV_MESSAGE;
+	ev->rt = (struct rtun *)t;
+	ev->obj = obj;
+	ev_push(arg, ev);
+}
+
+static void op_tunnel_offline(void *arg, struct tunnel *t, const char *reason)
+{
+	struct ev *ev = calloc(1, sizeof(*ev));
+
+	if (!ev)
+		return;
+	ev->type = EV_OFFLINE;
+	ev->rt = (struct rtun *)t;
+	str_copy(ev->reason, sizeof(ev->reason), reason);
+	ev_push(arg, ev);
+}
+
+/* ---------- talking to workers ---------- */
+
+static void send_to_link(struct ctlthread *ct, int worker, uint32_t idx, uint32_t gen,
+			 json_t *obj, bool close_after)
+{
+	struct mb_msg m;
+	size_t n;
+
+	memset(&m, 0, sizeof(m));
+	m.type = MB_CTL_SEND;
+	m.idx = idx;
+	m.gen = gen;
+	m.close_after = close_after;
+	m.data = msg_encode(obj, &n);
+	m.len = n;
+	if (m.data)
+		engine_post(ct->e, worker, &m);
+	free(m.data);
+	json_decref(obj);
+}
+
+static void link_error(struct ctlthread *ct, int worker, uint32_t idx, uint32_t gen,
+		       const char *reason)
+{
+	send_to_link(ct, worker, idx, gen,
+		     json_pack("{s:s, s:s}", "type", LINK_MSG_ERROR, "reason", reason), true);
+}
+
+static void tunnel_reply(struct ctlthread *ct, struct rtun *rt, json_t *obj)
+{
+	if (!rt->online) {
+		json_decref(obj);
+		return;
+	}
+	send_to_link(ct, rt->worker, rt->idx, rt->gen, obj, false);
+}
+
+/* ---------- controld connection ---------- */
+
+static void cd_send(struct ctlthread *ct, json_t *obj)
+{
+	size_t n;
+	uint8_t *m;
+
+	if (ct->fd < 0)
+		return;
+	m = msg_encode(obj, &n);
+	if (!m)
+		return;
+	if (ct->wlen + n > ct->wcap) {
+		size_t cap = ct->wcap ? ct->wcap : 4096;
+		uint8_t *b;
+
+		while (cap < ct->wlen + n)
+			cap *= 2;
+		b = realloc(ct->wbuf, cap);
+		if (!b) {
+			free(m);
+			return;
+		}
+		ct->wbuf = b;
+		ct->wcap = cap;
+	}
+	memcpy(ct->wbuf + ct->wlen, m, n);
+	ct->wlen += n;
+	free(m);
+}
+
+static void cd_flush(struct ctlthread *ct)
+{
+	while (ct->fd >= 0 && ct->wlen) {
+		ssize_t w = send(ct->fd, ct->wbuf, ct->wlen, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+		if (w < 0) {
+			if (errno == EAGAIN || errno == EINTR)
+				return;
+			return; /* the read side notices the close */
+		}
+		memmove(ct->wbuf, ct->wbuf + w, ct->wlen - (size_t)w);
+		ct->wlen -= (size_t)w;
+	}
+}
+
+static json_t *online_list(struct ctlthread *ct, bool full)
+{
+	json_t *a = json_array();
+
+	pthread_mutex_lock(&ct->lock);
+	for (unsigned h = 0; h < 256; h++)
+		for (struct rtun *rt = ct->tunnels[h]; rt; rt = (struct rtun *)rt->t.next) {
+			if (!rt->online)
+				continue;
+			if (full)
+				json_array_append_new(
+					a, json_pack("{s:s, s:s, s:s, s:s, s:s}", "tunnel_id",
+						     rt->t.id, "hostname", rt->t.hostname, "os",
+						     rt->t.os, "arch", rt->t.arch, "client_version",
+						     rt->t.version));
+			else
+				json_array_append_new(a, json_string(rt->t.id));
+		}
+	pthread_mutex_unlock(&ct->lock);
+	return a;
+}
+
+static void send_stats(struct ctlthread *ct)
+{
+	struct engine_stats s;
+	json_t *o;
+
+	engine_stats(ct->e, &s);
+	o = json_pack("{s:s, s:i, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:o}", "type", CTL_STATS,
+		      "workers", (int)engine_workers(ct->e), "ktls", ct->ktls, "steering",
+		      ct->steering, "conns", (json_int_t)s.conns, "conns_total",
+		      (json_int_t)s.conns_total, "bytes_in", (json_int_t)s.bytes_in, "bytes_out",
+		      (json_int_t)s.bytes_out, "links", (json_int_t)s.links, "uptime",
+		      (json_int_t)((now_ms() - ct->started) / 1000), "online",
+		      online_list(ct, false));
+	cd_send(ct, o);
+	json_decref(o);
+}
+
+static void cd_connect(struct ctlthread *ct)
+{
+	struct sockaddr_un sa;
+	json_t *o;
+	int fd;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	if (snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/relay.sock", ct->cfg.runtime_dir) >=
+	    (int)sizeof(sa.sun_path))
+		return;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		close(fd);
+		return;
+	}
+	fd_set_nonblock(fd, true);
+	ct->fd = fd;
+	ct->wlen = 0;
+	msg_reader_free(&ct->mr);
+	msg_reader_init(&ct->mr);
+	log_info("connected to nave-controld at %s", sa.sun_path);
+	o = json_pack("{s:s, s:i, s:i, s:i, s:s, s:s, s:s, s:o}", "type", CTL_RELAY_HELLO,
+		      "version", CTL_PROTO_VERSION, "pid", (int)getpid(), "workers",
+		      (int)engine_workers(ct->e), "ktls", ct->ktls, "steering", ct->steering,
+		      "tls_fingerprint", ct->fingerprint, "online", online_list(ct, true));
+	cd_send(ct, o);
+	json_decref(o);
+	for (struct req *r = ct->reqs; r; r = r->next) {
+		if (!r->sent && r->msg) {
+			cd_send(ct, r->msg);
+			r->sent = true;
+		}
+	}
+	send_stats(ct);
+}
+
+static void cd_disconnect(struct ctlthread *ct, const char *why)
+{
+	if (ct->fd < 0)
+		return;
+	log_warn("lost nave-controld (%s); forwarding continues, reconnecting", why);
+	close(ct->fd);
+	ct->fd = -1;
+	ct->next_connect = now_ms() + 500;
+	/* requests already sent are lost with the connection: resend them */
+	for (struct req *r = ct->reqs; r; r = r->next)
+		r->sent = false;
+}
+
+/* ---------- requests ---------- */
+
+static struct req *req_new(struct ctlthread *ct, enum req_kind kind, json_t *msg)
+{
+	struct req *r;
+
+	if (ct->nreqs >= MAX_REQS) {
+		json_decref(msg);
+		return NULL;
+	}
+	r = calloc(1, sizeof(*r));
+	if (!r) {
+		json_decref(msg);
+		return NULL;
+	}
+	r->id = ++ct->next_req;
+	r->kind = kind;
+	r->deadline = now_ms() + REQ_TIMEOUT_MS;
+	json_object_set_new(msg, "req", json_integer(r->id));
+	r->msg = msg;
+	r->next = ct->reqs;
+	ct->reqs = r;
+	ct->nreqs++;
+	if (ct->fd >= 0) {
+		cd_send(ct, msg);
+		r->sent = true;
+	}
+	return r;
+}
+
+static struct req *req_take(struct ctlthread *ct, long long id)
+{
+	for (struct req **pp = &ct->reqs; *pp; pp = &(*pp)->next) {
+		struct req *r = *pp;
+
+		if (r->id == id) {
+			*pp = r->next;
+			ct->nreqs--;
+			return r;
+		}
+	}
+	return NULL;
+}
+
+static void req_free(struct req *r)
+{
+	json_decref(r->hello);
+	json_decref(r->msg);
+	free(r);
+}
+
+/* A request failed (refused by controld or timed out): tell whoever asked. */
+static void req_fail(struct ctlthread *ct, struct req *r, const char *reason)
+{
+	if (r->kind == RQ_AUTH)
+		link_error(ct, r->worker, r->idx, r->gen, reason);
+	else if (r->rt)
+		tunnel_reply(ct, r->rt,
+			     json_pack("{s:s, s:I, s:s}", "type", LINK_MSG_REQ_ERROR, "req",
+				       (json_int_t)r->creq, "reason", reason));
+}
+
+/* ---------- listeners ---------- */
+
+static int port_listen(struct ctlthread *ct, uint16_t port)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	unsigned n = engine_workers(ct->e);
+	int fds[256];
+	int r;
+
+	if (ct->listening[port - ct->cfg.port_min])
+		return 0;
+	r = engine_resolve(ct->cfg.address, port, &ss, &sl);
+	if (r < 0)
+		return r;
+	for (unsigned i = 0; i < n; i++) {
+		fds[i] = engine_listen((struct sockaddr *)&ss, sl, 1024);
+		if (fds[i] < 0) {
+			r = fds[i];
+			while (i--)
+				close(fds[i]);
+			return r;
+		}
+	}
+	for (unsigned i = 0; i < n; i++) {
+		struct mb_msg m;
+
+		memset(&m, 0, sizeof(m));
+		m.type = MB_LISTEN;
+		m.fd = fds[i];
+		m.port = port;
+		engine_post(ct->e, (int)i, &m);
+	}
+	ct->listening[port - ct->cfg.port_min] = true;
+	log_info("port %u: listening", port);
+	return 0;
+}
+
+static void port_unlisten(struct ctlthread *ct, uint16_t port)
+{
+	struct mb_msg m;
+
+	if (!ct->listening[port - ct->cfg.port_min])
+		return;
+	memset(&m, 0, sizeof(m));
+	m.type = MB_UNLISTEN;
+	m.port = port;
+	engine_post(ct->e, -1, &m);
+	ct->listening[port - ct->cfg.port_min] = false;
+	log_info("port %u: released", port);
+}
+
+static bool port_in_range(struct ctlthread *ct, long long port)
+{
+	return port >= ct->cfg.port_min && port <= ct->cfg.port_max;
+}
+
+/* Routes port to tunnel id and opens its listeners; 0 or -errno. */
+static int port_assign(struct ctlthread *ct, long long port, const char *tid)
+{
+	struct rtun *rt;
+	int r;
+
+	if (!port_in_range(ct, port) || !tid)
+		return -EINVAL;
+	rt = rtun_find(ct, tid, true);
+	if (!rt)
+		return -ENOMEM;
+	r = port_listen(ct, (uint16_t)port);
+	if (r < 0) {
+		log_warn("port %lld: cannot listen: %s", port, strerror(-r));
+		return r;
+	}
+	atomic_store(&ct->route[port - ct->cfg.port_min], &rt->t);
+	return 0;
+}
+
+static void port_drop(struct ctlthread *ct, long long port)
+{
+	if (!port_in_range(ct, port))
+		return;
+	atomic_store(&ct->route[port - ct->cfg.port_min], NULL);
+	port_unlisten(ct, (uint16_t)port);
+}
+
+/* ---------- controld messages ---------- */
+
+static void on_auth_ok(struct ctlthread *ct, struct req *r, json_t *m)
+{
+	const char *tid = msg_str(m, "tunnel_id");
+	const char *token = msg_str(m, "token");
+	const char *mode = msg_str(r->hello, "mode");
+	struct rtun *rt;
+	struct mb_msg mb;
+	json_t *w;
+	char secret_hex[2 * LINK_SECRET_LEN + 1];
+	size_t n;
+
+	if (!tid || strlen(tid) >= LINK_ID_MAX) {
+		link_error(ct, r->worker, r->idx, r->gen, "control daemon gave no tunnel id");
+		return;
+	}
+	if (mode && !strcmp(mode, "configure")) {
+		w = json_pack("{s:s, s:s}", "type", LINK_MSG_WELCOME, "tunnel_id", tid);
+		if (token)
+			json_object_set_new(w, "token", json_string(token));
+		send_to_link(ct, r->worker, r->idx, r->gen, w, true);
+		return;
+	}
+	rt = rtun_find(ct, tid, true);
+	if (!rt) {
+		link_error(ct, r->worker, r->idx, r->gen, "out of memory");
+		return;
+	}
+	if (rt->online || atomic_load(&rt->t.home) >= 0) {
+		link_error(ct, r->worker, r->idx, r->gen,
+			   "this tunnel is already connected from elsewhere");
+		return;
+	}
+	random_bytes(rt->t.secret, sizeof(rt->t.secret));
+	hex_encode(rt->t.secret, sizeof(rt->t.secret), secret_hex);
+	str_copy(rt->t.hostname, sizeof(rt->t.hostname), msg_str(r->hello, "hostname") ?: "");
+	str_copy(rt->t.os, sizeof(rt->t.os), msg_str(r->hello, "os") ?: "");
+	str_copy(rt->t.arch, sizeof(rt->t.arch), msg_str(r->hello, "arch") ?: "");
+	str_copy(rt->t.version, sizeof(rt->t.version),
+		 msg_str(r->hello, "client_version") ?: "");
+	rt->online = true;
+	rt->worker = r->worker;
+	rt->idx = r->idx;
+	rt->gen = r->gen;
+	rt->since = now_ms();
+	atomic_store(&rt->t.home, r->worker);
+	w = json_pack("{s:s, s:s, s:s, s:{s:i, s:i, s:i, s:i}}", "type", LINK_MSG_WELCOME,
+		      "tunnel_id", tid, "link_secret", secret_hex, "limits", "max_pool_size",
+		      (int)ct->cfg.max_pool_size, "max_links", (int)ct->cfg.max_links, "heartbeat",
+		      (int)(ct->cfg.heartbeat_ms / 1000 ? ct->cfg.heartbeat_ms / 1000 : 1),
+		      "max_ports", (int)ct->cfg.max_per_tunnel);
+	if (token)
+		json_object_set_new(w, "token", json_string(token));
+	memset(&mb, 0, sizeof(mb));
+	mb.type = MB_WELCOME;
+	mb.idx = r->idx;
+	mb.gen = r->gen;
+	mb.tun = &rt->t;
+	mb.data = msg_encode(w, &n);
+	mb.len = n;
+	json_decref(w);
+	if (mb.data)
+		engine_post(ct->e, r->worker, &mb);
+	free(mb.data);
+	log_info("tunnel %s online (%s, %s/%s, client %s) on worker %d", tid, rt->t.hostname,
+		 rt->t.os, rt->t.arch, rt->t.version, r->worker);
+	w = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "type", CTL_TUNNEL_ONLINE, "tunnel_id",
+		      tid, "hostname", rt->t.hostname, "os", rt->t.os, "arch", rt->t.arch,
+		      "client_version", rt->t.version);
+	cd_send(ct, w);
+	json_decref(w);
+}
+
+static void on_port_grant(struct ctlthread *ct, struct req *r, json_t *m)
+{
+	long long port = msg_int(m, "port", 0);
+	char reason[128];
+	int e;
+
+	e = port_assign(ct, port, r->rt->t.id);
+	if (e < 0) {
+		json_t *rel = json_pack("{s:s, s:s, s:I}", "type", CTL_PORT_RELEASE, "tunnel_id",
+					r->rt->t.id, "port", (json_int_t)port);
+		struct req *rr = req_new(ct, RQ_RELEASE, rel);
+
+		if (rr)
+			rr->port = 0; /* nobody waits for this one */
+		snprintf(reason, sizeof(reason), "port %lld cannot be opened on this server: %s",
+			 port, strerror(-e));
+		req_fail(ct, r, reason);
+		return;
+	}
+	tunnel_reply(ct, r->rt,
+		     json_pack("{s:s, s:I, s:s, s:I}", "type", LINK_MSG_TCP_GRANT, "req",
+			       (json_int_t)r->creq, "name", r->name, "port", (json_int_t)port));
+}
+
+static void cd_message(struct ctlthread *ct, json_t *m)
+{
+	const char *type = msg_str(m, "type");
+	long long id = msg_int(m, "req", 0);
+	struct req *r = NULL;
+	struct rtun *rt;
+
+	if (!strcmp(type, CTL_SYNC)) {
+		json_t *ports = json_object_get(m, "ports"), *p;
+		size_t i;
+
+		json_array_foreach(ports, i, p)
+			port_assign(ct, msg_int(p, "port", 0), msg_str(p, "tunnel_id"));
+		log_info("synchronised with nave-controld: %zu port(s)", json_array_size(ports));
+		return;
+	}
+	if (!strcmp(type, CTL_PORT_ADD)) {
+		port_assign(ct, msg_int(m, "port", 0), msg_str(m, "tunnel_id"));
+		return;
+	}
+	if (!strcmp(type, CTL_PORT_DEL)) {
+		port_drop(ct, msg_int(m, "port", 0));
+		return;
+	}
+	if (!strcmp(type, CTL_KICK)) {
+		const char *tid = msg_str(m, "tunnel_id");
+		const char *reason = msg_str(m, "reason") ?: "disconnected by the server";
+		struct mb_msg mb;
+		json_t *s;
+		size_t n;
+
+		rt = tid ? rtun_find(ct, tid, false) : NULL;
+		if (!rt || !rt->online)
+			return;
+		log_info("tunnel %s: kicked by nave-controld: %s", tid, reason);
+		s = json_pack("{s:s, s:s}", "type", LINK_MSG_SHUTDOWN, "reason", reason);
+		memset(&mb, 0, sizeof(mb));
+		mb.type = MB_KICK;
+		mb.tun = &rt->t;
+		mb.data = msg_encode(s, &n);
+		mb.len = n;
+		json_decref(s);
+		engine_post(ct->e, rt->worker, &mb);
+		free(mb.data);
+		return;
+	}
+	if (id)
+		r = req_take(ct, id);
+	if (!r)
+		return; /* a late answer, or an unknown message type: ignored */
+	if (!strcmp(type, CTL_ERROR)) {
+		req_fail(ct, r, msg_str(m, "reason") ?: "refused by the control daemon");
+	} else if (r->kind == RQ_AUTH && !strcmp(type, CTL_AUTH_OK)) {
+		on_auth_ok(ct, r, m);
+	} else if (r->kind == RQ_PORT && !strcmp(type, CTL_PORT_GRANT)) {
+		on_port_grant(ct, r, m);
+	} else if (r->kind == RQ_RELEASE && !strcmp(type, CTL_RELEASED)) {
+		port_drop(ct, msg_int(m, "port", r->port));
+		if (r->rt && r->name[0])
+			tunnel_reply(ct, r->rt,
+				     json_pack("{s:s, s:I, s:s, s:I}", "type",
+					       LINK_MSG_TCP_REMOVED, "req", (json_int_t)r->creq,
+					       "name", r->name, "port", (json_int_t)r->port));
+	} else {
+		req_fail(ct, r, "unexpected answer from the control daemon");
+	}
+	req_free(r);
+}
+
+static void cd_read(struct ctlthread *ct)
+{
+	uint8_t buf[16384];
+	char err[160];
+	json_t *m;
+	ssize_t n;
+	int r;
+
+	for (;;) {
+		n = recv(ct->fd, buf, sizeof(buf), MSG_DONTWAIT);
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			break;
+		if (n <= 0) {
+			cd_disconnect(ct, n == 0 ? "closed" : strerror(errno));
+			return;
+		}
+		if (msg_reader_feed(&ct->mr, buf, (size_t)n) < 0) {
+			cd_disconnect(ct, "oversized message");
+			return;
+		}
+		while ((r = msg_reader_next(&ct->mr, &m, err, sizeof(err))) == 1) {
+			cd_message(ct, m);
+			json_decref(m);
+		}
+		if (r < 0) {
+			cd_disconnect(ct, err);
+			return;
+		}
+	}
+}
+
+/* ---------- events from workers ---------- */
+
+static void on_hello(struct ctlthread *ct, struct ev *ev)
+{
+	json_t *h = ev->obj;
+	const char *token = msg_str(h, "token"), *reg = msg_str(h, "registration");
+	const char *mode = msg_str(h, "mode") ?: "run";
+	long long ver = msg_int(h, "version", 0);
+	json_t *a;
+	struct req *r;
+
+	if (ver != LINK_VERSION) {
+		link_error(ct, ev->worker, ev->idx, ev->gen, "unsupported link protocol version");
+		return;
+	}
+	if (strcmp(mode, "run") && strcmp(mode, "configure")) {
+		link_error(ct, ev->worker, ev->idx, ev->gen, "bad HELLO mode");
+		return;
+	}
+	if ((!token || !*token) && (!reg || !*reg)) {
+		link_error(ct, ev->worker, ev->idx, ev->gen, "HELLO carries no token");
+		return;
+	}
+	a = json_pack("{s:s, s:s}", "type", CTL_AUTH, "mode", mode);
+	if (token && *token)
+		json_object_set_new(a, "token", json_string(token));
+	else
+		json_object_set_new(a, "registration", json_string(reg));
+	static const char *const keys[] = {"id", "hostname", "os", "arch", "client_version"};
+	for (size_t i = 0; i < ARRAY_SIZE(keys); i++) {
+		const char *v = msg_str(h, keys[i]);
+
+		if (v)
+			json_object_set_new(a, keys[i], json_string(v));
+	}
+	r = req_new(ct, RQ_AUTH, a);
+	if (!r) {
+		link_error(ct, ev->worker, ev->idx, ev->gen, "server busy, try again");
+		return;
+	}
+	r->worker = ev->worker;
+	r->idx = ev->idx;
+	r->gen = ev->gen;
+	r->hello = json_incref(h);
+}
+
+static void on_message(struct ctlthread *ct, struct ev *ev)
+{
+	struct rtun *rt = ev->rt;
+	const char *type = msg_str(ev->obj, "type");
+	long long creq = msg_int(ev->obj, "req", 0);
+	const char *name = msg_str(ev->obj, "name") ?: "";
+	long long port = msg_int(ev->obj, "port", 0);
+	struct req *r;
+
+	if (!rt->online)
+		return;
+	if (!strcmp(type, LINK_MSG_TCP_ADD)) {
+		if (port < 0 || port > 65535) {
+			tunnel_reply(ct, rt,
+				     json_pack("{s:s, s:I, s:s}", "type", LINK_MSG_REQ_ERROR, "req",
+					       (json_int_t)creq, "reason", "bad port"));
+			return;
+		}
+		r = req_new(ct, RQ_PORT,
+			    json_pack("{s:s, s:s, s:I, s:s}", "type", CTL_PORT_REQUEST,
+				      "tunnel_id", rt->t.id, "port", (json_int_t)port, "rule",
+				      name));
+	} else if (!strcmp(type, LINK_MSG_TCP_RM)) {
+		if (!port_in_range(ct, port) ||
+		    atomic_load(&ct->route[port - ct->cfg.port_min]) != &rt->t) {
+			tunnel_reply(ct, rt,
+				     json_pack("{s:s, s:I, s:s}", "type", LINK_MSG_REQ_ERROR, "req",
+					       (json_int_t)creq, "reason",
+					       "that port is not allocated to this tunnel"));
+			return;
+		}
+		r = req_new(ct, RQ_RELEASE,
+			    json_pack("{s:s, s:s, s:I}", "type", CTL_PORT_RELEASE, "tunnel_id",
+				      rt->t.id, "port", (json_int_t)port));
+	} else {
+		return; /* unknown types are ignored */
+	}
+	if (!r) {
+		tunnel_reply(ct, rt,
+			     json_pack("{s:s, s:I, s:s}", "type", LINK_MSG_REQ_ERROR, "req",
+				       (json_int_t)creq, "reason", "server busy, try again"));
+		return;
+	}
+	r->rt = rt;
+	r->creq = creq;
+	r->port = (uint16_t)port;
+	str_copy(r->name, sizeof(r->name), *name ? name : "-");
+}
+
+static void on_offline(struct ctlthread *ct, struct ev *ev)
+{
+	struct rtun *rt = ev->rt;
+	json_t *o;
+
+	if (!rt->online)
+		return;
+	rt->online = false;
+	/* requests of this session can no longer be answered */
+	for (struct req *r = ct->reqs; r; r = r->next)
+		if (r->rt == rt)
+			r->rt = NULL;
+	o = json_pack("{s:s, s:s, s:s}", "type", CTL_TUNNEL_OFFLINE, "tunnel_id", rt->t.id,
+		      "reason", ev->reason);
+	cd_send(ct, o);
+	json_decref(o);
+}
+
+static void drain_events(struct ctlthread *ct)
+{
+	struct ev *ev, *next;
+	uint64_t v;
+
+	if (read(ct->efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		log_warn("control thread: eventfd read: %s", strerror(errno));
+	pthread_mutex_lock(&ct->ev_lock);
+	ev = ct->ev_head;
+	ct->ev_head = ct->ev_tail = NULL;
+	pthread_mutex_unlock(&ct->ev_lock);
+	for (; ev; ev = next) {
+		next = ev->next;
+		if (ev->type == EV_HELLO)
+			on_hello(ct, ev);
+		else if (ev->type == EV_MESSAGE)
+			on_message(ct, ev);
+		else
+			on_offline(ct, ev);
+		json_decref(ev->obj);
+		free(ev);
+	}
+}
+
+static void expire_requests(struct ctlthread *ct)
+{
+	uint64_t now = now_ms();
+
+	for (struct req **pp = &ct->reqs; *pp;) {
+		struct req *r = *pp;
+
+		if (now < r->deadline) {
+			pp = &r->next;
+			continue;
+		}
+		*pp = r->next;
+		ct->nreqs--;
+		req_fail(ct, r, ct->fd < 0 ? "control daemon unavailable, try again later"
+					   : "control daemon did not answer in time");
+		req_free(r);
+	}
+}
+
+static void *ctl_main(void *arg)
+{
+	struct ctlthread *ct = arg;
+
+	while (!ct->stop) {
+		struct pollfd pfd[2];
+		int n = 1;
+
+		if (ct->fd < 0 && now_ms() >= ct->next_connect) {
+			cd_connect(ct);
+			if (ct->fd < 0)
+				ct->next_connect = now_ms() + 500;
+		}
+		pfd[0].fd = ct->efd;
+		pfd[0].events = POLLIN;
+		if (ct->fd >= 0) {
+			pfd[1].fd = ct->fd;
+			pfd[1].events = POLLIN | (ct->wlen ? POLLOUT : 0);
+			n = 2;
+		}
+		if (poll(pfd, (nfds_t)n, 200) < 0 && errno != EINTR)
+			break;
+		if (pfd[0].revents & POLLIN)
+			drain_events(ct);
+		if (n == 2 && ct->fd >= 0 && (pfd[1].revents & (POLLIN | POLLHUP | POLLERR)))
+			cd_read(ct);
+		if (ct->fd >= 0 && now_ms() >= ct->next_stats) {
+			send_stats(ct);
+			ct->next_stats = now_ms() + STATS_MS;
+		}
+		expire_requests(ct);
+		cd_flush(ct);
+	}
+	return NULL;
+}
+
+int ctlthread_init(struct ctlthread **out, const struct cfg_server *cfg, const char *fingerprint,
+		   const char *ktls_mode, const char *steering_mode, struct engine_ops *ops)
+{
+	struct ctlthread *ct = calloc(1, sizeof(*ct));
+	size_t nports;
+
+	if (!ct)
+		return -ENOMEM;
+	ct->cfg = *cfg;
+	ct->fd = -1;
+	ct->started = now_ms();
+	str_copy(ct->fingerprint, sizeof(ct->fingerprint), fingerprint);
+	str_copy(ct->ktls, sizeof(ct->ktls), ktls_mode);
+	str_copy(ct->steering, sizeof(ct->steering), steering_mode);
+	pthread_mutex_init(&ct->lock, NULL);
+	pthread_mutex_init(&ct->ev_lock, NULL);
+	msg_reader_init(&ct->mr);
+	nports = (size_t)cfg->port_max - cfg->port_min + 1;
+	ct->route = calloc(nports, sizeof(*ct->route));
+	ct->listening = calloc(nports, sizeof(bool));
+	ct->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (!ct->route || !ct->listening || ct->efd < 0)
+		return -ENOMEM;
+	memset(ops, 0, sizeof(*ops));
+	ops->arg = ct;
+	ops->ctl_hello = op_ctl_hello;
+	ops->ctl_message = op_ctl_message;
+	ops->tunnel_offline = op_tunnel_offline;
+	ops->tunnel_find = op_tunnel_find;
+	ops->port_route = op_port_route;
+	*out = ct;
+	return 0;
+}
+
+int ctlthread_start(struct ctlthread *ct, struct engine *e)
+{
+	ct->e = e;
+	return -pthread_create(&ct->thread, NULL, ctl_main, ct);
+}
+
+void ctlthread_stop(struct ctlthread *ct)
+{
+	if (!ct)
+		return;
+	ct->stop = true;
+	pthread_join(ct->thread, NULL);
+	if (ct->fd >= 0) {
+		drain_events(ct);
+		cd_flush(ct);
+		close(ct->fd);
+	}
+}

@@ -1,0 +1,173 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * nave-relayd: the datapath daemon. Loads the config, makes sure the server
+ * certificate exists, starts one io_uring worker per CPU and the control
+ * thread, then waits for SIGTERM/SIGINT and drains.
+ */
+#include "config/cfg.h"
+#include "ctlthread.h"
+#include "engine.h"
+#include "log.h"
+#include "tls/tls.h"
+#include "util.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define DRAIN_MS 5000
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: nave-relayd [--config FILE] [--check] [--help] [--version]\n"
+		   "\n"
+		   "The nave datapath daemon: tunnel links, public TCP ports, relaying.\n"
+		   "  -c, --config FILE  server config (default: the embedded default)\n"
+		   "  -n, --check        validate the config, print the effective settings, exit\n"
+		   "  -h, --help         this help\n"
+		   "  -V, --version      print the version\n");
+}
+
+static bool kernel_has_tls_ulp(void)
+{
+	char buf[256];
+	FILE *f = fopen("/proc/sys/net/ipv4/tcp_available_ulp", "r");
+	bool yes = false;
+
+	if (!f)
+		return false;
+	if (fgets(buf, sizeof(buf), f))
+		yes = strstr(buf, "tls") != NULL;
+	fclose(f);
+	return yes;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"config", required_argument, NULL, 'c'}, {"check", no_argument, NULL, 'n'},
+		{"help", no_argument, NULL, 'h'},	  {"version", no_argument, NULL, 'V'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *path = NULL;
+	bool check = false;
+	struct cfg_server cfg;
+	struct engine_config ec;
+	struct engine *eng = NULL;
+	struct ctlthread *ct = NULL;
+	char err[CFG_ERR_MAX], fpr[TLS_FPR_LEN] = "";
+	const char *ktls, *steering;
+	sigset_t set;
+	int c, sig;
+
+	while ((c = getopt_long(argc, argv, "c:nhV", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			path = optarg;
+			break;
+		case 'n':
+			check = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		case 'V':
+			printf("nave-relayd %s\n", NAVE_VERSION);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "nave-relayd: unexpected argument '%s' (see --help)\n", argv[optind]);
+		return 2;
+	}
+	if (cfg_server_load(&cfg, path, err, sizeof(err)) < 0) {
+		fprintf(stderr, "nave-relayd: %s\n", err);
+		return 2;
+	}
+	if (check) {
+		cfg_server_print(&cfg, stdout);
+		return 0;
+	}
+	log_init("nave-relayd", cfg.log_level, cfg.log_json);
+	signal(SIGPIPE, SIG_IGN);
+
+	if (cfg.ktls == CFG_ON) {
+		fprintf(stderr, "nave-relayd: [datapath] ktls = on: kernel TLS offload is not "
+				"available in this build; use auto or off\n");
+		return 1;
+	}
+	ktls = kernel_has_tls_ulp() ? "off (userspace TLS)" : "off (kernel has no TLS ULP)";
+	if (cfg.steering == CFG_STEER_BPF) {
+		fprintf(stderr, "nave-relayd: [datapath] steering = bpf: BPF steering is not "
+				"available in this build; use auto or listeners\n");
+		return 1;
+	}
+	steering = "listeners";
+
+	if (mkdir_p(cfg.state_dir, 0700) < 0 || mkdir_p(cfg.runtime_dir, 0755) < 0) {
+		fprintf(stderr, "nave-relayd: cannot create %s or %s: %s\n", cfg.state_dir,
+			cfg.runtime_dir, strerror(errno));
+		return 1;
+	}
+	if (tls_ensure_selfsigned(cfg.certificate, cfg.private_key, cfg.domain, err,
+				  sizeof(err)) < 0) {
+		fprintf(stderr, "nave-relayd: %s\n", err);
+		return 1;
+	}
+	tls_cert_fingerprint_file(cfg.certificate, fpr);
+
+	memset(&ec, 0, sizeof(ec));
+	ec.role = ENGINE_RELAY;
+	ec.workers = cfg.workers;
+	ec.buffer_size = cfg.buffer_size;
+	ec.buffers = cfg.buffers;
+	ec.heartbeat_ms = cfg.heartbeat_ms;
+	ec.ssl_ctx = tls_server_ctx(cfg.certificate, cfg.private_key, cfg.pq, err, sizeof(err));
+	if (!ec.ssl_ctx) {
+		fprintf(stderr, "nave-relayd: %s\n", err);
+		return 1;
+	}
+	if (engine_resolve(cfg.address, cfg.tunnel_port ? cfg.tunnel_port : cfg.https_port,
+			   &ec.tunnel_addr, &ec.tunnel_addr_len) < 0) {
+		fprintf(stderr, "nave-relayd: [listen] address %s: cannot resolve\n", cfg.address);
+		return 1;
+	}
+	if (ctlthread_init(&ct, &cfg, fpr, ktls, steering, &ec.ops) < 0) {
+		fprintf(stderr, "nave-relayd: out of memory\n");
+		return 1;
+	}
+	/* every thread inherits this mask; only sigwait below takes the signals */
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	if (engine_start(&eng, &ec, err, sizeof(err)) < 0) {
+		fprintf(stderr, "nave-relayd: %s\n", err);
+		return 1;
+	}
+	if (ctlthread_start(ct, eng) < 0) {
+		fprintf(stderr, "nave-relayd: cannot start the control thread\n");
+		return 1;
+	}
+	log_info("nave-relayd %s: %u worker(s), tunnels on %s:%u, ports %u-%u, kTLS %s, "
+		 "steering %s, certificate %s",
+		 NAVE_VERSION, engine_workers(eng), cfg.address,
+		 cfg.tunnel_port ? cfg.tunnel_port : cfg.https_port, cfg.port_min, cfg.port_max,
+		 ktls, steering, fpr);
+	do {
+		if (sigwait(&set, &sig) != 0)
+			sig = SIGTERM;
+	} while (sig != SIGTERM && sig != SIGINT);
+	log_info("signal %d: draining (up to %d ms)", sig, DRAIN_MS);
+	engine_stop(eng, DRAIN_MS);
+	ctlthread_stop(ct);
+	log_info("stopped");
+	return 0;
+}
