@@ -150,16 +150,37 @@ static int tx_end(struct store *s, int ret)
 	return ret;
 }
 
+/* Length of s cut to at most max bytes without splitting a UTF-8 sequence. */
+static size_t utf8_clamp(const char *s, size_t max)
+{
+	size_t n = strlen(s);
+
+	if (n <= max)
+		return n;
+	n = max;
+	while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
+		n--;
+	return n;
+}
+
+/* Binds text clamped to what the record structs hold (peer input is bounded here). */
 static void bind_text(sqlite3_stmt *st, int i, const char *v)
 {
-	sqlite3_bind_text(st, i, v ? v : "", -1, SQLITE_TRANSIENT);
+	if (!v)
+		v = "";
+	sqlite3_bind_text(st, i, v, (int)utf8_clamp(v, STORE_STR_LEN - 1), SQLITE_TRANSIENT);
 }
 
 static void col_text(sqlite3_stmt *st, int i, char *dst, size_t len)
 {
-	const unsigned char *v = sqlite3_column_text(st, i);
+	const char *v = (const char *)sqlite3_column_text(st, i);
+	size_t n;
 
-	str_copy(dst, len, v ? (const char *)v : "");
+	if (!v)
+		v = "";
+	n = utf8_clamp(v, len - 1);
+	memcpy(dst, v, n);
+	dst[n] = 0;
 }
 
 /* A nullable integer column: NULL reads as 0 ("unset"). */
@@ -544,7 +565,7 @@ int store_registration_list(struct store *s, int64_t offset, int64_t limit, stor
 	if (ret)
 		return ret;
 	ret = prep(s,
-		   "SELECT " REG_COLS " FROM registrations ORDER BY created_at, id"
+		   "SELECT " REG_COLS " FROM registrations ORDER BY created_at, rowid"
 		   " LIMIT ?1 OFFSET ?2",
 		   &st);
 	if (ret)
@@ -777,8 +798,9 @@ int store_token_list(struct store *s, int64_t offset, int64_t limit, store_token
 	sqlite3_finalize(st);
 	if (ret)
 		return ret;
-	ret = prep(s, "SELECT " TOK_COLS " FROM tokens ORDER BY created_at, id LIMIT ?1 OFFSET ?2",
-		   &st);
+	ret =
+	    prep(s, "SELECT " TOK_COLS " FROM tokens ORDER BY created_at, rowid LIMIT ?1 OFFSET ?2",
+		 &st);
 	if (ret)
 		return ret;
 	sqlite3_bind_int64(st, 1, limit);
@@ -1004,7 +1026,7 @@ int store_tunnel_list(struct store *s, bool online_only, const char *search, int
 	if (ret)
 		return ret;
 	snprintf(sql, sizeof(sql),
-		 "SELECT " TUN_COLS " FROM tunnels%s ORDER BY created_at, id LIMIT ?3 OFFSET ?4",
+		 "SELECT " TUN_COLS " FROM tunnels%s ORDER BY created_at, rowid LIMIT ?3 OFFSET ?4",
 		 where);
 	ret = prep(s, sql, &st);
 	if (ret)
@@ -1263,6 +1285,10 @@ int store_port_alloc(struct store *s, const char *tunnel_id, unsigned port, cons
 	int ret;
 
 	*created = false;
+	if (rule && strlen(rule) >= STORE_RULE_LEN) {
+		set_err(err, errlen, "invalid rule name");
+		return -EINVAL;
+	}
 	if (port > 65535) {
 		set_err(err, errlen, "port %u is outside the range %u-%u", port, s->port_min,
 			s->port_max);

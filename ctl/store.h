@@ -5,7 +5,9 @@
  * allocations, with versioned migrations and a backup copy before migrating.
  * Single-threaded by design: controld's one event loop is the only user, so
  * there are no locks. Functions return 0 or -errno; the ones that can refuse
- * a request also write a one-line reason meant for the peer into err.
+ * a request also write a one-line reason meant for the peer into err. Text
+ * longer than STORE_STR_LEN - 1 bytes is cut at a UTF-8 character boundary,
+ * so valid UTF-8 in reads back valid (peer input is bounded here).
  */
 #ifndef NAVE_STORE_H
 #define NAVE_STORE_H
@@ -58,9 +60,9 @@ struct store_tunnel {
 	char id[STORE_TUNNEL_ID_LEN];
 	char group_id[STORE_STR_LEN];
 	char hostname[STORE_STR_LEN];
-	char os[STORE_RULE_LEN];
-	char arch[STORE_RULE_LEN];
-	char client_version[STORE_RULE_LEN];
+	char os[STORE_STR_LEN];
+	char arch[STORE_STR_LEN];
+	char client_version[STORE_STR_LEN];
 	int state;	   /* enum store_state */
 	int64_t last_seen; /* 0 = never */
 	int64_t created_at;
@@ -162,7 +164,8 @@ int store_tunnel_counts(struct store *s, int64_t *total, int64_t *online);
  * lowest free one. rule may be NULL/empty. On 0, *out is the port and
  * *created tells whether it is a new allocation. Refusals set err and return
  * -ENOENT (unknown tunnel), -ERANGE (outside the range), -EADDRINUSE (taken
- * by another tunnel), -EDQUOT (max_per_tunnel reached), -ENOSPC (no free port).
+ * by another tunnel), -EDQUOT (max_per_tunnel reached), -ENOSPC (no free port),
+ * -EINVAL (rule name of STORE_RULE_LEN or more bytes). max_per_tunnel 0 = no limit.
  */
 int store_port_alloc(struct store *s, const char *tunnel_id, unsigned port, const char *rule,
 		     struct store_port *out, bool *created, char *err, size_t errlen);
