@@ -1,0 +1,749 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * controld's side of relay.sock. Accepts one relayd at a time (a newer one
+ * replaces the older, both logged) after checking its uid with SO_PEERCRED,
+ * reads length-prefixed JSON messages (msg.h) and answers them from the
+ * store: relay_hello -> tunnel states + sync, auth, tunnel_online/offline,
+ * port_request/release, stats. Writes are queued and flushed on POLLOUT so a
+ * slow relayd never blocks the loop. Every message is checked member by
+ * member; a malformed one closes the connection with the reason logged, an
+ * unknown type is ignored. When relayd goes away every tunnel is offline.
+ */
+#include "relaylink.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "config/cfg.h"
+#include "ctl_proto.h"
+#include "ctl/store.h"
+#include "log.h"
+#include "msg.h"
+#include "util.h"
+
+#define OUT_MAX	       (8u << 20) /* queued bytes before relayd counts as stuck */
+#define READS_PER_POLL 16	  /* recv() calls per wake-up, to keep the API responsive */
+#define WHY_LEN	       256
+
+struct relaylink {
+	struct store *st;
+	const struct cfg_server *cfg;
+	int lfd;
+	int fd;	   /* -1: no relayd */
+	pid_t pid; /* from SO_PEERCRED */
+	bool hello;
+	struct msg_reader rd;
+	uint8_t *out;
+	size_t out_len, out_cap;
+	json_t *info;  /* from relay_hello */
+	json_t *stats; /* the latest stats */
+};
+
+int relaylink_open(struct relaylink **out, int lfd, struct store *st, const struct cfg_server *cfg)
+{
+	struct relaylink *rl = calloc(1, sizeof(*rl));
+
+	*out = NULL;
+	if (!rl) {
+		close(lfd);
+		return -ENOMEM;
+	}
+	rl->st = st;
+	rl->cfg = cfg;
+	rl->lfd = lfd;
+	rl->fd = -1;
+	msg_reader_init(&rl->rd);
+	*out = rl;
+	return 0;
+}
+
+/* Drops the relayd connection; every tunnel goes offline with it. */
+static void conn_close(struct relaylink *rl, int level, const char *why)
+{
+	if (rl->fd < 0)
+		return;
+	log_msg(level, "relayd (pid %d) connection closed: %s", (int)rl->pid, why);
+	close(rl->fd);
+	rl->fd = -1;
+	rl->pid = 0;
+	rl->hello = false;
+	msg_reader_free(&rl->rd);
+	msg_reader_init(&rl->rd);
+	free(rl->out);
+	rl->out = NULL;
+	rl->out_len = rl->out_cap = 0;
+	json_decref(rl->info);
+	json_decref(rl->stats);
+	rl->info = rl->stats = NULL;
+	if (store_tunnel_all_offline(rl->st))
+		log_error("could not mark tunnels offline");
+}
+
+void relaylink_close(struct relaylink *rl)
+{
+	if (!rl)
+		return;
+	conn_close(rl, NLOG_INFO, "controld is stopping");
+	if (rl->lfd >= 0)
+		close(rl->lfd);
+	msg_reader_free(&rl->rd);
+	free(rl);
+}
+
+bool relaylink_connected(const struct relaylink *rl)
+{
+	return rl->fd >= 0 && rl->hello;
+}
+
+/* --- output --- */
+
+/* Writes what the socket takes now; 0, or -errno after closing the connection. */
+static int flush_out(struct relaylink *rl)
+{
+	size_t off = 0;
+	int ret = 0;
+
+	while (off < rl->out_len) {
+		ssize_t w =
+		    send(rl->fd, rl->out + off, rl->out_len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				break;
+			ret = -errno;
+			break;
+		}
+		off += (size_t)w;
+	}
+	memmove(rl->out, rl->out + off, rl->out_len - off);
+	rl->out_len -= off;
+	if (ret) {
+		char why[WHY_LEN];
+
+		snprintf(why, sizeof(why), "write: %s", strerror(-ret));
+		conn_close(rl, NLOG_WARN, why);
+	}
+	return ret;
+}
+
+/* Queues obj (the reference is consumed) and tries to send it. */
+static int send_obj(struct relaylink *rl, json_t *obj)
+{
+	uint8_t *buf;
+	size_t len;
+	int ret = 0;
+
+	if (!obj)
+		return -ENOMEM;
+	if (rl->fd < 0) {
+		json_decref(obj);
+		return -ENOTCONN;
+	}
+	buf = msg_encode(obj, &len);
+	json_decref(obj);
+	if (!buf) {
+		log_error("relayd: could not encode a message");
+		return -ENOMEM;
+	}
+	if (rl->out_len + len > OUT_MAX) {
+		conn_close(rl, NLOG_WARN, "relayd is not reading (output queue full)");
+		ret = -ENOBUFS;
+		goto out;
+	}
+	if (rl->out_len + len > rl->out_cap) {
+		size_t cap = rl->out_cap ? rl->out_cap : 4096;
+		uint8_t *b;
+
+		while (cap < rl->out_len + len)
+			cap *= 2;
+		b = realloc(rl->out, cap);
+		if (!b) {
+			ret = -ENOMEM;
+			goto out;
+		}
+		rl->out = b;
+		rl->out_cap = cap;
+	}
+	memcpy(rl->out + rl->out_len, buf, len);
+	rl->out_len += len;
+	ret = flush_out(rl);
+out:
+	/* an auth_ok may carry a fresh token */
+	memset(buf, 0, len);
+	free(buf);
+	return ret;
+}
+
+static int reply_error(struct relaylink *rl, json_int_t req, const char *reason)
+{
+	return send_obj(
+	    rl, json_pack("{s:s, s:I, s:s}", "type", CTL_ERROR, "req", req, "reason", reason));
+}
+
+/* --- pushes --- */
+
+int relaylink_port_add(struct relaylink *rl, unsigned port, const char *tunnel_id)
+{
+	if (!relaylink_connected(rl))
+		return -ENOTCONN;
+	return send_obj(rl, json_pack("{s:s, s:i, s:s}", "type", CTL_PORT_ADD, "port", (int)port,
+				      "tunnel_id", tunnel_id));
+}
+
+int relaylink_port_del(struct relaylink *rl, unsigned port)
+{
+	if (!relaylink_connected(rl))
+		return -ENOTCONN;
+	return send_obj(rl, json_pack("{s:s, s:i}", "type", CTL_PORT_DEL, "port", (int)port));
+}
+
+int relaylink_kick(struct relaylink *rl, const char *tunnel_id, const char *reason)
+{
+	if (!relaylink_connected(rl))
+		return -ENOTCONN;
+	return send_obj(rl, json_pack("{s:s, s:s, s:s}", "type", CTL_KICK, "tunnel_id", tunnel_id,
+				      "reason", reason));
+}
+
+/* --- member checks: -EBADMSG with why set when the message is malformed --- */
+
+static int get_str(const json_t *m, const char *key, bool required, const char **out, char *why)
+{
+	const json_t *v = json_object_get(m, key);
+
+	*out = NULL;
+	if (!v || json_is_null(v)) {
+		if (!required)
+			return 0;
+		snprintf(why, WHY_LEN, "%s: missing \"%s\"", msg_str(m, "type"), key);
+		return -EBADMSG;
+	}
+	if (!json_is_string(v)) {
+		snprintf(why, WHY_LEN, "%s: \"%s\" is not a string", msg_str(m, "type"), key);
+		return -EBADMSG;
+	}
+	*out = json_string_value(v);
+	return 0;
+}
+
+static int get_int(const json_t *m, const char *key, bool required, json_int_t dflt,
+		   json_int_t *out, char *why)
+{
+	const json_t *v = json_object_get(m, key);
+
+	*out = dflt;
+	if (!v || json_is_null(v)) {
+		if (!required)
+			return 0;
+		snprintf(why, WHY_LEN, "%s: missing \"%s\"", msg_str(m, "type"), key);
+		return -EBADMSG;
+	}
+	if (!json_is_integer(v)) {
+		snprintf(why, WHY_LEN, "%s: \"%s\" is not an integer", msg_str(m, "type"), key);
+		return -EBADMSG;
+	}
+	*out = json_integer_value(v);
+	return 0;
+}
+
+static int get_info(const json_t *m, struct store_client_info *info, char *why)
+{
+	int ret;
+
+	ret = get_str(m, "hostname", false, &info->hostname, why);
+	if (!ret)
+		ret = get_str(m, "os", false, &info->os, why);
+	if (!ret)
+		ret = get_str(m, "arch", false, &info->arch, why);
+	if (!ret)
+		ret = get_str(m, "client_version", false, &info->client_version, why);
+	return ret;
+}
+
+static const char *or_dash(const char *s)
+{
+	return s && *s ? s : "-";
+}
+
+/* --- handlers: 0, or -EBADMSG with why (the caller closes the connection) --- */
+
+static int port_cb(const struct store_port *p, void *arg)
+{
+	json_t *o = json_pack("{s:i, s:s}", "port", (int)p->port, "tunnel_id", p->tunnel_id);
+
+	if (!o || json_array_append_new(arg, o))
+		return -ENOMEM;
+	return 0;
+}
+
+static int on_hello(struct relaylink *rl, json_t *m, char *why)
+{
+	static const char *const keep[] = {"pid", "workers", "ktls", "steering", "tls_fingerprint"};
+	json_t *online, *item, *ports, *info;
+	json_int_t version;
+	int64_t total;
+	size_t i;
+	int ret, n_online = 0;
+
+	ret = get_int(m, "version", true, 0, &version, why);
+	if (ret)
+		return ret;
+	if (version != CTL_PROTO_VERSION) {
+		snprintf(why, WHY_LEN,
+			 "relay_hello: protocol version %" JSON_INTEGER_FORMAT
+			 " is not supported (want %d)",
+			 version, CTL_PROTO_VERSION);
+		return -EBADMSG;
+	}
+	online = json_object_get(m, "online");
+	if (online && !json_is_array(online) && !json_is_null(online)) {
+		snprintf(why, WHY_LEN, "relay_hello: \"online\" is not an array");
+		return -EBADMSG;
+	}
+	/* check everything before changing anything */
+	json_array_foreach(online, i, item)
+	{
+		struct store_client_info ci;
+		const char *tid;
+
+		if (!json_is_object(item)) {
+			snprintf(why, WHY_LEN, "relay_hello: online[%zu] is not an object", i);
+			return -EBADMSG;
+		}
+		ret = get_str(item, "tunnel_id", true, &tid, why);
+		if (!ret)
+			ret = get_info(item, &ci, why);
+		if (ret) {
+			/* items carry no "type": name the message ourselves */
+			snprintf(why, WHY_LEN, "relay_hello: online[%zu] is malformed", i);
+			return ret;
+		}
+	}
+
+	info = json_object();
+	for (i = 0; info && i < ARRAY_SIZE(keep); i++) {
+		json_t *v = json_object_get(m, keep[i]);
+
+		if (v)
+			json_object_set(info, keep[i], v);
+	}
+	json_decref(rl->info);
+	rl->info = info;
+
+	if (store_tunnel_all_offline(rl->st))
+		log_error("relay_hello: could not reset tunnel states");
+	json_array_foreach(online, i, item)
+	{
+		struct store_client_info ci;
+		const char *tid = msg_str(item, "tunnel_id");
+
+		get_info(item, &ci, why);
+		ret = store_tunnel_set_state(rl->st, tid, STORE_ONLINE, &ci);
+		if (ret == -ENOENT)
+			log_warn("relayd reports unknown tunnel %s online", tid);
+		else if (ret)
+			log_error("relay_hello: could not mark tunnel %s online", tid);
+		else
+			n_online++;
+	}
+
+	ports = json_array();
+	if (!ports)
+		return -ENOMEM;
+	ret = store_port_list(rl->st, NULL, 0, 65536, port_cb, ports, &total);
+	if (ret) {
+		/* relayd must not start from a partial port list: let it reconnect */
+		json_decref(ports);
+		snprintf(why, WHY_LEN, "could not read the port allocations for sync");
+		return -EIO;
+	}
+	rl->hello = true;
+	log_info("relayd (pid %d) said hello: %d tunnel(s) online, syncing %zu port(s)",
+		 (int)rl->pid, n_online, json_array_size(ports));
+	send_obj(rl, json_pack("{s:s, s:o}", "type", CTL_SYNC, "ports", ports));
+	return 0;
+}
+
+static int on_auth(struct relaylink *rl, json_t *m, char *why)
+{
+	struct store_client_info ci;
+	const char *token, *reg, *mode, *group;
+	char tid[STORE_TUNNEL_ID_LEN], tok[STORE_SECRET_LEN], err[WHY_LEN];
+	json_int_t req;
+	bool run;
+	int ret;
+
+	ret = get_int(m, "req", true, 0, &req, why);
+	if (!ret)
+		ret = get_str(m, "token", false, &token, why);
+	if (!ret)
+		ret = get_str(m, "registration", false, &reg, why);
+	if (!ret)
+		ret = get_str(m, "mode", false, &mode, why);
+	if (!ret)
+		ret = get_str(m, "id", false, &group, why);
+	if (!ret)
+		ret = get_info(m, &ci, why);
+	if (ret)
+		return ret;
+	if (!token == !reg) {
+		snprintf(why, WHY_LEN, "auth: needs exactly one of \"token\" and \"registration\"");
+		return -EBADMSG;
+	}
+	if (mode && strcmp(mode, "run") && strcmp(mode, "configure")) {
+		snprintf(why, WHY_LEN, "auth: \"mode\" is neither \"run\" nor \"configure\"");
+		return -EBADMSG;
+	}
+	run = !mode || !strcmp(mode, "run");
+
+	if (reg) {
+		ret = store_auth_registration(rl->st, reg, group, &ci, tid, tok, err, sizeof(err));
+		if (ret) {
+			log_info("auth refused (registration, host %s): %s", or_dash(ci.hostname),
+				 err);
+			reply_error(rl, req, err);
+			return 0;
+		}
+		log_info("tunnel %s created from registration %.8s (host %s)", tid, reg + 4,
+			 or_dash(ci.hostname));
+		send_obj(rl, json_pack("{s:s, s:I, s:s, s:s}", "type", CTL_AUTH_OK, "req", req,
+				       "tunnel_id", tid, "token", tok));
+		memset(tok, 0, sizeof(tok));
+		return 0;
+	}
+	ret = store_auth_token(rl->st, token, run, &ci, tid, err, sizeof(err));
+	if (ret) {
+		log_info("auth refused (host %s): %s", or_dash(ci.hostname), err);
+		reply_error(rl, req, err);
+		return 0;
+	}
+	log_debug("tunnel %s authenticated (%s, host %s)", tid, run ? "run" : "configure",
+		  or_dash(ci.hostname));
+	send_obj(rl,
+		 json_pack("{s:s, s:I, s:s}", "type", CTL_AUTH_OK, "req", req, "tunnel_id", tid));
+	return 0;
+}
+
+static int on_tunnel_online(struct relaylink *rl, json_t *m, char *why)
+{
+	struct store_client_info ci;
+	const char *tid;
+	int ret;
+
+	ret = get_str(m, "tunnel_id", true, &tid, why);
+	if (!ret)
+		ret = get_info(m, &ci, why);
+	if (ret)
+		return ret;
+	ret = store_tunnel_set_state(rl->st, tid, STORE_ONLINE, &ci);
+	if (ret == -ENOENT)
+		log_warn("relayd reports unknown tunnel %s online", tid);
+	else if (ret)
+		log_error("could not mark tunnel %s online", tid);
+	else
+		log_info("tunnel %s online (host %s)", tid, or_dash(ci.hostname));
+	return 0;
+}
+
+static int on_tunnel_offline(struct relaylink *rl, json_t *m, char *why)
+{
+	const char *tid, *reason;
+	int ret;
+
+	ret = get_str(m, "tunnel_id", true, &tid, why);
+	if (!ret)
+		ret = get_str(m, "reason", false, &reason, why);
+	if (ret)
+		return ret;
+	ret = store_tunnel_set_state(rl->st, tid, STORE_OFFLINE, NULL);
+	if (ret == -ENOENT)
+		log_warn("relayd reports unknown tunnel %s offline", tid);
+	else if (ret)
+		log_error("could not mark tunnel %s offline", tid);
+	else
+		log_info("tunnel %s offline: %s", tid, or_dash(reason));
+	return 0;
+}
+
+static int on_port_request(struct relaylink *rl, json_t *m, char *why)
+{
+	const char *tid, *rule;
+	char err[WHY_LEN];
+	struct store_port p;
+	json_int_t req, port;
+	bool created;
+	int ret;
+
+	ret = get_int(m, "req", true, 0, &req, why);
+	if (!ret)
+		ret = get_str(m, "tunnel_id", true, &tid, why);
+	if (!ret)
+		ret = get_int(m, "port", false, 0, &port, why);
+	if (!ret)
+		ret = get_str(m, "rule", false, &rule, why);
+	if (ret)
+		return ret;
+	if (rule && *rule && !cfg_valid_name(rule)) {
+		reply_error(rl, req, "invalid rule name");
+		return 0;
+	}
+	if (port < 0 || port > 65535) {
+		snprintf(err, sizeof(err),
+			 "port %" JSON_INTEGER_FORMAT " is outside the range %u-%u", port,
+			 rl->cfg->port_min, rl->cfg->port_max);
+		reply_error(rl, req, err);
+		return 0;
+	}
+	ret = store_port_alloc(rl->st, tid, (unsigned)port, rule, &p, &created, err, sizeof(err));
+	if (ret) {
+		log_info("port request of tunnel %s refused: %s", tid, err);
+		reply_error(rl, req, err);
+		return 0;
+	}
+	if (created)
+		log_info("port %u allocated to tunnel %s (rule %s)", p.port, tid, or_dash(p.rule));
+	send_obj(rl, json_pack("{s:s, s:I, s:s, s:i}", "type", CTL_PORT_GRANT, "req", req,
+			       "tunnel_id", tid, "port", (int)p.port));
+	return 0;
+}
+
+static int on_port_release(struct relaylink *rl, json_t *m, char *why)
+{
+	const char *tid;
+	char err[WHY_LEN];
+	json_int_t req, port;
+	int ret;
+
+	ret = get_int(m, "req", true, 0, &req, why);
+	if (!ret)
+		ret = get_str(m, "tunnel_id", true, &tid, why);
+	if (!ret)
+		ret = get_int(m, "port", true, 0, &port, why);
+	if (ret)
+		return ret;
+	if (port <= 0 || port > 65535) {
+		snprintf(err, sizeof(err), "port %" JSON_INTEGER_FORMAT " is not allocated", port);
+		reply_error(rl, req, err);
+		return 0;
+	}
+	ret = store_port_release(rl->st, (unsigned)port, tid, NULL, err, sizeof(err));
+	if (ret) {
+		reply_error(rl, req, err);
+		return 0;
+	}
+	log_info("port %u released by tunnel %s", (unsigned)port, tid);
+	send_obj(rl, json_pack("{s:s, s:I, s:I}", "type", CTL_RELEASED, "req", req, "port", port));
+	return 0;
+}
+
+static int on_stats(struct relaylink *rl, json_t *m, char *why)
+{
+	json_t *online = json_object_get(m, "online"), *copy, *v;
+	size_t i;
+
+	if (online && !json_is_array(online) && !json_is_null(online)) {
+		snprintf(why, WHY_LEN, "stats: \"online\" is not an array");
+		return -EBADMSG;
+	}
+	json_array_foreach(online, i, v)
+	{
+		if (!json_is_string(v)) {
+			snprintf(why, WHY_LEN, "stats: online[%zu] is not a string", i);
+			return -EBADMSG;
+		}
+	}
+	json_array_foreach(online, i, v)
+	{
+		if (store_tunnel_touch(rl->st, json_string_value(v)))
+			log_error("stats: could not refresh tunnel %s", json_string_value(v));
+	}
+	copy = json_copy(m);
+	if (copy) {
+		json_object_del(copy, "type");
+		json_object_del(copy, "online");
+	}
+	json_decref(rl->stats);
+	rl->stats = copy;
+	return 0;
+}
+
+static const struct {
+	const char *type;
+	int (*fn)(struct relaylink *rl, json_t *m, char *why);
+} handlers[] = {
+    {CTL_RELAY_HELLO, on_hello},
+    {CTL_AUTH, on_auth},
+    {CTL_TUNNEL_ONLINE, on_tunnel_online},
+    {CTL_TUNNEL_OFFLINE, on_tunnel_offline},
+    {CTL_PORT_REQUEST, on_port_request},
+    {CTL_PORT_RELEASE, on_port_release},
+    {CTL_STATS, on_stats},
+};
+
+static int dispatch(struct relaylink *rl, json_t *m, char *why)
+{
+	const char *type = msg_str(m, "type");
+
+	for (size_t i = 0; i < ARRAY_SIZE(handlers); i++) {
+		if (strcmp(type, handlers[i].type) != 0)
+			continue;
+		if (!rl->hello && handlers[i].fn != on_hello)
+			log_debug("relayd sent %s before relay_hello", type);
+		return handlers[i].fn(rl, m, why);
+	}
+	log_debug("ignoring relayd message of unknown type \"%s\"", type);
+	return 0;
+}
+
+/* --- input --- */
+
+static void conn_read(struct relaylink *rl)
+{
+	char why[WHY_LEN];
+	uint8_t buf[16384];
+	json_t *m;
+	int ret;
+
+	for (int n = 0; n < READS_PER_POLL && rl->fd >= 0; n++) {
+		ssize_t r = recv(rl->fd, buf, sizeof(buf), MSG_DONTWAIT);
+
+		if (r == 0) {
+			conn_close(rl, NLOG_WARN, "relayd disconnected");
+			return;
+		}
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return;
+			snprintf(why, sizeof(why), "read: %s", strerror(errno));
+			conn_close(rl, NLOG_WARN, why);
+			return;
+		}
+		ret = msg_reader_feed(&rl->rd, buf, (size_t)r);
+		if (ret) {
+			snprintf(why, sizeof(why), "input buffer: %s", strerror(-ret));
+			conn_close(rl, NLOG_WARN, why);
+			return;
+		}
+		while (rl->fd >= 0) {
+			why[0] = 0;
+			ret = msg_reader_next(&rl->rd, &m, why, sizeof(why));
+			if (ret == 0)
+				break;
+			if (ret < 0) {
+				conn_close(rl, NLOG_WARN, why);
+				return;
+			}
+			ret = dispatch(rl, m, why);
+			json_decref(m);
+			if (ret) {
+				if (!why[0])
+					snprintf(why, sizeof(why), "%s", strerror(-ret));
+				conn_close(rl, NLOG_WARN, why);
+				return;
+			}
+		}
+	}
+}
+
+static void do_accept(struct relaylink *rl)
+{
+	for (;;) {
+		struct ucred uc;
+		socklen_t len = sizeof(uc);
+		char why[WHY_LEN];
+		int fd = accept4(rl->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			if (errno != EAGAIN && errno != EWOULDBLOCK)
+				log_warn("relay.sock: accept: %s", strerror(errno));
+			return;
+		}
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &len) < 0) {
+			log_warn("relay.sock: refusing a connection: SO_PEERCRED: %s",
+				 strerror(errno));
+			close(fd);
+			continue;
+		}
+		if (uc.uid != geteuid() && uc.uid != 0) {
+			log_warn("relay.sock: refusing pid %d: uid %u is neither %u nor root",
+				 (int)uc.pid, (unsigned)uc.uid, (unsigned)geteuid());
+			close(fd);
+			continue;
+		}
+		if (rl->fd >= 0) {
+			snprintf(why, sizeof(why), "replaced by a new relayd connection (pid %d)",
+				 (int)uc.pid);
+			conn_close(rl, NLOG_WARN, why);
+		}
+		rl->fd = fd;
+		rl->pid = uc.pid;
+		log_info("relayd connected (pid %d, uid %u)", (int)uc.pid, (unsigned)uc.uid);
+	}
+}
+
+int relaylink_pollfds(struct relaylink *rl, struct pollfd *pfd)
+{
+	int n = 0;
+
+	pfd[n].fd = rl->lfd;
+	pfd[n].events = POLLIN;
+	pfd[n++].revents = 0;
+	if (rl->fd >= 0) {
+		pfd[n].fd = rl->fd;
+		pfd[n].events = POLLIN | (rl->out_len ? POLLOUT : 0);
+		pfd[n++].revents = 0;
+	}
+	return n;
+}
+
+void relaylink_process(struct relaylink *rl, const struct pollfd *pfd, int n)
+{
+	for (int i = 0; i < n; i++) {
+		if (!pfd[i].revents)
+			continue;
+		if (pfd[i].fd == rl->lfd) {
+			do_accept(rl);
+			continue;
+		}
+		/* the connection may have been replaced by the accept above */
+		if (pfd[i].fd != rl->fd)
+			continue;
+		if (pfd[i].revents & POLLOUT)
+			flush_out(rl);
+		if (rl->fd >= 0 && pfd[i].revents & (POLLIN | POLLHUP | POLLERR))
+			conn_read(rl);
+	}
+}
+
+json_t *relaylink_status(const struct relaylink *rl)
+{
+	static const char *const keys[] = {"pid",      "workers",   "ktls",
+					   "steering", "conns",	    "conns_total",
+					   "bytes_in", "bytes_out", "links"};
+	bool up = relaylink_connected(rl);
+	json_t *o = json_object();
+
+	if (!o)
+		return NULL;
+	json_object_set_new(o, "connected", json_boolean(up));
+	for (size_t i = 0; i < ARRAY_SIZE(keys); i++) {
+		json_t *v = NULL;
+
+		if (up && rl->stats)
+			v = json_object_get(rl->stats, keys[i]);
+		if (up && !v && rl->info)
+			v = json_object_get(rl->info, keys[i]);
+		json_object_set(o, keys[i], v ? v : json_null());
+	}
+	return o;
+}

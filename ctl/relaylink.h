@@ -1,0 +1,51 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * controld's end of the internal relayd socket (runtime_dir/relay.sock,
+ * protocol in common/ctl_proto.h). One relayd connection at a time, checked
+ * with SO_PEERCRED; requests are answered from the store; admin actions are
+ * pushed (port_add, port_del, kick). Driven by controld's poll loop: nothing
+ * here blocks, and a malformed message closes the peer with a logged reason.
+ */
+#ifndef NAVE_RELAYLINK_H
+#define NAVE_RELAYLINK_H
+
+#include <jansson.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+struct relaylink;
+struct store;
+struct cfg_server;
+
+/*
+ * Serves relayd on lfd, a listening non-blocking AF_UNIX socket (relay.sock,
+ * mode 0600), whose ownership passes to the link. st and cfg must outlive
+ * it. 0 or -ENOMEM (lfd is then closed).
+ */
+int relaylink_open(struct relaylink **out, int lfd, struct store *st, const struct cfg_server *cfg);
+/* Closes the connection and the listener (the caller removes the file); NULL is fine. */
+void relaylink_close(struct relaylink *rl);
+
+#define RELAYLINK_POLLFDS 2
+/* Fills at most RELAYLINK_POLLFDS entries of pfd; returns how many. */
+int relaylink_pollfds(struct relaylink *rl, struct pollfd *pfd);
+/* Handles the results of poll() for the n entries relaylink_pollfds filled. */
+void relaylink_process(struct relaylink *rl, const struct pollfd *pfd, int n);
+
+/* True when a relayd is connected and has said hello. */
+bool relaylink_connected(const struct relaylink *rl);
+
+/* Pushes to relayd; 0 when queued, -ENOTCONN when no relayd is connected. */
+int relaylink_port_add(struct relaylink *rl, unsigned port, const char *tunnel_id);
+int relaylink_port_del(struct relaylink *rl, unsigned port);
+int relaylink_kick(struct relaylink *rl, const char *tunnel_id, const char *reason);
+
+/*
+ * The "relay" object of GET /api/v1/status (a new reference): connected,
+ * then pid, workers, ktls, steering, conns, conns_total, bytes_in, bytes_out,
+ * links from the hello and the latest stats (null when unknown).
+ */
+json_t *relaylink_status(const struct relaylink *rl);
+
+#endif
