@@ -1,0 +1,851 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * The admin API of ctl/API.md on control.sock. libmicrohttpd runs without
+ * threads: controld's loop polls the fds MHD reports and calls
+ * MHD_run_from_select, so every handler runs on the loop's thread and uses
+ * the store directly. Requests are routed by a table of {method, path
+ * pattern, handler}; a handler reads the parsed JSON body and query, fills a
+ * response object and returns the HTTP status. Errors are {"error": reason}.
+ * Admin actions that relayd must know about are pushed through relaylink.
+ */
+#include "api.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <microhttpd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/select.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config/cfg.h"
+#include "ctl/relaylink.h"
+#include "ctl/store.h"
+#include "log.h"
+#include "tls/tls.h"
+#include "util.h"
+
+#define BODY_MAX (64 * 1024)
+#define PER_PAGE 50
+#define MAX_SEGS 4
+
+struct api {
+	struct MHD_Daemon *mhd;
+	struct store *st;
+	struct relaylink *rl;
+	const struct cfg_server *cfg;
+	uint64_t started_ms;
+};
+
+/* Per-request state kept by MHD between calls of the access handler. */
+struct req {
+	char *body;
+	size_t len;
+	bool too_big;
+};
+
+/* One API call being answered. */
+struct call {
+	struct api *a;
+	struct MHD_Connection *conn;
+	const char *id; /* the '*' segment of the route */
+	json_t *body;	/* the request body: an object, or NULL when empty */
+	json_t *out;	/* the response body */
+};
+
+static int fail(struct call *c, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int fail(struct call *c, int status, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	json_decref(c->out);
+	c->out = json_pack("{s:s}", "error", msg);
+	return status;
+}
+
+static int internal(struct call *c)
+{
+	return fail(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal error (see the controld log)");
+}
+
+/* A JSON string, never NULL for stored text (it is valid UTF-8 by construction). */
+static json_t *jstr(const char *s)
+{
+	json_t *v = json_string(s ? s : "");
+
+	return v ? v : json_string("");
+}
+
+/* Times are Unix seconds, null when unset. */
+static json_t *jtime(int64_t t)
+{
+	return t ? json_integer(t) : json_null();
+}
+
+/* --- request helpers --- */
+
+static const char *query(struct call *c, const char *key)
+{
+	return MHD_lookup_connection_value(c->conn, MHD_GET_ARGUMENT_KIND, key);
+}
+
+/* Parses a decimal integer filling the whole string. */
+static bool parse_ll(const char *s, long long *v)
+{
+	char *end;
+
+	if (!s || !*s)
+		return false;
+	errno = 0;
+	*v = strtoll(s, &end, 10);
+	return !errno && !*end;
+}
+
+static int get_page(struct call *c, long long *page)
+{
+	const char *p = query(c, "page");
+
+	*page = 1;
+	if (p && (!parse_ll(p, page) || *page < 1 || *page > 1000000000))
+		return fail(c, MHD_HTTP_BAD_REQUEST, "invalid page \"%s\"", p);
+	return 0;
+}
+
+/* Optional body members: 0, or 400 with the response set. */
+static int body_str(struct call *c, const char *key, const char **out)
+{
+	json_t *v = json_object_get(c->body, key);
+
+	*out = NULL;
+	if (!v || json_is_null(v))
+		return 0;
+	if (!json_is_string(v))
+		return fail(c, MHD_HTTP_BAD_REQUEST, "\"%s\" must be a string", key);
+	if (json_string_length(v) >= STORE_STR_LEN)
+		return fail(c, MHD_HTTP_BAD_REQUEST, "\"%s\" is longer than %d bytes", key,
+			    STORE_STR_LEN - 1);
+	*out = json_string_value(v);
+	return 0;
+}
+
+static int body_int(struct call *c, const char *key, long long min, long long max, long long *out)
+{
+	json_t *v = json_object_get(c->body, key);
+
+	*out = 0;
+	if (!v || json_is_null(v))
+		return 0;
+	if (!json_is_integer(v))
+		return fail(c, MHD_HTTP_BAD_REQUEST, "\"%s\" must be an integer", key);
+	*out = json_integer_value(v);
+	if (*out < min || *out > max)
+		return fail(c, MHD_HTTP_BAD_REQUEST, "\"%s\" must be between %lld and %lld", key,
+			    min, max);
+	return 0;
+}
+
+/* {"items": items, "page", "per_page", "total"}; consumes items. */
+static int list_reply(struct call *c, json_t *items, long long page, int64_t total)
+{
+	c->out = json_pack("{s:o, s:I, s:i, s:I}", "items", items, "page", (json_int_t)page,
+			   "per_page", PER_PAGE, "total", (json_int_t)total);
+	return c->out ? MHD_HTTP_OK : internal(c);
+}
+
+/* --- record -> JSON --- */
+
+static json_t *reg_json(const struct store_registration *r, const char *token)
+{
+	json_t *o = json_pack("{s:s, s:o, s:I, s:I, s:o, s:b, s:I}", "id", r->id, "description",
+			      jstr(r->description), "max_uses", (json_int_t)r->max_uses, "uses",
+			      (json_int_t)r->uses, "expires_at", jtime(r->expires_at), "enabled",
+			      r->enabled, "created_at", (json_int_t)r->created_at);
+
+	if (o && token)
+		json_object_set_new(o, "token", json_string(token));
+	return o;
+}
+
+static json_t *token_json(const struct store_token *t, const char *token)
+{
+	json_t *o = json_pack("{s:s, s:s, s:o, s:I, s:b}", "id", t->id, "tunnel_id", t->tunnel_id,
+			      "description", jstr(t->description), "created_at",
+			      (json_int_t)t->created_at, "revoked", t->revoked);
+
+	if (!o)
+		return NULL;
+	if (token)
+		json_object_set_new(o, "token", json_string(token));
+	else
+		json_object_set_new(o, "last_used", jtime(t->last_used));
+	return o;
+}
+
+static json_t *port_json(const struct store_port *p)
+{
+	return json_pack("{s:i, s:s, s:o, s:I}", "port", (int)p->port, "tunnel_id", p->tunnel_id,
+			 "rule", jstr(p->rule), "created_at", (json_int_t)p->created_at);
+}
+
+static int tunnel_port_cb(const struct store_port *p, void *arg)
+{
+	json_t *o = json_pack("{s:i, s:o}", "port", (int)p->port, "rule", jstr(p->rule));
+
+	return o && !json_array_append_new(arg, o) ? 0 : -ENOMEM;
+}
+
+static json_t *tunnel_json(struct api *a, const struct store_tunnel *t)
+{
+	json_t *ports = json_array();
+	int64_t total;
+
+	if (!ports || store_port_list(a->st, t->id, 0, 65536, tunnel_port_cb, ports, &total)) {
+		json_decref(ports);
+		return NULL;
+	}
+	return json_pack("{s:s, s:o, s:o, s:o, s:o, s:o, s:s, s:o, s:I, s:o, s:o}", "id", t->id,
+			 "group_id", jstr(t->group_id), "hostname", jstr(t->hostname), "os",
+			 jstr(t->os), "arch", jstr(t->arch), "client_version",
+			 jstr(t->client_version), "state",
+			 t->state == STORE_ONLINE ? "online" : "offline", "last_seen",
+			 jtime(t->last_seen), "created_at", (json_int_t)t->created_at, "token_id",
+			 t->token_id[0] ? json_string(t->token_id) : json_null(), "ports", ports);
+}
+
+/* --- handlers: return the HTTP status with c->out set --- */
+
+static int h_status(struct call *c)
+{
+	struct api *a = c->a;
+	char fpr[TLS_FPR_LEN], cert[CFG_PATH_MAX + 32], range[32];
+	int64_t total, online, ports;
+	json_t *fp = json_null();
+
+	if (store_tunnel_counts(a->st, &total, &online) || store_port_count(a->st, &ports))
+		return internal(c);
+	if (a->cfg->certificate[0])
+		snprintf(cert, sizeof(cert), "%s", a->cfg->certificate);
+	else
+		snprintf(cert, sizeof(cert), "%s/tls/server.crt", a->cfg->state_dir);
+	if (access(cert, F_OK) == 0 && tls_cert_fingerprint_file(cert, fpr) == 0)
+		fp = json_string(fpr);
+	snprintf(range, sizeof(range), "%u-%u", a->cfg->port_min, a->cfg->port_max);
+	c->out = json_pack("{s:s, s:I, s:o, s:{s:I, s:I}, s:o, s:{s:s, s:I}}", "version",
+			   NAVE_VERSION, "uptime", (json_int_t)((now_ms() - a->started_ms) / 1000),
+			   "relay", relaylink_status(a->rl), "tunnels", "total", (json_int_t)total,
+			   "online", (json_int_t)online, "tls_fingerprint", fp, "ports", "range",
+			   range, "allocated", (json_int_t)ports);
+	return c->out ? MHD_HTTP_OK : internal(c);
+}
+
+static int reg_cb(const struct store_registration *r, void *arg)
+{
+	json_t *o = reg_json(r, NULL);
+
+	return o && !json_array_append_new(arg, o) ? 0 : -ENOMEM;
+}
+
+static int h_registrations_list(struct call *c)
+{
+	json_t *items = json_array();
+	long long page;
+	int64_t total;
+	int ret;
+
+	ret = get_page(c, &page);
+	if (ret || !items) {
+		json_decref(items);
+		return ret ? ret : internal(c);
+	}
+	if (store_registration_list(c->a->st, (page - 1) * PER_PAGE, PER_PAGE, reg_cb, items,
+				    &total)) {
+		json_decref(items);
+		return internal(c);
+	}
+	return list_reply(c, items, page, total);
+}
+
+static int h_registrations_create(struct call *c)
+{
+	struct store_registration r;
+	char token[STORE_SECRET_LEN];
+	const char *desc;
+	long long max_uses, expires;
+	int ret;
+
+	ret = body_str(c, "description", &desc);
+	if (!ret)
+		ret = body_int(c, "max_uses", 0, 1000000000, &max_uses);
+	if (!ret)
+		ret = body_int(c, "expires", 0, 100LL * 365 * 86400, &expires);
+	if (ret)
+		return ret;
+	if (store_registration_create(c->a->st, desc, max_uses, expires, &r, token))
+		return internal(c);
+	log_info("api: registration %s created (max_uses %lld, expires in %llds)", r.id, max_uses,
+		 expires);
+	c->out = reg_json(&r, token);
+	memset(token, 0, sizeof(token));
+	return c->out ? MHD_HTTP_CREATED : internal(c);
+}
+
+static int set_enabled(struct call *c, bool on)
+{
+	struct store_registration r;
+	int ret = store_registration_set_enabled(c->a->st, c->id, on, &r);
+
+	if (ret == -ENOENT)
+		return fail(c, MHD_HTTP_NOT_FOUND, "unknown registration %s", c->id);
+	if (ret)
+		return internal(c);
+	log_info("api: registration %s %s", r.id, on ? "enabled" : "disabled");
+	c->out = reg_json(&r, NULL);
+	return c->out ? MHD_HTTP_OK : internal(c);
+}
+
+static int h_registration_disable(struct call *c)
+{
+	return set_enabled(c, false);
+}
+
+static int h_registration_enable(struct call *c)
+{
+	return set_enabled(c, true);
+}
+
+static int token_cb(const struct store_token *t, void *arg)
+{
+	json_t *o = token_json(t, NULL);
+
+	return o && !json_array_append_new(arg, o) ? 0 : -ENOMEM;
+}
+
+static int h_tokens_list(struct call *c)
+{
+	json_t *items = json_array();
+	long long page;
+	int64_t total;
+	int ret;
+
+	ret = get_page(c, &page);
+	if (ret || !items) {
+		json_decref(items);
+		return ret ? ret : internal(c);
+	}
+	if (store_token_list(c->a->st, (page - 1) * PER_PAGE, PER_PAGE, token_cb, items, &total)) {
+		json_decref(items);
+		return internal(c);
+	}
+	return list_reply(c, items, page, total);
+}
+
+static int h_tokens_create(struct call *c)
+{
+	struct store_token t;
+	char token[STORE_SECRET_LEN];
+	const char *group, *desc;
+	int ret;
+
+	ret = body_str(c, "id", &group);
+	if (!ret)
+		ret = body_str(c, "description", &desc);
+	if (ret)
+		return ret;
+	if (store_token_create(c->a->st, group, desc, &t, token))
+		return internal(c);
+	log_info("api: token %s created for tunnel %s", t.id, t.tunnel_id);
+	c->out = token_json(&t, token);
+	memset(token, 0, sizeof(token));
+	return c->out ? MHD_HTTP_CREATED : internal(c);
+}
+
+static int h_token_revoke(struct call *c)
+{
+	struct store_token t;
+	bool changed;
+	int ret = store_token_revoke(c->a->st, c->id, &t, &changed);
+
+	if (ret == -ENOENT)
+		return fail(c, MHD_HTTP_NOT_FOUND, "unknown token %s", c->id);
+	if (ret)
+		return internal(c);
+	if (changed) {
+		log_info("api: token %s revoked (tunnel %s)", t.id, t.tunnel_id);
+		if (relaylink_kick(c->a->rl, t.tunnel_id, "token revoked") == 0)
+			log_info("api: kicked tunnel %s", t.tunnel_id);
+	}
+	c->out = token_json(&t, NULL);
+	return c->out ? MHD_HTTP_OK : internal(c);
+}
+
+struct tunnel_list {
+	struct api *a;
+	json_t *items;
+};
+
+static int tunnel_cb(const struct store_tunnel *t, void *arg)
+{
+	struct tunnel_list *tl = arg;
+	json_t *o = tunnel_json(tl->a, t);
+
+	return o && !json_array_append_new(tl->items, o) ? 0 : -ENOMEM;
+}
+
+static int h_tunnels_list(struct call *c)
+{
+	struct tunnel_list tl = {c->a, json_array()};
+	const char *online = query(c, "online"), *search = query(c, "search");
+	bool only = online && (!strcmp(online, "1") || !strcmp(online, "true"));
+	long long page;
+	int64_t total;
+	int ret;
+
+	if (online && !only && strcmp(online, "0") && strcmp(online, "false") && *online) {
+		json_decref(tl.items);
+		return fail(c, MHD_HTTP_BAD_REQUEST, "invalid online \"%s\" (1 or 0)", online);
+	}
+	if (search && strlen(search) > 200) {
+		json_decref(tl.items);
+		return fail(c, MHD_HTTP_BAD_REQUEST, "search term too long");
+	}
+	ret = get_page(c, &page);
+	if (ret || !tl.items) {
+		json_decref(tl.items);
+		return ret ? ret : internal(c);
+	}
+	if (store_tunnel_list(c->a->st, only, search, (page - 1) * PER_PAGE, PER_PAGE, tunnel_cb,
+			      &tl, &total)) {
+		json_decref(tl.items);
+		return internal(c);
+	}
+	return list_reply(c, tl.items, page, total);
+}
+
+static int h_tunnel_get(struct call *c)
+{
+	struct store_tunnel t;
+	int ret = store_tunnel_get(c->a->st, c->id, &t);
+
+	if (ret == -ENOENT)
+		return fail(c, MHD_HTTP_NOT_FOUND, "unknown tunnel %s", c->id);
+	if (ret)
+		return internal(c);
+	c->out = tunnel_json(c->a, &t);
+	return c->out ? MHD_HTTP_OK : internal(c);
+}
+
+static int h_tunnel_shutdown(struct call *c)
+{
+	struct store_tunnel t;
+	int ret = store_tunnel_get(c->a->st, c->id, &t);
+
+	if (ret == -ENOENT)
+		return fail(c, MHD_HTTP_NOT_FOUND, "unknown tunnel %s", c->id);
+	if (ret)
+		return internal(c);
+	if (relaylink_kick(c->a->rl, t.id, "shut down by the administrator"))
+		return fail(c, MHD_HTTP_SERVICE_UNAVAILABLE, "relayd is not connected");
+	log_info("api: tunnel %s shut down by the administrator", t.id);
+	c->out = tunnel_json(c->a, &t);
+	return c->out ? MHD_HTTP_OK : internal(c);
+}
+
+static int port_cb(const struct store_port *p, void *arg)
+{
+	json_t *o = port_json(p);
+
+	return o && !json_array_append_new(arg, o) ? 0 : -ENOMEM;
+}
+
+static int h_ports_list(struct call *c)
+{
+	const char *tunnel = query(c, "tunnel");
+	json_t *items = json_array();
+	long long page;
+	int64_t total;
+	int ret;
+
+	ret = get_page(c, &page);
+	if (ret || !items) {
+		json_decref(items);
+		return ret ? ret : internal(c);
+	}
+	if (store_port_list(c->a->st, tunnel && *tunnel ? tunnel : NULL, (page - 1) * PER_PAGE,
+			    PER_PAGE, port_cb, items, &total)) {
+		json_decref(items);
+		return internal(c);
+	}
+	return list_reply(c, items, page, total);
+}
+
+static int h_ports_allocate(struct call *c)
+{
+	const struct cfg_server *cfg = c->a->cfg;
+	const char *tunnel, *rule;
+	char err[256];
+	struct store_port p;
+	long long port = 0;
+	json_t *v;
+	bool created;
+	int ret;
+
+	ret = body_str(c, "tunnel", &tunnel);
+	if (!ret)
+		ret = body_str(c, "rule", &rule);
+	if (ret)
+		return ret;
+	if (!tunnel || !*tunnel)
+		return fail(c, MHD_HTTP_BAD_REQUEST, "\"tunnel\" is required");
+	if (rule && *rule && !cfg_valid_name(rule))
+		return fail(c, MHD_HTTP_BAD_REQUEST, "invalid rule name");
+	v = json_object_get(c->body, "port");
+	if (v && !json_is_null(v)) {
+		if (!json_is_integer(v))
+			return fail(c, MHD_HTTP_BAD_REQUEST, "\"port\" must be an integer");
+		port = json_integer_value(v);
+		if (port < 0 || port > 65535)
+			return fail(c, MHD_HTTP_BAD_REQUEST, "port %lld is outside the range %u-%u",
+				    port, cfg->port_min, cfg->port_max);
+	}
+	ret = store_port_alloc(c->a->st, tunnel, (unsigned)port, rule, &p, &created, err,
+			       sizeof(err));
+	switch (ret) {
+	case 0:
+		break;
+	case -ENOENT:
+		return fail(c, MHD_HTTP_NOT_FOUND, "%s", err);
+	case -ERANGE:
+	case -EINVAL:
+		return fail(c, MHD_HTTP_BAD_REQUEST, "%s", err);
+	case -EADDRINUSE:
+	case -EDQUOT:
+	case -ENOSPC:
+		return fail(c, MHD_HTTP_CONFLICT, "%s", err);
+	default:
+		return internal(c);
+	}
+	if (created) {
+		log_info("api: port %u allocated to tunnel %s", p.port, p.tunnel_id);
+		relaylink_port_add(c->a->rl, p.port, p.tunnel_id);
+	}
+	c->out = port_json(&p);
+	return c->out ? MHD_HTTP_CREATED : internal(c);
+}
+
+static int h_port_release(struct call *c)
+{
+	char err[256];
+	long long port;
+	int ret;
+
+	if (!parse_ll(c->id, &port) || port < 1 || port > 65535)
+		return fail(c, MHD_HTTP_BAD_REQUEST, "invalid port \"%s\"", c->id);
+	ret = store_port_release(c->a->st, (unsigned)port, NULL, NULL, err, sizeof(err));
+	if (ret == -ENOENT)
+		return fail(c, MHD_HTTP_NOT_FOUND, "%s", err);
+	if (ret)
+		return internal(c);
+	log_info("api: port %lld released", port);
+	relaylink_port_del(c->a->rl, (unsigned)port);
+	c->out = json_pack("{s:I, s:b}", "port", (json_int_t)port, "released", 1);
+	return c->out ? MHD_HTTP_OK : internal(c);
+}
+
+/* --- routing --- */
+
+static const struct route {
+	const char *method;
+	const char *path; /* under /api/v1/, '*' = one id segment */
+	int (*fn)(struct call *c);
+} routes[] = {
+    {"GET", "status", h_status},
+    {"GET", "registrations", h_registrations_list},
+    {"POST", "registrations", h_registrations_create},
+    {"POST", "registrations/*/disable", h_registration_disable},
+    {"POST", "registrations/*/enable", h_registration_enable},
+    {"GET", "tokens", h_tokens_list},
+    {"POST", "tokens", h_tokens_create},
+    {"POST", "tokens/*/revoke", h_token_revoke},
+    {"GET", "tunnels", h_tunnels_list},
+    {"GET", "tunnels/*", h_tunnel_get},
+    {"POST", "tunnels/*/shutdown", h_tunnel_shutdown},
+    {"GET", "ports", h_ports_list},
+    {"POST", "ports", h_ports_allocate},
+    {"DELETE", "ports/*", h_port_release},
+};
+
+/* Splits p at '/' into at most max segments (in place); -1 if there are more. */
+static int split(char *p, char **seg, int max)
+{
+	int n = 0;
+
+	while (*p) {
+		char *e = strchr(p, '/');
+
+		if (n == max)
+			return -1;
+		seg[n++] = p;
+		if (!e)
+			break;
+		*e = 0;
+		p = e + 1;
+	}
+	return n;
+}
+
+/* True when the route's pattern matches the segments; *id gets the '*' one. */
+static bool route_match(const char *pattern, char **seg, int n, const char **id)
+{
+	char pat[64], *ps[MAX_SEGS];
+	int pn;
+
+	snprintf(pat, sizeof(pat), "%s", pattern);
+	pn = split(pat, ps, MAX_SEGS);
+	if (pn != n)
+		return false;
+	for (int i = 0; i < n; i++) {
+		if (!strcmp(ps[i], "*")) {
+			if (!*seg[i])
+				return false;
+			*id = seg[i];
+		} else if (strcmp(ps[i], seg[i]) != 0) {
+			return false;
+		}
+	}
+	return true;
+}
+
+static int route(struct call *c, const char *url, const char *method, struct req *rq)
+{
+	static const char prefix[] = "/api/v1/";
+	const struct route *r = NULL;
+	bool path_known = false;
+	char path[512], *seg[MAX_SEGS];
+	size_t len;
+	int n;
+
+	if (strncmp(url, prefix, sizeof(prefix) - 1) != 0 ||
+	    strlen(url) - (sizeof(prefix) - 1) >= sizeof(path))
+		return fail(c, MHD_HTTP_NOT_FOUND, "no such endpoint: %s", url);
+	snprintf(path, sizeof(path), "%s", url + sizeof(prefix) - 1);
+	len = strlen(path);
+	if (len && path[len - 1] == '/')
+		path[len - 1] = 0;
+	n = split(path, seg, MAX_SEGS);
+	for (size_t i = 0; n > 0 && i < ARRAY_SIZE(routes); i++) {
+		const char *id = NULL;
+
+		if (!route_match(routes[i].path, seg, n, &id))
+			continue;
+		path_known = true;
+		if (strcmp(routes[i].method, method) != 0)
+			continue;
+		r = &routes[i];
+		c->id = id;
+		break;
+	}
+	if (!r && path_known)
+		return fail(c, MHD_HTTP_METHOD_NOT_ALLOWED, "method %s not allowed on %s", method,
+			    url);
+	if (!r)
+		return fail(c, MHD_HTTP_NOT_FOUND, "no such endpoint: %s", url);
+	if (rq->too_big)
+		return fail(c, MHD_HTTP_CONTENT_TOO_LARGE, "request body larger than %d bytes",
+			    BODY_MAX);
+	if (rq->len) {
+		json_error_t jerr;
+
+		c->body = json_loadb(rq->body, rq->len, JSON_REJECT_DUPLICATES, &jerr);
+		if (!c->body)
+			return fail(c, MHD_HTTP_BAD_REQUEST, "invalid JSON body: %s", jerr.text);
+		if (!json_is_object(c->body))
+			return fail(c, MHD_HTTP_BAD_REQUEST, "the body must be a JSON object");
+	}
+	return r->fn(c);
+}
+
+static enum MHD_Result send_json(struct MHD_Connection *conn, int status, json_t *body)
+{
+	struct MHD_Response *resp;
+	enum MHD_Result ret;
+	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+	size_t len;
+
+	if (!text) {
+		static const char oom[] = "{\"error\":\"internal error\"}";
+
+		status = MHD_HTTP_INTERNAL_SERVER_ERROR;
+		resp = MHD_create_response_from_buffer(sizeof(oom) - 1, (void *)oom,
+						       MHD_RESPMEM_PERSISTENT);
+	} else {
+		len = strlen(text);
+		/* newline-terminated so curl output ends cleanly */
+		text[len] = '\n';
+		resp = MHD_create_response_from_buffer(len + 1, text, MHD_RESPMEM_MUST_FREE);
+		if (!resp)
+			free(text);
+	}
+	if (!resp)
+		return MHD_NO;
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+	ret = MHD_queue_response(conn, (unsigned)status, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+				  const char *method, const char *version, const char *upload,
+				  size_t *upload_size, void **con_cls)
+{
+	struct req *rq = *con_cls;
+	struct call c = {.a = cls, .conn = conn};
+	enum MHD_Result ret;
+	int status;
+
+	if (!rq) {
+		rq = calloc(1, sizeof(*rq));
+		if (!rq)
+			return MHD_NO;
+		*con_cls = rq;
+		return MHD_YES;
+	}
+	if (*upload_size) {
+		if (rq->too_big || rq->len + *upload_size > BODY_MAX) {
+			rq->too_big = true;
+		} else {
+			char *b = realloc(rq->body, rq->len + *upload_size);
+
+			if (!b)
+				return MHD_NO;
+			memcpy(b + rq->len, upload, *upload_size);
+			rq->body = b;
+			rq->len += *upload_size;
+		}
+		*upload_size = 0;
+		return MHD_YES;
+	}
+	status = route(&c, url, method, rq);
+	log_debug("api: %s %s -> %d", method, url, status);
+	ret = send_json(conn, status, c.out);
+	json_decref(c.out);
+	json_decref(c.body);
+	return ret;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+			 enum MHD_RequestTerminationCode toe)
+{
+	struct req *rq = *con_cls;
+
+	if (!rq)
+		return;
+	free(rq->body);
+	free(rq);
+	*con_cls = NULL;
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	char msg[512];
+	size_t n;
+
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	n = strlen(msg);
+	while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+		msg[--n] = 0;
+	log_warn("api: %s", msg);
+}
+
+int api_start(struct api **out, int lfd, struct store *st, struct relaylink *rl,
+	      const struct cfg_server *cfg, char *err, size_t errlen)
+{
+	struct api *a = calloc(1, sizeof(*a));
+
+	*out = NULL;
+	if (!a) {
+		close(lfd);
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	a->st = st;
+	a->rl = rl;
+	a->cfg = cfg;
+	a->started_ms = now_ms();
+	/* no threading flag: external select mode, driven by api_pollfds/api_process */
+	a->mhd = MHD_start_daemon(
+	    MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request, a, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log,
+	    a, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)lfd, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
+	    a, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_CONNECTION_LIMIT,
+	    (unsigned)64, MHD_OPTION_END);
+	if (!a->mhd) {
+		close(lfd);
+		free(a);
+		snprintf(err, errlen, "could not start the HTTP server (libmicrohttpd)");
+		return -EIO;
+	}
+	*out = a;
+	return 0;
+}
+
+void api_stop(struct api *a)
+{
+	if (!a)
+		return;
+	if (a->mhd)
+		MHD_stop_daemon(a->mhd);
+	free(a);
+}
+
+int api_pollfds(struct api *a, struct pollfd *pfd, int max, int *timeout_ms)
+{
+	fd_set rs, ws, es;
+	MHD_socket maxfd = -1;
+	MHD_UNSIGNED_LONG_LONG to;
+	int n = 0;
+
+	FD_ZERO(&rs);
+	FD_ZERO(&ws);
+	FD_ZERO(&es);
+	if (MHD_get_fdset2(a->mhd, &rs, &ws, &es, &maxfd, FD_SETSIZE) != MHD_YES)
+		log_warn("api: could not get the HTTP server's fds");
+	for (int fd = 0; fd <= maxfd && n < max; fd++) {
+		short ev = (FD_ISSET(fd, &rs) ? POLLIN : 0) | (FD_ISSET(fd, &ws) ? POLLOUT : 0);
+
+		if (!ev)
+			continue;
+		pfd[n].fd = fd;
+		pfd[n].events = ev;
+		pfd[n++].revents = 0;
+	}
+	if (MHD_get_timeout(a->mhd, &to) == MHD_YES &&
+	    (*timeout_ms < 0 || to < (MHD_UNSIGNED_LONG_LONG)*timeout_ms))
+		*timeout_ms = (int)to;
+	return n;
+}
+
+void api_process(struct api *a, const struct pollfd *pfd, int n)
+{
+	fd_set rs, ws, es;
+
+	FD_ZERO(&rs);
+	FD_ZERO(&ws);
+	FD_ZERO(&es);
+	for (int i = 0; i < n; i++) {
+		if (pfd[i].fd < 0 || pfd[i].fd >= FD_SETSIZE)
+			continue;
+		if (pfd[i].revents & (POLLIN | POLLHUP | POLLERR))
+			FD_SET(pfd[i].fd, &rs);
+		if (pfd[i].revents & (POLLOUT | POLLERR))
+			FD_SET(pfd[i].fd, &ws);
+	}
+	MHD_run_from_select(a->mhd, &rs, &ws, &es);
+}
