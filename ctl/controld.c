@@ -1,0 +1,269 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * nave-controld: the control daemon. Loads the server config, opens the
+ * SQLite store, listens on runtime_dir/relay.sock for relayd and on
+ * runtime_dir/control.sock for the admin API, and runs everything from one
+ * poll() loop (signalfd, relay link, libmicrohttpd in external select mode),
+ * so the store needs no locks. SIGTERM/SIGINT end the loop cleanly and
+ * remove both sockets. Usage errors and bad config exit 2, start-up failures
+ * exit 1; nothing a peer sends can stop the daemon.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "config/cfg.h"
+#include "ctl/api.h"
+#include "ctl/relaylink.h"
+#include "ctl/store.h"
+#include "log.h"
+#include "util.h"
+
+#define API_POLLFDS 256
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: nave-controld [--config FILE] [--check] [--help]\n"
+		   "  --config FILE  server config (default: the embedded single-machine setup)\n"
+		   "  --check        print the effective config and exit\n"
+		   "  --help         this text\n");
+}
+
+/*
+ * Binds a listening AF_UNIX socket at path with mode. A stale socket file is
+ * replaced; a live one (another controld) is an error. 0 with *fd, or -errno.
+ */
+static int unix_listen(const char *path, mode_t mode, int *fd_out)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct stat sb;
+	mode_t old;
+	int fd, ret;
+
+	if (!str_copy(sa.sun_path, sizeof(sa.sun_path), path)) {
+		log_error("%s: path longer than %zu bytes", path, sizeof(sa.sun_path) - 1);
+		return -ENAMETOOLONG;
+	}
+	if (lstat(path, &sb) == 0) {
+		if (!S_ISSOCK(sb.st_mode)) {
+			log_error("%s exists and is not a socket", path);
+			return -EEXIST;
+		}
+		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+			close(fd);
+			log_error("%s is in use: is another nave-controld running?", path);
+			return -EADDRINUSE;
+		}
+		if (fd >= 0)
+			close(fd);
+		if (unlink(path) < 0 && errno != ENOENT) {
+			ret = -errno;
+			log_error("%s: cannot remove the stale socket: %s", path, strerror(errno));
+			return ret;
+		}
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		ret = -errno;
+		log_error("socket: %s", strerror(errno));
+		return ret;
+	}
+	/* no window in which the socket is more open than mode */
+	old = umask(~mode & 0777);
+	ret = bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ? -errno : 0;
+	umask(old);
+	if (!ret && chmod(path, mode) < 0)
+		ret = -errno;
+	if (!ret && listen(fd, 16) < 0)
+		ret = -errno;
+	if (ret) {
+		log_error("%s: %s", path, strerror(-ret));
+		close(fd);
+		return ret;
+	}
+	*fd_out = fd;
+	return 0;
+}
+
+static int join_path(char *out, size_t len, const char *dir, const char *name)
+{
+	int n = snprintf(out, len, "%s/%s", dir, name);
+
+	if (n < 0 || (size_t)n >= len) {
+		log_error("%s/%s: path too long", dir, name);
+		return -ENAMETOOLONG;
+	}
+	return 0;
+}
+
+static int run(const struct cfg_server *cfg)
+{
+	char db[CFG_PATH_MAX + 16], relay_sock[CFG_PATH_MAX + 16], ctl_sock[CFG_PATH_MAX + 16];
+	char err[CFG_ERR_MAX];
+	struct pollfd pfd[1 + RELAYLINK_POLLFDS + API_POLLFDS];
+	struct relaylink *rl = NULL;
+	struct store *st = NULL;
+	struct api *api = NULL;
+	bool relay_bound = false, ctl_bound = false;
+	sigset_t sigs;
+	int sfd = -1, lfd, ret;
+
+	if (join_path(db, sizeof(db), cfg->state_dir, "nave.db") ||
+	    join_path(relay_sock, sizeof(relay_sock), cfg->runtime_dir, "relay.sock") ||
+	    join_path(ctl_sock, sizeof(ctl_sock), cfg->runtime_dir, "control.sock"))
+		return 1;
+	ret = mkdir_p(cfg->state_dir, 0700);
+	if (ret) {
+		log_error("state_dir %s: %s", cfg->state_dir, strerror(-ret));
+		return 1;
+	}
+	ret = mkdir_p(cfg->runtime_dir, 0755);
+	if (ret) {
+		log_error("runtime_dir %s: %s", cfg->runtime_dir, strerror(-ret));
+		return 1;
+	}
+
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigprocmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	sfd = signalfd(-1, &sigs, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (sfd < 0) {
+		log_error("signalfd: %s", strerror(errno));
+		return 1;
+	}
+
+	ret = store_open(&st, db, cfg->port_min, cfg->port_max, cfg->max_per_tunnel, err,
+			 sizeof(err));
+	if (ret) {
+		log_error("store: %s", err);
+		goto out;
+	}
+	/* no relayd is connected yet: nothing can be online */
+	store_tunnel_all_offline(st);
+
+	ret = unix_listen(relay_sock, 0600, &lfd);
+	if (ret)
+		goto out;
+	relay_bound = true;
+	ret = relaylink_open(&rl, lfd, st, cfg);
+	if (ret) {
+		log_error("relay link: %s", strerror(-ret));
+		goto out;
+	}
+	ret = unix_listen(ctl_sock, 0660, &lfd);
+	if (ret)
+		goto out;
+	ctl_bound = true;
+	ret = api_start(&api, lfd, st, rl, cfg, err, sizeof(err));
+	if (ret) {
+		log_error("admin API: %s", err);
+		goto out;
+	}
+	log_info("nave-controld %s started: store %s (schema v%d), admin API on %s, relayd on %s",
+		 NAVE_VERSION, db, store_schema_version(st), ctl_sock, relay_sock);
+
+	for (;;) {
+		int n = 0, nrl, napi, timeout = -1;
+
+		pfd[n].fd = sfd;
+		pfd[n].events = POLLIN;
+		pfd[n++].revents = 0;
+		nrl = relaylink_pollfds(rl, pfd + n);
+		n += nrl;
+		napi = api_pollfds(api, pfd + n, API_POLLFDS, &timeout);
+		n += napi;
+		if (poll(pfd, (nfds_t)n, timeout) < 0) {
+			if (errno == EINTR)
+				continue;
+			log_error("poll: %s", strerror(errno));
+			ret = -errno;
+			break;
+		}
+		if (pfd[0].revents) {
+			struct signalfd_siginfo si;
+
+			if (read(sfd, &si, sizeof(si)) == sizeof(si)) {
+				log_info("signal %u: stopping", si.ssi_signo);
+				ret = 0;
+				break;
+			}
+		}
+		relaylink_process(rl, pfd + 1, nrl);
+		api_process(api, pfd + 1 + nrl, napi);
+	}
+out:
+	api_stop(api);
+	relaylink_close(rl);
+	if (ctl_bound)
+		unlink(ctl_sock);
+	if (relay_bound)
+		unlink(relay_sock);
+	store_close(st);
+	if (sfd >= 0)
+		close(sfd);
+	return ret ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"config", required_argument, NULL, 'c'},
+	    {"check", no_argument, NULL, 'k'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	static struct cfg_server cfg;
+	const char *config = NULL;
+	char err[CFG_ERR_MAX];
+	bool check = false;
+	int c;
+
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			config = optarg;
+			break;
+		case 'k':
+			check = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			if (optopt)
+				fprintf(stderr, "nave-controld: bad option -%c\n", optopt);
+			else
+				fprintf(stderr, "nave-controld: bad option %s\n", argv[optind - 1]);
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "nave-controld: unexpected argument %s\n", argv[optind]);
+		usage(stderr);
+		return 2;
+	}
+	if (cfg_server_load(&cfg, config, err, sizeof(err)) < 0) {
+		fprintf(stderr, "%s\n", err);
+		return 2;
+	}
+	if (check) {
+		cfg_server_print(&cfg, stdout);
+		return 0;
+	}
+	log_init("nave-controld", cfg.log_level, cfg.log_json);
+	return run(&cfg);
+}
