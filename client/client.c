@@ -1,0 +1,1006 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * nave client runtime. The main thread keeps the control link (TLS over a
+ * non-blocking socket, length-prefixed JSON) and the local control socket in
+ * one poll() loop; the relay engine's worker keeps the data-link pool and
+ * moves the bytes. A lost control link ends the data-link session (busy links
+ * finish their streams) and the loop reconnects with capped exponential
+ * backoff and jitter. Rule changes arrive on the local socket, go to the
+ * server, and are persisted in the config when granted.
+ */
+#include "client.h"
+
+#include "datapath/engine.h"
+#include "link_proto.h"
+#include "log.h"
+#include "msg.h"
+#include "tls/tls.h"
+#include "util.h"
+
+#include <errno.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#define CONNECT_TIMEOUT_MS 5000
+#define BACKOFF_MIN_MS 500
+#define BACKOFF_MAX_MS 30000
+#define LOCAL_MAX 32
+#define LOCAL_TIMEOUT_MS 15000
+
+/* ---------- a blocking-ish TLS control connection ---------- */
+
+struct cconn {
+	int fd;
+	SSL *ssl;
+	struct msg_reader mr;
+};
+
+static int wait_fd(int fd, short ev, int ms)
+{
+	struct pollfd p = {.fd = fd, .events = ev};
+	int r;
+
+	do
+		r = poll(&p, 1, ms);
+	while (r < 0 && errno == EINTR);
+	return r > 0 ? 0 : -ETIMEDOUT;
+}
+
+static void cconn_close(struct cconn *cc)
+{
+	if (cc->ssl)
+		SSL_free(cc->ssl);
+	if (cc->fd >= 0)
+		close(cc->fd);
+	msg_reader_free(&cc->mr);
+	cc->ssl = NULL;
+	cc->fd = -1;
+}
+
+static int split_server(const char *server, char *host, size_t hostlen, uint16_t *port)
+{
+	if (cfg_parse_hostport(server, host, hostlen, port) == 0)
+		return 0;
+	if (!str_copy(host, hostlen, server) || !*host)
+		return -EINVAL;
+	*port = 8443;
+	return 0;
+}
+
+/* Opens TCP + TLS to the server; 0 or -1 with err. */
+static int cconn_open(struct cconn *cc, SSL_CTX *ctx, const char *server, char *err, size_t errlen)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	char host[256];
+	uint16_t port;
+	int one = 1, r;
+
+	cc->fd = -1;
+	cc->ssl = NULL;
+	msg_reader_init(&cc->mr);
+	if (split_server(server, host, sizeof(host), &port) < 0) {
+		snprintf(err, errlen, "bad server address '%s'", server);
+		return -1;
+	}
+	if (engine_resolve(host, port, &ss, &sl) < 0) {
+		snprintf(err, errlen, "cannot resolve %s", host);
+		return -1;
+	}
+	cc->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (cc->fd < 0) {
+		snprintf(err, errlen, "socket: %s", strerror(errno));
+		return -1;
+	}
+	setsockopt(cc->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (connect(cc->fd, (struct sockaddr *)&ss, sl) < 0 && errno != EINPROGRESS) {
+		snprintf(err, errlen, "cannot connect to %s: %s", server, strerror(errno));
+		goto fail;
+	}
+	if (wait_fd(cc->fd, POLLOUT, CONNECT_TIMEOUT_MS) < 0) {
+		snprintf(err, errlen, "cannot connect to %s: timed out", server);
+		goto fail;
+	}
+	socklen_t el = sizeof(r);
+	getsockopt(cc->fd, SOL_SOCKET, SO_ERROR, &r, &el);
+	if (r) {
+		snprintf(err, errlen, "cannot connect to %s: %s", server, strerror(r));
+		goto fail;
+	}
+	cc->ssl = SSL_new(ctx);
+	if (!cc->ssl) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	tls_client_set_host(cc->ssl, host);
+	SSL_set_fd(cc->ssl, cc->fd);
+	uint64_t deadline = now_ms() + CONNECT_TIMEOUT_MS;
+	for (;;) {
+		int e;
+
+		r = SSL_connect(cc->ssl);
+		if (r == 1)
+			break;
+		e = SSL_get_error(cc->ssl, r);
+		if ((e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) && now_ms() < deadline) {
+			wait_fd(cc->fd, e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, 200);
+			continue;
+		}
+		if (e == SSL_ERROR_SSL) {
+			long vr = SSL_get_verify_result(cc->ssl);
+			char tb[160];
+
+			if (vr != X509_V_OK)
+				snprintf(err, errlen, "TLS: server certificate not trusted (%s)",
+					 X509_verify_cert_error_string(vr));
+			else
+				snprintf(err, errlen, "TLS handshake with %s failed: %s", server,
+					 tls_last_error(tb, sizeof(tb)));
+		} else {
+			snprintf(err, errlen, "TLS handshake with %s failed: %s", server,
+				 now_ms() >= deadline ? "timed out" : "connection closed");
+		}
+		goto fail;
+	}
+	return 0;
+fail:
+	cconn_close(cc);
+	return -1;
+}
+
+static int cconn_send(struct cconn *cc, json_t *obj)
+{
+	size_t n, off = 0;
+	uint8_t *m = msg_encode(obj, &n);
+	uint64_t deadline = now_ms() + CONNECT_TIMEOUT_MS;
+	int r = 0;
+
+	if (!m)
+		return -ENOMEM;
+	while (off < n) {
+		int w = SSL_write(cc->ssl, m + off, (int)(n - off));
+
+		if (w > 0) {
+			off += (size_t)w;
+			continue;
+		}
+		int e = SSL_get_error(cc->ssl, w);
+
+		if ((e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) && now_ms() < deadline) {
+			wait_fd(cc->fd, e == SSL_ERROR_WANT_WRITE ? POLLOUT : POLLIN, 200);
+			continue;
+		}
+		ERR_clear_error();
+		r = -EPIPE;
+		break;
+	}
+	free(m);
+	return r;
+}
+
+/*
+ * Reads what is available; returns 1 with *out for a message, 0 for none yet,
+ * -EPIPE when the link closed, -EBADMSG when it sent garbage.
+ */
+static int cconn_recv(struct cconn *cc, json_t **out, char *err, size_t errlen)
+{
+	uint8_t buf[8192];
+	int r;
+
+	r = msg_reader_next(&cc->mr, out, err, errlen);
+	if (r != 0)
+		return r;
+	for (;;) {
+		int n = SSL_read(cc->ssl, buf, sizeof(buf));
+
+		if (n <= 0) {
+			int e = SSL_get_error(cc->ssl, n);
+
+			ERR_clear_error();
+			if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+				return 0;
+			snprintf(err, errlen, "control link closed");
+			return -EPIPE;
+		}
+		if (msg_reader_feed(&cc->mr, buf, (size_t)n) < 0) {
+			snprintf(err, errlen, "oversized message from the server");
+			return -EBADMSG;
+		}
+		r = msg_reader_next(&cc->mr, out, err, errlen);
+		if (r != 0)
+			return r;
+	}
+}
+
+/* Waits up to ms for one message. */
+static int cconn_recv_wait(struct cconn *cc, json_t **out, int ms, char *err, size_t errlen)
+{
+	uint64_t deadline = now_ms() + (uint64_t)ms;
+	int r;
+
+	for (;;) {
+		r = cconn_recv(cc, out, err, errlen);
+		if (r != 0)
+			return r;
+		if (now_ms() >= deadline) {
+			snprintf(err, errlen, "the server did not answer in time");
+			return -ETIMEDOUT;
+		}
+		wait_fd(cc->fd, POLLIN, 200);
+	}
+}
+
+static json_t *hello_msg(const struct cfg_client *c, const char *mode, const char *token,
+			 const char *registration)
+{
+	struct utsname u;
+	char host[256] = "";
+	json_t *h;
+
+	uname(&u);
+	gethostname(host, sizeof(host) - 1);
+	h = json_pack("{s:s, s:i, s:s, s:s, s:s, s:s, s:s}", "type", LINK_MSG_HELLO, "version",
+		      LINK_VERSION, "mode", mode, "hostname", host, "os", "linux", "arch",
+		      u.machine, "client_version", NAVE_VERSION);
+	if (c->id[0])
+		json_object_set_new(h, "id", json_string(c->id));
+	if (token)
+		json_object_set_new(h, "token", json_string(token));
+	if (registration)
+		json_object_set_new(h, "registration", json_string(registration));
+	return h;
+}
+
+static SSL_CTX *client_ctx(const struct cfg_client *c, char *err, size_t errlen)
+{
+	return tls_client_ctx(c->ca[0] ? c->ca : NULL, c->fingerprint[0] ? c->fingerprint : NULL,
+			      true, err, errlen);
+}
+
+int client_configure(const struct cfg_client *c, const char *registration, const char *key,
+		     char *tunnel_id, size_t idlen, char *token, size_t toklen, char *err,
+		     size_t errlen)
+{
+	struct cconn cc;
+	SSL_CTX *ctx = client_ctx(c, err, errlen);
+	json_t *m = NULL;
+	int r = -1;
+
+	if (!ctx)
+		return -1;
+	if (cconn_open(&cc, ctx, c->server, err, errlen) < 0)
+		goto out;
+	json_t *h = hello_msg(c, "configure", key, registration);
+	if (cconn_send(&cc, h) < 0) {
+		json_decref(h);
+		snprintf(err, errlen, "the server closed the connection");
+		goto out_close;
+	}
+	json_decref(h);
+	if (cconn_recv_wait(&cc, &m, 15000, err, errlen) <= 0)
+		goto out_close;
+	if (!strcmp(msg_str(m, "type"), LINK_MSG_WELCOME)) {
+		str_copy(tunnel_id, idlen, msg_str(m, "tunnel_id") ?: "");
+		str_copy(token, toklen, msg_str(m, "token") ?: "");
+		r = 0;
+	} else if (!strcmp(msg_str(m, "type"), LINK_MSG_ERROR)) {
+		snprintf(err, errlen, "server refused: %s", msg_str(m, "reason") ?: "no reason");
+	} else {
+		snprintf(err, errlen, "unexpected answer from the server");
+	}
+	json_decref(m);
+out_close:
+	cconn_close(&cc);
+out:
+	SSL_CTX_free(ctx);
+	return r;
+}
+
+/* ---------- the running client ---------- */
+
+struct rule {
+	struct cfg_tcp_rule cfg;
+	struct engine_rule er;
+	uint16_t granted;
+	bool requested;
+};
+
+struct local {
+	int fd;
+	struct msg_reader mr;
+	long long waiting; /* control-link req it waits for, 0 none */
+	uint64_t deadline;
+	char rule[64];
+	bool remove;
+};
+
+struct client {
+	struct cfg_client *cfg;
+	SSL_CTX *ctx;
+	struct engine *eng;
+	struct cconn cc;
+	bool online;
+	char tunnel_id[LINK_ID_MAX];
+	unsigned hb_ms;
+	uint64_t next_hb, last_rx;
+	unsigned backoff;
+	uint64_t next_try;
+	long long next_req;
+	pthread_mutex_t lock; /* rules, read by the worker */
+	struct rule rules[CFG_MAX_RULES];
+	unsigned nrules;
+	int lfd;
+	struct local locals[LOCAL_MAX];
+	int exit_code;
+	bool quit;
+};
+
+static bool op_rule_find(void *arg, uint16_t port, struct engine_rule *out)
+{
+	struct client *cl = arg;
+	bool found = false;
+
+	pthread_mutex_lock(&cl->lock);
+	for (unsigned i = 0; i < cl->nrules; i++)
+		if (cl->rules[i].granted == port && cl->rules[i].er.to_len) {
+			*out = cl->rules[i].er;
+			found = true;
+			break;
+		}
+	pthread_mutex_unlock(&cl->lock);
+	return found;
+}
+
+static int rule_resolve(struct rule *r, char *err, size_t errlen)
+{
+	char host[256];
+	uint16_t port;
+
+	if (cfg_parse_hostport(r->cfg.to, host, sizeof(host), &port) < 0 || port == 0) {
+		snprintf(err, errlen, "bad --to '%s' (want HOST:PORT)", r->cfg.to);
+		return -1;
+	}
+	if (engine_resolve(host, port, &r->er.to, &r->er.to_len) < 0) {
+		snprintf(err, errlen, "cannot resolve %s", host);
+		return -1;
+	}
+	r->er.proxy = r->cfg.proxy_protocol;
+	return 0;
+}
+
+static struct rule *rule_by_name(struct client *cl, const char *name)
+{
+	for (unsigned i = 0; i < cl->nrules; i++)
+		if (!strcmp(cl->rules[i].cfg.name, name))
+			return &cl->rules[i];
+	return NULL;
+}
+
+/* Copies the rules back into the config and saves it. */
+static void persist(struct client *cl)
+{
+	char err[CFG_ERR_MAX];
+	struct cfg_client *c = cl->cfg;
+
+	pthread_mutex_lock(&cl->lock);
+	c->n_tcp = cl->nrules;
+	for (unsigned i = 0; i < cl->nrules; i++) {
+		c->tcp[i] = cl->rules[i].cfg;
+		if (cl->rules[i].granted)
+			c->tcp[i].port = cl->rules[i].granted;
+	}
+	pthread_mutex_unlock(&cl->lock);
+	if (cfg_client_save(c, err, sizeof(err)) < 0)
+		log_warn("cannot save %s: %s", c->path, err);
+}
+
+static void local_reply(struct client *cl, struct local *lo, json_t *obj)
+{
+	size_t n;
+	uint8_t *m;
+
+	json_object_set_new(obj, "type", json_string("reply"));
+	m = msg_encode(obj, &n);
+	if (m) {
+		struct timeval tv = {.tv_sec = 2};
+
+		setsockopt(lo->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+		if (write_all(lo->fd, m, n) < 0)
+			log_debug("local client went away");
+	}
+	free(m);
+	json_decref(obj);
+	close(lo->fd);
+	msg_reader_free(&lo->mr);
+	memset(lo, 0, sizeof(*lo));
+	lo->fd = -1;
+}
+
+static long long request_rule(struct client *cl, struct rule *r, bool remove)
+{
+	long long id = ++cl->next_req;
+	json_t *m;
+
+	if (remove)
+		m = json_pack("{s:s, s:I, s:s, s:i}", "type", LINK_MSG_TCP_RM, "req", id, "name",
+			      r->cfg.name, "port", (int)r->granted);
+	else
+		m = json_pack("{s:s, s:I, s:s, s:i}", "type", LINK_MSG_TCP_ADD, "req", id, "name",
+			      r->cfg.name, "port", (int)r->cfg.port);
+	if (cconn_send(&cl->cc, m) < 0)
+		id = 0;
+	json_decref(m);
+	r->requested = !remove;
+	return id;
+}
+
+static void session_start(struct client *cl, json_t *welcome)
+{
+	const char *secret = msg_str(welcome, "link_secret");
+	json_t *limits = json_object_get(welcome, "limits");
+	struct mb_msg mb;
+	long long hb = msg_int(limits, "heartbeat", 10);
+	long long pool = msg_int(limits, "max_pool_size", 8);
+
+	memset(&mb, 0, sizeof(mb));
+	mb.type = MB_SESSION;
+	str_copy(mb.tunnel_id, sizeof(mb.tunnel_id), cl->tunnel_id);
+	if (!secret || hex_decode(secret, mb.secret, LINK_SECRET_LEN) < 0)
+		log_warn("server sent no usable link secret");
+	(void)pool;
+	cl->hb_ms = (unsigned)(hb > 0 ? hb : 10) * 1000;
+	engine_post(cl->eng, 0, &mb);
+	cl->online = true;
+	cl->backoff = 0;
+	cl->next_hb = now_ms() + cl->hb_ms;
+	cl->last_rx = now_ms();
+	for (unsigned i = 0; i < cl->nrules; i++)
+		request_rule(cl, &cl->rules[i], false);
+}
+
+static void session_end(struct client *cl, const char *why)
+{
+	struct mb_msg mb;
+
+	if (cl->cc.fd >= 0)
+		cconn_close(&cl->cc);
+	if (cl->online) {
+		log_warn("control link lost: %s", why);
+		memset(&mb, 0, sizeof(mb));
+		mb.type = MB_SESSION_END;
+		engine_post(cl->eng, 0, &mb);
+	}
+	cl->online = false;
+	for (unsigned i = 0; i < LOCAL_MAX; i++)
+		if (cl->locals[i].fd > 0 && cl->locals[i].waiting)
+			local_reply(cl, &cl->locals[i],
+				    json_pack("{s:b, s:s}", "ok", 0, "error",
+					      "lost the connection to the server; the rule is "
+					      "saved and will be applied on reconnect"));
+	/* capped exponential backoff with +-25% jitter */
+	cl->backoff = cl->backoff ? cl->backoff * 2 : BACKOFF_MIN_MS;
+	if (cl->backoff > BACKOFF_MAX_MS)
+		cl->backoff = BACKOFF_MAX_MS;
+	uint32_t rnd;
+	random_bytes(&rnd, sizeof(rnd));
+	cl->next_try = now_ms() + cl->backoff * 3 / 4 + rnd % (cl->backoff / 2 + 1);
+}
+
+static bool reason_is_fatal(const char *reason)
+{
+	return strstr(reason, "token") || strstr(reason, "version") || strstr(reason, "registration");
+}
+
+static void try_connect(struct client *cl)
+{
+	char err[256];
+	json_t *m = NULL, *h;
+	int r;
+
+	if (cconn_open(&cl->cc, cl->ctx, cl->cfg->server, err, sizeof(err)) < 0) {
+		log_warn("%s", err);
+		cl->online = false;
+		session_end(cl, err);
+		if (strstr(err, "TLS: server certificate not trusted")) {
+			fprintf(stderr, "nave: %s\n", err);
+			cl->exit_code = 1;
+			cl->quit = true;
+		}
+		return;
+	}
+	h = hello_msg(cl->cfg, "run", cl->cfg->token, NULL);
+	r = cconn_send(&cl->cc, h);
+	json_decref(h);
+	if (r == 0)
+		r = cconn_recv_wait(&cl->cc, &m, 15000, err, sizeof(err));
+	else
+		snprintf(err, sizeof(err), "the server closed the connection");
+	if (r <= 0) {
+		log_warn("HELLO: %s", err);
+		session_end(cl, err);
+		return;
+	}
+	if (!strcmp(msg_str(m, "type"), LINK_MSG_ERROR)) {
+		const char *reason = msg_str(m, "reason") ?: "no reason given";
+
+		if (reason_is_fatal(reason)) {
+			fprintf(stderr, "nave: server refused: %s\n", reason);
+			log_error("server refused: %s", reason);
+			cl->exit_code = 1;
+			cl->quit = true;
+		} else {
+			log_warn("server refused for now: %s", reason);
+		}
+		json_decref(m);
+		session_end(cl, reason);
+		return;
+	}
+	if (strcmp(msg_str(m, "type"), LINK_MSG_WELCOME)) {
+		json_decref(m);
+		session_end(cl, "unexpected answer to HELLO");
+		return;
+	}
+	str_copy(cl->tunnel_id, sizeof(cl->tunnel_id), msg_str(m, "tunnel_id") ?: "");
+	log_info("connected to %s as tunnel %s", cl->cfg->server, cl->tunnel_id);
+	session_start(cl, m);
+	json_decref(m);
+}
+
+static struct local *local_waiting(struct client *cl, long long req)
+{
+	for (unsigned i = 0; i < LOCAL_MAX; i++)
+		if (cl->locals[i].fd > 0 && cl->locals[i].waiting == req)
+			return &cl->locals[i];
+	return NULL;
+}
+
+static void on_server_message(struct client *cl, json_t *m)
+{
+	const char *type = msg_str(m, "type");
+	long long req = msg_int(m, "req", 0);
+	struct local *lo = req ? local_waiting(cl, req) : NULL;
+	struct rule *r;
+
+	cl->last_rx = now_ms();
+	if (!strcmp(type, LINK_MSG_HEARTBEAT_ACK))
+		return;
+	if (!strcmp(type, LINK_MSG_TCP_GRANT)) {
+		long long port = msg_int(m, "port", 0);
+
+		pthread_mutex_lock(&cl->lock);
+		r = rule_by_name(cl, msg_str(m, "name") ?: "");
+		if (r)
+			r->granted = (uint16_t)port;
+		pthread_mutex_unlock(&cl->lock);
+		if (r) {
+			log_info("rule %s: public port %lld -> %s", r->cfg.name, port, r->cfg.to);
+			persist(cl);
+		}
+		if (lo)
+			local_reply(cl, lo,
+				    json_pack("{s:b, s:s, s:I, s:s}", "ok", 1, "name",
+					      r ? r->cfg.name : "", "port", (json_int_t)port, "to",
+					      r ? r->cfg.to : ""));
+		return;
+	}
+	if (!strcmp(type, LINK_MSG_TCP_REMOVED)) {
+		if (lo)
+			local_reply(cl, lo, json_pack("{s:b}", "ok", 1));
+		return;
+	}
+	if (!strcmp(type, LINK_MSG_REQ_ERROR)) {
+		const char *reason = msg_str(m, "reason") ?: "refused";
+
+		log_warn("server refused a request: %s", reason);
+		if (lo) {
+			if (!lo->remove) {
+				/* a refused add: forget the rule again */
+				pthread_mutex_lock(&cl->lock);
+				r = rule_by_name(cl, lo->rule);
+				if (r) {
+					*r = cl->rules[--cl->nrules];
+				}
+				pthread_mutex_unlock(&cl->lock);
+				persist(cl);
+			}
+			local_reply(cl, lo, json_pack("{s:b, s:s}", "ok", 0, "error", reason));
+		}
+		return;
+	}
+	if (!strcmp(type, LINK_MSG_SHUTDOWN)) {
+		const char *reason = msg_str(m, "reason") ?: "no reason given";
+
+		log_warn("the server shut this tunnel down: %s", reason);
+		fprintf(stderr, "nave: the server shut this tunnel down: %s\n", reason);
+		cl->exit_code = strstr(reason, "revoked") ? 1 : 0;
+		cl->quit = true;
+		return;
+	}
+	if (!strcmp(type, LINK_MSG_ERROR)) {
+		log_warn("server error: %s", msg_str(m, "reason") ?: "?");
+		return;
+	}
+	/* unknown types are ignored */
+}
+
+static json_t *status_json(struct client *cl)
+{
+	struct engine_stats s;
+	json_t *rules = json_array();
+
+	engine_stats(cl->eng, &s);
+	pthread_mutex_lock(&cl->lock);
+	for (unsigned i = 0; i < cl->nrules; i++)
+		json_array_append_new(rules, json_pack("{s:s, s:s, s:i, s:s}", "name",
+						       cl->rules[i].cfg.name, "to",
+						       cl->rules[i].cfg.to, "port",
+						       (int)(cl->rules[i].granted
+								     ? cl->rules[i].granted
+								     : cl->rules[i].cfg.port),
+						       "state",
+						       cl->rules[i].granted ? "active" : "pending"));
+	pthread_mutex_unlock(&cl->lock);
+	return json_pack("{s:b, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:o}", "ok", 1,
+			 "state", cl->online ? "online" : "connecting", "server", cl->cfg->server,
+			 "tunnel_id", cl->tunnel_id, "version", NAVE_VERSION, "links",
+			 (json_int_t)s.links, "idle_links", (json_int_t)s.idle_links, "conns",
+			 (json_int_t)s.conns, "conns_total", (json_int_t)s.conns_total, "bytes_in",
+			 (json_int_t)s.bytes_out, "bytes_out", (json_int_t)s.bytes_in, "rules",
+			 rules);
+}
+
+static void on_local_request(struct client *cl, struct local *lo, json_t *req)
+{
+	const char *type = msg_str(req, "type");
+	char err[256];
+
+	if (!strcmp(type, "status") || !strcmp(type, "tcp_ls")) {
+		local_reply(cl, lo, status_json(cl));
+		return;
+	}
+	if (!strcmp(type, "tcp_add")) {
+		struct rule nr;
+
+		memset(&nr, 0, sizeof(nr));
+		str_copy(nr.cfg.name, sizeof(nr.cfg.name), msg_str(req, "name") ?: "");
+		str_copy(nr.cfg.to, sizeof(nr.cfg.to), msg_str(req, "to") ?: "");
+		nr.cfg.port = (uint16_t)msg_int(req, "port", 0);
+		nr.cfg.proxy_protocol = (int)msg_int(req, "proxy_protocol", 0);
+		if (!cfg_valid_name(nr.cfg.name) || rule_resolve(&nr, err, sizeof(err)) < 0) {
+			if (!cfg_valid_name(nr.cfg.name))
+				snprintf(err, sizeof(err), "bad rule name");
+			local_reply(cl, lo, json_pack("{s:b, s:s}", "ok", 0, "error", err));
+			return;
+		}
+		pthread_mutex_lock(&cl->lock);
+		if (rule_by_name(cl, nr.cfg.name) || cl->nrules >= CFG_MAX_RULES) {
+			pthread_mutex_unlock(&cl->lock);
+			local_reply(cl, lo,
+				    json_pack("{s:b, s:s}", "ok", 0, "error",
+					      cl->nrules >= CFG_MAX_RULES
+						      ? "too many rules"
+						      : "a rule with that name exists"));
+			return;
+		}
+		cl->rules[cl->nrules++] = nr;
+		pthread_mutex_unlock(&cl->lock);
+		persist(cl);
+		if (!cl->online) {
+			local_reply(cl, lo,
+				    json_pack("{s:b, s:s, s:n, s:s}", "ok", 1, "name", nr.cfg.name,
+					      "port", "note",
+					      "not connected to the server: saved, applied on "
+					      "reconnect"));
+			return;
+		}
+		lo->waiting = request_rule(cl, rule_by_name(cl, nr.cfg.name), false);
+		str_copy(lo->rule, sizeof(lo->rule), nr.cfg.name);
+		lo->deadline = now_ms() + LOCAL_TIMEOUT_MS;
+		return;
+	}
+	if (!strcmp(type, "tcp_rm")) {
+		struct rule *r, old;
+
+		pthread_mutex_lock(&cl->lock);
+		r = rule_by_name(cl, msg_str(req, "name") ?: "");
+		if (!r) {
+			pthread_mutex_unlock(&cl->lock);
+			local_reply(cl, lo, json_pack("{s:b, s:s}", "ok", 0, "error", "no such rule"));
+			return;
+		}
+		old = *r;
+		*r = cl->rules[--cl->nrules];
+		pthread_mutex_unlock(&cl->lock);
+		persist(cl);
+		if (!cl->online || !old.granted) {
+			local_reply(cl, lo, json_pack("{s:b}", "ok", 1));
+			return;
+		}
+		lo->waiting = request_rule(cl, &old, true);
+		lo->remove = true;
+		lo->deadline = now_ms() + LOCAL_TIMEOUT_MS;
+		return;
+	}
+	local_reply(cl, lo, json_pack("{s:b, s:s}", "ok", 0, "error", "unknown request"));
+}
+
+static void local_accept(struct client *cl)
+{
+	int fd = accept4(cl->lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+
+	if (fd < 0)
+		return;
+	for (unsigned i = 0; i < LOCAL_MAX; i++) {
+		if (cl->locals[i].fd <= 0) {
+			cl->locals[i].fd = fd;
+			msg_reader_init(&cl->locals[i].mr);
+			cl->locals[i].deadline = now_ms() + LOCAL_TIMEOUT_MS;
+			return;
+		}
+	}
+	close(fd);
+}
+
+static void local_read(struct client *cl, struct local *lo)
+{
+	uint8_t buf[4096];
+	char err[128];
+	json_t *req;
+	ssize_t n = read(lo->fd, buf, sizeof(buf));
+	int r;
+
+	if (n <= 0 || msg_reader_feed(&lo->mr, buf, (size_t)n) < 0) {
+		if (n < 0 && errno == EAGAIN)
+			return;
+		close(lo->fd);
+		msg_reader_free(&lo->mr);
+		memset(lo, 0, sizeof(*lo));
+		return;
+	}
+	r = msg_reader_next(&lo->mr, &req, err, sizeof(err));
+	if (r < 0) {
+		local_reply(cl, lo, json_pack("{s:b, s:s}", "ok", 0, "error", err));
+		return;
+	}
+	if (r == 1) {
+		on_local_request(cl, lo, req);
+		json_decref(req);
+	}
+}
+
+static int local_listen(struct client *cl)
+{
+	struct sockaddr_un sa;
+	int fd;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	if (!str_copy(sa.sun_path, sizeof(sa.sun_path), cl->cfg->socket)) {
+		fprintf(stderr, "nave: socket path too long: %s\n", cl->cfg->socket);
+		return -1;
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -1;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+		fprintf(stderr, "nave: already running (socket %s)\n", cl->cfg->socket);
+		close(fd);
+		return -1;
+	}
+	unlink(sa.sun_path);
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 16) < 0) {
+		fprintf(stderr, "nave: cannot listen on %s: %s\n", cl->cfg->socket,
+			strerror(errno));
+		close(fd);
+		return -1;
+	}
+	chmod(sa.sun_path, 0600);
+	return fd;
+}
+
+int client_run(struct cfg_client *c)
+{
+	struct client *cl = calloc(1, sizeof(*cl));
+	struct engine_config ec;
+	char err[CFG_ERR_MAX], host[256];
+	uint16_t port;
+	sigset_t set;
+	int sfd, rc;
+
+	if (!cl)
+		return 1;
+	if (!c->token[0]) {
+		fprintf(stderr, "nave: not configured: run nave configure first (%s)\n", c->path);
+		return 1;
+	}
+	cl->cfg = c;
+	cl->cc.fd = -1;
+	pthread_mutex_init(&cl->lock, NULL);
+	for (unsigned i = 0; i < c->n_tcp; i++) {
+		struct rule *r = &cl->rules[cl->nrules];
+
+		memset(r, 0, sizeof(*r));
+		r->cfg = c->tcp[i];
+		if (rule_resolve(r, err, sizeof(err)) < 0) {
+			fprintf(stderr, "nave: rule %s: %s\n", r->cfg.name, err);
+			return 1;
+		}
+		cl->nrules++;
+	}
+	cl->ctx = client_ctx(c, err, sizeof(err));
+	if (!cl->ctx) {
+		fprintf(stderr, "nave: %s\n", err);
+		return 1;
+	}
+	cl->lfd = local_listen(cl);
+	if (cl->lfd < 0)
+		return 1;
+	memset(&ec, 0, sizeof(ec));
+	ec.role = ENGINE_CLIENT;
+	ec.workers = 1;
+	ec.buffer_size = 16384;
+	ec.buffers = 512;
+	ec.max_conns = 16384;
+	ec.ssl_ctx = cl->ctx;
+	ec.pool_idle = c->pool_idle;
+	ec.max_links = c->max_links;
+	if (split_server(c->server, host, sizeof(host), &port) < 0 ||
+	    engine_resolve(host, port, &ec.server_addr, &ec.server_addr_len) < 0) {
+		fprintf(stderr, "nave: cannot resolve server %s\n", c->server);
+		return 1;
+	}
+	str_copy(ec.server_host, sizeof(ec.server_host), host);
+	ec.ops.arg = cl;
+	ec.ops.rule_find = op_rule_find;
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (engine_start(&cl->eng, &ec, err, sizeof(err)) < 0) {
+		fprintf(stderr, "nave: %s\n", err);
+		return 1;
+	}
+	log_info("nave %s starting: server %s, %u rule(s), control socket %s", NAVE_VERSION,
+		 c->server, cl->nrules, c->socket);
+	while (!cl->quit) {
+		struct pollfd p[3 + LOCAL_MAX];
+		unsigned n = 0, li[LOCAL_MAX];
+		uint64_t now = now_ms();
+		json_t *m;
+
+		if (cl->cc.fd < 0 && now >= cl->next_try) {
+			try_connect(cl);
+			continue;
+		}
+		if (cl->online && now >= cl->next_hb) {
+			json_t *hb = json_pack("{s:s}", "type", LINK_MSG_HEARTBEAT);
+
+			if (cconn_send(&cl->cc, hb) < 0)
+				session_end(cl, "cannot send heartbeat");
+			json_decref(hb);
+			cl->next_hb = now + cl->hb_ms;
+		}
+		if (cl->online && now - cl->last_rx > 3ull * cl->hb_ms) {
+			session_end(cl, "heartbeat lost (3 missed)");
+			continue;
+		}
+		for (unsigned i = 0; i < LOCAL_MAX; i++) {
+			struct local *lo = &cl->locals[i];
+
+			if (lo->fd > 0 && now > lo->deadline)
+				local_reply(cl, lo,
+					    json_pack("{s:b, s:s}", "ok", 0, "error",
+						      "timed out waiting for the server"));
+		}
+		p[n].fd = sfd;
+		p[n++].events = POLLIN;
+		p[n].fd = cl->lfd;
+		p[n++].events = POLLIN;
+		if (cl->cc.fd >= 0) {
+			p[n].fd = cl->cc.fd;
+			p[n++].events = POLLIN;
+		}
+		unsigned base = n;
+		for (unsigned i = 0; i < LOCAL_MAX; i++) {
+			if (cl->locals[i].fd > 0 && !cl->locals[i].waiting) {
+				li[n - base] = i;
+				p[n].fd = cl->locals[i].fd;
+				p[n++].events = POLLIN;
+			}
+		}
+		if (poll(p, n, 200) < 0 && errno != EINTR)
+			break;
+		if (p[0].revents & POLLIN) {
+			struct signalfd_siginfo si;
+
+			if (read(sfd, &si, sizeof(si)) > 0)
+				log_info("signal %u: stopping", si.ssi_signo);
+			break;
+		}
+		if (p[1].revents & POLLIN)
+			local_accept(cl);
+		if (cl->cc.fd >= 0 && (p[2].revents & (POLLIN | POLLHUP | POLLERR))) {
+			while ((rc = cconn_recv(&cl->cc, &m, err, sizeof(err))) == 1) {
+				on_server_message(cl, m);
+				json_decref(m);
+				if (cl->quit)
+					break;
+			}
+			if (rc < 0 && !cl->quit)
+				session_end(cl, err);
+		}
+		for (unsigned i = base; i < n; i++)
+			if (p[i].revents & (POLLIN | POLLHUP))
+				local_read(cl, &cl->locals[li[i - base]]);
+	}
+	if (cl->cc.fd >= 0)
+		cconn_close(&cl->cc);
+	engine_stop(cl->eng, 5000);
+	close(cl->lfd);
+	unlink(c->socket);
+	return cl->exit_code;
+}
+
+json_t *client_local_request(const char *path, json_t *req, int timeout_ms)
+{
+	struct sockaddr_un sa;
+	struct msg_reader mr;
+	struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
+	uint8_t buf[4096], *m;
+	char err[128];
+	json_t *out = NULL;
+	size_t n;
+	int fd, e;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	if (!str_copy(sa.sun_path, sizeof(sa.sun_path), path)) {
+		errno = ENAMETOOLONG;
+		return NULL;
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return NULL;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		e = errno;
+		close(fd);
+		errno = e;
+		return NULL;
+	}
+	m = msg_encode(req, &n);
+	if (!m || write_all(fd, m, n) < 0) {
+		free(m);
+		close(fd);
+		errno = EPIPE;
+		return NULL;
+	}
+	free(m);
+	msg_reader_init(&mr);
+	for (;;) {
+		ssize_t r = read(fd, buf, sizeof(buf));
+
+		if (r <= 0 || msg_reader_feed(&mr, buf, (size_t)r) < 0) {
+			errno = r < 0 ? errno : EPIPE;
+			break;
+		}
+		if (msg_reader_next(&mr, &out, err, sizeof(err)) != 0)
+			break;
+	}
+	msg_reader_free(&mr);
+	close(fd);
+	return out;
+}

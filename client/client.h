@@ -1,0 +1,36 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The nave client runtime: the control link to relayd (HELLO, heartbeats,
+ * rule requests, reconnect with capped exponential backoff and jitter), the
+ * data-link pool (the relay engine in client role) and the local control
+ * socket through which `nave tunnel ...` changes a running client.
+ */
+#ifndef NAVE_CLIENT_H
+#define NAVE_CLIENT_H
+
+#include "config/cfg.h"
+
+#include <jansson.h>
+#include <stddef.h>
+
+/*
+ * Connects to the server once in "configure" mode: validates the key or
+ * trades the registration token for an auth token. On success fills
+ * tunnel_id and token (token may be empty when a key was given) and returns
+ * 0; else -1 with a one-line reason in err.
+ */
+int client_configure(const struct cfg_client *c, const char *registration, const char *key,
+		     char *tunnel_id, size_t idlen, char *token, size_t toklen, char *err,
+		     size_t errlen);
+
+/* Runs the tunnel until SIGTERM/SIGINT or a server SHUTDOWN. Returns the exit status. */
+int client_run(struct cfg_client *c);
+
+/*
+ * Sends one request to a running client's local socket and waits for the
+ * answer (ownership of the result passes to the caller). NULL with errno set
+ * (ENOENT/ECONNREFUSED: not running).
+ */
+json_t *client_local_request(const char *socket_path, json_t *req, int timeout_ms);
+
+#endif
