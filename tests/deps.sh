@@ -1,0 +1,23 @@
+#!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
+# Installs the Debian 12 packages that building, testing and benchmarking nave
+# need. Idempotent: when everything is present it only runs dpkg-query.
+set -eu
+PKGS="build-essential clang llvm libclang-rt-14-dev clang-format pkg-config
+liburing-dev libbpf-dev bpftool android-libboringssl-dev libjemalloc-dev
+libiniparser-dev libsqlite3-dev sqlite3 libjansson-dev libmicrohttpd-dev
+libnl-3-dev libnl-route-3-dev libcmocka-dev python3 python3-pytest curl
+iperf3 haproxy openssh-server openssh-client iproute2 procps"
+missing=""
+for p in $PKGS; do
+	s=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
+	[ "$s" = "installed" ] || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+echo "deps: installing:$missing"
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
