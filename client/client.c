@@ -849,8 +849,8 @@ int client_run(struct cfg_client *c)
 	memset(&ec, 0, sizeof(ec));
 	ec.role = ENGINE_CLIENT;
 	ec.workers = 1;
-	ec.buffer_size = 16384;
-	ec.buffers = 512;
+	ec.buffer_size = 65536;
+	ec.buffers = 128;
 	ec.max_conns = 16384;
 	ec.ssl_ctx = cl->ctx;
 	ec.pool_idle = c->pool_idle;

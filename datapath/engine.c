@@ -348,7 +348,11 @@ static void arm_recv(struct worker *w, struct conn *c)
 	if (c->recv_armed || c->closing)
 		return;
 	sqe = get_sqe(w);
-	io_uring_prep_recv(sqe, c->fd, NULL, w->bufsz, 0);
+	/*
+	 * A plain receive leaves 4 bytes for the chunk header so that header +
+	 * data fill whole 16 KiB TLS records instead of spilling a tiny one.
+	 */
+	io_uring_prep_recv(sqe, c->fd, NULL, c->kind == CK_PLAIN ? w->bufsz - 4 : w->bufsz, 0);
 	sqe->flags |= IOSQE_BUFFER_SELECT;
 	sqe->buf_group = 0;
 	io_uring_sqe_set_data64(sqe, ud_make(OP_RECV, conn_idx(w, c), c->gen));
