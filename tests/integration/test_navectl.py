@@ -523,9 +523,12 @@ def test_ports(ctl):
     assert out == f"port {lo + 2} allocated to tunnel {tid}\n"
 
     refused(ctl, "ports", "allocate", "--tunnel", tid, "--port", hi + 1)  # out of range
-    refused(ctl, "ports", "allocate", "--tunnel", tid, "--port", lo + 1)  # taken
+    # Taken: held by another tunnel. (The same tunnel asking again for a port it
+    # holds is not a conflict in controld: it gets the port back, as with
+    # ctl_proto.h port requests; ctl/API.md does not say either way.)
     other, _ = new_tunnel(ctl, "svc2")
-    refused(ctl, "ports", "allocate", "--tunnel", other, "--port", lo + 2)  # taken by another
+    line = refused(ctl, "ports", "allocate", "--tunnel", other, "--port", lo + 2)
+    assert str(lo + 2) in line
     refused(ctl, "ports", "allocate", "--tunnel", "t-000000000000")  # unknown tunnel
 
     ls = js(ctl, "ports", "ls", "--tunnel", tid)
