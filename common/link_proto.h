@@ -63,9 +63,10 @@ struct link_bind {
 	uint8_t origin_addr[16]; /* IPv6 or IPv4-mapped */
 	uint16_t flags;	      /* LINK_BIND_*, big-endian */
 	uint16_t dst_port;    /* local port of the public listener, big-endian */
+	uint8_t dst_addr[16]; /* local address of the public connection (IPv6 or v4-mapped) */
 } __attribute__((packed));
 
 _Static_assert(sizeof(struct link_data_hello) == 72, "DATA_HELLO size");
-_Static_assert(sizeof(struct link_bind) == 28, "BIND size");
+_Static_assert(sizeof(struct link_bind) == 44, "BIND size");
 
 #endif

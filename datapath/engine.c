@@ -722,6 +722,24 @@ static void tunnel_offline(struct worker *w, struct tunnel *t, const char *why)
 	ops->tunnel_offline(ops->arg, t, why);
 }
 
+/* A socket address as 16 bytes (v4-mapped for IPv4) and a big-endian port. */
+static void addr_to_wire(const struct sockaddr_storage *ss, uint8_t addr[16], uint16_t *port)
+{
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *s4 = (const struct sockaddr_in *)ss;
+
+		memset(addr, 0, 10);
+		addr[10] = addr[11] = 0xff;
+		memcpy(addr + 12, &s4->sin_addr, 4);
+		*port = s4->sin_port;
+	} else if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
+
+		memcpy(addr, &s6->sin6_addr, 16);
+		*port = s6->sin6_port;
+	}
+}
+
 static void relay_bind(struct worker *w, struct conn *p, struct conn *l)
 {
 	struct link_bind b;
@@ -733,20 +751,11 @@ static void relay_bind(struct worker *w, struct conn *p, struct conn *l)
 	frame_put32((uint8_t *)&b.stream_id, ++w->stream_seq);
 	b.port = htons(p->port);
 	b.dst_port = htons(p->port);
-	if (getpeername(p->fd, (struct sockaddr *)&ss, &sl) == 0) {
-		if (ss.ss_family == AF_INET) {
-			struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-
-			b.origin_addr[10] = b.origin_addr[11] = 0xff;
-			memcpy(b.origin_addr + 12, &s4->sin_addr, 4);
-			b.origin_port = s4->sin_port;
-		} else if (ss.ss_family == AF_INET6) {
-			struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-
-			memcpy(b.origin_addr, &s6->sin6_addr, 16);
-			b.origin_port = s6->sin6_port;
-		}
-	}
+	if (getpeername(p->fd, (struct sockaddr *)&ss, &sl) == 0)
+		addr_to_wire(&ss, b.origin_addr, &b.origin_port);
+	sl = sizeof(ss);
+	if (getsockname(p->fd, (struct sockaddr *)&ss, &sl) == 0)
+		addr_to_wire(&ss, b.dst_addr, &b.dst_port);
 	frame_put32(frame, LINK_FRAME_BIND);
 	memcpy(frame + 4, &b, sizeof(b));
 	l->state = LS_STREAM;
@@ -996,6 +1005,7 @@ static void client_on_bind(struct worker *w, struct conn *l, const struct link_b
 		goto reset;
 	}
 	p->rule = rule;
+	p->bind = *b;
 	p->port = port;
 	p->peer = conn_idx(w, l);
 	p->counted = true;
@@ -1020,6 +1030,53 @@ reset:
 	obuf_kick(w, l);
 }
 
+static bool is_v4_mapped(const uint8_t a[16])
+{
+	static const uint8_t pre[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+
+	return !memcmp(a, pre, sizeof(pre));
+}
+
+/* Writes a PROXY protocol v1 or v2 header for a stream into out; returns its length. */
+static size_t proxy_header(int version, const struct link_bind *b, uint8_t *out, size_t cap)
+{
+	bool v4 = is_v4_mapped(b->origin_addr) && is_v4_mapped(b->dst_addr);
+	static const uint8_t sig[12] = {0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d,
+					0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a};
+	char src[INET6_ADDRSTRLEN], dst[INET6_ADDRSTRLEN];
+	size_t n;
+
+	if (version == 2) {
+		memcpy(out, sig, sizeof(sig));
+		out[12] = 0x21; /* v2, PROXY */
+		out[13] = v4 ? 0x11 : 0x21;
+		out[14] = 0;
+		out[15] = v4 ? 12 : 36;
+		if (v4) {
+			memcpy(out + 16, b->origin_addr + 12, 4);
+			memcpy(out + 20, b->dst_addr + 12, 4);
+			memcpy(out + 24, &b->origin_port, 2);
+			memcpy(out + 26, &b->dst_port, 2);
+			return 28;
+		}
+		memcpy(out + 16, b->origin_addr, 16);
+		memcpy(out + 32, b->dst_addr, 16);
+		memcpy(out + 48, &b->origin_port, 2);
+		memcpy(out + 50, &b->dst_port, 2);
+		return 52;
+	}
+	if (v4) {
+		inet_ntop(AF_INET, b->origin_addr + 12, src, sizeof(src));
+		inet_ntop(AF_INET, b->dst_addr + 12, dst, sizeof(dst));
+	} else {
+		inet_ntop(AF_INET6, b->origin_addr, src, sizeof(src));
+		inet_ntop(AF_INET6, b->dst_addr, dst, sizeof(dst));
+	}
+	n = (size_t)snprintf((char *)out, cap, "PROXY %s %s %s %u %u\r\n", v4 ? "TCP4" : "TCP6",
+			     src, dst, ntohs(b->origin_port), ntohs(b->dst_port));
+	return n < cap ? n : 0;
+}
+
 static void plain_on_connect(struct worker *w, struct conn *p, int res)
 {
 	struct conn *l = conn_at(w, p->peer);
@@ -1042,6 +1099,10 @@ static void plain_on_connect(struct worker *w, struct conn *p, int res)
 	}
 	setsockopt(p->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	p->connected = true;
+	if (p->rule.proxy && obuf_ensure(w, p)) {
+		p->tx.tail = (uint32_t)proxy_header(p->rule.proxy, &p->bind, p->tx.p, w->txcap);
+		obuf_kick(w, p);
+	}
 	plain_arm_recv(w, p);
 	link_pump(w, l);
 }
