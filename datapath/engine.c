@@ -722,8 +722,8 @@ static void tunnel_offline(struct worker *w, struct tunnel *t, const char *why)
 	ops->tunnel_offline(ops->arg, t, why);
 }
 
-/* A socket address as 16 bytes (v4-mapped for IPv4) and a big-endian port. */
-static void addr_to_wire(const struct sockaddr_storage *ss, uint8_t addr[16], uint16_t *port)
+/* A socket address as 16 bytes (v4-mapped for IPv4); returns its big-endian port. */
+static uint16_t addr_to_wire(const struct sockaddr_storage *ss, uint8_t addr[16])
 {
 	if (ss->ss_family == AF_INET) {
 		const struct sockaddr_in *s4 = (const struct sockaddr_in *)ss;
@@ -731,13 +731,14 @@ static void addr_to_wire(const struct sockaddr_storage *ss, uint8_t addr[16], ui
 		memset(addr, 0, 10);
 		addr[10] = addr[11] = 0xff;
 		memcpy(addr + 12, &s4->sin_addr, 4);
-		*port = s4->sin_port;
+		return s4->sin_port;
 	} else if (ss->ss_family == AF_INET6) {
 		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
 
 		memcpy(addr, &s6->sin6_addr, 16);
-		*port = s6->sin6_port;
+		return s6->sin6_port;
 	}
+	return 0;
 }
 
 static void relay_bind(struct worker *w, struct conn *p, struct conn *l)
@@ -752,10 +753,10 @@ static void relay_bind(struct worker *w, struct conn *p, struct conn *l)
 	b.port = htons(p->port);
 	b.dst_port = htons(p->port);
 	if (getpeername(p->fd, (struct sockaddr *)&ss, &sl) == 0)
-		addr_to_wire(&ss, b.origin_addr, &b.origin_port);
+		b.origin_port = addr_to_wire(&ss, b.origin_addr);
 	sl = sizeof(ss);
 	if (getsockname(p->fd, (struct sockaddr *)&ss, &sl) == 0)
-		addr_to_wire(&ss, b.dst_addr, &b.dst_port);
+		b.dst_port = addr_to_wire(&ss, b.dst_addr);
 	frame_put32(frame, LINK_FRAME_BIND);
 	memcpy(frame + 4, &b, sizeof(b));
 	l->state = LS_STREAM;
