@@ -1,0 +1,1667 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * Configuration: INI text into validated plain structs. Every key is one row
+ * of a table {section, key, default text, type, offset}; loading applies all
+ * defaults, then the file. iniparser (the only user in the tree) supplies the
+ * values, but it knows no line numbers and is lax about what it skips, so a
+ * line scanner here reads the same text first: it rejects syntax errors,
+ * unknown sections and keys, duplicates and the constructs iniparser handles
+ * oddly (continuation lines, over-long lines, NUL bytes), and remembers the
+ * line of every section and key. iniparser is then given exactly the text
+ * before the first such error (through a memfd, so both read the same bytes),
+ * which keeps errors in file order: the first bad line wins.
+ */
+#include "cfg.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Debian ships the header in /usr/include/iniparser/, others in /usr/include/. */
+#if defined(__has_include)
+#if __has_include(<iniparser.h>)
+#include <iniparser.h>
+#else
+#include <iniparser/iniparser.h>
+#endif
+#else
+#include <iniparser.h>
+#endif
+
+#include "log.h"
+#include "util.h"
+
+#define CFG_FILE_MAX (1u << 20) /* bytes; a config is a few hundred */
+#define INI_LINE_MAX 1000	/* iniparser 4.1 fails on lines of 1023+ */
+#define INI_MAX_SEC  (16 + CFG_MAX_RULES)
+#define INI_MAX_KEY  512
+#define INI_NAME_MAX 80
+#define EMBEDDED     "(embedded default)"
+
+const char cfg_server_default_ini[] =
+    "# nave embedded default: a working single-machine setup on 127.0.0.1.\n"
+    "# HTTP on 8080, HTTPS and tunnels on 8443, TCP ports 22000-22999, state in\n"
+    "# ./var, sockets in ./var/run, a self-signed certificate made on first start.\n"
+    "\n"
+    "[server]\n"
+    "domain = localhost\n"
+    "state_dir = ./var\n"
+    "runtime_dir = ./var/run\n"
+    "log_level = info\n"
+    "log_format = text\n"
+    "\n"
+    "[listen]\n"
+    "http = 8080\n"
+    "https = 8443\n"
+    "# empty: tunnels share the https port\n"
+    "tunnel =\n"
+    "address = 127.0.0.1\n"
+    "\n"
+    "[ports]\n"
+    "range = 22000-22999\n"
+    "max_per_tunnel = 5\n"
+    "\n"
+    "[tunnel]\n"
+    "max_pool_size = 8\n"
+    "max_links = 1024\n"
+    "heartbeat = 10s\n"
+    "\n"
+    "[tls]\n"
+    "# empty: state_dir/tls/server.crt and server.key, self-signed on first start\n"
+    "certificate =\n"
+    "private_key =\n"
+    "pq = on\n"
+    "\n"
+    "[datapath]\n"
+    "workers = auto\n"
+    "ktls = auto\n"
+    "steering = auto\n"
+    "buffer_size = 16384\n"
+    "buffers = 512\n"
+    "\n"
+    "[xdp]\n"
+    "# empty: no XDP filter\n"
+    "interface =\n"
+    "syn_rate = 0\n"
+    "\n"
+    "[metrics]\n"
+    "# empty: no metrics listener\n"
+    "listen =\n";
+
+/* ---- the tables ---- */
+
+enum row_type {
+	R_STR,	    /* text without control characters */
+	R_DOMAIN,   /* a DNS name */
+	R_ADDR,	    /* an IPv4 or IPv6 literal */
+	R_LISTEN,   /* empty or HOST:PORT */
+	R_IFNAME,   /* empty or a network interface name */
+	R_SERVER,   /* empty or HOST[:PORT] */
+	R_HOSTPORT, /* HOST:PORT */
+	R_TOKEN,    /* text without spaces or control characters */
+	R_FPR,	    /* empty or hex SHA-256, colons allowed */
+	R_LOGLEVEL, /* int: NLOG_* */
+	R_LOGFMT,   /* bool: text|json */
+	R_BOOL,	    /* bool */
+	R_PORT,	    /* uint16_t in min..max */
+	R_PORT_OPT, /* uint16_t: empty is 0, else 1..65535 */
+	R_RANGE,    /* uint16_t pair "low-high" at off and off2 */
+	R_UINT,	    /* unsigned in min..max */
+	R_DURATION, /* unsigned milliseconds in min..max */
+	R_WORKERS,  /* unsigned: auto is 0, else min..max */
+	R_KTLS,	    /* int: auto|on|off */
+	R_STEERING, /* int: auto|bpf|listeners */
+	R_POW2,	    /* unsigned power of two in min..max */
+	R_PROXY,    /* int: empty|v1|v2 */
+};
+
+struct cfg_row {
+	const char *section; /* "tcp.*" for the rule sections */
+	const char *key;
+	const char *def; /* default, as file text */
+	enum row_type type;
+	size_t off;  /* into the struct the section fills */
+	size_t size; /* of the field */
+	size_t off2; /* R_RANGE: the high end */
+	uint64_t min, max;
+	bool required; /* may not be empty */
+};
+
+#define ROW(st, sec, k, d, t, f, ...)                                                              \
+	{                                                                                          \
+		.section = sec, .key = k, .def = d, .type = t, .off = offsetof(st, f),             \
+		.size = sizeof(((st *)0)->f), __VA_ARGS__                                          \
+	}
+#define SRV(...) ROW(struct cfg_server, __VA_ARGS__)
+#define CLI(...) ROW(struct cfg_client, "client", __VA_ARGS__)
+#define TCP(...) ROW(struct cfg_tcp_rule, "tcp.*", __VA_ARGS__)
+
+static const struct cfg_row server_rows[] = {
+    SRV("server", "domain", "localhost", R_DOMAIN, domain, .required = true),
+    SRV("server", "state_dir", "./var", R_STR, state_dir, .required = true),
+    SRV("server", "runtime_dir", "./var/run", R_STR, runtime_dir, .required = true),
+    SRV("server", "log_level", "info", R_LOGLEVEL, log_level),
+    SRV("server", "log_format", "text", R_LOGFMT, log_json),
+    SRV("listen", "http", "8080", R_PORT, http_port, .min = 1, .max = 65535),
+    SRV("listen", "https", "8443", R_PORT, https_port, .min = 1, .max = 65535),
+    SRV("listen", "tunnel", "", R_PORT_OPT, tunnel_port),
+    SRV("listen", "address", "127.0.0.1", R_ADDR, address, .required = true),
+    SRV("ports", "range", "22000-22999", R_RANGE, port_min,
+	.off2 = offsetof(struct cfg_server, port_max)),
+    SRV("ports", "max_per_tunnel", "5", R_UINT, max_per_tunnel, .min = 1, .max = 65535),
+    SRV("tunnel", "max_pool_size", "8", R_UINT, max_pool_size, .min = 1, .max = 256),
+    SRV("tunnel", "max_links", "1024", R_UINT, max_links, .min = 1, .max = 1048576),
+    SRV("tunnel", "heartbeat", "10s", R_DURATION, heartbeat_ms, .min = 1000, .max = 3600000),
+    SRV("tls", "certificate", "", R_STR, certificate),
+    SRV("tls", "private_key", "", R_STR, private_key),
+    SRV("tls", "pq", "on", R_BOOL, pq),
+    SRV("datapath", "workers", "auto", R_WORKERS, workers, .min = 1, .max = 256),
+    SRV("datapath", "ktls", "auto", R_KTLS, ktls),
+    SRV("datapath", "steering", "auto", R_STEERING, steering),
+    SRV("datapath", "buffer_size", "16384", R_POW2, buffer_size, .min = 1024, .max = 1048576),
+    SRV("datapath", "buffers", "512", R_POW2, buffers, .min = 8, .max = 32768),
+    SRV("xdp", "interface", "", R_IFNAME, xdp_interface),
+    SRV("xdp", "syn_rate", "0", R_UINT, syn_rate, .min = 0, .max = UINT_MAX),
+    SRV("metrics", "listen", "", R_LISTEN, metrics_listen),
+};
+
+static const struct cfg_row client_rows[] = {
+    CLI("server", "", R_SERVER, server),
+    CLI("token", "", R_TOKEN, token),
+    CLI("id", "", R_TOKEN, id),
+    CLI("ca", "", R_STR, ca),
+    CLI("fingerprint", "", R_FPR, fingerprint),
+    CLI("socket", "", R_STR, socket),
+    CLI("log_level", "info", R_LOGLEVEL, log_level),
+    CLI("log_format", "text", R_LOGFMT, log_json),
+    CLI("pool_idle", "4", R_UINT, pool_idle, .min = 1, .max = 64),
+    CLI("max_links", "256", R_UINT, max_links, .min = 1, .max = 4096),
+};
+
+static const struct cfg_row tcp_rows[] = {
+    TCP("to", "", R_HOSTPORT, to, .required = true),
+    TCP("port", "0", R_PORT, port, .min = 0, .max = 65535),
+    TCP("proxy_protocol", "", R_PROXY, proxy_protocol),
+};
+
+static const char *const log_names[] = {"debug", "info", "warn", "error"};
+
+/* ---- small helpers ---- */
+
+static int cfg_err(char *err, size_t errlen, const char *file, unsigned line, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+/* "FILE:LINE: reason" (or "FILE: reason" without a line) into err; returns -1. */
+static int cfg_err(char *err, size_t errlen, const char *file, unsigned line, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (!err || !errlen)
+		return -1;
+	if (line)
+		n = snprintf(err, errlen, "%s:%u: ", file, line);
+	else
+		n = snprintf(err, errlen, "%s: ", file);
+	if (n < 0 || (size_t)n >= errlen)
+		return -1;
+	va_start(ap, fmt);
+	vsnprintf(err + n, errlen - (size_t)n, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+/* Copies n bytes of s for an error message: non-printables become '?', long text is cut. */
+static const char *safe(char *out, size_t outlen, const char *s, size_t n)
+{
+	size_t j = 0;
+
+	for (size_t i = 0; i < n && j + 4 < outlen; i++) {
+		unsigned char ch = (unsigned char)s[i];
+
+		if (i == 60) {
+			memcpy(out + j, "...", 3);
+			j += 3;
+			break;
+		}
+		out[j++] = ch < 0x20 || ch >= 0x7f ? '?' : (char)ch;
+	}
+	out[j] = 0;
+	return out;
+}
+
+static bool has_ctl(const char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			return true;
+	return false;
+}
+
+/* Decimal digits only, no sign or spaces: 0, -EINVAL or -ERANGE. */
+static int parse_u64(const char *s, uint64_t *out)
+{
+	uint64_t v = 0;
+
+	if (!*s)
+		return -EINVAL;
+	for (; *s; s++) {
+		unsigned d;
+
+		if (*s < '0' || *s > '9')
+			return -EINVAL;
+		d = (unsigned)(*s - '0');
+		if (v > (UINT64_MAX - d) / 10)
+			return -ERANGE;
+		v = v * 10 + d;
+	}
+	*out = v;
+	return 0;
+}
+
+static bool is_pow2(uint64_t v)
+{
+	return v && !(v & (v - 1));
+}
+
+static int parse_bool(const char *s)
+{
+	static const char *const on[] = {"on", "yes", "true", "1"};
+	static const char *const off[] = {"off", "no", "false", "0"};
+
+	for (size_t i = 0; i < ARRAY_SIZE(on); i++) {
+		if (!strcasecmp(s, on[i]))
+			return 1;
+		if (!strcasecmp(s, off[i]))
+			return 0;
+	}
+	return -1;
+}
+
+/* Index of s (case-insensitive) in names, or -1. */
+static int parse_enum(const char *s, const char *const *names, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!strcasecmp(s, names[i]))
+			return (int)i;
+	return -1;
+}
+
+/* A DNS-ish host name: [A-Za-z0-9._-], 1..253 characters. */
+static bool host_ok(const char *s, size_t n)
+{
+	if (n == 0 || n > 253)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!isalnum((unsigned char)s[i]) && s[i] != '.' && s[i] != '-' && s[i] != '_')
+			return false;
+	return true;
+}
+
+static bool domain_ok(const char *s)
+{
+	size_t n = strlen(s), label = 0;
+
+	if (n == 0 || n > 253)
+		return false;
+	for (size_t i = 0; i <= n; i++) {
+		if (i == n || s[i] == '.') {
+			if (label == 0 || label > 63 || s[i - 1] == '-' || s[i - label] == '-')
+				return false;
+			label = 0;
+		} else if (isalnum((unsigned char)s[i]) || s[i] == '-') {
+			label++;
+		} else {
+			return false;
+		}
+	}
+	return true;
+}
+
+/* HOST, [V6], bare V6 or any of them with :PORT. */
+static bool server_ok(const char *s)
+{
+	char host[256];
+	unsigned char a[16];
+	size_t n = strlen(s);
+
+	if (cfg_parse_hostport(s, NULL, 0, NULL) == 0)
+		return true;
+	if (n > 2 && s[0] == '[' && s[n - 1] == ']' && n - 2 < sizeof(host)) {
+		memcpy(host, s + 1, n - 2);
+		host[n - 2] = 0;
+		return inet_pton(AF_INET6, host, a) == 1;
+	}
+	if (strchr(s, ':'))
+		return inet_pton(AF_INET6, s, a) == 1;
+	return host_ok(s, n);
+}
+
+static bool fpr_ok(const char *s)
+{
+	size_t hex = 0;
+
+	for (; *s; s++) {
+		if (*s == ':')
+			continue;
+		if (!isxdigit((unsigned char)*s))
+			return false;
+		hex++;
+	}
+	return hex == 64;
+}
+
+static void fmt_duration(uint64_t ms, char *out, size_t len)
+{
+	static const struct {
+		uint64_t ms;
+		const char *unit;
+	} units[] = {{86400000, "d"}, {3600000, "h"}, {60000, "m"}, {1000, "s"}};
+
+	if (ms == 0) {
+		snprintf(out, len, "0s");
+		return;
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(units); i++) {
+		if (ms % units[i].ms == 0) {
+			snprintf(out, len, "%llu%s", (unsigned long long)(ms / units[i].ms),
+				 units[i].unit);
+			return;
+		}
+	}
+	snprintf(out, len, "%llums", (unsigned long long)ms);
+}
+
+/* ---- exported helpers ---- */
+
+int cfg_parse_duration_ms(const char *s, uint64_t *ms)
+{
+	static const struct {
+		const char *unit;
+		uint64_t ms;
+	} units[] = {{"", 1000},   {"ms", 1},	   {"s", 1000},
+		     {"m", 60000}, {"h", 3600000}, {"d", 86400000}};
+	char num[24];
+	uint64_t v;
+	size_t n = 0;
+
+	if (!s)
+		return -EINVAL;
+	while (s[n] >= '0' && s[n] <= '9')
+		n++;
+	if (n == 0 || n >= sizeof(num))
+		return -EINVAL;
+	memcpy(num, s, n);
+	num[n] = 0;
+	if (parse_u64(num, &v) < 0)
+		return -EINVAL;
+	for (size_t i = 0; i < ARRAY_SIZE(units); i++) {
+		if (strcasecmp(s + n, units[i].unit))
+			continue;
+		if (v > UINT64_MAX / units[i].ms)
+			return -EINVAL;
+		if (ms)
+			*ms = v * units[i].ms;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+int cfg_parse_hostport(const char *s, char *host, size_t hostlen, uint16_t *port)
+{
+	const char *h, *hend, *p;
+	char v6[INET6_ADDRSTRLEN + 1];
+	unsigned char a[16];
+	uint64_t v;
+	size_t n;
+
+	if (!s || !*s)
+		return -EINVAL;
+	if (*s == '[') {
+		hend = strchr(s, ']');
+		if (!hend || hend[1] != ':')
+			return -EINVAL;
+		h = s + 1;
+		p = hend + 2;
+		n = (size_t)(hend - h);
+		if (n == 0 || n >= sizeof(v6))
+			return -EINVAL;
+		memcpy(v6, h, n);
+		v6[n] = 0;
+		if (inet_pton(AF_INET6, v6, a) != 1)
+			return -EINVAL;
+	} else {
+		hend = strrchr(s, ':');
+		if (!hend)
+			return -EINVAL;
+		h = s;
+		p = hend + 1;
+		n = (size_t)(hend - h);
+		if (!host_ok(h, n))
+			return -EINVAL;
+	}
+	if (strlen(p) > 5 || parse_u64(p, &v) < 0 || v < 1 || v > 65535)
+		return -EINVAL;
+	if (host) {
+		if (n >= hostlen)
+			return -EINVAL;
+		memcpy(host, h, n);
+		host[n] = 0;
+	}
+	if (port)
+		*port = (uint16_t)v;
+	return 0;
+}
+
+bool cfg_valid_name(const char *s)
+{
+	size_t n = 0;
+
+	if (!s)
+		return false;
+	for (; s[n]; n++)
+		if (!isalnum((unsigned char)s[n]) && s[n] != '_' && s[n] != '-')
+			return false;
+	return n >= 1 && n <= 63;
+}
+
+/* ---- one row: parse, store, format ---- */
+
+static void set_num(const struct cfg_row *r, void *base, size_t off, int64_t v)
+{
+	char *p = (char *)base + off;
+
+	switch (r->size) {
+	case sizeof(bool):
+		*(bool *)p = v != 0;
+		break;
+	case sizeof(uint16_t):
+		*(uint16_t *)p = (uint16_t)v;
+		break;
+	default:
+		if (r->type == R_LOGLEVEL || r->type == R_KTLS || r->type == R_STEERING ||
+		    r->type == R_PROXY)
+			*(int *)p = (int)v;
+		else
+			*(unsigned *)p = (unsigned)v;
+		break;
+	}
+}
+
+static int64_t get_num(const struct cfg_row *r, const void *base, size_t off)
+{
+	const char *p = (const char *)base + off;
+
+	switch (r->size) {
+	case sizeof(bool):
+		return *(const bool *)p;
+	case sizeof(uint16_t):
+		return *(const uint16_t *)p;
+	default:
+		if (r->type == R_LOGLEVEL || r->type == R_KTLS || r->type == R_STEERING ||
+		    r->type == R_PROXY)
+			return *(const int *)p;
+		return *(const unsigned *)p;
+	}
+}
+
+static bool row_is_string(const struct cfg_row *r)
+{
+	return r->type <= R_FPR;
+}
+
+static const char *const ktls_names[] = {"off", "on", "auto"}; /* CFG_OFF, CFG_ON, CFG_AUTO */
+static const char *const steer_names[] = {"auto", "bpf", "listeners"};
+static const char *const proxy_names[] = {"", "v1", "v2"};
+static const char *const fmt_names[] = {"text", "json"};
+
+/*
+ * Parses v for row r into base. On error writes the reason (which quotes the
+ * value) into why and returns -1.
+ */
+static int row_parse(const struct cfg_row *r, void *base, const char *v, char *why, size_t wl)
+{
+	char shown[80], q[96], *p = (char *)base + r->off;
+	uint64_t n = 0, hi;
+	int e = 0, k;
+
+	snprintf(q, sizeof(q), "\"%s\"", safe(shown, sizeof(shown), v, strlen(v)));
+	if (row_is_string(r)) {
+		if (has_ctl(v)) {
+			snprintf(why, wl, "%s contains control characters", q);
+			return -1;
+		}
+		if (strlen(v) >= r->size) {
+			snprintf(why, wl, "%s is too long (at most %zu characters)", q,
+				 r->size - 1);
+			return -1;
+		}
+		if (!*v && r->required) {
+			snprintf(why, wl, "may not be empty");
+			return -1;
+		}
+		switch (r->type) {
+		case R_DOMAIN:
+			if (!domain_ok(v)) {
+				snprintf(why, wl, "%s is not a valid domain name", q);
+				return -1;
+			}
+			break;
+		case R_ADDR: {
+			unsigned char a[16];
+
+			if (inet_pton(AF_INET, v, a) != 1 && inet_pton(AF_INET6, v, a) != 1) {
+				snprintf(why, wl, "%s is not an IPv4 or IPv6 address", q);
+				return -1;
+			}
+			break;
+		}
+		case R_LISTEN:
+		case R_HOSTPORT:
+			if ((*v || r->type == R_HOSTPORT) && cfg_parse_hostport(v, NULL, 0, NULL)) {
+				snprintf(why, wl, "%s is not HOST:PORT (IPv6 as [ADDR]:PORT)", q);
+				return -1;
+			}
+			break;
+		case R_SERVER:
+			if (*v && !server_ok(v)) {
+				snprintf(why, wl, "%s is not HOST[:PORT] (IPv6 as [ADDR]:PORT)", q);
+				return -1;
+			}
+			break;
+		case R_IFNAME:
+			if (*v && (strlen(v) > 15 || strpbrk(v, "/: \t") || !strcmp(v, ".") ||
+				   !strcmp(v, ".."))) {
+				snprintf(why, wl, "%s is not a network interface name", q);
+				return -1;
+			}
+			break;
+		case R_TOKEN:
+			if (strpbrk(v, " \t")) {
+				snprintf(why, wl, "%s contains spaces", q);
+				return -1;
+			}
+			break;
+		case R_FPR:
+			if (*v && !fpr_ok(v)) {
+				snprintf(why, wl, "%s is not a hex SHA-256 fingerprint", q);
+				return -1;
+			}
+			break;
+		default:
+			break;
+		}
+		memcpy(p, v, strlen(v) + 1);
+		return 0;
+	}
+
+	switch (r->type) {
+	case R_LOGLEVEL: {
+		char low[16];
+		size_t i;
+
+		for (i = 0; v[i] && i + 1 < sizeof(low); i++)
+			low[i] = (char)tolower((unsigned char)v[i]);
+		low[i] = 0;
+		k = v[i] ? -1 : log_level_parse(low);
+		if (k < 0) {
+			snprintf(why, wl, "%s is not one of debug|info|warn|error", q);
+			return -1;
+		}
+		set_num(r, base, r->off, k);
+		return 0;
+	}
+	case R_LOGFMT:
+		k = parse_enum(v, fmt_names, ARRAY_SIZE(fmt_names));
+		if (k < 0) {
+			snprintf(why, wl, "%s is not one of text|json", q);
+			return -1;
+		}
+		set_num(r, base, r->off, k);
+		return 0;
+	case R_BOOL:
+		k = parse_bool(v);
+		if (k < 0) {
+			snprintf(why, wl, "%s is not a boolean (on|off, yes|no, true|false, 1|0)",
+				 q);
+			return -1;
+		}
+		set_num(r, base, r->off, k);
+		return 0;
+	case R_KTLS:
+		k = parse_enum(v, ktls_names, ARRAY_SIZE(ktls_names));
+		if (k < 0) {
+			snprintf(why, wl, "%s is not one of auto|on|off", q);
+			return -1;
+		}
+		set_num(r, base, r->off, k == 2 ? CFG_AUTO : k);
+		return 0;
+	case R_STEERING:
+		k = parse_enum(v, steer_names, ARRAY_SIZE(steer_names));
+		if (k < 0) {
+			snprintf(why, wl, "%s is not one of auto|bpf|listeners", q);
+			return -1;
+		}
+		set_num(r, base, r->off, k);
+		return 0;
+	case R_PROXY:
+		k = parse_enum(v, proxy_names, ARRAY_SIZE(proxy_names));
+		if (k < 0) {
+			snprintf(why, wl, "%s is not one of v1|v2 (or empty)", q);
+			return -1;
+		}
+		set_num(r, base, r->off, k);
+		return 0;
+	case R_RANGE: {
+		const char *dash = strchr(v, '-');
+		char lo[8];
+
+		if (!dash || (size_t)(dash - v) >= sizeof(lo))
+			goto bad_range;
+		memcpy(lo, v, (size_t)(dash - v));
+		lo[dash - v] = 0;
+		if (parse_u64(lo, &n) || parse_u64(dash + 1, &hi) || n < 1 || hi > 65535 || n > hi)
+			goto bad_range;
+		set_num(r, base, r->off, (int64_t)n);
+		set_num(r, base, r->off2, (int64_t)hi);
+		return 0;
+	bad_range:
+		snprintf(why, wl, "%s is not a valid range (low-high, 1-65535)", q);
+		return -1;
+	}
+	case R_PORT_OPT:
+		if (!*v) {
+			set_num(r, base, r->off, 0);
+			return 0;
+		}
+		e = parse_u64(v, &n);
+		if (e == -EINVAL) {
+			snprintf(why, wl, "%s is not a port number (1-65535, or empty)", q);
+			return -1;
+		}
+		if (e || n < 1 || n > 65535) {
+			snprintf(why, wl, "%s is out of range (1-65535)", q);
+			return -1;
+		}
+		set_num(r, base, r->off, (int64_t)n);
+		return 0;
+	case R_DURATION: {
+		char lo_s[24], hi_s[24];
+
+		if (cfg_parse_duration_ms(v, &n) < 0) {
+			snprintf(why, wl, "%s is not a duration (e.g. 500ms, 10s, 2m, 1h, 3d)", q);
+			return -1;
+		}
+		if (n < r->min || n > r->max) {
+			fmt_duration(r->min, lo_s, sizeof(lo_s));
+			fmt_duration(r->max, hi_s, sizeof(hi_s));
+			snprintf(why, wl, "%s is out of range (%s-%s)", q, lo_s, hi_s);
+			return -1;
+		}
+		set_num(r, base, r->off, (int64_t)n);
+		return 0;
+	}
+	case R_WORKERS:
+		if (!strcasecmp(v, "auto")) {
+			set_num(r, base, r->off, 0);
+			return 0;
+		}
+		if (parse_u64(v, &n) || n < r->min || n > r->max) {
+			snprintf(why, wl, "%s is not auto or a number %llu-%llu", q,
+				 (unsigned long long)r->min, (unsigned long long)r->max);
+			return -1;
+		}
+		set_num(r, base, r->off, (int64_t)n);
+		return 0;
+	case R_POW2:
+		e = parse_u64(v, &n);
+		if (e || n < r->min || n > r->max || !is_pow2(n)) {
+			snprintf(why, wl, "%s is not a power of two in %llu-%llu", q,
+				 (unsigned long long)r->min, (unsigned long long)r->max);
+			return -1;
+		}
+		set_num(r, base, r->off, (int64_t)n);
+		return 0;
+	case R_PORT:
+	case R_UINT:
+		e = parse_u64(v, &n);
+		if (e == -EINVAL) {
+			snprintf(why, wl, "%s is not a number (%llu-%llu)", q,
+				 (unsigned long long)r->min, (unsigned long long)r->max);
+			return -1;
+		}
+		if (e || n < r->min || n > r->max) {
+			snprintf(why, wl, "%s is out of range (%llu-%llu)", q,
+				 (unsigned long long)r->min, (unsigned long long)r->max);
+			return -1;
+		}
+		set_num(r, base, r->off, (int64_t)n);
+		return 0;
+	default:
+		snprintf(why, wl, "internal error: row type %d", (int)r->type);
+		return -1;
+	}
+}
+
+/* The value of row r in base as file text. */
+static void row_format(const struct cfg_row *r, const void *base, char *out, size_t len)
+{
+	int64_t v;
+
+	if (row_is_string(r)) {
+		str_copy(out, len, (const char *)base + r->off);
+		return;
+	}
+	v = get_num(r, base, r->off);
+	switch (r->type) {
+	case R_LOGLEVEL:
+		snprintf(out, len, "%s", v >= 0 && v < 4 ? log_names[v] : "info");
+		break;
+	case R_LOGFMT:
+		snprintf(out, len, "%s", fmt_names[v ? 1 : 0]);
+		break;
+	case R_BOOL:
+		snprintf(out, len, "%s", v ? "on" : "off");
+		break;
+	case R_KTLS:
+		snprintf(out, len, "%s", v == CFG_AUTO ? "auto" : v ? "on" : "off");
+		break;
+	case R_STEERING:
+		snprintf(out, len, "%s", v >= 0 && v < 3 ? steer_names[v] : "auto");
+		break;
+	case R_PROXY:
+		snprintf(out, len, "%s", v >= 0 && v < 3 ? proxy_names[v] : "");
+		break;
+	case R_RANGE:
+		snprintf(out, len, "%lld-%lld", (long long)v, (long long)get_num(r, base, r->off2));
+		break;
+	case R_PORT_OPT:
+		if (v)
+			snprintf(out, len, "%lld", (long long)v);
+		else
+			snprintf(out, len, "%s", "");
+		break;
+	case R_DURATION:
+		fmt_duration((uint64_t)v, out, len);
+		break;
+	case R_WORKERS:
+		if (v)
+			snprintf(out, len, "%lld", (long long)v);
+		else
+			snprintf(out, len, "auto");
+		break;
+	default:
+		snprintf(out, len, "%lld", (long long)v);
+		break;
+	}
+}
+
+/* Defaults are table text run through the same parser; they cannot fail. */
+static void rows_apply_defaults(const struct cfg_row *rows, size_t n, void *base)
+{
+	char why[CFG_ERR_MAX];
+
+	for (size_t i = 0; i < n; i++) {
+		if (row_is_string(&rows[i]) && !rows[i].def[0])
+			((char *)base + rows[i].off)[0] = 0;
+		else if (row_parse(&rows[i], base, rows[i].def, why, sizeof(why)) < 0)
+			log_error("config: bad default for %s: %s", rows[i].key, why);
+	}
+}
+
+/*
+ * Writes "key = value", quoting where iniparser would otherwise cut or strip
+ * the value. -EINVAL when the value cannot be written so that it reads back.
+ */
+static int ini_put(FILE *f, const char *key, const char *v)
+{
+	size_t n = strlen(v);
+	char q = 0;
+
+	if (has_ctl(v))
+		return -EINVAL;
+	if (n &&
+	    (strpbrk(v, ";#") || isspace((unsigned char)v[0]) || isspace((unsigned char)v[n - 1]) ||
+	     v[0] == '"' || v[0] == '\'' || v[n - 1] == '\\'))
+		q = !strchr(v, '"') ? '"' : !strchr(v, '\'') ? '\'' : -1;
+	if (q == -1)
+		return -EINVAL;
+	if (!n)
+		fprintf(f, "%s =\n", key);
+	else if (q)
+		fprintf(f, "%s = %c%s%c\n", key, q, v, q);
+	else
+		fprintf(f, "%s = %s\n", key, v);
+	return 0;
+}
+
+/* ---- the line scanner ---- */
+
+struct ini_sec {
+	char name[INI_NAME_MAX];  /* lower case, as iniparser keys it */
+	char shown[INI_NAME_MAX]; /* as written, for messages */
+	unsigned line;		  /* of the first header */
+	bool unique;		  /* a second header is an error (rules) */
+	const struct cfg_row *rows;
+	size_t nrows;
+	void *base;
+	unsigned nkeys;
+};
+
+struct ini_key {
+	unsigned sec;
+	const struct cfg_row *row;
+	unsigned line;
+};
+
+struct ini_doc {
+	const char *file;
+	struct ini_sec sec[INI_MAX_SEC];
+	unsigned nsec;
+	struct ini_key key[INI_MAX_KEY];
+	unsigned nkey;
+	unsigned err_line; /* first structural error; 0: none */
+	char err[CFG_ERR_MAX];
+	size_t prefix; /* bytes before the line of err_line */
+};
+
+/*
+ * Fills in a new section (rows, base, unique) from its name as written; -1
+ * with a reason when there is no such section.
+ */
+typedef int (*ini_section_fn)(void *ctx, struct ini_sec *s, const char *raw, char *why, size_t wl);
+
+static void lower(char *out, const char *in, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		out[i] = (char)tolower((unsigned char)in[i]);
+	out[n] = 0;
+}
+
+static const struct cfg_row *find_row(const struct ini_sec *s, const char *key)
+{
+	for (size_t i = 0; i < s->nrows; i++)
+		if (!strcmp(s->rows[i].key, key))
+			return &s->rows[i];
+	return NULL;
+}
+
+/* Returns the line of [section] key in d, or 0. */
+static unsigned ini_line(const struct ini_doc *d, const char *section, const char *key)
+{
+	for (unsigned i = 0; i < d->nkey; i++) {
+		const struct ini_key *k = &d->key[i];
+
+		if (!strcmp(d->sec[k->sec].name, section) && !strcmp(k->row->key, key))
+			return k->line;
+	}
+	return 0;
+}
+
+/*
+ * Classifies lines as iniparser 4.1 does (strip, '#'/';' comment, "[...]"
+ * section, anything with '=' a key), but refuses what iniparser would take
+ * differently from how it reads: see the file comment.
+ */
+static void ini_scan(struct ini_doc *d, const char *text, size_t len, ini_section_fn fn, void *ctx)
+{
+	char buf[INI_LINE_MAX + 1], shown[80], why[CFG_ERR_MAX];
+	size_t pos = 0, start = 0;
+	unsigned line = 0;
+	int cur = -1;
+
+	d->prefix = len;
+	while (pos < len) {
+		const char *nl = memchr(text + pos, '\n', len - pos);
+		size_t end = nl ? (size_t)(nl - text) : len;
+		const char *b = text + pos, *e = text + end, *eq, *ke, *v;
+		struct ini_sec *s;
+		int found = -1;
+
+		start = pos;
+		pos = nl ? end + 1 : len;
+		line++;
+		if (memchr(b, 0, (size_t)(e - b))) {
+			cfg_err(d->err, sizeof(d->err), d->file, line,
+				"the line contains a NUL byte");
+			goto fail;
+		}
+		if (e - b > INI_LINE_MAX) {
+			cfg_err(d->err, sizeof(d->err), d->file, line,
+				"line too long (more than %d characters)", INI_LINE_MAX);
+			goto fail;
+		}
+		while (b < e && isspace((unsigned char)*b))
+			b++;
+		while (e > b && isspace((unsigned char)e[-1]))
+			e--;
+		if (b == e)
+			continue;
+		if (e[-1] == '\\') {
+			cfg_err(
+			    d->err, sizeof(d->err), d->file, line,
+			    "a line may not end with '\\' (continuation lines are not supported)");
+			goto fail;
+		}
+		if (*b == '#' || *b == ';')
+			continue;
+
+		if (*b == '[') {
+			const char *nb = b + 1, *ne = e - 1;
+
+			if (e[-1] != ']') {
+				cfg_err(
+				    d->err, sizeof(d->err), d->file, line,
+				    "syntax error: a section header is [NAME] alone on its line");
+				goto fail;
+			}
+			while (nb < ne && isspace((unsigned char)*nb))
+				nb++;
+			while (ne > nb && isspace((unsigned char)ne[-1]))
+				ne--;
+			if (nb == ne || memchr(nb, '[', (size_t)(ne - nb)) ||
+			    memchr(nb, ']', (size_t)(ne - nb))) {
+				cfg_err(d->err, sizeof(d->err), d->file, line,
+					"syntax error: bad section header %s",
+					safe(shown, sizeof(shown), b, (size_t)(e - b)));
+				goto fail;
+			}
+			memcpy(buf, nb, (size_t)(ne - nb));
+			buf[ne - nb] = 0;
+			if (ne - nb < INI_NAME_MAX) {
+				char name[INI_NAME_MAX];
+
+				lower(name, nb, (size_t)(ne - nb));
+				for (unsigned i = 0; i < d->nsec; i++)
+					if (!strcmp(d->sec[i].name, name))
+						found = (int)i;
+			}
+			if (found >= 0 && d->sec[found].unique) {
+				cfg_err(d->err, sizeof(d->err), d->file, line,
+					"[%s] appears twice (first at line %u)",
+					d->sec[found].shown, d->sec[found].line);
+				goto fail;
+			}
+			if (found >= 0) {
+				cur = found;
+				continue;
+			}
+			if (d->nsec == INI_MAX_SEC) {
+				cfg_err(d->err, sizeof(d->err), d->file, line, "too many sections");
+				goto fail;
+			}
+			s = &d->sec[d->nsec];
+			memset(s, 0, sizeof(*s));
+			if (ne - nb >= INI_NAME_MAX) {
+				cfg_err(d->err, sizeof(d->err), d->file, line,
+					"unknown section [%s]",
+					safe(shown, sizeof(shown), nb, (size_t)(ne - nb)));
+				goto fail;
+			}
+			if (fn(ctx, s, buf, why, sizeof(why)) < 0) {
+				cfg_err(d->err, sizeof(d->err), d->file, line, "%s", why);
+				goto fail;
+			}
+			lower(s->name, buf, strlen(buf));
+			str_copy(s->shown, sizeof(s->shown), buf);
+			s->line = line;
+			cur = (int)d->nsec++;
+			continue;
+		}
+
+		eq = memchr(b, '=', (size_t)(e - b));
+		if (!eq) {
+			cfg_err(d->err, sizeof(d->err), d->file, line,
+				"syntax error: expected [section], key = value or a comment");
+			goto fail;
+		}
+		ke = eq;
+		while (ke > b && isspace((unsigned char)ke[-1]))
+			ke--;
+		if (ke == b) {
+			cfg_err(d->err, sizeof(d->err), d->file, line,
+				"syntax error: no key before '='");
+			goto fail;
+		}
+		v = eq + 1;
+		while (v < e && isspace((unsigned char)*v))
+			v++;
+		if (v < e && (*v == '"' || *v == '\'')) {
+			const char *close = memchr(v + 1, *v, (size_t)(e - v - 1));
+
+			if (!close) {
+				cfg_err(d->err, sizeof(d->err), d->file, line,
+					"syntax error: unterminated quote");
+				goto fail;
+			}
+			for (close++; close < e && isspace((unsigned char)*close); close++)
+				;
+			if (close < e && *close != ';' && *close != '#') {
+				cfg_err(d->err, sizeof(d->err), d->file, line,
+					"syntax error: text after the quoted value");
+				goto fail;
+			}
+		}
+		if (cur < 0) {
+			cfg_err(d->err, sizeof(d->err), d->file, line,
+				"key \"%s\" is outside of any [section]",
+				safe(shown, sizeof(shown), b, (size_t)(ke - b)));
+			goto fail;
+		}
+		s = &d->sec[cur];
+		lower(buf, b, (size_t)(ke - b));
+		{
+			const struct cfg_row *r = find_row(s, buf);
+
+			if (!r) {
+				cfg_err(d->err, sizeof(d->err), d->file, line,
+					"[%s] %s: unknown key", s->shown,
+					safe(shown, sizeof(shown), b, (size_t)(ke - b)));
+				goto fail;
+			}
+			for (unsigned i = 0; i < d->nkey; i++) {
+				if (d->key[i].sec == (unsigned)cur && d->key[i].row == r) {
+					cfg_err(d->err, sizeof(d->err), d->file, line,
+						"[%s] %s: set twice (first at line %u)", s->shown,
+						r->key, d->key[i].line);
+					goto fail;
+				}
+			}
+			if (d->nkey == INI_MAX_KEY) {
+				cfg_err(d->err, sizeof(d->err), d->file, line, "too many keys");
+				goto fail;
+			}
+			d->key[d->nkey++] =
+			    (struct ini_key){.sec = (unsigned)cur, .row = r, .line = line};
+			s->nkeys++;
+		}
+	}
+	return;
+fail:
+	d->err_line = line;
+	d->prefix = start;
+}
+
+static int ini_silent(const char *fmt, ...)
+{
+	(void)fmt;
+	return 0;
+}
+
+/*
+ * Hands text to iniparser through a memfd so that it reads exactly the bytes
+ * the scanner read. Without memfd or /proc, falls back to the file path when
+ * the whole file is wanted. NULL when neither works.
+ */
+static dictionary *ini_load_text(const char *text, size_t len, const char *path, bool whole)
+{
+	dictionary *dict = NULL;
+	char proc[64];
+	int fd;
+
+	iniparser_set_error_callback(ini_silent);
+	fd = memfd_create("nave-cfg", MFD_CLOEXEC);
+	if (fd >= 0) {
+		if (write_all(fd, text, len) == 0) {
+			snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+			dict = iniparser_load(proc);
+		}
+		close(fd);
+	}
+	if (!dict && path && whole)
+		dict = iniparser_load(path);
+	return dict;
+}
+
+/*
+ * Scans text, then applies the values iniparser finds to the structs the
+ * sections name, in file order. 0; -1 with err set; or -2 (err set) when
+ * iniparser could not be run at all. path: the file, for the fallback.
+ */
+static int ini_apply(struct ini_doc *d, const char *text, size_t len, const char *path,
+		     ini_section_fn fn, void *ctx, char *err, size_t errlen)
+{
+	char k[2 * INI_NAME_MAX], why[CFG_ERR_MAX];
+	dictionary *dict;
+	int ret = 0;
+
+	ini_scan(d, text, len, fn, ctx);
+	if (d->nkey == 0)
+		goto out;
+	dict = ini_load_text(text, d->prefix, path, d->prefix == len);
+	if (!dict && d->err_line) {
+		str_copy(err, errlen, d->err);
+		return -1;
+	}
+	if (!dict) {
+		cfg_err(err, errlen, d->file, 0, "cannot hand the file to iniparser: %s",
+			strerror(errno));
+		return -2;
+	}
+	/* the scanner and iniparser must agree on what the text holds */
+	if (iniparser_getnsec(dict) != (int)d->nsec) {
+		ret = cfg_err(err, errlen, d->file, 0,
+			      "internal error: iniparser disagrees with the line scanner");
+		goto free;
+	}
+	for (unsigned i = 0; i < d->nsec; i++) {
+		if (iniparser_getsecnkeys(dict, d->sec[i].name) != (int)d->sec[i].nkeys) {
+			ret = cfg_err(err, errlen, d->file, 0,
+				      "internal error: iniparser disagrees with the line scanner");
+			goto free;
+		}
+	}
+	for (unsigned i = 0; i < d->nkey; i++) {
+		const struct ini_key *key = &d->key[i];
+		const struct ini_sec *s = &d->sec[key->sec];
+		const char *v;
+
+		snprintf(k, sizeof(k), "%s:%s", s->name, key->row->key);
+		v = iniparser_getstring(dict, k, NULL);
+		if (!v) {
+			ret = cfg_err(err, errlen, d->file, key->line,
+				      "internal error: iniparser disagrees with the line scanner");
+			goto free;
+		}
+		if (row_parse(key->row, s->base, v, why, sizeof(why)) < 0) {
+			ret = cfg_err(err, errlen, d->file, key->line, "[%s] %s: %s", s->shown,
+				      key->row->key, why);
+			goto free;
+		}
+	}
+free:
+	iniparser_freedict(dict);
+	if (ret)
+		return ret;
+out:
+	if (d->err_line) {
+		str_copy(err, errlen, d->err);
+		return -1;
+	}
+	return 0;
+}
+
+/* Reads a whole file of at most CFG_FILE_MAX bytes: 0 or -errno (-EFBIG: too large). */
+static int read_text(const char *path, char **out, size_t *outlen)
+{
+	size_t cap = 4096, n = 0;
+	char *buf = NULL, *nbuf;
+	int fd, ret = 0;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	for (;;) {
+		ssize_t r;
+
+		if (!buf || n == cap) {
+			if (buf)
+				cap *= 2;
+			nbuf = realloc(buf, cap + 1);
+			if (!nbuf) {
+				ret = -ENOMEM;
+				goto out;
+			}
+			buf = nbuf;
+		}
+		r = read(fd, buf + n, cap - n);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			ret = -errno;
+			goto out;
+		}
+		if (r == 0)
+			break;
+		n += (size_t)r;
+		if (n > CFG_FILE_MAX) {
+			ret = -EFBIG;
+			goto out;
+		}
+	}
+	buf[n] = 0;
+out:
+	close(fd);
+	if (ret) {
+		free(buf);
+		return ret;
+	}
+	*out = buf;
+	*outlen = n;
+	return 0;
+}
+
+static int read_err(char *err, size_t errlen, const char *file, int e)
+{
+	if (e == -EFBIG)
+		return cfg_err(err, errlen, file, 0, "too large (more than %u bytes)",
+			       CFG_FILE_MAX);
+	return cfg_err(err, errlen, file, 0, "cannot open: %s", strerror(-e));
+}
+
+/* ---- server ---- */
+
+static const char *const server_sections[] = {"server", "tls",	    "listen", "ports",
+					      "tunnel", "datapath", "xdp",    "metrics"};
+
+static int server_section(void *ctx, struct ini_sec *s, const char *raw, char *why, size_t wl)
+{
+	char shown[80];
+
+	for (size_t i = 0; i < ARRAY_SIZE(server_sections); i++) {
+		if (strcasecmp(raw, server_sections[i]))
+			continue;
+		s->rows = server_rows;
+		s->nrows = ARRAY_SIZE(server_rows);
+		/* narrow to this section's rows, which are contiguous in the table */
+		while (s->nrows && strcasecmp(s->rows->section, raw)) {
+			s->rows++;
+			s->nrows--;
+		}
+		for (size_t n = 0; n < s->nrows; n++) {
+			if (strcasecmp(s->rows[n].section, raw)) {
+				s->nrows = n;
+				break;
+			}
+		}
+		s->base = ctx;
+		return 0;
+	}
+	snprintf(why, wl, "unknown section [%s]", safe(shown, sizeof(shown), raw, strlen(raw)));
+	return -1;
+}
+
+/* Cross-key checks and derived values, after the file. */
+static int server_finish(struct cfg_server *c, const struct ini_doc *d, char *err, size_t errlen)
+{
+	const struct {
+		const char *key;
+		uint16_t port;
+	} listeners[] = {{"http", c->http_port}, {"https", c->https_port}, {"tunnel", 0}};
+	unsigned line;
+
+	if (!c->tunnel_port)
+		c->tunnel_port = c->https_port;
+	if (c->http_port == c->https_port) {
+		line = ini_line(d, "listen", "https") ?: ini_line(d, "listen", "http");
+		return cfg_err(err, errlen, d->file, line,
+			       "[listen] https: port %u is also the http port", c->https_port);
+	}
+	if (c->tunnel_port == c->http_port)
+		return cfg_err(err, errlen, d->file, ini_line(d, "listen", "tunnel"),
+			       "[listen] tunnel: port %u is also the http port", c->tunnel_port);
+	for (size_t i = 0; i < ARRAY_SIZE(listeners); i++) {
+		uint16_t p = i == 2 ? c->tunnel_port : listeners[i].port;
+
+		if (p < c->port_min || p > c->port_max)
+			continue;
+		line = ini_line(d, "ports", "range") ?: ini_line(d, "listen", listeners[i].key);
+		return cfg_err(err, errlen, d->file, line,
+			       "[ports] range: %u-%u contains the %s port %u", c->port_min,
+			       c->port_max, listeners[i].key, p);
+	}
+	if (!c->certificate[0] &&
+	    snprintf(c->certificate, sizeof(c->certificate), "%s/tls/server.crt", c->state_dir) >=
+		(int)sizeof(c->certificate))
+		return cfg_err(err, errlen, d->file, ini_line(d, "server", "state_dir"),
+			       "[server] state_dir: too long for [tls] certificate");
+	if (!c->private_key[0] &&
+	    snprintf(c->private_key, sizeof(c->private_key), "%s/tls/server.key", c->state_dir) >=
+		(int)sizeof(c->private_key))
+		return cfg_err(err, errlen, d->file, ini_line(d, "server", "state_dir"),
+			       "[server] state_dir: too long for [tls] private_key");
+	return 0;
+}
+
+int cfg_server_load(struct cfg_server *c, const char *path, char *err, size_t errlen)
+{
+	const char *file = path ? path : EMBEDDED;
+	const char *text = cfg_server_default_ini;
+	size_t len = sizeof(cfg_server_default_ini) - 1;
+	char *buf = NULL;
+	struct ini_doc *d;
+	int ret;
+
+	memset(c, 0, sizeof(*c));
+	rows_apply_defaults(server_rows, ARRAY_SIZE(server_rows), c);
+	if (!str_copy(c->source, sizeof(c->source), file))
+		return cfg_err(err, errlen, file, 0, "path too long");
+	if (path) {
+		ret = read_text(path, &buf, &len);
+		if (ret < 0)
+			return read_err(err, errlen, path, ret);
+		text = buf;
+	}
+	d = calloc(1, sizeof(*d));
+	if (!d) {
+		free(buf);
+		return cfg_err(err, errlen, file, 0, "out of memory");
+	}
+	d->file = file;
+	ret = ini_apply(d, text, len, path, server_section, c, err, errlen);
+	/* the embedded text says what the defaults say; without iniparser they stand */
+	if (ret == -2 && !path)
+		ret = 0;
+	if (ret == 0)
+		ret = server_finish(c, d, err, errlen);
+	free(d);
+	free(buf);
+	return ret < 0 ? -1 : 0;
+}
+
+void cfg_server_print(const struct cfg_server *c, FILE *out)
+{
+	char val[CFG_PATH_MAX + 8], shown[80];
+	const char *sec = NULL;
+
+	fprintf(out, "# effective configuration from %s\n",
+		safe(shown, sizeof(shown), c->source, strlen(c->source)));
+	for (size_t i = 0; i < ARRAY_SIZE(server_rows); i++) {
+		const struct cfg_row *r = &server_rows[i];
+
+		if (!sec || strcmp(sec, r->section)) {
+			sec = r->section;
+			fprintf(out, "\n[%s]\n", sec);
+		}
+		row_format(r, c, val, sizeof(val));
+		if (ini_put(out, r->key, val) < 0)
+			fprintf(out, "%s = %s\n", r->key, val); /* best effort */
+	}
+}
+
+/* ---- client ---- */
+
+static int client_section(void *ctx, struct ini_sec *s, const char *raw, char *why, size_t wl)
+{
+	struct cfg_client *c = ctx;
+	struct cfg_tcp_rule *t;
+	char shown[80];
+
+	if (!strcasecmp(raw, "client")) {
+		s->rows = client_rows;
+		s->nrows = ARRAY_SIZE(client_rows);
+		s->base = c;
+		return 0;
+	}
+	if (strncasecmp(raw, "tcp.", 4)) {
+		snprintf(why, wl, "unknown section [%s] (expected [client] or [tcp.NAME])",
+			 safe(shown, sizeof(shown), raw, strlen(raw)));
+		return -1;
+	}
+	if (!cfg_valid_name(raw + 4)) {
+		snprintf(why, wl, "[%s]: a rule name is 1-63 of A-Z a-z 0-9 _ -",
+			 safe(shown, sizeof(shown), raw, strlen(raw)));
+		return -1;
+	}
+	if (c->n_tcp >= CFG_MAX_RULES) {
+		snprintf(why, wl, "[%s]: too many [tcp.*] rules (at most %d)", raw, CFG_MAX_RULES);
+		return -1;
+	}
+	t = &c->tcp[c->n_tcp++];
+	memset(t, 0, sizeof(*t));
+	rows_apply_defaults(tcp_rows, ARRAY_SIZE(tcp_rows), t);
+	str_copy(t->name, sizeof(t->name), raw + 4);
+	s->rows = tcp_rows;
+	s->nrows = ARRAY_SIZE(tcp_rows);
+	s->base = t;
+	s->unique = true;
+	return 0;
+}
+
+static int client_default_socket(struct cfg_client *c)
+{
+	if (c->socket[0])
+		return 0;
+	return snprintf(c->socket, sizeof(c->socket), "%s.sock", c->path) < (int)sizeof(c->socket)
+		   ? 0
+		   : -ENAMETOOLONG;
+}
+
+static int client_finish(struct cfg_client *c, const struct ini_doc *d, char *err, size_t errlen)
+{
+	for (unsigned i = 0; i < c->n_tcp; i++) {
+		const struct cfg_tcp_rule *t = &c->tcp[i];
+		char sec[INI_NAME_MAX];
+
+		if (!t->to[0]) {
+			unsigned line = 0;
+
+			snprintf(sec, sizeof(sec), "tcp.%s", t->name);
+			lower(sec, sec, strlen(sec));
+			for (unsigned j = 0; j < d->nsec; j++)
+				if (!strcmp(d->sec[j].name, sec))
+					line = d->sec[j].line;
+			return cfg_err(err, errlen, d->file, line,
+				       "[tcp.%s] to: missing (HOST:PORT of the local service)",
+				       t->name);
+		}
+		for (unsigned j = 0; j < i && t->port; j++) {
+			if (c->tcp[j].port != t->port)
+				continue;
+			snprintf(sec, sizeof(sec), "tcp.%s", t->name);
+			lower(sec, sec, strlen(sec));
+			return cfg_err(err, errlen, d->file, ini_line(d, sec, "port"),
+				       "[tcp.%s] port: %u is also asked for by [tcp.%s]", t->name,
+				       t->port, c->tcp[j].name);
+		}
+	}
+	if (client_default_socket(c) < 0)
+		return cfg_err(err, errlen, d->file, 0, "path too long for the default socket");
+	return 0;
+}
+
+int cfg_client_load(struct cfg_client *c, const char *path, bool missing_ok, char *err,
+		    size_t errlen)
+{
+	char def[CFG_PATH_MAX], *buf = NULL;
+	struct ini_doc *d;
+	size_t len = 0;
+	int ret;
+
+	memset(c, 0, sizeof(*c));
+	rows_apply_defaults(client_rows, ARRAY_SIZE(client_rows), c);
+	if (!path) {
+		cfg_client_default_path(def, sizeof(def));
+		path = def;
+	}
+	if (!str_copy(c->path, sizeof(c->path), path))
+		return cfg_err(err, errlen, path, 0, "path too long");
+	ret = read_text(path, &buf, &len);
+	if (ret == -ENOENT && missing_ok) {
+		if (client_default_socket(c) < 0)
+			return cfg_err(err, errlen, path, 0,
+				       "path too long for the default socket");
+		return 0;
+	}
+	if (ret < 0)
+		return read_err(err, errlen, path, ret);
+	d = calloc(1, sizeof(*d));
+	if (!d) {
+		free(buf);
+		return cfg_err(err, errlen, path, 0, "out of memory");
+	}
+	d->file = c->path;
+	ret = ini_apply(d, buf, len, path, client_section, c, err, errlen);
+	if (ret == 0)
+		ret = client_finish(c, d, err, errlen);
+	free(d);
+	free(buf);
+	return ret < 0 ? -1 : 0;
+}
+
+/* Validates c and renders it as INI into a malloc'd string (*text). 0 or -errno. */
+static int client_render(const struct cfg_client *c, char **text, size_t *len, char *err,
+			 size_t errlen)
+{
+	char val[CFG_PATH_MAX + 8], why[CFG_ERR_MAX], def_sock[CFG_PATH_MAX + 8];
+	struct cfg_client *scratch;
+	FILE *f;
+	int ret = 0;
+
+	if (c->n_tcp > CFG_MAX_RULES) {
+		cfg_err(err, errlen, c->path, 0, "too many [tcp.*] rules (at most %d)",
+			CFG_MAX_RULES);
+		return -EINVAL;
+	}
+	scratch = calloc(1, sizeof(*scratch));
+	if (!scratch)
+		return -ENOMEM;
+	f = open_memstream(text, len);
+	if (!f) {
+		free(scratch);
+		return -errno;
+	}
+	snprintf(def_sock, sizeof(def_sock), "%s.sock", c->path);
+	fprintf(f, "# nave client configuration (rewritten by nave; comments are not kept)\n");
+	fprintf(f, "[client]\n");
+	for (size_t i = 0; i < ARRAY_SIZE(client_rows) && !ret; i++) {
+		const struct cfg_row *r = &client_rows[i];
+
+		why[0] = 0;
+		row_format(r, c, val, sizeof(val));
+		if (!val[0] ||
+		    (r->off == offsetof(struct cfg_client, socket) && !strcmp(val, def_sock)))
+			continue;
+		if (row_parse(r, scratch, val, why, sizeof(why)) < 0 || ini_put(f, r->key, val)) {
+			if (!why[0])
+				snprintf(why, sizeof(why), "cannot be written");
+			cfg_err(err, errlen, c->path, 0, "[client] %s: %s", r->key, why);
+			ret = -EINVAL;
+		}
+	}
+	for (unsigned i = 0; i < c->n_tcp && !ret; i++) {
+		const struct cfg_tcp_rule *t = &c->tcp[i];
+
+		if (!cfg_valid_name(t->name)) {
+			cfg_err(err, errlen, c->path, 0,
+				"rule name \"%s\": 1-63 of A-Z a-z 0-9 _ -",
+				safe(why, sizeof(why), t->name, strnlen(t->name, sizeof(t->name))));
+			ret = -EINVAL;
+			break;
+		}
+		for (unsigned j = 0; j < i; j++) {
+			if (!strcasecmp(c->tcp[j].name, t->name)) {
+				cfg_err(err, errlen, c->path, 0, "[tcp.%s] appears twice", t->name);
+				ret = -EINVAL;
+			}
+		}
+		fprintf(f, "\n[tcp.%s]\n", t->name);
+		for (size_t k = 0; k < ARRAY_SIZE(tcp_rows) && !ret; k++) {
+			const struct cfg_row *r = &tcp_rows[k];
+
+			row_format(r, t, val, sizeof(val));
+			if (!val[0] && !r->required)
+				continue;
+			why[0] = 0;
+			if (row_parse(r, &scratch->tcp[0], val, why, sizeof(why)) < 0 ||
+			    ini_put(f, r->key, val)) {
+				if (!why[0])
+					snprintf(why, sizeof(why), "cannot be written");
+				cfg_err(err, errlen, c->path, 0, "[tcp.%s] %s: %s", t->name, r->key,
+					why);
+				ret = -EINVAL;
+			}
+		}
+	}
+	if (fclose(f) != 0 && !ret)
+		ret = -ENOMEM;
+	free(scratch);
+	if (ret) {
+		free(*text);
+		*text = NULL;
+	}
+	return ret;
+}
+
+int cfg_client_save(const struct cfg_client *c, char *err, size_t errlen)
+{
+	char tmp[CFG_PATH_MAX + 8], dir[CFG_PATH_MAX], *text = NULL, *slash;
+	size_t len = 0;
+	int fd = -1, ret;
+
+	if (!c->path[0] || strnlen(c->path, sizeof(c->path)) >= sizeof(c->path)) {
+		cfg_err(err, errlen, "(client config)", 0, "no valid config path");
+		return -EINVAL;
+	}
+	ret = client_render(c, &text, &len, err, errlen);
+	if (ret < 0) {
+		if (ret != -EINVAL)
+			cfg_err(err, errlen, c->path, 0, "cannot render: %s", strerror(-ret));
+		return ret;
+	}
+	str_copy(dir, sizeof(dir), c->path);
+	slash = strrchr(dir, '/');
+	if (slash && slash != dir) {
+		*slash = 0;
+		ret = mkdir_p(dir, 0700);
+		if (ret < 0) {
+			cfg_err(err, errlen, dir, 0, "cannot create: %s", strerror(-ret));
+			goto out;
+		}
+	} else if (slash) {
+		str_copy(dir, sizeof(dir), "/");
+	} else {
+		str_copy(dir, sizeof(dir), ".");
+	}
+	snprintf(tmp, sizeof(tmp), "%s.tmp", c->path);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0) {
+		ret = -errno;
+		cfg_err(err, errlen, tmp, 0, "cannot create: %s", strerror(errno));
+		goto out;
+	}
+	if (fchmod(fd, 0600) < 0 || (ret = write_all(fd, text, len)) < 0 || fsync(fd) < 0) {
+		ret = ret ? ret : -errno;
+		cfg_err(err, errlen, tmp, 0, "cannot write: %s", strerror(-ret));
+		goto out_unlink;
+	}
+	if (close(fd) < 0) {
+		fd = -1;
+		ret = -errno;
+		cfg_err(err, errlen, tmp, 0, "cannot write: %s", strerror(errno));
+		goto out_unlink;
+	}
+	fd = -1;
+	if (rename(tmp, c->path) < 0) {
+		ret = -errno;
+		cfg_err(err, errlen, c->path, 0, "cannot rename %s: %s", tmp, strerror(errno));
+		goto out_unlink;
+	}
+	/* make the rename itself durable; failure here loses nothing already written */
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd >= 0) {
+		fsync(fd);
+		close(fd);
+		fd = -1;
+	}
+	ret = 0;
+	goto out;
+out_unlink:
+	unlink(tmp);
+out:
+	if (fd >= 0)
+		close(fd);
+	free(text);
+	return ret;
+}
+
+void cfg_client_default_path(char *out, size_t len)
+{
+	const char *env = getenv("NAVE_CONFIG"), *home = getenv("HOME");
+
+	if (env && *env)
+		snprintf(out, len, "%s", env);
+	else if (home && *home)
+		snprintf(out, len, "%s/.config/nave/nave.ini", home);
+	else
+		snprintf(out, len, "./nave.ini");
+}

@@ -1,0 +1,704 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * Unit tests for config/: the embedded default, a full file, every class of
+ * error with its exact "FILE:LINE:" prefix, --check output fed back in, the
+ * client config round trip, the parse helpers and the appliance config. Files
+ * go to a fresh mkdtemp directory that is removed at the end.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config/cfg.h"
+#include "log.h"
+#include "util.h"
+
+static char tmpdir[256];
+static unsigned nfile;
+
+/* Writes text to a new file under tmpdir; returns its path (static, per call). */
+static const char *write_tmp(const char *text)
+{
+	static char paths[8][512];
+	char *p = paths[nfile % 8];
+	FILE *f;
+
+	snprintf(p, 512, "%s/f%u.ini", tmpdir, nfile++);
+	f = fopen(p, "w");
+	assert_non_null(f);
+	assert_int_equal(fwrite(text, 1, strlen(text), f), strlen(text));
+	assert_int_equal(fclose(f), 0);
+	return p;
+}
+
+/* The struct without its source, for comparing loads of the same settings. */
+static void server_strip(struct cfg_server *c)
+{
+	memset(c->source, 0, sizeof(c->source));
+}
+
+static void assert_server_equal(struct cfg_server *a, struct cfg_server *b)
+{
+	server_strip(a);
+	server_strip(b);
+	assert_memory_equal(a, b, sizeof(*a));
+}
+
+/* Loads text as a server config and checks for "PATH:LINE: " + needle. */
+static void expect_server_err(const char *text, unsigned line, const char *needle)
+{
+	const char *path = write_tmp(text);
+	struct cfg_server c;
+	char err[CFG_ERR_MAX], prefix[600];
+
+	err[0] = 0;
+	assert_int_equal(cfg_server_load(&c, path, err, sizeof(err)), -1);
+	snprintf(prefix, sizeof(prefix), "%s:%u: ", path, line);
+	if (strncmp(err, prefix, strlen(prefix)) || !strstr(err, needle))
+		fail_msg("want \"%s...%s\", got \"%s\"", prefix, needle, err);
+}
+
+static void expect_client_err(const char *text, unsigned line, const char *needle)
+{
+	const char *path = write_tmp(text);
+	struct cfg_client *c = calloc(1, sizeof(*c));
+	char err[CFG_ERR_MAX], prefix[600];
+
+	assert_non_null(c);
+	err[0] = 0;
+	assert_int_equal(cfg_client_load(c, path, false, err, sizeof(err)), -1);
+	snprintf(prefix, sizeof(prefix), "%s:%u: ", path, line);
+	if (strncmp(err, prefix, strlen(prefix)) || !strstr(err, needle))
+		fail_msg("want \"%s...%s\", got \"%s\"", prefix, needle, err);
+	free(c);
+}
+
+static void test_embedded_default(void **state)
+{
+	struct cfg_server c;
+	char err[CFG_ERR_MAX] = "";
+
+	(void)state;
+	assert_int_equal(cfg_server_load(&c, NULL, err, sizeof(err)), 0);
+	assert_string_equal(c.source, "(embedded default)");
+	assert_string_equal(c.domain, "localhost");
+	assert_string_equal(c.state_dir, "./var");
+	assert_string_equal(c.runtime_dir, "./var/run");
+	assert_int_equal(c.log_level, NLOG_INFO);
+	assert_false(c.log_json);
+	assert_int_equal(c.http_port, 8080);
+	assert_int_equal(c.https_port, 8443);
+	assert_int_equal(c.tunnel_port, 8443);
+	assert_string_equal(c.address, "127.0.0.1");
+	assert_int_equal(c.port_min, 22000);
+	assert_int_equal(c.port_max, 22999);
+	assert_int_equal(c.max_per_tunnel, 5);
+	assert_int_equal(c.max_pool_size, 8);
+	assert_int_equal(c.max_links, 1024);
+	assert_int_equal(c.heartbeat_ms, 10000);
+	assert_string_equal(c.certificate, "./var/tls/server.crt");
+	assert_string_equal(c.private_key, "./var/tls/server.key");
+	assert_true(c.pq);
+	assert_int_equal(c.workers, 0);
+	assert_int_equal(c.ktls, CFG_AUTO);
+	assert_int_equal(c.steering, CFG_STEER_AUTO);
+	assert_int_equal(c.buffer_size, 16384);
+	assert_int_equal(c.buffers, 512);
+	assert_string_equal(c.xdp_interface, "");
+	assert_int_equal(c.syn_rate, 0);
+	assert_string_equal(c.metrics_listen, "");
+}
+
+/* The embedded text, an empty file and the table defaults all agree. */
+static void test_default_text_matches_table(void **state)
+{
+	struct cfg_server a, b, e;
+	char err[CFG_ERR_MAX] = "";
+
+	(void)state;
+	assert_int_equal(cfg_server_load(&a, NULL, err, sizeof(err)), 0);
+	assert_int_equal(cfg_server_load(&b, write_tmp(cfg_server_default_ini), err, sizeof(err)),
+			 0);
+	assert_int_equal(cfg_server_load(&e, write_tmp(""), err, sizeof(err)), 0);
+	assert_server_equal(&a, &b);
+	assert_server_equal(&a, &e);
+}
+
+static const char full_ini[] = "; a full configuration\n"
+			       "[server]\n"
+			       "domain = tunnels.example.com\n"
+			       "state_dir = /srv/nave\n"
+			       "runtime_dir = /run/nave\n"
+			       "log_level = DEBUG\n"
+			       "log_format = json\n"
+			       "[listen]\n"
+			       "http = 80\n"
+			       "https = 443\n"
+			       "tunnel = 4443\n"
+			       "address = ::\n"
+			       "[ports]\n"
+			       "range = 30000-30099   # inline comment\n"
+			       "max_per_tunnel = 10\n"
+			       "[tunnel]\n"
+			       "max_pool_size = 16\n"
+			       "max_links = 4096\n"
+			       "heartbeat = 90s\n"
+			       "[tls]\n"
+			       "certificate = \"/etc/nave/a;b.crt\"\n"
+			       "private_key = '/etc/nave/key #1.pem'\n"
+			       "pq = no\n"
+			       "[datapath]\n"
+			       "workers = 4\n"
+			       "ktls = off\n"
+			       "steering = listeners\n"
+			       "buffer_size = 65536\n"
+			       "buffers = 1024\n"
+			       "[xdp]\n"
+			       "interface = eth0\n"
+			       "syn_rate = 100000\n"
+			       "[METRICS]\n"
+			       "Listen = 127.0.0.1:9100\n";
+
+static void test_full_file(void **state)
+{
+	struct cfg_server c;
+	char err[CFG_ERR_MAX] = "";
+	const char *path = write_tmp(full_ini);
+
+	(void)state;
+	if (cfg_server_load(&c, path, err, sizeof(err)))
+		fail_msg("%s", err);
+	assert_string_equal(c.source, path);
+	assert_string_equal(c.domain, "tunnels.example.com");
+	assert_string_equal(c.state_dir, "/srv/nave");
+	assert_string_equal(c.runtime_dir, "/run/nave");
+	assert_int_equal(c.log_level, NLOG_DEBUG);
+	assert_true(c.log_json);
+	assert_int_equal(c.http_port, 80);
+	assert_int_equal(c.https_port, 443);
+	assert_int_equal(c.tunnel_port, 4443);
+	assert_string_equal(c.address, "::");
+	assert_int_equal(c.port_min, 30000);
+	assert_int_equal(c.port_max, 30099);
+	assert_int_equal(c.max_per_tunnel, 10);
+	assert_int_equal(c.max_pool_size, 16);
+	assert_int_equal(c.max_links, 4096);
+	assert_int_equal(c.heartbeat_ms, 90000);
+	assert_string_equal(c.certificate, "/etc/nave/a;b.crt");
+	assert_string_equal(c.private_key, "/etc/nave/key #1.pem");
+	assert_false(c.pq);
+	assert_int_equal(c.workers, 4);
+	assert_int_equal(c.ktls, CFG_OFF);
+	assert_int_equal(c.steering, CFG_STEER_LISTENERS);
+	assert_int_equal(c.buffer_size, 65536);
+	assert_int_equal(c.buffers, 1024);
+	assert_string_equal(c.xdp_interface, "eth0");
+	assert_int_equal(c.syn_rate, 100000);
+	assert_string_equal(c.metrics_listen, "127.0.0.1:9100");
+}
+
+/* --check output is a config that loads to the same settings. */
+static void test_print_round_trip(void **state)
+{
+	const char *srcs[] = {full_ini, cfg_server_default_ini};
+	char err[CFG_ERR_MAX] = "", *text = NULL;
+	size_t len = 0;
+
+	(void)state;
+	for (size_t i = 0; i < ARRAY_SIZE(srcs); i++) {
+		struct cfg_server a, b;
+		const char *path = write_tmp(srcs[i]);
+		FILE *f;
+
+		assert_int_equal(cfg_server_load(&a, path, err, sizeof(err)), 0);
+		f = open_memstream(&text, &len);
+		assert_non_null(f);
+		cfg_server_print(&a, f);
+		assert_int_equal(fclose(f), 0);
+		assert_true(!strncmp(text, "# effective configuration from ", 31));
+		assert_non_null(strstr(text, path));
+		assert_non_null(strstr(text, "\nheartbeat = "));
+		if (cfg_server_load(&b, write_tmp(text), err, sizeof(err)))
+			fail_msg("%s\n%s", err, text);
+		assert_server_equal(&a, &b);
+		free(text);
+		text = NULL;
+	}
+}
+
+static void test_errors_structure(void **state)
+{
+	(void)state;
+	expect_server_err("[server]\ndomain = x\n\n[bogus]\nk = 1\n", 4, "unknown section [bogus]");
+	expect_server_err("[server]\n# comment\ndomian = x\n", 3, "[server] domian: unknown key");
+	expect_server_err("[server]\ndomain = x\nthis is junk\n", 3, "syntax error");
+	expect_server_err("[server\n", 1, "syntax error");
+	expect_server_err("[]\n", 1, "syntax error");
+	expect_server_err("http = 80\n[listen]\n", 1, "outside of any [section]");
+	expect_server_err("[listen]\n= 80\n", 2, "syntax error");
+	expect_server_err("[server]\ndomain = \"abc\n", 2, "unterminated quote");
+	expect_server_err("[server]\ndomain = \"abc\" d\n", 2, "text after the quoted value");
+	expect_server_err("[server]\n# a comment \\\ndomain = x\n", 2, "continuation");
+	expect_server_err("[listen]\nhttp = 80\n[server]\n[listen]\nhttp = 81\n", 5,
+			  "[listen] http: set twice (first at line 2)");
+
+	/* a NUL needs the length: write it by hand */
+	{
+		const char text[] = "[server]\n\ndomain = a\0b\n";
+		char path[512], err[CFG_ERR_MAX], want[600];
+		struct cfg_server c;
+		FILE *f;
+
+		snprintf(path, sizeof(path), "%s/nul.ini", tmpdir);
+		f = fopen(path, "w");
+		assert_non_null(f);
+		assert_int_equal(fwrite(text, 1, sizeof(text) - 1, f), sizeof(text) - 1);
+		fclose(f);
+		assert_int_equal(cfg_server_load(&c, path, err, sizeof(err)), -1);
+		snprintf(want, sizeof(want), "%s:3: the line contains a NUL byte", path);
+		assert_string_equal(err, want);
+	}
+	{
+		char *big = malloc(2000);
+
+		assert_non_null(big);
+		memcpy(big, "[server]\ndomain = ", 18);
+		memset(big + 18, 'a', 1500);
+		memcpy(big + 1518, "\n", 2);
+		expect_server_err(big, 2, "line too long");
+		free(big);
+	}
+}
+
+static void test_errors_values(void **state)
+{
+	const char *path = write_tmp("[server]\n\n\n\n\n\n[ports]\nrange = 22999-22000\n");
+	struct cfg_server c;
+	char err[CFG_ERR_MAX], want[700];
+
+	(void)state;
+	/* the exact text of one message */
+	assert_int_equal(cfg_server_load(&c, path, err, sizeof(err)), -1);
+	snprintf(want, sizeof(want),
+		 "%s:8: [ports] range: \"22999-22000\" is not a valid range (low-high, 1-65535)",
+		 path);
+	assert_string_equal(err, want);
+
+	expect_server_err("[listen]\nhttp = 80a\n", 2, "[listen] http: \"80a\" is not a number");
+	expect_server_err("[listen]\nhttp = -1\n", 2, "is not a number");
+	expect_server_err("[listen]\nhttp = 70000\n", 2, "\"70000\" is out of range (1-65535)");
+	expect_server_err("[listen]\nhttp = 99999999999999999999999\n", 2, "out of range");
+	expect_server_err("[listen]\nhttp = 0\n", 2, "out of range");
+	expect_server_err("[listen]\ntunnel = x\n", 2, "is not a port number");
+	expect_server_err("[ports]\nrange = 0-100\n", 2, "not a valid range");
+	expect_server_err("[ports]\nrange = 100-65536\n", 2, "not a valid range");
+	expect_server_err("[ports]\nrange = 100\n", 2, "not a valid range");
+	expect_server_err("[tls]\npq = maybe\n", 2, "[tls] pq: \"maybe\" is not a boolean");
+	expect_server_err("[tunnel]\nheartbeat = 10x\n", 2, "\"10x\" is not a duration");
+	expect_server_err("[tunnel]\nheartbeat = 500ms\n", 2, "\"500ms\" is out of range (1s-1h)");
+	expect_server_err("[tunnel]\nheartbeat = 2h\n", 2, "out of range (1s-1h)");
+	expect_server_err("[server]\nlog_format = xml\n", 2, "not one of text|json");
+	expect_server_err("[server]\nlog_level = loud\n", 2, "not one of debug|info|warn|error");
+	expect_server_err("[datapath]\nktls = yes\n", 2, "not one of auto|on|off");
+	expect_server_err("[datapath]\nsteering = magic\n", 2, "not one of auto|bpf|listeners");
+	expect_server_err("[datapath]\nbuffer_size = 1000\n", 2,
+			  "not a power of two in 1024-1048576");
+	expect_server_err("[datapath]\nbuffer_size = 2097152\n", 2, "power of two");
+	expect_server_err("[datapath]\nbuffer_size = 512\n", 2, "power of two");
+	expect_server_err("[datapath]\nbuffers = 4\n", 2, "not a power of two in 8-32768");
+	expect_server_err("[datapath]\nbuffers = 65536\n", 2, "power of two");
+	expect_server_err("[datapath]\nworkers = 0\n", 2, "not auto or a number 1-256");
+	expect_server_err("[datapath]\nworkers = 257\n", 2, "not auto or a number 1-256");
+	expect_server_err("[server]\ndomain =\n", 2, "[server] domain: may not be empty");
+	expect_server_err("[server]\ndomain = bad_name!\n", 2, "not a valid domain name");
+	expect_server_err("[listen]\naddress = localhost\n", 2, "not an IPv4 or IPv6 address");
+	expect_server_err("[metrics]\nlisten = 9100\n", 2, "is not HOST:PORT");
+	expect_server_err("[xdp]\ninterface = averyveryverylongname\n", 2, "interface name");
+	/* conflicts between keys */
+	expect_server_err("[listen]\nhttp = 8443\n", 2, "port 8443 is also the http port");
+	expect_server_err("[ports]\nrange = 8000-9000\n", 2, "contains the http port 8080");
+	/* the first bad line wins, whatever kind of error it is */
+	expect_server_err("[listen]\nhttp = x\n[server]\nnope = 1\n", 2, "not a number");
+	expect_server_err("[listen]\nnope = 1\n[server]\nhttp = x\n", 2, "unknown key");
+}
+
+static void test_errors_file(void **state)
+{
+	struct cfg_server c;
+	char err[CFG_ERR_MAX], want[700], path[512];
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s/does-not-exist.ini", tmpdir);
+	assert_int_equal(cfg_server_load(&c, path, err, sizeof(err)), -1);
+	snprintf(want, sizeof(want), "%s: cannot open: %s", path, strerror(ENOENT));
+	assert_string_equal(err, want);
+	/* a tiny err buffer still gets a terminated prefix */
+	assert_int_equal(cfg_server_load(&c, path, err, 8), -1);
+	assert_int_equal(strlen(err), 7);
+}
+
+/* The appliance config in the tree loads cleanly, with 80/443. */
+static void test_appliance_config(void **state)
+{
+	char path[PATH_MAX] = "appliance/nave.ini", exe[PATH_MAX - 64], err[CFG_ERR_MAX] = "";
+	struct cfg_server c;
+	ssize_t n;
+
+	(void)state;
+	if (access(path, R_OK) < 0) {
+		/* run from elsewhere: build/tests/test_cfg -> ../../appliance */
+		n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+		assert_true(n > 0);
+		exe[n] = 0;
+		*strrchr(exe, '/') = 0;
+		snprintf(path, sizeof(path), "%s/../../appliance/nave.ini", exe);
+	}
+	if (cfg_server_load(&c, path, err, sizeof(err)))
+		fail_msg("%s", err);
+	assert_int_equal(c.http_port, 80);
+	assert_int_equal(c.https_port, 443);
+	assert_int_equal(c.tunnel_port, 443);
+	assert_string_equal(c.state_dir, "/var/lib/nave");
+	assert_string_equal(c.runtime_dir, "/run/nave");
+	assert_string_equal(c.address, "0.0.0.0");
+	assert_string_equal(c.certificate, "/var/lib/nave/tls/server.crt");
+	assert_int_equal(c.port_min, 22000);
+	assert_int_equal(c.port_max, 22999);
+}
+
+/* ---- client ---- */
+
+static void test_client_round_trip(void **state)
+{
+	struct cfg_client *a = calloc(1, sizeof(*a)), *b = calloc(1, sizeof(*b));
+	char err[CFG_ERR_MAX] = "", path[512];
+	struct stat st;
+
+	(void)state;
+	assert_non_null(a);
+	assert_non_null(b);
+	snprintf(path, sizeof(path), "%s/sub/dir/nave.ini", tmpdir);
+	assert_int_equal(cfg_client_load(a, path, true, err, sizeof(err)), 0);
+	assert_string_equal(a->path, path);
+	assert_int_equal(a->pool_idle, 4);
+	assert_int_equal(a->max_links, 256);
+	assert_int_equal(a->n_tcp, 0);
+	assert_int_equal(a->log_level, NLOG_INFO);
+	assert_true(!strncmp(a->socket, path, strlen(path)));
+	assert_string_equal(a->socket + strlen(path), ".sock");
+
+	str_copy(a->server, sizeof(a->server), "relay.example.com");
+	str_copy(a->token, sizeof(a->token), "tok#en;1");
+	str_copy(a->id, sizeof(a->id), "dev1");
+	str_copy(a->ca, sizeof(a->ca), " /etc/ca with spaces.pem");
+	str_copy(a->fingerprint, sizeof(a->fingerprint),
+		 "AB:cd:00:11:22:33:44:55:66:77:88:99:aa:bb:cc:dd:ee:ff:00:11:22:33:44:55:66:"
+		 "77:88:99:aa:bb:cc:dd");
+	a->log_json = true;
+	a->log_level = NLOG_WARN;
+	a->pool_idle = 2;
+	a->max_links = 100;
+	a->n_tcp = 2;
+	str_copy(a->tcp[0].name, sizeof(a->tcp[0].name), "SSH");
+	str_copy(a->tcp[0].to, sizeof(a->tcp[0].to), "127.0.0.1:22");
+	a->tcp[0].port = 22022;
+	a->tcp[0].proxy_protocol = CFG_PROXY_NONE;
+	str_copy(a->tcp[1].name, sizeof(a->tcp[1].name), "db-1");
+	str_copy(a->tcp[1].to, sizeof(a->tcp[1].to), "[::1]:5432");
+	a->tcp[1].port = 0;
+	a->tcp[1].proxy_protocol = CFG_PROXY_V2;
+	if (cfg_client_save(a, err, sizeof(err)))
+		fail_msg("%s", err);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	{
+		char tmp[600];
+
+		snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+		assert_int_equal(access(tmp, F_OK), -1);
+		*strrchr(tmp, '/') = 0;
+		assert_int_equal(stat(tmp, &st), 0);
+		assert_int_equal(st.st_mode & 0777, 0700);
+	}
+	if (cfg_client_load(b, path, false, err, sizeof(err)))
+		fail_msg("%s", err);
+	assert_memory_equal(a, b, sizeof(*a));
+	assert_string_equal(b->tcp[0].name, "SSH");
+	assert_string_equal(b->ca, " /etc/ca with spaces.pem");
+
+	/* an explicit socket is kept, the default one is not written */
+	str_copy(a->socket, sizeof(a->socket), "/run/user/nave.sock");
+	assert_int_equal(cfg_client_save(a, err, sizeof(err)), 0);
+	assert_int_equal(cfg_client_load(b, path, false, err, sizeof(err)), 0);
+	assert_string_equal(b->socket, "/run/user/nave.sock");
+
+	/* what cannot be read back is refused */
+	str_copy(a->tcp[1].name, sizeof(a->tcp[1].name), "bad name");
+	assert_int_equal(cfg_client_save(a, err, sizeof(err)), -EINVAL);
+	str_copy(a->tcp[1].name, sizeof(a->tcp[1].name), "ssh");
+	assert_int_equal(cfg_client_save(a, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "appears twice"));
+	str_copy(a->tcp[1].name, sizeof(a->tcp[1].name), "db");
+	str_copy(a->tcp[1].to, sizeof(a->tcp[1].to), "nowhere");
+	assert_int_equal(cfg_client_save(a, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "[tcp.db] to:"));
+	str_copy(a->tcp[1].to, sizeof(a->tcp[1].to), "db:5432");
+	str_copy(a->token, sizeof(a->token), "a\nb");
+	assert_int_equal(cfg_client_save(a, err, sizeof(err)), -EINVAL);
+	free(a);
+	free(b);
+}
+
+static void test_client_file(void **state)
+{
+	struct cfg_client *c = calloc(1, sizeof(*c));
+	char err[CFG_ERR_MAX] = "";
+	const char *path = write_tmp("# client\n"
+				     "[client]\n"
+				     "server = relay.example.com:9443\n"
+				     "token = abc\n"
+				     "pool_idle = 8\n"
+				     "[tcp.web]\n"
+				     "to = localhost:8080\n"
+				     "proxy_protocol = v1\n"
+				     "[TCP.Mail]\n"
+				     "to = 10.0.0.2:25\n"
+				     "port = 2525\n");
+
+	(void)state;
+	assert_non_null(c);
+	if (cfg_client_load(c, path, false, err, sizeof(err)))
+		fail_msg("%s", err);
+	assert_string_equal(c->server, "relay.example.com:9443");
+	assert_int_equal(c->pool_idle, 8);
+	assert_int_equal(c->n_tcp, 2);
+	assert_string_equal(c->tcp[0].name, "web");
+	assert_int_equal(c->tcp[0].proxy_protocol, CFG_PROXY_V1);
+	assert_int_equal(c->tcp[0].port, 0);
+	assert_string_equal(c->tcp[1].name, "Mail");
+	assert_int_equal(c->tcp[1].port, 2525);
+	assert_int_equal(c->tcp[1].proxy_protocol, CFG_PROXY_NONE);
+
+	/* a missing file is an error unless missing_ok */
+	assert_int_equal(cfg_client_load(c, "/nonexistent/nave.ini", false, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "/nonexistent/nave.ini: cannot open: "));
+	free(c);
+}
+
+static void test_client_errors(void **state)
+{
+	char *many;
+	size_t off = 0;
+
+	(void)state;
+	expect_client_err("[client]\n[http.web]\nto = a:1\n", 2, "unknown section [http.web]");
+	expect_client_err("[client]\nsever = x\n", 2, "[client] sever: unknown key");
+	expect_client_err("[tcp.bad name]\nto = a:1\n", 1, "rule name");
+	expect_client_err("[tcp.]\n", 1, "rule name");
+	expect_client_err("[client]\n\n[tcp.ssh]\nport = 22\n", 3, "[tcp.ssh] to: missing");
+	expect_client_err("[tcp.ssh]\nto = 127.0.0.1\n", 2, "is not HOST:PORT");
+	expect_client_err("[tcp.ssh]\nto = a:1\nproxy_protocol = v3\n", 3, "not one of v1|v2");
+	expect_client_err("[tcp.ssh]\nto = a:1\nport = 65536\n", 3, "out of range (0-65535)");
+	expect_client_err("[tcp.a]\nto = a:1\n[tcp.A]\nto = b:1\n", 3, "appears twice");
+	expect_client_err("[tcp.a]\nto=a:1\nport=5\n[tcp.b]\nto=b:1\nport=5\n", 6,
+			  "5 is also asked for by [tcp.a]");
+	expect_client_err("[client]\npool_idle = 0\n", 2, "out of range (1-64)");
+	expect_client_err("[client]\nmax_links = 4097\n", 2, "out of range (1-4096)");
+	expect_client_err("[client]\nfingerprint = abcd\n", 2, "fingerprint");
+	expect_client_err("[client]\nserver = a b\n", 2, "HOST[:PORT]");
+	expect_client_err("[client]\nlog_format = yaml\n", 2, "text|json");
+	expect_client_err("server = x\n", 1, "outside of any [section]");
+	expect_client_err("[client]\nserver x\n", 2, "syntax error");
+
+	many = malloc(CFG_MAX_RULES * 40 + 64);
+	assert_non_null(many);
+	for (int i = 0; i <= CFG_MAX_RULES; i++)
+		off += (size_t)snprintf(many + off, CFG_MAX_RULES * 40 + 64 - off,
+					"[tcp.r%d]\nto = h:%d\n", i, i + 1);
+	expect_client_err(many, 2 * CFG_MAX_RULES + 1, "too many [tcp.*] rules");
+	free(many);
+}
+
+static void test_client_server_values(void **state)
+{
+	static const char *const good[] = {
+	    "relay.example.com", "relay:8443", "[::1]:8443", "[::1]", "::1", "10.0.0.1"};
+	static const char *const bad[] = {"relay:", "relay:0", "[::1", "a b", "[zz]:1"};
+	struct cfg_client *c = calloc(1, sizeof(*c));
+	char text[128], err[CFG_ERR_MAX];
+
+	(void)state;
+	assert_non_null(c);
+	for (size_t i = 0; i < ARRAY_SIZE(good); i++) {
+		snprintf(text, sizeof(text), "[client]\nserver = %s\n", good[i]);
+		if (cfg_client_load(c, write_tmp(text), false, err, sizeof(err)))
+			fail_msg("%s: %s", good[i], err);
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+		snprintf(text, sizeof(text), "[client]\nserver = %s\n", bad[i]);
+		if (!cfg_client_load(c, write_tmp(text), false, err, sizeof(err)))
+			fail_msg("accepted %s", bad[i]);
+	}
+	free(c);
+}
+
+static void test_client_default_path(void **state)
+{
+	char *home = getenv("HOME") ? strdup(getenv("HOME")) : NULL;
+	char out[CFG_PATH_MAX];
+
+	(void)state;
+	setenv("NAVE_CONFIG", "/etc/x.ini", 1);
+	cfg_client_default_path(out, sizeof(out));
+	assert_string_equal(out, "/etc/x.ini");
+	unsetenv("NAVE_CONFIG");
+	setenv("HOME", "/home/u", 1);
+	cfg_client_default_path(out, sizeof(out));
+	assert_string_equal(out, "/home/u/.config/nave/nave.ini");
+	unsetenv("HOME");
+	cfg_client_default_path(out, sizeof(out));
+	assert_string_equal(out, "./nave.ini");
+	if (home)
+		setenv("HOME", home, 1);
+	free(home);
+}
+
+/* ---- helpers ---- */
+
+static void test_duration(void **state)
+{
+	uint64_t ms = 0;
+
+	(void)state;
+	assert_int_equal(cfg_parse_duration_ms("10s", &ms), 0);
+	assert_int_equal(ms, 10000);
+	assert_int_equal(cfg_parse_duration_ms("500ms", &ms), 0);
+	assert_int_equal(ms, 500);
+	assert_int_equal(cfg_parse_duration_ms("2m", &ms), 0);
+	assert_int_equal(ms, 120000);
+	assert_int_equal(cfg_parse_duration_ms("1h", &ms), 0);
+	assert_int_equal(ms, 3600000);
+	assert_int_equal(cfg_parse_duration_ms("3d", &ms), 0);
+	assert_int_equal(ms, 3 * 86400000ull);
+	assert_int_equal(cfg_parse_duration_ms("7", &ms), 0);
+	assert_int_equal(ms, 7000);
+	assert_int_equal(cfg_parse_duration_ms("0", &ms), 0);
+	assert_int_equal(ms, 0);
+	assert_int_equal(cfg_parse_duration_ms("18446744073709551", &ms), 0); /* s: fits */
+	assert_int_equal(cfg_parse_duration_ms("18446744073709552", &ms), -EINVAL);
+	assert_int_equal(cfg_parse_duration_ms("99999999999999999999ms", &ms), -EINVAL);
+	assert_int_equal(cfg_parse_duration_ms("", &ms), -EINVAL);
+	assert_int_equal(cfg_parse_duration_ms("s", &ms), -EINVAL);
+	assert_int_equal(cfg_parse_duration_ms("-1s", &ms), -EINVAL);
+	assert_int_equal(cfg_parse_duration_ms("1.5s", &ms), -EINVAL);
+	assert_int_equal(cfg_parse_duration_ms("10 s", &ms), -EINVAL);
+	assert_int_equal(cfg_parse_duration_ms("10sec", &ms), -EINVAL);
+	assert_int_equal(cfg_parse_duration_ms("10w", &ms), -EINVAL);
+	assert_int_equal(cfg_parse_duration_ms(NULL, &ms), -EINVAL);
+}
+
+static void test_hostport(void **state)
+{
+	char host[64];
+	uint16_t port = 0;
+
+	(void)state;
+	assert_int_equal(cfg_parse_hostport("[::1]:80", host, sizeof(host), &port), 0);
+	assert_string_equal(host, "::1");
+	assert_int_equal(port, 80);
+	assert_int_equal(cfg_parse_hostport("localhost:65535", host, sizeof(host), &port), 0);
+	assert_string_equal(host, "localhost");
+	assert_int_equal(port, 65535);
+	assert_int_equal(cfg_parse_hostport("10.1.2.3:1", host, sizeof(host), &port), 0);
+	assert_int_equal(port, 1);
+	assert_int_equal(cfg_parse_hostport("localhost", host, sizeof(host), &port), -EINVAL);
+	assert_int_equal(cfg_parse_hostport("localhost:", host, sizeof(host), &port), -EINVAL);
+	assert_int_equal(cfg_parse_hostport("localhost:0", host, sizeof(host), &port), -EINVAL);
+	assert_int_equal(cfg_parse_hostport("localhost:65536", host, sizeof(host), &port), -EINVAL);
+	assert_int_equal(cfg_parse_hostport("localhost:000080", host, sizeof(host), &port),
+			 -EINVAL);
+	assert_int_equal(cfg_parse_hostport("localhost:+80", host, sizeof(host), &port), -EINVAL);
+	assert_int_equal(cfg_parse_hostport("", host, sizeof(host), &port), -EINVAL);
+	assert_int_equal(cfg_parse_hostport(":80", host, sizeof(host), &port), -EINVAL);
+	assert_int_equal(cfg_parse_hostport("::1:80", host, sizeof(host), &port), -EINVAL);
+	assert_int_equal(cfg_parse_hostport("[::1]", host, sizeof(host), &port), -EINVAL);
+	assert_int_equal(cfg_parse_hostport("[::1]80", host, sizeof(host), &port), -EINVAL);
+	assert_int_equal(cfg_parse_hostport("[]:80", host, sizeof(host), &port), -EINVAL);
+	assert_int_equal(cfg_parse_hostport("[nope]:80", host, sizeof(host), &port), -EINVAL);
+	assert_int_equal(cfg_parse_hostport("a b:80", host, sizeof(host), &port), -EINVAL);
+	assert_int_equal(cfg_parse_hostport(NULL, host, sizeof(host), &port), -EINVAL);
+	/* too small for the host */
+	assert_int_equal(cfg_parse_hostport("localhost:80", host, 5, &port), -EINVAL);
+	/* validation only */
+	assert_int_equal(cfg_parse_hostport("[::1]:80", NULL, 0, NULL), 0);
+}
+
+static void test_valid_name(void **state)
+{
+	char name[80];
+
+	(void)state;
+	assert_true(cfg_valid_name("ssh"));
+	assert_true(cfg_valid_name("A-b_9"));
+	assert_false(cfg_valid_name(""));
+	assert_false(cfg_valid_name(NULL));
+	assert_false(cfg_valid_name("a.b"));
+	assert_false(cfg_valid_name("a b"));
+	memset(name, 'x', 63);
+	name[63] = 0;
+	assert_true(cfg_valid_name(name));
+	name[63] = 'x';
+	name[64] = 0;
+	assert_false(cfg_valid_name(name));
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	snprintf(tmpdir, sizeof(tmpdir), "%s/nave-test-cfg.XXXXXX",
+		 getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+	return mkdtemp(tmpdir) ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+	char cmd[400];
+
+	(void)state;
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_embedded_default),
+	    cmocka_unit_test(test_default_text_matches_table),
+	    cmocka_unit_test(test_full_file),
+	    cmocka_unit_test(test_print_round_trip),
+	    cmocka_unit_test(test_errors_structure),
+	    cmocka_unit_test(test_errors_values),
+	    cmocka_unit_test(test_errors_file),
+	    cmocka_unit_test(test_appliance_config),
+	    cmocka_unit_test(test_client_round_trip),
+	    cmocka_unit_test(test_client_file),
+	    cmocka_unit_test(test_client_errors),
+	    cmocka_unit_test(test_client_server_values),
+	    cmocka_unit_test(test_client_default_path),
+	    cmocka_unit_test(test_duration),
+	    cmocka_unit_test(test_hostport),
+	    cmocka_unit_test(test_valid_name),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
