@@ -37,6 +37,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #define NONE UINT32_MAX
@@ -1958,10 +1959,16 @@ int engine_start(struct engine **out, const struct engine_config *cfg, char *err
 {
 	struct engine *e = calloc(1, sizeof(*e));
 	unsigned n = cfg->workers ? cfg->workers : (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
+	struct rlimit rl;
 	int r;
 
 	if (!e)
 		return -ENOMEM;
+	/* every relayed connection is two descriptors: take what the hard limit allows */
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
 	if (xprt_global_init() < 0) {
 		snprintf(err, errlen, "TLS transport init failed");
 		free(e);
