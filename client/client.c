@@ -33,10 +33,10 @@
 #include <unistd.h>
 
 #define CONNECT_TIMEOUT_MS 5000
-#define BACKOFF_MIN_MS 500
-#define BACKOFF_MAX_MS 30000
-#define LOCAL_MAX 32
-#define LOCAL_TIMEOUT_MS 15000
+#define BACKOFF_MIN_MS	   500
+#define BACKOFF_MAX_MS	   30000
+#define LOCAL_MAX	   32
+#define LOCAL_TIMEOUT_MS   15000
 
 /* ---------- a blocking-ish TLS control connection ---------- */
 
@@ -133,7 +133,8 @@ static int cconn_open(struct cconn *cc, SSL_CTX *ctx, const char *server, char *
 		if (r == 1)
 			break;
 		e = SSL_get_error(cc->ssl, r);
-		if ((e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) && now_ms() < deadline) {
+		if ((e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) &&
+		    now_ms() < deadline) {
 			wait_fd(cc->fd, e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, 200);
 			continue;
 		}
@@ -177,7 +178,8 @@ static int cconn_send(struct cconn *cc, json_t *obj)
 		}
 		int e = SSL_get_error(cc->ssl, w);
 
-		if ((e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) && now_ms() < deadline) {
+		if ((e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) &&
+		    now_ms() < deadline) {
 			wait_fd(cc->fd, e == SSL_ERROR_WANT_WRITE ? POLLOUT : POLLIN, 200);
 			continue;
 		}
@@ -499,7 +501,8 @@ static void session_end(struct client *cl, const char *why)
 
 static bool reason_is_fatal(const char *reason)
 {
-	return strstr(reason, "token") || strstr(reason, "version") || strstr(reason, "registration");
+	return strstr(reason, "token") || strstr(reason, "version") ||
+	       strstr(reason, "registration");
 }
 
 static void try_connect(struct client *cl)
@@ -642,14 +645,12 @@ static json_t *status_json(struct client *cl)
 	engine_stats(cl->eng, &s);
 	pthread_mutex_lock(&cl->lock);
 	for (unsigned i = 0; i < cl->nrules; i++)
-		json_array_append_new(rules, json_pack("{s:s, s:s, s:i, s:s}", "name",
-						       cl->rules[i].cfg.name, "to",
-						       cl->rules[i].cfg.to, "port",
-						       (int)(cl->rules[i].granted
-								     ? cl->rules[i].granted
-								     : cl->rules[i].cfg.port),
-						       "state",
-						       cl->rules[i].granted ? "active" : "pending"));
+		json_array_append_new(
+		    rules, json_pack("{s:s, s:s, s:i, s:s}", "name", cl->rules[i].cfg.name, "to",
+				     cl->rules[i].cfg.to, "port",
+				     (int)(cl->rules[i].granted ? cl->rules[i].granted
+								: cl->rules[i].cfg.port),
+				     "state", cl->rules[i].granted ? "active" : "pending"));
 	pthread_mutex_unlock(&cl->lock);
 	return json_pack("{s:b, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:o}", "ok", 1,
 			 "state", cl->online ? "online" : "connecting", "server", cl->cfg->server,
@@ -689,8 +690,8 @@ static void on_local_request(struct client *cl, struct local *lo, json_t *req)
 			local_reply(cl, lo,
 				    json_pack("{s:b, s:s}", "ok", 0, "error",
 					      cl->nrules >= CFG_MAX_RULES
-						      ? "too many rules"
-						      : "a rule with that name exists"));
+						  ? "too many rules"
+						  : "a rule with that name exists"));
 			return;
 		}
 		cl->rules[cl->nrules++] = nr;
@@ -716,7 +717,8 @@ static void on_local_request(struct client *cl, struct local *lo, json_t *req)
 		r = rule_by_name(cl, msg_str(req, "name") ?: "");
 		if (!r) {
 			pthread_mutex_unlock(&cl->lock);
-			local_reply(cl, lo, json_pack("{s:b, s:s}", "ok", 0, "error", "no such rule"));
+			local_reply(cl, lo,
+				    json_pack("{s:b, s:s}", "ok", 0, "error", "no such rule"));
 			return;
 		}
 		old = *r;

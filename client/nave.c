@@ -68,14 +68,14 @@ static json_t *local(struct opts *o, json_t *req)
 static int cmd_configure(struct opts *o, int argc, char **argv)
 {
 	static const struct option lo[] = {
-		{"server", required_argument, NULL, 's'},
-		{"registration", required_argument, NULL, 'r'},
-		{"key", required_argument, NULL, 'k'},
-		{"id", required_argument, NULL, 'i'},
-		{"ca", required_argument, NULL, 'a'},
-		{"fingerprint", required_argument, NULL, 'f'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	    {"server", required_argument, NULL, 's'},
+	    {"registration", required_argument, NULL, 'r'},
+	    {"key", required_argument, NULL, 'k'},
+	    {"id", required_argument, NULL, 'i'},
+	    {"ca", required_argument, NULL, 'a'},
+	    {"fingerprint", required_argument, NULL, 'f'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	const char *server = NULL, *reg = NULL, *key = NULL, *id = NULL, *ca = NULL, *fp = NULL;
 	char tid[64], token[256], err[512];
@@ -84,18 +84,32 @@ static int cmd_configure(struct opts *o, int argc, char **argv)
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		switch (c) {
-		case 's': server = optarg; break;
-		case 'r': reg = optarg; break;
-		case 'k': key = optarg; break;
-		case 'i': id = optarg; break;
-		case 'a': ca = optarg; break;
-		case 'f': fp = optarg; break;
+		case 's':
+			server = optarg;
+			break;
+		case 'r':
+			reg = optarg;
+			break;
+		case 'k':
+			key = optarg;
+			break;
+		case 'i':
+			id = optarg;
+			break;
+		case 'a':
+			ca = optarg;
+			break;
+		case 'f':
+			fp = optarg;
+			break;
 		case 'h':
-			puts("usage: nave configure --server HOST[:PORT] (--registration TOKEN | --key "
-			     "TOKEN)\n"
-			     "                      [--id NAME] [--ca FILE | --fingerprint SHA256] "
-			     "[--config FILE]\n"
-			     "Checks the credentials with the server and writes the client config.");
+			puts(
+			    "usage: nave configure --server HOST[:PORT] (--registration TOKEN | "
+			    "--key "
+			    "TOKEN)\n"
+			    "                      [--id NAME] [--ca FILE | --fingerprint SHA256] "
+			    "[--config FILE]\n"
+			    "Checks the credentials with the server and writes the client config.");
 			return 0;
 		default:
 			exit(2);
@@ -116,7 +130,8 @@ static int cmd_configure(struct opts *o, int argc, char **argv)
 		unsigned char b[32];
 
 		if (tls_fingerprint_parse(fp, b) < 0)
-			die_usage("bad --fingerprint '%s' (want 64 hex digits, colons allowed)", fp);
+			die_usage("bad --fingerprint '%s' (want 64 hex digits, colons allowed)",
+				  fp);
 	}
 	if (client_configure(&o->cfg, reg, key, tid, sizeof(tid), token, sizeof(token), err,
 			     sizeof(err)) < 0) {
@@ -135,8 +150,9 @@ static int cmd_configure(struct opts *o, int argc, char **argv)
 		print_json(j);
 		json_decref(j);
 	} else {
-		printf("configured tunnel %s on %s (config %s)\nnext: nave start%s%s\n", tid, server,
-		       o->cfg.path, o->config ? " --config " : "", o->config ? o->config : "");
+		printf("configured tunnel %s on %s (config %s)\nnext: nave start%s%s\n", tid,
+		       server, o->cfg.path, o->config ? " --config " : "",
+		       o->config ? o->config : "");
 	}
 	return 0;
 }
@@ -254,10 +270,10 @@ static int tunnel_ls(struct opts *o)
 	}
 	rules = json_array();
 	for (unsigned i = 0; i < o->cfg.n_tcp; i++)
-		json_array_append_new(rules, json_pack("{s:s, s:s, s:i, s:s}", "name",
-						       o->cfg.tcp[i].name, "to", o->cfg.tcp[i].to,
-						       "port", (int)o->cfg.tcp[i].port, "state",
-						       "saved"));
+		json_array_append_new(rules,
+				      json_pack("{s:s, s:s, s:i, s:s}", "name", o->cfg.tcp[i].name,
+						"to", o->cfg.tcp[i].to, "port",
+						(int)o->cfg.tcp[i].port, "state", "saved"));
 	print_rules(o, rules);
 	json_decref(rules);
 	return 0;
@@ -301,12 +317,12 @@ static int tunnel_rm(struct opts *o, const char *name)
 static int tcp_add(struct opts *o, int argc, char **argv)
 {
 	static const struct option lo[] = {
-		{"port", required_argument, NULL, 'p'},
-		{"to", required_argument, NULL, 't'},
-		{"name", required_argument, NULL, 'n'},
-		{"proxy-protocol", required_argument, NULL, 'P'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	    {"port", required_argument, NULL, 'p'},
+	    {"to", required_argument, NULL, 't'},
+	    {"name", required_argument, NULL, 'n'},
+	    {"proxy-protocol", required_argument, NULL, 'P'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	const char *to = NULL, *name = NULL, *pp = NULL;
 	long port = 0;
@@ -323,9 +339,15 @@ static int tcp_add(struct opts *o, int argc, char **argv)
 			if (*end || port < 1 || port > 65535)
 				die_usage("bad --port '%s'", optarg);
 			break;
-		case 't': to = optarg; break;
-		case 'n': name = optarg; break;
-		case 'P': pp = optarg; break;
+		case 't':
+			to = optarg;
+			break;
+		case 'n':
+			name = optarg;
+			break;
+		case 'P':
+			pp = optarg;
+			break;
 		case 'h':
 			puts("usage: nave tunnel tcp add [--port N] --to HOST:PORT [--name NAME] "
 			     "[--proxy-protocol v1|v2]\n"
@@ -411,8 +433,7 @@ static int tcp_add(struct opts *o, int argc, char **argv)
 
 		print_json(j);
 		json_decref(j);
-	}
-	else
+	} else
 		printf("saved %s (nave is not running: the port is allocated at the next nave "
 		       "start)\n",
 		       name);
@@ -460,11 +481,11 @@ struct command {
 };
 
 static const struct command commands[] = {
-	{"configure", cmd_configure, "check credentials with a server and write the config"},
-	{"start", cmd_start, "run the tunnel (foreground)"},
-	{"tunnel", cmd_tunnel, "tcp add|ls|rm: public TCP ports for local services"},
-	{"status", cmd_status, "show whether the tunnel runs and what it carries"},
-	{"deauth", cmd_deauth, "forget the auth token"},
+    {"configure", cmd_configure, "check credentials with a server and write the config"},
+    {"start", cmd_start, "run the tunnel (foreground)"},
+    {"tunnel", cmd_tunnel, "tcp add|ls|rm: public TCP ports for local services"},
+    {"status", cmd_status, "show whether the tunnel runs and what it carries"},
+    {"deauth", cmd_deauth, "forget the auth token"},
 };
 
 static void usage(FILE *f)

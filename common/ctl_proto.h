@@ -14,22 +14,29 @@
 #define CTL_PROTO_VERSION 1
 
 /* relayd -> controld */
-#define CTL_RELAY_HELLO "relay_hello" /* {version, pid, workers, ktls, steering, tls_fingerprint, online:[{tunnel_id, hostname, os, arch, client_version}]} */
-#define CTL_AUTH "auth"	/* {req, token | registration, id, hostname, os, arch, client_version, mode} */
-#define CTL_TUNNEL_ONLINE "tunnel_online"   /* {tunnel_id, hostname, os, arch, client_version} */
+#define CTL_RELAY_HELLO                                                                            \
+	"relay_hello" /* {version, pid, workers, ktls, steering, tls_fingerprint,                  \
+			 online:[{tunnel_id, hostname, os, arch, client_version}]} */
+#define CTL_AUTH                                                                                   \
+	"auth" /* {req, token | registration, id, hostname, os, arch, client_version, mode} */
+#define CTL_TUNNEL_ONLINE  "tunnel_online"  /* {tunnel_id, hostname, os, arch, client_version} */
 #define CTL_TUNNEL_OFFLINE "tunnel_offline" /* {tunnel_id, reason} */
-#define CTL_PORT_REQUEST "port_request"	    /* {req, tunnel_id, port (0 = any), rule} */
-#define CTL_PORT_RELEASE "port_release"	    /* {req, tunnel_id, port} */
-#define CTL_STATS "stats" /* {workers, ktls, steering, conns, conns_total, bytes_in, bytes_out, links, tunnels_online, uptime} every few seconds; also lists online tunnel ids as "online":[..] for last_seen */
+#define CTL_PORT_REQUEST   "port_request"   /* {req, tunnel_id, port (0 = any), rule} */
+#define CTL_PORT_RELEASE   "port_release"   /* {req, tunnel_id, port} */
+#define CTL_STATS                                                                                  \
+	"stats" /* {workers, ktls, steering, conns, conns_total, bytes_in, bytes_out, links,       \
+		   tunnels_online, uptime} every few seconds; also lists online tunnel ids as      \
+		   "online":[..] for last_seen */
 
 /* controld -> relayd */
-#define CTL_SYNC "sync"		  /* {ports:[{port, tunnel_id}]} reply to relay_hello */
-#define CTL_AUTH_OK "auth_ok"	  /* {req, tunnel_id, token?} token only when minted from a registration */
+#define CTL_SYNC "sync" /* {ports:[{port, tunnel_id}]} reply to relay_hello */
+#define CTL_AUTH_OK                                                                                \
+	"auth_ok" /* {req, tunnel_id, token?} token only when minted from a registration */
 #define CTL_PORT_GRANT "port_grant" /* {req, tunnel_id, port} */
-#define CTL_RELEASED "released"	  /* {req, port} */
-#define CTL_ERROR "error"	  /* {req, reason} a refused request */
-#define CTL_PORT_ADD "port_add"	  /* {port, tunnel_id} pushed on navectl ports allocate */
-#define CTL_PORT_DEL "port_del"	  /* {port} pushed on navectl ports release */
-#define CTL_KICK "kick"		  /* {tunnel_id, reason} token revoked or tunnel shut down */
+#define CTL_RELEASED   "released"   /* {req, port} */
+#define CTL_ERROR      "error"	    /* {req, reason} a refused request */
+#define CTL_PORT_ADD   "port_add"   /* {port, tunnel_id} pushed on navectl ports allocate */
+#define CTL_PORT_DEL   "port_del"   /* {port} pushed on navectl ports release */
+#define CTL_KICK       "kick"	    /* {tunnel_id, reason} token revoked or tunnel shut down */
 
 #endif

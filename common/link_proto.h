@@ -18,52 +18,56 @@
 
 #include <stdint.h>
 
-#define LINK_ALPN "nave/1"
+#define LINK_ALPN    "nave/1"
 #define LINK_VERSION 1
 
 /* Control link message types (JSON "type"). */
-#define LINK_MSG_HELLO "hello"		   /* c->r {version, mode, token|registration, id, hostname, os, arch, client_version} */
-#define LINK_MSG_WELCOME "welcome"	   /* r->c {tunnel_id, link_secret, token?, limits{max_pool_size, max_links, heartbeat, max_ports}} */
-#define LINK_MSG_ERROR "error"		   /* r->c {reason}; the link closes after it */
-#define LINK_MSG_HEARTBEAT "heartbeat"	   /* c->r {} */
+#define LINK_MSG_HELLO                                                                             \
+	"hello" /* c->r {version, mode, token|registration, id, hostname, os, arch,                \
+		   client_version} */
+#define LINK_MSG_WELCOME                                                                           \
+	"welcome" /* r->c {tunnel_id, link_secret, token?, limits{max_pool_size, max_links,        \
+		     heartbeat, max_ports}} */
+#define LINK_MSG_ERROR	       "error"	       /* r->c {reason}; the link closes after it */
+#define LINK_MSG_HEARTBEAT     "heartbeat"     /* c->r {} */
 #define LINK_MSG_HEARTBEAT_ACK "heartbeat_ack" /* r->c {} */
-#define LINK_MSG_TCP_ADD "tcp_add"	   /* c->r {req, name, port (0 = any)} */
-#define LINK_MSG_TCP_GRANT "tcp_grant"	   /* r->c {req, name, port} */
-#define LINK_MSG_TCP_RM "tcp_rm"	   /* c->r {req, name, port} */
-#define LINK_MSG_TCP_REMOVED "tcp_removed" /* r->c {req, name, port} */
-#define LINK_MSG_REQ_ERROR "req_error"	   /* r->c {req, reason}: a request refused, link stays */
-#define LINK_MSG_SHUTDOWN "shutdown"	   /* r->c {reason}: the tunnel is shut down; client exits */
+#define LINK_MSG_TCP_ADD       "tcp_add"       /* c->r {req, name, port (0 = any)} */
+#define LINK_MSG_TCP_GRANT     "tcp_grant"     /* r->c {req, name, port} */
+#define LINK_MSG_TCP_RM	       "tcp_rm"	       /* c->r {req, name, port} */
+#define LINK_MSG_TCP_REMOVED   "tcp_removed"   /* r->c {req, name, port} */
+#define LINK_MSG_REQ_ERROR     "req_error" /* r->c {req, reason}: a request refused, link stays */
+#define LINK_MSG_SHUTDOWN      "shutdown" /* r->c {reason}: the tunnel is shut down; client exits */
 
 /* HELLO "mode": "run" for nave start, "configure" to validate/mint a token only. */
 
-#define LINK_MAGIC 0x4e56444cu /* "NVDL": never a valid control-message length */
-#define LINK_ID_MAX 32	       /* tunnel ids are printable, at most 31 bytes */
+#define LINK_MAGIC	0x4e56444cu /* "NVDL": never a valid control-message length */
+#define LINK_ID_MAX	32	    /* tunnel ids are printable, at most 31 bytes */
 #define LINK_SECRET_LEN 32
 
 struct link_data_hello {
-	uint32_t magic;	  /* LINK_MAGIC, big-endian */
-	uint16_t version; /* LINK_VERSION, big-endian */
-	uint16_t flags;	  /* 0 */
+	uint32_t magic;		     /* LINK_MAGIC, big-endian */
+	uint16_t version;	     /* LINK_VERSION, big-endian */
+	uint16_t flags;		     /* 0 */
 	char tunnel_id[LINK_ID_MAX]; /* NUL-padded */
 	uint8_t secret[LINK_SECRET_LEN];
 } __attribute__((packed));
 
-#define LINK_CHUNK_MAX (1u << 20)
-#define LINK_FRAME_EOF 0u
+#define LINK_CHUNK_MAX	 (1u << 20)
+#define LINK_FRAME_EOF	 0u
 #define LINK_FRAME_RESET 0xffffffffu
-#define LINK_FRAME_BIND 0xfffffffeu
+#define LINK_FRAME_BIND	 0xfffffffeu
 
 #define LINK_BIND_PROXY_V1 0x1
 #define LINK_BIND_PROXY_V2 0x2
 
 struct link_bind {
-	uint32_t stream_id;   /* big-endian; for logs */
-	uint16_t port;	      /* public port the connection arrived on, big-endian */
-	uint16_t origin_port; /* big-endian */
+	uint32_t stream_id;	 /* big-endian; for logs */
+	uint16_t port;		 /* public port the connection arrived on, big-endian */
+	uint16_t origin_port;	 /* big-endian */
 	uint8_t origin_addr[16]; /* IPv6 or IPv4-mapped */
-	uint16_t flags;	      /* LINK_BIND_*, big-endian */
-	uint16_t dst_port;    /* local port of the public listener, big-endian */
-	uint8_t dst_addr[16]; /* local address of the public connection (IPv6 or v4-mapped) */
+	uint16_t flags;		 /* LINK_BIND_*, big-endian */
+	uint16_t dst_port;	 /* local port of the public listener, big-endian */
+	uint8_t dst_addr[16];	 /* local address of the public connection (IPv6 or v4-mapped) */
 } __attribute__((packed));
 
 _Static_assert(sizeof(struct link_data_hello) == 72, "DATA_HELLO size");

@@ -62,9 +62,10 @@ void log_msg(int level, const char *fmt, ...)
 			}
 		}
 		esc[j] = 0;
-		n = snprintf(line, sizeof(line),
-			     "{\"time\":\"%s.%03ldZ\",\"level\":\"%s\",\"prog\":\"%s\",\"msg\":\"%s\"}\n",
-			     when, ts.tv_nsec / 1000000, log_names[level], log_prog, esc);
+		n = snprintf(
+		    line, sizeof(line),
+		    "{\"time\":\"%s.%03ldZ\",\"level\":\"%s\",\"prog\":\"%s\",\"msg\":\"%s\"}\n",
+		    when, ts.tv_nsec / 1000000, log_names[level], log_prog, esc);
 	} else {
 		n = snprintf(line, sizeof(line), "%s.%03ldZ %s %s: %s\n", when,
 			     ts.tv_nsec / 1000000, log_names[level], log_prog, msg);

@@ -14,8 +14,8 @@ int log_level_parse(const char *s);
 void log_msg(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #define log_debug(...) log_msg(NLOG_DEBUG, __VA_ARGS__)
-#define log_info(...) log_msg(NLOG_INFO, __VA_ARGS__)
-#define log_warn(...) log_msg(NLOG_WARN, __VA_ARGS__)
+#define log_info(...)  log_msg(NLOG_INFO, __VA_ARGS__)
+#define log_warn(...)  log_msg(NLOG_WARN, __VA_ARGS__)
 #define log_error(...) log_msg(NLOG_ERROR, __VA_ARGS__)
 
 #endif

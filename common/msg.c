@@ -78,8 +78,8 @@ int msg_reader_next(struct msg_reader *r, json_t **out, char *err, size_t errlen
 	*out = NULL;
 	if (r->len < 4)
 		return 0;
-	n = (uint32_t)r->buf[0] << 24 | (uint32_t)r->buf[1] << 16 |
-	    (uint32_t)r->buf[2] << 8 | r->buf[3];
+	n = (uint32_t)r->buf[0] << 24 | (uint32_t)r->buf[1] << 16 | (uint32_t)r->buf[2] << 8 |
+	    r->buf[3];
 	if (n == 0 || n > MSG_MAX) {
 		snprintf(err, errlen, "message length %u out of range 1..%u", n, MSG_MAX);
 		return -EBADMSG;

@@ -8,7 +8,7 @@
 #include <stdint.h>
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
-#define NAVE_VERSION "0.1.0"
+#define NAVE_VERSION  "0.1.0"
 
 /* CLOCK_MONOTONIC in milliseconds. */
 uint64_t now_ms(void);

@@ -14,47 +14,48 @@
 #include <stdio.h>
 
 #define CFG_PATH_MAX 512
-#define CFG_STR_MAX 256
-#define CFG_ERR_MAX 768
+#define CFG_STR_MAX  256
+#define CFG_ERR_MAX  768
 
 enum cfg_tristate { CFG_AUTO = -1, CFG_OFF = 0, CFG_ON = 1 };
 
 struct cfg_server {
 	/* [server] */
-	char domain[CFG_STR_MAX];	 /* default "localhost" */
-	char state_dir[CFG_PATH_MAX];	 /* default "./var" */
-	char runtime_dir[CFG_PATH_MAX];	 /* default "./var/run" */
-	int log_level;			 /* NLOG_*, default info */
-	bool log_json;			 /* log_format = text|json */
+	char domain[CFG_STR_MAX];	/* default "localhost" */
+	char state_dir[CFG_PATH_MAX];	/* default "./var" */
+	char runtime_dir[CFG_PATH_MAX]; /* default "./var/run" */
+	int log_level;			/* NLOG_*, default info */
+	bool log_json;			/* log_format = text|json */
 	/* [listen] */
-	uint16_t http_port;		 /* http = 8080 */
-	uint16_t https_port;		 /* https = 8443 */
-	uint16_t tunnel_port;		 /* tunnel = (empty: https port) */
-	char address[CFG_STR_MAX];	 /* address = 127.0.0.1 (TCP range and all listeners) */
+	uint16_t http_port;	   /* http = 8080 */
+	uint16_t https_port;	   /* https = 8443 */
+	uint16_t tunnel_port;	   /* tunnel = (empty: https port) */
+	char address[CFG_STR_MAX]; /* address = 127.0.0.1 (TCP range and all listeners) */
 	/* [ports] */
-	uint16_t port_min, port_max;	 /* range = 22000-22999 */
-	unsigned max_per_tunnel;	 /* 5 */
+	uint16_t port_min, port_max; /* range = 22000-22999 */
+	unsigned max_per_tunnel;     /* 5 */
 	/* [tunnel] */
-	unsigned max_pool_size;		 /* 8 */
-	unsigned max_links;		 /* 1024 */
-	unsigned heartbeat_ms;		 /* heartbeat = 10s */
+	unsigned max_pool_size; /* 8 */
+	unsigned max_links;	/* 1024 */
+	unsigned heartbeat_ms;	/* heartbeat = 10s */
 	/* [tls] */
-	char certificate[CFG_PATH_MAX];	 /* empty: state_dir/tls/server.crt (self-signed on first run) */
-	char private_key[CFG_PATH_MAX];	 /* empty: state_dir/tls/server.key */
-	bool pq;			 /* pq = on */
+	char certificate[CFG_PATH_MAX]; /* empty: state_dir/tls/server.crt (self-signed on first
+					   run) */
+	char private_key[CFG_PATH_MAX]; /* empty: state_dir/tls/server.key */
+	bool pq;			/* pq = on */
 	/* [datapath] */
-	unsigned workers;		 /* 0 = auto (online CPUs) */
-	int ktls;			 /* CFG_AUTO|CFG_ON|CFG_OFF */
-	int steering;			 /* 0 auto, 1 bpf, 2 listeners */
-	unsigned buffer_size;		 /* 16384; 1024..1048576, power of two */
-	unsigned buffers;		 /* 512 per worker; 8..32768, power of two */
+	unsigned workers;     /* 0 = auto (online CPUs) */
+	int ktls;	      /* CFG_AUTO|CFG_ON|CFG_OFF */
+	int steering;	      /* 0 auto, 1 bpf, 2 listeners */
+	unsigned buffer_size; /* 16384; 1024..1048576, power of two */
+	unsigned buffers;     /* 512 per worker; 8..32768, power of two */
 	/* [xdp] */
 	char xdp_interface[CFG_STR_MAX]; /* empty: off */
 	unsigned syn_rate;		 /* 0 = no limit */
 	/* [metrics] */
 	char metrics_listen[CFG_STR_MAX]; /* empty: off */
 	/* where it came from, for --check */
-	char source[CFG_PATH_MAX];	 /* file path or "(embedded default)" */
+	char source[CFG_PATH_MAX]; /* file path or "(embedded default)" */
 };
 
 enum { CFG_STEER_AUTO = 0, CFG_STEER_BPF = 1, CFG_STEER_LISTENERS = 2 };
@@ -75,26 +76,26 @@ extern const char cfg_server_default_ini[];
 enum cfg_proxy { CFG_PROXY_NONE = 0, CFG_PROXY_V1 = 1, CFG_PROXY_V2 = 2 };
 
 struct cfg_tcp_rule {
-	char name[64];		/* the NAME of [tcp.NAME] */
-	char to[CFG_STR_MAX];	/* HOST:PORT, validated */
-	uint16_t port;		/* public port; 0 = any */
-	int proxy_protocol;	/* enum cfg_proxy */
+	char name[64];	      /* the NAME of [tcp.NAME] */
+	char to[CFG_STR_MAX]; /* HOST:PORT, validated */
+	uint16_t port;	      /* public port; 0 = any */
+	int proxy_protocol;   /* enum cfg_proxy */
 };
 
 struct cfg_client {
-	char server[CFG_STR_MAX];	/* HOST[:PORT], port default 8443 */
+	char server[CFG_STR_MAX]; /* HOST[:PORT], port default 8443 */
 	char token[CFG_STR_MAX];
 	char id[CFG_STR_MAX];
 	char ca[CFG_PATH_MAX];
-	char fingerprint[CFG_STR_MAX];	/* hex SHA-256, colons allowed */
-	char socket[CFG_PATH_MAX];	/* default: config path + ".sock" */
+	char fingerprint[CFG_STR_MAX]; /* hex SHA-256, colons allowed */
+	char socket[CFG_PATH_MAX];     /* default: config path + ".sock" */
 	int log_level;
 	bool log_json;
-	unsigned pool_idle;		/* pool_idle = 4 */
-	unsigned max_links;		/* max_links = 256 */
+	unsigned pool_idle; /* pool_idle = 4 */
+	unsigned max_links; /* max_links = 256 */
 	unsigned n_tcp;
 	struct cfg_tcp_rule tcp[CFG_MAX_RULES];
-	char path[CFG_PATH_MAX];	/* file it was read from / will be written to */
+	char path[CFG_PATH_MAX]; /* file it was read from / will be written to */
 };
 
 /*
@@ -105,7 +106,8 @@ int cfg_client_load(struct cfg_client *c, const char *path, bool missing_ok, cha
 		    size_t errlen);
 /* Writes the client config atomically (tmp + rename, mode 0600). 0 or -errno. */
 int cfg_client_save(const struct cfg_client *c, char *err, size_t errlen);
-/* The default client config path: $NAVE_CONFIG, else $HOME/.config/nave/nave.ini, else ./nave.ini */
+/* The default client config path: $NAVE_CONFIG, else $HOME/.config/nave/nave.ini, else ./nave.ini
+ */
 void cfg_client_default_path(char *out, size_t len);
 
 /* Helpers shared with the CLIs. */

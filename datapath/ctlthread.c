@@ -28,8 +28,8 @@
 #include <unistd.h>
 
 #define REQ_TIMEOUT_MS 10000
-#define STATS_MS 2000
-#define MAX_REQS 4096
+#define STATS_MS       2000
+#define MAX_REQS       4096
 
 /* A tunnel plus what only this thread touches. */
 struct rtun {
@@ -62,7 +62,7 @@ struct req {
 	int worker;
 	uint32_t idx, gen;
 	struct rtun *rt;
-	json_t *hello; /* the HELLO (RQ_AUTH) */
+	json_t *hello;	/* the HELLO (RQ_AUTH) */
 	long long creq; /* client's req id */
 	char name[64];
 	uint16_t port;
@@ -213,8 +213,8 @@ static void op_tunnel_offline(void *arg, struct tunnel *t, const char *reason)
 
 /* ---------- talking to workers ---------- */
 
-static void send_to_link(struct ctlthread *ct, int worker, uint32_t idx, uint32_t gen,
-			 json_t *obj, bool close_after)
+static void send_to_link(struct ctlthread *ct, int worker, uint32_t idx, uint32_t gen, json_t *obj,
+			 bool close_after)
 {
 	struct mb_msg m;
 	size_t n;
@@ -305,10 +305,9 @@ static json_t *online_list(struct ctlthread *ct, bool full)
 				continue;
 			if (full)
 				json_array_append_new(
-					a, json_pack("{s:s, s:s, s:s, s:s, s:s}", "tunnel_id",
-						     rt->t.id, "hostname", rt->t.hostname, "os",
-						     rt->t.os, "arch", rt->t.arch, "client_version",
-						     rt->t.version));
+				    a, json_pack("{s:s, s:s, s:s, s:s, s:s}", "tunnel_id", rt->t.id,
+						 "hostname", rt->t.hostname, "os", rt->t.os, "arch",
+						 rt->t.arch, "client_version", rt->t.version));
 			else
 				json_array_append_new(a, json_string(rt->t.id));
 		}
@@ -571,8 +570,7 @@ static void on_auth_ok(struct ctlthread *ct, struct req *r, json_t *m)
 	str_copy(rt->t.hostname, sizeof(rt->t.hostname), msg_str(r->hello, "hostname") ?: "");
 	str_copy(rt->t.os, sizeof(rt->t.os), msg_str(r->hello, "os") ?: "");
 	str_copy(rt->t.arch, sizeof(rt->t.arch), msg_str(r->hello, "arch") ?: "");
-	str_copy(rt->t.version, sizeof(rt->t.version),
-		 msg_str(r->hello, "client_version") ?: "");
+	str_copy(rt->t.version, sizeof(rt->t.version), msg_str(r->hello, "client_version") ?: "");
 	rt->online = true;
 	rt->worker = r->worker;
 	rt->idx = r->idx;
@@ -599,8 +597,8 @@ static void on_auth_ok(struct ctlthread *ct, struct req *r, json_t *m)
 	free(mb.data);
 	log_info("tunnel %s online (%s, %s/%s, client %s) on worker %d", tid, rt->t.hostname,
 		 rt->t.os, rt->t.arch, rt->t.version, r->worker);
-	w = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "type", CTL_TUNNEL_ONLINE, "tunnel_id",
-		      tid, "hostname", rt->t.hostname, "os", rt->t.os, "arch", rt->t.arch,
+	w = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "type", CTL_TUNNEL_ONLINE, "tunnel_id", tid,
+		      "hostname", rt->t.hostname, "os", rt->t.os, "arch", rt->t.arch,
 		      "client_version", rt->t.version);
 	cd_send(ct, w);
 	json_decref(w);
@@ -642,7 +640,7 @@ static void cd_message(struct ctlthread *ct, json_t *m)
 		size_t i;
 
 		json_array_foreach(ports, i, p)
-			port_assign(ct, msg_int(p, "port", 0), msg_str(p, "tunnel_id"));
+		    port_assign(ct, msg_int(p, "port", 0), msg_str(p, "tunnel_id"));
 		log_info("synchronised with nave-controld: %zu port(s)", json_array_size(ports));
 		return;
 	}
@@ -690,9 +688,9 @@ static void cd_message(struct ctlthread *ct, json_t *m)
 		port_drop(ct, msg_int(m, "port", r->port));
 		if (r->rt && r->name[0])
 			tunnel_reply(ct, r->rt,
-				     json_pack("{s:s, s:I, s:s, s:I}", "type",
-					       LINK_MSG_TCP_REMOVED, "req", (json_int_t)r->creq,
-					       "name", r->name, "port", (json_int_t)r->port));
+				     json_pack("{s:s, s:I, s:s, s:I}", "type", LINK_MSG_TCP_REMOVED,
+					       "req", (json_int_t)r->creq, "name", r->name, "port",
+					       (json_int_t)r->port));
 	} else {
 		req_fail(ct, r, "unexpected answer from the control daemon");
 	}
@@ -795,9 +793,8 @@ static void on_message(struct ctlthread *ct, struct ev *ev)
 			return;
 		}
 		r = req_new(ct, RQ_PORT,
-			    json_pack("{s:s, s:s, s:I, s:s}", "type", CTL_PORT_REQUEST,
-				      "tunnel_id", rt->t.id, "port", (json_int_t)port, "rule",
-				      name));
+			    json_pack("{s:s, s:s, s:I, s:s}", "type", CTL_PORT_REQUEST, "tunnel_id",
+				      rt->t.id, "port", (json_int_t)port, "rule", name));
 	} else if (!strcmp(type, LINK_MSG_TCP_RM)) {
 		if (!port_in_range(ct, port) ||
 		    atomic_load(&ct->route[port - ct->cfg.port_min]) != &rt->t) {
@@ -880,8 +877,9 @@ static void expire_requests(struct ctlthread *ct)
 		}
 		*pp = r->next;
 		ct->nreqs--;
-		req_fail(ct, r, ct->fd < 0 ? "control daemon unavailable, try again later"
-					   : "control daemon did not answer in time");
+		req_fail(ct, r,
+			 ct->fd < 0 ? "control daemon unavailable, try again later"
+				    : "control daemon did not answer in time");
 		req_free(r);
 	}
 }

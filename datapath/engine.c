@@ -40,14 +40,14 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-#define NONE UINT32_MAX
-#define HEADROOM 8
-#define TICK_MS 500
+#define NONE		     UINT32_MAX
+#define HEADROOM	     8
+#define TICK_MS		     500
 #define HANDSHAKE_TIMEOUT_MS 10000
-#define PENDING_TIMEOUT_MS 10000
-#define PENDING_MAX 4096
-#define CONNECT_TIMEOUT_MS 5000
-#define POOL_KEEP 256
+#define PENDING_TIMEOUT_MS   10000
+#define PENDING_MAX	     4096
+#define CONNECT_TIMEOUT_MS   5000
+#define POOL_KEEP	     256
 
 enum op {
 	OP_ACCEPT = 1,
@@ -461,14 +461,16 @@ static void conn_close(struct worker *w, struct conn *c, bool rst, const char *w
 		return;
 	if (why)
 		log_debug("w%d: closing %s fd %d: %s", w->id,
-			  c->kind == CK_LINK ? "link" : c->kind == CK_PLAIN ? "conn" : "listener",
+			  c->kind == CK_LINK	? "link"
+			  : c->kind == CK_PLAIN ? "conn"
+						: "listener",
 			  c->fd, why);
 	c->closing = true;
 	if (c->kind == CK_LINK) {
 		if (c->state == LS_IDLE)
 			idle_unlink(w, c);
-		if (c->state == LS_CONNECT || (w->e->cfg.role == ENGINE_CLIENT &&
-					       (c->state == LS_HANDSHAKE)))
+		if (c->state == LS_CONNECT ||
+		    (w->e->cfg.role == ENGINE_CLIENT && (c->state == LS_HANDSHAKE)))
 			w->opening--;
 		if (w->e->cfg.role == ENGINE_CLIENT && c->state != LS_CONNECT &&
 		    c->state != LS_HANDSHAKE)
@@ -672,8 +674,9 @@ static void ctl_pump(struct worker *w, struct conn *l)
 		if (r == 0)
 			break;
 		if (r < 0) {
-			conn_close(w, l, false, r == -EPIPE ? "control link closed by peer"
-							    : "control link TLS error");
+			conn_close(w, l, false,
+				   r == -EPIPE ? "control link closed by peer"
+					       : "control link TLS error");
 			return;
 		}
 		if (msg_reader_feed(l->mr, buf, (size_t)r) < 0) {
@@ -899,8 +902,8 @@ static void relay_first(struct worker *w, struct conn *l)
 	int r, home;
 
 	while (l->hello_have < sizeof(l->hello)) {
-		size_t want = l->hello_have < 4 ? 4 - l->hello_have
-						: sizeof(l->hello) - l->hello_have;
+		size_t want =
+		    l->hello_have < 4 ? 4 - l->hello_have : sizeof(l->hello) - l->hello_have;
 
 		r = xprt_read(&l->x, l->hello + l->hello_have, want);
 		if (r == 0) {
@@ -1279,8 +1282,9 @@ static void link_handshake(struct worker *w, struct conn *l)
 	l->x.out = NULL;
 	l->x.out_len = l->x.out_cap = 0;
 	if (r < 0) {
-		log_warn("%s fd %d: %s", w->e->cfg.role == ENGINE_RELAY ? "tunnel connection" : "data link",
-			 l->fd, err);
+		log_warn("%s fd %d: %s",
+			 w->e->cfg.role == ENGINE_RELAY ? "tunnel connection" : "data link", l->fd,
+			 err);
 		conn_close(w, l, false, err);
 		return;
 	}
@@ -1890,8 +1894,8 @@ static int worker_init(struct engine *e, struct worker *w, int id, char *err, si
 		return -ENOMEM;
 	}
 	for (unsigned i = 0; i < w->nbufs; i++)
-		io_uring_buf_ring_add(w->br, buf_addr(w, i) + HEADROOM, w->bufsz,
-				      (unsigned short)i, io_uring_buf_ring_mask(w->nbufs), (int)i);
+		io_uring_buf_ring_add(w->br, buf_addr(w, i) + HEADROOM, w->bufsz, (unsigned short)i,
+				      io_uring_buf_ring_mask(w->nbufs), (int)i);
 	io_uring_buf_ring_advance(w->br, (int)w->nbufs);
 	for (uint32_t i = 0; i < w->nconns; i++) {
 		w->conns[i].kind = CK_FREE;

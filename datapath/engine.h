@@ -39,14 +39,14 @@ struct tunnel {
 	_Atomic int links;		 /* data links open, all workers */
 	unsigned max_links;
 	unsigned max_pool;
-	uint32_t ctl_idx, ctl_gen;	/* [home] its control link */
-	uint32_t idle_head;		/* [home] idle data links (conn index) */
-	unsigned idle;			/* [home] */
-	uint32_t pend_head, pend_tail;	/* [home] public conns waiting for a link */
-	unsigned pending;		/* [home] */
-	uint64_t last_hb;		/* [home] last heartbeat, ms */
+	uint32_t ctl_idx, ctl_gen;     /* [home] its control link */
+	uint32_t idle_head;	       /* [home] idle data links (conn index) */
+	unsigned idle;		       /* [home] */
+	uint32_t pend_head, pend_tail; /* [home] public conns waiting for a link */
+	unsigned pending;	       /* [home] */
+	uint64_t last_hb;	       /* [home] last heartbeat, ms */
 	char hostname[64], os[32], arch[32], version[32]; /* [control thread] */
-	struct tunnel *next;		/* registry chain [control thread, under lock] */
+	struct tunnel *next; /* registry chain [control thread, under lock] */
 };
 
 /* A client-side forwarding rule: public port -> local target. */
@@ -59,12 +59,13 @@ struct engine_rule {
 
 /* Mailbox commands (engine_post). Ownership of data moves to the worker. */
 enum mb_type {
-	MB_LISTEN,	/* relay: arm accept on fd (a port listener for port) */
-	MB_UNLISTEN,	/* relay: stop accepting on port's listener */
-	MB_CTL_SEND,	/* relay: write data (a control message) on conn idx/gen; close after if flag */
-	MB_WELCOME,	/* relay: tunnel is online on this worker via conn idx/gen; then send data */
-	MB_KICK,	/* relay: send data on the tunnel's control link, close it, tunnel offline */
-	MB_SESSION,	/* client: start keeping data links for tunnel id/secret */
+	MB_LISTEN,   /* relay: arm accept on fd (a port listener for port) */
+	MB_UNLISTEN, /* relay: stop accepting on port's listener */
+	MB_CTL_SEND, /* relay: write data (a control message) on conn idx/gen; close after if flag
+		      */
+	MB_WELCOME,  /* relay: tunnel is online on this worker via conn idx/gen; then send data */
+	MB_KICK,     /* relay: send data on the tunnel's control link, close it, tunnel offline */
+	MB_SESSION,  /* client: start keeping data links for tunnel id/secret */
 	MB_SESSION_END, /* client: close idle links, let busy ones finish */
 	MB_STOP,	/* drain and leave the loop */
 };

@@ -49,9 +49,11 @@ static bool kernel_has_tls_ulp(void)
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"config", required_argument, NULL, 'c'}, {"check", no_argument, NULL, 'n'},
-		{"help", no_argument, NULL, 'h'},	  {"version", no_argument, NULL, 'V'},
-		{NULL, 0, NULL, 0},
+	    {"config", required_argument, NULL, 'c'},
+	    {"check", no_argument, NULL, 'n'},
+	    {"help", no_argument, NULL, 'h'},
+	    {"version", no_argument, NULL, 'V'},
+	    {NULL, 0, NULL, 0},
 	};
 	const char *path = NULL;
 	bool check = false;
@@ -84,7 +86,8 @@ int main(int argc, char **argv)
 		}
 	}
 	if (optind < argc) {
-		fprintf(stderr, "nave-relayd: unexpected argument '%s' (see --help)\n", argv[optind]);
+		fprintf(stderr, "nave-relayd: unexpected argument '%s' (see --help)\n",
+			argv[optind]);
 		return 2;
 	}
 	if (cfg_server_load(&cfg, path, err, sizeof(err)) < 0) {
@@ -116,8 +119,8 @@ int main(int argc, char **argv)
 			cfg.runtime_dir, strerror(errno));
 		return 1;
 	}
-	if (tls_ensure_selfsigned(cfg.certificate, cfg.private_key, cfg.domain, err,
-				  sizeof(err)) < 0) {
+	if (tls_ensure_selfsigned(cfg.certificate, cfg.private_key, cfg.domain, err, sizeof(err)) <
+	    0) {
 		fprintf(stderr, "nave-relayd: %s\n", err);
 		return 1;
 	}
