@@ -234,10 +234,15 @@ static struct conn *conn_new(struct worker *w, enum kind k, int fd)
 	struct conn *c;
 	uint32_t gen;
 
-	if (w->free_head == NONE)
+	if (w->free_head != NONE) {
+		c = &w->conns[w->free_head];
+		w->free_head = c->next;
+	} else if (w->high < w->nconns) {
+		/* never-used slots are taken in order, so untouched pages stay unmapped */
+		c = &w->conns[w->high];
+	} else {
 		return NULL;
-	c = &w->conns[w->free_head];
-	w->free_head = c->next;
+	}
 	gen = c->gen;
 	memset(c, 0, sizeof(*c));
 	c->gen = gen;
@@ -1897,11 +1902,7 @@ static int worker_init(struct engine *e, struct worker *w, int id, char *err, si
 		io_uring_buf_ring_add(w->br, buf_addr(w, i) + HEADROOM, w->bufsz, (unsigned short)i,
 				      io_uring_buf_ring_mask(w->nbufs), (int)i);
 	io_uring_buf_ring_advance(w->br, (int)w->nbufs);
-	for (uint32_t i = 0; i < w->nconns; i++) {
-		w->conns[i].kind = CK_FREE;
-		w->conns[i].next = i + 1 < w->nconns ? i + 1 : NONE;
-	}
-	w->free_head = 0;
+	w->free_head = NONE; /* calloc'd slots are CK_FREE; conn_new takes them lazily */
 	w->efd = eventfd(0, EFD_CLOEXEC);
 	if (w->efd < 0) {
 		snprintf(err, errlen, "eventfd: %s", strerror(errno));
