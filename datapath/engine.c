@@ -587,6 +587,7 @@ static void plain_on_recv(struct worker *w, struct conn *p, int res, unsigned fl
 	p->recv_armed = false;
 	if (res == -ENOBUFS) {
 		p->rearm = true; /* retried on the next tick */
+		log_debug("w%d: provided buffers exhausted (plain)", w->id);
 		return;
 	}
 	if (res <= 0 || !l) {
@@ -1327,6 +1328,7 @@ static void link_on_recv(struct worker *w, struct conn *l, int res, unsigned fla
 	l->recv_armed = false;
 	if (res == -ENOBUFS) {
 		l->rearm = true;
+		log_debug("w%d: provided buffers exhausted (link)", w->id);
 		return;
 	}
 	if (res <= 0) {
