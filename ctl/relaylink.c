@@ -346,9 +346,9 @@ static int on_hello(struct relaylink *rl, json_t *m, char *why)
 		get_info(item, &ci, why);
 		ret = store_tunnel_set_state(rl->st, tid, STORE_ONLINE, &ci);
 		if (ret == -ENOENT)
-			log_warn("relayd reports unknown tunnel %s online", tid);
+			log_warn("relayd reports unknown tunnel %.64s online", tid);
 		else if (ret)
-			log_error("relay_hello: could not mark tunnel %s online", tid);
+			log_error("relay_hello: could not mark tunnel %.64s online", tid);
 		else
 			n_online++;
 	}
@@ -405,12 +405,12 @@ static int on_auth(struct relaylink *rl, json_t *m, char *why)
 	if (reg) {
 		ret = store_auth_registration(rl->st, reg, group, &ci, tid, tok, err, sizeof(err));
 		if (ret) {
-			log_info("auth refused (registration, host %s): %s", or_dash(ci.hostname),
-				 err);
+			log_info("auth refused (registration, host %.64s): %s",
+				 or_dash(ci.hostname), err);
 			reply_error(rl, req, err);
 			return 0;
 		}
-		log_info("tunnel %s created from registration %.8s (host %s)", tid, reg + 4,
+		log_info("tunnel %.64s created from registration %.8s (host %.64s)", tid, reg + 4,
 			 or_dash(ci.hostname));
 		send_obj(rl, json_pack("{s:s, s:I, s:s, s:s}", "type", CTL_AUTH_OK, "req", req,
 				       "tunnel_id", tid, "token", tok));
@@ -419,11 +419,11 @@ static int on_auth(struct relaylink *rl, json_t *m, char *why)
 	}
 	ret = store_auth_token(rl->st, token, run, &ci, tid, err, sizeof(err));
 	if (ret) {
-		log_info("auth refused (host %s): %s", or_dash(ci.hostname), err);
+		log_info("auth refused (host %.64s): %s", or_dash(ci.hostname), err);
 		reply_error(rl, req, err);
 		return 0;
 	}
-	log_debug("tunnel %s authenticated (%s, host %s)", tid, run ? "run" : "configure",
+	log_debug("tunnel %.64s authenticated (%s, host %.64s)", tid, run ? "run" : "configure",
 		  or_dash(ci.hostname));
 	send_obj(rl,
 		 json_pack("{s:s, s:I, s:s}", "type", CTL_AUTH_OK, "req", req, "tunnel_id", tid));
@@ -443,11 +443,11 @@ static int on_tunnel_online(struct relaylink *rl, json_t *m, char *why)
 		return ret;
 	ret = store_tunnel_set_state(rl->st, tid, STORE_ONLINE, &ci);
 	if (ret == -ENOENT)
-		log_warn("relayd reports unknown tunnel %s online", tid);
+		log_warn("relayd reports unknown tunnel %.64s online", tid);
 	else if (ret)
-		log_error("could not mark tunnel %s online", tid);
+		log_error("could not mark tunnel %.64s online", tid);
 	else
-		log_info("tunnel %s online (host %s)", tid, or_dash(ci.hostname));
+		log_info("tunnel %.64s online (host %.64s)", tid, or_dash(ci.hostname));
 	return 0;
 }
 
@@ -463,11 +463,11 @@ static int on_tunnel_offline(struct relaylink *rl, json_t *m, char *why)
 		return ret;
 	ret = store_tunnel_set_state(rl->st, tid, STORE_OFFLINE, NULL);
 	if (ret == -ENOENT)
-		log_warn("relayd reports unknown tunnel %s offline", tid);
+		log_warn("relayd reports unknown tunnel %.64s offline", tid);
 	else if (ret)
-		log_error("could not mark tunnel %s offline", tid);
+		log_error("could not mark tunnel %.64s offline", tid);
 	else
-		log_info("tunnel %s offline: %s", tid, or_dash(reason));
+		log_info("tunnel %.64s offline: %.200s", tid, or_dash(reason));
 	return 0;
 }
 
@@ -502,12 +502,13 @@ static int on_port_request(struct relaylink *rl, json_t *m, char *why)
 	}
 	ret = store_port_alloc(rl->st, tid, (unsigned)port, rule, &p, &created, err, sizeof(err));
 	if (ret) {
-		log_info("port request of tunnel %s refused: %s", tid, err);
+		log_info("port request of tunnel %.64s refused: %s", tid, err);
 		reply_error(rl, req, err);
 		return 0;
 	}
 	if (created)
-		log_info("port %u allocated to tunnel %s (rule %s)", p.port, tid, or_dash(p.rule));
+		log_info("port %u allocated to tunnel %.64s (rule %s)", p.port, tid,
+			 or_dash(p.rule));
 	send_obj(rl, json_pack("{s:s, s:I, s:s, s:i}", "type", CTL_PORT_GRANT, "req", req,
 			       "tunnel_id", tid, "port", (int)p.port));
 	return 0;
@@ -537,7 +538,7 @@ static int on_port_release(struct relaylink *rl, json_t *m, char *why)
 		reply_error(rl, req, err);
 		return 0;
 	}
-	log_info("port %u released by tunnel %s", (unsigned)port, tid);
+	log_info("port %u released by tunnel %.64s", (unsigned)port, tid);
 	send_obj(rl, json_pack("{s:s, s:I, s:I}", "type", CTL_RELEASED, "req", req, "port", port));
 	return 0;
 }
@@ -561,7 +562,7 @@ static int on_stats(struct relaylink *rl, json_t *m, char *why)
 	json_array_foreach(online, i, v)
 	{
 		if (store_tunnel_touch(rl->st, json_string_value(v)))
-			log_error("stats: could not refresh tunnel %s", json_string_value(v));
+			log_error("stats: could not refresh tunnel %.64s", json_string_value(v));
 	}
 	copy = json_copy(m);
 	if (copy) {
@@ -594,10 +595,10 @@ static int dispatch(struct relaylink *rl, json_t *m, char *why)
 		if (strcmp(type, handlers[i].type) != 0)
 			continue;
 		if (!rl->hello && handlers[i].fn != on_hello)
-			log_debug("relayd sent %s before relay_hello", type);
+			log_debug("relayd sent %.64s before relay_hello", type);
 		return handlers[i].fn(rl, m, why);
 	}
-	log_debug("ignoring relayd message of unknown type \"%s\"", type);
+	log_debug("ignoring relayd message of unknown type \"%.64s\"", type);
 	return 0;
 }
 
@@ -675,7 +676,8 @@ static void do_accept(struct relaylink *rl)
 			continue;
 		}
 		if (uc.uid != geteuid() && uc.uid != 0) {
-			log_warn("relay.sock: refusing pid %d: uid %u is neither %u nor root",
+			log_warn("relay.sock: refusing pid %d: uid %u is neither controld's uid %u "
+				 "nor root",
 				 (int)uc.pid, (unsigned)uc.uid, (unsigned)geteuid());
 			close(fd);
 			continue;
@@ -743,6 +745,11 @@ json_t *relaylink_status(const struct relaylink *rl)
 			v = json_object_get(rl->stats, keys[i]);
 		if (up && !v && rl->info)
 			v = json_object_get(rl->info, keys[i]);
+		if (up && !v && !strcmp(keys[i], "pid")) {
+			/* a relayd that does not say its pid: the kernel told us */
+			json_object_set_new(o, keys[i], json_integer(rl->pid));
+			continue;
+		}
 		json_object_set(o, keys[i], v ? v : json_null());
 	}
 	return o;
