@@ -454,13 +454,18 @@ static void session_start(struct client *cl, json_t *welcome)
 	struct mb_msg mb;
 	long long hb = msg_int(limits, "heartbeat", 10);
 	long long pool = msg_int(limits, "max_pool_size", 8);
+	long long max_links = msg_int(limits, "max_links", 1024);
 
 	memset(&mb, 0, sizeof(mb));
 	mb.type = MB_SESSION;
 	str_copy(mb.tunnel_id, sizeof(mb.tunnel_id), cl->tunnel_id);
 	if (!secret || hex_decode(secret, mb.secret, LINK_SECRET_LEN) < 0)
 		log_warn("server sent no usable link secret");
-	(void)pool;
+	mb.pool_idle = (unsigned)(pool > 0 && (unsigned)pool < cl->cfg->pool_idle ? pool
+										    : cl->cfg->pool_idle);
+	mb.max_links = (unsigned)(max_links > 0 && (unsigned)max_links < cl->cfg->max_links
+					  ? max_links
+					  : cl->cfg->max_links);
 	cl->hb_ms = (unsigned)(hb > 0 ? hb : 10) * 1000;
 	engine_post(cl->eng, 0, &mb);
 	cl->online = true;

@@ -131,6 +131,7 @@ struct worker {
 	char tunnel_id[LINK_ID_MAX];
 	uint8_t secret[LINK_SECRET_LEN];
 	unsigned links, idle, opening;
+	unsigned pool_idle, max_links;
 	uint64_t open_block_until;
 	/* counters, read by other threads */
 	_Atomic uint64_t st_conns, st_conns_total, st_in, st_out, st_links, st_idle;
@@ -774,6 +775,7 @@ static void relay_bind(struct worker *w, struct conn *p, struct conn *l)
 	l->peer = conn_idx(w, p);
 	p->peer = conn_idx(w, l);
 	p->connected = true;
+	p->deadline = 0; /* it may have waited in the pending queue */
 	frame_rx_init(&l->rx, false);
 	if (link_write(w, l, frame, sizeof(frame)) < 0) {
 		conn_close(w, l, false, "cannot send BIND");
@@ -834,7 +836,7 @@ static void link_make_idle(struct worker *w, struct conn *l)
 	frame_rx_init(&l->rx, w->e->cfg.role == ENGINE_CLIENT);
 	obuf_maybe_release(w, l);
 	if (w->e->cfg.role == ENGINE_CLIENT) {
-		if (!w->session || w->idle >= w->e->cfg.pool_idle * 2) {
+		if (!w->session || w->idle >= w->pool_idle * 2) {
 			l->state = LS_STREAM; /* not counted idle */
 			conn_close(w, l, false, "pool full");
 			return;
@@ -1404,11 +1406,9 @@ static void client_open_link(struct worker *w)
 
 static void client_fill_pool(struct worker *w)
 {
-	unsigned want = w->e->cfg.pool_idle;
-
 	if (!w->session || w->stopping || now_ms() < w->open_block_until)
 		return;
-	while (w->idle + w->opening < want && w->links + w->opening < w->e->cfg.max_links)
+	while (w->idle + w->opening < w->pool_idle && w->links + w->opening < w->max_links)
 		client_open_link(w);
 }
 
@@ -1570,6 +1570,10 @@ static void mb_handle(struct worker *w, struct mb_msg *m)
 		memcpy(w->tunnel_id, m->tunnel_id, sizeof(w->tunnel_id));
 		memcpy(w->secret, m->secret, sizeof(w->secret));
 		w->open_block_until = 0;
+		if (m->pool_idle)
+			w->pool_idle = m->pool_idle;
+		if (m->max_links)
+			w->max_links = m->max_links;
 		client_fill_pool(w);
 		break;
 	case MB_SESSION_END:
@@ -1868,6 +1872,8 @@ static int worker_init(struct engine *e, struct worker *w, int id, char *err, si
 	w->slot = w->bufsz + HEADROOM;
 	w->txcap = 8 * w->bufsz < 65536 ? 65536 : 8 * w->bufsz;
 	w->nconns = cfg->max_conns;
+	w->pool_idle = cfg->pool_idle;
+	w->max_links = cfg->max_links;
 	pthread_mutex_init(&w->mb_lock, NULL);
 	p.flags = IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN;
 	p.cq_entries = 8192;

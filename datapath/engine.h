@@ -81,6 +81,7 @@ struct mb_msg {
 	size_t len;
 	char tunnel_id[LINK_ID_MAX];
 	uint8_t secret[LINK_SECRET_LEN];
+	unsigned pool_idle, max_links; /* MB_SESSION: the pool, within the server's limits */
 	struct mb_msg *next;
 };
 

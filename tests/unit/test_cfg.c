@@ -391,7 +391,7 @@ static void test_client_round_trip(void **state)
 	assert_int_equal(cfg_client_load(a, path, true, err, sizeof(err)), 0);
 	assert_string_equal(a->path, path);
 	assert_int_equal(a->pool_idle, 4);
-	assert_int_equal(a->max_links, 256);
+	assert_int_equal(a->max_links, 1024);
 	assert_int_equal(a->n_tcp, 0);
 	assert_int_equal(a->log_level, NLOG_INFO);
 	assert_true(!strncmp(a->socket, path, strlen(path)));
