@@ -92,7 +92,7 @@ struct cfg_client {
 	int log_level;
 	bool log_json;
 	unsigned pool_idle; /* pool_idle = 4 */
-	unsigned max_links; /* max_links = 256 */
+	unsigned max_links; /* max_links = 1024 */
 	unsigned n_tcp;
 	struct cfg_tcp_rule tcp[CFG_MAX_RULES];
 	char path[CFG_PATH_MAX]; /* file it was read from / will be written to */
