@@ -1834,9 +1834,16 @@ static void *worker_main(void *arg)
 	struct io_uring_cqe *cqe;
 	cpu_set_t set;
 
-	CPU_ZERO(&set);
-	CPU_SET((unsigned)w->id % (unsigned)sysconf(_SC_NPROCESSORS_ONLN), &set);
-	pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+	/*
+	 * relayd pins one worker per CPU; the client's single worker floats, so
+	 * it never sits on the same core as a pinned relayd worker or the
+	 * services it feeds.
+	 */
+	if (w->e->cfg.role == ENGINE_RELAY) {
+		CPU_ZERO(&set);
+		CPU_SET((unsigned)w->id % (unsigned)sysconf(_SC_NPROCESSORS_ONLN), &set);
+		pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+	}
 	mb_arm(w);
 	tick_arm(w);
 	for (;;) {
