@@ -38,6 +38,23 @@ static void usage(FILE *f)
 		   "  --help         this text\n");
 }
 
+/* True when something accepts connections on the socket file at path. */
+static bool unix_in_use(const char *path)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	bool live;
+	int fd;
+
+	if (!str_copy(sa.sun_path, sizeof(sa.sun_path), path))
+		return false;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return false;
+	live = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+	close(fd);
+	return live;
+}
+
 /*
  * Binds a listening AF_UNIX socket at path with mode. A stale socket file is
  * replaced; a live one (another controld) is an error. 0 with *fd, or -errno.
@@ -58,14 +75,10 @@ static int unix_listen(const char *path, mode_t mode, int *fd_out)
 			log_error("%s exists and is not a socket", path);
 			return -EEXIST;
 		}
-		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
-			close(fd);
+		if (unix_in_use(path)) {
 			log_error("%s is in use: is another nave-controld running?", path);
 			return -EADDRINUSE;
 		}
-		if (fd >= 0)
-			close(fd);
 		if (unlink(path) < 0 && errno != ENOENT) {
 			ret = -errno;
 			log_error("%s: cannot remove the stale socket: %s", path, strerror(errno));
@@ -153,6 +166,15 @@ static int run(const struct cfg_server *cfg)
 	/* no relayd is connected yet: nothing can be online */
 	store_tunnel_all_offline(st);
 
+	/*
+	 * Probe control.sock first: a probe of a live relay.sock would count as
+	 * a new relayd there and replace the running controld's real one.
+	 */
+	if (unix_in_use(ctl_sock)) {
+		log_error("%s is in use: is another nave-controld running?", ctl_sock);
+		ret = -EADDRINUSE;
+		goto out;
+	}
 	ret = unix_listen(relay_sock, 0600, &lfd);
 	if (ret)
 		goto out;
