@@ -957,8 +957,18 @@ int client_run(struct cfg_client *c)
 		cconn_close(&cl->cc);
 	engine_stop(cl->eng, 5000);
 	close(cl->lfd);
+	close(sfd);
 	unlink(c->socket);
-	return cl->exit_code;
+	for (unsigned i = 0; i < LOCAL_MAX; i++)
+		if (cl->locals[i].fd > 0) {
+			close(cl->locals[i].fd);
+			msg_reader_free(&cl->locals[i].mr);
+		}
+	SSL_CTX_free(cl->ctx);
+	pthread_mutex_destroy(&cl->lock);
+	rc = cl->exit_code;
+	free(cl);
+	return rc;
 }
 
 json_t *client_local_request(const char *path, json_t *req, int timeout_ms)

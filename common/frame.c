@@ -81,5 +81,15 @@ int frame_hello_check(const struct link_data_hello *h, char *err, size_t errlen)
 		snprintf(err, errlen, "bad tunnel id in DATA_HELLO");
 		return -EBADMSG;
 	}
+	for (const char *c = h->tunnel_id; *c; c++) {
+		if (*c <= 0x20 || *c >= 0x7f) { /* ids are printable: they reach the logs */
+			snprintf(err, errlen, "bad tunnel id in DATA_HELLO");
+			return -EBADMSG;
+		}
+	}
+	if (h->flags != 0) {
+		snprintf(err, errlen, "unknown DATA_HELLO flags");
+		return -EBADMSG;
+	}
 	return 0;
 }

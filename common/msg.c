@@ -50,7 +50,7 @@ int msg_reader_feed(struct msg_reader *r, const void *data, size_t n)
 {
 	if (n == 0)
 		return 0;
-	if (r->len + n > 2 * (MSG_MAX + 4))
+	if (n > 2 * (MSG_MAX + 4) - r->len)
 		return -EMSGSIZE;
 	if (r->len + n > r->cap) {
 		size_t cap = r->cap ? r->cap : 1024;

@@ -85,8 +85,8 @@ const char cfg_server_default_ini[] =
     "workers = auto\n"
     "ktls = auto\n"
     "steering = auto\n"
-    "buffer_size = 16384\n"
-    "buffers = 512\n"
+    "buffer_size = 65536\n"
+    "buffers = 128\n"
     "\n"
     "[xdp]\n"
     "# empty: no XDP filter\n"
@@ -167,8 +167,8 @@ static const struct cfg_row server_rows[] = {
     SRV("datapath", "workers", "auto", R_WORKERS, workers, .min = 1, .max = 256),
     SRV("datapath", "ktls", "auto", R_KTLS, ktls),
     SRV("datapath", "steering", "auto", R_STEERING, steering),
-    SRV("datapath", "buffer_size", "16384", R_POW2, buffer_size, .min = 1024, .max = 1048576),
-    SRV("datapath", "buffers", "512", R_POW2, buffers, .min = 8, .max = 32768),
+    SRV("datapath", "buffer_size", "65536", R_POW2, buffer_size, .min = 1024, .max = 1048576),
+    SRV("datapath", "buffers", "128", R_POW2, buffers, .min = 8, .max = 32768),
     SRV("xdp", "interface", "", R_IFNAME, xdp_interface),
     SRV("xdp", "syn_rate", "0", R_UINT, syn_rate, .min = 0, .max = UINT_MAX),
     SRV("metrics", "listen", "", R_LISTEN, metrics_listen),

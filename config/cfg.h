@@ -47,8 +47,8 @@ struct cfg_server {
 	unsigned workers;     /* 0 = auto (online CPUs) */
 	int ktls;	      /* CFG_AUTO|CFG_ON|CFG_OFF */
 	int steering;	      /* 0 auto, 1 bpf, 2 listeners */
-	unsigned buffer_size; /* 16384; 1024..1048576, power of two */
-	unsigned buffers;     /* 512 per worker; 8..32768, power of two */
+	unsigned buffer_size; /* 65536; 1024..1048576, power of two */
+	unsigned buffers;     /* 128 per worker; 8..32768, power of two */
 	/* [xdp] */
 	char xdp_interface[CFG_STR_MAX]; /* empty: off */
 	unsigned syn_rate;		 /* 0 = no limit */

@@ -971,4 +971,27 @@ void ctlthread_stop(struct ctlthread *ct)
 		cd_flush(ct);
 		close(ct->fd);
 	}
+	drain_events(ct);
+	while (ct->reqs) {
+		struct req *r = ct->reqs;
+
+		ct->reqs = r->next;
+		req_free(r);
+	}
+	for (unsigned h = 0; h < 256; h++) {
+		while (ct->tunnels[h]) {
+			struct rtun *rt = ct->tunnels[h];
+
+			ct->tunnels[h] = (struct rtun *)rt->t.next;
+			free(rt);
+		}
+	}
+	msg_reader_free(&ct->mr);
+	free(ct->wbuf);
+	free(ct->route);
+	free(ct->listening);
+	close(ct->efd);
+	pthread_mutex_destroy(&ct->lock);
+	pthread_mutex_destroy(&ct->ev_lock);
+	free(ct);
 }

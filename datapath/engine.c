@@ -124,6 +124,7 @@ struct worker {
 	struct mb_msg *mb_head, *mb_tail;
 	struct __kernel_timespec tick_ts;
 	bool stopping;
+	unsigned starved;
 	uint64_t stop_deadline;
 	uint32_t stream_seq;
 	/* client session */
@@ -587,7 +588,8 @@ static void plain_on_recv(struct worker *w, struct conn *p, int res, unsigned fl
 
 	p->recv_armed = false;
 	if (res == -ENOBUFS) {
-		p->rearm = true; /* retried on the next tick */
+		p->rearm = true; /* retried after this batch */
+		w->starved++;
 		log_debug("w%d: provided buffers exhausted (plain)", w->id);
 		return;
 	}
@@ -1330,6 +1332,7 @@ static void link_on_recv(struct worker *w, struct conn *l, int res, unsigned fla
 	l->recv_armed = false;
 	if (res == -ENOBUFS) {
 		l->rearm = true;
+		w->starved++;
 		log_debug("w%d: provided buffers exhausted (link)", w->id);
 		return;
 	}
@@ -1820,6 +1823,23 @@ static void handle_cqe(struct worker *w, struct io_uring_cqe *cqe)
 	}
 }
 
+/* Receives that met an empty buffer ring go again once a batch recycled buffers. */
+static void rearm_starved(struct worker *w)
+{
+	w->starved = 0;
+	for (uint32_t i = 0; i < w->high; i++) {
+		struct conn *c = &w->conns[i];
+
+		if (c->kind == CK_FREE || c->closing || !c->rearm)
+			continue;
+		c->rearm = false;
+		if (c->kind == CK_PLAIN)
+			plain_arm_recv(w, c);
+		else
+			link_arm_recv(w, c);
+	}
+}
+
 static bool worker_idle_for_stop(struct worker *w)
 {
 	for (uint32_t i = 0; i < w->high; i++)
@@ -1856,6 +1876,8 @@ static void *worker_main(void *arg)
 			n++;
 		}
 		io_uring_cq_advance(&w->ring, n);
+		if (w->starved)
+			rearm_starved(w);
 		if (w->stopping && (worker_idle_for_stop(w) || now_ms() > w->stop_deadline))
 			break;
 	}
@@ -2041,6 +2063,40 @@ void engine_stats(struct engine *e, struct engine_stats *s)
 	}
 }
 
+/* After the worker thread ended: everything it owned goes. */
+static void worker_free(struct worker *w)
+{
+	struct mb_msg *m, *next;
+	void *p;
+
+	for (uint32_t i = 0; i < w->high; i++) {
+		struct conn *c = &w->conns[i];
+
+		if (c->kind == CK_FREE)
+			continue;
+		c->counted = false;
+		conn_finalize(w, c);
+	}
+	while ((p = w->pool)) {
+		w->pool = *(void **)p;
+		free(p);
+	}
+	for (m = w->mb_head; m; m = next) {
+		next = m->next;
+		if (m->type == MB_LISTEN)
+			close(m->fd);
+		free(m->data);
+		free(m);
+	}
+	io_uring_queue_exit(&w->ring);
+	munmap(w->br, w->br_size);
+	close(w->efd);
+	free(w->bufs);
+	free(w->scratch);
+	free(w->conns);
+	pthread_mutex_destroy(&w->mb_lock);
+}
+
 void engine_stop(struct engine *e, unsigned timeout_ms)
 {
 	struct mb_msg m;
@@ -2051,4 +2107,9 @@ void engine_stop(struct engine *e, unsigned timeout_ms)
 	engine_post(e, -1, &m);
 	for (unsigned i = 0; i < e->n; i++)
 		pthread_join(e->w[i].thread, NULL);
+	for (unsigned i = 0; i < e->n; i++)
+		worker_free(&e->w[i]);
+	free(e->w);
+	free(e->ring_fds);
+	free(e);
 }

@@ -112,8 +112,8 @@ static void test_embedded_default(void **state)
 	assert_int_equal(c.workers, 0);
 	assert_int_equal(c.ktls, CFG_AUTO);
 	assert_int_equal(c.steering, CFG_STEER_AUTO);
-	assert_int_equal(c.buffer_size, 16384);
-	assert_int_equal(c.buffers, 512);
+	assert_int_equal(c.buffer_size, 65536);
+	assert_int_equal(c.buffers, 128);
 	assert_string_equal(c.xdp_interface, "");
 	assert_int_equal(c.syn_rate, 0);
 	assert_string_equal(c.metrics_listen, "");
