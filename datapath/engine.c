@@ -73,7 +73,7 @@ struct conn {
 	uint32_t gen;
 	uint8_t kind, state;
 	bool recv_armed, closing, tx_done, rx_done, eof_in, shut_wr_pending, shut_wr_done;
-	bool tunnel_listener, draining, close_after_send, connected, counted, rearm;
+	bool tunnel_listener, draining, close_after_send, connected, counted, rearm, pumping;
 	int fd;
 	uint16_t inflight;
 	uint16_t port;
@@ -383,8 +383,8 @@ static void link_arm_recv(struct worker *w, struct conn *l)
 {
 	struct conn *p;
 
-	if (l->stash_len)
-		return;
+	if (l->stash_len || l->pumping)
+		return; /* link_pump arms it when it has taken all input */
 	if (l->state == LS_STREAM && !l->rx_done) {
 		p = conn_at(w, l->peer);
 		if (p && (!p->connected || (p->tx.p && obuf_room(w, p) < w->bufsz)))
@@ -564,14 +564,21 @@ static void stream_maybe_done(struct worker *w, struct conn *l)
 	link_make_idle(w, l);
 }
 
+/* The link ended this direction: pass the half-close on once p's bytes are out. */
+static void plain_maybe_shut(struct conn *p)
+{
+	if (p->shut_wr_pending && !p->shut_wr_done && p->connected && !p->tx.inflight &&
+	    p->tx.head == p->tx.tail) {
+		shutdown(p->fd, SHUT_WR);
+		p->shut_wr_done = true;
+	}
+}
+
 static void plain_flush_done(struct worker *w, struct conn *p)
 {
 	struct conn *l = conn_at(w, p->peer);
 
-	if (p->shut_wr_pending && !p->shut_wr_done && p->tx.head == p->tx.tail) {
-		shutdown(p->fd, SHUT_WR);
-		p->shut_wr_done = true;
-	}
+	plain_maybe_shut(p);
 	obuf_maybe_release(w, p);
 	if (l) {
 		stream_maybe_done(w, l);
@@ -1118,6 +1125,7 @@ static void plain_on_connect(struct worker *w, struct conn *p, int res)
 		p->tx.tail = (uint32_t)proxy_header(p->rule.proxy, &p->bind, p->tx.p, w->txcap);
 		obuf_kick(w, p);
 	}
+	plain_maybe_shut(p);
 	plain_arm_recv(w, p);
 	link_pump(w, l);
 }
@@ -1163,6 +1171,7 @@ static void link_pump(struct worker *w, struct conn *l)
 
 	if (l->stash_len)
 		xprt_feed(&l->x, l->stash + l->stash_off, l->stash_len);
+	l->pumping = true;
 	for (;;) {
 		p = conn_at(w, l->peer);
 		if (frame_rx_in_body(&l->rx)) {
@@ -1234,10 +1243,7 @@ static void link_pump(struct worker *w, struct conn *l)
 		if (ev == FRAME_EOF) {
 			if (p) {
 				p->shut_wr_pending = true;
-				if (p->tx.head == p->tx.tail && p->connected) {
-					shutdown(p->fd, SHUT_WR);
-					p->shut_wr_done = true;
-				}
+				plain_maybe_shut(p);
 			}
 		} else { /* FRAME_RESET */
 			if (p) {
@@ -1256,6 +1262,7 @@ static void link_pump(struct worker *w, struct conn *l)
 		if (l->closing)
 			return;
 	}
+	l->pumping = false;
 	link_stash_rest(w, l);
 	if (l->closing)
 		return;
