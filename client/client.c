@@ -560,7 +560,9 @@ static void try_connect(struct client *cl)
 		return;
 	}
 	str_copy(cl->tunnel_id, sizeof(cl->tunnel_id), msg_str(m, "tunnel_id") ?: "");
-	log_info("connected to %s as tunnel %s", cl->cfg->server, cl->tunnel_id);
+	log_info("connected to %s as tunnel %s (%s, %s)", cl->cfg->server, cl->tunnel_id,
+		 SSL_CIPHER_get_name(SSL_get_current_cipher(cl->cc.ssl)),
+		 SSL_get_curve_name(SSL_get_curve_id(cl->cc.ssl)) ?: "?");
 	session_start(cl, m);
 	json_decref(m);
 }
