@@ -1,0 +1,119 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Fixtures for the end-to-end tests: a running server (nave-controld +
+nave-relayd), clients, and local services. See navetest.py for the objects.
+
+Every test gets fresh temporary directories, a free tunnel port and its own
+50-port public range; teardown stops everything with SIGTERM and requires exit
+status 0 (no process may die of a signal). When a test fails, the tails of all
+its processes' logs are attached to the report.
+"""
+import pytest
+
+import navetest as nt
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.failed:
+        seen = set()
+        for p in getattr(item, "_nave_procs", []):
+            if p.log_path in seen:
+                continue
+            seen.add(p.log_path)
+            rep.sections.append((f"log {p.name}: {p.log_path}", nt.tail(p.output(), 200)))
+
+
+@pytest.fixture
+def procs(request):
+    """Every process a test starts, for teardown and the failure report."""
+    reg = []
+    request.node._nave_procs = reg
+    return reg
+
+
+def _need_binaries():
+    for b in (nt.CONTROLD, nt.RELAYD, nt.NAVECTL, nt.NAVE):
+        if not b.exists():
+            pytest.fail(f"{b} is not built (make, or make SAN=1 for build-san)")
+
+
+@pytest.fixture
+def free_port():
+    return nt.free_port
+
+
+@pytest.fixture
+def services():
+    made = []
+
+    def make(handler, name="svc"):
+        s = nt.Service(handler, name)
+        made.append(s)
+        return s
+
+    yield make
+    for s in made:
+        s.close()
+
+
+@pytest.fixture
+def svc(services):
+    """The default local service: h_exchange (N bytes each way, SHA-256 checked)."""
+    return services(nt.h_exchange, "exchange")
+
+
+@pytest.fixture
+def server(tmp_path, procs):
+    _need_binaries()
+    srv = nt.Server(tmp_path, procs)
+    try:
+        srv.start()
+    except BaseException:
+        for p in procs:
+            p.kill()
+        raise
+    yield srv
+    errors = []
+    # clients first (they would only reconnect), then the daemons
+    for p in procs:
+        if p.name.startswith("nave(") and p.proc is not None:
+            try:
+                if p.rc is None and p.alive():
+                    nt.check_exit(p.name, p.stop(), p.output())
+                else:
+                    rc = p.wait(nt.STOP_TIMEOUT) if p.rc is None else p.rc
+                    if rc is not None and rc < 0:
+                        raise nt.Failure(f"{p.name} died of signal {-rc}")
+            except nt.Failure as e:
+                errors.append(str(e))
+    try:
+        srv.stop()
+    except nt.Failure as e:
+        errors.append(str(e))
+    for p in procs:
+        p.kill()
+    if errors:
+        pytest.fail("teardown: " + "\n".join(errors), pytrace=False)
+
+
+@pytest.fixture
+def make_client(server, tmp_path, procs):
+    """make_client(name, start=True, **configure_kw) -> a configured (and started) Client."""
+    n = [0]
+
+    def make(name=None, start=True, **kw):
+        n[0] += 1
+        c = nt.Client(server, tmp_path, procs, name or f"c{n[0]}")
+        c.configure(**kw)
+        if start:
+            c.start()
+        return c
+
+    return make
+
+
+@pytest.fixture
+def client(make_client):
+    return make_client("c0")

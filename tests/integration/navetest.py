@@ -1,0 +1,796 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Helpers for the end-to-end tunnel tests: real nave-controld, nave-relayd and
+nave processes on loopback, local services in Python threads, and byte-exact
+transfers checked with SHA-256.
+
+Every wait polls a condition with a deadline (the suite also runs against the
+ASan build, so nothing may assume timing), and every socket has a timeout so
+that a hang fails the test instead of blocking CI.
+"""
+import hashlib
+import json
+import os
+import queue
+import random
+import signal
+import socket
+import ssl
+import struct
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+BUILD = Path(os.environ.get("NAVE_BUILD", ROOT / "build"))
+CONTROLD = BUILD / "nave-controld"
+RELAYD = BUILD / "nave-relayd"
+NAVECTL = BUILD / "navectl"
+NAVE = BUILD / "nave"
+
+IO_TIMEOUT = 60.0  # every socket operation
+START_TIMEOUT = 60.0  # a daemon or client becoming ready
+STOP_TIMEOUT = 30.0  # SIGTERM to exit
+CMD_TIMEOUT = 60.0  # one CLI invocation
+CHUNK = 1 << 20
+
+KiB = 1024
+MiB = 1024 * 1024
+
+
+class Failure(AssertionError):
+    pass
+
+
+def wait_for(cond, timeout, what, interval=0.05):
+    """Polls cond() until it returns a true value (returned) or fails after timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise Failure(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+# ---------------------------------------------------------------- ports
+
+
+def free_port():
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+    finally:
+        s.close()
+
+
+def port_is_free(port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.bind(("127.0.0.1", port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def port_window(size=50, lo=23000, hi=29999):
+    """A random window of `size` ports inside lo..hi that all look free."""
+    rnd = random.SystemRandom()
+    for _ in range(200):
+        start = rnd.randrange(lo, hi - size + 2)
+        if all(port_is_free(p) for p in range(start, start + size)):
+            return start, start + size - 1
+    raise Failure(f"no free {size}-port window in {lo}-{hi}")
+
+
+# ---------------------------------------------------------------- processes
+
+
+def run(cmd, timeout=CMD_TIMEOUT, **kw):
+    return subprocess.run(
+        [str(c) for c in cmd],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        **kw,
+    )
+
+
+def user_lines(stderr):
+    """stderr without the daemon-style log lines (which start with a timestamp)."""
+    out = []
+    for line in stderr.splitlines():
+        if len(line) > 20 and line[:4].isdigit() and line[4] == "-" and "T" in line[:20]:
+            continue
+        if line.startswith('{"time":'):
+            continue
+        out.append(line)
+    return out
+
+
+class Proc:
+    """A long-running subprocess with stdout+stderr appended to a log file."""
+
+    def __init__(self, name, cmd, log_path, cwd):
+        self.name = name
+        self.cmd = [str(c) for c in cmd]
+        self.log_path = Path(log_path)
+        self.cwd = cwd
+        self.proc = None
+        self.rc = None
+
+    def start(self):
+        with open(self.log_path, "ab") as f:
+            f.write(f"==== {time.strftime('%H:%M:%S')} start: {' '.join(self.cmd)}\n".encode())
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            self.cmd, cwd=self.cwd, stdin=subprocess.DEVNULL, stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        self.rc = None
+        return self
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def poll(self):
+        return self.proc.poll()
+
+    def output(self):
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def wait(self, timeout):
+        try:
+            self.rc = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+        self.log.close()
+        return self.rc
+
+    def signal(self, sig):
+        if self.alive():
+            self.proc.send_signal(sig)
+
+    def stop(self, timeout=STOP_TIMEOUT):
+        """SIGTERM and wait; returns the exit status (negative: died of a signal).
+        A process that ignores SIGTERM is killed and reported."""
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.send_signal(signal.SIGTERM)
+        rc = self.wait(timeout)
+        if rc is None:
+            self.proc.kill()
+            self.proc.wait()
+            self.log.close()
+            raise Failure(f"{self.name} (pid {self.proc.pid}) ignored SIGTERM for {timeout:.0f} s")
+        return rc
+
+    def kill(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        if self.proc is not None and not self.log.closed:
+            self.log.close()
+
+
+def check_exit(name, rc, output=""):
+    if rc is None:
+        raise Failure(f"{name} did not exit")
+    if rc < 0:
+        raise Failure(f"{name} died of signal {-rc} ({signal.Signals(-rc).name})\n{tail(output)}")
+    if rc != 0:
+        raise Failure(f"{name} exited {rc} on SIGTERM\n{tail(output)}")
+
+
+def tail(text, n=60):
+    lines = text.splitlines()
+    return "\n".join(lines[-n:])
+
+
+class Server:
+    """nave-controld + nave-relayd as real processes with their own dirs and ports."""
+
+    def __init__(self, tmp, registry, extra_ini=""):
+        self.dir = Path(tmp) / "server"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.https = free_port()
+        self.port_min, self.port_max = port_window()
+        self.ini = self.dir / "server.ini"
+        self.ini.write_text(
+            "[server]\n"
+            f"state_dir = {self.dir}/var\n"
+            f"runtime_dir = {self.dir}/run\n"
+            "log_level = debug\n"
+            "[listen]\n"
+            f"https = {self.https}\n"
+            "address = 127.0.0.1\n"
+            "[ports]\n"
+            f"range = {self.port_min}-{self.port_max}\n"
+            "[tunnel]\n"
+            "heartbeat = 1s\n" + extra_ini
+        )
+        self.control_sock = self.dir / "run" / "control.sock"
+        self.relay_sock = self.dir / "run" / "relay.sock"
+        self.controld = Proc(
+            "nave-controld", [CONTROLD, "--config", self.ini], self.dir / "controld.log", self.dir
+        )
+        self.relayd = Proc(
+            "nave-relayd", [RELAYD, "--config", self.ini], self.dir / "relayd.log", self.dir
+        )
+        registry.append(self.controld)
+        registry.append(self.relayd)
+        self._fp = None
+
+    # -- lifecycle
+
+    def start(self):
+        self.start_controld()
+        self.start_relayd()
+        return self
+
+    def start_controld(self):
+        self.controld.start()
+
+        def ready():
+            if not self.controld.alive():
+                raise Failure(
+                    f"nave-controld exited {self.controld.poll()}:\n{tail(self.controld.output())}"
+                )
+            if not (self.control_sock.exists() and self.relay_sock.exists()):
+                return False
+            rc, _, _ = self.navectl("status")
+            return rc == 0
+
+        wait_for(ready, START_TIMEOUT, "nave-controld's sockets")
+
+    def start_relayd(self):
+        self.relayd.start()
+        self.wait_relay_connected()
+
+        def listening():
+            try:
+                socket.create_connection(("127.0.0.1", self.https), timeout=5).close()
+                return True
+            except OSError:
+                return False
+
+        wait_for(listening, START_TIMEOUT, f"the tunnel listener on {self.https}")
+
+    def wait_relay_connected(self):
+        def ready():
+            if not self.relayd.alive():
+                raise Failure(f"nave-relayd exited {self.relayd.poll()}:\n{tail(self.relayd.output())}")
+            if not self.controld.alive():
+                raise Failure(
+                    f"nave-controld exited {self.controld.poll()}:\n{tail(self.controld.output())}"
+                )
+            rc, out, _ = self.navectl("status", json=None)
+            if rc != 0:
+                return False
+            relay = json.loads(out)["relay"]
+            return relay["connected"] and relay["pid"] == self.relayd.pid
+
+        wait_for(ready, START_TIMEOUT, "nave-relayd connected to nave-controld")
+
+    def stop_relayd(self):
+        check_exit("nave-relayd", self.relayd.stop(), self.relayd.output())
+
+    def stop_controld(self):
+        check_exit("nave-controld", self.controld.stop(), self.controld.output())
+
+    def restart_relayd(self):
+        self.stop_relayd()
+        self.start_relayd()
+
+    def restart_controld(self):
+        self.stop_controld()
+        self.start_controld()
+        self.wait_relay_connected()
+
+    def stop(self):
+        """Stops both daemons; raises on a bad exit after stopping both."""
+        errors = []
+        for name, p in (("nave-relayd", self.relayd), ("nave-controld", self.controld)):
+            try:
+                if p.proc is not None and p.rc is None:
+                    check_exit(name, p.stop(), p.output())
+            except Failure as e:
+                errors.append(str(e))
+        if errors:
+            raise Failure("\n".join(errors))
+
+    # -- navectl
+
+    def navectl(self, *args, json=False):
+        """json=True: asserts exit 0 and returns the parsed output.
+        Otherwise (rc, stdout, stderr); json=None adds --json but does not parse."""
+        cmd = [NAVECTL, "--config", self.ini]
+        if json is not False:
+            cmd.append("--json")
+        p = run(cmd + list(args))
+        if json is True:
+            if p.returncode != 0:
+                raise Failure(f"navectl {' '.join(map(str, args))}: exit {p.returncode}: {p.stderr}")
+            return _json.loads(p.stdout)
+        return p.returncode, p.stdout, p.stderr
+
+    def fingerprint(self):
+        if self._fp is None:
+            self._fp = self.navectl("status", json=True)["tls_fingerprint"]
+        return self._fp
+
+    def registration(self):
+        rc, out, err = self.navectl("registration", "create")
+        if rc != 0:
+            raise Failure(f"registration create: exit {rc}: {err}")
+        return out.splitlines()[0].strip()
+
+    def token(self, id=None):
+        args = ["tokens", "create"] + (["--id", id] if id else [])
+        return self.navectl(*args, json=True)
+
+    def tunnel(self, tid):
+        return self.navectl("tunnels", "show", tid, json=True)
+
+    def ports(self, tunnel=None):
+        args = ["ports", "ls"] + (["--tunnel", tunnel] if tunnel else [])
+        return [p["port"] for p in self.navectl(*args, json=True)["items"]]
+
+
+_json = json
+
+
+class Client:
+    """A nave client: configure, start (foreground process), rules, stop."""
+
+    def __init__(self, server, tmp, registry, name="client"):
+        self.server = server
+        self.name = name
+        self.dir = Path(tmp) / name
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.ini = self.dir / "client.ini"
+        self.sock = Path(str(self.ini) + ".sock")
+        self.proc = Proc("nave(" + name + ")", [NAVE, "start", "--config", self.ini],
+                         self.dir / "nave.log", self.dir)
+        registry.append(self.proc)
+        self.tunnel_id = None
+
+    def nave(self, *args, timeout=CMD_TIMEOUT):
+        return run([NAVE] + list(args) + ["--config", self.ini], timeout=timeout)
+
+    def configure(self, registration=None, key=None, id=None, fingerprint=None):
+        if registration is None and key is None:
+            registration = self.server.registration()
+        args = ["configure", "--server", f"127.0.0.1:{self.server.https}"]
+        args += ["--registration", registration] if registration else ["--key", key]
+        args += ["--fingerprint", fingerprint or self.server.fingerprint()]
+        if id:
+            args += ["--id", id]
+        p = self.nave(*args)
+        if p.returncode != 0:
+            raise Failure(f"nave configure: exit {p.returncode}: {p.stderr}")
+        text = self.ini.read_text()
+        if "log_level" in text:
+            text = "\n".join(
+                "log_level = debug" if line.replace(" ", "").startswith("log_level=") else line
+                for line in text.splitlines()
+            ) + "\n"
+            self.ini.write_text(text)
+        return self
+
+    def start(self, wait_online=True):
+        self.proc.start()
+        if wait_online:
+            self.wait_online()
+        return self
+
+    def status(self):
+        p = self.nave("--json", "status")
+        if p.returncode != 0:
+            raise Failure(f"nave status: exit {p.returncode}: {p.stderr}")
+        return json.loads(p.stdout)
+
+    def wait_online(self, timeout=START_TIMEOUT):
+        def online():
+            if not self.proc.alive():
+                raise Failure(f"nave start exited {self.proc.poll()}:\n{tail(self.proc.output())}")
+            if not self.sock.exists():
+                return False
+            st = self.status()
+            return st if st.get("state") == "online" else False
+
+        st = wait_for(online, timeout, f"client {self.name} online")
+        self.tunnel_id = st["tunnel_id"]
+        return st
+
+    def tcp_add_raw(self, to_port, port=None, name=None):
+        args = ["tunnel", "tcp", "add", "--to", f"127.0.0.1:{to_port}"]
+        if port is not None:
+            args += ["--port", str(port)]
+        if name is not None:
+            args += ["--name", name]
+        return self.nave(*args)
+
+    def tcp_add(self, to_port, port=None, name=None):
+        p = self.tcp_add_raw(to_port, port, name)
+        if p.returncode != 0:
+            raise Failure(f"nave tunnel tcp add: exit {p.returncode}: {p.stderr}")
+        out = p.stdout.strip()
+        if not out.isdigit():
+            raise Failure(f"nave tunnel tcp add printed {p.stdout!r}, not a port")
+        return int(out)
+
+    def stop(self):
+        rc = self.proc.stop()
+        check_exit(f"nave start ({self.name})", rc, self.proc.output())
+
+    def wait_exit(self, timeout):
+        rc = self.proc.wait(timeout)
+        if rc is None:
+            raise Failure(f"nave start ({self.name}) still running after {timeout:.0f} s")
+        return rc
+
+
+# ---------------------------------------------------------------- local services
+
+
+def recv_exact(sock, n):
+    buf = bytearray(n)
+    view = memoryview(buf)
+    got = 0
+    while got < n:
+        r = sock.recv_into(view[got:], min(n - got, CHUNK))
+        if r == 0:
+            raise Failure(f"EOF after {got} of {n} bytes")
+        got += r
+    return bytes(buf)
+
+
+def recv_hash(sock, n, h):
+    """Receives exactly n bytes into hash h."""
+    buf = bytearray(min(max(n, 1), CHUNK))
+    view = memoryview(buf)
+    got = 0
+    while got < n:
+        r = sock.recv_into(view, min(n - got, len(buf)))
+        if r == 0:
+            raise Failure(f"EOF after {got} of {n} bytes")
+        h.update(view[:r])
+        got += r
+    return got
+
+
+def recv_to_eof(sock, h):
+    buf = bytearray(CHUNK)
+    view = memoryview(buf)
+    got = 0
+    while True:
+        r = sock.recv_into(view)
+        if r == 0:
+            return got
+        h.update(view[:r])
+        got += r
+
+
+def send_random(sock, n, h, midway=None):
+    """Sends n pseudo-random bytes, hashing them; midway() runs once after
+    about half of them went out."""
+    sent = 0
+    while sent < n:
+        k = min(CHUNK, n - sent)
+        data = random.randbytes(k)
+        h.update(data)
+        sock.sendall(data)
+        sent += k
+        if midway is not None and sent >= n // 2:
+            midway()
+            midway = None
+    return sent
+
+
+class Service:
+    """A TCP server on 127.0.0.1 that runs handler(conn, service) per connection
+    in its own thread. Results go to .results, handler exceptions to .errors."""
+
+    def __init__(self, handler, name="svc"):
+        self.handler = handler
+        self.name = name
+        self.results = queue.Queue()
+        self.errors = []
+        self.accepted = 0
+        self.lock = threading.Lock()
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(1024)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.stopping = False
+        self.thread = threading.Thread(target=self._loop, name=f"{name}-accept", daemon=True)
+        self.thread.start()
+
+    def _loop(self):
+        while not self.stopping:
+            try:
+                c, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            with self.lock:
+                self.accepted += 1
+            c.settimeout(IO_TIMEOUT)
+            threading.Thread(target=self._one, args=(c,), daemon=True).start()
+
+    def _one(self, c):
+        try:
+            self.handler(c, self)
+        except Exception as e:  # noqa: BLE001 - recorded for the test
+            with self.lock:
+                self.errors.append(repr(e))
+        finally:
+            c.close()
+
+    def close(self):
+        self.stopping = True
+        self.thread.join(5)
+        self.sock.close()
+
+
+def h_exchange(c, svc):
+    """8-byte big-endian N, then N bytes from the peer; replies SHA-256 of what
+    it got, then N random bytes of its own, then their SHA-256; half-closes and
+    waits for the peer's EOF."""
+    (n,) = struct.unpack(">Q", recv_exact(c, 8))
+    h = hashlib.sha256()
+    recv_hash(c, n, h)
+    c.sendall(h.digest())
+    own = hashlib.sha256()
+    send_random(c, n, own)
+    c.sendall(own.digest())
+    c.shutdown(socket.SHUT_WR)
+    rest = hashlib.sha256()
+    extra = recv_to_eof(c, rest)
+    svc.results.put(("exchange", n, extra))
+
+
+def h_eof_reply(size):
+    """Reads to EOF, then replies SHA-256(received) + `size` random bytes +
+    their SHA-256, and closes."""
+
+    def handler(c, svc):
+        h = hashlib.sha256()
+        n = recv_to_eof(c, h)
+        c.sendall(h.digest())
+        own = hashlib.sha256()
+        send_random(c, size, own)
+        c.sendall(own.digest())
+        c.shutdown(socket.SHUT_WR)
+        svc.results.put(("eof_reply", n, h.digest()))
+
+    return handler
+
+
+def h_greet(size):
+    """Sends `size` random bytes + their SHA-256, half-closes, then reads to
+    EOF and reports (received count, SHA-256) in results."""
+
+    def handler(c, svc):
+        own = hashlib.sha256()
+        send_random(c, size, own)
+        c.sendall(own.digest())
+        c.shutdown(socket.SHUT_WR)
+        h = hashlib.sha256()
+        n = recv_to_eof(c, h)
+        svc.results.put(("greet", n, h.digest()))
+
+    return handler
+
+
+def h_echo(c, svc):
+    while True:
+        d = c.recv(CHUNK)
+        if not d:
+            break
+        c.sendall(d)
+    c.shutdown(socket.SHUT_WR)
+
+
+# ---------------------------------------------------------------- public side
+
+
+def connect(port, timeout=IO_TIMEOUT):
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    s.settimeout(timeout)
+    return s
+
+
+def exchange(port, n, midway=None):
+    """One connection through the tunnel against h_exchange: n bytes each way,
+    both directions checked with SHA-256."""
+    with connect(port) as s:
+        s.sendall(struct.pack(">Q", n))
+        mine = hashlib.sha256()
+        send_random(s, n, mine, midway)
+        got_sha = recv_exact(s, 32)
+        if got_sha != mine.digest():
+            raise Failure(f"service received different bytes than sent ({n} B)")
+        theirs = hashlib.sha256()
+        recv_hash(s, n, theirs)
+        their_sha = recv_exact(s, 32)
+        if their_sha != theirs.digest():
+            raise Failure(f"received different bytes than the service sent ({n} B)")
+        extra = s.recv(1)
+        if extra != b"":
+            raise Failure(f"extra data after the reply: {extra!r}")
+    return True
+
+
+def works(port, n=1000):
+    """True when a small exchange passes byte-exact; raises otherwise."""
+    return exchange(port, n)
+
+
+def port_refuses(port, timeout=5.0):
+    """True when the public port is closed: connect refused, or the connection
+    is reset before any byte of the service arrives. False when it still
+    accepts and relays; raises on a clean EOF/timeout (neither)."""
+    try:
+        s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    except ConnectionRefusedError:
+        return "refused"
+    except ConnectionResetError:
+        return "reset"
+    except OSError as e:
+        raise Failure(f"connect to {port}: {e!r}")
+    try:
+        s.settimeout(timeout)
+        try:
+            s.sendall(struct.pack(">Q", 10) + b"0123456789")
+            d = s.recv(64)
+        except (ConnectionResetError, BrokenPipeError):
+            return "reset"
+        except socket.timeout:
+            return False
+        if d:
+            return False
+        return "eof"
+    finally:
+        s.close()
+
+
+def wait_port_closed(port, timeout=30.0):
+    """Polls until port_refuses(port) says refused/reset; returns which."""
+    seen = []
+
+    def closed():
+        r = port_refuses(port)
+        seen.append(r)
+        return r if r in ("refused", "reset") else False
+
+    try:
+        return wait_for(closed, timeout, f"public port {port} to be closed", interval=0.2)
+    except Failure as e:
+        raise Failure(f"{e}; last outcomes: {seen[-5:]}")
+
+
+# ---------------------------------------------------------------- raw link protocol
+
+LINK_MAGIC = 0x4E56444C
+
+
+def tls_context():
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.set_alpn_protocols(["nave/1"])
+    return ctx
+
+
+def tls_connect(port, timeout=IO_TIMEOUT):
+    raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    s = tls_context().wrap_socket(raw, server_hostname="localhost")
+    s.settimeout(timeout)
+    if s.selected_alpn_protocol() != "nave/1":
+        raise Failure(f"ALPN: server selected {s.selected_alpn_protocol()!r}")
+    return s
+
+
+def msg_send(s, obj):
+    body = json.dumps(obj).encode()
+    s.sendall(struct.pack(">I", len(body)) + body)
+
+
+def msg_recv(s):
+    (n,) = struct.unpack(">I", recv_exact(s, 4))
+    return json.loads(recv_exact(s, n))
+
+
+def hello(token, mode="run"):
+    return {
+        "type": "hello",
+        "version": 1,
+        "mode": mode,
+        "token": token,
+        "hostname": "pytest",
+        "os": "linux",
+        "arch": "x86_64",
+        "client_version": "pytest",
+    }
+
+
+def data_hello(tunnel_id, secret):
+    tid = tunnel_id.encode()
+    assert len(tid) < 32 and len(secret) == 32
+    return struct.pack(">IHH", LINK_MAGIC, 1, 0) + tid.ljust(32, b"\0") + secret
+
+
+def closed_by_peer(s, timeout=IO_TIMEOUT):
+    """Reads until the peer closes; returns how (eof/reset/tls error), or
+    raises when the link is still open after timeout."""
+    s.settimeout(timeout)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            d = s.recv(65536)
+            if not d:
+                return "eof"
+    except socket.timeout:
+        raise Failure(f"the server did not close the link within {timeout:.0f} s")
+    except ssl.SSLError as e:
+        return f"tls: {e.reason or e}"
+    except (ConnectionResetError, BrokenPipeError):
+        return "reset"
+    raise Failure(f"the server kept sending for {timeout:.0f} s without closing")
+
+
+class ControlLink:
+    """A hand-made control link: HELLO with a token, WELCOME read; then a
+    background thread keeps it alive with heartbeats (only that thread touches
+    the socket until stop())."""
+
+    def __init__(self, port, token):
+        self.s = tls_connect(port)
+        msg_send(self.s, hello(token))
+        self.welcome = msg_recv(self.s)
+        if self.welcome.get("type") != "welcome":
+            raise Failure(f"HELLO answered with {self.welcome}")
+        self.tunnel_id = self.welcome["tunnel_id"]
+        self.secret = bytes.fromhex(self.welcome["link_secret"])
+        self._stop = threading.Event()
+        self._t = None
+
+    def keepalive(self, interval=0.3):
+        def beat():
+            while not self._stop.wait(interval):
+                try:
+                    msg_send(self.s, {"type": "heartbeat"})
+                except OSError:
+                    return
+
+        self._t = threading.Thread(target=beat, daemon=True)
+        self._t.start()
+        return self
+
+    def stop(self):
+        self._stop.set()
+        if self._t:
+            self._t.join(5)
+
+    def close(self):
+        self.stop()
+        self.s.close()
