@@ -958,6 +958,7 @@ int client_run(struct cfg_client *c)
 	if (cl->cc.fd >= 0)
 		cconn_close(&cl->cc);
 	engine_stop(cl->eng, 5000);
+	engine_free(cl->eng);
 	close(cl->lfd);
 	close(sfd);
 	unlink(c->socket);

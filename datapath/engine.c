@@ -74,6 +74,7 @@ struct conn {
 	uint8_t kind, state;
 	bool recv_armed, closing, tx_done, rx_done, eof_in, shut_wr_pending, shut_wr_done;
 	bool tunnel_listener, draining, close_after_send, connected, counted, rearm, pumping;
+	bool linger; /* plain: stream over, close when flushed */
 	int fd;
 	uint16_t inflight;
 	uint16_t port;
@@ -272,6 +273,7 @@ static void link_make_idle(struct worker *w, struct conn *l);
 static void plain_arm_recv(struct worker *w, struct conn *p);
 static void link_arm_recv(struct worker *w, struct conn *l);
 static void client_fill_pool(struct worker *w);
+static void plain_maybe_close(struct worker *w, struct conn *p);
 static void relay_bind(struct worker *w, struct conn *p, struct conn *l);
 
 /* ---------- sending ---------- */
@@ -555,11 +557,15 @@ static void stream_maybe_done(struct worker *w, struct conn *l)
 		return;
 	p = conn_at(w, l->peer);
 	if (p) {
-		if (p->tx.head != p->tx.tail || (p->shut_wr_pending && !p->shut_wr_done))
-			return; /* p still flushing; its send completion calls us again */
+		/*
+		 * The link is free as soon as both directions ended on it (the
+		 * peer may bind the next stream right behind our EOF); p
+		 * finishes flushing on its own and then closes.
+		 */
 		p->peer = NONE;
 		l->peer = NONE;
-		conn_close(w, p, false, NULL);
+		p->linger = true;
+		plain_maybe_close(w, p);
 	}
 	link_make_idle(w, l);
 }
@@ -574,10 +580,24 @@ static void plain_maybe_shut(struct conn *p)
 	}
 }
 
+/* A plain end whose stream is over closes once its last bytes are out. */
+static void plain_maybe_close(struct worker *w, struct conn *p)
+{
+	obuf_kick(w, p); /* its link no longer kicks it */
+	plain_maybe_shut(p);
+	if (p->linger && !p->tx.inflight && p->tx.head == p->tx.tail &&
+	    (!p->shut_wr_pending || p->shut_wr_done || !p->connected))
+		conn_close(w, p, false, NULL);
+}
+
 static void plain_flush_done(struct worker *w, struct conn *p)
 {
 	struct conn *l = conn_at(w, p->peer);
 
+	if (p->linger) {
+		plain_maybe_close(w, p);
+		return;
+	}
 	plain_maybe_shut(p);
 	obuf_maybe_release(w, p);
 	if (l) {
@@ -845,9 +865,13 @@ static void link_make_idle(struct worker *w, struct conn *l)
 	frame_rx_init(&l->rx, w->e->cfg.role == ENGINE_CLIENT);
 	obuf_maybe_release(w, l);
 	if (w->e->cfg.role == ENGINE_CLIENT) {
-		if (!w->session || w->idle >= w->pool_idle * 2) {
+		/*
+		 * Only relayd trims idle links (it alone binds streams to them,
+		 * so closing one here could race with a BIND in flight).
+		 */
+		if (!w->session || l->draining) {
 			l->state = LS_STREAM; /* not counted idle */
-			conn_close(w, l, false, "pool full");
+			conn_close(w, l, false, "session ended");
 			return;
 		}
 		w->idle++;
@@ -959,6 +983,13 @@ static void relay_first(struct worker *w, struct conn *l)
 		log_warn("data link fd %d: unknown tunnel or bad link secret for %.31s, closing",
 			 l->fd, h->tunnel_id);
 		conn_close(w, l, false, "bad DATA_HELLO");
+		return;
+	}
+	if (l->x.in_len || SSL_pending(l->x.ssl)) {
+		log_warn(
+		    "data link fd %d: frame after DATA_HELLO while no stream is bound, closing",
+		    l->fd);
+		conn_close(w, l, false, "data after DATA_HELLO");
 		return;
 	}
 	if ((unsigned)atomic_fetch_add(&t->links, 1) >= t->max_links) {
@@ -1367,11 +1398,6 @@ static void link_on_recv(struct worker *w, struct conn *l, int res, unsigned fla
 		}
 		link_pump(w, l);
 		break;
-	}
-	if (l->kind == CK_LINK && !l->closing && l->x.in_len && !l->stash_len &&
-	    (l->state == LS_HANDSHAKE || l->state == LS_FIRST || l->state == LS_CONTROL)) {
-		/* leftovers during handshake/first message: keep them */
-		link_stash_rest(w, l);
 	}
 	xprt_feed(&l->x, NULL, 0);
 	buf_recycle(w, bid);
@@ -2114,6 +2140,12 @@ void engine_stop(struct engine *e, unsigned timeout_ms)
 	engine_post(e, -1, &m);
 	for (unsigned i = 0; i < e->n; i++)
 		pthread_join(e->w[i].thread, NULL);
+}
+
+void engine_free(struct engine *e)
+{
+	if (!e)
+		return;
 	for (unsigned i = 0; i < e->n; i++)
 		worker_free(&e->w[i]);
 	free(e->w);

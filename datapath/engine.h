@@ -142,6 +142,8 @@ int engine_post(struct engine *e, int worker, const struct mb_msg *m);
 void engine_stats(struct engine *e, struct engine_stats *out);
 /* Tells every worker to drain and waits for them (at most timeout_ms). */
 void engine_stop(struct engine *e, unsigned timeout_ms);
+/* Frees a stopped engine (NULL-safe); nothing may call into it after this. */
+void engine_free(struct engine *e);
 
 /* Opens a listening TCP socket with SO_REUSEPORT; fd or -errno. */
 int engine_listen(const struct sockaddr *sa, socklen_t len, int backlog);

@@ -171,6 +171,7 @@ int main(int argc, char **argv)
 	log_info("signal %d: draining (up to %d ms)", sig, DRAIN_MS);
 	engine_stop(eng, DRAIN_MS);
 	ctlthread_stop(ct);
+	engine_free(eng);
 	SSL_CTX_free(ec.ssl_ctx);
 	log_info("stopped");
 	return 0;
