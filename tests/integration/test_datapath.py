@@ -1,0 +1,122 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Datapath behaviour beyond plain byte transport: backpressure from a slow
+public reader (nothing buffers without limit) and the PROXY protocol header
+the client puts in front of a stream towards the local service."""
+import hashlib
+import os
+import socket
+import struct
+import threading
+import time
+
+import navetest as nt
+
+KiB = nt.KiB
+MiB = nt.MiB
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise nt.Failure(f"no VmRSS for {pid}")
+
+
+def test_slow_reader_pushes_back(server, client, services):
+    """The service writes 256 MiB as fast as it can; the public side reads
+    nothing for 3 s. The writer must be held back through the link (it cannot
+    have sent everything) and neither daemon may buffer the difference. Then
+    every byte arrives intact."""
+    total = 256 * MiB
+    block = os.urandom(4 * MiB)
+    want = hashlib.sha256()
+    for _ in range(total // len(block)):
+        want.update(block)
+    sent = [0]
+
+    def writer(c, svc):
+        for _ in range(total // len(block)):
+            c.sendall(block)
+            sent[0] += len(block)
+        c.shutdown(socket.SHUT_WR)
+        svc.results.put("done")
+
+    svc = services(writer, "writer")
+    port = client.tcp_add(svc.port)
+    relayd_pid, client_pid = server.relayd.pid, client.proc.pid
+    base = rss_kib(relayd_pid) + rss_kib(client_pid)
+    with nt.connect(port) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * KiB)
+        nt.wait_for(lambda: sent[0] > 0, 30, "the service to start writing")
+        time.sleep(3)
+        stalled_at = sent[0]
+        grown = rss_kib(relayd_pid) + rss_kib(client_pid) - base
+        assert stalled_at < total, "the writer was never held back"
+        # kernel socket buffers may hold tens of MiB; our daemons may not
+        assert grown < 24 * 1024, f"relayd+client grew by {grown} KiB while the reader stalled"
+        got = hashlib.sha256()
+        n = nt.recv_to_eof(s, got)
+    assert n == total
+    assert got.digest() == want.digest()
+    assert svc.results.get(timeout=nt.IO_TIMEOUT) == "done"
+    assert svc.errors == []
+
+
+def _proxy_service(version):
+    """Reads a PROXY header of the given version, reports the addresses, echoes the rest."""
+
+    def handler(c, svc):
+        if version == 1:
+            line = b""
+            while not line.endswith(b"\r\n"):
+                line += nt.recv_exact(c, 1)
+            parts = line.decode().split()
+            svc.results.put(("v1", parts[1], parts[2], parts[3], int(parts[4]), int(parts[5])))
+        else:
+            hdr = nt.recv_exact(c, 16)
+            assert hdr[:12] == b"\r\n\r\n\x00\r\nQUIT\n", hdr
+            assert hdr[12] == 0x21
+            fam, ln = hdr[13], struct.unpack(">H", hdr[14:16])[0]
+            body = nt.recv_exact(c, ln)
+            assert fam == 0x11 and ln == 12, (fam, ln)
+            src, dst = socket.inet_ntoa(body[0:4]), socket.inet_ntoa(body[4:8])
+            sport, dport = struct.unpack(">HH", body[8:12])
+            svc.results.put(("v2", "TCP4", src, dst, sport, dport))
+        while True:
+            d = c.recv(65536)
+            if not d:
+                break
+            c.sendall(d)
+        c.shutdown(socket.SHUT_WR)
+
+    return handler
+
+
+def _proxy_case(client, services, version):
+    svc = services(_proxy_service(version), f"proxy-v{version}")
+    p = client.nave("tunnel", "tcp", "add", "--to", f"127.0.0.1:{svc.port}",
+                    "--proxy-protocol", f"v{version}")
+    assert p.returncode == 0, p.stderr
+    port = int(p.stdout.strip())
+    with nt.connect(port) as s:
+        payload = os.urandom(200 * KiB + 5)
+        threading.Thread(target=lambda: (s.sendall(payload), s.shutdown(socket.SHUT_WR)),
+                         daemon=True).start()
+        echoed = hashlib.sha256()
+        n = nt.recv_to_eof(s, echoed)
+        me = s.getsockname()
+    assert n == len(payload) and echoed.digest() == hashlib.sha256(payload).digest()
+    kind, fam, src, dst, sport, dport = svc.results.get(timeout=nt.IO_TIMEOUT)
+    assert (kind, fam) == (f"v{version}", "TCP4")
+    assert (src, sport) == (me[0], me[1]), "PROXY source is the public client"
+    assert (dst, dport) == ("127.0.0.1", port), "PROXY destination is the public port"
+    assert svc.errors == []
+
+
+def test_proxy_protocol_v1(client, services):
+    _proxy_case(client, services, 1)
+
+
+def test_proxy_protocol_v2(client, services):
+    _proxy_case(client, services, 2)
