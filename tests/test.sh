@@ -15,16 +15,10 @@ cd "$(dirname "$0")/.."
 # finding fails the binary that hit it.
 SAN_ASAN="detect_leaks=1:abort_on_error=1"
 SAN_UBSAN="print_stacktrace=1:halt_on_error=1"
-# Leak checking is off for the sanitizer integration stage only. The suite
-# stops every daemon with SIGTERM mid-flight and requires exit 0, and today
-# nave-relayd and nave exit without tearing down what they hold: engine_stop()
-# joins the workers but frees no engine/worker pools, connection buffers or
-# rings, and the relayd control thread and client_run() keep their state too.
-# LeakSanitizer reports that at exit (tens of MB per process) and fails every
-# test. ASan and UBSan stay fatal there; leaks stay fatal in the unit and fuzz
-# stages, which own the parsers. Set NAVE_TEST_INTEG_LEAKS=1 to check them
-# anyway; make it the default once the daemons free their state on shutdown.
-if [ "${NAVE_TEST_INTEG_LEAKS:-0}" = 1 ]; then
+# The sanitizer integration stage checks leaks too: every daemon and the
+# client free what they hold when SIGTERM stops them. NAVE_TEST_INTEG_LEAKS=0
+# turns leak checking off there (ASan/UBSan errors stay fatal), for bisecting.
+if [ "${NAVE_TEST_INTEG_LEAKS:-1}" = 1 ]; then
 	SAN_ASAN_INTEG="$SAN_ASAN"
 else
 	SAN_ASAN_INTEG="detect_leaks=0:abort_on_error=1"

@@ -44,6 +44,9 @@ def test_slow_reader_pushes_back(server, client, services):
 
     svc = services(writer, "writer")
     port = client.tcp_add(svc.port)
+    # warm up both ends (receive rings, send-buffer pools) before the baseline
+    warm = services(nt.h_exchange, "warm")
+    nt.exchange(client.tcp_add(warm.port, name="warm"), 32 * MiB)
     relayd_pid, client_pid = server.relayd.pid, client.proc.pid
     base = rss_kib(relayd_pid) + rss_kib(client_pid)
     with nt.connect(port) as s:
@@ -53,8 +56,10 @@ def test_slow_reader_pushes_back(server, client, services):
         stalled_at = sent[0]
         grown = rss_kib(relayd_pid) + rss_kib(client_pid) - base
         assert stalled_at < total, "the writer was never held back"
-        # kernel socket buffers may hold tens of MiB; our daemons may not
-        assert grown < 24 * 1024, f"relayd+client grew by {grown} KiB while the reader stalled"
+        # Kernel socket buffers may hold tens of MiB; our daemons may not. ASan's
+        # allocator (quarantine, shadow) makes RSS meaningless in build-san.
+        if "san" not in nt.BUILD.name:
+            assert grown < 8 * 1024, f"relayd+client grew by {grown} KiB while the reader stalled"
         got = hashlib.sha256()
         n = nt.recv_to_eof(s, got)
     assert n == total
