@@ -7,7 +7,7 @@ PKGS="build-essential clang llvm libclang-rt-14-dev clang-format pkg-config
 liburing-dev libbpf-dev bpftool android-libboringssl-dev libjemalloc-dev
 libiniparser-dev libsqlite3-dev sqlite3 libjansson-dev libmicrohttpd-dev
 libnl-3-dev libnl-route-3-dev libcmocka-dev python3 python3-pytest curl
-iperf3 haproxy openssh-server openssh-client iproute2 procps"
+iperf3 haproxy openssh-server openssh-client iproute2 procps ca-certificates"
 missing=""
 for p in $PKGS; do
 	s=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
