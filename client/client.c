@@ -461,11 +461,11 @@ static void session_start(struct client *cl, json_t *welcome)
 	str_copy(mb.tunnel_id, sizeof(mb.tunnel_id), cl->tunnel_id);
 	if (!secret || hex_decode(secret, mb.secret, LINK_SECRET_LEN) < 0)
 		log_warn("server sent no usable link secret");
-	mb.pool_idle = (unsigned)(pool > 0 && (unsigned)pool < cl->cfg->pool_idle ? pool
-										    : cl->cfg->pool_idle);
+	mb.pool_idle =
+	    (unsigned)(pool > 0 && (unsigned)pool < cl->cfg->pool_idle ? pool : cl->cfg->pool_idle);
 	mb.max_links = (unsigned)(max_links > 0 && (unsigned)max_links < cl->cfg->max_links
-					  ? max_links
-					  : cl->cfg->max_links);
+				      ? max_links
+				      : cl->cfg->max_links);
 	cl->hb_ms = (unsigned)(hb > 0 ? hb : 10) * 1000;
 	engine_post(cl->eng, 0, &mb);
 	cl->online = true;
