@@ -829,13 +829,14 @@ int client_run(struct cfg_client *c)
 
 	if (!cl)
 		return 1;
-	if (!c->token[0]) {
-		fprintf(stderr, "nave: not configured: run nave configure first (%s)\n", c->path);
-		return 1;
-	}
 	cl->cfg = c;
 	cl->cc.fd = -1;
+	cl->lfd = -1;
 	pthread_mutex_init(&cl->lock, NULL);
+	if (!c->token[0]) {
+		fprintf(stderr, "nave: not configured: run nave configure first (%s)\n", c->path);
+		goto fail;
+	}
 	for (unsigned i = 0; i < c->n_tcp; i++) {
 		struct rule *r = &cl->rules[cl->nrules];
 
@@ -843,18 +844,18 @@ int client_run(struct cfg_client *c)
 		r->cfg = c->tcp[i];
 		if (rule_resolve(r, err, sizeof(err)) < 0) {
 			fprintf(stderr, "nave: rule %s: %s\n", r->cfg.name, err);
-			return 1;
+			goto fail;
 		}
 		cl->nrules++;
 	}
 	cl->ctx = client_ctx(c, err, sizeof(err));
 	if (!cl->ctx) {
 		fprintf(stderr, "nave: %s\n", err);
-		return 1;
+		goto fail;
 	}
 	cl->lfd = local_listen(cl);
 	if (cl->lfd < 0)
-		return 1;
+		goto fail;
 	memset(&ec, 0, sizeof(ec));
 	ec.role = ENGINE_CLIENT;
 	ec.workers = 1;
@@ -867,7 +868,7 @@ int client_run(struct cfg_client *c)
 	if (split_server(c->server, host, sizeof(host), &port) < 0 ||
 	    engine_resolve(host, port, &ec.server_addr, &ec.server_addr_len) < 0) {
 		fprintf(stderr, "nave: cannot resolve server %s\n", c->server);
-		return 1;
+		goto fail;
 	}
 	str_copy(ec.server_host, sizeof(ec.server_host), host);
 	ec.ops.arg = cl;
@@ -880,7 +881,8 @@ int client_run(struct cfg_client *c)
 	sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
 	if (engine_start(&cl->eng, &ec, err, sizeof(err)) < 0) {
 		fprintf(stderr, "nave: %s\n", err);
-		return 1;
+		close(sfd);
+		goto fail;
 	}
 	log_info("nave %s starting: server %s, %u rule(s), control socket %s", NAVE_VERSION,
 		 c->server, cl->nrules, c->socket);
@@ -972,6 +974,15 @@ int client_run(struct cfg_client *c)
 	rc = cl->exit_code;
 	free(cl);
 	return rc;
+fail:
+	if (cl->lfd >= 0) {
+		close(cl->lfd);
+		unlink(c->socket);
+	}
+	SSL_CTX_free(cl->ctx);
+	pthread_mutex_destroy(&cl->lock);
+	free(cl);
+	return 1;
 }
 
 json_t *client_local_request(const char *path, json_t *req, int timeout_ms)

@@ -38,6 +38,7 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #define NONE		     UINT32_MAX
@@ -1502,7 +1503,7 @@ static void on_accept(struct worker *w, struct conn *c, int res, unsigned flags)
 	int home = t ? atomic_load(&t->home) : -1;
 
 	if (home < 0) {
-		log_info("port %u: tunnel offline, refusing connection", c->port);
+		log_debug("port %u: tunnel offline, refusing connection", c->port);
 		struct linger lg = {1, 0};
 
 		setsockopt(res, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
@@ -1886,6 +1887,14 @@ static void *worker_main(void *arg)
 	struct worker *w = arg;
 	struct io_uring_cqe *cqe;
 	cpu_set_t set;
+	/* liburing 2.3 declares io_uring_enable_rings() but does not export it */
+	long r = syscall(__NR_io_uring_register, w->ring.ring_fd, IORING_REGISTER_ENABLE_RINGS,
+			 NULL, 0);
+
+	if (r < 0) {
+		log_error("w%d: cannot enable the io_uring: %s", w->id, strerror(errno));
+		abort(); /* start-up only: nothing can run without the ring */
+	}
 
 	/*
 	 * relayd pins one worker per CPU; the client's single worker floats, so
@@ -1937,7 +1946,13 @@ static int worker_init(struct engine *e, struct worker *w, int id, char *err, si
 	w->pool_idle = cfg->pool_idle;
 	w->max_links = cfg->max_links;
 	pthread_mutex_init(&w->mb_lock, NULL);
-	p.flags = IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN;
+	/*
+	 * One thread submits and reaps, so completions run only when the worker
+	 * asks for them (DEFER_TASKRUN). The ring starts disabled and the worker
+	 * thread enables it, which makes that thread its single issuer.
+	 */
+	p.flags = IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SINGLE_ISSUER |
+		  IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_R_DISABLED;
 	p.cq_entries = 8192;
 	p.flags |= IORING_SETUP_CQSIZE;
 	r = io_uring_queue_init_params(2048, &w->ring, &p);
