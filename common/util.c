@@ -29,7 +29,7 @@ void hex_encode(const uint8_t *in, size_t n, char *out)
 	out[2 * n] = 0;
 }
 
-static int hex_val(char c)
+int hex_val(char c)
 {
 	if (c >= '0' && c <= '9')
 		return c - '0';

@@ -14,6 +14,8 @@
 uint64_t now_ms(void);
 /* Lower-case hex of n bytes into out (2n+1 bytes). */
 void hex_encode(const uint8_t *in, size_t n, char *out);
+/* The value of one hex digit (either case), or -1. */
+int hex_val(char c);
 /* Decodes exactly 2n hex chars into n bytes; 0 or -EINVAL. */
 int hex_decode(const char *in, uint8_t *out, size_t n);
 /* Cryptographic random bytes (BoringSSL RAND_bytes underneath in daemons; getrandom here). */

@@ -95,17 +95,6 @@ static void fpr_format(const uint8_t md[SHA256_DIGEST_LENGTH], char out[TLS_FPR_
 	out[o] = 0;
 }
 
-static int hex_nibble(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 int tls_fingerprint_parse(const char *s, unsigned char out[32])
 {
 	unsigned char tmp[32];
@@ -118,7 +107,7 @@ int tls_fingerprint_parse(const char *s, unsigned char out[32])
 
 		if (*s == ':')
 			continue;
-		v = hex_nibble(*s);
+		v = hex_val(*s);
 		if (v < 0 || n >= 64)
 			return -EINVAL;
 		if (n % 2 == 0)
