@@ -67,6 +67,19 @@ def test_configure_disabled_registration(server):
     one_line(p, "disabled")
 
 
+def test_configure_expired_registration(server):
+    rc, out, err = server.navectl("registration", "create", "--expires", "1s")
+    assert rc == 0, err
+    tok = out.splitlines()[0].strip()
+    time.sleep(2.1)  # the token's own lifetime, not a wait for the daemon
+    c = nt.Client(server, server.dir.parent, [], "expired")
+    p = c.nave(
+        "configure", "--server", f"127.0.0.1:{server.https}",
+        "--registration", tok, "--fingerprint", server.fingerprint(),
+    )
+    one_line(p, "expired")
+
+
 def test_configure_wrong_fingerprint(server):
     c = nt.Client(server, server.dir.parent, [], "fpr")
     p = c.nave(
