@@ -41,7 +41,7 @@
 /* HELLO "mode": "run" for nave start, "configure" to validate/mint a token only. */
 
 #define LINK_MAGIC	0x4e56444cu /* "NVDL": never a valid control-message length */
-#define LINK_ID_MAX	32	    /* tunnel ids are printable, at most 31 bytes */
+#define LINK_ID_MAX	32	    /* ids: printable ASCII 0x21-0x7e, at most 31 bytes */
 #define LINK_SECRET_LEN 32
 
 struct link_data_hello {

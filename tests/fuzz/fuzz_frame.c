@@ -201,7 +201,10 @@ static void hello(const uint8_t *p, size_t n)
 	memcpy(&h, p, n < sizeof(h) ? n : sizeof(h));
 	ok = frame_get32(p) == LINK_MAGIC && ((uint8_t *)&h.version)[0] == 0 &&
 	     ((uint8_t *)&h.version)[1] == LINK_VERSION && h.tunnel_id[0] &&
-	     memchr(h.tunnel_id, 0, LINK_ID_MAX);
+	     memchr(h.tunnel_id, 0, LINK_ID_MAX) && h.flags == 0;
+	/* ids are printable ASCII without spaces: they reach the logs */
+	for (size_t i = 0; ok && i < LINK_ID_MAX && h.tunnel_id[i]; i++)
+		ok = h.tunnel_id[i] > 0x20 && h.tunnel_id[i] < 0x7f;
 	memset(err, 0x55, sizeof(err));
 	r = frame_hello_check(&h, err, sizeof(err));
 	if (r != 0 && r != -EBADMSG)
@@ -212,9 +215,8 @@ static void hello(const uint8_t *p, size_t n)
 		fail("frame_hello_check: error without a terminated reason");
 	if (r)
 		return;
-	/* an accepted hello rebuilds to the same bytes, flags aside */
+	/* an accepted hello rebuilds to the same bytes */
 	frame_hello_build(&h2, h.tunnel_id, h.secret);
-	h2.flags = h.flags;
 	if (memcmp(&h, &h2, offsetof(struct link_data_hello, tunnel_id)) ||
 	    strcmp(h.tunnel_id, h2.tunnel_id) || memcmp(h.secret, h2.secret, LINK_SECRET_LEN))
 		fail("accepted DATA_HELLO does not rebuild");

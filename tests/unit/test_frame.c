@@ -451,6 +451,21 @@ static void test_hello_empty_id(void **state)
 	expect_hello_bad(&h, "tunnel id");
 }
 
+static void test_hello_unprintable_id_and_flags(void **state)
+{
+	struct link_data_hello h;
+
+	frame_hello_build(&h, "t-1\nfake log line", secret);
+	expect_hello_bad(&h, "tunnel id");
+	frame_hello_build(&h, "t 1", secret);
+	expect_hello_bad(&h, "tunnel id");
+	frame_hello_build(&h, "t-\x7f", secret);
+	expect_hello_bad(&h, "tunnel id");
+	frame_hello_build(&h, "t-1", secret);
+	h.flags = 1;
+	expect_hello_bad(&h, "flags");
+}
+
 static void test_hello_unterminated_id(void **state)
 {
 	struct link_data_hello h;
@@ -483,6 +498,7 @@ int main(void)
 	    cmocka_unit_test(test_hello_bad_magic),
 	    cmocka_unit_test(test_hello_bad_version),
 	    cmocka_unit_test(test_hello_empty_id),
+	    cmocka_unit_test(test_hello_unprintable_id_and_flags),
 	    cmocka_unit_test(test_hello_unterminated_id),
 	};
 
