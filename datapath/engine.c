@@ -1888,8 +1888,8 @@ static void *worker_main(void *arg)
 	struct io_uring_cqe *cqe;
 	cpu_set_t set;
 	/* liburing 2.3 declares io_uring_enable_rings() but does not export it */
-	long r = syscall(__NR_io_uring_register, w->ring.ring_fd, IORING_REGISTER_ENABLE_RINGS,
-			 NULL, 0);
+	long r =
+	    syscall(__NR_io_uring_register, w->ring.ring_fd, IORING_REGISTER_ENABLE_RINGS, NULL, 0);
 
 	if (r < 0) {
 		log_error("w%d: cannot enable the io_uring: %s", w->id, strerror(errno));
