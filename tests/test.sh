@@ -24,7 +24,7 @@ else
 	SAN_ASAN_INTEG="detect_leaks=0:abort_on_error=1"
 fi
 
-TOTAL=7
+TOTAL=8
 passed=0
 failed=0
 skipped=0
@@ -64,6 +64,7 @@ skip()
 	echo "#### [$((passed + failed + skipped))/$TOTAL] $1: skipped ($2)"
 }
 
+stage "lint" make lint
 stage "build" make -j2
 stage "unit" make unit
 stage "integration" make integration
