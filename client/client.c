@@ -550,8 +550,8 @@ static void try_connect(struct client *cl)
 		} else {
 			log_warn("server refused for now: %s", reason);
 		}
-		json_decref(m);
 		session_end(cl, reason);
+		json_decref(m); /* reason points into m */
 		return;
 	}
 	if (strcmp(msg_str(m, "type"), LINK_MSG_WELCOME)) {

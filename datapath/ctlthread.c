@@ -126,6 +126,8 @@ static struct rtun *rtun_find(struct ctlthread *ct, const char *id, bool create)
 			str_copy(rt->t.id, sizeof(rt->t.id), id);
 			atomic_init(&rt->t.home, -1);
 			atomic_init(&rt->t.links, 0);
+			rt->t.ctl_idx = rt->t.idle_head = UINT32_MAX;
+			rt->t.pend_head = rt->t.pend_tail = UINT32_MAX;
 			rt->t.max_links = ct->cfg.max_links;
 			rt->t.max_pool = ct->cfg.max_pool_size;
 			rt->t.next = (struct tunnel *)ct->tunnels[h];
@@ -453,7 +455,7 @@ static int port_listen(struct ctlthread *ct, uint16_t port)
 	struct sockaddr_storage ss;
 	socklen_t sl;
 	unsigned n = engine_workers(ct->e);
-	int fds[256];
+	int fds[ENGINE_MAX_WORKERS];
 	int r;
 
 	if (ct->listening[port - ct->cfg.port_min])
@@ -576,7 +578,7 @@ static void on_auth_ok(struct ctlthread *ct, struct req *r, json_t *m)
 	rt->idx = r->idx;
 	rt->gen = r->gen;
 	rt->since = now_ms();
-	atomic_store(&rt->t.home, r->worker);
+	/* the worker publishes t.home once it has set the tunnel up (MB_WELCOME) */
 	w = json_pack("{s:s, s:s, s:s, s:{s:i, s:i, s:i, s:i}}", "type", LINK_MSG_WELCOME,
 		      "tunnel_id", tid, "link_secret", secret_hex, "limits", "max_pool_size",
 		      (int)ct->cfg.max_pool_size, "max_links", (int)ct->cfg.max_links, "heartbeat",
@@ -607,13 +609,17 @@ static void on_auth_ok(struct ctlthread *ct, struct req *r, json_t *m)
 static void on_port_grant(struct ctlthread *ct, struct req *r, json_t *m)
 {
 	long long port = msg_int(m, "port", 0);
+	const char *tid = msg_str(m, "tunnel_id");
 	char reason[128];
 	int e;
 
-	e = port_assign(ct, port, r->rt->t.id);
+	if (!tid)
+		tid = r->rt ? r->rt->t.id : "";
+	/* the allocation stands even if the session that asked is gone */
+	e = port_assign(ct, port, tid);
 	if (e < 0) {
 		json_t *rel = json_pack("{s:s, s:s, s:I}", "type", CTL_PORT_RELEASE, "tunnel_id",
-					r->rt->t.id, "port", (json_int_t)port);
+					tid, "port", (json_int_t)port);
 		struct req *rr = req_new(ct, RQ_RELEASE, rel);
 
 		if (rr)
@@ -623,9 +629,11 @@ static void on_port_grant(struct ctlthread *ct, struct req *r, json_t *m)
 		req_fail(ct, r, reason);
 		return;
 	}
-	tunnel_reply(ct, r->rt,
-		     json_pack("{s:s, s:I, s:s, s:I}", "type", LINK_MSG_TCP_GRANT, "req",
-			       (json_int_t)r->creq, "name", r->name, "port", (json_int_t)port));
+	if (r->rt)
+		tunnel_reply(ct, r->rt,
+			     json_pack("{s:s, s:I, s:s, s:I}", "type", LINK_MSG_TCP_GRANT, "req",
+				       (json_int_t)r->creq, "name", r->name, "port",
+				       (json_int_t)port));
 }
 
 static void cd_message(struct ctlthread *ct, json_t *m)

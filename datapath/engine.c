@@ -60,6 +60,8 @@ enum op {
 	OP_MSG_PUBLIC, /* from another worker: a public fd for a tunnel homed here */
 	OP_MSG_LINK,   /* from another worker: a data link (struct handoff *) */
 	OP_IGNORE,
+	OP_SENT_PUBLIC, /* our MSG_RING of a public fd completed (fd in the low bits) */
+	OP_SENT_LINK,	/* our MSG_RING of a handoff completed (pointer in the low bits) */
 };
 
 enum kind { CK_FREE, CK_LISTEN, CK_LINK, CK_PLAIN };
@@ -275,6 +277,7 @@ static void plain_arm_recv(struct worker *w, struct conn *p);
 static void link_arm_recv(struct worker *w, struct conn *l);
 static void client_fill_pool(struct worker *w);
 static void plain_maybe_close(struct worker *w, struct conn *p);
+static void link_close_graceful(struct worker *w, struct conn *l, const char *why);
 static void relay_bind(struct worker *w, struct conn *p, struct conn *l);
 
 /* ---------- sending ---------- */
@@ -512,8 +515,8 @@ static void conn_close(struct worker *w, struct conn *c, bool rst, const char *w
 			}
 			if (!peer->closing && peer->tx_done && peer->rx_done)
 				link_make_idle(w, peer);
-			else if (!peer->closing)
-				link_arm_recv(w, peer);
+			else if (!peer->closing && !peer->pumping)
+				link_pump(w, peer); /* discards the rest, even a stash */
 		}
 	}
 	c->peer = NONE;
@@ -748,7 +751,7 @@ static void tunnel_offline(struct worker *w, struct tunnel *t, const char *why)
 	atomic_store(&t->home, -1);
 	t->ctl_idx = NONE;
 	while ((c = conn_at(w, t->idle_head)))
-		conn_close(w, c, false, "tunnel offline");
+		link_close_graceful(w, c, "tunnel offline");
 	while ((c = conn_at(w, t->pend_head))) {
 		pending_remove(w, c);
 		c->state = 0;
@@ -855,6 +858,26 @@ static void relay_public(struct worker *w, int fd, uint16_t port, struct tunnel 
 	t->pending++;
 }
 
+/*
+ * Closes a link that is not idle-listed once what it queued has been sent:
+ * the final chunks and EOF of its last stream may still be waiting.
+ */
+static void link_close_graceful(struct worker *w, struct conn *l, const char *why)
+{
+	if (l->state == LS_IDLE) {
+		idle_unlink(w, l);
+		l->state = LS_STREAM;
+	}
+	if (l->tx.p && (l->tx.inflight || l->tx.head != l->tx.tail)) {
+		log_debug("w%d: link fd %d closes after its last bytes: %s", w->id, l->fd, why);
+		l->close_after_send = true;
+		l->peer = NONE;
+		obuf_kick(w, l);
+		return;
+	}
+	conn_close(w, l, false, why);
+}
+
 static void link_make_idle(struct worker *w, struct conn *l)
 {
 	struct tunnel *t = l->tun;
@@ -872,7 +895,7 @@ static void link_make_idle(struct worker *w, struct conn *l)
 		 */
 		if (!w->session || l->draining) {
 			l->state = LS_STREAM; /* not counted idle */
-			conn_close(w, l, false, "session ended");
+			link_close_graceful(w, l, "session ended");
 			return;
 		}
 		w->idle++;
@@ -882,7 +905,7 @@ static void link_make_idle(struct worker *w, struct conn *l)
 	}
 	if (l->draining || atomic_load(&t->home) != w->id) {
 		l->state = LS_STREAM;
-		conn_close(w, l, false, "tunnel gone");
+		link_close_graceful(w, l, "tunnel gone");
 		return;
 	}
 	p = conn_at(w, t->pend_head);
@@ -894,7 +917,7 @@ static void link_make_idle(struct worker *w, struct conn *l)
 	}
 	if (t->idle >= t->max_pool) {
 		l->state = LS_STREAM;
-		conn_close(w, l, false, "idle pool full");
+		link_close_graceful(w, l, "idle pool full");
 		return;
 	}
 	l->prev = NONE;
@@ -1025,7 +1048,7 @@ static void relay_first(struct worker *w, struct conn *l)
 
 	io_uring_prep_msg_ring(sqe, w->e->ring_fds[home], 0,
 			       (uint64_t)OP_MSG_LINK << 56 | (uint64_t)(uintptr_t)ho, 0);
-	io_uring_sqe_set_data64(sqe, ud_make(OP_IGNORE, 0, 0));
+	io_uring_sqe_set_data64(sqe, (uint64_t)OP_SENT_LINK << 56 | (uint64_t)(uintptr_t)ho);
 	pool_put(w, l->tx.p);
 	l->tx.p = NULL;
 	conn_finalize(w, l);
@@ -1406,7 +1429,7 @@ static void link_on_recv(struct worker *w, struct conn *l, int res, unsigned fla
 
 /* ---------- client: opening data links ---------- */
 
-static void client_open_link(struct worker *w)
+static bool client_open_link(struct worker *w)
 {
 	struct engine_config *cfg = &w->e->cfg;
 	struct io_uring_sqe *sqe, *lt;
@@ -1416,15 +1439,18 @@ static void client_open_link(struct worker *w)
 	int fd;
 
 	fd = socket(cfg->server_addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return;
+	if (fd < 0) {
+		log_warn("data link: socket: %s", strerror(errno));
+		return false;
+	}
 	l = conn_new(w, CK_LINK, fd);
 	ssl = l ? SSL_new(cfg->ssl_ctx) : NULL;
 	if (!ssl) {
+		log_warn("data link: out of connection slots or memory");
 		if (l)
 			conn_release(w, l);
 		close(fd);
-		return;
+		return false;
 	}
 	xprt_attach(&l->x, ssl, false);
 	tls_client_set_host(ssl, cfg->server_host);
@@ -1439,14 +1465,19 @@ static void client_open_link(struct worker *w)
 	lt = get_sqe(w);
 	io_uring_prep_link_timeout(lt, &cts, 0);
 	io_uring_sqe_set_data64(lt, ud_make(OP_IGNORE, 0, 0));
+	return true;
 }
 
 static void client_fill_pool(struct worker *w)
 {
 	if (!w->session || w->stopping || now_ms() < w->open_block_until)
 		return;
-	while (w->idle + w->opening < w->pool_idle && w->links + w->opening < w->max_links)
-		client_open_link(w);
+	while (w->idle + w->opening < w->pool_idle && w->links + w->opening < w->max_links) {
+		if (!client_open_link(w)) {
+			w->open_block_until = now_ms() + 1000; /* retried on a later tick */
+			break;
+		}
+	}
 }
 
 static void link_on_connect(struct worker *w, struct conn *l, int res)
@@ -1518,7 +1549,7 @@ static void on_accept(struct worker *w, struct conn *c, int res, unsigned flags)
 
 	io_uring_prep_msg_ring(sqe, w->e->ring_fds[home], c->port,
 			       (uint64_t)OP_MSG_PUBLIC << 56 | (uint32_t)res, 0);
-	io_uring_sqe_set_data64(sqe, ud_make(OP_IGNORE, 0, 0));
+	io_uring_sqe_set_data64(sqe, (uint64_t)OP_SENT_PUBLIC << 56 | (uint32_t)res);
 }
 
 /* ---------- mailbox ---------- */
@@ -1564,8 +1595,12 @@ static void mb_handle(struct worker *w, struct mb_msg *m)
 		break;
 	case MB_WELCOME:
 		c = conn_ref(w, m->idx, m->gen);
-		if (!c)
+		if (!c) {
+			/* the control link went away during auth: never online here */
+			w->e->cfg.ops.tunnel_offline(w->e->cfg.ops.arg, m->tun,
+						     "control link closed before WELCOME");
 			break;
+		}
 		c->tun = m->tun;
 		m->tun->ctl_idx = m->idx;
 		m->tun->ctl_gen = m->gen;
@@ -1573,6 +1608,8 @@ static void mb_handle(struct worker *w, struct mb_msg *m)
 		m->tun->idle = m->tun->pending = 0;
 		m->tun->last_hb = now_ms();
 		c->deadline = 0;
+		/* only now may other workers route to this tunnel: its lists exist */
+		atomic_store(&m->tun->home, w->id);
 		/* fall through: send the WELCOME */
 		/* FALLTHROUGH */
 	case MB_CTL_SEND:
@@ -1621,6 +1658,8 @@ static void mb_handle(struct worker *w, struct mb_msg *m)
 				continue;
 			if (c->state == LS_STREAM)
 				c->draining = true;
+			else if (c->state == LS_IDLE)
+				link_close_graceful(w, c, "session ended");
 			else
 				conn_close(w, c, false, "session ended");
 		}
@@ -1634,6 +1673,8 @@ static void mb_handle(struct worker *w, struct mb_msg *m)
 				continue;
 			if (c->kind == CK_LISTEN)
 				conn_close(w, c, false, "stopping");
+			else if (c->kind == CK_LINK && c->state == LS_IDLE)
+				link_close_graceful(w, c, "stopping");
 			else if (c->kind == CK_LINK && c->state != LS_STREAM)
 				conn_close(w, c, false, "stopping");
 			else if (c->kind == CK_LINK)
@@ -1758,6 +1799,25 @@ static void handle_cqe(struct worker *w, struct io_uring_cqe *cqe)
 
 	switch (op) {
 	case OP_IGNORE:
+		return;
+	case OP_SENT_PUBLIC:
+		if (cqe->res < 0) { /* the home worker never got it */
+			log_warn("w%d: handing a connection over failed: %s", w->id,
+				 strerror(-cqe->res));
+			close((int)(uint32_t)ud);
+		}
+		return;
+	case OP_SENT_LINK:
+		if (cqe->res < 0) {
+			struct handoff *h = (struct handoff *)(uintptr_t)(ud & ((1ull << 56) - 1));
+
+			log_warn("w%d: handing a data link over failed: %s", w->id,
+				 strerror(-cqe->res));
+			xprt_free(&h->x);
+			close(h->fd);
+			atomic_fetch_sub(&h->tun->links, 1);
+			free(h);
+		}
 		return;
 	case OP_MAILBOX:
 		mb_drain(w);
@@ -2049,6 +2109,9 @@ int engine_start(struct engine **out, const struct engine_config *cfg, char *err
 {
 	struct engine *e = calloc(1, sizeof(*e));
 	unsigned n = cfg->workers ? cfg->workers : (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
+
+	if (n > ENGINE_MAX_WORKERS)
+		n = ENGINE_MAX_WORKERS;
 	struct rlimit rl;
 	int r;
 

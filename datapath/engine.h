@@ -24,6 +24,8 @@
 
 enum engine_role { ENGINE_RELAY, ENGINE_CLIENT };
 
+#define ENGINE_MAX_WORKERS 256
+
 struct engine;
 struct worker;
 

@@ -3,6 +3,7 @@
 public reader (nothing buffers without limit) and the PROXY protocol header
 the client puts in front of a stream towards the local service."""
 import hashlib
+import signal
 import os
 import socket
 import struct
@@ -125,3 +126,104 @@ def test_proxy_protocol_v1(client, services):
 
 def test_proxy_protocol_v2(client, services):
     _proxy_case(client, services, 2)
+
+
+def test_hello_then_close_before_welcome(server, make_client, services):
+    """A control link that sends HELLO and closes before WELCOME reaches it: the
+    tunnel must not be left half-online (refusing every later HELLO) and a
+    public connection to its port must not crash relayd."""
+    good, gport = _working(make_client, services)
+    rc, out, err = server.navectl("tokens", "create", "--id", "flaky")
+    assert rc == 0, err
+    token = out.splitlines()[0].strip()
+    tid = server.navectl("tokens", "ls", json=True)["items"]
+    tid = next(t["tunnel_id"] for t in tid if t["tunnel_id"] and t["id"] in out)
+    port = server.navectl("ports", "allocate", "--tunnel", tid, json=True)["port"]
+    for _ in range(20):
+        s = nt.tls_connect(server.https)
+        nt.msg_send(s, nt.hello(token))
+        s.close()
+    # whatever state those left, public connections are refused, not crashing
+    for _ in range(5):
+        try:
+            with nt.connect(port, timeout=5) as c:
+                c.sendall(b"x")
+                c.recv(1)
+        except OSError:
+            pass
+    assert server.relayd.alive(), nt.tail(server.relayd.output())
+    # and the tunnel can come online for real afterwards
+    link = nt.wait_for(lambda: _try_link(server.https, token), 30, "a HELLO to be welcomed")
+    link.close()
+    nt.exchange(gport, 64 * KiB)
+
+
+def _try_link(https, token):
+    try:
+        return nt.ControlLink(https, token)
+    except nt.Failure:
+        return None
+
+
+def _working(make_client, services):
+    c = make_client("good")
+    s = services(nt.h_exchange, "good")
+    port = c.tcp_add(s.port)
+    nt.exchange(port, 64 * KiB)
+    return c, port
+
+
+def test_connect_failures_do_not_wedge_links(server, client, services):
+    """A rule whose local service is down, and public clients that send a lot
+    at once: each stream is reset, and the links are not left stuck with
+    unread input, so the tunnel keeps serving."""
+    dead = nt.free_port()
+    p = client.nave("tunnel", "tcp", "add", "--to", f"127.0.0.1:{dead}", "--name", "dead")
+    assert p.returncode == 0, p.stderr
+    dport = int(p.stdout.strip())
+    payload = os.urandom(1 * MiB)
+
+    def one():
+        try:
+            with nt.connect(dport, timeout=30) as s:
+                s.sendall(payload)
+                s.recv(1)
+        except OSError:
+            pass
+
+    threads = [threading.Thread(target=one) for _ in range(40)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    svc = services(nt.h_exchange)
+    port = client.tcp_add(svc.port, name="alive")
+    for _ in range(20):
+        nt.exchange(port, 64 * KiB)
+
+
+def test_client_sigterm_finishes_running_download(server, client, services):
+    """SIGTERM to the client while a download runs: the stream in flight is
+    drained to the end, not cut (the final chunks and EOF are still queued
+    when the link is told to close)."""
+    size = 48 * MiB
+    block = os.urandom(MiB)
+    want = hashlib.sha256()
+    for _ in range(size // MiB):
+        want.update(block)
+
+    def source(c, svc):
+        for _ in range(size // MiB):
+            c.sendall(block)
+        c.shutdown(socket.SHUT_WR)
+
+    svc = services(source, "source")
+    port = client.tcp_add(svc.port)
+    with nt.connect(port) as s:
+        got = hashlib.sha256()
+        first = nt.recv_exact(s, 64 * KiB)
+        got.update(first)
+        client.proc.signal(signal.SIGTERM)
+        n = nt.recv_to_eof(s, got) + len(first)
+    assert n == size and got.digest() == want.digest()
+    assert client.wait_exit(30) == 0
