@@ -33,8 +33,8 @@ start=$(date +%s)
 summary()
 {
 	echo
-	echo "#### test.sh: $passed passed, $failed failed, $skipped skipped" \
-		"in $(($(date +%s) - start))s"
+	echo "#### stages took $(($(date +%s) - start))s"
+	echo "test.sh: $passed passed, $failed failed, $skipped skipped"
 }
 
 # stage NAME COMMAND...: runs one stage; the first failure ends the run.
