@@ -376,3 +376,28 @@ def test_check_good_config(tmp_path):
     # --check does not start anything
     assert not (tmp_path / "run").exists()
     assert not (tmp_path / "var" / "tls").exists()
+
+
+def test_flood_on_tunnel_port(server, make_client, services):
+    """500 silent connections and 200 garbage writers on the tunnel port at
+    once: relayd stays up, the existing tunnel keeps passing data meanwhile,
+    and a new client can still register and connect."""
+    client, port = working_tunnel(make_client, services)
+    silent = []
+    try:
+        for _ in range(500):
+            silent.append(socket.create_connection(("127.0.0.1", server.https), timeout=10))
+        for i in range(200):
+            with socket.create_connection(("127.0.0.1", server.https), timeout=10) as g:
+                try:
+                    g.sendall(os.urandom(512 + i))
+                except OSError:
+                    pass
+        still_fine(server, client, port)
+        late = make_client("late")
+        s = services(nt.h_exchange, "late")
+        nt.exchange(late.tcp_add(s.port), 64 * KiB)
+    finally:
+        for c in silent:
+            c.close()
+    still_fine(server, client, port)
