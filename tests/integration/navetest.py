@@ -613,6 +613,15 @@ def h_echo(c, svc):
 # ---------------------------------------------------------------- public side
 
 
+def working_tunnel(make_client, services, name="good"):
+    """A started client with one exchange rule that already carried data."""
+    c = make_client(name)
+    s = services(h_exchange, name)
+    port = c.tcp_add(s.port)
+    exchange(port, 64 * KiB)
+    return c, port
+
+
 def connect(port, timeout=IO_TIMEOUT):
     s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     s.settimeout(timeout)

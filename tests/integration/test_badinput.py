@@ -27,14 +27,6 @@ def one_line(p, *words):
     return lines[0]
 
 
-def working_tunnel(make_client, services):
-    c = make_client("good")
-    s = services(nt.h_exchange, "good")
-    port = c.tcp_add(s.port)
-    nt.exchange(port, 64 * KiB)
-    return c, port
-
-
 def still_fine(server, client, port):
     assert server.relayd.alive(), nt.tail(server.relayd.output())
     assert server.controld.alive(), nt.tail(server.controld.output())
@@ -152,7 +144,7 @@ def closed_within(s, timeout):
 
 
 def test_garbage_on_tunnel_port(server, make_client, services):
-    client, port = working_tunnel(make_client, services)
+    client, port = nt.working_tunnel(make_client, services)
 
     # random bytes
     with socket.create_connection(("127.0.0.1", server.https), timeout=10) as s:
@@ -206,7 +198,7 @@ def log_since(server, mark):
 
 
 def test_control_link_oversized_length(server, make_client, services):
-    client, port = working_tunnel(make_client, services)
+    client, port = nt.working_tunnel(make_client, services)
     link = nt.ControlLink(server.https, server.token(id="x")["token"])
     mark = len(server.relayd.output())
     link.s.sendall(struct.pack(">I", 0xFFFFFF))
@@ -218,7 +210,7 @@ def test_control_link_oversized_length(server, make_client, services):
 
 
 def test_control_link_invalid_json(server, make_client, services):
-    client, port = working_tunnel(make_client, services)
+    client, port = nt.working_tunnel(make_client, services)
     link = nt.ControlLink(server.https, server.token(id="x")["token"])
     mark = len(server.relayd.output())
     body = b'{"type": "tcp_add", "req": 1, oops'
@@ -234,7 +226,7 @@ def test_control_link_invalid_json(server, make_client, services):
 
 
 def test_data_link_wrong_secret(server, make_client, services):
-    client, port = working_tunnel(make_client, services)
+    client, port = nt.working_tunnel(make_client, services)
     link = nt.ControlLink(server.https, server.token(id="x")["token"]).keepalive()
     try:
         mark = len(server.relayd.output())
@@ -262,7 +254,7 @@ def relay_links(server):
 def test_data_link_oversized_chunk(server, make_client, services, when):
     """A correct DATA_HELLO, then a chunk header of 0x7FFFFFFF (> LINK_CHUNK_MAX):
     either in the same write as the hello, or once relayd counts the link."""
-    client, port = working_tunnel(make_client, services)
+    client, port = nt.working_tunnel(make_client, services)
     link = nt.ControlLink(server.https, server.token(id="x")["token"]).keepalive()
     try:
         mark = len(server.relayd.output())
@@ -382,7 +374,7 @@ def test_flood_on_tunnel_port(server, make_client, services):
     """500 silent connections and 200 garbage writers on the tunnel port at
     once: relayd stays up, the existing tunnel keeps passing data meanwhile,
     and a new client can still register and connect."""
-    client, port = working_tunnel(make_client, services)
+    client, port = nt.working_tunnel(make_client, services)
     silent = []
     try:
         for _ in range(500):

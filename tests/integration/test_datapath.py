@@ -132,7 +132,7 @@ def test_hello_then_close_before_welcome(server, make_client, services):
     """A control link that sends HELLO and closes before WELCOME reaches it: the
     tunnel must not be left half-online (refusing every later HELLO) and a
     public connection to its port must not crash relayd."""
-    good, gport = _working(make_client, services)
+    good, gport = nt.working_tunnel(make_client, services)
     rc, out, err = server.navectl("tokens", "create", "--id", "flaky")
     assert rc == 0, err
     token = out.splitlines()[0].strip()
@@ -163,14 +163,6 @@ def _try_link(https, token):
         return nt.ControlLink(https, token)
     except nt.Failure:
         return None
-
-
-def _working(make_client, services):
-    c = make_client("good")
-    s = services(nt.h_exchange, "good")
-    port = c.tcp_add(s.port)
-    nt.exchange(port, 64 * KiB)
-    return c, port
 
 
 def test_connect_failures_do_not_wedge_links(server, client, services):
