@@ -66,6 +66,8 @@ enum op {
 
 enum kind { CK_FREE, CK_LISTEN, CK_LINK, CK_PLAIN };
 enum lstate { LS_CONNECT, LS_HANDSHAKE, LS_FIRST, LS_CONTROL, LS_IDLE, LS_STREAM };
+/* plain conns: relayd queues a public connection until a data link is free */
+enum pstate { PS_BOUND = 0, PS_PENDING = 1 };
 
 struct obuf {
 	uint8_t *p;
@@ -500,7 +502,7 @@ static void conn_close(struct worker *w, struct conn *c, bool rst, const char *w
 			conn_close(w, peer, true, "link closed");
 		}
 	} else if (c->kind == CK_PLAIN) {
-		if (c->state == 1) /* still waiting for a data link */
+		if (c->state == PS_PENDING)
 			pending_remove(w, c);
 		peer = conn_at(w, c->peer);
 		if (peer) {
@@ -754,7 +756,7 @@ static void tunnel_offline(struct worker *w, struct tunnel *t, const char *why)
 		link_close_graceful(w, c, "tunnel offline");
 	while ((c = conn_at(w, t->pend_head))) {
 		pending_remove(w, c);
-		c->state = 0;
+		c->state = PS_BOUND;
 		conn_close(w, c, true, "tunnel offline");
 	}
 	for (uint32_t i = 0; i < w->high; i++) {
@@ -846,7 +848,7 @@ static void relay_public(struct worker *w, int fd, uint16_t port, struct tunnel 
 		conn_close(w, p, true, "too many pending connections");
 		return;
 	}
-	p->state = 1; /* pending */
+	p->state = PS_PENDING;
 	p->deadline = now_ms() + PENDING_TIMEOUT_MS;
 	p->prev = t->pend_tail;
 	p->next = NONE;
@@ -911,7 +913,7 @@ static void link_make_idle(struct worker *w, struct conn *l)
 	p = conn_at(w, t->pend_head);
 	if (p) {
 		pending_remove(w, p);
-		p->state = 0;
+		p->state = PS_BOUND;
 		relay_bind(w, p, l);
 		return;
 	}
@@ -1771,9 +1773,9 @@ static void on_tick(struct worker *w)
 					 c->port);
 			else
 				log_warn("fd %d: handshake timed out, closing", c->fd);
-			if (c->kind == CK_PLAIN && c->state == 1) {
+			if (c->kind == CK_PLAIN && c->state == PS_PENDING) {
 				pending_remove(w, c);
-				c->state = 0;
+				c->state = PS_BOUND;
 			}
 			conn_close(w, c, true, "timeout");
 			continue;
