@@ -1025,6 +1025,25 @@ static int add_page(struct ctx *c, struct sbuf *path, const char *page)
 	return ret;
 }
 
+/* GETs one page of a list (path is consumed) and prints it as a table. */
+static int get_list(struct ctx *c, struct sbuf *path, const char *page, const struct col *cols,
+		    unsigned ncols)
+{
+	json_t *j = NULL;
+	int ret = add_page(c, path, page);
+
+	if (ret) {
+		sb_free(path);
+		return ret;
+	}
+	ret = api_call(c, "GET", path, NULL, &j);
+	if (ret || !j)
+		return ret;
+	ret = print_list(j, cols, ncols);
+	json_decref(j);
+	return ret;
+}
+
 /* ---- commands ------------------------------------------------------------------- */
 
 static int cmd_status(struct ctx *c, int argc, char **argv)
@@ -1300,7 +1319,6 @@ static int cmd_tunnels_ls(struct ctx *c, int argc, char **argv)
 	    {NULL, NULL, NULL, NULL},
 	};
 	struct sbuf path;
-	json_t *j;
 	int ret;
 
 	ret = parse_args(c, argc, argv, opts, NULL, NULL);
@@ -1311,17 +1329,7 @@ static int cmd_tunnels_ls(struct ctx *c, int argc, char **argv)
 		sb_query(&path, "online", "1");
 	if (search)
 		sb_query(&path, "search", search);
-	ret = add_page(c, &path, page);
-	if (ret) {
-		sb_free(&path);
-		return ret;
-	}
-	ret = api_call(c, "GET", &path, NULL, &j);
-	if (ret || !j)
-		return ret;
-	ret = print_list(j, cols, ARRAY_SIZE(cols));
-	json_decref(j);
-	return ret;
+	return get_list(c, &path, page, cols, ARRAY_SIZE(cols));
 }
 
 static int cmd_tunnels_show(struct ctx *c, int argc, char **argv)
@@ -1389,7 +1397,6 @@ static int cmd_ports_ls(struct ctx *c, int argc, char **argv)
 	    {NULL, NULL, NULL, NULL},
 	};
 	struct sbuf path;
-	json_t *j;
 	int ret;
 
 	ret = parse_args(c, argc, argv, opts, NULL, NULL);
@@ -1398,17 +1405,7 @@ static int cmd_ports_ls(struct ctx *c, int argc, char **argv)
 	path = api_path("ports", NULL, NULL);
 	if (tunnel)
 		sb_query(&path, "tunnel", tunnel);
-	ret = add_page(c, &path, page);
-	if (ret) {
-		sb_free(&path);
-		return ret;
-	}
-	ret = api_call(c, "GET", &path, NULL, &j);
-	if (ret || !j)
-		return ret;
-	ret = print_list(j, cols, ARRAY_SIZE(cols));
-	json_decref(j);
-	return ret;
+	return get_list(c, &path, page, cols, ARRAY_SIZE(cols));
 }
 
 static int cmd_ports_allocate(struct ctx *c, int argc, char **argv)
