@@ -5,8 +5,9 @@
  * bytes (xprt_feed), reads plaintext (xprt_read), writes plaintext
  * (xprt_write) and ships what the transport produced (out/out_len). Two
  * implementations sit behind it: userspace TLS with BoringSSL over a custom
- * zero-copy BIO, and (later) kTLS where the kernel does the crypto and the
- * transport copies plain bytes. The relay code does not care which.
+ * BIO (no socket calls, no staging buffer of its own), and (later) kTLS where
+ * the kernel does the crypto and the transport copies plain bytes. The relay
+ * code does not care which.
  */
 #ifndef NAVE_XPRT_H
 #define NAVE_XPRT_H
