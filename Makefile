@@ -79,7 +79,7 @@ $(B)/nave-relayd: $(call obj,$(RELAYD_SRC))
 deps:
 	$(Q)./tests/deps.sh
 
-run: all
+run: deps all
 	$(Q)./tests/run.sh $(B)
 
 # Unit tests (cmocka): each tests/unit/test_X.c is one binary.
