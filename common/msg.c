@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 uint8_t *msg_encode(const json_t *obj, size_t *len)
 {
@@ -101,6 +102,76 @@ int msg_reader_next(struct msg_reader *r, json_t **out, char *err, size_t errlen
 	}
 	*out = obj;
 	return 1;
+}
+
+int msg_outq_push(struct msg_outq *q, const json_t *obj, size_t max)
+{
+	size_t n;
+	uint8_t *m = msg_encode(obj, &n);
+	int ret = 0;
+
+	if (!m)
+		return -ENOMEM;
+	if (n > max - q->len || q->len > max) {
+		ret = -ENOBUFS;
+		goto out;
+	}
+	if (q->len + n > q->cap) {
+		size_t cap = q->cap ? q->cap : 4096;
+		uint8_t *b;
+
+		while (cap < q->len + n)
+			cap *= 2;
+		b = realloc(q->buf, cap);
+		if (!b) {
+			ret = -ENOMEM;
+			goto out;
+		}
+		q->buf = b;
+		q->cap = cap;
+	}
+	memcpy(q->buf + q->len, m, n);
+	q->len += n;
+out:
+	memset(m, 0, n);
+	free(m);
+	return ret;
+}
+
+int msg_outq_flush(struct msg_outq *q, int fd)
+{
+	size_t off = 0;
+	int ret = 0;
+
+	while (off < q->len) {
+		ssize_t w = send(fd, q->buf + off, q->len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno != EAGAIN && errno != EWOULDBLOCK)
+				ret = -errno;
+			break;
+		}
+		off += (size_t)w;
+	}
+	memmove(q->buf, q->buf + off, q->len - off);
+	q->len -= off;
+	return ret;
+}
+
+void msg_outq_reset(struct msg_outq *q)
+{
+	if (q)
+		q->len = 0;
+}
+
+void msg_outq_free(struct msg_outq *q)
+{
+	if (!q)
+		return;
+	free(q->buf);
+	memset(q, 0, sizeof(*q));
 }
 
 const char *msg_str(const json_t *obj, const char *key)

@@ -35,6 +35,28 @@ int msg_reader_feed(struct msg_reader *r, const void *data, size_t n);
  */
 int msg_reader_next(struct msg_reader *r, json_t **out, char *err, size_t errlen);
 
+/*
+ * Outbound queue for a non-blocking peer: messages are encoded on push and
+ * written with msg_outq_flush whenever the socket takes them.
+ */
+struct msg_outq {
+	uint8_t *buf;
+	size_t len;
+	size_t cap;
+};
+
+/*
+ * Encodes obj and appends it: 0, -ENOMEM, or -ENOBUFS when more than max
+ * bytes would be queued (the peer is not reading: close it). The temporary
+ * encoding is wiped (messages may carry tokens).
+ */
+int msg_outq_push(struct msg_outq *q, const json_t *obj, size_t max);
+/* Sends what fd takes now without blocking: 0, or -errno on a write error. */
+int msg_outq_flush(struct msg_outq *q, int fd);
+/* Drops everything queued; keeps the allocation (NULL-safe). */
+void msg_outq_reset(struct msg_outq *q);
+void msg_outq_free(struct msg_outq *q);
+
 /* Convenience getters that tolerate missing members. */
 const char *msg_str(const json_t *obj, const char *key);
 long long msg_int(const json_t *obj, const char *key, long long dflt);

@@ -37,8 +37,7 @@ struct relaylink {
 	pid_t pid; /* from SO_PEERCRED */
 	bool hello;
 	struct msg_reader rd;
-	uint8_t *out;
-	size_t out_len, out_cap;
+	struct msg_outq out;
 	json_t *info;  /* from relay_hello */
 	json_t *stats; /* the latest stats */
 };
@@ -73,9 +72,7 @@ static void conn_close(struct relaylink *rl, int level, const char *why)
 	rl->hello = false;
 	msg_reader_free(&rl->rd);
 	msg_reader_init(&rl->rd);
-	free(rl->out);
-	rl->out = NULL;
-	rl->out_len = rl->out_cap = 0;
+	msg_outq_free(&rl->out);
 	json_decref(rl->info);
 	json_decref(rl->stats);
 	rl->info = rl->stats = NULL;
@@ -104,25 +101,8 @@ bool relaylink_connected(const struct relaylink *rl)
 /* Writes what the socket takes now; 0, or -errno after closing the connection. */
 static int flush_out(struct relaylink *rl)
 {
-	size_t off = 0;
-	int ret = 0;
+	int ret = msg_outq_flush(&rl->out, rl->fd);
 
-	while (off < rl->out_len) {
-		ssize_t w =
-		    send(rl->fd, rl->out + off, rl->out_len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
-
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				break;
-			ret = -errno;
-			break;
-		}
-		off += (size_t)w;
-	}
-	memmove(rl->out, rl->out + off, rl->out_len - off);
-	rl->out_len -= off;
 	if (ret) {
 		char why[WHY_LEN];
 
@@ -135,9 +115,7 @@ static int flush_out(struct relaylink *rl)
 /* Queues obj (the reference is consumed) and tries to send it. */
 static int send_obj(struct relaylink *rl, json_t *obj)
 {
-	uint8_t *buf;
-	size_t len;
-	int ret = 0;
+	int ret;
 
 	if (!obj)
 		return -ENOMEM;
@@ -145,39 +123,17 @@ static int send_obj(struct relaylink *rl, json_t *obj)
 		json_decref(obj);
 		return -ENOTCONN;
 	}
-	buf = msg_encode(obj, &len);
+	ret = msg_outq_push(&rl->out, obj, OUT_MAX); /* wipes the encoding: auth_ok has tokens */
 	json_decref(obj);
-	if (!buf) {
-		log_error("relayd: could not encode a message");
-		return -ENOMEM;
-	}
-	if (rl->out_len + len > OUT_MAX) {
+	if (ret == -ENOBUFS) {
 		conn_close(rl, NLOG_WARN, "relayd is not reading (output queue full)");
-		ret = -ENOBUFS;
-		goto out;
+		return ret;
 	}
-	if (rl->out_len + len > rl->out_cap) {
-		size_t cap = rl->out_cap ? rl->out_cap : 4096;
-		uint8_t *b;
-
-		while (cap < rl->out_len + len)
-			cap *= 2;
-		b = realloc(rl->out, cap);
-		if (!b) {
-			ret = -ENOMEM;
-			goto out;
-		}
-		rl->out = b;
-		rl->out_cap = cap;
+	if (ret) {
+		log_error("relayd: could not queue a message: %s", strerror(-ret));
+		return ret;
 	}
-	memcpy(rl->out + rl->out_len, buf, len);
-	rl->out_len += len;
-	ret = flush_out(rl);
-out:
-	/* an auth_ok may carry a fresh token */
-	memset(buf, 0, len);
-	free(buf);
-	return ret;
+	return flush_out(rl);
 }
 
 static int reply_error(struct relaylink *rl, json_int_t req, const char *reason)
@@ -702,7 +658,7 @@ int relaylink_pollfds(struct relaylink *rl, struct pollfd *pfd)
 	pfd[n++].revents = 0;
 	if (rl->fd >= 0) {
 		pfd[n].fd = rl->fd;
-		pfd[n].events = POLLIN | (rl->out_len ? POLLOUT : 0);
+		pfd[n].events = POLLIN | (rl->out.len ? POLLOUT : 0);
 		pfd[n++].revents = 0;
 	}
 	return n;

@@ -30,6 +30,7 @@
 #define REQ_TIMEOUT_MS 10000
 #define STATS_MS       2000
 #define MAX_REQS       4096
+#define CD_OUT_MAX     (8u << 20) /* queued bytes before controld counts as stuck */
 
 /* A tunnel plus what only this thread touches. */
 struct rtun {
@@ -90,8 +91,7 @@ struct ctlthread {
 	/* controld */
 	int fd;
 	struct msg_reader mr;
-	uint8_t *wbuf;
-	size_t wlen, wcap;
+	struct msg_outq out;
 	uint64_t next_connect;
 	uint64_t next_stats;
 	long long next_req;
@@ -252,48 +252,31 @@ static void tunnel_reply(struct ctlthread *ct, struct rtun *rt, json_t *obj)
 
 /* ---------- controld connection ---------- */
 
+static void cd_disconnect(struct ctlthread *ct, const char *why);
+
+/* Queues a message for controld (nothing when it is away: state is resent on hello). */
 static void cd_send(struct ctlthread *ct, json_t *obj)
 {
-	size_t n;
-	uint8_t *m;
+	int r;
 
 	if (ct->fd < 0)
 		return;
-	m = msg_encode(obj, &n);
-	if (!m)
-		return;
-	if (ct->wlen + n > ct->wcap) {
-		size_t cap = ct->wcap ? ct->wcap : 4096;
-		uint8_t *b;
-
-		while (cap < ct->wlen + n)
-			cap *= 2;
-		b = realloc(ct->wbuf, cap);
-		if (!b) {
-			free(m);
-			return;
-		}
-		ct->wbuf = b;
-		ct->wcap = cap;
-	}
-	memcpy(ct->wbuf + ct->wlen, m, n);
-	ct->wlen += n;
-	free(m);
+	r = msg_outq_push(&ct->out, obj, CD_OUT_MAX);
+	if (r == -ENOBUFS)
+		cd_disconnect(ct, "it is not reading (output queue full)");
+	else if (r < 0)
+		log_warn("cannot queue a message for nave-controld: %s", strerror(-r));
 }
 
 static void cd_flush(struct ctlthread *ct)
 {
-	while (ct->fd >= 0 && ct->wlen) {
-		ssize_t w = send(ct->fd, ct->wbuf, ct->wlen, MSG_NOSIGNAL | MSG_DONTWAIT);
+	int r;
 
-		if (w < 0) {
-			if (errno == EAGAIN || errno == EINTR)
-				return;
-			return; /* the read side notices the close */
-		}
-		memmove(ct->wbuf, ct->wbuf + w, ct->wlen - (size_t)w);
-		ct->wlen -= (size_t)w;
-	}
+	if (ct->fd < 0 || !ct->out.len)
+		return;
+	r = msg_outq_flush(&ct->out, ct->fd);
+	if (r < 0)
+		cd_disconnect(ct, strerror(-r));
 }
 
 static json_t *online_list(struct ctlthread *ct, bool full)
@@ -354,7 +337,7 @@ static void cd_connect(struct ctlthread *ct)
 	}
 	fd_set_nonblock(fd, true);
 	ct->fd = fd;
-	ct->wlen = 0;
+	msg_outq_reset(&ct->out);
 	msg_reader_free(&ct->mr);
 	msg_reader_init(&ct->mr);
 	log_info("connected to nave-controld at %s", sa.sun_path);
@@ -909,7 +892,7 @@ static void *ctl_main(void *arg)
 		pfd[0].events = POLLIN;
 		if (ct->fd >= 0) {
 			pfd[1].fd = ct->fd;
-			pfd[1].events = POLLIN | (ct->wlen ? POLLOUT : 0);
+			pfd[1].events = POLLIN | (ct->out.len ? POLLOUT : 0);
 			n = 2;
 		}
 		if (poll(pfd, (nfds_t)n, 200) < 0 && errno != EINTR)
@@ -995,7 +978,7 @@ void ctlthread_stop(struct ctlthread *ct)
 		}
 	}
 	msg_reader_free(&ct->mr);
-	free(ct->wbuf);
+	msg_outq_free(&ct->out);
 	free(ct->route);
 	free(ct->listening);
 	close(ct->efd);

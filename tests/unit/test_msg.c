@@ -16,6 +16,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -438,6 +440,51 @@ static void test_free_twice(void **state)
 	assert_null(r.buf);
 }
 
+/* The outbound queue: push, bound, partial flush into a socket, order kept. */
+static void test_outq(void **state)
+{
+	struct msg_outq q = {0};
+	struct msg_reader r;
+	json_t *a = json_pack("{s:s, s:i}", "type", "a", "n", 1);
+	json_t *b = json_pack("{s:s, s:s}", "type", "b", "pad", "xxxxxxxxxxxxxxxx");
+	uint8_t buf[256];
+	char err[64];
+	json_t *m;
+	int sv[2];
+	ssize_t n;
+
+	(void)state;
+	assert_int_equal(msg_outq_push(&q, a, 1024), 0);
+	assert_int_equal(msg_outq_push(&q, b, 1024), 0);
+	size_t queued = q.len;
+	/* a bound that the next message would cross */
+	assert_int_equal(msg_outq_push(&q, b, queued + 4), -ENOBUFS);
+	assert_int_equal(q.len, queued);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	assert_int_equal(msg_outq_flush(&q, sv[0]), 0);
+	assert_int_equal(q.len, 0);
+	n = read(sv[1], buf, sizeof(buf));
+	assert_int_equal((size_t)n, queued);
+	msg_reader_init(&r);
+	assert_int_equal(msg_reader_feed(&r, buf, (size_t)n), 0);
+	assert_int_equal(msg_reader_next(&r, &m, err, sizeof(err)), 1);
+	assert_string_equal(msg_str(m, "type"), "a");
+	json_decref(m);
+	assert_int_equal(msg_reader_next(&r, &m, err, sizeof(err)), 1);
+	assert_string_equal(msg_str(m, "type"), "b");
+	json_decref(m);
+	msg_reader_free(&r);
+	/* a closed peer is a write error, not a hang */
+	assert_int_equal(msg_outq_push(&q, a, 1024), 0);
+	close(sv[1]);
+	assert_int_equal(msg_outq_flush(&q, sv[0]), -EPIPE);
+	close(sv[0]);
+	msg_outq_free(&q);
+	msg_outq_free(&q);
+	json_decref(a);
+	json_decref(b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -458,6 +505,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_feed_two_max, setup, teardown),
 	    cmocka_unit_test(test_getters),
 	    cmocka_unit_test(test_free_twice),
+	    cmocka_unit_test(test_outq),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
