@@ -1,17 +1,35 @@
 // SPDX-License-Identifier: Apache-2.0
-/* Text or JSON log lines on stderr, written with one write(2) each. */
+/*
+ * Text or JSON log lines on stderr, written with one write(2) each. Every
+ * message is escaped as a whole (log_escape), so a peer's string can neither
+ * forge a line nor reach a terminal raw. Rate-limited causes keep a window
+ * each; a global mutex guards them (only taken when such a message is
+ * logged or a summary is due, never on a data path).
+ */
 #include "log.h"
 
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "util.h"
+
+#define MSG_MAX	 1024
+#define LINE_MAX (4 * MSG_MAX + 160)
+
 static const char *log_prog = "nave";
 static int log_level = NLOG_INFO;
 static bool log_json;
 static const char *const log_names[] = {"debug", "info", "warn", "error"};
+
+static pthread_mutex_t limit_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct log_limit *limit_head;
+static _Atomic unsigned limit_pending; /* windows with suppressed messages */
+static unsigned limit_ms = 10000;
 
 void log_init(const char *prog, int level, bool json)
 {
@@ -28,50 +46,217 @@ int log_level_parse(const char *s)
 	return -1;
 }
 
-void log_msg(int level, const char *fmt, ...)
+bool log_enabled(int level)
 {
-	char msg[1024], line[2304];
+	return level >= log_level;
+}
+
+static void hex_byte(char *out, unsigned char c)
+{
+	static const char digits[] = "0123456789abcdef";
+
+	out[0] = '\\';
+	out[1] = 'x';
+	out[2] = digits[c >> 4];
+	out[3] = digits[c & 15];
+}
+
+/* Length of the valid UTF-8 sequence at s (at most n bytes), 0 if invalid. */
+static size_t utf8_seq(const unsigned char *s, size_t n, uint32_t *cp)
+{
+	size_t len;
+	uint32_t v;
+
+	if (s[0] < 0x80) {
+		*cp = s[0];
+		return 1;
+	}
+	if (s[0] >= 0xc2 && s[0] <= 0xdf) {
+		len = 2;
+		v = s[0] & 0x1f;
+	} else if (s[0] >= 0xe0 && s[0] <= 0xef) {
+		len = 3;
+		v = s[0] & 0x0f;
+	} else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
+		len = 4;
+		v = s[0] & 0x07;
+	} else {
+		return 0;
+	}
+	if (len > n)
+		return 0;
+	for (size_t i = 1; i < len; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		v = v << 6 | (s[i] & 0x3f);
+	}
+	/* overlong forms, surrogates, beyond U+10FFFF */
+	if ((len == 3 && v < 0x800) || (len == 4 && (v < 0x10000 || v > 0x10ffff)) ||
+	    (v >= 0xd800 && v <= 0xdfff))
+		return 0;
+	*cp = v;
+	return len;
+}
+
+size_t log_escape(const char *in, size_t n, char *out, size_t outlen, bool json)
+{
+	const unsigned char *s = (const unsigned char *)in;
+	size_t i = 0, j = 0;
+
+	if (!outlen)
+		return 0;
+	while (i < n) {
+		char e[8];
+		size_t elen, take = 1;
+		uint32_t cp;
+
+		if (s[i] >= 0x20 && s[i] < 0x7f && s[i] != '\\' && !(json && s[i] == '"')) {
+			e[0] = (char)s[i];
+			elen = 1;
+		} else if (s[i] == '\\' || (json && s[i] == '"')) {
+			e[0] = '\\';
+			e[1] = (char)s[i];
+			elen = 2;
+		} else if (json && (s[i] < 0x20 || s[i] == 0x7f)) {
+			elen = (size_t)snprintf(e, sizeof(e), "\\u%04x", s[i]);
+		} else if (json && (take = utf8_seq(s + i, n - i, &cp)) > 0) {
+			if (cp < 0xa0) { /* C1 controls */
+				elen = (size_t)snprintf(e, sizeof(e), "\\u%04x", (unsigned)cp);
+			} else {
+				memcpy(e, s + i, take);
+				elen = take;
+			}
+		} else {
+			/* text: every other byte; json: a byte of invalid UTF-8 (as text) */
+			take = 1;
+			if (json) {
+				e[0] = '\\';
+				hex_byte(e + 1, s[i]);
+				elen = 5;
+			} else {
+				hex_byte(e, s[i]);
+				elen = 4;
+			}
+		}
+		if (j + elen >= outlen)
+			break;
+		memcpy(out + j, e, elen);
+		j += elen;
+		i += take;
+	}
+	out[j] = 0;
+	return j;
+}
+
+/* Formats and writes one line of an already formatted (unescaped) message. */
+static void log_write(int level, const char *msg)
+{
+	char line[LINE_MAX], esc[4 * MSG_MAX + 8], when[32];
 	struct timespec ts;
 	struct tm tm;
-	char when[32];
-	va_list ap;
 	int n;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
+	log_escape(msg, strlen(msg), esc, sizeof(esc), log_json);
+	if (log_json)
+		n = snprintf(
+		    line, sizeof(line),
+		    "{\"time\":\"%s.%03ldZ\",\"level\":\"%s\",\"prog\":\"%s\",\"msg\":\"%s\"}\n",
+		    when, ts.tv_nsec / 1000000, log_names[level], log_prog, esc);
+	else
+		n = snprintf(line, sizeof(line), "%s.%03ldZ %s %s: %s\n", when,
+			     ts.tv_nsec / 1000000, log_names[level], log_prog, esc);
+	if (n < 0)
+		return;
+	if (n > (int)sizeof(line) - 1) {
+		/* cut, but keep the line a line (and JSON closed) */
+		n = (int)sizeof(line) - 1;
+		if (log_json)
+			memcpy(line + n - 3, "\"}\n", 3);
+		else
+			line[n - 1] = '\n';
+	}
+	if (write(STDERR_FILENO, line, (size_t)n) < 0)
+		return;
+}
+
+void log_msg(int level, const char *fmt, ...)
+{
+	char msg[MSG_MAX];
+	va_list ap;
 
 	if (level < log_level)
 		return;
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
-	if (log_json) {
-		char esc[2048];
-		size_t j = 0;
+	log_write(level, msg);
+}
 
-		for (size_t i = 0; msg[i] && j < sizeof(esc) - 7; i++) {
-			unsigned char c = (unsigned char)msg[i];
+void log_limit_window(unsigned ms)
+{
+	limit_ms = ms;
+}
 
-			if (c == '"' || c == '\\') {
-				esc[j++] = '\\';
-				esc[j++] = (char)c;
-			} else if (c < 0x20) {
-				j += (size_t)snprintf(esc + j, sizeof(esc) - j, "\\u%04x", c);
-			} else {
-				esc[j++] = (char)c;
-			}
-		}
-		esc[j] = 0;
-		n = snprintf(
-		    line, sizeof(line),
-		    "{\"time\":\"%s.%03ldZ\",\"level\":\"%s\",\"prog\":\"%s\",\"msg\":\"%s\"}\n",
-		    when, ts.tv_nsec / 1000000, log_names[level], log_prog, esc);
-	} else {
-		n = snprintf(line, sizeof(line), "%s.%03ldZ %s %s: %s\n", when,
-			     ts.tv_nsec / 1000000, log_names[level], log_prog, msg);
-	}
-	if (n > (int)sizeof(line) - 1)
-		n = (int)sizeof(line) - 1;
-	if (write(STDERR_FILENO, line, (size_t)n) < 0)
+/* The summary of l's window; called with limit_lock held. */
+static void limit_summary(struct log_limit *l)
+{
+	char msg[MSG_MAX];
+
+	snprintf(msg, sizeof(msg), "%llu more like this in the last %us: %s",
+		 (unsigned long long)l->suppressed, (limit_ms + 999) / 1000, l->last);
+	log_write(l->level, msg);
+	l->suppressed = 0;
+	atomic_fetch_sub(&limit_pending, 1);
+}
+
+void log_limited(struct log_limit *l, int level, const char *fmt, ...)
+{
+	uint64_t now = now_ms();
+	char msg[MSG_MAX];
+	va_list ap;
+
+	if (level < log_level)
 		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	pthread_mutex_lock(&limit_lock);
+	if (!l->linked) {
+		l->linked = true;
+		l->next = limit_head;
+		limit_head = l;
+	}
+	if (now >= l->until) {
+		if (l->suppressed)
+			limit_summary(l);
+		l->until = now + limit_ms;
+		pthread_mutex_unlock(&limit_lock);
+		log_write(level, msg);
+		return;
+	}
+	if (l->suppressed++ == 0)
+		atomic_fetch_add(&limit_pending, 1);
+	l->level = level;
+	str_copy(l->last, sizeof(l->last), msg);
+	pthread_mutex_unlock(&limit_lock);
+}
+
+void log_limit_flush(void)
+{
+	uint64_t now;
+
+	if (!atomic_load_explicit(&limit_pending, memory_order_relaxed))
+		return;
+	now = now_ms();
+	pthread_mutex_lock(&limit_lock);
+	for (struct log_limit *l = limit_head; l; l = l->next) {
+		if (l->suppressed && now >= l->until) {
+			limit_summary(l);
+			l->until = 0;
+		}
+	}
+	pthread_mutex_unlock(&limit_lock);
 }
