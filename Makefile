@@ -35,7 +35,7 @@ CFLAGS := -std=gnu11 $(OPT) $(WARN) $(SANFLAGS) -pthread -MMD -MP
 LDFLAGS := $(SANFLAGS) -pthread
 SSL_LIBS := $(BSSL_LIB)/libssl.so $(BSSL_LIB)/libcrypto.so -Wl,-rpath,$(BSSL_LIB)
 
-COMMON := common/log.c common/msg.c common/frame.c common/util.c
+COMMON := common/log.c common/msg.c common/frame.c common/util.c common/valid.c common/sock.c
 CFG := config/cfg.c
 TLS := tls/tls.c
 ENGINE := datapath/engine.c datapath/xprt.c

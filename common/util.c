@@ -4,7 +4,10 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -156,4 +159,61 @@ bool str_copy(char *dst, size_t dstlen, const char *src)
 	}
 	memcpy(dst, src, n + 1);
 	return true;
+}
+
+int lock_dirs(const char *prog, const char *const *dirs, unsigned n, char *err, size_t errlen)
+{
+	struct stat seen[8];
+	unsigned nseen = 0;
+
+	for (unsigned i = 0; i < n && i < 8; i++) {
+		char path[1100], text[32] = "";
+		struct stat st;
+		bool dup = false;
+		ssize_t r;
+		int fd;
+
+		if (stat(dirs[i], &st) < 0) {
+			snprintf(err, errlen, "%s: %s", dirs[i], strerror(errno));
+			return -errno;
+		}
+		for (unsigned k = 0; k < nseen; k++)
+			dup |= seen[k].st_dev == st.st_dev && seen[k].st_ino == st.st_ino;
+		if (dup)
+			continue;
+		seen[nseen++] = st;
+		snprintf(path, sizeof(path), "%s/%s.lock", dirs[i], prog);
+		fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+		if (fd < 0) {
+			int e = errno;
+
+			snprintf(err, errlen, "%s: %s", path, strerror(e));
+			return -e;
+		}
+		if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+			int e = errno;
+
+			r = pread(fd, text, sizeof(text) - 1, 0);
+			text[r > 0 ? r : 0] = 0;
+			close(fd);
+			if (e != EWOULDBLOCK) {
+				snprintf(err, errlen, "%s: %s", path, strerror(e));
+				return -e;
+			}
+			snprintf(err, errlen,
+				 "another %s (pid %d) is running with %s (it holds %s)", prog,
+				 atoi(text), dirs[i], path);
+			return -EWOULDBLOCK;
+		}
+		r = snprintf(text, sizeof(text), "%d\n", (int)getpid());
+		if (ftruncate(fd, 0) < 0 || pwrite(fd, text, (size_t)r, 0) != r) {
+			int e = errno;
+
+			snprintf(err, errlen, "%s: %s", path, strerror(e));
+			close(fd);
+			return -e;
+		}
+		/* the descriptor stays open: the lock lives as long as the process */
+	}
+	return 0;
 }

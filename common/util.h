@@ -33,4 +33,12 @@ int mkdir_p(const char *path, unsigned mode);
 /* Safe string copy: always NUL-terminates; returns false if truncated. */
 bool str_copy(char *dst, size_t dstlen, const char *src);
 
+/*
+ * One instance per directory: takes an exclusive lock on DIR/PROG.lock in
+ * each of the n directories (a directory named twice is locked once) and
+ * writes our pid into the files. The locks hold until the process exits.
+ * 0, or -errno with a one-line reason naming the holder's pid in err.
+ */
+int lock_dirs(const char *prog, const char *const *dirs, unsigned n, char *err, size_t errlen);
+
 #endif

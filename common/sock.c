@@ -1,0 +1,367 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * Socket helpers (sock.h). Exclusive listener groups: SO_REUSEPORT lets any
+ * socket of the same user join a group, so a second instance would silently
+ * share our listeners; a probe bound without SO_REUSEPORT keeps it out, a
+ * classic BPF program keeps traffic inside our own sockets, and a sock_diag
+ * dump afterwards catches one that raced us. Holders are named by matching
+ * the socket inode from sock_diag against /proc/PID/fd.
+ */
+#include "sock.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <linux/filter.h>
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "util.h"
+
+#ifndef SO_ATTACH_REUSEPORT_CBPF
+#define SO_ATTACH_REUSEPORT_CBPF 51
+#endif
+#define TCP_LISTEN_STATE 10
+
+void sock_addr_str(const struct sockaddr *sa, char *out, size_t len)
+{
+	char a[INET6_ADDRSTRLEN] = "?";
+
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
+
+		inet_ntop(AF_INET, &s4->sin_addr, a, sizeof(a));
+		snprintf(out, len, "%s:%u", a, ntohs(s4->sin_port));
+	} else if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+
+		inet_ntop(AF_INET6, &s6->sin6_addr, a, sizeof(a));
+		snprintf(out, len, "[%s]:%u", a, ntohs(s6->sin6_port));
+	} else {
+		snprintf(out, len, "(family %d)", sa->sa_family);
+	}
+}
+
+/* ---- who holds a port ---- */
+
+struct want {
+	int family;
+	uint16_t port; /* host order */
+	uint8_t addr[16];
+	bool any;
+};
+
+static void want_from(const struct sockaddr *sa, struct want *w)
+{
+	memset(w, 0, sizeof(*w));
+	w->family = sa->sa_family;
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
+
+		w->port = ntohs(s4->sin_port);
+		memcpy(w->addr, &s4->sin_addr, 4);
+		w->any = s4->sin_addr.s_addr == htonl(INADDR_ANY);
+	} else {
+		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+
+		w->port = ntohs(s6->sin6_port);
+		memcpy(w->addr, &s6->sin6_addr, 16);
+		w->any = IN6_IS_ADDR_UNSPECIFIED(&s6->sin6_addr);
+	}
+}
+
+/* Does a listener of this family/address overlap what we want? */
+static bool overlaps(const struct want *w, int family, const uint32_t *src)
+{
+	static const uint8_t zero[16];
+	size_t alen = family == AF_INET ? 4 : 16;
+	bool any = !memcmp(src, zero, alen);
+
+	if (any || w->any)
+		return true;
+	if (family != w->family)
+		return false;
+	return !memcmp(src, w->addr, alen);
+}
+
+static bool is_ours(unsigned long ino, const unsigned long *ours, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		if (ours[i] == ino)
+			return true;
+	return false;
+}
+
+/*
+ * Dumps the listening TCP sockets of one family; the first overlapping one
+ * not in ours sets *ino and *uid and returns 1; 0 none; -errno.
+ */
+static int diag_find(int family, const struct want *w, const unsigned long *ours, unsigned nours,
+		     unsigned long *ino, unsigned *uid)
+{
+	struct {
+		struct nlmsghdr nlh;
+		struct inet_diag_req_v2 r;
+	} req;
+	struct sockaddr_nl nl = {.nl_family = AF_NETLINK};
+	uint32_t buf[8192];
+	int fd, ret = 0;
+	bool done = false;
+
+	fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+	if (fd < 0)
+		return -errno;
+	memset(&req, 0, sizeof(req));
+	req.nlh.nlmsg_len = sizeof(req);
+	req.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+	req.nlh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+	req.r.sdiag_family = (uint8_t)family;
+	req.r.sdiag_protocol = IPPROTO_TCP;
+	req.r.idiag_states = 1u << TCP_LISTEN_STATE;
+	if (sendto(fd, &req, sizeof(req), 0, (struct sockaddr *)&nl, sizeof(nl)) < 0) {
+		ret = -errno;
+		goto out;
+	}
+	while (!done) {
+		ssize_t n = recv(fd, buf, sizeof(buf), 0);
+		struct nlmsghdr *h = (struct nlmsghdr *)buf;
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			ret = -errno;
+			goto out;
+		}
+		for (; NLMSG_OK(h, (size_t)n); h = NLMSG_NEXT(h, n)) {
+			const struct inet_diag_msg *m = NLMSG_DATA(h);
+
+			if (h->nlmsg_type == NLMSG_DONE) {
+				done = true;
+				break;
+			}
+			if (h->nlmsg_type == NLMSG_ERROR) {
+				ret = -EPROTO;
+				goto out;
+			}
+			if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY ||
+			    h->nlmsg_len < NLMSG_LENGTH(sizeof(*m)))
+				continue;
+			if (ret || ntohs(m->id.idiag_sport) != w->port ||
+			    !overlaps(w, m->idiag_family, m->id.idiag_src) ||
+			    is_ours(m->idiag_inode, ours, nours))
+				continue;
+			*ino = m->idiag_inode;
+			*uid = m->idiag_uid;
+			ret = 1; /* keep reading to the end of the dump */
+		}
+		if (n == 0)
+			break;
+	}
+out:
+	close(fd);
+	return ret;
+}
+
+/* The pid whose fd table holds socket inode ino, or -1. */
+static pid_t pid_of_inode(unsigned long ino)
+{
+	char want[48], path[560], link[64];
+	DIR *proc = opendir("/proc");
+	struct dirent *p;
+	pid_t found = -1;
+
+	if (!proc)
+		return -1;
+	snprintf(want, sizeof(want), "socket:[%lu]", ino);
+	while (found < 0 && (p = readdir(proc))) {
+		DIR *fds;
+		struct dirent *f;
+
+		if (!isdigit((unsigned char)p->d_name[0]))
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s/fd", p->d_name);
+		fds = opendir(path);
+		if (!fds)
+			continue;
+		while ((f = readdir(fds))) {
+			ssize_t n;
+
+			if (f->d_name[0] == '.')
+				continue;
+			snprintf(path, sizeof(path), "/proc/%s/fd/%s", p->d_name, f->d_name);
+			n = readlink(path, link, sizeof(link) - 1);
+			if (n <= 0)
+				continue;
+			link[n] = 0;
+			if (!strcmp(link, want)) {
+				found = (pid_t)atoi(p->d_name);
+				break;
+			}
+		}
+		closedir(fds);
+	}
+	closedir(proc);
+	return found;
+}
+
+int sock_listen_holder(const struct sockaddr *sa, const int *ours, unsigned nours, char *out,
+		       size_t len)
+{
+	unsigned long inodes[256], ino = 0;
+	unsigned uid = 0, n = 0;
+	struct want w;
+	pid_t pid;
+	int r = 0;
+
+	if (sa->sa_family != AF_INET && sa->sa_family != AF_INET6)
+		return -EAFNOSUPPORT;
+	for (unsigned i = 0; i < nours && n < ARRAY_SIZE(inodes); i++) {
+		struct stat st;
+
+		if (fstat(ours[i], &st) == 0)
+			inodes[n++] = (unsigned long)st.st_ino;
+	}
+	want_from(sa, &w);
+	r = diag_find(AF_INET, &w, inodes, n, &ino, &uid);
+	if (r == 0)
+		r = diag_find(AF_INET6, &w, inodes, n, &ino, &uid);
+	if (r <= 0)
+		return r < 0 ? r : -ENOENT;
+	pid = pid_of_inode(ino);
+	if (pid > 0) {
+		char path[64], comm[64] = "";
+		FILE *f;
+
+		snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
+		f = fopen(path, "r");
+		if (f) {
+			if (fgets(comm, sizeof(comm), f))
+				comm[strcspn(comm, "\n")] = 0;
+			fclose(f);
+		}
+		for (char *c = comm; *c; c++)
+			if (!isprint((unsigned char)*c))
+				*c = '?';
+		snprintf(out, len, "%s (pid %d)", *comm ? comm : "a process", (int)pid);
+	} else {
+		snprintf(out, len, "a process of uid %u", uid);
+	}
+	return 0;
+}
+
+/* ---- exclusive listener groups ---- */
+
+static void in_use(const struct sockaddr *sa, const int *ours, unsigned nours, const char *verb,
+		   char *err, size_t errlen)
+{
+	char a[SOCK_ADDR_STRLEN], who[128];
+
+	sock_addr_str(sa, a, sizeof(a));
+	if (sock_listen_holder(sa, ours, nours, who, sizeof(who)) == 0)
+		snprintf(err, errlen, "%s is %s %s", a, verb, who);
+	else
+		snprintf(err, errlen, "%s is in use", a);
+}
+
+/* Socket i of the group takes the connections whose SYN CPU i handled (mod n). */
+static int attach_cpu_picker(int fd, unsigned n)
+{
+	struct sock_filter code[] = {
+	    {BPF_LD | BPF_W | BPF_ABS, 0, 0, (uint32_t)(SKF_AD_OFF + SKF_AD_CPU)},
+	    {BPF_ALU | BPF_MOD | BPF_K, 0, 0, n},
+	    {BPF_RET | BPF_A, 0, 0, 0},
+	};
+	struct sock_fprog prog = {.len = ARRAY_SIZE(code), .filter = code};
+
+	return setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog, sizeof(prog)) < 0
+		   ? -errno
+		   : 0;
+}
+
+int sock_listen_group(const struct sockaddr *sa, socklen_t len, unsigned n, int backlog, int *fds,
+		      char *err, size_t errlen)
+{
+	char a[SOCK_ADDR_STRLEN];
+	int one = 1, probe, ret = 0;
+	unsigned i;
+
+	sock_addr_str(sa, a, sizeof(a));
+	if (n == 0) {
+		snprintf(err, errlen, "%s: no sockets asked for", a);
+		return -EINVAL;
+	}
+	probe = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (probe < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "%s: socket: %s", a, strerror(errno));
+		return ret;
+	}
+	setsockopt(probe, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(probe, sa, len) < 0) {
+		ret = -errno;
+		if (errno == EADDRINUSE)
+			in_use(sa, NULL, 0, "in use by", err, errlen);
+		else
+			snprintf(err, errlen, "%s: %s", a, strerror(errno));
+		close(probe);
+		return ret;
+	}
+	for (i = 0; i < n; i++) {
+		fds[i] = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fds[i] < 0) {
+			ret = -errno;
+			snprintf(err, errlen, "%s: socket: %s", a, strerror(errno));
+			break;
+		}
+		setsockopt(fds[i], SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		setsockopt(fds[i], SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+		if (bind(fds[i], sa, len) < 0) {
+			ret = -errno;
+			if (errno == EADDRINUSE)
+				in_use(sa, fds, i, "in use by", err, errlen);
+			else
+				snprintf(err, errlen, "%s: bind: %s", a, strerror(errno));
+			close(fds[i]);
+			break;
+		}
+		if (i == 0 && (ret = attach_cpu_picker(fds[0], n)) < 0) {
+			snprintf(err, errlen, "%s: SO_ATTACH_REUSEPORT_CBPF: %s", a,
+				 strerror(-ret));
+			close(fds[i]);
+			break;
+		}
+		if (listen(fds[i], backlog) < 0) {
+			ret = -errno;
+			snprintf(err, errlen, "%s: listen: %s", a, strerror(errno));
+			close(fds[i]);
+			break;
+		}
+	}
+	close(probe);
+	if (!ret) {
+		char who[128];
+
+		/* a starter that probed at the same moment as we did joined us: both leave */
+		if (sock_listen_holder(sa, fds, n, who, sizeof(who)) == 0) {
+			snprintf(err, errlen, "%s is also being opened by %s", a, who);
+			ret = -EADDRINUSE;
+		}
+	}
+	if (ret) {
+		while (i--)
+			close(fds[i]);
+		return ret;
+	}
+	return 0;
+}

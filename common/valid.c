@@ -1,0 +1,160 @@
+// SPDX-License-Identifier: Apache-2.0
+/* Length limits and alphabets of untrusted strings (valid.h). */
+#include "valid.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "link_proto.h"
+#include "util.h"
+
+static bool alnum(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+static bool char_ok(unsigned char c, enum valid_kind kind)
+{
+	switch (kind) {
+	case VALID_ID:
+		return alnum(c) || c == '.' || c == '_' || c == '-';
+	case VALID_NAME:
+		return alnum(c) || c == '_' || c == '-';
+	case VALID_VERSION:
+		return alnum(c) || c == '.' || c == '_' || c == '-' || c == '+';
+	case VALID_TOKEN:
+		return alnum(c) || c == '_';
+	case VALID_TEXT:
+		break;
+	}
+	return false;
+}
+
+/* UTF-8 without C0, DEL, C1 controls, overlong forms or surrogates. */
+static bool text_ok(const unsigned char *s, size_t n)
+{
+	size_t i = 0;
+
+	while (i < n) {
+		unsigned char c = s[i];
+		size_t len;
+		unsigned v;
+
+		if (c < 0x80) {
+			if (c < 0x20 || c == 0x7f)
+				return false;
+			i++;
+			continue;
+		}
+		if (c >= 0xc2 && c <= 0xdf) {
+			len = 2;
+			v = c & 0x1f;
+		} else if (c >= 0xe0 && c <= 0xef) {
+			len = 3;
+			v = c & 0x0f;
+		} else if (c >= 0xf0 && c <= 0xf4) {
+			len = 4;
+			v = c & 0x07;
+		} else {
+			return false;
+		}
+		if (i + len > n)
+			return false;
+		for (size_t k = 1; k < len; k++) {
+			if ((s[i + k] & 0xc0) != 0x80)
+				return false;
+			v = v << 6 | (s[i + k] & 0x3f);
+		}
+		if (v < 0xa0 || (len == 3 && v < 0x800) || (len == 4 && v < 0x10000) ||
+		    v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff))
+			return false;
+		i += len;
+	}
+	return true;
+}
+
+bool valid_str(const char *s, enum valid_kind kind, size_t max)
+{
+	size_t n;
+
+	if (!s)
+		return false;
+	n = strlen(s);
+	if (n == 0 || n > max)
+		return false;
+	if (kind == VALID_TEXT)
+		return text_ok((const unsigned char *)s, n);
+	for (size_t i = 0; i < n; i++)
+		if (!char_ok((unsigned char)s[i], kind))
+			return false;
+	return true;
+}
+
+const char *valid_alphabet(enum valid_kind kind)
+{
+	switch (kind) {
+	case VALID_ID:
+		return "letters, digits, '.', '_' and '-'";
+	case VALID_NAME:
+		return "letters, digits, '_' and '-'";
+	case VALID_VERSION:
+		return "letters, digits, '.', '_', '+' and '-'";
+	case VALID_TOKEN:
+		return "letters, digits and '_'";
+	case VALID_TEXT:
+		break;
+	}
+	return "UTF-8 text without control characters";
+}
+
+bool valid_members(const json_t *obj, const struct valid_field *f, size_t n, char *err,
+		   size_t errlen)
+{
+	for (size_t i = 0; i < n; i++) {
+		const json_t *v = json_object_get(obj, f[i].key);
+
+		if (!v || json_is_null(v)) {
+			if (!f[i].required)
+				continue;
+			snprintf(err, errlen, "%s is missing", f[i].key);
+			return false;
+		}
+		if (!json_is_string(v) || !valid_str(json_string_value(v), f[i].kind, f[i].max) ||
+		    strlen(json_string_value(v)) != json_string_length(v)) {
+			snprintf(err, errlen, "%s must be 1-%zu characters: %s", f[i].key, f[i].max,
+				 valid_alphabet(f[i].kind));
+			return false;
+		}
+	}
+	return true;
+}
+
+bool valid_hello(const json_t *obj, char *err, size_t errlen)
+{
+	static const struct valid_field fields[] = {
+	    {"hostname", VALID_ID, LINK_HOSTNAME_MAX, false},
+	    {"os", VALID_ID, LINK_OS_MAX, false},
+	    {"arch", VALID_ID, LINK_OS_MAX, false},
+	    {"client_version", VALID_VERSION, LINK_VERSION_MAX, false},
+	    {"id", VALID_ID, LINK_GROUP_MAX, false},
+	    {"token", VALID_TOKEN, LINK_TOKEN_MAX, false},
+	    {"registration", VALID_TOKEN, LINK_TOKEN_MAX, false},
+	};
+
+	return valid_members(obj, fields, ARRAY_SIZE(fields), err, errlen);
+}
+
+void valid_fit(char *s, enum valid_kind kind, size_t max)
+{
+	size_t n = strlen(s);
+
+	if (n > max)
+		s[n = max] = 0;
+	for (size_t i = 0; i < n; i++)
+		if (kind != VALID_TEXT && !char_ok((unsigned char)s[i], kind))
+			s[i] = '-';
+	if (!n) {
+		s[0] = '-';
+		s[1] = 0;
+	}
+}
