@@ -16,6 +16,7 @@
 #include "msg.h"
 #include "tls/tls.h"
 #include "util.h"
+#include "valid.h"
 
 #include <errno.h>
 #include <netinet/tcp.h>
@@ -252,6 +253,9 @@ static json_t *hello_msg(const struct cfg_client *c, const char *mode, const cha
 
 	uname(&u);
 	gethostname(host, sizeof(host) - 1);
+	/* the server refuses what does not fit the protocol's limits: send what fits */
+	valid_fit(host, VALID_ID, LINK_HOSTNAME_MAX);
+	valid_fit(u.machine, VALID_ID, LINK_OS_MAX);
 	h = json_pack("{s:s, s:i, s:s, s:s, s:s, s:s, s:s}", "type", LINK_MSG_HELLO, "version",
 		      LINK_VERSION, "mode", mode, "hostname", host, "os", "linux", "arch",
 		      u.machine, "client_version", NAVE_VERSION);
@@ -270,20 +274,22 @@ static SSL_CTX *client_ctx(const struct cfg_client *c, char *err, size_t errlen)
 			      true, err, errlen);
 }
 
-int client_configure(const struct cfg_client *c, const char *registration, const char *key,
-		     char *tunnel_id, size_t idlen, char *token, size_t toklen, char *err,
-		     size_t errlen)
+/*
+ * One short connection: HELLO in mode ("configure" or "deauth"), then the
+ * WELCOME (returned, the caller decrefs) or a one-line reason in err.
+ */
+static json_t *short_hello(const struct cfg_client *c, const char *mode, const char *registration,
+			   const char *key, char *err, size_t errlen)
 {
 	struct cconn cc;
 	SSL_CTX *ctx = client_ctx(c, err, errlen);
-	json_t *m = NULL;
-	int r = -1;
+	json_t *m = NULL, *welcome = NULL;
 
 	if (!ctx)
-		return -1;
+		return NULL;
 	if (cconn_open(&cc, ctx, c->server, err, errlen) < 0)
 		goto out;
-	json_t *h = hello_msg(c, "configure", key, registration);
+	json_t *h = hello_msg(c, mode, key, registration);
 	if (cconn_send(&cc, h) < 0) {
 		json_decref(h);
 		snprintf(err, errlen, "the server closed the connection");
@@ -292,21 +298,46 @@ int client_configure(const struct cfg_client *c, const char *registration, const
 	json_decref(h);
 	if (cconn_recv_wait(&cc, &m, 15000, err, errlen) <= 0)
 		goto out_close;
-	if (!strcmp(msg_str(m, "type"), LINK_MSG_WELCOME)) {
-		str_copy(tunnel_id, idlen, msg_str(m, "tunnel_id") ?: "");
-		str_copy(token, toklen, msg_str(m, "token") ?: "");
-		r = 0;
-	} else if (!strcmp(msg_str(m, "type"), LINK_MSG_ERROR)) {
+	if (!strcmp(msg_str(m, "type"), LINK_MSG_WELCOME))
+		welcome = json_incref(m);
+	else if (!strcmp(msg_str(m, "type"), LINK_MSG_ERROR))
 		snprintf(err, errlen, "server refused: %s", msg_str(m, "reason") ?: "no reason");
-	} else {
+	else
 		snprintf(err, errlen, "unexpected answer from the server");
-	}
 	json_decref(m);
 out_close:
 	cconn_close(&cc);
 out:
 	SSL_CTX_free(ctx);
-	return r;
+	return welcome;
+}
+
+int client_configure(const struct cfg_client *c, const char *registration, const char *key,
+		     char *tunnel_id, size_t idlen, char *token, size_t toklen, char *err,
+		     size_t errlen)
+{
+	json_t *w = short_hello(c, "configure", registration, key, err, errlen);
+
+	if (!w)
+		return -1;
+	str_copy(tunnel_id, idlen, msg_str(w, "tunnel_id") ?: "");
+	str_copy(token, toklen, msg_str(w, "token") ?: "");
+	json_decref(w);
+	return 0;
+}
+
+int client_deauth_offline(const struct cfg_client *c, char *tunnel_id, size_t idlen, char *err,
+			  size_t errlen)
+{
+	json_t *w = short_hello(c, "deauth", NULL, c->token, err, errlen);
+	bool revoked = w && json_is_true(json_object_get(w, "revoked"));
+
+	if (w && !revoked)
+		snprintf(err, errlen, "the server did not revoke the token (an older server?)");
+	if (revoked)
+		str_copy(tunnel_id, idlen, msg_str(w, "tunnel_id") ?: "");
+	json_decref(w);
+	return revoked ? 0 : -1;
 }
 
 /* ---------- the running client ---------- */
@@ -325,6 +356,7 @@ struct local {
 	uint64_t deadline;
 	char rule[64];
 	bool remove;
+	bool deauth;
 };
 
 struct client {
@@ -447,6 +479,22 @@ static long long request_rule(struct client *cl, struct rule *r, bool remove)
 	return id;
 }
 
+/* tcp_sync: the names of every rule this client holds. */
+static void sync_rules(struct client *cl)
+{
+	json_t *names = json_array(), *m;
+
+	pthread_mutex_lock(&cl->lock);
+	for (unsigned i = 0; i < cl->nrules; i++)
+		json_array_append_new(names, json_string(cl->rules[i].cfg.name));
+	pthread_mutex_unlock(&cl->lock);
+	m = json_pack("{s:s, s:I, s:o}", "type", LINK_MSG_TCP_SYNC, "req",
+		      (json_int_t)++cl->next_req, "names", names);
+	if (cconn_send(&cl->cc, m) < 0)
+		log_warn("cannot send the rule list to the server");
+	json_decref(m);
+}
+
 static void session_start(struct client *cl, json_t *welcome)
 {
 	const char *secret = msg_str(welcome, "link_secret");
@@ -472,6 +520,8 @@ static void session_start(struct client *cl, json_t *welcome)
 	cl->backoff = 0;
 	cl->next_hb = now_ms() + cl->hb_ms;
 	cl->last_rx = now_ms();
+	/* first the whole list, so the server drops ports of rules removed while stopped */
+	sync_rules(cl);
 	for (unsigned i = 0; i < cl->nrules; i++)
 		request_rule(cl, &cl->rules[i], false);
 }
@@ -491,10 +541,14 @@ static void session_end(struct client *cl, const char *why)
 	cl->online = false;
 	for (unsigned i = 0; i < LOCAL_MAX; i++)
 		if (cl->locals[i].fd > 0 && cl->locals[i].waiting)
-			local_reply(cl, &cl->locals[i],
-				    json_pack("{s:b, s:s}", "ok", 0, "error",
-					      "lost the connection to the server; the rule is "
-					      "saved and will be applied on reconnect"));
+			local_reply(
+			    cl, &cl->locals[i],
+			    json_pack("{s:b, s:s}", "ok", 0, "error",
+				      cl->locals[i].deauth
+					  ? "lost the connection to the server before it "
+					    "answered"
+					  : "lost the connection to the server; the rule is "
+					    "saved and will be applied on reconnect"));
 	/* capped exponential backoff with +-25% jitter */
 	cl->backoff = cl->backoff ? cl->backoff * 2 : BACKOFF_MIN_MS;
 	if (cl->backoff > BACKOFF_MAX_MS)
@@ -609,12 +663,33 @@ static void on_server_message(struct client *cl, json_t *m)
 			local_reply(cl, lo, json_pack("{s:b}", "ok", 1));
 		return;
 	}
+	if (!strcmp(type, LINK_MSG_TCP_SYNCED)) {
+		json_t *rel = json_object_get(m, "released"), *v;
+		size_t i;
+
+		json_array_foreach(rel, i, v)
+		    log_info("public port %lld released: no rule of this client holds it any more",
+			     (long long)json_integer_value(v));
+		return;
+	}
+	if (!strcmp(type, LINK_MSG_DEAUTHED)) {
+		log_info("the server revoked this client's token (deauth); stopping");
+		cl->cfg->token[0] = 0;
+		persist(cl);
+		if (lo)
+			local_reply(cl, lo,
+				    json_pack("{s:b, s:b, s:s}", "ok", 1, "revoked", 1, "tunnel_id",
+					      cl->tunnel_id));
+		cl->exit_code = 0;
+		cl->quit = true;
+		return;
+	}
 	if (!strcmp(type, LINK_MSG_REQ_ERROR)) {
 		const char *reason = msg_str(m, "reason") ?: "refused";
 
 		log_warn("server refused a request: %s", reason);
 		if (lo) {
-			if (!lo->remove) {
+			if (!lo->remove && !lo->deauth) {
 				/* a refused add: forget the rule again */
 				pthread_mutex_lock(&cl->lock);
 				r = rule_by_name(cl, lo->rule);
@@ -738,6 +813,41 @@ static void on_local_request(struct client *cl, struct local *lo, json_t *req)
 		}
 		lo->waiting = request_rule(cl, &old, true);
 		lo->remove = true;
+		lo->deadline = now_ms() + LOCAL_TIMEOUT_MS;
+		return;
+	}
+	if (!strcmp(type, "deauth")) {
+		json_t *d;
+
+		if (!cl->online && json_is_true(json_object_get(req, "force"))) {
+			/* forget the token without the server (nave deauth --force) */
+			log_warn("deauth --force: forgetting the token without the server");
+			cl->cfg->token[0] = 0;
+			persist(cl);
+			local_reply(cl, lo, json_pack("{s:b, s:b}", "ok", 1, "revoked", 0));
+			cl->quit = true;
+			return;
+		}
+		if (!cl->online) {
+			local_reply(
+			    cl, lo,
+			    json_pack("{s:b, s:s}", "ok", 0, "error",
+				      "the running client is not connected to the server, so "
+				      "it cannot revoke the token now"));
+			return;
+		}
+		lo->waiting = ++cl->next_req;
+		d = json_pack("{s:s, s:I}", "type", LINK_MSG_DEAUTH, "req",
+			      (json_int_t)lo->waiting);
+		if (cconn_send(&cl->cc, d) < 0) {
+			json_decref(d);
+			local_reply(cl, lo,
+				    json_pack("{s:b, s:s}", "ok", 0, "error",
+					      "cannot reach the server now"));
+			return;
+		}
+		json_decref(d);
+		lo->deauth = true;
 		lo->deadline = now_ms() + LOCAL_TIMEOUT_MS;
 		return;
 	}

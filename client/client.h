@@ -23,6 +23,14 @@ int client_configure(const struct cfg_client *c, const char *registration, const
 		     char *tunnel_id, size_t idlen, char *token, size_t toklen, char *err,
 		     size_t errlen);
 
+/*
+ * Revokes the configured token on the server over one short connection
+ * (HELLO in mode "deauth"; an online session of the tunnel is shut down).
+ * 0 with tunnel_id filled, else -1 with a one-line reason in err.
+ */
+int client_deauth_offline(const struct cfg_client *c, char *tunnel_id, size_t idlen, char *err,
+			  size_t errlen);
+
 /* Runs the tunnel until SIGTERM/SIGINT or a server SHUTDOWN. Returns the exit status. */
 int client_run(struct cfg_client *c);
 

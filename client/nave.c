@@ -218,19 +218,83 @@ static int cmd_status(struct opts *o, int argc, char **argv)
 
 static int cmd_deauth(struct opts *o, int argc, char **argv)
 {
-	char err[CFG_ERR_MAX];
+	char err[CFG_ERR_MAX], tid[64] = "";
+	bool force = false;
+	json_t *r;
 
-	if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-		puts("usage: nave deauth [--config FILE]\nForgets the auth token.");
-		return 0;
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+			puts(
+			    "usage: nave deauth [--force] [--config FILE]\n"
+			    "Revokes this client's auth token on the server, stops a running "
+			    "client and\n"
+			    "removes the token from the config. --force removes it even when the "
+			    "server\ncannot be reached (ask the administrator to revoke it then).");
+			return 0;
+		}
+		if (strcmp(argv[i], "--force"))
+			die_usage("deauth: unexpected argument '%s'", argv[i]);
+		force = true;
 	}
 	load_cfg(o, false);
+	if (!o->cfg.token[0]) {
+		fprintf(stderr, "nave: there is no token in %s (not configured)\n", o->cfg.path);
+		return 1;
+	}
+	/* a running client revokes over its control link, removes the token and stops */
+	r = local(o, json_pack("{s:s, s:b}", "type", "deauth", "force", force));
+	if (r) {
+		bool ok = json_is_true(json_object_get(r, "ok"));
+
+		if (!ok)
+			fprintf(stderr, "nave: %s%s\n", msg_str(r, "error") ?: "refused",
+				force ? "" : " (nave deauth --force forgets the token anyway)");
+		else if (json_is_true(json_object_get(r, "revoked")))
+			printf("deauthorised: the server revoked the token of tunnel %s; the "
+			       "running client stopped and the token is removed from %s\n",
+			       msg_str(r, "tunnel_id") ?: "?", o->cfg.path);
+		else
+			printf("the running client stopped and the token is removed from %s; the "
+			       "server was not reached: ask the administrator to revoke it\n",
+			       o->cfg.path);
+		json_decref(r);
+		return ok ? 0 : 1;
+	}
+	if (errno != ENOENT && errno != ECONNREFUSED) {
+		fprintf(stderr, "nave: cannot reach the running client at %s: %s\n", o->cfg.socket,
+			strerror(errno));
+		return 1;
+	}
+	/* stopped: one short connection */
+	if (client_deauth_offline(&o->cfg, tid, sizeof(tid), err, sizeof(err)) < 0) {
+		if (strncmp(err, "server refused:", 15) == 0) {
+			/* the server no longer takes this token: nothing left to revoke */
+			fprintf(stderr, "nave: %s; removing the token anyway\n", err);
+		} else if (!force) {
+			fprintf(
+			    stderr,
+			    "nave: cannot revoke the token on the server: %s; the token stays in "
+			    "%s (nave deauth --force removes it anyway)\n",
+			    err, o->cfg.path);
+			return 1;
+		} else {
+			fprintf(stderr,
+				"nave: cannot revoke the token on the server: %s; "
+				"removing it anyway: ask the administrator to revoke it\n",
+				err);
+		}
+	}
 	o->cfg.token[0] = 0;
 	if (cfg_client_save(&o->cfg, err, sizeof(err)) < 0) {
 		fprintf(stderr, "nave: %s\n", err);
 		return 1;
 	}
-	printf("deauthorised: the token is removed from %s\n", o->cfg.path);
+	if (tid[0])
+		printf("deauthorised: the server revoked the token of tunnel %s and it is removed "
+		       "from %s\n",
+		       tid, o->cfg.path);
+	else
+		printf("the token is removed from %s\n", o->cfg.path);
 	return 0;
 }
 
@@ -485,7 +549,7 @@ static const struct command commands[] = {
     {"start", cmd_start, "run the tunnel (foreground)"},
     {"tunnel", cmd_tunnel, "tcp add|ls|rm: public TCP ports for local services"},
     {"status", cmd_status, "show whether the tunnel runs and what it carries"},
-    {"deauth", cmd_deauth, "forget the auth token"},
+    {"deauth", cmd_deauth, "revoke the auth token on the server and forget it"},
 };
 
 static void usage(FILE *f)

@@ -5,7 +5,9 @@
  * Length-prefixed JSON messages (msg.h). controld listens, relayd connects and
  * is authenticated by SO_PEERCRED (same uid as controld, or root). Requests
  * carry a numeric "req" echoed in the reply. controld may push unsolicited
- * messages (CTL_PORT_ADD, CTL_PORT_DEL, CTL_KICK) at any time after SYNC.
+ * messages (CTL_PORT_ADD, CTL_PORT_DEL, CTL_KICK) at any time after SYNC;
+ * every port a request releases (port_sync, deauth, auth in mode deauth)
+ * is also pushed as CTL_PORT_DEL before the reply.
  * Unknown types are ignored; malformed messages close the connection.
  */
 #ifndef NAVE_CTL_PROTO_H
@@ -17,26 +19,37 @@
 #define CTL_RELAY_HELLO                                                                            \
 	"relay_hello" /* {version, pid, workers, ktls, steering, tls_fingerprint,                  \
 			 online:[{tunnel_id, hostname, os, arch, client_version}]} */
-#define CTL_AUTH                                                                                   \
-	"auth" /* {req, token | registration, id, hostname, os, arch, client_version, mode} */
+/*
+ * {req, token | registration, id, hostname, os, arch, client_version, mode}; mode "deauth"
+ * revokes the token (auth_ok then carries revoked: true; the tunnel's ports are released
+ * and pushed as port_del, and an online session of the tunnel is kicked).
+ */
+#define CTL_AUTH	   "auth"
 #define CTL_TUNNEL_ONLINE  "tunnel_online"  /* {tunnel_id, hostname, os, arch, client_version} */
 #define CTL_TUNNEL_OFFLINE "tunnel_offline" /* {tunnel_id, reason} */
 #define CTL_PORT_REQUEST   "port_request"   /* {req, tunnel_id, port (0 = any), rule} */
 #define CTL_PORT_RELEASE   "port_release"   /* {req, tunnel_id, port} */
-#define CTL_STATS                                                                                  \
-	"stats" /* {workers, ktls, steering, conns, conns_total, bytes_in, bytes_out, links,       \
-		   tunnels_online, uptime} every few seconds; also lists online tunnel ids as      \
-		   "online":[..] for last_seen */
+/* {req, tunnel_id, rules:[names]}: release the tunnel's ports under other rule names */
+#define CTL_PORT_SYNC "port_sync"
+#define CTL_DEAUTH    "deauth" /* {req, tunnel_id}: revoke the tunnel's token, release its ports */
+/*
+ * {workers, ktls, steering, conns, conns_total, bytes_in, bytes_out, links,
+ * refused_per_source, idle_timeouts, pending_timeouts, uptime} every few seconds; also
+ * lists online tunnel ids as "online":[..] for last_seen.
+ */
+#define CTL_STATS "stats"
 
 /* controld -> relayd */
 #define CTL_SYNC "sync" /* {ports:[{port, tunnel_id}]} reply to relay_hello */
-#define CTL_AUTH_OK                                                                                \
-	"auth_ok" /* {req, tunnel_id, token?} token only when minted from a registration */
-#define CTL_PORT_GRANT "port_grant" /* {req, tunnel_id, port} */
-#define CTL_RELEASED   "released"   /* {req, port} */
-#define CTL_ERROR      "error"	    /* {req, reason} a refused request */
-#define CTL_PORT_ADD   "port_add"   /* {port, tunnel_id} pushed on navectl ports allocate */
-#define CTL_PORT_DEL   "port_del"   /* {port} pushed on navectl ports release */
-#define CTL_KICK       "kick"	    /* {tunnel_id, reason} token revoked or tunnel shut down */
+/* {req, tunnel_id, token?, revoked?} token only when minted from a registration */
+#define CTL_AUTH_OK	"auth_ok"
+#define CTL_PORT_GRANT	"port_grant"  /* {req, tunnel_id, port} */
+#define CTL_RELEASED	"released"    /* {req, port} */
+#define CTL_PORT_SYNCED "port_synced" /* {req, released:[ports]} */
+#define CTL_DEAUTHED	"deauthed"    /* {req, released:[ports]} */
+#define CTL_ERROR	"error"	      /* {req, reason} a refused request */
+#define CTL_PORT_ADD	"port_add"    /* {port, tunnel_id} pushed on navectl ports allocate */
+#define CTL_PORT_DEL	"port_del"    /* {port} pushed on navectl ports release */
+#define CTL_KICK	"kick"	      /* {tunnel_id, reason} token revoked or tunnel shut down */
 
 #endif

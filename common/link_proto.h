@@ -37,8 +37,41 @@
 #define LINK_MSG_TCP_REMOVED   "tcp_removed"   /* r->c {req, name, port} */
 #define LINK_MSG_REQ_ERROR     "req_error" /* r->c {req, reason}: a request refused, link stays */
 #define LINK_MSG_SHUTDOWN      "shutdown" /* r->c {reason}: the tunnel is shut down; client exits */
+/*
+ * c->r {req, names:[rule names]}: the client's whole list of TCP rules, sent
+ * right after WELCOME and before its tcp_add requests. The server releases
+ * the ports it holds for this tunnel under a rule name that is not in the
+ * list (ports reserved by an administrator, with no rule name, stay).
+ */
+#define LINK_MSG_TCP_SYNC   "tcp_sync"
+#define LINK_MSG_TCP_SYNCED "tcp_synced" /* r->c {req, released:[ports]} */
+/* c->r {req}: revoke this tunnel's own auth token; r->c deauthed, then the link closes. */
+#define LINK_MSG_DEAUTH	  "deauth"
+#define LINK_MSG_DEAUTHED "deauthed" /* r->c {req, released:[ports]} */
 
-/* HELLO "mode": "run" for nave start, "configure" to validate/mint a token only. */
+/*
+ * HELLO "mode": "run" for nave start, "configure" to validate/mint a token
+ * only, "deauth" to revoke the token (WELCOME {tunnel_id, revoked: true},
+ * then the link closes; an online session of the tunnel is shut down).
+ */
+
+/*
+ * Strings a client sends, checked by relayd where they enter (and again by
+ * controld); anything else is refused with a reason naming the field:
+ *   hostname        1..64 of [A-Za-z0-9._-]
+ *   os, arch        1..32 of [A-Za-z0-9._-]
+ *   client_version  1..32 of [A-Za-z0-9._+-]
+ *   id              1..63 of [A-Za-z0-9._-] (the tunnel group name)
+ *   token, registration  1..64 of [A-Za-z0-9_]
+ *   rule names      1..63 of [A-Za-z0-9_-]; at most LINK_RULES_MAX in tcp_sync
+ */
+#define LINK_HOSTNAME_MAX 64
+#define LINK_OS_MAX	  32
+#define LINK_VERSION_MAX  32
+#define LINK_GROUP_MAX	  63
+#define LINK_TOKEN_MAX	  64
+#define LINK_RULE_MAX	  63
+#define LINK_RULES_MAX	  64
 
 #define LINK_MAGIC	0x4e56444cu /* "NVDL": never a valid control-message length */
 #define LINK_ID_MAX	32	    /* ids: printable ASCII 0x21-0x7e, at most 31 bytes */

@@ -69,11 +69,17 @@ const char cfg_server_default_ini[] =
     "[ports]\n"
     "range = 22000-22999\n"
     "max_per_tunnel = 5\n"
+    "# open public connections per source address (IPv6: per /64) and tunnel; 0 = no limit\n"
+    "max_conns_per_source = 256\n"
     "\n"
     "[tunnel]\n"
     "max_pool_size = 8\n"
     "max_links = 1024\n"
     "heartbeat = 10s\n"
+    "# a relayed connection with no bytes either way for this long is reset; 0 = off\n"
+    "idle_timeout = 1h\n"
+    "# how long a public connection waits for a free data link before it is reset\n"
+    "pending_timeout = 10s\n"
     "\n"
     "[tls]\n"
     "# empty: state_dir/tls/server.crt and server.key, self-signed on first start\n"
@@ -158,9 +164,15 @@ static const struct cfg_row server_rows[] = {
     SRV("ports", "range", "22000-22999", R_RANGE, port_min,
 	.off2 = offsetof(struct cfg_server, port_max)),
     SRV("ports", "max_per_tunnel", "5", R_UINT, max_per_tunnel, .min = 1, .max = 65535),
+    SRV("ports", "max_conns_per_source", "256", R_UINT, max_conns_per_source, .min = 0,
+	.max = 1048576),
     SRV("tunnel", "max_pool_size", "8", R_UINT, max_pool_size, .min = 1, .max = 256),
     SRV("tunnel", "max_links", "1024", R_UINT, max_links, .min = 1, .max = 1048576),
     SRV("tunnel", "heartbeat", "10s", R_DURATION, heartbeat_ms, .min = 1000, .max = 3600000),
+    SRV("tunnel", "idle_timeout", "1h", R_DURATION, idle_timeout_ms, .min = 0,
+	.max = 30 * 86400000u),
+    SRV("tunnel", "pending_timeout", "10s", R_DURATION, pending_timeout_ms, .min = 1000,
+	.max = 600000),
     SRV("tls", "certificate", "", R_STR, certificate),
     SRV("tls", "private_key", "", R_STR, private_key),
     SRV("tls", "pq", "on", R_BOOL, pq),

@@ -32,12 +32,15 @@ struct cfg_server {
 	uint16_t tunnel_port;	   /* tunnel = (empty: https port) */
 	char address[CFG_STR_MAX]; /* address = 127.0.0.1 (TCP range and all listeners) */
 	/* [ports] */
-	uint16_t port_min, port_max; /* range = 22000-22999 */
-	unsigned max_per_tunnel;     /* 5 */
+	uint16_t port_min, port_max;   /* range = 22000-22999 */
+	unsigned max_per_tunnel;       /* 5 */
+	unsigned max_conns_per_source; /* 256; 0 = no limit */
 	/* [tunnel] */
-	unsigned max_pool_size; /* 8 */
-	unsigned max_links;	/* 1024 */
-	unsigned heartbeat_ms;	/* heartbeat = 10s */
+	unsigned max_pool_size;	     /* 8 */
+	unsigned max_links;	     /* 1024 */
+	unsigned heartbeat_ms;	     /* heartbeat = 10s */
+	unsigned idle_timeout_ms;    /* idle_timeout = 1h; 0 = off */
+	unsigned pending_timeout_ms; /* pending_timeout = 10s */
 	/* [tls] */
 	char certificate[CFG_PATH_MAX]; /* empty: state_dir/tls/server.crt (self-signed on first
 					   run) */

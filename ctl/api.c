@@ -24,13 +24,18 @@
 #include "config/cfg.h"
 #include "ctl/relaylink.h"
 #include "ctl/store.h"
+#include "link_proto.h"
 #include "log.h"
 #include "tls/tls.h"
 #include "util.h"
+#include "valid.h"
 
-#define BODY_MAX (64 * 1024)
-#define PER_PAGE 50
-#define MAX_SEGS 4
+#define BODY_MAX   (64 * 1024)
+#define PER_PAGE   50
+#define MAX_SEGS   4
+#define ID_MAX	   64	/* ids in paths and queries: [A-Za-z0-9._-] */
+#define SEARCH_MAX 200	/* tunnels ?search=: text without control characters */
+#define CTL_MARK   0x7f /* what a decoded control byte becomes (see unescape) */
 
 struct api {
 	struct MHD_Daemon *mhd;
@@ -69,6 +74,12 @@ static int fail(struct call *c, int status, const char *fmt, ...)
 	va_end(ap);
 	json_decref(c->out);
 	c->out = json_pack("{s:s}", "error", msg);
+	if (!c->out) { /* not UTF-8 (a path echoed back): say it in ASCII */
+		char esc[4 * sizeof(msg)];
+
+		log_escape(msg, strlen(msg), esc, sizeof(esc), false);
+		c->out = json_pack("{s:s}", "error", esc);
+	}
 	return status;
 }
 
@@ -98,6 +109,22 @@ static const char *query(struct call *c, const char *key)
 	return MHD_lookup_connection_value(c->conn, MHD_GET_ARGUMENT_KIND, key);
 }
 
+/*
+ * An optional query value of a kind: 0 with *out (NULL when absent or
+ * empty), or 400 with the response set.
+ */
+static int query_arg(struct call *c, const char *key, enum valid_kind kind, size_t max,
+		     const char **out)
+{
+	const char *v = query(c, key);
+
+	*out = v && *v ? v : NULL;
+	if (*out && !valid_str(v, kind, max))
+		return fail(c, MHD_HTTP_BAD_REQUEST, "invalid %s: 1-%zu characters: %s", key, max,
+			    valid_alphabet(kind));
+	return 0;
+}
+
 /* Parses a decimal integer filling the whole string. */
 static bool parse_ll(const char *s, long long *v)
 {
@@ -120,8 +147,9 @@ static int get_page(struct call *c, long long *page)
 	return 0;
 }
 
-/* Optional body members: 0, or 400 with the response set. */
-static int body_str(struct call *c, const char *key, const char **out)
+/* Optional body members of a kind (valid.h): 0, or 400 with the response set. */
+static int body_str(struct call *c, const char *key, enum valid_kind kind, size_t max,
+		    const char **out)
 {
 	json_t *v = json_object_get(c->body, key);
 
@@ -130,9 +158,12 @@ static int body_str(struct call *c, const char *key, const char **out)
 		return 0;
 	if (!json_is_string(v))
 		return fail(c, MHD_HTTP_BAD_REQUEST, "\"%s\" must be a string", key);
-	if (json_string_length(v) >= STORE_STR_LEN)
-		return fail(c, MHD_HTTP_BAD_REQUEST, "\"%s\" is longer than %d bytes", key,
-			    STORE_STR_LEN - 1);
+	if (!json_string_length(v))
+		return 0;
+	if (!valid_str(json_string_value(v), kind, max) ||
+	    strlen(json_string_value(v)) != json_string_length(v))
+		return fail(c, MHD_HTTP_BAD_REQUEST, "\"%s\" must be 1-%zu bytes: %s", key, max,
+			    valid_alphabet(kind));
 	*out = json_string_value(v);
 	return 0;
 }
@@ -282,7 +313,9 @@ static int h_registrations_create(struct call *c)
 	long long max_uses, expires;
 	int ret;
 
-	ret = body_str(c, "description", &desc);
+	char uses[48], life[48];
+
+	ret = body_str(c, "description", VALID_TEXT, STORE_STR_LEN - 1, &desc);
 	if (!ret)
 		ret = body_int(c, "max_uses", 0, 1000000000, &max_uses);
 	if (!ret)
@@ -291,8 +324,15 @@ static int h_registrations_create(struct call *c)
 		return ret;
 	if (store_registration_create(c->a->st, desc, max_uses, expires, &r, token))
 		return internal(c);
-	log_info("api: registration %s created (max_uses %lld, expires in %llds)", r.id, max_uses,
-		 expires);
+	if (max_uses)
+		snprintf(uses, sizeof(uses), "%lld use%s", max_uses, max_uses == 1 ? "" : "s");
+	else
+		snprintf(uses, sizeof(uses), "unlimited uses");
+	if (expires)
+		snprintf(life, sizeof(life), "expires in %llds", expires);
+	else
+		snprintf(life, sizeof(life), "never expires");
+	log_info("api: registration %s created (%s, %s)", r.id, uses, life);
 	c->out = reg_json(&r, token);
 	memset(token, 0, sizeof(token));
 	return c->out ? MHD_HTTP_CREATED : internal(c);
@@ -355,9 +395,9 @@ static int h_tokens_create(struct call *c)
 	const char *group, *desc;
 	int ret;
 
-	ret = body_str(c, "id", &group);
+	ret = body_str(c, "id", VALID_ID, LINK_GROUP_MAX, &group);
 	if (!ret)
-		ret = body_str(c, "description", &desc);
+		ret = body_str(c, "description", VALID_TEXT, STORE_STR_LEN - 1, &desc);
 	if (ret)
 		return ret;
 	if (store_token_create(c->a->st, group, desc, &t, token))
@@ -372,17 +412,26 @@ static int h_token_revoke(struct call *c)
 {
 	struct store_token t;
 	bool changed;
-	int ret = store_token_revoke(c->a->st, c->id, &t, &changed);
+	json_t *rel = json_array();
+	int ret =
+	    rel ? store_token_revoke(c->a->st, c->id, &t, &changed, relaylink_collect_port, rel)
+		: -ENOMEM;
 
-	if (ret == -ENOENT)
-		return fail(c, MHD_HTTP_NOT_FOUND, "unknown token %s", c->id);
-	if (ret)
+	if (ret) {
+		json_decref(rel);
+		if (ret == -ENOENT)
+			return fail(c, MHD_HTTP_NOT_FOUND, "unknown token %s", c->id);
 		return internal(c);
+	}
 	if (changed) {
-		log_info("api: token %s revoked (tunnel %s)", t.id, t.tunnel_id);
+		/* a tunnel that can no longer connect holds no ports */
+		log_info("api: token %s revoked (tunnel %s); %zu port(s) released", t.id,
+			 t.tunnel_id, json_array_size(rel));
+		relaylink_ports_del(c->a->rl, rel);
 		if (relaylink_kick(c->a->rl, t.tunnel_id, "token revoked") == 0)
 			log_info("api: kicked tunnel %s", t.tunnel_id);
 	}
+	json_decref(rel);
 	c->out = token_json(&t, NULL);
 	return c->out ? MHD_HTTP_OK : internal(c);
 }
@@ -403,7 +452,7 @@ static int tunnel_cb(const struct store_tunnel *t, void *arg)
 static int h_tunnels_list(struct call *c)
 {
 	struct tunnel_list tl = {c->a, json_array()};
-	const char *online = query(c, "online"), *search = query(c, "search");
+	const char *online = query(c, "online"), *search;
 	bool only = online && (!strcmp(online, "1") || !strcmp(online, "true"));
 	long long page;
 	int64_t total;
@@ -411,13 +460,11 @@ static int h_tunnels_list(struct call *c)
 
 	if (online && !only && strcmp(online, "0") && strcmp(online, "false") && *online) {
 		json_decref(tl.items);
-		return fail(c, MHD_HTTP_BAD_REQUEST, "invalid online \"%s\" (1 or 0)", online);
+		return fail(c, MHD_HTTP_BAD_REQUEST, "invalid online (1 or 0)");
 	}
-	if (search && strlen(search) > 200) {
-		json_decref(tl.items);
-		return fail(c, MHD_HTTP_BAD_REQUEST, "search term too long");
-	}
-	ret = get_page(c, &page);
+	ret = query_arg(c, "search", VALID_TEXT, SEARCH_MAX, &search);
+	if (!ret)
+		ret = get_page(c, &page);
 	if (ret || !tl.items) {
 		json_decref(tl.items);
 		return ret ? ret : internal(c);
@@ -468,19 +515,21 @@ static int port_cb(const struct store_port *p, void *arg)
 
 static int h_ports_list(struct call *c)
 {
-	const char *tunnel = query(c, "tunnel");
+	const char *tunnel;
 	json_t *items = json_array();
 	long long page;
 	int64_t total;
 	int ret;
 
-	ret = get_page(c, &page);
+	ret = query_arg(c, "tunnel", VALID_ID, ID_MAX, &tunnel);
+	if (!ret)
+		ret = get_page(c, &page);
 	if (ret || !items) {
 		json_decref(items);
 		return ret ? ret : internal(c);
 	}
-	if (store_port_list(c->a->st, tunnel && *tunnel ? tunnel : NULL, (page - 1) * PER_PAGE,
-			    PER_PAGE, port_cb, items, &total)) {
+	if (store_port_list(c->a->st, tunnel, (page - 1) * PER_PAGE, PER_PAGE, port_cb, items,
+			    &total)) {
 		json_decref(items);
 		return internal(c);
 	}
@@ -498,15 +547,13 @@ static int h_ports_allocate(struct call *c)
 	bool created;
 	int ret;
 
-	ret = body_str(c, "tunnel", &tunnel);
+	ret = body_str(c, "tunnel", VALID_ID, ID_MAX, &tunnel);
 	if (!ret)
-		ret = body_str(c, "rule", &rule);
+		ret = body_str(c, "rule", VALID_NAME, LINK_RULE_MAX, &rule);
 	if (ret)
 		return ret;
-	if (!tunnel || !*tunnel)
+	if (!tunnel)
 		return fail(c, MHD_HTTP_BAD_REQUEST, "\"tunnel\" is required");
-	if (rule && *rule && !cfg_valid_name(rule))
-		return fail(c, MHD_HTTP_BAD_REQUEST, "invalid rule name");
 	v = json_object_get(c->body, "port");
 	if (v && !json_is_null(v)) {
 		if (!json_is_integer(v))
@@ -633,6 +680,11 @@ static int route(struct call *c, const char *url, const char *method, struct req
 	size_t len;
 	int n;
 
+	/* decoded %00..%1f and %7f arrive as CTL_MARK (unescape): nothing is cut short */
+	for (const char *p = url; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == CTL_MARK)
+			return fail(c, MHD_HTTP_BAD_REQUEST,
+				    "the request path holds control characters");
 	if (strncmp(url, prefix, sizeof(prefix) - 1) != 0 ||
 	    strlen(url) - (sizeof(prefix) - 1) >= sizeof(path))
 		return fail(c, MHD_HTTP_NOT_FOUND, "no such endpoint: %s", url);
@@ -658,6 +710,9 @@ static int route(struct call *c, const char *url, const char *method, struct req
 			    url);
 	if (!r)
 		return fail(c, MHD_HTTP_NOT_FOUND, "no such endpoint: %s", url);
+	if (c->id && !valid_str(c->id, VALID_ID, ID_MAX))
+		return fail(c, MHD_HTTP_BAD_REQUEST, "invalid id: 1-%d characters: %s", ID_MAX,
+			    valid_alphabet(VALID_ID));
 	if (rq->too_big)
 		return fail(c, MHD_HTTP_CONTENT_TOO_LARGE, "request body larger than %d bytes",
 			    BODY_MAX);
@@ -753,6 +808,22 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	*con_cls = NULL;
 }
 
+/*
+ * Percent-decodes a path or query part in place like MHD's own unescaper,
+ * except that a decoded control byte (%00 above all, which would cut the
+ * string) becomes CTL_MARK, which route() and valid_str() refuse.
+ */
+static size_t unescape(void *cls, struct MHD_Connection *conn, char *s)
+{
+	size_t n = MHD_http_unescape(s);
+
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)s[i] < 0x20 || s[i] == CTL_MARK)
+			s[i] = CTL_MARK;
+	s[n] = 0;
+	return n;
+}
+
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
 	char msg[512];
@@ -783,9 +854,9 @@ int api_start(struct api **out, int lfd, struct store *st, struct relaylink *rl,
 	/* no threading flag: external select mode, driven by api_pollfds/api_process */
 	a->mhd = MHD_start_daemon(
 	    MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request, a, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log,
-	    a, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)lfd, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
-	    a, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_CONNECTION_LIMIT,
-	    (unsigned)64, MHD_OPTION_END);
+	    a, MHD_OPTION_UNESCAPE_CALLBACK, unescape, a, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)lfd,
+	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, a, MHD_OPTION_CONNECTION_TIMEOUT,
+	    (unsigned)30, MHD_OPTION_CONNECTION_LIMIT, (unsigned)64, MHD_OPTION_END);
 	if (!a->mhd) {
 		close(lfd);
 		free(a);

@@ -24,6 +24,7 @@
 #include "log.h"
 #include "msg.h"
 #include "util.h"
+#include "valid.h"
 
 #define OUT_MAX	       (8u << 20) /* queued bytes before relayd counts as stuck */
 #define READS_PER_POLL 16	  /* recv() calls per wake-up, to keep the API responsive */
@@ -167,6 +168,19 @@ int relaylink_kick(struct relaylink *rl, const char *tunnel_id, const char *reas
 				      "reason", reason));
 }
 
+void relaylink_ports_del(struct relaylink *rl, const json_t *ports)
+{
+	const json_t *v;
+	size_t i;
+
+	json_array_foreach(ports, i, v) relaylink_port_del(rl, (unsigned)json_integer_value(v));
+}
+
+int relaylink_collect_port(const struct store_port *p, void *arr)
+{
+	return json_array_append_new(arr, json_integer(p->port)) ? -ENOMEM : 0;
+}
+
 /* --- member checks: -EBADMSG with why set when the message is malformed --- */
 
 static int get_str(const json_t *m, const char *key, bool required, const char **out, char *why)
@@ -208,10 +222,16 @@ static int get_int(const json_t *m, const char *key, bool required, json_int_t d
 	return 0;
 }
 
+/* The client's strings; relayd checked them already, and so do we (valid_hello). */
 static int get_info(const json_t *m, struct store_client_info *info, char *why)
 {
+	char err[160];
 	int ret;
 
+	if (!valid_hello(m, err, sizeof(err))) {
+		snprintf(why, WHY_LEN, "%s: %s", msg_str(m, "type") ?: "client info", err);
+		return -EBADMSG;
+	}
 	ret = get_str(m, "hostname", false, &info->hostname, why);
 	if (!ret)
 		ret = get_str(m, "os", false, &info->os, why);
@@ -332,7 +352,8 @@ static int on_auth(struct relaylink *rl, json_t *m, char *why)
 	const char *token, *reg, *mode, *group;
 	char tid[STORE_TUNNEL_ID_LEN], tok[STORE_SECRET_LEN], err[WHY_LEN];
 	json_int_t req;
-	bool run;
+	bool run, deauth;
+	json_t *rel;
 	int ret;
 
 	ret = get_int(m, "req", true, 0, &req, why);
@@ -344,25 +365,36 @@ static int on_auth(struct relaylink *rl, json_t *m, char *why)
 		ret = get_str(m, "mode", false, &mode, why);
 	if (!ret)
 		ret = get_str(m, "id", false, &group, why);
-	if (!ret)
-		ret = get_info(m, &ci, why);
+	if (ret)
+		return ret;
+	/* a client's strings, refused with a reason (relayd checks them first) */
+	if (!valid_hello(m, err, sizeof(err))) {
+		reply_error(rl, req, err);
+		return 0;
+	}
+	ret = get_info(m, &ci, why);
 	if (ret)
 		return ret;
 	if (!token == !reg) {
 		snprintf(why, WHY_LEN, "auth: needs exactly one of \"token\" and \"registration\"");
 		return -EBADMSG;
 	}
-	if (mode && strcmp(mode, "run") && strcmp(mode, "configure")) {
-		snprintf(why, WHY_LEN, "auth: \"mode\" is neither \"run\" nor \"configure\"");
+	if (mode && strcmp(mode, "run") && strcmp(mode, "configure") && strcmp(mode, "deauth")) {
+		snprintf(why, WHY_LEN, "auth: \"mode\" is not run, configure or deauth");
 		return -EBADMSG;
 	}
 	run = !mode || !strcmp(mode, "run");
+	deauth = mode && !strcmp(mode, "deauth");
 
 	if (reg) {
+		if (deauth) {
+			reply_error(rl, req, "deauth needs a token");
+			return 0;
+		}
 		ret = store_auth_registration(rl->st, reg, group, &ci, tid, tok, err, sizeof(err));
 		if (ret) {
-			log_info("auth refused (registration, host %.64s): %s",
-				 or_dash(ci.hostname), err);
+			log_every(NLOG_INFO, "auth refused (registration, host %.64s): %s",
+				  or_dash(ci.hostname), err);
 			reply_error(rl, req, err);
 			return 0;
 		}
@@ -375,8 +407,24 @@ static int on_auth(struct relaylink *rl, json_t *m, char *why)
 	}
 	ret = store_auth_token(rl->st, token, run, &ci, tid, err, sizeof(err));
 	if (ret) {
-		log_info("auth refused (host %.64s): %s", or_dash(ci.hostname), err);
+		log_every(NLOG_INFO, "auth refused (host %.64s): %s", or_dash(ci.hostname), err);
 		reply_error(rl, req, err);
+		return 0;
+	}
+	if (deauth) {
+		rel = json_array();
+		if (!rel || store_tunnel_revoke(rl->st, tid, relaylink_collect_port, rel)) {
+			json_decref(rel);
+			reply_error(rl, req, "internal error");
+			return 0;
+		}
+		log_info("tunnel %s: its client revoked the token (deauth); %zu port(s) released",
+			 tid, json_array_size(rel));
+		relaylink_ports_del(rl, rel);
+		json_decref(rel);
+		relaylink_kick(rl, tid, "token revoked (deauth)");
+		send_obj(rl, json_pack("{s:s, s:I, s:s, s:b}", "type", CTL_AUTH_OK, "req", req,
+				       "tunnel_id", tid, "revoked", 1));
 		return 0;
 	}
 	log_debug("tunnel %.64s authenticated (%s, host %.64s)", tid, run ? "run" : "configure",
@@ -458,7 +506,7 @@ static int on_port_request(struct relaylink *rl, json_t *m, char *why)
 	}
 	ret = store_port_alloc(rl->st, tid, (unsigned)port, rule, &p, &created, err, sizeof(err));
 	if (ret) {
-		log_info("port request of tunnel %.64s refused: %s", tid, err);
+		log_every(NLOG_INFO, "port request of tunnel %.64s refused: %s", tid, err);
 		reply_error(rl, req, err);
 		return 0;
 	}
@@ -496,6 +544,77 @@ static int on_port_release(struct relaylink *rl, json_t *m, char *why)
 	}
 	log_info("port %u released by tunnel %.64s", (unsigned)port, tid);
 	send_obj(rl, json_pack("{s:s, s:I, s:I}", "type", CTL_RELEASED, "req", req, "port", port));
+	return 0;
+}
+
+static int on_port_sync(struct relaylink *rl, json_t *m, char *why)
+{
+	const char *tid, *names[64];
+	json_t *rules, *v, *rel;
+	json_int_t req;
+	size_t i, n;
+	int ret;
+
+	ret = get_int(m, "req", true, 0, &req, why);
+	if (!ret)
+		ret = get_str(m, "tunnel_id", true, &tid, why);
+	if (ret)
+		return ret;
+	rules = json_object_get(m, "rules");
+	n = json_array_size(rules);
+	if (!json_is_array(rules) || n > ARRAY_SIZE(names)) {
+		snprintf(why, WHY_LEN, "port_sync: \"rules\" is not an array of at most %zu names",
+			 ARRAY_SIZE(names));
+		return -EBADMSG;
+	}
+	json_array_foreach(rules, i, v)
+	{
+		names[i] = json_string_value(v);
+		if (!names[i] || !cfg_valid_name(names[i])) {
+			snprintf(why, WHY_LEN, "port_sync: rules[%zu] is not a rule name", i);
+			return -EBADMSG;
+		}
+	}
+	rel = json_array();
+	if (!rel || store_port_sync(rl->st, tid, names, n, relaylink_collect_port, rel)) {
+		json_decref(rel);
+		reply_error(rl, req, "internal error");
+		return 0;
+	}
+	if (json_array_size(rel))
+		log_info(
+		    "tunnel %.64s: %zu port(s) released that its client's rules no longer hold",
+		    tid, json_array_size(rel));
+	relaylink_ports_del(rl, rel);
+	send_obj(
+	    rl, json_pack("{s:s, s:I, s:o}", "type", CTL_PORT_SYNCED, "req", req, "released", rel));
+	return 0;
+}
+
+static int on_deauth(struct relaylink *rl, json_t *m, char *why)
+{
+	const char *tid;
+	json_int_t req;
+	json_t *rel;
+	int ret;
+
+	ret = get_int(m, "req", true, 0, &req, why);
+	if (!ret)
+		ret = get_str(m, "tunnel_id", true, &tid, why);
+	if (ret)
+		return ret;
+	rel = json_array();
+	ret = rel ? store_tunnel_revoke(rl->st, tid, relaylink_collect_port, rel) : -ENOMEM;
+	if (ret) {
+		json_decref(rel);
+		reply_error(rl, req, ret == -ENOENT ? "unknown tunnel" : "internal error");
+		return 0;
+	}
+	log_info("tunnel %.64s: its client revoked the token (deauth); %zu port(s) released", tid,
+		 json_array_size(rel));
+	relaylink_ports_del(rl, rel);
+	send_obj(rl,
+		 json_pack("{s:s, s:I, s:o}", "type", CTL_DEAUTHED, "req", req, "released", rel));
 	return 0;
 }
 
@@ -540,6 +659,8 @@ static const struct {
     {CTL_TUNNEL_OFFLINE, on_tunnel_offline},
     {CTL_PORT_REQUEST, on_port_request},
     {CTL_PORT_RELEASE, on_port_release},
+    {CTL_PORT_SYNC, on_port_sync},
+    {CTL_DEAUTH, on_deauth},
     {CTL_STATS, on_stats},
 };
 
@@ -685,9 +806,10 @@ void relaylink_process(struct relaylink *rl, const struct pollfd *pfd, int n)
 
 json_t *relaylink_status(const struct relaylink *rl)
 {
-	static const char *const keys[] = {"pid",      "workers",   "ktls",
-					   "steering", "conns",	    "conns_total",
-					   "bytes_in", "bytes_out", "links"};
+	static const char *const keys[] = {
+	    "pid",	     "workers",		"ktls",	     "steering", "conns",
+	    "conns_total",   "bytes_in",	"bytes_out", "links",	 "refused_per_source",
+	    "idle_timeouts", "pending_timeouts"};
 	bool up = relaylink_connected(rl);
 	json_t *o = json_object();
 

@@ -40,6 +40,12 @@ bool relaylink_connected(const struct relaylink *rl);
 int relaylink_port_add(struct relaylink *rl, unsigned port, const char *tunnel_id);
 int relaylink_port_del(struct relaylink *rl, unsigned port);
 int relaylink_kick(struct relaylink *rl, const char *tunnel_id, const char *reason);
+/* Pushes port_del for every port number in the JSON array ports. */
+void relaylink_ports_del(struct relaylink *rl, const json_t *ports);
+
+struct store_port;
+/* A store_port_cb that appends the port's number to the JSON array arr. */
+int relaylink_collect_port(const struct store_port *p, void *arr);
 
 /*
  * The "relay" object of GET /api/v1/status (a new reference): connected,

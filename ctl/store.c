@@ -83,10 +83,14 @@ static const char *const store_migrations[] = {
     "CREATE INDEX ports_tunnel ON ports(tunnel_id);"
     "CREATE INDEX tokens_tunnel ON tokens(tunnel_id);"
     "CREATE INDEX tunnels_state ON tunnels(state);",
+    /* 3: a tunnel whose token is revoked holds no ports (revoking now releases them) */
+    "DELETE FROM ports WHERE tunnel_id IN (SELECT tunnel_id FROM tokens WHERE revoked = 1);",
 };
 
 _Static_assert(ARRAY_SIZE(store_migrations) == STORE_SCHEMA_VERSION,
 	       "STORE_SCHEMA_VERSION must match the migration list");
+
+static void port_row(sqlite3_stmt *st, struct store_port *p);
 
 static int64_t store_now(void)
 {
@@ -761,9 +765,88 @@ int store_token_create(struct store *s, const char *group, const char *descripti
 	return store_token_get(s, token_id, out);
 }
 
-int store_token_revoke(struct store *s, const char *id, struct store_token *out, bool *changed)
+static bool name_in(const char *name, const char *const *names, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(name, names[i]))
+			return true;
+	return false;
+}
+
+/*
+ * Inside the caller's transaction: deletes the tunnel's ports, all of them
+ * (keep NULL) or those with a rule name not in keep[0..nkeep); each deleted
+ * row goes to cb first.
+ */
+static int ports_release_tunnel(struct store *s, const char *tunnel_id, const char *const *keep,
+				size_t nkeep, store_port_cb cb, void *arg)
+{
+	struct store_port *rel = NULL, p;
+	size_t n = 0, cap = 0;
+	sqlite3_stmt *st;
+	int rc, ret;
+
+	/* collect first: rows are not deleted under a running SELECT of the table */
+	ret = prep(s,
+		   "SELECT port, tunnel_id, rule, created_at FROM ports WHERE tunnel_id = ?1"
+		   " ORDER BY port",
+		   &st);
+	if (ret)
+		return ret;
+	bind_text(st, 1, tunnel_id);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		port_row(st, &p);
+		if (keep && (!p.rule[0] || name_in(p.rule, keep, nkeep)))
+			continue;
+		if (n == cap) {
+			struct store_port *r = realloc(rel, (cap = cap ? 2 * cap : 8) * sizeof(*r));
+
+			if (!r) {
+				ret = -ENOMEM;
+				break;
+			}
+			rel = r;
+		}
+		rel[n++] = p;
+	}
+	if (!ret && rc != SQLITE_DONE)
+		ret = db_fail(s, "port release");
+	sqlite3_finalize(st);
+	if (!ret && n)
+		ret = prep(s, "DELETE FROM ports WHERE port = ?1", &st);
+	for (size_t i = 0; !ret && i < n; i++) {
+		sqlite3_reset(st);
+		sqlite3_bind_int(st, 1, rel[i].port);
+		ret = step_done(s, st);
+		if (!ret && cb)
+			ret = cb(&rel[i], arg);
+	}
+	if (n)
+		sqlite3_finalize(st);
+	free(rel);
+	return ret;
+}
+
+/* Revokes every token of the tunnel and releases its ports, in the caller's transaction. */
+static int revoke_tunnel_tx(struct store *s, const char *tunnel_id, store_port_cb cb, void *arg)
 {
 	sqlite3_stmt *st;
+	int ret;
+
+	ret = prep(s, "UPDATE tokens SET revoked = 1 WHERE tunnel_id = ?1", &st);
+	if (ret)
+		return ret;
+	bind_text(st, 1, tunnel_id);
+	ret = step_done(s, st);
+	sqlite3_finalize(st);
+	if (!ret)
+		ret = ports_release_tunnel(s, tunnel_id, NULL, 0, cb, arg);
+	return ret;
+}
+
+int store_token_revoke(struct store *s, const char *id, struct store_token *out, bool *changed,
+		       store_port_cb released, void *arg)
+{
 	int ret;
 
 	*changed = false;
@@ -772,16 +855,42 @@ int store_token_revoke(struct store *s, const char *id, struct store_token *out,
 		return ret;
 	if (out->revoked)
 		return 0;
-	ret = prep(s, "UPDATE tokens SET revoked = 1 WHERE id = ?1", &st);
+	ret = tx_begin(s);
 	if (ret)
 		return ret;
-	bind_text(st, 1, id);
-	ret = step_done(s, st);
-	sqlite3_finalize(st);
+	ret = revoke_tunnel_tx(s, out->tunnel_id, released, arg);
+	ret = tx_end(s, ret);
 	if (ret)
 		return ret;
 	*changed = true;
 	return store_token_get(s, id, out);
+}
+
+int store_tunnel_revoke(struct store *s, const char *tunnel_id, store_port_cb released, void *arg)
+{
+	struct store_tunnel t;
+	int ret;
+
+	ret = store_tunnel_get(s, tunnel_id, &t);
+	if (ret)
+		return ret;
+	ret = tx_begin(s);
+	if (ret)
+		return ret;
+	ret = revoke_tunnel_tx(s, tunnel_id, released, arg);
+	return tx_end(s, ret);
+}
+
+int store_port_sync(struct store *s, const char *tunnel_id, const char *const *names, size_t n,
+		    store_port_cb released, void *arg)
+{
+	static const char *const none[1] = {""};
+	int ret = tx_begin(s);
+
+	if (ret)
+		return ret;
+	ret = ports_release_tunnel(s, tunnel_id, n ? names : none, n, released, arg);
+	return tx_end(s, ret);
 }
 
 int store_token_list(struct store *s, int64_t offset, int64_t limit, store_token_cb cb, void *arg,

@@ -25,7 +25,7 @@ struct store;
 #define STORE_RULE_LEN	    64
 
 /* The schema version this build migrates to. */
-#define STORE_SCHEMA_VERSION 2
+#define STORE_SCHEMA_VERSION 3
 
 enum store_state { STORE_OFFLINE = 0, STORE_ONLINE = 1 };
 
@@ -119,8 +119,18 @@ int store_registration_list(struct store *s, int64_t offset, int64_t limit, stor
 int store_token_create(struct store *s, const char *group, const char *description,
 		       struct store_token *out, char token[STORE_SECRET_LEN]);
 int store_token_get(struct store *s, const char *id, struct store_token *out);
-/* Marks the token revoked; *changed tells whether it was not revoked before. */
-int store_token_revoke(struct store *s, const char *id, struct store_token *out, bool *changed);
+/*
+ * Marks the token revoked; *changed tells whether it was not revoked before.
+ * A tunnel that can no longer connect holds no ports: every port of the
+ * token's tunnel is released, each passed to released (may be NULL) first.
+ */
+int store_token_revoke(struct store *s, const char *id, struct store_token *out, bool *changed,
+		       store_port_cb released, void *arg);
+/*
+ * Revokes the token of a tunnel (its client's own deauth) and releases the
+ * tunnel's ports like store_token_revoke. -ENOENT when the tunnel is unknown.
+ */
+int store_tunnel_revoke(struct store *s, const char *tunnel_id, store_port_cb released, void *arg);
 int store_token_list(struct store *s, int64_t offset, int64_t limit, store_token_cb cb, void *arg,
 		     int64_t *total);
 
@@ -175,6 +185,13 @@ int store_port_alloc(struct store *s, const char *tunnel_id, unsigned port, cons
  */
 int store_port_release(struct store *s, unsigned port, const char *tunnel_id,
 		       struct store_port *out, char *err, size_t errlen);
+/*
+ * A connecting client's rule list: releases the tunnel's ports whose rule
+ * name is set and not one of names[0..n) (ports without a rule name, which
+ * an administrator reserved, stay), each passed to released first.
+ */
+int store_port_sync(struct store *s, const char *tunnel_id, const char *const *names, size_t n,
+		    store_port_cb released, void *arg);
 /* Ports in port order; tunnel_id NULL = all. */
 int store_port_list(struct store *s, const char *tunnel_id, int64_t offset, int64_t limit,
 		    store_port_cb cb, void *arg, int64_t *total);

@@ -13,7 +13,9 @@
 #include "ctl_proto.h"
 #include "log.h"
 #include "msg.h"
+#include "sock.h"
 #include "util.h"
+#include "valid.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -30,12 +32,14 @@
 #define REQ_TIMEOUT_MS 10000
 #define STATS_MS       2000
 #define MAX_REQS       4096
+#define TUNNEL_REQS    32	  /* requests one tunnel may have waiting for controld */
 #define CD_OUT_MAX     (8u << 20) /* queued bytes before controld counts as stuck */
 
 /* A tunnel plus what only this thread touches. */
 struct rtun {
 	struct tunnel t; /* first: engine callbacks get &t */
 	bool online;
+	unsigned reqs; /* requests of this session waiting for controld */
 	int worker;
 	uint32_t idx, gen;
 	uint64_t since;
@@ -53,7 +57,7 @@ struct ev {
 	struct ev *next;
 };
 
-enum req_kind { RQ_AUTH, RQ_PORT, RQ_RELEASE };
+enum req_kind { RQ_AUTH, RQ_PORT, RQ_RELEASE, RQ_SYNC, RQ_DEAUTH };
 
 struct req {
 	long long id;
@@ -306,13 +310,15 @@ static void send_stats(struct ctlthread *ct)
 	json_t *o;
 
 	engine_stats(ct->e, &s);
-	o = json_pack("{s:s, s:i, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:o}", "type", CTL_STATS,
-		      "workers", (int)engine_workers(ct->e), "ktls", ct->ktls, "steering",
-		      ct->steering, "conns", (json_int_t)s.conns, "conns_total",
-		      (json_int_t)s.conns_total, "bytes_in", (json_int_t)s.bytes_in, "bytes_out",
-		      (json_int_t)s.bytes_out, "links", (json_int_t)s.links, "uptime",
-		      (json_int_t)((now_ms() - ct->started) / 1000), "online",
-		      online_list(ct, false));
+	o = json_pack(
+	    "{s:s, s:i, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o}", "type",
+	    CTL_STATS, "workers", (int)engine_workers(ct->e), "ktls", ct->ktls, "steering",
+	    ct->steering, "conns", (json_int_t)s.conns, "conns_total", (json_int_t)s.conns_total,
+	    "bytes_in", (json_int_t)s.bytes_in, "bytes_out", (json_int_t)s.bytes_out, "links",
+	    (json_int_t)s.links, "refused_per_source", (json_int_t)s.refused_per_source,
+	    "idle_timeouts", (json_int_t)s.idle_timeouts, "pending_timeouts",
+	    (json_int_t)s.pending_timeouts, "uptime", (json_int_t)((now_ms() - ct->started) / 1000),
+	    "online", online_list(ct, false));
 	cd_send(ct, o);
 	json_decref(o);
 }
@@ -415,6 +421,8 @@ static struct req *req_take(struct ctlthread *ct, long long id)
 
 static void req_free(struct req *r)
 {
+	if (r->rt && r->rt->reqs)
+		r->rt->reqs--;
 	json_decref(r->hello);
 	json_decref(r->msg);
 	free(r);
@@ -433,7 +441,8 @@ static void req_fail(struct ctlthread *ct, struct req *r, const char *reason)
 
 /* ---------- listeners ---------- */
 
-static int port_listen(struct ctlthread *ct, uint16_t port)
+/* Opens port's listeners (one per worker, held exclusively); 0 or -errno with why. */
+static int port_listen(struct ctlthread *ct, uint16_t port, char *why, size_t whylen)
 {
 	struct sockaddr_storage ss;
 	socklen_t sl;
@@ -444,17 +453,13 @@ static int port_listen(struct ctlthread *ct, uint16_t port)
 	if (ct->listening[port - ct->cfg.port_min])
 		return 0;
 	r = engine_resolve(ct->cfg.address, port, &ss, &sl);
+	if (r < 0) {
+		snprintf(why, whylen, "cannot resolve %.64s", ct->cfg.address);
+		return r;
+	}
+	r = sock_listen_group((struct sockaddr *)&ss, sl, n, 1024, fds, why, whylen);
 	if (r < 0)
 		return r;
-	for (unsigned i = 0; i < n; i++) {
-		fds[i] = engine_listen((struct sockaddr *)&ss, sl, 1024);
-		if (fds[i] < 0) {
-			r = fds[i];
-			while (i--)
-				close(fds[i]);
-			return r;
-		}
-	}
 	for (unsigned i = 0; i < n; i++) {
 		struct mb_msg m;
 
@@ -488,20 +493,26 @@ static bool port_in_range(struct ctlthread *ct, long long port)
 	return port >= ct->cfg.port_min && port <= ct->cfg.port_max;
 }
 
-/* Routes port to tunnel id and opens its listeners; 0 or -errno. */
-static int port_assign(struct ctlthread *ct, long long port, const char *tid)
+/* Routes port to tunnel id and opens its listeners; 0 or -errno with why. */
+static int port_assign(struct ctlthread *ct, long long port, const char *tid, char *why,
+		       size_t whylen)
 {
 	struct rtun *rt;
 	int r;
 
-	if (!port_in_range(ct, port) || !tid)
+	if (!port_in_range(ct, port) || !tid) {
+		snprintf(why, whylen, "port %lld is outside the range %u-%u", port,
+			 ct->cfg.port_min, ct->cfg.port_max);
 		return -EINVAL;
+	}
 	rt = rtun_find(ct, tid, true);
-	if (!rt)
+	if (!rt) {
+		snprintf(why, whylen, "out of memory");
 		return -ENOMEM;
-	r = port_listen(ct, (uint16_t)port);
+	}
+	r = port_listen(ct, (uint16_t)port, why, whylen);
 	if (r < 0) {
-		log_warn("port %lld: cannot listen: %s", port, strerror(-r));
+		log_warn("port %lld: cannot listen: %s", port, why);
 		return r;
 	}
 	atomic_store(&ct->route[port - ct->cfg.port_min], &rt->t);
@@ -533,10 +544,14 @@ static void on_auth_ok(struct ctlthread *ct, struct req *r, json_t *m)
 		link_error(ct, r->worker, r->idx, r->gen, "control daemon gave no tunnel id");
 		return;
 	}
-	if (mode && !strcmp(mode, "configure")) {
+	if (mode && (!strcmp(mode, "configure") || !strcmp(mode, "deauth"))) {
 		w = json_pack("{s:s, s:s}", "type", LINK_MSG_WELCOME, "tunnel_id", tid);
 		if (token)
 			json_object_set_new(w, "token", json_string(token));
+		if (json_is_true(json_object_get(m, "revoked"))) {
+			json_object_set_new(w, "revoked", json_true());
+			log_info("tunnel %s: its token was revoked by its client (deauth)", tid);
+		}
 		send_to_link(ct, r->worker, r->idx, r->gen, w, true);
 		return;
 	}
@@ -593,13 +608,13 @@ static void on_port_grant(struct ctlthread *ct, struct req *r, json_t *m)
 {
 	long long port = msg_int(m, "port", 0);
 	const char *tid = msg_str(m, "tunnel_id");
-	char reason[128];
+	char reason[320], why[256];
 	int e;
 
 	if (!tid)
 		tid = r->rt ? r->rt->t.id : "";
 	/* the allocation stands even if the session that asked is gone */
-	e = port_assign(ct, port, tid);
+	e = port_assign(ct, port, tid, why, sizeof(why));
 	if (e < 0) {
 		json_t *rel = json_pack("{s:s, s:s, s:I}", "type", CTL_PORT_RELEASE, "tunnel_id",
 					tid, "port", (json_int_t)port);
@@ -608,7 +623,7 @@ static void on_port_grant(struct ctlthread *ct, struct req *r, json_t *m)
 		if (rr)
 			rr->port = 0; /* nobody waits for this one */
 		snprintf(reason, sizeof(reason), "port %lld cannot be opened on this server: %s",
-			 port, strerror(-e));
+			 port, why);
 		req_fail(ct, r, reason);
 		return;
 	}
@@ -628,15 +643,18 @@ static void cd_message(struct ctlthread *ct, json_t *m)
 
 	if (!strcmp(type, CTL_SYNC)) {
 		json_t *ports = json_object_get(m, "ports"), *p;
+		char why[256];
 		size_t i;
 
-		json_array_foreach(ports, i, p)
-		    port_assign(ct, msg_int(p, "port", 0), msg_str(p, "tunnel_id"));
+		json_array_foreach(ports, i, p) port_assign(
+		    ct, msg_int(p, "port", 0), msg_str(p, "tunnel_id"), why, sizeof(why));
 		log_info("synchronised with nave-controld: %zu port(s)", json_array_size(ports));
 		return;
 	}
 	if (!strcmp(type, CTL_PORT_ADD)) {
-		port_assign(ct, msg_int(m, "port", 0), msg_str(m, "tunnel_id"));
+		char why[256];
+
+		port_assign(ct, msg_int(m, "port", 0), msg_str(m, "tunnel_id"), why, sizeof(why));
 		return;
 	}
 	if (!strcmp(type, CTL_PORT_DEL)) {
@@ -675,6 +693,27 @@ static void cd_message(struct ctlthread *ct, json_t *m)
 		on_auth_ok(ct, r, m);
 	} else if (r->kind == RQ_PORT && !strcmp(type, CTL_PORT_GRANT)) {
 		on_port_grant(ct, r, m);
+	} else if (r->kind == RQ_SYNC && !strcmp(type, CTL_PORT_SYNCED)) {
+		json_t *rel = json_object_get(m, "released");
+
+		if (r->rt)
+			tunnel_reply(
+			    ct, r->rt,
+			    json_pack("{s:s, s:I, s:o}", "type", LINK_MSG_TCP_SYNCED, "req",
+				      (json_int_t)r->creq, "released",
+				      json_is_array(rel) ? json_incref(rel) : json_array()));
+	} else if (r->kind == RQ_DEAUTH && !strcmp(type, CTL_DEAUTHED)) {
+		json_t *rel = json_object_get(m, "released");
+
+		if (r->rt && r->rt->online) {
+			log_info("tunnel %s revoked its own token (deauth)", r->rt->t.id);
+			send_to_link(
+			    ct, r->rt->worker, r->rt->idx, r->rt->gen,
+			    json_pack("{s:s, s:I, s:o}", "type", LINK_MSG_DEAUTHED, "req",
+				      (json_int_t)r->creq, "released",
+				      json_is_array(rel) ? json_incref(rel) : json_array()),
+			    true);
+		}
 	} else if (r->kind == RQ_RELEASE && !strcmp(type, CTL_RELEASED)) {
 		port_drop(ct, msg_int(m, "port", r->port));
 		if (r->rt && r->name[0])
@@ -730,16 +769,29 @@ static void on_hello(struct ctlthread *ct, struct ev *ev)
 	json_t *a;
 	struct req *r;
 
+	char why[160], reason[200];
+
 	if (ver != LINK_VERSION) {
 		link_error(ct, ev->worker, ev->idx, ev->gen, "unsupported link protocol version");
 		return;
 	}
-	if (strcmp(mode, "run") && strcmp(mode, "configure")) {
+	if (strcmp(mode, "run") && strcmp(mode, "configure") && strcmp(mode, "deauth")) {
 		link_error(ct, ev->worker, ev->idx, ev->gen, "bad HELLO mode");
+		return;
+	}
+	/* every string a client sends is checked here, where it enters */
+	if (!valid_hello(h, why, sizeof(why))) {
+		log_every(NLOG_INFO, "HELLO refused: %s", why);
+		snprintf(reason, sizeof(reason), "bad HELLO: %s", why);
+		link_error(ct, ev->worker, ev->idx, ev->gen, reason);
 		return;
 	}
 	if ((!token || !*token) && (!reg || !*reg)) {
 		link_error(ct, ev->worker, ev->idx, ev->gen, "HELLO carries no token");
+		return;
+	}
+	if (reg && !strcmp(mode, "deauth")) {
+		link_error(ct, ev->worker, ev->idx, ev->gen, "deauth needs a token");
 		return;
 	}
 	a = json_pack("{s:s, s:s}", "type", CTL_AUTH, "mode", mode);
@@ -765,6 +817,37 @@ static void on_hello(struct ctlthread *ct, struct ev *ev)
 	r->hello = json_incref(h);
 }
 
+static void req_error_reply(struct ctlthread *ct, struct rtun *rt, long long creq,
+			    const char *reason)
+{
+	tunnel_reply(ct, rt,
+		     json_pack("{s:s, s:I, s:s}", "type", LINK_MSG_REQ_ERROR, "req",
+			       (json_int_t)creq, "reason", reason));
+}
+
+/* tcp_sync's names: an array of rule names; a new reference, or NULL with why. */
+static json_t *sync_names(json_t *m, char *why, size_t whylen)
+{
+	json_t *names = json_object_get(m, "names"), *v;
+	size_t i;
+
+	if (!json_is_array(names) || json_array_size(names) > LINK_RULES_MAX) {
+		snprintf(why, whylen, "names must be an array of at most %d rule names",
+			 LINK_RULES_MAX);
+		return NULL;
+	}
+	json_array_foreach(names, i, v)
+	{
+		if (!json_is_string(v) ||
+		    !valid_str(json_string_value(v), VALID_NAME, LINK_RULE_MAX)) {
+			snprintf(why, whylen, "names[%zu] must be 1-%d characters: %s", i,
+				 LINK_RULE_MAX, valid_alphabet(VALID_NAME));
+			return NULL;
+		}
+	}
+	return json_incref(names);
+}
+
 static void on_message(struct ctlthread *ct, struct ev *ev)
 {
 	struct rtun *rt = ev->rt;
@@ -772,42 +855,67 @@ static void on_message(struct ctlthread *ct, struct ev *ev)
 	long long creq = msg_int(ev->obj, "req", 0);
 	const char *name = msg_str(ev->obj, "name") ?: "";
 	long long port = msg_int(ev->obj, "port", 0);
+	char why[160];
+	json_t *msg;
+	enum req_kind kind;
 	struct req *r;
 
 	if (!rt->online)
 		return;
 	if (!strcmp(type, LINK_MSG_TCP_ADD)) {
 		if (port < 0 || port > 65535) {
-			tunnel_reply(ct, rt,
-				     json_pack("{s:s, s:I, s:s}", "type", LINK_MSG_REQ_ERROR, "req",
-					       (json_int_t)creq, "reason", "bad port"));
+			req_error_reply(ct, rt, creq, "bad port");
 			return;
 		}
-		r = req_new(ct, RQ_PORT,
-			    json_pack("{s:s, s:s, s:I, s:s}", "type", CTL_PORT_REQUEST, "tunnel_id",
-				      rt->t.id, "port", (json_int_t)port, "rule", name));
+		if (!valid_str(name, VALID_NAME, LINK_RULE_MAX)) {
+			snprintf(why, sizeof(why), "bad rule name: 1-%d characters: %s",
+				 LINK_RULE_MAX, valid_alphabet(VALID_NAME));
+			req_error_reply(ct, rt, creq, why);
+			return;
+		}
+		kind = RQ_PORT;
+		msg = json_pack("{s:s, s:s, s:I, s:s}", "type", CTL_PORT_REQUEST, "tunnel_id",
+				rt->t.id, "port", (json_int_t)port, "rule", name);
 	} else if (!strcmp(type, LINK_MSG_TCP_RM)) {
 		if (!port_in_range(ct, port) ||
 		    atomic_load(&ct->route[port - ct->cfg.port_min]) != &rt->t) {
-			tunnel_reply(ct, rt,
-				     json_pack("{s:s, s:I, s:s}", "type", LINK_MSG_REQ_ERROR, "req",
-					       (json_int_t)creq, "reason",
-					       "that port is not allocated to this tunnel"));
+			req_error_reply(ct, rt, creq, "that port is not allocated to this tunnel");
 			return;
 		}
-		r = req_new(ct, RQ_RELEASE,
-			    json_pack("{s:s, s:s, s:I}", "type", CTL_PORT_RELEASE, "tunnel_id",
-				      rt->t.id, "port", (json_int_t)port));
+		kind = RQ_RELEASE;
+		msg = json_pack("{s:s, s:s, s:I}", "type", CTL_PORT_RELEASE, "tunnel_id", rt->t.id,
+				"port", (json_int_t)port);
+	} else if (!strcmp(type, LINK_MSG_TCP_SYNC)) {
+		json_t *names = sync_names(ev->obj, why, sizeof(why));
+
+		if (!names) {
+			req_error_reply(ct, rt, creq, why);
+			return;
+		}
+		kind = RQ_SYNC;
+		msg = json_pack("{s:s, s:s, s:o}", "type", CTL_PORT_SYNC, "tunnel_id", rt->t.id,
+				"rules", names);
+	} else if (!strcmp(type, LINK_MSG_DEAUTH)) {
+		kind = RQ_DEAUTH;
+		msg = json_pack("{s:s, s:s}", "type", CTL_DEAUTH, "tunnel_id", rt->t.id);
 	} else {
 		return; /* unknown types are ignored */
 	}
+	/* one tunnel cannot fill the request table that every tunnel's auth needs */
+	if (rt->reqs >= TUNNEL_REQS) {
+		json_decref(msg);
+		log_every(NLOG_WARN, "tunnel %s: more than %d requests waiting, refusing %s",
+			  rt->t.id, TUNNEL_REQS, type);
+		req_error_reply(ct, rt, creq, "too many requests waiting; try again");
+		return;
+	}
+	r = req_new(ct, kind, msg);
 	if (!r) {
-		tunnel_reply(ct, rt,
-			     json_pack("{s:s, s:I, s:s}", "type", LINK_MSG_REQ_ERROR, "req",
-				       (json_int_t)creq, "reason", "server busy, try again"));
+		req_error_reply(ct, rt, creq, "server busy, try again");
 		return;
 	}
 	r->rt = rt;
+	rt->reqs++;
 	r->creq = creq;
 	r->port = (uint16_t)port;
 	str_copy(r->name, sizeof(r->name), *name ? name : "-");
@@ -825,6 +933,7 @@ static void on_offline(struct ctlthread *ct, struct ev *ev)
 	for (struct req *r = ct->reqs; r; r = r->next)
 		if (r->rt == rt)
 			r->rt = NULL;
+	rt->reqs = 0;
 	o = json_pack("{s:s, s:s, s:s}", "type", CTL_TUNNEL_OFFLINE, "tunnel_id", rt->t.id,
 		      "reason", ev->reason);
 	cd_send(ct, o);
@@ -907,6 +1016,7 @@ static void *ctl_main(void *arg)
 		}
 		expire_requests(ct);
 		cd_flush(ct);
+		log_limit_flush();
 	}
 	return NULL;
 }

@@ -45,7 +45,6 @@
 #define HEADROOM	     8
 #define TICK_MS		     500
 #define HANDSHAKE_TIMEOUT_MS 10000
-#define PENDING_TIMEOUT_MS   10000
 #define PENDING_MAX	     4096
 #define CONNECT_TIMEOUT_MS   5000
 #define POOL_KEEP	     256
@@ -79,7 +78,8 @@ struct conn {
 	uint8_t kind, state;
 	bool recv_armed, closing, tx_done, rx_done, eof_in, shut_wr_pending, shut_wr_done;
 	bool tunnel_listener, draining, close_after_send, connected, counted, rearm, pumping;
-	bool linger; /* plain: stream over, close when flushed */
+	bool linger;	  /* plain: stream over, close when flushed */
+	bool src_counted; /* relay plain: counted in the worker's per-source table */
 	int fd;
 	uint16_t inflight;
 	uint16_t port;
@@ -98,9 +98,23 @@ struct conn {
 	uint32_t stream_id;
 	/* times */
 	uint64_t deadline;
+	uint64_t last_io; /* relay plain: the last byte received or sent (ms) */
 	/* client: where a plain conn connects */
 	struct engine_rule rule;
 	struct link_bind bind;
+};
+
+/*
+ * Open public connections per (tunnel, source address) on a relay worker: a
+ * tunnel's public connections all live on its home worker, so the table
+ * needs no lock. Linear probing with backward-shift deletion, at most half
+ * full (it has twice as many slots as the worker has connection slots).
+ */
+struct src_slot {
+	struct tunnel *tun; /* NULL: empty */
+	uint32_t count;
+	uint32_t hash;
+	uint8_t addr[16]; /* IPv4-mapped, or an IPv6 /64 prefix */
 };
 
 struct handoff {
@@ -133,6 +147,10 @@ struct worker {
 	unsigned starved;
 	uint64_t stop_deadline;
 	uint32_t stream_seq;
+	uint64_t now; /* ms, refreshed once per completion batch */
+	struct src_slot *src;
+	uint32_t src_mask;
+	uint64_t src_seed;
 	/* client session */
 	bool session;
 	char tunnel_id[LINK_ID_MAX];
@@ -142,6 +160,7 @@ struct worker {
 	uint64_t open_block_until;
 	/* counters, read by other threads */
 	_Atomic uint64_t st_conns, st_conns_total, st_in, st_out, st_links, st_idle;
+	_Atomic uint64_t st_refused_src, st_idle_to, st_pend_to;
 };
 
 struct engine {
@@ -268,6 +287,91 @@ static void conn_release(struct worker *w, struct conn *c)
 	c->gen = (c->gen + 1) & 0xffffff;
 	c->next = w->free_head;
 	w->free_head = conn_idx(w, c);
+}
+
+/* ---------- open connections per source (relay) ---------- */
+
+static uint64_t mix64(uint64_t h)
+{
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdull;
+	h ^= h >> 33;
+	h *= 0xc4ceb9fe1a85ec53ull;
+	return h ^ (h >> 33);
+}
+
+/* Keyed with a random seed, so a peer cannot pick addresses that collide. */
+static uint32_t src_hash(const struct worker *w, const struct tunnel *t, const uint8_t a[16])
+{
+	uint64_t x, y;
+
+	memcpy(&x, a, 8);
+	memcpy(&y, a + 8, 8);
+	return (uint32_t)mix64(mix64(w->src_seed ^ (uintptr_t)t ^ x) ^ y);
+}
+
+static bool is_v4_mapped(const uint8_t a[16]);
+
+/* The key of a source: IPv4 as it is, IPv6 cut to its /64 (one subscriber). */
+static void src_key(const uint8_t origin[16], uint8_t key[16])
+{
+	memcpy(key, origin, 16);
+	if (!is_v4_mapped(origin))
+		memset(key + 8, 0, 8);
+}
+
+static uint32_t src_find(struct worker *w, const struct tunnel *t, const uint8_t key[16],
+			 uint32_t h)
+{
+	for (uint32_t i = h & w->src_mask;; i = (i + 1) & w->src_mask) {
+		struct src_slot *s = &w->src[i];
+
+		if (!s->tun)
+			return i;
+		if (s->hash == h && s->tun == t && !memcmp(s->addr, key, 16))
+			return i;
+	}
+}
+
+/* Counts one more connection of the source; returns the new count. */
+static uint32_t src_add(struct worker *w, struct tunnel *t, const uint8_t origin[16])
+{
+	uint8_t key[16];
+	uint32_t h, i;
+
+	src_key(origin, key);
+	h = src_hash(w, t, key);
+	i = src_find(w, t, key, h);
+	if (!w->src[i].tun) {
+		w->src[i].tun = t;
+		w->src[i].hash = h;
+		memcpy(w->src[i].addr, key, 16);
+		w->src[i].count = 0;
+	}
+	return ++w->src[i].count;
+}
+
+static void src_del(struct worker *w, struct tunnel *t, const uint8_t origin[16])
+{
+	uint8_t key[16];
+	uint32_t h, i, j;
+
+	src_key(origin, key);
+	h = src_hash(w, t, key);
+	i = src_find(w, t, key, h);
+	if (!w->src[i].tun || --w->src[i].count)
+		return;
+	/* backward-shift deletion: no tombstones, probe chains stay short */
+	for (j = (i + 1) & w->src_mask; w->src[j].tun; j = (j + 1) & w->src_mask) {
+		uint32_t home = w->src[j].hash & w->src_mask;
+
+		/* j's entry may move to i unless its home lies cyclically in (i, j] */
+		if (i <= j ? (home > i && home <= j) : (home > i || home <= j))
+			continue;
+		w->src[i] = w->src[j];
+		i = j;
+	}
+	w->src[i].tun = NULL;
 }
 
 /* ---------- forward declarations ---------- */
@@ -504,6 +608,10 @@ static void conn_close(struct worker *w, struct conn *c, bool rst, const char *w
 	} else if (c->kind == CK_PLAIN) {
 		if (c->state == PS_PENDING)
 			pending_remove(w, c);
+		if (c->src_counted) {
+			src_del(w, c->tun, c->bind.origin_addr);
+			c->src_counted = false;
+		}
 		peer = conn_at(w, c->peer);
 		if (peer) {
 			peer->peer = NONE;
@@ -649,6 +757,7 @@ static void plain_on_recv(struct worker *w, struct conn *p, int res, unsigned fl
 		conn_close(w, p, true, strerror(-res));
 		return;
 	}
+	p->last_io = w->now;
 	b = buf_addr(w, flags >> IORING_CQE_BUFFER_SHIFT);
 	frame_put32(b + HEADROOM - 4, (uint32_t)res);
 	if (link_write(w, l, b + HEADROOM - 4, (size_t)res + 4) < 0) {
@@ -789,20 +898,11 @@ static uint16_t addr_to_wire(const struct sockaddr_storage *ss, uint8_t addr[16]
 
 static void relay_bind(struct worker *w, struct conn *p, struct conn *l)
 {
-	struct link_bind b;
+	struct link_bind b = p->bind; /* addresses from relay_public */
 	uint8_t frame[4 + sizeof(b)];
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof(ss);
 
-	memset(&b, 0, sizeof(b));
 	frame_put32((uint8_t *)&b.stream_id, ++w->stream_seq);
 	b.port = htons(p->port);
-	b.dst_port = htons(p->port);
-	if (getpeername(p->fd, (struct sockaddr *)&ss, &sl) == 0)
-		b.origin_port = addr_to_wire(&ss, b.origin_addr);
-	sl = sizeof(ss);
-	if (getsockname(p->fd, (struct sockaddr *)&ss, &sl) == 0)
-		b.dst_port = addr_to_wire(&ss, b.dst_addr);
 	frame_put32(frame, LINK_FRAME_BIND);
 	memcpy(frame + 4, &b, sizeof(b));
 	l->state = LS_STREAM;
@@ -823,12 +923,16 @@ static void relay_bind(struct worker *w, struct conn *p, struct conn *l)
 
 static void relay_public(struct worker *w, int fd, uint16_t port, struct tunnel *t)
 {
+	unsigned limit = w->e->cfg.max_conns_per_source;
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
 	struct conn *p, *l;
 	int one = 1;
 
 	p = conn_new(w, CK_PLAIN, fd);
 	if (!p) {
-		log_warn("w%d: connection slab full, refusing connection on port %u", w->id, port);
+		log_every(NLOG_WARN, "w%d: connection slab full, refusing connection on port %u",
+			  w->id, port);
 		close(fd);
 		return;
 	}
@@ -836,8 +940,34 @@ static void relay_public(struct worker *w, int fd, uint16_t port, struct tunnel 
 	p->port = port;
 	p->tun = t;
 	p->counted = true;
+	p->last_io = w->now;
 	atomic_fetch_add(&w->st_conns, 1);
 	atomic_fetch_add(&w->st_conns_total, 1);
+	/* the origin (and the address it reached) go in the BIND and the per-source count */
+	p->bind.dst_port = htons(port);
+	if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0)
+		p->bind.origin_port = addr_to_wire(&ss, p->bind.origin_addr);
+	sl = sizeof(ss);
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
+		p->bind.dst_port = addr_to_wire(&ss, p->bind.dst_addr);
+	if (limit && w->src) {
+		p->src_counted = true;
+		if (src_add(w, t, p->bind.origin_addr) > limit) {
+			char a[INET6_ADDRSTRLEN];
+
+			atomic_fetch_add(&w->st_refused_src, 1);
+			if (is_v4_mapped(p->bind.origin_addr))
+				inet_ntop(AF_INET, p->bind.origin_addr + 12, a, sizeof(a));
+			else
+				inet_ntop(AF_INET6, p->bind.origin_addr, a, sizeof(a));
+			log_every(NLOG_WARN,
+				  "tunnel %s, port %u: %s already holds max_conns_per_source (%u) "
+				  "connections, resetting a new one",
+				  t->id, port, a, limit);
+			conn_close(w, p, true, NULL);
+			return;
+		}
+	}
 	l = conn_at(w, t->idle_head);
 	if (l) {
 		idle_unlink(w, l);
@@ -845,11 +975,13 @@ static void relay_public(struct worker *w, int fd, uint16_t port, struct tunnel 
 		return;
 	}
 	if (t->pending >= PENDING_MAX) {
+		log_every(NLOG_WARN, "tunnel %s: %u connections wait for a data link, resetting",
+			  t->id, PENDING_MAX);
 		conn_close(w, p, true, "too many pending connections");
 		return;
 	}
 	p->state = PS_PENDING;
-	p->deadline = now_ms() + PENDING_TIMEOUT_MS;
+	p->deadline = w->now + w->e->cfg.pending_timeout_ms;
 	p->prev = t->pend_tail;
 	p->next = NONE;
 	if (t->pend_tail != NONE)
@@ -1753,6 +1885,7 @@ static void on_tick(struct worker *w)
 {
 	uint64_t now = now_ms();
 	unsigned hb3 = 3 * w->e->cfg.heartbeat_ms;
+	unsigned idle_ms = w->e->cfg.idle_timeout_ms;
 
 	for (uint32_t i = 0; i < w->high; i++) {
 		struct conn *c = &w->conns[i];
@@ -1768,16 +1901,33 @@ static void on_tick(struct worker *w)
 			continue;
 		}
 		if (c->deadline && now > c->deadline) {
-			if (c->kind == CK_PLAIN)
-				log_warn("port %u: no data link became free in time, closing",
-					 c->port);
-			else
-				log_warn("fd %d: handshake timed out, closing", c->fd);
+			if (c->kind == CK_PLAIN) {
+				atomic_fetch_add(&w->st_pend_to, 1);
+				log_every(NLOG_WARN,
+					  "tunnel %s, port %u: no data link became free within "
+					  "pending_timeout, resetting the connection",
+					  c->tun ? c->tun->id : "-", c->port);
+			} else {
+				log_every(NLOG_WARN,
+					  "fd %d: TLS handshake or first message timed out, "
+					  "closing",
+					  c->fd);
+			}
 			if (c->kind == CK_PLAIN && c->state == PS_PENDING) {
 				pending_remove(w, c);
 				c->state = PS_BOUND;
 			}
 			conn_close(w, c, true, "timeout");
+			continue;
+		}
+		if (c->kind == CK_PLAIN && idle_ms && w->e->cfg.role == ENGINE_RELAY &&
+		    c->state != PS_PENDING && now - c->last_io > idle_ms) {
+			atomic_fetch_add(&w->st_idle_to, 1);
+			log_every(NLOG_INFO,
+				  "tunnel %s, port %u: no bytes either way for idle_timeout, "
+				  "resetting the connection",
+				  c->tun ? c->tun->id : "-", c->port);
+			conn_close(w, c, true, "idle timeout");
 			continue;
 		}
 		if (c->kind == CK_LINK && c->state == LS_CONTROL && c->tun && hb3 &&
@@ -1789,6 +1939,7 @@ static void on_tick(struct worker *w)
 	}
 	if (w->e->cfg.role == ENGINE_CLIENT)
 		client_fill_pool(w);
+	log_limit_flush();
 }
 
 /* ---------- the loop ---------- */
@@ -1895,6 +2046,7 @@ static void handle_cqe(struct worker *w, struct io_uring_cqe *cqe)
 			c->tx.head = c->tx.tail = 0;
 		obuf_kick(w, c);
 		if (c->kind == CK_PLAIN) {
+			c->last_io = w->now;
 			plain_flush_done(w, c);
 		} else {
 			struct conn *p = conn_at(w, c->peer);
@@ -1974,6 +2126,7 @@ static void *worker_main(void *arg)
 		unsigned head, n = 0;
 
 		io_uring_submit_and_wait(&w->ring, 1);
+		w->now = now_ms();
 		io_uring_for_each_cqe(&w->ring, head, cqe)
 		{
 			handle_cqe(w, cqe);
@@ -2055,38 +2208,29 @@ static int worker_init(struct engine *e, struct worker *w, int id, char *err, si
 		snprintf(err, errlen, "eventfd: %s", strerror(errno));
 		return -errno;
 	}
+	w->now = now_ms();
 	if (cfg->role == ENGINE_RELAY) {
-		int fd = engine_listen((const struct sockaddr *)&cfg->tunnel_addr,
-				       cfg->tunnel_addr_len, 1024);
 		struct conn *c;
 
-		if (fd < 0) {
-			snprintf(err, errlen, "tunnel listener: %s", strerror(-fd));
-			return fd;
+		if (cfg->max_conns_per_source) {
+			/* twice the slots a worker has connections: never more than half full */
+			uint32_t slots = 2;
+
+			while (slots < 2 * w->nconns)
+				slots <<= 1;
+			w->src_mask = slots - 1;
+			w->src = calloc(slots, sizeof(*w->src));
+			if (!w->src) {
+				snprintf(err, errlen, "out of memory for the per-source table");
+				return -ENOMEM;
+			}
+			random_bytes(&w->src_seed, sizeof(w->src_seed));
 		}
-		c = conn_new(w, CK_LISTEN, fd);
+		c = conn_new(w, CK_LISTEN, cfg->tunnel_fds[id]);
 		c->tunnel_listener = true;
 		arm_accept(w, c);
 	}
 	return 0;
-}
-
-int engine_listen(const struct sockaddr *sa, socklen_t len, int backlog)
-{
-	int one = 1;
-	int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-	if (fd < 0)
-		return -errno;
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
-	if (bind(fd, sa, len) < 0 || listen(fd, backlog) < 0) {
-		int e = -errno;
-
-		close(fd);
-		return e;
-	}
-	return fd;
 }
 
 int engine_resolve(const char *host, uint16_t port, struct sockaddr_storage *ss, socklen_t *len)
@@ -2173,6 +2317,10 @@ void engine_stats(struct engine *e, struct engine_stats *s)
 		s->bytes_out += atomic_load_explicit(&w->st_out, memory_order_relaxed);
 		s->links += atomic_load_explicit(&w->st_links, memory_order_relaxed);
 		s->idle_links += atomic_load_explicit(&w->st_idle, memory_order_relaxed);
+		s->refused_per_source +=
+		    atomic_load_explicit(&w->st_refused_src, memory_order_relaxed);
+		s->idle_timeouts += atomic_load_explicit(&w->st_idle_to, memory_order_relaxed);
+		s->pending_timeouts += atomic_load_explicit(&w->st_pend_to, memory_order_relaxed);
 	}
 }
 
@@ -2207,6 +2355,7 @@ static void worker_free(struct worker *w)
 	free(w->bufs);
 	free(w->scratch);
 	free(w->conns);
+	free(w->src);
 	pthread_mutex_destroy(&w->mb_lock);
 }
 

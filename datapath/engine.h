@@ -113,10 +113,12 @@ struct engine_config {
 	unsigned max_conns;   /* connection slab size per worker */
 	SSL_CTX *ssl_ctx;
 	/* relay */
-	int tunnel_listen_fd; /* a bound SO_REUSEPORT socket template: each worker opens its own */
-	struct sockaddr_storage tunnel_addr;
-	socklen_t tunnel_addr_len;
+	int tunnel_fds[ENGINE_MAX_WORKERS]; /* listening tunnel sockets, one per worker
+					       (sock_listen_group); the engine owns them */
 	unsigned heartbeat_ms;
+	unsigned idle_timeout_ms;      /* a stream without bytes this long is reset; 0 = off */
+	unsigned pending_timeout_ms;   /* a public conn waits this long for a data link */
+	unsigned max_conns_per_source; /* per tunnel and source address (IPv6: /64); 0 = off */
 	/* client */
 	struct sockaddr_storage server_addr;
 	socklen_t server_addr_len;
@@ -133,6 +135,9 @@ struct engine_stats {
 	uint64_t bytes_out;   /* link -> plain */
 	uint64_t links;	      /* data links open */
 	uint64_t idle_links;
+	uint64_t refused_per_source; /* public conns reset: their source was at its limit */
+	uint64_t idle_timeouts;	     /* streams reset after idle_timeout */
+	uint64_t pending_timeouts;   /* public conns reset: no data link within pending_timeout */
 };
 
 /* Starts the workers; 0 or -errno with err. */
@@ -147,8 +152,6 @@ void engine_stop(struct engine *e, unsigned timeout_ms);
 /* Frees a stopped engine (NULL-safe); nothing may call into it after this. */
 void engine_free(struct engine *e);
 
-/* Opens a listening TCP socket with SO_REUSEPORT; fd or -errno. */
-int engine_listen(const struct sockaddr *sa, socklen_t len, int backlog);
 /* Parses "host" + port into a sockaddr (numeric or resolved); 0 or -errno. */
 int engine_resolve(const char *host, uint16_t port, struct sockaddr_storage *ss, socklen_t *len);
 

@@ -8,6 +8,7 @@
 #include "ctlthread.h"
 #include "engine.h"
 #include "log.h"
+#include "sock.h"
 #include "tls/tls.h"
 #include "util.h"
 
@@ -63,6 +64,10 @@ int main(int argc, char **argv)
 	struct ctlthread *ct = NULL;
 	char err[CFG_ERR_MAX], fpr[TLS_FPR_LEN] = "";
 	const char *ktls, *steering;
+	const char *dirs[2];
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	unsigned nworkers;
 	sigset_t set;
 	int c, sig;
 
@@ -119,6 +124,13 @@ int main(int argc, char **argv)
 			cfg.runtime_dir, strerror(errno));
 		return 1;
 	}
+	/* one relayd per state and runtime directory: a second would share controld */
+	dirs[0] = cfg.state_dir;
+	dirs[1] = cfg.runtime_dir;
+	if (lock_dirs("nave-relayd", dirs, 2, err, sizeof(err)) < 0) {
+		fprintf(stderr, "nave-relayd: %s\n", err);
+		return 1;
+	}
 	if (tls_ensure_selfsigned(cfg.certificate, cfg.private_key, cfg.domain, err, sizeof(err)) <
 	    0) {
 		fprintf(stderr, "nave-relayd: %s\n", err);
@@ -127,19 +139,31 @@ int main(int argc, char **argv)
 	tls_cert_fingerprint_file(cfg.certificate, fpr);
 
 	memset(&ec, 0, sizeof(ec));
+	nworkers = cfg.workers ? cfg.workers : (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
+	if (nworkers > ENGINE_MAX_WORKERS)
+		nworkers = ENGINE_MAX_WORKERS;
 	ec.role = ENGINE_RELAY;
-	ec.workers = cfg.workers;
+	ec.workers = nworkers;
 	ec.buffer_size = cfg.buffer_size;
 	ec.buffers = cfg.buffers;
 	ec.heartbeat_ms = cfg.heartbeat_ms;
+	ec.idle_timeout_ms = cfg.idle_timeout_ms;
+	ec.pending_timeout_ms = cfg.pending_timeout_ms;
+	ec.max_conns_per_source = cfg.max_conns_per_source;
 	ec.ssl_ctx = tls_server_ctx(cfg.certificate, cfg.private_key, cfg.pq, err, sizeof(err));
 	if (!ec.ssl_ctx) {
 		fprintf(stderr, "nave-relayd: %s\n", err);
 		return 1;
 	}
-	if (engine_resolve(cfg.address, cfg.tunnel_port ? cfg.tunnel_port : cfg.https_port,
-			   &ec.tunnel_addr, &ec.tunnel_addr_len) < 0) {
+	if (engine_resolve(cfg.address, cfg.tunnel_port ? cfg.tunnel_port : cfg.https_port, &ss,
+			   &sl) < 0) {
 		fprintf(stderr, "nave-relayd: [listen] address %s: cannot resolve\n", cfg.address);
+		return 1;
+	}
+	/* exclusive: a second instance on the same address is refused here */
+	if (sock_listen_group((struct sockaddr *)&ss, sl, nworkers, 1024, ec.tunnel_fds, err,
+			      sizeof(err)) < 0) {
+		fprintf(stderr, "nave-relayd: cannot listen for tunnels: %s\n", err);
 		return 1;
 	}
 	if (ctlthread_init(&ct, &cfg, fpr, ktls, steering, &ec.ops) < 0) {

@@ -297,14 +297,14 @@ static void test_token_verify(void **state)
 	assert_int_equal(store_auth_token(f->s, bad, true, NULL, tid, err, sizeof(err)), -EACCES);
 
 	/* revoked */
-	assert_int_equal(store_token_revoke(f->s, t.id, &t2, &changed), 0);
+	assert_int_equal(store_token_revoke(f->s, t.id, &t2, &changed, NULL, NULL), 0);
 	assert_true(changed);
 	assert_true(t2.revoked);
-	assert_int_equal(store_token_revoke(f->s, t.id, &t2, &changed), 0);
+	assert_int_equal(store_token_revoke(f->s, t.id, &t2, &changed, NULL, NULL), 0);
 	assert_false(changed);
 	assert_int_equal(store_auth_token(f->s, tok, true, NULL, tid, err, sizeof(err)), -EACCES);
 	assert_string_equal(err, "token revoked");
-	assert_int_equal(store_token_revoke(f->s, "00000000", &t2, &changed), -ENOENT);
+	assert_int_equal(store_token_revoke(f->s, "00000000", &t2, &changed, NULL, NULL), -ENOENT);
 
 	/* the secret is nowhere in the database files */
 	store_close(f->s);
