@@ -204,11 +204,11 @@ def tail(text, n=60):
 class Server:
     """nave-controld + nave-relayd as real processes with their own dirs and ports."""
 
-    def __init__(self, tmp, registry, extra_ini=""):
-        self.dir = Path(tmp) / "server"
+    def __init__(self, tmp, registry, extra_ini="", https=None, port_range=None, name="server"):
+        self.dir = Path(tmp) / name
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.https = free_port()
-        self.port_min, self.port_max = port_window()
+        self.https = https or free_port()
+        self.port_min, self.port_max = port_range or port_window()
         self.ini = self.dir / "server.ini"
         self.ini.write_text(
             "[server]\n"
@@ -314,6 +314,39 @@ class Server:
             raise Failure("\n".join(errors))
 
     # -- navectl
+
+    def api(self, method, path, body=None, raw_path=False):
+        """One raw HTTP/1.1 request to controld's admin API on control.sock:
+        (status, parsed JSON body). path is sent as it is (percent escapes
+        included), so requests navectl would never send can be made."""
+        data = b"" if body is None else _json.dumps(body).encode()
+        head = (f"{method} {path} HTTP/1.1\r\nHost: nave\r\nConnection: close\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n")
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(IO_TIMEOUT)
+        try:
+            s.connect(str(self.control_sock))
+            s.sendall(head.encode("latin-1") + data)
+            resp = b""
+            while True:
+                d = s.recv(65536)
+                if not d:
+                    break
+                resp += d
+        finally:
+            s.close()
+        header, _, payload = resp.partition(b"\r\n\r\n")
+        status = int(header.split(b" ", 2)[1])
+        if b"chunked" in header.lower():
+            out, rest = b"", payload
+            while rest:
+                size, _, rest = rest.partition(b"\r\n")
+                n = int(size, 16)
+                if n == 0:
+                    break
+                out, rest = out + rest[:n], rest[n + 2:]
+            payload = out
+        return status, (_json.loads(payload) if payload.strip() else None)
 
     def navectl(self, *args, json=False):
         """json=True: asserts exit 0 and returns the parsed output.

@@ -559,6 +559,89 @@ static void test_ports(void **state)
 	assert_int_equal(total, 5);
 }
 
+static int rel_cb(const struct store_port *p, void *arg)
+{
+	char *list = arg;
+	size_t n = strlen(list);
+
+	snprintf(list + n, 256 - n, "%u ", p->port);
+	return 0;
+}
+
+/* A connecting client's rule list releases its other named ports; reserved ones stay. */
+static void test_ports_sync(void **state)
+{
+	struct fixture *f = *state;
+	const char *keep[] = {"ssh"};
+	char a[STORE_TUNNEL_ID_LEN], b[STORE_TUNNEL_ID_LEN], list[256] = "", rel[256] = "";
+	int64_t total;
+
+	new_tunnel(f, "a", a);
+	new_tunnel(f, "b", b);
+	alloc_ok(f, a, 0, "ssh", 22000, true);
+	alloc_ok(f, a, 0, "web", 22001, true);
+	alloc_ok(f, a, 22003, NULL, 22003, true); /* reserved by an administrator: no rule */
+	alloc_ok(f, b, 0, "web", 22002, true);
+	assert_int_equal(store_port_sync(f->s, a, keep, 1, rel_cb, rel), 0);
+	assert_string_equal(rel, "22001 ");
+	assert_int_equal(store_port_list(f->s, NULL, 0, 50, port_cb, list, &total), 0);
+	assert_string_equal(list, "22000:ssh 22002:web 22003: ");
+	/* the freed slot counts again: a's third rule fits under max_per_tunnel (3) */
+	alloc_ok(f, a, 0, "db", 22001, true);
+	/* an empty list releases every named port of the tunnel, none of b's */
+	rel[0] = 0;
+	assert_int_equal(store_port_sync(f->s, a, NULL, 0, rel_cb, rel), 0);
+	assert_string_equal(rel, "22000 22001 ");
+	list[0] = 0;
+	assert_int_equal(store_port_list(f->s, NULL, 0, 50, port_cb, list, &total), 0);
+	assert_string_equal(list, "22002:web 22003: ");
+}
+
+/* A revoked token's tunnel holds no ports, by either way of revoking. */
+static void test_revoke_releases_ports(void **state)
+{
+	struct fixture *f = *state;
+	char a[STORE_TUNNEL_ID_LEN], b[STORE_TUNNEL_ID_LEN], list[256] = "", rel[256] = "";
+	char tok[STORE_SECRET_LEN], tid[STORE_TUNNEL_ID_LEN], err[128];
+	struct store_token t, t2;
+	bool changed;
+	int64_t total;
+
+	assert_int_equal(store_token_create(f->s, "a", "test", &t, tok), 0);
+	memcpy(a, t.tunnel_id, sizeof(a));
+	new_tunnel(f, "b", b);
+	alloc_ok(f, a, 0, "ssh", 22000, true);
+	alloc_ok(f, a, 22004, NULL, 22004, true);
+	alloc_ok(f, b, 0, "web", 22001, true);
+	assert_int_equal(store_token_revoke(f->s, t.id, &t2, &changed, rel_cb, rel), 0);
+	assert_true(changed);
+	assert_string_equal(rel, "22000 22004 ");
+	assert_int_equal(store_port_list(f->s, NULL, 0, 50, port_cb, list, &total), 0);
+	assert_string_equal(list, "22001:web ");
+
+	/* the client's own deauth: revokes the token of the tunnel */
+	assert_int_equal(store_token_create(f->s, "c", "test", &t, tok), 0);
+	assert_int_equal(store_auth_token(f->s, tok, false, NULL, tid, err, sizeof(err)), 0);
+	alloc_ok(f, tid, 0, "x", 22000, true);
+	rel[0] = 0;
+	assert_int_equal(store_tunnel_revoke(f->s, tid, rel_cb, rel), 0);
+	assert_string_equal(rel, "22000 ");
+	assert_int_equal(store_auth_token(f->s, tok, false, NULL, tid, err, sizeof(err)), -EACCES);
+	assert_string_equal(err, "token revoked");
+	assert_int_equal(store_tunnel_revoke(f->s, "t-000000000000", NULL, NULL), -ENOENT);
+
+	/* schema v3 also frees ports that revoked tokens held before it existed */
+	alloc_ok(f, b, 22002, "db", 22002, true);
+	store_close(f->s);
+	f->s = NULL;
+	raw_sql(f->db, "UPDATE tokens SET revoked = 1 WHERE tunnel_id IN"
+		       " (SELECT id FROM tunnels WHERE group_id = 'b');"
+		       "UPDATE schema_version SET version = 2;");
+	assert_int_equal(raw_int(f->db, "SELECT count(*) FROM ports"), 2);
+	assert_int_equal(open_store(f), 0);
+	assert_int_equal(raw_int(f->db, "SELECT count(*) FROM ports"), 0);
+}
+
 static void test_ports_lowest_free_gap(void **state)
 {
 	struct fixture *f = *state;
@@ -639,6 +722,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_registration_disable_expire, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ports, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ports_lowest_free_gap, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_ports_sync, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_revoke_releases_ports, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_tunnels, setup, teardown),
 	};
 

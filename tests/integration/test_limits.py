@@ -1,0 +1,189 @@
+# SPDX-License-Identifier: Apache-2.0
+"""What a peer can hold is bounded: one source cannot take a tunnel's data
+links (max_conns_per_source), silent relayed connections end (idle_timeout),
+a connection that finds no free link is reset in time (pending_timeout), and
+a flood of refusals writes a few log lines, not one per refusal. The counters
+show in navectl status."""
+import re
+import socket
+import time
+
+import pytest
+
+import navetest as nt
+from navetest import KiB
+
+
+@pytest.fixture
+def limited(tmp_path, procs, request):
+    """A server with the [ports]/[tunnel] settings of the test's parameter."""
+    srv = nt.Server(tmp_path, procs, extra_ini=request.param)
+    try:
+        srv.start()
+    except BaseException:
+        for p in procs:
+            p.kill()
+        raise
+    yield srv
+    for p in procs:
+        if p.name.startswith("nave(") and p.alive():
+            nt.check_exit(p.name, p.stop(), p.output())
+    srv.stop()
+    for p in procs:
+        p.kill()
+
+
+def client_with(server, tmp_path, procs, name, **client_keys):
+    c = nt.Client(server, tmp_path, procs, name)
+    c.configure()
+    text = c.ini.read_text()
+    for k, v in client_keys.items():
+        text, n = re.subn(rf"^{k}\s*=.*$", f"{k} = {v}", text, flags=re.M)
+        if not n:
+            text = text.replace("[client]\n", f"[client]\n{k} = {v}\n", 1)
+    c.ini.write_text(text)
+    return c.start()
+
+
+def connect_from(src, port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(10)
+    s.bind((src, 0))
+    s.connect(("127.0.0.1", port))
+    return s
+
+
+def was_reset(s, timeout):
+    """True when the server resets (or closes) the connection within timeout."""
+    s.settimeout(timeout)
+    try:
+        return s.recv(1) == b""
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+    except socket.timeout:
+        return False
+
+
+def relay_stats(server):
+    return server.navectl("status", json=True)["relay"]
+
+
+@pytest.mark.parametrize("limited", ["[ports]\nmax_conns_per_source = 20\n"
+                                     "[tunnel]\nidle_timeout = 0\n"], indirect=True)
+def test_one_source_cannot_take_the_links(limited, tmp_path, procs, services):
+    server = limited
+    c = client_with(server, tmp_path, procs, "c", max_links=30)
+    s = services(nt.h_exchange, "svc")
+    port = c.tcp_add(s.port)
+    nt.exchange(port, 4 * KiB)
+    held, reset = [], 0
+    try:
+        for _ in range(60):
+            held.append(connect_from("127.0.0.2", port))
+        for conn in held[20:]:
+            reset += was_reset(conn, 10)
+        assert reset == 40, f"{reset} of 40 connections over the limit were reset"
+        for conn in held[:20]:
+            assert not was_reset(conn, 0.05)
+        # another source still gets a data link at once
+        t0 = time.monotonic()
+        nt.exchange(port, 64 * KiB)
+        assert time.monotonic() - t0 < 5
+        nt.wait_for(lambda: relay_stats(server)["refused_per_source"] == 40, 30,
+                    "refused_per_source = 40 in navectl status")
+        log = server.relayd.output()
+        assert log.count("max_conns_per_source") <= 2, nt.tail(log)
+    finally:
+        for conn in held:
+            conn.close()
+    # the source's count went down with its connections
+    nt.wait_for(lambda: c.status()["conns"] == 0, 30, "the held connections to close")
+    more = [connect_from("127.0.0.2", port) for _ in range(20)]
+    try:
+        for conn in more:
+            assert not was_reset(conn, 0.05)
+    finally:
+        for conn in more:
+            conn.close()
+
+
+@pytest.mark.parametrize("limited", ["[tunnel]\nidle_timeout = 2s\n"], indirect=True)
+def test_idle_connections_end(limited, tmp_path, procs, services):
+    server = limited
+    c = client_with(server, tmp_path, procs, "c")
+    echo = services(nt.h_echo, "echo")
+    port = c.tcp_add(echo.port)
+    silent = connect_from("127.0.0.1", port)
+    busy = connect_from("127.0.0.1", port)
+    try:
+        t0 = time.monotonic()
+        # the busy one talks every 0.5 s and lives on; the silent one is reset after ~2 s
+        gone_after = None
+        for i in range(12):
+            busy.sendall(b"%d" % i)
+            assert nt.recv_exact(busy, len(b"%d" % i)) == b"%d" % i
+            if gone_after is None and was_reset(silent, 0.5):
+                gone_after = time.monotonic() - t0
+        assert gone_after is not None and 1.5 <= gone_after <= 6, gone_after
+        nt.wait_for(lambda: relay_stats(server)["idle_timeouts"] >= 1, 30, "idle_timeouts")
+    finally:
+        silent.close()
+        busy.close()
+    # the link came back to the pool: the tunnel still works
+    nt.exchange(c.tcp_add(services(nt.h_exchange, "x").port), 16 * KiB)
+
+
+@pytest.mark.parametrize("limited", ["[tunnel]\npending_timeout = 1s\nidle_timeout = 0\n"],
+                         indirect=True)
+def test_pending_connections_are_reset_in_time(limited, tmp_path, procs, services):
+    server = limited
+    c = client_with(server, tmp_path, procs, "c", max_links=2, pool_idle=2)
+    echo = services(nt.h_echo, "echo")
+    port = c.tcp_add(echo.port)
+    hold = [connect_from("127.0.0.1", port) for _ in range(2)]
+    try:
+        for h in hold:  # both links busy
+            h.sendall(b"x")
+            assert nt.recv_exact(h, 1) == b"x"
+        t0 = time.monotonic()
+        waiting = connect_from("127.0.0.3", port)
+        assert was_reset(waiting, 10)
+        took = time.monotonic() - t0
+        assert 0.5 <= took <= 5, took
+        waiting.close()
+        nt.wait_for(lambda: relay_stats(server)["pending_timeouts"] >= 1, 30,
+                    "pending_timeouts")
+    finally:
+        for h in hold:
+            h.close()
+
+
+def test_refusal_floods_write_few_log_lines(server, make_client, services):
+    client, port = nt.working_tunnel(make_client, services)
+    tok = server.token()
+    link = nt.ControlLink(server.https, tok["token"])
+    try:
+        for i in range(300):
+            nt.msg_send(link.s, {"type": "tcp_add", "req": i + 1, "name": f"r{i}", "port": 1})
+        answers = 0
+        while answers < 300:
+            m = nt.msg_recv(link.s)
+            if m["type"] == "req_error":
+                answers += 1
+    finally:
+        link.close()
+    controld = server.controld.output().count("port request of tunnel")
+    relayd = server.relayd.output().count("requests waiting")
+    assert controld <= 2 and relayd <= 2, (controld, relayd)
+    # and silent connections to the tunnel port: one line, then a count
+    silent = [socket.create_connection(("127.0.0.1", server.https), timeout=10)
+              for _ in range(100)]
+    try:
+        nt.wait_for(lambda: "more like this" in server.relayd.output()
+                    and server.relayd.output().count("timed out") <= 3, 40,
+                    "a summary of the handshake timeouts")
+    finally:
+        for s in silent:
+            s.close()
+    assert server.relayd.output().count("handshake or first message timed out") <= 3
+    nt.exchange(port, 16 * KiB)

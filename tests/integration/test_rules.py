@@ -1,0 +1,86 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Rule and token state stays true on the server: rules removed while the
+client was stopped are released when it connects again (ports reserved by an
+administrator stay), and a revoked token's tunnel holds no ports."""
+import pytest
+
+import navetest as nt
+from navetest import KiB
+
+
+@pytest.fixture
+def server(tmp_path, procs):
+    """A server whose tunnels may hold 2 ports (so a leftover port is felt at once)."""
+    nt_server = nt.Server(tmp_path, procs, extra_ini="[ports]\nmax_per_tunnel = 3\n")
+    try:
+        nt_server.start()
+    except BaseException:
+        for p in procs:
+            p.kill()
+        raise
+    yield nt_server
+    for p in procs:
+        if p.name.startswith("nave(") and p.alive():
+            nt.check_exit(p.name, p.stop(), p.output())
+    nt_server.stop()
+    for p in procs:
+        p.kill()
+
+
+def test_rules_removed_while_stopped_are_released(server, make_client, services):
+    c = make_client("c")
+    s = services(nt.h_exchange, "svc")
+    p1 = c.tcp_add(s.port, name="r1")
+    p2 = c.tcp_add(s.port, name="r2")
+    reserved = server.navectl("ports", "allocate", "--tunnel", c.tunnel_id, json=True)["port"]
+    assert sorted(server.ports(c.tunnel_id)) == sorted([p1, p2, reserved])
+    c.stop()
+    p = c.nave("tunnel", "rm", "r2")
+    assert p.returncode == 0, p.stderr
+    c.start()
+    # r2's port goes back to the pool; r1 and the administrator's reservation stay
+    nt.wait_for(lambda: sorted(server.ports(c.tunnel_id)) == sorted([p1, reserved]), 30,
+                "the server to drop the removed rule's port")
+    nt.wait_port_closed(p2)
+    nt.exchange(p1, 16 * KiB)
+    # the tunnel is below max_per_tunnel again: a new rule fits
+    p3 = c.tcp_add(s.port, name="r3")
+    nt.exchange(p3, 16 * KiB)
+    log = c.proc.output()
+    assert f"public port {p2} released" in log, nt.tail(log)
+
+
+def test_rules_added_and_removed_while_stopped(server, make_client, services):
+    c = make_client("c")
+    s = services(nt.h_exchange, "svc")
+    p1 = c.tcp_add(s.port, name="old")
+    c.stop()
+    assert c.nave("tunnel", "rm", "old").returncode == 0
+    assert c.tcp_add_raw(s.port, name="new").returncode == 0
+    c.start()
+    def rules():
+        items = server.navectl("ports", "ls", "--tunnel", c.tunnel_id, json=True)["items"]
+        return [i["rule"] for i in items]
+
+    nt.wait_for(lambda: rules() == ["new"], 30, "old released, new granted")
+    rules = {r["name"]: r for r in c.status()["rules"]}
+    assert list(rules) == ["new"] and rules["new"]["state"] == "active", rules
+    nt.exchange(rules["new"]["port"], 16 * KiB)
+
+
+def test_revoked_token_releases_its_ports(server, make_client, services):
+    a = make_client("a")
+    b = make_client("b")
+    s = services(nt.h_exchange, "svc")
+    pa = [a.tcp_add(s.port, name=n) for n in ("x", "y")]
+    pb = b.tcp_add(s.port)
+    server.navectl("tokens", "revoke", server.tunnel(a.tunnel_id)["token_id"], json=True)
+    assert a.wait_exit(15) == 1
+    nt.wait_for(lambda: server.ports(a.tunnel_id) == [], 30, "a's ports released")
+    for port in pa:
+        assert nt.wait_port_closed(port) in ("refused", "reset")
+    # they are free for others now
+    assert b.tcp_add(s.port, port=pa[0], name="took") == pa[0]
+    nt.exchange(pa[0], 16 * KiB)
+    nt.exchange(pb, 16 * KiB)
+    assert server.tunnel(a.tunnel_id)["ports"] == []
