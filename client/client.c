@@ -1044,6 +1044,7 @@ int client_run(struct cfg_client *c)
 		}
 		if (poll(p, n, 200) < 0 && errno != EINTR)
 			break;
+		log_limit_flush();
 		if (p[0].revents & POLLIN) {
 			struct signalfd_siginfo si;
 

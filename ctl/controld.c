@@ -32,10 +32,14 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: nave-controld [--config FILE] [--check] [--help]\n"
-		   "  --config FILE  server config (default: the embedded single-machine setup)\n"
-		   "  --check        print the effective config and exit\n"
-		   "  --help         this text\n");
+	fprintf(f,
+		"usage: nave-controld [--config FILE] [--check] [--help] [--version]\n"
+		"\n"
+		"The nave control daemon: state, tokens, tunnels, ports, the admin API.\n"
+		"  -c, --config FILE  server config (default: the embedded single-machine setup)\n"
+		"  -n, --check        validate the config, print the effective settings, exit\n"
+		"  -h, --help         this help\n"
+		"  -V, --version      print the version\n");
 }
 
 /* True when something accepts connections on the socket file at path. */
@@ -128,6 +132,7 @@ static int run(const struct cfg_server *cfg)
 	struct store *st = NULL;
 	struct api *api = NULL;
 	bool relay_bound = false, ctl_bound = false;
+	const char *dirs[2];
 	sigset_t sigs;
 	int sfd = -1, lfd, ret;
 
@@ -143,6 +148,13 @@ static int run(const struct cfg_server *cfg)
 	ret = mkdir_p(cfg->runtime_dir, 0755);
 	if (ret) {
 		log_error("runtime_dir %s: %s", cfg->runtime_dir, strerror(-ret));
+		return 1;
+	}
+	/* one controld per state and runtime directory */
+	dirs[0] = cfg->state_dir;
+	dirs[1] = cfg->runtime_dir;
+	if (lock_dirs("nave-controld", dirs, 2, err, sizeof(err)) < 0) {
+		log_error("%s", err);
 		return 1;
 	}
 
@@ -206,6 +218,8 @@ static int run(const struct cfg_server *cfg)
 		n += nrl;
 		napi = api_pollfds(api, pfd + n, API_POLLFDS, &timeout);
 		n += napi;
+		if (timeout < 0 || timeout > 1000)
+			timeout = 1000; /* rate-limited log summaries are due now and then */
 		if (poll(pfd, (nfds_t)n, timeout) < 0) {
 			if (errno == EINTR)
 				continue;
@@ -224,6 +238,7 @@ static int run(const struct cfg_server *cfg)
 		}
 		relaylink_process(rl, pfd + 1, nrl);
 		api_process(api, pfd + 1 + nrl, napi);
+		log_limit_flush();
 	}
 out:
 	api_stop(api);
@@ -244,6 +259,7 @@ int main(int argc, char **argv)
 	    {"config", required_argument, NULL, 'c'},
 	    {"check", no_argument, NULL, 'k'},
 	    {"help", no_argument, NULL, 'h'},
+	    {"version", no_argument, NULL, 'V'},
 	    {NULL, 0, NULL, 0},
 	};
 	static struct cfg_server cfg;
@@ -253,16 +269,20 @@ int main(int argc, char **argv)
 	int c;
 
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "c:nhV", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
 			config = optarg;
 			break;
 		case 'k':
+		case 'n':
 			check = true;
 			break;
 		case 'h':
 			usage(stdout);
+			return 0;
+		case 'V':
+			printf("nave-controld %s\n", NAVE_VERSION);
 			return 0;
 		default:
 			if (optopt)

@@ -88,6 +88,8 @@ struct ctlthread {
 	/* port table */
 	_Atomic(struct tunnel *) *route; /* port_min..port_max */
 	bool *listening;
+	unsigned unlisten_posted;	 /* MB_UNLISTEN messages sent to workers */
+	_Atomic unsigned unlisten_acked; /* and handled by them */
 	/* worker events */
 	int efd;
 	pthread_mutex_t ev_lock;
@@ -452,6 +454,13 @@ static int port_listen(struct ctlthread *ct, uint16_t port, char *why, size_t wh
 
 	if (ct->listening[port - ct->cfg.port_min])
 		return 0;
+	/*
+	 * A port released a moment ago may be granted again: its old listeners
+	 * must have left the listening table first, or we would refuse ourselves.
+	 */
+	for (uint64_t until = now_ms() + 2000;
+	     atomic_load(&ct->unlisten_acked) < ct->unlisten_posted && now_ms() < until;)
+		usleep(1000);
 	r = engine_resolve(ct->cfg.address, port, &ss, &sl);
 	if (r < 0) {
 		snprintf(why, whylen, "cannot resolve %.64s", ct->cfg.address);
@@ -483,6 +492,8 @@ static void port_unlisten(struct ctlthread *ct, uint16_t port)
 	memset(&m, 0, sizeof(m));
 	m.type = MB_UNLISTEN;
 	m.port = port;
+	m.ack = &ct->unlisten_acked;
+	ct->unlisten_posted += engine_workers(ct->e);
 	engine_post(ct->e, -1, &m);
 	ct->listening[port - ct->cfg.port_min] = false;
 	log_info("port %u: released", port);
@@ -512,7 +523,7 @@ static int port_assign(struct ctlthread *ct, long long port, const char *tid, ch
 	}
 	r = port_listen(ct, (uint16_t)port, why, whylen);
 	if (r < 0) {
-		log_warn("port %lld: cannot listen: %s", port, why);
+		log_every(NLOG_WARN, "port %lld: cannot listen: %s", port, why);
 		return r;
 	}
 	atomic_store(&ct->route[port - ct->cfg.port_min], &rt->t);

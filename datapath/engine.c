@@ -831,7 +831,8 @@ static void ctl_pump(struct worker *w, struct conn *l)
 			return;
 		}
 		if (msg_reader_feed(l->mr, buf, (size_t)r) < 0) {
-			log_warn("control link fd %d: message too large, closing", l->fd);
+			log_every(NLOG_WARN, "control link fd %d: message too large, closing",
+				  l->fd);
 			conn_close(w, l, false, "oversized control message");
 			return;
 		}
@@ -840,7 +841,7 @@ static void ctl_pump(struct worker *w, struct conn *l)
 			if (r == 0)
 				break;
 			if (r < 0) {
-				log_warn("control link fd %d: %s, closing", l->fd, err);
+				log_every(NLOG_WARN, "control link fd %d: %s, closing", l->fd, err);
 				conn_close(w, l, false, err);
 				return;
 			}
@@ -1070,7 +1071,7 @@ static void relay_adopt_link(struct worker *w, struct handoff *h)
 	struct conn *l = conn_new(w, CK_LINK, h->fd);
 
 	if (!l) {
-		log_warn("w%d: connection slab full, dropping data link", w->id);
+		log_every(NLOG_WARN, "w%d: connection slab full, dropping data link", w->id);
 		xprt_free(&h->x);
 		close(h->fd);
 		atomic_fetch_sub(&h->tun->links, 1);
@@ -1131,20 +1132,22 @@ static void relay_first(struct worker *w, struct conn *l)
 		}
 	}
 	if (frame_hello_check(h, err, sizeof(err)) < 0) {
-		log_warn("data link fd %d: %s, closing", l->fd, err);
+		log_every(NLOG_WARN, "data link fd %d: %s, closing", l->fd, err);
 		conn_close(w, l, false, err);
 		return;
 	}
 	t = ops->tunnel_find(ops->arg, h->tunnel_id);
 	home = t ? atomic_load(&t->home) : -1;
 	if (!t || home < 0 || !ct_equal(t->secret, h->secret, LINK_SECRET_LEN)) {
-		log_warn("data link fd %d: unknown tunnel or bad link secret for %.31s, closing",
-			 l->fd, h->tunnel_id);
+		log_every(NLOG_WARN,
+			  "data link fd %d: unknown tunnel or bad link secret for %.31s, closing",
+			  l->fd, h->tunnel_id);
 		conn_close(w, l, false, "bad DATA_HELLO");
 		return;
 	}
 	if (l->x.in_len || SSL_pending(l->x.ssl)) {
-		log_warn(
+		log_every(
+		    NLOG_WARN,
 		    "data link fd %d: frame after DATA_HELLO while no stream is bound, closing",
 		    l->fd);
 		conn_close(w, l, false, "data after DATA_HELLO");
@@ -1152,8 +1155,8 @@ static void relay_first(struct worker *w, struct conn *l)
 	}
 	if ((unsigned)atomic_fetch_add(&t->links, 1) >= t->max_links) {
 		atomic_fetch_sub(&t->links, 1);
-		log_warn("tunnel %s: max_links (%u) reached, refusing data link", t->id,
-			 t->max_links);
+		log_every(NLOG_WARN, "tunnel %s: max_links (%u) reached, refusing data link", t->id,
+			  t->max_links);
 		conn_close(w, l, false, "max_links reached");
 		return;
 	}
@@ -1205,7 +1208,7 @@ static void client_on_bind(struct worker *w, struct conn *l, const struct link_b
 	l->tx_done = l->rx_done = false;
 	client_fill_pool(w);
 	if (!ops->rule_find(ops->arg, port, &rule)) {
-		log_warn("stream for port %u: no rule, resetting", port);
+		log_every(NLOG_WARN, "stream for port %u: no rule, resetting", port);
 		goto reset;
 	}
 	fd = socket(rule.to.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -1303,8 +1306,8 @@ static void plain_on_connect(struct worker *w, struct conn *p, int res)
 		if (p->rule.to.ss_family == AF_INET)
 			inet_ntop(AF_INET, &((struct sockaddr_in *)&p->rule.to)->sin_addr, a,
 				  sizeof(a));
-		log_warn("stream for port %u: connect to local service %s failed: %s", p->port, a,
-			 strerror(-res));
+		log_every(NLOG_WARN, "stream for port %u: connect to local service %s failed: %s",
+			  p->port, a, strerror(-res));
 		conn_close(w, p, true, "connect failed");
 		return;
 	}
@@ -1409,13 +1412,14 @@ static void link_pump(struct worker *w, struct conn *l)
 		if (ev == FRAME_NEED)
 			continue;
 		if (ev < 0) {
-			log_warn("data link fd %d: %s, closing", l->fd, err);
+			log_every(NLOG_WARN, "data link fd %d: %s, closing", l->fd, err);
 			conn_close(w, l, false, err);
 			return;
 		}
 		if (ev == FRAME_BIND) {
 			if (l->state != LS_IDLE) {
-				log_warn("data link fd %d: BIND while busy, closing", l->fd);
+				log_every(NLOG_WARN, "data link fd %d: BIND while busy, closing",
+					  l->fd);
 				conn_close(w, l, false, "BIND while busy");
 				return;
 			}
@@ -1461,7 +1465,7 @@ static void link_pump(struct worker *w, struct conn *l)
 	link_arm_recv(w, l);
 	return;
 bad_state:
-	log_warn("data link fd %d: data outside a stream, closing", l->fd);
+	log_every(NLOG_WARN, "data link fd %d: data outside a stream, closing", l->fd);
 	conn_close(w, l, false, "data outside a stream");
 	return;
 link_err:
@@ -1488,9 +1492,9 @@ static void link_handshake(struct worker *w, struct conn *l)
 	l->x.out = NULL;
 	l->x.out_len = l->x.out_cap = 0;
 	if (r < 0) {
-		log_warn("%s fd %d: %s",
-			 w->e->cfg.role == ENGINE_RELAY ? "tunnel connection" : "data link", l->fd,
-			 err);
+		log_every(NLOG_WARN, "%s fd %d: %s",
+			  w->e->cfg.role == ENGINE_RELAY ? "tunnel connection" : "data link", l->fd,
+			  err);
 		conn_close(w, l, false, err);
 		return;
 	}
@@ -1574,13 +1578,13 @@ static bool client_open_link(struct worker *w)
 
 	fd = socket(cfg->server_addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
-		log_warn("data link: socket: %s", strerror(errno));
+		log_every(NLOG_WARN, "data link: socket: %s", strerror(errno));
 		return false;
 	}
 	l = conn_new(w, CK_LINK, fd);
 	ssl = l ? SSL_new(cfg->ssl_ctx) : NULL;
 	if (!ssl) {
-		log_warn("data link: out of connection slots or memory");
+		log_every(NLOG_WARN, "data link: out of connection slots or memory");
 		if (l)
 			conn_release(w, l);
 		close(fd);
@@ -1619,7 +1623,7 @@ static void link_on_connect(struct worker *w, struct conn *l, int res)
 	int one = 1;
 
 	if (res < 0) {
-		log_warn("data link: connect to the server failed: %s", strerror(-res));
+		log_every(NLOG_WARN, "data link: connect to the server failed: %s", strerror(-res));
 		w->open_block_until = now_ms() + 1000;
 		conn_close(w, l, false, "connect failed");
 		return;
@@ -1640,7 +1644,7 @@ static void on_accept(struct worker *w, struct conn *c, int res, unsigned flags)
 		arm_accept(w, c);
 	if (res < 0) {
 		if (res != -ECANCELED && res != -EINVAL)
-			log_warn("w%d: accept: %s", w->id, strerror(-res));
+			log_every(NLOG_WARN, "w%d: accept: %s", w->id, strerror(-res));
 		return;
 	}
 	if (w->stopping) {
@@ -1721,11 +1725,15 @@ static void mb_handle(struct worker *w, struct mb_msg *m)
 		arm_accept(w, c);
 		break;
 	case MB_UNLISTEN:
+		/* shut at once (the port leaves the listening table), closed when the accept ends
+		 */
 		for (uint32_t i = 0; i < w->high; i++) {
 			c = &w->conns[i];
 			if (c->kind == CK_LISTEN && !c->tunnel_listener && c->port == m->port)
 				conn_close(w, c, false, "port released");
 		}
+		if (m->ack)
+			atomic_fetch_add(m->ack, 1);
 		break;
 	case MB_WELCOME:
 		c = conn_ref(w, m->idx, m->gen);

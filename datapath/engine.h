@@ -84,6 +84,7 @@ struct mb_msg {
 	char tunnel_id[LINK_ID_MAX];
 	uint8_t secret[LINK_SECRET_LEN];
 	unsigned pool_idle, max_links; /* MB_SESSION: the pool, within the server's limits */
+	_Atomic unsigned *ack;	       /* MB_UNLISTEN: incremented once the listener is shut */
 	struct mb_msg *next;
 };
 
