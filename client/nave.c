@@ -864,6 +864,8 @@ int main(int argc, char **argv)
 			o.json = true;
 		} else if (n < (int)ARRAY_SIZE(args) - 1) {
 			args[n++] = argv[i];
+		} else {
+			die_usage("too many arguments");
 		}
 	}
 	args[n] = NULL;

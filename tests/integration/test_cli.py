@@ -198,7 +198,8 @@ def test_tunnel_subcommand_help(args, tmp_path):
     ["tunnel"], ["tunnel", "tcp"], ["tunnel", "ls", "extra"], ["tunnel", "rm"],
     ["tunnel", "tcp", "frob"], ["status", "extra"], ["deauth", "extra"],
     ["configure", "--bogus"], ["configure", "--server"], ["tunnel", "tcp", "add", "--nope"],
-])
+    ["tunnel", "tcp", "add", "--to", "127.0.0.1:1"] + ["--name", "x"] * 40,
+], ids=lambda a: " ".join(a)[:40])
 def test_bad_usage_is_one_line(args, tmp_path):
     p = nave(*args, "--config", tmp_path / "c.ini")
     one_line(p, 2)
