@@ -140,15 +140,15 @@ static int cconn_open(struct cconn *cc, SSL_CTX *ctx, const char *server, char *
 			continue;
 		}
 		if (e == SSL_ERROR_SSL) {
-			long vr = SSL_get_verify_result(cc->ssl);
-			char tb[160];
+			char tb[256];
 
-			if (vr != X509_V_OK)
-				snprintf(err, errlen, "TLS: server certificate not trusted (%s)",
-					 X509_verify_cert_error_string(vr));
-			else
+			if (tls_verify_error(cc->ssl, tb, sizeof(tb))) {
+				ERR_clear_error();
+				snprintf(err, errlen, "%s", tb);
+			} else {
 				snprintf(err, errlen, "TLS handshake with %s failed: %s", server,
 					 tls_last_error(tb, sizeof(tb)));
+			}
 		} else {
 			snprintf(err, errlen, "TLS handshake with %s failed: %s", server,
 				 now_ms() >= deadline ? "timed out" : "connection closed");
@@ -574,7 +574,7 @@ static void try_connect(struct client *cl)
 		log_warn("%s", err);
 		cl->online = false;
 		session_end(cl, err);
-		if (strstr(err, "TLS: server certificate not trusted")) {
+		if (!strncmp(err, TLS_VERIFY_ERROR_PREFIX, strlen(TLS_VERIFY_ERROR_PREFIX))) {
 			fprintf(stderr, "nave: %s\n", err);
 			cl->exit_code = 1;
 			cl->quit = true;

@@ -14,9 +14,13 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#define TOKEN_MAX      255  /* bytes of a registration or auth token */
+#define TOKEN_LINE_MAX 4096 /* a token file's first line is read up to this */
 
 struct opts {
 	const char *config;
@@ -24,12 +28,92 @@ struct opts {
 	struct cfg_client cfg;
 };
 
-static void die_usage(const char *fmt, const char *arg)
+/*
+ * s made safe for a terminal into buf: bytes below 0x20, 0x7f and the C1
+ * controls U+0080..U+009F (as UTF-8) become \xHH; NULL becomes "-". Cut with
+ * "..." when buf is too small.
+ */
+static const char *esc(const char *s, char *buf, size_t len)
 {
-	fprintf(stderr, "nave: ");
-	fprintf(stderr, fmt, arg);
-	fprintf(stderr, " (see nave --help)\n");
+	static const char hex[] = "0123456789abcdef";
+	size_t o = 0;
+
+	if (len < 4) {
+		if (len)
+			buf[0] = 0;
+		return buf;
+	}
+	if (!s)
+		s = "-";
+	/* invariant: o + 4 <= len, room for "..." and the NUL */
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+		bool c1 = ch == 0xc2 && (unsigned char)s[1] >= 0x80 && (unsigned char)s[1] <= 0x9f;
+		size_t nb = c1 ? 2 : 1, need = ch < 0x20 || ch == 0x7f || c1 ? 4 * nb : 1;
+
+		if (o + need + 4 > len) {
+			memcpy(buf + o, "...", 3);
+			o += 3;
+			break;
+		}
+		for (size_t k = 0; k < nb; k++) {
+			unsigned char b = (unsigned char)s[k];
+
+			if (need == 1) {
+				buf[o++] = (char)b;
+				continue;
+			}
+			buf[o++] = '\\';
+			buf[o++] = 'x';
+			buf[o++] = hex[b >> 4];
+			buf[o++] = hex[b & 15];
+		}
+		s += nb - 1;
+	}
+	buf[o] = 0;
+	return buf;
+}
+
+/* "nave: reason" as one escaped line on stderr. */
+static void __attribute__((format(printf, 1, 2))) say_err(const char *fmt, ...)
+{
+	char msg[1024], out[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "nave: %s\n", esc(msg, out, sizeof(out)));
+}
+
+static void __attribute__((format(printf, 1, 2), noreturn)) die_usage(const char *fmt, ...)
+{
+	char msg[1024], out[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "nave: %s (see nave --help)\n", esc(msg, out, sizeof(out)));
 	exit(2);
+}
+
+/* getopt_long's '?' and ':' as one "nave: ..." line, exit 2. */
+static void __attribute__((noreturn)) bad_option(const char *cmd, int c, char **argv)
+{
+	const char *a = argv[optind - 1];
+
+	if (c == ':')
+		die_usage("%s: option %s needs a value", cmd, a);
+	if (optopt && a[0] == '-' && a[1] != '-')
+		die_usage("%s: unknown option '-%c'", cmd, optopt);
+	die_usage("%s: unknown option '%s'", cmd, a);
+}
+
+/* True for --help / -h. */
+static bool is_help(const char *a)
+{
+	return !strcmp(a, "--help") || !strcmp(a, "-h");
 }
 
 static void load_cfg(struct opts *o, bool missing_ok)
@@ -41,7 +125,7 @@ static void load_cfg(struct opts *o, bool missing_ok)
 	else
 		cfg_client_default_path(path, sizeof(path));
 	if (cfg_client_load(&o->cfg, path, missing_ok, err, sizeof(err)) < 0) {
-		fprintf(stderr, "nave: %s\n", err);
+		say_err("%s", err);
 		exit(2);
 	}
 }
@@ -57,41 +141,193 @@ static void print_json(json_t *j)
 
 static json_t *local(struct opts *o, json_t *req)
 {
-	json_t *r = client_local_request(o->cfg.socket, req, 20000);
+	json_t *r;
+	int e;
+
+	errno = 0; /* a reply it cannot parse leaves errno alone */
+	r = client_local_request(o->cfg.socket, req, 20000);
+	e = errno;
 
 	json_decref(req);
+	errno = e;
 	return r;
 }
 
+/*
+ * After local() gave NULL: true when nave start is not running (no socket,
+ * or a stale one), so the config is what counts; else says why it cannot
+ * ask the running client, and the command fails.
+ */
+static bool not_running(struct opts *o)
+{
+	if (errno == ENOENT || errno == ECONNREFUSED)
+		return true;
+	say_err("cannot reach the running client at %s: %s", o->cfg.socket,
+		errno == EPIPE || errno == 0 ? "no valid answer" : strerror(errno));
+	return false;
+}
+
 /* ---------- configure ---------- */
+
+static const char configure_help[] =
+    "usage: nave configure --server HOST[:PORT] CREDENTIALS [--id NAME]\n"
+    "                      [--ca FILE | --fingerprint SHA256] [--config FILE]\n"
+    "                      [--json]\n"
+    "Checks the credentials with the server and writes the client config.\n"
+    "\n"
+    "CREDENTIALS, exactly one of:\n"
+    "  --registration TOKEN      a registration token (navectl registration create)\n"
+    "  --registration-file FILE  the registration token on the first line of FILE\n"
+    "  --key TOKEN               an auth token (navectl tokens create)\n"
+    "  --key-file FILE           the auth token on the first line of FILE\n"
+    "  NAVE_REGISTRATION, NAVE_KEY  the same in the environment\n"
+    "FILE - is stdin. A token on the command line shows in ps and in the shell's\n"
+    "history: prefer a file or the environment.\n"
+    "\n"
+    "Options:\n"
+    "  --server HOST[:PORT]  the relay (port 8443 when omitted)\n"
+    "  --id NAME             a tunnel group name\n"
+    "  --ca FILE             verify the server against this CA certificate file\n"
+    "  --fingerprint SHA256  pin the server certificate: its SHA-256, as navectl\n"
+    "                        status prints it (neither --ca nor this: system CAs)\n"
+    "  --config FILE         the client config to write\n"
+    "  --json                print the result as JSON\n"
+    "  -h, --help            this help";
+
+/* Where the credentials came from: one of these per configure. */
+struct cred {
+	const char *what; /* "--registration", "NAVE_KEY", ... for messages */
+	const char *val;  /* the token, or the FILE */
+	bool key;	  /* an auth token, else a registration token */
+	bool file;	  /* val names a file ("-" = stdin) */
+};
+
+static bool token_char(unsigned char ch)
+{
+	return (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+	       ch == '_';
+}
+
+static bool is_space(int ch)
+{
+	return ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n' || ch == '\v' || ch == '\f';
+}
+
+/* 1..TOKEN_MAX bytes of [A-Za-z0-9_], or exit 2 naming where it came from. */
+static void check_token(const char *t, size_t n, const char *what)
+{
+	if (n == 0)
+		die_usage("%s: no token", what);
+	if (n > TOKEN_MAX)
+		die_usage("%s: the token is longer than %d bytes", what, TOKEN_MAX);
+	for (size_t i = 0; i < n; i++)
+		if (!token_char((unsigned char)t[i]))
+			die_usage("%s: the token may only hold letters, digits and _", what);
+}
+
+/*
+ * The token on the first line of path ("-": stdin), surrounding white space
+ * stripped, into out[TOKEN_MAX + 1]; exit 2 with the reason when it cannot.
+ */
+static void read_token_file(const struct cred *cr, char *out)
+{
+	bool is_stdin = !strcmp(cr->val, "-");
+	const char *name = is_stdin ? "stdin" : cr->val;
+	char line[TOKEN_LINE_MAX], label[CFG_PATH_MAX];
+	size_t n = 0, b = 0;
+	FILE *f;
+	int ch;
+
+	f = is_stdin ? stdin : fopen(cr->val, "re");
+	if (!f)
+		die_usage("%s: cannot read %s: %s", cr->what, name, strerror(errno));
+	while ((ch = getc(f)) != EOF && ch != '\n') {
+		if (n == sizeof(line)) {
+			if (!is_stdin)
+				fclose(f);
+			explicit_bzero(line, sizeof(line));
+			die_usage("%s: the first line of %s is longer than %d bytes", cr->what,
+				  name, TOKEN_MAX);
+		}
+		line[n++] = (char)ch;
+	}
+	if (ferror(f)) {
+		int e = errno;
+
+		if (!is_stdin)
+			fclose(f);
+		explicit_bzero(line, sizeof(line));
+		die_usage("%s: cannot read %s: %s", cr->what, name, strerror(e ? e : EIO));
+	}
+	if (!is_stdin)
+		fclose(f);
+	while (b < n && is_space(line[b]))
+		b++;
+	while (n > b && is_space(line[n - 1]))
+		n--;
+	if (n == b)
+		die_usage("%s: no token on the first line of %s", cr->what, name);
+	snprintf(label, sizeof(label), "%s %s", cr->what, name);
+	check_token(line + b, n - b, label);
+	memcpy(out, line + b, n - b);
+	out[n - b] = 0;
+	explicit_bzero(line, sizeof(line));
+}
+
+/* Adds a credential source; two of them are bad usage. */
+static void cred_add(struct cred *cr, const char *what, const char *val, bool key, bool file)
+{
+	if (cr->what) {
+		if (!strcmp(cr->what, what))
+			die_usage("configure: %s given twice", what);
+		die_usage("configure: credentials from both %s and %s: give exactly one", cr->what,
+			  what);
+	}
+	cr->what = what;
+	cr->val = val;
+	cr->key = key;
+	cr->file = file;
+}
 
 static int cmd_configure(struct opts *o, int argc, char **argv)
 {
 	static const struct option lo[] = {
 	    {"server", required_argument, NULL, 's'},
 	    {"registration", required_argument, NULL, 'r'},
+	    {"registration-file", required_argument, NULL, 'R'},
 	    {"key", required_argument, NULL, 'k'},
+	    {"key-file", required_argument, NULL, 'K'},
 	    {"id", required_argument, NULL, 'i'},
 	    {"ca", required_argument, NULL, 'a'},
 	    {"fingerprint", required_argument, NULL, 'f'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
-	const char *server = NULL, *reg = NULL, *key = NULL, *id = NULL, *ca = NULL, *fp = NULL;
-	char tid[64], token[256], err[512];
-	int c;
+	const char *server = NULL, *id = NULL, *ca = NULL, *fp = NULL, *env;
+	static char tok[TOKEN_MAX + 1];
+	const char *reg = NULL, *key = NULL;
+	struct cred cr = {0};
+	char tid[64], token[256], err[512], b1[256], b2[1024], b3[2048], b4[2048];
+	int c, ret = 1;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":h", lo, NULL)) != -1) {
 		switch (c) {
 		case 's':
 			server = optarg;
 			break;
 		case 'r':
-			reg = optarg;
+			cred_add(&cr, "--registration", optarg, false, false);
+			break;
+		case 'R':
+			cred_add(&cr, "--registration-file", optarg, false, true);
 			break;
 		case 'k':
-			key = optarg;
+			cred_add(&cr, "--key", optarg, true, false);
+			break;
+		case 'K':
+			cred_add(&cr, "--key-file", optarg, true, true);
 			break;
 		case 'i':
 			id = optarg;
@@ -103,29 +339,28 @@ static int cmd_configure(struct opts *o, int argc, char **argv)
 			fp = optarg;
 			break;
 		case 'h':
-			puts(
-			    "usage: nave configure --server HOST[:PORT] (--registration TOKEN | "
-			    "--key "
-			    "TOKEN)\n"
-			    "                      [--id NAME] [--ca FILE | --fingerprint SHA256] "
-			    "[--config FILE]\n"
-			    "Checks the credentials with the server and writes the client config.");
+			puts(configure_help);
 			return 0;
 		default:
-			exit(2);
+			bad_option("configure", c, argv);
 		}
 	}
+	if (optind < argc)
+		die_usage("configure: unexpected argument '%s'", argv[optind]);
+	env = getenv("NAVE_REGISTRATION");
+	if (env && *env)
+		cred_add(&cr, "NAVE_REGISTRATION", env, false, false);
+	env = getenv("NAVE_KEY");
+	if (env && *env)
+		cred_add(&cr, "NAVE_KEY", env, true, false);
 	if (!server)
-		die_usage("configure needs --server HOST[:PORT]%s", "");
-	if (!reg == !key)
-		die_usage("configure needs exactly one of --registration or --key%s", "");
+		die_usage("configure needs --server HOST[:PORT]");
+	if (!cr.what)
+		die_usage(
+		    "configure needs credentials: --registration, --registration-file, --key, "
+		    "--key-file, NAVE_REGISTRATION or NAVE_KEY");
 	if (ca && fp)
-		die_usage("--ca and --fingerprint exclude each other%s", "");
-	load_cfg(o, true);
-	str_copy(o->cfg.server, sizeof(o->cfg.server), server);
-	str_copy(o->cfg.id, sizeof(o->cfg.id), id ? id : "");
-	str_copy(o->cfg.ca, sizeof(o->cfg.ca), ca ? ca : "");
-	str_copy(o->cfg.fingerprint, sizeof(o->cfg.fingerprint), fp ? fp : "");
+		die_usage("--ca and --fingerprint exclude each other");
 	if (fp) {
 		unsigned char b[32];
 
@@ -133,15 +368,30 @@ static int cmd_configure(struct opts *o, int argc, char **argv)
 			die_usage("bad --fingerprint '%s' (want 64 hex digits, colons allowed)",
 				  fp);
 	}
+	if (cr.file) {
+		read_token_file(&cr, tok);
+	} else {
+		check_token(cr.val, strlen(cr.val), cr.what);
+		str_copy(tok, sizeof(tok), cr.val);
+	}
+	if (cr.key)
+		key = tok;
+	else
+		reg = tok;
+	load_cfg(o, true);
+	str_copy(o->cfg.server, sizeof(o->cfg.server), server);
+	str_copy(o->cfg.id, sizeof(o->cfg.id), id ? id : "");
+	str_copy(o->cfg.ca, sizeof(o->cfg.ca), ca ? ca : "");
+	str_copy(o->cfg.fingerprint, sizeof(o->cfg.fingerprint), fp ? fp : "");
 	if (client_configure(&o->cfg, reg, key, tid, sizeof(tid), token, sizeof(token), err,
 			     sizeof(err)) < 0) {
-		fprintf(stderr, "nave: %s\n", err);
-		return 1;
+		say_err("%s", err);
+		goto out;
 	}
 	str_copy(o->cfg.token, sizeof(o->cfg.token), token[0] ? token : key);
 	if (cfg_client_save(&o->cfg, err, sizeof(err)) < 0) {
-		fprintf(stderr, "nave: cannot write %s: %s\n", o->cfg.path, err);
-		return 1;
+		say_err("cannot write %s: %s", o->cfg.path, err);
+		goto out;
 	}
 	if (o->json) {
 		json_t *j = json_pack("{s:s, s:s, s:s}", "tunnel_id", tid, "server", server,
@@ -150,11 +400,17 @@ static int cmd_configure(struct opts *o, int argc, char **argv)
 		print_json(j);
 		json_decref(j);
 	} else {
-		printf("configured tunnel %s on %s (config %s)\nnext: nave start%s%s\n", tid,
-		       server, o->cfg.path, o->config ? " --config " : "",
-		       o->config ? o->config : "");
+		printf("configured tunnel %s on %s (config %s)\nnext: nave start%s%s\n",
+		       esc(tid, b1, sizeof(b1)), esc(server, b2, sizeof(b2)),
+		       esc(o->cfg.path, b3, sizeof(b3)), o->config ? " --config " : "",
+		       o->config ? esc(o->config, b4, sizeof(b4)) : "");
 	}
-	return 0;
+	ret = 0;
+out:
+	explicit_bzero(tok, sizeof(tok));
+	explicit_bzero(token, sizeof(token));
+	explicit_bzero(o->cfg.token, sizeof(o->cfg.token));
+	return ret;
 }
 
 /* ---------- start / status / deauth ---------- */
@@ -163,9 +419,14 @@ static int cmd_start(struct opts *o, int argc, char **argv)
 {
 	int level;
 
-	if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-		puts("usage: nave start [--config FILE]\nRuns the tunnel in the foreground until "
-		     "SIGTERM/SIGINT.");
+	if (argc > 1 && is_help(argv[1])) {
+		puts("usage: nave start [--config FILE]\n"
+		     "Runs the tunnel in the foreground until SIGTERM/SIGINT (or until the server\n"
+		     "tells it to stop), reconnecting on its own.\n"
+		     "\n"
+		     "Options:\n"
+		     "  --config FILE  the client config (written by nave configure)\n"
+		     "  -h, --help     this help");
 		return 0;
 	}
 	if (argc > 1)
@@ -178,14 +439,25 @@ static int cmd_start(struct opts *o, int argc, char **argv)
 
 static int cmd_status(struct opts *o, int argc, char **argv)
 {
+	char b1[256], b2[1024], b3[256], b4[2048];
 	json_t *r;
 
-	if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-		puts("usage: nave status [--json] [--config FILE]");
+	if (argc > 1 && is_help(argv[1])) {
+		puts("usage: nave status [--json] [--config FILE]\n"
+		     "Shows whether the tunnel runs, its links, connections and bytes.\n"
+		     "\n"
+		     "Options:\n"
+		     "  --json         print the running client's status as JSON\n"
+		     "  --config FILE  the client config\n"
+		     "  -h, --help     this help");
 		return 0;
 	}
+	if (argc > 1)
+		die_usage("status: unexpected argument '%s'", argv[1]);
 	load_cfg(o, true);
 	r = local(o, json_pack("{s:s}", "type", "status"));
+	if (!r && !not_running(o))
+		return 1;
 	if (!r) {
 		if (o->json) {
 			json_t *j = json_pack("{s:s, s:s, s:b}", "state", "stopped", "server",
@@ -195,7 +467,8 @@ static int cmd_status(struct opts *o, int argc, char **argv)
 			json_decref(j);
 		} else {
 			printf("state:   stopped\nserver:  %s\nconfig:  %s (%s)\nrules:   %u\n",
-			       o->cfg.server[0] ? o->cfg.server : "-", o->cfg.path,
+			       esc(o->cfg.server[0] ? o->cfg.server : "-", b2, sizeof(b2)),
+			       esc(o->cfg.path, b4, sizeof(b4)),
 			       o->cfg.token[0] ? "configured" : "not configured", o->cfg.n_tcp);
 		}
 		return 0;
@@ -207,8 +480,10 @@ static int cmd_status(struct opts *o, int argc, char **argv)
 	} else {
 		printf("state:   %s\nserver:  %s\ntunnel:  %s\nlinks:   %lld (%lld idle)\n"
 		       "conns:   %lld open, %lld total\nbytes:   %lld in, %lld out\n",
-		       msg_str(r, "state"), msg_str(r, "server"), msg_str(r, "tunnel_id"),
-		       msg_int(r, "links", 0), msg_int(r, "idle_links", 0), msg_int(r, "conns", 0),
+		       esc(msg_str(r, "state"), b1, sizeof(b1)),
+		       esc(msg_str(r, "server"), b2, sizeof(b2)),
+		       esc(msg_str(r, "tunnel_id"), b3, sizeof(b3)), msg_int(r, "links", 0),
+		       msg_int(r, "idle_links", 0), msg_int(r, "conns", 0),
 		       msg_int(r, "conns_total", 0), msg_int(r, "bytes_in", 0),
 		       msg_int(r, "bytes_out", 0));
 	}
@@ -218,18 +493,23 @@ static int cmd_status(struct opts *o, int argc, char **argv)
 
 static int cmd_deauth(struct opts *o, int argc, char **argv)
 {
-	char err[CFG_ERR_MAX], tid[64] = "";
+	char err[CFG_ERR_MAX], tid[64] = "", b[2048], b2[128];
 	bool force = false;
 	json_t *r;
 
 	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-			puts(
-			    "usage: nave deauth [--force] [--config FILE]\n"
-			    "Revokes this client's auth token on the server, stops a running "
-			    "client and\n"
-			    "removes the token from the config. --force removes it even when the "
-			    "server\ncannot be reached (ask the administrator to revoke it then).");
+		if (is_help(argv[i])) {
+			puts("usage: nave deauth [--force] [--config FILE]\n"
+			     "Revokes this client's auth token on the server, stops a running "
+			     "client "
+			     "and\nremoves the token from the config.\n"
+			     "\n"
+			     "Options:\n"
+			     "  --force        remove the token even when the server cannot be "
+			     "reached\n"
+			     "                 (then ask the administrator to revoke it)\n"
+			     "  --config FILE  the client config\n"
+			     "  -h, --help     this help");
 			return 0;
 		}
 		if (strcmp(argv[i], "--force"))
@@ -238,7 +518,7 @@ static int cmd_deauth(struct opts *o, int argc, char **argv)
 	}
 	load_cfg(o, false);
 	if (!o->cfg.token[0]) {
-		fprintf(stderr, "nave: there is no token in %s (not configured)\n", o->cfg.path);
+		say_err("there is no token in %s (not configured)", o->cfg.path);
 		return 1;
 	}
 	/* a running client revokes over its control link, removes the token and stops */
@@ -247,21 +527,22 @@ static int cmd_deauth(struct opts *o, int argc, char **argv)
 		bool ok = json_is_true(json_object_get(r, "ok"));
 
 		if (!ok)
-			fprintf(stderr, "nave: %s%s\n", msg_str(r, "error") ?: "refused",
+			say_err("%s%s", msg_str(r, "error") ?: "refused",
 				force ? "" : " (nave deauth --force forgets the token anyway)");
 		else if (json_is_true(json_object_get(r, "revoked")))
 			printf("deauthorised: the server revoked the token of tunnel %s; the "
 			       "running client stopped and the token is removed from %s\n",
-			       msg_str(r, "tunnel_id") ?: "?", o->cfg.path);
+			       esc(msg_str(r, "tunnel_id") ?: "?", b2, sizeof(b2)),
+			       esc(o->cfg.path, b, sizeof(b)));
 		else
 			printf("the running client stopped and the token is removed from %s; the "
 			       "server was not reached: ask the administrator to revoke it\n",
-			       o->cfg.path);
+			       esc(o->cfg.path, b, sizeof(b)));
 		json_decref(r);
 		return ok ? 0 : 1;
 	}
 	if (errno != ENOENT && errno != ECONNREFUSED) {
-		fprintf(stderr, "nave: cannot reach the running client at %s: %s\n", o->cfg.socket,
+		say_err("cannot reach the running client at %s: %s", o->cfg.socket,
 			strerror(errno));
 		return 1;
 	}
@@ -269,39 +550,64 @@ static int cmd_deauth(struct opts *o, int argc, char **argv)
 	if (client_deauth_offline(&o->cfg, tid, sizeof(tid), err, sizeof(err)) < 0) {
 		if (strncmp(err, "server refused:", 15) == 0) {
 			/* the server no longer takes this token: nothing left to revoke */
-			fprintf(stderr, "nave: %s; removing the token anyway\n", err);
+			say_err("%s; removing the token anyway", err);
 		} else if (!force) {
-			fprintf(
-			    stderr,
-			    "nave: cannot revoke the token on the server: %s; the token stays in "
-			    "%s (nave deauth --force removes it anyway)\n",
-			    err, o->cfg.path);
+			say_err("cannot revoke the token on the server: %s; the token stays in %s "
+				"(nave deauth --force removes it anyway)",
+				err, o->cfg.path);
 			return 1;
 		} else {
-			fprintf(stderr,
-				"nave: cannot revoke the token on the server: %s; "
-				"removing it anyway: ask the administrator to revoke it\n",
-				err);
+			say_err(
+			    "cannot revoke the token on the server: %s; removing it anyway: ask "
+			    "the administrator to revoke it",
+			    err);
 		}
 	}
 	o->cfg.token[0] = 0;
 	if (cfg_client_save(&o->cfg, err, sizeof(err)) < 0) {
-		fprintf(stderr, "nave: %s\n", err);
+		say_err("%s", err);
 		return 1;
 	}
 	if (tid[0])
 		printf("deauthorised: the server revoked the token of tunnel %s and it is removed "
 		       "from %s\n",
-		       tid, o->cfg.path);
+		       esc(tid, b2, sizeof(b2)), esc(o->cfg.path, b, sizeof(b)));
 	else
-		printf("the token is removed from %s\n", o->cfg.path);
+		printf("the token is removed from %s\n", esc(o->cfg.path, b, sizeof(b)));
 	return 0;
 }
 
 /* ---------- tunnel rules ---------- */
 
+#define TCP_ADD_USAGE                                                                              \
+	"nave tunnel tcp add [--port N] --to HOST:PORT [--name NAME]\n"                            \
+	"                           [--proxy-protocol v1|v2] [--config FILE] [--json]"
+
+#define TCP_ADD_OPTIONS                                                                            \
+	"  --port N                the public port, from the server's range; 0 or none:\n"         \
+	"                          any free one\n"                                                 \
+	"  --to HOST:PORT          the local service to expose\n"                                  \
+	"  --name NAME             its name: letters, digits, - and _ (default tcpN)\n"            \
+	"  --proxy-protocol v1|v2  send a PROXY protocol header (v1 text, v2 binary) to\n"         \
+	"                          the service: it sees the public client's address\n"             \
+	"  --config FILE           the client config\n"                                            \
+	"  --json                  print the result as JSON\n"                                     \
+	"  -h, --help              this help"
+
+static const char tunnel_help[] =
+    "usage: " TCP_ADD_USAGE "\n"
+    "       nave tunnel ls [--config FILE] [--json]\n"
+    "       nave tunnel rm NAME [--config FILE] [--json]\n"
+    "       (also: nave tunnel tcp ls, nave tunnel tcp rm NAME)\n"
+    "Rules expose local TCP services on public ports of the server. While nave\n"
+    "start runs they apply at once (and are saved); else they are saved for the\n"
+    "next start.\n"
+    "\n"
+    "Options of tcp add:\n" TCP_ADD_OPTIONS;
+
 static void print_rules(struct opts *o, json_t *rules)
 {
+	char b1[256], b2[64], b3[1024];
 	json_t *r;
 	size_t i;
 
@@ -316,15 +622,22 @@ static void print_rules(struct opts *o, json_t *rules)
 		char ps[16];
 
 		snprintf(ps, sizeof(ps), "%lld", port);
-		printf("%-16s %-8s %-10s %s\n", msg_str(r, "name"), port ? ps : "any",
-		       msg_str(r, "state") ?: "saved", msg_str(r, "to"));
+		printf("%-16s %-8s %-10s %s\n", esc(msg_str(r, "name"), b1, sizeof(b1)),
+		       port ? ps : "any", esc(msg_str(r, "state") ?: "saved", b2, sizeof(b2)),
+		       esc(msg_str(r, "to"), b3, sizeof(b3)));
 	}
 }
 
-static int tunnel_ls(struct opts *o)
+static int tunnel_ls(struct opts *o, int argc, char **argv)
 {
 	json_t *r, *rules;
 
+	if (argc > 1 && is_help(argv[1])) {
+		puts(tunnel_help);
+		return 0;
+	}
+	if (argc > 1)
+		die_usage("tunnel ls: unexpected argument '%s'", argv[1]);
 	load_cfg(o, true);
 	r = local(o, json_pack("{s:s}", "type", "tcp_ls"));
 	if (r) {
@@ -332,6 +645,8 @@ static int tunnel_ls(struct opts *o)
 		json_decref(r);
 		return 0;
 	}
+	if (!not_running(o))
+		return 1;
 	rules = json_array();
 	for (unsigned i = 0; i < o->cfg.n_tcp; i++)
 		json_array_append_new(rules,
@@ -343,39 +658,65 @@ static int tunnel_ls(struct opts *o)
 	return 0;
 }
 
-static int tunnel_rm(struct opts *o, const char *name)
+static int tunnel_rm(struct opts *o, int argc, char **argv)
 {
+	const char *name;
 	json_t *r;
-	char err[CFG_ERR_MAX];
+	char err[CFG_ERR_MAX], b[256];
 	unsigned i;
 
+	if (argc > 1 && is_help(argv[1])) {
+		puts(tunnel_help);
+		return 0;
+	}
+	if (argc != 2)
+		die_usage("tunnel rm needs one rule NAME");
+	name = argv[1];
 	load_cfg(o, true);
 	r = local(o, json_pack("{s:s, s:s}", "type", "tcp_rm", "name", name));
 	if (r) {
 		bool ok = json_is_true(json_object_get(r, "ok"));
 
 		if (!ok)
-			fprintf(stderr, "nave: %s\n", msg_str(r, "error") ?: "refused");
+			say_err("%s", msg_str(r, "error") ?: "refused");
 		else if (!o->json)
-			printf("removed %s\n", name);
+			printf("removed %s\n", esc(name, b, sizeof(b)));
 		json_decref(r);
 		return ok ? 0 : 1;
 	}
+	if (!not_running(o))
+		return 1;
 	for (i = 0; i < o->cfg.n_tcp; i++)
 		if (!strcmp(o->cfg.tcp[i].name, name))
 			break;
 	if (i == o->cfg.n_tcp) {
-		fprintf(stderr, "nave: no rule named %s\n", name);
+		say_err("no rule named %s", name);
 		return 1;
 	}
 	o->cfg.tcp[i] = o->cfg.tcp[--o->cfg.n_tcp];
 	if (cfg_client_save(&o->cfg, err, sizeof(err)) < 0) {
-		fprintf(stderr, "nave: %s\n", err);
+		say_err("%s", err);
 		return 1;
 	}
 	if (!o->json)
-		printf("removed %s (from the config; nave is not running)\n", name);
+		printf("removed %s (from the config; nave is not running)\n",
+		       esc(name, b, sizeof(b)));
 	return 0;
+}
+
+/* A public port: 0 (any) .. 65535, decimal digits only. -1 if it is not. */
+static long parse_port(const char *s)
+{
+	long v = 0;
+
+	if (!*s || strlen(s) > 5)
+		return -1;
+	for (; *s; s++) {
+		if (*s < '0' || *s > '9')
+			return -1;
+		v = v * 10 + (*s - '0');
+	}
+	return v <= 65535 ? v : -1;
 }
 
 static int tcp_add(struct opts *o, int argc, char **argv)
@@ -390,18 +731,19 @@ static int tcp_add(struct opts *o, int argc, char **argv)
 	};
 	const char *to = NULL, *name = NULL, *pp = NULL;
 	long port = 0;
-	char nbuf[64], host[256], err[CFG_ERR_MAX], *end;
+	char nbuf[64], host[256], err[CFG_ERR_MAX], b[1024];
 	uint16_t hp;
 	int c, proxy = 0;
 	json_t *r;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":h", lo, NULL)) != -1) {
 		switch (c) {
 		case 'p':
-			port = strtol(optarg, &end, 10);
-			if (*end || port < 1 || port > 65535)
-				die_usage("bad --port '%s'", optarg);
+			port = parse_port(optarg);
+			if (port < 0)
+				die_usage("bad --port '%s' (0..65535; 0 = any)", optarg);
 			break;
 		case 't':
 			to = optarg;
@@ -413,17 +755,18 @@ static int tcp_add(struct opts *o, int argc, char **argv)
 			pp = optarg;
 			break;
 		case 'h':
-			puts("usage: nave tunnel tcp add [--port N] --to HOST:PORT [--name NAME] "
-			     "[--proxy-protocol v1|v2]\n"
-			     "Exposes HOST:PORT on a public TCP port of the server and prints the "
-			     "port.");
+			printf("usage: " TCP_ADD_USAGE "\n"
+			       "Exposes HOST:PORT on a public TCP port of the server and prints "
+			       "the port.\n\nOptions:\n" TCP_ADD_OPTIONS "\n");
 			return 0;
 		default:
-			exit(2);
+			bad_option("tunnel tcp add", c, argv);
 		}
 	}
+	if (optind < argc)
+		die_usage("tunnel tcp add: unexpected argument '%s'", argv[optind]);
 	if (!to)
-		die_usage("tunnel tcp add needs --to HOST:PORT%s", "");
+		die_usage("tunnel tcp add needs --to HOST:PORT");
 	if (cfg_parse_hostport(to, host, sizeof(host), &hp) < 0 || hp == 0)
 		die_usage("bad --to '%s' (want HOST:PORT)", to);
 	if (pp) {
@@ -455,30 +798,27 @@ static int tcp_add(struct opts *o, int argc, char **argv)
 		bool ok = json_is_true(json_object_get(r, "ok"));
 
 		if (!ok) {
-			fprintf(stderr, "nave: %s\n", msg_str(r, "error") ?: "refused");
+			say_err("%s", msg_str(r, "error") ?: "refused");
 		} else if (o->json) {
 			json_object_del(r, "type");
 			print_json(r);
 		} else if (msg_int(r, "port", 0)) {
 			printf("%lld\n", msg_int(r, "port", 0));
 		} else {
-			printf("saved %s: %s\n", name, msg_str(r, "note") ?: "");
+			printf("saved %s: %s\n", name, esc(msg_str(r, "note") ?: "", b, sizeof(b)));
 		}
 		json_decref(r);
 		return ok ? 0 : 1;
 	}
-	if (errno != ENOENT && errno != ECONNREFUSED) {
-		fprintf(stderr, "nave: cannot reach the running client at %s: %s\n", o->cfg.socket,
-			strerror(errno));
+	if (!not_running(o))
 		return 1;
-	}
 	for (unsigned j = 0; j < o->cfg.n_tcp; j++)
 		if (!strcmp(o->cfg.tcp[j].name, name)) {
-			fprintf(stderr, "nave: a rule named %s exists\n", name);
+			say_err("a rule named %s exists", name);
 			return 1;
 		}
 	if (o->cfg.n_tcp >= CFG_MAX_RULES) {
-		fprintf(stderr, "nave: too many rules\n");
+		say_err("too many rules");
 		return 1;
 	}
 	struct cfg_tcp_rule *t = &o->cfg.tcp[o->cfg.n_tcp++];
@@ -488,7 +828,7 @@ static int tcp_add(struct opts *o, int argc, char **argv)
 	t->port = (uint16_t)port;
 	t->proxy_protocol = proxy;
 	if (cfg_client_save(&o->cfg, err, sizeof(err)) < 0) {
-		fprintf(stderr, "nave: %s\n", err);
+		say_err("%s", err);
 		return 1;
 	}
 	if (o->json) {
@@ -506,34 +846,32 @@ static int tcp_add(struct opts *o, int argc, char **argv)
 
 static int cmd_tunnel(struct opts *o, int argc, char **argv)
 {
-	const char *help = "usage: nave tunnel tcp add [--port N] --to HOST:PORT [--name NAME]\n"
-			   "       nave tunnel tcp ls | nave tunnel ls\n"
-			   "       nave tunnel tcp rm NAME | nave tunnel rm NAME";
-
-	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-		puts(help);
-		return argc < 2 ? 2 : 0;
+	if (argc < 2)
+		die_usage("tunnel needs a command: tcp add, ls or rm");
+	if (is_help(argv[1])) {
+		puts(tunnel_help);
+		return 0;
 	}
 	if (!strcmp(argv[1], "ls"))
-		return tunnel_ls(o);
-	if (!strcmp(argv[1], "rm")) {
-		if (argc != 3)
-			die_usage("tunnel rm needs one rule NAME%s", "");
-		return tunnel_rm(o, argv[2]);
-	}
-	if (!strcmp(argv[1], "tcp") && argc >= 3) {
+		return tunnel_ls(o, argc - 1, argv + 1);
+	if (!strcmp(argv[1], "rm"))
+		return tunnel_rm(o, argc - 1, argv + 1);
+	if (!strcmp(argv[1], "tcp")) {
+		if (argc < 3)
+			die_usage("tunnel tcp needs a command: add, ls or rm");
+		if (is_help(argv[2])) {
+			puts(tunnel_help);
+			return 0;
+		}
 		if (!strcmp(argv[2], "add"))
 			return tcp_add(o, argc - 2, argv + 2);
 		if (!strcmp(argv[2], "ls"))
-			return tunnel_ls(o);
-		if (!strcmp(argv[2], "rm")) {
-			if (argc != 4)
-				die_usage("tunnel tcp rm needs one rule NAME%s", "");
-			return tunnel_rm(o, argv[3]);
-		}
+			return tunnel_ls(o, argc - 2, argv + 2);
+		if (!strcmp(argv[2], "rm"))
+			return tunnel_rm(o, argc - 2, argv + 2);
+		die_usage("unknown tunnel command 'tcp %s'", argv[2]);
 	}
 	die_usage("unknown tunnel command '%s'", argv[1]);
-	return 2;
 }
 
 /* ---------- dispatch ---------- */
@@ -547,18 +885,25 @@ struct command {
 static const struct command commands[] = {
     {"configure", cmd_configure, "check credentials with a server and write the config"},
     {"start", cmd_start, "run the tunnel (foreground)"},
-    {"tunnel", cmd_tunnel, "tcp add|ls|rm: public TCP ports for local services"},
+    {"tunnel", cmd_tunnel, "tcp add | ls | rm: public TCP ports for local services"},
     {"status", cmd_status, "show whether the tunnel runs and what it carries"},
     {"deauth", cmd_deauth, "revoke the auth token on the server and forget it"},
 };
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: nave [--config FILE] [--json] COMMAND [ARGS]\n\nCommands:\n");
+	fprintf(f, "usage: nave [--config FILE] [--json] COMMAND [ARGS]\n"
+		   "       nave --help | --version\n\nCommands:\n");
 	for (size_t i = 0; i < ARRAY_SIZE(commands); i++)
 		fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
-	fprintf(f, "\nThe config defaults to $NAVE_CONFIG or ~/.config/nave/nave.ini.\n"
-		   "Each command takes --help.\n");
+	fprintf(
+	    f, "\nOptions (before or after the command):\n"
+	       "  --config FILE  the client config (default: $NAVE_CONFIG, else\n"
+	       "                 ~/.config/nave/nave.ini)\n"
+	       "  --json         machine-readable output\n"
+	       "  --version      print the version\n"
+	       "  -h, --help     this help; COMMAND --help for one command\n"
+	       "\nExit status: 0 done, 1 refused or failed (the reason on stderr), 2 bad usage.\n");
 }
 
 int main(int argc, char **argv)
@@ -572,7 +917,7 @@ int main(int argc, char **argv)
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--config") || !strcmp(argv[i], "-c")) {
 			if (++i >= argc)
-				die_usage("--config needs a FILE%s", "");
+				die_usage("--config needs a FILE");
 			o.config = argv[i];
 		} else if (!strncmp(argv[i], "--config=", 9)) {
 			o.config = argv[i] + 9;
@@ -580,6 +925,8 @@ int main(int argc, char **argv)
 			o.json = true;
 		} else if (n < (int)ARRAY_SIZE(args) - 1) {
 			args[n++] = argv[i];
+		} else {
+			die_usage("too many arguments");
 		}
 	}
 	args[n] = NULL;
@@ -596,5 +943,4 @@ int main(int argc, char **argv)
 		if (!strcmp(args[0], commands[i].name))
 			return commands[i].fn(&o, n, args);
 	die_usage("unknown command '%s'", args[0]);
-	return 2;
 }

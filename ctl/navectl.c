@@ -18,6 +18,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/un.h>
 #include <time.h>
@@ -32,6 +33,10 @@
 #define HTTP_MAX_HEAD  (64u << 10)
 #define HTTP_TIMEOUT_S 30
 #define SOCKET_NAME    "/control.sock"
+#define SYSTEM_CONFIG  "/etc/nave/nave.ini"
+#define SYSTEM_SOCKET  "/run/nave" SOCKET_NAME
+#define SOCKET_ENV     "NAVE_CONTROL_SOCKET"
+#define MAX_TRIED      3
 #define TABLE_MAX_COLS 8
 
 /* Exit codes (DESIGN.md "Commands (contract)"). */
@@ -62,38 +67,76 @@ static const struct cmd cmds[];
 
 /* ---- messages ---------------------------------------------------------- */
 
-/* Control characters from the server (or the user) never reach the terminal. */
-static void sanitize(char *s, char repl)
+/*
+ * Control characters from the server (or the user) never reach the terminal:
+ * s into buf with bytes below 0x20, 0x7f and the C1 controls U+0080..U+009F
+ * (as UTF-8) shown as \xHH; NULL as "-". Cut with "..." when buf is too
+ * small; 4 * strlen(s) + 4 bytes always suffice.
+ */
+static const char *esc(const char *s, char *buf, size_t len)
 {
-	for (; *s; s++)
-		if ((unsigned char)*s < 0x20 || *s == 0x7f)
-			*s = repl;
+	static const char hex[] = "0123456789abcdef";
+	size_t o = 0;
+
+	if (len < 4) {
+		if (len)
+			buf[0] = 0;
+		return buf;
+	}
+	if (!s)
+		s = "-";
+	/* invariant: o + 4 <= len, room for "..." and the NUL */
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+		bool c1 = ch == 0xc2 && (unsigned char)s[1] >= 0x80 && (unsigned char)s[1] <= 0x9f;
+		size_t nb = c1 ? 2 : 1, need = ch < 0x20 || ch == 0x7f || c1 ? 4 * nb : 1;
+
+		if (o + need + 4 > len) {
+			memcpy(buf + o, "...", 3);
+			o += 3;
+			break;
+		}
+		for (size_t k = 0; k < nb; k++) {
+			unsigned char b = (unsigned char)s[k];
+
+			if (need == 1) {
+				buf[o++] = (char)b;
+				continue;
+			}
+			buf[o++] = '\\';
+			buf[o++] = 'x';
+			buf[o++] = hex[b >> 4];
+			buf[o++] = hex[b & 15];
+		}
+		s += nb - 1;
+	}
+	buf[o] = 0;
+	return buf;
 }
 
 /* "navectl: reason" as one line on stderr. */
 static void __attribute__((format(printf, 1, 2))) fail(const char *fmt, ...)
 {
-	char msg[1024];
+	char msg[1024], out[1024];
 	va_list ap;
 
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	sanitize(msg, ' ');
-	fprintf(stderr, "navectl: %s\n", msg);
+	fprintf(stderr, "navectl: %s\n", esc(msg, out, sizeof(out)));
 }
 
 /* A bad-usage line with a pointer to the right --help; returns EXIT_USAGE. */
 static int __attribute__((format(printf, 2, 3)))
 usage_error(const struct ctx *c, const char *fmt, ...)
 {
-	char msg[768], where[64] = "";
+	char raw[768], msg[768], where[64] = "";
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	vsnprintf(raw, sizeof(raw), fmt, ap);
 	va_end(ap);
-	sanitize(msg, ' ');
+	esc(raw, msg, sizeof(msg));
 	if (c->cmd)
 		snprintf(where, sizeof(where), " %s%s%s", c->cmd->group, c->cmd->name ? " " : "",
 			 c->cmd->name ? c->cmd->name : "");
@@ -362,8 +405,7 @@ static int http_parse(const char *p, size_t len, struct http_resp *r)
 			if (n >= sizeof(r->reason))
 				n = sizeof(r->reason) - 1;
 			memcpy(r->reason, p + 13, n);
-			r->reason[n] = 0;
-			sanitize(r->reason, ' ');
+			r->reason[n] = 0; /* escaped where it is printed */
 		}
 		for (line = eol + 2; line < end + 2; line = eol + 2) {
 			size_t n;
@@ -428,15 +470,16 @@ static int http_parse(const char *p, size_t len, struct http_resp *r)
 }
 
 /*
- * One request on a fresh connection. body (JSON text) may be NULL. Fills *r
- * (caller frees r->body); on error returns -errno with a one-line reason in err.
+ * One request on a fresh connection fd to sock (named in messages), which
+ * this call closes. body (JSON text) may be NULL. Fills *r (caller frees
+ * r->body); on error returns -errno with a one-line reason in err.
  */
-static int http_request(const char *sock, const char *method, const char *target, const char *body,
-			struct http_resp *r, char *err, size_t errlen)
+static int http_request(int fd, const char *sock, const char *method, const char *target,
+			const char *body, struct http_resp *r, char *err, size_t errlen)
 {
 	struct sbuf req = {0}, in = {0};
 	size_t blen = body ? strlen(body) : 0;
-	int fd, ret, sent;
+	int ret, sent;
 
 	memset(r, 0, sizeof(*r));
 	sb_printf(&req,
@@ -449,11 +492,7 @@ static int http_request(const char *sock, const char *method, const char *target
 	if (req.oom) {
 		ret = -ENOMEM;
 		snprintf(err, errlen, "out of memory");
-		goto out;
-	}
-	fd = http_connect(sock, err, errlen);
-	if (fd < 0) {
-		ret = fd;
+		close(fd);
 		goto out;
 	}
 	/* A send error may still leave an error response to read (server closed early). */
@@ -494,30 +533,137 @@ out:
 
 /* ---- API calls ------------------------------------------------------------ */
 
-/* --socket, else runtime_dir of --config (or of the embedded default) + "/control.sock". */
-static int ctx_socket(struct ctx *c)
+/* runtime_dir of the server config path (NULL: the embedded default) + "/control.sock". */
+static int config_socket(const char *path, char *out, size_t len, char *err, size_t errlen)
 {
 	struct cfg_server cfg;
-	char err[CFG_ERR_MAX];
 	int n;
+
+	if (cfg_server_load(&cfg, path, err, errlen) < 0)
+		return EXIT_USAGE;
+	n = snprintf(out, len, "%s%s", cfg.runtime_dir, SOCKET_NAME);
+	if (n < 0 || (size_t)n >= len) {
+		snprintf(err, errlen, "runtime_dir too long: %s", cfg.runtime_dir);
+		return EXIT_USAGE;
+	}
+	return 0;
+}
+
+/* A place the search looked at, and why it did not answer. */
+struct tried {
+	char path[CFG_PATH_MAX + sizeof(SOCKET_NAME)];
+	char why[CFG_ERR_MAX];
+};
+
+/*
+ * Without --socket, --config or $NAVE_CONTROL_SOCKET: the first socket that
+ * answers of runtime_dir of /etc/nave/nave.ini (when that file exists),
+ * /run/nave/control.sock and runtime_dir of the embedded default
+ * (./var/run/control.sock). Returns the connected fd (c->sock names it), or
+ * -1 after a message naming every place tried.
+ */
+static int search_socket(struct ctx *c)
+{
+	struct tried t[MAX_TRIED] = {0};
+	char paths[MAX_TRIED][sizeof(t[0].path)], err[CFG_ERR_MAX], msg[4096];
+	unsigned np = 0, nt = 0;
+	struct sbuf line = {0};
+	struct stat st;
+	bool same = true;
+
+	if (stat(SYSTEM_CONFIG, &st) == 0) {
+		if (config_socket(SYSTEM_CONFIG, paths[np], sizeof(paths[np]), err, sizeof(err))) {
+			str_copy(t[nt].path, sizeof(t[nt].path), SYSTEM_CONFIG);
+			str_copy(t[nt++].why, sizeof(t[0].why), err);
+		} else {
+			np++;
+		}
+	}
+	str_copy(paths[np++], sizeof(paths[0]), SYSTEM_SOCKET);
+	if (!config_socket(NULL, paths[np], sizeof(paths[np]), err, sizeof(err)))
+		np++;
+	for (unsigned i = 0; i < np; i++) {
+		bool dup = false;
+		int fd;
+
+		for (unsigned k = 0; k < i; k++)
+			dup |= !strcmp(paths[k], paths[i]);
+		if (dup)
+			continue;
+		str_copy(t[nt].path, sizeof(t[nt].path), paths[i]);
+		if (stat(paths[i], &st) < 0) {
+			str_copy(t[nt++].why, sizeof(t[0].why),
+				 errno == ENOENT || errno == ENOTDIR ? "no such socket"
+								     : strerror(errno));
+			continue;
+		}
+		if (!S_ISSOCK(st.st_mode)) {
+			str_copy(t[nt++].why, sizeof(t[0].why), "not a socket");
+			continue;
+		}
+		fd = http_connect(paths[i], err, sizeof(err));
+		if (fd >= 0) {
+			str_copy(c->sock, sizeof(c->sock), paths[i]);
+			return fd;
+		}
+		/* "connection refused", like "no such socket" */
+		str_copy(t[nt].why, sizeof(t[0].why), strerror(-fd));
+		if (t[nt].why[0] >= 'A' && t[nt].why[0] <= 'Z' && t[nt].why[1] >= 'a')
+			t[nt].why[0] = (char)(t[nt].why[0] - 'A' + 'a');
+		nt++;
+	}
+	for (unsigned i = 1; i < nt; i++)
+		same &= !strcmp(t[i].why, t[0].why);
+	sb_str(&line, "cannot reach nave-controld: tried ");
+	for (unsigned i = 0; i < nt; i++) {
+		sb_printf(&line, "%s%s", i ? ", " : "", t[i].path);
+		if (!same)
+			sb_printf(&line, " (%s)", t[i].why);
+	}
+	if (same && nt)
+		sb_printf(&line, " (%s)", t[0].why);
+	sb_str(&line, "; use --socket PATH or --config FILE");
+	snprintf(msg, sizeof(msg), "%s", line.oom ? "cannot reach nave-controld" : line.p);
+	sb_free(&line);
+	fail("%s", msg);
+	return -1;
+}
+
+/*
+ * Connects to controld: --socket PATH, else runtime_dir of --config FILE,
+ * else $NAVE_CONTROL_SOCKET, else search_socket(). Returns an exit code;
+ * on EXIT_OK *fd is connected and c->sock names it.
+ */
+static int ctl_connect(struct ctx *c, int *fd)
+{
+	const char *env = getenv(SOCKET_ENV);
+	char err[CFG_ERR_MAX + CFG_PATH_MAX];
 
 	if (c->socket) {
 		if (!str_copy(c->sock, sizeof(c->sock), c->socket)) {
 			fail("socket path too long: %s", c->socket);
 			return EXIT_USAGE;
 		}
-		return 0;
+	} else if (c->config) {
+		if (config_socket(c->config, c->sock, sizeof(c->sock), err, sizeof(err))) {
+			fail("%s", err);
+			return EXIT_USAGE;
+		}
+	} else if (env && *env) {
+		if (!str_copy(c->sock, sizeof(c->sock), env)) {
+			fail("%s too long: %s", SOCKET_ENV, env);
+			return EXIT_USAGE;
+		}
+	} else {
+		*fd = search_socket(c);
+		return *fd < 0 ? EXIT_FAIL : EXIT_OK;
 	}
-	if (cfg_server_load(&cfg, c->config, err, sizeof(err)) < 0) {
+	*fd = http_connect(c->sock, err, sizeof(err));
+	if (*fd < 0) {
 		fail("%s", err);
-		return EXIT_USAGE;
+		return EXIT_FAIL;
 	}
-	n = snprintf(c->sock, sizeof(c->sock), "%s%s", cfg.runtime_dir, SOCKET_NAME);
-	if (n < 0 || (size_t)n >= sizeof(c->sock)) {
-		fail("runtime_dir too long: %s", cfg.runtime_dir);
-		return EXIT_USAGE;
-	}
-	return 0;
+	return EXIT_OK;
 }
 
 /*
@@ -535,7 +681,7 @@ static int api_call(struct ctx *c, const char *method, struct sbuf *path, json_t
 	json_error_t jerr;
 	json_t *j = NULL;
 	char *text = NULL;
-	int ret = EXIT_FAIL;
+	int fd, ret = EXIT_FAIL;
 
 	*out = NULL;
 	if (path->oom || !path->p) {
@@ -549,10 +695,10 @@ static int api_call(struct ctx *c, const char *method, struct sbuf *path, json_t
 			goto out;
 		}
 	}
-	ret = ctx_socket(c);
+	ret = ctl_connect(c, &fd);
 	if (ret)
 		goto out;
-	if (http_request(c->sock, method, path->p, text, &r, err, sizeof(err)) < 0) {
+	if (http_request(fd, c->sock, method, path->p, text, &r, err, sizeof(err)) < 0) {
 		fail("%s", err);
 		ret = EXIT_FAIL;
 		goto out;
@@ -622,6 +768,14 @@ static const char *fmt_val(json_t *v, char *buf, size_t len)
 	default:
 		return "-";
 	}
+}
+
+/* fmt_val() escaped for the terminal into buf (at least 1 KiB is plenty for ids). */
+static const char *fmt_esc(json_t *v, char *buf, size_t len)
+{
+	char tmp[256];
+
+	return esc(fmt_val(v, tmp, sizeof(tmp)), buf, len);
 }
 
 /* Unix seconds as "2026-11-22 01:30:00Z"; unset (null, absent, 0) as the given word. */
@@ -695,6 +849,7 @@ struct table {
 
 static void table_add(struct table *t, const char *s)
 {
+	size_t len;
 	char *d;
 
 	if (t->oom)
@@ -710,12 +865,13 @@ static void table_add(struct table *t, const char *s)
 		t->cell = p;
 		t->cap = cap;
 	}
-	d = strdup(s ? s : "-");
+	len = 4 * strlen(s ? s : "-") + 4;
+	d = malloc(len);
 	if (!d) {
 		t->oom = true;
 		return;
 	}
-	sanitize(d, '?');
+	esc(s, d, len);
 	t->cell[t->n++] = d;
 }
 
@@ -1046,6 +1202,36 @@ static int get_list(struct ctx *c, struct sbuf *path, const char *page, const st
 
 /* ---- commands ------------------------------------------------------------------- */
 
+/*
+ * The relay's limit counters as one "limits:" line; a controld that does
+ * not send them (older) gets no line, a null or odd value shows as "-".
+ */
+static void status_limits(struct table *t, json_t *rel)
+{
+	static const char *const keys[] = {"refused_per_source", "idle_timeouts",
+					   "pending_timeouts"};
+	char v[ARRAY_SIZE(keys)][32], buf[160];
+	bool any = false;
+
+	for (size_t k = 0; k < ARRAY_SIZE(keys); k++) {
+		json_t *j = json_object_get(rel, keys[k]);
+
+		any |= j != NULL;
+		if (json_is_integer(j))
+			snprintf(v[k], sizeof(v[k]), "%" JSON_INTEGER_FORMAT,
+				 json_integer_value(j));
+		else
+			str_copy(v[k], sizeof(v[k]), "-");
+	}
+	if (!any)
+		return;
+	snprintf(buf, sizeof(buf),
+		 "%s refused (per-source limit), %s idle timeouts, %s pending timeouts", v[0], v[1],
+		 v[2]);
+	table_add(t, "  limits:");
+	table_add(t, buf);
+}
+
 static int cmd_status(struct ctx *c, int argc, char **argv)
 {
 	static const struct col top[] = {
@@ -1094,6 +1280,7 @@ static int cmd_status(struct ctx *c, int argc, char **argv)
 			table_add(&t, title);
 			table_add(&t, fmt_col(&relay[k], rel, buf, sizeof(buf)));
 		}
+		status_limits(&t, rel);
 	}
 	table_add(&t, "tunnels:");
 	snprintf(buf, sizeof(buf),
@@ -1124,6 +1311,7 @@ static int cmd_registration_create(struct ctx *c, int argc, char **argv)
 	    {NULL, NULL, NULL, NULL},
 	};
 	unsigned long long uses = 0;
+	char tb[1024];
 	uint64_t ms = 0;
 	struct sbuf path;
 	json_t *j;
@@ -1148,9 +1336,10 @@ static int cmd_registration_create(struct ctx *c, int argc, char **argv)
 		return ret;
 	token = need_str(j, "token");
 	if (token) {
-		printf("%s\n", token);
+		esc(token, tb, sizeof(tb));
+		printf("%s\n", tb);
 		printf("Register a client: nave configure --server HOST:PORT --registration %s\n",
-		       token);
+		       tb);
 	}
 	json_decref(j);
 	return token ? EXIT_OK : EXIT_FAIL;
@@ -1210,7 +1399,7 @@ static int action_cmd(struct ctx *c, int argc, char **argv, const char *what, co
 		      const char *noun, const char *key, const char *done)
 {
 	const char *id = NULL;
-	char buf[64];
+	char buf[1024];
 	struct sbuf path;
 	json_t *j;
 	int ret;
@@ -1222,7 +1411,7 @@ static int action_cmd(struct ctx *c, int argc, char **argv, const char *what, co
 	ret = api_call(c, "POST", &path, NULL, &j);
 	if (ret || !j)
 		return ret;
-	printf("%s %s %s\n", noun, fmt_val(json_object_get(j, key), buf, sizeof(buf)), done);
+	printf("%s %s %s\n", noun, fmt_esc(json_object_get(j, key), buf, sizeof(buf)), done);
 	json_decref(j);
 	return EXIT_OK;
 }
@@ -1248,7 +1437,7 @@ static int cmd_tokens_create(struct ctx *c, int argc, char **argv)
 	    {NULL, NULL, NULL, NULL},
 	};
 	struct sbuf path;
-	char buf[128];
+	char buf[1024], tb[1024];
 	json_t *body, *j;
 	int ret;
 
@@ -1272,9 +1461,10 @@ static int cmd_tokens_create(struct ctx *c, int argc, char **argv)
 		return ret;
 	token = need_str(j, "token");
 	if (token) {
-		printf("%s\n", token);
+		esc(token, tb, sizeof(tb));
+		printf("%s\n", tb);
 		printf("Tunnel %s; on the client: nave configure --server HOST:PORT --key %s\n",
-		       fmt_val(json_object_get(j, "tunnel_id"), buf, sizeof(buf)), token);
+		       fmt_esc(json_object_get(j, "tunnel_id"), buf, sizeof(buf)), tb);
 	}
 	json_decref(j);
 	return token ? EXIT_OK : EXIT_FAIL;
@@ -1417,7 +1607,7 @@ static int cmd_ports_allocate(struct ctx *c, int argc, char **argv)
 	    {NULL, NULL, NULL, NULL},
 	};
 	unsigned long long n = 0;
-	char b1[32], b2[128];
+	char b1[1024], b2[1024];
 	struct sbuf path;
 	json_t *body, *j;
 	int ret;
@@ -1443,8 +1633,8 @@ static int cmd_ports_allocate(struct ctx *c, int argc, char **argv)
 	if (ret || !j)
 		return ret;
 	printf("port %s allocated to tunnel %s\n",
-	       fmt_val(json_object_get(j, "port"), b1, sizeof(b1)),
-	       fmt_val(json_object_get(j, "tunnel_id"), b2, sizeof(b2)));
+	       fmt_esc(json_object_get(j, "port"), b1, sizeof(b1)),
+	       fmt_esc(json_object_get(j, "tunnel_id"), b2, sizeof(b2)));
 	json_decref(j);
 	return EXIT_OK;
 }
@@ -1517,12 +1707,13 @@ static void usage(FILE *f, const char *group)
 	if (group)
 		return;
 	fprintf(f, "\nOptions (before or after the command):\n"
-		   "  --socket PATH  controld's socket (default: runtime_dir + \"" SOCKET_NAME
-		   "\" from\n"
-		   "                 --config, else from the built-in config: ./var/run)\n"
-		   "  --config FILE  the server config to take runtime_dir from\n"
+		   "  --socket PATH  controld's socket\n"
+		   "  --config FILE  the server config: its runtime_dir + \"" SOCKET_NAME "\"\n"
 		   "  --json         print the API's JSON reply as it is\n"
 		   "  -h, --help     this help; COMMAND --help for one command\n"
+		   "\nThe socket: --socket PATH, else from --config FILE, else $" SOCKET_ENV
+		   ",\nelse the first of these that answers: runtime_dir of " SYSTEM_CONFIG
+		   "\n(when it exists), " SYSTEM_SOCKET ", ./var/run" SOCKET_NAME ".\n"
 		   "\nDURATION: 90s, 30m, 12h, 7d (0 = never). Exit status: 0 done, 1 refused or\n"
 		   "failed (the reason on stderr), 2 bad usage.\n");
 }

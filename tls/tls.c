@@ -178,10 +178,22 @@ int tls_peer_fingerprint(const SSL *ssl, char out[TLS_FPR_LEN])
 	return 0;
 }
 
-/* ---- fingerprint pinning: the pin lives in the client SSL_CTX's ex_data ---- */
+/*
+ * ---- fingerprint pinning and verification failures ----
+ * The pin lives in the client SSL_CTX's ex_data; why a connection's
+ * verification failed is recorded in the SSL's ex_data (allocated only on
+ * failure), for tls_verify_error() after the handshake has given up.
+ */
+
+struct verify_fail {
+	bool pinned;			   /* fingerprint mismatch, else X.509 path validation */
+	bool no_cert;			   /* pinned, and the peer sent no certificate */
+	long x509_err;			   /* X509_V_ERR_* when !pinned */
+	uint8_t got[SHA256_DIGEST_LENGTH]; /* the peer leaf's SHA-256 when pinned */
+};
 
 static pthread_once_t pin_once = PTHREAD_ONCE_INIT;
-static int pin_idx = -1;
+static int pin_idx = -1, fail_idx = -1;
 
 static void pin_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int index, long argl, void *argp)
 {
@@ -191,9 +203,15 @@ static void pin_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int index, lon
 	}
 }
 
+static void fail_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int index, long argl, void *argp)
+{
+	OPENSSL_free(ptr);
+}
+
 static void pin_idx_init(void)
 {
 	pin_idx = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, pin_free);
+	fail_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, fail_free);
 }
 
 static const uint8_t *ctx_pin(const SSL_CTX *ctx)
@@ -204,6 +222,28 @@ static const uint8_t *ctx_pin(const SSL_CTX *ctx)
 	return SSL_CTX_get_ex_data(ctx, pin_idx);
 }
 
+/* The failure record of ssl, made on first use; NULL when out of memory. */
+static struct verify_fail *fail_record(SSL *ssl)
+{
+	struct verify_fail *f;
+
+	pthread_once(&pin_once, pin_idx_init);
+	if (fail_idx < 0)
+		return NULL;
+	f = SSL_get_ex_data(ssl, fail_idx);
+	if (f)
+		return f;
+	f = OPENSSL_malloc(sizeof(*f));
+	if (!f)
+		return NULL;
+	memset(f, 0, sizeof(*f));
+	if (!SSL_set_ex_data(ssl, fail_idx, f)) {
+		OPENSSL_free(f);
+		return NULL;
+	}
+	return f;
+}
+
 /*
  * Replaces X.509 path validation entirely: the leaf must hash to the pin and
  * nothing else (issuer, names, dates) is looked at.
@@ -212,16 +252,85 @@ static enum ssl_verify_result_t pin_verify(SSL *ssl, uint8_t *out_alert)
 {
 	const uint8_t *pin = ctx_pin(SSL_get_SSL_CTX(ssl));
 	uint8_t md[SHA256_DIGEST_LENGTH];
+	struct verify_fail *f;
 
-	if (!pin || peer_leaf_sha256(ssl, md) < 0) {
+	if (!pin) {
 		*out_alert = SSL_AD_INTERNAL_ERROR;
 		return ssl_verify_invalid;
 	}
+	if (peer_leaf_sha256(ssl, md) < 0) {
+		f = fail_record(ssl);
+		if (f) {
+			f->pinned = true;
+			f->no_cert = true;
+		}
+		*out_alert = SSL_AD_BAD_CERTIFICATE;
+		return ssl_verify_invalid;
+	}
 	if (CRYPTO_memcmp(md, pin, sizeof(md)) != 0) {
+		f = fail_record(ssl);
+		if (f) {
+			f->pinned = true;
+			memcpy(f->got, md, sizeof(md));
+		}
 		*out_alert = SSL_AD_BAD_CERTIFICATE;
 		return ssl_verify_invalid;
 	}
 	return ssl_verify_ok;
+}
+
+/* X.509 path validation (CA file, system CAs): remembers the first error. */
+static int x509_verify_cb(int ok, X509_STORE_CTX *store)
+{
+	SSL *ssl;
+	struct verify_fail *f;
+
+	if (ok)
+		return ok;
+	ssl = X509_STORE_CTX_get_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx());
+	if (ssl) {
+		f = fail_record(ssl);
+		if (f && !f->x509_err) {
+			f->pinned = false;
+			f->x509_err = X509_STORE_CTX_get_error(store);
+		}
+	}
+	return ok;
+}
+
+const char *tls_verify_error(const SSL *ssl, char *buf, size_t len)
+{
+	const struct verify_fail *f;
+	const uint8_t *pin;
+	char want[TLS_FPR_LEN], got[TLS_FPR_LEN];
+
+	if (!ssl || !buf || !len)
+		return NULL;
+	pthread_once(&pin_once, pin_idx_init);
+	if (fail_idx < 0)
+		return NULL;
+	f = SSL_get_ex_data(ssl, fail_idx);
+	if (!f)
+		return NULL;
+	if (!f->pinned) {
+		snprintf(buf, len, TLS_VERIFY_ERROR_PREFIX "not trusted (%s)",
+			 X509_verify_cert_error_string(f->x509_err ? f->x509_err
+								   : X509_V_ERR_UNSPECIFIED));
+		return buf;
+	}
+	if (f->no_cert) {
+		snprintf(buf, len, TLS_VERIFY_ERROR_PREFIX "missing: the server sent none");
+		return buf;
+	}
+	pin = ctx_pin(SSL_get_SSL_CTX(ssl));
+	if (pin)
+		fpr_format(pin, want);
+	else
+		str_copy(want, sizeof(want), "?");
+	fpr_format(f->got, got);
+	snprintf(buf, len, TLS_VERIFY_ERROR_PREFIX "fingerprint mismatch: expected %s, got %s",
+		 want, got);
+	return buf;
 }
 
 /* ---- contexts ---- */
@@ -357,13 +466,13 @@ SSL_CTX *tls_client_ctx(const char *ca_file, const char *fingerprint, bool pq, c
 			set_err_ssl(err, errlen, "cannot load CA file", ca_file);
 			goto fail;
 		}
-		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, x509_verify_cb);
 	} else {
 		if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
 			set_err_ssl(err, errlen, "cannot load system CAs", NULL);
 			goto fail;
 		}
-		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, x509_verify_cb);
 	}
 	return ctx;
 fail:

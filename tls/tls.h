@@ -45,6 +45,21 @@ int tls_cert_fingerprint_file(const char *cert_path, char out[TLS_FPR_LEN]);
 /* Same for the peer certificate of an established connection. */
 int tls_peer_fingerprint(const SSL *ssl, char out[TLS_FPR_LEN]);
 
+/* Every tls_verify_error() message starts with this (callers may match it). */
+#define TLS_VERIFY_ERROR_PREFIX "TLS: server certificate "
+
+/*
+ * After a failed client handshake: when it failed because the server's
+ * certificate was refused, writes one line saying why into buf and returns
+ * buf: "TLS: server certificate fingerprint mismatch: expected AB:CD:...,
+ * got 12:34:..." (pinned; both in the colon form of tls_peer_fingerprint) or
+ * "TLS: server certificate not trusted (<X.509 reason>)" (CA file or system
+ * CAs). Returns NULL when verification did not fail (the handshake failed
+ * for another reason, or did not get that far). 252 bytes hold the longest.
+ * Leaves BoringSSL's error queue alone.
+ */
+const char *tls_verify_error(const SSL *ssl, char *buf, size_t len);
+
 /* Normalises a user-given fingerprint into 32 bytes. 0 or -EINVAL. */
 int tls_fingerprint_parse(const char *s, unsigned char out[32]);
 

@@ -266,13 +266,14 @@ def test_bad_config(tmp_path):
 
 
 def test_default_socket(tmp_path):
-    """Without --socket/--config: the embedded default runtime_dir, ./var/run."""
+    """Without --socket/--config/$NAVE_CONTROL_SOCKET: the search, ending at ./var/run."""
     need(NAVECTL)
-    p = subprocess.run(
-        [str(NAVECTL), "status"], cwd=tmp_path, capture_output=True, text=True, timeout=60
-    )
+    env = {k: v for k, v in os.environ.items() if k != "NAVE_CONTROL_SOCKET"}
+    p = subprocess.run([str(NAVECTL), "status"], cwd=tmp_path, capture_output=True,
+                       text=True, timeout=60, env=env)
     assert p.returncode == 1
-    assert p.stderr.startswith("navectl: cannot connect to controld at ./var/run/control.sock: ")
+    assert p.stderr.startswith("navectl: cannot reach nave-controld: tried ")
+    assert "./var/run/control.sock" in p.stderr and len(p.stderr.splitlines()) == 1
 
 
 def test_controld_bad_config(tmp_path):

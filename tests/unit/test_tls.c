@@ -293,6 +293,8 @@ static void test_pinned_ok(void **state)
 	assert_int_equal(tls_peer_fingerprint(k.c, peer), 0);
 	assert_string_equal(peer, g_pki.fpr);
 	assert_int_equal(SSL_get_curve_id(k.c), SSL_CURVE_X25519);
+	/* verification did not fail: no reason */
+	assert_null(tls_verify_error(k.c, peer, sizeof(peer)));
 	conn_close(&k);
 
 	assert_int_equal(try_handshake(sctx, cctx, NULL), 0);
@@ -312,8 +314,44 @@ static void test_pinned_wrong(void **state)
 	conn_open(&k, sctx, cctx, NULL);
 	assert_int_not_equal(conn_handshake(&k), 0);
 	assert_int_equal(k.c_err, SSL_ERROR_SSL);
+	{
+		/* the reason names both fingerprints, in the colon form */
+		char buf[256], want[300];
+		const char *msg = tls_verify_error(k.c, buf, sizeof(buf));
+
+		snprintf(want, sizeof(want),
+			 "TLS: server certificate fingerprint mismatch: expected %s, got %s", wrong,
+			 g_pki.fpr);
+		assert_non_null(msg);
+		assert_ptr_equal(msg, buf);
+		assert_string_equal(msg, want);
+		assert_true(strlen(msg) < 252);
+		assert_int_equal(
+		    strncmp(msg, TLS_VERIFY_ERROR_PREFIX, strlen(TLS_VERIFY_ERROR_PREFIX)), 0);
+		/* a short buffer is truncated, still NUL-terminated */
+		assert_non_null(tls_verify_error(k.c, buf, 10));
+		assert_string_equal(buf, "TLS: serv");
+	}
 	conn_close(&k);
 	SSL_CTX_free(cctx);
+
+	/* a pin given without colons and in lower case is shown in the colon form */
+	{
+		char plain[65], buf[256];
+		size_t n = 0;
+
+		for (const char *p = wrong; *p; p++)
+			if (*p != ':')
+				plain[n++] = (char)(*p >= 'A' && *p <= 'F' ? *p + 32 : *p);
+		plain[n] = 0;
+		cctx = client_ctx(NULL, plain, false);
+		conn_open(&k, sctx, cctx, NULL);
+		assert_int_not_equal(conn_handshake(&k), 0);
+		assert_non_null(tls_verify_error(k.c, buf, sizeof(buf)));
+		assert_non_null(strstr(buf, wrong));
+		conn_close(&k);
+		SSL_CTX_free(cctx);
+	}
 	SSL_CTX_free(sctx);
 
 	/* a malformed pin is refused at context creation */
@@ -338,10 +376,21 @@ static void test_ca_file(void **state)
 	{
 		struct conn k;
 
+		char buf[256], want[256];
+
 		/* failing for the right reason: the name, not the chain */
 		conn_open(&k, sctx, cctx, "example.com");
 		assert_int_not_equal(conn_handshake(&k), 0);
 		assert_int_equal(SSL_get_verify_result(k.c), X509_V_ERR_HOSTNAME_MISMATCH);
+		snprintf(want, sizeof(want), "TLS: server certificate not trusted (%s)",
+			 X509_verify_cert_error_string(X509_V_ERR_HOSTNAME_MISMATCH));
+		assert_non_null(tls_verify_error(k.c, buf, sizeof(buf)));
+		assert_string_equal(buf, want);
+		conn_close(&k);
+
+		conn_open(&k, sctx, cctx, "localhost");
+		assert_int_equal(conn_handshake(&k), 0);
+		assert_null(tls_verify_error(k.c, buf, sizeof(buf)));
 		conn_close(&k);
 	}
 	assert_int_not_equal(try_handshake(sctx, cctx, "10.0.0.1"), 0);
@@ -350,6 +399,18 @@ static void test_ca_file(void **state)
 	/* system CAs do not know the self-signed cert */
 	cctx = client_ctx(NULL, NULL, false);
 	assert_int_not_equal(try_handshake(sctx, cctx, "localhost"), 0);
+	{
+		struct conn k;
+		char buf[256];
+
+		conn_open(&k, sctx, cctx, "localhost");
+		assert_int_not_equal(conn_handshake(&k), 0);
+		assert_non_null(tls_verify_error(k.c, buf, sizeof(buf)));
+		assert_int_equal(strncmp(buf, "TLS: server certificate not trusted (", 37), 0);
+		assert_null(strstr(buf, "application verification"));
+		print_message("system CAs: %s\n", buf);
+		conn_close(&k);
+	}
 	SSL_CTX_free(cctx);
 
 	/* a CA file that does not exist */
@@ -403,6 +464,20 @@ static void test_alpn_required(void **state)
 	cctx = raw_client(h2, sizeof(h2));
 	assert_int_not_equal(try_handshake(sctx, cctx, NULL), 0);
 	SSL_CTX_free(cctx);
+
+	/* a handshake refused before any certificate is no verification failure */
+	{
+		static const uint8_t h2_alpn[] = {2, 'h', '2'};
+		SSL_CTX *pinned = client_ctx(NULL, g_pki.fpr, false);
+		char buf[256];
+
+		assert_int_equal(SSL_CTX_set_alpn_protos(pinned, h2_alpn, sizeof(h2_alpn)), 0);
+		conn_open(&k, sctx, pinned, NULL);
+		assert_int_not_equal(conn_handshake(&k), 0);
+		assert_null(tls_verify_error(k.c, buf, sizeof(buf)));
+		conn_close(&k);
+		SSL_CTX_free(pinned);
+	}
 
 	cctx = raw_client(both, sizeof(both));
 	conn_open(&k, sctx, cctx, NULL);
