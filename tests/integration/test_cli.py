@@ -127,7 +127,7 @@ HELP = {
     ("tunnel", "tcp", "add"): ["--port N", "--to HOST:PORT", "--name NAME",
                                "--proxy-protocol v1|v2", "--config FILE", "--json", "--help"],
     ("status",): ["--json", "--config FILE", "--help"],
-    ("deauth",): ["--config FILE", "--help"],
+    ("deauth",): ["--force", "--config FILE", "--help"],
 }
 
 
