@@ -28,52 +28,6 @@ struct opts {
 	struct cfg_client cfg;
 };
 
-/*
- * s made safe for a terminal into buf: bytes below 0x20, 0x7f and the C1
- * controls U+0080..U+009F (as UTF-8) become \xHH; NULL becomes "-". Cut with
- * "..." when buf is too small.
- */
-static const char *esc(const char *s, char *buf, size_t len)
-{
-	static const char hex[] = "0123456789abcdef";
-	size_t o = 0;
-
-	if (len < 4) {
-		if (len)
-			buf[0] = 0;
-		return buf;
-	}
-	if (!s)
-		s = "-";
-	/* invariant: o + 4 <= len, room for "..." and the NUL */
-	for (; *s; s++) {
-		unsigned char ch = (unsigned char)*s;
-		bool c1 = ch == 0xc2 && (unsigned char)s[1] >= 0x80 && (unsigned char)s[1] <= 0x9f;
-		size_t nb = c1 ? 2 : 1, need = ch < 0x20 || ch == 0x7f || c1 ? 4 * nb : 1;
-
-		if (o + need + 4 > len) {
-			memcpy(buf + o, "...", 3);
-			o += 3;
-			break;
-		}
-		for (size_t k = 0; k < nb; k++) {
-			unsigned char b = (unsigned char)s[k];
-
-			if (need == 1) {
-				buf[o++] = (char)b;
-				continue;
-			}
-			buf[o++] = '\\';
-			buf[o++] = 'x';
-			buf[o++] = hex[b >> 4];
-			buf[o++] = hex[b & 15];
-		}
-		s += nb - 1;
-	}
-	buf[o] = 0;
-	return buf;
-}
-
 /* "nave: reason" as one escaped line on stderr. */
 static void __attribute__((format(printf, 1, 2))) say_err(const char *fmt, ...)
 {
@@ -83,7 +37,7 @@ static void __attribute__((format(printf, 1, 2))) say_err(const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "nave: %s\n", esc(msg, out, sizeof(out)));
+	fprintf(stderr, "nave: %s\n", log_esc_str(msg, out, sizeof(out)));
 }
 
 static void __attribute__((format(printf, 1, 2), noreturn)) die_usage(const char *fmt, ...)
@@ -94,7 +48,7 @@ static void __attribute__((format(printf, 1, 2), noreturn)) die_usage(const char
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "nave: %s (see nave --help)\n", esc(msg, out, sizeof(out)));
+	fprintf(stderr, "nave: %s (see nave --help)\n", log_esc_str(msg, out, sizeof(out)));
 	exit(2);
 }
 
@@ -401,9 +355,9 @@ static int cmd_configure(struct opts *o, int argc, char **argv)
 		json_decref(j);
 	} else {
 		printf("configured tunnel %s on %s (config %s)\nnext: nave start%s%s\n",
-		       esc(tid, b1, sizeof(b1)), esc(server, b2, sizeof(b2)),
-		       esc(o->cfg.path, b3, sizeof(b3)), o->config ? " --config " : "",
-		       o->config ? esc(o->config, b4, sizeof(b4)) : "");
+		       log_esc_str(tid, b1, sizeof(b1)), log_esc_str(server, b2, sizeof(b2)),
+		       log_esc_str(o->cfg.path, b3, sizeof(b3)), o->config ? " --config " : "",
+		       o->config ? log_esc_str(o->config, b4, sizeof(b4)) : "");
 	}
 	ret = 0;
 out:
@@ -467,8 +421,8 @@ static int cmd_status(struct opts *o, int argc, char **argv)
 			json_decref(j);
 		} else {
 			printf("state:   stopped\nserver:  %s\nconfig:  %s (%s)\nrules:   %u\n",
-			       esc(o->cfg.server[0] ? o->cfg.server : "-", b2, sizeof(b2)),
-			       esc(o->cfg.path, b4, sizeof(b4)),
+			       log_esc_str(o->cfg.server[0] ? o->cfg.server : "-", b2, sizeof(b2)),
+			       log_esc_str(o->cfg.path, b4, sizeof(b4)),
 			       o->cfg.token[0] ? "configured" : "not configured", o->cfg.n_tcp);
 		}
 		return 0;
@@ -480,9 +434,9 @@ static int cmd_status(struct opts *o, int argc, char **argv)
 	} else {
 		printf("state:   %s\nserver:  %s\ntunnel:  %s\nlinks:   %lld (%lld idle)\n"
 		       "conns:   %lld open, %lld total\nbytes:   %lld in, %lld out\n",
-		       esc(msg_str(r, "state"), b1, sizeof(b1)),
-		       esc(msg_str(r, "server"), b2, sizeof(b2)),
-		       esc(msg_str(r, "tunnel_id"), b3, sizeof(b3)), msg_int(r, "links", 0),
+		       log_esc_str(msg_str(r, "state"), b1, sizeof(b1)),
+		       log_esc_str(msg_str(r, "server"), b2, sizeof(b2)),
+		       log_esc_str(msg_str(r, "tunnel_id"), b3, sizeof(b3)), msg_int(r, "links", 0),
 		       msg_int(r, "idle_links", 0), msg_int(r, "conns", 0),
 		       msg_int(r, "conns_total", 0), msg_int(r, "bytes_in", 0),
 		       msg_int(r, "bytes_out", 0));
@@ -532,12 +486,12 @@ static int cmd_deauth(struct opts *o, int argc, char **argv)
 		else if (json_is_true(json_object_get(r, "revoked")))
 			printf("deauthorised: the server revoked the token of tunnel %s; the "
 			       "running client stopped and the token is removed from %s\n",
-			       esc(msg_str(r, "tunnel_id") ?: "?", b2, sizeof(b2)),
-			       esc(o->cfg.path, b, sizeof(b)));
+			       log_esc_str(msg_str(r, "tunnel_id") ?: "?", b2, sizeof(b2)),
+			       log_esc_str(o->cfg.path, b, sizeof(b)));
 		else
 			printf("the running client stopped and the token is removed from %s; the "
 			       "server was not reached: ask the administrator to revoke it\n",
-			       esc(o->cfg.path, b, sizeof(b)));
+			       log_esc_str(o->cfg.path, b, sizeof(b)));
 		json_decref(r);
 		return ok ? 0 : 1;
 	}
@@ -571,9 +525,9 @@ static int cmd_deauth(struct opts *o, int argc, char **argv)
 	if (tid[0])
 		printf("deauthorised: the server revoked the token of tunnel %s and it is removed "
 		       "from %s\n",
-		       esc(tid, b2, sizeof(b2)), esc(o->cfg.path, b, sizeof(b)));
+		       log_esc_str(tid, b2, sizeof(b2)), log_esc_str(o->cfg.path, b, sizeof(b)));
 	else
-		printf("the token is removed from %s\n", esc(o->cfg.path, b, sizeof(b)));
+		printf("the token is removed from %s\n", log_esc_str(o->cfg.path, b, sizeof(b)));
 	return 0;
 }
 
@@ -622,9 +576,10 @@ static void print_rules(struct opts *o, json_t *rules)
 		char ps[16];
 
 		snprintf(ps, sizeof(ps), "%lld", port);
-		printf("%-16s %-8s %-10s %s\n", esc(msg_str(r, "name"), b1, sizeof(b1)),
-		       port ? ps : "any", esc(msg_str(r, "state") ?: "saved", b2, sizeof(b2)),
-		       esc(msg_str(r, "to"), b3, sizeof(b3)));
+		printf("%-16s %-8s %-10s %s\n", log_esc_str(msg_str(r, "name"), b1, sizeof(b1)),
+		       port ? ps : "any",
+		       log_esc_str(msg_str(r, "state") ?: "saved", b2, sizeof(b2)),
+		       log_esc_str(msg_str(r, "to"), b3, sizeof(b3)));
 	}
 }
 
@@ -680,7 +635,7 @@ static int tunnel_rm(struct opts *o, int argc, char **argv)
 		if (!ok)
 			say_err("%s", msg_str(r, "error") ?: "refused");
 		else if (!o->json)
-			printf("removed %s\n", esc(name, b, sizeof(b)));
+			printf("removed %s\n", log_esc_str(name, b, sizeof(b)));
 		json_decref(r);
 		return ok ? 0 : 1;
 	}
@@ -700,7 +655,7 @@ static int tunnel_rm(struct opts *o, int argc, char **argv)
 	}
 	if (!o->json)
 		printf("removed %s (from the config; nave is not running)\n",
-		       esc(name, b, sizeof(b)));
+		       log_esc_str(name, b, sizeof(b)));
 	return 0;
 }
 
@@ -805,7 +760,8 @@ static int tcp_add(struct opts *o, int argc, char **argv)
 		} else if (msg_int(r, "port", 0)) {
 			printf("%lld\n", msg_int(r, "port", 0));
 		} else {
-			printf("saved %s: %s\n", name, esc(msg_str(r, "note") ?: "", b, sizeof(b)));
+			printf("saved %s: %s\n", name,
+			       log_esc_str(msg_str(r, "note") ?: "", b, sizeof(b)));
 		}
 		json_decref(r);
 		return ok ? 0 : 1;

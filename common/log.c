@@ -98,11 +98,13 @@ static size_t utf8_seq(const unsigned char *s, size_t n, uint32_t *cp)
 	return len;
 }
 
-size_t log_escape(const char *in, size_t n, char *out, size_t outlen, bool json)
+/* log_escape, telling how many input bytes went out (*used). */
+static size_t escape(const char *in, size_t n, char *out, size_t outlen, bool json, size_t *used)
 {
 	const unsigned char *s = (const unsigned char *)in;
 	size_t i = 0, j = 0;
 
+	*used = 0;
 	if (!outlen)
 		return 0;
 	while (i < n) {
@@ -119,15 +121,13 @@ size_t log_escape(const char *in, size_t n, char *out, size_t outlen, bool json)
 			elen = 2;
 		} else if (json && (s[i] < 0x20 || s[i] == 0x7f)) {
 			elen = (size_t)snprintf(e, sizeof(e), "\\u%04x", s[i]);
-		} else if (json && (take = utf8_seq(s + i, n - i, &cp)) > 0) {
-			if (cp < 0xa0) { /* C1 controls */
-				elen = (size_t)snprintf(e, sizeof(e), "\\u%04x", (unsigned)cp);
-			} else {
-				memcpy(e, s + i, take);
-				elen = take;
-			}
+		} else if ((take = utf8_seq(s + i, n - i, &cp)) > 0 && cp >= 0xa0) {
+			memcpy(e, s + i, take); /* printable UTF-8 */
+			elen = take;
+		} else if (json && take > 0) { /* C1 controls */
+			elen = (size_t)snprintf(e, sizeof(e), "\\u%04x", (unsigned)cp);
 		} else {
-			/* text: every other byte; json: a byte of invalid UTF-8 (as text) */
+			/* a control byte, or one of invalid UTF-8 (in JSON: as text) */
 			take = 1;
 			if (json) {
 				e[0] = '\\';
@@ -145,7 +145,33 @@ size_t log_escape(const char *in, size_t n, char *out, size_t outlen, bool json)
 		i += take;
 	}
 	out[j] = 0;
+	*used = i;
 	return j;
+}
+
+size_t log_escape(const char *in, size_t n, char *out, size_t outlen, bool json)
+{
+	size_t used;
+
+	return escape(in, n, out, outlen, json, &used);
+}
+
+const char *log_esc_str(const char *s, char *buf, size_t len)
+{
+	size_t n, k, used;
+
+	if (len < 4) {
+		if (len)
+			buf[0] = 0;
+		return buf;
+	}
+	if (!s)
+		s = "-";
+	n = strlen(s);
+	k = escape(s, n, buf, len - 3, false, &used);
+	if (used < n)
+		memcpy(buf + k, "...", 4);
+	return buf;
 }
 
 /* Formats and writes one line of an already formatted (unescaped) message. */

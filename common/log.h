@@ -4,7 +4,7 @@
  *
  * Every line goes through log_escape(), so nothing a peer sent (a host name,
  * a reason, a message type) can start a line of its own or drive a terminal:
- * text lines show every byte outside printable ASCII as \xHH (and a
+ * text lines show control characters and invalid UTF-8 as \xHH (and a
  * backslash as \\), JSON lines are valid JSON whatever the input.
  *
  * Messages a peer can trigger over and over (a handshake timeout, a refused
@@ -36,11 +36,18 @@ void log_msg(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3
 
 /*
  * Escapes n bytes of in into out (always NUL-terminated, cut short when out
- * is full; never splits an escape). json: for a JSON string body (quotes,
- * backslashes and control characters escaped, valid UTF-8 kept, invalid
- * bytes as the text \xHH); else printable ASCII only. Returns the length.
+ * is full; never splits an escape). Printable ASCII and printable UTF-8 stay
+ * as they are; control characters (C0, DEL, C1) and bytes of invalid UTF-8
+ * become \xHH and a backslash \\. json: for a JSON string body instead
+ * (quotes and backslashes escaped, controls as \u00XX, invalid bytes as the
+ * text \xHH). Returns the length written.
  */
 size_t log_escape(const char *in, size_t n, char *out, size_t outlen, bool json);
+/*
+ * s (NULL: "-") escaped like a text log line into buf, for printing to a
+ * terminal; "..." marks a cut. Returns buf.
+ */
+const char *log_esc_str(const char *s, char *buf, size_t len);
 
 /* One rate-limited cause: a static instance per call site (zero-initialised). */
 struct log_limit {

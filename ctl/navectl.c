@@ -27,6 +27,7 @@
 #include <jansson.h>
 
 #include "config/cfg.h"
+#include "log.h"
 #include "util.h"
 
 #define HTTP_MAX_BODY  (16u << 20) /* a response body larger than this is refused */
@@ -67,53 +68,6 @@ static const struct cmd cmds[];
 
 /* ---- messages ---------------------------------------------------------- */
 
-/*
- * Control characters from the server (or the user) never reach the terminal:
- * s into buf with bytes below 0x20, 0x7f and the C1 controls U+0080..U+009F
- * (as UTF-8) shown as \xHH; NULL as "-". Cut with "..." when buf is too
- * small; 4 * strlen(s) + 4 bytes always suffice.
- */
-static const char *esc(const char *s, char *buf, size_t len)
-{
-	static const char hex[] = "0123456789abcdef";
-	size_t o = 0;
-
-	if (len < 4) {
-		if (len)
-			buf[0] = 0;
-		return buf;
-	}
-	if (!s)
-		s = "-";
-	/* invariant: o + 4 <= len, room for "..." and the NUL */
-	for (; *s; s++) {
-		unsigned char ch = (unsigned char)*s;
-		bool c1 = ch == 0xc2 && (unsigned char)s[1] >= 0x80 && (unsigned char)s[1] <= 0x9f;
-		size_t nb = c1 ? 2 : 1, need = ch < 0x20 || ch == 0x7f || c1 ? 4 * nb : 1;
-
-		if (o + need + 4 > len) {
-			memcpy(buf + o, "...", 3);
-			o += 3;
-			break;
-		}
-		for (size_t k = 0; k < nb; k++) {
-			unsigned char b = (unsigned char)s[k];
-
-			if (need == 1) {
-				buf[o++] = (char)b;
-				continue;
-			}
-			buf[o++] = '\\';
-			buf[o++] = 'x';
-			buf[o++] = hex[b >> 4];
-			buf[o++] = hex[b & 15];
-		}
-		s += nb - 1;
-	}
-	buf[o] = 0;
-	return buf;
-}
-
 /* "navectl: reason" as one line on stderr. */
 static void __attribute__((format(printf, 1, 2))) fail(const char *fmt, ...)
 {
@@ -123,7 +77,7 @@ static void __attribute__((format(printf, 1, 2))) fail(const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "navectl: %s\n", esc(msg, out, sizeof(out)));
+	fprintf(stderr, "navectl: %s\n", log_esc_str(msg, out, sizeof(out)));
 }
 
 /* A bad-usage line with a pointer to the right --help; returns EXIT_USAGE. */
@@ -136,7 +90,7 @@ usage_error(const struct ctx *c, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(raw, sizeof(raw), fmt, ap);
 	va_end(ap);
-	esc(raw, msg, sizeof(msg));
+	log_esc_str(raw, msg, sizeof(msg));
 	if (c->cmd)
 		snprintf(where, sizeof(where), " %s%s%s", c->cmd->group, c->cmd->name ? " " : "",
 			 c->cmd->name ? c->cmd->name : "");
@@ -775,7 +729,7 @@ static const char *fmt_esc(json_t *v, char *buf, size_t len)
 {
 	char tmp[256];
 
-	return esc(fmt_val(v, tmp, sizeof(tmp)), buf, len);
+	return log_esc_str(fmt_val(v, tmp, sizeof(tmp)), buf, len);
 }
 
 /* Unix seconds as "2026-11-22 01:30:00Z"; unset (null, absent, 0) as the given word. */
@@ -871,7 +825,7 @@ static void table_add(struct table *t, const char *s)
 		t->oom = true;
 		return;
 	}
-	esc(s, d, len);
+	log_esc_str(s, d, len);
 	t->cell[t->n++] = d;
 }
 
@@ -1336,7 +1290,7 @@ static int cmd_registration_create(struct ctx *c, int argc, char **argv)
 		return ret;
 	token = need_str(j, "token");
 	if (token) {
-		esc(token, tb, sizeof(tb));
+		log_esc_str(token, tb, sizeof(tb));
 		printf("%s\n", tb);
 		printf("Register a client: nave configure --server HOST:PORT --registration %s\n",
 		       tb);
@@ -1461,7 +1415,7 @@ static int cmd_tokens_create(struct ctx *c, int argc, char **argv)
 		return ret;
 	token = need_str(j, "token");
 	if (token) {
-		esc(token, tb, sizeof(tb));
+		log_esc_str(token, tb, sizeof(tb));
 		printf("%s\n", tb);
 		printf("Tunnel %s; on the client: nave configure --server HOST:PORT --key %s\n",
 		       fmt_esc(json_object_get(j, "tunnel_id"), buf, sizeof(buf)), tb);

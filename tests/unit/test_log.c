@@ -36,7 +36,9 @@ static void test_escape_text(void **state)
 		 "x\\x0d\\x0a2026-01-01T00:00:00.000Z info nave-controld: forged");
 	esc_text("\x1b[31mred\x1b[0m", "\\x1b[31mred\\x1b[0m");
 	esc_text("back\\slash", "back\\\\slash");
-	esc_text("caf\xc3\xa9", "caf\\xc3\\xa9");
+	esc_text("caf\xc3\xa9", "caf\xc3\xa9");
+	esc_text("c1 \xc2\x9b" "31m", "c1 \\xc2\\x9b31m");
+	esc_text("bad\xff", "bad\\xff");
 	esc_text("\x7f\x01", "\\x7f\\x01");
 	esc_text("quote\"", "quote\"");
 }
@@ -65,6 +67,17 @@ static void test_escape_json(void **state)
 	esc_json("bad\xff\xc3", "bad\\\\xff\\\\xc3");
 	esc_json("\xed\xa0\x80", "\\\\xed\\\\xa0\\\\x80"); /* a surrogate */
 	esc_json("\x1b", "\\u001b");
+}
+
+static void test_esc_str(void **state)
+{
+	char out[16];
+
+	assert_string_equal(log_esc_str(NULL, out, sizeof(out)), "-");
+	assert_string_equal(log_esc_str("ok\x1b", out, sizeof(out)), "ok\\x1b");
+	assert_string_equal(log_esc_str("0123456789abcdefgh", out, sizeof(out)),
+			    "0123456789ab...");
+	assert_string_equal(log_esc_str("0123456789a\n", out, sizeof(out)), "0123456789a...");
 }
 
 static void test_escape_truncates_whole_escapes(void **state)
@@ -202,6 +215,7 @@ int main(void)
 	    cmocka_unit_test(test_escape_text),
 	    cmocka_unit_test(test_escape_json),
 	    cmocka_unit_test(test_escape_truncates_whole_escapes),
+	    cmocka_unit_test(test_esc_str),
 	    cmocka_unit_test(test_line_cannot_be_forged),
 	    cmocka_unit_test(test_long_line_stays_one_line),
 	    cmocka_unit_test(test_rate_limit),
