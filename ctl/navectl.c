@@ -1665,6 +1665,7 @@ static void usage(FILE *f, const char *group)
 		   "  --config FILE  the server config: its runtime_dir + \"" SOCKET_NAME "\"\n"
 		   "  --json         print the API's JSON reply as it is\n"
 		   "  -h, --help     this help; COMMAND --help for one command\n"
+		   "  -V, --version  print the version\n"
 		   "\nThe socket: --socket PATH, else from --config FILE, else $" SOCKET_ENV
 		   ",\nelse the first of these that answers: runtime_dir of " SYSTEM_CONFIG
 		   "\n(when it exists), " SYSTEM_SOCKET ", ./var/run" SOCKET_NAME ".\n"
@@ -1711,6 +1712,10 @@ int main(int argc, char **argv)
 	const struct cmd *cmd;
 	int i = 1, ret;
 
+	if (argc == 2 && (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V"))) {
+		printf("navectl %s\n", NAVE_VERSION);
+		return EXIT_OK;
+	}
 	ret = take_globals(&c, argc, argv, &i);
 	if (ret == ARGS_HELP) {
 		usage(stdout, NULL);

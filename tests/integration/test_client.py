@@ -111,3 +111,10 @@ def test_help_and_usage_errors(tmp_path):
         p = nt.run([nt.NAVE] + args + cfg)
         assert p.returncode == 2, (args, p.returncode, p.stderr)
         assert len(nt.user_lines(p.stderr)) == 1, (args, p.stderr)
+
+
+def test_every_binary_says_its_version():
+    for binary in (nt.RELAYD, nt.CONTROLD, nt.NAVECTL, nt.NAVE):
+        p = nt.run([binary, "--version"])
+        assert p.returncode == 0, (binary, p.stderr)
+        assert p.stdout == f"{binary.name} 0.1.0\n", (binary, p.stdout)
