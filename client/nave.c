@@ -7,10 +7,12 @@
  */
 #include "client.h"
 #include "config/cfg.h"
+#include "link_proto.h"
 #include "log.h"
 #include "msg.h"
 #include "tls/tls.h"
 #include "util.h"
+#include "valid.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -322,6 +324,9 @@ static int cmd_configure(struct opts *o, int argc, char **argv)
 			die_usage("bad --fingerprint '%s' (want 64 hex digits, colons allowed)",
 				  fp);
 	}
+	if (id && !valid_str(id, VALID_ID, LINK_GROUP_MAX))
+		die_usage("bad --id '%s' (1-%d letters, digits, '.', '_' and '-')", id,
+			  LINK_GROUP_MAX);
 	if (cr.file) {
 		read_token_file(&cr, tok);
 	} else {

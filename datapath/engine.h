@@ -47,7 +47,8 @@ struct tunnel {
 	uint32_t pend_head, pend_tail; /* [home] public conns waiting for a link */
 	unsigned pending;	       /* [home] */
 	uint64_t last_hb;	       /* [home] last heartbeat, ms */
-	char hostname[64], os[32], arch[32], version[32]; /* [control thread] */
+	char hostname[LINK_HOSTNAME_MAX + 1], os[LINK_OS_MAX + 1]; /* [control thread] */
+	char arch[LINK_OS_MAX + 1], version[LINK_VERSION_MAX + 1];
 	struct tunnel *next; /* registry chain [control thread, under lock] */
 };
 

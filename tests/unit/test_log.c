@@ -37,7 +37,9 @@ static void test_escape_text(void **state)
 	esc_text("\x1b[31mred\x1b[0m", "\\x1b[31mred\\x1b[0m");
 	esc_text("back\\slash", "back\\\\slash");
 	esc_text("caf\xc3\xa9", "caf\xc3\xa9");
-	esc_text("c1 \xc2\x9b" "31m", "c1 \\xc2\\x9b31m");
+	esc_text("c1 \xc2\x9b"
+		 "31m",
+		 "c1 \\xc2\\x9b31m");
 	esc_text("bad\xff", "bad\\xff");
 	esc_text("\x7f\x01", "\\x7f\\x01");
 	esc_text("quote\"", "quote\"");
@@ -63,7 +65,9 @@ static void test_escape_json(void **state)
 	esc_json("a\nb", "a\\u000ab");
 	esc_json("say \"hi\"", "say \\\"hi\\\"");
 	esc_json("caf\xc3\xa9", "caf\xc3\xa9");
-	esc_json("\xc2\x9b" "31m", "\\u009b31m"); /* C1 CSI */
+	esc_json("\xc2\x9b"
+		 "31m",
+		 "\\u009b31m"); /* C1 CSI */
 	esc_json("bad\xff\xc3", "bad\\\\xff\\\\xc3");
 	esc_json("\xed\xa0\x80", "\\\\xed\\\\xa0\\\\x80"); /* a surrogate */
 	esc_json("\x1b", "\\u001b");
@@ -75,8 +79,7 @@ static void test_esc_str(void **state)
 
 	assert_string_equal(log_esc_str(NULL, out, sizeof(out)), "-");
 	assert_string_equal(log_esc_str("ok\x1b", out, sizeof(out)), "ok\\x1b");
-	assert_string_equal(log_esc_str("0123456789abcdefgh", out, sizeof(out)),
-			    "0123456789ab...");
+	assert_string_equal(log_esc_str("0123456789abcdefgh", out, sizeof(out)), "0123456789ab...");
 	assert_string_equal(log_esc_str("0123456789a\n", out, sizeof(out)), "0123456789a...");
 }
 

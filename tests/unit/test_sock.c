@@ -48,7 +48,8 @@ static struct sockaddr_in addr(uint32_t host, uint16_t port)
 static void test_addr_str(void **state)
 {
 	struct sockaddr_in sa = addr(INADDR_LOOPBACK, 8443);
-	struct sockaddr_in6 s6 = {.sin6_family = AF_INET6, .sin6_port = htons(22), .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+	struct sockaddr_in6 s6 = {
+	    .sin6_family = AF_INET6, .sin6_port = htons(22), .sin6_addr = IN6ADDR_LOOPBACK_INIT};
 	char out[SOCK_ADDR_STRLEN];
 
 	sock_addr_str((struct sockaddr *)&sa, out, sizeof(out));
@@ -65,19 +66,18 @@ static void test_group_is_exclusive(void **state)
 	char err[256], want[128];
 	int ours = 0;
 
-	assert_int_equal(sock_listen_group((struct sockaddr *)&sa, sizeof(sa), 2, 64, fds, err,
-					   sizeof(err)),
-			 0);
+	assert_int_equal(
+	    sock_listen_group((struct sockaddr *)&sa, sizeof(sa), 2, 64, fds, err, sizeof(err)), 0);
 	/* a second instance on the same address, or a wildcard over it, is refused */
 	snprintf(want, sizeof(want), "127.0.0.1:%u is in use by test_sock (pid %d)", port,
 		 (int)getpid());
-	assert_int_equal(sock_listen_group((struct sockaddr *)&sa, sizeof(sa), 2, 64, fds2, err,
-					   sizeof(err)),
-			 -EADDRINUSE);
+	assert_int_equal(
+	    sock_listen_group((struct sockaddr *)&sa, sizeof(sa), 2, 64, fds2, err, sizeof(err)),
+	    -EADDRINUSE);
 	assert_string_equal(err, want);
-	assert_int_equal(sock_listen_group((struct sockaddr *)&any, sizeof(any), 1, 64, fds2, err,
-					   sizeof(err)),
-			 -EADDRINUSE);
+	assert_int_equal(
+	    sock_listen_group((struct sockaddr *)&any, sizeof(any), 1, 64, fds2, err, sizeof(err)),
+	    -EADDRINUSE);
 	assert_non_null(strstr(err, "is in use by test_sock"));
 
 	/* a foreign SO_REUSEPORT socket may join the group but is never picked */
@@ -108,9 +108,8 @@ static void test_group_is_exclusive(void **state)
 	for (int i = 0; i < 2; i++)
 		close(fds[i]);
 	/* released: it can be opened again */
-	assert_int_equal(sock_listen_group((struct sockaddr *)&sa, sizeof(sa), 1, 64, fds, err,
-					   sizeof(err)),
-			 0);
+	assert_int_equal(
+	    sock_listen_group((struct sockaddr *)&sa, sizeof(sa), 1, 64, fds, err, sizeof(err)), 0);
 	close(fds[0]);
 }
 

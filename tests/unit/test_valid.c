@@ -48,7 +48,8 @@ static void test_hello(void **state)
 	assert_true(valid_hello(h, err, sizeof(err)));
 	json_object_set_new(h, "hostname", json_string("evil\n2026-01-01 forged"));
 	assert_false(valid_hello(h, err, sizeof(err)));
-	assert_string_equal(err, "hostname must be 1-64 characters: letters, digits, '.', '_' and '-'");
+	assert_string_equal(err,
+			    "hostname must be 1-64 characters: letters, digits, '.', '_' and '-'");
 	json_object_set_new(h, "hostname", json_string("ok"));
 	memset(big, 'a', sizeof(big) - 1);
 	big[sizeof(big) - 1] = 0;
