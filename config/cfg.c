@@ -69,7 +69,8 @@ const char cfg_server_default_ini[] =
     "[ports]\n"
     "range = 22000-22999\n"
     "max_per_tunnel = 5\n"
-    "# open public connections per source address (IPv6: per /64) and tunnel; 0 = no limit\n"
+    "# open public connections per source address (IPv6: per /64) and tunnel, and TLS\n"
+    "# handshakes one source has unfinished on the tunnel port (per worker); 0 = no limit\n"
     "max_conns_per_source = 256\n"
     "\n"
     "[tunnel]\n"
@@ -372,7 +373,7 @@ static bool fpr_ok(const char *s)
 	return hex == 64;
 }
 
-static void fmt_duration(uint64_t ms, char *out, size_t len)
+void cfg_format_duration_ms(uint64_t ms, char *out, size_t len)
 {
 	static const struct {
 		uint64_t ms;
@@ -714,8 +715,8 @@ static int row_parse(const struct cfg_row *r, void *base, const char *v, char *w
 			return -1;
 		}
 		if (n < r->min || n > r->max) {
-			fmt_duration(r->min, lo_s, sizeof(lo_s));
-			fmt_duration(r->max, hi_s, sizeof(hi_s));
+			cfg_format_duration_ms(r->min, lo_s, sizeof(lo_s));
+			cfg_format_duration_ms(r->max, hi_s, sizeof(hi_s));
 			snprintf(why, wl, "%s is out of range (%s-%s)", q, lo_s, hi_s);
 			return -1;
 		}
@@ -803,7 +804,7 @@ static void row_format(const struct cfg_row *r, const void *base, char *out, siz
 			snprintf(out, len, "%s", "");
 		break;
 	case R_DURATION:
-		fmt_duration((uint64_t)v, out, len);
+		cfg_format_duration_ms((uint64_t)v, out, len);
 		break;
 	case R_WORKERS:
 		if (v)

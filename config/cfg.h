@@ -116,6 +116,8 @@ void cfg_client_default_path(char *out, size_t len);
 /* Helpers shared with the CLIs. */
 /* "10s", "500ms", "2m", "1h", "3d", plain number = seconds -> milliseconds. 0 or -EINVAL. */
 int cfg_parse_duration_ms(const char *s, uint64_t *ms);
+/* The shortest exact form of a duration: "0s", "90s", "24h", "1500ms". */
+void cfg_format_duration_ms(uint64_t ms, char *out, size_t len);
 /* "HOST:PORT" or "[V6]:PORT" -> host and port; 0 or -EINVAL. */
 int cfg_parse_hostport(const char *s, char *host, size_t hostlen, uint16_t *port);
 /* A rule name: [A-Za-z0-9_-]{1,63}. */

@@ -328,9 +328,12 @@ static int h_registrations_create(struct call *c)
 		snprintf(uses, sizeof(uses), "%lld use%s", max_uses, max_uses == 1 ? "" : "s");
 	else
 		snprintf(uses, sizeof(uses), "unlimited uses");
-	if (expires)
-		snprintf(life, sizeof(life), "expires in %llds", expires);
-	else
+	if (expires) {
+		char d[24];
+
+		cfg_format_duration_ms((uint64_t)expires * 1000, d, sizeof(d));
+		snprintf(life, sizeof(life), "expires in %s", d);
+	} else
 		snprintf(life, sizeof(life), "never expires");
 	log_info("api: registration %s created (%s, %s)", r.id, uses, life);
 	c->out = reg_json(&r, token);

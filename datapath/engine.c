@@ -79,7 +79,8 @@ struct conn {
 	bool recv_armed, closing, tx_done, rx_done, eof_in, shut_wr_pending, shut_wr_done;
 	bool tunnel_listener, draining, close_after_send, connected, counted, rearm, pumping;
 	bool linger;	  /* plain: stream over, close when flushed */
-	bool src_counted; /* relay plain: counted in the worker's per-source table */
+	bool src_counted; /* relay: counted in the worker's per-source table (public conns,
+			     and tunnel-port conns until their first message) */
 	int fd;
 	uint16_t inflight;
 	uint16_t port;
@@ -111,8 +112,8 @@ struct conn {
  * full (it has twice as many slots as the worker has connection slots).
  */
 struct src_slot {
-	struct tunnel *tun; /* NULL: empty */
-	uint32_t count;
+	struct tunnel *tun; /* NULL: the tunnel port's handshakes */
+	uint32_t count;	    /* 0: the slot is empty */
 	uint32_t hash;
 	uint8_t addr[16]; /* IPv4-mapped, or an IPv6 /64 prefix */
 };
@@ -326,7 +327,7 @@ static uint32_t src_find(struct worker *w, const struct tunnel *t, const uint8_t
 	for (uint32_t i = h & w->src_mask;; i = (i + 1) & w->src_mask) {
 		struct src_slot *s = &w->src[i];
 
-		if (!s->tun)
+		if (!s->count)
 			return i;
 		if (s->hash == h && s->tun == t && !memcmp(s->addr, key, 16))
 			return i;
@@ -342,11 +343,10 @@ static uint32_t src_add(struct worker *w, struct tunnel *t, const uint8_t origin
 	src_key(origin, key);
 	h = src_hash(w, t, key);
 	i = src_find(w, t, key, h);
-	if (!w->src[i].tun) {
+	if (!w->src[i].count) {
 		w->src[i].tun = t;
 		w->src[i].hash = h;
 		memcpy(w->src[i].addr, key, 16);
-		w->src[i].count = 0;
 	}
 	return ++w->src[i].count;
 }
@@ -359,10 +359,10 @@ static void src_del(struct worker *w, struct tunnel *t, const uint8_t origin[16]
 	src_key(origin, key);
 	h = src_hash(w, t, key);
 	i = src_find(w, t, key, h);
-	if (!w->src[i].tun || --w->src[i].count)
+	if (!w->src[i].count || --w->src[i].count)
 		return;
 	/* backward-shift deletion: no tombstones, probe chains stay short */
-	for (j = (i + 1) & w->src_mask; w->src[j].tun; j = (j + 1) & w->src_mask) {
+	for (j = (i + 1) & w->src_mask; w->src[j].count; j = (j + 1) & w->src_mask) {
 		uint32_t home = w->src[j].hash & w->src_mask;
 
 		/* j's entry may move to i unless its home lies cyclically in (i, j] */
@@ -371,7 +371,7 @@ static void src_del(struct worker *w, struct tunnel *t, const uint8_t origin[16]
 		w->src[i] = w->src[j];
 		i = j;
 	}
-	w->src[i].tun = NULL;
+	w->src[i].count = 0;
 }
 
 /* ---------- forward declarations ---------- */
@@ -585,6 +585,11 @@ static void conn_close(struct worker *w, struct conn *c, bool rst, const char *w
 						: "listener",
 			  c->fd, why);
 	c->closing = true;
+	if (c->src_counted) {
+		/* public conns count per tunnel; tunnel-port handshakes under no tunnel */
+		src_del(w, c->kind == CK_PLAIN ? c->tun : NULL, c->bind.origin_addr);
+		c->src_counted = false;
+	}
 	if (c->kind == CK_LINK) {
 		if (c->state == LS_IDLE)
 			idle_unlink(w, c);
@@ -608,10 +613,7 @@ static void conn_close(struct worker *w, struct conn *c, bool rst, const char *w
 	} else if (c->kind == CK_PLAIN) {
 		if (c->state == PS_PENDING)
 			pending_remove(w, c);
-		if (c->src_counted) {
-			src_del(w, c->tun, c->bind.origin_addr);
-			c->src_counted = false;
-		}
+
 		peer = conn_at(w, c->peer);
 		if (peer) {
 			peer->peer = NONE;
@@ -1092,6 +1094,39 @@ static void relay_adopt_link(struct worker *w, struct handoff *h)
 	link_make_idle(w, l);
 }
 
+/*
+ * A tunnel-port connection counts against its source until it has said
+ * what it is (DATA_HELLO or HELLO): one address cannot hold every slot with
+ * handshakes that never finish. false when the source is at its limit.
+ */
+static bool link_src_take(struct worker *w, struct conn *l)
+{
+	unsigned limit = w->e->cfg.max_conns_per_source;
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+
+	if (!limit || !w->src || getpeername(l->fd, (struct sockaddr *)&ss, &sl) < 0)
+		return true;
+	addr_to_wire(&ss, l->bind.origin_addr);
+	l->src_counted = true;
+	if (src_add(w, NULL, l->bind.origin_addr) <= limit)
+		return true;
+	atomic_fetch_add(&w->st_refused_src, 1);
+	log_every(NLOG_WARN,
+		  "tunnel port: a source already has max_conns_per_source (%u) unfinished "
+		  "handshakes, closing a new one",
+		  limit);
+	return false;
+}
+
+static void link_src_done(struct worker *w, struct conn *l)
+{
+	if (l->src_counted) {
+		src_del(w, NULL, l->bind.origin_addr);
+		l->src_counted = false;
+	}
+}
+
 /* First plaintext on a relay tunnel connection: DATA_HELLO or a control message. */
 static void relay_first(struct worker *w, struct conn *l)
 {
@@ -1117,6 +1152,7 @@ static void relay_first(struct worker *w, struct conn *l)
 		l->hello_have += (uint32_t)r;
 		if (l->hello_have == 4 && frame_get32(l->hello) != LINK_MAGIC) {
 			/* a control link: the 4 bytes are a message length */
+			link_src_done(w, l);
 			l->state = LS_CONTROL;
 			l->mr = calloc(1, sizeof(*l->mr));
 			if (!l->mr) {
@@ -1161,6 +1197,7 @@ static void relay_first(struct worker *w, struct conn *l)
 		return;
 	}
 	l->deadline = 0;
+	link_src_done(w, l);
 	if (home == w->id) {
 		l->tun = t;
 		l->counted = true;
@@ -1665,6 +1702,10 @@ static void on_accept(struct worker *w, struct conn *c, int res, unsigned flags)
 		xprt_attach(&l->x, ssl, true);
 		l->state = LS_HANDSHAKE;
 		l->deadline = now_ms() + HANDSHAKE_TIMEOUT_MS;
+		if (!link_src_take(w, l)) {
+			conn_close(w, l, false, "too many handshakes from one source");
+			return;
+		}
 		arm_recv(w, l);
 		return;
 	}

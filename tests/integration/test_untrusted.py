@@ -124,3 +124,11 @@ def test_api_refuses_control_bytes_in_paths(server, make_client, services):
     status, resp = server.api("GET", f"/api/v1/tunnels?search={client.tunnel_id[:6]}")
     assert status == 200 and resp["total"] == 1, resp
     assert_clean_logs(server)
+
+
+def test_registration_log_line_says_what_it_is(server):
+    server.navectl("registration", "create", json=True)
+    server.navectl("registration", "create", "--max-uses", "1", "--expires", "24h", json=True)
+    log = server.controld.output()
+    assert re.search(r"registration \w{8} created \(unlimited uses, never expires\)", log), log
+    assert re.search(r"registration \w{8} created \(1 use, expires in 1d\)", log), log
