@@ -3,7 +3,7 @@
 #   make            build the four binaries into build/
 #   make SAN=1      ASan + UBSan build into build-san/
 #   make V=1        show commands
-#   make deps | run | test | bench | lint | fuzz | clean
+#   make deps | run [CONFIG=FILE] | test | bench | lint | fuzz | clean
 
 SAN ?= 0
 V ?= 0
@@ -79,8 +79,9 @@ $(B)/nave-relayd: $(call obj,$(RELAYD_SRC))
 deps:
 	$(Q)./tests/deps.sh
 
+# make run CONFIG=FILE: the same with a server config instead of the embedded default.
 run: deps all
-	$(Q)./tests/run.sh $(B)
+	$(Q)./tests/run.sh $(B) $(if $(CONFIG),--config '$(CONFIG)')
 
 # Unit tests (cmocka): each tests/unit/test_X.c is one binary.
 UNIT_SRC := $(wildcard tests/unit/test_*.c)

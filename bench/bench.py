@@ -698,6 +698,15 @@ def machine_info():
     }
 
 
+def shown_path(path):
+    """A path as recorded in results: relative to the repository when inside it, so
+    the committed results name no directory of the machine they ran on."""
+    try:
+        return str(path.relative_to(ROOT.resolve()))
+    except ValueError:
+        return str(path)
+
+
 def binaries(build):
     """Which nave binaries ran: build/ is shared, a rebuild mid-run shows here."""
     out = {}
@@ -814,7 +823,7 @@ def main():
     stamp = now.strftime("%Y%m%dT%H%M%SZ")
     result = {
         "timestamp": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "build": str(build),
+        "build": shown_path(build),
         "iperf3_seconds": SECONDS,
         "repeat": REPEAT,
         "machine": machine_info(),

@@ -40,7 +40,7 @@
 #define MAX_TRIED      3
 #define TABLE_MAX_COLS 8
 
-/* Exit codes (DESIGN.md "Commands (contract)"). */
+/* Exit codes (README.md, "Commands"). */
 enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
 /* parse_args() result when --help was printed: the command is done, exit 0. */
 #define ARGS_HELP (-1)

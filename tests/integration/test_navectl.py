@@ -4,7 +4,7 @@
 Each test gets its own controld process (fresh state_dir, runtime_dir and a
 random 10-port slice of 22000-22999) and drives it only through navectl, as
 an operator would; the expectations come from ctl/API.md and the exit-status
-contract in DESIGN.md (0 done, 1 refused/failed with one line on stderr,
+contract in README.md, "Commands" (0 done, 1 refused/failed with one line on stderr,
 2 bad usage).
 """
 import http.client
