@@ -79,6 +79,7 @@ struct ctlthread {
 	struct cfg_server cfg;
 	struct engine *e;
 	pthread_t thread;
+	bool running; /* the thread was started */
 	_Atomic bool stop;
 	char fingerprint[128];
 	char ktls[64], steering[64];
@@ -956,7 +957,7 @@ static void drain_events(struct ctlthread *ct)
 	struct ev *ev, *next;
 	uint64_t v;
 
-	if (read(ct->efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+	if (ct->efd >= 0 && read(ct->efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
 		log_warn("control thread: eventfd read: %s", strerror(errno));
 	pthread_mutex_lock(&ct->ev_lock);
 	ev = ct->ev_head;
@@ -1053,8 +1054,10 @@ int ctlthread_init(struct ctlthread **out, const struct cfg_server *cfg, const c
 	ct->route = calloc(nports, sizeof(*ct->route));
 	ct->listening = calloc(nports, sizeof(bool));
 	ct->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (!ct->route || !ct->listening || ct->efd < 0)
+	if (!ct->route || !ct->listening || ct->efd < 0) {
+		ctlthread_stop(ct);
 		return -ENOMEM;
+	}
 	memset(ops, 0, sizeof(*ops));
 	ops->arg = ct;
 	ops->ctl_hello = op_ctl_hello;
@@ -1068,8 +1071,12 @@ int ctlthread_init(struct ctlthread **out, const struct cfg_server *cfg, const c
 
 int ctlthread_start(struct ctlthread *ct, struct engine *e)
 {
+	int r;
+
 	ct->e = e;
-	return -pthread_create(&ct->thread, NULL, ctl_main, ct);
+	r = pthread_create(&ct->thread, NULL, ctl_main, ct);
+	ct->running = r == 0;
+	return -r;
 }
 
 void ctlthread_stop(struct ctlthread *ct)
@@ -1077,7 +1084,8 @@ void ctlthread_stop(struct ctlthread *ct)
 	if (!ct)
 		return;
 	ct->stop = true;
-	pthread_join(ct->thread, NULL);
+	if (ct->running)
+		pthread_join(ct->thread, NULL);
 	if (ct->fd >= 0) {
 		drain_events(ct);
 		cd_flush(ct);
@@ -1102,7 +1110,8 @@ void ctlthread_stop(struct ctlthread *ct)
 	msg_outq_free(&ct->out);
 	free(ct->route);
 	free(ct->listening);
-	close(ct->efd);
+	if (ct->efd >= 0)
+		close(ct->efd);
 	pthread_mutex_destroy(&ct->lock);
 	pthread_mutex_destroy(&ct->ev_lock);
 	free(ct);

@@ -145,6 +145,7 @@ struct worker {
 	struct mb_msg *mb_head, *mb_tail;
 	struct __kernel_timespec tick_ts;
 	bool stopping;
+	bool mb_init, ring_ok; /* what worker_init got to (worker_free undoes that much) */
 	unsigned starved;
 	uint64_t stop_deadline;
 	uint32_t stream_seq;
@@ -2210,6 +2211,7 @@ static int worker_init(struct engine *e, struct worker *w, int id, char *err, si
 	w->pool_idle = cfg->pool_idle;
 	w->max_links = cfg->max_links;
 	pthread_mutex_init(&w->mb_lock, NULL);
+	w->mb_init = true;
 	/*
 	 * One thread submits and reaps, so completions run only when the worker
 	 * asks for them (DEFER_TASKRUN). The ring starts disabled and the worker
@@ -2224,9 +2226,11 @@ static int worker_init(struct engine *e, struct worker *w, int id, char *err, si
 		snprintf(err, errlen, "io_uring_queue_init: %s", strerror(-r));
 		return r;
 	}
+	w->ring_ok = true;
 	w->br_size = w->nbufs * sizeof(struct io_uring_buf);
 	w->br = mmap(NULL, w->br_size, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
 	if (w->br == MAP_FAILED) {
+		w->br = NULL;
 		snprintf(err, errlen, "mmap buffer ring: %s", strerror(errno));
 		return -ENOMEM;
 	}
@@ -2300,6 +2304,29 @@ int engine_resolve(const char *host, uint16_t port, struct sockaddr_storage *ss,
 	return 0;
 }
 
+static void worker_free(struct worker *w);
+
+/* A failed start: threads that run are stopped, everything made so far freed. */
+static void engine_unwind(struct engine *e, unsigned initialised, unsigned running)
+{
+	struct mb_msg m;
+
+	memset(&m, 0, sizeof(m));
+	m.type = MB_STOP;
+	for (unsigned i = 0; i < running; i++)
+		engine_post(e, (int)i, &m);
+	for (unsigned i = 0; i < running; i++)
+		pthread_join(e->w[i].thread, NULL);
+	/* a worker adopts its tunnel listener as its last step of worker_init */
+	for (unsigned i = initialised; e->cfg.role == ENGINE_RELAY && i < e->n; i++)
+		close(e->cfg.tunnel_fds[i]);
+	for (unsigned i = 0; e->w && i < e->n; i++)
+		worker_free(&e->w[i]);
+	free(e->w);
+	free(e->ring_fds);
+	free(e);
+}
+
 int engine_start(struct engine **out, const struct engine_config *cfg, char *err, size_t errlen)
 {
 	struct engine *e = calloc(1, sizeof(*e));
@@ -2308,40 +2335,51 @@ int engine_start(struct engine **out, const struct engine_config *cfg, char *err
 	if (n > ENGINE_MAX_WORKERS)
 		n = ENGINE_MAX_WORKERS;
 	struct rlimit rl;
+	unsigned i;
 	int r;
 
-	if (!e)
+	if (!e) {
+		for (i = 0; cfg->role == ENGINE_RELAY && i < n; i++)
+			close(cfg->tunnel_fds[i]);
+		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
+	}
 	/* every relayed connection is two descriptors: take what the hard limit allows */
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
 		rl.rlim_cur = rl.rlim_max;
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
+	e->cfg = *cfg;
+	e->n = n;
 	if (xprt_global_init() < 0) {
 		snprintf(err, errlen, "TLS transport init failed");
-		free(e);
+		engine_unwind(e, 0, 0);
 		return -ENOMEM;
 	}
-	e->cfg = *cfg;
 	if (!e->cfg.max_conns)
 		e->cfg.max_conns = 65536;
-	e->n = n;
 	e->w = calloc(n, sizeof(*e->w));
 	e->ring_fds = calloc(n, sizeof(int));
 	if (!e->w || !e->ring_fds) {
 		snprintf(err, errlen, "out of memory");
+		engine_unwind(e, 0, 0);
 		return -ENOMEM;
 	}
-	for (unsigned i = 0; i < n; i++) {
+	for (i = 0; i < n; i++)
+		e->w[i].efd = -1;
+	for (i = 0; i < n; i++) {
 		r = worker_init(e, &e->w[i], (int)i, err, errlen);
-		if (r < 0)
+		if (r < 0) {
+			engine_unwind(e, i, 0);
 			return r;
+		}
 		e->ring_fds[i] = e->w[i].ring.ring_fd;
 	}
-	for (unsigned i = 0; i < n; i++) {
+	for (i = 0; i < n; i++) {
 		r = pthread_create(&e->w[i].thread, NULL, worker_main, &e->w[i]);
 		if (r) {
 			snprintf(err, errlen, "pthread_create: %s", strerror(r));
+			engine_unwind(e, n, i);
 			return -r;
 		}
 	}
@@ -2373,7 +2411,7 @@ void engine_stats(struct engine *e, struct engine_stats *s)
 	}
 }
 
-/* After the worker thread ended: everything it owned goes. */
+/* After the worker thread ended (or never started): everything it owned goes. */
 static void worker_free(struct worker *w)
 {
 	struct mb_msg *m, *next;
@@ -2398,14 +2436,18 @@ static void worker_free(struct worker *w)
 		free(m->data);
 		free(m);
 	}
-	io_uring_queue_exit(&w->ring);
-	munmap(w->br, w->br_size);
-	close(w->efd);
+	if (w->ring_ok)
+		io_uring_queue_exit(&w->ring);
+	if (w->br)
+		munmap(w->br, w->br_size);
+	if (w->efd >= 0)
+		close(w->efd);
 	free(w->bufs);
 	free(w->scratch);
 	free(w->conns);
 	free(w->src);
-	pthread_mutex_destroy(&w->mb_lock);
+	if (w->mb_init)
+		pthread_mutex_destroy(&w->mb_lock);
 }
 
 void engine_stop(struct engine *e, unsigned timeout_ms)

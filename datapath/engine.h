@@ -142,7 +142,7 @@ struct engine_stats {
 	uint64_t pending_timeouts;   /* public conns reset: no data link within pending_timeout */
 };
 
-/* Starts the workers; 0 or -errno with err. */
+/* Starts the workers; 0 or -errno with err (then everything is freed, tunnel_fds closed). */
 int engine_start(struct engine **out, const struct engine_config *cfg, char *err, size_t errlen);
 unsigned engine_workers(const struct engine *e);
 /* Posts a mailbox message to worker i (i < 0: to every worker, data copied each). */

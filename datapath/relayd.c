@@ -69,7 +69,7 @@ int main(int argc, char **argv)
 	socklen_t sl;
 	unsigned nworkers;
 	sigset_t set;
-	int c, sig;
+	int c, sig, rc = 1;
 
 	while ((c = getopt_long(argc, argv, "c:nhV", opts, NULL)) != -1) {
 		switch (c) {
@@ -105,40 +105,42 @@ int main(int argc, char **argv)
 	}
 	log_init("nave-relayd", cfg.log_level, cfg.log_json);
 	signal(SIGPIPE, SIG_IGN);
+	memset(&ec, 0, sizeof(ec));
+	for (unsigned i = 0; i < ENGINE_MAX_WORKERS; i++)
+		ec.tunnel_fds[i] = -1;
 
 	if (cfg.ktls == CFG_ON) {
 		fprintf(stderr, "nave-relayd: [datapath] ktls = on: kernel TLS offload is not "
 				"available in this build; use auto or off\n");
-		return 1;
+		goto out;
 	}
 	ktls = kernel_has_tls_ulp() ? "off (userspace TLS)" : "off (kernel has no TLS ULP)";
 	if (cfg.steering == CFG_STEER_BPF) {
 		fprintf(stderr, "nave-relayd: [datapath] steering = bpf: BPF steering is not "
 				"available in this build; use auto or listeners\n");
-		return 1;
+		goto out;
 	}
 	steering = "listeners";
 
 	if (mkdir_p(cfg.state_dir, 0700) < 0 || mkdir_p(cfg.runtime_dir, 0755) < 0) {
 		fprintf(stderr, "nave-relayd: cannot create %s or %s: %s\n", cfg.state_dir,
 			cfg.runtime_dir, strerror(errno));
-		return 1;
+		goto out;
 	}
 	/* one relayd per state and runtime directory: a second would share controld */
 	dirs[0] = cfg.state_dir;
 	dirs[1] = cfg.runtime_dir;
 	if (lock_dirs("nave-relayd", dirs, 2, err, sizeof(err)) < 0) {
 		fprintf(stderr, "nave-relayd: %s\n", err);
-		return 1;
+		goto out;
 	}
 	if (tls_ensure_selfsigned(cfg.certificate, cfg.private_key, cfg.domain, err, sizeof(err)) <
 	    0) {
 		fprintf(stderr, "nave-relayd: %s\n", err);
-		return 1;
+		goto out;
 	}
 	tls_cert_fingerprint_file(cfg.certificate, fpr);
 
-	memset(&ec, 0, sizeof(ec));
 	nworkers = cfg.workers ? cfg.workers : (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
 	if (nworkers > ENGINE_MAX_WORKERS)
 		nworkers = ENGINE_MAX_WORKERS;
@@ -153,22 +155,22 @@ int main(int argc, char **argv)
 	ec.ssl_ctx = tls_server_ctx(cfg.certificate, cfg.private_key, cfg.pq, err, sizeof(err));
 	if (!ec.ssl_ctx) {
 		fprintf(stderr, "nave-relayd: %s\n", err);
-		return 1;
+		goto out;
 	}
 	if (engine_resolve(cfg.address, cfg.tunnel_port ? cfg.tunnel_port : cfg.https_port, &ss,
 			   &sl) < 0) {
 		fprintf(stderr, "nave-relayd: [listen] address %s: cannot resolve\n", cfg.address);
-		return 1;
+		goto out;
 	}
 	/* exclusive: a second instance on the same address is refused here */
 	if (sock_listen_group((struct sockaddr *)&ss, sl, nworkers, 1024, ec.tunnel_fds, err,
 			      sizeof(err)) < 0) {
 		fprintf(stderr, "nave-relayd: cannot listen for tunnels: %s\n", err);
-		return 1;
+		goto out;
 	}
 	if (ctlthread_init(&ct, &cfg, fpr, ktls, steering, &ec.ops) < 0) {
 		fprintf(stderr, "nave-relayd: out of memory\n");
-		return 1;
+		goto out;
 	}
 	/* every thread inherits this mask; only sigwait below takes the signals */
 	sigemptyset(&set);
@@ -176,12 +178,16 @@ int main(int argc, char **argv)
 	sigaddset(&set, SIGINT);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	if (engine_start(&eng, &ec, err, sizeof(err)) < 0) {
+		/* the engine closed the tunnel listeners */
+		for (unsigned i = 0; i < nworkers; i++)
+			ec.tunnel_fds[i] = -1;
 		fprintf(stderr, "nave-relayd: %s\n", err);
-		return 1;
+		goto out;
 	}
 	if (ctlthread_start(ct, eng) < 0) {
 		fprintf(stderr, "nave-relayd: cannot start the control thread\n");
-		return 1;
+		engine_stop(eng, 0);
+		goto out;
 	}
 	log_info("nave-relayd %s: %u worker(s), tunnels on %s:%u, ports %u-%u, kTLS %s, "
 		 "steering %s, certificate %s",
@@ -194,9 +200,16 @@ int main(int argc, char **argv)
 	} while (sig != SIGTERM && sig != SIGINT);
 	log_info("signal %d: draining (up to %d ms)", sig, DRAIN_MS);
 	engine_stop(eng, DRAIN_MS);
+	rc = 0;
+out:
+	/* start-up failures free what they made too (the sanitizer build checks) */
 	ctlthread_stop(ct);
 	engine_free(eng);
+	for (unsigned i = 0; !eng && i < ENGINE_MAX_WORKERS; i++)
+		if (ec.tunnel_fds[i] >= 0)
+			close(ec.tunnel_fds[i]);
 	SSL_CTX_free(ec.ssl_ctx);
-	log_info("stopped");
-	return 0;
+	if (!rc)
+		log_info("stopped");
+	return rc;
 }
