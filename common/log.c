@@ -61,43 +61,6 @@ static void hex_byte(char *out, unsigned char c)
 	out[3] = digits[c & 15];
 }
 
-/* Length of the valid UTF-8 sequence at s (at most n bytes), 0 if invalid. */
-static size_t utf8_seq(const unsigned char *s, size_t n, uint32_t *cp)
-{
-	size_t len;
-	uint32_t v;
-
-	if (s[0] < 0x80) {
-		*cp = s[0];
-		return 1;
-	}
-	if (s[0] >= 0xc2 && s[0] <= 0xdf) {
-		len = 2;
-		v = s[0] & 0x1f;
-	} else if (s[0] >= 0xe0 && s[0] <= 0xef) {
-		len = 3;
-		v = s[0] & 0x0f;
-	} else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
-		len = 4;
-		v = s[0] & 0x07;
-	} else {
-		return 0;
-	}
-	if (len > n)
-		return 0;
-	for (size_t i = 1; i < len; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		v = v << 6 | (s[i] & 0x3f);
-	}
-	/* overlong forms, surrogates, beyond U+10FFFF */
-	if ((len == 3 && v < 0x800) || (len == 4 && (v < 0x10000 || v > 0x10ffff)) ||
-	    (v >= 0xd800 && v <= 0xdfff))
-		return 0;
-	*cp = v;
-	return len;
-}
-
 /* log_escape, telling how many input bytes went out (*used). */
 static size_t escape(const char *in, size_t n, char *out, size_t outlen, bool json, size_t *used)
 {
@@ -121,10 +84,10 @@ static size_t escape(const char *in, size_t n, char *out, size_t outlen, bool js
 			elen = 2;
 		} else if (json && (s[i] < 0x20 || s[i] == 0x7f)) {
 			elen = (size_t)snprintf(e, sizeof(e), "\\u%04x", s[i]);
-		} else if ((take = utf8_seq(s + i, n - i, &cp)) > 0 && cp >= 0xa0) {
-			memcpy(e, s + i, take); /* printable UTF-8 */
+		} else if ((take = utf8_decode(s + i, n - i, &cp)) > 0 && utf8_printable(cp)) {
+			memcpy(e, s + i, take);
 			elen = take;
-		} else if (json && take > 0) { /* C1 controls */
+		} else if (json && take > 0) { /* C1 controls, format characters */
 			elen = (size_t)snprintf(e, sizeof(e), "\\u%04x", (unsigned)cp);
 		} else {
 			/* a control byte, or one of invalid UTF-8 (in JSON: as text) */

@@ -30,6 +30,18 @@ int fd_set_nonblock(int fd, bool on);
 int write_all(int fd, const void *buf, size_t n);
 /* mkdir -p with mode; 0 or -errno. */
 int mkdir_p(const char *path, unsigned mode);
+/*
+ * The valid UTF-8 sequence at s (at most n bytes): its length, with the code
+ * point in *cp; 0 when invalid (overlong, surrogate, beyond U+10FFFF, cut).
+ */
+size_t utf8_decode(const unsigned char *s, size_t n, uint32_t *cp);
+/*
+ * False for control characters (C0, DEL, C1) and for invisible format
+ * characters that can reorder or split a line (bidi controls, zero-width
+ * characters, line and paragraph separators, BOM).
+ */
+bool utf8_printable(uint32_t cp);
+
 /* Safe string copy: always NUL-terminates; returns false if truncated. */
 bool str_copy(char *dst, size_t dstlen, const char *src);
 

@@ -30,45 +30,15 @@ static bool char_ok(unsigned char c, enum valid_kind kind)
 	return false;
 }
 
-/* UTF-8 without C0, DEL, C1 controls, overlong forms or surrogates. */
+/* UTF-8 of printable characters only (utf8_printable). */
 static bool text_ok(const unsigned char *s, size_t n)
 {
-	size_t i = 0;
+	for (size_t i = 0, len; i < n; i += len) {
+		uint32_t cp;
 
-	while (i < n) {
-		unsigned char c = s[i];
-		size_t len;
-		unsigned v;
-
-		if (c < 0x80) {
-			if (c < 0x20 || c == 0x7f)
-				return false;
-			i++;
-			continue;
-		}
-		if (c >= 0xc2 && c <= 0xdf) {
-			len = 2;
-			v = c & 0x1f;
-		} else if (c >= 0xe0 && c <= 0xef) {
-			len = 3;
-			v = c & 0x0f;
-		} else if (c >= 0xf0 && c <= 0xf4) {
-			len = 4;
-			v = c & 0x07;
-		} else {
+		len = utf8_decode(s + i, n - i, &cp);
+		if (!len || !utf8_printable(cp))
 			return false;
-		}
-		if (i + len > n)
-			return false;
-		for (size_t k = 1; k < len; k++) {
-			if ((s[i + k] & 0xc0) != 0x80)
-				return false;
-			v = v << 6 | (s[i + k] & 0x3f);
-		}
-		if (v < 0xa0 || (len == 3 && v < 0x800) || (len == 4 && v < 0x10000) ||
-		    v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff))
-			return false;
-		i += len;
 	}
 	return true;
 }

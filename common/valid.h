@@ -18,7 +18,7 @@ enum valid_kind {
 	VALID_NAME,    /* [A-Za-z0-9_-]: rule names */
 	VALID_VERSION, /* [A-Za-z0-9._+-]: version strings */
 	VALID_TOKEN,   /* [A-Za-z0-9_]: tokens */
-	VALID_TEXT,    /* UTF-8 without control characters (C0, DEL, C1): free text */
+	VALID_TEXT,    /* printable UTF-8 (utf8_printable): free text */
 };
 
 /* True when s is 1..max bytes of the kind. */

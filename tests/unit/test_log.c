@@ -41,6 +41,11 @@ static void test_escape_text(void **state)
 		 "31m",
 		 "c1 \\xc2\\x9b31m");
 	esc_text("bad\xff", "bad\\xff");
+	/* U+202E RIGHT-TO-LEFT OVERRIDE, U+2028 LINE SEPARATOR, U+200B ZERO WIDTH SPACE */
+	esc_text("a\xe2\x80\xae"
+		 "b\xe2\x80\xa8"
+		 "c\xe2\x80\x8b",
+		 "a\\xe2\\x80\\xaeb\\xe2\\x80\\xa8c\\xe2\\x80\\x8b");
 	esc_text("\x7f\x01", "\\x7f\\x01");
 	esc_text("quote\"", "quote\"");
 }
@@ -71,6 +76,7 @@ static void test_escape_json(void **state)
 	esc_json("bad\xff\xc3", "bad\\\\xff\\\\xc3");
 	esc_json("\xed\xa0\x80", "\\\\xed\\\\xa0\\\\x80"); /* a surrogate */
 	esc_json("\x1b", "\\u001b");
+	esc_json("x\xe2\x80\xaey", "x\\u202ey");
 }
 
 static void test_esc_str(void **state)

@@ -36,6 +36,8 @@ static void test_kinds(void **state)
 	assert_false(valid_str("cut \xc3", VALID_TEXT, 255));
 	assert_false(valid_str("overlong \xc0\xaf", VALID_TEXT, 255));
 	assert_false(valid_str("surrogate \xed\xa0\x80", VALID_TEXT, 255));
+	assert_false(valid_str("bidi \xe2\x80\xae", VALID_TEXT, 255));
+	assert_false(valid_str("bom \xef\xbb\xbf", VALID_TEXT, 255));
 }
 
 static void test_hello(void **state)
