@@ -507,7 +507,8 @@ static int cmd_deauth(struct opts *o, int argc, char **argv)
 	}
 	/* stopped: one short connection */
 	if (client_deauth_offline(&o->cfg, tid, sizeof(tid), err, sizeof(err)) < 0) {
-		if (strncmp(err, "server refused:", 15) == 0) {
+		if (!strcmp(err, "server refused: invalid token") ||
+		    !strcmp(err, "server refused: token revoked")) {
 			/* the server no longer takes this token: nothing left to revoke */
 			say_err("%s; removing the token anyway", err);
 		} else if (!force) {

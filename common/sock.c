@@ -16,6 +16,7 @@
 #include <linux/filter.h>
 #include <linux/inet_diag.h>
 #include <linux/netlink.h>
+#include <linux/rtnetlink.h>
 #include <linux/sock_diag.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -55,44 +56,95 @@ void sock_addr_str(const struct sockaddr *sa, char *out, size_t len)
 
 /* ---- who holds a port ---- */
 
-struct want {
+/* An address as the kernel's bind conflicts see it. */
+struct bound {
 	int family;
-	uint16_t port; /* host order */
-	uint8_t addr[16];
-	bool any;
+	uint8_t addr[16]; /* 4 bytes for AF_INET */
+	bool any;	  /* 0.0.0.0 or :: */
+	bool v6only;	  /* AF_INET6: does not take IPv4 too */
 };
 
-static void want_from(const struct sockaddr *sa, struct want *w)
+struct want {
+	struct bound b;
+	uint16_t port; /* host order */
+};
+
+static const uint8_t v4mapped_prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+
+static void bound_set(struct bound *b, int family, const void *addr, bool v6only)
 {
-	memset(w, 0, sizeof(*w));
-	w->family = sa->sa_family;
+	static const uint8_t zero[16];
+
+	memset(b, 0, sizeof(*b));
+	b->family = family;
+	memcpy(b->addr, addr, family == AF_INET ? 4 : 16);
+	b->any = !memcmp(b->addr, zero, family == AF_INET ? 4 : 16);
+	b->v6only = v6only;
+}
+
+static void want_from(const struct sockaddr *sa, int fd, struct want *w)
+{
+	int v6only = 0;
+	socklen_t len = sizeof(v6only);
+
 	if (sa->sa_family == AF_INET) {
 		const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
 
 		w->port = ntohs(s4->sin_port);
-		memcpy(w->addr, &s4->sin_addr, 4);
-		w->any = s4->sin_addr.s_addr == htonl(INADDR_ANY);
+		bound_set(&w->b, AF_INET, &s4->sin_addr, false);
 	} else {
 		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
 
+		/* our own socket says whether :: takes IPv4 too (net.ipv6.bindv6only) */
+		if (fd >= 0)
+			getsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, &len);
 		w->port = ntohs(s6->sin6_port);
-		memcpy(w->addr, &s6->sin6_addr, 16);
-		w->any = IN6_IS_ADDR_UNSPECIFIED(&s6->sin6_addr);
+		bound_set(&w->b, AF_INET6, &s6->sin6_addr, v6only);
 	}
 }
 
-/* Does a listener of this family/address overlap what we want? */
-static bool overlaps(const struct want *w, int family, const uint32_t *src)
+/* The IPv4 address an IPv6 socket takes too: true with *v4 (NULL: any). */
+static bool v4_side(const struct bound *b, const uint8_t **v4)
 {
-	static const uint8_t zero[16];
-	size_t alen = family == AF_INET ? 4 : 16;
-	bool any = !memcmp(src, zero, alen);
-
-	if (any || w->any)
+	if (b->family == AF_INET) {
+		*v4 = b->any ? NULL : b->addr;
 		return true;
-	if (family != w->family)
+	}
+	if (b->any && !b->v6only) {
+		*v4 = NULL; /* dual-stack :: */
+		return true;
+	}
+	if (!memcmp(b->addr, v4mapped_prefix, 12)) {
+		*v4 = b->addr + 12;
+		return true;
+	}
+	return false;
+}
+
+/* Would the kernel see these two bound addresses (on one port) conflict? */
+static bool overlaps(const struct bound *a, const struct bound *b)
+{
+	const uint8_t *x, *y;
+
+	if (a->family == b->family && a->family == AF_INET6 &&
+	    (a->any || b->any || !memcmp(a->addr, b->addr, 16)))
+		return true;
+	/* the IPv4 sides: AF_INET itself, dual-stack ::, a v4-mapped address */
+	if (!v4_side(a, &x) || !v4_side(b, &y))
 		return false;
-	return !memcmp(src, w->addr, alen);
+	return !x || !y || !memcmp(x, y, 4);
+}
+
+/* The INET_DIAG_SKV6ONLY attribute after an AF_INET6 inet_diag_msg. */
+static bool diag_v6only(const struct nlmsghdr *h, const struct inet_diag_msg *m)
+{
+	const struct rtattr *a = (const struct rtattr *)(m + 1);
+	int len = (int)h->nlmsg_len - (int)NLMSG_LENGTH(sizeof(*m));
+
+	for (; RTA_OK(a, len); a = RTA_NEXT(a, len))
+		if (a->rta_type == INET_DIAG_SKV6ONLY && RTA_PAYLOAD(a) >= 1)
+			return *(const uint8_t *)RTA_DATA(a) != 0;
+	return false;
 }
 
 static bool is_ours(unsigned long ino, const unsigned long *ours, unsigned n)
@@ -116,6 +168,7 @@ static int diag_find(int family, const struct want *w, const unsigned long *ours
 	} req;
 	struct sockaddr_nl nl = {.nl_family = AF_NETLINK};
 	uint32_t buf[8192];
+	struct bound theirs;
 	int fd, ret = 0;
 	bool done = false;
 
@@ -158,8 +211,11 @@ static int diag_find(int family, const struct want *w, const unsigned long *ours
 			    h->nlmsg_len < NLMSG_LENGTH(sizeof(*m)))
 				continue;
 			if (ret || ntohs(m->id.idiag_sport) != w->port ||
-			    !overlaps(w, m->idiag_family, m->id.idiag_src) ||
 			    is_ours(m->idiag_inode, ours, nours))
+				continue;
+			bound_set(&theirs, m->idiag_family, m->id.idiag_src,
+				  m->idiag_family == AF_INET6 && diag_v6only(h, m));
+			if (!overlaps(&w->b, &theirs))
 				continue;
 			*ino = m->idiag_inode;
 			*uid = m->idiag_uid;
@@ -232,12 +288,14 @@ int sock_listen_holder(const struct sockaddr *sa, const int *ours, unsigned nour
 		if (fstat(ours[i], &st) == 0)
 			inodes[n++] = (unsigned long)st.st_ino;
 	}
-	want_from(sa, &w);
+	want_from(sa, nours ? ours[0] : -1, &w);
 	r = diag_find(AF_INET, &w, inodes, n, &ino, &uid);
 	if (r == 0)
 		r = diag_find(AF_INET6, &w, inodes, n, &ino, &uid);
 	if (r <= 0)
 		return r < 0 ? r : -ENOENT;
+	if (!out || !len)
+		return 0; /* only whether there is one: no /proc scan */
 	pid = pid_of_inode(ino);
 	if (pid > 0) {
 		char path[64], comm[64] = "";
@@ -262,25 +320,48 @@ int sock_listen_holder(const struct sockaddr *sa, const int *ours, unsigned nour
 
 /* ---- exclusive listener groups ---- */
 
-static void in_use(const struct sockaddr *sa, const int *ours, unsigned nours, const char *verb,
-		   char *err, size_t errlen)
+static void in_use(const struct sockaddr *sa, const int *ours, unsigned nours, bool name, char *err,
+		   size_t errlen)
 {
 	char a[SOCK_ADDR_STRLEN], who[128];
 
 	sock_addr_str(sa, a, sizeof(a));
-	if (sock_listen_holder(sa, ours, nours, who, sizeof(who)) == 0)
-		snprintf(err, errlen, "%s is %s %s", a, verb, who);
+	if (name && sock_listen_holder(sa, ours, nours, who, sizeof(who)) == 0)
+		snprintf(err, errlen, "%s is in use by %s", a, who);
 	else
 		snprintf(err, errlen, "%s is in use", a);
 }
 
-/* Socket i of the group takes the connections whose SYN CPU i handled (mod n). */
-static int attach_cpu_picker(int fd, unsigned n)
+/*
+ * The group's picker: socket (hash of the client's address and TCP source
+ * port) mod n, read from the SYN's IPv4 or IPv6 header. It spreads
+ * connections like the kernel's own hash even when one CPU takes every SYN
+ * (a NIC with one queue), and never returns a socket beyond our n, so a
+ * socket another process adds to the group gets nothing. (Linux picks even
+ * source ports for connect(): the port alone would not spread.)
+ */
+static int attach_picker(int fd, unsigned n)
 {
+	const uint32_t net = (uint32_t)SKF_NET_OFF;
 	struct sock_filter code[] = {
-	    {BPF_LD | BPF_W | BPF_ABS, 0, 0, (uint32_t)(SKF_AD_OFF + SKF_AD_CPU)},
-	    {BPF_ALU | BPF_MOD | BPF_K, 0, 0, n},
-	    {BPF_RET | BPF_A, 0, 0, 0},
+	    /* 0 */ {BPF_LD | BPF_B | BPF_ABS, 0, 0, net}, /* A = version, IHL */
+	    /* 1 */ {BPF_ALU | BPF_RSH | BPF_K, 0, 0, 4},
+	    /* 2 */ {BPF_JMP | BPF_JEQ | BPF_K, 6, 0, 6},	/* IPv6: to 9 */
+	    /* 3 */ {BPF_LDX | BPF_B | BPF_MSH, 0, 0, net},	/* X = 4 * IHL */
+	    /* 4 */ {BPF_LD | BPF_H | BPF_IND, 0, 0, net},	/* A = source port */
+	    /* 5 */ {BPF_ST, 0, 0, 0},				/* M[0] = A */
+	    /* 6 */ {BPF_LD | BPF_W | BPF_ABS, 0, 0, net + 12}, /* A = source address */
+	    /* 7 */ {BPF_LDX | BPF_MEM, 0, 0, 0},		/* X = M[0] */
+	    /* 8 */ {BPF_JMP | BPF_JA, 0, 0, 4},		/* to 13 */
+	    /* 9 */ {BPF_LD | BPF_H | BPF_ABS, 0, 0, net + 40}, /* A = source port */
+	    /* 10 */ {BPF_ST, 0, 0, 0},
+	    /* 11 */ {BPF_LD | BPF_W | BPF_ABS, 0, 0, net + 20}, /* A = address, last word */
+	    /* 12 */ {BPF_LDX | BPF_MEM, 0, 0, 0},
+	    /* 13 */ {BPF_ALU | BPF_XOR | BPF_X, 0, 0, 0},
+	    /* 14 */ {BPF_ALU | BPF_MUL | BPF_K, 0, 0, 0x9e3779b1u},
+	    /* 15 */ {BPF_ALU | BPF_RSH | BPF_K, 0, 0, 16},
+	    /* 16 */ {BPF_ALU | BPF_MOD | BPF_K, 0, 0, n},
+	    /* 17 */ {BPF_RET | BPF_A, 0, 0, 0},
 	};
 	struct sock_fprog prog = {.len = ARRAY_SIZE(code), .filter = code};
 
@@ -289,8 +370,8 @@ static int attach_cpu_picker(int fd, unsigned n)
 		   : 0;
 }
 
-int sock_listen_group(const struct sockaddr *sa, socklen_t len, unsigned n, int backlog, int *fds,
-		      char *err, size_t errlen)
+int sock_listen_group(const struct sockaddr *sa, socklen_t len, unsigned n, int backlog,
+		      bool name_holder, int *fds, char *err, size_t errlen)
 {
 	char a[SOCK_ADDR_STRLEN];
 	int one = 1, probe, ret = 0;
@@ -311,7 +392,7 @@ int sock_listen_group(const struct sockaddr *sa, socklen_t len, unsigned n, int 
 	if (bind(probe, sa, len) < 0) {
 		ret = -errno;
 		if (errno == EADDRINUSE)
-			in_use(sa, NULL, 0, "in use by", err, errlen);
+			in_use(sa, NULL, 0, name_holder, err, errlen);
 		else
 			snprintf(err, errlen, "%s: %s", a, strerror(errno));
 		close(probe);
@@ -329,13 +410,13 @@ int sock_listen_group(const struct sockaddr *sa, socklen_t len, unsigned n, int 
 		if (bind(fds[i], sa, len) < 0) {
 			ret = -errno;
 			if (errno == EADDRINUSE)
-				in_use(sa, fds, i, "in use by", err, errlen);
+				in_use(sa, fds, i, name_holder, err, errlen);
 			else
 				snprintf(err, errlen, "%s: bind: %s", a, strerror(errno));
 			close(fds[i]);
 			break;
 		}
-		if (i == 0 && (ret = attach_cpu_picker(fds[0], n)) < 0) {
+		if (i == 0 && (ret = attach_picker(fds[0], n)) < 0) {
 			snprintf(err, errlen, "%s: SO_ATTACH_REUSEPORT_CBPF: %s", a,
 				 strerror(-ret));
 			close(fds[i]);
@@ -353,8 +434,12 @@ int sock_listen_group(const struct sockaddr *sa, socklen_t len, unsigned n, int 
 		char who[128];
 
 		/* a starter that probed at the same moment as we did joined us: both leave */
-		if (sock_listen_holder(sa, fds, n, who, sizeof(who)) == 0) {
-			snprintf(err, errlen, "%s is also being opened by %s", a, who);
+		if (sock_listen_holder(sa, fds, n, name_holder ? who : NULL, sizeof(who)) == 0) {
+			if (name_holder)
+				snprintf(err, errlen, "%s is also being opened by %s", a, who);
+			else
+				snprintf(err, errlen, "%s is also being opened by another process",
+					 a);
 			ret = -EADDRINUSE;
 		}
 	}

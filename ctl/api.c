@@ -426,14 +426,14 @@ static int h_token_revoke(struct call *c)
 			return fail(c, MHD_HTTP_NOT_FOUND, "unknown token %s", c->id);
 		return internal(c);
 	}
-	if (changed) {
-		/* a tunnel that can no longer connect holds no ports */
-		log_info("api: token %s revoked (tunnel %s); %zu port(s) released", t.id,
-			 t.tunnel_id, json_array_size(rel));
-		relaylink_ports_del(c->a->rl, rel);
-		if (relaylink_kick(c->a->rl, t.tunnel_id, "token revoked") == 0)
-			log_info("api: kicked tunnel %s", t.tunnel_id);
-	}
+	/* a tunnel that can no longer connect holds no ports */
+	if (changed || json_array_size(rel))
+		log_info("api: token %s %s (tunnel %s); %zu port(s) released", t.id,
+			 changed ? "revoked" : "was revoked already", t.tunnel_id,
+			 json_array_size(rel));
+	relaylink_ports_del(c->a->rl, rel);
+	if (changed && relaylink_kick(c->a->rl, t.tunnel_id, "token revoked") == 0)
+		log_info("api: kicked tunnel %s", t.tunnel_id);
 	json_decref(rel);
 	c->out = token_json(&t, NULL);
 	return c->out ? MHD_HTTP_OK : internal(c);
@@ -577,6 +577,7 @@ static int h_ports_allocate(struct call *c)
 	case -EINVAL:
 		return fail(c, MHD_HTTP_BAD_REQUEST, "%s", err);
 	case -EADDRINUSE:
+	case -EACCES:
 	case -EDQUOT:
 	case -ENOSPC:
 		return fail(c, MHD_HTTP_CONFLICT, "%s", err);

@@ -451,7 +451,7 @@ static int on_tunnel_online(struct relaylink *rl, json_t *m, char *why)
 	else if (ret)
 		log_error("could not mark tunnel %.64s online", tid);
 	else
-		log_info("tunnel %.64s online (host %.64s)", tid, or_dash(ci.hostname));
+		log_every(NLOG_INFO, "tunnel %.64s online (host %.64s)", tid, or_dash(ci.hostname));
 	return 0;
 }
 
@@ -471,7 +471,7 @@ static int on_tunnel_offline(struct relaylink *rl, json_t *m, char *why)
 	else if (ret)
 		log_error("could not mark tunnel %.64s offline", tid);
 	else
-		log_info("tunnel %.64s offline: %.200s", tid, or_dash(reason));
+		log_every(NLOG_INFO, "tunnel %.64s offline: %.200s", tid, or_dash(reason));
 	return 0;
 }
 
@@ -511,8 +511,8 @@ static int on_port_request(struct relaylink *rl, json_t *m, char *why)
 		return 0;
 	}
 	if (created)
-		log_info("port %u allocated to tunnel %.64s (rule %s)", p.port, tid,
-			 or_dash(p.rule));
+		log_every(NLOG_INFO, "port %u allocated to tunnel %.64s (rule %s)", p.port, tid,
+			  or_dash(p.rule));
 	send_obj(rl, json_pack("{s:s, s:I, s:s, s:i}", "type", CTL_PORT_GRANT, "req", req,
 			       "tunnel_id", tid, "port", (int)p.port));
 	return 0;
@@ -542,7 +542,7 @@ static int on_port_release(struct relaylink *rl, json_t *m, char *why)
 		reply_error(rl, req, err);
 		return 0;
 	}
-	log_info("port %u released by tunnel %.64s", (unsigned)port, tid);
+	log_every(NLOG_INFO, "port %u released by tunnel %.64s", (unsigned)port, tid);
 	send_obj(rl, json_pack("{s:s, s:I, s:I}", "type", CTL_RELEASED, "req", req, "port", port));
 	return 0;
 }

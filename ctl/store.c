@@ -853,16 +853,17 @@ int store_token_revoke(struct store *s, const char *id, struct store_token *out,
 	ret = store_token_get(s, id, out);
 	if (ret)
 		return ret;
-	if (out->revoked)
-		return 0;
+	*changed = !out->revoked;
+	/* revoking again still releases what the tunnel may hold */
 	ret = tx_begin(s);
 	if (ret)
 		return ret;
 	ret = revoke_tunnel_tx(s, out->tunnel_id, released, arg);
 	ret = tx_end(s, ret);
-	if (ret)
+	if (ret) {
+		*changed = false;
 		return ret;
-	*changed = true;
+	}
 	return store_token_get(s, id, out);
 }
 
@@ -1271,7 +1272,11 @@ static int port_alloc_tx(struct store *s, const char *tunnel_id, unsigned port, 
 	int64_t n, free_port;
 	int ret;
 
-	ret = prep(s, "SELECT count(*) FROM tunnels WHERE id = ?1", &st);
+	/* -1: unknown; 0: usable; 1: its token is revoked (it cannot connect, so no ports) */
+	ret = prep(s,
+		   "SELECT coalesce((SELECT count(*) > 0 FROM tokens WHERE tunnel_id = ?1 AND"
+		   " revoked = 1), 0) FROM tunnels WHERE id = ?1 UNION ALL SELECT -1 LIMIT 1",
+		   &st);
 	if (ret)
 		return ret;
 	bind_text(st, 1, tunnel_id);
@@ -1279,9 +1284,13 @@ static int port_alloc_tx(struct store *s, const char *tunnel_id, unsigned port, 
 	sqlite3_finalize(st);
 	if (ret)
 		return ret;
-	if (n == 0) {
+	if (n < 0) {
 		set_err(err, errlen, "unknown tunnel %s", tunnel_id);
 		return -ENOENT;
+	}
+	if (n > 0) {
+		set_err(err, errlen, "tunnel %s: its token is revoked", tunnel_id);
+		return -EACCES;
 	}
 
 	if (port) {

@@ -122,7 +122,8 @@ int store_token_get(struct store *s, const char *id, struct store_token *out);
 /*
  * Marks the token revoked; *changed tells whether it was not revoked before.
  * A tunnel that can no longer connect holds no ports: every port of the
- * token's tunnel is released, each passed to released (may be NULL) first.
+ * token's tunnel is released (again on a repeated revoke), each passed to
+ * released (may be NULL) first.
  */
 int store_token_revoke(struct store *s, const char *id, struct store_token *out, bool *changed,
 		       store_port_cb released, void *arg);
@@ -174,7 +175,8 @@ int store_tunnel_counts(struct store *s, int64_t *total, int64_t *online);
  * lowest free one. rule may be NULL/empty. On 0, *out is the port and
  * *created tells whether it is a new allocation. Refusals set err and return
  * -ENOENT (unknown tunnel), -ERANGE (outside the range), -EADDRINUSE (taken
- * by another tunnel), -EDQUOT (max_per_tunnel reached), -ENOSPC (no free port),
+ * by another tunnel), -EACCES (the tunnel's token is revoked), -EDQUOT
+ * (max_per_tunnel reached), -ENOSPC (no free port),
  * -EINVAL (rule name of STORE_RULE_LEN or more bytes). max_per_tunnel 0 = no limit.
  */
 int store_port_alloc(struct store *s, const char *tunnel_id, unsigned port, const char *rule,

@@ -32,8 +32,10 @@
 #define REQ_TIMEOUT_MS 10000
 #define STATS_MS       2000
 #define MAX_REQS       4096
-#define TUNNEL_REQS    32	  /* requests one tunnel may have waiting for controld */
-#define CD_OUT_MAX     (8u << 20) /* queued bytes before controld counts as stuck */
+/* requests one tunnel may have waiting for controld: more than a connecting client
+   sends at once (tcp_sync and a tcp_add for each of at most LINK_RULES_MAX rules) */
+#define TUNNEL_REQS (2 * LINK_RULES_MAX)
+#define CD_OUT_MAX  (8u << 20) /* queued bytes before controld counts as stuck */
 
 /* A tunnel plus what only this thread touches. */
 struct rtun {
@@ -467,7 +469,8 @@ static int port_listen(struct ctlthread *ct, uint16_t port, char *why, size_t wh
 		snprintf(why, whylen, "cannot resolve %.64s", ct->cfg.address);
 		return r;
 	}
-	r = sock_listen_group((struct sockaddr *)&ss, sl, n, 1024, fds, why, whylen);
+	/* a client asks for ports: it learns no more than "in use", and costs no /proc scan */
+	r = sock_listen_group((struct sockaddr *)&ss, sl, n, 1024, false, fds, why, whylen);
 	if (r < 0)
 		return r;
 	for (unsigned i = 0; i < n; i++) {
@@ -480,7 +483,7 @@ static int port_listen(struct ctlthread *ct, uint16_t port, char *why, size_t wh
 		engine_post(ct->e, (int)i, &m);
 	}
 	ct->listening[port - ct->cfg.port_min] = true;
-	log_info("port %u: listening", port);
+	log_every(NLOG_INFO, "port %u: listening", port);
 	return 0;
 }
 
@@ -497,7 +500,7 @@ static void port_unlisten(struct ctlthread *ct, uint16_t port)
 	ct->unlisten_posted += engine_workers(ct->e);
 	engine_post(ct->e, -1, &m);
 	ct->listening[port - ct->cfg.port_min] = false;
-	log_info("port %u: released", port);
+	log_every(NLOG_INFO, "port %u: released", port);
 }
 
 static bool port_in_range(struct ctlthread *ct, long long port)
@@ -607,8 +610,8 @@ static void on_auth_ok(struct ctlthread *ct, struct req *r, json_t *m)
 	if (mb.data)
 		engine_post(ct->e, r->worker, &mb);
 	free(mb.data);
-	log_info("tunnel %s online (%s, %s/%s, client %s) on worker %d", tid, rt->t.hostname,
-		 rt->t.os, rt->t.arch, rt->t.version, r->worker);
+	log_every(NLOG_INFO, "tunnel %s online (%s, %s/%s, client %s) on worker %d", tid,
+		  rt->t.hostname, rt->t.os, rt->t.arch, rt->t.version, r->worker);
 	w = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "type", CTL_TUNNEL_ONLINE, "tunnel_id", tid,
 		      "hostname", rt->t.hostname, "os", rt->t.os, "arch", rt->t.arch,
 		      "client_version", rt->t.version);
@@ -654,12 +657,24 @@ static void cd_message(struct ctlthread *ct, json_t *m)
 	struct rtun *rt;
 
 	if (!strcmp(type, CTL_SYNC)) {
+		size_t nports = (size_t)ct->cfg.port_max - ct->cfg.port_min + 1, i;
 		json_t *ports = json_object_get(m, "ports"), *p;
+		bool *keep = calloc(nports, sizeof(bool));
 		char why[256];
-		size_t i;
 
-		json_array_foreach(ports, i, p) port_assign(
-		    ct, msg_int(p, "port", 0), msg_str(p, "tunnel_id"), why, sizeof(why));
+		json_array_foreach(ports, i, p)
+		{
+			long long port = msg_int(p, "port", 0);
+
+			if (keep && port_in_range(ct, port))
+				keep[port - ct->cfg.port_min] = true;
+			port_assign(ct, port, msg_str(p, "tunnel_id"), why, sizeof(why));
+		}
+		/* a port released while we were apart (its port_del was lost) closes now */
+		for (i = 0; keep && i < nports; i++)
+			if (!keep[i] && (ct->listening[i] || atomic_load(&ct->route[i])))
+				port_drop(ct, ct->cfg.port_min + (long long)i);
+		free(keep);
 		log_info("synchronised with nave-controld: %zu port(s)", json_array_size(ports));
 		return;
 	}

@@ -877,7 +877,7 @@ static void tunnel_offline(struct worker *w, struct tunnel *t, const char *why)
 		if (c->kind == CK_LINK && c->tun == t && c->state == LS_STREAM)
 			c->draining = true;
 	}
-	log_info("tunnel %s offline: %s", t->id, why);
+	log_every(NLOG_INFO, "tunnel %s offline: %s", t->id, why);
 	ops->tunnel_offline(ops->arg, t, why);
 }
 
@@ -914,7 +914,8 @@ static void relay_bind(struct worker *w, struct conn *p, struct conn *l)
 	l->peer = conn_idx(w, p);
 	p->peer = conn_idx(w, l);
 	p->connected = true;
-	p->deadline = 0; /* it may have waited in the pending queue */
+	p->deadline = 0;     /* it may have waited in the pending queue */
+	p->last_io = w->now; /* and its idle time starts now */
 	frame_rx_init(&l->rx, false);
 	if (link_write(w, l, frame, sizeof(frame)) < 0) {
 		conn_close(w, l, false, "cannot send BIND");

@@ -163,7 +163,7 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	/* exclusive: a second instance on the same address is refused here */
-	if (sock_listen_group((struct sockaddr *)&ss, sl, nworkers, 1024, ec.tunnel_fds, err,
+	if (sock_listen_group((struct sockaddr *)&ss, sl, nworkers, 1024, true, ec.tunnel_fds, err,
 			      sizeof(err)) < 0) {
 		fprintf(stderr, "nave-relayd: cannot listen for tunnels: %s\n", err);
 		goto out;

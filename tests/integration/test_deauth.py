@@ -89,3 +89,20 @@ def test_deauth_of_a_revoked_token_just_forgets_it(server, make_client):
     p = c.nave("deauth")
     assert p.returncode == 0, p.stderr
     assert "token revoked" in p.stderr and token_in(c.ini) == ""
+
+
+def test_deauth_when_only_controld_is_away(server, make_client):
+    """relayd answers but cannot ask controld: the token is still live, so it stays."""
+    c = make_client("c", start=False)
+    tok = token_in(c.ini)
+    server.stop_controld()
+    p = c.nave("deauth")
+    assert p.returncode == 1, (p.stdout, p.stderr)
+    lines = nt.user_lines(p.stderr)
+    assert len(lines) == 1 and "control daemon" in lines[0] and "--force" in lines[0], lines
+    assert token_in(c.ini) == tok
+    server.start_controld()
+    server.wait_relay_connected()
+    p = c.nave("deauth")
+    assert p.returncode == 0, p.stderr
+    assert token_in(c.ini) == ""

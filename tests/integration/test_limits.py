@@ -234,3 +234,46 @@ def test_one_source_cannot_hold_the_tunnel_port(limited, tmp_path, procs, servic
     for h in again:
         h.close()
     assert (len(again), closed) == (10, 0)
+
+
+@pytest.mark.parametrize("limited", ["[ports]\nmax_per_tunnel = 64\n"], indirect=True)
+def test_many_rules_all_granted_at_connect(limited, tmp_path, procs, services):
+    """A client with 40 saved rules gets them all when it connects (tcp_sync and
+    40 tcp_add arrive at once; the per-tunnel request limit is above that)."""
+    server = limited
+    c = nt.Client(server, tmp_path, procs, "c")
+    c.configure()
+    s = services(nt.h_exchange, "svc")
+    for i in range(40):
+        assert c.tcp_add_raw(s.port, name=f"r{i}").returncode == 0
+    c.start()
+    nt.wait_for(lambda: len(server.ports(c.tunnel_id)) == 40, 60, "40 ports granted")
+    rules = c.status()["rules"]
+    assert all(r["state"] == "active" for r in rules), rules
+    nt.exchange(rules[-1]["port"], 4 * KiB)
+
+
+@pytest.mark.parametrize("limited", ["[tunnel]\nidle_timeout = 2s\npending_timeout = 8s\n"],
+                         indirect=True)
+def test_a_long_wait_for_a_link_is_not_idleness(limited, tmp_path, procs, services):
+    """A connection that waited longer than idle_timeout for a data link starts
+    its idle time when it gets one: it is not reset at once."""
+    server = limited
+    c = client_with(server, tmp_path, procs, "c", max_links=1, pool_idle=1)
+    echo = services(nt.h_echo, "echo")
+    port = c.tcp_add(echo.port)
+    first = connect_from("127.0.0.1", port)
+    first.sendall(b"a")
+    assert nt.recv_exact(first, 1) == b"a"
+    waiting = connect_from("127.0.0.1", port)  # silent: it waits for the link
+    for i in range(7):  # 3.5 s: the only link stays busy, the second one waits
+        time.sleep(0.5)
+        first.sendall(b"p")
+        assert nt.recv_exact(first, 1) == b"p"
+    first.close()
+    try:
+        time.sleep(1.2)  # bound by now, silent for less than idle_timeout since
+        waiting.sendall(b"x")
+        assert nt.recv_exact(waiting, 1) == b"x"
+    finally:
+        waiting.close()

@@ -84,3 +84,45 @@ def test_revoked_token_releases_its_ports(server, make_client, services):
     nt.exchange(pa[0], 16 * KiB)
     nt.exchange(pb, 16 * KiB)
     assert server.tunnel(a.tunnel_id)["ports"] == []
+
+
+def test_requests_racing_a_deauth_get_no_port(server):
+    """tcp_add right after deauth on the same link: the revoked tunnel holds nothing."""
+    tok = server.token()
+    link = nt.ControlLink(server.https, tok["token"])
+    s = link.s
+    for i, msg in enumerate([{"type": "tcp_add", "name": "a", "port": 0},
+                             {"type": "tcp_add", "name": "b", "port": 0},
+                             {"type": "deauth"},
+                             {"type": "tcp_add", "name": "c", "port": 0},
+                             {"type": "tcp_add", "name": "d", "port": 0}]):
+        nt.msg_send(s, dict(msg, req=i + 1))
+    seen = []
+    try:
+        while True:
+            seen.append(nt.msg_recv(s)["type"])
+    except (nt.Failure, OSError, ValueError):
+        pass
+    link.close()
+    assert "deauthed" in seen, seen
+    nt.wait_for(lambda: server.ports(tok["tunnel_id"]) == [], 30, "no port for the revoked tunnel")
+    status, resp = server.api("POST", "/api/v1/ports", {"tunnel": tok["tunnel_id"]})
+    assert status == 409 and "revoked" in resp["error"], (status, resp)
+
+
+def test_resync_closes_ports_released_while_apart(server, make_client, services):
+    import sqlite3
+
+    c = make_client("c")
+    s = services(nt.h_exchange, "svc")
+    keep = c.tcp_add(s.port, name="keep")
+    gone = c.tcp_add(s.port, name="gone")
+    server.stop_controld()
+    db = sqlite3.connect(server.dir / "var" / "nave.db")
+    db.execute("DELETE FROM ports WHERE port = ?", (gone,))
+    db.commit()
+    db.close()
+    server.start_controld()
+    server.wait_relay_connected()
+    nt.wait_port_closed(gone)
+    nt.exchange(keep, 16 * KiB)

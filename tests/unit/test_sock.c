@@ -64,20 +64,27 @@ static void test_group_is_exclusive(void **state)
 	struct sockaddr_in sa = addr(INADDR_LOOPBACK, port), any = addr(INADDR_ANY, port);
 	int fds[2], fds2[2], one = 1, foreign;
 	char err[256], want[128];
-	int ours = 0;
+	int ours = 0, per[2] = {0, 0};
 
-	assert_int_equal(
-	    sock_listen_group((struct sockaddr *)&sa, sizeof(sa), 2, 64, fds, err, sizeof(err)), 0);
+	assert_int_equal(sock_listen_group((struct sockaddr *)&sa, sizeof(sa), 2, 64, true, fds,
+					   err, sizeof(err)),
+			 0);
+	/* without naming the holder (no /proc scan) */
+	assert_int_equal(sock_listen_group((struct sockaddr *)&sa, sizeof(sa), 1, 64, false, fds2,
+					   err, sizeof(err)),
+			 -EADDRINUSE);
+	snprintf(want, sizeof(want), "127.0.0.1:%u is in use", port);
+	assert_string_equal(err, want);
 	/* a second instance on the same address, or a wildcard over it, is refused */
 	snprintf(want, sizeof(want), "127.0.0.1:%u is in use by test_sock (pid %d)", port,
 		 (int)getpid());
-	assert_int_equal(
-	    sock_listen_group((struct sockaddr *)&sa, sizeof(sa), 2, 64, fds2, err, sizeof(err)),
-	    -EADDRINUSE);
+	assert_int_equal(sock_listen_group((struct sockaddr *)&sa, sizeof(sa), 2, 64, true, fds2,
+					   err, sizeof(err)),
+			 -EADDRINUSE);
 	assert_string_equal(err, want);
-	assert_int_equal(
-	    sock_listen_group((struct sockaddr *)&any, sizeof(any), 1, 64, fds2, err, sizeof(err)),
-	    -EADDRINUSE);
+	assert_int_equal(sock_listen_group((struct sockaddr *)&any, sizeof(any), 1, 64, true, fds2,
+					   err, sizeof(err)),
+			 -EADDRINUSE);
 	assert_non_null(strstr(err, "is in use by test_sock"));
 
 	/* a foreign SO_REUSEPORT socket may join the group but is never picked */
@@ -98,19 +105,101 @@ static void test_group_is_exclusive(void **state)
 			a = accept(fds[k], NULL, NULL);
 			if (a >= 0) {
 				ours++;
+				per[k]++;
 				close(a);
 			}
 		}
 		close(c);
 	}
 	assert_int_equal(ours, 40);
+	/* spread by source port, not by the one CPU this test runs on */
+	assert_true(per[0] > 0 && per[1] > 0);
 	close(foreign);
 	for (int i = 0; i < 2; i++)
 		close(fds[i]);
 	/* released: it can be opened again */
-	assert_int_equal(
-	    sock_listen_group((struct sockaddr *)&sa, sizeof(sa), 1, 64, fds, err, sizeof(err)), 0);
+	assert_int_equal(sock_listen_group((struct sockaddr *)&sa, sizeof(sa), 1, 64, true, fds,
+					   err, sizeof(err)),
+			 0);
 	close(fds[0]);
+}
+
+static int listen6(uint16_t port, const struct in6_addr *a, int v6only)
+{
+	struct sockaddr_in6 s6 = {
+	    .sin6_family = AF_INET6, .sin6_port = htons(port), .sin6_addr = *a};
+	int fd = socket(AF_INET6, SOCK_STREAM, 0), one = 1;
+
+	/* (TIME_WAIT of earlier connections to the port may not block the bind) */
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof(v6only));
+	assert_int_equal(bind(fd, (struct sockaddr *)&s6, sizeof(s6)), 0);
+	assert_int_equal(listen(fd, 8), 0);
+	return fd;
+}
+
+/* Only what the kernel itself sees as a conflict is refused. */
+static void test_families(void **state)
+{
+	uint16_t port = free_port();
+	struct sockaddr_in lo = addr(INADDR_LOOPBACK, port), any = addr(INADDR_ANY, port);
+	int v6 = listen6(port, &in6addr_any, 1), fds[1];
+	char err[256];
+
+	/* [::] IPv6-only does not take IPv4: 127.0.0.1 and 0.0.0.0 are free */
+	assert_int_equal(sock_listen_group((struct sockaddr *)&lo, sizeof(lo), 1, 8, true, fds, err,
+					   sizeof(err)),
+			 0);
+	close(fds[0]);
+	assert_int_equal(sock_listen_group((struct sockaddr *)&any, sizeof(any), 1, 8, true, fds,
+					   err, sizeof(err)),
+			 0);
+	close(fds[0]);
+	close(v6);
+	/* [::1] does not take IPv4 either */
+	v6 = listen6(port, &in6addr_loopback, 0);
+	assert_int_equal(sock_listen_group((struct sockaddr *)&any, sizeof(any), 1, 8, true, fds,
+					   err, sizeof(err)),
+			 0);
+	close(fds[0]);
+	close(v6);
+	/* an IPv6 group spreads its connections too */
+	{
+		struct sockaddr_in6 s6 = {.sin6_family = AF_INET6,
+					  .sin6_port = htons(port),
+					  .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+		int g[2], per[2] = {0, 0};
+
+		assert_int_equal(sock_listen_group((struct sockaddr *)&s6, sizeof(s6), 2, 64, true,
+						   g, err, sizeof(err)),
+				 0);
+		for (int k = 0; k < 2; k++)
+			fd_set_nonblock(g[k], true);
+		for (int i = 0; i < 40; i++) {
+			int c = socket(AF_INET6, SOCK_STREAM, 0), a;
+
+			assert_int_equal(connect(c, (struct sockaddr *)&s6, sizeof(s6)), 0);
+			for (int k = 0; k < 2; k++) {
+				a = accept(g[k], NULL, NULL);
+				if (a >= 0) {
+					per[k]++;
+					close(a);
+				}
+			}
+			close(c);
+		}
+		assert_int_equal(per[0] + per[1], 40);
+		assert_true(per[0] > 0 && per[1] > 0);
+		close(g[0]);
+		close(g[1]);
+	}
+	/* a dual-stack [::] takes 127.0.0.1 too */
+	v6 = listen6(port, &in6addr_any, 0);
+	assert_int_equal(sock_listen_group((struct sockaddr *)&lo, sizeof(lo), 1, 8, true, fds, err,
+					   sizeof(err)),
+			 -EADDRINUSE);
+	assert_non_null(strstr(err, "is in use by test_sock"));
+	close(v6);
 }
 
 static void test_holder_none(void **state)
@@ -143,9 +232,8 @@ static void test_lock_dirs(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_addr_str),
-	    cmocka_unit_test(test_group_is_exclusive),
-	    cmocka_unit_test(test_holder_none),
+	    cmocka_unit_test(test_addr_str),  cmocka_unit_test(test_group_is_exclusive),
+	    cmocka_unit_test(test_families),  cmocka_unit_test(test_holder_none),
 	    cmocka_unit_test(test_lock_dirs),
 	};
 

@@ -618,6 +618,16 @@ static void test_revoke_releases_ports(void **state)
 	assert_string_equal(rel, "22000 22004 ");
 	assert_int_equal(store_port_list(f->s, NULL, 0, 50, port_cb, list, &total), 0);
 	assert_string_equal(list, "22001:web ");
+	/* a revoked tunnel gets no port again (a request that was in flight, say) */
+	snprintf(err, sizeof(err), "tunnel %s: its token is revoked", a);
+	alloc_err(f, a, 0, "late", -EACCES, err);
+	/* and revoking again releases whatever it may hold */
+	raw_sql(f->db, "INSERT INTO ports (port, tunnel_id, rule, created_at) SELECT 22003, id,"
+		       " 'stale', 0 FROM tunnels WHERE group_id = 'a'");
+	rel[0] = 0;
+	assert_int_equal(store_token_revoke(f->s, t.id, &t2, &changed, rel_cb, rel), 0);
+	assert_false(changed);
+	assert_string_equal(rel, "22003 ");
 
 	/* the client's own deauth: revokes the token of the tunnel */
 	assert_int_equal(store_token_create(f->s, "c", "test", &t, tok), 0);
