@@ -346,6 +346,27 @@ static int on_hello(struct relaylink *rl, json_t *m, char *why)
 	return 0;
 }
 
+/*
+ * A client revokes its own token: revoked, its ports released and pushed as
+ * port_del. 0 with *released (the port numbers; the caller decrefs), or -errno.
+ */
+static int deauth_tunnel(struct relaylink *rl, const char *tid, json_t **released)
+{
+	json_t *rel = json_array();
+	int ret = rel ? store_tunnel_revoke(rl->st, tid, relaylink_collect_port, rel) : -ENOMEM;
+
+	*released = NULL;
+	if (ret) {
+		json_decref(rel);
+		return ret;
+	}
+	log_info("tunnel %.64s: its client revoked the token (deauth); %zu port(s) released", tid,
+		 json_array_size(rel));
+	relaylink_ports_del(rl, rel);
+	*released = rel;
+	return 0;
+}
+
 static int on_auth(struct relaylink *rl, json_t *m, char *why)
 {
 	struct store_client_info ci;
@@ -412,16 +433,12 @@ static int on_auth(struct relaylink *rl, json_t *m, char *why)
 		return 0;
 	}
 	if (deauth) {
-		rel = json_array();
-		if (!rel || store_tunnel_revoke(rl->st, tid, relaylink_collect_port, rel)) {
-			json_decref(rel);
+		if (deauth_tunnel(rl, tid, &rel)) {
 			reply_error(rl, req, "internal error");
 			return 0;
 		}
-		log_info("tunnel %s: its client revoked the token (deauth); %zu port(s) released",
-			 tid, json_array_size(rel));
-		relaylink_ports_del(rl, rel);
 		json_decref(rel);
+		/* a session of the tunnel running elsewhere is shut down */
 		relaylink_kick(rl, tid, "token revoked (deauth)");
 		send_obj(rl, json_pack("{s:s, s:I, s:s, s:b}", "type", CTL_AUTH_OK, "req", req,
 				       "tunnel_id", tid, "revoked", 1));
@@ -603,16 +620,11 @@ static int on_deauth(struct relaylink *rl, json_t *m, char *why)
 		ret = get_str(m, "tunnel_id", true, &tid, why);
 	if (ret)
 		return ret;
-	rel = json_array();
-	ret = rel ? store_tunnel_revoke(rl->st, tid, relaylink_collect_port, rel) : -ENOMEM;
+	ret = deauth_tunnel(rl, tid, &rel);
 	if (ret) {
-		json_decref(rel);
 		reply_error(rl, req, ret == -ENOENT ? "unknown tunnel" : "internal error");
 		return 0;
 	}
-	log_info("tunnel %.64s: its client revoked the token (deauth); %zu port(s) released", tid,
-		 json_array_size(rel));
-	relaylink_ports_del(rl, rel);
 	send_obj(rl,
 		 json_pack("{s:s, s:I, s:o}", "type", CTL_DEAUTHED, "req", req, "released", rel));
 	return 0;
