@@ -686,15 +686,15 @@ def test_navectl_escapes_error_lines(fake_ctl):
     _no_controls(p.stderr)
 
 
-def test_navectl_escapes_what_the_api_stores(server):
-    """A description with ESC through the real API, if it still takes one."""
+def test_navectl_description_with_controls_is_refused(server):
+    """The real API refuses a description with control characters (one line, escaped)."""
     rc, out, err = server.navectl("registration", "create", "--description", EVIL)
-    if rc != 0:
-        pytest.skip(f"the API refuses control characters now: {err.strip()}")
+    assert rc == 1 and out == "", (rc, out, err)
+    assert err.startswith('navectl: "description" must be 1-255 bytes'), err
+    assert len(err.splitlines()) == 1
+    _no_controls(err)
     rc, out, err = server.navectl("registration", "ls")
-    assert rc == 0, err
-    _no_controls(out)
-    assert EVIL_SHOWN in out, out
+    assert rc == 0 and EVIL_SHOWN not in out, (out, err)
 
 
 class FakeClient:
