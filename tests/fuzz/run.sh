@@ -24,6 +24,8 @@ deps()
 		echo "common/frame.c common/msg.c common/util.c common/log.c -ljansson" ;;
 	config)
 		echo "config/cfg.c common/util.c common/log.c -liniparser" ;;
+	escape)
+		echo "common/log.c common/util.c common/valid.c -ljansson" ;;
 	*)
 		echo "run.sh: no link rule for fuzz_$1.c; add one to deps()" >&2
 		return 1 ;;
