@@ -65,9 +65,16 @@ def svc(services):
 
 
 @pytest.fixture
-def server(tmp_path, procs):
+def server_ini():
+    """Extra server config for the `server` fixture: a module overrides this
+    fixture, or a test parametrizes it (@pytest.mark.parametrize("server_ini", ...))."""
+    return ""
+
+
+@pytest.fixture
+def server(tmp_path, procs, server_ini):
     _need_binaries()
-    srv = nt.Server(tmp_path, procs)
+    srv = nt.Server(tmp_path, procs, extra_ini=server_ini)
     try:
         srv.start()
     except BaseException:

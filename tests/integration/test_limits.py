@@ -14,25 +14,6 @@ import navetest as nt
 from navetest import KiB
 
 
-@pytest.fixture
-def limited(tmp_path, procs, request):
-    """A server with the [ports]/[tunnel] settings of the test's parameter."""
-    srv = nt.Server(tmp_path, procs, extra_ini=request.param)
-    try:
-        srv.start()
-    except BaseException:
-        for p in procs:
-            p.kill()
-        raise
-    yield srv
-    for p in procs:
-        if p.name.startswith("nave(") and p.alive():
-            nt.check_exit(p.name, p.stop(), p.output())
-    srv.stop()
-    for p in procs:
-        p.kill()
-
-
 def client_with(server, tmp_path, procs, name, **client_keys):
     c = nt.Client(server, tmp_path, procs, name)
     c.configure()
@@ -96,10 +77,9 @@ def relay_stats(server):
     return server.navectl("status", json=True)["relay"]
 
 
-@pytest.mark.parametrize("limited", ["[ports]\nmax_conns_per_source = 20\n"
-                                     "[tunnel]\nidle_timeout = 0\n"], indirect=True)
-def test_one_source_cannot_take_the_links(limited, tmp_path, procs, services):
-    server = limited
+@pytest.mark.parametrize("server_ini", ["[ports]\nmax_conns_per_source = 20\n"
+                                     "[tunnel]\nidle_timeout = 0\n"])
+def test_one_source_cannot_take_the_links(server, tmp_path, procs, services):
     c = client_with(server, tmp_path, procs, "c", max_links=30)
     s = services(nt.h_exchange, "svc")
     port = c.tcp_add(s.port)
@@ -128,9 +108,8 @@ def test_one_source_cannot_take_the_links(limited, tmp_path, procs, services):
             conn.close()
 
 
-@pytest.mark.parametrize("limited", ["[tunnel]\nidle_timeout = 2s\n"], indirect=True)
-def test_idle_connections_end(limited, tmp_path, procs, services):
-    server = limited
+@pytest.mark.parametrize("server_ini", ["[tunnel]\nidle_timeout = 2s\n"])
+def test_idle_connections_end(server, tmp_path, procs, services):
     c = client_with(server, tmp_path, procs, "c")
     echo = services(nt.h_echo, "echo")
     port = c.tcp_add(echo.port)
@@ -154,10 +133,8 @@ def test_idle_connections_end(limited, tmp_path, procs, services):
     nt.exchange(c.tcp_add(services(nt.h_exchange, "x").port), 16 * KiB)
 
 
-@pytest.mark.parametrize("limited", ["[tunnel]\npending_timeout = 1s\nidle_timeout = 0\n"],
-                         indirect=True)
-def test_pending_connections_are_reset_in_time(limited, tmp_path, procs, services):
-    server = limited
+@pytest.mark.parametrize("server_ini", ["[tunnel]\npending_timeout = 1s\nidle_timeout = 0\n"])
+def test_pending_connections_are_reset_in_time(server, tmp_path, procs, services):
     c = client_with(server, tmp_path, procs, "c", max_links=2, pool_idle=2)
     echo = services(nt.h_echo, "echo")
     port = c.tcp_add(echo.port)
@@ -210,12 +187,11 @@ def test_refusal_floods_write_few_log_lines(server, make_client, services):
     nt.exchange(port, 16 * KiB)
 
 
-@pytest.mark.parametrize("limited", ["[ports]\nmax_conns_per_source = 20\n"], indirect=True)
-def test_one_source_cannot_hold_the_tunnel_port(limited, tmp_path, procs, services):
+@pytest.mark.parametrize("server_ini", ["[ports]\nmax_conns_per_source = 20\n"])
+def test_one_source_cannot_hold_the_tunnel_port(server, tmp_path, procs, services):
     """Unfinished handshakes count per source too: a silent flood from one
     address keeps 20 per worker (the worker that took the SYN counts them),
     the rest are closed at once, and clients still connect."""
-    server = limited
     held, closed = open_many("127.0.0.2", server.https, 100)
     workers = relay_stats(server)["workers"]
     try:
@@ -236,11 +212,10 @@ def test_one_source_cannot_hold_the_tunnel_port(limited, tmp_path, procs, servic
     assert (len(again), closed) == (10, 0)
 
 
-@pytest.mark.parametrize("limited", ["[ports]\nmax_per_tunnel = 64\n"], indirect=True)
-def test_many_rules_all_granted_at_connect(limited, tmp_path, procs, services):
+@pytest.mark.parametrize("server_ini", ["[ports]\nmax_per_tunnel = 64\n"])
+def test_many_rules_all_granted_at_connect(server, tmp_path, procs, services):
     """A client with 40 saved rules gets them all when it connects (tcp_sync and
     40 tcp_add arrive at once; the per-tunnel request limit is above that)."""
-    server = limited
     c = nt.Client(server, tmp_path, procs, "c")
     c.configure()
     s = services(nt.h_exchange, "svc")
@@ -253,12 +228,10 @@ def test_many_rules_all_granted_at_connect(limited, tmp_path, procs, services):
     nt.exchange(rules[-1]["port"], 4 * KiB)
 
 
-@pytest.mark.parametrize("limited", ["[tunnel]\nidle_timeout = 2s\npending_timeout = 8s\n"],
-                         indirect=True)
-def test_a_long_wait_for_a_link_is_not_idleness(limited, tmp_path, procs, services):
+@pytest.mark.parametrize("server_ini", ["[tunnel]\nidle_timeout = 2s\npending_timeout = 8s\n"])
+def test_a_long_wait_for_a_link_is_not_idleness(server, tmp_path, procs, services):
     """A connection that waited longer than idle_timeout for a data link starts
     its idle time when it gets one: it is not reset at once."""
-    server = limited
     c = client_with(server, tmp_path, procs, "c", max_links=1, pool_idle=1)
     echo = services(nt.h_echo, "echo")
     port = c.tcp_add(echo.port)

@@ -9,22 +9,9 @@ from navetest import KiB
 
 
 @pytest.fixture
-def server(tmp_path, procs):
-    """A server whose tunnels may hold 2 ports (so a leftover port is felt at once)."""
-    nt_server = nt.Server(tmp_path, procs, extra_ini="[ports]\nmax_per_tunnel = 3\n")
-    try:
-        nt_server.start()
-    except BaseException:
-        for p in procs:
-            p.kill()
-        raise
-    yield nt_server
-    for p in procs:
-        if p.name.startswith("nave(") and p.alive():
-            nt.check_exit(p.name, p.stop(), p.output())
-    nt_server.stop()
-    for p in procs:
-        p.kill()
+def server_ini():
+    """Tunnels may hold 3 ports here (so a leftover port is felt at once)."""
+    return "[ports]\nmax_per_tunnel = 3\n"
 
 
 def test_rules_removed_while_stopped_are_released(server, make_client, services):
