@@ -434,14 +434,20 @@ static void req_free(struct req *r)
 }
 
 /* A request failed (refused by controld or timed out): tell whoever asked. */
+static void req_error_reply(struct ctlthread *ct, struct rtun *rt, long long creq,
+			    const char *reason)
+{
+	tunnel_reply(ct, rt,
+		     json_pack("{s:s, s:I, s:s}", "type", LINK_MSG_REQ_ERROR, "req",
+			       (json_int_t)creq, "reason", reason));
+}
+
 static void req_fail(struct ctlthread *ct, struct req *r, const char *reason)
 {
 	if (r->kind == RQ_AUTH)
 		link_error(ct, r->worker, r->idx, r->gen, reason);
 	else if (r->rt)
-		tunnel_reply(ct, r->rt,
-			     json_pack("{s:s, s:I, s:s}", "type", LINK_MSG_REQ_ERROR, "req",
-				       (json_int_t)r->creq, "reason", reason));
+		req_error_reply(ct, r->rt, r->creq, reason);
 }
 
 /* ---------- listeners ---------- */
@@ -842,14 +848,6 @@ static void on_hello(struct ctlthread *ct, struct ev *ev)
 	r->idx = ev->idx;
 	r->gen = ev->gen;
 	r->hello = json_incref(h);
-}
-
-static void req_error_reply(struct ctlthread *ct, struct rtun *rt, long long creq,
-			    const char *reason)
-{
-	tunnel_reply(ct, rt,
-		     json_pack("{s:s, s:I, s:s}", "type", LINK_MSG_REQ_ERROR, "req",
-			       (json_int_t)creq, "reason", reason));
 }
 
 /* tcp_sync's names: an array of rule names; a new reference, or NULL with why. */

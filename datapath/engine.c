@@ -614,7 +614,6 @@ static void conn_close(struct worker *w, struct conn *c, bool rst, const char *w
 	} else if (c->kind == CK_PLAIN) {
 		if (c->state == PS_PENDING)
 			pending_remove(w, c);
-
 		peer = conn_at(w, c->peer);
 		if (peer) {
 			peer->peer = NONE;
@@ -1768,8 +1767,7 @@ static void mb_handle(struct worker *w, struct mb_msg *m)
 		arm_accept(w, c);
 		break;
 	case MB_UNLISTEN:
-		/* shut at once (the port leaves the listening table), closed when the accept ends
-		 */
+		/* shut now: the port leaves the listening table; freed when the accept ends */
 		for (uint32_t i = 0; i < w->high; i++) {
 			c = &w->conns[i];
 			if (c->kind == CK_LISTEN && !c->tunnel_listener && c->port == m->port)
