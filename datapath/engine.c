@@ -2408,6 +2408,7 @@ void engine_stats(struct engine *e, struct engine_stats *s)
 		s->idle_timeouts += atomic_load_explicit(&w->st_idle_to, memory_order_relaxed);
 		s->pending_timeouts += atomic_load_explicit(&w->st_pend_to, memory_order_relaxed);
 	}
+	s->links_tls = s->links - s->links_ktls;
 }
 
 /* After the worker thread ended (or never started): everything it owned goes. */

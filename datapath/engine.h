@@ -140,6 +140,10 @@ struct engine_stats {
 	uint64_t refused_per_source; /* public conns reset: their source was at its limit */
 	uint64_t idle_timeouts;	     /* streams reset after idle_timeout */
 	uint64_t pending_timeouts;   /* public conns reset: no data link within pending_timeout */
+	uint64_t links_ktls;	     /* data links open whose TLS records the kernel handles */
+	uint64_t links_tls;	     /* data links open with userspace TLS (links - links_ktls) */
+	uint64_t ktls_fallbacks;     /* links whose kTLS install failed (auto: went on in
+					userspace TLS; on: closed) */
 };
 
 /* Starts the workers; 0 or -errno with err (then everything is freed, tunnel_fds closed). */
