@@ -35,10 +35,12 @@ CFLAGS := -std=gnu11 $(OPT) $(WARN) $(SANFLAGS) -pthread -MMD -MP
 LDFLAGS := $(SANFLAGS) -pthread
 SSL_LIBS := $(BSSL_LIB)/libssl.so $(BSSL_LIB)/libcrypto.so -Wl,-rpath,$(BSSL_LIB)
 
-COMMON := common/log.c common/msg.c common/frame.c common/util.c common/valid.c common/sock.c
+COMMON := common/log.c common/msg.c common/frame.c common/util.c common/valid.c common/sock.c \
+	  common/proxy.c
 CFG := config/cfg.c
 TLS := tls/tls.c
-ENGINE := datapath/engine.c datapath/xprt.c
+ENGINE := datapath/worker.c datapath/stream.c datapath/relay.c datapath/dial.c \
+	  datapath/xprt.c datapath/xprt_tls.c
 
 RELAYD_SRC := datapath/relayd.c datapath/ctlthread.c $(ENGINE) $(TLS) $(CFG) $(COMMON)
 CONTROLD_SRC := ctl/controld.c ctl/store.c ctl/api.c ctl/relaylink.c $(TLS) $(CFG) $(COMMON)

@@ -11,6 +11,7 @@
 #include "client.h"
 
 #include "datapath/engine.h"
+#include "datapath/xprt_tls.h"
 #include "link_proto.h"
 #include "log.h"
 #include "msg.h"
@@ -362,6 +363,7 @@ struct local {
 struct client {
 	struct cfg_client *cfg;
 	SSL_CTX *ctx;
+	struct xprt_ctx *xprt; /* data links (the engine's transports) */
 	struct engine *eng;
 	struct cconn cc;
 	bool online;
@@ -972,7 +974,12 @@ int client_run(struct cfg_client *c)
 	ec.buffer_size = 65536;
 	ec.buffers = 128;
 	ec.max_conns = 16384;
-	ec.ssl_ctx = cl->ctx;
+	cl->xprt = xprt_ctx_new(cl->ctx, XPRT_KTLS_OFF, err, sizeof(err));
+	if (!cl->xprt) {
+		fprintf(stderr, "nave: %s\n", err);
+		goto fail;
+	}
+	ec.xprt = cl->xprt;
 	ec.pool_idle = c->pool_idle;
 	ec.max_links = c->max_links;
 	if (split_server(c->server, host, sizeof(host), &port) < 0 ||
@@ -1080,6 +1087,7 @@ int client_run(struct cfg_client *c)
 			close(cl->locals[i].fd);
 			msg_reader_free(&cl->locals[i].mr);
 		}
+	xprt_ctx_free(cl->xprt);
 	SSL_CTX_free(cl->ctx);
 	pthread_mutex_destroy(&cl->lock);
 	rc = cl->exit_code;
@@ -1090,6 +1098,7 @@ fail:
 		close(cl->lfd);
 		unlink(c->socket);
 	}
+	xprt_ctx_free(cl->xprt);
 	SSL_CTX_free(cl->ctx);
 	pthread_mutex_destroy(&cl->lock);
 	free(cl);

@@ -35,6 +35,56 @@
 #endif
 #define TCP_LISTEN_STATE 10
 
+uint16_t sock_addr16(const struct sockaddr_storage *ss, uint8_t addr[16])
+{
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *s4 = (const struct sockaddr_in *)ss;
+
+		memset(addr, 0, 10);
+		addr[10] = addr[11] = 0xff;
+		memcpy(addr + 12, &s4->sin_addr, 4);
+		return s4->sin_port;
+	}
+	if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
+
+		memcpy(addr, &s6->sin6_addr, 16);
+		return s6->sin6_port;
+	}
+	memset(addr, 0, 16);
+	return 0;
+}
+
+bool sock_addr16_is_v4(const uint8_t addr[16])
+{
+	static const uint8_t pre[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+
+	return !memcmp(addr, pre, sizeof(pre));
+}
+
+void sock_addr16_ntop(const uint8_t addr[16], char *out, size_t len)
+{
+	const char *r = sock_addr16_is_v4(addr) ? inet_ntop(AF_INET, addr + 12, out, (socklen_t)len)
+						: inet_ntop(AF_INET6, addr, out, (socklen_t)len);
+
+	if (!r && len)
+		snprintf(out, len, "?");
+}
+
+void sock_nodelay(int fd)
+{
+	int one = 1;
+
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+void sock_rst_on_close(int fd)
+{
+	struct linger lg = {1, 0};
+
+	setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+}
+
 void sock_addr_str(const struct sockaddr *sa, char *out, size_t len)
 {
 	char a[INET6_ADDRSTRLEN] = "?";

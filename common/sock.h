@@ -8,9 +8,23 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/socket.h>
 
 #define SOCK_ADDR_STRLEN 64 /* "[v6]:port" */
+
+/*
+ * 16-byte addresses (IPv4 as v4-mapped IPv6), the form the link protocol
+ * carries. sock_addr16 fills addr from a socket address and returns its port
+ * (big-endian), 0 for a family that is neither.
+ */
+uint16_t sock_addr16(const struct sockaddr_storage *ss, uint8_t addr[16]);
+bool sock_addr16_is_v4(const uint8_t addr[16]);
+/* "192.0.2.1" or "2001:db8::1" into out (INET6_ADDRSTRLEN bytes are enough). */
+void sock_addr16_ntop(const uint8_t addr[16], char *out, size_t len);
+/* TCP_NODELAY on; and an RST instead of a FIN when fd is closed (SO_LINGER 0). */
+void sock_nodelay(int fd);
+void sock_rst_on_close(int fd);
 
 /* "127.0.0.1:8443" or "[::1]:8443" into out. */
 void sock_addr_str(const struct sockaddr *sa, char *out, size_t len);

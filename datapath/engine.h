@@ -14,8 +14,9 @@
 
 #include "link_proto.h"
 
+struct xprt_ctx;
+
 #include <netinet/in.h>
-#include <openssl/ssl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -109,11 +110,11 @@ struct engine_ops {
 
 struct engine_config {
 	enum engine_role role;
-	unsigned workers;     /* 0 = online CPUs */
-	unsigned buffer_size; /* provided-buffer size */
-	unsigned buffers;     /* provided buffers per worker */
-	unsigned max_conns;   /* connection slab size per worker */
-	SSL_CTX *ssl_ctx;
+	unsigned workers;      /* 0 = online CPUs */
+	unsigned buffer_size;  /* provided-buffer size */
+	unsigned buffers;      /* provided buffers per worker */
+	unsigned max_conns;    /* connection slab size per worker */
+	struct xprt_ctx *xprt; /* what links are made of (xprt_tls.h); the caller frees it */
 	/* relay */
 	int tunnel_fds[ENGINE_MAX_WORKERS]; /* listening tunnel sockets, one per worker
 					       (sock_listen_group); the engine owns them */

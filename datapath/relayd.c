@@ -10,6 +10,7 @@
 #include "log.h"
 #include "sock.h"
 #include "tls/tls.h"
+#include "xprt_tls.h"
 #include "util.h"
 
 #include <errno.h>
@@ -33,20 +34,6 @@ static void usage(FILE *f)
 		   "  -V, --version      print the version\n");
 }
 
-static bool kernel_has_tls_ulp(void)
-{
-	char buf[256];
-	FILE *f = fopen("/proc/sys/net/ipv4/tcp_available_ulp", "r");
-	bool yes = false;
-
-	if (!f)
-		return false;
-	if (fgets(buf, sizeof(buf), f))
-		yes = strstr(buf, "tls") != NULL;
-	fclose(f);
-	return yes;
-}
-
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -64,6 +51,7 @@ int main(int argc, char **argv)
 	struct ctlthread *ct = NULL;
 	char err[CFG_ERR_MAX], fpr[TLS_FPR_LEN] = "";
 	const char *ktls, *steering;
+	SSL_CTX *ssl_ctx = NULL;
 	const char *dirs[2];
 	struct sockaddr_storage ss;
 	socklen_t sl;
@@ -109,12 +97,6 @@ int main(int argc, char **argv)
 	for (unsigned i = 0; i < ENGINE_MAX_WORKERS; i++)
 		ec.tunnel_fds[i] = -1;
 
-	if (cfg.ktls == CFG_ON) {
-		fprintf(stderr, "nave-relayd: [datapath] ktls = on: kernel TLS offload is not "
-				"available in this build; use auto or off\n");
-		goto out;
-	}
-	ktls = kernel_has_tls_ulp() ? "off (userspace TLS)" : "off (kernel has no TLS ULP)";
 	if (cfg.steering == CFG_STEER_BPF) {
 		fprintf(stderr, "nave-relayd: [datapath] steering = bpf: BPF steering is not "
 				"available in this build; use auto or listeners\n");
@@ -152,11 +134,23 @@ int main(int argc, char **argv)
 	ec.idle_timeout_ms = cfg.idle_timeout_ms;
 	ec.pending_timeout_ms = cfg.pending_timeout_ms;
 	ec.max_conns_per_source = cfg.max_conns_per_source;
-	ec.ssl_ctx = tls_server_ctx(cfg.certificate, cfg.private_key, cfg.pq, err, sizeof(err));
-	if (!ec.ssl_ctx) {
+	ssl_ctx = tls_server_ctx(cfg.certificate, cfg.private_key, cfg.pq, err, sizeof(err));
+	if (!ssl_ctx) {
 		fprintf(stderr, "nave-relayd: %s\n", err);
 		goto out;
 	}
+	ec.xprt = xprt_ctx_new(ssl_ctx,
+			       cfg.ktls == CFG_ON    ? XPRT_KTLS_ON
+			       : cfg.ktls == CFG_OFF ? XPRT_KTLS_OFF
+						     : XPRT_KTLS_AUTO,
+			       err, sizeof(err));
+	if (!ec.xprt) {
+		fprintf(stderr, "nave-relayd: [datapath] %s\n", err);
+		goto out;
+	}
+	ktls = xprt_ctx_mode(ec.xprt);
+	if (cfg.ktls == CFG_AUTO && !xprt_ctx_ktls(ec.xprt))
+		log_warn("kTLS: ktls = auto and the kernel cannot: links use %s", ktls);
 	if (engine_resolve(cfg.address, cfg.tunnel_port ? cfg.tunnel_port : cfg.https_port, &ss,
 			   &sl) < 0) {
 		fprintf(stderr, "nave-relayd: [listen] address %s: cannot resolve\n", cfg.address);
@@ -208,7 +202,8 @@ out:
 	for (unsigned i = 0; !eng && i < ENGINE_MAX_WORKERS; i++)
 		if (ec.tunnel_fds[i] >= 0)
 			close(ec.tunnel_fds[i]);
-	SSL_CTX_free(ec.ssl_ctx);
+	xprt_ctx_free(ec.xprt);
+	SSL_CTX_free(ssl_ctx);
 	if (!rc)
 		log_info("stopped");
 	return rc;

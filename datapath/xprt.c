@@ -1,161 +1,101 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
- * Userspace TLS transport: BoringSSL driven through a custom BIO whose read
- * side serves bytes straight out of the datapath's receive buffer and whose
- * write side appends to the link's send buffer. No socket calls happen here,
- * so a worker's io_uring owns every byte of I/O.
+ * The transport calls the relay code makes. A transport with userspace TLS
+ * state (x->tls) goes to xprt_tls.c; one without passes bytes as they are:
+ * a plain socket, or a socket whose TLS records the kernel handles (kTLS).
  */
 #include "xprt.h"
+#include "xprt_tls.h"
 
 #include <errno.h>
-#include <openssl/err.h>
-#include <openssl/is_boringssl.h>
-#include <stdio.h>
 #include <string.h>
 
-static BIO_METHOD *xprt_bio_method;
-
-static int xprt_bio_read(BIO *b, char *buf, int len)
+void xprt_init_plain(struct xprt *x, int fd)
 {
-	struct xprt *x = BIO_get_data(b);
+	memset(x, 0, sizeof(*x));
+	x->fd = fd;
+	x->mode = XPRT_PLAIN;
+}
+
+void xprt_free(struct xprt *x)
+{
+	if (x && x->tls)
+		xprt_tls_free(x);
+}
+
+void xprt_move(struct xprt *dst, struct xprt *src)
+{
+	*dst = *src;
+	if (dst->tls)
+		xprt_tls_moved(dst);
+	memset(src, 0, sizeof(*src));
+	src->fd = -1;
+}
+
+int xprt_handshake(struct xprt *x, struct xprt_out *out, char *err, size_t errlen)
+{
+	return x->tls ? xprt_tls_handshake(x, out, err, errlen) : XPRT_OK;
+}
+
+int xprt_read(struct xprt *x, void *buf, size_t len)
+{
 	size_t n;
 
-	BIO_clear_retry_flags(b);
-	if (x->in_len == 0) {
-		BIO_set_retry_read(b);
-		return -1;
-	}
-	n = (size_t)len < x->in_len ? (size_t)len : x->in_len;
+	if (x->tls)
+		return xprt_tls_read(x, buf, len);
+	if (!x->in_len)
+		return 0;
+	n = len < x->in_len ? len : x->in_len;
+	if (n > 0x7fffffff)
+		n = 0x7fffffff;
 	memcpy(buf, x->in, n);
 	x->in += n;
 	x->in_len -= n;
 	return (int)n;
 }
 
-static int xprt_bio_write(BIO *b, const char *buf, int len)
+int xprt_write(struct xprt *x, struct xprt_out *out, const void *buf, size_t len)
 {
-	struct xprt *x = BIO_get_data(b);
-	size_t room = x->out_cap - x->out_len;
-
-	BIO_clear_retry_flags(b);
-	if (room == 0 || !x->out) {
-		BIO_set_retry_write(b);
-		return -1;
-	}
-	if ((size_t)len > room)
-		len = (int)room;
-	memcpy(x->out + x->out_len, buf, (size_t)len);
-	x->out_len += (size_t)len;
-	return len;
-}
-
-static long xprt_bio_ctrl(BIO *b, int cmd, long num, void *ptr)
-{
-	return cmd == BIO_CTRL_FLUSH ? 1 : 0;
-}
-
-static int xprt_bio_create(BIO *b)
-{
-	BIO_set_init(b, 1);
-	return 1;
-}
-
-int xprt_global_init(void)
-{
-	if (xprt_bio_method)
-		return 0;
-	xprt_bio_method = BIO_meth_new(BIO_TYPE_SOURCE_SINK | 0x80, "nave-xprt");
-	if (!xprt_bio_method)
-		return -ENOMEM;
-	BIO_meth_set_read(xprt_bio_method, xprt_bio_read);
-	BIO_meth_set_write(xprt_bio_method, xprt_bio_write);
-	BIO_meth_set_ctrl(xprt_bio_method, xprt_bio_ctrl);
-	BIO_meth_set_create(xprt_bio_method, xprt_bio_create);
+	if (x->tls)
+		return xprt_tls_write(x, out, buf, len);
+	if (out->cap - out->len < len)
+		return -ENOBUFS;
+	memcpy(out->p + out->len, buf, len);
+	out->len += len;
 	return 0;
 }
 
-void xprt_attach(struct xprt *x, SSL *ssl, bool server)
-{
-	BIO *b = BIO_new(xprt_bio_method);
-
-	memset(x, 0, sizeof(*x));
-	x->ssl = ssl;
-	BIO_set_data(b, x);
-	SSL_set_bio(ssl, b, b);
-	if (server)
-		SSL_set_accept_state(ssl);
-	else
-		SSL_set_connect_state(ssl);
-}
-
-void xprt_free(struct xprt *x)
-{
-	if (!x)
-		return;
-	SSL_free(x->ssl);
-	x->ssl = NULL;
-}
-
-void xprt_move(struct xprt *dst, struct xprt *src)
-{
-	*dst = *src;
-	if (dst->ssl)
-		BIO_set_data(SSL_get_rbio(dst->ssl), dst);
-	memset(src, 0, sizeof(*src));
-}
-
-int xprt_handshake(struct xprt *x, char *err, size_t errlen)
-{
-	int r = SSL_do_handshake(x->ssl);
-	int e;
-
-	if (r == 1) {
-		x->hs_done = true;
-		return XPRT_OK;
-	}
-	e = SSL_get_error(x->ssl, r);
-	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
-		return XPRT_WANT;
-	snprintf(err, errlen, "TLS handshake failed: %s",
-		 ERR_reason_error_string(ERR_peek_last_error()) ?: "connection closed");
-	ERR_clear_error();
-	return -EPROTO;
-}
-
-int xprt_read(struct xprt *x, void *buf, size_t len)
-{
-	int r, e;
-
-	if (len > 0x7fffffff)
-		len = 0x7fffffff;
-	r = SSL_read(x->ssl, buf, (int)len);
-	if (r > 0)
-		return r;
-	e = SSL_get_error(x->ssl, r);
-	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
-		return 0;
-	ERR_clear_error();
-	return e == SSL_ERROR_ZERO_RETURN ? -EPIPE : -EPROTO;
-}
-
-int xprt_write(struct xprt *x, const void *buf, size_t len)
-{
-	int r, e;
-
-	if (len == 0)
-		return 0;
-	if (x->out_cap - x->out_len < xprt_overhead(len))
-		return -ENOBUFS;
-	r = SSL_write(x->ssl, buf, (int)len);
-	if (r == (int)len)
-		return 0;
-	e = SSL_get_error(x->ssl, r);
-	ERR_clear_error();
-	return e == SSL_ERROR_WANT_WRITE ? -ENOBUFS : -EPROTO;
-}
-
-size_t xprt_overhead(size_t len)
+size_t xprt_overhead(const struct xprt *x, size_t len)
 {
 	/* TLS 1.3 record: 5 header + 1 type + 16 tag per 16 KiB of payload */
-	return len + 22 * (len / 16384 + 1);
+	return x->tls ? len + 22 * (len / 16384 + 1) : len;
+}
+
+size_t xprt_pending(const struct xprt *x)
+{
+	return x->in_len + (x->tls ? xprt_tls_pending(x) : 0);
+}
+
+int xprt_shutdown(struct xprt *x, struct xprt_out *out)
+{
+	if (x->tls)
+		return xprt_tls_shutdown(x, out);
+	return x->mode == XPRT_KTLS ? xprt_ktls_shutdown(x) : 0;
+}
+
+int xprt_settle(struct xprt *x, bool out_empty, char *err, size_t errlen)
+{
+	return x->tls ? xprt_tls_settle(x, out_empty, err, errlen) : 0;
+}
+
+bool xprt_recv_error(struct xprt *x, int res, char *why, size_t len)
+{
+	return xprt_tls_recv_error(x, res, why, len);
+}
+
+const char *xprt_mode_name(const struct xprt *x)
+{
+	static const char *const names[] = {"plain", "TLS", "kTLS"};
+
+	return x->mode < 3 ? names[x->mode] : "?";
 }

@@ -1,61 +1,118 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Link transport: moves a link's bytes between the datapath's buffers and
- * its security layer without ever blocking. The datapath hands in received
- * bytes (xprt_feed), reads plaintext (xprt_read), writes plaintext
- * (xprt_write) and ships what the transport produced (out/out_len). Two
- * implementations sit behind it: userspace TLS with BoringSSL over a custom
- * BIO (no socket calls, no staging buffer of its own), and (later) kTLS where
- * the kernel does the crypto and the transport copies plain bytes. The relay
- * code does not care which.
+ * A connection's transport, as the relay code sees it: feed it received
+ * bytes, read plaintext, write plaintext, flush what it produced, shut it
+ * down. Three kinds sit behind the same calls, and the relay code does not
+ * know which one it drives:
+ *
+ *   plain   bytes pass as they are (a socket without a transport layer);
+ *   TLS     userspace TLS (BoringSSL over a custom BIO: no socket calls, no
+ *           staging buffer; xprt_tls.c);
+ *   kTLS    the kernel encrypts and decrypts (TLS_TX/TLS_RX on the socket),
+ *           so bytes pass as they are, as with plain.
+ *
+ * A TLS transport moves itself into the kernel when xprt_settle says the
+ * datapath holds none of its bytes (nothing unsent, nothing unread): TX once
+ * the send buffer is empty, RX on a record boundary. Every I/O still goes
+ * through the worker's io_uring; the transport itself only ever makes the
+ * setsockopt calls of that switch (and a close_notify's sendmsg).
  */
 #ifndef NAVE_XPRT_H
 #define NAVE_XPRT_H
 
-#include <openssl/ssl.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-struct xprt {
-	SSL *ssl;
-	const uint8_t *in; /* received bytes not yet taken by the TLS layer */
-	size_t in_len;
-	uint8_t *out; /* bytes produced for the wire: out[out_len..out_cap) is free */
-	size_t out_len;
-	size_t out_cap;
-	bool hs_done;
+enum xprt_mode { XPRT_PLAIN = 0, XPRT_TLS, XPRT_KTLS };
+
+enum { XPRT_OK = 0, XPRT_WANT = 1 };
+
+/* [datapath] ktls / [client] ktls */
+enum xprt_ktls { XPRT_KTLS_OFF, XPRT_KTLS_AUTO, XPRT_KTLS_ON };
+
+/* directions in the kernel (struct xprt.ktls_dirs) */
+enum { XPRT_DIR_TX = 1, XPRT_DIR_RX = 2 };
+
+/* xprt_settle results (a bit set) */
+enum { XPRT_EV_KTLS = 1, XPRT_EV_FALLBACK = 2 };
+
+/* What new TLS transports are made from (xprt_tls.h builds one). */
+struct xprt_ctx;
+/* Userspace TLS state, private to xprt_tls.c. */
+struct xprt_tls;
+
+/* Where a call may put bytes for the wire: p[len..cap) is free. */
+struct xprt_out {
+	uint8_t *p;
+	size_t len, cap;
 };
 
-enum { XPRT_OK = 0, XPRT_WANT = 1, XPRT_CLOSED = 2 };
+struct xprt {
+	struct xprt_tls *tls; /* NULL: bytes pass as they are (plain, kTLS) */
+	const uint8_t *in;    /* received bytes not yet taken */
+	size_t in_len;
+	struct xprt_out *out; /* during a call that may produce wire bytes */
+	int fd;
+	uint8_t mode;	   /* enum xprt_mode */
+	uint8_t ktls_dirs; /* XPRT_DIR_* already in the kernel */
+};
 
-/* Global init: the BIO method. Call once at start. */
-int xprt_global_init(void);
-/* Takes ownership of ssl and attaches the transport's BIO; server or client end. */
-void xprt_attach(struct xprt *x, SSL *ssl, bool server);
-/* Frees the SSL (NULL-safe). */
+/* A transport that passes bytes as they are. */
+void xprt_init_plain(struct xprt *x, int fd);
+/*
+ * A TLS transport on fd, the accepting or the connecting end (host: the name
+ * the server's certificate must carry). 0 or -ENOMEM.
+ */
+int xprt_init_server(struct xprt *x, struct xprt_ctx *ctx, int fd);
+int xprt_init_client(struct xprt *x, struct xprt_ctx *ctx, int fd, const char *host);
+/* Frees what the transport holds (not the fd). */
 void xprt_free(struct xprt *x);
-/* Moves an xprt to new storage (the BIO keeps a pointer to it). */
+/* Moves a transport to new storage. */
 void xprt_move(struct xprt *dst, struct xprt *src);
-/* Makes n received bytes available to the transport (not copied: valid until consumed). */
+
+/* Makes n received bytes available (not copied: valid until taken or refed). */
 static inline void xprt_feed(struct xprt *x, const uint8_t *p, size_t n)
 {
 	x->in = p;
 	x->in_len = n;
 }
+static inline enum xprt_mode xprt_mode(const struct xprt *x)
+{
+	return (enum xprt_mode)x->mode;
+}
 /*
  * Drives the handshake: XPRT_OK when done, XPRT_WANT when it needs more
- * input (ship out first if out_len > 0), or -EPROTO with a reason in err.
+ * input (ship out first if it grew), or -EPROTO with a reason in err.
  */
-int xprt_handshake(struct xprt *x, char *err, size_t errlen);
+int xprt_handshake(struct xprt *x, struct xprt_out *out, char *err, size_t errlen);
 /*
  * Reads up to len plaintext bytes: >0 bytes read, 0 when more input is
  * needed, -EPIPE on a clean close by the peer, -EPROTO on an error.
  */
 int xprt_read(struct xprt *x, void *buf, size_t len);
 /* Writes all len bytes into out; 0, or -ENOBUFS if out lacks room, -EPROTO. */
-int xprt_write(struct xprt *x, const void *buf, size_t len);
+int xprt_write(struct xprt *x, struct xprt_out *out, const void *buf, size_t len);
 /* Worst-case wire bytes for len plaintext bytes written in one xprt_write. */
-size_t xprt_overhead(size_t len);
+size_t xprt_overhead(const struct xprt *x, size_t len);
+/* Bytes the transport holds that the datapath has not read yet. */
+size_t xprt_pending(const struct xprt *x);
+/* Queues a close_notify (TLS) into out, or sends it (kTLS); 0 or -errno. */
+int xprt_shutdown(struct xprt *x, struct xprt_out *out);
+/*
+ * The datapath holds no unread input of x, and no unsent output when
+ * out_empty: a TLS transport may move into the kernel now. Returns a set of
+ * XPRT_EV_* (XPRT_EV_KTLS: both directions are in the kernel now), or
+ * -EPROTO with a reason in err (the link must close: ktls = on).
+ */
+int xprt_settle(struct xprt *x, bool out_empty, char *err, size_t errlen);
+/*
+ * A receive on x's socket failed with res (-errno): says why in a line
+ * (on kTLS, reads the non-data record that stopped it). true when the peer
+ * closed cleanly (close_notify).
+ */
+bool xprt_recv_error(struct xprt *x, int res, char *why, size_t len);
+/* "plain", "TLS" or "kTLS" */
+const char *xprt_mode_name(const struct xprt *x);
 
 #endif

@@ -1,0 +1,288 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The datapath's private types, shared by its modules and by nothing else:
+ *
+ *   worker.c  rings, buffer rings, the connection slab, pools, completion
+ *             dispatch, mailbox, ticks; engine start/stop/stats
+ *   stream.c  bytes between a plain connection and a data link:
+ *             backpressure, half-close, reset, stash, link handshakes
+ *   relay.c   the relay role (nave-relayd): accept routing, DATA_HELLO,
+ *             control links, hand-off, pending and idle links, BIND
+ *   dial.c    the client role (nave): the data-link pool, BIND handling,
+ *             local connect
+ *
+ * The role is chosen once at engine_start: struct role_ops holds what the
+ * two roles do differently, and the shared code calls through it.
+ */
+#ifndef NAVE_DP_H
+#define NAVE_DP_H
+
+#include "engine.h"
+#include "frame.h"
+#include "msg.h"
+#include "xprt.h"
+
+#include <liburing.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define NONE		     UINT32_MAX
+#define HEADROOM	     8
+#define TICK_MS		     500
+#define HANDSHAKE_TIMEOUT_MS 10000
+#define PENDING_MAX	     4096
+#define CONNECT_TIMEOUT_MS   5000
+#define POOL_KEEP	     256
+
+enum op {
+	OP_ACCEPT = 1,
+	OP_RECV,
+	OP_SEND,
+	OP_CONNECT,
+	OP_MAILBOX,
+	OP_TICK,
+	OP_MSG_PUBLIC, /* from another worker: a public fd for a tunnel homed here */
+	OP_MSG_LINK,   /* from another worker: a data link (struct handoff *) */
+	OP_IGNORE,
+	OP_SENT_PUBLIC, /* our MSG_RING of a public fd completed (fd in the low bits) */
+	OP_SENT_LINK,	/* our MSG_RING of a handoff completed (pointer in the low bits) */
+};
+
+enum kind { CK_FREE, CK_LISTEN, CK_LINK, CK_PLAIN };
+enum lstate { LS_CONNECT, LS_HANDSHAKE, LS_FIRST, LS_CONTROL, LS_IDLE, LS_STREAM };
+/* plain conns: relayd queues a public connection until a data link is free */
+enum pstate { PS_BOUND = 0, PS_PENDING = 1 };
+
+struct obuf {
+	uint8_t *p;
+	uint32_t head, tail, inflight;
+};
+
+struct conn {
+	uint32_t gen;
+	uint8_t kind, state;
+	bool recv_armed, closing, tx_done, rx_done, eof_in, shut_wr_pending, shut_wr_done;
+	bool tunnel_listener, draining, close_after_send, connected, counted, rearm, pumping;
+	bool linger;	   /* plain: stream over, close when flushed */
+	bool src_counted;  /* relay: counted in the worker's per-source table (public conns,
+			      and tunnel-port conns until their first message) */
+	bool ktls_counted; /* link: counted in st_ktls (its transport is in the kernel) */
+	int fd;
+	uint16_t inflight;
+	uint16_t port;
+	uint32_t peer;
+	uint32_t next, prev;
+	struct tunnel *tun;
+	struct obuf tx;
+	/* link */
+	struct xprt x;
+	struct frame_rx rx;
+	uint8_t *stash;
+	uint32_t stash_off, stash_len;
+	struct msg_reader *mr;
+	uint8_t hello[sizeof(struct link_data_hello)];
+	uint32_t hello_have;
+	uint32_t stream_id;
+	/* times */
+	uint64_t deadline;
+	uint64_t last_io; /* relay plain: the last byte received or sent (ms) */
+	/* client: where a plain conn connects */
+	struct engine_rule rule;
+	struct link_bind bind;
+};
+
+/*
+ * Open public connections per (tunnel, source address) on a relay worker: a
+ * tunnel's public connections all live on its home worker, so the table
+ * needs no lock. Linear probing with backward-shift deletion, at most half
+ * full (it has twice as many slots as the worker has connection slots).
+ */
+struct src_slot {
+	struct tunnel *tun; /* NULL: the tunnel port's handshakes */
+	uint32_t count;	    /* 0: the slot is empty */
+	uint32_t hash;
+	uint8_t addr[16]; /* IPv4-mapped, or an IPv6 /64 prefix */
+};
+
+/* A verified data link on its way to its tunnel's home worker. */
+struct handoff {
+	struct xprt x;
+	int fd;
+	struct tunnel *tun;
+};
+
+struct worker;
+
+/* What the relay and client roles do differently; one table per role. */
+struct role_ops {
+	const char *name;
+	const char *link_name; /* what a link is called in a log line */
+	bool pin;	       /* pin worker i to CPU i */
+	bool rx_bind;	       /* a data link's receive side accepts BIND frames */
+	bool listeners;	       /* engine_config.tunnel_fds hold a listener per worker */
+	/* worker_init's last step; 0 or -errno with err */
+	int (*init)(struct worker *w, char *err, size_t errlen);
+	/* a multishot accept on listener c produced fd */
+	void (*accept)(struct worker *w, struct conn *c, int fd);
+	/* an OP_CONNECT of c completed */
+	void (*connected)(struct worker *w, struct conn *c, int res);
+	/* a link's TLS handshake finished */
+	void (*handshake_done)(struct worker *w, struct conn *l);
+	/* input on a link in LS_FIRST or LS_CONTROL */
+	void (*link_input)(struct worker *w, struct conn *l);
+	/* a BIND frame arrived on idle link l */
+	void (*bind)(struct worker *w, struct conn *l, const struct link_bind *b);
+	/* l's stream ended (state already LS_IDLE): keep it, reuse or close it */
+	void (*link_idle)(struct worker *w, struct conn *l);
+	/* take l off the role's idle list */
+	void (*idle_unlink)(struct worker *w, struct conn *l);
+	/* c (a link or plain conn) starts closing: the role's bookkeeping */
+	void (*closing)(struct worker *w, struct conn *c, const char *why);
+	/* a completion of a role-only op (MSG_RING hand-offs) */
+	void (*ring_msg)(struct worker *w, enum op op, uint64_t ud, int res);
+	/* a mailbox message; false when the role does not know it */
+	bool (*mailbox)(struct worker *w, struct mb_msg *m);
+	/* the tick, per live connection and once after them */
+	void (*tick_conn)(struct worker *w, struct conn *c, uint64_t now);
+	void (*tick)(struct worker *w);
+};
+
+struct worker {
+	struct engine *e;
+	const struct role_ops *ops;
+	int id;
+	pthread_t thread;
+	struct io_uring ring;
+	struct io_uring_buf_ring *br;
+	size_t br_size;
+	uint8_t *bufs;
+	unsigned nbufs, bufsz, slot;
+	unsigned txcap;
+	struct conn *conns;
+	uint32_t nconns, free_head, high;
+	void *pool;
+	unsigned pool_n;
+	uint8_t *scratch;
+	int efd;
+	uint64_t efd_val;
+	pthread_mutex_t mb_lock;
+	struct mb_msg *mb_head, *mb_tail;
+	struct __kernel_timespec tick_ts;
+	bool stopping;
+	bool mb_init, ring_ok; /* what worker_init got to (worker_free undoes that much) */
+	unsigned starved;
+	uint64_t stop_deadline;
+	uint32_t stream_seq;
+	uint64_t now; /* ms, refreshed once per completion batch */
+	struct src_slot *src;
+	uint32_t src_mask;
+	uint64_t src_seed;
+	/* client session */
+	bool session;
+	char tunnel_id[LINK_ID_MAX];
+	uint8_t secret[LINK_SECRET_LEN];
+	unsigned links, idle, opening;
+	unsigned pool_idle, max_links;
+	uint64_t open_block_until;
+	/* counters, read by other threads */
+	_Atomic uint64_t st_conns, st_conns_total, st_in, st_out, st_links, st_idle;
+	_Atomic uint64_t st_refused_src, st_idle_to, st_pend_to;
+	_Atomic uint64_t st_ktls, st_ktls_fallback;
+};
+
+struct engine {
+	struct engine_config cfg;
+	const struct role_ops *ops;
+	unsigned n;
+	struct worker *w;
+	int *ring_fds;
+};
+
+extern const struct role_ops relay_ops, dial_ops;
+
+/* ---------- user_data: {op: 8, generation: 24, slot: 32} ---------- */
+
+static inline uint64_t ud_make(enum op op, uint32_t idx, uint32_t gen)
+{
+	return (uint64_t)op << 56 | (uint64_t)(gen & 0xffffff) << 32 | idx;
+}
+static inline enum op ud_op(uint64_t ud)
+{
+	return (enum op)(ud >> 56);
+}
+static inline uint32_t ud_idx(uint64_t ud)
+{
+	return (uint32_t)ud;
+}
+static inline uint32_t ud_gen(uint64_t ud)
+{
+	return (uint32_t)(ud >> 32) & 0xffffff;
+}
+/* MSG_RING payloads: the op in the top 8 bits, an fd or a pointer below */
+static inline uint64_t ud_ptr(uint64_t ud)
+{
+	return ud & ((1ull << 56) - 1);
+}
+
+static inline uint8_t *buf_addr(struct worker *w, unsigned bid)
+{
+	return w->bufs + (size_t)bid * w->slot;
+}
+
+static inline struct conn *conn_at(struct worker *w, uint32_t idx)
+{
+	return idx == NONE ? NULL : &w->conns[idx];
+}
+
+static inline uint32_t conn_idx(struct worker *w, struct conn *c)
+{
+	return (uint32_t)(c - w->conns);
+}
+
+/* worker.c */
+struct io_uring_sqe *get_sqe(struct worker *w);
+uint8_t *pool_get(struct worker *w);
+void pool_put(struct worker *w, uint8_t *p);
+void buf_recycle(struct worker *w, unsigned bid);
+struct conn *conn_new(struct worker *w, enum kind k, int fd);
+void conn_release(struct worker *w, struct conn *c);
+/* the live connection at idx with generation gen, or NULL */
+struct conn *conn_ref(struct worker *w, uint32_t idx, uint32_t gen);
+void arm_recv(struct worker *w, struct conn *c);
+void arm_accept(struct worker *w, struct conn *c);
+/* connect c to sa, bounded by CONNECT_TIMEOUT_MS (OP_CONNECT completes) */
+void arm_connect(struct worker *w, struct conn *c, const struct sockaddr *sa, socklen_t len);
+/* closes c (rst: an RST for a plain socket); freed once nothing is in flight */
+void conn_close(struct worker *w, struct conn *c, bool rst, const char *why);
+void conn_finalize(struct worker *w, struct conn *c);
+
+/* stream.c */
+void obuf_kick(struct worker *w, struct conn *c);
+uint32_t obuf_room(struct worker *w, struct conn *c);
+bool obuf_ensure(struct worker *w, struct conn *c);
+void obuf_maybe_release(struct worker *w, struct conn *c);
+/* Puts len bytes on link l's transport (encrypted into its send buffer); 0 or -errno. */
+int link_write(struct worker *w, struct conn *l, const void *buf, size_t len);
+int link_write_word(struct worker *w, struct conn *l, uint32_t word);
+/* Ends this direction of l's stream with a reset frame; false if l had to close. */
+bool link_send_reset(struct worker *w, struct conn *l);
+void plain_arm_recv(struct worker *w, struct conn *p);
+void link_arm_recv(struct worker *w, struct conn *l);
+void link_pump(struct worker *w, struct conn *l);
+void link_handshake(struct worker *w, struct conn *l);
+void link_make_idle(struct worker *w, struct conn *l);
+void link_close_graceful(struct worker *w, struct conn *l, const char *why);
+/* l's transport may settle (kTLS): its send buffer is empty or it took input */
+void link_settle(struct worker *w, struct conn *l);
+void link_on_recv(struct worker *w, struct conn *l, int res, unsigned flags);
+void link_on_sent(struct worker *w, struct conn *l);
+void plain_on_recv(struct worker *w, struct conn *p, int res, unsigned flags);
+void plain_on_sent(struct worker *w, struct conn *p);
+void plain_maybe_shut(struct conn *p);
+/* one side of a stream is closing: the other side learns it */
+void stream_plain_closing(struct worker *w, struct conn *p);
+void stream_link_closing(struct worker *w, struct conn *l);
+
+#endif

@@ -1,0 +1,836 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * The relay role (nave-relayd). Each worker multishot-accepts on its own
+ * socket of the tunnel listener group and on the port listeners the control
+ * thread gives it. A tunnel connection's first plaintext decides what it is:
+ * DATA_HELLO makes a data link (handed to the tunnel's home worker), anything
+ * else is a control link (its messages go to the control thread). A public
+ * connection is routed by port to its tunnel's home worker, where it takes an
+ * idle data link with a BIND or waits in the tunnel's pending queue.
+ */
+#include "dp.h"
+
+#include "log.h"
+#include "sock.h"
+#include "util.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* ---------- open connections per source ---------- */
+
+static uint64_t mix64(uint64_t h)
+{
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdull;
+	h ^= h >> 33;
+	h *= 0xc4ceb9fe1a85ec53ull;
+	return h ^ (h >> 33);
+}
+
+/* Keyed with a random seed, so a peer cannot pick addresses that collide. */
+static uint32_t src_hash(const struct worker *w, const struct tunnel *t, const uint8_t a[16])
+{
+	uint64_t x, y;
+
+	memcpy(&x, a, 8);
+	memcpy(&y, a + 8, 8);
+	return (uint32_t)mix64(mix64(w->src_seed ^ (uintptr_t)t ^ x) ^ y);
+}
+
+/* The key of a source: IPv4 as it is, IPv6 cut to its /64 (one subscriber). */
+static void src_key(const uint8_t origin[16], uint8_t key[16])
+{
+	memcpy(key, origin, 16);
+	if (!sock_addr16_is_v4(origin))
+		memset(key + 8, 0, 8);
+}
+
+static uint32_t src_find(struct worker *w, const struct tunnel *t, const uint8_t key[16],
+			 uint32_t h)
+{
+	for (uint32_t i = h & w->src_mask;; i = (i + 1) & w->src_mask) {
+		struct src_slot *s = &w->src[i];
+
+		if (!s->count)
+			return i;
+		if (s->hash == h && s->tun == t && !memcmp(s->addr, key, 16))
+			return i;
+	}
+}
+
+/* Counts one more connection of the source; returns the new count. */
+static uint32_t src_add(struct worker *w, struct tunnel *t, const uint8_t origin[16])
+{
+	uint8_t key[16];
+	uint32_t h, i;
+
+	src_key(origin, key);
+	h = src_hash(w, t, key);
+	i = src_find(w, t, key, h);
+	if (!w->src[i].count) {
+		w->src[i].tun = t;
+		w->src[i].hash = h;
+		memcpy(w->src[i].addr, key, 16);
+	}
+	return ++w->src[i].count;
+}
+
+static void src_del(struct worker *w, struct tunnel *t, const uint8_t origin[16])
+{
+	uint8_t key[16];
+	uint32_t h, i, j;
+
+	src_key(origin, key);
+	h = src_hash(w, t, key);
+	i = src_find(w, t, key, h);
+	if (!w->src[i].count || --w->src[i].count)
+		return;
+	/* backward-shift deletion: no tombstones, probe chains stay short */
+	for (j = (i + 1) & w->src_mask; w->src[j].count; j = (j + 1) & w->src_mask) {
+		uint32_t home = w->src[j].hash & w->src_mask;
+
+		/* j's entry may move to i unless its home lies cyclically in (i, j] */
+		if (i <= j ? (home > i && home <= j) : (home > i || home <= j))
+			continue;
+		w->src[i] = w->src[j];
+		i = j;
+	}
+	w->src[i].count = 0;
+}
+
+/* ---------- a tunnel's lists ---------- */
+
+static void relay_idle_unlink(struct worker *w, struct conn *l)
+{
+	struct tunnel *t = l->tun;
+
+	if (l->prev != NONE)
+		w->conns[l->prev].next = l->next;
+	else
+		t->idle_head = l->next;
+	if (l->next != NONE)
+		w->conns[l->next].prev = l->prev;
+	l->next = l->prev = NONE;
+	t->idle--;
+	atomic_fetch_sub(&w->st_idle, 1);
+}
+
+static void pending_remove(struct worker *w, struct conn *p)
+{
+	struct tunnel *t = p->tun;
+
+	if (p->prev != NONE)
+		w->conns[p->prev].next = p->next;
+	else
+		t->pend_head = p->next;
+	if (p->next != NONE)
+		w->conns[p->next].prev = p->prev;
+	else
+		t->pend_tail = p->prev;
+	p->next = p->prev = NONE;
+	p->state = PS_BOUND;
+	t->pending--;
+}
+
+static void tunnel_offline(struct worker *w, struct tunnel *t, const char *why)
+{
+	struct engine_ops *ops = &w->e->cfg.ops;
+	struct conn *c;
+
+	atomic_store(&t->home, -1);
+	t->ctl_idx = NONE;
+	while ((c = conn_at(w, t->idle_head)))
+		link_close_graceful(w, c, "tunnel offline");
+	while ((c = conn_at(w, t->pend_head))) {
+		pending_remove(w, c);
+		conn_close(w, c, true, "tunnel offline");
+	}
+	for (uint32_t i = 0; i < w->high; i++) {
+		c = &w->conns[i];
+		if (c->kind == CK_LINK && c->tun == t && c->state == LS_STREAM)
+			c->draining = true;
+	}
+	log_every(NLOG_INFO, "tunnel %s offline: %s", t->id, why);
+	ops->tunnel_offline(ops->arg, t, why);
+}
+
+static void relay_closing(struct worker *w, struct conn *c, const char *why)
+{
+	if (c->src_counted) {
+		/* public conns count per tunnel; tunnel-port handshakes under no tunnel */
+		src_del(w, c->kind == CK_PLAIN ? c->tun : NULL, c->bind.origin_addr);
+		c->src_counted = false;
+	}
+	if (c->kind == CK_PLAIN) {
+		if (c->state == PS_PENDING)
+			pending_remove(w, c);
+		return;
+	}
+	if (c->state == LS_IDLE)
+		relay_idle_unlink(w, c);
+	if (c->tun && (c->state == LS_IDLE || c->state == LS_STREAM))
+		atomic_fetch_sub(&c->tun->links, 1);
+	if (c->state == LS_CONTROL && c->tun && c->tun->ctl_idx == conn_idx(w, c) &&
+	    c->tun->ctl_gen == c->gen)
+		tunnel_offline(w, c->tun, why ? why : "control link closed");
+}
+
+/* ---------- control links ---------- */
+
+static void ctl_send_json(struct worker *w, struct conn *l, json_t *obj)
+{
+	size_t n;
+	uint8_t *m = msg_encode(obj, &n);
+
+	if (!m || link_write(w, l, m, n) < 0) {
+		free(m);
+		conn_close(w, l, false, "control link send buffer full");
+		return;
+	}
+	free(m);
+	obuf_kick(w, l);
+}
+
+static void ctl_on_message(struct worker *w, struct conn *l, json_t *obj)
+{
+	const char *type = msg_str(obj, "type");
+	struct engine_ops *ops = &w->e->cfg.ops;
+
+	if (!l->tun) {
+		if (strcmp(type, LINK_MSG_HELLO) || l->hello_have) {
+			json_decref(obj);
+			return;
+		}
+		l->hello_have = 1; /* a HELLO is being handled */
+		ops->ctl_hello(ops->arg, w->id, conn_idx(w, l), l->gen, obj);
+		return;
+	}
+	if (!strcmp(type, LINK_MSG_HEARTBEAT)) {
+		json_t *ack = json_pack("{s:s}", "type", LINK_MSG_HEARTBEAT_ACK);
+
+		l->tun->last_hb = now_ms();
+		json_decref(obj);
+		ctl_send_json(w, l, ack);
+		json_decref(ack);
+		return;
+	}
+	ops->ctl_message(ops->arg, l->tun, obj);
+}
+
+static void ctl_pump(struct worker *w, struct conn *l)
+{
+	uint8_t buf[4096];
+	char err[160];
+	json_t *obj;
+	int r;
+
+	for (;;) {
+		r = xprt_read(&l->x, buf, sizeof(buf));
+		if (r == 0)
+			break;
+		if (r < 0) {
+			conn_close(w, l, false,
+				   r == -EPIPE ? "control link closed by peer"
+					       : "control link TLS error");
+			return;
+		}
+		if (msg_reader_feed(l->mr, buf, (size_t)r) < 0) {
+			log_every(NLOG_WARN, "control link fd %d: message too large, closing",
+				  l->fd);
+			conn_close(w, l, false, "oversized control message");
+			return;
+		}
+		for (;;) {
+			r = msg_reader_next(l->mr, &obj, err, sizeof(err));
+			if (r == 0)
+				break;
+			if (r < 0) {
+				log_every(NLOG_WARN, "control link fd %d: %s, closing", l->fd, err);
+				conn_close(w, l, false, err);
+				return;
+			}
+			ctl_on_message(w, l, obj);
+			if (l->closing)
+				return;
+		}
+	}
+	arm_recv(w, l);
+}
+
+/* ---------- public connections ---------- */
+
+static void relay_bind(struct worker *w, struct conn *p, struct conn *l)
+{
+	struct link_bind b = p->bind; /* addresses from relay_public */
+	uint8_t frame[4 + sizeof(b)];
+
+	frame_put32((uint8_t *)&b.stream_id, ++w->stream_seq);
+	b.port = htons(p->port);
+	frame_put32(frame, LINK_FRAME_BIND);
+	memcpy(frame + 4, &b, sizeof(b));
+	l->state = LS_STREAM;
+	l->tx_done = l->rx_done = false;
+	l->peer = conn_idx(w, p);
+	p->peer = conn_idx(w, l);
+	p->connected = true;
+	p->deadline = 0;     /* it may have waited in the pending queue */
+	p->last_io = w->now; /* and its idle time starts now */
+	frame_rx_init(&l->rx, false);
+	if (link_write(w, l, frame, sizeof(frame)) < 0) {
+		conn_close(w, l, false, "cannot send BIND");
+		return;
+	}
+	obuf_kick(w, l);
+	plain_arm_recv(w, p);
+	link_arm_recv(w, l);
+}
+
+static void relay_public(struct worker *w, int fd, uint16_t port, struct tunnel *t)
+{
+	unsigned limit = w->e->cfg.max_conns_per_source;
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	struct conn *p, *l;
+
+	p = conn_new(w, CK_PLAIN, fd);
+	if (!p) {
+		log_every(NLOG_WARN, "w%d: connection slab full, refusing connection on port %u",
+			  w->id, port);
+		close(fd);
+		return;
+	}
+	sock_nodelay(fd);
+	p->port = port;
+	p->tun = t;
+	p->counted = true;
+	p->last_io = w->now;
+	atomic_fetch_add(&w->st_conns, 1);
+	atomic_fetch_add(&w->st_conns_total, 1);
+	/* the origin (and the address it reached) go in the BIND and the per-source count */
+	p->bind.dst_port = htons(port);
+	if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0)
+		p->bind.origin_port = sock_addr16(&ss, p->bind.origin_addr);
+	sl = sizeof(ss);
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
+		p->bind.dst_port = sock_addr16(&ss, p->bind.dst_addr);
+	if (limit && w->src) {
+		p->src_counted = true;
+		if (src_add(w, t, p->bind.origin_addr) > limit) {
+			char a[INET6_ADDRSTRLEN];
+
+			atomic_fetch_add(&w->st_refused_src, 1);
+			sock_addr16_ntop(p->bind.origin_addr, a, sizeof(a));
+			log_every(NLOG_WARN,
+				  "tunnel %s, port %u: %s already holds max_conns_per_source (%u) "
+				  "connections, resetting a new one",
+				  t->id, port, a, limit);
+			conn_close(w, p, true, NULL);
+			return;
+		}
+	}
+	l = conn_at(w, t->idle_head);
+	if (l) {
+		relay_idle_unlink(w, l);
+		relay_bind(w, p, l);
+		return;
+	}
+	if (t->pending >= PENDING_MAX) {
+		log_every(NLOG_WARN, "tunnel %s: %u connections wait for a data link, resetting",
+			  t->id, PENDING_MAX);
+		conn_close(w, p, true, "too many pending connections");
+		return;
+	}
+	p->state = PS_PENDING;
+	p->deadline = w->now + w->e->cfg.pending_timeout_ms;
+	p->prev = t->pend_tail;
+	p->next = NONE;
+	if (t->pend_tail != NONE)
+		w->conns[t->pend_tail].next = conn_idx(w, p);
+	else
+		t->pend_head = conn_idx(w, p);
+	t->pend_tail = conn_idx(w, p);
+	t->pending++;
+}
+
+/* ---------- data links ---------- */
+
+/* A stream ended on l: bind a waiting connection, keep l idle, or close it. */
+static void relay_link_idle(struct worker *w, struct conn *l)
+{
+	struct tunnel *t = l->tun;
+	struct conn *p;
+
+	if (l->draining || atomic_load(&t->home) != w->id) {
+		l->state = LS_STREAM;
+		link_close_graceful(w, l, "tunnel gone");
+		return;
+	}
+	p = conn_at(w, t->pend_head);
+	if (p) {
+		pending_remove(w, p);
+		relay_bind(w, p, l);
+		return;
+	}
+	if (t->idle >= t->max_pool) {
+		l->state = LS_STREAM;
+		link_close_graceful(w, l, "idle pool full");
+		return;
+	}
+	l->prev = NONE;
+	l->next = t->idle_head;
+	if (l->next != NONE)
+		w->conns[l->next].prev = conn_idx(w, l);
+	t->idle_head = conn_idx(w, l);
+	t->idle++;
+	atomic_fetch_add(&w->st_idle, 1);
+	link_arm_recv(w, l);
+}
+
+/* A verified data link is now this worker's (the tunnel's home). */
+static void relay_adopt_link(struct worker *w, struct handoff *h)
+{
+	struct conn *l = conn_new(w, CK_LINK, h->fd);
+
+	if (!l) {
+		log_every(NLOG_WARN, "w%d: connection slab full, dropping data link", w->id);
+		xprt_free(&h->x);
+		close(h->fd);
+		atomic_fetch_sub(&h->tun->links, 1);
+		free(h);
+		return;
+	}
+	xprt_move(&l->x, &h->x);
+	xprt_feed(&l->x, NULL, 0);
+	l->tun = h->tun;
+	l->counted = true;
+	atomic_fetch_add(&w->st_links, 1);
+	free(h);
+	if (atomic_load(&l->tun->home) != w->id) {
+		l->state = LS_STREAM;
+		conn_close(w, l, false, "tunnel moved");
+		return;
+	}
+	link_make_idle(w, l);
+	link_settle(w, l);
+}
+
+/*
+ * A tunnel-port connection counts against its source until it has said
+ * what it is (DATA_HELLO or HELLO): one address cannot hold every slot with
+ * handshakes that never finish. false when the source is at its limit.
+ */
+static bool link_src_take(struct worker *w, struct conn *l)
+{
+	unsigned limit = w->e->cfg.max_conns_per_source;
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+
+	if (!limit || !w->src || getpeername(l->fd, (struct sockaddr *)&ss, &sl) < 0)
+		return true;
+	sock_addr16(&ss, l->bind.origin_addr);
+	l->src_counted = true;
+	if (src_add(w, NULL, l->bind.origin_addr) <= limit)
+		return true;
+	atomic_fetch_add(&w->st_refused_src, 1);
+	log_every(NLOG_WARN,
+		  "tunnel port: a source already has max_conns_per_source (%u) unfinished "
+		  "handshakes, closing a new one",
+		  limit);
+	return false;
+}
+
+static void link_src_done(struct worker *w, struct conn *l)
+{
+	if (l->src_counted) {
+		src_del(w, NULL, l->bind.origin_addr);
+		l->src_counted = false;
+	}
+}
+
+/* Hands a verified data link to the tunnel's home worker (a MSG_RING). */
+static void relay_handoff(struct worker *w, struct conn *l, struct tunnel *t, int home)
+{
+	struct handoff *ho = malloc(sizeof(*ho));
+	struct io_uring_sqe *sqe;
+
+	if (!ho || l->tx.inflight || l->recv_armed) {
+		free(ho);
+		atomic_fetch_sub(&t->links, 1);
+		conn_close(w, l, false, "cannot hand off link");
+		return;
+	}
+	xprt_move(&ho->x, &l->x);
+	ho->fd = l->fd;
+	ho->tun = t;
+	l->fd = -1;
+	sqe = get_sqe(w);
+	io_uring_prep_msg_ring(sqe, w->e->ring_fds[home], 0,
+			       (uint64_t)OP_MSG_LINK << 56 | (uint64_t)(uintptr_t)ho, 0);
+	io_uring_sqe_set_data64(sqe, (uint64_t)OP_SENT_LINK << 56 | (uint64_t)(uintptr_t)ho);
+	pool_put(w, l->tx.p);
+	l->tx.p = NULL;
+	conn_finalize(w, l);
+}
+
+/* First plaintext on a tunnel connection: DATA_HELLO or a control message. */
+static void relay_first(struct worker *w, struct conn *l)
+{
+	struct engine_ops *ops = &w->e->cfg.ops;
+	struct link_data_hello *h = (struct link_data_hello *)l->hello;
+	struct tunnel *t;
+	char err[128];
+	int r, home;
+
+	while (l->hello_have < sizeof(l->hello)) {
+		size_t want =
+		    l->hello_have < 4 ? 4 - l->hello_have : sizeof(l->hello) - l->hello_have;
+
+		r = xprt_read(&l->x, l->hello + l->hello_have, want);
+		if (r == 0) {
+			arm_recv(w, l);
+			return;
+		}
+		if (r < 0) {
+			conn_close(w, l, false, "closed before the first message");
+			return;
+		}
+		l->hello_have += (uint32_t)r;
+		if (l->hello_have == 4 && frame_get32(l->hello) != LINK_MAGIC) {
+			/* a control link: the 4 bytes are a message length */
+			link_src_done(w, l);
+			l->state = LS_CONTROL;
+			l->mr = calloc(1, sizeof(*l->mr));
+			if (!l->mr) {
+				conn_close(w, l, false, "out of memory");
+				return;
+			}
+			msg_reader_init(l->mr);
+			msg_reader_feed(l->mr, l->hello, 4);
+			l->hello_have = 0;
+			l->deadline = now_ms() + HANDSHAKE_TIMEOUT_MS + 5000;
+			ctl_pump(w, l);
+			return;
+		}
+	}
+	if (frame_hello_check(h, err, sizeof(err)) < 0) {
+		log_every(NLOG_WARN, "data link fd %d: %s, closing", l->fd, err);
+		conn_close(w, l, false, err);
+		return;
+	}
+	t = ops->tunnel_find(ops->arg, h->tunnel_id);
+	home = t ? atomic_load(&t->home) : -1;
+	if (!t || home < 0 || !ct_equal(t->secret, h->secret, LINK_SECRET_LEN)) {
+		log_every(NLOG_WARN,
+			  "data link fd %d: unknown tunnel or bad link secret for %.31s, closing",
+			  l->fd, h->tunnel_id);
+		conn_close(w, l, false, "bad DATA_HELLO");
+		return;
+	}
+	if (xprt_pending(&l->x)) {
+		log_every(
+		    NLOG_WARN,
+		    "data link fd %d: frame after DATA_HELLO while no stream is bound, closing",
+		    l->fd);
+		conn_close(w, l, false, "data after DATA_HELLO");
+		return;
+	}
+	if ((unsigned)atomic_fetch_add(&t->links, 1) >= t->max_links) {
+		atomic_fetch_sub(&t->links, 1);
+		log_every(NLOG_WARN, "tunnel %s: max_links (%u) reached, refusing data link", t->id,
+			  t->max_links);
+		conn_close(w, l, false, "max_links reached");
+		return;
+	}
+	l->deadline = 0;
+	link_src_done(w, l);
+	if (home != w->id) {
+		relay_handoff(w, l, t, home);
+		return;
+	}
+	l->tun = t;
+	l->counted = true;
+	atomic_fetch_add(&w->st_links, 1);
+	link_make_idle(w, l);
+}
+
+static void relay_handshake_done(struct worker *w, struct conn *l)
+{
+	l->state = LS_FIRST;
+	relay_first(w, l);
+}
+
+static void relay_link_input(struct worker *w, struct conn *l)
+{
+	if (l->state == LS_FIRST)
+		relay_first(w, l);
+	else
+		ctl_pump(w, l);
+}
+
+static void relay_bind_frame(struct worker *w, struct conn *l, const struct link_bind *b)
+{
+	/* frame_rx refuses BIND on relayd's links: a client never sends one */
+	conn_close(w, l, false, "BIND from a client");
+}
+
+static void relay_connected(struct worker *w, struct conn *c, int res)
+{
+	conn_close(w, c, false, "internal: relayd does not connect");
+}
+
+/* ---------- accept ---------- */
+
+static void relay_accept(struct worker *w, struct conn *c, int fd)
+{
+	struct engine_ops *ops = &w->e->cfg.ops;
+	struct tunnel *t;
+	struct io_uring_sqe *sqe;
+	int home;
+
+	if (c->tunnel_listener) {
+		struct conn *l = conn_new(w, CK_LINK, fd);
+
+		if (!l || xprt_init_server(&l->x, w->e->cfg.xprt, fd) < 0) {
+			if (l)
+				conn_release(w, l);
+			close(fd);
+			return;
+		}
+		sock_nodelay(fd);
+		l->state = LS_HANDSHAKE;
+		l->deadline = now_ms() + HANDSHAKE_TIMEOUT_MS;
+		if (!link_src_take(w, l)) {
+			conn_close(w, l, false, "too many handshakes from one source");
+			return;
+		}
+		arm_recv(w, l);
+		return;
+	}
+	t = ops->port_route(ops->arg, c->port);
+	home = t ? atomic_load(&t->home) : -1;
+	if (home < 0) {
+		log_debug("port %u: tunnel offline, refusing connection", c->port);
+		sock_rst_on_close(fd);
+		close(fd);
+		return;
+	}
+	if (home == w->id) {
+		relay_public(w, fd, c->port, t);
+		return;
+	}
+	sqe = get_sqe(w);
+	io_uring_prep_msg_ring(sqe, w->e->ring_fds[home], c->port,
+			       (uint64_t)OP_MSG_PUBLIC << 56 | (uint32_t)fd, 0);
+	io_uring_sqe_set_data64(sqe, (uint64_t)OP_SENT_PUBLIC << 56 | (uint32_t)fd);
+}
+
+/* Hand-offs between workers (IORING_OP_MSG_RING) and their completions. */
+static void relay_ring_msg(struct worker *w, enum op op, uint64_t ud, int res)
+{
+	struct engine_ops *ops = &w->e->cfg.ops;
+	struct handoff *h = (struct handoff *)(uintptr_t)ud_ptr(ud);
+	struct tunnel *t;
+	int fd = (int)(uint32_t)ud;
+
+	switch (op) {
+	case OP_SENT_PUBLIC:
+		if (res < 0) { /* the home worker never got it */
+			log_warn("w%d: handing a connection over failed: %s", w->id,
+				 strerror(-res));
+			close(fd);
+		}
+		break;
+	case OP_SENT_LINK:
+		if (res < 0) {
+			log_warn("w%d: handing a data link over failed: %s", w->id, strerror(-res));
+			xprt_free(&h->x);
+			close(h->fd);
+			atomic_fetch_sub(&h->tun->links, 1);
+			free(h);
+		}
+		break;
+	case OP_MSG_PUBLIC:
+		t = ops->port_route(ops->arg, (uint16_t)res);
+		if (!t || atomic_load(&t->home) != w->id || w->stopping) {
+			close(fd);
+			break;
+		}
+		relay_public(w, fd, (uint16_t)res, t);
+		break;
+	case OP_MSG_LINK:
+		relay_adopt_link(w, h);
+		break;
+	default:
+		break;
+	}
+}
+
+/* ---------- mailbox, tick, init ---------- */
+
+static bool relay_mailbox(struct worker *w, struct mb_msg *m)
+{
+	struct conn *c;
+
+	switch (m->type) {
+	case MB_LISTEN:
+		c = conn_new(w, CK_LISTEN, m->fd);
+		if (!c) {
+			close(m->fd);
+			break;
+		}
+		c->port = m->port;
+		arm_accept(w, c);
+		break;
+	case MB_UNLISTEN:
+		/* shut now: the port leaves the listening table; freed when the accept ends */
+		for (uint32_t i = 0; i < w->high; i++) {
+			c = &w->conns[i];
+			if (c->kind == CK_LISTEN && !c->tunnel_listener && c->port == m->port)
+				conn_close(w, c, false, "port released");
+		}
+		if (m->ack)
+			atomic_fetch_add(m->ack, 1);
+		break;
+	case MB_WELCOME:
+		c = conn_ref(w, m->idx, m->gen);
+		if (!c) {
+			/* the control link went away during auth: never online here */
+			w->e->cfg.ops.tunnel_offline(w->e->cfg.ops.arg, m->tun,
+						     "control link closed before WELCOME");
+			break;
+		}
+		c->tun = m->tun;
+		m->tun->ctl_idx = m->idx;
+		m->tun->ctl_gen = m->gen;
+		m->tun->idle_head = m->tun->pend_head = m->tun->pend_tail = NONE;
+		m->tun->idle = m->tun->pending = 0;
+		m->tun->last_hb = now_ms();
+		c->deadline = 0;
+		/* only now may other workers route to this tunnel: its lists exist */
+		atomic_store(&m->tun->home, w->id);
+		/* fall through: send the WELCOME */
+		/* FALLTHROUGH */
+	case MB_CTL_SEND:
+		c = conn_ref(w, m->idx, m->gen);
+		if (!c)
+			break;
+		if (!m->tun && !c->tun)
+			c->hello_have = 0; /* a refused HELLO: the link closes after this */
+		if (link_write(w, c, m->data, m->len) < 0) {
+			conn_close(w, c, false, "control link send buffer full");
+			break;
+		}
+		obuf_kick(w, c);
+		if (m->close_after)
+			c->close_after_send = true;
+		break;
+	case MB_KICK:
+		if (!m->tun || atomic_load(&m->tun->home) != w->id)
+			break;
+		c = conn_ref(w, m->tun->ctl_idx, m->tun->ctl_gen);
+		if (!c)
+			break;
+		if (m->data && link_write(w, c, m->data, m->len) == 0)
+			obuf_kick(w, c);
+		tunnel_offline(w, m->tun, "kicked by the control daemon");
+		c->close_after_send = true;
+		if (!c->tx.inflight && c->tx.head == c->tx.tail)
+			conn_close(w, c, false, "kicked");
+		break;
+	default:
+		return false;
+	}
+	return true;
+}
+
+static void relay_tick_conn(struct worker *w, struct conn *c, uint64_t now)
+{
+	unsigned hb3 = 3 * w->e->cfg.heartbeat_ms;
+	unsigned idle_ms = w->e->cfg.idle_timeout_ms;
+
+	if (c->deadline && now > c->deadline) {
+		if (c->kind == CK_PLAIN) {
+			atomic_fetch_add(&w->st_pend_to, 1);
+			log_every(NLOG_WARN,
+				  "tunnel %s, port %u: no data link became free within "
+				  "pending_timeout, resetting the connection",
+				  c->tun ? c->tun->id : "-", c->port);
+		} else {
+			log_every(NLOG_WARN,
+				  "fd %d: TLS handshake or first message timed out, closing",
+				  c->fd);
+		}
+		conn_close(w, c, true, "timeout");
+		return;
+	}
+	if (c->kind == CK_PLAIN && idle_ms && c->state != PS_PENDING &&
+	    now - c->last_io > idle_ms) {
+		atomic_fetch_add(&w->st_idle_to, 1);
+		log_every(NLOG_INFO,
+			  "tunnel %s, port %u: no bytes either way for idle_timeout, "
+			  "resetting the connection",
+			  c->tun ? c->tun->id : "-", c->port);
+		conn_close(w, c, true, "idle timeout");
+		return;
+	}
+	if (c->kind == CK_LINK && c->state == LS_CONTROL && c->tun && hb3 &&
+	    now - c->tun->last_hb > hb3) {
+		log_warn("tunnel %s: heartbeat lost (3 missed), closing control link", c->tun->id);
+		conn_close(w, c, false, "heartbeat lost");
+	}
+}
+
+static void relay_tick(struct worker *w)
+{
+}
+
+static int relay_init(struct worker *w, char *err, size_t errlen)
+{
+	const struct engine_config *cfg = &w->e->cfg;
+	struct conn *c;
+
+	if (cfg->max_conns_per_source) {
+		/* twice the slots a worker has connections: never more than half full */
+		uint32_t slots = 2;
+
+		while (slots < 2 * w->nconns)
+			slots <<= 1;
+		w->src_mask = slots - 1;
+		w->src = calloc(slots, sizeof(*w->src));
+		if (!w->src) {
+			snprintf(err, errlen, "out of memory for the per-source table");
+			return -ENOMEM;
+		}
+		random_bytes(&w->src_seed, sizeof(w->src_seed));
+	}
+	c = conn_new(w, CK_LISTEN, cfg->tunnel_fds[w->id]);
+	c->tunnel_listener = true;
+	arm_accept(w, c);
+	return 0;
+}
+
+const struct role_ops relay_ops = {
+    .name = "relay",
+    .link_name = "tunnel connection",
+    .pin = true,
+    .rx_bind = false,
+    .listeners = true,
+    .init = relay_init,
+    .accept = relay_accept,
+    .connected = relay_connected,
+    .handshake_done = relay_handshake_done,
+    .link_input = relay_link_input,
+    .bind = relay_bind_frame,
+    .link_idle = relay_link_idle,
+    .idle_unlink = relay_idle_unlink,
+    .closing = relay_closing,
+    .ring_msg = relay_ring_msg,
+    .mailbox = relay_mailbox,
+    .tick_conn = relay_tick_conn,
+    .tick = relay_tick,
+};

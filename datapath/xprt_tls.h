@@ -1,0 +1,42 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The TLS transport's contexts (made by relayd and the client from their
+ * BoringSSL context) and the calls xprt.c hands to the TLS transport. Only
+ * xprt.c, xprt_tls.c and the programs' main files include this header: the
+ * relay code sees struct xprt_ctx as an opaque pointer.
+ */
+#ifndef NAVE_XPRT_TLS_H
+#define NAVE_XPRT_TLS_H
+
+#include "xprt.h"
+
+#include <openssl/ssl.h>
+
+/*
+ * A context for TLS transports over ssl_ctx (the caller keeps ssl_ctx alive
+ * and frees it after the context). ktls: XPRT_KTLS_OFF keeps every link in
+ * userspace TLS; AUTO moves links into the kernel when the kernel has the
+ * TLS ULP; ON refuses (NULL, err) when it has not. NULL + err on failure.
+ */
+struct xprt_ctx *xprt_ctx_new(SSL_CTX *ssl_ctx, enum xprt_ktls ktls, char *err, size_t errlen);
+void xprt_ctx_free(struct xprt_ctx *c);
+/* "kernel", "userspace (ktls = off)" or "userspace (<why the kernel cannot>)" */
+const char *xprt_ctx_mode(const struct xprt_ctx *c);
+/* true when links made from c go into the kernel after their handshake */
+bool xprt_ctx_ktls(const struct xprt_ctx *c);
+/* The SSL of a TLS transport still in userspace (for its peer's certificate), or NULL. */
+SSL *xprt_ssl(const struct xprt *x);
+
+/* for xprt.c */
+void xprt_tls_free(struct xprt *x);
+void xprt_tls_moved(struct xprt *x);
+int xprt_tls_handshake(struct xprt *x, struct xprt_out *out, char *err, size_t errlen);
+int xprt_tls_read(struct xprt *x, void *buf, size_t len);
+int xprt_tls_write(struct xprt *x, struct xprt_out *out, const void *buf, size_t len);
+size_t xprt_tls_pending(const struct xprt *x);
+int xprt_tls_shutdown(struct xprt *x, struct xprt_out *out);
+int xprt_ktls_shutdown(struct xprt *x);
+int xprt_tls_settle(struct xprt *x, bool out_empty, char *err, size_t errlen);
+bool xprt_tls_recv_error(struct xprt *x, int res, char *why, size_t len);
+
+#endif
