@@ -37,7 +37,7 @@ SSL_LIBS := $(BSSL_LIB)/libssl.so $(BSSL_LIB)/libcrypto.so -Wl,-rpath,$(BSSL_LIB
 
 COMMON := common/log.c common/msg.c common/frame.c common/util.c common/valid.c common/sock.c
 CFG := config/cfg.c
-TLS := tls/tls.c
+TLS := tls/tls.c tls/ktls.c
 ENGINE := datapath/engine.c datapath/xprt.c
 
 RELAYD_SRC := datapath/relayd.c datapath/ctlthread.c $(ENGINE) $(TLS) $(CFG) $(COMMON)
