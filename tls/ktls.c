@@ -86,20 +86,13 @@ static struct ktls_secrets *secrets_get(const SSL *ssl)
 	return SSL_get_ex_data(ssl, secrets_idx);
 }
 
-/* Decodes exactly 2n hex digits at s (not NUL-terminated); 0 or -EINVAL. */
-static int hex_span(const char *s, uint8_t *out, size_t n)
+/* The secret of direction d (KTLS_TX: ours, KTLS_RX: the peer's) and its length. */
+static uint8_t *dir_secret(struct ktls_secrets *sec, const SSL *ssl, int d, uint8_t **len)
 {
-	for (size_t i = 0; i < n; i++) {
-		int hi = hex_val(s[2 * i]), lo;
+	bool client = (d == KTLS_TX) != !!SSL_is_server(ssl);
 
-		if (hi < 0)
-			return -EINVAL;
-		lo = hex_val(s[2 * i + 1]);
-		if (lo < 0)
-			return -EINVAL;
-		out[i] = (uint8_t)(hi << 4 | lo);
-	}
-	return 0;
+	*len = client ? &sec->client_len : &sec->server_len;
+	return client ? sec->client : sec->server;
 }
 
 /*
@@ -113,6 +106,7 @@ static void keylog_cb(const SSL *cssl, const char *line)
 	static const char s_label[] = "SERVER_TRAFFIC_SECRET_0 ";
 	SSL *ssl = (SSL *)cssl;
 	uint8_t rnd[CLIENT_RND_LEN], ours[CLIENT_RND_LEN];
+	char rnd_hex[2 * CLIENT_RND_LEN + 1];
 	struct ktls_secrets *sec;
 	const char *p;
 	uint8_t *dst, *dst_len;
@@ -126,8 +120,11 @@ static void keylog_cb(const SSL *cssl, const char *line)
 	else
 		return;
 	p = line + sizeof(c_label) - 1; /* both labels have the same length */
-	if (strlen(p) < 2 * CLIENT_RND_LEN + 1 || p[2 * CLIENT_RND_LEN] != ' ' ||
-	    hex_span(p, rnd, CLIENT_RND_LEN) < 0)
+	if (strlen(p) < 2 * CLIENT_RND_LEN + 1 || p[2 * CLIENT_RND_LEN] != ' ')
+		return;
+	memcpy(rnd_hex, p, 2 * CLIENT_RND_LEN);
+	rnd_hex[2 * CLIENT_RND_LEN] = 0;
+	if (hex_decode(rnd_hex, rnd, CLIENT_RND_LEN) < 0)
 		return;
 	if (SSL_get_client_random(ssl, ours, sizeof(ours)) != sizeof(ours) ||
 	    CRYPTO_memcmp(rnd, ours, sizeof(ours)) != 0)
@@ -176,11 +173,12 @@ int ktls_ctx_prepare(SSL_CTX *ctx)
 
 /* ---- support probe ---- */
 
+/* Reads the kernel's list of TCP ULPs into list (one line, "" if unreadable): true if "tls" is in
+ * it. */
 static bool ulp_listed(char *list, size_t len)
 {
 	FILE *f = fopen(ULP_LIST_PATH, "r");
-	bool found = false;
-	char *tok, *save = NULL;
+	char copy[128], *tok, *save = NULL;
 
 	list[0] = 0;
 	if (!f)
@@ -189,15 +187,11 @@ static bool ulp_listed(char *list, size_t len)
 		list[0] = 0;
 	fclose(f);
 	list[strcspn(list, "\n")] = 0;
-	{
-		char copy[256];
-
-		str_copy(copy, sizeof(copy), list);
-		for (tok = strtok_r(copy, " \t", &save); tok; tok = strtok_r(NULL, " \t", &save))
-			if (strcmp(tok, "tls") == 0)
-				found = true;
-	}
-	return found;
+	str_copy(copy, sizeof(copy), list);
+	for (tok = strtok_r(copy, " \t", &save); tok; tok = strtok_r(NULL, " \t", &save))
+		if (strcmp(tok, "tls") == 0)
+			return true;
+	return false;
 }
 
 /* Sets TCP_ULP "tls" on a connected loopback socket: loads tls.ko where it exists. 0 or -errno. */
@@ -428,14 +422,14 @@ int ktls_install(SSL *ssl, int fd, int dirs, char *err, size_t errlen)
 	sec = secrets_get(ssl);
 	for (int i = 0; i < 2; i++) {
 		int d = order[i];
-		bool mine_client = (d == KTLS_TX) != !!SSL_is_server(ssl);
+		uint8_t *len;
 
 		if (!(dirs & d))
 			continue;
 		if (sec && (sec->used & d))
 			return fail(err, errlen, -EALREADY, "%s was installed (or tried) already",
 				    d == KTLS_TX ? "TX" : "RX");
-		if (!sec || (mine_client ? sec->client_len : sec->server_len) == 0)
+		if (!sec || (dir_secret(sec, ssl, d, &len), *len == 0))
 			return fail(err, errlen, -ENOKEY,
 				    "no traffic secret captured (keylog callback not installed?)");
 	}
@@ -444,14 +438,14 @@ int ktls_install(SSL *ssl, int fd, int dirs, char *err, size_t errlen)
 	for (int i = 0; i < 2 && r == 0; i++) {
 		int d = order[i], size;
 		const char *name = d == KTLS_TX ? "TLS_TX" : "TLS_RX";
-		bool mine_client = (d == KTLS_TX) != !!SSL_is_server(ssl);
+		uint8_t *secret, *len;
 		uint64_t seq;
 
 		if (!(dirs & d))
 			continue;
+		secret = dir_secret(sec, ssl, d, &len);
 		seq = d == KTLS_TX ? SSL_get_write_sequence(ssl) : SSL_get_read_sequence(ssl);
-		size = crypto_info_fill(&ci, suite, mine_client ? sec->client : sec->server,
-					mine_client ? sec->client_len : sec->server_len, seq);
+		size = crypto_info_fill(&ci, suite, secret, *len, seq);
 		if (size < 0) {
 			r = fail(err, errlen, size, "cannot derive the %s key", name);
 			break;
@@ -476,12 +470,12 @@ int ktls_install(SSL *ssl, int fd, int dirs, char *err, size_t errlen)
 	OPENSSL_cleanse(&ci, sizeof(ci));
 	for (int i = 0; i < 2; i++) {
 		int d = order[i];
-		bool mine_client = (d == KTLS_TX) != !!SSL_is_server(ssl);
+		uint8_t *len;
 
 		if (!(dirs & d))
 			continue;
-		OPENSSL_cleanse(mine_client ? sec->client : sec->server, SECRET_MAX);
-		*(mine_client ? &sec->client_len : &sec->server_len) = 0;
+		OPENSSL_cleanse(dir_secret(sec, ssl, d, &len), SECRET_MAX);
+		*len = 0;
 		sec->used |= (uint8_t)d;
 	}
 	return r;
