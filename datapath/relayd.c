@@ -150,7 +150,7 @@ int main(int argc, char **argv)
 	}
 	ktls = xprt_ctx_mode(ec.xprt);
 	if (cfg.ktls == CFG_AUTO && !xprt_ctx_ktls(ec.xprt))
-		log_warn("kTLS: ktls = auto and the kernel cannot: links use %s", ktls);
+		log_warn("kTLS: %s: links use userspace TLS (ktls = auto)", xprt_ctx_why(ec.xprt));
 	if (engine_resolve(cfg.address, cfg.tunnel_port ? cfg.tunnel_port : cfg.https_port, &ss,
 			   &sl) < 0) {
 		fprintf(stderr, "nave-relayd: [listen] address %s: cannot resolve\n", cfg.address);

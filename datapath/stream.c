@@ -210,6 +210,7 @@ void link_on_sent(struct worker *w, struct conn *l)
 	struct conn *p = conn_at(w, l->peer);
 
 	if (l->close_after_send && l->tx.head == l->tx.tail) {
+		xprt_shutdown(&l->x);
 		conn_close(w, l, false, "closed after final message");
 		return;
 	}
@@ -313,6 +314,7 @@ void link_close_graceful(struct worker *w, struct conn *l, const char *why)
 		obuf_kick(w, l);
 		return;
 	}
+	xprt_shutdown(&l->x); /* a clean close: the peer reads close_notify */
 	conn_close(w, l, false, why);
 }
 

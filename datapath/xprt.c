@@ -37,12 +37,10 @@ int xprt_handshake(struct xprt *x, struct xprt_out *out, char *err, size_t errle
 	return x->tls ? xprt_tls_handshake(x, out, err, errlen) : XPRT_OK;
 }
 
-int xprt_read(struct xprt *x, void *buf, size_t len)
+int xprt_copy_in(struct xprt *x, void *buf, size_t len)
 {
 	size_t n;
 
-	if (x->tls)
-		return xprt_tls_read(x, buf, len);
 	if (!x->in_len)
 		return 0;
 	n = len < x->in_len ? len : x->in_len;
@@ -54,10 +52,8 @@ int xprt_read(struct xprt *x, void *buf, size_t len)
 	return (int)n;
 }
 
-int xprt_write(struct xprt *x, struct xprt_out *out, const void *buf, size_t len)
+int xprt_copy_out(struct xprt_out *out, const void *buf, size_t len)
 {
-	if (x->tls)
-		return xprt_tls_write(x, out, buf, len);
 	if (out->cap - out->len < len)
 		return -ENOBUFS;
 	memcpy(out->p + out->len, buf, len);
@@ -65,10 +61,20 @@ int xprt_write(struct xprt *x, struct xprt_out *out, const void *buf, size_t len
 	return 0;
 }
 
+int xprt_read(struct xprt *x, void *buf, size_t len)
+{
+	return x->tls ? xprt_tls_read(x, buf, len) : xprt_copy_in(x, buf, len);
+}
+
+int xprt_write(struct xprt *x, struct xprt_out *out, const void *buf, size_t len)
+{
+	return x->tls ? xprt_tls_write(x, out, buf, len) : xprt_copy_out(out, buf, len);
+}
+
 size_t xprt_overhead(const struct xprt *x, size_t len)
 {
 	/* TLS 1.3 record: 5 header + 1 type + 16 tag per 16 KiB of payload */
-	return x->tls ? len + 22 * (len / 16384 + 1) : len;
+	return x->tls && !(x->ktls_dirs & XPRT_DIR_TX) ? len + 22 * (len / 16384 + 1) : len;
 }
 
 size_t xprt_pending(const struct xprt *x)
@@ -76,10 +82,10 @@ size_t xprt_pending(const struct xprt *x)
 	return x->in_len + (x->tls ? xprt_tls_pending(x) : 0);
 }
 
-int xprt_shutdown(struct xprt *x, struct xprt_out *out)
+int xprt_shutdown(struct xprt *x)
 {
 	if (x->tls)
-		return xprt_tls_shutdown(x, out);
+		return xprt_tls_shutdown(x);
 	return x->mode == XPRT_KTLS ? xprt_ktls_shutdown(x) : 0;
 }
 

@@ -97,8 +97,12 @@ int xprt_write(struct xprt *x, struct xprt_out *out, const void *buf, size_t len
 size_t xprt_overhead(const struct xprt *x, size_t len);
 /* Bytes the transport holds that the datapath has not read yet. */
 size_t xprt_pending(const struct xprt *x);
-/* Queues a close_notify (TLS) into out, or sends it (kTLS); 0 or -errno. */
-int xprt_shutdown(struct xprt *x, struct xprt_out *out);
+/*
+ * Sends a close_notify on x's socket now (a link closing cleanly; the caller
+ * has nothing unsent queued before it): a few bytes, without blocking.
+ * 0 (also for plain, which has none) or -errno.
+ */
+int xprt_shutdown(struct xprt *x);
 /*
  * The datapath holds no unread input of x, and no unsent output when
  * out_empty: a TLS transport may move into the kernel now. Returns a set of

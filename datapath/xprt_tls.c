@@ -11,6 +11,7 @@
  */
 #include "xprt_tls.h"
 
+#include "tls/ktls.h"
 #include "tls/tls.h"
 
 #include <errno.h>
@@ -19,12 +20,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 struct xprt_ctx {
 	SSL_CTX *ssl_ctx;
 	enum xprt_ktls ktls;
 	bool kernel; /* links go into the kernel after their handshake */
-	char mode[160];
+	char mode[64];
+	char why[192]; /* why not, when the kernel cannot */
 };
 
 struct xprt_tls {
@@ -136,12 +139,26 @@ struct xprt_ctx *xprt_ctx_new(SSL_CTX *ssl_ctx, enum xprt_ktls ktls, char *err, 
 	}
 	c->ssl_ctx = ssl_ctx;
 	c->ktls = ktls;
-	if (ktls == XPRT_KTLS_ON) {
-		snprintf(err, errlen, "ktls = on: kernel TLS is not available in this build");
+	if (ktls == XPRT_KTLS_OFF) {
+		snprintf(c->mode, sizeof(c->mode), "userspace (ktls = off)");
+		return c;
+	}
+	if (!ktls_supported(c->why, sizeof(c->why))) {
+		if (ktls == XPRT_KTLS_ON) {
+			snprintf(err, errlen, "ktls = on: %s", c->why);
+			free(c);
+			return NULL;
+		}
+		snprintf(c->mode, sizeof(c->mode), "userspace (no TLS ULP in the kernel)");
+		return c;
+	}
+	if (ktls_ctx_prepare(ssl_ctx) < 0) {
+		snprintf(err, errlen, "cannot prepare the TLS context for kTLS");
 		free(c);
 		return NULL;
 	}
-	snprintf(c->mode, sizeof(c->mode), "userspace (ktls = off)");
+	c->kernel = true;
+	snprintf(c->mode, sizeof(c->mode), "kernel");
 	return c;
 }
 
@@ -158,6 +175,11 @@ const char *xprt_ctx_mode(const struct xprt_ctx *c)
 bool xprt_ctx_ktls(const struct xprt_ctx *c)
 {
 	return c->kernel;
+}
+
+const char *xprt_ctx_why(const struct xprt_ctx *c)
+{
+	return c->why;
 }
 
 static int tls_init(struct xprt *x, struct xprt_ctx *ctx, int fd, bool server)
@@ -249,6 +271,8 @@ int xprt_tls_read(struct xprt *x, void *buf, size_t len)
 	struct xprt_tls *t = x->tls;
 	int r, e;
 
+	if (x->ktls_dirs & XPRT_DIR_RX) /* received bytes are plaintext already */
+		return xprt_copy_in(x, buf, len);
 	if (len > 0x7fffffff)
 		len = 0x7fffffff;
 	r = SSL_read(t->ssl, buf, (int)len);
@@ -266,6 +290,8 @@ int xprt_tls_write(struct xprt *x, struct xprt_out *out, const void *buf, size_t
 	struct xprt_tls *t = x->tls;
 	int r, e;
 
+	if (x->ktls_dirs & XPRT_DIR_TX) /* the kernel encrypts what we send */
+		return xprt_copy_out(out, buf, len);
 	if (len == 0)
 		return 0;
 	if (out->cap - out->len < xprt_overhead(x, len))
@@ -282,32 +308,91 @@ int xprt_tls_write(struct xprt *x, struct xprt_out *out, const void *buf, size_t
 
 size_t xprt_tls_pending(const struct xprt *x)
 {
-	return (size_t)SSL_pending(x->tls->ssl);
+	return x->ktls_dirs & XPRT_DIR_RX ? 0 : (size_t)SSL_pending(x->tls->ssl);
 }
 
-int xprt_tls_shutdown(struct xprt *x, struct xprt_out *out)
+int xprt_tls_shutdown(struct xprt *x)
 {
-	int r;
+	uint8_t b[64];
+	struct xprt_out o = {b, 0, sizeof(b)};
+	ssize_t n;
 
-	x->out = out;
-	r = SSL_shutdown(x->tls->ssl);
+	if (x->ktls_dirs & XPRT_DIR_TX)
+		return ktls_send_close_notify(x->fd);
+	if (!x->tls->hs_done)
+		return 0;
+	x->out = &o;
+	SSL_shutdown(x->tls->ssl); /* 0: sent, the peer's is not awaited */
 	x->out = NULL;
 	ERR_clear_error();
-	return r < 0 ? -EPROTO : 0;
+	if (!o.len)
+		return -EPROTO;
+	n = send(x->fd, b, o.len, MSG_DONTWAIT | MSG_NOSIGNAL);
+	return n == (ssize_t)o.len ? 0 : n < 0 ? -errno : -EAGAIN;
 }
 
 int xprt_ktls_shutdown(struct xprt *x)
 {
-	return 0;
+	return ktls_send_close_notify(x->fd);
 }
 
+/*
+ * The moment a link moves into the kernel: TX once nothing encrypted by
+ * BoringSSL waits to be sent (record sequence numbers come from BoringSSL),
+ * RX once BoringSSL has taken whole records only and has no plaintext left.
+ * When both are in, the SSL goes: the kernel holds the link's whole state.
+ */
 int xprt_tls_settle(struct xprt *x, bool out_empty, char *err, size_t errlen)
 {
-	return 0;
+	struct xprt_tls *t = x->tls;
+	int dirs = 0, r;
+
+	if (!t->ctx->kernel || !t->hs_done || t->ktls_failed)
+		return 0;
+	if (!(x->ktls_dirs & XPRT_DIR_TX) && out_empty)
+		dirs |= KTLS_TX;
+	if (!(x->ktls_dirs & XPRT_DIR_RX) && !x->in_len && !t->hdr_have && !t->body_left &&
+	    !SSL_pending(t->ssl))
+		dirs |= KTLS_RX;
+	/* one direction per call, so a failure says which one stays in userspace */
+	for (int d = KTLS_TX; d <= KTLS_RX; d <<= 1) {
+		if (!(dirs & d))
+			continue;
+		r = ktls_install(t->ssl, x->fd, d, err, errlen);
+		if (r < 0) {
+			t->ktls_failed = true;
+			return t->ctx->ktls == XPRT_KTLS_ON ? -EPROTO : XPRT_EV_FALLBACK;
+		}
+		x->ktls_dirs |= d == KTLS_TX ? XPRT_DIR_TX : XPRT_DIR_RX;
+	}
+	if (x->ktls_dirs != (XPRT_DIR_TX | XPRT_DIR_RX))
+		return 0;
+	xprt_tls_free(x);
+	x->mode = XPRT_KTLS;
+	return XPRT_EV_KTLS;
 }
 
 bool xprt_tls_recv_error(struct xprt *x, int res, char *why, size_t len)
 {
-	snprintf(why, len, "%s", res == 0 ? "closed by peer" : strerror(-res));
-	return false;
+	int r;
+
+	if (res == 0) {
+		snprintf(why, len, "closed by peer");
+		return false;
+	}
+	if (!(x->ktls_dirs & XPRT_DIR_RX)) {
+		snprintf(why, len, "%s", strerror(-res));
+		return false;
+	}
+	if (res == -EBADMSG) {
+		snprintf(why, len, "kTLS: a record failed to decrypt");
+		return false;
+	}
+	if (res != -EIO) {
+		snprintf(why, len, "%s", strerror(-res));
+		return false;
+	}
+	/* a record that is not application data stopped the receive */
+	r = ktls_recv_control(x->fd, why, len);
+	return r == KTLS_REC_CLOSE_NOTIFY;
 }

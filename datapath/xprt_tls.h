@@ -27,6 +27,13 @@ bool xprt_ctx_ktls(const struct xprt_ctx *c);
 /* The SSL of a TLS transport still in userspace (for its peer's certificate), or NULL. */
 SSL *xprt_ssl(const struct xprt *x);
 
+/* why links stay in userspace when the kernel cannot ("" otherwise) */
+const char *xprt_ctx_why(const struct xprt_ctx *c);
+
+/* for xprt_tls.c: bytes as they are, in (from x->in) and out */
+int xprt_copy_in(struct xprt *x, void *buf, size_t len);
+int xprt_copy_out(struct xprt_out *out, const void *buf, size_t len);
+
 /* for xprt.c */
 void xprt_tls_free(struct xprt *x);
 void xprt_tls_moved(struct xprt *x);
@@ -34,7 +41,7 @@ int xprt_tls_handshake(struct xprt *x, struct xprt_out *out, char *err, size_t e
 int xprt_tls_read(struct xprt *x, void *buf, size_t len);
 int xprt_tls_write(struct xprt *x, struct xprt_out *out, const void *buf, size_t len);
 size_t xprt_tls_pending(const struct xprt *x);
-int xprt_tls_shutdown(struct xprt *x, struct xprt_out *out);
+int xprt_tls_shutdown(struct xprt *x);
 int xprt_ktls_shutdown(struct xprt *x);
 int xprt_tls_settle(struct xprt *x, bool out_empty, char *err, size_t errlen);
 bool xprt_tls_recv_error(struct xprt *x, int res, char *why, size_t len);
