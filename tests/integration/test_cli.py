@@ -627,6 +627,61 @@ def test_status_real_controld(server):
         assert "limits:" not in out
 
 
+# ---------------------------------------------------------------- 6b. kTLS in status
+
+KTLS_LINE = re.compile(r"^  ktls:\s+(\S.*?) \(links: (\S+) kTLS, (\S+) userspace, "
+                       r"(\S+) fallbacks\)$", re.M)
+
+
+def test_status_shows_ktls_links(fake_ctl):
+    lines = _status_lines(fake_ctl, status_body(
+        {"ktls": "kernel", "links_ktls": 3, "links_tls": 1, "ktls_fallbacks": 0}))
+    ktls = [line for line in lines if line.strip().startswith("ktls:")]
+    assert len(ktls) == 1, lines
+    assert re.fullmatch(r"  ktls:\s+kernel \(links: 3 kTLS, 1 userspace, 0 fallbacks\)",
+                        ktls[0]), ktls
+
+
+def test_status_ktls_null_partial_and_older_controld(fake_ctl):
+    lines = _status_lines(fake_ctl, status_body({"links_ktls": None, "links_tls": 3}))
+    ktls = [line.split(":", 1)[1].strip() for line in lines
+            if line.strip().startswith("ktls:")]
+    assert ktls == ["off (links: - kTLS, 3 userspace, - fallbacks)"], lines
+    # a controld that sends no link counters: the mode alone
+    lines = _status_lines(fake_ctl, status_body())
+    ktls = [line for line in lines if line.strip().startswith("ktls:")]
+    assert len(ktls) == 1 and re.fullmatch(r"  ktls:\s+off", ktls[0]), lines
+
+
+def test_status_ktls_real(server, make_client):
+    """relayd connected, a client online with its data links: the counters are
+    integers, and on a kernel without kTLS every link is a userspace TLS one."""
+    make_client("k")
+
+    def pooled():
+        relay = server.navectl("status", json=True)["relay"]
+        return relay if isinstance(relay.get("links"), int) and relay["links"] > 0 else None
+
+    relay = nt.wait_for(pooled, nt.START_TIMEOUT, "data links in navectl status")
+    for k in ("links_ktls", "links_tls", "ktls_fallbacks"):
+        assert type(relay[k]) is int and relay[k] >= 0, (k, relay)
+    assert isinstance(relay["ktls"], str) and relay["ktls"], relay
+    assert relay["links_ktls"] + relay["links_tls"] == relay["links"], relay
+    if not nt.kernel_has_ktls():
+        assert relay["links_ktls"] == 0 and relay["links_tls"] == relay["links"], relay
+
+    rc, out, err = server.navectl("status")
+    assert rc == 0, err
+    m = KTLS_LINE.search(out)
+    assert m, out
+    links = re.search(r"(?m)^  links:\s+(\d+)$", out)
+    assert links, out
+    assert int(m.group(2)) + int(m.group(3)) == int(links.group(1)), out
+    assert int(m.group(4)) >= 0, out
+    if not nt.kernel_has_ktls():
+        assert m.group(2) == "0" and m.group(3) == links.group(1), out
+
+
 # ---------------------------------------------------------------- 7. control characters
 
 EVIL = "evil\x1b[31mred\x07\x7f\r\ttab\u009bcsi"
