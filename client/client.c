@@ -380,6 +380,12 @@ struct client {
 	struct local locals[LOCAL_MAX];
 	int exit_code;
 	bool quit;
+	/*
+	 * The kTLS mode `nave status` shows ("kernel", "userspace (kernel has no
+	 * TLS ULP)", "userspace (ktls = off)"): set once in client_run before the
+	 * main loop, read only by the main thread.
+	 */
+	char ktls_mode[64];
 };
 
 static bool op_rule_find(void *arg, uint16_t port, struct engine_rule *out)
@@ -736,13 +742,16 @@ static json_t *status_json(struct client *cl)
 								: cl->rules[i].cfg.port),
 				     "state", cl->rules[i].granted ? "active" : "pending"));
 	pthread_mutex_unlock(&cl->lock);
-	return json_pack("{s:b, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:o}", "ok", 1,
-			 "state", cl->online ? "online" : "connecting", "server", cl->cfg->server,
-			 "tunnel_id", cl->tunnel_id, "version", NAVE_VERSION, "links",
-			 (json_int_t)s.links, "idle_links", (json_int_t)s.idle_links, "conns",
-			 (json_int_t)s.conns, "conns_total", (json_int_t)s.conns_total, "bytes_in",
-			 (json_int_t)s.bytes_out, "bytes_out", (json_int_t)s.bytes_in, "rules",
-			 rules);
+	return json_pack("{s:b, s:s, s:s, s:s, s:s, s:I, s:I, s:s, s:I, s:I, s:I, s:I, s:I, s:I, "
+			 "s:I, s:o}",
+			 "ok", 1, "state", cl->online ? "online" : "connecting", "server",
+			 cl->cfg->server, "tunnel_id", cl->tunnel_id, "version", NAVE_VERSION,
+			 "links", (json_int_t)s.links, "idle_links", (json_int_t)s.idle_links,
+			 "ktls", cl->ktls_mode, "links_ktls", (json_int_t)s.links_ktls, "links_tls",
+			 (json_int_t)s.links_tls, "ktls_fallbacks", (json_int_t)s.ktls_fallbacks,
+			 "conns", (json_int_t)s.conns, "conns_total", (json_int_t)s.conns_total,
+			 "bytes_in", (json_int_t)s.bytes_out, "bytes_out", (json_int_t)s.bytes_in,
+			 "rules", rules);
 }
 
 static void on_local_request(struct client *cl, struct local *lo, json_t *req)
@@ -944,6 +953,8 @@ int client_run(struct cfg_client *c)
 	cl->cfg = c;
 	cl->cc.fd = -1;
 	cl->lfd = -1;
+	/* until the engine setup below says which mode it runs in */
+	str_copy(cl->ktls_mode, sizeof(cl->ktls_mode), "userspace (ktls = off)");
 	pthread_mutex_init(&cl->lock, NULL);
 	if (!c->token[0]) {
 		fprintf(stderr, "nave: not configured: run nave configure first (%s)\n", c->path);

@@ -437,14 +437,20 @@ static int cmd_status(struct opts *o, int argc, char **argv)
 	if (o->json) {
 		print_json(r);
 	} else {
-		printf("state:   %s\nserver:  %s\ntunnel:  %s\nlinks:   %lld (%lld idle)\n"
-		       "conns:   %lld open, %lld total\nbytes:   %lld in, %lld out\n",
+		printf("state:   %s\nserver:  %s\ntunnel:  %s\nlinks:   %lld (%lld idle)\n",
 		       log_esc_str(msg_str(r, "state"), b1, sizeof(b1)),
 		       log_esc_str(msg_str(r, "server"), b2, sizeof(b2)),
 		       log_esc_str(msg_str(r, "tunnel_id"), b3, sizeof(b3)), msg_int(r, "links", 0),
-		       msg_int(r, "idle_links", 0), msg_int(r, "conns", 0),
-		       msg_int(r, "conns_total", 0), msg_int(r, "bytes_in", 0),
-		       msg_int(r, "bytes_out", 0));
+		       msg_int(r, "idle_links", 0));
+		/* a client that does not say (older) gets no line */
+		if (json_is_string(json_object_get(r, "ktls")))
+			printf("ktls:    %s (links: %lld kTLS, %lld userspace, %lld fallbacks)\n",
+			       log_esc_str(msg_str(r, "ktls"), b1, sizeof(b1)),
+			       msg_int(r, "links_ktls", 0), msg_int(r, "links_tls", 0),
+			       msg_int(r, "ktls_fallbacks", 0));
+		printf("conns:   %lld open, %lld total\nbytes:   %lld in, %lld out\n",
+		       msg_int(r, "conns", 0), msg_int(r, "conns_total", 0),
+		       msg_int(r, "bytes_in", 0), msg_int(r, "bytes_out", 0));
 	}
 	json_decref(r);
 	return 0;

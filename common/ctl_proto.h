@@ -33,9 +33,12 @@
 #define CTL_PORT_SYNC "port_sync"
 #define CTL_DEAUTH    "deauth" /* {req, tunnel_id}: revoke the tunnel's token, release its ports */
 /*
- * {workers, ktls, steering, conns, conns_total, bytes_in, bytes_out, links,
- * refused_per_source, idle_timeouts, pending_timeouts, uptime} every few seconds; also
- * lists online tunnel ids as "online":[..] for last_seen.
+ * {workers, ktls, steering, conns, conns_total, bytes_in, bytes_out, links, links_ktls,
+ * links_tls, ktls_fallbacks, refused_per_source, idle_timeouts, pending_timeouts, uptime}
+ * every few seconds; also lists online tunnel ids as "online":[..] for last_seen. ktls is
+ * the mode string ("kernel", "userspace (kernel has no TLS ULP)", "userspace (ktls = off)");
+ * links_ktls + links_tls = links (data links whose TLS records the kernel / userspace
+ * handles); ktls_fallbacks counts links whose kTLS install failed.
  */
 #define CTL_STATS "stats"
 

@@ -198,6 +198,7 @@ static const struct cfg_row client_rows[] = {
     CLI("log_format", "text", R_LOGFMT, log_json),
     CLI("pool_idle", "4", R_UINT, pool_idle, .min = 1, .max = 64),
     CLI("max_links", "1024", R_UINT, max_links, .min = 1, .max = 4096),
+    CLI("ktls", "auto", R_KTLS, ktls),
 };
 
 static const struct cfg_row tcp_rows[] = {

@@ -96,6 +96,7 @@ struct cfg_client {
 	bool log_json;
 	unsigned pool_idle; /* pool_idle = 4 */
 	unsigned max_links; /* max_links = 1024 */
+	int ktls;	    /* ktls = auto: CFG_AUTO|CFG_ON|CFG_OFF, as [datapath] ktls */
 	unsigned n_tcp;
 	struct cfg_tcp_rule tcp[CFG_MAX_RULES];
 	char path[CFG_PATH_MAX]; /* file it was read from / will be written to */

@@ -1186,6 +1186,36 @@ static void status_limits(struct table *t, json_t *rel)
 	table_add(t, buf);
 }
 
+/*
+ * The relay's kTLS mode, and with it the split of its data links when the
+ * controld sends one: "kernel (links: 3 kTLS, 1 userspace, 0 fallbacks)". A
+ * controld that sends no counters (older) gets the mode alone; a null or odd
+ * counter shows as "-".
+ */
+static const char *status_ktls(json_t *rel, char *buf, size_t len)
+{
+	static const char *const keys[] = {"links_ktls", "links_tls", "ktls_fallbacks"};
+	char mode[128], v[ARRAY_SIZE(keys)][32];
+	bool any = false;
+
+	str_copy(mode, sizeof(mode), fmt_val(json_object_get(rel, "ktls"), buf, len));
+	for (size_t k = 0; k < ARRAY_SIZE(keys); k++) {
+		json_t *j = json_object_get(rel, keys[k]);
+
+		any |= j != NULL;
+		if (json_is_integer(j))
+			snprintf(v[k], sizeof(v[k]), "%" JSON_INTEGER_FORMAT,
+				 json_integer_value(j));
+		else
+			str_copy(v[k], sizeof(v[k]), "-");
+	}
+	/* cut short at len, as every other cell */
+	if (!any || snprintf(buf, len, "%s (links: %s kTLS, %s userspace, %s fallbacks)", mode,
+			     v[0], v[1], v[2]) < 0)
+		snprintf(buf, len, "%s", mode);
+	return buf;
+}
+
 static int cmd_status(struct ctx *c, int argc, char **argv)
 {
 	static const struct col top[] = {
@@ -1232,7 +1262,10 @@ static int cmd_status(struct ctx *c, int argc, char **argv)
 		for (unsigned k = 0; k < ARRAY_SIZE(relay); k++) {
 			snprintf(title, sizeof(title), "  %s:", relay[k].title);
 			table_add(&t, title);
-			table_add(&t, fmt_col(&relay[k], rel, buf, sizeof(buf)));
+			if (!strcmp(relay[k].key, "ktls"))
+				table_add(&t, status_ktls(rel, buf, sizeof(buf)));
+			else
+				table_add(&t, fmt_col(&relay[k], rel, buf, sizeof(buf)));
 		}
 		status_limits(&t, rel);
 	}

@@ -818,10 +818,21 @@ void relaylink_process(struct relaylink *rl, const struct pollfd *pfd, int n)
 
 json_t *relaylink_status(const struct relaylink *rl)
 {
-	static const char *const keys[] = {
-	    "pid",	     "workers",		"ktls",	     "steering", "conns",
-	    "conns_total",   "bytes_in",	"bytes_out", "links",	 "refused_per_source",
-	    "idle_timeouts", "pending_timeouts"};
+	static const char *const keys[] = {"pid",
+					   "workers",
+					   "ktls",
+					   "steering",
+					   "conns",
+					   "conns_total",
+					   "bytes_in",
+					   "bytes_out",
+					   "links",
+					   "links_ktls",
+					   "links_tls",
+					   "ktls_fallbacks",
+					   "refused_per_source",
+					   "idle_timeouts",
+					   "pending_timeouts"};
 	bool up = relaylink_connected(rl);
 	json_t *o = json_object();
 

@@ -50,7 +50,9 @@ int relaylink_collect_port(const struct store_port *p, void *arr);
 /*
  * The "relay" object of GET /api/v1/status (a new reference): connected,
  * then pid, workers, ktls, steering, conns, conns_total, bytes_in, bytes_out,
- * links from the hello and the latest stats (null when unknown).
+ * links, links_ktls, links_tls, ktls_fallbacks, refused_per_source,
+ * idle_timeouts, pending_timeouts from the hello and the latest stats (null
+ * when unknown).
  */
 json_t *relaylink_status(const struct relaylink *rl);
 

@@ -316,14 +316,17 @@ static void send_stats(struct ctlthread *ct)
 
 	engine_stats(ct->e, &s);
 	o = json_pack(
-	    "{s:s, s:i, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o}", "type",
-	    CTL_STATS, "workers", (int)engine_workers(ct->e), "ktls", ct->ktls, "steering",
+	    "{s:s, s:i, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
+	    "s:I, s:o}",
+	    "type", CTL_STATS, "workers", (int)engine_workers(ct->e), "ktls", ct->ktls, "steering",
 	    ct->steering, "conns", (json_int_t)s.conns, "conns_total", (json_int_t)s.conns_total,
 	    "bytes_in", (json_int_t)s.bytes_in, "bytes_out", (json_int_t)s.bytes_out, "links",
-	    (json_int_t)s.links, "refused_per_source", (json_int_t)s.refused_per_source,
-	    "idle_timeouts", (json_int_t)s.idle_timeouts, "pending_timeouts",
-	    (json_int_t)s.pending_timeouts, "uptime", (json_int_t)((now_ms() - ct->started) / 1000),
-	    "online", online_list(ct, false));
+	    (json_int_t)s.links, "links_ktls", (json_int_t)s.links_ktls, "links_tls",
+	    (json_int_t)s.links_tls, "ktls_fallbacks", (json_int_t)s.ktls_fallbacks,
+	    "refused_per_source", (json_int_t)s.refused_per_source, "idle_timeouts",
+	    (json_int_t)s.idle_timeouts, "pending_timeouts", (json_int_t)s.pending_timeouts,
+	    "uptime", (json_int_t)((now_ms() - ct->started) / 1000), "online",
+	    online_list(ct, false));
 	cd_send(ct, o);
 	json_decref(o);
 }

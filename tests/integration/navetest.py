@@ -54,6 +54,32 @@ def wait_for(cond, timeout, what, interval=0.05):
         time.sleep(interval)
 
 
+# ---------------------------------------------------------------- kernel
+
+
+_KTLS = None
+
+
+def kernel_has_ktls():
+    """True when the kernel takes the TLS ULP on a TCP socket (what kTLS needs):
+    tried on a loopback connection, which also loads the tls module if it can."""
+    global _KTLS
+    if _KTLS is None:
+        tcp_ulp = getattr(socket, "TCP_ULP", 31)
+        with socket.socket() as lst:
+            lst.bind(("127.0.0.1", 0))
+            lst.listen(1)
+            with socket.create_connection(lst.getsockname(), timeout=5) as c:
+                peer, _ = lst.accept()
+                peer.close()
+                try:
+                    c.setsockopt(socket.IPPROTO_TCP, tcp_ulp, b"tls")
+                    _KTLS = True
+                except OSError:
+                    _KTLS = False
+    return _KTLS
+
+
 # ---------------------------------------------------------------- ports
 
 

@@ -2,7 +2,8 @@
 """The command lines of nave and navectl: what they say when the server's
 certificate fingerprint is wrong, that every --help lists every option,
 --port 0, credentials from files and the environment, how navectl finds
-controld's socket, the relay's limit counters in navectl status, and that
+controld's socket, the relay's limit and kTLS counters in navectl status,
+kTLS in nave status, that [client] ktls survives a rewrite, and that
 nothing from a server reaches the terminal as a control character.
 
 Where a real server cannot produce the input (control characters, counters
@@ -627,6 +628,135 @@ def test_status_real_controld(server):
         assert "limits:" not in out
 
 
+# ---------------------------------------------------------------- 6b. kTLS in status
+
+KTLS_LINE = re.compile(r"^  ktls:\s+(\S.*?) \(links: (\S+) kTLS, (\S+) userspace, "
+                       r"(\S+) fallbacks\)$", re.M)
+
+
+def test_status_shows_ktls_links(fake_ctl):
+    lines = _status_lines(fake_ctl, status_body(
+        {"ktls": "kernel", "links_ktls": 3, "links_tls": 1, "ktls_fallbacks": 0}))
+    ktls = [line for line in lines if line.strip().startswith("ktls:")]
+    assert len(ktls) == 1, lines
+    assert re.fullmatch(r"  ktls:\s+kernel \(links: 3 kTLS, 1 userspace, 0 fallbacks\)",
+                        ktls[0]), ktls
+
+
+def test_status_ktls_null_partial_and_older_controld(fake_ctl):
+    lines = _status_lines(fake_ctl, status_body({"links_ktls": None, "links_tls": 3}))
+    ktls = [line.split(":", 1)[1].strip() for line in lines
+            if line.strip().startswith("ktls:")]
+    assert ktls == ["off (links: - kTLS, 3 userspace, - fallbacks)"], lines
+    # a controld that sends no link counters: the mode alone
+    lines = _status_lines(fake_ctl, status_body())
+    ktls = [line for line in lines if line.strip().startswith("ktls:")]
+    assert len(ktls) == 1 and re.fullmatch(r"  ktls:\s+off", ktls[0]), lines
+
+
+def test_status_ktls_real(server, make_client):
+    """relayd connected, a client online with its data links: the counters are
+    integers, and on a kernel without kTLS every link is a userspace TLS one."""
+    make_client("k")
+
+    def pooled():
+        relay = server.navectl("status", json=True)["relay"]
+        return relay if isinstance(relay.get("links"), int) and relay["links"] > 0 else None
+
+    relay = nt.wait_for(pooled, nt.START_TIMEOUT, "data links in navectl status")
+    for k in ("links_ktls", "links_tls", "ktls_fallbacks"):
+        assert type(relay[k]) is int and relay[k] >= 0, (k, relay)
+    assert isinstance(relay["ktls"], str) and relay["ktls"], relay
+    assert relay["links_ktls"] + relay["links_tls"] == relay["links"], relay
+    if not nt.kernel_has_ktls():
+        assert relay["links_ktls"] == 0 and relay["links_tls"] == relay["links"], relay
+
+    rc, out, err = server.navectl("status")
+    assert rc == 0, err
+    m = KTLS_LINE.search(out)
+    assert m, out
+    links = re.search(r"(?m)^  links:\s+(\d+)$", out)
+    assert links, out
+    assert int(m.group(2)) + int(m.group(3)) == int(links.group(1)), out
+    assert int(m.group(4)) >= 0, out
+    if not nt.kernel_has_ktls():
+        assert m.group(2) == "0" and m.group(3) == links.group(1), out
+
+
+def _set_key(ini, key, value):
+    text, n = re.subn(rf"(?m)^{key}\s*=.*$", f"{key} = {value}", ini.read_text())
+    if not n:
+        text = text.replace("[client]\n", f"[client]\n{key} = {value}\n", 1)
+    ini.write_text(text)
+
+
+def test_nave_status_ktls_real(make_client):
+    c = make_client("k")
+
+    def pooled():
+        st = c.status()
+        return st if st["links"] > 0 else None
+
+    st = nt.wait_for(pooled, nt.START_TIMEOUT, "data links in nave status")
+    assert isinstance(st["ktls"], str) and st["ktls"], st
+    for k in ("links_ktls", "links_tls", "ktls_fallbacks"):
+        assert type(st[k]) is int and st[k] >= 0, (k, st)
+    assert st["links_ktls"] + st["links_tls"] == st["links"], st
+    if not nt.kernel_has_ktls():
+        assert st["links_ktls"] == 0 and st["links_tls"] == st["links"], st
+
+    p = c.nave("status")
+    assert p.returncode == 0, p.stderr
+    m = re.search(r"(?m)^ktls:    (\S.*?) \(links: (\d+) kTLS, (\d+) userspace, "
+                  r"(\d+) fallbacks\)$", p.stdout)
+    assert m, p.stdout
+    links = re.search(r"(?m)^links:   (\d+) \(\d+ idle\)$", p.stdout)
+    assert links, p.stdout
+    assert m.group(1) == st["ktls"], p.stdout
+    assert int(m.group(2)) + int(m.group(3)) == int(links.group(1)), p.stdout
+    if not nt.kernel_has_ktls():
+        assert m.group(2) == "0" and m.group(3) == links.group(1), p.stdout
+
+
+def test_nave_status_ktls_line(fake_client):
+    ini = fake_client({"ok": True, "type": "status", "state": "online", "server": "s:1",
+                       "tunnel_id": "t-1", "links": 4, "idle_links": 3, "ktls": "kernel",
+                       "links_ktls": 3, "links_tls": 1, "ktls_fallbacks": 2, "conns": 1,
+                       "conns_total": 5, "bytes_in": 10, "bytes_out": 20, "rules": []})
+    p = nave("status", "--config", ini)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines() == [
+        "state:   online", "server:  s:1", "tunnel:  t-1", "links:   4 (3 idle)",
+        "ktls:    kernel (links: 3 kTLS, 1 userspace, 2 fallbacks)",
+        "conns:   1 open, 5 total", "bytes:   10 in, 20 out"], p.stdout
+    js = json.loads(nave("status", "--json", "--config", ini).stdout)
+    assert (js["ktls"], js["links_ktls"], js["links_tls"], js["ktls_fallbacks"]) == \
+        ("kernel", 3, 1, 2)
+
+
+def test_client_ktls_key_survives_rewrites(server, make_client, services, tmp_path):
+    """[client] ktls is kept when nave rewrites the config: a rule added while
+    stopped, nave configure again, and a rule a running client saves."""
+    ini = tmp_path / "k.ini"
+    ini.write_text("[client]\nktls = on\n")
+    p = nave("tunnel", "tcp", "add", "--to", "127.0.0.1:8000", "--name", "w", "--config", ini)
+    assert p.returncode == 0, p.stderr
+    assert re.search(r"(?m)^ktls = on$", ini.read_text()), ini.read_text()
+    p = nave("configure", "--server", f"127.0.0.1:{server.https}", "--registration",
+             server.registration(), "--fingerprint", server.fingerprint(), "--config", ini)
+    assert p.returncode == 0, p.stderr
+    text = ini.read_text()
+    assert re.search(r"(?m)^ktls = on$", text) and "[tcp.w]" in text, text
+
+    c = make_client("run", start=False)
+    _set_key(c.ini, "ktls", "off")
+    c.start()
+    svc = services(nt.h_exchange)
+    c.tcp_add(svc.port)
+    text = c.ini.read_text()
+    assert re.search(r"(?m)^ktls = off$", text) and "[tcp." in text, text
+
+
 # ---------------------------------------------------------------- 7. control characters
 
 EVIL = "evil\x1b[31mred\x07\x7f\r\ttab\u009bcsi"
@@ -753,7 +883,8 @@ def fake_client(tmp_path):
 
 def test_nave_status_and_ls_escape(fake_client):
     ini = fake_client({"ok": True, "type": "status", "state": EVIL, "server": EVIL,
-                       "tunnel_id": EVIL, "links": 1, "idle_links": 1, "conns": 0,
+                       "tunnel_id": EVIL, "links": 1, "idle_links": 1, "ktls": EVIL,
+                       "links_ktls": 0, "links_tls": 1, "ktls_fallbacks": 0, "conns": 0,
                        "conns_total": 0, "bytes_in": 0, "bytes_out": 0,
                        "rules": [{"name": EVIL, "to": EVIL, "port": 22001, "state": EVIL}]})
     for args in (["status"], ["tunnel", "ls"], ["tunnel", "tcp", "ls"]):

@@ -314,9 +314,14 @@ def test_status(ctl):
         "bytes_in",
         "bytes_out",
         "links",
+        "links_ktls",
+        "links_tls",
+        "ktls_fallbacks",
     ):
         assert k in relay, k
     assert relay["connected"] is False  # no nave-relayd in this test
+    for k in ("ktls", "links", "links_ktls", "links_tls", "ktls_fallbacks"):
+        assert relay[k] is None, (k, relay[k])
     assert st["tunnels"] == {"total": 0, "online": 0}
     assert "tls_fingerprint" in st
     assert st["ports"] == {"range": f"{ctl.port_min}-{ctl.port_max}", "allocated": 0}
@@ -324,6 +329,7 @@ def test_status(ctl):
     out = ok(ctl, "status")
     assert re.search(r"^version:\s+" + re.escape(st["version"]) + "$", out, re.M)
     assert re.search(r"^relay:\s+not connected$", out, re.M)
+    assert "ktls" not in out, out
     assert re.search(r"^tunnels:\s+0 online, 0 total$", out, re.M)
     assert re.search(rf"^ports:\s+{ctl.port_min}-{ctl.port_max}, 0 allocated$", out, re.M)
 

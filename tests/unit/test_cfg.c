@@ -392,6 +392,7 @@ static void test_client_round_trip(void **state)
 	assert_string_equal(a->path, path);
 	assert_int_equal(a->pool_idle, 4);
 	assert_int_equal(a->max_links, 1024);
+	assert_int_equal(a->ktls, CFG_AUTO);
 	assert_int_equal(a->n_tcp, 0);
 	assert_int_equal(a->log_level, NLOG_INFO);
 	assert_true(!strncmp(a->socket, path, strlen(path)));
@@ -408,6 +409,7 @@ static void test_client_round_trip(void **state)
 	a->log_level = NLOG_WARN;
 	a->pool_idle = 2;
 	a->max_links = 100;
+	a->ktls = CFG_OFF;
 	a->n_tcp = 2;
 	str_copy(a->tcp[0].name, sizeof(a->tcp[0].name), "SSH");
 	str_copy(a->tcp[0].to, sizeof(a->tcp[0].to), "127.0.0.1:22");
@@ -514,6 +516,8 @@ static void test_client_errors(void **state)
 			  "5 is also asked for by [tcp.a]");
 	expect_client_err("[client]\npool_idle = 0\n", 2, "out of range (1-64)");
 	expect_client_err("[client]\nmax_links = 4097\n", 2, "out of range (1-4096)");
+	expect_client_err("[client]\nktls = yes\n", 2,
+			  "[client] ktls: \"yes\" is not one of auto|on|off");
 	expect_client_err("[client]\nfingerprint = abcd\n", 2, "fingerprint");
 	expect_client_err("[client]\nserver = a b\n", 2, "HOST[:PORT]");
 	expect_client_err("[client]\nlog_format = yaml\n", 2, "text|json");
@@ -527,6 +531,65 @@ static void test_client_errors(void **state)
 					"[tcp.r%d]\nto = h:%d\n", i, i + 1);
 	expect_client_err(many, 2 * CFG_MAX_RULES + 1, "too many [tcp.*] rules");
 	free(many);
+}
+
+/* [client] ktls: auto by default, each value read, and each kept by a rewrite. */
+static void test_client_ktls(void **state)
+{
+	static const struct {
+		const char *text;
+		int want;
+	} vals[] = {{"auto", CFG_AUTO}, {"on", CFG_ON}, {"off", CFG_OFF}, {"OFF", CFG_OFF}};
+	struct cfg_client *c = calloc(1, sizeof(*c)), *b = calloc(1, sizeof(*b));
+	char text[128], err[CFG_ERR_MAX], line[64], *saved;
+	const char *path;
+	FILE *f;
+	long n;
+
+	(void)state;
+	assert_non_null(c);
+	assert_non_null(b);
+	if (cfg_client_load(c, write_tmp("[client]\nserver = relay:8443\n"), false, err,
+			    sizeof(err)))
+		fail_msg("%s", err);
+	assert_int_equal(c->ktls, CFG_AUTO);
+	for (size_t i = 0; i < ARRAY_SIZE(vals); i++) {
+		snprintf(text, sizeof(text), "[client]\nserver = relay:8443\nktls = %s\n",
+			 vals[i].text);
+		path = write_tmp(text);
+		if (cfg_client_load(c, path, false, err, sizeof(err)))
+			fail_msg("%s: %s", vals[i].text, err);
+		assert_int_equal(c->ktls, vals[i].want);
+		/* a rewrite (nave configure, a rule command) keeps it */
+		c->n_tcp = 1;
+		str_copy(c->tcp[0].name, sizeof(c->tcp[0].name), "web");
+		str_copy(c->tcp[0].to, sizeof(c->tcp[0].to), "127.0.0.1:8000");
+		if (cfg_client_save(c, err, sizeof(err)))
+			fail_msg("%s: %s", vals[i].text, err);
+		if (cfg_client_load(b, path, false, err, sizeof(err)))
+			fail_msg("%s: %s", vals[i].text, err);
+		assert_int_equal(b->ktls, vals[i].want);
+		assert_int_equal(b->n_tcp, 1);
+		f = fopen(path, "r");
+		assert_non_null(f);
+		assert_int_equal(fseek(f, 0, SEEK_END), 0);
+		n = ftell(f);
+		rewind(f);
+		saved = calloc(1, (size_t)n + 1);
+		assert_non_null(saved);
+		assert_int_equal(fread(saved, 1, (size_t)n, f), (size_t)n);
+		fclose(f);
+		snprintf(line, sizeof(line), "\nktls = %s\n",
+			 vals[i].want == CFG_AUTO ? "auto"
+			 : vals[i].want		  ? "on"
+						  : "off");
+		if (!strstr(saved, line))
+			fail_msg("%s: no \"%s\" in the saved file:\n%s", vals[i].text, line + 1,
+				 saved);
+		free(saved);
+	}
+	free(c);
+	free(b);
 }
 
 static void test_client_server_values(void **state)
@@ -693,6 +756,7 @@ int main(void)
 	    cmocka_unit_test(test_client_round_trip),
 	    cmocka_unit_test(test_client_file),
 	    cmocka_unit_test(test_client_errors),
+	    cmocka_unit_test(test_client_ktls),
 	    cmocka_unit_test(test_client_server_values),
 	    cmocka_unit_test(test_client_default_path),
 	    cmocka_unit_test(test_duration),
