@@ -954,7 +954,6 @@ int client_run(struct cfg_client *c)
 	cl->cc.fd = -1;
 	cl->lfd = -1;
 	/* until the engine setup below says which mode it runs in */
-	str_copy(cl->ktls_mode, sizeof(cl->ktls_mode), "userspace (ktls = off)");
 	pthread_mutex_init(&cl->lock, NULL);
 	if (!c->token[0]) {
 		fprintf(stderr, "nave: not configured: run nave configure first (%s)\n", c->path);
@@ -985,11 +984,19 @@ int client_run(struct cfg_client *c)
 	ec.buffer_size = 65536;
 	ec.buffers = 128;
 	ec.max_conns = 16384;
-	cl->xprt = xprt_ctx_new(cl->ctx, XPRT_KTLS_OFF, err, sizeof(err));
+	cl->xprt = xprt_ctx_new(cl->ctx,
+				c->ktls == CFG_ON    ? XPRT_KTLS_ON
+				: c->ktls == CFG_OFF ? XPRT_KTLS_OFF
+						     : XPRT_KTLS_AUTO,
+				err, sizeof(err));
 	if (!cl->xprt) {
-		fprintf(stderr, "nave: %s\n", err);
+		fprintf(stderr, "nave: [client] %s\n", err);
 		goto fail;
 	}
+	str_copy(cl->ktls_mode, sizeof(cl->ktls_mode), xprt_ctx_mode(cl->xprt));
+	if (c->ktls == CFG_AUTO && !xprt_ctx_ktls(cl->xprt))
+		log_warn("kTLS: %s: data links use userspace TLS (ktls = auto)",
+			 xprt_ctx_why(cl->xprt));
 	ec.xprt = cl->xprt;
 	ec.pool_idle = c->pool_idle;
 	ec.max_links = c->max_links;
