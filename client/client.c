@@ -15,6 +15,7 @@
 #include "link_proto.h"
 #include "log.h"
 #include "msg.h"
+#include "tls/ktls.h"
 #include "tls/tls.h"
 #include "util.h"
 #include "valid.h"
@@ -45,6 +46,7 @@
 struct cconn {
 	int fd;
 	SSL *ssl;
+	bool ktls_tx, ktls_rx; /* a direction in kernel TLS: plain send/recv on fd */
 	struct msg_reader mr;
 };
 
@@ -68,6 +70,7 @@ static void cconn_close(struct cconn *cc)
 	msg_reader_free(&cc->mr);
 	cc->ssl = NULL;
 	cc->fd = -1;
+	cc->ktls_tx = cc->ktls_rx = false;
 }
 
 static int split_server(const char *server, char *host, size_t hostlen, uint16_t *port)
@@ -80,8 +83,30 @@ static int split_server(const char *server, char *host, size_t hostlen, uint16_t
 	return 0;
 }
 
-/* Opens TCP + TLS to the server; 0 or -1 with err. */
-static int cconn_open(struct cconn *cc, SSL_CTX *ctx, const char *server, char *err, size_t errlen)
+/*
+ * Moves an open control connection into kernel TLS: BoringSSL reads whole
+ * records only and the server says nothing until our HELLO, so right after
+ * the handshake no byte is held in userspace. One direction at a time, so a
+ * failure leaves a usable connection (the rest stays in userspace TLS).
+ * 0, or -1 with the reason in err.
+ */
+static int cconn_ktls(struct cconn *cc, char *err, size_t errlen)
+{
+	if (ktls_install(cc->ssl, cc->fd, KTLS_TX, err, errlen) < 0)
+		return -1;
+	cc->ktls_tx = true;
+	if (ktls_install(cc->ssl, cc->fd, KTLS_RX, err, errlen) < 0)
+		return -1;
+	cc->ktls_rx = true;
+	return 0;
+}
+
+/*
+ * Opens TCP + TLS to the server; 0 or -1 with err. ktls: 0 userspace TLS,
+ * 1 kernel TLS if it installs (else one warning), 2 kernel TLS or fail.
+ */
+static int cconn_open(struct cconn *cc, SSL_CTX *ctx, const char *server, int ktls, char *err,
+		      size_t errlen)
 {
 	struct sockaddr_storage ss;
 	socklen_t sl;
@@ -91,6 +116,7 @@ static int cconn_open(struct cconn *cc, SSL_CTX *ctx, const char *server, char *
 
 	cc->fd = -1;
 	cc->ssl = NULL;
+	cc->ktls_tx = cc->ktls_rx = false;
 	msg_reader_init(&cc->mr);
 	if (split_server(server, host, sizeof(host), &port) < 0) {
 		snprintf(err, errlen, "bad server address '%s'", server);
@@ -156,10 +182,79 @@ static int cconn_open(struct cconn *cc, SSL_CTX *ctx, const char *server, char *
 		}
 		goto fail;
 	}
+	if (ktls) {
+		char kerr[192];
+
+		if (cconn_ktls(cc, kerr, sizeof(kerr)) < 0) {
+			if (ktls == 2) {
+				snprintf(err, errlen, "control link: %s (ktls = on)", kerr);
+				goto fail;
+			}
+			log_every(NLOG_WARN, "control link: %s; it goes on in userspace TLS", kerr);
+		}
+	}
 	return 0;
 fail:
 	cconn_close(cc);
 	return -1;
+}
+
+/* One send on the control connection: >= 0 bytes, or -errno. */
+static int cconn_write(struct cconn *cc, const uint8_t *p, size_t n, int *want)
+{
+	ssize_t w;
+	int e;
+
+	*want = 0;
+	if (cc->ktls_tx) {
+		w = send(cc->fd, p, n, MSG_NOSIGNAL);
+		if (w >= 0)
+			return (int)w;
+		if (errno == EAGAIN || errno == EINTR) {
+			*want = POLLOUT;
+			return 0;
+		}
+		return -errno;
+	}
+	w = SSL_write(cc->ssl, p, (int)n);
+	if (w > 0)
+		return (int)w;
+	e = SSL_get_error(cc->ssl, (int)w);
+	ERR_clear_error();
+	if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
+		*want = e == SSL_ERROR_WANT_WRITE ? POLLOUT : POLLIN;
+		return 0;
+	}
+	return -EPIPE;
+}
+
+/* One receive: > 0 bytes, 0 for none yet, -EPIPE closed (reason in err). */
+static int cconn_read(struct cconn *cc, uint8_t *buf, size_t len, char *err, size_t errlen)
+{
+	ssize_t n;
+	int e;
+
+	if (cc->ktls_rx) {
+		n = recv(cc->fd, buf, len, 0);
+		if (n > 0)
+			return (int)n;
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			return 0;
+		if (n < 0 && errno == EIO) /* a record that is not data: read what it says */
+			ktls_recv_control(cc->fd, err, errlen);
+		else
+			snprintf(err, errlen, "control link closed");
+		return -EPIPE;
+	}
+	n = SSL_read(cc->ssl, buf, (int)len);
+	if (n > 0)
+		return (int)n;
+	e = SSL_get_error(cc->ssl, (int)n);
+	ERR_clear_error();
+	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+		return 0;
+	snprintf(err, errlen, "control link closed");
+	return -EPIPE;
 }
 
 static int cconn_send(struct cconn *cc, json_t *obj)
@@ -172,20 +267,16 @@ static int cconn_send(struct cconn *cc, json_t *obj)
 	if (!m)
 		return -ENOMEM;
 	while (off < n) {
-		int w = SSL_write(cc->ssl, m + off, (int)(n - off));
+		int want, w = cconn_write(cc, m + off, n - off, &want);
 
 		if (w > 0) {
 			off += (size_t)w;
 			continue;
 		}
-		int e = SSL_get_error(cc->ssl, w);
-
-		if ((e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) &&
-		    now_ms() < deadline) {
-			wait_fd(cc->fd, e == SSL_ERROR_WANT_WRITE ? POLLOUT : POLLIN, 200);
+		if (w == 0 && want && now_ms() < deadline) {
+			wait_fd(cc->fd, (short)want, 200);
 			continue;
 		}
-		ERR_clear_error();
 		r = -EPIPE;
 		break;
 	}
@@ -206,17 +297,10 @@ static int cconn_recv(struct cconn *cc, json_t **out, char *err, size_t errlen)
 	if (r != 0)
 		return r;
 	for (;;) {
-		int n = SSL_read(cc->ssl, buf, sizeof(buf));
+		int n = cconn_read(cc, buf, sizeof(buf), err, errlen);
 
-		if (n <= 0) {
-			int e = SSL_get_error(cc->ssl, n);
-
-			ERR_clear_error();
-			if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
-				return 0;
-			snprintf(err, errlen, "control link closed");
-			return -EPIPE;
-		}
+		if (n <= 0)
+			return n;
 		if (msg_reader_feed(&cc->mr, buf, (size_t)n) < 0) {
 			snprintf(err, errlen, "oversized message from the server");
 			return -EBADMSG;
@@ -288,7 +372,7 @@ static json_t *short_hello(const struct cfg_client *c, const char *mode, const c
 
 	if (!ctx)
 		return NULL;
-	if (cconn_open(&cc, ctx, c->server, err, errlen) < 0)
+	if (cconn_open(&cc, ctx, c->server, 0, err, errlen) < 0)
 		goto out;
 	json_t *h = hello_msg(c, mode, key, registration);
 	if (cconn_send(&cc, h) < 0) {
@@ -386,6 +470,7 @@ struct client {
 	 * main loop, read only by the main thread.
 	 */
 	char ktls_mode[64];
+	int ctl_ktls; /* cconn_open's ktls: 0, 1 (auto) or 2 (on) */
 };
 
 static bool op_rule_find(void *arg, uint16_t port, struct engine_rule *out)
@@ -578,7 +663,7 @@ static void try_connect(struct client *cl)
 	json_t *m = NULL, *h;
 	int r;
 
-	if (cconn_open(&cl->cc, cl->ctx, cl->cfg->server, err, sizeof(err)) < 0) {
+	if (cconn_open(&cl->cc, cl->ctx, cl->cfg->server, cl->ctl_ktls, err, sizeof(err)) < 0) {
 		log_warn("%s", err);
 		cl->online = false;
 		session_end(cl, err);
@@ -743,7 +828,7 @@ static json_t *status_json(struct client *cl)
 				     "state", cl->rules[i].granted ? "active" : "pending"));
 	pthread_mutex_unlock(&cl->lock);
 	return json_pack("{s:b, s:s, s:s, s:s, s:s, s:I, s:I, s:s, s:I, s:I, s:I, s:I, s:I, s:I, "
-			 "s:I, s:o}",
+			 "s:I, s:b, s:o}",
 			 "ok", 1, "state", cl->online ? "online" : "connecting", "server",
 			 cl->cfg->server, "tunnel_id", cl->tunnel_id, "version", NAVE_VERSION,
 			 "links", (json_int_t)s.links, "idle_links", (json_int_t)s.idle_links,
@@ -751,7 +836,7 @@ static json_t *status_json(struct client *cl)
 			 (json_int_t)s.links_tls, "ktls_fallbacks", (json_int_t)s.ktls_fallbacks,
 			 "conns", (json_int_t)s.conns, "conns_total", (json_int_t)s.conns_total,
 			 "bytes_in", (json_int_t)s.bytes_out, "bytes_out", (json_int_t)s.bytes_in,
-			 "rules", rules);
+			 "control_ktls", cl->cc.ktls_tx && cl->cc.ktls_rx, "rules", rules);
 }
 
 static void on_local_request(struct client *cl, struct local *lo, json_t *req)
@@ -994,6 +1079,7 @@ int client_run(struct cfg_client *c)
 		goto fail;
 	}
 	str_copy(cl->ktls_mode, sizeof(cl->ktls_mode), xprt_ctx_mode(cl->xprt));
+	cl->ctl_ktls = !xprt_ctx_ktls(cl->xprt) ? 0 : c->ktls == CFG_ON ? 2 : 1;
 	if (c->ktls == CFG_AUTO && !xprt_ctx_ktls(cl->xprt))
 		log_warn("kTLS: %s: data links use userspace TLS (ktls = auto)",
 			 xprt_ctx_why(cl->xprt));
