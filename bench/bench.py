@@ -728,6 +728,20 @@ def binaries(build):
     return out
 
 
+def transport(relay, client):
+    """How the measured links carried TLS: the mode each end runs and its kTLS /
+    userspace link counts (after the throughput runs, while the links are up)."""
+    return {
+        "relay_mode": relay.get("ktls"),
+        "relay_links_ktls": relay.get("links_ktls"),
+        "relay_links_tls": relay.get("links_tls"),
+        "client_mode": client.get("ktls"),
+        "client_links_ktls": client.get("links_ktls"),
+        "client_links_tls": client.get("links_tls"),
+        "client_control_ktls": client.get("control_ktls"),
+    }
+
+
 def ratio(a, b):
     return round(a / b, 3) if a is not None and b else None
 
@@ -752,7 +766,12 @@ def summarize(samples):
 
 def print_table(result):
     tp = result["throughput"]
+    tr = result.get("nave", {}).get("transport")
     print()
+    if tr:
+        print(f"nave links: relayd {tr['relay_mode']} ({tr['relay_links_ktls']} kTLS, "
+              f"{tr['relay_links_tls']} userspace), client {tr['client_mode']} "
+              f"({tr['client_links_ktls']} kTLS, {tr['client_links_tls']} userspace)")
     print(f"nave bench  {result['timestamp']}  iperf3 -t {SECONDS}, {REPEAT} samples, median"
           f"  ({result['machine']['nproc']} CPU, {result['machine']['cpu_model']}, "
           f"kernel {result['machine']['kernel']})")
@@ -893,6 +912,7 @@ def main():
         if "nave" in ready:
             cs = nv.client_status()
             result["nave"]["client_after"] = {k: cs.get(k) for k in ("links", "idle_links", "conns", "conns_total")}
+            result["nave"]["transport"] = transport(nv.status().get("relay") or {}, cs)
             for name in ("nave-relayd", "nave-client", "nave-controld"):
                 procs.check_alive(name)
     except BaseException as e:
