@@ -18,7 +18,8 @@
 #
 # Exit status: CMD's status; 124 when the timeout (default 900 s) killed the
 # guest; 77 when this machine cannot run the guest (no QEMU, no Debian kernel
-# in /boot, the guest did not boot or has no kTLS), with the reason on stderr.
+# in /boot, the guest did not boot or has no kTLS), with the reason on stderr
+# (and in the file $NAVE_GUEST_SKIPPED names, if set).
 # A missing /dev/kvm is not a reason: the guest runs under TCG.
 #
 # The uncompressed kernel is cached in build/ktls-guest/<version>/ (or
@@ -40,6 +41,9 @@ usage()
 skip()
 {
 	echo "guest: SKIP: $*" >&2
+	if [ -n "${NAVE_GUEST_SKIPPED:-}" ]; then
+		echo "$*" >"$NAVE_GUEST_SKIPPED"
+	fi
 	exit $SKIP
 }
 
