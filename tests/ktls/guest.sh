@@ -207,7 +207,8 @@ if [ "$qrc" = 124 ] || [ "$qrc" = 137 ]; then
 	exit 124
 fi
 if ! grep -q 'NAVE-GUEST-BOOTED' "$tmp/console.log"; then
-	skip "the guest did not boot (QEMU exit $qrc; console above)"
+	last=$(grep -v '^[[:space:]]*$' "$tmp/console.log" | tail -n 1 | cut -c 1-200)
+	skip "the guest did not boot (QEMU exit $qrc: ${last:-no output})"
 fi
 echo "guest: FAILED: the guest stopped without an exit status (QEMU exit $qrc, ${took}s)" >&2
 exit 1
