@@ -80,10 +80,12 @@ case $timeout in '' | *[!0-9]*) usage ;; esac
 
 qemu=$(command -v qemu-system-x86_64 || true)
 [ -n "$qemu" ] || skip "no qemu-system-x86_64 (Debian package qemu-system-x86)"
+# busybox-static's /bin/busybox (a dynamic one has a program interpreter)
 busybox=/bin/busybox
-[ -x $busybox ] && file -L $busybox 2>/dev/null | grep -q 'statically linked' ||
-	busybox=$(command -v busybox || true)
-[ -n "$busybox" ] && [ -x "$busybox" ] || skip "no static busybox (Debian package busybox-static)"
+[ -x $busybox ] || skip "no /bin/busybox (Debian package busybox-static)"
+if command -v readelf >/dev/null && readelf -l $busybox | grep -q INTERP; then
+	skip "/bin/busybox is not static (Debian package busybox-static)"
+fi
 command -v modinfo >/dev/null || skip "no modinfo (Debian package kmod)"
 command -v cpio >/dev/null || skip "no cpio (Debian package cpio)"
 command -v xz >/dev/null || skip "no xz (Debian package xz-utils)"
@@ -107,14 +109,14 @@ if [ ! -s "$vmlinux" ] || [ "/boot/vmlinuz-$ver" -nt "$vmlinux" ]; then
 	# through its PVH note
 	found=""
 	for off in $(LC_ALL=C grep -obUaP '\xfd7zXZ\x00' "/boot/vmlinuz-$ver" | cut -d: -f1); do
-		tail -c +$((off + 1)) "/boot/vmlinuz-$ver" | xz -dc >"$vmlinux.tmp" 2>/dev/null || true
-		if [ "$(head -c 4 "$vmlinux.tmp" | od -An -c | tr -d ' ')" = '177ELF' ]; then
-			mv "$vmlinux.tmp" "$vmlinux"
+		tail -c +$((off + 1)) "/boot/vmlinuz-$ver" | xz -dc >"$vmlinux.$$" 2>/dev/null || true
+		if [ "$(head -c 4 "$vmlinux.$$" | od -An -c | tr -d ' ')" = '177ELF' ]; then
+			mv "$vmlinux.$$" "$vmlinux"
 			found=1
 			break
 		fi
 	done
-	rm -f "$vmlinux.tmp"
+	rm -f "$vmlinux.$$"
 	[ -n "$found" ] || skip "no xz-compressed vmlinux found in /boot/vmlinuz-$ver"
 fi
 

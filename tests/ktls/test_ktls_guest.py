@@ -139,6 +139,9 @@ class Tunnel:
             text = text.replace("[client]\n", f"[client]\nktls = {MODE}\n", 1)
         self.client.ini.write_text(text)
         self.client.start()
+        server = self.client.status()["server"]
+        want = f"{RELAY_IP if self.ns else '127.0.0.1'}:{self.server.https}"
+        assert server == want, f"the client talks to {server}, not {want}"
         self.services = []
 
     def service(self, handler, name="svc"):
