@@ -118,6 +118,9 @@ class Tunnel:
         self.ns, self.ns_why = make_netns()
         # before anything ran: the counters are per namespace and only grow
         self.stat0 = {"relay": tls_stat(None), "client": tls_stat(self.ns)}
+        # what test_guest_counts_ktls_per_namespace installed by hand, per
+        # namespace: not the daemons' doing
+        self.by_hand = {}
         extra = "" if MODE == "off" else f"[datapath]\nktls = {MODE}\n"
         self.server = nt.Server(tmp, PROCS, extra_ini=extra)
         ini = self.server.ini.read_text()
@@ -286,6 +289,45 @@ def read_until_end(s):
 
 # ---------------------------------------------------------------- the cases
 
+
+def test_guest_counts_ktls_per_namespace(tun):
+    """The harness itself: a kTLS socket pair made by hand (fixed AES-128-GCM
+    keys, TCP_ULP "tls", TLS_TX on one end and TLS_RX on the other) in the
+    client's namespace carries bytes and shows in that namespace's tls_stat
+    only. So the counters the last case reads do tell the two ends apart, in
+    every mode. Skipped where the kernel has no TLS module (outside the guest)."""
+    if not tls_stat(None):
+        pytest.skip("no /proc/net/tls_stat: this kernel has no tls module (run in the guest)")
+    SOL_TLS, TLS_TX, TLS_RX, TCP_ULP = 282, 1, 2, 31
+    # struct tls12_crypto_info_aes_gcm_128: version TLS 1.3, cipher 51, iv, key, salt, rec_seq
+    info = struct.pack("=HH", 0x0304, 51) + b"\1" * 8 + b"\2" * 16 + b"\3" * 4 + b"\0" * 8
+    names = ("TlsCurrTxSw", "TlsCurrRxSw")
+    relay0, client0 = tls_stat(None), tls_stat(tun.ns)
+    with in_netns(tun.ns):
+        lst = socket.create_server(("127.0.0.1", 0))
+        a = socket.create_connection(lst.getsockname(), timeout=nt.IO_TIMEOUT)
+        b, _ = lst.accept()
+    try:
+        b.settimeout(nt.IO_TIMEOUT)
+        for s in (a, b):
+            s.setsockopt(socket.IPPROTO_TCP, TCP_ULP, b"tls")
+        a.setsockopt(SOL_TLS, TLS_TX, info)
+        b.setsockopt(SOL_TLS, TLS_RX, info)
+        data = os.urandom(100 * KiB)
+        a.sendall(data)
+        assert nt.recv_exact(b, len(data)) == data
+        relay1, client1 = tls_stat(None), tls_stat(tun.ns)
+    finally:
+        for s in (a, b, lst):
+            s.close()
+        after = tls_stat(tun.ns)
+        tun.by_hand[tun.ns] = {k: after[k] - client0.get(k, 0) for k in after}
+    grew = [client1[n] - client0[n] for n in names]
+    assert grew == [1, 1], f"client namespace: {client0} -> {client1}"
+    if tun.ns:
+        assert [relay1[n] - relay0[n] for n in names] == [0, 0], "counted in the relay's namespace"
+
+
 SIZES = [1, 100, 16383, 16384, 16385, 1 * MiB, 16 * MiB]
 SIZE_IDS = ["1B", "100B", "16383B", "16384B", "16385B", "1MiB", "16MiB"]
 
@@ -429,9 +471,13 @@ def test_ktls_counters(tun):
     ends = [("relay", None), ("client", tun.ns)] if tun.ns else [("both ends", None)]
     for name, ns in ends:
         now = tls_stat(ns)
-        before = tun.stat0["relay" if ns is None else "client"]
+        before = dict(tun.stat0["relay" if ns is None else "client"])
+        for k, v in tun.by_hand.get(ns, {}).items():
+            before[k] = before.get(k, 0) + v
         shown = " ".join(f"{k}={v}" for k, v in now.items() if v)
-        print(f"{name} tls_stat: {shown or ('all 0' if now else 'absent (no tls module)')}")
+        hand = " ".join(f"{k}={v}" for k, v in tun.by_hand.get(ns, {}).items() if v)
+        print(f"{name} tls_stat: {shown or ('all 0' if now else 'absent (no tls module)')}"
+              + (f" (of which by hand: {hand})" if hand else ""))
         if MODE != "on":
             continue
         assert now, f"{name}: no /proc/net/tls_stat (tls module not loaded?)"
