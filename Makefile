@@ -4,6 +4,7 @@
 #   make SAN=1      ASan + UBSan build into build-san/
 #   make V=1        show commands
 #   make deps | run [CONFIG=FILE] | test | bench | lint | fuzz | clean
+#   make ktls-test [KTLS=on|auto|off]   the kTLS suite in a QEMU guest (tests/ktls/)
 
 SAN ?= 0
 V ?= 0
@@ -51,7 +52,7 @@ obj = $(patsubst %.c,$(B)/obj/%.o,$(1))
 
 BINS := $(B)/nave-relayd $(B)/nave-controld $(B)/navectl $(B)/nave
 
-.PHONY: all deps run test unit integration fuzz bench lint clean check-boringssl
+.PHONY: all deps run test unit integration ktls-test fuzz bench lint clean check-boringssl
 all: $(BINS)
 
 $(B)/obj/%.o: %.c
@@ -100,6 +101,18 @@ unit: $(UNIT_BIN)
 
 integration: all
 	$(Q)NAVE_BUILD=$(CURDIR)/$(B) /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration
+
+# The kTLS suite inside a QEMU guest with Debian's kernel (tests/ktls/README.md).
+# KTLS: the ktls mode of both ends (default on; NAVE_KTLS works too). A machine
+# that cannot run the guest skips it with the reason (guest.sh exit 77).
+KTLS ?= $(or $(NAVE_KTLS),on)
+KTLS_TIMEOUT ?= 600
+ktls-test: all
+	$(Q)rc=0; NAVE_KTLS=$(KTLS) NAVE_BUILD=$(CURDIR)/$(B) ./tests/ktls/guest.sh \
+		--timeout $(KTLS_TIMEOUT) /usr/bin/python3 -m pytest -q -s -p no:cacheprovider -rs \
+		tests/ktls/test_ktls_guest.py || rc=$$?; \
+	if [ $$rc = 77 ]; then echo "ktls-test: SKIPPED (the reason is above)"; exit 0; fi; \
+	exit $$rc
 
 fuzz:
 	$(Q)./tests/fuzz/run.sh

@@ -1,13 +1,16 @@
 #!/bin/sh
 # SPDX-License-Identifier: Apache-2.0
 # Installs the Debian 12 packages that building, testing and benchmarking nave
-# need. Idempotent: when everything is present it only runs dpkg-query.
+# need (the kTLS test: QEMU, Debian's kernel with tls.ko, static busybox and the
+# tools that build the guest's initramfs; tests/ktls/README.md). Idempotent:
+# when everything is present it only runs dpkg-query.
 set -eu
 PKGS="build-essential clang llvm libclang-rt-14-dev clang-format pkg-config
 liburing-dev libbpf-dev bpftool android-libboringssl-dev libjemalloc-dev
 libiniparser-dev libsqlite3-dev sqlite3 libjansson-dev libmicrohttpd-dev
 libnl-3-dev libnl-route-3-dev libcmocka-dev python3 python3-pytest curl
-iperf3 haproxy openssh-server openssh-client iproute2 procps ca-certificates"
+iperf3 haproxy openssh-server openssh-client iproute2 procps ca-certificates
+qemu-system-x86 linux-image-amd64 busybox-static kmod cpio xz-utils"
 missing=""
 for p in $PKGS; do
 	s=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)

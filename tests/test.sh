@@ -7,6 +7,9 @@
 # prints a banner; the first failing stage stops the run with a non-zero exit
 # and the summary line says which. NAVE_TEST_QUICK=1 skips the sanitizer
 # integration stage, the slowest one, for local iteration; CI never sets it.
+# After the integration stage, the kTLS suite runs in a QEMU guest with Debian's
+# kernel (make ktls-test, tests/ktls/): a machine that cannot boot the guest
+# skips it loudly with the reason; any other failure fails the run.
 set -eu
 
 cd "$(dirname "$0")/.."
@@ -24,16 +27,23 @@ else
 	SAN_ASAN_INTEG="detect_leaks=0:abort_on_error=1"
 fi
 
-TOTAL=8
+# The ktls mode of both ends in the kTLS guest stage (on|auto|off). off: the
+# suite runs over userspace TLS and skips the kTLS counters; set it to on once
+# the kTLS datapath lands (NAVE_TEST_KTLS overrides it for a run).
+KTLS_MODE=${NAVE_TEST_KTLS:-off}
+
+TOTAL=9
 passed=0
 failed=0
 skipped=0
+skip_notes=""
 start=$(date +%s)
 
 summary()
 {
 	echo
 	echo "#### stages took $(($(date +%s) - start))s"
+	[ -z "$skip_notes" ] || printf '%s\n' "$skip_notes"
 	echo "test.sh: $passed passed, $failed failed, $skipped skipped"
 }
 
@@ -64,10 +74,43 @@ skip()
 	echo "#### [$((passed + failed + skipped))/$TOTAL] $1: skipped ($2)"
 }
 
+# ktls_stage: make ktls-test in the guest. guest.sh exit 77 (no QEMU, no Debian
+# kernel, the guest did not boot) is a skip with the reason, printed loudly.
+ktls_stage()
+{
+	name="ktls (guest, KTLS=$KTLS_MODE)"
+	why=$(mktemp /tmp/nave-ktls-skip.XXXXXX)
+	echo
+	echo "#### [$((passed + failed + skipped + 1))/$TOTAL] $name: make ktls-test KTLS=$KTLS_MODE"
+	t0=$(date +%s)
+	if NAVE_GUEST_SKIPPED="$why" make ktls-test KTLS="$KTLS_MODE"; then
+		if [ -s "$why" ]; then
+			skipped=$((skipped + 1))
+			note="#### SKIPPED: $name: $(cat "$why")"
+			skip_notes="$skip_notes$note"
+			echo "####"
+			echo "$note"
+			echo "####"
+		else
+			passed=$((passed + 1))
+			echo "#### ok: $name ($(($(date +%s) - t0))s)"
+		fi
+		rm -f "$why"
+	else
+		rc=$?
+		rm -f "$why"
+		failed=$((failed + 1))
+		echo "#### FAILED: $name (exit $rc)"
+		summary
+		exit 1
+	fi
+}
+
 stage "lint" make lint
 stage "build" make -j2
 stage "unit" make unit
 stage "integration" make integration
+ktls_stage
 stage "build (SAN)" make -j2 SAN=1
 stage "unit (SAN)" env ASAN_OPTIONS="$SAN_ASAN" UBSAN_OPTIONS="$SAN_UBSAN" make SAN=1 unit
 if [ "${NAVE_TEST_QUICK:-0}" = 1 ]; then
