@@ -86,6 +86,7 @@ struct conn {
 	uint32_t hello_have;
 	uint32_t stream_id;
 	/* times */
+	uint64_t recv_epoch; /* w->sq_epoch when its receive was armed */
 	uint64_t deadline;
 	uint64_t last_io; /* relay plain: the last byte received or sent (ms) */
 	/* client: where a plain conn connects */
@@ -175,7 +176,8 @@ struct worker {
 	unsigned starved;
 	uint64_t stop_deadline;
 	uint32_t stream_seq;
-	uint64_t now; /* ms, refreshed once per completion batch */
+	uint64_t now;	   /* ms, refreshed once per completion batch */
+	uint64_t sq_epoch; /* submits so far: what was armed since is not in the kernel yet */
 	struct src_slot *src;
 	uint32_t src_mask;
 	uint64_t src_seed;

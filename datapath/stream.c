@@ -514,7 +514,14 @@ void link_settle(struct worker *w, struct conn *l)
 		return;
 	if (xprt_mode(&l->x) == XPRT_TLS && l->state > LS_HANDSHAKE && !l->stash_len &&
 	    !l->x.in_len) {
-		r = xprt_settle(&l->x, obuf_empty(l), err, sizeof(err));
+		/*
+		 * A receive the kernel has already been given may hold ciphertext
+		 * whose completion is not handled yet: RX waits for a moment
+		 * when the only receive armed is still in our submission queue.
+		 */
+		bool in_quiet = !l->recv_armed || l->recv_epoch == w->sq_epoch;
+
+		r = xprt_settle(&l->x, obuf_empty(l), in_quiet, err, sizeof(err));
 		if (r < 0) {
 			atomic_fetch_add(&w->st_ktls_fallback, 1);
 			log_every(NLOG_WARN, "%s fd %d: %s, closing (ktls = on)", w->ops->link_name,

@@ -13,6 +13,7 @@
 #include "dp.h"
 
 #include "log.h"
+#include "sock.h"
 #include "util.h"
 
 #include <errno.h>
@@ -32,6 +33,7 @@ struct io_uring_sqe *get_sqe(struct worker *w)
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
 
 	if (!sqe) {
+		w->sq_epoch++;
 		io_uring_submit(&w->ring);
 		sqe = io_uring_get_sqe(&w->ring);
 	}
@@ -136,6 +138,7 @@ void arm_recv(struct worker *w, struct conn *c)
 	sqe->buf_group = 0;
 	io_uring_sqe_set_data64(sqe, ud_make(OP_RECV, conn_idx(w, c), c->gen));
 	c->recv_armed = true;
+	c->recv_epoch = w->sq_epoch;
 	c->inflight++;
 }
 
@@ -203,12 +206,17 @@ void conn_close(struct worker *w, struct conn *c, bool rst, const char *why)
 		stream_plain_closing(w, c);
 	c->peer = NONE;
 	if (c->fd >= 0) {
+		/*
+		 * Shutting down wakes what is in flight; a reset must not send a
+		 * FIN first (the peer would read a clean end), so it shuts only
+		 * the receive side and the close sends the RST (SO_LINGER 0).
+		 */
 		if (rst && c->kind == CK_PLAIN) {
-			struct linger lg = {1, 0};
-
-			setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+			sock_rst_on_close(c->fd);
+			shutdown(c->fd, SHUT_RD);
+		} else {
+			shutdown(c->fd, SHUT_RDWR);
 		}
-		shutdown(c->fd, SHUT_RDWR);
 		if (c->inflight) {
 			struct io_uring_sqe *sqe = get_sqe(w);
 
@@ -511,6 +519,7 @@ static void *worker_main(void *arg)
 	for (;;) {
 		unsigned head, n = 0;
 
+		w->sq_epoch++;
 		io_uring_submit_and_wait(&w->ring, 1);
 		w->now = now_ms();
 		io_uring_for_each_cqe(&w->ring, head, cqe)

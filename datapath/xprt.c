@@ -89,9 +89,9 @@ int xprt_shutdown(struct xprt *x)
 	return x->mode == XPRT_KTLS ? xprt_ktls_shutdown(x) : 0;
 }
 
-int xprt_settle(struct xprt *x, bool out_empty, char *err, size_t errlen)
+int xprt_settle(struct xprt *x, bool out_empty, bool in_quiet, char *err, size_t errlen)
 {
-	return x->tls ? xprt_tls_settle(x, out_empty, err, errlen) : 0;
+	return x->tls ? xprt_tls_settle(x, out_empty, in_quiet, err, errlen) : 0;
 }
 
 bool xprt_recv_error(struct xprt *x, int res, char *why, size_t len)

@@ -104,12 +104,14 @@ size_t xprt_pending(const struct xprt *x);
  */
 int xprt_shutdown(struct xprt *x);
 /*
- * The datapath holds no unread input of x, and no unsent output when
- * out_empty: a TLS transport may move into the kernel now. Returns a set of
- * XPRT_EV_* (XPRT_EV_KTLS: both directions are in the kernel now), or
- * -EPROTO with a reason in err (the link must close: ktls = on).
+ * The datapath holds no unsent output of x when out_empty, and no unread
+ * input when in_quiet (nothing fed and no receive in the kernel's hands
+ * that may already hold bytes): a TLS transport may move that direction
+ * into the kernel now. Returns a set of XPRT_EV_* (XPRT_EV_KTLS: both
+ * directions are in the kernel now), or -EPROTO with a reason in err (the
+ * link must close: ktls = on).
  */
-int xprt_settle(struct xprt *x, bool out_empty, char *err, size_t errlen);
+int xprt_settle(struct xprt *x, bool out_empty, bool in_quiet, char *err, size_t errlen);
 /*
  * A receive on x's socket failed with res (-errno): says why in a line
  * (on kTLS, reads the non-data record that stopped it). true when the peer

@@ -342,7 +342,7 @@ int xprt_ktls_shutdown(struct xprt *x)
  * RX once BoringSSL has taken whole records only and has no plaintext left.
  * When both are in, the SSL goes: the kernel holds the link's whole state.
  */
-int xprt_tls_settle(struct xprt *x, bool out_empty, char *err, size_t errlen)
+int xprt_tls_settle(struct xprt *x, bool out_empty, bool in_quiet, char *err, size_t errlen)
 {
 	struct xprt_tls *t = x->tls;
 	int dirs = 0, r;
@@ -351,8 +351,8 @@ int xprt_tls_settle(struct xprt *x, bool out_empty, char *err, size_t errlen)
 		return 0;
 	if (!(x->ktls_dirs & XPRT_DIR_TX) && out_empty)
 		dirs |= KTLS_TX;
-	if (!(x->ktls_dirs & XPRT_DIR_RX) && !x->in_len && !t->hdr_have && !t->body_left &&
-	    !SSL_pending(t->ssl))
+	if (!(x->ktls_dirs & XPRT_DIR_RX) && in_quiet && !x->in_len && !t->hdr_have &&
+	    !t->body_left && !SSL_pending(t->ssl))
 		dirs |= KTLS_RX;
 	/* one direction per call, so a failure says which one stays in userspace */
 	for (int d = KTLS_TX; d <= KTLS_RX; d <<= 1) {

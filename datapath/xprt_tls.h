@@ -43,7 +43,7 @@ int xprt_tls_write(struct xprt *x, struct xprt_out *out, const void *buf, size_t
 size_t xprt_tls_pending(const struct xprt *x);
 int xprt_tls_shutdown(struct xprt *x);
 int xprt_ktls_shutdown(struct xprt *x);
-int xprt_tls_settle(struct xprt *x, bool out_empty, char *err, size_t errlen);
+int xprt_tls_settle(struct xprt *x, bool out_empty, bool in_quiet, char *err, size_t errlen);
 bool xprt_tls_recv_error(struct xprt *x, int res, char *why, size_t len);
 
 #endif

@@ -27,10 +27,10 @@ else
 	SAN_ASAN_INTEG="detect_leaks=0:abort_on_error=1"
 fi
 
-# The ktls mode of both ends in the kTLS guest stage (on|auto|off). off: the
-# suite runs over userspace TLS and skips the kTLS counters; set it to on once
-# the kTLS datapath lands (NAVE_TEST_KTLS overrides it for a run).
-KTLS_MODE=${NAVE_TEST_KTLS:-off}
+# The ktls mode of both ends in the kTLS guest stage (on|auto|off): on, so the
+# stage proves kernel TLS at both ends (NAVE_TEST_KTLS overrides it for a run;
+# off runs the same suite over userspace TLS and skips the kTLS counters).
+KTLS_MODE=${NAVE_TEST_KTLS:-on}
 
 TOTAL=9
 passed=0

@@ -26,6 +26,10 @@ deps()
 		echo "config/cfg.c common/util.c common/log.c -liniparser" ;;
 	escape)
 		echo "common/log.c common/util.c common/valid.c -ljansson" ;;
+	ktls)
+		echo "tls/ktls.c common/util.c common/log.c -ljansson -I/usr/include/android
+/usr/lib/x86_64-linux-gnu/android/libssl.so /usr/lib/x86_64-linux-gnu/android/libcrypto.so
+-Wl,-rpath,/usr/lib/x86_64-linux-gnu/android" ;;
 	*)
 		echo "run.sh: no link rule for fuzz_$1.c; add one to deps()" >&2
 		return 1 ;;

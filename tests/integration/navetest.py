@@ -672,6 +672,47 @@ def h_echo(c, svc):
 # ---------------------------------------------------------------- public side
 
 
+def h_reset_midway(announce, before):
+    """Announces `announce` bytes (8-byte length), sends `before` of them plus
+    their SHA-256, waits for the peer's one-byte acknowledgement (so that they
+    all arrived) and resets the connection (SO_LINGER 0)."""
+
+    def handler(c, svc):
+        c.sendall(struct.pack(">Q", announce))
+        h = hashlib.sha256()
+        send_random(c, before, h)
+        c.sendall(h.digest())
+        recv_exact(c, 1)
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        c.close()
+        svc.results.put(("reset_sent", before))
+
+    return handler
+
+
+def h_sink_outcome(c, svc):
+    """Reads until EOF or a reset; reports which and how much."""
+    h = hashlib.sha256()
+    try:
+        n = recv_to_eof(c, h)
+        svc.results.put(("eof", n))
+    except (ConnectionResetError, BrokenPipeError):
+        svc.results.put(("reset", None))
+
+
+def read_until_end(s):
+    """Reads until EOF or a reset: (how, bytes read)."""
+    got = 0
+    try:
+        while True:
+            d = s.recv(CHUNK)
+            if not d:
+                return "eof", got
+            got += len(d)
+    except ConnectionResetError:
+        return "reset", got
+
+
 def working_tunnel(make_client, services, name="good"):
     """A started client with one exchange rule that already carried data."""
     c = make_client(name)

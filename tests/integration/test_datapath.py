@@ -219,3 +219,33 @@ def test_client_sigterm_finishes_running_download(server, client, services):
         n = nt.recv_to_eof(s, got) + len(first)
     assert n == size and got.digest() == want.digest()
     assert client.wait_exit(30) == 0
+
+
+def test_resets_reach_the_other_side(client, services):
+    """A reset is a reset end to end, not a clean end: the service resets mid-
+    download and the public side gets ECONNRESET (no FIN first); the public side
+    resets mid-upload and the service gets ECONNRESET. Then the tunnel serves the
+    next connections."""
+    announce, before = 4 * MiB, 256 * KiB
+    svc = services(nt.h_reset_midway(announce, before), "reset")
+    port = client.tcp_add(svc.port)
+    with nt.connect(port) as s:
+        assert struct.unpack(">Q", nt.recv_exact(s, 8))[0] == announce
+        h = hashlib.sha256()
+        nt.recv_hash(s, before, h)
+        assert nt.recv_exact(s, 32) == h.digest()
+        s.sendall(b"k")
+        how, got = nt.read_until_end(s)
+    assert (how, got) == ("reset", 0)
+    assert svc.results.get(timeout=nt.IO_TIMEOUT) == ("reset_sent", before)
+    sink = services(nt.h_sink_outcome, "sink")
+    port = client.tcp_add(sink.port)
+    s = nt.connect(port)
+    nt.send_random(s, 512 * KiB, hashlib.sha256())
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()
+    assert sink.results.get(timeout=nt.IO_TIMEOUT)[0] == "reset"
+    ok = services(nt.h_exchange, "after")
+    port = client.tcp_add(ok.port)
+    for _ in range(3):
+        nt.exchange(port, 64 * KiB)
