@@ -36,7 +36,7 @@
  * {workers, ktls, steering, conns, conns_total, bytes_in, bytes_out, links, links_ktls,
  * links_tls, ktls_fallbacks, refused_per_source, idle_timeouts, pending_timeouts, uptime}
  * every few seconds; also lists online tunnel ids as "online":[..] for last_seen. ktls is
- * the mode string ("kernel", "userspace (kernel has no TLS ULP)", "userspace (ktls = off)");
+ * the mode string ("kernel", "userspace (no TLS ULP in the kernel)", "userspace (ktls = off)");
  * links_ktls + links_tls = links (data links whose TLS records the kernel / userspace
  * handles); ktls_fallbacks counts links whose kTLS install failed.
  */

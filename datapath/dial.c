@@ -94,6 +94,14 @@ static void dial_handshake_done(struct worker *w, struct conn *l)
 {
 	struct link_data_hello h;
 
+	if (xprt_pending(&l->x)) { /* relayd says nothing before our DATA_HELLO */
+		log_every(NLOG_WARN,
+			  "data link fd %d: bytes from the server before DATA_HELLO, "
+			  "closing",
+			  l->fd);
+		conn_close(w, l, false, "data before DATA_HELLO");
+		return;
+	}
 	frame_hello_build(&h, w->tunnel_id, w->secret);
 	if (link_write(w, l, &h, sizeof(h)) < 0) {
 		conn_close(w, l, false, "cannot send DATA_HELLO");

@@ -524,8 +524,8 @@ void link_settle(struct worker *w, struct conn *l)
 		r = xprt_settle(&l->x, obuf_empty(l), in_quiet, err, sizeof(err));
 		if (r < 0) {
 			atomic_fetch_add(&w->st_ktls_fallback, 1);
-			log_every(NLOG_WARN, "%s fd %d: %s, closing (ktls = on)", w->ops->link_name,
-				  l->fd, err);
+			log_every(NLOG_WARN, "%s fd %d: %s, closing", w->ops->link_name, l->fd,
+				  err);
 			conn_close(w, l, false, err);
 			return;
 		}
@@ -557,7 +557,9 @@ void link_on_recv(struct worker *w, struct conn *l, int res, unsigned flags)
 	if (res <= 0) {
 		if (flags & IORING_CQE_F_BUFFER)
 			buf_recycle(w, bid);
-		xprt_recv_error(&l->x, res, why, sizeof(why));
+		if (xprt_recv_error(&l->x, res, why, sizeof(why)) == XPRT_RX_PROTO)
+			log_every(NLOG_WARN, "%s fd %d: %s, closing", w->ops->link_name, l->fd,
+				  why);
 		conn_close(w, l, false, why);
 		return;
 	}

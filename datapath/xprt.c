@@ -94,7 +94,7 @@ int xprt_settle(struct xprt *x, bool out_empty, bool in_quiet, char *err, size_t
 	return x->tls ? xprt_tls_settle(x, out_empty, in_quiet, err, errlen) : 0;
 }
 
-bool xprt_recv_error(struct xprt *x, int res, char *why, size_t len)
+enum xprt_rx_end xprt_recv_error(struct xprt *x, int res, char *why, size_t len)
 {
 	return xprt_tls_recv_error(x, res, why, len);
 }

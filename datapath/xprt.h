@@ -112,12 +112,18 @@ int xprt_shutdown(struct xprt *x);
  * link must close: ktls = on).
  */
 int xprt_settle(struct xprt *x, bool out_empty, bool in_quiet, char *err, size_t errlen);
+/* what ended a receive (xprt_recv_error) */
+enum xprt_rx_end {
+	XPRT_RX_CLEAN, /* the peer closed: EOF, or a close_notify */
+	XPRT_RX_ERRNO, /* the socket failed (a reset, ...) */
+	XPRT_RX_PROTO, /* the peer broke TLS (a record the link cannot take): log it */
+};
 /*
- * A receive on x's socket failed with res (-errno): says why in a line
- * (on kTLS, reads the non-data record that stopped it). true when the peer
- * closed cleanly (close_notify).
+ * A receive on x's socket ended with res (0 or -errno): says why in a line
+ * (on kTLS, reads the non-data record that stopped it) and what kind of end
+ * it was.
  */
-bool xprt_recv_error(struct xprt *x, int res, char *why, size_t len);
+enum xprt_rx_end xprt_recv_error(struct xprt *x, int res, char *why, size_t len);
 /* "plain", "TLS" or "kTLS" */
 const char *xprt_mode_name(const struct xprt *x);
 

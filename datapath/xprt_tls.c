@@ -354,14 +354,20 @@ int xprt_tls_settle(struct xprt *x, bool out_empty, bool in_quiet, char *err, si
 	if (!(x->ktls_dirs & XPRT_DIR_RX) && in_quiet && !x->in_len && !t->hdr_have &&
 	    !t->body_left && !SSL_pending(t->ssl))
 		dirs |= KTLS_RX;
-	/* one direction per call, so a failure says which one stays in userspace */
+	/* one ktls_install per direction, so a failure says which one failed */
 	for (int d = KTLS_TX; d <= KTLS_RX; d <<= 1) {
 		if (!(dirs & d))
 			continue;
 		r = ktls_install(t->ssl, x->fd, d, err, errlen);
 		if (r < 0) {
 			t->ktls_failed = true;
-			return t->ctx->ktls == XPRT_KTLS_ON ? -EPROTO : XPRT_EV_FALLBACK;
+			/*
+			 * With one direction in the kernel already, BoringSSL could
+			 * not answer the peer on the other: such a link closes.
+			 */
+			if (t->ctx->ktls == XPRT_KTLS_ON || x->ktls_dirs)
+				return -EPROTO;
+			return XPRT_EV_FALLBACK;
 		}
 		x->ktls_dirs |= d == KTLS_TX ? XPRT_DIR_TX : XPRT_DIR_RX;
 	}
@@ -372,27 +378,27 @@ int xprt_tls_settle(struct xprt *x, bool out_empty, bool in_quiet, char *err, si
 	return XPRT_EV_KTLS;
 }
 
-bool xprt_tls_recv_error(struct xprt *x, int res, char *why, size_t len)
+enum xprt_rx_end xprt_tls_recv_error(struct xprt *x, int res, char *why, size_t len)
 {
 	int r;
 
 	if (res == 0) {
 		snprintf(why, len, "closed by peer");
-		return false;
+		return XPRT_RX_CLEAN;
 	}
-	if (!(x->ktls_dirs & XPRT_DIR_RX)) {
+	if (!(x->ktls_dirs & XPRT_DIR_RX) || (res != -EIO && res != -EBADMSG && res != -EMSGSIZE)) {
 		snprintf(why, len, "%s", strerror(-res));
-		return false;
+		return XPRT_RX_ERRNO;
 	}
 	if (res == -EBADMSG) {
 		snprintf(why, len, "kTLS: a record failed to decrypt");
-		return false;
+		return XPRT_RX_PROTO;
 	}
-	if (res != -EIO) {
-		snprintf(why, len, "%s", strerror(-res));
-		return false;
+	if (res == -EMSGSIZE) {
+		snprintf(why, len, "kTLS: a record longer than TLS allows");
+		return XPRT_RX_PROTO;
 	}
-	/* a record that is not application data stopped the receive */
+	/* EIO: a record that is not application data stopped the receive */
 	r = ktls_recv_control(x->fd, why, len);
-	return r == KTLS_REC_CLOSE_NOTIFY;
+	return r == KTLS_REC_CLOSE_NOTIFY ? XPRT_RX_CLEAN : XPRT_RX_PROTO;
 }

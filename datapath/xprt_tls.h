@@ -44,6 +44,6 @@ size_t xprt_tls_pending(const struct xprt *x);
 int xprt_tls_shutdown(struct xprt *x);
 int xprt_ktls_shutdown(struct xprt *x);
 int xprt_tls_settle(struct xprt *x, bool out_empty, bool in_quiet, char *err, size_t errlen);
-bool xprt_tls_recv_error(struct xprt *x, int res, char *why, size_t len);
+enum xprt_rx_end xprt_tls_recv_error(struct xprt *x, int res, char *why, size_t len);
 
 #endif

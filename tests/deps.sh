@@ -9,7 +9,7 @@ PKGS="build-essential clang llvm libclang-rt-14-dev clang-format pkg-config
 liburing-dev libbpf-dev bpftool android-libboringssl-dev libjemalloc-dev
 libiniparser-dev libsqlite3-dev sqlite3 libjansson-dev libmicrohttpd-dev
 libnl-3-dev libnl-route-3-dev libcmocka-dev python3 python3-pytest curl
-iperf3 haproxy openssh-server openssh-client iproute2 procps ca-certificates
+python3-cryptography iperf3 haproxy openssh-server openssh-client iproute2 procps ca-certificates
 qemu-system-x86 linux-image-amd64 busybox-static kmod cpio xz-utils"
 missing=""
 for p in $PKGS; do

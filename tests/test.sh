@@ -32,7 +32,7 @@ fi
 # off runs the same suite over userspace TLS and skips the kTLS counters).
 KTLS_MODE=${NAVE_TEST_KTLS:-on}
 
-TOTAL=9
+TOTAL=10
 passed=0
 failed=0
 skipped=0
@@ -74,16 +74,17 @@ skip()
 	echo "#### [$((passed + failed + skipped))/$TOTAL] $1: skipped ($2)"
 }
 
-# ktls_stage: make ktls-test in the guest. guest.sh exit 77 (no QEMU, no Debian
-# kernel, the guest did not boot) is a skip with the reason, printed loudly.
+# ktls_stage [SAN=1]: make ktls-test in the guest (the sanitizer build with
+# SAN=1). guest.sh exit 77 (no QEMU, no Debian kernel, the guest did not boot)
+# is a skip with the reason, printed loudly.
 ktls_stage()
 {
-	name="ktls (guest, KTLS=$KTLS_MODE)"
+	name="ktls (guest, KTLS=$KTLS_MODE${1:+, $1})"
 	why=$(mktemp /tmp/nave-ktls-skip.XXXXXX)
 	echo
-	echo "#### [$((passed + failed + skipped + 1))/$TOTAL] $name: make ktls-test KTLS=$KTLS_MODE"
+	echo "#### [$((passed + failed + skipped + 1))/$TOTAL] $name: make ktls-test KTLS=$KTLS_MODE $*"
 	t0=$(date +%s)
-	if NAVE_GUEST_SKIPPED="$why" make ktls-test KTLS="$KTLS_MODE"; then
+	if NAVE_GUEST_SKIPPED="$why" make ktls-test KTLS="$KTLS_MODE" "$@"; then
 		if [ -s "$why" ]; then
 			skipped=$((skipped + 1))
 			note="#### SKIPPED: $name: $(cat "$why")"
@@ -119,5 +120,6 @@ else
 	stage "integration (SAN)" env ASAN_OPTIONS="$SAN_ASAN_INTEG" UBSAN_OPTIONS="$SAN_UBSAN" \
 		make SAN=1 integration
 fi
+ktls_stage SAN=1
 stage "fuzz" make fuzz
 summary

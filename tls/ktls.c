@@ -59,6 +59,7 @@ struct ktls_secrets {
 	uint8_t server[SECRET_MAX];
 	uint8_t client_len, server_len;
 	uint8_t used; /* KTLS_TX|KTLS_RX: directions already installed or attempted */
+	bool rekeyed; /* a KeyUpdate went either way: the captured secrets are retired */
 };
 
 static pthread_once_t idx_once = PTHREAD_ONCE_INIT;
@@ -157,6 +158,24 @@ static void keylog_cb(const SSL *cssl, const char *line)
 	*dst_len = (uint8_t)(hexlen / 2);
 }
 
+/*
+ * Every handshake message BoringSSL reads or writes passes here: a KeyUpdate
+ * after the handshake (the only kind there is) replaces the traffic secret
+ * of its direction, so the secret_0 the keylog gave us would install keys
+ * that are retired (and restart the sequence at a nonce already used).
+ */
+static void msg_cb(int is_write, int version, int content_type, const void *buf, size_t len,
+		   SSL *ssl, void *arg)
+{
+	struct ktls_secrets *sec;
+
+	if (content_type != REC_HANDSHAKE || len < 1 || ((const uint8_t *)buf)[0] != HS_KEY_UPDATE)
+		return;
+	sec = secrets_get(ssl);
+	if (sec)
+		sec->rekeyed = true;
+}
+
 int ktls_ctx_prepare(SSL_CTX *ctx)
 {
 	if (!ctx)
@@ -165,6 +184,7 @@ int ktls_ctx_prepare(SSL_CTX *ctx)
 	if (secrets_idx < 0)
 		return -ENOMEM;
 	SSL_CTX_set_keylog_callback(ctx, keylog_cb);
+	SSL_CTX_set_msg_callback(ctx, msg_cb);
 	/* a ticket would be the first record after the handshake, sent by BoringSSL */
 	if (!SSL_CTX_set_num_tickets(ctx, 0))
 		return -EINVAL;
@@ -420,6 +440,10 @@ int ktls_install(SSL *ssl, int fd, int dirs, char *err, size_t errlen)
 		return fail(err, errlen, -EOPNOTSUPP, "cipher suite %s is not supported",
 			    cipher ? SSL_CIPHER_get_name(cipher) : "(none)");
 	sec = secrets_get(ssl);
+	if (sec && sec->rekeyed)
+		return fail(err, errlen, -EKEYEXPIRED,
+			    "a KeyUpdate was exchanged before the switch (the captured keys are "
+			    "retired)");
 	for (int i = 0; i < 2; i++) {
 		int d = order[i];
 		uint8_t *len;

@@ -32,8 +32,10 @@ bool ktls_supported(char *why, size_t len);
 /*
  * Prepares ctx for connections that may move to kTLS: installs a keylog
  * callback that keeps each SSL's TLS 1.3 CLIENT_/SERVER_TRAFFIC_SECRET_0 in
- * its ex_data (wiped and freed with the SSL), and sets no session tickets.
- * Replaces any keylog callback already set. Idempotent. 0 or -errno.
+ * its ex_data (wiped and freed with the SSL), a message callback that notes
+ * a KeyUpdate either way (after one, ktls_install refuses: those secrets are
+ * retired), and sets no session tickets. Replaces any keylog and message
+ * callbacks already set. Idempotent. 0 or -errno.
  */
 int ktls_ctx_prepare(SSL_CTX *ctx);
 
