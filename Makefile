@@ -51,7 +51,7 @@ obj = $(patsubst %.c,$(B)/obj/%.o,$(1))
 
 BINS := $(B)/nave-relayd $(B)/nave-controld $(B)/navectl $(B)/nave
 
-.PHONY: all deps run test unit integration fuzz bench lint clean check-boringssl
+.PHONY: all deps run test unit integration fuzz bench bench-splice lint clean check-boringssl
 all: $(BINS)
 
 $(B)/obj/%.o: %.c
@@ -109,6 +109,17 @@ test: deps
 
 bench: deps all
 	$(Q)./bench/run.sh $(B)
+
+# The splice vs provided-buffer-ring measurement (bench/README.md): one binary,
+# run on this host with --no-ktls and in the kTLS guest (tests/ktls/guest.sh).
+$(B)/bench/ktls_splice: bench/ktls_splice.c $(call obj,$(TLS) common/util.c common/log.c)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(SSL_LIBS) -luring
+	$(Q)./tests/check-no-openssl.sh $@
+
+bench-splice: $(B)/bench/ktls_splice
+	$(Q)./bench/ktls_splice.sh $(B)/bench/ktls_splice
 
 lint:
 	$(Q)clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
