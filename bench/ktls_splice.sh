@@ -8,7 +8,8 @@
 #               6.1 kernel with tls.ko): kTLS link sockets; ratios only, the
 #               CPU is emulated
 # Usage: bench/ktls_splice.sh BIN   (env: SPLICE_HOST_MIB, default 2048;
-# SPLICE_GUEST_MIB, default 128; SPLICE_RUNS, default 3)
+# SPLICE_GUEST_MIB, default 128; SPLICE_RUNS, default 3; NAVE_GUEST_RUNNER,
+# default tests/ktls/guest.sh; NAVE_GUEST_CACHE is honoured by the runner)
 # Exit status: 0, or 1 when a run failed. A machine that cannot run the guest
 # (the runner exits 77) gets guest_ktls = null and the reason.
 set -eu
@@ -35,7 +36,7 @@ if ! "$bin" --no-ktls --mib "${SPLICE_HOST_MIB:-2048}" --runs "$runs" --json >"$
 fi
 
 guest_status=skipped
-runner=tests/ktls/guest.sh
+runner=${NAVE_GUEST_RUNNER:-tests/ktls/guest.sh}
 if [ ! -x "$runner" ]; then
 	echo "no kTLS guest runner ($runner)" >"$tmp/skip"
 else
