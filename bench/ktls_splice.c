@@ -834,25 +834,40 @@ static const struct bcase *find_bufring(const struct bcase *cs, unsigned n, enum
 	return NULL;
 }
 
+/*
+ * The median over rounds of (this case's MB/s / bufring's MB/s in the same
+ * round): steadier than the ratio of medians when the machine's speed drifts
+ * between rounds (a shared host, TCG). Per-round ratios go to rr.
+ */
+static double round_ratio(const struct bcase *c, const struct bcase *b, unsigned runs, double *rr)
+{
+	for (unsigned r = 0; r < runs; r++)
+		rr[r] = c->mbps[r] / b->mbps[r];
+	return median(rr, runs);
+}
+
 static void print_table(FILE *f, const struct opts *o, const struct bcase *cs, unsigned n)
 {
-	fprintf(f, "%-4s %-11s %10s %8s %10s %12s  %s\n", "dir", "mechanism", "MB/s", "ratio",
-		"cpu s/GiB", "B/in-op", "samples MB/s");
+	fprintf(f, "%-4s %-11s %10s %8s %9s %10s %12s  %s\n", "dir", "mechanism", "MB/s", "ratio",
+		"rnd-ratio", "cpu s/GiB", "B/in-op", "samples MB/s");
 	for (unsigned i = 0; i < n; i++) {
 		const struct bcase *c = &cs[i], *b = find_bufring(cs, n, c->dir);
 		char name[32];
-		double m = case_median(c, o->runs);
+		double m = case_median(c, o->runs), rr[MAX_RUNS];
 
 		case_name(c, name, sizeof(name));
-		fprintf(f, "%-4s %-11s %10.1f %8.3f %10.2f %12.0f  ", dir_name(c->dir), name, m,
-			b ? m / case_median(b, o->runs) : 0.0,
+		fprintf(f, "%-4s %-11s %10.1f %8.3f %9.3f %10.2f %12.0f  ", dir_name(c->dir), name,
+			m, b ? m / case_median(b, o->runs) : 0.0,
+			b ? round_ratio(c, b, o->runs, rr) : 0.0,
 			median(c->cpu_s, o->runs) * (double)(1ull << 30) / (double)o->bytes,
 			c->in_ops ? (double)c->in_bytes / (double)c->in_ops : 0.0);
 		for (unsigned r = 0; r < o->runs; r++)
 			fprintf(f, "%s%.1f", r ? " " : "", c->mbps[r]);
 		fprintf(f, "\n");
 	}
-	fprintf(f, "ratio = median MB/s / bufring median MB/s of the same direction.%s\n",
+	fprintf(f,
+		"ratio = median MB/s / bufring median MB/s of the same direction; rnd-ratio = "
+		"median over rounds of the same ratio taken inside each round.%s\n",
 		o->ktls ? " Under QEMU TCG the CPU (and so the crypto) is emulated: absolute MB/s "
 			  "mean nothing, compare the ratios inside this run."
 			: "");
@@ -879,7 +894,7 @@ static void print_json(FILE *f, const struct opts *o, const struct bcase *cs, un
 	for (unsigned i = 0; i < n; i++) {
 		const struct bcase *c = &cs[i], *b = find_bufring(cs, n, c->dir);
 		char name[32];
-		double m = case_median(c, o->runs);
+		double m = case_median(c, o->runs), rr[MAX_RUNS], rm;
 
 		case_name(c, name, sizeof(name));
 		fprintf(f, "%s{\"dir\":\"%s\",\"mechanism\":\"%s\",", i ? "," : "",
@@ -890,6 +905,10 @@ static void print_json(FILE *f, const struct opts *o, const struct bcase *cs, un
 			b ? m / case_median(b, o->runs) : 0.0);
 		for (unsigned r = 0; r < o->runs; r++)
 			fprintf(f, "%s%.1f", r ? "," : "", c->mbps[r]);
+		rm = b ? round_ratio(c, b, o->runs, rr) : 0.0;
+		fprintf(f, "],\"round_ratio_median\":%.3f,\"round_ratios\":[", rm);
+		for (unsigned r = 0; b && r < o->runs; r++)
+			fprintf(f, "%s%.3f", r ? "," : "", rr[r]);
 		fprintf(f,
 			"],\"cpu_s_per_gib\":%.3f,\"in_ops\":%llu,\"in_avg_bytes\":%.0f,"
 			"\"in_max_bytes\":%llu,\"out_ops\":%llu}",
@@ -908,6 +927,18 @@ static void print_json(FILE *f, const struct opts *o, const struct bcase *cs, un
 		case_name(c, name, sizeof(name));
 		fprintf(f, "%s\"%s %s\":%.3f", k++ ? "," : "", dir_name(c->dir), name,
 			case_median(c, o->runs) / case_median(b, o->runs));
+	}
+	fprintf(f, "},\"round_ratios\":{");
+	for (unsigned i = 0, k = 0; i < n; i++) {
+		const struct bcase *c = &cs[i], *b = find_bufring(cs, n, c->dir);
+		char name[32];
+		double rr[MAX_RUNS];
+
+		if (c->mech != SPLICE || !b)
+			continue;
+		case_name(c, name, sizeof(name));
+		fprintf(f, "%s\"%s %s\":%.3f", k++ ? "," : "", dir_name(c->dir), name,
+			round_ratio(c, b, o->runs, rr));
 	}
 	fprintf(f, "},\"verified\":true}\n");
 }

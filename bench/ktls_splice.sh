@@ -8,7 +8,7 @@
 #               6.1 kernel with tls.ko): kTLS link sockets; ratios only, the
 #               CPU is emulated
 # Usage: bench/ktls_splice.sh BIN   (env: SPLICE_HOST_MIB, default 2048;
-# SPLICE_GUEST_MIB, default 128; SPLICE_RUNS, default 3; NAVE_GUEST_RUNNER,
+# SPLICE_GUEST_MIB, default 128; SPLICE_RUNS, default 5: rounds, since a shared host drifts; NAVE_GUEST_RUNNER,
 # default tests/ktls/guest.sh; NAVE_GUEST_CACHE is honoured by the runner)
 # Exit status: 0, or 1 when a run failed. A machine that cannot run the guest
 # (the runner exits 77) gets guest_ktls = null and the reason.
@@ -22,7 +22,7 @@ bin=$1
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
 cd "$repo"
-runs=${SPLICE_RUNS:-3}
+runs=${SPLICE_RUNS:-5}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 ts=$(date -u +%Y%m%dT%H%M%SZ)
@@ -78,7 +78,7 @@ commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=
 res = {
     "bench": "ktls_splice",
     "git_commit": commit,
-    "note": "MB/s medians of 3 runs; ratio = splice / bufring in the same direction and run. "
+    "note": "MB/s medians over rounds; ratio = splice median / bufring median in the same direction; round_ratios = median of the per-round ratios (steadier when the machine drifts). "
             "guest_ktls runs under QEMU TCG (emulated CPU, crypto dominates): only its ratios mean "
             "anything. host_plain has no TLS: the cost of the mechanism alone.",
     "host_plain": load("host.json"),
