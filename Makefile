@@ -3,7 +3,7 @@
 #   make            build the four binaries into build/
 #   make SAN=1      ASan + UBSan build into build-san/
 #   make V=1        show commands
-#   make deps | run [CONFIG=FILE] | test | bench | lint | fuzz | clean
+#   make deps | run [CONFIG=FILE] | test | bench | bench-splice | lint | fuzz | clean
 
 SAN ?= 0
 V ?= 0
