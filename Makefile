@@ -3,7 +3,7 @@
 #   make            build the four binaries into build/
 #   make SAN=1      ASan + UBSan build into build-san/
 #   make V=1        show commands
-#   make deps | run [CONFIG=FILE] | test | bench | lint | fuzz | clean
+#   make deps | run [CONFIG=FILE] | test | bench | bench-splice | lint | fuzz | clean
 #   make ktls-test [KTLS=on|auto|off]   the kTLS suite in a QEMU guest (tests/ktls/)
 
 SAN ?= 0
@@ -53,7 +53,7 @@ obj = $(patsubst %.c,$(B)/obj/%.o,$(1))
 
 BINS := $(B)/nave-relayd $(B)/nave-controld $(B)/navectl $(B)/nave
 
-.PHONY: all deps run test unit integration ktls-test fuzz bench lint clean check-boringssl
+.PHONY: all deps run test unit integration ktls-test fuzz bench bench-splice lint clean check-boringssl
 all: $(BINS)
 
 $(B)/obj/%.o: %.c
@@ -123,6 +123,17 @@ test: deps
 
 bench: deps all
 	$(Q)./bench/run.sh $(B)
+
+# The splice vs provided-buffer-ring measurement (bench/README.md): one binary,
+# run on this host with --no-ktls and in the kTLS guest (tests/ktls/guest.sh).
+$(B)/bench/ktls_splice: bench/ktls_splice.c $(call obj,$(TLS) common/util.c common/log.c)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(SSL_LIBS) -luring
+	$(Q)./tests/check-no-openssl.sh $@
+
+bench-splice: $(B)/bench/ktls_splice
+	$(Q)./bench/ktls_splice.sh $(B)/bench/ktls_splice
 
 lint:
 	$(Q)clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
