@@ -38,6 +38,10 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 SECONDS = int(os.environ.get("BENCH_SECONDS", "5"))
 CONNS = int(os.environ.get("BENCH_CONNS", "1000"))
+# the ktls mode of both ends (auto: what the kernel offers; on/off to compare)
+KTLS = os.environ.get("BENCH_KTLS", "auto")
+if KTLS not in ("auto", "on", "off"):
+    sys.exit(f"bench: BENCH_KTLS={KTLS!r} is not one of auto|on|off")
 REPEAT = 3
 KIB_TARGET = 32
 HOLD_CHECK_S = 12  # the idle connections must still be up this long after opening
@@ -383,6 +387,8 @@ class Nave:
             "[tunnel]\n"
             # The memory test holds BENCH_CONNS relayed connections, one data link each.
             f"max_links = {max(1024, 2 * CONNS)}\n"
+            "[datapath]\n"
+            f"ktls = {KTLS}\n"
         )
         run([self.bin("nave-controld"), "--check", "--config", self.ini])
         controld = self.procs.start(
@@ -418,8 +424,10 @@ class Nave:
         )
         # The client's default max_links (256) is below the memory test's count.
         text = self.cini.read_text()
-        lines = [ln for ln in text.splitlines() if not ln.startswith(("max_links", "log_level"))]
-        lines += [f"max_links = {min(4096, max(256, 2 * CONNS))}", "log_level = warn"]
+        lines = [ln for ln in text.splitlines()
+                 if not ln.startswith(("max_links", "log_level", "ktls"))]
+        lines += [f"max_links = {min(4096, max(256, 2 * CONNS))}", "log_level = warn",
+                  f"ktls = {KTLS}"]
         self.cini.write_text("\n".join(lines) + "\n")
         self.client = self.procs.start(
             "nave-client", [self.bin("nave"), "start", "--config", self.cini], cwd=self.d

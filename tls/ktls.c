@@ -37,6 +37,9 @@
 #ifndef SOL_TLS
 #define SOL_TLS 282
 #endif
+#ifndef TLS_RX_EXPECT_NO_PAD
+#define TLS_RX_EXPECT_NO_PAD 4
+#endif
 #ifndef TCP_ULP
 #define TCP_ULP 31
 #endif
@@ -489,6 +492,16 @@ int ktls_install(SSL *ssl, int fd, int dirs, char *err, size_t errlen)
 			int e = errno;
 
 			r = fail(err, errlen, -e, "setsockopt %s: %s", name, strerror(e));
+		} else if (d == KTLS_RX) {
+			/*
+			 * Neither BoringSSL nor kTLS pads TLS 1.3 records: the kernel
+			 * may then decrypt straight into the reader's buffer (a padded
+			 * record still works, decrypted again the slow way). Kernels
+			 * before 6.0 lack the option: no harm.
+			 */
+			int one = 1;
+
+			setsockopt(fd, SOL_TLS, TLS_RX_EXPECT_NO_PAD, &one, sizeof(one));
 		}
 	}
 	OPENSSL_cleanse(&ci, sizeof(ci));
