@@ -1157,17 +1157,15 @@ static int get_list(struct ctx *c, struct sbuf *path, const char *page, const st
 /* ---- commands ------------------------------------------------------------------- */
 
 /*
- * The relay's limit counters as one "limits:" line; a controld that does
- * not send them (older) gets no line, a null or odd value shows as "-".
+ * The integer counters keys[0..n) of a relay status object as text into
+ * v[k] ("-" when null or not an integer); false when the object has none of
+ * them (an older controld).
  */
-static void status_limits(struct table *t, json_t *rel)
+static bool counters_fmt(json_t *rel, const char *const *keys, size_t n, char (*v)[32])
 {
-	static const char *const keys[] = {"refused_per_source", "idle_timeouts",
-					   "pending_timeouts"};
-	char v[ARRAY_SIZE(keys)][32], buf[160];
 	bool any = false;
 
-	for (size_t k = 0; k < ARRAY_SIZE(keys); k++) {
+	for (size_t k = 0; k < n; k++) {
 		json_t *j = json_object_get(rel, keys[k]);
 
 		any |= j != NULL;
@@ -1177,7 +1175,20 @@ static void status_limits(struct table *t, json_t *rel)
 		else
 			str_copy(v[k], sizeof(v[k]), "-");
 	}
-	if (!any)
+	return any;
+}
+
+/*
+ * The relay's limit counters as one "limits:" line; a controld that does
+ * not send them (older) gets no line, a null or odd value shows as "-".
+ */
+static void status_limits(struct table *t, json_t *rel)
+{
+	static const char *const keys[] = {"refused_per_source", "idle_timeouts",
+					   "pending_timeouts"};
+	char v[ARRAY_SIZE(keys)][32], buf[160];
+
+	if (!counters_fmt(rel, keys, ARRAY_SIZE(keys), v))
 		return;
 	snprintf(buf, sizeof(buf),
 		 "%s refused (per-source limit), %s idle timeouts, %s pending timeouts", v[0], v[1],
@@ -1196,19 +1207,10 @@ static const char *status_ktls(json_t *rel, char *buf, size_t len)
 {
 	static const char *const keys[] = {"links_ktls", "links_tls", "ktls_fallbacks"};
 	char mode[128], v[ARRAY_SIZE(keys)][32];
-	bool any = false;
+	bool any;
 
 	str_copy(mode, sizeof(mode), fmt_val(json_object_get(rel, "ktls"), buf, len));
-	for (size_t k = 0; k < ARRAY_SIZE(keys); k++) {
-		json_t *j = json_object_get(rel, keys[k]);
-
-		any |= j != NULL;
-		if (json_is_integer(j))
-			snprintf(v[k], sizeof(v[k]), "%" JSON_INTEGER_FORMAT,
-				 json_integer_value(j));
-		else
-			str_copy(v[k], sizeof(v[k]), "-");
-	}
+	any = counters_fmt(rel, keys, ARRAY_SIZE(keys), v);
 	/* cut short at len, as every other cell */
 	if (!any || snprintf(buf, len, "%s (links: %s kTLS, %s userspace, %s fallbacks)", mode,
 			     v[0], v[1], v[2]) < 0)

@@ -713,6 +713,22 @@ def read_until_end(s):
         return "reset", got
 
 
+def download_until_reset(port, announce, before):
+    """Against h_reset_midway(announce, before): reads the announced length and
+    the `before` bytes (checked), acknowledges them, then reads until the end.
+    Returns (how, bytes after them): ("reset", 0) when the reset came through."""
+    with connect(port) as s:
+        (n,) = struct.unpack(">Q", recv_exact(s, 8))
+        if n != announce:
+            raise Failure(f"announced {n}, not {announce}")
+        h = hashlib.sha256()
+        recv_hash(s, before, h)
+        if recv_exact(s, 32) != h.digest():
+            raise Failure(f"the {before} bytes before the reset differ")
+        s.sendall(b"k")
+        return read_until_end(s)
+
+
 def working_tunnel(make_client, services, name="good"):
     """A started client with one exchange rule that already carried data."""
     c = make_client(name)

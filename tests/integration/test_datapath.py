@@ -229,13 +229,7 @@ def test_resets_reach_the_other_side(client, services):
     announce, before = 4 * MiB, 256 * KiB
     svc = services(nt.h_reset_midway(announce, before), "reset")
     port = client.tcp_add(svc.port)
-    with nt.connect(port) as s:
-        assert struct.unpack(">Q", nt.recv_exact(s, 8))[0] == announce
-        h = hashlib.sha256()
-        nt.recv_hash(s, before, h)
-        assert nt.recv_exact(s, 32) == h.digest()
-        s.sendall(b"k")
-        how, got = nt.read_until_end(s)
+    how, got = nt.download_until_reset(port, announce, before)
     assert (how, got) == ("reset", 0)
     assert svc.results.get(timeout=nt.IO_TIMEOUT) == ("reset_sent", before)
     sink = services(nt.h_sink_outcome, "sink")

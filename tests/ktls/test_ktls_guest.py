@@ -350,13 +350,7 @@ def test_service_reset_midstream(tun):
     short of the rest, and the tunnel serves the next connections."""
     announce, before = 4 * MiB, 256 * KiB
     port, svc = tun.rule(nt.h_reset_midway(announce, before), "reset")
-    with nt.connect(port) as s:
-        assert struct.unpack(">Q", nt.recv_exact(s, 8))[0] == announce
-        h = hashlib.sha256()
-        nt.recv_hash(s, before, h)
-        assert nt.recv_exact(s, 32) == h.digest()
-        s.sendall(b"k")
-        how, got = nt.read_until_end(s)
+    how, got = nt.download_until_reset(port, announce, before)
     assert how == "reset", f"the public side saw {how}, not the service's reset"
     assert got == 0, f"{got} bytes after the service's reset"
     assert svc.results.get(timeout=nt.IO_TIMEOUT) == ("reset_sent", before)
