@@ -10,13 +10,6 @@
 #include <errno.h>
 #include <string.h>
 
-void xprt_init_plain(struct xprt *x, int fd)
-{
-	memset(x, 0, sizeof(*x));
-	x->fd = fd;
-	x->mode = XPRT_PLAIN;
-}
-
 void xprt_free(struct xprt *x)
 {
 	if (x && x->tls)

@@ -58,8 +58,7 @@ struct xprt {
 	uint8_t ktls_dirs; /* XPRT_DIR_* already in the kernel */
 };
 
-/* A transport that passes bytes as they are. */
-void xprt_init_plain(struct xprt *x, int fd);
+/* A zeroed struct xprt (with fd set) is a plain transport: bytes pass as they are. */
 /*
  * A TLS transport on fd, the accepting or the connecting end (host: the name
  * the server's certificate must carry). 0 or -ENOMEM.
