@@ -713,6 +713,26 @@ def read_until_end(s):
         return "reset", got
 
 
+def half_close_public_first(port, size, reply):
+    """Against h_eof_reply(reply): sends `size` bytes and shuts the write side;
+    the service answers only after that EOF, with the SHA-256 of what it got,
+    `reply` bytes of its own and their SHA-256, then EOF. Every byte checked.
+    Returns the SHA-256 of what was sent (the service reports it too)."""
+    with connect(port) as s:
+        mine = hashlib.sha256()
+        send_random(s, size, mine)
+        s.shutdown(socket.SHUT_WR)
+        if recv_exact(s, 32) != mine.digest():
+            raise Failure(f"{size} B up: the service got other bytes")
+        theirs = hashlib.sha256()
+        recv_hash(s, reply, theirs)
+        if recv_exact(s, 32) != theirs.digest():
+            raise Failure(f"{reply} B down: other bytes arrived")
+        if s.recv(1) != b"":
+            raise Failure("bytes after the service's end")
+    return mine.digest()
+
+
 def download_until_reset(port, announce, before):
     """Against h_reset_midway(announce, before): reads the announced length and
     the `before` bytes (checked), acknowledges them, then reads until the end.

@@ -51,17 +51,9 @@ def test_half_close_public_side_first(server, client, services, size):
     svc = services(nt.h_eof_reply(reply), "eof_reply")
     port = client.tcp_add(svc.port)
     for _ in range(3):
-        with nt.connect(port) as s:
-            mine = hashlib.sha256()
-            nt.send_random(s, size, mine)
-            s.shutdown(socket.SHUT_WR)
-            # the service only answers after it saw our EOF
-            assert nt.recv_exact(s, 32) == mine.digest(), f"{size} B up"
-            theirs = hashlib.sha256()
-            nt.recv_hash(s, reply, theirs)
-            assert nt.recv_exact(s, 32) == theirs.digest(), f"{reply} B down"
-            assert s.recv(1) == b""
-        assert svc.results.get(timeout=nt.IO_TIMEOUT) == ("eof_reply", size, mine.digest())
+        # the service only answers after it saw our EOF
+        sent = nt.half_close_public_first(port, size, reply)
+        assert svc.results.get(timeout=nt.IO_TIMEOUT) == ("eof_reply", size, sent)
     assert svc.errors == []
 
 

@@ -312,16 +312,8 @@ def test_half_close_public_first(tun, size):
     service reply, and the reply arrives complete."""
     reply = 256 * KiB + 7
     port, svc = tun.rule(nt.h_eof_reply(reply), "eof_reply")
-    with nt.connect(port) as s:
-        mine = hashlib.sha256()
-        nt.send_random(s, size, mine)
-        s.shutdown(socket.SHUT_WR)
-        assert nt.recv_exact(s, 32) == mine.digest(), f"{size} B up"
-        theirs = hashlib.sha256()
-        nt.recv_hash(s, reply, theirs)
-        assert nt.recv_exact(s, 32) == theirs.digest(), f"{reply} B down"
-        assert s.recv(1) == b""
-    assert svc.results.get(timeout=nt.IO_TIMEOUT) == ("eof_reply", size, mine.digest())
+    sent = nt.half_close_public_first(port, size, reply)
+    assert svc.results.get(timeout=nt.IO_TIMEOUT) == ("eof_reply", size, sent)
     assert svc.errors == []
 
 
