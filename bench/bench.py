@@ -384,6 +384,8 @@ class Nave:
             f"range = {low}-{high}\n"
             # every connection of the memory test comes from 127.0.0.1
             f"max_conns_per_source = {max(256, 2 * CONNS)}\n"
+            # a benchmark leaves the machine's reserved ports alone
+            "reserve = off\n"
             "[tunnel]\n"
             # The memory test holds BENCH_CONNS relayed connections, one data link each.
             f"max_links = {max(1024, 2 * CONNS)}\n"

@@ -72,6 +72,8 @@ const char cfg_server_default_ini[] =
     "# open public connections per source address (IPv6: per /64) and tunnel, and TLS\n"
     "# handshakes one source has unfinished on the tunnel port (per worker); 0 = no limit\n"
     "max_conns_per_source = 256\n"
+    "# put the range into net.ipv4.ip_local_reserved_ports at start (never ephemeral ports)\n"
+    "reserve = on\n"
     "\n"
     "[tunnel]\n"
     "max_pool_size = 8\n"
@@ -167,6 +169,7 @@ static const struct cfg_row server_rows[] = {
     SRV("ports", "max_per_tunnel", "5", R_UINT, max_per_tunnel, .min = 1, .max = 65535),
     SRV("ports", "max_conns_per_source", "256", R_UINT, max_conns_per_source, .min = 0,
 	.max = 1048576),
+    SRV("ports", "reserve", "on", R_BOOL, reserve_ports),
     SRV("tunnel", "max_pool_size", "8", R_UINT, max_pool_size, .min = 1, .max = 256),
     SRV("tunnel", "max_links", "1024", R_UINT, max_links, .min = 1, .max = 1048576),
     SRV("tunnel", "heartbeat", "10s", R_DURATION, heartbeat_ms, .min = 1000, .max = 3600000),

@@ -35,6 +35,7 @@ struct cfg_server {
 	uint16_t port_min, port_max;   /* range = 22000-22999 */
 	unsigned max_per_tunnel;       /* 5 */
 	unsigned max_conns_per_source; /* 256; 0 = no limit */
+	bool reserve_ports;	       /* reserve = on: the range in ip_local_reserved_ports */
 	/* [tunnel] */
 	unsigned max_pool_size;	     /* 8 */
 	unsigned max_links;	     /* 1024 */

@@ -8,6 +8,7 @@
 #include "ctlthread.h"
 #include "engine.h"
 #include "log.h"
+#include "portlist.h"
 #include "sock.h"
 #include "tls/tls.h"
 #include "xprt_tls.h"
@@ -21,7 +22,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#define DRAIN_MS 5000
+#define DRAIN_MS	    5000
+#define RESERVED_PORTS_PATH "/proc/sys/net/ipv4/ip_local_reserved_ports"
+#define LOCAL_RANGE_PATH    "/proc/sys/net/ipv4/ip_local_port_range"
 
 static void usage(FILE *f)
 {
@@ -32,6 +35,40 @@ static void usage(FILE *f)
 		   "  -n, --check        validate the config, print the effective settings, exit\n"
 		   "  -h, --help         this help\n"
 		   "  -V, --version      print the version\n");
+}
+
+/*
+ * [ports] reserve: the range goes into net.ipv4.ip_local_reserved_ports
+ * (this network namespace's), merged with what is there, so the kernel never
+ * hands one of its ports to an outgoing connection. Not fatal: without the
+ * privilege relayd says so and goes on. An unreserved range that overlaps
+ * the ephemeral range is worth a warning either way.
+ */
+static void reserve_range(const struct cfg_server *c)
+{
+	unsigned lo = c->port_min, hi = c->port_max, a, b;
+	bool reserved = false;
+	char err[256];
+	FILE *f;
+	int r;
+
+	if (c->reserve_ports) {
+		r = portlist_reserve(RESERVED_PORTS_PATH, c->port_min, c->port_max, err,
+				     sizeof(err));
+		if (r >= 0)
+			log_info("[ports] %u-%u %s net.ipv4.ip_local_reserved_ports", lo, hi,
+				 r == 0 ? "added to" : "already in");
+		else
+			log_warn("[ports] reserve: cannot reserve %u-%u: %s", lo, hi, err);
+		reserved = r >= 0;
+	}
+	f = fopen(LOCAL_RANGE_PATH, "r");
+	if (f && fscanf(f, "%u %u", &a, &b) == 2 && lo <= b && a <= hi && !reserved)
+		log_warn("[ports] %u-%u overlaps net.ipv4.ip_local_port_range %u-%u and is not "
+			 "reserved: an outgoing connection may take one of its ports",
+			 lo, hi, a, b);
+	if (f)
+		fclose(f);
 }
 
 int main(int argc, char **argv)
@@ -116,6 +153,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "nave-relayd: %s\n", err);
 		goto out;
 	}
+	reserve_range(&cfg);
 	if (tls_ensure_selfsigned(cfg.certificate, cfg.private_key, cfg.domain, err, sizeof(err)) <
 	    0) {
 		fprintf(stderr, "nave-relayd: %s\n", err);

@@ -24,6 +24,8 @@ deps()
 		echo "common/frame.c common/msg.c common/util.c common/log.c -ljansson" ;;
 	config)
 		echo "config/cfg.c common/util.c common/log.c -liniparser" ;;
+	portlist)
+		echo "common/portlist.c" ;;
 	escape)
 		echo "common/log.c common/util.c common/valid.c -ljansson" ;;
 	ktls)

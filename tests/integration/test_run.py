@@ -90,6 +90,7 @@ class RunSh:
             "address = 127.0.0.1\n"
             "[ports]\n"
             f"range = {self.port_min}-{self.port_max}\n"
+            "reserve = off\n"  # the machine's sysctl stays as it was
         )
         self.out_path = self.dir / "stdout"
         self.err_path = self.dir / "stderr"

@@ -103,6 +103,7 @@ static void test_embedded_default(void **state)
 	assert_int_equal(c.port_min, 22000);
 	assert_int_equal(c.port_max, 22999);
 	assert_int_equal(c.max_per_tunnel, 5);
+	assert_true(c.reserve_ports);
 	assert_int_equal(c.max_pool_size, 8);
 	assert_int_equal(c.max_links, 1024);
 	assert_int_equal(c.heartbeat_ms, 10000);
@@ -149,6 +150,7 @@ static const char full_ini[] = "; a full configuration\n"
 			       "[ports]\n"
 			       "range = 30000-30099   # inline comment\n"
 			       "max_per_tunnel = 10\n"
+			       "reserve = off\n"
 			       "[tunnel]\n"
 			       "max_pool_size = 16\n"
 			       "max_links = 4096\n"
@@ -191,6 +193,7 @@ static void test_full_file(void **state)
 	assert_int_equal(c.port_min, 30000);
 	assert_int_equal(c.port_max, 30099);
 	assert_int_equal(c.max_per_tunnel, 10);
+	assert_false(c.reserve_ports);
 	assert_int_equal(c.max_pool_size, 16);
 	assert_int_equal(c.max_links, 4096);
 	assert_int_equal(c.heartbeat_ms, 90000);
