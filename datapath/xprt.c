@@ -91,10 +91,3 @@ enum xprt_rx_end xprt_recv_error(struct xprt *x, int res, char *why, size_t len)
 {
 	return xprt_tls_recv_error(x, res, why, len);
 }
-
-const char *xprt_mode_name(const struct xprt *x)
-{
-	static const char *const names[] = {"plain", "TLS", "kTLS"};
-
-	return x->mode < 3 ? names[x->mode] : "?";
-}

@@ -123,7 +123,5 @@ enum xprt_rx_end {
  * it was.
  */
 enum xprt_rx_end xprt_recv_error(struct xprt *x, int res, char *why, size_t len);
-/* "plain", "TLS" or "kTLS" */
-const char *xprt_mode_name(const struct xprt *x);
 
 #endif

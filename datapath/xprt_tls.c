@@ -228,11 +228,6 @@ int xprt_init_client(struct xprt *x, struct xprt_ctx *ctx, int fd, const char *h
 	return r;
 }
 
-SSL *xprt_ssl(const struct xprt *x)
-{
-	return x->tls ? x->tls->ssl : NULL;
-}
-
 void xprt_tls_free(struct xprt *x)
 {
 	SSL_free(x->tls->ssl);

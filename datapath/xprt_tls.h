@@ -24,8 +24,6 @@ void xprt_ctx_free(struct xprt_ctx *c);
 const char *xprt_ctx_mode(const struct xprt_ctx *c);
 /* true when links made from c go into the kernel after their handshake */
 bool xprt_ctx_ktls(const struct xprt_ctx *c);
-/* The SSL of a TLS transport still in userspace (for its peer's certificate), or NULL. */
-SSL *xprt_ssl(const struct xprt *x);
 
 /* why links stay in userspace when the kernel cannot ("" otherwise) */
 const char *xprt_ctx_why(const struct xprt_ctx *c);

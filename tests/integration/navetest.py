@@ -736,6 +736,27 @@ def half_close_public_first(port, size, reply):
     return mine.digest()
 
 
+def half_close_service_first(port, svc, greet, size):
+    """Against h_greet(greet): the service sends `greet` bytes and shuts its
+    write side first; we see all of them and its EOF, then still send `size`
+    bytes and shut ours; the service reports exactly those. Every byte checked."""
+    with connect(port) as s:
+        theirs = hashlib.sha256()
+        recv_hash(s, greet, theirs)
+        if recv_exact(s, 32) != theirs.digest():
+            raise Failure(f"{greet} B down: other bytes arrived")
+        if s.recv(1) != b"":
+            raise Failure("bytes after the service's EOF")
+        mine = hashlib.sha256()
+        send_random(s, size, mine)
+        s.shutdown(socket.SHUT_WR)
+        got = svc.results.get(timeout=IO_TIMEOUT)
+        if got != ("greet", size, mine.digest()):
+            raise Failure(f"the service reported {got!r}")
+        if s.recv(1) != b"":
+            raise Failure("bytes after the end")
+
+
 def download_until_reset(port, announce, before):
     """Against h_reset_midway(announce, before): reads the announced length and
     the `before` bytes (checked), acknowledges them, then reads until the end.

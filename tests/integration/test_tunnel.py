@@ -3,9 +3,7 @@
 processes on loopback, a local service in Python threads, and every byte
 checked with SHA-256 in both directions."""
 import concurrent.futures
-import hashlib
 import signal
-import socket
 import time
 
 import pytest
@@ -63,18 +61,8 @@ def test_half_close_service_side_first(server, client, services, size):
     svc = services(nt.h_greet(greet), "greet")
     port = client.tcp_add(svc.port)
     for _ in range(3):
-        with nt.connect(port) as s:
-            # the service sends and half-closes first: we see its EOF ...
-            theirs = hashlib.sha256()
-            nt.recv_hash(s, greet, theirs)
-            assert nt.recv_exact(s, 32) == theirs.digest()
-            assert s.recv(1) == b""
-            # ... and can still send it everything after that
-            mine = hashlib.sha256()
-            nt.send_random(s, size, mine)
-            s.shutdown(socket.SHUT_WR)
-            assert svc.results.get(timeout=nt.IO_TIMEOUT) == ("greet", size, mine.digest())
-            assert s.recv(1) == b""
+        # the service half-closes first: we see its EOF and can still send
+        nt.half_close_service_first(port, svc, greet, size)
     assert svc.errors == []
 
 

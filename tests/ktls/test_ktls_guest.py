@@ -323,16 +323,7 @@ def test_half_close_service_first(tun, size):
     all of it and EOF, then still sends everything the other way."""
     greet = 200 * KiB + 3
     port, svc = tun.rule(nt.h_greet(greet), "greet")
-    with nt.connect(port) as s:
-        theirs = hashlib.sha256()
-        nt.recv_hash(s, greet, theirs)
-        assert nt.recv_exact(s, 32) == theirs.digest()
-        assert s.recv(1) == b""
-        mine = hashlib.sha256()
-        nt.send_random(s, size, mine)
-        s.shutdown(socket.SHUT_WR)
-        assert svc.results.get(timeout=nt.IO_TIMEOUT) == ("greet", size, mine.digest())
-        assert s.recv(1) == b""
+    nt.half_close_service_first(port, svc, greet, size)
     assert svc.errors == []
 
 
