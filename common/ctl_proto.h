@@ -41,6 +41,15 @@
  * handles); ktls_fallbacks counts links whose kTLS install failed.
  */
 #define CTL_STATS "stats"
+/*
+ * The kernel assists, in relay_hello and every stats message:
+ *   steering: "bpf" | "listeners"; listeners: listening sockets relayd holds for the range;
+ *   maps: {ports, deny, allow} entries in the kernel maps (null when no BPF is loaded);
+ *   xdp: null, or {interface, mode ("native" | "generic" | "detached"), syn_rate,
+ *         pass, deny, not_allowed, unallocated, syn_rate_drops};
+ *   firewall_refused: connections relayd refused at accept for the firewall lists;
+ *   port_counters: {"PORT": [packets, bytes]} for allocated ports XDP counted (absent without XDP).
+ */
 
 /* controld -> relayd */
 #define CTL_SYNC "sync" /* {ports:[{port, tunnel_id}]} reply to relay_hello */
@@ -54,5 +63,10 @@
 #define CTL_PORT_ADD	"port_add"    /* {port, tunnel_id} pushed on navectl ports allocate */
 #define CTL_PORT_DEL	"port_del"    /* {port} pushed on navectl ports release */
 #define CTL_KICK	"kick"	      /* {tunnel_id, reason} token revoked or tunnel shut down */
+/*
+ * {deny:["CIDR"], allow:["CIDR"]}: the whole firewall, pushed after sync and on every
+ * change (navectl firewall); relayd replaces its lists (and the XDP tries) with these.
+ */
+#define CTL_FIREWALL "firewall"
 
 #endif

@@ -1,0 +1,60 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The XDP filter's loader (xdp.bpf.c): relayd's [xdp] section.
+ *
+ * On [xdp] interface it drops, for TCP to relayd's ports (the range and the
+ * service ports given): sources in the deny list; when the allow list is not
+ * empty, sources not in it; SYNs to ports of the range that the ports map does
+ * not hold; SYNs over a source's syn_rate per second (0 = off). It counts
+ * packets and payload bytes per allocated port. Everything else passes.
+ */
+#ifndef NAVE_BPF_XDP_H
+#define NAVE_BPF_XDP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cidr.h"
+
+struct xdp_fw;
+
+enum xdp_fw_mode { XDP_FW_AUTO, XDP_FW_NATIVE, XDP_FW_GENERIC };
+
+struct xdp_fw_cfg {
+	const char *ifname;	     /* [xdp] interface */
+	enum xdp_fw_mode mode;	     /* auto: native, else generic (skb) */
+	uint16_t port_min, port_max; /* [ports] range */
+	uint16_t svc_ports[8];	     /* relayd's own listening ports (0 = unused) */
+	uint32_t syn_rate;	     /* SYNs per second per source, 0 = off */
+	int ports_fd;		     /* the ports map to share (sk_lookup's), -1 = its own */
+};
+
+struct xdp_fw_stats {
+	uint64_t ctr[5]; /* enum nave_xdp_ctr, summed over CPUs */
+	unsigned ndeny, nallow;
+};
+
+/* Loads (the verifier runs here) and attaches; 0 or -errno with a one-line why. */
+int xdp_fw_open(struct xdp_fw **out, const struct xdp_fw_cfg *c, char *why, size_t whylen);
+void xdp_fw_free(struct xdp_fw *x); /* detaches */
+/* "native", "generic", or "detached" while the interface is gone */
+const char *xdp_fw_mode(const struct xdp_fw *x);
+const char *xdp_fw_ifname(const struct xdp_fw *x);
+/* the ports map (shared or its own): relayd writes it on allocation and release */
+int xdp_fw_ports_fd(const struct xdp_fw *x);
+/* replace both lists (the tries hold exactly these afterwards); 0 or -errno */
+int xdp_fw_set_lists(struct xdp_fw *x, const struct cidr_table *t);
+void xdp_fw_stats(struct xdp_fw *x, struct xdp_fw_stats *s);
+/* packets and payload bytes counted for port so far; false when none */
+bool xdp_fw_port_count(struct xdp_fw *x, uint16_t port, uint64_t *packets, uint64_t *bytes);
+void xdp_fw_port_reset(struct xdp_fw *x, uint16_t port); /* on release */
+/*
+ * Interface watching (libnl, route/link): a descriptor to poll for POLLIN, and
+ * the call that reads it; the interface going away and coming back re-attaches
+ * and logs both.
+ */
+int xdp_fw_watch_fd(const struct xdp_fw *x);
+void xdp_fw_watch(struct xdp_fw *x);
+
+#endif
