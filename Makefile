@@ -32,7 +32,7 @@ endif
 
 CC ?= cc
 WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
-CPPFLAGS := -I. -Icommon -I$(BSSL_INC) -D_GNU_SOURCE
+CPPFLAGS := -I. -Icommon -Ibpf -I$(B)/bpf -I$(BSSL_INC) -I/usr/include/libnl3 -D_GNU_SOURCE
 CFLAGS := -std=gnu11 $(OPT) $(WARN) $(SANFLAGS) -pthread -MMD -MP
 LDFLAGS := $(OPT) $(SANFLAGS) -pthread
 SSL_LIBS := $(BSSL_LIB)/libssl.so $(BSSL_LIB)/libcrypto.so -Wl,-rpath,$(BSSL_LIB)
@@ -44,7 +44,18 @@ TLS := tls/tls.c tls/ktls.c
 ENGINE := datapath/worker.c datapath/stream.c datapath/relay.c datapath/dial.c \
 	  datapath/xprt.c datapath/xprt_tls.c
 
-RELAYD_SRC := datapath/relayd.c datapath/ctlthread.c $(ENGINE) $(TLS) $(CFG) $(COMMON)
+# BPF programs (bpf/NAME.bpf.c): clang -target bpf with BTF, then a libbpf skeleton
+# ($(B)/bpf/NAME.skel.h) that the loaders (BPF_SRC) include. Nothing shells out at run time.
+BPF_PROGS := sk_lookup reuseport
+BPF_SRC := bpf/steer.c
+BPF_SKELS := $(patsubst %,$(B)/bpf/%.skel.h,$(BPF_PROGS))
+BPF_LIBS := -lbpf -lelf -lz -lnl-route-3 -lnl-3
+BPF_CLANG ?= clang
+BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_x86 -Wall -Werror -Ibpf \
+	      -I/usr/include/$(shell $(CC) -dumpmachine)
+
+RELAYD_SRC := datapath/relayd.c datapath/ctlthread.c datapath/kern.c $(ENGINE) $(BPF_SRC) $(TLS) \
+	      $(CFG) $(COMMON)
 CONTROLD_SRC := ctl/controld.c ctl/store.c ctl/api.c ctl/relaylink.c $(TLS) $(CFG) $(COMMON)
 NAVECTL_SRC := ctl/navectl.c $(CFG) $(COMMON)
 NAVE_SRC := client/nave.c client/client.c $(ENGINE) $(TLS) $(CFG) $(COMMON)
@@ -60,6 +71,18 @@ $(B)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+
+$(B)/bpf/%.bpf.o: bpf/%.bpf.c bpf/maps.h
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  BPF     $<")
+	$(Q)$(BPF_CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+$(B)/bpf/%.skel.h: $(B)/bpf/%.bpf.o
+	@$(if $(Q),echo "  SKEL    $@")
+	$(Q)bpftool gen skeleton $< name nave_$* > $@.tmp && mv $@.tmp $@
+
+# the loaders include the skeletons
+$(call obj,$(BPF_SRC) datapath/kern.c): $(BPF_SKELS)
 
 $(B)/nave-controld: $(call obj,$(CONTROLD_SRC))
 	@$(if $(Q),echo "  LD      $@")
@@ -77,7 +100,7 @@ $(B)/nave: $(call obj,$(NAVE_SRC))
 
 $(B)/nave-relayd: $(call obj,$(RELAYD_SRC))
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(SSL_LIBS) -luring -liniparser -ljansson $(JEMALLOC)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(SSL_LIBS) -luring -liniparser -ljansson $(BPF_LIBS) $(JEMALLOC)
 	$(Q)./tests/check-no-openssl.sh $@
 
 deps:

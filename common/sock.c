@@ -420,10 +420,20 @@ static int attach_picker(int fd, unsigned n)
 		   : 0;
 }
 
+static uint16_t sock_port(const struct sockaddr *sa)
+{
+	if (sa->sa_family == AF_INET)
+		return ntohs(((const struct sockaddr_in *)sa)->sin_port);
+	if (sa->sa_family == AF_INET6)
+		return ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
+	return 0;
+}
+
 int sock_listen_group(const struct sockaddr *sa, socklen_t len, unsigned n, int backlog,
 		      bool name_holder, int *fds, char *err, size_t errlen)
 {
 	char a[SOCK_ADDR_STRLEN];
+	struct sockaddr_storage bound;
 	int one = 1, probe, ret = 0;
 	unsigned i;
 
@@ -447,6 +457,19 @@ int sock_listen_group(const struct sockaddr *sa, socklen_t len, unsigned n, int 
 			snprintf(err, errlen, "%s: %s", a, strerror(errno));
 		close(probe);
 		return ret;
+	}
+	/* port 0: the whole group takes the port the kernel gave the probe */
+	if (sock_port(sa) == 0) {
+		socklen_t bl = sizeof(bound);
+
+		if (getsockname(probe, (struct sockaddr *)&bound, &bl) < 0) {
+			ret = -errno;
+			snprintf(err, errlen, "%s: getsockname: %s", a, strerror(errno));
+			close(probe);
+			return ret;
+		}
+		sa = (const struct sockaddr *)&bound;
+		sock_addr_str(sa, a, sizeof(a));
 	}
 	for (i = 0; i < n; i++) {
 		fds[i] = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);

@@ -9,6 +9,7 @@
  * clear reason, and the thread reconnects and resynchronises on its own.
  */
 #include "ctlthread.h"
+#include "kern.h"
 
 #include "ctl_proto.h"
 #include "log.h"
@@ -85,12 +86,14 @@ struct ctlthread {
 	_Atomic bool stop;
 	char fingerprint[128];
 	char ktls[64], steering[64];
+	struct kern *kern; /* steering and XDP (kern.h); relayd owns it */
 	/* registry */
 	pthread_mutex_t lock;
 	struct rtun *tunnels[256];
 	/* port table */
 	_Atomic(struct tunnel *) *route; /* port_min..port_max */
 	bool *listening;
+	unsigned nlistening;
 	unsigned unlisten_posted;	 /* MB_UNLISTEN messages sent to workers */
 	_Atomic unsigned unlisten_acked; /* and handled by them */
 	/* worker events */
@@ -327,6 +330,10 @@ static void send_stats(struct ctlthread *ct)
 	    (json_int_t)s.idle_timeouts, "pending_timeouts", (json_int_t)s.pending_timeouts,
 	    "uptime", (json_int_t)((now_ms() - ct->started) / 1000), "online",
 	    online_list(ct, false));
+	json_object_set_new(o, "firewall_refused", json_integer((json_int_t)s.firewall_refused));
+	kern_stats(ct->kern, o,
+		   kern_steering(ct->kern) ? engine_workers(ct->e)
+					   : ct->nlistening * engine_workers(ct->e));
 	cd_send(ct, o);
 	json_decref(o);
 }
@@ -456,7 +463,8 @@ static void req_fail(struct ctlthread *ct, struct req *r, const char *reason)
 /* ---------- listeners ---------- */
 
 /* Opens port's listeners (one per worker, held exclusively); 0 or -errno with why. */
-static int port_listen(struct ctlthread *ct, uint16_t port, char *why, size_t whylen)
+static int port_listen(struct ctlthread *ct, uint16_t port, const char *tid, char *why,
+		       size_t whylen)
 {
 	struct sockaddr_storage ss;
 	socklen_t sl;
@@ -466,6 +474,18 @@ static int port_listen(struct ctlthread *ct, uint16_t port, char *why, size_t wh
 
 	if (ct->listening[port - ct->cfg.port_min])
 		return 0;
+	if (kern_steering(ct->kern)) {
+		/* the range group takes it: one map entry, no socket */
+		r = kern_port_set(ct->kern, port, name_hash(tid));
+		if (r < 0) {
+			snprintf(why, whylen, "ports map: %s", strerror(-r));
+			return r;
+		}
+		ct->listening[port - ct->cfg.port_min] = true;
+		ct->nlistening++;
+		log_every(NLOG_INFO, "port %u: steered (bpf)", port);
+		return 0;
+	}
 	/*
 	 * A port released a moment ago may be granted again: its old listeners
 	 * must have left the listening table first, or we would refuse ourselves.
@@ -492,6 +512,10 @@ static int port_listen(struct ctlthread *ct, uint16_t port, char *why, size_t wh
 		engine_post(ct->e, (int)i, &m);
 	}
 	ct->listening[port - ct->cfg.port_min] = true;
+	ct->nlistening++;
+	/* XDP's own ports map (steering = listeners): SYNs to the port pass it now */
+	if (kern_port_set(ct->kern, port, name_hash(tid)) < 0)
+		log_every(NLOG_WARN, "port %u: ports map: %s", port, strerror(errno));
 	log_every(NLOG_INFO, "port %u: listening", port);
 	return 0;
 }
@@ -502,13 +526,20 @@ static void port_unlisten(struct ctlthread *ct, uint16_t port)
 
 	if (!ct->listening[port - ct->cfg.port_min])
 		return;
+	ct->listening[port - ct->cfg.port_min] = false;
+	ct->nlistening--;
+	/* from now on the kernel refuses its SYNs (sk_lookup, XDP) */
+	kern_port_del(ct->kern, port);
+	if (kern_steering(ct->kern)) {
+		log_every(NLOG_INFO, "port %u: released", port);
+		return;
+	}
 	memset(&m, 0, sizeof(m));
 	m.type = MB_UNLISTEN;
 	m.port = port;
 	m.ack = &ct->unlisten_acked;
 	ct->unlisten_posted += engine_workers(ct->e);
 	engine_post(ct->e, -1, &m);
-	ct->listening[port - ct->cfg.port_min] = false;
 	log_every(NLOG_INFO, "port %u: released", port);
 }
 
@@ -534,12 +565,14 @@ static int port_assign(struct ctlthread *ct, long long port, const char *tid, ch
 		snprintf(why, whylen, "out of memory");
 		return -ENOMEM;
 	}
-	r = port_listen(ct, (uint16_t)port, why, whylen);
+	/* routed before the kernel steers to it: a SYN may arrive at once */
+	atomic_store(&ct->route[port - ct->cfg.port_min], &rt->t);
+	r = port_listen(ct, (uint16_t)port, tid, why, whylen);
 	if (r < 0) {
+		atomic_store(&ct->route[port - ct->cfg.port_min], NULL);
 		log_every(NLOG_WARN, "port %lld: cannot listen: %s", port, why);
 		return r;
 	}
-	atomic_store(&ct->route[port - ct->cfg.port_min], &rt->t);
 	return 0;
 }
 
@@ -547,8 +580,8 @@ static void port_drop(struct ctlthread *ct, long long port)
 {
 	if (!port_in_range(ct, port))
 		return;
-	atomic_store(&ct->route[port - ct->cfg.port_min], NULL);
 	port_unlisten(ct, (uint16_t)port);
+	atomic_store(&ct->route[port - ct->cfg.port_min], NULL);
 }
 
 /* ---------- controld messages ---------- */
@@ -658,6 +691,52 @@ static void on_port_grant(struct ctlthread *ct, struct req *r, json_t *m)
 				       (json_int_t)port));
 }
 
+/* CTL_FIREWALL: the whole lists; a malformed push changes nothing. */
+static void on_firewall(struct ctlthread *ct, json_t *m)
+{
+	json_t *lists[2] = {json_object_get(m, "deny"), json_object_get(m, "allow")};
+	struct cidr *c[2] = {NULL, NULL};
+	unsigned n[2] = {0, 0}, nw = engine_workers(ct->e);
+	struct cidr_table *t = NULL;
+	struct mb_msg mb;
+	char why[160];
+
+	for (int k = 0; k < 2; k++) {
+		size_t i;
+		json_t *v;
+
+		if (!json_is_array(lists[k]) || json_array_size(lists[k]) > CIDR_LIST_MAX) {
+			log_warn("firewall: malformed push from nave-controld: ignored");
+			goto out;
+		}
+		c[k] = calloc(json_array_size(lists[k]) + 1, sizeof(struct cidr));
+		if (!c[k])
+			goto out;
+		json_array_foreach(lists[k], i, v)
+		{
+			if (!json_is_string(v) ||
+			    cidr_parse(json_string_value(v), &c[k][n[k]], why, sizeof(why)) < 0) {
+				log_warn("firewall: malformed push from nave-controld: ignored");
+				goto out;
+			}
+			n[k]++;
+		}
+	}
+	/* one reference per worker and one for the kernel's copy */
+	t = cidr_table_new(c[0], n[0], c[1], n[1], nw + 1);
+	if (!t)
+		goto out;
+	memset(&mb, 0, sizeof(mb));
+	mb.type = MB_FIREWALL;
+	mb.fw = t;
+	engine_post(ct->e, -1, &mb);
+	kern_firewall(ct->kern, t);
+	log_info("firewall: %u deny, %u allow rule(s)", n[0], n[1]);
+out:
+	free(c[0]);
+	free(c[1]);
+}
+
 static void cd_message(struct ctlthread *ct, json_t *m)
 {
 	const char *type = msg_str(m, "type");
@@ -685,6 +764,10 @@ static void cd_message(struct ctlthread *ct, json_t *m)
 				port_drop(ct, ct->cfg.port_min + (long long)i);
 		free(keep);
 		log_info("synchronised with nave-controld: %zu port(s)", json_array_size(ports));
+		return;
+	}
+	if (!strcmp(type, CTL_FIREWALL)) {
+		on_firewall(ct, m);
 		return;
 	}
 	if (!strcmp(type, CTL_PORT_ADD)) {
@@ -1017,8 +1100,8 @@ static void *ctl_main(void *arg)
 	struct ctlthread *ct = arg;
 
 	while (!ct->stop) {
-		struct pollfd pfd[2];
-		int n = 1;
+		struct pollfd pfd[3];
+		int n = 1, wfd = kern_watch_fd(ct->kern);
 
 		if (ct->fd < 0 && now_ms() >= ct->next_connect) {
 			cd_connect(ct);
@@ -1027,13 +1110,20 @@ static void *ctl_main(void *arg)
 		}
 		pfd[0].fd = ct->efd;
 		pfd[0].events = POLLIN;
+		pfd[1].fd = -1; /* poll skips it */
+		pfd[1].revents = 0;
 		if (ct->fd >= 0) {
 			pfd[1].fd = ct->fd;
 			pfd[1].events = POLLIN | (ct->out.len ? POLLOUT : 0);
 			n = 2;
 		}
-		if (poll(pfd, (nfds_t)n, 200) < 0 && errno != EINTR)
+		pfd[2].fd = wfd;
+		pfd[2].events = POLLIN;
+		pfd[2].revents = 0;
+		if (poll(pfd, wfd >= 0 ? 3 : (nfds_t)n, 200) < 0 && errno != EINTR)
 			break;
+		if (wfd >= 0 && (pfd[2].revents & POLLIN))
+			kern_watch(ct->kern);
 		if (pfd[0].revents & POLLIN)
 			drain_events(ct);
 		if (n == 2 && ct->fd >= 0 && (pfd[1].revents & (POLLIN | POLLHUP | POLLERR)))
@@ -1050,7 +1140,7 @@ static void *ctl_main(void *arg)
 }
 
 int ctlthread_init(struct ctlthread **out, const struct cfg_server *cfg, const char *fingerprint,
-		   const char *ktls_mode, const char *steering_mode, struct engine_ops *ops)
+		   const char *ktls_mode, struct kern *kern, struct engine_ops *ops)
 {
 	struct ctlthread *ct = calloc(1, sizeof(*ct));
 	size_t nports;
@@ -1062,7 +1152,8 @@ int ctlthread_init(struct ctlthread **out, const struct cfg_server *cfg, const c
 	ct->started = now_ms();
 	str_copy(ct->fingerprint, sizeof(ct->fingerprint), fingerprint);
 	str_copy(ct->ktls, sizeof(ct->ktls), ktls_mode);
-	str_copy(ct->steering, sizeof(ct->steering), steering_mode);
+	str_copy(ct->steering, sizeof(ct->steering), kern_steering_name(kern));
+	ct->kern = kern;
 	pthread_mutex_init(&ct->lock, NULL);
 	pthread_mutex_init(&ct->ev_lock, NULL);
 	msg_reader_init(&ct->mr);

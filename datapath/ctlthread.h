@@ -12,10 +12,11 @@
 #include "engine.h"
 
 struct ctlthread;
+struct kern;
 
 /* Allocates the thread's state; fills ops for engine_start. 0 or -errno. */
 int ctlthread_init(struct ctlthread **out, const struct cfg_server *cfg, const char *fingerprint,
-		   const char *ktls_mode, const char *steering_mode, struct engine_ops *ops);
+		   const char *ktls_mode, struct kern *kern, struct engine_ops *ops);
 /* Starts the thread once the engine runs. 0 or -errno. */
 int ctlthread_start(struct ctlthread *ct, struct engine *e);
 /* Stops the thread (after the engine drained). */

@@ -192,6 +192,8 @@ struct worker {
 	_Atomic uint64_t st_conns, st_conns_total, st_in, st_out, st_links, st_idle;
 	_Atomic uint64_t st_refused_src, st_idle_to, st_pend_to;
 	_Atomic uint64_t st_ktls, st_ktls_fallback;
+	_Atomic uint64_t st_fw_refused;
+	struct cidr_table *fw; /* relay: the firewall lists (MB_FIREWALL), NULL = none */
 };
 
 struct engine {

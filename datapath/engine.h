@@ -12,6 +12,7 @@
 #ifndef NAVE_ENGINE_H
 #define NAVE_ENGINE_H
 
+#include "cidr.h"
 #include "link_proto.h"
 
 struct xprt_ctx;
@@ -72,6 +73,7 @@ enum mb_type {
 	MB_SESSION,  /* client: start keeping data links for tunnel id/secret */
 	MB_SESSION_END, /* client: close idle links, let busy ones finish */
 	MB_STOP,	/* drain and leave the loop */
+	MB_FIREWALL,	/* relay: fw replaces the worker's firewall lists (one reference each) */
 };
 
 struct mb_msg {
@@ -87,6 +89,7 @@ struct mb_msg {
 	uint8_t secret[LINK_SECRET_LEN];
 	unsigned pool_idle, max_links; /* MB_SESSION: the pool, within the server's limits */
 	_Atomic unsigned *ack;	       /* MB_UNLISTEN: incremented once the listener is shut */
+	struct cidr_table *fw;	       /* MB_FIREWALL (cidr.h) */
 	struct mb_msg *next;
 };
 
@@ -145,6 +148,8 @@ struct engine_stats {
 	uint64_t links_tls;	     /* data links open with userspace TLS (links - links_ktls) */
 	uint64_t ktls_fallbacks;     /* links whose kTLS install failed (auto: went on in
 					userspace TLS; on: closed) */
+	uint64_t firewall_refused;   /* connections refused at accept: source denied or not
+					allowed (relay) */
 };
 
 /* Starts the workers; 0 or -errno with err (then everything is freed, tunnel_fds closed). */

@@ -585,13 +585,44 @@ static void relay_connected(struct worker *w, struct conn *c, int res)
 
 /* ---------- accept ---------- */
 
+/* The firewall lists (navectl firewall): false when fd's source may not connect. */
+static bool firewall_pass(struct worker *w, int fd, const struct conn *c)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	uint8_t a16[16];
+	enum cidr_verdict v;
+	char a[INET6_ADDRSTRLEN];
+
+	if (!w->fw || (!w->fw->ndeny && !w->fw->nallow))
+		return true;
+	if (getpeername(fd, (struct sockaddr *)&ss, &sl) < 0)
+		return false;
+	sock_addr16(&ss, a16);
+	v = cidr_table_check(w->fw, a16);
+	if (v == CIDR_PASS)
+		return true;
+	atomic_fetch_add(&w->st_fw_refused, 1);
+	sock_addr16_ntop(a16, a, sizeof(a));
+	log_every(NLOG_INFO, "firewall: %s refused on %s (%s)", a,
+		  c->tunnel_listener ? "the tunnel port" : "a port of the range",
+		  v == CIDR_DENIED ? "denied" : "not in the allow list");
+	return false;
+}
+
 static void relay_accept(struct worker *w, struct conn *c, int fd)
 {
 	struct engine_ops *ops = &w->e->cfg.ops;
 	struct tunnel *t;
 	struct io_uring_sqe *sqe;
+	uint16_t port = c->port;
 	int home;
 
+	if (!firewall_pass(w, fd, c)) {
+		sock_rst_on_close(fd);
+		close(fd);
+		return;
+	}
 	if (c->tunnel_listener) {
 		struct conn *l = conn_new(w, CK_LINK, fd);
 
@@ -611,20 +642,30 @@ static void relay_accept(struct worker *w, struct conn *c, int fd)
 		arm_recv(w, l);
 		return;
 	}
-	t = ops->port_route(ops->arg, c->port);
+	if (!port) {
+		/* the range listener (steering = bpf): sk_lookup steered it here, the port
+		 * it reached is the route */
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		uint8_t a16[16];
+
+		if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
+			port = ntohs(sock_addr16(&ss, a16));
+	}
+	t = port ? ops->port_route(ops->arg, port) : NULL;
 	home = t ? atomic_load(&t->home) : -1;
 	if (home < 0) {
-		log_debug("port %u: tunnel offline, refusing connection", c->port);
+		log_debug("port %u: tunnel offline or port released, refusing connection", port);
 		sock_rst_on_close(fd);
 		close(fd);
 		return;
 	}
 	if (home == w->id) {
-		relay_public(w, fd, c->port, t);
+		relay_public(w, fd, port, t);
 		return;
 	}
 	sqe = get_sqe(w);
-	io_uring_prep_msg_ring(sqe, w->e->ring_fds[home], c->port,
+	io_uring_prep_msg_ring(sqe, w->e->ring_fds[home], port,
 			       (uint64_t)OP_MSG_PUBLIC << 56 | (uint32_t)fd, 0);
 	io_uring_sqe_set_data64(sqe, (uint64_t)OP_SENT_PUBLIC << 56 | (uint32_t)fd);
 }
@@ -685,6 +726,11 @@ static bool relay_mailbox(struct worker *w, struct mb_msg *m)
 		}
 		c->port = m->port;
 		arm_accept(w, c);
+		break;
+	case MB_FIREWALL:
+		cidr_table_put(w->fw);
+		w->fw = m->fw;
+		m->fw = NULL;
 		break;
 	case MB_UNLISTEN:
 		/* shut now: the port leaves the listening table; freed when the accept ends */

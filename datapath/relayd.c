@@ -6,6 +6,7 @@
  */
 #include "config/cfg.h"
 #include "ctlthread.h"
+#include "kern.h"
 #include "engine.h"
 #include "log.h"
 #include "portlist.h"
@@ -87,7 +88,10 @@ int main(int argc, char **argv)
 	struct engine *eng = NULL;
 	struct ctlthread *ct = NULL;
 	char err[CFG_ERR_MAX], fpr[TLS_FPR_LEN] = "";
-	const char *ktls, *steering;
+	const char *ktls;
+	struct kern *kern = NULL;
+	int range_fds[ENGINE_MAX_WORKERS];
+	bool range_open = false;
 	SSL_CTX *ssl_ctx = NULL;
 	const char *dirs[2];
 	struct sockaddr_storage ss;
@@ -133,13 +137,6 @@ int main(int argc, char **argv)
 	memset(&ec, 0, sizeof(ec));
 	for (unsigned i = 0; i < ENGINE_MAX_WORKERS; i++)
 		ec.tunnel_fds[i] = -1;
-
-	if (cfg.steering == CFG_STEER_BPF) {
-		fprintf(stderr, "nave-relayd: [datapath] steering = bpf: BPF steering is not "
-				"available in this build; use auto or listeners\n");
-		goto out;
-	}
-	steering = "listeners";
 
 	if (mkdir_p(cfg.state_dir, 0700) < 0 || mkdir_p(cfg.runtime_dir, 0755) < 0) {
 		fprintf(stderr, "nave-relayd: cannot create %s or %s: %s\n", cfg.state_dir,
@@ -200,7 +197,19 @@ int main(int argc, char **argv)
 		fprintf(stderr, "nave-relayd: cannot listen for tunnels: %s\n", err);
 		goto out;
 	}
-	if (ctlthread_init(&ct, &cfg, fpr, ktls, steering, &ec.ops) < 0) {
+	/* after the tunnel listeners: a second instance has been refused by now */
+	if (kern_open(&kern, &cfg, nworkers, (struct sockaddr *)&ss, sl, err, sizeof(err)) < 0) {
+		fprintf(stderr, "nave-relayd: %s\n", err);
+		goto out;
+	}
+	if (kern_steering(kern)) {
+		if (kern_range_listen(kern, range_fds, err, sizeof(err)) < 0) {
+			fprintf(stderr, "nave-relayd: [datapath] steering = bpf: %s\n", err);
+			goto out;
+		}
+		range_open = true;
+	}
+	if (ctlthread_init(&ct, &cfg, fpr, ktls, kern, &ec.ops) < 0) {
 		fprintf(stderr, "nave-relayd: out of memory\n");
 		goto out;
 	}
@@ -216,6 +225,17 @@ int main(int argc, char **argv)
 		fprintf(stderr, "nave-relayd: %s\n", err);
 		goto out;
 	}
+	/* the range listener group: each worker accepts on its own socket */
+	for (unsigned i = 0; range_open && i < nworkers; i++) {
+		struct mb_msg m;
+
+		memset(&m, 0, sizeof(m));
+		m.type = MB_LISTEN;
+		m.fd = range_fds[i];
+		m.port = 0;
+		engine_post(eng, (int)i, &m);
+	}
+	range_open = false;
 	if (ctlthread_start(ct, eng) < 0) {
 		fprintf(stderr, "nave-relayd: cannot start the control thread\n");
 		engine_stop(eng, 0);
@@ -225,7 +245,7 @@ int main(int argc, char **argv)
 		 "steering %s, certificate %s",
 		 NAVE_VERSION, engine_workers(eng), cfg.address,
 		 cfg.tunnel_port ? cfg.tunnel_port : cfg.https_port, cfg.port_min, cfg.port_max,
-		 ktls, steering, fpr);
+		 ktls, kern_steering_name(kern), fpr);
 	do {
 		if (sigwait(&set, &sig) != 0)
 			sig = SIGTERM;
@@ -240,6 +260,9 @@ out:
 	for (unsigned i = 0; !eng && i < ENGINE_MAX_WORKERS; i++)
 		if (ec.tunnel_fds[i] >= 0)
 			close(ec.tunnel_fds[i]);
+	for (unsigned i = 0; range_open && i < nworkers; i++)
+		close(range_fds[i]);
+	kern_free(kern);
 	xprt_ctx_free(ec.xprt);
 	SSL_CTX_free(ssl_ctx);
 	if (!rc)

@@ -732,6 +732,8 @@ void engine_stats(struct engine *e, struct engine_stats *s)
 		s->links_ktls += atomic_load_explicit(&w->st_ktls, memory_order_relaxed);
 		s->ktls_fallbacks +=
 		    atomic_load_explicit(&w->st_ktls_fallback, memory_order_relaxed);
+		s->firewall_refused +=
+		    atomic_load_explicit(&w->st_fw_refused, memory_order_relaxed);
 	}
 	/* per-worker counters move separately (a link handed over): never below zero */
 	if (s->links_ktls > s->links)
@@ -761,6 +763,8 @@ static void worker_free(struct worker *w)
 		next = m->next;
 		if (m->type == MB_LISTEN)
 			close(m->fd);
+		if (m->type == MB_FIREWALL)
+			cidr_table_put(m->fw);
 		free(m->data);
 		free(m);
 	}
@@ -774,6 +778,8 @@ static void worker_free(struct worker *w)
 	free(w->scratch);
 	free(w->conns);
 	free(w->src);
+	cidr_table_put(w->fw);
+	w->fw = NULL;
 	if (w->mb_init)
 		pthread_mutex_destroy(&w->mb_lock);
 }

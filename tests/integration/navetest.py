@@ -227,6 +227,21 @@ def tail(text, n=60):
     return "\n".join(lines[-n:])
 
 
+# [datapath] steering of every test server: NAVE_STEERING=bpf|listeners|auto
+# (make integration runs the suite once per mode; unset: the default, auto).
+STEERING = os.environ.get("NAVE_STEERING", "")
+
+
+def with_steering(extra_ini):
+    """extra_ini with [datapath] steering = STEERING, unless it sets steering itself."""
+    if not STEERING or "steering" in extra_ini:
+        return extra_ini
+    line = f"steering = {STEERING}\n"
+    if "[datapath]\n" in extra_ini:
+        return extra_ini.replace("[datapath]\n", "[datapath]\n" + line, 1)
+    return extra_ini + "[datapath]\n" + line
+
+
 class Server:
     """nave-controld + nave-relayd as real processes with their own dirs and ports."""
 
@@ -250,7 +265,7 @@ class Server:
             # (test_reserve.py proves reserve = on in a namespace of its own)
             "reserve = off\n"
             "[tunnel]\n"
-            "heartbeat = 1s\n" + extra_ini
+            "heartbeat = 1s\n" + with_steering(extra_ini)
         )
         self.control_sock = self.dir / "run" / "control.sock"
         self.relay_sock = self.dir / "run" / "relay.sock"

@@ -1,0 +1,188 @@
+// SPDX-License-Identifier: Apache-2.0
+/* relayd's kernel assists: steering and XDP (kern.h). */
+#include "kern.h"
+
+#include <bpf/bpf.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "maps.h"
+#include "sock.h"
+#include "steer.h"
+#include "util.h"
+
+struct kern {
+	uint16_t port_min, port_max;
+	unsigned workers;
+	struct sockaddr_storage addr;
+	socklen_t addrlen;
+	struct steer *steer; /* NULL: listeners */
+	int ports_fd;	     /* the ports map, -1 without BPF */
+	unsigned nports;     /* entries in it */
+	uint8_t *held;	     /* the mirror: one byte per port of the range */
+	char why[256];	     /* why auto fell back to listeners */
+};
+
+int kern_open(struct kern **out, const struct cfg_server *cfg, unsigned workers,
+	      const struct sockaddr *addr, socklen_t addrlen, char *why, size_t whylen)
+{
+	struct kern *k = calloc(1, sizeof(*k));
+	int r;
+
+	*out = NULL;
+	if (!k || !(k->held = calloc((size_t)cfg->port_max - cfg->port_min + 1, 1))) {
+		free(k);
+		snprintf(why, whylen, "out of memory");
+		return -ENOMEM;
+	}
+	k->port_min = cfg->port_min;
+	k->port_max = cfg->port_max;
+	k->workers = workers;
+	memcpy(&k->addr, addr, addrlen);
+	k->addrlen = addrlen;
+	k->ports_fd = -1;
+	nave_bpf_log_init();
+	if (cfg->steering != CFG_STEER_LISTENERS) {
+		struct steer_cfg sc = {
+		    .port_min = cfg->port_min,
+		    .port_max = cfg->port_max,
+		    .addr = addr,
+		    .addrlen = addrlen,
+		    .workers = workers,
+		};
+
+		r = steer_open(&k->steer, &sc, k->why, sizeof(k->why));
+		if (r < 0 && cfg->steering == CFG_STEER_BPF) {
+			snprintf(why, whylen, "[datapath] steering = bpf: %s", k->why);
+			kern_free(k);
+			return r;
+		}
+		if (r < 0)
+			log_warn("steering: BPF is not available (%s): one listener per port and "
+				 "worker instead (steering = auto)",
+				 k->why);
+		else
+			k->ports_fd = steer_ports_fd(k->steer);
+	}
+	*out = k;
+	return 0;
+}
+
+void kern_free(struct kern *k)
+{
+	if (!k)
+		return;
+	steer_free(k->steer);
+	free(k->held);
+	free(k);
+}
+
+bool kern_steering(const struct kern *k)
+{
+	return k && k->steer;
+}
+
+const char *kern_steering_name(const struct kern *k)
+{
+	return kern_steering(k) ? "bpf" : "listeners";
+}
+
+int kern_range_listen(struct kern *k, int *fds, char *why, size_t whylen)
+{
+	struct sockaddr_storage ss = k->addr;
+	int r;
+
+	/* port 0: the kernel picks one (outside the reserved range) for the whole group */
+	if (ss.ss_family == AF_INET)
+		((struct sockaddr_in *)&ss)->sin_port = 0;
+	else
+		((struct sockaddr_in6 *)&ss)->sin6_port = 0;
+	r = sock_listen_group((struct sockaddr *)&ss, k->addrlen, k->workers, 4096, false, fds, why,
+			      whylen);
+	if (r < 0)
+		return r;
+	r = steer_attach(k->steer, fds, k->workers, why, whylen);
+	if (r < 0) {
+		for (unsigned i = 0; i < k->workers; i++)
+			close(fds[i]);
+		return r;
+	}
+	return 0;
+}
+
+int kern_port_set(struct kern *k, uint16_t port, uint32_t tunnel)
+{
+	struct nave_port v = {.tunnel = tunnel, .flags = NAVE_PORT_OPEN};
+	uint8_t *h;
+
+	if (!k || port < k->port_min || port > k->port_max || k->ports_fd < 0)
+		return 0;
+	h = &k->held[port - k->port_min];
+	if (bpf_map_update_elem(k->ports_fd, &port, &v, BPF_ANY) < 0)
+		return -errno;
+	if (!*h)
+		k->nports++;
+	*h = 1;
+	return 0;
+}
+
+void kern_port_del(struct kern *k, uint16_t port)
+{
+	uint8_t *h;
+
+	if (!k || port < k->port_min || port > k->port_max || k->ports_fd < 0)
+		return;
+	h = &k->held[port - k->port_min];
+	if (bpf_map_delete_elem(k->ports_fd, &port) < 0 && errno != ENOENT)
+		log_every(NLOG_WARN, "port %u: removing it from the ports map: %s", port,
+			  strerror(errno));
+	if (*h)
+		k->nports--;
+	*h = 0;
+}
+
+void kern_firewall(struct kern *k, const struct cidr_table *t)
+{
+	(void)k;
+	(void)t;
+}
+
+int kern_watch_fd(const struct kern *k)
+{
+	return -1;
+}
+
+void kern_watch(struct kern *k)
+{
+}
+
+void kern_stats(struct kern *k, json_t *o, unsigned listeners)
+{
+	json_object_set_new(o, "steering", json_string(kern_steering_name(k)));
+	json_object_set_new(o, "listeners", json_integer(listeners));
+	if (k && k->ports_fd >= 0) {
+		json_t *m = json_pack("{s:I, s:I, s:I}", "ports", (json_int_t)k->nports, "deny",
+				      (json_int_t)0, "allow", (json_int_t)0);
+
+		if (k->steer) {
+			struct steer_stats st;
+
+			steer_stats(k->steer, &st);
+			json_object_set_new(
+			    o, "steer",
+			    json_pack("{s:I, s:I, s:I, s:I, s:I}", "refused",
+				      (json_int_t)st.refused, "steered", (json_int_t)st.steered,
+				      "no_listener", (json_int_t)st.no_listener, "by_cpu",
+				      (json_int_t)st.by_cpu, "by_hash", (json_int_t)st.by_hash));
+		}
+		json_object_set_new(o, "maps", m);
+	} else {
+		json_object_set_new(o, "maps", json_null());
+	}
+	json_object_set_new(o, "xdp", json_null());
+}
