@@ -32,6 +32,13 @@ int kern_open(struct kern **out, const struct cfg_server *cfg, unsigned workers,
 	      const struct sockaddr *addr, socklen_t addrlen, char *why, size_t whylen)
 {
 	struct kern *k = calloc(1, sizeof(*k));
+	struct steer_cfg sc = {
+	    .port_min = cfg->port_min,
+	    .port_max = cfg->port_max,
+	    .addr = addr,
+	    .addrlen = addrlen,
+	    .workers = workers,
+	};
 	int r;
 
 	*out = NULL;
@@ -47,15 +54,13 @@ int kern_open(struct kern **out, const struct cfg_server *cfg, unsigned workers,
 	k->addrlen = addrlen;
 	k->ports_fd = -1;
 	nave_bpf_log_init();
+	/* whatever our mode: another relayd's sk_lookup would take our ports */
+	r = steer_check_others(&sc, why, whylen);
+	if (r < 0) {
+		kern_free(k);
+		return r;
+	}
 	if (cfg->steering != CFG_STEER_LISTENERS) {
-		struct steer_cfg sc = {
-		    .port_min = cfg->port_min,
-		    .port_max = cfg->port_max,
-		    .addr = addr,
-		    .addrlen = addrlen,
-		    .workers = workers,
-		};
-
 		r = steer_open(&k->steer, &sc, k->why, sizeof(k->why));
 		if (r < 0 && cfg->steering == CFG_STEER_BPF) {
 			snprintf(why, whylen, "[datapath] steering = bpf: %s", k->why);
