@@ -123,8 +123,10 @@ $(B)/tests/%: tests/unit/%.c $(call obj,$(COMMON) $(CFG) $(TLS) ctl/store.c)
 unit: $(UNIT_BIN)
 	$(Q)set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
 
+# STEERING=bpf|listeners: [datapath] steering of every test server (default: auto)
+STEERING ?= $(NAVE_STEERING)
 integration: all
-	$(Q)NAVE_BUILD=$(CURDIR)/$(B) /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration
+	$(Q)NAVE_STEERING=$(STEERING) NAVE_BUILD=$(CURDIR)/$(B) /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration
 
 # The kTLS suite inside a QEMU guest with Debian's kernel (tests/ktls/README.md).
 # KTLS: the ktls mode of both ends (default on; NAVE_KTLS works too). A machine
