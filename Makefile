@@ -46,8 +46,8 @@ ENGINE := datapath/worker.c datapath/stream.c datapath/relay.c datapath/dial.c \
 
 # BPF programs (bpf/NAME.bpf.c): clang -target bpf with BTF, then a libbpf skeleton
 # ($(B)/bpf/NAME.skel.h) that the loaders (BPF_SRC) include. Nothing shells out at run time.
-BPF_PROGS := sk_lookup reuseport
-BPF_SRC := bpf/steer.c
+BPF_PROGS := sk_lookup reuseport xdp
+BPF_SRC := bpf/steer.c bpf/xdp.c
 BPF_SKELS := $(patsubst %,$(B)/bpf/%.skel.h,$(BPF_PROGS))
 BPF_LIBS := -lbpf -lelf -lz -lnl-route-3 -lnl-3
 BPF_CLANG ?= clang
