@@ -120,10 +120,16 @@ $(B)/tests/%: tests/unit/%.c $(call obj,$(COMMON) $(CFG) $(TLS) ctl/store.c)
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -Wno-missing-prototypes -o $@ $^ $(LDFLAGS) $(UNIT_LIBS)
 
+# The XDP filter's test driver (tests/xdp/): the loader without relayd, for test_xdp.py.
+$(B)/tests/xdp_probe: tests/xdp/xdp_probe.c $(call obj,bpf/xdp.c common/cidr.c common/log.c common/util.c)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(BPF_LIBS)
+
 unit: $(UNIT_BIN)
 	$(Q)set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
 
-integration: all
+integration: all $(B)/tests/xdp_probe
 	$(Q)NAVE_BUILD=$(CURDIR)/$(B) /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration
 
 # The kTLS suite inside a QEMU guest with Debian's kernel (tests/ktls/README.md).
