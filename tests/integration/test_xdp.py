@@ -340,6 +340,21 @@ def test_syn_to_an_unallocated_port_is_dropped(probe, listen):
     assert pr.stats()["unallocated"] >= n + 2
 
 
+def test_shared_ports_map(probe, listen):
+    # the ports map made elsewhere (as sk_lookup's is) and written through its own fd
+    port = PMIN + 4
+    pr = probe("--share", "hash")
+    listen(port)
+    assert connect(CLI, port) == "timeout"
+    pr.cmd(f"alloc {port}")
+    assert connect(CLI, port) == "ok"
+    # one of another value size is refused with a one-line why
+    p = subprocess.run(["ip", "netns", "exec", NS_S, str(PROBE), "--if", IF_S, "--range",
+                        f"{PMIN}-{PMAX}", "--share", "bad"], input="quit\n",
+                       capture_output=True, text=True, timeout=10)
+    assert p.returncode == 1 and "not a HASH of __u16 to struct nave_port" in p.stderr, p.stderr
+
+
 def test_syn_rate_holds_a_flood_from_one_source(probe, listen):
     pr = probe("--syn-rate", "20", "--alloc", str(PMIN))
     listen(PMIN)

@@ -4,9 +4,11 @@
  *
  *   xdp_probe --if IFNAME [--mode auto|native|generic] [--range MIN-MAX]
  *             [--syn-rate N] [--svc PORT]... [--alloc PORT]...
- *             [--deny CIDR]... [--allow CIDR]...
+ *             [--deny CIDR]... [--allow CIDR]... [--share hash|bad]
  *
- * Opens the filter (its own ports map), prints {"mode", "ifname",
+ * Opens the filter (its own ports map; with --share, a ports map made here,
+ * passed as ports_fd and written through this fd; "bad" makes one of the
+ * wrong value size, which the loader must refuse), prints {"mode", "ifname",
  * "verified_insns"} (the verifier's count for the program)
  * and then answers one JSON line per command read from stdin:
  *   stats              the verdict counters, the list sizes and the mode
@@ -42,6 +44,7 @@
 
 static struct cidr deny[CIDR_LIST_MAX], allow[CIDR_LIST_MAX];
 static unsigned ndeny, nallow;
+static int shared_fd = -1; /* --share: the ports map made here, as sk_lookup's would be */
 
 static int push_lists(struct xdp_fw *x)
 {
@@ -88,13 +91,14 @@ static int parse_port(const char *s, uint16_t *out)
 static int port_set(struct xdp_fw *x, uint16_t port, int how)
 {
 	struct nave_port v = {.tunnel = 1, .flags = how > 0 ? NAVE_PORT_OPEN : 0};
+	int fd = shared_fd >= 0 ? shared_fd : xdp_fw_ports_fd(x);
 	__u16 k = port;
 
 	if (how < 0) {
 		xdp_fw_port_reset(x, port);
-		return bpf_map_delete_elem(xdp_fw_ports_fd(x), &k) < 0 ? -errno : 0;
+		return bpf_map_delete_elem(fd, &k) < 0 ? -errno : 0;
 	}
-	return bpf_map_update_elem(xdp_fw_ports_fd(x), &k, &v, BPF_ANY) < 0 ? -errno : 0;
+	return bpf_map_update_elem(fd, &k, &v, BPF_ANY) < 0 ? -errno : 0;
 }
 
 static void print_stats(struct xdp_fw *x)
@@ -210,21 +214,19 @@ static void usage(void)
 {
 	fprintf(stderr, "usage: xdp_probe --if IFNAME [--mode auto|native|generic] "
 			"[--range MIN-MAX] [--syn-rate N] [--svc PORT]... [--alloc PORT]... "
-			"[--deny CIDR]... [--allow CIDR]...\n");
+			"[--deny CIDR]... [--allow CIDR]... [--share hash|bad]\n");
 	exit(2);
 }
 
 int main(int argc, char **argv)
 {
-	static const struct option opts[] = {{"if", required_argument, NULL, 'i'},
-					     {"mode", required_argument, NULL, 'm'},
-					     {"range", required_argument, NULL, 'r'},
-					     {"syn-rate", required_argument, NULL, 's'},
-					     {"svc", required_argument, NULL, 'S'},
-					     {"alloc", required_argument, NULL, 'a'},
-					     {"deny", required_argument, NULL, 'd'},
-					     {"allow", required_argument, NULL, 'A'},
-					     {NULL, 0, NULL, 0}};
+	static const struct option opts[] = {
+	    {"if", required_argument, NULL, 'i'},    {"mode", required_argument, NULL, 'm'},
+	    {"range", required_argument, NULL, 'r'}, {"syn-rate", required_argument, NULL, 's'},
+	    {"svc", required_argument, NULL, 'S'},   {"alloc", required_argument, NULL, 'a'},
+	    {"deny", required_argument, NULL, 'd'},  {"allow", required_argument, NULL, 'A'},
+	    {"share", required_argument, NULL, 'P'}, {NULL, 0, NULL, 0}};
+	const char *share = NULL;
 	struct xdp_fw_cfg c = {.mode = XDP_FW_AUTO, .ports_fd = -1};
 	uint16_t alloc[64];
 	unsigned nalloc = 0, nsvc = 0;
@@ -279,17 +281,35 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			break;
+		case 'P':
+			share = optarg;
+			break;
 		default:
 			usage();
 		}
 	}
 	if (!c.ifname || optind != argc)
 		usage();
+	if (share) {
+		/* "hash": a map like sk_lookup's; "bad": one of the wrong value size */
+		bool bad = !strcmp(share, "bad");
+
+		shared_fd =
+		    bpf_map_create(BPF_MAP_TYPE_HASH, "ports", sizeof(__u16),
+				   bad ? sizeof(__u32) : sizeof(struct nave_port), 64, NULL);
+		if (shared_fd < 0) {
+			fprintf(stderr, "xdp_probe: bpf_map_create: %s\n", strerror(-shared_fd));
+			return 1;
+		}
+		c.ports_fd = shared_fd;
+	}
 
 	err = xdp_fw_open(&x, &c, why, sizeof(why));
 	if (err < 0) {
 		log_error("%s", why);
 		printf("{\"error\": \"open\", \"errno\": %d}\n", -err);
+		if (shared_fd >= 0)
+			close(shared_fd);
 		return 1;
 	}
 	for (unsigned i = 0; i < nalloc; i++)
@@ -336,5 +356,7 @@ int main(int argc, char **argv)
 			inlen = 0; /* a line too long: dropped */
 	}
 	xdp_fw_free(x);
+	if (shared_fd >= 0)
+		close(shared_fd);
 	return 0;
 }
