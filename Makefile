@@ -46,8 +46,8 @@ ENGINE := datapath/worker.c datapath/stream.c datapath/relay.c datapath/dial.c \
 
 # BPF programs (bpf/NAME.bpf.c): clang -target bpf with BTF, then a libbpf skeleton
 # ($(B)/bpf/NAME.skel.h) that the loaders (BPF_SRC) include. Nothing shells out at run time.
-BPF_PROGS := sk_lookup reuseport
-BPF_SRC := bpf/steer.c
+BPF_PROGS := sk_lookup reuseport xdp
+BPF_SRC := bpf/steer.c bpf/xdp.c
 BPF_SKELS := $(patsubst %,$(B)/bpf/%.skel.h,$(BPF_PROGS))
 BPF_LIBS := -lbpf -lelf -lz -lnl-route-3 -lnl-3
 BPF_CLANG ?= clang
@@ -120,12 +120,18 @@ $(B)/tests/%: tests/unit/%.c $(call obj,$(COMMON) $(CFG) $(TLS) ctl/store.c)
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -Wno-missing-prototypes -o $@ $^ $(LDFLAGS) $(UNIT_LIBS)
 
+# The XDP filter's test driver (tests/xdp/): the loader without relayd, for test_xdp.py.
+$(B)/tests/xdp_probe: tests/xdp/xdp_probe.c $(call obj,bpf/xdp.c common/cidr.c common/log.c common/util.c)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(BPF_LIBS)
+
 unit: $(UNIT_BIN)
 	$(Q)set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
 
 # STEERING=bpf|listeners: [datapath] steering of every test server (default: auto)
 STEERING ?= $(NAVE_STEERING)
-integration: all
+integration: all $(B)/tests/xdp_probe
 	$(Q)NAVE_STEERING=$(STEERING) NAVE_BUILD=$(CURDIR)/$(B) /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration
 
 # The kTLS suite inside a QEMU guest with Debian's kernel (tests/ktls/README.md).
