@@ -139,10 +139,15 @@ integration: all $(B)/tests/xdp_probe
 # that cannot run the guest skips it with the reason (guest.sh exit 77).
 KTLS ?= $(or $(NAVE_KTLS),on)
 KTLS_TIMEOUT ?= 600
-ktls-test: all $(B)/tests/test_ktls
+# The guest runs the BPF suites too: Debian 12's 6.1 kernel must load and run
+# the steering and XDP programs as the host's does.
+GUEST_BPF_TESTS := tests/integration/test_steering.py tests/integration/test_xdp.py \
+		   tests/integration/test_firewall.py
+ktls-test: all $(B)/tests/test_ktls $(B)/tests/xdp_probe
 	$(Q)rc=0; NAVE_KTLS=$(KTLS) NAVE_BUILD=$(CURDIR)/$(B) ./tests/ktls/guest.sh \
 		--timeout $(KTLS_TIMEOUT) sh -c '$(B)/tests/test_ktls && \
-		/usr/bin/python3 -m pytest -q -s -p no:cacheprovider -rs tests/ktls/' || rc=$$?; \
+		/usr/bin/python3 -m pytest -q -s -p no:cacheprovider -rs tests/ktls/ && \
+		/usr/bin/python3 -m pytest -q -p no:cacheprovider -rs $(GUEST_BPF_TESTS)' || rc=$$?; \
 	if [ $$rc = 77 ]; then echo "ktls-test: SKIPPED (the reason is above)"; exit 0; fi; \
 	exit $$rc
 

@@ -811,10 +811,11 @@ def connect(port, timeout=IO_TIMEOUT):
     return s
 
 
-def exchange(port, n, midway=None):
+def exchange(port, n, midway=None, sock=None):
     """One connection through the tunnel against h_exchange: n bytes each way,
-    both directions checked with SHA-256."""
-    with connect(port) as s:
+    both directions checked with SHA-256. sock: an already connected socket
+    to use instead of connecting to 127.0.0.1:port."""
+    with (sock or connect(port)) as s:
         s.sendall(struct.pack(">Q", n))
         mine = hashlib.sha256()
         send_random(s, n, mine, midway)
