@@ -3,8 +3,8 @@
  * controld's side of relay.sock. Accepts one relayd at a time (a newer one
  * replaces the older, both logged) after checking its uid with SO_PEERCRED,
  * reads length-prefixed JSON messages (msg.h) and answers them from the
- * store: relay_hello -> tunnel states + sync, auth, tunnel_online/offline,
- * port_request/release, stats. Writes are queued and flushed on POLLOUT so a
+ * store: relay_hello -> tunnel states + sync + the firewall, auth,
+ * tunnel_online/offline, port_request/release, stats. Writes are queued and flushed on POLLOUT so a
  * slow relayd never blocks the loop. Every message is checked member by
  * member; a malformed one closes the connection with the reason logged, an
  * unknown type is ignored. When relayd goes away every tunnel is offline.
@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "config/cfg.h"
+#include "cidr.h"
 #include "ctl_proto.h"
 #include "ctl/store.h"
 #include "log.h"
@@ -29,6 +30,8 @@
 #define OUT_MAX	       (8u << 20) /* queued bytes before relayd counts as stuck */
 #define READS_PER_POLL 16	  /* recv() calls per wake-up, to keep the API responsive */
 #define WHY_LEN	       256
+/* JSON bytes of address blocks in one firewall message: the rest of MSG_MAX is room to spare */
+#define FW_PIECE_MAX (MSG_MAX - 1024)
 
 struct relaylink {
 	struct store *st;
@@ -166,6 +169,99 @@ int relaylink_kick(struct relaylink *rl, const char *tunnel_id, const char *reas
 		return -ENOTCONN;
 	return send_obj(rl, json_pack("{s:s, s:s, s:s}", "type", CTL_KICK, "tunnel_id", tunnel_id,
 				      "reason", reason));
+}
+
+static int fw_collect(const struct store_fw_rule *r, void *arr)
+{
+	struct cidr c;
+	char text[CIDR_STR_MAX];
+
+	/* what the store holds went in through cidr_parse; a hand-edited row may not have */
+	if (cidr_parse(r->cidr, &c, NULL, 0)) {
+		log_warn("firewall: the %s list in the store holds '%.64s', not an address "
+			 "block: not sent to relayd",
+			 store_fw_kind_name(r->kind), r->cidr);
+		return 0;
+	}
+	cidr_format(&c, text, sizeof(text));
+	return json_array_append_new(arr, json_string(text)) ? -ENOMEM : 0;
+}
+
+static json_t *fw_piece(void)
+{
+	return json_pack("{s:s, s:[], s:[]}", "type", CTL_FIREWALL, "deny", "allow");
+}
+
+/*
+ * Sends the lists as one firewall message, or when they do not fit as pieces
+ * of at most FW_PIECE_MAX bytes of blocks: every piece but the last has
+ * "more": true, and relayd applies the lists when the last one arrives.
+ */
+static int fw_send(struct relaylink *rl, json_t *const lists[2], int *pieces)
+{
+	json_t *msg = fw_piece(), *v;
+	size_t bytes = 0, i;
+	int ret;
+
+	*pieces = 0;
+	for (int k = 0; k < 2; k++) {
+		json_array_foreach(lists[k], i, v)
+		{
+			size_t n = json_string_length(v) + 3; /* the quotes and a comma */
+
+			if (!msg)
+				return -ENOMEM;
+			if (bytes + n > FW_PIECE_MAX) {
+				json_object_set_new(msg, "more", json_true());
+				ret = send_obj(rl, msg);
+				(*pieces)++;
+				if (ret)
+					return ret;
+				msg = fw_piece();
+				bytes = 0;
+				if (!msg)
+					return -ENOMEM;
+			}
+			if (json_array_append(json_object_get(msg, store_fw_kind_name(k)), v)) {
+				json_decref(msg);
+				return -ENOMEM;
+			}
+			bytes += n;
+		}
+	}
+	(*pieces)++;
+	return send_obj(rl, msg);
+}
+
+int relaylink_firewall(struct relaylink *rl)
+{
+	json_t *lists[2] = {json_array(), json_array()};
+	int ret = 0, pieces = 0;
+
+	if (!relaylink_connected(rl)) {
+		ret = -ENOTCONN;
+		goto out;
+	}
+	/* both lists read whole first: relayd never gets a piece and then nothing */
+	for (int k = 0; k < 2 && !ret; k++) {
+		ret = lists[k] ? store_fw_list(rl->st, k, fw_collect, lists[k], NULL) : -ENOMEM;
+		if (ret)
+			log_error("firewall: could not read the %s list: not pushed to relayd",
+				  store_fw_kind_name(k));
+	}
+	if (ret) {
+		ret = -EIO;
+		goto out;
+	}
+	ret = fw_send(rl, lists, &pieces);
+	if (!ret)
+		log_debug("firewall: pushed %zu deny and %zu allow block(s) to relayd in %d "
+			  "message(s)",
+			  json_array_size(lists[0]), json_array_size(lists[1]), pieces);
+out:
+	json_decref(lists[0]);
+	json_decref(lists[1]);
+	return ret;
 }
 
 void relaylink_ports_del(struct relaylink *rl, const json_t *ports)
@@ -343,6 +439,7 @@ static int on_hello(struct relaylink *rl, json_t *m, char *why)
 	log_info("relayd (pid %d) said hello: %d tunnel(s) online, syncing %zu port(s)",
 		 (int)rl->pid, n_online, json_array_size(ports));
 	send_obj(rl, json_pack("{s:s, s:o}", "type", CTL_SYNC, "ports", ports));
+	relaylink_firewall(rl);
 	return 0;
 }
 

@@ -3,7 +3,7 @@
  * controld's end of the internal relayd socket (runtime_dir/relay.sock,
  * protocol in common/ctl_proto.h). One relayd connection at a time, checked
  * with SO_PEERCRED; requests are answered from the store; admin actions are
- * pushed (port_add, port_del, kick). Driven by controld's poll loop: nothing
+ * pushed (port_add, port_del, kick, firewall). Driven by controld's poll loop: nothing
  * here blocks, and a malformed message closes the peer with a logged reason.
  */
 #ifndef NAVE_RELAYLINK_H
@@ -40,6 +40,13 @@ bool relaylink_connected(const struct relaylink *rl);
 int relaylink_port_add(struct relaylink *rl, unsigned port, const char *tunnel_id);
 int relaylink_port_del(struct relaylink *rl, unsigned port);
 int relaylink_kick(struct relaylink *rl, const char *tunnel_id, const char *reason);
+/*
+ * Pushes the whole firewall, both lists as the store holds them, as
+ * CTL_FIREWALL (in pieces when it does not fit one message, see ctl_proto.h):
+ * 0 when queued, -ENOTCONN when no relayd is connected, -EIO when the store
+ * cannot be read (nothing is sent then).
+ */
+int relaylink_firewall(struct relaylink *rl);
 /* Pushes port_del for every port number in the JSON array ports. */
 void relaylink_ports_del(struct relaylink *rl, const json_t *ports);
 
