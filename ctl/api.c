@@ -511,17 +511,31 @@ static int h_tunnel_shutdown(struct call *c)
 	return c->out ? MHD_HTTP_OK : internal(c);
 }
 
+struct port_list {
+	struct api *a;
+	json_t *items;
+};
+
+/* A port with the packets and bytes relayd's XDP counted for it, when it reported them. */
 static int port_cb(const struct store_port *p, void *arg)
 {
+	struct port_list *pl = arg;
 	json_t *o = port_json(p);
+	int64_t packets, bytes;
 
-	return o && !json_array_append_new(arg, o) ? 0 : -ENOMEM;
+	if (o && relaylink_port_counters(pl->a->rl, p->port, &packets, &bytes) &&
+	    (json_object_set_new(o, "packets", json_integer(packets)) ||
+	     json_object_set_new(o, "bytes", json_integer(bytes)))) {
+		json_decref(o);
+		o = NULL;
+	}
+	return o && !json_array_append_new(pl->items, o) ? 0 : -ENOMEM;
 }
 
 static int h_ports_list(struct call *c)
 {
+	struct port_list pl = {c->a, json_array()};
 	const char *tunnel;
-	json_t *items = json_array();
 	long long page;
 	int64_t total;
 	int ret;
@@ -529,16 +543,16 @@ static int h_ports_list(struct call *c)
 	ret = query_arg(c, "tunnel", VALID_ID, ID_MAX, &tunnel);
 	if (!ret)
 		ret = get_page(c, &page);
-	if (ret || !items) {
-		json_decref(items);
+	if (ret || !pl.items) {
+		json_decref(pl.items);
 		return ret ? ret : internal(c);
 	}
-	if (store_port_list(c->a->st, tunnel, (page - 1) * PER_PAGE, PER_PAGE, port_cb, items,
+	if (store_port_list(c->a->st, tunnel, (page - 1) * PER_PAGE, PER_PAGE, port_cb, &pl,
 			    &total)) {
-		json_decref(items);
+		json_decref(pl.items);
 		return internal(c);
 	}
-	return list_reply(c, items, page, total);
+	return list_reply(c, pl.items, page, total);
 }
 
 static int h_ports_allocate(struct call *c)

@@ -42,8 +42,9 @@ struct relaylink {
 	bool hello;
 	struct msg_reader rd;
 	struct msg_outq out;
-	json_t *info;  /* from relay_hello */
-	json_t *stats; /* the latest stats */
+	json_t *info;	  /* from relay_hello */
+	json_t *stats;	  /* the latest stats */
+	json_t *counters; /* {"PORT": [packets, bytes]} of the latest hello or stats, checked */
 };
 
 int relaylink_open(struct relaylink **out, int lfd, struct store *st, const struct cfg_server *cfg)
@@ -79,7 +80,8 @@ static void conn_close(struct relaylink *rl, int level, const char *why)
 	msg_outq_free(&rl->out);
 	json_decref(rl->info);
 	json_decref(rl->stats);
-	rl->info = rl->stats = NULL;
+	json_decref(rl->counters);
+	rl->info = rl->stats = rl->counters = NULL;
 	if (store_tunnel_all_offline(rl->st))
 		log_error("could not mark tunnels offline");
 }
@@ -343,6 +345,175 @@ static const char *or_dash(const char *s)
 	return s && *s ? s : "-";
 }
 
+/*
+ * --- the kernel assists (ctl_proto.h, above CTL_STATS) in relay_hello and stats ---
+ * Checked member by member: a value of the wrong type or out of range becomes
+ * null (so does a malformed member of maps and xdp), never trusted and never fatal.
+ */
+
+#define IFNAME_MAX 15 /* IFNAMSIZ - 1 */
+#define MODE_MAX   32
+
+static const char *const kassist_keys[] = {"listeners", "maps", "xdp", "firewall_refused"};
+
+/* A counter: a non-negative integer as a new reference, else NULL. */
+static json_t *count_of(const json_t *v)
+{
+	if (!json_is_integer(v) || json_integer_value(v) < 0)
+		return NULL;
+	return json_integer(json_integer_value(v));
+}
+
+/* A counter member of src set in dst, null when it is missing or malformed. */
+static void set_count(json_t *dst, const json_t *src, const char *key)
+{
+	json_t *v = count_of(json_object_get(src, key));
+
+	json_object_set_new(dst, key, v ? v : json_null());
+}
+
+/* A string member of src of a kind set in dst, null when missing or malformed. */
+static void set_text(json_t *dst, const json_t *src, const char *key, enum valid_kind kind,
+		     size_t max)
+{
+	const json_t *v = json_object_get(src, key);
+	const char *s = json_string_value(v);
+
+	if (s && strlen(s) == json_string_length(v) && valid_str(s, kind, max))
+		json_object_set_new(dst, key, json_string(s));
+	else
+		json_object_set_new(dst, key, json_null());
+}
+
+/* maps: null, or {ports, deny, allow}; NULL (left out) when it is neither. */
+static json_t *maps_of(const json_t *v)
+{
+	static const char *const keys[] = {"ports", "deny", "allow"};
+	json_t *o;
+
+	if (json_is_null(v))
+		return json_null();
+	if (!json_is_object(v) || !(o = json_object()))
+		return NULL;
+	for (size_t i = 0; i < ARRAY_SIZE(keys); i++)
+		set_count(o, v, keys[i]);
+	return o;
+}
+
+/* xdp: null (off), or {interface, mode, syn_rate and the drop counters}; NULL when neither. */
+static json_t *xdp_of(const json_t *v)
+{
+	static const char *const keys[] = {"syn_rate",	  "pass",	 "deny",
+					   "not_allowed", "unallocated", "syn_rate_drops"};
+	json_t *o;
+
+	if (json_is_null(v))
+		return json_null();
+	if (!json_is_object(v) || !(o = json_object()))
+		return NULL;
+	set_text(o, v, "interface", VALID_TEXT, IFNAME_MAX);
+	set_text(o, v, "mode", VALID_ID, MODE_MAX);
+	for (size_t i = 0; i < ARRAY_SIZE(keys); i++)
+		set_count(o, v, keys[i]);
+	return o;
+}
+
+/* Replaces dst's kernel-assist members with the checked ones of m (those m has). */
+static void keep_kassist(json_t *dst, const json_t *m)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(kassist_keys); i++) {
+		const char *key = kassist_keys[i];
+		const json_t *v = json_object_get(m, key);
+		json_t *c = NULL;
+
+		json_object_del(dst, key);
+		if (!v)
+			continue;
+		if (!strcmp(key, "maps"))
+			c = maps_of(v);
+		else if (!strcmp(key, "xdp"))
+			c = xdp_of(v);
+		else
+			c = count_of(v);
+		/* malformed: null, so that an older good value does not show instead */
+		json_object_set_new(dst, key, c ? c : json_null());
+	}
+}
+
+/* A port number as relayd writes it: decimal, no sign or leading zero, in the range. */
+static long port_key(const struct relaylink *rl, const char *key)
+{
+	long port = 0;
+
+	if (!*key || strlen(key) > 5 || (key[0] == '0'))
+		return -1;
+	for (const char *p = key; *p; p++) {
+		if (*p < '0' || *p > '9')
+			return -1;
+		port = port * 10 + (*p - '0');
+	}
+	if (port < rl->cfg->port_min || port > rl->cfg->port_max)
+		return -1;
+	return port;
+}
+
+/*
+ * port_counters {"PORT": [packets, bytes]}: the entries for ports of the range
+ * with two counters are kept (at most the range's size), the rest ignored.
+ * Absent or not an object: no counters.
+ */
+static void keep_counters(struct relaylink *rl, const json_t *m)
+{
+	size_t max = (size_t)rl->cfg->port_max - rl->cfg->port_min + 1, ignored = 0;
+	const json_t *pc = json_object_get(m, "port_counters"), *v;
+	const char *key;
+	json_t *out = NULL;
+
+	if (json_is_object(pc) && (out = json_object())) {
+		json_object_foreach((json_t *)pc, key, v)
+		{
+			json_t *p, *b;
+
+			if (json_object_size(out) >= max || port_key(rl, key) < 0 ||
+			    json_array_size(v) != 2) {
+				ignored++;
+				continue;
+			}
+			p = count_of(json_array_get(v, 0));
+			b = count_of(json_array_get(v, 1));
+			if (!p || !b) {
+				json_decref(p);
+				json_decref(b);
+				ignored++;
+				continue;
+			}
+			json_object_set_new(out, key, json_pack("[o, o]", p, b));
+		}
+		if (ignored)
+			log_every(NLOG_DEBUG, "relayd: %zu malformed port_counters entries ignored",
+				  ignored);
+	}
+	json_decref(rl->counters);
+	rl->counters = out;
+}
+
+bool relaylink_port_counters(const struct relaylink *rl, unsigned port, int64_t *packets,
+			     int64_t *bytes)
+{
+	char key[8];
+	json_t *v;
+
+	if (!relaylink_connected(rl) || !rl->counters)
+		return false;
+	snprintf(key, sizeof(key), "%u", port);
+	v = json_object_get(rl->counters, key);
+	if (!v)
+		return false;
+	*packets = json_integer_value(json_array_get(v, 0));
+	*bytes = json_integer_value(json_array_get(v, 1));
+	return true;
+}
+
 /* --- handlers: 0, or -EBADMSG with why (the caller closes the connection) --- */
 
 static int port_cb(const struct store_port *p, void *arg)
@@ -405,8 +576,11 @@ static int on_hello(struct relaylink *rl, json_t *m, char *why)
 		if (v)
 			json_object_set(info, keep[i], v);
 	}
+	if (info)
+		keep_kassist(info, m);
 	json_decref(rl->info);
 	rl->info = info;
+	keep_counters(rl, m);
 
 	if (store_tunnel_all_offline(rl->st))
 		log_error("relay_hello: could not reset tunnel states");
@@ -752,9 +926,12 @@ static int on_stats(struct relaylink *rl, json_t *m, char *why)
 	if (copy) {
 		json_object_del(copy, "type");
 		json_object_del(copy, "online");
+		json_object_del(copy, "port_counters");
+		keep_kassist(copy, m);
 	}
 	json_decref(rl->stats);
 	rl->stats = copy;
+	keep_counters(rl, m);
 	return 0;
 }
 
@@ -929,7 +1106,11 @@ json_t *relaylink_status(const struct relaylink *rl)
 					   "ktls_fallbacks",
 					   "refused_per_source",
 					   "idle_timeouts",
-					   "pending_timeouts"};
+					   "pending_timeouts",
+					   "listeners",
+					   "maps",
+					   "xdp",
+					   "firewall_refused"};
 	bool up = relaylink_connected(rl);
 	json_t *o = json_object();
 

@@ -13,6 +13,7 @@
 #include <poll.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct relaylink;
 struct store;
@@ -58,9 +59,15 @@ int relaylink_collect_port(const struct store_port *p, void *arr);
  * The "relay" object of GET /api/v1/status (a new reference): connected,
  * then pid, workers, ktls, steering, conns, conns_total, bytes_in, bytes_out,
  * links, links_ktls, links_tls, ktls_fallbacks, refused_per_source,
- * idle_timeouts, pending_timeouts from the hello and the latest stats (null
- * when unknown).
+ * idle_timeouts, pending_timeouts, listeners, maps, xdp, firewall_refused
+ * from the hello and the latest stats (null when unknown or malformed).
  */
 json_t *relaylink_status(const struct relaylink *rl);
+/*
+ * The packets and payload bytes relayd's XDP counted for port, from the
+ * latest hello or stats; false when relayd reported none for it.
+ */
+bool relaylink_port_counters(const struct relaylink *rl, unsigned port, int64_t *packets,
+			     int64_t *bytes);
 
 #endif
