@@ -650,13 +650,10 @@ static int h_firewall_list(struct call *c)
 	return c->out ? MHD_HTTP_OK : internal(c);
 }
 
-/* relayd gets the new lists at once; without relayd, when it says hello */
+/* relayd gets the new lists right after this request; without relayd, when it says hello */
 static void fw_push(struct call *c)
 {
-	int ret = relaylink_firewall(c->a->rl);
-
-	if (ret && ret != -ENOTCONN)
-		log_warn("api: could not push the firewall to relayd: %s", strerror(-ret));
+	relaylink_firewall(c->a->rl);
 }
 
 static int fw_add(struct call *c, int kind)

@@ -40,6 +40,7 @@ struct relaylink {
 	int fd;	   /* -1: no relayd */
 	pid_t pid; /* from SO_PEERCRED */
 	bool hello;
+	bool fw_due; /* the firewall is to be pushed (relaylink_firewall) */
 	struct msg_reader rd;
 	struct msg_outq out;
 	json_t *info;	  /* from relay_hello */
@@ -75,6 +76,7 @@ static void conn_close(struct relaylink *rl, int level, const char *why)
 	rl->fd = -1;
 	rl->pid = 0;
 	rl->hello = false;
+	rl->fw_due = false;
 	msg_reader_free(&rl->rd);
 	msg_reader_init(&rl->rd);
 	msg_outq_free(&rl->out);
@@ -235,7 +237,8 @@ static int fw_send(struct relaylink *rl, json_t *const lists[2], int *pieces)
 	return send_obj(rl, msg);
 }
 
-int relaylink_firewall(struct relaylink *rl)
+/* Sends the firewall as the store holds it now: 0, -ENOTCONN, -EIO (nothing sent). */
+static int fw_push(struct relaylink *rl)
 {
 	json_t *lists[2] = {json_array(), json_array()};
 	int ret = 0, pieces = 0;
@@ -264,6 +267,14 @@ out:
 	json_decref(lists[0]);
 	json_decref(lists[1]);
 	return ret;
+}
+
+int relaylink_firewall(struct relaylink *rl)
+{
+	if (!relaylink_connected(rl))
+		return -ENOTCONN;
+	rl->fw_due = true;
+	return 0;
 }
 
 void relaylink_ports_del(struct relaylink *rl, const json_t *ports)
@@ -613,7 +624,7 @@ static int on_hello(struct relaylink *rl, json_t *m, char *why)
 	log_info("relayd (pid %d) said hello: %d tunnel(s) online, syncing %zu port(s)",
 		 (int)rl->pid, n_online, json_array_size(ports));
 	send_obj(rl, json_pack("{s:s, s:o}", "type", CTL_SYNC, "ports", ports));
-	relaylink_firewall(rl);
+	relaylink_firewall(rl); /* sent once sync is out */
 	return 0;
 }
 
@@ -1059,6 +1070,16 @@ static void do_accept(struct relaylink *rl)
 int relaylink_pollfds(struct relaylink *rl, struct pollfd *pfd)
 {
 	int n = 0;
+
+	/*
+	 * A firewall push waits for the output queue to drain: changes made
+	 * meanwhile (a script adding blocks one by one) go out as one push of
+	 * the latest lists, and a slow relayd is never sent a backlog of them.
+	 */
+	if (rl->fw_due && relaylink_connected(rl) && !rl->out.len) {
+		rl->fw_due = false;
+		fw_push(rl);
+	}
 
 	pfd[n].fd = rl->lfd;
 	pfd[n].events = POLLIN;

@@ -29,7 +29,10 @@ int relaylink_open(struct relaylink **out, int lfd, struct store *st, const stru
 void relaylink_close(struct relaylink *rl);
 
 #define RELAYLINK_POLLFDS 2
-/* Fills at most RELAYLINK_POLLFDS entries of pfd; returns how many. */
+/*
+ * Fills at most RELAYLINK_POLLFDS entries of pfd; returns how many. Sends a
+ * firewall push that is due first (once the output queue is empty).
+ */
 int relaylink_pollfds(struct relaylink *rl, struct pollfd *pfd);
 /* Handles the results of poll() for the n entries relaylink_pollfds filled. */
 void relaylink_process(struct relaylink *rl, const struct pollfd *pfd, int n);
@@ -42,10 +45,11 @@ int relaylink_port_add(struct relaylink *rl, unsigned port, const char *tunnel_i
 int relaylink_port_del(struct relaylink *rl, unsigned port);
 int relaylink_kick(struct relaylink *rl, const char *tunnel_id, const char *reason);
 /*
- * Pushes the whole firewall, both lists as the store holds them, as
- * CTL_FIREWALL (in pieces when it does not fit one message, see ctl_proto.h):
- * 0 when queued, -ENOTCONN when no relayd is connected, -EIO when the store
- * cannot be read (nothing is sent then).
+ * The firewall changed: relayd is sent the whole of it, both lists as the
+ * store holds them then, as CTL_FIREWALL (in pieces when it does not fit one
+ * message, see ctl_proto.h) once what is queued for it has gone out, so a
+ * burst of changes is one push. 0, or -ENOTCONN when no relayd is connected
+ * (it gets the lists when it says hello).
  */
 int relaylink_firewall(struct relaylink *rl);
 /* Pushes port_del for every port number in the JSON array ports. */

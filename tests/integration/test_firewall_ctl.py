@@ -333,6 +333,38 @@ def test_fake_relay_gets_a_full_firewall_in_pieces(controld_only):
         r.close()
 
 
+def test_firewall_changes_to_a_slow_relayd_coalesce(controld_only):
+    """Changes made while relayd has not read the last push yet go out as one
+    push of the latest lists: 30 changes of ~400 KiB lists to a relayd that
+    reads nothing are not 12 MiB queued for it (controld would drop it)."""
+    srv = controld_only
+    _seed(srv, "deny", 4096, lambda i: f"2001:db8:{i:x}:ffff:ffff:ffff:ffff:ffff/128")
+    _seed(srv, "allow", 4096, lambda i: f"2001:db9:{i:x}:ffff:ffff:ffff:ffff:ffff/128")
+    want = lists(srv)
+    r = FakeRelay(srv)
+    try:
+        r.hello()  # and then no reading while the lists change
+        block = want[0][0].replace("/", "%2F")
+        for _ in range(15):
+            st, body = srv.api("DELETE", f"/api/v1/firewall/deny/{block}")
+            assert st == 200, body
+            st, body = srv.api("POST", "/api/v1/firewall/deny", {"cidr": want[0][0]})
+            assert st == 201, body
+        relay = srv.navectl("status", json=True)["relay"]
+        assert relay["connected"] is True and relay["pid"] == 4242, relay
+        final = lists(srv)
+        pushes = 0
+        while True:
+            got = r.firewall()
+            pushes += 1
+            if got[:2] == final:
+                break
+        assert pushes < 30, pushes
+        assert "not reading" not in srv.controld.output()
+    finally:
+        r.close()
+
+
 KASSIST = {
     "listeners": 1000,
     "maps": {"ports": 3, "deny": 2, "allow": 0},
