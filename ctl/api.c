@@ -650,12 +650,6 @@ static int h_firewall_list(struct call *c)
 	return c->out ? MHD_HTTP_OK : internal(c);
 }
 
-/* relayd gets the new lists right after this request; without relayd, when it says hello */
-static void fw_push(struct call *c)
-{
-	relaylink_firewall(c->a->rl);
-}
-
 static int fw_add(struct call *c, int kind)
 {
 	const char *list = store_fw_kind_name(kind);
@@ -684,7 +678,8 @@ static int fw_add(struct call *c, int kind)
 		return internal(c);
 	}
 	log_info("api: %s added to the firewall's %s list", r.cidr, list);
-	fw_push(c);
+	/* relayd gets the lists right after this request; without relayd, when it says hello */
+	relaylink_firewall(c->a->rl);
 	c->out = json_pack("{s:s, s:s, s:I}", "kind", list, "cidr", r.cidr, "created",
 			   (json_int_t)r.created_at);
 	return c->out ? MHD_HTTP_CREATED : internal(c);
@@ -704,7 +699,7 @@ static int fw_del(struct call *c, int kind)
 	if (ret)
 		return internal(c);
 	log_info("api: %s removed from the firewall's %s list", r.cidr, list);
-	fw_push(c);
+	relaylink_firewall(c->a->rl);
 	c->out = json_pack("{s:s, s:s, s:b}", "kind", list, "cidr", r.cidr, "removed", 1);
 	return c->out ? MHD_HTTP_OK : internal(c);
 }

@@ -4,8 +4,8 @@
  * replaces the older, both logged) after checking its uid with SO_PEERCRED,
  * reads length-prefixed JSON messages (msg.h) and answers them from the
  * store: relay_hello -> tunnel states + sync + the firewall, auth,
- * tunnel_online/offline, port_request/release, stats. Writes are queued and flushed on POLLOUT so a
- * slow relayd never blocks the loop. Every message is checked member by
+ * tunnel_online/offline, port_request/release, stats. Writes are queued and
+ * flushed on POLLOUT so a slow relayd never blocks the loop. Every message is checked member by
  * member; a malformed one closes the connection with the reason logged, an
  * unknown type is ignored. When relayd goes away every tunnel is offline.
  */
@@ -456,7 +456,7 @@ static long port_key(const struct relaylink *rl, const char *key)
 {
 	long port = 0;
 
-	if (!*key || strlen(key) > 5 || (key[0] == '0'))
+	if (!*key || strlen(key) > 5 || key[0] == '0')
 		return -1;
 	for (const char *p = key; *p; p++) {
 		if (*p < '0' || *p > '9')
