@@ -204,7 +204,6 @@ def test_firewall_pushed_to_relayd(server):
     assert server.navectl("status", json=True)["relay"]["connected"] is True
 
 
-@pytest.mark.xfail(reason="relayd side pending", strict=False)
 def test_relayd_applies_firewall_push(server):
     """relayd's side: it logs the lists it applied."""
     assert server.navectl("firewall", "deny", "add", "198.51.100.0/24")[0] == 0
