@@ -1831,7 +1831,8 @@ static int cmd_firewall_allow_rm(struct ctx *c, int argc, char **argv)
 	return fw_change(c, argc, argv, "allow", false);
 }
 
-static int cmd_firewall_ls(struct ctx *c, int argc, char **argv)
+/* only: NULL for both lists, or "deny" / "allow" (--json: the API body, both lists) */
+static int firewall_ls(struct ctx *c, int argc, char **argv, const char *only)
 {
 	static const char *const lists[] = {"deny", "allow"};
 	static const struct col cols[] = {
@@ -1864,6 +1865,8 @@ static int cmd_firewall_ls(struct ctx *c, int argc, char **argv)
 			json_decref(j);
 			return EXIT_FAIL;
 		}
+		if (only && strcmp(only, lists[l]))
+			continue;
 		json_array_foreach(items, i, it)
 		{
 			table_add(&t, lists[l]);
@@ -1875,6 +1878,21 @@ static int cmd_firewall_ls(struct ctx *c, int argc, char **argv)
 	table_free(&t);
 	json_decref(j);
 	return ret;
+}
+
+static int cmd_firewall_ls(struct ctx *c, int argc, char **argv)
+{
+	return firewall_ls(c, argc, argv, NULL);
+}
+
+static int cmd_firewall_deny_ls(struct ctx *c, int argc, char **argv)
+{
+	return firewall_ls(c, argc, argv, "deny");
+}
+
+static int cmd_firewall_allow_ls(struct ctx *c, int argc, char **argv)
+{
+	return firewall_ls(c, argc, argv, "allow");
 }
 
 static const struct cmd cmds[] = {
@@ -1902,6 +1920,8 @@ static const struct cmd cmds[] = {
      "Allocate a public TCP port (the given one, else any free one) to a tunnel."},
     {"ports", "release", cmd_ports_release, "PORT", "Release an allocated TCP port."},
     {"firewall", "ls", cmd_firewall_ls, "", "List the firewall's deny and allow lists."},
+    {"firewall", "deny ls", cmd_firewall_deny_ls, "", "List the deny list."},
+    {"firewall", "allow ls", cmd_firewall_allow_ls, "", "List the allow list."},
     {"firewall", "deny add", cmd_firewall_deny_add, "CIDR",
      "Refuse connections from an address block (e.g. 192.0.2.0/24, 2001:db8::/32, 192.0.2.7)."},
     {"firewall", "deny rm", cmd_firewall_deny_rm, "CIDR",

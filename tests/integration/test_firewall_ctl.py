@@ -73,6 +73,12 @@ def test_firewall_navectl(server):
     # --json prints exactly the API's body
     st, api_body = server.api("GET", "/api/v1/firewall")
     assert st == 200 and api_body == body
+    # one list: deny ls / allow ls (--json: the same API body)
+    assert [r[:2] for r in rows(server.navectl("firewall", "deny", "ls")[1])[1:]] == \
+        [["deny", "10.0.0.0/8"], ["deny", "2001:db8::/32"]]
+    assert [r[:2] for r in rows(server.navectl("firewall", "allow", "ls")[1])[1:]] == \
+        [["allow", "192.0.2.0/24"]]
+    assert server.navectl("firewall", "allow", "ls", json=True) == body
 
     # refusals: one line, exit 1, the reason from controld
     assert refused(server, "firewall", "deny", "add", "10.1.2.3/8") == \
