@@ -9,7 +9,7 @@
 #include <linux/types.h>
 
 #define NAVE_PORTS_MAX	 65536 /* the ports map: every port of the range can be allocated */
-#define NAVE_WORKERS_MAX 64    /* the listener SOCKMAP: one per worker (ENGINE_MAX_WORKERS) */
+#define NAVE_WORKERS_MAX 256   /* the listener SOCKMAP: one per worker (ENGINE_MAX_WORKERS) */
 #define NAVE_LPM_MAX	 4096  /* per trie (CIDR_LIST_MAX) */
 #define NAVE_SRC_MAX	 65536 /* sources the SYN rate limit tracks at once (LRU) */
 #define NAVE_SVC_MAX	 8 /* relayd's own listening ports the XDP filter guards besides the range */

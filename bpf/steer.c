@@ -52,23 +52,6 @@ void nave_bpf_log_init(void)
 	libbpf_set_print(libbpf_to_log);
 }
 
-uint64_t nave_bpf_percpu_sum(int map_fd, uint32_t key)
-{
-	int ncpu = libbpf_num_possible_cpus();
-	uint64_t *v, sum = 0;
-
-	if (ncpu <= 0 || map_fd < 0)
-		return 0;
-	v = calloc((size_t)ncpu, sizeof(*v));
-	if (!v)
-		return 0;
-	if (bpf_map_lookup_elem(map_fd, &key, v) == 0)
-		for (int i = 0; i < ncpu; i++)
-			sum += v[i];
-	free(v);
-	return sum;
-}
-
 static void why_errno(char *why, size_t whylen, const char *what, int err)
 {
 	if (err == EPERM || err == EACCES)
@@ -78,35 +61,17 @@ static void why_errno(char *why, size_t whylen, const char *what, int err)
 		snprintf(why, whylen, "%s: %s", what, strerror(err));
 }
 
-/*
- * The rodata of an sk_lookup program of ours already attached to netns, read
- * through its map: 1 when found (in *out), 0 when prog is not ours.
- */
-static int peer_rodata(int prog_fd, struct nave_sk_lookup__rodata *out)
+static bool v6only_default(void)
 {
-	struct bpf_prog_info pi;
-	__u32 ids[16], len = sizeof(pi);
-	int found = 0;
+	char c = '0';
+	int fd = open("/proc/sys/net/ipv6/bindv6only", O_RDONLY | O_CLOEXEC);
 
-	memset(&pi, 0, sizeof(pi));
-	pi.nr_map_ids = 16;
-	pi.map_ids = (__u64)(uintptr_t)ids;
-	if (bpf_obj_get_info_by_fd(prog_fd, &pi, &len) < 0 || strcmp(pi.name, "nave_steer"))
-		return 0;
-	for (__u32 i = 0; i < pi.nr_map_ids && i < 16 && !found; i++) {
-		struct bpf_map_info mi;
-		__u32 ml = sizeof(mi), key = 0;
-		int fd = bpf_map_get_fd_by_id(ids[i]);
-
-		if (fd < 0)
-			continue;
-		memset(&mi, 0, sizeof(mi));
-		if (bpf_obj_get_info_by_fd(fd, &mi, &ml) == 0 && strstr(mi.name, ".rodata") &&
-		    mi.value_size == sizeof(*out) && bpf_map_lookup_elem(fd, &key, out) == 0)
-			found = 1;
+	if (fd >= 0) {
+		if (read(fd, &c, 1) != 1)
+			c = '0';
 		close(fd);
 	}
-	return found;
+	return c == '1';
 }
 
 static void cfg_rodata(const struct steer_cfg *c, struct nave_sk_lookup__rodata *r)
@@ -126,47 +91,9 @@ static void cfg_rodata(const struct steer_cfg *c, struct nave_sk_lookup__rodata 
 		r->family = AF_INET6;
 		memcpy(r->addr6, &a->sin6_addr, 16);
 		r->any_addr = IN6_IS_ADDR_UNSPECIFIED(&a->sin6_addr);
-		/* relayd's [::] listeners take IPv4 too (bindv6only is off for them) */
-		r->dual_stack = r->any_addr;
+		/* relayd's [::] listeners take IPv4 too unless the namespace's default says no */
+		r->dual_stack = r->any_addr && !v6only_default();
 	}
-}
-
-int steer_check_others(const struct steer_cfg *c, char *why, size_t whylen)
-{
-	struct nave_sk_lookup__rodata me;
-	__u32 ids[64], cnt = 64;
-	int ns;
-
-	cfg_rodata(c, &me);
-	ns = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
-	if (ns < 0)
-		return 0;
-	if (bpf_prog_query(ns, BPF_SK_LOOKUP, 0, NULL, ids, &cnt) < 0)
-		cnt = 0; /* nothing attached, or no right to look */
-	close(ns);
-	for (__u32 i = 0; i < cnt && i < 64; i++) {
-		struct nave_sk_lookup__rodata o;
-		int fd = bpf_prog_get_fd_by_id(ids[i]);
-		bool clash;
-
-		if (fd < 0)
-			continue;
-		clash = peer_rodata(fd, &o) && o.port_min <= me.port_max &&
-			me.port_min <= o.port_max &&
-			(o.any_addr || me.any_addr ||
-			 (o.family == me.family && o.addr4 == me.addr4 &&
-			  !memcmp(o.addr6, me.addr6, sizeof(o.addr6))));
-		close(fd);
-		if (clash) {
-			snprintf(
-			    why, whylen,
-			    "another nave-relayd already steers ports %u-%u on an address that "
-			    "overlaps ours (BPF program id %u)",
-			    o.port_min, o.port_max, ids[i]);
-			return -EADDRINUSE;
-		}
-	}
-	return 0;
 }
 
 int steer_open(struct steer **out, const struct steer_cfg *c, char *why, size_t whylen)
@@ -259,18 +186,6 @@ int steer_attach(struct steer *s, const int *fds, unsigned n, char *why, size_t 
 int steer_ports_fd(const struct steer *s)
 {
 	return bpf_map__fd(s->lk->maps.ports);
-}
-
-void steer_stats(struct steer *s, struct steer_stats *st)
-{
-	int c = bpf_map__fd(s->lk->maps.counts), p = bpf_map__fd(s->rp->maps.picks);
-
-	st->refused = nave_bpf_percpu_sum(c, 0);
-	st->steered = nave_bpf_percpu_sum(c, 1);
-	st->no_listener = nave_bpf_percpu_sum(c, 2);
-	st->by_cpu = nave_bpf_percpu_sum(p, 0);
-	st->by_hash = nave_bpf_percpu_sum(p, 1);
-	st->by_kernel = nave_bpf_percpu_sum(p, 2);
 }
 
 void steer_free(struct steer *s)

@@ -23,29 +23,12 @@ struct steer_cfg {
 	unsigned workers;
 };
 
-struct steer_stats {
-	uint64_t refused;     /* SYNs to unallocated ports of the range */
-	uint64_t steered;     /* SYNs given to the range group */
-	uint64_t no_listener; /* SYNs to allocated ports with no listener to take them */
-	uint64_t by_cpu, by_hash, by_kernel; /* the picker's choices */
-};
-
 /* 0, or -errno with a one-line why (-EPERM: this process may not load BPF) */
 int steer_open(struct steer **out, const struct steer_cfg *c, char *why, size_t whylen);
 int steer_attach(struct steer *s, const int *fds, unsigned n, char *why, size_t whylen);
 int steer_ports_fd(const struct steer *s); /* the ports map (key __u16, struct nave_port) */
-void steer_stats(struct steer *s, struct steer_stats *st);
 void steer_free(struct steer *s);
-/*
- * -EADDRINUSE with why when another nave-relayd's sk_lookup in this network
- * namespace steers a range and address that overlap c's (it would take their
- * connections whatever our mode); 0 otherwise, or when we may not look.
- */
-int steer_check_others(const struct steer_cfg *c, char *why, size_t whylen);
-
 /* libbpf's own messages go to nave's log at debug level (the verifier log among them) */
 void nave_bpf_log_init(void);
-/* sum of a PERCPU_ARRAY's slot over the possible CPUs; 0 when it cannot be read */
-uint64_t nave_bpf_percpu_sum(int map_fd, uint32_t key);
 
 #endif

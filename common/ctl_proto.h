@@ -42,7 +42,7 @@
  */
 #define CTL_STATS "stats"
 /*
- * The kernel assists, in relay_hello and every stats message:
+ * The kernel assists, in every stats message:
  *   steering: "bpf" | "listeners"; listeners: listening sockets relayd holds for the range;
  *   maps: {ports, deny, allow} entries in the kernel maps (null when no BPF is loaded);
  *   xdp: null, or {interface, mode ("native" | "generic" | "detached"), syn_rate,

@@ -420,9 +420,10 @@ static int attach_picker(int fd, unsigned n)
 		   : 0;
 }
 
-int sock_probe_bind(const struct sockaddr *sa, socklen_t len, char *err, size_t errlen)
+int sock_hold_port(const struct sockaddr *sa, socklen_t len, char *err, size_t errlen)
 {
-	int one = 1, fd, ret = 0;
+	char a[SOCK_ADDR_STRLEN];
+	int one = 1, fd, ret;
 
 	fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
@@ -430,17 +431,20 @@ int sock_probe_bind(const struct sockaddr *sa, socklen_t len, char *err, size_t 
 		snprintf(err, errlen, "socket: %s", strerror(errno));
 		return ret;
 	}
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(fd, sa, len) < 0) {
-		ret = -errno;
-		if (errno == EADDRINUSE) {
-			in_use(sa, NULL, 0, false, err, errlen);
-		} else {
-			char a[SOCK_ADDR_STRLEN];
-
-			sock_addr_str(sa, a, sizeof(a));
-			snprintf(err, errlen, "%s: %s", a, strerror(errno));
-		}
+	if (bind(fd, sa, len) == 0)
+		return fd;
+	if (errno == EADDRINUSE && sock_listen_holder(sa, NULL, 0, NULL, 0) != 0) {
+		/* no listener: what is there is TIME_WAIT, or bound and not listening */
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (bind(fd, sa, len) == 0)
+			return fd;
+	}
+	ret = -errno;
+	if (errno == EADDRINUSE) {
+		in_use(sa, NULL, 0, false, err, errlen);
+	} else {
+		sock_addr_str(sa, a, sizeof(a));
+		snprintf(err, errlen, "%s: %s", a, strerror(errno));
 	}
 	close(fd);
 	return ret;

@@ -44,10 +44,15 @@ void sock_addr_str(const struct sockaddr *sa, char *out, size_t len);
  * 1234)" (a scan of /proc: not for what a peer can ask for over and over).
  */
 /*
- * 0 when nothing else holds sa (a bind probe, closed at once), or -errno with
- * the same reason sock_listen_group gives ("127.0.0.1:22001 is in use").
+ * A bound, never listening TCP socket on sa, held so that no other process
+ * can bind the port while we own it (steering = bpf holds each allocated port
+ * of the range this way; its connections arrive through sk_lookup). Bound
+ * without SO_REUSEADDR, which blocks every other bind; when that fails only
+ * because of connections of ours still in TIME_WAIT (no listener holds sa),
+ * with it, which still blocks a bind without it. The fd, or -errno with the
+ * reason sock_listen_group gives ("127.0.0.1:22001 is in use").
  */
-int sock_probe_bind(const struct sockaddr *sa, socklen_t len, char *err, size_t errlen);
+int sock_hold_port(const struct sockaddr *sa, socklen_t len, char *err, size_t errlen);
 int sock_listen_group(const struct sockaddr *sa, socklen_t len, unsigned n, int backlog,
 		      bool name_holder, int *fds, char *err, size_t errlen);
 

@@ -1927,7 +1927,8 @@ static const struct cmd cmds[] = {
     {"firewall", "deny rm", cmd_firewall_deny_rm, "CIDR",
      "Take an address block out of the deny list."},
     {"firewall", "allow add", cmd_firewall_allow_add, "CIDR",
-     "Allow an address block; while the allow list holds any, only its blocks may connect."},
+     "Allow an address block; while the allow list holds any, only its blocks may connect "
+     "(devices to the tunnel port too)."},
     {"firewall", "allow rm", cmd_firewall_allow_rm, "CIDR",
      "Take an address block out of the allow list."},
 };

@@ -97,6 +97,7 @@ struct ctlthread {
 	_Atomic(struct tunnel *) *route; /* port_min..port_max */
 	bool *listening;
 	unsigned nlistening;
+	int *hold; /* steering = bpf: the socket that holds each allocated port, -1 */
 	unsigned unlisten_posted;	 /* MB_UNLISTEN messages sent to workers */
 	_Atomic unsigned unlisten_acked; /* and handled by them */
 	/* worker events */
@@ -288,7 +289,7 @@ static void cd_send(struct ctlthread *ct, json_t *obj)
 	if (r == -ENOBUFS)
 		cd_disconnect(ct, "it is not reading (output queue full)");
 	else if (r < 0)
-		log_warn("cannot queue a message for nave-controld: %s", strerror(-r));
+		log_every(NLOG_WARN, "cannot queue a message for nave-controld: %s", strerror(-r));
 }
 
 static void cd_flush(struct ctlthread *ct)
@@ -487,19 +488,29 @@ static int port_listen(struct ctlthread *ct, uint16_t port, const char *tid, cha
 	if (ct->listening[port - ct->cfg.port_min])
 		return 0;
 	if (kern_steering(ct->kern)) {
-		/* someone else listening there (another edge, any service) keeps it, as
-		 * a failed bind would in listeners mode */
+		int *hold = &ct->hold[port - ct->cfg.port_min];
+
+		/*
+		 * The port is ours while it is allocated: a bound socket that never
+		 * listens keeps every other process from binding it (their listener
+		 * would get nothing: sk_lookup runs first), and someone already
+		 * there keeps it from us, as a failed bind does in listeners mode.
+		 */
 		r = engine_resolve(ct->cfg.address, port, &ss, &sl);
-		if (r < 0)
+		if (r < 0) {
 			snprintf(why, whylen, "cannot resolve %.64s", ct->cfg.address);
-		else
-			r = sock_probe_bind((struct sockaddr *)&ss, sl, why, whylen);
+			return r;
+		}
+		r = sock_hold_port((struct sockaddr *)&ss, sl, why, whylen);
 		if (r < 0)
 			return r;
-		/* the range group takes it: one map entry, no socket */
+		*hold = r;
+		/* the range group takes it: one map entry, no listener */
 		r = kern_port_set(ct->kern, port, name_hash(tid));
 		if (r < 0) {
 			snprintf(why, whylen, "ports map: %s", strerror(-r));
+			close(*hold);
+			*hold = -1;
 			return r;
 		}
 		ct->listening[port - ct->cfg.port_min] = true;
@@ -552,6 +563,11 @@ static void port_unlisten(struct ctlthread *ct, uint16_t port)
 	/* from now on the kernel refuses its SYNs (sk_lookup, XDP) */
 	kern_port_del(ct->kern, port);
 	if (kern_steering(ct->kern)) {
+		int *hold = &ct->hold[port - ct->cfg.port_min];
+
+		if (*hold >= 0)
+			close(*hold);
+		*hold = -1;
 		log_every(NLOG_INFO, "port %u: released", port);
 		return;
 	}
@@ -1193,8 +1209,11 @@ int ctlthread_init(struct ctlthread **out, const struct cfg_server *cfg, const c
 	nports = (size_t)cfg->port_max - cfg->port_min + 1;
 	ct->route = calloc(nports, sizeof(*ct->route));
 	ct->listening = calloc(nports, sizeof(bool));
+	ct->hold = malloc(nports * sizeof(int));
+	for (size_t i = 0; ct->hold && i < nports; i++)
+		ct->hold[i] = -1;
 	ct->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (!ct->route || !ct->listening || ct->efd < 0) {
+	if (!ct->route || !ct->listening || !ct->hold || ct->efd < 0) {
 		ctlthread_stop(ct);
 		return -ENOMEM;
 	}
@@ -1251,6 +1270,10 @@ void ctlthread_stop(struct ctlthread *ct)
 	fw_pieces_drop(ct);
 	free(ct->route);
 	free(ct->listening);
+	for (size_t i = 0; ct->hold && i <= (size_t)ct->cfg.port_max - ct->cfg.port_min; i++)
+		if (ct->hold[i] >= 0)
+			close(ct->hold[i]);
+	free(ct->hold);
 	if (ct->efd >= 0)
 		close(ct->efd);
 	pthread_mutex_destroy(&ct->lock);

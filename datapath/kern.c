@@ -10,12 +10,15 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "engine.h"
 #include "log.h"
 #include "maps.h"
 #include "sock.h"
 #include "steer.h"
 #include "util.h"
 #include "xdp.h"
+
+_Static_assert(NAVE_WORKERS_MAX >= ENGINE_MAX_WORKERS, "the listener SOCKMAP holds every worker");
 
 struct kern {
 	uint16_t port_min, port_max;
@@ -58,12 +61,6 @@ int kern_open(struct kern **out, const struct cfg_server *cfg, unsigned workers,
 	k->addrlen = addrlen;
 	k->ports_fd = -1;
 	nave_bpf_log_init();
-	/* whatever our mode: another relayd's sk_lookup would take our ports */
-	r = steer_check_others(&sc, why, whylen);
-	if (r < 0) {
-		kern_free(k);
-		return r;
-	}
 	if (cfg->steering != CFG_STEER_LISTENERS) {
 		r = steer_open(&k->steer, &sc, k->why, sizeof(k->why));
 		if (r < 0 && cfg->steering == CFG_STEER_BPF) {
@@ -94,7 +91,7 @@ int kern_open(struct kern **out, const struct cfg_server *cfg, unsigned workers,
 		xc.svc_ports[2] = cfg->http_port;
 		r = xdp_fw_open(&k->xdp, &xc, why, whylen);
 		if (r < 0) {
-			char w[256];
+			char w[512];
 
 			snprintf(w, sizeof(w), "%s", why);
 			snprintf(why, whylen, "[xdp] interface = %s: %s", cfg->xdp_interface, w);
@@ -129,6 +126,14 @@ bool kern_steering(const struct kern *k)
 const char *kern_steering_name(const struct kern *k)
 {
 	return kern_steering(k) ? "bpf" : "listeners";
+}
+
+void kern_steering_off(struct kern *k)
+{
+	steer_free(k->steer);
+	k->steer = NULL;
+	/* XDP keeps the ports map it shared (its own reference) */
+	k->ports_fd = k->xdp ? xdp_fw_ports_fd(k->xdp) : -1;
 }
 
 int kern_range_listen(struct kern *k, int *fds, char *why, size_t whylen)
@@ -215,7 +220,7 @@ void kern_watch(struct kern *k)
 }
 
 /* counters of at most this many ports per stats message: it stays well under MSG_MAX */
-#define PORT_COUNTERS_MAX 1024
+#define PORT_COUNTERS_MAX 512
 
 static json_t *port_counters(struct kern *k)
 {
@@ -238,43 +243,33 @@ static json_t *port_counters(struct kern *k)
 
 void kern_stats(struct kern *k, json_t *o, unsigned listeners)
 {
+	struct xdp_fw_stats xs;
+
+	memset(&xs, 0, sizeof(xs));
+	if (k && k->xdp)
+		xdp_fw_stats(k->xdp, &xs);
 	json_object_set_new(o, "steering", json_string(kern_steering_name(k)));
 	json_object_set_new(o, "listeners", json_integer(listeners));
-	if (k && k->ports_fd >= 0) {
-		json_t *m = json_pack("{s:I, s:I, s:I}", "ports", (json_int_t)k->nports, "deny",
-				      (json_int_t)(k->xdp && k->fw ? k->fw->ndeny : 0), "allow",
-				      (json_int_t)(k->xdp && k->fw ? k->fw->nallow : 0));
-
-		if (k->steer) {
-			struct steer_stats st;
-
-			steer_stats(k->steer, &st);
-			json_object_set_new(
-			    o, "steer",
-			    json_pack("{s:I, s:I, s:I, s:I, s:I}", "refused",
-				      (json_int_t)st.refused, "steered", (json_int_t)st.steered,
-				      "no_listener", (json_int_t)st.no_listener, "by_cpu",
-				      (json_int_t)st.by_cpu, "by_hash", (json_int_t)st.by_hash));
-		}
-		json_object_set_new(o, "maps", m);
-	} else {
+	/* what the kernel's maps hold: the ports map, the XDP tries */
+	if (k && k->ports_fd >= 0)
+		json_object_set_new(o, "maps",
+				    json_pack("{s:I, s:I, s:I}", "ports", (json_int_t)k->nports,
+					      "deny", (json_int_t)xs.ndeny, "allow",
+					      (json_int_t)xs.nallow));
+	else
 		json_object_set_new(o, "maps", json_null());
-	}
-	if (k && k->xdp) {
-		struct xdp_fw_stats xs;
-
-		xdp_fw_stats(k->xdp, &xs);
-		json_object_set_new(
-		    o, "xdp",
-		    json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I}", "interface",
-			      xdp_fw_ifname(k->xdp), "mode", xdp_fw_mode(k->xdp), "syn_rate",
-			      (json_int_t)k->syn_rate, "pass", (json_int_t)xs.ctr[NAVE_XDP_PASS],
-			      "deny", (json_int_t)xs.ctr[NAVE_XDP_DENY], "not_allowed",
-			      (json_int_t)xs.ctr[NAVE_XDP_NOT_ALLOWED], "unallocated",
-			      (json_int_t)xs.ctr[NAVE_XDP_UNALLOCATED], "syn_rate_drops",
-			      (json_int_t)xs.ctr[NAVE_XDP_SYN_RATE]));
-		json_object_set_new(o, "port_counters", port_counters(k));
-	} else {
+	if (!k || !k->xdp) {
 		json_object_set_new(o, "xdp", json_null());
+		return;
 	}
+	json_object_set_new(o, "xdp",
+			    json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I}", "interface",
+				      xdp_fw_ifname(k->xdp), "mode", xdp_fw_mode(k->xdp),
+				      "syn_rate", (json_int_t)k->syn_rate, "pass",
+				      (json_int_t)xs.ctr[NAVE_XDP_PASS], "deny",
+				      (json_int_t)xs.ctr[NAVE_XDP_DENY], "not_allowed",
+				      (json_int_t)xs.ctr[NAVE_XDP_NOT_ALLOWED], "unallocated",
+				      (json_int_t)xs.ctr[NAVE_XDP_UNALLOCATED], "syn_rate_drops",
+				      (json_int_t)xs.ctr[NAVE_XDP_SYN_RATE]));
+	json_object_set_new(o, "port_counters", port_counters(k));
 }

@@ -34,6 +34,8 @@ const char *kern_steering_name(const struct kern *k);
  * it; fds receives the sockets, which the caller hands to the workers.
  */
 int kern_range_listen(struct kern *k, int *fds, char *why, size_t whylen);
+/* steering = auto, kern_range_listen failed: listeners from now on */
+void kern_steering_off(struct kern *k);
 /* the port map: every allocation and release (0 or -errno) */
 int kern_port_set(struct kern *k, uint16_t port, uint32_t tunnel);
 void kern_port_del(struct kern *k, uint16_t port);

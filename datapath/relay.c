@@ -731,6 +731,17 @@ static bool relay_mailbox(struct worker *w, struct mb_msg *m)
 		cidr_table_put(w->fw);
 		w->fw = m->fw;
 		m->fw = NULL;
+		/* a source refused from now on loses what it holds open, not only what comes */
+		for (uint32_t i = 0; w->fw && i < w->high; i++) {
+			c = &w->conns[i];
+			if (c->kind != CK_PLAIN || c->closing ||
+			    cidr_table_check(w->fw, c->bind.origin_addr) == CIDR_PASS)
+				continue;
+			atomic_fetch_add(&w->st_fw_refused, 1);
+			log_every(NLOG_INFO, "firewall: resetting an open connection of a source "
+					     "the lists refuse now");
+			conn_close(w, c, true, "firewall");
+		}
 		break;
 	case MB_UNLISTEN:
 		/* shut now: the port leaves the listening table; freed when the accept ends */

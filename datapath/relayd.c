@@ -203,11 +203,17 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	if (kern_steering(kern)) {
-		if (kern_range_listen(kern, range_fds, err, sizeof(err)) < 0) {
+		if (kern_range_listen(kern, range_fds, err, sizeof(err)) == 0) {
+			range_open = true;
+		} else if (cfg.steering == CFG_STEER_AUTO) {
+			log_warn("steering: %s: one listener per port and worker instead "
+				 "(steering = auto)",
+				 err);
+			kern_steering_off(kern);
+		} else {
 			fprintf(stderr, "nave-relayd: [datapath] steering = bpf: %s\n", err);
 			goto out;
 		}
-		range_open = true;
 	}
 	if (ctlthread_init(&ct, &cfg, fpr, ktls, kern, &ec.ops) < 0) {
 		fprintf(stderr, "nave-relayd: out of memory\n");

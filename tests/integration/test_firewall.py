@@ -12,6 +12,7 @@ Needs root (namespaces, XDP); skipped otherwise."""
 import ctypes
 import os
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -233,8 +234,17 @@ def test_without_xdp_relayd_refuses_at_accept(tmp_path, procs, net, services):
     assert relay(srv)["xdp"] is None
     c, svc, port = tunnel(srv, tmp_path, procs, services)
     try:
+        # a connection open before the rule comes: reset when it comes
+        held = dial(CLI, port)
+        held.sendall(struct.pack(">Q", 1 << 20) + b"x" * 1000)
         firewall(srv, "deny", "add", f"{CLI}/32")
         wait_pushed(srv, 1, 0)
+        held.settimeout(5)
+        with pytest.raises((ConnectionResetError, BrokenPipeError)):
+            while True:
+                if not held.recv(65536):
+                    raise AssertionError("closed cleanly, not reset")
+        held.close()
         # the kernel completes the handshake; relayd resets the connection at once
         with pytest.raises((ConnectionResetError, BrokenPipeError)):
             s = dial(CLI, port)
@@ -246,7 +256,7 @@ def test_without_xdp_relayd_refuses_at_accept(tmp_path, procs, net, services):
             finally:
                 s.close()
         nt.exchange(port, 1000, sock=dial(CLI2, port))
-        nt.wait_for(lambda: relay(srv)["firewall_refused"] >= 1, 10, "firewall_refused")
+        nt.wait_for(lambda: relay(srv)["firewall_refused"] >= 2, 10, "firewall_refused")
         assert "firewall: 10.78.0.2 refused on a port of the range (denied)" in \
             srv.relayd.output()
     finally:

@@ -4,6 +4,7 @@ listener group (one socket per worker) and lets the kernel refuse the rest;
 listeners opens a group per allocated port. auto falls back to listeners when
 the process may not load BPF; bpf then refuses to start. Every other suite runs
 in both modes (NAVE_STEERING, tests/test.sh); this one checks what differs."""
+import errno
 import os
 import shutil
 import socket
@@ -141,19 +142,56 @@ def test_bpf_carries_traffic(tmp_path, procs, services):
     assert f"port {port}: steered (bpf)" in out
 
 
-def test_a_second_relayd_on_the_same_range_is_refused(tmp_path, procs):
+def test_bpf_holds_its_ports_against_other_binds(tmp_path, procs):
+    """An allocated port is relayd's: no other process can bind it (its
+    listener would get nothing, sk_lookup runs first), with SO_REUSEADDR or
+    without; released, it is free again."""
+    srv = make_server(tmp_path, procs, "bpf").start()
+    t = new_tunnel(srv, "held")
+    port = srv.port_min + 2
+    allocate(srv, t, [port])
+    nt.wait_for(lambda: nt.port_refuses(port) == "reset", 5, "the port to be steered")
+    for reuse in (False, True):
+        s = socket.socket()
+        if reuse:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        with pytest.raises(OSError) as e:
+            s.bind(("127.0.0.1", port))
+        s.close()
+        assert e.value.errno == errno.EADDRINUSE
+    s = socket.socket()
+    with pytest.raises(OSError):
+        s.bind(("0.0.0.0", port))
+    s.close()
+    assert listening_sockets(srv.relayd.pid) == 2 * 2  # a held port listens on nothing
+    st, _ = srv.api("DELETE", f"/api/v1/ports/{port}")
+    assert st in (200, 204)
+    nt.wait_for(lambda: nt.port_is_free(port), 5, "the released port to be free")
+
+
+def test_two_relayds_on_one_range_never_share_a_port(tmp_path, procs):
+    """A second relayd (steering = bpf too) on the same range and address
+    starts, and each keeps the ports it holds: the one allocated by the
+    first is refused to the second ("in use"), as a failed bind is with
+    listeners."""
     one = make_server(tmp_path, procs, "bpf").start()
     two = nt.Server(tmp_path, procs, name="two", port_range=(one.port_min, one.port_max),
                     extra_ini="[datapath]\nsteering = bpf\n")
-    two.start_controld()
-    two.relayd.start()
-    rc = two.relayd.wait(nt.START_TIMEOUT)
-    out = two.relayd.output()
-    assert rc != 0, out
-    lines = [l for l in nt.user_lines(out) if not l.startswith("==== ")]
-    assert len(lines) == 1 and "another nave-relayd already steers ports" in lines[0], out
-    # the first one is unharmed
-    assert one.navectl("status", json=True)["relay"]["connected"]
+    two.start()
+    t1, t2 = new_tunnel(one, "first"), new_tunnel(two, "second")
+    p = one.port_min + 5
+    allocate(one, t1, [p])
+    nt.wait_for(lambda: nt.port_refuses(p) == "reset", 5, "the first's port")
+    st, body = two.api("POST", "/api/v1/ports", {"tunnel": t2, "port": p})
+    assert st == 201, body  # controld allocates; relayd cannot take it
+    nt.wait_for(lambda: f"port {p}: cannot listen: 127.0.0.1:{p} is in use"
+                in two.relayd.output(), 5, "the second relayd to refuse the port")
+    nt.port_refuses(p)
+    refusing = f"port {p}: tunnel offline"
+    assert refusing in one.relayd.output() and refusing not in two.relayd.output()
+    allocate(two, t2, [p + 1])
+    nt.wait_for(lambda: nt.port_refuses(p + 1) == "reset", 5, "the second's own port")
+    assert f"port {p + 1}: tunnel offline" in two.relayd.output()
 
 
 def test_bpf_does_not_take_a_port_someone_listens_on(tmp_path, procs):
