@@ -75,6 +75,9 @@ int kern_open(struct kern **out, const struct cfg_server *cfg, unsigned workers,
 		else
 			k->ports_fd = steer_ports_fd(k->steer);
 	}
+	if (!cfg->xdp_interface[0] && cfg->syn_rate)
+		log_warn("[xdp] syn_rate = %u does nothing while [xdp] interface is empty",
+			 cfg->syn_rate);
 	if (cfg->xdp_interface[0]) {
 		struct xdp_fw_cfg xc = {
 		    .ifname = cfg->xdp_interface,
