@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import platform
+import random
 import resource
 import selectors
 import shutil
@@ -135,6 +136,11 @@ class Procs:
         except subprocess.TimeoutExpired:
             log(f"pid {p.pid} survived SIGKILL")
 
+    def stop_named(self, name):
+        for item in [it for it in self.items if it[0] == name]:
+            self.items.remove(item)
+            self.stop(item[1])
+
     def stop_all(self):
         while self.items:
             name, p, _ = self.items.pop()
@@ -180,8 +186,21 @@ def free_port():
         return s.getsockname()[1]
 
 
+# The bench's relays take their [ports] range from here: away from the integration
+# tests' 23000-29999, so that a concurrent test run and a bench never share ports (a
+# relayd that steers with BPF binds none of its range, so a bind probe cannot see it),
+# and below the ephemeral range (32768-60999 by default): the bench runs with
+# [ports] reserve = off, and a port the kernel lends to an outgoing connection (a data
+# link, an iperf3 stream) cannot be listened on until that connection is gone.
+WINDOW_LO, WINDOW_HI = 10000, 19999
+_windows = []  # (low, high) handed out in this run
+
+
 def port_free(port):
+    """Nothing listens on or is bound to port (a TIME_WAIT socket does not count:
+    SO_REUSEADDR, as relayd's listeners have it)."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((HOST, port))
         except OSError:
@@ -189,11 +208,19 @@ def port_free(port):
         return True
 
 
-def free_window(size=50, start=24000, stop=32000):
-    for low in range(start, stop, size):
-        if all(port_free(p) for p in range(low, low + size)):
-            return low, low + size - 1
-    raise BenchError(f"no free window of {size} ports in {start}-{stop}")
+def free_window(size=50, lo=WINDOW_LO, hi=WINDOW_HI):
+    """A window of size ports in lo..hi that all look free, overlapping no window
+    handed out earlier in this run; random, so that two benches at once rarely meet."""
+    rnd = random.SystemRandom()
+    for _ in range(200):
+        low = rnd.randrange(lo, hi - size + 2)
+        high = low + size - 1
+        if any(a <= high and low <= b for a, b in _windows):
+            continue
+        if all(port_free(p) for p in range(low, high + 1)):
+            _windows.append((low, high))
+            return low, high
+    raise BenchError(f"no free window of {size} ports in {lo}-{hi}")
 
 
 def listening(port):
@@ -214,6 +241,22 @@ def listening(port):
         except OSError:
             pass
     return False
+
+
+def accepts(port, deadline):
+    """Connects to port until a handshake completes (then closes); returns how many
+    attempts were refused first."""
+    refused = 0
+    while True:
+        with socket.socket() as s:
+            s.settimeout(2)
+            err = s.connect_ex((HOST, port))
+        if err == 0:
+            return refused
+        refused += 1
+        if time.monotonic() > deadline:
+            raise BenchError(f"port {port}: no connection accepted ({os.strerror(err)})")
+        time.sleep(0.0005)
 
 
 # ---------------------------------------------------------------- iperf3
@@ -334,16 +377,22 @@ def setup_ssh(procs, tmp):
 
 
 class Nave:
-    def __init__(self, procs, tmp, build):
-        self.procs, self.build = procs, build
-        self.d = tmp / "nave"
-        self.d.mkdir()
-        self.ini = self.d / "server.ini"
-        self.cini = self.d / "client.ini"
+    """One nave stack: controld, relayd and a registered, online client, under tmp/TAG.
+    The memory test's stack (tag "nave") keeps relayd's default steering; the
+    connection-rate stacks name theirs and hold a range of RANGE_SIZE ports."""
+
+    def __init__(self, procs, tmp, build, tag="nave", steering=None, range_size=50,
+                 max_per_tunnel=None):
+        self.procs, self.build, self.tmp, self.tag = procs, build, tmp, tag
+        self.steering, self.range_size, self.max_per_tunnel = steering, range_size, max_per_tunnel
         self.relayd = self.client = None
+        self.attempts = 0
 
     def bin(self, name):
         return self.build / name
+
+    def pname(self, role):
+        return f"{self.tag}-{role}"  # nave-controld, nave-relayd, nave-client, nave-bpf-relayd, ...
 
     def ctl(self, *args, timeout=30):
         return run([self.bin("navectl"), "--config", self.ini, *args], timeout=timeout)
@@ -363,14 +412,37 @@ class Nave:
         except ValueError:
             return {}
 
-    def setup(self):
+    def setup(self, tries=3):
+        """setup_once, again on a fresh window when relayd does not come up (another
+        relayd may steer an overlapping range: a BPF-steered range binds no port)."""
         for b in ("nave-controld", "nave-relayd", "navectl", "nave"):
             if not os.access(self.bin(b), os.X_OK):
                 raise BenchError(f"{self.bin(b)} missing (make)")
+        while True:
+            self.attempts += 1
+            try:
+                return self.setup_once()
+            except BenchError as e:
+                relayd_died = self.relayd is not None and self.relayd.poll() is not None
+                if not relayd_died or self.attempts >= tries:
+                    raise
+                log(f"{self.tag}: relayd did not start on {self.range} ({str(e).splitlines()[0]});"
+                    " another window")
+                for role in ("client", "relayd", "controld"):
+                    self.procs.stop_named(self.pname(role))
+                self.relayd = self.client = None
+
+    def setup_once(self):
+        self.d = self.tmp / (self.tag if self.attempts == 1 else f"{self.tag}.{self.attempts}")
+        self.d.mkdir()
+        self.ini = self.d / "server.ini"
+        self.cini = self.d / "client.ini"
         https, http = free_port(), free_port()
-        low, high = free_window()
-        self.https, self.range = https, f"{low}-{high}"
-        run_dir = self.d / "run"
+        low, high = free_window(self.range_size)
+        self.https, self.range, self.low, self.high = https, f"{low}-{high}", low, high
+        self.run_dir = run_dir = self.d / "run"
+        self.sock = run_dir / "control.sock"
+        # one section of each name: the server refuses a repeated one
         self.ini.write_text(
             "[server]\n"
             f"state_dir = {self.d}/var\n"
@@ -382,8 +454,9 @@ class Nave:
             f"address = {HOST}\n"
             "[ports]\n"
             f"range = {low}-{high}\n"
+            + (f"max_per_tunnel = {self.max_per_tunnel}\n" if self.max_per_tunnel else "")
             # every connection of the memory test comes from 127.0.0.1
-            f"max_conns_per_source = {max(256, 2 * CONNS)}\n"
+            + f"max_conns_per_source = {max(256, 2 * CONNS)}\n"
             # a benchmark leaves the machine's reserved ports alone
             "reserve = off\n"
             "[tunnel]\n"
@@ -391,31 +464,32 @@ class Nave:
             f"max_links = {max(1024, 2 * CONNS)}\n"
             "[datapath]\n"
             f"ktls = {KTLS}\n"
+            + (f"steering = {self.steering}\n" if self.steering else "")
         )
         run([self.bin("nave-controld"), "--check", "--config", self.ini])
-        controld = self.procs.start(
-            "nave-controld", [self.bin("nave-controld"), "--config", self.ini], cwd=self.d
+        self.controld = controld = self.procs.start(
+            self.pname("controld"), [self.bin("nave-controld"), "--config", self.ini], cwd=self.d
         )
         wait_until(
             "controld's control.sock",
-            lambda: controld.poll() is not None or (run_dir / "control.sock").exists(),
+            lambda: controld.poll() is not None or self.sock.exists(),
             15,
         )
-        self.procs.check_alive("nave-controld")
+        self.procs.check_alive(self.pname("controld"))
         self.relayd = self.procs.start(
-            "nave-relayd", [self.bin("nave-relayd"), "--config", self.ini], cwd=self.d
+            self.pname("relayd"), [self.bin("nave-relayd"), "--config", self.ini], cwd=self.d
         )
 
         def relay_up():
-            self.procs.check_alive("nave-relayd")
-            self.procs.check_alive("nave-controld")
+            self.procs.check_alive(self.pname("relayd"))
+            self.procs.check_alive(self.pname("controld"))
             try:
                 st = self.status()
             except BenchError:
                 return None
             return st if st.get("relay", {}).get("connected") else None
 
-        st = wait_until("relayd connected to controld", relay_up, 20, 0.1)
+        st = wait_until(f"{self.tag}: relayd connected to controld", relay_up, 20, 0.1)
         self.server_status = st
         wait_until("relayd listening on https", lambda: listening(https), 10)
         token = self.ctl("registration", "create").stdout.splitlines()[0].strip()
@@ -432,14 +506,14 @@ class Nave:
                   f"ktls = {KTLS}"]
         self.cini.write_text("\n".join(lines) + "\n")
         self.client = self.procs.start(
-            "nave-client", [self.bin("nave"), "start", "--config", self.cini], cwd=self.d
+            self.pname("client"), [self.bin("nave"), "start", "--config", self.cini], cwd=self.d
         )
 
         def online():
-            self.procs.check_alive("nave-client")
+            self.procs.check_alive(self.pname("client"))
             return self.client_status().get("state") == "online"
 
-        wait_until("nave client online", online, 20, 0.1)
+        wait_until(f"{self.tag}: nave client online", online, 20, 0.1)
         self.client_status_online = self.client_status()
 
     def add_tcp(self, to_port):
@@ -448,7 +522,13 @@ class Nave:
             port = int(out.split()[-1])
         except (ValueError, IndexError):
             raise BenchError(f"nave tunnel tcp add printed {out!r}, expected a port")
-        wait_until(f"public port {port} listening", lambda: listening(port), 10)
+        if (self.server_status.get("relay") or {}).get("steering") == "bpf":
+            # nothing listens on the port itself (sk_lookup steers its SYNs to the
+            # range's listeners): wait until it accepts (the service sees one empty
+            # connection; iperf3 -s shrugs it off)
+            accepts(port, time.monotonic() + 10)
+        else:
+            wait_until(f"public port {port} listening", lambda: listening(port), 10)
         return port
 
 
