@@ -46,8 +46,8 @@ ENGINE := datapath/worker.c datapath/stream.c datapath/relay.c datapath/dial.c \
 
 # BPF programs (bpf/NAME.bpf.c): clang -target bpf with BTF, then a libbpf skeleton
 # ($(B)/bpf/NAME.skel.h) that the loaders (BPF_SRC) include. Nothing shells out at run time.
-BPF_PROGS := sk_lookup reuseport
-BPF_SRC := bpf/steer.c
+BPF_PROGS := sk_lookup reuseport xdp
+BPF_SRC := bpf/steer.c bpf/xdp.c
 BPF_SKELS := $(patsubst %,$(B)/bpf/%.skel.h,$(BPF_PROGS))
 BPF_LIBS := -lbpf -lelf -lz -lnl-route-3 -lnl-3
 BPF_CLANG ?= clang
@@ -120,21 +120,34 @@ $(B)/tests/%: tests/unit/%.c $(call obj,$(COMMON) $(CFG) $(TLS) ctl/store.c)
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -Wno-missing-prototypes -o $@ $^ $(LDFLAGS) $(UNIT_LIBS)
 
+# The XDP filter's test driver (tests/xdp/): the loader without relayd, for test_xdp.py.
+$(B)/tests/xdp_probe: tests/xdp/xdp_probe.c $(call obj,bpf/xdp.c common/cidr.c common/log.c common/util.c)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(BPF_LIBS)
+
 unit: $(UNIT_BIN)
 	$(Q)set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
 
-integration: all
-	$(Q)NAVE_BUILD=$(CURDIR)/$(B) /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration
+# STEERING=bpf|listeners: [datapath] steering of every test server (default: auto)
+STEERING ?= $(NAVE_STEERING)
+integration: all $(B)/tests/xdp_probe
+	$(Q)NAVE_STEERING=$(STEERING) NAVE_BUILD=$(CURDIR)/$(B) /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration
 
 # The kTLS suite inside a QEMU guest with Debian's kernel (tests/ktls/README.md).
 # KTLS: the ktls mode of both ends (default on; NAVE_KTLS works too). A machine
 # that cannot run the guest skips it with the reason (guest.sh exit 77).
 KTLS ?= $(or $(NAVE_KTLS),on)
 KTLS_TIMEOUT ?= 600
-ktls-test: all $(B)/tests/test_ktls
+# The guest runs the BPF suites too: Debian 12's 6.1 kernel must load and run
+# the steering and XDP programs as the host's does.
+GUEST_BPF_TESTS := tests/integration/test_steering.py tests/integration/test_xdp.py \
+		   tests/integration/test_firewall.py
+ktls-test: all $(B)/tests/test_ktls $(B)/tests/xdp_probe
 	$(Q)rc=0; NAVE_KTLS=$(KTLS) NAVE_BUILD=$(CURDIR)/$(B) ./tests/ktls/guest.sh \
 		--timeout $(KTLS_TIMEOUT) sh -c '$(B)/tests/test_ktls && \
-		/usr/bin/python3 -m pytest -q -s -p no:cacheprovider -rs tests/ktls/' || rc=$$?; \
+		/usr/bin/python3 -m pytest -q -s -p no:cacheprovider -rs tests/ktls/ && \
+		/usr/bin/python3 -m pytest -q -p no:cacheprovider -rs $(GUEST_BPF_TESTS)' || rc=$$?; \
 	if [ $$rc = 77 ]; then echo "ktls-test: SKIPPED (the reason is above)"; exit 0; fi; \
 	exit $$rc
 

@@ -2,8 +2,9 @@
 /*
  * Port steering (BPF_PROG_TYPE_SK_LOOKUP, attached to relayd's network
  * namespace): a SYN to a port of [ports] range on relayd's address goes to
- * relayd's one range listener group when the port is allocated, and is
- * refused by the kernel (RST) when it is not. Everything else is untouched.
+ * relayd's one range listener group when the port is allocated; when it is
+ * not, nothing listens there and the kernel answers with a RST. Everything
+ * else is untouched.
  * The group's own picker (reuseport.bpf.c) then chooses the worker.
  */
 #include <linux/bpf.h>
@@ -41,7 +42,7 @@ struct {
 	__uint(max_entries, NAVE_WORKERS_MAX);
 } listeners SEC(".maps");
 
-/* [0] refused (unallocated), [1] steered, [2] no listener to steer to */
+/* [0] unallocated (left to the kernel: RST), [1] steered, [2] no listener to steer to */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__type(key, __u32);
@@ -91,8 +92,14 @@ int nave_steer(struct bpf_sk_lookup *ctx)
 	port = (__u16)ctx->local_port;
 	p = bpf_map_lookup_elem(&ports, &port);
 	if (!p || !(p->flags & NAVE_PORT_OPEN)) {
+		/*
+		 * Not ours: the ordinary lookup goes on and, as nothing listens on a
+		 * port of the reserved range, the kernel answers the SYN with a RST.
+		 * SK_DROP would do the same here but would also veto every other
+		 * program and socket of this namespace on that port.
+		 */
 		count(0);
-		return SK_DROP;
+		return SK_PASS;
 	}
 	/* any listener of the group: the group's picker chooses the worker */
 	sk = bpf_map_lookup_elem(&listeners, &zero);

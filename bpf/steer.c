@@ -8,6 +8,8 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,7 +43,7 @@ static int libbpf_to_log(enum libbpf_print_level level, const char *fmt, va_list
 	while (n && line[n - 1] == '\n')
 		line[--n] = '\0';
 	if (n)
-		log_debug("libbpf: %s", line);
+		log_debug("%s", line); /* libbpf says "libbpf: " itself */
 	return 0;
 }
 
@@ -76,6 +78,97 @@ static void why_errno(char *why, size_t whylen, const char *what, int err)
 		snprintf(why, whylen, "%s: %s", what, strerror(err));
 }
 
+/*
+ * The rodata of an sk_lookup program of ours already attached to netns, read
+ * through its map: 1 when found (in *out), 0 when prog is not ours.
+ */
+static int peer_rodata(int prog_fd, struct nave_sk_lookup__rodata *out)
+{
+	struct bpf_prog_info pi;
+	__u32 ids[16], len = sizeof(pi);
+	int found = 0;
+
+	memset(&pi, 0, sizeof(pi));
+	pi.nr_map_ids = 16;
+	pi.map_ids = (__u64)(uintptr_t)ids;
+	if (bpf_obj_get_info_by_fd(prog_fd, &pi, &len) < 0 || strcmp(pi.name, "nave_steer"))
+		return 0;
+	for (__u32 i = 0; i < pi.nr_map_ids && i < 16 && !found; i++) {
+		struct bpf_map_info mi;
+		__u32 ml = sizeof(mi), key = 0;
+		int fd = bpf_map_get_fd_by_id(ids[i]);
+
+		if (fd < 0)
+			continue;
+		memset(&mi, 0, sizeof(mi));
+		if (bpf_obj_get_info_by_fd(fd, &mi, &ml) == 0 && strstr(mi.name, ".rodata") &&
+		    mi.value_size == sizeof(*out) && bpf_map_lookup_elem(fd, &key, out) == 0)
+			found = 1;
+		close(fd);
+	}
+	return found;
+}
+
+static void cfg_rodata(const struct steer_cfg *c, struct nave_sk_lookup__rodata *r)
+{
+	memset(r, 0, sizeof(*r));
+	r->port_min = c->port_min;
+	r->port_max = c->port_max;
+	if (c->addr->sa_family == AF_INET) {
+		const struct sockaddr_in *a = (const struct sockaddr_in *)c->addr;
+
+		r->family = AF_INET;
+		r->addr4 = a->sin_addr.s_addr;
+		r->any_addr = a->sin_addr.s_addr == htonl(INADDR_ANY);
+	} else {
+		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)c->addr;
+
+		r->family = AF_INET6;
+		memcpy(r->addr6, &a->sin6_addr, 16);
+		r->any_addr = IN6_IS_ADDR_UNSPECIFIED(&a->sin6_addr);
+		/* relayd's [::] listeners take IPv4 too (bindv6only is off for them) */
+		r->dual_stack = r->any_addr;
+	}
+}
+
+int steer_check_others(const struct steer_cfg *c, char *why, size_t whylen)
+{
+	struct nave_sk_lookup__rodata me;
+	__u32 ids[64], cnt = 64;
+	int ns;
+
+	cfg_rodata(c, &me);
+	ns = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+	if (ns < 0)
+		return 0;
+	if (bpf_prog_query(ns, BPF_SK_LOOKUP, 0, NULL, ids, &cnt) < 0)
+		cnt = 0; /* nothing attached, or no right to look */
+	close(ns);
+	for (__u32 i = 0; i < cnt && i < 64; i++) {
+		struct nave_sk_lookup__rodata o;
+		int fd = bpf_prog_get_fd_by_id(ids[i]);
+		bool clash;
+
+		if (fd < 0)
+			continue;
+		clash = peer_rodata(fd, &o) && o.port_min <= me.port_max &&
+			me.port_min <= o.port_max &&
+			(o.any_addr || me.any_addr ||
+			 (o.family == me.family && o.addr4 == me.addr4 &&
+			  !memcmp(o.addr6, me.addr6, sizeof(o.addr6))));
+		close(fd);
+		if (clash) {
+			snprintf(
+			    why, whylen,
+			    "another nave-relayd already steers ports %u-%u on an address that "
+			    "overlaps ours (BPF program id %u)",
+			    o.port_min, o.port_max, ids[i]);
+			return -EADDRINUSE;
+		}
+	}
+	return 0;
+}
+
 int steer_open(struct steer **out, const struct steer_cfg *c, char *why, size_t whylen)
 {
 	struct steer *s = calloc(1, sizeof(*s));
@@ -99,23 +192,7 @@ int steer_open(struct steer **out, const struct steer_cfg *c, char *why, size_t 
 		why_errno(why, whylen, "steering: opening the BPF objects", errno);
 		goto fail;
 	}
-	s->lk->rodata->port_min = c->port_min;
-	s->lk->rodata->port_max = c->port_max;
-	if (c->addr->sa_family == AF_INET) {
-		const struct sockaddr_in *a = (const struct sockaddr_in *)c->addr;
-
-		s->lk->rodata->family = AF_INET;
-		s->lk->rodata->addr4 = a->sin_addr.s_addr;
-		s->lk->rodata->any_addr = a->sin_addr.s_addr == htonl(INADDR_ANY);
-	} else {
-		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)c->addr;
-
-		s->lk->rodata->family = AF_INET6;
-		memcpy(s->lk->rodata->addr6, &a->sin6_addr, 16);
-		s->lk->rodata->any_addr = IN6_IS_ADDR_UNSPECIFIED(&a->sin6_addr);
-		/* relayd's [::] listeners take IPv4 too (bindv6only is off for them) */
-		s->lk->rodata->dual_stack = s->lk->rodata->any_addr;
-	}
+	cfg_rodata(c, s->lk->rodata);
 	bpf_map__set_max_entries(s->lk->maps.ports, (uint32_t)(c->port_max - c->port_min) + 1);
 	r = nave_sk_lookup__load(s->lk);
 	if (r < 0) {

@@ -36,6 +36,12 @@ int steer_attach(struct steer *s, const int *fds, unsigned n, char *why, size_t 
 int steer_ports_fd(const struct steer *s); /* the ports map (key __u16, struct nave_port) */
 void steer_stats(struct steer *s, struct steer_stats *st);
 void steer_free(struct steer *s);
+/*
+ * -EADDRINUSE with why when another nave-relayd's sk_lookup in this network
+ * namespace steers a range and address that overlap c's (it would take their
+ * connections whatever our mode); 0 otherwise, or when we may not look.
+ */
+int steer_check_others(const struct steer_cfg *c, char *why, size_t whylen);
 
 /* libbpf's own messages go to nave's log at debug level (the verifier log among them) */
 void nave_bpf_log_init(void);

@@ -43,6 +43,8 @@ const char *xdp_fw_mode(const struct xdp_fw *x);
 const char *xdp_fw_ifname(const struct xdp_fw *x);
 /* the ports map (shared or its own): relayd writes it on allocation and release */
 int xdp_fw_ports_fd(const struct xdp_fw *x);
+/* the loaded program (tests run it on packets of their own: BPF_PROG_TEST_RUN) */
+int xdp_fw_prog_fd(const struct xdp_fw *x);
 /* replace both lists (the tries hold exactly these afterwards); 0 or -errno */
 int xdp_fw_set_lists(struct xdp_fw *x, const struct cidr_table *t);
 void xdp_fw_stats(struct xdp_fw *x, struct xdp_fw_stats *s);

@@ -420,6 +420,32 @@ static int attach_picker(int fd, unsigned n)
 		   : 0;
 }
 
+int sock_probe_bind(const struct sockaddr *sa, socklen_t len, char *err, size_t errlen)
+{
+	int one = 1, fd, ret = 0;
+
+	fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "socket: %s", strerror(errno));
+		return ret;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, sa, len) < 0) {
+		ret = -errno;
+		if (errno == EADDRINUSE) {
+			in_use(sa, NULL, 0, false, err, errlen);
+		} else {
+			char a[SOCK_ADDR_STRLEN];
+
+			sock_addr_str(sa, a, sizeof(a));
+			snprintf(err, errlen, "%s: %s", a, strerror(errno));
+		}
+	}
+	close(fd);
+	return ret;
+}
+
 static uint16_t sock_port(const struct sockaddr *sa)
 {
 	if (sa->sa_family == AF_INET)

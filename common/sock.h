@@ -43,6 +43,11 @@ void sock_addr_str(const struct sockaddr *sa, char *out, size_t len);
  * "127.0.0.1:8443 is in use", with name_holder "... by nave-relayd (pid
  * 1234)" (a scan of /proc: not for what a peer can ask for over and over).
  */
+/*
+ * 0 when nothing else holds sa (a bind probe, closed at once), or -errno with
+ * the same reason sock_listen_group gives ("127.0.0.1:22001 is in use").
+ */
+int sock_probe_bind(const struct sockaddr *sa, socklen_t len, char *err, size_t errlen);
 int sock_listen_group(const struct sockaddr *sa, socklen_t len, unsigned n, int backlog,
 		      bool name_holder, int *fds, char *err, size_t errlen);
 

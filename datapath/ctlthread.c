@@ -475,6 +475,15 @@ static int port_listen(struct ctlthread *ct, uint16_t port, const char *tid, cha
 	if (ct->listening[port - ct->cfg.port_min])
 		return 0;
 	if (kern_steering(ct->kern)) {
+		/* someone else listening there (another edge, any service) keeps it, as
+		 * a failed bind would in listeners mode */
+		r = engine_resolve(ct->cfg.address, port, &ss, &sl);
+		if (r < 0)
+			snprintf(why, whylen, "cannot resolve %.64s", ct->cfg.address);
+		else
+			r = sock_probe_bind((struct sockaddr *)&ss, sl, why, whylen);
+		if (r < 0)
+			return r;
 		/* the range group takes it: one map entry, no socket */
 		r = kern_port_set(ct->kern, port, name_hash(tid));
 		if (r < 0) {

@@ -15,6 +15,7 @@
 #include "sock.h"
 #include "steer.h"
 #include "util.h"
+#include "xdp.h"
 
 struct kern {
 	uint16_t port_min, port_max;
@@ -25,13 +26,23 @@ struct kern {
 	int ports_fd;	     /* the ports map, -1 without BPF */
 	unsigned nports;     /* entries in it */
 	uint8_t *held;	     /* the mirror: one byte per port of the range */
-	char why[256];	     /* why auto fell back to listeners */
+	struct xdp_fw *xdp;  /* NULL: [xdp] interface is empty */
+	unsigned syn_rate;
+	struct cidr_table *fw; /* the lists last pushed (one reference) */
+	char why[256];	       /* why auto fell back to listeners */
 };
 
 int kern_open(struct kern **out, const struct cfg_server *cfg, unsigned workers,
 	      const struct sockaddr *addr, socklen_t addrlen, char *why, size_t whylen)
 {
 	struct kern *k = calloc(1, sizeof(*k));
+	struct steer_cfg sc = {
+	    .port_min = cfg->port_min,
+	    .port_max = cfg->port_max,
+	    .addr = addr,
+	    .addrlen = addrlen,
+	    .workers = workers,
+	};
 	int r;
 
 	*out = NULL;
@@ -47,15 +58,13 @@ int kern_open(struct kern **out, const struct cfg_server *cfg, unsigned workers,
 	k->addrlen = addrlen;
 	k->ports_fd = -1;
 	nave_bpf_log_init();
+	/* whatever our mode: another relayd's sk_lookup would take our ports */
+	r = steer_check_others(&sc, why, whylen);
+	if (r < 0) {
+		kern_free(k);
+		return r;
+	}
 	if (cfg->steering != CFG_STEER_LISTENERS) {
-		struct steer_cfg sc = {
-		    .port_min = cfg->port_min,
-		    .port_max = cfg->port_max,
-		    .addr = addr,
-		    .addrlen = addrlen,
-		    .workers = workers,
-		};
-
 		r = steer_open(&k->steer, &sc, k->why, sizeof(k->why));
 		if (r < 0 && cfg->steering == CFG_STEER_BPF) {
 			snprintf(why, whylen, "[datapath] steering = bpf: %s", k->why);
@@ -69,6 +78,34 @@ int kern_open(struct kern **out, const struct cfg_server *cfg, unsigned workers,
 		else
 			k->ports_fd = steer_ports_fd(k->steer);
 	}
+	if (cfg->xdp_interface[0]) {
+		struct xdp_fw_cfg xc = {
+		    .ifname = cfg->xdp_interface,
+		    .mode = XDP_FW_AUTO,
+		    .port_min = cfg->port_min,
+		    .port_max = cfg->port_max,
+		    .syn_rate = cfg->syn_rate,
+		    .ports_fd = k->ports_fd, /* sk_lookup's map: one source of truth */
+		};
+
+		/* relayd's own listeners are guarded too (sources, SYN rate) */
+		xc.svc_ports[0] = cfg->tunnel_port ? cfg->tunnel_port : cfg->https_port;
+		xc.svc_ports[1] = cfg->https_port;
+		xc.svc_ports[2] = cfg->http_port;
+		r = xdp_fw_open(&k->xdp, &xc, why, whylen);
+		if (r < 0) {
+			char w[256];
+
+			snprintf(w, sizeof(w), "%s", why);
+			snprintf(why, whylen, "[xdp] interface = %s: %s", cfg->xdp_interface, w);
+			kern_free(k);
+			return r;
+		}
+		k->ports_fd = xdp_fw_ports_fd(k->xdp);
+		k->syn_rate = cfg->syn_rate;
+		log_info("xdp: filter attached to %s (%s mode), SYN rate %s", cfg->xdp_interface,
+			 xdp_fw_mode(k->xdp), cfg->syn_rate ? "limited" : "unlimited");
+	}
 	*out = k;
 	return 0;
 }
@@ -77,7 +114,9 @@ void kern_free(struct kern *k)
 {
 	if (!k)
 		return;
+	xdp_fw_free(k->xdp);
 	steer_free(k->steer);
+	cidr_table_put(k->fw);
 	free(k->held);
 	free(k);
 }
@@ -144,21 +183,53 @@ void kern_port_del(struct kern *k, uint16_t port)
 	if (*h)
 		k->nports--;
 	*h = 0;
+	if (k->xdp)
+		xdp_fw_port_reset(k->xdp, port);
 }
 
-void kern_firewall(struct kern *k, const struct cidr_table *t)
+void kern_firewall(struct kern *k, struct cidr_table *t)
 {
-	(void)k;
-	(void)t;
+	int r;
+
+	if (!k) {
+		cidr_table_put(t);
+		return;
+	}
+	cidr_table_put(k->fw);
+	k->fw = t;
+	if (k->xdp && (r = xdp_fw_set_lists(k->xdp, t)) < 0)
+		log_warn("xdp: the firewall lists did not all reach the filter: %s (relayd still "
+			 "refuses those sources at accept)",
+			 strerror(-r));
 }
 
 int kern_watch_fd(const struct kern *k)
 {
-	return -1;
+	return k && k->xdp ? xdp_fw_watch_fd(k->xdp) : -1;
 }
 
 void kern_watch(struct kern *k)
 {
+	if (k && k->xdp)
+		xdp_fw_watch(k->xdp);
+}
+
+static json_t *port_counters(struct kern *k)
+{
+	json_t *o = json_object();
+	size_t n = (size_t)k->port_max - k->port_min + 1;
+
+	for (size_t i = 0; o && i < n; i++) {
+		uint64_t pk, by;
+		char key[8];
+
+		if (!k->held[i] ||
+		    !xdp_fw_port_count(k->xdp, (uint16_t)(k->port_min + i), &pk, &by))
+			continue;
+		snprintf(key, sizeof(key), "%u", (unsigned)(k->port_min + i));
+		json_object_set_new(o, key, json_pack("[I, I]", (json_int_t)pk, (json_int_t)by));
+	}
+	return o;
 }
 
 void kern_stats(struct kern *k, json_t *o, unsigned listeners)
@@ -167,7 +238,8 @@ void kern_stats(struct kern *k, json_t *o, unsigned listeners)
 	json_object_set_new(o, "listeners", json_integer(listeners));
 	if (k && k->ports_fd >= 0) {
 		json_t *m = json_pack("{s:I, s:I, s:I}", "ports", (json_int_t)k->nports, "deny",
-				      (json_int_t)0, "allow", (json_int_t)0);
+				      (json_int_t)(k->xdp && k->fw ? k->fw->ndeny : 0), "allow",
+				      (json_int_t)(k->xdp && k->fw ? k->fw->nallow : 0));
 
 		if (k->steer) {
 			struct steer_stats st;
@@ -184,5 +256,21 @@ void kern_stats(struct kern *k, json_t *o, unsigned listeners)
 	} else {
 		json_object_set_new(o, "maps", json_null());
 	}
-	json_object_set_new(o, "xdp", json_null());
+	if (k && k->xdp) {
+		struct xdp_fw_stats xs;
+
+		xdp_fw_stats(k->xdp, &xs);
+		json_object_set_new(
+		    o, "xdp",
+		    json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I}", "interface",
+			      xdp_fw_ifname(k->xdp), "mode", xdp_fw_mode(k->xdp), "syn_rate",
+			      (json_int_t)k->syn_rate, "pass", (json_int_t)xs.ctr[NAVE_XDP_PASS],
+			      "deny", (json_int_t)xs.ctr[NAVE_XDP_DENY], "not_allowed",
+			      (json_int_t)xs.ctr[NAVE_XDP_NOT_ALLOWED], "unallocated",
+			      (json_int_t)xs.ctr[NAVE_XDP_UNALLOCATED], "syn_rate_drops",
+			      (json_int_t)xs.ctr[NAVE_XDP_SYN_RATE]));
+		json_object_set_new(o, "port_counters", port_counters(k));
+	} else {
+		json_object_set_new(o, "xdp", json_null());
+	}
 }

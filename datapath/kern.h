@@ -38,7 +38,7 @@ int kern_range_listen(struct kern *k, int *fds, char *why, size_t whylen);
 int kern_port_set(struct kern *k, uint16_t port, uint32_t tunnel);
 void kern_port_del(struct kern *k, uint16_t port);
 /* the firewall lists into XDP (when attached); relayd's own check is the workers' */
-void kern_firewall(struct kern *k, const struct cidr_table *t);
+void kern_firewall(struct kern *k, struct cidr_table *t); /* takes one reference of t */
 /* the interface watch (XDP): fd to poll, -1 without XDP */
 int kern_watch_fd(const struct kern *k);
 void kern_watch(struct kern *k);

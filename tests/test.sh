@@ -3,7 +3,9 @@
 # The whole test suite, as `make test` runs it after `make deps` (and CI runs
 # `make test` through .ci/run): the normal build with its unit and pytest
 # integration tests, the same again in the ASan+UBSan build (build-san/), then
-# every libFuzzer target for FUZZ_SECONDS each (tests/fuzz/run.sh). Each stage
+# every libFuzzer target for FUZZ_SECONDS each (tests/fuzz/run.sh). The
+# normal build runs the integration suite twice, once per [datapath] steering
+# mode (bpf and listeners). Each stage
 # prints a banner; the first failing stage stops the run with a non-zero exit
 # and the summary line says which. NAVE_TEST_QUICK=1 skips the sanitizer
 # integration stage, the slowest one, for local iteration; CI never sets it.
@@ -32,7 +34,7 @@ fi
 # off runs the same suite over userspace TLS and skips the kTLS counters).
 KTLS_MODE=${NAVE_TEST_KTLS:-on}
 
-TOTAL=10
+TOTAL=11
 passed=0
 failed=0
 skipped=0
@@ -110,7 +112,10 @@ ktls_stage()
 stage "lint" make lint
 stage "build" make -j2
 stage "unit" make unit
-stage "integration" make integration
+# The whole integration suite once per steering mode (bpf/README.md); the
+# sanitizer build runs it once, with the default (auto: bpf as root).
+stage "integration (steering = bpf)" make integration STEERING=bpf
+stage "integration (steering = listeners)" make integration STEERING=listeners
 ktls_stage
 stage "build (SAN)" make -j2 SAN=1
 stage "unit (SAN)" env ASAN_OPTIONS="$SAN_ASAN" UBSAN_OPTIONS="$SAN_UBSAN" make SAN=1 unit

@@ -103,13 +103,21 @@ def port_is_free(port):
         s.close()
 
 
+_windows = []  # handed out by port_window in this run
+
+
 def port_window(size=50, lo=23000, hi=29999):
-    """A random window of `size` ports inside lo..hi that all look free."""
+    """A random window of `size` ports inside lo..hi that all look free and
+    overlap no window handed out recently (steering = bpf binds none of them)."""
     rnd = random.SystemRandom()
     for _ in range(200):
         start = rnd.randrange(lo, hi - size + 2)
+        end = start + size - 1
+        if any(a <= end and start <= b for a, b in _windows[-20:]):
+            continue
         if all(port_is_free(p) for p in range(start, start + size)):
-            return start, start + size - 1
+            _windows.append((start, end))
+            return start, end
     raise Failure(f"no free {size}-port window in {lo}-{hi}")
 
 
@@ -803,10 +811,11 @@ def connect(port, timeout=IO_TIMEOUT):
     return s
 
 
-def exchange(port, n, midway=None):
+def exchange(port, n, midway=None, sock=None):
     """One connection through the tunnel against h_exchange: n bytes each way,
-    both directions checked with SHA-256."""
-    with connect(port) as s:
+    both directions checked with SHA-256. sock: an already connected socket
+    to use instead of connecting to 127.0.0.1:port."""
+    with (sock or connect(port)) as s:
         s.sendall(struct.pack(">Q", n))
         mine = hashlib.sha256()
         send_random(s, n, mine, midway)

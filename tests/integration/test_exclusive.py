@@ -51,6 +51,16 @@ def test_public_port_is_not_shared(server, make_client, services, tmp_path, proc
     client, port = nt.working_tunnel(make_client, services)
     other = nt.Server(tmp_path, procs, port_range=(server.port_min, server.port_max),
                       name="second")
+    if server.navectl("status", json=True)["relay"]["steering"] == "bpf":
+        # no port of the range is bound: the second relayd finds the first one's
+        # sk_lookup program instead, and is refused at start
+        other.start_controld()
+        other.relayd.start()
+        assert other.relayd.wait(nt.START_TIMEOUT) == 1, other.relayd.output()
+        assert "another nave-relayd already steers ports" in other.relayd.output()
+        for _ in range(20):
+            nt.exchange(port, 4 * KiB)
+        return
     other.start()
     c2 = nt.Client(other, tmp_path, procs, "c2")
     c2.configure()
