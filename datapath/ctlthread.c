@@ -87,6 +87,9 @@ struct ctlthread {
 	char fingerprint[128];
 	char ktls[64], steering[64];
 	struct kern *kern; /* steering and XDP (kern.h); relayd owns it */
+	/* a firewall push arriving in pieces */
+	struct cidr *fw_deny, *fw_allow;
+	unsigned fw_ndeny, fw_nallow;
 	/* registry */
 	pthread_mutex_t lock;
 	struct rtun *tunnels[256];
@@ -264,6 +267,14 @@ static void tunnel_reply(struct ctlthread *ct, struct rtun *rt, json_t *obj)
 
 /* ---------- controld connection ---------- */
 
+static void fw_pieces_drop(struct ctlthread *ct)
+{
+	free(ct->fw_deny);
+	free(ct->fw_allow);
+	ct->fw_deny = ct->fw_allow = NULL;
+	ct->fw_ndeny = ct->fw_nallow = 0;
+}
+
 static void cd_disconnect(struct ctlthread *ct, const char *why);
 
 /* Queues a message for controld (nothing when it is away: state is resent on hello). */
@@ -382,6 +393,7 @@ static void cd_disconnect(struct ctlthread *ct, const char *why)
 	if (ct->fd < 0)
 		return;
 	log_warn("lost nave-controld (%s); forwarding continues, reconnecting", why);
+	fw_pieces_drop(ct);
 	close(ct->fd);
 	ct->fd = -1;
 	ct->next_connect = now_ms() + 500;
@@ -700,50 +712,62 @@ static void on_port_grant(struct ctlthread *ct, struct req *r, json_t *m)
 				       (json_int_t)port));
 }
 
-/* CTL_FIREWALL: the whole lists; a malformed push changes nothing. */
+/* Appends one list of a push to *c; false when malformed or over CIDR_LIST_MAX. */
+static bool fw_append(json_t *list, struct cidr **c, unsigned *n)
+{
+	size_t i, add = json_array_size(list);
+	struct cidr *grown;
+	char why[160];
+	json_t *v;
+
+	if (!json_is_array(list) || add > CIDR_LIST_MAX || *n + add > CIDR_LIST_MAX)
+		return false;
+	grown = realloc(*c, (*n + add + 1) * sizeof(**c));
+	if (!grown)
+		return false;
+	*c = grown;
+	json_array_foreach(list, i, v)
+	{
+		if (!json_is_string(v) ||
+		    cidr_parse(json_string_value(v), &(*c)[*n], why, sizeof(why)) < 0)
+			return false;
+		(*n)++;
+	}
+	return true;
+}
+
+/*
+ * CTL_FIREWALL: the whole lists, in pieces when they do not fit one message
+ * ("more": true on all but the last); applied when the last arrives. A
+ * malformed push changes nothing.
+ */
 static void on_firewall(struct ctlthread *ct, json_t *m)
 {
-	json_t *lists[2] = {json_object_get(m, "deny"), json_object_get(m, "allow")};
-	struct cidr *c[2] = {NULL, NULL};
-	unsigned n[2] = {0, 0}, nw = engine_workers(ct->e);
-	struct cidr_table *t = NULL;
+	unsigned nw = engine_workers(ct->e);
+	struct cidr_table *t;
 	struct mb_msg mb;
-	char why[160];
 
-	for (int k = 0; k < 2; k++) {
-		size_t i;
-		json_t *v;
-
-		if (!json_is_array(lists[k]) || json_array_size(lists[k]) > CIDR_LIST_MAX) {
-			log_warn("firewall: malformed push from nave-controld: ignored");
-			goto out;
-		}
-		c[k] = calloc(json_array_size(lists[k]) + 1, sizeof(struct cidr));
-		if (!c[k])
-			goto out;
-		json_array_foreach(lists[k], i, v)
-		{
-			if (!json_is_string(v) ||
-			    cidr_parse(json_string_value(v), &c[k][n[k]], why, sizeof(why)) < 0) {
-				log_warn("firewall: malformed push from nave-controld: ignored");
-				goto out;
-			}
-			n[k]++;
-		}
+	if (!fw_append(json_object_get(m, "deny"), &ct->fw_deny, &ct->fw_ndeny) ||
+	    !fw_append(json_object_get(m, "allow"), &ct->fw_allow, &ct->fw_nallow)) {
+		log_warn("firewall: malformed push from nave-controld: ignored");
+		fw_pieces_drop(ct);
+		return;
 	}
+	if (json_is_true(json_object_get(m, "more")))
+		return;
 	/* one reference per worker and one for the kernel's copy */
-	t = cidr_table_new(c[0], n[0], c[1], n[1], nw + 1);
-	if (!t)
-		goto out;
-	memset(&mb, 0, sizeof(mb));
-	mb.type = MB_FIREWALL;
-	mb.fw = t;
-	engine_post(ct->e, -1, &mb);
-	kern_firewall(ct->kern, t);
-	log_info("firewall: %u deny, %u allow rule(s)", n[0], n[1]);
-out:
-	free(c[0]);
-	free(c[1]);
+	t = cidr_table_new(ct->fw_deny, ct->fw_ndeny, ct->fw_allow, ct->fw_nallow, nw + 1);
+	if (t) {
+		memset(&mb, 0, sizeof(mb));
+		mb.type = MB_FIREWALL;
+		mb.fw = t;
+		engine_post(ct->e, -1, &mb);
+		kern_firewall(ct->kern, t);
+		log_info("firewall: %u deny, %u allow rule(s)", ct->fw_ndeny, ct->fw_nallow);
+	} else {
+		log_error("firewall: out of memory: the lists are unchanged");
+	}
+	fw_pieces_drop(ct);
 }
 
 static void cd_message(struct ctlthread *ct, json_t *m)
@@ -1224,6 +1248,7 @@ void ctlthread_stop(struct ctlthread *ct)
 	}
 	msg_reader_free(&ct->mr);
 	msg_outq_free(&ct->out);
+	fw_pieces_drop(ct);
 	free(ct->route);
 	free(ct->listening);
 	if (ct->efd >= 0)

@@ -96,7 +96,7 @@ int main(int argc, char **argv)
 	const char *dirs[2];
 	struct sockaddr_storage ss;
 	socklen_t sl;
-	unsigned nworkers;
+	unsigned nworkers = 0;
 	sigset_t set;
 	int c, sig, rc = 1;
 
