@@ -864,6 +864,11 @@ def connrate_sample(binpath, port, pids):
     j["cpu_us_per_conn"] = {n: round(v * 1e6 / done, 1) if done else None for n, v in cpu.items()}
     span = m1[0] - m0[0]
     j["machine_busy"] = round(1 - (m1[1] - m0[1]) / span, 3) if span else None
+    # Busy CPU that none of the path's processes (nor the client) used: kernel threads
+    # (ksoftirqd), the harness, and whatever else runs on the machine. About a tenth on
+    # a quiet machine; much more says the sample was disturbed.
+    busy_s = (span - (m1[1] - m0[1])) / os.sysconf("SC_CLK_TCK")
+    j["cpu_not_on_path"] = round(max(0.0, 1 - sum(cpu.values()) / busy_s), 3) if busy_s > 0 else None
     # the client's share of all CPUs over the run (warm-up, measured window, drain)
     j["client_cpu_share"] = round(cpu["connrate client"] * os.sysconf("SC_CLK_TCK") / span, 3) \
         if span else None
@@ -890,6 +895,7 @@ def summarize_connrate(samples):
             "latency_us_p99": statistics.median([r["latency_us"]["p99"] for r in ok]) if ok else None,
             "client_cpu_share": statistics.median([r["client_cpu_share"] for r in ok]) if ok else None,
             "machine_busy": statistics.median([r["machine_busy"] for r in ok]) if ok else None,
+            "cpu_not_on_path": [r["cpu_not_on_path"] for r in ok],
             "cpu_us_per_conn": {
                 n: round(statistics.median(v), 1)
                 for n in (ok[0]["cpu_us_per_conn"] if ok else {})
@@ -1255,7 +1261,7 @@ def print_connrate(result):
               f" in flight from {st['source_addresses'] or 1} addresses, {st['seconds']:g} s "
               f"after {st['warmup_seconds']:g} s warm-up, {st['repeat']} samples, median")
         print(f"  {'':<15} {'conn/s':>8} {'vs direct':>10} {'vs haproxy':>11} {'p50 ms':>7} "
-              f"{'p99 ms':>7} {'failed':>7} {'client CPU':>11} {'busy':>5}   samples")
+              f"{'p99 ms':>7} {'failed':>7} {'client CPU':>11} {'busy':>5}   samples (other CPU)")
         base = cr["paths"].get("direct", {}).get("median_conns_per_s")
         hap = cr["paths"].get("haproxy", {}).get("median_conns_per_s")
         for path in CR_PATHS:
@@ -1267,7 +1273,9 @@ def print_connrate(result):
                 continue
             med = m["median_conns_per_s"]
             vd, vh = ratio(med, base), ratio(med, hap)
-            smp = " ".join("fail" if v is None else f"{v:.0f}" for v in m["samples_conns_per_s"])
+            other = iter(m["cpu_not_on_path"])
+            smp = " ".join("fail" if v is None else f"{v:.0f} ({next(other) * 100:.0f}%)"
+                           for v in m["samples_conns_per_s"])
             fails = m["failures"] + m["warmup_failures"]
             print(f"  {CR_LABELS[path]:<15} {med:>8.0f} {'-' if vd is None else f'{vd:.2f}':>10} "
                   f"{'-' if vh is None else f'{vh:.2f}':>11} {m['latency_us_p50'] / 1000:>7.2f} "
@@ -1281,7 +1289,9 @@ def print_connrate(result):
         print(f"  nave bpf / HAProxy {fmt(r['nave-bpf/haproxy'])}, nave listeners / HAProxy "
               f"{fmt(r['nave-listeners/haproxy'])}, nave bpf / nave listeners "
               f"{fmt(r['nave-bpf/nave-listeners'])}")
-        print("  CPU per connection (us, median of samples; client CPU and busy: share of all CPUs):")
+        print("  client CPU, busy: share of all CPUs; other CPU: share of the busy CPU that no process"
+              " of the path used (~10% when quiet)")
+        print("  CPU per connection (us, median of samples):")
         for path in CR_PATHS:
             m = cr["paths"].get(path)
             if m and m["cpu_us_per_conn"]:
