@@ -865,7 +865,7 @@ def connrate_sample(binpath, port, pids):
     span = m1[0] - m0[0]
     j["machine_busy"] = round(1 - (m1[1] - m0[1]) / span, 3) if span else None
     # Busy CPU that none of the path's processes (nor the client) used: kernel threads
-    # (ksoftirqd), the harness, and whatever else runs on the machine. About a tenth on
+    # (ksoftirqd), the harness, and whatever else runs on the machine. A few percent on
     # a quiet machine; much more says the sample was disturbed.
     busy_s = (span - (m1[1] - m0[1])) / os.sysconf("SC_CLK_TCK")
     j["cpu_not_on_path"] = round(max(0.0, 1 - sum(cpu.values()) / busy_s), 3) if busy_s > 0 else None
@@ -1290,7 +1290,7 @@ def print_connrate(result):
               f"{fmt(r['nave-listeners/haproxy'])}, nave bpf / nave listeners "
               f"{fmt(r['nave-bpf/nave-listeners'])}")
         print("  client CPU, busy: share of all CPUs; other CPU: share of the busy CPU that no process"
-              " of the path used (~10% when quiet)")
+              " of the path used (a few % when quiet)")
         print("  CPU per connection (us, median of samples):")
         for path in CR_PATHS:
             m = cr["paths"].get(path)
