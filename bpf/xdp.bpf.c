@@ -10,9 +10,10 @@
  * and TCP payload bytes too. Everything else (not Ethernet/IP/TCP, a later
  * fragment, another port) passes uncounted.
  *
- * Matching follows cidr_table_check (common/cidr.c): an IPv4 source matches
- * IPv4 blocks and the IPv6 blocks that hold its ::ffff:a.b.c.d form; an IPv6
- * source of that form matches IPv4 blocks too.
+ * Matching follows cidr_table_check (common/cidr.c): an IPv4 source, or an
+ * IPv6 one of the form ::ffff:a.b.c.d, matches IPv4 blocks only (the store
+ * keeps a v4-mapped block as the IPv4 block it is); other IPv6 sources match
+ * IPv6 blocks.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -211,7 +212,7 @@ static __always_inline int in_lists(const struct pkt *p, void *t4, __u32 n4, voi
 		if (bpf_map_lookup_elem(t4, &k4))
 			return 1;
 	}
-	if (n6) {
+	if (n6 && !p->v4) {
 		struct nave_lpm6 k6 = {.prefixlen = 128};
 
 		__builtin_memcpy(k6.addr, p->src.a, 16);

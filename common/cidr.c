@@ -3,6 +3,7 @@
 #include "cidr.h"
 
 #include <arpa/inet.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,22 +24,38 @@ static void clear_host_bits(uint8_t *a, unsigned len, unsigned prefix)
 		a[bit / 8] &= (uint8_t) ~(0x80 >> (bit % 8));
 }
 
+static const uint8_t v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+
+static int refuse(struct cidr *out, char *why, size_t whylen, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static int refuse(struct cidr *out, char *why, size_t whylen, const char *fmt, ...)
+{
+	va_list ap;
+
+	memset(out, 0, sizeof(*out));
+	if (why && whylen) {
+		va_start(ap, fmt);
+		vsnprintf(why, whylen, fmt, ap);
+		va_end(ap);
+	}
+	return -1;
+}
+
 int cidr_parse(const char *s, struct cidr *out, char *why, size_t whylen)
 {
-	char buf[CIDR_STR_MAX + 8], *slash;
+	char buf[CIDR_TEXT_MAX + 1], *slash;
 	size_t n = s ? strlen(s) : 0;
 	unsigned long prefix;
 	unsigned maxp;
 
 	memset(out, 0, sizeof(*out));
-	if (!n || n >= CIDR_STR_MAX) {
-		snprintf(why, whylen, "an address block is 1 to %d characters", CIDR_STR_MAX - 1);
-		return -1;
-	}
-	if (strspn(s, "0123456789abcdefABCDEF.:/") != n) {
-		snprintf(why, whylen, "an address block is ADDRESS[/PREFIX], e.g. 192.0.2.0/24");
-		return -1;
-	}
+	if (!n || n > CIDR_TEXT_MAX)
+		return refuse(out, why, whylen, "an address block is 1 to %d characters",
+			      CIDR_TEXT_MAX);
+	if (strspn(s, "0123456789abcdefABCDEF.:/") != n)
+		return refuse(out, why, whylen,
+			      "an address block is ADDRESS[/PREFIX], e.g. 192.0.2.0/24");
 	memcpy(buf, s, n + 1);
 	slash = strchr(buf, '/');
 	if (slash)
@@ -49,33 +66,37 @@ int cidr_parse(const char *s, struct cidr *out, char *why, size_t whylen)
 	} else if (inet_pton(AF_INET6, buf, out->addr) == 1) {
 		out->family = AF_INET6;
 		maxp = 128;
+	} else if (!*buf) {
+		return refuse(out, why, whylen, "the address is missing before the '/'");
 	} else {
-		snprintf(why, whylen, "'%s' is not an IPv4 or IPv6 address", buf);
-		return -1;
+		return refuse(out, why, whylen, "'%s' is not an IPv4 or IPv6 address", buf);
 	}
 	prefix = maxp;
 	if (slash) {
-		char *end;
-
-		if (!*slash || strspn(slash, "0123456789") != strlen(slash) || strlen(slash) > 3) {
-			snprintf(why, whylen, "the prefix length is a number from 0 to %u", maxp);
-			return -1;
-		}
-		prefix = strtoul(slash, &end, 10);
-		if (prefix > maxp) {
-			snprintf(why, whylen, "the prefix length is a number from 0 to %u", maxp);
-			return -1;
-		}
+		if (!*slash || strspn(slash, "0123456789") != strlen(slash) || strlen(slash) > 3)
+			return refuse(out, why, whylen,
+				      "the prefix length is a number from 0 to %u", maxp);
+		prefix = strtoul(slash, NULL, 10);
+		if (prefix > maxp)
+			return refuse(out, why, whylen,
+				      "the prefix length is a number from 0 to %u", maxp);
 	}
 	out->prefix = (uint8_t)prefix;
-	if (!host_bits_clear(out->addr, maxp / 8, (unsigned)prefix)) {
+	/* ::ffff:a.b.c.d/96+n is a.b.c.d/n: the one form XDP's IPv4 trie can match */
+	if (out->family == AF_INET6 && prefix >= 96 && !memcmp(out->addr, v4mapped, 12)) {
+		memmove(out->addr, out->addr + 12, 4);
+		memset(out->addr + 4, 0, 12);
+		out->family = AF_INET;
+		out->prefix = (uint8_t)(prefix - 96);
+		maxp = 32;
+	}
+	if (!host_bits_clear(out->addr, maxp / 8, out->prefix)) {
 		struct cidr c = *out;
 		char want[CIDR_STR_MAX];
 
-		clear_host_bits(c.addr, maxp / 8, (unsigned)prefix);
+		clear_host_bits(c.addr, maxp / 8, c.prefix);
 		cidr_format(&c, want, sizeof(want));
-		snprintf(why, whylen, "%s has host bits set; did you mean %s?", s, want);
-		return -1;
+		return refuse(out, why, whylen, "%s has host bits set; did you mean %s?", s, want);
 	}
 	return 0;
 }
@@ -102,12 +123,12 @@ static bool prefix_eq(const uint8_t *a, const uint8_t *b, unsigned prefix)
 
 bool cidr_match(const struct cidr *c, const uint8_t addr16[16])
 {
-	static const uint8_t v4pre[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+	bool v4 = !memcmp(addr16, v4mapped, sizeof(v4mapped));
 
 	if (c->family == AF_INET)
-		return !memcmp(addr16, v4pre, sizeof(v4pre)) &&
-		       prefix_eq(c->addr, addr16 + 12, c->prefix);
-	return prefix_eq(c->addr, addr16, c->prefix);
+		return v4 && prefix_eq(c->addr, addr16 + 12, c->prefix);
+	/* an IPv4 peer is never in an IPv6 block (XDP looks it up in the IPv4 trie) */
+	return !v4 && prefix_eq(c->addr, addr16, c->prefix);
 }
 
 struct cidr_table *cidr_table_new(const struct cidr *deny, unsigned ndeny, const struct cidr *allow,

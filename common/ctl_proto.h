@@ -66,6 +66,11 @@
 /*
  * {deny:["CIDR"], allow:["CIDR"]}: the whole firewall, pushed after sync and on every
  * change (navectl firewall); relayd replaces its lists (and the XDP tries) with these.
+ * Blocks are canonical (cidr_format), at most CIDR_LIST_MAX per list. Lists that do not
+ * fit one message (MSG_MAX) come in pieces: every piece but the last carries
+ * "more": true, and relayd appends the pieces' blocks, in order, and replaces its lists
+ * when the last one (no "more") arrives; pieces held when the connection drops are
+ * dropped with it.
  */
 #define CTL_FIREWALL "firewall"
 

@@ -6,7 +6,8 @@
  * the store directly. Requests are routed by a table of {method, path
  * pattern, handler}; a handler reads the parsed JSON body and query, fills a
  * response object and returns the HTTP status. Errors are {"error": reason}.
- * Admin actions that relayd must know about are pushed through relaylink.
+ * Admin actions that relayd must know about are pushed through relaylink
+ * (ports, kicks, and the whole firewall after each change of it).
  */
 #include "api.h"
 
@@ -21,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cidr.h"
 #include "config/cfg.h"
 #include "ctl/relaylink.h"
 #include "ctl/store.h"
@@ -509,17 +511,31 @@ static int h_tunnel_shutdown(struct call *c)
 	return c->out ? MHD_HTTP_OK : internal(c);
 }
 
+struct port_list {
+	struct api *a;
+	json_t *items;
+};
+
+/* A port with the packets and bytes relayd's XDP counted for it, when it reported them. */
 static int port_cb(const struct store_port *p, void *arg)
 {
+	struct port_list *pl = arg;
 	json_t *o = port_json(p);
+	int64_t packets, bytes;
 
-	return o && !json_array_append_new(arg, o) ? 0 : -ENOMEM;
+	if (o && relaylink_port_counters(pl->a->rl, p->port, &packets, &bytes) &&
+	    (json_object_set_new(o, "packets", json_integer(packets)) ||
+	     json_object_set_new(o, "bytes", json_integer(bytes)))) {
+		json_decref(o);
+		o = NULL;
+	}
+	return o && !json_array_append_new(pl->items, o) ? 0 : -ENOMEM;
 }
 
 static int h_ports_list(struct call *c)
 {
+	struct port_list pl = {c->a, json_array()};
 	const char *tunnel;
-	json_t *items = json_array();
 	long long page;
 	int64_t total;
 	int ret;
@@ -527,16 +543,16 @@ static int h_ports_list(struct call *c)
 	ret = query_arg(c, "tunnel", VALID_ID, ID_MAX, &tunnel);
 	if (!ret)
 		ret = get_page(c, &page);
-	if (ret || !items) {
-		json_decref(items);
+	if (ret || !pl.items) {
+		json_decref(pl.items);
 		return ret ? ret : internal(c);
 	}
-	if (store_port_list(c->a->st, tunnel, (page - 1) * PER_PAGE, PER_PAGE, port_cb, items,
+	if (store_port_list(c->a->st, tunnel, (page - 1) * PER_PAGE, PER_PAGE, port_cb, &pl,
 			    &total)) {
-		json_decref(items);
+		json_decref(pl.items);
 		return internal(c);
 	}
-	return list_reply(c, items, page, total);
+	return list_reply(c, pl.items, page, total);
 }
 
 static int h_ports_allocate(struct call *c)
@@ -611,11 +627,113 @@ static int h_port_release(struct call *c)
 	return c->out ? MHD_HTTP_OK : internal(c);
 }
 
+/* --- firewall --- */
+
+static int fw_rule_cb(const struct store_fw_rule *r, void *arr)
+{
+	json_t *o = json_pack("{s:s, s:I}", "cidr", r->cidr, "created", (json_int_t)r->created_at);
+
+	return o && !json_array_append_new(arr, o) ? 0 : -ENOMEM;
+}
+
+static int h_firewall_list(struct call *c)
+{
+	json_t *deny = json_array(), *allow = json_array();
+
+	if (!deny || !allow || store_fw_list(c->a->st, STORE_FW_DENY, fw_rule_cb, deny, NULL) ||
+	    store_fw_list(c->a->st, STORE_FW_ALLOW, fw_rule_cb, allow, NULL)) {
+		json_decref(deny);
+		json_decref(allow);
+		return internal(c);
+	}
+	c->out = json_pack("{s:o, s:o}", "deny", deny, "allow", allow);
+	return c->out ? MHD_HTTP_OK : internal(c);
+}
+
+static int fw_add(struct call *c, int kind)
+{
+	const char *list = store_fw_kind_name(kind);
+	json_t *v = json_object_get(c->body, "cidr");
+	struct store_fw_rule r;
+	char err[256];
+	int ret;
+
+	if (!v || json_is_null(v))
+		return fail(c, MHD_HTTP_BAD_REQUEST, "\"cidr\" is required");
+	if (!json_is_string(v))
+		return fail(c, MHD_HTTP_BAD_REQUEST, "\"cidr\" must be a string");
+	if (strlen(json_string_value(v)) != json_string_length(v))
+		return fail(c, MHD_HTTP_BAD_REQUEST,
+			    "an address block is ADDRESS[/PREFIX], e.g. 192.0.2.0/24");
+	ret = store_fw_add(c->a->st, kind, json_string_value(v), &r, err, sizeof(err));
+	switch (ret) {
+	case 0:
+		break;
+	case -EINVAL:
+		return fail(c, MHD_HTTP_BAD_REQUEST, "%s", err);
+	case -EEXIST:
+	case -EDQUOT:
+		return fail(c, MHD_HTTP_CONFLICT, "%s", err);
+	default:
+		return internal(c);
+	}
+	log_info("api: %s added to the firewall's %s list", r.cidr, list);
+	/* relayd gets the lists right after this request; without relayd, when it says hello */
+	relaylink_firewall(c->a->rl);
+	c->out = json_pack("{s:s, s:s, s:I}", "kind", list, "cidr", r.cidr, "created",
+			   (json_int_t)r.created_at);
+	return c->out ? MHD_HTTP_CREATED : internal(c);
+}
+
+static int fw_del(struct call *c, int kind)
+{
+	const char *list = store_fw_kind_name(kind);
+	struct store_fw_rule r;
+	char err[256];
+	int ret = store_fw_del(c->a->st, kind, c->id, &r, err, sizeof(err));
+
+	if (ret == -EINVAL)
+		return fail(c, MHD_HTTP_BAD_REQUEST, "%s", err);
+	if (ret == -ENOENT)
+		return fail(c, MHD_HTTP_NOT_FOUND, "%s", err);
+	if (ret)
+		return internal(c);
+	log_info("api: %s removed from the firewall's %s list", r.cidr, list);
+	relaylink_firewall(c->a->rl);
+	c->out = json_pack("{s:s, s:s, s:b}", "kind", list, "cidr", r.cidr, "removed", 1);
+	return c->out ? MHD_HTTP_OK : internal(c);
+}
+
+static int h_firewall_deny_add(struct call *c)
+{
+	return fw_add(c, STORE_FW_DENY);
+}
+
+static int h_firewall_allow_add(struct call *c)
+{
+	return fw_add(c, STORE_FW_ALLOW);
+}
+
+static int h_firewall_deny_del(struct call *c)
+{
+	return fw_del(c, STORE_FW_DENY);
+}
+
+static int h_firewall_allow_del(struct call *c)
+{
+	return fw_del(c, STORE_FW_ALLOW);
+}
+
 /* --- routing --- */
 
+/*
+ * '#' ends a pattern: an address block, one segment or two (its '/' may come
+ * percent-encoded or not: the path is decoded before routing), checked by its
+ * handler instead of as an id.
+ */
 static const struct route {
 	const char *method;
-	const char *path; /* under /api/v1/, '*' = one id segment */
+	const char *path; /* under /api/v1/, '*' = one id segment, '#' = an address block */
 	int (*fn)(struct call *c);
 } routes[] = {
     {"GET", "status", h_status},
@@ -632,6 +750,11 @@ static const struct route {
     {"GET", "ports", h_ports_list},
     {"POST", "ports", h_ports_allocate},
     {"DELETE", "ports/*", h_port_release},
+    {"GET", "firewall", h_firewall_list},
+    {"POST", "firewall/deny", h_firewall_deny_add},
+    {"POST", "firewall/allow", h_firewall_allow_add},
+    {"DELETE", "firewall/deny/#", h_firewall_deny_del},
+    {"DELETE", "firewall/allow/#", h_firewall_allow_del},
 };
 
 /* Splits p at '/' into at most max segments (in place); -1 if there are more. */
@@ -653,25 +776,33 @@ static int split(char *p, char **seg, int max)
 	return n;
 }
 
-/* True when the route's pattern matches the segments; *id gets the '*' one. */
-static bool route_match(const char *pattern, char **seg, int n, const char **id)
+/*
+ * True when the route's pattern matches the segments; *idx gets the index of
+ * the '*' or '#' one (-1: none) and *rest whether it is a '#'.
+ */
+static bool route_match(const char *pattern, char **seg, int n, int *idx, bool *rest)
 {
 	char pat[64], *ps[MAX_SEGS];
 	int pn;
 
+	*idx = -1;
 	snprintf(pat, sizeof(pat), "%s", pattern);
 	pn = split(pat, ps, MAX_SEGS);
-	if (pn != n)
+	*rest = pn > 0 && !strcmp(ps[pn - 1], "#");
+	if (*rest ? n < pn || n > pn + 1 : n != pn)
 		return false;
-	for (int i = 0; i < n; i++) {
-		if (!strcmp(ps[i], "*")) {
+	for (int i = 0; i < pn; i++) {
+		if (!strcmp(ps[i], "*") || !strcmp(ps[i], "#")) {
 			if (!*seg[i])
 				return false;
-			*id = seg[i];
+			*idx = i;
 		} else if (strcmp(ps[i], seg[i]) != 0) {
 			return false;
 		}
 	}
+	for (int i = pn; i < n; i++)
+		if (!*seg[i])
+			return false;
 	return true;
 }
 
@@ -679,8 +810,8 @@ static int route(struct call *c, const char *url, const char *method, struct req
 {
 	static const char prefix[] = "/api/v1/";
 	const struct route *r = NULL;
-	bool path_known = false;
-	char path[512], *seg[MAX_SEGS];
+	bool path_known = false, rest = false;
+	char path[512], whole[512], *seg[MAX_SEGS];
 	size_t len;
 	int n;
 
@@ -693,20 +824,24 @@ static int route(struct call *c, const char *url, const char *method, struct req
 	    strlen(url) - (sizeof(prefix) - 1) >= sizeof(path))
 		return fail(c, MHD_HTTP_NOT_FOUND, "no such endpoint: %s", url);
 	snprintf(path, sizeof(path), "%s", url + sizeof(prefix) - 1);
+	/* as sent: an address block keeps a trailing '/' (and is refused for it) */
+	snprintf(whole, sizeof(whole), "%s", path);
 	len = strlen(path);
 	if (len && path[len - 1] == '/')
 		path[len - 1] = 0;
 	n = split(path, seg, MAX_SEGS);
 	for (size_t i = 0; n > 0 && i < ARRAY_SIZE(routes); i++) {
-		const char *id = NULL;
+		int idx;
 
-		if (!route_match(routes[i].path, seg, n, &id))
+		if (!route_match(routes[i].path, seg, n, &idx, &rest))
 			continue;
 		path_known = true;
 		if (strcmp(routes[i].method, method) != 0)
 			continue;
 		r = &routes[i];
-		c->id = id;
+		/* split() cut path in place: the '#' text runs to the end of whole */
+		if (idx >= 0)
+			c->id = rest ? whole + (seg[idx] - path) : seg[idx];
 		break;
 	}
 	if (!r && path_known)
@@ -714,7 +849,10 @@ static int route(struct call *c, const char *url, const char *method, struct req
 			    url);
 	if (!r)
 		return fail(c, MHD_HTTP_NOT_FOUND, "no such endpoint: %s", url);
-	if (c->id && !valid_str(c->id, VALID_ID, ID_MAX))
+	if (c->id && rest && strlen(c->id) > CIDR_TEXT_MAX)
+		return fail(c, MHD_HTTP_BAD_REQUEST, "an address block is 1 to %d characters",
+			    CIDR_TEXT_MAX);
+	if (c->id && !rest && !valid_str(c->id, VALID_ID, ID_MAX))
 		return fail(c, MHD_HTTP_BAD_REQUEST, "invalid id: 1-%d characters: %s", ID_MAX,
 			    valid_alphabet(VALID_ID));
 	if (rq->too_big)

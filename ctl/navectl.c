@@ -26,6 +26,7 @@
 
 #include <jansson.h>
 
+#include "cidr.h"
 #include "config/cfg.h"
 #include "log.h"
 #include "util.h"
@@ -53,12 +54,13 @@ struct ctx {
 	bool json;	       /* --json */
 	const struct cmd *cmd; /* the command being run, for messages */
 	const char *group;     /* the command group named so far, for messages */
+	const char *sub;       /* and the first word of a two-word name ("deny" add) */
 	char sock[CFG_PATH_MAX + sizeof(SOCKET_NAME)];
 };
 
 struct cmd {
 	const char *group; /* first word */
-	const char *name;  /* second word, NULL for one-word commands */
+	const char *name;  /* the rest: one word, two ("deny add"), or NULL for one-word commands */
 	int (*fn)(struct ctx *c, int argc, char **argv);
 	const char *args; /* usage of its arguments */
 	const char *help; /* one line */
@@ -95,7 +97,8 @@ usage_error(const struct ctx *c, const char *fmt, ...)
 		snprintf(where, sizeof(where), " %s%s%s", c->cmd->group, c->cmd->name ? " " : "",
 			 c->cmd->name ? c->cmd->name : "");
 	else if (c->group)
-		snprintf(where, sizeof(where), " %s", c->group);
+		snprintf(where, sizeof(where), " %s%s%s", c->group, c->sub ? " " : "",
+			 c->sub ? c->sub : "");
 	fprintf(stderr, "navectl: %s (see 'navectl%s --help')\n", msg, where);
 	return EXIT_USAGE;
 }
@@ -1218,6 +1221,96 @@ static const char *status_ktls(json_t *rel, char *buf, size_t len)
 	return buf;
 }
 
+/* The steering mode, with the listening sockets when the controld sends them: "bpf (4 listeners)".
+ */
+static const char *status_steering(json_t *rel, char *buf, size_t len)
+{
+	json_t *n = json_object_get(rel, "listeners");
+	char mode[128];
+
+	str_copy(mode, sizeof(mode), fmt_val(json_object_get(rel, "steering"), buf, len));
+	if (json_is_integer(n))
+		snprintf(buf, len, "%s (%" JSON_INTEGER_FORMAT " listener%s)", mode,
+			 json_integer_value(n), json_integer_value(n) == 1 ? "" : "s");
+	else
+		snprintf(buf, len, "%s", mode);
+	return buf;
+}
+
+/* An integer member as text, "-" when it is null, missing or not an integer. */
+static const char *int_or_dash(json_t *obj, const char *key, char *buf, size_t len)
+{
+	json_t *v = json_object_get(obj, key);
+
+	if (!json_is_integer(v))
+		return "-";
+	snprintf(buf, len, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+	return buf;
+}
+
+/*
+ * The kernel assists: "xdp:" (interface, mode, packets passed, the SYN
+ * limit, or "off"), "maps:" (the BPF maps' sizes, or "none"), and "drops:"
+ * (XDP's drop counters and the connections refused at accept). A controld
+ * that does not send a member (older) gets no line for it; a null or odd
+ * counter shows as "-".
+ */
+static void status_kassist(struct table *t, json_t *rel)
+{
+	json_t *xdp = json_object_get(rel, "xdp"), *maps = json_object_get(rel, "maps");
+	char a[32], b[32], d[32], e[32], buf[384], part[192];
+	struct sbuf drops = {0};
+
+	if (xdp) {
+		table_add(t, "  xdp:");
+		if (json_is_object(xdp)) {
+			json_t *rate = json_object_get(xdp, "syn_rate");
+
+			if (json_is_integer(rate) && json_integer_value(rate) == 0)
+				snprintf(part, sizeof(part), "no SYN rate limit");
+			else
+				snprintf(part, sizeof(part), "SYN rate limit %s/s per source",
+					 int_or_dash(xdp, "syn_rate", a, sizeof(a)));
+			snprintf(buf, sizeof(buf), "%s (%s), %s passed, %s",
+				 fmt_val(json_object_get(xdp, "interface"), b, sizeof(b)),
+				 fmt_val(json_object_get(xdp, "mode"), d, sizeof(d)),
+				 int_or_dash(xdp, "pass", e, sizeof(e)), part);
+			table_add(t, buf);
+		} else {
+			table_add(t, "off");
+		}
+	}
+	if (maps) {
+		table_add(t, "  maps:");
+		if (json_is_object(maps)) {
+			snprintf(buf, sizeof(buf), "%s ports, %s deny, %s allow",
+				 int_or_dash(maps, "ports", a, sizeof(a)),
+				 int_or_dash(maps, "deny", b, sizeof(b)),
+				 int_or_dash(maps, "allow", d, sizeof(d)));
+			table_add(t, buf);
+		} else {
+			table_add(t, "none (no BPF loaded)");
+		}
+	}
+	if (json_is_object(xdp)) {
+		char f[32];
+
+		sb_printf(&drops, "%s deny, %s not allowed, %s unallocated, %s SYN rate (XDP)",
+			  int_or_dash(xdp, "deny", a, sizeof(a)),
+			  int_or_dash(xdp, "not_allowed", b, sizeof(b)),
+			  int_or_dash(xdp, "unallocated", d, sizeof(d)),
+			  int_or_dash(xdp, "syn_rate_drops", f, sizeof(f)));
+	}
+	if (json_object_get(rel, "firewall_refused"))
+		sb_printf(&drops, "%s%s refused at accept (firewall)", drops.len ? "; " : "",
+			  int_or_dash(rel, "firewall_refused", a, sizeof(a)));
+	if (drops.len && !drops.oom) {
+		table_add(t, "  drops:");
+		table_add(t, drops.p);
+	}
+	sb_free(&drops);
+}
+
 static int cmd_status(struct ctx *c, int argc, char **argv)
 {
 	static const struct col top[] = {
@@ -1266,8 +1359,12 @@ static int cmd_status(struct ctx *c, int argc, char **argv)
 			table_add(&t, title);
 			if (!strcmp(relay[k].key, "ktls"))
 				table_add(&t, status_ktls(rel, buf, sizeof(buf)));
+			else if (!strcmp(relay[k].key, "steering"))
+				table_add(&t, status_steering(rel, buf, sizeof(buf)));
 			else
 				table_add(&t, fmt_col(&relay[k], rel, buf, sizeof(buf)));
+			if (!strcmp(relay[k].key, "steering"))
+				status_kassist(&t, rel);
 		}
 		status_limits(&t, rel);
 	}
@@ -1563,12 +1660,15 @@ static int cmd_tunnels_shutdown(struct ctx *c, int argc, char **argv)
 
 static int cmd_ports_ls(struct ctx *c, int argc, char **argv)
 {
+	/* PACKETS and BYTES only when relayd reported counters (XDP) for a port listed */
 	static const struct col cols[] = {
-	    {"PORT", "port", COL_VAL},
-	    {"TUNNEL", "tunnel_id", COL_VAL},
-	    {"RULE", "rule", COL_VAL},
-	    {"CREATED", "created_at", COL_TIME},
+	    {"PORT", "port", COL_VAL},	     {"TUNNEL", "tunnel_id", COL_VAL},
+	    {"RULE", "rule", COL_VAL},	     {"CREATED", "created_at", COL_TIME},
+	    {"PACKETS", "packets", COL_VAL}, {"BYTES", "bytes", COL_BYTES},
 	};
+	json_t *j = NULL, *items, *it;
+	unsigned ncols = 4;
+	size_t i;
 	const char *tunnel = NULL, *page = NULL;
 	const struct opt opts[] = {
 	    {"--tunnel", "ID", &tunnel, NULL},
@@ -1584,7 +1684,23 @@ static int cmd_ports_ls(struct ctx *c, int argc, char **argv)
 	path = api_path("ports", NULL, NULL);
 	if (tunnel)
 		sb_query(&path, "tunnel", tunnel);
-	return get_list(c, &path, page, cols, ARRAY_SIZE(cols));
+	ret = add_page(c, &path, page);
+	if (ret) {
+		sb_free(&path);
+		return ret;
+	}
+	ret = api_call(c, "GET", &path, NULL, &j);
+	if (ret || !j)
+		return ret;
+	items = json_object_get(j, "items");
+	json_array_foreach(items, i, it)
+	{
+		if (json_object_get(it, "packets") || json_object_get(it, "bytes"))
+			ncols = ARRAY_SIZE(cols);
+	}
+	ret = print_list(j, cols, ncols);
+	json_decref(j);
+	return ret;
 }
 
 static int cmd_ports_allocate(struct ctx *c, int argc, char **argv)
@@ -1651,6 +1767,134 @@ static int cmd_ports_release(struct ctx *c, int argc, char **argv)
 	return EXIT_OK;
 }
 
+/* ---- firewall ---- */
+
+/* POST /api/v1/firewall/LIST {"cidr"} or DELETE /api/v1/firewall/LIST/CIDR. */
+static int fw_change(struct ctx *c, int argc, char **argv, const char *list, bool add)
+{
+	const char *cidr = NULL;
+	char buf[1024];
+	struct sbuf path;
+	json_t *body = NULL, *j;
+	int ret;
+
+	ret = parse_args(c, argc, argv, NULL, &cidr, "CIDR");
+	if (ret)
+		return args_exit(ret);
+	if (!*cidr)
+		return usage_error(c, "empty CIDR");
+	path = api_path("firewall", list, NULL);
+	if (add) {
+		body = json_pack("{s:s}", "cidr", cidr);
+		if (!body) {
+			/* not UTF-8: refused as controld would, without asking it */
+			struct cidr blk;
+			char why[160];
+
+			sb_free(&path);
+			if (cidr_parse(cidr, &blk, why, sizeof(why)))
+				fail("%s", why);
+			else
+				fail("out of memory");
+			return EXIT_FAIL;
+		}
+	} else {
+		sb_str(&path, "/");
+		sb_escape(&path, cidr);
+	}
+	ret = api_call(c, add ? "POST" : "DELETE", &path, body, &j);
+	if (ret || !j)
+		return ret;
+	printf("%s %s the %s list\n", fmt_esc(json_object_get(j, "cidr"), buf, sizeof(buf)),
+	       add ? "added to" : "removed from", list);
+	json_decref(j);
+	return EXIT_OK;
+}
+
+static int cmd_firewall_deny_add(struct ctx *c, int argc, char **argv)
+{
+	return fw_change(c, argc, argv, "deny", true);
+}
+
+static int cmd_firewall_deny_rm(struct ctx *c, int argc, char **argv)
+{
+	return fw_change(c, argc, argv, "deny", false);
+}
+
+static int cmd_firewall_allow_add(struct ctx *c, int argc, char **argv)
+{
+	return fw_change(c, argc, argv, "allow", true);
+}
+
+static int cmd_firewall_allow_rm(struct ctx *c, int argc, char **argv)
+{
+	return fw_change(c, argc, argv, "allow", false);
+}
+
+/* only: NULL for both lists, or "deny" / "allow" (--json: the API body, both lists) */
+static int firewall_ls(struct ctx *c, int argc, char **argv, const char *only)
+{
+	static const char *const lists[] = {"deny", "allow"};
+	static const struct col cols[] = {
+	    {"CIDR", "cidr", COL_VAL},
+	    {"CREATED", "created", COL_TIME},
+	};
+	struct table t = {.ncols = 3};
+	struct sbuf path;
+	char buf[256];
+	json_t *j, *it;
+	size_t i;
+	int ret;
+
+	ret = parse_args(c, argc, argv, NULL, NULL, NULL);
+	if (ret)
+		return args_exit(ret);
+	path = api_path("firewall", NULL, NULL);
+	ret = api_call(c, "GET", &path, NULL, &j);
+	if (ret || !j)
+		return ret;
+	table_add(&t, "KIND");
+	for (unsigned k = 0; k < ARRAY_SIZE(cols); k++)
+		table_add(&t, cols[k].title);
+	for (unsigned l = 0; l < ARRAY_SIZE(lists); l++) {
+		json_t *items = json_object_get(j, lists[l]);
+
+		if (!json_is_array(items)) {
+			fail("unexpected reply from controld: no \"%s\" list", lists[l]);
+			table_free(&t);
+			json_decref(j);
+			return EXIT_FAIL;
+		}
+		if (only && strcmp(only, lists[l]))
+			continue;
+		json_array_foreach(items, i, it)
+		{
+			table_add(&t, lists[l]);
+			for (unsigned k = 0; k < ARRAY_SIZE(cols); k++)
+				table_add(&t, fmt_col(&cols[k], it, buf, sizeof(buf)));
+		}
+	}
+	ret = table_print(&t);
+	table_free(&t);
+	json_decref(j);
+	return ret;
+}
+
+static int cmd_firewall_ls(struct ctx *c, int argc, char **argv)
+{
+	return firewall_ls(c, argc, argv, NULL);
+}
+
+static int cmd_firewall_deny_ls(struct ctx *c, int argc, char **argv)
+{
+	return firewall_ls(c, argc, argv, "deny");
+}
+
+static int cmd_firewall_allow_ls(struct ctx *c, int argc, char **argv)
+{
+	return firewall_ls(c, argc, argv, "allow");
+}
+
 static const struct cmd cmds[] = {
     {"status", NULL, cmd_status, "",
      "Show versions, uptime, relayd state, tunnels, connections and ports."},
@@ -1675,10 +1919,29 @@ static const struct cmd cmds[] = {
     {"ports", "allocate", cmd_ports_allocate, "--tunnel ID [--port N]",
      "Allocate a public TCP port (the given one, else any free one) to a tunnel."},
     {"ports", "release", cmd_ports_release, "PORT", "Release an allocated TCP port."},
+    {"firewall", "ls", cmd_firewall_ls, "", "List the firewall's deny and allow lists."},
+    {"firewall", "deny ls", cmd_firewall_deny_ls, "", "List the deny list."},
+    {"firewall", "allow ls", cmd_firewall_allow_ls, "", "List the allow list."},
+    {"firewall", "deny add", cmd_firewall_deny_add, "CIDR",
+     "Refuse connections from an address block (e.g. 192.0.2.0/24, 2001:db8::/32, 192.0.2.7)."},
+    {"firewall", "deny rm", cmd_firewall_deny_rm, "CIDR",
+     "Take an address block out of the deny list."},
+    {"firewall", "allow add", cmd_firewall_allow_add, "CIDR",
+     "Allow an address block; while the allow list holds any, only its blocks may connect."},
+    {"firewall", "allow rm", cmd_firewall_allow_rm, "CIDR",
+     "Take an address block out of the allow list."},
 };
 
-/* Usage of every command, or of one group's. */
-static void usage(FILE *f, const char *group)
+/* True when cmd's name is two words, the first of them sub. */
+static bool name_under(const struct cmd *cmd, const char *sub)
+{
+	size_t n = strlen(sub);
+
+	return cmd->name && !strncmp(cmd->name, sub, n) && cmd->name[n] == ' ';
+}
+
+/* Usage of every command, of one group's, or of the two-word ones under group sub. */
+static void usage(FILE *f, const char *group, const char *sub)
 {
 	fprintf(f, "usage: navectl [--socket PATH | --config FILE] [--json] COMMAND [ARGS]\n");
 	if (!group)
@@ -1689,6 +1952,8 @@ static void usage(FILE *f, const char *group)
 		const struct cmd *cmd = &cmds[i];
 
 		if (group && strcmp(group, cmd->group))
+			continue;
+		if (sub && !name_under(cmd, sub))
 			continue;
 		fprintf(f, "  %s%s%s%s%s\n      %s\n", cmd->group, cmd->name ? " " : "",
 			cmd->name ? cmd->name : "", *cmd->args ? " " : "", cmd->args, cmd->help);
@@ -1724,6 +1989,15 @@ static const struct cmd *find_cmd(const char *group, const char *name)
 	return NULL;
 }
 
+/* A command of group whose name is two words, the first of them sub. */
+static const struct cmd *find_sub(const char *group, const char *sub)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(cmds); i++)
+		if (!strcmp(cmds[i].group, group) && name_under(&cmds[i], sub))
+			return &cmds[i];
+	return NULL;
+}
+
 /* Global options up to the next word; returns 0, ARGS_HELP or EXIT_USAGE. */
 static int take_globals(struct ctx *c, int argc, char **argv, int *i)
 {
@@ -1753,7 +2027,7 @@ int main(int argc, char **argv)
 	}
 	ret = take_globals(&c, argc, argv, &i);
 	if (ret == ARGS_HELP) {
-		usage(stdout, NULL);
+		usage(stdout, NULL, NULL);
 		return EXIT_OK;
 	}
 	if (ret)
@@ -1770,7 +2044,7 @@ int main(int argc, char **argv)
 		c.group = group;
 		ret = take_globals(&c, argc, argv, &i);
 		if (ret == ARGS_HELP) {
-			usage(stdout, group);
+			usage(stdout, group, NULL);
 			return EXIT_OK;
 		}
 		if (ret)
@@ -1778,6 +2052,26 @@ int main(int argc, char **argv)
 		if (i >= argc)
 			return usage_error(&c, "missing %s subcommand", group);
 		cmd = find_cmd(group, argv[i]);
+		if (!cmd && find_sub(group, argv[i])) {
+			/* a two-word name: "firewall deny add" */
+			char name[64];
+
+			c.sub = argv[i++];
+			ret = take_globals(&c, argc, argv, &i);
+			if (ret == ARGS_HELP) {
+				usage(stdout, group, c.sub);
+				return EXIT_OK;
+			}
+			if (ret)
+				return ret;
+			if (i >= argc)
+				return usage_error(&c, "missing %s %s subcommand", group, c.sub);
+			snprintf(name, sizeof(name), "%s %s", c.sub, argv[i]);
+			cmd = find_cmd(group, name);
+			if (!cmd)
+				return usage_error(&c, "unknown command '%s %s %s'", group, c.sub,
+						   argv[i]);
+		}
 		if (!cmd)
 			return usage_error(&c, "unknown command '%s %s'", group, argv[i]);
 		i++;

@@ -3,9 +3,9 @@
  * controld's side of relay.sock. Accepts one relayd at a time (a newer one
  * replaces the older, both logged) after checking its uid with SO_PEERCRED,
  * reads length-prefixed JSON messages (msg.h) and answers them from the
- * store: relay_hello -> tunnel states + sync, auth, tunnel_online/offline,
- * port_request/release, stats. Writes are queued and flushed on POLLOUT so a
- * slow relayd never blocks the loop. Every message is checked member by
+ * store: relay_hello -> tunnel states + sync + the firewall, auth,
+ * tunnel_online/offline, port_request/release, stats. Writes are queued and
+ * flushed on POLLOUT so a slow relayd never blocks the loop. Every message is checked member by
  * member; a malformed one closes the connection with the reason logged, an
  * unknown type is ignored. When relayd goes away every tunnel is offline.
  */
@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "config/cfg.h"
+#include "cidr.h"
 #include "ctl_proto.h"
 #include "ctl/store.h"
 #include "log.h"
@@ -29,6 +30,8 @@
 #define OUT_MAX	       (8u << 20) /* queued bytes before relayd counts as stuck */
 #define READS_PER_POLL 16	  /* recv() calls per wake-up, to keep the API responsive */
 #define WHY_LEN	       256
+/* JSON bytes of address blocks in one firewall message: the rest of MSG_MAX is room to spare */
+#define FW_PIECE_MAX (MSG_MAX - 1024)
 
 struct relaylink {
 	struct store *st;
@@ -37,10 +40,12 @@ struct relaylink {
 	int fd;	   /* -1: no relayd */
 	pid_t pid; /* from SO_PEERCRED */
 	bool hello;
+	bool fw_due; /* the firewall is to be pushed (relaylink_firewall) */
 	struct msg_reader rd;
 	struct msg_outq out;
-	json_t *info;  /* from relay_hello */
-	json_t *stats; /* the latest stats */
+	json_t *info;	  /* from relay_hello */
+	json_t *stats;	  /* the latest stats */
+	json_t *counters; /* {"PORT": [packets, bytes]} of the latest hello or stats, checked */
 };
 
 int relaylink_open(struct relaylink **out, int lfd, struct store *st, const struct cfg_server *cfg)
@@ -71,12 +76,14 @@ static void conn_close(struct relaylink *rl, int level, const char *why)
 	rl->fd = -1;
 	rl->pid = 0;
 	rl->hello = false;
+	rl->fw_due = false;
 	msg_reader_free(&rl->rd);
 	msg_reader_init(&rl->rd);
 	msg_outq_free(&rl->out);
 	json_decref(rl->info);
 	json_decref(rl->stats);
-	rl->info = rl->stats = NULL;
+	json_decref(rl->counters);
+	rl->info = rl->stats = rl->counters = NULL;
 	if (store_tunnel_all_offline(rl->st))
 		log_error("could not mark tunnels offline");
 }
@@ -168,6 +175,108 @@ int relaylink_kick(struct relaylink *rl, const char *tunnel_id, const char *reas
 				      "reason", reason));
 }
 
+static int fw_collect(const struct store_fw_rule *r, void *arr)
+{
+	struct cidr c;
+	char text[CIDR_STR_MAX];
+
+	/* what the store holds went in through cidr_parse; a hand-edited row may not have */
+	if (cidr_parse(r->cidr, &c, NULL, 0)) {
+		log_warn("firewall: the %s list in the store holds '%.64s', not an address "
+			 "block: not sent to relayd",
+			 store_fw_kind_name(r->kind), r->cidr);
+		return 0;
+	}
+	cidr_format(&c, text, sizeof(text));
+	return json_array_append_new(arr, json_string(text)) ? -ENOMEM : 0;
+}
+
+static json_t *fw_piece(void)
+{
+	return json_pack("{s:s, s:[], s:[]}", "type", CTL_FIREWALL, "deny", "allow");
+}
+
+/*
+ * Sends the lists as one firewall message, or when they do not fit as pieces
+ * of at most FW_PIECE_MAX bytes of blocks: every piece but the last has
+ * "more": true, and relayd applies the lists when the last one arrives.
+ */
+static int fw_send(struct relaylink *rl, json_t *const lists[2], int *pieces)
+{
+	json_t *msg = fw_piece(), *v;
+	size_t bytes = 0, i;
+	int ret;
+
+	*pieces = 0;
+	for (int k = 0; k < 2; k++) {
+		json_array_foreach(lists[k], i, v)
+		{
+			size_t n = json_string_length(v) + 3; /* the quotes and a comma */
+
+			if (!msg)
+				return -ENOMEM;
+			if (bytes + n > FW_PIECE_MAX) {
+				json_object_set_new(msg, "more", json_true());
+				ret = send_obj(rl, msg);
+				(*pieces)++;
+				if (ret)
+					return ret;
+				msg = fw_piece();
+				bytes = 0;
+				if (!msg)
+					return -ENOMEM;
+			}
+			if (json_array_append(json_object_get(msg, store_fw_kind_name(k)), v)) {
+				json_decref(msg);
+				return -ENOMEM;
+			}
+			bytes += n;
+		}
+	}
+	(*pieces)++;
+	return send_obj(rl, msg);
+}
+
+/* Sends the firewall as the store holds it now: 0, -ENOTCONN, -EIO (nothing sent). */
+static int fw_push(struct relaylink *rl)
+{
+	json_t *lists[2] = {json_array(), json_array()};
+	int ret = 0, pieces = 0;
+
+	if (!relaylink_connected(rl)) {
+		ret = -ENOTCONN;
+		goto out;
+	}
+	/* both lists read whole first: relayd never gets a piece and then nothing */
+	for (int k = 0; k < 2 && !ret; k++) {
+		ret = lists[k] ? store_fw_list(rl->st, k, fw_collect, lists[k], NULL) : -ENOMEM;
+		if (ret)
+			log_error("firewall: could not read the %s list: not pushed to relayd",
+				  store_fw_kind_name(k));
+	}
+	if (ret) {
+		ret = -EIO;
+		goto out;
+	}
+	ret = fw_send(rl, lists, &pieces);
+	if (!ret)
+		log_debug("firewall: pushed %zu deny and %zu allow block(s) to relayd in %d "
+			  "message(s)",
+			  json_array_size(lists[0]), json_array_size(lists[1]), pieces);
+out:
+	json_decref(lists[0]);
+	json_decref(lists[1]);
+	return ret;
+}
+
+int relaylink_firewall(struct relaylink *rl)
+{
+	if (!relaylink_connected(rl))
+		return -ENOTCONN;
+	rl->fw_due = true;
+	return 0;
+}
+
 void relaylink_ports_del(struct relaylink *rl, const json_t *ports)
 {
 	const json_t *v;
@@ -247,6 +356,175 @@ static const char *or_dash(const char *s)
 	return s && *s ? s : "-";
 }
 
+/*
+ * --- the kernel assists (ctl_proto.h, above CTL_STATS) in relay_hello and stats ---
+ * Checked member by member: a value of the wrong type or out of range becomes
+ * null (so does a malformed member of maps and xdp), never trusted and never fatal.
+ */
+
+#define IFNAME_MAX 15 /* IFNAMSIZ - 1 */
+#define MODE_MAX   32
+
+static const char *const kassist_keys[] = {"listeners", "maps", "xdp", "firewall_refused"};
+
+/* A counter: a non-negative integer as a new reference, else NULL. */
+static json_t *count_of(const json_t *v)
+{
+	if (!json_is_integer(v) || json_integer_value(v) < 0)
+		return NULL;
+	return json_integer(json_integer_value(v));
+}
+
+/* A counter member of src set in dst, null when it is missing or malformed. */
+static void set_count(json_t *dst, const json_t *src, const char *key)
+{
+	json_t *v = count_of(json_object_get(src, key));
+
+	json_object_set_new(dst, key, v ? v : json_null());
+}
+
+/* A string member of src of a kind set in dst, null when missing or malformed. */
+static void set_text(json_t *dst, const json_t *src, const char *key, enum valid_kind kind,
+		     size_t max)
+{
+	const json_t *v = json_object_get(src, key);
+	const char *s = json_string_value(v);
+
+	if (s && strlen(s) == json_string_length(v) && valid_str(s, kind, max))
+		json_object_set_new(dst, key, json_string(s));
+	else
+		json_object_set_new(dst, key, json_null());
+}
+
+/* maps: null, or {ports, deny, allow}; NULL (left out) when it is neither. */
+static json_t *maps_of(const json_t *v)
+{
+	static const char *const keys[] = {"ports", "deny", "allow"};
+	json_t *o;
+
+	if (json_is_null(v))
+		return json_null();
+	if (!json_is_object(v) || !(o = json_object()))
+		return NULL;
+	for (size_t i = 0; i < ARRAY_SIZE(keys); i++)
+		set_count(o, v, keys[i]);
+	return o;
+}
+
+/* xdp: null (off), or {interface, mode, syn_rate and the drop counters}; NULL when neither. */
+static json_t *xdp_of(const json_t *v)
+{
+	static const char *const keys[] = {"syn_rate",	  "pass",	 "deny",
+					   "not_allowed", "unallocated", "syn_rate_drops"};
+	json_t *o;
+
+	if (json_is_null(v))
+		return json_null();
+	if (!json_is_object(v) || !(o = json_object()))
+		return NULL;
+	set_text(o, v, "interface", VALID_TEXT, IFNAME_MAX);
+	set_text(o, v, "mode", VALID_ID, MODE_MAX);
+	for (size_t i = 0; i < ARRAY_SIZE(keys); i++)
+		set_count(o, v, keys[i]);
+	return o;
+}
+
+/* Replaces dst's kernel-assist members with the checked ones of m (those m has). */
+static void keep_kassist(json_t *dst, const json_t *m)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(kassist_keys); i++) {
+		const char *key = kassist_keys[i];
+		const json_t *v = json_object_get(m, key);
+		json_t *c = NULL;
+
+		json_object_del(dst, key);
+		if (!v)
+			continue;
+		if (!strcmp(key, "maps"))
+			c = maps_of(v);
+		else if (!strcmp(key, "xdp"))
+			c = xdp_of(v);
+		else
+			c = count_of(v);
+		/* malformed: null, so that an older good value does not show instead */
+		json_object_set_new(dst, key, c ? c : json_null());
+	}
+}
+
+/* A port number as relayd writes it: decimal, no sign or leading zero, in the range. */
+static long port_key(const struct relaylink *rl, const char *key)
+{
+	long port = 0;
+
+	if (!*key || strlen(key) > 5 || key[0] == '0')
+		return -1;
+	for (const char *p = key; *p; p++) {
+		if (*p < '0' || *p > '9')
+			return -1;
+		port = port * 10 + (*p - '0');
+	}
+	if (port < rl->cfg->port_min || port > rl->cfg->port_max)
+		return -1;
+	return port;
+}
+
+/*
+ * port_counters {"PORT": [packets, bytes]}: the entries for ports of the range
+ * with two counters are kept (at most the range's size), the rest ignored.
+ * Absent or not an object: no counters.
+ */
+static void keep_counters(struct relaylink *rl, const json_t *m)
+{
+	size_t max = (size_t)rl->cfg->port_max - rl->cfg->port_min + 1, ignored = 0;
+	const json_t *pc = json_object_get(m, "port_counters"), *v;
+	const char *key;
+	json_t *out = NULL;
+
+	if (json_is_object(pc) && (out = json_object())) {
+		json_object_foreach((json_t *)pc, key, v)
+		{
+			json_t *p, *b;
+
+			if (json_object_size(out) >= max || port_key(rl, key) < 0 ||
+			    json_array_size(v) != 2) {
+				ignored++;
+				continue;
+			}
+			p = count_of(json_array_get(v, 0));
+			b = count_of(json_array_get(v, 1));
+			if (!p || !b) {
+				json_decref(p);
+				json_decref(b);
+				ignored++;
+				continue;
+			}
+			json_object_set_new(out, key, json_pack("[o, o]", p, b));
+		}
+		if (ignored)
+			log_every(NLOG_DEBUG, "relayd: %zu malformed port_counters entries ignored",
+				  ignored);
+	}
+	json_decref(rl->counters);
+	rl->counters = out;
+}
+
+bool relaylink_port_counters(const struct relaylink *rl, unsigned port, int64_t *packets,
+			     int64_t *bytes)
+{
+	char key[8];
+	json_t *v;
+
+	if (!relaylink_connected(rl) || !rl->counters)
+		return false;
+	snprintf(key, sizeof(key), "%u", port);
+	v = json_object_get(rl->counters, key);
+	if (!v)
+		return false;
+	*packets = json_integer_value(json_array_get(v, 0));
+	*bytes = json_integer_value(json_array_get(v, 1));
+	return true;
+}
+
 /* --- handlers: 0, or -EBADMSG with why (the caller closes the connection) --- */
 
 static int port_cb(const struct store_port *p, void *arg)
@@ -309,8 +587,11 @@ static int on_hello(struct relaylink *rl, json_t *m, char *why)
 		if (v)
 			json_object_set(info, keep[i], v);
 	}
+	if (info)
+		keep_kassist(info, m);
 	json_decref(rl->info);
 	rl->info = info;
+	keep_counters(rl, m);
 
 	if (store_tunnel_all_offline(rl->st))
 		log_error("relay_hello: could not reset tunnel states");
@@ -343,6 +624,7 @@ static int on_hello(struct relaylink *rl, json_t *m, char *why)
 	log_info("relayd (pid %d) said hello: %d tunnel(s) online, syncing %zu port(s)",
 		 (int)rl->pid, n_online, json_array_size(ports));
 	send_obj(rl, json_pack("{s:s, s:o}", "type", CTL_SYNC, "ports", ports));
+	relaylink_firewall(rl); /* sent once sync is out */
 	return 0;
 }
 
@@ -655,9 +937,12 @@ static int on_stats(struct relaylink *rl, json_t *m, char *why)
 	if (copy) {
 		json_object_del(copy, "type");
 		json_object_del(copy, "online");
+		json_object_del(copy, "port_counters");
+		keep_kassist(copy, m);
 	}
 	json_decref(rl->stats);
 	rl->stats = copy;
+	keep_counters(rl, m);
 	return 0;
 }
 
@@ -786,6 +1071,16 @@ int relaylink_pollfds(struct relaylink *rl, struct pollfd *pfd)
 {
 	int n = 0;
 
+	/*
+	 * A firewall push waits for the output queue to drain: changes made
+	 * meanwhile (a script adding blocks one by one) go out as one push of
+	 * the latest lists, and a slow relayd is never sent a backlog of them.
+	 */
+	if (rl->fw_due && relaylink_connected(rl) && !rl->out.len) {
+		rl->fw_due = false;
+		fw_push(rl);
+	}
+
 	pfd[n].fd = rl->lfd;
 	pfd[n].events = POLLIN;
 	pfd[n++].revents = 0;
@@ -832,7 +1127,11 @@ json_t *relaylink_status(const struct relaylink *rl)
 					   "ktls_fallbacks",
 					   "refused_per_source",
 					   "idle_timeouts",
-					   "pending_timeouts"};
+					   "pending_timeouts",
+					   "listeners",
+					   "maps",
+					   "xdp",
+					   "firewall_refused"};
 	bool up = relaylink_connected(rl);
 	json_t *o = json_object();
 

@@ -3,7 +3,7 @@
  * controld's end of the internal relayd socket (runtime_dir/relay.sock,
  * protocol in common/ctl_proto.h). One relayd connection at a time, checked
  * with SO_PEERCRED; requests are answered from the store; admin actions are
- * pushed (port_add, port_del, kick). Driven by controld's poll loop: nothing
+ * pushed (port_add, port_del, kick, firewall). Driven by controld's poll loop: nothing
  * here blocks, and a malformed message closes the peer with a logged reason.
  */
 #ifndef NAVE_RELAYLINK_H
@@ -13,6 +13,7 @@
 #include <poll.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct relaylink;
 struct store;
@@ -28,7 +29,10 @@ int relaylink_open(struct relaylink **out, int lfd, struct store *st, const stru
 void relaylink_close(struct relaylink *rl);
 
 #define RELAYLINK_POLLFDS 2
-/* Fills at most RELAYLINK_POLLFDS entries of pfd; returns how many. */
+/*
+ * Fills at most RELAYLINK_POLLFDS entries of pfd; returns how many. Sends a
+ * firewall push that is due first (once the output queue is empty).
+ */
 int relaylink_pollfds(struct relaylink *rl, struct pollfd *pfd);
 /* Handles the results of poll() for the n entries relaylink_pollfds filled. */
 void relaylink_process(struct relaylink *rl, const struct pollfd *pfd, int n);
@@ -40,6 +44,14 @@ bool relaylink_connected(const struct relaylink *rl);
 int relaylink_port_add(struct relaylink *rl, unsigned port, const char *tunnel_id);
 int relaylink_port_del(struct relaylink *rl, unsigned port);
 int relaylink_kick(struct relaylink *rl, const char *tunnel_id, const char *reason);
+/*
+ * The firewall changed: relayd is sent the whole of it, both lists as the
+ * store holds them then, as CTL_FIREWALL (in pieces when it does not fit one
+ * message, see ctl_proto.h) once what is queued for it has gone out, so a
+ * burst of changes is one push. 0, or -ENOTCONN when no relayd is connected
+ * (it gets the lists when it says hello).
+ */
+int relaylink_firewall(struct relaylink *rl);
 /* Pushes port_del for every port number in the JSON array ports. */
 void relaylink_ports_del(struct relaylink *rl, const json_t *ports);
 
@@ -51,9 +63,15 @@ int relaylink_collect_port(const struct store_port *p, void *arr);
  * The "relay" object of GET /api/v1/status (a new reference): connected,
  * then pid, workers, ktls, steering, conns, conns_total, bytes_in, bytes_out,
  * links, links_ktls, links_tls, ktls_fallbacks, refused_per_source,
- * idle_timeouts, pending_timeouts from the hello and the latest stats (null
- * when unknown).
+ * idle_timeouts, pending_timeouts, listeners, maps, xdp, firewall_refused
+ * from the hello and the latest stats (null when unknown or malformed).
  */
 json_t *relaylink_status(const struct relaylink *rl);
+/*
+ * The packets and payload bytes relayd's XDP counted for port, from the
+ * latest hello or stats; false when relayd reported none for it.
+ */
+bool relaylink_port_counters(const struct relaylink *rl, unsigned port, int64_t *packets,
+			     int64_t *bytes);
 
 #endif

@@ -6,7 +6,9 @@
  * already holds data is copied with the backup API before it is migrated.
  * Secrets never reach the database: only the SHA-256 of a token's secret part
  * is stored and compared in constant time. Port allocation follows the rules
- * of ctl_proto.h port_request, inside one IMMEDIATE transaction each.
+ * of ctl_proto.h port_request, inside one IMMEDIATE transaction each. The
+ * firewall's blocks are stored in their canonical text (common/cidr.h), one
+ * row per list and block, at most CIDR_LIST_MAX per list.
  */
 #include "store.h"
 
@@ -85,6 +87,13 @@ static const char *const store_migrations[] = {
     "CREATE INDEX tunnels_state ON tunnels(state);",
     /* 3: a tunnel whose token is revoked holds no ports (revoking now releases them) */
     "DELETE FROM ports WHERE tunnel_id IN (SELECT tunnel_id FROM tokens WHERE revoked = 1);",
+    /* 4: the firewall's deny and allow lists (navectl firewall); id keeps the order */
+    "CREATE TABLE firewall ("
+    " id INTEGER PRIMARY KEY,"
+    " kind TEXT NOT NULL CHECK (kind IN ('deny', 'allow')),"
+    " cidr TEXT NOT NULL,"
+    " created_at INTEGER NOT NULL,"
+    " UNIQUE (kind, cidr));",
 };
 
 _Static_assert(ARRAY_SIZE(store_migrations) == STORE_SCHEMA_VERSION,
@@ -1516,6 +1525,203 @@ int store_port_count(struct store *s, int64_t *count)
 	if (ret)
 		return ret;
 	ret = query_int(s, st, count);
+	sqlite3_finalize(st);
+	return ret;
+}
+
+/* --- firewall --- */
+
+const char *store_fw_kind_name(int kind)
+{
+	switch (kind) {
+	case STORE_FW_DENY:
+		return "deny";
+	case STORE_FW_ALLOW:
+		return "allow";
+	default:
+		return NULL;
+	}
+}
+
+/* The kind and the canonical text of a block; -EINVAL with err set. */
+static int fw_canon(int kind, const char *text, struct store_fw_rule *r, char *err, size_t errlen)
+{
+	struct cidr c;
+	char why[192];
+
+	memset(r, 0, sizeof(*r));
+	if (!store_fw_kind_name(kind)) {
+		set_err(err, errlen, "no such firewall list");
+		return -EINVAL;
+	}
+	if (cidr_parse(text, &c, why, sizeof(why))) {
+		set_err(err, errlen, "%s", why);
+		return -EINVAL;
+	}
+	r->kind = kind;
+	cidr_format(&c, r->cidr, sizeof(r->cidr));
+	return 0;
+}
+
+/* The row of the list holding r's block: 1 with created_at set, 0 when absent, or -EIO. */
+static int fw_find(struct store *s, struct store_fw_rule *r)
+{
+	sqlite3_stmt *st;
+	int rc, ret;
+
+	ret = prep(s, "SELECT created_at FROM firewall WHERE kind = ?1 AND cidr = ?2", &st);
+	if (ret)
+		return ret;
+	sqlite3_bind_text(st, 1, store_fw_kind_name(r->kind), -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, r->cidr, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		r->created_at = col_int(st, 0);
+		ret = 1;
+	} else if (rc == SQLITE_DONE) {
+		ret = 0;
+	} else {
+		ret = db_fail(s, "firewall lookup");
+	}
+	sqlite3_finalize(st);
+	return ret;
+}
+
+static int fw_count(struct store *s, int kind, int64_t *n)
+{
+	sqlite3_stmt *st;
+	int ret;
+
+	ret = prep(s, "SELECT count(*) FROM firewall WHERE kind = ?1", &st);
+	if (ret)
+		return ret;
+	sqlite3_bind_text(st, 1, store_fw_kind_name(kind), -1, SQLITE_STATIC);
+	ret = query_int(s, st, n);
+	sqlite3_finalize(st);
+	return ret;
+}
+
+static int fw_add_tx(struct store *s, struct store_fw_rule *r, char *err, size_t errlen)
+{
+	const char *list = store_fw_kind_name(r->kind);
+	struct store_fw_rule old = *r;
+	sqlite3_stmt *st;
+	int64_t n;
+	int ret;
+
+	ret = fw_find(s, &old);
+	if (ret < 0)
+		return ret;
+	if (ret) {
+		set_err(err, errlen, "%s is in the %s list already", r->cidr, list);
+		return -EEXIST;
+	}
+	ret = fw_count(s, r->kind, &n);
+	if (ret)
+		return ret;
+	if (n >= CIDR_LIST_MAX) {
+		set_err(err, errlen, "the %s list holds %d blocks, the most it can", list,
+			CIDR_LIST_MAX);
+		return -EDQUOT;
+	}
+	ret = prep(s, "INSERT INTO firewall (kind, cidr, created_at) VALUES (?1, ?2, ?3)", &st);
+	if (ret)
+		return ret;
+	sqlite3_bind_text(st, 1, list, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, r->cidr, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, r->created_at);
+	ret = step_done(s, st);
+	sqlite3_finalize(st);
+	return ret;
+}
+
+int store_fw_add(struct store *s, int kind, const char *cidr, struct store_fw_rule *out, char *err,
+		 size_t errlen)
+{
+	struct store_fw_rule r;
+	int ret;
+
+	ret = fw_canon(kind, cidr, &r, err, errlen);
+	if (ret)
+		return ret;
+	r.created_at = store_now();
+	ret = tx_begin(s);
+	if (ret) {
+		set_err(err, errlen, "internal error");
+		return ret;
+	}
+	ret = fw_add_tx(s, &r, err, errlen);
+	if (ret == -EIO)
+		set_err(err, errlen, "internal error");
+	ret = tx_end(s, ret);
+	if (!ret && out)
+		*out = r;
+	return ret;
+}
+
+int store_fw_del(struct store *s, int kind, const char *cidr, struct store_fw_rule *out, char *err,
+		 size_t errlen)
+{
+	struct store_fw_rule r;
+	sqlite3_stmt *st;
+	int ret;
+
+	ret = fw_canon(kind, cidr, &r, err, errlen);
+	if (ret)
+		return ret;
+	ret = fw_find(s, &r);
+	if (ret == 0) {
+		set_err(err, errlen, "%s is not in the %s list", r.cidr, store_fw_kind_name(kind));
+		return -ENOENT;
+	}
+	if (ret > 0)
+		ret = prep(s, "DELETE FROM firewall WHERE kind = ?1 AND cidr = ?2", &st);
+	if (ret) {
+		set_err(err, errlen, "internal error");
+		return ret;
+	}
+	sqlite3_bind_text(st, 1, store_fw_kind_name(kind), -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, r.cidr, -1, SQLITE_STATIC);
+	ret = step_done(s, st);
+	sqlite3_finalize(st);
+	if (ret) {
+		set_err(err, errlen, "internal error");
+		return ret;
+	}
+	if (out)
+		*out = r;
+	return 0;
+}
+
+int store_fw_list(struct store *s, int kind, store_fw_cb cb, void *arg, int64_t *total)
+{
+	struct store_fw_rule r;
+	sqlite3_stmt *st;
+	int rc, ret;
+
+	if (!store_fw_kind_name(kind))
+		return -EINVAL;
+	if (total) {
+		ret = fw_count(s, kind, total);
+		if (ret)
+			return ret;
+	}
+	ret = prep(s, "SELECT cidr, created_at FROM firewall WHERE kind = ?1 ORDER BY id", &st);
+	if (ret)
+		return ret;
+	sqlite3_bind_text(st, 1, store_fw_kind_name(kind), -1, SQLITE_STATIC);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		memset(&r, 0, sizeof(r));
+		r.kind = kind;
+		col_text(st, 0, r.cidr, sizeof(r.cidr));
+		r.created_at = col_int(st, 1);
+		ret = cb(&r, arg);
+		if (ret)
+			goto out;
+	}
+	if (rc != SQLITE_DONE)
+		ret = db_fail(s, "firewall list");
+out:
 	sqlite3_finalize(st);
 	return ret;
 }

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * controld's state store over SQLite (state_dir/nave.db, WAL): registration
- * tokens, auth tokens (SHA-256 of the secret only), tunnels and TCP port
- * allocations, with versioned migrations and a backup copy before migrating.
+ * tokens, auth tokens (SHA-256 of the secret only), tunnels, TCP port
+ * allocations and the firewall's deny and allow lists, with versioned
+ * migrations and a backup copy before migrating.
  * Single-threaded by design: controld's one event loop is the only user, so
  * there are no locks. Functions return 0 or -errno; the ones that can refuse
  * a request also write a one-line reason meant for the peer into err. Text
@@ -16,6 +17,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cidr.h"
+
 struct store;
 
 #define STORE_ID_LEN	    9	/* 8 hex + NUL: registration and token ids */
@@ -25,7 +28,7 @@ struct store;
 #define STORE_RULE_LEN	    64
 
 /* The schema version this build migrates to. */
-#define STORE_SCHEMA_VERSION 3
+#define STORE_SCHEMA_VERSION 4
 
 enum store_state { STORE_OFFLINE = 0, STORE_ONLINE = 1 };
 
@@ -76,6 +79,15 @@ struct store_port {
 	int64_t created_at;
 };
 
+enum store_fw_kind { STORE_FW_DENY = 0, STORE_FW_ALLOW = 1 };
+
+/* One block of a firewall list. */
+struct store_fw_rule {
+	int kind;		 /* enum store_fw_kind */
+	char cidr[CIDR_STR_MAX]; /* the canonical text (cidr_format) */
+	int64_t created_at;
+};
+
 /*
  * Opens (creating if needed) the database at path and migrates it to
  * STORE_SCHEMA_VERSION; when an existing database at version >= 1 is
@@ -98,6 +110,7 @@ typedef int (*store_reg_cb)(const struct store_registration *r, void *arg);
 typedef int (*store_token_cb)(const struct store_token *t, void *arg);
 typedef int (*store_tunnel_cb)(const struct store_tunnel *t, void *arg);
 typedef int (*store_port_cb)(const struct store_port *p, void *arg);
+typedef int (*store_fw_cb)(const struct store_fw_rule *r, void *arg);
 
 /* --- registrations --- */
 /* New registration token; the secret goes to token (shown once, never stored). */
@@ -198,6 +211,27 @@ int store_port_sync(struct store *s, const char *tunnel_id, const char *const *n
 int store_port_list(struct store *s, const char *tunnel_id, int64_t offset, int64_t limit,
 		    store_port_cb cb, void *arg, int64_t *total);
 int store_port_count(struct store *s, int64_t *count);
+
+/* --- firewall --- */
+/* "deny" or "allow"; NULL for anything else. */
+const char *store_fw_kind_name(int kind);
+/*
+ * Adds an address block (any text cidr_parse takes) to a list, stored in its
+ * canonical form, which *out receives. Refusals set err: -EINVAL (not an
+ * address block: cidr_parse's reason, or not a kind), -EEXIST (the list
+ * holds it already), -EDQUOT (the list holds CIDR_LIST_MAX blocks). A block
+ * may be in both lists (deny wins).
+ */
+int store_fw_add(struct store *s, int kind, const char *cidr, struct store_fw_rule *out, char *err,
+		 size_t errlen);
+/*
+ * Removes a block given in any text of it; *out (if given) is the old row.
+ * Refusals set err: -EINVAL as above, -ENOENT (not in the list).
+ */
+int store_fw_del(struct store *s, int kind, const char *cidr, struct store_fw_rule *out, char *err,
+		 size_t errlen);
+/* Every block of a list in the order they were added; *total (if given) their number. */
+int store_fw_list(struct store *s, int kind, store_fw_cb cb, void *arg, int64_t *total);
 
 /* Lower-case hex SHA-256 of a token secret, as stored: 65 bytes. */
 void store_hash_secret(const char *secret, char out[65]);

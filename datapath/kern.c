@@ -214,12 +214,15 @@ void kern_watch(struct kern *k)
 		xdp_fw_watch(k->xdp);
 }
 
+/* counters of at most this many ports per stats message: it stays well under MSG_MAX */
+#define PORT_COUNTERS_MAX 1024
+
 static json_t *port_counters(struct kern *k)
 {
 	json_t *o = json_object();
-	size_t n = (size_t)k->port_max - k->port_min + 1;
+	size_t n = (size_t)k->port_max - k->port_min + 1, sent = 0;
 
-	for (size_t i = 0; o && i < n; i++) {
+	for (size_t i = 0; o && i < n && sent < PORT_COUNTERS_MAX; i++) {
 		uint64_t pk, by;
 		char key[8];
 
@@ -228,6 +231,7 @@ static json_t *port_counters(struct kern *k)
 			continue;
 		snprintf(key, sizeof(key), "%u", (unsigned)(k->port_min + i));
 		json_object_set_new(o, key, json_pack("[I, I]", (json_int_t)pk, (json_int_t)by));
+		sent++;
 	}
 	return o;
 }

@@ -26,6 +26,8 @@ deps()
 		echo "config/cfg.c common/util.c common/log.c -liniparser" ;;
 	portlist)
 		echo "common/portlist.c" ;;
+	cidr)
+		echo "common/cidr.c" ;;
 	escape)
 		echo "common/log.c common/util.c common/valid.c -ljansson" ;;
 	ktls)

@@ -2,7 +2,8 @@
 """The command lines of nave and navectl: what they say when the server's
 certificate fingerprint is wrong, that every --help lists every option,
 --port 0, credentials from files and the environment, how navectl finds
-controld's socket, the relay's limit and kTLS counters in navectl status,
+controld's socket, the relay's limit, kTLS and kernel-assist counters in
+navectl status, per-port counters in navectl ports ls,
 kTLS in nave status, that [client] ktls survives a rewrite, and that
 nothing from a server reaches the terminal as a control character.
 
@@ -755,6 +756,97 @@ def test_client_ktls_key_survives_rewrites(server, make_client, services, tmp_pa
     c.tcp_add(svc.port)
     text = c.ini.read_text()
     assert re.search(r"(?m)^ktls = off$", text) and "[tcp." in text, text
+
+
+# ---------------------------------------------------------------- 6c. kernel assists
+
+KASSIST = {
+    "listeners": 1000,
+    "maps": {"ports": 3, "deny": 2, "allow": 0},
+    "xdp": {"interface": "eth0", "mode": "generic", "syn_rate": 0, "pass": 9, "deny": 7,
+            "not_allowed": 1, "unallocated": 41, "syn_rate_drops": 0},
+    "firewall_refused": 5,
+}
+
+
+def _relay_lines(lines):
+    return {line.split(":", 1)[0].strip(): line.split(":", 1)[1].strip()
+            for line in lines if line.startswith("  ")}
+
+
+def test_status_shows_kernel_assists(fake_ctl):
+    lines = _status_lines(fake_ctl, status_body(dict(KASSIST, steering="bpf")))
+    got = _relay_lines(lines)
+    assert got["steering"] == "bpf (1000 listeners)"
+    assert got["xdp"] == "eth0 (generic), 9 passed, no SYN rate limit"
+    assert got["maps"] == "3 ports, 2 deny, 0 allow"
+    assert got["drops"] == ("7 deny, 1 not allowed, 41 unallocated, 0 SYN rate (XDP); "
+                            "5 refused at accept (firewall)")
+    # in that order, right after steering
+    keys = [line.split(":", 1)[0].strip() for line in lines if line.startswith("  ")]
+    i = keys.index("steering")
+    assert keys[i:i + 4] == ["steering", "xdp", "maps", "drops"], keys
+
+
+def test_status_kernel_assists_off_and_older_controld(fake_ctl):
+    lines = _status_lines(fake_ctl, status_body(
+        {"listeners": 1, "maps": None, "xdp": None, "firewall_refused": None}))
+    got = _relay_lines(lines)
+    assert got["steering"] == "listeners (1 listener)"
+    assert got["xdp"] == "off" and got["maps"] == "none (no BPF loaded)"
+    assert got["drops"] == "- refused at accept (firewall)"
+    # a controld that sends none of them: the mode alone, no new lines
+    got = _relay_lines(_status_lines(fake_ctl, status_body()))
+    assert got["steering"] == "listeners"
+    assert not {"xdp", "maps", "drops"} & set(got), got
+
+
+def test_status_kernel_assists_malformed(fake_ctl):
+    """Odd values from a controld (or what it passed on): '-' or left out, never
+    a crash, and nothing reaches the terminal as a control character."""
+    lines = _status_lines(fake_ctl, status_body({
+        "listeners": "many", "maps": 5, "firewall_refused": {"a": 1},
+        "xdp": {"interface": "\u001b[31meth0", "mode": 7, "syn_rate": "x", "pass": -3,
+                "deny": None, "not_allowed": 1.5, "unallocated": [], "syn_rate_drops": True},
+    }))
+    got = _relay_lines(lines)
+    assert got["steering"] == "listeners"
+    assert got["maps"] == "none (no BPF loaded)"
+    assert got["xdp"] == "\\x1b[31meth0 (7), -3 passed, SYN rate limit -/s per source"
+    assert got["drops"] == ("- deny, - not allowed, - unallocated, - SYN rate (XDP); "
+                            "- refused at accept (firewall)")
+    assert not any("\x1b" in line for line in lines), lines
+    lines = _status_lines(fake_ctl, status_body({"xdp": "on", "maps": [1, 2]}))
+    got = _relay_lines(lines)
+    assert got["xdp"] == "off" and got["maps"] == "none (no BPF loaded)"
+    assert "drops" not in got
+
+
+def _ports(items):
+    return (200, {"items": items, "page": 1, "per_page": 50, "total": len(items)})
+
+
+def test_ports_ls_counters(fake_ctl):
+    base = {"tunnel_id": "t-000000000001", "rule": "web", "created_at": 1700000000}
+    f = fake_ctl({("GET", "/api/v1/ports"): _ports([
+        dict(base, port=22000, packets=10, bytes=3 * 1024 * 1024),
+        dict(base, port=22001),
+    ])})
+    p = navectl("--socket", f.path, "ports", "ls")
+    assert p.returncode == 0, p.stderr
+    table = [re.split(r"\s{2,}", line.strip()) for line in p.stdout.splitlines()]
+    assert table[0] == ["PORT", "TUNNEL", "RULE", "CREATED", "PACKETS", "BYTES"]
+    assert table[1][0] == "22000" and table[1][4:] == ["10", "3.0 MiB"], table
+    assert table[2][0] == "22001" and table[2][4:] == ["-", "-"], table
+    # no counters anywhere: the four columns of old
+    f = fake_ctl({("GET", "/api/v1/ports"): _ports([dict(base, port=22000)])})
+    p = navectl("--socket", f.path, "ports", "ls")
+    assert p.returncode == 0, p.stderr
+    assert re.split(r"\s{2,}", p.stdout.splitlines()[0].strip()) == \
+        ["PORT", "TUNNEL", "RULE", "CREATED"]
+    # --json: the body as it came
+    p = navectl("--socket", f.path, "--json", "ports", "ls")
+    assert json.loads(p.stdout)["items"][0]["port"] == 22000
 
 
 # ---------------------------------------------------------------- 7. control characters

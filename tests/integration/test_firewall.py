@@ -235,13 +235,16 @@ def test_without_xdp_relayd_refuses_at_accept(tmp_path, procs, net, services):
     try:
         firewall(srv, "deny", "add", f"{CLI}/32")
         wait_pushed(srv, 1, 0)
-        s = dial(CLI, port)  # the kernel accepts; relayd resets it at once
+        # the kernel completes the handshake; relayd resets the connection at once
         with pytest.raises((ConnectionResetError, BrokenPipeError)):
-            s.sendall(b"x" * 8)
-            time.sleep(0.2)
-            if s.recv(1) == b"":
-                raise ConnectionResetError("closed")
-        s.close()
+            s = dial(CLI, port)
+            try:
+                s.sendall(b"x" * 8)
+                time.sleep(0.2)
+                if s.recv(1) == b"":
+                    raise AssertionError("closed without a reset")
+            finally:
+                s.close()
         nt.exchange(port, 1000, sock=dial(CLI2, port))
         nt.wait_for(lambda: relay(srv)["firewall_refused"] >= 1, 10, "firewall_refused")
         assert "firewall: 10.78.0.2 refused on a port of the range (denied)" in \

@@ -168,6 +168,11 @@ COMMANDS = [
     "ports ls",
     "ports allocate",
     "ports release",
+    "firewall ls",
+    "firewall deny add",
+    "firewall deny rm",
+    "firewall allow add",
+    "firewall allow rm",
 ]
 
 
@@ -183,7 +188,9 @@ def test_help(flag):
         assert opt in p.stdout
 
 
-@pytest.mark.parametrize("words", [c.split() for c in COMMANDS] + [["ports"]])
+@pytest.mark.parametrize(
+    "words", [c.split() for c in COMMANDS] + [["ports"], ["firewall"], ["firewall", "deny"]]
+)
 def test_command_help(words):
     need(NAVECTL)
     p = run(*words, "--help", sock="/nonexistent/control.sock")
@@ -217,6 +224,9 @@ def test_command_help(words):
         ["registration", "create", "--expires", "soon"],
         ["--socket"],
         ["--nope", "status"],
+        ["firewall", "deny"],
+        ["firewall", "deny", "add"],
+        ["firewall", "allow", "frob", "10.0.0.0/8"],
     ],
 )
 def test_bad_usage(args):

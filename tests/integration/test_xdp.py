@@ -420,7 +420,7 @@ def test_ipv6_and_v4_mapped_blocks(probe, listen):
     assert connect(CLI6, PMIN) == "timeout"
     assert connect(CLI, PMIN) == "ok"
     assert pr.stats()["deny"] >= 1
-    # a v6 block of the ::ffff:0:0/96 form holds IPv4 sources (cidr_match does the same)
+    # a block written in the ::ffff:a.b.c.d form is the IPv4 block it names (cidr_parse)
     pr.cmd("clear")
     pr.cmd(f"deny ::ffff:{CLI}/128")
     assert connect(CLI, PMIN) == "timeout"

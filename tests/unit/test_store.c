@@ -3,8 +3,9 @@
  * Unit tests of ctl/store.c: auth tokens (right/wrong secret, revocation, the
  * secret never on disk), registration tokens (uses, expiry, disable), the
  * port allocator (specific, lowest free, range, ownership, per-tunnel limit,
- * rule names, release, persistence) and schema migrations with the backup
- * copy. Each test works in a fresh temporary state directory.
+ * rule names, release, persistence), the firewall lists (canonical text,
+ * refusals, the per-list limit, order, persistence) and schema migrations
+ * with the backup copy. Each test works in a fresh temporary state directory.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -158,8 +159,8 @@ static void test_migrate_empty(void **state)
 			 STORE_SCHEMA_VERSION);
 	assert_int_equal(raw_int(f->db, "SELECT count(*) FROM schema_version"), 1);
 	assert_int_equal(raw_int(f->db, "SELECT count(*) FROM sqlite_master WHERE name IN"
-					" ('registrations','tokens','tunnels','ports')"),
-			 4);
+					" ('registrations','tokens','tunnels','ports','firewall')"),
+			 5);
 	/* a fresh database has nothing to back up */
 	for (int v = 0; v <= STORE_SCHEMA_VERSION; v++) {
 		snprintf(bak, sizeof(bak), "%s.bak-v%d", f->db, v);
@@ -197,7 +198,7 @@ static void test_migrate_backup(void **state)
 	/* make it look like a v1 database: version 1 and no v2 indexes */
 	raw_sql(f->db, "UPDATE schema_version SET version = 1;"
 		       "DROP INDEX ports_tunnel; DROP INDEX tokens_tunnel;"
-		       "DROP INDEX tunnels_state;");
+		       "DROP INDEX tunnels_state; DROP TABLE firewall;");
 	assert_int_equal(open_store(f), 0);
 	assert_int_equal(store_schema_version(f->s), STORE_SCHEMA_VERSION);
 	assert_int_equal(raw_int(f->db, "SELECT version FROM schema_version"),
@@ -205,6 +206,7 @@ static void test_migrate_backup(void **state)
 	assert_int_equal(raw_int(f->db, "SELECT count(*) FROM sqlite_master WHERE type = 'index'"
 					" AND name = 'ports_tunnel'"),
 			 1);
+	assert_int_equal(raw_int(f->db, "SELECT count(*) FROM firewall"), 0);
 
 	snprintf(bak, sizeof(bak), "%s.bak-v1", f->db);
 	assert_int_equal(stat(bak, &sb), 0);
@@ -233,7 +235,7 @@ static void test_migrate_newer_refused(void **state)
 	assert_int_equal(store_open(&f->s, f->db, PMIN, PMAX, MAXPT, err, sizeof(err)), -EPROTO);
 	assert_null(f->s);
 	assert_non_null(strstr(err, "newer"));
-	raw_sql(f->db, "UPDATE schema_version SET version = 2");
+	raw_sql(f->db, "UPDATE schema_version SET version = 3; DROP TABLE firewall");
 	assert_int_equal(open_store(f), 0);
 }
 
@@ -646,7 +648,7 @@ static void test_revoke_releases_ports(void **state)
 	f->s = NULL;
 	raw_sql(f->db, "UPDATE tokens SET revoked = 1 WHERE tunnel_id IN"
 		       " (SELECT id FROM tunnels WHERE group_id = 'b');"
-		       "UPDATE schema_version SET version = 2;");
+		       "UPDATE schema_version SET version = 2; DROP TABLE firewall;");
 	assert_int_equal(raw_int(f->db, "SELECT count(*) FROM ports"), 2);
 	assert_int_equal(open_store(f), 0);
 	assert_int_equal(raw_int(f->db, "SELECT count(*) FROM ports"), 0);
@@ -719,6 +721,136 @@ static void test_tunnels(void **state)
 	assert_int_equal(online, 0);
 }
 
+/* --- firewall --- */
+
+struct fw_seen {
+	char text[512];
+	int n;
+};
+
+static int fw_cb(const struct store_fw_rule *r, void *arg)
+{
+	struct fw_seen *seen = arg;
+	size_t len = strlen(seen->text);
+
+	assert_true(r->created_at > 0);
+	snprintf(seen->text + len, sizeof(seen->text) - len, "%s%s", len ? " " : "", r->cidr);
+	seen->n++;
+	return 0;
+}
+
+static int fw_count_cb(const struct store_fw_rule *r, void *arg)
+{
+	((struct fw_seen *)arg)->n++;
+	return 0;
+}
+
+static const char *fw_text(struct fixture *f, int kind, struct fw_seen *seen)
+{
+	int64_t total = -1;
+
+	memset(seen, 0, sizeof(*seen));
+	assert_int_equal(store_fw_list(f->s, kind, fw_cb, seen, &total), 0);
+	assert_int_equal(total, seen->n);
+	return seen->text;
+}
+
+static void test_firewall(void **state)
+{
+	struct fixture *f = *state;
+	struct store_fw_rule r;
+	struct fw_seen seen;
+	char err[256];
+
+	assert_string_equal(store_fw_kind_name(STORE_FW_DENY), "deny");
+	assert_string_equal(store_fw_kind_name(STORE_FW_ALLOW), "allow");
+	assert_null(store_fw_kind_name(7));
+	assert_string_equal(fw_text(f, STORE_FW_DENY, &seen), "");
+
+	/* stored in the canonical text */
+	assert_int_equal(store_fw_add(f->s, STORE_FW_DENY, "10.0.0.0/08", &r, err, sizeof(err)), 0);
+	assert_string_equal(r.cidr, "10.0.0.0/8");
+	assert_int_equal(r.kind, STORE_FW_DENY);
+	assert_true(r.created_at > 0);
+	assert_int_equal(store_fw_add(f->s, STORE_FW_DENY, "2001:DB8::/32", &r, err, sizeof(err)),
+			 0);
+	assert_string_equal(r.cidr, "2001:db8::/32");
+	assert_int_equal(
+	    store_fw_add(f->s, STORE_FW_DENY, "::ffff:192.0.2.7", &r, err, sizeof(err)), 0);
+	assert_string_equal(r.cidr, "192.0.2.7/32");
+	/* the same block again, in any text: refused */
+	assert_int_equal(store_fw_add(f->s, STORE_FW_DENY, "10.0.0.0/8", &r, err, sizeof(err)),
+			 -EEXIST);
+	assert_string_equal(err, "10.0.0.0/8 is in the deny list already");
+	assert_int_equal(store_fw_add(f->s, STORE_FW_DENY, "192.0.2.7", NULL, err, sizeof(err)),
+			 -EEXIST);
+	/* but a block may be in both lists */
+	assert_int_equal(store_fw_add(f->s, STORE_FW_ALLOW, "10.0.0.0/8", NULL, err, sizeof(err)),
+			 0);
+	/* cidr_parse's reason */
+	assert_int_equal(store_fw_add(f->s, STORE_FW_DENY, "10.0.0.1/8", &r, err, sizeof(err)),
+			 -EINVAL);
+	assert_string_equal(err, "10.0.0.1/8 has host bits set; did you mean 10.0.0.0/8?");
+	assert_int_equal(store_fw_add(f->s, STORE_FW_DENY, "", &r, err, sizeof(err)), -EINVAL);
+	assert_int_equal(store_fw_add(f->s, 5, "10.0.0.0/8", &r, err, sizeof(err)), -EINVAL);
+	assert_int_equal(raw_int(f->db, "SELECT count(*) FROM firewall"), 4);
+
+	/* in the order they were added, each list on its own */
+	assert_string_equal(fw_text(f, STORE_FW_DENY, &seen),
+			    "10.0.0.0/8 2001:db8::/32 192.0.2.7/32");
+	assert_string_equal(fw_text(f, STORE_FW_ALLOW, &seen), "10.0.0.0/8");
+	assert_int_equal(store_fw_list(f->s, 3, fw_cb, &seen, NULL), -EINVAL);
+
+	/* removed in any text of the block; an absent one is refused */
+	assert_int_equal(store_fw_del(f->s, STORE_FW_DENY, "2001:db8:0::/32", &r, err, sizeof(err)),
+			 0);
+	assert_string_equal(r.cidr, "2001:db8::/32");
+	assert_true(r.created_at > 0);
+	assert_int_equal(store_fw_del(f->s, STORE_FW_DENY, "2001:db8::/32", &r, err, sizeof(err)),
+			 -ENOENT);
+	assert_string_equal(err, "2001:db8::/32 is not in the deny list");
+	assert_int_equal(store_fw_del(f->s, STORE_FW_ALLOW, "192.0.2.7", NULL, err, sizeof(err)),
+			 -ENOENT);
+	assert_string_equal(err, "192.0.2.7/32 is not in the allow list");
+	assert_int_equal(store_fw_del(f->s, STORE_FW_ALLOW, "192.0.2.300", NULL, err, sizeof(err)),
+			 -EINVAL);
+	assert_non_null(strstr(err, "is not an IPv4 or IPv6 address"));
+
+	/* it persists */
+	reopen(f);
+	assert_string_equal(fw_text(f, STORE_FW_DENY, &seen), "10.0.0.0/8 192.0.2.7/32");
+	assert_string_equal(fw_text(f, STORE_FW_ALLOW, &seen), "10.0.0.0/8");
+}
+
+static void test_firewall_limit(void **state)
+{
+	struct fixture *f = *state;
+	struct store_fw_rule r;
+	struct fw_seen seen;
+	char err[256], text[CIDR_STR_MAX];
+	int64_t total;
+
+	/* CIDR_LIST_MAX blocks in one transaction, as if added one by one */
+	raw_sql(f->db, "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n"
+		       " WHERE i < 4095) INSERT INTO firewall (kind, cidr, created_at)"
+		       " SELECT 'deny', '10.' || (i / 256) || '.' || (i % 256) || '.0/24', 1"
+		       " FROM n;");
+	assert_int_equal(CIDR_LIST_MAX, 4096);
+	assert_int_equal(store_fw_add(f->s, STORE_FW_DENY, "11.0.0.0/8", &r, err, sizeof(err)),
+			 -EDQUOT);
+	assert_string_equal(err, "the deny list holds 4096 blocks, the most it can");
+	/* the other list is not full */
+	assert_int_equal(store_fw_add(f->s, STORE_FW_ALLOW, "11.0.0.0/8", &r, err, sizeof(err)), 0);
+	/* one out, one in */
+	snprintf(text, sizeof(text), "10.15.255.0/24");
+	assert_int_equal(store_fw_del(f->s, STORE_FW_DENY, text, NULL, err, sizeof(err)), 0);
+	assert_int_equal(store_fw_add(f->s, STORE_FW_DENY, "11.0.0.0/8", &r, err, sizeof(err)), 0);
+	memset(&seen, 0, sizeof(seen));
+	assert_int_equal(store_fw_list(f->s, STORE_FW_DENY, fw_count_cb, &seen, &total), 0);
+	assert_int_equal(total, CIDR_LIST_MAX);
+	assert_int_equal(seen.n, CIDR_LIST_MAX);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -735,6 +867,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_ports_sync, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_revoke_releases_ports, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_tunnels, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_firewall, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_firewall_limit, setup, teardown),
 	};
 
 	log_init("test_store", NLOG_WARN, false);
