@@ -9,18 +9,27 @@ One run on 127.0.0.1 measures:
      machine hits every path alike.
   2. Memory: VmRSS of nave-relayd and of the nave client before and after
      1,000 idle relayed connections, in KiB per connection for both ends.
+  3. Connection rate, keep-alive off (bench/connrate.c: connect, 16-byte request,
+     64-byte reply, close), 3 samples each, round-robin: direct, HAProxy, and nave
+     with relayd's [datapath] steering = bpf and = listeners (a stack each).
+  4. Port allocation: 1,000 ports through POST /api/v1/ports, each until it accepts
+     a connection, and relayd's listening sockets after, in both steering modes.
 Results go to bench/results/<UTC timestamp>.json and bench/results/latest.json,
 and a table to stdout. See bench/README.md.
 
 Usage: bench.py [BUILD_DIR]   (default: build; relative to the repository root)
 Environment: BENCH_SECONDS (iperf3 -t, default 5), BENCH_CONNS (default 1000),
-BENCH_KEEP=1 keeps the temporary directory with every log.
+BENCH_CONNRATE_SECONDS (default 3), BENCH_CONNRATE_THREADS (2), BENCH_CONNRATE_INFLIGHT
+(16 per thread), BENCH_CONNRATE_SOURCES (16), BENCH_ALLOC_PORTS (1000), BENCH_SKIP
+(comma-separated: throughput, memory, ssh, connrate, alloc), BENCH_KEEP=1 keeps the
+temporary directory with every log.
 """
 import datetime
 import hashlib
 import json
 import os
 import platform
+import random
 import resource
 import selectors
 import shutil
@@ -43,6 +52,29 @@ KTLS = os.environ.get("BENCH_KTLS", "auto")
 if KTLS not in ("auto", "on", "off"):
     sys.exit(f"bench: BENCH_KTLS={KTLS!r} is not one of auto|on|off")
 REPEAT = 3
+# Connection rate (bench/connrate.c): each sample CR_WARMUP s not counted, then CR_SECONDS
+# counted; CR_THREADS loops x CR_INFLIGHT connections in flight, from CR_SOURCES
+# addresses (127.0.0.2 and up; 0: all from 127.0.0.1).
+CR_SECONDS = float(os.environ.get("BENCH_CONNRATE_SECONDS", "3"))
+CR_WARMUP = 0.5
+CR_THREADS = int(os.environ.get("BENCH_CONNRATE_THREADS", "2"))
+CR_INFLIGHT = int(os.environ.get("BENCH_CONNRATE_INFLIGHT", "16"))
+CR_SOURCES = int(os.environ.get("BENCH_CONNRATE_SOURCES", "16"))
+CR_PATHS = ["direct", "haproxy", "nave-bpf", "nave-listeners"]
+CR_LABELS = {
+    "direct": "direct",
+    "haproxy": "HAProxy tcp",
+    "nave-bpf": "nave bpf",
+    "nave-listeners": "nave listeners",
+}
+STEERINGS = ["bpf", "listeners"]
+# Port allocation: this many ports, one tunnel, [ports] max_per_tunnel and range that size
+ALLOC_PORTS = int(os.environ.get("BENCH_ALLOC_PORTS", "1000"))
+# Parts to leave out (comma-separated): throughput, memory, ssh, connrate, alloc
+SKIP = {x.strip() for x in os.environ.get("BENCH_SKIP", "").split(",") if x.strip()}
+if SKIP - {"throughput", "memory", "ssh", "connrate", "alloc"}:
+    sys.exit(f"bench: BENCH_SKIP={os.environ['BENCH_SKIP']!r}: parts are "
+             "throughput, memory, ssh, connrate, alloc")
 KIB_TARGET = 32
 HOLD_CHECK_S = 12  # the idle connections must still be up this long after opening
 HOST = "127.0.0.1"
@@ -135,6 +167,11 @@ class Procs:
         except subprocess.TimeoutExpired:
             log(f"pid {p.pid} survived SIGKILL")
 
+    def stop_named(self, name):
+        for item in [it for it in self.items if it[0] == name]:
+            self.items.remove(item)
+            self.stop(item[1])
+
     def stop_all(self):
         while self.items:
             name, p, _ = self.items.pop()
@@ -180,8 +217,21 @@ def free_port():
         return s.getsockname()[1]
 
 
+# The bench's relays take their [ports] range from here: away from the integration
+# tests' 23000-29999, so that a concurrent test run and a bench never share ports (a
+# relayd that steers with BPF binds none of its range, so a bind probe cannot see it),
+# and below the ephemeral range (32768-60999 by default): the bench runs with
+# [ports] reserve = off, and a port the kernel lends to an outgoing connection (a data
+# link, an iperf3 stream) cannot be listened on until that connection is gone.
+WINDOW_LO, WINDOW_HI = 10000, 19999
+_windows = []  # (low, high) handed out in this run
+
+
 def port_free(port):
+    """Nothing listens on or is bound to port (a TIME_WAIT socket does not count:
+    SO_REUSEADDR, as relayd's listeners have it)."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((HOST, port))
         except OSError:
@@ -189,11 +239,19 @@ def port_free(port):
         return True
 
 
-def free_window(size=50, start=24000, stop=32000):
-    for low in range(start, stop, size):
-        if all(port_free(p) for p in range(low, low + size)):
-            return low, low + size - 1
-    raise BenchError(f"no free window of {size} ports in {start}-{stop}")
+def free_window(size=50, lo=WINDOW_LO, hi=WINDOW_HI):
+    """A window of size ports in lo..hi that all look free, overlapping no window
+    handed out earlier in this run; random, so that two benches at once rarely meet."""
+    rnd = random.SystemRandom()
+    for _ in range(200):
+        low = rnd.randrange(lo, hi - size + 2)
+        high = low + size - 1
+        if any(a <= high and low <= b for a, b in _windows):
+            continue
+        if all(port_free(p) for p in range(low, high + 1)):
+            _windows.append((low, high))
+            return low, high
+    raise BenchError(f"no free window of {size} ports in {lo}-{hi}")
 
 
 def listening(port):
@@ -214,6 +272,22 @@ def listening(port):
         except OSError:
             pass
     return False
+
+
+def accepts(port, deadline):
+    """Connects to port until a handshake completes (then closes); returns how many
+    attempts were refused first."""
+    refused = 0
+    while True:
+        with socket.socket() as s:
+            s.settimeout(2)
+            err = s.connect_ex((HOST, port))
+        if err == 0:
+            return refused
+        refused += 1
+        if time.monotonic() > deadline:
+            raise BenchError(f"port {port}: no connection accepted ({os.strerror(err)})")
+        time.sleep(0.0005)
 
 
 # ---------------------------------------------------------------- iperf3
@@ -250,11 +324,14 @@ def setup_direct(procs, tmp):
     return {"port": port}
 
 
-def setup_haproxy(procs, tmp):
+def setup_haproxy(procs, tmp, service=None):
+    """HAProxy in tcp mode: one frontend to the iperf3 server and, when the
+    connection-rate service runs (its port in service), a second one to it."""
     backend = iperf3_server(procs, "iperf3-haproxy")
     front = free_port()
+    cr_front = free_port() if service else None
     cfg = tmp / "haproxy.cfg"
-    cfg.write_text(
+    text = (
         "global\n"
         "    nbthread 2\n"
         "    maxconn 4096\n"
@@ -269,11 +346,25 @@ def setup_haproxy(procs, tmp):
         "backend be\n"
         f"    server iperf3 {HOST}:{backend}\n"
     )
+    if service:
+        text += (
+            "frontend fe_connrate\n"
+            f"    bind {HOST}:{cr_front}\n"
+            "    default_backend be_connrate\n"
+            "backend be_connrate\n"
+            f"    server connrate {HOST}:{service}\n"
+        )
+    cfg.write_text(text)
     run(["haproxy", "-c", "-f", cfg])
     p = procs.start("haproxy", ["haproxy", "-db", "-f", cfg])
     wait_until("haproxy listening", lambda: p.poll() is not None or listening(front), 10)
+    if service:
+        wait_until("haproxy listening", lambda: p.poll() is not None or listening(cr_front), 10)
     procs.check_alive("haproxy")
-    return {"port": front, "backend": backend}
+    out = {"port": front, "backend": backend, "pid": p.pid}
+    if service:
+        out["connrate_port"] = cr_front
+    return out
 
 
 def setup_ssh(procs, tmp):
@@ -334,16 +425,22 @@ def setup_ssh(procs, tmp):
 
 
 class Nave:
-    def __init__(self, procs, tmp, build):
-        self.procs, self.build = procs, build
-        self.d = tmp / "nave"
-        self.d.mkdir()
-        self.ini = self.d / "server.ini"
-        self.cini = self.d / "client.ini"
+    """One nave stack: controld, relayd and a registered, online client, under tmp/TAG.
+    The memory test's stack (tag "nave") keeps relayd's default steering; the
+    connection-rate stacks name theirs and hold a range of RANGE_SIZE ports."""
+
+    def __init__(self, procs, tmp, build, tag="nave", steering=None, range_size=50,
+                 max_per_tunnel=None):
+        self.procs, self.build, self.tmp, self.tag = procs, build, tmp, tag
+        self.steering, self.range_size, self.max_per_tunnel = steering, range_size, max_per_tunnel
         self.relayd = self.client = None
+        self.attempts = 0
 
     def bin(self, name):
         return self.build / name
+
+    def pname(self, role):
+        return f"{self.tag}-{role}"  # nave-controld, nave-relayd, nave-client, nave-bpf-relayd, ...
 
     def ctl(self, *args, timeout=30):
         return run([self.bin("navectl"), "--config", self.ini, *args], timeout=timeout)
@@ -363,14 +460,37 @@ class Nave:
         except ValueError:
             return {}
 
-    def setup(self):
+    def setup(self, tries=3):
+        """setup_once, again on a fresh window when relayd does not come up (another
+        relayd may steer an overlapping range: a BPF-steered range binds no port)."""
         for b in ("nave-controld", "nave-relayd", "navectl", "nave"):
             if not os.access(self.bin(b), os.X_OK):
                 raise BenchError(f"{self.bin(b)} missing (make)")
+        while True:
+            self.attempts += 1
+            try:
+                return self.setup_once()
+            except BenchError as e:
+                relayd_died = self.relayd is not None and self.relayd.poll() is not None
+                if not relayd_died or self.attempts >= tries:
+                    raise
+                log(f"{self.tag}: relayd did not start on {self.range} ({str(e).splitlines()[0]});"
+                    " another window")
+                for role in ("client", "relayd", "controld"):
+                    self.procs.stop_named(self.pname(role))
+                self.relayd = self.client = None
+
+    def setup_once(self):
+        self.d = self.tmp / (self.tag if self.attempts == 1 else f"{self.tag}.{self.attempts}")
+        self.d.mkdir()
+        self.ini = self.d / "server.ini"
+        self.cini = self.d / "client.ini"
         https, http = free_port(), free_port()
-        low, high = free_window()
-        self.https, self.range = https, f"{low}-{high}"
-        run_dir = self.d / "run"
+        low, high = free_window(self.range_size)
+        self.https, self.range, self.low, self.high = https, f"{low}-{high}", low, high
+        self.run_dir = run_dir = self.d / "run"
+        self.sock = run_dir / "control.sock"
+        # one section of each name: the server refuses a repeated one
         self.ini.write_text(
             "[server]\n"
             f"state_dir = {self.d}/var\n"
@@ -382,8 +502,9 @@ class Nave:
             f"address = {HOST}\n"
             "[ports]\n"
             f"range = {low}-{high}\n"
+            + (f"max_per_tunnel = {self.max_per_tunnel}\n" if self.max_per_tunnel else "")
             # every connection of the memory test comes from 127.0.0.1
-            f"max_conns_per_source = {max(256, 2 * CONNS)}\n"
+            + f"max_conns_per_source = {max(256, 2 * CONNS)}\n"
             # a benchmark leaves the machine's reserved ports alone
             "reserve = off\n"
             "[tunnel]\n"
@@ -391,31 +512,32 @@ class Nave:
             f"max_links = {max(1024, 2 * CONNS)}\n"
             "[datapath]\n"
             f"ktls = {KTLS}\n"
+            + (f"steering = {self.steering}\n" if self.steering else "")
         )
         run([self.bin("nave-controld"), "--check", "--config", self.ini])
-        controld = self.procs.start(
-            "nave-controld", [self.bin("nave-controld"), "--config", self.ini], cwd=self.d
+        self.controld = controld = self.procs.start(
+            self.pname("controld"), [self.bin("nave-controld"), "--config", self.ini], cwd=self.d
         )
         wait_until(
             "controld's control.sock",
-            lambda: controld.poll() is not None or (run_dir / "control.sock").exists(),
+            lambda: controld.poll() is not None or self.sock.exists(),
             15,
         )
-        self.procs.check_alive("nave-controld")
+        self.procs.check_alive(self.pname("controld"))
         self.relayd = self.procs.start(
-            "nave-relayd", [self.bin("nave-relayd"), "--config", self.ini], cwd=self.d
+            self.pname("relayd"), [self.bin("nave-relayd"), "--config", self.ini], cwd=self.d
         )
 
         def relay_up():
-            self.procs.check_alive("nave-relayd")
-            self.procs.check_alive("nave-controld")
+            self.procs.check_alive(self.pname("relayd"))
+            self.procs.check_alive(self.pname("controld"))
             try:
                 st = self.status()
             except BenchError:
                 return None
             return st if st.get("relay", {}).get("connected") else None
 
-        st = wait_until("relayd connected to controld", relay_up, 20, 0.1)
+        st = wait_until(f"{self.tag}: relayd connected to controld", relay_up, 20, 0.1)
         self.server_status = st
         wait_until("relayd listening on https", lambda: listening(https), 10)
         token = self.ctl("registration", "create").stdout.splitlines()[0].strip()
@@ -432,14 +554,14 @@ class Nave:
                   f"ktls = {KTLS}"]
         self.cini.write_text("\n".join(lines) + "\n")
         self.client = self.procs.start(
-            "nave-client", [self.bin("nave"), "start", "--config", self.cini], cwd=self.d
+            self.pname("client"), [self.bin("nave"), "start", "--config", self.cini], cwd=self.d
         )
 
         def online():
-            self.procs.check_alive("nave-client")
+            self.procs.check_alive(self.pname("client"))
             return self.client_status().get("state") == "online"
 
-        wait_until("nave client online", online, 20, 0.1)
+        wait_until(f"{self.tag}: nave client online", online, 20, 0.1)
         self.client_status_online = self.client_status()
 
     def add_tcp(self, to_port):
@@ -448,7 +570,13 @@ class Nave:
             port = int(out.split()[-1])
         except (ValueError, IndexError):
             raise BenchError(f"nave tunnel tcp add printed {out!r}, expected a port")
-        wait_until(f"public port {port} listening", lambda: listening(port), 10)
+        if (self.server_status.get("relay") or {}).get("steering") == "bpf":
+            # nothing listens on the port itself (sk_lookup steers its SYNs to the
+            # range's listeners): wait until it accepts (the service sees one empty
+            # connection; iperf3 -s shrugs it off)
+            accepts(port, time.monotonic() + 10)
+        else:
+            wait_until(f"public port {port} listening", lambda: listening(port), 10)
         return port
 
 
@@ -668,6 +796,355 @@ def memory_test(nv):
         echo.close()
 
 
+# ---------------------------------------------------------------- connection rate
+
+
+def build_connrate(tmp):
+    """bench/connrate.c into the temp dir (no file of the tree is written: the guest's
+    root is read-only). Returns the binary's path."""
+    out = tmp / "connrate"
+    cc = os.environ.get("CC", "cc")
+    run([cc, "-std=gnu11", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-pthread",
+         "-o", out, ROOT / "bench" / "connrate.c"], timeout=120)
+    return out
+
+
+def start_service(procs, binpath):
+    """The connection-rate service (connrate serve, one epoll thread per CPU); its port."""
+    name = "connrate-service"
+    p = procs.start(name, [binpath, "serve", "-a", HOST, "-t", os.cpu_count() or 2])
+
+    def port():
+        procs.check_alive(name)
+        for line in procs.logtail(name, 5).splitlines():
+            if line.startswith("port "):
+                return int(line.split()[1])
+        return None
+
+    svc = wait_until("the connection-rate service's port", port, 10)
+    wait_until("the connection-rate service listening", lambda: listening(svc), 10)
+    return {"port": svc, "pid": p.pid}
+
+
+def proc_cpu(pid):
+    """User + system CPU seconds of pid so far, all its threads (/proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_cpu():
+    """(all, idle) jiffies of the machine since boot (/proc/stat)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:9]]
+    return sum(v), v[3] + v[4]
+
+
+def connrate_sample(binpath, port, pids):
+    """One connrate run against port; pids: the processes that serve it (their CPU is
+    charged to the sample). Returns connrate's JSON with CPU figures added."""
+    before = {n: proc_cpu(pid) for n, pid in pids.items()}
+    m0 = machine_cpu()
+    argv = [binpath, "run", "-a", HOST, "-p", port, "-d", CR_SECONDS, "-w", CR_WARMUP,
+            "-t", CR_THREADS, "-c", CR_INFLIGHT, "-s", CR_SOURCES, "-T", 5]
+    try:
+        p = run(argv, timeout=CR_WARMUP + CR_SECONDS + 30)
+    except subprocess.TimeoutExpired:
+        raise BenchError(f"connrate to port {port} hung")
+    m1 = machine_cpu()
+    after = {n: proc_cpu(pid) for n, pid in pids.items()}
+    try:
+        j = json.loads(p.stdout)
+    except ValueError:
+        raise BenchError(f"connrate printed no JSON: {p.stdout[-300:]}{p.stderr[-300:]}")
+    done = j["ok"] + j["warmup_ok"] + j["late_ok"]  # every connection the CPU paid for
+    cpu = {n: after[n] - before[n] for n in pids}
+    cpu["connrate client"] = j["cpu_seconds"]["user"] + j["cpu_seconds"]["sys"]
+    j["cpu_seconds_by_process"] = {n: round(v, 3) for n, v in cpu.items()}
+    j["cpu_us_per_conn"] = {n: round(v * 1e6 / done, 1) if done else None for n, v in cpu.items()}
+    span = m1[0] - m0[0]
+    j["machine_busy"] = round(1 - (m1[1] - m0[1]) / span, 3) if span else None
+    # Busy CPU that none of the path's processes (nor the client) used: kernel threads
+    # (ksoftirqd), the harness, and whatever else runs on the machine. A few percent on
+    # a quiet machine; much more says the sample was disturbed.
+    busy_s = (span - (m1[1] - m0[1])) / os.sysconf("SC_CLK_TCK")
+    j["cpu_not_on_path"] = round(max(0.0, 1 - sum(cpu.values()) / busy_s), 3) if busy_s > 0 else None
+    # the client's share of all CPUs over the run (warm-up, measured window, drain)
+    j["client_cpu_share"] = round(cpu["connrate client"] * os.sysconf("SC_CLK_TCK") / span, 3) \
+        if span else None
+    return j
+
+
+def summarize_connrate(samples):
+    out = {}
+    for path, runs in samples.items():
+        ok = [r for r in runs if r is not None]
+        rates = [r["conns_per_s"] for r in ok]
+        kinds = {}
+        for r in ok:
+            for k, v in r["failures_by_kind"].items():
+                kinds[k] = kinds.get(k, 0) + v
+        med = statistics.median(rates) if rates else None
+        out[path] = {
+            "samples_conns_per_s": [None if r is None else r["conns_per_s"] for r in runs],
+            "median_conns_per_s": round(med, 1) if med is not None else None,
+            "failures": sum(r["failures"] for r in ok),
+            "failures_by_kind": kinds,
+            "warmup_failures": sum(r["warmup_failures"] for r in ok),
+            "latency_us_p50": statistics.median([r["latency_us"]["p50"] for r in ok]) if ok else None,
+            "latency_us_p99": statistics.median([r["latency_us"]["p99"] for r in ok]) if ok else None,
+            "client_cpu_share": statistics.median([r["client_cpu_share"] for r in ok]) if ok else None,
+            "machine_busy": statistics.median([r["machine_busy"] for r in ok]) if ok else None,
+            "cpu_not_on_path": [r["cpu_not_on_path"] for r in ok],
+            "cpu_us_per_conn": {
+                n: round(statistics.median(v), 1)
+                for n in (ok[0]["cpu_us_per_conn"] if ok else {})
+                if (v := [r["cpu_us_per_conn"][n] for r in ok if r["cpu_us_per_conn"][n] is not None])
+            },
+            "runs": runs,
+        }
+    med = {p: out[p]["median_conns_per_s"] for p in out}
+    ratios = {}
+    for a, b in (("nave-bpf", "haproxy"), ("nave-listeners", "haproxy"),
+                 ("nave-bpf", "nave-listeners"), ("haproxy", "direct"), ("nave-bpf", "direct"),
+                 ("nave-listeners", "direct")):
+        ratios[f"{a}/{b}"] = ratio(med.get(a), med.get(b))
+    return {"paths": out, "ratios": ratios}
+
+
+# ---------------------------------------------------------------- port allocation
+
+
+def api_call(sock, method, path, body=None, timeout=10):
+    """One request to controld's admin API on its Unix socket, as navectl makes it
+    (Connection: close). Returns (HTTP status, parsed JSON body or None)."""
+    data = json.dumps(body).encode() if body is not None else b""
+    req = (f"{method} {path} HTTP/1.1\r\nHost: nave\r\nAccept: application/json\r\n"
+           f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n"
+           "Connection: close\r\n\r\n").encode() + data
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(timeout)
+        s.connect(str(sock))
+        s.sendall(req)
+        chunks = []
+        while True:
+            b = s.recv(65536)
+            if not b:
+                break
+            chunks.append(b)
+    head, _, rest = b"".join(chunks).partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    try:
+        status = int(lines[0].split()[1])
+    except (IndexError, ValueError):
+        raise BenchError(f"{method} {path}: no HTTP status line in {head[:80]!r}")
+    hdrs = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])}
+    if "chunked" in hdrs.get("transfer-encoding", "").lower():
+        body_b, rest = b"", rest
+        while True:
+            size_line, _, rest = rest.partition(b"\r\n")
+            n = int(size_line.split(b";")[0] or b"0", 16)
+            if n == 0:
+                break
+            body_b, rest = body_b + rest[:n], rest[n + 2:]
+        rest = body_b
+    elif "content-length" in hdrs:
+        rest = rest[:int(hdrs["content-length"])]
+    try:
+        return status, json.loads(rest) if rest.strip() else None
+    except ValueError:
+        raise BenchError(f"{method} {path}: HTTP {status}, body not JSON: {rest[:200]!r}")
+
+
+def listen_ports(pid):
+    """Local ports of pid's listening TCP sockets (/proc/PID/fd and /proc/net/tcp*),
+    one entry per socket."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            t = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if t.startswith("socket:["):
+            inodes.add(t[8:-1])
+    ports = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            next(f)
+            for line in f:
+                parts = line.split()
+                if parts[3] == "0A" and parts[9] in inodes:
+                    ports.append(int(parts[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def relayd_listeners(nv):
+    ports = listen_ports(nv.relayd.pid)
+    return {"total": len(ports), "in_range": sum(nv.low <= p <= nv.high for p in ports)}
+
+
+def alloc_test(nv, n):
+    """n ports allocated one after the other with POST /api/v1/ports, each until it
+    accepts a connection; relayd's listening sockets; then all released again."""
+    tid = nv.client_status_online.get("tunnel_id")
+    if not tid:
+        raise BenchError(f"{nv.tag}: the client reports no tunnel_id")
+    res = {"ports": n, "range": nv.range, "tunnel": tid,
+           "listeners_before": relayd_listeners(nv)}
+    per, api_s, ports = [], [], []
+    refused = 0
+    t0 = time.monotonic()
+    for i in range(n):
+        a = time.monotonic()
+        status, body = api_call(nv.sock, "POST", "/api/v1/ports", {"tunnel": tid})
+        if status != 201 or not isinstance(body, dict) or "port" not in body:
+            raise BenchError(f"POST /api/v1/ports (#{i + 1}): HTTP {status}: {body}")
+        b = time.monotonic()
+        ports.append(body["port"])
+        refused += accepts(body["port"], b + 10)
+        per.append(time.monotonic() - a)
+        api_s.append(b - a)
+    total = time.monotonic() - t0
+    res["listeners_after"] = relayd_listeners(nv)
+    relay = nv.status().get("relay") or {}
+    res["relay_steering"] = relay.get("steering")
+    res["relay_workers"] = relay.get("workers")
+    per_ms = sorted(x * 1000 for x in per)
+    res.update({
+        "total_seconds": round(total, 3),
+        "ms_per_port": round(total * 1000 / n, 3),
+        "ms_per_port_p50": round(per_ms[len(per_ms) // 2], 3),
+        "ms_per_port_p99": round(per_ms[min(len(per_ms) - 1, int(len(per_ms) * 0.99))], 3),
+        "ms_per_port_max": round(per_ms[-1], 3),
+        "api_ms_mean": round(statistics.mean(api_s) * 1000, 3),
+        "refused_probes": refused,
+    })
+    # and back: every port released, the range's listeners gone again
+    t0 = time.monotonic()
+    for port in ports:
+        status, body = api_call(nv.sock, "DELETE", f"/api/v1/ports/{port}")
+        if status != 200:
+            raise BenchError(f"DELETE /api/v1/ports/{port}: HTTP {status}: {body}")
+    res["release_seconds"] = round(time.monotonic() - t0, 3)
+    base = res["listeners_before"]
+    try:
+        wait_until("the released ports' listeners closed",
+                   lambda: relayd_listeners(nv) == base, 10, 0.1)
+    except BenchError as e:
+        res["problem"] = str(e)
+    res["listeners_after_release"] = relayd_listeners(nv)
+    return res
+
+
+def setup_connrate_nave(procs, tmp, build, steering, service, part_alloc):
+    """A nave stack steering with `steering` over an ALLOC_PORTS range: the allocation
+    test first (on a fresh tunnel), then one tunnel to the connection-rate service."""
+    nv = Nave(procs, tmp, build, tag=f"nave-{steering}", steering=steering,
+              range_size=ALLOC_PORTS, max_per_tunnel=ALLOC_PORTS)
+    nv.setup()
+    got = (nv.server_status.get("relay") or {}).get("steering")
+    if got != steering:
+        raise BenchError(f"relayd with steering = {steering} reports steering {got}")
+    alloc = alloc_test(nv, ALLOC_PORTS) if part_alloc else None
+    port = nv.add_tcp(service) if service else None
+    return nv, port, alloc
+
+
+def connrate_part(result, procs, tmp, build, connrate_bin, service, ready):
+    """Parts 3 and 4: a nave stack per steering mode (port allocation first), then the
+    connection-rate rounds over direct, HAProxy and both stacks."""
+    errors = result["errors"]
+    stacks = {}
+    if "alloc" not in SKIP:
+        result["port_allocation"] = {}
+    result["connrate_nave"] = {}
+    for steering in STEERINGS:
+        tag = f"nave-{steering}"
+        log(f"{tag}: setting up (steering = {steering}, {ALLOC_PORTS}-port range)"
+            + ("" if "alloc" in SKIP else f", allocating {ALLOC_PORTS} ports"))
+        try:
+            nvx, port, alloc = setup_connrate_nave(
+                procs, tmp, build, steering, service and service["port"], "alloc" not in SKIP)
+        except (BenchError, OSError, subprocess.SubprocessError) as e:
+            errors[tag] = str(e)
+            log(f"{tag}: failed: {e}")
+            for role in ("relayd", "client", "controld"):
+                log(f"--- {tag}-{role} log tail:\n{procs.logtail(f'{tag}-{role}')}")
+            continue
+        stacks[tag] = (nvx, port)
+        result["connrate_nave"][steering] = {
+            "range": nvx.range, "port": port, "server_ini": nvx.ini.read_text(),
+            "relay": nvx.server_status.get("relay"),
+        }
+        if alloc:
+            result["port_allocation"][steering] = alloc
+            if alloc.get("problem"):
+                errors[f"alloc {steering}"] = alloc["problem"]
+            log(f"{tag}: {ALLOC_PORTS} ports in {alloc['total_seconds']:.2f} s "
+                f"({alloc['ms_per_port']:.2f} ms each), relayd listening sockets "
+                f"{alloc['listeners_before']['total']} -> {alloc['listeners_after']['total']}, "
+                f"released in {alloc['release_seconds']:.2f} s")
+    if service is None:
+        return
+    targets = {"direct": (service["port"], {"service": service["pid"]})}
+    if "haproxy" in ready:
+        targets["haproxy"] = (ready["haproxy"]["connrate_port"],
+                              {"haproxy": ready["haproxy"]["pid"], "service": service["pid"]})
+    for tag, (nvx, port) in stacks.items():
+        targets[tag] = (port, {"relayd": nvx.relayd.pid, "nave client": nvx.client.pid,
+                               "controld": nvx.controld.pid, "service": service["pid"]})
+    samples = {p: [] for p in CR_PATHS if p in targets}
+    # Round-robin, as the throughput rounds
+    for rep in range(REPEAT):
+        for path in samples:
+            port, pids = targets[path]
+            try:
+                j = connrate_sample(connrate_bin, port, pids)
+                fails = j["failures"] + j["warmup_failures"]
+                log(f"round {rep + 1}/{REPEAT} conn/s {path:<15} {j['conns_per_s']:9.0f}"
+                    f"  p99 {j['latency_us']['p99'] / 1000:.1f} ms"
+                    + (f"  {fails} FAILED ({j['first_failure']})" if fails else ""))
+            except (BenchError, OSError, subprocess.SubprocessError) as e:
+                j = None
+                errors.setdefault(f"connrate {path}", str(e))
+                log(f"round {rep + 1}/{REPEAT} conn/s {path:<15} FAILED: {e}")
+            samples[path].append(j)
+            time.sleep(0.3)
+    cr = summarize_connrate(samples)
+    cr["settings"] = {
+        "seconds": CR_SECONDS, "warmup_seconds": CR_WARMUP, "threads": CR_THREADS,
+        "inflight_per_thread": CR_INFLIGHT, "source_addresses": CR_SOURCES,
+        "request_bytes": 16, "reply_bytes": 64, "repeat": REPEAT,
+        "service_threads": os.cpu_count(),
+    }
+    result["connrate"] = cr
+    for path, m in cr["paths"].items():
+        kinds = ", ".join(f"{k} {v}" for k, v in m["failures_by_kind"].items() if v)
+        msg = f"{m['failures']} failed connections ({kinds})" if m["failures"] else ""
+        if m["warmup_failures"]:
+            msg += ("; " if msg else "") + f"{m['warmup_failures']} failed during warm-up"
+        if msg:
+            errors.setdefault(f"connrate {path}", msg)
+    for tag, (nvx, _) in stacks.items():
+        def settled(nvx=nvx):
+            r = nvx.status().get("relay") or {}
+            return r if r.get("conns") == 0 else None
+
+        # relayd pushes its counters to controld every 2 s: wait for the rounds' end to show
+        try:
+            st = wait_until(f"{tag}: relayd reporting no open connection", settled, 5, 0.25)
+        except BenchError:
+            st = nvx.status().get("relay") or {}
+        cs = nvx.client_status()
+        result["connrate_nave"][tag.split("-", 1)[1]]["after"] = {
+            "client": {k: cs.get(k) for k in ("links", "idle_links", "conns", "conns_total")},
+            "relay": {k: st[k] for k in ("links", "conns", "conns_total", "listeners",
+                                         "refused_per_source", "pending_timeouts") if k in st},
+        }
+        for role in ("relayd", "client", "controld"):
+            procs.check_alive(f"{tag}-{role}")
+
+
 # ---------------------------------------------------------------- report
 
 
@@ -774,6 +1251,74 @@ def summarize(samples):
     return out
 
 
+def print_connrate(result):
+    cr, pa = result.get("connrate"), result.get("port_allocation")
+    if cr:
+        st = cr["settings"]
+        print()
+        print(f"connection rate, keep-alive off (connect, {st['request_bytes']} B request, "
+              f"{st['reply_bytes']} B reply, close): {st['threads']} x {st['inflight_per_thread']}"
+              f" in flight from {st['source_addresses'] or 1} addresses, {st['seconds']:g} s "
+              f"after {st['warmup_seconds']:g} s warm-up, {st['repeat']} samples, median")
+        print(f"  {'':<15} {'conn/s':>8} {'vs direct':>10} {'vs haproxy':>11} {'p50 ms':>7} "
+              f"{'p99 ms':>7} {'failed':>7} {'client CPU':>11} {'busy':>5}   samples (other CPU)")
+        base = cr["paths"].get("direct", {}).get("median_conns_per_s")
+        hap = cr["paths"].get("haproxy", {}).get("median_conns_per_s")
+        for path in CR_PATHS:
+            m = cr["paths"].get(path)
+            if m is None or m["median_conns_per_s"] is None:
+                err = result["errors"].get(path) or result["errors"].get(f"connrate {path}")
+                print(f"  {CR_LABELS[path]:<15} {'-':>8}   "
+                      f"{'(' + err.splitlines()[0][:70] + ')' if err else ''}")
+                continue
+            med = m["median_conns_per_s"]
+            vd, vh = ratio(med, base), ratio(med, hap)
+            other = iter(m["cpu_not_on_path"])
+            smp = " ".join("fail" if v is None else f"{v:.0f} ({next(other) * 100:.0f}%)"
+                           for v in m["samples_conns_per_s"])
+            fails = m["failures"] + m["warmup_failures"]
+            print(f"  {CR_LABELS[path]:<15} {med:>8.0f} {'-' if vd is None else f'{vd:.2f}':>10} "
+                  f"{'-' if vh is None else f'{vh:.2f}':>11} {m['latency_us_p50'] / 1000:>7.2f} "
+                  f"{m['latency_us_p99'] / 1000:>7.2f} {fails:>7} "
+                  f"{m['client_cpu_share'] * 100:>10.0f}% {m['machine_busy'] * 100:>4.0f}%   {smp}")
+        r = cr["ratios"]
+
+        def fmt(v):
+            return "-" if v is None else f"{v:.2f}"
+
+        print(f"  nave bpf / HAProxy {fmt(r['nave-bpf/haproxy'])}, nave listeners / HAProxy "
+              f"{fmt(r['nave-listeners/haproxy'])}, nave bpf / nave listeners "
+              f"{fmt(r['nave-bpf/nave-listeners'])}")
+        print("  client CPU, busy: share of all CPUs; other CPU: share of the busy CPU that no process"
+              " of the path used (a few % when quiet)")
+        print("  CPU per connection (us, median of samples):")
+        for path in CR_PATHS:
+            m = cr["paths"].get(path)
+            if m and m["cpu_us_per_conn"]:
+                parts = ", ".join(f"{n} {v:.0f}" for n, v in m["cpu_us_per_conn"].items())
+                print(f"    {CR_LABELS[path]:<15} {parts}")
+    if pa:
+        print()
+        n = next(iter(pa.values()))["ports"]
+        print(f"port allocation: {n} ports, POST /api/v1/ports one after the other, each until "
+              "it accepts a connection")
+        print(f"  {'steering':<10} {'total s':>8} {'ms/port':>8} {'p50 ms':>7} {'p99 ms':>7} "
+              f"{'max ms':>7} {'API ms':>7}   relayd listening sockets (range): before, "
+              "allocated, released")
+        for mode in STEERINGS:
+            a = pa.get(mode)
+            if not a:
+                err = result["errors"].get(f"nave-{mode}")
+                print(f"  {mode:<10} {'-':>8}   {'(' + err.splitlines()[0][:70] + ')' if err else ''}")
+                continue
+            lb, la, lr = a["listeners_before"], a["listeners_after"], a["listeners_after_release"]
+            print(f"  {mode:<10} {a['total_seconds']:>8.2f} {a['ms_per_port']:>8.2f} "
+                  f"{a['ms_per_port_p50']:>7.2f} {a['ms_per_port_p99']:>7.2f} "
+                  f"{a['ms_per_port_max']:>7.1f} {a['api_ms_mean']:>7.2f}   "
+                  f"{lb['total']} ({lb['in_range']}), {la['total']} ({la['in_range']}), "
+                  f"{lr['total']} ({lr['in_range']})")
+
+
 def print_table(result):
     tp = result["throughput"]
     tr = result.get("nave", {}).get("transport")
@@ -785,7 +1330,7 @@ def print_table(result):
     print(f"nave bench  {result['timestamp']}  iperf3 -t {SECONDS}, {REPEAT} samples, median"
           f"  ({result['machine']['nproc']} CPU, {result['machine']['cpu_model']}, "
           f"kernel {result['machine']['kernel']})")
-    for key, _, label in MODES:
+    for key, _, label in [] if "throughput" in SKIP else MODES:
         print()
         print(f"{label:<14} {'Gbit/s':>8} {'vs direct':>10} {'vs ssh -R':>10}   samples")
         for path in PATHS:
@@ -817,9 +1362,10 @@ def print_table(result):
         late = mem.get(f"closed_by_tunnel_after_{HOLD_CHECK_S}s")
         print(f"  closed by the tunnel while idle: {mem['closed_by_tunnel']} after 2 s, "
               f"{'-' if late is None else late} after {HOLD_CHECK_S} s")
-    else:
+    elif "memory" not in SKIP:
         err = result["errors"].get("memory", "not run")
         print(f"memory: FAILED: {err}")
+    print_connrate(result)
     if result["errors"]:
         print()
         print("errors:")
@@ -862,6 +1408,9 @@ def main():
         "paths": {},
         "throughput": {},
         "memory": None,
+        "connrate": None,
+        "port_allocation": None,
+        "skipped": sorted(SKIP),
         "errors": {},
     }
     tmp = Path(tempfile.mkdtemp(prefix="nave-bench-"))
@@ -869,15 +1418,31 @@ def main():
     failed = False
     try:
         log(f"temp dir {tmp}, build {build}")
+        connrate_bin = service = None
+        if "connrate" not in SKIP:
+            log("building bench/connrate.c, starting the connection-rate service")
+            try:
+                connrate_bin = build_connrate(tmp)
+                service = start_service(procs, connrate_bin)
+            except (BenchError, OSError, subprocess.SubprocessError) as e:
+                result["errors"]["connrate"] = str(e)
+                log(f"connrate: {e}")
         nv = Nave(procs, tmp, build)
         setups = {
             "direct": lambda: setup_direct(procs, tmp),
             "nave": lambda: setup_nave(procs, tmp, nv),
-            "haproxy": lambda: setup_haproxy(procs, tmp),
+            "haproxy": lambda: setup_haproxy(procs, tmp, service and service["port"]),
             "ssh": lambda: setup_ssh(procs, tmp),
         }
+        # what each part needs set up
+        needed = {
+            "direct": "throughput" not in SKIP,
+            "nave": not {"throughput", "memory"} <= SKIP,
+            "haproxy": "throughput" not in SKIP or service is not None,
+            "ssh": not {"throughput", "ssh"} & SKIP,
+        }
         ready = {}
-        for path in PATHS:
+        for path in [p for p in PATHS if needed[p]]:
             log(f"setting up {path}")
             try:
                 ready[path] = setups[path]()
@@ -890,6 +1455,7 @@ def main():
                 "server_ini": nv.ini.read_text(),
                 "relay": nv.server_status.get("relay"),
             }
+        if "nave" in ready and "memory" not in SKIP:
             log(f"memory: {CONNS} idle connections through the tunnel")
             try:
                 result["memory"] = memory_test(nv)
@@ -904,7 +1470,7 @@ def main():
 
         samples = {p: {m[0]: [] for m in MODES} for p in ready}
         # Round-robin: every path sees the same drift of a shared machine.
-        for rep in range(REPEAT):
+        for rep in range(0 if "throughput" in SKIP else REPEAT):
             for key, extra, label in MODES:
                 for path in PATHS:
                     if path not in ready:
@@ -918,13 +1484,16 @@ def main():
                         log(f"round {rep + 1}/{REPEAT} {label:<12} {path:<8} FAILED: {e}")
                     samples[path][key].append(v)
                     time.sleep(0.3)
-        result["throughput"] = summarize(samples)
+        if "throughput" not in SKIP:
+            result["throughput"] = summarize(samples)
         if "nave" in ready:
             cs = nv.client_status()
             result["nave"]["client_after"] = {k: cs.get(k) for k in ("links", "idle_links", "conns", "conns_total")}
             result["nave"]["transport"] = transport(nv.status().get("relay") or {}, cs)
             for name in ("nave-relayd", "nave-client", "nave-controld"):
                 procs.check_alive(name)
+        if service is not None or "alloc" not in SKIP:
+            connrate_part(result, procs, tmp, build, connrate_bin, service, ready)
     except BaseException as e:
         failed = True
         result["errors"]["harness"] = f"{type(e).__name__}: {e}"
