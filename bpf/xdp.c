@@ -584,18 +584,29 @@ static int keys_of(struct keys *ks, const struct cidr *list, unsigned n, bool v6
 	return 0;
 }
 
+/* the entries the trie holds, walked (at most NAVE_LPM_MAX + 1 are looked at) */
+static unsigned trie_count(int fd)
+{
+	uint8_t k[2][sizeof(struct nave_lpm6)];
+	unsigned n = 0;
+
+	while (n <= NAVE_LPM_MAX && !bpf_map_get_next_key(fd, n ? k[(n - 1) % 2] : NULL, k[n % 2]))
+		n++;
+	return n;
+}
+
 /*
  * The trie holds exactly ks afterwards: stale keys are deleted first (so the
  * trie never holds more than the larger of the two), then the new ones added.
- * *held: the entries it holds afterwards (left as it is when nothing could be
- * done). 0 or -errno.
+ * *held: the entries it holds afterwards, counted in the trie itself (left as
+ * it is when nothing could be done). 0 or -errno.
  */
 static int trie_sync(struct bpf_map *m, const struct keys *ks, unsigned *held)
 {
 	int (*cmp)(const void *, const void *) =
 	    ks->size == sizeof(struct nave_lpm6) ? key_cmp6 : key_cmp4;
 	int fd = bpf_map__fd(m), err = 0;
-	unsigned cap = NAVE_LPM_MAX + 1, n = 0, kept = 0;
+	unsigned cap = NAVE_LPM_MAX + 1, n = 0;
 	uint8_t *old, key[sizeof(struct nave_lpm6)];
 	const void *prev = NULL;
 	uint8_t one = 1;
@@ -610,25 +621,19 @@ static int trie_sync(struct bpf_map *m, const struct keys *ks, unsigned *held)
 	for (unsigned i = 0; i < n; i++) {
 		void *k = old + (size_t)i * ks->size;
 
-		if (ks->n && bsearch(k, ks->k, ks->n, ks->size, cmp)) {
-			kept++;
+		if (ks->n && bsearch(k, ks->k, ks->n, ks->size, cmp))
 			continue;
-		}
-		if (bpf_map_delete_elem(fd, k) < 0 && errno != ENOENT) {
+		if (bpf_map_delete_elem(fd, k) < 0 && errno != ENOENT && !err)
 			err = -errno;
-			kept++;
-		}
 	}
 	free(old);
-	*held = kept;
 	for (unsigned i = 0; i < ks->n; i++) {
 		void *k = ks->k + (size_t)i * ks->size;
 
-		if (!bpf_map_update_elem(fd, k, &one, BPF_NOEXIST))
-			++*held;
-		else if (errno != EEXIST && !err)
+		if (bpf_map_update_elem(fd, k, &one, BPF_NOEXIST) < 0 && errno != EEXIST && !err)
 			err = -errno;
 	}
+	*held = trie_count(fd);
 	return err;
 }
 

@@ -31,8 +31,8 @@ struct xdp_fw_cfg {
 };
 
 struct xdp_fw_stats {
-	uint64_t ctr[5]; /* enum nave_xdp_ctr, summed over CPUs */
-	unsigned ndeny, nallow;
+	uint64_t ctr[5];	/* enum nave_xdp_ctr, summed over CPUs */
+	unsigned ndeny, nallow; /* the entries the tries hold (a block once, both families) */
 };
 
 /* Loads (the verifier runs here) and attaches; 0 or -errno with a one-line why. */

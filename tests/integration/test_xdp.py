@@ -306,6 +306,15 @@ def test_lists_are_replaced_exactly(probe):
     assert pr.cmd("fill 4096 2.0")["ndeny"] == 4096
     assert pr.cmd("fill 10 2.0")["ndeny"] == 10
     assert pr.cmd("clear")["ndeny"] == 0
+    # ndeny and nallow are what the tries hold: a block in its two forms is one entry
+    pr.cmd("deny 10.9.0.0/24")
+    assert pr.cmd("deny ::ffff:10.9.0.0/120")["ndeny"] == 1
+    pr.cmd("allow 2001:db8::/32")
+    pr.cmd("allow 2001:db8::/32")
+    st = pr.cmd("allow 10.9.1.0/24")
+    assert st["ndeny"] == 1 and st["nallow"] == 2, st
+    st = pr.cmd("clear")
+    assert st["ndeny"] == st["nallow"] == 0, st
 
 
 def test_allow_list(probe, listen):
