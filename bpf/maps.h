@@ -43,6 +43,7 @@ enum nave_xdp_ctr {
 	NAVE_XDP_NOT_ALLOWED, /* allow list not empty and the source not in it */
 	NAVE_XDP_UNALLOCATED, /* SYN to a port of the range nobody holds */
 	NAVE_XDP_SYN_RATE,    /* SYN over the source's syn_rate */
+	NAVE_XDP_MALFORMED,   /* a first fragment whose TCP header is cut */
 	NAVE_XDP_NCTR
 };
 

@@ -36,6 +36,9 @@
 #include "util.h"
 #include "xdp.skel.h"
 
+_Static_assert(sizeof(((struct xdp_fw_stats *)0)->ctr) / sizeof(uint64_t) == NAVE_XDP_NCTR,
+	       "struct xdp_fw_stats holds every counter of enum nave_xdp_ctr");
+
 struct xdp_fw {
 	struct nave_xdp *skel;
 	char ifname[IFNAMSIZ];

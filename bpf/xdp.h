@@ -31,7 +31,7 @@ struct xdp_fw_cfg {
 };
 
 struct xdp_fw_stats {
-	uint64_t ctr[5];	/* enum nave_xdp_ctr, summed over CPUs */
+	uint64_t ctr[6];	/* enum nave_xdp_ctr, summed over CPUs */
 	unsigned ndeny, nallow; /* the entries the tries hold (a block once, both families) */
 };
 

@@ -107,11 +107,13 @@ static void print_stats(struct xdp_fw *x)
 
 	xdp_fw_stats(x, &s);
 	printf("{\"pass\": %llu, \"deny\": %llu, \"not_allowed\": %llu, \"unallocated\": %llu, "
-	       "\"syn_rate\": %llu, \"ndeny\": %u, \"nallow\": %u, \"mode\": \"%s\"}\n",
+	       "\"syn_rate\": %llu, \"malformed\": %llu, \"ndeny\": %u, \"nallow\": %u, "
+	       "\"mode\": \"%s\"}\n",
 	       (unsigned long long)s.ctr[NAVE_XDP_PASS], (unsigned long long)s.ctr[NAVE_XDP_DENY],
 	       (unsigned long long)s.ctr[NAVE_XDP_NOT_ALLOWED],
 	       (unsigned long long)s.ctr[NAVE_XDP_UNALLOCATED],
-	       (unsigned long long)s.ctr[NAVE_XDP_SYN_RATE], s.ndeny, s.nallow, xdp_fw_mode(x));
+	       (unsigned long long)s.ctr[NAVE_XDP_SYN_RATE],
+	       (unsigned long long)s.ctr[NAVE_XDP_MALFORMED], s.ndeny, s.nallow, xdp_fw_mode(x));
 }
 
 static void run_frame(struct xdp_fw *x, const char *hex)
