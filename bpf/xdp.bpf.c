@@ -62,7 +62,11 @@ LPM_MAP(deny_v6, struct nave_lpm6);
 LPM_MAP(allow_v4, struct nave_lpm4);
 LPM_MAP(allow_v6, struct nave_lpm6);
 
-/* the SYN token buckets, keyed by the 16-byte source (IPv4 as ::ffff:a.b.c.d) */
+/*
+ * The SYN token buckets, keyed by the 16-byte source: an IPv4 one as
+ * ::ffff:a.b.c.d, any other IPv6 one by its /64 (the low 64 bits zero), so a
+ * host's /64 is one bucket however many addresses it takes from it.
+ */
 struct src16 {
 	__u8 a[16];
 };
@@ -308,16 +312,19 @@ static __always_inline int syn_take(const struct pkt *p)
 {
 	__u64 now, cap, add, elapsed;
 	struct nave_bucket *b;
+	struct src16 key = p->src;
 
 	if (!syn_rate)
 		return 1;
+	if (!p->v4) /* an IPv6 source by its /64 */
+		__builtin_memset(&key.a[8], 0, 8);
 	cap = (__u64)syn_rate * 1000;
 	now = bpf_ktime_get_ns();
-	b = bpf_map_lookup_elem(&buckets, &p->src);
+	b = bpf_map_lookup_elem(&buckets, &key);
 	if (!b) {
 		struct nave_bucket nb = {.stamp_ns = now, .tokens = cap - 1000};
 
-		bpf_map_update_elem(&buckets, &p->src, &nb, BPF_ANY);
+		bpf_map_update_elem(&buckets, &key, &nb, BPF_ANY);
 		return 1;
 	}
 	/*
@@ -386,10 +393,11 @@ int xdp_fw(struct xdp_md *ctx)
 			count(NAVE_XDP_UNALLOCATED);
 			return XDP_DROP;
 		}
-	}
-	if (p.syn && !syn_take(&p)) {
-		count(NAVE_XDP_SYN_RATE);
-		return XDP_DROP;
+		/* the range only: relayd's own ports take devices' bursts of data links */
+		if (p.syn && !syn_take(&p)) {
+			count(NAVE_XDP_SYN_RATE);
+			return XDP_DROP;
+		}
 	}
 
 	count(NAVE_XDP_PASS);

@@ -440,6 +440,7 @@ def test_ipv6_and_v4_mapped_blocks(probe, listen):
 # ---------------------------------------------------------------- frames of our own
 
 CLI6B = "fd77::3"   # another source of the client's /64 (frames only)
+OTHER64 = "fd78::1"  # a source of another /64
 
 
 def csum(b):
@@ -626,6 +627,34 @@ def test_ipv4_fragments(probe):
     assert run(pr, v4(ipv4(CLI2, tcp(PMIN + 2))[:30])) == "pass"
     st = pr.stats()
     assert st["deny"] == 5 and st["malformed"] == 3 and st["pass"] == 1, st
+
+
+def test_syn_rate_is_for_the_range_only(probe):
+    # devices open data links in bursts on relayd's own ports: no SYN rate there
+    pr = probe("--syn-rate", "5", "--alloc", str(PMIN))
+    for _ in range(30):
+        assert run(pr, v4(ipv4(CLI, tcp(SVC)))) == "pass"
+    assert pr.stats()["syn_rate"] == 0
+    verdicts = [run(pr, v4(ipv4(CLI, tcp(PMIN)))) for _ in range(30)]
+    assert verdicts[:5] == ["pass"] * 5 and verdicts.count("drop") >= 20, verdicts
+    assert pr.stats()["syn_rate"] == verdicts.count("drop")
+    # the deny list still holds on relayd's own ports
+    pr.cmd(f"deny {CLI}/32")
+    assert run(pr, v4(ipv4(CLI, tcp(SVC)))) == "drop"
+
+
+def test_syn_rate_keys_ipv6_by_the_64(probe):
+    pr = probe("--syn-rate", "5", "--alloc", str(PMIN))
+    syn = tcp(PMIN)
+    # thirty addresses of one /64: one bucket
+    verdicts = [run(pr, v6(ipv6(f"fd77::{i + 10:x}", syn))) for i in range(30)]
+    assert verdicts[:5] == ["pass"] * 5 and verdicts.count("drop") >= 20, verdicts
+    # another /64 has its own
+    assert run(pr, v6(ipv6(OTHER64, syn))) == "pass"
+    # IPv4 sources are one bucket each (a v4-mapped one is its IPv4 address)
+    assert all(run(pr, v4(ipv4(f"10.78.0.{i + 1}", syn))) == "pass" for i in range(10))
+    assert run(pr, v6(ipv6("::ffff:10.78.1.1", syn))) == "pass"
+    assert all(run(pr, v6(ipv6(f"::ffff:10.78.2.{i + 1}", syn))) == "pass" for i in range(10))
 
 
 def test_bytes_are_what_the_frame_holds(probe):
