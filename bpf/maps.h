@@ -47,6 +47,11 @@ enum nave_xdp_ctr {
 	NAVE_XDP_NCTR
 };
 
+/* which destinations of a family the XDP filter judges (relayd's address) */
+#define NAVE_DST_NONE 0 /* none: relayd does not listen on this family */
+#define NAVE_DST_ANY  1 /* any: a wildcard address */
+#define NAVE_DST_ADDR 2 /* relayd's address only */
+
 /* the per-source SYN token bucket (LRU hash keyed by the 16-byte source, IPv6 by its /64) */
 struct nave_bucket {
 	__u64 stamp_ns; /* last refill */

@@ -33,6 +33,11 @@ const volatile __u16 port_min = 0; /* 0: no range */
 const volatile __u16 port_max = 0;
 const volatile __u16 svc_ports[NAVE_SVC_MAX] = {0};
 const volatile __u32 syn_rate = 0; /* SYNs per second per source, 0 = off */
+/* relayd's address: per family, DST_NONE, DST_ANY or DST_ADDR (dst4, dst6) */
+const volatile __u8 dst4_mode = NAVE_DST_ANY;
+const volatile __u8 dst6_mode = NAVE_DST_ANY;
+const volatile __be32 dst4 = 0;
+const volatile __be32 dst6[4] = {0, 0, 0, 0};
 
 /*
  * Entries in each trie, written by the loader (mmaped .bss): a trie counted 0
@@ -144,6 +149,22 @@ static __always_inline int is_ext(__u8 nh)
 	       nh == IPPROTO_FRAGMENT;
 }
 
+static __always_inline int ours4(__be32 daddr)
+{
+	if (dst4_mode == NAVE_DST_ANY)
+		return 1;
+	return dst4_mode == NAVE_DST_ADDR && daddr == dst4;
+}
+
+static __always_inline int ours6(const struct in6_addr *d)
+{
+	if (dst6_mode == NAVE_DST_ANY)
+		return 1;
+	return dst6_mode == NAVE_DST_ADDR && d->in6_u.u6_addr32[0] == dst6[0] &&
+	       d->in6_u.u6_addr32[1] == dst6[1] && d->in6_u.u6_addr32[2] == dst6[2] &&
+	       d->in6_u.u6_addr32[3] == dst6[3];
+}
+
 /*
  * The TCP header at th, with l4len bytes after the IP headers (the IP
  * header's length, already clamped to the frame). A cut header still gives
@@ -174,7 +195,7 @@ static __always_inline int parse4(struct pkt *p, struct iphdr *iph, void *end)
 	__u32 ihl, len, avail;
 	__u16 frag;
 
-	if ((void *)(iph + 1) > end || iph->protocol != IPPROTO_TCP)
+	if ((void *)(iph + 1) > end || !ours4(iph->daddr) || iph->protocol != IPPROTO_TCP)
 		return P_NONE;
 	__builtin_memset(p->src.a, 0, 10);
 	p->src.a[10] = 0xff;
@@ -203,7 +224,7 @@ static __always_inline int parse6(struct pkt *p, struct ipv6hdr *ip6, void *end)
 	struct tcphdr *th;
 	__u8 nh;
 
-	if ((void *)(ip6 + 1) > end)
+	if ((void *)(ip6 + 1) > end || !ours6(&ip6->daddr))
 		return P_NONE;
 	nh = ip6->nexthdr;
 	if (nh != IPPROTO_TCP && !is_ext(nh))

@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "cidr.h"
 
@@ -28,6 +29,13 @@ struct xdp_fw_cfg {
 	uint16_t svc_ports[8];	     /* relayd's own listening ports (0 = unused) */
 	uint32_t syn_rate;	     /* SYNs per second per source, 0 = off */
 	int ports_fd;		     /* the ports map to share (sk_lookup's), -1 = its own */
+	/*
+	 * relayd's [listen] address (the port is not looked at): only TCP to it is
+	 * judged. 0.0.0.0 is any IPv4 address; :: any address of both families;
+	 * ::ffff:a.b.c.d is IPv4 to a.b.c.d. NULL: any address of both families.
+	 */
+	const struct sockaddr *addr;
+	socklen_t addrlen;
 };
 
 struct xdp_fw_stats {

@@ -34,6 +34,7 @@ NS_C = f"nxc{os.getpid()}"
 IF_S, IF_C = "nxv0", "nxv1"
 IF_D = "nxd0"  # a veth pair of its own in the server namespace, no address: no TCP reaches it
 SRV, CLI, CLI2 = "10.77.0.1", "10.77.0.2", "10.77.0.3"
+SRV2 = "10.77.0.4"  # another address of the server: not relayd's when the probe has --addr SRV
 SRV6, CLI6 = "fd77::1", "fd77::2"
 PMIN, PMAX = 30000, 30009
 SVC = 30100        # one of relayd's own ports: guarded, never "unallocated"
@@ -79,6 +80,7 @@ def in_ns(ns, fn):
 def make_veth():
     ip("link", "add", IF_S, "netns", NS_S, "type", "veth", "peer", "name", IF_C, "netns", NS_C)
     ip("-n", NS_S, "addr", "add", f"{SRV}/24", "dev", IF_S)
+    ip("-n", NS_S, "addr", "add", f"{SRV2}/24", "dev", IF_S)
     ip("-n", NS_S, "addr", "add", f"{SRV6}/64", "dev", IF_S, "nodad")
     for a in (CLI, CLI2):
         ip("-n", NS_C, "addr", "add", f"{a}/24", "dev", IF_C)
@@ -640,6 +642,47 @@ def test_ipv4_fragments(fprobe):
     assert run(pr, v4(ipv4(CLI2, tcp(PMIN + 2))[:30])) == "pass"
     st = pr.stats()
     assert st["deny"] == 5 and st["malformed"] == 3 and st["pass"] == 1, st
+
+
+def test_destination_address(fprobe):
+    port = PMIN + 1
+    syn = tcp(port)
+    cases = [
+        # --addr, then (a frame, judged?) for each
+        (SRV, [(ipv4(CLI, syn), True), (ipv4(CLI, syn, dst=SRV2), False),
+               (ipv6(f"::ffff:{CLI}", syn), False), (ipv6(CLI6, syn), False)]),
+        ("0.0.0.0", [(ipv4(CLI, syn), True), (ipv4(CLI, syn, dst=SRV2), True),
+                     (ipv6(CLI6, syn), False)]),
+        (SRV6, [(ipv6(CLI6, syn), True), (ipv6(CLI6, syn, dst="fd77::9"), False),
+                (ipv6x(CLI6, [0], syn, dst="fd77::9"), False), (ipv4(CLI, syn), False)]),
+        ("::", [(ipv6(CLI6, syn), True), (ipv6(CLI6, syn, dst="fd77::9"), True),
+                (ipv4(CLI, syn), True), (ipv4(CLI, syn, dst=SRV2), True)]),
+        (f"::ffff:{SRV}", [(ipv4(CLI, syn), True), (ipv4(CLI, syn, dst=SRV2), False),
+                           (ipv6(CLI6, syn), False)]),
+    ]
+    for addr, frames in cases:
+        pr = fprobe("--addr", addr, "--alloc", str(port), "--deny", f"{CLI}/32",
+                   "--deny", f"{CLI6}/128")
+        for l3, judged in frames:
+            frame = v4(l3) if l3[0] >> 4 == 4 else v6(l3)
+            assert run(pr, frame) == ("drop" if judged else "pass"), (addr, l3.hex())
+        # fragments and cut first fragments to another address are not ours either
+        if addr == SRV:
+            assert run(pr, v4(ipv4(CLI, b"z" * 64, frag=100, dst=SRV2))) == "pass"
+            assert run(pr, v4(ipv4(CLI2, syn[:8], frag=0x2000, dst=SRV2))) == "pass"
+            assert run(pr, v4(ipv4(CLI2, syn[:8], frag=0x2000))) == "drop"
+        pr.close()
+
+
+def test_another_address_of_the_host_is_not_filtered(probe, listen):
+    # relayd on SRV: a service on SRV2, same port, is not relayd's to filter
+    pr = probe("--addr", SRV, "--deny", f"{CLI}/32")
+    listen(SVC, SRV2)
+    listen(SVC)
+    assert connect(CLI, SVC, dst=SRV2) == "ok"
+    assert pr.stats()["deny"] == 0
+    assert connect(CLI, SVC) == "timeout"
+    assert pr.stats()["deny"] >= 1
 
 
 def test_syn_rate_is_for_the_range_only(fprobe):
