@@ -1,14 +1,25 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
- * The XDP filter (loader: xdp.c, API: xdp.h). For TCP to a guarded port (the
- * [ports] range and relayd's own listeners, fixed in rodata before load), in
- * this order: a source in the deny trie is dropped; when the allow list is not
- * empty, a source not in the allow trie is dropped; a SYN to a port of the
- * range that the ports map does not hold open is dropped; a SYN over the
- * source's token bucket (syn_rate per second, burst syn_rate) is dropped.
- * What passes is counted, and for an allocated port of the range its packets
- * and TCP payload bytes too. Everything else (not Ethernet/IP/TCP, a later
- * fragment, another port) passes uncounted.
+ * The XDP filter (loader: xdp.c, API: xdp.h). Guarded traffic is TCP to
+ * relayd's address (the [listen] address; a wildcard is any address of its
+ * family, :: of both) and to a guarded port: the [ports] range and relayd's
+ * own listeners (all fixed in rodata before load). For it, in this order: a
+ * source in the deny trie is dropped; when the allow list is not empty, a
+ * source not in the allow trie is dropped; a SYN to a port of the range that
+ * the ports map does not hold open is dropped; a SYN to a port of the range
+ * over the source's token bucket (syn_rate per second, burst syn_rate; IPv6
+ * sources by their /64) is dropped. What passes is counted, and for an
+ * allocated port of the range its packets and TCP payload bytes too (the
+ * lengths clamped to the frame). Everything else (not Ethernet/IP/TCP,
+ * another address, another port) passes uncounted.
+ *
+ * Up to two VLAN tags are looked through, and up to EXT_MAX IPv6 extension
+ * headers (hop-by-hop, routing, destination options, fragment). TCP to
+ * relayd's address whose TCP header cannot be read (a later fragment, a cut
+ * header, a longer chain of extension headers) has no port to judge by: a
+ * source in the deny trie is dropped, the rest passes uncounted; except a
+ * first fragment whose TCP header is cut, which is dropped (NAVE_XDP_MALFORMED)
+ * unless its destination port can be read and is not guarded.
  *
  * Matching follows cidr_table_check (common/cidr.c): an IPv4 source, or an
  * IPv6 one of the form ::ffff:a.b.c.d, matches IPv4 blocks only (the store

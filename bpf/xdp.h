@@ -2,11 +2,17 @@
 /*
  * The XDP filter's loader (xdp.bpf.c): relayd's [xdp] section.
  *
- * On [xdp] interface it drops, for TCP to relayd's ports (the range and the
- * service ports given): sources in the deny list; when the allow list is not
- * empty, sources not in it; SYNs to ports of the range that the ports map does
- * not hold; SYNs over a source's syn_rate per second (0 = off). It counts
- * packets and payload bytes per allocated port. Everything else passes.
+ * On [xdp] interface it drops, for TCP to relayd's address (addr; a wildcard
+ * is any address of its family, :: of both) and relayd's ports (the range and
+ * the service ports given): sources in the deny list; when the allow list is
+ * not empty, sources not in it; SYNs to ports of the range that the ports map
+ * does not hold; SYNs to ports of the range over a source's syn_rate per second
+ * (0 = off; an IPv6 source counts by its /64). TCP to relayd's address without
+ * a readable TCP header (a later fragment, a cut header, more IPv6 extension
+ * headers than it walks) is dropped when its source is denied; a first
+ * fragment with a cut TCP header whatever its source, unless its port can be
+ * read and is not guarded. It counts packets and payload bytes per allocated
+ * port. Everything else passes.
  */
 #ifndef NAVE_BPF_XDP_H
 #define NAVE_BPF_XDP_H
