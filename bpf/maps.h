@@ -42,11 +42,17 @@ enum nave_xdp_ctr {
 	NAVE_XDP_DENY,	      /* source in the deny list */
 	NAVE_XDP_NOT_ALLOWED, /* allow list not empty and the source not in it */
 	NAVE_XDP_UNALLOCATED, /* SYN to a port of the range nobody holds */
-	NAVE_XDP_SYN_RATE,    /* SYN over the source's syn_rate */
+	NAVE_XDP_SYN_RATE,    /* SYN to a port of the range over the source's syn_rate */
+	NAVE_XDP_MALFORMED,   /* a first fragment whose TCP header is cut */
 	NAVE_XDP_NCTR
 };
 
-/* the per-source SYN token bucket (LRU hash keyed by the 16-byte source) */
+/* which destinations of a family the XDP filter judges (relayd's address) */
+#define NAVE_DST_NONE 0 /* none: relayd does not listen on this family */
+#define NAVE_DST_ANY  1 /* any: a wildcard address */
+#define NAVE_DST_ADDR 2 /* relayd's address only */
+
+/* the per-source SYN token bucket (LRU hash keyed by the 16-byte source, IPv6 by its /64) */
 struct nave_bucket {
 	__u64 stamp_ns; /* last refill */
 	__u64 tokens;	/* scaled by 1000 */

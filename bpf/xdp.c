@@ -19,6 +19,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <netinet/in.h>
+
 #include <linux/if.h>
 #include <linux/if_link.h>
 #include <linux/rtnetlink.h>
@@ -35,6 +37,9 @@
 #include "maps.h"
 #include "util.h"
 #include "xdp.skel.h"
+
+_Static_assert(sizeof(((struct xdp_fw_stats *)0)->ctr) / sizeof(uint64_t) == NAVE_XDP_NCTR,
+	       "struct xdp_fw_stats holds every counter of enum nave_xdp_ctr");
 
 struct xdp_fw {
 	struct nave_xdp *skel;
@@ -376,6 +381,53 @@ static int check_ports_map(int fd, char *why, size_t whylen)
 	return 0;
 }
 
+/*
+ * Which destinations the filter judges, from relayd's address: per family
+ * NAVE_DST_NONE, NAVE_DST_ANY or NAVE_DST_ADDR (into dst4, dst6). 0 or -EINVAL.
+ */
+static int set_dst(struct nave_xdp *skel, const struct sockaddr *sa, socklen_t len, char *why,
+		   size_t whylen)
+{
+	static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+	__u8 *m4 = &skel->rodata->dst4_mode, *m6 = &skel->rodata->dst6_mode;
+
+	*m4 = *m6 = NAVE_DST_ANY;
+	if (!sa)
+		return 0;
+	if (sa->sa_family == AF_INET && len >= sizeof(struct sockaddr_in)) {
+		const struct sockaddr_in *a = (const struct sockaddr_in *)sa;
+
+		*m6 = NAVE_DST_NONE;
+		if (a->sin_addr.s_addr != htonl(INADDR_ANY)) {
+			*m4 = NAVE_DST_ADDR;
+			skel->rodata->dst4 = a->sin_addr.s_addr;
+		}
+		return 0;
+	}
+	if (sa->sa_family == AF_INET6 && len >= sizeof(struct sockaddr_in6)) {
+		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)sa;
+		const uint8_t *b = a->sin6_addr.s6_addr;
+
+		/* ::: both families; ::ffff:a.b.c.d: IPv4, through an IPv6 socket */
+		if (IN6_IS_ADDR_UNSPECIFIED(&a->sin6_addr))
+			return 0;
+		if (!memcmp(b, mapped, sizeof(mapped))) {
+			*m6 = NAVE_DST_NONE;
+			memcpy(&skel->rodata->dst4, b + 12, 4);
+			if (skel->rodata->dst4 != htonl(INADDR_ANY))
+				*m4 = NAVE_DST_ADDR;
+			return 0;
+		}
+		*m4 = NAVE_DST_NONE;
+		*m6 = NAVE_DST_ADDR;
+		memcpy(skel->rodata->dst6, b, 16);
+		return 0;
+	}
+	snprintf(why, whylen, "xdp: the address is neither IPv4 nor IPv6 (family %u, %u bytes)",
+		 (unsigned)sa->sa_family, (unsigned)len);
+	return -EINVAL;
+}
+
 int xdp_fw_open(struct xdp_fw **out, const struct xdp_fw_cfg *c, char *why, size_t whylen)
 {
 	libbpf_print_fn_t prev = NULL;
@@ -444,6 +496,9 @@ int xdp_fw_open(struct xdp_fw **out, const struct xdp_fw_cfg *c, char *why, size
 	for (unsigned i = 0; i < NAVE_SVC_MAX && i < ARRAY_SIZE(c->svc_ports); i++)
 		x->skel->rodata->svc_ports[i] = c->svc_ports[i];
 	x->skel->rodata->syn_rate = c->syn_rate;
+	err = set_dst(x->skel, c->addr, c->addrlen, why, whylen);
+	if (err < 0)
+		goto fail;
 	err = bpf_map__set_max_entries(x->skel->maps.port_counts, x->nports ? x->nports : 1);
 	if (!err && c->ports_fd >= 0) {
 		err = check_ports_map(c->ports_fd, why, whylen);
@@ -584,18 +639,29 @@ static int keys_of(struct keys *ks, const struct cidr *list, unsigned n, bool v6
 	return 0;
 }
 
+/* the entries the trie holds, walked (at most NAVE_LPM_MAX + 1 are looked at) */
+static unsigned trie_count(int fd)
+{
+	uint8_t k[2][sizeof(struct nave_lpm6)];
+	unsigned n = 0;
+
+	while (n <= NAVE_LPM_MAX && !bpf_map_get_next_key(fd, n ? k[(n - 1) % 2] : NULL, k[n % 2]))
+		n++;
+	return n;
+}
+
 /*
  * The trie holds exactly ks afterwards: stale keys are deleted first (so the
  * trie never holds more than the larger of the two), then the new ones added.
- * *held: the entries it holds afterwards (left as it is when nothing could be
- * done). 0 or -errno.
+ * *held: the entries it holds afterwards, counted in the trie itself (left as
+ * it is when nothing could be done). 0 or -errno.
  */
 static int trie_sync(struct bpf_map *m, const struct keys *ks, unsigned *held)
 {
 	int (*cmp)(const void *, const void *) =
 	    ks->size == sizeof(struct nave_lpm6) ? key_cmp6 : key_cmp4;
 	int fd = bpf_map__fd(m), err = 0;
-	unsigned cap = NAVE_LPM_MAX + 1, n = 0, kept = 0;
+	unsigned cap = NAVE_LPM_MAX + 1, n = 0;
 	uint8_t *old, key[sizeof(struct nave_lpm6)];
 	const void *prev = NULL;
 	uint8_t one = 1;
@@ -610,25 +676,19 @@ static int trie_sync(struct bpf_map *m, const struct keys *ks, unsigned *held)
 	for (unsigned i = 0; i < n; i++) {
 		void *k = old + (size_t)i * ks->size;
 
-		if (ks->n && bsearch(k, ks->k, ks->n, ks->size, cmp)) {
-			kept++;
+		if (ks->n && bsearch(k, ks->k, ks->n, ks->size, cmp))
 			continue;
-		}
-		if (bpf_map_delete_elem(fd, k) < 0 && errno != ENOENT) {
+		if (bpf_map_delete_elem(fd, k) < 0 && errno != ENOENT && !err)
 			err = -errno;
-			kept++;
-		}
 	}
 	free(old);
-	*held = kept;
 	for (unsigned i = 0; i < ks->n; i++) {
 		void *k = ks->k + (size_t)i * ks->size;
 
-		if (!bpf_map_update_elem(fd, k, &one, BPF_NOEXIST))
-			++*held;
-		else if (errno != EEXIST && !err)
+		if (bpf_map_update_elem(fd, k, &one, BPF_NOEXIST) < 0 && errno != EEXIST && !err)
 			err = -errno;
 	}
+	*held = trie_count(fd);
 	return err;
 }
 

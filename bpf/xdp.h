@@ -2,11 +2,17 @@
 /*
  * The XDP filter's loader (xdp.bpf.c): relayd's [xdp] section.
  *
- * On [xdp] interface it drops, for TCP to relayd's ports (the range and the
- * service ports given): sources in the deny list; when the allow list is not
- * empty, sources not in it; SYNs to ports of the range that the ports map does
- * not hold; SYNs over a source's syn_rate per second (0 = off). It counts
- * packets and payload bytes per allocated port. Everything else passes.
+ * On [xdp] interface it drops, for TCP to relayd's address (addr; a wildcard
+ * is any address of its family, :: of both) and relayd's ports (the range and
+ * the service ports given): sources in the deny list; when the allow list is
+ * not empty, sources not in it; SYNs to ports of the range that the ports map
+ * does not hold; SYNs to ports of the range over a source's syn_rate per second
+ * (0 = off; an IPv6 source counts by its /64). TCP to relayd's address without
+ * a readable TCP header (a later fragment, a cut header, more IPv6 extension
+ * headers than it walks) is dropped when its source is denied; a first
+ * fragment with a cut TCP header whatever its source, unless its port can be
+ * read and is not guarded. It counts packets and payload bytes per allocated
+ * port. Everything else passes.
  */
 #ifndef NAVE_BPF_XDP_H
 #define NAVE_BPF_XDP_H
@@ -14,6 +20,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "cidr.h"
 
@@ -28,11 +35,18 @@ struct xdp_fw_cfg {
 	uint16_t svc_ports[8];	     /* relayd's own listening ports (0 = unused) */
 	uint32_t syn_rate;	     /* SYNs per second per source, 0 = off */
 	int ports_fd;		     /* the ports map to share (sk_lookup's), -1 = its own */
+	/*
+	 * relayd's [listen] address (the port is not looked at): only TCP to it is
+	 * judged. 0.0.0.0 is any IPv4 address; :: any address of both families;
+	 * ::ffff:a.b.c.d is IPv4 to a.b.c.d. NULL: any address of both families.
+	 */
+	const struct sockaddr *addr;
+	socklen_t addrlen;
 };
 
 struct xdp_fw_stats {
-	uint64_t ctr[5]; /* enum nave_xdp_ctr, summed over CPUs */
-	unsigned ndeny, nallow;
+	uint64_t ctr[6];	/* enum nave_xdp_ctr, summed over CPUs */
+	unsigned ndeny, nallow; /* the entries the tries hold (a block once, both families) */
 };
 
 /* Loads (the verifier runs here) and attaches; 0 or -errno with a one-line why. */

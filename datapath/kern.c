@@ -86,6 +86,8 @@ int kern_open(struct kern **out, const struct cfg_server *cfg, unsigned workers,
 		    .port_max = cfg->port_max,
 		    .syn_rate = cfg->syn_rate,
 		    .ports_fd = k->ports_fd, /* sk_lookup's map: one source of truth */
+		    .addr = addr,	     /* only TCP to relayd's address is judged */
+		    .addrlen = addrlen,
 		};
 
 		/* relayd's own listeners are guarded too (sources, SYN rate) */

@@ -5,8 +5,10 @@ relayd): the probe attaches to the server end, Python listeners sit in the
 server namespace and connects come from the client namespace, from a first
 and a second address. A SYN the filter drops shows as a connect timeout and a
 counter; what it lets through connects. Frames no socket sends (VLAN tags, IP
-options, fragments, v4-mapped sources) go through the loaded program with
-BPF_PROG_TEST_RUN ("run HEX").
+options, IPv6 extension headers, fragments, v4-mapped sources, lengths that
+lie) go through the loaded program with BPF_PROG_TEST_RUN ("run HEX"), on a
+probe attached to an interface no packet reaches, so that its counters count
+those frames only.
 
 Needs root (namespaces, XDP); skipped otherwise.
 """
@@ -30,7 +32,9 @@ PROBE = nt.BUILD / "tests" / "xdp_probe"
 NS_S = f"nxs{os.getpid()}"
 NS_C = f"nxc{os.getpid()}"
 IF_S, IF_C = "nxv0", "nxv1"
+IF_D = "nxd0"  # a veth pair of its own in the server namespace, no address: no TCP reaches it
 SRV, CLI, CLI2 = "10.77.0.1", "10.77.0.2", "10.77.0.3"
+SRV2 = "10.77.0.4"  # another address of the server: not relayd's when the probe has --addr SRV
 SRV6, CLI6 = "fd77::1", "fd77::2"
 PMIN, PMAX = 30000, 30009
 SVC = 30100        # one of relayd's own ports: guarded, never "unallocated"
@@ -76,6 +80,7 @@ def in_ns(ns, fn):
 def make_veth():
     ip("link", "add", IF_S, "netns", NS_S, "type", "veth", "peer", "name", IF_C, "netns", NS_C)
     ip("-n", NS_S, "addr", "add", f"{SRV}/24", "dev", IF_S)
+    ip("-n", NS_S, "addr", "add", f"{SRV2}/24", "dev", IF_S)
     ip("-n", NS_S, "addr", "add", f"{SRV6}/64", "dev", IF_S, "nodad")
     for a in (CLI, CLI2):
         ip("-n", NS_C, "addr", "add", f"{a}/24", "dev", IF_C)
@@ -97,6 +102,9 @@ def net():
             made.append(ns)
             ip("-n", ns, "link", "set", "lo", "up")
         make_veth()
+        ip("-n", NS_S, "link", "add", IF_D, "type", "veth", "peer", "name", IF_D + "p")
+        for i in (IF_D, IF_D + "p"):
+            ip("-n", NS_S, "link", "set", i, "up")
         yield
     finally:
         for ns in made:
@@ -106,10 +114,10 @@ def net():
 class Probe:
     """xdp_probe in the server namespace; cmd() sends one command, returns its JSON reply."""
 
-    def __init__(self, tmp_path, *args):
+    def __init__(self, tmp_path, *args, ifname=IF_S):
         self.log_path = tmp_path / "xdp_probe.log"
         self.log = open(self.log_path, "w")
-        self.p = subprocess.Popen(["ip", "netns", "exec", NS_S, str(PROBE), "--if", IF_S,
+        self.p = subprocess.Popen(["ip", "netns", "exec", NS_S, str(PROBE), "--if", ifname,
                                    "--range", f"{PMIN}-{PMAX}", "--svc", str(SVC), *args],
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                   stderr=self.log, text=True, bufsize=1)
@@ -164,8 +172,8 @@ class Probe:
 def probe(net, tmp_path):
     made = []
 
-    def start(*args):
-        pr = Probe(tmp_path, *args)
+    def start(*args, ifname=IF_S):
+        pr = Probe(tmp_path, *args, ifname=ifname)
         made.append(pr)
         return pr
 
@@ -306,6 +314,15 @@ def test_lists_are_replaced_exactly(probe):
     assert pr.cmd("fill 4096 2.0")["ndeny"] == 4096
     assert pr.cmd("fill 10 2.0")["ndeny"] == 10
     assert pr.cmd("clear")["ndeny"] == 0
+    # ndeny and nallow are what the tries hold: a block in its two forms is one entry
+    pr.cmd("deny 10.9.0.0/24")
+    assert pr.cmd("deny ::ffff:10.9.0.0/120")["ndeny"] == 1
+    pr.cmd("allow 2001:db8::/32")
+    pr.cmd("allow 2001:db8::/32")
+    st = pr.cmd("allow 10.9.1.0/24")
+    assert st["ndeny"] == 1 and st["nallow"] == 2, st
+    st = pr.cmd("clear")
+    assert st["ndeny"] == st["nallow"] == 0, st
 
 
 def test_allow_list(probe, listen):
@@ -430,6 +447,10 @@ def test_ipv6_and_v4_mapped_blocks(probe, listen):
 
 # ---------------------------------------------------------------- frames of our own
 
+CLI6B = "fd77::3"   # another source of the client's /64 (frames only)
+OTHER64 = "fd78::1"  # a source of another /64
+
+
 def csum(b):
     if len(b) % 2:
         b += b"\0"
@@ -444,63 +465,269 @@ def tcp(dport, flags="S", payload=b""):
     return struct.pack("!HHIIBBHHH", 40000, dport, 1, 0, 5 << 4, f, 65535, 0, 0) + payload
 
 
-def ipv4(src, l4, proto=6, options=b"", frag=0):
+def ipv4(src, l4, proto=6, options=b"", frag=0, dst=SRV, tot_len=None):
+    """frag: the flags and offset field (0x2000: more fragments; offset in 8 bytes);
+    tot_len: what the header claims (default: the real length)."""
     ihl = 5 + len(options) // 4
-    h = struct.pack("!BBHHHBBH4s4s", 0x40 | ihl, 0, ihl * 4 + len(l4), 1, frag, 64, proto, 0,
-                    socket.inet_aton(src), socket.inet_aton(SRV)) + options
+    n = ihl * 4 + len(l4) if tot_len is None else tot_len
+    h = struct.pack("!BBHHHBBH4s4s", 0x40 | ihl, 0, n, 1, frag, 64, proto, 0,
+                    socket.inet_aton(src), socket.inet_aton(dst)) + options
     h = h[:10] + struct.pack("!H", csum(h)) + h[12:]
     return h + l4
 
 
-def ipv6(src, l4, nexthdr=6):
-    return struct.pack("!IHBB16s16s", 6 << 28, len(l4), nexthdr, 64,
+def ipv6(src, l4, nexthdr=6, dst=SRV6, plen=None):
+    return struct.pack("!IHBB16s16s", 6 << 28, len(l4) if plen is None else plen, nexthdr, 64,
                        socket.inet_pton(socket.AF_INET6, src),
-                       socket.inet_pton(socket.AF_INET6, SRV6)) + l4
+                       socket.inet_pton(socket.AF_INET6, dst)) + l4
 
 
-def eth(l3, proto, vlan=None):
+class Frag6:
+    """An IPv6 fragment header in ipv6x's list."""
+
+    def __init__(self, offset=0, more=False):
+        self.offset, self.more = offset, more
+
+
+def ipv6x(src, exts, l4, last=6, dst=SRV6, plen=None):
+    """IPv6 with extension headers before l4 (protocol last): each of exts is a
+    type (0 hop-by-hop, 43 routing, 60 destination options: 8 bytes), a (type,
+    size) pair, or a Frag6."""
+    body, nh = l4, last
+    for e in reversed(exts):
+        if isinstance(e, Frag6):
+            body = struct.pack("!BBHI", nh, 0, (e.offset << 3) | int(e.more), 7) + body
+            nh = 44
+            continue
+        t, size = e if isinstance(e, tuple) else (e, 8)
+        # a PadN option fills it
+        body = struct.pack("!BBBB", nh, size // 8 - 1, 1, size - 4) + b"\0" * (size - 4) + body
+        nh = t
+    return ipv6(src, body, nexthdr=nh, dst=dst, plen=plen)
+
+
+def eth(l3, proto, vlans=()):
+    """vlans: the TPID of each tag, outermost first (0x88a8, 0x8100)."""
     h = b"\x02\0\0\0\0\x01" + b"\x02\0\0\0\0\x02"
-    if vlan is not None:
-        h += struct.pack("!HH", 0x8100, vlan)
+    for i, tpid in enumerate(vlans):
+        h += struct.pack("!HH", tpid, 7 + i)
     return h + struct.pack("!H", proto) + l3
+
+
+def v4(l3, vlans=()):
+    return eth(l3, 0x0800, vlans)
+
+
+def v6(l3, vlans=()):
+    return eth(l3, 0x86DD, vlans)
 
 
 def run(pr, frame):
     return pr.cmd(f"run {frame.hex()}")["verdict"]
 
 
-def test_frames(probe):
+@pytest.fixture
+def fprobe(probe):
+    """A probe on IF_D: its counters count the frames run and nothing else (on
+    IF_S a late retransmission of an earlier test would count too)."""
+    return lambda *args: probe(*args, ifname=IF_D)
+
+
+def test_frames(fprobe):
     port = PMIN + 1
-    pr = probe("--alloc", str(port), "--deny", f"{CLI}/32")
+    pr = fprobe("--alloc", str(port), "--deny", f"{CLI}/32")
     syn = tcp(port)
-    assert run(pr, eth(ipv4(CLI, syn), 0x0800)) == "drop"
-    assert run(pr, eth(ipv4(CLI2, syn), 0x0800)) == "pass"
-    # one VLAN tag is looked through; IP options move the TCP header
-    assert run(pr, eth(ipv4(CLI, syn), 0x0800, vlan=7)) == "drop"
-    assert run(pr, eth(ipv4(CLI, syn, options=b"\x01" * 8), 0x0800)) == "drop"
-    # a later fragment has no TCP header: untouched; a first one is judged
-    assert run(pr, eth(ipv4(CLI, syn, frag=100), 0x0800)) == "pass"
-    assert run(pr, eth(ipv4(CLI, syn, frag=0x2000), 0x0800)) == "drop"
-    # not TCP, a cut TCP header, an IPv6 extension header: untouched
-    assert run(pr, eth(ipv4(CLI, syn, proto=17), 0x0800)) == "pass"
-    assert run(pr, eth(ipv4(CLI, syn)[:30], 0x0800)) == "pass"
-    assert run(pr, eth(ipv6(CLI6, syn, nexthdr=0), 0x86DD)) == "pass"
+    assert run(pr, v4(ipv4(CLI, syn))) == "drop"
+    assert run(pr, v4(ipv4(CLI2, syn))) == "pass"
+    # up to two VLAN tags are looked through (802.1Q; QinQ: 802.1ad or 802.1Q, then 802.1Q)
+    assert run(pr, v4(ipv4(CLI, syn), [0x8100])) == "drop"
+    assert run(pr, v4(ipv4(CLI, syn), [0x88a8, 0x8100])) == "drop"
+    assert run(pr, v4(ipv4(CLI, syn), [0x8100, 0x8100])) == "drop"
+    assert run(pr, v6(ipv6(f"::ffff:{CLI}", syn), [0x88a8, 0x8100])) == "drop"
+    assert run(pr, v4(ipv4(CLI, syn), [0x88a8, 0x8100, 0x8100])) == "pass"  # a third: not
+    # IP options move the TCP header
+    assert run(pr, v4(ipv4(CLI, syn, options=b"\x01" * 8))) == "drop"
+    # not TCP: untouched
+    assert run(pr, v4(ipv4(CLI, syn, proto=17))) == "pass"
+    assert run(pr, v6(ipv6x(CLI6, [0, 60], syn, last=17))) == "pass"
     # an IPv6 packet from ::ffff:a.b.c.d matches IPv4 blocks
-    assert run(pr, eth(ipv6(f"::ffff:{CLI}", syn), 0x86DD)) == "drop"
-    assert run(pr, eth(ipv6(CLI6, syn), 0x86DD)) == "pass"
+    assert run(pr, v6(ipv6(f"::ffff:{CLI}", syn))) == "drop"
+    assert run(pr, v6(ipv6(CLI6, syn))) == "pass"
     # SYN to an unallocated port of the range; a non-SYN there passes (and is not counted)
-    assert run(pr, eth(ipv4(CLI2, tcp(PMIN + 2)), 0x0800)) == "drop"
-    assert run(pr, eth(ipv4(CLI2, tcp(PMIN + 2, "A")), 0x0800)) == "pass"
-    assert run(pr, eth(ipv4(CLI2, tcp(PMIN + 2, "SA")), 0x0800)) == "pass"
+    assert run(pr, v4(ipv4(CLI2, tcp(PMIN + 2)))) == "drop"
+    assert run(pr, v4(ipv4(CLI2, tcp(PMIN + 2, "A")))) == "pass"
+    assert run(pr, v4(ipv4(CLI2, tcp(PMIN + 2, "SA")))) == "pass"
     assert not pr.cmd(f"port {PMIN + 2}")["counted"]
     # payload bytes: total length minus the IP and TCP headers
-    assert run(pr, eth(ipv4(CLI2, tcp(port, "A", b"x" * 77), options=b"\x01" * 4),
-                       0x0800)) == "pass"
-    assert run(pr, eth(ipv6(CLI6, tcp(port, "A", b"y" * 33)), 0x86DD)) == "pass"
+    assert run(pr, v4(ipv4(CLI2, tcp(port, "A", b"x" * 77), options=b"\x01" * 4))) == "pass"
+    assert run(pr, v6(ipv6(CLI6, tcp(port, "A", b"y" * 33)))) == "pass"
     c = pr.cmd(f"port {port}")
     assert c["bytes"] == 77 + 33 and c["packets"] == 4, c  # and the SYNs that passed
     st = pr.stats()
-    assert st["deny"] == 5 and st["unallocated"] == 1, st
+    assert st["deny"] == 7 and st["unallocated"] == 1 and st["malformed"] == 0, st
+
+
+def test_ipv6_extension_headers(fprobe):
+    port = PMIN + 1
+    pr = fprobe("--alloc", str(port), "--deny", f"{CLI6}/128")
+    syn, other = tcp(port), tcp(PMIN + 2)  # PMIN + 2 is not allocated
+    # hop-by-hop, routing, destination options, a fragment header of a whole
+    # packet (offset 0): walked to the TCP header, which is judged
+    for exts in ([0], [43], [60], [(60, 24)], [Frag6()], [0, 43, 60], [0, Frag6(), 60, 43]):
+        assert run(pr, v6(ipv6x(CLI6, exts, syn))) == "drop", exts
+        assert run(pr, v6(ipv6x(CLI6B, exts, other))) == "drop", exts
+        assert run(pr, v6(ipv6x(CLI6B, exts, syn))) == "pass", exts
+    st = pr.stats()
+    assert st["deny"] == 7 and st["unallocated"] == 7 and st["pass"] == 7, st
+    # more than four: the TCP header is not looked for; the deny list still holds
+    five = [0, 43, 60, 60, 60]
+    assert run(pr, v6(ipv6x(CLI6, five, syn))) == "drop"
+    assert run(pr, v6(ipv6x(CLI6B, five, other))) == "pass"
+    # a first fragment (offset 0, more to come) with the whole TCP header is judged
+    first = [Frag6(0, True)]
+    assert run(pr, v6(ipv6x(CLI6, first, syn))) == "drop"
+    assert run(pr, v6(ipv6x(CLI6B, first, other))) == "drop"
+    assert run(pr, v6(ipv6x(CLI6B, first, syn))) == "pass"
+    # ... and one whose TCP header is cut is dropped whoever sends it, even when
+    # the frame goes on past the IPv6 length (padding)
+    assert run(pr, v6(ipv6x(CLI6B, first, syn[:8]))) == "drop"
+    assert run(pr, v6(ipv6x(CLI6B, [60] + first, syn[:2]))) == "drop"
+    assert run(pr, v6(ipv6x(CLI6B, first, syn[:8], plen=16) + syn[8:])) == "drop"
+    assert run(pr, v6(ipv6x(CLI6B, [0, 43] + first, b""))) == "drop"  # the chain ends there
+    st = pr.stats()
+    assert st["malformed"] == 4 and st["deny"] == 9, st
+    # unless its port can be read and is not guarded
+    assert run(pr, v6(ipv6x(CLI6B, first, tcp(UNGUARDED)[:8]))) == "pass"
+    # a later fragment has no port: the deny list only
+    later = [Frag6(100, True)]
+    assert run(pr, v6(ipv6x(CLI6, later, b"z" * 64))) == "drop"
+    assert run(pr, v6(ipv6x(CLI6, [0] + later, b"z" * 64))) == "drop"
+    assert run(pr, v6(ipv6x(CLI6B, later, b"z" * 64))) == "pass"
+    assert run(pr, v6(ipv6x(CLI6, [Frag6(100)], b"z" * 64))) == "drop"  # the last one
+    assert run(pr, v6(ipv6x(CLI6, later, b"z" * 64, last=17))) == "pass"  # UDP's: untouched
+    # payload bytes after extension headers
+    assert run(pr, v6(ipv6x(CLI6B, [0, (60, 16)], tcp(port, "A", b"p" * 50)))) == "pass"
+    assert pr.cmd(f"port {port}")["bytes"] == 50
+    st = pr.stats()
+    assert st["deny"] == 12 and st["malformed"] == 4, st
+
+
+def test_ipv4_fragments(fprobe):
+    port = PMIN + 1
+    pr = fprobe("--alloc", str(port), "--deny", f"{CLI}/32")
+    syn = tcp(port)
+    # a first fragment with the whole TCP header is judged
+    assert run(pr, v4(ipv4(CLI, syn, frag=0x2000))) == "drop"
+    assert run(pr, v4(ipv4(CLI2, tcp(PMIN + 2), frag=0x2000))) == "drop"
+    assert run(pr, v4(ipv4(CLI2, syn, frag=0x2000))) == "pass"
+    st = pr.stats()
+    assert st["deny"] == 1 and st["unallocated"] == 1 and st["pass"] == 1, st
+    # a first fragment with its TCP header cut is dropped whoever sends it, also
+    # when Ethernet padding follows it in the frame
+    assert run(pr, v4(ipv4(CLI2, syn[:8], frag=0x2000))) == "drop"
+    assert run(pr, v4(ipv4(CLI2, syn[:2], frag=0x2000))) == "drop"
+    assert run(pr, v4(ipv4(CLI2, syn[:8], frag=0x2000) + syn[8:])) == "drop"
+    assert run(pr, v4(ipv4(CLI, syn[:8], frag=0x2000))) == "drop"  # counted as denied
+    st = pr.stats()
+    assert st["malformed"] == 3 and st["deny"] == 2, st
+    # unless its port can be read and is not guarded
+    assert run(pr, v4(ipv4(CLI2, tcp(UNGUARDED)[:8], frag=0x2000))) == "pass"
+    # a later fragment has no port: the deny list only (not counted when it passes)
+    assert run(pr, v4(ipv4(CLI, b"z" * 64, frag=0x2000 | 100))) == "drop"
+    assert run(pr, v4(ipv4(CLI, b"z" * 64, frag=100))) == "drop"
+    assert run(pr, v4(ipv4(CLI2, b"z" * 64, frag=100))) == "pass"
+    assert run(pr, v4(ipv4(CLI, b"z" * 64, frag=100, proto=17))) == "pass"
+    # a packet cut short (not a fragment): the deny list only
+    assert run(pr, v4(ipv4(CLI, syn)[:30])) == "drop"
+    assert run(pr, v4(ipv4(CLI2, tcp(PMIN + 2))[:30])) == "pass"
+    st = pr.stats()
+    assert st["deny"] == 5 and st["malformed"] == 3 and st["pass"] == 1, st
+
+
+def test_destination_address(fprobe):
+    port = PMIN + 1
+    syn = tcp(port)
+    cases = [
+        # --addr, then (a frame, judged?) for each
+        (SRV, [(ipv4(CLI, syn), True), (ipv4(CLI, syn, dst=SRV2), False),
+               (ipv6(f"::ffff:{CLI}", syn), False), (ipv6(CLI6, syn), False)]),
+        ("0.0.0.0", [(ipv4(CLI, syn), True), (ipv4(CLI, syn, dst=SRV2), True),
+                     (ipv6(CLI6, syn), False)]),
+        (SRV6, [(ipv6(CLI6, syn), True), (ipv6(CLI6, syn, dst="fd77::9"), False),
+                (ipv6x(CLI6, [0], syn, dst="fd77::9"), False), (ipv4(CLI, syn), False)]),
+        ("::", [(ipv6(CLI6, syn), True), (ipv6(CLI6, syn, dst="fd77::9"), True),
+                (ipv4(CLI, syn), True), (ipv4(CLI, syn, dst=SRV2), True)]),
+        (f"::ffff:{SRV}", [(ipv4(CLI, syn), True), (ipv4(CLI, syn, dst=SRV2), False),
+                           (ipv6(CLI6, syn), False)]),
+    ]
+    for addr, frames in cases:
+        pr = fprobe("--addr", addr, "--alloc", str(port), "--deny", f"{CLI}/32",
+                   "--deny", f"{CLI6}/128")
+        for l3, judged in frames:
+            frame = v4(l3) if l3[0] >> 4 == 4 else v6(l3)
+            assert run(pr, frame) == ("drop" if judged else "pass"), (addr, l3.hex())
+        # fragments and cut first fragments to another address are not ours either
+        if addr == SRV:
+            assert run(pr, v4(ipv4(CLI, b"z" * 64, frag=100, dst=SRV2))) == "pass"
+            assert run(pr, v4(ipv4(CLI2, syn[:8], frag=0x2000, dst=SRV2))) == "pass"
+            assert run(pr, v4(ipv4(CLI2, syn[:8], frag=0x2000))) == "drop"
+        pr.close()
+
+
+def test_another_address_of_the_host_is_not_filtered(probe, listen):
+    # relayd on SRV: a service on SRV2, same port, is not relayd's to filter
+    pr = probe("--addr", SRV, "--deny", f"{CLI}/32")
+    listen(SVC, SRV2)
+    listen(SVC)
+    assert connect(CLI, SVC, dst=SRV2) == "ok"
+    assert pr.stats()["deny"] == 0
+    assert connect(CLI, SVC) == "timeout"
+    assert pr.stats()["deny"] >= 1
+
+
+def test_syn_rate_is_for_the_range_only(fprobe):
+    # devices open data links in bursts on relayd's own ports: no SYN rate there
+    pr = fprobe("--syn-rate", "5", "--alloc", str(PMIN))
+    for _ in range(30):
+        assert run(pr, v4(ipv4(CLI, tcp(SVC)))) == "pass"
+    assert pr.stats()["syn_rate"] == 0
+    verdicts = [run(pr, v4(ipv4(CLI, tcp(PMIN)))) for _ in range(30)]
+    assert verdicts[:5] == ["pass"] * 5 and verdicts.count("drop") >= 20, verdicts
+    assert pr.stats()["syn_rate"] == verdicts.count("drop")
+    # the deny list still holds on relayd's own ports
+    pr.cmd(f"deny {CLI}/32")
+    assert run(pr, v4(ipv4(CLI, tcp(SVC)))) == "drop"
+
+
+def test_syn_rate_keys_ipv6_by_the_64(fprobe):
+    pr = fprobe("--syn-rate", "5", "--alloc", str(PMIN))
+    syn = tcp(PMIN)
+    # thirty addresses of one /64: one bucket
+    verdicts = [run(pr, v6(ipv6(f"fd77::{i + 10:x}", syn))) for i in range(30)]
+    assert verdicts[:5] == ["pass"] * 5 and verdicts.count("drop") >= 20, verdicts
+    # another /64 has its own
+    assert run(pr, v6(ipv6(OTHER64, syn))) == "pass"
+    # IPv4 sources are one bucket each (a v4-mapped one is its IPv4 address)
+    assert all(run(pr, v4(ipv4(f"10.78.0.{i + 1}", syn))) == "pass" for i in range(10))
+    assert run(pr, v6(ipv6("::ffff:10.78.1.1", syn))) == "pass"
+    assert all(run(pr, v6(ipv6(f"::ffff:10.78.2.{i + 1}", syn))) == "pass" for i in range(10))
+
+
+def test_bytes_are_what_the_frame_holds(fprobe):
+    port = PMIN + 1
+    pr = fprobe("--alloc", str(port))
+    # lengths claiming more than the frame holds count what is there
+    assert run(pr, v4(ipv4(CLI2, tcp(port, "A", b"x" * 77), tot_len=1500))) == "pass"
+    assert pr.cmd(f"port {port}")["bytes"] == 77
+    assert run(pr, v6(ipv6(CLI6, tcp(port, "A", b"y" * 33), plen=9000))) == "pass"
+    assert pr.cmd(f"port {port}")["bytes"] == 77 + 33
+    assert run(pr, v6(ipv6x(CLI6, [0], tcp(port, "A", b"y" * 10), plen=60000))) == "pass"
+    assert pr.cmd(f"port {port}")["bytes"] == 77 + 33 + 10
+    # a length of 0 (BIG TCP) is the frame's; one shorter than the frame wins (padding)
+    assert run(pr, v4(ipv4(CLI2, tcp(port, "A", b"z" * 5), tot_len=0))) == "pass"
+    assert run(pr, v4(ipv4(CLI2, tcp(port, "A", b"z" * 40), tot_len=20 + 20 + 6))) == "pass"
+    c = pr.cmd(f"port {port}")
+    assert c["bytes"] == 77 + 33 + 10 + 5 + 6 and c["packets"] == 5, c
 
 
 # ---------------------------------------------------------------- the interface

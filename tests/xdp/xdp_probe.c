@@ -4,11 +4,12 @@
  *
  *   xdp_probe --if IFNAME [--mode auto|native|generic] [--range MIN-MAX]
  *             [--syn-rate N] [--svc PORT]... [--alloc PORT]...
- *             [--deny CIDR]... [--allow CIDR]... [--share hash|bad]
+ *             [--deny CIDR]... [--allow CIDR]... [--share hash|bad] [--addr ADDR]
  *
  * Opens the filter (its own ports map; with --share, a ports map made here,
  * passed as ports_fd and written through this fd; "bad" makes one of the
- * wrong value size, which the loader must refuse), prints {"mode", "ifname",
+ * wrong value size, which the loader must refuse; with --addr, relayd's
+ * address: only TCP to it is judged), prints {"mode", "ifname",
  * "verified_insns"} (the verifier's count for the program)
  * and then answers one JSON line per command read from stdin:
  *   stats              the verdict counters, the list sizes and the mode
@@ -32,6 +33,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
 
 #include <linux/bpf.h>
 #include <bpf/bpf.h>
@@ -107,11 +111,13 @@ static void print_stats(struct xdp_fw *x)
 
 	xdp_fw_stats(x, &s);
 	printf("{\"pass\": %llu, \"deny\": %llu, \"not_allowed\": %llu, \"unallocated\": %llu, "
-	       "\"syn_rate\": %llu, \"ndeny\": %u, \"nallow\": %u, \"mode\": \"%s\"}\n",
+	       "\"syn_rate\": %llu, \"malformed\": %llu, \"ndeny\": %u, \"nallow\": %u, "
+	       "\"mode\": \"%s\"}\n",
 	       (unsigned long long)s.ctr[NAVE_XDP_PASS], (unsigned long long)s.ctr[NAVE_XDP_DENY],
 	       (unsigned long long)s.ctr[NAVE_XDP_NOT_ALLOWED],
 	       (unsigned long long)s.ctr[NAVE_XDP_UNALLOCATED],
-	       (unsigned long long)s.ctr[NAVE_XDP_SYN_RATE], s.ndeny, s.nallow, xdp_fw_mode(x));
+	       (unsigned long long)s.ctr[NAVE_XDP_SYN_RATE],
+	       (unsigned long long)s.ctr[NAVE_XDP_MALFORMED], s.ndeny, s.nallow, xdp_fw_mode(x));
 }
 
 static void run_frame(struct xdp_fw *x, const char *hex)
@@ -214,20 +220,27 @@ static void usage(void)
 {
 	fprintf(stderr, "usage: xdp_probe --if IFNAME [--mode auto|native|generic] "
 			"[--range MIN-MAX] [--syn-rate N] [--svc PORT]... [--alloc PORT]... "
-			"[--deny CIDR]... [--allow CIDR]... [--share hash|bad]\n");
+			"[--deny CIDR]... [--allow CIDR]... [--share hash|bad] [--addr ADDR]\n");
 	exit(2);
 }
 
 int main(int argc, char **argv)
 {
-	static const struct option opts[] = {
-	    {"if", required_argument, NULL, 'i'},    {"mode", required_argument, NULL, 'm'},
-	    {"range", required_argument, NULL, 'r'}, {"syn-rate", required_argument, NULL, 's'},
-	    {"svc", required_argument, NULL, 'S'},   {"alloc", required_argument, NULL, 'a'},
-	    {"deny", required_argument, NULL, 'd'},  {"allow", required_argument, NULL, 'A'},
-	    {"share", required_argument, NULL, 'P'}, {NULL, 0, NULL, 0}};
+	static const struct option opts[] = {{"if", required_argument, NULL, 'i'},
+					     {"mode", required_argument, NULL, 'm'},
+					     {"range", required_argument, NULL, 'r'},
+					     {"syn-rate", required_argument, NULL, 's'},
+					     {"svc", required_argument, NULL, 'S'},
+					     {"alloc", required_argument, NULL, 'a'},
+					     {"deny", required_argument, NULL, 'd'},
+					     {"allow", required_argument, NULL, 'A'},
+					     {"share", required_argument, NULL, 'P'},
+					     {"addr", required_argument, NULL, 'D'},
+					     {NULL, 0, NULL, 0}};
 	const char *share = NULL;
 	struct xdp_fw_cfg c = {.mode = XDP_FW_AUTO, .ports_fd = -1};
+	struct sockaddr_in6 a6 = {.sin6_family = AF_INET6};
+	struct sockaddr_in a4 = {.sin_family = AF_INET};
 	uint16_t alloc[64];
 	unsigned nalloc = 0, nsvc = 0;
 	char why[512], in[8192];
@@ -283,6 +296,17 @@ int main(int argc, char **argv)
 			break;
 		case 'P':
 			share = optarg;
+			break;
+		case 'D':
+			if (inet_pton(AF_INET, optarg, &a4.sin_addr) == 1) {
+				c.addr = (struct sockaddr *)&a4;
+				c.addrlen = sizeof(a4);
+			} else if (inet_pton(AF_INET6, optarg, &a6.sin6_addr) == 1) {
+				c.addr = (struct sockaddr *)&a6;
+				c.addrlen = sizeof(a6);
+			} else {
+				usage();
+			}
 			break;
 		default:
 			usage();
