@@ -46,7 +46,7 @@
  *   steering: "bpf" | "listeners"; listeners: listening sockets relayd holds for the range;
  *   maps: {ports, deny, allow} entries in the kernel maps (null when no BPF is loaded);
  *   xdp: null, or {interface, mode ("native" | "generic" | "detached"), syn_rate,
- *         pass, deny, not_allowed, unallocated, syn_rate_drops};
+ *         pass, deny, not_allowed, unallocated, syn_rate_drops, malformed};
  *   firewall_refused: connections relayd refused at accept for the firewall lists;
  *   port_counters: {"PORT": [packets, bytes]} for allocated ports XDP counted (absent without XDP).
  */

@@ -1295,11 +1295,16 @@ static void status_kassist(struct table *t, json_t *rel)
 	if (json_is_object(xdp)) {
 		char f[32];
 
-		sb_printf(&drops, "%s deny, %s not allowed, %s unallocated, %s SYN rate (XDP)",
-			  int_or_dash(xdp, "deny", a, sizeof(a)),
-			  int_or_dash(xdp, "not_allowed", b, sizeof(b)),
-			  int_or_dash(xdp, "unallocated", d, sizeof(d)),
-			  int_or_dash(xdp, "syn_rate_drops", f, sizeof(f)));
+		char g[32];
+
+		sb_printf(
+		    &drops,
+		    "%s deny, %s not allowed, %s unallocated, %s SYN rate, %s malformed (XDP)",
+		    int_or_dash(xdp, "deny", a, sizeof(a)),
+		    int_or_dash(xdp, "not_allowed", b, sizeof(b)),
+		    int_or_dash(xdp, "unallocated", d, sizeof(d)),
+		    int_or_dash(xdp, "syn_rate_drops", f, sizeof(f)),
+		    int_or_dash(xdp, "malformed", g, sizeof(g)));
 	}
 	if (json_object_get(rel, "firewall_refused"))
 		sb_printf(&drops, "%s%s refused at accept (firewall)", drops.len ? "; " : "",

@@ -415,7 +415,8 @@ static json_t *maps_of(const json_t *v)
 static json_t *xdp_of(const json_t *v)
 {
 	static const char *const keys[] = {"syn_rate",	  "pass",	 "deny",
-					   "not_allowed", "unallocated", "syn_rate_drops"};
+					   "not_allowed", "unallocated", "syn_rate_drops",
+					   "malformed"};
 	json_t *o;
 
 	if (json_is_null(v))

@@ -268,13 +268,14 @@ void kern_stats(struct kern *k, json_t *o, unsigned listeners)
 		return;
 	}
 	json_object_set_new(o, "xdp",
-			    json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I}", "interface",
+			    json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "interface",
 				      xdp_fw_ifname(k->xdp), "mode", xdp_fw_mode(k->xdp),
 				      "syn_rate", (json_int_t)k->syn_rate, "pass",
 				      (json_int_t)xs.ctr[NAVE_XDP_PASS], "deny",
 				      (json_int_t)xs.ctr[NAVE_XDP_DENY], "not_allowed",
 				      (json_int_t)xs.ctr[NAVE_XDP_NOT_ALLOWED], "unallocated",
 				      (json_int_t)xs.ctr[NAVE_XDP_UNALLOCATED], "syn_rate_drops",
-				      (json_int_t)xs.ctr[NAVE_XDP_SYN_RATE]));
+				      (json_int_t)xs.ctr[NAVE_XDP_SYN_RATE], "malformed",
+				      (json_int_t)xs.ctr[NAVE_XDP_MALFORMED]));
 	json_object_set_new(o, "port_counters", port_counters(k));
 }

@@ -7,6 +7,7 @@ Every wait polls a condition with a deadline (the suite also runs against the
 ASan build, so nothing may assume timing), and every socket has a timeout so
 that a hang fails the test instead of blocking CI.
 """
+import ctypes
 import hashlib
 import json
 import os
@@ -119,6 +120,45 @@ def port_window(size=50, lo=23000, hi=29999):
             _windows.append((start, end))
             return start, end
     raise Failure(f"no free {size}-port window in {lo}-{hi}")
+
+
+# ---------------------------------------------------------------- network namespaces
+
+_libc = ctypes.CDLL(None, use_errno=True)
+CLONE_NEWNET = 0x40000000
+
+
+def ip(*args, check=True):
+    """Runs ip(8); raises Failure on a non-zero exit unless check is False."""
+    p = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=10)
+    if check and p.returncode:
+        raise Failure(f"ip {' '.join(args)}: {p.stderr.strip()}")
+    return p
+
+
+def in_ns(ns, fn):
+    """fn() on a thread that entered network namespace ns: the sockets it
+    makes belong to ns and can be used from any thread afterwards."""
+    out = {}
+
+    def body():
+        try:
+            fd = os.open(f"/run/netns/{ns}", os.O_RDONLY)
+            try:
+                if _libc.setns(fd, CLONE_NEWNET):
+                    raise OSError(ctypes.get_errno(), "setns")
+            finally:
+                os.close(fd)
+            out["v"] = fn()
+        except BaseException as e:  # handed to the caller
+            out["e"] = e
+
+    t = threading.Thread(target=body)
+    t.start()
+    t.join()
+    if "e" in out:
+        raise out["e"]
+    return out["v"]
 
 
 # ---------------------------------------------------------------- processes

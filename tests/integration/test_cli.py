@@ -764,7 +764,7 @@ KASSIST = {
     "listeners": 1000,
     "maps": {"ports": 3, "deny": 2, "allow": 0},
     "xdp": {"interface": "eth0", "mode": "generic", "syn_rate": 0, "pass": 9, "deny": 7,
-            "not_allowed": 1, "unallocated": 41, "syn_rate_drops": 0},
+            "not_allowed": 1, "unallocated": 41, "syn_rate_drops": 0, "malformed": 2},
     "firewall_refused": 5,
 }
 
@@ -780,8 +780,8 @@ def test_status_shows_kernel_assists(fake_ctl):
     assert got["steering"] == "bpf (1000 listeners)"
     assert got["xdp"] == "eth0 (generic), 9 passed, no SYN rate limit"
     assert got["maps"] == "3 ports, 2 deny, 0 allow"
-    assert got["drops"] == ("7 deny, 1 not allowed, 41 unallocated, 0 SYN rate (XDP); "
-                            "5 refused at accept (firewall)")
+    assert got["drops"] == ("7 deny, 1 not allowed, 41 unallocated, 0 SYN rate, 2 malformed "
+                            "(XDP); 5 refused at accept (firewall)")
     # in that order, right after steering
     keys = [line.split(":", 1)[0].strip() for line in lines if line.startswith("  ")]
     i = keys.index("steering")
@@ -813,8 +813,8 @@ def test_status_kernel_assists_malformed(fake_ctl):
     assert got["steering"] == "listeners"
     assert got["maps"] == "none (no BPF loaded)"
     assert got["xdp"] == "\\x1b[31meth0 (7), -3 passed, SYN rate limit -/s per source"
-    assert got["drops"] == ("- deny, - not allowed, - unallocated, - SYN rate (XDP); "
-                            "- refused at accept (firewall)")
+    assert got["drops"] == ("- deny, - not allowed, - unallocated, - SYN rate, - malformed "
+                            "(XDP); - refused at accept (firewall)")
     assert not any("\x1b" in line for line in lines), lines
     lines = _status_lines(fake_ctl, status_body({"xdp": "on", "maps": [1, 2]}))
     got = _relay_lines(lines)

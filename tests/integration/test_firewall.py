@@ -9,12 +9,9 @@ and `navectl ports ls`. Runs in the steering mode of the suite (NAVE_STEERING):
 with bpf the filter shares sk_lookup's ports map, with listeners it has its own.
 
 Needs root (namespaces, XDP); skipped otherwise."""
-import ctypes
 import os
 import socket
 import struct
-import subprocess
-import threading
 import time
 
 import pytest
@@ -28,62 +25,28 @@ IF_S, IF_C = "nfv0", "nfv1"
 SRV, CLI, CLI2 = "10.78.0.1", "10.78.0.2", "10.78.0.3"
 DROP_WAIT = 1.0  # a connect with no SYN-ACK in this long was dropped
 
-_libc = ctypes.CDLL(None, use_errno=True)
-CLONE_NEWNET = 0x40000000
-
-
-def ip(*args, check=True):
-    p = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=10)
-    if check and p.returncode:
-        raise nt.Failure(f"ip {' '.join(args)}: {p.stderr.strip()}")
-    return p
-
-
-def in_ns(ns, fn):
-    """fn() on a thread inside namespace ns: the sockets it makes stay in ns."""
-    out = {}
-
-    def body():
-        try:
-            fd = os.open(f"/run/netns/{ns}", os.O_RDONLY)
-            try:
-                if _libc.setns(fd, CLONE_NEWNET):
-                    raise OSError(ctypes.get_errno(), "setns")
-            finally:
-                os.close(fd)
-            out["v"] = fn()
-        except BaseException as e:  # handed to the caller
-            out["e"] = e
-
-    t = threading.Thread(target=body)
-    t.start()
-    t.join()
-    if "e" in out:
-        raise out["e"]
-    return out["v"]
-
 
 @pytest.fixture
 def net():
     made = []
     try:
         for ns in (NS_S, NS_C):
-            p = ip("netns", "add", ns, check=False)
+            p = nt.ip("netns", "add", ns, check=False)
             if p.returncode:
                 pytest.skip(f"ip netns add: {p.stderr.strip()}")
             made.append(ns)
-            ip("-n", ns, "link", "set", "lo", "up")
-        ip("link", "add", IF_S, "netns", NS_S, "type", "veth", "peer", "name", IF_C, "netns",
+            nt.ip("-n", ns, "link", "set", "lo", "up")
+        nt.ip("link", "add", IF_S, "netns", NS_S, "type", "veth", "peer", "name", IF_C, "netns",
            NS_C)
-        ip("-n", NS_S, "addr", "add", f"{SRV}/24", "dev", IF_S)
+        nt.ip("-n", NS_S, "addr", "add", f"{SRV}/24", "dev", IF_S)
         for a in (CLI, CLI2):
-            ip("-n", NS_C, "addr", "add", f"{a}/24", "dev", IF_C)
-        ip("-n", NS_S, "link", "set", IF_S, "up")
-        ip("-n", NS_C, "link", "set", IF_C, "up")
+            nt.ip("-n", NS_C, "addr", "add", f"{a}/24", "dev", IF_C)
+        nt.ip("-n", NS_S, "link", "set", IF_S, "up")
+        nt.ip("-n", NS_C, "link", "set", IF_C, "up")
         yield
     finally:
         for ns in made:
-            ip("netns", "del", ns, check=False)
+            nt.ip("netns", "del", ns, check=False)
 
 
 @pytest.fixture
@@ -122,7 +85,7 @@ def tunnel(srv, tmp_path, procs, services):
     c = NsClient(srv, tmp_path, procs)
     c.configure()
     c.start()
-    svc = in_ns(NS_S, lambda: nt.Service(nt.h_exchange, "svc"))
+    svc = nt.in_ns(NS_S, lambda: nt.Service(nt.h_exchange, "svc"))
     return c, svc, c.tcp_add(svc.port)
 
 
@@ -132,7 +95,7 @@ def dial(src, port, timeout=5.0):
         s.bind((src, 0))
         return s
 
-    s = in_ns(NS_C, mk)
+    s = nt.in_ns(NS_C, mk)
     s.settimeout(timeout)
     s.connect((SRV, port))
     return s
@@ -216,7 +179,7 @@ def test_xdp_syn_rate_holds_a_flood(tmp_path, procs, net, services):
                 socks.append(s)
             return socks
 
-        socks = in_ns(NS_C, flood)
+        socks = nt.in_ns(NS_C, flood)
         try:
             # another source is not held back by the first one's limit
             nt.exchange(port, 10000, sock=dial(CLI2, port))

@@ -374,7 +374,8 @@ KASSIST = {
     "listeners": 1000,
     "maps": {"ports": 3, "deny": 2, "allow": 0},
     "xdp": {"interface": "eth0", "mode": "native", "syn_rate": 100, "pass": 12345,
-            "deny": 7, "not_allowed": 0, "unallocated": 41, "syn_rate_drops": 3},
+            "deny": 7, "not_allowed": 0, "unallocated": 41, "syn_rate_drops": 3,
+            "malformed": 0},
     "firewall_refused": 5,
 }
 
@@ -412,7 +413,8 @@ def test_fake_relay_kernel_assist_stats(controld_only):
             "eth0 (native), 12345 passed, SYN rate limit 100/s per source"
         assert _status_line(srv, "maps") == "3 ports, 2 deny, 0 allow"
         assert _status_line(srv, "drops") == ("7 deny, 0 not allowed, 41 unallocated, "
-                                              "3 SYN rate (XDP); 5 refused at accept (firewall)")
+                                              "3 SYN rate, 0 malformed (XDP); "
+                                              "5 refused at accept (firewall)")
 
         # per-port counters: only for the port reported well
         items = {p["port"]: p for p in srv.navectl("ports", "ls", json=True)["items"]}
@@ -428,7 +430,7 @@ def test_fake_relay_kernel_assist_stats(controld_only):
         r.send({"type": "stats", "listeners": "many", "maps": [1],
                 "xdp": {"interface": "eth0\u001b[31m", "mode": 5, "syn_rate": 1.5,
                         "pass": -1, "deny": "7", "not_allowed": None, "unallocated": [],
-                        "syn_rate_drops": {}},
+                        "syn_rate_drops": {}, "malformed": "x"},
                 "firewall_refused": 1.5, "port_counters": [1], "online": []})
 
         def malformed_seen():
@@ -440,11 +442,12 @@ def test_fake_relay_kernel_assist_stats(controld_only):
         assert relay["maps"] is None and relay["firewall_refused"] is None
         assert relay["xdp"] == {k: None for k in ("interface", "mode", "syn_rate", "pass", "deny",
                                                   "not_allowed", "unallocated",
-                                                  "syn_rate_drops")}
+                                                  "syn_rate_drops", "malformed")}
         assert _status_line(srv, "steering") == "bpf"
         assert _status_line(srv, "xdp") == "- (-), - passed, SYN rate limit -/s per source"
         assert _status_line(srv, "drops") == ("- deny, - not allowed, - unallocated, "
-                                              "- SYN rate (XDP); - refused at accept (firewall)")
+                                              "- SYN rate, - malformed (XDP); "
+                                              "- refused at accept (firewall)")
         assert all("packets" not in p for p in srv.navectl("ports", "ls", json=True)["items"])
         assert rows(srv.navectl("ports", "ls")[1])[0] == ["PORT", "TUNNEL", "RULE", "CREATED"]
 

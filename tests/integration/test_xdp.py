@@ -12,7 +12,6 @@ those frames only.
 
 Needs root (namespaces, XDP); skipped otherwise.
 """
-import ctypes
 import json
 import os
 import queue
@@ -41,52 +40,17 @@ SVC = 30100        # one of relayd's own ports: guarded, never "unallocated"
 UNGUARDED = 31000  # neither: untouched
 DROP_WAIT = 0.5    # a connect that gets no SYN-ACK in this long was dropped
 
-_libc = ctypes.CDLL(None, use_errno=True)
-CLONE_NEWNET = 0x40000000
-
-
-def ip(*args, check=True):
-    p = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=10)
-    if check and p.returncode:
-        raise nt.Failure(f"ip {' '.join(args)}: {p.stderr.strip()}")
-    return p
-
-
-def in_ns(ns, fn):
-    """fn() on a thread that entered network namespace ns: the sockets it
-    makes belong to ns and can be used from any thread afterwards."""
-    out = {}
-
-    def body():
-        try:
-            fd = os.open(f"/run/netns/{ns}", os.O_RDONLY)
-            try:
-                if _libc.setns(fd, CLONE_NEWNET):
-                    raise OSError(ctypes.get_errno(), "setns")
-            finally:
-                os.close(fd)
-            out["v"] = fn()
-        except BaseException as e:  # handed to the caller
-            out["e"] = e
-
-    t = threading.Thread(target=body)
-    t.start()
-    t.join()
-    if "e" in out:
-        raise out["e"]
-    return out["v"]
-
 
 def make_veth():
-    ip("link", "add", IF_S, "netns", NS_S, "type", "veth", "peer", "name", IF_C, "netns", NS_C)
-    ip("-n", NS_S, "addr", "add", f"{SRV}/24", "dev", IF_S)
-    ip("-n", NS_S, "addr", "add", f"{SRV2}/24", "dev", IF_S)
-    ip("-n", NS_S, "addr", "add", f"{SRV6}/64", "dev", IF_S, "nodad")
+    nt.ip("link", "add", IF_S, "netns", NS_S, "type", "veth", "peer", "name", IF_C, "netns", NS_C)
+    nt.ip("-n", NS_S, "addr", "add", f"{SRV}/24", "dev", IF_S)
+    nt.ip("-n", NS_S, "addr", "add", f"{SRV2}/24", "dev", IF_S)
+    nt.ip("-n", NS_S, "addr", "add", f"{SRV6}/64", "dev", IF_S, "nodad")
     for a in (CLI, CLI2):
-        ip("-n", NS_C, "addr", "add", f"{a}/24", "dev", IF_C)
-    ip("-n", NS_C, "addr", "add", f"{CLI6}/64", "dev", IF_C, "nodad")
-    ip("-n", NS_S, "link", "set", IF_S, "up")
-    ip("-n", NS_C, "link", "set", IF_C, "up")
+        nt.ip("-n", NS_C, "addr", "add", f"{a}/24", "dev", IF_C)
+    nt.ip("-n", NS_C, "addr", "add", f"{CLI6}/64", "dev", IF_C, "nodad")
+    nt.ip("-n", NS_S, "link", "set", IF_S, "up")
+    nt.ip("-n", NS_C, "link", "set", IF_C, "up")
 
 
 @pytest.fixture(scope="module")
@@ -96,19 +60,19 @@ def net():
     made = []
     try:
         for ns in (NS_S, NS_C):
-            p = ip("netns", "add", ns, check=False)
+            p = nt.ip("netns", "add", ns, check=False)
             if p.returncode:
                 pytest.skip(f"ip netns add: {p.stderr.strip()}")
             made.append(ns)
-            ip("-n", ns, "link", "set", "lo", "up")
+            nt.ip("-n", ns, "link", "set", "lo", "up")
         make_veth()
-        ip("-n", NS_S, "link", "add", IF_D, "type", "veth", "peer", "name", IF_D + "p")
+        nt.ip("-n", NS_S, "link", "add", IF_D, "type", "veth", "peer", "name", IF_D + "p")
         for i in (IF_D, IF_D + "p"):
-            ip("-n", NS_S, "link", "set", i, "up")
+            nt.ip("-n", NS_S, "link", "set", i, "up")
         yield
     finally:
         for ns in made:
-            ip("netns", "del", ns, check=False)
+            nt.ip("netns", "del", ns, check=False)
 
 
 class Probe:
@@ -189,7 +153,7 @@ class Listener:
 
     def __init__(self, port, addr=SRV):
         fam = socket.AF_INET6 if ":" in addr else socket.AF_INET
-        self.s = in_ns(NS_S, lambda: socket.socket(fam, socket.SOCK_STREAM))
+        self.s = nt.in_ns(NS_S, lambda: socket.socket(fam, socket.SOCK_STREAM))
         self.s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.s.bind((addr, port))
         self.s.listen(512)
@@ -246,7 +210,7 @@ def listen():
 
 def client_socket(src):
     fam = socket.AF_INET6 if ":" in src else socket.AF_INET
-    s = in_ns(NS_C, lambda: socket.socket(fam, socket.SOCK_STREAM))
+    s = nt.in_ns(NS_C, lambda: socket.socket(fam, socket.SOCK_STREAM))
     s.bind((src, 0))
     return s
 
@@ -376,7 +340,7 @@ def test_syn_rate_holds_a_flood_from_one_source(probe, listen):
     pr = probe("--syn-rate", "20", "--alloc", str(PMIN))
     listen(PMIN)
     assert connect(CLI2, PMIN) == "ok"  # the neighbour entry is there before the flood
-    socks = in_ns(NS_C, lambda: [socket.socket() for _ in range(200)])
+    socks = nt.in_ns(NS_C, lambda: [socket.socket() for _ in range(200)])
     t0 = time.monotonic()
     try:
         for s in socks:
@@ -735,7 +699,7 @@ def test_bytes_are_what_the_frame_holds(fprobe):
 def test_interface_going_away_and_back(probe, listen):
     pr = probe("--alloc", str(PMIN), "--deny", f"{CLI}/32")
     mode = pr.hello["mode"]
-    ip("-n", NS_C, "link", "del", IF_C)  # takes the server end with it
+    nt.ip("-n", NS_C, "link", "del", IF_C)  # takes the server end with it
     try:
         nt.wait_for(lambda: pr.cmd("mode")["mode"] == "detached", 3, "the filter to detach")
     finally:
