@@ -44,12 +44,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#define REQ_LEN	    16
-#define REPLY_LEN   64
-#define MAX_THREADS 64
+#define REQ_LEN	     16
+#define REPLY_LEN    64
+#define MAX_THREADS  64
 #define MAX_INFLIGHT 4096
-#define LAT_BUCKETS 200000 /* 10 us each: up to 2 s; slower ones land in the last */
-#define LAT_STEP_US 10
+#define LAT_BUCKETS  200000 /* 10 us each: up to 2 s; slower ones land in the last */
+#define LAT_STEP_US  10
 
 enum fail {
 	F_REFUSED,
@@ -137,7 +137,8 @@ static void *serve_loop(void *arg)
 			if (!c) {
 				int fd;
 
-				while ((fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0) {
+				while ((fd = accept4(lfd, NULL, NULL,
+						     SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0) {
 					c = calloc(1, sizeof(*c));
 					if (!c) {
 						close(fd);
@@ -459,7 +460,8 @@ static int run(void)
 {
 	struct worker *ws = calloc((size_t)run_threads, sizeof(*ws));
 	uint64_t *lat = calloc(LAT_BUCKETS, sizeof(*lat));
-	uint64_t ok = 0, late = 0, warm_ok = 0, warm_fail = 0, fails[F_N] = {0}, nfail = 0, lmax = 0;
+	uint64_t ok = 0, late = 0, warm_ok = 0, warm_fail = 0, fails[F_N] = {0}, nfail = 0,
+		 lmax = 0;
 	struct rusage ru;
 	const struct worker *first = NULL;
 	struct rlimit rl;
@@ -520,8 +522,8 @@ static int run(void)
 		printf("null");
 	printf(", \"latency_us\": {\"p50\": %" PRIu64 ", \"p90\": %" PRIu64 ", \"p99\": %" PRIu64
 	       ", \"max\": %" PRIu64 "}, \"cpu_seconds\": {\"user\": %.3f, \"sys\": %.3f}}\n",
-	       percentile(lat, ok, 0.50), percentile(lat, ok, 0.90), percentile(lat, ok, 0.99), lmax,
-	       tv_s(ru.ru_utime), tv_s(ru.ru_stime));
+	       percentile(lat, ok, 0.50), percentile(lat, ok, 0.90), percentile(lat, ok, 0.99),
+	       lmax, tv_s(ru.ru_utime), tv_s(ru.ru_stime));
 	return 0;
 }
 
@@ -529,10 +531,9 @@ static int run(void)
 
 static void usage(void)
 {
-	fprintf(stderr,
-		"usage: connrate serve [-a ADDR] [-p PORT] [-t THREADS]\n"
-		"       connrate run -a ADDR -p PORT [-d SECONDS] [-w WARMUP] [-t THREADS]"
-		" [-c INFLIGHT] [-T TIMEOUT]\n");
+	fprintf(stderr, "usage: connrate serve [-a ADDR] [-p PORT] [-t THREADS]\n"
+			"       connrate run -a ADDR -p PORT [-d SECONDS] [-w WARMUP] [-t THREADS]"
+			" [-c INFLIGHT] [-T TIMEOUT]\n");
 	exit(2);
 }
 
