@@ -290,11 +290,39 @@ static void relay_bind(struct worker *w, struct conn *p, struct conn *l)
 	link_arm_recv(w, l);
 }
 
-static void relay_public(struct worker *w, int fd, uint16_t port, struct tunnel *t)
+/*
+ * The two ends of an accepted connection, read once: the firewall wants the
+ * peer, the range listener the local port, the BIND both.
+ */
+struct ends {
+	bool have_peer, have_local;
+	struct sockaddr_storage peer, local;
+};
+
+static bool ends_peer(int fd, struct ends *e)
+{
+	socklen_t sl = sizeof(e->peer);
+
+	if (!e->have_peer)
+		e->have_peer = getpeername(fd, (struct sockaddr *)&e->peer, &sl) == 0;
+	return e->have_peer;
+}
+
+static bool ends_local(int fd, struct ends *e)
+{
+	socklen_t sl = sizeof(e->local);
+
+	if (!e->have_local)
+		e->have_local = getsockname(fd, (struct sockaddr *)&e->local, &sl) == 0;
+	return e->have_local;
+}
+
+/* ends: what the accepting worker read already (NULL after a hand-over) */
+static void relay_public(struct worker *w, int fd, uint16_t port, struct tunnel *t,
+			 struct ends *ends)
 {
 	unsigned limit = w->e->cfg.max_conns_per_source;
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof(ss);
+	struct ends mine = {.have_peer = false};
 	struct conn *p, *l;
 
 	p = conn_new(w, CK_PLAIN, fd);
@@ -313,11 +341,12 @@ static void relay_public(struct worker *w, int fd, uint16_t port, struct tunnel 
 	atomic_fetch_add(&w->st_conns_total, 1);
 	/* the origin (and the address it reached) go in the BIND and the per-source count */
 	p->bind.dst_port = htons(port);
-	if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0)
-		p->bind.origin_port = sock_addr16(&ss, p->bind.origin_addr);
-	sl = sizeof(ss);
-	if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
-		p->bind.dst_port = sock_addr16(&ss, p->bind.dst_addr);
+	if (!ends)
+		ends = &mine;
+	if (ends_peer(fd, ends))
+		p->bind.origin_port = sock_addr16(&ends->peer, p->bind.origin_addr);
+	if (ends_local(fd, ends))
+		p->bind.dst_port = sock_addr16(&ends->local, p->bind.dst_addr);
 	if (limit && w->src) {
 		p->src_counted = true;
 		if (src_add(w, t, p->bind.origin_addr) > limit) {
@@ -586,19 +615,17 @@ static void relay_connected(struct worker *w, struct conn *c, int res)
 /* ---------- accept ---------- */
 
 /* The firewall lists (navectl firewall): false when fd's source may not connect. */
-static bool firewall_pass(struct worker *w, int fd, const struct conn *c)
+static bool firewall_pass(struct worker *w, int fd, const struct conn *c, struct ends *ends)
 {
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof(ss);
 	uint8_t a16[16];
 	enum cidr_verdict v;
 	char a[INET6_ADDRSTRLEN];
 
 	if (!w->fw || (!w->fw->ndeny && !w->fw->nallow))
 		return true;
-	if (getpeername(fd, (struct sockaddr *)&ss, &sl) < 0)
+	if (!ends_peer(fd, ends))
 		return false;
-	sock_addr16(&ss, a16);
+	sock_addr16(&ends->peer, a16);
 	v = cidr_table_check(w->fw, a16);
 	if (v == CIDR_PASS)
 		return true;
@@ -616,9 +643,10 @@ static void relay_accept(struct worker *w, struct conn *c, int fd)
 	struct tunnel *t;
 	struct io_uring_sqe *sqe;
 	uint16_t port = c->port;
+	struct ends ends = {.have_peer = false};
 	int home;
 
-	if (!firewall_pass(w, fd, c)) {
+	if (!firewall_pass(w, fd, c, &ends)) {
 		sock_rst_on_close(fd);
 		close(fd);
 		return;
@@ -645,12 +673,10 @@ static void relay_accept(struct worker *w, struct conn *c, int fd)
 	if (!port) {
 		/* the range listener (steering = bpf): sk_lookup steered it here, the port
 		 * it reached is the route */
-		struct sockaddr_storage ss;
-		socklen_t sl = sizeof(ss);
 		uint8_t a16[16];
 
-		if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
-			port = ntohs(sock_addr16(&ss, a16));
+		if (ends_local(fd, &ends))
+			port = ntohs(sock_addr16(&ends.local, a16));
 	}
 	t = port ? ops->port_route(ops->arg, port) : NULL;
 	home = t ? atomic_load(&t->home) : -1;
@@ -661,7 +687,7 @@ static void relay_accept(struct worker *w, struct conn *c, int fd)
 		return;
 	}
 	if (home == w->id) {
-		relay_public(w, fd, port, t);
+		relay_public(w, fd, port, t, &ends);
 		return;
 	}
 	sqe = get_sqe(w);
@@ -701,7 +727,7 @@ static void relay_ring_msg(struct worker *w, enum op op, uint64_t ud, int res)
 			close(fd);
 			break;
 		}
-		relay_public(w, fd, (uint16_t)res, t);
+		relay_public(w, fd, (uint16_t)res, t, NULL);
 		break;
 	case OP_MSG_LINK:
 		relay_adopt_link(w, h);

@@ -135,9 +135,15 @@ def test_xdp_deny_allow_and_counters(tmp_path, procs, net, services):
         n = 100000
         nt.exchange(port, n, sock=dial(CLI, port))
         # XDP counts what arrives for the port: the 8-byte length and the n bytes
-        nt.wait_for(lambda: next((p for p in srv.navectl("ports", "ls", json=True)["items"]
-                                  if p["port"] == port and p.get("bytes") == n + 8), None),
-                    10, f"the byte counter of port {port} to reach {n + 8}")
+        # (exactly, unless a segment was sent twice: each arrival counts; the
+        # exact count on a quiet veth is test_xdp.py's)
+        def counted():
+            got = next((p for p in srv.navectl("ports", "ls", json=True)["items"]
+                        if p["port"] == port), {})
+            return got if got.get("bytes", 0) >= n + 8 else None
+
+        got = nt.wait_for(counted, 15, f"the byte counter of port {port} to reach {n + 8}")
+        assert got["bytes"] <= (n + 8) * 1.1 and got["packets"] > 0, got
         rc, out, _ = srv.navectl("ports", "ls")
         assert rc == 0 and "PACKETS" in out and "BYTES" in out, out
 
