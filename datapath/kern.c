@@ -31,8 +31,7 @@ struct kern {
 	uint8_t *held;	     /* the mirror: one byte per port of the range */
 	struct xdp_fw *xdp;  /* NULL: [xdp] interface is empty */
 	unsigned syn_rate;
-	struct cidr_table *fw; /* the lists last pushed (one reference) */
-	char why[256];	       /* why auto fell back to listeners */
+	char why[256]; /* why auto fell back to listeners */
 };
 
 int kern_open(struct kern **out, const struct cfg_server *cfg, unsigned workers,
@@ -90,10 +89,8 @@ int kern_open(struct kern **out, const struct cfg_server *cfg, unsigned workers,
 		    .addrlen = addrlen,
 		};
 
-		/* relayd's own listeners are guarded too (sources, SYN rate) */
+		/* relayd's tunnel listener is guarded too (the lists; not the SYN rate) */
 		xc.svc_ports[0] = cfg->tunnel_port ? cfg->tunnel_port : cfg->https_port;
-		xc.svc_ports[1] = cfg->https_port;
-		xc.svc_ports[2] = cfg->http_port;
 		r = xdp_fw_open(&k->xdp, &xc, why, whylen);
 		if (r < 0) {
 			char w[512];
@@ -105,8 +102,12 @@ int kern_open(struct kern **out, const struct cfg_server *cfg, unsigned workers,
 		}
 		k->ports_fd = xdp_fw_ports_fd(k->xdp);
 		k->syn_rate = cfg->syn_rate;
-		log_info("xdp: filter attached to %s (%s mode), SYN rate %s", cfg->xdp_interface,
-			 xdp_fw_mode(k->xdp), cfg->syn_rate ? "limited" : "unlimited");
+		if (cfg->syn_rate)
+			log_info("xdp: filter attached to %s (%s mode), SYN rate %u/s per source",
+				 cfg->xdp_interface, xdp_fw_mode(k->xdp), cfg->syn_rate);
+		else
+			log_info("xdp: filter attached to %s (%s mode), no SYN rate limit",
+				 cfg->xdp_interface, xdp_fw_mode(k->xdp));
 	}
 	*out = k;
 	return 0;
@@ -118,7 +119,6 @@ void kern_free(struct kern *k)
 		return;
 	xdp_fw_free(k->xdp);
 	steer_free(k->steer);
-	cidr_table_put(k->fw);
 	free(k->held);
 	free(k);
 }
@@ -201,16 +201,11 @@ void kern_firewall(struct kern *k, struct cidr_table *t)
 {
 	int r;
 
-	if (!k) {
-		cidr_table_put(t);
-		return;
-	}
-	cidr_table_put(k->fw);
-	k->fw = t;
-	if (k->xdp && (r = xdp_fw_set_lists(k->xdp, t)) < 0)
+	if (k && k->xdp && (r = xdp_fw_set_lists(k->xdp, t)) < 0)
 		log_warn("xdp: the firewall lists did not all reach the filter: %s (relayd still "
 			 "refuses those sources at accept)",
 			 strerror(-r));
+	cidr_table_put(t); /* the tries hold copies */
 }
 
 int kern_watch_fd(const struct kern *k)

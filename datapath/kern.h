@@ -39,8 +39,8 @@ void kern_steering_off(struct kern *k);
 /* the port map: every allocation and release (0 or -errno) */
 int kern_port_set(struct kern *k, uint16_t port, uint32_t tunnel);
 void kern_port_del(struct kern *k, uint16_t port);
-/* the firewall lists into XDP (when attached); relayd's own check is the workers' */
-void kern_firewall(struct kern *k, struct cidr_table *t); /* takes one reference of t */
+/* the lists into XDP's tries (when attached); drops one reference of t */
+void kern_firewall(struct kern *k, struct cidr_table *t);
 /* the interface watch (XDP): fd to poll, -1 without XDP */
 int kern_watch_fd(const struct kern *k);
 void kern_watch(struct kern *k);
