@@ -28,6 +28,8 @@ deps()
 		echo "common/portlist.c" ;;
 	cidr)
 		echo "common/cidr.c" ;;
+	tlspeek)
+		echo "common/tlspeek.c" ;;
 	escape)
 		echo "common/log.c common/util.c common/valid.c -ljansson" ;;
 	ktls)
