@@ -7,6 +7,7 @@ Every wait polls a condition with a deadline (the suite also runs against the
 ASan build, so nothing may assume timing), and every socket has a timeout so
 that a hang fails the test instead of blocking CI.
 """
+import contextlib
 import ctypes
 import hashlib
 import json
@@ -134,6 +135,27 @@ def ip(*args, check=True):
     if check and p.returncode:
         raise Failure(f"ip {' '.join(args)}: {p.stderr.strip()}")
     return p
+
+
+@contextlib.contextmanager
+def netns(*names):
+    """Network namespaces of the test's own, loopback up, deleted afterwards
+    with whatever was made in them; the test is skipped where they cannot be
+    made (not root)."""
+    import pytest
+
+    made = []
+    try:
+        for ns in names:
+            p = ip("netns", "add", ns, check=False)
+            if p.returncode:
+                pytest.skip(f"ip netns add: {p.stderr.strip()}")
+            made.append(ns)
+            ip("-n", ns, "link", "set", "lo", "up")
+        yield
+    finally:
+        for ns in made:
+            ip("netns", "del", ns, check=False)
 
 
 def in_ns(ns, fn):

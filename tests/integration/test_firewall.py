@@ -28,25 +28,15 @@ DROP_WAIT = 1.0  # a connect with no SYN-ACK in this long was dropped
 
 @pytest.fixture
 def net():
-    made = []
-    try:
-        for ns in (NS_S, NS_C):
-            p = nt.ip("netns", "add", ns, check=False)
-            if p.returncode:
-                pytest.skip(f"ip netns add: {p.stderr.strip()}")
-            made.append(ns)
-            nt.ip("-n", ns, "link", "set", "lo", "up")
+    with nt.netns(NS_S, NS_C):
         nt.ip("link", "add", IF_S, "netns", NS_S, "type", "veth", "peer", "name", IF_C, "netns",
-           NS_C)
+              NS_C)
         nt.ip("-n", NS_S, "addr", "add", f"{SRV}/24", "dev", IF_S)
         for a in (CLI, CLI2):
             nt.ip("-n", NS_C, "addr", "add", f"{a}/24", "dev", IF_C)
         nt.ip("-n", NS_S, "link", "set", IF_S, "up")
         nt.ip("-n", NS_C, "link", "set", IF_C, "up")
         yield
-    finally:
-        for ns in made:
-            nt.ip("netns", "del", ns, check=False)
 
 
 @pytest.fixture

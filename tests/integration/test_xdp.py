@@ -57,22 +57,12 @@ def make_veth():
 def net():
     if not PROBE.exists():
         pytest.fail(f"{PROBE} is not built (make {PROBE.relative_to(nt.ROOT)})")
-    made = []
-    try:
-        for ns in (NS_S, NS_C):
-            p = nt.ip("netns", "add", ns, check=False)
-            if p.returncode:
-                pytest.skip(f"ip netns add: {p.stderr.strip()}")
-            made.append(ns)
-            nt.ip("-n", ns, "link", "set", "lo", "up")
+    with nt.netns(NS_S, NS_C):
         make_veth()
         nt.ip("-n", NS_S, "link", "add", IF_D, "type", "veth", "peer", "name", IF_D + "p")
         for i in (IF_D, IF_D + "p"):
             nt.ip("-n", NS_S, "link", "set", i, "up")
         yield
-    finally:
-        for ns in made:
-            nt.ip("netns", "del", ns, check=False)
 
 
 class Probe:
