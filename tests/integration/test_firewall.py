@@ -220,3 +220,15 @@ def test_without_xdp_relayd_refuses_at_accept(tmp_path, procs, net, services):
             srv.relayd.output()
     finally:
         svc.close()
+
+
+def test_unknown_xdp_interface_is_one_line(tmp_path, procs):
+    """[xdp] interface naming no interface: relayd stops with one line, exit 1."""
+    srv = nt.Server(tmp_path, procs, extra_ini="[xdp]\ninterface = nosuch0\n")
+    srv.start_controld()
+    srv.relayd.start()
+    rc = srv.relayd.wait(nt.START_TIMEOUT)
+    out = srv.relayd.output()
+    lines = [l for l in nt.user_lines(out) if not l.startswith("==== ")]
+    assert rc == 1, out
+    assert lines == ["nave-relayd: [xdp] interface = nosuch0: xdp: no interface nosuch0"], out
