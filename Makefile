@@ -38,7 +38,7 @@ LDFLAGS := $(OPT) $(SANFLAGS) -pthread
 SSL_LIBS := $(BSSL_LIB)/libssl.so $(BSSL_LIB)/libcrypto.so -Wl,-rpath,$(BSSL_LIB)
 
 COMMON := common/log.c common/msg.c common/frame.c common/util.c common/valid.c common/sock.c \
-	  common/proxy.c common/portlist.c common/cidr.c common/tlspeek.c
+	  common/proxy.c common/portlist.c common/cidr.c common/tlspeek.c common/domain.c
 CFG := config/cfg.c
 TLS := tls/tls.c tls/ktls.c
 ENGINE := datapath/worker.c datapath/stream.c datapath/relay.c datapath/dial.c \

@@ -29,7 +29,18 @@
 #define CTL_TUNNEL_OFFLINE "tunnel_offline" /* {tunnel_id, reason} */
 #define CTL_PORT_REQUEST   "port_request"   /* {req, tunnel_id, port (0 = any), rule} */
 #define CTL_PORT_RELEASE   "port_release"   /* {req, tunnel_id, port} */
-/* {req, tunnel_id, rules:[names]}: release the tunnel's ports under other rule names */
+/*
+ * {req, tunnel_id, domain, rule}: claim a domain (a name or "*.NAME", domain.h) for an HTTP
+ * rule. Refused (error) when another tunnel holds it ("domain D is held by tunnel ID"),
+ * when [http] allowed_domains is set and no pattern of it covers the domain (a wildcard
+ * claim "*.S" is covered by a pattern that matches every name under S), or when the tunnel
+ * already holds LINK_RULES_MAX domains. A claim by the tunnel that holds the domain already
+ * succeeds (a reconnect), and takes the new rule name.
+ */
+#define CTL_DOMAIN_REQUEST "domain_request"
+#define CTL_DOMAIN_RELEASE "domain_release" /* {req, tunnel_id, domain} */
+/* {req, tunnel_id, rules:[names]}: release the tunnel's ports and domains under other rule
+ * names */
 #define CTL_PORT_SYNC "port_sync"
 #define CTL_DEAUTH    "deauth" /* {req, tunnel_id}: revoke the tunnel's token, release its ports */
 /*
@@ -52,13 +63,19 @@
  */
 
 /* controld -> relayd */
-#define CTL_SYNC "sync" /* {ports:[{port, tunnel_id}]} reply to relay_hello */
+/* {ports:[{port, tunnel_id}], domains:[{domain, tunnel_id}]} reply to relay_hello */
+#define CTL_SYNC "sync"
 /* {req, tunnel_id, token?, revoked?} token only when minted from a registration */
 #define CTL_AUTH_OK	"auth_ok"
 #define CTL_PORT_GRANT	"port_grant"  /* {req, tunnel_id, port} */
 #define CTL_RELEASED	"released"    /* {req, port} */
-#define CTL_PORT_SYNCED "port_synced" /* {req, released:[ports]} */
-#define CTL_DEAUTHED	"deauthed"    /* {req, released:[ports]} */
+#define CTL_PORT_SYNCED "port_synced" /* {req, released:[ports], released_domains:[..]} */
+#define CTL_DEAUTHED	"deauthed"    /* {req, released:[ports], released_domains:[..]} */
+#define CTL_DOMAIN_GRANT    "domain_grant"    /* {req, tunnel_id, domain} */
+#define CTL_DOMAIN_RELEASED "domain_released" /* {req, domain} */
+/* {domain}: pushed when a domain stops routing to its tunnel (navectl domains release, a
+ * rule sync, deauth), before the reply of the request that released it */
+#define CTL_DOMAIN_DEL "domain_del"
 #define CTL_ERROR	"error"	      /* {req, reason} a refused request */
 #define CTL_PORT_ADD	"port_add"    /* {port, tunnel_id} pushed on navectl ports allocate */
 #define CTL_PORT_DEL	"port_del"    /* {port} pushed on navectl ports release */

@@ -45,6 +45,30 @@
  */
 #define LINK_MSG_TCP_SYNC   "tcp_sync"
 #define LINK_MSG_TCP_SYNCED "tcp_synced" /* r->c {req, released:[ports]} */
+/*
+ * HTTP rules (a domain routed to this tunnel by the edge's HTTP/HTTPS listeners):
+ * c->r http_add {req, name, domain, tls_passthrough?, redirect_https?, host_header?,
+ *                basic_auth?}
+ *   domain: a name or a wildcard "*.NAME" (domain.h); host_header: a Host value
+ *   (1-255 of [A-Za-z0-9.:_-]); basic_auth: "USER:HASH", USER 1-64 of
+ *   [A-Za-z0-9._-], HASH as `nave` stores it (see the client's README), at most
+ *   LINK_AUTH_MAX. Where the client sends the bytes (to or webroot) stays with the
+ *   client.
+ * r->c http_grant {req, name, domain, route}: the domain routes to this tunnel;
+ *   streams of this rule arrive with a BIND whose flags have LINK_BIND_HTTP and whose
+ *   port is route (1..65535), for as long as the link stays up.
+ * c->r http_rm {req, name, domain}; r->c http_removed {req, name, domain}.
+ * A domain is held by one tunnel at a time; a claim of a held one gets req_error
+ * naming the holder's id. tcp_sync's names list every rule the client has, TCP and
+ * HTTP: the server releases ports and domains held under any other name.
+ */
+#define LINK_MSG_HTTP_ADD     "http_add"
+#define LINK_MSG_HTTP_GRANT   "http_grant"
+#define LINK_MSG_HTTP_RM      "http_rm"
+#define LINK_MSG_HTTP_REMOVED "http_removed"
+#define LINK_HOST_HEADER_MAX  255
+#define LINK_AUTH_USER_MAX    64
+#define LINK_AUTH_MAX	      255
 /* c->r {req}: revoke this tunnel's own auth token; r->c deauthed, then the link closes. */
 #define LINK_MSG_DEAUTH	  "deauth"
 #define LINK_MSG_DEAUTHED "deauthed" /* r->c {req, released:[ports]} */
@@ -92,10 +116,17 @@ struct link_data_hello {
 
 #define LINK_BIND_PROXY_V1 0x1
 #define LINK_BIND_PROXY_V2 0x2
+/*
+ * An HTTP stream: port is the route of an http_grant, not a public port. The
+ * stream carries HTTP/1.1 requests whose heads the edge has already checked
+ * and rewritten (X-Forwarded-*, Host), or raw TLS bytes for a passthrough rule.
+ */
+#define LINK_BIND_HTTP 0x4
 
 struct link_bind {
 	uint32_t stream_id;	 /* big-endian; for logs */
-	uint16_t port;		 /* public port the connection arrived on, big-endian */
+	uint16_t port;		 /* public port the connection arrived on (LINK_BIND_HTTP: the
+				    route), big-endian */
 	uint16_t origin_port;	 /* big-endian */
 	uint8_t origin_addr[16]; /* IPv6 or IPv4-mapped */
 	uint16_t flags;		 /* LINK_BIND_*, big-endian */

@@ -2,6 +2,8 @@
 /* The ClientHello peek (tlspeek.h). */
 #include "tlspeek.h"
 
+#include "domain.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -70,36 +72,6 @@ static enum tlspeek_result bad(char *why, size_t whylen, const char *fmt, ...)
 	return TLSPEEK_BAD;
 }
 
-/* RFC 6066 host_name: a DNS name, no trailing dot; lowercased into out */
-static bool sni_ok(const uint8_t *s, size_t n, char *out)
-{
-	size_t label = 0;
-
-	if (n == 0 || n > TLSPEEK_SNI_MAX)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		uint8_t c = s[i];
-
-		if (c == '.') {
-			if (label == 0)
-				return false; /* empty label, leading or doubled dot */
-			label = 0;
-		} else if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
-			   (c >= 'A' && c <= 'Z')) {
-			if (++label > 63)
-				return false;
-			if (c >= 'A' && c <= 'Z')
-				c = (uint8_t)(c - 'A' + 'a');
-		} else {
-			return false;
-		}
-		out[i] = (char)c;
-	}
-	if (label == 0)
-		return false; /* trailing dot */
-	out[n] = '\0';
-	return true;
-}
 
 static enum tlspeek_result extensions(struct cur *e, struct tlspeek *out, char *why, size_t whylen)
 {
@@ -132,7 +104,7 @@ static enum tlspeek_result extensions(struct cur *e, struct tlspeek *out, char *
 					continue; /* only host_name is defined */
 				if (named)
 					return bad(why, whylen, "two host names in server_name");
-				if (!sni_ok(name.p, name.n, out->sni))
+				if (!domain_norm((const char *)name.p, name.n, out->sni, false))
 					return bad(why, whylen,
 						   "the server name is not a DNS name");
 				named = true;
