@@ -19,13 +19,13 @@ bool domain_norm(const char *s, size_t n, char *out, bool wildcard)
 		unsigned char c = (unsigned char)s[i];
 
 		if (c == '.') {
-			if (label == 0)
-				return false; /* empty label, leading or doubled dot */
+			if (label == 0 || s[i - 1] == '-')
+				return false; /* empty label, or one that ends in '-' */
 			label = 0;
 		} else if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
 			   (c >= 'A' && c <= 'Z')) {
-			if (++label > 63)
-				return false;
+			if (++label > 63 || (label == 1 && c == '-'))
+				return false; /* too long, or starts with '-' */
 			if (c >= 'A' && c <= 'Z')
 				c = (unsigned char)(c - 'A' + 'a');
 		} else {
@@ -33,8 +33,8 @@ bool domain_norm(const char *s, size_t n, char *out, bool wildcard)
 		}
 		out[o++] = (char)c;
 	}
-	if (label == 0)
-		return false; /* trailing dot */
+	if (label == 0 || s[n - 1] == '-')
+		return false; /* trailing dot or '-' */
 	out[o] = '\0';
 	return true;
 }

@@ -5,7 +5,8 @@
  * allowed_domains`), and what a public request names (Host, SNI).
  *
  * A name is 1-253 characters of [a-z0-9.-] (uppercase accepted and
- * lowercased), labels 1-63, no empty label, no trailing dot. A pattern may
+ * lowercased), labels 1-63 that neither start nor end with '-', no trailing
+ * dot. A pattern may
  * also be a wildcard: "*." followed by a name; "*.example.com" matches every
  * name that ends in ".example.com", at any depth, and not "example.com"
  * itself. Where several patterns match, the most specific wins: an exact

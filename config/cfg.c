@@ -37,6 +37,8 @@
 #include <iniparser.h>
 #endif
 
+#include "cidr.h"
+#include "domain.h"
 #include "log.h"
 #include "util.h"
 
@@ -97,6 +99,18 @@ const char cfg_server_default_ini[] =
     "buffer_size = 65536\n"
     "buffers = 128\n"
     "\n"
+    "[http]\n"
+    "# proxies in front of the edge whose X-Forwarded-For chain is kept (CIDRs); empty: none\n"
+    "trusted_proxies =\n"
+    "# domains clients may claim (names and *.NAME wildcards); empty: any\n"
+    "allowed_domains =\n"
+    "# per-domain certificates for edge termination (DOMAIN.crt + DOMAIN.key); empty: "
+    "state_dir/certs\n"
+    "certificates =\n"
+    "# a request head must arrive whole within header_timeout and fit in max_head bytes\n"
+    "header_timeout = 10s\n"
+    "max_head = 16384\n"
+    "\n"
     "[xdp]\n"
     "# empty: no XDP filter\n"
     "interface =\n"
@@ -116,6 +130,8 @@ enum row_type {
 	R_IFNAME,   /* empty or a network interface name */
 	R_SERVER,   /* empty or HOST[:PORT] */
 	R_HOSTPORT, /* HOST:PORT */
+	R_DOMAINS,  /* empty or domain names and wildcards ("*.NAME"), ',' or ' ' between */
+	R_CIDRS,    /* empty or CIDR blocks (or addresses), ',' or ' ' between */
 	R_TOKEN,    /* text without spaces or control characters */
 	R_FPR,	    /* empty or hex SHA-256, colons allowed */
 	R_LOGLEVEL, /* int: NLOG_* */
@@ -185,6 +201,12 @@ static const struct cfg_row server_rows[] = {
     SRV("datapath", "steering", "auto", R_STEERING, steering),
     SRV("datapath", "buffer_size", "65536", R_POW2, buffer_size, .min = 1024, .max = 1048576),
     SRV("datapath", "buffers", "128", R_POW2, buffers, .min = 8, .max = 32768),
+    SRV("http", "trusted_proxies", "", R_CIDRS, trusted_proxies),
+    SRV("http", "allowed_domains", "", R_DOMAINS, allowed_domains),
+    SRV("http", "certificates", "", R_STR, certificates),
+    SRV("http", "header_timeout", "10s", R_DURATION, header_timeout_ms, .min = 1000,
+	.max = 600000),
+    SRV("http", "max_head", "16384", R_UINT, max_head, .min = 1024, .max = 65536),
     SRV("xdp", "interface", "", R_IFNAME, xdp_interface),
     SRV("xdp", "syn_rate", "0", R_UINT, syn_rate, .min = 0, .max = UINT_MAX),
     SRV("metrics", "listen", "", R_LISTEN, metrics_listen),
@@ -324,25 +346,6 @@ static bool host_ok(const char *s, size_t n)
 	return true;
 }
 
-static bool domain_ok(const char *s)
-{
-	size_t n = strlen(s), label = 0;
-
-	if (n == 0 || n > 253)
-		return false;
-	for (size_t i = 0; i <= n; i++) {
-		if (i == n || s[i] == '.') {
-			if (label == 0 || label > 63 || s[i - 1] == '-' || s[i - label] == '-')
-				return false;
-			label = 0;
-		} else if (isalnum((unsigned char)s[i]) || s[i] == '-') {
-			label++;
-		} else {
-			return false;
-		}
-	}
-	return true;
-}
 
 /* HOST, [V6], bare V6 or any of them with :PORT. */
 static bool server_ok(const char *s)
@@ -531,6 +534,47 @@ static int64_t get_num(const struct cfg_row *r, const void *base, size_t off)
 	}
 }
 
+const char *cfg_list_next(const char *s, char *out, size_t outlen)
+{
+	size_t n;
+
+	s += strspn(s, ", \t");
+	n = strcspn(s, ", \t");
+	if (!n)
+		return NULL;
+	if (n >= outlen)
+		n = outlen - 1; /* list_check refused longer items at load */
+	memcpy(out, s, n);
+	out[n] = '\0';
+	return s + n;
+}
+
+/* Every item of a list value is a domain pattern (cidr: a CIDR block). */
+static int list_check(const char *v, bool cidr, char *why, size_t wl)
+{
+	char item[DOMAIN_MAX + 2], shown[80], d[DOMAIN_MAX + 1], cw[96];
+	struct cidr c;
+	size_t n;
+
+	for (v += strspn(v, ", \t"); *v; v += strspn(v, ", \t")) {
+		n = strcspn(v, ", \t");
+		if (n >= sizeof(item)) {
+			snprintf(why, wl, "\"%s...\" is too long", safe(shown, 40, v, 40));
+			return -1;
+		}
+		memcpy(item, v, n);
+		item[n] = '\0';
+		v += n;
+		if (cidr ? cidr_parse(item, &c, cw, sizeof(cw)) < 0 : !domain_norm(item, n, d, true)) {
+			snprintf(why, wl, "\"%s\" is not %s", safe(shown, sizeof(shown), item, n),
+				 cidr ? "an address or CIDR block"
+				      : "a domain name or a wildcard (*.NAME)");
+			return -1;
+		}
+	}
+	return 0;
+}
+
 static bool row_is_string(const struct cfg_row *r)
 {
 	return r->type <= R_FPR;
@@ -567,11 +611,23 @@ static int row_parse(const struct cfg_row *r, void *base, const char *v, char *w
 			return -1;
 		}
 		switch (r->type) {
-		case R_DOMAIN:
-			if (!domain_ok(v)) {
+		case R_DOMAIN: {
+			char d[DOMAIN_MAX + 1];
+
+			if (!domain_norm(v, strlen(v), d, false)) {
 				snprintf(why, wl, "%s is not a valid domain name", q);
 				return -1;
 			}
+			memcpy(p, d, strlen(d) + 1); /* lowercased */
+			return 0;
+		}
+		case R_DOMAINS:
+			if (*v && list_check(v, false, why, wl) < 0)
+				return -1;
+			break;
+		case R_CIDRS:
+			if (*v && list_check(v, true, why, wl) < 0)
+				return -1;
 			break;
 		case R_ADDR: {
 			unsigned char a[16];
@@ -1268,7 +1324,7 @@ static int read_err(char *err, size_t errlen, const char *file, int e)
 /* ---- server ---- */
 
 static const char *const server_sections[] = {"server", "tls",	    "listen", "ports",
-					      "tunnel", "datapath", "xdp",    "metrics"};
+					      "tunnel", "datapath", "http", "xdp", "metrics"};
 
 static int server_section(void *ctx, struct ini_sec *s, const char *raw, char *why, size_t wl)
 {

@@ -53,6 +53,12 @@ struct cfg_server {
 	int steering;	      /* 0 auto, 1 bpf, 2 listeners */
 	unsigned buffer_size; /* 65536; 1024..1048576, power of two */
 	unsigned buffers;     /* 128 per worker; 8..32768, power of two */
+	/* [http] */
+	char trusted_proxies[1024]; /* CIDRs whose X-Forwarded-For is kept (cfg_list_next) */
+	char allowed_domains[1024]; /* patterns clients may claim; empty: any */
+	char certificates[CFG_PATH_MAX]; /* empty: state_dir/certs */
+	unsigned header_timeout_ms;	 /* 10s */
+	unsigned max_head;		 /* 16384 */
 	/* [xdp] */
 	char xdp_interface[CFG_STR_MAX]; /* empty: off */
 	unsigned syn_rate;		 /* 0 = no limit */
@@ -72,6 +78,12 @@ enum { CFG_STEER_AUTO = 0, CFG_STEER_BPF = 1, CFG_STEER_LISTENERS = 2 };
 int cfg_server_load(struct cfg_server *c, const char *path, char *err, size_t errlen);
 /* Prints the effective configuration as INI (for --check). */
 void cfg_server_print(const struct cfg_server *c, FILE *out);
+/*
+ * The next item of a list value (R_DOMAINS, R_CIDRS: items between ',' or
+ * blanks): copies it to out and returns where the rest starts, or NULL at
+ * the end. Use: for (p = v; (p = cfg_list_next(p, item, sizeof(item)));)
+ */
+const char *cfg_list_next(const char *s, char *out, size_t outlen);
 /* The embedded default file text. */
 extern const char cfg_server_default_ini[];
 
