@@ -66,20 +66,20 @@
 /* {ports:[{port, tunnel_id}], domains:[{domain, tunnel_id}]} reply to relay_hello */
 #define CTL_SYNC "sync"
 /* {req, tunnel_id, token?, revoked?} token only when minted from a registration */
-#define CTL_AUTH_OK	"auth_ok"
-#define CTL_PORT_GRANT	"port_grant"  /* {req, tunnel_id, port} */
-#define CTL_RELEASED	"released"    /* {req, port} */
-#define CTL_PORT_SYNCED "port_synced" /* {req, released:[ports], released_domains:[..]} */
-#define CTL_DEAUTHED	"deauthed"    /* {req, released:[ports], released_domains:[..]} */
+#define CTL_AUTH_OK	    "auth_ok"
+#define CTL_PORT_GRANT	    "port_grant"      /* {req, tunnel_id, port} */
+#define CTL_RELEASED	    "released"	      /* {req, port} */
+#define CTL_PORT_SYNCED	    "port_synced"     /* {req, released:[ports], released_domains:[..]} */
+#define CTL_DEAUTHED	    "deauthed"	      /* {req, released:[ports], released_domains:[..]} */
 #define CTL_DOMAIN_GRANT    "domain_grant"    /* {req, tunnel_id, domain} */
 #define CTL_DOMAIN_RELEASED "domain_released" /* {req, domain} */
 /* {domain}: pushed when a domain stops routing to its tunnel (navectl domains release, a
  * rule sync, deauth), before the reply of the request that released it */
 #define CTL_DOMAIN_DEL "domain_del"
-#define CTL_ERROR	"error"	      /* {req, reason} a refused request */
-#define CTL_PORT_ADD	"port_add"    /* {port, tunnel_id} pushed on navectl ports allocate */
-#define CTL_PORT_DEL	"port_del"    /* {port} pushed on navectl ports release */
-#define CTL_KICK	"kick"	      /* {tunnel_id, reason} token revoked or tunnel shut down */
+#define CTL_ERROR      "error"	  /* {req, reason} a refused request */
+#define CTL_PORT_ADD   "port_add" /* {port, tunnel_id} pushed on navectl ports allocate */
+#define CTL_PORT_DEL   "port_del" /* {port} pushed on navectl ports release */
+#define CTL_KICK       "kick"	  /* {tunnel_id, reason} token revoked or tunnel shut down */
 /*
  * {deny:["CIDR"], allow:["CIDR"]}: the whole firewall, pushed after sync and on every
  * change (navectl firewall); relayd replaces its lists (and the XDP tries) with these.

@@ -72,7 +72,6 @@ static enum tlspeek_result bad(char *why, size_t whylen, const char *fmt, ...)
 	return TLSPEEK_BAD;
 }
 
-
 static enum tlspeek_result extensions(struct cur *e, struct tlspeek *out, char *why, size_t whylen)
 {
 	uint32_t seen[4] = {0, 0, 0, 0}; /* the types below 128 seen, for duplicates */

@@ -204,8 +204,7 @@ static const struct cfg_row server_rows[] = {
     SRV("http", "trusted_proxies", "", R_CIDRS, trusted_proxies),
     SRV("http", "allowed_domains", "", R_DOMAINS, allowed_domains),
     SRV("http", "certificates", "", R_STR, certificates),
-    SRV("http", "header_timeout", "10s", R_DURATION, header_timeout_ms, .min = 1000,
-	.max = 600000),
+    SRV("http", "header_timeout", "10s", R_DURATION, header_timeout_ms, .min = 1000, .max = 600000),
     SRV("http", "max_head", "16384", R_UINT, max_head, .min = 1024, .max = 65536),
     SRV("xdp", "interface", "", R_IFNAME, xdp_interface),
     SRV("xdp", "syn_rate", "0", R_UINT, syn_rate, .min = 0, .max = UINT_MAX),
@@ -345,7 +344,6 @@ static bool host_ok(const char *s, size_t n)
 			return false;
 	return true;
 }
-
 
 /* HOST, [V6], bare V6 or any of them with :PORT. */
 static bool server_ok(const char *s)
@@ -565,7 +563,8 @@ static int list_check(const char *v, bool cidr, char *why, size_t wl)
 		memcpy(item, v, n);
 		item[n] = '\0';
 		v += n;
-		if (cidr ? cidr_parse(item, &c, cw, sizeof(cw)) < 0 : !domain_norm(item, n, d, true)) {
+		if (cidr ? cidr_parse(item, &c, cw, sizeof(cw)) < 0
+			 : !domain_norm(item, n, d, true)) {
 			snprintf(why, wl, "\"%s\" is not %s", safe(shown, sizeof(shown), item, n),
 				 cidr ? "an address or CIDR block"
 				      : "a domain name or a wildcard (*.NAME)");
@@ -1323,8 +1322,8 @@ static int read_err(char *err, size_t errlen, const char *file, int e)
 
 /* ---- server ---- */
 
-static const char *const server_sections[] = {"server", "tls",	    "listen", "ports",
-					      "tunnel", "datapath", "http", "xdp", "metrics"};
+static const char *const server_sections[] = {"server",	  "tls",  "listen", "ports",  "tunnel",
+					      "datapath", "http", "xdp",    "metrics"};
 
 static int server_section(void *ctx, struct ini_sec *s, const char *raw, char *why, size_t wl)
 {

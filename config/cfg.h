@@ -54,8 +54,8 @@ struct cfg_server {
 	unsigned buffer_size; /* 65536; 1024..1048576, power of two */
 	unsigned buffers;     /* 128 per worker; 8..32768, power of two */
 	/* [http] */
-	char trusted_proxies[1024]; /* CIDRs whose X-Forwarded-For is kept (cfg_list_next) */
-	char allowed_domains[1024]; /* patterns clients may claim; empty: any */
+	char trusted_proxies[1024];	 /* CIDRs whose X-Forwarded-For is kept (cfg_list_next) */
+	char allowed_domains[1024];	 /* patterns clients may claim; empty: any */
 	char certificates[CFG_PATH_MAX]; /* empty: state_dir/certs */
 	unsigned header_timeout_ms;	 /* 10s */
 	unsigned max_head;		 /* 16384 */
