@@ -38,7 +38,7 @@ LDFLAGS := $(OPT) $(SANFLAGS) -pthread
 SSL_LIBS := $(BSSL_LIB)/libssl.so $(BSSL_LIB)/libcrypto.so -Wl,-rpath,$(BSSL_LIB)
 
 COMMON := common/log.c common/msg.c common/frame.c common/util.c common/valid.c common/sock.c \
-	  common/proxy.c common/portlist.c common/cidr.c common/tlspeek.c common/domain.c
+	  common/proxy.c common/portlist.c common/cidr.c common/tlspeek.c common/domain.c common/http.c
 CFG := config/cfg.c
 TLS := tls/tls.c tls/ktls.c
 ENGINE := datapath/worker.c datapath/stream.c datapath/relay.c datapath/dial.c \
@@ -86,21 +86,21 @@ $(call obj,$(BPF_SRC) datapath/kern.c): $(BPF_SKELS)
 
 $(B)/nave-controld: $(call obj,$(CONTROLD_SRC))
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(SSL_LIBS) -liniparser -lsqlite3 -lmicrohttpd -ljansson $(JEMALLOC)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(SSL_LIBS) -liniparser -lsqlite3 -lmicrohttpd -ljansson -lhttp_parser $(JEMALLOC)
 	$(Q)./tests/check-no-openssl.sh $@
 
 $(B)/navectl: $(call obj,$(NAVECTL_SRC))
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) $(LDFLAGS) -o $@ $^ -liniparser -ljansson
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ -liniparser -ljansson -lhttp_parser
 
 $(B)/nave: $(call obj,$(NAVE_SRC))
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(SSL_LIBS) -luring -liniparser -ljansson
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(SSL_LIBS) -luring -liniparser -ljansson -lhttp_parser
 	$(Q)./tests/check-no-openssl.sh $@
 
 $(B)/nave-relayd: $(call obj,$(RELAYD_SRC))
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(SSL_LIBS) -luring -liniparser -ljansson $(BPF_LIBS) $(JEMALLOC)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(SSL_LIBS) -luring -liniparser -ljansson -lhttp_parser $(BPF_LIBS) $(JEMALLOC)
 	$(Q)./tests/check-no-openssl.sh $@
 
 deps:
@@ -113,7 +113,7 @@ run: deps all
 # Unit tests (cmocka): each tests/unit/test_X.c is one binary.
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
-UNIT_LIBS := $(SSL_LIBS) -luring -liniparser -ljansson -lsqlite3 -lmicrohttpd -lcmocka
+UNIT_LIBS := $(SSL_LIBS) -luring -liniparser -ljansson -lhttp_parser -lsqlite3 -lmicrohttpd -lcmocka
 
 $(B)/tests/%: tests/unit/%.c $(call obj,$(COMMON) $(CFG) $(TLS) ctl/store.c)
 	@mkdir -p $(dir $@)

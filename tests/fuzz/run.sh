@@ -23,13 +23,15 @@ deps()
 	frame | msg)
 		echo "common/frame.c common/msg.c common/util.c common/log.c -ljansson" ;;
 	config)
-		echo "config/cfg.c common/util.c common/log.c -liniparser" ;;
+		echo "config/cfg.c common/util.c common/log.c common/domain.c common/cidr.c -liniparser" ;;
 	portlist)
 		echo "common/portlist.c" ;;
 	cidr)
 		echo "common/cidr.c" ;;
 	tlspeek)
-		echo "common/tlspeek.c" ;;
+		echo "common/tlspeek.c common/domain.c" ;;
+	http)
+		echo "common/http.c common/domain.c -lhttp_parser" ;;
 	escape)
 		echo "common/log.c common/util.c common/valid.c -ljansson" ;;
 	ktls)

@@ -1,0 +1,458 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "http.h"
+
+#include "domain.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+/* ---------- the parser's callbacks: spans of the current head ---------- */
+
+static struct http_req *req_of(http_parser *hp)
+{
+	return hp->data;
+}
+
+static int on_url(http_parser *hp, const char *at, size_t len)
+{
+	struct http_req *r = req_of(hp);
+	uint32_t off = (uint32_t)((const uint8_t *)at - r->base);
+
+	if (!r->url.len)
+		r->url.off = off;
+	r->url.len = off + (uint32_t)len - r->url.off;
+	return 0;
+}
+
+static int on_field(http_parser *hp, const char *at, size_t len)
+{
+	struct http_req *r = req_of(hp);
+	uint32_t off = (uint32_t)((const uint8_t *)at - r->base);
+	struct http_hdr *h;
+
+	if (r->nhdr == 0 || r->last_value) {
+		if (r->nhdr == HTTP_HEADERS_MAX) {
+			r->too_many = true;
+			return 0;
+		}
+		h = &r->hdr[r->nhdr++];
+		h->name.off = off;
+		h->name.len = 0;
+		h->value.off = h->value.len = 0;
+		r->last_value = false;
+	}
+	if (r->too_many)
+		return 0;
+	h = &r->hdr[r->nhdr - 1];
+	h->name.len = off + (uint32_t)len - h->name.off;
+	return 0;
+}
+
+static int on_value(http_parser *hp, const char *at, size_t len)
+{
+	struct http_req *r = req_of(hp);
+	uint32_t off = (uint32_t)((const uint8_t *)at - r->base);
+	struct http_hdr *h;
+
+	if (r->too_many || r->nhdr == 0)
+		return 0;
+	h = &r->hdr[r->nhdr - 1];
+	if (!r->last_value) {
+		h->value.off = off;
+		r->last_value = true;
+	}
+	h->value.len = off + (uint32_t)len - h->value.off;
+	return 0;
+}
+
+static int on_headers_complete(http_parser *hp)
+{
+	struct http_req *r = req_of(hp);
+
+	r->head_done = true;
+	r->upgrade = hp->upgrade;
+	http_parser_pause(hp, 1);
+	return 0;
+}
+
+static int on_message_complete(http_parser *hp)
+{
+	req_of(hp)->msg_done = true;
+	http_parser_pause(hp, 1);
+	return 0;
+}
+
+static const http_parser_settings settings = {
+    .on_url = on_url,
+    .on_header_field = on_field,
+    .on_header_value = on_value,
+    .on_headers_complete = on_headers_complete,
+    .on_message_complete = on_message_complete,
+};
+
+/* ---------- requests ---------- */
+
+void http_req_init(struct http_req *r)
+{
+	memset(r, 0, sizeof(*r));
+	http_parser_init(&r->hp, HTTP_REQUEST);
+	r->hp.data = r;
+	r->mode = HTTP_M_HEAD;
+}
+
+static int error_status(enum http_errno e)
+{
+	switch (e) {
+	case HPE_HEADER_OVERFLOW:
+		return 431;
+	case HPE_INVALID_VERSION:
+		return 505;
+	case HPE_INVALID_METHOD:
+		return 501;
+	default:
+		return 400;
+	}
+}
+
+bool http_hdr_is(const struct http_req *r, const uint8_t *base, unsigned i, const char *name)
+{
+	size_t n = strlen(name);
+
+	return r->hdr[i].name.len == n &&
+	       !strncasecmp((const char *)base + r->hdr[i].name.off, name, n);
+}
+
+static bool has_crlf(const uint8_t *p, size_t n)
+{
+	return memchr(p, '\r', n) || memchr(p, '\n', n) || memchr(p, '\0', n);
+}
+
+static void head_fill(struct http_req *r, const uint8_t *base, struct http_head *h)
+{
+	h->method = r->hp.method;
+	h->major = r->hp.http_major;
+	h->minor = r->hp.http_minor;
+	h->keep_alive = http_should_keep_alive(&r->hp);
+	h->upgrade = r->hp.upgrade;
+	h->body = (r->hp.flags & F_CHUNKED) ||
+		  (r->hp.content_length > 0 && r->hp.content_length != ULLONG_MAX);
+	h->host = h->authorization = -1;
+	h->host_twice = false;
+	for (unsigned i = 0; i < r->nhdr; i++) {
+		if (http_hdr_is(r, base, i, "host")) {
+			if (h->host >= 0)
+				h->host_twice = true;
+			h->host = (int)i;
+		} else if (http_hdr_is(r, base, i, "authorization")) {
+			h->authorization = (int)i;
+		}
+	}
+}
+
+enum http_result http_req_head(struct http_req *r, const uint8_t *base, size_t len, size_t max,
+			       struct http_head *h, int *status)
+{
+	size_t todo, n;
+	enum http_errno e;
+
+	if (r->fed == 0) {
+		r->nhdr = 0;
+		r->url.off = r->url.len = 0;
+		r->last_value = r->too_many = r->head_done = r->msg_done = false;
+		r->upgrade = false;
+	}
+	if (len <= r->fed)
+		return HTTP_R_MORE;
+	todo = len - r->fed;
+	if (r->fed + todo > max + 1)
+		todo = max + 1 - r->fed; /* one byte past the bound tells "too large" */
+	r->base = base;
+	n = http_parser_execute(&r->hp, &settings, (const char *)base + r->fed, todo);
+	e = HTTP_PARSER_ERRNO(&r->hp);
+	if (e == HPE_PAUSED && r->head_done) {
+		h->len = r->fed + (uint32_t)n + 1;
+		if (base[h->len - 1] != '\n') {
+			*status = 400; /* not where libhttp-parser 2.9 stops: refuse, never guess */
+			return HTTP_R_ERROR;
+		}
+		if (h->len > max || r->too_many) {
+			*status = 431;
+			return HTTP_R_ERROR;
+		}
+		for (unsigned i = 0; i < r->nhdr; i++)
+			if (has_crlf(base + r->hdr[i].value.off, r->hdr[i].value.len) ||
+			    !r->hdr[i].name.len) {
+				*status = 400; /* obs-fold or a NUL: refused, RFC 9112 5.2 */
+				return HTTP_R_ERROR;
+			}
+		head_fill(r, base, h);
+		return HTTP_R_HEAD;
+	}
+	if (e == HPE_OK) {
+		r->fed += (uint32_t)n;
+		if (r->fed > max) {
+			*status = 431;
+			return HTTP_R_ERROR;
+		}
+		return HTTP_R_MORE;
+	}
+	*status = error_status(e);
+	return HTTP_R_ERROR;
+}
+
+void http_req_head_done(struct http_req *r, const uint8_t *base, const struct http_head *h)
+{
+	r->fed = 0;
+	r->requests++;
+	r->msg_done = false;
+	http_parser_pause(&r->hp, 0);
+	/* the head's last byte, the LF, is where the parser paused */
+	http_parser_execute(&r->hp, &settings, (const char *)base + h->len - 1, 1);
+	if (HTTP_PARSER_ERRNO(&r->hp) == HPE_PAUSED)
+		http_parser_pause(&r->hp, 0);
+	if (r->msg_done)
+		r->mode = r->upgrade ? HTTP_M_RAW : HTTP_M_HEAD;
+	else
+		r->mode = HTTP_M_BODY;
+}
+
+long http_req_body(struct http_req *r, const uint8_t *p, size_t len, int *status)
+{
+	size_t n;
+	enum http_errno e;
+
+	r->msg_done = false;
+	r->base = p; /* no header callbacks in a body, but trailers call on_field */
+	r->nhdr = 0;
+	r->last_value = r->too_many = false;
+	n = http_parser_execute(&r->hp, &settings, (const char *)p, len);
+	e = HTTP_PARSER_ERRNO(&r->hp);
+	if (e == HPE_PAUSED && r->msg_done) {
+		http_parser_pause(&r->hp, 0);
+		r->mode = r->upgrade ? HTTP_M_RAW : HTTP_M_HEAD;
+		return (long)n;
+	}
+	if (e == HPE_OK)
+		return (long)n;
+	*status = 400;
+	return -1;
+}
+
+/* ---------- the forwarded head ---------- */
+
+struct out {
+	uint8_t *p;
+	size_t len, cap;
+	bool over;
+};
+
+static void put(struct out *o, const void *s, size_t n)
+{
+	if (o->over || o->len + n > o->cap) {
+		o->over = true;
+		return;
+	}
+	memcpy(o->p + o->len, s, n);
+	o->len += n;
+}
+
+static void puts_(struct out *o, const char *s)
+{
+	put(o, s, strlen(s));
+}
+
+static void put_hdr(struct out *o, const char *name, const void *v, size_t n)
+{
+	puts_(o, name);
+	puts_(o, ": ");
+	put(o, v, n);
+	puts_(o, "\r\n");
+}
+
+/* the value with the blanks around it cut */
+static struct http_span trim(const uint8_t *base, struct http_span s)
+{
+	while (s.len && (base[s.off] == ' ' || base[s.off] == '\t')) {
+		s.off++;
+		s.len--;
+	}
+	while (s.len && (base[s.off + s.len - 1] == ' ' || base[s.off + s.len - 1] == '\t'))
+		s.len--;
+	return s;
+}
+
+static int find(const struct http_req *r, const uint8_t *base, const char *name)
+{
+	for (unsigned i = 0; i < r->nhdr; i++)
+		if (http_hdr_is(r, base, i, name))
+			return (int)i;
+	return -1;
+}
+
+size_t http_head_rewrite(const struct http_req *r, const uint8_t *base, const struct http_head *h,
+			 const struct http_fwd *f, uint8_t *out, size_t cap)
+{
+	static const char *const ours[] = {"x-forwarded-for", "x-forwarded-proto",
+					   "x-forwarded-host", "x-forwarded-port", "forwarded"};
+	struct out o = {.p = out, .cap = cap};
+	const uint8_t *nl = memchr(base, '\n', h->len);
+	size_t line = (size_t)(nl - base);
+	struct http_span host = {0, 0};
+	bool first = true;
+	int i;
+
+	if (line && base[line - 1] == '\r')
+		line--;
+	put(&o, base, line);
+	puts_(&o, "\r\n");
+	if (h->host >= 0)
+		host = trim(base, r->hdr[h->host].value);
+	if (f->host_header)
+		put_hdr(&o, "Host", f->host_header, strlen(f->host_header));
+	else if (h->host >= 0)
+		put_hdr(&o, "Host", base + host.off, host.len);
+	for (unsigned k = 0; k < r->nhdr; k++) {
+		bool skip = http_hdr_is(r, base, k, "host") ||
+			    (f->strip_authorization && http_hdr_is(r, base, k, "authorization"));
+
+		for (size_t j = 0; j < sizeof(ours) / sizeof(ours[0]) && !skip; j++)
+			skip = http_hdr_is(r, base, k, ours[j]) &&
+			       (!f->trusted || j == 0); /* XFF is rebuilt below */
+		if (skip)
+			continue;
+		put(&o, base + r->hdr[k].name.off, r->hdr[k].name.len);
+		puts_(&o, ": ");
+		struct http_span v = trim(base, r->hdr[k].value);
+		put(&o, base + v.off, v.len);
+		puts_(&o, "\r\n");
+	}
+	/* X-Forwarded-For: a trusted proxy's chain, then the peer */
+	puts_(&o, "X-Forwarded-For: ");
+	for (unsigned k = 0; f->trusted && k < r->nhdr; k++) {
+		if (!http_hdr_is(r, base, k, "x-forwarded-for"))
+			continue;
+		struct http_span v = trim(base, r->hdr[k].value);
+		if (!v.len)
+			continue;
+		put(&o, base + v.off, v.len);
+		puts_(&o, ", ");
+		first = false;
+	}
+	(void)first;
+	puts_(&o, f->client_ip);
+	puts_(&o, "\r\n");
+	if (!f->trusted || find(r, base, "x-forwarded-proto") < 0)
+		put_hdr(&o, "X-Forwarded-Proto", f->proto, strlen(f->proto));
+	if ((!f->trusted || find(r, base, "x-forwarded-host") < 0) && h->host >= 0)
+		put_hdr(&o, "X-Forwarded-Host", base + host.off, host.len);
+	if ((!f->trusted || find(r, base, "x-forwarded-port") < 0) && f->port)
+		put_hdr(&o, "X-Forwarded-Port", f->port, strlen(f->port));
+	puts_(&o, "\r\n");
+	(void)i;
+	return o.over ? 0 : o.len;
+}
+
+bool http_head_host(const struct http_req *r, const uint8_t *base, const struct http_head *h,
+		    char *out)
+{
+	struct http_parser_url u;
+	const char *p = NULL;
+	size_t n = 0;
+
+	if (r->url.len && base[r->url.off] != '/' && base[r->url.off] != '*') {
+		http_parser_url_init(&u);
+		if (http_parser_parse_url((const char *)base + r->url.off, r->url.len, 0, &u) ==
+			0 &&
+		    (u.field_set & (1 << UF_HOST))) {
+			p = (const char *)base + r->url.off + u.field_data[UF_HOST].off;
+			n = u.field_data[UF_HOST].len;
+		}
+	}
+	if (!p) {
+		struct http_span v;
+		const char *colon;
+
+		if (h->host < 0 || h->host_twice)
+			return false;
+		v = trim(base, r->hdr[h->host].value);
+		p = (const char *)base + v.off;
+		n = v.len;
+		colon = memchr(p, ':', n);
+		if (colon) {
+			/* the port: digits only */
+			for (const char *d = colon + 1; d < p + n; d++)
+				if (*d < '0' || *d > '9')
+					return false;
+			n = (size_t)(colon - p);
+		}
+	}
+	if (n && p[n - 1] == '.')
+		n--; /* "example.com." is example.com */
+	return domain_norm(p, n, out, false);
+}
+
+/* ---------- the edge's own answers ---------- */
+
+const char *http_status_text(int status)
+{
+	switch (status) {
+	case 301:
+		return "Moved Permanently";
+	case 308:
+		return "Permanent Redirect";
+	case 400:
+		return "Bad Request";
+	case 401:
+		return "Unauthorized";
+	case 403:
+		return "Forbidden";
+	case 404:
+		return "Not Found";
+	case 405:
+		return "Method Not Allowed";
+	case 408:
+		return "Request Timeout";
+	case 421:
+		return "Misdirected Request";
+	case 429:
+		return "Too Many Requests";
+	case 431:
+		return "Request Header Fields Too Large";
+	case 501:
+		return "Not Implemented";
+	case 502:
+		return "Bad Gateway";
+	case 503:
+		return "Service Unavailable";
+	case 504:
+		return "Gateway Timeout";
+	case 505:
+		return "HTTP Version Not Supported";
+	default:
+		return "Error";
+	}
+}
+
+size_t http_error_page(uint8_t *out, size_t cap, int status, const char *extra, const char *text)
+{
+	char body[512];
+	const char *st = http_status_text(status);
+	int bl, n;
+
+	bl = snprintf(body, sizeof(body),
+		      "<!doctype html>\n<html><head><title>%d %s</title></head>\n"
+		      "<body><h1>%d %s</h1>\n<p>%s</p>\n<hr><p>nave</p></body></html>\n",
+		      status, st, status, st, text);
+	if (bl < 0 || (size_t)bl >= sizeof(body))
+		return 0;
+	n = snprintf((char *)out, cap,
+		     "HTTP/1.1 %d %s\r\nContent-Type: text/html; charset=utf-8\r\n"
+		     "Content-Length: %d\r\nConnection: close\r\nCache-Control: no-store\r\n"
+		     "%s\r\n%s",
+		     status, st, bl, extra ? extra : "", body);
+	if (n < 0 || (size_t)n >= cap)
+		return 0;
+	return (size_t)n;
+}
