@@ -42,7 +42,7 @@ COMMON := common/log.c common/msg.c common/frame.c common/util.c common/valid.c 
 CFG := config/cfg.c
 TLS := tls/tls.c tls/ktls.c
 ENGINE := datapath/worker.c datapath/stream.c datapath/relay.c datapath/dial.c \
-	  datapath/xprt.c datapath/xprt_tls.c
+	  datapath/xprt.c datapath/xprt_tls.c datapath/edge.c datapath/routes.c
 
 # BPF programs (bpf/NAME.bpf.c): clang -target bpf with BTF, then a libbpf skeleton
 # ($(B)/bpf/NAME.skel.h) that the loaders (BPF_SRC) include. Nothing shells out at run time.

@@ -48,12 +48,16 @@ enum op {
 	OP_IGNORE,
 	OP_SENT_PUBLIC, /* our MSG_RING of a public fd completed (fd in the low bits) */
 	OP_SENT_LINK,	/* our MSG_RING of a handoff completed (pointer in the low bits) */
+	OP_MSG_HTTP,	/* from another worker: an HTTP connection routed to a tunnel homed here
+			   (struct edge_handoff *) */
+	OP_SENT_HTTP,	/* our MSG_RING of an edge_handoff completed (pointer in the low bits) */
 };
 
 enum kind { CK_FREE, CK_LISTEN, CK_LINK, CK_PLAIN };
 enum lstate { LS_CONNECT, LS_HANDSHAKE, LS_FIRST, LS_CONTROL, LS_IDLE, LS_STREAM };
-/* plain conns: relayd queues a public connection until a data link is free */
-enum pstate { PS_BOUND = 0, PS_PENDING = 1 };
+/* plain conns: relayd queues a public connection until a data link is free; an HTTP
+   connection reads its first request head before it has a tunnel */
+enum pstate { PS_BOUND = 0, PS_PENDING = 1, PS_HEAD = 2 };
 
 struct obuf {
 	uint8_t *p;
@@ -69,6 +73,7 @@ struct conn {
 	bool src_counted;  /* relay: counted in the worker's per-source table (public conns,
 			      and tunnel-port conns until their first message) */
 	bool ktls_counted; /* link: counted in st_ktls (its transport is in the kernel) */
+	bool http_listener; /* relay: the HTTP edge's listener */
 	int fd;
 	uint16_t inflight;
 	uint16_t port;
@@ -89,6 +94,7 @@ struct conn {
 	uint64_t recv_epoch; /* w->sq_epoch when its receive was armed */
 	uint64_t deadline;
 	uint64_t last_io; /* relay plain: the last byte received or sent (ms) */
+	struct hconn *http; /* relay: a connection of the HTTP edge (edge.c) */
 	/* client: where a plain conn connects */
 	struct engine_rule rule;
 	struct link_bind bind;
@@ -115,6 +121,7 @@ struct handoff {
 };
 
 struct worker;
+struct edge_handoff;
 
 /* What the relay and client roles do differently; one table per role. */
 struct role_ops {
@@ -193,7 +200,10 @@ struct worker {
 	_Atomic uint64_t st_refused_src, st_idle_to, st_pend_to;
 	_Atomic uint64_t st_ktls, st_ktls_fallback;
 	_Atomic uint64_t st_fw_refused;
-	struct cidr_table *fw; /* relay: the firewall lists (MB_FIREWALL), NULL = none */
+	_Atomic uint64_t st_http_req, st_http_err[8];
+	struct cidr_table *fw;	    /* relay: the firewall lists (MB_FIREWALL), NULL = none */
+	struct http_routes *routes; /* relay: the HTTP routes (MB_ROUTES), NULL = none */
+	uint8_t *hscratch;	    /* relay: a forwarded request head is built here */
 };
 
 struct engine {
@@ -262,7 +272,29 @@ void arm_connect(struct worker *w, struct conn *c, const struct sockaddr *sa, so
 void conn_close(struct worker *w, struct conn *c, bool rst, const char *why);
 void conn_finalize(struct worker *w, struct conn *c);
 
+/* relay.c: a public connection p of tunnel t (homed here) takes a data link or waits */
+void relay_attach(struct worker *w, struct conn *p, struct tunnel *t);
+/* relay.c: p leaves its tunnel's pending queue */
+void relay_pending_remove(struct worker *w, struct conn *p);
+/* relay.c: the two ends of p's socket into p->bind (origin and destination) */
+void relay_ends(struct conn *p);
+
+/* edge.c: the HTTP edge (relay) */
+void edge_accept(struct worker *w, struct conn *listener, int fd);
+void edge_on_recv(struct worker *w, struct conn *p, int res, unsigned flags);
+/* p may take more client bytes (bound, its link has room): buffered ones first */
+void edge_arm(struct worker *w, struct conn *p);
+void edge_adopt(struct worker *w, struct edge_handoff *h);
+void edge_handoff_failed(struct edge_handoff *h);
+/* the tick: header and keep-alive timeouts; true when it dealt with p */
+bool edge_tick(struct worker *w, struct conn *p, uint64_t now);
+/* p waited for a data link too long: 503 */
+void edge_pending_timeout(struct worker *w, struct conn *p);
+void edge_free(struct conn *p);
+
 /* stream.c */
+/* the client ended its direction: the stream learns it (EOF frame) */
+void plain_send_eof(struct worker *w, struct conn *p, struct conn *l);
 void obuf_kick(struct worker *w, struct conn *c);
 uint32_t obuf_room(struct worker *w, struct conn *c);
 bool obuf_ensure(struct worker *w, struct conn *c);

@@ -16,6 +16,7 @@
 #include "link_proto.h"
 
 struct xprt_ctx;
+struct http_routes;
 
 #include <netinet/in.h>
 #include <pthread.h>
@@ -74,6 +75,13 @@ enum mb_type {
 	MB_SESSION_END, /* client: close idle links, let busy ones finish */
 	MB_STOP,	/* drain and leave the loop */
 	MB_FIREWALL,	/* relay: fw replaces the worker's firewall lists (one reference each) */
+	MB_ROUTES,	/* relay: routes replaces the worker's HTTP routes (one reference each) */
+};
+
+/* What a relay listener posted with MB_LISTEN carries. */
+enum listen_kind {
+	LISTEN_PORT = 0, /* a port of the range (port 0: the range group under steering = bpf) */
+	LISTEN_HTTP,	 /* the HTTP edge ([listen] http) */
 };
 
 struct mb_msg {
@@ -90,6 +98,8 @@ struct mb_msg {
 	unsigned pool_idle, max_links; /* MB_SESSION: the pool, within the server's limits */
 	_Atomic unsigned *ack;	       /* MB_UNLISTEN: incremented once the listener is shut */
 	struct cidr_table *fw;	       /* MB_FIREWALL (cidr.h) */
+	struct http_routes *routes;    /* MB_ROUTES (routes.h) */
+	enum listen_kind listener;     /* MB_LISTEN */
 	struct mb_msg *next;
 };
 
@@ -125,6 +135,13 @@ struct engine_config {
 	unsigned idle_timeout_ms;      /* a stream without bytes this long is reset; 0 = off */
 	unsigned pending_timeout_ms;   /* a public conn waits this long for a data link */
 	unsigned max_conns_per_source; /* per tunnel and source address (IPv6: /64); 0 = off */
+	/* relay: the HTTP edge */
+	unsigned header_timeout_ms; /* a request head arrives whole within this */
+	unsigned keepalive_ms;	    /* an HTTP connection idle between requests closes */
+	unsigned max_head;	    /* bytes of one request head */
+	uint16_t http_port;	    /* X-Forwarded-Port of the HTTP listener */
+	const struct cidr *trusted; /* [http] trusted_proxies: their X-Forwarded-* stay */
+	unsigned ntrusted;
 	/* client */
 	struct sockaddr_storage server_addr;
 	socklen_t server_addr_len;
@@ -150,6 +167,8 @@ struct engine_stats {
 					userspace TLS; on: closed) */
 	uint64_t firewall_refused;   /* connections refused at accept: source denied or not
 					allowed (relay) */
+	uint64_t http_requests;	     /* request heads the HTTP edge forwarded */
+	uint64_t http_errors[8];     /* edge answers by cause (enum http_cause, edge.h) */
 };
 
 /* Starts the workers; 0 or -errno with err (then everything is freed, tunnel_fds closed). */

@@ -10,6 +10,9 @@
  */
 #include "dp.h"
 
+#include "http.h"
+#include "routes.h"
+
 #include "log.h"
 #include "sock.h"
 #include "util.h"
@@ -120,7 +123,7 @@ static void relay_idle_unlink(struct worker *w, struct conn *l)
 	atomic_fetch_sub(&w->st_idle, 1);
 }
 
-static void pending_remove(struct worker *w, struct conn *p)
+void relay_pending_remove(struct worker *w, struct conn *p)
 {
 	struct tunnel *t = p->tun;
 
@@ -147,7 +150,7 @@ static void tunnel_offline(struct worker *w, struct tunnel *t, const char *why)
 	while ((c = conn_at(w, t->idle_head)))
 		link_close_graceful(w, c, "tunnel offline");
 	while ((c = conn_at(w, t->pend_head))) {
-		pending_remove(w, c);
+		relay_pending_remove(w, c);
 		conn_close(w, c, true, "tunnel offline");
 	}
 	for (uint32_t i = 0; i < w->high; i++) {
@@ -168,7 +171,7 @@ static void relay_closing(struct worker *w, struct conn *c, const char *why)
 	}
 	if (c->kind == CK_PLAIN) {
 		if (c->state == PS_PENDING)
-			pending_remove(w, c);
+			relay_pending_remove(w, c);
 		return;
 	}
 	if (c->state == LS_IDLE)
@@ -317,36 +320,22 @@ static bool ends_local(int fd, struct ends *e)
 	return e->have_local;
 }
 
-/* ends: what the accepting worker read already (NULL after a hand-over) */
-static void relay_public(struct worker *w, int fd, uint16_t port, struct tunnel *t,
-			 struct ends *ends)
+void relay_ends(struct conn *p)
+{
+	struct ends e = {.have_peer = false};
+
+	if (ends_peer(p->fd, &e))
+		p->bind.origin_port = sock_addr16(&e.peer, p->bind.origin_addr);
+	if (ends_local(p->fd, &e))
+		p->bind.dst_port = sock_addr16(&e.local, p->bind.dst_addr);
+}
+
+void relay_attach(struct worker *w, struct conn *p, struct tunnel *t)
 {
 	unsigned limit = w->e->cfg.max_conns_per_source;
-	struct ends mine = {.have_peer = false};
-	struct conn *p, *l;
+	struct conn *l;
 
-	p = conn_new(w, CK_PLAIN, fd);
-	if (!p) {
-		log_every(NLOG_WARN, "w%d: connection slab full, refusing connection on port %u",
-			  w->id, port);
-		close(fd);
-		return;
-	}
-	sock_nodelay(fd);
-	p->port = port;
 	p->tun = t;
-	p->counted = true;
-	p->last_io = w->now;
-	atomic_fetch_add(&w->st_conns, 1);
-	atomic_fetch_add(&w->st_conns_total, 1);
-	/* the origin (and the address it reached) go in the BIND and the per-source count */
-	p->bind.dst_port = htons(port);
-	if (!ends)
-		ends = &mine;
-	if (ends_peer(fd, ends))
-		p->bind.origin_port = sock_addr16(&ends->peer, p->bind.origin_addr);
-	if (ends_local(fd, ends))
-		p->bind.dst_port = sock_addr16(&ends->local, p->bind.dst_addr);
 	if (limit && w->src) {
 		p->src_counted = true;
 		if (src_add(w, t, p->bind.origin_addr) > limit) {
@@ -355,9 +344,9 @@ static void relay_public(struct worker *w, int fd, uint16_t port, struct tunnel 
 			atomic_fetch_add(&w->st_refused_src, 1);
 			sock_addr16_ntop(p->bind.origin_addr, a, sizeof(a));
 			log_every(NLOG_WARN,
-				  "tunnel %s, port %u: %s already holds max_conns_per_source (%u) "
+				  "tunnel %s, %s %u: %s already holds max_conns_per_source (%u) "
 				  "connections, resetting a new one",
-				  t->id, port, a, limit);
+				  t->id, p->http ? "route" : "port", p->port, a, limit);
 			conn_close(w, p, true, NULL);
 			return;
 		}
@@ -371,7 +360,10 @@ static void relay_public(struct worker *w, int fd, uint16_t port, struct tunnel 
 	if (t->pending >= PENDING_MAX) {
 		log_every(NLOG_WARN, "tunnel %s: %u connections wait for a data link, resetting",
 			  t->id, PENDING_MAX);
-		conn_close(w, p, true, "too many pending connections");
+		if (p->http)
+			edge_pending_timeout(w, p);
+		else
+			conn_close(w, p, true, "too many pending connections");
 		return;
 	}
 	p->state = PS_PENDING;
@@ -384,6 +376,37 @@ static void relay_public(struct worker *w, int fd, uint16_t port, struct tunnel 
 		t->pend_head = conn_idx(w, p);
 	t->pend_tail = conn_idx(w, p);
 	t->pending++;
+}
+
+/* ends: what the accepting worker read already (NULL after a hand-over) */
+static void relay_public(struct worker *w, int fd, uint16_t port, struct tunnel *t,
+			 struct ends *ends)
+{
+	struct ends mine = {.have_peer = false};
+	struct conn *p;
+
+	p = conn_new(w, CK_PLAIN, fd);
+	if (!p) {
+		log_every(NLOG_WARN, "w%d: connection slab full, refusing connection on port %u",
+			  w->id, port);
+		close(fd);
+		return;
+	}
+	sock_nodelay(fd);
+	p->port = port;
+	p->counted = true;
+	p->last_io = w->now;
+	atomic_fetch_add(&w->st_conns, 1);
+	atomic_fetch_add(&w->st_conns_total, 1);
+	/* the origin (and the address it reached) go in the BIND and the per-source count */
+	p->bind.dst_port = htons(port);
+	if (!ends)
+		ends = &mine;
+	if (ends_peer(fd, ends))
+		p->bind.origin_port = sock_addr16(&ends->peer, p->bind.origin_addr);
+	if (ends_local(fd, ends))
+		p->bind.dst_port = sock_addr16(&ends->local, p->bind.dst_addr);
+	relay_attach(w, p, t);
 }
 
 /* ---------- data links ---------- */
@@ -401,7 +424,7 @@ static void relay_link_idle(struct worker *w, struct conn *l)
 	}
 	p = conn_at(w, t->pend_head);
 	if (p) {
-		pending_remove(w, p);
+		relay_pending_remove(w, p);
 		relay_bind(w, p, l);
 		return;
 	}
@@ -651,6 +674,10 @@ static void relay_accept(struct worker *w, struct conn *c, int fd)
 		close(fd);
 		return;
 	}
+	if (c->http_listener) {
+		edge_accept(w, c, fd);
+		return;
+	}
 	if (c->tunnel_listener) {
 		struct conn *l = conn_new(w, CK_LINK, fd);
 
@@ -732,6 +759,16 @@ static void relay_ring_msg(struct worker *w, enum op op, uint64_t ud, int res)
 	case OP_MSG_LINK:
 		relay_adopt_link(w, h);
 		break;
+	case OP_MSG_HTTP:
+		edge_adopt(w, (struct edge_handoff *)(uintptr_t)ud_ptr(ud));
+		break;
+	case OP_SENT_HTTP:
+		if (res < 0) {
+			log_warn("w%d: handing an HTTP connection over failed: %s", w->id,
+				 strerror(-res));
+			edge_handoff_failed((struct edge_handoff *)(uintptr_t)ud_ptr(ud));
+		}
+		break;
 	default:
 		break;
 	}
@@ -751,7 +788,13 @@ static bool relay_mailbox(struct worker *w, struct mb_msg *m)
 			break;
 		}
 		c->port = m->port;
+		c->http_listener = m->listener == LISTEN_HTTP;
 		arm_accept(w, c);
+		break;
+	case MB_ROUTES:
+		http_routes_put(w->routes);
+		w->routes = m->routes;
+		m->routes = NULL;
 		break;
 	case MB_FIREWALL:
 		cidr_table_put(w->fw);
@@ -773,7 +816,8 @@ static bool relay_mailbox(struct worker *w, struct mb_msg *m)
 		/* shut now: the port leaves the listening table; freed when the accept ends */
 		for (uint32_t i = 0; i < w->high; i++) {
 			c = &w->conns[i];
-			if (c->kind == CK_LISTEN && !c->tunnel_listener && c->port == m->port)
+			if (c->kind == CK_LISTEN && !c->tunnel_listener && !c->http_listener &&
+			    c->port == m->port)
 				conn_close(w, c, false, "port released");
 		}
 		if (m->ack)
@@ -836,9 +880,15 @@ static void relay_tick_conn(struct worker *w, struct conn *c, uint64_t now)
 	unsigned hb3 = 3 * w->e->cfg.heartbeat_ms;
 	unsigned idle_ms = w->e->cfg.idle_timeout_ms;
 
+	if (c->http && edge_tick(w, c, now))
+		return;
 	if (c->deadline && now > c->deadline) {
 		if (c->kind == CK_PLAIN) {
 			atomic_fetch_add(&w->st_pend_to, 1);
+			if (c->http) {
+				edge_pending_timeout(w, c);
+				return;
+			}
 			log_every(NLOG_WARN,
 				  "tunnel %s, port %u: no data link became free within "
 				  "pending_timeout, resetting the connection",
@@ -890,6 +940,11 @@ static int relay_init(struct worker *w, char *err, size_t errlen)
 			return -ENOMEM;
 		}
 		random_bytes(&w->src_seed, sizeof(w->src_seed));
+	}
+	w->hscratch = malloc(cfg->max_head + HTTP_REWRITE_EXTRA);
+	if (!w->hscratch) {
+		snprintf(err, errlen, "out of memory for the HTTP edge");
+		return -ENOMEM;
 	}
 	c = conn_new(w, CK_LISTEN, cfg->tunnel_fds[w->id]);
 	c->tunnel_listener = true;

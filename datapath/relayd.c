@@ -92,6 +92,13 @@ int main(int argc, char **argv)
 	struct kern *kern = NULL;
 	int range_fds[ENGINE_MAX_WORKERS];
 	bool range_open = false;
+	int http_fds[ENGINE_MAX_WORKERS];
+	bool http_open = false;
+	struct sockaddr_storage hss;
+	socklen_t hsl;
+	struct cidr trusted[64];
+	unsigned ntrusted = 0;
+	char item[128];
 	SSL_CTX *ssl_ctx = NULL;
 	const char *dirs[2];
 	struct sockaddr_storage ss;
@@ -169,6 +176,15 @@ int main(int argc, char **argv)
 	ec.idle_timeout_ms = cfg.idle_timeout_ms;
 	ec.pending_timeout_ms = cfg.pending_timeout_ms;
 	ec.max_conns_per_source = cfg.max_conns_per_source;
+	ec.header_timeout_ms = cfg.header_timeout_ms;
+	ec.max_head = cfg.max_head;
+	ec.http_port = cfg.http_port;
+	for (const char *p = cfg.trusted_proxies;
+	     ntrusted < ARRAY_SIZE(trusted) && (p = cfg_list_next(p, item, sizeof(item)));)
+		if (cidr_parse(item, &trusted[ntrusted], err, sizeof(err)) == 0)
+			ntrusted++; /* the config checked every item at load */
+	ec.trusted = trusted;
+	ec.ntrusted = ntrusted;
 	ssl_ctx = tls_server_ctx(cfg.certificate, cfg.private_key, cfg.pq, err, sizeof(err));
 	if (!ssl_ctx) {
 		fprintf(stderr, "nave-relayd: %s\n", err);
@@ -197,6 +213,15 @@ int main(int argc, char **argv)
 		fprintf(stderr, "nave-relayd: cannot listen for tunnels: %s\n", err);
 		goto out;
 	}
+	/* the HTTP edge: one listener per worker, posted once the engine runs */
+	if (engine_resolve(cfg.address, cfg.http_port, &hss, &hsl) < 0 ||
+	    sock_listen_group((struct sockaddr *)&hss, hsl, nworkers, 1024, true, http_fds, err,
+			      sizeof(err)) < 0) {
+		fprintf(stderr, "nave-relayd: cannot listen for HTTP on port %u: %s\n",
+			cfg.http_port, err);
+		goto out;
+	}
+	http_open = true;
 	/* after the tunnel listeners: a second instance has been refused by now */
 	if (kern_open(&kern, &cfg, nworkers, (struct sockaddr *)&ss, sl, err, sizeof(err)) < 0) {
 		fprintf(stderr, "nave-relayd: %s\n", err);
@@ -242,15 +267,27 @@ int main(int argc, char **argv)
 		engine_post(eng, (int)i, &m);
 	}
 	range_open = false;
+	for (unsigned i = 0; http_open && i < nworkers; i++) {
+		struct mb_msg m;
+
+		memset(&m, 0, sizeof(m));
+		m.type = MB_LISTEN;
+		m.fd = http_fds[i];
+		m.port = cfg.http_port;
+		m.listener = LISTEN_HTTP;
+		engine_post(eng, (int)i, &m);
+	}
+	http_open = false;
 	if (ctlthread_start(ct, eng) < 0) {
 		fprintf(stderr, "nave-relayd: cannot start the control thread\n");
 		engine_stop(eng, 0);
 		goto out;
 	}
-	log_info("nave-relayd %s: %u worker(s), tunnels on %s:%u, ports %u-%u, kTLS %s, "
-		 "steering %s, certificate %s",
+	log_info("nave-relayd %s: %u worker(s), tunnels on %s:%u, HTTP on %u, ports %u-%u, "
+		 "kTLS %s, steering %s, certificate %s",
 		 NAVE_VERSION, engine_workers(eng), cfg.address,
-		 cfg.tunnel_port ? cfg.tunnel_port : cfg.https_port, cfg.port_min, cfg.port_max,
+		 cfg.tunnel_port ? cfg.tunnel_port : cfg.https_port, cfg.http_port, cfg.port_min,
+		 cfg.port_max,
 		 ktls, kern_steering_name(kern), fpr);
 	do {
 		if (sigwait(&set, &sig) != 0)
@@ -268,6 +305,8 @@ out:
 			close(ec.tunnel_fds[i]);
 	for (unsigned i = 0; range_open && i < nworkers; i++)
 		close(range_fds[i]);
+	for (unsigned i = 0; http_open && i < nworkers; i++)
+		close(http_fds[i]);
 	kern_free(kern);
 	xprt_ctx_free(ec.xprt);
 	SSL_CTX_free(ssl_ctx);

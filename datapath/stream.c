@@ -120,6 +120,10 @@ void plain_arm_recv(struct worker *w, struct conn *p)
 
 	if (!l || p->eof_in || l->tx_done || !p->connected)
 		return;
+	if (p->http) {
+		edge_arm(w, p);
+		return;
+	}
 	if (l->tx.p && obuf_room(w, l) < xprt_overhead(&l->x, w->bufsz + 4) + 64)
 		return;
 	arm_recv(w, p);
@@ -220,11 +224,30 @@ void link_on_sent(struct worker *w, struct conn *l)
 	link_settle(w, l);
 }
 
+void plain_send_eof(struct worker *w, struct conn *p, struct conn *l)
+{
+	p->eof_in = true;
+	if (!l->tx_done) {
+		if (link_write_word(w, l, LINK_FRAME_EOF) < 0) {
+			conn_close(w, l, false, "cannot send end of stream");
+			return;
+		}
+		l->tx_done = true;
+		obuf_kick(w, l);
+	}
+	stream_maybe_done(w, l);
+}
+
 /* P -> L: a receive on a plain socket completed. */
 void plain_on_recv(struct worker *w, struct conn *p, int res, unsigned flags)
 {
 	struct conn *l = conn_at(w, p->peer);
 	uint8_t *b;
+
+	if (p->http) {
+		edge_on_recv(w, p, res, flags);
+		return;
+	}
 
 	p->recv_armed = false;
 	if (res == -ENOBUFS) {
@@ -241,16 +264,7 @@ void plain_on_recv(struct worker *w, struct conn *p, int res, unsigned flags)
 			return;
 		}
 		if (res == 0) {
-			p->eof_in = true;
-			if (!l->tx_done) {
-				if (link_write_word(w, l, LINK_FRAME_EOF) < 0) {
-					conn_close(w, l, false, "cannot send end of stream");
-					return;
-				}
-				l->tx_done = true;
-				obuf_kick(w, l);
-			}
-			stream_maybe_done(w, l);
+			plain_send_eof(w, p, l);
 			return;
 		}
 		conn_close(w, p, true, strerror(-res));

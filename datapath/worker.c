@@ -12,6 +12,8 @@
  */
 #include "dp.h"
 
+#include "routes.h"
+
 #include "log.h"
 #include "sock.h"
 #include "util.h"
@@ -183,6 +185,8 @@ void conn_finalize(struct worker *w, struct conn *c)
 	} else if (c->kind == CK_PLAIN && c->counted) {
 		atomic_fetch_sub(&w->st_conns, 1);
 	}
+	if (c->http)
+		edge_free(c);
 	pool_put(w, c->tx.p);
 	conn_release(w, c);
 }
@@ -406,6 +410,8 @@ static void handle_cqe(struct worker *w, struct io_uring_cqe *cqe)
 	case OP_SENT_LINK:
 	case OP_MSG_PUBLIC:
 	case OP_MSG_LINK:
+	case OP_MSG_HTTP:
+	case OP_SENT_HTTP:
 		w->ops->ring_msg(w, op, ud, cqe->res);
 		return;
 	default:
@@ -734,6 +740,10 @@ void engine_stats(struct engine *e, struct engine_stats *s)
 		    atomic_load_explicit(&w->st_ktls_fallback, memory_order_relaxed);
 		s->firewall_refused +=
 		    atomic_load_explicit(&w->st_fw_refused, memory_order_relaxed);
+		s->http_requests += atomic_load_explicit(&w->st_http_req, memory_order_relaxed);
+		for (unsigned k = 0; k < 8; k++)
+			s->http_errors[k] +=
+			    atomic_load_explicit(&w->st_http_err[k], memory_order_relaxed);
 	}
 	/* per-worker counters move separately (a link handed over): never below zero */
 	if (s->links_ktls > s->links)
@@ -765,6 +775,8 @@ static void worker_free(struct worker *w)
 			close(m->fd);
 		if (m->type == MB_FIREWALL)
 			cidr_table_put(m->fw);
+		if (m->type == MB_ROUTES)
+			http_routes_put(m->routes);
 		free(m->data);
 		free(m);
 	}
@@ -780,6 +792,10 @@ static void worker_free(struct worker *w)
 	free(w->src);
 	cidr_table_put(w->fw);
 	w->fw = NULL;
+	http_routes_put(w->routes);
+	w->routes = NULL;
+	free(w->hscratch);
+	w->hscratch = NULL;
 	if (w->mb_init)
 		pthread_mutex_destroy(&w->mb_lock);
 }

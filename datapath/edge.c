@@ -1,0 +1,602 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * The HTTP edge of the relay role: public HTTP connections routed by Host.
+ *
+ * An accepted connection reads its first request head (PS_HEAD, bounded by
+ * [http] max_head and header_timeout), parsed by common/http.c. The head's
+ * host picks a route (routes.h): unknown hosts, offline tunnels, redirects
+ * and failed basic auth are answered by the edge itself and the connection
+ * closes. Otherwise the connection goes to the tunnel's home worker (with
+ * the bytes read so far) and takes a data link like a TCP port's connection,
+ * with a BIND that names the route (LINK_BIND_HTTP).
+ *
+ * Once bound, every byte the client sends still passes the parser: each
+ * request head is checked (same route) and rewritten (X-Forwarded-*, Host),
+ * bodies go through as they are, and after an Upgrade everything is raw.
+ * Responses are relayed as they come. A later request that cannot go on
+ * (another host, a malformed head) is not forwarded: the service gets the
+ * end of the client's direction, answers what it has, and the connection
+ * closes after that.
+ */
+#include "dp.h"
+
+#include "cidr.h"
+#include "http.h"
+#include "log.h"
+#include "routes.h"
+#include "sock.h"
+#include "util.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* What the edge answered by itself: engine_stats.http_errors[] */
+enum http_cause {
+	HC_BAD,	    /* 400 malformed request */
+	HC_NO_HOST, /* 400 no (valid) Host */
+	HC_UNKNOWN, /* 404 no route for the host */
+	HC_OFFLINE, /* 502 the tunnel is offline or has no rule for it now */
+	HC_LARGE,   /* 431 head too large */
+	HC_TIMEOUT, /* 408 head not complete within header_timeout */
+	HC_BUSY,    /* 503 no data link became free */
+	HC_AUTH,    /* 401 basic auth missing or wrong */
+};
+
+struct hconn {
+	struct http_req req;
+	struct http_head head;
+	uint8_t *in; /* client bytes not dealt with yet (a partial head, or what did not fit) */
+	uint32_t in_len, in_cap;
+	uint16_t route;		    /* bound: the route (BIND port) */
+	struct tunnel *tun;	    /* bound: the route's tunnel */
+	bool stopped;		    /* no more client bytes go to the service */
+	bool blocked;		    /* feed stopped for room on the link */
+	bool trusted;		    /* the peer is in [http] trusted_proxies */
+	char ip[INET6_ADDRSTRLEN];  /* the peer, for X-Forwarded-For and logs */
+	char host[DOMAIN_MAX + 1];  /* the first request's host */
+	uint8_t auth_ok[32];	    /* the Authorization value verified on this connection */
+	bool has_auth_ok;
+};
+
+/* A connection routed to a tunnel homed on another worker, with what it read. */
+struct edge_handoff {
+	int fd;
+	struct hconn *h;
+	struct link_bind bind;
+	uint16_t route;
+	struct tunnel *tun;
+	uint64_t conns_since; /* unused: the accepting worker's counters let it go */
+};
+
+static const char *const cause_text[] = {
+    [HC_BAD] = "malformed request",
+    [HC_NO_HOST] = "no valid Host",
+    [HC_UNKNOWN] = "no tunnel serves this host",
+    [HC_OFFLINE] = "tunnel offline",
+    [HC_LARGE] = "request head too large",
+    [HC_TIMEOUT] = "request head timed out",
+    [HC_BUSY] = "no data link free",
+    [HC_AUTH] = "authorization required",
+};
+
+/* ---------- the edge's own answers ---------- */
+
+/* Sends a complete response on p (not bound) and closes it once it is out. */
+static void answer(struct worker *w, struct conn *p, int status, const char *extra,
+		   const char *text)
+{
+	size_t n;
+
+	if (!obuf_ensure(w, p)) {
+		conn_close(w, p, true, "out of memory");
+		return;
+	}
+	n = http_error_page(p->tx.p + p->tx.tail, obuf_room(w, p), status, extra, text);
+	if (!n) {
+		conn_close(w, p, true, "answer does not fit");
+		return;
+	}
+	p->tx.tail += (uint32_t)n;
+	p->connected = true; /* the send path treats it as a live socket */
+	p->deadline = w->now + 5000;
+	p->linger = true;
+	obuf_kick(w, p);
+}
+
+static void refuse(struct worker *w, struct conn *p, enum http_cause cause, int status,
+		   const char *extra)
+{
+	atomic_fetch_add(&w->st_http_err[cause], 1);
+	log_every(NLOG_INFO, "http: %s: %d %s", p->http->ip, status, cause_text[cause]);
+	answer(w, p, status, extra, cause_text[cause]);
+}
+
+static void refuse_status(struct worker *w, struct conn *p, int status)
+{
+	refuse(w, p, status == 431 ? HC_LARGE : HC_BAD, status, NULL);
+}
+
+/* ---------- buffered client bytes ---------- */
+
+static bool in_keep(struct hconn *h, const uint8_t *p, size_t n)
+{
+	size_t need = (size_t)h->in_len + n;
+
+	if (need > h->in_cap) {
+		size_t cap = h->in_cap ? h->in_cap : 4096;
+		uint8_t *b;
+
+		while (cap < need)
+			cap *= 2;
+		b = realloc(h->in, cap);
+		if (!b)
+			return false;
+		h->in = b;
+		h->in_cap = (uint32_t)cap;
+	}
+	memmove(h->in + h->in_len, p, n);
+	h->in_len += (uint32_t)n;
+	return true;
+}
+
+/* Drops the first n buffered bytes; frees the buffer when it is empty. */
+static void in_drop(struct hconn *h, size_t n)
+{
+	if (n >= h->in_len) {
+		free(h->in);
+		h->in = NULL;
+		h->in_len = h->in_cap = 0;
+		return;
+	}
+	memmove(h->in, h->in + n, h->in_len - n);
+	h->in_len -= (uint32_t)n;
+}
+
+/* ---------- routing ---------- */
+
+/*
+ * The route for the head at base, checked: NULL when the edge answered
+ * (and p is closing). Sets *rt.
+ */
+static const struct http_route *route_head(struct worker *w, struct conn *p, const uint8_t *base)
+{
+	struct hconn *h = p->http;
+	const struct http_route *rt;
+	char host[DOMAIN_MAX + 1];
+
+	if (h->head.method == HTTP_CONNECT) {
+		refuse(w, p, HC_BAD, 405, "Allow: GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS\r\n");
+		return NULL;
+	}
+	if (!http_head_host(&h->req, base, &h->head, host)) {
+		refuse(w, p, HC_NO_HOST, 400, NULL);
+		return NULL;
+	}
+	rt = http_routes_find(w->routes, host);
+	if (!rt) {
+		refuse(w, p, HC_UNKNOWN, 404, NULL);
+		return NULL;
+	}
+	if (!rt->route || atomic_load(&rt->tun->home) < 0) {
+		refuse(w, p, HC_OFFLINE, 502, NULL);
+		return NULL;
+	}
+	str_copy(h->host, sizeof(h->host), host);
+	return rt;
+}
+
+/* ---------- accept and hand-over ---------- */
+
+void edge_accept(struct worker *w, struct conn *listener, int fd)
+{
+	const struct engine_config *cfg = &w->e->cfg;
+	struct conn *p = conn_new(w, CK_PLAIN, fd);
+	struct hconn *h;
+
+	if (!p) {
+		log_every(NLOG_WARN, "w%d: connection slab full, refusing an HTTP connection",
+			  w->id);
+		close(fd);
+		return;
+	}
+	h = calloc(1, sizeof(*h));
+	if (!h) {
+		conn_release(w, p);
+		close(fd);
+		return;
+	}
+	http_req_init(&h->req);
+	p->http = h;
+	sock_nodelay(fd);
+	p->port = listener->port;
+	p->counted = true;
+	p->state = PS_HEAD;
+	p->last_io = w->now;
+	p->deadline = w->now + cfg->header_timeout_ms;
+	atomic_fetch_add(&w->st_conns, 1);
+	atomic_fetch_add(&w->st_conns_total, 1);
+	relay_ends(p);
+	sock_addr16_ntop(p->bind.origin_addr, h->ip, sizeof(h->ip));
+	for (unsigned i = 0; i < cfg->ntrusted && !h->trusted; i++)
+		h->trusted = cidr_match(&cfg->trusted[i], p->bind.origin_addr);
+	arm_recv(w, p);
+}
+
+/* p's first head is routed to rt: bind here, or hand p to the tunnel's home worker */
+static void dispatch(struct worker *w, struct conn *p, const struct http_route *rt)
+{
+	struct hconn *h = p->http;
+	struct tunnel *t = rt->tun;
+	int home = atomic_load(&t->home);
+	struct edge_handoff *ho;
+	struct io_uring_sqe *sqe;
+
+	h->route = rt->route;
+	h->tun = t;
+	p->port = rt->route;
+	p->bind.flags = htons(LINK_BIND_HTTP);
+	p->deadline = 0;
+	p->state = PS_BOUND;
+	http_req_init(&h->req); /* the head is parsed again, bound, and forwarded */
+	if (home == w->id) {
+		relay_attach(w, p, t);
+		return;
+	}
+	ho = calloc(1, sizeof(*ho));
+	if (!ho) {
+		conn_close(w, p, true, "out of memory");
+		return;
+	}
+	ho->fd = p->fd;
+	ho->h = h;
+	ho->bind = p->bind;
+	ho->route = rt->route;
+	ho->tun = t;
+	/* p leaves this worker without closing its socket */
+	p->http = NULL;
+	p->fd = -1;
+	conn_close(w, p, false, NULL);
+	sqe = get_sqe(w);
+	io_uring_prep_msg_ring(sqe, w->e->ring_fds[home], 0,
+			       (uint64_t)OP_MSG_HTTP << 56 | (uintptr_t)ho, 0);
+	io_uring_sqe_set_data64(sqe, (uint64_t)OP_SENT_HTTP << 56 | (uintptr_t)ho);
+}
+
+void edge_handoff_failed(struct edge_handoff *ho)
+{
+	close(ho->fd);
+	free(ho->h->in);
+	free(ho->h);
+	free(ho);
+}
+
+void edge_adopt(struct worker *w, struct edge_handoff *ho)
+{
+	struct conn *p;
+
+	if (w->stopping || atomic_load(&ho->tun->home) != w->id) {
+		/* the tunnel moved or went while the connection was on its way */
+		edge_handoff_failed(ho);
+		return;
+	}
+	p = conn_new(w, CK_PLAIN, ho->fd);
+	if (!p) {
+		log_every(NLOG_WARN, "w%d: connection slab full, dropping an HTTP connection",
+			  w->id);
+		edge_handoff_failed(ho);
+		return;
+	}
+	p->http = ho->h;
+	p->bind = ho->bind;
+	p->port = ho->route;
+	p->counted = true;
+	p->last_io = w->now;
+	atomic_fetch_add(&w->st_conns, 1);
+	free(ho);
+	relay_attach(w, p, p->http->tun);
+}
+
+/* ---------- bound: requests on their way to the service ---------- */
+
+/* Room on l for a chunk of n bytes (plus its frame word). */
+static bool link_room(struct worker *w, struct conn *l, size_t n)
+{
+	return obuf_room(w, l) >= xprt_overhead(&l->x, n + 4) + 64;
+}
+
+static bool forward(struct worker *w, struct conn *l, const uint8_t *p, size_t n)
+{
+	uint8_t word[4];
+
+	while (n) {
+		size_t k = n > LINK_CHUNK_MAX ? LINK_CHUNK_MAX : n;
+
+		frame_put32(word, (uint32_t)k);
+		if (link_write(w, l, word, 4) < 0 || link_write(w, l, p, k) < 0) {
+			conn_close(w, l, false, "link send buffer overrun");
+			return false;
+		}
+		atomic_fetch_add_explicit(&w->st_in, (uint64_t)k, memory_order_relaxed);
+		p += k;
+		n -= k;
+	}
+	return true;
+}
+
+/* No more of the client's bytes go on: the service gets the end of the stream. */
+static void stop(struct worker *w, struct conn *p, struct conn *l, const char *why)
+{
+	struct hconn *h = p->http;
+
+	if (h->stopped)
+		return;
+	h->stopped = true;
+	log_every(NLOG_INFO, "http: %s: %s; the connection ends after the responses so far",
+		  h->ip, why);
+	in_drop(h, h->in_len);
+	plain_send_eof(w, p, l);
+}
+
+/* A later request's head: may it go to the same service? */
+static bool head_allowed(struct worker *w, struct conn *p, const uint8_t *base)
+{
+	struct hconn *h = p->http;
+	const struct http_route *rt;
+	char host[DOMAIN_MAX + 1];
+
+	if (h->head.method == HTTP_CONNECT || !http_head_host(&h->req, base, &h->head, host))
+		return false;
+	if (h->req.requests > 0 && strcmp(host, h->host)) {
+		rt = http_routes_find(w->routes, host);
+		if (!rt || rt->tun != h->tun || rt->route != h->route)
+			return false;
+	}
+	return true;
+}
+
+/*
+ * Takes the n client bytes at data (bound). Returns how many it dealt with;
+ * the rest waits for room on the link. -1 when p or l closed.
+ */
+static long feed(struct worker *w, struct conn *p, struct conn *l, const uint8_t *data, size_t n)
+{
+	const struct engine_config *cfg = &w->e->cfg;
+	struct hconn *h = p->http;
+	size_t pos = 0;
+	int status = 0;
+
+	while (pos < n && !h->stopped) {
+		if (h->req.mode == HTTP_M_HEAD) {
+			const struct http_route *rt;
+			struct http_fwd f;
+			char port[8];
+			size_t out;
+			enum http_result r;
+
+			if (!link_room(w, l, cfg->max_head + HTTP_REWRITE_EXTRA)) {
+				h->blocked = true;
+				break;
+			}
+			r = http_req_head(&h->req, data + pos, n - pos, cfg->max_head, &h->head,
+					  &status);
+			if (r == HTTP_R_MORE)
+				break; /* the partial head stays buffered */
+			if (r == HTTP_R_ERROR || !head_allowed(w, p, data + pos)) {
+				stop(w, p, l,
+				     r == HTTP_R_ERROR ? "a malformed request follows"
+						       : "a request for another host follows");
+				return -1;
+			}
+			rt = http_routes_find(w->routes, h->host);
+			snprintf(port, sizeof(port), "%u", cfg->http_port);
+			f = (struct http_fwd){
+			    .client_ip = h->ip,
+			    .proto = "http",
+			    .port = port,
+			    .trusted = h->trusted,
+			    .host_header = rt && rt->host_header[0] ? rt->host_header : NULL,
+			    .strip_authorization = rt && rt->auth[0],
+			};
+			out = http_head_rewrite(&h->req, data + pos, &h->head, &f, w->hscratch,
+						cfg->max_head + HTTP_REWRITE_EXTRA);
+			if (!out) {
+				stop(w, p, l, "a request head grew too large to forward");
+				return -1;
+			}
+			if (!forward(w, l, w->hscratch, out))
+				return -1;
+			atomic_fetch_add(&w->st_http_req, 1);
+			http_req_head_done(&h->req, data + pos, &h->head);
+			pos += h->head.len;
+			continue;
+		}
+		size_t k = n - pos;
+		long used;
+
+		while (k && !link_room(w, l, k))
+			k /= 2;
+		if (!k) {
+			h->blocked = true;
+			break;
+		}
+		if (h->req.mode == HTTP_M_RAW) {
+			used = (long)k;
+		} else {
+			used = http_req_body(&h->req, data + pos, k, &status);
+			if (used < 0) {
+				stop(w, p, l, "a malformed request body");
+				return -1;
+			}
+		}
+		if (used && !forward(w, l, data + pos, (size_t)used))
+			return -1;
+		pos += (size_t)used;
+	}
+	return (long)pos;
+}
+
+/*
+ * Deals with the buffered bytes of bound p: 0 when it may read more (nothing
+ * left, or a partial head waiting for the rest), 1 when it waits for room on
+ * the link, -1 when p or l is closing.
+ */
+static int drain_in(struct worker *w, struct conn *p, struct conn *l)
+{
+	struct hconn *h = p->http;
+	long used;
+
+	h->blocked = false;
+	if (!h->in_len)
+		return 0;
+	used = feed(w, p, l, h->in, h->in_len);
+	if (used < 0 || p->closing || l->closing)
+		return -1;
+	in_drop(h, (size_t)used);
+	obuf_kick(w, l);
+	return h->blocked ? 1 : 0;
+}
+
+void edge_arm(struct worker *w, struct conn *p)
+{
+	struct conn *l = conn_at(w, p->peer);
+
+	if (!l || p->http->stopped || p->recv_armed)
+		return;
+	if (drain_in(w, p, l) != 0 || p->http->stopped)
+		return;
+	if (l->tx.p && obuf_room(w, l) < xprt_overhead(&l->x, w->bufsz + 4) + 64)
+		return;
+	arm_recv(w, p);
+}
+
+/* ---------- receiving ---------- */
+
+/* PS_HEAD: the first head arrives (buffered whole: it may move to another worker) */
+static void first_head(struct worker *w, struct conn *p, const uint8_t *data, size_t n)
+{
+	const struct engine_config *cfg = &w->e->cfg;
+	struct hconn *h = p->http;
+	const struct http_route *rt;
+	enum http_result r;
+	int status = 0;
+
+	if (!in_keep(h, data, n)) {
+		conn_close(w, p, true, "out of memory");
+		return;
+	}
+	r = http_req_head(&h->req, h->in, h->in_len, cfg->max_head, &h->head, &status);
+	if (r == HTTP_R_MORE) {
+		arm_recv(w, p);
+		return;
+	}
+	if (r == HTTP_R_ERROR) {
+		refuse_status(w, p, status);
+		return;
+	}
+	rt = route_head(w, p, h->in);
+	if (!rt)
+		return;
+	dispatch(w, p, rt);
+}
+
+void edge_on_recv(struct worker *w, struct conn *p, int res, unsigned flags)
+{
+	struct hconn *h = p->http;
+	struct conn *l = conn_at(w, p->peer);
+	unsigned bid = flags >> IORING_CQE_BUFFER_SHIFT;
+	const uint8_t *data;
+	long used;
+
+	p->recv_armed = false;
+	if (res == -ENOBUFS) {
+		p->rearm = true; /* retried after this batch */
+		w->starved++;
+		return;
+	}
+	if (res <= 0) {
+		if (flags & IORING_CQE_F_BUFFER)
+			buf_recycle(w, bid);
+		if (!l) {
+			conn_close(w, p, res < 0, res < 0 ? strerror(-res) : NULL);
+			return;
+		}
+		if (res == 0) {
+			in_drop(h, h->in_len); /* a partial head is nobody's request */
+			plain_send_eof(w, p, l);
+			return;
+		}
+		conn_close(w, p, true, strerror(-res));
+		return;
+	}
+	p->last_io = w->now;
+	data = buf_addr(w, bid) + HEADROOM;
+	if (p->state == PS_HEAD) {
+		first_head(w, p, data, (size_t)res);
+		buf_recycle(w, bid);
+		return;
+	}
+	if (!l || h->stopped) {
+		buf_recycle(w, bid); /* bytes after the stop: dropped */
+		return;
+	}
+	if (h->in_len) {
+		bool ok = in_keep(h, data, (size_t)res);
+
+		buf_recycle(w, bid);
+		if (!ok) {
+			conn_close(w, p, true, "out of memory");
+			return;
+		}
+		edge_arm(w, p);
+		return;
+	}
+	h->blocked = false;
+	used = feed(w, p, l, data, (size_t)res);
+	if (used < 0 || p->closing) {
+		buf_recycle(w, bid);
+		return;
+	}
+	if ((size_t)used < (size_t)res && !in_keep(h, data + used, (size_t)res - (size_t)used)) {
+		buf_recycle(w, bid);
+		conn_close(w, p, true, "out of memory");
+		return;
+	}
+	buf_recycle(w, bid);
+	obuf_kick(w, l);
+	if (!h->blocked)
+		edge_arm(w, p);
+}
+
+/* ---------- time ---------- */
+
+bool edge_tick(struct worker *w, struct conn *p, uint64_t now)
+{
+	if (p->state == PS_HEAD && p->deadline && now > p->deadline && !p->linger) {
+		refuse(w, p, HC_TIMEOUT, 408, NULL);
+		return true;
+	}
+	if (p->linger && p->deadline && now > p->deadline) {
+		conn_close(w, p, true, "answer not taken in time");
+		return true;
+	}
+	return p->linger;
+}
+
+void edge_pending_timeout(struct worker *w, struct conn *p)
+{
+	if (p->state == PS_PENDING)
+		relay_pending_remove(w, p);
+	p->state = PS_BOUND;
+	refuse(w, p, HC_BUSY, 503, "Retry-After: 1\r\n");
+}
+
+void edge_free(struct conn *p)
+{
+	free(p->http->in);
+	free(p->http);
+	p->http = NULL;
+}
