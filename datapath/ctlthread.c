@@ -10,8 +10,10 @@
  */
 #include "ctlthread.h"
 #include "kern.h"
+#include "routes.h"
 
 #include "ctl_proto.h"
+#include "domain.h"
 #include "log.h"
 #include "msg.h"
 #include "sock.h"
@@ -38,9 +40,25 @@
 #define TUNNEL_REQS (2 * LINK_RULES_MAX)
 #define CD_OUT_MAX  (8u << 20) /* queued bytes before controld counts as stuck */
 
+/* An HTTP rule of a tunnel's session (http_add), granted or waiting for controld. */
+struct hrule {
+	char name[LINK_RULE_MAX + 1];
+	struct http_route r; /* domain and options; route once granted */
+	bool granted;
+};
+
+/* A domain controld says a tunnel holds (sync, domain_grant). */
+struct hdom {
+	char domain[DOMAIN_MAX + 1];
+	struct rtun *rt;
+};
+
 /* A tunnel plus what only this thread touches. */
 struct rtun {
-	struct tunnel t; /* first: engine callbacks get &t */
+	struct tunnel t;  /* first: engine callbacks get &t */
+	struct hrule *hr; /* this session's HTTP rules */
+	unsigned nhr;
+	uint16_t next_route;
 	bool online;
 	unsigned reqs; /* requests of this session waiting for controld */
 	int worker;
@@ -60,7 +78,7 @@ struct ev {
 	struct ev *next;
 };
 
-enum req_kind { RQ_AUTH, RQ_PORT, RQ_RELEASE, RQ_SYNC, RQ_DEAUTH };
+enum req_kind { RQ_AUTH, RQ_PORT, RQ_RELEASE, RQ_SYNC, RQ_DEAUTH, RQ_DOMAIN, RQ_DOMAIN_RELEASE };
 
 struct req {
 	long long id;
@@ -74,7 +92,8 @@ struct req {
 	long long creq; /* client's req id */
 	char name[64];
 	uint16_t port;
-	json_t *msg; /* what to send to controld */
+	char domain[DOMAIN_MAX + 1]; /* RQ_DOMAIN, RQ_DOMAIN_RELEASE */
+	json_t *msg;		     /* what to send to controld */
 	struct req *next;
 };
 
@@ -98,7 +117,11 @@ struct ctlthread {
 	bool *listening;
 	unsigned nlistening;
 	int *hold; /* steering = bpf: the socket that holds each allocated port, -1 */
-	unsigned unlisten_posted;	 /* MB_UNLISTEN messages sent to workers */
+	unsigned unlisten_posted; /* MB_UNLISTEN messages sent to workers */
+	/* the HTTP edge: domains held (controld's view) and the routes the workers have */
+	struct hdom *doms;
+	unsigned ndoms, capdoms;
+	struct http_routes *routes;	 /* this thread's reference */
 	_Atomic unsigned unlisten_acked; /* and handled by them */
 	/* worker events */
 	int efd;
@@ -786,6 +809,303 @@ static void on_firewall(struct ctlthread *ct, json_t *m)
 	fw_pieces_drop(ct);
 }
 
+/* ---------- the HTTP edge: domains and rules ---------- */
+
+static int dom_find(struct ctlthread *ct, const char *domain)
+{
+	for (unsigned i = 0; i < ct->ndoms; i++)
+		if (!strcmp(ct->doms[i].domain, domain))
+			return (int)i;
+	return -1;
+}
+
+static void dom_set(struct ctlthread *ct, const char *domain, struct rtun *rt)
+{
+	int i = dom_find(ct, domain);
+
+	if (i >= 0) {
+		ct->doms[i].rt = rt;
+		return;
+	}
+	if (ct->ndoms == ct->capdoms) {
+		unsigned cap = ct->capdoms ? 2 * ct->capdoms : 64;
+		struct hdom *d = realloc(ct->doms, cap * sizeof(*d));
+
+		if (!d) {
+			log_error("http: out of memory: domain %s is not routed", domain);
+			return;
+		}
+		ct->doms = d;
+		ct->capdoms = cap;
+	}
+	str_copy(ct->doms[ct->ndoms].domain, sizeof(ct->doms[0].domain), domain);
+	ct->doms[ct->ndoms++].rt = rt;
+}
+
+static void dom_del(struct ctlthread *ct, const char *domain)
+{
+	int i = dom_find(ct, domain);
+
+	if (i >= 0)
+		ct->doms[i] = ct->doms[--ct->ndoms];
+}
+
+static struct hrule *hrule_find(struct rtun *rt, const char *name)
+{
+	for (unsigned i = 0; i < rt->nhr; i++)
+		if (!strcmp(rt->hr[i].name, name))
+			return &rt->hr[i];
+	return NULL;
+}
+
+static void hrule_drop(struct rtun *rt, struct hrule *h)
+{
+	*h = rt->hr[--rt->nhr];
+	if (!rt->nhr) {
+		free(rt->hr);
+		rt->hr = NULL;
+	}
+}
+
+/* A new table of routes for every worker: every domain held, with its rule if one serves it. */
+static void routes_publish(struct ctlthread *ct)
+{
+	unsigned nw = engine_workers(ct->e);
+	struct http_routes *t = http_routes_new(ct->ndoms, nw + 1);
+	struct mb_msg mb;
+
+	if (!t) {
+		log_error("http: out of memory: the routes are unchanged");
+		return;
+	}
+	for (unsigned i = 0; i < ct->ndoms; i++) {
+		struct rtun *rt = ct->doms[i].rt;
+		struct http_route r;
+		unsigned k;
+
+		for (k = 0; rt->online && k < rt->nhr; k++)
+			if (rt->hr[k].granted && !strcmp(rt->hr[k].r.domain, ct->doms[i].domain))
+				break;
+		if (rt->online && k < rt->nhr) {
+			r = rt->hr[k].r;
+		} else {
+			memset(&r, 0, sizeof(r));
+			str_copy(r.domain, sizeof(r.domain), ct->doms[i].domain);
+		}
+		r.tun = &rt->t;
+		http_routes_add(t, &r);
+	}
+	memset(&mb, 0, sizeof(mb));
+	mb.type = MB_ROUTES;
+	mb.routes = t;
+	engine_post(ct->e, -1, &mb);
+	http_routes_put(ct->routes);
+	ct->routes = t;
+}
+
+static bool hdr_value_ok(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > LINK_HOST_HEADER_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+		      (s[i] >= '0' && s[i] <= '9') || strchr(".:_-", s[i])))
+			return false;
+	return true;
+}
+
+static bool auth_ok(const char *s)
+{
+	const char *colon = strchr(s, ':');
+	size_t n = strlen(s), u;
+
+	if (!colon || n > LINK_AUTH_MAX)
+		return false;
+	u = (size_t)(colon - s);
+	if (u == 0 || u > LINK_AUTH_USER_MAX || n == u + 1)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		if (i < u && !((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+			       (s[i] >= '0' && s[i] <= '9') || strchr("._-", s[i])))
+			return false;
+		if (s[i] <= ' ' || s[i] > '~')
+			return false;
+	}
+	return true;
+}
+
+/* http_add: checked where it enters; a rule waiting for controld, or an error. */
+static json_t *http_add_request(struct ctlthread *ct, struct rtun *rt, json_t *m,
+				char domain[DOMAIN_MAX + 1], char *why, size_t whylen)
+{
+	const char *name = msg_str(m, "name") ?: "";
+	const char *d = msg_str(m, "domain") ?: "";
+	const char *hh = msg_str(m, "host_header");
+	const char *auth = msg_str(m, "basic_auth");
+	bool pass = json_is_true(json_object_get(m, "tls_passthrough"));
+	bool redir = json_is_true(json_object_get(m, "redirect_https"));
+	struct hrule *h;
+
+	if (!valid_str(name, VALID_NAME, LINK_RULE_MAX)) {
+		snprintf(why, whylen, "bad rule name: 1-%d characters: %s", LINK_RULE_MAX,
+			 valid_alphabet(VALID_NAME));
+		return NULL;
+	}
+	if (!domain_norm(d, strlen(d), domain, true)) {
+		snprintf(why, whylen,
+			 "bad domain: a DNS name (labels of letters, digits and '-') or *.NAME");
+		return NULL;
+	}
+	if (hh && !hdr_value_ok(hh)) {
+		snprintf(why, whylen,
+			 "bad host_header: 1-%d characters of letters, digits, "
+			 ".:_-",
+			 LINK_HOST_HEADER_MAX);
+		return NULL;
+	}
+	if (auth && !auth_ok(auth)) {
+		snprintf(why, whylen,
+			 "bad basic_auth: USER:HASH, USER 1-%d of letters, digits, "
+			 "._-",
+			 LINK_AUTH_USER_MAX);
+		return NULL;
+	}
+	if (pass && (redir || hh || auth)) {
+		snprintf(why, whylen,
+			 "tls_passthrough cannot be combined with redirect_https, "
+			 "host_header or basic_auth: the edge does not see the requests");
+		return NULL;
+	}
+	h = hrule_find(rt, name);
+	if (h && h->granted && strcmp(h->r.domain, domain)) {
+		snprintf(why, whylen, "rule %s already holds %s; remove it first", name,
+			 h->r.domain);
+		return NULL;
+	}
+	for (unsigned i = 0; i < rt->nhr; i++)
+		if (&rt->hr[i] != h && !strcmp(rt->hr[i].r.domain, domain)) {
+			snprintf(why, whylen, "rule %s of this tunnel already serves %s",
+				 rt->hr[i].name, domain);
+			return NULL;
+		}
+	if (!h) {
+		struct hrule *n;
+
+		if (rt->nhr >= LINK_RULES_MAX) {
+			snprintf(why, whylen, "at most %d HTTP rules per tunnel", LINK_RULES_MAX);
+			return NULL;
+		}
+		n = realloc(rt->hr, (rt->nhr + 1) * sizeof(*n));
+		if (!n) {
+			snprintf(why, whylen, "server out of memory");
+			return NULL;
+		}
+		rt->hr = n;
+		h = &rt->hr[rt->nhr++];
+		memset(h, 0, sizeof(*h));
+		str_copy(h->name, sizeof(h->name), name);
+	}
+	str_copy(h->r.domain, sizeof(h->r.domain), domain);
+	str_copy(h->r.host_header, sizeof(h->r.host_header), hh ? hh : "");
+	str_copy(h->r.auth, sizeof(h->r.auth), auth ? auth : "");
+	h->r.flags =
+	    (uint16_t)((redir ? ROUTE_REDIRECT_HTTPS : 0) | (pass ? ROUTE_PASSTHROUGH : 0));
+	return json_pack("{s:s, s:s, s:s, s:s}", "type", CTL_DOMAIN_REQUEST, "tunnel_id", rt->t.id,
+			 "domain", domain, "rule", name);
+}
+
+static void on_domain_grant(struct ctlthread *ct, struct req *r, json_t *m)
+{
+	const char *tid = msg_str(m, "tunnel_id");
+	const char *d = msg_str(m, "domain") ?: r->domain;
+	char domain[DOMAIN_MAX + 1];
+	struct rtun *rt;
+	struct hrule *h;
+
+	if (!domain_norm(d, strlen(d), domain, true) || !tid || !(rt = rtun_find(ct, tid, true))) {
+		req_fail(ct, r, "malformed answer from the control daemon");
+		return;
+	}
+	dom_set(ct, domain, rt);
+	if (r->rt == rt && (h = hrule_find(rt, r->name)) && !strcmp(h->r.domain, domain)) {
+		if (!h->granted) {
+			if (!++rt->next_route)
+				rt->next_route = 1;
+			h->r.route = rt->next_route;
+			h->granted = true;
+		}
+		tunnel_reply(ct, rt,
+			     json_pack("{s:s, s:I, s:s, s:s, s:I}", "type", LINK_MSG_HTTP_GRANT,
+				       "req", (json_int_t)r->creq, "name", h->name, "domain",
+				       domain, "route", (json_int_t)h->r.route));
+		log_info("tunnel %s: rule %s: http://%s (route %u)", rt->t.id, h->name, domain,
+			 h->r.route);
+	}
+	routes_publish(ct);
+}
+
+static void on_domain_released(struct ctlthread *ct, struct req *r)
+{
+	struct hrule *h;
+
+	dom_del(ct, r->domain);
+	if (r->rt && (h = hrule_find(r->rt, r->name)))
+		hrule_drop(r->rt, h);
+	if (r->rt)
+		tunnel_reply(ct, r->rt,
+			     json_pack("{s:s, s:I, s:s, s:s}", "type", LINK_MSG_HTTP_REMOVED, "req",
+				       (json_int_t)r->creq, "name", r->name, "domain", r->domain));
+	routes_publish(ct);
+}
+
+/* controld's list of held domains replaces ours */
+static void on_sync_domains(struct ctlthread *ct, json_t *list)
+{
+	json_t *d;
+	size_t i;
+
+	ct->ndoms = 0;
+	json_array_foreach(list, i, d)
+	{
+		const char *name = msg_str(d, "domain") ?: "", *tid = msg_str(d, "tunnel_id");
+		char domain[DOMAIN_MAX + 1];
+		struct rtun *rt;
+
+		if (!tid || !domain_norm(name, strlen(name), domain, true)) {
+			log_warn("sync: a malformed domain from nave-controld: ignored");
+			continue;
+		}
+		rt = rtun_find(ct, tid, true);
+		if (rt)
+			dom_set(ct, domain, rt);
+	}
+	routes_publish(ct);
+}
+
+/* a domain no longer routes to its tunnel (released by an administrator, a sync, deauth) */
+static void on_domain_del(struct ctlthread *ct, const char *d)
+{
+	char domain[DOMAIN_MAX + 1];
+	int i;
+
+	if (!d || !domain_norm(d, strlen(d), domain, true) || (i = dom_find(ct, domain)) < 0)
+		return;
+	for (unsigned k = 0; k < ct->doms[i].rt->nhr; k++) {
+		struct rtun *rt = ct->doms[i].rt;
+
+		if (!strcmp(rt->hr[k].r.domain, domain)) {
+			log_info("tunnel %s: rule %s: %s released by the server", rt->t.id,
+				 rt->hr[k].name, domain);
+			hrule_drop(rt, &rt->hr[k]);
+			break;
+		}
+	}
+	dom_del(ct, domain);
+	routes_publish(ct);
+}
+
 static void cd_message(struct ctlthread *ct, json_t *m)
 {
 	const char *type = msg_str(m, "type");
@@ -812,7 +1132,13 @@ static void cd_message(struct ctlthread *ct, json_t *m)
 			if (!keep[i] && (ct->listening[i] || atomic_load(&ct->route[i])))
 				port_drop(ct, ct->cfg.port_min + (long long)i);
 		free(keep);
-		log_info("synchronised with nave-controld: %zu port(s)", json_array_size(ports));
+		on_sync_domains(ct, json_object_get(m, "domains"));
+		log_info("synchronised with nave-controld: %zu port(s), %u domain(s)",
+			 json_array_size(ports), ct->ndoms);
+		return;
+	}
+	if (!strcmp(type, CTL_DOMAIN_DEL)) {
+		on_domain_del(ct, msg_str(m, "domain"));
 		return;
 	}
 	if (!strcmp(type, CTL_FIREWALL)) {
@@ -856,7 +1182,17 @@ static void cd_message(struct ctlthread *ct, json_t *m)
 	if (!r)
 		return; /* a late answer, or an unknown message type: ignored */
 	if (!strcmp(type, CTL_ERROR)) {
+		struct hrule *h;
+
+		/* a refused claim leaves no rule behind */
+		if (r->kind == RQ_DOMAIN && r->rt && (h = hrule_find(r->rt, r->name)) &&
+		    !h->granted)
+			hrule_drop(r->rt, h);
 		req_fail(ct, r, msg_str(m, "reason") ?: "refused by the control daemon");
+	} else if (r->kind == RQ_DOMAIN && !strcmp(type, CTL_DOMAIN_GRANT)) {
+		on_domain_grant(ct, r, m);
+	} else if (r->kind == RQ_DOMAIN_RELEASE && !strcmp(type, CTL_DOMAIN_RELEASED)) {
+		on_domain_released(ct, r);
 	} else if (r->kind == RQ_AUTH && !strcmp(type, CTL_AUTH_OK)) {
 		on_auth_ok(ct, r, m);
 	} else if (r->kind == RQ_PORT && !strcmp(type, CTL_PORT_GRANT)) {
@@ -1015,7 +1351,7 @@ static void on_message(struct ctlthread *ct, struct ev *ev)
 	long long creq = msg_int(ev->obj, "req", 0);
 	const char *name = msg_str(ev->obj, "name") ?: "";
 	long long port = msg_int(ev->obj, "port", 0);
-	char why[160];
+	char why[256], domain[DOMAIN_MAX + 1] = "";
 	json_t *msg;
 	enum req_kind kind;
 	struct req *r;
@@ -1055,6 +1391,31 @@ static void on_message(struct ctlthread *ct, struct ev *ev)
 		kind = RQ_SYNC;
 		msg = json_pack("{s:s, s:s, s:o}", "type", CTL_PORT_SYNC, "tunnel_id", rt->t.id,
 				"rules", names);
+	} else if (!strcmp(type, LINK_MSG_HTTP_ADD)) {
+		msg = http_add_request(ct, rt, ev->obj, domain, why, sizeof(why));
+		if (!msg) {
+			req_error_reply(ct, rt, creq, why);
+			return;
+		}
+		kind = RQ_DOMAIN;
+	} else if (!strcmp(type, LINK_MSG_HTTP_RM)) {
+		struct hrule *h = hrule_find(rt, name);
+
+		if (!h || !h->granted) {
+			/* nothing held: it goes at once */
+			if (h)
+				hrule_drop(rt, h);
+			tunnel_reply(ct, rt,
+				     json_pack("{s:s, s:I, s:s, s:s}", "type",
+					       LINK_MSG_HTTP_REMOVED, "req", (json_int_t)creq,
+					       "name", name, "domain",
+					       msg_str(ev->obj, "domain") ?: ""));
+			return;
+		}
+		str_copy(domain, sizeof(domain), h->r.domain);
+		kind = RQ_DOMAIN_RELEASE;
+		msg = json_pack("{s:s, s:s, s:s}", "type", CTL_DOMAIN_RELEASE, "tunnel_id",
+				rt->t.id, "domain", domain);
 	} else if (!strcmp(type, LINK_MSG_DEAUTH)) {
 		kind = RQ_DEAUTH;
 		msg = json_pack("{s:s, s:s}", "type", CTL_DEAUTH, "tunnel_id", rt->t.id);
@@ -1079,6 +1440,7 @@ static void on_message(struct ctlthread *ct, struct ev *ev)
 	r->creq = creq;
 	r->port = (uint16_t)port;
 	str_copy(r->name, sizeof(r->name), *name ? name : "-");
+	str_copy(r->domain, sizeof(r->domain), domain);
 }
 
 static void on_offline(struct ctlthread *ct, struct ev *ev)
@@ -1089,6 +1451,13 @@ static void on_offline(struct ctlthread *ct, struct ev *ev)
 	if (!rt->online)
 		return;
 	rt->online = false;
+	/* its HTTP rules go with the session; the domains stay held (502 until it is back) */
+	if (rt->nhr) {
+		free(rt->hr);
+		rt->hr = NULL;
+		rt->nhr = 0;
+		routes_publish(ct);
+	}
 	/* requests of this session can no longer be answered */
 	for (struct req *r = ct->reqs; r; r = r->next)
 		if (r->rt == rt)
@@ -1269,6 +1638,8 @@ void ctlthread_stop(struct ctlthread *ct)
 	msg_outq_free(&ct->out);
 	fw_pieces_drop(ct);
 	free(ct->route);
+	free(ct->doms);
+	http_routes_put(ct->routes);
 	free(ct->listening);
 	for (size_t i = 0; ct->hold && i <= (size_t)ct->cfg.port_max - ct->cfg.port_min; i++)
 		if (ct->hold[i] >= 0)

@@ -69,10 +69,10 @@ struct conn {
 	uint8_t kind, state;
 	bool recv_armed, closing, tx_done, rx_done, eof_in, shut_wr_pending, shut_wr_done;
 	bool tunnel_listener, draining, close_after_send, connected, counted, rearm, pumping;
-	bool linger;	   /* plain: stream over, close when flushed */
-	bool src_counted;  /* relay: counted in the worker's per-source table (public conns,
-			      and tunnel-port conns until their first message) */
-	bool ktls_counted; /* link: counted in st_ktls (its transport is in the kernel) */
+	bool linger;	    /* plain: stream over, close when flushed */
+	bool src_counted;   /* relay: counted in the worker's per-source table (public conns,
+			       and tunnel-port conns until their first message) */
+	bool ktls_counted;  /* link: counted in st_ktls (its transport is in the kernel) */
 	bool http_listener; /* relay: the HTTP edge's listener */
 	int fd;
 	uint16_t inflight;
@@ -93,7 +93,7 @@ struct conn {
 	/* times */
 	uint64_t recv_epoch; /* w->sq_epoch when its receive was armed */
 	uint64_t deadline;
-	uint64_t last_io; /* relay plain: the last byte received or sent (ms) */
+	uint64_t last_io;   /* relay plain: the last byte received or sent (ms) */
 	struct hconn *http; /* relay: a connection of the HTTP edge (edge.c) */
 	/* client: where a plain conn connects */
 	struct engine_rule rule;

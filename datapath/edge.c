@@ -51,14 +51,14 @@ struct hconn {
 	struct http_head head;
 	uint8_t *in; /* client bytes not dealt with yet (a partial head, or what did not fit) */
 	uint32_t in_len, in_cap;
-	uint16_t route;		    /* bound: the route (BIND port) */
-	struct tunnel *tun;	    /* bound: the route's tunnel */
-	bool stopped;		    /* no more client bytes go to the service */
-	bool blocked;		    /* feed stopped for room on the link */
-	bool trusted;		    /* the peer is in [http] trusted_proxies */
-	char ip[INET6_ADDRSTRLEN];  /* the peer, for X-Forwarded-For and logs */
-	char host[DOMAIN_MAX + 1];  /* the first request's host */
-	uint8_t auth_ok[32];	    /* the Authorization value verified on this connection */
+	uint16_t route;		   /* bound: the route (BIND port) */
+	struct tunnel *tun;	   /* bound: the route's tunnel */
+	bool stopped;		   /* no more client bytes go to the service */
+	bool blocked;		   /* feed stopped for room on the link */
+	bool trusted;		   /* the peer is in [http] trusted_proxies */
+	char ip[INET6_ADDRSTRLEN]; /* the peer, for X-Forwarded-For and logs */
+	char host[DOMAIN_MAX + 1]; /* the first request's host */
+	uint8_t auth_ok[32];	   /* the Authorization value verified on this connection */
 	bool has_auth_ok;
 };
 
@@ -169,7 +169,8 @@ static const struct http_route *route_head(struct worker *w, struct conn *p, con
 	char host[DOMAIN_MAX + 1];
 
 	if (h->head.method == HTTP_CONNECT) {
-		refuse(w, p, HC_BAD, 405, "Allow: GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS\r\n");
+		refuse(w, p, HC_BAD, 405,
+		       "Allow: GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS\r\n");
 		return NULL;
 	}
 	if (!http_head_host(&h->req, base, &h->head, host)) {
@@ -335,8 +336,8 @@ static void stop(struct worker *w, struct conn *p, struct conn *l, const char *w
 	if (h->stopped)
 		return;
 	h->stopped = true;
-	log_every(NLOG_INFO, "http: %s: %s; the connection ends after the responses so far",
-		  h->ip, why);
+	log_every(NLOG_INFO, "http: %s: %s; the connection ends after the responses so far", h->ip,
+		  why);
 	in_drop(h, h->in_len);
 	plain_send_eof(w, p, l);
 }

@@ -287,8 +287,7 @@ int main(int argc, char **argv)
 		 "kTLS %s, steering %s, certificate %s",
 		 NAVE_VERSION, engine_workers(eng), cfg.address,
 		 cfg.tunnel_port ? cfg.tunnel_port : cfg.https_port, cfg.http_port, cfg.port_min,
-		 cfg.port_max,
-		 ktls, kern_steering_name(kern), fpr);
+		 cfg.port_max, ktls, kern_steering_name(kern), fpr);
 	do {
 		if (sigwait(&set, &sig) != 0)
 			sig = SIGTERM;
