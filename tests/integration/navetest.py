@@ -319,6 +319,7 @@ class Server:
         self.dir = Path(tmp) / name
         self.dir.mkdir(parents=True, exist_ok=True)
         self.https = https or free_port()
+        self.http = free_port()
         self.port_min, self.port_max = port_range or port_window()
         self.ini = self.dir / "server.ini"
         self.ini.write_text(
@@ -327,6 +328,7 @@ class Server:
             f"runtime_dir = {self.dir}/run\n"
             "log_level = debug\n"
             "[listen]\n"
+            f"http = {self.http}\n"
             f"https = {self.https}\n"
             "address = 127.0.0.1\n"
             "[ports]\n"
