@@ -348,6 +348,15 @@ def test_deauth_and_revoke_release_domains(controld_only, relay):
     assert domains(srv) == {}
     assert error(relay.claim(a, "a.example.com")) == f"tunnel {a}: its token is revoked"
 
+    # a client's deauth through auth (mode deauth): the same, before auth_ok
+    c = srv.token()
+    ct = c["tunnel_id"]
+    granted(relay.claim(ct, "c.example.com"), ct, "c.example.com")
+    pushes, m = relay.request("auth", token=c["token"], mode="deauth", hostname="box")
+    assert pushes[0] == {"type": "domain_del", "domain": "c.example.com"}, pushes
+    assert m["type"] == "auth_ok" and m["revoked"] is True, m
+    assert domains(srv) == {}
+
     # an administrator's revoke: domain_del pushed, then the kick
     bt = b["tunnel_id"]
     granted(relay.claim(bt, "b.example.com"), bt, "b.example.com")
