@@ -575,8 +575,18 @@ static int port_cb(const struct store_port *p, void *arg)
 
 static int sync_domain_cb(const struct store_domain *d, void *arg)
 {
-	json_t *o = json_pack("{s:s, s:s}", "domain", d->domain, "tunnel_id", d->tunnel_id);
+	char norm[DOMAIN_MAX + 1];
+	json_t *o;
 
+	/* what the store holds went in through domain_norm; a hand-edited row may not have */
+	if (!domain_norm(d->domain, strlen(d->domain), norm, true) || strcmp(norm, d->domain)) {
+		/* the log line is escaped as a whole */
+		log_warn("sync: the store holds '%.80s' (tunnel %.64s), not a normalised domain: "
+			 "not sent to relayd",
+			 d->domain, d->tunnel_id);
+		return 0;
+	}
+	o = json_pack("{s:s, s:s}", "domain", d->domain, "tunnel_id", d->tunnel_id);
 	if (!o || json_array_append_new(arg, o))
 		return -ENOMEM;
 	return 0;
@@ -977,7 +987,7 @@ static bool tunnel_id_ok(struct relaylink *rl, json_int_t req, const char *tid)
 	return false;
 }
 
-/* A string member's value and its length in bytes (a JSON string may hold NUL). */
+/* The length in bytes of a string member (a JSON string may hold NUL). */
 static size_t str_len(const json_t *m, const char *key)
 {
 	return json_string_length(json_object_get(m, key));
@@ -986,7 +996,7 @@ static size_t str_len(const json_t *m, const char *key)
 static int on_domain_request(struct relaylink *rl, json_t *m, char *why)
 {
 	const char *tid, *domain, *rule;
-	char d[DOMAIN_MAX + 1], err[WHY_LEN];
+	char d[DOMAIN_MAX + 1], err[2 * WHY_LEN];
 	struct store_domain row;
 	json_int_t req;
 	bool created;
@@ -1037,7 +1047,7 @@ static int on_domain_request(struct relaylink *rl, json_t *m, char *why)
 static int on_domain_release(struct relaylink *rl, json_t *m, char *why)
 {
 	const char *tid, *domain;
-	char err[WHY_LEN];
+	char err[2 * WHY_LEN];
 	struct store_domain row;
 	json_int_t req;
 	int ret;

@@ -92,11 +92,15 @@ class FakeRelay:
         return m
 
     def closed(self):
-        """True when controld closed the connection."""
+        """True when controld closes the connection (what it sent first, the
+        firewall push after sync say, is read and dropped)."""
         try:
-            return self.s.recv(1) == b""
+            for _ in range(100):
+                if self.s.recv(65536) == b"":
+                    return True
         except ConnectionResetError:
             return True
+        return False
 
     def close(self):
         self.s.close()
