@@ -5,9 +5,10 @@
  * Length-prefixed JSON messages (msg.h). controld listens, relayd connects and
  * is authenticated by SO_PEERCRED (same uid as controld, or root). Requests
  * carry a numeric "req" echoed in the reply. controld may push unsolicited
- * messages (CTL_PORT_ADD, CTL_PORT_DEL, CTL_KICK) at any time after SYNC;
- * every port a request releases (port_sync, deauth, auth in mode deauth)
- * is also pushed as CTL_PORT_DEL before the reply.
+ * messages (CTL_PORT_ADD, CTL_PORT_DEL, CTL_DOMAIN_DEL, CTL_KICK) at any time
+ * after SYNC; every port and domain a request releases (port_sync, deauth,
+ * auth in mode deauth) is also pushed as CTL_PORT_DEL / CTL_DOMAIN_DEL before
+ * the reply.
  * Unknown types are ignored; malformed messages close the connection.
  */
 #ifndef NAVE_CTL_PROTO_H
@@ -21,8 +22,9 @@
 			 online:[{tunnel_id, hostname, os, arch, client_version}]} */
 /*
  * {req, token | registration, id, hostname, os, arch, client_version, mode}; mode "deauth"
- * revokes the token (auth_ok then carries revoked: true; the tunnel's ports are released
- * and pushed as port_del, and an online session of the tunnel is kicked).
+ * revokes the token (auth_ok then carries revoked: true; the tunnel's ports and domains are
+ * released and pushed as port_del and domain_del, and an online session of the tunnel is
+ * kicked).
  */
 #define CTL_AUTH	   "auth"
 #define CTL_TUNNEL_ONLINE  "tunnel_online"  /* {tunnel_id, hostname, os, arch, client_version} */
@@ -35,14 +37,19 @@
  * when [http] allowed_domains is set and no pattern of it covers the domain (a wildcard
  * claim "*.S" is covered by a pattern that matches every name under S), or when the tunnel
  * already holds LINK_RULES_MAX domains. A claim by the tunnel that holds the domain already
- * succeeds (a reconnect), and takes the new rule name.
+ * succeeds (a reconnect), and takes the new rule name. rule is required (1..LINK_RULE_MAX of
+ * [A-Za-z0-9_-]); a domain that is not one (domain_norm with wildcards) is refused with a
+ * reason naming what is wrong. The grant carries the domain normalised (lowercase), which
+ * is the key relayd routes, releases and is sent domain_del by.
  */
 #define CTL_DOMAIN_REQUEST "domain_request"
-#define CTL_DOMAIN_RELEASE "domain_release" /* {req, tunnel_id, domain} */
+/* {req, tunnel_id, domain}: error when the tunnel does not hold it */
+#define CTL_DOMAIN_RELEASE "domain_release"
 /* {req, tunnel_id, rules:[names]}: release the tunnel's ports and domains under other rule
  * names */
 #define CTL_PORT_SYNC "port_sync"
-#define CTL_DEAUTH    "deauth" /* {req, tunnel_id}: revoke the tunnel's token, release its ports */
+/* {req, tunnel_id}: revoke the tunnel's token, release its ports and domains */
+#define CTL_DEAUTH "deauth"
 /*
  * {workers, ktls, steering, conns, conns_total, bytes_in, bytes_out, links, links_ktls,
  * links_tls, ktls_fallbacks, refused_per_source, idle_timeouts, pending_timeouts, uptime}
@@ -63,7 +70,12 @@
  */
 
 /* controld -> relayd */
-/* {ports:[{port, tunnel_id}], domains:[{domain, tunnel_id}]} reply to relay_hello */
+/*
+ * {ports:[{port, tunnel_id}], domains:[{domain, tunnel_id}]} reply to relay_hello. Lists
+ * that do not fit one message (MSG_MAX) come in pieces as the firewall's do: every piece
+ * but the last carries "more": true; relayd appends the pieces' ports and domains and
+ * applies them when the last one (no "more") arrives.
+ */
 #define CTL_SYNC "sync"
 /* {req, tunnel_id, token?, revoked?} token only when minted from a registration */
 #define CTL_AUTH_OK	    "auth_ok"

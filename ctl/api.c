@@ -236,22 +236,34 @@ static int tunnel_port_cb(const struct store_port *p, void *arg)
 	return o && !json_array_append_new(arg, o) ? 0 : -ENOMEM;
 }
 
+static int tunnel_domain_cb(const struct store_domain *d, void *arg)
+{
+	json_t *o = json_pack("{s:s, s:o}", "domain", d->domain, "rule", jstr(d->rule));
+
+	return o && !json_array_append_new(arg, o) ? 0 : -ENOMEM;
+}
+
+/* A tunnel with its rules: its ports and its domains, each with its rule name. */
 static json_t *tunnel_json(struct api *a, const struct store_tunnel *t)
 {
-	json_t *ports = json_array();
+	json_t *ports = json_array(), *domains = json_array();
 	int64_t total;
 
-	if (!ports || store_port_list(a->st, t->id, 0, 65536, tunnel_port_cb, ports, &total)) {
+	if (!ports || !domains ||
+	    store_port_list(a->st, t->id, 0, 65536, tunnel_port_cb, ports, &total) ||
+	    store_domain_list(a->st, t->id, 0, 65536, tunnel_domain_cb, domains, &total)) {
 		json_decref(ports);
+		json_decref(domains);
 		return NULL;
 	}
-	return json_pack("{s:s, s:o, s:o, s:o, s:o, s:o, s:s, s:o, s:I, s:o, s:o}", "id", t->id,
-			 "group_id", jstr(t->group_id), "hostname", jstr(t->hostname), "os",
+	return json_pack("{s:s, s:o, s:o, s:o, s:o, s:o, s:s, s:o, s:I, s:o, s:o, s:o}", "id",
+			 t->id, "group_id", jstr(t->group_id), "hostname", jstr(t->hostname), "os",
 			 jstr(t->os), "arch", jstr(t->arch), "client_version",
 			 jstr(t->client_version), "state",
 			 t->state == STORE_ONLINE ? "online" : "offline", "last_seen",
 			 jtime(t->last_seen), "created_at", (json_int_t)t->created_at, "token_id",
-			 t->token_id[0] ? json_string(t->token_id) : json_null(), "ports", ports);
+			 t->token_id[0] ? json_string(t->token_id) : json_null(), "ports", ports,
+			 "domains", domains);
 }
 
 /* --- handlers: return the HTTP status with c->out set --- */
@@ -415,28 +427,29 @@ static int h_tokens_create(struct call *c)
 
 static int h_token_revoke(struct call *c)
 {
+	struct relaylink_released rel;
 	struct store_token t;
 	bool changed;
-	json_t *rel = json_array();
-	int ret =
-	    rel ? store_token_revoke(c->a->st, c->id, &t, &changed, relaylink_collect_port, rel)
-		: -ENOMEM;
+	int ret = relaylink_released_init(&rel) ? 0 : -ENOMEM;
 
+	if (!ret)
+		ret = store_token_revoke(c->a->st, c->id, &t, &changed, relaylink_collect_port,
+					 relaylink_collect_domain, &rel);
 	if (ret) {
-		json_decref(rel);
+		relaylink_released_free(&rel);
 		if (ret == -ENOENT)
 			return fail(c, MHD_HTTP_NOT_FOUND, "unknown token %s", c->id);
 		return internal(c);
 	}
-	/* a tunnel that can no longer connect holds no ports */
-	if (changed || json_array_size(rel))
-		log_info("api: token %s %s (tunnel %s); %zu port(s) released", t.id,
-			 changed ? "revoked" : "was revoked already", t.tunnel_id,
-			 json_array_size(rel));
-	relaylink_ports_del(c->a->rl, rel);
+	/* a tunnel that can no longer connect holds no ports and no domains */
+	if (changed || json_array_size(rel.ports) || json_array_size(rel.domains))
+		log_info("api: token %s %s (tunnel %s); %zu port(s) and %zu domain(s) released",
+			 t.id, changed ? "revoked" : "was revoked already", t.tunnel_id,
+			 json_array_size(rel.ports), json_array_size(rel.domains));
+	relaylink_released_push(c->a->rl, &rel);
 	if (changed && relaylink_kick(c->a->rl, t.tunnel_id, "token revoked") == 0)
 		log_info("api: kicked tunnel %s", t.tunnel_id);
-	json_decref(rel);
+	relaylink_released_free(&rel);
 	c->out = token_json(&t, NULL);
 	return c->out ? MHD_HTTP_OK : internal(c);
 }
@@ -627,6 +640,64 @@ static int h_port_release(struct call *c)
 	return c->out ? MHD_HTTP_OK : internal(c);
 }
 
+/* --- domains --- */
+
+static json_t *domain_json(const struct store_domain *d)
+{
+	return json_pack("{s:s, s:s, s:o, s:I}", "domain", d->domain, "tunnel_id", d->tunnel_id,
+			 "rule", jstr(d->rule), "created_at", (json_int_t)d->created_at);
+}
+
+static int domain_cb(const struct store_domain *d, void *arr)
+{
+	json_t *o = domain_json(d);
+
+	return o && !json_array_append_new(arr, o) ? 0 : -ENOMEM;
+}
+
+static int h_domains_list(struct call *c)
+{
+	json_t *items = json_array();
+	const char *tunnel;
+	long long page;
+	int64_t total;
+	int ret;
+
+	ret = query_arg(c, "tunnel", VALID_ID, ID_MAX, &tunnel);
+	if (!ret)
+		ret = get_page(c, &page);
+	if (ret || !items) {
+		json_decref(items);
+		return ret ? ret : internal(c);
+	}
+	if (store_domain_list(c->a->st, tunnel, (page - 1) * PER_PAGE, PER_PAGE, domain_cb, items,
+			      &total)) {
+		json_decref(items);
+		return internal(c);
+	}
+	return list_reply(c, items, page, total);
+}
+
+static int h_domain_release(struct call *c)
+{
+	struct store_domain d;
+	char err[512];
+	int ret = store_domain_release(c->a->st, c->id, NULL, &d, err, sizeof(err));
+
+	if (ret == -EINVAL)
+		return fail(c, MHD_HTTP_BAD_REQUEST, "%s", err);
+	if (ret == -ENOENT)
+		return fail(c, MHD_HTTP_NOT_FOUND, "%s", err);
+	if (ret)
+		return internal(c);
+	log_info("api: domain %s released (tunnel %s, rule %s)", d.domain, d.tunnel_id,
+		 d.rule[0] ? d.rule : "-");
+	relaylink_domain_del(c->a->rl, d.domain);
+	c->out = json_pack("{s:s, s:s, s:b}", "domain", d.domain, "tunnel_id", d.tunnel_id,
+			   "released", 1);
+	return c->out ? MHD_HTTP_OK : internal(c);
+}
+
 /* --- firewall --- */
 
 static int fw_rule_cb(const struct store_fw_rule *r, void *arr)
@@ -729,11 +800,13 @@ static int h_firewall_allow_del(struct call *c)
 /*
  * '#' ends a pattern: an address block, one segment or two (its '/' may come
  * percent-encoded or not: the path is decoded before routing), checked by its
- * handler instead of as an id.
+ * handler instead of as an id. '@' is one segment holding a domain ("*.NAME"
+ * included), also checked by its handler.
  */
 static const struct route {
 	const char *method;
-	const char *path; /* under /api/v1/, '*' = one id segment, '#' = an address block */
+	const char *path; /* under /api/v1/, '*' = one id segment, '#' = an address block,
+			     '@' = a domain */
 	int (*fn)(struct call *c);
 } routes[] = {
     {"GET", "status", h_status},
@@ -750,6 +823,8 @@ static const struct route {
     {"GET", "ports", h_ports_list},
     {"POST", "ports", h_ports_allocate},
     {"DELETE", "ports/*", h_port_release},
+    {"GET", "domains", h_domains_list},
+    {"DELETE", "domains/@", h_domain_release},
     {"GET", "firewall", h_firewall_list},
     {"POST", "firewall/deny", h_firewall_deny_add},
     {"POST", "firewall/allow", h_firewall_allow_add},
@@ -778,24 +853,27 @@ static int split(char *p, char **seg, int max)
 
 /*
  * True when the route's pattern matches the segments; *idx gets the index of
- * the '*' or '#' one (-1: none) and *rest whether it is a '#'.
+ * the '*', '#' or '@' one (-1: none), *rest whether it is a '#' and *dom
+ * whether it is a '@'.
  */
-static bool route_match(const char *pattern, char **seg, int n, int *idx, bool *rest)
+static bool route_match(const char *pattern, char **seg, int n, int *idx, bool *rest, bool *dom)
 {
 	char pat[64], *ps[MAX_SEGS];
 	int pn;
 
 	*idx = -1;
+	*dom = false;
 	snprintf(pat, sizeof(pat), "%s", pattern);
 	pn = split(pat, ps, MAX_SEGS);
 	*rest = pn > 0 && !strcmp(ps[pn - 1], "#");
 	if (*rest ? n < pn || n > pn + 1 : n != pn)
 		return false;
 	for (int i = 0; i < pn; i++) {
-		if (!strcmp(ps[i], "*") || !strcmp(ps[i], "#")) {
+		if (!strcmp(ps[i], "*") || !strcmp(ps[i], "#") || !strcmp(ps[i], "@")) {
 			if (!*seg[i])
 				return false;
 			*idx = i;
+			*dom = !strcmp(ps[i], "@");
 		} else if (strcmp(ps[i], seg[i]) != 0) {
 			return false;
 		}
@@ -810,7 +888,7 @@ static int route(struct call *c, const char *url, const char *method, struct req
 {
 	static const char prefix[] = "/api/v1/";
 	const struct route *r = NULL;
-	bool path_known = false, rest = false;
+	bool path_known = false, rest = false, dom = false;
 	char path[512], whole[512], *seg[MAX_SEGS];
 	size_t len;
 	int n;
@@ -833,7 +911,7 @@ static int route(struct call *c, const char *url, const char *method, struct req
 	for (size_t i = 0; n > 0 && i < ARRAY_SIZE(routes); i++) {
 		int idx;
 
-		if (!route_match(routes[i].path, seg, n, &idx, &rest))
+		if (!route_match(routes[i].path, seg, n, &idx, &rest, &dom))
 			continue;
 		path_known = true;
 		if (strcmp(routes[i].method, method) != 0)
@@ -852,7 +930,8 @@ static int route(struct call *c, const char *url, const char *method, struct req
 	if (c->id && rest && strlen(c->id) > CIDR_TEXT_MAX)
 		return fail(c, MHD_HTTP_BAD_REQUEST, "an address block is 1 to %d characters",
 			    CIDR_TEXT_MAX);
-	if (c->id && !rest && !valid_str(c->id, VALID_ID, ID_MAX))
+	/* a domain: store_domain_check in the handler says what is wrong with it */
+	if (c->id && !rest && !dom && !valid_str(c->id, VALID_ID, ID_MAX))
 		return fail(c, MHD_HTTP_BAD_REQUEST, "invalid id: 1-%d characters: %s", ID_MAX,
 			    valid_alphabet(VALID_ID));
 	if (rq->too_big)

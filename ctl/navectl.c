@@ -1627,13 +1627,16 @@ static int cmd_tunnels_show(struct ctx *c, int argc, char **argv)
 	    {"created", "created_at", COL_TIME},
 	    {"token", "token_id", COL_VAL},
 	};
-	static const struct col port_cols[] = {
-	    {"PORT", "port", COL_VAL},
-	    {"RULE", "rule", COL_VAL},
-	};
+	/* the tunnel's rules: its TCP ports and its HTTP domains */
+	static const struct {
+		const char *kind, *list, *key;
+	} rules[] = {{"tcp", "ports", "port"}, {"http", "domains", "domain"}};
 	const char *id = NULL;
+	struct table t = {.ncols = 3};
 	struct sbuf path;
-	json_t *j, *ports, *items;
+	char buf[256];
+	json_t *j, *it;
+	size_t i, n = 0;
 	int ret;
 
 	ret = parse_args(c, argc, argv, NULL, &id, "ID");
@@ -1644,15 +1647,26 @@ static int cmd_tunnels_show(struct ctx *c, int argc, char **argv)
 	if (ret || !j)
 		return ret;
 	ret = print_record(j, cols, ARRAY_SIZE(cols));
-	ports = json_object_get(j, "ports");
-	if (!ret && json_array_size(ports)) {
-		putchar('\n');
-		items = json_pack("{s:O}", "items", ports);
-		ret = items ? print_list(items, port_cols, ARRAY_SIZE(port_cols)) : EXIT_FAIL;
-		json_decref(items);
-	} else if (!ret) {
-		printf("ports:  -\n");
+	table_add(&t, "KIND");
+	table_add(&t, "RULE");
+	table_add(&t, "PORT/DOMAIN");
+	for (unsigned k = 0; k < ARRAY_SIZE(rules); k++) {
+		/* an older controld sends no domains */
+		json_array_foreach(json_object_get(j, rules[k].list), i, it)
+		{
+			table_add(&t, rules[k].kind);
+			table_add(&t, fmt_val(json_object_get(it, "rule"), buf, sizeof(buf)));
+			table_add(&t, fmt_val(json_object_get(it, rules[k].key), buf, sizeof(buf)));
+			n++;
+		}
 	}
+	if (!ret && n) {
+		putchar('\n');
+		ret = table_print(&t);
+	} else if (!ret) {
+		printf("rules:  -\n");
+	}
+	table_free(&t);
 	json_decref(j);
 	return ret;
 }
@@ -1768,6 +1782,61 @@ static int cmd_ports_release(struct ctx *c, int argc, char **argv)
 	if (ret || !j)
 		return ret;
 	printf("port %llu released\n", n);
+	json_decref(j);
+	return EXIT_OK;
+}
+
+/* ---- domains ---- */
+
+static int cmd_domains_ls(struct ctx *c, int argc, char **argv)
+{
+	static const struct col cols[] = {
+	    {"DOMAIN", "domain", COL_VAL},
+	    {"TUNNEL", "tunnel_id", COL_VAL},
+	    {"RULE", "rule", COL_VAL},
+	    {"CREATED", "created_at", COL_TIME},
+	};
+	const char *tunnel = NULL, *page = NULL;
+	const struct opt opts[] = {
+	    {"--tunnel", "ID", &tunnel, NULL},
+	    {"--page", "N", &page, NULL},
+	    {NULL, NULL, NULL, NULL},
+	};
+	struct sbuf path;
+	int ret;
+
+	ret = parse_args(c, argc, argv, opts, NULL, NULL);
+	if (ret)
+		return args_exit(ret);
+	if (tunnel && !*tunnel)
+		return usage_error(c, "empty --tunnel");
+	path = api_path("domains", NULL, NULL);
+	if (tunnel)
+		sb_query(&path, "tunnel", tunnel);
+	return get_list(c, &path, page, cols, ARRAY_SIZE(cols));
+}
+
+static int cmd_domains_release(struct ctx *c, int argc, char **argv)
+{
+	const char *domain = NULL;
+	char b1[1024], b2[1024];
+	struct sbuf path;
+	json_t *j;
+	int ret;
+
+	ret = parse_args(c, argc, argv, NULL, &domain, "DOMAIN");
+	if (ret)
+		return args_exit(ret);
+	if (!*domain)
+		return usage_error(c, "empty DOMAIN");
+	/* checked by controld, which names what is wrong with it */
+	path = api_path("domains", domain, NULL);
+	ret = api_call(c, "DELETE", &path, NULL, &j);
+	if (ret || !j)
+		return ret;
+	printf("domain %s released (it was held by tunnel %s)\n",
+	       fmt_esc(json_object_get(j, "domain"), b1, sizeof(b1)),
+	       fmt_esc(json_object_get(j, "tunnel_id"), b2, sizeof(b2)));
 	json_decref(j);
 	return EXIT_OK;
 }
@@ -1917,13 +1986,18 @@ static const struct cmd cmds[] = {
     {"tokens", "revoke", cmd_tokens_revoke, "ID",
      "Revoke an auth token; a tunnel online with it is disconnected."},
     {"tunnels", "ls", cmd_tunnels_ls, "[--online] [--search TERM] [--page N]", "List tunnels."},
-    {"tunnels", "show", cmd_tunnels_show, "ID", "Show one tunnel and its ports."},
+    {"tunnels", "show", cmd_tunnels_show, "ID",
+     "Show one tunnel and its rules (TCP ports and HTTP domains)."},
     {"tunnels", "shutdown", cmd_tunnels_shutdown, "ID",
      "Tell a tunnel's client to shut down (it exits)."},
     {"ports", "ls", cmd_ports_ls, "[--tunnel ID] [--page N]", "List allocated TCP ports."},
     {"ports", "allocate", cmd_ports_allocate, "--tunnel ID [--port N]",
      "Allocate a public TCP port (the given one, else any free one) to a tunnel."},
     {"ports", "release", cmd_ports_release, "PORT", "Release an allocated TCP port."},
+    {"domains", "ls", cmd_domains_ls, "[--tunnel ID] [--page N]",
+     "List the domains tunnels hold for HTTP rules."},
+    {"domains", "release", cmd_domains_release, "DOMAIN",
+     "Release a domain (a name or *.NAME): it stops routing to its tunnel."},
     {"firewall", "ls", cmd_firewall_ls, "", "List the firewall's deny and allow lists."},
     {"firewall", "deny ls", cmd_firewall_deny_ls, "", "List the deny list."},
     {"firewall", "allow ls", cmd_firewall_allow_ls, "", "List the allow list."},

@@ -21,6 +21,8 @@
 #include "config/cfg.h"
 #include "cidr.h"
 #include "ctl_proto.h"
+#include "domain.h"
+#include "link_proto.h"
 #include "ctl/store.h"
 #include "log.h"
 #include "msg.h"
@@ -277,17 +279,51 @@ int relaylink_firewall(struct relaylink *rl)
 	return 0;
 }
 
-void relaylink_ports_del(struct relaylink *rl, const json_t *ports)
+int relaylink_domain_del(struct relaylink *rl, const char *domain)
+{
+	if (!relaylink_connected(rl))
+		return -ENOTCONN;
+	return send_obj(rl, json_pack("{s:s, s:s}", "type", CTL_DOMAIN_DEL, "domain", domain));
+}
+
+bool relaylink_released_init(struct relaylink_released *r)
+{
+	r->ports = json_array();
+	r->domains = json_array();
+	if (r->ports && r->domains)
+		return true;
+	relaylink_released_free(r);
+	return false;
+}
+
+void relaylink_released_free(struct relaylink_released *r)
+{
+	json_decref(r->ports);
+	json_decref(r->domains);
+	r->ports = r->domains = NULL;
+}
+
+void relaylink_released_push(struct relaylink *rl, const struct relaylink_released *r)
 {
 	const json_t *v;
 	size_t i;
 
-	json_array_foreach(ports, i, v) relaylink_port_del(rl, (unsigned)json_integer_value(v));
+	json_array_foreach(r->ports, i, v) relaylink_port_del(rl, (unsigned)json_integer_value(v));
+	json_array_foreach(r->domains, i, v) relaylink_domain_del(rl, json_string_value(v));
 }
 
-int relaylink_collect_port(const struct store_port *p, void *arr)
+int relaylink_collect_port(const struct store_port *p, void *released)
 {
-	return json_array_append_new(arr, json_integer(p->port)) ? -ENOMEM : 0;
+	struct relaylink_released *r = released;
+
+	return json_array_append_new(r->ports, json_integer(p->port)) ? -ENOMEM : 0;
+}
+
+int relaylink_collect_domain(const struct store_domain *d, void *released)
+{
+	struct relaylink_released *r = released;
+
+	return json_array_append_new(r->domains, json_string(d->domain)) ? -ENOMEM : 0;
 }
 
 /* --- member checks: -EBADMSG with why set when the message is malformed --- */
@@ -537,14 +573,89 @@ static int port_cb(const struct store_port *p, void *arg)
 	return 0;
 }
 
+static int sync_domain_cb(const struct store_domain *d, void *arg)
+{
+	char norm[DOMAIN_MAX + 1];
+	json_t *o;
+
+	/* what the store holds went in through domain_norm; a hand-edited row may not have */
+	if (!domain_norm(d->domain, strlen(d->domain), norm, true) || strcmp(norm, d->domain)) {
+		/* the log line is escaped as a whole */
+		log_warn("sync: the store holds '%.80s' (tunnel %.64s), not a normalised domain: "
+			 "not sent to relayd",
+			 d->domain, d->tunnel_id);
+		return 0;
+	}
+	o = json_pack("{s:s, s:s}", "domain", d->domain, "tunnel_id", d->tunnel_id);
+	if (!o || json_array_append_new(arg, o))
+		return -ENOMEM;
+	return 0;
+}
+
+static json_t *sync_piece(void)
+{
+	return json_pack("{s:s, s:[], s:[]}", "type", CTL_SYNC, "ports", "domains");
+}
+
+/* JSON bytes of one sync item, a bound: the members' names, quotes and punctuation */
+static size_t sync_item_size(const json_t *v)
+{
+	return 48 + strlen(msg_str(v, "domain") ?: "") + strlen(msg_str(v, "tunnel_id") ?: "");
+}
+
+/*
+ * Sends the ports and domains as one sync message, or, when they do not fit
+ * MSG_MAX, as pieces like the firewall's: every piece but the last carries
+ * "more": true. 0, -ENOMEM, or what send_obj returned.
+ */
+static int sync_send(struct relaylink *rl, json_t *ports, json_t *domains, int *pieces)
+{
+	json_t *const lists[2] = {ports, domains};
+	static const char *const keys[2] = {"ports", "domains"};
+	json_t *msg = sync_piece(), *v;
+	size_t bytes = 0, i;
+	int ret;
+
+	*pieces = 0;
+	for (int k = 0; k < 2; k++) {
+		json_array_foreach(lists[k], i, v)
+		{
+			size_t n = sync_item_size(v);
+
+			if (!msg)
+				return -ENOMEM;
+			if (bytes + n > FW_PIECE_MAX) {
+				json_object_set_new(msg, "more", json_true());
+				ret = send_obj(rl, msg);
+				(*pieces)++;
+				if (ret)
+					return ret;
+				msg = sync_piece();
+				bytes = 0;
+				if (!msg)
+					return -ENOMEM;
+			}
+			if (json_array_append(json_object_get(msg, keys[k]), v)) {
+				json_decref(msg);
+				return -ENOMEM;
+			}
+			bytes += n;
+		}
+	}
+	if (!msg)
+		return -ENOMEM;
+	(*pieces)++;
+	return send_obj(rl, msg);
+}
+
 static int on_hello(struct relaylink *rl, json_t *m, char *why)
 {
 	static const char *const keep[] = {"pid", "workers", "ktls", "steering", "tls_fingerprint"};
-	json_t *online, *item, *ports, *info;
+	json_t *online, *item, *ports, *domains, *info;
 	json_int_t version;
 	int64_t total;
 	size_t i;
-	int ret, n_online = 0;
+	int ret, n_online = 0, pieces = 0;
 
 	ret = get_int(m, "version", true, 0, &version, why);
 	if (ret)
@@ -612,41 +723,58 @@ static int on_hello(struct relaylink *rl, json_t *m, char *why)
 	}
 
 	ports = json_array();
-	if (!ports)
-		return -ENOMEM;
-	ret = store_port_list(rl->st, NULL, 0, 65536, port_cb, ports, &total);
-	if (ret) {
-		/* relayd must not start from a partial port list: let it reconnect */
+	domains = json_array();
+	if (!ports || !domains) {
 		json_decref(ports);
-		snprintf(why, WHY_LEN, "could not read the port allocations for sync");
+		json_decref(domains);
+		return -ENOMEM;
+	}
+	ret = store_port_list(rl->st, NULL, 0, INT64_MAX, port_cb, ports, &total);
+	if (!ret)
+		ret =
+		    store_domain_list(rl->st, NULL, 0, INT64_MAX, sync_domain_cb, domains, &total);
+	if (ret) {
+		/* relayd must not start from a partial list: let it reconnect */
+		json_decref(ports);
+		json_decref(domains);
+		snprintf(why, WHY_LEN, "could not read the port allocations and domains for sync");
 		return -EIO;
 	}
 	rl->hello = true;
-	log_info("relayd (pid %d) said hello: %d tunnel(s) online, syncing %zu port(s)",
-		 (int)rl->pid, n_online, json_array_size(ports));
-	send_obj(rl, json_pack("{s:s, s:o}", "type", CTL_SYNC, "ports", ports));
+	ret = sync_send(rl, ports, domains, &pieces);
+	log_info("relayd (pid %d) said hello: %d tunnel(s) online, syncing %zu port(s) and %zu "
+		 "domain(s) in %d message(s)",
+		 (int)rl->pid, n_online, json_array_size(ports), json_array_size(domains), pieces);
+	json_decref(ports);
+	json_decref(domains);
+	if (ret == -ENOMEM) {
+		snprintf(why, WHY_LEN, "out of memory building sync");
+		return ret;
+	}
 	relaylink_firewall(rl); /* sent once sync is out */
 	return 0;
 }
 
 /*
- * A client revokes its own token: revoked, its ports released and pushed as
- * port_del. 0 with *released (the port numbers; the caller decrefs), or -errno.
+ * A client revokes its own token: revoked, its ports and domains released
+ * and pushed as port_del and domain_del. 0 with *rel filled (the caller
+ * frees it), or -errno.
  */
-static int deauth_tunnel(struct relaylink *rl, const char *tid, json_t **released)
+static int deauth_tunnel(struct relaylink *rl, const char *tid, struct relaylink_released *rel)
 {
-	json_t *rel = json_array();
-	int ret = rel ? store_tunnel_revoke(rl->st, tid, relaylink_collect_port, rel) : -ENOMEM;
+	int ret = relaylink_released_init(rel) ? 0 : -ENOMEM;
 
-	*released = NULL;
+	if (!ret)
+		ret = store_tunnel_revoke(rl->st, tid, relaylink_collect_port,
+					  relaylink_collect_domain, rel);
 	if (ret) {
-		json_decref(rel);
+		relaylink_released_free(rel);
 		return ret;
 	}
-	log_info("tunnel %.64s: its client revoked the token (deauth); %zu port(s) released", tid,
-		 json_array_size(rel));
-	relaylink_ports_del(rl, rel);
-	*released = rel;
+	log_info("tunnel %.64s: its client revoked the token (deauth); %zu port(s) and %zu "
+		 "domain(s) released",
+		 tid, json_array_size(rel->ports), json_array_size(rel->domains));
+	relaylink_released_push(rl, rel);
 	return 0;
 }
 
@@ -657,7 +785,7 @@ static int on_auth(struct relaylink *rl, json_t *m, char *why)
 	char tid[STORE_TUNNEL_ID_LEN], tok[STORE_SECRET_LEN], err[WHY_LEN];
 	json_int_t req;
 	bool run, deauth;
-	json_t *rel;
+	struct relaylink_released rel;
 	int ret;
 
 	ret = get_int(m, "req", true, 0, &req, why);
@@ -720,7 +848,7 @@ static int on_auth(struct relaylink *rl, json_t *m, char *why)
 			reply_error(rl, req, "internal error");
 			return 0;
 		}
-		json_decref(rel);
+		relaylink_released_free(&rel);
 		/* a session of the tunnel running elsewhere is shut down */
 		relaylink_kick(rl, tid, "token revoked (deauth)");
 		send_obj(rl, json_pack("{s:s, s:I, s:s, s:b}", "type", CTL_AUTH_OK, "req", req,
@@ -847,10 +975,112 @@ static int on_port_release(struct relaylink *rl, json_t *m, char *why)
 	return 0;
 }
 
+/*
+ * A tunnel_id member of a request: a string (-EBADMSG otherwise), and one of
+ * our ids (the reply names the refusal otherwise: false).
+ */
+static bool tunnel_id_ok(struct relaylink *rl, json_int_t req, const char *tid)
+{
+	if (valid_str(tid, VALID_ID, STORE_TUNNEL_ID_LEN - 1))
+		return true;
+	reply_error(rl, req, "invalid tunnel_id");
+	return false;
+}
+
+/* The length in bytes of a string member (a JSON string may hold NUL). */
+static size_t str_len(const json_t *m, const char *key)
+{
+	return json_string_length(json_object_get(m, key));
+}
+
+static int on_domain_request(struct relaylink *rl, json_t *m, char *why)
+{
+	const char *tid, *domain, *rule;
+	char d[DOMAIN_MAX + 1], err[2 * WHY_LEN];
+	struct store_domain row;
+	json_int_t req;
+	bool created;
+	int ret;
+
+	ret = get_int(m, "req", true, 0, &req, why);
+	if (!ret)
+		ret = get_str(m, "tunnel_id", true, &tid, why);
+	if (!ret)
+		ret = get_str(m, "domain", true, &domain, why);
+	if (!ret)
+		ret = get_str(m, "rule", true, &rule, why);
+	if (ret)
+		return ret;
+	if (!tunnel_id_ok(rl, req, tid))
+		return 0;
+	if (!valid_str(rule, VALID_NAME, LINK_RULE_MAX) || strlen(rule) != str_len(m, "rule")) {
+		snprintf(err, sizeof(err), "rule must be 1-%d characters: %s", LINK_RULE_MAX,
+			 valid_alphabet(VALID_NAME));
+		reply_error(rl, req, err);
+		return 0;
+	}
+	if (!store_domain_check(domain, str_len(m, "domain"), d, err, sizeof(err))) {
+		log_every(NLOG_INFO, "domain request of tunnel %.64s refused: %s", tid, err);
+		reply_error(rl, req, err);
+		return 0;
+	}
+	if (!store_domain_allowed(rl->cfg->allowed_domains, d)) {
+		snprintf(err, sizeof(err), "domain %s is not in the server's allowed_domains", d);
+		log_every(NLOG_INFO, "domain request of tunnel %.64s refused: %s", tid, err);
+		reply_error(rl, req, err);
+		return 0;
+	}
+	ret = store_domain_claim(rl->st, tid, d, rule, &row, &created, err, sizeof(err));
+	if (ret) {
+		log_every(NLOG_INFO, "domain request of tunnel %.64s refused: %s", tid, err);
+		reply_error(rl, req, err);
+		return 0;
+	}
+	if (created)
+		log_every(NLOG_INFO, "domain %s claimed by tunnel %.64s (rule %s)", row.domain, tid,
+			  row.rule);
+	send_obj(rl, json_pack("{s:s, s:I, s:s, s:s}", "type", CTL_DOMAIN_GRANT, "req", req,
+			       "tunnel_id", tid, "domain", row.domain));
+	return 0;
+}
+
+static int on_domain_release(struct relaylink *rl, json_t *m, char *why)
+{
+	const char *tid, *domain;
+	char err[2 * WHY_LEN];
+	struct store_domain row;
+	json_int_t req;
+	int ret;
+
+	ret = get_int(m, "req", true, 0, &req, why);
+	if (!ret)
+		ret = get_str(m, "tunnel_id", true, &tid, why);
+	if (!ret)
+		ret = get_str(m, "domain", true, &domain, why);
+	if (ret)
+		return ret;
+	if (!tunnel_id_ok(rl, req, tid))
+		return 0;
+	if (strlen(domain) != str_len(m, "domain")) {
+		reply_error(rl, req, "the domain holds a NUL byte");
+		return 0;
+	}
+	ret = store_domain_release(rl->st, domain, tid, &row, err, sizeof(err));
+	if (ret) {
+		reply_error(rl, req, err);
+		return 0;
+	}
+	log_every(NLOG_INFO, "domain %s released by tunnel %.64s", row.domain, tid);
+	send_obj(rl, json_pack("{s:s, s:I, s:s}", "type", CTL_DOMAIN_RELEASED, "req", req, "domain",
+			       row.domain));
+	return 0;
+}
+
 static int on_port_sync(struct relaylink *rl, json_t *m, char *why)
 {
-	const char *tid, *names[64];
-	json_t *rules, *v, *rel;
+	const char *tid, *names[LINK_RULES_MAX];
+	struct relaylink_released rel;
+	json_t *rules, *v;
 	json_int_t req;
 	size_t i, n;
 	int ret;
@@ -875,19 +1105,25 @@ static int on_port_sync(struct relaylink *rl, json_t *m, char *why)
 			return -EBADMSG;
 		}
 	}
-	rel = json_array();
-	if (!rel || store_port_sync(rl->st, tid, names, n, relaylink_collect_port, rel)) {
-		json_decref(rel);
+	if (!relaylink_released_init(&rel)) {
 		reply_error(rl, req, "internal error");
 		return 0;
 	}
-	if (json_array_size(rel))
-		log_info(
-		    "tunnel %.64s: %zu port(s) released that its client's rules no longer hold",
-		    tid, json_array_size(rel));
-	relaylink_ports_del(rl, rel);
-	send_obj(
-	    rl, json_pack("{s:s, s:I, s:o}", "type", CTL_PORT_SYNCED, "req", req, "released", rel));
+	/* the ports released stay released when the domains fail: both are pushed */
+	ret = store_port_sync(rl->st, tid, names, n, relaylink_collect_port, &rel);
+	if (!ret)
+		ret = store_domain_sync(rl->st, tid, names, n, relaylink_collect_domain, &rel);
+	if (json_array_size(rel.ports) || json_array_size(rel.domains))
+		log_info("tunnel %.64s: %zu port(s) and %zu domain(s) released that its client's "
+			 "rules no longer hold",
+			 tid, json_array_size(rel.ports), json_array_size(rel.domains));
+	relaylink_released_push(rl, &rel);
+	if (ret)
+		reply_error(rl, req, "internal error");
+	else
+		send_obj(rl, json_pack("{s:s, s:I, s:O, s:O}", "type", CTL_PORT_SYNCED, "req", req,
+				       "released", rel.ports, "released_domains", rel.domains));
+	relaylink_released_free(&rel);
 	return 0;
 }
 
@@ -895,7 +1131,7 @@ static int on_deauth(struct relaylink *rl, json_t *m, char *why)
 {
 	const char *tid;
 	json_int_t req;
-	json_t *rel;
+	struct relaylink_released rel;
 	int ret;
 
 	ret = get_int(m, "req", true, 0, &req, why);
@@ -908,8 +1144,9 @@ static int on_deauth(struct relaylink *rl, json_t *m, char *why)
 		reply_error(rl, req, ret == -ENOENT ? "unknown tunnel" : "internal error");
 		return 0;
 	}
-	send_obj(rl,
-		 json_pack("{s:s, s:I, s:o}", "type", CTL_DEAUTHED, "req", req, "released", rel));
+	send_obj(rl, json_pack("{s:s, s:I, s:O, s:O}", "type", CTL_DEAUTHED, "req", req, "released",
+			       rel.ports, "released_domains", rel.domains));
+	relaylink_released_free(&rel);
 	return 0;
 }
 
@@ -957,6 +1194,8 @@ static const struct {
     {CTL_TUNNEL_OFFLINE, on_tunnel_offline},
     {CTL_PORT_REQUEST, on_port_request},
     {CTL_PORT_RELEASE, on_port_release},
+    {CTL_DOMAIN_REQUEST, on_domain_request},
+    {CTL_DOMAIN_RELEASE, on_domain_release},
     {CTL_PORT_SYNC, on_port_sync},
     {CTL_DEAUTH, on_deauth},
     {CTL_STATS, on_stats},

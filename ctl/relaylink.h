@@ -3,7 +3,7 @@
  * controld's end of the internal relayd socket (runtime_dir/relay.sock,
  * protocol in common/ctl_proto.h). One relayd connection at a time, checked
  * with SO_PEERCRED; requests are answered from the store; admin actions are
- * pushed (port_add, port_del, kick, firewall). Driven by controld's poll loop: nothing
+ * pushed (port_add, port_del, domain_del, kick, firewall). Driven by controld's poll loop: nothing
  * here blocks, and a malformed message closes the peer with a logged reason.
  */
 #ifndef NAVE_RELAYLINK_H
@@ -52,12 +52,26 @@ int relaylink_kick(struct relaylink *rl, const char *tunnel_id, const char *reas
  * (it gets the lists when it says hello).
  */
 int relaylink_firewall(struct relaylink *rl);
-/* Pushes port_del for every port number in the JSON array ports. */
-void relaylink_ports_del(struct relaylink *rl, const json_t *ports);
+/* Pushes domain_del: the domain no longer routes to its tunnel. */
+int relaylink_domain_del(struct relaylink *rl, const char *domain);
+
+/* What a request released: port numbers and domain names, as JSON arrays. */
+struct relaylink_released {
+	json_t *ports;
+	json_t *domains;
+};
+
+/* Two empty arrays; false (nothing allocated) when out of memory. */
+bool relaylink_released_init(struct relaylink_released *r);
+void relaylink_released_free(struct relaylink_released *r);
+/* Pushes port_del for every port and domain_del for every domain of r. */
+void relaylink_released_push(struct relaylink *rl, const struct relaylink_released *r);
 
 struct store_port;
-/* A store_port_cb that appends the port's number to the JSON array arr. */
-int relaylink_collect_port(const struct store_port *p, void *arr);
+struct store_domain;
+/* A store_port_cb / store_domain_cb appending to a struct relaylink_released. */
+int relaylink_collect_port(const struct store_port *p, void *released);
+int relaylink_collect_domain(const struct store_domain *d, void *released);
 
 /*
  * The "relay" object of GET /api/v1/status (a new reference): connected,

@@ -6,7 +6,8 @@
  * already holds data is copied with the backup API before it is migrated.
  * Secrets never reach the database: only the SHA-256 of a token's secret part
  * is stored and compared in constant time. Port allocation follows the rules
- * of ctl_proto.h port_request, inside one IMMEDIATE transaction each. The
+ * of ctl_proto.h port_request, inside one IMMEDIATE transaction each, and
+ * so do domain claims (one tunnel per domain, LINK_RULES_MAX per tunnel). The
  * firewall's blocks are stored in their canonical text (common/cidr.h), one
  * row per list and block, at most CIDR_LIST_MAX per list.
  */
@@ -25,6 +26,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "config/cfg.h"
+#include "link_proto.h"
 #include "log.h"
 #include "util.h"
 
@@ -94,12 +97,21 @@ static const char *const store_migrations[] = {
     " cidr TEXT NOT NULL,"
     " created_at INTEGER NOT NULL,"
     " UNIQUE (kind, cidr));",
+    /* 5: domains claimed by tunnels for HTTP rules (normalised: lowercase) */
+    "CREATE TABLE domains ("
+    " domain TEXT PRIMARY KEY,"
+    " tunnel_id TEXT NOT NULL REFERENCES tunnels(id),"
+    " rule TEXT NOT NULL DEFAULT '',"
+    " created_at INTEGER NOT NULL);"
+    "CREATE INDEX domains_tunnel ON domains(tunnel_id);",
 };
 
 _Static_assert(ARRAY_SIZE(store_migrations) == STORE_SCHEMA_VERSION,
 	       "STORE_SCHEMA_VERSION must match the migration list");
 
 static void port_row(sqlite3_stmt *st, struct store_port *p);
+static int domains_release_tunnel(struct store *s, const char *tunnel_id, const char *const *keep,
+				  size_t nkeep, store_domain_cb cb, void *arg);
 
 static int64_t store_now(void)
 {
@@ -836,8 +848,12 @@ static int ports_release_tunnel(struct store *s, const char *tunnel_id, const ch
 	return ret;
 }
 
-/* Revokes every token of the tunnel and releases its ports, in the caller's transaction. */
-static int revoke_tunnel_tx(struct store *s, const char *tunnel_id, store_port_cb cb, void *arg)
+/*
+ * Revokes every token of the tunnel and releases its ports and domains, in
+ * the caller's transaction.
+ */
+static int revoke_tunnel_tx(struct store *s, const char *tunnel_id, store_port_cb cb,
+			    store_domain_cb dcb, void *arg)
 {
 	sqlite3_stmt *st;
 	int ret;
@@ -850,11 +866,13 @@ static int revoke_tunnel_tx(struct store *s, const char *tunnel_id, store_port_c
 	sqlite3_finalize(st);
 	if (!ret)
 		ret = ports_release_tunnel(s, tunnel_id, NULL, 0, cb, arg);
+	if (!ret)
+		ret = domains_release_tunnel(s, tunnel_id, NULL, 0, dcb, arg);
 	return ret;
 }
 
 int store_token_revoke(struct store *s, const char *id, struct store_token *out, bool *changed,
-		       store_port_cb released, void *arg)
+		       store_port_cb released, store_domain_cb released_domain, void *arg)
 {
 	int ret;
 
@@ -867,7 +885,7 @@ int store_token_revoke(struct store *s, const char *id, struct store_token *out,
 	ret = tx_begin(s);
 	if (ret)
 		return ret;
-	ret = revoke_tunnel_tx(s, out->tunnel_id, released, arg);
+	ret = revoke_tunnel_tx(s, out->tunnel_id, released, released_domain, arg);
 	ret = tx_end(s, ret);
 	if (ret) {
 		*changed = false;
@@ -876,7 +894,8 @@ int store_token_revoke(struct store *s, const char *id, struct store_token *out,
 	return store_token_get(s, id, out);
 }
 
-int store_tunnel_revoke(struct store *s, const char *tunnel_id, store_port_cb released, void *arg)
+int store_tunnel_revoke(struct store *s, const char *tunnel_id, store_port_cb released,
+			store_domain_cb released_domain, void *arg)
 {
 	struct store_tunnel t;
 	int ret;
@@ -887,7 +906,7 @@ int store_tunnel_revoke(struct store *s, const char *tunnel_id, store_port_cb re
 	ret = tx_begin(s);
 	if (ret)
 		return ret;
-	ret = revoke_tunnel_tx(s, tunnel_id, released, arg);
+	ret = revoke_tunnel_tx(s, tunnel_id, released, released_domain, arg);
 	return tx_end(s, ret);
 }
 
@@ -1274,14 +1293,18 @@ static int port_find(struct store *s, const char *sql, const char *a, int64_t b,
 	return ret;
 }
 
-static int port_alloc_tx(struct store *s, const char *tunnel_id, unsigned port, const char *rule,
-			 struct store_port *out, bool *created, char *err, size_t errlen)
+/*
+ * Whether a tunnel may hold ports and domains: 0, -ENOENT (unknown) or
+ * -EACCES (its token is revoked: it cannot connect, so it holds nothing),
+ * with err set; -EIO.
+ */
+static int tunnel_usable(struct store *s, const char *tunnel_id, char *err, size_t errlen)
 {
 	sqlite3_stmt *st;
-	int64_t n, free_port;
+	int64_t n;
 	int ret;
 
-	/* -1: unknown; 0: usable; 1: its token is revoked (it cannot connect, so no ports) */
+	/* -1: unknown; 0: usable; 1: its token is revoked */
 	ret = prep(s,
 		   "SELECT coalesce((SELECT count(*) > 0 FROM tokens WHERE tunnel_id = ?1 AND"
 		   " revoked = 1), 0) FROM tunnels WHERE id = ?1 UNION ALL SELECT -1 LIMIT 1",
@@ -1301,6 +1324,19 @@ static int port_alloc_tx(struct store *s, const char *tunnel_id, unsigned port, 
 		set_err(err, errlen, "tunnel %s: its token is revoked", tunnel_id);
 		return -EACCES;
 	}
+	return 0;
+}
+
+static int port_alloc_tx(struct store *s, const char *tunnel_id, unsigned port, const char *rule,
+			 struct store_port *out, bool *created, char *err, size_t errlen)
+{
+	sqlite3_stmt *st;
+	int64_t n, free_port;
+	int ret;
+
+	ret = tunnel_usable(s, tunnel_id, err, errlen);
+	if (ret)
+		return ret;
 
 	if (port) {
 		if (port < s->port_min || port > s->port_max) {
@@ -1525,6 +1561,392 @@ int store_port_count(struct store *s, int64_t *count)
 	if (ret)
 		return ret;
 	ret = query_int(s, st, count);
+	sqlite3_finalize(st);
+	return ret;
+}
+
+/* --- domains --- */
+
+/* What a domain claim that domain_norm refused gets wrong, as a reason. */
+static void domain_reason(const char *d, size_t n, char *why, size_t whylen)
+{
+	char raw[61], shown[4 * sizeof(raw) + 4];
+	size_t label = 0, i = 0, cut = n < sizeof(raw) ? n : sizeof(raw) - 1;
+	bool bad_char = false, star = false, empty = false, dash = false, long_label = false;
+
+	if (n == 0) {
+		set_err(why, whylen, "the domain is empty");
+		return;
+	}
+	/* shown escaped (log_escape: printable UTF-8 out of any bytes), cut with "..." */
+	memcpy(raw, d, cut);
+	raw[cut] = 0;
+	log_escape(raw, cut, shown, sizeof(shown) - 4, false);
+	if (cut < n)
+		strcat(shown, "...");
+	if (n > DOMAIN_MAX) {
+		set_err(why, whylen, "domain \"%s\" is longer than %d characters", shown,
+			DOMAIN_MAX);
+		return;
+	}
+	if (n >= 2 && d[0] == '*' && d[1] == '.')
+		i = 2;
+	if (i == n) {
+		set_err(why, whylen, "domain \"%s\" names nothing after '*.'", shown);
+		return;
+	}
+	for (size_t k = i; k < n; k++) {
+		unsigned char c = (unsigned char)d[k];
+
+		if (c == '.') {
+			empty |= label == 0;
+			dash |= label && d[k - 1] == '-';
+			label = 0;
+		} else if (c == '*') {
+			star = true;
+		} else if ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') {
+			label++;
+		} else if ((c >= '0' && c <= '9') || c == '-') {
+			dash |= label == 0 && c == '-';
+			label++;
+		} else {
+			bad_char = true;
+		}
+		long_label |= label > 63;
+	}
+	empty |= label == 0;
+	dash |= d[n - 1] == '-';
+	if (bad_char)
+		set_err(why, whylen,
+			"domain \"%s\" holds characters other than letters, digits, '-' and '.' "
+			"(a name in another script goes in its xn-- form)",
+			shown);
+	else if (star)
+		set_err(why, whylen,
+			"domain \"%s\": '*' only as the whole first label (*.example.com)", shown);
+	else if (empty)
+		set_err(why, whylen,
+			"domain \"%s\" has an empty label (a leading, trailing or "
+			"doubled '.')",
+			shown);
+	else if (long_label)
+		set_err(why, whylen, "domain \"%s\" has a label longer than 63 characters", shown);
+	else if (dash)
+		set_err(why, whylen, "domain \"%s\" has a label that starts or ends with '-'",
+			shown);
+	else
+		set_err(why, whylen, "domain \"%s\" is not a valid domain name", shown);
+}
+
+bool store_domain_check(const char *d, size_t n, char out[DOMAIN_MAX + 1], char *why, size_t whylen)
+{
+	if (n <= DOMAIN_MAX && domain_norm(d, n, out, true))
+		return true;
+	domain_reason(d, n, why, whylen);
+	return false;
+}
+
+bool store_domain_allowed(const char *patterns, const char *domain)
+{
+	char item[CFG_STR_MAX], pat[DOMAIN_MAX + 1];
+	const char *p;
+
+	if (!patterns || !patterns[strspn(patterns, ", \t")])
+		return true;
+	for (p = patterns; (p = cfg_list_next(p, item, sizeof(item)));) {
+		if (!domain_norm(item, strlen(item), pat, true))
+			continue; /* refused at load: never here */
+		if (!strcmp(pat, domain))
+			return true;
+		if (!domain_is_wildcard(domain)) {
+			if (domain_match(pat, domain))
+				return true;
+			continue;
+		}
+		/* "*.S" under "*.T": every name under S is under T */
+		if (domain_is_wildcard(pat) &&
+		    (!strcmp(domain + 2, pat + 2) || domain_match(pat, domain + 2)))
+			return true;
+	}
+	return false;
+}
+
+#define DOM_COLS "domain, tunnel_id, rule, created_at"
+
+static void domain_row(sqlite3_stmt *st, struct store_domain *d)
+{
+	memset(d, 0, sizeof(*d));
+	col_text(st, 0, d->domain, sizeof(d->domain));
+	col_text(st, 1, d->tunnel_id, sizeof(d->tunnel_id));
+	col_text(st, 2, d->rule, sizeof(d->rule));
+	d->created_at = col_int(st, 3);
+}
+
+/* The row of a (normalised) domain: 1 found, 0 not, or -EIO. */
+static int domain_find(struct store *s, const char *domain, struct store_domain *out)
+{
+	sqlite3_stmt *st;
+	int rc, ret;
+
+	ret = prep(s, "SELECT " DOM_COLS " FROM domains WHERE domain = ?1", &st);
+	if (ret)
+		return ret;
+	bind_text(st, 1, domain);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		domain_row(st, out);
+		ret = 1;
+	} else if (rc == SQLITE_DONE) {
+		ret = 0;
+	} else {
+		ret = db_fail(s, "domain lookup");
+	}
+	sqlite3_finalize(st);
+	return ret;
+}
+
+static int domain_claim_tx(struct store *s, const char *tunnel_id, const char *domain,
+			   const char *rule, struct store_domain *out, bool *created, char *err,
+			   size_t errlen)
+{
+	sqlite3_stmt *st;
+	int64_t n;
+	int ret;
+
+	ret = tunnel_usable(s, tunnel_id, err, errlen);
+	if (ret)
+		return ret;
+	ret = domain_find(s, domain, out);
+	if (ret < 0)
+		return ret;
+	if (ret == 1) {
+		if (strcmp(out->tunnel_id, tunnel_id) != 0) {
+			set_err(err, errlen, "domain %s is held by tunnel %s", domain,
+				out->tunnel_id);
+			return -EADDRINUSE;
+		}
+		if (!rule || !*rule || !strcmp(rule, out->rule))
+			return 0;
+		ret = prep(s, "UPDATE domains SET rule = ?2 WHERE domain = ?1", &st);
+		if (ret)
+			return ret;
+		bind_text(st, 1, domain);
+		bind_text(st, 2, rule);
+		ret = step_done(s, st);
+		sqlite3_finalize(st);
+		if (!ret)
+			str_copy(out->rule, sizeof(out->rule), rule);
+		return ret;
+	}
+	ret = prep(s, "SELECT count(*) FROM domains WHERE tunnel_id = ?1", &st);
+	if (ret)
+		return ret;
+	bind_text(st, 1, tunnel_id);
+	ret = query_int(s, st, &n);
+	sqlite3_finalize(st);
+	if (ret)
+		return ret;
+	if (n >= LINK_RULES_MAX) {
+		set_err(err, errlen, "tunnel %s already holds %d domains, the most it can",
+			tunnel_id, LINK_RULES_MAX);
+		return -EDQUOT;
+	}
+	ret = prep(s,
+		   "INSERT INTO domains (domain, tunnel_id, rule, created_at) VALUES (?1, ?2, ?3,"
+		   " ?4)",
+		   &st);
+	if (ret)
+		return ret;
+	memset(out, 0, sizeof(*out));
+	str_copy(out->domain, sizeof(out->domain), domain);
+	str_copy(out->tunnel_id, sizeof(out->tunnel_id), tunnel_id);
+	str_copy(out->rule, sizeof(out->rule), nz(rule));
+	out->created_at = store_now();
+	bind_text(st, 1, out->domain);
+	bind_text(st, 2, out->tunnel_id);
+	bind_text(st, 3, out->rule);
+	sqlite3_bind_int64(st, 4, out->created_at);
+	ret = step_done(s, st);
+	sqlite3_finalize(st);
+	if (!ret)
+		*created = true;
+	return ret;
+}
+
+int store_domain_claim(struct store *s, const char *tunnel_id, const char *domain, const char *rule,
+		       struct store_domain *out, bool *created, char *err, size_t errlen)
+{
+	char d[DOMAIN_MAX + 1];
+	int ret;
+
+	*created = false;
+	if (!store_domain_check(domain, strlen(domain), d, err, errlen))
+		return -EINVAL;
+	if (rule && strlen(rule) >= STORE_RULE_LEN) {
+		set_err(err, errlen, "invalid rule name");
+		return -EINVAL;
+	}
+	ret = tx_begin(s);
+	if (ret) {
+		set_err(err, errlen, "internal error");
+		return ret;
+	}
+	ret = domain_claim_tx(s, tunnel_id, d, rule, out, created, err, errlen);
+	if (ret == -EIO)
+		set_err(err, errlen, "internal error");
+	ret = tx_end(s, ret);
+	if (ret)
+		*created = false;
+	return ret;
+}
+
+int store_domain_release(struct store *s, const char *domain, const char *tunnel_id,
+			 struct store_domain *out, char *err, size_t errlen)
+{
+	struct store_domain row;
+	char d[DOMAIN_MAX + 1];
+	sqlite3_stmt *st;
+	int ret;
+
+	if (!store_domain_check(domain, strlen(domain), d, err, errlen))
+		return -EINVAL;
+	ret = domain_find(s, d, &row);
+	if (ret < 0) {
+		set_err(err, errlen, "internal error");
+		return ret;
+	}
+	if (ret == 0) {
+		set_err(err, errlen, "domain %s is not held", d);
+		return -ENOENT;
+	}
+	if (tunnel_id && strcmp(tunnel_id, row.tunnel_id) != 0) {
+		set_err(err, errlen, "domain %s is not held by tunnel %s", d, tunnel_id);
+		return -ENOENT;
+	}
+	ret = prep(s, "DELETE FROM domains WHERE domain = ?1", &st);
+	if (!ret) {
+		bind_text(st, 1, d);
+		ret = step_done(s, st);
+		sqlite3_finalize(st);
+	}
+	if (ret) {
+		set_err(err, errlen, "internal error");
+		return ret;
+	}
+	if (out)
+		*out = row;
+	return 0;
+}
+
+/*
+ * Inside the caller's transaction: deletes the tunnel's domains, all of them
+ * (keep NULL) or those with a rule name not in keep[0..nkeep); each deleted
+ * row goes to cb first.
+ */
+static int domains_release_tunnel(struct store *s, const char *tunnel_id, const char *const *keep,
+				  size_t nkeep, store_domain_cb cb, void *arg)
+{
+	struct store_domain *rel = NULL, d;
+	size_t n = 0, cap = 0;
+	sqlite3_stmt *st;
+	int rc, ret;
+
+	ret = prep(s, "SELECT " DOM_COLS " FROM domains WHERE tunnel_id = ?1 ORDER BY domain", &st);
+	if (ret)
+		return ret;
+	bind_text(st, 1, tunnel_id);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		domain_row(st, &d);
+		if (keep && (!d.rule[0] || name_in(d.rule, keep, nkeep)))
+			continue;
+		if (n == cap) {
+			struct store_domain *r =
+			    realloc(rel, (cap = cap ? 2 * cap : 8) * sizeof(*r));
+
+			if (!r) {
+				ret = -ENOMEM;
+				break;
+			}
+			rel = r;
+		}
+		rel[n++] = d;
+	}
+	if (!ret && rc != SQLITE_DONE)
+		ret = db_fail(s, "domain release");
+	sqlite3_finalize(st);
+	if (!ret && n)
+		ret = prep(s, "DELETE FROM domains WHERE domain = ?1", &st);
+	for (size_t i = 0; !ret && i < n; i++) {
+		sqlite3_reset(st);
+		bind_text(st, 1, rel[i].domain);
+		ret = step_done(s, st);
+		if (!ret && cb)
+			ret = cb(&rel[i], arg);
+	}
+	if (n)
+		sqlite3_finalize(st);
+	free(rel);
+	return ret;
+}
+
+int store_domain_sync(struct store *s, const char *tunnel_id, const char *const *names, size_t n,
+		      store_domain_cb released, void *arg)
+{
+	static const char *const none[1] = {""};
+	int ret = tx_begin(s);
+
+	if (ret)
+		return ret;
+	ret = domains_release_tunnel(s, tunnel_id, n ? names : none, n, released, arg);
+	return tx_end(s, ret);
+}
+
+int store_domain_release_tunnel(struct store *s, const char *tunnel_id, store_domain_cb released,
+				void *arg)
+{
+	int ret = tx_begin(s);
+
+	if (ret)
+		return ret;
+	ret = domains_release_tunnel(s, tunnel_id, NULL, 0, released, arg);
+	return tx_end(s, ret);
+}
+
+int store_domain_list(struct store *s, const char *tunnel_id, int64_t offset, int64_t limit,
+		      store_domain_cb cb, void *arg, int64_t *total)
+{
+	struct store_domain d;
+	sqlite3_stmt *st;
+	int rc, ret;
+
+	ret = prep(s, "SELECT count(*) FROM domains WHERE ?1 IS NULL OR tunnel_id = ?1", &st);
+	if (ret)
+		return ret;
+	if (tunnel_id)
+		bind_text(st, 1, tunnel_id);
+	ret = query_int(s, st, total);
+	sqlite3_finalize(st);
+	if (ret)
+		return ret;
+	ret = prep(s,
+		   "SELECT " DOM_COLS " FROM domains WHERE ?1 IS NULL OR tunnel_id = ?1"
+		   " ORDER BY domain LIMIT ?2 OFFSET ?3",
+		   &st);
+	if (ret)
+		return ret;
+	if (tunnel_id)
+		bind_text(st, 1, tunnel_id);
+	sqlite3_bind_int64(st, 2, limit);
+	sqlite3_bind_int64(st, 3, offset);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		domain_row(st, &d);
+		ret = cb(&d, arg);
+		if (ret)
+			goto out;
+	}
+	if (rc != SQLITE_DONE)
+		ret = db_fail(s, "domain list");
+out:
 	sqlite3_finalize(st);
 	return ret;
 }

@@ -2,7 +2,8 @@
 /*
  * controld's state store over SQLite (state_dir/nave.db, WAL): registration
  * tokens, auth tokens (SHA-256 of the secret only), tunnels, TCP port
- * allocations and the firewall's deny and allow lists, with versioned
+ * allocations, domain claims of HTTP rules and the firewall's deny and
+ * allow lists, with versioned
  * migrations and a backup copy before migrating.
  * Single-threaded by design: controld's one event loop is the only user, so
  * there are no locks. Functions return 0 or -errno; the ones that can refuse
@@ -18,6 +19,7 @@
 #include <stdint.h>
 
 #include "cidr.h"
+#include "domain.h"
 
 struct store;
 
@@ -28,7 +30,7 @@ struct store;
 #define STORE_RULE_LEN	    64
 
 /* The schema version this build migrates to. */
-#define STORE_SCHEMA_VERSION 4
+#define STORE_SCHEMA_VERSION 5
 
 enum store_state { STORE_OFFLINE = 0, STORE_ONLINE = 1 };
 
@@ -79,6 +81,14 @@ struct store_port {
 	int64_t created_at;
 };
 
+/* A domain claimed by a tunnel for an HTTP rule (common/domain.h, normalised). */
+struct store_domain {
+	char domain[DOMAIN_MAX + 1];
+	char tunnel_id[STORE_TUNNEL_ID_LEN];
+	char rule[STORE_RULE_LEN]; /* empty: none */
+	int64_t created_at;
+};
+
 enum store_fw_kind { STORE_FW_DENY = 0, STORE_FW_ALLOW = 1 };
 
 /* One block of a firewall list. */
@@ -110,6 +120,7 @@ typedef int (*store_reg_cb)(const struct store_registration *r, void *arg);
 typedef int (*store_token_cb)(const struct store_token *t, void *arg);
 typedef int (*store_tunnel_cb)(const struct store_tunnel *t, void *arg);
 typedef int (*store_port_cb)(const struct store_port *p, void *arg);
+typedef int (*store_domain_cb)(const struct store_domain *d, void *arg);
 typedef int (*store_fw_cb)(const struct store_fw_rule *r, void *arg);
 
 /* --- registrations --- */
@@ -134,17 +145,20 @@ int store_token_create(struct store *s, const char *group, const char *descripti
 int store_token_get(struct store *s, const char *id, struct store_token *out);
 /*
  * Marks the token revoked; *changed tells whether it was not revoked before.
- * A tunnel that can no longer connect holds no ports: every port of the
- * token's tunnel is released (again on a repeated revoke), each passed to
- * released (may be NULL) first.
+ * A tunnel that can no longer connect holds no ports and no domains: every
+ * port and domain of the token's tunnel is released (again on a repeated
+ * revoke), each passed to released or released_domain (either may be NULL)
+ * first, both with arg.
  */
 int store_token_revoke(struct store *s, const char *id, struct store_token *out, bool *changed,
-		       store_port_cb released, void *arg);
+		       store_port_cb released, store_domain_cb released_domain, void *arg);
 /*
  * Revokes the token of a tunnel (its client's own deauth) and releases the
- * tunnel's ports like store_token_revoke. -ENOENT when the tunnel is unknown.
+ * tunnel's ports and domains like store_token_revoke. -ENOENT when the
+ * tunnel is unknown.
  */
-int store_tunnel_revoke(struct store *s, const char *tunnel_id, store_port_cb released, void *arg);
+int store_tunnel_revoke(struct store *s, const char *tunnel_id, store_port_cb released,
+			store_domain_cb released_domain, void *arg);
 int store_token_list(struct store *s, int64_t offset, int64_t limit, store_token_cb cb, void *arg,
 		     int64_t *total);
 
@@ -211,6 +225,54 @@ int store_port_sync(struct store *s, const char *tunnel_id, const char *const *n
 int store_port_list(struct store *s, const char *tunnel_id, int64_t offset, int64_t limit,
 		    store_port_cb cb, void *arg, int64_t *total);
 int store_port_count(struct store *s, int64_t *count);
+
+/* --- domains --- */
+/*
+ * Checks the n bytes at d as a domain claim (a name or "*.NAME", domain.h):
+ * true with the normalised (lowercase) form in out, or false with a
+ * one-line reason in why naming what is wrong (the domain escaped and cut
+ * in it, so the reason is printable UTF-8 whatever d holds).
+ */
+bool store_domain_check(const char *d, size_t n, char out[DOMAIN_MAX + 1], char *why,
+			size_t whylen);
+/*
+ * True when the normalised claim domain is allowed by patterns, a list value
+ * of [http] allowed_domains (cfg_list_next; empty: everything): a name is
+ * allowed by a pattern that matches it or equals it; a wildcard "*.S" by a
+ * pattern "*.S", or by a wildcard "*.T" where S is T or ends in ".T" (the
+ * pattern matches every name under S).
+ */
+bool store_domain_allowed(const char *patterns, const char *domain);
+/*
+ * Claims a domain (store_domain_check's rules; stored normalised) for a
+ * tunnel's rule. A claim by the tunnel that holds it already succeeds and
+ * takes the new rule name (*created false). Refusals set err and return
+ * -EINVAL (not a domain, or a rule name of STORE_RULE_LEN or more bytes),
+ * -ENOENT (unknown tunnel), -EACCES (the tunnel's token is revoked),
+ * -EADDRINUSE ("domain D is held by tunnel ID"), -EDQUOT (the tunnel holds
+ * LINK_RULES_MAX domains). On 0, *out is the row.
+ */
+int store_domain_claim(struct store *s, const char *tunnel_id, const char *domain, const char *rule,
+		       struct store_domain *out, bool *created, char *err, size_t errlen);
+/*
+ * Releases a domain (any case of it); with tunnel_id set only if that
+ * tunnel holds it. -EINVAL (not a domain) or -ENOENT ("domain D is not
+ * held", "... by tunnel ID") with err. On 0, *out (if given) is the old row.
+ */
+int store_domain_release(struct store *s, const char *domain, const char *tunnel_id,
+			 struct store_domain *out, char *err, size_t errlen);
+/*
+ * A connecting client's rule list: releases the tunnel's domains whose rule
+ * name is set and not one of names[0..n), each passed to released first.
+ */
+int store_domain_sync(struct store *s, const char *tunnel_id, const char *const *names, size_t n,
+		      store_domain_cb released, void *arg);
+/* Releases every domain of the tunnel, each passed to released first. */
+int store_domain_release_tunnel(struct store *s, const char *tunnel_id, store_domain_cb released,
+				void *arg);
+/* Domains in name order; tunnel_id NULL = all. */
+int store_domain_list(struct store *s, const char *tunnel_id, int64_t offset, int64_t limit,
+		      store_domain_cb cb, void *arg, int64_t *total);
 
 /* --- firewall --- */
 /* "deny" or "allow"; NULL for anything else. */

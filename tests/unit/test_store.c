@@ -4,7 +4,9 @@
  * secret never on disk), registration tokens (uses, expiry, disable), the
  * port allocator (specific, lowest free, range, ownership, per-tunnel limit,
  * rule names, release, persistence), the firewall lists (canonical text,
- * refusals, the per-list limit, order, persistence) and schema migrations
+ * refusals, the per-list limit, order, persistence), domain claims (one
+ * holder, re-claims, the per-tunnel limit, sync, release with revocation,
+ * the reasons of a refused domain, allowed_domains) and schema migrations
  * with the backup copy. Each test works in a fresh temporary state directory.
  */
 #include <errno.h>
@@ -24,6 +26,7 @@
 #include <sqlite3.h>
 
 #include "ctl/store.h"
+#include "link_proto.h"
 #include "log.h"
 
 #define PMIN  22000
@@ -159,8 +162,9 @@ static void test_migrate_empty(void **state)
 			 STORE_SCHEMA_VERSION);
 	assert_int_equal(raw_int(f->db, "SELECT count(*) FROM schema_version"), 1);
 	assert_int_equal(raw_int(f->db, "SELECT count(*) FROM sqlite_master WHERE name IN"
-					" ('registrations','tokens','tunnels','ports','firewall')"),
-			 5);
+					" ('registrations','tokens','tunnels','ports','firewall',"
+					" 'domains')"),
+			 6);
 	/* a fresh database has nothing to back up */
 	for (int v = 0; v <= STORE_SCHEMA_VERSION; v++) {
 		snprintf(bak, sizeof(bak), "%s.bak-v%d", f->db, v);
@@ -198,7 +202,7 @@ static void test_migrate_backup(void **state)
 	/* make it look like a v1 database: version 1 and no v2 indexes */
 	raw_sql(f->db, "UPDATE schema_version SET version = 1;"
 		       "DROP INDEX ports_tunnel; DROP INDEX tokens_tunnel;"
-		       "DROP INDEX tunnels_state; DROP TABLE firewall;");
+		       "DROP INDEX tunnels_state; DROP TABLE firewall; DROP TABLE domains;");
 	assert_int_equal(open_store(f), 0);
 	assert_int_equal(store_schema_version(f->s), STORE_SCHEMA_VERSION);
 	assert_int_equal(raw_int(f->db, "SELECT version FROM schema_version"),
@@ -235,7 +239,8 @@ static void test_migrate_newer_refused(void **state)
 	assert_int_equal(store_open(&f->s, f->db, PMIN, PMAX, MAXPT, err, sizeof(err)), -EPROTO);
 	assert_null(f->s);
 	assert_non_null(strstr(err, "newer"));
-	raw_sql(f->db, "UPDATE schema_version SET version = 3; DROP TABLE firewall");
+	raw_sql(f->db, "UPDATE schema_version SET version = 3; DROP TABLE firewall;"
+		       "DROP TABLE domains");
 	assert_int_equal(open_store(f), 0);
 }
 
@@ -299,14 +304,15 @@ static void test_token_verify(void **state)
 	assert_int_equal(store_auth_token(f->s, bad, true, NULL, tid, err, sizeof(err)), -EACCES);
 
 	/* revoked */
-	assert_int_equal(store_token_revoke(f->s, t.id, &t2, &changed, NULL, NULL), 0);
+	assert_int_equal(store_token_revoke(f->s, t.id, &t2, &changed, NULL, NULL, NULL), 0);
 	assert_true(changed);
 	assert_true(t2.revoked);
-	assert_int_equal(store_token_revoke(f->s, t.id, &t2, &changed, NULL, NULL), 0);
+	assert_int_equal(store_token_revoke(f->s, t.id, &t2, &changed, NULL, NULL, NULL), 0);
 	assert_false(changed);
 	assert_int_equal(store_auth_token(f->s, tok, true, NULL, tid, err, sizeof(err)), -EACCES);
 	assert_string_equal(err, "token revoked");
-	assert_int_equal(store_token_revoke(f->s, "00000000", &t2, &changed, NULL, NULL), -ENOENT);
+	assert_int_equal(store_token_revoke(f->s, "00000000", &t2, &changed, NULL, NULL, NULL),
+			 -ENOENT);
 
 	/* the secret is nowhere in the database files */
 	store_close(f->s);
@@ -615,7 +621,7 @@ static void test_revoke_releases_ports(void **state)
 	alloc_ok(f, a, 0, "ssh", 22000, true);
 	alloc_ok(f, a, 22004, NULL, 22004, true);
 	alloc_ok(f, b, 0, "web", 22001, true);
-	assert_int_equal(store_token_revoke(f->s, t.id, &t2, &changed, rel_cb, rel), 0);
+	assert_int_equal(store_token_revoke(f->s, t.id, &t2, &changed, rel_cb, NULL, rel), 0);
 	assert_true(changed);
 	assert_string_equal(rel, "22000 22004 ");
 	assert_int_equal(store_port_list(f->s, NULL, 0, 50, port_cb, list, &total), 0);
@@ -627,7 +633,7 @@ static void test_revoke_releases_ports(void **state)
 	raw_sql(f->db, "INSERT INTO ports (port, tunnel_id, rule, created_at) SELECT 22003, id,"
 		       " 'stale', 0 FROM tunnels WHERE group_id = 'a'");
 	rel[0] = 0;
-	assert_int_equal(store_token_revoke(f->s, t.id, &t2, &changed, rel_cb, rel), 0);
+	assert_int_equal(store_token_revoke(f->s, t.id, &t2, &changed, rel_cb, NULL, rel), 0);
 	assert_false(changed);
 	assert_string_equal(rel, "22003 ");
 
@@ -636,11 +642,11 @@ static void test_revoke_releases_ports(void **state)
 	assert_int_equal(store_auth_token(f->s, tok, false, NULL, tid, err, sizeof(err)), 0);
 	alloc_ok(f, tid, 0, "x", 22000, true);
 	rel[0] = 0;
-	assert_int_equal(store_tunnel_revoke(f->s, tid, rel_cb, rel), 0);
+	assert_int_equal(store_tunnel_revoke(f->s, tid, rel_cb, NULL, rel), 0);
 	assert_string_equal(rel, "22000 ");
 	assert_int_equal(store_auth_token(f->s, tok, false, NULL, tid, err, sizeof(err)), -EACCES);
 	assert_string_equal(err, "token revoked");
-	assert_int_equal(store_tunnel_revoke(f->s, "t-000000000000", NULL, NULL), -ENOENT);
+	assert_int_equal(store_tunnel_revoke(f->s, "t-000000000000", NULL, NULL, NULL), -ENOENT);
 
 	/* schema v3 also frees ports that revoked tokens held before it existed */
 	alloc_ok(f, b, 22002, "db", 22002, true);
@@ -648,7 +654,8 @@ static void test_revoke_releases_ports(void **state)
 	f->s = NULL;
 	raw_sql(f->db, "UPDATE tokens SET revoked = 1 WHERE tunnel_id IN"
 		       " (SELECT id FROM tunnels WHERE group_id = 'b');"
-		       "UPDATE schema_version SET version = 2; DROP TABLE firewall;");
+		       "UPDATE schema_version SET version = 2; DROP TABLE firewall;"
+		       "DROP TABLE domains;");
 	assert_int_equal(raw_int(f->db, "SELECT count(*) FROM ports"), 2);
 	assert_int_equal(open_store(f), 0);
 	assert_int_equal(raw_int(f->db, "SELECT count(*) FROM ports"), 0);
@@ -668,6 +675,240 @@ static void test_ports_lowest_free_gap(void **state)
 	alloc_ok(f, b, 0, NULL, 22000, true);
 	alloc_ok(f, b, 0, NULL, 22002, true);
 	alloc_ok(f, a, 0, NULL, 22004, true);
+}
+
+/* --- domains --- */
+
+static void claim_ok(struct fixture *f, const char *tid, const char *domain, const char *rule,
+		     const char *want, bool want_created)
+{
+	struct store_domain d;
+	char err[256] = "";
+	bool created;
+	int ret = store_domain_claim(f->s, tid, domain, rule, &d, &created, err, sizeof(err));
+
+	if (ret)
+		fail_msg("claim %s %s: %d %s", tid, domain, ret, err);
+	assert_string_equal(d.domain, want);
+	assert_string_equal(d.tunnel_id, tid);
+	assert_int_equal(created, want_created);
+}
+
+static void claim_err(struct fixture *f, const char *tid, const char *domain, const char *rule,
+		      int want_ret, const char *want_err)
+{
+	struct store_domain d;
+	char err[256] = "";
+	bool created = true;
+
+	assert_int_equal(
+	    store_domain_claim(f->s, tid, domain, rule, &d, &created, err, sizeof(err)), want_ret);
+	assert_false(created);
+	assert_string_equal(err, want_err);
+}
+
+static int dom_cb(const struct store_domain *d, void *arg)
+{
+	char *out = arg;
+	size_t n = strlen(out);
+
+	snprintf(out + n, 512 - n, "%s:%s ", d->domain, d->rule);
+	return 0;
+}
+
+static int dom_rel_cb(const struct store_domain *d, void *arg)
+{
+	char *out = arg;
+	size_t n = strlen(out);
+
+	snprintf(out + n, 512 - n, "%s ", d->domain);
+	return 0;
+}
+
+static void test_domains(void **state)
+{
+	struct fixture *f = *state;
+	char a[STORE_TUNNEL_ID_LEN], b[STORE_TUNNEL_ID_LEN], reason[256], err[256];
+	char list[512] = "";
+	struct store_domain d;
+	int64_t total;
+
+	new_tunnel(f, "a", a);
+	new_tunnel(f, "b", b);
+	claim_ok(f, a, "App.Example.COM", "web", "app.example.com", true);
+	/* held by another tunnel: the reason names the holder */
+	snprintf(reason, sizeof(reason), "domain app.example.com is held by tunnel %s", a);
+	claim_err(f, b, "app.example.com", "web", -EADDRINUSE, reason);
+	/* the same tunnel again (a reconnect): fine, and it takes the new rule name */
+	claim_ok(f, a, "app.example.com", "site", "app.example.com", false);
+	/* a wildcard and a name under it are distinct keys */
+	claim_ok(f, b, "*.Example.com", "wild", "*.example.com", true);
+	claim_ok(f, b, "b.example.com", "web", "b.example.com", true);
+	snprintf(reason, sizeof(reason), "domain *.example.com is held by tunnel %s", b);
+	claim_err(f, a, "*.example.com", "w", -EADDRINUSE, reason);
+	claim_err(f, "t-000000000000", "x.example.com", "w", -ENOENT,
+		  "unknown tunnel t-000000000000");
+	claim_err(f, a, "a..b", "w", -EINVAL,
+		  "domain \"a..b\" has an empty label (a leading, trailing or doubled '.')");
+
+	assert_int_equal(store_domain_list(f->s, NULL, 0, 50, dom_cb, list, &total), 0);
+	assert_int_equal(total, 3);
+	assert_string_equal(list, "*.example.com:wild app.example.com:site b.example.com:web ");
+	list[0] = 0;
+	assert_int_equal(store_domain_list(f->s, b, 1, 50, dom_cb, list, &total), 0);
+	assert_int_equal(total, 2);
+	assert_string_equal(list, "b.example.com:web ");
+
+	/* release: by its holder only when a tunnel is named, in any case */
+	assert_int_equal(store_domain_release(f->s, "APP.example.com", b, &d, err, sizeof(err)),
+			 -ENOENT);
+	snprintf(reason, sizeof(reason), "domain app.example.com is not held by tunnel %s", b);
+	assert_string_equal(err, reason);
+	assert_int_equal(store_domain_release(f->s, "APP.example.com", a, &d, err, sizeof(err)), 0);
+	assert_string_equal(d.rule, "site");
+	assert_int_equal(store_domain_release(f->s, "app.example.com", NULL, &d, err, sizeof(err)),
+			 -ENOENT);
+	assert_string_equal(err, "domain app.example.com is not held");
+	assert_int_equal(store_domain_release(f->s, "-a.com", NULL, &d, err, sizeof(err)), -EINVAL);
+	/* once released, another tunnel may claim it */
+	claim_ok(f, b, "app.example.com", "web2", "app.example.com", true);
+
+	/* persistence */
+	reopen(f);
+	list[0] = 0;
+	assert_int_equal(store_domain_list(f->s, NULL, 0, 50, dom_cb, list, &total), 0);
+	assert_string_equal(list, "*.example.com:wild app.example.com:web2 b.example.com:web ");
+}
+
+static void test_domains_limit_sync_revoke(void **state)
+{
+	struct fixture *f = *state;
+	const char *keep[] = {"web", "ssh"};
+	char a[STORE_TUNNEL_ID_LEN], b[STORE_TUNNEL_ID_LEN], name[64], reason[256];
+	char list[512] = "", rel[512] = "", prel[256] = "", tok[STORE_SECRET_LEN];
+	struct store_token t, t2;
+	bool changed;
+	int64_t total;
+
+	new_tunnel(f, "a", a);
+	new_tunnel(f, "b", b);
+	for (int i = 0; i < LINK_RULES_MAX; i++) {
+		snprintf(name, sizeof(name), "d%d.example.com", i);
+		claim_ok(f, a, name, "r", name, true);
+	}
+	snprintf(reason, sizeof(reason), "tunnel %s already holds %d domains, the most it can", a,
+		 LINK_RULES_MAX);
+	claim_err(f, a, "more.example.com", "r", -EDQUOT, reason);
+	/* a re-claim of a held one is no new domain */
+	claim_ok(f, a, "d0.example.com", "r", "d0.example.com", false);
+	/* the sync of a rule list without "r" releases them all */
+	assert_int_equal(store_domain_sync(f->s, a, keep, 2, dom_rel_cb, rel), 0);
+	assert_int_equal(store_domain_list(f->s, a, 0, 100, dom_cb, list, &total), 0);
+	assert_int_equal(total, 0);
+
+	claim_ok(f, a, "web.example.com", "web", "web.example.com", true);
+	claim_ok(f, a, "old.example.com", "old", "old.example.com", true);
+	claim_ok(f, a, "*.old.example.com", "old", "*.old.example.com", true);
+	claim_ok(f, b, "b.example.com", "old", "b.example.com", true);
+	rel[0] = 0;
+	assert_int_equal(store_domain_sync(f->s, a, keep, 2, dom_rel_cb, rel), 0);
+	assert_string_equal(rel, "*.old.example.com old.example.com ");
+	list[0] = 0;
+	assert_int_equal(store_domain_list(f->s, NULL, 0, 100, dom_cb, list, &total), 0);
+	assert_string_equal(list, "b.example.com:old web.example.com:web ");
+	/* release all of a tunnel */
+	rel[0] = 0;
+	assert_int_equal(store_domain_release_tunnel(f->s, a, dom_rel_cb, rel), 0);
+	assert_string_equal(rel, "web.example.com ");
+
+	/* revoking a token releases its tunnel's ports and domains; it claims nothing after */
+	assert_int_equal(store_token_create(f->s, "c", "test", &t, tok), 0);
+	claim_ok(f, t.tunnel_id, "c.example.com", "web", "c.example.com", true);
+	alloc_ok(f, t.tunnel_id, 0, "ssh", 22000, true);
+	rel[0] = 0;
+	assert_int_equal(store_token_revoke(f->s, t.id, &t2, &changed, rel_cb, dom_rel_cb, prel),
+			 0);
+	assert_string_equal(prel, "22000 c.example.com ");
+	snprintf(reason, sizeof(reason), "tunnel %s: its token is revoked", t.tunnel_id);
+	claim_err(f, t.tunnel_id, "c.example.com", "web", -EACCES, reason);
+	/* the client's own deauth, too */
+	claim_ok(f, b, "b2.example.com", "web", "b2.example.com", true);
+	rel[0] = 0;
+	assert_int_equal(store_tunnel_revoke(f->s, b, NULL, dom_rel_cb, rel), 0);
+	assert_string_equal(rel, "b.example.com b2.example.com ");
+	list[0] = 0;
+	assert_int_equal(store_domain_list(f->s, NULL, 0, 100, dom_cb, list, &total), 0);
+	assert_int_equal(total, 0);
+}
+
+static void check_reason(const char *d, const char *want)
+{
+	char out[DOMAIN_MAX + 1], why[256] = "";
+
+	assert_false(store_domain_check(d, strlen(d), out, why, sizeof(why)));
+	if (strcmp(why, want))
+		fail_msg("%s: got \"%s\", want \"%s\"", d, why, want);
+}
+
+static void test_domain_check(void **state)
+{
+	char out[DOMAIN_MAX + 1], why[256], big[300];
+
+	(void)state;
+	assert_true(store_domain_check("A-1.Example.COM", 15, out, why, sizeof(why)));
+	assert_string_equal(out, "a-1.example.com");
+	assert_true(store_domain_check("*.EXAMPLE.com", 13, out, why, sizeof(why)));
+	assert_string_equal(out, "*.example.com");
+	check_reason("", "the domain is empty");
+	check_reason("a..b", "domain \"a..b\" has an empty label (a leading, trailing or doubled "
+			     "'.')");
+	check_reason("a.com.", "domain \"a.com.\" has an empty label (a leading, trailing or "
+			       "doubled '.')");
+	check_reason("-a.com", "domain \"-a.com\" has a label that starts or ends with '-'");
+	check_reason("a-.com", "domain \"a-.com\" has a label that starts or ends with '-'");
+	check_reason("*.", "domain \"*.\" names nothing after '*.'");
+	check_reason("a.*.com", "domain \"a.*.com\": '*' only as the whole first label "
+				"(*.example.com)");
+	check_reason("*", "domain \"*\": '*' only as the whole first label (*.example.com)");
+	check_reason("caf\xc3\xa9.com", "domain \"caf\xc3\xa9.com\" holds characters other than "
+					"letters, digits, '-' and '.' (a name in another "
+					"script goes in its xn-- form)");
+	check_reason("a\x1b[31m.com", "domain \"a\\x1b[31m.com\" holds characters other than "
+				      "letters, digits, '-' and '.' (a name in another script "
+				      "goes in its xn-- form)");
+	memset(big, 'a', sizeof(big));
+	for (int i = 60; i < 300; i += 61)
+		big[i] = '.';
+	big[299] = 0;
+	check_reason(big, "domain \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+			  "...\" is longer than 253 characters");
+	memset(big, 'a', 64);
+	memcpy(big + 64, ".com", 5);
+	check_reason(big, "domain \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+			  "aaaaaaaa...\" has a label longer than 63 characters");
+}
+
+static void test_domain_allowed(void **state)
+{
+	(void)state;
+	assert_true(store_domain_allowed("", "a.example.com"));
+	assert_true(store_domain_allowed(" ,", "*.anything.org"));
+	/* exact names */
+	assert_true(store_domain_allowed("app.example.com", "app.example.com"));
+	assert_true(store_domain_allowed("App.Example.com", "app.example.com"));
+	assert_false(store_domain_allowed("app.example.com", "x.app.example.com"));
+	assert_false(store_domain_allowed("app.example.com", "*.app.example.com"));
+	/* wildcards: names under them, wildcard claims of the same or a deeper suffix */
+	assert_true(store_domain_allowed("other.org, *.example.com", "a.example.com"));
+	assert_true(store_domain_allowed("*.example.com", "a.b.example.com"));
+	assert_false(store_domain_allowed("*.example.com", "example.com"));
+	assert_true(store_domain_allowed("*.example.com", "*.example.com"));
+	assert_true(store_domain_allowed("*.example.com", "*.dev.example.com"));
+	assert_false(store_domain_allowed("*.example.com", "*.com"));
+	assert_false(store_domain_allowed("*.example.com", "*.badexample.com"));
+	assert_false(store_domain_allowed("*.example.com", "a.badexample.com"));
+	assert_false(store_domain_allowed("example.com a.example.com", "*.example.com"));
+	assert_true(store_domain_allowed("example.com\t*.example.com", "example.com"));
 }
 
 /* --- tunnels --- */
@@ -869,6 +1110,10 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_tunnels, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_firewall, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_firewall_limit, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_domains, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_domains_limit_sync_revoke, setup, teardown),
+	    cmocka_unit_test(test_domain_check),
+	    cmocka_unit_test(test_domain_allowed),
 	};
 
 	log_init("test_store", NLOG_WARN, false);
