@@ -418,6 +418,8 @@ static void cd_disconnect(struct ctlthread *ct, const char *why)
 		return;
 	log_warn("lost nave-controld (%s); forwarding continues, reconnecting", why);
 	fw_pieces_drop(ct);
+	json_decref(ct->sync_acc);
+	ct->sync_acc = NULL;
 	close(ct->fd);
 	ct->fd = -1;
 	ct->next_connect = now_ms() + 500;
@@ -1115,7 +1117,25 @@ static void cd_message(struct ctlthread *ct, json_t *m)
 
 	if (!strcmp(type, CTL_SYNC)) {
 		size_t nports = (size_t)ct->cfg.port_max - ct->cfg.port_min + 1, i;
-		json_t *ports = json_object_get(m, "ports"), *p;
+		json_t *ports, *p;
+
+		/* a large sync comes in pieces: gather them, apply the whole */
+		if (!ct->sync_acc)
+			ct->sync_acc = json_pack("{s:[], s:[]}", "ports", "domains");
+		if (!ct->sync_acc)
+			return;
+		for (i = 0; i < 2; i++) {
+			const char *k = i ? "domains" : "ports";
+			json_t *part = json_object_get(m, k);
+
+			if (json_is_array(part))
+				json_array_extend(json_object_get(ct->sync_acc, k), part);
+		}
+		if (json_is_true(json_object_get(m, "more")))
+			return;
+		m = ct->sync_acc;
+		ct->sync_acc = NULL;
+		ports = json_object_get(m, "ports");
 		bool *keep = calloc(nports, sizeof(bool));
 		char why[256];
 
@@ -1135,6 +1155,7 @@ static void cd_message(struct ctlthread *ct, json_t *m)
 		on_sync_domains(ct, json_object_get(m, "domains"));
 		log_info("synchronised with nave-controld: %zu port(s), %u domain(s)",
 			 json_array_size(ports), ct->ndoms);
+		json_decref(m);
 		return;
 	}
 	if (!strcmp(type, CTL_DOMAIN_DEL)) {
@@ -1640,6 +1661,7 @@ void ctlthread_stop(struct ctlthread *ct)
 	free(ct->route);
 	free(ct->doms);
 	http_routes_put(ct->routes);
+	json_decref(ct->sync_acc);
 	free(ct->listening);
 	for (size_t i = 0; ct->hold && i <= (size_t)ct->cfg.port_max - ct->cfg.port_min; i++)
 		if (ct->hold[i] >= 0)
