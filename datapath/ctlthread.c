@@ -122,6 +122,7 @@ struct ctlthread {
 	struct hdom *doms;
 	unsigned ndoms, capdoms;
 	struct http_routes *routes;	 /* this thread's reference */
+	json_t *sync_acc;		 /* a sync arriving in pieces */
 	_Atomic unsigned unlisten_acked; /* and handled by them */
 	/* worker events */
 	int efd;
