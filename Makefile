@@ -40,6 +40,8 @@ SSL_LIBS := $(BSSL_LIB)/libssl.so $(BSSL_LIB)/libcrypto.so -Wl,-rpath,$(BSSL_LIB
 COMMON := common/log.c common/msg.c common/frame.c common/util.c common/valid.c common/sock.c \
 	  common/proxy.c common/portlist.c common/cidr.c common/tlspeek.c common/domain.c
 CFG := config/cfg.c
+# scrypt password hashes (BoringSSL): kept out of COMMON, navectl links no libcrypto
+PASSWD := common/passwd.c
 TLS := tls/tls.c tls/ktls.c
 ENGINE := datapath/worker.c datapath/stream.c datapath/relay.c datapath/dial.c \
 	  datapath/xprt.c datapath/xprt_tls.c
@@ -55,10 +57,11 @@ BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_x86 -Wall -Werror -Ibpf \
 	      -I/usr/include/$(shell $(CC) -dumpmachine)
 
 RELAYD_SRC := datapath/relayd.c datapath/ctlthread.c datapath/kern.c $(ENGINE) $(BPF_SRC) $(TLS) \
-	      $(CFG) $(COMMON)
+	      $(CFG) $(COMMON) $(PASSWD)
 CONTROLD_SRC := ctl/controld.c ctl/store.c ctl/api.c ctl/relaylink.c $(TLS) $(CFG) $(COMMON)
 NAVECTL_SRC := ctl/navectl.c $(CFG) $(COMMON)
-NAVE_SRC := client/nave.c client/client.c $(ENGINE) $(TLS) $(CFG) $(COMMON)
+NAVE_SRC := client/nave.c client/client.c $(ENGINE) $(TLS) $(CFG) $(COMMON) \
+	    $(PASSWD)
 
 obj = $(patsubst %.c,$(B)/obj/%.o,$(1))
 
@@ -95,7 +98,7 @@ $(B)/navectl: $(call obj,$(NAVECTL_SRC))
 
 $(B)/nave: $(call obj,$(NAVE_SRC))
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(SSL_LIBS) -luring -liniparser -ljansson
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(SSL_LIBS) -luring -liniparser -ljansson -lhttp_parser
 	$(Q)./tests/check-no-openssl.sh $@
 
 $(B)/nave-relayd: $(call obj,$(RELAYD_SRC))
@@ -113,9 +116,9 @@ run: deps all
 # Unit tests (cmocka): each tests/unit/test_X.c is one binary.
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
-UNIT_LIBS := $(SSL_LIBS) -luring -liniparser -ljansson -lsqlite3 -lmicrohttpd -lcmocka
+UNIT_LIBS := $(SSL_LIBS) -luring -liniparser -ljansson -lsqlite3 -lmicrohttpd -lcmocka -lhttp_parser
 
-$(B)/tests/%: tests/unit/%.c $(call obj,$(COMMON) $(CFG) $(TLS) ctl/store.c)
+$(B)/tests/%: tests/unit/%.c $(call obj,$(COMMON) $(CFG) $(TLS) $(PASSWD) ctl/store.c)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -Wno-missing-prototypes -o $@ $^ $(LDFLAGS) $(UNIT_LIBS)
