@@ -60,7 +60,7 @@ RELAYD_SRC := datapath/relayd.c datapath/ctlthread.c datapath/kern.c $(ENGINE) $
 	      $(CFG) $(COMMON) $(PASSWD)
 CONTROLD_SRC := ctl/controld.c ctl/store.c ctl/api.c ctl/relaylink.c $(TLS) $(CFG) $(COMMON)
 NAVECTL_SRC := ctl/navectl.c $(CFG) $(COMMON)
-NAVE_SRC := client/nave.c client/client.c $(ENGINE) $(TLS) $(CFG) $(COMMON) \
+NAVE_SRC := client/nave.c client/client.c client/webroot.c $(ENGINE) $(TLS) $(CFG) $(COMMON) \
 	    $(PASSWD)
 
 obj = $(patsubst %.c,$(B)/obj/%.o,$(1))
@@ -122,6 +122,9 @@ $(B)/tests/%: tests/unit/%.c $(call obj,$(COMMON) $(CFG) $(TLS) $(PASSWD) ctl/st
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -Wno-missing-prototypes -o $@ $^ $(LDFLAGS) $(UNIT_LIBS)
+
+# test_webroot tests the client's static file server too
+$(B)/tests/test_webroot: $(call obj,client/webroot.c)
 
 # The XDP filter's test driver (tests/xdp/): the loader without relayd, for test_xdp.py.
 $(B)/tests/xdp_probe: tests/xdp/xdp_probe.c $(call obj,bpf/xdp.c common/cidr.c common/log.c common/util.c)
