@@ -30,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -585,7 +586,7 @@ static int rule_resolve(struct rule *r, char *err, size_t errlen)
 static struct rule *rule_by_name(struct client *cl, const char *name)
 {
 	for (unsigned i = 0; i < cl->nrules; i++)
-		if (!strcmp(cl->rules[i].cfg.name, name))
+		if (!strcasecmp(cl->rules[i].cfg.name, name)) /* as the config's sections */
 			return &cl->rules[i];
 	return NULL;
 }

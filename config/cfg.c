@@ -1600,6 +1600,9 @@ const char *cfg_http_rule_check(const struct cfg_http_rule *h, const char **key)
 		return "missing: to (HOST:PORT of a local service) or webroot (a directory)";
 	if (h->to[0] && h->webroot[0])
 		return "to and webroot exclude each other";
+	*key = "host_header";
+	if (h->host_header[0] && h->webroot[0])
+		return "goes with to only: the webroot is chosen by the request's Host";
 	*key = "tls_passthrough";
 	if (h->tls_passthrough && h->webroot[0])
 		return "needs to: a webroot cannot take TLS it does not terminate";
