@@ -232,7 +232,7 @@ time_t webroot_parse_date(const char *s, size_t n)
 	buf[n] = 0;
 	/* IMF-fixdate only: "Sun, 06 Nov 1994 08:49:37 GMT" */
 	if (n != 29 ||
-	    sscanf(buf, "%3s %2d %3s %4d %2d:%2d:%2d %3s", wd, &d, ms, &y, &h, &mi, &se, tail) !=
+	    sscanf(buf, "%3s, %2d %3s %4d %2d:%2d:%2d %3s", wd, &d, ms, &y, &h, &mi, &se, tail) !=
 		8 ||
 	    buf[3] != ',' || strcmp(tail, "GMT"))
 		return -1;
@@ -483,6 +483,8 @@ static void respond_error(struct wconn *c, int status, const char *reason, const
 	size_t n;
 	char body[96];
 
+	if (status == 400)
+		c->close_after = true; /* what follows a bad request cannot be trusted to frame */
 	n = (size_t)snprintf(body, sizeof(body), "%d %s\n", status, reason);
 	respond(c, status, reason, extra, "text/plain; charset=utf-8", (int64_t)n, false);
 	if (c->out_len + n < sizeof(c->out)) {
