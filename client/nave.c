@@ -662,13 +662,12 @@ static void print_http_rules(json_t *rules)
 
 /*
  * Prints tcp (TCP rules as the running client or the config lists them) and
- * http (HTTP rules), as kind asks. JSON: tcp ls keeps its old shape; ls
- * marks each rule with its type.
+ * http (HTTP rules), as kind asks. JSON: a TCP rule keeps the shape it
+ * always had (no "type": scripts read it), an HTTP rule has "type": "http".
  */
 static void print_rules(struct opts *o, json_t *tcp, json_t *http, enum ls_kind kind)
 {
-	json_t *all, *r;
-	size_t i;
+	json_t *all;
 
 	if (o->json) {
 		if (kind == LS_TCP) {
@@ -679,14 +678,8 @@ static void print_rules(struct opts *o, json_t *tcp, json_t *http, enum ls_kind 
 			print_json(http);
 			return;
 		}
-		all = json_array();
-		json_array_foreach(tcp, i, r)
-		{
-			json_t *c = json_deep_copy(r);
-
-			json_object_set_new(c, "type", json_string("tcp"));
-			json_array_append_new(all, c);
-		}
+		/* TCP rules keep the shape they always had; HTTP rules say "type": "http" */
+		all = json_deep_copy(tcp);
 		json_array_extend(all, http);
 		print_json(all);
 		json_decref(all);

@@ -264,7 +264,7 @@ def test_http_rules_on_the_control_link(fake, fclient, tmp_path):
     assert "ssh" in human and "wildcard-pages-example-com" in human
     assert f"refused: {fake.refuse_reason}" in human
     js = json.loads(fclient.nave("--json", "tunnel", "ls").stdout)
-    assert {(r["name"], r["type"]) for r in js} == {
+    assert {(r["name"], r.get("type", "tcp")) for r in js} == {
         ("ssh", "tcp"), ("taken", "http"), ("app-example-com", "http"),
         ("wildcard-pages-example-com", "http")}
     assert [r["name"] for r in json.loads(fclient.nave("--json", "tunnel", "tcp", "ls").stdout)] \
