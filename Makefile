@@ -40,6 +40,8 @@ SSL_LIBS := $(BSSL_LIB)/libssl.so $(BSSL_LIB)/libcrypto.so -Wl,-rpath,$(BSSL_LIB
 COMMON := common/log.c common/msg.c common/frame.c common/util.c common/valid.c common/sock.c \
 	  common/proxy.c common/portlist.c common/cidr.c common/tlspeek.c common/domain.c common/http.c
 CFG := config/cfg.c
+# scrypt password hashes (BoringSSL): kept out of COMMON, navectl links no libcrypto
+PASSWD := common/passwd.c
 TLS := tls/tls.c tls/ktls.c
 ENGINE := datapath/worker.c datapath/stream.c datapath/relay.c datapath/dial.c \
 	  datapath/xprt.c datapath/xprt_tls.c datapath/edge.c datapath/routes.c
@@ -55,10 +57,11 @@ BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_x86 -Wall -Werror -Ibpf \
 	      -I/usr/include/$(shell $(CC) -dumpmachine)
 
 RELAYD_SRC := datapath/relayd.c datapath/ctlthread.c datapath/kern.c $(ENGINE) $(BPF_SRC) $(TLS) \
-	      $(CFG) $(COMMON)
+	      $(CFG) $(COMMON) $(PASSWD)
 CONTROLD_SRC := ctl/controld.c ctl/store.c ctl/api.c ctl/relaylink.c $(TLS) $(CFG) $(COMMON)
 NAVECTL_SRC := ctl/navectl.c $(CFG) $(COMMON)
-NAVE_SRC := client/nave.c client/client.c $(ENGINE) $(TLS) $(CFG) $(COMMON)
+NAVE_SRC := client/nave.c client/client.c client/webroot.c $(ENGINE) $(TLS) $(CFG) $(COMMON) \
+	    $(PASSWD)
 
 obj = $(patsubst %.c,$(B)/obj/%.o,$(1))
 
@@ -115,10 +118,13 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
 UNIT_LIBS := $(SSL_LIBS) -luring -liniparser -ljansson -lhttp_parser -lsqlite3 -lmicrohttpd -lcmocka
 
-$(B)/tests/%: tests/unit/%.c $(call obj,$(COMMON) $(CFG) $(TLS) ctl/store.c)
+$(B)/tests/%: tests/unit/%.c $(call obj,$(COMMON) $(CFG) $(TLS) $(PASSWD) ctl/store.c)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -Wno-missing-prototypes -o $@ $^ $(LDFLAGS) $(UNIT_LIBS)
+
+# test_webroot tests the client's static file server too
+$(B)/tests/test_webroot: $(call obj,client/webroot.c)
 
 # The XDP filter's test driver (tests/xdp/): the loader without relayd, for test_xdp.py.
 $(B)/tests/xdp_probe: tests/xdp/xdp_probe.c $(call obj,bpf/xdp.c common/cidr.c common/log.c common/util.c)

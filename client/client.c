@@ -12,6 +12,8 @@
 
 #include "datapath/engine.h"
 #include "datapath/xprt_tls.h"
+#include "domain.h"
+#include "webroot.h"
 #include "link_proto.h"
 #include "log.h"
 #include "msg.h"
@@ -28,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -427,11 +430,21 @@ int client_deauth_offline(const struct cfg_client *c, char *tunnel_id, size_t id
 
 /* ---------- the running client ---------- */
 
+/*
+ * A rule of the running client. TCP: cfg is the rule, granted its public
+ * port. HTTP: h is the rule (cfg.name holds its name too, so lookups by name
+ * treat both alike), granted the route of this session's http_grant (0 when
+ * none: routes die with the session).
+ */
 struct rule {
+	bool http;
 	struct cfg_tcp_rule cfg;
+	struct cfg_http_rule h;
 	struct engine_rule er;
 	uint16_t granted;
 	bool requested;
+	long long req;	   /* the last tcp_add/http_add sent for it */
+	char refused[160]; /* the server's reason when it refused that request */
 };
 
 struct local {
@@ -462,6 +475,8 @@ struct client {
 	unsigned nrules;
 	int lfd;
 	struct local locals[LOCAL_MAX];
+	struct webroot *www; /* the static file server, started by the first webroot rule */
+	char www_path[CFG_PATH_MAX];
 	int exit_code;
 	bool quit;
 	/*
@@ -473,20 +488,82 @@ struct client {
 	int ctl_ktls; /* cconn_open's ktls: 0, 1 (auto) or 2 (on) */
 };
 
-static bool op_rule_find(void *arg, uint16_t port, struct engine_rule *out)
+static bool op_rule_find(void *arg, uint16_t port, uint16_t flags, struct engine_rule *out)
 {
 	struct client *cl = arg;
 	bool found = false;
 
+	bool http = flags & LINK_BIND_HTTP;
+
 	pthread_mutex_lock(&cl->lock);
 	for (unsigned i = 0; i < cl->nrules; i++)
-		if (cl->rules[i].granted == port && cl->rules[i].er.to_len) {
+		if (cl->rules[i].http == http && cl->rules[i].granted == port &&
+		    cl->rules[i].er.to_len) {
 			*out = cl->rules[i].er;
 			found = true;
 			break;
 		}
 	pthread_mutex_unlock(&cl->lock);
 	return found;
+}
+
+static int webroot_ensure(struct client *cl, char *err, size_t errlen)
+{
+	if (cl->www)
+		return 0;
+	if (snprintf(cl->www_path, sizeof(cl->www_path), "%s.www", cl->cfg->socket) >=
+	    (int)sizeof(cl->www_path)) {
+		snprintf(err, errlen, "socket path too long for the webroot server");
+		return -1;
+	}
+	cl->www = webroot_start(cl->www_path, err, errlen);
+	if (!cl->www)
+		return -1;
+	log_info("webroot server on %s", cl->www_path);
+	return 0;
+}
+
+/* Where an HTTP rule's streams go: its to, or the webroot server (started on first use). */
+static int http_resolve(struct client *cl, struct rule *r, char *err, size_t errlen)
+{
+	char host[256];
+	uint16_t port;
+
+	r->er.proxy = 0;
+	if (r->h.webroot[0]) {
+		if (webroot_ensure(cl, err, errlen) < 0)
+			return -1;
+		if (webroot_add(cl->www, r->h.domain, r->h.webroot, err, errlen) < 0)
+			return -1;
+		webroot_addr(cl->www, &r->er.to, &r->er.to_len);
+		return 0;
+	}
+	if (cfg_parse_hostport(r->h.to, host, sizeof(host), &port) < 0 || port == 0) {
+		snprintf(err, errlen, "bad --to '%s' (want HOST:PORT)", r->h.to);
+		return -1;
+	}
+	if (engine_resolve(host, port, &r->er.to, &r->er.to_len) < 0) {
+		snprintf(err, errlen, "cannot resolve %s", host);
+		return -1;
+	}
+	return 0;
+}
+
+/* What an HTTP rule's streams reach, for logs and replies. */
+static const char *http_target(const struct rule *r, char *buf, size_t len)
+{
+	if (r->h.webroot[0])
+		snprintf(buf, len, "webroot %s", r->h.webroot);
+	else
+		snprintf(buf, len, "%s", r->h.to);
+	return buf;
+}
+
+/* A forgotten HTTP rule no longer has the webroot serve its domain. */
+static void rule_forget(struct client *cl, const struct rule *r)
+{
+	if (r->http && r->h.webroot[0] && cl->www)
+		webroot_remove(cl->www, r->h.domain);
 }
 
 static int rule_resolve(struct rule *r, char *err, size_t errlen)
@@ -509,7 +586,7 @@ static int rule_resolve(struct rule *r, char *err, size_t errlen)
 static struct rule *rule_by_name(struct client *cl, const char *name)
 {
 	for (unsigned i = 0; i < cl->nrules; i++)
-		if (!strcmp(cl->rules[i].cfg.name, name))
+		if (!strcasecmp(cl->rules[i].cfg.name, name)) /* as the config's sections */
 			return &cl->rules[i];
 	return NULL;
 }
@@ -521,11 +598,16 @@ static void persist(struct client *cl)
 	struct cfg_client *c = cl->cfg;
 
 	pthread_mutex_lock(&cl->lock);
-	c->n_tcp = cl->nrules;
+	c->n_tcp = c->n_http = 0;
 	for (unsigned i = 0; i < cl->nrules; i++) {
-		c->tcp[i] = cl->rules[i].cfg;
+		if (cl->rules[i].http) {
+			c->http[c->n_http++] = cl->rules[i].h;
+			continue;
+		}
+		c->tcp[c->n_tcp] = cl->rules[i].cfg;
 		if (cl->rules[i].granted)
-			c->tcp[i].port = cl->rules[i].granted;
+			c->tcp[c->n_tcp].port = cl->rules[i].granted;
+		c->n_tcp++;
 	}
 	pthread_mutex_unlock(&cl->lock);
 	if (cfg_client_save(c, err, sizeof(err)) < 0)
@@ -554,12 +636,35 @@ static void local_reply(struct client *cl, struct local *lo, json_t *obj)
 	lo->fd = -1;
 }
 
+static json_t *http_msg(struct rule *r, long long id, bool remove)
+{
+	const struct cfg_http_rule *h = &r->h;
+	json_t *m =
+	    json_pack("{s:s, s:I, s:s, s:s}", "type", remove ? LINK_MSG_HTTP_RM : LINK_MSG_HTTP_ADD,
+		      "req", (json_int_t)id, "name", h->name, "domain", h->domain);
+
+	if (remove)
+		return m;
+	/* booleans only when true, strings only when set (link_proto.h) */
+	if (h->tls_passthrough)
+		json_object_set_new(m, "tls_passthrough", json_true());
+	if (h->redirect_https)
+		json_object_set_new(m, "redirect_https", json_true());
+	if (h->host_header[0])
+		json_object_set_new(m, "host_header", json_string(h->host_header));
+	if (h->basic_auth[0])
+		json_object_set_new(m, "basic_auth", json_string(h->basic_auth));
+	return m;
+}
+
 static long long request_rule(struct client *cl, struct rule *r, bool remove)
 {
 	long long id = ++cl->next_req;
 	json_t *m;
 
-	if (remove)
+	if (r->http)
+		m = http_msg(r, id, remove);
+	else if (remove)
 		m = json_pack("{s:s, s:I, s:s, s:i}", "type", LINK_MSG_TCP_RM, "req", id, "name",
 			      r->cfg.name, "port", (int)r->granted);
 	else
@@ -569,6 +674,10 @@ static long long request_rule(struct client *cl, struct rule *r, bool remove)
 		id = 0;
 	json_decref(m);
 	r->requested = !remove;
+	if (!remove) {
+		r->req = id;
+		r->refused[0] = 0;
+	}
 	return id;
 }
 
@@ -632,6 +741,12 @@ static void session_end(struct client *cl, const char *why)
 		engine_post(cl->eng, 0, &mb);
 	}
 	cl->online = false;
+	/* HTTP routes are valid for one session only */
+	pthread_mutex_lock(&cl->lock);
+	for (unsigned i = 0; i < cl->nrules; i++)
+		if (cl->rules[i].http)
+			cl->rules[i].granted = 0;
+	pthread_mutex_unlock(&cl->lock);
 	for (unsigned i = 0; i < LOCAL_MAX; i++)
 		if (cl->locals[i].fd > 0 && cl->locals[i].waiting)
 			local_reply(
@@ -737,7 +852,9 @@ static void on_server_message(struct client *cl, json_t *m)
 
 		pthread_mutex_lock(&cl->lock);
 		r = rule_by_name(cl, msg_str(m, "name") ?: "");
-		if (r)
+		if (r && r->http)
+			r = NULL;
+		if (r && port > 0 && port <= 65535)
 			r->granted = (uint16_t)port;
 		pthread_mutex_unlock(&cl->lock);
 		if (r) {
@@ -751,7 +868,42 @@ static void on_server_message(struct client *cl, json_t *m)
 					      r ? r->cfg.to : ""));
 		return;
 	}
-	if (!strcmp(type, LINK_MSG_TCP_REMOVED)) {
+	if (!strcmp(type, LINK_MSG_HTTP_GRANT)) {
+		long long route = msg_int(m, "route", 0);
+		char tb[CFG_PATH_MAX + 16], dom[CFG_STR_MAX];
+
+		pthread_mutex_lock(&cl->lock);
+		r = rule_by_name(cl, msg_str(m, "name") ?: "");
+		if (r && (!r->http || route < 1 || route > 65535))
+			r = NULL;
+		if (r) {
+			r->granted = (uint16_t)route;
+			r->refused[0] = 0;
+			str_copy(dom, sizeof(dom), r->h.domain);
+			http_target(r, tb, sizeof(tb));
+		}
+		pthread_mutex_unlock(&cl->lock);
+		if (!r) {
+			log_warn(
+			    "http_grant for no HTTP rule of this client (name %s, route %lld): "
+			    "ignored",
+			    msg_str(m, "name") ?: "?", route);
+			if (lo)
+				local_reply(cl, lo,
+					    json_pack("{s:b, s:s}", "ok", 0, "error",
+						      "the server granted something else"));
+			return;
+		}
+		log_info("rule %s: %s://%s -> %s", r->cfg.name,
+			 r->h.tls_passthrough ? "https" : "http", dom, tb);
+		if (lo)
+			local_reply(cl, lo,
+				    json_pack("{s:b, s:s, s:s, s:s, s:I, s:s}", "ok", 1, "type",
+					      "http", "name", r->cfg.name, "domain", dom, "route",
+					      (json_int_t)route, "state", "granted"));
+		return;
+	}
+	if (!strcmp(type, LINK_MSG_TCP_REMOVED) || !strcmp(type, LINK_MSG_HTTP_REMOVED)) {
 		if (lo)
 			local_reply(cl, lo, json_pack("{s:b}", "ok", 1));
 		return;
@@ -779,17 +931,34 @@ static void on_server_message(struct client *cl, json_t *m)
 	}
 	if (!strcmp(type, LINK_MSG_REQ_ERROR)) {
 		const char *reason = msg_str(m, "reason") ?: "refused";
+		struct rule gone;
+		bool forgot = false;
 
-		log_warn("server refused a request: %s", reason);
+		pthread_mutex_lock(&cl->lock);
+		r = NULL;
+		for (unsigned i = 0; req && i < cl->nrules && !r; i++)
+			if (cl->rules[i].req == req)
+				r = &cl->rules[i];
+		if (r && !lo)
+			str_copy(r->refused, sizeof(r->refused), reason);
+		pthread_mutex_unlock(&cl->lock);
+		if (r)
+			log_warn("rule %s: the server refused it: %s", r->cfg.name, reason);
+		else
+			log_warn("server refused a request: %s", reason);
 		if (lo) {
 			if (!lo->remove && !lo->deauth) {
 				/* a refused add: forget the rule again */
 				pthread_mutex_lock(&cl->lock);
 				r = rule_by_name(cl, lo->rule);
 				if (r) {
+					gone = *r;
+					forgot = true;
 					*r = cl->rules[--cl->nrules];
 				}
 				pthread_mutex_unlock(&cl->lock);
+				if (forgot)
+					rule_forget(cl, &gone);
 				persist(cl);
 			}
 			local_reply(cl, lo, json_pack("{s:b, s:s}", "ok", 0, "error", reason));
@@ -812,31 +981,174 @@ static void on_server_message(struct client *cl, json_t *m)
 	/* unknown types are ignored */
 }
 
+json_t *client_http_rule_json(const struct cfg_http_rule *h, unsigned route, const char *state,
+			      const char *reason)
+{
+	json_t *flags = json_array(), *j;
+	char user[CFG_STR_MAX];
+
+	if (h->tls_passthrough)
+		json_array_append_new(flags, json_string("tls_passthrough"));
+	if (h->redirect_https)
+		json_array_append_new(flags, json_string("redirect_https"));
+	if (h->host_header[0])
+		json_array_append_new(flags, json_string("host_header"));
+	if (h->basic_auth[0])
+		json_array_append_new(flags, json_string("basic_auth"));
+	j = json_pack("{s:s, s:s, s:s}", "name", h->name, "type", "http", "domain", h->domain);
+	if (h->webroot[0])
+		json_object_set_new(j, "webroot", json_string(h->webroot));
+	else
+		json_object_set_new(j, "to", json_string(h->to));
+	json_object_set_new(j, "flags", flags);
+	if (h->host_header[0])
+		json_object_set_new(j, "host_header", json_string(h->host_header));
+	if (h->basic_auth[0]) {
+		str_copy(user, sizeof(user), h->basic_auth);
+		*strchrnul(user, ':') = 0;
+		json_object_set_new(j, "basic_auth_user", json_string(user));
+	}
+	json_object_set_new(j, "state", json_string(state));
+	if (route)
+		json_object_set_new(j, "route", json_integer(route));
+	if (reason && reason[0])
+		json_object_set_new(j, "reason", json_string(reason));
+	return j;
+}
+
 static json_t *status_json(struct client *cl)
 {
 	struct engine_stats s;
-	json_t *rules = json_array();
+	json_t *rules = json_array(), *hrules = json_array();
 
 	engine_stats(cl->eng, &s);
 	pthread_mutex_lock(&cl->lock);
-	for (unsigned i = 0; i < cl->nrules; i++)
+	for (unsigned i = 0; i < cl->nrules; i++) {
+		const struct rule *r = &cl->rules[i];
+
+		if (r->http) {
+			json_array_append_new(hrules,
+					      client_http_rule_json(&r->h, r->granted,
+								    r->refused[0] ? "refused"
+								    : r->granted  ? "granted"
+								    : cl->online  ? "waiting"
+										  : "offline",
+								    r->refused));
+			continue;
+		}
 		json_array_append_new(
 		    rules, json_pack("{s:s, s:s, s:i, s:s}", "name", cl->rules[i].cfg.name, "to",
 				     cl->rules[i].cfg.to, "port",
 				     (int)(cl->rules[i].granted ? cl->rules[i].granted
 								: cl->rules[i].cfg.port),
-				     "state", cl->rules[i].granted ? "active" : "pending"));
+				     "state",
+				     cl->rules[i].refused[0] ? "refused"
+				     : cl->rules[i].granted  ? "active"
+							     : "pending"));
+	}
 	pthread_mutex_unlock(&cl->lock);
-	return json_pack("{s:b, s:s, s:s, s:s, s:s, s:I, s:I, s:s, s:I, s:I, s:I, s:I, s:I, s:I, "
-			 "s:I, s:b, s:o}",
-			 "ok", 1, "state", cl->online ? "online" : "connecting", "server",
-			 cl->cfg->server, "tunnel_id", cl->tunnel_id, "version", NAVE_VERSION,
-			 "links", (json_int_t)s.links, "idle_links", (json_int_t)s.idle_links,
-			 "ktls", cl->ktls_mode, "links_ktls", (json_int_t)s.links_ktls, "links_tls",
-			 (json_int_t)s.links_tls, "ktls_fallbacks", (json_int_t)s.ktls_fallbacks,
-			 "conns", (json_int_t)s.conns, "conns_total", (json_int_t)s.conns_total,
-			 "bytes_in", (json_int_t)s.bytes_out, "bytes_out", (json_int_t)s.bytes_in,
-			 "control_ktls", cl->cc.ktls_tx && cl->cc.ktls_rx, "rules", rules);
+	json_t *st =
+	    json_pack("{s:b, s:s, s:s, s:s, s:s, s:I, s:I, s:s, s:I, s:I, s:I, s:I, s:I, s:I, "
+		      "s:I, s:b, s:o}",
+		      "ok", 1, "state", cl->online ? "online" : "connecting", "server",
+		      cl->cfg->server, "tunnel_id", cl->tunnel_id, "version", NAVE_VERSION, "links",
+		      (json_int_t)s.links, "idle_links", (json_int_t)s.idle_links, "ktls",
+		      cl->ktls_mode, "links_ktls", (json_int_t)s.links_ktls, "links_tls",
+		      (json_int_t)s.links_tls, "ktls_fallbacks", (json_int_t)s.ktls_fallbacks,
+		      "conns", (json_int_t)s.conns, "conns_total", (json_int_t)s.conns_total,
+		      "bytes_in", (json_int_t)s.bytes_out, "bytes_out", (json_int_t)s.bytes_in,
+		      "control_ktls", cl->cc.ktls_tx && cl->cc.ktls_rx, "rules", rules);
+	json_object_set_new(st, "http_rules", hrules);
+	if (cl->www)
+		json_object_set_new(st, "webroot_socket", json_string(cl->www_path));
+	return st;
+}
+
+/*
+ * A rule name free among both kinds; NULL, or why not. Under cl->lock.
+ */
+static const char *rule_slot_error(struct client *cl, const char *name)
+{
+	if (rule_by_name(cl, name))
+		return "a rule with that name exists";
+	if (cl->nrules >= CFG_MAX_RULES)
+		return "too many rules";
+	return NULL;
+}
+
+/*
+ * http_add from `nave tunnel http add`: the same checks as the config's
+ * (the socket is ours, but the config is what persists it), then the rule is
+ * saved and asked for; the reply waits for http_grant or req_error.
+ */
+static void http_add_local(struct client *cl, struct local *lo, json_t *req)
+{
+	const char *domain = msg_str(req, "domain") ?: "", *why, *key;
+	char err[CFG_ERR_MAX], tb[CFG_PATH_MAX + 16];
+	struct rule nr;
+
+	memset(&nr, 0, sizeof(nr));
+	nr.http = true;
+	if (!str_copy(nr.h.name, sizeof(nr.h.name), msg_str(req, "name") ?: "") ||
+	    !cfg_valid_name(nr.h.name)) {
+		local_reply(cl, lo, json_pack("{s:b, s:s}", "ok", 0, "error", "bad rule name"));
+		return;
+	}
+	str_copy(nr.cfg.name, sizeof(nr.cfg.name), nr.h.name);
+	if (!domain_norm(domain, strlen(domain), nr.h.domain, true)) {
+		local_reply(cl, lo, json_pack("{s:b, s:s}", "ok", 0, "error", "bad domain"));
+		return;
+	}
+	if (!str_copy(nr.h.to, sizeof(nr.h.to), msg_str(req, "to") ?: "") ||
+	    !str_copy(nr.h.webroot, sizeof(nr.h.webroot), msg_str(req, "webroot") ?: "") ||
+	    !str_copy(nr.h.host_header, sizeof(nr.h.host_header),
+		      msg_str(req, "host_header") ?: "") ||
+	    !str_copy(nr.h.basic_auth, sizeof(nr.h.basic_auth), msg_str(req, "basic_auth") ?: "") ||
+	    (nr.h.webroot[0] && nr.h.webroot[0] != '/') ||
+	    (nr.h.host_header[0] && !cfg_valid_host_header(nr.h.host_header)) ||
+	    (nr.h.basic_auth[0] && !cfg_valid_basic_auth(nr.h.basic_auth))) {
+		local_reply(cl, lo,
+			    json_pack("{s:b, s:s}", "ok", 0, "error", "bad http_add request"));
+		return;
+	}
+	nr.h.tls_passthrough = json_is_true(json_object_get(req, "tls_passthrough"));
+	nr.h.redirect_https = json_is_true(json_object_get(req, "redirect_https"));
+	why = cfg_http_rule_check(&nr.h, &key);
+	if (why) {
+		snprintf(err, sizeof(err), "%s: %s", key, why);
+		local_reply(cl, lo, json_pack("{s:b, s:s}", "ok", 0, "error", err));
+		return;
+	}
+	pthread_mutex_lock(&cl->lock);
+	why = rule_slot_error(cl, nr.h.name);
+	for (unsigned i = 0; !why && i < cl->nrules; i++)
+		if (cl->rules[i].http && !strcmp(cl->rules[i].h.domain, nr.h.domain))
+			why = "another rule of this client has that domain";
+	pthread_mutex_unlock(&cl->lock);
+	if (why) {
+		local_reply(cl, lo, json_pack("{s:b, s:s}", "ok", 0, "error", why));
+		return;
+	}
+	if (http_resolve(cl, &nr, err, sizeof(err)) < 0) {
+		local_reply(cl, lo, json_pack("{s:b, s:s}", "ok", 0, "error", err));
+		return;
+	}
+	pthread_mutex_lock(&cl->lock);
+	cl->rules[cl->nrules++] = nr;
+	pthread_mutex_unlock(&cl->lock);
+	persist(cl);
+	log_info("rule %s: http://%s -> %s (asking the server)", nr.h.name, nr.h.domain,
+		 http_target(&nr, tb, sizeof(tb)));
+	if (!cl->online) {
+		local_reply(cl, lo,
+			    json_pack("{s:b, s:s, s:s, s:s, s:s}", "ok", 1, "type", "http", "name",
+				      nr.h.name, "domain", nr.h.domain, "note",
+				      "not connected to the server: saved, applied on reconnect"));
+		return;
+	}
+	lo->waiting = request_rule(cl, rule_by_name(cl, nr.h.name), false);
+	str_copy(lo->rule, sizeof(lo->rule), nr.h.name);
+	lo->deadline = now_ms() + LOCAL_TIMEOUT_MS;
 }
 
 static void on_local_request(struct client *cl, struct local *lo, json_t *req)
@@ -888,7 +1200,11 @@ static void on_local_request(struct client *cl, struct local *lo, json_t *req)
 		lo->deadline = now_ms() + LOCAL_TIMEOUT_MS;
 		return;
 	}
-	if (!strcmp(type, "tcp_rm")) {
+	if (!strcmp(type, "http_add")) {
+		http_add_local(cl, lo, req);
+		return;
+	}
+	if (!strcmp(type, "tcp_rm") || !strcmp(type, "http_rm") || !strcmp(type, "rule_rm")) {
 		struct rule *r, old;
 
 		pthread_mutex_lock(&cl->lock);
@@ -902,6 +1218,7 @@ static void on_local_request(struct client *cl, struct local *lo, json_t *req)
 		old = *r;
 		*r = cl->rules[--cl->nrules];
 		pthread_mutex_unlock(&cl->lock);
+		rule_forget(cl, &old);
 		persist(cl);
 		if (!cl->online || !old.granted) {
 			local_reply(cl, lo, json_pack("{s:b}", "ok", 1));
@@ -1063,6 +1380,20 @@ int client_run(struct cfg_client *c)
 	cl->lfd = local_listen(cl);
 	if (cl->lfd < 0)
 		goto fail;
+	/* after the socket: a second instance must not replace the first one's webroot */
+	for (unsigned i = 0; i < c->n_http; i++) {
+		struct rule *r = &cl->rules[cl->nrules];
+
+		memset(r, 0, sizeof(*r));
+		r->http = true;
+		r->h = c->http[i];
+		str_copy(r->cfg.name, sizeof(r->cfg.name), r->h.name);
+		if (http_resolve(cl, r, err, sizeof(err)) < 0) {
+			fprintf(stderr, "nave: rule %s: %s\n", r->h.name, err);
+			goto fail;
+		}
+		cl->nrules++;
+	}
 	memset(&ec, 0, sizeof(ec));
 	ec.role = ENGINE_CLIENT;
 	ec.workers = 1;
@@ -1193,6 +1524,7 @@ int client_run(struct cfg_client *c)
 		}
 	xprt_ctx_free(cl->xprt);
 	SSL_CTX_free(cl->ctx);
+	webroot_stop(cl->www);
 	pthread_mutex_destroy(&cl->lock);
 	rc = cl->exit_code;
 	free(cl);
@@ -1202,6 +1534,7 @@ fail:
 		close(cl->lfd);
 		unlink(c->socket);
 	}
+	webroot_stop(cl->www);
 	xprt_ctx_free(cl->xprt);
 	SSL_CTX_free(cl->ctx);
 	pthread_mutex_destroy(&cl->lock);

@@ -35,6 +35,16 @@ int client_deauth_offline(const struct cfg_client *c, char *tunnel_id, size_t id
 int client_run(struct cfg_client *c);
 
 /*
+ * An HTTP rule as `nave tunnel ls --json` shows it: name, type "http",
+ * domain, to or webroot, flags (tls_passthrough, redirect_https, host_header,
+ * basic_auth: those set), host_header and basic_auth_user when set (never the
+ * hash), state, route when granted (route != 0), reason when refused
+ * (reason non-empty).
+ */
+json_t *client_http_rule_json(const struct cfg_http_rule *h, unsigned route, const char *state,
+			      const char *reason);
+
+/*
  * Sends one request to a running client's local socket and waits for the
  * answer (ownership of the result passes to the caller). NULL with errno set
  * (ENOENT/ECONNREFUSED: not running).

@@ -7,9 +7,11 @@
  */
 #include "client.h"
 #include "config/cfg.h"
+#include "domain.h"
 #include "link_proto.h"
 #include "log.h"
 #include "msg.h"
+#include "passwd.h"
 #include "tls/tls.h"
 #include "util.h"
 #include "valid.h"
@@ -20,6 +22,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
 
 #define TOKEN_MAX      255  /* bytes of a registration or auth token */
 #define TOKEN_LINE_MAX 4096 /* a token file's first line is read up to this */
@@ -560,27 +564,55 @@ static int cmd_deauth(struct opts *o, int argc, char **argv)
 	"  --json                  print the result as JSON\n"                                     \
 	"  -h, --help              this help"
 
+#define HTTP_ADD_USAGE                                                                             \
+	"nave tunnel http add --domain D (--to HOST:PORT | --webroot DIR)\n"                       \
+	"                            [--tls-passthrough] [--redirect-https] [--host-header H]\n"   \
+	"                            [--basic-auth USER:PASS] [--name NAME] [--config FILE]\n"     \
+	"                            [--json]"
+
+#define HTTP_ADD_OPTIONS                                                                           \
+	"  --domain D              the name the server's HTTP/HTTPS edge routes here: a\n"         \
+	"                          domain or a wildcard *.DOMAIN\n"                                \
+	"  --to HOST:PORT          the local HTTP service\n"                                       \
+	"  --webroot DIR           serve the files of DIR instead (nave serves them itself;\n"     \
+	"                          index.html for a directory, GET and HEAD only)\n"               \
+	"  --tls-passthrough       the edge forwards TLS untouched: the service at --to\n"         \
+	"                          terminates it (no other option below goes with it)\n"           \
+	"  --redirect-https        the edge answers plain HTTP with a redirect to HTTPS\n"         \
+	"  --host-header H         the edge sets Host to H (with --to only)\n"                     \
+	"  --basic-auth USER:PASS  the edge asks for this user and password; only a hash\n"        \
+	"                          (scrypt) is kept and sent. It shows in ps while nave\n"         \
+	"                          runs: prefer adding it when nobody else is logged in\n"         \
+	"  --name NAME             the rule's name: letters, digits, - and _ (default: from\n"     \
+	"                          the domain)\n"                                                  \
+	"  --config FILE           the client config\n"                                            \
+	"  --json                  print the result as JSON\n"                                     \
+	"  -h, --help              this help"
+
 static const char tunnel_help[] =
     "usage: " TCP_ADD_USAGE "\n"
+    "       " HTTP_ADD_USAGE "\n"
     "       nave tunnel ls [--config FILE] [--json]\n"
     "       nave tunnel rm NAME [--config FILE] [--json]\n"
-    "       (also: nave tunnel tcp ls, nave tunnel tcp rm NAME)\n"
-    "Rules expose local TCP services on public ports of the server. While nave\n"
-    "start runs they apply at once (and are saved); else they are saved for the\n"
-    "next start.\n"
+    "       (also: nave tunnel tcp ls, nave tunnel tcp rm NAME, nave tunnel http ls,\n"
+    "        nave tunnel http rm NAME)\n"
+    "Rules expose local services: TCP rules on public ports of the server, HTTP\n"
+    "rules under a domain of its HTTP/HTTPS edge. While nave start runs they apply\n"
+    "at once (and are saved); else they are saved for the next start.\n"
     "\n"
-    "Options of tcp add:\n" TCP_ADD_OPTIONS;
+    "Options of tcp add:\n" TCP_ADD_OPTIONS "\n"
+    "\n"
+    "Options of http add:\n" HTTP_ADD_OPTIONS;
 
-static void print_rules(struct opts *o, json_t *rules)
+/* Which rules a listing shows. */
+enum ls_kind { LS_ALL, LS_TCP, LS_HTTP };
+
+static void print_tcp_rules(json_t *rules)
 {
 	char b1[256], b2[64], b3[1024];
 	json_t *r;
 	size_t i;
 
-	if (o->json) {
-		print_json(rules);
-		return;
-	}
 	printf("%-16s %-8s %-10s %s\n", "NAME", "PORT", "STATE", "TO");
 	json_array_foreach(rules, i, r)
 	{
@@ -595,9 +627,75 @@ static void print_rules(struct opts *o, json_t *rules)
 	}
 }
 
-static int tunnel_ls(struct opts *o, int argc, char **argv)
+static void print_http_rules(json_t *rules)
 {
-	json_t *r, *rules;
+	char b1[256], b2[512], b3[64], b4[1024], b5[256], to[CFG_PATH_MAX + 16], fl[128];
+	json_t *r, *f;
+	size_t i, k;
+
+	printf("%-16s %-28s %-10s %-24s %s\n", "NAME", "DOMAIN", "STATE", "TO", "FLAGS");
+	json_array_foreach(rules, i, r)
+	{
+		fl[0] = 0;
+		json_array_foreach(json_object_get(r, "flags"), k, f)
+		{
+			const char *n = json_string_value(f);
+
+			if (n && strlen(fl) + strlen(n) + 2 < sizeof(fl))
+				snprintf(fl + strlen(fl), sizeof(fl) - strlen(fl), "%s%s",
+					 fl[0] ? "," : "", n);
+		}
+		if (msg_str(r, "webroot"))
+			snprintf(to, sizeof(to), "webroot:%s", msg_str(r, "webroot"));
+		else
+			snprintf(to, sizeof(to), "%s", msg_str(r, "to") ?: "-");
+		printf(
+		    "%-16s %-28s %-10s %-24s %s\n", log_esc_str(msg_str(r, "name"), b1, sizeof(b1)),
+		    log_esc_str(msg_str(r, "domain"), b2, sizeof(b2)),
+		    log_esc_str(msg_str(r, "state") ?: "saved", b3, sizeof(b3)),
+		    log_esc_str(to, b4, sizeof(b4)), fl[0] ? log_esc_str(fl, b5, sizeof(b5)) : "-");
+		if (msg_str(r, "reason"))
+			printf("  refused: %s\n",
+			       log_esc_str(msg_str(r, "reason"), b4, sizeof(b4)));
+	}
+}
+
+/*
+ * Prints tcp (TCP rules as the running client or the config lists them) and
+ * http (HTTP rules), as kind asks. JSON: a TCP rule keeps the shape it
+ * always had (no "type": scripts read it), an HTTP rule has "type": "http".
+ */
+static void print_rules(struct opts *o, json_t *tcp, json_t *http, enum ls_kind kind)
+{
+	json_t *all;
+
+	if (o->json) {
+		if (kind == LS_TCP) {
+			print_json(tcp);
+			return;
+		}
+		if (kind == LS_HTTP) {
+			print_json(http);
+			return;
+		}
+		/* TCP rules keep the shape they always had; HTTP rules say "type": "http" */
+		all = json_deep_copy(tcp);
+		json_array_extend(all, http);
+		print_json(all);
+		json_decref(all);
+		return;
+	}
+	if (kind == LS_TCP || (kind == LS_ALL && (json_array_size(tcp) || !json_array_size(http))))
+		print_tcp_rules(tcp);
+	if (kind == LS_ALL && json_array_size(tcp) && json_array_size(http))
+		printf("\n");
+	if (kind == LS_HTTP || (kind == LS_ALL && json_array_size(http)))
+		print_http_rules(http);
+}
+
+static int tunnel_ls(struct opts *o, int argc, char **argv, enum ls_kind kind)
+{
+	json_t *r, *rules, *http;
 
 	if (argc > 1 && is_help(argv[1])) {
 		puts(tunnel_help);
@@ -608,20 +706,30 @@ static int tunnel_ls(struct opts *o, int argc, char **argv)
 	load_cfg(o, true);
 	r = local(o, json_pack("{s:s}", "type", "tcp_ls"));
 	if (r) {
-		print_rules(o, json_object_get(r, "rules"));
+		http = json_object_get(r, "http_rules");
+		if (!json_is_array(http))
+			http = NULL; /* an older client */
+		http = http ? json_incref(http) : json_array();
+		print_rules(o, json_object_get(r, "rules"), http, kind);
+		json_decref(http);
 		json_decref(r);
 		return 0;
 	}
 	if (!not_running(o))
 		return 1;
 	rules = json_array();
+	http = json_array();
 	for (unsigned i = 0; i < o->cfg.n_tcp; i++)
 		json_array_append_new(rules,
 				      json_pack("{s:s, s:s, s:i, s:s}", "name", o->cfg.tcp[i].name,
 						"to", o->cfg.tcp[i].to, "port",
 						(int)o->cfg.tcp[i].port, "state", "saved"));
-	print_rules(o, rules);
+	for (unsigned i = 0; i < o->cfg.n_http; i++)
+		json_array_append_new(http,
+				      client_http_rule_json(&o->cfg.http[i], 0, "saved", NULL));
+	print_rules(o, rules, http, kind);
 	json_decref(rules);
+	json_decref(http);
 	return 0;
 }
 
@@ -656,11 +764,21 @@ static int tunnel_rm(struct opts *o, int argc, char **argv)
 	for (i = 0; i < o->cfg.n_tcp; i++)
 		if (!strcmp(o->cfg.tcp[i].name, name))
 			break;
-	if (i == o->cfg.n_tcp) {
-		say_err("no rule named %s", name);
-		return 1;
+	if (i < o->cfg.n_tcp) {
+		o->cfg.tcp[i] = o->cfg.tcp[--o->cfg.n_tcp];
+	} else {
+		for (i = 0; i < o->cfg.n_http; i++)
+			if (!strcmp(o->cfg.http[i].name, name))
+				break;
+		if (i == o->cfg.n_http) {
+			say_err("no rule named %s", name);
+			return 1;
+		}
+		/* the order of the others is kept: it is the order of the file */
+		memmove(&o->cfg.http[i], &o->cfg.http[i + 1],
+			(o->cfg.n_http - i - 1) * sizeof(o->cfg.http[0]));
+		o->cfg.n_http--;
 	}
-	o->cfg.tcp[i] = o->cfg.tcp[--o->cfg.n_tcp];
 	if (cfg_client_save(&o->cfg, err, sizeof(err)) < 0) {
 		say_err("%s", err);
 		return 1;
@@ -669,6 +787,18 @@ static int tunnel_rm(struct opts *o, int argc, char **argv)
 		printf("removed %s (from the config; nave is not running)\n",
 		       log_esc_str(name, b, sizeof(b)));
 	return 0;
+}
+
+/* True when a TCP or HTTP rule of the config has this name (case-insensitive, as INI sections). */
+static bool rule_name_used(const struct cfg_client *c, const char *name)
+{
+	for (unsigned j = 0; j < c->n_tcp; j++)
+		if (!strcasecmp(c->tcp[j].name, name))
+			return true;
+	for (unsigned j = 0; j < c->n_http; j++)
+		if (!strcasecmp(c->http[j].name, name))
+			return true;
+	return false;
 }
 
 /* A public port: 0 (any) .. 65535, decimal digits only. -1 if it is not. */
@@ -750,8 +880,7 @@ static int tcp_add(struct opts *o, int argc, char **argv)
 			bool used = false;
 
 			snprintf(nbuf, sizeof(nbuf), "tcp%u", i);
-			for (unsigned j = 0; j < o->cfg.n_tcp; j++)
-				used |= !strcmp(o->cfg.tcp[j].name, nbuf);
+			used = rule_name_used(&o->cfg, nbuf);
 			if (!used)
 				break;
 		}
@@ -780,12 +909,11 @@ static int tcp_add(struct opts *o, int argc, char **argv)
 	}
 	if (!not_running(o))
 		return 1;
-	for (unsigned j = 0; j < o->cfg.n_tcp; j++)
-		if (!strcmp(o->cfg.tcp[j].name, name)) {
-			say_err("a rule named %s exists", name);
-			return 1;
-		}
-	if (o->cfg.n_tcp >= CFG_MAX_RULES) {
+	if (rule_name_used(&o->cfg, name)) {
+		say_err("a rule named %s exists", name);
+		return 1;
+	}
+	if (o->cfg.n_tcp + o->cfg.n_http >= CFG_MAX_RULES) {
 		say_err("too many rules");
 		return 1;
 	}
@@ -812,16 +940,244 @@ static int tcp_add(struct opts *o, int argc, char **argv)
 	return 0;
 }
 
+/*
+ * The default name of an HTTP rule: the domain with '.' as '-' ("*." as
+ * "wildcard-"), cut to fit, then "-2", "-3"... until no rule has it.
+ */
+static void http_default_name(const struct cfg_client *c, const char *domain, char *out, size_t len)
+{
+	char base[LINK_RULE_MAX + 1];
+	size_t n = 0;
+
+	if (domain_is_wildcard(domain)) {
+		n = (size_t)snprintf(base, sizeof(base), "wildcard-");
+		domain += 2;
+	}
+	for (; *domain && n + 1 < sizeof(base) - 4; domain++)
+		base[n++] = *domain == '.' ? '-' : *domain;
+	while (n && base[n - 1] == '-')
+		n--;
+	base[n] = 0;
+	snprintf(out, len, "%s", base);
+	for (unsigned i = 2; rule_name_used(c, out); i++)
+		snprintf(out, len, "%s-%u", base, i);
+}
+
+/* --basic-auth USER:PASS into "USER:HASH" (out, CFG_STR_MAX); exit 2 when it is not one. */
+static void basic_auth_hash(char *arg, char *out, size_t outlen)
+{
+	char *colon = strchr(arg, ':'), hash[PASSWD_STR_MAX];
+	size_t ul, pl;
+
+	if (!colon)
+		die_usage("bad --basic-auth (want USER:PASS)");
+	ul = (size_t)(colon - arg);
+	pl = strlen(colon + 1);
+	if (ul < 1 || ul > LINK_AUTH_USER_MAX)
+		die_usage("bad --basic-auth: the user is 1-%d characters", LINK_AUTH_USER_MAX);
+	for (size_t i = 0; i < ul; i++)
+		if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-",
+			    arg[i]))
+			die_usage("bad --basic-auth: the user may only hold letters, digits, '.', "
+				  "'_' and '-'");
+	if (pl < 1 || pl > PASSWD_PASS_MAX)
+		die_usage("bad --basic-auth: the password is 1-%d bytes", PASSWD_PASS_MAX);
+	for (size_t i = 0; i < pl; i++)
+		if ((unsigned char)colon[1 + i] < 0x20 || colon[1 + i] == 0x7f)
+			die_usage("bad --basic-auth: the password has control characters");
+	if (passwd_hash(colon + 1, pl, hash, sizeof(hash)) < 0) {
+		say_err("cannot hash the password");
+		exit(1);
+	}
+	/* the clear password leaves this process's memory (and ps, where that works) */
+	explicit_bzero(colon + 1, pl);
+	if (snprintf(out, outlen, "%.*s:%s", (int)ul, arg, hash) >= (int)outlen ||
+	    strlen(out) > LINK_AUTH_MAX || !cfg_valid_basic_auth(out)) {
+		say_err("internal: the basic-auth hash does not fit");
+		exit(1);
+	}
+}
+
+static int http_add(struct opts *o, int argc, char **argv)
+{
+	static const struct option lo[] = {
+	    {"domain", required_argument, NULL, 'd'},
+	    {"to", required_argument, NULL, 't'},
+	    {"webroot", required_argument, NULL, 'w'},
+	    {"tls-passthrough", no_argument, NULL, 'T'},
+	    {"redirect-https", no_argument, NULL, 'R'},
+	    {"host-header", required_argument, NULL, 'H'},
+	    {"basic-auth", required_argument, NULL, 'A'},
+	    {"name", required_argument, NULL, 'n'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	const char *domain = NULL, *to = NULL, *webroot = NULL, *hh = NULL, *name = NULL;
+	char *auth = NULL;
+	char host[256], err[CFG_ERR_MAX], b[1024], b2[512];
+	struct cfg_http_rule h;
+	bool passthrough = false, redirect = false;
+	uint16_t hp;
+	int c;
+	json_t *req, *r;
+
+	memset(&h, 0, sizeof(h));
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":h", lo, NULL)) != -1) {
+		switch (c) {
+		case 'd':
+			domain = optarg;
+			break;
+		case 't':
+			to = optarg;
+			break;
+		case 'w':
+			webroot = optarg;
+			break;
+		case 'T':
+			passthrough = true;
+			break;
+		case 'R':
+			redirect = true;
+			break;
+		case 'H':
+			hh = optarg;
+			break;
+		case 'A':
+			auth = optarg;
+			break;
+		case 'n':
+			name = optarg;
+			break;
+		case 'h':
+			printf("usage: " HTTP_ADD_USAGE "\n"
+			       "Routes a domain of the server's HTTP/HTTPS edge to a local HTTP "
+			       "service or\nto files served by nave.\n\nOptions:\n" HTTP_ADD_OPTIONS
+			       "\n");
+			return 0;
+		default:
+			bad_option("tunnel http add", c, argv);
+		}
+	}
+	if (optind < argc)
+		die_usage("tunnel http add: unexpected argument '%s'", argv[optind]);
+	if (!domain)
+		die_usage("tunnel http add needs --domain D");
+	if (!domain_norm(domain, strlen(domain), h.domain, true))
+		die_usage("bad --domain '%s' (a domain name or a wildcard *.DOMAIN)", domain);
+	if (!to == !webroot)
+		die_usage("tunnel http add needs exactly one of --to HOST:PORT and --webroot DIR");
+	if (to) {
+		if (cfg_parse_hostport(to, host, sizeof(host), &hp) < 0 || hp == 0)
+			die_usage("bad --to '%s' (want HOST:PORT)", to);
+		str_copy(h.to, sizeof(h.to), to);
+	} else {
+		char real[CFG_PATH_MAX + 4096];
+		struct stat st;
+
+		if (!realpath(webroot, real) || stat(real, &st) < 0)
+			die_usage("bad --webroot '%s': %s", webroot, strerror(errno));
+		if (!S_ISDIR(st.st_mode))
+			die_usage("bad --webroot '%s': not a directory", webroot);
+		if (!str_copy(h.webroot, sizeof(h.webroot), real))
+			die_usage("bad --webroot '%s': the path is too long", webroot);
+	}
+	if (passthrough && (webroot || auth || hh || redirect))
+		die_usage("--tls-passthrough goes with --to only: --webroot, --basic-auth, "
+			  "--host-header and --redirect-https need the edge to see plain HTTP");
+	if (hh && webroot)
+		die_usage("--host-header goes with --to only: the webroot is chosen by the "
+			  "request's Host");
+	if (hh && !cfg_valid_host_header(hh))
+		die_usage("bad --host-header '%s' (1-%d of letters, digits, '.', ':', '_' and '-')",
+			  hh, LINK_HOST_HEADER_MAX);
+	if (hh)
+		str_copy(h.host_header, sizeof(h.host_header), hh);
+	h.tls_passthrough = passthrough;
+	h.redirect_https = redirect;
+	if (name && !cfg_valid_name(name))
+		die_usage("bad --name '%s' (letters, digits, - and _)", name);
+	if (auth)
+		basic_auth_hash(auth, h.basic_auth, sizeof(h.basic_auth));
+	load_cfg(o, true);
+	if (name)
+		str_copy(h.name, sizeof(h.name), name);
+	else
+		http_default_name(&o->cfg, h.domain, h.name, sizeof(h.name));
+	req = json_pack("{s:s, s:s, s:s, s:b, s:b}", "type", "http_add", "name", h.name, "domain",
+			h.domain, "tls_passthrough", h.tls_passthrough, "redirect_https",
+			h.redirect_https);
+	json_object_set_new(req, h.to[0] ? "to" : "webroot",
+			    json_string(h.to[0] ? h.to : h.webroot));
+	if (h.host_header[0])
+		json_object_set_new(req, "host_header", json_string(h.host_header));
+	if (h.basic_auth[0])
+		json_object_set_new(req, "basic_auth", json_string(h.basic_auth));
+	r = local(o, req);
+	if (r) {
+		bool ok = json_is_true(json_object_get(r, "ok"));
+
+		if (!ok) {
+			say_err("%s", msg_str(r, "error") ?: "refused");
+		} else if (o->json) {
+			json_object_del(r, "type");
+			print_json(r);
+		} else if (msg_int(r, "route", 0)) {
+			printf("%s: %s granted\n", log_esc_str(h.name, b2, sizeof(b2)),
+			       log_esc_str(h.domain, b, sizeof(b)));
+		} else {
+			printf("saved %s: %s\n", log_esc_str(h.name, b2, sizeof(b2)),
+			       log_esc_str(msg_str(r, "note") ?: "", b, sizeof(b)));
+		}
+		json_decref(r);
+		return ok ? 0 : 1;
+	}
+	if (!not_running(o))
+		return 1;
+	if (rule_name_used(&o->cfg, h.name)) {
+		say_err("a rule named %s exists", h.name);
+		return 1;
+	}
+	for (unsigned j = 0; j < o->cfg.n_http; j++)
+		if (!strcmp(o->cfg.http[j].domain, h.domain)) {
+			say_err("the rule %s has the domain %s already", o->cfg.http[j].name,
+				h.domain);
+			return 1;
+		}
+	if (o->cfg.n_tcp + o->cfg.n_http >= CFG_MAX_RULES) {
+		say_err("too many rules (at most %d, TCP and HTTP together)", CFG_MAX_RULES);
+		return 1;
+	}
+	o->cfg.http[o->cfg.n_http++] = h;
+	if (cfg_client_save(&o->cfg, err, sizeof(err)) < 0) {
+		say_err("%s", err);
+		return 1;
+	}
+	if (o->json) {
+		json_t *j = json_pack("{s:b, s:s, s:s, s:s}", "ok", 1, "name", h.name, "domain",
+				      h.domain, "note", "saved; applied at the next nave start");
+
+		print_json(j);
+		json_decref(j);
+	} else {
+		printf("saved %s (nave is not running: the domain is claimed at the next nave "
+		       "start)\n",
+		       log_esc_str(h.name, b2, sizeof(b2)));
+	}
+	return 0;
+}
+
 static int cmd_tunnel(struct opts *o, int argc, char **argv)
 {
 	if (argc < 2)
-		die_usage("tunnel needs a command: tcp add, ls or rm");
+		die_usage("tunnel needs a command: tcp add, http add, ls or rm");
 	if (is_help(argv[1])) {
 		puts(tunnel_help);
 		return 0;
 	}
 	if (!strcmp(argv[1], "ls"))
-		return tunnel_ls(o, argc - 1, argv + 1);
+		return tunnel_ls(o, argc - 1, argv + 1, LS_ALL);
 	if (!strcmp(argv[1], "rm"))
 		return tunnel_rm(o, argc - 1, argv + 1);
 	if (!strcmp(argv[1], "tcp")) {
@@ -834,10 +1190,25 @@ static int cmd_tunnel(struct opts *o, int argc, char **argv)
 		if (!strcmp(argv[2], "add"))
 			return tcp_add(o, argc - 2, argv + 2);
 		if (!strcmp(argv[2], "ls"))
-			return tunnel_ls(o, argc - 2, argv + 2);
+			return tunnel_ls(o, argc - 2, argv + 2, LS_TCP);
 		if (!strcmp(argv[2], "rm"))
 			return tunnel_rm(o, argc - 2, argv + 2);
 		die_usage("unknown tunnel command 'tcp %s'", argv[2]);
+	}
+	if (!strcmp(argv[1], "http")) {
+		if (argc < 3)
+			die_usage("tunnel http needs a command: add, ls or rm");
+		if (is_help(argv[2])) {
+			puts(tunnel_help);
+			return 0;
+		}
+		if (!strcmp(argv[2], "add"))
+			return http_add(o, argc - 2, argv + 2);
+		if (!strcmp(argv[2], "ls"))
+			return tunnel_ls(o, argc - 2, argv + 2, LS_HTTP);
+		if (!strcmp(argv[2], "rm"))
+			return tunnel_rm(o, argc - 2, argv + 2);
+		die_usage("unknown tunnel command 'http %s'", argv[2]);
 	}
 	die_usage("unknown tunnel command '%s'", argv[1]);
 }
@@ -853,7 +1224,8 @@ struct command {
 static const struct command commands[] = {
     {"configure", cmd_configure, "check credentials with a server and write the config"},
     {"start", cmd_start, "run the tunnel (foreground)"},
-    {"tunnel", cmd_tunnel, "tcp add | ls | rm: public TCP ports for local services"},
+    {"tunnel", cmd_tunnel,
+     "tcp add | http add | ls | rm: public TCP ports and HTTP domains for local services"},
     {"status", cmd_status, "show whether the tunnel runs and what it carries"},
     {"deauth", cmd_deauth, "revoke the auth token on the server and forget it"},
 };

@@ -38,8 +38,9 @@
 #define LINK_MSG_REQ_ERROR     "req_error" /* r->c {req, reason}: a request refused, link stays */
 #define LINK_MSG_SHUTDOWN      "shutdown" /* r->c {reason}: the tunnel is shut down; client exits */
 /*
- * c->r {req, names:[rule names]}: the client's whole list of TCP rules, sent
- * right after WELCOME and before its tcp_add requests. The server releases
+ * c->r {req, names:[rule names]}: the client's whole list of rules (TCP and
+ * HTTP, see below), sent right after WELCOME and before its tcp_add and
+ * http_add requests. The server releases
  * the ports it holds for this tunnel under a rule name that is not in the
  * list (ports reserved by an administrator, with no rule name, stay).
  */
@@ -54,10 +55,16 @@
  *   [A-Za-z0-9._-], HASH as `nave` stores it (see the client's README), at most
  *   LINK_AUTH_MAX. Where the client sends the bytes (to or webroot) stays with the
  *   client.
+ *   basic_auth's HASH is "$scrypt$ln=L,r=R,p=P$SALT$HASH" (common/passwd.h: base64
+ *   without padding, ln 10-20, r 1-16, p 1-4, at most 64 MiB); passwd_verify checks a
+ *   password against it. Booleans are sent only when true, strings only when set.
  * r->c http_grant {req, name, domain, route}: the domain routes to this tunnel;
  *   streams of this rule arrive with a BIND whose flags have LINK_BIND_HTTP and whose
- *   port is route (1..65535), for as long as the link stays up.
- * c->r http_rm {req, name, domain}; r->c http_removed {req, name, domain}.
+ *   port is route (1..65535), for as long as the control link stays up: the client
+ *   forgets every route when the link closes and asks again (http_add) on the next.
+ *   A refused http_add gets req_error {req, reason} (the client shows the reason).
+ * c->r http_rm {req, name, domain} (sent for a granted rule only);
+ *   r->c http_removed {req, name, domain}.
  * A domain is held by one tunnel at a time; a claim of a held one gets req_error
  * naming the holder's id. tcp_sync's names list every rule the client has, TCP and
  * HTTP: the server releases ports and domains held under any other name.
@@ -87,7 +94,8 @@
  *   client_version  1..32 of [A-Za-z0-9._+-]
  *   id              1..63 of [A-Za-z0-9._-] (the tunnel group name)
  *   token, registration  1..64 of [A-Za-z0-9_]
- *   rule names      1..63 of [A-Za-z0-9_-]; at most LINK_RULES_MAX in tcp_sync
+ *   rule names      1..63 of [A-Za-z0-9_-], unique across TCP and HTTP rules (case
+ *                   does not tell two apart); at most LINK_RULES_MAX in tcp_sync
  */
 #define LINK_HOSTNAME_MAX 64
 #define LINK_OS_MAX	  32

@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/un.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -99,6 +100,10 @@ void sock_addr_str(const struct sockaddr *sa, char *out, size_t len)
 
 		inet_ntop(AF_INET6, &s6->sin6_addr, a, sizeof(a));
 		snprintf(out, len, "[%s]:%u", a, ntohs(s6->sin6_port));
+	} else if (sa->sa_family == AF_UNIX) {
+		const struct sockaddr_un *su = (const struct sockaddr_un *)sa;
+
+		snprintf(out, len, "unix:%.*s", (int)sizeof(su->sun_path), su->sun_path);
 	} else {
 		snprintf(out, len, "(family %d)", sa->sa_family);
 	}

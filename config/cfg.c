@@ -133,6 +133,10 @@ enum row_type {
 	R_DOMAINS,  /* empty or domain names and wildcards ("*.NAME"), ',' or ' ' between */
 	R_CIDRS,    /* empty or CIDR blocks (or addresses), ',' or ' ' between */
 	R_TOKEN,    /* text without spaces or control characters */
+	R_PATTERN,  /* a domain name or wildcard "*.NAME", stored lowercased */
+	R_ABSPATH,  /* empty or an absolute path */
+	R_HOSTHDR,  /* empty or a Host header value (cfg_valid_host_header) */
+	R_AUTH,	    /* empty or "USER:HASH" (cfg_valid_basic_auth) */
 	R_FPR,	    /* empty or hex SHA-256, colons allowed */
 	R_LOGLEVEL, /* int: NLOG_* */
 	R_LOGFMT,   /* bool: text|json */
@@ -166,9 +170,10 @@ struct cfg_row {
 		.section = sec, .key = k, .def = d, .type = t, .off = offsetof(st, f),             \
 		.size = sizeof(((st *)0)->f), __VA_ARGS__                                          \
 	}
-#define SRV(...) ROW(struct cfg_server, __VA_ARGS__)
-#define CLI(...) ROW(struct cfg_client, "client", __VA_ARGS__)
-#define TCP(...) ROW(struct cfg_tcp_rule, "tcp.*", __VA_ARGS__)
+#define SRV(...)  ROW(struct cfg_server, __VA_ARGS__)
+#define CLI(...)  ROW(struct cfg_client, "client", __VA_ARGS__)
+#define TCP(...)  ROW(struct cfg_tcp_rule, "tcp.*", __VA_ARGS__)
+#define HTTP(...) ROW(struct cfg_http_rule, "http.*", __VA_ARGS__)
 
 static const struct cfg_row server_rows[] = {
     SRV("server", "domain", "localhost", R_DOMAIN, domain, .required = true),
@@ -229,6 +234,16 @@ static const struct cfg_row tcp_rows[] = {
     TCP("to", "", R_HOSTPORT, to, .required = true),
     TCP("port", "0", R_PORT, port, .min = 0, .max = 65535),
     TCP("proxy_protocol", "", R_PROXY, proxy_protocol),
+};
+
+static const struct cfg_row http_rows[] = {
+    HTTP("domain", "", R_PATTERN, domain, .required = true),
+    HTTP("to", "", R_LISTEN, to),
+    HTTP("webroot", "", R_ABSPATH, webroot),
+    HTTP("tls_passthrough", "off", R_BOOL, tls_passthrough),
+    HTTP("redirect_https", "off", R_BOOL, redirect_https),
+    HTTP("host_header", "", R_HOSTHDR, host_header),
+    HTTP("basic_auth", "", R_AUTH, basic_auth),
 };
 
 static const char *const log_names[] = {"debug", "info", "warn", "error"};
@@ -492,6 +507,36 @@ bool cfg_valid_name(const char *s)
 	return n >= 1 && n <= 63;
 }
 
+bool cfg_valid_host_header(const char *s)
+{
+	size_t n = 0;
+
+	if (!s)
+		return false;
+	for (; s[n]; n++)
+		if (!isalnum((unsigned char)s[n]) && !strchr(".:_-", s[n]))
+			return false;
+	return n >= 1 && n <= 255;
+}
+
+bool cfg_valid_basic_auth(const char *s)
+{
+	size_t n = 0, user;
+
+	if (!s)
+		return false;
+	for (; s[n] && s[n] != ':'; n++)
+		if (!isalnum((unsigned char)s[n]) && !strchr("._-", s[n]))
+			return false;
+	user = n;
+	if (user < 1 || user > 64 || s[n] != ':' || strncmp(s + n + 1, "$scrypt$", 8))
+		return false;
+	for (n++; s[n]; n++)
+		if ((unsigned char)s[n] <= 0x20 || (unsigned char)s[n] >= 0x7f)
+			return false;
+	return n <= 255;
+}
+
 /* ---- one row: parse, store, format ---- */
 
 static void set_num(const struct cfg_row *r, void *base, size_t off, int64_t v)
@@ -620,6 +665,40 @@ static int row_parse(const struct cfg_row *r, void *base, const char *v, char *w
 			memcpy(p, d, strlen(d) + 1); /* lowercased */
 			return 0;
 		}
+		case R_PATTERN: {
+			char d[DOMAIN_MAX + 1];
+
+			if (!domain_norm(v, strlen(v), d, true)) {
+				snprintf(why, wl, "%s is not a domain name or a wildcard (*.NAME)",
+					 q);
+				return -1;
+			}
+			memcpy(p, d, strlen(d) + 1);
+			return 0;
+		}
+		case R_ABSPATH:
+			if (*v && v[0] != '/') {
+				snprintf(why, wl, "%s is not an absolute path", q);
+				return -1;
+			}
+			break;
+		case R_HOSTHDR:
+			if (*v && !cfg_valid_host_header(v)) {
+				snprintf(why, wl,
+					 "%s is not a Host value (1-255 of A-Z a-z 0-9 . : _ -)",
+					 q);
+				return -1;
+			}
+			break;
+		case R_AUTH:
+			if (*v && !cfg_valid_basic_auth(v)) {
+				snprintf(
+				    why, wl,
+				    "is not USER:HASH (USER 1-64 of A-Z a-z 0-9 . _ -, HASH as "
+				    "nave stores it: never a clear password)");
+				return -1;
+			}
+			break;
 		case R_DOMAINS:
 			if (*v && list_check(v, false, why, wl) < 0)
 				return -1;
@@ -1455,7 +1534,8 @@ void cfg_server_print(const struct cfg_server *c, FILE *out)
 static int client_section(void *ctx, struct ini_sec *s, const char *raw, char *why, size_t wl)
 {
 	struct cfg_client *c = ctx;
-	struct cfg_tcp_rule *t;
+	bool http = !strncasecmp(raw, "http.", 5);
+	const char *name = raw + (http ? 5 : 4);
 	char shown[80];
 
 	if (!strcasecmp(raw, "client")) {
@@ -1464,29 +1544,72 @@ static int client_section(void *ctx, struct ini_sec *s, const char *raw, char *w
 		s->base = c;
 		return 0;
 	}
-	if (strncasecmp(raw, "tcp.", 4)) {
-		snprintf(why, wl, "unknown section [%s] (expected [client] or [tcp.NAME])",
+	if (!http && strncasecmp(raw, "tcp.", 4)) {
+		snprintf(why, wl,
+			 "unknown section [%s] (expected [client], [tcp.NAME] or [http.NAME])",
 			 safe(shown, sizeof(shown), raw, strlen(raw)));
 		return -1;
 	}
-	if (!cfg_valid_name(raw + 4)) {
+	if (!cfg_valid_name(name)) {
 		snprintf(why, wl, "[%s]: a rule name is 1-63 of A-Z a-z 0-9 _ -",
 			 safe(shown, sizeof(shown), raw, strlen(raw)));
 		return -1;
 	}
-	if (c->n_tcp >= CFG_MAX_RULES) {
-		snprintf(why, wl, "[%s]: too many [tcp.*] rules (at most %d)", raw, CFG_MAX_RULES);
+	if (c->n_tcp + c->n_http >= CFG_MAX_RULES) {
+		snprintf(why, wl,
+			 "[%s]: too many rules (at most %d, [tcp.*] and [http.*] together)", raw,
+			 CFG_MAX_RULES);
 		return -1;
 	}
-	t = &c->tcp[c->n_tcp++];
-	memset(t, 0, sizeof(*t));
-	rows_apply_defaults(tcp_rows, ARRAY_SIZE(tcp_rows), t);
-	str_copy(t->name, sizeof(t->name), raw + 4);
-	s->rows = tcp_rows;
-	s->nrows = ARRAY_SIZE(tcp_rows);
-	s->base = t;
+	for (unsigned i = 0; i < c->n_tcp + c->n_http; i++) {
+		const char *other = i < c->n_tcp ? c->tcp[i].name : c->http[i - c->n_tcp].name;
+
+		if (!strcasecmp(other, name) && (http ? i < c->n_tcp : i >= c->n_tcp)) {
+			snprintf(why, wl, "[%s]: the rule name %s is taken by [%s.%s]", raw, name,
+				 http ? "tcp" : "http", other);
+			return -1;
+		}
+	}
+	if (http) {
+		struct cfg_http_rule *h = &c->http[c->n_http++];
+
+		memset(h, 0, sizeof(*h));
+		rows_apply_defaults(http_rows, ARRAY_SIZE(http_rows), h);
+		str_copy(h->name, sizeof(h->name), name);
+		s->rows = http_rows;
+		s->nrows = ARRAY_SIZE(http_rows);
+		s->base = h;
+	} else {
+		struct cfg_tcp_rule *t = &c->tcp[c->n_tcp++];
+
+		memset(t, 0, sizeof(*t));
+		rows_apply_defaults(tcp_rows, ARRAY_SIZE(tcp_rows), t);
+		str_copy(t->name, sizeof(t->name), name);
+		s->rows = tcp_rows;
+		s->nrows = ARRAY_SIZE(tcp_rows);
+		s->base = t;
+	}
 	s->unique = true;
 	return 0;
+}
+
+const char *cfg_http_rule_check(const struct cfg_http_rule *h, const char **key)
+{
+	*key = "to";
+	if (!h->to[0] && !h->webroot[0])
+		return "missing: to (HOST:PORT of a local service) or webroot (a directory)";
+	if (h->to[0] && h->webroot[0])
+		return "to and webroot exclude each other";
+	*key = "host_header";
+	if (h->host_header[0] && h->webroot[0])
+		return "goes with to only: the webroot is chosen by the request's Host";
+	*key = "tls_passthrough";
+	if (h->tls_passthrough && h->webroot[0])
+		return "needs to: a webroot cannot take TLS it does not terminate";
+	if (h->tls_passthrough && (h->basic_auth[0] || h->host_header[0] || h->redirect_https))
+		return "excludes basic_auth, host_header and redirect_https (they need plain "
+		       "HTTP at the edge)";
+	return NULL;
 }
 
 static int client_default_socket(struct cfg_client *c)
@@ -1525,6 +1648,31 @@ static int client_finish(struct cfg_client *c, const struct ini_doc *d, char *er
 				       "[tcp.%s] port: %u is also asked for by [tcp.%s]", t->name,
 				       t->port, c->tcp[j].name);
 		}
+	}
+	for (unsigned i = 0; i < c->n_http; i++) {
+		const struct cfg_http_rule *h = &c->http[i];
+		const char *why, *key;
+		char sec[INI_NAME_MAX];
+		unsigned line = 0;
+
+		snprintf(sec, sizeof(sec), "http.%s", h->name);
+		lower(sec, sec, strlen(sec));
+		for (unsigned j = 0; j < d->nsec; j++)
+			if (!strcmp(d->sec[j].name, sec))
+				line = d->sec[j].line;
+		if (!h->domain[0])
+			return cfg_err(err, errlen, d->file, line,
+				       "[http.%s] domain: missing (the name the edge routes here)",
+				       h->name);
+		why = cfg_http_rule_check(h, &key);
+		if (why)
+			return cfg_err(err, errlen, d->file, ini_line(d, sec, key) ?: line,
+				       "[http.%s] %s: %s", h->name, key, why);
+		for (unsigned j = 0; j < i; j++)
+			if (!strcmp(c->http[j].domain, h->domain))
+				return cfg_err(err, errlen, d->file, ini_line(d, sec, "domain"),
+					       "[http.%s] domain: %s is also claimed by [http.%s]",
+					       h->name, h->domain, c->http[j].name);
 	}
 	if (client_default_socket(c) < 0)
 		return cfg_err(err, errlen, d->file, 0, "path too long for the default socket");
@@ -1579,8 +1727,10 @@ static int client_render(const struct cfg_client *c, char **text, size_t *len, c
 	FILE *f;
 	int ret = 0;
 
-	if (c->n_tcp > CFG_MAX_RULES) {
-		cfg_err(err, errlen, c->path, 0, "too many [tcp.*] rules (at most %d)",
+	if (c->n_tcp > CFG_MAX_RULES || c->n_http > CFG_MAX_RULES ||
+	    c->n_tcp + c->n_http > CFG_MAX_RULES) {
+		cfg_err(err, errlen, c->path, 0,
+			"too many rules (at most %d, [tcp.*] and [http.*] together)",
 			CFG_MAX_RULES);
 		return -EINVAL;
 	}
@@ -1640,6 +1790,51 @@ static int client_render(const struct cfg_client *c, char **text, size_t *len, c
 					snprintf(why, sizeof(why), "cannot be written");
 				cfg_err(err, errlen, c->path, 0, "[tcp.%s] %s: %s", t->name, r->key,
 					why);
+				ret = -EINVAL;
+			}
+		}
+	}
+	for (unsigned i = 0; i < c->n_http && !ret; i++) {
+		const struct cfg_http_rule *h = &c->http[i];
+		const char *bad, *key;
+
+		if (!cfg_valid_name(h->name)) {
+			cfg_err(err, errlen, c->path, 0,
+				"rule name \"%s\": 1-63 of A-Z a-z 0-9 _ -",
+				safe(why, sizeof(why), h->name, strnlen(h->name, sizeof(h->name))));
+			ret = -EINVAL;
+			break;
+		}
+		for (unsigned j = 0; j < c->n_tcp + i; j++) {
+			const char *other =
+			    j < c->n_tcp ? c->tcp[j].name : c->http[j - c->n_tcp].name;
+
+			if (!strcasecmp(other, h->name)) {
+				cfg_err(err, errlen, c->path, 0, "rule name %s appears twice",
+					h->name);
+				ret = -EINVAL;
+			}
+		}
+		bad = ret ? NULL : cfg_http_rule_check(h, &key);
+		if (bad) {
+			cfg_err(err, errlen, c->path, 0, "[http.%s] %s: %s", h->name, key, bad);
+			ret = -EINVAL;
+		}
+		if (!ret)
+			fprintf(f, "\n[http.%s]\n", h->name);
+		for (size_t k = 0; k < ARRAY_SIZE(http_rows) && !ret; k++) {
+			const struct cfg_row *r = &http_rows[k];
+
+			row_format(r, h, val, sizeof(val));
+			if ((!val[0] && !r->required) || (r->type == R_BOOL && !strcmp(val, "off")))
+				continue;
+			why[0] = 0;
+			if (row_parse(r, &scratch->http[0], val, why, sizeof(why)) < 0 ||
+			    ini_put(f, r->key, val)) {
+				if (!why[0])
+					snprintf(why, sizeof(why), "cannot be written");
+				cfg_err(err, errlen, c->path, 0, "[http.%s] %s: %s", h->name,
+					r->key, why);
 				ret = -EINVAL;
 			}
 		}

@@ -98,6 +98,22 @@ struct cfg_tcp_rule {
 	int proxy_protocol;   /* enum cfg_proxy */
 };
 
+/*
+ * An HTTP rule ([http.NAME]): a domain the relay's HTTP/HTTPS edge routes to
+ * this tunnel, and where the client sends those streams: a local service
+ * (to) or its own static file server (webroot). Exactly one of them.
+ */
+struct cfg_http_rule {
+	char name[64];		       /* the NAME of [http.NAME] */
+	char domain[CFG_STR_MAX];      /* a name or "*.NAME", normalised (domain.h) */
+	char to[CFG_STR_MAX];	       /* HOST:PORT, or empty */
+	char webroot[CFG_PATH_MAX];    /* an absolute directory, or empty */
+	bool tls_passthrough;	       /* the edge forwards TLS untouched (needs to) */
+	bool redirect_https;	       /* the edge answers plain HTTP with a redirect */
+	char host_header[CFG_STR_MAX]; /* empty: the request's own Host */
+	char basic_auth[CFG_STR_MAX];  /* "USER:HASH" (common/passwd.h), or empty */
+};
+
 struct cfg_client {
 	char server[CFG_STR_MAX]; /* HOST[:PORT], port default 8443 */
 	char token[CFG_STR_MAX];
@@ -110,8 +126,11 @@ struct cfg_client {
 	unsigned pool_idle; /* pool_idle = 4 */
 	unsigned max_links; /* max_links = 1024 */
 	int ktls;	    /* ktls = auto: CFG_AUTO|CFG_ON|CFG_OFF, as [datapath] ktls */
+	/* CFG_MAX_RULES bounds TCP and HTTP rules together (n_tcp + n_http) */
 	unsigned n_tcp;
 	struct cfg_tcp_rule tcp[CFG_MAX_RULES];
+	unsigned n_http;
+	struct cfg_http_rule http[CFG_MAX_RULES];
 	char path[CFG_PATH_MAX]; /* file it was read from / will be written to */
 };
 
@@ -136,5 +155,19 @@ void cfg_format_duration_ms(uint64_t ms, char *out, size_t len);
 int cfg_parse_hostport(const char *s, char *host, size_t hostlen, uint16_t *port);
 /* A rule name: [A-Za-z0-9_-]{1,63}. */
 bool cfg_valid_name(const char *s);
+/*
+ * What makes an HTTP rule's combination of keys invalid (to/webroot, what
+ * tls_passthrough excludes): NULL when fine, else the reason with the key in
+ * *key.
+ */
+const char *cfg_http_rule_check(const struct cfg_http_rule *h, const char **key);
+/* A Host header value for host_header: 1..255 of [A-Za-z0-9.:_-]. */
+bool cfg_valid_host_header(const char *s);
+/*
+ * A stored basic_auth "USER:HASH": USER 1..64 of [A-Za-z0-9._-], HASH
+ * "$scrypt$" and printable ASCII without spaces, 255 bytes in all. The layout
+ * only: common/passwd.c parses the hash itself (cfg links no libcrypto).
+ */
+bool cfg_valid_basic_auth(const char *s);
 
 #endif

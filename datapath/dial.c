@@ -122,7 +122,8 @@ static void dial_bind(struct worker *w, struct conn *l, const struct link_bind *
 {
 	struct engine_ops *ops = &w->e->cfg.ops;
 	struct engine_rule rule;
-	uint16_t port = ntohs(b->port);
+	uint16_t port = ntohs(b->port), flags = ntohs(b->flags);
+	bool http = flags & LINK_BIND_HTTP;
 	struct conn *p;
 	int fd;
 
@@ -130,11 +131,14 @@ static void dial_bind(struct worker *w, struct conn *l, const struct link_bind *
 	l->state = LS_STREAM;
 	l->tx_done = l->rx_done = false;
 	dial_fill_pool(w);
-	if (!ops->rule_find(ops->arg, port, &rule)) {
-		log_every(NLOG_WARN, "stream for port %u: no rule, resetting", port);
+	if (!ops->rule_find(ops->arg, port, flags, &rule)) {
+		log_every(NLOG_WARN, "stream for %s %u: no rule, resetting",
+			  http ? "HTTP route" : "port", port);
 		link_send_reset(w, l);
 		return;
 	}
+	if (http)
+		rule.proxy = 0; /* the edge has put the client's address in X-Forwarded-For */
 	fd = socket(rule.to.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	p = fd >= 0 ? conn_new(w, CK_PLAIN, fd) : NULL;
 	if (!p) {
@@ -171,7 +175,8 @@ static void plain_on_connect(struct worker *w, struct conn *p, int res)
 		conn_close(w, p, true, "connect failed");
 		return;
 	}
-	sock_nodelay(p->fd);
+	if (p->rule.to.ss_family != AF_UNIX)
+		sock_nodelay(p->fd);
 	p->connected = true;
 	if (p->rule.proxy && obuf_ensure(w, p)) {
 		const struct link_bind *b = &p->bind;

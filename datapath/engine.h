@@ -55,7 +55,10 @@ struct tunnel {
 	struct tunnel *next; /* registry chain [control thread, under lock] */
 };
 
-/* A client-side forwarding rule: public port -> local target. */
+/*
+ * A client-side forwarding rule: public port (or HTTP route) -> local target.
+ * to may be an AF_UNIX address (the client's own webroot server).
+ */
 struct engine_rule {
 	uint16_t port;
 	struct sockaddr_storage to;
@@ -115,8 +118,12 @@ struct engine_ops {
 	struct tunnel *(*tunnel_find)(void *arg, const char *id);
 	/* relay: the tunnel a public port routes to, or NULL. */
 	struct tunnel *(*port_route)(void *arg, uint16_t port);
-	/* client: the rule for a public port (copied out), false if none. */
-	bool (*rule_find)(void *arg, uint16_t port, struct engine_rule *out);
+	/*
+	 * client: the rule for a BIND (copied out), false if none. flags are the
+	 * BIND's (host order): with LINK_BIND_HTTP, port is an HTTP route of an
+	 * http_grant, else a public TCP port.
+	 */
+	bool (*rule_find)(void *arg, uint16_t port, uint16_t flags, struct engine_rule *out);
 	/* client: the data-link pool changed (links, idle) - for status. */
 	void *arg;
 };

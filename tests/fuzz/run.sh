@@ -34,6 +34,9 @@ deps()
 		echo "common/http.c common/domain.c -lhttp_parser" ;;
 	escape)
 		echo "common/log.c common/util.c common/valid.c -ljansson" ;;
+	passwd)
+		echo "common/passwd.c -I/usr/include/android
+/usr/lib/x86_64-linux-gnu/android/libcrypto.so -Wl,-rpath,/usr/lib/x86_64-linux-gnu/android" ;;
 	ktls)
 		echo "tls/ktls.c common/util.c common/log.c -ljansson -I/usr/include/android
 /usr/lib/x86_64-linux-gnu/android/libssl.so /usr/lib/x86_64-linux-gnu/android/libcrypto.so

@@ -506,7 +506,7 @@ static void test_client_errors(void **state)
 	size_t off = 0;
 
 	(void)state;
-	expect_client_err("[client]\n[http.web]\nto = a:1\n", 2, "unknown section [http.web]");
+	expect_client_err("[client]\n[web.x]\nto = a:1\n", 2, "unknown section [web.x]");
 	expect_client_err("[client]\nsever = x\n", 2, "[client] sever: unknown key");
 	expect_client_err("[tcp.bad name]\nto = a:1\n", 1, "rule name");
 	expect_client_err("[tcp.]\n", 1, "rule name");
@@ -532,7 +532,96 @@ static void test_client_errors(void **state)
 	for (int i = 0; i <= CFG_MAX_RULES; i++)
 		off += (size_t)snprintf(many + off, CFG_MAX_RULES * 40 + 64 - off,
 					"[tcp.r%d]\nto = h:%d\n", i, i + 1);
-	expect_client_err(many, 2 * CFG_MAX_RULES + 1, "too many [tcp.*] rules");
+	expect_client_err(many, 2 * CFG_MAX_RULES + 1, "too many rules");
+	free(many);
+}
+
+#define HASH                                                                                       \
+	"$scrypt$ln=10,r=1,p=1$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+
+/* [http.NAME]: every key, each refusal with its line, TCP and HTTP share the bound and names. */
+static void test_client_http(void **state)
+{
+	struct cfg_client *a = calloc(1, sizeof(*a)), *b = calloc(1, sizeof(*b));
+	char err[CFG_ERR_MAX] = "", path[512], *many;
+	size_t off = 0;
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s/http/nave.ini", tmpdir);
+	assert_int_equal(cfg_client_load(a, path, true, err, sizeof(err)), 0);
+	str_copy(a->server, sizeof(a->server), "relay.example.com");
+	a->n_tcp = 1;
+	str_copy(a->tcp[0].name, sizeof(a->tcp[0].name), "ssh");
+	str_copy(a->tcp[0].to, sizeof(a->tcp[0].to), "127.0.0.1:22");
+	a->n_http = 3;
+	str_copy(a->http[0].name, sizeof(a->http[0].name), "app");
+	str_copy(a->http[0].domain, sizeof(a->http[0].domain), "app.example.com");
+	str_copy(a->http[0].to, sizeof(a->http[0].to), "127.0.0.1:8080");
+	a->http[0].redirect_https = true;
+	str_copy(a->http[0].host_header, sizeof(a->http[0].host_header), "localhost:8080");
+	str_copy(a->http[0].basic_auth, sizeof(a->http[0].basic_auth), "bob:" HASH);
+	str_copy(a->http[1].name, sizeof(a->http[1].name), "site");
+	str_copy(a->http[1].domain, sizeof(a->http[1].domain), "*.pages.example.com");
+	str_copy(a->http[1].webroot, sizeof(a->http[1].webroot), "/srv/www with space");
+	str_copy(a->http[2].name, sizeof(a->http[2].name), "tls");
+	str_copy(a->http[2].domain, sizeof(a->http[2].domain), "mail.example.com");
+	str_copy(a->http[2].to, sizeof(a->http[2].to), "[::1]:993");
+	a->http[2].tls_passthrough = true;
+	if (cfg_client_save(a, err, sizeof(err)))
+		fail_msg("%s", err);
+	if (cfg_client_load(b, path, false, err, sizeof(err)))
+		fail_msg("%s", err);
+	assert_memory_equal(a, b, sizeof(*a));
+
+	/* what cannot be read back is refused */
+	str_copy(a->http[2].name, sizeof(a->http[2].name), "SSH");
+	assert_int_equal(cfg_client_save(a, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "appears twice"));
+	str_copy(a->http[2].name, sizeof(a->http[2].name), "tls");
+	a->http[2].redirect_https = true;
+	assert_int_equal(cfg_client_save(a, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "[http.tls] tls_passthrough: excludes"));
+	a->http[2].redirect_https = false;
+	str_copy(a->http[0].basic_auth, sizeof(a->http[0].basic_auth), "bob:secret");
+	assert_int_equal(cfg_client_save(a, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "[http.app] basic_auth: is not USER:HASH"));
+	assert_null(strstr(err, "secret"));
+	free(a);
+	free(b);
+
+	expect_client_err("[http.w]\nto = a:1\n", 1, "[http.w] domain: missing");
+	expect_client_err("[http.w]\ndomain = a..b\nto = a:1\n", 2, "not a domain name");
+	expect_client_err("[http.w]\ndomain = A.Example\n", 1, "[http.w] to: missing");
+	expect_client_err("[http.w]\ndomain = a.b\nto = a:1\nwebroot = /x\n", 3,
+			  "to and webroot exclude");
+	expect_client_err("[http.w]\ndomain = a.b\nwebroot = x\n", 3, "not an absolute path");
+	expect_client_err("[http.w]\ndomain = a.b\nwebroot = /x\ntls_passthrough = on\n", 4,
+			  "tls_passthrough: needs to");
+	expect_client_err("[http.w]\ndomain = a.b\nto = a:1\ntls_passthrough = on\n"
+			  "host_header = h\n",
+			  4, "tls_passthrough: excludes");
+	expect_client_err("[http.w]\ndomain = a.b\nto = a:1\nhost_header = a b\n", 4,
+			  "not a Host value");
+	expect_client_err("[http.w]\ndomain = a.b\nto = a:1\nbasic_auth = u:pw\n", 4,
+			  "not USER:HASH");
+	expect_client_err("[http.w]\ndomain = a.b\nto = a:1\nbasic_auth = u s:" HASH "\n", 4,
+			  "not USER:HASH");
+	expect_client_err("[http.w]\ndomain = a.b\nto = a:1\nfrob = 1\n", 4,
+			  "[http.w] frob: unknown key");
+	expect_client_err("[tcp.w]\nto = a:1\n[http.w]\ndomain = a.b\nto = a:1\n", 3,
+			  "taken by [tcp.w]");
+	expect_client_err("[http.w]\ndomain = a.b\nto = a:1\n[http.v]\ndomain = A.B\nto = a:2\n", 5,
+			  "a.b is also claimed by [http.w]");
+
+	/* CFG_MAX_RULES bounds both kinds together */
+	many = malloc(CFG_MAX_RULES * 60 + 64);
+	assert_non_null(many);
+	for (int i = 0; i <= CFG_MAX_RULES; i++)
+		off += (size_t)snprintf(many + off, CFG_MAX_RULES * 60 + 64 - off,
+					i % 2 ? "[tcp.r%d]\nto = h:%d\n"
+					      : "[http.r%d]\ndomain = d%d.example\nto = h:1\n",
+					i, i + 1);
+	expect_client_err(many, (CFG_MAX_RULES / 2) * 5 + 1, "too many rules");
 	free(many);
 }
 
@@ -759,6 +848,7 @@ int main(void)
 	    cmocka_unit_test(test_client_round_trip),
 	    cmocka_unit_test(test_client_file),
 	    cmocka_unit_test(test_client_errors),
+	    cmocka_unit_test(test_client_http),
 	    cmocka_unit_test(test_client_ktls),
 	    cmocka_unit_test(test_client_server_values),
 	    cmocka_unit_test(test_client_default_path),
