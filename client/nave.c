@@ -960,7 +960,8 @@ static void http_default_name(const struct cfg_client *c, const char *domain, ch
 	base[n] = 0;
 	snprintf(out, len, "%s", base);
 	for (unsigned i = 2; rule_name_used(c, out); i++)
-		snprintf(out, len, "%s-%u", base, i);
+		if (snprintf(out, len, "%s-%u", base, i) >= (int)len)
+			break; /* base leaves room for the suffix: never */
 }
 
 /* --basic-auth USER:PASS into "USER:HASH" (out, CFG_STR_MAX); exit 2 when it is not one. */

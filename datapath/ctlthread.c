@@ -1373,7 +1373,7 @@ static void on_message(struct ctlthread *ct, struct ev *ev)
 	long long creq = msg_int(ev->obj, "req", 0);
 	const char *name = msg_str(ev->obj, "name") ?: "";
 	long long port = msg_int(ev->obj, "port", 0);
-	char why[256], domain[DOMAIN_MAX + 1] = "";
+	char why[640], domain[DOMAIN_MAX + 1] = "";
 	json_t *msg;
 	enum req_kind kind;
 	struct req *r;
