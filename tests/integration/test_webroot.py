@@ -490,17 +490,17 @@ def test_webroot_socket_removed_on_exit(site, fclient):
 # ---------------------------------------------------------------- against the real relayd
 
 
-def test_older_relay_ignores_http_rules(server, make_client, services):
-    c = make_client("old", start=False)
+def test_http_and_tcp_rules_together(server, make_client, services):
+    """An HTTP rule saved while stopped is granted at start beside a TCP rule."""
+    c = make_client("both", start=False)
     p = c.nave("tunnel", "http", "add", "--domain", "app.example.com", "--to", "127.0.0.1:1")
     assert p.returncode == 0, p.stderr
     svc = services(nt.h_exchange)
     c.start()
     port = c.tcp_add(svc.port, name="web")
     nt.exchange(port, 4096)
-    # tcp_sync named both rules: the TCP rule's port stays, the HTTP rule waits
+    # tcp_sync named both rules: the TCP rule's port stays, the HTTP rule is granted
     assert port in server.ports(c.tunnel_id)
-    st = c.status()
-    assert [(r["name"], r["state"]) for r in st["http_rules"]] == \
-        [("app-example-com", "waiting")]
+    nt.wait_for(lambda: [(r["name"], r["state"]) for r in c.status()["http_rules"]]
+                == [("app-example-com", "granted")], 10, "the HTTP rule granted")
     assert c.proc.alive()
