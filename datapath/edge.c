@@ -23,6 +23,7 @@
 #include "cidr.h"
 #include "http.h"
 #include "log.h"
+#include "passwd.h"
 #include "routes.h"
 #include "sock.h"
 #include "util.h"
@@ -32,7 +33,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
+
+#include <openssl/base64.h>
+#include <openssl/mem.h>
+#include <openssl/sha.h>
 
 /* What the edge answered by itself: engine_stats.http_errors[] */
 enum http_cause {
@@ -156,6 +162,113 @@ static void in_drop(struct hconn *h, size_t n)
 	h->in_len -= (uint32_t)n;
 }
 
+/* ---------- basic auth ---------- */
+
+#define AUTH_RATE   16 /* scrypt checks per second and worker: a flood of guesses waits */
+#define AUTH_CACHED 32 /* credentials a worker remembers as checked */
+
+/* per worker thread: every worker is one thread */
+static __thread uint64_t auth_sec;
+static __thread unsigned auth_n, auth_next;
+static __thread uint8_t auth_cache[AUTH_CACHED][SHA256_DIGEST_LENGTH];
+
+enum auth_result { AUTH_OK, AUTH_FAIL, AUTH_BUSY };
+
+/*
+ * The request's Authorization against rt's "USER:HASH". A value checked once
+ * is remembered (on the connection and in the worker's small cache) by its
+ * SHA-256 together with the rule's hash, so a browser's next requests cost
+ * no scrypt; new checks are rate-limited per worker.
+ */
+static enum auth_result auth_check(struct worker *w, struct hconn *h, const struct http_route *rt,
+				   const uint8_t *base)
+{
+	const char *stored = rt->auth, *colon = strchr(stored, ':');
+	uint8_t key[SHA256_DIGEST_LENGTH], dec[384];
+	const uint8_t *v;
+	size_t vlen, dlen;
+	const uint8_t *sep;
+	SHA256_CTX sc;
+	struct http_span sp;
+	int i = h->head.authorization;
+
+	if (i < 0 || !colon)
+		return AUTH_FAIL;
+	sp = h->req.hdr[i].value;
+	v = base + sp.off;
+	vlen = sp.len;
+	while (vlen && (*v == ' ' || *v == '\t')) {
+		v++;
+		vlen--;
+	}
+	while (vlen && (v[vlen - 1] == ' ' || v[vlen - 1] == '\t'))
+		vlen--;
+	if (vlen < 7 || strncasecmp((const char *)v, "basic ", 6) || vlen > 6 + 512)
+		return AUTH_FAIL;
+	SHA256_Init(&sc);
+	SHA256_Update(&sc, stored, strlen(stored) + 1);
+	SHA256_Update(&sc, v, vlen);
+	SHA256_Final(key, &sc);
+	if (h->has_auth_ok && !CRYPTO_memcmp(h->auth_ok, key, sizeof(key)))
+		return AUTH_OK;
+	for (unsigned k = 0; k < AUTH_CACHED; k++)
+		if (!CRYPTO_memcmp(auth_cache[k], key, sizeof(key)))
+			goto ok;
+	if (w->now / 1000 != auth_sec) {
+		auth_sec = w->now / 1000;
+		auth_n = 0;
+	}
+	if (auth_n >= AUTH_RATE)
+		return AUTH_BUSY;
+	auth_n++;
+	v += 6;
+	vlen -= 6;
+	while (vlen && *v == ' ') {
+		v++;
+		vlen--;
+	}
+	if (!EVP_DecodeBase64(dec, &dlen, sizeof(dec) - 1, v, vlen))
+		return AUTH_FAIL;
+	sep = memchr(dec, ':', dlen);
+	if (!sep || (size_t)(sep - dec) != (size_t)(colon - stored) ||
+	    memcmp(dec, stored, (size_t)(colon - stored)))
+		return AUTH_FAIL;
+	if (!passwd_verify((const char *)sep + 1, dlen - (size_t)(sep + 1 - dec), colon + 1))
+		return AUTH_FAIL;
+	memcpy(auth_cache[auth_next++ % AUTH_CACHED], key, sizeof(key));
+ok:
+	memcpy(h->auth_ok, key, sizeof(key));
+	h->has_auth_ok = true;
+	return AUTH_OK;
+}
+
+/* 308 to the same URL over https (--redirect-https) */
+static void redirect_https(struct worker *w, struct conn *p, const uint8_t *base)
+{
+	struct hconn *h = p->http;
+	const struct http_span *u = &h->req.url;
+	char extra[DOMAIN_MAX + 2048 + 64], port[8] = "";
+	const char *target = "/";
+	size_t tlen = 1;
+
+	if (u->len && base[u->off] == '/' && u->len <= 2048) {
+		bool ok = true;
+
+		for (uint32_t k = 0; k < u->len && ok; k++)
+			ok = base[u->off + k] > 0x20 && base[u->off + k] < 0x7f;
+		if (ok) {
+			target = (const char *)base + u->off;
+			tlen = u->len;
+		}
+	}
+	if (w->e->cfg.https_port != 443)
+		snprintf(port, sizeof(port), ":%u", w->e->cfg.https_port);
+	snprintf(extra, sizeof(extra), "Location: https://%s%s%.*s\r\n", h->host, port, (int)tlen,
+		 target);
+	log_every(NLOG_DEBUG, "http: %s: 308 to https://%s%s", h->ip, h->host, port);
+	answer(w, p, 308, extra, "this site is served over https");
+}
+
 /* ---------- routing ---------- */
 
 /*
@@ -187,6 +300,23 @@ static const struct http_route *route_head(struct worker *w, struct conn *p, con
 		return NULL;
 	}
 	str_copy(h->host, sizeof(h->host), host);
+	if (rt->flags & ROUTE_REDIRECT_HTTPS) {
+		redirect_https(w, p, base);
+		return NULL;
+	}
+	if (rt->auth[0]) {
+		enum auth_result a = auth_check(w, h, rt, base);
+
+		if (a == AUTH_BUSY) {
+			refuse(w, p, HC_BUSY, 503, "Retry-After: 1\r\n");
+			return NULL;
+		}
+		if (a != AUTH_OK) {
+			refuse(w, p, HC_AUTH, 401,
+			       "WWW-Authenticate: Basic realm=\"nave\", charset=\"UTF-8\"\r\n");
+			return NULL;
+		}
+	}
 	return rt;
 }
 
@@ -351,12 +481,12 @@ static bool head_allowed(struct worker *w, struct conn *p, const uint8_t *base)
 
 	if (h->head.method == HTTP_CONNECT || !http_head_host(&h->req, base, &h->head, host))
 		return false;
-	if (h->req.requests > 0 && strcmp(host, h->host)) {
-		rt = http_routes_find(w->routes, host);
-		if (!rt || rt->tun != h->tun || rt->route != h->route)
-			return false;
-	}
-	return true;
+	rt = http_routes_find(w->routes, host);
+	if (!rt || rt->tun != h->tun || rt->route != h->route)
+		return false;
+	str_copy(h->host, sizeof(h->host), host);
+	/* every request carries the credentials; the ones checked cost nothing */
+	return !rt->auth[0] || auth_check(w, h, rt, base) == AUTH_OK;
 }
 
 /*

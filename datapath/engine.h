@@ -147,6 +147,7 @@ struct engine_config {
 	unsigned keepalive_ms;	    /* an HTTP connection idle between requests closes */
 	unsigned max_head;	    /* bytes of one request head */
 	uint16_t http_port;	    /* X-Forwarded-Port of the HTTP listener */
+	uint16_t https_port;	    /* where --redirect-https sends browsers */
 	const struct cidr *trusted; /* [http] trusted_proxies: their X-Forwarded-* stay */
 	unsigned ntrusted;
 	/* client */

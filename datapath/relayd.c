@@ -179,6 +179,7 @@ int main(int argc, char **argv)
 	ec.header_timeout_ms = cfg.header_timeout_ms;
 	ec.max_head = cfg.max_head;
 	ec.http_port = cfg.http_port;
+	ec.https_port = cfg.https_port;
 	for (const char *p = cfg.trusted_proxies;
 	     ntrusted < ARRAY_SIZE(trusted) && (p = cfg_list_next(p, item, sizeof(item)));)
 		if (cidr_parse(item, &trusted[ntrusted], err, sizeof(err)) == 0)

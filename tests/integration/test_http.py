@@ -448,3 +448,54 @@ def test_many_keepalive_clients(server, client, services):
     for t in ts:
         t.join(120)
     assert not errors, errors[:5]
+
+
+def test_basic_auth_at_the_edge(server, client, services):
+    import base64
+    s = services(h_web, "svc")
+    http_add(client, "auth.example.test", s.port, "--basic-auth", "alice:s3cret pass")
+    # the client stores and sends only the hash
+    assert "s3cret" not in client.ini.read_text()
+
+    def cred(u, p):
+        return "Authorization: Basic " + base64.b64encode(f"{u}:{p}".encode()).decode() + "\r\n"
+
+    ok = cred("alice", "s3cret pass")
+    nt.wait_for(lambda: request(server, "auth.example.test", "/echo", headers=ok)[0] == 200,
+                10, "auth.example.test routed")
+    status, hdrs, _ = request(server, "auth.example.test")
+    assert status == 401 and hdrs["www-authenticate"][0].startswith("Basic realm="), hdrs
+    assert request(server, "auth.example.test", headers=cred("alice", "wrong"))[0] == 401
+    assert request(server, "auth.example.test", headers=cred("bob", "s3cret pass"))[0] == 401
+    assert request(server, "auth.example.test", headers="Authorization: Basic !!!\r\n")[0] == 401
+    status, _, body = request(server, "auth.example.test", "/echo", headers=ok)
+    assert status == 200
+    # the service never sees the edge's credentials
+    assert "authorization" not in body.decode().lower(), body
+    # every request of a keep-alive connection is checked: one without stops the connection
+    conn = connect(server)
+    try:
+        conn.sendall(b"GET /bytes/10 HTTP/1.1\r\nHost: auth.example.test\r\n" + ok.encode()
+                     + b"\r\nGET /bytes/11 HTTP/1.1\r\nHost: auth.example.test\r\n\r\n")
+        line, hdrs, rest = read_head_from(conn, b"")
+        body, rest = read_body(conn, hdrs, rest)
+        assert line.startswith("HTTP/1.1 200") and len(body) == 10
+        tail = rest
+        while True:
+            d = conn.recv(65536)
+            if not d:
+                break
+            tail += d
+        assert tail == b"", tail[:100]
+    finally:
+        conn.close()
+
+
+def test_redirect_https(server, client, services):
+    s = services(h_web, "svc")
+    http_add(client, "redir.example.test", s.port, "--redirect-https")
+    nt.wait_for(lambda: request(server, "redir.example.test")[0] == 308, 10, "308")
+    status, hdrs, _ = request(server, "redir.example.test", "/a/b?c=d")
+    assert status == 308
+    assert hdrs["location"] == [f"https://redir.example.test:{server.https}/a/b?c=d"], hdrs
+    assert s.results.qsize() == 0
