@@ -3,6 +3,7 @@
 
 #include "domain.h"
 
+#include <arpa/inet.h>
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
@@ -419,6 +420,26 @@ static struct http_span trim(const uint8_t *base, struct http_span s)
 	return s;
 }
 
+/*
+ * name is one of ours (lowercase, '-'), also spelled with '_': many services
+ * (CGI, WSGI, PHP) read X_Forwarded_For as X-Forwarded-For.
+ */
+static bool fwd_name_is(const struct http_req *r, const uint8_t *base, unsigned i, const char *name)
+{
+	const uint8_t *p = base + r->hdr[i].name.off;
+	size_t n = strlen(name);
+
+	if (r->hdr[i].name.len != n)
+		return false;
+	for (size_t k = 0; k < n; k++) {
+		uint8_t c = p[k] == '_' ? '-' : p[k];
+
+		if ((c >= 'A' && c <= 'Z' ? c + 32 : c) != (uint8_t)name[k])
+			return false;
+	}
+	return true;
+}
+
 static int find(const struct http_req *r, const uint8_t *base, const char *name)
 {
 	for (unsigned i = 0; i < r->nhdr; i++)
@@ -433,28 +454,35 @@ size_t http_head_rewrite(const struct http_req *r, const uint8_t *base, const st
 	static const char *const ours[] = {"x-forwarded-for", "x-forwarded-proto",
 					   "x-forwarded-host", "x-forwarded-port", "forwarded"};
 	struct out o = {.p = out, .cap = cap};
-	const uint8_t *nl = memchr(base, '\n', h->len);
-	size_t line = (size_t)(nl - base);
-	struct http_span host = {0, 0};
-	bool first = true;
-	int i;
+	size_t start = 0, line;
+	struct http_span host = {0, 0}, thost;
+	bool has_host = true;
 
-	if (line && base[line - 1] == '\r')
+	/* the request line, after the empty lines a client may send before it */
+	while (base[start] == '\r' || base[start] == '\n')
+		start++;
+	line = (size_t)((const uint8_t *)memchr(base + start, '\n', h->len - start) - base);
+	if (line > start && base[line - 1] == '\r')
 		line--;
-	put(&o, base, line);
+	put(&o, base + start, line - start);
 	puts_(&o, "\r\n");
-	if (h->host >= 0)
-		host = trim(base, r->hdr[h->host].value);
+	/* RFC 9112 3.2.2: a proxy sends the host of an absolute-form target as Host */
+	if (!target_authority(r, base, &thost, &host)) {
+		if (h->host >= 0)
+			host = trim(base, r->hdr[h->host].value);
+		else
+			has_host = false;
+	}
 	if (f->host_header)
 		put_hdr(&o, "Host", f->host_header, strlen(f->host_header));
-	else if (h->host >= 0)
+	else if (has_host)
 		put_hdr(&o, "Host", base + host.off, host.len);
 	for (unsigned k = 0; k < r->nhdr; k++) {
 		bool skip = http_hdr_is(r, base, k, "host") ||
 			    (f->strip_authorization && http_hdr_is(r, base, k, "authorization"));
 
 		for (size_t j = 0; j < sizeof(ours) / sizeof(ours[0]) && !skip; j++)
-			skip = http_hdr_is(r, base, k, ours[j]) &&
+			skip = fwd_name_is(r, base, k, ours[j]) &&
 			       (!f->trusted || j == 0); /* XFF is rebuilt below */
 		if (skip)
 			continue;
@@ -474,39 +502,32 @@ size_t http_head_rewrite(const struct http_req *r, const uint8_t *base, const st
 			continue;
 		put(&o, base + v.off, v.len);
 		puts_(&o, ", ");
-		first = false;
 	}
-	(void)first;
 	puts_(&o, f->client_ip);
 	puts_(&o, "\r\n");
 	if (!f->trusted || find(r, base, "x-forwarded-proto") < 0)
 		put_hdr(&o, "X-Forwarded-Proto", f->proto, strlen(f->proto));
-	if ((!f->trusted || find(r, base, "x-forwarded-host") < 0) && h->host >= 0)
+	if ((!f->trusted || find(r, base, "x-forwarded-host") < 0) && has_host)
 		put_hdr(&o, "X-Forwarded-Host", base + host.off, host.len);
 	if ((!f->trusted || find(r, base, "x-forwarded-port") < 0) && f->port)
 		put_hdr(&o, "X-Forwarded-Port", f->port, strlen(f->port));
 	puts_(&o, "\r\n");
-	(void)i;
 	return o.over ? 0 : o.len;
 }
 
 bool http_head_host(const struct http_req *r, const uint8_t *base, const struct http_head *h,
 		    char *out)
 {
-	struct http_parser_url u;
+	struct http_span th, auth;
 	const char *p = NULL;
 	size_t n = 0;
 
-	if (r->url.len && base[r->url.off] != '/' && base[r->url.off] != '*') {
-		http_parser_url_init(&u);
-		if (http_parser_parse_url((const char *)base + r->url.off, r->url.len, 0, &u) ==
-			0 &&
-		    (u.field_set & (1 << UF_HOST))) {
-			p = (const char *)base + r->url.off + u.field_data[UF_HOST].off;
-			n = u.field_data[UF_HOST].len;
-		}
-	}
-	if (!p) {
+	if (target_authority(r, base, &th, &auth)) {
+		p = (const char *)base + th.off;
+		n = th.len;
+	} else if (r->url.len && base[r->url.off] != '/' && base[r->url.off] != '*') {
+		return false; /* never the Host header when the target names another */
+	} else {
 		struct http_span v;
 		const char *colon;
 
@@ -526,7 +547,14 @@ bool http_head_host(const struct http_req *r, const uint8_t *base, const struct 
 	}
 	if (n && p[n - 1] == '.')
 		n--; /* "example.com." is example.com */
-	return domain_norm(p, n, out, false);
+	if (!domain_norm(p, n, out, false))
+		return false;
+	/* an IPv4 address is a valid name to domain_norm: refuse what inet_aton
+	   reads as one ("192.0.2.1", "10.1", "0x7f.1") and any numeric top label */
+	const char *top = strrchr(out, '.') ? strrchr(out, '.') + 1 : out;
+	struct in_addr a4;
+
+	return !inet_aton(out, &a4) && strspn(top, "0123456789") != strlen(top);
 }
 
 /* ---------- the edge's own answers ---------- */
