@@ -221,6 +221,8 @@ static bool target_authority(const struct http_req *r, const uint8_t *base, stru
  */
 static int head_check(const struct http_req *r, const uint8_t *base, const struct http_head *h)
 {
+	static const char *const framing[] = {"connection", "proxy-connection", "upgrade",
+					      "transfer-encoding", "content-length"};
 	const char *m = http_method_str((enum http_method)r->hp.method);
 	size_t ml = strlen(m), i = 0, e;
 	struct http_span host, auth;
@@ -250,9 +252,16 @@ static int head_check(const struct http_req *r, const uint8_t *base, const struc
 	if (base[r->url.off] != '/' && base[r->url.off] != '*' &&
 	    !target_authority(r, base, &host, &auth))
 		return 400;
-	for (unsigned k = 0; k < r->nhdr; k++)
+	for (unsigned k = 0; k < r->nhdr; k++) {
 		if (memchr(base + r->hdr[k].name.off, ' ', r->hdr[k].name.len))
 			return 400;
+		/* the parser reads these values token by token and takes a tab
+		   for part of one ("upgrade\t" is not upgrade); a service trims it */
+		for (size_t j = 0; j < sizeof(framing) / sizeof(framing[0]); j++)
+			if (http_hdr_is(r, base, k, framing[j]) &&
+			    memchr(base + r->hdr[k].value.off, '\t', r->hdr[k].value.len))
+				return 400;
+	}
 	if (r->hp.uses_transfer_encoding && (!(r->hp.flags & F_CHUNKED) || r->hp.http_minor == 0))
 		return 400;
 	return 0;

@@ -483,6 +483,15 @@ static void test_errors(void **state)
 	assert_int_equal(head_status("GET / HTTP/1.1\r\nHost: a.example\r\n\rX"), 400);
 	assert_int_equal(head_status("GET http://a b/ HTTP/1.1\r\nHost: a.example\r\n\r\n"), 400);
 
+	/* a tab the parser reads as part of a token where a service trims it */
+	assert_int_equal(head_status("POST / HTTP/1.1\r\nHost: a.example\r\n"
+				     "Connection: upgrade\t\r\nUpgrade: x\r\n\r\n"),
+			 400);
+	assert_int_equal(head_status("POST / HTTP/1.1\r\nHost: a.example\r\n"
+				     "Transfer-Encoding: chunked\t\r\n\r\n"),
+			 400);
+	assert_int_equal(head_status("GET / HTTP/1.1\r\nHost: a.example\r\nX-A: b\t\r\n\r\n"), 0);
+
 	/* a NUL or another control byte in a header */
 	{
 		static const char nul[] = "GET / HTTP/1.1\r\nHost: a.example\r\nX: a\0b\r\n\r\n";
