@@ -3,6 +3,7 @@
 
 #include "domain.h"
 
+#include <arpa/inet.h>
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
@@ -67,6 +68,53 @@ static int on_value(http_parser *hp, const char *at, size_t len)
 	return 0;
 }
 
+/*
+ * A chunked body's framing: Debian builds libhttp-parser with
+ * HTTP_PARSER_STRICT=0, which takes any two bytes after chunk data for CRLF,
+ * any byte after a chunk line's CR for LF and a bare LF inside a chunk
+ * extension as part of it. The service's parser may frame such a body
+ * differently (request smuggling), so every byte of a chunked body outside
+ * chunk data is checked here: CR always followed by LF, LF always after CR,
+ * CR LF right after chunk data, no control bytes, no folded trailer.
+ */
+#define FR_CHUNKED 1 /* the current body is chunked */
+#define FR_CR	   2 /* the last framing byte was CR */
+#define FR_LF	   4 /* ... was LF: a line starts */
+#define FR_DATA	   8 /* chunk data just ended: CR LF must follow */
+
+static bool ctl(uint8_t c)
+{
+	return (c < 0x20 && c != '\t' && c != '\r' && c != '\n') || c == 0x7f;
+}
+
+static bool frame_ok(struct http_req *r, const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		uint8_t c = p[i];
+
+		if (((r->fr & FR_DATA) && c != '\r') || !!(r->fr & FR_CR) != (c == '\n') ||
+		    ((r->fr & FR_LF) && (c == ' ' || c == '\t')) || ctl(c))
+			return false;
+		r->fr = (uint8_t)((r->fr & FR_CHUNKED) | (c == '\r' ? FR_CR : 0) |
+				  (c == '\n' ? FR_LF : 0));
+	}
+	return true;
+}
+
+static int on_body(http_parser *hp, const char *at, size_t len)
+{
+	struct http_req *r = req_of(hp);
+	uint32_t off = (uint32_t)((const uint8_t *)at - r->base);
+
+	if (!(r->fr & FR_CHUNKED))
+		return 0;
+	if (!frame_ok(r, r->base + r->fr_off, off - r->fr_off))
+		return -1; /* the parser stops with HPE_CB_body */
+	r->fr_off = off + (uint32_t)len;
+	r->fr = FR_CHUNKED | FR_DATA;
+	return 0;
+}
+
 static int on_headers_complete(http_parser *hp)
 {
 	struct http_req *r = req_of(hp);
@@ -88,6 +136,7 @@ static const http_parser_settings settings = {
     .on_url = on_url,
     .on_header_field = on_field,
     .on_header_value = on_value,
+    .on_body = on_body,
     .on_headers_complete = on_headers_complete,
     .on_message_complete = on_message_complete,
 };
@@ -127,6 +176,95 @@ bool http_hdr_is(const struct http_req *r, const uint8_t *base, unsigned i, cons
 static bool has_crlf(const uint8_t *p, size_t n)
 {
 	return memchr(p, '\r', n) || memchr(p, '\n', n) || memchr(p, '\0', n);
+}
+
+/*
+ * The authority of an absolute-form target ("http://Host:8080/x", or CONNECT's
+ * "host:443"): host alone and host[:port] as spans of the head. false for an
+ * origin-form ("/x") or asterisk-form target, or one without a host.
+ */
+static bool target_authority(const struct http_req *r, const uint8_t *base, struct http_span *host,
+			     struct http_span *auth)
+{
+	struct http_parser_url u;
+	uint32_t end;
+
+	if (!r->url.len || base[r->url.off] == '/' || base[r->url.off] == '*')
+		return false;
+	http_parser_url_init(&u);
+	if (http_parser_parse_url((const char *)base + r->url.off, r->url.len,
+				  r->hp.method == HTTP_CONNECT, &u) ||
+	    !(u.field_set & (1 << UF_HOST)) || !u.field_data[UF_HOST].len)
+		return false;
+	host->off = r->url.off + u.field_data[UF_HOST].off;
+	host->len = u.field_data[UF_HOST].len;
+	auth->off = host->off;
+	end = host->off + host->len;
+	if (base[auth->off - 1] == '[' && base[end] == ']') { /* an IPv6 literal */
+		auth->off--;
+		end++;
+	}
+	if (u.field_set & (1 << UF_PORT))
+		end = r->url.off + u.field_data[UF_PORT].off + u.field_data[UF_PORT].len;
+	auth->len = end - auth->off;
+	return true;
+}
+
+/*
+ * What the lax parser (HTTP_PARSER_STRICT=0, see above) lets through in a head
+ * and a service may read otherwise: "HXXP/1.1" for the version, extra blanks
+ * in the request line, tabs in the target, a space in a header name
+ * ("Content-Length : 5" counts as Content-Length), any byte after a CR where
+ * LF belongs; also obs-fold, control bytes, a version other than 1.0 and 1.1,
+ * an absolute-form target that does not parse, Transfer-Encoding that is not
+ * chunked or comes with HTTP/1.0 (RFC 9112 6.1). 0 when the head is fine.
+ */
+static int head_check(const struct http_req *r, const uint8_t *base, const struct http_head *h)
+{
+	static const char *const framing[] = {"connection", "proxy-connection", "upgrade",
+					      "transfer-encoding", "content-length"};
+	const char *m = http_method_str((enum http_method)r->hp.method);
+	size_t ml = strlen(m), i = 0, e;
+	struct http_span host, auth;
+
+	if (r->hp.http_major != 1 || r->hp.http_minor > 1)
+		return 505;
+	for (size_t k = 0; k < h->len; k++) {
+		uint8_t c = base[k];
+
+		if (ctl(c) || (c == '\r' && (k + 1 == h->len || base[k + 1] != '\n')))
+			return 400;
+		if (c == '\n' && k + 1 < h->len && (base[k + 1] == ' ' || base[k + 1] == '\t'))
+			return 400; /* obs-fold, RFC 9112 5.2 */
+	}
+	/* the request line: METHOD SP target SP HTTP/d.d, after empty lines */
+	while (base[i] == '\r' || base[i] == '\n')
+		i++;
+	if (r->url.off != i + ml + 1 || memcmp(base + i, m, ml) || base[i + ml] != ' ')
+		return 400;
+	for (size_t k = 0; k < r->url.len; k++)
+		if (base[r->url.off + k] <= ' ' || base[r->url.off + k] >= 0x7f)
+			return 400;
+	e = r->url.off + r->url.len;
+	if (e + 10 > h->len || memcmp(base + e, " HTTP/", 6) ||
+	    (base[e + 9] != '\r' && base[e + 9] != '\n'))
+		return 400;
+	if (base[r->url.off] != '/' && base[r->url.off] != '*' &&
+	    !target_authority(r, base, &host, &auth))
+		return 400;
+	for (unsigned k = 0; k < r->nhdr; k++) {
+		if (memchr(base + r->hdr[k].name.off, ' ', r->hdr[k].name.len))
+			return 400;
+		/* the parser reads these values token by token and takes a tab
+		   for part of one ("upgrade\t" is not upgrade); a service trims it */
+		for (size_t j = 0; j < sizeof(framing) / sizeof(framing[0]); j++)
+			if (http_hdr_is(r, base, k, framing[j]) &&
+			    memchr(base + r->hdr[k].value.off, '\t', r->hdr[k].value.len))
+				return 400;
+	}
+	if (r->hp.uses_transfer_encoding && (!(r->hp.flags & F_CHUNKED) || r->hp.http_minor == 0))
+		return 400;
+	return 0;
 }
 
 static void head_fill(struct http_req *r, const uint8_t *base, struct http_head *h)
@@ -188,7 +326,8 @@ enum http_result http_req_head(struct http_req *r, const uint8_t *base, size_t l
 				return HTTP_R_ERROR;
 			}
 		head_fill(r, base, h);
-		return HTTP_R_HEAD;
+		*status = head_check(r, base, h);
+		return *status ? HTTP_R_ERROR : HTTP_R_HEAD;
 	}
 	if (e == HPE_OK) {
 		r->fed += (uint32_t)n;
@@ -208,6 +347,7 @@ void http_req_head_done(struct http_req *r, const uint8_t *base, const struct ht
 	r->requests++;
 	r->msg_done = false;
 	http_parser_pause(&r->hp, 0);
+	r->fr = (r->hp.flags & F_CHUNKED) ? FR_CHUNKED : 0;
 	/* the head's last byte, the LF, is where the parser paused */
 	http_parser_execute(&r->hp, &settings, (const char *)base + h->len - 1, 1);
 	if (HTTP_PARSER_ERRNO(&r->hp) == HPE_PAUSED)
@@ -227,8 +367,14 @@ long http_req_body(struct http_req *r, const uint8_t *p, size_t len, int *status
 	r->base = p; /* no header callbacks in a body, but trailers call on_field */
 	r->nhdr = 0;
 	r->last_value = r->too_many = false;
+	r->fr_off = 0;
 	n = http_parser_execute(&r->hp, &settings, (const char *)p, len);
 	e = HTTP_PARSER_ERRNO(&r->hp);
+	if ((r->fr & FR_CHUNKED) && (e == HPE_OK || e == HPE_PAUSED) &&
+	    !frame_ok(r, p + r->fr_off, n - r->fr_off)) {
+		*status = 400;
+		return -1;
+	}
 	if (e == HPE_PAUSED && r->msg_done) {
 		http_parser_pause(&r->hp, 0);
 		r->mode = r->upgrade ? HTTP_M_RAW : HTTP_M_HEAD;
@@ -283,6 +429,26 @@ static struct http_span trim(const uint8_t *base, struct http_span s)
 	return s;
 }
 
+/*
+ * name is one of ours (lowercase, '-'), also spelled with '_': many services
+ * (CGI, WSGI, PHP) read X_Forwarded_For as X-Forwarded-For.
+ */
+static bool fwd_name_is(const struct http_req *r, const uint8_t *base, unsigned i, const char *name)
+{
+	const uint8_t *p = base + r->hdr[i].name.off;
+	size_t n = strlen(name);
+
+	if (r->hdr[i].name.len != n)
+		return false;
+	for (size_t k = 0; k < n; k++) {
+		uint8_t c = p[k] == '_' ? '-' : p[k];
+
+		if ((c >= 'A' && c <= 'Z' ? c + 32 : c) != (uint8_t)name[k])
+			return false;
+	}
+	return true;
+}
+
 static int find(const struct http_req *r, const uint8_t *base, const char *name)
 {
 	for (unsigned i = 0; i < r->nhdr; i++)
@@ -297,28 +463,35 @@ size_t http_head_rewrite(const struct http_req *r, const uint8_t *base, const st
 	static const char *const ours[] = {"x-forwarded-for", "x-forwarded-proto",
 					   "x-forwarded-host", "x-forwarded-port", "forwarded"};
 	struct out o = {.p = out, .cap = cap};
-	const uint8_t *nl = memchr(base, '\n', h->len);
-	size_t line = (size_t)(nl - base);
-	struct http_span host = {0, 0};
-	bool first = true;
-	int i;
+	size_t start = 0, line;
+	struct http_span host = {0, 0}, thost;
+	bool has_host = true;
 
-	if (line && base[line - 1] == '\r')
+	/* the request line, after the empty lines a client may send before it */
+	while (base[start] == '\r' || base[start] == '\n')
+		start++;
+	line = (size_t)((const uint8_t *)memchr(base + start, '\n', h->len - start) - base);
+	if (line > start && base[line - 1] == '\r')
 		line--;
-	put(&o, base, line);
+	put(&o, base + start, line - start);
 	puts_(&o, "\r\n");
-	if (h->host >= 0)
-		host = trim(base, r->hdr[h->host].value);
+	/* RFC 9112 3.2.2: a proxy sends the host of an absolute-form target as Host */
+	if (!target_authority(r, base, &thost, &host)) {
+		if (h->host >= 0)
+			host = trim(base, r->hdr[h->host].value);
+		else
+			has_host = false;
+	}
 	if (f->host_header)
 		put_hdr(&o, "Host", f->host_header, strlen(f->host_header));
-	else if (h->host >= 0)
+	else if (has_host)
 		put_hdr(&o, "Host", base + host.off, host.len);
 	for (unsigned k = 0; k < r->nhdr; k++) {
 		bool skip = http_hdr_is(r, base, k, "host") ||
 			    (f->strip_authorization && http_hdr_is(r, base, k, "authorization"));
 
 		for (size_t j = 0; j < sizeof(ours) / sizeof(ours[0]) && !skip; j++)
-			skip = http_hdr_is(r, base, k, ours[j]) &&
+			skip = fwd_name_is(r, base, k, ours[j]) &&
 			       (!f->trusted || j == 0); /* XFF is rebuilt below */
 		if (skip)
 			continue;
@@ -338,39 +511,32 @@ size_t http_head_rewrite(const struct http_req *r, const uint8_t *base, const st
 			continue;
 		put(&o, base + v.off, v.len);
 		puts_(&o, ", ");
-		first = false;
 	}
-	(void)first;
 	puts_(&o, f->client_ip);
 	puts_(&o, "\r\n");
 	if (!f->trusted || find(r, base, "x-forwarded-proto") < 0)
 		put_hdr(&o, "X-Forwarded-Proto", f->proto, strlen(f->proto));
-	if ((!f->trusted || find(r, base, "x-forwarded-host") < 0) && h->host >= 0)
+	if ((!f->trusted || find(r, base, "x-forwarded-host") < 0) && has_host)
 		put_hdr(&o, "X-Forwarded-Host", base + host.off, host.len);
 	if ((!f->trusted || find(r, base, "x-forwarded-port") < 0) && f->port)
 		put_hdr(&o, "X-Forwarded-Port", f->port, strlen(f->port));
 	puts_(&o, "\r\n");
-	(void)i;
 	return o.over ? 0 : o.len;
 }
 
 bool http_head_host(const struct http_req *r, const uint8_t *base, const struct http_head *h,
 		    char *out)
 {
-	struct http_parser_url u;
+	struct http_span th, auth;
 	const char *p = NULL;
 	size_t n = 0;
 
-	if (r->url.len && base[r->url.off] != '/' && base[r->url.off] != '*') {
-		http_parser_url_init(&u);
-		if (http_parser_parse_url((const char *)base + r->url.off, r->url.len, 0, &u) ==
-			0 &&
-		    (u.field_set & (1 << UF_HOST))) {
-			p = (const char *)base + r->url.off + u.field_data[UF_HOST].off;
-			n = u.field_data[UF_HOST].len;
-		}
-	}
-	if (!p) {
+	if (target_authority(r, base, &th, &auth)) {
+		p = (const char *)base + th.off;
+		n = th.len;
+	} else if (r->url.len && base[r->url.off] != '/' && base[r->url.off] != '*') {
+		return false; /* never the Host header when the target names another */
+	} else {
 		struct http_span v;
 		const char *colon;
 
@@ -390,7 +556,14 @@ bool http_head_host(const struct http_req *r, const uint8_t *base, const struct 
 	}
 	if (n && p[n - 1] == '.')
 		n--; /* "example.com." is example.com */
-	return domain_norm(p, n, out, false);
+	if (!domain_norm(p, n, out, false))
+		return false;
+	/* an IPv4 address is a valid name to domain_norm: refuse what inet_aton
+	   reads as one ("192.0.2.1", "10.1", "0x7f.1") and any numeric top label */
+	const char *top = strrchr(out, '.') ? strrchr(out, '.') + 1 : out;
+	struct in_addr a4;
+
+	return !inet_aton(out, &a4) && strspn(top, "0123456789") != strlen(top);
 }
 
 /* ---------- the edge's own answers ---------- */

@@ -49,6 +49,9 @@ struct http_req {
 	unsigned nhdr;
 	struct http_hdr hdr[HTTP_HEADERS_MAX];
 	unsigned requests; /* heads completed on this connection */
+	/* a chunked body's framing, checked beside the parser (it is built lax) */
+	uint32_t fr_off; /* bytes of the current body buffer checked so far */
+	uint8_t fr;	 /* FR_* state bits (http.c) */
 };
 
 /* What a completed head says, for routing and checks. */

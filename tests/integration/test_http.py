@@ -342,8 +342,8 @@ def test_edge_answers_bad_requests(server, client, services):
     http_add(client, "ok.example.test", s.port)
     wait_routed(server, "ok.example.test")
     assert status_of(raw_answer(server, b"GET / HTTP/1.1\r\n\r\n")) == 400  # no Host
-    # an address is a host nobody can claim
-    assert status_of(raw_answer(server, b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")) == 404
+    # an address is no name anyone can claim (http_head_host)
+    assert status_of(raw_answer(server, b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")) == 400
     assert status_of(raw_answer(server, b"GET / HTTP/1.1\r\nHost: [::1]:80\r\n\r\n")) == 400
     assert status_of(raw_answer(server, b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n")) == 400
     assert status_of(raw_answer(server, b"\x16\x03\x01garbage\r\n\r\n")) in (400, 501)

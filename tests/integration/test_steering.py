@@ -93,7 +93,8 @@ def test_bpf_one_listener_per_worker_whatever_the_ports(tmp_path, procs):
     assert st["relay"]["steering"] == "bpf", st["relay"]
     pid = srv.relayd.pid
     before = listening_sockets(pid)
-    assert before == 2 * 2, before  # the tunnel group and the range group, 2 workers each
+    # the tunnel group, the HTTP edge's group and the range group, 2 workers each
+    assert before == 3 * 2, before
     many = new_tunnel(srv, "many")
     ports = list(range(srv.port_min, srv.port_min + 500))
     allocate(srv, many, ports)
@@ -163,7 +164,7 @@ def test_bpf_holds_its_ports_against_other_binds(tmp_path, procs):
     with pytest.raises(OSError):
         s.bind(("0.0.0.0", port))
     s.close()
-    assert listening_sockets(srv.relayd.pid) == 2 * 2  # a held port listens on nothing
+    assert listening_sockets(srv.relayd.pid) == 3 * 2  # a held port listens on nothing
     st, _ = srv.api("DELETE", f"/api/v1/ports/{port}")
     assert st in (200, 204)
     nt.wait_for(lambda: nt.port_is_free(port), 5, "the released port to be free")
@@ -222,10 +223,10 @@ def test_listeners_mode_opens_a_group_per_port(tmp_path, procs):
     srv = make_server(tmp_path, procs, "listeners").start()
     assert srv.navectl("status", json=True)["relay"]["steering"] == "listeners"
     pid = srv.relayd.pid
-    assert listening_sockets(pid) == 2
+    assert listening_sockets(pid) == 2 * 2  # the tunnel and HTTP groups
     few = new_tunnel(srv, "few")
     allocate(srv, few, range(srv.port_min, srv.port_min + 10))
-    nt.wait_for(lambda: listening_sockets(pid) == 2 + 10 * 2, 5, "the per-port listeners")
+    nt.wait_for(lambda: listening_sockets(pid) == 2 * 2 + 10 * 2, 5, "the per-port listeners")
     assert refused_at_once(srv.port_max) < 1.0
 
 
