@@ -714,7 +714,7 @@ bool edge_tick(struct worker *w, struct conn *p, uint64_t now)
 		conn_close(w, p, true, "answer not taken in time");
 		return true;
 	}
-	return p->linger;
+	return false; /* the rest (pending, idle) as for any public connection */
 }
 
 void edge_pending_timeout(struct worker *w, struct conn *p)
