@@ -57,7 +57,7 @@ enum kind { CK_FREE, CK_LISTEN, CK_LINK, CK_PLAIN };
 enum lstate { LS_CONNECT, LS_HANDSHAKE, LS_FIRST, LS_CONTROL, LS_IDLE, LS_STREAM };
 /* plain conns: relayd queues a public connection until a data link is free; an HTTP
    connection reads its first request head before it has a tunnel */
-enum pstate { PS_BOUND = 0, PS_PENDING = 1, PS_HEAD = 2 };
+enum pstate { PS_BOUND = 0, PS_PENDING = 1, PS_HEAD = 2, PS_HELLO = 3 };
 
 struct obuf {
 	uint8_t *p;
@@ -69,11 +69,12 @@ struct conn {
 	uint8_t kind, state;
 	bool recv_armed, closing, tx_done, rx_done, eof_in, shut_wr_pending, shut_wr_done;
 	bool tunnel_listener, draining, close_after_send, connected, counted, rearm, pumping;
-	bool linger;	    /* plain: stream over, close when flushed */
-	bool src_counted;   /* relay: counted in the worker's per-source table (public conns,
-			       and tunnel-port conns until their first message) */
-	bool ktls_counted;  /* link: counted in st_ktls (its transport is in the kernel) */
-	bool http_listener; /* relay: the HTTP edge's listener */
+	bool linger;	     /* plain: stream over, close when flushed */
+	bool src_counted;    /* relay: counted in the worker's per-source table (public conns,
+				and tunnel-port conns until their first message) */
+	bool ktls_counted;   /* link: counted in st_ktls (its transport is in the kernel) */
+	bool http_listener;  /* relay: the HTTP edge's listener */
+	bool https_listener; /* relay: the HTTPS edge's own listener (tunnels elsewhere) */
 	int fd;
 	uint16_t inflight;
 	uint16_t port;
@@ -274,6 +275,11 @@ void conn_finalize(struct worker *w, struct conn *c);
 
 /* relay.c: a public connection p of tunnel t (homed here) takes a data link or waits */
 void relay_attach(struct worker *w, struct conn *p, struct tunnel *t);
+/* relay.c: a tunnel connection on fd; hello: the bytes of it read already (or NULL) */
+void relay_link_accept(struct worker *w, int fd, const uint8_t *hello, size_t n);
+/* relay.c: c counts among its source's unfinished handshakes and heads (false: over) */
+bool relay_src_take(struct worker *w, struct conn *c);
+void relay_src_done(struct worker *w, struct conn *c);
 /* relay.c: p leaves its tunnel's pending queue */
 void relay_pending_remove(struct worker *w, struct conn *p);
 /* relay.c: the two ends of p's socket into p->bind (origin and destination) */
@@ -281,6 +287,8 @@ void relay_ends(struct conn *p);
 
 /* edge.c: the HTTP edge (relay) */
 void edge_accept(struct worker *w, struct conn *listener, int fd);
+/* an HTTPS connection (tunnel: on the port tunnels share): its ClientHello decides */
+void edge_tls_accept(struct worker *w, struct conn *listener, int fd, bool tunnel);
 void edge_on_recv(struct worker *w, struct conn *p, int res, unsigned flags);
 /* p may take more client bytes (bound, its link has room): buffered ones first */
 void edge_arm(struct worker *w, struct conn *p);

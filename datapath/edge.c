@@ -26,6 +26,7 @@
 #include "passwd.h"
 #include "routes.h"
 #include "sock.h"
+#include "tlspeek.h"
 #include "util.h"
 
 #include <arpa/inet.h>
@@ -62,6 +63,8 @@ struct hconn {
 	bool stopped;		   /* no more client bytes go to the service */
 	bool blocked;		   /* feed stopped for room on the link */
 	bool trusted;		   /* the peer is in [http] trusted_proxies */
+	bool tunnel_port;	   /* PS_HELLO: on the port tunnels share (ALPN nave/1 is a link) */
+	bool passthrough;	   /* TLS bytes relayed as they are (a passthrough rule) */
 	char ip[INET6_ADDRSTRLEN]; /* the peer, for X-Forwarded-For and logs */
 	char host[DOMAIN_MAX + 1]; /* the first request's host */
 	uint8_t auth_ok[32];	   /* the Authorization value verified on this connection */
@@ -354,6 +357,44 @@ void edge_accept(struct worker *w, struct conn *listener, int fd)
 	sock_addr16_ntop(p->bind.origin_addr, h->ip, sizeof(h->ip));
 	for (unsigned i = 0; i < cfg->ntrusted && !h->trusted; i++)
 		h->trusted = cidr_match(&cfg->trusted[i], p->bind.origin_addr);
+	/* a source's unfinished heads count with its unfinished handshakes */
+	if (!relay_src_take(w, p)) {
+		conn_close(w, p, true, "too many unfinished requests from one source");
+		return;
+	}
+	arm_recv(w, p);
+}
+
+void edge_tls_accept(struct worker *w, struct conn *listener, int fd, bool tunnel)
+{
+	const struct engine_config *cfg = &w->e->cfg;
+	struct conn *p = conn_new(w, CK_PLAIN, fd);
+	struct hconn *h;
+
+	if (!p) {
+		log_every(NLOG_WARN, "w%d: connection slab full, refusing a TLS connection", w->id);
+		close(fd);
+		return;
+	}
+	h = calloc(1, sizeof(*h));
+	if (!h) {
+		conn_release(w, p);
+		close(fd);
+		return;
+	}
+	http_req_init(&h->req);
+	p->http = h;
+	h->tunnel_port = tunnel;
+	p->port = cfg->https_port;
+	p->state = PS_HELLO;
+	p->last_io = w->now;
+	p->deadline = w->now + (tunnel ? HANDSHAKE_TIMEOUT_MS : cfg->header_timeout_ms);
+	relay_ends(p);
+	sock_addr16_ntop(p->bind.origin_addr, h->ip, sizeof(h->ip));
+	if (!relay_src_take(w, p)) {
+		conn_close(w, p, true, "too many handshakes from one source");
+		return;
+	}
 	arm_recv(w, p);
 }
 
@@ -372,7 +413,15 @@ static void dispatch(struct worker *w, struct conn *p, const struct http_route *
 	p->bind.flags = htons(LINK_BIND_HTTP);
 	p->deadline = 0;
 	p->state = PS_BOUND;
+	relay_src_done(w, p);	/* it counts under its tunnel from now on */
 	http_req_init(&h->req); /* the head is parsed again, bound, and forwarded */
+	if (h->passthrough)
+		h->req.mode = HTTP_M_RAW;
+	if (!p->counted) {
+		p->counted = true;
+		atomic_fetch_add(&w->st_conns, 1);
+		atomic_fetch_add(&w->st_conns_total, 1);
+	}
 	if (home == w->id) {
 		relay_attach(w, p, t);
 		return;
@@ -634,6 +683,8 @@ static void first_head(struct worker *w, struct conn *p, const uint8_t *data, si
 	dispatch(w, p, rt);
 }
 
+static void client_hello(struct worker *w, struct conn *p, const uint8_t *data, size_t n);
+
 void edge_on_recv(struct worker *w, struct conn *p, int res, unsigned flags)
 {
 	struct hconn *h = p->http;
@@ -665,8 +716,11 @@ void edge_on_recv(struct worker *w, struct conn *p, int res, unsigned flags)
 	}
 	p->last_io = w->now;
 	data = buf_addr(w, bid) + HEADROOM;
-	if (p->state == PS_HEAD) {
-		first_head(w, p, data, (size_t)res);
+	if (p->state == PS_HEAD || p->state == PS_HELLO) {
+		if (p->state == PS_HEAD)
+			first_head(w, p, data, (size_t)res);
+		else
+			client_hello(w, p, data, (size_t)res);
 		buf_recycle(w, bid);
 		return;
 	}
@@ -702,12 +756,95 @@ void edge_on_recv(struct worker *w, struct conn *p, int res, unsigned flags)
 		edge_arm(w, p);
 }
 
+/* ---------- HTTPS: the ClientHello decides ---------- */
+
+/* A fatal TLS alert (record version 1.2, as a server before its hello) and close. */
+static void alert(struct worker *w, struct conn *p, uint8_t desc)
+{
+	uint8_t a[7] = {0x15, 0x03, 0x03, 0x00, 0x02, 0x02, desc};
+
+	if (!obuf_ensure(w, p)) {
+		conn_close(w, p, true, "out of memory");
+		return;
+	}
+	memcpy(p->tx.p + p->tx.tail, a, sizeof(a));
+	p->tx.tail += sizeof(a);
+	p->connected = true;
+	p->deadline = w->now + 5000;
+	p->linger = true;
+	obuf_kick(w, p);
+}
+
+#define ALERT_INTERNAL_ERROR 80
+#define ALERT_UNRECOGNIZED   112
+#define ALERT_DECODE_ERROR   50
+
+static void client_hello(struct worker *w, struct conn *p, const uint8_t *data, size_t n)
+{
+	struct hconn *h = p->http;
+	const struct http_route *rt;
+	struct tlspeek pk;
+	char why[128];
+
+	if (!in_keep(h, data, n)) {
+		conn_close(w, p, true, "out of memory");
+		return;
+	}
+	switch (tlspeek_client_hello(h->in, h->in_len, &pk, why, sizeof(why))) {
+	case TLSPEEK_MORE:
+		arm_recv(w, p);
+		return;
+	case TLSPEEK_NOT_TLS:
+		refuse(w, p, HC_BAD, 400, NULL);
+		return;
+	case TLSPEEK_BAD:
+		atomic_fetch_add(&w->st_http_err[HC_BAD], 1);
+		log_every(NLOG_INFO, "https: %s: %s", h->ip, why);
+		alert(w, p, ALERT_DECODE_ERROR);
+		return;
+	case TLSPEEK_OK:
+		break;
+	}
+	if (h->tunnel_port && tlspeek_offers(&pk, LINK_ALPN)) {
+		/* a nave client: the bytes read go to the link's TLS handshake */
+		int fd = p->fd;
+
+		relay_src_done(w, p);
+		relay_link_accept(w, fd, h->in, h->in_len);
+		p->fd = -1;
+		conn_close(w, p, false, NULL);
+		return;
+	}
+	rt = pk.sni[0] ? http_routes_find(w->routes, pk.sni) : NULL;
+	if (!rt || !(rt->flags & ROUTE_PASSTHROUGH)) {
+		atomic_fetch_add(&w->st_http_err[HC_UNKNOWN], 1);
+		log_every(NLOG_INFO, "https: %s: no passthrough rule for \"%s\": unrecognized_name",
+			  h->ip, pk.sni[0] ? pk.sni : "(no SNI)");
+		alert(w, p, ALERT_UNRECOGNIZED);
+		return;
+	}
+	if (!rt->route || atomic_load(&rt->tun->home) < 0) {
+		atomic_fetch_add(&w->st_http_err[HC_OFFLINE], 1);
+		log_every(NLOG_INFO, "https: %s: %s: tunnel offline", h->ip, pk.sni);
+		alert(w, p, ALERT_INTERNAL_ERROR);
+		return;
+	}
+	str_copy(h->host, sizeof(h->host), pk.sni);
+	h->passthrough = true;
+	dispatch(w, p, rt);
+}
+
 /* ---------- time ---------- */
 
 bool edge_tick(struct worker *w, struct conn *p, uint64_t now)
 {
 	if (p->state == PS_HEAD && p->deadline && now > p->deadline && !p->linger) {
 		refuse(w, p, HC_TIMEOUT, 408, NULL);
+		return true;
+	}
+	if (p->state == PS_HELLO && p->deadline && now > p->deadline && !p->linger) {
+		atomic_fetch_add(&w->st_http_err[HC_TIMEOUT], 1);
+		conn_close(w, p, true, "no ClientHello in time");
 		return true;
 	}
 	if (p->linger && p->deadline && now > p->deadline) {

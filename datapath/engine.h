@@ -85,6 +85,7 @@ enum mb_type {
 enum listen_kind {
 	LISTEN_PORT = 0, /* a port of the range (port 0: the range group under steering = bpf) */
 	LISTEN_HTTP,	 /* the HTTP edge ([listen] http) */
+	LISTEN_HTTPS,	 /* the HTTPS edge when tunnels have a port of their own */
 };
 
 struct mb_msg {
@@ -148,6 +149,7 @@ struct engine_config {
 	unsigned max_head;	    /* bytes of one request head */
 	uint16_t http_port;	    /* X-Forwarded-Port of the HTTP listener */
 	uint16_t https_port;	    /* where --redirect-https sends browsers */
+	bool https_shared;	    /* the tunnel listener is the HTTPS port too */
 	const struct cidr *trusted; /* [http] trusted_proxies: their X-Forwarded-* stay */
 	unsigned ntrusted;
 	/* client */

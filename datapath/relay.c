@@ -476,7 +476,7 @@ static void relay_adopt_link(struct worker *w, struct handoff *h)
  * what it is (DATA_HELLO or HELLO): one address cannot hold every slot with
  * handshakes that never finish. false when the source is at its limit.
  */
-static bool link_src_take(struct worker *w, struct conn *l)
+bool relay_src_take(struct worker *w, struct conn *l)
 {
 	unsigned limit = w->e->cfg.max_conns_per_source;
 	struct sockaddr_storage ss;
@@ -490,13 +490,13 @@ static bool link_src_take(struct worker *w, struct conn *l)
 		return true;
 	atomic_fetch_add(&w->st_refused_src, 1);
 	log_every(NLOG_WARN,
-		  "tunnel port: a source already has max_conns_per_source (%u) unfinished "
-		  "handshakes, closing a new one",
+		  "a source already has max_conns_per_source (%u) unfinished TLS handshakes "
+		  "or request heads, closing a new one",
 		  limit);
 	return false;
 }
 
-static void link_src_done(struct worker *w, struct conn *l)
+void relay_src_done(struct worker *w, struct conn *l)
 {
 	if (l->src_counted) {
 		src_del(w, NULL, l->bind.origin_addr);
@@ -554,7 +554,7 @@ static void relay_first(struct worker *w, struct conn *l)
 		l->hello_have += (uint32_t)r;
 		if (l->hello_have == 4 && frame_get32(l->hello) != LINK_MAGIC) {
 			/* a control link: the 4 bytes are a message length */
-			link_src_done(w, l);
+			relay_src_done(w, l);
 			l->state = LS_CONTROL;
 			l->mr = calloc(1, sizeof(*l->mr));
 			if (!l->mr) {
@@ -599,7 +599,7 @@ static void relay_first(struct worker *w, struct conn *l)
 		return;
 	}
 	l->deadline = 0;
-	link_src_done(w, l);
+	relay_src_done(w, l);
 	if (home != w->id) {
 		relay_handoff(w, l, t, home);
 		return;
@@ -636,6 +636,33 @@ static void relay_connected(struct worker *w, struct conn *c, int res)
 }
 
 /* ---------- accept ---------- */
+
+void relay_link_accept(struct worker *w, int fd, const uint8_t *hello, size_t n)
+{
+	struct conn *l = conn_new(w, CK_LINK, fd);
+
+	if (!l || xprt_init_server(&l->x, w->e->cfg.xprt, fd) < 0) {
+		if (l)
+			conn_release(w, l);
+		close(fd);
+		return;
+	}
+	sock_nodelay(fd);
+	l->state = LS_HANDSHAKE;
+	l->deadline = now_ms() + HANDSHAKE_TIMEOUT_MS;
+	if (!relay_src_take(w, l)) {
+		conn_close(w, l, false, "too many handshakes from one source");
+		return;
+	}
+	if (!n) {
+		arm_recv(w, l);
+		return;
+	}
+	/* the ClientHello the HTTPS side read already */
+	xprt_feed(&l->x, hello, n);
+	link_handshake(w, l);
+	xprt_feed(&l->x, NULL, 0);
+}
 
 /* The firewall lists (navectl firewall): false when fd's source may not connect. */
 static bool firewall_pass(struct worker *w, int fd, const struct conn *c, struct ends *ends)
@@ -678,23 +705,16 @@ static void relay_accept(struct worker *w, struct conn *c, int fd)
 		edge_accept(w, c, fd);
 		return;
 	}
+	if (c->https_listener) {
+		edge_tls_accept(w, c, fd, false);
+		return;
+	}
 	if (c->tunnel_listener) {
-		struct conn *l = conn_new(w, CK_LINK, fd);
-
-		if (!l || xprt_init_server(&l->x, w->e->cfg.xprt, fd) < 0) {
-			if (l)
-				conn_release(w, l);
-			close(fd);
-			return;
-		}
-		sock_nodelay(fd);
-		l->state = LS_HANDSHAKE;
-		l->deadline = now_ms() + HANDSHAKE_TIMEOUT_MS;
-		if (!link_src_take(w, l)) {
-			conn_close(w, l, false, "too many handshakes from one source");
-			return;
-		}
-		arm_recv(w, l);
+		/* tunnels share the HTTPS port: the ClientHello says which it is */
+		if (w->e->cfg.https_shared)
+			edge_tls_accept(w, c, fd, true);
+		else
+			relay_link_accept(w, fd, NULL, 0);
 		return;
 	}
 	if (!port) {
@@ -789,6 +809,7 @@ static bool relay_mailbox(struct worker *w, struct mb_msg *m)
 		}
 		c->port = m->port;
 		c->http_listener = m->listener == LISTEN_HTTP;
+		c->https_listener = m->listener == LISTEN_HTTPS;
 		arm_accept(w, c);
 		break;
 	case MB_ROUTES:
@@ -817,7 +838,7 @@ static bool relay_mailbox(struct worker *w, struct mb_msg *m)
 		for (uint32_t i = 0; i < w->high; i++) {
 			c = &w->conns[i];
 			if (c->kind == CK_LISTEN && !c->tunnel_listener && !c->http_listener &&
-			    c->port == m->port)
+			    !c->https_listener && c->port == m->port)
 				conn_close(w, c, false, "port released");
 		}
 		if (m->ack)

@@ -92,8 +92,8 @@ int main(int argc, char **argv)
 	struct kern *kern = NULL;
 	int range_fds[ENGINE_MAX_WORKERS];
 	bool range_open = false;
-	int http_fds[ENGINE_MAX_WORKERS];
-	bool http_open = false;
+	int http_fds[ENGINE_MAX_WORKERS], https_fds[ENGINE_MAX_WORKERS];
+	bool http_open = false, https_open = false;
 	struct sockaddr_storage hss;
 	socklen_t hsl;
 	struct cidr trusted[64];
@@ -180,6 +180,7 @@ int main(int argc, char **argv)
 	ec.max_head = cfg.max_head;
 	ec.http_port = cfg.http_port;
 	ec.https_port = cfg.https_port;
+	ec.https_shared = cfg.tunnel_port == cfg.https_port;
 	for (const char *p = cfg.trusted_proxies;
 	     ntrusted < ARRAY_SIZE(trusted) && (p = cfg_list_next(p, item, sizeof(item)));)
 		if (cidr_parse(item, &trusted[ntrusted], err, sizeof(err)) == 0)
@@ -223,6 +224,16 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	http_open = true;
+	if (!ec.https_shared) {
+		if (engine_resolve(cfg.address, cfg.https_port, &hss, &hsl) < 0 ||
+		    sock_listen_group((struct sockaddr *)&hss, hsl, nworkers, 1024, true, https_fds,
+				      err, sizeof(err)) < 0) {
+			fprintf(stderr, "nave-relayd: cannot listen for HTTPS on port %u: %s\n",
+				cfg.https_port, err);
+			goto out;
+		}
+		https_open = true;
+	}
 	/* after the tunnel listeners: a second instance has been refused by now */
 	if (kern_open(&kern, &cfg, nworkers, (struct sockaddr *)&ss, sl, err, sizeof(err)) < 0) {
 		fprintf(stderr, "nave-relayd: %s\n", err);
@@ -279,6 +290,17 @@ int main(int argc, char **argv)
 		engine_post(eng, (int)i, &m);
 	}
 	http_open = false;
+	for (unsigned i = 0; https_open && i < nworkers; i++) {
+		struct mb_msg m;
+
+		memset(&m, 0, sizeof(m));
+		m.type = MB_LISTEN;
+		m.fd = https_fds[i];
+		m.port = cfg.https_port;
+		m.listener = LISTEN_HTTPS;
+		engine_post(eng, (int)i, &m);
+	}
+	https_open = false;
 	if (ctlthread_start(ct, eng) < 0) {
 		fprintf(stderr, "nave-relayd: cannot start the control thread\n");
 		engine_stop(eng, 0);
@@ -307,6 +329,8 @@ out:
 		close(range_fds[i]);
 	for (unsigned i = 0; http_open && i < nworkers; i++)
 		close(http_fds[i]);
+	for (unsigned i = 0; https_open && i < nworkers; i++)
+		close(https_fds[i]);
 	kern_free(kern);
 	xprt_ctx_free(ec.xprt);
 	SSL_CTX_free(ssl_ctx);

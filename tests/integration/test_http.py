@@ -499,3 +499,154 @@ def test_redirect_https(server, client, services):
     assert status == 308
     assert hdrs["location"] == [f"https://redir.example.test:{server.https}/a/b?c=d"], hdrs
     assert s.results.qsize() == 0
+
+
+# ---------------------------------------------------------------- HTTPS
+
+
+def make_cert(dirpath, name):
+    """A self-signed P-256 certificate for name: (cert path, key path, DER bytes)."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+            .sign(key, hashes.SHA256()))
+    cp, kp = dirpath / f"{name}.crt", dirpath / f"{name}.key"
+    cp.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    kp.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                     serialization.PrivateFormat.PKCS8,
+                                     serialization.NoEncryption()))
+    return cp, kp, cert.public_bytes(serialization.Encoding.DER)
+
+
+class TlsEcho:
+    """A TLS service of its own (its own certificate): echoes what it reads."""
+
+    def __init__(self, cert, key):
+        import ssl
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(cert, key)
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.stopping = False
+        threading.Thread(target=self._loop, daemon=True).start()
+
+    def _loop(self):
+        while not self.stopping:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._one, args=(c,), daemon=True).start()
+
+    def _one(self, c):
+        try:
+            s = self.ctx.wrap_socket(c, server_side=True)
+            while True:
+                d = s.recv(65536)
+                if not d:
+                    break
+                s.sendall(d)
+            s.close()
+        except OSError:
+            c.close()
+
+    def close(self):
+        self.stopping = True
+        self.sock.close()
+
+
+def tls_connect(server, sni):
+    import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.set_alpn_protocols(["http/1.1"])
+    raw = socket.create_connection(("127.0.0.1", server.https), timeout=nt.IO_TIMEOUT)
+    return ctx.wrap_socket(raw, server_hostname=sni)
+
+
+def test_https_passthrough_sees_the_services_certificate(server, client, tmp_path):
+    cert, key, der = make_cert(tmp_path, "pass.example.test")
+    svc = TlsEcho(cert, key)
+    try:
+        http_add(client, "pass.example.test", svc.port, "--tls-passthrough")
+
+        def up():
+            try:
+                tls_connect(server, "pass.example.test").close()
+                return True
+            except OSError:
+                return False
+
+        nt.wait_for(up, 10, "pass.example.test routed")
+        s = tls_connect(server, "pass.example.test")
+        try:
+            # the certificate is the service's own: the edge never saw plaintext
+            assert s.getpeercert(binary_form=True) == der
+            data = os.urandom(3 * MiB)
+            h = hashlib.sha256(data).hexdigest()
+            threading.Thread(target=s.sendall, args=(data,), daemon=True).start()
+            got = b""
+            while len(got) < len(data):
+                d = s.recv(1 << 20)
+                assert d
+                got += d
+            assert hashlib.sha256(got).hexdigest() == h
+        finally:
+            s.close()
+    finally:
+        svc.close()
+
+
+def test_https_unknown_sni_and_bad_input_refused(server, client, services):
+    import ssl
+    s = services(h_web, "svc")
+    http_add(client, "plainonly.example.test", s.port)
+    wait_routed(server, "plainonly.example.test")
+    # an SNI nobody serves: unrecognized_name
+    for sni in ("nobody.example.test", None):
+        with pytest.raises(ssl.SSLError) as e:
+            tls_connect(server, sni).close()
+        assert "UNRECOGNIZED_NAME" in str(e.value) or "unrecognized name" in str(e.value), e.value
+    # plain HTTP to the HTTPS port: a 400 page
+    ans = raw_answer_port(server.https, b"GET / HTTP/1.1\r\nHost: plainonly.example.test\r\n\r\n")
+    assert status_of(ans) == 400
+    # a TLS record that is no ClientHello: an alert and close
+    ans = raw_answer_port(server.https, b"\x16\x03\x01\x00\x05\x01\x00\x00\x01\x00")
+    assert ans[:1] == b"\x15", ans
+    # tunnels still connect on the shared port, HTTP still routes
+    assert request(server, "plainonly.example.test")[0] == 200
+    c2 = nt.Client(server, client.dir.parent, [], "late")
+    c2.configure()
+
+
+def raw_answer_port(port, data):
+    s = socket.create_connection(("127.0.0.1", port), timeout=nt.IO_TIMEOUT)
+    try:
+        s.sendall(data)
+        out = b""
+        while True:
+            try:
+                d = s.recv(65536)
+            except ConnectionResetError:
+                break
+            if not d:
+                break
+            out += d
+        return out
+    finally:
+        s.close()
