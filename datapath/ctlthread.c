@@ -10,6 +10,7 @@
  */
 #include "ctlthread.h"
 #include "kern.h"
+#include "tls/tls.h"
 #include "routes.h"
 
 #include "ctl_proto.h"
@@ -27,7 +28,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/eventfd.h>
+#include <sys/stat.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -121,8 +124,10 @@ struct ctlthread {
 	/* the HTTP edge: domains held (controld's view) and the routes the workers have */
 	struct hdom *doms;
 	unsigned ndoms, capdoms;
-	struct http_routes *routes;	 /* this thread's reference */
-	json_t *sync_acc;		 /* a sync arriving in pieces */
+	struct http_routes *routes; /* this thread's reference */
+	json_t *sync_acc;
+	struct http_routes *certs; /* the HTTPS edge's certificates (this thread's reference) */
+	uint64_t certs_sig, next_certs;	 /* a sync arriving in pieces */
 	_Atomic unsigned unlisten_acked; /* and handled by them */
 	/* worker events */
 	int efd;
@@ -1284,6 +1289,145 @@ static void cd_read(struct ctlthread *ct)
 	}
 }
 
+/* ---------- the HTTPS edge's certificates ---------- */
+
+#define CERTS_MS 5000 /* how often the certificate directory is looked at */
+
+static void certs_dir(struct ctlthread *ct, char *out, size_t n)
+{
+	if (ct->cfg.certificates[0])
+		snprintf(out, n, "%s", ct->cfg.certificates);
+	else
+		snprintf(out, n, "%s/certs", ct->cfg.state_dir);
+}
+
+static void ssl_ctx_drop(void *tls)
+{
+	SSL_CTX_free(tls);
+}
+
+/* What the directory holds (names, sizes, times), in any order. */
+static uint64_t certs_signature(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	uint64_t sig = 1;
+
+	if (!d)
+		return 0;
+	while ((e = readdir(d))) {
+		char path[CFG_PATH_MAX + 300];
+		struct stat st;
+		uint64_t h = 1469598103934665603ull;
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		if (stat(path, &st) < 0)
+			continue;
+		for (const char *c = e->d_name; *c; c++)
+			h = (h ^ (uint8_t)*c) * 1099511628211ull;
+		h ^= (uint64_t)st.st_size * 0x9e3779b97f4a7c15ull;
+		h ^= (uint64_t)st.st_mtim.tv_sec * 0xc2b2ae3d27d4eb4full +
+		     (uint64_t)st.st_mtim.tv_nsec;
+		sig += h;
+	}
+	closedir(d);
+	return sig;
+}
+
+/*
+ * Loads DOMAIN.crt + DOMAIN.key pairs (_wildcard.NAME.crt for *.NAME) when the
+ * directory changed, and posts the new table to every worker: certificates
+ * are replaced without a restart, connections already open keep theirs.
+ */
+static void certs_load(struct ctlthread *ct)
+{
+	unsigned nw = engine_workers(ct->e), n = 0, cap = 0;
+	struct http_route *list = NULL;
+	char dir[CFG_PATH_MAX];
+	struct http_routes *t;
+	struct dirent *e;
+	uint64_t sig;
+	struct mb_msg mb;
+	DIR *d;
+
+	certs_dir(ct, dir, sizeof(dir));
+	sig = certs_signature(dir);
+	if (sig == ct->certs_sig)
+		return;
+	ct->certs_sig = sig;
+	d = opendir(dir);
+	while (d && (e = readdir(d))) {
+		size_t len = strlen(e->d_name);
+		char name[DOMAIN_MAX + 16], domain[DOMAIN_MAX + 1], crt[CFG_PATH_MAX + 300],
+		    key[CFG_PATH_MAX + 300], err[256];
+		const char *base = name;
+		SSL_CTX *ctx;
+		bool wild;
+
+		if (len < 5 || len - 4 >= sizeof(name) || strcmp(e->d_name + len - 4, ".crt"))
+			continue;
+		memcpy(name, e->d_name, len - 4);
+		name[len - 4] = '\0';
+		wild = !strncmp(name, "_wildcard.", 10);
+		if (wild) {
+			name[8] = '*'; /* "_wildcar*.NAME" -> "*.NAME" */
+			base = name + 8;
+		}
+		if (!domain_norm(base, strlen(base), domain, wild)) {
+			log_warn("https: %s/%s: the name is no domain (DOMAIN.crt, or "
+				 "_wildcard.DOMAIN.crt for *.DOMAIN): ignored",
+				 dir, e->d_name);
+			continue;
+		}
+		snprintf(crt, sizeof(crt), "%s/%s", dir, e->d_name);
+		snprintf(key, sizeof(key), "%s/%.*s.key", dir, (int)(len - 4), e->d_name);
+		ctx = tls_edge_ctx(crt, key, err, sizeof(err));
+		if (!ctx) {
+			log_warn("https: %s: %s: ignored", domain, err);
+			continue;
+		}
+		if (n == cap) {
+			struct http_route *nl;
+
+			cap = cap ? 2 * cap : 16;
+			nl = realloc(list, cap * sizeof(*nl));
+			if (!nl) {
+				SSL_CTX_free(ctx);
+				break;
+			}
+			list = nl;
+		}
+		memset(&list[n], 0, sizeof(list[n]));
+		str_copy(list[n].domain, sizeof(list[n].domain), domain);
+		list[n++].tls = ctx;
+	}
+	if (d)
+		closedir(d);
+	t = http_routes_new(n, nw + 1);
+	if (!t) {
+		for (unsigned i = 0; i < n; i++)
+			SSL_CTX_free(list[i].tls);
+		free(list);
+		log_error("https: out of memory: certificates unchanged");
+		ct->certs_sig = 0;
+		return;
+	}
+	t->drop = ssl_ctx_drop;
+	for (unsigned i = 0; i < n; i++)
+		if (!http_routes_add(t, &list[i]))
+			SSL_CTX_free(list[i].tls); /* a second file for the same name */
+	free(list);
+	memset(&mb, 0, sizeof(mb));
+	mb.type = MB_CERTS;
+	mb.routes = t;
+	engine_post(ct->e, -1, &mb);
+	http_routes_put(ct->certs);
+	ct->certs = t;
+	log_info("https: %u certificate(s) for edge termination from %s", t->n, dir);
+}
+
 /* ---------- events from workers ---------- */
 
 static void on_hello(struct ctlthread *ct, struct ev *ev)
@@ -1540,6 +1684,10 @@ static void *ctl_main(void *arg)
 	struct ctlthread *ct = arg;
 
 	while (!ct->stop) {
+		if (now_ms() >= ct->next_certs) {
+			certs_load(ct);
+			ct->next_certs = now_ms() + CERTS_MS;
+		}
 		struct pollfd pfd[3];
 		int n = 1, wfd = kern_watch_fd(ct->kern);
 
@@ -1662,6 +1810,7 @@ void ctlthread_stop(struct ctlthread *ct)
 	free(ct->route);
 	free(ct->doms);
 	http_routes_put(ct->routes);
+	http_routes_put(ct->certs);
 	json_decref(ct->sync_acc);
 	free(ct->listening);
 	for (size_t i = 0; ct->hold && i <= (size_t)ct->cfg.port_max - ct->cfg.port_min; i++)

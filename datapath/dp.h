@@ -57,7 +57,7 @@ enum kind { CK_FREE, CK_LISTEN, CK_LINK, CK_PLAIN };
 enum lstate { LS_CONNECT, LS_HANDSHAKE, LS_FIRST, LS_CONTROL, LS_IDLE, LS_STREAM };
 /* plain conns: relayd queues a public connection until a data link is free; an HTTP
    connection reads its first request head before it has a tunnel */
-enum pstate { PS_BOUND = 0, PS_PENDING = 1, PS_HEAD = 2, PS_HELLO = 3 };
+enum pstate { PS_BOUND = 0, PS_PENDING = 1, PS_HEAD = 2, PS_HELLO = 3, PS_TLS = 4 };
 
 struct obuf {
 	uint8_t *p;
@@ -204,6 +204,7 @@ struct worker {
 	_Atomic uint64_t st_http_req, st_http_err[8];
 	struct cidr_table *fw;	    /* relay: the firewall lists (MB_FIREWALL), NULL = none */
 	struct http_routes *routes; /* relay: the HTTP routes (MB_ROUTES), NULL = none */
+	struct http_routes *certs;  /* relay: the HTTPS edge's certificates (MB_CERTS) */
 	uint8_t *hscratch;	    /* relay: a forwarded request head is built here */
 };
 

@@ -27,6 +27,7 @@
 #include "routes.h"
 #include "sock.h"
 #include "tlspeek.h"
+#include "xprt_tls.h"
 #include "util.h"
 
 #include <arpa/inet.h>
@@ -65,6 +66,7 @@ struct hconn {
 	bool trusted;		   /* the peer is in [http] trusted_proxies */
 	bool tunnel_port;	   /* PS_HELLO: on the port tunnels share (ALPN nave/1 is a link) */
 	bool passthrough;	   /* TLS bytes relayed as they are (a passthrough rule) */
+	bool tls;		   /* the edge terminates this connection's TLS (p->x) */
 	char ip[INET6_ADDRSTRLEN]; /* the peer, for X-Forwarded-For and logs */
 	char host[DOMAIN_MAX + 1]; /* the first request's host */
 	uint8_t auth_ok[32];	   /* the Authorization value verified on this connection */
@@ -74,6 +76,7 @@ struct hconn {
 /* A connection routed to a tunnel homed on another worker, with what it read. */
 struct edge_handoff {
 	int fd;
+	struct xprt x; /* a terminated connection's TLS */
 	struct hconn *h;
 	struct link_bind bind;
 	uint16_t route;
@@ -95,21 +98,21 @@ static const char *const cause_text[] = {
 /* ---------- the edge's own answers ---------- */
 
 /* Sends a complete response on p (not bound) and closes it once it is out. */
+static int pub_put(struct worker *w, struct conn *p, const void *buf, size_t n);
+
 static void answer(struct worker *w, struct conn *p, int status, const char *extra,
 		   const char *text)
 {
+	uint8_t page[4096];
 	size_t n;
 
-	if (!obuf_ensure(w, p)) {
-		conn_close(w, p, true, "out of memory");
-		return;
-	}
-	n = http_error_page(p->tx.p + p->tx.tail, obuf_room(w, p), status, extra, text);
+	n = http_error_page(page, sizeof(page), status, extra, text);
 	if (!n) {
 		conn_close(w, p, true, "answer does not fit");
 		return;
 	}
-	p->tx.tail += (uint32_t)n;
+	if (pub_put(w, p, page, n) < 0)
+		return;
 	p->connected = true; /* the send path treats it as a live socket */
 	p->deadline = w->now + 5000;
 	p->linger = true;
@@ -433,6 +436,8 @@ static void dispatch(struct worker *w, struct conn *p, const struct http_route *
 	}
 	ho->fd = p->fd;
 	ho->h = h;
+	xprt_move(&ho->x, &p->x);
+	p->x.tls = NULL;
 	ho->bind = p->bind;
 	ho->route = rt->route;
 	ho->tun = t;
@@ -448,6 +453,7 @@ static void dispatch(struct worker *w, struct conn *p, const struct http_route *
 
 void edge_handoff_failed(struct edge_handoff *ho)
 {
+	xprt_free(&ho->x);
 	close(ho->fd);
 	free(ho->h->in);
 	free(ho->h);
@@ -471,6 +477,7 @@ void edge_adopt(struct worker *w, struct edge_handoff *ho)
 		return;
 	}
 	p->http = ho->h;
+	xprt_move(&p->x, &ho->x);
 	p->bind = ho->bind;
 	p->port = ho->route;
 	p->counted = true;
@@ -572,10 +579,11 @@ static long feed(struct worker *w, struct conn *p, struct conn *l, const uint8_t
 				return -1;
 			}
 			rt = http_routes_find(w->routes, h->host);
-			snprintf(port, sizeof(port), "%u", cfg->http_port);
+			snprintf(port, sizeof(port), "%u",
+				 h->tls ? cfg->https_port : cfg->http_port);
 			f = (struct http_fwd){
 			    .client_ip = h->ip,
-			    .proto = "http",
+			    .proto = h->tls ? "https" : "http",
 			    .port = port,
 			    .trusted = h->trusted,
 			    .host_header = rt && rt->host_header[0] ? rt->host_header : NULL,
@@ -664,15 +672,13 @@ static void first_head(struct worker *w, struct conn *p, const uint8_t *data, si
 	enum http_result r;
 	int status = 0;
 
-	if (!in_keep(h, data, n)) {
+	if (n && !in_keep(h, data, n)) {
 		conn_close(w, p, true, "out of memory");
 		return;
 	}
 	r = http_req_head(&h->req, h->in, h->in_len, cfg->max_head, &h->head, &status);
-	if (r == HTTP_R_MORE) {
-		arm_recv(w, p);
-		return;
-	}
+	if (r == HTTP_R_MORE)
+		return; /* the caller reads on */
 	if (r == HTTP_R_ERROR) {
 		refuse_status(w, p, status);
 		return;
@@ -685,13 +691,74 @@ static void first_head(struct worker *w, struct conn *p, const uint8_t *data, si
 
 static void client_hello(struct worker *w, struct conn *p, const uint8_t *data, size_t n);
 
-void edge_on_recv(struct worker *w, struct conn *p, int res, unsigned flags)
+/* Bound p: plaintext from the client goes on (what does not fit waits in h->in). */
+static void bound_bytes(struct worker *w, struct conn *p, const uint8_t *data, size_t n)
 {
 	struct hconn *h = p->http;
 	struct conn *l = conn_at(w, p->peer);
+	long used;
+
+	if (h->stopped)
+		return; /* bytes after the stop: dropped */
+	if (!l || h->in_len) {
+		/* not bound yet (pending, or on its way), or older bytes wait: behind them */
+		if (!in_keep(h, data, n))
+			conn_close(w, p, true, "out of memory");
+		return;
+	}
+	h->blocked = false;
+	used = feed(w, p, l, data, n);
+	if (used < 0 || p->closing)
+		return;
+	if ((size_t)used < n && !in_keep(h, data + used, n - (size_t)used)) {
+		conn_close(w, p, true, "out of memory");
+		return;
+	}
+	obuf_kick(w, l);
+}
+
+/* After client bytes were dealt with: read more when p may. */
+static void read_more(struct worker *w, struct conn *p)
+{
+	if (p->closing || p->linger || p->recv_armed)
+		return;
+	switch (p->state) {
+	case PS_HEAD:
+	case PS_HELLO:
+	case PS_TLS:
+		arm_recv(w, p);
+		return;
+	case PS_BOUND:
+		if (p->peer != NONE && !p->http->blocked)
+			edge_arm(w, p);
+		return;
+	default:
+		return; /* pending: reads once bound */
+	}
+}
+
+/* The client's direction ended (FIN, or a close_notify). */
+static void client_eof(struct worker *w, struct conn *p)
+{
+	struct hconn *h = p->http;
+	struct conn *l = conn_at(w, p->peer);
+
+	if (!l) {
+		conn_close(w, p, false, NULL);
+		return;
+	}
+	in_drop(h, h->in_len); /* a partial head is nobody's request */
+	plain_send_eof(w, p, l);
+}
+
+static void client_hello(struct worker *w, struct conn *p, const uint8_t *data, size_t n);
+static void tls_bytes(struct worker *w, struct conn *p, const uint8_t *data, size_t n);
+
+void edge_on_recv(struct worker *w, struct conn *p, int res, unsigned flags)
+{
+	struct hconn *h = p->http;
 	unsigned bid = flags >> IORING_CQE_BUFFER_SHIFT;
 	const uint8_t *data;
-	long used;
 
 	p->recv_armed = false;
 	if (res == -ENOBUFS) {
@@ -702,58 +769,153 @@ void edge_on_recv(struct worker *w, struct conn *p, int res, unsigned flags)
 	if (res <= 0) {
 		if (flags & IORING_CQE_F_BUFFER)
 			buf_recycle(w, bid);
-		if (!l) {
-			conn_close(w, p, res < 0, res < 0 ? strerror(-res) : NULL);
-			return;
-		}
-		if (res == 0) {
-			in_drop(h, h->in_len); /* a partial head is nobody's request */
-			plain_send_eof(w, p, l);
-			return;
-		}
-		conn_close(w, p, true, strerror(-res));
+		if (res == 0)
+			client_eof(w, p);
+		else
+			conn_close(w, p, true, strerror(-res));
 		return;
 	}
 	p->last_io = w->now;
 	data = buf_addr(w, bid) + HEADROOM;
-	if (p->state == PS_HEAD || p->state == PS_HELLO) {
-		if (p->state == PS_HEAD)
-			first_head(w, p, data, (size_t)res);
-		else
-			client_hello(w, p, data, (size_t)res);
-		buf_recycle(w, bid);
-		return;
-	}
-	if (!l || h->stopped) {
-		buf_recycle(w, bid); /* bytes after the stop: dropped */
-		return;
-	}
-	if (h->in_len) {
-		bool ok = in_keep(h, data, (size_t)res);
+	if (h->tls)
+		tls_bytes(w, p, data, (size_t)res);
+	else if (p->state == PS_HEAD)
+		first_head(w, p, data, (size_t)res);
+	else if (p->state == PS_HELLO)
+		client_hello(w, p, data, (size_t)res);
+	else
+		bound_bytes(w, p, data, (size_t)res);
+	buf_recycle(w, bid);
+	if (!p->closing)
+		read_more(w, p);
+}
 
-		buf_recycle(w, bid);
-		if (!ok) {
+/* ---------- HTTPS: TLS the edge terminates ---------- */
+
+/* Puts n bytes on p's way out: through its TLS when it has one. 0 or -1 (p closing). */
+static int pub_put(struct worker *w, struct conn *p, const void *buf, size_t n)
+{
+	struct xprt_out o;
+
+	if (!obuf_ensure(w, p)) {
+		conn_close(w, p, true, "out of memory");
+		return -1;
+	}
+	if (!p->x.tls) {
+		if (obuf_room(w, p) < n) {
+			conn_close(w, p, true, "answer does not fit");
+			return -1;
+		}
+		memcpy(p->tx.p + p->tx.tail, buf, n);
+		p->tx.tail += (uint32_t)n;
+		return 0;
+	}
+	obuf_room(w, p); /* compacts */
+	o.p = p->tx.p;
+	o.len = p->tx.tail;
+	o.cap = w->txcap;
+	if (xprt_write(&p->x, &o, buf, n) < 0) {
+		conn_close(w, p, true, "TLS write failed");
+		return -1;
+	}
+	p->tx.tail = (uint32_t)o.len;
+	return 0;
+}
+
+/* Ciphertext from a client whose TLS the edge terminates. */
+static void tls_bytes(struct worker *w, struct conn *p, const uint8_t *data, size_t n)
+{
+	struct hconn *h = p->http;
+	char err[192];
+	int r;
+
+	xprt_feed(&p->x, data, n);
+	if (p->state == PS_TLS) {
+		struct xprt_out o;
+
+		if (!obuf_ensure(w, p)) {
 			conn_close(w, p, true, "out of memory");
 			return;
 		}
-		edge_arm(w, p);
+		obuf_room(w, p);
+		o.p = p->tx.p;
+		o.len = p->tx.tail;
+		o.cap = w->txcap;
+		r = xprt_handshake(&p->x, &o, err, sizeof(err));
+		p->tx.tail = (uint32_t)o.len;
+		obuf_kick(w, p);
+		if (r < 0) {
+			atomic_fetch_add(&w->st_http_err[HC_BAD], 1);
+			log_every(NLOG_INFO, "https: %s: %s: %s", h->ip, h->host, err);
+			xprt_feed(&p->x, NULL, 0);
+			p->linger = true; /* the alert BoringSSL wrote goes out first */
+			p->connected = true;
+			p->deadline = w->now + 5000;
+			return;
+		}
+		if (r == XPRT_WANT) {
+			xprt_feed(&p->x, NULL, 0);
+			return;
+		}
+		p->state = PS_HEAD;
+		p->deadline = w->now + w->e->cfg.header_timeout_ms;
+	}
+	for (;;) {
+		r = xprt_read(&p->x, w->scratch, w->bufsz);
+		if (r <= 0)
+			break;
+		/* before routing the head gathers whole: it may move to another worker */
+		if (p->state == PS_HEAD) {
+			if (!in_keep(h, w->scratch, (size_t)r)) {
+				conn_close(w, p, true, "out of memory");
+				break;
+			}
+		} else {
+			bound_bytes(w, p, w->scratch, (size_t)r);
+		}
+		if (p->closing)
+			break;
+	}
+	xprt_feed(&p->x, NULL, 0);
+	if (p->closing)
+		return;
+	if (r == -EPIPE) {
+		client_eof(w, p);
 		return;
 	}
-	h->blocked = false;
-	used = feed(w, p, l, data, (size_t)res);
-	if (used < 0 || p->closing) {
-		buf_recycle(w, bid);
+	if (r < 0) {
+		conn_close(w, p, true, "TLS error");
 		return;
 	}
-	if ((size_t)used < (size_t)res && !in_keep(h, data + used, (size_t)res - (size_t)used)) {
-		buf_recycle(w, bid);
+	if (p->state == PS_HEAD && h->in_len)
+		first_head(w, p, NULL, 0);
+}
+
+/* The ClientHello named a domain the edge has a certificate for: terminate here. */
+static void terminate(struct worker *w, struct conn *p, const struct http_route *cert)
+{
+	struct hconn *h = p->http;
+
+	if (xprt_init_server(&p->x, w->e->cfg.edge_xprt, p->fd) < 0 ||
+	    xprt_tls_use_ctx(&p->x, cert->tls) < 0) {
 		conn_close(w, p, true, "out of memory");
 		return;
 	}
-	buf_recycle(w, bid);
-	obuf_kick(w, l);
-	if (!h->blocked)
-		edge_arm(w, p);
+	h->tls = true;
+	p->state = PS_TLS;
+	p->counted = true;
+	atomic_fetch_add(&w->st_conns, 1);
+	atomic_fetch_add(&w->st_conns_total, 1);
+	/* the hello read so far starts the handshake */
+	if (h->in_len) {
+		uint8_t *hello = h->in;
+		uint32_t len = h->in_len;
+
+		h->in = NULL;
+		h->in_len = h->in_cap = 0;
+		tls_bytes(w, p, hello, len);
+		free(hello);
+	}
 }
 
 /* ---------- HTTPS: the ClientHello decides ---------- */
@@ -792,8 +954,7 @@ static void client_hello(struct worker *w, struct conn *p, const uint8_t *data, 
 	}
 	switch (tlspeek_client_hello(h->in, h->in_len, &pk, why, sizeof(why))) {
 	case TLSPEEK_MORE:
-		arm_recv(w, p);
-		return;
+		return; /* the caller reads on */
 	case TLSPEEK_NOT_TLS:
 		refuse(w, p, HC_BAD, 400, NULL);
 		return;
@@ -817,8 +978,18 @@ static void client_hello(struct worker *w, struct conn *p, const uint8_t *data, 
 	}
 	rt = pk.sni[0] ? http_routes_find(w->routes, pk.sni) : NULL;
 	if (!rt || !(rt->flags & ROUTE_PASSTHROUGH)) {
+		const struct http_route *cert =
+		    pk.sni[0] ? http_routes_find(w->certs, pk.sni) : NULL;
+
+		if (cert) {
+			str_copy(h->host, sizeof(h->host), pk.sni);
+			terminate(w, p, cert);
+			return;
+		}
 		atomic_fetch_add(&w->st_http_err[HC_UNKNOWN], 1);
-		log_every(NLOG_INFO, "https: %s: no passthrough rule for \"%s\": unrecognized_name",
+		log_every(NLOG_INFO,
+			  "https: %s: no passthrough rule and no certificate for \"%s\": "
+			  "unrecognized_name",
 			  h->ip, pk.sni[0] ? pk.sni : "(no SNI)");
 		alert(w, p, ALERT_UNRECOGNIZED);
 		return;
@@ -842,7 +1013,8 @@ bool edge_tick(struct worker *w, struct conn *p, uint64_t now)
 		refuse(w, p, HC_TIMEOUT, 408, NULL);
 		return true;
 	}
-	if (p->state == PS_HELLO && p->deadline && now > p->deadline && !p->linger) {
+	if ((p->state == PS_HELLO || p->state == PS_TLS) && p->deadline && now > p->deadline &&
+	    !p->linger) {
 		atomic_fetch_add(&w->st_http_err[HC_TIMEOUT], 1);
 		conn_close(w, p, true, "no ClientHello in time");
 		return true;

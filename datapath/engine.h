@@ -79,6 +79,7 @@ enum mb_type {
 	MB_STOP,	/* drain and leave the loop */
 	MB_FIREWALL,	/* relay: fw replaces the worker's firewall lists (one reference each) */
 	MB_ROUTES,	/* relay: routes replaces the worker's HTTP routes (one reference each) */
+	MB_CERTS,	/* relay: routes (a certificate table) replaces the worker's certificates */
 };
 
 /* What a relay listener posted with MB_LISTEN carries. */
@@ -150,6 +151,8 @@ struct engine_config {
 	uint16_t http_port;	    /* X-Forwarded-Port of the HTTP listener */
 	uint16_t https_port;	    /* where --redirect-https sends browsers */
 	bool https_shared;	    /* the tunnel listener is the HTTPS port too */
+	struct xprt_ctx *edge_xprt; /* what terminated HTTPS connections are made of (the
+				       domain's certificate is picked per connection) */
 	const struct cidr *trusted; /* [http] trusted_proxies: their X-Forwarded-* stay */
 	unsigned ntrusted;
 	/* client */

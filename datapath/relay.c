@@ -817,6 +817,11 @@ static bool relay_mailbox(struct worker *w, struct mb_msg *m)
 		w->routes = m->routes;
 		m->routes = NULL;
 		break;
+	case MB_CERTS:
+		http_routes_put(w->certs);
+		w->certs = m->routes;
+		m->routes = NULL;
+		break;
 	case MB_FIREWALL:
 		cidr_table_put(w->fw);
 		w->fw = m->fw;

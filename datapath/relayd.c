@@ -99,7 +99,7 @@ int main(int argc, char **argv)
 	struct cidr trusted[64];
 	unsigned ntrusted = 0;
 	char item[128];
-	SSL_CTX *ssl_ctx = NULL;
+	SSL_CTX *ssl_ctx = NULL, *edge_ssl = NULL;
 	const char *dirs[2];
 	struct sockaddr_storage ss;
 	socklen_t sl;
@@ -199,6 +199,18 @@ int main(int argc, char **argv)
 			       err, sizeof(err));
 	if (!ec.xprt) {
 		fprintf(stderr, "nave-relayd: [datapath] %s\n", err);
+		goto out;
+	}
+	/* the HTTPS edge's base: each terminated connection takes its domain's certificate */
+	edge_ssl = tls_edge_ctx(NULL, NULL, err, sizeof(err));
+	ec.edge_xprt = edge_ssl ? xprt_ctx_new(edge_ssl,
+					       cfg.ktls == CFG_ON    ? XPRT_KTLS_ON
+					       : cfg.ktls == CFG_OFF ? XPRT_KTLS_OFF
+								     : XPRT_KTLS_AUTO,
+					       err, sizeof(err))
+				: NULL;
+	if (!ec.edge_xprt) {
+		fprintf(stderr, "nave-relayd: HTTPS edge: %s\n", err);
 		goto out;
 	}
 	ktls = xprt_ctx_mode(ec.xprt);
@@ -334,6 +346,8 @@ out:
 	kern_free(kern);
 	xprt_ctx_free(ec.xprt);
 	SSL_CTX_free(ssl_ctx);
+	xprt_ctx_free(ec.edge_xprt);
+	SSL_CTX_free(edge_ssl);
 	if (!rc)
 		log_info("stopped");
 	return rc;

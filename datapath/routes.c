@@ -80,6 +80,8 @@ const struct http_route *http_routes_find(const struct http_routes *t, const cha
 void http_routes_put(struct http_routes *t)
 {
 	if (t && atomic_fetch_sub(&t->refs, 1) == 1) {
+		for (unsigned i = 0; t->drop && i < t->n; i++)
+			t->drop(t->r[i].tls);
 		free(t->slot);
 		free(t);
 	}

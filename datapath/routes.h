@@ -32,12 +32,14 @@ struct http_route {
 	uint16_t flags;		     /* ROUTE_* */
 	char host_header[LINK_HOST_HEADER_MAX + 1]; /* "" : Host unchanged */
 	char auth[LINK_AUTH_MAX + 1];		    /* "USER:HASH", "" : no basic auth */
+	void *tls; /* a certificate table's entry: the domain's SSL_CTX */
 };
 
 struct http_routes {
 	_Atomic unsigned refs;
 	unsigned n, cap, mask;
-	uint32_t *slot; /* open addressing by domain: index + 1, 0 empty */
+	void (*drop)(void *tls); /* frees an entry's tls with the table (certificates) */
+	uint32_t *slot;		 /* open addressing by domain: index + 1, 0 empty */
 	struct http_route r[];
 };
 

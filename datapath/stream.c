@@ -372,6 +372,38 @@ static void link_stash_rest(struct worker *w, struct conn *l)
  * Reads what the transport holds: frames of the current stream into the
  * plain end's send buffer, until input runs out or the plain end is full.
  */
+/*
+ * Up to n bytes of l's stream to p through p's own TLS (edge termination):
+ * read into the scratch buffer, encrypted into p's send buffer. The bytes read,
+ * 0 or <0 from xprt_read, -ENOBUFS when p has no room, -ECONNRESET when p closed.
+ */
+static int pump_tls(struct worker *w, struct conn *l, struct conn *p, size_t n, uint32_t room)
+{
+	struct xprt_out o;
+	int r;
+
+	if (n > w->bufsz)
+		n = w->bufsz;
+	while (n && xprt_overhead(&p->x, n) > room)
+		n /= 2;
+	if (!n)
+		return -ENOBUFS;
+	r = xprt_read(&l->x, w->scratch, n);
+	if (r <= 0)
+		return r;
+	o.p = p->tx.p;
+	o.len = p->tx.tail;
+	o.cap = w->txcap;
+	if (xprt_write(&p->x, &o, w->scratch, (size_t)r) < 0) {
+		conn_close(w, p, true, "TLS write failed");
+		frame_rx_body_done(&l->rx, (size_t)r);
+		return -ECONNRESET;
+	}
+	p->tx.tail = (uint32_t)o.len;
+	atomic_fetch_add_explicit(&w->st_out, (uint64_t)r, memory_order_relaxed);
+	return r;
+}
+
 void link_pump(struct worker *w, struct conn *l)
 {
 	struct conn *p;
@@ -402,13 +434,22 @@ void link_pump(struct worker *w, struct conn *l)
 				room = obuf_room(w, p);
 				if (room == 0)
 					break;
-				if (n > room)
-					n = room;
-				r = xprt_read(&l->x, p->tx.p + p->tx.tail, n);
-				if (r > 0) {
-					p->tx.tail += (uint32_t)r;
-					atomic_fetch_add_explicit(&w->st_out, (uint64_t)r,
-								  memory_order_relaxed);
+				if (p->x.tls) {
+					/* the edge terminates p's TLS: the bytes go through it */
+					r = pump_tls(w, l, p, n, room);
+					if (r == -ENOBUFS)
+						break;
+					if (r == -ECONNRESET)
+						continue; /* p closed: the rest is discarded */
+				} else {
+					if (n > room)
+						n = room;
+					r = xprt_read(&l->x, p->tx.p + p->tx.tail, n);
+					if (r > 0) {
+						p->tx.tail += (uint32_t)r;
+						atomic_fetch_add_explicit(&w->st_out, (uint64_t)r,
+									  memory_order_relaxed);
+					}
 				}
 			} else {
 				if (n > w->bufsz)

@@ -185,8 +185,10 @@ void conn_finalize(struct worker *w, struct conn *c)
 	} else if (c->kind == CK_PLAIN && c->counted) {
 		atomic_fetch_sub(&w->st_conns, 1);
 	}
-	if (c->http)
+	if (c->http) {
+		xprt_free(&c->x); /* a terminated connection's TLS */
 		edge_free(c);
+	}
 	pool_put(w, c->tx.p);
 	conn_release(w, c);
 }
@@ -775,7 +777,7 @@ static void worker_free(struct worker *w)
 			close(m->fd);
 		if (m->type == MB_FIREWALL)
 			cidr_table_put(m->fw);
-		if (m->type == MB_ROUTES)
+		if (m->type == MB_ROUTES || m->type == MB_CERTS)
 			http_routes_put(m->routes);
 		free(m->data);
 		free(m);
@@ -794,6 +796,8 @@ static void worker_free(struct worker *w)
 	w->fw = NULL;
 	http_routes_put(w->routes);
 	w->routes = NULL;
+	http_routes_put(w->certs);
+	w->certs = NULL;
 	free(w->hscratch);
 	w->hscratch = NULL;
 	if (w->mb_init)

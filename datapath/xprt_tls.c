@@ -397,3 +397,10 @@ enum xprt_rx_end xprt_tls_recv_error(struct xprt *x, int res, char *why, size_t 
 	r = ktls_recv_control(x->fd, why, len);
 	return r == KTLS_REC_CLOSE_NOTIFY ? XPRT_RX_CLEAN : XPRT_RX_PROTO;
 }
+
+int xprt_tls_use_ctx(struct xprt *x, SSL_CTX *ctx)
+{
+	if (!x->tls || !SSL_set_SSL_CTX(x->tls->ssl, ctx))
+		return -EINVAL;
+	return 0;
+}

@@ -44,4 +44,11 @@ int xprt_ktls_shutdown(struct xprt *x);
 int xprt_tls_settle(struct xprt *x, bool out_empty, bool in_quiet, char *err, size_t errlen);
 enum xprt_rx_end xprt_tls_recv_error(struct xprt *x, int res, char *why, size_t len);
 
+/*
+ * Before the handshake of an accepting end: the certificate (and the callbacks)
+ * of ctx instead of the context's (the HTTPS edge picks a domain's by SNI).
+ * BoringSSL takes a reference: ctx may be freed by the caller after. 0 or -EINVAL.
+ */
+int xprt_tls_use_ctx(struct xprt *x, SSL_CTX *ctx);
+
 #endif

@@ -427,6 +427,51 @@ fail:
 	return NULL;
 }
 
+/* The edge speaks HTTP/1.1 on what it terminates: picked when offered, else no ALPN. */
+static int alpn_select_http(SSL *ssl, const uint8_t **out, uint8_t *outlen, const uint8_t *in,
+			    unsigned inlen, void *arg)
+{
+	CBS list, name;
+
+	CBS_init(&list, in, inlen);
+	while (CBS_len(&list) > 0) {
+		if (!CBS_get_u8_length_prefixed(&list, &name))
+			return SSL_TLSEXT_ERR_ALERT_FATAL;
+		if (CBS_len(&name) == 8 && memcmp(CBS_data(&name), "http/1.1", 8) == 0) {
+			*out = CBS_data(&name);
+			*outlen = 8;
+			return SSL_TLSEXT_ERR_OK;
+		}
+	}
+	return SSL_TLSEXT_ERR_NOACK;
+}
+
+SSL_CTX *tls_edge_ctx(const char *cert_path, const char *key_path, char *err, size_t errlen)
+{
+	SSL_CTX *ctx = ctx_common(false, err, errlen);
+
+	if (!ctx)
+		return NULL;
+	if (cert_path && SSL_CTX_use_certificate_chain_file(ctx, cert_path) != 1) {
+		set_err_ssl(err, errlen, "cannot load certificate", cert_path);
+		goto fail;
+	}
+	if (key_path && SSL_CTX_use_PrivateKey_file(ctx, key_path, SSL_FILETYPE_PEM) != 1) {
+		set_err_ssl(err, errlen, "cannot load private key", key_path);
+		goto fail;
+	}
+	if (cert_path && key_path && SSL_CTX_check_private_key(ctx) != 1) {
+		set_err_ssl(err, errlen, "private key does not match certificate", key_path);
+		goto fail;
+	}
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+	SSL_CTX_set_alpn_select_cb(ctx, alpn_select_http, NULL);
+	return ctx;
+fail:
+	SSL_CTX_free(ctx);
+	return NULL;
+}
+
 SSL_CTX *tls_client_ctx(const char *ca_file, const char *fingerprint, bool pq, char *err,
 			size_t errlen)
 {

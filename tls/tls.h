@@ -25,6 +25,12 @@ int tls_ensure_selfsigned(const char *cert_path, const char *key_path, const cha
 			  char *err, size_t errlen);
 
 /* Server context: TLS 1.3 only, ALPN nave/1 required, no session tickets. NULL + err on failure. */
+/*
+ * A context for TLS the HTTPS edge terminates (a domain's certificate, or none for
+ * the base every edge connection starts from): TLS 1.3, classic groups (what
+ * browsers speak), ALPN http/1.1 when offered, no session cache or tickets.
+ */
+SSL_CTX *tls_edge_ctx(const char *cert_path, const char *key_path, char *err, size_t errlen);
 SSL_CTX *tls_server_ctx(const char *cert_path, const char *key_path, bool pq, char *err,
 			size_t errlen);
 

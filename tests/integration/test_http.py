@@ -650,3 +650,68 @@ def raw_answer_port(port, data):
         return out
     finally:
         s.close()
+
+
+def https_request(server, sni, host, target="/", ctx_hook=None):
+    s = tls_connect(server, sni)
+    try:
+        s.sendall(f"GET {target} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        line, hdrs, rest = read_head(s)
+        body, _ = read_body(s, hdrs, rest)
+        return int(line.split()[1]), hdrs, body, s.getpeercert(binary_form=True)
+    finally:
+        s.close()
+
+
+def test_https_terminated_at_the_edge(server, client, services):
+    certs = server.dir / "var" / "certs"
+    certs.mkdir(parents=True, exist_ok=True)
+    s = services(h_web, "svc")
+    http_add(client, "term.example.test", s.port)
+    http_add(client, "*.wild.example.test", s.port, name="wild")
+    # certificates dropped into the directory are picked up without a restart
+    _, _, der = make_cert(certs, "term.example.test")
+    cp, kp, wder = make_cert(certs, "x.wild.example.test")
+    cp.rename(certs / "_wildcard.wild.example.test.crt")
+    kp.rename(certs / "_wildcard.wild.example.test.key")
+
+    def served():
+        try:
+            return https_request(server, "term.example.test", "term.example.test")[0] == 200
+        except OSError:
+            return False
+
+    nt.wait_for(served, 20, "the certificate loaded and term.example.test routed")
+    status, hdrs, body, peer = https_request(server, "term.example.test", "term.example.test",
+                                             "/echo")
+    assert status == 200 and peer == der
+    seen = body.decode()
+    assert "x-forwarded-proto: https" in seen and f"x-forwarded-port: {server.https}" in seen
+    # the wildcard certificate, a name under it
+    status, _, _, peer = https_request(server, "a.wild.example.test", "a.wild.example.test")
+    assert status == 200 and peer == wder
+    # routing is by Host after termination: an unknown Host is a 404 over TLS
+    assert https_request(server, "term.example.test", "nobody.example.test")[0] == 404
+    # 64 MiB each way over the terminated connection, every byte
+    n = 64 * MiB
+    conn = tls_connect(server, "term.example.test")
+    try:
+        conn.sendall(f"GET /bytes/{n} HTTP/1.1\r\nHost: term.example.test\r\n\r\n".encode())
+        line, hdrs, rest = read_head(conn)
+        h = hashlib.sha256(rest)
+        got = len(rest)
+        while got < n:
+            d = conn.recv(1 << 20)
+            assert d, f"download ended at {got}"
+            h.update(d)
+            got += len(d)
+        assert got == n and h.hexdigest() == pattern_hash(n)
+        body = os.urandom(n)
+        conn.sendall(b"POST /sha HTTP/1.1\r\nHost: term.example.test\r\nContent-Length: %d\r\n\r\n"
+                     % n)
+        conn.sendall(body)
+        line, hdrs, rest = read_head(conn)
+        got, _ = read_body(conn, hdrs, rest)
+        assert got.decode() == hashlib.sha256(body).hexdigest()
+    finally:
+        conn.close()
