@@ -1316,7 +1316,7 @@ static uint64_t certs_signature(const char *dir)
 	if (!d)
 		return 0;
 	while ((e = readdir(d))) {
-		char path[CFG_PATH_MAX + 300];
+		char path[CFG_PATH_MAX + 8 + 300];
 		struct stat st;
 		uint64_t h = 1469598103934665603ull;
 
@@ -1345,7 +1345,7 @@ static void certs_load(struct ctlthread *ct)
 {
 	unsigned nw = engine_workers(ct->e), n = 0, cap = 0;
 	struct http_route *list = NULL;
-	char dir[CFG_PATH_MAX];
+	char dir[CFG_PATH_MAX + 8];
 	struct http_routes *t;
 	struct dirent *e;
 	uint64_t sig;
@@ -1360,8 +1360,8 @@ static void certs_load(struct ctlthread *ct)
 	d = opendir(dir);
 	while (d && (e = readdir(d))) {
 		size_t len = strlen(e->d_name);
-		char name[DOMAIN_MAX + 16], domain[DOMAIN_MAX + 1], crt[CFG_PATH_MAX + 300],
-		    key[CFG_PATH_MAX + 300], err[256];
+		char name[DOMAIN_MAX + 16], domain[DOMAIN_MAX + 1], crt[CFG_PATH_MAX + 8 + 300],
+		    key[CFG_PATH_MAX + 8 + 300], err[256];
 		const char *base = name;
 		SSL_CTX *ctx;
 		bool wild;
