@@ -67,6 +67,11 @@
  *         pass, deny, not_allowed, unallocated, syn_rate_drops, malformed};
  *   firewall_refused: connections relayd refused at accept for the firewall lists;
  *   port_counters: {"PORT": [packets, bytes]} for allocated ports XDP counted (absent without XDP).
+ * The HTTP edge, in every stats message:
+ *   http: {requests (heads forwarded), and what the edge answered itself: bad_request (400,
+ *         405, a bad TLS hello), no_host (400), unknown_host (404, unrecognized_name),
+ *         offline (502), too_large (431), timeout (408, no hello in time), busy (503),
+ *         unauthorized (401)}.
  */
 
 /* controld -> relayd */

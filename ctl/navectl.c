@@ -1306,6 +1306,27 @@ static void status_kassist(struct table *t, json_t *rel)
 		    int_or_dash(xdp, "syn_rate_drops", f, sizeof(f)),
 		    int_or_dash(xdp, "malformed", g, sizeof(g)));
 	}
+	if (json_is_object(json_object_get(rel, "http"))) {
+		json_t *h = json_object_get(rel, "http");
+		static const char *const k[] = {"bad_request", "no_host",     "unknown_host",
+						"offline",     "too_large",   "timeout",
+						"busy",	       "unauthorized"};
+		static const char *const shown[] = {"400", "400 no host", "404", "502",
+						    "431", "408",	  "503", "401"};
+		struct sbuf hs = {0};
+		char v[32];
+
+		sb_printf(&hs, "%s requests; the edge answered:",
+			  int_or_dash(h, "requests", v, sizeof(v)));
+		for (size_t i = 0; i < ARRAY_SIZE(k); i++)
+			sb_printf(&hs, " %s %s%s", int_or_dash(h, k[i], v, sizeof(v)), shown[i],
+				  i + 1 < ARRAY_SIZE(k) ? "," : "");
+		if (!hs.oom) {
+			table_add(t, "  http:");
+			table_add(t, hs.p);
+		}
+		sb_free(&hs);
+	}
 	if (json_object_get(rel, "firewall_refused"))
 		sb_printf(&drops, "%s%s refused at accept (firewall)", drops.len ? "; " : "",
 			  int_or_dash(rel, "firewall_refused", a, sizeof(a)));

@@ -401,7 +401,7 @@ static const char *or_dash(const char *s)
 #define IFNAME_MAX 15 /* IFNAMSIZ - 1 */
 #define MODE_MAX   32
 
-static const char *const kassist_keys[] = {"listeners", "maps", "xdp", "firewall_refused"};
+static const char *const kassist_keys[] = {"listeners", "maps", "xdp", "firewall_refused", "http"};
 
 /* A counter: a non-negative integer as a new reference, else NULL. */
 static json_t *count_of(const json_t *v)
@@ -466,6 +466,21 @@ static json_t *xdp_of(const json_t *v)
 	return o;
 }
 
+/* http: {requests and the edge's own answers by cause} (ctl_proto.h); NULL when no object. */
+static json_t *http_of(const json_t *v)
+{
+	static const char *const keys[] = {"requests",	   "bad_request", "no_host",
+					   "unknown_host", "offline",	  "too_large",
+					   "timeout",	   "busy",	  "unauthorized"};
+	json_t *o;
+
+	if (!json_is_object(v) || !(o = json_object()))
+		return NULL;
+	for (size_t i = 0; i < ARRAY_SIZE(keys); i++)
+		set_count(o, v, keys[i]);
+	return o;
+}
+
 /* Replaces dst's kernel-assist members with the checked ones of m (those m has). */
 static void keep_kassist(json_t *dst, const json_t *m)
 {
@@ -481,6 +496,8 @@ static void keep_kassist(json_t *dst, const json_t *m)
 			c = maps_of(v);
 		else if (!strcmp(key, "xdp"))
 			c = xdp_of(v);
+		else if (!strcmp(key, "http"))
+			c = http_of(v);
 		else
 			c = count_of(v);
 		/* malformed: null, so that an older good value does not show instead */
@@ -1371,7 +1388,8 @@ json_t *relaylink_status(const struct relaylink *rl)
 					   "listeners",
 					   "maps",
 					   "xdp",
-					   "firewall_refused"};
+					   "firewall_refused",
+					   "http"};
 	bool up = relaylink_connected(rl);
 	json_t *o = json_object();
 

@@ -372,6 +372,16 @@ static void send_stats(struct ctlthread *ct)
 	    "uptime", (json_int_t)((now_ms() - ct->started) / 1000), "online",
 	    online_list(ct, false));
 	json_object_set_new(o, "firewall_refused", json_integer((json_int_t)s.firewall_refused));
+	/* the HTTP edge: requests forwarded, and what it answered itself (edge.c's causes) */
+	json_object_set_new(
+	    o, "http",
+	    json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "requests",
+		      (json_int_t)s.http_requests, "bad_request", (json_int_t)s.http_errors[0],
+		      "no_host", (json_int_t)s.http_errors[1], "unknown_host",
+		      (json_int_t)s.http_errors[2], "offline", (json_int_t)s.http_errors[3],
+		      "too_large", (json_int_t)s.http_errors[4], "timeout",
+		      (json_int_t)s.http_errors[5], "busy", (json_int_t)s.http_errors[6],
+		      "unauthorized", (json_int_t)s.http_errors[7]));
 	kern_stats(ct->kern, o,
 		   kern_steering(ct->kern) ? engine_workers(ct->e)
 					   : ct->nlistening * engine_workers(ct->e));

@@ -359,6 +359,15 @@ def test_edge_answers_bad_requests(server, client, services):
     # none of it reached the service; the route still works
     assert s.results.qsize() <= 1
     assert request(server, "ok.example.test")[0] == 200
+    # each answer counted by cause, shown by navectl status
+    def counted():
+        h = server.navectl("status", json=True)["relay"].get("http") or {}
+        return h if h.get("unknown_host", 0) >= 1 and h.get("too_large", 0) >= 1 else False
+
+    h = nt.wait_for(counted, 10, "the edge's counters in navectl status")
+    assert h["no_host"] >= 3 and h["bad_request"] >= 2 and h["requests"] >= 2, h
+    text = server.navectl("status")[1]
+    assert "the edge answered:" in text, text
 
 
 def test_header_timeout_and_slowloris(server, client, services):
