@@ -124,6 +124,8 @@ def test_bpf_release_takes_effect_within_100ms(tmp_path, procs):
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
         except ConnectionRefusedError:
             break
+        except ConnectionResetError:
+            pass  # relayd took it and reset it (the release on its way): still steered
         assert time.monotonic() - t0 < 1.0, "the released port is still steered after 1 s"
         time.sleep(0.002)
     took = time.monotonic() - t0
