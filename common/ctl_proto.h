@@ -71,7 +71,8 @@
  *   http: {requests (heads forwarded), and what the edge answered itself: bad_request (400,
  *         405, a bad TLS hello), no_host (400), unknown_host (404, unrecognized_name),
  *         offline (502), too_large (431), timeout (408, no hello in time), busy (503),
- *         unauthorized (401)}.
+ *         unauthorized (401)}, and tls_kernel: connections whose TLS the edge terminates
+ *         that went into the kernel (kTLS).
  */
 
 /* controld -> relayd */

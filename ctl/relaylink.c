@@ -471,7 +471,8 @@ static json_t *http_of(const json_t *v)
 {
 	static const char *const keys[] = {"requests",	   "bad_request", "no_host",
 					   "unknown_host", "offline",	  "too_large",
-					   "timeout",	   "busy",	  "unauthorized"};
+					   "timeout",	   "busy",	  "unauthorized",
+					   "tls_kernel"};
 	json_t *o;
 
 	if (!json_is_object(v) || !(o = json_object()))

@@ -382,6 +382,8 @@ static void send_stats(struct ctlthread *ct)
 		      "too_large", (json_int_t)s.http_errors[4], "timeout",
 		      (json_int_t)s.http_errors[5], "busy", (json_int_t)s.http_errors[6],
 		      "unauthorized", (json_int_t)s.http_errors[7]));
+	json_object_set_new(json_object_get(o, "http"), "tls_kernel",
+			    json_integer((json_int_t)s.http_tls_kernel));
 	kern_stats(ct->kern, o,
 		   kern_steering(ct->kern) ? engine_workers(ct->e)
 					   : ct->nlistening * engine_workers(ct->e));

@@ -201,7 +201,7 @@ struct worker {
 	_Atomic uint64_t st_refused_src, st_idle_to, st_pend_to;
 	_Atomic uint64_t st_ktls, st_ktls_fallback;
 	_Atomic uint64_t st_fw_refused;
-	_Atomic uint64_t st_http_req, st_http_err[8];
+	_Atomic uint64_t st_http_req, st_http_err[8], st_http_ktls;
 	struct cidr_table *fw;	    /* relay: the firewall lists (MB_FIREWALL), NULL = none */
 	struct http_routes *routes; /* relay: the HTTP routes (MB_ROUTES), NULL = none */
 	struct http_routes *certs;  /* relay: the HTTPS edge's certificates (MB_CERTS) */
@@ -300,6 +300,8 @@ bool edge_tick(struct worker *w, struct conn *p, uint64_t now);
 /* p waited for a data link too long: 503 */
 void edge_pending_timeout(struct worker *w, struct conn *p);
 void edge_free(struct conn *p);
+/* p's terminated TLS may move into the kernel (its send buffer drained, say) */
+void edge_settle(struct worker *w, struct conn *p);
 
 /* stream.c */
 /* the client ended its direction: the stream learns it (EOF frame) */

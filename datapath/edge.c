@@ -788,9 +788,40 @@ void edge_on_recv(struct worker *w, struct conn *p, int res, unsigned flags)
 	buf_recycle(w, bid);
 	if (!p->closing)
 		read_more(w, p);
+	if (h->tls && !p->closing)
+		edge_settle(w, p);
 }
 
 /* ---------- HTTPS: TLS the edge terminates ---------- */
+
+/*
+ * A terminated connection's TLS moves into the kernel (kTLS) as the data links'
+ * does, once the datapath holds none of its bytes; where the kernel cannot,
+ * it stays in userspace ([datapath] ktls = on: the connection closes).
+ */
+void edge_settle(struct worker *w, struct conn *p)
+{
+	bool out_empty = !p->tx.p || (!p->tx.inflight && p->tx.head == p->tx.tail);
+	bool in_quiet = !p->recv_armed || p->recv_epoch == w->sq_epoch;
+	char err[192];
+	int r;
+
+	if (!p->http || !p->http->tls || xprt_mode(&p->x) != XPRT_TLS || p->closing ||
+	    p->state == PS_TLS || p->http->in_len)
+		return;
+	r = xprt_settle(&p->x, out_empty, in_quiet, err, sizeof(err));
+	if (r < 0) {
+		log_every(NLOG_WARN, "https: %s: %s, closing", p->http->ip, err);
+		conn_close(w, p, true, err);
+		return;
+	}
+	if (r & XPRT_EV_FALLBACK)
+		log_every(NLOG_WARN, "https: %s: %s; it goes on in userspace TLS", p->http->ip,
+			  err);
+	if (r & XPRT_EV_KTLS)
+		atomic_fetch_add(&w->st_http_ktls, 1);
+}
+
 
 /* Puts n bytes on p's way out: through its TLS when it has one. 0 or -1 (p closing). */
 static int pub_put(struct worker *w, struct conn *p, const void *buf, size_t n)

@@ -181,7 +181,8 @@ struct engine_stats {
 	uint64_t firewall_refused;   /* connections refused at accept: source denied or not
 					allowed (relay) */
 	uint64_t http_requests;	     /* request heads the HTTP edge forwarded */
-	uint64_t http_errors[8];     /* edge answers by cause (enum http_cause, edge.h) */
+	uint64_t http_errors[8];     /* edge answers by cause (enum http_cause, edge.c) */
+	uint64_t http_tls_kernel;    /* terminated HTTPS connections whose TLS went to kTLS */
 };
 
 /* Starts the workers; 0 or -errno with err (then everything is freed, tunnel_fds closed). */

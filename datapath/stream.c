@@ -196,6 +196,11 @@ void plain_on_sent(struct worker *w, struct conn *p)
 	struct conn *l = conn_at(w, p->peer);
 
 	p->last_io = w->now;
+	if (p->http && p->x.tls) {
+		edge_settle(w, p);
+		if (p->closing)
+			return;
+	}
 	if (p->linger) {
 		plain_maybe_close(w, p);
 		return;

@@ -743,6 +743,7 @@ void engine_stats(struct engine *e, struct engine_stats *s)
 		s->firewall_refused +=
 		    atomic_load_explicit(&w->st_fw_refused, memory_order_relaxed);
 		s->http_requests += atomic_load_explicit(&w->st_http_req, memory_order_relaxed);
+		s->http_tls_kernel += atomic_load_explicit(&w->st_http_ktls, memory_order_relaxed);
 		for (unsigned k = 0; k < 8; k++)
 			s->http_errors[k] +=
 			    atomic_load_explicit(&w->st_http_err[k], memory_order_relaxed);

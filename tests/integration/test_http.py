@@ -724,3 +724,11 @@ def test_https_terminated_at_the_edge(server, client, services):
         assert got.decode() == hashlib.sha256(body).hexdigest()
     finally:
         conn.close()
+    # where the kernel has TLS, terminated connections move into it like the links
+    relay = server.navectl("status", json=True)["relay"]
+    print(f"ktls {relay['ktls']!r}, terminated connections in kTLS: "
+          f"{relay['http']['tls_kernel']}")
+    if relay["ktls"] == "kernel":
+        nt.wait_for(lambda: (server.navectl("status", json=True)["relay"]["http"]
+                             or {}).get("tls_kernel", 0) >= 1, 15,
+                    "a terminated connection in kTLS")
