@@ -10,6 +10,7 @@
  */
 #include "ctlthread.h"
 #include "kern.h"
+#include "tls/ktls.h"
 #include "tls/tls.h"
 #include "routes.h"
 
@@ -1398,6 +1399,13 @@ static void certs_load(struct ctlthread *ct)
 		ctx = tls_edge_ctx(crt, key, err, sizeof(err));
 		if (!ctx) {
 			log_warn("https: %s: %s: ignored", domain, err);
+			continue;
+		}
+		/* connections take this context before their handshake: what kTLS needs of
+		   it (the traffic secrets) must be in it */
+		if (ktls_ctx_prepare(ctx) < 0) {
+			log_warn("https: %s: cannot prepare the context for kTLS: ignored", domain);
+			SSL_CTX_free(ctx);
 			continue;
 		}
 		if (n == cap) {
