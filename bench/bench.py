@@ -1492,6 +1492,11 @@ def http_part(result, procs, tmp, build):
             if msg:
                 errors.setdefault(f"http {path} {mode}", msg)
     if "nave" in targets:
+        # how many data links carried the rounds (the client reuses them: no TLS
+        # handshake per public connection while one is idle)
+        cs = nvh.client_status()
+        info["nave"]["client_after"] = {k: cs.get(k) for k in
+                                        ("links", "idle_links", "conns", "conns_total")}
         for role in ("relayd", "client", "controld"):
             procs.check_alive(f"nave-http-{role}")
 
@@ -1510,7 +1515,7 @@ def print_http(result):
           f"conn per request: {st['threads']} x {st['conns_per_thread']} connections")
     for key, _, threads, conns, label in HTTP_MODES:
         print(f"  {label:<19} {'req/s':>8} {'vs direct':>10} {'vs nginx':>9} {'vs haproxy':>11} "
-              f"{'p50 ms':>7} {'p99 ms':>7} {'failed':>7} {'busy':>5}   samples")
+              f"{'p50 ms':>7} {'p99 ms':>7} {'failed':>7} {'busy':>5}   samples (other CPU)")
         med = {p: h["paths"].get(p, {}).get(key, {}).get("median_requests_per_s")
                for p in HTTP_PATHS}
         for path in HTTP_PATHS:
@@ -1525,12 +1530,16 @@ def print_http(result):
             def fmt(x):
                 return "-" if x is None else f"{x:.2f}"
 
-            smp = " ".join("fail" if x is None else f"{x:.0f}" for x in m["samples_requests_per_s"])
+            other = iter(m["cpu_not_on_path"])
+            smp = " ".join("fail" if x is None else f"{x:.0f} ({next(other) * 100:.0f}%)"
+                           for x in m["samples_requests_per_s"])
             fails = m["failures"] + m["warmup_failures"]
             print(f"    {HTTP_LABELS[path]:<17} {v:>8.0f} {fmt(ratio(v, med['direct'])):>10} "
                   f"{fmt(ratio(v, med['nginx'])):>9} {fmt(ratio(v, med['haproxy'])):>11} "
                   f"{m['latency_us_p50'] / 1000:>7.2f} {m['latency_us_p99'] / 1000:>7.2f} "
                   f"{fails:>7} {m['machine_busy'] * 100:>4.0f}%   {smp}")
+    print("  other CPU: share of the busy CPU that no process of the path used (a few % when"
+          " quiet)")
     print("  CPU per request (us, median of samples; keep-alive, conn per request):")
     for path in HTTP_PATHS:
         ka = h["paths"].get(path, {}).get("keepalive", {}).get("cpu_us_per_request") or {}
