@@ -3,7 +3,7 @@
 #   make            build the four binaries into build/
 #   make SAN=1      ASan + UBSan build into build-san/
 #   make V=1        show commands
-#   make deps | run [CONFIG=FILE] | test | bench | bench-splice | lint | fuzz | clean
+#   make deps | run [CONFIG=FILE] | demo | test | bench | bench-splice | lint | fuzz | clean
 #   make ktls-test [KTLS=on|auto|off]   the kTLS suite in a QEMU guest (tests/ktls/)
 
 SAN ?= 0
@@ -67,7 +67,7 @@ obj = $(patsubst %.c,$(B)/obj/%.o,$(1))
 
 BINS := $(B)/nave-relayd $(B)/nave-controld $(B)/navectl $(B)/nave
 
-.PHONY: all deps run test unit integration ktls-test fuzz bench bench-splice lint clean check-boringssl
+.PHONY: all deps run demo test unit integration ktls-test fuzz bench bench-splice lint clean check-boringssl
 all: $(BINS)
 
 $(B)/obj/%.o: %.c
@@ -112,6 +112,11 @@ deps:
 # make run CONFIG=FILE: the same with a server config instead of the embedded default.
 run: deps all
 	$(Q)./tests/run.sh $(B) $(if $(CONFIG),--config '$(CONFIG)')
+
+# make demo: a whole nave in a temp dir, a web service behind demo.localhost on
+# the HTTP edge, one request through it; Ctrl-C stops it (tests/demo.sh).
+demo: deps all
+	$(Q)./tests/demo.sh $(B)
 
 # Unit tests (cmocka): each tests/unit/test_X.c is one binary.
 UNIT_SRC := $(wildcard tests/unit/test_*.c)

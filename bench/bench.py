@@ -14,15 +14,20 @@ One run on 127.0.0.1 measures:
      with relayd's [datapath] steering = bpf and = listeners (a stack each).
   4. Port allocation: 1,000 ports through POST /api/v1/ports, each until it accepts
      a connection, and relayd's listening sockets after, in both steering modes.
+  5. HTTP requests per second and latency (bench/httpload.c: keep-alive, keep-alive on
+     one connection, and one connection per request), 3 samples each, round-robin:
+     direct to the service, through the nave HTTP edge (routing by Host), nginx as a
+     reverse proxy (server_name) and HAProxy in mode http (a Host ACL).
 Results go to bench/results/<UTC timestamp>.json and bench/results/latest.json,
 and a table to stdout. See bench/README.md.
 
 Usage: bench.py [BUILD_DIR]   (default: build; relative to the repository root)
 Environment: BENCH_SECONDS (iperf3 -t, default 5), BENCH_CONNS (default 1000),
 BENCH_CONNRATE_SECONDS (default 3), BENCH_CONNRATE_THREADS (2), BENCH_CONNRATE_INFLIGHT
-(16 per thread), BENCH_CONNRATE_SOURCES (16), BENCH_ALLOC_PORTS (1000), BENCH_SKIP
-(comma-separated: throughput, memory, ssh, connrate, alloc), BENCH_KEEP=1 keeps the
-temporary directory with every log.
+(16 per thread), BENCH_CONNRATE_SOURCES (16), BENCH_ALLOC_PORTS (1000), BENCH_HTTP_SECONDS
+(default 3), BENCH_HTTP_THREADS (2), BENCH_HTTP_CONNS (16 per thread), BENCH_HTTP_SOURCES (16),
+BENCH_SKIP (comma-separated: throughput, memory, ssh, connrate, alloc, http), BENCH_KEEP=1
+keeps the temporary directory with every log.
 """
 import datetime
 import hashlib
@@ -70,11 +75,30 @@ CR_LABELS = {
 STEERINGS = ["bpf", "listeners"]
 # Port allocation: this many ports, one tunnel, [ports] max_per_tunnel and range that size
 ALLOC_PORTS = int(os.environ.get("BENCH_ALLOC_PORTS", "1000"))
-# Parts to leave out (comma-separated): throughput, memory, ssh, connrate, alloc
+# HTTP (bench/httpload.c): each sample HTTP_WARMUP s not counted, then HTTP_SECONDS
+# counted; HTTP_THREADS loops x HTTP_CONNS connections (one request in flight each), in
+# close mode from HTTP_SOURCES addresses (127.0.0.2 and up).
+HTTP_SECONDS = float(os.environ.get("BENCH_HTTP_SECONDS", "3"))
+HTTP_WARMUP = 0.5
+HTTP_THREADS = int(os.environ.get("BENCH_HTTP_THREADS", "2"))
+HTTP_CONNS = int(os.environ.get("BENCH_HTTP_CONNS", "16"))
+HTTP_SOURCES = int(os.environ.get("BENCH_HTTP_SOURCES", "16"))
+HTTP_BODY = 128
+HTTP_HOST = "bench.nave.test"
+HTTP_PATHS = ["direct", "nave", "nginx", "haproxy"]
+HTTP_LABELS = {"direct": "direct", "nave": "nave edge", "nginx": "nginx", "haproxy": "HAProxy http"}
+# (mode key, httpload -m, threads, connections per thread, label)
+HTTP_MODES = [
+    ("keepalive", "keepalive", HTTP_THREADS, HTTP_CONNS, "keep-alive"),
+    ("keepalive1", "keepalive", 1, 1, "keep-alive, 1 conn"),
+    ("close", "close", HTTP_THREADS, HTTP_CONNS, "conn per request"),
+]
+# Parts to leave out (comma-separated): throughput, memory, ssh, connrate, alloc, http
+PARTS = {"throughput", "memory", "ssh", "connrate", "alloc", "http"}
 SKIP = {x.strip() for x in os.environ.get("BENCH_SKIP", "").split(",") if x.strip()}
-if SKIP - {"throughput", "memory", "ssh", "connrate", "alloc"}:
+if SKIP - PARTS:
     sys.exit(f"bench: BENCH_SKIP={os.environ['BENCH_SKIP']!r}: parts are "
-             "throughput, memory, ssh, connrate, alloc")
+             "throughput, memory, ssh, connrate, alloc, http")
 KIB_TARGET = 32
 HOLD_CHECK_S = 12  # the idle connections must still be up this long after opening
 HOST = "127.0.0.1"
@@ -488,6 +512,7 @@ class Nave:
         https, http = free_port(), free_port()
         low, high = free_window(self.range_size)
         self.https, self.range, self.low, self.high = https, f"{low}-{high}", low, high
+        self.http = http
         self.run_dir = run_dir = self.d / "run"
         self.sock = run_dir / "control.sock"
         # one section of each name: the server refuses a repeated one
@@ -1145,6 +1170,386 @@ def connrate_part(result, procs, tmp, build, connrate_bin, service, ready):
             procs.check_alive(f"{tag}-{role}")
 
 
+# ---------------------------------------------------------------- HTTP
+
+
+def build_httpload(tmp):
+    """bench/httpload.c into the temp dir, as connrate."""
+    out = tmp / "httpload"
+    cc = os.environ.get("CC", "cc")
+    run([cc, "-std=gnu11", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-pthread",
+         "-o", out, ROOT / "bench" / "httpload.c"], timeout=120)
+    return out
+
+
+def start_http_service(procs, binpath):
+    """httpload serve: one epoll thread per CPU, HTTP_BODY bytes per answer; its port."""
+    name = "http-service"
+    p = procs.start(name, [binpath, "serve", "-a", HOST, "-t", os.cpu_count() or 2,
+                           "-b", HTTP_BODY])
+
+    def port():
+        procs.check_alive(name)
+        for line in procs.logtail(name, 5).splitlines():
+            if line.startswith("port "):
+                return int(line.split()[1])
+        return None
+
+    svc = wait_until("the HTTP service's port", port, 10)
+    wait_until("the HTTP service listening", lambda: listening(svc), 10)
+    return {"port": svc, "pid": p.pid}
+
+
+def http_get(port, host=HTTP_HOST, timeout=5):
+    """One GET / with Host: host on a new connection: the status code, or None."""
+    try:
+        with socket.create_connection((HOST, port), timeout=timeout) as s:
+            s.sendall(f"GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+            data = b""
+            while b"\r\n" not in data:
+                d = s.recv(4096)
+                if not d:
+                    break
+                data += d
+        return int(data.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def children(pid):
+    """The pids whose parent is pid (/proc/*/stat)."""
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                    out.append(int(d))
+        except (OSError, ValueError, IndexError):
+            pass
+    return out
+
+
+def setup_nginx(procs, tmp, service):
+    """nginx as a reverse proxy routing by server_name, with a config, prefix, pid and
+    logs of its own in the temp dir (never the system's service): the master in the
+    foreground (daemon off) with 2 worker processes, as HAProxy has 2 threads and
+    relayd 2 workers; upstream keep-alive to the service, as nginx is deployed."""
+    d = tmp / "nginx"
+    for sub in ("", "body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        (d / sub).mkdir(exist_ok=True)
+    port = free_port()
+    conf = d / "nginx.conf"
+    conf.write_text(
+        "daemon off;\n"
+        "master_process on;\n"
+        "worker_processes 2;\n"
+        f"pid {d}/nginx.pid;\n"
+        f"error_log {d}/error.log warn;\n"
+        "events {\n    worker_connections 8192;\n}\n"
+        "http {\n"
+        "    access_log off;\n"
+        f"    client_body_temp_path {d}/body;\n"
+        f"    proxy_temp_path {d}/proxy;\n"
+        f"    fastcgi_temp_path {d}/fastcgi;\n"
+        f"    uwsgi_temp_path {d}/uwsgi;\n"
+        f"    scgi_temp_path {d}/scgi;\n"
+        # the load's keep-alive connections are not cut every 1,000 requests (the
+        # default), nor after the default 75 s
+        "    keepalive_requests 1000000;\n"
+        "    keepalive_timeout 120s;\n"
+        "    upstream svc {\n"
+        f"        server {HOST}:{service};\n"
+        "        keepalive 64;\n"
+        "    }\n"
+        "    server {\n"
+        f"        listen {HOST}:{port} default_server;\n"
+        "        return 404;\n"
+        "    }\n"
+        "    server {\n"
+        f"        listen {HOST}:{port};\n"
+        f"        server_name {HTTP_HOST};\n"
+        "        location / {\n"
+        "            proxy_pass http://svc;\n"
+        "            proxy_http_version 1.1;\n"
+        "            proxy_set_header Connection \"\";\n"
+        "            proxy_set_header Host $host;\n"
+        "            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n"
+        "            proxy_set_header X-Forwarded-Proto $scheme;\n"
+        "            proxy_set_header X-Forwarded-Host $host;\n"
+        "            proxy_set_header X-Forwarded-Port $server_port;\n"
+        "        }\n"
+        "    }\n"
+        "}\n"
+    )
+    argv = ["nginx", "-p", f"{d}/", "-e", d / "error.log", "-c", conf]
+    run(argv + ["-t"])
+    p = procs.start("nginx", argv)
+    wait_until("nginx listening", lambda: p.poll() is not None or listening(port), 10)
+    procs.check_alive("nginx")
+    workers = wait_until("nginx's 2 workers", lambda: (w := children(p.pid)) and len(w) >= 2 and w,
+                         10)
+    return {"port": port, "pids": {"nginx": [p.pid] + workers}}
+
+
+def setup_haproxy_http(procs, tmp, service):
+    """HAProxy in mode http, routing by Host with an ACL (2 threads, as the tcp one)."""
+    port = free_port()
+    cfg = tmp / "haproxy-http.cfg"
+    cfg.write_text(
+        "global\n"
+        "    nbthread 2\n"
+        "    maxconn 8192\n"
+        "defaults\n"
+        "    mode http\n"
+        "    option forwardfor\n"
+        "    timeout connect 5s\n"
+        "    timeout client 120s\n"
+        "    timeout server 120s\n"
+        "    timeout http-keep-alive 120s\n"
+        "frontend fe_http\n"
+        f"    bind {HOST}:{port}\n"
+        f"    acl host_bench hdr(host) -i {HTTP_HOST} {HTTP_HOST}:{port}\n"
+        "    http-request set-header X-Forwarded-Proto http\n"
+        "    http-request set-header X-Forwarded-Host %[req.hdr(host)]\n"
+        "    http-request set-header X-Forwarded-Port %[dst_port]\n"
+        "    use_backend be_svc if host_bench\n"
+        "backend be_svc\n"
+        f"    server svc {HOST}:{service}\n"
+    )
+    run(["haproxy", "-c", "-f", cfg])
+    p = procs.start("haproxy-http", ["haproxy", "-db", "-f", cfg])
+    wait_until("haproxy (http) listening", lambda: p.poll() is not None or listening(port), 10)
+    procs.check_alive("haproxy-http")
+    return {"port": port, "pids": {"haproxy": [p.pid]}}
+
+
+def setup_nave_http(procs, tmp, build, service):
+    """A nave stack of its own (default steering) and `nave tunnel http add --domain
+    HTTP_HOST --to` the service; the edge is relayd's [listen] http port."""
+    nv = Nave(procs, tmp, build, tag="nave-http")
+    nv.setup()
+    nv.nave("tunnel", "http", "add", "--domain", HTTP_HOST, "--to", f"{HOST}:{service}")
+    # the grant reaches relayd's workers a moment after the command returns
+    wait_until(f"{HTTP_HOST} routed by the edge", lambda: http_get(nv.http) == 200, 10, 0.1)
+    return nv, {"port": nv.http, "pids": {"relayd": [nv.relayd.pid], "nave client": [nv.client.pid]}}
+
+
+def http_sample(binpath, port, mode, threads, conns, pids):
+    """One httpload run against port; pids: {name: [pid, ...]} of the processes that
+    serve it (their CPU is charged to the sample). httpload's JSON, CPU figures added."""
+    def cpu_of(lst):
+        t = 0.0
+        for pid in lst:
+            try:
+                t += proc_cpu(pid)
+            except OSError:
+                pass
+        return t
+
+    before = {n: cpu_of(v) for n, v in pids.items()}
+    m0 = machine_cpu()
+    argv = [binpath, "run", "-a", HOST, "-p", port, "-H", HTTP_HOST, "-m", mode,
+            "-b", HTTP_BODY, "-d", HTTP_SECONDS, "-w", HTTP_WARMUP, "-t", threads, "-c", conns,
+            "-s", HTTP_SOURCES if mode == "close" else 0, "-T", 5]
+    try:
+        p = run(argv, timeout=HTTP_WARMUP + HTTP_SECONDS + 30)
+    except subprocess.TimeoutExpired:
+        raise BenchError(f"httpload to port {port} hung")
+    m1 = machine_cpu()
+    after = {n: cpu_of(v) for n, v in pids.items()}
+    try:
+        j = json.loads(p.stdout)
+    except ValueError:
+        raise BenchError(f"httpload printed no JSON: {p.stdout[-300:]}{p.stderr[-300:]}")
+    done = j["ok"] + j["warmup_ok"] + j["late_ok"]  # every request the CPU paid for
+    cpu = {n: after[n] - before[n] for n in pids}
+    cpu["load client"] = j["cpu_seconds"]["user"] + j["cpu_seconds"]["sys"]
+    j["cpu_seconds_by_process"] = {n: round(v, 3) for n, v in cpu.items()}
+    j["cpu_us_per_request"] = {n: round(v * 1e6 / done, 1) if done else None
+                               for n, v in cpu.items()}
+    span = m1[0] - m0[0]
+    j["machine_busy"] = round(1 - (m1[1] - m0[1]) / span, 3) if span else None
+    busy_s = (span - (m1[1] - m0[1])) / os.sysconf("SC_CLK_TCK")
+    j["cpu_not_on_path"] = round(max(0.0, 1 - sum(cpu.values()) / busy_s), 3) if busy_s > 0 else None
+    return j
+
+
+def summarize_http(samples):
+    out = {}
+    for path, modes in samples.items():
+        out[path] = {}
+        for mode, runs in modes.items():
+            ok = [r for r in runs if r is not None]
+            rates = [r["requests_per_s"] for r in ok]
+            kinds = {}
+            for r in ok:
+                for k, v in r["failures_by_kind"].items():
+                    kinds[k] = kinds.get(k, 0) + v
+            med = statistics.median(rates) if rates else None
+            out[path][mode] = {
+                "samples_requests_per_s": [None if r is None else r["requests_per_s"] for r in runs],
+                "median_requests_per_s": round(med, 1) if med is not None else None,
+                "failures": sum(r["failures"] for r in ok),
+                "failures_by_kind": kinds,
+                "warmup_failures": sum(r["warmup_failures"] for r in ok),
+                "latency_us_p50": statistics.median([r["latency_us"]["p50"] for r in ok]) if ok else None,
+                "latency_us_p99": statistics.median([r["latency_us"]["p99"] for r in ok]) if ok else None,
+                "machine_busy": statistics.median([r["machine_busy"] for r in ok]) if ok else None,
+                "cpu_not_on_path": [r["cpu_not_on_path"] for r in ok],
+                "cpu_us_per_request": {
+                    n: round(statistics.median(v), 1)
+                    for n in (ok[0]["cpu_us_per_request"] if ok else {})
+                    if (v := [r["cpu_us_per_request"][n] for r in ok
+                              if r["cpu_us_per_request"][n] is not None])
+                },
+                "runs": runs,
+            }
+    ratios = {}
+    for mode, *_ in HTTP_MODES:
+        med = {p: out.get(p, {}).get(mode, {}).get("median_requests_per_s") for p in HTTP_PATHS}
+        p50 = {p: out.get(p, {}).get(mode, {}).get("latency_us_p50") for p in HTTP_PATHS}
+        p99 = {p: out.get(p, {}).get(mode, {}).get("latency_us_p99") for p in HTTP_PATHS}
+        r = {}
+        for a, b in (("nave", "direct"), ("nave", "nginx"), ("nave", "haproxy"),
+                     ("nginx", "direct"), ("haproxy", "direct")):
+            r[f"{a}/{b}"] = ratio(med[a], med[b])
+            r[f"{a}/{b} p50"] = ratio(p50[a], p50[b])
+            r[f"{a}/{b} p99"] = ratio(p99[a], p99[b])
+        ratios[mode] = r
+    return {"paths": out, "ratios": ratios}
+
+
+def http_part(result, procs, tmp, build):
+    """Part 5: the HTTP service, the nave edge, nginx and HAProxy (mode http) in front
+    of it, then the rounds: every mode on every path, round-robin."""
+    errors = result["errors"]
+    log("http: building bench/httpload.c, starting the HTTP service")
+    try:
+        binpath = build_httpload(tmp)
+        service = start_http_service(procs, binpath)
+    except (BenchError, OSError, subprocess.SubprocessError) as e:
+        errors["http"] = str(e)
+        log(f"http: {e}")
+        return
+    targets = {"direct": {"port": service["port"], "pids": {}}}
+    info = {"service_port": service["port"]}
+    for path, setup in (("nave", lambda: setup_nave_http(procs, tmp, build, service["port"])),
+                        ("nginx", lambda: setup_nginx(procs, tmp, service["port"])),
+                        ("haproxy", lambda: setup_haproxy_http(procs, tmp, service["port"]))):
+        log(f"http: setting up {path}")
+        try:
+            t = setup()
+            if path == "nave":
+                nvh, t = t
+                info["nave"] = {"server_ini": nvh.ini.read_text(),
+                                "relay": nvh.server_status.get("relay")}
+            targets[path] = t
+        except (BenchError, OSError, subprocess.SubprocessError) as e:
+            errors[f"http {path}"] = str(e)
+            log(f"http {path}: setup failed: {e}")
+            if path == "nave":
+                for role in ("relayd", "client", "controld"):
+                    log(f"--- nave-http-{role} log tail:\n{procs.logtail(f'nave-http-{role}')}")
+    for t in targets.values():
+        t["pids"]["service"] = [service["pid"]]
+    samples = {p: {m[0]: [] for m in HTTP_MODES} for p in HTTP_PATHS if p in targets}
+    for rep in range(REPEAT):
+        for key, mode, threads, conns, label in HTTP_MODES:
+            for path in samples:
+                t = targets[path]
+                try:
+                    j = http_sample(binpath, t["port"], mode, threads, conns, t["pids"])
+                    fails = j["failures"] + j["warmup_failures"]
+                    log(f"round {rep + 1}/{REPEAT} http {label:<18} {path:<8} "
+                        f"{j['requests_per_s']:9.0f} req/s  p50 {j['latency_us']['p50'] / 1000:.2f}"
+                        f" p99 {j['latency_us']['p99'] / 1000:.2f} ms"
+                        + (f"  {fails} FAILED ({j['first_failure']})" if fails else ""))
+                except (BenchError, OSError, subprocess.SubprocessError) as e:
+                    j = None
+                    errors.setdefault(f"http {path} {key}", str(e))
+                    log(f"round {rep + 1}/{REPEAT} http {label:<18} {path:<8} FAILED: {e}")
+                samples[path][key].append(j)
+                time.sleep(0.3)
+    h = summarize_http(samples)
+    h["settings"] = {
+        "seconds": HTTP_SECONDS, "warmup_seconds": HTTP_WARMUP, "threads": HTTP_THREADS,
+        "conns_per_thread": HTTP_CONNS, "source_addresses_close": HTTP_SOURCES,
+        "body_bytes": HTTP_BODY, "host": HTTP_HOST, "repeat": REPEAT,
+        "service_threads": os.cpu_count(),
+        "modes": {k: {"httpload_mode": m, "threads": t, "conns_per_thread": c, "label": lbl}
+                  for k, m, t, c, lbl in HTTP_MODES},
+    }
+    h["setup"] = info
+    result["http"] = h
+    for path, modes in h["paths"].items():
+        for mode, m in modes.items():
+            kinds = ", ".join(f"{k} {v}" for k, v in m["failures_by_kind"].items() if v)
+            msg = f"{m['failures']} failed requests ({kinds})" if m["failures"] else ""
+            if m["warmup_failures"]:
+                msg += ("; " if msg else "") + f"{m['warmup_failures']} failed during warm-up"
+            if msg:
+                errors.setdefault(f"http {path} {mode}", msg)
+    if "nave" in targets:
+        # how many data links carried the rounds (the client reuses them: no TLS
+        # handshake per public connection while one is idle)
+        cs = nvh.client_status()
+        info["nave"]["client_after"] = {k: cs.get(k) for k in
+                                        ("links", "idle_links", "conns", "conns_total")}
+        for role in ("relayd", "client", "controld"):
+            procs.check_alive(f"nave-http-{role}")
+
+
+def print_http(result):
+    h = result.get("http")
+    if not h:
+        if "http" not in SKIP:
+            print()
+            print(f"http: FAILED: {result['errors'].get('http', 'not run')}")
+        return
+    st = h["settings"]
+    print()
+    print(f"HTTP requests ({st['body_bytes']} B body, Host {st['host']}): {st['seconds']:g} s after "
+          f"{st['warmup_seconds']:g} s warm-up, {st['repeat']} samples, median; keep-alive and "
+          f"conn per request: {st['threads']} x {st['conns_per_thread']} connections")
+    for key, _, threads, conns, label in HTTP_MODES:
+        print(f"  {label:<19} {'req/s':>8} {'vs direct':>10} {'vs nginx':>9} {'vs haproxy':>11} "
+              f"{'p50 ms':>7} {'p99 ms':>7} {'failed':>7} {'busy':>5}   samples (other CPU)")
+        med = {p: h["paths"].get(p, {}).get(key, {}).get("median_requests_per_s")
+               for p in HTTP_PATHS}
+        for path in HTTP_PATHS:
+            m = h["paths"].get(path, {}).get(key)
+            if m is None or m["median_requests_per_s"] is None:
+                err = result["errors"].get(f"http {path}") or result["errors"].get(f"http {path} {key}")
+                print(f"    {HTTP_LABELS[path]:<17} {'-':>8}   "
+                      f"{'(' + err.splitlines()[0][:70] + ')' if err else ''}")
+                continue
+            v = m["median_requests_per_s"]
+
+            def fmt(x):
+                return "-" if x is None else f"{x:.2f}"
+
+            other = iter(m["cpu_not_on_path"])
+            smp = " ".join("fail" if x is None else f"{x:.0f} ({next(other) * 100:.0f}%)"
+                           for x in m["samples_requests_per_s"])
+            fails = m["failures"] + m["warmup_failures"]
+            print(f"    {HTTP_LABELS[path]:<17} {v:>8.0f} {fmt(ratio(v, med['direct'])):>10} "
+                  f"{fmt(ratio(v, med['nginx'])):>9} {fmt(ratio(v, med['haproxy'])):>11} "
+                  f"{m['latency_us_p50'] / 1000:>7.2f} {m['latency_us_p99'] / 1000:>7.2f} "
+                  f"{fails:>7} {m['machine_busy'] * 100:>4.0f}%   {smp}")
+    print("  other CPU: share of the busy CPU that no process of the path used (a few % when"
+          " quiet)")
+    print("  CPU per request (us, median of samples; keep-alive, conn per request):")
+    for path in HTTP_PATHS:
+        ka = h["paths"].get(path, {}).get("keepalive", {}).get("cpu_us_per_request") or {}
+        cl = h["paths"].get(path, {}).get("close", {}).get("cpu_us_per_request") or {}
+        if ka or cl:
+            parts = ", ".join(f"{n} {ka.get(n, 0):.0f} / {cl.get(n, 0):.0f}"
+                              for n in dict.fromkeys(list(ka) + list(cl)))
+            print(f"    {HTTP_LABELS[path]:<17} {parts}")
+
+
 # ---------------------------------------------------------------- report
 
 
@@ -1181,6 +1586,7 @@ def machine_info():
         "python": platform.python_version(),
         "iperf3": ver(["iperf3", "--version"]),
         "haproxy": ver(["haproxy", "-v"]),
+        "nginx": ver(["nginx", "-v"]),
         "ssh": ver(["ssh", "-V"]),
         "git_commit": git("rev-parse", "HEAD"),
         "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
@@ -1366,6 +1772,7 @@ def print_table(result):
         err = result["errors"].get("memory", "not run")
         print(f"memory: FAILED: {err}")
     print_connrate(result)
+    print_http(result)
     if result["errors"]:
         print()
         print("errors:")
@@ -1410,6 +1817,7 @@ def main():
         "memory": None,
         "connrate": None,
         "port_allocation": None,
+        "http": None,
         "skipped": sorted(SKIP),
         "errors": {},
     }
@@ -1494,6 +1902,8 @@ def main():
                 procs.check_alive(name)
         if service is not None or "alloc" not in SKIP:
             connrate_part(result, procs, tmp, build, connrate_bin, service, ready)
+        if "http" not in SKIP:
+            http_part(result, procs, tmp, build)
     except BaseException as e:
         failed = True
         result["errors"]["harness"] = f"{type(e).__name__}: {e}"
