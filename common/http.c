@@ -341,6 +341,22 @@ enum http_result http_req_head(struct http_req *r, const uint8_t *base, size_t l
 	return HTTP_R_ERROR;
 }
 
+/* the mode after a complete request message */
+#define ANSWER_SWITCHED 1
+#define ANSWER_REFUSED	2
+
+static enum http_mode after_message(struct http_req *r)
+{
+	uint8_t a = r->answer;
+
+	r->answer = 0;
+	if (!r->upgrade)
+		return HTTP_M_HEAD;
+	return a == ANSWER_SWITCHED  ? HTTP_M_RAW
+	       : a == ANSWER_REFUSED ? HTTP_M_HEAD
+				     : HTTP_M_UPGRADE;
+}
+
 void http_req_head_done(struct http_req *r, const uint8_t *base, const struct http_head *h)
 {
 	r->fed = 0;
@@ -352,10 +368,8 @@ void http_req_head_done(struct http_req *r, const uint8_t *base, const struct ht
 	http_parser_execute(&r->hp, &settings, (const char *)base + h->len - 1, 1);
 	if (HTTP_PARSER_ERRNO(&r->hp) == HPE_PAUSED)
 		http_parser_pause(&r->hp, 0);
-	if (r->msg_done)
-		r->mode = r->upgrade ? HTTP_M_RAW : HTTP_M_HEAD;
-	else
-		r->mode = HTTP_M_BODY;
+	r->answer = 0;
+	r->mode = r->msg_done ? after_message(r) : HTTP_M_BODY;
 }
 
 long http_req_body(struct http_req *r, const uint8_t *p, size_t len, int *status)
@@ -363,6 +377,10 @@ long http_req_body(struct http_req *r, const uint8_t *p, size_t len, int *status
 	size_t n;
 	enum http_errno e;
 
+	if (r->mode != HTTP_M_BODY) {
+		*status = 500; /* the caller's mistake: never hand the parser these bytes */
+		return -1;
+	}
 	r->msg_done = false;
 	r->base = p; /* no header callbacks in a body, but trailers call on_field */
 	r->nhdr = 0;
@@ -377,13 +395,147 @@ long http_req_body(struct http_req *r, const uint8_t *p, size_t len, int *status
 	}
 	if (e == HPE_PAUSED && r->msg_done) {
 		http_parser_pause(&r->hp, 0);
-		r->mode = r->upgrade ? HTTP_M_RAW : HTTP_M_HEAD;
+		r->mode = after_message(r);
 		return (long)n;
 	}
 	if (e == HPE_OK)
 		return (long)n;
 	*status = 400;
 	return -1;
+}
+
+bool http_req_upgrade_answer(struct http_req *r, bool switched)
+{
+	if (r->mode == HTTP_M_UPGRADE) {
+		r->mode = switched ? HTTP_M_RAW : HTTP_M_HEAD;
+		return true;
+	}
+	if (r->mode == HTTP_M_BODY && r->upgrade && !r->answer) {
+		r->answer = switched ? ANSWER_SWITCHED : ANSWER_REFUSED;
+		return true;
+	}
+	return false;
+}
+
+/* ---------- responses ---------- */
+
+#define RQ_HEAD	   1 /* a HEAD request: its final answer has no body */
+#define RQ_UPGRADE 2 /* it asked for Upgrade: a 101 may answer it */
+
+static struct http_resp *resp_of(http_parser *hp)
+{
+	return hp->data;
+}
+
+static uint8_t resp_front(const struct http_resp *s)
+{
+	return s->q[s->first];
+}
+
+static uint8_t resp_pop(struct http_resp *s)
+{
+	uint8_t f = s->q[s->first];
+
+	s->first = (uint8_t)((s->first + 1) % HTTP_RESP_QUEUE);
+	s->n--;
+	return f;
+}
+
+static int resp_begin(http_parser *hp)
+{
+	return resp_of(hp)->n ? 0 : -1; /* a response nobody asked for */
+}
+
+/* 1: no body (libhttp-parser's F_SKIPBODY), whatever the head says */
+static int resp_headers(http_parser *hp)
+{
+	struct http_resp *s = resp_of(hp);
+	unsigned st = hp->status_code;
+
+	if (st < 100)
+		return -1;
+	if (st == 101 && !(resp_front(s) & RQ_UPGRADE))
+		return -1; /* switching protocols nobody asked to switch */
+	/* RFC 9112 6.3: 1xx, 204, 304 and an answer to HEAD end at their head */
+	if (st < 200 || st == 204 || st == 304 || (resp_front(s) & RQ_HEAD))
+		return 1;
+	return 0;
+}
+
+static int resp_complete(http_parser *hp)
+{
+	struct http_resp *s = resp_of(hp);
+	unsigned st = hp->status_code;
+
+	if (st == 101) {
+		resp_pop(s);
+		s->ev = HTTP_RESP_SWITCHED;
+	} else if (st < 200) {
+		return 0; /* interim: the request still waits for its answer */
+	} else if (resp_pop(s) & RQ_UPGRADE) {
+		s->ev = HTTP_RESP_REFUSED;
+	} else {
+		return 0;
+	}
+	http_parser_pause(hp, 1); /* the event's last byte: feed returns there */
+	return 0;
+}
+
+static const http_parser_settings resp_settings = {
+    .on_message_begin = resp_begin,
+    .on_headers_complete = resp_headers,
+    .on_message_complete = resp_complete,
+};
+
+void http_resp_init(struct http_resp *s)
+{
+	memset(s, 0, sizeof(*s));
+	http_parser_init(&s->hp, HTTP_RESPONSE);
+	s->hp.data = s;
+}
+
+bool http_resp_expect(struct http_resp *s, unsigned method, bool upgrade)
+{
+	if (s->n == HTTP_RESP_QUEUE)
+		return false;
+	s->q[(s->first + s->n) % HTTP_RESP_QUEUE] =
+	    (uint8_t)((method == HTTP_HEAD ? RQ_HEAD : 0) | (upgrade ? RQ_UPGRADE : 0));
+	s->n++;
+	return true;
+}
+
+enum http_resp_result http_resp_feed(struct http_resp *s, const uint8_t *p, size_t len,
+				     size_t *used)
+{
+	enum http_errno e;
+	size_t n;
+
+	*used = 0;
+	if (s->end)
+		return (enum http_resp_result)s->end;
+	if (!len)
+		return HTTP_RESP_OK; /* 0 bytes would tell the parser the stream ended */
+	s->hp.data = s;		     /* s may have moved */
+	s->ev = HTTP_RESP_OK;
+	n = http_parser_execute(&s->hp, &resp_settings, (const char *)p, len);
+	e = HTTP_PARSER_ERRNO(&s->hp);
+	*used = n;
+	if (e == HPE_PAUSED) {
+		http_parser_pause(&s->hp, 0);
+		if (s->ev == HTTP_RESP_SWITCHED)
+			s->end = HTTP_RESP_SWITCHED;
+		return (enum http_resp_result)s->ev;
+	}
+	if (e != HPE_OK || n != len) {
+		s->end = HTTP_RESP_ERROR;
+		return HTTP_RESP_ERROR;
+	}
+	return HTTP_RESP_OK;
+}
+
+unsigned http_resp_outstanding(const struct http_resp *s)
+{
+	return s->n;
 }
 
 /* ---------- the forwarded head ---------- */

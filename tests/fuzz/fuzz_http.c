@@ -6,8 +6,12 @@
  * rest), its high nibble picks the head bound (max) and whether the peer is a
  * trusted proxy. The rest is a client's byte stream, fed as a relay does: the
  * partial head kept at the start of a buffer, http_req_head until a head,
- * http_req_head_done, http_req_body over the body, everything after an
- * Upgrade as RAW. Each head is rewritten as it would be forwarded.
+ * http_req_head_done, http_req_body over the body, after an Upgrade request
+ * the service's answer (http_req_upgrade_answer), everything after a 101 as
+ * RAW. Each head is rewritten as it would be forwarded. The answer to an
+ * Upgrade request comes from its head's length: odd a 101, even a refusal
+ * (the next request is parsed as usual); with bit 1 set too it comes right
+ * after the head (during the body, if any), else once the message ended.
  *
  * Checks: bytes taken never exceed what was given; a head ends in LF, within
  * max, its spans inside it; a body call in BODY mode that does not end the
@@ -33,7 +37,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define BUF_MAX	   (16384 + 64)
 
 struct ev {
-	size_t kind; /* 'H' head at off, len; 'B' message end at off; 'R' raw from off */
+	size_t kind; /* 'H' head at off, len; 'B' message end at off; 'R' raw from off;
+			'U' the answer to an Upgrade at off: len 1 switched, 0 refused */
 	size_t off, len;
 };
 
@@ -134,6 +139,7 @@ static void run(const uint8_t *in, size_t len, const size_t *cuts, size_t ncuts,
 	static uint8_t buf[BUF_MAX];
 	struct http_req r;
 	size_t have = 0, got = 0, off = 0; /* off: stream offset of buf[0] */
+	size_t up_len = 0;		   /* the last Upgrade head's length */
 
 	memset(res, 0, sizeof(*res));
 	http_req_init(&r);
@@ -178,10 +184,21 @@ static void run(const uint8_t *in, size_t len, const size_t *cuts, size_t ncuts,
 				http_req_head_done(&r, buf, &h);
 				if (r.fed != 0)
 					fail("fed after head_done");
+				if (h.upgrade != (r.mode == HTTP_M_UPGRADE ||
+						  (r.mode == HTTP_M_BODY && r.upgrade)))
+					fail("Upgrade head, mode");
 				memmove(buf, buf + h.len, have - h.len);
 				have -= h.len;
 				off += h.len;
 				res->taken += h.len;
+				up_len = h.upgrade ? h.len : 0;
+				if (up_len & 2) { /* the service answers at once */
+					add(res, 'U', off, up_len & 1);
+					if (!http_req_upgrade_answer(&r, up_len & 1))
+						fail("an answer to Upgrade not taken");
+					if (http_req_upgrade_answer(&r, up_len & 1))
+						fail("a second answer taken");
+				}
 				if (r.mode == HTTP_M_HEAD)
 					add(res, 'B', off, 0);
 			} else if (r.mode == HTTP_M_BODY) {
@@ -209,7 +226,20 @@ static void run(const uint8_t *in, size_t len, const size_t *cuts, size_t ncuts,
 					break;
 				}
 				add(res, 'B', off, 0);
+			} else if (r.mode == HTTP_M_UPGRADE) {
+				int st = 0;
+
+				if (!up_len || (up_len & 2))
+					fail("UPGRADE mode after no Upgrade, or after its answer");
+				if (have && http_req_body(&r, buf, have, &st) != -1)
+					fail("a body call in UPGRADE mode took bytes");
+				add(res, 'U', off, up_len & 1);
+				if (!http_req_upgrade_answer(&r, up_len & 1) ||
+				    r.mode != ((up_len & 1) ? HTTP_M_RAW : HTTP_M_HEAD))
+					fail("the answer to Upgrade not taken");
 			} else {
+				if (r.mode != HTTP_M_RAW || !(up_len & 1))
+					fail("RAW without a 101");
 				if (!res->raw)
 					add(res, 'R', off, 0);
 				res->raw = true;

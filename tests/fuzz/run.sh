@@ -30,7 +30,7 @@ deps()
 		echo "common/cidr.c" ;;
 	tlspeek)
 		echo "common/tlspeek.c common/domain.c" ;;
-	http)
+	http | http_resp)
 		echo "common/http.c common/domain.c -lhttp_parser" ;;
 	escape)
 		echo "common/log.c common/util.c common/valid.c -ljansson" ;;

@@ -56,12 +56,21 @@ struct run {
 	size_t head_off[8], head_len[8];
 	struct http_head h[8];
 	size_t body, raw;
+	size_t held; /* bytes waiting in UPGRADE mode at the end */
 	int status;
 	enum http_mode mode;
 };
 
+/*
+ * What the service answers each Upgrade request, in order: 'S' a 101
+ * (switched), 'R' a refusal (200); none left: the bytes after it wait.
+ */
+static const char *answers = "";
+
 static void relay(const char *in, size_t len, const size_t *cuts, struct run *out)
 {
+	const char *ans = answers;
+
 	static uint8_t buf[65536];
 	struct http_req r;
 	size_t have = 0, got = 0, base_off = 0; /* base_off: stream offset of buf[0] */
@@ -122,6 +131,13 @@ static void relay(const char *in, size_t len, const size_t *cuts, struct run *ou
 				base_off += (size_t)n;
 				if (r.mode == HTTP_M_BODY)
 					break; /* every byte was body */
+			} else if (r.mode == HTTP_M_UPGRADE) {
+				if (!*ans) {
+					out->held = have;
+					break;
+				}
+				assert_true(http_req_upgrade_answer(&r, *ans++ == 'S'));
+				assert_int_not_equal(r.mode, HTTP_M_UPGRADE);
 			} else {
 				out->raw += have;
 				base_off += have;
@@ -366,13 +382,28 @@ static void test_upgrade(void **state)
 	assert_true(h.upgrade);
 	assert_int_equal(h.len, (size_t)(end - s));
 	http_req_head_done(&r, B(s), &h);
+	/* forwarded: nothing more goes on until the service answers */
+	assert_int_equal(r.mode, HTTP_M_UPGRADE);
+	assert_int_equal(http_req_body(&r, B(s) + h.len, 3, &st), -1);
+	assert_int_equal(r.mode, HTTP_M_UPGRADE);
+	assert_true(http_req_upgrade_answer(&r, true));
 	assert_int_equal(r.mode, HTTP_M_RAW);
+	assert_false(http_req_upgrade_answer(&r, true));
+	assert_int_equal(r.mode, HTTP_M_RAW);
+
+	answers = "";
+	relay_whole(s, &out);
+	assert_int_equal(out.heads, 1);
+	assert_int_equal(out.raw, 0);
+	assert_int_equal(out.held, strlen(s) - h.len);
+	assert_int_equal(out.mode, HTTP_M_UPGRADE);
+	answers = "S";
 	relay_whole(s, &out);
 	assert_int_equal(out.heads, 1);
 	assert_int_equal(out.raw, strlen(s) - h.len);
 	assert_int_equal(out.mode, HTTP_M_RAW);
 
-	/* Upgrade with a body: the body first, then RAW */
+	/* Upgrade with a body: the body first, then UPGRADE, then RAW */
 	static const char b[] = "POST /ws HTTP/1.1\r\nHost: a.example\r\nConnection: upgrade\r\n"
 				"Upgrade: x\r\nContent-Length: 2\r\n\r\nhiRAWRAW";
 	relay_whole(b, &out);
@@ -380,6 +411,140 @@ static void test_upgrade(void **state)
 	assert_int_equal(out.body, 2);
 	assert_int_equal(out.raw, 6);
 	assert_int_equal(out.mode, HTTP_M_RAW);
+	answers = "";
+	relay_whole(b, &out);
+	assert_int_equal(out.body, 2);
+	assert_int_equal(out.held, 6);
+	assert_int_equal(out.mode, HTTP_M_UPGRADE);
+
+	/* a request without Upgrade waits for no answer */
+	assert_int_equal(head1(&r, GET, MAX, &h, &st), HTTP_R_HEAD);
+	http_req_head_done(&r, B(GET), &h);
+	assert_int_equal(r.mode, HTTP_M_HEAD);
+	assert_false(http_req_upgrade_answer(&r, true));
+	assert_false(http_req_upgrade_answer(&r, false));
+	assert_int_equal(r.mode, HTTP_M_HEAD);
+}
+
+static const char UP[] = "GET /ws HTTP/1.1\r\nHost: a.example\r\nConnection: Upgrade\r\n"
+			 "Upgrade: websocket\r\n\r\n";
+
+/* an Upgrade the service refused (200): the connection stays HTTP */
+static void test_upgrade_refused(void **state)
+{
+	static const char next[] = "GET /next HTTP/1.1\r\nHost: b.example\r\n"
+				   "X-Forwarded-For: 6.6.6.6\r\n\r\n";
+	char in[512];
+	struct run out;
+
+	snprintf(in, sizeof(in), "%s%s", UP, next);
+	answers = "R";
+	for (size_t k = 0; k < strlen(in); k++) {
+		size_t cuts[] = {k, 0};
+
+		relay(in, strlen(in), k ? cuts : NULL, &out);
+		assert_int_equal(out.status, 0);
+		assert_int_equal(out.heads, 2);
+		assert_true(out.h[0].upgrade);
+		assert_int_equal(out.head_off[1], strlen(UP));
+		assert_int_equal(out.head_len[1], strlen(next));
+		assert_int_equal(out.h[1].method, HTTP_GET);
+		assert_false(out.h[1].upgrade);
+		assert_int_equal(out.raw, 0);
+		assert_int_equal(out.held, 0);
+		assert_int_equal(out.mode, HTTP_M_HEAD);
+	}
+
+	/* refused, then an Upgrade again, switched this time */
+	snprintf(in, sizeof(in), "%s%s%sRAW", UP, next, UP);
+	answers = "RS";
+	relay_whole(in, &out);
+	assert_int_equal(out.heads, 3);
+	assert_int_equal(out.raw, 3);
+	assert_int_equal(out.mode, HTTP_M_RAW);
+
+	/* a POST with a body after the refusal: framed as usual */
+	snprintf(in, sizeof(in),
+		 "%sPOST /p HTTP/1.1\r\nHost: a.example\r\nContent-Length: 4\r\n\r\n"
+		 "abcdGET /z HTTP/1.1\r\nHost: a.example\r\n\r\n",
+		 UP);
+	answers = "R";
+	relay_whole(in, &out);
+	assert_int_equal(out.status, 0);
+	assert_int_equal(out.heads, 3);
+	assert_int_equal(out.body, 4);
+	assert_int_equal(out.mode, HTTP_M_HEAD);
+	answers = "";
+}
+
+/* what a client hides behind an Upgrade it expects to be refused is checked */
+static void smuggle_status(const char *after, int want)
+{
+	char in[1024];
+	struct run out;
+
+	snprintf(in, sizeof(in), "%s%s", UP, after);
+	answers = "R";
+	for (size_t k = 0; k < strlen(in); k++) {
+		size_t cuts[] = {k, 0};
+
+		relay(in, strlen(in), k ? cuts : NULL, &out);
+		assert_int_equal(out.heads, 1);
+		assert_int_equal(out.raw, 0);
+		assert_int_equal(out.status, want);
+	}
+	answers = "";
+}
+
+static void test_upgrade_refused_smuggling(void **state)
+{
+	smuggle_status("POST / HTTP/1.1\r\nHost: a.example\r\nContent-Length: 5\r\n"
+		       "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+		       400);
+	smuggle_status("POST / HTTP/1.1\r\nHost: a.example\r\nContent-Length : 5\r\n\r\n", 400);
+	smuggle_status("GET / HTTP/1.1\r\nHost: a.example\r\nX: a\r\n b\r\n\r\n", 400);
+	smuggle_status("\x81\x85not HTTP at all\r\n\r\n", 501);
+	smuggle_status("GET / HXXP/1.1\r\nHost: a.example\r\n\r\n", 400);
+	smuggle_status("GET / HTTP/1.1\r\nHost: a.example\r\n"
+		       "Transfer-Encoding: chunked\t\r\n\r\n",
+		       400);
+}
+
+/* the service answers the Upgrade before the request's body ended */
+static void test_upgrade_answer_in_body(void **state)
+{
+	static const char s[] = "POST /ws HTTP/1.1\r\nHost: a.example\r\nConnection: upgrade\r\n"
+				"Upgrade: x\r\nContent-Length: 4\r\n\r\nbody";
+	static const char t[] = "GET / HTTP/1.1\r\nHost: a.example\r\n\r\n";
+	size_t hl = strlen(s) - 4;
+	struct http_req r;
+	struct http_head h;
+	int st;
+
+	for (int sw = 0; sw < 2; sw++) {
+		assert_int_equal(head1(&r, s, MAX, &h, &st), HTTP_R_HEAD);
+		http_req_head_done(&r, B(s), &h);
+		assert_int_equal(r.mode, HTTP_M_BODY);
+		assert_int_equal(http_req_body(&r, B(s) + hl, 2, &st), 2);
+		assert_true(http_req_upgrade_answer(&r, sw));
+		assert_false(http_req_upgrade_answer(&r, !sw)); /* one answer */
+		assert_int_equal(r.mode, HTTP_M_BODY);
+		assert_int_equal(http_req_body(&r, B(s) + hl + 2, 2, &st), 2);
+		assert_int_equal(r.mode, sw ? HTTP_M_RAW : HTTP_M_HEAD);
+		if (!sw) {
+			assert_int_equal(http_req_head(&r, B(t), strlen(t), MAX, &h, &st),
+					 HTTP_R_HEAD);
+			assert_int_equal(h.len, strlen(t));
+			http_req_head_done(&r, B(t), &h);
+			assert_int_equal(r.mode, HTTP_M_HEAD);
+		}
+	}
+	/* a body without Upgrade takes no answer */
+	static const char p[] = "POST / HTTP/1.1\r\nHost: a.example\r\nContent-Length: 4\r\n\r\n";
+	assert_int_equal(head1(&r, p, MAX, &h, &st), HTTP_R_HEAD);
+	http_req_head_done(&r, B(p), &h);
+	assert_int_equal(r.mode, HTTP_M_BODY);
+	assert_false(http_req_upgrade_answer(&r, true));
 }
 
 /* ---------- refusals ---------- */
@@ -751,6 +916,9 @@ int main(void)
 	    cmocka_unit_test(test_chunked_every_split),
 	    cmocka_unit_test(test_pipelined),
 	    cmocka_unit_test(test_upgrade),
+	    cmocka_unit_test(test_upgrade_refused),
+	    cmocka_unit_test(test_upgrade_refused_smuggling),
+	    cmocka_unit_test(test_upgrade_answer_in_body),
 	    cmocka_unit_test(test_errors),
 	    cmocka_unit_test(test_chunked_errors),
 	    cmocka_unit_test(test_host),
