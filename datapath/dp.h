@@ -300,6 +300,8 @@ bool edge_tick(struct worker *w, struct conn *p, uint64_t now);
 /* p waited for a data link too long: 503 */
 void edge_pending_timeout(struct worker *w, struct conn *p);
 void edge_free(struct conn *p);
+/* the service sent p's client these bytes (plaintext, on their way unchanged) */
+void edge_response(struct worker *w, struct conn *p, const uint8_t *d, size_t n);
 /* p's terminated TLS may move into the kernel (its send buffer drained, say) */
 void edge_settle(struct worker *w, struct conn *p);
 

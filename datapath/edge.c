@@ -59,14 +59,17 @@ struct hconn {
 	struct http_head head;
 	uint8_t *in; /* client bytes not dealt with yet (a partial head, or what did not fit) */
 	uint32_t in_len, in_cap;
-	uint16_t route;		   /* bound: the route (BIND port) */
-	struct tunnel *tun;	   /* bound: the route's tunnel */
-	bool stopped;		   /* no more client bytes go to the service */
-	bool blocked;		   /* feed stopped for room on the link */
-	bool trusted;		   /* the peer is in [http] trusted_proxies */
-	bool tunnel_port;	   /* PS_HELLO: on the port tunnels share (ALPN nave/1 is a link) */
-	bool passthrough;	   /* TLS bytes relayed as they are (a passthrough rule) */
-	bool tls;		   /* the edge terminates this connection's TLS (p->x) */
+	uint16_t route;	    /* bound: the route (BIND port) */
+	struct tunnel *tun; /* bound: the route's tunnel */
+	bool stopped;	    /* no more client bytes go to the service */
+	bool blocked;	    /* feed stopped for room on the link */
+	bool trusted;	    /* the peer is in [http] trusted_proxies */
+	bool tunnel_port;   /* PS_HELLO: on the port tunnels share (ALPN nave/1 is a link) */
+	bool passthrough;   /* TLS bytes relayed as they are (a passthrough rule) */
+	bool tls;	    /* the edge terminates this connection's TLS (p->x) */
+	bool qfull;	    /* HTTP_RESP_QUEUE requests wait for answers: no more go on */
+	bool resp_raw;	    /* the service switched protocols (101): responses are not followed */
+	struct http_resp resp; /* the service's answers, followed to find the 101 of an Upgrade */
 	char ip[INET6_ADDRSTRLEN]; /* the peer, for X-Forwarded-For and logs */
 	char host[DOMAIN_MAX + 1]; /* the first request's host */
 	uint8_t auth_ok[32];	   /* the Authorization value verified on this connection */
@@ -347,6 +350,7 @@ void edge_accept(struct worker *w, struct conn *listener, int fd)
 		return;
 	}
 	http_req_init(&h->req);
+	http_resp_init(&h->resp);
 	p->http = h;
 	sock_nodelay(fd);
 	p->port = listener->port;
@@ -386,6 +390,7 @@ void edge_tls_accept(struct worker *w, struct conn *listener, int fd, bool tunne
 		return;
 	}
 	http_req_init(&h->req);
+	http_resp_init(&h->resp);
 	p->http = h;
 	h->tunnel_port = tunnel;
 	p->port = cfg->https_port;
@@ -568,6 +573,12 @@ static long feed(struct worker *w, struct conn *p, struct conn *l, const uint8_t
 				h->blocked = true;
 				break;
 			}
+			/* the service owes answers to HTTP_RESP_QUEUE requests: wait for some */
+			h->qfull = http_resp_outstanding(&h->resp) >= HTTP_RESP_QUEUE;
+			if (h->qfull) {
+				h->blocked = true;
+				break;
+			}
 			r = http_req_head(&h->req, data + pos, n - pos, cfg->max_head, &h->head,
 					  &status);
 			if (r == HTTP_R_MORE)
@@ -595,6 +606,10 @@ static long feed(struct worker *w, struct conn *p, struct conn *l, const uint8_t
 				stop(w, p, l, "a request head grew too large to forward");
 				return -1;
 			}
+			if (!http_resp_expect(&h->resp, h->head.method, h->head.upgrade)) {
+				stop(w, p, l, "too many requests wait for answers");
+				return -1;
+			}
 			if (!forward(w, l, w->hscratch, out))
 				return -1;
 			atomic_fetch_add(&w->st_http_req, 1);
@@ -605,6 +620,11 @@ static long feed(struct worker *w, struct conn *p, struct conn *l, const uint8_t
 		size_t k = n - pos;
 		long used;
 
+		if (h->req.mode == HTTP_M_UPGRADE) {
+			/* nothing more goes on until the service answers the Upgrade */
+			h->blocked = true;
+			break;
+		}
 		while (k && !link_room(w, l, k))
 			k /= 2;
 		if (!k) {
@@ -822,7 +842,6 @@ void edge_settle(struct worker *w, struct conn *p)
 		atomic_fetch_add(&w->st_http_ktls, 1);
 }
 
-
 /* Puts n bytes on p's way out: through its TLS when it has one. 0 or -1 (p closing). */
 static int pub_put(struct worker *w, struct conn *p, const void *buf, size_t n)
 {
@@ -946,6 +965,50 @@ static void terminate(struct worker *w, struct conn *p, const struct http_route 
 		h->in_len = h->in_cap = 0;
 		tls_bytes(w, p, hello, len);
 		free(hello);
+	}
+}
+
+/* ---------- the service's answers ---------- */
+
+/*
+ * n bytes the service sent p's client (they go on unchanged): followed to learn
+ * when an Upgrade was answered (101: raw both ways from there; anything else:
+ * requests are parsed again) and when answers free room in the request queue.
+ */
+void edge_response(struct worker *w, struct conn *p, const uint8_t *d, size_t n)
+{
+	struct hconn *h = p->http;
+	bool answered = false;
+	size_t pos = 0, used;
+
+	if (h->passthrough || h->resp_raw)
+		return;
+	while (pos < n) {
+		enum http_resp_result r = http_resp_feed(&h->resp, d + pos, n - pos, &used);
+
+		if (r == HTTP_RESP_OK)
+			break;
+		if (r == HTTP_RESP_ERROR) {
+			log_every(NLOG_INFO,
+				  "http: %s: the service's answer is no HTTP/1.x, closing", h->ip);
+			conn_close(w, p, true, "the service answered no HTTP");
+			return;
+		}
+		if (!http_req_upgrade_answer(&h->req, r == HTTP_RESP_SWITCHED)) {
+			conn_close(w, p, true, "internal: an answer to no Upgrade");
+			return;
+		}
+		answered = true;
+		pos += used;
+		if (r == HTTP_RESP_SWITCHED) {
+			h->resp_raw = true;
+			break;
+		}
+	}
+	if (answered || (h->qfull && http_resp_outstanding(&h->resp) < HTTP_RESP_QUEUE)) {
+		h->qfull = false;
+		h->blocked = false;
+		edge_arm(w, p); /* the bytes held back go on */
 	}
 }
 

@@ -396,6 +396,13 @@ static int pump_tls(struct worker *w, struct conn *l, struct conn *p, size_t n, 
 	r = xprt_read(&l->x, w->scratch, n);
 	if (r <= 0)
 		return r;
+	if (p->http) {
+		edge_response(w, p, w->scratch, (size_t)r);
+		if (p->closing) {
+			frame_rx_body_done(&l->rx, (size_t)r);
+			return -ECONNRESET;
+		}
+	}
 	o.p = p->tx.p;
 	o.len = p->tx.tail;
 	o.cap = w->txcap;
@@ -454,6 +461,10 @@ void link_pump(struct worker *w, struct conn *l)
 						p->tx.tail += (uint32_t)r;
 						atomic_fetch_add_explicit(&w->st_out, (uint64_t)r,
 									  memory_order_relaxed);
+						if (p->http)
+							edge_response(w, p,
+								      p->tx.p + p->tx.tail - r,
+								      (size_t)r);
 					}
 				}
 			} else {

@@ -314,6 +314,29 @@ def test_upgrade_goes_raw(server, client, services):
         conn.close()
 
 
+def test_refused_upgrade_keeps_parsing(server, client, services):
+    """An Upgrade the service answers with 200 leaves the connection HTTP: the
+    next request is still checked and rewritten (no smuggling behind it)."""
+    s = services(h_web, "svc")
+    http_add(client, "noup.example.test", s.port)
+    wait_routed(server, "noup.example.test")
+    conn = connect(server)
+    try:
+        conn.sendall(b"GET /echo HTTP/1.1\r\nHost: noup.example.test\r\nConnection: Upgrade\r\n"
+                     b"Upgrade: websocket\r\n\r\n"
+                     b"GET /echo HTTP/1.1\r\nHost: noup.example.test\r\n"
+                     b"X-Forwarded-For: 6.6.6.6\r\n\r\n")
+        rest = b""
+        for i in range(2):
+            line, hdrs, rest = read_head_from(conn, rest)
+            body, rest = read_body(conn, hdrs, rest)
+            assert line.startswith("HTTP/1.1 200"), (i, line)
+        seen = body.decode()
+        assert "x-forwarded-for: 127.0.0.1" in seen and "6.6.6.6" not in seen, seen
+    finally:
+        conn.close()
+
+
 def raw_answer(server, data, read_all=True):
     s = connect(server)
     try:
