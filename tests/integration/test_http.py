@@ -171,7 +171,7 @@ def request(server, host, target="/", method="GET", body=b"", headers=""):
         s.sendall(f"{method} {target} HTTP/1.1\r\nHost: {host}\r\n{headers}"
                   f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
         line, hdrs, rest = read_head(s)
-        data, _ = read_body(s, hdrs, rest)
+        data = b"" if method == "HEAD" else read_body(s, hdrs, rest)[0]
         return int(line.split()[1]), hdrs, data
     finally:
         s.close()

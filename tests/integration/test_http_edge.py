@@ -1,0 +1,213 @@
+# SPDX-License-Identifier: Apache-2.0
+"""More of the HTTP edge end to end: Host rewriting, a webroot the client
+serves itself (through the edge: Range, HEAD, traversal attempts), a 503 when
+the tunnel has no free data link, 1,000 concurrent keep-alive clients through
+one tunnel, and curl (a browser-style client, --resolve) over HTTP and both
+HTTPS modes that end at a service. Real daemons, a real client."""
+import asyncio
+import os
+import re
+import resource
+import subprocess
+
+import pytest
+
+import navetest as nt
+from test_http import (TlsEcho, connect, h_web, http_add, make_cert, read_body, read_head,
+                       request, wait_routed)
+
+
+@pytest.fixture
+def server_ini():
+    # 1,000 clients from 127.0.0.1, each holding a data link while it is open
+    return ("[http]\nheader_timeout = 2s\n"
+            "[ports]\nmax_conns_per_source = 4096\n"
+            "[tunnel]\nmax_links = 2048\npending_timeout = 1s\n")
+
+
+def client_keys(c, **keys):
+    text = c.ini.read_text()
+    for k, v in keys.items():
+        text, n = re.subn(rf"^{k}\s*=.*$", f"{k} = {v}", text, flags=re.M)
+        if not n:
+            text = text.replace("[client]\n", f"[client]\n{k} = {v}\n", 1)
+    c.ini.write_text(text)
+
+
+def test_host_header_rewritten(server, client, services):
+    s = services(h_web, "svc")
+    http_add(client, "public.example.test", s.port, "--host-header", "internal.local:8080")
+    wait_routed(server, "public.example.test")
+    status, _, body = request(server, "public.example.test", "/echo")
+    seen = body.decode()
+    assert status == 200
+    assert "host: internal.local:8080" in seen, seen
+    assert "x-forwarded-host: public.example.test" in seen, seen
+
+
+def test_webroot_through_the_edge(server, client, tmp_path):
+    root = tmp_path / "site"
+    (root / "sub").mkdir(parents=True)
+    data = os.urandom(300000)
+    (root / "index.html").write_text("<h1>hello from the webroot</h1>\n")
+    (root / "blob.bin").write_bytes(data)
+    (root / "sub" / "index.html").write_text("sub\n")
+    (tmp_path / "secret.txt").write_text("outside the webroot\n")
+    os.symlink(tmp_path / "secret.txt", root / "escape.txt")
+    p = client.nave("tunnel", "http", "add", "--domain", "site.example.test", "--webroot",
+                    str(root))
+    assert p.returncode == 0, p.stderr
+    wait_routed(server, "site.example.test")
+    status, hdrs, body = request(server, "site.example.test", "/")
+    assert status == 200 and b"hello from the webroot" in body
+    assert hdrs["content-type"][0].startswith("text/html")
+    status, _, body = request(server, "site.example.test", "/blob.bin")
+    assert status == 200 and body == data
+    status, hdrs, body = request(server, "site.example.test", "/blob.bin",
+                                 headers="Range: bytes=1000-1999\r\n")
+    assert status == 206 and body == data[1000:2000], hdrs
+    assert hdrs["content-range"] == [f"bytes 1000-1999/{len(data)}"]
+    status, hdrs, body = request(server, "site.example.test", "/blob.bin", method="HEAD")
+    assert status == 200 and body == b"" and hdrs["content-length"] == [str(len(data))]
+    # nothing outside the webroot, whatever the spelling
+    for target in ("/../secret.txt", "/%2e%2e/secret.txt", "/sub/../../secret.txt",
+                   "/escape.txt", "/..%2fsecret.txt", "/nothing.txt"):
+        status, _, body = request(server, "site.example.test", target)
+        assert status in (400, 403, 404), (target, status)
+        assert b"outside the webroot" not in body, target
+
+
+def test_no_free_link_is_a_503(server, make_client, services):
+    c = make_client("c", start=False)
+    client_keys(c, max_links=1, pool_idle=1)
+    c.start()
+    s = services(h_web, "svc")
+    http_add(c, "busy.example.test", s.port)
+    wait_routed(server, "busy.example.test")
+    holder = connect(server)
+    try:
+        # a keep-alive connection holds the tunnel's only data link
+        holder.sendall(b"GET /bytes/5 HTTP/1.1\r\nHost: busy.example.test\r\n\r\n")
+        line, hdrs, rest = read_head(holder)
+        read_body(holder, hdrs, rest)
+        status, hdrs, _ = request(server, "busy.example.test")
+        assert status == 503 and hdrs.get("retry-after") == ["1"], (status, hdrs)
+    finally:
+        holder.close()
+    nt.wait_for(lambda: request(server, "busy.example.test")[0] == 200, 10,
+                "the link free again")
+
+
+def test_thousand_keepalive_clients(server, client):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard < 8192:
+        pytest.skip(f"RLIMIT_NOFILE hard limit {hard} is too low for 1,000 clients here")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    n, rounds = 1000, 3
+
+    async def main():
+        srv = await asyncio.start_server(serve_idx, "127.0.0.1", 0, backlog=2048)
+        port = srv.sockets[0].getsockname()[1]
+        p = await asyncio.to_thread(client.nave, "tunnel", "http", "add", "--domain",
+                                    "many.example.test", "--to", f"127.0.0.1:{port}")
+        assert p.returncode == 0, p.stderr
+        await asyncio.to_thread(wait_routed_async_ok, server)
+        errors = await load(server.http, n, rounds)
+        srv.close()
+        return errors
+
+    try:
+        errors = asyncio.run(asyncio.wait_for(main(), 240))
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert not errors, (len(errors), errors[:5])
+
+
+def wait_routed_async_ok(server):
+    nt.wait_for(lambda: request(server, "many.example.test", "/n/1",
+                                headers="X-Idx: 0\r\n")[0] == 200, 10, "routed")
+
+
+async def serve_idx(reader, writer):
+    try:
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            size = int(re.match(rb"GET /n/(\d+) ", head).group(1))
+            idx = int(re.search(rb"X-Idx: (\d+)", head).group(1))
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size
+                         + bytes([idx % 251]) * size)
+            await writer.drain()
+    except (asyncio.IncompleteReadError, ConnectionError, AttributeError):
+        pass
+    finally:
+        writer.close()
+
+
+async def load(port, n, rounds):
+    """n concurrent keep-alive clients through the edge, rounds requests each;
+    each client's bodies carry its own byte (crossed streams show)."""
+    errors = []
+    opened = asyncio.Semaphore(200)  # connects in waves: the listen backlog holds
+
+    async def one(i):
+        try:
+            async with opened:
+                r, w = await asyncio.open_connection("127.0.0.1", port)
+            for k in range(rounds):
+                size = 50 + (i * 13 + k) % 2000
+                w.write(b"GET /n/%d HTTP/1.1\r\nHost: many.example.test\r\nX-Idx: %d\r\n\r\n"
+                        % (size, i))
+                await w.drain()
+                head = await r.readuntil(b"\r\n\r\n")
+                m = re.search(rb"Content-Length: (\d+)", head)
+                body = await r.readexactly(int(m.group(1)))
+                if not head.startswith(b"HTTP/1.1 200") or body != bytes([i % 251]) * size:
+                    errors.append((i, k, head[:60]))
+            return w
+        except Exception as e:  # noqa: BLE001
+            errors.append((i, repr(e)))
+            return None
+
+    # all of them open at once: every client holds its connection until all are done
+    writers = await asyncio.gather(*(one(i) for i in range(n)))
+    for w in writers:
+        if w:
+            w.close()
+    return errors
+
+
+def curl(*args):
+    return subprocess.run(["curl", "-sS", "--max-time", "20", *args], capture_output=True,
+                          text=True, timeout=30)
+
+
+def test_curl_http_and_https(server, client, services, tmp_path):
+    """curl, as a browser would, by name: HTTP, HTTPS terminated at the edge,
+    HTTPS passed through to a service that holds its own certificate."""
+    s = services(h_web, "svc")
+    certs = server.dir / "var" / "certs"
+    certs.mkdir(parents=True, exist_ok=True)
+    edge_cert, _, _ = make_cert(certs, "www.example.test")
+    svc_cert, svc_key, _ = make_cert(tmp_path, "tls.example.test")
+    tls_svc = TlsEcho(svc_cert, svc_key)
+    try:
+        http_add(client, "www.example.test", s.port)
+        http_add(client, "tls.example.test", tls_svc.port, "--tls-passthrough")
+        wait_routed(server, "www.example.test")
+        p = curl("--resolve", f"www.example.test:{server.http}:127.0.0.1",
+                 f"http://www.example.test:{server.http}/echo")
+        assert p.returncode == 0 and "x-forwarded-proto: http" in p.stdout, p
+        url = f"https://www.example.test:{server.https}/echo"
+        resolve = f"www.example.test:{server.https}:127.0.0.1"
+        nt.wait_for(lambda: curl("--resolve", resolve, "--cacert", str(edge_cert), url)
+                    .returncode == 0, 20, "the edge certificate loaded")
+        p = curl("--resolve", resolve, "--cacert", str(edge_cert), url)
+        assert "x-forwarded-proto: https" in p.stdout, p
+        # passthrough: curl verifies the service's own certificate through the edge
+        # (the echo service answers the request back: its first line is enough)
+        p = curl("--resolve", f"tls.example.test:{server.https}:127.0.0.1", "--cacert",
+                 str(svc_cert), "--http0.9", "--max-time", "3",
+                 f"https://tls.example.test:{server.https}/x")
+        assert p.stdout.startswith("GET /x HTTP/1.1"), p
+    finally:
+        tls_svc.close()
