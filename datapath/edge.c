@@ -808,7 +808,7 @@ void edge_on_recv(struct worker *w, struct conn *p, int res, unsigned flags)
 	buf_recycle(w, bid);
 	if (!p->closing)
 		read_more(w, p);
-	if (h->tls && !p->closing)
+	if (!p->closing && h->tls) /* h is gone with p */
 		edge_settle(w, p);
 }
 
