@@ -542,6 +542,7 @@ static int http_resolve(struct client *cl, struct rule *r, char *err, size_t err
 		snprintf(err, errlen, "bad --to '%s' (want HOST:PORT)", r->h.to);
 		return -1;
 	}
+	r->er.proxy = r->h.proxy_protocol; /* the client's address, for the service */
 	if (engine_resolve(host, port, &r->er.to, &r->er.to_len) < 0) {
 		snprintf(err, errlen, "cannot resolve %s", host);
 		return -1;
@@ -995,6 +996,10 @@ json_t *client_http_rule_json(const struct cfg_http_rule *h, unsigned route, con
 		json_array_append_new(flags, json_string("host_header"));
 	if (h->basic_auth[0])
 		json_array_append_new(flags, json_string("basic_auth"));
+	if (h->proxy_protocol)
+		json_array_append_new(flags,
+				      json_string(h->proxy_protocol == 1 ? "proxy_protocol_v1"
+									 : "proxy_protocol_v2"));
 	j = json_pack("{s:s, s:s, s:s}", "name", h->name, "type", "http", "domain", h->domain);
 	if (h->webroot[0])
 		json_object_set_new(j, "webroot", json_string(h->webroot));
@@ -1113,6 +1118,12 @@ static void http_add_local(struct client *cl, struct local *lo, json_t *req)
 	}
 	nr.h.tls_passthrough = json_is_true(json_object_get(req, "tls_passthrough"));
 	nr.h.redirect_https = json_is_true(json_object_get(req, "redirect_https"));
+	nr.h.proxy_protocol = (int)msg_int(req, "proxy_protocol", 0);
+	if (nr.h.proxy_protocol < 0 || nr.h.proxy_protocol > 2) {
+		local_reply(cl, lo,
+			    json_pack("{s:b, s:s}", "ok", 0, "error", "bad http_add request"));
+		return;
+	}
 	why = cfg_http_rule_check(&nr.h, &key);
 	if (why) {
 		snprintf(err, sizeof(err), "%s: %s", key, why);

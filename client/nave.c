@@ -567,8 +567,8 @@ static int cmd_deauth(struct opts *o, int argc, char **argv)
 #define HTTP_ADD_USAGE                                                                             \
 	"nave tunnel http add --domain D (--to HOST:PORT | --webroot DIR)\n"                       \
 	"                            [--tls-passthrough] [--redirect-https] [--host-header H]\n"   \
-	"                            [--basic-auth USER:PASS] [--name NAME] [--config FILE]\n"     \
-	"                            [--json]"
+	"                            [--basic-auth USER:PASS] [--proxy-protocol v1|v2]\n"          \
+	"                            [--name NAME] [--config FILE] [--json]"
 
 #define HTTP_ADD_OPTIONS                                                                           \
 	"  --domain D              the name the server's HTTP/HTTPS edge routes here: a\n"         \
@@ -583,6 +583,9 @@ static int cmd_deauth(struct opts *o, int argc, char **argv)
 	"  --basic-auth USER:PASS  the edge asks for this user and password; only a hash\n"        \
 	"                          (scrypt) is kept and sent. It shows in ps while nave\n"         \
 	"                          runs: prefer adding it when nobody else is logged in\n"         \
+	"  --proxy-protocol v1|v2  send a PROXY protocol header (v1 text, v2 binary) with\n"       \
+	"                          the client's address to the service at --to (useful\n"          \
+	"                          with --tls-passthrough, where no X-Forwarded-For can be)\n"     \
 	"  --name NAME             the rule's name: letters, digits, - and _ (default: from\n"     \
 	"                          the domain)\n"                                                  \
 	"  --config FILE           the client config\n"                                            \
@@ -1009,6 +1012,7 @@ static int http_add(struct opts *o, int argc, char **argv)
 	    {"redirect-https", no_argument, NULL, 'R'},
 	    {"host-header", required_argument, NULL, 'H'},
 	    {"basic-auth", required_argument, NULL, 'A'},
+	    {"proxy-protocol", required_argument, NULL, 'P'},
 	    {"name", required_argument, NULL, 'n'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
@@ -1047,6 +1051,14 @@ static int http_add(struct opts *o, int argc, char **argv)
 			break;
 		case 'A':
 			auth = optarg;
+			break;
+		case 'P':
+			if (!strcmp(optarg, "v1"))
+				h.proxy_protocol = 1;
+			else if (!strcmp(optarg, "v2"))
+				h.proxy_protocol = 2;
+			else
+				die_usage("bad --proxy-protocol '%s' (v1 or v2)", optarg);
 			break;
 		case 'n':
 			name = optarg;
@@ -1090,6 +1102,9 @@ static int http_add(struct opts *o, int argc, char **argv)
 	if (hh && webroot)
 		die_usage("--host-header goes with --to only: the webroot is chosen by the "
 			  "request's Host");
+	if (h.proxy_protocol && webroot)
+		die_usage("--proxy-protocol goes with --to only: the webroot server takes no "
+			  "PROXY header");
 	if (hh && !cfg_valid_host_header(hh))
 		die_usage("bad --host-header '%s' (1-%d of letters, digits, '.', ':', '_' and '-')",
 			  hh, LINK_HOST_HEADER_MAX);
@@ -1115,6 +1130,8 @@ static int http_add(struct opts *o, int argc, char **argv)
 		json_object_set_new(req, "host_header", json_string(h.host_header));
 	if (h.basic_auth[0])
 		json_object_set_new(req, "basic_auth", json_string(h.basic_auth));
+	if (h.proxy_protocol)
+		json_object_set_new(req, "proxy_protocol", json_integer(h.proxy_protocol));
 	r = local(o, req);
 	if (r) {
 		bool ok = json_is_true(json_object_get(r, "ok"));

@@ -244,6 +244,7 @@ static const struct cfg_row http_rows[] = {
     HTTP("redirect_https", "off", R_BOOL, redirect_https),
     HTTP("host_header", "", R_HOSTHDR, host_header),
     HTTP("basic_auth", "", R_AUTH, basic_auth),
+    HTTP("proxy_protocol", "", R_PROXY, proxy_protocol),
 };
 
 static const char *const log_names[] = {"debug", "info", "warn", "error"};
@@ -1603,6 +1604,9 @@ const char *cfg_http_rule_check(const struct cfg_http_rule *h, const char **key)
 	*key = "host_header";
 	if (h->host_header[0] && h->webroot[0])
 		return "goes with to only: the webroot is chosen by the request's Host";
+	*key = "proxy_protocol";
+	if (h->proxy_protocol && h->webroot[0])
+		return "goes with to only: the webroot server takes no PROXY header";
 	*key = "tls_passthrough";
 	if (h->tls_passthrough && h->webroot[0])
 		return "needs to: a webroot cannot take TLS it does not terminate";

@@ -112,6 +112,7 @@ struct cfg_http_rule {
 	bool redirect_https;	       /* the edge answers plain HTTP with a redirect */
 	char host_header[CFG_STR_MAX]; /* empty: the request's own Host */
 	char basic_auth[CFG_STR_MAX];  /* "USER:HASH" (common/passwd.h), or empty */
+	int proxy_protocol;	       /* enum cfg_proxy: a PROXY header to the service (to only) */
 };
 
 struct cfg_client {

@@ -137,8 +137,8 @@ static void dial_bind(struct worker *w, struct conn *l, const struct link_bind *
 		link_send_reset(w, l);
 		return;
 	}
-	if (http)
-		rule.proxy = 0; /* the edge has put the client's address in X-Forwarded-For */
+	/* HTTP rules send a PROXY header only when asked (--proxy-protocol): the edge
+	   puts the client's address in X-Forwarded-For, which passthrough cannot */
 	fd = socket(rule.to.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	p = fd >= 0 ? conn_new(w, CK_PLAIN, fd) : NULL;
 	if (!p) {

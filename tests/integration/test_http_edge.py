@@ -215,3 +215,30 @@ def test_curl_http_and_https(server, client, services, tmp_path):
         assert p.stdout.startswith("GET /x HTTP/1.1"), p
     finally:
         tls_svc.close()
+
+
+def h_proxy_then_http(c, svc):
+    """Reads a PROXY v1 line, then one request; answers with the PROXY line."""
+    buf = b""
+    while b"\r\n\r\n" not in buf.split(b"\r\n", 1)[-1] or b"\r\n" not in buf:
+        d = c.recv(4096)
+        if not d:
+            return
+        buf += d
+    line = buf.split(b"\r\n", 1)[0]
+    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
+              % (len(line), line))
+
+
+def test_proxy_protocol_to_the_service(server, client, services):
+    s = services(h_proxy_then_http, "svc")
+    http_add(client, "pp.example.test", s.port, "--proxy-protocol", "v1")
+    assert "proxy_protocol = v1" in client.ini.read_text()
+    nt.wait_for(lambda: request(server, "pp.example.test")[0] == 200, 10, "routed")
+    status, _, body = request(server, "pp.example.test")
+    assert status == 200 and body.startswith(b"PROXY TCP4 127.0.0.1 127.0.0.1 "), body
+    assert body.split()[-1] == str(server.http).encode(), body
+    # a webroot takes no PROXY header: refused with one line
+    p = client.nave("tunnel", "http", "add", "--domain", "x.example.test", "--webroot", "/tmp",
+                    "--proxy-protocol", "v2")
+    assert p.returncode == 2 and "--proxy-protocol goes with --to only" in p.stderr, p
