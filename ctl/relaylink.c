@@ -469,10 +469,9 @@ static json_t *xdp_of(const json_t *v)
 /* http: {requests and the edge's own answers by cause} (ctl_proto.h); NULL when no object. */
 static json_t *http_of(const json_t *v)
 {
-	static const char *const keys[] = {"requests",	   "bad_request", "no_host",
-					   "unknown_host", "offline",	  "too_large",
-					   "timeout",	   "busy",	  "unauthorized",
-					   "tls_kernel"};
+	static const char *const keys[] = {"requests",	   "bad_request", "no_host", "unknown_host",
+					   "offline",	   "too_large",	  "timeout", "busy",
+					   "unauthorized", "tls_kernel"};
 	json_t *o;
 
 	if (!json_is_object(v) || !(o = json_object()))
