@@ -320,6 +320,7 @@ class Server:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.https = https or free_port()
         self.http = free_port()
+        self.address = "127.0.0.1"  # where the listeners are (a test may move them)
         self.port_min, self.port_max = port_range or port_window()
         self.ini = self.dir / "server.ini"
         self.ini.write_text(
@@ -379,7 +380,7 @@ class Server:
 
         def listening():
             try:
-                socket.create_connection(("127.0.0.1", self.https), timeout=5).close()
+                socket.create_connection((self.address, self.https), timeout=5).close()
                 return True
             except OSError:
                 return False

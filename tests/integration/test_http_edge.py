@@ -8,6 +8,7 @@ import asyncio
 import os
 import re
 import resource
+import socket
 import subprocess
 
 import pytest
@@ -242,3 +243,63 @@ def test_proxy_protocol_to_the_service(server, client, services):
     p = client.nave("tunnel", "http", "add", "--domain", "x.example.test", "--webroot", "/tmp",
                     "--proxy-protocol", "v2")
     assert p.returncode == 2 and "--proxy-protocol goes with --to only" in p.stderr, p
+
+
+def test_web_service_behind_nat(server, make_client, tmp_path):
+    """The done-when of the HTTP edge: a browser-style client (curl) reaches a
+    web service that only listens inside the client's own network namespace
+    (nothing outside can connect to it), by name, over HTTP and the HTTPS modes
+    that end at a service: terminated at the edge and passed through."""
+    n = os.getpid() % 200 + 20
+    ns, veth_r, veth_c = f"nvnat{n}", f"nvnr{n}", f"nvnc{n}"
+    relay_ip, client_ip = f"10.79.{n}.1", f"10.79.{n}.2"
+    with nt.netns(ns):
+        nt.ip("link", "add", veth_r, "type", "veth", "peer", "name", veth_c, "netns", ns)
+        svcs = []
+        try:
+            nt.ip("addr", "add", f"{relay_ip}/24", "dev", veth_r)
+            nt.ip("link", "set", veth_r, "up")
+            nt.ip("-n", ns, "addr", "add", f"{client_ip}/24", "dev", veth_c)
+            nt.ip("-n", ns, "link", "set", veth_c, "up")
+            c = make_client("natc", start=False)
+            # the edge on the veth's address only
+            server.stop_relayd()
+            server.ini.write_text(server.ini.read_text().replace(
+                "address = 127.0.0.1\n", f"address = {relay_ip}\n", 1))
+            server.address = relay_ip
+            server.start_relayd()
+            c.ini.write_text(c.ini.read_text().replace(
+                f"server = 127.0.0.1:{server.https}", f"server = {relay_ip}:{server.https}"))
+            c.proc.cmd = ["ip", "netns", "exec", ns] + c.proc.cmd
+            c.start()
+            # the services listen on the namespace's loopback: unreachable from here
+            web = nt.in_ns(ns, lambda: nt.Service(h_web, "natweb"))
+            cert, key, _ = make_cert(tmp_path, "natpass.example.test")
+            tls = nt.in_ns(ns, lambda: TlsEcho(cert, key))
+            svcs += [web, tls]
+            with pytest.raises(OSError):
+                socket.create_connection((client_ip, web.port), timeout=2)
+            certs = server.dir / "var" / "certs"
+            certs.mkdir(parents=True, exist_ok=True)
+            edge_cert, _, _ = make_cert(certs, "nat.example.test")
+            http_add(c, "nat.example.test", web.port)
+            http_add(c, "natpass.example.test", tls.port, "--tls-passthrough")
+            h = f"http://nat.example.test:{server.http}/echo"
+            nt.wait_for(lambda: curl("--resolve", f"nat.example.test:{server.http}:{relay_ip}",
+                                     h).returncode == 0, 15, "HTTP through the NAT")
+            p = curl("--resolve", f"nat.example.test:{server.http}:{relay_ip}", h)
+            assert f"x-forwarded-for: {relay_ip}" in p.stdout, p
+            url = f"https://nat.example.test:{server.https}/echo"
+            res = f"nat.example.test:{server.https}:{relay_ip}"
+            nt.wait_for(lambda: curl("--resolve", res, "--cacert", str(edge_cert), url)
+                        .returncode == 0, 20, "HTTPS terminated at the edge through the NAT")
+            p = curl("--resolve", res, "--cacert", str(edge_cert), url)
+            assert "x-forwarded-proto: https" in p.stdout, p
+            p = curl("--resolve", f"natpass.example.test:{server.https}:{relay_ip}", "--cacert",
+                     str(cert), "--http0.9", "--max-time", "3",
+                     f"https://natpass.example.test:{server.https}/y")
+            assert p.stdout.startswith("GET /y HTTP/1.1"), p
+        finally:
+            for s in svcs:
+                s.close()
+            nt.ip("link", "del", veth_r, check=False)
