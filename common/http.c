@@ -612,8 +612,9 @@ static int find(const struct http_req *r, const uint8_t *base, const char *name)
 size_t http_head_rewrite(const struct http_req *r, const uint8_t *base, const struct http_head *h,
 			 const struct http_fwd *f, uint8_t *out, size_t cap)
 {
-	static const char *const ours[] = {"x-forwarded-for", "x-forwarded-proto",
-					   "x-forwarded-host", "x-forwarded-port", "forwarded"};
+	static const char *const ours[] = {"x-forwarded-for",  "x-forwarded-proto",
+					   "x-forwarded-host", "x-forwarded-port",
+					   "forwarded",	       "x-real-ip"};
 	struct out o = {.p = out, .cap = cap};
 	size_t start = 0, line;
 	struct http_span host = {0, 0}, thost;

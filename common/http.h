@@ -170,10 +170,11 @@ bool http_hdr_is(const struct http_req *r, const uint8_t *base, unsigned i, cons
 
 /* What the edge adds to and takes from a head on its way to the service. */
 struct http_fwd {
-	const char *client_ip;	  /* X-Forwarded-For gains it */
-	const char *proto;	  /* "http" | "https" */
-	const char *port;	  /* X-Forwarded-Port, the public port */
-	bool trusted;		  /* the peer is a trusted proxy: its X-Forwarded-* stay */
+	const char *client_ip; /* X-Forwarded-For gains it */
+	const char *proto;     /* "http" | "https" */
+	const char *port;      /* X-Forwarded-Port, the public port */
+	bool
+	    trusted; /* the peer is a trusted proxy: its X-Forwarded-*, Forwarded, X-Real-IP stay */
 	const char *host_header;  /* non-NULL: Host becomes this (the original goes in
 				     X-Forwarded-Host) */
 	bool strip_authorization; /* the edge checked it: the service does not see it */

@@ -210,7 +210,8 @@ static const struct cfg_row server_rows[] = {
     SRV("http", "allowed_domains", "", R_DOMAINS, allowed_domains),
     SRV("http", "certificates", "", R_STR, certificates),
     SRV("http", "header_timeout", "10s", R_DURATION, header_timeout_ms, .min = 1000, .max = 600000),
-    SRV("http", "max_head", "16384", R_UINT, max_head, .min = 1024, .max = 65536),
+    /* at most 32 KiB: a forwarded head always fits a link's send buffer (64 KiB or more) */
+    SRV("http", "max_head", "16384", R_UINT, max_head, .min = 1024, .max = 32768),
     SRV("xdp", "interface", "", R_IFNAME, xdp_interface),
     SRV("xdp", "syn_rate", "0", R_UINT, syn_rate, .min = 0, .max = UINT_MAX),
     SRV("metrics", "listen", "", R_LISTEN, metrics_listen),

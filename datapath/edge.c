@@ -72,6 +72,7 @@ struct hconn {
 	struct http_resp resp; /* the service's answers, followed to find the 101 of an Upgrade */
 	char ip[INET6_ADDRSTRLEN]; /* the peer, for X-Forwarded-For and logs */
 	char host[DOMAIN_MAX + 1]; /* the first request's host */
+	char cert[DOMAIN_MAX + 1]; /* terminated: the certificate's name (or wildcard) */
 	uint8_t auth_ok[32];	   /* the Authorization value verified on this connection */
 	bool has_auth_ok;
 };
@@ -119,8 +120,30 @@ static void answer(struct worker *w, struct conn *p, int status, const char *ext
 	p->connected = true; /* the send path treats it as a live socket */
 	p->deadline = w->now + 5000;
 	p->linger = true;
+	p->state = PS_BOUND; /* answered: nothing it sends now is read */
 	obuf_kick(w, p);
 }
+
+/* A fatal TLS alert (record version 1.2, as a server before its hello) and close. */
+static void alert(struct worker *w, struct conn *p, uint8_t desc)
+{
+	uint8_t a[7] = {0x15, 0x03, 0x03, 0x00, 0x02, 0x02, desc};
+
+	if (!obuf_ensure(w, p)) {
+		conn_close(w, p, true, "out of memory");
+		return;
+	}
+	memcpy(p->tx.p + p->tx.tail, a, sizeof(a));
+	p->tx.tail += sizeof(a);
+	p->connected = true;
+	p->deadline = w->now + 5000;
+	p->linger = true;
+	obuf_kick(w, p);
+}
+
+#define ALERT_INTERNAL_ERROR 80
+#define ALERT_UNRECOGNIZED   112
+#define ALERT_DECODE_ERROR   50
 
 static void refuse(struct worker *w, struct conn *p, enum http_cause cause, int status,
 		   const char *extra)
@@ -281,6 +304,32 @@ static void redirect_https(struct worker *w, struct conn *p, const uint8_t *base
 /* ---------- routing ---------- */
 
 /*
+ * The certificate for host: its own, else a wildcard one label up, as
+ * browsers accept them (*.example.com covers a.example.com, not a.b.example.com).
+ */
+static const struct http_route *cert_find(struct worker *w, const char *host)
+{
+	const struct http_route *c = http_routes_find(w->certs, host);
+	const char *dot;
+
+	if (!c || !domain_is_wildcard(c->domain))
+		return c;
+	dot = strchr(host, '.');
+	return dot && !strcmp(c->domain + 1, dot) ? c : NULL;
+}
+
+/* On a terminated connection a request may only name hosts its certificate covers. */
+static bool host_fits_cert(struct worker *w, const struct hconn *h, const char *host)
+{
+	const struct http_route *c;
+
+	if (!h->tls)
+		return true;
+	c = cert_find(w, host);
+	return c && !strcmp(c->domain, h->cert);
+}
+
+/*
  * The route for the head at base, checked: NULL when the edge answered
  * (and p is closing). Sets *rt.
  */
@@ -299,9 +348,19 @@ static const struct http_route *route_head(struct worker *w, struct conn *p, con
 		refuse(w, p, HC_NO_HOST, 400, NULL);
 		return NULL;
 	}
+	if (!host_fits_cert(w, h, host)) {
+		/* another name than the TLS connection was made for (domain fronting) */
+		refuse(w, p, HC_UNKNOWN, 421, NULL);
+		return NULL;
+	}
 	rt = http_routes_find(w->routes, host);
 	if (!rt) {
 		refuse(w, p, HC_UNKNOWN, 404, NULL);
+		return NULL;
+	}
+	if (rt->flags & ROUTE_PASSTHROUGH) {
+		/* its service takes TLS only: plain HTTP would reach it as garbage */
+		refuse(w, p, HC_UNKNOWN, 421, NULL);
 		return NULL;
 	}
 	if (!rt->route || atomic_load(&rt->tun->home) < 0) {
@@ -309,7 +368,7 @@ static const struct http_route *route_head(struct worker *w, struct conn *p, con
 		return NULL;
 	}
 	str_copy(h->host, sizeof(h->host), host);
-	if (rt->flags & ROUTE_REDIRECT_HTTPS) {
+	if ((rt->flags & ROUTE_REDIRECT_HTTPS) && !h->tls) {
 		redirect_https(w, p, base);
 		return NULL;
 	}
@@ -392,6 +451,7 @@ void edge_tls_accept(struct worker *w, struct conn *listener, int fd, bool tunne
 	http_req_init(&h->req);
 	http_resp_init(&h->resp);
 	p->http = h;
+	sock_nodelay(fd);
 	h->tunnel_port = tunnel;
 	p->port = cfg->https_port;
 	p->state = PS_HELLO;
@@ -415,6 +475,14 @@ static void dispatch(struct worker *w, struct conn *p, const struct http_route *
 	struct edge_handoff *ho;
 	struct io_uring_sqe *sqe;
 
+	if (home < 0) { /* it went offline since it was looked at */
+		atomic_fetch_add(&w->st_http_err[HC_OFFLINE], 1);
+		if (h->passthrough)
+			alert(w, p, ALERT_INTERNAL_ERROR);
+		else
+			answer(w, p, 502, NULL, cause_text[HC_OFFLINE]);
+		return;
+	}
 	h->route = rt->route;
 	h->tun = t;
 	p->port = rt->route;
@@ -542,8 +610,10 @@ static bool head_allowed(struct worker *w, struct conn *p, const uint8_t *base)
 
 	if (h->head.method == HTTP_CONNECT || !http_head_host(&h->req, base, &h->head, host))
 		return false;
+	if (!host_fits_cert(w, h, host))
+		return false;
 	rt = http_routes_find(w->routes, host);
-	if (!rt || rt->tun != h->tun || rt->route != h->route)
+	if (!rt || rt->tun != h->tun || rt->route != h->route || (rt->flags & ROUTE_PASSTHROUGH))
 		return false;
 	str_copy(h->host, sizeof(h->host), host);
 	/* every request carries the credentials; the ones checked cost nothing */
@@ -672,7 +742,7 @@ void edge_arm(struct worker *w, struct conn *p)
 {
 	struct conn *l = conn_at(w, p->peer);
 
-	if (!l || p->http->stopped || p->recv_armed)
+	if (!l || p->http->stopped || p->recv_armed || p->eof_in)
 		return;
 	if (drain_in(w, p, l) != 0 || p->http->stopped)
 		return;
@@ -796,6 +866,10 @@ void edge_on_recv(struct worker *w, struct conn *p, int res, unsigned flags)
 		return;
 	}
 	p->last_io = w->now;
+	if (p->linger) {
+		buf_recycle(w, bid); /* answered already: what comes after is not read */
+		return;
+	}
 	data = buf_addr(w, bid) + HEADROOM;
 	if (h->tls)
 		tls_bytes(w, p, data, (size_t)res);
@@ -1014,27 +1088,6 @@ void edge_response(struct worker *w, struct conn *p, const uint8_t *d, size_t n)
 
 /* ---------- HTTPS: the ClientHello decides ---------- */
 
-/* A fatal TLS alert (record version 1.2, as a server before its hello) and close. */
-static void alert(struct worker *w, struct conn *p, uint8_t desc)
-{
-	uint8_t a[7] = {0x15, 0x03, 0x03, 0x00, 0x02, 0x02, desc};
-
-	if (!obuf_ensure(w, p)) {
-		conn_close(w, p, true, "out of memory");
-		return;
-	}
-	memcpy(p->tx.p + p->tx.tail, a, sizeof(a));
-	p->tx.tail += sizeof(a);
-	p->connected = true;
-	p->deadline = w->now + 5000;
-	p->linger = true;
-	obuf_kick(w, p);
-}
-
-#define ALERT_INTERNAL_ERROR 80
-#define ALERT_UNRECOGNIZED   112
-#define ALERT_DECODE_ERROR   50
-
 static void client_hello(struct worker *w, struct conn *p, const uint8_t *data, size_t n)
 {
 	struct hconn *h = p->http;
@@ -1072,11 +1125,11 @@ static void client_hello(struct worker *w, struct conn *p, const uint8_t *data, 
 	}
 	rt = pk.sni[0] ? http_routes_find(w->routes, pk.sni) : NULL;
 	if (!rt || !(rt->flags & ROUTE_PASSTHROUGH)) {
-		const struct http_route *cert =
-		    pk.sni[0] ? http_routes_find(w->certs, pk.sni) : NULL;
+		const struct http_route *cert = pk.sni[0] ? cert_find(w, pk.sni) : NULL;
 
 		if (cert) {
 			str_copy(h->host, sizeof(h->host), pk.sni);
+			str_copy(h->cert, sizeof(h->cert), cert->domain);
 			terminate(w, p, cert);
 			return;
 		}
@@ -1125,6 +1178,11 @@ void edge_pending_timeout(struct worker *w, struct conn *p)
 	if (p->state == PS_PENDING)
 		relay_pending_remove(w, p);
 	p->state = PS_BOUND;
+	if (p->http->passthrough) { /* a TLS client: no HTTP page */
+		atomic_fetch_add(&w->st_http_err[HC_BUSY], 1);
+		alert(w, p, ALERT_INTERNAL_ERROR);
+		return;
+	}
 	refuse(w, p, HC_BUSY, 503, "Retry-After: 1\r\n");
 }
 

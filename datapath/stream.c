@@ -398,6 +398,8 @@ static int pump_tls(struct worker *w, struct conn *l, struct conn *p, size_t n, 
 		return r;
 	if (p->http) {
 		edge_response(w, p, w->scratch, (size_t)r);
+		if (l->closing)
+			return -ESHUTDOWN;
 		if (p->closing) {
 			frame_rx_body_done(&l->rx, (size_t)r);
 			return -ECONNRESET;
@@ -449,6 +451,8 @@ void link_pump(struct worker *w, struct conn *l)
 				if (p->x.tls) {
 					/* the edge terminates p's TLS: the bytes go through it */
 					r = pump_tls(w, l, p, n, room);
+					if (r == -ESHUTDOWN)
+						return; /* l closed under it */
 					if (r == -ENOBUFS)
 						break;
 					if (r == -ECONNRESET)
@@ -461,10 +465,15 @@ void link_pump(struct worker *w, struct conn *l)
 						p->tx.tail += (uint32_t)r;
 						atomic_fetch_add_explicit(&w->st_out, (uint64_t)r,
 									  memory_order_relaxed);
-						if (p->http)
+						if (p->http) {
 							edge_response(w, p,
 								      p->tx.p + p->tx.tail - r,
 								      (size_t)r);
+							/* the client's held bytes went on: l may
+							   have failed under them */
+							if (l->closing)
+								return;
+						}
 					}
 				}
 			} else {

@@ -722,8 +722,12 @@ def test_https_terminated_at_the_edge(server, client, services):
     # the wildcard certificate, a name under it
     status, _, _, peer = https_request(server, "a.wild.example.test", "a.wild.example.test")
     assert status == 200 and peer == wder
-    # routing is by Host after termination: an unknown Host is a 404 over TLS
-    assert https_request(server, "term.example.test", "nobody.example.test")[0] == 404
+    # after termination a request may only name what the certificate covers: another
+    # host is a 421 (no domain fronting), and one level below a wildcard is not under it
+    assert https_request(server, "term.example.test", "nobody.example.test")[0] == 421
+    assert https_request(server, "a.wild.example.test", "term.example.test")[0] == 421
+    with pytest.raises(OSError):
+        https_request(server, "a.b.wild.example.test", "a.b.wild.example.test")
     # 64 MiB each way over the terminated connection, every byte
     n = 64 * MiB
     conn = tls_connect(server, "term.example.test")
