@@ -1103,7 +1103,9 @@ static void client_hello(struct worker *w, struct conn *p, const uint8_t *data, 
 	case TLSPEEK_MORE:
 		return; /* the caller reads on */
 	case TLSPEEK_NOT_TLS:
-		refuse(w, p, HC_BAD, 400, NULL);
+		atomic_fetch_add(&w->st_http_err[HC_BAD], 1);
+		log_every(NLOG_INFO, "https: %s: no TLS handshake (plain HTTP?): 400", h->ip);
+		answer(w, p, 400, NULL, "this port speaks TLS (https)");
 		return;
 	case TLSPEEK_BAD:
 		atomic_fetch_add(&w->st_http_err[HC_BAD], 1);
@@ -1163,7 +1165,8 @@ bool edge_tick(struct worker *w, struct conn *p, uint64_t now)
 	if ((p->state == PS_HELLO || p->state == PS_TLS) && p->deadline && now > p->deadline &&
 	    !p->linger) {
 		atomic_fetch_add(&w->st_http_err[HC_TIMEOUT], 1);
-		conn_close(w, p, true, "no ClientHello in time");
+		log_every(NLOG_INFO, "https: %s: no TLS handshake in time, closing", p->http->ip);
+		conn_close(w, p, true, "no TLS handshake in time");
 		return true;
 	}
 	if (p->linger && p->deadline && now > p->deadline) {
