@@ -425,7 +425,7 @@ void edge_accept(struct worker *w, struct conn *listener, int fd)
 		h->trusted = cidr_match(&cfg->trusted[i], p->bind.origin_addr);
 	/* a source's unfinished heads count with its unfinished handshakes */
 	if (!relay_src_take(w, p)) {
-		conn_close(w, p, true, "too many unfinished requests from one source");
+		conn_close(w, p, false, "too many unfinished requests from one source");
 		return;
 	}
 	arm_recv(w, p);
@@ -460,7 +460,7 @@ void edge_tls_accept(struct worker *w, struct conn *listener, int fd, bool tunne
 	relay_ends(p);
 	sock_addr16_ntop(p->bind.origin_addr, h->ip, sizeof(h->ip));
 	if (!relay_src_take(w, p)) {
-		conn_close(w, p, true, "too many handshakes from one source");
+		conn_close(w, p, false, "too many handshakes from one source");
 		return;
 	}
 	arm_recv(w, p);
