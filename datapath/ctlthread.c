@@ -16,6 +16,7 @@
 
 #include "ctl_proto.h"
 #include "domain.h"
+#include "passwd.h"
 #include "log.h"
 #include "msg.h"
 #include "sock.h"
@@ -941,6 +942,7 @@ static bool auth_ok(const char *s)
 {
 	const char *colon = strchr(s, ':');
 	size_t n = strlen(s), u;
+	struct passwd_params pp;
 
 	if (!colon || n > LINK_AUTH_MAX)
 		return false;
@@ -954,7 +956,10 @@ static bool auth_ok(const char *s)
 		if (s[i] <= ' ' || s[i] > '~')
 			return false;
 	}
-	return true;
+	/* a well-formed hash no costlier than nave's own: a client cannot make the
+	   edge's checks slower than it has to */
+	return passwd_parse(colon + 1, n - u - 1, &pp) && pp.ln <= PASSWD_LN_DEFAULT &&
+	       pp.r <= PASSWD_R_DEFAULT && pp.p <= PASSWD_P_DEFAULT;
 }
 
 /* http_add: checked where it enters; a rule waiting for controld, or an error. */

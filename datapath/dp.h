@@ -57,7 +57,7 @@ enum kind { CK_FREE, CK_LISTEN, CK_LINK, CK_PLAIN };
 enum lstate { LS_CONNECT, LS_HANDSHAKE, LS_FIRST, LS_CONTROL, LS_IDLE, LS_STREAM };
 /* plain conns: relayd queues a public connection until a data link is free; an HTTP
    connection reads its first request head before it has a tunnel */
-enum pstate { PS_BOUND = 0, PS_PENDING = 1, PS_HEAD = 2, PS_HELLO = 3, PS_TLS = 4 };
+enum pstate { PS_BOUND = 0, PS_PENDING = 1, PS_HEAD = 2, PS_HELLO = 3, PS_TLS = 4, PS_AUTH = 5 };
 
 struct obuf {
 	uint8_t *p;
@@ -208,7 +208,12 @@ struct worker {
 	uint8_t *hscratch;	    /* relay: a forwarded request head is built here */
 };
 
+struct authq;
+
 struct engine {
+	struct authq *aq; /* relay: the basic-auth verifier (edge.c), NULL until needed */
+	pthread_mutex_t aq_lock;
+	bool aq_stop;
 	struct engine_config cfg;
 	const struct role_ops *ops;
 	unsigned n;
@@ -300,6 +305,10 @@ bool edge_tick(struct worker *w, struct conn *p, uint64_t now);
 /* p waited for a data link too long: 503 */
 void edge_pending_timeout(struct worker *w, struct conn *p);
 void edge_free(struct conn *p);
+/* MB_AUTH: the verifier's answer for a connection waiting in PS_AUTH */
+void edge_auth_done(struct worker *w, const struct mb_msg *m);
+/* stops and frees the engine's verifier (engine_stop, engine_free) */
+void edge_authq_stop(struct engine *e);
 /* the service sent p's client these bytes (plaintext, on their way unchanged) */
 void edge_response(struct worker *w, struct conn *p, const uint8_t *d, size_t n);
 /* p's terminated TLS may move into the kernel (its send buffer drained, say) */

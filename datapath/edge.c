@@ -196,32 +196,165 @@ static void in_drop(struct hconn *h, size_t n)
 
 /* ---------- basic auth ---------- */
 
-#define AUTH_RATE   16 /* scrypt checks per second and worker: a flood of guesses waits */
-#define AUTH_CACHED 32 /* credentials a worker remembers as checked */
+/*
+ * scrypt is slow on purpose (~50 ms at nave's cost): it never runs on a worker.
+ * A verifier thread per engine takes the checks from a bounded queue and posts
+ * each answer back to the worker (MB_AUTH); the connection waits in PS_AUTH.
+ * What was checked once is remembered by its SHA-256 (with the rule's hash),
+ * on the connection and in the worker's small cache, so a browser's next
+ * requests and connections cost nothing. A full queue is a 503 (busy), never
+ * a stalled worker.
+ */
+#define AUTHQ_MAX    64 /* checks waiting for the verifier, all workers */
+#define AUTH_CACHED  32 /* credentials a worker remembers as checked */
+#define AUTH_WAIT_MS 10000
+
+struct auth_job {
+	int worker;
+	uint32_t idx, gen;
+	uint8_t key[SHA256_DIGEST_LENGTH];
+	char pass[PASSWD_PASS_MAX + 1];
+	size_t passlen;
+	char hash[LINK_AUTH_MAX + 1];
+	struct auth_job *next;
+};
+
+struct auth_answer {
+	uint32_t idx, gen;
+	bool ok;
+	uint8_t key[SHA256_DIGEST_LENGTH];
+};
+
+struct authq {
+	struct engine *e;
+	pthread_t thread;
+	pthread_cond_t cond;
+	struct auth_job *head, *tail;
+	unsigned n;
+};
 
 /* per worker thread: every worker is one thread */
-static __thread uint64_t auth_sec;
-static __thread unsigned auth_n, auth_next;
+static __thread unsigned auth_next;
 static __thread uint8_t auth_cache[AUTH_CACHED][SHA256_DIGEST_LENGTH];
 
-enum auth_result { AUTH_OK, AUTH_FAIL, AUTH_BUSY };
+static void *authq_main(void *arg)
+{
+	struct authq *q = arg;
+	struct engine *e = q->e;
+
+	pthread_mutex_lock(&e->aq_lock);
+	for (;;) {
+		struct auth_job *j;
+		struct auth_answer res;
+		struct mb_msg m;
+
+		while (!q->head && !e->aq_stop)
+			pthread_cond_wait(&q->cond, &e->aq_lock);
+		if (e->aq_stop)
+			break;
+		j = q->head;
+		q->head = j->next;
+		if (!q->head)
+			q->tail = NULL;
+		q->n--;
+		pthread_mutex_unlock(&e->aq_lock);
+		res.idx = j->idx;
+		res.gen = j->gen;
+		memcpy(res.key, j->key, sizeof(res.key));
+		res.ok = passwd_verify(j->pass, j->passlen, j->hash);
+		OPENSSL_cleanse(j->pass, sizeof(j->pass));
+		memset(&m, 0, sizeof(m));
+		m.type = MB_AUTH;
+		m.data = (uint8_t *)&res;
+		m.len = sizeof(res);
+		engine_post(e, j->worker, &m);
+		free(j);
+		pthread_mutex_lock(&e->aq_lock);
+	}
+	pthread_mutex_unlock(&e->aq_lock);
+	return NULL;
+}
+
+/* Queues a check; false when the queue is full or no verifier can run. */
+static bool authq_push(struct worker *w, struct auth_job *j)
+{
+	struct engine *e = w->e;
+	struct authq *q;
+	bool ok = false;
+
+	pthread_mutex_lock(&e->aq_lock);
+	if (!e->aq && !e->aq_stop) {
+		q = calloc(1, sizeof(*q));
+		if (q) {
+			q->e = e;
+			pthread_cond_init(&q->cond, NULL);
+			if (pthread_create(&q->thread, NULL, authq_main, q) == 0) {
+				e->aq = q;
+			} else {
+				pthread_cond_destroy(&q->cond);
+				free(q);
+			}
+		}
+	}
+	q = e->aq;
+	if (q && !e->aq_stop && q->n < AUTHQ_MAX) {
+		j->next = NULL;
+		if (q->tail)
+			q->tail->next = j;
+		else
+			q->head = j;
+		q->tail = j;
+		q->n++;
+		pthread_cond_signal(&q->cond);
+		ok = true;
+	}
+	pthread_mutex_unlock(&e->aq_lock);
+	return ok;
+}
+
+void edge_authq_stop(struct engine *e)
+{
+	struct authq *q;
+
+	pthread_mutex_lock(&e->aq_lock);
+	e->aq_stop = true;
+	q = e->aq;
+	e->aq = NULL;
+	if (q)
+		pthread_cond_broadcast(&q->cond);
+	pthread_mutex_unlock(&e->aq_lock);
+	if (!q)
+		return;
+	pthread_join(q->thread, NULL);
+	while (q->head) {
+		struct auth_job *j = q->head;
+
+		q->head = j->next;
+		OPENSSL_cleanse(j->pass, sizeof(j->pass));
+		free(j);
+	}
+	pthread_cond_destroy(&q->cond);
+	free(q);
+}
+
+enum auth_result { AUTH_OK, AUTH_FAIL, AUTH_BUSY, AUTH_WAIT };
 
 /*
- * The request's Authorization against rt's "USER:HASH". A value checked once
- * is remembered (on the connection and in the worker's small cache) by its
- * SHA-256 together with the rule's hash, so a browser's next requests cost
- * no scrypt; new checks are rate-limited per worker.
+ * The request's Authorization against rt's "USER:HASH": OK when it was checked
+ * before, FAIL when it cannot be right, WAIT when the verifier now checks it
+ * (only with wait: the connection parks in PS_AUTH), BUSY when it cannot.
  */
-static enum auth_result auth_check(struct worker *w, struct hconn *h, const struct http_route *rt,
-				   const uint8_t *base)
+static enum auth_result auth_check(struct worker *w, struct conn *p, const struct http_route *rt,
+				   const uint8_t *base, bool wait)
 {
+	struct hconn *h = p->http;
 	const char *stored = rt->auth, *colon = strchr(stored, ':');
 	uint8_t key[SHA256_DIGEST_LENGTH], dec[384];
-	const uint8_t *v;
-	size_t vlen, dlen;
-	const uint8_t *sep;
+	const uint8_t *v, *sep;
+	size_t vlen, dlen, plen;
 	SHA256_CTX sc;
 	struct http_span sp;
+	struct auth_job *j;
 	int i = h->head.authorization;
 
 	if (i < 0 || !colon)
@@ -244,15 +377,11 @@ static enum auth_result auth_check(struct worker *w, struct hconn *h, const stru
 	if (h->has_auth_ok && !CRYPTO_memcmp(h->auth_ok, key, sizeof(key)))
 		return AUTH_OK;
 	for (unsigned k = 0; k < AUTH_CACHED; k++)
-		if (!CRYPTO_memcmp(auth_cache[k], key, sizeof(key)))
-			goto ok;
-	if (w->now / 1000 != auth_sec) {
-		auth_sec = w->now / 1000;
-		auth_n = 0;
-	}
-	if (auth_n >= AUTH_RATE)
-		return AUTH_BUSY;
-	auth_n++;
+		if (!CRYPTO_memcmp(auth_cache[k], key, sizeof(key))) {
+			memcpy(h->auth_ok, key, sizeof(key));
+			h->has_auth_ok = true;
+			return AUTH_OK;
+		}
 	v += 6;
 	vlen -= 6;
 	while (vlen && *v == ' ') {
@@ -265,13 +394,28 @@ static enum auth_result auth_check(struct worker *w, struct hconn *h, const stru
 	if (!sep || (size_t)(sep - dec) != (size_t)(colon - stored) ||
 	    memcmp(dec, stored, (size_t)(colon - stored)))
 		return AUTH_FAIL;
-	if (!passwd_verify((const char *)sep + 1, dlen - (size_t)(sep + 1 - dec), colon + 1))
+	plen = dlen - (size_t)(sep + 1 - dec);
+	if (plen > PASSWD_PASS_MAX)
 		return AUTH_FAIL;
-	memcpy(auth_cache[auth_next++ % AUTH_CACHED], key, sizeof(key));
-ok:
-	memcpy(h->auth_ok, key, sizeof(key));
-	h->has_auth_ok = true;
-	return AUTH_OK;
+	if (!wait)
+		return AUTH_FAIL; /* new credentials in the middle of a connection */
+	j = calloc(1, sizeof(*j));
+	if (!j)
+		return AUTH_BUSY;
+	j->worker = w->id;
+	j->idx = conn_idx(w, p);
+	j->gen = p->gen;
+	memcpy(j->key, key, sizeof(key));
+	memcpy(j->pass, sep + 1, plen);
+	j->passlen = plen;
+	str_copy(j->hash, sizeof(j->hash), colon + 1);
+	OPENSSL_cleanse(dec, sizeof(dec));
+	if (!authq_push(w, j)) {
+		OPENSSL_cleanse(j->pass, sizeof(j->pass));
+		free(j);
+		return AUTH_BUSY;
+	}
+	return AUTH_WAIT;
 }
 
 /* 308 to the same URL over https (--redirect-https) */
@@ -373,8 +517,14 @@ static const struct http_route *route_head(struct worker *w, struct conn *p, con
 		return NULL;
 	}
 	if (rt->auth[0]) {
-		enum auth_result a = auth_check(w, h, rt, base);
+		enum auth_result a = auth_check(w, p, rt, base, true);
 
+		if (a == AUTH_WAIT) {
+			/* the verifier answers with MB_AUTH (edge_auth_done) */
+			p->state = PS_AUTH;
+			p->deadline = w->now + AUTH_WAIT_MS;
+			return NULL;
+		}
 		if (a == AUTH_BUSY) {
 			refuse(w, p, HC_BUSY, 503, "Retry-After: 1\r\n");
 			return NULL;
@@ -617,7 +767,7 @@ static bool head_allowed(struct worker *w, struct conn *p, const uint8_t *base)
 		return false;
 	str_copy(h->host, sizeof(h->host), host);
 	/* every request carries the credentials; the ones checked cost nothing */
-	return !rt->auth[0] || auth_check(w, h, rt, base) == AUTH_OK;
+	return !rt->auth[0] || auth_check(w, p, rt, base, false) == AUTH_OK;
 }
 
 /*
@@ -1154,12 +1304,45 @@ static void client_hello(struct worker *w, struct conn *p, const uint8_t *data, 
 	dispatch(w, p, rt);
 }
 
+/* The verifier's answer for p, waiting in PS_AUTH with its head in h->in. */
+void edge_auth_done(struct worker *w, const struct mb_msg *m)
+{
+	const struct auth_answer *res = (const void *)m->data;
+	const struct http_route *rt;
+	struct conn *p;
+
+	if (!res || m->len != sizeof(*res))
+		return;
+	p = conn_ref(w, res->idx, res->gen);
+	if (!p || p->closing || p->kind != CK_PLAIN || !p->http || p->state != PS_AUTH)
+		return; /* gone while it waited */
+	if (!res->ok) {
+		p->state = PS_HEAD;
+		refuse(w, p, HC_AUTH, 401,
+		       "WWW-Authenticate: Basic realm=\"nave\", charset=\"UTF-8\"\r\n");
+		return;
+	}
+	memcpy(auth_cache[auth_next++ % AUTH_CACHED], res->key, sizeof(res->key));
+	memcpy(p->http->auth_ok, res->key, sizeof(res->key));
+	p->http->has_auth_ok = true;
+	/* routed again: the routes may have changed meanwhile; the check is a cache hit */
+	p->state = PS_HEAD;
+	rt = route_head(w, p, p->http->in);
+	if (rt)
+		dispatch(w, p, rt);
+}
+
 /* ---------- time ---------- */
 
 bool edge_tick(struct worker *w, struct conn *p, uint64_t now)
 {
 	if (p->state == PS_HEAD && p->deadline && now > p->deadline && !p->linger) {
 		refuse(w, p, HC_TIMEOUT, 408, NULL);
+		return true;
+	}
+	if (p->state == PS_AUTH && p->deadline && now > p->deadline && !p->linger) {
+		p->state = PS_HEAD;
+		refuse(w, p, HC_BUSY, 503, "Retry-After: 1\r\n");
 		return true;
 	}
 	if ((p->state == PS_HELLO || p->state == PS_TLS) && p->deadline && now > p->deadline &&

@@ -80,6 +80,7 @@ enum mb_type {
 	MB_FIREWALL,	/* relay: fw replaces the worker's firewall lists (one reference each) */
 	MB_ROUTES,	/* relay: routes replaces the worker's HTTP routes (one reference each) */
 	MB_CERTS,	/* relay: routes (a certificate table) replaces the worker's certificates */
+	MB_AUTH,	/* relay: a basic-auth check finished (data: edge.c's result) */
 };
 
 /* What a relay listener posted with MB_LISTEN carries. */

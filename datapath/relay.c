@@ -817,6 +817,9 @@ static bool relay_mailbox(struct worker *w, struct mb_msg *m)
 		w->routes = m->routes;
 		m->routes = NULL;
 		break;
+	case MB_AUTH:
+		edge_auth_done(w, m);
+		break;
 	case MB_CERTS:
 		http_routes_put(w->certs);
 		w->certs = m->routes;

@@ -653,6 +653,7 @@ static void engine_unwind(struct engine *e, unsigned initialised, unsigned runni
 	/* a worker adopts its tunnel listener as the last step of worker_init */
 	for (unsigned i = initialised; e->ops->listeners && i < e->n; i++)
 		close(e->cfg.tunnel_fds[i]);
+	edge_authq_stop(e);
 	for (unsigned i = 0; e->w && i < e->n; i++)
 		worker_free(&e->w[i]);
 	free(e->w);
@@ -684,6 +685,7 @@ int engine_start(struct engine **out, const struct engine_config *cfg, char *err
 	}
 	e->cfg = *cfg;
 	e->ops = ops;
+	pthread_mutex_init(&e->aq_lock, NULL);
 	e->n = n;
 	if (!e->cfg.max_conns)
 		e->cfg.max_conns = 65536;
@@ -815,12 +817,14 @@ void engine_stop(struct engine *e, unsigned timeout_ms)
 	engine_post(e, -1, &m);
 	for (unsigned i = 0; i < e->n; i++)
 		pthread_join(e->w[i].thread, NULL);
+	edge_authq_stop(e);
 }
 
 void engine_free(struct engine *e)
 {
 	if (!e)
 		return;
+	edge_authq_stop(e);
 	for (unsigned i = 0; i < e->n; i++)
 		worker_free(&e->w[i]);
 	free(e->w);
