@@ -109,6 +109,8 @@ const char cfg_server_default_ini[] =
     "certificates =\n"
     "# a request head must arrive whole within header_timeout and fit in max_head bytes\n"
     "header_timeout = 10s\n"
+    "# an HTTP connection idle between requests (every answer given) ends; 0 = never\n"
+    "keepalive_timeout = 30s\n"
     "max_head = 16384\n"
     "\n"
     "[xdp]\n"
@@ -210,6 +212,7 @@ static const struct cfg_row server_rows[] = {
     SRV("http", "allowed_domains", "", R_DOMAINS, allowed_domains),
     SRV("http", "certificates", "", R_STR, certificates),
     SRV("http", "header_timeout", "10s", R_DURATION, header_timeout_ms, .min = 1000, .max = 600000),
+    SRV("http", "keepalive_timeout", "30s", R_DURATION, keepalive_ms, .min = 0, .max = 3600000),
     /* at most 32 KiB: a forwarded head always fits a link's send buffer (64 KiB or more) */
     SRV("http", "max_head", "16384", R_UINT, max_head, .min = 1024, .max = 32768),
     SRV("xdp", "interface", "", R_IFNAME, xdp_interface),

@@ -58,6 +58,7 @@ struct cfg_server {
 	char allowed_domains[1024];	 /* patterns clients may claim; empty: any */
 	char certificates[CFG_PATH_MAX]; /* empty: state_dir/certs */
 	unsigned header_timeout_ms;	 /* 10s */
+	unsigned keepalive_ms;		 /* keepalive_timeout = 30s; 0 = off */
 	unsigned max_head;		 /* 16384 */
 	/* [xdp] */
 	char xdp_interface[CFG_STR_MAX]; /* empty: off */

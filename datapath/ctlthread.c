@@ -1057,8 +1057,17 @@ static void on_domain_grant(struct ctlthread *ct, struct req *r, json_t *m)
 	dom_set(ct, domain, rt);
 	if (r->rt == rt && (h = hrule_find(rt, r->name)) && !strcmp(h->r.domain, domain)) {
 		if (!h->granted) {
-			if (!++rt->next_route)
-				rt->next_route = 1;
+			bool used;
+
+			/* the next route number no rule of the session holds (it wraps) */
+			do {
+				if (!++rt->next_route)
+					rt->next_route = 1;
+				used = false;
+				for (unsigned k = 0; k < rt->nhr && !used; k++)
+					used = rt->hr[k].granted &&
+					       rt->hr[k].r.route == rt->next_route;
+			} while (used);
 			h->r.route = rt->next_route;
 			h->granted = true;
 		}

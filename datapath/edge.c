@@ -59,16 +59,18 @@ struct hconn {
 	struct http_head head;
 	uint8_t *in; /* client bytes not dealt with yet (a partial head, or what did not fit) */
 	uint32_t in_len, in_cap;
-	uint16_t route;	    /* bound: the route (BIND port) */
-	struct tunnel *tun; /* bound: the route's tunnel */
-	bool stopped;	    /* no more client bytes go to the service */
-	bool blocked;	    /* feed stopped for room on the link */
-	bool trusted;	    /* the peer is in [http] trusted_proxies */
-	bool tunnel_port;   /* PS_HELLO: on the port tunnels share (ALPN nave/1 is a link) */
-	bool passthrough;   /* TLS bytes relayed as they are (a passthrough rule) */
-	bool tls;	    /* the edge terminates this connection's TLS (p->x) */
-	bool qfull;	    /* HTTP_RESP_QUEUE requests wait for answers: no more go on */
-	bool resp_raw;	    /* the service switched protocols (101): responses are not followed */
+	uint16_t route;	     /* bound: the route (BIND port) */
+	struct tunnel *tun;  /* bound: the route's tunnel */
+	bool stopped;	     /* no more client bytes go to the service */
+	bool blocked;	     /* feed stopped for room on the link */
+	bool trusted;	     /* the peer is in [http] trusted_proxies */
+	bool tunnel_port;    /* PS_HELLO: on the port tunnels share (ALPN nave/1 is a link) */
+	bool passthrough;    /* TLS bytes relayed as they are (a passthrough rule) */
+	bool tls;	     /* the edge terminates this connection's TLS (p->x) */
+	bool qfull;	     /* HTTP_RESP_QUEUE requests wait for answers: no more go on */
+	bool eof_pending;    /* the client ended its direction behind bytes still held here */
+	uint64_t head_since; /* bound: when the partial head waiting here began (ms), 0: none */
+	bool resp_raw;	     /* the service switched protocols (101): responses are not followed */
 	struct http_resp resp; /* the service's answers, followed to find the 101 of an Upgrade */
 	char ip[INET6_ADDRSTRLEN]; /* the peer, for X-Forwarded-For and logs */
 	char host[DOMAIN_MAX + 1]; /* the first request's host */
@@ -801,8 +803,13 @@ static long feed(struct worker *w, struct conn *p, struct conn *l, const uint8_t
 			}
 			r = http_req_head(&h->req, data + pos, n - pos, cfg->max_head, &h->head,
 					  &status);
-			if (r == HTTP_R_MORE)
-				break; /* the partial head stays buffered */
+			if (r == HTTP_R_MORE) {
+				/* the partial head stays buffered, for header_timeout at most */
+				if (!h->head_since)
+					h->head_since = w->now;
+				break;
+			}
+			h->head_since = 0;
 			if (r == HTTP_R_ERROR || !head_allowed(w, p, data + pos)) {
 				stop(w, p, l,
 				     r == HTTP_R_ERROR ? "a malformed request follows"
@@ -885,6 +892,13 @@ static int drain_in(struct worker *w, struct conn *p, struct conn *l)
 		return -1;
 	in_drop(h, (size_t)used);
 	obuf_kick(w, l);
+	if (h->eof_pending && (!h->in_len || h->req.mode == HTTP_M_HEAD)) {
+		/* what the client sent before its end went on (a partial head never will) */
+		h->eof_pending = false;
+		in_drop(h, h->in_len);
+		plain_send_eof(w, p, l);
+		return -1;
+	}
 	return h->blocked ? 1 : 0;
 }
 
@@ -892,9 +906,9 @@ void edge_arm(struct worker *w, struct conn *p)
 {
 	struct conn *l = conn_at(w, p->peer);
 
-	if (!l || p->http->stopped || p->recv_armed || p->eof_in)
+	if (!l || p->http->stopped || p->recv_armed)
 		return;
-	if (drain_in(w, p, l) != 0 || p->http->stopped)
+	if (drain_in(w, p, l) != 0 || p->http->stopped || p->eof_in)
 		return;
 	if (l->tx.p && obuf_room(w, l) < xprt_overhead(&l->x, w->bufsz + 4) + 64)
 		return;
@@ -985,6 +999,12 @@ static void client_eof(struct worker *w, struct conn *p)
 
 	if (!l) {
 		conn_close(w, p, false, NULL);
+		return;
+	}
+	if (h->in_len && h->req.mode != HTTP_M_HEAD && !h->stopped) {
+		/* a body or raw bytes still wait for room or an answer: the end follows them */
+		h->eof_pending = true;
+		p->eof_in = true;
 		return;
 	}
 	in_drop(h, h->in_len); /* a partial head is nobody's request */
@@ -1339,6 +1359,24 @@ bool edge_tick(struct worker *w, struct conn *p, uint64_t now)
 	if (p->state == PS_HEAD && p->deadline && now > p->deadline && !p->linger) {
 		refuse(w, p, HC_TIMEOUT, 408, NULL);
 		return true;
+	}
+	if (p->state == PS_BOUND && !p->linger && p->peer != NONE && !p->http->stopped) {
+		struct hconn *h = p->http;
+		struct conn *l = conn_at(w, p->peer);
+
+		if (h->head_since && now - h->head_since > w->e->cfg.header_timeout_ms) {
+			atomic_fetch_add(&w->st_http_err[HC_TIMEOUT], 1);
+			stop(w, p, l, "a later request head did not come whole in time");
+			return true;
+		}
+		/* idle between requests, every answer given: the connection ends */
+		if (w->e->cfg.keepalive_ms && h->req.mode == HTTP_M_HEAD && !h->in_len &&
+		    !h->passthrough && !h->resp_raw && !http_resp_outstanding(&h->resp) &&
+		    now - p->last_io > w->e->cfg.keepalive_ms) {
+			h->stopped = true; /* quietly: keep-alive ends are routine */
+			plain_send_eof(w, p, l);
+			return true;
+		}
 	}
 	if (p->state == PS_AUTH && p->deadline && now > p->deadline && !p->linger) {
 		p->state = PS_HEAD;

@@ -177,6 +177,7 @@ int main(int argc, char **argv)
 	ec.pending_timeout_ms = cfg.pending_timeout_ms;
 	ec.max_conns_per_source = cfg.max_conns_per_source;
 	ec.header_timeout_ms = cfg.header_timeout_ms;
+	ec.keepalive_ms = cfg.keepalive_ms;
 	ec.max_head = cfg.max_head;
 	ec.http_port = cfg.http_port;
 	ec.https_port = cfg.https_port;

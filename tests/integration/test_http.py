@@ -90,6 +90,9 @@ def h_web(c, svc):
             n = int(target.split("/")[2])
             c.sendall(f"HTTP/1.1 200 OK\r\nContent-Length: {n}\r\n\r\n".encode())
             send_pattern(c, n)
+        elif target.startswith("/slow/"):
+            time.sleep(int(target.split("/")[2]) / 1000)
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nslow")
         elif target == "/sha":
             d = hashlib.sha256(body).hexdigest().encode()
             c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(d), d))

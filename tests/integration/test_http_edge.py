@@ -350,3 +350,45 @@ def test_password_guessing_does_not_stall_the_edge(server, client, services):
     ok = "Authorization: Basic " + base64.b64encode(b"alice:right").decode() + "\r\n"
     nt.wait_for(lambda: request(server, "locked.example.test", headers=ok)[0] == 200, 10,
                 "the right password accepted after the flood")
+
+
+def closed_by_edge(conn, within):
+    """True when the edge ends the connection (FIN or reset) within `within` s."""
+    import time
+    conn.settimeout(within)
+    t0 = time.monotonic()
+    try:
+        return conn.recv(1) == b"" and time.monotonic() - t0 <= within
+    except ConnectionResetError:
+        return True
+    except socket.timeout:
+        return False
+
+
+@pytest.mark.parametrize("server_ini", ["[http]\nheader_timeout = 2s\nkeepalive_timeout = 1s\n"])
+def test_keepalive_and_later_head_timeouts(server, client, services):
+    s = services(h_web, "svc")
+    http_add(client, "ka.example.test", s.port)
+    wait_routed(server, "ka.example.test")
+    # idle after its answers: closed at keepalive_timeout, freeing the data link
+    conn = connect(server)
+    conn.sendall(b"GET /bytes/3 HTTP/1.1\r\nHost: ka.example.test\r\n\r\n")
+    line, hdrs, rest = read_head(conn)
+    read_body(conn, hdrs, rest)
+    assert closed_by_edge(conn, 5)
+    conn.close()
+    # an answer that takes longer than keepalive_timeout is not cut
+    conn = connect(server)
+    conn.sendall(b"GET /slow/2500 HTTP/1.1\r\nHost: ka.example.test\r\n\r\n")
+    conn.settimeout(10)
+    line, hdrs, rest = read_head(conn)
+    assert read_body(conn, hdrs, rest)[0] == b"slow"
+    conn.close()
+    # a later request head that dribbles: ended at header_timeout
+    conn = connect(server)
+    conn.sendall(b"GET /bytes/3 HTTP/1.1\r\nHost: ka.example.test\r\n\r\n")
+    line, hdrs, rest = read_head(conn)
+    read_body(conn, hdrs, rest)
+    conn.sendall(b"GET /bytes/3 HTTP/1.1\r\nHo")
+    assert closed_by_edge(conn, 6)
+    conn.close()
