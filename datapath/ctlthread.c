@@ -128,6 +128,7 @@ struct ctlthread {
 	unsigned ndoms, capdoms;
 	struct http_routes *routes; /* this thread's reference */
 	json_t *sync_acc;
+	bool routes_dirty;	   /* routes_build at the end of this loop pass */
 	struct http_routes *certs; /* the HTTPS edge's certificates (this thread's reference) */
 	uint64_t certs_sig, next_certs;	 /* a sync arriving in pieces */
 	_Atomic unsigned unlisten_acked; /* and handled by them */
@@ -890,7 +891,7 @@ static void hrule_drop(struct rtun *rt, struct hrule *h)
 }
 
 /* A new table of routes for every worker: every domain held, with its rule if one serves it. */
-static void routes_publish(struct ctlthread *ct)
+static void routes_build(struct ctlthread *ct)
 {
 	unsigned nw = engine_workers(ct->e);
 	struct http_routes *t = http_routes_new(ct->ndoms, nw + 1);
@@ -923,6 +924,12 @@ static void routes_publish(struct ctlthread *ct)
 	engine_post(ct->e, -1, &mb);
 	http_routes_put(ct->routes);
 	ct->routes = t;
+}
+
+/* The routes changed: one new table per pass of the thread's loop, however many changes. */
+static void routes_publish(struct ctlthread *ct)
+{
+	ct->routes_dirty = true;
 }
 
 static bool hdr_value_ok(const char *s)
@@ -1403,9 +1410,11 @@ static void certs_load(struct ctlthread *ct)
 			base = name + 8;
 		}
 		if (!domain_norm(base, strlen(base), domain, wild)) {
+			char shown[300];
+
 			log_warn("https: %s/%s: the name is no domain (DOMAIN.crt, or "
 				 "_wildcard.DOMAIN.crt for *.DOMAIN): ignored",
-				 dir, e->d_name);
+				 dir, log_esc_str(e->d_name, shown, sizeof(shown)));
 			continue;
 		}
 		snprintf(crt, sizeof(crt), "%s/%s", dir, e->d_name);
@@ -1755,6 +1764,10 @@ static void *ctl_main(void *arg)
 			ct->next_stats = now_ms() + STATS_MS;
 		}
 		expire_requests(ct);
+		if (ct->routes_dirty) {
+			ct->routes_dirty = false;
+			routes_build(ct);
+		}
 		cd_flush(ct);
 		log_limit_flush();
 	}

@@ -654,6 +654,12 @@ static void dispatch(struct worker *w, struct conn *p, const struct http_route *
 		relay_attach(w, p, t);
 		return;
 	}
+	if (p->tx.p && (p->tx.inflight || p->tx.head != p->tx.tail)) {
+		/* its TLS still sends here (never seen: the server's flight is out before
+		   the client's first request); the bytes cannot move with it */
+		refuse(w, p, HC_BUSY, 503, "Retry-After: 1\r\n");
+		return;
+	}
 	ho = calloc(1, sizeof(*ho));
 	if (!ho) {
 		conn_close(w, p, true, "out of memory");
