@@ -340,23 +340,9 @@ def test_refused_upgrade_keeps_parsing(server, client, services):
         conn.close()
 
 
-def raw_answer(server, data, read_all=True):
-    s = connect(server)
-    try:
-        s.sendall(data)
-        out = b""
-        while True:
-            try:
-                d = s.recv(65536)
-            except ConnectionResetError:
-                break
-            if not d:
-                break
-            out += d
-        return out
-    finally:
-        s.close()
-
+def raw_answer(server, data):
+    """What the HTTP listener answers to data, until it closes."""
+    return raw_answer_port(server.http, data)
 
 def status_of(answer):
     assert answer.startswith(b"HTTP/1.1 "), answer[:100]
