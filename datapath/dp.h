@@ -286,6 +286,10 @@ void relay_link_accept(struct worker *w, int fd, const uint8_t *hello, size_t n)
 /* relay.c: c counts among its source's unfinished handshakes and heads (false: over) */
 bool relay_src_take(struct worker *w, struct conn *c);
 void relay_src_done(struct worker *w, struct conn *c);
+/* relay.c: counts per source under a tag of the caller's (the table of max_conns_per_source;
+   0 and nothing when that is off) */
+uint32_t relay_src_tag_add(struct worker *w, const void *tag, const uint8_t origin[16]);
+void relay_src_tag_del(struct worker *w, const void *tag, const uint8_t origin[16]);
 /* relay.c: p leaves its tunnel's pending queue */
 void relay_pending_remove(struct worker *w, struct conn *p);
 /* relay.c: the two ends of p's socket into p->bind (origin and destination) */
@@ -305,6 +309,8 @@ bool edge_tick(struct worker *w, struct conn *p, uint64_t now);
 /* p waited for a data link too long: 503 */
 void edge_pending_timeout(struct worker *w, struct conn *p);
 void edge_free(struct conn *p);
+/* p starts closing: what the edge counted for it goes */
+void edge_closing(struct worker *w, struct conn *p);
 /* MB_AUTH: the verifier's answer for a connection waiting in PS_AUTH */
 void edge_auth_done(struct worker *w, const struct mb_msg *m);
 /* stops and frees the engine's verifier (engine_stop, engine_free) */

@@ -69,6 +69,7 @@ struct hconn {
 	bool tls;	     /* the edge terminates this connection's TLS (p->x) */
 	bool qfull;	     /* HTTP_RESP_QUEUE requests wait for answers: no more go on */
 	bool eof_pending;    /* the client ended its direction behind bytes still held here */
+	bool auth_counted;   /* a check of this connection counts against its source */
 	uint64_t head_since; /* bound: when the partial head waiting here began (ms), 0: none */
 	bool resp_raw;	     /* the service switched protocols (101): responses are not followed */
 	struct http_resp resp; /* the service's answers, followed to find the 101 of an Upgrade */
@@ -207,9 +208,12 @@ static void in_drop(struct hconn *h, size_t n)
  * requests and connections cost nothing. A full queue is a 503 (busy), never
  * a stalled worker.
  */
-#define AUTHQ_MAX    64 /* checks waiting for the verifier, all workers */
-#define AUTH_CACHED  32 /* credentials a worker remembers as checked */
-#define AUTH_WAIT_MS 10000
+#define AUTHQ_MAX	64 /* checks waiting for the verifier, all workers */
+#define AUTH_CACHED	32 /* credentials a worker remembers as checked */
+#define AUTH_WAIT_MS	10000
+#define AUTH_PER_SOURCE 4 /* checks one source (an IPv4 address, an IPv6 /64) has queued */
+
+static const char auth_tag; /* its address tags the per-source count of checks */
 
 struct auth_job {
 	int worker;
@@ -401,6 +405,12 @@ static enum auth_result auth_check(struct worker *w, struct conn *p, const struc
 		return AUTH_FAIL;
 	if (!wait)
 		return AUTH_FAIL; /* new credentials in the middle of a connection */
+	/* one source cannot fill the verifier's queue for everyone */
+	if (relay_src_tag_add(w, &auth_tag, p->bind.origin_addr) > AUTH_PER_SOURCE) {
+		relay_src_tag_del(w, &auth_tag, p->bind.origin_addr);
+		return AUTH_BUSY;
+	}
+	h->auth_counted = true;
 	j = calloc(1, sizeof(*j));
 	if (!j)
 		return AUTH_BUSY;
@@ -1341,7 +1351,8 @@ void edge_auth_done(struct worker *w, const struct mb_msg *m)
 		return;
 	p = conn_ref(w, res->idx, res->gen);
 	if (!p || p->closing || p->kind != CK_PLAIN || !p->http || p->state != PS_AUTH)
-		return; /* gone while it waited */
+		return;	    /* gone while it waited */
+	edge_closing(w, p); /* its check is done: no longer counted */
 	if (!res->ok) {
 		p->state = PS_HEAD;
 		refuse(w, p, HC_AUTH, 401,
@@ -1414,6 +1425,14 @@ void edge_pending_timeout(struct worker *w, struct conn *p)
 		return;
 	}
 	refuse(w, p, HC_BUSY, 503, "Retry-After: 1\r\n");
+}
+
+void edge_closing(struct worker *w, struct conn *p)
+{
+	if (p->http->auth_counted) {
+		relay_src_tag_del(w, &auth_tag, p->bind.origin_addr);
+		p->http->auth_counted = false;
+	}
 }
 
 void edge_free(struct conn *p)

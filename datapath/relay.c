@@ -106,6 +106,17 @@ static void src_del(struct worker *w, struct tunnel *t, const uint8_t origin[16]
 	w->src[i].count = 0;
 }
 
+uint32_t relay_src_tag_add(struct worker *w, const void *tag, const uint8_t origin[16])
+{
+	return w->src ? src_add(w, (struct tunnel *)(uintptr_t)tag, origin) : 0;
+}
+
+void relay_src_tag_del(struct worker *w, const void *tag, const uint8_t origin[16])
+{
+	if (w->src)
+		src_del(w, (struct tunnel *)(uintptr_t)tag, origin);
+}
+
 /* ---------- a tunnel's lists ---------- */
 
 static void relay_idle_unlink(struct worker *w, struct conn *l)
@@ -164,6 +175,8 @@ static void tunnel_offline(struct worker *w, struct tunnel *t, const char *why)
 
 static void relay_closing(struct worker *w, struct conn *c, const char *why)
 {
+	if (c->http)
+		edge_closing(w, c);
 	if (c->src_counted) {
 		/* public conns count per tunnel; tunnel-port handshakes under no tunnel */
 		src_del(w, c->kind == CK_PLAIN ? c->tun : NULL, c->bind.origin_addr);

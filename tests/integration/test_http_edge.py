@@ -328,7 +328,8 @@ def test_password_guessing_does_not_stall_the_edge(server, client, services):
             except OSError as e:
                 statuses.append(repr(e))
 
-    ts = [threading.Thread(target=guess, args=(i,)) for i in range(16)]
+    # more guessers than the checks' queue holds (64): only a per-source share gets in
+    ts = [threading.Thread(target=guess, args=(i,)) for i in range(80)]
     for t in ts:
         t.start()
     try:
@@ -338,6 +339,17 @@ def test_password_guessing_does_not_stall_the_edge(server, client, services):
             assert request(server, "open.example.test")[0] == 200
             worst = max(worst, time.monotonic() - t0)
             time.sleep(0.05)
+        # another source logs in meanwhile: one source cannot fill the checks' queue
+        ok = "Authorization: Basic " + base64.b64encode(b"alice:right").decode() + "\r\n"
+
+        def other_source_in():
+            with socket.create_connection(("127.0.0.1", server.http), timeout=10,
+                                          source_address=("127.0.0.2", 0)) as c:
+                c.sendall(b"GET / HTTP/1.1\r\nHost: locked.example.test\r\n"
+                          + ok.encode() + b"\r\n")
+                return read_head(c)[0].startswith("HTTP/1.1 200")
+
+        assert any(other_source_in() for _ in range(3)), "a login from 127.0.0.2 during the flood"
     finally:
         stop.set()
         for t in ts:
@@ -346,8 +358,7 @@ def test_password_guessing_does_not_stall_the_edge(server, client, services):
     assert 401 in statuses
     # a sanity bound only (timing is no test here): the open route kept answering
     assert worst < 1.0, worst
-    # and the right password still gets in
-    ok = "Authorization: Basic " + base64.b64encode(b"alice:right").decode() + "\r\n"
+    # and the right password still gets in from the flooding source
     nt.wait_for(lambda: request(server, "locked.example.test", headers=ok)[0] == 200, 10,
                 "the right password accepted after the flood")
 
