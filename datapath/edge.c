@@ -85,10 +85,7 @@ struct edge_handoff {
 	int fd;
 	struct xprt x; /* a terminated connection's TLS */
 	struct hconn *h;
-	struct link_bind bind;
-	uint16_t route;
-	struct tunnel *tun;
-	uint64_t conns_since; /* unused: the accepting worker's counters let it go */
+	struct link_bind bind; /* the route and tunnel are in h */
 };
 
 static const char *const cause_text[] = {
@@ -680,8 +677,6 @@ static void dispatch(struct worker *w, struct conn *p, const struct http_route *
 	xprt_move(&ho->x, &p->x);
 	p->x.tls = NULL;
 	ho->bind = p->bind;
-	ho->route = rt->route;
-	ho->tun = t;
 	/* p leaves this worker without closing its socket */
 	p->http = NULL;
 	p->fd = -1;
@@ -705,7 +700,7 @@ void edge_adopt(struct worker *w, struct edge_handoff *ho)
 {
 	struct conn *p;
 
-	if (w->stopping || atomic_load(&ho->tun->home) != w->id) {
+	if (w->stopping || atomic_load(&ho->h->tun->home) != w->id) {
 		/* the tunnel moved or went while the connection was on its way */
 		edge_handoff_failed(ho);
 		return;
@@ -720,7 +715,7 @@ void edge_adopt(struct worker *w, struct edge_handoff *ho)
 	p->http = ho->h;
 	xprt_move(&p->x, &ho->x);
 	p->bind = ho->bind;
-	p->port = ho->route;
+	p->port = ho->h->route;
 	p->counted = true;
 	p->last_io = w->now;
 	atomic_fetch_add(&w->st_conns, 1);
@@ -843,7 +838,8 @@ static long feed(struct worker *w, struct conn *p, struct conn *l, const uint8_t
 			    .host_header = rt && rt->host_header[0] ? rt->host_header : NULL,
 			    .strip_authorization = rt && rt->auth[0],
 			};
-			out = http_head_rewrite(&h->req, data + pos, &h->head, &f, w->hscratch,
+			/* built behind room for its frame word: head and word go in one write */
+			out = http_head_rewrite(&h->req, data + pos, &h->head, &f, w->hscratch + 4,
 						cfg->max_head + HTTP_REWRITE_EXTRA);
 			if (!out) {
 				stop(w, p, l, "a request head grew too large to forward");
@@ -853,8 +849,12 @@ static long feed(struct worker *w, struct conn *p, struct conn *l, const uint8_t
 				stop(w, p, l, "too many requests wait for answers");
 				return -1;
 			}
-			if (!forward(w, l, w->hscratch, out))
+			frame_put32(w->hscratch, (uint32_t)out);
+			if (link_write(w, l, w->hscratch, out + 4) < 0) {
+				conn_close(w, l, false, "link send buffer overrun");
 				return -1;
+			}
+			atomic_fetch_add_explicit(&w->st_in, (uint64_t)out, memory_order_relaxed);
 			atomic_fetch_add(&w->st_http_req, 1);
 			http_req_head_done(&h->req, data + pos, &h->head);
 			pos += h->head.len;

@@ -983,7 +983,7 @@ static int relay_init(struct worker *w, char *err, size_t errlen)
 		}
 		random_bytes(&w->src_seed, sizeof(w->src_seed));
 	}
-	w->hscratch = malloc(cfg->max_head + HTTP_REWRITE_EXTRA);
+	w->hscratch = malloc(4 + cfg->max_head + HTTP_REWRITE_EXTRA); /* frame word + head */
 	if (!w->hscratch) {
 		snprintf(err, errlen, "out of memory for the HTTP edge");
 		return -ENOMEM;
