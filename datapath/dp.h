@@ -302,6 +302,8 @@ void edge_tls_accept(struct worker *w, struct conn *listener, int fd, bool tunne
 void edge_on_recv(struct worker *w, struct conn *p, int res, unsigned flags);
 /* p may take more client bytes (bound, its link has room): buffered ones first */
 void edge_arm(struct worker *w, struct conn *p);
+/* a receive met an empty buffer ring: p asks again, whatever its state */
+void edge_rearm(struct worker *w, struct conn *p);
 void edge_adopt(struct worker *w, struct edge_handoff *h);
 void edge_handoff_failed(struct edge_handoff *h);
 /* the tick: header and keep-alive timeouts; true when it dealt with p */

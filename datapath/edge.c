@@ -987,7 +987,8 @@ static void bound_bytes(struct worker *w, struct conn *p, const uint8_t *data, s
 	obuf_kick(w, l);
 }
 
-/* After client bytes were dealt with: read more when p may. */
+/* After client bytes were dealt with, or a receive that met an empty buffer
+   ring: read more when p may. */
 static void read_more(struct worker *w, struct conn *p)
 {
 	if (p->closing || p->linger || p->recv_armed)
@@ -1425,6 +1426,11 @@ void edge_pending_timeout(struct worker *w, struct conn *p)
 		return;
 	}
 	refuse(w, p, HC_BUSY, 503, "Retry-After: 1\r\n");
+}
+
+void edge_rearm(struct worker *w, struct conn *p)
+{
+	read_more(w, p);
 }
 
 void edge_closing(struct worker *w, struct conn *p)

@@ -118,6 +118,10 @@ void plain_arm_recv(struct worker *w, struct conn *p)
 {
 	struct conn *l = conn_at(w, p->peer);
 
+	if (p->http && p->state != PS_BOUND) {
+		edge_rearm(w, p); /* no link yet: a head or a handshake still arrives */
+		return;
+	}
 	if (!l || p->eof_in || l->tx_done || !p->connected)
 		return;
 	if (p->http) {

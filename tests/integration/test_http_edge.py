@@ -14,8 +14,8 @@ import subprocess
 import pytest
 
 import navetest as nt
-from test_http import (TlsEcho, connect, h_web, http_add, make_cert, read_body, read_head,
-                       request, wait_routed)
+from test_http import (PATTERN, TlsEcho, connect, h_web, http_add, https_request, make_cert,
+                       read_body, read_head, request, wait_routed)
 
 
 @pytest.fixture
@@ -403,3 +403,61 @@ def test_keepalive_and_later_head_timeouts(server, client, services):
     conn.sendall(b"GET /bytes/3 HTTP/1.1\r\nHo")
     assert closed_by_edge(conn, 6)
     conn.close()
+
+
+@pytest.mark.parametrize("server_ini", [
+    # few receive buffers: heads arriving together find the buffer ring empty
+    "[datapath]\nbuffers = 8\n[http]\nheader_timeout = 5s\n"
+    "[ports]\nmax_conns_per_source = 4096\n[tunnel]\nmax_links = 2048\n"])
+def test_heads_arrive_while_receive_buffers_run_out(server, client, services):
+    """Connections still reading their first head or TLS handshake retry a
+    receive that met an empty buffer ring (before, they waited for the 408)."""
+    import ssl
+    certs = server.dir / "var" / "certs"
+    certs.mkdir(parents=True, exist_ok=True)
+    make_cert(certs, "starved.example.test")
+    s = services(h_web, "svc")
+    http_add(client, "starved.example.test", s.port)
+    wait_routed(server, "starved.example.test")
+    nt.wait_for(lambda: https_ok(server), 20, "the certificate loaded")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    n = 150
+
+    async def main():
+        go = asyncio.Event()
+
+        async def one(i, tls):
+            port = server.https if tls else server.http
+            r, w = await asyncio.open_connection(
+                "127.0.0.1", port, ssl=ctx if tls else None,
+                server_hostname="starved.example.test" if tls else None)
+            await go.wait()  # every head leaves at once
+            w.write(b"GET /bytes/%d HTTP/1.1\r\nHost: starved.example.test\r\n\r\n" % (100 + i))
+            await w.drain()
+            head = await r.readuntil(b"\r\n\r\n")
+            ok = head.startswith(b"HTTP/1.1 200")
+            if ok:
+                body = await r.readexactly(100 + i)
+                ok = body == PATTERN[:100 + i]
+            w.close()
+            return None if ok else (i, tls, head[:40])
+
+        tasks = [asyncio.create_task(one(i, i % 3 == 0)) for i in range(n)]
+        await asyncio.sleep(1)
+        go.set()
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    # plain clients are connected at once; TLS ones after their handshake (which
+    # itself meets the empty ring: that is the PS_HELLO/PS_TLS half of the test)
+    results = asyncio.run(asyncio.wait_for(main(), 60))
+    bad = [r for r in results if r is not None]
+    assert not bad, (len(bad), bad[:5])
+
+
+def https_ok(server):
+    try:
+        return https_request(server, "starved.example.test", "starved.example.test")[0] == 200
+    except OSError:
+        return False
