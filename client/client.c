@@ -349,6 +349,8 @@ static json_t *hello_msg(const struct cfg_client *c, const char *mode, const cha
 		      u.machine, "client_version", NAVE_VERSION);
 	if (c->id[0])
 		json_object_set_new(h, "id", json_string(c->id));
+	/* the server refuses a connection at once when the tunnel's links are used up */
+	json_object_set_new(h, "max_links", json_integer(c->max_links));
 	if (token)
 		json_object_set_new(h, "token", json_string(token));
 	if (registration)
@@ -705,7 +707,7 @@ static void session_start(struct client *cl, json_t *welcome)
 	struct mb_msg mb;
 	long long hb = msg_int(limits, "heartbeat", 10);
 	long long pool = msg_int(limits, "max_pool_size", 8);
-	long long max_links = msg_int(limits, "max_links", 1024);
+	long long max_links = msg_int(limits, "max_links", 16384);
 
 	memset(&mb, 0, sizeof(mb));
 	mb.type = MB_SESSION;
@@ -1359,6 +1361,7 @@ int client_run(struct cfg_client *c)
 	char err[CFG_ERR_MAX], host[256];
 	uint16_t port;
 	sigset_t set;
+	unsigned long fd_limit;
 	int sfd, rc;
 
 	if (!cl)
@@ -1405,12 +1408,28 @@ int client_run(struct cfg_client *c)
 		}
 		cl->nrules++;
 	}
+	/*
+	 * A relayed connection is a data link and a service connection here: what the
+	 * open-file limit cannot hold is not asked for (the server hears the lower
+	 * max_links in the HELLO and refuses past it at once, rather than letting
+	 * connections wait for links that cannot come).
+	 */
+	fd_limit = fd_limit_raise();
+	if (fd_limit < 2 * (unsigned long)c->max_links + 256) {
+		unsigned cap = fd_limit > 258 ? (unsigned)((fd_limit - 256) / 2) : 1;
+
+		log_warn("the open-file limit (%lu) holds %u relayed connections: max_links %u "
+			 "lowered to %u (raise ulimit -n / LimitNOFILE for more)",
+			 fd_limit, cap, c->max_links, cap);
+		c->max_links = cap;
+	}
 	memset(&ec, 0, sizeof(ec));
 	ec.role = ENGINE_CLIENT;
 	ec.workers = 1;
 	ec.buffer_size = 65536;
 	ec.buffers = 128;
-	ec.max_conns = 16384;
+	/* a relayed connection is a link and a service connection */
+	ec.max_conns = 2 * c->max_links + 256;
 	cl->xprt = xprt_ctx_new(cl->ctx,
 				c->ktls == CFG_ON    ? XPRT_KTLS_ON
 				: c->ktls == CFG_OFF ? XPRT_KTLS_OFF

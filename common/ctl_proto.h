@@ -52,7 +52,8 @@
 #define CTL_DEAUTH "deauth"
 /*
  * {workers, ktls, steering, conns, conns_total, bytes_in, bytes_out, links, links_ktls,
- * links_tls, ktls_fallbacks, refused_per_source, idle_timeouts, pending_timeouts, uptime}
+ * links_tls, ktls_fallbacks, refused_per_source, idle_timeouts, pending_timeouts,
+ * refused_max_links, refused_fd_limit, uptime}
  * every few seconds; also lists online tunnel ids as "online":[..] for last_seen. ktls is
  * the mode string ("kernel", "userspace (no TLS ULP in the kernel)", "userspace (ktls = off)");
  * links_ktls + links_tls = links (data links whose TLS records the kernel / userspace

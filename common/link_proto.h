@@ -24,7 +24,8 @@
 /* Control link message types (JSON "type"). */
 #define LINK_MSG_HELLO                                                                             \
 	"hello" /* c->r {version, mode, token|registration, id, hostname, os, arch,                \
-		   client_version} */
+		   client_version, max_links?} (max_links: the client's own limit; the        \
+		   tunnel's is the lower of it and the server's) */
 #define LINK_MSG_WELCOME                                                                           \
 	"welcome" /* r->c {tunnel_id, link_secret, token?, limits{max_pool_size, max_links,        \
 		     heartbeat, max_ports}} */
@@ -130,6 +131,12 @@ struct link_data_hello {
  * and rewritten (X-Forwarded-*, Host), or raw TLS bytes for a passthrough rule.
  */
 #define LINK_BIND_HTTP 0x4
+/*
+ * More public connections of the tunnel wait for a data link behind this one:
+ * the client opens links faster than one per BIND (a burst ramps up instead of
+ * waiting behind a few handshakes at a time). A hint; older clients ignore it.
+ */
+#define LINK_BIND_WAITING 0x8
 
 struct link_bind {
 	uint32_t stream_id;	 /* big-endian; for logs */

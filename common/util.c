@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -263,4 +264,32 @@ bool utf8_printable(uint32_t cp)
 	    (cp >= 0x2060 && cp <= 0x206f) || cp == 0xfeff)
 		return false;
 	return true;
+}
+
+unsigned long fd_limit_raise(void)
+{
+	struct rlimit rl;
+	unsigned long want = 1048576;
+	FILE *f = fopen("/proc/sys/fs/nr_open", "re");
+
+	if (f) {
+		if (fscanf(f, "%lu", &want) != 1 || want < 1024)
+			want = 1048576;
+		fclose(f);
+	}
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return 1024;
+	if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < want) {
+		/* only with CAP_SYS_RESOURCE; otherwise the hard limit stays */
+		struct rlimit up = {.rlim_cur = want, .rlim_max = want};
+
+		if (setrlimit(RLIMIT_NOFILE, &up) == 0)
+			return want;
+	}
+	if (rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+			getrlimit(RLIMIT_NOFILE, &rl);
+	}
+	return rl.rlim_cur == RLIM_INFINITY ? want : (unsigned long)rl.rlim_cur;
 }

@@ -53,4 +53,11 @@ bool str_copy(char *dst, size_t dstlen, const char *src);
  */
 int lock_dirs(const char *prog, const char *const *dirs, unsigned n, char *err, size_t errlen);
 
+/*
+ * Raises RLIMIT_NOFILE as far as the process may (the hard limit, or fs.nr_open
+ * with CAP_SYS_RESOURCE) and returns the soft limit now in force: every
+ * relayed connection costs two descriptors at each end.
+ */
+unsigned long fd_limit_raise(void);
+
 #endif

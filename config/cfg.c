@@ -79,7 +79,8 @@ const char cfg_server_default_ini[] =
     "\n"
     "[tunnel]\n"
     "max_pool_size = 8\n"
-    "max_links = 1024\n"
+    "# data links per tunnel: one per open relayed connection (past it a new one is reset)\n"
+    "max_links = 16384\n"
     "heartbeat = 10s\n"
     "# a relayed connection with no bytes either way for this long is reset; 0 = off\n"
     "idle_timeout = 1h\n"
@@ -194,7 +195,7 @@ static const struct cfg_row server_rows[] = {
 	.max = 1048576),
     SRV("ports", "reserve", "on", R_BOOL, reserve_ports),
     SRV("tunnel", "max_pool_size", "8", R_UINT, max_pool_size, .min = 1, .max = 256),
-    SRV("tunnel", "max_links", "1024", R_UINT, max_links, .min = 1, .max = 1048576),
+    SRV("tunnel", "max_links", "16384", R_UINT, max_links, .min = 1, .max = 1048576),
     SRV("tunnel", "heartbeat", "10s", R_DURATION, heartbeat_ms, .min = 1000, .max = 3600000),
     SRV("tunnel", "idle_timeout", "1h", R_DURATION, idle_timeout_ms, .min = 0,
 	.max = 30 * 86400000u),
@@ -230,7 +231,7 @@ static const struct cfg_row client_rows[] = {
     CLI("log_level", "info", R_LOGLEVEL, log_level),
     CLI("log_format", "text", R_LOGFMT, log_json),
     CLI("pool_idle", "4", R_UINT, pool_idle, .min = 1, .max = 64),
-    CLI("max_links", "1024", R_UINT, max_links, .min = 1, .max = 4096),
+    CLI("max_links", "16384", R_UINT, max_links, .min = 1, .max = 1048576),
     CLI("ktls", "auto", R_KTLS, ktls),
 };
 

@@ -1189,7 +1189,8 @@ static void status_limits(struct table *t, json_t *rel)
 {
 	static const char *const keys[] = {"refused_per_source", "idle_timeouts",
 					   "pending_timeouts"};
-	char v[ARRAY_SIZE(keys)][32], buf[160];
+	static const char *const full[] = {"refused_max_links", "refused_fd_limit"};
+	char v[ARRAY_SIZE(keys)][32], f[ARRAY_SIZE(full)][32], buf[160];
 
 	if (!counters_fmt(rel, keys, ARRAY_SIZE(keys), v))
 		return;
@@ -1197,6 +1198,13 @@ static void status_limits(struct table *t, json_t *rel)
 		 "%s refused (per-source limit), %s idle timeouts, %s pending timeouts", v[0], v[1],
 		 v[2]);
 	table_add(t, "  limits:");
+	table_add(t, buf);
+	/* connections reset at once because no data link could come for them */
+	if (!counters_fmt(rel, full, ARRAY_SIZE(full), f))
+		return;
+	snprintf(buf, sizeof(buf), "%s refused (max_links), %s refused (open-file limit)", f[0],
+		 f[1]);
+	table_add(t, "  no link:");
 	table_add(t, buf);
 }
 

@@ -1385,6 +1385,8 @@ json_t *relaylink_status(const struct relaylink *rl)
 					   "refused_per_source",
 					   "idle_timeouts",
 					   "pending_timeouts",
+					   "refused_max_links",
+					   "refused_fd_limit",
 					   "listeners",
 					   "maps",
 					   "xdp",

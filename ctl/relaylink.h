@@ -77,7 +77,9 @@ int relaylink_collect_domain(const struct store_domain *d, void *released);
  * The "relay" object of GET /api/v1/status (a new reference): connected,
  * then pid, workers, ktls, steering, conns, conns_total, bytes_in, bytes_out,
  * links, links_ktls, links_tls, ktls_fallbacks, refused_per_source,
- * idle_timeouts, pending_timeouts, listeners, maps, xdp, firewall_refused
+ * idle_timeouts, pending_timeouts, refused_max_links, refused_fd_limit, listeners,
+ * maps, xdp,
+ * firewall_refused
  * from the hello and the latest stats (null when unknown or malformed).
  */
 json_t *relaylink_status(const struct relaylink *rl);

@@ -174,6 +174,7 @@ static struct rtun *rtun_find(struct ctlthread *ct, const char *id, bool create)
 			str_copy(rt->t.id, sizeof(rt->t.id), id);
 			atomic_init(&rt->t.home, -1);
 			atomic_init(&rt->t.links, 0);
+			atomic_init(&rt->t.arriving, 0);
 			rt->t.ctl_idx = rt->t.idle_head = UINT32_MAX;
 			rt->t.pend_head = rt->t.pend_tail = UINT32_MAX;
 			rt->t.max_links = ct->cfg.max_links;
@@ -375,6 +376,8 @@ static void send_stats(struct ctlthread *ct)
 	    "uptime", (json_int_t)((now_ms() - ct->started) / 1000), "online",
 	    online_list(ct, false));
 	json_object_set_new(o, "firewall_refused", json_integer((json_int_t)s.firewall_refused));
+	json_object_set_new(o, "refused_max_links", json_integer((json_int_t)s.refused_max_links));
+	json_object_set_new(o, "refused_fd_limit", json_integer((json_int_t)s.refused_fd_limit));
 	/* the HTTP edge: requests forwarded, and what it answered itself (edge.c's causes) */
 	json_object_set_new(
 	    o, "http",
@@ -676,7 +679,7 @@ static void on_auth_ok(struct ctlthread *ct, struct req *r, json_t *m)
 	const char *mode = msg_str(r->hello, "mode");
 	struct rtun *rt;
 	struct mb_msg mb;
-	json_t *w;
+	json_t *w, *own;
 	char secret_hex[2 * LINK_SECRET_LEN + 1];
 	size_t n;
 
@@ -711,6 +714,11 @@ static void on_auth_ok(struct ctlthread *ct, struct req *r, json_t *m)
 	str_copy(rt->t.os, sizeof(rt->t.os), msg_str(r->hello, "os") ?: "");
 	str_copy(rt->t.arch, sizeof(rt->t.arch), msg_str(r->hello, "arch") ?: "");
 	str_copy(rt->t.version, sizeof(rt->t.version), msg_str(r->hello, "client_version") ?: "");
+	/* the client may hold fewer links than the server allows: the lower counts */
+	own = json_object_get(r->hello, "max_links");
+	rt->t.max_links = ct->cfg.max_links;
+	if (json_is_integer(own) && json_integer_value(own) < ct->cfg.max_links)
+		rt->t.max_links = (unsigned)json_integer_value(own);
 	rt->online = true;
 	rt->worker = r->worker;
 	rt->idx = r->idx;
@@ -1479,7 +1487,7 @@ static void on_hello(struct ctlthread *ct, struct ev *ev)
 	const char *token = msg_str(h, "token"), *reg = msg_str(h, "registration");
 	const char *mode = msg_str(h, "mode") ?: "run";
 	long long ver = msg_int(h, "version", 0);
-	json_t *a;
+	json_t *a, *ml;
 	struct req *r;
 
 	char why[160], reason[200];
@@ -1497,6 +1505,13 @@ static void on_hello(struct ctlthread *ct, struct ev *ev)
 		log_every(NLOG_INFO, "HELLO refused: %s", why);
 		snprintf(reason, sizeof(reason), "bad HELLO: %s", why);
 		link_error(ct, ev->worker, ev->idx, ev->gen, reason);
+		return;
+	}
+	ml = json_object_get(h, "max_links");
+	if (ml && (!json_is_integer(ml) || json_integer_value(ml) < 1 ||
+		   json_integer_value(ml) > 1048576)) {
+		link_error(ct, ev->worker, ev->idx, ev->gen,
+			   "bad HELLO: max_links is not a number from 1 to 1048576");
 		return;
 	}
 	if ((!token || !*token) && (!reg || !*reg)) {

@@ -47,11 +47,25 @@ static bool dial_open_link(struct worker *w)
 	return true;
 }
 
+/* handshakes in flight at most while a burst ramps the pool up */
+#define DIAL_OPENING_MAX 256
+
+/*
+ * Keeps pool_idle links idle or on their way. A burst of public connections
+ * ramps up: each BIND that says others wait (LINK_BIND_WAITING) asks for one
+ * link more than its replacement, so the links on their way double every
+ * handshake time instead of staying at pool_idle.
+ */
 static void dial_fill_pool(struct worker *w)
 {
 	if (!w->session || w->stopping || now_ms() < w->open_block_until)
 		return;
-	while (w->idle + w->opening < w->pool_idle && w->links + w->opening < w->max_links) {
+	while (w->links + w->opening < w->max_links && w->opening < DIAL_OPENING_MAX) {
+		if (w->idle + w->opening >= w->pool_idle) {
+			if (!w->want_more)
+				break;
+			w->want_more--;
+		}
 		if (!dial_open_link(w)) {
 			w->open_block_until = now_ms() + 1000; /* retried on a later tick */
 			break;
@@ -130,6 +144,10 @@ static void dial_bind(struct worker *w, struct conn *l, const struct link_bind *
 	dial_idle_unlink(w, l);
 	l->state = LS_STREAM;
 	l->tx_done = l->rx_done = false;
+	if (!(flags & LINK_BIND_WAITING))
+		w->want_more = 0; /* nobody waits behind it: the burst is over */
+	else if (w->want_more < DIAL_OPENING_MAX)
+		w->want_more++;
 	dial_fill_pool(w);
 	if (!ops->rule_find(ops->arg, port, flags, &rule)) {
 		log_every(NLOG_WARN, "stream for %s %u: no rule, resetting",

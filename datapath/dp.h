@@ -31,8 +31,9 @@
 #define NONE		     UINT32_MAX
 #define HEADROOM	     8
 #define TICK_MS		     500
+/* descriptors kept back from relayed connections: listeners, rings, BPF, logs, the store */
+#define FD_RESERVE 256
 #define HANDSHAKE_TIMEOUT_MS 10000
-#define PENDING_MAX	     4096
 #define CONNECT_TIMEOUT_MS   5000
 #define POOL_KEEP	     256
 
@@ -69,6 +70,7 @@ struct conn {
 	uint8_t kind, state;
 	bool recv_armed, closing, tx_done, rx_done, eof_in, shut_wr_pending, shut_wr_done;
 	bool tunnel_listener, draining, close_after_send, connected, counted, rearm, pumping;
+	bool accept_paused; /* a listener: accept is armed again on the next tick */
 	bool linger;	     /* plain: stream over, close when flushed */
 	bool src_counted;    /* relay: counted in the worker's per-source table (public conns,
 				and tunnel-port conns until their first message) */
@@ -175,6 +177,7 @@ struct worker {
 	unsigned pool_n;
 	uint8_t *scratch;
 	int efd;
+	int spare_fd; /* held back for the moment accept meets the descriptor limit */
 	uint64_t efd_val;
 	pthread_mutex_t mb_lock;
 	struct mb_msg *mb_head, *mb_tail;
@@ -195,10 +198,12 @@ struct worker {
 	uint8_t secret[LINK_SECRET_LEN];
 	unsigned links, idle, opening;
 	unsigned pool_idle, max_links;
+	unsigned want_more; /* links to open beyond the idle pool: BINDs said others wait */
 	uint64_t open_block_until;
 	/* counters, read by other threads */
 	_Atomic uint64_t st_conns, st_conns_total, st_in, st_out, st_links, st_idle;
-	_Atomic uint64_t st_refused_src, st_idle_to, st_pend_to;
+	_Atomic uint64_t st_refused_src, st_idle_to, st_pend_to, st_refused_links, st_refused_fds;
+	_Atomic uint64_t st_slots; /* connections in the slab: a descriptor each, nearly */
 	_Atomic uint64_t st_ktls, st_ktls_fallback;
 	_Atomic uint64_t st_fw_refused;
 	_Atomic uint64_t st_http_req, st_http_err[8], st_http_ktls;
@@ -212,6 +217,8 @@ struct authq;
 
 struct engine {
 	struct authq *aq; /* relay: the basic-auth verifier (edge.c), NULL until needed */
+	unsigned long fd_budget; /* descriptors relayed connections may hold (the limit less
+				    FD_RESERVE) */
 	pthread_mutex_t aq_lock;
 	bool aq_stop;
 	struct engine_config cfg;

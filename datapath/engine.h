@@ -42,6 +42,7 @@ struct tunnel {
 	uint8_t secret[LINK_SECRET_LEN]; /* written before home is published */
 	_Atomic int home;		 /* worker index, -1 when offline */
 	_Atomic int links;		 /* data links open, all workers */
+	_Atomic int arriving;		 /* of which on their way to the home worker */
 	unsigned max_links;
 	unsigned max_pool;
 	uint32_t ctl_idx, ctl_gen;     /* [home] its control link */
@@ -175,6 +176,8 @@ struct engine_stats {
 	uint64_t refused_per_source; /* public conns reset: their source was at its limit */
 	uint64_t idle_timeouts;	     /* streams reset after idle_timeout */
 	uint64_t pending_timeouts;   /* public conns reset: no data link within pending_timeout */
+	uint64_t refused_max_links;  /* public conns reset at once: their tunnel held max_links */
+	uint64_t refused_fd_limit;   /* public conns reset at once: out of file descriptors */
 	uint64_t links_ktls;	     /* data links open whose TLS records the kernel handles */
 	uint64_t links_tls;	     /* data links open with userspace TLS (links - links_ktls) */
 	uint64_t ktls_fallbacks;     /* links whose kTLS install failed (auto: went on in
@@ -189,6 +192,8 @@ struct engine_stats {
 /* Starts the workers; 0 or -errno with err (then everything is freed, tunnel_fds closed). */
 int engine_start(struct engine **out, const struct engine_config *cfg, char *err, size_t errlen);
 unsigned engine_workers(const struct engine *e);
+/* descriptors relayed connections may hold: the open-file limit, less a reserve */
+unsigned long engine_fd_budget(const struct engine *e);
 /* Posts a mailbox message to worker i (i < 0: to every worker, data copied each). */
 int engine_post(struct engine *e, int worker, const struct mb_msg *m);
 /* Sums the workers' counters (relaxed reads). */

@@ -287,6 +287,8 @@ static void relay_bind(struct worker *w, struct conn *p, struct conn *l)
 
 	frame_put32((uint8_t *)&b.stream_id, ++w->stream_seq);
 	b.port = htons(p->port);
+	if (p->tun && p->tun->pending) /* a burst: the client opens links faster */
+		b.flags |= htons(LINK_BIND_WAITING);
 	frame_put32(frame, LINK_FRAME_BIND);
 	memcpy(frame + 4, &b, sizeof(b));
 	l->state = LS_STREAM;
@@ -343,6 +345,27 @@ void relay_ends(struct conn *p)
 		p->bind.dst_port = sock_addr16(&e.local, p->bind.dst_addr);
 }
 
+/* Descriptors for n more links, within the budget of the open-file limit? */
+static bool fds_left(struct worker *w, unsigned n)
+{
+	const struct engine *e = w->e;
+	uint64_t used = 0;
+
+	/* every connection of every worker (links in their handshake too) */
+	for (unsigned i = 0; i < e->n; i++)
+		used += atomic_load_explicit(&e->w[i].st_slots, memory_order_relaxed);
+	return used + n <= e->fd_budget;
+}
+
+/* No link can come for p: an RST (TCP) or a 503 (HTTP) now rather than a wait. */
+static void relay_refuse_now(struct worker *w, struct conn *p, const char *why)
+{
+	if (p->http)
+		edge_pending_timeout(w, p);
+	else
+		conn_close(w, p, true, why);
+}
+
 void relay_attach(struct worker *w, struct conn *p, struct tunnel *t)
 {
 	unsigned limit = w->e->cfg.max_conns_per_source;
@@ -370,13 +393,30 @@ void relay_attach(struct worker *w, struct conn *p, struct tunnel *t)
 		relay_bind(w, p, l);
 		return;
 	}
-	if (t->pending >= PENDING_MAX) {
-		log_every(NLOG_WARN, "tunnel %s: %u connections wait for a data link, resetting",
-			  t->id, PENDING_MAX);
-		if (p->http)
-			edge_pending_timeout(w, p);
-		else
-			conn_close(w, p, true, "too many pending connections");
+	/*
+	 * Every waiting connection needs a link of its own: the links on their way
+	 * here, and those the tunnel may still open (max_links, the lower of the
+	 * server's and the client's). Past them a new connection could only wait for
+	 * another to end: it is refused at once. (This bounds the waiting list too.)
+	 */
+	if ((unsigned)(atomic_load(&t->links) - atomic_load(&t->arriving)) + t->pending >=
+	    t->max_links) {
+		atomic_fetch_add(&w->st_refused_links, 1);
+		log_every(NLOG_WARN,
+			  "tunnel %s: the %u data links it may have are all busy or on their way "
+			  "(max_links), resetting new connections",
+			  t->id, t->max_links);
+		relay_refuse_now(w, p, "max_links reached");
+		return;
+	}
+	/* and the link it waits for needs a descriptor here */
+	if (!fds_left(w, t->pending + 1)) {
+		atomic_fetch_add(&w->st_refused_fds, 1);
+		log_every(NLOG_WARN,
+			  "tunnel %s: relayd's open-file limit leaves no descriptor for another data "
+			  "link, resetting new connections",
+			  t->id);
+		relay_refuse_now(w, p, "out of file descriptors");
 		return;
 	}
 	p->state = PS_PENDING;
@@ -461,6 +501,7 @@ static void relay_adopt_link(struct worker *w, struct handoff *h)
 {
 	struct conn *l = conn_new(w, CK_LINK, h->fd);
 
+	atomic_fetch_sub(&h->tun->arriving, 1);
 	if (!l) {
 		log_every(NLOG_WARN, "w%d: connection slab full, dropping data link", w->id);
 		xprt_free(&h->x);
@@ -532,6 +573,7 @@ static void relay_handoff(struct worker *w, struct conn *l, struct tunnel *t, in
 	xprt_move(&ho->x, &l->x);
 	ho->fd = l->fd;
 	ho->tun = t;
+	atomic_fetch_add(&t->arriving, 1);
 	l->fd = -1;
 	sqe = get_sqe(w);
 	io_uring_prep_msg_ring(sqe, w->e->ring_fds[home], 0,
@@ -777,6 +819,7 @@ static void relay_ring_msg(struct worker *w, enum op op, uint64_t ud, int res)
 			log_warn("w%d: handing a data link over failed: %s", w->id, strerror(-res));
 			xprt_free(&h->x);
 			close(h->fd);
+			atomic_fetch_sub(&h->tun->arriving, 1);
 			atomic_fetch_sub(&h->tun->links, 1);
 			free(h);
 		}

@@ -324,6 +324,11 @@ int main(int argc, char **argv)
 		 NAVE_VERSION, engine_workers(eng), cfg.address,
 		 cfg.tunnel_port ? cfg.tunnel_port : cfg.https_port, cfg.http_port, cfg.port_min,
 		 cfg.port_max, ktls, kern_steering_name(kern), fpr);
+	if (engine_fd_budget(eng) / 2 < cfg.max_links)
+		log_warn("the open-file limit holds about %lu relayed connections, fewer than "
+			 "[tunnel] max_links (%u): past it new connections are reset (raise "
+			 "ulimit -n / LimitNOFILE)",
+			 engine_fd_budget(eng) / 2, cfg.max_links);
 	do {
 		if (sigwait(&set, &sig) != 0)
 			sig = SIGTERM;

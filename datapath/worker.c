@@ -19,7 +19,9 @@
 #include "util.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
+#include <poll.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -101,6 +103,7 @@ struct conn *conn_new(struct worker *w, enum kind k, int fd)
 	c->peer = c->next = c->prev = NONE;
 	if (conn_idx(w, c) + 1 > w->high)
 		w->high = conn_idx(w, c) + 1;
+	atomic_fetch_add_explicit(&w->st_slots, 1, memory_order_relaxed);
 	return c;
 }
 
@@ -108,6 +111,7 @@ void conn_release(struct worker *w, struct conn *c)
 {
 	c->kind = CK_FREE;
 	c->gen = (c->gen + 1) & 0xffffff;
+	atomic_fetch_sub_explicit(&w->st_slots, 1, memory_order_relaxed);
 	c->next = w->free_head;
 	w->free_head = conn_idx(w, c);
 }
@@ -248,10 +252,53 @@ static bool conn_done_op(struct worker *w, struct conn *c)
 
 /* ---------- accept ---------- */
 
+/*
+ * accept met the descriptor limit: the connections queued on c are taken with
+ * the spare descriptor and reset at once (a peer is never left in the accept
+ * queue). Returns false when none could be taken: accept waits for a tick.
+ */
+static bool accept_refuse(struct worker *w, struct conn *c)
+{
+	static const struct linger rst = {.l_onoff = 1, .l_linger = 0};
+	unsigned n = 0;
+
+	if (w->spare_fd >= 0) {
+		close(w->spare_fd);
+		w->spare_fd = -1;
+	}
+	for (; n < 1024; n++) {
+		struct pollfd pf = {.fd = c->fd, .events = POLLIN};
+		int fd;
+
+		if (poll(&pf, 1, 0) != 1 || !(pf.revents & POLLIN))
+			break;
+		fd = accept4(c->fd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd < 0)
+			break;
+		setsockopt(fd, SOL_SOCKET, SO_LINGER, &rst, sizeof(rst));
+		close(fd);
+	}
+	w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	atomic_fetch_add(&w->st_refused_fds, n);
+	log_every(NLOG_WARN,
+		  "w%d: out of file descriptors (the open-file limit): resetting new "
+		  "connections",
+		  w->id);
+	return n > 0;
+}
+
 static void on_accept(struct worker *w, struct conn *c, int res, unsigned flags)
 {
+	if ((res == -EMFILE || res == -ENFILE) && !c->closing && !w->stopping) {
+		if (!accept_refuse(w, c) && !(flags & IORING_CQE_F_MORE)) {
+			c->accept_paused = true; /* nothing taken: not again at once */
+			return;
+		}
+	}
 	if (!(flags & IORING_CQE_F_MORE) && !c->closing && !w->stopping)
 		arm_accept(w, c);
+	if (res == -EMFILE || res == -ENFILE)
+		return;
 	if (res < 0) {
 		if (res != -ECANCELED && res != -EINVAL)
 			log_every(NLOG_WARN, "w%d: accept: %s", w->id, strerror(-res));
@@ -380,7 +427,11 @@ static void on_tick(struct worker *w)
 
 		if (c->kind == CK_FREE || c->closing)
 			continue;
-		if (c->rearm) /* a receive that met an empty buffer ring */
+		if (c->accept_paused) { /* the descriptor limit, a tick ago */
+			c->accept_paused = false;
+			if (!w->stopping)
+				arm_accept(w, c);
+		} else if (c->rearm) /* a receive that met an empty buffer ring */
 			rearm(w, c);
 		else
 			w->ops->tick_conn(w, c, now);
@@ -615,6 +666,7 @@ static int worker_init(struct engine *e, struct worker *w, int id, char *err, si
 		snprintf(err, errlen, "eventfd: %s", strerror(errno));
 		return -errno;
 	}
+	w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	w->now = now_ms();
 	return w->ops->init(w, err, errlen);
 }
@@ -666,7 +718,7 @@ int engine_start(struct engine **out, const struct engine_config *cfg, char *err
 	const struct role_ops *ops = cfg->role == ENGINE_RELAY ? &relay_ops : &dial_ops;
 	struct engine *e = calloc(1, sizeof(*e));
 	unsigned n = cfg->workers ? cfg->workers : (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
-	struct rlimit rl;
+	unsigned long fd_limit;
 	unsigned i;
 	int r;
 
@@ -678,11 +730,9 @@ int engine_start(struct engine **out, const struct engine_config *cfg, char *err
 		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
-	/* every relayed connection is two descriptors: take what the hard limit allows */
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-		rl.rlim_cur = rl.rlim_max;
-		setrlimit(RLIMIT_NOFILE, &rl);
-	}
+	/* every relayed connection is two descriptors: take what the process may */
+	fd_limit = fd_limit_raise();
+	e->fd_budget = fd_limit > FD_RESERVE ? fd_limit - FD_RESERVE : 0;
 	e->cfg = *cfg;
 	e->ops = ops;
 	pthread_mutex_init(&e->aq_lock, NULL);
@@ -697,7 +747,7 @@ int engine_start(struct engine **out, const struct engine_config *cfg, char *err
 		return -ENOMEM;
 	}
 	for (i = 0; i < n; i++)
-		e->w[i].efd = -1;
+		e->w[i].efd = e->w[i].spare_fd = -1;
 	for (i = 0; i < n; i++) {
 		r = worker_init(e, &e->w[i], (int)i, err, errlen);
 		if (r < 0) {
@@ -716,6 +766,11 @@ int engine_start(struct engine **out, const struct engine_config *cfg, char *err
 	}
 	*out = e;
 	return 0;
+}
+
+unsigned long engine_fd_budget(const struct engine *e)
+{
+	return e->fd_budget;
 }
 
 unsigned engine_workers(const struct engine *e)
@@ -739,6 +794,9 @@ void engine_stats(struct engine *e, struct engine_stats *s)
 		    atomic_load_explicit(&w->st_refused_src, memory_order_relaxed);
 		s->idle_timeouts += atomic_load_explicit(&w->st_idle_to, memory_order_relaxed);
 		s->pending_timeouts += atomic_load_explicit(&w->st_pend_to, memory_order_relaxed);
+		s->refused_max_links +=
+		    atomic_load_explicit(&w->st_refused_links, memory_order_relaxed);
+		s->refused_fd_limit += atomic_load_explicit(&w->st_refused_fds, memory_order_relaxed);
 		s->links_ktls += atomic_load_explicit(&w->st_ktls, memory_order_relaxed);
 		s->ktls_fallbacks +=
 		    atomic_load_explicit(&w->st_ktls_fallback, memory_order_relaxed);
@@ -791,6 +849,8 @@ static void worker_free(struct worker *w)
 		munmap(w->br, w->br_size);
 	if (w->efd >= 0)
 		close(w->efd);
+	if (w->spare_fd >= 0)
+		close(w->spare_fd);
 	free(w->bufs);
 	free(w->scratch);
 	free(w->conns);

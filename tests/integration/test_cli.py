@@ -601,6 +601,14 @@ def test_status_limits_null_and_partial(fake_ctl):
     assert limits == ["- refused (per-source limit), 3 idle timeouts, - pending timeouts"]
 
 
+def test_status_shows_refusals_for_want_of_links(fake_ctl):
+    lines = _status_lines(fake_ctl, status_body(
+        {"refused_per_source": 0, "idle_timeouts": 0, "pending_timeouts": 0,
+         "refused_max_links": 128, "refused_fd_limit": None}))
+    assert "  no link:            128 refused (max_links), - refused (open-file limit)" in lines, \
+        lines
+
+
 def test_status_without_limits_older_controld(fake_ctl):
     lines = _status_lines(fake_ctl, status_body())
     assert not any("limits" in line for line in lines), lines

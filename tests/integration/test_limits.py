@@ -5,6 +5,7 @@ a connection that finds no free link is reset in time (pending_timeout), and
 a flood of refusals writes a few log lines, not one per refusal. The counters
 show in navectl status."""
 import re
+import signal
 import socket
 import time
 
@@ -73,6 +74,21 @@ def open_many(src, port, n):
     return kept, reset
 
 
+def echoes(port):
+    s = connect_from("127.0.0.1", port)
+    try:
+        s.sendall(b"ping")
+        assert nt.recv_exact(s, 4) == b"ping"
+    finally:
+        s.close()
+
+
+def take_idle_links(port):
+    """Connections that take every idle link relayd holds for the tunnel (at most
+    max_pool_size, 8), and one more that waits: the next one waits too."""
+    return [connect_from("127.0.0.1", port) for _ in range(9)]
+
+
 def relay_stats(server):
     return server.navectl("status", json=True)["relay"]
 
@@ -133,8 +149,35 @@ def test_idle_connections_end(server, tmp_path, procs, services):
     nt.exchange(c.tcp_add(services(nt.h_exchange, "x").port), 16 * KiB)
 
 
-@pytest.mark.parametrize("server_ini", ["[tunnel]\npending_timeout = 1s\nidle_timeout = 0\n"])
+@pytest.mark.parametrize("server_ini", ["[tunnel]\npending_timeout = 1s\nidle_timeout = 0\n"
+                                     "heartbeat = 10s\n"])
 def test_pending_connections_are_reset_in_time(server, tmp_path, procs, services):
+    """A connection waits for a link the client is opening, not forever: with
+    the client stopped (no link comes), it is reset after pending_timeout."""
+    c = client_with(server, tmp_path, procs, "c", max_links=20, pool_idle=1)
+    echo = services(nt.h_echo, "echo")
+    port = c.tcp_add(echo.port)
+    echoes(port)
+    c.proc.proc.send_signal(signal.SIGSTOP)
+    try:
+        fillers = take_idle_links(port)
+        t0 = time.monotonic()
+        waiting = connect_from("127.0.0.3", port)  # waits for one that does not come
+        assert was_reset(waiting, 10)
+        took = time.monotonic() - t0
+        assert 0.5 <= took <= 5, took
+        waiting.close()
+        for f in fillers:
+            f.close()
+    finally:
+        c.proc.proc.send_signal(signal.SIGCONT)
+    nt.wait_for(lambda: relay_stats(server)["pending_timeouts"] >= 1, 30, "pending_timeouts")
+    echoes(port)
+
+
+def test_past_max_links_refused_at_once(server, tmp_path, procs, services):
+    """The client's max_links (2) is the tunnel's: with both links busy a new
+    connection is reset at once, counted and logged once for the burst."""
     c = client_with(server, tmp_path, procs, "c", max_links=2, pool_idle=2)
     echo = services(nt.h_echo, "echo")
     port = c.tcp_add(echo.port)
@@ -144,16 +187,24 @@ def test_pending_connections_are_reset_in_time(server, tmp_path, procs, services
             h.sendall(b"x")
             assert nt.recv_exact(h, 1) == b"x"
         t0 = time.monotonic()
-        waiting = connect_from("127.0.0.3", port)
-        assert was_reset(waiting, 10)
-        took = time.monotonic() - t0
-        assert 0.5 <= took <= 5, took
-        waiting.close()
-        nt.wait_for(lambda: relay_stats(server)["pending_timeouts"] >= 1, 30,
-                    "pending_timeouts")
+        for i in range(30):
+            try:
+                s = connect_from("127.0.0.3", port)
+            except ConnectionResetError:
+                continue  # reset before connect() returned: at once indeed
+            assert was_reset(s, 10)
+            s.close()
+        assert time.monotonic() - t0 < 5
+        nt.wait_for(lambda: relay_stats(server)["refused_max_links"] == 30, 30,
+                    "refused_max_links = 30")
+        assert relay_stats(server)["pending_timeouts"] == 0
+        assert server.relayd.output().count("(max_links), resetting") <= 2
     finally:
         for h in hold:
             h.close()
+    # a link free again: served again
+    nt.wait_for(lambda: relay_stats(server)["conns"] == 0, 10, "the held connections gone")
+    echoes(port)
 
 
 def test_refusal_floods_write_few_log_lines(server, make_client, services):
@@ -228,22 +279,24 @@ def test_many_rules_all_granted_at_connect(server, tmp_path, procs, services):
     nt.exchange(rules[-1]["port"], 4 * KiB)
 
 
-@pytest.mark.parametrize("server_ini", ["[tunnel]\nidle_timeout = 2s\npending_timeout = 8s\n"])
+@pytest.mark.parametrize("server_ini", ["[tunnel]\nidle_timeout = 2s\npending_timeout = 8s\n"
+                                     "heartbeat = 10s\n"])
 def test_a_long_wait_for_a_link_is_not_idleness(server, tmp_path, procs, services):
     """A connection that waited longer than idle_timeout for a data link starts
     its idle time when it gets one: it is not reset at once."""
-    c = client_with(server, tmp_path, procs, "c", max_links=1, pool_idle=1)
+    c = client_with(server, tmp_path, procs, "c", max_links=20, pool_idle=1)
     echo = services(nt.h_echo, "echo")
     port = c.tcp_add(echo.port)
-    first = connect_from("127.0.0.1", port)
-    first.sendall(b"a")
-    assert nt.recv_exact(first, 1) == b"a"
-    waiting = connect_from("127.0.0.1", port)  # silent: it waits for the link
-    for i in range(7):  # 3.5 s: the only link stays busy, the second one waits
-        time.sleep(0.5)
-        first.sendall(b"p")
-        assert nt.recv_exact(first, 1) == b"p"
-    first.close()
+    echoes(port)
+    c.proc.proc.send_signal(signal.SIGSTOP)  # no link comes while it is stopped
+    try:
+        fillers = take_idle_links(port)
+        waiting = connect_from("127.0.0.1", port)  # silent: it waits for a link
+        time.sleep(3.5)
+    finally:
+        c.proc.proc.send_signal(signal.SIGCONT)
+    for f in fillers:
+        f.close()
     try:
         time.sleep(1.2)  # bound by now, silent for less than idle_timeout since
         waiting.sendall(b"x")

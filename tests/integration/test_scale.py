@@ -1,0 +1,74 @@
+# SPDX-License-Identifier: Apache-2.0
+"""One tunnel with the default configuration holds 10,000 concurrent relayed
+connections, every one echoing exact; past what the ends may hold (max_links,
+or the open-file limit: each relayed connection is two descriptors at each end)
+a new connection is reset at once, counted, and logged once per burst, never
+left waiting. Real daemons, a real client; the load and the echo service run
+in processes of their own (tests/integration/holdload.py)."""
+import json
+import re
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import navetest as nt
+
+HOLDLOAD = str(Path(__file__).with_name("holdload.py"))
+N, SOURCES = 10000, 64  # 157 per source: within the default max_conns_per_source (256)
+
+
+def test_ten_thousand_connections_held_or_refused_at_once(server, client):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard < 4096:
+        pytest.skip(f"RLIMIT_NOFILE hard limit {hard} is too low for this test")
+    # the daemons raise their soft limit to this hard one (no CAP_SYS_RESOURCE
+    # here to go past it) and keep 256 descriptors back: what the ends hold
+    cap = min(N, (hard - 256) // 2)
+    echo = subprocess.Popen([sys.executable, HOLDLOAD, "echo"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    hold = None
+    try:
+        port = client.tcp_add(int(echo.stdout.readline()))
+        hold = subprocess.Popen([sys.executable, HOLDLOAD, "hold", str(port), str(N),
+                                 str(SOURCES)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                text=True)
+        first = json.loads(hold.stdout.readline() or "{}")
+        assert first.get("hung") == 0 and first.get("bad") == 0 and not first.get("other"), first
+        assert first["served"] + first["refused"] == N, first
+        # the ends' own limits: everything up to them is served (a handful of
+        # descriptors may go to links on their way when the limit is met)
+        st = server.navectl("status", json=True)["relay"]
+        assert first["served"] >= cap - 16, (cap, first, st)
+        if cap == N:
+            assert first["served"] == N, first
+        # refused means reset at once, not after pending_timeout (10 s)
+        assert first["slowest_refusal"] < 5, first
+        # relayd's counters reach controld every few seconds
+        st = nt.wait_for(lambda: (lambda r: r if r["conns"] == first["served"] and
+                                  r["refused_max_links"] + r["refused_fd_limit"]
+                                  == first["refused"] else None)(
+            server.navectl("status", json=True)["relay"]), 20,
+            f"navectl status: {first['served']} connections, {first['refused']} refused")
+        assert st["pending_timeouts"] == 0, st
+        # held, not just opened: a second byte each way on every one
+        hold.stdin.write("\n")
+        hold.stdin.flush()
+        again = json.loads(hold.stdout.readline() or "{}")
+        assert again == {"ok": first["served"], "failed": 0}, again
+        log = server.relayd.output()
+        assert log.count("resetting new connections") <= 4, nt.tail(log)
+        if first["refused"]:
+            text = server.navectl("status")[1]
+            assert re.search(r"(?m)^  no link:\s+\d+ refused \(max_links\), \d+ refused "
+                             r"\(open-file limit\)$", text), text
+    finally:
+        for p in (hold, echo):
+            if p:
+                p.stdin.close()
+                try:
+                    p.wait(60)
+                except subprocess.TimeoutExpired:
+                    p.kill()
