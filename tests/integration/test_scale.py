@@ -6,10 +6,13 @@ a new connection is reset at once, counted, and logged once per burst, never
 left waiting. Real daemons, a real client; the load and the echo service run
 in processes of their own (tests/integration/holdload.py)."""
 import json
+import os
 import re
 import resource
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -72,3 +75,64 @@ def test_ten_thousand_connections_held_or_refused_at_once(server, client):
                     p.wait(60)
                 except subprocess.TimeoutExpired:
                     p.kill()
+
+
+@pytest.mark.parametrize("server_ini", ["[ports]\nmax_conns_per_source = 0\n"])
+def test_out_of_descriptors_resets_at_once(server, make_client, services):
+    """relayd under a small open-file limit, its descriptors taken by silent
+    connections to the tunnel port: a public connection that accept cannot
+    take is reset at once (the queued ones are taken with a spare descriptor),
+    counted, and relayd does not spin; once they are gone, service resumes."""
+    server.stop_relayd()
+    server.relayd.cmd = ["prlimit", "--nofile=600:600", "--"] + server.relayd.cmd
+    server.start_relayd()
+    c = make_client("c")
+    echo = services(nt.h_echo, "echo")
+    port = c.tcp_add(echo.port)
+
+    def echoes():
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        try:
+            s.sendall(b"ping")
+            return nt.recv_exact(s, 4) == b"ping"
+        finally:
+            s.close()
+
+    assert echoes()
+    silent = []
+    try:
+        for _ in range(700):  # more than relayd may hold: the last ones are reset
+            try:
+                silent.append(socket.create_connection(("127.0.0.1", server.https), timeout=5))
+            except OSError:
+                break
+        time.sleep(0.5)
+        cpu0, t0 = proc_cpu(server.relayd.pid), time.monotonic()
+        for _ in range(5):
+            s = socket.socket()
+            s.settimeout(5)
+            try:
+                s.connect(("127.0.0.1", port))
+                s.sendall(b"x")
+                assert s.recv(1) == b""  # reset or closed, not served
+            except (ConnectionResetError, BrokenPipeError):
+                pass
+            finally:
+                s.close()
+        assert time.monotonic() - t0 < 3, "a refused connection waited"
+        time.sleep(1)
+        used = proc_cpu(server.relayd.pid) - cpu0
+        assert used < 1.0, f"relayd used {used:.2f} s of CPU in {time.monotonic() - t0:.1f} s"
+        st = nt.wait_for(lambda: (lambda r: r if r["refused_fd_limit"] >= 5 else None)(
+            server.navectl("status", json=True)["relay"]), 20, "refused_fd_limit >= 5")
+        assert st["conns"] == 0, st
+        assert server.relayd.output().count("out of file descriptors") <= 3
+    finally:
+        for s in silent:
+            s.close()
+    nt.wait_for(echoes, 30, "the tunnel serving again")
+
+
+def proc_cpu(pid):
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
