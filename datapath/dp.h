@@ -31,6 +31,8 @@
 #define NONE		     UINT32_MAX
 #define HEADROOM	     8
 #define TICK_MS		     500
+/* idle data links above a tunnel's max_pool_size unused this long are closed */
+#define POOL_PURGE_MS 5000
 /* descriptors kept back from relayed connections: listeners, rings, BPF, logs, the store */
 #define FD_RESERVE 256
 #define HANDSHAKE_TIMEOUT_MS 10000
