@@ -65,6 +65,9 @@ def test_hello_fields_are_checked_with_a_token(server, make_client, services):
     assert reason.startswith("bad HELLO: client_version must be 1-32 characters"), reason
     reason = hello_refused(server, token=tok["token"], id="grp\nx")
     assert reason.startswith("bad HELLO: id must be 1-63 characters"), reason
+    for bad in (0, -5, 1 << 40, "12", 1.5, [3]):
+        reason = hello_refused(server, token=tok["token"], max_links=bad)
+        assert reason == "bad HELLO: max_links is not a number from 1 to 1048576", (bad, reason)
     # nothing of it was stored
     t = server.tunnel(tok["tunnel_id"])
     assert t["os"] == "" and t["client_version"] == "" and t["state"] == "offline", t
