@@ -29,6 +29,7 @@ Results go to bench/results/<UTC timestamp>.json and bench/results/latest.json,
 SVG plots (gnuplot) to bench/results/plots/, and a table to stdout. See bench/README.md.
 
 Usage: bench.py [BUILD_DIR] [--quick]   (default: build; relative to the repository root)
+       bench.py --replot [RESULT.json]   (the plots again from a run's JSON; default latest.json)
 --quick (or BENCH_QUICK=1): 1 sample per path, 1 s samples, a hold of 1,000 only.
 Environment: BENCH_SECONDS (iperf3 -t, default 5), BENCH_REPEAT (samples, 3), BENCH_CONNS
 (default 1000), BENCH_CONNRATE_SECONDS (default 3), BENCH_CONNRATE_THREADS (2),
@@ -1933,7 +1934,7 @@ def hold_part(result, procs, tmp, build, ready, echo):
                         "fds_per_conn": FDS_PER_CONN},
            "paths": {}}
     if nvh is not None and nvh.client is not None:
-        out["nave"] = {"server_ini": nvh.ini.read_text(), "client_ini": nvh.cini.read_text()}
+        out["nave"] = {"server_ini": nvh.ini.read_text(), "client_ini": redact(nvh.cini.read_text())}
     result["hold"] = out
     for path in PATHS:
         if path not in targets:
@@ -2189,6 +2190,21 @@ def q(s):
     return '"' + str(s).replace('"', "'") + '"'
 
 
+def hold_note(r):
+    """What the hold plot's key says of a path that failed or was limited."""
+    if not r.get("ok"):
+        return f" (failed at {r['levels'][-1]['connections']:,})" if r.get("levels") else " (failed)"
+    if r.get("limited"):
+        return f" ({r['limited'].split()[0]}: fd limit)"
+    return ""
+
+
+def redact(ini):
+    """A client config for the results: the registration token left out."""
+    return "\n".join("token = (left out)" if ln.startswith("token") else ln
+                     for ln in ini.splitlines()) + "\n"
+
+
 def make_plots(result, tmp):
     """Data files and one gnuplot script in tmp/plots, SVGs into bench/results/plots/
     (only for the parts that ran). Returns the SVG names."""
@@ -2196,7 +2212,7 @@ def make_plots(result, tmp):
     d.mkdir(exist_ok=True)
     PLOTS.mkdir(parents=True, exist_ok=True)
     script = ['set terminal svg size 640,360 font "sans,11" background "#ffffff"',
-              'set datafile missing "-"', "set grid ytics", "set key top left"]
+              'set datafile missing "-"', "set grid ytics"]
     made = []
 
     def out(name):
@@ -2214,7 +2230,8 @@ def make_plots(result, tmp):
         script.extend([f"set title {q(title)}", f"set ylabel {q(ylabel)}", "set yrange [0:*]",
                        "set xrange [*:*]", "unset logscale", "set style data histograms",
                        "set style histogram clustered gap 1", "set style fill solid 0.85 border -1",
-                       "set key top left", "set format y '%g'", "set format x '%g'",
+                       "set key outside top center horizontal", "set format y '%g'",
+                       "set format x '%g'",
                        "set xtics auto", "set ytics auto"])
         parts = []
         for i, p in enumerate(paths):
@@ -2226,7 +2243,8 @@ def make_plots(result, tmp):
     tp = result.get("throughput") or {}
     if tp:
         paths = [p for p in PATHS if p in tp]
-        bars("throughput", f"Throughput through each path (iperf3, median of {REPEAT})", "Gbit/s",
+        bars("throughput", f"Throughput through each path (iperf3, median of {result['repeat']})",
+             "Gbit/s",
              [(lbl, {p: tp[p][k]["median_gbps"] for p in paths}) for k, _, lbl in MODES], paths)
         paths = [p for p in paths if p != "direct"]
         bars("cpu_per_gib", "Relay-side CPU per GiB relayed (lower is better)", "CPU s / GiB",
@@ -2250,7 +2268,7 @@ def make_plots(result, tmp):
                        "set xlabel 'latency (ms)'", "set logscale x", "set yrange [0:4.2]",
                        "set xrange [*:*]", "set format x '%g'", "set xtics auto",
                        "set ytics ('0' 0, '50%%' 0.301, '90%%' 1, '99%%' 2, '99.9%%' 3, '99.99%%' 4)",
-                       "set key bottom right", "set style data lines"])
+                       "set key outside right", "set style data lines"])
         parts = []
         for p, h in hists.items():
             total = sum(n for _, n in h)
@@ -2269,7 +2287,7 @@ def make_plots(result, tmp):
             script.append("plot " + ", ".join(parts))
         else:
             made.pop()
-        script.extend(["unset xlabel", "unset logscale", "set ytics auto", "set key top left"])
+        script.extend(["unset xlabel", "unset logscale", "set ytics auto"])
 
     if th:
         cdf("latency_http", "HTTP keep-alive request latency through a TCP tunnel (CDF)",
@@ -2283,7 +2301,7 @@ def make_plots(result, tmp):
         script.extend(["set title 'Relay-side memory (RSS) holding idle connections'",
                        "set ylabel 'RSS (MiB)'", "set xlabel 'connections held'",
                        "unset logscale", "set yrange [0:*]", "set xrange [0:*]",
-                       "set ytics auto", "set xtics auto", "set key top left",
+                       "set ytics auto", "set xtics auto", "set key outside right",
                        "set style data linespoints"])
         parts = []
         for p in PATHS:
@@ -2296,9 +2314,7 @@ def make_plots(result, tmp):
                 for lv in r["levels"]:
                     fh.write(f"{lv['held']} {lv['rss_kib_total'] / 1024:.2f}\n")
             parts.append(f"{q(f)} using 1:2 with linespoints lw 2 pt 7 lc rgb {q(PLOT_COLORS[p])} "
-                         f"title {q(LABELS[p] + ('' if r['ok'] else ' (failed)'))}")
-            if r.get("limited"):
-                parts[-1] = parts[-1][:-1] + ' (fd limit)"'
+                         f"title {q(LABELS[p] + hold_note(r))}")
         if parts:
             script.append("plot " + ", ".join(parts))
         else:
@@ -2565,7 +2581,22 @@ def print_table(result):
 # ---------------------------------------------------------------- main
 
 
+def replot(path):
+    """bench.py --replot [RESULT.json]: the plots again from a run's JSON (latest.json by
+    default), into bench/results/plots/, nothing measured."""
+    result = json.loads(Path(path).read_text())
+    tmp = Path(tempfile.mkdtemp(prefix="nave-bench-plots-"))
+    try:
+        made = make_plots(result, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"plots from {path}: {', '.join(shown_path(PLOTS / n) for n in made)}")
+    return 0
+
+
 def main():
+    if sys.argv[1:2] == ["--replot"]:
+        return replot(sys.argv[2] if len(sys.argv) > 2 else RESULTS / "latest.json")
     args = [a for a in sys.argv[1:] if a != "--quick"]
     if any(a.startswith("-") for a in args) or len(args) > 1:
         sys.exit("usage: bench.py [BUILD_DIR] [--quick]")
