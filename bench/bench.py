@@ -1831,17 +1831,26 @@ def fd_count(pid):
         return 0
 
 
-# fds per held connection in the path's busiest process: a proxy that accepts and
-# connects in one process (HAProxy, either stunnel) needs two
+# fds per held connection in the path's busiest process, expected before the first
+# level: a proxy that accepts and connects in one process (HAProxy, either stunnel)
+# needs two; after a level, what the processes' fd counts grew by is used instead
 FDS_PER_CONN = {"direct": 1, "nave": 1, "haproxy": 2, "ssh": 1, "stunnel": 2}
+FD_MARGIN = 64
 
 
-def hold_path(path, port, pids_fn, nave_stack=None, fd_room=None):
+def fds_of(pids):
+    """The fd count of every relay-side process, {pid: count}."""
+    return {pid: fd_count(pid) for lst in pids.values() for pid in lst}
+
+
+def hold_path(path, port, pids_fn, nave_stack=None, fd_limit=None):
     """The hold on one path: HOLD_LEVELS connections opened in steps and held; after each
     step HOLD_SETTLE_S s of idling, then the relay-side RSS and how many of the held
     connections the path closed meanwhile. pids_fn() gives the relay-side processes.
-    A level above fd_room (what RLIMIT_NOFILE leaves one of the path's processes) is
-    not run: recorded under limited, not a failure of the path."""
+    A level that would take one of the path's processes (or the harness) past fd_limit
+    (RLIMIT_NOFILE) is not run: recorded under limited, not a failure of the path.
+    Whether it would is judged from the fds each process gained per connection held so
+    far (FDS_PER_CONN before the first level)."""
     held = []
     res = {"port": port, "levels": [], "ok": True}
     st = {k: 0 for k in ("served", *HOLD_KINDS, "not_attempted")}
@@ -1853,13 +1862,27 @@ def hold_path(path, port, pids_fn, nave_stack=None, fd_room=None):
         time.sleep(1)
         base = rss_of(pids_fn())
         res["rss_kib_before"] = base
+        fd0 = fds_of(pids_fn())
+        fd0[os.getpid()] = fd_count(os.getpid())
+        res["fds_before"] = sum(fd0.values())
         for level in HOLD_LEVELS:
-            if fd_room is not None and level > fd_room:
-                res["limited"] = (
-                    f"{level:,} not run: {FDS_PER_CONN[path]} fds per connection in one process"
-                    f" need more than RLIMIT_NOFILE ({resource.getrlimit(resource.RLIMIT_NOFILE)[1]:,},"
-                    " the hard limit here) allows")
-                break
+            if fd_limit is not None:
+                # the busiest process at this level, at the growth per connection seen so far
+                fnow = fds_of(pids_fn())
+                fnow[os.getpid()] = fd_count(os.getpid())
+                worst, per = 0, FDS_PER_CONN[path]
+                for pid, n0 in fd0.items():
+                    g = ((fnow.get(pid, n0) - n0) / len(held)) if held else (
+                        1 if pid == os.getpid() else FDS_PER_CONN[path])
+                    need = n0 + g * level + FD_MARGIN
+                    if need > worst:
+                        worst, per = need, g
+                if worst > fd_limit:
+                    res["limited"] = (
+                        f"{level:,} not run: at {per:.2f} fds per connection one process would"
+                        f" need ~{worst:,.0f} fds, more than RLIMIT_NOFILE ({fd_limit:,}, the"
+                        " hard limit here) allows")
+                    break
             t0 = time.monotonic()
             hold_open(port, len(held) + sum(st[k] for k in HOLD_KINDS), level - len(held), held, st)
             lv = {"connections": level, "held": len(held),
@@ -1872,6 +1895,11 @@ def hold_path(path, port, pids_fn, nave_stack=None, fd_room=None):
             lv["kib_per_conn"] = (round((sum(rss.values()) - sum(base.values())) / len(held), 2)
                                   if held and rss else None)
             lv["closed_while_idle"] = closed_count(held) if held else 0
+            fnow = fds_of(pids_fn())
+            lv["fds"] = sum(fnow.values())
+            lv["fds_per_conn_max"] = round(max(
+                ((n - fd0.get(pid, n)) / len(held) for pid, n in fnow.items()), default=0), 2) \
+                if held else None
             if nave_stack is not None:
                 cs, rs = nave_stack.client_status(), nave_stack.status().get("relay") or {}
                 lv["client_reported"] = {k: cs.get(k) for k in ("conns", "links", "idle_links")}
@@ -1942,7 +1970,7 @@ def hold_part(result, procs, tmp, build, ready, echo):
         port, pids_fn, stack = targets[path]
         fd0 = fd_count(echo["pid"])
         try:
-            r = hold_path(path, port, pids_fn, stack, nofile[1] // FDS_PER_CONN[path] - 100)
+            r = hold_path(path, port, pids_fn, stack, nofile[0])
         except (BenchError, OSError) as e:
             r = {"ok": False, "problem": f"{type(e).__name__}: {e}", "levels": []}
             log(f"hold {path}: {r['problem']}")
