@@ -1549,7 +1549,8 @@ def summarize_http(samples):
                     if (v := [r["cpu_us_per_request"][n] for r in ok
                               if r["cpu_us_per_request"][n] is not None])
                 },
-                "runs": runs,
+                "runs": [None if r is None else {k: v for k, v in r.items()
+                                                 if k != "latency_hist_us"} for r in runs],
             }
     ratios = {}
     for mode, *_ in HTTP_MODES:
