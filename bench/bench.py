@@ -4,34 +4,47 @@
 One run on 127.0.0.1 measures:
   1. iperf3 throughput (1 stream, 8 streams, 1 stream reverse), 3 samples each,
      median reported, for: direct, nave (a real controld + relayd + client
-     tunnel), HAProxy in TCP mode, and OpenSSH `ssh -R` with aes128-gcm.
-     Samples are taken round-robin across the paths so that drift of a shared
+     tunnel), HAProxy in TCP mode, OpenSSH `ssh -R` with aes128-gcm, and stunnel at
+     both ends (TLS 1.3, AES-128-GCM); with the relay-side processes' CPU seconds per
+     GiB. Samples are taken round-robin across the paths so that drift of a shared
      machine hits every path alike.
   2. Memory: VmRSS of nave-relayd and of the nave client before and after
      1,000 idle relayed connections, in KiB per connection for both ends.
   3. Connection rate, keep-alive off (bench/connrate.c: connect, 16-byte request,
-     64-byte reply, close), 3 samples each, round-robin: direct, HAProxy, and nave
-     with relayd's [datapath] steering = bpf and = listeners (a stack each).
+     64-byte reply, close), 3 samples each, round-robin: direct, HAProxy, nave
+     with relayd's [datapath] steering = bpf and = listeners (a stack each), ssh -R
+     and stunnel.
   4. Port allocation: 1,000 ports through POST /api/v1/ports, each until it accepts
      a connection, and relayd's listening sockets after, in both steering modes.
   5. HTTP requests per second and latency (bench/httpload.c: keep-alive, keep-alive on
      one connection, and one connection per request), 3 samples each, round-robin:
      direct to the service, through the nave HTTP edge (routing by Host), nginx as a
      reverse proxy (server_name) and HAProxy in mode http (a Host ACL).
+  6. HTTP keep-alive requests per second and latency (p50/p99/p999) through a plain
+     TCP tunnel on every TCP path of part 1 (`nave tunnel tcp add`).
+  7. The hold: 1,000, 5,000 and 10,000 idle connections on every TCP path (nave with
+     its default limits), each echoing its own number, from 64 source addresses;
+     served, refused, reset, closed, hung, open time and relay-side RSS.
 Results go to bench/results/<UTC timestamp>.json and bench/results/latest.json,
-and a table to stdout. See bench/README.md.
+SVG plots (gnuplot) to bench/results/plots/, and a table to stdout. See bench/README.md.
 
-Usage: bench.py [BUILD_DIR]   (default: build; relative to the repository root)
-Environment: BENCH_SECONDS (iperf3 -t, default 5), BENCH_CONNS (default 1000),
-BENCH_CONNRATE_SECONDS (default 3), BENCH_CONNRATE_THREADS (2), BENCH_CONNRATE_INFLIGHT
-(16 per thread), BENCH_CONNRATE_SOURCES (16), BENCH_ALLOC_PORTS (1000), BENCH_HTTP_SECONDS
-(default 3), BENCH_HTTP_THREADS (2), BENCH_HTTP_CONNS (16 per thread), BENCH_HTTP_SOURCES (16),
-BENCH_SKIP (comma-separated: throughput, memory, ssh, connrate, alloc, http), BENCH_KEEP=1
-keeps the temporary directory with every log.
+Usage: bench.py [BUILD_DIR] [--quick]   (default: build; relative to the repository root)
+       bench.py --replot [RESULT.json]   (the plots again from a run's JSON; default latest.json)
+--quick (or BENCH_QUICK=1): 1 sample per path, 1 s samples, a hold of 1,000 only.
+Environment: BENCH_SECONDS (iperf3 -t, default 5), BENCH_REPEAT (samples, 3), BENCH_CONNS
+(default 1000), BENCH_CONNRATE_SECONDS (default 3), BENCH_CONNRATE_THREADS (2),
+BENCH_CONNRATE_INFLIGHT (16 per thread), BENCH_CONNRATE_SOURCES (16), BENCH_ALLOC_PORTS (1000),
+BENCH_HTTP_SECONDS (default 3), BENCH_HTTP_THREADS (2), BENCH_HTTP_CONNS (16 per thread),
+BENCH_HTTP_SOURCES (16), BENCH_HOLD (levels, "1000,5000,10000"), BENCH_HOLD_SOURCES (64),
+BENCH_HOLD_INFLIGHT (200), BENCH_HOLD_TIMEOUT (10 s), BENCH_HOLD_MAX_FAILURES (100),
+BENCH_SKIP (comma-separated: throughput, memory, ssh, stunnel, connrate, alloc, http, tcphttp,
+hold, plots), BENCH_KEEP=1 keeps the temporary directory with every log.
 """
 import datetime
+import errno
 import hashlib
 import json
+import math
 import os
 import platform
 import random
@@ -41,6 +54,7 @@ import shutil
 import signal
 import socket
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -50,27 +64,32 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
-SECONDS = int(os.environ.get("BENCH_SECONDS", "5"))
+# --quick (or BENCH_QUICK=1): a ~2-minute look: 1 sample per path, 1 s per sample, a
+# hold of 1,000 only. Explicit BENCH_* settings still win.
+QUICK = "--quick" in sys.argv[1:] or os.environ.get("BENCH_QUICK", "") not in ("", "0")
+SECONDS = int(os.environ.get("BENCH_SECONDS", "1" if QUICK else "5"))
 CONNS = int(os.environ.get("BENCH_CONNS", "1000"))
 # the ktls mode of both ends (auto: what the kernel offers; on/off to compare)
 KTLS = os.environ.get("BENCH_KTLS", "auto")
 if KTLS not in ("auto", "on", "off"):
     sys.exit(f"bench: BENCH_KTLS={KTLS!r} is not one of auto|on|off")
-REPEAT = 3
+REPEAT = int(os.environ.get("BENCH_REPEAT", "1" if QUICK else "3"))
 # Connection rate (bench/connrate.c): each sample CR_WARMUP s not counted, then CR_SECONDS
 # counted; CR_THREADS loops x CR_INFLIGHT connections in flight, from CR_SOURCES
 # addresses (127.0.0.2 and up; 0: all from 127.0.0.1).
-CR_SECONDS = float(os.environ.get("BENCH_CONNRATE_SECONDS", "3"))
+CR_SECONDS = float(os.environ.get("BENCH_CONNRATE_SECONDS", "1" if QUICK else "3"))
 CR_WARMUP = 0.5
 CR_THREADS = int(os.environ.get("BENCH_CONNRATE_THREADS", "2"))
 CR_INFLIGHT = int(os.environ.get("BENCH_CONNRATE_INFLIGHT", "16"))
 CR_SOURCES = int(os.environ.get("BENCH_CONNRATE_SOURCES", "16"))
-CR_PATHS = ["direct", "haproxy", "nave-bpf", "nave-listeners"]
+CR_PATHS = ["direct", "haproxy", "nave-bpf", "nave-listeners", "ssh", "stunnel"]
 CR_LABELS = {
     "direct": "direct",
     "haproxy": "HAProxy tcp",
     "nave-bpf": "nave bpf",
     "nave-listeners": "nave listeners",
+    "ssh": "ssh -R gcm",
+    "stunnel": "stunnel",
 }
 STEERINGS = ["bpf", "listeners"]
 # Port allocation: this many ports, one tunnel, [ports] max_per_tunnel and range that size
@@ -78,7 +97,7 @@ ALLOC_PORTS = int(os.environ.get("BENCH_ALLOC_PORTS", "1000"))
 # HTTP (bench/httpload.c): each sample HTTP_WARMUP s not counted, then HTTP_SECONDS
 # counted; HTTP_THREADS loops x HTTP_CONNS connections (one request in flight each), in
 # close mode from HTTP_SOURCES addresses (127.0.0.2 and up).
-HTTP_SECONDS = float(os.environ.get("BENCH_HTTP_SECONDS", "3"))
+HTTP_SECONDS = float(os.environ.get("BENCH_HTTP_SECONDS", "1" if QUICK else "3"))
 HTTP_WARMUP = 0.5
 HTTP_THREADS = int(os.environ.get("BENCH_HTTP_THREADS", "2"))
 HTTP_CONNS = int(os.environ.get("BENCH_HTTP_CONNS", "16"))
@@ -93,12 +112,26 @@ HTTP_MODES = [
     ("keepalive1", "keepalive", 1, 1, "keep-alive, 1 conn"),
     ("close", "close", HTTP_THREADS, HTTP_CONNS, "conn per request"),
 ]
-# Parts to leave out (comma-separated): throughput, memory, ssh, connrate, alloc, http
-PARTS = {"throughput", "memory", "ssh", "connrate", "alloc", "http"}
+# HTTP through a plain TCP tunnel (part 6): httpload keep-alive, HTTP_THREADS x HTTP_CONNS
+# connections, through every TCP path to a service of its own
+# The hold (part 7): HOLD_LEVELS connections opened and held on every TCP path, from
+# HOLD_SOURCES addresses (127.0.0.2 and up), HOLD_INFLIGHT being opened at once; one
+# that has no answer within HOLD_TIMEOUT s hung; a path stops opening after
+# HOLD_MAX_FAILURES failed connections.
+HOLD_LEVELS = sorted({int(x) for x in os.environ.get(
+    "BENCH_HOLD", "1000" if QUICK else "1000,5000,10000").split(",") if x.strip()})
+HOLD_SOURCES = int(os.environ.get("BENCH_HOLD_SOURCES", "64"))
+HOLD_INFLIGHT = int(os.environ.get("BENCH_HOLD_INFLIGHT", "200"))
+HOLD_TIMEOUT = float(os.environ.get("BENCH_HOLD_TIMEOUT", "10"))
+HOLD_MAX_FAILURES = int(os.environ.get("BENCH_HOLD_MAX_FAILURES", "100"))
+HOLD_SETTLE_S = 2  # after each level: wait, then read RSS and look for closed connections
+# Parts to leave out (comma-separated)
+PARTS = {"throughput", "memory", "ssh", "stunnel", "connrate", "alloc", "http", "tcphttp",
+         "hold", "plots"}
 SKIP = {x.strip() for x in os.environ.get("BENCH_SKIP", "").split(",") if x.strip()}
 if SKIP - PARTS:
     sys.exit(f"bench: BENCH_SKIP={os.environ['BENCH_SKIP']!r}: parts are "
-             "throughput, memory, ssh, connrate, alloc, http")
+             + ", ".join(sorted(PARTS)))
 KIB_TARGET = 32
 HOLD_CHECK_S = 12  # the idle connections must still be up this long after opening
 HOST = "127.0.0.1"
@@ -109,13 +142,16 @@ MODES = [
     ("p8", ["-P", "8"], "8 streams"),
     ("p1r", ["-R"], "1 stream -R"),
 ]
-PATHS = ["direct", "nave", "haproxy", "ssh"]
+PATHS = ["direct", "nave", "haproxy", "ssh", "stunnel"]
 LABELS = {
     "direct": "direct",
     "nave": "nave tunnel",
     "haproxy": "HAProxy tcp",
     "ssh": "ssh -R gcm",
+    "stunnel": "stunnel",
 }
+PLOTS = RESULTS / "plots"
+HAPROXY_MAXCONN = 30000
 
 
 class BenchError(Exception):
@@ -326,6 +362,7 @@ def iperf3_server(procs, name):
 
 
 def iperf3(port, extra):
+    """One iperf3 run: (Gbit/s, bytes received)."""
     argv = ["iperf3", "-c", HOST, "-p", port, "-t", SECONDS, "-J", "--connect-timeout", "5000"] + extra
     try:
         p = run(argv, timeout=SECONDS + 40, check=False)
@@ -337,30 +374,40 @@ def iperf3(port, extra):
         raise BenchError(f"iperf3 exit {p.returncode}, no JSON: {p.stdout[-500:]}{p.stderr[-500:]}")
     if "error" in j:
         raise BenchError(f"iperf3 to port {port}: {j['error']}")
-    return j["end"]["sum_received"]["bits_per_second"] / 1e9
+    return j["end"]["sum_received"]["bits_per_second"] / 1e9, j["end"]["sum_received"]["bytes"]
 
 
 # ---------------------------------------------------------------- paths
 
 
-def setup_direct(procs, tmp):
+# the services every TCP path forwards to besides its iperf3 server: key -> (port key, label)
+SVC_KEYS = ("connrate", "http", "echo")
+
+
+def setup_direct(procs, tmp, svc):
     port = iperf3_server(procs, "iperf3-direct")
-    return {"port": port}
+    out = {"port": port}
+    for k in SVC_KEYS:
+        if svc.get(k):
+            out[f"{k}_port"] = svc[k]
+    return out
 
 
-def setup_haproxy(procs, tmp, service=None):
-    """HAProxy in tcp mode: one frontend to the iperf3 server and, when the
-    connection-rate service runs (its port in service), a second one to it."""
+def setup_haproxy(procs, tmp, svc):
+    """HAProxy in tcp mode: one frontend to the iperf3 server and one to each service
+    that runs (svc: connrate, http, echo -> port). maxconn raised to HAPROXY_MAXCONN (the
+    hold keeps 10,000 connections, two sockets each)."""
     backend = iperf3_server(procs, "iperf3-haproxy")
     front = free_port()
-    cr_front = free_port() if service else None
+    fronts = {k: free_port() for k in SVC_KEYS if svc.get(k)}
     cfg = tmp / "haproxy.cfg"
     text = (
         "global\n"
         "    nbthread 2\n"
-        "    maxconn 4096\n"
+        f"    maxconn {HAPROXY_MAXCONN}\n"
         "defaults\n"
         "    mode tcp\n"
+        f"    maxconn {HAPROXY_MAXCONN}\n"
         "    timeout connect 5s\n"
         "    timeout client 120s\n"
         "    timeout server 120s\n"
@@ -370,28 +417,27 @@ def setup_haproxy(procs, tmp, service=None):
         "backend be\n"
         f"    server iperf3 {HOST}:{backend}\n"
     )
-    if service:
+    for k, port in fronts.items():
         text += (
-            "frontend fe_connrate\n"
-            f"    bind {HOST}:{cr_front}\n"
-            "    default_backend be_connrate\n"
-            "backend be_connrate\n"
-            f"    server connrate {HOST}:{service}\n"
+            f"frontend fe_{k}\n"
+            f"    bind {HOST}:{port}\n"
+            f"    default_backend be_{k}\n"
+            f"backend be_{k}\n"
+            f"    server {k} {HOST}:{svc[k]} maxconn {HAPROXY_MAXCONN}\n"
         )
     cfg.write_text(text)
     run(["haproxy", "-c", "-f", cfg])
     p = procs.start("haproxy", ["haproxy", "-db", "-f", cfg])
-    wait_until("haproxy listening", lambda: p.poll() is not None or listening(front), 10)
-    if service:
-        wait_until("haproxy listening", lambda: p.poll() is not None or listening(cr_front), 10)
+    for port in [front, *fronts.values()]:
+        wait_until("haproxy listening", lambda: p.poll() is not None or listening(port), 10)
     procs.check_alive("haproxy")
-    out = {"port": front, "backend": backend, "pid": p.pid}
-    if service:
-        out["connrate_port"] = cr_front
+    out = {"port": front, "backend": backend, "pid": p.pid, "maxconn": HAPROXY_MAXCONN}
+    for k, port in fronts.items():
+        out[f"{k}_port"] = port
     return out
 
 
-def setup_ssh(procs, tmp):
+def setup_ssh(procs, tmp, svc):
     backend = iperf3_server(procs, "iperf3-ssh")
     d = tmp / "ssh"
     d.mkdir()
@@ -401,6 +447,7 @@ def setup_ssh(procs, tmp):
     shutil.copy(d / "id_ed25519.pub", d / "authorized_keys")
     sshd_port = free_port()
     remote = free_port()
+    remotes = {k: free_port() for k in SVC_KEYS if svc.get(k)}
     cfg = d / "sshd_config"
     cfg.write_text(
         f"Port {sshd_port}\n"
@@ -425,6 +472,9 @@ def setup_ssh(procs, tmp):
     p = procs.start("sshd", ["/usr/sbin/sshd", "-D", "-e", "-f", cfg])
     wait_until("sshd listening", lambda: p.poll() is not None or listening(sshd_port), 10)
     procs.check_alive("sshd")
+    forwards = ["-R", f"{remote}:{HOST}:{backend}"]
+    for k, port in remotes.items():
+        forwards += ["-R", f"{port}:{HOST}:{svc[k]}"]
     c = procs.start(
         "ssh",
         [
@@ -438,14 +488,105 @@ def setup_ssh(procs, tmp):
             "-c", "aes128-gcm@openssh.com",
             "-i", key,
             "-p", sshd_port,
-            "-R", f"{remote}:{HOST}:{backend}",
+            *forwards,
             f"root@{HOST}",
         ],
     )
-    wait_until("ssh -R port listening", lambda: c.poll() is not None or listening(remote), 20)
+    for port in [remote, *remotes.values()]:
+        wait_until("ssh -R port listening", lambda: c.poll() is not None or listening(port), 20)
     procs.check_alive("ssh")
     procs.check_alive("sshd")
-    return {"port": remote, "backend": backend, "sshd_port": sshd_port}
+    out = {"port": remote, "backend": backend, "sshd_port": sshd_port,
+           "ssh_pid": c.pid, "sshd_pid": p.pid}
+    for k, port in remotes.items():
+        out[f"{k}_port"] = port
+    return out
+
+
+def self_signed(d):
+    """A self-signed P-256 certificate and key for the stunnel server (openssl CLI)."""
+    cert, key = d / "cert.pem", d / "key.pem"
+    run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=bench.nave.test"])
+    return cert, key
+
+
+def setup_stunnel(procs, tmp, svc):
+    """stunnel at both ends, as nave's two crypto ends: a client-side stunnel accepts
+    plain TCP on the public port and connects with TLS to a server-side stunnel, which
+    accepts TLS and connects plain to the service. TLS 1.3 only, TLS_AES_128_GCM_SHA256,
+    a self-signed P-256 certificate (not verified: verify = none, as nave's pin is not
+    comparable); one service section per backend. Both in the foreground."""
+    backend = iperf3_server(procs, "iperf3-stunnel")
+    d = tmp / "stunnel"
+    d.mkdir()
+    cert, key = self_signed(d)
+    backends = {"iperf3": backend, **{k: svc[k] for k in SVC_KEYS if svc.get(k)}}
+    public = {k: free_port() for k in backends}
+    tls = {k: free_port() for k in backends}
+    common = ("sslVersionMin = TLSv1.3\n"
+              "sslVersionMax = TLSv1.3\n"
+              "ciphersuites = TLS_AES_128_GCM_SHA256\n")
+    glob = "foreground = yes\npid =\ndebug = err\n"
+    server, client = glob, glob
+    for k in backends:
+        server += (f"[{k}]\naccept = {HOST}:{tls[k]}\nconnect = {HOST}:{backends[k]}\n"
+                   f"cert = {cert}\nkey = {key}\n" + common)
+        client += (f"[{k}]\nclient = yes\naccept = {HOST}:{public[k]}\n"
+                   f"connect = {HOST}:{tls[k]}\n" + common)
+    (d / "server.conf").write_text(server)
+    (d / "client.conf").write_text(client)
+    ps = procs.start("stunnel-server", ["stunnel", d / "server.conf"])
+    for port in tls.values():
+        wait_until("stunnel (server) listening",
+                   lambda: ps.poll() is not None or listening(port), 10)
+    procs.check_alive("stunnel-server")
+    pc = procs.start("stunnel-client", ["stunnel", d / "client.conf"])
+    for port in public.values():
+        wait_until("stunnel (client) listening",
+                   lambda: pc.poll() is not None or listening(port), 10)
+    procs.check_alive("stunnel-client")
+    out = {"port": public["iperf3"], "backend": backend, "tls_port": tls["iperf3"],
+           "client_pid": pc.pid, "server_pid": ps.pid}
+    for k in SVC_KEYS:
+        if k in public:
+            out[f"{k}_port"] = public[k]
+    return out
+
+
+def descendants(pid):
+    out, todo = [], [pid]
+    while todo:
+        kids = children(todo.pop())
+        out += kids
+        todo += kids
+    return out
+
+
+def relay_pids(path, info):
+    """The relay-side processes of a TCP path, {name: [pid, ...]}, looked up now (sshd
+    forks a process per connection): what CPU per GiB and RSS per connection count."""
+    if path == "nave":
+        return {"relayd": [info["relayd_pid"]], "nave client": [info["client_pid"]]}
+    if path == "haproxy":
+        return {"haproxy": [info["pid"]]}
+    if path == "ssh":
+        return {"ssh": [info["ssh_pid"]],
+                "sshd": [info["sshd_pid"]] + descendants(info["sshd_pid"])}
+    if path == "stunnel":
+        return {"stunnel client": [info["client_pid"]], "stunnel server": [info["server_pid"]]}
+    return {}
+
+
+def cpu_of(pids):
+    """CPU seconds of a list of pids (those gone count 0)."""
+    t = 0.0
+    for pid in pids:
+        try:
+            t += proc_cpu(pid)
+        except (OSError, ValueError, IndexError):
+            pass
+    return t
 
 
 class Nave:
@@ -454,7 +595,9 @@ class Nave:
     connection-rate stacks name theirs and hold a range of RANGE_SIZE ports."""
 
     def __init__(self, procs, tmp, build, tag="nave", steering=None, range_size=50,
-                 max_per_tunnel=None):
+                 max_per_tunnel=None, defaults=False):
+        # defaults: leave every tunnel and per-source limit at nave's default (the hold)
+        self.defaults = defaults
         self.procs, self.build, self.tmp, self.tag = procs, build, tmp, tag
         self.steering, self.range_size, self.max_per_tunnel = steering, range_size, max_per_tunnel
         self.relayd = self.client = None
@@ -529,13 +672,12 @@ class Nave:
             f"range = {low}-{high}\n"
             + (f"max_per_tunnel = {self.max_per_tunnel}\n" if self.max_per_tunnel else "")
             # every connection of the memory test comes from 127.0.0.1
-            + f"max_conns_per_source = {max(256, 2 * CONNS)}\n"
+            + ("" if self.defaults else f"max_conns_per_source = {max(256, 2 * CONNS)}\n")
             # a benchmark leaves the machine's reserved ports alone
-            "reserve = off\n"
-            "[tunnel]\n"
+            + "reserve = off\n"
             # The memory test holds BENCH_CONNS relayed connections, one data link each.
-            f"max_links = {max(1024, 2 * CONNS)}\n"
-            "[datapath]\n"
+            + ("" if self.defaults else f"[tunnel]\nmax_links = {max(1024, 2 * CONNS)}\n")
+            + "[datapath]\n"
             f"ktls = {KTLS}\n"
             + (f"steering = {self.steering}\n" if self.steering else "")
         )
@@ -575,8 +717,9 @@ class Nave:
         text = self.cini.read_text()
         lines = [ln for ln in text.splitlines()
                  if not ln.startswith(("max_links", "log_level", "ktls"))]
-        lines += [f"max_links = {min(4096, max(256, 2 * CONNS))}", "log_level = warn",
-                  f"ktls = {KTLS}"]
+        if not self.defaults:
+            lines.append(f"max_links = {min(4096, max(256, 2 * CONNS))}")
+        lines += ["log_level = warn", f"ktls = {KTLS}"]
         self.cini.write_text("\n".join(lines) + "\n")
         self.client = self.procs.start(
             self.pname("client"), [self.bin("nave"), "start", "--config", self.cini], cwd=self.d
@@ -605,11 +748,18 @@ class Nave:
         return port
 
 
-def setup_nave(procs, tmp, nv):
+def setup_nave(procs, tmp, nv, svc):
+    """The throughput and memory stack: a tunnel to its iperf3 server and one to the
+    HTTP-over-TCP service (part 6). The connection rate has stacks of its own (part 3),
+    and so has the hold (part 7: nave's default limits)."""
     nv.setup()
     backend = iperf3_server(procs, "iperf3-nave")
     port = nv.add_tcp(backend)
-    return {"port": port, "backend": backend}
+    out = {"port": port, "backend": backend, "relayd_pid": nv.relayd.pid,
+           "client_pid": nv.client.pid}
+    if svc.get("http"):
+        out["http_port"] = nv.add_tcp(svc["http"])
+    return out
 
 
 # ---------------------------------------------------------------- memory
@@ -834,10 +984,10 @@ def build_connrate(tmp):
     return out
 
 
-def start_service(procs, binpath):
-    """The connection-rate service (connrate serve, one epoll thread per CPU); its port."""
-    name = "connrate-service"
-    p = procs.start(name, [binpath, "serve", "-a", HOST, "-t", os.cpu_count() or 2])
+def start_service(procs, binpath, mode="serve", name="connrate-service"):
+    """The connection-rate service (connrate serve, one epoll thread per CPU), or the
+    hold's echo service (connrate echo); its port and pid."""
+    p = procs.start(name, [binpath, mode, "-a", HOST, "-t", os.cpu_count() or 2])
 
     def port():
         procs.check_alive(name)
@@ -846,8 +996,8 @@ def start_service(procs, binpath):
                 return int(line.split()[1])
         return None
 
-    svc = wait_until("the connection-rate service's port", port, 10)
-    wait_until("the connection-rate service listening", lambda: listening(svc), 10)
+    svc = wait_until(f"{name}'s port", port, 10)
+    wait_until(f"{name} listening", lambda: listening(svc), 10)
     return {"port": svc, "pid": p.pid}
 
 
@@ -868,7 +1018,7 @@ def machine_cpu():
 def connrate_sample(binpath, port, pids):
     """One connrate run against port; pids: the processes that serve it (their CPU is
     charged to the sample). Returns connrate's JSON with CPU figures added."""
-    before = {n: proc_cpu(pid) for n, pid in pids.items()}
+    before = {n: cpu_of(v) for n, v in pids.items()}
     m0 = machine_cpu()
     argv = [binpath, "run", "-a", HOST, "-p", port, "-d", CR_SECONDS, "-w", CR_WARMUP,
             "-t", CR_THREADS, "-c", CR_INFLIGHT, "-s", CR_SOURCES, "-T", 5]
@@ -877,7 +1027,7 @@ def connrate_sample(binpath, port, pids):
     except subprocess.TimeoutExpired:
         raise BenchError(f"connrate to port {port} hung")
     m1 = machine_cpu()
-    after = {n: proc_cpu(pid) for n, pid in pids.items()}
+    after = {n: cpu_of(v) for n, v in pids.items()}
     try:
         j = json.loads(p.stdout)
     except ValueError:
@@ -918,6 +1068,8 @@ def summarize_connrate(samples):
             "warmup_failures": sum(r["warmup_failures"] for r in ok),
             "latency_us_p50": statistics.median([r["latency_us"]["p50"] for r in ok]) if ok else None,
             "latency_us_p99": statistics.median([r["latency_us"]["p99"] for r in ok]) if ok else None,
+            "latency_us_p999": statistics.median([r["latency_us"]["p999"] for r in ok]) if ok else None,
+            "latency_hist_us": merge_hist(ok),
             "client_cpu_share": statistics.median([r["client_cpu_share"] for r in ok]) if ok else None,
             "machine_busy": statistics.median([r["machine_busy"] for r in ok]) if ok else None,
             "cpu_not_on_path": [r["cpu_not_on_path"] for r in ok],
@@ -926,13 +1078,15 @@ def summarize_connrate(samples):
                 for n in (ok[0]["cpu_us_per_conn"] if ok else {})
                 if (v := [r["cpu_us_per_conn"][n] for r in ok if r["cpu_us_per_conn"][n] is not None])
             },
-            "runs": runs,
+            "runs": [None if r is None else {k: v for k, v in r.items() if k != "latency_hist_us"}
+                     for r in runs],
         }
     med = {p: out[p]["median_conns_per_s"] for p in out}
     ratios = {}
     for a, b in (("nave-bpf", "haproxy"), ("nave-listeners", "haproxy"),
                  ("nave-bpf", "nave-listeners"), ("haproxy", "direct"), ("nave-bpf", "direct"),
-                 ("nave-listeners", "direct")):
+                 ("nave-listeners", "direct"), ("nave-bpf", "ssh"), ("nave-bpf", "stunnel"),
+                 ("ssh", "direct"), ("stunnel", "direct")):
         ratios[f"{a}/{b}"] = ratio(med.get(a), med.get(b))
     return {"paths": out, "ratios": ratios}
 
@@ -1111,13 +1265,14 @@ def connrate_part(result, procs, tmp, build, connrate_bin, service, ready):
                 f"released in {alloc['release_seconds']:.2f} s")
     if service is None:
         return
-    targets = {"direct": (service["port"], {"service": service["pid"]})}
-    if "haproxy" in ready:
-        targets["haproxy"] = (ready["haproxy"]["connrate_port"],
-                              {"haproxy": ready["haproxy"]["pid"], "service": service["pid"]})
+    targets = {"direct": (service["port"], {"service": [service["pid"]]})}
     for tag, (nvx, port) in stacks.items():
-        targets[tag] = (port, {"relayd": nvx.relayd.pid, "nave client": nvx.client.pid,
-                               "controld": nvx.controld.pid, "service": service["pid"]})
+        targets[tag] = (port, {"relayd": [nvx.relayd.pid], "nave client": [nvx.client.pid],
+                               "controld": [nvx.controld.pid], "service": [service["pid"]]})
+    for path in ("haproxy", "ssh", "stunnel"):
+        if path in ready and ready[path].get("connrate_port"):
+            targets[path] = (ready[path]["connrate_port"],
+                             {**relay_pids(path, ready[path]), "service": [service["pid"]]})
     samples = {p: [] for p in CR_PATHS if p in targets}
     # Round-robin, as the throughput rounds
     for rep in range(REPEAT):
@@ -1182,9 +1337,8 @@ def build_httpload(tmp):
     return out
 
 
-def start_http_service(procs, binpath):
+def start_http_service(procs, binpath, name="http-service"):
     """httpload serve: one epoll thread per CPU, HTTP_BODY bytes per answer; its port."""
-    name = "http-service"
     p = procs.start(name, [binpath, "serve", "-a", HOST, "-t", os.cpu_count() or 2,
                            "-b", HTTP_BODY])
 
@@ -1339,15 +1493,6 @@ def setup_nave_http(procs, tmp, build, service):
 def http_sample(binpath, port, mode, threads, conns, pids):
     """One httpload run against port; pids: {name: [pid, ...]} of the processes that
     serve it (their CPU is charged to the sample). httpload's JSON, CPU figures added."""
-    def cpu_of(lst):
-        t = 0.0
-        for pid in lst:
-            try:
-                t += proc_cpu(pid)
-            except OSError:
-                pass
-        return t
-
     before = {n: cpu_of(v) for n, v in pids.items()}
     m0 = machine_cpu()
     argv = [binpath, "run", "-a", HOST, "-p", port, "-H", HTTP_HOST, "-m", mode,
@@ -1404,7 +1549,8 @@ def summarize_http(samples):
                     if (v := [r["cpu_us_per_request"][n] for r in ok
                               if r["cpu_us_per_request"][n] is not None])
                 },
-                "runs": runs,
+                "runs": [None if r is None else {k: v for k, v in r.items()
+                                                 if k != "latency_hist_us"} for r in runs],
             }
     ratios = {}
     for mode, *_ in HTTP_MODES:
@@ -1421,13 +1567,13 @@ def summarize_http(samples):
     return {"paths": out, "ratios": ratios}
 
 
-def http_part(result, procs, tmp, build):
+def http_part(result, procs, tmp, build, binpath=None):
     """Part 5: the HTTP service, the nave edge, nginx and HAProxy (mode http) in front
     of it, then the rounds: every mode on every path, round-robin."""
     errors = result["errors"]
     log("http: building bench/httpload.c, starting the HTTP service")
     try:
-        binpath = build_httpload(tmp)
+        binpath = binpath or build_httpload(tmp)
         service = start_http_service(procs, binpath)
     except (BenchError, OSError, subprocess.SubprocessError) as e:
         errors["http"] = str(e)
@@ -1550,6 +1696,667 @@ def print_http(result):
             print(f"    {HTTP_LABELS[path]:<17} {parts}")
 
 
+# ---------------------------------------------------------------- hold
+
+
+IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
+HOLD_KINDS = ("refused", "reset", "closed", "hung", "crossed", "other")
+HOLD_AT_ONCE_S = 1  # a reset later than this after connect is a late reset, not a refusal
+
+
+def source_addr(i, n):
+    """The i-th connection's source address: 127.0.0.2 and up, n of them."""
+    return socket.inet_ntoa(struct.pack("!I", 0x7F000002 + i % n))
+
+
+def hold_open(port, first, n, held, st):
+    """Opens connections first .. first + n - 1 to port, HOLD_INFLIGHT at a time, each
+    from its source address (bound before connect): connect, send the connection's
+    4-byte number, read it back. Served ones are appended to held; st counts the
+    outcomes: served, refused (ECONNREFUSED, or a reset before the echo, within
+    HOLD_AT_ONCE_S of the connect), reset (a reset later than that), closed (EOF
+    before the echo), hung (no echo within HOLD_TIMEOUT s), crossed (another number
+    came back), other. Stops starting new ones after HOLD_MAX_FAILURES failures."""
+    sel = selectors.DefaultSelector()
+    pending = {}  # socket -> [number, started, bytes read]
+    nxt, end = first, first + n
+    hard_deadline = time.monotonic() + 60 + n * 0.05
+
+    def fail(s, kind, detail):
+        if kind == "refused" and time.monotonic() - pending[s][1] > HOLD_AT_ONCE_S:
+            kind = "reset"
+        st[kind] += 1
+        st.setdefault("first_failure", f"connection {pending[s][0]}: {kind}: {detail}")
+        sel.unregister(s)
+        del pending[s]
+        s.close()
+
+    def failures():
+        return sum(st[k] for k in HOLD_KINDS)
+
+    try:
+        while True:
+            while len(pending) < HOLD_INFLIGHT and nxt < end and failures() < HOLD_MAX_FAILURES:
+                i, nxt = nxt, nxt + 1
+                s = socket.socket()
+                s.setblocking(False)
+                try:
+                    if HOLD_SOURCES:
+                        s.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+                        s.bind((source_addr(i, HOLD_SOURCES), 0))
+                    err = s.connect_ex((HOST, port))
+                except OSError as e:
+                    err = e.errno
+                if err not in (0, errno.EINPROGRESS):
+                    kind = "refused" if err in (errno.ECONNREFUSED, errno.ECONNRESET) else "other"
+                    st[kind] += 1
+                    st.setdefault("first_failure", f"connection {i}: {kind}: {os.strerror(err)}")
+                    s.close()
+                    continue
+                pending[s] = [i, time.monotonic(), b""]
+                sel.register(s, selectors.EVENT_WRITE)
+            if not pending:
+                break
+            now = time.monotonic()
+            if now > hard_deadline:
+                for s in list(pending):
+                    fail(s, "hung", f"the open of {n} passed its {hard_deadline - now:.0f} s bound")
+                break
+            for s, (i, t0, _) in list(pending.items()):
+                if now - t0 > HOLD_TIMEOUT:
+                    fail(s, "hung", f"no echo within {HOLD_TIMEOUT:g} s")
+            for key, ev in sel.select(timeout=0.1):
+                s = key.fileobj
+                if s not in pending:
+                    continue
+                i = pending[s][0]
+                if key.events == selectors.EVENT_WRITE:
+                    err = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                    if err:
+                        kind = "refused" if err in (errno.ECONNREFUSED, errno.ECONNRESET) else "other"
+                        fail(s, kind, os.strerror(err))
+                        continue
+                    try:
+                        s.send(struct.pack("!I", i))
+                    except OSError as e:
+                        fail(s, "refused" if e.errno in (errno.ECONNRESET, errno.EPIPE) else "other",
+                             str(e))
+                        continue
+                    sel.modify(s, selectors.EVENT_READ)
+                    continue
+                try:
+                    b = s.recv(4 - len(pending[s][2]))
+                except (BlockingIOError, InterruptedError):
+                    continue
+                except OSError as e:
+                    fail(s, "refused" if e.errno == errno.ECONNRESET else "other", str(e))
+                    continue
+                if not b:
+                    fail(s, "closed", f"EOF after {len(pending[s][2])} of 4 bytes")
+                    continue
+                pending[s][2] += b
+                got = pending[s][2]
+                if len(got) < 4:
+                    continue
+                if got != struct.pack("!I", i):
+                    fail(s, "crossed", f"echo {struct.unpack('!I', got)[0]}")
+                    continue
+                sel.unregister(s)
+                del pending[s]
+                st["served"] += 1
+                held.append(s)
+    finally:
+        for s in pending:
+            s.close()
+        sel.close()
+    st["not_attempted"] += end - nxt
+
+
+def rss_of(pids):
+    out = {}
+    for name, lst in pids.items():
+        t = 0
+        for pid in lst:
+            try:
+                t += rss_kib(pid)
+            except (OSError, BenchError):
+                pass
+        out[name] = t
+    return out
+
+
+def fd_count(pid):
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return 0
+
+
+# fds per held connection in the path's busiest process, expected before the first
+# level: a proxy that accepts and connects in one process (HAProxy, either stunnel)
+# needs two; after a level, what the processes' fd counts grew by is used instead
+FDS_PER_CONN = {"direct": 1, "nave": 1, "haproxy": 2, "ssh": 1, "stunnel": 2}
+FD_MARGIN = 64
+
+
+def fds_of(pids):
+    """The fd count of every relay-side process, {pid: count}."""
+    return {pid: fd_count(pid) for lst in pids.values() for pid in lst}
+
+
+def hold_path(path, port, pids_fn, nave_stack=None, fd_limit=None):
+    """The hold on one path: HOLD_LEVELS connections opened in steps and held; after each
+    step HOLD_SETTLE_S s of idling, then the relay-side RSS and how many of the held
+    connections the path closed meanwhile. pids_fn() gives the relay-side processes.
+    A level that would take one of the path's processes (or the harness) past fd_limit
+    (RLIMIT_NOFILE) is not run: recorded under limited, not a failure of the path.
+    Whether it would is judged from the fds each process gained per connection held so
+    far (FDS_PER_CONN before the first level)."""
+    held = []
+    res = {"port": port, "levels": [], "ok": True}
+    st = {k: 0 for k in ("served", *HOLD_KINDS, "not_attempted")}
+    try:
+        warm = []
+        hold_open(port, 10_000_000, 16, warm, dict(st))  # one-time allocations
+        for s in warm:
+            s.close()
+        time.sleep(1)
+        base = rss_of(pids_fn())
+        res["rss_kib_before"] = base
+        fd0 = fds_of(pids_fn())
+        fd0[os.getpid()] = fd_count(os.getpid())
+        res["fds_before"] = sum(fd0.values())
+        for level in HOLD_LEVELS:
+            if fd_limit is not None:
+                # the busiest process at this level, at the growth per connection seen so far
+                fnow = fds_of(pids_fn())
+                fnow[os.getpid()] = fd_count(os.getpid())
+                worst, per = 0, FDS_PER_CONN[path]
+                for pid, n0 in fd0.items():
+                    g = ((fnow.get(pid, n0) - n0) / len(held)) if held else (
+                        1 if pid == os.getpid() else FDS_PER_CONN[path])
+                    need = n0 + g * level + FD_MARGIN
+                    if need > worst:
+                        worst, per = need, g
+                if worst > fd_limit:
+                    res["limited"] = (
+                        f"{level:,} not run: at {per:.2f} fds per connection one process would"
+                        f" need ~{worst:,.0f} fds, more than RLIMIT_NOFILE ({fd_limit:,}, the"
+                        " hard limit here) allows")
+                    break
+            t0 = time.monotonic()
+            hold_open(port, len(held) + sum(st[k] for k in HOLD_KINDS), level - len(held), held, st)
+            lv = {"connections": level, "held": len(held),
+                  "open_seconds": round(time.monotonic() - t0, 2)}
+            lv.update({k: v for k, v in st.items()})
+            time.sleep(HOLD_SETTLE_S)
+            rss = rss_of(pids_fn())
+            lv["rss_kib"] = rss
+            lv["rss_kib_total"] = sum(rss.values())
+            lv["kib_per_conn"] = (round((sum(rss.values()) - sum(base.values())) / len(held), 2)
+                                  if held and rss else None)
+            lv["closed_while_idle"] = closed_count(held) if held else 0
+            fnow = fds_of(pids_fn())
+            lv["fds"] = sum(fnow.values())
+            lv["fds_per_conn_max"] = round(max(
+                ((n - fd0.get(pid, n)) / len(held) for pid, n in fnow.items()), default=0), 2) \
+                if held else None
+            if nave_stack is not None:
+                cs, rs = nave_stack.client_status(), nave_stack.status().get("relay") or {}
+                lv["client_reported"] = {k: cs.get(k) for k in ("conns", "links", "idle_links")}
+                lv["relay_reported"] = {k: rs.get(k) for k in ("conns", "links",
+                                                              "refused_per_source")}
+            res["levels"].append(lv)
+            problems = []
+            bad = {k: st[k] for k in HOLD_KINDS if st[k]}
+            if bad:
+                problems.append(f"{len(held)} of {level} served; "
+                                + ", ".join(f"{k} {v}" for k, v in bad.items())
+                                + (f", {st['not_attempted']} not attempted" if st["not_attempted"]
+                                   else "") + f" ({st.get('first_failure')})")
+            if lv["closed_while_idle"]:
+                problems.append(f"{lv['closed_while_idle']} of {len(held)} held connections closed"
+                                f" by the path within {HOLD_SETTLE_S} s")
+            log(f"hold {path:<8} {level:>6}: {len(held)} held, opened in {lv['open_seconds']} s, "
+                f"RSS {lv['rss_kib_total']} KiB"
+                + (f" ({lv['kib_per_conn']} KiB/conn)" if lv["kib_per_conn"] is not None else "")
+                + (f"; FAILED: {'; '.join(problems)}" if problems else ""))
+            if problems:
+                res["ok"] = False
+                res["problem"] = f"at {level}: " + "; ".join(problems)
+                break
+    finally:
+        t0 = time.monotonic()
+        for s in held:
+            s.close()
+        res["close_seconds"] = round(time.monotonic() - t0, 2)
+    return res
+
+
+def hold_part(result, procs, tmp, build, ready, echo):
+    """Part 7: the hold on every TCP path; nave on a stack of its own with nave's
+    default limits."""
+    errors = result["errors"]
+    targets = {}
+    for path in PATHS:
+        if path == "nave":
+            continue
+        if path in ready and ready[path].get("echo_port"):
+            targets[path] = (ready[path]["echo_port"],
+                             lambda path=path: relay_pids(path, ready[path]), None)
+    log("hold: setting up nave-hold (nave's default tunnel and per-source limits)")
+    nvh = None
+    try:
+        nvh = Nave(procs, tmp, build, tag="nave-hold", defaults=True)
+        nvh.setup()
+        port = nvh.add_tcp(echo["port"])
+        info = {"relayd_pid": nvh.relayd.pid, "client_pid": nvh.client.pid}
+        targets["nave"] = (port, lambda: relay_pids("nave", info), nvh)
+    except (BenchError, OSError, subprocess.SubprocessError) as e:
+        errors["hold nave"] = f"setup: {e}"
+        log(f"hold nave: setup failed: {e}")
+    nofile = resource.getrlimit(resource.RLIMIT_NOFILE)
+    out = {"settings": {"levels": HOLD_LEVELS, "source_addresses": HOLD_SOURCES,
+                        "inflight": HOLD_INFLIGHT, "answer_timeout_seconds": HOLD_TIMEOUT,
+                        "max_failures": HOLD_MAX_FAILURES, "settle_seconds": HOLD_SETTLE_S,
+                        "haproxy_maxconn": HAPROXY_MAXCONN, "rlimit_nofile": list(nofile),
+                        "fds_per_conn": FDS_PER_CONN},
+           "paths": {}}
+    if nvh is not None and nvh.client is not None:
+        out["nave"] = {"server_ini": nvh.ini.read_text(), "client_ini": redact(nvh.cini.read_text())}
+    result["hold"] = out
+    for path in PATHS:
+        if path not in targets:
+            continue
+        port, pids_fn, stack = targets[path]
+        fd0 = fd_count(echo["pid"])
+        try:
+            r = hold_path(path, port, pids_fn, stack, nofile[0])
+        except (BenchError, OSError) as e:
+            r = {"ok": False, "problem": f"{type(e).__name__}: {e}", "levels": []}
+            log(f"hold {path}: {r['problem']}")
+        out["paths"][path] = r
+        if not r["ok"]:
+            errors[f"hold {path}"] = r["problem"]
+        if r.get("limited"):
+            log(f"hold {path}: {r['limited']}")
+        # the path's connections to the echo service close behind ours
+        try:
+            wait_until("the echo service's connections closed",
+                       lambda: fd_count(echo["pid"]) <= fd0, 20, 0.2)
+        except BenchError:
+            r["echo_conns_left"] = fd_count(echo["pid"]) - fd0
+        if stack is not None:
+            for role in ("relayd", "client", "controld"):
+                try:
+                    procs.check_alive(f"nave-hold-{role}")
+                except BenchError as e:
+                    errors.setdefault("hold nave", str(e).splitlines()[0])
+                    r["ok"] = False
+
+
+# ---------------------------------------------------------------- HTTP over TCP paths
+
+
+def merge_hist(runs):
+    """The latency histograms of runs summed: [[upper edge us, count], ...]."""
+    h = {}
+    for r in runs:
+        for edge, n in r.get("latency_hist_us") or []:
+            h[edge] = h.get(edge, 0) + n
+    return [[e, h[e]] for e in sorted(h)]
+
+
+def tcphttp_part(result, binpath, service, ready):
+    """Part 6: HTTP requests per second through each TCP path (keep-alive), round-robin."""
+    errors = result["errors"]
+    targets = {}
+    for path in PATHS:
+        if path in ready and ready[path].get("http_port"):
+            targets[path] = ready[path]["http_port"]
+    samples = {p: [] for p in targets}
+    for rep in range(REPEAT):
+        for path, port in targets.items():
+            pids = relay_pids(path, ready[path])
+            pids["service"] = [service["pid"]]
+            try:
+                j = http_sample(binpath, port, "keepalive", HTTP_THREADS, HTTP_CONNS, pids)
+                fails = j["failures"] + j["warmup_failures"]
+                log(f"round {rep + 1}/{REPEAT} http over tcp {path:<8} {j['requests_per_s']:9.0f}"
+                    f" req/s  p50 {j['latency_us']['p50'] / 1000:.2f} p99 "
+                    f"{j['latency_us']['p99'] / 1000:.2f} p999 {j['latency_us']['p999'] / 1000:.2f} ms"
+                    + (f"  {fails} FAILED ({j['first_failure']})" if fails else ""))
+            except (BenchError, OSError, subprocess.SubprocessError) as e:
+                j = None
+                errors.setdefault(f"tcphttp {path}", str(e))
+                log(f"round {rep + 1}/{REPEAT} http over tcp {path:<8} FAILED: {e}")
+            samples[path].append(j)
+            time.sleep(0.3)
+    out = {}
+    for path, runs in samples.items():
+        ok = [r for r in runs if r is not None]
+        kinds = {}
+        for r in ok:
+            for k, v in r["failures_by_kind"].items():
+                kinds[k] = kinds.get(k, 0) + v
+        rates = [r["requests_per_s"] for r in ok]
+        out[path] = {
+            "samples_requests_per_s": [None if r is None else r["requests_per_s"] for r in runs],
+            "median_requests_per_s": round(statistics.median(rates), 1) if rates else None,
+            "failures": sum(r["failures"] for r in ok),
+            "warmup_failures": sum(r["warmup_failures"] for r in ok),
+            "failures_by_kind": kinds,
+            **{f"latency_us_{q}": statistics.median([r["latency_us"][q] for r in ok]) if ok else None
+               for q in ("p50", "p99", "p999")},
+            "latency_hist_us": merge_hist(ok),
+            "machine_busy": statistics.median([r["machine_busy"] for r in ok]) if ok else None,
+            "cpu_not_on_path": [r["cpu_not_on_path"] for r in ok],
+            "cpu_us_per_request": {
+                n: round(statistics.median(v), 1)
+                for n in (ok[0]["cpu_us_per_request"] if ok else {})
+                if (v := [r["cpu_us_per_request"][n] for r in ok
+                          if r["cpu_us_per_request"][n] is not None])
+            },
+            "runs": [None if r is None else {k: v for k, v in r.items() if k != "latency_hist_us"}
+                     for r in runs],
+        }
+        m = out[path]
+        msg = ""
+        if m["failures"]:
+            msg = f"{m['failures']} failed requests (" + ", ".join(
+                f"{k} {v}" for k, v in kinds.items() if v) + ")"
+        if m["warmup_failures"]:
+            msg += ("; " if msg else "") + f"{m['warmup_failures']} failed during warm-up"
+        if msg:
+            errors.setdefault(f"tcphttp {path}", msg)
+    result["tcphttp"] = {
+        "settings": {"mode": "keepalive", "seconds": HTTP_SECONDS, "warmup_seconds": HTTP_WARMUP,
+                     "threads": HTTP_THREADS, "conns_per_thread": HTTP_CONNS,
+                     "body_bytes": HTTP_BODY, "repeat": REPEAT, "service_port": service["port"]},
+        "paths": out,
+    }
+
+
+# ---------------------------------------------------------------- comparison and plots
+
+
+CMP_PEERS = ("ssh", "haproxy", "stunnel", "direct")
+
+
+def comparison(result):
+    """One table of the issue's metrics per TCP path (direct, nave, HAProxy tcp, ssh -R,
+    stunnel) and the ratios nave / each peer. nave's connection rate is the bpf stack's
+    (relayd's default steering as root); memory per idle connection is the hold's first
+    level (relay-side RSS growth / connections; direct has no relay process)."""
+    metrics = {}  # name -> (unit, higher is better, {path: value})
+    tp = result.get("throughput") or {}
+    for key, _, label in MODES:
+        metrics[f"throughput {label}"] = ("Gbit/s", True, {
+            p: tp[p][key]["median_gbps"] for p in tp if key in tp[p]})
+        metrics[f"CPU per GiB {label}"] = ("s/GiB", False, {
+            p: tp[p][key].get("median_cpu_s_per_gib") for p in tp
+            if key in tp[p] and p != "direct"})
+    th = (result.get("tcphttp") or {}).get("paths") or {}
+    if th:
+        metrics["HTTP keep-alive over TCP"] = ("req/s", True, {
+            p: m["median_requests_per_s"] for p, m in th.items()})
+        for q in ("p50", "p99", "p999"):
+            metrics[f"HTTP keep-alive latency {q}"] = ("ms", False, {
+                p: m[f"latency_us_{q}"] / 1000 if m[f"latency_us_{q}"] is not None else None
+                for p, m in th.items()})
+    cr = (result.get("connrate") or {}).get("paths") or {}
+    if cr:
+        name = {"nave-bpf": "nave"}
+        sel = {name.get(p, p): m for p, m in cr.items() if p != "nave-listeners"}
+        metrics["new connections"] = ("conn/s", True, {
+            p: m["median_conns_per_s"] for p, m in sel.items()})
+        for q in ("p50", "p99", "p999"):
+            metrics[f"new connection latency {q}"] = ("ms", False, {
+                p: m.get(f"latency_us_{q}") / 1000 if m.get(f"latency_us_{q}") is not None else None
+                for p, m in sel.items()})
+    hold = (result.get("hold") or {}).get("paths") or {}
+    if hold:
+        first, top = HOLD_LEVELS[0], HOLD_LEVELS[-1]
+
+        def level(r, n):
+            for lv in r.get("levels", []):
+                if lv["connections"] == n:
+                    return lv
+            return None
+
+        metrics[f"idle memory at {first:,} conns"] = ("KiB/conn", False, {
+            p: (level(r, first) or {}).get("kib_per_conn") for p, r in hold.items()
+            if p != "direct"})
+        metrics[f"hold {top:,}: held"] = ("conns", True, {
+            p: (level(r, top) or {}).get("held") for p, r in hold.items()})
+        metrics[f"hold {top:,}: memory"] = ("KiB/conn", False, {
+            p: (level(r, top) or {}).get("kib_per_conn") for p, r in hold.items()
+            if p != "direct"})
+        metrics[f"hold {top:,}: open time"] = ("s", False, {
+            p: sum(lv["open_seconds"] for lv in r.get("levels", []))
+            if level(r, top) and r["ok"] else None for p, r in hold.items()})
+    out = {}
+    for name, (unit, higher, vals) in metrics.items():
+        vals = {p: (round(v, 3) if isinstance(v, float) else v) for p, v in vals.items()}
+        out[name] = {"unit": unit, "higher_is_better": higher, "values": vals,
+                     "ratios": {f"nave/{p}": ratio(vals.get("nave"), vals.get(p))
+                                for p in CMP_PEERS}}
+    return out
+
+
+def print_comparison(result):
+    cmp = result.get("comparison")
+    if not cmp:
+        return
+    print()
+    print("TCP paths side by side (medians; ratios nave / peer)")
+    print(f"  {'metric':<32} {'unit':<9}" + "".join(f"{LABELS[p][:11]:>12}" for p in PATHS)
+          + "".join(f"{'/' + p:>9}" for p in ("ssh", "haproxy", "stunnel")))
+    for name, m in cmp.items():
+        if all(v is None for v in m["values"].values()):
+            continue
+
+        def f(v):
+            if v is None:
+                return "-"
+            return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.2f}" if abs(v) >= 1 else f"{v:.3f}"
+        print(f"  {name:<32} {m['unit']:<9}"
+              + "".join(f"{f(m['values'].get(p)):>12}" for p in PATHS)
+              + "".join(f"{f(m['ratios'].get('nave/' + p)):>9}" for p in ("ssh", "haproxy", "stunnel")))
+
+
+def print_hold(result):
+    h = result.get("hold")
+    if not h:
+        return
+    st = h["settings"]
+    print()
+    print(f"hold: {', '.join(f'{n:,}' for n in st['levels'])} connections per path, each echoing its"
+          f" own number, from {st['source_addresses']} source addresses, {st['inflight']} opening"
+          f" at once, a hang after {st['answer_timeout_seconds']:g} s")
+    print(f"  {'path':<12} {'conns':>6} {'held':>6} {'refused':>8} {'reset':>6} {'closed':>7} {'hung':>5} "
+          f"{'crossed':>8} {'open s':>7} {'RSS KiB':>9} {'KiB/conn':>9} {'idle-closed':>12}")
+    for path in PATHS:
+        r = h["paths"].get(path)
+        if r is None:
+            continue
+        for lv in r.get("levels", []):
+            kpc = "-" if lv["kib_per_conn"] is None else f"{lv['kib_per_conn']:.1f}"
+            print(f"  {LABELS[path]:<12} {lv['connections']:>6} {lv['held']:>6} {lv['refused']:>8} {lv['reset']:>6} "
+                  f"{lv['closed']:>7} {lv['hung']:>5} {lv['crossed']:>8} {lv['open_seconds']:>7.2f} "
+                  f"{lv['rss_kib_total']:>9} {kpc:>9} {lv['closed_while_idle']:>12}")
+        if not r.get("ok"):
+            print(f"  {LABELS[path]:<12} FAILED: {r.get('problem', '')[:150]}")
+        if r.get("limited"):
+            print(f"  {LABELS[path]:<12} {r['limited']}")
+
+
+def print_tcphttp(result):
+    t = result.get("tcphttp")
+    if not t:
+        return
+    st = t["settings"]
+    print()
+    print(f"HTTP over a TCP tunnel, keep-alive ({st['threads']} x {st['conns_per_thread']} "
+          f"connections, {st['body_bytes']} B body, {st['seconds']:g} s, {st['repeat']} samples, median)")
+    print(f"  {'path':<12} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'p999 ms':>8} {'failed':>7}  "
+          "CPU us per request")
+    for path in PATHS:
+        m = t["paths"].get(path)
+        if not m or m["median_requests_per_s"] is None:
+            continue
+        cpu = ", ".join(f"{n} {v:.0f}" for n, v in m["cpu_us_per_request"].items())
+        print(f"  {LABELS[path]:<12} {m['median_requests_per_s']:>8.0f} "
+              f"{m['latency_us_p50'] / 1000:>7.2f} {m['latency_us_p99'] / 1000:>7.2f} "
+              f"{m['latency_us_p999'] / 1000:>8.2f} {m['failures'] + m['warmup_failures']:>7}  {cpu}")
+
+
+PLOT_COLORS = {"direct": "#888888", "nave": "#1f77b4", "haproxy": "#2ca02c", "ssh": "#ff7f0e",
+               "stunnel": "#9467bd", "nave-bpf": "#1f77b4", "nave-listeners": "#17becf"}
+
+
+def q(s):
+    return '"' + str(s).replace('"', "'") + '"'
+
+
+def hold_note(r):
+    """What the hold plot's key says of a path that failed or was limited."""
+    if not r.get("ok"):
+        return f" (failed at {r['levels'][-1]['connections']:,})" if r.get("levels") else " (failed)"
+    if r.get("limited"):
+        return f" ({r['limited'].split()[0]}: fd limit)"
+    return ""
+
+
+def redact(ini):
+    """A client config for the results: the registration token left out."""
+    return "\n".join("token = (left out)" if ln.startswith("token") else ln
+                     for ln in ini.splitlines()) + "\n"
+
+
+def make_plots(result, tmp):
+    """Data files and one gnuplot script in tmp/plots, SVGs into bench/results/plots/
+    (only for the parts that ran). Returns the SVG names."""
+    d = tmp / "plots"
+    d.mkdir(exist_ok=True)
+    PLOTS.mkdir(parents=True, exist_ok=True)
+    script = ['set terminal svg size 640,360 font "sans,11" background "#ffffff"',
+              'set datafile missing "-"', "set grid ytics"]
+    made = []
+
+    def out(name):
+        made.append(name)
+        script.append(f'set output {q(PLOTS / name)}')
+
+    def bars(name, title, ylabel, rows, paths):
+        """Clustered bars: rows = [(label, {path: value})], one colour per path."""
+        f = d / (name + ".dat")
+        with open(f, "w") as fh:
+            for label, vals in rows:
+                fh.write(q(label) + " " + " ".join(
+                    "-" if vals.get(p) is None else f"{vals[p]:.6g}" for p in paths) + "\n")
+        out(name + ".svg")
+        script.extend([f"set title {q(title)}", f"set ylabel {q(ylabel)}", "set yrange [0:*]",
+                       "set xrange [*:*]", "unset logscale", "set style data histograms",
+                       "set style histogram clustered gap 1", "set style fill solid 0.85 border -1",
+                       "set key outside top center horizontal", "set format y '%g'",
+                       "set format x '%g'",
+                       "set xtics auto", "set ytics auto"])
+        parts = []
+        for i, p in enumerate(paths):
+            xt = ":xtic(1)" if i == 0 else ""
+            parts.append(f"{q(f) if i == 0 else chr(39) * 2} using {i + 2}{xt} title "
+                         f"{q(LABELS.get(p, CR_LABELS.get(p, p)))} lc rgb {q(PLOT_COLORS[p])}")
+        script.append("plot " + ", ".join(parts))
+
+    tp = result.get("throughput") or {}
+    if tp:
+        paths = [p for p in PATHS if p in tp]
+        bars("throughput", f"Throughput through each path (iperf3, median of {result['repeat']})",
+             "Gbit/s",
+             [(lbl, {p: tp[p][k]["median_gbps"] for p in paths}) for k, _, lbl in MODES], paths)
+        paths = [p for p in paths if p != "direct"]
+        bars("cpu_per_gib", "Relay-side CPU per GiB relayed (lower is better)", "CPU s / GiB",
+             [(lbl, {p: tp[p][k].get("median_cpu_s_per_gib") for p in paths})
+              for k, _, lbl in MODES], paths)
+    th = (result.get("tcphttp") or {}).get("paths") or {}
+    cr = (result.get("connrate") or {}).get("paths") or {}
+    if th or cr:
+        rows = []
+        if th:
+            rows.append(("HTTP keep-alive, req/s", {p: m["median_requests_per_s"] for p, m in th.items()}))
+        if cr:
+            rows.append(("new connections/s", {("nave" if p == "nave-bpf" else p): m["median_conns_per_s"]
+                                               for p, m in cr.items()}))
+        paths = [p for p in PATHS if any(p in v for _, v in rows)]
+        bars("rates", "Request and connection rate through a TCP tunnel", "per second", rows, paths)
+
+    def cdf(name, title, hists):
+        out(name + ".svg")
+        script.extend([f"set title {q(title)}", "set ylabel 'share of requests at or under'",
+                       "set xlabel 'latency (ms)'", "set logscale x", "set yrange [0:4.2]",
+                       "set xrange [*:*]", "set format x '%g'", "set xtics auto",
+                       "set ytics ('0' 0, '50%%' 0.301, '90%%' 1, '99%%' 2, '99.9%%' 3, '99.99%%' 4)",
+                       "set key outside right", "set style data lines"])
+        parts = []
+        for p, h in hists.items():
+            total = sum(n for _, n in h)
+            if not total:
+                continue
+            f = d / f"{name}-{p}.dat"
+            seen = 0
+            with open(f, "w") as fh:
+                for edge, n in h:
+                    seen += n
+                    frac = min(seen / total, 1 - 1e-5)
+                    fh.write(f"{edge / 1000:.3f} {-math.log10(1 - frac):.4f}\n")
+            parts.append(f"{q(f)} using 1:2 with steps lw 2 lc rgb {q(PLOT_COLORS[p])} "
+                         f"title {q(LABELS.get(p, CR_LABELS.get(p, p)))}")
+        if parts:
+            script.append("plot " + ", ".join(parts))
+        else:
+            made.pop()
+        script.extend(["unset xlabel", "unset logscale", "set ytics auto"])
+
+    if th:
+        cdf("latency_http", "HTTP keep-alive request latency through a TCP tunnel (CDF)",
+            {p: th[p]["latency_hist_us"] for p in PATHS if p in th})
+    if cr:
+        cdf("latency_conn", "New connection latency, connect to reply (CDF)",
+            {p: cr[p].get("latency_hist_us") or [] for p in CR_PATHS if p in cr})
+    hold = (result.get("hold") or {}).get("paths") or {}
+    if hold:
+        out("hold_rss.svg")
+        script.extend(["set title 'Relay-side memory (RSS) holding idle connections'",
+                       "set ylabel 'RSS (MiB)'", "set xlabel 'connections held'",
+                       "unset logscale", "set yrange [0:*]", "set xrange [0:*]",
+                       "set ytics auto", "set xtics auto", "set key outside right",
+                       "set style data linespoints"])
+        parts = []
+        for p in PATHS:
+            r = hold.get(p)
+            if not r or p == "direct" or not r.get("levels"):
+                continue
+            f = d / f"hold-{p}.dat"
+            with open(f, "w") as fh:
+                fh.write(f"0 {sum(r['rss_kib_before'].values()) / 1024:.2f}\n")
+                for lv in r["levels"]:
+                    fh.write(f"{lv['held']} {lv['rss_kib_total'] / 1024:.2f}\n")
+            parts.append(f"{q(f)} using 1:2 with linespoints lw 2 pt 7 lc rgb {q(PLOT_COLORS[p])} "
+                         f"title {q(LABELS[p] + hold_note(r))}")
+        if parts:
+            script.append("plot " + ", ".join(parts))
+        else:
+            made.pop()
+        script.append("unset xlabel")
+    if not made:
+        return []
+    gp = d / "plots.gp"
+    gp.write_text("\n".join(script) + "\n")
+    run(["gnuplot", gp], timeout=60)
+    return made
+
+
 # ---------------------------------------------------------------- report
 
 
@@ -1639,21 +2446,31 @@ def ratio(a, b):
     return round(a / b, 3) if a is not None and b else None
 
 
-def summarize(samples):
+def summarize(samples, cpu=None):
+    """samples: path -> mode -> [Gbit/s or None]; cpu: path -> mode -> [CPU s per GiB of
+    the relay-side processes, or None]."""
     out = {}
     for path, modes in samples.items():
         out[path] = {}
         for mode, vals in modes.items():
             ok = [v for v in vals if v is not None]
+            c = (cpu or {}).get(path, {}).get(mode, [])
+            cok = [v for v in c if v is not None]
             out[path][mode] = {
                 "samples_gbps": [round(v, 3) if v is not None else None for v in vals],
                 "median_gbps": round(statistics.median(ok), 3) if ok else None,
+                "samples_cpu_s_per_gib": [round(v, 3) if v is not None else None for v in c],
+                "median_cpu_s_per_gib": round(statistics.median(cok), 3) if cok else None,
             }
     for path in out:
         for mode in out[path]:
             m = out[path][mode]["median_gbps"]
             out[path][mode]["vs_direct"] = ratio(m, out.get("direct", {}).get(mode, {}).get("median_gbps"))
             out[path][mode]["vs_ssh"] = ratio(m, out.get("ssh", {}).get(mode, {}).get("median_gbps"))
+            out[path][mode]["vs_stunnel"] = ratio(
+                m, out.get("stunnel", {}).get(mode, {}).get("median_gbps"))
+            out[path][mode]["vs_haproxy"] = ratio(
+                m, out.get("haproxy", {}).get(mode, {}).get("median_gbps"))
     return out
 
 
@@ -1738,7 +2555,8 @@ def print_table(result):
           f"kernel {result['machine']['kernel']})")
     for key, _, label in [] if "throughput" in SKIP else MODES:
         print()
-        print(f"{label:<14} {'Gbit/s':>8} {'vs direct':>10} {'vs ssh -R':>10}   samples")
+        print(f"{label:<14} {'Gbit/s':>8} {'vs direct':>10} {'vs ssh -R':>10} {'vs stunnel':>11} "
+              f"{'CPU s/GiB':>10}   samples")
         for path in PATHS:
             m = tp.get(path, {}).get(key)
             if m is None:
@@ -1748,8 +2566,10 @@ def print_table(result):
             med = "-" if m["median_gbps"] is None else f"{m['median_gbps']:.2f}"
             vd = "-" if m["vs_direct"] is None else f"{m['vs_direct']:.2f}"
             vs = "-" if m["vs_ssh"] is None else f"{m['vs_ssh']:.2f}"
+            vt = "-" if m.get("vs_stunnel") is None else f"{m['vs_stunnel']:.2f}"
+            cg = "-" if m.get("median_cpu_s_per_gib") is None else f"{m['median_cpu_s_per_gib']:.2f}"
             smp = " ".join("fail" if v is None else f"{v:.2f}" for v in m["samples_gbps"])
-            print(f"  {LABELS[path]:<12} {med:>8} {vd:>10} {vs:>10}   {smp}")
+            print(f"  {LABELS[path]:<12} {med:>8} {vd:>10} {vs:>10} {vt:>11} {cg:>10}   {smp}")
     mem = result.get("memory")
     print()
     if mem and "kib_per_conn" in mem:
@@ -1773,6 +2593,12 @@ def print_table(result):
         print(f"memory: FAILED: {err}")
     print_connrate(result)
     print_http(result)
+    print_tcphttp(result)
+    print_hold(result)
+    print_comparison(result)
+    if result.get("plots"):
+        print()
+        print(f"plots: {', '.join(shown_path(PLOTS / n) for n in result['plots'])}")
     if result["errors"]:
         print()
         print("errors:")
@@ -1784,15 +2610,42 @@ def print_table(result):
 # ---------------------------------------------------------------- main
 
 
+def replot(path):
+    """bench.py --replot [RESULT.json]: the plots again from a run's JSON (latest.json by
+    default), into bench/results/plots/, nothing measured."""
+    result = json.loads(Path(path).read_text())
+    tmp = Path(tempfile.mkdtemp(prefix="nave-bench-plots-"))
+    try:
+        made = make_plots(result, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"plots from {path}: {', '.join(shown_path(PLOTS / n) for n in made)}")
+    return 0
+
+
 def main():
-    build = Path(sys.argv[1] if len(sys.argv) > 1 else "build")
+    if sys.argv[1:2] == ["--replot"]:
+        return replot(sys.argv[2] if len(sys.argv) > 2 else RESULTS / "latest.json")
+    args = [a for a in sys.argv[1:] if a != "--quick"]
+    if any(a.startswith("-") for a in args) or len(args) > 1:
+        sys.exit("usage: bench.py [BUILD_DIR] [--quick]")
+    build = Path(args[0] if args else "build")
     if not build.is_absolute() and not build.exists():
         build = ROOT / build  # relative to the repository, not the caller's cwd
     build = build.resolve()
 
-    # Children inherit this: 1,000 relayed connections need ~2,000 fds per process.
+    # Children inherit this: the hold's 10,000 relayed connections need ~20,000 fds in a
+    # relay process, and the harness holds both ends of the direct path's. As root the
+    # hard limit is raised too (it was 20,000 on the build VM).
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = 65536 if hard == resource.RLIM_INFINITY else min(hard, 65536)
+    want = 65536
+    if hard != resource.RLIM_INFINITY and hard < want and os.geteuid() == 0:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, want))
+            soft, hard = want, want
+        except (OSError, ValueError):
+            pass
+    want = want if hard == resource.RLIM_INFINITY else min(hard, want)
     if soft != resource.RLIM_INFINITY and soft < want:
         resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
 
@@ -1810,6 +2663,8 @@ def main():
         "build": shown_path(build),
         "iperf3_seconds": SECONDS,
         "repeat": REPEAT,
+        "quick": QUICK,
+        "rlimit_nofile": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
         "machine": machine_info(),
         "binaries": binaries(build),
         "paths": {},
@@ -1818,36 +2673,76 @@ def main():
         "connrate": None,
         "port_allocation": None,
         "http": None,
+        "tcphttp": None,
+        "hold": None,
+        "comparison": None,
+        "plots": None,
         "skipped": sorted(SKIP),
         "errors": {},
     }
     tmp = Path(tempfile.mkdtemp(prefix="nave-bench-"))
     procs = Procs(tmp)
     failed = False
+    echo = None
+    nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    global HAPROXY_MAXCONN
+    # HAProxy needs 2 fds per connection and refuses to start when its maxconn needs
+    # more than the hard limit allows
+    HAPROXY_MAXCONN = min(HAPROXY_MAXCONN, (nofile - 200) // 2)
     try:
         log(f"temp dir {tmp}, build {build}")
         connrate_bin = service = None
-        if "connrate" not in SKIP:
-            log("building bench/connrate.c, starting the connection-rate service")
+        if not {"connrate", "hold"} <= SKIP:
+            log("building bench/connrate.c")
             try:
                 connrate_bin = build_connrate(tmp)
+            except (BenchError, OSError, subprocess.SubprocessError) as e:
+                result["errors"]["connrate"] = str(e)
+                log(f"connrate: {e}")
+        if connrate_bin and "connrate" not in SKIP:
+            log("starting the connection-rate service")
+            try:
                 service = start_service(procs, connrate_bin)
             except (BenchError, OSError, subprocess.SubprocessError) as e:
                 result["errors"]["connrate"] = str(e)
                 log(f"connrate: {e}")
+        # the services that every TCP path forwards to besides its iperf3 server
+        svc = {"connrate": service and service["port"]}
+        httpload_bin = tcp_service = echo = None
+        if not {"http", "tcphttp"} <= SKIP:
+            try:
+                httpload_bin = build_httpload(tmp)
+                if "tcphttp" not in SKIP:
+                    log("starting the HTTP-over-TCP service")
+                    tcp_service = start_http_service(procs, httpload_bin, "tcphttp-service")
+                    svc["http"] = tcp_service["port"]
+            except (BenchError, OSError, subprocess.SubprocessError) as e:
+                result["errors"]["tcphttp"] = str(e)
+                log(f"tcphttp: {e}")
+        if connrate_bin and "hold" not in SKIP:
+            log("starting the hold's echo service")
+            try:
+                echo = start_service(procs, connrate_bin, "echo", "echo-service")
+                svc["echo"] = echo["port"]
+            except (BenchError, OSError, subprocess.SubprocessError) as e:
+                result["errors"]["hold"] = str(e)
+                log(f"hold: {e}")
         nv = Nave(procs, tmp, build)
         setups = {
-            "direct": lambda: setup_direct(procs, tmp),
-            "nave": lambda: setup_nave(procs, tmp, nv),
-            "haproxy": lambda: setup_haproxy(procs, tmp, service and service["port"]),
-            "ssh": lambda: setup_ssh(procs, tmp),
+            "direct": lambda: setup_direct(procs, tmp, svc),
+            "nave": lambda: setup_nave(procs, tmp, nv, svc),
+            "haproxy": lambda: setup_haproxy(procs, tmp, svc),
+            "ssh": lambda: setup_ssh(procs, tmp, svc),
+            "stunnel": lambda: setup_stunnel(procs, tmp, svc),
         }
         # what each part needs set up
+        tcp_parts = not {"throughput", "connrate", "tcphttp", "hold"} <= SKIP
         needed = {
-            "direct": "throughput" not in SKIP,
-            "nave": not {"throughput", "memory"} <= SKIP,
-            "haproxy": "throughput" not in SKIP or service is not None,
-            "ssh": not {"throughput", "ssh"} & SKIP,
+            "direct": not {"throughput", "tcphttp", "hold"} <= SKIP,
+            "nave": not {"throughput", "memory", "tcphttp"} <= SKIP,
+            "haproxy": tcp_parts,
+            "ssh": "ssh" not in SKIP and tcp_parts,
+            "stunnel": "stunnel" not in SKIP and tcp_parts,
         }
         ready = {}
         for path in [p for p in PATHS if needed[p]]:
@@ -1877,23 +2772,31 @@ def main():
                     log(f"--- {name} log tail:\n{procs.logtail(name)}")
 
         samples = {p: {m[0]: [] for m in MODES} for p in ready}
+        cpu_gib = {p: {m[0]: [] for m in MODES} for p in ready}
         # Round-robin: every path sees the same drift of a shared machine.
         for rep in range(0 if "throughput" in SKIP else REPEAT):
             for key, extra, label in MODES:
                 for path in PATHS:
                     if path not in ready:
                         continue
+                    # the relay-side processes' CPU over the run, per GiB received
+                    pids = relay_pids(path, ready[path])
+                    c0 = {n: cpu_of(v) for n, v in pids.items()}
                     try:
-                        v = iperf3(ready[path]["port"], extra)
-                        log(f"round {rep + 1}/{REPEAT} {label:<12} {path:<8} {v:6.2f} Gbit/s")
+                        v, nbytes = iperf3(ready[path]["port"], extra)
+                        cpu = sum(cpu_of(v) for v in pids.values()) - sum(c0.values())
+                        g = cpu / (nbytes / 2**30) if pids and nbytes else None
+                        log(f"round {rep + 1}/{REPEAT} {label:<12} {path:<8} {v:6.2f} Gbit/s"
+                            + (f"  {g:.2f} CPU s/GiB" if g is not None else ""))
                     except BenchError as e:
-                        v = None
+                        v = g = None
                         result["errors"].setdefault(f"{path} {label}", str(e))
                         log(f"round {rep + 1}/{REPEAT} {label:<12} {path:<8} FAILED: {e}")
                     samples[path][key].append(v)
+                    cpu_gib[path][key].append(g)
                     time.sleep(0.3)
         if "throughput" not in SKIP:
-            result["throughput"] = summarize(samples)
+            result["throughput"] = summarize(samples, cpu_gib)
         if "nave" in ready:
             cs = nv.client_status()
             result["nave"]["client_after"] = {k: cs.get(k) for k in ("links", "idle_links", "conns", "conns_total")}
@@ -1903,7 +2806,13 @@ def main():
         if service is not None or "alloc" not in SKIP:
             connrate_part(result, procs, tmp, build, connrate_bin, service, ready)
         if "http" not in SKIP:
-            http_part(result, procs, tmp, build)
+            http_part(result, procs, tmp, build, httpload_bin)
+        if tcp_service is not None:
+            log("HTTP over each TCP path (keep-alive)")
+            tcphttp_part(result, httpload_bin, tcp_service, ready)
+        if echo is not None:
+            log(f"hold: {', '.join(map(str, HOLD_LEVELS))} connections on each TCP path")
+            hold_part(result, procs, tmp, build, ready, echo)
     except BaseException as e:
         failed = True
         result["errors"]["harness"] = f"{type(e).__name__}: {e}"
@@ -1912,6 +2821,16 @@ def main():
             raise
     finally:
         procs.stop_all()
+        try:
+            result["comparison"] = comparison(result)
+        except Exception as e:  # the report must still be written
+            result["errors"]["comparison"] = f"{type(e).__name__}: {e}"
+        if "plots" not in SKIP:
+            try:
+                result["plots"] = make_plots(result, tmp)
+            except (BenchError, OSError, subprocess.SubprocessError) as e:
+                result["errors"]["plots"] = str(e)
+                log(f"plots: {e}")
         result["machine"]["loadavg_end"] = open("/proc/loadavg").read().split()[:3]
         result["elapsed_seconds"] = round(time.monotonic() - started, 1)
         try:

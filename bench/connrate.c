@@ -9,6 +9,11 @@
  *       for the client's FIN, close. THREADS epoll loops, each on its own
  *       SO_REUSEPORT socket of one port.
  *
+ *   connrate echo [-a ADDR] [-p PORT] [-t THREADS]
+ *       The hold's service: prints "port N" once it listens, then echoes
+ *       whatever a connection sends until it closes, until SIGTERM. THREADS
+ *       epoll loops as above; the soft RLIMIT_NOFILE is lifted to the hard one.
+ *
  *   connrate run -a ADDR -p PORT [-d SECONDS] [-w WARMUP] [-t THREADS]
  *                [-c INFLIGHT] [-T TIMEOUT]
  *       The load: THREADS epoll loops, each keeping INFLIGHT connections in
@@ -184,7 +189,44 @@ static void *serve_loop(void *arg)
 	return NULL;
 }
 
-static int serve(void)
+/* connrate echo: what a connection sends comes back; its EOF closes it */
+static void *echo_loop(void *arg)
+{
+	int lfd = (int)(intptr_t)arg, ep = epoll_create1(EPOLL_CLOEXEC);
+	struct epoll_event ev = {.events = EPOLLIN, .data.fd = -1}, evs[256];
+
+	if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &ev) < 0)
+		die("epoll");
+	for (;;) {
+		int n = epoll_wait(ep, evs, 256, -1);
+
+		for (int i = 0; i < n; i++) {
+			int fd = evs[i].data.fd;
+			char buf[4096];
+			ssize_t r;
+
+			if (fd < 0) {
+				while ((fd = accept4(lfd, NULL, NULL,
+						     SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0) {
+					ev.events = EPOLLIN;
+					ev.data.fd = fd;
+					if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) < 0)
+						close(fd);
+				}
+				continue;
+			}
+			r = read(fd, buf, sizeof(buf));
+			if (r < 0 && (errno == EAGAIN || errno == EINTR))
+				continue;
+			/* a few bytes at a time: the socket's buffer takes them at once */
+			if (r <= 0 || write(fd, buf, (size_t)r) != r)
+				close(fd);
+		}
+	}
+	return NULL;
+}
+
+static int serve(bool echo)
 {
 	pthread_t th[MAX_THREADS];
 	int fds[MAX_THREADS];
@@ -192,13 +234,22 @@ static int serve(void)
 	socklen_t al = sizeof(a);
 
 	signal(SIGPIPE, SIG_IGN);
+	if (echo) {
+		struct rlimit rl;
+
+		if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+			rl.rlim_cur = rl.rlim_max;
+			setrlimit(RLIMIT_NOFILE, &rl);
+		}
+	}
 	fds[0] = listen_reuseport(serve_port);
 	if (getsockname(fds[0], (struct sockaddr *)&a, &al) < 0)
 		die("getsockname");
 	for (int i = 1; i < serve_threads; i++)
 		fds[i] = listen_reuseport(ntohs(a.sin_port));
 	for (int i = 0; i < serve_threads; i++)
-		if (pthread_create(&th[i], NULL, serve_loop, (void *)(intptr_t)fds[i]))
+		if (pthread_create(&th[i], NULL, echo ? echo_loop : serve_loop,
+				   (void *)(intptr_t)fds[i]))
 			die("pthread_create");
 	printf("port %u\n", ntohs(a.sin_port));
 	fflush(stdout);
@@ -451,6 +502,35 @@ static uint64_t percentile(const uint64_t *lat, uint64_t total, double p)
 	return (uint64_t)LAT_BUCKETS * LAT_STEP_US;
 }
 
+/*
+ * The latency histogram, for a CDF: the 10 us buckets merged into bins whose upper
+ * edges grow by ~10% (a multiple of 10 us, at least 10 us apart; ~25 bins per decade),
+ * printed as [upper edge us, count] pairs, empty bins left out.
+ */
+static void print_hist(const uint64_t *lat)
+{
+	uint64_t edge = LAT_STEP_US, count = 0;
+	bool first = true;
+
+	printf("[");
+	for (unsigned i = 0; i < LAT_BUCKETS; i++) {
+		uint64_t upper = (uint64_t)(i + 1) * LAT_STEP_US, next;
+
+		count += lat[i];
+		if (upper < edge && i + 1 < LAT_BUCKETS)
+			continue;
+		if (count) {
+			printf("%s[%" PRIu64 ", %" PRIu64 "]", first ? "" : ", ", upper, count);
+			first = false;
+		}
+		count = 0;
+		next = edge + edge / 10;
+		next -= next % LAT_STEP_US;
+		edge = next > edge + LAT_STEP_US ? next : edge + LAT_STEP_US;
+	}
+	printf("]");
+}
+
 static double tv_s(struct timeval tv)
 {
 	return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
@@ -521,9 +601,12 @@ static int run(void)
 	else
 		printf("null");
 	printf(", \"latency_us\": {\"p50\": %" PRIu64 ", \"p90\": %" PRIu64 ", \"p99\": %" PRIu64
-	       ", \"max\": %" PRIu64 "}, \"cpu_seconds\": {\"user\": %.3f, \"sys\": %.3f}}\n",
+	       ", \"p999\": %" PRIu64 ", \"max\": %" PRIu64 "}, \"latency_hist_us\": ",
 	       percentile(lat, ok, 0.50), percentile(lat, ok, 0.90), percentile(lat, ok, 0.99),
-	       lmax, tv_s(ru.ru_utime), tv_s(ru.ru_stime));
+	       percentile(lat, ok, 0.999), lmax);
+	print_hist(lat);
+	printf(", \"cpu_seconds\": {\"user\": %.3f, \"sys\": %.3f}}\n", tv_s(ru.ru_utime),
+	       tv_s(ru.ru_stime));
 	return 0;
 }
 
@@ -531,7 +614,7 @@ static int run(void)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: connrate serve [-a ADDR] [-p PORT] [-t THREADS]\n"
+	fprintf(stderr, "usage: connrate serve|echo [-a ADDR] [-p PORT] [-t THREADS]\n"
 			"       connrate run -a ADDR -p PORT [-d SECONDS] [-w WARMUP] [-t THREADS]"
 			" [-c INFLIGHT] [-T TIMEOUT]\n");
 	exit(2);
@@ -539,13 +622,15 @@ static void usage(void)
 
 int main(int argc, char **argv)
 {
-	bool is_run;
+	bool is_run, is_echo = false;
 	int opt, port = -1;
 
 	if (argc < 2)
 		usage();
 	if (!strcmp(argv[1], "serve"))
 		is_run = false;
+	else if (!strcmp(argv[1], "echo"))
+		is_run = false, is_echo = true;
 	else if (!strcmp(argv[1], "run"))
 		is_run = true;
 	else
@@ -590,7 +675,7 @@ int main(int argc, char **argv)
 		usage();
 	if (!is_run) {
 		serve_port = port < 0 ? 0 : port;
-		return serve();
+		return serve(is_echo);
 	}
 	target.sin_port = htons((uint16_t)port);
 	return run();

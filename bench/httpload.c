@@ -687,6 +687,35 @@ static uint64_t percentile(const uint64_t *lat, uint64_t total, double p)
 	return (uint64_t)LAT_BUCKETS * LAT_STEP_US;
 }
 
+/*
+ * The latency histogram, for a CDF: the 10 us buckets merged into bins whose upper
+ * edges grow by ~10% (a multiple of 10 us, at least 10 us apart; ~25 bins per decade),
+ * printed as [upper edge us, count] pairs, empty bins left out.
+ */
+static void print_hist(const uint64_t *lat)
+{
+	uint64_t edge = LAT_STEP_US, count = 0;
+	bool first = true;
+
+	printf("[");
+	for (unsigned i = 0; i < LAT_BUCKETS; i++) {
+		uint64_t upper = (uint64_t)(i + 1) * LAT_STEP_US, next;
+
+		count += lat[i];
+		if (upper < edge && i + 1 < LAT_BUCKETS)
+			continue;
+		if (count) {
+			printf("%s[%" PRIu64 ", %" PRIu64 "]", first ? "" : ", ", upper, count);
+			first = false;
+		}
+		count = 0;
+		next = edge + edge / 10;
+		next -= next % LAT_STEP_US;
+		edge = next > edge + LAT_STEP_US ? next : edge + LAT_STEP_US;
+	}
+	printf("]");
+}
+
 static double tv_s(struct timeval tv)
 {
 	return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
@@ -788,9 +817,12 @@ static int run(void)
 		printf("null");
 	}
 	printf(", \"latency_us\": {\"p50\": %" PRIu64 ", \"p90\": %" PRIu64 ", \"p99\": %" PRIu64
-	       ", \"max\": %" PRIu64 "}, \"cpu_seconds\": {\"user\": %.3f, \"sys\": %.3f}}\n",
+	       ", \"p999\": %" PRIu64 ", \"max\": %" PRIu64 "}, \"latency_hist_us\": ",
 	       percentile(lat, ok, 0.50), percentile(lat, ok, 0.90), percentile(lat, ok, 0.99),
-	       lmax, tv_s(ru.ru_utime), tv_s(ru.ru_stime));
+	       percentile(lat, ok, 0.999), lmax);
+	print_hist(lat);
+	printf(", \"cpu_seconds\": {\"user\": %.3f, \"sys\": %.3f}}\n", tv_s(ru.ru_utime),
+	       tv_s(ru.ru_stime));
 	return 0;
 }
 
