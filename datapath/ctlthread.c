@@ -672,6 +672,9 @@ static void port_drop(struct ctlthread *ct, long long port)
 
 /* ---------- controld messages ---------- */
 
+/* the most links a client that sends no max_links could open (its config's cap) */
+#define OLD_CLIENT_MAX_LINKS 4096
+
 static void on_auth_ok(struct ctlthread *ct, struct req *r, json_t *m)
 {
 	const char *tid = msg_str(m, "tunnel_id");
@@ -719,6 +722,8 @@ static void on_auth_ok(struct ctlthread *ct, struct req *r, json_t *m)
 	rt->t.max_links = ct->cfg.max_links;
 	if (json_is_integer(own) && json_integer_value(own) < ct->cfg.max_links)
 		rt->t.max_links = (unsigned)json_integer_value(own);
+	else if (!own && rt->t.max_links > OLD_CLIENT_MAX_LINKS)
+		rt->t.max_links = OLD_CLIENT_MAX_LINKS; /* a client from before the field */
 	rt->online = true;
 	rt->worker = r->worker;
 	rt->idx = r->idx;

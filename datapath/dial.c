@@ -47,8 +47,12 @@ static bool dial_open_link(struct worker *w)
 	return true;
 }
 
-/* handshakes in flight at most while a burst ramps the pool up */
-#define DIAL_OPENING_MAX 256
+/*
+ * Handshakes in flight at most while a burst ramps the pool up: below the
+ * server's default max_conns_per_source (256 unfinished handshakes per source
+ * and worker), so a ramp never has its own handshakes reset.
+ */
+#define DIAL_OPENING_MAX 128
 
 /*
  * Keeps pool_idle links idle or on their way. A burst of public connections
@@ -254,6 +258,7 @@ static bool dial_mailbox(struct worker *w, struct mb_msg *m)
 	switch (m->type) {
 	case MB_SESSION:
 		w->session = true;
+		w->want_more = 0;
 		memcpy(w->tunnel_id, m->tunnel_id, sizeof(w->tunnel_id));
 		memcpy(w->secret, m->secret, sizeof(w->secret));
 		w->open_block_until = 0;
@@ -265,6 +270,7 @@ static bool dial_mailbox(struct worker *w, struct mb_msg *m)
 		return true;
 	case MB_SESSION_END:
 		w->session = false;
+		w->want_more = 0;
 		for (uint32_t i = 0; i < w->high; i++) {
 			c = &w->conns[i];
 			if (c->kind != CK_LINK || c->closing)

@@ -280,6 +280,8 @@ struct conn *conn_new(struct worker *w, enum kind k, int fd);
 void conn_release(struct worker *w, struct conn *c);
 /* the live connection at idx with generation gen, or NULL */
 struct conn *conn_ref(struct worker *w, uint32_t idx, uint32_t gen);
+/* room for n more descriptors (connections) within the open-file budget, all workers */
+bool fds_left(struct worker *w, unsigned n);
 void arm_recv(struct worker *w, struct conn *c);
 void arm_accept(struct worker *w, struct conn *c);
 /* connect c to sa, bounded by CONNECT_TIMEOUT_MS (OP_CONNECT completes) */

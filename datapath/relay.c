@@ -352,18 +352,6 @@ void relay_ends(struct conn *p)
 		p->bind.dst_port = sock_addr16(&e.local, p->bind.dst_addr);
 }
 
-/* Descriptors for n more links, within the budget of the open-file limit? */
-static bool fds_left(struct worker *w, unsigned n)
-{
-	const struct engine *e = w->e;
-	uint64_t used = 0;
-
-	/* every connection of every worker (links in their handshake too) */
-	for (unsigned i = 0; i < e->n; i++)
-		used += atomic_load_explicit(&e->w[i].st_slots, memory_order_relaxed);
-	return used + n <= e->fd_budget;
-}
-
 /* No link can come for p: an RST (TCP) or a 503 (HTTP) now rather than a wait. */
 static void relay_refuse_now(struct worker *w, struct conn *p, const char *why)
 {
@@ -377,6 +365,7 @@ void relay_attach(struct worker *w, struct conn *p, struct tunnel *t)
 {
 	unsigned limit = w->e->cfg.max_conns_per_source;
 	struct conn *l;
+	int busy; /* links of the tunnel not on their way here (the two reads may race) */
 
 	p->tun = t;
 	if (limit && w->src) {
@@ -406,8 +395,8 @@ void relay_attach(struct worker *w, struct conn *p, struct tunnel *t)
 	 * server's and the client's). Past them a new connection could only wait for
 	 * another to end: it is refused at once. (This bounds the waiting list too.)
 	 */
-	if ((unsigned)(atomic_load(&t->links) - atomic_load(&t->arriving)) + t->pending >=
-	    t->max_links) {
+	busy = atomic_load(&t->links) - atomic_load(&t->arriving);
+	if ((unsigned)(busy > 0 ? busy : 0) + t->pending >= t->max_links) {
 		atomic_fetch_add(&w->st_refused_links, 1);
 		log_every(NLOG_WARN,
 			  "tunnel %s: the %u data links it may have are all busy or on their way "
@@ -416,12 +405,13 @@ void relay_attach(struct worker *w, struct conn *p, struct tunnel *t)
 		relay_refuse_now(w, p, "max_links reached");
 		return;
 	}
-	/* and the link it waits for needs a descriptor here */
-	if (!fds_left(w, t->pending + 1)) {
+	/* and the link it waits for needs a descriptor, and a slot on this worker */
+	if (!fds_left(w, t->pending + 1) ||
+	    atomic_load_explicit(&w->st_slots, memory_order_relaxed) + t->pending + 1 > w->nconns) {
 		atomic_fetch_add(&w->st_refused_fds, 1);
 		log_every(NLOG_WARN,
-			  "tunnel %s: relayd's open-file limit leaves no descriptor for another data "
-			  "link, resetting new connections",
+			  "tunnel %s: relayd's open-file limit (or its connection table) leaves no "
+			  "room for another data link, resetting new connections",
 			  t->id);
 		relay_refuse_now(w, p, "out of file descriptors");
 		return;
@@ -449,6 +439,8 @@ static void relay_public(struct worker *w, int fd, uint16_t port, struct tunnel 
 	if (!p) {
 		log_every(NLOG_WARN, "w%d: connection slab full, refusing connection on port %u",
 			  w->id, port);
+		atomic_fetch_add(&w->st_refused_fds, 1);
+		sock_rst_on_close(fd);
 		close(fd);
 		return;
 	}
@@ -505,6 +497,27 @@ static void relay_link_idle(struct worker *w, struct conn *l)
 	link_arm_recv(w, l);
 }
 
+/*
+ * A new data link at home: it serves a waiting connection, or joins the idle
+ * pool when it was asked for or the pool has room. Otherwise it is closed: the
+ * idle links kept above max_pool_size are those that came back from streams,
+ * so a client cannot pin descriptors here with links nobody wanted.
+ */
+static void relay_new_link(struct worker *w, struct conn *l)
+{
+	struct tunnel *t = l->tun;
+	bool asked = t->asked > 0;
+
+	if (asked)
+		t->asked--;
+	if (!asked && !t->pending && t->idle >= t->max_pool) {
+		l->state = LS_STREAM;
+		link_close_graceful(w, l, "idle pool full");
+		return;
+	}
+	link_make_idle(w, l);
+}
+
 /* A verified data link is now this worker's (the tunnel's home). */
 static void relay_adopt_link(struct worker *w, struct handoff *h)
 {
@@ -530,9 +543,7 @@ static void relay_adopt_link(struct worker *w, struct handoff *h)
 		conn_close(w, l, false, "tunnel moved");
 		return;
 	}
-	if (l->tun->asked)
-		l->tun->asked--;
-	link_make_idle(w, l);
+	relay_new_link(w, l);
 	link_settle(w, l);
 }
 
@@ -673,9 +684,7 @@ static void relay_first(struct worker *w, struct conn *l)
 	l->tun = t;
 	l->counted = true;
 	atomic_fetch_add(&w->st_links, 1);
-	if (t->asked)
-		t->asked--;
-	link_make_idle(w, l);
+	relay_new_link(w, l);
 }
 
 static void relay_handshake_done(struct worker *w, struct conn *l)

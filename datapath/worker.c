@@ -252,6 +252,17 @@ static bool conn_done_op(struct worker *w, struct conn *c)
 
 /* ---------- accept ---------- */
 
+bool fds_left(struct worker *w, unsigned n)
+{
+	const struct engine *e = w->e;
+	uint64_t used = 0;
+
+	/* every connection of every worker (links in their handshake too) */
+	for (unsigned i = 0; i < e->n; i++)
+		used += atomic_load_explicit(&e->w[i].st_slots, memory_order_relaxed);
+	return used + n <= e->fd_budget;
+}
+
 /*
  * accept met the descriptor limit: the connections queued on c are taken with
  * the spare descriptor and reset at once (a peer is never left in the accept
@@ -259,7 +270,6 @@ static bool conn_done_op(struct worker *w, struct conn *c)
  */
 static bool accept_refuse(struct worker *w, struct conn *c)
 {
-	static const struct linger rst = {.l_onoff = 1, .l_linger = 0};
 	unsigned n = 0;
 
 	if (w->spare_fd >= 0) {
@@ -275,7 +285,7 @@ static bool accept_refuse(struct worker *w, struct conn *c)
 		fd = accept4(c->fd, NULL, NULL, SOCK_CLOEXEC);
 		if (fd < 0)
 			break;
-		setsockopt(fd, SOL_SOCKET, SO_LINGER, &rst, sizeof(rst));
+		sock_rst_on_close(fd);
 		close(fd);
 	}
 	w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -306,6 +316,21 @@ static void on_accept(struct worker *w, struct conn *c, int res, unsigned flags)
 	}
 	if (w->stopping) {
 		close(res);
+		return;
+	}
+	/*
+	 * The budget keeps FD_RESERVE descriptors free, so accept itself seldom
+	 * meets the limit (and the spare above stays a last resort): past it a new
+	 * connection of any listener is reset at once.
+	 */
+	if (!fds_left(w, 1)) {
+		sock_rst_on_close(res);
+		close(res);
+		atomic_fetch_add(&w->st_refused_fds, 1);
+		log_every(NLOG_WARN,
+			  "w%d: out of file descriptors (the open-file limit): resetting new "
+			  "connections",
+			  w->id);
 		return;
 	}
 	w->ops->accept(w, c, res);
@@ -427,6 +452,8 @@ static void on_tick(struct worker *w)
 
 		if (c->kind == CK_FREE || c->closing)
 			continue;
+		if (c->accept_paused && w->spare_fd < 0) /* taken by another thread */
+			w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 		if (c->accept_paused) { /* the descriptor limit, a tick ago */
 			c->accept_paused = false;
 			if (!w->stopping)
