@@ -24,7 +24,7 @@
 /* Control link message types (JSON "type"). */
 #define LINK_MSG_HELLO                                                                             \
 	"hello" /* c->r {version, mode, token|registration, id, hostname, os, arch,                \
-		   client_version, max_links?} (max_links: the client's own limit; the        \
+		   client_version, max_links?} (max_links: the client's own limit; the             \
 		   tunnel's is the lower of it and the server's) */
 #define LINK_MSG_WELCOME                                                                           \
 	"welcome" /* r->c {tunnel_id, link_secret, token?, limits{max_pool_size, max_links,        \

@@ -28,13 +28,13 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define NONE		     UINT32_MAX
-#define HEADROOM	     8
-#define TICK_MS		     500
+#define NONE	 UINT32_MAX
+#define HEADROOM 8
+#define TICK_MS	 500
 /* idle data links above a tunnel's max_pool_size unused this long are closed */
 #define POOL_PURGE_MS 5000
 /* descriptors kept back from relayed connections: listeners, rings, BPF, logs, the store */
-#define FD_RESERVE 256
+#define FD_RESERVE	     256
 #define HANDSHAKE_TIMEOUT_MS 10000
 #define CONNECT_TIMEOUT_MS   5000
 #define POOL_KEEP	     256
@@ -72,7 +72,7 @@ struct conn {
 	uint8_t kind, state;
 	bool recv_armed, closing, tx_done, rx_done, eof_in, shut_wr_pending, shut_wr_done;
 	bool tunnel_listener, draining, close_after_send, connected, counted, rearm, pumping;
-	bool accept_paused; /* a listener: accept is armed again on the next tick */
+	bool accept_paused;  /* a listener: accept is armed again on the next tick */
 	bool linger;	     /* plain: stream over, close when flushed */
 	bool src_counted;    /* relay: counted in the worker's per-source table (public conns,
 				and tunnel-port conns until their first message) */
@@ -218,7 +218,7 @@ struct worker {
 struct authq;
 
 struct engine {
-	struct authq *aq; /* relay: the basic-auth verifier (edge.c), NULL until needed */
+	struct authq *aq;	 /* relay: the basic-auth verifier (edge.c), NULL until needed */
 	unsigned long fd_budget; /* descriptors relayed connections may hold (the limit less
 				    FD_RESERVE) */
 	pthread_mutex_t aq_lock;

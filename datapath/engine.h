@@ -50,8 +50,8 @@ struct tunnel {
 	unsigned idle;		       /* [home] */
 	uint32_t pend_head, pend_tail; /* [home] public conns waiting for a link */
 	unsigned pending;	       /* [home] */
-	unsigned asked;		       /* [home] extra links asked for (LINK_BIND_WAITING), to come */
-	uint64_t last_hb;	       /* [home] last heartbeat, ms */
+	unsigned asked;	  /* [home] extra links asked for (LINK_BIND_WAITING), to come */
+	uint64_t last_hb; /* [home] last heartbeat, ms */
 	char hostname[LINK_HOSTNAME_MAX + 1], os[LINK_OS_MAX + 1]; /* [control thread] */
 	char arch[LINK_OS_MAX + 1], version[LINK_VERSION_MAX + 1];
 	struct tunnel *next; /* registry chain [control thread, under lock] */

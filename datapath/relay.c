@@ -1018,8 +1018,8 @@ static void relay_tick_conn(struct worker *w, struct conn *c, uint64_t now)
 		conn_close(w, c, true, "idle timeout");
 		return;
 	}
-	if (c->kind == CK_LINK && c->state == LS_IDLE && c->tun && c->tun->idle > c->tun->max_pool &&
-	    now - c->last_io > POOL_PURGE_MS) {
+	if (c->kind == CK_LINK && c->state == LS_IDLE && c->tun &&
+	    c->tun->idle > c->tun->max_pool && now - c->last_io > POOL_PURGE_MS) {
 		link_close_graceful(w, c, "unused above max_pool_size");
 		return;
 	}

@@ -823,7 +823,8 @@ void engine_stats(struct engine *e, struct engine_stats *s)
 		s->pending_timeouts += atomic_load_explicit(&w->st_pend_to, memory_order_relaxed);
 		s->refused_max_links +=
 		    atomic_load_explicit(&w->st_refused_links, memory_order_relaxed);
-		s->refused_fd_limit += atomic_load_explicit(&w->st_refused_fds, memory_order_relaxed);
+		s->refused_fd_limit +=
+		    atomic_load_explicit(&w->st_refused_fds, memory_order_relaxed);
 		s->links_ktls += atomic_load_explicit(&w->st_ktls, memory_order_relaxed);
 		s->ktls_fallbacks +=
 		    atomic_load_explicit(&w->st_ktls_fallback, memory_order_relaxed);
