@@ -105,7 +105,7 @@ static void test_embedded_default(void **state)
 	assert_int_equal(c.max_per_tunnel, 5);
 	assert_true(c.reserve_ports);
 	assert_int_equal(c.max_pool_size, 8);
-	assert_int_equal(c.max_links, 1024);
+	assert_int_equal(c.max_links, 16384);
 	assert_int_equal(c.heartbeat_ms, 10000);
 	assert_string_equal(c.certificate, "./var/tls/server.crt");
 	assert_string_equal(c.private_key, "./var/tls/server.key");
@@ -394,7 +394,7 @@ static void test_client_round_trip(void **state)
 	assert_int_equal(cfg_client_load(a, path, true, err, sizeof(err)), 0);
 	assert_string_equal(a->path, path);
 	assert_int_equal(a->pool_idle, 4);
-	assert_int_equal(a->max_links, 1024);
+	assert_int_equal(a->max_links, 16384);
 	assert_int_equal(a->ktls, CFG_AUTO);
 	assert_int_equal(a->n_tcp, 0);
 	assert_int_equal(a->log_level, NLOG_INFO);
@@ -518,7 +518,7 @@ static void test_client_errors(void **state)
 	expect_client_err("[tcp.a]\nto=a:1\nport=5\n[tcp.b]\nto=b:1\nport=5\n", 6,
 			  "5 is also asked for by [tcp.a]");
 	expect_client_err("[client]\npool_idle = 0\n", 2, "out of range (1-64)");
-	expect_client_err("[client]\nmax_links = 4097\n", 2, "out of range (1-4096)");
+	expect_client_err("[client]\nmax_links = 1048577\n", 2, "out of range (1-1048576)");
 	expect_client_err("[client]\nktls = yes\n", 2,
 			  "[client] ktls: \"yes\" is not one of auto|on|off");
 	expect_client_err("[client]\nfingerprint = abcd\n", 2, "fingerprint");
