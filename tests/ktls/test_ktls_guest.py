@@ -392,10 +392,13 @@ def test_concurrent_streams(tun):
 
 def test_links_reused(tun):
     """Sequential connections reuse the data links: the client's link count
-    stays bounded and, with kTLS, hardly any new TLS contexts are installed
+    does not grow and, with kTLS, hardly any new TLS contexts are installed
     (a handshake per connection would install one each)."""
     port, svc = tun.rule(nt.h_exchange, "reuse")
     nt.exchange(port, 1000)
+    # links left from an earlier burst stay idle a few seconds (relayd closes
+    # those above max_pool_size after 5 s unused): sequential ones add none
+    links0 = tun.client.status()["links"]
     total0 = tun.client.status()["conns_total"]
     installs0 = tls_installs(tun.ns)
     n = 30
@@ -408,7 +411,7 @@ def test_links_reused(tun):
     installs = tls_installs(tun.ns) - installs0
     print(f"{n} connections: client links {st['links']}, new kTLS TX contexts {installs}")
     assert st["conns_total"] == total0 + n, st
-    assert st["links"] <= 12, f"links were not reused: {st}"
+    assert st["links"] <= max(12, links0), f"links were not reused: {links0} before, {st}"
     if MODE == "on":
         bound = 12 if tun.ns else 24  # one namespace: both ends count
         assert installs <= bound, f"{installs} kTLS contexts for {n} sequential connections"
