@@ -1415,8 +1415,9 @@ int client_run(struct cfg_client *c)
 	 * connections wait for links that cannot come).
 	 */
 	fd_limit = fd_limit_raise();
-	if (fd_limit < 2 * (unsigned long)c->max_links + 256) {
-		unsigned cap = fd_limit > 258 ? (unsigned)((fd_limit - 256) / 2) : 1;
+	if (fd_limit < 2 * (unsigned long)c->max_links + FD_RESERVE) {
+		unsigned cap =
+		    fd_limit > FD_RESERVE + 2 ? (unsigned)((fd_limit - FD_RESERVE) / 2) : 1;
 
 		log_warn("the open-file limit (%lu) holds %u relayed connections: max_links %u "
 			 "lowered to %u (raise ulimit -n / LimitNOFILE for more)",
@@ -1429,7 +1430,7 @@ int client_run(struct cfg_client *c)
 	ec.buffer_size = 65536;
 	ec.buffers = 128;
 	/* a relayed connection is a link and a service connection */
-	ec.max_conns = 2 * c->max_links + 256;
+	ec.max_conns = 2 * c->max_links + FD_RESERVE;
 	cl->xprt = xprt_ctx_new(cl->ctx,
 				c->ktls == CFG_ON    ? XPRT_KTLS_ON
 				: c->ktls == CFG_OFF ? XPRT_KTLS_OFF

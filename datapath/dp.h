@@ -32,9 +32,7 @@
 #define HEADROOM 8
 #define TICK_MS	 500
 /* idle data links above a tunnel's max_pool_size unused this long are closed */
-#define POOL_PURGE_MS 5000
-/* descriptors kept back from relayed connections: listeners, rings, BPF, logs, the store */
-#define FD_RESERVE	     256
+#define POOL_PURGE_MS	     5000
 #define HANDSHAKE_TIMEOUT_MS 10000
 #define CONNECT_TIMEOUT_MS   5000
 #define POOL_KEEP	     256

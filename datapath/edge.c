@@ -549,39 +549,52 @@ static const struct http_route *route_head(struct worker *w, struct conn *p, con
 
 /* ---------- accept and hand-over ---------- */
 
-void edge_accept(struct worker *w, struct conn *listener, int fd)
+/*
+ * A connection of the HTTP or HTTPS listener with its hconn, its ends read
+ * (the source, whether it is a trusted proxy), not yet counted or armed. NULL
+ * when the slab or memory is full: the peer gets an RST, counted.
+ */
+static struct conn *hconn_accept(struct worker *w, int fd, enum pstate state, uint64_t timeout_ms)
 {
 	const struct engine_config *cfg = &w->e->cfg;
 	struct conn *p = conn_new(w, CK_PLAIN, fd);
-	struct hconn *h;
+	struct hconn *h = p ? calloc(1, sizeof(*h)) : NULL;
 
-	if (!p) {
-		log_every(NLOG_WARN, "w%d: connection slab full, refusing an HTTP connection",
-			  w->id);
-		close(fd);
-		return;
-	}
-	h = calloc(1, sizeof(*h));
 	if (!h) {
-		conn_release(w, p);
+		log_every(NLOG_WARN,
+			  "w%d: connection slab or memory full, refusing a %s connection", w->id,
+			  state == PS_HEAD ? "HTTP" : "TLS");
+		if (p)
+			conn_release(w, p);
+		atomic_fetch_add(&w->st_refused_fds, 1);
+		sock_rst_on_close(fd);
 		close(fd);
-		return;
+		return NULL;
 	}
 	http_req_init(&h->req);
 	http_resp_init(&h->resp);
 	p->http = h;
 	sock_nodelay(fd);
-	p->port = listener->port;
-	p->counted = true;
-	p->state = PS_HEAD;
+	p->state = state;
 	p->last_io = w->now;
-	p->deadline = w->now + cfg->header_timeout_ms;
-	atomic_fetch_add(&w->st_conns, 1);
-	atomic_fetch_add(&w->st_conns_total, 1);
+	p->deadline = w->now + timeout_ms;
 	relay_ends(p);
 	sock_addr16_ntop(p->bind.origin_addr, h->ip, sizeof(h->ip));
 	for (unsigned i = 0; i < cfg->ntrusted && !h->trusted; i++)
 		h->trusted = cidr_match(&cfg->trusted[i], p->bind.origin_addr);
+	return p;
+}
+
+void edge_accept(struct worker *w, struct conn *listener, int fd)
+{
+	struct conn *p = hconn_accept(w, fd, PS_HEAD, w->e->cfg.header_timeout_ms);
+
+	if (!p)
+		return;
+	p->port = listener->port;
+	p->counted = true;
+	atomic_fetch_add(&w->st_conns, 1);
+	atomic_fetch_add(&w->st_conns_total, 1);
 	/* a source's unfinished heads count with its unfinished handshakes */
 	if (!relay_src_take(w, p)) {
 		conn_close(w, p, false, "too many unfinished requests from one source");
@@ -593,31 +606,13 @@ void edge_accept(struct worker *w, struct conn *listener, int fd)
 void edge_tls_accept(struct worker *w, struct conn *listener, int fd, bool tunnel)
 {
 	const struct engine_config *cfg = &w->e->cfg;
-	struct conn *p = conn_new(w, CK_PLAIN, fd);
-	struct hconn *h;
+	struct conn *p =
+	    hconn_accept(w, fd, PS_HELLO, tunnel ? HANDSHAKE_TIMEOUT_MS : cfg->header_timeout_ms);
 
-	if (!p) {
-		log_every(NLOG_WARN, "w%d: connection slab full, refusing a TLS connection", w->id);
-		close(fd);
+	if (!p)
 		return;
-	}
-	h = calloc(1, sizeof(*h));
-	if (!h) {
-		conn_release(w, p);
-		close(fd);
-		return;
-	}
-	http_req_init(&h->req);
-	http_resp_init(&h->resp);
-	p->http = h;
-	sock_nodelay(fd);
-	h->tunnel_port = tunnel;
+	p->http->tunnel_port = tunnel;
 	p->port = cfg->https_port;
-	p->state = PS_HELLO;
-	p->last_io = w->now;
-	p->deadline = w->now + (tunnel ? HANDSHAKE_TIMEOUT_MS : cfg->header_timeout_ms);
-	relay_ends(p);
-	sock_addr16_ntop(p->bind.origin_addr, h->ip, sizeof(h->ip));
 	if (!relay_src_take(w, p)) {
 		conn_close(w, p, false, "too many handshakes from one source");
 		return;

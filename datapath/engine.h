@@ -37,6 +37,13 @@ struct worker;
  * and never freed (a reconnecting tunnel gets the same object back). Fields
  * marked [home] are touched only by the tunnel's home worker while online.
  */
+/*
+ * Descriptors kept back from relayed connections (listeners, rings, BPF, logs,
+ * the store): relayd's budget is the open-file limit less these, and the
+ * client lowers its max_links to what the rest holds.
+ */
+#define FD_RESERVE 256
+
 struct tunnel {
 	char id[LINK_ID_MAX];
 	uint8_t secret[LINK_SECRET_LEN]; /* written before home is published */

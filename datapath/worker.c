@@ -263,6 +263,16 @@ bool fds_left(struct worker *w, unsigned n)
 	return used + n <= e->fd_budget;
 }
 
+/* n connections reset at accept: out of descriptors (the budget, or the limit itself) */
+static void fds_refused(struct worker *w, unsigned n)
+{
+	atomic_fetch_add(&w->st_refused_fds, n);
+	log_every(NLOG_WARN,
+		  "w%d: out of file descriptors (the open-file limit): resetting new "
+		  "connections",
+		  w->id);
+}
+
 /*
  * accept met the descriptor limit: the connections queued on c are taken with
  * the spare descriptor and reset at once (a peer is never left in the accept
@@ -289,11 +299,7 @@ static bool accept_refuse(struct worker *w, struct conn *c)
 		close(fd);
 	}
 	w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-	atomic_fetch_add(&w->st_refused_fds, n);
-	log_every(NLOG_WARN,
-		  "w%d: out of file descriptors (the open-file limit): resetting new "
-		  "connections",
-		  w->id);
+	fds_refused(w, n);
 	return n > 0;
 }
 
@@ -326,11 +332,7 @@ static void on_accept(struct worker *w, struct conn *c, int res, unsigned flags)
 	if (!fds_left(w, 1)) {
 		sock_rst_on_close(res);
 		close(res);
-		atomic_fetch_add(&w->st_refused_fds, 1);
-		log_every(NLOG_WARN,
-			  "w%d: out of file descriptors (the open-file limit): resetting new "
-			  "connections",
-			  w->id);
+		fds_refused(w, 1);
 		return;
 	}
 	w->ops->accept(w, c, res);
