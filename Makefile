@@ -56,12 +56,14 @@ BPF_CLANG ?= clang
 BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_x86 -Wall -Werror -Ibpf \
 	      -I/usr/include/$(shell $(CC) -dumpmachine)
 
+# readiness, stopping and the watchdog for a service manager (libsystemd): the daemons and the client
+SVC := common/svc.c
 RELAYD_SRC := datapath/relayd.c datapath/ctlthread.c datapath/kern.c $(ENGINE) $(BPF_SRC) $(TLS) \
-	      $(CFG) $(COMMON) $(PASSWD)
-CONTROLD_SRC := ctl/controld.c ctl/store.c ctl/api.c ctl/relaylink.c $(TLS) $(CFG) $(COMMON)
+	      $(CFG) $(COMMON) $(PASSWD) $(SVC)
+CONTROLD_SRC := ctl/controld.c ctl/store.c ctl/api.c ctl/relaylink.c $(TLS) $(CFG) $(COMMON) $(SVC)
 NAVECTL_SRC := ctl/navectl.c $(CFG) $(COMMON)
 NAVE_SRC := client/nave.c client/client.c client/webroot.c $(ENGINE) $(TLS) $(CFG) $(COMMON) \
-	    $(PASSWD)
+	    $(PASSWD) $(SVC)
 
 obj = $(patsubst %.c,$(B)/obj/%.o,$(1))
 
@@ -89,7 +91,7 @@ $(call obj,$(BPF_SRC) datapath/kern.c): $(BPF_SKELS)
 
 $(B)/nave-controld: $(call obj,$(CONTROLD_SRC))
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(SSL_LIBS) -liniparser -lsqlite3 -lmicrohttpd -ljansson -lhttp_parser $(JEMALLOC)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(SSL_LIBS) -liniparser -lsqlite3 -lmicrohttpd -ljansson -lhttp_parser -lsystemd $(JEMALLOC)
 	$(Q)./tests/check-no-openssl.sh $@
 
 $(B)/navectl: $(call obj,$(NAVECTL_SRC))
@@ -98,12 +100,12 @@ $(B)/navectl: $(call obj,$(NAVECTL_SRC))
 
 $(B)/nave: $(call obj,$(NAVE_SRC))
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(SSL_LIBS) -luring -liniparser -ljansson -lhttp_parser
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(SSL_LIBS) -luring -liniparser -ljansson -lhttp_parser -lsystemd
 	$(Q)./tests/check-no-openssl.sh $@
 
 $(B)/nave-relayd: $(call obj,$(RELAYD_SRC))
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(SSL_LIBS) -luring -liniparser -ljansson -lhttp_parser $(BPF_LIBS) $(JEMALLOC)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(SSL_LIBS) -luring -liniparser -ljansson -lhttp_parser $(BPF_LIBS) -lsystemd $(JEMALLOC)
 	$(Q)./tests/check-no-openssl.sh $@
 
 deps:

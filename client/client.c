@@ -16,6 +16,7 @@
 #include "webroot.h"
 #include "link_proto.h"
 #include "log.h"
+#include "svc.h"
 #include "msg.h"
 #include "tls/ktls.h"
 #include "tls/tls.h"
@@ -739,6 +740,7 @@ static void session_end(struct client *cl, const char *why)
 		cconn_close(&cl->cc);
 	if (cl->online) {
 		log_warn("control link lost: %s", why);
+		svc_status("offline: %s; reconnecting", why);
 		memset(&mb, 0, sizeof(mb));
 		mb.type = MB_SESSION_END;
 		engine_post(cl->eng, 0, &mb);
@@ -828,6 +830,7 @@ static void try_connect(struct client *cl)
 	log_info("connected to %s as tunnel %s (%s, %s)", cl->cfg->server, cl->tunnel_id,
 		 SSL_CIPHER_get_name(SSL_get_current_cipher(cl->cc.ssl)),
 		 SSL_get_curve_name(SSL_get_curve_id(cl->cc.ssl)) ?: "?");
+	svc_status("connected to %s as tunnel %s", cl->cfg->server, cl->tunnel_id);
 	session_start(cl, m);
 	json_decref(m);
 }
@@ -1362,6 +1365,7 @@ int client_run(struct cfg_client *c)
 	uint16_t port;
 	sigset_t set;
 	unsigned long fd_limit;
+	uint64_t wd, wd_last;
 	int sfd, rc;
 
 	if (!cl)
@@ -1469,12 +1473,20 @@ int client_run(struct cfg_client *c)
 	}
 	log_info("nave %s starting: server %s, %u rule(s), control socket %s", NAVE_VERSION,
 		 c->server, cl->nrules, c->socket);
+	svc_ready("connecting to %s", c->server);
+	wd = svc_watchdog_ms();
+	wd_last = now_ms();
 	while (!cl->quit) {
 		struct pollfd p[3 + LOCAL_MAX];
 		unsigned n = 0, li[LOCAL_MAX];
 		uint64_t now = now_ms();
 		json_t *m;
 
+		if (wd && now - wd_last >= wd / 2) {
+			wd_last = now;
+			if (engine_alive(cl->eng))
+				svc_watchdog();
+		}
 		if (cl->cc.fd < 0 && now >= cl->next_try) {
 			try_connect(cl);
 			continue;
@@ -1541,6 +1553,7 @@ int client_run(struct cfg_client *c)
 			if (p[i].revents & (POLLIN | POLLHUP))
 				local_read(cl, &cl->locals[li[i - base]]);
 	}
+	svc_stopping();
 	if (cl->cc.fd >= 0)
 		cconn_close(&cl->cc);
 	engine_stop(cl->eng, 5000);

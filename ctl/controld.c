@@ -26,6 +26,7 @@
 #include "ctl/relaylink.h"
 #include "ctl/store.h"
 #include "log.h"
+#include "svc.h"
 #include "util.h"
 
 #define API_POLLFDS 256
@@ -134,6 +135,7 @@ static int run(const struct cfg_server *cfg)
 	bool relay_bound = false, ctl_bound = false;
 	const char *dirs[2];
 	sigset_t sigs;
+	uint64_t wd, wd_last;
 	int sfd = -1, lfd, ret;
 
 	if (join_path(db, sizeof(db), cfg->state_dir, "nave.db") ||
@@ -207,6 +209,9 @@ static int run(const struct cfg_server *cfg)
 	}
 	log_info("nave-controld %s started: store %s (schema v%d), admin API on %s, relayd on %s",
 		 NAVE_VERSION, db, store_schema_version(st), ctl_sock, relay_sock);
+	svc_ready("admin API on %s, relayd on %s", ctl_sock, relay_sock);
+	wd = svc_watchdog_ms();
+	wd_last = now_ms();
 
 	for (;;) {
 		int n = 0, nrl, napi, timeout = -1;
@@ -220,6 +225,12 @@ static int run(const struct cfg_server *cfg)
 		n += napi;
 		if (timeout < 0 || timeout > 1000)
 			timeout = 1000; /* rate-limited log summaries are due now and then */
+		if (wd && timeout > (int)(wd / 2))
+			timeout = (int)(wd / 2);
+		if (wd && now_ms() - wd_last >= wd / 2) {
+			svc_watchdog(); /* the loop turns: the store and the API answer */
+			wd_last = now_ms();
+		}
 		if (poll(pfd, (nfds_t)n, timeout) < 0) {
 			if (errno == EINTR)
 				continue;
@@ -232,6 +243,7 @@ static int run(const struct cfg_server *cfg)
 
 			if (read(sfd, &si, sizeof(si)) == sizeof(si)) {
 				log_info("signal %u: stopping", si.ssi_signo);
+				svc_stopping();
 				ret = 0;
 				break;
 			}

@@ -1746,6 +1746,7 @@ static void *ctl_main(void *arg)
 {
 	struct ctlthread *ct = arg;
 
+	pthread_setname_np(pthread_self(), "control");
 	while (!ct->stop) {
 		if (now_ms() >= ct->next_certs) {
 			certs_load(ct);

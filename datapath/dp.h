@@ -207,6 +207,8 @@ struct worker {
 	_Atomic uint64_t st_ktls, st_ktls_fallback;
 	_Atomic uint64_t st_fw_refused;
 	_Atomic uint64_t st_http_req, st_http_err[8], st_http_ktls;
+	_Atomic uint64_t st_ticks;  /* the watchdog's sign of life */
+	uint64_t ticks_seen;	    /* [the thread calling engine_alive] */
 	struct cidr_table *fw;	    /* relay: the firewall lists (MB_FIREWALL), NULL = none */
 	struct http_routes *routes; /* relay: the HTTP routes (MB_ROUTES), NULL = none */
 	struct http_routes *certs;  /* relay: the HTTPS edge's certificates (MB_CERTS) */

@@ -245,6 +245,8 @@ static void *authq_main(void *arg)
 	struct authq *q = arg;
 	struct engine *e = q->e;
 
+	pthread_setname_np(pthread_self(), "basic-auth");
+
 	pthread_mutex_lock(&e->aq_lock);
 	for (;;) {
 		struct auth_job *j;

@@ -206,6 +206,11 @@ unsigned long engine_fd_budget(const struct engine *e);
 int engine_post(struct engine *e, int worker, const struct mb_msg *m);
 /* Sums the workers' counters (relaxed reads). */
 void engine_stats(struct engine *e, struct engine_stats *out);
+/*
+ * true when every worker has ticked since the last call (one caller thread):
+ * the watchdog pings only then, so a stuck worker gets the daemon restarted.
+ */
+bool engine_alive(struct engine *e);
 /* Tells every worker to drain and waits for them (at most timeout_ms). */
 void engine_stop(struct engine *e, unsigned timeout_ms);
 /* Frees a stopped engine (NULL-safe); nothing may call into it after this. */

@@ -13,6 +13,7 @@
 #include "sock.h"
 #include "tls/tls.h"
 #include "xprt_tls.h"
+#include "svc.h"
 #include "util.h"
 
 #include <errno.h>
@@ -21,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define DRAIN_MS	    5000
@@ -70,6 +72,39 @@ static void reserve_range(const struct cfg_server *c)
 			 lo, hi, a, b);
 	if (f)
 		fclose(f);
+}
+
+/*
+ * Waits for SIGTERM or SIGINT. Under a service manager's watchdog it wakes
+ * twice per period and pings only while every worker still ticks.
+ */
+static int wait_signal(const sigset_t *set, struct engine *eng)
+{
+	uint64_t wd = svc_watchdog_ms();
+	int sig;
+
+	for (;;) {
+		if (!wd) {
+			if (sigwait(set, &sig) != 0)
+				return SIGTERM;
+		} else {
+			struct timespec ts = {.tv_sec = (time_t)(wd / 2000),
+					      .tv_nsec = (long)(wd / 2 % 1000) * 1000000L};
+
+			sig = sigtimedwait(set, NULL, &ts);
+			if (sig < 0) {
+				if (errno == EAGAIN && engine_alive(eng))
+					svc_watchdog();
+				else if (errno == EAGAIN)
+					log_warn(
+					    "a worker has not ticked for %llu ms: no watchdog ping",
+					    (unsigned long long)(wd / 2));
+				continue;
+			}
+		}
+		if (sig == SIGTERM || sig == SIGINT)
+			return sig;
+	}
 }
 
 int main(int argc, char **argv)
@@ -329,11 +364,12 @@ int main(int argc, char **argv)
 			 "[tunnel] max_links (%u): past it new connections are reset (raise "
 			 "ulimit -n / LimitNOFILE)",
 			 engine_fd_budget(eng) / 2, cfg.max_links);
-	do {
-		if (sigwait(&set, &sig) != 0)
-			sig = SIGTERM;
-	} while (sig != SIGTERM && sig != SIGINT);
+	svc_ready("%u worker(s), tunnels on %s:%u, kTLS %s, steering %s", engine_workers(eng),
+		  cfg.address, cfg.tunnel_port ? cfg.tunnel_port : cfg.https_port, ktls,
+		  kern_steering_name(kern));
+	sig = wait_signal(&set, eng);
 	log_info("signal %d: draining (up to %d ms)", sig, DRAIN_MS);
+	svc_stopping();
 	engine_stop(eng, DRAIN_MS);
 	rc = 0;
 out:

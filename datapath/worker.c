@@ -467,6 +467,7 @@ static void on_tick(struct worker *w)
 	}
 	w->ops->tick(w);
 	log_limit_flush();
+	atomic_fetch_add_explicit(&w->st_ticks, 1, memory_order_relaxed);
 }
 
 /* ---------- the loop ---------- */
@@ -584,9 +585,14 @@ static void *worker_main(void *arg)
 	struct worker *w = arg;
 	struct io_uring_cqe *cqe;
 	cpu_set_t set;
+	char name[16];
 	/* liburing 2.3 declares io_uring_enable_rings() but does not export it */
 	long r =
 	    syscall(__NR_io_uring_register, w->ring.ring_fd, IORING_REGISTER_ENABLE_RINGS, NULL, 0);
+
+	/* top -H, ps -L and the watchdog test tell the threads apart by name */
+	snprintf(name, sizeof(name), "worker%d", w->id);
+	pthread_setname_np(pthread_self(), name);
 
 	if (r < 0) {
 		log_error("w%d: cannot enable the io_uring: %s", w->id, strerror(errno));
@@ -805,6 +811,21 @@ unsigned long engine_fd_budget(const struct engine *e)
 unsigned engine_workers(const struct engine *e)
 {
 	return e->n;
+}
+
+bool engine_alive(struct engine *e)
+{
+	bool alive = true;
+
+	for (unsigned i = 0; i < e->n; i++) {
+		struct worker *w = &e->w[i];
+		uint64_t t = atomic_load_explicit(&w->st_ticks, memory_order_relaxed);
+
+		if (t == w->ticks_seen)
+			alive = false;
+		w->ticks_seen = t;
+	}
+	return alive;
 }
 
 void engine_stats(struct engine *e, struct engine_stats *s)

@@ -219,6 +219,7 @@ class Proc:
         self.cwd = cwd
         self.proc = None
         self.rc = None
+        self.env = None  # None: the test's own environment
 
     def start(self):
         with open(self.log_path, "ab") as f:
@@ -226,7 +227,7 @@ class Proc:
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             self.cmd, cwd=self.cwd, stdin=subprocess.DEVNULL, stdout=self.log,
-            stderr=subprocess.STDOUT,
+            stderr=subprocess.STDOUT, env=self.env,
         )
         self.rc = None
         return self
