@@ -5,6 +5,7 @@
 #   make V=1        show commands
 #   make deps | run [CONFIG=FILE] | demo | test | bench | bench-splice | lint | fuzz | clean
 #   make ktls-test [KTLS=on|auto|off]   the kTLS suite in a QEMU guest (tests/ktls/)
+#   make install [DESTDIR=DIR] [PREFIX=/usr/local] | uninstall | deb   (packaging/README.md)
 
 SAN ?= 0
 V ?= 0
@@ -27,7 +28,9 @@ B := build
 SANFLAGS :=
 # the datapath's hot path crosses modules (stream.c, xprt*.c, worker.c): LTO inlines across them
 OPT := -O2 -g -flto=auto
-JEMALLOC := -ljemalloc
+# --no-as-needed: under LTO malloc is a builtin the linker does not see as undefined when it
+# decides which --as-needed libraries are used, and jemalloc was dropped silently
+JEMALLOC := -Wl,--no-as-needed -ljemalloc -Wl,--as-needed
 endif
 
 CC ?= cc
@@ -69,7 +72,8 @@ obj = $(patsubst %.c,$(B)/obj/%.o,$(1))
 
 BINS := $(B)/nave-relayd $(B)/nave-controld $(B)/navectl $(B)/nave
 
-.PHONY: all deps run demo test unit integration ktls-test fuzz bench bench-splice lint clean check-boringssl
+.PHONY: all deps run demo test unit integration ktls-test fuzz bench bench-splice lint clean check-boringssl \
+	install uninstall deb
 all: $(BINS)
 
 $(B)/obj/%.o: %.c
@@ -184,6 +188,56 @@ $(B)/bench/ktls_splice: bench/ktls_splice.c $(call obj,$(TLS) common/util.c comm
 
 bench-splice: $(B)/bench/ktls_splice
 	$(Q)./bench/ktls_splice.sh $(B)/bench/ktls_splice
+
+# ---------- install, deb (packaging/README.md) ----------
+# make install DESTDIR=... PREFIX=...: the binaries, man pages, the appliance
+# config (never over an existing one), systemd units with these paths in them,
+# and the sysctl, tmpfiles and sysusers snippets.
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+SBINDIR ?= $(PREFIX)/sbin
+MANDIR ?= $(PREFIX)/share/man
+SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+SYSCTLDIR ?= $(PREFIX)/lib/sysctl.d
+TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+UNITS := nave-controld.service nave-relayd.service nave-client@.service
+MAN_PAGES := $(wildcard man/*.[158])
+
+install: all
+	$(Q)install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR) $(DESTDIR)$(SYSCONFDIR)/nave \
+		$(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSCTLDIR) $(DESTDIR)$(TMPFILESDIR) \
+		$(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 \
+		$(DESTDIR)$(MANDIR)/man8
+	$(Q)install -m 0755 $(B)/nave $(B)/navectl $(DESTDIR)$(BINDIR)/
+	$(Q)install -m 0755 $(B)/nave-relayd $(B)/nave-controld $(DESTDIR)$(SBINDIR)/
+	$(Q)for m in $(MAN_PAGES); do \
+		install -m 0644 $$m $(DESTDIR)$(MANDIR)/man$${m##*.}/; done
+	$(Q)[ -e $(DESTDIR)$(SYSCONFDIR)/nave/nave.ini ] || \
+		install -m 0640 appliance/nave.ini $(DESTDIR)$(SYSCONFDIR)/nave/nave.ini
+	$(Q)for u in $(UNITS); do \
+		sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SBINDIR@|$(SBINDIR)|g' \
+		    -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' packaging/systemd/$$u.in \
+		    > $(DESTDIR)$(UNITDIR)/$$u && chmod 0644 $(DESTDIR)$(UNITDIR)/$$u; done
+	$(Q)install -m 0644 packaging/sysctl.d/50-nave.conf $(DESTDIR)$(SYSCTLDIR)/
+	$(Q)install -m 0644 packaging/tmpfiles.d/nave.conf $(DESTDIR)$(TMPFILESDIR)/
+	$(Q)install -m 0644 packaging/sysusers.d/nave.conf $(DESTDIR)$(SYSUSERSDIR)/
+	@echo "installed under $(DESTDIR)$(PREFIX) (config: $(DESTDIR)$(SYSCONFDIR)/nave/nave.ini)"
+
+# the config and the state (/var/lib/nave) stay
+uninstall:
+	$(Q)rm -f $(DESTDIR)$(BINDIR)/nave $(DESTDIR)$(BINDIR)/navectl \
+		$(DESTDIR)$(SBINDIR)/nave-relayd $(DESTDIR)$(SBINDIR)/nave-controld \
+		$(addprefix $(DESTDIR)$(UNITDIR)/,$(UNITS)) $(DESTDIR)$(SYSCTLDIR)/50-nave.conf \
+		$(DESTDIR)$(TMPFILESDIR)/nave.conf $(DESTDIR)$(SYSUSERSDIR)/nave.conf \
+		$(foreach m,$(MAN_PAGES),$(DESTDIR)$(MANDIR)/man$(subst .,,$(suffix $(m)))/$(notdir $(m)))
+
+# make deb: build/nave_VERSION_ARCH.deb, dpkg-deb from a tree staged by make
+# install (packaging/mkdeb.sh); never with SAN=1.
+deb: all
+	$(Q)[ "$(SAN)" != 1 ] || { echo "make deb: not from the sanitizer build"; exit 2; }
+	$(Q)./packaging/mkdeb.sh $(B)
 
 lint:
 	$(Q)clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
