@@ -1462,6 +1462,7 @@ int client_run(struct cfg_client *c)
 	ec.ops.rule_find = op_rule_find;
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
 	sigaddset(&set, SIGINT);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
@@ -1531,10 +1532,16 @@ int client_run(struct cfg_client *c)
 			break;
 		log_limit_flush();
 		if (p[0].revents & POLLIN) {
-			struct signalfd_siginfo si;
+			struct signalfd_siginfo si = {.ssi_signo = 0};
 
-			if (read(sfd, &si, sizeof(si)) > 0)
-				log_info("signal %u: stopping", si.ssi_signo);
+			if (read(sfd, &si, sizeof(si)) > 0 && si.ssi_signo == SIGHUP) {
+				/* a reload of a unit: nothing to re-read, the config is the
+				 * client's */
+				log_info("SIGHUP: nothing to reload (the client keeps its config "
+					 "itself; restart it to read an edited one)");
+				continue;
+			}
+			log_info("signal %u: stopping", si.ssi_signo);
 			break;
 		}
 		if (p[1].revents & POLLIN)

@@ -22,8 +22,9 @@
 #define LINE_MAX (4 * MSG_MAX + 160)
 
 static const char *log_prog = "nave";
-static int log_level = NLOG_INFO;
-static bool log_json;
+/* atomic: a reload (SIGHUP) changes them while other threads log */
+static _Atomic int log_level = NLOG_INFO;
+static _Atomic bool log_json;
 static const char *const log_names[] = {"debug", "info", "warn", "error"};
 
 static pthread_mutex_t limit_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -143,13 +144,14 @@ static void log_write(int level, const char *msg)
 	char line[LINE_MAX], esc[4 * MSG_MAX + 8], when[32];
 	struct timespec ts;
 	struct tm tm;
+	bool json = log_json; /* one format per line, whatever a reload does */
 	int n;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
 	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
-	log_escape(msg, strlen(msg), esc, sizeof(esc), log_json);
-	if (log_json)
+	log_escape(msg, strlen(msg), esc, sizeof(esc), json);
+	if (json)
 		n = snprintf(
 		    line, sizeof(line),
 		    "{\"time\":\"%s.%03ldZ\",\"level\":\"%s\",\"prog\":\"%s\",\"msg\":\"%s\"}\n",
@@ -162,7 +164,7 @@ static void log_write(int level, const char *msg)
 	if (n > (int)sizeof(line) - 1) {
 		/* cut, but keep the line a line (and JSON closed) */
 		n = (int)sizeof(line) - 1;
-		if (log_json)
+		if (json)
 			memcpy(line + n - 3, "\"}\n", 3);
 		else
 			line[n - 1] = '\n';

@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <systemd/sd-daemon.h>
+#include <time.h>
 
 static void notify_status(const char *head, const char *fmt, va_list ap)
 {
@@ -34,6 +35,16 @@ void svc_status(const char *fmt, ...)
 	va_start(ap, fmt);
 	notify_status("", fmt, ap);
 	va_end(ap);
+}
+
+void svc_reloading(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading",
+		   (unsigned long long)ts.tv_sec * 1000000ull +
+		       (unsigned long long)ts.tv_nsec / 1000);
 }
 
 void svc_stopping(void)

@@ -14,6 +14,8 @@
 void svc_ready(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* STATUS= alone. */
 void svc_status(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* RELOADING=1: a reload began; svc_ready() says it is over. */
+void svc_reloading(void);
 /* STOPPING=1: draining, then exit. */
 void svc_stopping(void);
 /*

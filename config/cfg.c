@@ -1515,6 +1515,42 @@ int cfg_server_load(struct cfg_server *c, const char *path, char *err, size_t er
 	return ret < 0 ? -1 : 0;
 }
 
+unsigned cfg_server_diff(const struct cfg_server *a, const struct cfg_server *b, char *out,
+			 size_t outlen)
+{
+	unsigned n = 0;
+	size_t len = 0;
+
+	if (outlen)
+		out[0] = '\0';
+	for (size_t i = 0; i < ARRAY_SIZE(server_rows); i++) {
+		const struct cfg_row *r = &server_rows[i];
+		const char *pa = (const char *)a + r->off, *pb = (const char *)b + r->off;
+		bool same = row_is_string(r) ? !strncmp(pa, pb, r->size) : !memcmp(pa, pb, r->size);
+		int w;
+
+		if (same && r->type == R_RANGE)
+			same =
+			    !memcmp((const char *)a + r->off2, (const char *)b + r->off2, r->size);
+		if (same)
+			continue;
+		n++;
+		if (len >= outlen)
+			continue;
+		w = snprintf(out + len, outlen - len, "%s[%s] %s", n > 1 ? ", " : "", r->section,
+			     r->key);
+		if (w < 0 || (size_t)w >= outlen - len) {
+			/* cut short: end with "..." where it fits */
+			if (outlen >= 4)
+				memcpy(out + outlen - 4, "...", 4);
+			len = outlen;
+		} else {
+			len += (size_t)w;
+		}
+	}
+	return n;
+}
+
 void cfg_server_print(const struct cfg_server *c, FILE *out)
 {
 	char val[CFG_PATH_MAX + 8], shown[80];

@@ -80,6 +80,12 @@ int cfg_server_load(struct cfg_server *c, const char *path, char *err, size_t er
 /* Prints the effective configuration as INI (for --check). */
 void cfg_server_print(const struct cfg_server *c, FILE *out);
 /*
+ * The keys whose values differ between a and b, as "[section] key" joined by
+ * ", " into out (cut short with "..." when it is full). Returns how many.
+ */
+unsigned cfg_server_diff(const struct cfg_server *a, const struct cfg_server *b, char *out,
+			 size_t outlen);
+/*
  * The next item of a list value (R_DOMAINS, R_CIDRS: items between ',' or
  * blanks): copies it to out and returns where the rest starts, or NULL at
  * the end. Use: for (p = v; (p = cfg_list_next(p, item, sizeof(item)));)

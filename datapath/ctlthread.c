@@ -108,6 +108,7 @@ struct ctlthread {
 	pthread_t thread;
 	bool running; /* the thread was started */
 	_Atomic bool stop;
+	_Atomic bool certs_now; /* a reload: read the certificate directory now */
 	char fingerprint[128];
 	char ktls[64], steering[64];
 	struct kern *kern; /* steering and XDP (kern.h); relayd owns it */
@@ -1748,6 +1749,10 @@ static void *ctl_main(void *arg)
 
 	pthread_setname_np(pthread_self(), "control");
 	while (!ct->stop) {
+		if (atomic_exchange(&ct->certs_now, false)) {
+			ct->certs_sig = 0; /* even a change its signature would miss */
+			ct->next_certs = 0;
+		}
 		if (now_ms() >= ct->next_certs) {
 			certs_load(ct);
 			ct->next_certs = now_ms() + CERTS_MS;
@@ -1843,6 +1848,15 @@ int ctlthread_start(struct ctlthread *ct, struct engine *e)
 	r = pthread_create(&ct->thread, NULL, ctl_main, ct);
 	ct->running = r == 0;
 	return -r;
+}
+
+void ctlthread_reload(struct ctlthread *ct)
+{
+	uint64_t one = 1;
+
+	atomic_store(&ct->certs_now, true);
+	if (write(ct->efd, &one, sizeof(one)) < 0)
+		log_error("control thread: eventfd write: %s", strerror(errno));
 }
 
 void ctlthread_stop(struct ctlthread *ct)

@@ -20,6 +20,8 @@ int ctlthread_init(struct ctlthread **out, const struct cfg_server *cfg, const c
 /* Starts the thread once the engine runs. 0 or -errno. */
 int ctlthread_start(struct ctlthread *ct, struct engine *e);
 /* Stops the thread (after the engine drained). */
+/* A reload (SIGHUP): the HTTP certificate directory is read again now. */
+void ctlthread_reload(struct ctlthread *ct);
 void ctlthread_stop(struct ctlthread *ct);
 
 #endif

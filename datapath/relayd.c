@@ -74,11 +74,55 @@ static void reserve_range(const struct cfg_server *c)
 		fclose(f);
 }
 
+struct reload {
+	const char *path;	      /* the --config file; NULL: the embedded default */
+	const struct cfg_server *run; /* what relayd started with */
+	struct ctlthread *ct;
+};
+
 /*
- * Waits for SIGTERM or SIGINT. Under a service manager's watchdog it wakes
- * twice per period and pings only while every worker still ticks.
+ * SIGHUP (systemctl reload): the config is read again. What applies live: the
+ * log level and format, and the HTTP certificates (their directory is read
+ * again at once). Every other change is named in one line and waits for the
+ * next restart; a config that does not load changes nothing.
  */
-static int wait_signal(const sigset_t *set, struct engine *eng)
+static void reload(const struct reload *r)
+{
+	struct cfg_server *n = malloc(sizeof(*n)), *cmp = malloc(sizeof(*cmp));
+	char err[CFG_ERR_MAX], changed[512];
+	unsigned k;
+
+	svc_reloading();
+	if (!n || !cmp) {
+		log_error("reload: out of memory: the running configuration stays");
+		goto out;
+	}
+	if (cfg_server_load(n, r->path, err, sizeof(err)) < 0) {
+		log_error("reload: %s: the running configuration stays", err);
+		goto out;
+	}
+	log_init("nave-relayd", n->log_level, n->log_json);
+	ctlthread_reload(r->ct);
+	*cmp = *r->run;
+	cmp->log_level = n->log_level;
+	cmp->log_json = n->log_json;
+	k = cfg_server_diff(cmp, n, changed, sizeof(changed));
+	log_info("reload: %s read: log level and format applied, HTTP certificates read again",
+		 r->path ? r->path : "(embedded default)");
+	if (k)
+		log_warn("reload: %u change(s) wait for a restart: %s", k, changed);
+out:
+	free(n);
+	free(cmp);
+	svc_ready("reloaded");
+}
+
+/*
+ * Waits for SIGTERM or SIGINT, reloading on SIGHUP. Under a service manager's
+ * watchdog it wakes twice per period and pings only while every worker still
+ * ticks.
+ */
+static int wait_signal(const sigset_t *set, struct engine *eng, const struct reload *r)
 {
 	uint64_t wd = svc_watchdog_ms();
 	int sig;
@@ -102,7 +146,9 @@ static int wait_signal(const sigset_t *set, struct engine *eng)
 				continue;
 			}
 		}
-		if (sig == SIGTERM || sig == SIGINT)
+		if (sig == SIGHUP)
+			reload(r);
+		else if (sig == SIGTERM || sig == SIGINT)
 			return sig;
 	}
 }
@@ -122,6 +168,7 @@ int main(int argc, char **argv)
 	struct engine_config ec;
 	struct engine *eng = NULL;
 	struct ctlthread *ct = NULL;
+	struct reload rl;
 	char err[CFG_ERR_MAX], fpr[TLS_FPR_LEN] = "";
 	const char *ktls;
 	struct kern *kern = NULL;
@@ -308,6 +355,7 @@ int main(int argc, char **argv)
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	if (engine_start(&eng, &ec, err, sizeof(err)) < 0) {
 		/* the engine closed the tunnel listeners */
@@ -367,7 +415,10 @@ int main(int argc, char **argv)
 	svc_ready("%u worker(s), tunnels on %s:%u, kTLS %s, steering %s", engine_workers(eng),
 		  cfg.address, cfg.tunnel_port ? cfg.tunnel_port : cfg.https_port, ktls,
 		  kern_steering_name(kern));
-	sig = wait_signal(&set, eng);
+	rl.path = path;
+	rl.run = &cfg;
+	rl.ct = ct;
+	sig = wait_signal(&set, eng, &rl);
 	log_info("signal %d: draining (up to %d ms)", sig, DRAIN_MS);
 	svc_stopping();
 	engine_stop(eng, DRAIN_MS);

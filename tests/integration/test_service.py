@@ -192,3 +192,69 @@ def test_no_notify_socket_no_messages(tmp_path, procs, notify):
     assert not notify.msgs
     srv.stop_relayd()
     srv.stop_controld()
+
+
+def test_sighup_reloads_without_dropping_a_transfer(tmp_path, procs, notify, svc):
+    """SIGHUP (systemctl reload) mid-transfer: the transfer stays exact; the new
+    log level applies at once; a change that cannot apply live is named in one
+    line; RELOADING=1 then READY=1 go to the service manager; a config that no
+    longer loads changes nothing and the daemon goes on."""
+    srv = nt.Server(tmp_path, procs)
+    for p in (srv.controld, srv.relayd):
+        p.env = notify.env(watchdog_us=0)
+    srv.start()
+    c = nt.Client(srv, tmp_path, procs).configure().start()
+    port = c.tcp_add(svc.port)
+    original = srv.ini.read_text()
+
+    # warn: the "reload: ... read" info line must not show, the warning must;
+    # another http port is a change for the next restart
+    srv.ini.write_text(original.replace("log_level = debug", "log_level = warn")
+                       .replace(f"http = {srv.http}", f"http = {nt.free_port()}"))
+    def reload_both():
+        """halfway through the transfer: both daemons reload, and say they are done"""
+        for p in (srv.relayd, srv.controld):
+            n0 = len(notify.of(p.pid, "READY"))
+            p.signal(signal.SIGHUP)
+            nt.wait_for(lambda: len(notify.of(p.pid, "READY")) > n0, 30,
+                        f"READY=1 after {p.name}'s reload")
+            assert notify.of(p.pid, "RELOADING"), f"{p.name}: no RELOADING=1"
+
+    nt.exchange(port, 32 * nt.MiB, midway=reload_both)
+    for p in (srv.relayd, srv.controld):
+        assert p.alive(), f"{p.name} exited on SIGHUP:\n{nt.tail(p.output())}"
+        out = p.output()
+        assert "reload: 1 change(s) wait for a restart: [listen] http" in out, nt.tail(out)
+        assert "reload: " + str(srv.ini) + " read" not in out, "info line shown at log_level = warn"
+    nt.works(port)
+
+    # a config that does not load: said in one line, nothing changes
+    srv.ini.write_text(original + "[tunnel]\nno_such_key = 1\n")
+    for p in (srv.relayd, srv.controld):
+        p.signal(signal.SIGHUP)
+        nt.wait_for(lambda: "the running configuration stays" in p.output(), 30,
+                    f"{p.name}'s refusal of the broken config")
+        line = [x for x in p.output().splitlines() if "the running configuration stays" in x][0]
+        assert "no_such_key" in line, line
+    nt.works(port)
+
+    # back to debug: the info line shows again and nothing waits for a restart
+    srv.ini.write_text(original)
+    for p in (srv.relayd, srv.controld):
+        p.signal(signal.SIGHUP)
+        nt.wait_for(lambda: f"reload: {srv.ini} read" in p.output(), 30, f"{p.name}'s reload")
+    assert srv.relayd.output().count("wait for a restart") == 1
+    nt.works(port)
+    for name, proc in (("nave", c.proc), ("nave-relayd", srv.relayd),
+                       ("nave-controld", srv.controld)):
+        nt.check_exit(name, proc.stop(), proc.output())
+
+
+def test_sighup_does_not_stop_the_client(tmp_path, procs, svc):
+    srv = nt.Server(tmp_path, procs).start()
+    c = nt.Client(srv, tmp_path, procs).configure().start()
+    port = c.tcp_add(svc.port)
+    c.proc.signal(signal.SIGHUP)
+    nt.wait_for(lambda: "SIGHUP: nothing to reload" in c.proc.output(), 30, "the client's answer")
+    assert c.proc.alive()
+    nt.works(port)

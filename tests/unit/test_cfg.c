@@ -834,6 +834,48 @@ static int teardown(void **state)
 	return system(cmd) == 0 ? 0 : -1;
 }
 
+/* cfg_server_diff: what a reload reports as waiting for a restart */
+static void test_server_diff(void **state)
+{
+	static struct cfg_server a, b;
+	char err[CFG_ERR_MAX], out[256], tiny[12];
+
+	(void)state;
+	assert_int_equal(
+	    cfg_server_load(&a, write_tmp("[server]\ndomain = a.example\n"), err, sizeof(err)), 0);
+	assert_int_equal(
+	    cfg_server_load(&b, write_tmp("[server]\ndomain = a.example\n"), err, sizeof(err)), 0);
+	assert_int_equal(cfg_server_diff(&a, &b, out, sizeof(out)), 0);
+	assert_string_equal(out, "");
+	/* a shorter string over a longer default: equal values, whatever follows the NUL */
+	assert_int_equal(
+	    cfg_server_load(&b,
+			    write_tmp("[server]\ndomain = a.example\nlog_level = warn\n"
+				      "[listen]\nhttp = 81\n[ports]\nrange = 22000-22500\n"
+				      "[http]\ntrusted_proxies = 10.0.0.0/8\n"),
+			    err, sizeof(err)),
+	    0);
+	assert_int_equal(cfg_server_diff(&a, &b, out, sizeof(out)), 4);
+	assert_string_equal(out, "[server] log_level, [listen] http, [ports] range, "
+				 "[http] trusted_proxies");
+	/* the high end of a range alone counts */
+	assert_int_equal(cfg_server_load(&b,
+					 write_tmp("[server]\ndomain = a.example\n"
+						   "[ports]\nrange = 22000-22998\n"),
+					 err, sizeof(err)),
+			 0);
+	assert_int_equal(cfg_server_diff(&a, &b, out, sizeof(out)), 1);
+	assert_string_equal(out, "[ports] range");
+	/* cut short, still a string, still counted */
+	assert_int_equal(
+	    cfg_server_load(&b, write_tmp("[server]\ndomain = b.example\nlog_level = warn\n"), err,
+			    sizeof(err)),
+	    0);
+	assert_int_equal(cfg_server_diff(&a, &b, tiny, sizeof(tiny)), 2);
+	assert_int_equal(strlen(tiny), sizeof(tiny) - 1);
+	assert_string_equal(tiny + sizeof(tiny) - 4, "...");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -852,6 +894,7 @@ int main(void)
 	    cmocka_unit_test(test_client_ktls),
 	    cmocka_unit_test(test_client_server_values),
 	    cmocka_unit_test(test_client_default_path),
+	    cmocka_unit_test(test_server_diff),
 	    cmocka_unit_test(test_duration),
 	    cmocka_unit_test(test_hostport),
 	    cmocka_unit_test(test_valid_name),
