@@ -10,8 +10,10 @@
 # and the summary line says which. NAVE_TEST_QUICK=1 skips the sanitizer
 # integration stage, the slowest one, for local iteration; CI never sets it.
 # After the integration stage, the kTLS suite runs in a QEMU guest with Debian's
-# kernel (make ktls-test, tests/ktls/): a machine that cannot boot the guest
-# skips it loudly with the reason; any other failure fails the run.
+# kernel (make ktls-test, tests/ktls/), then the Debian package is installed
+# and run under systemd in another (make appliance-test, tests/appliance/): a
+# machine that cannot boot the guest skips them loudly with the reason; any
+# other failure fails the run.
 set -eu
 
 cd "$(dirname "$0")/.."
@@ -34,7 +36,7 @@ fi
 # off runs the same suite over userspace TLS and skips the kTLS counters).
 KTLS_MODE=${NAVE_TEST_KTLS:-on}
 
-TOTAL=11
+TOTAL=12
 passed=0
 failed=0
 skipped=0
@@ -76,21 +78,23 @@ skip()
 	echo "#### [$((passed + failed + skipped))/$TOTAL] $1: skipped ($2)"
 }
 
-# ktls_stage [SAN=1]: make ktls-test in the guest (the sanitizer build with
-# SAN=1). guest.sh exit 77 (no QEMU, no Debian kernel, the guest did not boot)
-# is a skip with the reason, printed loudly.
-ktls_stage()
+# guest_stage NAME TARGET [ARGS...]: make TARGET in a QEMU guest (the kTLS
+# suite, the appliance suite). guest.sh exit 77 (no QEMU, no Debian kernel, the
+# guest did not boot) is a skip with the reason, printed loudly.
+guest_stage()
 {
-	name="ktls (guest, KTLS=$KTLS_MODE${1:+, $1})"
-	why=$(mktemp /tmp/nave-ktls-skip.XXXXXX)
+	name=$1
+	shift
+	why=$(mktemp /tmp/nave-guest-skip.XXXXXX)
 	echo
-	echo "#### [$((passed + failed + skipped + 1))/$TOTAL] $name: make ktls-test KTLS=$KTLS_MODE $*"
+	echo "#### [$((passed + failed + skipped + 1))/$TOTAL] $name: make $*"
 	t0=$(date +%s)
-	if NAVE_GUEST_SKIPPED="$why" make ktls-test KTLS="$KTLS_MODE" "$@"; then
+	if NAVE_GUEST_SKIPPED="$why" make "$@"; then
 		if [ -s "$why" ]; then
 			skipped=$((skipped + 1))
 			note="#### SKIPPED: $name: $(cat "$why")"
-			skip_notes="$skip_notes$note"
+			skip_notes="$skip_notes$note
+"
 			echo "####"
 			echo "$note"
 			echo "####"
@@ -109,6 +113,12 @@ ktls_stage()
 	fi
 }
 
+# ktls_stage [SAN=1]: make ktls-test in the guest (the sanitizer build with SAN=1)
+ktls_stage()
+{
+	guest_stage "ktls (guest, KTLS=$KTLS_MODE${1:+, $1})" ktls-test KTLS="$KTLS_MODE" "$@"
+}
+
 stage "lint" make lint
 stage "build" make -j2
 stage "unit" make unit
@@ -117,6 +127,8 @@ stage "unit" make unit
 stage "integration (steering = bpf)" make integration STEERING=bpf
 stage "integration (steering = listeners)" make integration STEERING=listeners
 ktls_stage
+# The Debian package installed and run under systemd in a guest (tests/appliance/)
+guest_stage "appliance (guest, systemd)" appliance-test
 stage "build (SAN)" make -j2 SAN=1
 stage "unit (SAN)" env ASAN_OPTIONS="$SAN_ASAN" UBSAN_OPTIONS="$SAN_UBSAN" make SAN=1 unit
 if [ "${NAVE_TEST_QUICK:-0}" = 1 ]; then

@@ -5,7 +5,13 @@
 # lack), with the host's root shared read-only over virtio-9p, so that the
 # project's ordinary binaries and Python run unchanged in the guest.
 #
-#   tests/ktls/guest.sh [--timeout S] [--env NAME=VALUE]... CMD [ARGS...]
+#   tests/ktls/guest.sh [--timeout S] [--systemd] [--env NAME=VALUE]... CMD [ARGS...]
+#
+# --systemd: the guest boots the host's systemd as PID 1 instead (the appliance
+# test, tests/appliance/): / is an overlay, the host root read-only under a
+# tmpfs that takes every write, and CMD runs as the one unit of the boot
+# target (nave-guest.target; no fstab, none of the host's enabled services),
+# with the machine's own systemctl, journald and udev around it.
 #
 # The guest: static busybox in a tiny initramfs loads virtio_pci and 9p, mounts
 # the host root read-only, puts tmpfs on /tmp, /run, /var/tmp and /dev/shm,
@@ -31,10 +37,11 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 timeout=900
 envs=""
+systemd=""
 
 usage()
 {
-	echo "usage: $0 [--timeout S] [--env NAME=VALUE]... CMD [ARGS...]" >&2
+	echo "usage: $0 [--timeout S] [--systemd] [--env NAME=VALUE]... CMD [ARGS...]" >&2
 	exit 2
 }
 
@@ -59,6 +66,10 @@ while [ $# -gt 0 ]; do
 		[ $# -ge 2 ] || usage
 		timeout=$2
 		shift 2
+		;;
+	--systemd)
+		systemd=1
+		shift
 		;;
 	--env)
 		[ $# -ge 2 ] || usage
@@ -151,7 +162,9 @@ add_mod()
 	esac
 	order="$order $1"
 }
-for m in virtio_pci 9pnet_virtio 9p; do
+mods="virtio_pci 9pnet_virtio 9p"
+[ -z "$systemd" ] || mods="$mods overlay"
+for m in $mods; do
 	add_mod "$m" || skip "module $m of $ver not found"
 done
 echo "$order" >"$ir/nave-guest/modules"
@@ -175,7 +188,13 @@ echo "$order" >"$ir/nave-guest/modules"
 
 (cd "$ir" && find . | cpio -o -H newc --quiet) >"$tmp/initrd"
 
-echo "guest: kernel $ver, timeout ${timeout}s, cwd $PWD: $*"
+sdargs=""
+if [ -n "$systemd" ]; then
+	[ -x /lib/systemd/systemd ] || skip "no /lib/systemd/systemd (Debian package systemd)"
+	# fstab=no: the host's disks are not the guest's; the target starts CMD alone
+	sdargs=" nave.systemd=1 fstab=no"
+fi
+echo "guest: kernel $ver, timeout ${timeout}s, cwd $PWD${systemd:+, systemd}: $*"
 t0=$(date +%s)
 # `timeout` stops QEMU (and with it the guest) when the command hangs; the
 # console goes to stdout as it comes, without the serial line's CRs and the
@@ -185,7 +204,7 @@ t0=$(date +%s)
 	timeout -k 5 "$timeout" "$qemu" -accel tcg,thread=multi -cpu max -smp 2 -m 2048 \
 		-nic none -nographic -no-reboot \
 		-kernel "$vmlinux" -initrd "$tmp/initrd" \
-		-append "console=ttyS0 panic=-1 quiet loglevel=3 nave.guest=1" \
+		-append "console=ttyS0 panic=-1 quiet loglevel=3 nave.guest=1$sdargs" \
 		-virtfs local,path=/,mount_tag=hostroot,readonly=on,security_model=none,multidevs=remap \
 		</dev/null 2>&1 || rc=$?
 	echo "$rc" >"$tmp/qemu.rc"
