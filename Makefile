@@ -62,9 +62,12 @@ BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_x86 -Wall -Werror -Ibpf \
 
 # readiness, stopping and the watchdog for a service manager (libsystemd): the daemons and the client
 SVC := common/svc.c
+# started as root: run as [server] user, keep named capabilities, seccomp (libseccomp)
+SANDBOX := common/sandbox.c
 RELAYD_SRC := datapath/relayd.c datapath/ctlthread.c datapath/kern.c $(ENGINE) $(BPF_SRC) $(TLS) \
-	      $(CFG) $(COMMON) $(PASSWD) $(SVC)
-CONTROLD_SRC := ctl/controld.c ctl/store.c ctl/api.c ctl/relaylink.c $(TLS) $(CFG) $(COMMON) $(SVC)
+	      $(CFG) $(COMMON) $(PASSWD) $(SVC) $(SANDBOX)
+CONTROLD_SRC := ctl/controld.c ctl/store.c ctl/api.c ctl/relaylink.c $(TLS) $(CFG) $(COMMON) $(SVC) \
+		$(SANDBOX)
 NAVECTL_SRC := ctl/navectl.c $(CFG) $(COMMON)
 NAVE_SRC := client/nave.c client/client.c client/webroot.c $(ENGINE) $(TLS) $(CFG) $(COMMON) \
 	    $(PASSWD) $(SVC)
@@ -96,7 +99,7 @@ $(call obj,$(BPF_SRC) datapath/kern.c): $(BPF_SKELS)
 
 $(B)/nave-controld: $(call obj,$(CONTROLD_SRC))
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(SSL_LIBS) -liniparser -lsqlite3 -lmicrohttpd -ljansson -lhttp_parser -lsystemd $(JEMALLOC)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(SSL_LIBS) -liniparser -lsqlite3 -lmicrohttpd -ljansson -lhttp_parser -lsystemd -lseccomp $(JEMALLOC)
 	$(Q)./tests/check-no-openssl.sh $@
 
 $(B)/navectl: $(call obj,$(NAVECTL_SRC))
@@ -110,7 +113,7 @@ $(B)/nave: $(call obj,$(NAVE_SRC))
 
 $(B)/nave-relayd: $(call obj,$(RELAYD_SRC))
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(SSL_LIBS) -luring -liniparser -ljansson -lhttp_parser $(BPF_LIBS) -lsystemd $(JEMALLOC)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(SSL_LIBS) -luring -liniparser -ljansson -lhttp_parser $(BPF_LIBS) -lsystemd -lseccomp $(JEMALLOC)
 	$(Q)./tests/check-no-openssl.sh $@
 
 deps:
@@ -128,7 +131,8 @@ demo: deps all
 # Unit tests (cmocka): each tests/unit/test_X.c is one binary.
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
-UNIT_LIBS := $(SSL_LIBS) -luring -liniparser -ljansson -lhttp_parser -lsqlite3 -lmicrohttpd -lcmocka
+UNIT_LIBS := $(SSL_LIBS) -luring -liniparser -ljansson -lhttp_parser -lsqlite3 -lmicrohttpd -lcmocka \
+	     -lseccomp
 
 $(B)/tests/%: tests/unit/%.c $(call obj,$(COMMON) $(CFG) $(TLS) $(PASSWD) ctl/store.c)
 	@mkdir -p $(dir $@)
@@ -137,6 +141,7 @@ $(B)/tests/%: tests/unit/%.c $(call obj,$(COMMON) $(CFG) $(TLS) $(PASSWD) ctl/st
 
 # test_webroot tests the client's static file server too
 $(B)/tests/test_webroot: $(call obj,client/webroot.c)
+$(B)/tests/test_sandbox: $(call obj,common/sandbox.c)
 
 # The XDP filter's test driver (tests/xdp/): the loader without relayd, for test_xdp.py.
 $(B)/tests/xdp_probe: tests/xdp/xdp_probe.c $(call obj,bpf/xdp.c common/cidr.c common/log.c common/util.c)

@@ -60,6 +60,8 @@ const char cfg_server_default_ini[] =
     "runtime_dir = ./var/run\n"
     "log_level = info\n"
     "log_format = text\n"
+    "# started as root: bind, load BPF, then run as this user (empty: stay as started)\n"
+    "user =\n"
     "\n"
     "[listen]\n"
     "http = 8080\n"
@@ -184,6 +186,7 @@ static const struct cfg_row server_rows[] = {
     SRV("server", "runtime_dir", "./var/run", R_STR, runtime_dir, .required = true),
     SRV("server", "log_level", "info", R_LOGLEVEL, log_level),
     SRV("server", "log_format", "text", R_LOGFMT, log_json),
+    SRV("server", "user", "", R_TOKEN, user),
     SRV("listen", "http", "8080", R_PORT, http_port, .min = 1, .max = 65535),
     SRV("listen", "https", "8443", R_PORT, https_port, .min = 1, .max = 65535),
     SRV("listen", "tunnel", "", R_PORT_OPT, tunnel_port),
@@ -511,6 +514,19 @@ bool cfg_valid_name(const char *s)
 		if (!isalnum((unsigned char)s[n]) && s[n] != '_' && s[n] != '-')
 			return false;
 	return n >= 1 && n <= 63;
+}
+
+bool cfg_valid_user(const char *s)
+{
+	size_t n = 0;
+
+	if (!s || !(islower((unsigned char)s[0]) || s[0] == '_'))
+		return false;
+	for (; s[n]; n++)
+		if (!islower((unsigned char)s[n]) && !isdigit((unsigned char)s[n]) && s[n] != '_' &&
+		    s[n] != '-')
+			return false;
+	return n <= 32;
 }
 
 bool cfg_valid_host_header(const char *s)
@@ -1446,6 +1462,11 @@ static int server_finish(struct cfg_server *c, const struct ini_doc *d, char *er
 	} listeners[] = {{"http", c->http_port}, {"https", c->https_port}, {"tunnel", 0}};
 	unsigned line;
 
+	if (c->user[0] && !cfg_valid_user(c->user))
+		return cfg_err(err, errlen, d->file, ini_line(d, "server", "user"),
+			       "[server] user: \"%s\" is not a user name (a-z, 0-9, _ and -, "
+			       "starting with a letter or _, at most 32)",
+			       c->user);
 	if (!c->tunnel_port)
 		c->tunnel_port = c->https_port;
 	if (c->http_port == c->https_port) {

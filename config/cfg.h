@@ -26,6 +26,7 @@ struct cfg_server {
 	char runtime_dir[CFG_PATH_MAX]; /* default "./var/run" */
 	int log_level;			/* NLOG_*, default info */
 	bool log_json;			/* log_format = text|json */
+	char user[33];			/* started as root: run as this user; empty: stay */
 	/* [listen] */
 	uint16_t http_port;	   /* http = 8080 */
 	uint16_t https_port;	   /* https = 8443 */
@@ -163,6 +164,8 @@ void cfg_format_duration_ms(uint64_t ms, char *out, size_t len);
 int cfg_parse_hostport(const char *s, char *host, size_t hostlen, uint16_t *port);
 /* A rule name: [A-Za-z0-9_-]{1,63}. */
 bool cfg_valid_name(const char *s);
+/* A system user name: [a-z_][a-z0-9_-]*, at most 32 characters. */
+bool cfg_valid_user(const char *s);
 /*
  * What makes an HTTP rule's combination of keys invalid (to/webroot, what
  * tls_passthrough excludes): NULL when fine, else the reason with the key in

@@ -26,6 +26,7 @@
 #include "ctl/relaylink.h"
 #include "ctl/store.h"
 #include "log.h"
+#include "sandbox.h"
 #include "svc.h"
 #include "util.h"
 
@@ -175,6 +176,25 @@ static int run(const char *path, const struct cfg_server *cfg)
 	    join_path(relay_sock, sizeof(relay_sock), cfg->runtime_dir, "relay.sock") ||
 	    join_path(ctl_sock, sizeof(ctl_sock), cfg->runtime_dir, "control.sock"))
 		return 1;
+	/*
+	 * Started as root: controld needs no privilege at all, so it runs as
+	 * [server] user before it opens anything (the directories it makes for
+	 * that are the user's).
+	 */
+	if (geteuid() == 0 && cfg->user[0]) {
+		uid_t uid;
+		gid_t gid;
+
+		if (sandbox_user(cfg->user, &uid, &gid, err, sizeof(err)) < 0 ||
+		    sandbox_mkdir_for(cfg->state_dir, 0700, uid, gid, err, sizeof(err)) < 0 ||
+		    sandbox_mkdir_for(cfg->runtime_dir, 0755, uid, gid, err, sizeof(err)) < 0 ||
+		    sandbox_drop(uid, gid, 0, err, sizeof(err)) < 0) {
+			log_error("%s", err);
+			return 1;
+		}
+		log_info("running as %s (uid %u, gid %u), no capabilities", cfg->user,
+			 (unsigned)uid, (unsigned)gid);
+	}
 	ret = mkdir_p(cfg->state_dir, 0700);
 	if (ret) {
 		log_error("state_dir %s: %s", cfg->state_dir, strerror(-ret));
@@ -243,6 +263,8 @@ static int run(const char *path, const struct cfg_server *cfg)
 	}
 	log_info("nave-controld %s started: store %s (schema v%d), admin API on %s, relayd on %s",
 		 NAVE_VERSION, db, store_schema_version(st), ctl_sock, relay_sock);
+	if (geteuid() == 0)
+		log_warn("running as root: set [server] user to run as that user instead");
 	svc_ready("admin API on %s, relayd on %s", ctl_sock, relay_sock);
 	wd = svc_watchdog_ms();
 	wd_last = now_ms();

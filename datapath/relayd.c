@@ -10,6 +10,7 @@
 #include "engine.h"
 #include "log.h"
 #include "portlist.h"
+#include "sandbox.h"
 #include "sock.h"
 #include "tls/tls.h"
 #include "xprt_tls.h"
@@ -23,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <linux/capability.h>
 #include <unistd.h>
 
 #define DRAIN_MS	    5000
@@ -169,6 +171,9 @@ int main(int argc, char **argv)
 	struct engine *eng = NULL;
 	struct ctlthread *ct = NULL;
 	struct reload rl;
+	bool dropped = false;
+	uid_t uid = 0;
+	gid_t gid = 0;
 	char err[CFG_ERR_MAX], fpr[TLS_FPR_LEN] = "";
 	const char *ktls;
 	struct kern *kern = NULL;
@@ -227,6 +232,31 @@ int main(int argc, char **argv)
 	for (unsigned i = 0; i < ENGINE_MAX_WORKERS; i++)
 		ec.tunnel_fds[i] = -1;
 
+	/*
+	 * Started as root with [server] user: what needs root itself happens
+	 * now (the reserved ports, the open-file limit), then relayd runs as the
+	 * user keeping three capabilities for what follows (ports below 1024,
+	 * BPF steering, XDP; and CAP_SETPCAP to empty the bounding set later):
+	 * the ones not needed after start-up go below.
+	 */
+	if (geteuid() == 0 && cfg.user[0]) {
+		if (sandbox_user(cfg.user, &uid, &gid, err, sizeof(err)) < 0 ||
+		    sandbox_mkdir_for(cfg.state_dir, 0700, uid, gid, err, sizeof(err)) < 0 ||
+		    sandbox_mkdir_for(cfg.runtime_dir, 0755, uid, gid, err, sizeof(err)) < 0) {
+			fprintf(stderr, "nave-relayd: %s\n", err);
+			goto out;
+		}
+		reserve_range(&cfg);
+		fd_limit_raise();
+		if (sandbox_drop(uid, gid,
+				 SBX_CAP(CAP_NET_BIND_SERVICE) | SBX_CAP(CAP_BPF) |
+				     SBX_CAP(CAP_NET_ADMIN) | SBX_CAP(CAP_SETPCAP),
+				 err, sizeof(err)) < 0) {
+			fprintf(stderr, "nave-relayd: %s\n", err);
+			goto out;
+		}
+		dropped = true;
+	}
 	if (mkdir_p(cfg.state_dir, 0700) < 0 || mkdir_p(cfg.runtime_dir, 0755) < 0) {
 		fprintf(stderr, "nave-relayd: cannot create %s or %s: %s\n", cfg.state_dir,
 			cfg.runtime_dir, strerror(errno));
@@ -239,7 +269,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "nave-relayd: %s\n", err);
 		goto out;
 	}
-	reserve_range(&cfg);
+	if (!dropped)
+		reserve_range(&cfg);
 	if (tls_ensure_selfsigned(cfg.certificate, cfg.private_key, cfg.domain, err, sizeof(err)) <
 	    0) {
 		fprintf(stderr, "nave-relayd: %s\n", err);
@@ -347,6 +378,34 @@ int main(int argc, char **argv)
 			goto out;
 		}
 	}
+	/*
+	 * Listeners bound, BPF loaded. Dropped from root: keep only what the rest
+	 * needs (ports below 1024 opened later, BPF maps and XDP). Either way the
+	 * seccomp filter comes now, and every thread started from here inherits it.
+	 */
+	if (dropped) {
+		uint64_t keep = 0;
+
+		if (cfg.port_min < 1024)
+			keep |= SBX_CAP(CAP_NET_BIND_SERVICE);
+		if (kern_steering(kern) || cfg.xdp_interface[0])
+			keep |= SBX_CAP(CAP_BPF) | SBX_CAP(CAP_NET_ADMIN);
+		if (sandbox_caps_limit(keep, err, sizeof(err)) < 0) {
+			fprintf(stderr, "nave-relayd: %s\n", err);
+			goto out;
+		}
+	}
+	if (sandbox_seccomp_relayd(err, sizeof(err)) < 0) {
+		fprintf(stderr, "nave-relayd: %s\n", err);
+		goto out;
+	}
+	if (dropped) {
+		char caps[96];
+
+		log_info("running as %s (uid %u, gid %u), capabilities: %s, seccomp filter on",
+			 cfg.user, (unsigned)uid, (unsigned)gid,
+			 sandbox_caps_name(sandbox_caps_effective(), caps, sizeof(caps)));
+	}
 	if (ctlthread_init(&ct, &cfg, fpr, ktls, kern, &ec.ops) < 0) {
 		fprintf(stderr, "nave-relayd: out of memory\n");
 		goto out;
@@ -407,6 +466,8 @@ int main(int argc, char **argv)
 		 NAVE_VERSION, engine_workers(eng), cfg.address,
 		 cfg.tunnel_port ? cfg.tunnel_port : cfg.https_port, cfg.http_port, cfg.port_min,
 		 cfg.port_max, ktls, kern_steering_name(kern), fpr);
+	if (!dropped && geteuid() == 0)
+		log_warn("running as root: set [server] user to run as that user once started");
 	if (engine_fd_budget(eng) / 2 < cfg.max_links)
 		log_warn("the open-file limit holds about %lu relayed connections, fewer than "
 			 "[tunnel] max_links (%u): past it new connections are reset (raise "

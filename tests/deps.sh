@@ -10,7 +10,7 @@ set -eu
 PKGS="build-essential clang llvm libclang-rt-14-dev clang-format pkg-config
 liburing-dev libbpf-dev libelf-dev zlib1g-dev bpftool android-libboringssl-dev libjemalloc-dev
 libiniparser-dev libsqlite3-dev sqlite3 libjansson-dev libmicrohttpd-dev
-libnl-3-dev libnl-route-3-dev libhttp-parser-dev libcmocka-dev libsystemd-dev python3 python3-pytest curl
+libnl-3-dev libnl-route-3-dev libhttp-parser-dev libcmocka-dev libsystemd-dev libseccomp-dev python3 python3-pytest curl
 python3-cryptography iperf3 haproxy nginx openssh-server openssh-client stunnel4 gnuplot-nox
 openssl iproute2 procps ca-certificates
 qemu-system-x86 linux-image-amd64 busybox-static kmod cpio xz-utils"
