@@ -30,7 +30,11 @@ def procs(request):
     """Every process a test starts, for teardown and the failure report."""
     reg = []
     request.node._nave_procs = reg
-    return reg
+    yield reg
+    # whatever a test left running (a test with its own Server stops what it
+    # checks; the rest must not outlive it)
+    for p in reg:
+        p.kill()
 
 
 def _need_binaries():
