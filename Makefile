@@ -66,7 +66,7 @@ SVC := common/svc.c
 SANDBOX := common/sandbox.c
 RELAYD_SRC := datapath/relayd.c datapath/ctlthread.c datapath/kern.c $(ENGINE) $(BPF_SRC) $(TLS) \
 	      $(CFG) $(COMMON) $(PASSWD) $(SVC) $(SANDBOX)
-CONTROLD_SRC := ctl/controld.c ctl/store.c ctl/api.c ctl/relaylink.c $(TLS) $(CFG) $(COMMON) $(SVC) \
+CONTROLD_SRC := ctl/controld.c ctl/store.c ctl/api.c ctl/relaylink.c ctl/reload.c $(TLS) $(CFG) $(COMMON) $(SVC) \
 		$(SANDBOX)
 NAVECTL_SRC := ctl/navectl.c $(CFG) $(COMMON)
 NAVE_SRC := client/nave.c client/client.c client/webroot.c $(ENGINE) $(TLS) $(CFG) $(COMMON) \

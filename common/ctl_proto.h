@@ -99,6 +99,8 @@
 #define CTL_PORT_ADD   "port_add" /* {port, tunnel_id} pushed on navectl ports allocate */
 #define CTL_PORT_DEL   "port_del" /* {port} pushed on navectl ports release */
 #define CTL_KICK       "kick"	  /* {tunnel_id, reason} token revoked or tunnel shut down */
+/* {}: navectl reload: relayd reloads as on SIGHUP (its log says what applied) */
+#define CTL_RELOAD "reload"
 /*
  * {deny:["CIDR"], allow:["CIDR"]}: the whole firewall, pushed after sync and on every
  * change (navectl firewall); relayd replaces its lists (and the XDP tries) with these.

@@ -1536,6 +1536,11 @@ int cfg_server_load(struct cfg_server *c, const char *path, char *err, size_t er
 	return ret < 0 ? -1 : 0;
 }
 
+const char *cfg_server_path(const struct cfg_server *c)
+{
+	return strcmp(c->source, EMBEDDED) ? c->source : NULL;
+}
+
 unsigned cfg_server_diff(const struct cfg_server *a, const struct cfg_server *b, char *out,
 			 size_t outlen)
 {

@@ -80,6 +80,8 @@ enum { CFG_STEER_AUTO = 0, CFG_STEER_BPF = 1, CFG_STEER_LISTENERS = 2 };
 int cfg_server_load(struct cfg_server *c, const char *path, char *err, size_t errlen);
 /* Prints the effective configuration as INI (for --check). */
 void cfg_server_print(const struct cfg_server *c, FILE *out);
+/* The file c was loaded from; NULL for the embedded default. */
+const char *cfg_server_path(const struct cfg_server *c);
 /*
  * The keys whose values differ between a and b, as "[section] key" joined by
  * ", " into out (cut short with "..." when it is full). Returns how many.

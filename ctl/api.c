@@ -25,6 +25,7 @@
 #include "cidr.h"
 #include "config/cfg.h"
 #include "ctl/relaylink.h"
+#include "ctl/reload.h"
 #include "ctl/store.h"
 #include "link_proto.h"
 #include "log.h"
@@ -508,6 +509,26 @@ static int h_tunnel_get(struct call *c)
 	return c->out ? MHD_HTTP_OK : internal(c);
 }
 
+/*
+ * navectl reload: controld reads its config again (ctl/reload.h) and asks
+ * relayd to do the same. A file that does not load is refused here and
+ * relayd is not asked (it reads the same file).
+ */
+static int h_reload(struct call *c)
+{
+	struct ctl_reload r;
+	int relay;
+
+	ctl_reload(c->a->cfg, &r);
+	if (!r.ok)
+		return fail(c, MHD_HTTP_CONFLICT, "%s: the running configuration stays", r.error);
+	relay = relaylink_reload(c->a->rl);
+	log_info("api: reload: controld done, relayd %s", relay ? "not connected" : "asked");
+	c->out = json_pack("{s:{s:I, s:s}, s:s}", "controld", "waiting", (json_int_t)r.waiting,
+			   "changes", r.changed, "relayd", relay ? "not connected" : "asked");
+	return c->out ? MHD_HTTP_OK : internal(c);
+}
+
 static int h_tunnel_shutdown(struct call *c)
 {
 	struct store_tunnel t;
@@ -810,6 +831,7 @@ static const struct route {
 	int (*fn)(struct call *c);
 } routes[] = {
     {"GET", "status", h_status},
+    {"POST", "reload", h_reload},
     {"GET", "registrations", h_registrations_list},
     {"POST", "registrations", h_registrations_create},
     {"POST", "registrations/*/disable", h_registration_disable},

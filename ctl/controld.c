@@ -24,6 +24,7 @@
 #include "config/cfg.h"
 #include "ctl/api.h"
 #include "ctl/relaylink.h"
+#include "ctl/reload.h"
 #include "ctl/store.h"
 #include "log.h"
 #include "sandbox.h"
@@ -125,40 +126,17 @@ static int join_path(char *out, size_t len, const char *dir, const char *name)
 	return 0;
 }
 
-/*
- * SIGHUP (systemctl reload): the config is read again; the log level and
- * format apply at once, every other change is named and waits for a restart
- * (the admin API's settings and the store's paths are read at start). A config
- * that does not load changes nothing.
- */
-static void reload(const char *path, const struct cfg_server *run)
+/* SIGHUP (systemctl reload): ctl/reload.h, told to systemd around it. */
+static void reload(const struct cfg_server *run)
 {
-	struct cfg_server *n = malloc(sizeof(*n)), *cmp = malloc(sizeof(*cmp));
-	char err[CFG_ERR_MAX], changed[512];
-	unsigned k;
+	struct ctl_reload r;
 
 	svc_reloading();
-	if (!n || !cmp) {
-		log_error("reload: out of memory: the running configuration stays");
-	} else if (cfg_server_load(n, path, err, sizeof(err)) < 0) {
-		log_error("reload: %s: the running configuration stays", err);
-	} else {
-		log_init("nave-controld", n->log_level, n->log_json);
-		*cmp = *run;
-		cmp->log_level = n->log_level;
-		cmp->log_json = n->log_json;
-		k = cfg_server_diff(cmp, n, changed, sizeof(changed));
-		log_info("reload: %s read: log level and format applied",
-			 path ? path : "(embedded default)");
-		if (k)
-			log_warn("reload: %u change(s) wait for a restart: %s", k, changed);
-	}
-	free(n);
-	free(cmp);
+	ctl_reload(run, &r);
 	svc_ready("reloaded");
 }
 
-static int run(const char *path, const struct cfg_server *cfg)
+static int run(const struct cfg_server *cfg)
 {
 	char db[CFG_PATH_MAX + 16], relay_sock[CFG_PATH_MAX + 16], ctl_sock[CFG_PATH_MAX + 16];
 	char err[CFG_ERR_MAX];
@@ -298,7 +276,7 @@ static int run(const char *path, const struct cfg_server *cfg)
 			struct signalfd_siginfo si = {.ssi_signo = 0};
 
 			if (read(sfd, &si, sizeof(si)) == sizeof(si) && si.ssi_signo == SIGHUP) {
-				reload(path, cfg);
+				reload(cfg);
 			} else if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
 				log_info("signal %u: stopping", si.ssi_signo);
 				svc_stopping();
@@ -377,5 +355,5 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	log_init("nave-controld", cfg.log_level, cfg.log_json);
-	return run(config, &cfg);
+	return run(&cfg);
 }

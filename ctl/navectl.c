@@ -1998,9 +1998,40 @@ static int cmd_firewall_allow_ls(struct ctx *c, int argc, char **argv)
 	return firewall_ls(c, argc, argv, "allow");
 }
 
+static int cmd_reload(struct ctx *c, int argc, char **argv)
+{
+	struct sbuf path = api_path("reload", NULL, NULL);
+	char buf[600];
+	json_t *j, *cd;
+	int ret;
+
+	ret = parse_args(c, argc, argv, NULL, NULL, NULL);
+	if (ret) {
+		sb_free(&path);
+		return args_exit(ret);
+	}
+	ret = api_call(c, "POST", &path, NULL, &j);
+	if (ret || !j)
+		return ret;
+	cd = json_object_get(j, "controld");
+	if (json_integer_value(json_object_get(cd, "waiting")))
+		printf("controld: reloaded; waiting for a restart: %s\n",
+		       fmt_esc(json_object_get(cd, "changes"), buf, sizeof(buf)));
+	else
+		printf("controld: reloaded\n");
+	if (!strcmp(json_string_value(json_object_get(j, "relayd")) ?: "", "asked"))
+		printf("relayd: asked to reload (its log says what applied)\n");
+	else
+		printf("relayd: not connected, not reloaded\n");
+	json_decref(j);
+	return EXIT_OK;
+}
+
 static const struct cmd cmds[] = {
     {"status", NULL, cmd_status, "",
      "Show versions, uptime, relayd state, tunnels, connections and ports."},
+    {"reload", NULL, cmd_reload, "",
+     "Read the config again in controld and relayd (as systemctl reload does)."},
     {"registration", "create", cmd_registration_create,
      "[--description D] [--max-uses N] [--expires DURATION]",
      "Create a registration token for new clients; it is printed only this once."},

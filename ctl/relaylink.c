@@ -177,6 +177,13 @@ int relaylink_kick(struct relaylink *rl, const char *tunnel_id, const char *reas
 				      "reason", reason));
 }
 
+int relaylink_reload(struct relaylink *rl)
+{
+	if (!relaylink_connected(rl))
+		return -ENOTCONN;
+	return send_obj(rl, json_pack("{s:s}", "type", CTL_RELOAD));
+}
+
 static int fw_collect(const struct store_fw_rule *r, void *arr)
 {
 	struct cidr c;

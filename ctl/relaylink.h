@@ -44,6 +44,8 @@ bool relaylink_connected(const struct relaylink *rl);
 int relaylink_port_add(struct relaylink *rl, unsigned port, const char *tunnel_id);
 int relaylink_port_del(struct relaylink *rl, unsigned port);
 int relaylink_kick(struct relaylink *rl, const char *tunnel_id, const char *reason);
+/* Asks relayd to reload (navectl reload); -ENOTCONN when it is not connected. */
+int relaylink_reload(struct relaylink *rl);
 /*
  * The firewall changed: relayd is sent the whole of it, both lists as the
  * store holds them then, as CTL_FIREWALL (in pieces when it does not fit one

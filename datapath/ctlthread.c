@@ -25,6 +25,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <signal.h>
 #include <jansson.h>
 #include <poll.h>
 #include <stdio.h>
@@ -32,6 +33,7 @@
 #include <string.h>
 #include <dirent.h>
 #include <sys/eventfd.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -1228,6 +1230,12 @@ static void cd_message(struct ctlthread *ct, json_t *m)
 	}
 	if (!strcmp(type, CTL_PORT_DEL)) {
 		port_drop(ct, msg_int(m, "port", 0));
+		return;
+	}
+	if (!strcmp(type, CTL_RELOAD)) {
+		/* the main thread reloads on SIGHUP (blocked everywhere else): send it one */
+		log_info("reload asked by nave-controld (navectl reload)");
+		syscall(SYS_tgkill, getpid(), getpid(), SIGHUP);
 		return;
 	}
 	if (!strcmp(type, CTL_KICK)) {
