@@ -529,6 +529,26 @@ static int h_reload(struct call *c)
 	return c->out ? MHD_HTTP_OK : internal(c);
 }
 
+#define BACKUPS_KEPT 10 /* the newest backups controld keeps in state_dir/backups */
+
+/* navectl backup: an online, consistent copy of the store in state_dir/backups. */
+static int h_backup(struct call *c)
+{
+	char dir[CFG_PATH_MAX + 16], path[CFG_PATH_MAX + 64], err[CFG_PATH_MAX + 256];
+	int64_t bytes = 0;
+
+	if (snprintf(dir, sizeof(dir), "%s/backups", c->a->cfg->state_dir) >= (int)sizeof(dir))
+		return internal(c);
+	if (store_backup(c->a->st, dir, BACKUPS_KEPT, path, sizeof(path), &bytes, err,
+			 sizeof(err)) < 0) {
+		log_error("api: backup: %s", err);
+		return fail(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "backup failed: %s", err);
+	}
+	c->out = json_pack("{s:s, s:I, s:i, s:i}", "path", path, "bytes", (json_int_t)bytes,
+			   "schema_version", store_schema_version(c->a->st), "kept", BACKUPS_KEPT);
+	return c->out ? MHD_HTTP_CREATED : internal(c);
+}
+
 static int h_tunnel_shutdown(struct call *c)
 {
 	struct store_tunnel t;
@@ -832,6 +852,7 @@ static const struct route {
 } routes[] = {
     {"GET", "status", h_status},
     {"POST", "reload", h_reload},
+    {"POST", "backup", h_backup},
     {"GET", "registrations", h_registrations_list},
     {"POST", "registrations", h_registrations_create},
     {"POST", "registrations/*/disable", h_registration_disable},

@@ -10,6 +10,7 @@
  * 2 bad usage.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -2027,11 +2028,105 @@ static int cmd_reload(struct ctx *c, int argc, char **argv)
 	return EXIT_OK;
 }
 
+/* Copies controld's backup src to dst (made 0600, replaced if there); 0 or -errno. */
+static int copy_file(const char *src, const char *dst)
+{
+	char buf[65536], tmp[4200];
+	int in, out, ret = 0;
+	ssize_t n;
+
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp-navectl", dst) >= (int)sizeof(tmp))
+		return -ENAMETOOLONG;
+	in = open(src, O_RDONLY | O_CLOEXEC);
+	if (in < 0)
+		return -errno;
+	out = open(tmp, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+	if (out < 0) {
+		ret = -errno;
+		close(in);
+		return ret;
+	}
+	while ((n = read(in, buf, sizeof(buf))) > 0)
+		if (write(out, buf, (size_t)n) != n) {
+			ret = errno ? -errno : -EIO;
+			break;
+		}
+	if (n < 0)
+		ret = -errno;
+	if (!ret && fsync(out) < 0)
+		ret = -errno;
+	close(in);
+	if (close(out) < 0 && !ret)
+		ret = -errno;
+	if (!ret && rename(tmp, dst) < 0)
+		ret = -errno;
+	if (ret)
+		unlink(tmp);
+	return ret;
+}
+
+static int cmd_backup(struct ctx *c, int argc, char **argv)
+{
+	struct sbuf path = api_path("backup", NULL, NULL);
+	const char *file = NULL, *src;
+	char buf[4200], esc[4200];
+	json_t *j;
+	int ret;
+
+	/* FILE is optional: a first argument that is no option */
+	if (argc > 0 && argv[0][0] && argv[0][0] != '-') {
+		file = argv[0];
+		argc--;
+		argv++;
+	}
+	ret = parse_args(c, argc, argv, NULL, NULL, NULL);
+	if (ret) {
+		sb_free(&path);
+		return args_exit(ret);
+	}
+	ret = api_call(c, "POST", &path, NULL, &j);
+	if (ret || !j)
+		return ret;
+	src = json_string_value(json_object_get(j, "path"));
+	if (!src) {
+		json_decref(j);
+		fail("controld answered without a backup path");
+		return EXIT_FAIL;
+	}
+	if (file) {
+		ret = copy_file(src, file);
+		if (ret) {
+			fail("backup made as %s, but copying it to %s: %s (run navectl as root or "
+			     "a member of the group that owns the state directory)",
+			     log_esc_str(src, buf, sizeof(buf)),
+			     log_esc_str(file, esc, sizeof(esc)), strerror(-ret));
+			json_decref(j);
+			return EXIT_FAIL;
+		}
+		printf("backup written to %s (%" JSON_INTEGER_FORMAT
+		       " bytes, schema v%" JSON_INTEGER_FORMAT "); controld keeps it as %s too\n",
+		       log_esc_str(file, esc, sizeof(esc)),
+		       json_integer_value(json_object_get(j, "bytes")),
+		       json_integer_value(json_object_get(j, "schema_version")),
+		       log_esc_str(src, buf, sizeof(buf)));
+	} else {
+		printf("backup written to %s (%" JSON_INTEGER_FORMAT
+		       " bytes, schema v%" JSON_INTEGER_FORMAT ")\n",
+		       log_esc_str(src, buf, sizeof(buf)),
+		       json_integer_value(json_object_get(j, "bytes")),
+		       json_integer_value(json_object_get(j, "schema_version")));
+	}
+	json_decref(j);
+	return EXIT_OK;
+}
+
 static const struct cmd cmds[] = {
     {"status", NULL, cmd_status, "",
      "Show versions, uptime, relayd state, tunnels, connections and ports."},
     {"reload", NULL, cmd_reload, "",
      "Read the config again in controld and relayd (as systemctl reload does)."},
+    {"backup", NULL, cmd_backup, "[FILE]",
+     "Copy the store, online and consistent, into state_dir/backups (and to FILE)."},
     {"registration", "create", cmd_registration_create,
      "[--description D] [--max-uses N] [--expires DURATION]",
      "Create a registration token for new clients; it is printed only this once."},

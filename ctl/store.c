@@ -13,6 +13,7 @@
  */
 #include "store.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -23,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -321,43 +323,135 @@ static int read_version(struct store *s, int *version)
 	return ret;
 }
 
-static int backup_db(struct store *s, int old, char *err, size_t errlen)
+/* A consistent copy of the database at dst (made with mode), by SQLite's backup API. */
+static int copy_db(struct store *s, const char *dst_path, mode_t mode, char *err, size_t errlen)
 {
-	char bak[1100];
 	sqlite3 *dst = NULL;
 	sqlite3_backup *b;
 	int fd, rc, ret = 0;
 
-	snprintf(bak, sizeof(bak), "%s.bak-v%d", s->path, old);
-	fd = open(bak, O_CREAT | O_WRONLY | O_TRUNC | O_CLOEXEC, 0600);
+	fd = open(dst_path, O_CREAT | O_WRONLY | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
 	if (fd < 0) {
 		ret = -errno;
-		set_err(err, errlen, "%s: %s", bak, strerror(errno));
+		set_err(err, errlen, "%s: %s", dst_path, strerror(errno));
 		return ret;
 	}
 	close(fd);
-	if (sqlite3_open_v2(bak, &dst, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
-		set_err(err, errlen, "%s: %s", bak, dst ? sqlite3_errmsg(dst) : "out of memory");
+	if (sqlite3_open_v2(dst_path, &dst, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
+		set_err(err, errlen, "%s: %s", dst_path,
+			dst ? sqlite3_errmsg(dst) : "out of memory");
 		ret = -EIO;
 		goto out;
 	}
 	b = sqlite3_backup_init(dst, "main", s->db, "main");
 	if (!b) {
-		set_err(err, errlen, "%s: backup: %s", bak, sqlite3_errmsg(dst));
+		set_err(err, errlen, "%s: backup: %s", dst_path, sqlite3_errmsg(dst));
 		ret = -EIO;
 		goto out;
 	}
+	/* one step: the whole database, with no write of ours in between */
 	rc = sqlite3_backup_step(b, -1);
 	sqlite3_backup_finish(b);
 	if (rc != SQLITE_DONE) {
-		set_err(err, errlen, "%s: backup: %s", bak, sqlite3_errstr(rc));
+		set_err(err, errlen, "%s: backup: %s", dst_path, sqlite3_errstr(rc));
 		ret = -EIO;
-		goto out;
 	}
-	log_info("store: backed up schema v%d to %s", old, bak);
 out:
 	sqlite3_close(dst);
 	return ret;
+}
+
+static int backup_db(struct store *s, int old, char *err, size_t errlen)
+{
+	char bak[1100];
+	int ret;
+
+	snprintf(bak, sizeof(bak), "%s.bak-v%d", s->path, old);
+	ret = copy_db(s, bak, 0600, err, errlen);
+	if (!ret)
+		log_info("store: backed up schema v%d to %s", old, bak);
+	return ret;
+}
+
+static int backup_name_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Keeps the newest `keep` nave-*.db files of dir (their names sort by time). */
+static void backup_prune(const char *dir, unsigned keep)
+{
+	char *names[256], path[1200];
+	unsigned n = 0;
+	struct dirent *e;
+	DIR *d = opendir(dir);
+
+	while (d && (e = readdir(d)) && n < ARRAY_SIZE(names)) {
+		size_t len = strlen(e->d_name);
+
+		if (len > 8 && !strncmp(e->d_name, "nave-", 5) &&
+		    !strcmp(e->d_name + len - 3, ".db"))
+			names[n] = strdup(e->d_name), n += names[n] != NULL;
+	}
+	if (d)
+		closedir(d);
+	qsort(names, n, sizeof(names[0]), backup_name_cmp);
+	for (unsigned i = 0; i < n; i++) {
+		if (i + keep < n) {
+			snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+			if (unlink(path) == 0)
+				log_info("store: removed the old backup %s", path);
+		}
+		free(names[i]);
+	}
+}
+
+int store_backup(struct store *s, const char *dir, unsigned keep, char *out, size_t outlen,
+		 int64_t *bytes, char *err, size_t errlen)
+{
+	char tmp[1200], when[32];
+	struct timespec ts;
+	struct stat st;
+	struct tm tm;
+	int ret;
+
+	ret = mkdir_p(dir, 0750);
+	if (ret) {
+		set_err(err, errlen, "%s: %s", dir, strerror(-ret));
+		return ret;
+	}
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	strftime(when, sizeof(when), "%Y%m%dT%H%M%S", &tm);
+	/*
+	 * Names sort by time (the prune relies on it): to the microsecond, and a
+	 * fixed-width counter in the unlikely case that one is taken.
+	 */
+	for (unsigned i = 0;; i++) {
+		snprintf(out, outlen, "%s/nave-%s.%06ldZ-%02u.db", dir, when, ts.tv_nsec / 1000, i);
+		if (lstat(out, &st) < 0 && errno == ENOENT)
+			break;
+		if (i == 99) {
+			set_err(err, errlen, "%s: too many backups at once", dir);
+			return -EEXIST;
+		}
+	}
+	snprintf(tmp, sizeof(tmp), "%s.tmp", out);
+	ret = copy_db(s, tmp, 0640, err, errlen);
+	if (!ret && rename(tmp, out) < 0) {
+		ret = -errno;
+		set_err(err, errlen, "%s: %s", out, strerror(errno));
+	}
+	if (ret) {
+		unlink(tmp);
+		return ret;
+	}
+	*bytes = stat(out, &st) == 0 ? (int64_t)st.st_size : 0;
+	log_info("store: backed up schema v%d to %s (%lld bytes)", s->version, out,
+		 (long long)*bytes);
+	if (keep)
+		backup_prune(dir, keep);
+	return 0;
 }
 
 static int migrate(struct store *s, char *err, size_t errlen)

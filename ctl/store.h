@@ -110,6 +110,15 @@ int store_open(struct store **out, const char *path, uint16_t port_min, uint16_t
 void store_close(struct store *s);
 /* The schema version of the open database. */
 int store_schema_version(struct store *s);
+/*
+ * An online, consistent copy of the database (SQLite's backup API, in one
+ * step of controld's loop) as dir/nave-YYYYmmddTHHMMSS.uuuuuuZ-00.db, mode 0640,
+ * written under a temporary name and renamed; dir is made if missing (0750).
+ * Then only the newest keep backups of dir stay (0: all). The path goes to
+ * out, the size to *bytes. 0 or -errno with err.
+ */
+int store_backup(struct store *s, const char *dir, unsigned keep, char *out, size_t outlen,
+		 int64_t *bytes, char *err, size_t errlen);
 
 /*
  * Pagination for the list functions: items offset..offset+limit-1 in a stable

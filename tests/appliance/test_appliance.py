@@ -147,6 +147,14 @@ def test_appliance_lifecycle(tmp_path):
                     "relayd connected to the new controld")
         listed = navectl("tunnels", "ls")
         assert any(t.get("state") == "online" for t in listed["items"]), listed
+
+        # ---- navectl reload and backup against the sandboxed daemons
+        out = sh("navectl", "--config", INI, "reload").stdout
+        assert "relayd: asked to reload" in out, out
+        out = sh("navectl", "--config", INI, "backup", tmp_path / "b.db").stdout
+        assert "backup written to" in out and (tmp_path / "b.db").stat().st_size > 0, out
+        assert list(Path("/var/lib/nave/backups").glob("nave-*.db"))
+        nt.exchange(port, 1 * nt.MiB)
     finally:
         svc.close()
 
