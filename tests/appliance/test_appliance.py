@@ -96,7 +96,8 @@ def test_appliance_lifecycle(tmp_path):
     # ---- configure and start (Type=notify: start returns once READY=1 came)
     text = INI.read_text().replace("domain = localhost", "domain = edge.nave.test")
     INI.write_text(text)
-    sh("systemctl", "start", "nave-controld", "nave-relayd", timeout=180)
+    p = sh("systemctl", "start", "nave-controld", "nave-relayd", timeout=180, check=False)
+    assert p.returncode == 0, f"{p.stderr}\n{journal('nave-controld')}\n{journal('nave-relayd')}"
     for u in ("nave-controld", "nave-relayd"):
         assert sh("systemctl", "is-active", u).stdout.strip() == "active", journal(u)
         assert sh("systemctl", "show", "-p", "StatusText", "--value", u).stdout.strip(), u

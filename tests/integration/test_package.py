@@ -162,7 +162,7 @@ def test_units_least_privilege_and_order(installed):
         assert values(u, "Service", "AmbientCapabilities") == [""]
     assert values(controld, "Service", "RestrictAddressFamilies") == ["AF_UNIX"]
     # io_uring (and bpf for relayd) beyond @system-service
-    assert {"io_uring_setup", "io_uring_enter", "io_uring_register", "bpf"} <= set(
+    assert {"io_uring_setup", "io_uring_enter", "io_uring_register", "bpf", "seccomp"} <= set(
         values(relayd, "Service", "SystemCallFilter")[0].split())
     # relayd starts after controld, but a restart of controld must not restart
     # relayd (its tunnels stay): Wants=, never Requires=/BindsTo=/PartOf=
