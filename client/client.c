@@ -1365,7 +1365,7 @@ int client_run(struct cfg_client *c)
 	uint16_t port;
 	sigset_t set;
 	unsigned long fd_limit;
-	uint64_t wd, wd_last;
+	uint64_t wd, wd_next;
 	int sfd, rc;
 
 	if (!cl)
@@ -1476,18 +1476,18 @@ int client_run(struct cfg_client *c)
 		 c->server, cl->nrules, c->socket);
 	svc_ready("connecting to %s", c->server);
 	wd = svc_watchdog_ms();
-	wd_last = now_ms();
+	wd_next = now_ms() + wd / 2;
 	while (!cl->quit) {
 		struct pollfd p[3 + LOCAL_MAX];
 		unsigned n = 0, li[LOCAL_MAX];
 		uint64_t now = now_ms();
 		json_t *m;
 
-		if (wd && now - wd_last >= wd / 2) {
-			wd_last = now;
-			if (engine_alive(cl->eng))
-				svc_watchdog();
-		}
+		/* pinged on schedule, and only while the worker ticks (looked at every turn) */
+		if (wd && engine_alive(cl->eng, now, 3 * ENGINE_TICK_MS) && now >= wd_next)
+			svc_watchdog();
+		if (wd && now >= wd_next)
+			wd_next = now + wd / 2;
 		if (cl->cc.fd < 0 && now >= cl->next_try) {
 			try_connect(cl);
 			continue;

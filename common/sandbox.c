@@ -5,14 +5,18 @@
 #include "util.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
 #include <linux/capability.h>
 #include <pwd.h>
+#include <sched.h>
 #include <seccomp.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -46,19 +50,41 @@ int sandbox_user(const char *name, uid_t *uid, gid_t *gid, char *err, size_t err
 int sandbox_mkdir_for(const char *path, unsigned mode, uid_t uid, gid_t gid, char *err,
 		      size_t errlen)
 {
-	struct stat st;
-	bool made = stat(path, &st) < 0 && errno == ENOENT;
-	char what[PATH_MAX + 32];
+	char parent[PATH_MAX], what[PATH_MAX + 32];
+	char *slash;
+	int fd, r;
 
-	int r = mkdir_p(path, mode);
-
+	if (strlen(path) >= sizeof(parent)) {
+		snprintf(err, errlen, "%s: path too long", path);
+		return -1;
+	}
+	/* the parents as root, traversable (0755); only the leaf is the user's */
+	memcpy(parent, path, strlen(path) + 1);
+	slash = strrchr(parent, '/');
+	if (slash && slash != parent) {
+		*slash = '\0';
+		r = mkdir_p(parent, 0755);
+		if (r < 0) {
+			errno = -r;
+			snprintf(what, sizeof(what), "cannot create %s", parent);
+			return fail(err, errlen, what);
+		}
+	}
 	snprintf(what, sizeof(what), "cannot create %s", path);
-	if (r < 0) {
-		errno = -r;
+	if (mkdir(path, mode) < 0) {
+		/* there already: the operator's, left as it is (a symlink is followed) */
+		if (errno == EEXIST)
+			return 0;
 		return fail(err, errlen, what);
 	}
+	/* made now: handed over through a descriptor, never through a name */
 	snprintf(what, sizeof(what), "cannot give %s to its user", path);
-	if (made && chown(path, uid, gid) < 0)
+	fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return fail(err, errlen, what);
+	r = fchown(fd, uid, gid);
+	close(fd);
+	if (r < 0)
 		return fail(err, errlen, what);
 	return 0;
 }
@@ -130,15 +156,21 @@ int sandbox_drop(uid_t uid, gid_t gid, uint64_t keep, char *err, size_t errlen)
 
 int sandbox_caps_limit(uint64_t keep, char *err, size_t errlen)
 {
+	bool setpcap = sandbox_caps_effective() & SBX_CAP(CAP_SETPCAP);
+
+	/* inherited ambient capabilities (a systemd unit's) go whatever else happens */
+	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
+		return fail(err, errlen, "cannot clear the ambient capabilities");
 	/* CAP_SETPCAP (kept by the drop for this) goes from the bounding set last */
-	for (int c = 63; c >= 0; c--) {
+	for (int c = 63; setpcap && c >= 0; c--) {
 		if (c == CAP_SETPCAP || keep & SBX_CAP(c) ||
 		    prctl(PR_CAPBSET_READ, c, 0, 0, 0) != 1)
 			continue;
 		if (prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0)
 			return fail(err, errlen, "cannot drop from the capability bounding set");
 	}
-	if (!(keep & SBX_CAP(CAP_SETPCAP)) && prctl(PR_CAPBSET_READ, CAP_SETPCAP, 0, 0, 0) == 1 &&
+	if (setpcap && !(keep & SBX_CAP(CAP_SETPCAP)) &&
+	    prctl(PR_CAPBSET_READ, CAP_SETPCAP, 0, 0, 0) == 1 &&
 	    prctl(PR_CAPBSET_DROP, CAP_SETPCAP, 0, 0, 0) < 0)
 		return fail(err, errlen, "cannot drop CAP_SETPCAP from the bounding set");
 	if (capset_mask(keep & sandbox_caps_effective()) < 0)
@@ -207,7 +239,6 @@ static const char *const allowed[] = {
     "fdatasync",
     "flock",
     "fcntl",
-    "ioctl",
     "dup",
     "dup2",
     "dup3",
@@ -223,6 +254,7 @@ static const char *const allowed[] = {
     "brk",
     "membarrier",
     "mincore",
+    "memfd_create",
     /* threads, time, signals */
     "futex",
     "futex_waitv",
@@ -234,15 +266,11 @@ static const char *const allowed[] = {
     "sched_getaffinity",
     "sched_setaffinity",
     "getcpu",
-    "clone",
-    "clone3",
     "exit",
     "exit_group",
     "gettid",
     "getpid",
     "getppid",
-    "tgkill",
-    "tkill",
     "rt_sigaction",
     "rt_sigprocmask",
     "rt_sigreturn",
@@ -257,11 +285,9 @@ static const char *const allowed[] = {
     "gettimeofday",
     "time",
     "getrandom",
-    "prctl",
     "uname",
     "sysinfo",
     "getrlimit",
-    "prlimit64",
     "setrlimit",
     "getuid",
     "geteuid",
@@ -272,7 +298,6 @@ static const char *const allowed[] = {
     "getgroups",
     "capget",
     /* sockets and polling */
-    "socket",
     "connect",
     "accept",
     "accept4",
@@ -309,6 +334,14 @@ static const char *const allowed[] = {
     "io_uring_register",
     "bpf",
 };
+
+/*
+ * Allowed with conditions (in sandbox_seccomp_relayd): clone for threads only
+ * (clone3, whose flags sit in memory, fails with ENOSYS and glibc falls back to
+ * clone), socket for INET, INET6, UNIX and NETLINK, tgkill and prlimit64 on this
+ * process, prctl for a few read-only options and thread names, ioctl but not
+ * TIOCSTI (a terminal's input injection), which kills.
+ */
 
 /* What would undo the drop or reach outside the process: the process dies. */
 static const char *const killed[] = {
@@ -394,6 +427,61 @@ static int rule(scmp_filter_ctx ctx, uint32_t action, const char *name)
 	return seccomp_rule_add(ctx, action, nr, 0);
 }
 
+#define NS_FLAGS                                                                                   \
+	(CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET | \
+	 CLONE_NEWCGROUP)
+
+static int conditional_rules(scmp_filter_ctx ctx)
+{
+	static const int families[] = {AF_INET, AF_INET6, AF_UNIX, AF_NETLINK};
+	static const long prctl_ok[] = {PR_SET_NAME,	 PR_GET_NAME,	      PR_GET_DUMPABLE,
+					PR_CAPBSET_READ, PR_GET_NO_NEW_PRIVS, PR_GET_SECCOMP,
+					0x53564d41 /* PR_SET_VMA */};
+	scmp_datum_t pid = (scmp_datum_t)getpid();
+	int r = 0;
+
+#if defined(__SANITIZE_ADDRESS__)
+	/* LeakSanitizer's tracer is a clone without CLONE_THREAD; it uses prctl too */
+	r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(clone), 0);
+	if (r == 0)
+		r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 0);
+	(void)prctl_ok;
+#else
+	/* threads: CLONE_THREAD and no new namespace; a fork or an unshare fails */
+	r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1,
+			     SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_THREAD | NS_FLAGS, CLONE_THREAD));
+	for (size_t i = 0; r == 0 && i < sizeof(prctl_ok) / sizeof(prctl_ok[0]); i++)
+		r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 1,
+				     SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)prctl_ok[i]));
+	if (r == 0)
+		r = seccomp_rule_add(ctx, SCMP_ACT_KILL_PROCESS, SCMP_SYS(prctl), 1,
+				     SCMP_A0(SCMP_CMP_EQ, PR_SET_DUMPABLE));
+	if (r == 0)
+		r = seccomp_rule_add(ctx, SCMP_ACT_KILL_PROCESS, SCMP_SYS(prctl), 1,
+				     SCMP_A0(SCMP_CMP_EQ, 0x59616d61 /* PR_SET_PTRACER */));
+#endif
+	for (size_t i = 0; r == 0 && i < sizeof(families) / sizeof(families[0]); i++)
+		r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1,
+				     SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)families[i]));
+	if (r == 0)
+		r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(tgkill), 1,
+				     SCMP_A0(SCMP_CMP_EQ, pid));
+	if (r == 0)
+		r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prlimit64), 1,
+				     SCMP_A0(SCMP_CMP_EQ, 0));
+	if (r == 0)
+		r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prlimit64), 1,
+				     SCMP_A0(SCMP_CMP_EQ, pid));
+	/* a terminal relayd was started from must not get keystrokes pushed into it */
+	if (r == 0)
+		r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
+				     SCMP_A1(SCMP_CMP_NE, TIOCSTI));
+	if (r == 0)
+		r = seccomp_rule_add(ctx, SCMP_ACT_KILL_PROCESS, SCMP_SYS(ioctl), 1,
+				     SCMP_A1(SCMP_CMP_EQ, TIOCSTI));
+	return r;
+}
+
 int sandbox_seccomp_relayd(char *err, size_t errlen)
 {
 	scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ERRNO(ENOSYS));
@@ -421,6 +509,8 @@ int sandbox_seccomp_relayd(char *err, size_t errlen)
 		if (!in(killed[i], allowed, na))
 			r = rule(ctx, SCMP_ACT_KILL_PROCESS, killed[i]);
 	}
+	if (r == 0)
+		r = conditional_rules(ctx);
 	if (r == 0)
 		r = seccomp_load(ctx);
 	seccomp_release(ctx);

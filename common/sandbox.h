@@ -31,8 +31,9 @@ int sandbox_mkdir_for(const char *path, unsigned mode, uid_t uid, gid_t gid, cha
  */
 int sandbox_drop(uid_t uid, gid_t gid, uint64_t keep, char *err, size_t errlen);
 /*
- * Narrows the capabilities to keep (a subset of what is held), the bounding
- * set too when CAP_SETPCAP is held (then it goes as well unless kept). 0 or -1.
+ * Narrows the capabilities to keep (a subset of what is held): permitted and
+ * effective; the ambient set is cleared; the bounding set too when
+ * CAP_SETPCAP is held (then it goes as well unless kept). 0 or -1.
  */
 int sandbox_caps_limit(uint64_t keep, char *err, size_t errlen);
 /* The effective capabilities of this thread, as a mask. */

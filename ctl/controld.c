@@ -133,7 +133,10 @@ static void reload(const struct cfg_server *run)
 
 	svc_reloading();
 	ctl_reload(run, &r);
-	svc_ready("reloaded");
+	if (r.ok)
+		svc_ready("reloaded");
+	else
+		svc_ready("reload failed: %s: the running configuration stays", r.error);
 }
 
 static int run(const struct cfg_server *cfg)
@@ -150,6 +153,12 @@ static int run(const struct cfg_server *cfg)
 	uint64_t wd, wd_last;
 	int sfd = -1, lfd, ret;
 
+	/* from the start: a SIGHUP during start-up waits and reloads then */
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGHUP);
+	sigprocmask(SIG_BLOCK, &sigs, NULL);
 	if (join_path(db, sizeof(db), cfg->state_dir, "nave.db") ||
 	    join_path(relay_sock, sizeof(relay_sock), cfg->runtime_dir, "relay.sock") ||
 	    join_path(ctl_sock, sizeof(ctl_sock), cfg->runtime_dir, "control.sock"))
@@ -191,11 +200,6 @@ static int run(const struct cfg_server *cfg)
 		return 1;
 	}
 
-	sigemptyset(&sigs);
-	sigaddset(&sigs, SIGTERM);
-	sigaddset(&sigs, SIGINT);
-	sigaddset(&sigs, SIGHUP);
-	sigprocmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	sfd = signalfd(-1, &sigs, SFD_NONBLOCK | SFD_CLOEXEC);
 	if (sfd < 0) {

@@ -30,7 +30,7 @@
 
 #define NONE	 UINT32_MAX
 #define HEADROOM 8
-#define TICK_MS	 500
+#define TICK_MS	 ENGINE_TICK_MS
 /* idle data links above a tunnel's max_pool_size unused this long are closed */
 #define POOL_PURGE_MS	     5000
 #define HANDSHAKE_TIMEOUT_MS 10000
@@ -207,12 +207,12 @@ struct worker {
 	_Atomic uint64_t st_ktls, st_ktls_fallback;
 	_Atomic uint64_t st_fw_refused;
 	_Atomic uint64_t st_http_req, st_http_err[8], st_http_ktls;
-	_Atomic uint64_t st_ticks;  /* the watchdog's sign of life */
-	uint64_t ticks_seen;	    /* [the thread calling engine_alive] */
-	struct cidr_table *fw;	    /* relay: the firewall lists (MB_FIREWALL), NULL = none */
-	struct http_routes *routes; /* relay: the HTTP routes (MB_ROUTES), NULL = none */
-	struct http_routes *certs;  /* relay: the HTTPS edge's certificates (MB_CERTS) */
-	uint8_t *hscratch;	    /* relay: a forwarded request head is built here */
+	_Atomic uint64_t st_ticks;     /* the watchdog's sign of life */
+	uint64_t ticks_seen, ticks_at; /* [the thread calling engine_alive] */
+	struct cidr_table *fw;	       /* relay: the firewall lists (MB_FIREWALL), NULL = none */
+	struct http_routes *routes;    /* relay: the HTTP routes (MB_ROUTES), NULL = none */
+	struct http_routes *certs;     /* relay: the HTTPS edge's certificates (MB_CERTS) */
+	uint8_t *hscratch;	       /* relay: a forwarded request head is built here */
 };
 
 struct authq;

@@ -206,11 +206,15 @@ unsigned long engine_fd_budget(const struct engine *e);
 int engine_post(struct engine *e, int worker, const struct mb_msg *m);
 /* Sums the workers' counters (relaxed reads). */
 void engine_stats(struct engine *e, struct engine_stats *out);
+/* Each worker ticks this often (timeouts, re-arms, purges). */
+#define ENGINE_TICK_MS 500
 /*
- * true when every worker has ticked since the last call (one caller thread):
- * the watchdog pings only then, so a stuck worker gets the daemon restarted.
+ * Samples the workers' tick counters (one caller thread, often: at least
+ * every ENGINE_TICK_MS / 2); true when every worker's counter moved within
+ * the last max_age_ms. The watchdog pings only then, so a stuck worker gets
+ * the daemon restarted.
  */
-bool engine_alive(struct engine *e);
+bool engine_alive(struct engine *e, uint64_t now, uint64_t max_age_ms);
 /* Tells every worker to drain and waits for them (at most timeout_ms). */
 void engine_stop(struct engine *e, unsigned timeout_ms);
 /* Frees a stopped engine (NULL-safe); nothing may call into it after this. */

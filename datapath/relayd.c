@@ -101,7 +101,10 @@ static void reload(const struct reload *r)
 	}
 	if (cfg_server_load(n, r->path, err, sizeof(err)) < 0) {
 		log_error("reload: %s: the running configuration stays", err);
-		goto out;
+		free(n);
+		free(cmp);
+		svc_ready("reload failed: %s: the running configuration stays", err);
+		return;
 	}
 	log_init("nave-relayd", n->log_level, n->log_json);
 	ctlthread_reload(r->ct);
@@ -121,12 +124,14 @@ out:
 
 /*
  * Waits for SIGTERM or SIGINT, reloading on SIGHUP. Under a service manager's
- * watchdog it wakes twice per period and pings only while every worker still
- * ticks.
+ * watchdog it pings twice per period, on a schedule signals do not move, and
+ * only while every worker has ticked within the last three ticks; it looks at
+ * the workers at least twice per tick.
  */
 static int wait_signal(const sigset_t *set, struct engine *eng, const struct reload *r)
 {
-	uint64_t wd = svc_watchdog_ms();
+	uint64_t wd = svc_watchdog_ms(), next = now_ms() + wd / 2;
+	uint64_t step = wd / 4 < ENGINE_TICK_MS / 2 ? wd / 4 : ENGINE_TICK_MS / 2;
 	int sig;
 
 	for (;;) {
@@ -134,19 +139,25 @@ static int wait_signal(const sigset_t *set, struct engine *eng, const struct rel
 			if (sigwait(set, &sig) != 0)
 				return SIGTERM;
 		} else {
-			struct timespec ts = {.tv_sec = (time_t)(wd / 2000),
-					      .tv_nsec = (long)(wd / 2 % 1000) * 1000000L};
+			struct timespec ts = {.tv_sec = (time_t)(step / 1000),
+					      .tv_nsec = (long)(step % 1000) * 1000000L};
+			uint64_t now;
+			bool alive;
 
 			sig = sigtimedwait(set, NULL, &ts);
-			if (sig < 0) {
-				if (errno == EAGAIN && engine_alive(eng))
+			now = now_ms();
+			alive = engine_alive(eng, now, 3 * ENGINE_TICK_MS);
+			if (now >= next) {
+				if (alive)
 					svc_watchdog();
-				else if (errno == EAGAIN)
+				else
 					log_warn(
-					    "a worker has not ticked for %llu ms: no watchdog ping",
-					    (unsigned long long)(wd / 2));
-				continue;
+					    "a worker has not ticked for %u ms: no watchdog ping",
+					    3 * ENGINE_TICK_MS);
+				next = now + wd / 2;
 			}
+			if (sig < 0)
+				continue;
 		}
 		if (sig == SIGHUP)
 			reload(r);
@@ -228,6 +239,16 @@ int main(int argc, char **argv)
 	}
 	log_init("nave-relayd", cfg.log_level, cfg.log_json);
 	signal(SIGPIPE, SIG_IGN);
+	/*
+	 * Every thread inherits this mask; only the main thread's sigwait takes
+	 * the signals. From the start: a SIGHUP during start-up waits and reloads
+	 * then, instead of ending the process.
+	 */
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	memset(&ec, 0, sizeof(ec));
 	for (unsigned i = 0; i < ENGINE_MAX_WORKERS; i++)
 		ec.tunnel_fds[i] = -1;
@@ -379,20 +400,28 @@ int main(int argc, char **argv)
 		}
 	}
 	/*
-	 * Listeners bound, BPF loaded. Dropped from root: keep only what the rest
-	 * needs (ports below 1024 opened later, BPF maps and XDP). Either way the
-	 * seccomp filter comes now, and every thread started from here inherits it.
+	 * Listeners bound, BPF loaded: keep only the capabilities the rest needs
+	 * (ports below 1024 opened later, BPF maps and XDP), whether relayd
+	 * dropped from root or was given them (a systemd unit's ambient set);
+	 * root without [server] user keeps what root has. Then the seccomp
+	 * filter, which every thread started from here on inherits.
 	 */
-	if (dropped) {
-		uint64_t keep = 0;
+	if (dropped || geteuid() != 0) {
+		uint64_t keep = 0, had = sandbox_caps_effective();
 
 		if (cfg.port_min < 1024)
 			keep |= SBX_CAP(CAP_NET_BIND_SERVICE);
 		if (kern_steering(kern) || cfg.xdp_interface[0])
 			keep |= SBX_CAP(CAP_BPF) | SBX_CAP(CAP_NET_ADMIN);
-		if (sandbox_caps_limit(keep, err, sizeof(err)) < 0) {
+		if ((dropped || had) && sandbox_caps_limit(keep, err, sizeof(err)) < 0) {
 			fprintf(stderr, "nave-relayd: %s\n", err);
 			goto out;
+		}
+		if (!dropped && had) {
+			char caps[96];
+
+			log_info("capabilities kept after start-up: %s",
+				 sandbox_caps_name(sandbox_caps_effective(), caps, sizeof(caps)));
 		}
 	}
 	if (sandbox_seccomp_relayd(err, sizeof(err)) < 0) {
@@ -410,12 +439,6 @@ int main(int argc, char **argv)
 		fprintf(stderr, "nave-relayd: out of memory\n");
 		goto out;
 	}
-	/* every thread inherits this mask; only sigwait below takes the signals */
-	sigemptyset(&set);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGHUP);
-	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	if (engine_start(&eng, &ec, err, sizeof(err)) < 0) {
 		/* the engine closed the tunnel listeners */
 		for (unsigned i = 0; i < nworkers; i++)

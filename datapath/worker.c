@@ -813,7 +813,7 @@ unsigned engine_workers(const struct engine *e)
 	return e->n;
 }
 
-bool engine_alive(struct engine *e)
+bool engine_alive(struct engine *e, uint64_t now, uint64_t max_age_ms)
 {
 	bool alive = true;
 
@@ -821,9 +821,12 @@ bool engine_alive(struct engine *e)
 		struct worker *w = &e->w[i];
 		uint64_t t = atomic_load_explicit(&w->st_ticks, memory_order_relaxed);
 
-		if (t == w->ticks_seen)
+		if (t != w->ticks_seen || !w->ticks_at) {
+			w->ticks_seen = t;
+			w->ticks_at = now;
+		}
+		if (now - w->ticks_at > max_age_ms)
 			alive = false;
-		w->ticks_seen = t;
 	}
 	return alive;
 }

@@ -149,7 +149,9 @@ def test_units_least_privilege_and_order(installed):
         u = unit(d / name)
         s = dict(u["Service"])
         assert s["Type"] == "notify", name
-        assert s["User"] == "nave" and s["Group"] == "nave", name
+        # the client, which talks to a remote server, is not the daemons' user
+        user = "nave-client" if name.startswith("nave-client") else "nave"
+        assert s["User"] == user and s["Group"] == user, name
         assert s["NoNewPrivileges"] == "yes" and s["ProtectSystem"] == "strict", name
         assert s["PrivateTmp"] == "yes" and "WatchdogSec" in s, name
         assert values(u, "Service", "SystemCallFilter")[0].startswith("@system-service"), name
@@ -161,6 +163,8 @@ def test_units_least_privilege_and_order(installed):
         assert values(u, "Service", "CapabilityBoundingSet") == [""]
         assert values(u, "Service", "AmbientCapabilities") == [""]
     assert values(controld, "Service", "RestrictAddressFamilies") == ["AF_UNIX"]
+    hidden = set(values(client, "Service", "InaccessiblePaths")[0].split())
+    assert {"-/var/lib/nave", "-/run/nave", "-/etc/nave"} <= hidden, hidden
     # io_uring (and bpf for relayd) beyond @system-service
     assert {"io_uring_setup", "io_uring_enter", "io_uring_register", "bpf", "seccomp"} <= set(
         values(relayd, "Service", "SystemCallFilter")[0].split())
@@ -190,13 +194,16 @@ def test_snippets_agree_with_the_appliance_config():
         assert re.search(rf"^d {re.escape(path)} 0750 nave nave", tmpf, re.M), path
     sysusers = (ROOT / "packaging/sysusers.d/nave.conf").read_text()
     assert re.search(r"^u nave ", sysusers, re.M)
+    assert re.search(r"^u nave-client ", sysusers, re.M)
+    assert re.search(r"^d /var/lib/nave-client 0750 nave-client nave-client", tmpf, re.M)
 
 
 @pytest.fixture(scope="module")
 def deb():
     out = make("deb").strip().splitlines()[-1]
     path = Path(out)
-    assert path.is_file() and path.name == f"nave_{VERSION}_amd64.deb" or path.suffix == ".deb"
+    assert path.is_file(), out
+    assert path.name == f"nave_{VERSION}_{os.uname().machine.replace('x86_64', 'amd64')}.deb", out
     return path
 
 
@@ -221,7 +228,7 @@ def test_deb_control_and_conffiles(deb, tmp_path):
         p = subprocess.run(["sh", "-n", str(ctl / s)], capture_output=True, text=True)
         assert p.returncode == 0, f"{s}: {p.stderr}"
     post = (ctl / "postinst").read_text()
-    assert "adduser --system" in post and "nave" in post
+    assert "adduser --system" in post and "nave-client" in post and "was-enabled" in post
 
 
 def test_deb_contents_run(deb, tmp_path):

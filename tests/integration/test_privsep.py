@@ -56,7 +56,9 @@ def test_daemons_started_as_root_run_as_user(world_dir, procs, services):
     srv = nt.Server(world_dir, procs, extra_ini=f"[server]\nuser = {USER}\n")
     srv.ini.write_text(srv.ini.read_text().replace(f"http = {srv.http}", f"http = {http}"))
     srv.http = http
-    srv.ini.chmod(0o644)
+    # root's file, readable by the user's group: what a reload after the drop needs
+    os.chown(srv.ini, 0, pw.pw_gid)
+    srv.ini.chmod(0o640)
     srv.start()
     for p in (srv.controld, srv.relayd):
         s = status(p.pid)

@@ -164,7 +164,9 @@ def test_watchdog_stops_pinging_while_a_worker_hangs(tmp_path, procs, notify):
         pytest.skip(f"ptrace: {os.strerror(ctypes.get_errno())}")
     try:
         assert libc.ptrace(PTRACE_INTERRUPT, tids[0], None, None) == 0
-        time.sleep(0.6)  # what was in flight when it stopped
+        # a worker counts as hung after three ticks without one (1.5 s), and a
+        # ping may have been sent just before that
+        time.sleep(2.0)
         t0 = time.monotonic()
         time.sleep(2.0)
         late = [t for t, _ in notify.of(rd, "WATCHDOG") if t >= t0]

@@ -3,13 +3,16 @@
  * Unit tests of common/sandbox.c, each in a child process of its own (the
  * filter and the drop cannot be undone): relayd's seccomp filter lets what a
  * worker calls through, fails a system call it does not list with ENOSYS, and
- * kills the process on one that would undo the drop (SIGSYS); the drop from
+ * kills the process on one that would undo the drop (SIGSYS); threads but not
+ * forks or namespaces, four socket families, signals and limits of its own
+ * pid only, no TIOCSTI; the drop from
  * root leaves exactly the capabilities asked for, in every set, and root
  * cannot come back. The drop tests need root and skip without it.
  */
 #include <errno.h>
 #include <linux/capability.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <pwd.h>
 #include <sched.h>
 #include <setjmp.h>
@@ -20,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -76,6 +80,75 @@ static void test_filter_allows_what_workers_call(void **state)
 	assert_int_equal(WEXITSTATUS(st), 0);
 }
 
+static void *thread_fn(void *arg)
+{
+	return arg;
+}
+
+/* threads yes; fork, new namespaces, other socket families, others' pids no */
+static int conditional_calls(void)
+{
+	pthread_t t;
+	void *ret = NULL;
+
+	if (filtered())
+		return 90;
+	if (pthread_create(&t, NULL, thread_fn, (void *)1) != 0 || pthread_join(t, &ret) != 0 ||
+	    ret != (void *)1)
+		return 1;
+#if !defined(__SANITIZE_ADDRESS__)
+	errno = 0;
+	if (fork() != -1 || errno != ENOSYS)
+		return 2;
+	errno = 0;
+	if (syscall(SYS_clone, CLONE_NEWUSER | CLONE_NEWNET | SIGCHLD, NULL, NULL, NULL, 0) != -1)
+		return 3;
+#endif
+	errno = 0;
+	if (socket(AF_PACKET, SOCK_RAW, 0) != -1 || errno != ENOSYS)
+		return 4;
+	if (socket(AF_UNIX, SOCK_DGRAM, 0) < 0 || socket(AF_INET6, SOCK_STREAM, 0) < 0)
+		return 5;
+	errno = 0;
+	if (syscall(SYS_tgkill, 1, 1, 0) != -1 || errno != ENOSYS)
+		return 6;
+	if (syscall(SYS_tgkill, getpid(), getpid(), 0) != 0)
+		return 7;
+	errno = 0;
+	if (syscall(SYS_prlimit64, 1, RLIMIT_NOFILE, NULL, NULL) != -1 || errno != ENOSYS)
+		return 8;
+	return 0;
+}
+
+static void test_filter_conditions(void **state)
+{
+	int st = in_child(conditional_calls);
+
+	(void)state;
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 0);
+}
+
+static int call_tiocsti(void)
+{
+	char c = 'x';
+
+	if (filtered())
+		return 90;
+	syscall(SYS_ioctl, 0, TIOCSTI, &c);
+	return 0;
+}
+
+#if !defined(__SANITIZE_ADDRESS__)
+static int call_set_dumpable(void)
+{
+	if (filtered())
+		return 90;
+	syscall(SYS_prctl, PR_SET_DUMPABLE, 1, 0, 0, 0);
+	return 0;
+}
+#endif
+
 static int unlisted_call(void)
 {
 	if (filtered())
@@ -122,7 +195,15 @@ static int call_mount(void)
 
 static void test_filter_kills_what_would_undo_the_drop(void **state)
 {
-	int (*calls[])(void) = {call_unshare, call_setuid, call_mount};
+	int (*calls[])(void) = {
+		call_unshare,
+		call_setuid,
+		call_mount,
+		call_tiocsti,
+#if !defined(__SANITIZE_ADDRESS__)
+		call_set_dumpable,
+#endif
+	};
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(calls) / sizeof(calls[0]); i++) {
@@ -242,6 +323,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_filter_allows_what_workers_call),
 	    cmocka_unit_test(test_filter_fails_an_unlisted_call),
+	    cmocka_unit_test(test_filter_conditions),
 	    cmocka_unit_test(test_filter_kills_what_would_undo_the_drop),
 	    cmocka_unit_test(test_drop_keeps_exactly_what_is_asked),
 	    cmocka_unit_test(test_drop_all),
