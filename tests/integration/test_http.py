@@ -685,6 +685,58 @@ def https_request(server, sni, host, target="/", ctx_hook=None):
         s.close()
 
 
+def test_reload_swaps_an_edge_certificate(server, client, services, tmp_path):
+    """SIGHUP reads the certificate directory again at once, even a change its
+    5 s look would miss (same names, sizes and times): a new client gets the
+    new certificate, a connection already open keeps the old one."""
+    import signal as sig
+
+    certs = server.dir / "var" / "certs"
+    certs.mkdir(parents=True, exist_ok=True)
+    s = services(h_web, "svc")
+    http_add(client, "swap.example.test", s.port)
+    cp, kp, old_der = make_cert(certs, "swap.example.test")
+
+    def peer():
+        try:
+            status, _, _, der = https_request(server, "swap.example.test", "swap.example.test")
+            return der if status == 200 else None
+        except OSError:
+            return None
+
+    nt.wait_for(lambda: peer() == old_der, 20, "the first certificate served")
+    held = tls_connect(server, "swap.example.test")
+    held.sendall(b"GET / HTTP/1.1\r\nHost: swap.example.test\r\n\r\n")
+    line, hdrs, rest = read_head(held)
+    read_body(held, hdrs, rest)
+    assert line.split()[1] == "200", line
+    # another certificate of the very same sizes, written over the pair with the
+    # old times: nothing the directory's signature looks at changes
+    st_c, st_k = cp.stat(), kp.stat()
+    for _ in range(200):
+        ncp, nkp, new_der = make_cert(tmp_path, "swap.example.test")
+        if ncp.stat().st_size == st_c.st_size and nkp.stat().st_size == st_k.st_size:
+            break
+    else:
+        pytest.skip("no certificate of the same size in 200 tries")
+    cp.write_bytes(ncp.read_bytes())
+    kp.write_bytes(nkp.read_bytes())
+    os.utime(cp, ns=(st_c.st_atime_ns, st_c.st_mtime_ns))
+    os.utime(kp, ns=(st_k.st_atime_ns, st_k.st_mtime_ns))
+    time.sleep(6)  # longer than the 5 s look: it does not see the change
+    assert peer() == old_der, "the change was seen without a reload"
+    server.relayd.signal(sig.SIGHUP)
+    nt.wait_for(lambda: peer() == new_der, 10, "the new certificate after SIGHUP")
+    # the connection opened before the reload still works, on its old certificate
+    try:
+        assert held.getpeercert(binary_form=True) == old_der
+        held.sendall(b"GET / HTTP/1.1\r\nHost: swap.example.test\r\n\r\n")
+        line, _, _ = read_head(held)
+        assert line.split()[1] == "200", line
+    finally:
+        held.close()
+
+
 def test_https_terminated_at_the_edge(server, client, services):
     certs = server.dir / "var" / "certs"
     certs.mkdir(parents=True, exist_ok=True)
