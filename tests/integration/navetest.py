@@ -321,6 +321,8 @@ class Server:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.https = https or free_port()
         self.http = free_port()
+        while self.http == self.https:  # the kernel may hand the same free port out twice
+            self.http = free_port()
         self.address = "127.0.0.1"  # where the listeners are (a test may move them)
         self.port_min, self.port_max = port_range or port_window()
         self.ini = self.dir / "server.ini"
