@@ -48,7 +48,7 @@ CFG := config/cfg.c
 PASSWD := common/passwd.c
 TLS := tls/tls.c tls/ktls.c
 ENGINE := datapath/worker.c datapath/stream.c datapath/relay.c datapath/dial.c \
-	  datapath/xprt.c datapath/xprt_tls.c datapath/edge.c datapath/routes.c
+	  datapath/xprt.c datapath/xprt_tls.c datapath/edge.c datapath/routes.c datapath/acme_chal.c
 
 # BPF programs (bpf/NAME.bpf.c): clang -target bpf with BTF, then a libbpf skeleton
 # ($(B)/bpf/NAME.skel.h) that the loaders (BPF_SRC) include. Nothing shells out at run time.
@@ -66,7 +66,8 @@ SVC := common/svc.c
 SANDBOX := common/sandbox.c
 RELAYD_SRC := datapath/relayd.c datapath/ctlthread.c datapath/kern.c $(ENGINE) $(BPF_SRC) $(TLS) \
 	      $(CFG) $(COMMON) $(PASSWD) $(SVC) $(SANDBOX)
-CONTROLD_SRC := ctl/controld.c ctl/store.c ctl/api.c ctl/relaylink.c ctl/reload.c $(TLS) $(CFG) $(COMMON) $(SVC) \
+CONTROLD_SRC := ctl/controld.c ctl/store.c ctl/api.c ctl/relaylink.c ctl/reload.c ctl/acme.c \
+		ctl/acme_http.c ctl/jws.c $(TLS) $(CFG) $(COMMON) $(SVC) \
 		$(SANDBOX)
 NAVECTL_SRC := ctl/navectl.c $(CFG) $(COMMON)
 NAVE_SRC := client/nave.c client/client.c client/webroot.c $(ENGINE) $(TLS) $(CFG) $(COMMON) \

@@ -102,6 +102,16 @@
 /* {}: navectl reload: relayd reloads as on SIGHUP (its log says what applied) */
 #define CTL_RELOAD "reload"
 /*
+ * {domain, token, key_authorization}: answer the ACME HTTP-01 validation of token for domain
+ * on the HTTP listener (datapath/acme_chal.h, which checks every string); pushed by
+ * controld's ACME client before it asks the CA to validate, again after every sync while it
+ * is pending, and withdrawn by acme_challenge_del {token} once the CA decided.
+ */
+#define CTL_ACME_CHALLENGE     "acme_challenge"
+#define CTL_ACME_CHALLENGE_DEL "acme_challenge_del"
+/* {}: certificates changed (an ACME issue, renewal or revocation): read them now */
+#define CTL_CERTS "certs"
+/*
  * {deny:["CIDR"], allow:["CIDR"]}: the whole firewall, pushed after sync and on every
  * change (navectl firewall); relayd replaces its lists (and the XDP tries) with these.
  * Blocks are canonical (cidr_format), at most CIDR_LIST_MAX per list. Lists that do not

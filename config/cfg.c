@@ -123,7 +123,20 @@ const char cfg_server_default_ini[] =
     "\n"
     "[metrics]\n"
     "# empty: no metrics listener\n"
-    "listen =\n";
+    "listen =\n"
+    "\n"
+    "[acme]\n"
+    "# an ACME CA's directory URL (https://...); empty: no ACME certificates\n"
+    "directory =\n"
+    "email =\n"
+    "# names to certify (HTTP-01, no wildcards); empty: [server] domain\n"
+    "domains =\n"
+    "# CA file trusted for the directory's own HTTPS; empty: the system's\n"
+    "ca =\n"
+    "# renew this long before expiry (at most a third of a certificate's lifetime)\n"
+    "renew_before = 30d\n"
+    "# on: agree to the CA's terms of service (required by CAs that have them)\n"
+    "accept_terms = off\n";
 
 /* ---- the tables ---- */
 
@@ -142,6 +155,8 @@ enum row_type {
 	R_ABSPATH,  /* empty or an absolute path */
 	R_HOSTHDR,  /* empty or a Host header value (cfg_valid_host_header) */
 	R_AUTH,	    /* empty or "USER:HASH" (cfg_valid_basic_auth) */
+	R_URL,	    /* empty or an https:// URL (cfg_valid_url) */
+	R_EMAIL,    /* empty or an e-mail address (cfg_valid_email) */
 	R_FPR,	    /* empty or hex SHA-256, colons allowed */
 	R_LOGLEVEL, /* int: NLOG_* */
 	R_LOGFMT,   /* bool: text|json */
@@ -222,6 +237,13 @@ static const struct cfg_row server_rows[] = {
     SRV("xdp", "interface", "", R_IFNAME, xdp_interface),
     SRV("xdp", "syn_rate", "0", R_UINT, syn_rate, .min = 0, .max = UINT_MAX),
     SRV("metrics", "listen", "", R_LISTEN, metrics_listen),
+    SRV("acme", "directory", "", R_URL, acme_directory),
+    SRV("acme", "email", "", R_EMAIL, acme_email),
+    SRV("acme", "domains", "", R_DOMAINS, acme_domains),
+    SRV("acme", "ca", "", R_ABSPATH, acme_ca),
+    SRV("acme", "renew_before", "30d", R_DURATION, acme_renew_before_ms, .min = 3600000,
+	.max = 45 * 86400000u),
+    SRV("acme", "accept_terms", "off", R_BOOL, acme_accept_terms),
 };
 
 static const struct cfg_row client_rows[] = {
@@ -529,6 +551,32 @@ bool cfg_valid_user(const char *s)
 	return n <= 32;
 }
 
+bool cfg_valid_url(const char *s)
+{
+	size_t n = 0;
+
+	if (!s || strncasecmp(s, "https://", 8) || !s[8] || s[8] == '/')
+		return false;
+	for (; s[n]; n++)
+		if ((unsigned char)s[n] <= 0x20 || (unsigned char)s[n] >= 0x7f ||
+		    strchr("\"'<>\\^`{|}", s[n]))
+			return false;
+	return n < CFG_PATH_MAX;
+}
+
+bool cfg_valid_email(const char *s)
+{
+	const char *at = s ? strchr(s, '@') : NULL;
+	char d[DOMAIN_MAX + 1];
+
+	if (!at || at == s || at - s > 64 || strchr(at + 1, '@'))
+		return false;
+	for (const char *p = s; p < at; p++)
+		if (!isalnum((unsigned char)*p) && !strchr(".!#$%&*+/=?^_`{|}~-", *p))
+			return false;
+	return domain_norm(at + 1, strlen(at + 1), d, false);
+}
+
 bool cfg_valid_host_header(const char *s)
 {
 	size_t n = 0;
@@ -761,6 +809,21 @@ static int row_parse(const struct cfg_row *r, void *base, const char *v, char *w
 		case R_TOKEN:
 			if (strpbrk(v, " \t")) {
 				snprintf(why, wl, "%s contains spaces", q);
+				return -1;
+			}
+			break;
+		case R_URL:
+			if (*v && !cfg_valid_url(v)) {
+				snprintf(
+				    why, wl,
+				    "%s is not an https:// URL (printable, no spaces or quotes)",
+				    q);
+				return -1;
+			}
+			break;
+		case R_EMAIL:
+			if (*v && !cfg_valid_email(v)) {
+				snprintf(why, wl, "%s is not an e-mail address (LOCAL@DOMAIN)", q);
 				return -1;
 			}
 			break;
@@ -1460,7 +1523,8 @@ static int server_finish(struct cfg_server *c, const struct ini_doc *d, char *er
 		const char *key;
 		uint16_t port;
 	} listeners[] = {{"http", c->http_port}, {"https", c->https_port}, {"tunnel", 0}};
-	unsigned line;
+	char item[DOMAIN_MAX + 2];
+	unsigned line, n = 0;
 
 	if (c->user[0] && !cfg_valid_user(c->user))
 		return cfg_err(err, errlen, d->file, ini_line(d, "server", "user"),
@@ -1469,6 +1533,19 @@ static int server_finish(struct cfg_server *c, const struct ini_doc *d, char *er
 			       c->user);
 	if (!c->tunnel_port)
 		c->tunnel_port = c->https_port;
+	for (const char *p = c->acme_domains; (p = cfg_list_next(p, item, sizeof(item)));) {
+		if (item[0] == '*')
+			return cfg_err(err, errlen, d->file, ini_line(d, "acme", "domains"),
+				       "[acme] domains: %s: a wildcard needs a DNS-01 challenge; "
+				       "nave answers HTTP-01 only",
+				       item);
+		if (++n > ACME_DOMAINS_MAX)
+			return cfg_err(err, errlen, d->file, ini_line(d, "acme", "domains"),
+				       "[acme] domains: more than %d names", ACME_DOMAINS_MAX);
+	}
+	if (c->acme_domains[0] && !c->acme_directory[0])
+		return cfg_err(err, errlen, d->file, ini_line(d, "acme", "domains"),
+			       "[acme] domains: set [acme] directory too (the CA to ask)");
 	if (c->http_port == c->https_port) {
 		line = ini_line(d, "listen", "https") ?: ini_line(d, "listen", "http");
 		return cfg_err(err, errlen, d->file, line,
@@ -1539,6 +1616,16 @@ int cfg_server_load(struct cfg_server *c, const char *path, char *err, size_t er
 const char *cfg_server_path(const struct cfg_server *c)
 {
 	return strcmp(c->source, EMBEDDED) ? c->source : NULL;
+}
+
+void cfg_server_copy_acme(struct cfg_server *dst, const struct cfg_server *src)
+{
+	memcpy(dst->acme_directory, src->acme_directory, sizeof(dst->acme_directory));
+	memcpy(dst->acme_email, src->acme_email, sizeof(dst->acme_email));
+	memcpy(dst->acme_domains, src->acme_domains, sizeof(dst->acme_domains));
+	memcpy(dst->acme_ca, src->acme_ca, sizeof(dst->acme_ca));
+	dst->acme_renew_before_ms = src->acme_renew_before_ms;
+	dst->acme_accept_terms = src->acme_accept_terms;
 }
 
 unsigned cfg_server_diff(const struct cfg_server *a, const struct cfg_server *b, char *out,

@@ -13,9 +13,10 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#define CFG_PATH_MAX 512
-#define CFG_STR_MAX  256
-#define CFG_ERR_MAX  768
+#define CFG_PATH_MAX	 512
+#define CFG_STR_MAX	 256
+#define CFG_ERR_MAX	 768
+#define ACME_DOMAINS_MAX 32 /* names in [acme] domains */
 
 enum cfg_tristate { CFG_AUTO = -1, CFG_OFF = 0, CFG_ON = 1 };
 
@@ -66,6 +67,13 @@ struct cfg_server {
 	unsigned syn_rate;		 /* 0 = no limit */
 	/* [metrics] */
 	char metrics_listen[CFG_STR_MAX]; /* empty: off */
+	/* [acme] */
+	char acme_directory[CFG_PATH_MAX]; /* empty: off */
+	char acme_email[CFG_STR_MAX];	   /* empty: an account without contact */
+	char acme_domains[1024];	   /* empty: [server] domain */
+	char acme_ca[CFG_PATH_MAX];	   /* empty: the system's CA bundle */
+	unsigned acme_renew_before_ms;	   /* renew_before = 30d */
+	bool acme_accept_terms;		   /* accept_terms = off */
 	/* where it came from, for --check */
 	char source[CFG_PATH_MAX]; /* file path or "(embedded default)" */
 };
@@ -88,6 +96,8 @@ const char *cfg_server_path(const struct cfg_server *c);
  */
 unsigned cfg_server_diff(const struct cfg_server *a, const struct cfg_server *b, char *out,
 			 size_t outlen);
+/* The [acme] settings of src into dst (they apply on a reload: controld's ctl/acme.h). */
+void cfg_server_copy_acme(struct cfg_server *dst, const struct cfg_server *src);
 /*
  * The next item of a list value (R_DOMAINS, R_CIDRS: items between ',' or
  * blanks): copies it to out and returns where the rest starts, or NULL at
@@ -174,6 +184,10 @@ bool cfg_valid_user(const char *s);
  * *key.
  */
 const char *cfg_http_rule_check(const struct cfg_http_rule *h, const char **key);
+/* An ACME directory: "https://" HOST..., printable ASCII without spaces, quotes or <>\^`{|}. */
+bool cfg_valid_url(const char *s);
+/* LOCAL@DOMAIN: LOCAL 1..64 of RFC 5322 atext and '.', DOMAIN a DNS name. */
+bool cfg_valid_email(const char *s);
 /* A Host header value for host_header: 1..255 of [A-Za-z0-9.:_-]. */
 bool cfg_valid_host_header(const char *s);
 /*

@@ -25,6 +25,7 @@
 #include "cidr.h"
 #include "config/cfg.h"
 #include "ctl/relaylink.h"
+#include "ctl/acme.h"
 #include "ctl/reload.h"
 #include "ctl/store.h"
 #include "link_proto.h"
@@ -45,8 +46,14 @@ struct api {
 	struct store *st;
 	struct relaylink *rl;
 	const struct cfg_server *cfg;
+	struct acme *acme;
 	uint64_t started_ms;
 };
+
+void api_set_acme(struct api *a, struct acme *acme)
+{
+	a->acme = acme;
+}
 
 /* Per-request state kept by MHD between calls of the access handler. */
 struct req {
@@ -529,6 +536,40 @@ static int h_reload(struct call *c)
 	return c->out ? MHD_HTTP_OK : internal(c);
 }
 
+/* navectl acme status: the ACME client's state (ctl/acme.h) */
+static int h_acme(struct call *c)
+{
+	c->out = acme_status(c->a->acme);
+	return c->out ? MHD_HTTP_OK : internal(c);
+}
+
+/* {domain?}: a renewal (or a revocation and a new certificate) now; the thread answers later */
+static int acme_ask(struct call *c, bool rev)
+{
+	json_t *d = c->body ? json_object_get(c->body, "domain") : NULL;
+	const char *domain = json_string_value(d);
+	char err[300];
+
+	if (d && !json_is_null(d) && (!domain || strlen(domain) > DOMAIN_MAX))
+		return fail(c, MHD_HTTP_BAD_REQUEST, "domain: a domain name");
+	if ((rev ? acme_revoke : acme_renew)(c->a->acme, domain, err, sizeof(err)) < 0)
+		return fail(c, MHD_HTTP_CONFLICT, "%s", err);
+	log_info("api: acme: %s of %s asked", rev ? "revocation" : "renewal",
+		 domain ? "one domain" : "every domain");
+	c->out = acme_status(c->a->acme);
+	return c->out ? MHD_HTTP_ACCEPTED : internal(c);
+}
+
+static int h_acme_renew(struct call *c)
+{
+	return acme_ask(c, false);
+}
+
+static int h_acme_revoke(struct call *c)
+{
+	return acme_ask(c, true);
+}
+
 #define BACKUPS_KEPT 10 /* the newest backups controld keeps in state_dir/backups */
 
 /* navectl backup: an online, consistent copy of the store in state_dir/backups. */
@@ -853,6 +894,9 @@ static const struct route {
     {"GET", "status", h_status},
     {"POST", "reload", h_reload},
     {"POST", "backup", h_backup},
+    {"GET", "acme", h_acme},
+    {"POST", "acme/renew", h_acme_renew},
+    {"POST", "acme/revoke", h_acme_revoke},
     {"GET", "registrations", h_registrations_list},
     {"POST", "registrations", h_registrations_create},
     {"POST", "registrations/*/disable", h_registration_disable},

@@ -33,4 +33,8 @@ int api_pollfds(struct api *a, struct pollfd *pfd, int max, int *timeout_ms);
 /* Runs the HTTP server after poll(); call it on every loop turn. */
 void api_process(struct api *a, const struct pollfd *pfd, int n);
 
+struct acme;
+/* The ACME client /api/v1/acme reports on and asks (ctl/acme.h). */
+void api_set_acme(struct api *a, struct acme *acme);
+
 #endif

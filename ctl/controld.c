@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "config/cfg.h"
+#include "ctl/acme.h"
 #include "ctl/api.h"
 #include "ctl/relaylink.h"
 #include "ctl/reload.h"
@@ -143,8 +144,9 @@ static int run(const struct cfg_server *cfg)
 {
 	char db[CFG_PATH_MAX + 16], relay_sock[CFG_PATH_MAX + 16], ctl_sock[CFG_PATH_MAX + 16];
 	char err[CFG_ERR_MAX];
-	struct pollfd pfd[1 + RELAYLINK_POLLFDS + API_POLLFDS];
+	struct pollfd pfd[2 + RELAYLINK_POLLFDS + API_POLLFDS];
 	struct relaylink *rl = NULL;
+	struct acme *acme = NULL;
 	struct store *st = NULL;
 	struct api *api = NULL;
 	bool relay_bound = false, ctl_bound = false;
@@ -238,11 +240,18 @@ static int run(const struct cfg_server *cfg)
 	if (ret)
 		goto out;
 	ctl_bound = true;
+	ret = acme_open(&acme, cfg);
+	if (ret) {
+		log_error("acme: %s", strerror(-ret));
+		goto out;
+	}
+	ctl_reload_set_acme(acme);
 	ret = api_start(&api, lfd, st, rl, cfg, err, sizeof(err));
 	if (ret) {
 		log_error("admin API: %s", err);
 		goto out;
 	}
+	api_set_acme(api, acme);
 	log_info("nave-controld %s started: store %s (schema v%d), admin API on %s, relayd on %s",
 		 NAVE_VERSION, db, store_schema_version(st), ctl_sock, relay_sock);
 	if (geteuid() == 0)
@@ -257,6 +266,7 @@ static int run(const struct cfg_server *cfg)
 		pfd[n].fd = sfd;
 		pfd[n].events = POLLIN;
 		pfd[n++].revents = 0;
+		n += acme_pollfd(acme, pfd + n); /* pfd[1] */
 		nrl = relaylink_pollfds(rl, pfd + n);
 		n += nrl;
 		napi = api_pollfds(api, pfd + n, API_POLLFDS, &timeout);
@@ -288,12 +298,15 @@ static int run(const struct cfg_server *cfg)
 				break;
 			}
 		}
-		relaylink_process(rl, pfd + 1, nrl);
-		api_process(api, pfd + 1 + nrl, napi);
+		relaylink_process(rl, pfd + 2, nrl);
+		api_process(api, pfd + 2 + nrl, napi);
+		acme_pump(acme, rl); /* also after relaylink_process: a relayd that just synced */
 		log_limit_flush();
 	}
 out:
 	api_stop(api);
+	ctl_reload_set_acme(NULL);
+	acme_close(acme);
 	relaylink_close(rl);
 	if (ctl_bound)
 		unlink(ctl_sock);

@@ -1074,7 +1074,7 @@ static int parse_args(struct ctx *c, int argc, char **argv, const struct opt *op
 		if (ret)
 			return ret;
 	}
-	if (posname && !n)
+	if (posname && !n && posname[0] != '[') /* "[NAME]": optional */
 		return usage_error(c, "missing %s", posname);
 	return 0;
 }
@@ -2120,6 +2120,188 @@ static int cmd_backup(struct ctx *c, int argc, char **argv)
 	return EXIT_OK;
 }
 
+/* ---- acme ---- */
+
+static const struct col acme_cols[] = {
+    {"DOMAIN", "domain", COL_VAL},    {"STATE", "state", COL_VAL},
+    {"SERIAL", "serial", COL_VAL},    {"EXPIRES", "not_after", COL_TIME},
+    {"RENEWS", "renew_at", COL_TIME}, {"NEXT TRY", "next_try", COL_TIME},
+    {"ERROR", "error", COL_VAL},
+};
+
+static void acme_print(json_t *j)
+{
+	json_t *doms = json_object_get(j, "domains"), *d;
+	struct table t = {.ncols = ARRAY_SIZE(acme_cols)};
+	char b1[600], b2[600];
+	size_t i;
+
+	if (!json_is_true(json_object_get(j, "enabled"))) {
+		printf("ACME: off ([acme] directory is empty)\n");
+		return;
+	}
+	printf("ACME: %s, account %s\n", fmt_esc(json_object_get(j, "directory"), b1, sizeof(b1)),
+	       fmt_esc(json_object_get(j, "account"), b2, sizeof(b2)));
+	if (json_is_string(json_object_get(j, "error")))
+		printf("error: %s\n", fmt_esc(json_object_get(j, "error"), b1, sizeof(b1)));
+	for (unsigned k = 0; k < ARRAY_SIZE(acme_cols); k++)
+		table_add(&t, acme_cols[k].title);
+	json_array_foreach(doms, i, d)
+	{
+		for (unsigned k = 0; k < ARRAY_SIZE(acme_cols); k++) {
+			json_t *v = json_object_get(d, acme_cols[k].key);
+
+			if (acme_cols[k].kind == COL_TIME && json_integer_value(v) == 0)
+				table_add(&t, "-");
+			else if (acme_cols[k].kind == COL_VAL)
+				table_add(&t, fmt_esc(v, b1, sizeof(b1)));
+			else
+				table_add(&t, fmt_col(&acme_cols[k], d, b1, sizeof(b1)));
+		}
+	}
+	table_print(&t);
+	table_free(&t);
+}
+
+static int cmd_acme_status(struct ctx *c, int argc, char **argv)
+{
+	struct sbuf path = api_path("acme", NULL, NULL);
+	json_t *j;
+	int ret = parse_args(c, argc, argv, NULL, NULL, NULL);
+
+	if (ret) {
+		sb_free(&path);
+		return args_exit(ret);
+	}
+	ret = api_call(c, "GET", &path, NULL, &j);
+	if (ret || !j)
+		return ret;
+	acme_print(j);
+	json_decref(j);
+	return EXIT_OK;
+}
+
+#define ACME_WAIT_S 180
+
+/* the attempts made for domain (every domain: their sum) in an acme status */
+static json_int_t acme_attempts(json_t *j, const char *domain, bool *working)
+{
+	json_int_t n = 0;
+	json_t *d;
+	size_t i;
+
+	*working = false;
+	json_array_foreach(json_object_get(j, "domains"), i, d)
+	{
+		const char *name = json_string_value(json_object_get(d, "domain")) ?: "";
+
+		if (domain && strcasecmp(name, domain))
+			continue;
+		n += json_integer_value(json_object_get(d, "attempts"));
+		*working |=
+		    !strcmp(json_string_value(json_object_get(d, "state")) ?: "", "working");
+	}
+	return n;
+}
+
+/* navectl acme renew|revoke: asks, and with --wait follows the status until done */
+static int acme_ask(struct ctx *c, int argc, char **argv, const char *what)
+{
+	bool wait = false, json = c->json, working;
+	const char *domain = NULL;
+	const struct opt opts[] = {
+	    {"--wait", NULL, NULL, &wait},
+	    {NULL, NULL, NULL, NULL},
+	};
+	bool revoke = !strcmp(what, "revoke");
+	json_int_t before;
+	struct sbuf path;
+	json_t *j = NULL, *body = NULL;
+	int ret;
+
+	ret = parse_args(c, argc, argv, opts, &domain, revoke ? "DOMAIN" : "[DOMAIN]");
+	if (ret)
+		return args_exit(ret);
+	c->json = false;
+	path = api_path("acme", NULL, NULL);
+	ret = api_call(c, "GET", &path, NULL, &j);
+	if (ret || !j)
+		goto out;
+	before = acme_attempts(j, domain, &working);
+	json_decref(j);
+	j = NULL;
+	if (domain)
+		body = json_pack("{s:s}", "domain", domain);
+	path = api_path("acme", revoke ? "revoke" : "renew", NULL);
+	ret = api_call(c, "POST", &path, body, &j);
+	if (ret || !j)
+		goto out;
+	if (!wait && json) {
+		char *t = json_dumps(j, JSON_COMPACT);
+
+		if (t)
+			puts(t);
+		free(t);
+		goto out;
+	}
+	if (!wait) {
+		printf("%s of %s asked: navectl acme status shows the outcome\n",
+		       revoke ? "revocation (and a new certificate)" : "renewal",
+		       domain ? domain : "every domain");
+		goto out;
+	}
+	for (int i = 0; i < ACME_WAIT_S * 4; i++) {
+		json_decref(j);
+		j = NULL;
+		usleep(250 * 1000);
+		path = api_path("acme", NULL, NULL);
+		ret = api_call(c, "GET", &path, NULL, &j);
+		if (ret || !j)
+			goto out;
+		if (acme_attempts(j, domain, &working) > before && !working)
+			break;
+	}
+	if (json) {
+		char *t = json_dumps(j, JSON_COMPACT);
+
+		if (t)
+			puts(t);
+		free(t);
+	} else {
+		acme_print(j);
+	}
+	if (acme_attempts(j, domain, &working) <= before || working) {
+		fail("no outcome within %d s: navectl acme status shows it later", ACME_WAIT_S);
+		ret = EXIT_FAIL;
+	} else {
+		json_t *d;
+		size_t i;
+
+		json_array_foreach(json_object_get(j, "domains"), i, d)
+		{
+			const char *name = json_string_value(json_object_get(d, "domain")) ?: "";
+
+			if ((!domain || !strcasecmp(name, domain)) &&
+			    strcmp(json_string_value(json_object_get(d, "state")) ?: "", "valid"))
+				ret = EXIT_FAIL;
+		}
+	}
+out:
+	c->json = json;
+	json_decref(j);
+	return ret;
+}
+
+static int cmd_acme_renew(struct ctx *c, int argc, char **argv)
+{
+	return acme_ask(c, argc, argv, "renew");
+}
+
+static int cmd_acme_revoke(struct ctx *c, int argc, char **argv)
+{
+	return acme_ask(c, argc, argv, "revoke");
+}
+
 static const struct cmd cmds[] = {
     {"status", NULL, cmd_status, "",
      "Show versions, uptime, relayd state, tunnels, connections and ports."},
@@ -2127,6 +2309,12 @@ static const struct cmd cmds[] = {
      "Read the config again in controld and relayd (as systemctl reload does)."},
     {"backup", NULL, cmd_backup, "[FILE]",
      "Copy the store, online and consistent, into state_dir/backups (and to FILE)."},
+    {"acme", "status", cmd_acme_status, "",
+     "Show the ACME certificates: state, serial, expiry, next renewal, last error."},
+    {"acme", "renew", cmd_acme_renew, "[DOMAIN] [--wait]",
+     "Ask the ACME CA for a new certificate now (for DOMAIN, else every domain)."},
+    {"acme", "revoke", cmd_acme_revoke, "DOMAIN [--wait]",
+     "Have the CA revoke DOMAIN's certificate; a domain still in [acme] domains gets a new one."},
     {"registration", "create", cmd_registration_create,
      "[--description D] [--max-uses N] [--expires DURATION]",
      "Create a registration token for new clients; it is printed only this once."},

@@ -42,7 +42,8 @@ struct relaylink {
 	int fd;	   /* -1: no relayd */
 	pid_t pid; /* from SO_PEERCRED */
 	bool hello;
-	bool fw_due; /* the firewall is to be pushed (relaylink_firewall) */
+	unsigned gen; /* relayd connections greeted so far (relaylink_generation) */
+	bool fw_due;  /* the firewall is to be pushed (relaylink_firewall) */
 	struct msg_reader rd;
 	struct msg_outq out;
 	json_t *info;	  /* from relay_hello */
@@ -175,6 +176,30 @@ int relaylink_kick(struct relaylink *rl, const char *tunnel_id, const char *reas
 		return -ENOTCONN;
 	return send_obj(rl, json_pack("{s:s, s:s, s:s}", "type", CTL_KICK, "tunnel_id", tunnel_id,
 				      "reason", reason));
+}
+
+unsigned relaylink_generation(const struct relaylink *rl)
+{
+	return rl->gen;
+}
+
+int relaylink_acme_challenge(struct relaylink *rl, const char *domain, const char *token,
+			     const char *keyauth)
+{
+	if (!relaylink_connected(rl))
+		return -ENOTCONN;
+	if (!keyauth)
+		return send_obj(
+		    rl, json_pack("{s:s, s:s}", "type", CTL_ACME_CHALLENGE_DEL, "token", token));
+	return send_obj(rl, json_pack("{s:s, s:s, s:s, s:s}", "type", CTL_ACME_CHALLENGE, "domain",
+				      domain, "token", token, "key_authorization", keyauth));
+}
+
+int relaylink_certs(struct relaylink *rl)
+{
+	if (!relaylink_connected(rl))
+		return -ENOTCONN;
+	return send_obj(rl, json_pack("{s:s}", "type", CTL_CERTS));
 }
 
 int relaylink_reload(struct relaylink *rl)
@@ -765,6 +790,7 @@ static int on_hello(struct relaylink *rl, json_t *m, char *why)
 		return -EIO;
 	}
 	rl->hello = true;
+	rl->gen++;
 	ret = sync_send(rl, ports, domains, &pieces);
 	log_info("relayd (pid %d) said hello: %d tunnel(s) online, syncing %zu port(s) and %zu "
 		 "domain(s) in %d message(s)",

@@ -46,6 +46,13 @@ int relaylink_port_del(struct relaylink *rl, unsigned port);
 int relaylink_kick(struct relaylink *rl, const char *tunnel_id, const char *reason);
 /* Asks relayd to reload (navectl reload); -ENOTCONN when it is not connected. */
 int relaylink_reload(struct relaylink *rl);
+/* How many relayd connections were greeted: a change means a new relayd to tell again. */
+unsigned relaylink_generation(const struct relaylink *rl);
+/* Publishes (keyauth) or withdraws (keyauth NULL) an ACME HTTP-01 answer (CTL_ACME_CHALLENGE). */
+int relaylink_acme_challenge(struct relaylink *rl, const char *domain, const char *token,
+			     const char *keyauth);
+/* Tells relayd to read its certificates now (CTL_CERTS). */
+int relaylink_certs(struct relaylink *rl);
 /*
  * The firewall changed: relayd is sent the whole of it, both lists as the
  * store holds them then, as CTL_FIREWALL (in pieces when it does not fit one

@@ -2,10 +2,18 @@
 /* controld's reload (reload.h). */
 #include "ctl/reload.h"
 
+#include "ctl/acme.h"
 #include "log.h"
 
 #include <stdlib.h>
 #include <string.h>
+
+static struct acme *acme;
+
+void ctl_reload_set_acme(struct acme *a)
+{
+	acme = a;
+}
 
 void ctl_reload(const struct cfg_server *run, struct ctl_reload *r)
 {
@@ -20,6 +28,9 @@ void ctl_reload(const struct cfg_server *run, struct ctl_reload *r)
 		*cmp = *run;
 		cmp->log_level = n->log_level;
 		cmp->log_json = n->log_json;
+		cfg_server_copy_acme(cmp, n);
+		if (acme)
+			acme_reconfigure(acme, n);
 		r->waiting = cfg_server_diff(cmp, n, r->changed, sizeof(r->changed));
 		r->ok = true;
 	}
@@ -29,7 +40,7 @@ void ctl_reload(const struct cfg_server *run, struct ctl_reload *r)
 		log_error("reload: %s: the running configuration stays", r->error);
 		return;
 	}
-	log_info("reload: %s read: log level and format applied",
+	log_info("reload: %s read: log level and format, [acme] applied",
 		 path ? path : "(embedded default)");
 	if (r->waiting)
 		log_warn("reload: %u change(s) wait for a restart: %s", r->waiting, r->changed);

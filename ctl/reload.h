@@ -23,4 +23,8 @@ struct ctl_reload {
 /* run: the configuration controld started with (its source is the file read again). */
 void ctl_reload(const struct cfg_server *run, struct ctl_reload *r);
 
+struct acme;
+/* The ACME client a reload hands the new [acme] settings to (ctl/acme.h); NULL: none. */
+void ctl_reload_set_acme(struct acme *a);
+
 #endif

@@ -8,6 +8,7 @@
  * forwarding: requests that need it wait (bounded) and then fail with a
  * clear reason, and the thread reconnects and resynchronises on its own.
  */
+#include "acme_chal.h"
 #include "ctlthread.h"
 #include "kern.h"
 #include "tls/ktls.h"
@@ -1232,6 +1233,26 @@ static void cd_message(struct ctlthread *ct, json_t *m)
 		port_drop(ct, msg_int(m, "port", 0));
 		return;
 	}
+	if (!strcmp(type, CTL_ACME_CHALLENGE)) {
+		const char *why = NULL, *dom = msg_str(m, "domain");
+		char shown[300];
+
+		if (acme_chal_set(dom, msg_str(m, "token"), msg_str(m, "key_authorization"),
+				  now_ms(), &why) < 0)
+			log_warn("acme: a challenge from nave-controld for %s refused: %s",
+				 dom ? log_esc_str(dom, shown, sizeof(shown)) : "(none)", why);
+		else
+			log_debug("acme: answering the HTTP-01 challenge for %s", dom);
+		return;
+	}
+	if (!strcmp(type, CTL_ACME_CHALLENGE_DEL)) {
+		acme_chal_del(msg_str(m, "token"));
+		return;
+	}
+	if (!strcmp(type, CTL_CERTS)) {
+		atomic_store(&ct->certs_now, true);
+		return;
+	}
 	if (!strcmp(type, CTL_RELOAD)) {
 		/* the main thread reloads on SIGHUP (blocked everywhere else): send it one */
 		log_info("reload asked by nave-controld (navectl reload)");
@@ -1392,41 +1413,41 @@ static uint64_t certs_signature(const char *dir)
 	return sig;
 }
 
-/*
- * Loads DOMAIN.crt + DOMAIN.key pairs (_wildcard.NAME.crt for *.NAME) when the
- * directory changed, and posts the new table to every worker: certificates
- * are replaced without a restart, connections already open keep theirs.
- */
-static void certs_load(struct ctlthread *ct)
+/* Where ACME certificates are (controld's ctl/acme.c writes them): DOMAIN.pem, key and chain. */
+static void certs_acme_dir(struct ctlthread *ct, char *out, size_t n)
 {
-	unsigned nw = engine_workers(ct->e), n = 0, cap = 0;
-	struct http_route *list = NULL;
-	char dir[CFG_PATH_MAX + 8];
-	struct http_routes *t;
-	struct dirent *e;
-	uint64_t sig;
-	struct mb_msg mb;
-	DIR *d;
+	snprintf(out, n, "%s/acme/certs", ct->cfg.state_dir);
+}
 
-	certs_dir(ct, dir, sizeof(dir));
-	sig = certs_signature(dir);
-	if (sig == ct->certs_sig)
-		return;
-	ct->certs_sig = sig;
-	d = opendir(dir);
+struct cert_list {
+	struct http_route *r;
+	unsigned n, cap;
+};
+
+/*
+ * Appends the certificates of dir: DOMAIN.crt + DOMAIN.key pairs
+ * (_wildcard.NAME.crt for *.NAME), or with acme DOMAIN.pem files holding the
+ * key and the chain together (one rename replaces both).
+ */
+static void certs_scan(const char *dir, bool acme, struct cert_list *l)
+{
+	const char *ext = acme ? ".pem" : ".crt";
+	DIR *d = opendir(dir);
+	struct dirent *e;
+
 	while (d && (e = readdir(d))) {
 		size_t len = strlen(e->d_name);
-		char name[DOMAIN_MAX + 16], domain[DOMAIN_MAX + 1], crt[CFG_PATH_MAX + 8 + 300],
-		    key[CFG_PATH_MAX + 8 + 300], err[256];
+		char name[DOMAIN_MAX + 16], domain[DOMAIN_MAX + 1], crt[CFG_PATH_MAX + 16 + 300],
+		    key[CFG_PATH_MAX + 16 + 300], err[256];
 		const char *base = name;
 		SSL_CTX *ctx;
 		bool wild;
 
-		if (len < 5 || len - 4 >= sizeof(name) || strcmp(e->d_name + len - 4, ".crt"))
+		if (len < 5 || len - 4 >= sizeof(name) || strcmp(e->d_name + len - 4, ext))
 			continue;
 		memcpy(name, e->d_name, len - 4);
 		name[len - 4] = '\0';
-		wild = !strncmp(name, "_wildcard.", 10);
+		wild = !acme && !strncmp(name, "_wildcard.", 10);
 		if (wild) {
 			name[8] = '*'; /* "_wildcar*.NAME" -> "*.NAME" */
 			base = name + 8;
@@ -1434,13 +1455,15 @@ static void certs_load(struct ctlthread *ct)
 		if (!domain_norm(base, strlen(base), domain, wild)) {
 			char shown[300];
 
-			log_warn("https: %s/%s: the name is no domain (DOMAIN.crt, or "
-				 "_wildcard.DOMAIN.crt for *.DOMAIN): ignored",
-				 dir, log_esc_str(e->d_name, shown, sizeof(shown)));
+			log_warn("https: %s/%s: the name is no domain (%s): ignored", dir,
+				 log_esc_str(e->d_name, shown, sizeof(shown)),
+				 acme ? "DOMAIN.pem"
+				      : "DOMAIN.crt, or _wildcard.DOMAIN.crt for *.DOMAIN");
 			continue;
 		}
 		snprintf(crt, sizeof(crt), "%s/%s", dir, e->d_name);
-		snprintf(key, sizeof(key), "%s/%.*s.key", dir, (int)(len - 4), e->d_name);
+		snprintf(key, sizeof(key), "%s/%.*s%s", dir, (int)(len - 4), e->d_name,
+			 acme ? ".pem" : ".key");
 		ctx = tls_edge_ctx(crt, key, err, sizeof(err));
 		if (!ctx) {
 			log_warn("https: %s: %s: ignored", domain, err);
@@ -1453,44 +1476,70 @@ static void certs_load(struct ctlthread *ct)
 			SSL_CTX_free(ctx);
 			continue;
 		}
-		if (n == cap) {
-			struct http_route *nl;
+		if (l->n == l->cap) {
+			unsigned cap = l->cap ? 2 * l->cap : 16;
+			struct http_route *nl = realloc(l->r, cap * sizeof(*nl));
 
-			cap = cap ? 2 * cap : 16;
-			nl = realloc(list, cap * sizeof(*nl));
 			if (!nl) {
 				SSL_CTX_free(ctx);
 				break;
 			}
-			list = nl;
+			l->r = nl;
+			l->cap = cap;
 		}
-		memset(&list[n], 0, sizeof(list[n]));
-		str_copy(list[n].domain, sizeof(list[n].domain), domain);
-		list[n++].tls = ctx;
+		memset(&l->r[l->n], 0, sizeof(l->r[l->n]));
+		str_copy(l->r[l->n].domain, sizeof(l->r[l->n].domain), domain);
+		l->r[l->n++].tls = ctx;
 	}
 	if (d)
 		closedir(d);
-	t = http_routes_new(n, nw + 1);
+}
+
+/*
+ * Loads the certificates of the certificate directory, then those ACME
+ * issued (a name in both: the directory's wins), when either changed, and
+ * posts the new table to every worker: certificates are replaced without a
+ * restart, connections already open keep theirs.
+ */
+static void certs_load(struct ctlthread *ct)
+{
+	unsigned nw = engine_workers(ct->e);
+	char dir[CFG_PATH_MAX + 8], adir[CFG_PATH_MAX + 16];
+	struct cert_list l = {0};
+	struct http_routes *t;
+	struct mb_msg mb;
+	uint64_t sig;
+
+	certs_dir(ct, dir, sizeof(dir));
+	certs_acme_dir(ct, adir, sizeof(adir));
+	sig = certs_signature(dir) * 31 + certs_signature(adir);
+	if (sig == ct->certs_sig)
+		return;
+	ct->certs_sig = sig;
+	certs_scan(dir, false, &l);
+	certs_scan(adir, true, &l);
+	t = http_routes_new(l.n, nw + 1);
 	if (!t) {
-		for (unsigned i = 0; i < n; i++)
-			SSL_CTX_free(list[i].tls);
-		free(list);
+		for (unsigned i = 0; i < l.n; i++)
+			SSL_CTX_free(l.r[i].tls);
+		free(l.r);
 		log_error("https: out of memory: certificates unchanged");
 		ct->certs_sig = 0;
 		return;
 	}
 	t->drop = ssl_ctx_drop;
-	for (unsigned i = 0; i < n; i++)
-		if (!http_routes_add(t, &list[i]))
-			SSL_CTX_free(list[i].tls); /* a second file for the same name */
-	free(list);
+	for (unsigned i = 0; i < l.n; i++)
+		if (!http_routes_add(t, &l.r[i]))
+			SSL_CTX_free(l.r[i].tls); /* a second file for the same name */
+	free(l.r);
 	memset(&mb, 0, sizeof(mb));
 	mb.type = MB_CERTS;
 	mb.routes = t;
 	engine_post(ct->e, -1, &mb);
 	http_routes_put(ct->certs);
 	ct->certs = t;
-	log_info("https: %u certificate(s) for edge termination from %s", t->n, dir);
+	log_info("https: %u certificate(s) for edge termination from %s and %s (ACME)", t->n, dir,
+		 adir);
 }
 
 /* ---------- events from workers ---------- */

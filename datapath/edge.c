@@ -18,6 +18,7 @@
  * end of the client's direction, answers what it has, and the connection
  * closes after that.
  */
+#include "acme_chal.h"
 #include "dp.h"
 
 #include "cidr.h"
@@ -456,6 +457,43 @@ static void redirect_https(struct worker *w, struct conn *p, const uint8_t *base
 	answer(w, p, 308, extra, "this site is served over https");
 }
 
+/*
+ * An ACME HTTP-01 validation (acme_chal.h): plain HTTP, GET or HEAD of
+ * ACME_CHAL_PREFIX TOKEN for a token controld published for this host. true
+ * when the edge answered it (200 with the key authorization).
+ */
+static bool acme_answer(struct worker *w, struct conn *p, const uint8_t *base, const char *host)
+{
+	static const size_t plen = sizeof(ACME_CHAL_PREFIX) - 1;
+	struct hconn *h = p->http;
+	const struct http_span *u = &h->req.url;
+	char keyauth[ACME_KEYAUTH_MAX + 1], page[ACME_KEYAUTH_MAX + 256];
+	size_t n;
+	int len;
+
+	if (h->tls || (h->head.method != HTTP_GET && h->head.method != HTTP_HEAD) ||
+	    u->len <= plen || memcmp(base + u->off, ACME_CHAL_PREFIX, plen))
+		return false;
+	n = acme_chal_find(host, (const char *)base + u->off + plen, u->len - plen, keyauth,
+			   w->now);
+	if (!n)
+		return false;
+	len = snprintf(
+	    page, sizeof(page),
+	    "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+	    "Content-Length: %zu\r\nConnection: close\r\nCache-Control: no-store\r\n\r\n%s",
+	    n, h->head.method == HTTP_HEAD ? "" : keyauth);
+	log_every(NLOG_INFO, "http: %s: answered the ACME challenge for %s", h->ip, host);
+	if (len < 0 || (size_t)len >= sizeof(page) || pub_put(w, p, page, (size_t)len) < 0)
+		return true;
+	p->connected = true;
+	p->deadline = w->now + 5000;
+	p->linger = true;
+	p->state = PS_BOUND;
+	obuf_kick(w, p);
+	return true;
+}
+
 /* ---------- routing ---------- */
 
 /*
@@ -503,6 +541,8 @@ static const struct http_route *route_head(struct worker *w, struct conn *p, con
 		refuse(w, p, HC_NO_HOST, 400, NULL);
 		return NULL;
 	}
+	if (acme_answer(w, p, base, host))
+		return NULL;
 	if (!host_fits_cert(w, h, host)) {
 		/* another name than the TLS connection was made for (domain fronting) */
 		refuse(w, p, HC_UNKNOWN, 421, NULL);

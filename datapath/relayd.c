@@ -111,6 +111,7 @@ static void reload(const struct reload *r)
 	*cmp = *r->run;
 	cmp->log_level = n->log_level;
 	cmp->log_json = n->log_json;
+	cfg_server_copy_acme(cmp, n); /* controld's (relayd reads the certificates it writes) */
 	k = cfg_server_diff(cmp, n, changed, sizeof(changed));
 	log_info("reload: %s read: log level and format applied, HTTP certificates read again",
 		 r->path ? r->path : "(embedded default)");
