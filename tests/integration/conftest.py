@@ -10,6 +10,7 @@ its processes' logs are attached to the report.
 import pytest
 
 import navetest as nt
+from acme_pebble import Pebble
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -66,6 +67,23 @@ def services():
 def svc(services):
     """The default local service: h_exchange (N bytes each way, SHA-256 checked)."""
     return services(nt.h_exchange, "exchange")
+
+
+@pytest.fixture
+def pebble(tmp_path, procs):
+    """pebble(http_port, **kw) -> a started acme_pebble.Pebble (the ACME test
+    CA and its DNS; kw: nonce_reject, authz_reuse, validity), stopped at
+    teardown, where a process that ended otherwise than on SIGTERM fails."""
+    made = []
+
+    def make(http_port, **kw):
+        pb = Pebble(tmp_path, procs, http_port, name=f"pebble{len(made) or ''}", **kw)
+        made.append(pb)
+        return pb.start()
+
+    yield make
+    for pb in made:
+        pb.stop()
 
 
 @pytest.fixture
