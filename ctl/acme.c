@@ -933,10 +933,11 @@ static struct dom *pick(struct acme *a, long long now, long long *wake)
 			return &a->dom[i];
 	for (unsigned i = 0; i < a->ndom; i++) {
 		struct dom *d = &a->dom[i];
-		long long at = d->due > d->next_try ? d->due : d->next_try;
+		long long at;
 
 		if (!d->known)
 			cert_look(a, d);
+		at = d->due > d->next_try ? d->due : d->next_try;
 		if (d->force || (a->error[0] == '\0' && at <= now) ||
 		    (a->error[0] && d->next_try <= now))
 			return d;

@@ -423,7 +423,8 @@ int acme_http_request(struct acme_http *h, const char *method, const char *url, 
 		      const char *connect_to, const char *ctype, const char *body,
 		      struct acme_resp *r, char *err, size_t errlen)
 {
-	char chost[300], cport[8], *req = NULL;
+	char chost[300], cport[8], hosthdr[300], *req = NULL;
+	const char *verify = host;
 	struct acme_url u;
 	struct rparser rp;
 	SSL *ssl = NULL;
@@ -435,8 +436,19 @@ int acme_http_request(struct acme_http *h, const char *method, const char *url, 
 		snprintf(err, errlen, "%.200s: not an http(s) URL", url);
 		return -1;
 	}
-	if (!host)
-		host = u.host;
+	if (!host) {
+		/* the Host the server sees names the port when it is not the scheme's: ACME
+		   servers build the URLs they send back from it */
+		bool dflt = !strcmp(u.port, u.tls ? "443" : "80");
+
+		snprintf(hosthdr, sizeof(hosthdr),
+			 dflt		       ? "%s"
+			 : strchr(u.host, ':') ? "[%s]:%s"
+					       : "%s:%s",
+			 u.host, u.port);
+		host = hosthdr;
+		verify = u.host;
+	}
 	snprintf(chost, sizeof(chost), "%s", u.host);
 	snprintf(cport, sizeof(cport), "%s", u.port);
 	if (connect_to) {
@@ -485,11 +497,11 @@ int acme_http_request(struct acme_http *h, const char *method, const char *url, 
 			goto out;
 		}
 		vp = SSL_get0_param(ssl);
-		if (is_ip(host)) {
-			X509_VERIFY_PARAM_set1_ip_asc(vp, host);
+		if (is_ip(verify)) {
+			X509_VERIFY_PARAM_set1_ip_asc(vp, verify);
 		} else {
-			SSL_set_tlsext_host_name(ssl, host);
-			X509_VERIFY_PARAM_set1_host(vp, host, strlen(host));
+			SSL_set_tlsext_host_name(ssl, verify);
+			X509_VERIFY_PARAM_set1_host(vp, verify, strlen(verify));
 		}
 		if (SSL_connect(ssl) != 1) {
 			long v = SSL_get_verify_result(ssl);
