@@ -143,6 +143,9 @@ $(B)/tests/%: tests/unit/%.c $(call obj,$(COMMON) $(CFG) $(TLS) $(PASSWD) ctl/st
 # test_webroot tests the client's static file server too
 $(B)/tests/test_webroot: $(call obj,client/webroot.c)
 $(B)/tests/test_sandbox: $(call obj,common/sandbox.c)
+# the ACME client's pieces and relayd's challenge table
+$(B)/tests/test_acme: $(call obj,ctl/jws.c ctl/acme.c ctl/acme_http.c ctl/relaylink.c \
+	datapath/acme_chal.c)
 
 # The XDP filter's test driver (tests/xdp/): the loader without relayd, for test_xdp.py.
 $(B)/tests/xdp_probe: tests/xdp/xdp_probe.c $(call obj,bpf/xdp.c common/cidr.c common/log.c common/util.c)

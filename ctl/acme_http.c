@@ -186,9 +186,14 @@ static int on_headers(http_parser *p)
 {
 	struct parse *s = p->data;
 
+	/* not 1 or 2 here: those mean "no body" and "upgrade" to http_parser */
 	if (s->hdr > H_NONE && value_done(s) < 0)
-		return 1;
+		return -1;
 	s->r->status = (int)p->status_code;
+	if (s->r->status < 100 || s->r->status > 999) {
+		snprintf(s->why, sizeof(s->why), "the status is not three digits");
+		return -1;
+	}
 	if (p->content_length != (uint64_t)-1 && p->content_length > ACME_HTTP_BODY_MAX) {
 		snprintf(s->why, sizeof(s->why), "the body is larger than %u bytes",
 			 ACME_HTTP_BODY_MAX);
@@ -224,6 +229,8 @@ static int on_complete(http_parser *p)
 {
 	struct parse *s = p->data;
 
+	if (!s->r->status)
+		return -1; /* never without a head */
 	s->r->complete = true;
 	http_parser_pause(p, 1); /* nothing after the first response is read */
 	return 0;
