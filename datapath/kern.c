@@ -260,7 +260,7 @@ static json_t *port_counters(struct kern *k)
 		uint64_t pk, by;
 		char key[8];
 
-		if (!k->held[i] ||
+		if (!k->held[k->port_min + i] ||
 		    !xdp_fw_port_count(k->xdp, (uint16_t)(k->port_min + i), &pk, &by))
 			continue;
 		snprintf(key, sizeof(key), "%u", (unsigned)(k->port_min + i));
