@@ -20,8 +20,9 @@
 #define AF_INET6 10
 #endif
 
+/* the range: set by the loader, before load and on a reload (mmaped .bss; 0-0 is none) */
+volatile __u16 port_min = 0, port_max = 0;
 /* set by the loader before load */
-const volatile __u16 port_min = 1, port_max = 0;
 const volatile __u32 family = AF_INET; /* of relayd's address */
 const volatile __u32 any_addr = 1;     /* 0.0.0.0 or :: */
 const volatile __u32 dual_stack = 0;   /* :: that takes IPv4 too */
@@ -32,7 +33,8 @@ struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__type(key, __u16);
 	__type(value, struct nave_port);
-	__uint(max_entries, 1); /* the range size, set by the loader */
+	__uint(max_entries, NAVE_PORTS_MAX);  /* any range a reload may set */
+	__uint(map_flags, BPF_F_NO_PREALLOC); /* memory for the ports allocated only */
 } ports SEC(".maps");
 
 struct {
@@ -85,6 +87,7 @@ int nave_steer(struct bpf_sk_lookup *ctx)
 
 	if (ctx->protocol != IPPROTO_TCP)
 		return SK_PASS;
+	/* a reload moves the range low end first when it grows, so a port of both stays in */
 	if (ctx->local_port < port_min || ctx->local_port > port_max)
 		return SK_PASS;
 	if (!ours(ctx))

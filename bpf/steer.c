@@ -77,8 +77,6 @@ static bool v6only_default(void)
 static void cfg_rodata(const struct steer_cfg *c, struct nave_sk_lookup__rodata *r)
 {
 	memset(r, 0, sizeof(*r));
-	r->port_min = c->port_min;
-	r->port_max = c->port_max;
 	if (c->addr->sa_family == AF_INET) {
 		const struct sockaddr_in *a = (const struct sockaddr_in *)c->addr;
 
@@ -120,7 +118,8 @@ int steer_open(struct steer **out, const struct steer_cfg *c, char *why, size_t 
 		goto fail;
 	}
 	cfg_rodata(c, s->lk->rodata);
-	bpf_map__set_max_entries(s->lk->maps.ports, (uint32_t)(c->port_max - c->port_min) + 1);
+	s->lk->bss->port_min = c->port_min;
+	s->lk->bss->port_max = c->port_max;
 	r = nave_sk_lookup__load(s->lk);
 	if (r < 0) {
 		why_errno(why, whylen, "steering: loading sk_lookup", -r);
@@ -181,6 +180,24 @@ int steer_attach(struct steer *s, const int *fds, unsigned n, char *why, size_t 
 		return r;
 	}
 	return 0;
+}
+
+void steer_set_range(struct steer *s, uint16_t port_min, uint16_t port_max)
+{
+	volatile __u16 *lo = &s->lk->bss->port_min, *hi = &s->lk->bss->port_max;
+
+	/*
+	 * Two stores the program may see one at a time: the end that widens goes
+	 * first, so every port in both ranges is steered throughout (a reload
+	 * never strands an allocated port, relayd refuses that).
+	 */
+	if (port_min < *lo) {
+		*lo = port_min;
+		*hi = port_max;
+	} else {
+		*hi = port_max;
+		*lo = port_min;
+	}
 }
 
 int steer_ports_fd(const struct steer *s)

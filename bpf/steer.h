@@ -27,6 +27,8 @@ struct steer_cfg {
 int steer_open(struct steer **out, const struct steer_cfg *c, char *why, size_t whylen);
 int steer_attach(struct steer *s, const int *fds, unsigned n, char *why, size_t whylen);
 int steer_ports_fd(const struct steer *s); /* the ports map (key __u16, struct nave_port) */
+/* a reload's [ports] range (the program reads it from its .bss, which stays mapped) */
+void steer_set_range(struct steer *s, uint16_t port_min, uint16_t port_max);
 void steer_free(struct steer *s);
 /* libbpf's own messages go to nave's log at debug level (the verifier log among them) */
 void nave_bpf_log_init(void);

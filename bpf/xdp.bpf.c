@@ -3,7 +3,8 @@
  * The XDP filter (loader: xdp.c, API: xdp.h). Guarded traffic is TCP to
  * relayd's address (the [listen] address; a wildcard is any address of its
  * family, :: of both) and to a guarded port: the [ports] range and relayd's
- * own listeners (all fixed in rodata before load). For it, in this order: a
+ * own listeners (the listeners fixed in rodata before load; the range, like
+ * syn_rate, in .bss, which relayd rewrites on a reload). For it, in this order: a
  * source in the deny trie is dropped; when the allow list is not empty, a
  * source not in the allow trie is dropped; a SYN to a port of the range that
  * the ports map does not hold open is dropped; a SYN to a port of the range
@@ -39,11 +40,13 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
+/* set by the loader before load, and on a reload ([ports] range, [xdp] syn_rate): mmaped .bss */
+volatile __u16 port_min = 0; /* 0: no range */
+volatile __u16 port_max = 0;
+volatile __u32 syn_rate = 0; /* SYNs per second per source, 0 = off */
 /* set by the loader before load */
-const volatile __u16 port_min = 0; /* 0: no range */
-const volatile __u16 port_max = 0;
+const volatile __u16 count_base = 0; /* port_counts[port - count_base]: the range at load */
 const volatile __u16 svc_ports[NAVE_SVC_MAX] = {0};
-const volatile __u32 syn_rate = 0; /* SYNs per second per source, 0 = off */
 /* relayd's address: per family, DST_NONE, DST_ANY or DST_ADDR (dst4, dst6) */
 const volatile __u8 dst4_mode = NAVE_DST_ANY;
 const volatile __u8 dst6_mode = NAVE_DST_ANY;
@@ -61,7 +64,8 @@ struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__type(key, __u16);
 	__type(value, struct nave_port);
-	__uint(max_entries, NAVE_PORTS_MAX); /* the loader sets the range's size */
+	__uint(max_entries, NAVE_PORTS_MAX); /* any range a reload may set */
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 } ports SEC(".maps");
 
 #define LPM_MAP(name, keytype)                                                                     \
@@ -101,7 +105,10 @@ struct {
 	__uint(max_entries, NAVE_XDP_NCTR);
 } counters SEC(".maps");
 
-/* index port - port_min; the loader sets the range's size */
+/*
+ * index port - count_base; the loader sets the size of the range at load (a
+ * port a reload added past it is not counted: the lookup fails)
+ */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__type(key, __u32);
@@ -312,7 +319,9 @@ static __always_inline int guarded(__u16 port, int *in_range)
 	for (int i = 0; i < NAVE_SVC_MAX; i++)
 		if (svc_ports[i] && svc_ports[i] == port)
 			return 1;
-	if (port_min && port >= port_min && port <= port_max) {
+	__u16 lo = port_min, hi = port_max;
+
+	if (lo && port >= lo && port <= hi) {
 		*in_range = 1;
 		return 1;
 	}
@@ -345,12 +354,13 @@ static __always_inline int syn_take(const struct pkt *p)
 	__u64 now, cap, add, elapsed;
 	struct nave_bucket *b;
 	struct src16 key = p->src;
+	__u64 rate = syn_rate; /* read once: a reload may change it */
 
-	if (!syn_rate)
+	if (!rate)
 		return 1;
 	if (!p->v4) /* an IPv6 source by its /64 */
 		__builtin_memset(&key.a[8], 0, 8);
-	cap = (__u64)syn_rate * 1000;
+	cap = rate * 1000;
 	now = bpf_ktime_get_ns();
 	b = bpf_map_lookup_elem(&buckets, &key);
 	if (!b) {
@@ -369,7 +379,7 @@ static __always_inline int syn_take(const struct pkt *p)
 		b->tokens = cap;
 		b->stamp_ns = now;
 	} else {
-		add = elapsed * syn_rate / 1000000; /* < 1e9 * 2^32: no overflow */
+		add = elapsed * rate / 1000000; /* < 1e9 * 2^32: no overflow */
 		if (add) {
 			b->tokens = b->tokens + add > cap ? cap : b->tokens + add;
 			b->stamp_ns = now;
@@ -434,7 +444,7 @@ int xdp_fw(struct xdp_md *ctx)
 
 	count(NAVE_XDP_PASS);
 	if (np) {
-		__u32 idx = (__u32)p.dport - port_min;
+		__u32 idx = (__u32)p.dport - count_base;
 		struct nave_count *c = bpf_map_lookup_elem(&port_counts, &idx);
 
 		if (c) {

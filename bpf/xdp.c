@@ -49,8 +49,8 @@ struct xdp_fw {
 	int link_fd; /* the BPF link; -1 while detached */
 	bool generic;
 	struct nl_sock *watch;
-	uint16_t port_min, port_max;
-	unsigned nports; /* entries of port_counts */
+	uint16_t port_min, port_max; /* the range at load: what port_counts covers */
+	unsigned nports;	     /* entries of port_counts */
 	unsigned ncpu;
 	unsigned held[4]; /* entries in deny_v4, deny_v6, allow_v4, allow_v6 */
 	void *pcpu;	  /* one per-CPU value (ncpu * struct nave_count) */
@@ -491,11 +491,12 @@ int xdp_fw_open(struct xdp_fw **out, const struct xdp_fw_cfg *c, char *why, size
 		snprintf(why, whylen, "xdp: opening the program: %s", strerror(errno));
 		goto fail;
 	}
-	x->skel->rodata->port_min = c->port_min;
-	x->skel->rodata->port_max = c->port_min ? c->port_max : 0;
+	x->skel->bss->port_min = c->port_min;
+	x->skel->bss->port_max = c->port_min ? c->port_max : 0;
+	x->skel->rodata->count_base = c->port_min;
 	for (unsigned i = 0; i < NAVE_SVC_MAX && i < ARRAY_SIZE(c->svc_ports); i++)
 		x->skel->rodata->svc_ports[i] = c->svc_ports[i];
-	x->skel->rodata->syn_rate = c->syn_rate;
+	x->skel->bss->syn_rate = c->syn_rate;
 	err = set_dst(x->skel, c->addr, c->addrlen, why, whylen);
 	if (err < 0)
 		goto fail;
@@ -505,8 +506,6 @@ int xdp_fw_open(struct xdp_fw **out, const struct xdp_fw_cfg *c, char *why, size
 		if (err < 0)
 			goto fail;
 		err = bpf_map__reuse_fd(x->skel->maps.ports, c->ports_fd);
-	} else if (!err) {
-		err = bpf_map__set_max_entries(x->skel->maps.ports, x->nports ? x->nports : 1);
 	}
 	if (err) {
 		snprintf(why, whylen, "xdp: setting up the maps: %s", strerror(-err));
@@ -562,6 +561,27 @@ const char *xdp_fw_mode(const struct xdp_fw *x)
 const char *xdp_fw_ifname(const struct xdp_fw *x)
 {
 	return x->ifname;
+}
+
+void xdp_fw_set_range(struct xdp_fw *x, uint16_t port_min, uint16_t port_max)
+{
+	volatile __u16 *lo = &x->skel->bss->port_min, *hi = &x->skel->bss->port_max;
+
+	if (!*lo || !port_min)
+		return; /* loaded without a range (a probe's): it stays so */
+	/* the end that widens first: a port of both ranges is guarded throughout */
+	if (port_min < *lo) {
+		*lo = port_min;
+		*hi = port_max;
+	} else {
+		*hi = port_max;
+		*lo = port_min;
+	}
+}
+
+void xdp_fw_set_syn_rate(struct xdp_fw *x, uint32_t syn_rate)
+{
+	x->skel->bss->syn_rate = syn_rate;
 }
 
 int xdp_fw_ports_fd(const struct xdp_fw *x)

@@ -55,6 +55,12 @@ void xdp_fw_free(struct xdp_fw *x); /* detaches */
 /* "native", "generic", or "detached" while the interface is gone */
 const char *xdp_fw_mode(const struct xdp_fw *x);
 const char *xdp_fw_ifname(const struct xdp_fw *x);
+/*
+ * A reload: the [ports] range the filter guards (its per-port counters keep
+ * covering the range it was loaded with) and [xdp] syn_rate, both at once.
+ */
+void xdp_fw_set_range(struct xdp_fw *x, uint16_t port_min, uint16_t port_max);
+void xdp_fw_set_syn_rate(struct xdp_fw *x, uint32_t syn_rate);
 /* the ports map (shared or its own): relayd writes it on allocation and release */
 int xdp_fw_ports_fd(const struct xdp_fw *x);
 /* the loaded program (tests run it on packets of their own: BPF_PROG_TEST_RUN) */

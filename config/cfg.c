@@ -38,6 +38,7 @@
 #endif
 
 #include "cidr.h"
+#include "log.h"
 #include "domain.h"
 #include "log.h"
 #include "util.h"
@@ -183,6 +184,7 @@ struct cfg_row {
 	size_t off2; /* R_RANGE: the high end */
 	uint64_t min, max;
 	bool required; /* may not be empty */
+	bool live;     /* server: a reload applies it (cfg_server_reload); else at restart */
 };
 
 #define ROW(st, sec, k, d, t, f, ...)                                                              \
@@ -199,26 +201,28 @@ static const struct cfg_row server_rows[] = {
     SRV("server", "domain", "localhost", R_DOMAIN, domain, .required = true),
     SRV("server", "state_dir", "./var", R_STR, state_dir, .required = true),
     SRV("server", "runtime_dir", "./var/run", R_STR, runtime_dir, .required = true),
-    SRV("server", "log_level", "info", R_LOGLEVEL, log_level),
-    SRV("server", "log_format", "text", R_LOGFMT, log_json),
+    SRV("server", "log_level", "info", R_LOGLEVEL, log_level, .live = true),
+    SRV("server", "log_format", "text", R_LOGFMT, log_json, .live = true),
     SRV("server", "user", "", R_TOKEN, user),
     SRV("listen", "http", "8080", R_PORT, http_port, .min = 1, .max = 65535),
     SRV("listen", "https", "8443", R_PORT, https_port, .min = 1, .max = 65535),
     SRV("listen", "tunnel", "", R_PORT_OPT, tunnel_port),
     SRV("listen", "address", "127.0.0.1", R_ADDR, address, .required = true),
     SRV("ports", "range", "22000-22999", R_RANGE, port_min,
-	.off2 = offsetof(struct cfg_server, port_max)),
-    SRV("ports", "max_per_tunnel", "5", R_UINT, max_per_tunnel, .min = 1, .max = 65535),
+	.off2 = offsetof(struct cfg_server, port_max), .live = true),
+    SRV("ports", "max_per_tunnel", "5", R_UINT, max_per_tunnel, .min = 1, .max = 65535,
+	.live = true),
     SRV("ports", "max_conns_per_source", "256", R_UINT, max_conns_per_source, .min = 0,
-	.max = 1048576),
+	.max = 1048576, .live = true),
     SRV("ports", "reserve", "on", R_BOOL, reserve_ports),
-    SRV("tunnel", "max_pool_size", "8", R_UINT, max_pool_size, .min = 1, .max = 256),
-    SRV("tunnel", "max_links", "16384", R_UINT, max_links, .min = 1, .max = 1048576),
-    SRV("tunnel", "heartbeat", "10s", R_DURATION, heartbeat_ms, .min = 1000, .max = 3600000),
+    SRV("tunnel", "max_pool_size", "8", R_UINT, max_pool_size, .min = 1, .max = 256, .live = true),
+    SRV("tunnel", "max_links", "16384", R_UINT, max_links, .min = 1, .max = 1048576, .live = true),
+    SRV("tunnel", "heartbeat", "10s", R_DURATION, heartbeat_ms, .min = 1000, .max = 3600000,
+	.live = true),
     SRV("tunnel", "idle_timeout", "1h", R_DURATION, idle_timeout_ms, .min = 0,
-	.max = 30 * 86400000u),
+	.max = 30 * 86400000u, .live = true),
     SRV("tunnel", "pending_timeout", "10s", R_DURATION, pending_timeout_ms, .min = 1000,
-	.max = 600000),
+	.max = 600000, .live = true),
     SRV("tls", "certificate", "", R_STR, certificate),
     SRV("tls", "private_key", "", R_STR, private_key),
     SRV("tls", "pq", "on", R_BOOL, pq),
@@ -227,23 +231,25 @@ static const struct cfg_row server_rows[] = {
     SRV("datapath", "steering", "auto", R_STEERING, steering),
     SRV("datapath", "buffer_size", "65536", R_POW2, buffer_size, .min = 1024, .max = 1048576),
     SRV("datapath", "buffers", "128", R_POW2, buffers, .min = 8, .max = 32768),
-    SRV("http", "trusted_proxies", "", R_CIDRS, trusted_proxies),
-    SRV("http", "allowed_domains", "", R_DOMAINS, allowed_domains),
-    SRV("http", "certificates", "", R_STR, certificates),
-    SRV("http", "header_timeout", "10s", R_DURATION, header_timeout_ms, .min = 1000, .max = 600000),
-    SRV("http", "keepalive_timeout", "30s", R_DURATION, keepalive_ms, .min = 0, .max = 3600000),
+    SRV("http", "trusted_proxies", "", R_CIDRS, trusted_proxies, .live = true),
+    SRV("http", "allowed_domains", "", R_DOMAINS, allowed_domains, .live = true),
+    SRV("http", "certificates", "", R_STR, certificates, .live = true),
+    SRV("http", "header_timeout", "10s", R_DURATION, header_timeout_ms, .min = 1000, .max = 600000,
+	.live = true),
+    SRV("http", "keepalive_timeout", "30s", R_DURATION, keepalive_ms, .min = 0, .max = 3600000,
+	.live = true),
     /* at most 32 KiB: a forwarded head always fits a link's send buffer (64 KiB or more) */
-    SRV("http", "max_head", "16384", R_UINT, max_head, .min = 1024, .max = 32768),
+    SRV("http", "max_head", "16384", R_UINT, max_head, .min = 1024, .max = 32768, .live = true),
     SRV("xdp", "interface", "", R_IFNAME, xdp_interface),
-    SRV("xdp", "syn_rate", "0", R_UINT, syn_rate, .min = 0, .max = UINT_MAX),
+    SRV("xdp", "syn_rate", "0", R_UINT, syn_rate, .min = 0, .max = UINT_MAX, .live = true),
     SRV("metrics", "listen", "", R_LISTEN, metrics_listen),
-    SRV("acme", "directory", "", R_URL, acme_directory),
-    SRV("acme", "email", "", R_EMAIL, acme_email),
-    SRV("acme", "domains", "", R_DOMAINS, acme_domains),
-    SRV("acme", "ca", "", R_ABSPATH, acme_ca),
+    SRV("acme", "directory", "", R_URL, acme_directory, .live = true),
+    SRV("acme", "email", "", R_EMAIL, acme_email, .live = true),
+    SRV("acme", "domains", "", R_DOMAINS, acme_domains, .live = true),
+    SRV("acme", "ca", "", R_ABSPATH, acme_ca, .live = true),
     SRV("acme", "renew_before", "30d", R_DURATION, acme_renew_before_ms, .min = 3600000,
-	.max = 45 * 86400000u),
-    SRV("acme", "accept_terms", "off", R_BOOL, acme_accept_terms),
+	.max = 45 * 86400000u, .live = true),
+    SRV("acme", "accept_terms", "off", R_BOOL, acme_accept_terms, .live = true),
 };
 
 static const struct cfg_row client_rows[] = {
@@ -1618,14 +1624,33 @@ const char *cfg_server_path(const struct cfg_server *c)
 	return strcmp(c->source, EMBEDDED) ? c->source : NULL;
 }
 
-void cfg_server_copy_acme(struct cfg_server *dst, const struct cfg_server *src)
+/* Does row r hold different values in a and b? */
+static bool row_differs(const struct cfg_row *r, const void *a, const void *b)
 {
-	memcpy(dst->acme_directory, src->acme_directory, sizeof(dst->acme_directory));
-	memcpy(dst->acme_email, src->acme_email, sizeof(dst->acme_email));
-	memcpy(dst->acme_domains, src->acme_domains, sizeof(dst->acme_domains));
-	memcpy(dst->acme_ca, src->acme_ca, sizeof(dst->acme_ca));
-	dst->acme_renew_before_ms = src->acme_renew_before_ms;
-	dst->acme_accept_terms = src->acme_accept_terms;
+	const char *pa = (const char *)a + r->off, *pb = (const char *)b + r->off;
+	bool same = row_is_string(r) ? !strncmp(pa, pb, r->size) : !memcmp(pa, pb, r->size);
+
+	if (same && r->type == R_RANGE)
+		same = !memcmp((const char *)a + r->off2, (const char *)b + r->off2, r->size);
+	return !same;
+}
+
+/* Appends "[section] key" to the ", "-joined list out (cut short with "..."). */
+static void key_append(char *out, size_t outlen, size_t *len, unsigned n, const struct cfg_row *r)
+{
+	int w;
+
+	if (*len >= outlen)
+		return;
+	w = snprintf(out + *len, outlen - *len, "%s[%s] %s", n > 1 ? ", " : "", r->section, r->key);
+	if (w < 0 || (size_t)w >= outlen - *len) {
+		/* cut short: end with "..." where it fits */
+		if (outlen >= 4)
+			memcpy(out + outlen - 4, "...", 4);
+		*len = outlen;
+	} else {
+		*len += (size_t)w;
+	}
 }
 
 unsigned cfg_server_diff(const struct cfg_server *a, const struct cfg_server *b, char *out,
@@ -1637,31 +1662,69 @@ unsigned cfg_server_diff(const struct cfg_server *a, const struct cfg_server *b,
 	if (outlen)
 		out[0] = '\0';
 	for (size_t i = 0; i < ARRAY_SIZE(server_rows); i++) {
-		const struct cfg_row *r = &server_rows[i];
-		const char *pa = (const char *)a + r->off, *pb = (const char *)b + r->off;
-		bool same = row_is_string(r) ? !strncmp(pa, pb, r->size) : !memcmp(pa, pb, r->size);
-		int w;
-
-		if (same && r->type == R_RANGE)
-			same =
-			    !memcmp((const char *)a + r->off2, (const char *)b + r->off2, r->size);
-		if (same)
-			continue;
-		n++;
-		if (len >= outlen)
-			continue;
-		w = snprintf(out + len, outlen - len, "%s[%s] %s", n > 1 ? ", " : "", r->section,
-			     r->key);
-		if (w < 0 || (size_t)w >= outlen - len) {
-			/* cut short: end with "..." where it fits */
-			if (outlen >= 4)
-				memcpy(out + outlen - 4, "...", 4);
-			len = outlen;
-		} else {
-			len += (size_t)w;
-		}
+		if (row_differs(&server_rows[i], a, b))
+			key_append(out, outlen, &len, ++n, &server_rows[i]);
 	}
 	return n;
+}
+
+void cfg_server_reload(struct cfg_server *run, const struct cfg_server *next, struct cfg_reload *r)
+{
+	size_t la = 0, lw = 0;
+
+	r->napplied = r->nwaiting = 0;
+	r->applied[0] = r->waiting[0] = '\0';
+	for (size_t i = 0; i < ARRAY_SIZE(server_rows); i++) {
+		const struct cfg_row *row = &server_rows[i];
+
+		if (!row_differs(row, run, next))
+			continue;
+		if (!row->live) {
+			key_append(r->waiting, sizeof(r->waiting), &lw, ++r->nwaiting, row);
+			continue;
+		}
+		memcpy((char *)run + row->off, (const char *)next + row->off, row->size);
+		if (row->type == R_RANGE)
+			memcpy((char *)run + row->off2, (const char *)next + row->off2, row->size);
+		key_append(r->applied, sizeof(r->applied), &la, ++r->napplied, row);
+	}
+}
+
+int cfg_server_reread(struct cfg_server *run, const char *prog, cfg_reload_apply apply, void *arg,
+		      struct cfg_reload *r)
+{
+	struct cfg_server *next = malloc(sizeof(*next));
+	const char *path = cfg_server_path(run);
+
+	memset(r, 0, sizeof(*r));
+	if (!next)
+		snprintf(r->error, sizeof(r->error), "out of memory");
+	if (!next || cfg_server_load(next, path, r->error, sizeof(r->error)) < 0) {
+		free(next);
+		log_error("reload: %s: the running configuration stays", r->error);
+		return -1;
+	}
+	if (apply)
+		apply(arg, run, next, r);
+	cfg_server_reload(run, next, r);
+	free(next);
+	log_init(prog, run->log_level, run->log_json);
+	log_info("reload: %s read: %u change(s) applied%s%s", path ? path : EMBEDDED, r->napplied,
+		 r->napplied ? ": " : "", r->applied);
+	if (r->refused[0])
+		log_warn("reload: refused: %s", r->refused);
+	if (r->nwaiting)
+		log_warn("reload: %u change(s) wait for a restart: %s", r->nwaiting, r->waiting);
+	return 0;
+}
+
+bool cfg_server_key_live(const char *section, const char *key)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(server_rows); i++)
+		if (!strcasecmp(server_rows[i].section, section) &&
+		    !strcasecmp(server_rows[i].key, key))
+			return server_rows[i].live;
+	return false;
 }
 
 void cfg_server_print(const struct cfg_server *c, FILE *out)

@@ -96,8 +96,45 @@ const char *cfg_server_path(const struct cfg_server *c);
  */
 unsigned cfg_server_diff(const struct cfg_server *a, const struct cfg_server *b, char *out,
 			 size_t outlen);
-/* The [acme] settings of src into dst (they apply on a reload: controld's ctl/acme.h). */
-void cfg_server_copy_acme(struct cfg_server *dst, const struct cfg_server *src);
+/*
+ * A reload (SIGHUP, navectl reload) of nave-relayd or nave-controld. Each row
+ * of the key table says whether a reload applies the key live (the "live"
+ * column); every other key waits for a restart. cfg_server_reload copies into
+ * run every live key whose value differs in next, and names the live keys it
+ * copied and the restart-only keys that differ: both daemons derive what they
+ * report from the table.
+ */
+struct cfg_reload {
+	unsigned napplied, nwaiting;
+	char applied[512];	 /* "[section] key, ..." changed and now in run */
+	char waiting[512];	 /* changed, restart-only: they wait for the next start */
+	char refused[256];	 /* what the daemon refused to apply (its reason), or empty */
+	char error[CFG_ERR_MAX]; /* cfg_server_reread failed: the file's "FILE:LINE: reason" */
+};
+/* Sets napplied, nwaiting, applied and waiting (refused and error stay as they are). */
+void cfg_server_reload(struct cfg_server *run, const struct cfg_server *next, struct cfg_reload *r);
+/* Does a reload apply [section] key live? (false for an unknown key) */
+bool cfg_server_key_live(const char *section, const char *key);
+/*
+ * What a daemon does with a reloaded file before run takes it: it puts the
+ * live values into force where its other threads or its store hold them, and
+ * may refuse a key that cannot apply now (a [ports] range shrink that would
+ * strand an allocated port) by setting next's value back to run's and saying
+ * why in r->refused (one line, also logged by cfg_server_reread).
+ */
+typedef void (*cfg_reload_apply)(void *arg, const struct cfg_server *run, struct cfg_server *next,
+				 struct cfg_reload *r);
+/*
+ * A whole reload: run's file read again (a file that does not load changes
+ * nothing: -1 with r->error, logged); apply(arg, ...) (may be NULL); the live
+ * keys into run; the log level and format into force (log_init with prog);
+ * then the log lines: "reload: FILE read: N change(s) applied[: keys]" (info),
+ * "reload: refused: ..." (warning, when apply refused something) and
+ * "reload: N change(s) wait for a restart: [section] key, ..." (warning).
+ * Returns 0.
+ */
+int cfg_server_reread(struct cfg_server *run, const char *prog, cfg_reload_apply apply, void *arg,
+		      struct cfg_reload *r);
 /*
  * The next item of a list value (R_DOMAINS, R_CIDRS: items between ',' or
  * blanks): copies it to out and returns where the rest starts, or NULL at

@@ -45,7 +45,7 @@ struct api {
 	struct MHD_Daemon *mhd;
 	struct store *st;
 	struct relaylink *rl;
-	const struct cfg_server *cfg;
+	struct cfg_server *cfg; /* controld's, changed in place by a reload */
 	struct acme *acme;
 	uint64_t started_ms;
 };
@@ -523,16 +523,17 @@ static int h_tunnel_get(struct call *c)
  */
 static int h_reload(struct call *c)
 {
-	struct ctl_reload r;
+	struct cfg_reload r;
 	int relay;
 
-	ctl_reload(c->a->cfg, &r);
-	if (!r.ok)
+	if (ctl_reload(c->a->cfg, c->a->st, &r) < 0)
 		return fail(c, MHD_HTTP_CONFLICT, "%s: the running configuration stays", r.error);
 	relay = relaylink_reload(c->a->rl);
 	log_info("api: reload: controld done, relayd %s", relay ? "not connected" : "asked");
-	c->out = json_pack("{s:{s:I, s:s}, s:s}", "controld", "waiting", (json_int_t)r.waiting,
-			   "changes", r.changed, "relayd", relay ? "not connected" : "asked");
+	c->out = json_pack("{s:{s:I, s:s, s:I, s:s, s:s}, s:s}", "controld", "waiting",
+			   (json_int_t)r.nwaiting, "changes", r.waiting, "applied",
+			   (json_int_t)r.napplied, "applied_changes", r.applied, "refused",
+			   r.refused, "relayd", relay ? "not connected" : "asked");
 	return c->out ? MHD_HTTP_OK : internal(c);
 }
 
@@ -1145,7 +1146,7 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 }
 
 int api_start(struct api **out, int lfd, struct store *st, struct relaylink *rl,
-	      const struct cfg_server *cfg, char *err, size_t errlen)
+	      struct cfg_server *cfg, char *err, size_t errlen)
 {
 	struct api *a = calloc(1, sizeof(*a));
 

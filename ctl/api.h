@@ -21,7 +21,7 @@ struct cfg_server;
  * it. 0 or -errno with a reason in err.
  */
 int api_start(struct api **out, int lfd, struct store *st, struct relaylink *rl,
-	      const struct cfg_server *cfg, char *err, size_t errlen);
+	      struct cfg_server *cfg, char *err, size_t errlen);
 /* Stops serving and closes every connection and the listener; NULL is fine. */
 void api_stop(struct api *a);
 

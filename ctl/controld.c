@@ -128,19 +128,18 @@ static int join_path(char *out, size_t len, const char *dir, const char *name)
 }
 
 /* SIGHUP (systemctl reload): ctl/reload.h, told to systemd around it. */
-static void reload(const struct cfg_server *run)
+static void reload(struct cfg_server *run, struct store *st)
 {
-	struct ctl_reload r;
+	struct cfg_reload r;
 
 	svc_reloading();
-	ctl_reload(run, &r);
-	if (r.ok)
+	if (ctl_reload(run, st, &r) == 0)
 		svc_ready("reloaded");
 	else
 		svc_ready("reload failed: %s: the running configuration stays", r.error);
 }
 
-static int run(const struct cfg_server *cfg)
+static int run(struct cfg_server *cfg)
 {
 	char db[CFG_PATH_MAX + 16], relay_sock[CFG_PATH_MAX + 16], ctl_sock[CFG_PATH_MAX + 16];
 	char err[CFG_ERR_MAX];
@@ -290,7 +289,7 @@ static int run(const struct cfg_server *cfg)
 			struct signalfd_siginfo si = {.ssi_signo = 0};
 
 			if (read(sfd, &si, sizeof(si)) == sizeof(si) && si.ssi_signo == SIGHUP) {
-				reload(cfg);
+				reload(cfg, st);
 			} else if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
 				log_info("signal %u: stopping", si.ssi_signo);
 				svc_stopping();

@@ -2015,11 +2015,17 @@ static int cmd_reload(struct ctx *c, int argc, char **argv)
 	if (ret || !j)
 		return ret;
 	cd = json_object_get(j, "controld");
+	printf("controld: reloaded");
+	if (json_integer_value(json_object_get(cd, "applied")))
+		printf("; applied: %s",
+		       fmt_esc(json_object_get(cd, "applied_changes"), buf, sizeof(buf)));
 	if (json_integer_value(json_object_get(cd, "waiting")))
-		printf("controld: reloaded; waiting for a restart: %s\n",
+		printf("; waiting for a restart: %s",
 		       fmt_esc(json_object_get(cd, "changes"), buf, sizeof(buf)));
-	else
-		printf("controld: reloaded\n");
+	printf("\n");
+	if (json_string_length(json_object_get(cd, "refused")))
+		printf("controld: refused: %s\n",
+		       fmt_esc(json_object_get(cd, "refused"), buf, sizeof(buf)));
 	if (!strcmp(json_string_value(json_object_get(j, "relayd")) ?: "", "asked"))
 		printf("relayd: asked to reload (its log says what applied)\n");
 	else

@@ -3,10 +3,10 @@
 #include "ctl/reload.h"
 
 #include "ctl/acme.h"
+#include "ctl/store.h"
 #include "log.h"
 
-#include <stdlib.h>
-#include <string.h>
+#include <stdio.h>
 
 static struct acme *acme;
 
@@ -15,33 +15,39 @@ void ctl_reload_set_acme(struct acme *a)
 	acme = a;
 }
 
-void ctl_reload(const struct cfg_server *run, struct ctl_reload *r)
+/* The range and the per-tunnel limit go to the store; a range that strands a port is refused. */
+static void apply(void *arg, const struct cfg_server *run, struct cfg_server *next,
+		  struct cfg_reload *r)
 {
-	struct cfg_server *n = malloc(sizeof(*n)), *cmp = malloc(sizeof(*cmp));
-	const char *path = cfg_server_path(run);
+	struct store *st = arg;
+	struct store_port p;
+	int ret;
 
-	memset(r, 0, sizeof(*r));
-	if (!n || !cmp) {
-		snprintf(r->error, sizeof(r->error), "out of memory");
-	} else if (cfg_server_load(n, path, r->error, sizeof(r->error)) == 0) {
-		log_init("nave-controld", n->log_level, n->log_json);
-		*cmp = *run;
-		cmp->log_level = n->log_level;
-		cmp->log_json = n->log_json;
-		cfg_server_copy_acme(cmp, n);
-		if (acme)
-			acme_reconfigure(acme, n);
-		r->waiting = cfg_server_diff(cmp, n, r->changed, sizeof(r->changed));
-		r->ok = true;
+	if (next->port_min != run->port_min || next->port_max != run->port_max) {
+		ret = store_port_outside(st, next->port_min, next->port_max, &p);
+		if (ret != 0) {
+			if (ret > 0)
+				snprintf(r->refused, sizeof(r->refused),
+					 "[ports] range %u-%u: port %u (tunnel %s) is allocated "
+					 "outside it; the range stays %u-%u",
+					 next->port_min, next->port_max, p.port, p.tunnel_id,
+					 run->port_min, run->port_max);
+			else
+				snprintf(
+				    r->refused, sizeof(r->refused),
+				    "[ports] range %u-%u: the store cannot say which ports are "
+				    "allocated; the range stays %u-%u",
+				    next->port_min, next->port_max, run->port_min, run->port_max);
+			next->port_min = run->port_min;
+			next->port_max = run->port_max;
+		}
 	}
-	free(n);
-	free(cmp);
-	if (!r->ok) {
-		log_error("reload: %s: the running configuration stays", r->error);
-		return;
-	}
-	log_info("reload: %s read: log level and format, [acme] applied",
-		 path ? path : "(embedded default)");
-	if (r->waiting)
-		log_warn("reload: %u change(s) wait for a restart: %s", r->waiting, r->changed);
+	store_set_limits(st, next->port_min, next->port_max, next->max_per_tunnel);
+	if (acme)
+		acme_reconfigure(acme, next); /* [acme]: the ACME client takes it from here */
+}
+
+int ctl_reload(struct cfg_server *run, struct store *st, struct cfg_reload *r)
+{
+	return cfg_server_reread(run, "nave-controld", apply, st, r);
 }

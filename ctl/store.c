@@ -1387,6 +1387,40 @@ static int port_find(struct store *s, const char *sql, const char *a, int64_t b,
 	return ret;
 }
 
+void store_set_limits(struct store *s, uint16_t port_min, uint16_t port_max,
+		      unsigned max_per_tunnel)
+{
+	s->port_min = port_min;
+	s->port_max = port_max;
+	s->max_per_tunnel = max_per_tunnel;
+}
+
+int store_port_outside(struct store *s, uint16_t lo, uint16_t hi, struct store_port *out)
+{
+	sqlite3_stmt *st;
+	int rc, ret;
+
+	ret = prep(s,
+		   "SELECT port, tunnel_id, rule, created_at FROM ports"
+		   " WHERE port < ?1 OR port > ?2 ORDER BY port LIMIT 1",
+		   &st);
+	if (ret)
+		return ret;
+	sqlite3_bind_int(st, 1, lo);
+	sqlite3_bind_int(st, 2, hi);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		port_row(st, out);
+		ret = 1;
+	} else if (rc == SQLITE_DONE) {
+		ret = 0;
+	} else {
+		ret = db_fail(s, "port lookup");
+	}
+	sqlite3_finalize(st);
+	return ret;
+}
+
 /*
  * Whether a tunnel may hold ports and domains: 0, -ENOENT (unknown) or
  * -EACCES (its token is revoked: it cannot connect, so it holds nothing),

@@ -108,6 +108,11 @@ int store_open(struct store **out, const char *path, uint16_t port_min, uint16_t
 	       unsigned max_per_tunnel, char *err, size_t errlen);
 /* Closes the database; NULL is fine. */
 void store_close(struct store *s);
+/* A reload's [ports] range and max_per_tunnel: allocations from now on use them. */
+void store_set_limits(struct store *s, uint16_t port_min, uint16_t port_max,
+		      unsigned max_per_tunnel);
+/* The lowest allocated port outside lo..hi into out: 1, 0 when none, or -EIO. */
+int store_port_outside(struct store *s, uint16_t lo, uint16_t hi, struct store_port *out);
 /* The schema version of the open database. */
 int store_schema_version(struct store *s);
 /*

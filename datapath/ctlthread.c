@@ -32,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <dirent.h>
 #include <sys/eventfd.h>
 #include <sys/syscall.h>
@@ -45,8 +46,10 @@
 #define MAX_REQS       4096
 /* requests one tunnel may have waiting for controld: more than a connecting client
    sends at once (tcp_sync and a tcp_add for each of at most LINK_RULES_MAX rules) */
-#define TUNNEL_REQS (2 * LINK_RULES_MAX)
-#define CD_OUT_MAX  (8u << 20) /* queued bytes before controld counts as stuck */
+#define TUNNEL_REQS	   (2 * LINK_RULES_MAX)
+#define CD_OUT_MAX	   (8u << 20) /* queued bytes before controld counts as stuck */
+#define NPORTS		   65536      /* the port table covers every port: the range may move */
+#define RECONFIGURE_WAIT_S 10	      /* how long a reload waits for this thread */
 
 /* An HTTP rule of a tunnel's session (http_add), granted or waiting for controld. */
 struct hrule {
@@ -111,7 +114,6 @@ struct ctlthread {
 	pthread_t thread;
 	bool running; /* the thread was started */
 	_Atomic bool stop;
-	_Atomic bool certs_now; /* a reload: read the certificate directory now */
 	char fingerprint[128];
 	char ktls[64], steering[64];
 	struct kern *kern; /* steering and XDP (kern.h); relayd owns it */
@@ -122,10 +124,18 @@ struct ctlthread {
 	pthread_mutex_t lock;
 	struct rtun *tunnels[256];
 	/* port table */
-	_Atomic(struct tunnel *) *route; /* port_min..port_max */
+	/* indexed by port, all 65536: a reload may move the range ([ports] range) */
+	_Atomic(struct tunnel *) *route;
 	bool *listening;
 	unsigned nlistening;
 	int *hold; /* steering = bpf: the socket that holds each allocated port, -1 */
+	/* a reload's live settings for this thread (ctlthread_reconfigure) */
+	pthread_mutex_t rc_lock;
+	pthread_cond_t rc_cond;
+	struct cfg_server *rc_next; /* posted, not taken yet */
+	unsigned rc_posted, rc_done;
+	int rc_result;
+	char rc_why[256];
 	unsigned unlisten_posted; /* MB_UNLISTEN messages sent to workers */
 	/* the HTTP edge: domains held (controld's view) and the routes the workers have */
 	struct hdom *doms;
@@ -183,6 +193,7 @@ static struct rtun *rtun_find(struct ctlthread *ct, const char *id, bool create)
 			rt->t.pend_head = rt->t.pend_tail = UINT32_MAX;
 			rt->t.max_links = ct->cfg.max_links;
 			rt->t.max_pool = ct->cfg.max_pool_size;
+			rt->t.heartbeat_ms = ct->cfg.heartbeat_ms;
 			rt->t.next = (struct tunnel *)ct->tunnels[h];
 			ct->tunnels[h] = rt;
 		}
@@ -202,9 +213,8 @@ static struct tunnel *op_port_route(void *arg, uint16_t port)
 {
 	struct ctlthread *ct = arg;
 
-	if (port < ct->cfg.port_min || port > ct->cfg.port_max)
-		return NULL;
-	return atomic_load(&ct->route[port - ct->cfg.port_min]);
+	/* only ports of the range are ever routed */
+	return atomic_load(&ct->route[port]);
 }
 
 /* ---------- worker events ---------- */
@@ -538,10 +548,10 @@ static int port_listen(struct ctlthread *ct, uint16_t port, const char *tid, cha
 	int fds[ENGINE_MAX_WORKERS];
 	int r;
 
-	if (ct->listening[port - ct->cfg.port_min])
+	if (ct->listening[port])
 		return 0;
 	if (kern_steering(ct->kern)) {
-		int *hold = &ct->hold[port - ct->cfg.port_min];
+		int *hold = &ct->hold[port];
 
 		/*
 		 * The port is ours while it is allocated: a bound socket that never
@@ -566,7 +576,7 @@ static int port_listen(struct ctlthread *ct, uint16_t port, const char *tid, cha
 			*hold = -1;
 			return r;
 		}
-		ct->listening[port - ct->cfg.port_min] = true;
+		ct->listening[port] = true;
 		ct->nlistening++;
 		log_every(NLOG_INFO, "port %u: steered (bpf)", port);
 		return 0;
@@ -596,7 +606,7 @@ static int port_listen(struct ctlthread *ct, uint16_t port, const char *tid, cha
 		m.port = port;
 		engine_post(ct->e, (int)i, &m);
 	}
-	ct->listening[port - ct->cfg.port_min] = true;
+	ct->listening[port] = true;
 	ct->nlistening++;
 	/* XDP's own ports map (steering = listeners): SYNs to the port pass it now */
 	if (kern_port_set(ct->kern, port, name_hash(tid)) < 0)
@@ -609,14 +619,14 @@ static void port_unlisten(struct ctlthread *ct, uint16_t port)
 {
 	struct mb_msg m;
 
-	if (!ct->listening[port - ct->cfg.port_min])
+	if (!ct->listening[port])
 		return;
-	ct->listening[port - ct->cfg.port_min] = false;
+	ct->listening[port] = false;
 	ct->nlistening--;
 	/* from now on the kernel refuses its SYNs (sk_lookup, XDP) */
 	kern_port_del(ct->kern, port);
 	if (kern_steering(ct->kern)) {
-		int *hold = &ct->hold[port - ct->cfg.port_min];
+		int *hold = &ct->hold[port];
 
 		if (*hold >= 0)
 			close(*hold);
@@ -656,10 +666,10 @@ static int port_assign(struct ctlthread *ct, long long port, const char *tid, ch
 		return -ENOMEM;
 	}
 	/* routed before the kernel steers to it: a SYN may arrive at once */
-	atomic_store(&ct->route[port - ct->cfg.port_min], &rt->t);
+	atomic_store(&ct->route[port], &rt->t);
 	r = port_listen(ct, (uint16_t)port, tid, why, whylen);
 	if (r < 0) {
-		atomic_store(&ct->route[port - ct->cfg.port_min], NULL);
+		atomic_store(&ct->route[port], NULL);
 		log_every(NLOG_WARN, "port %lld: cannot listen: %s", port, why);
 		return r;
 	}
@@ -671,7 +681,7 @@ static void port_drop(struct ctlthread *ct, long long port)
 	if (!port_in_range(ct, port))
 		return;
 	port_unlisten(ct, (uint16_t)port);
-	atomic_store(&ct->route[port - ct->cfg.port_min], NULL);
+	atomic_store(&ct->route[port], NULL);
 }
 
 /* ---------- controld messages ---------- */
@@ -728,6 +738,9 @@ static void on_auth_ok(struct ctlthread *ct, struct req *r, json_t *m)
 		rt->t.max_links = (unsigned)json_integer_value(own);
 	else if (!own && rt->t.max_links > OLD_CLIENT_MAX_LINKS)
 		rt->t.max_links = OLD_CLIENT_MAX_LINKS; /* a client from before the field */
+	/* this session's limits, as its WELCOME says them (a reload changes the next one's) */
+	rt->t.max_pool = ct->cfg.max_pool_size;
+	rt->t.heartbeat_ms = ct->cfg.heartbeat_ms;
 	rt->online = true;
 	rt->worker = r->worker;
 	rt->idx = r->idx;
@@ -1165,6 +1178,8 @@ static void on_domain_del(struct ctlthread *ct, const char *d)
 	routes_publish(ct);
 }
 
+static void certs_load(struct ctlthread *ct);
+
 static void cd_message(struct ctlthread *ct, json_t *m)
 {
 	const char *type = msg_str(m, "type");
@@ -1173,7 +1188,7 @@ static void cd_message(struct ctlthread *ct, json_t *m)
 	struct rtun *rt;
 
 	if (!strcmp(type, CTL_SYNC)) {
-		size_t nports = (size_t)ct->cfg.port_max - ct->cfg.port_min + 1, i;
+		size_t i;
 		json_t *ports, *p;
 
 		/* a large sync comes in pieces: gather them, apply the whole */
@@ -1193,7 +1208,7 @@ static void cd_message(struct ctlthread *ct, json_t *m)
 		m = ct->sync_acc;
 		ct->sync_acc = NULL;
 		ports = json_object_get(m, "ports");
-		bool *keep = calloc(nports, sizeof(bool));
+		bool *keep = calloc(NPORTS, sizeof(bool));
 		char why[256];
 
 		json_array_foreach(ports, i, p)
@@ -1201,13 +1216,13 @@ static void cd_message(struct ctlthread *ct, json_t *m)
 			long long port = msg_int(p, "port", 0);
 
 			if (keep && port_in_range(ct, port))
-				keep[port - ct->cfg.port_min] = true;
+				keep[port] = true;
 			port_assign(ct, port, msg_str(p, "tunnel_id"), why, sizeof(why));
 		}
 		/* a port released while we were apart (its port_del was lost) closes now */
-		for (i = 0; keep && i < nports; i++)
+		for (i = 0; keep && i < NPORTS; i++)
 			if (!keep[i] && (ct->listening[i] || atomic_load(&ct->route[i])))
-				port_drop(ct, ct->cfg.port_min + (long long)i);
+				port_drop(ct, (long long)i);
 		free(keep);
 		on_sync_domains(ct, json_object_get(m, "domains"));
 		log_info("synchronised with nave-controld: %zu port(s), %u domain(s)",
@@ -1250,7 +1265,8 @@ static void cd_message(struct ctlthread *ct, json_t *m)
 		return;
 	}
 	if (!strcmp(type, CTL_CERTS)) {
-		atomic_store(&ct->certs_now, true);
+		ct->certs_sig = 0; /* even a change its signature would miss */
+		certs_load(ct);
 		return;
 	}
 	if (!strcmp(type, CTL_RELOAD)) {
@@ -1660,8 +1676,7 @@ static void on_message(struct ctlthread *ct, struct ev *ev)
 		msg = json_pack("{s:s, s:s, s:I, s:s}", "type", CTL_PORT_REQUEST, "tunnel_id",
 				rt->t.id, "port", (json_int_t)port, "rule", name);
 	} else if (!strcmp(type, LINK_MSG_TCP_RM)) {
-		if (!port_in_range(ct, port) ||
-		    atomic_load(&ct->route[port - ct->cfg.port_min]) != &rt->t) {
+		if (!port_in_range(ct, port) || atomic_load(&ct->route[port]) != &rt->t) {
 			req_error_reply(ct, rt, creq, "that port is not allocated to this tunnel");
 			return;
 		}
@@ -1800,16 +1815,91 @@ static void expire_requests(struct ctlthread *ct)
 	}
 }
 
+/* ---------- a reload ---------- */
+
+/*
+ * A reload's values for this thread: [ports] range (moved only when no port
+ * routed now falls outside the new one: else -1 with why, and it stays),
+ * max_per_tunnel, [tunnel] max_pool_size, max_links and heartbeat (each
+ * tunnel's next session takes them: its WELCOME says them), [http]
+ * certificates (read at once) and [xdp] syn_rate.
+ */
+static int reconfigure(struct ctlthread *ct, const struct cfg_server *n, char *why, size_t whylen)
+{
+	int ret = 0;
+
+	if (n->port_min != ct->cfg.port_min || n->port_max != ct->cfg.port_max) {
+		unsigned out = 0;
+
+		for (unsigned p = ct->cfg.port_min; p <= ct->cfg.port_max && !out; p++)
+			if ((p < n->port_min || p > n->port_max) &&
+			    (atomic_load(&ct->route[p]) || ct->listening[p]))
+				out = p;
+		if (out) {
+			struct tunnel *t = atomic_load(&ct->route[out]);
+
+			snprintf(
+			    why, whylen,
+			    "[ports] range %u-%u: port %u (tunnel %s) is allocated outside it; "
+			    "the range stays %u-%u",
+			    n->port_min, n->port_max, out, t ? t->id : "-", ct->cfg.port_min,
+			    ct->cfg.port_max);
+			ret = -1;
+		} else {
+			log_info("[ports] range %u-%u (was %u-%u)", n->port_min, n->port_max,
+				 ct->cfg.port_min, ct->cfg.port_max);
+			ct->cfg.port_min = n->port_min;
+			ct->cfg.port_max = n->port_max;
+			kern_set_range(ct->kern, n->port_min, n->port_max);
+		}
+	}
+	ct->cfg.max_per_tunnel = n->max_per_tunnel;
+	ct->cfg.max_pool_size = n->max_pool_size;
+	ct->cfg.max_links = n->max_links;
+	ct->cfg.heartbeat_ms = n->heartbeat_ms;
+	if (n->syn_rate != ct->cfg.syn_rate) {
+		kern_set_syn_rate(ct->kern, n->syn_rate);
+		ct->cfg.syn_rate = n->syn_rate;
+	}
+	str_copy(ct->cfg.certificates, sizeof(ct->cfg.certificates), n->certificates);
+	/* the certificates are read again now, the directory moved or not */
+	ct->certs_sig = UINT64_MAX; /* no signature: a missing directory differs too */
+	ct->next_certs = 0;
+	return ret;
+}
+
+/* Takes a reload posted by ctlthread_reconfigure and says the outcome. */
+static void reconfigure_take(struct ctlthread *ct)
+{
+	struct cfg_server *n;
+	unsigned seq;
+	char why[256] = "";
+	int r;
+
+	pthread_mutex_lock(&ct->rc_lock);
+	n = ct->rc_next;
+	ct->rc_next = NULL;
+	seq = ct->rc_posted;
+	pthread_mutex_unlock(&ct->rc_lock);
+	if (!n)
+		return;
+	r = reconfigure(ct, n, why, sizeof(why));
+	free(n);
+	pthread_mutex_lock(&ct->rc_lock);
+	ct->rc_result = r;
+	str_copy(ct->rc_why, sizeof(ct->rc_why), why);
+	ct->rc_done = seq;
+	pthread_cond_broadcast(&ct->rc_cond);
+	pthread_mutex_unlock(&ct->rc_lock);
+}
+
 static void *ctl_main(void *arg)
 {
 	struct ctlthread *ct = arg;
 
 	pthread_setname_np(pthread_self(), "control");
 	while (!ct->stop) {
-		if (atomic_exchange(&ct->certs_now, false)) {
-			ct->certs_sig = 0; /* even a change its signature would miss */
-			ct->next_certs = 0;
-		}
+		reconfigure_take(ct);
 		if (now_ms() >= ct->next_certs) {
 			certs_load(ct);
 			ct->next_certs = now_ms() + CERTS_MS;
@@ -1861,7 +1951,6 @@ int ctlthread_init(struct ctlthread **out, const struct cfg_server *cfg, const c
 		   const char *ktls_mode, struct kern *kern, struct engine_ops *ops)
 {
 	struct ctlthread *ct = calloc(1, sizeof(*ct));
-	size_t nports;
 
 	if (!ct)
 		return -ENOMEM;
@@ -1875,11 +1964,19 @@ int ctlthread_init(struct ctlthread **out, const struct cfg_server *cfg, const c
 	pthread_mutex_init(&ct->lock, NULL);
 	pthread_mutex_init(&ct->ev_lock, NULL);
 	msg_reader_init(&ct->mr);
-	nports = (size_t)cfg->port_max - cfg->port_min + 1;
-	ct->route = calloc(nports, sizeof(*ct->route));
-	ct->listening = calloc(nports, sizeof(bool));
-	ct->hold = malloc(nports * sizeof(int));
-	for (size_t i = 0; ct->hold && i < nports; i++)
+	pthread_mutex_init(&ct->rc_lock, NULL);
+	{
+		pthread_condattr_t ca;
+
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&ct->rc_cond, &ca);
+		pthread_condattr_destroy(&ca);
+	}
+	ct->route = calloc(NPORTS, sizeof(*ct->route));
+	ct->listening = calloc(NPORTS, sizeof(bool));
+	ct->hold = malloc(NPORTS * sizeof(int));
+	for (size_t i = 0; ct->hold && i < NPORTS; i++)
 		ct->hold[i] = -1;
 	ct->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (!ct->route || !ct->listening || !ct->hold || ct->efd < 0) {
@@ -1907,13 +2004,45 @@ int ctlthread_start(struct ctlthread *ct, struct engine *e)
 	return -r;
 }
 
-void ctlthread_reload(struct ctlthread *ct)
+int ctlthread_reconfigure(struct ctlthread *ct, const struct cfg_server *next, char *why,
+			  size_t whylen)
 {
+	struct cfg_server *n = malloc(sizeof(*n));
+	struct timespec until;
 	uint64_t one = 1;
+	unsigned seq;
+	int r = 0;
 
-	atomic_store(&ct->certs_now, true);
+	why[0] = '\0';
+	if (!n) {
+		snprintf(why, whylen, "out of memory: the control thread's settings stay");
+		return -ENOMEM;
+	}
+	*n = *next;
+	pthread_mutex_lock(&ct->rc_lock);
+	free(ct->rc_next); /* one that timed out and was not taken yet: this one replaces it */
+	ct->rc_next = n;
+	seq = ++ct->rc_posted;
+	pthread_mutex_unlock(&ct->rc_lock);
 	if (write(ct->efd, &one, sizeof(one)) < 0)
 		log_error("control thread: eventfd write: %s", strerror(errno));
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_sec += RECONFIGURE_WAIT_S;
+	pthread_mutex_lock(&ct->rc_lock);
+	while (ct->rc_done != seq && r != ETIMEDOUT)
+		r = pthread_cond_timedwait(&ct->rc_cond, &ct->rc_lock, &until);
+	if (ct->rc_done == seq) {
+		r = ct->rc_result;
+		str_copy(why, whylen, ct->rc_why);
+	} else {
+		snprintf(why, whylen,
+			 "the control thread did not answer within %d s: it applies [ports] "
+			 "range and [tunnel] when it can",
+			 RECONFIGURE_WAIT_S);
+		r = -ETIMEDOUT;
+	}
+	pthread_mutex_unlock(&ct->rc_lock);
+	return r;
 }
 
 void ctlthread_stop(struct ctlthread *ct)
@@ -1952,13 +2081,16 @@ void ctlthread_stop(struct ctlthread *ct)
 	http_routes_put(ct->certs);
 	json_decref(ct->sync_acc);
 	free(ct->listening);
-	for (size_t i = 0; ct->hold && i <= (size_t)ct->cfg.port_max - ct->cfg.port_min; i++)
+	for (size_t i = 0; ct->hold && i < NPORTS; i++)
 		if (ct->hold[i] >= 0)
 			close(ct->hold[i]);
 	free(ct->hold);
 	if (ct->efd >= 0)
 		close(ct->efd);
+	free(ct->rc_next);
 	pthread_mutex_destroy(&ct->lock);
 	pthread_mutex_destroy(&ct->ev_lock);
+	pthread_mutex_destroy(&ct->rc_lock);
+	pthread_cond_destroy(&ct->rc_cond);
 	free(ct);
 }

@@ -19,9 +19,18 @@ int ctlthread_init(struct ctlthread **out, const struct cfg_server *cfg, const c
 		   const char *ktls_mode, struct kern *kern, struct engine_ops *ops);
 /* Starts the thread once the engine runs. 0 or -errno. */
 int ctlthread_start(struct ctlthread *ct, struct engine *e);
+/*
+ * A reload (SIGHUP, navectl reload), from the main thread: the thread takes
+ * next's [ports] range and max_per_tunnel, [tunnel] max_pool_size, max_links
+ * and heartbeat (for each tunnel's next session), [http] certificates (the
+ * directory is read again now, moved or not) and [xdp] syn_rate, and answers
+ * within 10 s. 0; -1 with why when the range would leave an allocated port
+ * outside it (the range stays, the rest applies); -ETIMEDOUT (it applies
+ * later) or -ENOMEM with why.
+ */
+int ctlthread_reconfigure(struct ctlthread *ct, const struct cfg_server *next, char *why,
+			  size_t whylen);
 /* Stops the thread (after the engine drained). */
-/* A reload (SIGHUP): the HTTP certificate directory is read again now. */
-void ctlthread_reload(struct ctlthread *ct);
 void ctlthread_stop(struct ctlthread *ct);
 
 #endif

@@ -97,6 +97,7 @@ struct conn {
 	uint64_t recv_epoch; /* w->sq_epoch when its receive was armed */
 	uint64_t deadline;
 	uint64_t last_io;   /* relay plain: the last byte received or sent (ms) */
+	uint32_t idle_ms;   /* relay plain: idle_timeout when it was accepted; 0 = off */
 	struct hconn *http; /* relay: a connection of the HTTP edge (edge.c) */
 	/* client: where a plain conn connects */
 	struct engine_rule rule;
@@ -213,7 +214,21 @@ struct worker {
 	struct http_routes *routes;    /* relay: the HTTP routes (MB_ROUTES), NULL = none */
 	struct http_routes *certs;     /* relay: the HTTPS edge's certificates (MB_CERTS) */
 	uint8_t *hscratch;	       /* relay: a forwarded request head is built here */
+	struct engine_live *live;      /* relay: the reloadable settings (MB_LIVE); client: NULL */
 };
+
+/*
+ * relay: the settings a reload changes (engine_reconfigure), immutable once
+ * posted; each worker holds one reference to the current one.
+ */
+struct engine_live {
+	_Atomic unsigned refs;
+	unsigned idle_timeout_ms, pending_timeout_ms, max_conns_per_source;
+	unsigned header_timeout_ms, keepalive_ms, max_head;
+	unsigned ntrusted;
+	struct cidr trusted[]; /* [http] trusted_proxies */
+};
+void engine_live_put(struct engine_live *l);
 
 struct authq;
 

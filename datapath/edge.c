@@ -72,7 +72,9 @@ struct hconn {
 	bool eof_pending;    /* the client ended its direction behind bytes still held here */
 	bool auth_counted;   /* a check of this connection counts against its source */
 	uint64_t head_since; /* bound: when the partial head waiting here began (ms), 0: none */
-	bool resp_raw;	     /* the service switched protocols (101): responses are not followed */
+	/* [http] settings when it was accepted (a reload changes later connections') */
+	uint32_t header_ms, keepalive_ms, max_head;
+	bool resp_raw; /* the service switched protocols (101): responses are not followed */
 	struct http_resp resp; /* the service's answers, followed to find the 101 of an Upgrade */
 	char ip[INET6_ADDRSTRLEN]; /* the peer, for X-Forwarded-For and logs */
 	char host[DOMAIN_MAX + 1]; /* the first request's host */
@@ -598,7 +600,7 @@ static const struct http_route *route_head(struct worker *w, struct conn *p, con
  */
 static struct conn *hconn_accept(struct worker *w, int fd, enum pstate state, uint64_t timeout_ms)
 {
-	const struct engine_config *cfg = &w->e->cfg;
+	const struct engine_live *cfg = w->live;
 	struct conn *p = conn_new(w, CK_PLAIN, fd);
 	struct hconn *h = p ? calloc(1, sizeof(*h)) : NULL;
 
@@ -615,6 +617,9 @@ static struct conn *hconn_accept(struct worker *w, int fd, enum pstate state, ui
 	}
 	http_req_init(&h->req);
 	http_resp_init(&h->resp);
+	h->header_ms = cfg->header_timeout_ms;
+	h->keepalive_ms = cfg->keepalive_ms;
+	h->max_head = cfg->max_head;
 	p->http = h;
 	sock_nodelay(fd);
 	p->state = state;
@@ -629,7 +634,7 @@ static struct conn *hconn_accept(struct worker *w, int fd, enum pstate state, ui
 
 void edge_accept(struct worker *w, struct conn *listener, int fd)
 {
-	struct conn *p = hconn_accept(w, fd, PS_HEAD, w->e->cfg.header_timeout_ms);
+	struct conn *p = hconn_accept(w, fd, PS_HEAD, w->live->header_timeout_ms);
 
 	if (!p)
 		return;
@@ -648,8 +653,8 @@ void edge_accept(struct worker *w, struct conn *listener, int fd)
 void edge_tls_accept(struct worker *w, struct conn *listener, int fd, bool tunnel)
 {
 	const struct engine_config *cfg = &w->e->cfg;
-	struct conn *p =
-	    hconn_accept(w, fd, PS_HELLO, tunnel ? HANDSHAKE_TIMEOUT_MS : cfg->header_timeout_ms);
+	struct conn *p = hconn_accept(w, fd, PS_HELLO,
+				      tunnel ? HANDSHAKE_TIMEOUT_MS : w->live->header_timeout_ms);
 
 	if (!p)
 		return;
@@ -839,7 +844,7 @@ static long feed(struct worker *w, struct conn *p, struct conn *l, const uint8_t
 			size_t out;
 			enum http_result r;
 
-			if (!link_room(w, l, cfg->max_head + HTTP_REWRITE_EXTRA)) {
+			if (!link_room(w, l, h->max_head + HTTP_REWRITE_EXTRA)) {
 				h->blocked = true;
 				break;
 			}
@@ -849,7 +854,7 @@ static long feed(struct worker *w, struct conn *p, struct conn *l, const uint8_t
 				h->blocked = true;
 				break;
 			}
-			r = http_req_head(&h->req, data + pos, n - pos, cfg->max_head, &h->head,
+			r = http_req_head(&h->req, data + pos, n - pos, h->max_head, &h->head,
 					  &status);
 			if (r == HTTP_R_MORE) {
 				/* the partial head stays buffered, for header_timeout at most */
@@ -877,7 +882,7 @@ static long feed(struct worker *w, struct conn *p, struct conn *l, const uint8_t
 			};
 			/* built behind room for its frame word: head and word go in one write */
 			out = http_head_rewrite(&h->req, data + pos, &h->head, &f, w->hscratch + 4,
-						cfg->max_head + HTTP_REWRITE_EXTRA);
+						h->max_head + HTTP_REWRITE_EXTRA);
 			if (!out) {
 				stop(w, p, l, "a request head grew too large to forward");
 				return -1;
@@ -973,7 +978,6 @@ void edge_arm(struct worker *w, struct conn *p)
 /* PS_HEAD: the first head arrives (buffered whole: it may move to another worker) */
 static void first_head(struct worker *w, struct conn *p, const uint8_t *data, size_t n)
 {
-	const struct engine_config *cfg = &w->e->cfg;
 	struct hconn *h = p->http;
 	const struct http_route *rt;
 	enum http_result r;
@@ -983,7 +987,7 @@ static void first_head(struct worker *w, struct conn *p, const uint8_t *data, si
 		conn_close(w, p, true, "out of memory");
 		return;
 	}
-	r = http_req_head(&h->req, h->in, h->in_len, cfg->max_head, &h->head, &status);
+	r = http_req_head(&h->req, h->in, h->in_len, h->max_head, &h->head, &status);
 	if (r == HTTP_R_MORE)
 		return; /* the caller reads on */
 	if (r == HTTP_R_ERROR) {
@@ -1206,7 +1210,7 @@ static void tls_bytes(struct worker *w, struct conn *p, const uint8_t *data, siz
 			return;
 		}
 		p->state = PS_HEAD;
-		p->deadline = w->now + w->e->cfg.header_timeout_ms;
+		p->deadline = w->now + p->http->header_ms;
 	}
 	for (;;) {
 		r = xprt_read(&p->x, w->scratch, w->bufsz);
@@ -1419,15 +1423,15 @@ bool edge_tick(struct worker *w, struct conn *p, uint64_t now)
 		struct hconn *h = p->http;
 		struct conn *l = conn_at(w, p->peer);
 
-		if (h->head_since && now - h->head_since > w->e->cfg.header_timeout_ms) {
+		if (h->head_since && now - h->head_since > h->header_ms) {
 			atomic_fetch_add(&w->st_http_err[HC_TIMEOUT], 1);
 			stop(w, p, l, "a later request head did not come whole in time");
 			return true;
 		}
 		/* idle between requests, every answer given: the connection ends */
-		if (w->e->cfg.keepalive_ms && h->req.mode == HTTP_M_HEAD && !h->in_len &&
+		if (h->keepalive_ms && h->req.mode == HTTP_M_HEAD && !h->in_len &&
 		    !h->passthrough && !h->resp_raw && !http_resp_outstanding(&h->resp) &&
-		    now - p->last_io > w->e->cfg.keepalive_ms) {
+		    now - p->last_io > h->keepalive_ms) {
 			h->stopped = true; /* quietly: keep-alive ends are routine */
 			plain_send_eof(w, p, l);
 			return true;

@@ -17,6 +17,7 @@
 
 struct xprt_ctx;
 struct http_routes;
+struct engine_live;
 
 #include <netinet/in.h>
 #include <pthread.h>
@@ -52,9 +53,10 @@ struct tunnel {
 	_Atomic int arriving;		 /* of which on their way to the home worker */
 	unsigned max_links;
 	unsigned max_pool;
-	uint32_t ctl_idx, ctl_gen;     /* [home] its control link */
-	uint32_t idle_head;	       /* [home] idle data links (conn index) */
-	unsigned idle;		       /* [home] */
+	unsigned heartbeat_ms;	   /* what its WELCOME said (a reload changes the next session's) */
+	uint32_t ctl_idx, ctl_gen; /* [home] its control link */
+	uint32_t idle_head;	   /* [home] idle data links (conn index) */
+	unsigned idle;		   /* [home] */
 	uint32_t pend_head, pend_tail; /* [home] public conns waiting for a link */
 	unsigned pending;	       /* [home] */
 	unsigned asked;	  /* [home] extra links asked for (LINK_BIND_WAITING), to come */
@@ -90,6 +92,7 @@ enum mb_type {
 	MB_ROUTES,	/* relay: routes replaces the worker's HTTP routes (one reference each) */
 	MB_CERTS,	/* relay: routes (a certificate table) replaces the worker's certificates */
 	MB_AUTH,	/* relay: a basic-auth check finished (data: edge.c's result) */
+	MB_LIVE, /* relay: live replaces the worker's reloadable settings (one reference each) */
 };
 
 /* What a relay listener posted with MB_LISTEN carries. */
@@ -114,6 +117,7 @@ struct mb_msg {
 	_Atomic unsigned *ack;	       /* MB_UNLISTEN: incremented once the listener is shut */
 	struct cidr_table *fw;	       /* MB_FIREWALL (cidr.h) */
 	struct http_routes *routes;    /* MB_ROUTES (routes.h) */
+	struct engine_live *live;      /* MB_LIVE */
 	enum listen_kind listener;     /* MB_LISTEN */
 	struct mb_msg *next;
 };
@@ -150,14 +154,17 @@ struct engine_config {
 	/* relay */
 	int tunnel_fds[ENGINE_MAX_WORKERS]; /* listening tunnel sockets, one per worker
 					       (sock_listen_group); the engine owns them */
-	unsigned heartbeat_ms;
+	/*
+	 * From here to ntrusted: what engine_reconfigure changes while the engine
+	 * runs (each connection keeps the values it was accepted with).
+	 */
 	unsigned idle_timeout_ms;      /* a stream without bytes this long is reset; 0 = off */
 	unsigned pending_timeout_ms;   /* a public conn waits this long for a data link */
 	unsigned max_conns_per_source; /* per tunnel and source address (IPv6: /64); 0 = off */
 	/* relay: the HTTP edge */
 	unsigned header_timeout_ms; /* a request head arrives whole within this */
 	unsigned keepalive_ms;	    /* an HTTP connection idle between requests closes */
-	unsigned max_head;	    /* bytes of one request head */
+	unsigned max_head;	    /* bytes of one request head (ENGINE_HEAD_MAX at most) */
 	uint16_t http_port;	    /* X-Forwarded-Port of the HTTP listener */
 	uint16_t https_port;	    /* where --redirect-https sends browsers */
 	bool https_shared;	    /* the tunnel listener is the HTTPS port too */
@@ -197,6 +204,9 @@ struct engine_stats {
 	uint64_t http_tls_kernel;    /* terminated HTTPS connections whose TLS went to kTLS */
 };
 
+/* the largest [http] max_head: the workers' head scratch holds this much */
+#define ENGINE_HEAD_MAX 32768
+
 /* Starts the workers; 0 or -errno with err (then everything is freed, tunnel_fds closed). */
 int engine_start(struct engine **out, const struct engine_config *cfg, char *err, size_t errlen);
 unsigned engine_workers(const struct engine *e);
@@ -204,6 +214,14 @@ unsigned engine_workers(const struct engine *e);
 unsigned long engine_fd_budget(const struct engine *e);
 /* Posts a mailbox message to worker i (i < 0: to every worker, data copied each). */
 int engine_post(struct engine *e, int worker, const struct mb_msg *m);
+/*
+ * relay: a reload's idle_timeout_ms, pending_timeout_ms, max_conns_per_source,
+ * header_timeout_ms, keepalive_ms, max_head and trusted/ntrusted (copied) go
+ * to every worker as one reference-counted table (MB_LIVE); the other fields
+ * of cfg are not looked at. Connections accepted from then on take the new
+ * values; open ones keep theirs. 0 or -ENOMEM (nothing changed).
+ */
+int engine_reconfigure(struct engine *e, const struct engine_config *cfg);
 /* Sums the workers' counters (relaxed reads). */
 void engine_stats(struct engine *e, struct engine_stats *out);
 /* Each worker ticks this often (timeouts, re-arms, purges). */

@@ -28,7 +28,7 @@ struct kern {
 	struct steer *steer; /* NULL: listeners */
 	int ports_fd;	     /* the ports map, -1 without BPF */
 	unsigned nports;     /* entries in it */
-	uint8_t *held;	     /* the mirror: one byte per port of the range */
+	uint8_t *held;	     /* the mirror: one byte per port (a reload may move the range) */
 	struct xdp_fw *xdp;  /* NULL: [xdp] interface is empty */
 	unsigned syn_rate;
 	char why[256]; /* why auto fell back to listeners */
@@ -48,7 +48,7 @@ int kern_open(struct kern **out, const struct cfg_server *cfg, unsigned workers,
 	int r;
 
 	*out = NULL;
-	if (!k || !(k->held = calloc((size_t)cfg->port_max - cfg->port_min + 1, 1))) {
+	if (!k || !(k->held = calloc(NAVE_PORTS_MAX, 1))) {
 		free(k);
 		snprintf(why, whylen, "out of memory");
 		return -ENOMEM;
@@ -171,7 +171,7 @@ int kern_port_set(struct kern *k, uint16_t port, uint32_t tunnel)
 
 	if (!k || port < k->port_min || port > k->port_max || k->ports_fd < 0)
 		return 0;
-	h = &k->held[port - k->port_min];
+	h = &k->held[port];
 	if (bpf_map_update_elem(k->ports_fd, &port, &v, BPF_ANY) < 0)
 		return -errno;
 	if (!*h)
@@ -186,7 +186,7 @@ void kern_port_del(struct kern *k, uint16_t port)
 
 	if (!k || port < k->port_min || port > k->port_max || k->ports_fd < 0)
 		return;
-	h = &k->held[port - k->port_min];
+	h = &k->held[port];
 	if (bpf_map_delete_elem(k->ports_fd, &port) < 0 && errno != ENOENT)
 		log_every(NLOG_WARN, "port %u: removing it from the ports map: %s", port,
 			  strerror(errno));
@@ -195,6 +195,35 @@ void kern_port_del(struct kern *k, uint16_t port)
 	*h = 0;
 	if (k->xdp)
 		xdp_fw_port_reset(k->xdp, port);
+}
+
+void kern_set_range(struct kern *k, uint16_t port_min, uint16_t port_max)
+{
+	if (!k)
+		return;
+	k->port_min = port_min;
+	k->port_max = port_max;
+	if (k->steer)
+		steer_set_range(k->steer, port_min, port_max);
+	if (k->xdp)
+		xdp_fw_set_range(k->xdp, port_min, port_max);
+}
+
+void kern_set_syn_rate(struct kern *k, unsigned syn_rate)
+{
+	if (!k)
+		return;
+	if (k->xdp) {
+		xdp_fw_set_syn_rate(k->xdp, syn_rate);
+		if (syn_rate)
+			log_info("xdp: SYN rate now %u/s per source", syn_rate);
+		else
+			log_info("xdp: no SYN rate limit now");
+	} else if (syn_rate) {
+		log_warn("[xdp] syn_rate = %u does nothing while [xdp] interface is empty",
+			 syn_rate);
+	}
+	k->syn_rate = syn_rate;
 }
 
 void kern_firewall(struct kern *k, struct cidr_table *t)
@@ -231,7 +260,7 @@ static json_t *port_counters(struct kern *k)
 		uint64_t pk, by;
 		char key[8];
 
-		if (!k->held[i] ||
+		if (!k->held[k->port_min + i] ||
 		    !xdp_fw_port_count(k->xdp, (uint16_t)(k->port_min + i), &pk, &by))
 			continue;
 		snprintf(key, sizeof(key), "%u", (unsigned)(k->port_min + i));

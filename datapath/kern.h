@@ -39,6 +39,12 @@ void kern_steering_off(struct kern *k);
 /* the port map: every allocation and release (0 or -errno) */
 int kern_port_set(struct kern *k, uint16_t port, uint32_t tunnel);
 void kern_port_del(struct kern *k, uint16_t port);
+/*
+ * A reload (control thread): the [ports] range for steering and XDP (relayd
+ * checked that no allocated port is left outside), and [xdp] syn_rate.
+ */
+void kern_set_range(struct kern *k, uint16_t port_min, uint16_t port_max);
+void kern_set_syn_rate(struct kern *k, unsigned syn_rate);
 /* the lists into XDP's tries (when attached); drops one reference of t */
 void kern_firewall(struct kern *k, struct cidr_table *t);
 /* the interface watch (XDP): fd to poll, -1 without XDP */

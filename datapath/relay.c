@@ -363,14 +363,15 @@ static void relay_refuse_now(struct worker *w, struct conn *p, const char *why)
 
 void relay_attach(struct worker *w, struct conn *p, struct tunnel *t)
 {
-	unsigned limit = w->e->cfg.max_conns_per_source;
+	unsigned limit = w->live->max_conns_per_source;
 	struct conn *l;
 	int busy; /* links of the tunnel not on their way here (the two reads may race) */
 
 	p->tun = t;
-	if (limit && w->src) {
+	/* counted with the limit off too: a reload may set one, and it meets the true counts */
+	if (w->src) {
 		p->src_counted = true;
-		if (src_add(w, t, p->bind.origin_addr) > limit) {
+		if (src_add(w, t, p->bind.origin_addr) > limit && limit) {
 			char a[INET6_ADDRSTRLEN];
 
 			atomic_fetch_add(&w->st_refused_src, 1);
@@ -417,7 +418,7 @@ void relay_attach(struct worker *w, struct conn *p, struct tunnel *t)
 		return;
 	}
 	p->state = PS_PENDING;
-	p->deadline = w->now + w->e->cfg.pending_timeout_ms;
+	p->deadline = w->now + w->live->pending_timeout_ms;
 	p->prev = t->pend_tail;
 	p->next = NONE;
 	if (t->pend_tail != NONE)
@@ -554,15 +555,15 @@ static void relay_adopt_link(struct worker *w, struct handoff *h)
  */
 bool relay_src_take(struct worker *w, struct conn *l)
 {
-	unsigned limit = w->e->cfg.max_conns_per_source;
+	unsigned limit = w->live->max_conns_per_source;
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
 
-	if (!limit || !w->src || getpeername(l->fd, (struct sockaddr *)&ss, &sl) < 0)
+	if (!w->src || getpeername(l->fd, (struct sockaddr *)&ss, &sl) < 0)
 		return true;
 	sock_addr16(&ss, l->bind.origin_addr);
 	l->src_counted = true;
-	if (src_add(w, NULL, l->bind.origin_addr) <= limit)
+	if (src_add(w, NULL, l->bind.origin_addr) <= limit || !limit)
 		return true;
 	atomic_fetch_add(&w->st_refused_src, 1);
 	log_every(NLOG_WARN,
@@ -984,8 +985,7 @@ static bool relay_mailbox(struct worker *w, struct mb_msg *m)
 
 static void relay_tick_conn(struct worker *w, struct conn *c, uint64_t now)
 {
-	unsigned hb3 = 3 * w->e->cfg.heartbeat_ms;
-	unsigned idle_ms = w->e->cfg.idle_timeout_ms;
+	unsigned idle_ms = c->idle_ms; /* what it was accepted with */
 
 	if (c->http && edge_tick(w, c, now))
 		return;
@@ -1023,8 +1023,8 @@ static void relay_tick_conn(struct worker *w, struct conn *c, uint64_t now)
 		link_close_graceful(w, c, "unused above max_pool_size");
 		return;
 	}
-	if (c->kind == CK_LINK && c->state == LS_CONTROL && c->tun && hb3 &&
-	    now - c->tun->last_hb > hb3) {
+	if (c->kind == CK_LINK && c->state == LS_CONTROL && c->tun && c->tun->heartbeat_ms &&
+	    now - c->tun->last_hb > 3 * (uint64_t)c->tun->heartbeat_ms) {
 		log_warn("tunnel %s: heartbeat lost (3 missed), closing control link", c->tun->id);
 		conn_close(w, c, false, "heartbeat lost");
 	}
@@ -1039,21 +1039,23 @@ static int relay_init(struct worker *w, char *err, size_t errlen)
 	const struct engine_config *cfg = &w->e->cfg;
 	struct conn *c;
 
-	if (cfg->max_conns_per_source) {
-		/* twice the slots a worker has connections: never more than half full */
-		uint32_t slots = 2;
+	/*
+	 * With max_conns_per_source = 0 too: a reload may set a limit. Twice the
+	 * slots a worker has connections: never more than half full.
+	 */
+	uint32_t slots = 2;
 
-		while (slots < 2 * w->nconns)
-			slots <<= 1;
-		w->src_mask = slots - 1;
-		w->src = calloc(slots, sizeof(*w->src));
-		if (!w->src) {
-			snprintf(err, errlen, "out of memory for the per-source table");
-			return -ENOMEM;
-		}
-		random_bytes(&w->src_seed, sizeof(w->src_seed));
+	while (slots < 2 * w->nconns)
+		slots <<= 1;
+	w->src_mask = slots - 1;
+	w->src = calloc(slots, sizeof(*w->src));
+	if (!w->src) {
+		snprintf(err, errlen, "out of memory for the per-source table");
+		return -ENOMEM;
 	}
-	w->hscratch = malloc(4 + cfg->max_head + HTTP_REWRITE_EXTRA); /* frame word + head */
+	random_bytes(&w->src_seed, sizeof(w->src_seed));
+	/* frame word + head, for the largest max_head a reload may set */
+	w->hscratch = malloc(4 + ENGINE_HEAD_MAX + HTTP_REWRITE_EXTRA);
 	if (!w->hscratch) {
 		snprintf(err, errlen, "out of memory for the HTTP edge");
 		return -ENOMEM;

@@ -76,51 +76,86 @@ static void reserve_range(const struct cfg_server *c)
 		fclose(f);
 }
 
+/*
+ * What a reload changes in the engine (engine_reconfigure), as at start:
+ * the timeouts and limits the workers read, and [http] trusted_proxies
+ * (parsed into trusted, which holds TRUSTED_MAX).
+ */
+#define TRUSTED_MAX 64
+static void engine_live_cfg(struct engine_config *ec, const struct cfg_server *c,
+			    struct cidr *trusted)
+{
+	char item[128], err[128];
+	unsigned n = 0;
+
+	ec->idle_timeout_ms = c->idle_timeout_ms;
+	ec->pending_timeout_ms = c->pending_timeout_ms;
+	ec->max_conns_per_source = c->max_conns_per_source;
+	ec->header_timeout_ms = c->header_timeout_ms;
+	ec->keepalive_ms = c->keepalive_ms;
+	ec->max_head = c->max_head;
+	for (const char *p = c->trusted_proxies;
+	     n < TRUSTED_MAX && (p = cfg_list_next(p, item, sizeof(item)));)
+		if (cidr_parse(item, &trusted[n], err, sizeof(err)) == 0)
+			n++; /* the config checked every item at load */
+	ec->trusted = trusted;
+	ec->ntrusted = n;
+}
+
 struct reload {
-	const char *path;	      /* the --config file; NULL: the embedded default */
-	const struct cfg_server *run; /* what relayd started with */
+	struct cfg_server *run; /* what relayd runs with: a reload changes its live keys */
 	struct ctlthread *ct;
+	struct engine *eng;
 };
 
 /*
- * SIGHUP (systemctl reload): the config is read again. What applies live: the
- * log level and format, and the HTTP certificates (their directory is read
- * again at once). Every other change is named in one line and waits for the
- * next restart; a config that does not load changes nothing.
+ * cfg_server_reread's step for relayd: the control thread takes the range
+ * (or refuses it: an allocated port would fall outside), the tunnel limits,
+ * the certificate directory (read again now) and syn_rate; the workers take
+ * the connection limits, timeouts and trusted proxies; a grown range is
+ * reserved like the first one.
  */
-static void reload(const struct reload *r)
+static void reload_apply(void *arg, const struct cfg_server *run, struct cfg_server *next,
+			 struct cfg_reload *r)
 {
-	struct cfg_server *n = malloc(sizeof(*n)), *cmp = malloc(sizeof(*cmp));
-	char err[CFG_ERR_MAX], changed[512];
-	unsigned k;
+	const struct reload *rl = arg;
+	struct cidr trusted[TRUSTED_MAX];
+	struct engine_config ec;
+	char why[256];
+	int ret;
+
+	ret = ctlthread_reconfigure(rl->ct, next, why, sizeof(why));
+	if (ret == -1) {
+		str_copy(r->refused, sizeof(r->refused), why);
+		next->port_min = run->port_min;
+		next->port_max = run->port_max;
+	} else if (ret < 0) {
+		log_warn("reload: %s", why);
+	} else if ((next->port_min < run->port_min || next->port_max > run->port_max) &&
+		   run->reserve_ports) {
+		reserve_range(next);
+	}
+	memset(&ec, 0, sizeof(ec));
+	engine_live_cfg(&ec, next, trusted);
+	if (engine_reconfigure(rl->eng, &ec) < 0)
+		log_error("reload: out of memory: the workers keep their limits and timeouts");
+}
+
+/*
+ * SIGHUP (systemctl reload): the config is read again (cfg_server_reread).
+ * What a reload applies live is the "live" column of config/cfg.c's table;
+ * every other change is named in one line and waits for the next restart; a
+ * config that does not load changes nothing.
+ */
+static void reload(const struct reload *rl)
+{
+	struct cfg_reload r;
 
 	svc_reloading();
-	if (!n || !cmp) {
-		log_error("reload: out of memory: the running configuration stays");
-		goto out;
-	}
-	if (cfg_server_load(n, r->path, err, sizeof(err)) < 0) {
-		log_error("reload: %s: the running configuration stays", err);
-		free(n);
-		free(cmp);
-		svc_ready("reload failed: %s: the running configuration stays", err);
-		return;
-	}
-	log_init("nave-relayd", n->log_level, n->log_json);
-	ctlthread_reload(r->ct);
-	*cmp = *r->run;
-	cmp->log_level = n->log_level;
-	cmp->log_json = n->log_json;
-	cfg_server_copy_acme(cmp, n); /* controld's (relayd reads the certificates it writes) */
-	k = cfg_server_diff(cmp, n, changed, sizeof(changed));
-	log_info("reload: %s read: log level and format applied, HTTP certificates read again",
-		 r->path ? r->path : "(embedded default)");
-	if (k)
-		log_warn("reload: %u change(s) wait for a restart: %s", k, changed);
-out:
-	free(n);
-	free(cmp);
-	svc_ready("reloaded");
+	if (cfg_server_reread(rl->run, "nave-relayd", reload_apply, (void *)rl, &r) < 0)
+		svc_ready("reload failed: %s: the running configuration stays", r.error);
+	else
+		svc_ready("reloaded");
 }
 
 /*
@@ -195,9 +230,7 @@ int main(int argc, char **argv)
 	bool http_open = false, https_open = false;
 	struct sockaddr_storage hss;
 	socklen_t hsl;
-	struct cidr trusted[64];
-	unsigned ntrusted = 0;
-	char item[128];
+	struct cidr trusted[TRUSTED_MAX];
 	SSL_CTX *ssl_ctx = NULL, *edge_ssl = NULL;
 	const char *dirs[2];
 	struct sockaddr_storage ss;
@@ -307,22 +340,10 @@ int main(int argc, char **argv)
 	ec.workers = nworkers;
 	ec.buffer_size = cfg.buffer_size;
 	ec.buffers = cfg.buffers;
-	ec.heartbeat_ms = cfg.heartbeat_ms;
-	ec.idle_timeout_ms = cfg.idle_timeout_ms;
-	ec.pending_timeout_ms = cfg.pending_timeout_ms;
-	ec.max_conns_per_source = cfg.max_conns_per_source;
-	ec.header_timeout_ms = cfg.header_timeout_ms;
-	ec.keepalive_ms = cfg.keepalive_ms;
-	ec.max_head = cfg.max_head;
+	engine_live_cfg(&ec, &cfg, trusted);
 	ec.http_port = cfg.http_port;
 	ec.https_port = cfg.https_port;
 	ec.https_shared = cfg.tunnel_port == cfg.https_port;
-	for (const char *p = cfg.trusted_proxies;
-	     ntrusted < ARRAY_SIZE(trusted) && (p = cfg_list_next(p, item, sizeof(item)));)
-		if (cidr_parse(item, &trusted[ntrusted], err, sizeof(err)) == 0)
-			ntrusted++; /* the config checked every item at load */
-	ec.trusted = trusted;
-	ec.ntrusted = ntrusted;
 	ssl_ctx = tls_server_ctx(cfg.certificate, cfg.private_key, cfg.pq, err, sizeof(err));
 	if (!ssl_ctx) {
 		fprintf(stderr, "nave-relayd: %s\n", err);
@@ -500,9 +521,9 @@ int main(int argc, char **argv)
 	svc_ready("%u worker(s), tunnels on %s:%u, kTLS %s, steering %s", engine_workers(eng),
 		  cfg.address, cfg.tunnel_port ? cfg.tunnel_port : cfg.https_port, ktls,
 		  kern_steering_name(kern));
-	rl.path = path;
 	rl.run = &cfg;
 	rl.ct = ct;
+	rl.eng = eng;
 	sig = wait_signal(&set, eng, &rl);
 	log_info("signal %d: draining (up to %d ms)", sig, DRAIN_MS);
 	svc_stopping();

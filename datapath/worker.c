@@ -101,6 +101,7 @@ struct conn *conn_new(struct worker *w, enum kind k, int fd)
 	c->fd = fd;
 	c->x.fd = -1;
 	c->peer = c->next = c->prev = NONE;
+	c->idle_ms = w->live ? w->live->idle_timeout_ms : 0;
 	if (conn_idx(w, c) + 1 > w->high)
 		w->high = conn_idx(w, c) + 1;
 	atomic_fetch_add_explicit(&w->st_slots, 1, memory_order_relaxed);
@@ -379,11 +380,15 @@ static void mb_drain(struct worker *w)
 	pthread_mutex_unlock(&w->mb_lock);
 	for (; m; m = next) {
 		next = m->next;
-		if (m->type == MB_STOP)
+		if (m->type == MB_STOP) {
 			mb_stop(w, m);
-		else if (!w->ops->mailbox(w, m))
+		} else if (m->type == MB_LIVE) {
+			engine_live_put(w->live);
+			w->live = m->live;
+		} else if (!w->ops->mailbox(w, m)) {
 			log_warn("w%d: mailbox message %d is not for the %s role", w->id, m->type,
 				 w->ops->name);
+		}
 		free(m->data);
 		free(m);
 	}
@@ -632,6 +637,8 @@ static void *worker_main(void *arg)
 
 /* ---------- setup ---------- */
 
+static struct engine_live *engine_live_new(const struct engine_config *cfg, unsigned refs);
+
 static int worker_init(struct engine *e, struct worker *w, int id, char *err, size_t errlen)
 {
 	struct io_uring_params p;
@@ -650,6 +657,10 @@ static int worker_init(struct engine *e, struct worker *w, int id, char *err, si
 	w->nconns = cfg->max_conns;
 	w->pool_idle = cfg->pool_idle;
 	w->max_links = cfg->max_links;
+	if (cfg->role == ENGINE_RELAY && !(w->live = engine_live_new(cfg, 1))) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
 	pthread_mutex_init(&w->mb_lock, NULL);
 	w->mb_init = true;
 	/*
@@ -803,6 +814,48 @@ int engine_start(struct engine **out, const struct engine_config *cfg, char *err
 	return 0;
 }
 
+/* The reloadable part of cfg as a table holding refs references; NULL when out of memory. */
+static struct engine_live *engine_live_new(const struct engine_config *cfg, unsigned refs)
+{
+	struct engine_live *l = malloc(sizeof(*l) + cfg->ntrusted * sizeof(struct cidr));
+
+	if (!l)
+		return NULL;
+	atomic_init(&l->refs, refs);
+	l->idle_timeout_ms = cfg->idle_timeout_ms;
+	l->pending_timeout_ms = cfg->pending_timeout_ms;
+	l->max_conns_per_source = cfg->max_conns_per_source;
+	l->header_timeout_ms = cfg->header_timeout_ms;
+	l->keepalive_ms = cfg->keepalive_ms;
+	l->max_head = cfg->max_head < ENGINE_HEAD_MAX ? cfg->max_head : ENGINE_HEAD_MAX;
+	l->ntrusted = cfg->ntrusted;
+	if (cfg->ntrusted)
+		memcpy(l->trusted, cfg->trusted, cfg->ntrusted * sizeof(struct cidr));
+	return l;
+}
+
+void engine_live_put(struct engine_live *l)
+{
+	if (l && atomic_fetch_sub(&l->refs, 1) == 1)
+		free(l);
+}
+
+int engine_reconfigure(struct engine *e, const struct engine_config *cfg)
+{
+	struct engine_live *l;
+	struct mb_msg m;
+
+	if (e->cfg.role != ENGINE_RELAY)
+		return 0;
+	l = engine_live_new(cfg, e->n);
+	if (!l)
+		return -ENOMEM;
+	memset(&m, 0, sizeof(m));
+	m.type = MB_LIVE;
+	m.live = l;
+	return engine_post(e, -1, &m);
+}
+
 unsigned long engine_fd_budget(const struct engine *e)
 {
 	return e->fd_budget;
@@ -894,6 +947,8 @@ static void worker_free(struct worker *w)
 			cidr_table_put(m->fw);
 		if (m->type == MB_ROUTES || m->type == MB_CERTS)
 			http_routes_put(m->routes);
+		if (m->type == MB_LIVE)
+			engine_live_put(m->live);
 		free(m->data);
 		free(m);
 	}
@@ -917,6 +972,8 @@ static void worker_free(struct worker *w)
 	w->certs = NULL;
 	free(w->hscratch);
 	w->hscratch = NULL;
+	engine_live_put(w->live);
+	w->live = NULL;
 	if (w->mb_init)
 		pthread_mutex_destroy(&w->mb_lock);
 }

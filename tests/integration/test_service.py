@@ -280,7 +280,8 @@ def test_navectl_reload(tmp_path, procs, svc):
                 "relayd's reload")
     assert "reload asked by nave-controld" in srv.relayd.output()
     j = srv.navectl("reload", json=True)
-    assert j == {"controld": {"waiting": 1, "changes": "[listen] http"}, "relayd": "asked"}, j
+    assert j == {"controld": {"waiting": 1, "changes": "[listen] http", "applied": 0,
+                              "applied_changes": "", "refused": ""}, "relayd": "asked"}, j
     nt.exchange(port, 4 * nt.MiB)
 
     srv.ini.write_text(original + "[tunnel]\nno_such_key = 1\n")

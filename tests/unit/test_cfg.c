@@ -876,6 +876,145 @@ static void test_server_diff(void **state)
 	assert_string_equal(tiny + sizeof(tiny) - 4, "...");
 }
 
+/* cfg_server_reload: the live keys go into run, the rest is named for a restart */
+static void test_server_reload(void **state)
+{
+	static struct cfg_server run, next;
+	struct cfg_reload r;
+	char err[CFG_ERR_MAX];
+
+	(void)state;
+	assert_int_equal(cfg_server_load(&run, NULL, err, sizeof(err)), 0);
+	assert_int_equal(cfg_server_load(&next, NULL, err, sizeof(err)), 0);
+	memset(&r, 0, sizeof(r));
+	cfg_server_reload(&run, &next, &r);
+	assert_int_equal(r.napplied, 0);
+	assert_int_equal(r.nwaiting, 0);
+	assert_string_equal(r.applied, "");
+	assert_string_equal(r.waiting, "");
+	assert_int_equal(
+	    cfg_server_load(&next,
+			    write_tmp("[server]\nlog_level = warn\n[listen]\nhttp = 81\n"
+				      "[ports]\nrange = 21000-23999\nmax_conns_per_source = 3\n"
+				      "reserve = off\n[tunnel]\nidle_timeout = 5s\n"
+				      "[http]\nallowed_domains = *.example.com\nmax_head = 2048\n"
+				      "[datapath]\nworkers = 3\n[xdp]\nsyn_rate = 7\n"),
+			    err, sizeof(err)),
+	    0);
+	cfg_server_reload(&run, &next, &r);
+	assert_int_equal(r.napplied, 7);
+	assert_string_equal(r.applied, "[server] log_level, [ports] range, "
+				       "[ports] max_conns_per_source, [tunnel] idle_timeout, "
+				       "[http] allowed_domains, [http] max_head, [xdp] syn_rate");
+	assert_int_equal(r.nwaiting, 3);
+	assert_string_equal(r.waiting, "[listen] http, [ports] reserve, [datapath] workers");
+	/* live values are in run now, restart-only ones are not */
+	assert_int_equal(run.port_min, 21000);
+	assert_int_equal(run.port_max, 23999);
+	assert_int_equal(run.max_conns_per_source, 3);
+	assert_int_equal(run.idle_timeout_ms, 5000);
+	assert_string_equal(run.allowed_domains, "*.example.com");
+	assert_int_equal(run.max_head, 2048);
+	assert_int_equal(run.syn_rate, 7);
+	assert_int_equal(run.http_port, 8080);
+	assert_true(run.reserve_ports);
+	assert_int_equal(run.workers, 0);
+	/* the same file again: nothing more applies, the same keys still wait */
+	cfg_server_reload(&run, &next, &r);
+	assert_int_equal(r.napplied, 0);
+	assert_int_equal(r.nwaiting, 3);
+	assert_string_equal(r.waiting, "[listen] http, [ports] reserve, [datapath] workers");
+}
+
+/* a daemon's step refuses the range: it stays, the rest applies */
+static void refuse_range(void *arg, const struct cfg_server *run, struct cfg_server *next,
+			 struct cfg_reload *r)
+{
+	(*(int *)arg)++;
+	snprintf(r->refused, sizeof(r->refused), "[ports] range: no");
+	next->port_min = run->port_min;
+	next->port_max = run->port_max;
+}
+
+static void rewrite(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+
+	assert_non_null(f);
+	assert_int_equal(fwrite(text, 1, strlen(text), f), strlen(text));
+	assert_int_equal(fclose(f), 0);
+}
+
+/* cfg_server_reread: the file again, the daemon's step, then the table */
+static void test_server_reread(void **state)
+{
+	static struct cfg_server run;
+	const char *path = write_tmp("[ports]\nrange = 22000-22999\n");
+	struct cfg_reload r;
+	char err[CFG_ERR_MAX];
+	int calls = 0;
+
+	(void)state;
+	assert_int_equal(cfg_server_load(&run, path, err, sizeof(err)), 0);
+	rewrite(path, "[server]\nlog_level = error\n[ports]\nrange = 22000-22099\n"
+		      "max_per_tunnel = 9\n[tls]\npq = off\n");
+	assert_int_equal(cfg_server_reread(&run, "test_cfg", refuse_range, &calls, &r), 0);
+	assert_int_equal(calls, 1);
+	assert_int_equal(run.port_max, 22999);
+	assert_int_equal(run.max_per_tunnel, 9);
+	assert_int_equal(run.log_level, 3);
+	assert_true(run.pq);
+	assert_string_equal(r.applied, "[server] log_level, [ports] max_per_tunnel");
+	assert_string_equal(r.waiting, "[tls] pq");
+	assert_string_equal(r.refused, "[ports] range: no");
+	/* a file that does not load: nothing changes, the step is not called */
+	rewrite(path, "[ports]\nmax_per_tunnel = 1\nbogus = 1\n");
+	assert_int_equal(cfg_server_reread(&run, "test_cfg", refuse_range, &calls, &r), -1);
+	assert_int_equal(calls, 1);
+	assert_int_equal(run.max_per_tunnel, 9);
+	assert_non_null(strstr(r.error, "bogus"));
+	log_init("test_cfg", 1, false);
+}
+
+/* the table's live column, as the man pages and the README say it */
+static void test_server_key_live(void **state)
+{
+	static const char *const live[][2] = {
+	    {"server", "log_level"},
+	    {"server", "log_format"},
+	    {"ports", "range"},
+	    {"ports", "max_per_tunnel"},
+	    {"ports", "max_conns_per_source"},
+	    {"tunnel", "max_pool_size"},
+	    {"tunnel", "max_links"},
+	    {"tunnel", "heartbeat"},
+	    {"tunnel", "idle_timeout"},
+	    {"tunnel", "pending_timeout"},
+	    {"http", "trusted_proxies"},
+	    {"http", "allowed_domains"},
+	    {"http", "certificates"},
+	    {"http", "header_timeout"},
+	    {"http", "keepalive_timeout"},
+	    {"http", "max_head"},
+	    {"xdp", "syn_rate"},
+	};
+	static const char *const restart[][2] = {
+	    {"server", "domain"},	 {"server", "state_dir"},  {"server", "runtime_dir"},
+	    {"server", "user"},		 {"listen", "http"},	   {"listen", "https"},
+	    {"listen", "tunnel"},	 {"listen", "address"},	   {"ports", "reserve"},
+	    {"tls", "certificate"},	 {"tls", "private_key"},   {"tls", "pq"},
+	    {"datapath", "workers"},	 {"datapath", "ktls"},	   {"datapath", "steering"},
+	    {"datapath", "buffer_size"}, {"datapath", "buffers"},  {"xdp", "interface"},
+	    {"metrics", "listen"},	 {"ports", "no_such_key"},
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(live) / sizeof(live[0]); i++)
+		assert_true(cfg_server_key_live(live[i][0], live[i][1]));
+	for (size_t i = 0; i < sizeof(restart) / sizeof(restart[0]); i++)
+		assert_false(cfg_server_key_live(restart[i][0], restart[i][1]));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -895,6 +1034,9 @@ int main(void)
 	    cmocka_unit_test(test_client_server_values),
 	    cmocka_unit_test(test_client_default_path),
 	    cmocka_unit_test(test_server_diff),
+	    cmocka_unit_test(test_server_reload),
+	    cmocka_unit_test(test_server_reread),
+	    cmocka_unit_test(test_server_key_live),
 	    cmocka_unit_test(test_duration),
 	    cmocka_unit_test(test_hostport),
 	    cmocka_unit_test(test_valid_name),
