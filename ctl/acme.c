@@ -3,6 +3,7 @@
 #include "ctl/acme.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -25,6 +26,16 @@
 #include "domain.h"
 #include "log.h"
 #include "util.h"
+
+/* snprintf whose truncation is fine (messages, copies of checked lengths) */
+__attribute__((format(printf, 3, 4))) static void sfmt(char *out, size_t n, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(out, n, fmt, ap);
+	va_end(ap);
+}
 
 #define OUTBOX_MAX	   64
 #define POLL_MS		   1000	      /* between looks at a pending authorization or order */
@@ -122,16 +133,16 @@ static void conf_from(struct conf *c, const struct cfg_server *cfg)
 	const char *addr = cfg->address;
 
 	memset(c, 0, sizeof(*c));
-	snprintf(c->directory, sizeof(c->directory), "%s", cfg->acme_directory);
-	snprintf(c->email, sizeof(c->email), "%s", cfg->acme_email);
-	snprintf(c->ca, sizeof(c->ca), "%s", cfg->acme_ca);
-	snprintf(c->dir, sizeof(c->dir), "%s/acme", cfg->state_dir);
+	sfmt(c->directory, sizeof(c->directory), "%s", cfg->acme_directory);
+	sfmt(c->email, sizeof(c->email), "%s", cfg->acme_email);
+	sfmt(c->ca, sizeof(c->ca), "%s", cfg->acme_ca);
+	sfmt(c->dir, sizeof(c->dir), "%s/acme", cfg->state_dir);
 	if (!strcmp(addr, "0.0.0.0"))
 		addr = "127.0.0.1";
 	else if (!strcmp(addr, "::"))
 		addr = "::1";
-	snprintf(c->http_at, sizeof(c->http_at), strchr(addr, ':') ? "[%s]:%u" : "%s:%u", addr,
-		 cfg->http_port);
+	sfmt(c->http_at, sizeof(c->http_at), strchr(addr, ':') ? "[%s]:%u" : "%s:%u", addr,
+	     cfg->http_port);
 	c->renew_before = cfg->acme_renew_before_ms / 1000;
 	c->accept_terms = cfg->acme_accept_terms;
 }
@@ -187,9 +198,9 @@ static void post(struct acme *a, int type, const char *domain, const char *token
 		p = &a->pub[a->npub++];
 		memset(p, 0, sizeof(*p));
 		p->type = P_CHAL;
-		snprintf(p->domain, sizeof(p->domain), "%s", domain);
-		snprintf(p->token, sizeof(p->token), "%s", token);
-		snprintf(p->keyauth, sizeof(p->keyauth), "%s", keyauth);
+		sfmt(p->domain, sizeof(p->domain), "%s", domain);
+		sfmt(p->token, sizeof(p->token), "%s", token);
+		sfmt(p->keyauth, sizeof(p->keyauth), "%s", keyauth);
 	}
 	if (type == P_UNCHAL)
 		for (unsigned i = 0; i < a->npub; i++)
@@ -202,9 +213,9 @@ static void post(struct acme *a, int type, const char *domain, const char *token
 	p = &a->out[a->nout++];
 	memset(p, 0, sizeof(*p));
 	p->type = type;
-	snprintf(p->domain, sizeof(p->domain), "%s", domain ? domain : "");
-	snprintf(p->token, sizeof(p->token), "%s", token ? token : "");
-	snprintf(p->keyauth, sizeof(p->keyauth), "%s", keyauth ? keyauth : "");
+	sfmt(p->domain, sizeof(p->domain), "%s", domain ? domain : "");
+	sfmt(p->token, sizeof(p->token), "%s", token ? token : "");
+	sfmt(p->keyauth, sizeof(p->keyauth), "%s", keyauth ? keyauth : "");
 	wake_main(a);
 }
 
@@ -267,7 +278,7 @@ static void problem_text(json_t *p, char *out, size_t n)
 
 	if (type && !strncmp(type, PROBLEM_PREFIX, strlen(PROBLEM_PREFIX)))
 		type += strlen(PROBLEM_PREFIX);
-	snprintf(out, n, "%s: %s", type ? type : "error", detail ? detail : "(no detail)");
+	sfmt(out, n, "%s: %s", type ? type : "error", detail ? detail : "(no detail)");
 	/* the CA's words end in our log and API: printable ASCII only */
 	for (char *c = out; *c; c++)
 		if ((unsigned char)*c < 0x20 || (unsigned char)*c >= 0x7f)
@@ -295,14 +306,14 @@ static int get(struct acme *a, const char *method, const char *url, struct acme_
 	if (r->nonce[0])
 		memcpy(a->nonce, r->nonce, sizeof(a->nonce));
 	if (r->status / 100 != 2) {
-		snprintf(err, el, "%s %.200s: HTTP status %d", method, url, r->status);
+		sfmt(err, el, "%s %.200s: HTTP status %d", method, url, r->status);
 		acme_resp_free(r);
 		return -1;
 	}
 	if (json && r->body) {
 		*json = json_loadb(r->body, r->len, 0, NULL);
 		if (!*json) {
-			snprintf(err, el, "GET %.200s: the answer is no JSON", url);
+			sfmt(err, el, "GET %.200s: the answer is no JSON", url);
 			acme_resp_free(r);
 			return -1;
 		}
@@ -332,14 +343,14 @@ static int post_jws(struct acme *a, const char *url, const char *payload, bool u
 				return -1;
 			acme_resp_free(&nr);
 			if (!a->nonce[0]) {
-				snprintf(err, el, "the CA gave no nonce (%.200s)", a->urls.nonce);
+				sfmt(err, el, "the CA gave no nonce (%.200s)", a->urls.nonce);
 				return -1;
 			}
 		}
 		body = jws_sign(a->akey, use_jwk ? NULL : a->kid, a->nonce, url, payload);
 		a->nonce[0] = '\0'; /* used */
 		if (!body) {
-			snprintf(err, el, "cannot sign the request");
+			sfmt(err, el, "cannot sign the request");
 			return -1;
 		}
 		ret = acme_http_request(&a->http, "POST", url, NULL, NULL, "application/jose+json",
@@ -358,7 +369,7 @@ static int post_jws(struct acme *a, const char *url, const char *payload, bool u
 		if (j)
 			problem_text(j, err, el);
 		else
-			snprintf(err, el, "POST %.200s: HTTP status %d", url, r->status);
+			sfmt(err, el, "POST %.200s: HTTP status %d", url, r->status);
 		if (j && !strcmp(json_string_value(json_object_get(j, "type")) ?: "",
 				 PROBLEM_PREFIX "badNonce")) {
 			json_decref(j);
@@ -396,17 +407,17 @@ static int directory(struct acme *a, char *err, size_t el)
 	for (int i = 0; i < 4; i++)
 		u[i] = d ? url_of(d, keys[i]) : NULL;
 	if (!u[0] || !u[1] || !u[2] || !u[3]) {
-		snprintf(err, el,
-			 "%.200s is no ACME directory (no newNonce, newAccount, newOrder "
-			 "and revokeCert)",
-			 a->conf.directory);
+		sfmt(err, el,
+		     "%.200s is no ACME directory (no newNonce, newAccount, newOrder "
+		     "and revokeCert)",
+		     a->conf.directory);
 		json_decref(d);
 		return -1;
 	}
-	snprintf(a->urls.nonce, sizeof(a->urls.nonce), "%s", u[0]);
-	snprintf(a->urls.account, sizeof(a->urls.account), "%s", u[1]);
-	snprintf(a->urls.order, sizeof(a->urls.order), "%s", u[2]);
-	snprintf(a->urls.revoke, sizeof(a->urls.revoke), "%s", u[3]);
+	sfmt(a->urls.nonce, sizeof(a->urls.nonce), "%s", u[0]);
+	sfmt(a->urls.account, sizeof(a->urls.account), "%s", u[1]);
+	sfmt(a->urls.order, sizeof(a->urls.order), "%s", u[2]);
+	sfmt(a->urls.revoke, sizeof(a->urls.revoke), "%s", u[3]);
 	a->urls.terms =
 	    json_is_string(json_object_get(json_object_get(d, "meta"), "termsOfService"));
 	json_decref(d);
@@ -424,29 +435,29 @@ static int account(struct acme *a, char *err, size_t el)
 	if (a->kid[0])
 		return 0;
 	if (a->urls.terms && !a->conf.accept_terms) {
-		snprintf(err, el,
-			 "the CA has terms of service: read them and set [acme] "
-			 "accept_terms = on");
+		sfmt(err, el,
+		     "the CA has terms of service: read them and set [acme] "
+		     "accept_terms = on");
 		return -1;
 	}
 	if (!a->akey) {
-		snprintf(path, sizeof(path), "%s/account.key", a->conf.dir);
+		sfmt(path, sizeof(path), "%s/account.key", a->conf.dir);
 		a->akey = jws_key_load_or_make(path, err, el);
 		if (!a->akey || jws_thumbprint(a->akey, a->thumb) < 0)
 			return -1;
 	}
 	if (a->conf.email[0])
-		snprintf(payload, sizeof(payload),
-			 "{\"termsOfServiceAgreed\":%s,\"contact\":[\"mailto:%s\"]}",
-			 a->conf.accept_terms ? "true" : "false", a->conf.email);
+		sfmt(payload, sizeof(payload),
+		     "{\"termsOfServiceAgreed\":%s,\"contact\":[\"mailto:%s\"]}",
+		     a->conf.accept_terms ? "true" : "false", a->conf.email);
 	else
-		snprintf(payload, sizeof(payload), "{\"termsOfServiceAgreed\":%s}",
-			 a->conf.accept_terms ? "true" : "false");
+		sfmt(payload, sizeof(payload), "{\"termsOfServiceAgreed\":%s}",
+		     a->conf.accept_terms ? "true" : "false");
 	if (post_jws(a, a->urls.account, payload, true, &r, &j, err, el) < 0)
 		return -1;
 	json_decref(j);
 	if (acme_url_parse(r.location, &(struct acme_url){0}) < 0) {
-		snprintf(err, el, "the CA named no account (no Location)");
+		sfmt(err, el, "the CA named no account (no Location)");
 		acme_resp_free(&r);
 		return -1;
 	}
@@ -476,7 +487,7 @@ static json_t *wait_status(struct acme *a, const char *url, const char *what, ch
 		acme_resp_free(&r);
 		st = json_string_value(json_object_get(j, "status"));
 		if (!st) {
-			snprintf(err, el, "the %s has no status", what);
+			sfmt(err, el, "the %s has no status", what);
 			json_decref(j);
 			return NULL;
 		}
@@ -484,12 +495,11 @@ static json_t *wait_status(struct acme *a, const char *url, const char *what, ch
 			return j;
 		json_decref(j);
 		if (now_s() >= until) {
-			snprintf(err, el, "the CA did not decide the %s within %d s", what,
-				 DECIDE_S);
+			sfmt(err, el, "the CA did not decide the %s within %d s", what, DECIDE_S);
 			return NULL;
 		}
 		if (stopping(a)) {
-			snprintf(err, el, "stopped");
+			sfmt(err, el, "stopped");
 			return NULL;
 		}
 		usleep(wait_ms * 1000);
@@ -502,7 +512,7 @@ static int self_check(struct acme *a, const char *domain, const char *token, con
 {
 	char url[DOMAIN_MAX + ACME_TOKEN_LEN_MAX + 64];
 
-	snprintf(url, sizeof(url), "http://%s" ACME_CHAL_PATH "%s", domain, token);
+	sfmt(url, sizeof(url), "http://%s" ACME_CHAL_PATH "%s", domain, token);
 	for (int i = 0; i < SELFCHECK_TRIES && !stopping(a); i++) {
 		struct acme_resp r;
 		char why[256];
@@ -514,12 +524,12 @@ static int self_check(struct acme *a, const char *domain, const char *token, con
 			acme_resp_free(&r);
 			if (ok)
 				return 0;
-			snprintf(why, sizeof(why), "HTTP status %d", r.status);
+			sfmt(why, sizeof(why), "HTTP status %d", r.status);
 		}
-		snprintf(err, el,
-			 "nave-relayd does not answer the challenge on %s (%s): is it running and "
-			 "connected to nave-controld?",
-			 a->conf.http_at, why);
+		sfmt(err, el,
+		     "nave-relayd does not answer the challenge on %s (%s): is it running and "
+		     "connected to nave-controld?",
+		     a->conf.http_at, why);
 		usleep(100 * 1000);
 	}
 	return -1;
@@ -531,7 +541,7 @@ static int authorize(struct acme *a, const char *domain, const char *url, char *
 	struct acme_resp r;
 	json_t *z, *ch, *c, *http01 = NULL;
 	const char *st, *token, *curl;
-	char keyauth[ACME_TOKEN_LEN_MAX + 48];
+	char keyauth[ACME_TOKEN_LEN_MAX + 48], tok[ACME_TOKEN_LEN_MAX + 1], chal_url[ACME_URL_MAX];
 	size_t i;
 	int ret = -1;
 
@@ -553,13 +563,19 @@ static int authorize(struct acme *a, const char *domain, const char *url, char *
 	}
 	token = json_string_value(json_object_get(http01, "token"));
 	curl = url_of(http01, "url");
-	if (!st || strcmp(st, "pending") || !http01 || !token || !curl) {
-		snprintf(err, el, "the authorization for %s is %s and offers %s", domain,
-			 st ? st : "without status", http01 ? "a broken http-01" : "no http-01");
+	if (!st || strcmp(st, "pending") || !http01 || !token || !curl ||
+	    strlen(token) > ACME_TOKEN_LEN_MAX) {
+		sfmt(err, el, "the authorization for %s is %s and offers %s", domain,
+		     st ? st : "without status", http01 ? "a broken http-01" : "no http-01");
 		goto out;
 	}
+	/* z goes before they are used: copies */
+	sfmt(tok, sizeof(tok), "%s", token);
+	sfmt(chal_url, sizeof(chal_url), "%s", curl);
+	token = tok;
+	curl = chal_url;
 	if (snprintf(keyauth, sizeof(keyauth), "%s.%s", token, a->thumb) >= (int)sizeof(keyauth)) {
-		snprintf(err, el, "the CA's token is too long");
+		sfmt(err, el, "the CA's token is too long");
 		goto out;
 	}
 	post_locked(a, P_CHAL, domain, token, keyauth); /* relayd checks the token itself */
@@ -580,7 +596,7 @@ static int authorize(struct acme *a, const char *domain, const char *url, char *
 		goto unpublish;
 	}
 	/* invalid: the challenge says why */
-	snprintf(err, el, "the CA found the authorization %s", st);
+	sfmt(err, el, "the CA found the authorization %s", st);
 	json_array_foreach(json_object_get(z, "challenges"), i, c)
 	{
 		json_t *e = json_object_get(c, "error");
@@ -589,7 +605,7 @@ static int authorize(struct acme *a, const char *domain, const char *url, char *
 			char why[ERR_LEN - 64];
 
 			problem_text(e, why, sizeof(why));
-			snprintf(err, el, "challenge http-01 %s: %s", st, why);
+			sfmt(err, el, "challenge http-01 %s: %s", st, why);
 		}
 	}
 unpublish:
@@ -603,7 +619,7 @@ out:
 
 static void cert_path(const struct acme *a, const char *domain, char *out, size_t n)
 {
-	snprintf(out, n, "%s/certs/%s.pem", a->conf.dir, domain);
+	sfmt(out, n, "%s/certs/%s.pem", a->conf.dir, domain);
 }
 
 static long long asn1_secs(const ASN1_TIME *t)
@@ -622,7 +638,7 @@ static int cert_check(X509 *x, EVP_PKEY *key, const char *domain, long long *nb,
 	BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(x), NULL);
 	char *hex = bn ? BN_bn2hex(bn) : NULL;
 
-	snprintf(serial, sn, "%s", hex ? hex : "?");
+	sfmt(serial, sn, "%s", hex ? hex : "?");
 	for (char *c = serial; *c; c++)
 		if (*c >= 'A' && *c <= 'F')
 			*c = (char)(*c - 'A' + 'a');
@@ -632,11 +648,11 @@ static int cert_check(X509 *x, EVP_PKEY *key, const char *domain, long long *nb,
 	*na = asn1_secs(X509_get0_notAfter(x));
 	if (key && X509_check_private_key(x, key) != 1) {
 		ERR_clear_error();
-		snprintf(err, el, "the certificate does not fit its key");
+		sfmt(err, el, "the certificate does not fit its key");
 		return -1;
 	}
 	if (X509_check_host(x, domain, strlen(domain), 0, NULL) != 1) {
-		snprintf(err, el, "the certificate does not name %s", domain);
+		sfmt(err, el, "the certificate does not name %s", domain);
 		return -1;
 	}
 	return 0;
@@ -691,7 +707,7 @@ static int cert_store(struct acme *a, const char *domain, EVP_PKEY *key, STACK_O
 	int fd = -1, ret = -1;
 
 	cert_path(a, domain, path, sizeof(path));
-	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	sfmt(tmp, sizeof(tmp), "%s.tmp", path);
 	if (!b || !PEM_write_bio_PrivateKey(b, key, NULL, NULL, 0, NULL, NULL))
 		goto out;
 	for (size_t i = 0; i < sk_X509_num(chain); i++)
@@ -702,7 +718,7 @@ static int cert_store(struct acme *a, const char *domain, EVP_PKEY *key, STACK_O
 	unlink(tmp);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0) {
-		snprintf(err, el, "%s: %s", tmp, strerror(errno));
+		sfmt(err, el, "%s: %s", tmp, strerror(errno));
 		goto out;
 	}
 	while (off < len) {
@@ -711,25 +727,25 @@ static int cert_store(struct acme *a, const char *domain, EVP_PKEY *key, STACK_O
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w <= 0) {
-			snprintf(err, el, "%s: %s", tmp, strerror(errno));
+			sfmt(err, el, "%s: %s", tmp, strerror(errno));
 			goto out;
 		}
 		off += (size_t)w;
 	}
 	if (fsync(fd) < 0 || close(fd) < 0) {
 		fd = -1;
-		snprintf(err, el, "%s: %s", tmp, strerror(errno));
+		sfmt(err, el, "%s: %s", tmp, strerror(errno));
 		goto out;
 	}
 	fd = -1;
 	if (rename(tmp, path) < 0) {
-		snprintf(err, el, "%s: %s", path, strerror(errno));
+		sfmt(err, el, "%s: %s", path, strerror(errno));
 		goto out;
 	}
 	ret = 0;
 out:
 	if (ret < 0 && !err[0])
-		snprintf(err, el, "out of memory writing the certificate");
+		sfmt(err, el, "out of memory writing the certificate");
 	if (fd >= 0)
 		close(fd);
 	if (ret < 0)
@@ -761,7 +777,8 @@ static STACK_OF(X509) * chain_parse(const char *pem, size_t len)
 
 static int issue(struct acme *a, struct dom *dd, char *err, size_t el)
 {
-	char payload[DOMAIN_MAX + 96], *csr64 = NULL, order_url[ACME_URL_MAX], serial[80];
+	char payload[DOMAIN_MAX + 96], *csr64 = NULL, order_url[ACME_URL_MAX], serial[80],
+				       fin_url[ACME_URL_MAX];
 	const char *domain = dd->name, *fin, *st, *cert_url;
 	struct acme_resp r;
 	json_t *o = NULL, *z, *x;
@@ -772,24 +789,26 @@ static int issue(struct acme *a, struct dom *dd, char *err, size_t el)
 	size_t i, n;
 	int ret = -1;
 
-	snprintf(payload, sizeof(payload),
-		 "{\"identifiers\":[{\"type\":\"dns\",\"value\":\"%s\"}]}", domain);
+	sfmt(payload, sizeof(payload), "{\"identifiers\":[{\"type\":\"dns\",\"value\":\"%s\"}]}",
+	     domain);
 	if (post_jws(a, a->urls.order, payload, false, &r, &o, err, el) < 0)
 		return -1;
-	snprintf(order_url, sizeof(order_url), "%s", r.location);
+	sfmt(order_url, sizeof(order_url), "%s", r.location);
 	acme_resp_free(&r);
 	fin = url_of(o, "finalize");
 	if (!fin || acme_url_parse(order_url, &(struct acme_url){0}) < 0 ||
 	    !json_is_array(json_object_get(o, "authorizations"))) {
-		snprintf(err, el, "the CA's order has no finalize URL, location or authorizations");
+		sfmt(err, el, "the CA's order has no finalize URL, location or authorizations");
 		goto out;
 	}
+	sfmt(fin_url, sizeof(fin_url), "%s", fin); /* o goes before it is used */
+	fin = fin_url;
 	json_array_foreach(json_object_get(o, "authorizations"), i, z)
 	{
 		const char *u = json_string_value(z);
 
 		if (!u || acme_url_parse(u, &(struct acme_url){0}) < 0) {
-			snprintf(err, el, "the CA's order names a bad authorization URL");
+			sfmt(err, el, "the CA's order names a bad authorization URL");
 			goto out;
 		}
 		if (authorize(a, domain, u, err, el) < 0)
@@ -800,7 +819,7 @@ static int issue(struct acme *a, struct dom *dd, char *err, size_t el)
 	n = key ? jws_csr(key, domain, &der) : 0;
 	csr64 = n ? malloc(4 * (n / 3 + 1) + 64) : NULL;
 	if (!csr64) {
-		snprintf(err, el, "cannot make a key and CSR");
+		sfmt(err, el, "cannot make a key and CSR");
 		goto out;
 	}
 	memcpy(csr64, "{\"csr\":\"", 8);
@@ -824,10 +843,10 @@ static int issue(struct acme *a, struct dom *dd, char *err, size_t el)
 			char why[ERR_LEN - 64];
 
 			problem_text(e, why, sizeof(why));
-			snprintf(err, el, "the order is %s: %s", st, why);
+			sfmt(err, el, "the order is %s: %s", st, why);
 		} else {
-			snprintf(err, el, "the order is %s%s", st,
-				 cert_url ? "" : " without a certificate URL");
+			sfmt(err, el, "the order is %s%s", st,
+			     cert_url ? "" : " without a certificate URL");
 		}
 		goto out;
 	}
@@ -837,7 +856,7 @@ static int issue(struct acme *a, struct dom *dd, char *err, size_t el)
 	chain = r.body ? chain_parse(r.body, r.len) : NULL;
 	acme_resp_free(&r);
 	if (!chain) {
-		snprintf(err, el, "the CA's certificate is no PEM chain");
+		sfmt(err, el, "the CA's certificate is no PEM chain");
 		goto out;
 	}
 	if (cert_check(sk_X509_value(chain, 0), key, domain, &nb, &na, serial, sizeof(serial), err,
@@ -876,14 +895,14 @@ static int do_revoke(struct acme *a, const char *domain, char *err, size_t el)
 		ERR_clear_error();
 	}
 	if (!x) {
-		snprintf(err, el, "%s: no certificate to revoke", path);
+		sfmt(err, el, "%s: no certificate to revoke", path);
 		return -1;
 	}
 	cert_check(x, NULL, domain, &nb, &na, serial, sizeof(serial), err, el);
 	n = i2d_X509(x, &der);
 	payload = n > 0 ? malloc(4 * ((size_t)n / 3 + 1) + 64) : NULL;
 	if (!payload) {
-		snprintf(err, el, "out of memory");
+		sfmt(err, el, "out of memory");
 		goto out;
 	}
 	strcpy(payload, "{\"certificate\":\"");
@@ -892,8 +911,8 @@ static int do_revoke(struct acme *a, const char *domain, char *err, size_t el)
 	if (post_jws(a, a->urls.revoke, payload, false, &r, &j, err, el) < 0) {
 		char why[ERR_LEN - 64];
 
-		snprintf(why, sizeof(why), "%s", err);
-		snprintf(err, el, "revoking %s: %s", serial, why);
+		sfmt(why, sizeof(why), "%s", err);
+		sfmt(err, el, "revoking %s: %s", serial, why);
 		goto out;
 	}
 	json_decref(j);
@@ -915,10 +934,10 @@ static int mkdirs(const struct acme *a, char *err, size_t el)
 {
 	char certs[sizeof(a->conf.dir) + 8];
 
-	snprintf(certs, sizeof(certs), "%s/certs", a->conf.dir);
+	sfmt(certs, sizeof(certs), "%s/certs", a->conf.dir);
 	if ((mkdir(a->conf.dir, 0700) < 0 && errno != EEXIST) ||
 	    (mkdir(certs, 0700) < 0 && errno != EEXIST)) {
-		snprintf(err, el, "%s: %s", certs, strerror(errno));
+		sfmt(err, el, "%s: %s", certs, strerror(errno));
 		return -1;
 	}
 	return 0;
@@ -957,7 +976,7 @@ static void fail(struct acme *a, struct dom *d, const char *err)
 		back = BACKOFF_MAX_S;
 	d->next_try = now_s() + back;
 	d->state = D_FAILED;
-	snprintf(d->error, sizeof(d->error), "%s", err);
+	sfmt(d->error, sizeof(d->error), "%s", err);
 }
 
 static void *acme_main(void *arg)
@@ -1001,7 +1020,7 @@ static void *acme_main(void *arg)
 		d->force = false;
 		d->state = D_WORKING;
 		d->attempts++;
-		snprintf(name, sizeof(name), "%s", d->name);
+		sfmt(name, sizeof(name), "%s", d->name);
 		pthread_mutex_unlock(&a->lock);
 
 		ret = mkdirs(a, err, sizeof(err));
@@ -1025,7 +1044,7 @@ static void *acme_main(void *arg)
 		for (unsigned i = 0; i < a->ndom; i++)
 			if (!strcmp(a->dom[i].name, name))
 				d = &a->dom[i];
-		snprintf(a->error, sizeof(a->error), "%s", ok ? "" : err);
+		sfmt(a->error, sizeof(a->error), "%s", ok ? "" : err);
 		if (!d)
 			continue;
 		if (ret) {
@@ -1190,20 +1209,20 @@ static int ask(struct acme *a, const char *domain, bool rev, char *err, size_t e
 	int ret = 0;
 
 	if (!a->running) {
-		snprintf(err, errlen, "ACME is off: set [acme] directory");
+		sfmt(err, errlen, "ACME is off: set [acme] directory");
 		return -1;
 	}
 	if (domain && !domain_norm(domain, strlen(domain), d, false)) {
-		snprintf(err, errlen, "not a domain name");
+		sfmt(err, errlen, "not a domain name");
 		return -1;
 	}
 	pthread_mutex_lock(&a->lock);
 	x = domain ? find(a, d) : NULL;
 	if (domain && !x) {
-		snprintf(err, errlen, "%s is not in [acme] domains", d);
+		sfmt(err, errlen, "%s is not in [acme] domains", d);
 		ret = -1;
 	} else if (rev && !x->serial[0]) {
-		snprintf(err, errlen, "%s has no certificate to revoke", d);
+		sfmt(err, errlen, "%s has no certificate to revoke", d);
 		ret = -1;
 	} else {
 		for (unsigned i = 0; i < a->ndom; i++)
@@ -1226,7 +1245,7 @@ int acme_renew(struct acme *a, const char *domain, char *err, size_t errlen)
 int acme_revoke(struct acme *a, const char *domain, char *err, size_t errlen)
 {
 	if (!domain) {
-		snprintf(err, errlen, "name the domain whose certificate to revoke");
+		sfmt(err, errlen, "name the domain whose certificate to revoke");
 		return -1;
 	}
 	return ask(a, domain, true, err, errlen);

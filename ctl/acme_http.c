@@ -4,6 +4,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <netdb.h>
 #include <poll.h>
@@ -21,6 +22,16 @@
 #include <openssl/x509v3.h>
 
 #define SYSTEM_CA "/etc/ssl/certs/ca-certificates.crt"
+
+/* snprintf whose truncation is fine (messages, copies of checked lengths) */
+__attribute__((format(printf, 3, 4))) static void sfmt(char *out, size_t n, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(out, n, fmt, ap);
+	va_end(ap);
+}
 
 /* ---- URLs ---- */
 
@@ -48,15 +59,15 @@ int acme_url_parse(const char *url, struct acme_url *u)
 	if (pu.field_data[UF_HOST].len >= sizeof(u->host) || (pu.field_set & (1 << UF_USERINFO)))
 		return -1;
 	memcpy(u->host, url + pu.field_data[UF_HOST].off, pu.field_data[UF_HOST].len);
-	snprintf(u->port, sizeof(u->port), "%u", pu.port ? pu.port : u->tls ? 443 : 80);
+	sfmt(u->port, sizeof(u->port), "%u", pu.port ? pu.port : u->tls ? 443 : 80);
 	if (pu.field_set & (1 << UF_PATH)) {
 		/* the path and what follows it (the query), not the fragment */
 		size_t end = pu.field_set & (1 << UF_QUERY)
 				 ? pu.field_data[UF_QUERY].off + pu.field_data[UF_QUERY].len
 				 : pu.field_data[UF_PATH].off + pu.field_data[UF_PATH].len;
 
-		snprintf(u->path, sizeof(u->path), "%.*s", (int)(end - pu.field_data[UF_PATH].off),
-			 url + pu.field_data[UF_PATH].off);
+		sfmt(u->path, sizeof(u->path), "%.*s", (int)(end - pu.field_data[UF_PATH].off),
+		     url + pu.field_data[UF_PATH].off);
 	} else {
 		strcpy(u->path, "/");
 	}
@@ -131,15 +142,14 @@ static int value_done(struct parse *s)
 	if (s->hdr <= H_NONE)
 		return 0;
 	if (s->vlong) {
-		snprintf(s->why, sizeof(s->why), "the %s header is too long", s->field);
+		sfmt(s->why, sizeof(s->why), "the %s header is too long", s->field);
 		return -1;
 	}
 	for (i = 0; i < s->vlen; i++)
 		if ((unsigned char)s->value[i] < 0x20 || (unsigned char)s->value[i] >= 0x7f)
 			break;
 	if (i < s->vlen) {
-		snprintf(s->why, sizeof(s->why), "the %s header holds control characters",
-			 s->field);
+		sfmt(s->why, sizeof(s->why), "the %s header holds control characters", s->field);
 		return -1;
 	}
 	switch (s->hdr) {
@@ -150,7 +160,7 @@ static int value_done(struct parse *s)
 				s->value[i]))
 				break;
 		if (i < s->vlen || !s->vlen || s->vlen >= sizeof(r->nonce)) {
-			snprintf(s->why, sizeof(s->why), "the Replay-Nonce is not base64url");
+			sfmt(s->why, sizeof(s->why), "the Replay-Nonce is not base64url");
 			return -1;
 		}
 		memcpy(r->nonce, s->value, s->vlen + 1);
@@ -159,7 +169,7 @@ static int value_done(struct parse *s)
 		memcpy(r->location, s->value, s->vlen + 1);
 		break;
 	case H_CTYPE:
-		snprintf(r->ctype, sizeof(r->ctype), "%s", s->value);
+		sfmt(r->ctype, sizeof(r->ctype), "%s", s->value);
 		break;
 	case H_RETRY: {
 		char *end;
@@ -191,12 +201,12 @@ static int on_headers(http_parser *p)
 		return -1;
 	s->r->status = (int)p->status_code;
 	if (s->r->status < 100 || s->r->status > 999) {
-		snprintf(s->why, sizeof(s->why), "the status is not three digits");
+		sfmt(s->why, sizeof(s->why), "the status is not three digits");
 		return -1;
 	}
 	if (p->content_length != (uint64_t)-1 && p->content_length > ACME_HTTP_BODY_MAX) {
-		snprintf(s->why, sizeof(s->why), "the body is larger than %u bytes",
-			 ACME_HTTP_BODY_MAX);
+		sfmt(s->why, sizeof(s->why), "the body is larger than %u bytes",
+		     ACME_HTTP_BODY_MAX);
 		return -1;
 	}
 	return 0;
@@ -209,13 +219,13 @@ static int on_body(http_parser *p, const char *at, size_t n)
 	char *nb;
 
 	if (r->len + n > ACME_HTTP_BODY_MAX) {
-		snprintf(s->why, sizeof(s->why), "the body is larger than %u bytes",
-			 ACME_HTTP_BODY_MAX);
+		sfmt(s->why, sizeof(s->why), "the body is larger than %u bytes",
+		     ACME_HTTP_BODY_MAX);
 		return 1;
 	}
 	nb = realloc(r->body, r->len + n + 1);
 	if (!nb) {
-		snprintf(s->why, sizeof(s->why), "out of memory");
+		sfmt(s->why, sizeof(s->why), "out of memory");
 		return 1;
 	}
 	memcpy(nb + r->len, at, n);
@@ -269,13 +279,13 @@ static int rparser_feed(struct rparser *rp, const uint8_t *buf, size_t n, char *
 		return 1;
 	if (e != HPE_OK || used != n) {
 		if (rp->s.why[0])
-			snprintf(err, el, "bad HTTP response: %s", rp->s.why);
+			sfmt(err, el, "bad HTTP response: %s", rp->s.why);
 		else
-			snprintf(err, el, "bad HTTP response: %s", http_errno_description(e));
+			sfmt(err, el, "bad HTTP response: %s", http_errno_description(e));
 		return -1;
 	}
 	if (!n) {
-		snprintf(err, el, "the response ended early");
+		sfmt(err, el, "the response ended early");
 		return -1;
 	}
 	return 0;
@@ -314,14 +324,14 @@ int acme_http_init(struct acme_http *h, const char *ca, char *err, size_t errlen
 	h->fd = -1;
 	h->timeout_ms = 15000;
 	pthread_mutex_init(&h->lock, NULL);
-	snprintf(h->user_agent, sizeof(h->user_agent), "nave-controld/%s", NAVE_VERSION);
+	sfmt(h->user_agent, sizeof(h->user_agent), "nave-controld/%s", NAVE_VERSION);
 	h->ctx = SSL_CTX_new(TLS_client_method());
 	if (!h->ctx || !SSL_CTX_set_min_proto_version(h->ctx, TLS1_2_VERSION)) {
-		snprintf(err, errlen, "out of memory");
+		sfmt(err, errlen, "out of memory");
 		return -1;
 	}
 	if (SSL_CTX_load_verify_locations(h->ctx, file, NULL) != 1) {
-		snprintf(err, errlen, "%s: cannot read CA certificates from it", file);
+		sfmt(err, errlen, "%s: cannot read CA certificates from it", file);
 		ERR_clear_error();
 		return -1;
 	}
@@ -366,7 +376,7 @@ static int dial(struct acme_http *h, const char *host, const char *port, char *e
 
 	e = getaddrinfo(host, port, &hints, &res);
 	if (e) {
-		snprintf(err, el, "%s: %s", host, gai_strerror(e));
+		sfmt(err, el, "%s: %s", host, gai_strerror(e));
 		return -1;
 	}
 	for (a = res; a; a = a->ai_next) {
@@ -406,8 +416,8 @@ static int dial(struct acme_http *h, const char *host, const char *port, char *e
 	}
 	freeaddrinfo(res);
 	if (fd < 0)
-		snprintf(err, el, "connect to %s port %s: %s", host, port,
-			 last == ECANCELED ? "stopping" : strerror(last));
+		sfmt(err, el, "connect to %s port %s: %s", host, port,
+		     last == ECANCELED ? "stopping" : strerror(last));
 	return fd;
 }
 
@@ -440,7 +450,7 @@ int acme_http_request(struct acme_http *h, const char *method, const char *url, 
 
 	rparser_init(&rp, r);
 	if (acme_url_parse(url, &u) < 0) {
-		snprintf(err, errlen, "%.200s: not an http(s) URL", url);
+		sfmt(err, errlen, "%.200s: not an http(s) URL", url);
 		return -1;
 	}
 	if (!host) {
@@ -448,35 +458,35 @@ int acme_http_request(struct acme_http *h, const char *method, const char *url, 
 		   servers build the URLs they send back from it */
 		bool dflt = !strcmp(u.port, u.tls ? "443" : "80");
 
-		snprintf(hosthdr, sizeof(hosthdr),
-			 dflt		       ? "%s"
-			 : strchr(u.host, ':') ? "[%s]:%s"
-					       : "%s:%s",
-			 u.host, u.port);
+		sfmt(hosthdr, sizeof(hosthdr),
+		     dflt		   ? "%s"
+		     : strchr(u.host, ':') ? "[%s]:%s"
+					   : "%s:%s",
+		     u.host, u.port);
 		host = hosthdr;
 		verify = u.host;
 	}
-	snprintf(chost, sizeof(chost), "%s", u.host);
-	snprintf(cport, sizeof(cport), "%s", u.port);
+	sfmt(chost, sizeof(chost), "%s", u.host);
+	sfmt(cport, sizeof(cport), "%s", u.port);
 	if (connect_to) {
 		const char *colon = strrchr(connect_to, ':');
 
 		if (!colon || (size_t)(colon - connect_to) >= sizeof(chost)) {
-			snprintf(err, errlen, "%s: not ADDR:PORT", connect_to);
+			sfmt(err, errlen, "%s: not ADDR:PORT", connect_to);
 			return -1;
 		}
-		snprintf(chost, sizeof(chost), "%.*s", (int)(colon - connect_to), connect_to);
+		sfmt(chost, sizeof(chost), "%.*s", (int)(colon - connect_to), connect_to);
 		if (chost[0] == '[') { /* [V6] */
 			memmove(chost, chost + 1, strlen(chost));
 			chost[strcspn(chost, "]")] = '\0';
 		}
-		snprintf(cport, sizeof(cport), "%s", colon + 1);
+		sfmt(cport, sizeof(cport), "%s", colon + 1);
 	}
 	rlen = strlen(method) + strlen(u.path) + strlen(host) + strlen(h->user_agent) +
 	       (ctype ? strlen(ctype) : 0) + blen + 256;
 	req = malloc(rlen);
 	if (!req) {
-		snprintf(err, errlen, "out of memory");
+		sfmt(err, errlen, "out of memory");
 		return -1;
 	}
 	n = snprintf(req, rlen,
@@ -500,7 +510,7 @@ int acme_http_request(struct acme_http *h, const char *method, const char *url, 
 
 		ssl = SSL_new(h->ctx);
 		if (!ssl || !SSL_set_fd(ssl, fd)) {
-			snprintf(err, errlen, "out of memory");
+			sfmt(err, errlen, "out of memory");
 			goto out;
 		}
 		vp = SSL_get0_param(ssl);
@@ -514,11 +524,10 @@ int acme_http_request(struct acme_http *h, const char *method, const char *url, 
 			long v = SSL_get_verify_result(ssl);
 
 			if (v != X509_V_OK)
-				snprintf(err, errlen,
-					 "TLS with %s: the certificate is not trusted: %s", host,
-					 X509_verify_cert_error_string(v));
+				sfmt(err, errlen, "TLS with %s: the certificate is not trusted: %s",
+				     host, X509_verify_cert_error_string(v));
 			else
-				snprintf(err, errlen, "TLS with %s: the handshake failed", host);
+				sfmt(err, errlen, "TLS with %s: the handshake failed", host);
 			ERR_clear_error();
 			goto out;
 		}
@@ -530,8 +539,8 @@ int acme_http_request(struct acme_http *h, const char *method, const char *url, 
 		if (w <= 0) {
 			if (!ssl && errno == EINTR)
 				continue;
-			snprintf(err, errlen, "sending to %s: %s", host,
-				 ssl ? "TLS write failed" : strerror(errno));
+			sfmt(err, errlen, "sending to %s: %s", host,
+			     ssl ? "TLS write failed" : strerror(errno));
 			ERR_clear_error();
 			goto out;
 		}
@@ -557,16 +566,16 @@ int acme_http_request(struct acme_http *h, const char *method, const char *url, 
 				continue;
 		}
 		if (got < 0) {
-			snprintf(err, errlen, "reading from %s: %s", host,
-				 errno == EAGAIN ? "timed out"
-				 : ssl		 ? "TLS read failed"
-						 : strerror(errno));
+			sfmt(err, errlen, "reading from %s: %s", host,
+			     errno == EAGAIN ? "timed out"
+			     : ssl	     ? "TLS read failed"
+					     : strerror(errno));
 			ERR_clear_error();
 			goto out;
 		}
 		total += (size_t)got;
 		if (total > ACME_HTTP_BODY_MAX + ACME_HTTP_HEAD_MAX + 65536) {
-			snprintf(err, errlen, "%s: the response is too large", host);
+			sfmt(err, errlen, "%s: the response is too large", host);
 			goto out;
 		}
 		fed = rparser_feed(&rp, buf, (size_t)got, err, errlen);

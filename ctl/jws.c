@@ -3,6 +3,7 @@
 #include "ctl/jws.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -19,6 +20,16 @@
 #include <openssl/sha.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
+
+/* snprintf whose truncation is fine (messages, copies of checked lengths) */
+__attribute__((format(printf, 3, 4))) static void sfmt(char *out, size_t n, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(out, n, fmt, ap);
+	va_end(ap);
+}
 
 size_t b64url_encode(const uint8_t *in, size_t n, char *out)
 {
@@ -94,26 +105,26 @@ EVP_PKEY *jws_key_load_or_make(const char *path, char *err, size_t errlen)
 		fclose(f);
 		if (!k || !is_p256(k)) {
 			EVP_PKEY_free(k);
-			snprintf(err, errlen, "%s: not a P-256 private key in PEM", path);
+			sfmt(err, errlen, "%s: not a P-256 private key in PEM", path);
 			return NULL;
 		}
 		return k;
 	}
 	if (errno != ENOENT) {
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		sfmt(err, errlen, "%s: %s", path, strerror(errno));
 		return NULL;
 	}
 	k = jws_key_new();
 	if (!k) {
-		snprintf(err, errlen, "out of memory making a key");
+		sfmt(err, errlen, "out of memory making a key");
 		return NULL;
 	}
-	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	sfmt(tmp, sizeof(tmp), "%s.tmp", path);
 	unlink(tmp);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
 	f = fd >= 0 ? fdopen(fd, "w") : NULL;
 	if (!f) {
-		snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
+		sfmt(err, errlen, "%s: %s", tmp, strerror(errno));
 		if (fd >= 0)
 			close(fd);
 		EVP_PKEY_free(k);
@@ -123,7 +134,7 @@ EVP_PKEY *jws_key_load_or_make(const char *path, char *err, size_t errlen)
 	     !fsync(fileno(f));
 	ok = !fclose(f) && ok && !rename(tmp, path);
 	if (!ok) {
-		snprintf(err, errlen, "%s: cannot write the key: %s", path, strerror(errno));
+		sfmt(err, errlen, "%s: cannot write the key: %s", path, strerror(errno));
 		unlink(tmp);
 		EVP_PKEY_free(k);
 		return NULL;
@@ -156,7 +167,7 @@ char *jws_jwk(EVP_PKEY *key)
 	}
 	b64url_encode(xy, 32, x);
 	b64url_encode(xy + 32, 32, y);
-	snprintf(out, 160, "{\"crv\":\"P-256\",\"kty\":\"EC\",\"x\":\"%s\",\"y\":\"%s\"}", x, y);
+	sfmt(out, 160, "{\"crv\":\"P-256\",\"kty\":\"EC\",\"x\":\"%s\",\"y\":\"%s\"}", x, y);
 	return out;
 }
 
@@ -220,12 +231,11 @@ char *jws_sign(EVP_PKEY *key, const char *kid, const char *nonce, const char *ur
 	if (!prot)
 		goto out;
 	if (kid)
-		snprintf(prot, n,
-			 "{\"alg\":\"ES256\",\"kid\":\"%s\",\"nonce\":\"%s\",\"url\":\"%s\"}", kid,
-			 nonce, url);
+		sfmt(prot, n, "{\"alg\":\"ES256\",\"kid\":\"%s\",\"nonce\":\"%s\",\"url\":\"%s\"}",
+		     kid, nonce, url);
 	else
-		snprintf(prot, n, "{\"alg\":\"ES256\",\"jwk\":%s,\"nonce\":\"%s\",\"url\":\"%s\"}",
-			 jwk, nonce, url);
+		sfmt(prot, n, "{\"alg\":\"ES256\",\"jwk\":%s,\"nonce\":\"%s\",\"url\":\"%s\"}", jwk,
+		     nonce, url);
 	p64 = b64url_str(prot);
 	pay64 = b64url_str(payload ? payload : "");
 	if (!p64 || !pay64)
@@ -234,14 +244,14 @@ char *jws_sign(EVP_PKEY *key, const char *kid, const char *nonce, const char *ur
 	input = malloc(n);
 	if (!input)
 		goto out;
-	snprintf(input, n, "%s.%s", p64, pay64);
+	sfmt(input, n, "%s.%s", p64, pay64);
 	if (es256(key, input, sig) < 0)
 		goto out;
 	n = strlen(p64) + strlen(pay64) + strlen(sig) + 64;
 	out = malloc(n);
 	if (out)
-		snprintf(out, n, "{\"protected\":\"%s\",\"payload\":\"%s\",\"signature\":\"%s\"}",
-			 p64, pay64, sig);
+		sfmt(out, n, "{\"protected\":\"%s\",\"payload\":\"%s\",\"signature\":\"%s\"}", p64,
+		     pay64, sig);
 out:
 	free(jwk);
 	free(prot);
@@ -261,7 +271,7 @@ size_t jws_csr(EVP_PKEY *key, const char *domain, uint8_t **der)
 	int n = 0;
 
 	*der = NULL;
-	snprintf(dns, sizeof(dns), "DNS:%s", domain);
+	sfmt(dns, sizeof(dns), "DNS:%s", domain);
 	if (!req || !name || !exts || !X509_REQ_set_version(req, 0) ||
 	    !X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const uint8_t *)domain, -1, -1,
 					0) ||
