@@ -108,7 +108,7 @@ struct cfg_reload {
 	unsigned napplied, nwaiting;
 	char applied[512];	 /* "[section] key, ..." changed and now in run */
 	char waiting[512];	 /* changed, restart-only: they wait for the next start */
-	char refused[256];	 /* what the daemon refused to apply (its reason), or empty */
+	char refused[768];	 /* what the daemon refused to apply (its reason), or empty */
 	char error[CFG_ERR_MAX]; /* cfg_server_reread failed: the file's "FILE:LINE: reason" */
 };
 /* Sets napplied, nwaiting, applied and waiting (refused and error stay as they are). */

@@ -4,9 +4,11 @@
 
 #include "ctl/acme.h"
 #include "ctl/store.h"
+#include "tls/tls.h"
 #include "log.h"
 
 #include <stdio.h>
+#include <string.h>
 
 static struct acme *acme;
 
@@ -43,6 +45,23 @@ static void apply(void *arg, const struct cfg_server *run, struct cfg_server *ne
 		}
 	}
 	store_set_limits(st, next->port_min, next->port_max, next->max_per_tunnel);
+	/* the tunnel port's certificate (relayd swaps it; controld shows its fingerprint) */
+	if (strcmp(next->certificate, run->certificate) ||
+	    strcmp(next->private_key, run->private_key)) {
+		char err[256];
+		SSL_CTX *ctx = tls_server_ctx(next->certificate, next->private_key, next->pq, err,
+					      sizeof(err));
+		size_t n = strlen(r->refused);
+
+		if (!ctx) {
+			snprintf(r->refused + n, sizeof(r->refused) - n,
+				 "%s[tls] certificate: %s: the tunnel port keeps its certificate",
+				 n ? "; " : "", err);
+			memcpy(next->certificate, run->certificate, sizeof(next->certificate));
+			memcpy(next->private_key, run->private_key, sizeof(next->private_key));
+		}
+		SSL_CTX_free(ctx);
+	}
 	if (acme)
 		acme_reconfigure(acme, next); /* [acme]: the ACME client takes it from here */
 }

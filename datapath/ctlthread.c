@@ -14,6 +14,7 @@
 #include "tls/ktls.h"
 #include "tls/tls.h"
 #include "routes.h"
+#include "xprt_tls.h"
 
 #include "ctl_proto.h"
 #include "domain.h"
@@ -135,7 +136,7 @@ struct ctlthread {
 	struct cfg_server *rc_next; /* posted, not taken yet */
 	unsigned rc_posted, rc_done;
 	int rc_result;
-	char rc_why[256];
+	char rc_why[768];
 	unsigned unlisten_posted; /* MB_UNLISTEN messages sent to workers */
 	/* the HTTP edge: domains held (controld's view) and the routes the workers have */
 	struct hdom *doms;
@@ -144,7 +145,9 @@ struct ctlthread {
 	json_t *sync_acc;
 	bool routes_dirty;	   /* routes_build at the end of this loop pass */
 	struct http_routes *certs; /* the HTTPS edge's certificates (this thread's reference) */
-	uint64_t certs_sig, next_certs;	 /* a sync arriving in pieces */
+	uint64_t certs_sig, next_certs; /* a sync arriving in pieces */
+	uint64_t link_sig; /* the tunnel port's certificate and key files ([tls]) as last read */
+	struct cfg_server rc_eff;	 /* what a reload left in force (ctlthread_reconfigure) */
 	_Atomic unsigned unlisten_acked; /* and handled by them */
 	/* worker events */
 	int efd;
@@ -1179,6 +1182,7 @@ static void on_domain_del(struct ctlthread *ct, const char *d)
 }
 
 static void certs_load(struct ctlthread *ct);
+static void link_cert_poll(struct ctlthread *ct);
 
 static void cd_message(struct ctlthread *ct, json_t *m)
 {
@@ -1267,6 +1271,7 @@ static void cd_message(struct ctlthread *ct, json_t *m)
 	if (!strcmp(type, CTL_CERTS)) {
 		ct->certs_sig = 0; /* even a change its signature would miss */
 		certs_load(ct);
+		link_cert_poll(ct); /* [tls] may name an ACME certificate too */
 		return;
 	}
 	if (!strcmp(type, CTL_RELOAD)) {
@@ -1556,6 +1561,71 @@ static void certs_load(struct ctlthread *ct)
 	ct->certs = t;
 	log_info("https: %u certificate(s) for edge termination from %s and %s (ACME)", t->n, dir,
 		 adir);
+}
+
+/* The files' identity: size, change time and inode of each, and pq. 0: one is missing. */
+static uint64_t link_signature(const struct cfg_server *c)
+{
+	const char *paths[2] = {c->certificate, c->private_key};
+	uint64_t sig = c->pq ? 7 : 3;
+
+	for (int i = 0; i < 2; i++) {
+		struct stat st;
+
+		if (stat(paths[i], &st) < 0)
+			return 0;
+		sig = sig * 1099511628211ull ^ (uint64_t)st.st_size;
+		sig = sig * 1099511628211ull ^ (uint64_t)st.st_mtim.tv_sec;
+		sig = sig * 1099511628211ull ^ (uint64_t)st.st_mtim.tv_nsec;
+		sig = sig * 1099511628211ull ^ (uint64_t)st.st_ino;
+	}
+	return sig ? sig : 1;
+}
+
+/*
+ * [tls] certificate and private_key of c: the tunnel port's certificate,
+ * read again when the files changed since the last time (or force) and
+ * swapped in for links made from then on (xprt_ctx_swap); links open keep
+ * theirs. 1 swapped, 0 unchanged, -1 with why (the running one stays).
+ */
+static int link_cert_load(struct ctlthread *ct, const struct cfg_server *c, bool force, char *why,
+			  size_t whylen)
+{
+	uint64_t sig = link_signature(c);
+	char err[256], fpr[TLS_FPR_LEN] = "?";
+	SSL_CTX *n;
+
+	if (!ct->link_sig) {
+		ct->link_sig = sig; /* the first look: what relayd started with */
+		if (!force)
+			return 0;
+	}
+	if (!force && sig == ct->link_sig)
+		return 0;
+	ct->link_sig = sig; /* a file that does not load is said once, not every look */
+	n = tls_server_ctx(c->certificate, c->private_key, c->pq, err, sizeof(err));
+	if (!n || xprt_ctx_swap(engine_xprt(ct->e), n, err, sizeof(err)) < 0) {
+		SSL_CTX_free(n);
+		snprintf(why, whylen,
+			 "[tls] certificate %s: %s: the tunnel port keeps its certificate",
+			 c->certificate, err);
+		return -1;
+	}
+	SSL_CTX_free(n); /* the links' context holds it now */
+	tls_cert_fingerprint_file(c->certificate, fpr);
+	str_copy(ct->fingerprint, sizeof(ct->fingerprint), fpr);
+	log_info("tls: the tunnel port's certificate is now %s (%s), for links from now on", fpr,
+		 c->certificate);
+	return 1;
+}
+
+/* The poll of the tunnel port's certificate files (every CERTS_MS and when controld says). */
+static void link_cert_poll(struct ctlthread *ct)
+{
+	char why[CFG_PATH_MAX + 400];
+
+	if (link_cert_load(ct, &ct->cfg, false, why, sizeof(why)) < 0)
+		log_warn("%s", why);
 }
 
 /* ---------- events from workers ---------- */
@@ -1861,6 +1931,25 @@ static int reconfigure(struct ctlthread *ct, const struct cfg_server *n, char *w
 		kern_set_syn_rate(ct->kern, n->syn_rate);
 		ct->cfg.syn_rate = n->syn_rate;
 	}
+	if (strcmp(n->certificate, ct->cfg.certificate) ||
+	    strcmp(n->private_key, ct->cfg.private_key) || n->pq != ct->cfg.pq ||
+	    link_signature(n) != ct->link_sig) {
+		char tw[CFG_PATH_MAX + 400];
+
+		if (link_cert_load(ct, n, true, tw, sizeof(tw)) < 0) {
+			if (ret == -1)
+				snprintf(why + strlen(why), whylen - strlen(why), "; %s", tw);
+			else
+				str_copy(why, whylen, tw);
+			ret = -1;
+			ct->link_sig =
+			    link_signature(&ct->cfg); /* the running files stay watched */
+		} else {
+			str_copy(ct->cfg.certificate, sizeof(ct->cfg.certificate), n->certificate);
+			str_copy(ct->cfg.private_key, sizeof(ct->cfg.private_key), n->private_key);
+			ct->cfg.pq = n->pq;
+		}
+	}
 	str_copy(ct->cfg.certificates, sizeof(ct->cfg.certificates), n->certificates);
 	/* the certificates are read again now, the directory moved or not */
 	ct->certs_sig = UINT64_MAX; /* no signature: a missing directory differs too */
@@ -1873,7 +1962,7 @@ static void reconfigure_take(struct ctlthread *ct)
 {
 	struct cfg_server *n;
 	unsigned seq;
-	char why[256] = "";
+	char why[768] = "";
 	int r;
 
 	pthread_mutex_lock(&ct->rc_lock);
@@ -1887,6 +1976,7 @@ static void reconfigure_take(struct ctlthread *ct)
 	free(n);
 	pthread_mutex_lock(&ct->rc_lock);
 	ct->rc_result = r;
+	ct->rc_eff = ct->cfg;
 	str_copy(ct->rc_why, sizeof(ct->rc_why), why);
 	ct->rc_done = seq;
 	pthread_cond_broadcast(&ct->rc_cond);
@@ -1902,6 +1992,7 @@ static void *ctl_main(void *arg)
 		reconfigure_take(ct);
 		if (now_ms() >= ct->next_certs) {
 			certs_load(ct);
+			link_cert_poll(ct);
 			ct->next_certs = now_ms() + CERTS_MS;
 		}
 		struct pollfd pfd[3];
@@ -2004,8 +2095,7 @@ int ctlthread_start(struct ctlthread *ct, struct engine *e)
 	return -r;
 }
 
-int ctlthread_reconfigure(struct ctlthread *ct, const struct cfg_server *next, char *why,
-			  size_t whylen)
+int ctlthread_reconfigure(struct ctlthread *ct, struct cfg_server *next, char *why, size_t whylen)
 {
 	struct cfg_server *n = malloc(sizeof(*n));
 	struct timespec until;
@@ -2034,6 +2124,12 @@ int ctlthread_reconfigure(struct ctlthread *ct, const struct cfg_server *next, c
 	if (ct->rc_done == seq) {
 		r = ct->rc_result;
 		str_copy(why, whylen, ct->rc_why);
+		/* what was refused stays as it runs */
+		next->port_min = ct->rc_eff.port_min;
+		next->port_max = ct->rc_eff.port_max;
+		str_copy(next->certificate, sizeof(next->certificate), ct->rc_eff.certificate);
+		str_copy(next->private_key, sizeof(next->private_key), ct->rc_eff.private_key);
+		next->pq = ct->rc_eff.pq;
 	} else {
 		snprintf(why, whylen,
 			 "the control thread did not answer within %d s: it applies [ports] "

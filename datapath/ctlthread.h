@@ -23,13 +23,15 @@ int ctlthread_start(struct ctlthread *ct, struct engine *e);
  * A reload (SIGHUP, navectl reload), from the main thread: the thread takes
  * next's [ports] range and max_per_tunnel, [tunnel] max_pool_size, max_links
  * and heartbeat (for each tunnel's next session), [http] certificates (the
- * directory is read again now, moved or not) and [xdp] syn_rate, and answers
- * within 10 s. 0; -1 with why when the range would leave an allocated port
- * outside it (the range stays, the rest applies); -ETIMEDOUT (it applies
- * later) or -ENOMEM with why.
+ * directory is read again now, moved or not), [tls] certificate, private_key
+ * and pq (the tunnel port's certificate, for links from then on: also read
+ * again when its files changed, every few seconds) and [xdp] syn_rate, and
+ * answers within 10 s. 0; -1 with why when the range would leave an
+ * allocated port outside it or the new certificate does not load (what was
+ * refused stays as it runs, and next says so; the rest applies); -ETIMEDOUT
+ * (it applies later) or -ENOMEM with why.
  */
-int ctlthread_reconfigure(struct ctlthread *ct, const struct cfg_server *next, char *why,
-			  size_t whylen);
+int ctlthread_reconfigure(struct ctlthread *ct, struct cfg_server *next, char *why, size_t whylen);
 /* Stops the thread (after the engine drained). */
 void ctlthread_stop(struct ctlthread *ct);
 

@@ -210,6 +210,8 @@ struct engine_stats {
 /* Starts the workers; 0 or -errno with err (then everything is freed, tunnel_fds closed). */
 int engine_start(struct engine **out, const struct engine_config *cfg, char *err, size_t errlen);
 unsigned engine_workers(const struct engine *e);
+/* What links are made of (engine_config.xprt): the control thread swaps its certificate. */
+struct xprt_ctx *engine_xprt(const struct engine *e);
 /* descriptors relayed connections may hold: the open-file limit, less a reserve */
 unsigned long engine_fd_budget(const struct engine *e);
 /* Posts a mailbox message to worker i (i < 0: to every worker, data copied each). */

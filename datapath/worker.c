@@ -866,6 +866,11 @@ unsigned engine_workers(const struct engine *e)
 	return e->n;
 }
 
+struct xprt_ctx *engine_xprt(const struct engine *e)
+{
+	return e->cfg.xprt;
+}
+
 bool engine_alive(struct engine *e, uint64_t now, uint64_t max_age_ms)
 {
 	bool alive = true;

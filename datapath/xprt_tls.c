@@ -15,6 +15,7 @@
 #include "tls/tls.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <openssl/err.h>
 #include <openssl/is_boringssl.h>
 #include <stdio.h>
@@ -23,7 +24,8 @@
 #include <sys/socket.h>
 
 struct xprt_ctx {
-	SSL_CTX *ssl_ctx;
+	pthread_mutex_t lock; /* ssl_ctx may be swapped (xprt_ctx_swap) while links are made */
+	SSL_CTX *ssl_ctx;     /* a reference of its own */
 	enum xprt_ktls ktls;
 	bool kernel; /* links go into the kernel after their handshake */
 	char mode[64];
@@ -137,6 +139,8 @@ struct xprt_ctx *xprt_ctx_new(SSL_CTX *ssl_ctx, enum xprt_ktls ktls, char *err, 
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
+	pthread_mutex_init(&c->lock, NULL);
+	SSL_CTX_up_ref(ssl_ctx);
 	c->ssl_ctx = ssl_ctx;
 	c->ktls = ktls;
 	if (ktls == XPRT_KTLS_OFF) {
@@ -146,7 +150,7 @@ struct xprt_ctx *xprt_ctx_new(SSL_CTX *ssl_ctx, enum xprt_ktls ktls, char *err, 
 	if (!ktls_supported(c->why, sizeof(c->why))) {
 		if (ktls == XPRT_KTLS_ON) {
 			snprintf(err, errlen, "ktls = on: %s", c->why);
-			free(c);
+			xprt_ctx_free(c);
 			return NULL;
 		}
 		snprintf(c->mode, sizeof(c->mode), "userspace (no TLS ULP in the kernel)");
@@ -154,7 +158,7 @@ struct xprt_ctx *xprt_ctx_new(SSL_CTX *ssl_ctx, enum xprt_ktls ktls, char *err, 
 	}
 	if (ktls_ctx_prepare(ssl_ctx) < 0) {
 		snprintf(err, errlen, "cannot prepare the TLS context for kTLS");
-		free(c);
+		xprt_ctx_free(c);
 		return NULL;
 	}
 	c->kernel = true;
@@ -164,7 +168,28 @@ struct xprt_ctx *xprt_ctx_new(SSL_CTX *ssl_ctx, enum xprt_ktls ktls, char *err, 
 
 void xprt_ctx_free(struct xprt_ctx *c)
 {
+	if (!c)
+		return;
+	SSL_CTX_free(c->ssl_ctx);
+	pthread_mutex_destroy(&c->lock);
 	free(c);
+}
+
+int xprt_ctx_swap(struct xprt_ctx *c, SSL_CTX *n, char *err, size_t errlen)
+{
+	SSL_CTX *old;
+
+	if (c->kernel && ktls_ctx_prepare(n) < 0) {
+		snprintf(err, errlen, "cannot prepare the TLS context for kTLS");
+		return -1;
+	}
+	SSL_CTX_up_ref(n);
+	pthread_mutex_lock(&c->lock);
+	old = c->ssl_ctx;
+	c->ssl_ctx = n;
+	pthread_mutex_unlock(&c->lock);
+	SSL_CTX_free(old); /* links made with it keep their own references */
+	return 0;
 }
 
 const char *xprt_ctx_mode(const struct xprt_ctx *c)
@@ -190,8 +215,11 @@ static int tls_init(struct xprt *x, struct xprt_ctx *ctx, int fd, bool server)
 	memset(x, 0, sizeof(*x));
 	x->fd = fd;
 	x->mode = XPRT_TLS;
-	if (t)
+	if (t) {
+		pthread_mutex_lock(&ctx->lock);
 		t->ssl = SSL_new(ctx->ssl_ctx);
+		pthread_mutex_unlock(&ctx->lock);
+	}
 	if (t && t->ssl)
 		b = BIO_new(bio_method);
 	if (!b) {

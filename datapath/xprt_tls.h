@@ -50,5 +50,11 @@ enum xprt_rx_end xprt_tls_recv_error(struct xprt *x, int res, char *why, size_t 
  * BoringSSL takes a reference: ctx may be freed by the caller after. 0 or -EINVAL.
  */
 int xprt_tls_use_ctx(struct xprt *x, SSL_CTX *ctx);
+/*
+ * Links made from now on use n (a reference is taken; the caller keeps its
+ * own), links made before keep the context they had: the tunnel port's
+ * certificate replaced without a restart. 0, or -1 with err.
+ */
+int xprt_ctx_swap(struct xprt_ctx *c, SSL_CTX *n, char *err, size_t errlen);
 
 #endif

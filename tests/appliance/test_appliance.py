@@ -8,7 +8,8 @@ One test, in the order an operator goes: dpkg -i, the nave user and the
 files, start both units (Type=notify), the privileges they run with, a
 device's nave-client@ unit, bytes through a tunnel, systemctl reload
 mid-transfer with the bytes exact, systemctl restart nave-controld with the
-tunnel kept by relayd, then dpkg -r and dpkg -P leaving nothing behind."""
+tunnel kept by relayd, a trusted certificate from an ACME CA (pebble) by a
+reload, then dpkg -r and dpkg -P leaving nothing behind."""
 import grp
 import json
 import os
@@ -74,6 +75,50 @@ def navectl(*args):
 
 def client(*args, check=True):
     return sh("nave", "--config", CLIENT_INI, *args, user="nave-client", check=check)
+
+
+ACME_CA = Path("/etc/nave/acme-test-ca.pem")  # the units' private /tmp hides the test's
+
+
+def acme_from_pebble(tmp_path, relayd_pid):
+    """[acme] filled in and a reload: the sandboxed controld reaches the CA, the
+    sandboxed relayd answers on port 80 and serves the certificate on 443."""
+    import socket
+    import ssl
+
+    from acme_pebble import Pebble
+    from cryptography import x509
+
+    procs = []
+    pb = Pebble(tmp_path, procs, 80).start()
+    try:
+        ACME_CA.write_bytes(Path(pb.ca_file).read_bytes())
+        ACME_CA.chmod(0o644)
+        text = INI.read_text()
+        for key, value in (("directory", pb.directory), ("domains", "edge.nave.test"),
+                           ("ca", ACME_CA), ("accept_terms", "on")):
+            text, n = re.subn(rf"(?m)^{key} =.*$", f"{key} = {value}", text)
+            assert n == 1, f"{key} in {INI}"
+        INI.write_text(text)
+        sh("systemctl", "reload", "nave-controld", timeout=120)
+
+        def valid():
+            d = navectl("acme", "status")["domains"]
+            return d and d[0]["state"] == "valid" and d[0]
+        got = nt.wait_for(valid, 120, f"a certificate from pebble\n{journal('nave-controld')}")
+        ctx = ssl.create_default_context(cadata=pb.issuer_roots())
+
+        def served():
+            with socket.create_connection(("127.0.0.1", 443), timeout=10) as s:
+                with ctx.wrap_socket(s, server_hostname="edge.nave.test") as t:
+                    return x509.load_der_x509_certificate(
+                        t.getpeercert(binary_form=True)).serial_number
+        nt.wait_for(lambda: served() == int(got["serial"], 16), 30, "relayd serving it")
+        pem = Path("/var/lib/nave/acme/certs/edge.nave.test.pem")
+        assert pem.owner() == "nave" and pem.stat().st_mode & 0o777 == 0o600
+        assert main_pid("nave-relayd") == relayd_pid  # no restart for any of it
+    finally:
+        pb.stop()
 
 
 def test_appliance_lifecycle(tmp_path):
@@ -166,8 +211,13 @@ def test_appliance_lifecycle(tmp_path):
         assert "backup written to" in out and (tmp_path / "b.db").stat().st_size > 0, out
         assert list(Path("/var/lib/nave/backups").glob("nave-*.db"))
         nt.exchange(port, 1 * nt.MiB)
+
+        # ---- a trusted certificate: ACME from pebble, HTTP-01 on port 80, served on 443
+        acme_from_pebble(tmp_path, relayd_pid)
+        nt.exchange(port, 1 * nt.MiB)
     finally:
         svc.close()
+        ACME_CA.unlink(missing_ok=True)
 
     # ---- remove: the services stop, the files go, the conffile stays
     sh("systemctl", "stop", "nave-client@t1", timeout=60)
