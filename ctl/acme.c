@@ -62,6 +62,8 @@ struct dom {
 	long long next_try; /* after a failure */
 	unsigned fails, attempts;
 	bool force, revoke, known; /* known: the file was looked at */
+	enum dom_state prev;	   /* before the attempt in progress */
+	char issued[80];	   /* the serial this client stored last */
 };
 
 /* the [acme] settings the thread works with */
@@ -100,8 +102,9 @@ struct acme {
 	unsigned npub;
 	unsigned rl_gen; /* the relay link generation the published ones went to */
 	/* the thread's own */
-	struct acme_http http;
-	bool http_ok;
+	struct acme_http http; /* from acme_open to acme_close */
+	bool cut;	       /* a reload of the CA, or a stop, cut the attempt in progress */
+	bool contact_due;      /* [acme] email changed: the account's contact is updated */
 	EVP_PKEY *akey;
 	char thumb[JWS_THUMB_LEN + 1];
 	char nonce[ACME_NONCE_MAX];
@@ -290,7 +293,7 @@ static bool stopping(struct acme *a)
 	bool s;
 
 	pthread_mutex_lock(&a->lock);
-	s = a->stop || a->reconf;
+	s = a->stop || a->cut;
 	pthread_mutex_unlock(&a->lock);
 	return s;
 }
@@ -383,13 +386,12 @@ static int post_jws(struct acme *a, const char *url, const char *payload, bool u
 	return -1;
 }
 
-/* a URL the CA sent: printable, http(s), not too long */
+/* a URL the CA sent: https (RFC 8555 6.1; nothing signed goes out in clear), printable */
 static const char *url_of(json_t *obj, const char *key)
 {
 	const char *u = json_string_value(json_object_get(obj, key));
-	struct acme_url pu;
 
-	return u && acme_url_parse(u, &pu) == 0 ? u : NULL;
+	return acme_url_https(u) ? u : NULL;
 }
 
 static int directory(struct acme *a, char *err, size_t el)
@@ -432,6 +434,23 @@ static int account(struct acme *a, char *err, size_t el)
 
 	if (directory(a, err, el) < 0)
 		return -1;
+	if (a->kid[0] && a->contact_due) {
+		/* [acme] email changed: the account's contact follows (RFC 8555 7.3.2) */
+		if (a->conf.email[0])
+			sfmt(payload, sizeof(payload), "{\"contact\":[\"mailto:%s\"]}",
+			     a->conf.email);
+		else
+			sfmt(payload, sizeof(payload), "{\"contact\":[]}");
+		if (post_jws(a, a->kid, payload, false, &r, &j, err, el) < 0)
+			return -1;
+		json_decref(j);
+		acme_resp_free(&r);
+		pthread_mutex_lock(&a->lock);
+		a->contact_due = false;
+		pthread_mutex_unlock(&a->lock);
+		log_info("acme: account %s: contact %s", a->kid,
+			 a->conf.email[0] ? a->conf.email : "removed");
+	}
 	if (a->kid[0])
 		return 0;
 	if (a->urls.terms && !a->conf.accept_terms) {
@@ -456,8 +475,8 @@ static int account(struct acme *a, char *err, size_t el)
 	if (post_jws(a, a->urls.account, payload, true, &r, &j, err, el) < 0)
 		return -1;
 	json_decref(j);
-	if (acme_url_parse(r.location, &(struct acme_url){0}) < 0) {
-		sfmt(err, el, "the CA named no account (no Location)");
+	if (!acme_url_https(r.location)) {
+		sfmt(err, el, "the CA named no account (no https Location)");
 		acme_resp_free(&r);
 		return -1;
 	}
@@ -532,6 +551,8 @@ static int self_check(struct acme *a, const char *domain, const char *token, con
 		     a->conf.http_at, why);
 		usleep(100 * 1000);
 	}
+	if (stopping(a))
+		sfmt(err, el, "stopped");
 	return -1;
 }
 
@@ -689,6 +710,9 @@ static void cert_look(struct acme *a, struct dom *d)
 			d->state = D_NONE;
 	} else {
 		d->due = acme_due(d->not_before, d->not_after, a->conf.renew_before);
+		/* put there by someone else: the minute between two issues is not for it */
+		if (strcmp(d->serial, d->issued) && !d->fails)
+			d->next_try = 0;
 		if (d->state != D_FAILED && d->state != D_REVOKED)
 			d->state = D_VALID;
 	}
@@ -775,11 +799,11 @@ static STACK_OF(X509) * chain_parse(const char *pem, size_t len)
 	return sk;
 }
 
-static int issue(struct acme *a, struct dom *dd, char *err, size_t el)
+static int issue(struct acme *a, const char *domain, char *err, size_t el)
 {
 	char payload[DOMAIN_MAX + 96], *csr64 = NULL, order_url[ACME_URL_MAX], serial[80],
 				       fin_url[ACME_URL_MAX];
-	const char *domain = dd->name, *fin, *st, *cert_url;
+	const char *fin, *st, *cert_url;
 	struct acme_resp r;
 	json_t *o = NULL, *z, *x;
 	STACK_OF(X509) *chain = NULL;
@@ -796,9 +820,11 @@ static int issue(struct acme *a, struct dom *dd, char *err, size_t el)
 	sfmt(order_url, sizeof(order_url), "%s", r.location);
 	acme_resp_free(&r);
 	fin = url_of(o, "finalize");
-	if (!fin || acme_url_parse(order_url, &(struct acme_url){0}) < 0 ||
-	    !json_is_array(json_object_get(o, "authorizations"))) {
-		sfmt(err, el, "the CA's order has no finalize URL, location or authorizations");
+	if (!fin || !acme_url_https(order_url) ||
+	    json_array_size(json_object_get(o, "authorizations")) != 1) {
+		sfmt(err, el,
+		     "the CA's order has no https finalize URL or location, or not one "
+		     "authorization for its one name");
 		goto out;
 	}
 	sfmt(fin_url, sizeof(fin_url), "%s", fin); /* o goes before it is used */
@@ -807,8 +833,9 @@ static int issue(struct acme *a, struct dom *dd, char *err, size_t el)
 	{
 		const char *u = json_string_value(z);
 
-		if (!u || acme_url_parse(u, &(struct acme_url){0}) < 0) {
-			sfmt(err, el, "the CA's order names a bad authorization URL");
+		if (!acme_url_https(u)) {
+			sfmt(err, el,
+			     "the CA's order names an authorization URL that is not https");
 			goto out;
 		}
 		if (authorize(a, domain, u, err, el) < 0)
@@ -979,35 +1006,45 @@ static void fail(struct acme *a, struct dom *d, const char *err)
 	sfmt(d->error, sizeof(d->error), "%s", err);
 }
 
+/* what the CA or the system said, for the log and the API: printable ASCII, cut */
+static void clean(char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || (unsigned char)*s >= 0x7f)
+			*s = '?';
+}
+
 static void *acme_main(void *arg)
 {
 	struct acme *a = arg;
+	bool ca_due = true; /* the CA file is read (again) before the next request */
 
 	pthread_setname_np(pthread_self(), "acme");
 	pthread_mutex_lock(&a->lock);
 	while (!a->stop) {
 		char err[ERR_LEN] = "", name[DOMAIN_MAX + 1];
 		long long now = now_s(), wake;
-		bool rev, ok;
+		bool rev, ok, cut;
 		struct dom *d;
 		int ret;
 
 		if (a->reconf) {
 			bool same = !strcmp(a->conf.directory, a->next.directory) &&
-				    !strcmp(a->conf.ca, a->next.ca) &&
-				    !strcmp(a->conf.email, a->next.email);
+				    !strcmp(a->conf.ca, a->next.ca);
 
+			a->contact_due |= a->kid[0] && strcmp(a->conf.email, a->next.email);
 			a->conf = a->next;
 			a->reconf = false;
 			a->error[0] = '\0';
-			if (!same) { /* a new CA, trust or contact: a new account session */
+			ca_due = true; /* its contents may have changed under the same name */
+			if (!same) {   /* a new CA or trust: a new account session */
 				a->kid[0] = '\0';
+				a->contact_due = false;
 				memset(&a->urls, 0, sizeof(a->urls));
-				if (a->http_ok)
-					acme_http_free(&a->http);
-				a->http_ok = false;
 			}
 		}
+		a->cut = false;
+		acme_http_resume(&a->http); /* an exchange cut by a reload is over */
 		d = pick(a, now, &wake);
 		if (!d) {
 			struct timespec ts = {.tv_sec = (time_t)wake};
@@ -1018,17 +1055,16 @@ static void *acme_main(void *arg)
 		rev = d->revoke;
 		d->revoke = false;
 		d->force = false;
+		d->prev = d->state;
 		d->state = D_WORKING;
 		d->attempts++;
 		sfmt(name, sizeof(name), "%s", d->name);
 		pthread_mutex_unlock(&a->lock);
 
 		ret = mkdirs(a, err, sizeof(err));
-		if (!ret && !a->http_ok) {
-			ret = acme_http_init(&a->http, a->conf.ca, err, sizeof(err));
-			a->http_ok = ret == 0;
-			if (ret)
-				acme_http_free(&a->http);
+		if (!ret && ca_due) {
+			ret = acme_http_set_ca(&a->http, a->conf.ca, err, sizeof(err));
+			ca_due = ret != 0;
 		}
 		if (!ret)
 			ret = account(a, err, sizeof(err));
@@ -1036,28 +1072,47 @@ static void *acme_main(void *arg)
 		if (!ret && rev)
 			ret = do_revoke(a, name, err, sizeof(err));
 		if (!ret)
-			ret = issue(a, d, err, sizeof(err));
+			ret = issue(a, name, err, sizeof(err));
+		clean(err);
 
 		pthread_mutex_lock(&a->lock);
+		cut = a->cut || a->stop; /* a reload of the CA or a stop cut it: no failure */
 		/* a reload may have changed the list: find the domain again */
 		d = NULL;
 		for (unsigned i = 0; i < a->ndom; i++)
 			if (!strcmp(a->dom[i].name, name))
 				d = &a->dom[i];
-		sfmt(a->error, sizeof(a->error), "%s", ok ? "" : err);
+		if (!cut)
+			sfmt(a->error, sizeof(a->error), "%s", ok ? "" : err);
 		if (!d)
 			continue;
-		if (ret) {
+		if (ret && cut) {
+			d->state = d->prev;
+			d->known = false; /* looked at again, then tried again at once */
+			log_info("acme: %s: stopped by a reload or a stop", name);
+		} else if (ret) {
 			d->fails++;
 			fail(a, d, err);
 			log_error("acme: %s: %s (next try in %lld s)", name, err,
 				  d->next_try - now_s());
 		} else {
 			d->fails = 0;
-			d->next_try = 0;
 			d->error[0] = '\0';
 			d->state = D_VALID;
 			cert_look(a, d);
+			sfmt(d->issued, sizeof(d->issued), "%s", d->serial);
+			/* never issued again within a minute, whatever the CA's validity */
+			d->next_try = now_s() + BACKOFF_MIN_S;
+			if (d->due <= now_s() + BACKOFF_MIN_S) {
+				d->fails++;
+				fail(a, d,
+				     "the CA's certificate is due for renewal within a minute of "
+				     "its "
+				     "issue: its validity is too short for renew_before");
+				d->state = D_VALID; /* it is valid and served meanwhile */
+				log_warn("acme: %s: %s (next try in %lld s)", name, d->error,
+					 d->next_try - now_s());
+			}
 		}
 	}
 	pthread_mutex_unlock(&a->lock);
@@ -1086,16 +1141,20 @@ static void stop(struct acme *a)
 	a->stop = true;
 	pthread_cond_signal(&a->cond);
 	pthread_mutex_unlock(&a->lock);
-	if (a->http_ok)
-		acme_http_abort(&a->http);
+	acme_http_abort(&a->http);
 	pthread_join(a->th, NULL);
 	a->running = false;
-	if (a->http_ok)
-		acme_http_free(&a->http);
-	a->http_ok = false;
+	acme_http_resume(&a->http);
 	a->kid[0] = '\0';
 	memset(&a->urls, 0, sizeof(a->urls));
-	a->npub = 0;
+	/* relayd stops answering what was pending (acme_pump sends it) */
+	pthread_mutex_lock(&a->lock);
+	while (a->npub) {
+		struct post p = a->pub[0];
+
+		post(a, P_UNCHAL, p.domain, p.token, NULL);
+	}
+	pthread_mutex_unlock(&a->lock);
 }
 
 int acme_open(struct acme **out, const struct cfg_server *cfg)
@@ -1114,6 +1173,7 @@ int acme_open(struct acme **out, const struct cfg_server *cfg)
 		return e;
 	}
 	pthread_mutex_init(&a->lock, NULL);
+	acme_http_init(&a->http);
 	pthread_condattr_init(&ca);
 	pthread_cond_init(&a->cond, &ca); /* CLOCK_REALTIME: wake-ups are wall-clock times */
 	pthread_condattr_destroy(&ca);
@@ -1137,6 +1197,7 @@ void acme_close(struct acme *a)
 	if (!a)
 		return;
 	stop(a);
+	acme_http_free(&a->http);
 	EVP_PKEY_free(a->akey);
 	close(a->efd);
 	pthread_cond_destroy(&a->cond);
@@ -1156,17 +1217,24 @@ void acme_reconfigure(struct acme *a, const struct cfg_server *cfg)
 		pthread_mutex_unlock(&a->lock);
 		return;
 	}
+	bool cut;
+
 	pthread_mutex_lock(&a->lock);
 	conf_from(&a->next, cfg);
 	domains_from(a, cfg);
 	a->reconf = true;
+	/* an exchange with the old CA, or under the old trust, ends now; any other
+	   change waits for the attempt in progress */
+	cut = a->running &&
+	      (strcmp(a->conf.directory, a->next.directory) || strcmp(a->conf.ca, a->next.ca));
+	a->cut |= cut;
 	pthread_cond_signal(&a->cond);
 	pthread_mutex_unlock(&a->lock);
 	if (!a->running) {
 		a->conf = a->next;
 		start(a);
-	} else if (a->http_ok && strcmp(a->conf.directory, a->next.directory)) {
-		acme_http_abort(&a->http); /* an exchange with the old CA ends now */
+	} else if (cut) {
+		acme_http_abort(&a->http);
 	}
 }
 

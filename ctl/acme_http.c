@@ -80,6 +80,7 @@ enum { H_NONE, H_NONCE, H_LOCATION, H_CTYPE, H_RETRY };
 
 struct parse {
 	struct acme_resp *r;
+	bool is_head;	/* the answer to a HEAD: no body whatever its headers say */
 	int hdr;	/* which header the value is for */
 	char field[32]; /* the header name, cut */
 	size_t flen;
@@ -204,6 +205,8 @@ static int on_headers(http_parser *p)
 		sfmt(s->why, sizeof(s->why), "the status is not three digits");
 		return -1;
 	}
+	if (s->is_head)
+		return 1; /* http_parser: no body follows */
 	if (p->content_length != (uint64_t)-1 && p->content_length > ACME_HTTP_BODY_MAX) {
 		sfmt(s->why, sizeof(s->why), "the body is larger than %u bytes",
 		     ACME_HTTP_BODY_MAX);
@@ -316,26 +319,38 @@ void acme_resp_free(struct acme_resp *r)
 
 /* ---- connections ---- */
 
-int acme_http_init(struct acme_http *h, const char *ca, char *err, size_t errlen)
+void acme_http_init(struct acme_http *h)
 {
-	const char *file = ca && *ca ? ca : SYSTEM_CA;
-
 	memset(h, 0, sizeof(*h));
 	h->fd = -1;
 	h->timeout_ms = 15000;
+	h->total_ms = 60000;
 	pthread_mutex_init(&h->lock, NULL);
 	sfmt(h->user_agent, sizeof(h->user_agent), "nave-controld/%s", NAVE_VERSION);
-	h->ctx = SSL_CTX_new(TLS_client_method());
-	if (!h->ctx || !SSL_CTX_set_min_proto_version(h->ctx, TLS1_2_VERSION)) {
+}
+
+int acme_http_set_ca(struct acme_http *h, const char *ca, char *err, size_t errlen)
+{
+	const char *file = ca && *ca ? ca : SYSTEM_CA;
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method()), *old;
+
+	if (!ctx || !SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION)) {
 		sfmt(err, errlen, "out of memory");
+		SSL_CTX_free(ctx);
 		return -1;
 	}
-	if (SSL_CTX_load_verify_locations(h->ctx, file, NULL) != 1) {
+	if (SSL_CTX_load_verify_locations(ctx, file, NULL) != 1) {
 		sfmt(err, errlen, "%s: cannot read CA certificates from it", file);
 		ERR_clear_error();
+		SSL_CTX_free(ctx);
 		return -1;
 	}
-	SSL_CTX_set_verify(h->ctx, SSL_VERIFY_PEER, NULL);
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	pthread_mutex_lock(&h->lock);
+	old = h->ctx;
+	h->ctx = ctx;
+	pthread_mutex_unlock(&h->lock);
+	SSL_CTX_free(old);
 	return 0;
 }
 
@@ -353,6 +368,20 @@ void acme_http_abort(struct acme_http *h)
 	if (h->fd >= 0)
 		shutdown(h->fd, SHUT_RDWR);
 	pthread_mutex_unlock(&h->lock);
+}
+
+void acme_http_resume(struct acme_http *h)
+{
+	pthread_mutex_lock(&h->lock);
+	h->aborted = false;
+	pthread_mutex_unlock(&h->lock);
+}
+
+bool acme_url_https(const char *url)
+{
+	struct acme_url u;
+
+	return url && acme_url_parse(url, &u) == 0 && u.tls;
 }
 
 static int wait_fd(int fd, short ev, unsigned ms)
@@ -446,9 +475,12 @@ int acme_http_request(struct acme_http *h, const char *method, const char *url, 
 	struct rparser rp;
 	SSL *ssl = NULL;
 	size_t blen = body ? strlen(body) : 0, rlen, total = 0;
+	uint64_t deadline;
 	int fd, ret = -1, n;
 
 	rparser_init(&rp, r);
+	rp.s.is_head = !strcmp(method, "HEAD");
+	deadline = now_ms() + h->total_ms;
 	if (acme_url_parse(url, &u) < 0) {
 		sfmt(err, errlen, "%.200s: not an http(s) URL", url);
 		return -1;
@@ -508,7 +540,9 @@ int acme_http_request(struct acme_http *h, const char *method, const char *url, 
 	if (u.tls) {
 		X509_VERIFY_PARAM *vp;
 
-		ssl = SSL_new(h->ctx);
+		pthread_mutex_lock(&h->lock);
+		ssl = h->ctx ? SSL_new(h->ctx) : NULL;
+		pthread_mutex_unlock(&h->lock);
 		if (!ssl || !SSL_set_fd(ssl, fd)) {
 			sfmt(err, errlen, "out of memory");
 			goto out;
@@ -571,6 +605,11 @@ int acme_http_request(struct acme_http *h, const char *method, const char *url, 
 			     : ssl	     ? "TLS read failed"
 					     : strerror(errno));
 			ERR_clear_error();
+			goto out;
+		}
+		if (now_ms() > deadline) {
+			sfmt(err, errlen, "%s: no whole answer within %u s", host,
+			     h->total_ms / 1000);
 			goto out;
 		}
 		total += (size_t)got;

@@ -52,19 +52,26 @@ int acme_http_parse(const uint8_t *buf, size_t n, struct acme_resp *r, char *err
 void acme_resp_free(struct acme_resp *r);
 
 struct acme_http {
-	SSL_CTX *ctx;	      /* verifies servers against the CA file */
-	pthread_mutex_t lock; /* guards fd against acme_http_abort */
+	pthread_mutex_t lock; /* guards fd, aborted and ctx against acme_http_abort */
+	SSL_CTX *ctx;	      /* verifies servers against the CA file; NULL: not set yet */
 	int fd;		      /* the connection in use, -1 */
-	bool aborted;	      /* acme_http_abort: every request fails from now */
+	bool aborted;	      /* acme_http_abort: requests fail until acme_http_resume */
 	unsigned timeout_ms;  /* connect, and each read or write */
+	unsigned total_ms;    /* a whole request, however slowly the server drips */
 	char user_agent[64];
 };
 
-/* ca: a CA file, or NULL for the system's. 0 or -1 with err. */
-int acme_http_init(struct acme_http *h, const char *ca, char *err, size_t errlen);
+/* Once, for the module's life. */
+void acme_http_init(struct acme_http *h);
 void acme_http_free(struct acme_http *h);
-/* From another thread: the request in progress and every later one fail at once. */
+/* Trust ca (a CA file; NULL or "": the system's) for HTTPS from now on (read again). 0 or -1. */
+int acme_http_set_ca(struct acme_http *h, const char *ca, char *err, size_t errlen);
+/* From another thread: the request in progress and every later one fail at once... */
 void acme_http_abort(struct acme_http *h);
+/* ... until the thread that makes them resumes. */
+void acme_http_resume(struct acme_http *h);
+/* An https:// URL (acme_url_parse): what every URL an ACME server names must be. */
+bool acme_url_https(const char *url);
 /*
  * method url with an optional body (ctype its Content-Type); host: the Host to
  * send and verify (NULL: the URL's); connect_to: an address to connect to

@@ -272,9 +272,11 @@ size_t jws_csr(EVP_PKEY *key, const char *domain, uint8_t **der)
 
 	*der = NULL;
 	sfmt(dns, sizeof(dns), "DNS:%s", domain);
+	/* a CN holds at most 64 characters: a longer name is in the subjectAltName only */
 	if (!req || !name || !exts || !X509_REQ_set_version(req, 0) ||
-	    !X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const uint8_t *)domain, -1, -1,
-					0) ||
+	    (strlen(domain) <= 64 &&
+	     !X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const uint8_t *)domain, -1, -1,
+					 0)) ||
 	    !X509_REQ_set_subject_name(req, name) || !X509_REQ_set_pubkey(req, key))
 		goto out;
 	san = X509V3_EXT_nconf_nid(NULL, NULL, NID_subject_alt_name, dns);

@@ -1490,6 +1490,12 @@ static void certs_scan(const char *dir, bool acme, struct cert_list *l)
 			log_warn("https: %s: %s: ignored", domain, err);
 			continue;
 		}
+		if (X509_cmp_current_time(X509_get0_notAfter(SSL_CTX_get0_certificate(ctx))) < 0) {
+			/* a name no longer renewed (taken out of [acme] domains, say) */
+			log_warn("https: %s: the certificate in %s has expired: ignored", domain, crt);
+			SSL_CTX_free(ctx);
+			continue;
+		}
 		/* connections take this context before their handshake: what kTLS needs of
 		   it (the traffic secrets) must be in it */
 		if (ktls_ctx_prepare(ctx) < 0) {

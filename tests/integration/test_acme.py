@@ -192,3 +192,28 @@ def test_unknown_challenge_goes_to_routing(server):
     assert rc == 0 and "ACME: off" in out
     rc, out, err = server.navectl("acme", "renew")
     assert rc != 0 and "ACME is off" in err
+
+
+def test_reload_during_issuance_and_short_validity(tmp_path, procs, pebble):
+    """A reload that changes nothing does not cut an attempt in progress; a CA
+    whose certificates are due at once (30 s: renewal after 20 s) gets no
+    stream of orders: one a minute at most, the reason in the status."""
+    srv, pb = acme_server(tmp_path, procs, pebble, ["s.test"], validity=30)
+    srv.start()
+    s1 = wait_state(srv, "s.test", "valid")
+    assert "validity is too short" in (s1.get("error") or ""), s1
+    for _ in range(3):
+        rc, _, err = srv.navectl("acme", "renew", "s.test")
+        assert rc == 0, err
+        rc, _, err = srv.navectl("reload")  # while the renewal runs
+        assert rc == 0, err
+        nt.wait_for(lambda: status(srv)["s.test"]["state"] != "working", DECIDE, "the renewal")
+    st = status(srv)["s.test"]
+    assert st["state"] == "valid", st
+    assert "stopped" not in (st.get("error") or ""), st
+    log = srv.controld.output()
+    assert "acme: s.test:  (" not in log and "stopped by a reload" not in log, log
+    # after the asked renewals, nothing more for a while even though it is due
+    n = st["attempts"]
+    time.sleep(5)
+    assert status(srv)["s.test"]["attempts"] == n

@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 #include <jansson.h>
@@ -25,8 +26,15 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include "config/cfg.h"
 #include "ctl/acme.h"
+#include "ctl/acme_http.h"
 #include "ctl/jws.h"
 #include "datapath/acme_chal.h"
 
@@ -167,6 +175,121 @@ static void test_csr(void **state)
 	EVP_PKEY_free(k);
 }
 
+static void test_csr_long_name(void **state)
+{
+	/* 70 characters: more than a CN holds, so the name is in the subjectAltName only */
+	const char *name = "a123456789012345678901234567890.b12345678901234567890123456789.example";
+	EVP_PKEY *k = jws_key_new();
+	uint8_t *der = NULL;
+	const uint8_t *p;
+	size_t n = jws_csr(k, name, &der);
+	X509_REQ *req;
+
+	assert_true(strlen(name) > 64);
+	assert_true(n > 0);
+	p = der;
+	req = d2i_X509_REQ(NULL, &p, (long)n);
+	assert_non_null(req);
+	assert_int_equal(X509_NAME_entry_count(X509_REQ_get_subject_name(req)), 0);
+	X509_REQ_free(req);
+	OPENSSL_free(der);
+	EVP_PKEY_free(k);
+}
+
+/* a loopback server that sends reply, then drips one byte of drip every 200 ms */
+struct srv {
+	int lfd, port;
+	const char *reply, *drip;
+	pthread_t th;
+};
+
+static void *srv_main(void *arg)
+{
+	struct srv *v = arg;
+	char buf[4096];
+	int fd = accept(v->lfd, NULL, NULL);
+
+	if (fd < 0)
+		return NULL;
+	if (recv(fd, buf, sizeof(buf), 0) > 0) {
+		if (send(fd, v->reply, strlen(v->reply), MSG_NOSIGNAL) < 0)
+			goto out;
+		for (const char *c = v->drip; c && *c; c++) {
+			usleep(200 * 1000);
+			if (send(fd, c, 1, MSG_NOSIGNAL) < 0)
+				break;
+		}
+	}
+	usleep(300 * 1000);
+out:
+	close(fd);
+	return NULL;
+}
+
+static void srv_start(struct srv *v, const char *reply, const char *drip)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t sl = sizeof(sa);
+
+	v->reply = reply;
+	v->drip = drip;
+	v->lfd = socket(AF_INET, SOCK_STREAM, 0);
+	assert_true(v->lfd >= 0);
+	assert_int_equal(bind(v->lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(v->lfd, 1), 0);
+	assert_int_equal(getsockname(v->lfd, (struct sockaddr *)&sa, &sl), 0);
+	v->port = ntohs(sa.sin_port);
+	assert_int_equal(pthread_create(&v->th, NULL, srv_main, v), 0);
+}
+
+static void srv_stop(struct srv *v)
+{
+	pthread_join(v->th, NULL);
+	close(v->lfd);
+}
+
+static void test_http_client(void **state)
+{
+	struct acme_http h;
+	struct acme_resp r;
+	struct srv v;
+	char url[64], err[256];
+	uint64_t t0;
+
+	acme_http_init(&h);
+	h.timeout_ms = 1000;
+	h.total_ms = 1500;
+
+	/* HEAD: a Content-Length without a body after it (RFC 9110), the nonce taken */
+	srv_start(&v, "HTTP/1.1 200 OK\r\nContent-Length: 57\r\nReplay-Nonce: abc_DEF-1\r\n\r\n",
+		  NULL);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/nonce", v.port);
+	t0 = (uint64_t)time(NULL);
+	assert_int_equal(
+	    acme_http_request(&h, "HEAD", url, NULL, NULL, NULL, NULL, &r, err, sizeof(err)), 0);
+	assert_true((uint64_t)time(NULL) - t0 < 1);
+	assert_int_equal(r.status, 200);
+	assert_string_equal(r.nonce, "abc_DEF-1");
+	acme_resp_free(&r);
+	srv_stop(&v);
+
+	/* a server that drips: the whole answer has a deadline, not only each read */
+	srv_start(&v, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n",
+		  "0123456789012345678901234567890123456789");
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/slow", v.port);
+	assert_int_equal(
+	    acme_http_request(&h, "GET", url, NULL, NULL, NULL, NULL, &r, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "no whole answer within"));
+	srv_stop(&v);
+
+	/* what an ACME server names must be https */
+	assert_true(acme_url_https("https://ca.example/acme/order/1"));
+	assert_false(acme_url_https("http://169.254.169.254/latest"));
+	assert_false(acme_url_https("file:///etc/passwd"));
+	assert_false(acme_url_https(NULL));
+	acme_http_free(&h);
+}
+
 static void test_due(void **state)
 {
 	const long long day = 86400;
@@ -245,9 +368,10 @@ static void test_cfg_values(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_b64url), cmocka_unit_test(test_jws),
-	    cmocka_unit_test(test_csr),	   cmocka_unit_test(test_due),
-	    cmocka_unit_test(test_chal),   cmocka_unit_test(test_cfg_values),
+	    cmocka_unit_test(test_b64url),	cmocka_unit_test(test_jws),
+	    cmocka_unit_test(test_csr),		cmocka_unit_test(test_csr_long_name),
+	    cmocka_unit_test(test_http_client), cmocka_unit_test(test_due),
+	    cmocka_unit_test(test_chal),	cmocka_unit_test(test_cfg_values),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
