@@ -1492,7 +1492,8 @@ static void certs_scan(const char *dir, bool acme, struct cert_list *l)
 		}
 		if (X509_cmp_current_time(X509_get0_notAfter(SSL_CTX_get0_certificate(ctx))) < 0) {
 			/* a name no longer renewed (taken out of [acme] domains, say) */
-			log_warn("https: %s: the certificate in %s has expired: ignored", domain, crt);
+			log_warn("https: %s: the certificate in %s has expired: ignored", domain,
+				 crt);
 			SSL_CTX_free(ctx);
 			continue;
 		}
@@ -1943,9 +1944,10 @@ static int reconfigure(struct ctlthread *ct, const struct cfg_server *n, char *w
 		char tw[CFG_PATH_MAX + 400];
 
 		if (link_cert_load(ct, n, true, tw, sizeof(tw)) < 0) {
-			if (ret == -1)
-				snprintf(why + strlen(why), whylen - strlen(why), "; %s", tw);
-			else
+			if (ret == -1 &&
+			    snprintf(why + strlen(why), whylen - strlen(why), "; %s", tw) < 0)
+				why[0] = '\0';
+			else if (ret != -1)
 				str_copy(why, whylen, tw);
 			ret = -1;
 			ct->link_sig =
