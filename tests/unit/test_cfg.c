@@ -957,15 +957,15 @@ static void test_server_reread(void **state)
 	(void)state;
 	assert_int_equal(cfg_server_load(&run, path, err, sizeof(err)), 0);
 	rewrite(path, "[server]\nlog_level = error\n[ports]\nrange = 22000-22099\n"
-		      "max_per_tunnel = 9\n[tls]\npq = off\n");
+		      "max_per_tunnel = 9\n[datapath]\nbuffers = 256\n");
 	assert_int_equal(cfg_server_reread(&run, "test_cfg", refuse_range, &calls, &r), 0);
 	assert_int_equal(calls, 1);
 	assert_int_equal(run.port_max, 22999);
 	assert_int_equal(run.max_per_tunnel, 9);
 	assert_int_equal(run.log_level, 3);
-	assert_true(run.pq);
+	assert_int_equal(run.buffers, 128);
 	assert_string_equal(r.applied, "[server] log_level, [ports] max_per_tunnel");
-	assert_string_equal(r.waiting, "[tls] pq");
+	assert_string_equal(r.waiting, "[datapath] buffers");
 	assert_string_equal(r.refused, "[ports] range: no");
 	/* a file that does not load: nothing changes, the step is not called */
 	rewrite(path, "[ports]\nmax_per_tunnel = 1\nbogus = 1\n");
@@ -997,12 +997,17 @@ static void test_server_key_live(void **state)
 	    {"http", "keepalive_timeout"},
 	    {"http", "max_head"},
 	    {"xdp", "syn_rate"},
+	    {"tls", "certificate"},
+	    {"tls", "private_key"},
+	    {"tls", "pq"},
+	    {"acme", "directory"},
+	    {"acme", "domains"},
+	    {"acme", "renew_before"},
 	};
 	static const char *const restart[][2] = {
 	    {"server", "domain"},	 {"server", "state_dir"},  {"server", "runtime_dir"},
 	    {"server", "user"},		 {"listen", "http"},	   {"listen", "https"},
 	    {"listen", "tunnel"},	 {"listen", "address"},	   {"ports", "reserve"},
-	    {"tls", "certificate"},	 {"tls", "private_key"},   {"tls", "pq"},
 	    {"datapath", "workers"},	 {"datapath", "ktls"},	   {"datapath", "steering"},
 	    {"datapath", "buffer_size"}, {"datapath", "buffers"},  {"xdp", "interface"},
 	    {"metrics", "listen"},	 {"ports", "no_such_key"},
