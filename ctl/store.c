@@ -140,6 +140,23 @@ static int db_fail(struct store *s, const char *what)
 	return -EIO;
 }
 
+/* Steps a port query of at most one row into out and finalizes it: 1 found, 0 none, or -errno. */
+static int port_one(struct store *s, sqlite3_stmt *st, struct store_port *out)
+{
+	int rc = sqlite3_step(st), ret;
+
+	if (rc == SQLITE_ROW) {
+		port_row(st, out);
+		ret = 1;
+	} else if (rc == SQLITE_DONE) {
+		ret = 0;
+	} else {
+		ret = db_fail(s, "port lookup");
+	}
+	sqlite3_finalize(st);
+	return ret;
+}
+
 static int exec_sql(struct store *s, const char *sql)
 {
 	char *msg = NULL;
@@ -1363,7 +1380,7 @@ static int port_find(struct store *s, const char *sql, const char *a, int64_t b,
 		     struct store_port *out)
 {
 	sqlite3_stmt *st;
-	int rc, ret;
+	int ret;
 
 	ret = prep(s, sql, &st);
 	if (ret)
@@ -1374,17 +1391,7 @@ static int port_find(struct store *s, const char *sql, const char *a, int64_t b,
 		sqlite3_bind_int64(st, 1, b);
 	if (c)
 		bind_text(st, 2, c);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
-		port_row(st, out);
-		ret = 1;
-	} else if (rc == SQLITE_DONE) {
-		ret = 0;
-	} else {
-		ret = db_fail(s, "port lookup");
-	}
-	sqlite3_finalize(st);
-	return ret;
+	return port_one(s, st, out);
 }
 
 void store_set_limits(struct store *s, uint16_t port_min, uint16_t port_max,
@@ -1398,7 +1405,7 @@ void store_set_limits(struct store *s, uint16_t port_min, uint16_t port_max,
 int store_port_outside(struct store *s, uint16_t lo, uint16_t hi, struct store_port *out)
 {
 	sqlite3_stmt *st;
-	int rc, ret;
+	int ret;
 
 	ret = prep(s,
 		   "SELECT port, tunnel_id, rule, created_at FROM ports"
@@ -1408,17 +1415,7 @@ int store_port_outside(struct store *s, uint16_t lo, uint16_t hi, struct store_p
 		return ret;
 	sqlite3_bind_int(st, 1, lo);
 	sqlite3_bind_int(st, 2, hi);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
-		port_row(st, out);
-		ret = 1;
-	} else if (rc == SQLITE_DONE) {
-		ret = 0;
-	} else {
-		ret = db_fail(s, "port lookup");
-	}
-	sqlite3_finalize(st);
-	return ret;
+	return port_one(s, st, out);
 }
 
 /*
