@@ -19,9 +19,13 @@ namespace since 4.15; a new namespace copies the host's, so every one is written
   debian       all three at Debian 12's defaults (rmem max 6 MiB, wmem max 4 MiB)
   edge-raised  edge raised (what the package's sysctl snippet could do), pub and dev at
                Debian's defaults (the internet's clients and the devices keep theirs)
+  peers-raised pub and dev raised, the edge at Debian's defaults: peers with large
+               buffers (newer kernels default tcp_rmem's max to 32 MiB), an edge without
+               the setting
   raised       all three raised (rmem and wmem max 32 MiB)
-The direct path is measured under debian and raised only: under edge-raised the
-edge only forwards its packets, so it is the debian path again.
+The direct path is measured under debian and raised only: the edge only forwards
+its packets, so under edge-raised it is the debian path and under peers-raised the
+raised one.
 
 Samples: one iperf3 stream, up (pub to dev: -c) and down (dev to pub: -R), for
 each RTT x setting x path, round-robin (round 1: everything once, ...); the nave
@@ -63,6 +67,7 @@ RAISED = {"net.ipv4.tcp_rmem": f"4096 131072 {32 * MIB}", "net.ipv4.tcp_wmem": f
 SETTINGS = {
     "debian": {"pub": DEBIAN, "edge": DEBIAN, "dev": DEBIAN},
     "edge-raised": {"pub": DEBIAN, "edge": RAISED, "dev": DEBIAN},
+    "peers-raised": {"pub": RAISED, "edge": DEBIAN, "dev": RAISED},
     "raised": {"pub": RAISED, "edge": RAISED, "dev": RAISED},
 }
 DIRECT_SETTINGS = ("debian", "raised")
@@ -552,9 +557,9 @@ def summarize(result, rtts, settings, directions):
                             if s["rtt_ms"] == rtt and s["setting"] == st and s["path"] == path
                             and s["direction"] == direction]
                 tun = pick("tunnel")
-                # edge-raised: the edge only forwards the direct path's packets; its direct
-                # is the debian one
-                dset = setting if setting in DIRECT_SETTINGS else "debian"
+                # the edge only forwards the direct path's packets: edge-raised's direct is
+                # the debian one, peers-raised's the raised one
+                dset = {"edge-raised": "debian", "peers-raised": "raised"}.get(setting, setting)
                 dirs = pick("direct", dset)
                 row = {"rtt_ms": rtt, "direction": direction, "setting": setting,
                        "tunnel_mbps": med(tun), "tunnel_samples": tun,
@@ -574,7 +579,7 @@ def print_table(result):
         print(f"{r['rtt_ms']:>7} {r['direction']:4} {r['setting']:11} {str(r['tunnel_mbps']):>13} "
               f"{str(r['direct_mbps']):>13}{'*' if r['direct_setting'] != r['setting'] else ' '} "
               f"{str(r['ratio']):>6}")
-    print("* the debian direct path (the edge only forwards it)")
+    print("* the direct path of the setting with the same pub and dev (the edge only forwards it)")
     for e in result["errors"]:
         print(f"error: {e}")
 
