@@ -207,7 +207,7 @@ bench-splice: $(B)/bench/ktls_splice
 	$(Q)./bench/ktls_splice.sh $(B)/bench/ktls_splice
 
 # Do the TCP buffer maxima matter for relayed throughput over delayed links
-# (bench/README.md)? In the Debian-kernel guest, about 15 minutes; not in make bench.
+# (bench/README.md)? In the Debian-kernel guest, about 20 minutes; not in make bench.
 bench-tcpbuf: all
 	$(Q)./bench/tcpbuf.sh $(B)
 
