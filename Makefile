@@ -3,7 +3,7 @@
 #   make            build the four binaries into build/
 #   make SAN=1      ASan + UBSan build into build-san/
 #   make V=1        show commands
-#   make deps | run [CONFIG=FILE] | demo | test | bench | bench-splice | lint | fuzz | clean
+#   make deps | run [CONFIG=FILE] | demo | test | bench | bench-splice | bench-tcpbuf | lint | fuzz | clean
 #   make ktls-test [KTLS=on|auto|off]   the kTLS suite in a QEMU guest (tests/ktls/)
 #   make install [DESTDIR=DIR] [PREFIX=/usr/local] | uninstall | deb   (packaging/README.md)
 #   make appliance-test   the .deb installed under systemd in a QEMU guest (tests/appliance/)
@@ -77,7 +77,7 @@ obj = $(patsubst %.c,$(B)/obj/%.o,$(1))
 
 BINS := $(B)/nave-relayd $(B)/nave-controld $(B)/navectl $(B)/nave
 
-.PHONY: all deps run demo test unit integration ktls-test fuzz bench bench-splice lint clean check-boringssl \
+.PHONY: all deps run demo test unit integration ktls-test fuzz bench bench-splice bench-tcpbuf lint clean check-boringssl \
 	install uninstall deb appliance-test
 all: $(BINS)
 
@@ -209,6 +209,11 @@ $(B)/bench/ktls_splice: bench/ktls_splice.c $(call obj,$(TLS) common/util.c comm
 
 bench-splice: $(B)/bench/ktls_splice
 	$(Q)./bench/ktls_splice.sh $(B)/bench/ktls_splice
+
+# Do the TCP buffer maxima matter for relayed throughput over delayed links
+# (bench/README.md)? In the Debian-kernel guest, about 20 minutes; not in make bench.
+bench-tcpbuf: all
+	$(Q)./bench/tcpbuf.sh $(B)
 
 # ---------- install, deb (packaging/README.md) ----------
 # make install DESTDIR=... PREFIX=...: the binaries, man pages, the appliance

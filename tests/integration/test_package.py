@@ -191,6 +191,13 @@ def test_snippets_agree_with_the_appliance_config():
                   if "=" in line and not line.lstrip().startswith("#"))
     sysctl = {k.strip(): v.strip() for k, v in sysctl.items()}
     assert sysctl["net.ipv4.ip_local_reserved_ports"] == rng
+    # TCP buffer maxima (bench/README.md, make bench-tcpbuf): min <= default <= max,
+    # the maxima above Debian 12's (6 MiB, 4 MiB); never the SO_*BUF caps, which nave
+    # does not need (it sets no SO_SNDBUF/SO_RCVBUF)
+    for key, debian_max in (("net.ipv4.tcp_rmem", 6 << 20), ("net.ipv4.tcp_wmem", 4 << 20)):
+        lo, default, hi = (int(x) for x in sysctl[key].split())
+        assert lo <= default <= hi and hi > debian_max, key
+    assert not {"net.core.rmem_max", "net.core.wmem_max"} & set(sysctl)
     tmpf = (ROOT / "packaging/tmpfiles.d/nave.conf").read_text()
     for path in (ini["server"]["state_dir"].strip(), ini["server"]["runtime_dir"].strip()):
         assert re.search(rf"^d {re.escape(path)} 0750 nave nave", tmpf, re.M), path
