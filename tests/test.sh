@@ -125,7 +125,8 @@ stage "unit" make unit
 # The whole integration suite once per steering mode (bpf/README.md); the
 # sanitizer build runs it once, with the default (auto: bpf as root).
 stage "integration (steering = bpf)" make integration STEERING=bpf
-stage "integration (steering = listeners)" make integration STEERING=listeners
+stage "integration (steering = listeners, the suites that reach the port range)" \
+	env NAVE_TEST_RANGE_ONLY=1 make integration STEERING=listeners
 ktls_stage
 # The Debian package installed and run under systemd in a guest (tests/appliance/)
 guest_stage "appliance (guest, systemd)" appliance-test
