@@ -23,11 +23,9 @@
 #include "util.h"
 #include "valid.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
-#include <openssl/x509.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -361,39 +359,10 @@ static json_t *hello_msg(const struct cfg_client *c, const char *mode, const cha
 	return h;
 }
 
-/*
- * The TLS context of every connection to the server. Without a pinned
- * fingerprint the server's certificate must chain to ca (or the system's CAs)
- * and name the host of [client] server: a certificate some CA issued for
- * another name is refused.
- */
 static SSL_CTX *client_ctx(const struct cfg_client *c, char *err, size_t errlen)
 {
-	SSL_CTX *ctx = tls_client_ctx(c->ca[0] ? c->ca : NULL,
-				      c->fingerprint[0] ? c->fingerprint : NULL, true, err, errlen);
-	char host[CFG_STR_MAX];
-	unsigned char ip[16];
-	uint16_t port;
-	int ok;
-
-	if (!ctx || c->fingerprint[0])
-		return ctx;
-	if (split_server(c->server, host, sizeof(host), &port) < 0) {
-		snprintf(err, errlen, "server %s: not HOST[:PORT]", c->server);
-		SSL_CTX_free(ctx);
-		return NULL;
-	}
-	if (inet_pton(AF_INET, host, ip) == 1 || inet_pton(AF_INET6, host, ip) == 1)
-		ok = X509_VERIFY_PARAM_set1_ip_asc(SSL_CTX_get0_param(ctx), host);
-	else
-		ok = X509_VERIFY_PARAM_set1_host(SSL_CTX_get0_param(ctx), host, strlen(host));
-	if (!ok) {
-		snprintf(err, errlen, "server %s: cannot check the certificate against it",
-			 c->server);
-		SSL_CTX_free(ctx);
-		return NULL;
-	}
-	return ctx;
+	return tls_client_ctx(c->ca[0] ? c->ca : NULL, c->fingerprint[0] ? c->fingerprint : NULL,
+			      true, err, errlen);
 }
 
 /*

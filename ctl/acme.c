@@ -104,6 +104,7 @@ struct acme {
 	/* the thread's own */
 	struct acme_http http; /* from acme_open to acme_close */
 	bool cut;	       /* a reload of the CA, or a stop, cut the attempt in progress */
+	long long next_look;   /* when pick() reads every domain's file again */
 	bool contact_due;      /* [acme] email changed: the account's contact is updated */
 	EVP_PKEY *akey;
 	char thumb[JWS_THUMB_LEN + 1];
@@ -974,6 +975,11 @@ static int mkdirs(const struct acme *a, char *err, size_t el)
 static struct dom *pick(struct acme *a, long long now, long long *wake)
 {
 	*wake = now + RECHECK_S;
+	if (now >= a->next_look) { /* the files are looked at again at least this often */
+		for (unsigned i = 0; i < a->ndom; i++)
+			a->dom[i].known = false;
+		a->next_look = now + RECHECK_S;
+	}
 	for (unsigned i = 0; i < a->ndom; i++)
 		if (a->dom[i].revoke)
 			return &a->dom[i];
@@ -1024,7 +1030,7 @@ static void *acme_main(void *arg)
 	while (!a->stop) {
 		char err[ERR_LEN] = "", name[DOMAIN_MAX + 1];
 		long long now = now_s(), wake;
-		bool rev, ok, cut;
+		bool rev, ok, cut, revoked;
 		struct dom *d;
 		int ret;
 
@@ -1069,8 +1075,11 @@ static void *acme_main(void *arg)
 		if (!ret)
 			ret = account(a, err, sizeof(err));
 		ok = !ret;
-		if (!ret && rev)
+		revoked = false;
+		if (!ret && rev) {
 			ret = do_revoke(a, name, err, sizeof(err));
+			revoked = !ret;
+		}
 		if (!ret)
 			ret = issue(a, name, err, sizeof(err));
 		clean(err);
@@ -1086,8 +1095,15 @@ static void *acme_main(void *arg)
 			sfmt(a->error, sizeof(a->error), "%s", ok ? "" : err);
 		if (!d)
 			continue;
+		if (revoked) {
+			/* the file is gone: nothing of the old certificate decides the next try */
+			d->serial[0] = '\0';
+			d->not_before = d->not_after = d->due = 0;
+			d->known = false;
+		}
 		if (ret && cut) {
-			d->state = d->prev;
+			d->state = revoked ? D_REVOKED : d->prev;
+			d->revoke |= rev && !revoked; /* the admin's revocation is still to do */
 			d->known = false; /* looked at again, then tried again at once */
 			log_info("acme: %s: stopped by a reload or a stop", name);
 		} else if (ret) {
@@ -1228,13 +1244,13 @@ void acme_reconfigure(struct acme *a, const struct cfg_server *cfg)
 	cut = a->running &&
 	      (strcmp(a->conf.directory, a->next.directory) || strcmp(a->conf.ca, a->next.ca));
 	a->cut |= cut;
+	if (cut) /* under a->lock: the thread cannot resume before it (a->lock, then h->lock) */
+		acme_http_abort(&a->http);
 	pthread_cond_signal(&a->cond);
 	pthread_mutex_unlock(&a->lock);
 	if (!a->running) {
 		a->conf = a->next;
 		start(a);
-	} else if (cut) {
-		acme_http_abort(&a->http);
 	}
 }
 

@@ -147,6 +147,7 @@ struct ctlthread {
 	struct http_routes *certs; /* the HTTPS edge's certificates (this thread's reference) */
 	uint64_t certs_sig, next_certs; /* a sync arriving in pieces */
 	uint64_t link_sig; /* the tunnel port's certificate and key files ([tls]) as last read */
+	bool link_looked;  /* link_sig holds a look (0 there: a file was missing) */
 	struct cfg_server rc_eff;	 /* what a reload left in force (ctlthread_reconfigure) */
 	_Atomic unsigned unlisten_acked; /* and handled by them */
 	/* worker events */
@@ -1570,7 +1571,7 @@ static void certs_load(struct ctlthread *ct)
 		 adir);
 }
 
-/* The files' identity: size, change time and inode of each, and pq. 0: one is missing. */
+/* The files' identity: size, times and inode of each, and pq. 0: one is missing. */
 static uint64_t link_signature(const struct cfg_server *c)
 {
 	const char *paths[2] = {c->certificate, c->private_key};
@@ -1584,6 +1585,9 @@ static uint64_t link_signature(const struct cfg_server *c)
 		sig = sig * 1099511628211ull ^ (uint64_t)st.st_size;
 		sig = sig * 1099511628211ull ^ (uint64_t)st.st_mtim.tv_sec;
 		sig = sig * 1099511628211ull ^ (uint64_t)st.st_mtim.tv_nsec;
+		/* a rewrite in place that keeps size and mtime (cp -p) still changes ctime */
+		sig = sig * 1099511628211ull ^ (uint64_t)st.st_ctim.tv_sec;
+		sig = sig * 1099511628211ull ^ (uint64_t)st.st_ctim.tv_nsec;
 		sig = sig * 1099511628211ull ^ (uint64_t)st.st_ino;
 	}
 	return sig ? sig : 1;
@@ -1602,7 +1606,8 @@ static int link_cert_load(struct ctlthread *ct, const struct cfg_server *c, bool
 	char err[256], fpr[TLS_FPR_LEN] = "?";
 	SSL_CTX *n;
 
-	if (!ct->link_sig) {
+	if (!ct->link_looked) {
+		ct->link_looked = true;
 		ct->link_sig = sig; /* the first look: what relayd started with */
 		if (!force)
 			return 0;

@@ -121,7 +121,7 @@ static void reload_apply(void *arg, const struct cfg_server *run, struct cfg_ser
 	const struct reload *rl = arg;
 	struct cidr trusted[TRUSTED_MAX];
 	struct engine_config ec;
-	char why[256];
+	char why[768];
 	int ret;
 
 	ret = ctlthread_reconfigure(rl->ct, next, why, sizeof(why));
