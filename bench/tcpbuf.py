@@ -41,7 +41,6 @@ table. Root only. See bench/README.md.
 """
 
 import argparse
-import ctypes
 import datetime
 import json
 import os
@@ -58,6 +57,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "integration"))
+from bench import BenchError, run, wait_until  # noqa: E402  (bench/bench.py: the same helpers)
+from navetest import in_ns  # noqa: E402  (the tests' namespace helper)
 RESULTS = ROOT / "bench" / "results"
 
 MIB = 1 << 20
@@ -77,35 +79,13 @@ PUB_IP, EDGE_PUB_IP, EDGE_DEV_IP, DEV_IP = "10.201.1.1", "10.201.1.2", "10.201.2
 HTTPS_PORT, HTTP_PORT, RANGE = 8443, 8080, (22000, 22009)
 IPERF_PORT = 5201
 
-CLONE_NEWNET = 0x40000000
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-class BenchError(Exception):
-    pass
 
 
 def log(msg):
     print(f"[tcpbuf {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def run(argv, timeout=30, check=True):
-    p = subprocess.run([str(a) for a in argv], stdin=subprocess.DEVNULL, capture_output=True,
-                       text=True, timeout=timeout)
-    if check and p.returncode:
-        raise BenchError(f"{' '.join(map(str, argv))}: exit {p.returncode}\n{p.stdout}{p.stderr}".rstrip())
-    return p
 
-
-def wait_until(what, cond, timeout, interval=0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        r = cond()
-        if r:
-            return r
-        if time.monotonic() > deadline:
-            raise BenchError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
 
 
 class Net:
@@ -192,30 +172,6 @@ def parse_rate(rate):
     r = rate.lower().rstrip("bit").rstrip("bps")
     mult = {"k": 1e3, "m": 1e6, "g": 1e9}.get(r[-1:], 1)
     return float(r[:-1] if r[-1:] in "kmg" else r) * mult
-
-
-def in_ns(ns, fn):
-    """fn() on a thread that entered ns (its sockets stay in ns)."""
-    out = {}
-
-    def body():
-        try:
-            fd = os.open(f"/run/netns/{ns}", os.O_RDONLY)
-            try:
-                if _libc.setns(fd, CLONE_NEWNET):
-                    raise OSError(ctypes.get_errno(), "setns")
-            finally:
-                os.close(fd)
-            out["v"] = fn()
-        except BaseException as e:
-            out["e"] = e
-
-    t = threading.Thread(target=body)
-    t.start()
-    t.join()
-    if "e" in out:
-        raise out["e"]
-    return out["v"]
 
 
 def connects(ns, addr, port):
