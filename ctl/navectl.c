@@ -2220,6 +2220,7 @@ static int acme_ask(struct ctx *c, int argc, char **argv, const char *what)
 	    {NULL, NULL, NULL, NULL},
 	};
 	bool revoke = !strcmp(what, "revoke");
+	char shown[300];
 	json_int_t before;
 	struct sbuf path;
 	json_t *j = NULL, *body = NULL;
@@ -2253,7 +2254,7 @@ static int acme_ask(struct ctx *c, int argc, char **argv, const char *what)
 	if (!wait) {
 		printf("%s of %s asked: navectl acme status shows the outcome\n",
 		       revoke ? "revocation (and a new certificate)" : "renewal",
-		       domain ? domain : "every domain");
+		       domain ? log_esc_str(domain, shown, sizeof(shown)) : "every domain");
 		goto out;
 	}
 	for (int i = 0; i < ACME_WAIT_S * 4; i++) {
