@@ -1122,9 +1122,8 @@ static void *acme_main(void *arg)
 			if (d->due <= now_s() + BACKOFF_MIN_S) {
 				d->fails++;
 				fail(a, d,
-				     "the CA's certificate is due for renewal within a minute of "
-				     "its "
-				     "issue: its validity is too short for renew_before");
+				     "the CA's certificate is due for renewal within a minute "
+				     "of its issue: its validity is too short for renew_before");
 				d->state = D_VALID; /* it is valid and served meanwhile */
 				log_warn("acme: %s: %s (next try in %lld s)", name, d->error,
 					 d->next_try - now_s());
