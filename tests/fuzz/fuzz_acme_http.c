@@ -9,7 +9,8 @@
  * host and a port and a path that starts with '/'.
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -I. -Icommon -I/usr/include/android \
- *     -D_GNU_SOURCE tests/fuzz/fuzz_acme_http.c ctl/acme_http.c -lhttp_parser \
+ *     -D_GNU_SOURCE tests/fuzz/fuzz_acme_http.c ctl/acme_http.c common/util.c common/log.c \
+ *     -ljansson -lhttp_parser \
  *     /usr/lib/x86_64-linux-gnu/android/libssl.so /usr/lib/x86_64-linux-gnu/android/libcrypto.so
  */
 #include <stdint.h>

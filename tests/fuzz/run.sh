@@ -38,7 +38,7 @@ deps()
 		echo "common/passwd.c -I/usr/include/android
 /usr/lib/x86_64-linux-gnu/android/libcrypto.so -Wl,-rpath,/usr/lib/x86_64-linux-gnu/android" ;;
 	acme_http)
-		echo "ctl/acme_http.c -lhttp_parser -I/usr/include/android
+		echo "ctl/acme_http.c common/util.c common/log.c -ljansson -lhttp_parser -I/usr/include/android
 /usr/lib/x86_64-linux-gnu/android/libssl.so /usr/lib/x86_64-linux-gnu/android/libcrypto.so
 -Wl,-rpath,/usr/lib/x86_64-linux-gnu/android" ;;
 	ktls)
