@@ -5,7 +5,9 @@
 # lack), with the host's root shared read-only over virtio-9p, so that the
 # project's ordinary binaries and Python run unchanged in the guest.
 #
-#   tests/ktls/guest.sh [--timeout S] [--systemd] [--env NAME=VALUE]... CMD [ARGS...]
+#   tests/ktls/guest.sh [--timeout S] [--mem MIB] [--systemd] [--env NAME=VALUE]... CMD [ARGS...]
+#
+# --mem: the guest's memory in MiB (default 2048; make bench's hold asks for more).
 #
 # --systemd: the guest boots the host's systemd as PID 1 instead (the appliance
 # test, tests/appliance/): / is an overlay, the host root read-only under a
@@ -36,12 +38,13 @@ SKIP=77
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 timeout=900
+mem=2048
 envs=""
 systemd=""
 
 usage()
 {
-	echo "usage: $0 [--timeout S] [--systemd] [--env NAME=VALUE]... CMD [ARGS...]" >&2
+	echo "usage: $0 [--timeout S] [--mem MIB] [--systemd] [--env NAME=VALUE]... CMD [ARGS...]" >&2
 	exit 2
 }
 
@@ -67,6 +70,11 @@ while [ $# -gt 0 ]; do
 		timeout=$2
 		shift 2
 		;;
+	--mem)
+		[ $# -ge 2 ] || usage
+		mem=$2
+		shift 2
+		;;
 	--systemd)
 		systemd=1
 		shift
@@ -88,6 +96,7 @@ $2"
 done
 [ $# -ge 1 ] || usage
 case $timeout in '' | *[!0-9]*) usage ;; esac
+case $mem in '' | *[!0-9]*) usage ;; esac
 
 qemu=$(command -v qemu-system-x86_64 || true)
 [ -n "$qemu" ] || skip "no qemu-system-x86_64 (Debian package qemu-system-x86)"
@@ -201,7 +210,7 @@ t0=$(date +%s)
 # firmware's terminal escapes.
 {
 	rc=0
-	timeout -k 5 "$timeout" "$qemu" -accel tcg,thread=multi -cpu max -smp 2 -m 2048 \
+	timeout -k 5 "$timeout" "$qemu" -accel tcg,thread=multi -cpu max -smp 2 -m "$mem" \
 		-nic none -nographic -no-reboot \
 		-kernel "$vmlinux" -initrd "$tmp/initrd" \
 		-append "console=ttyS0 panic=-1 quiet loglevel=3 nave.guest=1$sdargs" \
