@@ -19,21 +19,11 @@ import json
 import socket
 import sqlite3
 
-import pytest
-
-from test_navectl import CONTROLD, NAVECTL, Controld, need, run
+# ctl: a running nave-controld of its own, as in test_navectl.py
+from test_navectl import ctl, run  # noqa: F401
 
 PER_PAGE = 50
 T0 = 1700000000  # the created_at of rowid N is T0 + N in every table
-
-
-@pytest.fixture
-def ctl(tmp_path):
-    need(CONTROLD)
-    need(NAVECTL)
-    d = Controld(tmp_path)
-    yield d
-    d.stop()
 
 
 def jstring(s):
