@@ -173,6 +173,26 @@ static int tx_end(struct store *s, int ret)
 	return ret;
 }
 
+/*
+ * The transaction of a change that can be refused with a reason in err: a
+ * database failure is an "internal error" to the peer (the log has the rest).
+ */
+static int tx_begin_err(struct store *s, char *err, size_t errlen)
+{
+	int ret = tx_begin(s);
+
+	if (ret)
+		set_err(err, errlen, "internal error");
+	return ret;
+}
+
+static int tx_end_err(struct store *s, int ret, char *err, size_t errlen)
+{
+	if (ret == -EIO)
+		set_err(err, errlen, "internal error");
+	return tx_end(s, ret);
+}
+
 /* Length of s cut to at most max bytes without splitting a UTF-8 sequence. */
 static size_t utf8_clamp(const char *s, size_t max)
 {
@@ -247,7 +267,7 @@ static int query_int(struct store *s, sqlite3_stmt *st, int64_t *v)
  */
 struct store_query {
 	const char *table;
-	const char *key;   /* the column store_get looks a row up by */
+	const char *key;   /* the column a row is found, changed and deleted by; NULL: none */
 	const char *where; /* "" or " WHERE ..." */
 	int nparams;
 	const char *order; /* ORDER BY of a list: stable */
@@ -399,6 +419,8 @@ static int row_find(struct store *s, const struct store_entity *e, const char *k
 	sqlite3_stmt *st;
 	int ret;
 
+	if (!e->q->key)
+		return -EINVAL;
 	snprintf(tail, sizeof(tail), " WHERE %s = ?1", e->q->key);
 	ret = prep_select(s, e, tail, &st);
 	if (ret)
@@ -475,6 +497,71 @@ int store_list(struct store *s, const struct store_entity *e, const struct store
 out:
 	sqlite3_finalize(st);
 	return ret;
+}
+
+/*
+ * Writing a record of e, for the entities whose columns are plain column
+ * names (ports, domains, firewall blocks): every column is written as
+ * row_read reads it back.
+ */
+static int row_write(struct store *s, const struct store_entity *e, const char *sql,
+		     const struct store_col *const *cols, size_t n, const void *row)
+{
+	sqlite3_stmt *st;
+	int ret = prep(s, sql, &st);
+
+	if (ret)
+		return ret;
+	for (size_t i = 0; i < n; i++)
+		bind_col(st, (int)i + 1, cols[i], row);
+	ret = step_done(s, st);
+	sqlite3_finalize(st);
+	return ret;
+}
+
+/* INSERT INTO <table> (<every column>) VALUES (...) of the record row. */
+static int row_insert(struct store *s, const struct store_entity *e, const void *row)
+{
+	const struct store_col *cols[16];
+	char sql[512];
+	size_t n = (size_t)snprintf(sql, sizeof(sql), "INSERT INTO %s (", e->q->table);
+
+	if (e->ncols > ARRAY_SIZE(cols))
+		return db_fail(s, e->name);
+	for (size_t i = 0; i < e->ncols && n < sizeof(sql); i++) {
+		cols[i] = &e->cols[i];
+		n += (size_t)snprintf(sql + n, sizeof(sql) - n, "%s%s", i ? ", " : "",
+				      e->cols[i].sql);
+	}
+	for (size_t i = 0; i < e->ncols && n < sizeof(sql); i++)
+		n += (size_t)snprintf(sql + n, sizeof(sql) - n, "%s?%zu", i ? ", " : ") VALUES (",
+				      i + 1);
+	if (n + 2 > sizeof(sql))
+		return db_fail(s, e->name);
+	strcat(sql, ")");
+	return row_write(s, e, sql, cols, e->ncols, row);
+}
+
+/* Sets the column col of the stored row with row's key to row's value of it. */
+static int row_update(struct store *s, const struct store_entity *e, const void *row,
+		      const char *col)
+{
+	const struct store_col *cols[2] = {col_named(e, e->q->key), col_named(e, col)};
+	char sql[256];
+
+	snprintf(sql, sizeof(sql), "UPDATE %s SET %s = ?2 WHERE %s = ?1", e->q->table, col,
+		 e->q->key);
+	return row_write(s, e, sql, cols, 2, row);
+}
+
+/* Deletes the stored row with row's key. */
+static int row_delete(struct store *s, const struct store_entity *e, const void *row)
+{
+	const struct store_col *key = col_named(e, e->q->key);
+	char sql[256];
+
+	snprintf(sql, sizeof(sql), "DELETE FROM %s WHERE %s = ?1", e->q->table, e->q->key);
+	return row_write(s, e, sql, &key, 1, row);
 }
 
 /*
@@ -1154,30 +1241,40 @@ static int release_tunnel(struct store *s, const struct store_entity *e, const c
 			  void (*fn)(void), void *arg)
 {
 	struct release r = {col_named(e, "rule"), keep, nkeep, e->size, 0, 0, NULL};
-	const struct store_col *key = col_named(e, e->q->key);
 	struct store_filter f = {.tunnel_id = nz(tunnel_id)}; /* NULL: none, not all */
 	struct typed_cb t = {fn, arg};
-	sqlite3_stmt *st = NULL;
-	char sql[128];
 	int ret;
 
 	/* collect first: rows are not deleted under a running SELECT of the table */
 	ret = store_list(s, e, &f, 0, -1, release_collect, &r, NULL);
-	snprintf(sql, sizeof(sql), "DELETE FROM %s WHERE %s = ?1", e->q->table, e->q->key);
-	if (!ret && r.n)
-		ret = prep(s, sql, &st);
 	for (size_t i = 0; !ret && i < r.n; i++) {
 		const void *row = r.rows + i * r.size;
 
-		sqlite3_reset(st);
-		bind_col(st, 1, key, row);
-		ret = step_done(s, st);
+		ret = row_delete(s, e, row);
 		if (!ret && fn)
 			ret = call(row, &t);
 	}
-	sqlite3_finalize(st);
 	free(r.rows);
 	return ret;
+}
+
+/*
+ * release_tunnel in a transaction of its own; sync: a connecting client's
+ * rule list, the names of keep[0..nkeep) (none at all is a list too).
+ */
+static int release_tunnel_tx(struct store *s, const struct store_entity *e, const char *tunnel_id,
+			     bool sync, const char *const *keep, size_t nkeep, store_row_cb call,
+			     void (*fn)(void), void *arg)
+{
+	static const char *const none[1] = {""};
+	int ret = tx_begin(s);
+
+	if (ret)
+		return ret;
+	if (sync && !nkeep)
+		keep = none;
+	ret = release_tunnel(s, e, tunnel_id, sync ? keep : NULL, nkeep, call, fn, arg);
+	return tx_end(s, ret);
 }
 
 /*
@@ -1247,14 +1344,8 @@ int store_tunnel_revoke(struct store *s, const char *tunnel_id, store_port_cb re
 int store_port_sync(struct store *s, const char *tunnel_id, const char *const *names, size_t n,
 		    store_port_cb released, void *arg)
 {
-	static const char *const none[1] = {""};
-	int ret = tx_begin(s);
-
-	if (ret)
-		return ret;
-	ret = release_tunnel(s, &store_ports, tunnel_id, n ? names : none, n, call_port_cb,
-			     (void (*)(void))released, arg);
-	return tx_end(s, ret);
+	return release_tunnel_tx(s, &store_ports, tunnel_id, true, names, n, call_port_cb,
+				 (void (*)(void))released, arg);
 }
 
 int store_token_list(struct store *s, int64_t offset, int64_t limit, store_token_cb cb, void *arg,
@@ -1636,6 +1727,7 @@ static int tunnel_usable(struct store *s, const char *tunnel_id, char *err, size
 static int port_alloc_tx(struct store *s, const char *tunnel_id, unsigned port, const char *rule,
 			 struct store_port *out, bool *created, char *err, size_t errlen)
 {
+	struct store_filter f = {.tunnel_id = tunnel_id};
 	sqlite3_stmt *st;
 	int64_t n, free_port;
 	int ret;
@@ -1659,19 +1751,10 @@ static int port_alloc_tx(struct store *s, const char *tunnel_id, unsigned port, 
 					port);
 				return -EADDRINUSE;
 			}
-			if (rule && *rule && strcmp(rule, out->rule) != 0) {
-				ret = prep(s, "UPDATE ports SET rule = ?2 WHERE port = ?1", &st);
-				if (ret)
-					return ret;
-				sqlite3_bind_int(st, 1, (int)port);
-				bind_text(st, 2, rule);
-				ret = step_done(s, st);
-				sqlite3_finalize(st);
-				if (ret)
-					return ret;
-				str_copy(out->rule, sizeof(out->rule), rule);
-			}
-			return 0;
+			if (!rule || !*rule || !strcmp(rule, out->rule))
+				return 0;
+			str_copy(out->rule, sizeof(out->rule), rule);
+			return row_update(s, &store_ports, out, "rule");
 		}
 	} else if (rule && *rule) {
 		ret = port_find(s, " WHERE tunnel_id = ?1 AND rule = ?2 ORDER BY port LIMIT 1",
@@ -1682,12 +1765,7 @@ static int port_alloc_tx(struct store *s, const char *tunnel_id, unsigned port, 
 			return 0;
 	}
 
-	ret = prep(s, "SELECT count(*) FROM ports WHERE tunnel_id = ?1", &st);
-	if (ret)
-		return ret;
-	bind_text(st, 1, tunnel_id);
-	ret = query_int(s, st, &n);
-	sqlite3_finalize(st);
+	ret = row_count(s, &store_ports, &f, &n);
 	if (ret)
 		return ret;
 	if (s->max_per_tunnel && n >= s->max_per_tunnel) {
@@ -1722,22 +1800,12 @@ static int port_alloc_tx(struct store *s, const char *tunnel_id, unsigned port, 
 		port = (unsigned)free_port;
 	}
 
-	ret =
-	    prep(s, "INSERT INTO ports (port, tunnel_id, rule, created_at) VALUES (?1, ?2, ?3, ?4)",
-		 &st);
-	if (ret)
-		return ret;
 	memset(out, 0, sizeof(*out));
 	out->port = (uint16_t)port;
 	str_copy(out->tunnel_id, sizeof(out->tunnel_id), tunnel_id);
 	str_copy(out->rule, sizeof(out->rule), nz(rule));
 	out->created_at = store_now();
-	sqlite3_bind_int(st, 1, (int)port);
-	bind_text(st, 2, tunnel_id);
-	bind_text(st, 3, out->rule);
-	sqlite3_bind_int64(st, 4, out->created_at);
-	ret = step_done(s, st);
-	sqlite3_finalize(st);
+	ret = row_insert(s, &store_ports, out);
 	if (!ret)
 		*created = true;
 	return ret;
@@ -1758,15 +1826,11 @@ int store_port_alloc(struct store *s, const char *tunnel_id, unsigned port, cons
 			s->port_max);
 		return -ERANGE;
 	}
-	ret = tx_begin(s);
-	if (ret) {
-		set_err(err, errlen, "internal error");
+	ret = tx_begin_err(s, err, errlen);
+	if (ret)
 		return ret;
-	}
 	ret = port_alloc_tx(s, tunnel_id, port, rule, out, created, err, errlen);
-	if (ret == -EIO)
-		set_err(err, errlen, "internal error");
-	ret = tx_end(s, ret);
+	ret = tx_end_err(s, ret, err, errlen);
 	if (ret)
 		*created = false;
 	return ret;
@@ -1776,7 +1840,6 @@ int store_port_release(struct store *s, unsigned port, const char *tunnel_id,
 		       struct store_port *out, char *err, size_t errlen)
 {
 	struct store_port p;
-	sqlite3_stmt *st;
 	int ret;
 
 	if (port == 0 || port > 65535) {
@@ -1796,14 +1859,7 @@ int store_port_release(struct store *s, unsigned port, const char *tunnel_id,
 		set_err(err, errlen, "port %u is not allocated to tunnel %s", port, tunnel_id);
 		return -ENOENT;
 	}
-	ret = prep(s, "DELETE FROM ports WHERE port = ?1", &st);
-	if (ret) {
-		set_err(err, errlen, "internal error");
-		return ret;
-	}
-	sqlite3_bind_int(st, 1, (int)port);
-	ret = step_done(s, st);
-	sqlite3_finalize(st);
+	ret = row_delete(s, &store_ports, &p);
 	if (ret) {
 		set_err(err, errlen, "internal error");
 		return ret;
@@ -1973,7 +2029,7 @@ static int domain_claim_tx(struct store *s, const char *tunnel_id, const char *d
 			   const char *rule, struct store_domain *out, bool *created, char *err,
 			   size_t errlen)
 {
-	sqlite3_stmt *st;
+	struct store_filter f = {.tunnel_id = tunnel_id};
 	int64_t n;
 	int ret;
 
@@ -1991,23 +2047,10 @@ static int domain_claim_tx(struct store *s, const char *tunnel_id, const char *d
 		}
 		if (!rule || !*rule || !strcmp(rule, out->rule))
 			return 0;
-		ret = prep(s, "UPDATE domains SET rule = ?2 WHERE domain = ?1", &st);
-		if (ret)
-			return ret;
-		bind_text(st, 1, domain);
-		bind_text(st, 2, rule);
-		ret = step_done(s, st);
-		sqlite3_finalize(st);
-		if (!ret)
-			str_copy(out->rule, sizeof(out->rule), rule);
-		return ret;
+		str_copy(out->rule, sizeof(out->rule), rule);
+		return row_update(s, &store_domains, out, "rule");
 	}
-	ret = prep(s, "SELECT count(*) FROM domains WHERE tunnel_id = ?1", &st);
-	if (ret)
-		return ret;
-	bind_text(st, 1, tunnel_id);
-	ret = query_int(s, st, &n);
-	sqlite3_finalize(st);
+	ret = row_count(s, &store_domains, &f, &n);
 	if (ret)
 		return ret;
 	if (n >= LINK_RULES_MAX) {
@@ -2015,23 +2058,12 @@ static int domain_claim_tx(struct store *s, const char *tunnel_id, const char *d
 			tunnel_id, LINK_RULES_MAX);
 		return -EDQUOT;
 	}
-	ret = prep(s,
-		   "INSERT INTO domains (domain, tunnel_id, rule, created_at) VALUES (?1, ?2, ?3,"
-		   " ?4)",
-		   &st);
-	if (ret)
-		return ret;
 	memset(out, 0, sizeof(*out));
 	str_copy(out->domain, sizeof(out->domain), domain);
 	str_copy(out->tunnel_id, sizeof(out->tunnel_id), tunnel_id);
 	str_copy(out->rule, sizeof(out->rule), nz(rule));
 	out->created_at = store_now();
-	bind_text(st, 1, out->domain);
-	bind_text(st, 2, out->tunnel_id);
-	bind_text(st, 3, out->rule);
-	sqlite3_bind_int64(st, 4, out->created_at);
-	ret = step_done(s, st);
-	sqlite3_finalize(st);
+	ret = row_insert(s, &store_domains, out);
 	if (!ret)
 		*created = true;
 	return ret;
@@ -2050,15 +2082,11 @@ int store_domain_claim(struct store *s, const char *tunnel_id, const char *domai
 		set_err(err, errlen, "invalid rule name");
 		return -EINVAL;
 	}
-	ret = tx_begin(s);
-	if (ret) {
-		set_err(err, errlen, "internal error");
+	ret = tx_begin_err(s, err, errlen);
+	if (ret)
 		return ret;
-	}
 	ret = domain_claim_tx(s, tunnel_id, d, rule, out, created, err, errlen);
-	if (ret == -EIO)
-		set_err(err, errlen, "internal error");
-	ret = tx_end(s, ret);
+	ret = tx_end_err(s, ret, err, errlen);
 	if (ret)
 		*created = false;
 	return ret;
@@ -2069,7 +2097,6 @@ int store_domain_release(struct store *s, const char *domain, const char *tunnel
 {
 	struct store_domain row;
 	char d[DOMAIN_MAX + 1];
-	sqlite3_stmt *st;
 	int ret;
 
 	if (!store_domain_check(domain, strlen(domain), d, err, errlen))
@@ -2087,12 +2114,7 @@ int store_domain_release(struct store *s, const char *domain, const char *tunnel
 		set_err(err, errlen, "domain %s is not held by tunnel %s", d, tunnel_id);
 		return -ENOENT;
 	}
-	ret = prep(s, "DELETE FROM domains WHERE domain = ?1", &st);
-	if (!ret) {
-		bind_text(st, 1, d);
-		ret = step_done(s, st);
-		sqlite3_finalize(st);
-	}
+	ret = row_delete(s, &store_domains, &row);
 	if (ret) {
 		set_err(err, errlen, "internal error");
 		return ret;
@@ -2105,26 +2127,15 @@ int store_domain_release(struct store *s, const char *domain, const char *tunnel
 int store_domain_sync(struct store *s, const char *tunnel_id, const char *const *names, size_t n,
 		      store_domain_cb released, void *arg)
 {
-	static const char *const none[1] = {""};
-	int ret = tx_begin(s);
-
-	if (ret)
-		return ret;
-	ret = release_tunnel(s, &store_domains, tunnel_id, n ? names : none, n, call_domain_cb,
-			     (void (*)(void))released, arg);
-	return tx_end(s, ret);
+	return release_tunnel_tx(s, &store_domains, tunnel_id, true, names, n, call_domain_cb,
+				 (void (*)(void))released, arg);
 }
 
 int store_domain_release_tunnel(struct store *s, const char *tunnel_id, store_domain_cb released,
 				void *arg)
 {
-	int ret = tx_begin(s);
-
-	if (ret)
-		return ret;
-	ret = release_tunnel(s, &store_domains, tunnel_id, NULL, 0, call_domain_cb,
-			     (void (*)(void))released, arg);
-	return tx_end(s, ret);
+	return release_tunnel_tx(s, &store_domains, tunnel_id, false, NULL, 0, call_domain_cb,
+				 (void (*)(void))released, arg);
 }
 
 int store_domain_list(struct store *s, const char *tunnel_id, int64_t offset, int64_t limit,
@@ -2163,7 +2174,7 @@ static int fw_bind(sqlite3_stmt *st, const struct store_filter *f)
 
 static const struct store_query fw_query = {
     .table = "firewall",
-    .key = "cidr",
+    .key = NULL, /* a block is one row of each list it is in */
     .where = " WHERE kind = ?1",
     .nparams = 1,
     .order = "id",
@@ -2227,7 +2238,6 @@ static int fw_add_tx(struct store *s, struct store_fw_rule *r, char *err, size_t
 {
 	const char *list = store_fw_kind_name(r->kind);
 	struct store_fw_rule old = *r;
-	sqlite3_stmt *st;
 	int64_t n;
 	int ret;
 
@@ -2246,15 +2256,7 @@ static int fw_add_tx(struct store *s, struct store_fw_rule *r, char *err, size_t
 			CIDR_LIST_MAX);
 		return -EDQUOT;
 	}
-	ret = prep(s, "INSERT INTO firewall (kind, cidr, created_at) VALUES (?1, ?2, ?3)", &st);
-	if (ret)
-		return ret;
-	sqlite3_bind_text(st, 1, list, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, r->cidr, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 3, r->created_at);
-	ret = step_done(s, st);
-	sqlite3_finalize(st);
-	return ret;
+	return row_insert(s, &store_fw_rules, r);
 }
 
 int store_fw_add(struct store *s, int kind, const char *cidr, struct store_fw_rule *out, char *err,
@@ -2267,15 +2269,11 @@ int store_fw_add(struct store *s, int kind, const char *cidr, struct store_fw_ru
 	if (ret)
 		return ret;
 	r.created_at = store_now();
-	ret = tx_begin(s);
-	if (ret) {
-		set_err(err, errlen, "internal error");
+	ret = tx_begin_err(s, err, errlen);
+	if (ret)
 		return ret;
-	}
 	ret = fw_add_tx(s, &r, err, errlen);
-	if (ret == -EIO)
-		set_err(err, errlen, "internal error");
-	ret = tx_end(s, ret);
+	ret = tx_end_err(s, ret, err, errlen);
 	if (!ret && out)
 		*out = r;
 	return ret;

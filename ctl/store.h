@@ -206,7 +206,7 @@ typedef int (*store_row_cb)(const void *row, void *arg);
  */
 int store_list(struct store *s, const struct store_entity *e, const struct store_filter *f,
 	       int64_t offset, int64_t limit, store_row_cb cb, void *arg, int64_t *total);
-/* The row of e whose key is key into out (e->size bytes): 0, -ENOENT or -EIO. */
+/* The row of e whose key is key into out (e->size bytes): 0, -ENOENT, -EIO, or -EINVAL (no key). */
 int store_get(struct store *s, const struct store_entity *e, const char *key, void *out);
 
 typedef int (*store_reg_cb)(const struct store_registration *r, void *arg);
