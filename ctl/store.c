@@ -565,6 +565,35 @@ static int row_delete(struct store *s, const struct store_entity *e, const void 
 }
 
 /*
+ * The end of releasing a port or a domain: found is its lookup's answer (1,
+ * 0 or -errno) for the row of what name says ("port 80"), which must be held
+ * by tunnel_id when that is given, then the row is deleted. The refusals:
+ * "NAME is not HELD" and "NAME is not HELD BY tunnel ID" ("allocated" "to",
+ * "held" "by").
+ */
+static int release_held(struct store *s, const struct store_entity *e, int found, const void *row,
+			const char *tunnel_id, const char *name, const char *held, const char *by,
+			char *err, size_t errlen)
+{
+	const char *holder = (const char *)row + col_named(e, "tunnel_id")->off;
+	int ret = found;
+
+	if (found == 0) {
+		set_err(err, errlen, "%s is not %s", name, held);
+		return -ENOENT;
+	}
+	if (found > 0 && tunnel_id && strcmp(tunnel_id, holder) != 0) {
+		set_err(err, errlen, "%s is not %s %s tunnel %s", name, held, by, tunnel_id);
+		return -ENOENT;
+	}
+	if (found > 0)
+		ret = row_delete(s, e, row);
+	if (ret)
+		set_err(err, errlen, "internal error");
+	return ret;
+}
+
+/*
  * A typed callback of store.h (store_port_cb, ...) and its argument, called
  * through a store_row_cb by a TYPED_CB trampoline: the list wrappers keep
  * their types, the core walks records of any entity.
@@ -1840,6 +1869,7 @@ int store_port_release(struct store *s, unsigned port, const char *tunnel_id,
 		       struct store_port *out, char *err, size_t errlen)
 {
 	struct store_port p;
+	char name[16];
 	int ret;
 
 	if (port == 0 || port > 65535) {
@@ -1847,26 +1877,12 @@ int store_port_release(struct store *s, unsigned port, const char *tunnel_id,
 		return -ENOENT;
 	}
 	ret = port_find(s, " WHERE port = ?1", NULL, port, NULL, &p);
-	if (ret < 0) {
-		set_err(err, errlen, "internal error");
-		return ret;
-	}
-	if (ret == 0) {
-		set_err(err, errlen, "port %u is not allocated", port);
-		return -ENOENT;
-	}
-	if (tunnel_id && strcmp(tunnel_id, p.tunnel_id) != 0) {
-		set_err(err, errlen, "port %u is not allocated to tunnel %s", port, tunnel_id);
-		return -ENOENT;
-	}
-	ret = row_delete(s, &store_ports, &p);
-	if (ret) {
-		set_err(err, errlen, "internal error");
-		return ret;
-	}
-	if (out)
+	snprintf(name, sizeof(name), "port %u", port);
+	ret =
+	    release_held(s, &store_ports, ret, &p, tunnel_id, name, "allocated", "to", err, errlen);
+	if (!ret && out)
 		*out = p;
-	return 0;
+	return ret;
 }
 
 int store_port_list(struct store *s, const char *tunnel_id, int64_t offset, int64_t limit,
@@ -2096,32 +2112,18 @@ int store_domain_release(struct store *s, const char *domain, const char *tunnel
 			 struct store_domain *out, char *err, size_t errlen)
 {
 	struct store_domain row;
-	char d[DOMAIN_MAX + 1];
+	char d[DOMAIN_MAX + 1], name[DOMAIN_MAX + 8];
 	int ret;
 
 	if (!store_domain_check(domain, strlen(domain), d, err, errlen))
 		return -EINVAL;
 	ret = domain_find(s, d, &row);
-	if (ret < 0) {
-		set_err(err, errlen, "internal error");
-		return ret;
-	}
-	if (ret == 0) {
-		set_err(err, errlen, "domain %s is not held", d);
-		return -ENOENT;
-	}
-	if (tunnel_id && strcmp(tunnel_id, row.tunnel_id) != 0) {
-		set_err(err, errlen, "domain %s is not held by tunnel %s", d, tunnel_id);
-		return -ENOENT;
-	}
-	ret = row_delete(s, &store_domains, &row);
-	if (ret) {
-		set_err(err, errlen, "internal error");
-		return ret;
-	}
-	if (out)
+	snprintf(name, sizeof(name), "domain %s", d);
+	ret =
+	    release_held(s, &store_domains, ret, &row, tunnel_id, name, "held", "by", err, errlen);
+	if (!ret && out)
 		*out = row;
-	return 0;
+	return ret;
 }
 
 int store_domain_sync(struct store *s, const char *tunnel_id, const char *const *names, size_t n,
