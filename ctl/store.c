@@ -263,12 +263,16 @@ static int query_int(struct store *s, sqlite3_stmt *st, int64_t *v)
 /*
  * How an entity is queried. where holds the filter with its parameters
  * ?1..?nparams, which bind sets from a struct store_filter (NULL: no
- * filter); the page's LIMIT and OFFSET come after them.
+ * filter); the page's LIMIT and OFFSET come after them. where_of, when set,
+ * picks the WHERE for a filter instead (one of its fixed texts, never built
+ * from the filter's values): a filter that is not set is no WHERE at all,
+ * so a set one can be a plain condition an index serves.
  */
 struct store_query {
 	const char *table;
 	const char *key;   /* the column a row is found, changed and deleted by; NULL: none */
 	const char *where; /* "" or " WHERE ..." */
+	const char *(*where_of)(const struct store_filter *f);
 	int nparams;
 	const char *order; /* ORDER BY of a list: stable */
 	int (*bind)(sqlite3_stmt *st, const struct store_filter *f);
@@ -367,7 +371,17 @@ static void bind_col(sqlite3_stmt *st, int i, const struct store_col *c, const v
 		sqlite3_bind_int64(st, i, store_col_int(c, row));
 }
 
-/* ports, domains: the filter " WHERE ?1 IS NULL OR tunnel_id = ?1" */
+/*
+ * ports, domains: a tunnel's rows are " WHERE tunnel_id = ?1", which the
+ * ports_tunnel and domains_tunnel indexes serve (a per-tunnel query runs at
+ * every client connect, revoke and deauth); no tunnel_id: every row, no
+ * WHERE (an "?1 IS NULL OR tunnel_id = ?1" makes SQLite scan the table).
+ */
+static const char *tunnel_id_where(const struct store_filter *f)
+{
+	return f && f->tunnel_id ? " WHERE tunnel_id = ?1" : "";
+}
+
 static int tunnel_id_bind(sqlite3_stmt *st, const struct store_filter *f)
 {
 	if (f->tunnel_id)
@@ -436,6 +450,12 @@ int store_get(struct store *s, const struct store_entity *e, const char *key, vo
 	return ret == 1 ? 0 : ret == 0 ? -ENOENT : ret;
 }
 
+/* The WHERE of e's lists for f (NULL: no filter): a fixed text of its query. */
+static const char *filter_where(const struct store_entity *e, const struct store_filter *f)
+{
+	return e->q->where_of ? e->q->where_of(f) : e->q->where;
+}
+
 static int filter_bind(const struct store_entity *e, sqlite3_stmt *st, const struct store_filter *f)
 {
 	static const struct store_filter all;
@@ -451,7 +471,7 @@ static int row_count(struct store *s, const struct store_entity *e, const struct
 	sqlite3_stmt *st;
 	int ret;
 
-	snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s%s", e->q->table, e->q->where);
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s%s", e->q->table, filter_where(e, f));
 	ret = prep(s, sql, &st);
 	if (ret)
 		return ret;
@@ -476,8 +496,8 @@ int store_list(struct store *s, const struct store_entity *e, const struct store
 		if (ret)
 			return ret;
 	}
-	snprintf(tail, sizeof(tail), "%s ORDER BY %s LIMIT ?%d OFFSET ?%d", q->where, q->order,
-		 q->nparams + 1, q->nparams + 2);
+	snprintf(tail, sizeof(tail), "%s ORDER BY %s LIMIT ?%d OFFSET ?%d", filter_where(e, f),
+		 q->order, q->nparams + 1, q->nparams + 2);
 	ret = prep_select(s, e, tail, &st);
 	if (ret)
 		return ret;
@@ -962,6 +982,11 @@ void store_close(struct store *s)
 int store_schema_version(struct store *s)
 {
 	return s->version;
+}
+
+sqlite3 *store_sqlite(struct store *s)
+{
+	return s->db;
 }
 
 /* --- registrations --- */
@@ -1669,7 +1694,7 @@ static const struct store_col port_cols[] = {
 static const struct store_query port_query = {
     .table = "ports",
     .key = "port",
-    .where = " WHERE ?1 IS NULL OR tunnel_id = ?1",
+    .where_of = tunnel_id_where,
     .nparams = 1,
     .order = "port",
     .bind = tunnel_id_bind,
@@ -2026,7 +2051,7 @@ static const struct store_col domain_cols[] = {
 static const struct store_query domain_query = {
     .table = "domains",
     .key = "domain",
-    .where = " WHERE ?1 IS NULL OR tunnel_id = ?1",
+    .where_of = tunnel_id_where,
     .nparams = 1,
     .order = "domain",
     .bind = tunnel_id_bind,

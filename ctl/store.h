@@ -116,6 +116,11 @@ int store_port_outside(struct store *s, uint16_t lo, uint16_t hi, struct store_p
 /* The schema version of the open database. */
 int store_schema_version(struct store *s);
 /*
+ * For tests only: the store's SQLite connection (tests/unit/test_store.c
+ * traces the statements the store runs and checks their query plans).
+ */
+struct sqlite3 *store_sqlite(struct store *s);
+/*
  * An online, consistent copy of the database (SQLite's backup API, in one
  * step of controld's loop) as dir/nave-YYYYmmddTHHMMSS.uuuuuuZ-00.db, mode 0640,
  * written under a temporary name and renamed; dir is made if missing (0750).
