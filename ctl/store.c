@@ -574,14 +574,41 @@ static int row_update(struct store *s, const struct store_entity *e, const void 
 	return row_write(s, e, sql, cols, 2, row);
 }
 
+/* Prepares the DELETE of a row of e by its key, the column *key. */
+static int prep_delete(struct store *s, const struct store_entity *e, sqlite3_stmt **st,
+		       const struct store_col **key)
+{
+	char sql[256];
+
+	*key = col_named(e, e->q->key);
+	snprintf(sql, sizeof(sql), "DELETE FROM %s WHERE %s = ?1", e->q->table, e->q->key);
+	return prep(s, sql, st);
+}
+
+/* Runs prep_delete's st for row's key and resets it for the next row. */
+static int delete_step(struct store *s, sqlite3_stmt *st, const struct store_col *key,
+		       const void *row)
+{
+	int ret;
+
+	bind_col(st, 1, key, row);
+	ret = step_done(s, st);
+	sqlite3_reset(st);
+	return ret;
+}
+
 /* Deletes the stored row with row's key. */
 static int row_delete(struct store *s, const struct store_entity *e, const void *row)
 {
-	const struct store_col *key = col_named(e, e->q->key);
-	char sql[256];
+	const struct store_col *key;
+	sqlite3_stmt *st;
+	int ret = prep_delete(s, e, &st, &key);
 
-	snprintf(sql, sizeof(sql), "DELETE FROM %s WHERE %s = ?1", e->q->table, e->q->key);
-	return row_write(s, e, sql, &key, 1, row);
+	if (ret)
+		return ret;
+	ret = delete_step(s, st, key, row);
+	sqlite3_finalize(st);
+	return ret;
 }
 
 /*
@@ -1297,17 +1324,22 @@ static int release_tunnel(struct store *s, const struct store_entity *e, const c
 	struct release r = {col_named(e, "rule"), keep, nkeep, e->size, 0, 0, NULL};
 	struct store_filter f = {.tunnel_id = nz(tunnel_id)}; /* NULL: none, not all */
 	struct typed_cb t = {fn, arg};
+	const struct store_col *key;
+	sqlite3_stmt *del = NULL;
 	int ret;
 
 	/* collect first: rows are not deleted under a running SELECT of the table */
 	ret = store_list(s, e, &f, 0, -1, release_collect, &r, NULL);
+	if (!ret && r.n)
+		ret = prep_delete(s, e, &del, &key); /* one DELETE, reset between rows */
 	for (size_t i = 0; !ret && i < r.n; i++) {
 		const void *row = r.rows + i * r.size;
 
-		ret = row_delete(s, e, row);
+		ret = delete_step(s, del, key, row);
 		if (!ret && fn)
 			ret = call(row, &t);
 	}
+	sqlite3_finalize(del);
 	free(r.rows);
 	return ret;
 }
