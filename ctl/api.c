@@ -317,9 +317,12 @@ static int tunnel_rules(struct api *a, const void *row, json_t *o)
 		json_decref(domains);
 		return -ENOMEM;
 	}
-	return json_object_set_new(o, "ports", ports) || json_object_set_new(o, "domains", domains)
-		   ? -ENOMEM
-		   : 0;
+	/* json_object_set_new takes its value even when it fails: domains is still ours */
+	if (json_object_set_new(o, "ports", ports)) {
+		json_decref(domains);
+		return -ENOMEM;
+	}
+	return json_object_set_new(o, "domains", domains) ? -ENOMEM : 0;
 }
 
 /* A port with the packets and bytes relayd's XDP counted for it, when it reported them. */
