@@ -288,6 +288,15 @@ union store_any {
 	struct store_fw_rule fw;
 };
 
+/*
+ * Defines the entity var, whose records are a type: the type must fit union
+ * store_any, the row store_list reads every entity's records into.
+ */
+#define STORE_ENTITY(var, name, type, cols, query)                                                 \
+	_Static_assert(sizeof(type) <= sizeof(union store_any),                                    \
+		       #type " must fit union store_any: make it a member");                       \
+	const struct store_entity var = {name, sizeof(type), cols, ARRAY_SIZE(cols), &(query)}
+
 int64_t store_col_int(const struct store_col *c, const void *row)
 {
 	const char *p = (const char *)row + c->off;
@@ -351,12 +360,16 @@ static void row_read(const struct store_entity *e, sqlite3_stmt *st, void *row)
 	}
 }
 
-/* e's column selected as sql ("rule", its key); NULL when e has none. */
+/*
+ * e's column selected as sql ("rule", its key); NULL, logged, when e has
+ * none (sql NULL: e has no key): its callers then refuse with -EINVAL.
+ */
 static const struct store_col *col_named(const struct store_entity *e, const char *sql)
 {
-	for (size_t i = 0; i < e->ncols; i++)
+	for (size_t i = 0; sql && i < e->ncols; i++)
 		if (!strcmp(e->cols[i].sql, sql))
 			return &e->cols[i];
+	log_error("store: %s: no %s column", e->name, sql ? sql : "key");
 	return NULL;
 }
 
@@ -491,6 +504,10 @@ int store_list(struct store *s, const struct store_entity *e, const struct store
 	sqlite3_stmt *st;
 	int rc, ret;
 
+	if (e->size > sizeof(row)) { /* an entity not made by STORE_ENTITY */
+		log_error("store: %s: its record does not fit union store_any", e->name);
+		return -EINVAL;
+	}
 	if (total) {
 		ret = row_count(s, e, f, total);
 		if (ret)
@@ -569,6 +586,8 @@ static int row_update(struct store *s, const struct store_entity *e, const void 
 	const struct store_col *cols[2] = {col_named(e, e->q->key), col_named(e, col)};
 	char sql[256];
 
+	if (!cols[0] || !cols[1])
+		return -EINVAL;
 	snprintf(sql, sizeof(sql), "UPDATE %s SET %s = ?2 WHERE %s = ?1", e->q->table, col,
 		 e->q->key);
 	return row_write(s, e, sql, cols, 2, row);
@@ -581,6 +600,10 @@ static int prep_delete(struct store *s, const struct store_entity *e, sqlite3_st
 	char sql[256];
 
 	*key = col_named(e, e->q->key);
+	if (!*key) {
+		*st = NULL;
+		return -EINVAL;
+	}
 	snprintf(sql, sizeof(sql), "DELETE FROM %s WHERE %s = ?1", e->q->table, e->q->key);
 	return prep(s, sql, st);
 }
@@ -622,14 +645,18 @@ static int release_held(struct store *s, const struct store_entity *e, int found
 			const char *tunnel_id, const char *name, const char *held, const char *by,
 			char *err, size_t errlen)
 {
-	const char *holder = (const char *)row + col_named(e, "tunnel_id")->off;
+	const struct store_col *tunnel = col_named(e, "tunnel_id");
 	int ret = found;
 
+	if (!tunnel) {
+		set_err(err, errlen, "internal error");
+		return -EINVAL;
+	}
 	if (found == 0) {
 		set_err(err, errlen, "%s is not %s", name, held);
 		return -ENOENT;
 	}
-	if (found > 0 && tunnel_id && strcmp(tunnel_id, holder) != 0) {
+	if (found > 0 && tunnel_id && strcmp(tunnel_id, (const char *)row + tunnel->off) != 0) {
 		set_err(err, errlen, "%s is not %s %s tunnel %s", name, held, by, tunnel_id);
 		return -ENOENT;
 	}
@@ -1033,8 +1060,7 @@ static const struct store_col reg_cols[] = {
 static const struct store_query reg_query = {
     .table = "registrations", .key = "id", .where = "", .order = "created_at, rowid"};
 
-const struct store_entity store_registrations = {"registration", sizeof(struct store_registration),
-						 reg_cols, ARRAY_SIZE(reg_cols), &reg_query};
+STORE_ENTITY(store_registrations, "registration", struct store_registration, reg_cols, reg_query);
 
 int store_registration_get(struct store *s, const char *id, struct store_registration *out)
 {
@@ -1142,8 +1168,7 @@ static const struct store_query tunnel_query = {
     .bind = tunnel_bind,
 };
 
-const struct store_entity store_tunnels = {"tunnel", sizeof(struct store_tunnel), tunnel_cols,
-					   ARRAY_SIZE(tunnel_cols), &tunnel_query};
+STORE_ENTITY(store_tunnels, "tunnel", struct store_tunnel, tunnel_cols, tunnel_query);
 
 int store_tunnel_get(struct store *s, const char *id, struct store_tunnel *out)
 {
@@ -1251,8 +1276,7 @@ static const struct store_col token_cols[] = {
 static const struct store_query token_query = {
     .table = "tokens", .key = "id", .where = "", .order = "created_at, rowid"};
 
-const struct store_entity store_tokens = {"token", sizeof(struct store_token), token_cols,
-					  ARRAY_SIZE(token_cols), &token_query};
+STORE_ENTITY(store_tokens, "token", struct store_token, token_cols, token_query);
 
 int store_token_get(struct store *s, const char *id, struct store_token *out)
 {
@@ -1328,6 +1352,8 @@ static int release_tunnel(struct store *s, const struct store_entity *e, const c
 	sqlite3_stmt *del = NULL;
 	int ret;
 
+	if (!r.rule)
+		return -EINVAL;
 	/* collect first: rows are not deleted under a running SELECT of the table */
 	ret = store_list(s, e, &f, 0, -1, release_collect, &r, NULL);
 	if (!ret && r.n)
@@ -1732,8 +1758,7 @@ static const struct store_query port_query = {
     .bind = tunnel_id_bind,
 };
 
-const struct store_entity store_ports = {"port", sizeof(struct store_port), port_cols,
-					 ARRAY_SIZE(port_cols), &port_query};
+STORE_ENTITY(store_ports, "port", struct store_port, port_cols, port_query);
 
 /* Looks one port row up with a WHERE (and more) taking ?1 and ?2; 1 found, 0 not, -EIO. */
 static int port_find(struct store *s, const char *tail, const char *a, int64_t b, const char *c,
@@ -2089,8 +2114,7 @@ static const struct store_query domain_query = {
     .bind = tunnel_id_bind,
 };
 
-const struct store_entity store_domains = {"domain", sizeof(struct store_domain), domain_cols,
-					   ARRAY_SIZE(domain_cols), &domain_query};
+STORE_ENTITY(store_domains, "domain", struct store_domain, domain_cols, domain_query);
 
 /* The row of a (normalised) domain: 1 found, 0 not, or -EIO. */
 static int domain_find(struct store *s, const char *domain, struct store_domain *out)
@@ -2240,8 +2264,7 @@ static const struct store_query fw_query = {
     .bind = fw_bind,
 };
 
-const struct store_entity store_fw_rules = {"firewall rule", sizeof(struct store_fw_rule), fw_cols,
-					    ARRAY_SIZE(fw_cols), &fw_query};
+STORE_ENTITY(store_fw_rules, "firewall rule", struct store_fw_rule, fw_cols, fw_query);
 
 const char *store_fw_kind_name(int kind)
 {
