@@ -276,6 +276,7 @@ struct store_query {
 	int nparams;
 	const char *order; /* ORDER BY of a list: stable */
 	int (*bind)(sqlite3_stmt *st, const struct store_filter *f);
+	bool need_filter; /* a list needs f (no f is -EINVAL): a zeroed one means no "all" */
 };
 
 /* Any record, for the generic code that holds one (a new entity joins it). */
@@ -473,6 +474,10 @@ static int filter_bind(const struct store_entity *e, sqlite3_stmt *st, const str
 {
 	static const struct store_filter all;
 
+	if (!f && e->q->need_filter) {
+		log_error("store: %s: a list of them needs a filter", e->name);
+		return -EINVAL;
+	}
 	return e->q->bind ? e->q->bind(st, f ? f : &all) : 0;
 }
 
@@ -2262,6 +2267,7 @@ static const struct store_query fw_query = {
     .nparams = 1,
     .order = "id",
     .bind = fw_bind,
+    .need_filter = true, /* a zeroed filter would be kind 0, the deny list: say which */
 };
 
 STORE_ENTITY(store_fw_rules, "firewall rule", struct store_fw_rule, fw_cols, fw_query);

@@ -190,7 +190,7 @@ struct store_filter {
 	const char *tunnel_id; /* ports, domains: the tunnel's rows; NULL = all */
 	bool online_only;      /* tunnels */
 	const char *search;    /* tunnels: a substring of id, group id or hostname; NULL = all */
-	int kind;	       /* firewall: enum store_fw_kind */
+	int kind;	       /* firewall: enum store_fw_kind (required: f NULL is -EINVAL) */
 };
 
 /* A column's value as an integer (STORE_C_I64, _BOOL, _U16, _ENUM) in row. */
@@ -207,7 +207,8 @@ typedef int (*store_row_cb)(const void *row, void *arg);
 /*
  * The rows of an entity that f keeps (NULL: all), in its order, as records
  * of e->size bytes; total may be NULL. -EINVAL when f does not make sense
- * for e (an unknown firewall list, a search too long).
+ * for e (an unknown firewall list, a search too long) or is missing where
+ * e needs one (the firewall: f->kind names the list; NULL is no list).
  */
 int store_list(struct store *s, const struct store_entity *e, const struct store_filter *f,
 	       int64_t offset, int64_t limit, store_row_cb cb, void *arg, int64_t *total);

@@ -997,6 +997,13 @@ static const char *fw_text(struct fixture *f, int kind, struct fw_seen *seen)
 	return seen->text;
 }
 
+static int row_none(const void *row, void *arg)
+{
+	(void)row;
+	(void)arg;
+	return -ECANCELED;
+}
+
 static void test_firewall(void **state)
 {
 	struct fixture *f = *state;
@@ -1062,6 +1069,10 @@ static void test_firewall(void **state)
 	reopen(f);
 	assert_string_equal(fw_text(f, STORE_FW_DENY, &seen), "10.0.0.0/8 192.0.2.7/32");
 	assert_string_equal(fw_text(f, STORE_FW_ALLOW, &seen), "10.0.0.0/8");
+
+	/* a list is named: no filter is not the deny list */
+	assert_int_equal(store_list(f->s, &store_fw_rules, NULL, 0, -1, row_none, NULL, NULL),
+			 -EINVAL);
 }
 
 static void test_firewall_limit(void **state)
