@@ -568,8 +568,10 @@ static int row_insert(struct store *s, const struct store_entity *e, const void 
 	char sql[512];
 	size_t n = (size_t)snprintf(sql, sizeof(sql), "INSERT INTO %s (", e->q->table);
 
-	if (e->ncols > ARRAY_SIZE(cols))
-		return db_fail(s, e->name);
+	if (e->ncols > ARRAY_SIZE(cols)) {
+		log_error("store: %s: insert: more than %zu columns", e->name, ARRAY_SIZE(cols));
+		return -EIO;
+	}
 	for (size_t i = 0; i < e->ncols && n < sizeof(sql); i++) {
 		cols[i] = &e->cols[i];
 		n += (size_t)snprintf(sql + n, sizeof(sql) - n, "%s%s", i ? ", " : "",
@@ -578,8 +580,10 @@ static int row_insert(struct store *s, const struct store_entity *e, const void 
 	for (size_t i = 0; i < e->ncols && n < sizeof(sql); i++)
 		n += (size_t)snprintf(sql + n, sizeof(sql) - n, "%s?%zu", i ? ", " : ") VALUES (",
 				      i + 1);
-	if (n + 2 > sizeof(sql))
-		return db_fail(s, e->name);
+	if (n + 2 > sizeof(sql)) { /* no SQLite call failed: its errmsg would be another's */
+		log_error("store: %s: insert: query too long", e->name);
+		return -EIO;
+	}
 	strcat(sql, ")");
 	return row_write(s, e, sql, cols, e->ncols, row);
 }
