@@ -629,6 +629,26 @@ static int delete_step(struct store *s, sqlite3_stmt *st, const struct store_col
 	return ret;
 }
 
+/*
+ * Sets the stored rule of row (a port or a domain) to rule; row gets the new
+ * rule only once the UPDATE worked.
+ */
+static int rule_update(struct store *s, const struct store_entity *e, void *row, const char *rule)
+{
+	const struct store_col *c = col_named(e, "rule");
+	union store_any upd;
+	int ret;
+
+	if (!c || e->size > sizeof(upd))
+		return -EINVAL;
+	memcpy(&upd, row, e->size);
+	str_copy((char *)&upd + c->off, c->size, rule);
+	ret = row_update(s, e, &upd, "rule");
+	if (!ret)
+		memcpy(row, &upd, e->size);
+	return ret;
+}
+
 /* Deletes the stored row with row's key. */
 static int row_delete(struct store *s, const struct store_entity *e, const void *row)
 {
@@ -1873,8 +1893,7 @@ static int port_alloc_tx(struct store *s, const char *tunnel_id, unsigned port, 
 			}
 			if (!rule || !*rule || !strcmp(rule, out->rule))
 				return 0;
-			str_copy(out->rule, sizeof(out->rule), rule);
-			return row_update(s, &store_ports, out, "rule");
+			return rule_update(s, &store_ports, out, rule);
 		}
 	} else if (rule && *rule) {
 		ret = port_find(s, " WHERE tunnel_id = ?1 AND rule = ?2 ORDER BY port LIMIT 1",
@@ -2153,8 +2172,7 @@ static int domain_claim_tx(struct store *s, const char *tunnel_id, const char *d
 		}
 		if (!rule || !*rule || !strcmp(rule, out->rule))
 			return 0;
-		str_copy(out->rule, sizeof(out->rule), rule);
-		return row_update(s, &store_domains, out, "rule");
+		return rule_update(s, &store_domains, out, rule);
 	}
 	ret = row_count(s, &store_domains, &f, &n);
 	if (ret)
