@@ -37,9 +37,9 @@
 #define BODY_MAX   (64 * 1024)
 #define PER_PAGE   50
 #define MAX_SEGS   4
-#define ID_MAX	   64	/* ids in paths and queries: [A-Za-z0-9._-] */
-#define SEARCH_MAX 200	/* tunnels ?search=: text without control characters */
-#define CTL_MARK   0x7f /* what a decoded control byte becomes (see unescape) */
+#define ID_MAX	   64		    /* ids in paths and queries: [A-Za-z0-9._-] */
+#define SEARCH_MAX STORE_SEARCH_MAX /* tunnels ?search=: text without control characters */
+#define CTL_MARK   0x7f		    /* what a decoded control byte becomes (see unescape) */
 
 struct api {
 	struct MHD_Daemon *mhd;

@@ -1680,14 +1680,20 @@ static bool like_pattern(const char *term, char *out, size_t len)
 	return true;
 }
 
+/*
+ * The search's pattern holds every byte of a search of STORE_SEARCH_MAX, each
+ * escaped, and is bound whole: bind_text's cut at STORE_STR_LEN - 1 bytes
+ * would drop its closing '%' or end it on a lone '\\'.
+ */
 static int tunnel_bind(sqlite3_stmt *st, const struct store_filter *f)
 {
-	char pat[600] = "";
+	char pat[2 * STORE_SEARCH_MAX + 3] = "";
 
-	if (f->search && *f->search && !like_pattern(f->search, pat, sizeof(pat)))
+	if (f->search && *f->search &&
+	    (strlen(f->search) > STORE_SEARCH_MAX || !like_pattern(f->search, pat, sizeof(pat))))
 		return -EINVAL;
 	sqlite3_bind_int(st, 1, f->online_only);
-	bind_text(st, 2, pat);
+	sqlite3_bind_text(st, 2, pat, -1, SQLITE_TRANSIENT);
 	return 0;
 }
 

@@ -28,6 +28,7 @@ struct store;
 #define STORE_SECRET_LEN    64	/* "nvr_<8>_<48>" / "nvt_<8>_<48>" + NUL fits */
 #define STORE_STR_LEN	    256 /* free text fields (description, hostname, ...) */
 #define STORE_RULE_LEN	    64
+#define STORE_SEARCH_MAX    200 /* bytes of a tunnel search (its LIKE pattern: 2 * this + 2) */
 
 /* The schema version this build migrates to. */
 #define STORE_SCHEMA_VERSION 5
@@ -282,7 +283,10 @@ int store_auth_token(struct store *s, const char *token, bool update,
 
 /* --- tunnels --- */
 int store_tunnel_get(struct store *s, const char *id, struct store_tunnel *out);
-/* online_only and search (substring of id, group id or hostname; NULL = all). */
+/*
+ * online_only and search (substring of id, group id or hostname, at most
+ * STORE_SEARCH_MAX bytes, else -EINVAL; NULL = all).
+ */
 int store_tunnel_list(struct store *s, bool online_only, const char *search, int64_t offset,
 		      int64_t limit, store_tunnel_cb cb, void *arg, int64_t *total);
 /* Sets the state (and last_seen when online); info may be NULL. -ENOENT when unknown. */

@@ -315,3 +315,28 @@ def test_api_answers_to_the_byte(ctl):
     assert status == 201 and list(r) == ["id", "description", "max_uses", "uses", "expires_at",
                                          "enabled", "created_at", "token"]
     assert r["description"] == ODD and raw == (jdump(r) + "\n").encode()
+
+
+def test_tunnel_search_of_escaped_wildcards(ctl):
+    """A search at the limit made of LIKE's wildcards (200 '%': a pattern of 402
+    bytes once escaped) is matched whole, as the substring it is: never the
+    tunnels a pattern cut short (no closing '%', or a lone escape) would match."""
+    a, b, c = (post(ctl, "/api/v1/tokens", {"id": g})["tunnel_id"]
+               for g in ("pct-a", "pct-b", "pct-c"))
+    db = sqlite3.connect(ctl.tmp / "var" / "nave.db", timeout=10, isolation_level=None)
+    for tid, host in ((a, "%" * 150), (b, "%" * 200 + "z"), (c, "a" + "%" * 130)):
+        db.execute("UPDATE tunnels SET hostname = ? WHERE id = ?", (host, tid))
+    db.close()
+    show = {}
+    for tid in (a, b, c):
+        status, _, raw = request(ctl, "GET", f"/api/v1/tunnels/{tid}")
+        assert status == 200, raw
+        show[tid] = json.loads(raw)
+    pct = "%25"
+    expect(ctl, "/api/v1/tunnels?search=" + pct * 200, 200, page([show[b]], 1, 1))
+    expect(ctl, "/api/v1/tunnels?search=" + pct * 150, 200, page([show[a], show[b]], 1, 2))
+    expect(ctl, "/api/v1/tunnels?search=a" + pct * 199, 200, page([], 1, 0))
+    expect(ctl, "/api/v1/tunnels?search=a" + pct * 130, 200, page([show[c]], 1, 1))
+    expect(ctl, "/api/v1/tunnels?search=" + "%5C" * 200, 200, page([], 1, 0))
+    expect(ctl, "/api/v1/tunnels?search=" + pct * 201, 400,
+           error("invalid search: 1-200 characters: UTF-8 text without control characters"))
