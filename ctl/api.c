@@ -37,9 +37,9 @@
 #define BODY_MAX   (64 * 1024)
 #define PER_PAGE   50
 #define MAX_SEGS   4
-#define ID_MAX	   64	/* ids in paths and queries: [A-Za-z0-9._-] */
-#define SEARCH_MAX 200	/* tunnels ?search=: text without control characters */
-#define CTL_MARK   0x7f /* what a decoded control byte becomes (see unescape) */
+#define ID_MAX	   64		    /* ids in paths and queries: [A-Za-z0-9._-] */
+#define SEARCH_MAX STORE_SEARCH_MAX /* tunnels ?search=: text without control characters */
+#define CTL_MARK   0x7f		    /* what a decoded control byte becomes (see unescape) */
 
 struct api {
 	struct MHD_Daemon *mhd;
@@ -202,76 +202,175 @@ static int list_reply(struct call *c, json_t *items, long long page, int64_t tot
 	return c->out ? MHD_HTTP_OK : internal(c);
 }
 
-/* --- record -> JSON --- */
+/* --- record -> JSON, from the entity's column table (store.h) --- */
 
-static json_t *reg_json(const struct store_registration *r, const char *token)
+/* The forms of a record in the answers. */
+enum form {
+	FORM_FULL,  /* a list's item, or the one record a change or a show answers with */
+	FORM_NEW,   /* a new record with its secret: no STORE_J_STORED members */
+	FORM_BRIEF, /* a tunnel's rules: the STORE_J_BRIEF members only */
+};
+
+/* A member's value, or NULL (not UTF-8 where that fails, or out of memory). */
+static json_t *col_json(const struct store_col *k, const void *row)
 {
-	json_t *o = json_pack("{s:s, s:o, s:I, s:I, s:o, s:b, s:I}", "id", r->id, "description",
-			      jstr(r->description), "max_uses", (json_int_t)r->max_uses, "uses",
-			      (json_int_t)r->uses, "expires_at", jtime(r->expires_at), "enabled",
-			      r->enabled, "created_at", (json_int_t)r->created_at);
+	const char *text = (const char *)row + k->off;
+
+	switch (k->jtype) {
+	case STORE_J_STR:
+		return json_string(text);
+	case STORE_J_TEXT:
+		return jstr(text);
+	case STORE_J_STR_NULL:
+		return *text ? json_string(text) : json_null();
+	case STORE_J_INT:
+		return json_integer(store_col_int(k, row));
+	case STORE_J_TIME:
+		return jtime(store_col_int(k, row));
+	case STORE_J_BOOL:
+		return json_boolean(store_col_int(k, row));
+	case STORE_J_ENUM:
+		return json_string(store_col_name(k, row));
+	case STORE_J_NONE:
+		break;
+	}
+	return NULL;
+}
+
+/* A record of e as a JSON object of its members in table order; NULL when one fails. */
+static json_t *row_json(const struct store_entity *e, const void *row, enum form form)
+{
+	json_t *o = json_object();
+
+	for (size_t i = 0; o && i < e->ncols; i++) {
+		const struct store_col *k = &e->cols[i];
+
+		if (k->jtype == STORE_J_NONE ||
+		    (form == FORM_BRIEF && !(k->flags & STORE_J_BRIEF)) ||
+		    (form == FORM_NEW && (k->flags & STORE_J_STORED)))
+			continue;
+		if (json_object_set_new(o, k->json, col_json(k, row))) {
+			json_decref(o);
+			o = NULL;
+		}
+	}
+	return o;
+}
+
+/* A registration or a token, with its secret when just made (shown this once). */
+static json_t *secret_json(const struct store_entity *e, const void *row, const char *token)
+{
+	json_t *o = row_json(e, row, token ? FORM_NEW : FORM_FULL);
 
 	if (o && token)
 		json_object_set_new(o, "token", json_string(token));
 	return o;
 }
 
-static json_t *token_json(const struct store_token *t, const char *token)
-{
-	json_t *o = json_pack("{s:s, s:s, s:o, s:I, s:b}", "id", t->id, "tunnel_id", t->tunnel_id,
-			      "description", jstr(t->description), "created_at",
-			      (json_int_t)t->created_at, "revoked", t->revoked);
+/* What a list adds to each item of an entity: a tunnel's rules, a port's counters. */
+typedef int (*item_fn)(struct api *a, const void *row, json_t *o);
 
-	if (!o)
-		return NULL;
-	if (token)
-		json_object_set_new(o, "token", json_string(token));
-	else
-		json_object_set_new(o, "last_used", jtime(t->last_used));
-	return o;
+/* A walk of store_list that appends each record, in a form, to items. */
+struct walk {
+	struct api *a;
+	const struct store_entity *e;
+	enum form form;
+	item_fn extra;
+	json_t *items;
+};
+
+static int walk_item(const void *row, void *arg)
+{
+	struct walk *w = arg;
+	json_t *o = row_json(w->e, row, w->form);
+
+	if (o && w->extra && w->extra(w->a, row, o)) {
+		json_decref(o);
+		o = NULL;
+	}
+	return o && !json_array_append_new(w->items, o) ? 0 : -ENOMEM;
 }
 
-static json_t *port_json(const struct store_port *p)
+/* Every record of e that f keeps, in the form, as a new array; NULL on failure. */
+static json_t *all_json(struct api *a, const struct store_entity *e, const struct store_filter *f,
+			enum form form)
 {
-	return json_pack("{s:i, s:s, s:o, s:I}", "port", (int)p->port, "tunnel_id", p->tunnel_id,
-			 "rule", jstr(p->rule), "created_at", (json_int_t)p->created_at);
-}
+	struct walk w = {a, e, form, NULL, json_array()};
 
-static int tunnel_port_cb(const struct store_port *p, void *arg)
-{
-	json_t *o = json_pack("{s:i, s:o}", "port", (int)p->port, "rule", jstr(p->rule));
-
-	return o && !json_array_append_new(arg, o) ? 0 : -ENOMEM;
-}
-
-static int tunnel_domain_cb(const struct store_domain *d, void *arg)
-{
-	json_t *o = json_pack("{s:s, s:o}", "domain", d->domain, "rule", jstr(d->rule));
-
-	return o && !json_array_append_new(arg, o) ? 0 : -ENOMEM;
-}
-
-/* A tunnel with its rules: its ports and its domains, each with its rule name. */
-static json_t *tunnel_json(struct api *a, const struct store_tunnel *t)
-{
-	json_t *ports = json_array(), *domains = json_array();
-	int64_t total;
-
-	if (!ports || !domains ||
-	    store_port_list(a->st, t->id, 0, 65536, tunnel_port_cb, ports, &total) ||
-	    store_domain_list(a->st, t->id, 0, 65536, tunnel_domain_cb, domains, &total)) {
-		json_decref(ports);
-		json_decref(domains);
+	if (w.items && store_list(a->st, e, f, 0, -1, walk_item, &w, NULL)) {
+		json_decref(w.items);
 		return NULL;
 	}
-	return json_pack("{s:s, s:o, s:o, s:o, s:o, s:o, s:s, s:o, s:I, s:o, s:o, s:o}", "id",
-			 t->id, "group_id", jstr(t->group_id), "hostname", jstr(t->hostname), "os",
-			 jstr(t->os), "arch", jstr(t->arch), "client_version",
-			 jstr(t->client_version), "state",
-			 t->state == STORE_ONLINE ? "online" : "offline", "last_seen",
-			 jtime(t->last_seen), "created_at", (json_int_t)t->created_at, "token_id",
-			 t->token_id[0] ? json_string(t->token_id) : json_null(), "ports", ports,
-			 "domains", domains);
+	return w.items;
+}
+
+/* A tunnel's rules: its ports and its domains, each with its rule name. */
+static int tunnel_rules(struct api *a, const void *row, json_t *o)
+{
+	const struct store_tunnel *t = row;
+	struct store_filter f = {.tunnel_id = t->id};
+	json_t *ports = all_json(a, &store_ports, &f, FORM_BRIEF);
+	json_t *domains = all_json(a, &store_domains, &f, FORM_BRIEF);
+
+	if (!ports || !domains) {
+		json_decref(ports);
+		json_decref(domains);
+		return -ENOMEM;
+	}
+	/* json_object_set_new takes its value even when it fails: domains is still ours */
+	if (json_object_set_new(o, "ports", ports)) {
+		json_decref(domains);
+		return -ENOMEM;
+	}
+	return json_object_set_new(o, "domains", domains) ? -ENOMEM : 0;
+}
+
+/* A port with the packets and bytes relayd's XDP counted for it, when it reported them. */
+static int port_counters(struct api *a, const void *row, json_t *o)
+{
+	const struct store_port *p = row;
+	int64_t packets, bytes;
+
+	if (relaylink_port_counters(a->rl, p->port, &packets, &bytes) &&
+	    (json_object_set_new(o, "packets", json_integer(packets)) ||
+	     json_object_set_new(o, "bytes", json_integer(bytes))))
+		return -ENOMEM;
+	return 0;
+}
+
+/*
+ * A GET of a list: the page asked for of e's records that f keeps, each with
+ * what extra adds (may be NULL), as {"items", "page", "per_page", "total"}.
+ */
+static int list_page(struct call *c, const struct store_entity *e, const struct store_filter *f,
+		     item_fn extra)
+{
+	struct walk w = {c->a, e, FORM_FULL, extra, NULL};
+	long long page;
+	int64_t total;
+	int ret = get_page(c, &page);
+
+	if (ret)
+		return ret;
+	w.items = json_array();
+	if (!w.items ||
+	    store_list(c->a->st, e, f, (page - 1) * PER_PAGE, PER_PAGE, walk_item, &w, &total)) {
+		json_decref(w.items);
+		return internal(c);
+	}
+	return list_reply(c, w.items, page, total);
+}
+
+/* The one tunnel of a show or a change, with its rules. */
+static json_t *tunnel_json(struct api *a, const struct store_tunnel *t)
+{
+	json_t *o = row_json(&store_tunnels, t, FORM_FULL);
+
+	if (o && tunnel_rules(a, t, o)) {
+		json_decref(o);
+		o = NULL;
+	}
+	return o;
 }
 
 /* --- handlers: return the HTTP status with c->out set --- */
@@ -300,31 +399,9 @@ static int h_status(struct call *c)
 	return c->out ? MHD_HTTP_OK : internal(c);
 }
 
-static int reg_cb(const struct store_registration *r, void *arg)
-{
-	json_t *o = reg_json(r, NULL);
-
-	return o && !json_array_append_new(arg, o) ? 0 : -ENOMEM;
-}
-
 static int h_registrations_list(struct call *c)
 {
-	json_t *items = json_array();
-	long long page;
-	int64_t total;
-	int ret;
-
-	ret = get_page(c, &page);
-	if (ret || !items) {
-		json_decref(items);
-		return ret ? ret : internal(c);
-	}
-	if (store_registration_list(c->a->st, (page - 1) * PER_PAGE, PER_PAGE, reg_cb, items,
-				    &total)) {
-		json_decref(items);
-		return internal(c);
-	}
-	return list_reply(c, items, page, total);
+	return list_page(c, &store_registrations, NULL, NULL);
 }
 
 static int h_registrations_create(struct call *c)
@@ -358,7 +435,7 @@ static int h_registrations_create(struct call *c)
 	} else
 		snprintf(life, sizeof(life), "never expires");
 	log_info("api: registration %s created (%s, %s)", r.id, uses, life);
-	c->out = reg_json(&r, token);
+	c->out = secret_json(&store_registrations, &r, token);
 	memset(token, 0, sizeof(token));
 	return c->out ? MHD_HTTP_CREATED : internal(c);
 }
@@ -373,7 +450,7 @@ static int set_enabled(struct call *c, bool on)
 	if (ret)
 		return internal(c);
 	log_info("api: registration %s %s", r.id, on ? "enabled" : "disabled");
-	c->out = reg_json(&r, NULL);
+	c->out = row_json(&store_registrations, &r, FORM_FULL);
 	return c->out ? MHD_HTTP_OK : internal(c);
 }
 
@@ -387,30 +464,9 @@ static int h_registration_enable(struct call *c)
 	return set_enabled(c, true);
 }
 
-static int token_cb(const struct store_token *t, void *arg)
-{
-	json_t *o = token_json(t, NULL);
-
-	return o && !json_array_append_new(arg, o) ? 0 : -ENOMEM;
-}
-
 static int h_tokens_list(struct call *c)
 {
-	json_t *items = json_array();
-	long long page;
-	int64_t total;
-	int ret;
-
-	ret = get_page(c, &page);
-	if (ret || !items) {
-		json_decref(items);
-		return ret ? ret : internal(c);
-	}
-	if (store_token_list(c->a->st, (page - 1) * PER_PAGE, PER_PAGE, token_cb, items, &total)) {
-		json_decref(items);
-		return internal(c);
-	}
-	return list_reply(c, items, page, total);
+	return list_page(c, &store_tokens, NULL, NULL);
 }
 
 static int h_tokens_create(struct call *c)
@@ -428,7 +484,7 @@ static int h_tokens_create(struct call *c)
 	if (store_token_create(c->a->st, group, desc, &t, token))
 		return internal(c);
 	log_info("api: token %s created for tunnel %s", t.id, t.tunnel_id);
-	c->out = token_json(&t, token);
+	c->out = secret_json(&store_tokens, &t, token);
 	memset(token, 0, sizeof(token));
 	return c->out ? MHD_HTTP_CREATED : internal(c);
 }
@@ -458,49 +514,21 @@ static int h_token_revoke(struct call *c)
 	if (changed && relaylink_kick(c->a->rl, t.tunnel_id, "token revoked") == 0)
 		log_info("api: kicked tunnel %s", t.tunnel_id);
 	relaylink_released_free(&rel);
-	c->out = token_json(&t, NULL);
+	c->out = row_json(&store_tokens, &t, FORM_FULL);
 	return c->out ? MHD_HTTP_OK : internal(c);
-}
-
-struct tunnel_list {
-	struct api *a;
-	json_t *items;
-};
-
-static int tunnel_cb(const struct store_tunnel *t, void *arg)
-{
-	struct tunnel_list *tl = arg;
-	json_t *o = tunnel_json(tl->a, t);
-
-	return o && !json_array_append_new(tl->items, o) ? 0 : -ENOMEM;
 }
 
 static int h_tunnels_list(struct call *c)
 {
-	struct tunnel_list tl = {c->a, json_array()};
-	const char *online = query(c, "online"), *search;
+	const char *online = query(c, "online");
 	bool only = online && (!strcmp(online, "1") || !strcmp(online, "true"));
-	long long page;
-	int64_t total;
+	struct store_filter f = {.online_only = only};
 	int ret;
 
-	if (online && !only && strcmp(online, "0") && strcmp(online, "false") && *online) {
-		json_decref(tl.items);
+	if (online && !only && strcmp(online, "0") && strcmp(online, "false") && *online)
 		return fail(c, MHD_HTTP_BAD_REQUEST, "invalid online (1 or 0)");
-	}
-	ret = query_arg(c, "search", VALID_TEXT, SEARCH_MAX, &search);
-	if (!ret)
-		ret = get_page(c, &page);
-	if (ret || !tl.items) {
-		json_decref(tl.items);
-		return ret ? ret : internal(c);
-	}
-	if (store_tunnel_list(c->a->st, only, search, (page - 1) * PER_PAGE, PER_PAGE, tunnel_cb,
-			      &tl, &total)) {
-		json_decref(tl.items);
-		return internal(c);
-	}
-	return list_reply(c, tl.items, page, total);
+	ret = query_arg(c, "search", VALID_TEXT, SEARCH_MAX, &f.search);
+	return ret ? ret : list_page(c, &store_tunnels, &f, tunnel_rules);
 }
 
 static int h_tunnel_get(struct call *c)
@@ -607,48 +635,12 @@ static int h_tunnel_shutdown(struct call *c)
 	return c->out ? MHD_HTTP_OK : internal(c);
 }
 
-struct port_list {
-	struct api *a;
-	json_t *items;
-};
-
-/* A port with the packets and bytes relayd's XDP counted for it, when it reported them. */
-static int port_cb(const struct store_port *p, void *arg)
-{
-	struct port_list *pl = arg;
-	json_t *o = port_json(p);
-	int64_t packets, bytes;
-
-	if (o && relaylink_port_counters(pl->a->rl, p->port, &packets, &bytes) &&
-	    (json_object_set_new(o, "packets", json_integer(packets)) ||
-	     json_object_set_new(o, "bytes", json_integer(bytes)))) {
-		json_decref(o);
-		o = NULL;
-	}
-	return o && !json_array_append_new(pl->items, o) ? 0 : -ENOMEM;
-}
-
 static int h_ports_list(struct call *c)
 {
-	struct port_list pl = {c->a, json_array()};
-	const char *tunnel;
-	long long page;
-	int64_t total;
-	int ret;
+	struct store_filter f = {0};
+	int ret = query_arg(c, "tunnel", VALID_ID, ID_MAX, &f.tunnel_id);
 
-	ret = query_arg(c, "tunnel", VALID_ID, ID_MAX, &tunnel);
-	if (!ret)
-		ret = get_page(c, &page);
-	if (ret || !pl.items) {
-		json_decref(pl.items);
-		return ret ? ret : internal(c);
-	}
-	if (store_port_list(c->a->st, tunnel, (page - 1) * PER_PAGE, PER_PAGE, port_cb, &pl,
-			    &total)) {
-		json_decref(pl.items);
-		return internal(c);
-	}
-	return list_reply(c, pl.items, page, total);
+	return ret ? ret : list_page(c, &store_ports, &f, port_counters);
 }
 
 static int h_ports_allocate(struct call *c)
@@ -700,7 +692,7 @@ static int h_ports_allocate(struct call *c)
 		log_info("api: port %u allocated to tunnel %s", p.port, p.tunnel_id);
 		relaylink_port_add(c->a->rl, p.port, p.tunnel_id);
 	}
-	c->out = port_json(&p);
+	c->out = row_json(&store_ports, &p, FORM_FULL);
 	return c->out ? MHD_HTTP_CREATED : internal(c);
 }
 
@@ -725,40 +717,12 @@ static int h_port_release(struct call *c)
 
 /* --- domains --- */
 
-static json_t *domain_json(const struct store_domain *d)
-{
-	return json_pack("{s:s, s:s, s:o, s:I}", "domain", d->domain, "tunnel_id", d->tunnel_id,
-			 "rule", jstr(d->rule), "created_at", (json_int_t)d->created_at);
-}
-
-static int domain_cb(const struct store_domain *d, void *arr)
-{
-	json_t *o = domain_json(d);
-
-	return o && !json_array_append_new(arr, o) ? 0 : -ENOMEM;
-}
-
 static int h_domains_list(struct call *c)
 {
-	json_t *items = json_array();
-	const char *tunnel;
-	long long page;
-	int64_t total;
-	int ret;
+	struct store_filter f = {0};
+	int ret = query_arg(c, "tunnel", VALID_ID, ID_MAX, &f.tunnel_id);
 
-	ret = query_arg(c, "tunnel", VALID_ID, ID_MAX, &tunnel);
-	if (!ret)
-		ret = get_page(c, &page);
-	if (ret || !items) {
-		json_decref(items);
-		return ret ? ret : internal(c);
-	}
-	if (store_domain_list(c->a->st, tunnel, (page - 1) * PER_PAGE, PER_PAGE, domain_cb, items,
-			      &total)) {
-		json_decref(items);
-		return internal(c);
-	}
-	return list_reply(c, items, page, total);
+	return ret ? ret : list_page(c, &store_domains, &f, NULL);
 }
 
 static int h_domain_release(struct call *c)
@@ -783,19 +747,13 @@ static int h_domain_release(struct call *c)
 
 /* --- firewall --- */
 
-static int fw_rule_cb(const struct store_fw_rule *r, void *arr)
-{
-	json_t *o = json_pack("{s:s, s:I}", "cidr", r->cidr, "created", (json_int_t)r->created_at);
-
-	return o && !json_array_append_new(arr, o) ? 0 : -ENOMEM;
-}
-
 static int h_firewall_list(struct call *c)
 {
-	json_t *deny = json_array(), *allow = json_array();
+	struct store_filter fd = {.kind = STORE_FW_DENY}, fa = {.kind = STORE_FW_ALLOW};
+	json_t *deny = all_json(c->a, &store_fw_rules, &fd, FORM_FULL);
+	json_t *allow = all_json(c->a, &store_fw_rules, &fa, FORM_FULL);
 
-	if (!deny || !allow || store_fw_list(c->a->st, STORE_FW_DENY, fw_rule_cb, deny, NULL) ||
-	    store_fw_list(c->a->st, STORE_FW_ALLOW, fw_rule_cb, allow, NULL)) {
+	if (!deny || !allow) {
 		json_decref(deny);
 		json_decref(allow);
 		return internal(c);

@@ -111,10 +111,6 @@ static const char *const store_migrations[] = {
 _Static_assert(ARRAY_SIZE(store_migrations) == STORE_SCHEMA_VERSION,
 	       "STORE_SCHEMA_VERSION must match the migration list");
 
-static void port_row(sqlite3_stmt *st, struct store_port *p);
-static int domains_release_tunnel(struct store *s, const char *tunnel_id, const char *const *keep,
-				  size_t nkeep, store_domain_cb cb, void *arg);
-
 static int64_t store_now(void)
 {
 	return (int64_t)time(NULL);
@@ -138,23 +134,6 @@ static int db_fail(struct store *s, const char *what)
 {
 	log_error("store: %s: %s", what, sqlite3_errmsg(s->db));
 	return -EIO;
-}
-
-/* Steps a port query of at most one row into out and finalizes it: 1 found, 0 none, or -errno. */
-static int port_one(struct store *s, sqlite3_stmt *st, struct store_port *out)
-{
-	int rc = sqlite3_step(st), ret;
-
-	if (rc == SQLITE_ROW) {
-		port_row(st, out);
-		ret = 1;
-	} else if (rc == SQLITE_DONE) {
-		ret = 0;
-	} else {
-		ret = db_fail(s, "port lookup");
-	}
-	sqlite3_finalize(st);
-	return ret;
 }
 
 static int exec_sql(struct store *s, const char *sql)
@@ -192,6 +171,26 @@ static int tx_end(struct store *s, int ret)
 	}
 	exec_sql(s, "ROLLBACK");
 	return ret;
+}
+
+/*
+ * The transaction of a change that can be refused with a reason in err: a
+ * database failure is an "internal error" to the peer (the log has the rest).
+ */
+static int tx_begin_err(struct store *s, char *err, size_t errlen)
+{
+	int ret = tx_begin(s);
+
+	if (ret)
+		set_err(err, errlen, "internal error");
+	return ret;
+}
+
+static int tx_end_err(struct store *s, int ret, char *err, size_t errlen)
+{
+	if (ret == -EIO)
+		set_err(err, errlen, "internal error");
+	return tx_end(s, ret);
 }
 
 /* Length of s cut to at most max bytes without splitting a UTF-8 sequence. */
@@ -258,6 +257,481 @@ static int query_int(struct store *s, sqlite3_stmt *st, int64_t *v)
 	}
 	return db_fail(s, sqlite3_sql(st));
 }
+
+/* --- rows: reading, getting and listing an entity from its column table --- */
+
+/*
+ * How an entity is queried. where holds the filter with its parameters
+ * ?1..?nparams, which bind sets from a struct store_filter (NULL: no
+ * filter); the page's LIMIT and OFFSET come after them. where_of, when set,
+ * picks the WHERE for a filter instead (one of its fixed texts, never built
+ * from the filter's values): a filter that is not set is no WHERE at all,
+ * so a set one can be a plain condition an index serves.
+ */
+struct store_query {
+	const char *table;
+	const char *key;   /* the column a row is found, changed and deleted by; NULL: none */
+	const char *where; /* "" or " WHERE ..." */
+	const char *(*where_of)(const struct store_filter *f);
+	int nparams;
+	const char *order; /* ORDER BY of a list: stable */
+	int (*bind)(sqlite3_stmt *st, const struct store_filter *f);
+	bool need_filter; /* a list needs f (no f is -EINVAL): a zeroed one means no "all" */
+};
+
+/* Any record, for the generic code that holds one (a new entity joins it). */
+union store_any {
+	struct store_registration reg;
+	struct store_token token;
+	struct store_tunnel tunnel;
+	struct store_port port;
+	struct store_domain domain;
+	struct store_fw_rule fw;
+};
+
+/*
+ * Defines the entity var, whose records are a type: the type must fit union
+ * store_any, the row store_list reads every entity's records into.
+ */
+#define STORE_ENTITY(var, name, type, cols, query)                                                 \
+	_Static_assert(sizeof(type) <= sizeof(union store_any),                                    \
+		       #type " must fit union store_any: make it a member");                       \
+	const struct store_entity var = {name, sizeof(type), cols, ARRAY_SIZE(cols), &(query)}
+
+int64_t store_col_int(const struct store_col *c, const void *row)
+{
+	const char *p = (const char *)row + c->off;
+
+	switch (c->ctype) {
+	case STORE_C_I64:
+		return *(const int64_t *)p;
+	case STORE_C_BOOL:
+		return *(const bool *)p;
+	case STORE_C_U16:
+		return *(const uint16_t *)p;
+	case STORE_C_ENUM:
+		return *(const int *)p;
+	case STORE_C_TEXT:
+		break;
+	}
+	return 0;
+}
+
+const char *store_col_name(const struct store_col *c, const void *row)
+{
+	int64_t v = store_col_int(c, row);
+
+	for (int64_t i = 0; c->names && c->names[i]; i++)
+		if (i == v)
+			return c->names[i];
+	return NULL;
+}
+
+/* The columns of st (selected in e's order) into the record row. */
+static void row_read(const struct store_entity *e, sqlite3_stmt *st, void *row)
+{
+	memset(row, 0, e->size);
+	for (size_t i = 0; i < e->ncols; i++) {
+		const struct store_col *c = &e->cols[i];
+		char *p = (char *)row + c->off;
+		const char *text;
+		int v = 0;
+
+		switch (c->ctype) {
+		case STORE_C_TEXT:
+			col_text(st, (int)i, p, c->size);
+			break;
+		case STORE_C_I64:
+			*(int64_t *)p = col_int(st, (int)i);
+			break;
+		case STORE_C_BOOL:
+			*(bool *)p = col_int(st, (int)i) != 0;
+			break;
+		case STORE_C_U16:
+			*(uint16_t *)p = (uint16_t)sqlite3_column_int(st, (int)i);
+			break;
+		case STORE_C_ENUM:
+			text = (const char *)sqlite3_column_text(st, (int)i);
+			for (int k = 0; text && c->names[k]; k++)
+				if (!strcmp(text, c->names[k]))
+					v = k;
+			*(int *)p = v;
+			break;
+		}
+	}
+}
+
+/*
+ * e's column selected as sql ("rule", its key); NULL, logged, when e has
+ * none (sql NULL: e has no key): its callers then refuse with -EINVAL.
+ */
+static const struct store_col *col_named(const struct store_entity *e, const char *sql)
+{
+	for (size_t i = 0; sql && i < e->ncols; i++)
+		if (!strcmp(e->cols[i].sql, sql))
+			return &e->cols[i];
+	log_error("store: %s: no %s column", e->name, sql ? sql : "key");
+	return NULL;
+}
+
+/* Binds a column's value in row to parameter i, as row_read reads it back. */
+static void bind_col(sqlite3_stmt *st, int i, const struct store_col *c, const void *row)
+{
+	if (c->ctype == STORE_C_TEXT)
+		bind_text(st, i, (const char *)row + c->off);
+	else if (c->ctype == STORE_C_ENUM)
+		bind_text(st, i, store_col_name(c, row));
+	else
+		sqlite3_bind_int64(st, i, store_col_int(c, row));
+}
+
+/*
+ * ports, domains: a tunnel's rows are " WHERE tunnel_id = ?1", which the
+ * ports_tunnel and domains_tunnel indexes serve (a per-tunnel query runs at
+ * every client connect, revoke and deauth); no tunnel_id: every row, no
+ * WHERE (an "?1 IS NULL OR tunnel_id = ?1" makes SQLite scan the table).
+ */
+static const char *tunnel_id_where(const struct store_filter *f)
+{
+	return f && f->tunnel_id ? " WHERE tunnel_id = ?1" : "";
+}
+
+static int tunnel_id_bind(sqlite3_stmt *st, const struct store_filter *f)
+{
+	if (f->tunnel_id)
+		bind_text(st, 1, f->tunnel_id);
+	return 0;
+}
+
+/* Prepares "SELECT <e's columns> FROM <its table><tail>". */
+static int prep_select(struct store *s, const struct store_entity *e, const char *tail,
+		       sqlite3_stmt **st)
+{
+	char sql[1024];
+	size_t n = (size_t)snprintf(sql, sizeof(sql), "SELECT ");
+
+	for (size_t i = 0; i < e->ncols && n < sizeof(sql); i++)
+		n += (size_t)snprintf(sql + n, sizeof(sql) - n, "%s%s", i ? ", " : "",
+				      e->cols[i].sql);
+	if (n < sizeof(sql))
+		n += (size_t)snprintf(sql + n, sizeof(sql) - n, " FROM %s%s", e->q->table, tail);
+	if (n >= sizeof(sql)) {
+		log_error("store: %s: query too long", e->name);
+		*st = NULL;
+		return -EIO;
+	}
+	return prep(s, sql, st);
+}
+
+/* Steps a query of at most one row of e into out and finalizes it: 1 found, 0 none, or -EIO. */
+static int row_one(struct store *s, const struct store_entity *e, sqlite3_stmt *st, void *out)
+{
+	int rc = sqlite3_step(st), ret;
+
+	if (rc == SQLITE_ROW) {
+		row_read(e, st, out);
+		ret = 1;
+	} else if (rc == SQLITE_DONE) {
+		ret = 0;
+	} else {
+		ret = db_fail(s, e->name);
+	}
+	sqlite3_finalize(st);
+	return ret;
+}
+
+/* The row of e whose key is key: 1 found, 0 not, or -EIO. */
+static int row_find(struct store *s, const struct store_entity *e, const char *key, void *out)
+{
+	char tail[128];
+	sqlite3_stmt *st;
+	int ret;
+
+	if (!e->q->key)
+		return -EINVAL;
+	snprintf(tail, sizeof(tail), " WHERE %s = ?1", e->q->key);
+	ret = prep_select(s, e, tail, &st);
+	if (ret)
+		return ret;
+	bind_text(st, 1, key);
+	return row_one(s, e, st, out);
+}
+
+int store_get(struct store *s, const struct store_entity *e, const char *key, void *out)
+{
+	int ret = row_find(s, e, key, out);
+
+	return ret == 1 ? 0 : ret == 0 ? -ENOENT : ret;
+}
+
+/* The WHERE of e's lists for f (NULL: no filter): a fixed text of its query. */
+static const char *filter_where(const struct store_entity *e, const struct store_filter *f)
+{
+	return e->q->where_of ? e->q->where_of(f) : e->q->where;
+}
+
+static int filter_bind(const struct store_entity *e, sqlite3_stmt *st, const struct store_filter *f)
+{
+	static const struct store_filter all;
+
+	if (!f && e->q->need_filter) {
+		log_error("store: %s: a list of them needs a filter", e->name);
+		return -EINVAL;
+	}
+	return e->q->bind ? e->q->bind(st, f ? f : &all) : 0;
+}
+
+/* The number of rows of e that f keeps. */
+static int row_count(struct store *s, const struct store_entity *e, const struct store_filter *f,
+		     int64_t *n)
+{
+	char sql[512];
+	sqlite3_stmt *st;
+	int ret;
+
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s%s", e->q->table, filter_where(e, f));
+	ret = prep(s, sql, &st);
+	if (ret)
+		return ret;
+	ret = filter_bind(e, st, f);
+	if (!ret)
+		ret = query_int(s, st, n);
+	sqlite3_finalize(st);
+	return ret;
+}
+
+int store_list(struct store *s, const struct store_entity *e, const struct store_filter *f,
+	       int64_t offset, int64_t limit, store_row_cb cb, void *arg, int64_t *total)
+{
+	const struct store_query *q = e->q;
+	union store_any row;
+	char tail[512];
+	sqlite3_stmt *st;
+	int rc, ret;
+
+	if (e->size > sizeof(row)) { /* an entity not made by STORE_ENTITY */
+		log_error("store: %s: its record does not fit union store_any", e->name);
+		return -EINVAL;
+	}
+	if (total) {
+		ret = row_count(s, e, f, total);
+		if (ret)
+			return ret;
+	}
+	snprintf(tail, sizeof(tail), "%s ORDER BY %s LIMIT ?%d OFFSET ?%d", filter_where(e, f),
+		 q->order, q->nparams + 1, q->nparams + 2);
+	ret = prep_select(s, e, tail, &st);
+	if (ret)
+		return ret;
+	ret = filter_bind(e, st, f);
+	if (ret)
+		goto out;
+	sqlite3_bind_int64(st, q->nparams + 1, limit);
+	sqlite3_bind_int64(st, q->nparams + 2, offset);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		row_read(e, st, &row);
+		ret = cb(&row, arg);
+		if (ret)
+			goto out;
+	}
+	if (rc != SQLITE_DONE)
+		ret = db_fail(s, e->name);
+out:
+	sqlite3_finalize(st);
+	return ret;
+}
+
+/*
+ * Writing a record of e, for the entities whose columns are plain column
+ * names (ports, domains, firewall blocks): every column is written as
+ * row_read reads it back.
+ */
+static int row_write(struct store *s, const struct store_entity *e, const char *sql,
+		     const struct store_col *const *cols, size_t n, const void *row)
+{
+	sqlite3_stmt *st;
+	int ret = prep(s, sql, &st);
+
+	if (ret)
+		return ret;
+	for (size_t i = 0; i < n; i++)
+		bind_col(st, (int)i + 1, cols[i], row);
+	ret = step_done(s, st);
+	sqlite3_finalize(st);
+	return ret;
+}
+
+/* INSERT INTO <table> (<every column>) VALUES (...) of the record row. */
+static int row_insert(struct store *s, const struct store_entity *e, const void *row)
+{
+	const struct store_col *cols[16];
+	char sql[512];
+	size_t n = (size_t)snprintf(sql, sizeof(sql), "INSERT INTO %s (", e->q->table);
+
+	if (e->ncols > ARRAY_SIZE(cols)) {
+		log_error("store: %s: insert: more than %zu columns", e->name, ARRAY_SIZE(cols));
+		return -EIO;
+	}
+	for (size_t i = 0; i < e->ncols && n < sizeof(sql); i++) {
+		cols[i] = &e->cols[i];
+		n += (size_t)snprintf(sql + n, sizeof(sql) - n, "%s%s", i ? ", " : "",
+				      e->cols[i].sql);
+	}
+	for (size_t i = 0; i < e->ncols && n < sizeof(sql); i++)
+		n += (size_t)snprintf(sql + n, sizeof(sql) - n, "%s?%zu", i ? ", " : ") VALUES (",
+				      i + 1);
+	if (n + 2 > sizeof(sql)) { /* no SQLite call failed: its errmsg would be another's */
+		log_error("store: %s: insert: query too long", e->name);
+		return -EIO;
+	}
+	strcat(sql, ")");
+	return row_write(s, e, sql, cols, e->ncols, row);
+}
+
+/* Sets the column col of the stored row with row's key to row's value of it. */
+static int row_update(struct store *s, const struct store_entity *e, const void *row,
+		      const char *col)
+{
+	const struct store_col *cols[2] = {col_named(e, e->q->key), col_named(e, col)};
+	char sql[256];
+
+	if (!cols[0] || !cols[1])
+		return -EINVAL;
+	snprintf(sql, sizeof(sql), "UPDATE %s SET %s = ?2 WHERE %s = ?1", e->q->table, col,
+		 e->q->key);
+	return row_write(s, e, sql, cols, 2, row);
+}
+
+/* Prepares the DELETE of a row of e by its key, the column *key. */
+static int prep_delete(struct store *s, const struct store_entity *e, sqlite3_stmt **st,
+		       const struct store_col **key)
+{
+	char sql[256];
+
+	*key = col_named(e, e->q->key);
+	if (!*key) {
+		*st = NULL;
+		return -EINVAL;
+	}
+	snprintf(sql, sizeof(sql), "DELETE FROM %s WHERE %s = ?1", e->q->table, e->q->key);
+	return prep(s, sql, st);
+}
+
+/* Runs prep_delete's st for row's key and resets it for the next row. */
+static int delete_step(struct store *s, sqlite3_stmt *st, const struct store_col *key,
+		       const void *row)
+{
+	int ret;
+
+	bind_col(st, 1, key, row);
+	ret = step_done(s, st);
+	sqlite3_reset(st);
+	return ret;
+}
+
+/*
+ * Sets the stored rule of row (a port or a domain) to rule; row gets the new
+ * rule only once the UPDATE worked.
+ */
+static int rule_update(struct store *s, const struct store_entity *e, void *row, const char *rule)
+{
+	const struct store_col *c = col_named(e, "rule");
+	union store_any upd;
+	int ret;
+
+	if (!c || e->size > sizeof(upd))
+		return -EINVAL;
+	memcpy(&upd, row, e->size);
+	str_copy((char *)&upd + c->off, c->size, rule);
+	ret = row_update(s, e, &upd, "rule");
+	if (!ret)
+		memcpy(row, &upd, e->size);
+	return ret;
+}
+
+/* Deletes the stored row with row's key. */
+static int row_delete(struct store *s, const struct store_entity *e, const void *row)
+{
+	const struct store_col *key;
+	sqlite3_stmt *st;
+	int ret = prep_delete(s, e, &st, &key);
+
+	if (ret)
+		return ret;
+	ret = delete_step(s, st, key, row);
+	sqlite3_finalize(st);
+	return ret;
+}
+
+/*
+ * The end of releasing a port or a domain: found is its lookup's answer (1,
+ * 0 or -errno) for the row of what name says ("port 80"), which must be held
+ * by tunnel_id when that is given, then the row is deleted. The refusals:
+ * "NAME is not HELD" and "NAME is not HELD BY tunnel ID" ("allocated" "to",
+ * "held" "by").
+ */
+static int release_held(struct store *s, const struct store_entity *e, int found, const void *row,
+			const char *tunnel_id, const char *name, const char *held, const char *by,
+			char *err, size_t errlen)
+{
+	const struct store_col *tunnel = col_named(e, "tunnel_id");
+	int ret = found;
+
+	if (!tunnel) {
+		set_err(err, errlen, "internal error");
+		return -EINVAL;
+	}
+	if (found == 0) {
+		set_err(err, errlen, "%s is not %s", name, held);
+		return -ENOENT;
+	}
+	if (found > 0 && tunnel_id && strcmp(tunnel_id, (const char *)row + tunnel->off) != 0) {
+		set_err(err, errlen, "%s is not %s %s tunnel %s", name, held, by, tunnel_id);
+		return -ENOENT;
+	}
+	if (found > 0)
+		ret = row_delete(s, e, row);
+	if (ret)
+		set_err(err, errlen, "internal error");
+	return ret;
+}
+
+/*
+ * A typed callback of store.h (store_port_cb, ...) and its argument, called
+ * through a store_row_cb by a TYPED_CB trampoline: the list wrappers keep
+ * their types, the core walks records of any entity.
+ */
+struct typed_cb {
+	void (*fn)(void);
+	void *arg;
+};
+
+#define TYPED_CB(name, cb_type, row_type)                                                          \
+	static int name(const void *row, void *arg)                                                \
+	{                                                                                          \
+		const struct typed_cb *t = arg;                                                    \
+		return ((cb_type)t->fn)((const row_type *)row, t->arg);                            \
+	}
+
+TYPED_CB(call_reg_cb, store_reg_cb, struct store_registration)
+TYPED_CB(call_token_cb, store_token_cb, struct store_token)
+TYPED_CB(call_tunnel_cb, store_tunnel_cb, struct store_tunnel)
+TYPED_CB(call_port_cb, store_port_cb, struct store_port)
+TYPED_CB(call_domain_cb, store_domain_cb, struct store_domain)
+TYPED_CB(call_fw_cb, store_fw_cb, struct store_fw_rule)
+
+/* A list wrapper's store_list with its typed callback. */
+static int list_typed(struct store *s, const struct store_entity *e, const struct store_filter *f,
+		      int64_t offset, int64_t limit, store_row_cb call, void (*fn)(void), void *arg,
+		      int64_t *total)
+{
+	struct typed_cb t = {fn, arg};
+
+	return store_list(s, e, f, offset, limit, call, &t, total);
+}
+
+/* A column table's off and size of a member of the record struct */
+#define AT(type, member) offsetof(type, member), sizeof(((type *)0)->member)
 
 void store_hash_secret(const char *secret, char out[65])
 {
@@ -593,38 +1067,33 @@ int store_schema_version(struct store *s)
 	return s->version;
 }
 
+sqlite3 *store_sqlite(struct store *s)
+{
+	return s->db;
+}
+
 /* --- registrations --- */
 
-#define REG_COLS "id, description, max_uses, uses, expires_at, enabled, created_at"
+#define R(m) AT(struct store_registration, m)
+static const struct store_col reg_cols[] = {
+    {"id", STORE_C_TEXT, R(id), .json = "id", .jtype = STORE_J_STR},
+    {"description", STORE_C_TEXT, R(description), .json = "description", .jtype = STORE_J_TEXT},
+    {"max_uses", STORE_C_I64, R(max_uses), .json = "max_uses", .jtype = STORE_J_INT},
+    {"uses", STORE_C_I64, R(uses), .json = "uses", .jtype = STORE_J_INT},
+    {"expires_at", STORE_C_I64, R(expires_at), .json = "expires_at", .jtype = STORE_J_TIME},
+    {"enabled", STORE_C_BOOL, R(enabled), .json = "enabled", .jtype = STORE_J_BOOL},
+    {"created_at", STORE_C_I64, R(created_at), .json = "created_at", .jtype = STORE_J_INT},
+};
+#undef R
 
-static void reg_row(sqlite3_stmt *st, struct store_registration *r)
-{
-	memset(r, 0, sizeof(*r));
-	col_text(st, 0, r->id, sizeof(r->id));
-	col_text(st, 1, r->description, sizeof(r->description));
-	r->max_uses = col_int(st, 2);
-	r->uses = col_int(st, 3);
-	r->expires_at = col_int(st, 4);
-	r->enabled = col_int(st, 5) != 0;
-	r->created_at = col_int(st, 6);
-}
+static const struct store_query reg_query = {
+    .table = "registrations", .key = "id", .where = "", .order = "created_at, rowid"};
+
+STORE_ENTITY(store_registrations, "registration", struct store_registration, reg_cols, reg_query);
 
 int store_registration_get(struct store *s, const char *id, struct store_registration *out)
 {
-	sqlite3_stmt *st;
-	int rc, ret;
-
-	ret = prep(s, "SELECT " REG_COLS " FROM registrations WHERE id = ?1", &st);
-	if (ret)
-		return ret;
-	bind_text(st, 1, id);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW)
-		reg_row(st, out);
-	else
-		ret = rc == SQLITE_DONE ? -ENOENT : db_fail(s, "registration get");
-	sqlite3_finalize(st);
-	return ret;
+	return store_get(s, &store_registrations, id, out);
 }
 
 int store_registration_create(struct store *s, const char *description, int64_t max_uses,
@@ -689,78 +1158,50 @@ int store_registration_set_enabled(struct store *s, const char *id, bool enabled
 int store_registration_list(struct store *s, int64_t offset, int64_t limit, store_reg_cb cb,
 			    void *arg, int64_t *total)
 {
-	struct store_registration r;
-	sqlite3_stmt *st;
-	int rc, ret;
-
-	ret = prep(s, "SELECT count(*) FROM registrations", &st);
-	if (ret)
-		return ret;
-	ret = query_int(s, st, total);
-	sqlite3_finalize(st);
-	if (ret)
-		return ret;
-	ret = prep(s,
-		   "SELECT " REG_COLS " FROM registrations ORDER BY created_at, rowid"
-		   " LIMIT ?1 OFFSET ?2",
-		   &st);
-	if (ret)
-		return ret;
-	sqlite3_bind_int64(st, 1, limit);
-	sqlite3_bind_int64(st, 2, offset);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		reg_row(st, &r);
-		ret = cb(&r, arg);
-		if (ret)
-			goto out;
-	}
-	if (rc != SQLITE_DONE)
-		ret = db_fail(s, "registration list");
-out:
-	sqlite3_finalize(st);
-	return ret;
+	return list_typed(s, &store_registrations, NULL, offset, limit, call_reg_cb,
+			  (void (*)(void))cb, arg, total);
 }
 
 /* --- tunnels and tokens --- */
 
-#define TUN_COLS                                                                                   \
-	"id, group_id, hostname, os, arch, client_version, state, last_seen, created_at,"          \
-	" coalesce(token_id, '')"
+/* enum store_state by its text in the tunnels table */
+static const char *const tunnel_states[] = {"offline", "online", NULL};
 
-static void tunnel_row(sqlite3_stmt *st, struct store_tunnel *t)
-{
-	const unsigned char *state;
+#define T(m) AT(struct store_tunnel, m)
+static const struct store_col tunnel_cols[] = {
+    {"id", STORE_C_TEXT, T(id), .json = "id", .jtype = STORE_J_STR},
+    {"group_id", STORE_C_TEXT, T(group_id), .json = "group_id", .jtype = STORE_J_TEXT},
+    {"hostname", STORE_C_TEXT, T(hostname), .json = "hostname", .jtype = STORE_J_TEXT},
+    {"os", STORE_C_TEXT, T(os), .json = "os", .jtype = STORE_J_TEXT},
+    {"arch", STORE_C_TEXT, T(arch), .json = "arch", .jtype = STORE_J_TEXT},
+    {"client_version", STORE_C_TEXT, T(client_version), .json = "client_version",
+     .jtype = STORE_J_TEXT},
+    {"state", STORE_C_ENUM, T(state), .names = tunnel_states, .json = "state",
+     .jtype = STORE_J_ENUM},
+    {"last_seen", STORE_C_I64, T(last_seen), .json = "last_seen", .jtype = STORE_J_TIME},
+    {"created_at", STORE_C_I64, T(created_at), .json = "created_at", .jtype = STORE_J_INT},
+    {"coalesce(token_id, '')", STORE_C_TEXT, T(token_id), .json = "token_id",
+     .jtype = STORE_J_STR_NULL},
+};
+#undef T
 
-	memset(t, 0, sizeof(*t));
-	col_text(st, 0, t->id, sizeof(t->id));
-	col_text(st, 1, t->group_id, sizeof(t->group_id));
-	col_text(st, 2, t->hostname, sizeof(t->hostname));
-	col_text(st, 3, t->os, sizeof(t->os));
-	col_text(st, 4, t->arch, sizeof(t->arch));
-	col_text(st, 5, t->client_version, sizeof(t->client_version));
-	state = sqlite3_column_text(st, 6);
-	t->state = state && !strcmp((const char *)state, "online") ? STORE_ONLINE : STORE_OFFLINE;
-	t->last_seen = col_int(st, 7);
-	t->created_at = col_int(st, 8);
-	col_text(st, 9, t->token_id, sizeof(t->token_id));
-}
+static int tunnel_bind(sqlite3_stmt *st, const struct store_filter *f);
+
+static const struct store_query tunnel_query = {
+    .table = "tunnels",
+    .key = "id",
+    .where = " WHERE (?1 = 0 OR state = 'online') AND (?2 = '' OR id LIKE ?2 ESCAPE '\\'"
+	     " OR group_id LIKE ?2 ESCAPE '\\' OR hostname LIKE ?2 ESCAPE '\\')",
+    .nparams = 2,
+    .order = "created_at, rowid",
+    .bind = tunnel_bind,
+};
+
+STORE_ENTITY(store_tunnels, "tunnel", struct store_tunnel, tunnel_cols, tunnel_query);
 
 int store_tunnel_get(struct store *s, const char *id, struct store_tunnel *out)
 {
-	sqlite3_stmt *st;
-	int rc, ret;
-
-	ret = prep(s, "SELECT " TUN_COLS " FROM tunnels WHERE id = ?1", &st);
-	if (ret)
-		return ret;
-	bind_text(st, 1, id);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW)
-		tunnel_row(st, out);
-	else
-		ret = rc == SQLITE_DONE ? -ENOENT : db_fail(s, "tunnel get");
-	sqlite3_finalize(st);
-	return ret;
+	return store_get(s, &store_tunnels, id, out);
 }
 
 static const char *nz(const char *s)
@@ -848,35 +1289,27 @@ static int create_tunnel_token(struct store *s, const char *group,
 	return ret;
 }
 
-#define TOK_COLS "id, tunnel_id, description, created_at, revoked, last_used"
+#define K(m) AT(struct store_token, m)
+static const struct store_col token_cols[] = {
+    {"id", STORE_C_TEXT, K(id), .json = "id", .jtype = STORE_J_STR},
+    {"tunnel_id", STORE_C_TEXT, K(tunnel_id), .json = "tunnel_id", .jtype = STORE_J_STR},
+    {"description", STORE_C_TEXT, K(description), .json = "description", .jtype = STORE_J_TEXT},
+    {"created_at", STORE_C_I64, K(created_at), .json = "created_at", .jtype = STORE_J_INT},
+    {"revoked", STORE_C_BOOL, K(revoked), .json = "revoked", .jtype = STORE_J_BOOL},
+    /* a new token's answer shows its secret instead */
+    {"last_used", STORE_C_I64, K(last_used), .json = "last_used", .jtype = STORE_J_TIME,
+     .flags = STORE_J_STORED},
+};
+#undef K
 
-static void token_row(sqlite3_stmt *st, struct store_token *t)
-{
-	memset(t, 0, sizeof(*t));
-	col_text(st, 0, t->id, sizeof(t->id));
-	col_text(st, 1, t->tunnel_id, sizeof(t->tunnel_id));
-	col_text(st, 2, t->description, sizeof(t->description));
-	t->created_at = col_int(st, 3);
-	t->revoked = col_int(st, 4) != 0;
-	t->last_used = col_int(st, 5);
-}
+static const struct store_query token_query = {
+    .table = "tokens", .key = "id", .where = "", .order = "created_at, rowid"};
+
+STORE_ENTITY(store_tokens, "token", struct store_token, token_cols, token_query);
 
 int store_token_get(struct store *s, const char *id, struct store_token *out)
 {
-	sqlite3_stmt *st;
-	int rc, ret;
-
-	ret = prep(s, "SELECT " TOK_COLS " FROM tokens WHERE id = ?1", &st);
-	if (ret)
-		return ret;
-	bind_text(st, 1, id);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW)
-		token_row(st, out);
-	else
-		ret = rc == SQLITE_DONE ? -ENOENT : db_fail(s, "token get");
-	sqlite3_finalize(st);
-	return ret;
+	return store_get(s, &store_tokens, id, out);
 }
 
 int store_token_create(struct store *s, const char *group, const char *description,
@@ -905,58 +1338,84 @@ static bool name_in(const char *name, const char *const *names, size_t n)
 	return false;
 }
 
-/*
- * Inside the caller's transaction: deletes the tunnel's ports, all of them
- * (keep NULL) or those with a rule name not in keep[0..nkeep); each deleted
- * row goes to cb first.
- */
-static int ports_release_tunnel(struct store *s, const char *tunnel_id, const char *const *keep,
-				size_t nkeep, store_port_cb cb, void *arg)
-{
-	struct store_port *rel = NULL, p;
-	size_t n = 0, cap = 0;
-	sqlite3_stmt *st;
-	int rc, ret;
+/* Rows of a tunnel that release_tunnel deletes, collected before the first delete. */
+struct release {
+	const struct store_col *rule;
+	const char *const *keep;
+	size_t nkeep, size, n, cap;
+	char *rows;
+};
 
+static int release_collect(const void *row, void *arg)
+{
+	struct release *r = arg;
+	const char *rule = (const char *)row + r->rule->off;
+
+	if (r->keep && (!rule[0] || name_in(rule, r->keep, r->nkeep)))
+		return 0;
+	if (r->n == r->cap) {
+		char *rows = realloc(r->rows, (r->cap = r->cap ? 2 * r->cap : 8) * r->size);
+
+		if (!rows)
+			return -ENOMEM;
+		r->rows = rows;
+	}
+	memcpy(r->rows + r->n++ * r->size, row, r->size);
+	return 0;
+}
+
+/*
+ * Inside the caller's transaction: deletes the tunnel's rows of e (ports,
+ * domains: by key, with a "rule" column), all of them (keep NULL) or those
+ * with a rule name not in keep[0..nkeep); each deleted row goes to the typed
+ * callback fn (through call) first.
+ */
+static int release_tunnel(struct store *s, const struct store_entity *e, const char *tunnel_id,
+			  const char *const *keep, size_t nkeep, store_row_cb call,
+			  void (*fn)(void), void *arg)
+{
+	struct release r = {col_named(e, "rule"), keep, nkeep, e->size, 0, 0, NULL};
+	struct store_filter f = {.tunnel_id = nz(tunnel_id)}; /* NULL: none, not all */
+	struct typed_cb t = {fn, arg};
+	const struct store_col *key;
+	sqlite3_stmt *del = NULL;
+	int ret;
+
+	if (!r.rule)
+		return -EINVAL;
 	/* collect first: rows are not deleted under a running SELECT of the table */
-	ret = prep(s,
-		   "SELECT port, tunnel_id, rule, created_at FROM ports WHERE tunnel_id = ?1"
-		   " ORDER BY port",
-		   &st);
+	ret = store_list(s, e, &f, 0, -1, release_collect, &r, NULL);
+	if (!ret && r.n)
+		ret = prep_delete(s, e, &del, &key); /* one DELETE, reset between rows */
+	for (size_t i = 0; !ret && i < r.n; i++) {
+		const void *row = r.rows + i * r.size;
+
+		ret = delete_step(s, del, key, row);
+		if (!ret && fn)
+			ret = call(row, &t);
+	}
+	sqlite3_finalize(del);
+	free(r.rows);
+	return ret;
+}
+
+/*
+ * release_tunnel in a transaction of its own; sync: a connecting client's
+ * rule list, the names of keep[0..nkeep) (none at all is a list too).
+ */
+static int release_tunnel_tx(struct store *s, const struct store_entity *e, const char *tunnel_id,
+			     bool sync, const char *const *keep, size_t nkeep, store_row_cb call,
+			     void (*fn)(void), void *arg)
+{
+	static const char *const none[1] = {""};
+	int ret = tx_begin(s);
+
 	if (ret)
 		return ret;
-	bind_text(st, 1, tunnel_id);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		port_row(st, &p);
-		if (keep && (!p.rule[0] || name_in(p.rule, keep, nkeep)))
-			continue;
-		if (n == cap) {
-			struct store_port *r = realloc(rel, (cap = cap ? 2 * cap : 8) * sizeof(*r));
-
-			if (!r) {
-				ret = -ENOMEM;
-				break;
-			}
-			rel = r;
-		}
-		rel[n++] = p;
-	}
-	if (!ret && rc != SQLITE_DONE)
-		ret = db_fail(s, "port release");
-	sqlite3_finalize(st);
-	if (!ret && n)
-		ret = prep(s, "DELETE FROM ports WHERE port = ?1", &st);
-	for (size_t i = 0; !ret && i < n; i++) {
-		sqlite3_reset(st);
-		sqlite3_bind_int(st, 1, rel[i].port);
-		ret = step_done(s, st);
-		if (!ret && cb)
-			ret = cb(&rel[i], arg);
-	}
-	if (n)
-		sqlite3_finalize(st);
-	free(rel);
-	return ret;
+	if (sync && !nkeep)
+		keep = none;
+	ret = release_tunnel(s, e, tunnel_id, sync ? keep : NULL, nkeep, call, fn, arg);
+	return tx_end(s, ret);
 }
 
 /*
@@ -976,9 +1435,11 @@ static int revoke_tunnel_tx(struct store *s, const char *tunnel_id, store_port_c
 	ret = step_done(s, st);
 	sqlite3_finalize(st);
 	if (!ret)
-		ret = ports_release_tunnel(s, tunnel_id, NULL, 0, cb, arg);
+		ret = release_tunnel(s, &store_ports, tunnel_id, NULL, 0, call_port_cb,
+				     (void (*)(void))cb, arg);
 	if (!ret)
-		ret = domains_release_tunnel(s, tunnel_id, NULL, 0, dcb, arg);
+		ret = release_tunnel(s, &store_domains, tunnel_id, NULL, 0, call_domain_cb,
+				     (void (*)(void))dcb, arg);
 	return ret;
 }
 
@@ -1024,47 +1485,15 @@ int store_tunnel_revoke(struct store *s, const char *tunnel_id, store_port_cb re
 int store_port_sync(struct store *s, const char *tunnel_id, const char *const *names, size_t n,
 		    store_port_cb released, void *arg)
 {
-	static const char *const none[1] = {""};
-	int ret = tx_begin(s);
-
-	if (ret)
-		return ret;
-	ret = ports_release_tunnel(s, tunnel_id, n ? names : none, n, released, arg);
-	return tx_end(s, ret);
+	return release_tunnel_tx(s, &store_ports, tunnel_id, true, names, n, call_port_cb,
+				 (void (*)(void))released, arg);
 }
 
 int store_token_list(struct store *s, int64_t offset, int64_t limit, store_token_cb cb, void *arg,
 		     int64_t *total)
 {
-	struct store_token t;
-	sqlite3_stmt *st;
-	int rc, ret;
-
-	ret = prep(s, "SELECT count(*) FROM tokens", &st);
-	if (ret)
-		return ret;
-	ret = query_int(s, st, total);
-	sqlite3_finalize(st);
-	if (ret)
-		return ret;
-	ret =
-	    prep(s, "SELECT " TOK_COLS " FROM tokens ORDER BY created_at, rowid LIMIT ?1 OFFSET ?2",
-		 &st);
-	if (ret)
-		return ret;
-	sqlite3_bind_int64(st, 1, limit);
-	sqlite3_bind_int64(st, 2, offset);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		token_row(st, &t);
-		ret = cb(&t, arg);
-		if (ret)
-			goto out;
-	}
-	if (rc != SQLITE_DONE)
-		ret = db_fail(s, "token list");
-out:
-	sqlite3_finalize(st);
-	return ret;
+	return list_typed(s, &store_tokens, NULL, offset, limit, call_token_cb, (void (*)(void))cb,
+			  arg, total);
 }
 
 /* Updates the client-reported fields that are known (non-empty). */
@@ -1251,50 +1680,30 @@ static bool like_pattern(const char *term, char *out, size_t len)
 	return true;
 }
 
+/*
+ * The search's pattern holds every byte of a search of STORE_SEARCH_MAX, each
+ * escaped, and is bound whole: bind_text's cut at STORE_STR_LEN - 1 bytes
+ * would drop its closing '%' or end it on a lone '\\'.
+ */
+static int tunnel_bind(sqlite3_stmt *st, const struct store_filter *f)
+{
+	char pat[2 * STORE_SEARCH_MAX + 3] = "";
+
+	if (f->search && *f->search &&
+	    (strlen(f->search) > STORE_SEARCH_MAX || !like_pattern(f->search, pat, sizeof(pat))))
+		return -EINVAL;
+	sqlite3_bind_int(st, 1, f->online_only);
+	sqlite3_bind_text(st, 2, pat, -1, SQLITE_TRANSIENT);
+	return 0;
+}
+
 int store_tunnel_list(struct store *s, bool online_only, const char *search, int64_t offset,
 		      int64_t limit, store_tunnel_cb cb, void *arg, int64_t *total)
 {
-	static const char where[] =
-	    " WHERE (?1 = 0 OR state = 'online') AND (?2 = '' OR id LIKE ?2 ESCAPE '\\'"
-	    " OR group_id LIKE ?2 ESCAPE '\\' OR hostname LIKE ?2 ESCAPE '\\')";
-	struct store_tunnel t;
-	sqlite3_stmt *st;
-	char pat[600] = "", sql[512];
-	int rc, ret;
+	struct store_filter f = {.online_only = online_only, .search = search};
 
-	if (search && *search && !like_pattern(search, pat, sizeof(pat)))
-		return -EINVAL;
-	snprintf(sql, sizeof(sql), "SELECT count(*) FROM tunnels%s", where);
-	ret = prep(s, sql, &st);
-	if (ret)
-		return ret;
-	sqlite3_bind_int(st, 1, online_only);
-	bind_text(st, 2, pat);
-	ret = query_int(s, st, total);
-	sqlite3_finalize(st);
-	if (ret)
-		return ret;
-	snprintf(sql, sizeof(sql),
-		 "SELECT " TUN_COLS " FROM tunnels%s ORDER BY created_at, rowid LIMIT ?3 OFFSET ?4",
-		 where);
-	ret = prep(s, sql, &st);
-	if (ret)
-		return ret;
-	sqlite3_bind_int(st, 1, online_only);
-	bind_text(st, 2, pat);
-	sqlite3_bind_int64(st, 3, limit);
-	sqlite3_bind_int64(st, 4, offset);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		tunnel_row(st, &t);
-		ret = cb(&t, arg);
-		if (ret)
-			goto out;
-	}
-	if (rc != SQLITE_DONE)
-		ret = db_fail(s, "tunnel list");
-out:
-	sqlite3_finalize(st);
-	return ret;
+	return list_typed(s, &store_tunnels, &f, offset, limit, call_tunnel_cb, (void (*)(void))cb,
+			  arg, total);
 }
 
 int store_tunnel_set_state(struct store *s, const char *id, int state,
@@ -1366,23 +1775,34 @@ int store_tunnel_counts(struct store *s, int64_t *total, int64_t *online)
 
 /* --- ports --- */
 
-static void port_row(sqlite3_stmt *st, struct store_port *p)
-{
-	memset(p, 0, sizeof(*p));
-	p->port = (uint16_t)sqlite3_column_int(st, 0);
-	col_text(st, 1, p->tunnel_id, sizeof(p->tunnel_id));
-	col_text(st, 2, p->rule, sizeof(p->rule));
-	p->created_at = col_int(st, 3);
-}
+#define P(m) AT(struct store_port, m)
+static const struct store_col port_cols[] = {
+    {"port", STORE_C_U16, P(port), .json = "port", .jtype = STORE_J_INT, .flags = STORE_J_BRIEF},
+    {"tunnel_id", STORE_C_TEXT, P(tunnel_id), .json = "tunnel_id", .jtype = STORE_J_STR},
+    {"rule", STORE_C_TEXT, P(rule), .json = "rule", .jtype = STORE_J_TEXT, .flags = STORE_J_BRIEF},
+    {"created_at", STORE_C_I64, P(created_at), .json = "created_at", .jtype = STORE_J_INT},
+};
+#undef P
 
-/* Looks one port row up with a query taking ?1 and ?2; 1 found, 0 not, -EIO. */
-static int port_find(struct store *s, const char *sql, const char *a, int64_t b, const char *c,
+static const struct store_query port_query = {
+    .table = "ports",
+    .key = "port",
+    .where_of = tunnel_id_where,
+    .nparams = 1,
+    .order = "port",
+    .bind = tunnel_id_bind,
+};
+
+STORE_ENTITY(store_ports, "port", struct store_port, port_cols, port_query);
+
+/* Looks one port row up with a WHERE (and more) taking ?1 and ?2; 1 found, 0 not, -EIO. */
+static int port_find(struct store *s, const char *tail, const char *a, int64_t b, const char *c,
 		     struct store_port *out)
 {
 	sqlite3_stmt *st;
 	int ret;
 
-	ret = prep(s, sql, &st);
+	ret = prep_select(s, &store_ports, tail, &st);
 	if (ret)
 		return ret;
 	if (a)
@@ -1391,7 +1811,7 @@ static int port_find(struct store *s, const char *sql, const char *a, int64_t b,
 		sqlite3_bind_int64(st, 1, b);
 	if (c)
 		bind_text(st, 2, c);
-	return port_one(s, st, out);
+	return row_one(s, &store_ports, st, out);
 }
 
 void store_set_limits(struct store *s, uint16_t port_min, uint16_t port_max,
@@ -1407,15 +1827,13 @@ int store_port_outside(struct store *s, uint16_t lo, uint16_t hi, struct store_p
 	sqlite3_stmt *st;
 	int ret;
 
-	ret = prep(s,
-		   "SELECT port, tunnel_id, rule, created_at FROM ports"
-		   " WHERE port < ?1 OR port > ?2 ORDER BY port LIMIT 1",
-		   &st);
+	ret = prep_select(s, &store_ports, " WHERE port < ?1 OR port > ?2 ORDER BY port LIMIT 1",
+			  &st);
 	if (ret)
 		return ret;
 	sqlite3_bind_int(st, 1, lo);
 	sqlite3_bind_int(st, 2, hi);
-	return port_one(s, st, out);
+	return row_one(s, &store_ports, st, out);
 }
 
 /*
@@ -1455,6 +1873,7 @@ static int tunnel_usable(struct store *s, const char *tunnel_id, char *err, size
 static int port_alloc_tx(struct store *s, const char *tunnel_id, unsigned port, const char *rule,
 			 struct store_port *out, bool *created, char *err, size_t errlen)
 {
+	struct store_filter f = {.tunnel_id = tunnel_id};
 	sqlite3_stmt *st;
 	int64_t n, free_port;
 	int ret;
@@ -1469,10 +1888,7 @@ static int port_alloc_tx(struct store *s, const char *tunnel_id, unsigned port, 
 				s->port_min, s->port_max);
 			return -ERANGE;
 		}
-		ret = port_find(s,
-				"SELECT port, tunnel_id, rule, created_at FROM ports"
-				" WHERE port = ?1",
-				NULL, port, NULL, out);
+		ret = port_find(s, " WHERE port = ?1", NULL, port, NULL, out);
 		if (ret < 0)
 			return ret;
 		if (ret == 1) {
@@ -1481,24 +1897,12 @@ static int port_alloc_tx(struct store *s, const char *tunnel_id, unsigned port, 
 					port);
 				return -EADDRINUSE;
 			}
-			if (rule && *rule && strcmp(rule, out->rule) != 0) {
-				ret = prep(s, "UPDATE ports SET rule = ?2 WHERE port = ?1", &st);
-				if (ret)
-					return ret;
-				sqlite3_bind_int(st, 1, (int)port);
-				bind_text(st, 2, rule);
-				ret = step_done(s, st);
-				sqlite3_finalize(st);
-				if (ret)
-					return ret;
-				str_copy(out->rule, sizeof(out->rule), rule);
-			}
-			return 0;
+			if (!rule || !*rule || !strcmp(rule, out->rule))
+				return 0;
+			return rule_update(s, &store_ports, out, rule);
 		}
 	} else if (rule && *rule) {
-		ret = port_find(s,
-				"SELECT port, tunnel_id, rule, created_at FROM ports"
-				" WHERE tunnel_id = ?1 AND rule = ?2 ORDER BY port LIMIT 1",
+		ret = port_find(s, " WHERE tunnel_id = ?1 AND rule = ?2 ORDER BY port LIMIT 1",
 				tunnel_id, 0, rule, out);
 		if (ret < 0)
 			return ret;
@@ -1506,12 +1910,7 @@ static int port_alloc_tx(struct store *s, const char *tunnel_id, unsigned port, 
 			return 0;
 	}
 
-	ret = prep(s, "SELECT count(*) FROM ports WHERE tunnel_id = ?1", &st);
-	if (ret)
-		return ret;
-	bind_text(st, 1, tunnel_id);
-	ret = query_int(s, st, &n);
-	sqlite3_finalize(st);
+	ret = row_count(s, &store_ports, &f, &n);
 	if (ret)
 		return ret;
 	if (s->max_per_tunnel && n >= s->max_per_tunnel) {
@@ -1546,22 +1945,12 @@ static int port_alloc_tx(struct store *s, const char *tunnel_id, unsigned port, 
 		port = (unsigned)free_port;
 	}
 
-	ret =
-	    prep(s, "INSERT INTO ports (port, tunnel_id, rule, created_at) VALUES (?1, ?2, ?3, ?4)",
-		 &st);
-	if (ret)
-		return ret;
 	memset(out, 0, sizeof(*out));
 	out->port = (uint16_t)port;
 	str_copy(out->tunnel_id, sizeof(out->tunnel_id), tunnel_id);
 	str_copy(out->rule, sizeof(out->rule), nz(rule));
 	out->created_at = store_now();
-	sqlite3_bind_int(st, 1, (int)port);
-	bind_text(st, 2, tunnel_id);
-	bind_text(st, 3, out->rule);
-	sqlite3_bind_int64(st, 4, out->created_at);
-	ret = step_done(s, st);
-	sqlite3_finalize(st);
+	ret = row_insert(s, &store_ports, out);
 	if (!ret)
 		*created = true;
 	return ret;
@@ -1582,15 +1971,11 @@ int store_port_alloc(struct store *s, const char *tunnel_id, unsigned port, cons
 			s->port_max);
 		return -ERANGE;
 	}
-	ret = tx_begin(s);
-	if (ret) {
-		set_err(err, errlen, "internal error");
+	ret = tx_begin_err(s, err, errlen);
+	if (ret)
 		return ret;
-	}
 	ret = port_alloc_tx(s, tunnel_id, port, rule, out, created, err, errlen);
-	if (ret == -EIO)
-		set_err(err, errlen, "internal error");
-	ret = tx_end(s, ret);
+	ret = tx_end_err(s, ret, err, errlen);
 	if (ret)
 		*created = false;
 	return ret;
@@ -1600,81 +1985,29 @@ int store_port_release(struct store *s, unsigned port, const char *tunnel_id,
 		       struct store_port *out, char *err, size_t errlen)
 {
 	struct store_port p;
-	sqlite3_stmt *st;
+	char name[16];
 	int ret;
 
 	if (port == 0 || port > 65535) {
 		set_err(err, errlen, "port %u is not allocated", port);
 		return -ENOENT;
 	}
-	ret = port_find(s, "SELECT port, tunnel_id, rule, created_at FROM ports WHERE port = ?1",
-			NULL, port, NULL, &p);
-	if (ret < 0) {
-		set_err(err, errlen, "internal error");
-		return ret;
-	}
-	if (ret == 0) {
-		set_err(err, errlen, "port %u is not allocated", port);
-		return -ENOENT;
-	}
-	if (tunnel_id && strcmp(tunnel_id, p.tunnel_id) != 0) {
-		set_err(err, errlen, "port %u is not allocated to tunnel %s", port, tunnel_id);
-		return -ENOENT;
-	}
-	ret = prep(s, "DELETE FROM ports WHERE port = ?1", &st);
-	if (ret) {
-		set_err(err, errlen, "internal error");
-		return ret;
-	}
-	sqlite3_bind_int(st, 1, (int)port);
-	ret = step_done(s, st);
-	sqlite3_finalize(st);
-	if (ret) {
-		set_err(err, errlen, "internal error");
-		return ret;
-	}
-	if (out)
+	ret = port_find(s, " WHERE port = ?1", NULL, port, NULL, &p);
+	snprintf(name, sizeof(name), "port %u", port);
+	ret =
+	    release_held(s, &store_ports, ret, &p, tunnel_id, name, "allocated", "to", err, errlen);
+	if (!ret && out)
 		*out = p;
-	return 0;
+	return ret;
 }
 
 int store_port_list(struct store *s, const char *tunnel_id, int64_t offset, int64_t limit,
 		    store_port_cb cb, void *arg, int64_t *total)
 {
-	struct store_port p;
-	sqlite3_stmt *st;
-	int rc, ret;
+	struct store_filter f = {.tunnel_id = tunnel_id};
 
-	ret = prep(s, "SELECT count(*) FROM ports WHERE ?1 IS NULL OR tunnel_id = ?1", &st);
-	if (ret)
-		return ret;
-	if (tunnel_id)
-		bind_text(st, 1, tunnel_id);
-	ret = query_int(s, st, total);
-	sqlite3_finalize(st);
-	if (ret)
-		return ret;
-	ret = prep(s,
-		   "SELECT port, tunnel_id, rule, created_at FROM ports"
-		   " WHERE ?1 IS NULL OR tunnel_id = ?1 ORDER BY port LIMIT ?2 OFFSET ?3",
-		   &st);
-	if (ret)
-		return ret;
-	if (tunnel_id)
-		bind_text(st, 1, tunnel_id);
-	sqlite3_bind_int64(st, 2, limit);
-	sqlite3_bind_int64(st, 3, offset);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		port_row(st, &p);
-		ret = cb(&p, arg);
-		if (ret)
-			goto out;
-	}
-	if (rc != SQLITE_DONE)
-		ret = db_fail(s, "port list");
-out:
-	sqlite3_finalize(st);
-	return ret;
+	return list_typed(s, &store_ports, &f, offset, limit, call_port_cb, (void (*)(void))cb, arg,
+			  total);
 }
 
 int store_port_count(struct store *s, int64_t *count)
@@ -1796,45 +2129,38 @@ bool store_domain_allowed(const char *patterns, const char *domain)
 	return false;
 }
 
-#define DOM_COLS "domain, tunnel_id, rule, created_at"
+#define D(m) AT(struct store_domain, m)
+static const struct store_col domain_cols[] = {
+    {"domain", STORE_C_TEXT, D(domain), .json = "domain", .jtype = STORE_J_STR,
+     .flags = STORE_J_BRIEF},
+    {"tunnel_id", STORE_C_TEXT, D(tunnel_id), .json = "tunnel_id", .jtype = STORE_J_STR},
+    {"rule", STORE_C_TEXT, D(rule), .json = "rule", .jtype = STORE_J_TEXT, .flags = STORE_J_BRIEF},
+    {"created_at", STORE_C_I64, D(created_at), .json = "created_at", .jtype = STORE_J_INT},
+};
+#undef D
 
-static void domain_row(sqlite3_stmt *st, struct store_domain *d)
-{
-	memset(d, 0, sizeof(*d));
-	col_text(st, 0, d->domain, sizeof(d->domain));
-	col_text(st, 1, d->tunnel_id, sizeof(d->tunnel_id));
-	col_text(st, 2, d->rule, sizeof(d->rule));
-	d->created_at = col_int(st, 3);
-}
+static const struct store_query domain_query = {
+    .table = "domains",
+    .key = "domain",
+    .where_of = tunnel_id_where,
+    .nparams = 1,
+    .order = "domain",
+    .bind = tunnel_id_bind,
+};
+
+STORE_ENTITY(store_domains, "domain", struct store_domain, domain_cols, domain_query);
 
 /* The row of a (normalised) domain: 1 found, 0 not, or -EIO. */
 static int domain_find(struct store *s, const char *domain, struct store_domain *out)
 {
-	sqlite3_stmt *st;
-	int rc, ret;
-
-	ret = prep(s, "SELECT " DOM_COLS " FROM domains WHERE domain = ?1", &st);
-	if (ret)
-		return ret;
-	bind_text(st, 1, domain);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
-		domain_row(st, out);
-		ret = 1;
-	} else if (rc == SQLITE_DONE) {
-		ret = 0;
-	} else {
-		ret = db_fail(s, "domain lookup");
-	}
-	sqlite3_finalize(st);
-	return ret;
+	return row_find(s, &store_domains, domain, out);
 }
 
 static int domain_claim_tx(struct store *s, const char *tunnel_id, const char *domain,
 			   const char *rule, struct store_domain *out, bool *created, char *err,
 			   size_t errlen)
 {
-	sqlite3_stmt *st;
+	struct store_filter f = {.tunnel_id = tunnel_id};
 	int64_t n;
 	int ret;
 
@@ -1852,23 +2178,9 @@ static int domain_claim_tx(struct store *s, const char *tunnel_id, const char *d
 		}
 		if (!rule || !*rule || !strcmp(rule, out->rule))
 			return 0;
-		ret = prep(s, "UPDATE domains SET rule = ?2 WHERE domain = ?1", &st);
-		if (ret)
-			return ret;
-		bind_text(st, 1, domain);
-		bind_text(st, 2, rule);
-		ret = step_done(s, st);
-		sqlite3_finalize(st);
-		if (!ret)
-			str_copy(out->rule, sizeof(out->rule), rule);
-		return ret;
+		return rule_update(s, &store_domains, out, rule);
 	}
-	ret = prep(s, "SELECT count(*) FROM domains WHERE tunnel_id = ?1", &st);
-	if (ret)
-		return ret;
-	bind_text(st, 1, tunnel_id);
-	ret = query_int(s, st, &n);
-	sqlite3_finalize(st);
+	ret = row_count(s, &store_domains, &f, &n);
 	if (ret)
 		return ret;
 	if (n >= LINK_RULES_MAX) {
@@ -1876,23 +2188,12 @@ static int domain_claim_tx(struct store *s, const char *tunnel_id, const char *d
 			tunnel_id, LINK_RULES_MAX);
 		return -EDQUOT;
 	}
-	ret = prep(s,
-		   "INSERT INTO domains (domain, tunnel_id, rule, created_at) VALUES (?1, ?2, ?3,"
-		   " ?4)",
-		   &st);
-	if (ret)
-		return ret;
 	memset(out, 0, sizeof(*out));
 	str_copy(out->domain, sizeof(out->domain), domain);
 	str_copy(out->tunnel_id, sizeof(out->tunnel_id), tunnel_id);
 	str_copy(out->rule, sizeof(out->rule), nz(rule));
 	out->created_at = store_now();
-	bind_text(st, 1, out->domain);
-	bind_text(st, 2, out->tunnel_id);
-	bind_text(st, 3, out->rule);
-	sqlite3_bind_int64(st, 4, out->created_at);
-	ret = step_done(s, st);
-	sqlite3_finalize(st);
+	ret = row_insert(s, &store_domains, out);
 	if (!ret)
 		*created = true;
 	return ret;
@@ -1911,15 +2212,11 @@ int store_domain_claim(struct store *s, const char *tunnel_id, const char *domai
 		set_err(err, errlen, "invalid rule name");
 		return -EINVAL;
 	}
-	ret = tx_begin(s);
-	if (ret) {
-		set_err(err, errlen, "internal error");
+	ret = tx_begin_err(s, err, errlen);
+	if (ret)
 		return ret;
-	}
 	ret = domain_claim_tx(s, tunnel_id, d, rule, out, created, err, errlen);
-	if (ret == -EIO)
-		set_err(err, errlen, "internal error");
-	ret = tx_end(s, ret);
+	ret = tx_end_err(s, ret, err, errlen);
 	if (ret)
 		*created = false;
 	return ret;
@@ -1929,165 +2226,83 @@ int store_domain_release(struct store *s, const char *domain, const char *tunnel
 			 struct store_domain *out, char *err, size_t errlen)
 {
 	struct store_domain row;
-	char d[DOMAIN_MAX + 1];
-	sqlite3_stmt *st;
+	char d[DOMAIN_MAX + 1], name[DOMAIN_MAX + 8];
 	int ret;
 
 	if (!store_domain_check(domain, strlen(domain), d, err, errlen))
 		return -EINVAL;
 	ret = domain_find(s, d, &row);
-	if (ret < 0) {
-		set_err(err, errlen, "internal error");
-		return ret;
-	}
-	if (ret == 0) {
-		set_err(err, errlen, "domain %s is not held", d);
-		return -ENOENT;
-	}
-	if (tunnel_id && strcmp(tunnel_id, row.tunnel_id) != 0) {
-		set_err(err, errlen, "domain %s is not held by tunnel %s", d, tunnel_id);
-		return -ENOENT;
-	}
-	ret = prep(s, "DELETE FROM domains WHERE domain = ?1", &st);
-	if (!ret) {
-		bind_text(st, 1, d);
-		ret = step_done(s, st);
-		sqlite3_finalize(st);
-	}
-	if (ret) {
-		set_err(err, errlen, "internal error");
-		return ret;
-	}
-	if (out)
+	snprintf(name, sizeof(name), "domain %s", d);
+	ret =
+	    release_held(s, &store_domains, ret, &row, tunnel_id, name, "held", "by", err, errlen);
+	if (!ret && out)
 		*out = row;
-	return 0;
-}
-
-/*
- * Inside the caller's transaction: deletes the tunnel's domains, all of them
- * (keep NULL) or those with a rule name not in keep[0..nkeep); each deleted
- * row goes to cb first.
- */
-static int domains_release_tunnel(struct store *s, const char *tunnel_id, const char *const *keep,
-				  size_t nkeep, store_domain_cb cb, void *arg)
-{
-	struct store_domain *rel = NULL, d;
-	size_t n = 0, cap = 0;
-	sqlite3_stmt *st;
-	int rc, ret;
-
-	ret = prep(s, "SELECT " DOM_COLS " FROM domains WHERE tunnel_id = ?1 ORDER BY domain", &st);
-	if (ret)
-		return ret;
-	bind_text(st, 1, tunnel_id);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		domain_row(st, &d);
-		if (keep && (!d.rule[0] || name_in(d.rule, keep, nkeep)))
-			continue;
-		if (n == cap) {
-			struct store_domain *r =
-			    realloc(rel, (cap = cap ? 2 * cap : 8) * sizeof(*r));
-
-			if (!r) {
-				ret = -ENOMEM;
-				break;
-			}
-			rel = r;
-		}
-		rel[n++] = d;
-	}
-	if (!ret && rc != SQLITE_DONE)
-		ret = db_fail(s, "domain release");
-	sqlite3_finalize(st);
-	if (!ret && n)
-		ret = prep(s, "DELETE FROM domains WHERE domain = ?1", &st);
-	for (size_t i = 0; !ret && i < n; i++) {
-		sqlite3_reset(st);
-		bind_text(st, 1, rel[i].domain);
-		ret = step_done(s, st);
-		if (!ret && cb)
-			ret = cb(&rel[i], arg);
-	}
-	if (n)
-		sqlite3_finalize(st);
-	free(rel);
 	return ret;
 }
 
 int store_domain_sync(struct store *s, const char *tunnel_id, const char *const *names, size_t n,
 		      store_domain_cb released, void *arg)
 {
-	static const char *const none[1] = {""};
-	int ret = tx_begin(s);
-
-	if (ret)
-		return ret;
-	ret = domains_release_tunnel(s, tunnel_id, n ? names : none, n, released, arg);
-	return tx_end(s, ret);
+	return release_tunnel_tx(s, &store_domains, tunnel_id, true, names, n, call_domain_cb,
+				 (void (*)(void))released, arg);
 }
 
 int store_domain_release_tunnel(struct store *s, const char *tunnel_id, store_domain_cb released,
 				void *arg)
 {
-	int ret = tx_begin(s);
-
-	if (ret)
-		return ret;
-	ret = domains_release_tunnel(s, tunnel_id, NULL, 0, released, arg);
-	return tx_end(s, ret);
+	return release_tunnel_tx(s, &store_domains, tunnel_id, false, NULL, 0, call_domain_cb,
+				 (void (*)(void))released, arg);
 }
 
 int store_domain_list(struct store *s, const char *tunnel_id, int64_t offset, int64_t limit,
 		      store_domain_cb cb, void *arg, int64_t *total)
 {
-	struct store_domain d;
-	sqlite3_stmt *st;
-	int rc, ret;
+	struct store_filter f = {.tunnel_id = tunnel_id};
 
-	ret = prep(s, "SELECT count(*) FROM domains WHERE ?1 IS NULL OR tunnel_id = ?1", &st);
-	if (ret)
-		return ret;
-	if (tunnel_id)
-		bind_text(st, 1, tunnel_id);
-	ret = query_int(s, st, total);
-	sqlite3_finalize(st);
-	if (ret)
-		return ret;
-	ret = prep(s,
-		   "SELECT " DOM_COLS " FROM domains WHERE ?1 IS NULL OR tunnel_id = ?1"
-		   " ORDER BY domain LIMIT ?2 OFFSET ?3",
-		   &st);
-	if (ret)
-		return ret;
-	if (tunnel_id)
-		bind_text(st, 1, tunnel_id);
-	sqlite3_bind_int64(st, 2, limit);
-	sqlite3_bind_int64(st, 3, offset);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		domain_row(st, &d);
-		ret = cb(&d, arg);
-		if (ret)
-			goto out;
-	}
-	if (rc != SQLITE_DONE)
-		ret = db_fail(s, "domain list");
-out:
-	sqlite3_finalize(st);
-	return ret;
+	return list_typed(s, &store_domains, &f, offset, limit, call_domain_cb, (void (*)(void))cb,
+			  arg, total);
 }
 
 /* --- firewall --- */
 
+/* enum store_fw_kind by its text in the firewall table */
+static const char *const fw_kinds[] = {"deny", "allow", NULL};
+
+#define F(m) AT(struct store_fw_rule, m)
+static const struct store_col fw_cols[] = {
+    /* a list's rows: the list is known, not written */
+    {"kind", STORE_C_ENUM, F(kind), .names = fw_kinds, .jtype = STORE_J_NONE},
+    {"cidr", STORE_C_TEXT, F(cidr), .json = "cidr", .jtype = STORE_J_STR},
+    {"created_at", STORE_C_I64, F(created_at), .json = "created", .jtype = STORE_J_INT},
+};
+#undef F
+
+/* the filter " WHERE kind = ?1": -EINVAL for no such list */
+static int fw_bind(sqlite3_stmt *st, const struct store_filter *f)
+{
+	const char *kind = store_fw_kind_name(f->kind);
+
+	if (!kind)
+		return -EINVAL;
+	sqlite3_bind_text(st, 1, kind, -1, SQLITE_STATIC);
+	return 0;
+}
+
+static const struct store_query fw_query = {
+    .table = "firewall",
+    .key = NULL, /* a block is one row of each list it is in */
+    .where = " WHERE kind = ?1",
+    .nparams = 1,
+    .order = "id",
+    .bind = fw_bind,
+    .need_filter = true, /* a zeroed filter would be kind 0, the deny list: say which */
+};
+
+STORE_ENTITY(store_fw_rules, "firewall rule", struct store_fw_rule, fw_cols, fw_query);
+
 const char *store_fw_kind_name(int kind)
 {
-	switch (kind) {
-	case STORE_FW_DENY:
-		return "deny";
-	case STORE_FW_ALLOW:
-		return "allow";
-	default:
-		return NULL;
-	}
+	return kind >= 0 && kind < (int)ARRAY_SIZE(fw_kinds) - 1 ? fw_kinds[kind] : NULL;
 }
 
 /* The kind and the canonical text of a block; -EINVAL with err set. */
@@ -2113,46 +2328,32 @@ static int fw_canon(int kind, const char *text, struct store_fw_rule *r, char *e
 /* The row of the list holding r's block: 1 with created_at set, 0 when absent, or -EIO. */
 static int fw_find(struct store *s, struct store_fw_rule *r)
 {
+	struct store_fw_rule found;
 	sqlite3_stmt *st;
-	int rc, ret;
+	int ret;
 
-	ret = prep(s, "SELECT created_at FROM firewall WHERE kind = ?1 AND cidr = ?2", &st);
+	ret = prep_select(s, &store_fw_rules, " WHERE kind = ?1 AND cidr = ?2", &st);
 	if (ret)
 		return ret;
 	sqlite3_bind_text(st, 1, store_fw_kind_name(r->kind), -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, r->cidr, -1, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
-		r->created_at = col_int(st, 0);
-		ret = 1;
-	} else if (rc == SQLITE_DONE) {
-		ret = 0;
-	} else {
-		ret = db_fail(s, "firewall lookup");
-	}
-	sqlite3_finalize(st);
+	ret = row_one(s, &store_fw_rules, st, &found);
+	if (ret == 1)
+		r->created_at = found.created_at;
 	return ret;
 }
 
 static int fw_count(struct store *s, int kind, int64_t *n)
 {
-	sqlite3_stmt *st;
-	int ret;
+	struct store_filter f = {.kind = kind};
 
-	ret = prep(s, "SELECT count(*) FROM firewall WHERE kind = ?1", &st);
-	if (ret)
-		return ret;
-	sqlite3_bind_text(st, 1, store_fw_kind_name(kind), -1, SQLITE_STATIC);
-	ret = query_int(s, st, n);
-	sqlite3_finalize(st);
-	return ret;
+	return row_count(s, &store_fw_rules, &f, n);
 }
 
 static int fw_add_tx(struct store *s, struct store_fw_rule *r, char *err, size_t errlen)
 {
 	const char *list = store_fw_kind_name(r->kind);
 	struct store_fw_rule old = *r;
-	sqlite3_stmt *st;
 	int64_t n;
 	int ret;
 
@@ -2171,15 +2372,7 @@ static int fw_add_tx(struct store *s, struct store_fw_rule *r, char *err, size_t
 			CIDR_LIST_MAX);
 		return -EDQUOT;
 	}
-	ret = prep(s, "INSERT INTO firewall (kind, cidr, created_at) VALUES (?1, ?2, ?3)", &st);
-	if (ret)
-		return ret;
-	sqlite3_bind_text(st, 1, list, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, r->cidr, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 3, r->created_at);
-	ret = step_done(s, st);
-	sqlite3_finalize(st);
-	return ret;
+	return row_insert(s, &store_fw_rules, r);
 }
 
 int store_fw_add(struct store *s, int kind, const char *cidr, struct store_fw_rule *out, char *err,
@@ -2192,15 +2385,11 @@ int store_fw_add(struct store *s, int kind, const char *cidr, struct store_fw_ru
 	if (ret)
 		return ret;
 	r.created_at = store_now();
-	ret = tx_begin(s);
-	if (ret) {
-		set_err(err, errlen, "internal error");
+	ret = tx_begin_err(s, err, errlen);
+	if (ret)
 		return ret;
-	}
 	ret = fw_add_tx(s, &r, err, errlen);
-	if (ret == -EIO)
-		set_err(err, errlen, "internal error");
-	ret = tx_end(s, ret);
+	ret = tx_end_err(s, ret, err, errlen);
 	if (!ret && out)
 		*out = r;
 	return ret;
@@ -2242,33 +2431,8 @@ int store_fw_del(struct store *s, int kind, const char *cidr, struct store_fw_ru
 
 int store_fw_list(struct store *s, int kind, store_fw_cb cb, void *arg, int64_t *total)
 {
-	struct store_fw_rule r;
-	sqlite3_stmt *st;
-	int rc, ret;
+	struct store_filter f = {.kind = kind};
 
-	if (!store_fw_kind_name(kind))
-		return -EINVAL;
-	if (total) {
-		ret = fw_count(s, kind, total);
-		if (ret)
-			return ret;
-	}
-	ret = prep(s, "SELECT cidr, created_at FROM firewall WHERE kind = ?1 ORDER BY id", &st);
-	if (ret)
-		return ret;
-	sqlite3_bind_text(st, 1, store_fw_kind_name(kind), -1, SQLITE_STATIC);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		memset(&r, 0, sizeof(r));
-		r.kind = kind;
-		col_text(st, 0, r.cidr, sizeof(r.cidr));
-		r.created_at = col_int(st, 1);
-		ret = cb(&r, arg);
-		if (ret)
-			goto out;
-	}
-	if (rc != SQLITE_DONE)
-		ret = db_fail(s, "firewall list");
-out:
-	sqlite3_finalize(st);
-	return ret;
+	return list_typed(s, &store_fw_rules, &f, 0, -1, call_fw_cb, (void (*)(void))cb, arg,
+			  total);
 }

@@ -28,6 +28,7 @@ struct store;
 #define STORE_SECRET_LEN    64	/* "nvr_<8>_<48>" / "nvt_<8>_<48>" + NUL fits */
 #define STORE_STR_LEN	    256 /* free text fields (description, hostname, ...) */
 #define STORE_RULE_LEN	    64
+#define STORE_SEARCH_MAX    200 /* bytes of a tunnel search (its LIKE pattern: 2 * this + 2) */
 
 /* The schema version this build migrates to. */
 #define STORE_SCHEMA_VERSION 5
@@ -116,6 +117,11 @@ int store_port_outside(struct store *s, uint16_t lo, uint16_t hi, struct store_p
 /* The schema version of the open database. */
 int store_schema_version(struct store *s);
 /*
+ * For tests only: the store's SQLite connection (tests/unit/test_store.c
+ * traces the statements the store runs and checks their query plans).
+ */
+struct sqlite3 *store_sqlite(struct store *s);
+/*
  * An online, consistent copy of the database (SQLite's backup API, in one
  * step of controld's loop) as dir/nave-YYYYmmddTHHMMSS.uuuuuuZ-00.db, mode 0640,
  * written under a temporary name and renamed; dir is made if missing (0750).
@@ -126,10 +132,90 @@ int store_backup(struct store *s, const char *dir, unsigned keep, char *out, siz
 		 int64_t *bytes, char *err, size_t errlen);
 
 /*
- * Pagination for the list functions: items offset..offset+limit-1 in a stable
- * order go to cb (a nonzero return stops the walk and is returned); *total
- * receives the number of matching rows.
+ * The row mapping of an entity (registrations, tokens, ...): one table of
+ * columns that says where each column of the SELECT goes in the record
+ * struct and how the admin API writes it (ctl/api.c's row writer), so that
+ * reading a row, getting one, listing a page and answering with JSON are
+ * each written once. A new entity is its record struct, its column table and
+ * a struct store_entity in store.c, and thin typed wrappers here.
  */
+enum store_ctype {
+	STORE_C_TEXT, /* char[size], cut at a UTF-8 character boundary; NULL reads "" */
+	STORE_C_I64,  /* int64_t; NULL reads 0 ("unset") */
+	STORE_C_BOOL, /* bool: the integer is not 0 */
+	STORE_C_U16,  /* uint16_t */
+	STORE_C_ENUM, /* int: the index of the text in names, 0 when none matches */
+};
+
+enum store_jtype {
+	STORE_J_NONE,	  /* not in the API's answers */
+	STORE_J_STR,	  /* a string; text that is not UTF-8 fails the whole object */
+	STORE_J_TEXT,	  /* a string; text that is not UTF-8 is written "" */
+	STORE_J_STR_NULL, /* STORE_J_STR, null when empty */
+	STORE_J_INT,
+	STORE_J_TIME, /* Unix seconds, null when 0 (unset) */
+	STORE_J_BOOL,
+	STORE_J_ENUM, /* names[value] */
+};
+
+/* store_col.flags: in which of the API's forms of a record a member is */
+#define STORE_J_BRIEF  0x1 /* also in the brief form (a tunnel's list of its rules) */
+#define STORE_J_STORED 0x2 /* not in the answer that shows a new secret once */
+
+struct store_col {
+	const char *sql; /* the column (or expression) in the SELECT */
+	enum store_ctype ctype;
+	size_t off, size;	  /* where it goes in the record struct */
+	const char *const *names; /* STORE_C_ENUM: the text of each value */
+	const char *json;	  /* the member's name in the API's answers */
+	enum store_jtype jtype;
+	unsigned flags; /* STORE_J_* */
+};
+
+/* How an entity is queried: its table, key, filter and order (store.c). */
+struct store_query;
+
+struct store_entity {
+	const char *name; /* "registration", in log lines */
+	size_t size;	  /* of the record struct */
+	const struct store_col *cols;
+	size_t ncols;
+	const struct store_query *q;
+};
+
+extern const struct store_entity store_registrations, store_tokens, store_tunnels, store_ports,
+    store_domains, store_fw_rules;
+
+/* What a list keeps; each entity looks at its own members only. */
+struct store_filter {
+	const char *tunnel_id; /* ports, domains: the tunnel's rows; NULL = all */
+	bool online_only;      /* tunnels */
+	const char *search;    /* tunnels: a substring of id, group id or hostname; NULL = all */
+	int kind;	       /* firewall: enum store_fw_kind (required: f NULL is -EINVAL) */
+};
+
+/* A column's value as an integer (STORE_C_I64, _BOOL, _U16, _ENUM) in row. */
+int64_t store_col_int(const struct store_col *c, const void *row);
+/* A STORE_C_ENUM column's text in row; NULL when out of range. */
+const char *store_col_name(const struct store_col *c, const void *row);
+
+/*
+ * Pagination for the list functions: items offset..offset+limit-1 (limit -1:
+ * all) in a stable order go to cb (a nonzero return stops the walk and is
+ * returned); *total receives the number of matching rows.
+ */
+typedef int (*store_row_cb)(const void *row, void *arg);
+/*
+ * The rows of an entity that f keeps (NULL: all), in its order, as records
+ * of e->size bytes; total may be NULL. -EINVAL when f does not make sense
+ * for e (an unknown firewall list, a search too long) or is missing where
+ * e needs one (the firewall: f->kind names the list; NULL is no list).
+ */
+int store_list(struct store *s, const struct store_entity *e, const struct store_filter *f,
+	       int64_t offset, int64_t limit, store_row_cb cb, void *arg, int64_t *total);
+/* The row of e whose key is key into out (e->size bytes): 0, -ENOENT, -EIO, or -EINVAL (no key). */
+int store_get(struct store *s, const struct store_entity *e, const char *key, void *out);
+
 typedef int (*store_reg_cb)(const struct store_registration *r, void *arg);
 typedef int (*store_token_cb)(const struct store_token *t, void *arg);
 typedef int (*store_tunnel_cb)(const struct store_tunnel *t, void *arg);
@@ -197,7 +283,10 @@ int store_auth_token(struct store *s, const char *token, bool update,
 
 /* --- tunnels --- */
 int store_tunnel_get(struct store *s, const char *id, struct store_tunnel *out);
-/* online_only and search (substring of id, group id or hostname; NULL = all). */
+/*
+ * online_only and search (substring of id, group id or hostname, at most
+ * STORE_SEARCH_MAX bytes, else -EINVAL; NULL = all).
+ */
 int store_tunnel_list(struct store *s, bool online_only, const char *search, int64_t offset,
 		      int64_t limit, store_tunnel_cb cb, void *arg, int64_t *total);
 /* Sets the state (and last_seen when online); info may be NULL. -ENOENT when unknown. */

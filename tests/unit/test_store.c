@@ -7,7 +7,8 @@
  * refusals, the per-list limit, order, persistence), domain claims (one
  * holder, re-claims, the per-tunnel limit, sync, release with revocation,
  * the reasons of a refused domain, allowed_domains) and schema migrations
- * with the backup copy. Each test works in a fresh temporary state directory.
+ * with the backup copy, and the query plans of the per-tunnel queries
+ * (the tunnel_id indexes). Each test works in a fresh temporary state directory.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -996,6 +997,13 @@ static const char *fw_text(struct fixture *f, int kind, struct fw_seen *seen)
 	return seen->text;
 }
 
+static int row_none(const void *row, void *arg)
+{
+	(void)row;
+	(void)arg;
+	return -ECANCELED;
+}
+
 static void test_firewall(void **state)
 {
 	struct fixture *f = *state;
@@ -1061,6 +1069,10 @@ static void test_firewall(void **state)
 	reopen(f);
 	assert_string_equal(fw_text(f, STORE_FW_DENY, &seen), "10.0.0.0/8 192.0.2.7/32");
 	assert_string_equal(fw_text(f, STORE_FW_ALLOW, &seen), "10.0.0.0/8");
+
+	/* a list is named: no filter is not the deny list */
+	assert_int_equal(store_list(f->s, &store_fw_rules, NULL, 0, -1, row_none, NULL, NULL),
+			 -EINVAL);
 }
 
 static void test_firewall_limit(void **state)
@@ -1092,6 +1104,131 @@ static void test_firewall_limit(void **state)
 	assert_int_equal(seen.n, CIDR_LIST_MAX);
 }
 
+/* --- query plans --- */
+
+/* The distinct statements the store ran, traced on its connection. */
+struct traced {
+	char *sql[64];
+	size_t n;
+};
+
+static int trace_stmt(unsigned type, void *ctx, void *p, void *x)
+{
+	struct traced *t = ctx;
+	const char *sql = sqlite3_sql(p);
+
+	(void)type;
+	(void)x;
+	if (!sql)
+		return 0;
+	for (size_t i = 0; i < t->n; i++)
+		if (!strcmp(t->sql[i], sql))
+			return 0;
+	if (t->n < sizeof(t->sql) / sizeof(t->sql[0]))
+		t->sql[t->n++] = strdup(sql);
+	return 0;
+}
+
+/*
+ * Whether sql reads table (ports, domains) only through its tunnel_id index:
+ * every step of its plan that names the table is a "SEARCH table USING
+ * [COVERING] INDEX table_tunnel (tunnel_id=?)", and there is one.
+ */
+static bool uses_tunnel_index(sqlite3 *db, const char *sql, const char *table)
+{
+	char eqp[1024], scan[32], search[32], idx[64];
+	sqlite3_stmt *st;
+	bool ok = true, seen = false;
+
+	snprintf(eqp, sizeof(eqp), "EXPLAIN QUERY PLAN %s", sql);
+	snprintf(scan, sizeof(scan), "SCAN %s", table);
+	snprintf(search, sizeof(search), "SEARCH %s", table);
+	snprintf(idx, sizeof(idx), "INDEX %s_tunnel (tunnel_id=?)", table);
+	assert_int_equal(sqlite3_prepare_v2(db, eqp, -1, &st, NULL), SQLITE_OK);
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		const char *d = (const char *)sqlite3_column_text(st, 3);
+		size_t n = strlen(scan), m = strlen(search);
+
+		if ((!strncmp(d, scan, n) && (!d[n] || d[n] == ' ')) ||
+		    (!strncmp(d, search, m) && (!d[m] || d[m] == ' '))) {
+			seen = true;
+			ok &= !strncmp(d, search, m) && strstr(d, idx);
+		}
+	}
+	sqlite3_finalize(st);
+	return ok && seen;
+}
+
+/*
+ * The per-tunnel queries (the count of an allocation or a claim, the
+ * collect of a sync, a revoke or a deauth, a list of one tunnel's rows) use
+ * the ports_tunnel and domains_tunnel indexes: every statement the store
+ * runs that selects a table's rows by tunnel_id is checked with EXPLAIN
+ * QUERY PLAN, and each kind must have been seen.
+ */
+static void test_tunnel_queries_use_index(void **state)
+{
+	struct fixture *f = *state;
+	static const char *const tables[] = {"ports", "domains"};
+	const char *keep[] = {"none"};
+	char a[STORE_TUNNEL_ID_LEN], list[512] = "", tok[STORE_SECRET_LEN], from[32];
+	sqlite3 *db = store_sqlite(f->s);
+	struct traced tr = {0};
+	struct store_token t, t2;
+	int counts[2] = {0}, selects[2] = {0};
+	bool changed;
+	int64_t total;
+
+	/* the check itself: the filter of the regression scans */
+	assert_false(uses_tunnel_index(
+	    db, "SELECT count(*) FROM ports WHERE ?1 IS NULL OR tunnel_id = ?1", "ports"));
+	assert_true(
+	    uses_tunnel_index(db, "SELECT count(*) FROM ports WHERE tunnel_id = ?1", "ports"));
+
+	new_tunnel(f, "a", a);
+	assert_int_equal(store_token_create(f->s, "b", "test", &t, tok), 0);
+	sqlite3_trace_v2(db, SQLITE_TRACE_STMT, trace_stmt, &tr);
+	alloc_ok(f, a, 0, "ssh", 22000, true);
+	alloc_ok(f, t.tunnel_id, 0, "ssh", 22001, true);
+	claim_ok(f, a, "a.example.com", "web", "a.example.com", true);
+	claim_ok(f, t.tunnel_id, "b.example.com", "web", "b.example.com", true);
+	assert_int_equal(store_port_list(f->s, a, 0, 50, port_cb, list, &total), 0);
+	assert_int_equal(total, 1);
+	list[0] = 0;
+	assert_int_equal(store_domain_list(f->s, a, 0, 50, dom_cb, list, &total), 0);
+	assert_int_equal(total, 1);
+	assert_int_equal(store_port_sync(f->s, a, keep, 1, NULL, NULL), 0);
+	assert_int_equal(store_domain_sync(f->s, a, keep, 1, NULL, NULL), 0);
+	assert_int_equal(store_token_revoke(f->s, t.id, &t2, &changed, NULL, NULL, NULL), 0);
+	assert_true(changed);
+	assert_int_equal(store_tunnel_revoke(f->s, a, NULL, NULL, NULL), 0);
+	sqlite3_trace_v2(db, 0, NULL, NULL);
+
+	for (size_t i = 0; i < tr.n; i++) {
+		for (int k = 0; k < 2; k++) {
+			const char *rest;
+
+			snprintf(from, sizeof(from), " FROM %s", tables[k]);
+			rest = strstr(tr.sql[i], from);
+			/* a statement selecting the table's rows by tunnel */
+			if (!rest || strncmp(tr.sql[i], "SELECT ", 7) || !strstr(rest, "tunnel_id"))
+				continue;
+			if (!uses_tunnel_index(db, tr.sql[i], tables[k]))
+				fail_msg("does not use %s_tunnel: %s", tables[k], tr.sql[i]);
+			if (strstr(tr.sql[i], "count(*)"))
+				counts[k]++;
+			else
+				selects[k]++;
+		}
+		free(tr.sql[i]);
+	}
+	for (int k = 0; k < 2; k++) {
+		if (!counts[k] || !selects[k])
+			fail_msg("%s: %d counts and %d selects by tunnel seen", tables[k],
+				 counts[k], selects[k]);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1112,6 +1249,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_firewall_limit, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_domains, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_domains_limit_sync_revoke, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_tunnel_queries_use_index, setup, teardown),
 	    cmocka_unit_test(test_domain_check),
 	    cmocka_unit_test(test_domain_allowed),
 	};
