@@ -40,6 +40,8 @@ CPPFLAGS := -I. -Icommon -Ibpf -I$(B)/bpf -I$(BSSL_INC) -I/usr/include/libnl3 -D
 CFLAGS := -std=gnu11 $(OPT) $(WARN) $(SANFLAGS) -pthread -MMD -MP
 LDFLAGS := $(OPT) $(SANFLAGS) -pthread
 SSL_LIBS := $(BSSL_LIB)/libssl.so $(BSSL_LIB)/libcrypto.so -Wl,-rpath,$(BSSL_LIB)
+# navectl's HTTP client: libcurl's GnuTLS flavour (libcurl4-gnutls-dev), never the OpenSSL one
+CURL_LIBS := $(shell pkg-config --libs libcurl)
 
 COMMON := common/log.c common/msg.c common/frame.c common/util.c common/valid.c common/sock.c \
 	  common/proxy.c common/portlist.c common/cidr.c common/tlspeek.c common/domain.c common/http.c
@@ -105,7 +107,8 @@ $(B)/nave-controld: $(call obj,$(CONTROLD_SRC))
 
 $(B)/navectl: $(call obj,$(NAVECTL_SRC))
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) $(LDFLAGS) -o $@ $^ -liniparser -ljansson -lhttp_parser
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ -liniparser -ljansson -lhttp_parser $(CURL_LIBS)
+	$(Q)./tests/check-no-openssl.sh $@
 
 $(B)/nave: $(call obj,$(NAVE_SRC))
 	@$(if $(Q),echo "  LD      $@")

@@ -4,7 +4,7 @@
  * (ctl/API.md) on the Unix socket runtime_dir/control.sock. One table of
  * {command, handler, help} rows drives dispatch and usage, and every
  * subcommand is one function: it checks its arguments, sends one request
- * through the small HTTP client below, and prints the answer as aligned
+ * through libcurl (the HTTP client below), and prints the answer as aligned
  * columns, or with --json the response body exactly as controld sent it.
  * Exit status: 0 done, 1 refused or failed (the reason on stderr, one line),
  * 2 bad usage.
@@ -18,13 +18,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/time.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <curl/curl.h>
 #include <jansson.h>
 
 #include "cidr.h"
@@ -202,290 +201,273 @@ static void sb_free(struct sbuf *b)
 	memset(b, 0, sizeof(*b));
 }
 
-/* ---- HTTP/1.1 client over AF_UNIX --------------------------------------- */
+/* ---- HTTP/1.1 client (libcurl) ------------------------------------------- */
+
+/*
+ * Where a request goes: base is the URL the API paths follow, unix_path the
+ * socket it is dialed through (and named by in messages). Only controld's
+ * local socket exists today; a remote admin API would be a base of
+ * https://host:port with no socket, a CA file for its certificate, and https
+ * added to HTTP_PROTOCOLS.
+ */
+struct http_target {
+	const char *base;
+	const char *unix_path;
+};
+
+#define LOCAL_BASE     "http://nave" /* only the Host header: the socket is what is dialed */
+#define HTTP_PROTOCOLS "http"
+
+struct http_req {
+	const char *method;
+	const char *target; /* path and query */
+	const char *body;   /* JSON text, or NULL */
+};
 
 struct http_resp {
 	int status;
 	char reason[64];
-	char *body; /* NUL-terminated, owned; "" when there is none */
-	size_t body_len;
+	struct sbuf body; /* NUL-terminated ("" when there is none); caller frees */
+	size_t head_len;
+	bool too_big;	/* a limit below refused the answer */
+	int conn_errno; /* set when the socket could not be connected */
 };
 
-static int http_connect(const char *path, char *err, size_t errlen)
+/* Takes body bytes up to HTTP_MAX_BODY; 0 (fewer than given) aborts the transfer. */
+static size_t on_body(char *p, size_t size, size_t n, void *arg)
 {
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	struct timeval tv = {.tv_sec = HTTP_TIMEOUT_S};
-	size_t len = strlen(path);
-	int fd, e;
+	struct http_resp *r = arg;
 
-	if (len == 0 || len >= sizeof(sa.sun_path)) {
-		e = len ? ENAMETOOLONG : ENOENT;
-		goto fail;
+	n *= size;
+	if (r->body.len + n > HTTP_MAX_BODY) {
+		r->too_big = true;
+		return 0;
 	}
-	memcpy(sa.sun_path, path, len + 1);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		e = errno;
-		goto fail;
-	}
-	/* Bounds connect (full backlog), send and every read. */
-	if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0 ||
-	    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0 ||
-	    connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		e = errno;
-		close(fd);
-		goto fail;
-	}
-	return fd;
-fail:
-	snprintf(err, errlen, "cannot connect to controld at %s: %s", path, strerror(e));
-	return -e;
-}
-
-static int send_all(int fd, const char *p, size_t n)
-{
-	while (n) {
-		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
-/* Reads until EOF (the request said Connection: close); at most max bytes. */
-static int recv_all(int fd, struct sbuf *b, size_t max)
-{
-	for (;;) {
-		ssize_t r;
-
-		sb_reserve(b, 64 * 1024);
-		if (b->oom)
-			return -ENOMEM;
-		r = recv(fd, b->p + b->len, b->cap - b->len - 1, 0);
-		if (r == 0)
-			return 0;
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			return errno == EAGAIN || errno == EWOULDBLOCK ? -ETIMEDOUT : -errno;
-		}
-		b->len += (size_t)r;
-		b->p[b->len] = 0;
-		if (b->len > max)
-			return -EFBIG;
-	}
-}
-
-static bool is_digit(char ch)
-{
-	return ch >= '0' && ch <= '9';
-}
-
-static int hex_digit(char ch)
-{
-	if (ch >= '0' && ch <= '9')
-		return ch - '0';
-	if (ch >= 'a' && ch <= 'f')
-		return ch - 'a' + 10;
-	if (ch >= 'A' && ch <= 'F')
-		return ch - 'A' + 10;
-	return -1;
-}
-
-/* Decodes a chunked body (RFC 9112 7.1); extensions and trailers are ignored. */
-static int http_dechunk(const char *p, size_t len, struct sbuf *out)
-{
-	size_t i = 0;
-
-	for (;;) {
-		const char *eol = memmem(p + i, len - i, "\r\n", 2);
-		size_t n = 0, j = i;
-
-		if (!eol)
-			return -EBADMSG;
-		for (; p + j < eol && hex_digit(p[j]) >= 0; j++) {
-			n = n * 16 + (size_t)hex_digit(p[j]);
-			if (n > HTTP_MAX_BODY)
-				return -EFBIG;
-		}
-		if (j == i || (p + j < eol && p[j] != ';' && p[j] != ' ' && p[j] != '\t'))
-			return -EBADMSG;
-		i = (size_t)(eol - p) + 2;
-		if (n == 0)
-			return 0;
-		if (len - i < n + 2 || p[i + n] != '\r' || p[i + n + 1] != '\n')
-			return -EBADMSG;
-		sb_add(out, p + i, n);
-		if (out->len > HTTP_MAX_BODY)
-			return -EFBIG;
-		i += n + 2;
-	}
-}
-
-static bool header_is(const char *line, size_t n, const char *name)
-{
-	size_t k = strlen(name);
-
-	return n > k && line[k] == ':' && !strncasecmp(line, name, k);
-}
-
-/* Parses a whole response (status line, headers, body) into *r. 0 or -errno. */
-static int http_parse(const char *p, size_t len, struct http_resp *r)
-{
-	struct sbuf body = {0};
-	bool chunked, have_len;
-	size_t clen, rest;
-	const char *end;
-	int ret;
-
-	for (;;) {
-		const char *line, *eol;
-
-		chunked = have_len = false;
-		clen = 0;
-		end = memmem(p, len, "\r\n\r\n", 4);
-		if (!end)
-			return -EBADMSG;
-		if (end - p < 12 || memcmp(p, "HTTP/1.", 7) || p[8] != ' ' || !is_digit(p[9]) ||
-		    !is_digit(p[10]) || !is_digit(p[11]) || (p[12] != ' ' && p[12] != '\r'))
-			return -EBADMSG;
-		r->status = (p[9] - '0') * 100 + (p[10] - '0') * 10 + (p[11] - '0');
-		eol = memmem(p, (size_t)(end - p) + 2, "\r\n", 2);
-		if (p[12] == ' ') {
-			size_t n = (size_t)(eol - p) - 13;
-
-			if (n >= sizeof(r->reason))
-				n = sizeof(r->reason) - 1;
-			memcpy(r->reason, p + 13, n);
-			r->reason[n] = 0; /* escaped where it is printed */
-		}
-		for (line = eol + 2; line < end + 2; line = eol + 2) {
-			size_t n;
-
-			eol = memmem(line, (size_t)(end + 2 - line), "\r\n", 2);
-			n = (size_t)(eol - line);
-			if (header_is(line, n, "Content-Length")) {
-				const char *v = line + 15;
-				size_t v_len = 0;
-				bool digits = false;
-
-				while (v < eol && (*v == ' ' || *v == '\t'))
-					v++;
-				for (; v < eol && *v >= '0' && *v <= '9'; v++) {
-					v_len = v_len * 10 + (size_t)(*v - '0');
-					if (v_len > HTTP_MAX_BODY)
-						return -EFBIG;
-					digits = true;
-				}
-				while (v < eol && (*v == ' ' || *v == '\t'))
-					v++;
-				if (!digits || v != eol || (have_len && v_len != clen))
-					return -EBADMSG;
-				have_len = true;
-				clen = v_len;
-			} else if (header_is(line, n, "Transfer-Encoding")) {
-				chunked = memmem(line, n, "chunked", 7) ||
-					  memmem(line, n, "Chunked", 7) ||
-					  memmem(line, n, "CHUNKED", 7);
-			}
-		}
-		rest = (size_t)(end + 4 - p);
-		p += rest;
-		len -= rest;
-		/* 1xx (100 Continue): another head follows. */
-		if (r->status >= 200 || r->status < 100)
-			break;
-	}
-	if (r->status == 204 || r->status == 304) {
-		ret = 0;
-	} else if (chunked) {
-		ret = http_dechunk(p, len, &body);
-	} else if (have_len) {
-		ret = clen <= len ? 0 : -EBADMSG;
-		if (!ret)
-			sb_add(&body, p, clen);
-	} else {
-		ret = len <= HTTP_MAX_BODY ? 0 : -EFBIG;
-		if (!ret)
-			sb_add(&body, p, len);
-	}
-	sb_reserve(&body, 0);
-	if (!ret && body.oom)
-		ret = -ENOMEM;
-	if (ret) {
-		sb_free(&body);
-		return ret;
-	}
-	r->body = body.p;
-	r->body_len = body.len;
-	return 0;
+	sb_add(&r->body, p, n);
+	return r->body.oom ? 0 : n;
 }
 
 /*
- * One request on a fresh connection fd to sock (named in messages), which
- * this call closes. body (JSON text) may be NULL. Fills *r (caller frees
- * r->body); on error returns -errno with a one-line reason in err.
+ * Bounds the head as the whole answer was bounded before (libcurl refuses
+ * a single header line over 100 KiB on its own), and keeps the reason phrase of
+ * the last status line (after any 1xx) for "controld answered 503 ...".
  */
-static int http_request(int fd, const char *sock, const char *method, const char *target,
-			const char *body, struct http_resp *r, char *err, size_t errlen)
+static size_t on_header(char *p, size_t size, size_t n, void *arg)
 {
-	struct sbuf req = {0}, in = {0};
-	size_t blen = body ? strlen(body) : 0;
-	int ret, sent;
+	struct http_resp *r = arg;
+	const char *sp, *end;
+	size_t len;
 
-	memset(r, 0, sizeof(*r));
-	sb_printf(&req,
-		  "%s %s HTTP/1.1\r\nHost: nave\r\nUser-Agent: navectl/%s\r\n"
-		  "Accept: application/json\r\nContent-Type: application/json\r\n"
-		  "Content-Length: %zu\r\nConnection: close\r\n\r\n",
-		  method, target, NAVE_VERSION, blen);
-	if (body)
-		sb_add(&req, body, blen);
-	if (req.oom) {
-		ret = -ENOMEM;
-		snprintf(err, errlen, "out of memory");
-		close(fd);
-		goto out;
+	n *= size;
+	r->head_len += n;
+	if (r->head_len > HTTP_MAX_BODY + HTTP_MAX_HEAD) {
+		r->too_big = true;
+		return 0;
 	}
-	/* A send error may still leave an error response to read (server closed early). */
-	sent = send_all(fd, req.p, req.len);
-	ret = recv_all(fd, &in, HTTP_MAX_BODY + HTTP_MAX_HEAD);
-	close(fd);
-	if (ret == -ETIMEDOUT) {
+	if (n < 5 || memcmp(p, "HTTP/", 5))
+		return n;
+	r->reason[0] = 0;
+	sp = memchr(p, ' ', n);
+	if (!sp || p + n - sp < 5 || sp[4] != ' ')
+		return n;
+	for (end = sp + 5; end < p + n && *end != '\r' && *end != '\n'; end++)
+		;
+	len = (size_t)(end - (sp + 5));
+	if (len >= sizeof(r->reason))
+		len = sizeof(r->reason) - 1;
+	memcpy(r->reason, sp + 5, len);
+	r->reason[len] = 0; /* escaped where it is printed */
+	return n;
+}
+
+/* Every option but the request's own: the limits, and nothing from the environment. */
+static bool http_setup(CURL *h, struct http_resp *r, char *errbuf)
+{
+	return !curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf) &&
+	       !curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L) &&
+	       !curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, HTTP_PROTOCOLS) &&
+	       !curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L) &&
+	       !curl_easy_setopt(h, CURLOPT_NOPROXY, "*") &&
+	       !curl_easy_setopt(h, CURLOPT_NETRC, (long)CURL_NETRC_IGNORED) &&
+	       !curl_easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1) &&
+	       !curl_easy_setopt(h, CURLOPT_FORBID_REUSE, 1L) &&
+	       /* ids are sent as they were escaped: no "/../" removed */
+	       !curl_easy_setopt(h, CURLOPT_PATH_AS_IS, 1L) &&
+	       !curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, (long)HTTP_TIMEOUT_S) &&
+	       !curl_easy_setopt(h, CURLOPT_TIMEOUT, (long)HTTP_TIMEOUT_S) &&
+	       !curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)HTTP_MAX_BODY) &&
+	       !curl_easy_setopt(h, CURLOPT_USERAGENT, "navectl/" NAVE_VERSION) &&
+	       !curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body) &&
+	       !curl_easy_setopt(h, CURLOPT_WRITEDATA, r) &&
+	       !curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header) &&
+	       !curl_easy_setopt(h, CURLOPT_HEADERDATA, r);
+}
+
+/*
+ * curl_easy_perform, again while the socket hangs up as soon as it is
+ * connected with no error of its own: a full backlog (connect() said EAGAIN,
+ * which libcurl takes for "in progress") or controld at its connection limit
+ * (accepted and closed). Nothing was sent then, so trying again is safe, and
+ * a busy controld gets HTTP_TIMEOUT_S as a blocking connect gave it before.
+ */
+static CURLcode http_perform(CURL *h, struct http_resp *r)
+{
+	uint64_t deadline = now_ms() + HTTP_TIMEOUT_S * 1000u;
+	unsigned wait_ms = 10;
+
+	for (;;) {
+		CURLcode rc = curl_easy_perform(h);
+		long os = 0;
+
+		curl_easy_getinfo(h, CURLINFO_OS_ERRNO, &os);
+		if (rc != CURLE_COULDNT_CONNECT || os)
+			return rc;
+		if (now_ms() + wait_ms >= deadline) {
+			r->conn_errno = EAGAIN; /* what the blocking connect said */
+			return rc;
+		}
+		usleep(wait_ms * 1000);
+		wait_ms = wait_ms < 250 ? wait_ms * 2 : wait_ms;
+	}
+}
+
+/* A GET carries no body; the others a JSON one, maybe empty (Content-Length: 0). */
+static bool http_setup_req(CURL *h, const struct http_req *q, const char *url,
+			   struct curl_slist *hdrs)
+{
+	if (curl_easy_setopt(h, CURLOPT_URL, url) || curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs))
+		return false;
+	if (!strcmp(q->method, "GET"))
+		return !curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
+	return !curl_easy_setopt(h, CURLOPT_POSTFIELDS, q->body ? q->body : "") &&
+	       !curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE,
+				 (curl_off_t)(q->body ? strlen(q->body) : 0)) &&
+	       !curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, q->method);
+}
+
+/* The one-line reason for a failed transfer; r->conn_errno set when nothing was connected. */
+static int http_error(CURL *h, CURLcode rc, const char *sock, struct http_resp *r,
+		      const char *errbuf, char *err, size_t errlen)
+{
+	long os = 0;
+
+	curl_easy_getinfo(h, CURLINFO_OS_ERRNO, &os);
+	if (r->conn_errno)
+		rc = CURLE_COULDNT_CONNECT;
+	switch (rc) {
+	case CURLE_COULDNT_CONNECT:
+		if (!r->conn_errno)
+			r->conn_errno = os > 0 ? (int)os : ECONNREFUSED;
+		snprintf(err, errlen, "cannot connect to controld at %s: %s", sock,
+			 strerror(r->conn_errno));
+		return -r->conn_errno;
+	case CURLE_OPERATION_TIMEDOUT:
 		snprintf(err, errlen, "controld at %s did not answer within %d s", sock,
 			 HTTP_TIMEOUT_S);
-		goto out;
-	}
-	if (ret == -EFBIG) {
-		snprintf(err, errlen, "response from controld exceeds %u MiB", HTTP_MAX_BODY >> 20);
-		goto out;
-	}
-	if (ret < 0 && !in.len) {
-		snprintf(err, errlen, "reading from controld at %s: %s", sock, strerror(-ret));
-		goto out;
-	}
-	if (!in.len) {
-		ret = sent ? sent : -EPROTO;
-		snprintf(err, errlen, "controld at %s closed the connection without an answer%s%s",
-			 sock, sent ? ": " : "", sent ? strerror(-sent) : "");
-		goto out;
-	}
-	ret = http_parse(in.p, in.len, r);
-	if (ret == -EFBIG)
-		snprintf(err, errlen, "response from controld exceeds %u MiB", HTTP_MAX_BODY >> 20);
-	else if (ret == -ENOMEM)
+		return -ETIMEDOUT;
+	case CURLE_WRITE_ERROR: /* a callback refused: too big, or out of memory */
+	case CURLE_FILESIZE_EXCEEDED:
+		if (r->too_big || rc == CURLE_FILESIZE_EXCEEDED) {
+			snprintf(err, errlen, "response from controld exceeds %u MiB",
+				 HTTP_MAX_BODY >> 20);
+			return -EFBIG;
+		}
 		snprintf(err, errlen, "out of memory");
-	else if (ret)
+		return -ENOMEM;
+	case CURLE_OUT_OF_MEMORY:
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	case CURLE_GOT_NOTHING:
+	case CURLE_SEND_ERROR:
+		snprintf(err, errlen, "controld at %s closed the connection without an answer%s%s",
+			 sock, os > 0 ? ": " : "", os > 0 ? strerror((int)os) : "");
+		return -EPROTO;
+	case CURLE_RECV_ERROR:
+		if (os > 0) {
+			snprintf(err, errlen, "reading from controld at %s: %s", sock,
+				 strerror((int)os));
+			return -EIO;
+		}
+		/* no socket error: libcurl refused what it read (a bad chunk) */
 		snprintf(err, errlen, "malformed HTTP response from controld at %s", sock);
+		return -EBADMSG;
+	case CURLE_WEIRD_SERVER_REPLY:
+	case CURLE_UNSUPPORTED_PROTOCOL: /* HTTP/0.9: no status line */
+	case CURLE_PARTIAL_FILE:
+	case CURLE_BAD_CONTENT_ENCODING:
+	case CURLE_HTTP2:
+		snprintf(err, errlen, "malformed HTTP response from controld at %s", sock);
+		return -EBADMSG;
+	default:
+		snprintf(err, errlen, "request to controld at %s failed: %s", sock,
+			 *errbuf ? errbuf : curl_easy_strerror(rc));
+		return -EIO;
+	}
+}
+
+/*
+ * One request q to t on a connection of its own. Fills *r (caller frees
+ * r->body); on error returns -errno with a one-line reason in err, and
+ * r->conn_errno set when nothing could be connected.
+ */
+static int http_request(const struct http_target *t, const struct http_req *q, struct http_resp *r,
+			char *err, size_t errlen)
+{
+	/* "Expect:" off: no wait for a 100 Continue before a large body */
+	static const char *const headers[] = {"Accept: application/json",
+					      "Content-Type: application/json", "Connection: close",
+					      "Expect:"};
+	char errbuf[CURL_ERROR_SIZE] = "";
+	size_t plen = strlen(t->unix_path);
+	struct curl_slist *hdrs = NULL, *l = NULL;
+	struct sbuf url = {0};
+	CURL *h = NULL;
+	CURLcode rc;
+	long status = 0;
+	int ret = 0;
+
+	memset(r, 0, sizeof(*r));
+	/* libcurl takes "" as no socket (TCP to the URL's host) and fails long paths vaguely */
+	if (!plen || plen >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
+		r->conn_errno = plen ? ENAMETOOLONG : ENOENT;
+		snprintf(err, errlen, "cannot connect to controld at %s: %s", t->unix_path,
+			 strerror(r->conn_errno));
+		return -r->conn_errno;
+	}
+	sb_str(&url, t->base);
+	sb_str(&url, q->target);
+	for (size_t i = 0; i < sizeof(headers) / sizeof(headers[0]); i++) {
+		l = curl_slist_append(hdrs, headers[i]);
+		if (!l)
+			break;
+		hdrs = l;
+	}
+	h = curl_easy_init();
+	if (!h || !l || url.oom || !http_setup(h, r, errbuf) ||
+	    curl_easy_setopt(h, CURLOPT_UNIX_SOCKET_PATH, t->unix_path) ||
+	    !http_setup_req(h, q, url.p, hdrs)) {
+		snprintf(err, errlen, "out of memory");
+		ret = -ENOMEM;
+		goto out;
+	}
+	rc = http_perform(h, r);
+	if (rc != CURLE_OK) {
+		ret = http_error(h, rc, t->unix_path, r, errbuf, err, errlen);
+		goto out;
+	}
+	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+	r->status = (int)status;
+	sb_reserve(&r->body, 0); /* "" rather than NULL for an empty body */
+	if (r->body.oom) {
+		snprintf(err, errlen, "out of memory");
+		ret = -ENOMEM;
+	}
 out:
-	sb_free(&req);
-	sb_free(&in);
+	if (ret)
+		sb_free(&r->body);
+	curl_easy_cleanup(h);
+	curl_slist_free_all(hdrs);
+	sb_free(&url);
 	return ret;
 }
 
@@ -517,13 +499,16 @@ struct tried {
  * Without --socket, --config or $NAVE_CONTROL_SOCKET: the first socket that
  * answers of runtime_dir of /etc/nave/nave.ini (when that file exists),
  * /run/nave/control.sock and runtime_dir of the embedded default
- * (./var/run/control.sock). Returns the connected fd (c->sock names it), or
- * -1 after a message naming every place tried.
+ * (./var/run/control.sock). q goes to the first that can be connected (c->sock
+ * names it); a failure after connecting ends the search. Returns an exit
+ * code: on EXIT_OK *r holds the answer, else its message was printed, one
+ * naming every place tried when none could be connected.
  */
-static int search_socket(struct ctx *c)
+static int search_request(struct ctx *c, const struct http_req *q, struct http_resp *r)
 {
 	struct tried t[MAX_TRIED] = {0};
 	char paths[MAX_TRIED][sizeof(t[0].path)], err[CFG_ERR_MAX], msg[4096];
+	char reqerr[CFG_PATH_MAX + 256];
 	unsigned np = 0, nt = 0;
 	struct sbuf line = {0};
 	struct stat st;
@@ -541,8 +526,8 @@ static int search_socket(struct ctx *c)
 	if (!config_socket(NULL, paths[np], sizeof(paths[np]), err, sizeof(err)))
 		np++;
 	for (unsigned i = 0; i < np; i++) {
+		struct http_target to = {LOCAL_BASE, paths[i]};
 		bool dup = false;
-		int fd;
 
 		for (unsigned k = 0; k < i; k++)
 			dup |= !strcmp(paths[k], paths[i]);
@@ -559,13 +544,16 @@ static int search_socket(struct ctx *c)
 			str_copy(t[nt++].why, sizeof(t[0].why), "not a socket");
 			continue;
 		}
-		fd = http_connect(paths[i], err, sizeof(err));
-		if (fd >= 0) {
+		if (http_request(&to, q, r, reqerr, sizeof(reqerr)) == 0) {
 			str_copy(c->sock, sizeof(c->sock), paths[i]);
-			return fd;
+			return EXIT_OK;
+		}
+		if (!r->conn_errno) {
+			fail("%s", reqerr);
+			return EXIT_FAIL;
 		}
 		/* "connection refused", like "no such socket" */
-		str_copy(t[nt].why, sizeof(t[0].why), strerror(-fd));
+		str_copy(t[nt].why, sizeof(t[0].why), strerror(r->conn_errno));
 		if (t[nt].why[0] >= 'A' && t[nt].why[0] <= 'Z' && t[nt].why[1] >= 'a')
 			t[nt].why[0] = (char)(t[nt].why[0] - 'A' + 'a');
 		nt++;
@@ -584,16 +572,18 @@ static int search_socket(struct ctx *c)
 	snprintf(msg, sizeof(msg), "%s", line.oom ? "cannot reach nave-controld" : line.p);
 	sb_free(&line);
 	fail("%s", msg);
-	return -1;
+	return EXIT_FAIL;
 }
 
 /*
- * Connects to controld: --socket PATH, else runtime_dir of --config FILE,
- * else $NAVE_CONTROL_SOCKET, else search_socket(). Returns an exit code;
- * on EXIT_OK *fd is connected and c->sock names it.
+ * Sends q to controld: at --socket PATH, else runtime_dir of --config FILE,
+ * else $NAVE_CONTROL_SOCKET, else the first of search_request(). Returns an
+ * exit code, the reason printed; on EXIT_OK *r holds the answer (caller
+ * frees r->body) and c->sock names the socket.
  */
-static int ctl_connect(struct ctx *c, int *fd)
+static int ctl_request(struct ctx *c, const struct http_req *q, struct http_resp *r)
 {
+	struct http_target to = {LOCAL_BASE, c->sock};
 	const char *env = getenv(SOCKET_ENV);
 	char err[CFG_ERR_MAX + CFG_PATH_MAX];
 
@@ -613,11 +603,9 @@ static int ctl_connect(struct ctx *c, int *fd)
 			return EXIT_USAGE;
 		}
 	} else {
-		*fd = search_socket(c);
-		return *fd < 0 ? EXIT_FAIL : EXIT_OK;
+		return search_request(c, q, r);
 	}
-	*fd = http_connect(c->sock, err, sizeof(err));
-	if (*fd < 0) {
+	if (http_request(&to, q, r, err, sizeof(err)) < 0) {
 		fail("%s", err);
 		return EXIT_FAIL;
 	}
@@ -635,11 +623,11 @@ static int api_call(struct ctx *c, const char *method, struct sbuf *path, json_t
 		    json_t **out)
 {
 	struct http_resp r = {0};
-	char err[CFG_PATH_MAX + 256];
+	struct http_req q = {method, path->p, NULL};
 	json_error_t jerr;
 	json_t *j = NULL;
 	char *text = NULL;
-	int fd, ret = EXIT_FAIL;
+	int ret = EXIT_FAIL;
 
 	*out = NULL;
 	if (path->oom || !path->p) {
@@ -653,16 +641,12 @@ static int api_call(struct ctx *c, const char *method, struct sbuf *path, json_t
 			goto out;
 		}
 	}
-	ret = ctl_connect(c, &fd);
+	q.body = text;
+	ret = ctl_request(c, &q, &r);
 	if (ret)
 		goto out;
-	if (http_request(fd, c->sock, method, path->p, text, &r, err, sizeof(err)) < 0) {
-		fail("%s", err);
-		ret = EXIT_FAIL;
-		goto out;
-	}
 	ret = EXIT_FAIL;
-	j = json_loadb(r.body, r.body_len, 0, &jerr);
+	j = json_loadb(r.body.p, r.body.len, 0, &jerr);
 	if (r.status < 200 || r.status > 299) {
 		const char *e = json_string_value(json_object_get(j, "error"));
 
@@ -677,8 +661,8 @@ static int api_call(struct ctx *c, const char *method, struct sbuf *path, json_t
 		goto out;
 	}
 	if (c->json) {
-		fwrite(r.body, 1, r.body_len, stdout);
-		if (r.body_len && r.body[r.body_len - 1] != '\n')
+		fwrite(r.body.p, 1, r.body.len, stdout);
+		if (r.body.len && r.body.p[r.body.len - 1] != '\n')
 			putchar('\n');
 	} else {
 		*out = j;
@@ -689,7 +673,7 @@ out:
 	json_decref(body);
 	json_decref(j);
 	free(text);
-	free(r.body);
+	sb_free(&r.body);
 	sb_free(path);
 	return ret;
 }
@@ -2507,7 +2491,13 @@ int main(int argc, char **argv)
 		i++;
 	}
 	c.cmd = cmd;
+	/* before any handle, and undone after: what curl_easy_init sets up lazily is never freed */
+	if (curl_global_init(CURL_GLOBAL_DEFAULT)) {
+		fail("cannot initialise libcurl");
+		return EXIT_FAIL;
+	}
 	ret = cmd->fn(&c, argc - i, argv + i);
+	curl_global_cleanup();
 	if (fflush(stdout) == EOF || ferror(stdout)) {
 		fail("writing output: %s", strerror(errno));
 		return EXIT_FAIL;

@@ -227,7 +227,7 @@ def test_deb_control_and_conffiles(deb, tmp_path):
     assert dpkg_deb("-f", str(deb), "Version").strip() == VERSION
     deps = dpkg_deb("-f", str(deb), "Depends")
     for lib in ("android-libboringssl", "liburing2", "libbpf1", "libsqlite3-0", "libsystemd0",
-                "libjemalloc2", "libiniparser1", "adduser"):
+                "libjemalloc2", "libiniparser1", "libcurl3-gnutls", "adduser"):
         assert lib in deps, f"Depends lacks {lib}: {deps}"
     ctl = tmp_path / "ctl"
     dpkg_deb("-e", str(deb), str(ctl))
