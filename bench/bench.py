@@ -4,8 +4,10 @@
 One run on 127.0.0.1 measures:
   1. iperf3 throughput (1 stream, 8 streams, 1 stream reverse), 3 samples each,
      median reported, for: direct, nave (a real controld + relayd + client
-     tunnel), HAProxy in TCP mode, OpenSSH `ssh -R` with aes128-gcm, and stunnel at
-     both ends (TLS 1.3, AES-128-GCM); with the relay-side processes' CPU seconds per
+     tunnel), HAProxy in TCP mode, two HAProxy in series (a tunnel's shape without its
+     crypto: the ceiling of any two-TLS-ended tunnel here), OpenSSH `ssh -R` with
+     aes128-gcm, and stunnel at both ends (TLS 1.3, AES-128-GCM); with the relay-side
+     processes' CPU seconds per
      GiB. Samples are taken round-robin across the paths so that drift of a shared
      machine hits every path alike.
   2. Memory: VmRSS of nave-relayd and of the nave client before and after
@@ -25,6 +27,8 @@ One run on 127.0.0.1 measures:
   7. The hold: 1,000, 5,000 and 10,000 idle connections on every TCP path (nave with
      its default limits), each echoing its own number, from 64 source addresses;
      served, refused, reset, closed, hung, open time and relay-side RSS.
+ 7b. The hold again in a QEMU guest (tests/ktls/guest.sh) whose root may raise
+     RLIMIT_NOFILE, for the paths this machine's hard limit kept from 10,000.
 Results go to bench/results/<UTC timestamp>.json and bench/results/latest.json,
 SVG plots (gnuplot) to bench/results/plots/, and a table to stdout. See bench/README.md.
 
@@ -38,7 +42,9 @@ BENCH_HTTP_SECONDS (default 3), BENCH_HTTP_THREADS (2), BENCH_HTTP_CONNS (16 per
 BENCH_HTTP_SOURCES (16), BENCH_HOLD (levels, "1000,5000,10000"), BENCH_HOLD_SOURCES (64),
 BENCH_HOLD_INFLIGHT (200), BENCH_HOLD_TIMEOUT (10 s), BENCH_HOLD_MAX_FAILURES (100),
 BENCH_SKIP (comma-separated: throughput, memory, ssh, stunnel, connrate, alloc, http, tcphttp,
-hold, plots), BENCH_KEEP=1 keeps the temporary directory with every log.
+hold, guest, plots), BENCH_KEEP=1 keeps the temporary directory with every log,
+BENCH_GUEST_HOLD=always (part 7b even when the host held every level), BENCH_GUEST_MEM (MiB,
+8192), BENCH_GUEST_TIMEOUT (s, 3000).
 """
 import datetime
 import errno
