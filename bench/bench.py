@@ -5,7 +5,7 @@ One run on 127.0.0.1 measures:
   1. iperf3 throughput (1 stream, 8 streams, 1 stream reverse), 3 samples each,
      median reported, for: direct, nave (a real controld + relayd + client
      tunnel), HAProxy in TCP mode, two HAProxy in series (a tunnel's shape without its
-     crypto: the ceiling of any two-TLS-ended tunnel here), OpenSSH `ssh -R` with
+     crypto, relayed by HAProxy: a reference), OpenSSH `ssh -R` with
      aes128-gcm, and stunnel at both ends (TLS 1.3, AES-128-GCM); with the relay-side
      processes' CPU seconds per
      GiB. Samples are taken round-robin across the paths so that drift of a shared
@@ -165,8 +165,8 @@ MODES = [
     ("p1r", ["-R"], "1 stream -R"),
 ]
 # haproxy2: two HAProxy processes in series, plaintext: a tunnel's shape (three TCP
-# connections, two relay processes) without its cryptography, the floor under what any
-# tunnel with two TLS ends can reach on this machine (throughput and HTTP over TCP only)
+# connections, two relay processes) without its cryptography, relayed by HAProxy: what
+# that shape costs here, to read the tunnels against (parts 1, 3 and 6 only)
 PATHS = ["direct", "nave", "haproxy", "haproxy2", "ssh", "stunnel"]
 LABELS = {
     "direct": "direct",
@@ -2072,7 +2072,9 @@ def hold_guest_part(result, build, paths):
     env["BENCH_SKIP"] = ",".join(sorted((SKIP & {"ssh", "stunnel"})
                                         | ({"ssh", "stunnel"} - set(paths))))
     env["BENCH_HOLD_PATHS"] = ",".join(paths)
-    skipped = Path(tempfile.mkstemp(prefix="nave-bench-guest-skip-")[1])
+    fd, name = tempfile.mkstemp(prefix="nave-bench-guest-skip-")
+    os.close(fd)
+    skipped = Path(name)
     argv = [str(runner), "--timeout", str(GUEST_TIMEOUT), "--mem", str(GUEST_MEM_MIB)]
     for k, v in sorted(env.items()):
         argv += ["--env", f"{k}={v}"]
@@ -2080,7 +2082,8 @@ def hold_guest_part(result, build, paths):
     log(f"hold: again in a QEMU guest ({GUEST_MEM_MIB} MiB, file limit raised there),"
         f" up to {GUEST_TIMEOUT} s")
     t0 = time.monotonic()
-    child = None
+    child = p = None
+    parse_error = None
     try:
         p = subprocess.Popen(argv, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True, errors="replace",
@@ -2092,21 +2095,35 @@ def hold_guest_part(result, build, paths):
                 try:
                     child = json.loads(line[i + len(GUEST_MARKER):])
                 except ValueError as e:
-                    result["errors"]["hold guest"] = f"the guest's result does not parse: {e}"
+                    parse_error = f"the guest's result does not parse: {e}"
             elif line.startswith(("[bench", "guest:")):
                 log(f"  | {line}")
         rc = p.wait()
         why = skipped.read_text().strip() if skipped.exists() else ""
+    except OSError as e:
+        result["errors"]["hold guest"] = f"cannot run {runner}: {e}"
+        return
     finally:
         skipped.unlink(missing_ok=True)
+        if p is not None and p.poll() is None:
+            # interrupted: guest.sh, its `timeout` (a process group of its own) and QEMU
+            for pid in [p.pid] + descendants(p.pid):
+                try:
+                    os.kill(pid, signal.SIGTERM)
+                except OSError:
+                    pass
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
     took = round(time.monotonic() - t0, 1)
     if rc == 77:
         result["hold_guest"] = {"skipped": why or "the guest cannot run here"}
         log(f"hold guest: not run: {result['hold_guest']['skipped']}")
         return
     if child is None:
-        result["errors"]["hold guest"] = (f"the guest run exited {rc} after {took} s"
-                                          " without a result")
+        result["errors"]["hold guest"] = parse_error or (
+            f"the guest run exited {rc} after {took} s without a result")
         return
     m = child.get("machine") or {}
     result["hold_guest"] = {
@@ -2985,23 +3002,30 @@ def main():
         if GUEST_CHILD:  # the host's run keeps it; this root is read-only
             print(GUEST_MARKER + json.dumps(result, separators=(",", ":")), flush=True)
             shutil.rmtree(tmp, ignore_errors=True)
-            return 1 if failed or result["errors"] else 0
-        try:
-            RESULTS.mkdir(parents=True, exist_ok=True)
-            text = json.dumps(result, indent=2) + "\n"
-            (RESULTS / f"{stamp}.json").write_text(text)
-            tmpf = RESULTS / ".latest.json.tmp"
-            tmpf.write_text(text)
-            os.replace(tmpf, RESULTS / "latest.json")
-        except OSError as e:
-            log(f"writing results: {e}")
-        if result["errors"] or os.environ.get("BENCH_KEEP"):
-            log(f"logs kept in {tmp}")
         else:
-            shutil.rmtree(tmp, ignore_errors=True)
+            write_results(result, stamp, tmp)
+    if GUEST_CHILD:
+        return 1 if failed or result["errors"] else 0
     print_table(result)
     print(f"results: {RESULTS / (stamp + '.json')} ({result['elapsed_seconds']} s)")
     return 1 if failed or result["errors"] else 0
+
+
+def write_results(result, stamp, tmp):
+    """bench/results/STAMP.json and latest.json; the temp dir kept when something failed."""
+    try:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(result, indent=2) + "\n"
+        (RESULTS / f"{stamp}.json").write_text(text)
+        tmpf = RESULTS / ".latest.json.tmp"
+        tmpf.write_text(text)
+        os.replace(tmpf, RESULTS / "latest.json")
+    except OSError as e:
+        log(f"writing results: {e}")
+    if result["errors"] or os.environ.get("BENCH_KEEP"):
+        log(f"logs kept in {tmp}")
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
