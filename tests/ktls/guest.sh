@@ -141,8 +141,13 @@ if [ ! -s "$vmlinux" ] || [ "/boot/vmlinuz-$ver" -nt "$vmlinux" ]; then
 fi
 
 tmp=$(mktemp -d /tmp/nave-guest.XXXXXX)
+# QEMU runs under `timeout`, which makes a process group of its own: a Ctrl-C or a
+# signal to ours does not reach it, so leaving stops it (timeout passes the TERM on)
 cleanup()
 {
+	if [ -s "$tmp/timeout.pid" ]; then
+		kill "$(cat "$tmp/timeout.pid")" 2>/dev/null || true
+	fi
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -215,7 +220,10 @@ t0=$(date +%s)
 		-kernel "$vmlinux" -initrd "$tmp/initrd" \
 		-append "console=ttyS0 panic=-1 quiet loglevel=3 nave.guest=1$sdargs" \
 		-virtfs local,path=/,mount_tag=hostroot,readonly=on,security_model=none,multidevs=remap \
-		</dev/null 2>&1 || rc=$?
+		</dev/null 2>&1 &
+	echo $! >"$tmp/timeout.pid"
+	wait $! || rc=$?
+	rm -f "$tmp/timeout.pid"
 	echo "$rc" >"$tmp/qemu.rc"
 } | sed -u 's/\r$//; s/\x1b\[[0-9;?]*[A-Za-z]//g; s/\x1bc//g' | tee "$tmp/console.log"
 qrc=$(cat "$tmp/qemu.rc")
