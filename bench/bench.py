@@ -419,79 +419,69 @@ def setup_direct(procs, tmp, svc):
     return out
 
 
-def setup_haproxy(procs, tmp, svc):
-    """HAProxy in tcp mode: one frontend to the iperf3 server and one to each service
-    that runs (svc: connrate, http, echo -> port). maxconn raised to HAPROXY_MAXCONN (the
-    hold keeps 10,000 connections, two sockets each)."""
-    backend = iperf3_server(procs, "iperf3-haproxy")
-    front = free_port()
-    fronts = {k: free_port() for k in SVC_KEYS if svc.get(k)}
-    cfg = tmp / "haproxy.cfg"
+def start_haproxy_tcp(procs, tmp, name, routes, maxconn):
+    """One `haproxy -db` in tcp mode (nbthread 2, maxconn), a frontend per route
+    {key: (listen port, destination port)}; returns once every port listens."""
     text = (
         "global\n"
         "    nbthread 2\n"
-        f"    maxconn {HAPROXY_MAXCONN}\n"
+        f"    maxconn {maxconn}\n"
         "defaults\n"
         "    mode tcp\n"
-        f"    maxconn {HAPROXY_MAXCONN}\n"
+        f"    maxconn {maxconn}\n"
         "    timeout connect 5s\n"
         "    timeout client 120s\n"
         "    timeout server 120s\n"
-        "frontend fe\n"
-        f"    bind {HOST}:{front}\n"
-        "    default_backend be\n"
-        "backend be\n"
-        f"    server iperf3 {HOST}:{backend}\n"
     )
-    for k, port in fronts.items():
+    for k, (port, dest) in routes.items():
         text += (
             f"frontend fe_{k}\n"
             f"    bind {HOST}:{port}\n"
             f"    default_backend be_{k}\n"
             f"backend be_{k}\n"
-            f"    server {k} {HOST}:{svc[k]} maxconn {HAPROXY_MAXCONN}\n"
+            f"    server {k} {HOST}:{dest} maxconn {maxconn}\n"
         )
+    cfg = tmp / f"{name}.cfg"
     cfg.write_text(text)
     run(["haproxy", "-c", "-f", cfg])
-    p = procs.start("haproxy", ["haproxy", "-db", "-f", cfg])
-    for port in [front, *fronts.values()]:
-        wait_until("haproxy listening", lambda: p.poll() is not None or listening(port), 10)
-    procs.check_alive("haproxy")
-    out = {"port": front, "backend": backend, "pid": p.pid, "maxconn": HAPROXY_MAXCONN}
-    for k, port in fronts.items():
-        out[f"{k}_port"] = port
+    p = procs.start(name, ["haproxy", "-db", "-f", cfg])
+    for port, _ in routes.values():
+        wait_until(f"{name} listening", lambda: p.poll() is not None or listening(port), 10)
+    procs.check_alive(name)
+    return p
+
+
+def setup_haproxy(procs, tmp, svc):
+    """HAProxy in tcp mode: one frontend to the iperf3 server and one to each service
+    that runs (svc: connrate, http, echo -> port). maxconn raised to HAPROXY_MAXCONN (the
+    hold keeps 10,000 connections, two sockets each)."""
+    backend = iperf3_server(procs, "iperf3-haproxy")
+    routes = {"iperf3": (free_port(), backend)}
+    routes.update({k: (free_port(), svc[k]) for k in SVC_KEYS if svc.get(k)})
+    p = start_haproxy_tcp(procs, tmp, "haproxy", routes, HAPROXY_MAXCONN)
+    out = {"port": routes["iperf3"][0], "backend": backend, "pid": p.pid,
+           "maxconn": HAPROXY_MAXCONN}
+    for k, (port, _) in routes.items():
+        if k != "iperf3":
+            out[f"{k}_port"] = port
     return out
 
 
 def setup_haproxy2(procs, tmp, svc):
     """Two HAProxy processes in tcp mode in series (front -> back -> iperf3 server, and the
-    HTTP-over-TCP service): no encryption, one hop more than HAProxy alone."""
+    services of parts 3 and 6): no encryption, one hop more than HAProxy alone."""
     backend = iperf3_server(procs, "iperf3-haproxy2")
     targets = {"iperf3": backend}
-    for k in ("http", "connrate"):
-        if svc.get(k):
-            targets[k] = svc[k]
+    targets.update({k: svc[k] for k in ("http", "connrate") if svc.get(k)})
     mid = {k: free_port() for k in targets}
     front = {k: free_port() for k in targets}
-    pids = []
-    for name, binds, dests in (("haproxy2-back", mid, targets), ("haproxy2-front", front, mid)):
-        cfg = tmp / f"{name}.cfg"
-        text = ("global\n    nbthread 2\n    maxconn 4096\n"
-                "defaults\n    mode tcp\n    maxconn 4096\n    timeout connect 5s\n"
-                "    timeout client 120s\n    timeout server 120s\n")
-        for k, port in binds.items():
-            text += (f"frontend fe_{k}\n    bind {HOST}:{port}\n    default_backend be_{k}\n"
-                     f"backend be_{k}\n    server {k} {HOST}:{dests[k]}\n")
-        cfg.write_text(text)
-        run(["haproxy", "-c", "-f", cfg])
-        p = procs.start(name, ["haproxy", "-db", "-f", cfg])
-        for port in binds.values():
-            wait_until(f"{name} listening", lambda: p.poll() is not None or listening(port), 10)
-        procs.check_alive(name)
-        pids.append(p.pid)
-    out = {"port": front["iperf3"], "backend": backend, "pids": pids}
-    for k in ("http", "connrate"):
-        if k in front:
+    back = start_haproxy_tcp(procs, tmp, "haproxy2-back",
+                             {k: (mid[k], targets[k]) for k in targets}, 4096)
+    fr = start_haproxy_tcp(procs, tmp, "haproxy2-front",
+                           {k: (front[k], mid[k]) for k in targets}, 4096)
+    out = {"port": front["iperf3"], "backend": backend, "pids": [back.pid, fr.pid]}
+    for k in targets:
+        if k != "iperf3":
             out[f"{k}_port"] = front[k]
     return out
 
