@@ -871,8 +871,8 @@ static void rule_result_send(struct client *cl, long long op, bool ok, long long
 			     long long route, const char *reason)
 {
 	char buf[RULEMSG_REASON_MAX + 1];
-	json_t *m = json_pack("{s:s, s:I, s:b}", "type", LINK_MSG_RULE_RESULT, "op",
-			      (json_int_t)op, "ok", ok);
+	json_t *m = json_pack("{s:s, s:I, s:b}", "type", LINK_MSG_RULE_RESULT, "op", (json_int_t)op,
+			      "ok", ok);
 
 	if (!m)
 		return;
@@ -980,8 +980,9 @@ static void on_rule_push(struct client *cl, json_t *m)
 	log_info("remote rule change from the server (operation %lld): %s%s%s", op, what,
 		 msg_str(n, "domain") ? " for " : "", msg_str(n, "domain") ?: "");
 	if (cl->cfg->remote_rules == CFG_REMOTE_OFF) {
-		rule_result_send(cl, op, false, 0, 0,
-				 "remote rules are off on this client ([client] remote_rules = off)");
+		rule_result_send(
+		    cl, op, false, 0, 0,
+		    "remote rules are off on this client ([client] remote_rules = off)");
 		log_warn("remote rule operation %lld refused: [client] remote_rules = off", op);
 		goto out;
 	}
@@ -1023,14 +1024,16 @@ static void on_rule_push(struct client *cl, json_t *m)
 	json_object_del(req, "action");
 	json_object_del(req, "kind");
 	json_object_set_new(req, "type",
-			    json_string(!strcmp(action, "rm")	? "rule_rm"
+			    json_string(!strcmp(action, "rm")  ? "rule_rm"
 					: !strcmp(kind, "tcp") ? "tcp_add"
 							       : "http_add"));
 	{
 		const char *pp = msg_str(n, "proxy_protocol");
 
 		json_object_set_new(req, "proxy_protocol",
-				    json_integer(!pp ? 0 : !strcmp(pp, "v1") ? 1 : 2));
+				    json_integer(!pp		     ? 0
+						 : !strcmp(pp, "v1") ? 1
+								     : 2));
 	}
 	on_local_request(cl, lo, req);
 	json_decref(req);

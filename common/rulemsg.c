@@ -77,9 +77,18 @@ static bool webroot_ok(const char *s)
 }
 
 static const char *const known[] = {
-    "action",	       "kind",		 "name",	"to",	       "port",
-    "proxy_protocol",  "domain",	 "webroot",	"tls_passthrough", "redirect_https",
-    "host_header",     "basic_auth",
+    "action",
+    "kind",
+    "name",
+    "to",
+    "port",
+    "proxy_protocol",
+    "domain",
+    "webroot",
+    "tls_passthrough",
+    "redirect_https",
+    "host_header",
+    "basic_auth",
 };
 
 json_t *rulemsg_norm(const json_t *m, const char *action, const char *const *allow, char *err,
@@ -90,7 +99,7 @@ json_t *rulemsg_norm(const json_t *m, const char *action, const char *const *all
 	bool ok, add, http;
 
 	if (!json_is_object(m))
-		return bad(NULL, err, errlen, "the rule must be a JSON object");
+		return bad(NULL, err, errlen, "rule: must be a JSON object");
 	json_object_foreach((json_t *)m, key, v)
 	{
 		bool found = false;
@@ -121,7 +130,7 @@ json_t *rulemsg_norm(const json_t *m, const char *action, const char *const *all
 		return bad(NULL, err, errlen, "kind: must be \"tcp\" or \"http\"");
 	out = json_pack("{s:s, s:s}", "action", action, "name", name);
 	if (!out)
-		return bad(NULL, err, errlen, "out of memory");
+		return bad(NULL, err, errlen, "rule: out of memory");
 	if (kind)
 		json_object_set_new(out, "kind", json_string(kind));
 	if (!add) {
@@ -135,7 +144,8 @@ json_t *rulemsg_norm(const json_t *m, const char *action, const char *const *all
 	/* to: both kinds */
 	s = str_of(m, "to", &ok);
 	if (!ok || (s && !hostport_ok(s)))
-		return bad(out, err, errlen, "to: must be HOST:PORT (port 1-65535, at most 255 bytes)");
+		return bad(out, err, errlen,
+			   "to: must be HOST:PORT (port 1-65535, at most 255 bytes)");
 	if (s)
 		json_object_set_new(out, "to", json_string(s));
 	else if (!http)
@@ -158,7 +168,8 @@ json_t *rulemsg_norm(const json_t *m, const char *action, const char *const *all
 							"host_header",	   "basic_auth"};
 		for (size_t i = 0; i < ARRAY_SIZE(http_only); i++)
 			if (json_object_get(m, http_only[i]))
-				return bad(out, err, errlen, "%s: not for a tcp rule", http_only[i]);
+				return bad(out, err, errlen, "%s: not for a tcp rule",
+					   http_only[i]);
 		return out;
 	}
 	if (json_object_get(m, "port"))
@@ -191,8 +202,9 @@ json_t *rulemsg_norm(const json_t *m, const char *action, const char *const *all
 	}
 	s = str_of(m, "host_header", &ok);
 	if (!ok || (s && !cfg_valid_host_header(s)))
-		return bad(out, err, errlen, "host_header: must be 1-255 characters of "
-					     "letters, digits, '.', ':', '_' and '-'");
+		return bad(out, err, errlen,
+			   "host_header: must be 1-255 characters of "
+			   "letters, digits, '.', ':', '_' and '-'");
 	if (s)
 		json_object_set_new(out, "host_header", json_string(s));
 	s = str_of(m, "basic_auth", &ok);

@@ -70,8 +70,8 @@ struct call {
 	struct MHD_Connection *conn;
 	const char *id;	 /* the '*' segment of the route (the last one when it has two) */
 	const char *id0; /* the first '*' segment of a route that has two */
-	json_t *body;	/* the request body: an object, or NULL when empty */
-	json_t *out;	/* the response body */
+	json_t *body;	 /* the request body: an object, or NULL when empty */
+	json_t *out;	 /* the response body */
 };
 
 static int fail(struct call *c, int status, const char *fmt, ...)
@@ -671,8 +671,9 @@ static int h_tunnel_rules_add(struct call *c)
 	int ret;
 
 	if (!c->body)
-		return fail(c, MHD_HTTP_BAD_REQUEST, "kind: missing (a body {\"kind\": \"tcp\" "
-						     "or \"http\", \"name\", ...})");
+		return fail(c, MHD_HTTP_BAD_REQUEST,
+			    "kind: missing (a body {\"kind\": \"tcp\" "
+			    "or \"http\", \"name\", ...})");
 	op = rulemsg_norm(c->body, "add", NULL, err, sizeof(err));
 	if (!op)
 		return fail(c, MHD_HTTP_BAD_REQUEST, "%s", err);

@@ -300,7 +300,7 @@ static int run(struct cfg_server *cfg)
 		}
 		relaylink_process(rl, pfd + 2, nrl);
 		api_process(api, pfd + 2 + nrl, napi);
-		acme_pump(acme, rl); /* also after relaylink_process: a relayd that just synced */
+		acme_pump(acme, rl);  /* also after relaylink_process: a relayd that just synced */
 		ruleops_tick(st, rl); /* remote rule operations the client never answered */
 		log_limit_flush();
 	}

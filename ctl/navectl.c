@@ -1895,7 +1895,7 @@ static int rules_send(struct ctx *c, const char *tunnel, const char *method, str
 		print_op(op);
 	}
 	ret = !strcmp(json_string_value(json_object_get(op, "state")) ?: "", "failed") ? EXIT_FAIL
-										    : EXIT_OK;
+										       : EXIT_OK;
 	json_decref(op);
 	return ret;
 }
@@ -1903,9 +1903,8 @@ static int rules_send(struct ctx *c, const char *tunnel, const char *method, str
 static int cmd_tunnels_rules_add(struct ctx *c, int argc, char **argv)
 {
 	static const char *const names[] = {"ID", "KIND (tcp or http)"};
-	const char *pos[2], *name = NULL, *to = NULL, *port = NULL, *proxy = NULL,
-			    *domain = NULL, *webroot = NULL, *host_header = NULL,
-			    *basic_auth = NULL;
+	const char *pos[2], *name = NULL, *to = NULL, *port = NULL, *proxy = NULL, *domain = NULL,
+			    *webroot = NULL, *host_header = NULL, *basic_auth = NULL;
 	bool tls_passthrough = false, redirect_https = false, wait = false;
 	const struct opt opts[] = {
 	    {"--name", "NAME", &name, NULL},
@@ -1948,8 +1947,8 @@ static int cmd_tunnels_rules_add(struct ctx *c, int argc, char **argv)
 	/* every member is checked by controld, which names what is wrong */
 	body = json_pack("{s:s, s:s}", "kind", pos[1], "name", name);
 	{
-		const char *keys[] = {"to", "proxy_protocol", "domain", "webroot", "host_header",
-				      "basic_auth"};
+		const char *keys[] = {"to",	 "proxy_protocol", "domain",
+				      "webroot", "host_header",	   "basic_auth"};
 		const char *vals[] = {to, proxy, domain, webroot, host_header, basic_auth};
 
 		for (size_t i = 0; body && i < ARRAY_SIZE(keys); i++)
@@ -2001,10 +2000,14 @@ static int cmd_tunnels_rules_ls(struct ctx *c, int argc, char **argv)
 	    {"DOMAIN", "domain", COL_VAL},
 	};
 	static const struct col ocols[] = {
-	    {"OP", "id", COL_VAL},	   {"ACTION", "action", COL_VAL},
-	    {"RULE", "name", COL_VAL},	   {"KIND", "kind", COL_VAL},
-	    {"STATE", "state", COL_VAL},   {"PORT", "port", COL_VAL},
-	    {"UPDATED", "updated_at", COL_TIME}, {"REASON", "reason", COL_VAL},
+	    {"OP", "id", COL_VAL},
+	    {"ACTION", "action", COL_VAL},
+	    {"RULE", "name", COL_VAL},
+	    {"KIND", "kind", COL_VAL},
+	    {"STATE", "state", COL_VAL},
+	    {"PORT", "port", COL_VAL},
+	    {"UPDATED", "updated_at", COL_TIME},
+	    {"REASON", "reason", COL_VAL},
 	};
 	const char *id = NULL;
 	struct table t;

@@ -86,7 +86,8 @@ static const char *col_text(sqlite3_stmt *s, int i)
 	return t ? (const char *)t : NULL;
 }
 
-#define OP_COLS "id, tunnel_id, action, name, rule, state, sent, reason, port, created_at, updated_at"
+#define OP_COLS                                                                                    \
+	"id, tunnel_id, action, name, rule, state, sent, reason, port, created_at, updated_at"
 
 /* The API's record of the operation in the current row (OP_COLS). */
 static json_t *op_json(sqlite3_stmt *s)
@@ -221,10 +222,10 @@ int ruleops_list(struct store *st, const char *tunnel_id, json_t **out)
 	sqlite3_finalize(s);
 	if (rc != SQLITE_DONE)
 		goto fail;
-	*out = json_pack("{s:s, s:b, s:o, s:o, s:I, s:i}", "tunnel_id", tunnel_id, "online",
-			 online, "rules", rules, "ops", ops, "pending",
-			 (json_int_t)count_pending(st, tunnel_id), "pending_max",
-			 RULEOPS_PENDING_MAX);
+	*out =
+	    json_pack("{s:s, s:b, s:o, s:o, s:I, s:i}", "tunnel_id", tunnel_id, "online", online,
+		      "rules", rules, "ops", ops, "pending",
+		      (json_int_t)count_pending(st, tunnel_id), "pending_max", RULEOPS_PENDING_MAX);
 	return *out ? 0 : -EIO;
 fail:
 	json_decref(rules);
@@ -399,8 +400,8 @@ void ruleops_tick(struct store *st, struct relaylink *rl)
 	}
 	sqlite3_bind_int64(s, 1, now - RULEOPS_ANSWER_S);
 	while (sqlite3_step(s) == SQLITE_ROW)
-		json_array_append_new(late, json_pack("[I, s]", sqlite3_column_int64(s, 0),
-						      col_text(s, 1) ?: ""));
+		json_array_append_new(
+		    late, json_pack("[I, s]", sqlite3_column_int64(s, 0), col_text(s, 1) ?: ""));
 	sqlite3_finalize(s);
 	json_array_foreach(late, i, v)
 	{

@@ -183,14 +183,15 @@ def test_refused_ops_fail_with_the_clients_reason(server, make_client, services)
     # a port the server refuses (outside the range)
     rc, op, err = rules_add(server, tid, "tcp", "--name", "low", "--to", f"127.0.0.1:{s.port}",
                             "--port", "1")
-    assert rc == 1 and op["state"] == "failed" and op["reason"], op
+    assert rc == 1 and op["state"] == "failed", op
+    assert op["reason"] == f"port 1 is outside the range {server.port_min}-{server.port_max}", op
     # a port another tunnel holds
     other = make_client("other")
     taken = other.tcp_add(s.port, name="mine")
     rc, op, err = rules_add(server, tid, "tcp", "--name", "steal", "--to",
                             f"127.0.0.1:{s.port}", "--port", str(taken))
     assert rc == 1 and op["state"] == "failed", op
-    assert str(taken) in op["reason"] or "held" in op["reason"] or "taken" in op["reason"], op
+    assert op["reason"] == f"port {taken} is allocated to another tunnel", op
     nt.exchange(taken, 16 * KiB)  # still the other tunnel's
     # a name held by a different rule
     assert c.tcp_add(s.port, name="local") > 0
@@ -250,7 +251,9 @@ def test_webroot_when_the_client_opts_in(server, make_client, tmp_path):
     # a path the client refuses locally too: no directory there
     rc, op, err = rules_add(server, c.tunnel_id, "http", "--name", "gone", "--domain",
                             "gone.test", "--webroot", str(root / "missing"))
-    assert rc == 1 and op["state"] == "failed" and op["reason"], op
+    assert rc == 1 and op["state"] == "failed", op
+    assert op["reason"] == f"webroot {root / 'missing'}: No such file or directory", op
+    assert "[http.gone]" not in c.ini.read_text()
 
 
 def test_client_too_old(server):
