@@ -149,7 +149,7 @@ $(B)/tests/%: tests/unit/%.c $(call obj,$(COMMON) $(CFG) $(TLS) $(PASSWD) ctl/st
 $(B)/tests/test_webroot: $(call obj,client/webroot.c)
 $(B)/tests/test_sandbox: $(call obj,common/sandbox.c)
 # the ACME client's pieces and relayd's challenge table
-$(B)/tests/test_acme: $(call obj,ctl/jws.c ctl/acme.c ctl/acme_http.c ctl/relaylink.c \
+$(B)/tests/test_acme: $(call obj,ctl/jws.c ctl/acme.c ctl/acme_http.c ctl/relaylink.c ctl/ruleops.c \
 	datapath/acme_chal.c)
 
 # The XDP filter's test driver (tests/xdp/): the loader without relayd, for test_xdp.py.
