@@ -336,6 +336,27 @@ static void finish(struct store *st, long long id, const char *tid, bool ok, lon
 			 reason ?: "no reason given");
 }
 
+/*
+ * The public port an applied TCP add holds: the store's word (the port relayd granted
+ * under the rule's name), not the client's; 0 for anything else.
+ */
+static long long held_port(struct store *st, long long op, const char *tid)
+{
+	sqlite3_stmt *s = prep(st, "SELECT p.port FROM rule_ops o JOIN ports p ON p.tunnel_id = "
+				   "o.tunnel_id AND p.rule = o.name WHERE o.id = ?1 AND "
+				   "o.tunnel_id = ?2 AND o.action = 'add'");
+	long long port = 0;
+
+	if (!s)
+		return 0;
+	sqlite3_bind_int64(s, 1, op);
+	sqlite3_bind_text(s, 2, tid, -1, SQLITE_TRANSIENT);
+	if (sqlite3_step(s) == SQLITE_ROW)
+		port = sqlite3_column_int64(s, 0);
+	sqlite3_finalize(s);
+	return port;
+}
+
 int ruleops_result(struct store *st, struct relaylink *rl, const json_t *m, char *why,
 		   size_t whylen)
 {
@@ -372,7 +393,7 @@ int ruleops_result(struct store *st, struct relaylink *rl, const json_t *m, char
 		ruleops_unsend(st, tid);
 		return 0;
 	}
-	finish(st, op, tid, json_is_true(json_object_get(m, "ok")), msg_int(m, "port", 0),
+	finish(st, op, tid, json_is_true(json_object_get(m, "ok")), held_port(st, op, tid),
 	       msg_str(m, "reason"));
 	ruleops_pump(st, rl, tid);
 	return 0;

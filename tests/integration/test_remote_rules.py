@@ -269,6 +269,50 @@ def test_client_too_old(server):
         link.close()
 
 
+def test_bad_hello_features_and_bogus_results(server):
+    """HELLO features are checked where they enter; a client's rule_result for an
+    operation it was not sent, or a malformed one, changes nothing and costs it nothing."""
+    tok = server.token()
+    for features in ("rule_push", [1], ["a b"], ["x"] * 9, ["x" * 33]):
+        s = nt.tls_connect(server.https)
+        nt.msg_send(s, dict(nt.hello(tok["token"]), features=features))
+        m = nt.msg_recv(s)
+        s.close()
+        assert m["type"] == "error" and m["reason"].startswith("bad HELLO: features"), m
+    link = nt.ControlLink.__new__(nt.ControlLink)
+    link.s = nt.tls_connect(server.https)
+    nt.msg_send(link.s, dict(nt.hello(tok["token"]), features=["rule_push", "later-thing"]))
+    w = nt.msg_recv(link.s)
+    assert w["type"] == "welcome", w
+    tid = w["tunnel_id"]
+    # an operation for this client: it arrives as the link's rule_push, checked and normalised
+    st, op = server.api("POST", f"/api/v1/tunnels/{tid}/rules",
+                        {"kind": "http", "name": "site", "domain": "A.Test", "to": "10.0.0.1:80"})
+    assert st == 202, op
+    push = nt.msg_recv(link.s)
+    assert push == {"type": "rule_push", "op": op["id"], "action": "add", "kind": "http",
+                    "name": "site", "domain": "a.test", "to": "10.0.0.1:80"}, push
+    # answers for something else, or malformed: ignored
+    for bogus in ({"type": "rule_result", "op": op["id"] + 1000, "ok": True},
+                  {"type": "rule_result", "op": "x", "ok": True},
+                  {"type": "rule_result", "op": op["id"], "ok": False},
+                  {"type": "rule_result", "op": op["id"], "ok": False, "reason": "a\x1bb"},
+                  {"type": "rule_result", "op": op["id"], "ok": True, "port": 0}):
+        nt.msg_send(link.s, bogus)
+    nt.msg_send(link.s, {"type": "heartbeat"})
+    assert nt.msg_recv(link.s)["type"] == "heartbeat_ack"  # the link stays
+    assert op_state(server, tid, op["id"])["state"] == "pending"
+    # the real answer; the port is the store's word, not the client's
+    nt.msg_send(link.s, {"type": "rule_result", "op": op["id"], "ok": False,
+                         "reason": "cannot resolve x", "port": 23999})
+    done = wait_op(server, tid, op["id"])
+    assert done["state"] == "failed" and done["reason"] == "cannot resolve x", done
+    assert done["port"] is None, done
+    rc, _, _ = server.navectl("status")
+    assert rc == 0 and server.controld.alive() and server.relayd.alive()
+    link.s.close()
+
+
 def test_bad_api_input(server):
     tid = server.token()["tunnel_id"]
     base = f"/api/v1/tunnels/{tid}/rules"
@@ -351,3 +395,76 @@ def test_bad_api_input(server):
     ls = rules_ls(server, tid)
     assert ls["pending"] == 64 and len(ls["ops"]) == 64, ls["pending"]
     assert [o["name"] for o in ls["ops"]] == [f"q{i}" for i in range(64)]
+
+
+# ------------------------------------------------- what a compromised edge can push
+
+from test_webroot import FakeClient, FakeRelay  # noqa: E402  (the stand-in relay of those tests)
+
+
+class GrantingRelay(FakeRelay):
+    """The stand-in relay, granting TCP rules a fixed port: a compromised edge."""
+
+    def _answer(self, s, m):
+        if m["type"] == "tcp_add":
+            self.send({"type": "tcp_grant", "req": m["req"], "name": m["name"],
+                       "port": 23456}, s)
+        elif m["type"] == "tcp_rm":
+            self.send({"type": "tcp_removed", "req": m["req"], "name": m["name"],
+                       "port": m["port"]}, s)
+        else:
+            super()._answer(s, m)
+
+
+def test_a_compromised_edge_gets_only_what_a_local_command_would(tmp_path, procs):
+    relay = GrantingRelay(tmp_path)
+    c = FakeClient(relay, tmp_path, procs)
+    try:
+        c.start()
+        before = c.ini.read_text()
+
+        def push(op, **rule):
+            relay.send({"type": "rule_push", "op": op, **rule})
+            return nt.wait_for(lambda: [m for m in relay.of_type("rule_result")
+                                        if m["op"] == op], 15, f"rule_result {op}")[0]
+
+        bad = [
+            ({"action": "add", "kind": "http", "name": "root", "domain": "x.test",
+              "webroot": "/"}, "remote webroot rules are off"),
+            ({"action": "add", "kind": "tcp", "name": "../x", "to": "127.0.0.1:22"}, "name:"),
+            ({"action": "add", "kind": "tcp", "name": "x",
+              "to": "127.0.0.1:22\n[client]\ntoken = evil"}, "to:"),
+            ({"action": "add", "kind": "tcp", "name": "x", "to": "127.0.0.1:22",
+              "exec": "sh"}, "exec: unknown member"),
+            ({"action": "add", "kind": "http", "name": "x", "domain": "x.test",
+              "webroot": "/srv/../etc"}, "webroot:"),
+            ({"action": "add", "kind": "http", "name": "x", "domain": "x.test",
+              "to": "127.0.0.1:80", "basic_auth": "admin:admin"}, "basic_auth:"),
+            ({"action": "chmod", "name": "x"}, "action:"),
+        ]
+        for i, (rule, reason) in enumerate(bad, start=1):
+            r = push(i, **rule)
+            assert r["ok"] is False and reason in r["reason"], (rule, r)
+        assert c.ini.read_text() == before  # nothing of it reached the config
+        assert relay.of_type("tcp_add") == [] and relay.of_type("http_add") == []
+        # a push without a usable op gets no answer at all, and changes nothing
+        relay.send({"type": "rule_push", "op": "1", "action": "rm", "name": "x"})
+        # a good one is applied as `nave tunnel tcp add` would: asked of the server, saved
+        r = push(100, action="add", kind="tcp", name="ssh", to="127.0.0.1:22")
+        assert r == {"type": "rule_result", "op": 100, "ok": True, "port": 23456}, r
+        assert [m["name"] for m in relay.of_type("tcp_add")] == ["ssh"]
+        assert "[tcp.ssh]" in c.ini.read_text() and "port = 23456" in c.ini.read_text()
+        # pushed again (a lost answer): applied again, not asked twice
+        r = push(101, action="add", kind="tcp", name="ssh", to="127.0.0.1:22")
+        assert r["ok"] is True and r["port"] == 23456, r
+        assert len(relay.of_type("tcp_add")) == 1
+        assert len([m for m in relay.of_type("rule_result")]) == len(bad) + 2
+        r = push(102, action="rm", name="ssh")
+        assert r["ok"] is True and "[tcp.ssh]" not in c.ini.read_text(), r
+        log = c.proc.output()
+        assert "remote rule change from the server (operation 100): add tcp rule ssh" in log
+        # the newline the edge sent is escaped in the log, never a line of its own
+        assert "\ntoken = evil" not in log and "[client]\n" not in log, nt.tail(log)
+        nt.check_exit("nave start (fake)", c.proc.stop(), c.proc.output())
+    finally:
+        relay.close()
