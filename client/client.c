@@ -939,8 +939,8 @@ static bool rule_same(const struct rule *r, const json_t *n, long long *port, lo
 	    r->h.tls_passthrough != json_is_true(json_object_get(n, "tls_passthrough")) ||
 	    r->h.redirect_https != json_is_true(json_object_get(n, "redirect_https")))
 		return false;
-	*route = r->granted;
-	return r->granted != 0; /* not granted now: asked again through the local path */
+	*route = r->granted; /* 0 until the server grants it on this session */
+	return true;
 }
 
 /*
