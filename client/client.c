@@ -45,6 +45,7 @@
 #define BACKOFF_MAX_MS	   30000
 #define LOCAL_MAX	   32
 #define LOCAL_TIMEOUT_MS   15000
+#define REMOTE_DONE	   16 /* remote operations whose answers are kept */
 
 /* ---------- a blocking-ish TLS control connection ---------- */
 
@@ -503,6 +504,17 @@ struct client {
 	 */
 	char ktls_mode[64];
 	int ctl_ktls; /* cconn_open's ktls: 0, 1 (auto) or 2 (on) */
+	/*
+	 * The answers to the last REMOTE_DONE remote operations, by op: one pushed again
+	 * (its answer lost with a link, or with a controld restart) gets the same answer.
+	 */
+	struct remote_done {
+		long long op;
+		bool ok;
+		long long port, route;
+		char reason[RULEMSG_REASON_MAX + 1];
+	} done[REMOTE_DONE];
+	unsigned ndone;
 };
 
 static bool op_rule_find(void *arg, uint16_t port, uint16_t flags, struct engine_rule *out)
@@ -870,9 +882,10 @@ static void on_local_request(struct client *cl, struct local *lo, json_t *req);
 static void rule_result_send(struct client *cl, long long op, bool ok, long long port,
 			     long long route, const char *reason)
 {
-	char buf[RULEMSG_REASON_MAX + 1];
+	char buf[RULEMSG_REASON_MAX + 1] = "";
 	json_t *m = json_pack("{s:s, s:I, s:b}", "type", LINK_MSG_RULE_RESULT, "op", (json_int_t)op,
 			      "ok", ok);
+	struct remote_done *d;
 
 	if (!m)
 		return;
@@ -892,6 +905,16 @@ static void rule_result_send(struct client *cl, long long op, bool ok, long long
 	if (cl->cc.fd >= 0 && cconn_send(&cl->cc, m) < 0)
 		log_warn("remote rule operation %lld: cannot send the result", op);
 	json_decref(m);
+	/* kept, so that the operation pushed again gets the same answer */
+	for (unsigned i = 0; i < REMOTE_DONE && i < cl->ndone; i++)
+		if (cl->done[i].op == op)
+			return;
+	d = &cl->done[cl->ndone++ % REMOTE_DONE];
+	d->op = op;
+	d->ok = ok;
+	d->port = port;
+	d->route = route;
+	str_copy(d->reason, sizeof(d->reason), ok ? (reason ?: "") : buf);
 }
 
 /* The local path's answer to a remote operation: to the server as rule_result. */
@@ -963,6 +986,20 @@ static void on_rule_push(struct client *cl, json_t *m)
 		log_warn("rule_push without a usable op: ignored");
 		return;
 	}
+	for (unsigned i = 0; i < REMOTE_DONE && i < cl->ndone; i++) {
+		const struct remote_done *d = &cl->done[i];
+
+		if (d->op == op) {
+			struct remote_done again = *d;
+
+			log_info("remote rule operation %lld pushed again: answered as before", op);
+			rule_result_send(cl, op, again.ok, again.port, again.route, again.reason);
+			return;
+		}
+	}
+	for (unsigned i = 0; i < LOCAL_MAX; i++)
+		if (cl->locals[i].remote && cl->locals[i].op == op)
+			return; /* under way: its answer comes */
 	n = rulemsg_norm(m, NULL, allow, why, sizeof(why));
 	if (!n) {
 		log_warn("remote rule operation %lld refused: %s", op, why);

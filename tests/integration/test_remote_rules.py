@@ -104,6 +104,9 @@ def test_offline_client_applies_queued_ops_in_order(server, make_client, service
     assert ls["pending"] == 3 and ls["online"] is False, ls
     rc, out, _ = server.navectl("tunnels", "rules", "ls", tid)
     assert rc == 0 and "pending" in out and "offline" in out, out
+    # the queue is in the store: a controld restart keeps it
+    server.restart_controld()
+    assert [o["state"] for o in rules_ls(server, tid)["ops"]] == ["pending"] * 3
 
     c.start()
     for op in (a, b, rm):
@@ -458,7 +461,18 @@ def test_a_compromised_edge_gets_only_what_a_local_command_would(tmp_path, procs
         r = push(101, action="add", kind="tcp", name="ssh", to="127.0.0.1:22")
         assert r["ok"] is True and r["port"] == 23456, r
         assert len(relay.of_type("tcp_add")) == 1
-        assert len([m for m in relay.of_type("rule_result")]) == len(bad) + 2
+        # the same operation pushed again (its answer lost with a controld restart): the
+        # same answer, nothing done twice
+        relay.send({"type": "rule_push", "op": 100, "action": "add", "kind": "tcp",
+                    "name": "ssh", "to": "127.0.0.1:22"})
+        relay.send({"type": "rule_push", "op": 1, "action": "rm", "name": "anything"})
+        nt.wait_for(lambda: len(relay.of_type("rule_result")) == len(bad) + 4, 15,
+                    "the answers again")
+        again = relay.of_type("rule_result")[-2:]
+        assert again[0] == {"type": "rule_result", "op": 100, "ok": True, "port": 23456}, again
+        assert again[1]["op"] == 1 and again[1]["ok"] is False and \
+            "remote webroot rules are off" in again[1]["reason"], again
+        assert len(relay.of_type("tcp_add")) == 1
         r = push(102, action="rm", name="ssh")
         assert r["ok"] is True and "[tcp.ssh]" not in c.ini.read_text(), r
         log = c.proc.output()
