@@ -99,8 +99,9 @@
  *   tcp_rm/http_rm), within its [client] remote_rules policy, and logs it.
  * c->r rule_result {op, ok, port?, route?, reason?}: applied (ok true; port: the public
  *   port of a TCP rule; route: an HTTP rule's) or refused (ok false, reason: one line,
- *   1..RULEMSG_REASON_MAX bytes). An add of a rule the client holds already, the same,
- *   is applied again (a push repeated after a lost link).
+ *   1..RULEMSG_REASON_MAX bytes). An op pushed again (its answer lost) gets the answer
+ *   the client gave it (the client keeps its last 16), and an add of a rule the client
+ *   holds already, the same, is applied again.
  */
 #define LINK_MSG_RULE_PUSH   "rule_push"
 #define LINK_MSG_RULE_RESULT "rule_result"

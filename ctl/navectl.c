@@ -1845,7 +1845,8 @@ static void print_op(json_t *op)
 
 /*
  * POST or DELETE an operation; --wait: poll the tunnel's list until the client
- * answered it (30 s), exit 1 when it failed. --json prints the operation's record.
+ * answered it (30 s), exit 1 when it failed. --json prints the API's answer, or with
+ * --wait the operation's record as the tunnel's list has it at the end.
  */
 static int rules_send(struct ctx *c, const char *tunnel, const char *method, struct sbuf *path,
 		      json_t *body, bool wait)
@@ -1854,6 +1855,15 @@ static int rules_send(struct ctx *c, const char *tunnel, const char *method, str
 	json_t *op = NULL;
 	int ret;
 
+	if (!wait) {
+		/* --json: the API's answer as it came */
+		ret = api_call(c, method, path, body, &op);
+		if (ret || !op)
+			return ret;
+		print_op(op);
+		json_decref(op);
+		return EXIT_OK;
+	}
 	c->json = false;
 	ret = api_call(c, method, path, body, &op);
 	c->json = json;
