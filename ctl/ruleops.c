@@ -97,6 +97,16 @@ static json_t *op_json(sqlite3_stmt *s)
 
 	if (!rule)
 		rule = json_object();
+	if (json_is_string(json_object_get(rule, "basic_auth"))) {
+		/* never a hash in an answer: the user only, as `nave tunnel ls` shows it */
+		char user[LINK_AUTH_USER_MAX + 1];
+
+		str_copy(user, sizeof(user),
+			 json_string_value(json_object_get(rule, "basic_auth")));
+		*strchrnul(user, ':') = 0;
+		json_object_del(rule, "basic_auth");
+		json_object_set_new(rule, "basic_auth_user", json_string(user));
+	}
 	o = json_pack("{s:I, s:s, s:s, s:s, s:o, s:s, s:b, s:o, s:o, s:I, s:I}", "id",
 		      (json_int_t)sqlite3_column_int64(s, 0), "tunnel_id", col_text(s, 1) ?: "",
 		      "action", col_text(s, 2) ?: "", "name", col_text(s, 3) ?: "", "rule", rule,

@@ -174,6 +174,42 @@ def test_http_rule_added_remotely_reaches_the_service(server, make_client, servi
     assert "[http.site]" not in c.ini.read_text()
 
 
+def test_http_rule_with_basic_auth_pushed_as_its_hash(server, make_client, services):
+    """basic_auth travels as the hash nave stores, never a password, and no answer of
+    the API shows the hash."""
+    import base64
+    helper = make_client("hasher", start=False)
+    p = helper.nave("tunnel", "http", "add", "--name", "h", "--domain", "h.test", "--to",
+                    "127.0.0.1:1", "--basic-auth", "alice:s3cret")
+    assert p.returncode == 0, p.stderr
+    line = [x for x in helper.ini.read_text().splitlines() if x.startswith("basic_auth = ")][0]
+    stored = line.split(" = ", 1)[1]
+    assert stored.startswith("alice:$scrypt$"), stored
+    c = make_client("dev")
+    body = b"behind basic auth"
+    s = services(h_page(body), "web")
+    st, op = server.api("POST", f"/api/v1/tunnels/{c.tunnel_id}/rules",
+                        {"kind": "http", "name": "priv", "domain": "priv.test",
+                         "to": f"127.0.0.1:{s.port}", "basic_auth": stored})
+    assert st == 202, op
+    done = wait_op(server, c.tunnel_id, op["id"])
+    assert done["state"] == "applied", done
+    for answer in (op, done, rules_ls(server, c.tunnel_id)):
+        assert "$scrypt$" not in json.dumps(answer), answer
+    assert done["rule"]["basic_auth_user"] == "alice", done
+    assert f"basic_auth = {stored}" in c.ini.read_text()
+    status, _ = http_get(server, "priv.test")
+    assert " 401 " in status + " ", status
+    with socket.create_connection(("127.0.0.1", server.http), timeout=10) as sk:
+        cred = base64.b64encode(b"alice:s3cret").decode()
+        sk.sendall(f"GET / HTTP/1.1\r\nHost: priv.test\r\nAuthorization: Basic {cred}\r\n"
+                   "Connection: close\r\n\r\n".encode())
+        data = b""
+        while (d := sk.recv(65536)):
+            data += d
+    assert data.startswith(b"HTTP/1.1 200") and data.endswith(body), data[:200]
+
+
 def test_refused_ops_fail_with_the_clients_reason(server, make_client, services):
     c = make_client("dev")
     s = services(nt.h_exchange, "svc")
