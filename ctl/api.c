@@ -11,14 +11,23 @@
  */
 #include "api.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
 #include <microhttpd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/select.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -28,7 +37,9 @@
 #include "ctl/acme.h"
 #include "ctl/reload.h"
 #include "ctl/store.h"
+#include "ctl/totp.h"
 #include "link_proto.h"
+#include "passwd.h"
 #include "log.h"
 #include "tls/tls.h"
 #include "util.h"
@@ -41,8 +52,40 @@
 #define SEARCH_MAX STORE_SEARCH_MAX /* tunnels ?search=: text without control characters */
 #define CTL_MARK   0x7f		    /* what a decoded control byte becomes (see unescape) */
 
-struct api {
+/* One HTTP server of the API: control.sock (local) or [admin] listen (remote, TLS). */
+struct srv {
+	struct api *a;
 	struct MHD_Daemon *mhd;
+	bool remote;
+};
+
+/* Failed logins of one source address (the per-address limit of the admin listener). */
+struct src_fail {
+	char addr[64];
+	uint64_t since_ms; /* the window's start */
+	unsigned n;
+};
+
+#define SRC_FAIL_SLOTS	256
+#define SRC_FAIL_MAX	20	     /* failed logins per source address per window */
+#define SRC_FAIL_WINDOW (5 * 60000u) /* ms */
+#define USER_FAIL_MAX	5	     /* consecutive failed logins that lock a user */
+#define ADMIN_CONNS	64
+#define ADMIN_PER_IP	16
+#define ADMIN_TIMEOUT_S 30
+#define PASSWORD_MIN	8
+#define PASSWORD_MAX	1024
+#define SESSION_COOKIE	"nave_session"
+#define SESSION_ID_HEX	64 /* 32 random bytes */
+
+struct api {
+	struct srv local, admin;
+	int admin_lfd; /* ours: each admin MHD daemon gets a dup of it */
+	char *cert_pem, *key_pem;
+	char cert_sig[CFG_PATH_MAX * 2 + 128]; /* paths, inodes, sizes, mtimes of what it serves */
+	uint64_t cert_checked_ms;
+	struct src_fail fails[SRC_FAIL_SLOTS];
+	int nlocal; /* of the last api_pollfds: the local server's fds come first */
 	struct store *st;
 	struct relaylink *rl;
 	struct cfg_server *cfg; /* controld's, changed in place by a reload */
@@ -65,10 +108,18 @@ struct req {
 /* One API call being answered. */
 struct call {
 	struct api *a;
+	bool remote; /* on the admin listener */
 	struct MHD_Connection *conn;
-	const char *id; /* the '*' segment of the route */
-	json_t *body;	/* the request body: an object, or NULL when empty */
-	json_t *out;	/* the response body */
+	const char *method;
+	char source[64];   /* the peer's address ("local" on control.sock) */
+	char who[64];	   /* who asked, for the log: "user alice", "API key ID", "local" */
+	bool have_session; /* a valid session cookie came with the request */
+	struct store_session sess;
+	char set_cookie[256]; /* a Set-Cookie header for the answer */
+	int retry_after;      /* seconds, for a 429 */
+	const char *id;	      /* the '*' segment of the route */
+	json_t *body;	      /* the request body: an object, or NULL when empty */
+	json_t *out;	      /* the response body */
 };
 
 static int fail(struct call *c, int status, const char *fmt, ...)
@@ -836,6 +887,555 @@ static int h_firewall_allow_del(struct call *c)
 	return fw_del(c, STORE_FW_ALLOW);
 }
 
+/* --- admin users, login sessions, API keys (API.md, "Authentication") --- */
+
+static void hex32(const uint8_t *b, size_t n, char *out)
+{
+	static const char hx[] = "0123456789abcdef";
+
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = hx[b[i] >> 4];
+		out[2 * i + 1] = hx[b[i] & 15];
+	}
+	out[2 * n] = 0;
+}
+
+/* 32 random bytes as 64 lower-case hex digits. */
+static bool random_token(char out[SESSION_ID_HEX + 1])
+{
+	uint8_t b[SESSION_ID_HEX / 2];
+
+	if (!RAND_bytes(b, sizeof(b)))
+		return false;
+	hex32(b, sizeof(b), out);
+	OPENSSL_cleanse(b, sizeof(b));
+	return true;
+}
+
+static void sha256_hex(const char *s, char out[STORE_HEX_LEN])
+{
+	uint8_t md[SHA256_DIGEST_LENGTH];
+
+	SHA256((const uint8_t *)s, strlen(s), md);
+	hex32(md, sizeof(md), out);
+}
+
+static bool is_hex64(const char *s)
+{
+	size_t n = s ? strlen(s) : 0;
+
+	if (n != SESSION_ID_HEX)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+			return false;
+	return true;
+}
+
+static int64_t now_s(void)
+{
+	return (int64_t)time(NULL);
+}
+
+static int64_t ms_to_s(unsigned ms)
+{
+	return (int64_t)((ms + 999) / 1000);
+}
+
+/* When a session ends if it is not used again: the sooner of its two limits. */
+static int64_t session_end(const struct api *a, const struct store_session *s)
+{
+	int64_t idle = s->last_used + ms_to_s(a->cfg->admin_session_idle_ms);
+
+	return idle < s->expires_at ? idle : s->expires_at;
+}
+
+/*
+ * The session of the request's nave_session cookie: true with c->sess when
+ * it is known and not past either limit (its last use is now then); an
+ * expired one is deleted.
+ */
+static bool session_of(struct call *c)
+{
+	const char *id = MHD_lookup_connection_value(c->conn, MHD_COOKIE_KIND, SESSION_COOKIE);
+	char h[STORE_HEX_LEN];
+	int64_t now = now_s();
+
+	if (!is_hex64(id))
+		return false;
+	sha256_hex(id, h);
+	if (store_session_get(c->a->st, h, &c->sess))
+		return false;
+	if (session_end(c->a, &c->sess) <= now) {
+		log_info("api: session of user %s from %s expired", c->sess.user, c->sess.source);
+		store_session_del(c->a->st, h);
+		return false;
+	}
+	if (c->sess.last_used != now && !store_session_touch(c->a->st, h, now))
+		c->sess.last_used = now;
+	c->have_session = true;
+	return true;
+}
+
+/*
+ * What answers without authentication on the admin listener: this list and
+ * nothing else (the dashboard's static files will join it, outside /api/).
+ */
+static const struct {
+	const char *method, *path;
+} auth_exempt[] = {
+    {"POST", "/api/v1/login"},
+};
+
+static bool exempt(const char *method, const char *url)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(auth_exempt); i++)
+		if (!strcmp(auth_exempt[i].method, method) && !strcmp(auth_exempt[i].path, url))
+			return true;
+	return false;
+}
+
+/*
+ * Authentication on the admin listener: an API key (Authorization: Bearer)
+ * or a session cookie; a cookie's request that changes anything (not GET or
+ * HEAD) must carry the session's X-CSRF-Token. 0, or 401/403 with c->out.
+ */
+static int authenticate(struct call *c)
+{
+	const char *auth =
+	    MHD_lookup_connection_value(c->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+	const char *csrf;
+
+	if (auth) {
+		struct store_apikey k;
+		const char *why = NULL;
+		int ret;
+
+		if (strncmp(auth, "Bearer ", 7) != 0) {
+			log_info("api: %s %s from %s: refused: not a Bearer authorization",
+				 c->method, "request", c->source);
+			return fail(c, MHD_HTTP_UNAUTHORIZED, "authentication required");
+		}
+		ret = store_apikey_auth(c->a->st, auth + 7, now_s(), &k, &why);
+		if (ret == -EACCES) {
+			log_info("api: request from %s refused: API key: %s", c->source, why);
+			return fail(c, MHD_HTTP_UNAUTHORIZED, "authentication required");
+		}
+		if (ret)
+			return internal(c);
+		snprintf(c->who, sizeof(c->who), "API key %s", k.id);
+		return 0;
+	}
+	if (!session_of(c))
+		return fail(c, MHD_HTTP_UNAUTHORIZED, "authentication required");
+	snprintf(c->who, sizeof(c->who), "user %s", c->sess.user);
+	if (!strcmp(c->method, "GET") || !strcmp(c->method, "HEAD"))
+		return 0;
+	csrf = MHD_lookup_connection_value(c->conn, MHD_HEADER_KIND, "X-CSRF-Token");
+	if (!csrf || strlen(csrf) != strlen(c->sess.csrf) ||
+	    CRYPTO_memcmp(csrf, c->sess.csrf, strlen(c->sess.csrf))) {
+		log_info("api: %s from %s refused: missing or wrong CSRF token", c->who, c->source);
+		return fail(c, MHD_HTTP_FORBIDDEN, "missing or wrong CSRF token");
+	}
+	return 0;
+}
+
+/* The failure slot of a source address (a new or the oldest one when absent). */
+static struct src_fail *src_slot(struct api *a, const char *addr, bool create)
+{
+	struct src_fail *old = &a->fails[0];
+	uint64_t now = now_ms();
+
+	for (size_t i = 0; i < SRC_FAIL_SLOTS; i++) {
+		struct src_fail *f = &a->fails[i];
+
+		if (f->n && now - f->since_ms >= SRC_FAIL_WINDOW)
+			f->n = 0;
+		if (f->n && !strcmp(f->addr, addr))
+			return f;
+		if (!f->n || f->since_ms < old->since_ms)
+			old = f->n && old->n ? (f->since_ms < old->since_ms ? f : old) : f;
+	}
+	if (!create)
+		return NULL;
+	memset(old, 0, sizeof(*old));
+	str_copy(old->addr, sizeof(old->addr), addr);
+	old->since_ms = now;
+	return old;
+}
+
+/* A member of the login body that must be a string (or absent); 0 or 400. */
+static int login_str(struct call *c, const char *key, bool required, const char **out)
+{
+	json_t *v = json_object_get(c->body, key);
+
+	*out = NULL;
+	if (!v || json_is_null(v)) {
+		if (required)
+			return fail(c, MHD_HTTP_BAD_REQUEST, "\"%s\" is required", key);
+		return 0;
+	}
+	if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v))
+		return fail(c, MHD_HTTP_BAD_REQUEST, "\"%s\" must be a string", key);
+	*out = json_string_value(v);
+	return 0;
+}
+
+static int login_failed(struct call *c, const char *user, const char *why)
+{
+	struct src_fail *f = src_slot(c->a, c->source, true);
+	char esc[256];
+
+	f->n++;
+	log_esc_str(user, esc, sizeof(esc));
+	log_warn("api: login of \"%s\" from %s failed: %s", esc, c->source, why);
+	return fail(c, MHD_HTTP_UNAUTHORIZED, "login failed");
+}
+
+static int too_many(struct call *c, int64_t secs)
+{
+	c->retry_after = secs > 0 ? (int)secs : 1;
+	return fail(c, MHD_HTTP_TOO_MANY_REQUESTS, "too many failed logins: try again later");
+}
+
+static int h_login(struct call *c)
+{
+	struct api *a = c->a;
+	const char *user, *pass, *code;
+	struct store_user u;
+	struct store_session s = {0};
+	struct src_fail *f;
+	char id[SESSION_ID_HEX + 1];
+	int64_t now = now_s(), step = 0;
+	bool known, ok, locked;
+	int ret;
+
+	ret = login_str(c, "user", true, &user);
+	if (!ret)
+		ret = login_str(c, "password", true, &pass);
+	if (!ret)
+		ret = login_str(c, "totp", false, &code);
+	if (ret)
+		return ret;
+	f = src_slot(a, c->source, false);
+	if (f && f->n >= SRC_FAIL_MAX) {
+		log_warn("api: login from %s refused: %u failed logins from there", c->source,
+			 f->n);
+		return too_many(c, (int64_t)(f->since_ms + SRC_FAIL_WINDOW - now_ms()) / 1000 + 1);
+	}
+	known = store_user_name_ok(user) && store_user_get(a->st, user, &u) == 0;
+	if (known && u.locked_until > now) {
+		log_warn("api: login of %s from %s refused: locked for %llds more", user, c->source,
+			 (long long)(u.locked_until - now));
+		return too_many(c, u.locked_until - now);
+	}
+	/* an unknown user costs the same scrypt: the time does not tell them apart */
+	ok = passwd_verify(pass, strlen(pass),
+			   known ? u.hash
+				 : "$scrypt$ln=14,r=8,p=1$AAAAAAAAAAAAAAAAAAAAAA$"
+				   "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA") &&
+	     known && strlen(pass) >= PASSWORD_MIN && strlen(pass) <= PASSWORD_MAX;
+	if (!known)
+		return login_failed(c, user, "no such user");
+	if (!ok) {
+		store_user_login(a->st, user, false, 0, now, USER_FAIL_MAX,
+				 ms_to_s(a->cfg->admin_lockout_ms), &locked);
+		if (locked)
+			log_warn("api: user %s locked for %us after %d failed logins", user,
+				 a->cfg->admin_lockout_ms / 1000, USER_FAIL_MAX);
+		return login_failed(c, user, "wrong password");
+	}
+	if (u.two_factor) {
+		uint8_t key[TOTP_SECRET_LEN + 8];
+		int n = totp_b32_decode(u.totp_secret, key, sizeof(key));
+
+		ret = n <= 0  ? -EIO
+		      : !code ? -ENOENT
+			      : totp_check(key, (size_t)n, code, (uint64_t)now, u.totp_step, &step);
+		OPENSSL_cleanse(key, sizeof(key));
+		if (ret) {
+			store_user_login(a->st, user, false, 0, now, USER_FAIL_MAX,
+					 ms_to_s(a->cfg->admin_lockout_ms), &locked);
+			return login_failed(c, user,
+					    ret == -ENOENT     ? "no TOTP code"
+					    : ret == -EALREADY ? "TOTP code replayed"
+					    : ret == -EIO      ? "stored TOTP secret unreadable"
+							       : "wrong TOTP code");
+		}
+	}
+	if (store_user_login(a->st, user, true, step, now, USER_FAIL_MAX, 0, NULL))
+		return internal(c);
+	store_session_purge(a->st, now, ms_to_s(a->cfg->admin_session_idle_ms));
+	if (!random_token(id) || !random_token(s.csrf))
+		return internal(c);
+	sha256_hex(id, s.id_hash);
+	str_copy(s.user, sizeof(s.user), user);
+	str_copy(s.source, sizeof(s.source), c->source);
+	s.created_at = s.last_used = now;
+	s.expires_at = now + ms_to_s(a->cfg->admin_session_lifetime_ms);
+	if (store_session_add(a->st, &s)) {
+		OPENSSL_cleanse(id, sizeof(id));
+		return internal(c);
+	}
+	snprintf(c->set_cookie, sizeof(c->set_cookie),
+		 SESSION_COOKIE "=%s; Path=/; HttpOnly; Secure; SameSite=Strict", id);
+	OPENSSL_cleanse(id, sizeof(id));
+	log_info("api: user %s logged in from %s%s", user, c->source,
+		 u.two_factor ? " (password and TOTP)" : " (password)");
+	c->out = json_pack("{s:s, s:s, s:I}", "user", s.user, "csrf", s.csrf, "expires",
+			   (json_int_t)session_end(a, &s));
+	return c->out ? MHD_HTTP_OK : internal(c);
+}
+
+static int h_logout(struct call *c)
+{
+	if (!c->have_session && !session_of(c))
+		return fail(c, MHD_HTTP_UNAUTHORIZED, "not logged in");
+	if (store_session_del(c->a->st, c->sess.id_hash))
+		return internal(c);
+	log_info("api: user %s logged out", c->sess.user);
+	snprintf(c->set_cookie, sizeof(c->set_cookie),
+		 SESSION_COOKIE "=; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age=0");
+	return MHD_HTTP_NO_CONTENT;
+}
+
+static int h_session(struct call *c)
+{
+	if (!c->have_session && !session_of(c))
+		return fail(c, MHD_HTTP_UNAUTHORIZED, "not logged in");
+	c->out = json_pack("{s:s, s:s, s:I}", "user", c->sess.user, "csrf", c->sess.csrf, "expires",
+			   (json_int_t)session_end(c->a, &c->sess));
+	return c->out ? MHD_HTTP_OK : internal(c);
+}
+
+/* "password": a string of PASSWORD_MIN..PASSWORD_MAX bytes; its scrypt hash to hash. */
+static int body_password(struct call *c, char hash[STORE_PWHASH_LEN])
+{
+	json_t *v = json_object_get(c->body, "password");
+	size_t n;
+
+	if (!v || json_is_null(v))
+		return fail(c, MHD_HTTP_BAD_REQUEST, "\"password\" is required");
+	if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v))
+		return fail(c, MHD_HTTP_BAD_REQUEST, "\"password\" must be a string");
+	n = json_string_length(v);
+	if (n < PASSWORD_MIN || n > PASSWORD_MAX)
+		return fail(c, MHD_HTTP_BAD_REQUEST, "\"password\" must be %d-%d bytes",
+			    PASSWORD_MIN, PASSWORD_MAX);
+	if (passwd_hash(json_string_value(v), n, hash, STORE_PWHASH_LEN))
+		return internal(c);
+	return 0;
+}
+
+static int bad_user_name(struct call *c, const char *name)
+{
+	(void)name;
+	return fail(c, MHD_HTTP_BAD_REQUEST,
+		    "a user name is 1-32 characters of a-z 0-9 . _ - (not starting with . or -)");
+}
+
+static int h_users_list(struct call *c)
+{
+	return list_page(c, &store_users, NULL, NULL);
+}
+
+static int user_reply(struct call *c, const char *name, int status)
+{
+	struct store_user u;
+	int ret = store_user_get(c->a->st, name, &u);
+
+	if (ret == -ENOENT)
+		return fail(c, MHD_HTTP_NOT_FOUND, "unknown user %s", name);
+	if (ret)
+		return internal(c);
+	c->out = row_json(&store_users, &u, FORM_FULL);
+	return c->out ? status : internal(c);
+}
+
+static int h_users_add(struct call *c)
+{
+	char hash[STORE_PWHASH_LEN];
+	struct store_user u;
+	json_t *v = json_object_get(c->body, "name");
+	const char *name;
+	int ret;
+
+	if (!v || json_is_null(v))
+		return fail(c, MHD_HTTP_BAD_REQUEST, "\"name\" is required");
+	if (!json_is_string(v))
+		return fail(c, MHD_HTTP_BAD_REQUEST, "\"name\" must be a string");
+	name = json_string_value(v);
+	if (strlen(name) != json_string_length(v) || !store_user_name_ok(name))
+		return bad_user_name(c, name);
+	ret = body_password(c, hash);
+	if (ret)
+		return ret;
+	ret = store_user_add(c->a->st, name, hash, &u);
+	OPENSSL_cleanse(hash, sizeof(hash));
+	if (ret == -EEXIST)
+		return fail(c, MHD_HTTP_CONFLICT, "user %s exists", name);
+	if (ret == -EDQUOT)
+		return fail(c, MHD_HTTP_CONFLICT, "at most %d users", STORE_USERS_MAX);
+	if (ret)
+		return internal(c);
+	log_info("api: user %s added (by %s)", name, c->who);
+	c->out = row_json(&store_users, &u, FORM_FULL);
+	return c->out ? MHD_HTTP_CREATED : internal(c);
+}
+
+static int h_user_get(struct call *c)
+{
+	if (!store_user_name_ok(c->id))
+		return bad_user_name(c, c->id);
+	return user_reply(c, c->id, MHD_HTTP_OK);
+}
+
+static int h_user_password(struct call *c)
+{
+	char hash[STORE_PWHASH_LEN];
+	int ret;
+
+	if (!store_user_name_ok(c->id))
+		return bad_user_name(c, c->id);
+	ret = body_password(c, hash);
+	if (ret)
+		return ret;
+	ret = store_user_set_password(c->a->st, c->id, hash);
+	OPENSSL_cleanse(hash, sizeof(hash));
+	if (ret == -ENOENT)
+		return fail(c, MHD_HTTP_NOT_FOUND, "unknown user %s", c->id);
+	if (ret)
+		return internal(c);
+	log_info("api: password of user %s changed, its sessions ended (by %s)", c->id, c->who);
+	return user_reply(c, c->id, MHD_HTTP_OK);
+}
+
+static int h_user_del(struct call *c)
+{
+	int ret;
+
+	if (!store_user_name_ok(c->id))
+		return bad_user_name(c, c->id);
+	ret = store_user_del(c->a->st, c->id);
+	if (ret == -ENOENT)
+		return fail(c, MHD_HTTP_NOT_FOUND, "unknown user %s", c->id);
+	if (ret)
+		return internal(c);
+	log_info("api: user %s removed (by %s)", c->id, c->who);
+	c->out = json_pack("{s:s, s:b}", "name", c->id, "removed", 1);
+	return c->out ? MHD_HTTP_OK : internal(c);
+}
+
+/* A new TOTP secret for the user, shown this once as base32 and otpauth:// URI. */
+static int totp_new(struct call *c, bool reset)
+{
+	uint8_t key[TOTP_SECRET_LEN];
+	char b32[TOTP_B32_LEN], uri[256];
+	struct store_user u;
+	int ret;
+
+	if (!store_user_name_ok(c->id))
+		return bad_user_name(c, c->id);
+	ret = store_user_get(c->a->st, c->id, &u);
+	if (ret == -ENOENT)
+		return fail(c, MHD_HTTP_NOT_FOUND, "unknown user %s", c->id);
+	if (ret)
+		return internal(c);
+	if (!reset && u.two_factor)
+		return fail(c, MHD_HTTP_CONFLICT,
+			    "two-factor is on for user %s already (reset makes a new secret)",
+			    c->id);
+	if (reset && !u.two_factor)
+		return fail(c, MHD_HTTP_CONFLICT, "two-factor is off for user %s (enable it)",
+			    c->id);
+	if (!RAND_bytes(key, sizeof(key)))
+		return internal(c);
+	totp_b32_encode(key, sizeof(key), b32, sizeof(b32));
+	OPENSSL_cleanse(key, sizeof(key));
+	if (totp_uri("nave", c->id, b32, uri, sizeof(uri)) ||
+	    store_user_set_totp(c->a->st, c->id, b32)) {
+		OPENSSL_cleanse(b32, sizeof(b32));
+		return internal(c);
+	}
+	log_info("api: two-factor of user %s %s (by %s)", c->id, reset ? "reset" : "enabled",
+		 c->who);
+	c->out = json_pack("{s:s, s:s, s:s}", "name", c->id, "secret", b32, "uri", uri);
+	OPENSSL_cleanse(b32, sizeof(b32));
+	OPENSSL_cleanse(uri, sizeof(uri));
+	return c->out ? MHD_HTTP_OK : internal(c);
+}
+
+static int h_user_totp_enable(struct call *c)
+{
+	return totp_new(c, false);
+}
+
+static int h_user_totp_reset(struct call *c)
+{
+	return totp_new(c, true);
+}
+
+static int h_user_totp_disable(struct call *c)
+{
+	int ret;
+
+	if (!store_user_name_ok(c->id))
+		return bad_user_name(c, c->id);
+	ret = store_user_set_totp(c->a->st, c->id, NULL);
+	if (ret == -ENOENT)
+		return fail(c, MHD_HTTP_NOT_FOUND, "unknown user %s", c->id);
+	if (ret)
+		return internal(c);
+	log_info("api: two-factor of user %s disabled (by %s)", c->id, c->who);
+	return user_reply(c, c->id, MHD_HTTP_OK);
+}
+
+static int h_apikeys_list(struct call *c)
+{
+	return list_page(c, &store_apikeys, NULL, NULL);
+}
+
+static int h_apikeys_create(struct call *c)
+{
+	struct store_apikey k;
+	char key[STORE_APIKEY_LEN];
+	const char *desc;
+	long long expires;
+	int ret;
+
+	ret = body_str(c, "description", VALID_TEXT, STORE_STR_LEN - 1, &desc);
+	if (!ret)
+		ret = body_int(c, "expires", 0, 100LL * 365 * 86400, &expires);
+	if (ret)
+		return ret;
+	ret = store_apikey_create(c->a->st, desc, expires, &k, key);
+	if (ret == -EDQUOT)
+		return fail(c, MHD_HTTP_CONFLICT, "at most %d API keys (revoke some)",
+			    STORE_APIKEYS_MAX);
+	if (ret)
+		return internal(c);
+	log_info("api: API key %s created (by %s)", k.id, c->who);
+	c->out = row_json(&store_apikeys, &k, FORM_NEW);
+	if (c->out)
+		json_object_set_new(c->out, "key", json_string(key));
+	OPENSSL_cleanse(key, sizeof(key));
+	return c->out ? MHD_HTTP_CREATED : internal(c);
+}
+
+static int h_apikey_revoke(struct call *c)
+{
+	struct store_apikey k;
+	int ret = store_apikey_revoke(c->a->st, c->id, &k);
+
+	if (ret == -ENOENT)
+		return fail(c, MHD_HTTP_NOT_FOUND, "unknown API key %s", c->id);
+	if (ret)
+		return internal(c);
+	log_info("api: API key %s revoked (by %s)", k.id, c->who);
+	c->out = row_json(&store_apikeys, &k, FORM_FULL);
+	return c->out ? MHD_HTTP_OK : internal(c);
+}
+
 /* --- routing --- */
 
 /*
@@ -876,7 +1476,27 @@ static const struct route {
     {"POST", "firewall/allow", h_firewall_allow_add},
     {"DELETE", "firewall/deny/#", h_firewall_deny_del},
     {"DELETE", "firewall/allow/#", h_firewall_allow_del},
+    {"POST", "login", h_login},
+    {"POST", "logout", h_logout},
+    {"GET", "session", h_session},
+    {"GET", "users", h_users_list},
+    {"POST", "users", h_users_add},
+    {"GET", "users/*", h_user_get},
+    {"DELETE", "users/*", h_user_del},
+    {"POST", "users/*/password", h_user_password},
+    {"POST", "users/*/two-factor", h_user_totp_enable},
+    {"DELETE", "users/*/two-factor", h_user_totp_disable},
+    {"POST", "users/*/two-factor/reset", h_user_totp_reset},
+    {"GET", "apikeys", h_apikeys_list},
+    {"POST", "apikeys", h_apikeys_create},
+    {"POST", "apikeys/*/revoke", h_apikey_revoke},
 };
+
+void api_list_routes(FILE *f)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(routes); i++)
+		fprintf(f, "%s /api/v1/%s\n", routes[i].method, routes[i].path);
+}
 
 /* Splits p at '/' into at most max segments (in place); -1 if there are more. */
 static int split(char *p, char **seg, int max)
@@ -944,6 +1564,15 @@ static int route(struct call *c, const char *url, const char *method, struct req
 		if ((unsigned char)*p < 0x20 || *p == CTL_MARK)
 			return fail(c, MHD_HTTP_BAD_REQUEST,
 				    "the request path holds control characters");
+	/* the admin listener: nothing outside the exemptions answers without authentication */
+	if (c->remote && strncmp(url, "/api/", 5) != 0)
+		return fail(c, MHD_HTTP_NOT_FOUND, "no such endpoint: %s", url);
+	if (c->remote && !exempt(method, url)) {
+		int ret = authenticate(c);
+
+		if (ret)
+			return ret;
+	}
 	if (strncmp(url, prefix, sizeof(prefix) - 1) != 0 ||
 	    strlen(url) - (sizeof(prefix) - 1) >= sizeof(path))
 		return fail(c, MHD_HTTP_NOT_FOUND, "no such endpoint: %s", url);
@@ -995,14 +1624,17 @@ static int route(struct call *c, const char *url, const char *method, struct req
 	return r->fn(c);
 }
 
-static enum MHD_Result send_json(struct MHD_Connection *conn, int status, json_t *body)
+static enum MHD_Result send_json(struct MHD_Connection *conn, int status, json_t *body,
+				 const struct call *c)
 {
 	struct MHD_Response *resp;
 	enum MHD_Result ret;
 	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
 	size_t len;
 
-	if (!text) {
+	if (status == MHD_HTTP_NO_CONTENT && !body) {
+		resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+	} else if (!text) {
 		static const char oom[] = "{\"error\":\"internal error\"}";
 
 		status = MHD_HTTP_INTERNAL_SERVER_ERROR;
@@ -1018,18 +1650,51 @@ static enum MHD_Result send_json(struct MHD_Connection *conn, int status, json_t
 	}
 	if (!resp)
 		return MHD_NO;
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+	if (status != MHD_HTTP_NO_CONTENT)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+	if (c->set_cookie[0])
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_SET_COOKIE, c->set_cookie);
+	if (c->remote)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	if (status == MHD_HTTP_TOO_MANY_REQUESTS && c->retry_after > 0) {
+		char ra[16];
+
+		snprintf(ra, sizeof(ra), "%d", c->retry_after);
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, ra);
+	}
 	ret = MHD_queue_response(conn, (unsigned)status, resp);
 	MHD_destroy_response(resp);
 	return ret;
+}
+
+/* The request's peer address into c->source ("local" on control.sock). */
+static void peer_addr(struct call *c)
+{
+	const union MHD_ConnectionInfo *ci;
+	const struct sockaddr *sa;
+
+	str_copy(c->source, sizeof(c->source), "local");
+	if (!c->remote)
+		return;
+	ci = MHD_get_connection_info(c->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	sa = ci ? ci->client_addr : NULL;
+	if (sa && sa->sa_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, c->source,
+			  sizeof(c->source));
+	else if (sa && sa->sa_family == AF_INET6)
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, c->source,
+			  sizeof(c->source));
+	else
+		str_copy(c->source, sizeof(c->source), "unknown");
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
 				  const char *method, const char *version, const char *upload,
 				  size_t *upload_size, void **con_cls)
 {
+	struct srv *sv = cls;
 	struct req *rq = *con_cls;
-	struct call c = {.a = cls, .conn = conn};
+	struct call c = {.a = sv->a, .remote = sv->remote, .conn = conn, .method = method};
 	enum MHD_Result ret;
 	int status;
 
@@ -1055,9 +1720,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		*upload_size = 0;
 		return MHD_YES;
 	}
+	peer_addr(&c);
+	str_copy(c.who, sizeof(c.who), c.remote ? "nobody" : "local");
 	status = route(&c, url, method, rq);
-	log_debug("api: %s %s -> %d", method, url, status);
-	ret = send_json(conn, status, c.out);
+	log_debug("api: %s %s from %s -> %d", method, url, c.source, status);
+	ret = send_json(conn, status, c.out, &c);
 	json_decref(c.out);
 	json_decref(c.body);
 	return ret;
@@ -1103,10 +1770,158 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 	log_warn("api: %s", msg);
 }
 
+/* Reads a whole file (at most 1 MiB) as a NUL-terminated string; NULL with errno. */
+static char *read_file(const char *path)
+{
+	struct stat sb;
+	char *buf;
+	ssize_t n;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return NULL;
+	if (fstat(fd, &sb) < 0 || sb.st_size > (1 << 20)) {
+		close(fd);
+		errno = EFBIG;
+		return NULL;
+	}
+	buf = malloc((size_t)sb.st_size + 1);
+	n = buf ? read(fd, buf, (size_t)sb.st_size) : -1;
+	close(fd);
+	if (n != sb.st_size) {
+		free(buf);
+		errno = EIO;
+		return NULL;
+	}
+	buf[n] = 0;
+	return buf;
+}
+
+/* What identifies the certificate files now: paths, inodes, sizes and mtimes. */
+static void cert_sig(const struct cfg_server *cfg, char *out, size_t len)
+{
+	struct stat c = {0}, k = {0};
+
+	stat(cfg->certificate, &c);
+	stat(cfg->private_key, &k);
+	snprintf(out, len, "%s %lu %lld %lld.%09ld|%s %lu %lld %lld.%09ld", cfg->certificate,
+		 (unsigned long)c.st_ino, (long long)c.st_size, (long long)c.st_mtim.tv_sec,
+		 c.st_mtim.tv_nsec, cfg->private_key, (unsigned long)k.st_ino, (long long)k.st_size,
+		 (long long)k.st_mtim.tv_sec, k.st_mtim.tv_nsec);
+}
+
+static void admin_stop(struct api *a)
+{
+	if (a->admin.mhd)
+		MHD_stop_daemon(a->admin.mhd);
+	a->admin.mhd = NULL;
+	if (a->key_pem)
+		OPENSSL_cleanse(a->key_pem, strlen(a->key_pem));
+	free(a->key_pem);
+	free(a->cert_pem);
+	a->key_pem = a->cert_pem = NULL;
+}
+
+/*
+ * (Re)starts the admin listener's HTTPS server on a->admin_lfd with the
+ * server certificate ([tls] certificate and private_key; self-signed in
+ * state_dir/tls when they are the defaults and missing, as relayd makes
+ * them). 0, or -errno with err.
+ */
+static int admin_start(struct api *a, char *err, size_t errlen)
+{
+	struct cfg_server *cfg = a->cfg;
+	int fd, ret;
+
+	admin_stop(a);
+	ret = tls_ensure_selfsigned(cfg->certificate, cfg->private_key, cfg->domain, err, errlen);
+	if (ret < 0)
+		return ret;
+	cert_sig(cfg, a->cert_sig, sizeof(a->cert_sig));
+	a->cert_pem = read_file(cfg->certificate);
+	if (!a->cert_pem) {
+		ret = -errno;
+		snprintf(err, errlen, "%s: %s", cfg->certificate, strerror(errno));
+		return ret;
+	}
+	a->key_pem = read_file(cfg->private_key);
+	if (!a->key_pem) {
+		ret = -errno;
+		snprintf(err, errlen, "%s: %s", cfg->private_key, strerror(errno));
+		admin_stop(a);
+		return ret;
+	}
+	fd = fcntl(a->admin_lfd, F_DUPFD_CLOEXEC, 0);
+	if (fd < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "dup: %s", strerror(errno));
+		admin_stop(a);
+		return ret;
+	}
+	a->admin.mhd = MHD_start_daemon(
+	    MHD_USE_ERROR_LOG | MHD_USE_TLS, 0, NULL, NULL, on_request, &a->admin,
+	    MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, a, MHD_OPTION_UNESCAPE_CALLBACK, unescape, a,
+	    MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd, MHD_OPTION_NOTIFY_COMPLETED, on_completed, a,
+	    MHD_OPTION_HTTPS_MEM_CERT, a->cert_pem, MHD_OPTION_HTTPS_MEM_KEY, a->key_pem,
+	    MHD_OPTION_HTTPS_PRIORITIES, "SECURE256:+SECURE128:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2",
+	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)ADMIN_TIMEOUT_S, MHD_OPTION_CONNECTION_LIMIT,
+	    (unsigned)ADMIN_CONNS, MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)ADMIN_PER_IP,
+	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(128 * 1024), MHD_OPTION_END);
+	if (!a->admin.mhd) {
+		close(fd);
+		admin_stop(a);
+		snprintf(err, errlen, "could not start the HTTPS server (libmicrohttpd with %s)",
+			 cfg->certificate);
+		return -EIO;
+	}
+	return 0;
+}
+
+/* A listening TCP socket on [admin] listen: 0 with *fd, or -errno with err. */
+static int admin_listen(const char *hostport, int *fd_out, char *err, size_t errlen)
+{
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *res, *ai;
+	char host[256], port[8];
+	uint16_t p;
+	int fd = -1, rc, one = 1, e = 0;
+
+	if (cfg_parse_hostport(hostport, host, sizeof(host), &p)) {
+		snprintf(err, errlen, "[admin] listen %s is not HOST:PORT", hostport);
+		return -EINVAL;
+	}
+	snprintf(port, sizeof(port), "%u", p);
+	rc = getaddrinfo(host, port, &hints, &res);
+	if (rc) {
+		snprintf(err, errlen, "[admin] listen %s: %s", hostport, gai_strerror(rc));
+		return -EINVAL;
+	}
+	for (ai = res; ai; ai = ai->ai_next) {
+		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (fd < 0) {
+			e = errno;
+			continue;
+		}
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 64) == 0)
+			break;
+		e = errno;
+		close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(res);
+	if (fd < 0) {
+		snprintf(err, errlen, "[admin] listen %s: %s", hostport, strerror(e));
+		return -e;
+	}
+	*fd_out = fd;
+	return 0;
+}
+
 int api_start(struct api **out, int lfd, struct store *st, struct relaylink *rl,
 	      struct cfg_server *cfg, char *err, size_t errlen)
 {
 	struct api *a = calloc(1, sizeof(*a));
+	int ret;
 
 	*out = NULL;
 	if (!a) {
@@ -1118,17 +1933,38 @@ int api_start(struct api **out, int lfd, struct store *st, struct relaylink *rl,
 	a->rl = rl;
 	a->cfg = cfg;
 	a->started_ms = now_ms();
+	a->admin_lfd = -1;
+	a->local.a = a->admin.a = a;
+	a->admin.remote = true;
 	/* no threading flag: external select mode, driven by api_pollfds/api_process */
-	a->mhd = MHD_start_daemon(
-	    MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request, a, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log,
-	    a, MHD_OPTION_UNESCAPE_CALLBACK, unescape, a, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)lfd,
-	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, a, MHD_OPTION_CONNECTION_TIMEOUT,
-	    (unsigned)30, MHD_OPTION_CONNECTION_LIMIT, (unsigned)64, MHD_OPTION_END);
-	if (!a->mhd) {
+	a->local.mhd = MHD_start_daemon(
+	    MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request, &a->local, MHD_OPTION_EXTERNAL_LOGGER,
+	    on_mhd_log, a, MHD_OPTION_UNESCAPE_CALLBACK, unescape, a, MHD_OPTION_LISTEN_SOCKET,
+	    (MHD_socket)lfd, MHD_OPTION_NOTIFY_COMPLETED, on_completed, a,
+	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_CONNECTION_LIMIT, (unsigned)64,
+	    MHD_OPTION_END);
+	if (!a->local.mhd) {
 		close(lfd);
 		free(a);
 		snprintf(err, errlen, "could not start the HTTP server (libmicrohttpd)");
 		return -EIO;
+	}
+	if (cfg->admin_listen[0]) {
+		if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+			snprintf(err, errlen,
+				 "[admin] listen: libmicrohttpd was built without TLS");
+			api_stop(a);
+			return -ENOTSUP;
+		}
+		ret = admin_listen(cfg->admin_listen, &a->admin_lfd, err, errlen);
+		if (!ret)
+			ret = admin_start(a, err, errlen);
+		if (ret) {
+			api_stop(a);
+			return ret;
+		}
+		log_info("admin API on https://%s (TLS with %s)", cfg->admin_listen,
+			 cfg->certificate);
 	}
 	*out = a;
 	return 0;
@@ -1138,22 +1974,51 @@ void api_stop(struct api *a)
 {
 	if (!a)
 		return;
-	if (a->mhd)
-		MHD_stop_daemon(a->mhd);
+	if (a->local.mhd)
+		MHD_stop_daemon(a->local.mhd);
+	admin_stop(a);
+	if (a->admin_lfd >= 0)
+		close(a->admin_lfd);
 	free(a);
 }
 
-int api_pollfds(struct api *a, struct pollfd *pfd, int max, int *timeout_ms)
+/*
+ * The admin listener serves the certificate files as they are: once a
+ * second their identity is compared, and a change (a reload's new paths,
+ * a renewed certificate) restarts its HTTPS server with them (open
+ * connections end; the listening socket stays).
+ */
+static void admin_cert_check(struct api *a)
+{
+	char sig[sizeof(a->cert_sig)], err[512];
+
+	if (a->admin_lfd < 0 || now_ms() - a->cert_checked_ms < 1000)
+		return;
+	a->cert_checked_ms = now_ms();
+	cert_sig(a->cfg, sig, sizeof(sig));
+	if (!strcmp(sig, a->cert_sig) && a->admin.mhd)
+		return;
+	if (admin_start(a, err, sizeof(err)))
+		log_error("admin API: %s: the admin listener is off until the certificate loads",
+			  err);
+	else
+		log_info("admin API: certificate %s loaded", a->cfg->certificate);
+	/* a failed start retries at the next change of the files */
+}
+
+static int srv_pollfds(struct srv *sv, struct pollfd *pfd, int max, int *timeout_ms)
 {
 	fd_set rs, ws, es;
 	MHD_socket maxfd = -1;
 	MHD_UNSIGNED_LONG_LONG to;
 	int n = 0;
 
+	if (!sv->mhd)
+		return 0;
 	FD_ZERO(&rs);
 	FD_ZERO(&ws);
 	FD_ZERO(&es);
-	if (MHD_get_fdset2(a->mhd, &rs, &ws, &es, &maxfd, FD_SETSIZE) != MHD_YES)
+	if (MHD_get_fdset2(sv->mhd, &rs, &ws, &es, &maxfd, FD_SETSIZE) != MHD_YES)
 		log_warn("api: could not get the HTTP server's fds");
 	for (int fd = 0; fd <= maxfd && n < max; fd++) {
 		short ev = (FD_ISSET(fd, &rs) ? POLLIN : 0) | (FD_ISSET(fd, &ws) ? POLLOUT : 0);
@@ -1164,16 +2029,28 @@ int api_pollfds(struct api *a, struct pollfd *pfd, int max, int *timeout_ms)
 		pfd[n].events = ev;
 		pfd[n++].revents = 0;
 	}
-	if (MHD_get_timeout(a->mhd, &to) == MHD_YES &&
+	if (MHD_get_timeout(sv->mhd, &to) == MHD_YES &&
 	    (*timeout_ms < 0 || to < (MHD_UNSIGNED_LONG_LONG)*timeout_ms))
 		*timeout_ms = (int)to;
 	return n;
 }
 
-void api_process(struct api *a, const struct pollfd *pfd, int n)
+int api_pollfds(struct api *a, struct pollfd *pfd, int max, int *timeout_ms)
+{
+	int n;
+
+	admin_cert_check(a);
+	n = srv_pollfds(&a->local, pfd, max, timeout_ms);
+	a->nlocal = n;
+	return n + srv_pollfds(&a->admin, pfd + n, max - n, timeout_ms);
+}
+
+static void srv_process(struct srv *sv, const struct pollfd *pfd, int n)
 {
 	fd_set rs, ws, es;
 
+	if (!sv->mhd)
+		return;
 	FD_ZERO(&rs);
 	FD_ZERO(&ws);
 	FD_ZERO(&es);
@@ -1185,5 +2062,13 @@ void api_process(struct api *a, const struct pollfd *pfd, int n)
 		if (pfd[i].revents & (POLLOUT | POLLERR))
 			FD_SET(pfd[i].fd, &ws);
 	}
-	MHD_run_from_select(a->mhd, &rs, &ws, &es);
+	MHD_run_from_select(sv->mhd, &rs, &ws, &es);
+}
+
+void api_process(struct api *a, const struct pollfd *pfd, int n)
+{
+	int nl = a->nlocal < n ? a->nlocal : n;
+
+	srv_process(&a->local, pfd, nl);
+	srv_process(&a->admin, pfd + nl, n - nl);
 }

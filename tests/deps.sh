@@ -15,7 +15,7 @@ liburing-dev libbpf-dev libelf-dev zlib1g-dev bpftool android-libboringssl-dev l
 libiniparser-dev libsqlite3-dev sqlite3 libjansson-dev libmicrohttpd-dev libcurl4-gnutls-dev
 libnl-3-dev libnl-route-3-dev libhttp-parser-dev libcmocka-dev libsystemd-dev libseccomp-dev python3 python3-pytest curl
 python3-cryptography pebble iperf3 haproxy nginx openssh-server openssh-client stunnel4 gnuplot-nox
-openssl iproute2 procps ca-certificates
+openssl iproute2 procps ca-certificates oathtool
 qemu-system-x86 linux-image-amd64 busybox-static kmod cpio xz-utils"
 missing=""
 for p in $PKGS; do
