@@ -1024,6 +1024,7 @@ static int authenticate(struct call *c)
 		if (ret)
 			return internal(c);
 		snprintf(c->who, sizeof(c->who), "API key %s", k.id);
+		c->by_key = true;
 		return 0;
 	}
 	if (!session_of(c))
@@ -1187,8 +1188,17 @@ static int h_login(struct call *c)
 	return c->out ? MHD_HTTP_OK : internal(c);
 }
 
+/* A request made with an API key has no session to show or end. */
+static int no_session(struct call *c)
+{
+	return fail(c, MHD_HTTP_BAD_REQUEST,
+		    "no session: this request is authenticated by an API key");
+}
+
 static int h_logout(struct call *c)
 {
+	if (c->by_key)
+		return no_session(c);
 	if (!c->have_session && !session_of(c))
 		return fail(c, MHD_HTTP_UNAUTHORIZED, "not logged in");
 	if (store_session_del(c->a->st, c->sess.id_hash))
@@ -1201,6 +1211,8 @@ static int h_logout(struct call *c)
 
 static int h_session(struct call *c)
 {
+	if (c->by_key)
+		return no_session(c);
 	if (!c->have_session && !session_of(c))
 		return fail(c, MHD_HTTP_UNAUTHORIZED, "not logged in");
 	c->out = json_pack("{s:s, s:s, s:I}", "user", c->sess.user, "csrf", c->sess.csrf, "expires",
