@@ -114,6 +114,7 @@ struct call {
 	char source[64];   /* the peer's address ("local" on control.sock) */
 	char who[64];	   /* who asked, for the log: "user alice", "API key ID", "local" */
 	bool have_session; /* a valid session cookie came with the request */
+	bool by_key;	   /* authenticated by an API key */
 	struct store_session sess;
 	char set_cookie[256]; /* a Set-Cookie header for the answer */
 	int retry_after;      /* seconds, for a 429 */
