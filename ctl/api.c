@@ -69,6 +69,7 @@ struct src_fail {
 #define SRC_FAIL_SLOTS	256
 #define SRC_FAIL_MAX	20	     /* failed logins per source address per window */
 #define SRC_FAIL_WINDOW (5 * 60000u) /* ms */
+#define LOGINS_PER_S	10	     /* logins (each an scrypt) a second, from all addresses */
 #define USER_FAIL_MAX	5	     /* consecutive failed logins that lock a user */
 #define ADMIN_CONNS	64
 #define ADMIN_PER_IP	16
@@ -85,6 +86,8 @@ struct api {
 	char cert_sig[CFG_PATH_MAX * 2 + 128]; /* paths, inodes, sizes, mtimes of what it serves */
 	uint64_t cert_checked_ms;
 	struct src_fail fails[SRC_FAIL_SLOTS];
+	uint64_t login_sec_ms; /* the second logins are counted in */
+	unsigned logins;
 	int nlocal; /* of the last api_pollfds: the local server's fds come first */
 	struct store *st;
 	struct relaylink *rl;
@@ -1100,6 +1103,13 @@ static int too_many(struct call *c, int64_t secs)
 	return fail(c, MHD_HTTP_TOO_MANY_REQUESTS, "too many failed logins: try again later");
 }
 
+static void log_limit_warn_once(struct api *a)
+{
+	if (a->logins == LOGINS_PER_S + 1)
+		log_warn("api: more than %d logins in a second: the rest of this second get 429",
+			 LOGINS_PER_S);
+}
+
 static int h_login(struct call *c)
 {
 	struct api *a = c->a;
@@ -1119,6 +1129,15 @@ static int h_login(struct call *c)
 		ret = login_str(c, "totp", false, &code);
 	if (ret)
 		return ret;
+	/* scrypt runs on the loop: at most LOGINS_PER_S logins a second from everywhere */
+	if (now_ms() - a->login_sec_ms >= 1000) {
+		a->login_sec_ms = now_ms();
+		a->logins = 0;
+	}
+	if (++a->logins > LOGINS_PER_S) {
+		log_limit_warn_once(a);
+		return too_many(c, 1);
+	}
 	f = src_slot(a, c->source, false);
 	if (f && f->n >= SRC_FAIL_MAX) {
 		log_warn("api: login from %s refused: %u failed logins from there", c->source,
