@@ -67,10 +67,10 @@ struct src_fail {
 };
 
 #define SRC_FAIL_SLOTS	256
-#define SRC_FAIL_MAX	20	     /* failed logins per source address per window */
-#define SRC_FAIL_WINDOW (5 * 60000u) /* ms */
-#define LOGINS_PER_S	10	     /* logins (each an scrypt) a second, from all addresses */
-#define USER_FAIL_MAX	5	     /* consecutive failed logins that lock a user */
+#define SRC_FAIL_MAX	10	      /* failed logins per source address per window */
+#define SRC_FAIL_WINDOW (15 * 60000u) /* ms */
+#define LOGINS_PER_S	10	      /* logins (each an scrypt) a second, from all addresses */
+#define USER_FAIL_MAX	5	      /* consecutive failed logins that lock a user */
 #define ADMIN_CONNS	64
 #define ADMIN_PER_IP	16
 #define ADMIN_TIMEOUT_S 30
@@ -1045,28 +1045,31 @@ static int authenticate(struct call *c)
 	return 0;
 }
 
-/* The failure slot of a source address (a new or the oldest one when absent). */
+/*
+ * The failure slot of a source address: its own, else (create) a free one,
+ * else the one whose window began first, reset for it; NULL when absent.
+ */
 static struct src_fail *src_slot(struct api *a, const char *addr, bool create)
 {
-	struct src_fail *old = &a->fails[0];
+	struct src_fail *pick = NULL;
 	uint64_t now = now_ms();
 
 	for (size_t i = 0; i < SRC_FAIL_SLOTS; i++) {
 		struct src_fail *f = &a->fails[i];
 
 		if (f->n && now - f->since_ms >= SRC_FAIL_WINDOW)
-			f->n = 0;
+			f->n = 0; /* its window is over */
 		if (f->n && !strcmp(f->addr, addr))
 			return f;
-		if (!f->n || f->since_ms < old->since_ms)
-			old = f->n && old->n ? (f->since_ms < old->since_ms ? f : old) : f;
+		if (!pick || (pick->n && (!f->n || f->since_ms < pick->since_ms)))
+			pick = f;
 	}
 	if (!create)
 		return NULL;
-	memset(old, 0, sizeof(*old));
-	str_copy(old->addr, sizeof(old->addr), addr);
-	old->since_ms = now;
-	return old;
+	memset(pick, 0, sizeof(*pick));
+	str_copy(pick->addr, sizeof(pick->addr), addr);
+	pick->since_ms = now;
+	return pick;
 }
 
 /* A member of the login body that must be a string (or absent); 0 or 400. */

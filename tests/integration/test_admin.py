@@ -6,7 +6,7 @@ certificate it makes in state_dir/tls, verified here by Python's ssl with
 that certificate as the CA): users added, listed, changed and removed with
 navectl (passwords on stdin only); logins with password and TOTP codes from
 oathtool; wrong passwords, wrong codes and replayed codes refused with one
-answer; the lockout after 5 failures and the per-address limit; sessions
+answer; the lockout after 5 failures, the per-address limit and the logins a second; sessions
 that end (idle, absolute, logout, a new password); CSRF; API keys created,
 used (navectl --server) and revoked; a walk of every route of
 `nave-controld --list-routes` that none answers without authentication;
@@ -240,8 +240,8 @@ def test_lockout_and_source_limit(tmp_path, procs):
     assert a.login("dave", "daves password")[0] == 200
     time.sleep(3.2)
     assert a.login("carol", "carols password")[0] == 200
-    # one address cannot guess on: 20 failures from it in 5 minutes, then 429 for all
-    for _ in range(15):
+    # one address cannot guess on: 10 failures from it in 15 minutes, then 429 for all
+    for _ in range(5):
         assert a.login("nobody", "whatever123")[0] == 401
         time.sleep(0.12)  # under the 10 logins a second of all addresses
     st, j, r = a.req("POST", "/api/v1/login", {"user": "dave", "password": "daves password"})
@@ -254,7 +254,6 @@ def test_logins_per_second(tmp_path, procs):
     import concurrent.futures
     need_oathtool()
     a = Admin(tmp_path, procs)
-    a.add_user("gina", "ginas password")
     with concurrent.futures.ThreadPoolExecutor(16) as ex:
         res = list(ex.map(lambda _: a.req("POST", "/api/v1/login",
                                           {"user": "nobody", "password": "wrong password"}),
@@ -262,10 +261,9 @@ def test_logins_per_second(tmp_path, procs):
     codes = sorted(st for st, _, _ in res)
     assert 401 in codes and 429 in codes, codes
     assert codes.count(401) <= 10
-    assert all(r.getheader("Retry-After") == "1" for st, _, r in res if st == 429)
+    # the rate's 429 says "1 s"; the address's own limit (10 failures) says more
+    assert any(r.getheader("Retry-After") == "1" for st, _, r in res if st == 429)
     assert "logins in a second" in a.srv.controld.output()
-    time.sleep(1.1)
-    assert a.login("gina", "ginas password")[0] == 200  # the next second: logins again
     a.srv.stop()
 
 
