@@ -7,7 +7,8 @@
 # system services, and draws its plots with gnuplot. The ACME tests run pebble
 # (Let's Encrypt's test CA, with pebble-challtestsrv as their DNS), never its
 # system service either. navectl's HTTP client is libcurl's GnuTLS flavour,
-# never libcurl4-openssl-dev: nave links BoringSSL, not OpenSSL 3.
+# never libcurl4-openssl-dev: nave links BoringSSL, not OpenSSL 3. The admin API
+# tests check TOTP codes against oathtool's.
 # Idempotent: when everything is present it only runs dpkg-query.
 set -eu
 PKGS="build-essential clang llvm libclang-rt-14-dev clang-format pkg-config
