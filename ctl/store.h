@@ -2,8 +2,9 @@
 /*
  * controld's state store over SQLite (state_dir/nave.db, WAL): registration
  * tokens, auth tokens (SHA-256 of the secret only), tunnels, TCP port
- * allocations, domain claims of HTTP rules and the firewall's deny and
- * allow lists, with versioned
+ * allocations, domain claims of HTTP rules, the firewall's deny and
+ * allow lists, and the remote admin API's users, sessions and API keys
+ * (hashes of their secrets only), with versioned
  * migrations and a backup copy before migrating.
  * Single-threaded by design: controld's one event loop is the only user, so
  * there are no locks. Functions return 0 or -errno; the ones that can refuse
