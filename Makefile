@@ -69,7 +69,7 @@ SANDBOX := common/sandbox.c
 RELAYD_SRC := datapath/relayd.c datapath/ctlthread.c datapath/kern.c $(ENGINE) $(BPF_SRC) $(TLS) \
 	      $(CFG) $(COMMON) $(PASSWD) $(SVC) $(SANDBOX)
 CONTROLD_SRC := ctl/controld.c ctl/store.c ctl/api.c ctl/relaylink.c ctl/reload.c ctl/acme.c \
-		ctl/acme_http.c ctl/jws.c ctl/totp.c $(TLS) $(CFG) $(COMMON) $(PASSWD) $(SVC) \
+		ctl/acme_http.c ctl/jws.c ctl/totp.c ctl/auth.c $(TLS) $(CFG) $(COMMON) $(PASSWD) $(SVC) \
 		$(SANDBOX)
 NAVECTL_SRC := ctl/navectl.c $(CFG) $(COMMON)
 NAVE_SRC := client/nave.c client/client.c client/webroot.c $(ENGINE) $(TLS) $(CFG) $(COMMON) \

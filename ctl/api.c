@@ -8,8 +8,12 @@
  * response object and returns the HTTP status. Errors are {"error": reason}.
  * Admin actions that relayd must know about are pushed through relaylink
  * (ports, kicks, and the whole firewall after each change of it).
+ * With [admin] listen set, a second MHD daemon serves the same routes over
+ * TLS with the server certificate; there every request but those
+ * api_auth_exempt lets through is authenticated first (auth.c).
  */
 #include "api.h"
+#include "api_int.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -18,8 +22,6 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <openssl/crypto.h>
-#include <openssl/rand.h>
-#include <openssl/sha.h>
 #include <microhttpd.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -37,9 +39,7 @@
 #include "ctl/acme.h"
 #include "ctl/reload.h"
 #include "ctl/store.h"
-#include "ctl/totp.h"
 #include "link_proto.h"
-#include "passwd.h"
 #include "log.h"
 #include "tls/tls.h"
 #include "util.h"
@@ -51,50 +51,6 @@
 #define ID_MAX	   64		    /* ids in paths and queries: [A-Za-z0-9._-] */
 #define SEARCH_MAX STORE_SEARCH_MAX /* tunnels ?search=: text without control characters */
 #define CTL_MARK   0x7f		    /* what a decoded control byte becomes (see unescape) */
-
-/* One HTTP server of the API: control.sock (local) or [admin] listen (remote, TLS). */
-struct srv {
-	struct api *a;
-	struct MHD_Daemon *mhd;
-	bool remote;
-};
-
-/* Failed logins of one source address (the per-address limit of the admin listener). */
-struct src_fail {
-	char addr[64];
-	uint64_t since_ms; /* the window's start */
-	unsigned n;
-};
-
-#define SRC_FAIL_SLOTS	256
-#define SRC_FAIL_MAX	10	      /* failed logins per source address per window */
-#define SRC_FAIL_WINDOW (15 * 60000u) /* ms */
-#define LOGINS_PER_S	10	      /* logins (each an scrypt) a second, from all addresses */
-#define USER_FAIL_MAX	5	      /* consecutive failed logins that lock a user */
-#define ADMIN_CONNS	64
-#define ADMIN_PER_IP	16
-#define ADMIN_TIMEOUT_S 30
-#define PASSWORD_MIN	8
-#define PASSWORD_MAX	1024
-#define SESSION_COOKIE	"nave_session"
-#define SESSION_ID_HEX	64 /* 32 random bytes */
-
-struct api {
-	struct srv local, admin;
-	int admin_lfd; /* ours: each admin MHD daemon gets a dup of it */
-	char *cert_pem, *key_pem;
-	char cert_sig[CFG_PATH_MAX * 2 + 128]; /* paths, inodes, sizes, mtimes of what it serves */
-	uint64_t cert_checked_ms;
-	struct src_fail fails[SRC_FAIL_SLOTS];
-	uint64_t login_sec_ms; /* the second logins are counted in */
-	unsigned logins;
-	int nlocal; /* of the last api_pollfds: the local server's fds come first */
-	struct store *st;
-	struct relaylink *rl;
-	struct cfg_server *cfg; /* controld's, changed in place by a reload */
-	struct acme *acme;
-	uint64_t started_ms;
-};
 
 void api_set_acme(struct api *a, struct acme *acme)
 {
@@ -108,28 +64,7 @@ struct req {
 	bool too_big;
 };
 
-/* One API call being answered. */
-struct call {
-	struct api *a;
-	bool remote; /* on the admin listener */
-	struct MHD_Connection *conn;
-	const char *method;
-	char source[64];   /* the peer's address ("local" on control.sock) */
-	char who[64];	   /* who asked, for the log: "user alice", "API key ID", "local" */
-	bool have_session; /* a valid session cookie came with the request */
-	bool by_key;	   /* authenticated by an API key */
-	struct store_session sess;
-	char set_cookie[256]; /* a Set-Cookie header for the answer */
-	int retry_after;      /* seconds, for a 429 */
-	const char *id;	      /* the '*' segment of the route */
-	json_t *body;	      /* the request body: an object, or NULL when empty */
-	json_t *out;	      /* the response body */
-};
-
-static int fail(struct call *c, int status, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int fail(struct call *c, int status, const char *fmt, ...)
+int fail(struct call *c, int status, const char *fmt, ...)
 {
 	char msg[512];
 	va_list ap;
@@ -148,7 +83,7 @@ static int fail(struct call *c, int status, const char *fmt, ...)
 	return status;
 }
 
-static int internal(struct call *c)
+int internal(struct call *c)
 {
 	return fail(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal error (see the controld log)");
 }
@@ -213,8 +148,7 @@ static int get_page(struct call *c, long long *page)
 }
 
 /* Optional body members of a kind (valid.h): 0, or 400 with the response set. */
-static int body_str(struct call *c, const char *key, enum valid_kind kind, size_t max,
-		    const char **out)
+int body_str(struct call *c, const char *key, enum valid_kind kind, size_t max, const char **out)
 {
 	json_t *v = json_object_get(c->body, key);
 
@@ -233,7 +167,7 @@ static int body_str(struct call *c, const char *key, enum valid_kind kind, size_
 	return 0;
 }
 
-static int body_int(struct call *c, const char *key, long long min, long long max, long long *out)
+int body_int(struct call *c, const char *key, long long min, long long max, long long *out)
 {
 	json_t *v = json_object_get(c->body, key);
 
@@ -258,13 +192,6 @@ static int list_reply(struct call *c, json_t *items, long long page, int64_t tot
 }
 
 /* --- record -> JSON, from the entity's column table (store.h) --- */
-
-/* The forms of a record in the answers. */
-enum form {
-	FORM_FULL,  /* a list's item, or the one record a change or a show answers with */
-	FORM_NEW,   /* a new record with its secret: no STORE_J_STORED members */
-	FORM_BRIEF, /* a tunnel's rules: the STORE_J_BRIEF members only */
-};
 
 /* A member's value, or NULL (not UTF-8 where that fails, or out of memory). */
 static json_t *col_json(const struct store_col *k, const void *row)
@@ -293,7 +220,7 @@ static json_t *col_json(const struct store_col *k, const void *row)
 }
 
 /* A record of e as a JSON object of its members in table order; NULL when one fails. */
-static json_t *row_json(const struct store_entity *e, const void *row, enum form form)
+json_t *row_json(const struct store_entity *e, const void *row, enum form form)
 {
 	json_t *o = json_object();
 
@@ -321,9 +248,6 @@ static json_t *secret_json(const struct store_entity *e, const void *row, const 
 		json_object_set_new(o, "token", json_string(token));
 	return o;
 }
-
-/* What a list adds to each item of an entity: a tunnel's rules, a port's counters. */
-typedef int (*item_fn)(struct api *a, const void *row, json_t *o);
 
 /* A walk of store_list that appends each record, in a form, to items. */
 struct walk {
@@ -397,8 +321,8 @@ static int port_counters(struct api *a, const void *row, json_t *o)
  * A GET of a list: the page asked for of e's records that f keeps, each with
  * what extra adds (may be NULL), as {"items", "page", "per_page", "total"}.
  */
-static int list_page(struct call *c, const struct store_entity *e, const struct store_filter *f,
-		     item_fn extra)
+int list_page(struct call *c, const struct store_entity *e, const struct store_filter *f,
+	      item_fn extra)
 {
 	struct walk w = {c->a, e, FORM_FULL, extra, NULL};
 	long long page;
@@ -891,586 +815,6 @@ static int h_firewall_allow_del(struct call *c)
 	return fw_del(c, STORE_FW_ALLOW);
 }
 
-/* --- admin users, login sessions, API keys (API.md, "Authentication") --- */
-
-static void hex32(const uint8_t *b, size_t n, char *out)
-{
-	static const char hx[] = "0123456789abcdef";
-
-	for (size_t i = 0; i < n; i++) {
-		out[2 * i] = hx[b[i] >> 4];
-		out[2 * i + 1] = hx[b[i] & 15];
-	}
-	out[2 * n] = 0;
-}
-
-/* 32 random bytes as 64 lower-case hex digits. */
-static bool random_token(char out[SESSION_ID_HEX + 1])
-{
-	uint8_t b[SESSION_ID_HEX / 2];
-
-	if (!RAND_bytes(b, sizeof(b)))
-		return false;
-	hex32(b, sizeof(b), out);
-	OPENSSL_cleanse(b, sizeof(b));
-	return true;
-}
-
-static void sha256_hex(const char *s, char out[STORE_HEX_LEN])
-{
-	uint8_t md[SHA256_DIGEST_LENGTH];
-
-	SHA256((const uint8_t *)s, strlen(s), md);
-	hex32(md, sizeof(md), out);
-}
-
-static bool is_hex64(const char *s)
-{
-	size_t n = s ? strlen(s) : 0;
-
-	if (n != SESSION_ID_HEX)
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-			return false;
-	return true;
-}
-
-static int64_t now_s(void)
-{
-	return (int64_t)time(NULL);
-}
-
-static int64_t ms_to_s(unsigned ms)
-{
-	return (int64_t)((ms + 999) / 1000);
-}
-
-/* When a session ends if it is not used again: the sooner of its two limits. */
-static int64_t session_end(const struct api *a, const struct store_session *s)
-{
-	int64_t idle = s->last_used + ms_to_s(a->cfg->admin_session_idle_ms);
-
-	return idle < s->expires_at ? idle : s->expires_at;
-}
-
-/*
- * The session of the request's nave_session cookie: true with c->sess when
- * it is known and not past either limit (its last use is now then); an
- * expired one is deleted.
- */
-static bool session_of(struct call *c)
-{
-	const char *id = MHD_lookup_connection_value(c->conn, MHD_COOKIE_KIND, SESSION_COOKIE);
-	char h[STORE_HEX_LEN];
-	int64_t now = now_s();
-
-	if (!is_hex64(id))
-		return false;
-	sha256_hex(id, h);
-	if (store_session_get(c->a->st, h, &c->sess))
-		return false;
-	if (session_end(c->a, &c->sess) <= now) {
-		log_info("api: session of user %s from %s expired", c->sess.user, c->sess.source);
-		store_session_del(c->a->st, h);
-		return false;
-	}
-	if (c->sess.last_used != now && !store_session_touch(c->a->st, h, now))
-		c->sess.last_used = now;
-	c->have_session = true;
-	return true;
-}
-
-/*
- * What answers without authentication on the admin listener: this list and
- * nothing else (the dashboard's static files will join it, outside /api/).
- */
-static const struct {
-	const char *method, *path;
-} auth_exempt[] = {
-    {"POST", "/api/v1/login"},
-};
-
-static bool exempt(const char *method, const char *url)
-{
-	for (size_t i = 0; i < ARRAY_SIZE(auth_exempt); i++)
-		if (!strcmp(auth_exempt[i].method, method) && !strcmp(auth_exempt[i].path, url))
-			return true;
-	return false;
-}
-
-/*
- * Authentication on the admin listener: an API key (Authorization: Bearer)
- * or a session cookie; a cookie's request that changes anything (not GET or
- * HEAD) must carry the session's X-CSRF-Token. 0, or 401/403 with c->out.
- */
-static int authenticate(struct call *c)
-{
-	const char *auth =
-	    MHD_lookup_connection_value(c->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
-	const char *csrf;
-
-	if (auth) {
-		struct store_apikey k;
-		const char *why = NULL;
-		int ret;
-
-		if (strncmp(auth, "Bearer ", 7) != 0) {
-			log_info("api: %s %s from %s: refused: not a Bearer authorization",
-				 c->method, "request", c->source);
-			return fail(c, MHD_HTTP_UNAUTHORIZED, "authentication required");
-		}
-		ret = store_apikey_auth(c->a->st, auth + 7, now_s(), &k, &why);
-		if (ret == -EACCES) {
-			log_info("api: request from %s refused: API key: %s", c->source, why);
-			return fail(c, MHD_HTTP_UNAUTHORIZED, "authentication required");
-		}
-		if (ret)
-			return internal(c);
-		snprintf(c->who, sizeof(c->who), "API key %s", k.id);
-		c->by_key = true;
-		return 0;
-	}
-	if (!session_of(c))
-		return fail(c, MHD_HTTP_UNAUTHORIZED, "authentication required");
-	snprintf(c->who, sizeof(c->who), "user %s", c->sess.user);
-	if (!strcmp(c->method, "GET") || !strcmp(c->method, "HEAD"))
-		return 0;
-	csrf = MHD_lookup_connection_value(c->conn, MHD_HEADER_KIND, "X-CSRF-Token");
-	if (!csrf || strlen(csrf) != strlen(c->sess.csrf) ||
-	    CRYPTO_memcmp(csrf, c->sess.csrf, strlen(c->sess.csrf))) {
-		log_info("api: %s from %s refused: missing or wrong CSRF token", c->who, c->source);
-		return fail(c, MHD_HTTP_FORBIDDEN, "missing or wrong CSRF token");
-	}
-	return 0;
-}
-
-/*
- * The failure slot of a source address: its own, else (create) a free one,
- * else the one whose window began first, reset for it; NULL when absent.
- */
-static struct src_fail *src_slot(struct api *a, const char *addr, bool create)
-{
-	struct src_fail *pick = NULL;
-	uint64_t now = now_ms();
-
-	for (size_t i = 0; i < SRC_FAIL_SLOTS; i++) {
-		struct src_fail *f = &a->fails[i];
-
-		if (f->n && now - f->since_ms >= SRC_FAIL_WINDOW)
-			f->n = 0; /* its window is over */
-		if (f->n && !strcmp(f->addr, addr))
-			return f;
-		if (!pick || (pick->n && (!f->n || f->since_ms < pick->since_ms)))
-			pick = f;
-	}
-	if (!create)
-		return NULL;
-	memset(pick, 0, sizeof(*pick));
-	str_copy(pick->addr, sizeof(pick->addr), addr);
-	pick->since_ms = now;
-	return pick;
-}
-
-/* A member of the login body that must be a string (or absent); 0 or 400. */
-static int login_str(struct call *c, const char *key, bool required, const char **out)
-{
-	json_t *v = json_object_get(c->body, key);
-
-	*out = NULL;
-	if (!v || json_is_null(v)) {
-		if (required)
-			return fail(c, MHD_HTTP_BAD_REQUEST, "\"%s\" is required", key);
-		return 0;
-	}
-	if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v))
-		return fail(c, MHD_HTTP_BAD_REQUEST, "\"%s\" must be a string", key);
-	*out = json_string_value(v);
-	return 0;
-}
-
-static int login_failed(struct call *c, const char *user, const char *why)
-{
-	struct src_fail *f = src_slot(c->a, c->source, true);
-	char esc[256];
-
-	f->n++;
-	log_esc_str(user, esc, sizeof(esc));
-	log_warn("api: login of \"%s\" from %s failed: %s", esc, c->source, why);
-	return fail(c, MHD_HTTP_UNAUTHORIZED, "login failed");
-}
-
-static int too_many(struct call *c, int64_t secs)
-{
-	c->retry_after = secs > 0 ? (int)secs : 1;
-	return fail(c, MHD_HTTP_TOO_MANY_REQUESTS, "too many failed logins: try again later");
-}
-
-static void log_limit_warn_once(struct api *a)
-{
-	if (a->logins == LOGINS_PER_S + 1)
-		log_warn("api: more than %d logins in a second: the rest of this second get 429",
-			 LOGINS_PER_S);
-}
-
-static int h_login(struct call *c)
-{
-	struct api *a = c->a;
-	const char *user, *pass, *code;
-	struct store_user u;
-	struct store_session s = {0};
-	struct src_fail *f;
-	char id[SESSION_ID_HEX + 1];
-	int64_t now = now_s(), step = 0;
-	bool known, ok, locked;
-	int ret;
-
-	ret = login_str(c, "user", true, &user);
-	if (!ret)
-		ret = login_str(c, "password", true, &pass);
-	if (!ret)
-		ret = login_str(c, "totp", false, &code);
-	if (ret)
-		return ret;
-	/* scrypt runs on the loop: at most LOGINS_PER_S logins a second from everywhere */
-	if (now_ms() - a->login_sec_ms >= 1000) {
-		a->login_sec_ms = now_ms();
-		a->logins = 0;
-	}
-	if (++a->logins > LOGINS_PER_S) {
-		log_limit_warn_once(a);
-		return too_many(c, 1);
-	}
-	f = src_slot(a, c->source, false);
-	if (f && f->n >= SRC_FAIL_MAX) {
-		log_warn("api: login from %s refused: %u failed logins from there", c->source,
-			 f->n);
-		return too_many(c, (int64_t)(f->since_ms + SRC_FAIL_WINDOW - now_ms()) / 1000 + 1);
-	}
-	known = store_user_name_ok(user) && store_user_get(a->st, user, &u) == 0;
-	if (known && u.locked_until > now) {
-		log_warn("api: login of %s from %s refused: locked for %llds more", user, c->source,
-			 (long long)(u.locked_until - now));
-		return too_many(c, u.locked_until - now);
-	}
-	/* an unknown user costs the same scrypt: the time does not tell them apart */
-	ok = passwd_verify(pass, strlen(pass),
-			   known ? u.hash
-				 : "$scrypt$ln=14,r=8,p=1$AAAAAAAAAAAAAAAAAAAAAA$"
-				   "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA") &&
-	     known && strlen(pass) >= PASSWORD_MIN && strlen(pass) <= PASSWORD_MAX;
-	if (!known)
-		return login_failed(c, user, "no such user");
-	if (!ok) {
-		store_user_login(a->st, user, false, 0, now, USER_FAIL_MAX,
-				 ms_to_s(a->cfg->admin_lockout_ms), &locked);
-		if (locked)
-			log_warn("api: user %s locked for %us after %d failed logins", user,
-				 a->cfg->admin_lockout_ms / 1000, USER_FAIL_MAX);
-		return login_failed(c, user, "wrong password");
-	}
-	if (u.two_factor) {
-		uint8_t key[TOTP_SECRET_LEN + 8];
-		int n = totp_b32_decode(u.totp_secret, key, sizeof(key));
-
-		ret = n <= 0  ? -EIO
-		      : !code ? -ENOENT
-			      : totp_check(key, (size_t)n, code, (uint64_t)now, u.totp_step, &step);
-		OPENSSL_cleanse(key, sizeof(key));
-		if (ret) {
-			store_user_login(a->st, user, false, 0, now, USER_FAIL_MAX,
-					 ms_to_s(a->cfg->admin_lockout_ms), &locked);
-			return login_failed(c, user,
-					    ret == -ENOENT     ? "no TOTP code"
-					    : ret == -EALREADY ? "TOTP code replayed"
-					    : ret == -EIO      ? "stored TOTP secret unreadable"
-							       : "wrong TOTP code");
-		}
-	}
-	if (store_user_login(a->st, user, true, step, now, USER_FAIL_MAX, 0, NULL))
-		return internal(c);
-	store_session_purge(a->st, now, ms_to_s(a->cfg->admin_session_idle_ms));
-	if (!random_token(id) || !random_token(s.csrf))
-		return internal(c);
-	sha256_hex(id, s.id_hash);
-	str_copy(s.user, sizeof(s.user), user);
-	str_copy(s.source, sizeof(s.source), c->source);
-	s.created_at = s.last_used = now;
-	s.expires_at = now + ms_to_s(a->cfg->admin_session_lifetime_ms);
-	if (store_session_add(a->st, &s)) {
-		OPENSSL_cleanse(id, sizeof(id));
-		return internal(c);
-	}
-	snprintf(c->set_cookie, sizeof(c->set_cookie),
-		 SESSION_COOKIE "=%s; Path=/; HttpOnly; Secure; SameSite=Strict", id);
-	OPENSSL_cleanse(id, sizeof(id));
-	log_info("api: user %s logged in from %s%s", user, c->source,
-		 u.two_factor ? " (password and TOTP)" : " (password)");
-	c->out = json_pack("{s:s, s:s, s:I}", "user", s.user, "csrf", s.csrf, "expires",
-			   (json_int_t)session_end(a, &s));
-	return c->out ? MHD_HTTP_OK : internal(c);
-}
-
-/* A request made with an API key has no session to show or end. */
-static int no_session(struct call *c)
-{
-	return fail(c, MHD_HTTP_BAD_REQUEST,
-		    "no session: this request is authenticated by an API key");
-}
-
-static int h_logout(struct call *c)
-{
-	if (c->by_key)
-		return no_session(c);
-	if (!c->have_session && !session_of(c))
-		return fail(c, MHD_HTTP_UNAUTHORIZED, "not logged in");
-	if (store_session_del(c->a->st, c->sess.id_hash))
-		return internal(c);
-	log_info("api: user %s logged out", c->sess.user);
-	snprintf(c->set_cookie, sizeof(c->set_cookie),
-		 SESSION_COOKIE "=; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age=0");
-	return MHD_HTTP_NO_CONTENT;
-}
-
-static int h_session(struct call *c)
-{
-	if (c->by_key)
-		return no_session(c);
-	if (!c->have_session && !session_of(c))
-		return fail(c, MHD_HTTP_UNAUTHORIZED, "not logged in");
-	c->out = json_pack("{s:s, s:s, s:I}", "user", c->sess.user, "csrf", c->sess.csrf, "expires",
-			   (json_int_t)session_end(c->a, &c->sess));
-	return c->out ? MHD_HTTP_OK : internal(c);
-}
-
-/* "password": a string of PASSWORD_MIN..PASSWORD_MAX bytes; its scrypt hash to hash. */
-static int body_password(struct call *c, char hash[STORE_PWHASH_LEN])
-{
-	json_t *v = json_object_get(c->body, "password");
-	size_t n;
-
-	if (!v || json_is_null(v))
-		return fail(c, MHD_HTTP_BAD_REQUEST, "\"password\" is required");
-	if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v))
-		return fail(c, MHD_HTTP_BAD_REQUEST, "\"password\" must be a string");
-	n = json_string_length(v);
-	if (n < PASSWORD_MIN || n > PASSWORD_MAX)
-		return fail(c, MHD_HTTP_BAD_REQUEST, "\"password\" must be %d-%d bytes",
-			    PASSWORD_MIN, PASSWORD_MAX);
-	if (passwd_hash(json_string_value(v), n, hash, STORE_PWHASH_LEN))
-		return internal(c);
-	return 0;
-}
-
-static int bad_user_name(struct call *c, const char *name)
-{
-	(void)name;
-	return fail(c, MHD_HTTP_BAD_REQUEST,
-		    "a user name is 1-32 characters of a-z 0-9 . _ - (not starting with . or -)");
-}
-
-static int h_users_list(struct call *c)
-{
-	return list_page(c, &store_users, NULL, NULL);
-}
-
-static int user_reply(struct call *c, const char *name, int status)
-{
-	struct store_user u;
-	int ret = store_user_get(c->a->st, name, &u);
-
-	if (ret == -ENOENT)
-		return fail(c, MHD_HTTP_NOT_FOUND, "unknown user %s", name);
-	if (ret)
-		return internal(c);
-	c->out = row_json(&store_users, &u, FORM_FULL);
-	return c->out ? status : internal(c);
-}
-
-static int h_users_add(struct call *c)
-{
-	char hash[STORE_PWHASH_LEN];
-	struct store_user u;
-	json_t *v = json_object_get(c->body, "name");
-	const char *name;
-	int ret;
-
-	if (!v || json_is_null(v))
-		return fail(c, MHD_HTTP_BAD_REQUEST, "\"name\" is required");
-	if (!json_is_string(v))
-		return fail(c, MHD_HTTP_BAD_REQUEST, "\"name\" must be a string");
-	name = json_string_value(v);
-	if (strlen(name) != json_string_length(v) || !store_user_name_ok(name))
-		return bad_user_name(c, name);
-	ret = body_password(c, hash);
-	if (ret)
-		return ret;
-	ret = store_user_add(c->a->st, name, hash, &u);
-	OPENSSL_cleanse(hash, sizeof(hash));
-	if (ret == -EEXIST)
-		return fail(c, MHD_HTTP_CONFLICT, "user %s exists", name);
-	if (ret == -EDQUOT)
-		return fail(c, MHD_HTTP_CONFLICT, "at most %d users", STORE_USERS_MAX);
-	if (ret)
-		return internal(c);
-	log_info("api: user %s added (by %s)", name, c->who);
-	c->out = row_json(&store_users, &u, FORM_FULL);
-	return c->out ? MHD_HTTP_CREATED : internal(c);
-}
-
-static int h_user_get(struct call *c)
-{
-	if (!store_user_name_ok(c->id))
-		return bad_user_name(c, c->id);
-	return user_reply(c, c->id, MHD_HTTP_OK);
-}
-
-static int h_user_password(struct call *c)
-{
-	char hash[STORE_PWHASH_LEN];
-	int ret;
-
-	if (!store_user_name_ok(c->id))
-		return bad_user_name(c, c->id);
-	ret = body_password(c, hash);
-	if (ret)
-		return ret;
-	ret = store_user_set_password(c->a->st, c->id, hash);
-	OPENSSL_cleanse(hash, sizeof(hash));
-	if (ret == -ENOENT)
-		return fail(c, MHD_HTTP_NOT_FOUND, "unknown user %s", c->id);
-	if (ret)
-		return internal(c);
-	log_info("api: password of user %s changed, its sessions ended (by %s)", c->id, c->who);
-	return user_reply(c, c->id, MHD_HTTP_OK);
-}
-
-static int h_user_del(struct call *c)
-{
-	int ret;
-
-	if (!store_user_name_ok(c->id))
-		return bad_user_name(c, c->id);
-	ret = store_user_del(c->a->st, c->id);
-	if (ret == -ENOENT)
-		return fail(c, MHD_HTTP_NOT_FOUND, "unknown user %s", c->id);
-	if (ret)
-		return internal(c);
-	log_info("api: user %s removed (by %s)", c->id, c->who);
-	c->out = json_pack("{s:s, s:b}", "name", c->id, "removed", 1);
-	return c->out ? MHD_HTTP_OK : internal(c);
-}
-
-/* A new TOTP secret for the user, shown this once as base32 and otpauth:// URI. */
-static int totp_new(struct call *c, bool reset)
-{
-	uint8_t key[TOTP_SECRET_LEN];
-	char b32[TOTP_B32_LEN], uri[256];
-	struct store_user u;
-	int ret;
-
-	if (!store_user_name_ok(c->id))
-		return bad_user_name(c, c->id);
-	ret = store_user_get(c->a->st, c->id, &u);
-	if (ret == -ENOENT)
-		return fail(c, MHD_HTTP_NOT_FOUND, "unknown user %s", c->id);
-	if (ret)
-		return internal(c);
-	if (!reset && u.two_factor)
-		return fail(c, MHD_HTTP_CONFLICT,
-			    "two-factor is on for user %s already (reset makes a new secret)",
-			    c->id);
-	if (reset && !u.two_factor)
-		return fail(c, MHD_HTTP_CONFLICT, "two-factor is off for user %s (enable it)",
-			    c->id);
-	if (!RAND_bytes(key, sizeof(key)))
-		return internal(c);
-	totp_b32_encode(key, sizeof(key), b32, sizeof(b32));
-	OPENSSL_cleanse(key, sizeof(key));
-	if (totp_uri("nave", c->id, b32, uri, sizeof(uri)) ||
-	    store_user_set_totp(c->a->st, c->id, b32)) {
-		OPENSSL_cleanse(b32, sizeof(b32));
-		return internal(c);
-	}
-	log_info("api: two-factor of user %s %s (by %s)", c->id, reset ? "reset" : "enabled",
-		 c->who);
-	c->out = json_pack("{s:s, s:s, s:s}", "name", c->id, "secret", b32, "uri", uri);
-	OPENSSL_cleanse(b32, sizeof(b32));
-	OPENSSL_cleanse(uri, sizeof(uri));
-	return c->out ? MHD_HTTP_OK : internal(c);
-}
-
-static int h_user_totp_enable(struct call *c)
-{
-	return totp_new(c, false);
-}
-
-static int h_user_totp_reset(struct call *c)
-{
-	return totp_new(c, true);
-}
-
-static int h_user_totp_disable(struct call *c)
-{
-	int ret;
-
-	if (!store_user_name_ok(c->id))
-		return bad_user_name(c, c->id);
-	ret = store_user_set_totp(c->a->st, c->id, NULL);
-	if (ret == -ENOENT)
-		return fail(c, MHD_HTTP_NOT_FOUND, "unknown user %s", c->id);
-	if (ret)
-		return internal(c);
-	log_info("api: two-factor of user %s disabled (by %s)", c->id, c->who);
-	return user_reply(c, c->id, MHD_HTTP_OK);
-}
-
-static int h_apikeys_list(struct call *c)
-{
-	return list_page(c, &store_apikeys, NULL, NULL);
-}
-
-static int h_apikeys_create(struct call *c)
-{
-	struct store_apikey k;
-	char key[STORE_APIKEY_LEN];
-	const char *desc;
-	long long expires;
-	int ret;
-
-	ret = body_str(c, "description", VALID_TEXT, STORE_STR_LEN - 1, &desc);
-	if (!ret)
-		ret = body_int(c, "expires", 0, 100LL * 365 * 86400, &expires);
-	if (ret)
-		return ret;
-	ret = store_apikey_create(c->a->st, desc, expires, &k, key);
-	if (ret == -EDQUOT)
-		return fail(c, MHD_HTTP_CONFLICT, "at most %d API keys (revoke some)",
-			    STORE_APIKEYS_MAX);
-	if (ret)
-		return internal(c);
-	log_info("api: API key %s created (by %s)", k.id, c->who);
-	c->out = row_json(&store_apikeys, &k, FORM_NEW);
-	if (c->out)
-		json_object_set_new(c->out, "key", json_string(key));
-	OPENSSL_cleanse(key, sizeof(key));
-	return c->out ? MHD_HTTP_CREATED : internal(c);
-}
-
-static int h_apikey_revoke(struct call *c)
-{
-	struct store_apikey k;
-	int ret = store_apikey_revoke(c->a->st, c->id, &k);
-
-	if (ret == -ENOENT)
-		return fail(c, MHD_HTTP_NOT_FOUND, "unknown API key %s", c->id);
-	if (ret)
-		return internal(c);
-	log_info("api: API key %s revoked (by %s)", k.id, c->who);
-	c->out = row_json(&store_apikeys, &k, FORM_FULL);
-	return c->out ? MHD_HTTP_OK : internal(c);
-}
-
 /* --- routing --- */
 
 /*
@@ -1602,8 +946,8 @@ static int route(struct call *c, const char *url, const char *method, struct req
 	/* the admin listener: nothing outside the exemptions answers without authentication */
 	if (c->remote && strncmp(url, "/api/", 5) != 0)
 		return fail(c, MHD_HTTP_NOT_FOUND, "no such endpoint: %s", url);
-	if (c->remote && !exempt(method, url)) {
-		int ret = authenticate(c);
+	if (c->remote && !api_auth_exempt(method, url)) {
+		int ret = api_authenticate(c);
 
 		if (ret)
 			return ret;
