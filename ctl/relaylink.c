@@ -23,6 +23,7 @@
 #include "ctl_proto.h"
 #include "domain.h"
 #include "link_proto.h"
+#include "ctl/records.h"
 #include "ctl/store.h"
 #include "log.h"
 #include "msg.h"
@@ -49,6 +50,9 @@ struct relaylink {
 	json_t *info;	  /* from relay_hello */
 	json_t *stats;	  /* the latest stats */
 	json_t *counters; /* {"PORT": [packets, bytes]} of the latest hello or stats, checked */
+	/* connection records (conn_records): a batch's room, and counts since start */
+	struct store_conn_record *recs;
+	uint64_t rec_received, rec_stored, rec_refused, rec_failed;
 };
 
 int relaylink_open(struct relaylink **out, int lfd, struct store *st, const struct cfg_server *cfg)
@@ -99,6 +103,7 @@ void relaylink_close(struct relaylink *rl)
 	if (rl->lfd >= 0)
 		close(rl->lfd);
 	msg_reader_free(&rl->rd);
+	free(rl->recs);
 	free(rl);
 }
 
@@ -1234,6 +1239,57 @@ static int on_stats(struct relaylink *rl, json_t *m, char *why)
 	return 0;
 }
 
+/*
+ * conn_records: every record checked (ctl/records.h); a bad one is dropped and
+ * counted, the batch stored in one transaction. Only a malformed message closes
+ * the link.
+ */
+static int on_conn_records(struct relaylink *rl, json_t *m, char *why)
+{
+	char bad_why[WHY_LEN];
+	size_t n, nbad;
+	int ret;
+
+	if (!rl->recs && !(rl->recs = calloc(RECORDS_MSG_MAX, sizeof(*rl->recs)))) {
+		log_every(NLOG_ERROR, "conn_records: out of memory, records dropped");
+		rl->rec_failed += json_array_size(json_object_get(m, "records"));
+		return 0;
+	}
+	ret = records_parse(m, rl->recs, RECORDS_MSG_MAX, &n, &nbad, bad_why, sizeof(bad_why));
+	if (ret) {
+		snprintf(why, WHY_LEN, "%s", bad_why);
+		return ret;
+	}
+	rl->rec_received += n + nbad;
+	rl->rec_refused += nbad;
+	if (nbad)
+		log_every(NLOG_WARN, "relayd sent %zu malformed connection record(s), dropped: %s",
+			  nbad, bad_why);
+	ret = store_records_add(rl->st, rl->recs, n);
+	if (ret < 0) {
+		rl->rec_failed += n;
+		log_every(NLOG_ERROR, "conn_records: %zu record(s) not stored: %s", n,
+			  strerror(-ret));
+		return 0;
+	}
+	rl->rec_stored += (uint64_t)ret;
+	if ((size_t)ret < n) {
+		rl->rec_refused += n - (size_t)ret;
+		log_every(NLOG_WARN,
+			  "relayd sent %zu connection record(s) of unknown tunnels, "
+			  "dropped",
+			  n - (size_t)ret);
+	}
+	return 0;
+}
+
+json_t *relaylink_records_status(const struct relaylink *rl)
+{
+	return json_pack("{s:I, s:I, s:I, s:I}", "received", (json_int_t)rl->rec_received, "stored",
+			 (json_int_t)rl->rec_stored, "refused", (json_int_t)rl->rec_refused,
+			 "failed", (json_int_t)rl->rec_failed);
+}
+
 static const struct {
 	const char *type;
 	int (*fn)(struct relaylink *rl, json_t *m, char *why);
@@ -1249,6 +1305,7 @@ static const struct {
     {CTL_PORT_SYNC, on_port_sync},
     {CTL_DEAUTH, on_deauth},
     {CTL_STATS, on_stats},
+    {CTL_CONN_RECORDS, on_conn_records},
 };
 
 static int dispatch(struct relaylink *rl, json_t *m, char *why)
@@ -1420,6 +1477,8 @@ json_t *relaylink_status(const struct relaylink *rl)
 					   "pending_timeouts",
 					   "refused_max_links",
 					   "refused_fd_limit",
+					   "records_sent",
+					   "records_dropped",
 					   "listeners",
 					   "maps",
 					   "xdp",
