@@ -39,7 +39,7 @@
 #define SYSTEM_SOCKET  "/run/nave" SOCKET_NAME
 #define SOCKET_ENV     "NAVE_CONTROL_SOCKET"
 #define MAX_TRIED      3
-#define TABLE_MAX_COLS 8
+#define TABLE_MAX_COLS 12
 
 /* Exit codes (README.md, "Commands"). */
 enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
@@ -1330,6 +1330,21 @@ static void status_kassist(struct table *t, json_t *rel)
 	sb_free(&drops);
 }
 
+/* The connection records: what controld took, and what relayd dropped (not stored). */
+static void status_records(struct table *t, json_t *j, json_t *rel)
+{
+	json_t *r = json_object_get(j, "records");
+	char a[32], b[32], d[32], line[192];
+
+	if (!json_is_object(r))
+		return; /* an older controld */
+	snprintf(line, sizeof(line), "%s stored, %s refused; relayd: %s records dropped",
+		 int_or_dash(r, "stored", a, sizeof(a)), int_or_dash(r, "refused", b, sizeof(b)),
+		 int_or_dash(rel, "records_dropped", d, sizeof(d)));
+	table_add(t, "records:");
+	table_add(t, line);
+}
+
 static int cmd_status(struct ctx *c, int argc, char **argv)
 {
 	static const struct col top[] = {
@@ -1398,6 +1413,7 @@ static int cmd_status(struct ctx *c, int argc, char **argv)
 		 fmt_val(json_object_get(ports, "range"), title, sizeof(title)),
 		 json_integer_value(json_object_get(ports, "allocated")));
 	table_add(&t, buf);
+	status_records(&t, j, rel);
 	table_add(&t, "tls fingerprint:");
 	table_add(&t, fmt_val(json_object_get(j, "tls_fingerprint"), buf, sizeof(buf)));
 	ret = table_print(&t);
