@@ -163,6 +163,8 @@ int records_since(const char *s, int64_t now, int64_t *since)
 	if (errno || v < 0)
 		return -EINVAL;
 	if (!*end) {
+		if (v > TIME_MS_MAX / 1000)
+			return -EINVAL;
 		*since = v; /* Unix seconds */
 		return 0;
 	}

@@ -2467,10 +2467,6 @@ int store_fw_list(struct store *s, int kind, store_fw_cb cb, void *arg, int64_t 
 
 /* --- connection records --- */
 
-const char *const store_rec_kind_names[] = {"tcp", "http", "https", NULL};
-const char *const store_rec_reason_names[] = {"done",	 "reset", "idle_timeout", "pending_timeout",
-					      "refused", "error", "shutdown",	  NULL};
-
 #define C(m) AT(struct store_conn_record, m)
 static const struct store_col rec_cols[] = {
     {"id", STORE_C_I64, C(id), .json = "id", .jtype = STORE_J_INT},

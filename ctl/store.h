@@ -105,9 +105,11 @@ enum store_rec_reason {
 	STORE_REC_SHUTDOWN,
 	STORE_REC_REASONS
 };
-extern const char *const store_rec_kind_names[];   /* "tcp", "http", "https", NULL */
-extern const char *const store_rec_reason_names[]; /* "done", "reset", ..., NULL */
-#define STORE_ADDR_LEN 46			   /* INET6_ADDRSTRLEN */
+/* their names, as stored and in the API (ctl_proto.h's conn_records); NULL ends each */
+static const char *const store_rec_kind_names[] = {"tcp", "http", "https", NULL};
+static const char *const store_rec_reason_names[] = {
+    "done", "reset", "idle_timeout", "pending_timeout", "refused", "error", "shutdown", NULL};
+#define STORE_ADDR_LEN 46 /* INET6_ADDRSTRLEN */
 struct store_conn_record {
 	int64_t id;
 	char tunnel_id[STORE_TUNNEL_ID_LEN];

@@ -203,7 +203,8 @@ static void test_migrate_backup(void **state)
 	/* make it look like a v1 database: version 1 and no v2 indexes */
 	raw_sql(f->db, "UPDATE schema_version SET version = 1;"
 		       "DROP INDEX ports_tunnel; DROP INDEX tokens_tunnel;"
-		       "DROP INDEX tunnels_state; DROP TABLE firewall; DROP TABLE domains;");
+		       "DROP INDEX tunnels_state; DROP TABLE firewall; DROP TABLE domains;"
+		       "DROP TABLE conn_records; DROP TABLE rule_traffic;");
 	assert_int_equal(open_store(f), 0);
 	assert_int_equal(store_schema_version(f->s), STORE_SCHEMA_VERSION);
 	assert_int_equal(raw_int(f->db, "SELECT version FROM schema_version"),
@@ -241,7 +242,7 @@ static void test_migrate_newer_refused(void **state)
 	assert_null(f->s);
 	assert_non_null(strstr(err, "newer"));
 	raw_sql(f->db, "UPDATE schema_version SET version = 3; DROP TABLE firewall;"
-		       "DROP TABLE domains");
+		       "DROP TABLE domains; DROP TABLE conn_records; DROP TABLE rule_traffic");
 	assert_int_equal(open_store(f), 0);
 }
 
@@ -656,7 +657,7 @@ static void test_revoke_releases_ports(void **state)
 	raw_sql(f->db, "UPDATE tokens SET revoked = 1 WHERE tunnel_id IN"
 		       " (SELECT id FROM tunnels WHERE group_id = 'b');"
 		       "UPDATE schema_version SET version = 2; DROP TABLE firewall;"
-		       "DROP TABLE domains;");
+		       "DROP TABLE domains; DROP TABLE conn_records; DROP TABLE rule_traffic;");
 	assert_int_equal(raw_int(f->db, "SELECT count(*) FROM ports"), 2);
 	assert_int_equal(open_store(f), 0);
 	assert_int_equal(raw_int(f->db, "SELECT count(*) FROM ports"), 0);
