@@ -302,6 +302,8 @@ static int run(struct cfg_server *cfg)
 			timeout = 1000; /* rate-limited log summaries are due now and then */
 		if (timeout > wait_ms)
 			timeout = (int)wait_ms;
+		if (relaylink_busy(rl))
+			timeout = 0; /* relayd's messages that the last turn's budget left */
 		if (wd && timeout > (int)(wd / 2))
 			timeout = (int)(wd / 2);
 		if (wd && now_ms() - wd_last >= wd / 2) {

@@ -32,6 +32,7 @@
 
 #define OUT_MAX	       (8u << 20) /* queued bytes before relayd counts as stuck */
 #define READS_PER_POLL 16	  /* recv() calls per wake-up, to keep the API responsive */
+#define READ_BUDGET_MS 5	  /* and at most this long dispatching (conn_records stores) */
 #define WHY_LEN	       256
 /* JSON bytes of address blocks in one firewall message: the rest of MSG_MAX is room to spare */
 #define FW_PIECE_MAX (MSG_MAX - 1024)
@@ -53,6 +54,7 @@ struct relaylink {
 	/* connection records (conn_records): a batch's room, and counts since start */
 	struct store_conn_record *recs;
 	uint64_t rec_received, rec_stored, rec_refused, rec_failed;
+	bool busy; /* a wake-up's budget ran out with messages left: read again next turn */
 };
 
 int relaylink_open(struct relaylink **out, int lfd, struct store *st, const struct cfg_server *cfg)
@@ -1325,13 +1327,53 @@ static int dispatch(struct relaylink *rl, json_t *m, char *why)
 
 /* --- input --- */
 
-static void conn_read(struct relaylink *rl)
+/*
+ * Dispatches the messages buffered in the reader: false when the connection
+ * closed, or when this wake-up's READ_BUDGET_MS is spent (rl->busy: the rest
+ * waits for the next turn of the loop, so the admin API is served in between
+ * however fast relayd sends).
+ */
+static bool conn_drain(struct relaylink *rl, uint64_t t0)
 {
 	char why[WHY_LEN];
-	uint8_t buf[16384];
 	json_t *m;
 	int ret;
 
+	while (rl->fd >= 0) {
+		if (now_ms() - t0 >= READ_BUDGET_MS) {
+			rl->busy = true;
+			return false;
+		}
+		why[0] = 0;
+		ret = msg_reader_next(&rl->rd, &m, why, sizeof(why));
+		if (ret == 0)
+			return true;
+		if (ret < 0) {
+			conn_close(rl, NLOG_WARN, why);
+			return false;
+		}
+		ret = dispatch(rl, m, why);
+		json_decref(m);
+		if (ret) {
+			if (!why[0])
+				snprintf(why, sizeof(why), "%s", strerror(-ret));
+			conn_close(rl, NLOG_WARN, why);
+			return false;
+		}
+	}
+	return false;
+}
+
+static void conn_read(struct relaylink *rl)
+{
+	uint64_t t0 = now_ms();
+	char why[WHY_LEN];
+	uint8_t buf[16384];
+	int ret;
+
+	rl->busy = false;
+	if (!conn_drain(rl, t0)) /* what an earlier turn left */
+		return;
 	for (int n = 0; n < READS_PER_POLL && rl->fd >= 0; n++) {
 		ssize_t r = recv(rl->fd, buf, sizeof(buf), MSG_DONTWAIT);
 
@@ -1354,25 +1396,14 @@ static void conn_read(struct relaylink *rl)
 			conn_close(rl, NLOG_WARN, why);
 			return;
 		}
-		while (rl->fd >= 0) {
-			why[0] = 0;
-			ret = msg_reader_next(&rl->rd, &m, why, sizeof(why));
-			if (ret == 0)
-				break;
-			if (ret < 0) {
-				conn_close(rl, NLOG_WARN, why);
-				return;
-			}
-			ret = dispatch(rl, m, why);
-			json_decref(m);
-			if (ret) {
-				if (!why[0])
-					snprintf(why, sizeof(why), "%s", strerror(-ret));
-				conn_close(rl, NLOG_WARN, why);
-				return;
-			}
-		}
+		if (!conn_drain(rl, t0))
+			return;
 	}
+}
+
+bool relaylink_busy(const struct relaylink *rl)
+{
+	return rl->busy && rl->fd >= 0;
 }
 
 static void do_accept(struct relaylink *rl)
@@ -1441,6 +1472,8 @@ int relaylink_pollfds(struct relaylink *rl, struct pollfd *pfd)
 
 void relaylink_process(struct relaylink *rl, const struct pollfd *pfd, int n)
 {
+	bool read = false;
+
 	for (int i = 0; i < n; i++) {
 		if (!pfd[i].revents)
 			continue;
@@ -1453,9 +1486,13 @@ void relaylink_process(struct relaylink *rl, const struct pollfd *pfd, int n)
 			continue;
 		if (pfd[i].revents & POLLOUT)
 			flush_out(rl);
-		if (rl->fd >= 0 && pfd[i].revents & (POLLIN | POLLHUP | POLLERR))
+		if (rl->fd >= 0 && pfd[i].revents & (POLLIN | POLLHUP | POLLERR)) {
 			conn_read(rl);
+			read = true;
+		}
 	}
+	if (!read && relaylink_busy(rl))
+		conn_read(rl);
 }
 
 json_t *relaylink_status(const struct relaylink *rl)

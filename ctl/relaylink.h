@@ -37,6 +37,12 @@ int relaylink_pollfds(struct relaylink *rl, struct pollfd *pfd);
 /* Handles the results of poll() for the n entries relaylink_pollfds filled. */
 void relaylink_process(struct relaylink *rl, const struct pollfd *pfd, int n);
 
+/*
+ * True when messages wait that a wake-up's time budget left (the loop should
+ * poll with timeout 0 and call relaylink_process again).
+ */
+bool relaylink_busy(const struct relaylink *rl);
+
 /* True when a relayd is connected and has said hello. */
 bool relaylink_connected(const struct relaylink *rl);
 
