@@ -29,6 +29,8 @@ One run on 127.0.0.1 measures:
      served, refused, reset, closed, hung, open time and relay-side RSS.
  7b. The hold again in a QEMU guest (tests/ktls/guest.sh) whose root may raise
      RLIMIT_NOFILE, for the paths this machine's hard limit kept from 10,000.
+  8. Connection records: a stand-in relayd (bench/recfeed.py) feeds a controld 10,000
+     records/s for 10 s on relay.sock while the admin API is timed (p50/p99/max).
 Results go to bench/results/<UTC timestamp>.json and bench/results/latest.json,
 SVG plots (gnuplot) to bench/results/plots/, and a table to stdout. See bench/README.md.
 
