@@ -17,7 +17,7 @@ import pytest
 
 import navetest as nt
 from test_firewall_ctl import FakeRelay
-from test_http import h_web, http_add, wait_routed
+from test_http import TlsEcho, h_web, http_add, make_cert, tls_connect, wait_routed
 
 RECORD_KEYS = {"id", "tunnel_id", "rule", "kind", "port", "domain", "src", "src_port", "start",
                "start_ms", "duration_ms", "end", "bytes_in", "bytes_out", "reason"}
@@ -147,6 +147,45 @@ def test_tcp_and_http_records(server, client, services):
     assert rc == 2 and "--limit" in err, err
     rc, _, err = server.navectl("connections", "ls", "--since", "soon")
     assert rc == 1 and err.strip().endswith("7d, 2w)") and "\n" not in err.strip(), err
+
+
+def test_https_passthrough_record(server, client, tmp_path):
+    tid = client.wait_online()["tunnel_id"]
+    cert, key, _ = make_cert(tmp_path, "pass.records.test")
+    svc = TlsEcho(cert, key)
+    try:
+        http_add(client, "pass.records.test", svc.port, "--tls-passthrough", name="tlsr")
+
+        def up():
+            try:
+                tls_connect(server, "pass.records.test").close()
+                return True
+            except OSError:
+                return False
+        nt.wait_for(up, 10, "pass.records.test routed")
+        s = tls_connect(server, "pass.records.test")
+        src = s.getsockname()
+        data = os.urandom(50000)
+        s.sendall(data)
+        got = b""
+        while len(got) < len(data):
+            d = s.recv(65536)
+            assert d
+            got += d
+        assert got == data
+        s.close()
+    finally:
+        svc.close()
+
+    def mine():
+        r = [x for x in records(server, tunnel=tid, rule="tlsr", limit=100)
+             if x["src_port"] == src[1]]
+        return r[0] if r else False
+    r = nt.wait_for(mine, 15, "the passthrough connection's record")
+    assert (r["kind"], r["domain"], r["port"], r["src"]) == (
+        "https", "pass.records.test", server.https, src[0]), r
+    # TLS records around the 50,000 bytes each way (the edge never saw plaintext)
+    assert 50000 < r["bytes_in"] < 60000 and 50000 < r["bytes_out"] < 60000, r
 
 
 def test_bad_queries(server):
