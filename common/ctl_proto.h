@@ -79,7 +79,8 @@
 /*
  * {records:[{tunnel_id, kind ("tcp" | "http" | "https"), port, domain?, src, src_port,
  * start_ms, duration_ms, bytes_in, bytes_out, reason}]}: relayed public connections that
- * closed, in batches (at most 96 records a message, well under MSG_MAX), sent when a batch
+ * closed, in batches (at most 96 records a message, and fewer when long hosts would take
+ * it near MSG_MAX), sent when a batch
  * is full or about once a second, never one message per connection. port is the public
  * port the connection reached (for HTTP(S) the edge's listener port), domain (HTTP(S)
  * only) the request's host or the SNI, src the source address as text (an IPv4 source in

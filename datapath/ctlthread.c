@@ -59,6 +59,8 @@
 #define REC_BATCH    96
 #define REC_FLUSH_MS 1000
 #define REC_OUT_MAX  (1u << 20)
+/* a record's JSON without its tunnel id and host: keys, numbers, address, reason */
+#define REC_JSON_FIXED 360
 
 /* An HTTP rule of a tunnel's session (http_add), granted or waiting for controld. */
 struct hrule {
@@ -470,6 +472,8 @@ static void records_pump(struct ctlthread *ct, bool force)
 {
 	unsigned nw = engine_workers(ct->e), nb = 0;
 	uint64_t now = now_ms(), waiting = 0;
+	const struct engine_record *rec;
+	size_t bytes = 0, est;
 	json_t *batch = NULL;
 
 	for (unsigned i = 0; i < nw; i++) {
@@ -496,14 +500,26 @@ static void records_pump(struct ctlthread *ct, bool force)
 				ct->rec_dropped++;
 				continue;
 			}
-			o = record_json(rec_ring_peek(r, j));
+			rec = rec_ring_peek(r, j);
+			o = record_json(rec);
 			if (!o) {
 				ct->rec_dropped++;
 				continue;
 			}
-			if (!batch)
+			/* a record's JSON is at most REC_JSON_FIXED plus its strings: a batch
+			   is sent early rather than grow past MSG_MAX */
+			est = REC_JSON_FIXED + strlen(rec->host) + 2 * strlen(rec->tunnel);
+			if (batch && bytes + est > MSG_MAX - 1024) {
+				records_send(ct, batch);
+				batch = NULL;
+				nb = 0;
+			}
+			if (!batch) {
 				batch = json_array();
+				bytes = 64;
+			}
 			json_array_append_new(batch, o);
+			bytes += est;
 			if (++nb == REC_BATCH) {
 				records_send(ct, batch);
 				batch = NULL;
