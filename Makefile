@@ -70,8 +70,8 @@ SANDBOX := common/sandbox.c
 RELAYD_SRC := datapath/relayd.c datapath/ctlthread.c datapath/kern.c $(ENGINE) $(BPF_SRC) $(TLS) \
 	      $(CFG) $(COMMON) $(PASSWD) $(SVC) $(SANDBOX)
 CONTROLD_SRC := ctl/controld.c ctl/store.c ctl/api.c ctl/relaylink.c ctl/reload.c ctl/acme.c \
-		ctl/acme_http.c ctl/jws.c ctl/restrict.c ctl/ruleops.c ctl/totp.c ctl/auth.c $(TLS) $(CFG) \
-		$(COMMON) $(PASSWD) $(SVC) $(SANDBOX)
+		ctl/acme_http.c ctl/jws.c ctl/restrict.c ctl/ruleops.c ctl/totp.c ctl/auth.c ctl/records.c \
+		$(TLS) $(CFG) $(COMMON) $(PASSWD) $(SVC) $(SANDBOX)
 NAVECTL_SRC := ctl/navectl.c $(CFG) $(COMMON)
 NAVE_SRC := client/nave.c client/client.c client/webroot.c $(ENGINE) $(TLS) $(CFG) $(COMMON) \
 	    $(PASSWD) $(SVC)
@@ -149,10 +149,12 @@ $(B)/tests/test_webroot: $(call obj,client/webroot.c)
 $(B)/tests/test_sandbox: $(call obj,common/sandbox.c)
 # the ACME client's pieces and relayd's challenge table
 $(B)/tests/test_acme: $(call obj,ctl/jws.c ctl/acme.c ctl/acme_http.c ctl/relaylink.c ctl/ruleops.c \
-	datapath/acme_chal.c ctl/restrict.c)
+	ctl/records.c datapath/acme_chal.c ctl/restrict.c)
 # token restrictions: parsing and matching
 $(B)/tests/test_restrict: $(call obj,ctl/restrict.c)
 $(B)/tests/test_totp: $(call obj,ctl/totp.c)
+# relayd's record ring (datapath/recring.h) and controld's check of the records
+$(B)/tests/test_records: $(call obj,ctl/records.c)
 
 # The XDP filter's test driver (tests/xdp/): the loader without relayd, for test_xdp.py.
 $(B)/tests/xdp_probe: tests/xdp/xdp_probe.c $(call obj,bpf/xdp.c common/cidr.c common/log.c common/util.c)
