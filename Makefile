@@ -69,7 +69,7 @@ SANDBOX := common/sandbox.c
 RELAYD_SRC := datapath/relayd.c datapath/ctlthread.c datapath/kern.c $(ENGINE) $(BPF_SRC) $(TLS) \
 	      $(CFG) $(COMMON) $(PASSWD) $(SVC) $(SANDBOX)
 CONTROLD_SRC := ctl/controld.c ctl/store.c ctl/api.c ctl/relaylink.c ctl/reload.c ctl/acme.c \
-		ctl/acme_http.c ctl/jws.c $(TLS) $(CFG) $(COMMON) $(SVC) \
+		ctl/acme_http.c ctl/jws.c ctl/metrics.c $(TLS) $(CFG) $(COMMON) $(SVC) \
 		$(SANDBOX)
 NAVECTL_SRC := ctl/navectl.c $(CFG) $(COMMON)
 NAVE_SRC := client/nave.c client/client.c client/webroot.c $(ENGINE) $(TLS) $(CFG) $(COMMON) \
@@ -149,6 +149,9 @@ $(B)/tests/test_sandbox: $(call obj,common/sandbox.c)
 # the ACME client's pieces and relayd's challenge table
 $(B)/tests/test_acme: $(call obj,ctl/jws.c ctl/acme.c ctl/acme_http.c ctl/relaylink.c \
 	datapath/acme_chal.c)
+
+# the Prometheus text and the metrics listener
+$(B)/tests/test_metrics: $(call obj,ctl/metrics.c ctl/relaylink.c)
 
 # The XDP filter's test driver (tests/xdp/): the loader without relayd, for test_xdp.py.
 $(B)/tests/xdp_probe: tests/xdp/xdp_probe.c $(call obj,bpf/xdp.c common/cidr.c common/log.c common/util.c)

@@ -26,6 +26,7 @@
 #include "config/cfg.h"
 #include "ctl/relaylink.h"
 #include "ctl/acme.h"
+#include "ctl/metrics.h"
 #include "ctl/reload.h"
 #include "ctl/store.h"
 #include "link_proto.h"
@@ -47,8 +48,15 @@ struct api {
 	struct relaylink *rl;
 	struct cfg_server *cfg; /* controld's, changed in place by a reload */
 	struct acme *acme;
+	struct metrics *metrics; /* request latency (metrics.h), NULL: none */
 	uint64_t started_ms;
 };
+
+void api_set_metrics(struct api *a, struct metrics *m)
+{
+	if (a)
+		a->metrics = m;
+}
 
 void api_set_acme(struct api *a, struct acme *acme)
 {
@@ -60,15 +68,17 @@ struct req {
 	char *body;
 	size_t len;
 	bool too_big;
+	uint64_t start_us; /* the head arrived (metrics_now_us) */
 };
 
 /* One API call being answered. */
 struct call {
 	struct api *a;
 	struct MHD_Connection *conn;
-	const char *id; /* the '*' segment of the route */
-	json_t *body;	/* the request body: an object, or NULL when empty */
-	json_t *out;	/* the response body */
+	const char *id;	   /* the '*' segment of the route */
+	const char *route; /* the pattern of the route matched (metrics), NULL: none */
+	json_t *body;	   /* the request body: an object, or NULL when empty */
+	json_t *out;	   /* the response body */
 };
 
 static int fail(struct call *c, int status, const char *fmt, ...)
@@ -963,6 +973,7 @@ static int route(struct call *c, const char *url, const char *method, struct req
 		if (strcmp(routes[i].method, method) != 0)
 			continue;
 		r = &routes[i];
+		c->route = r->path;
 		/* split() cut path in place: the '#' text runs to the end of whole */
 		if (idx >= 0)
 			c->id = rest ? whole + (seg[idx] - path) : seg[idx];
@@ -1037,6 +1048,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		rq = calloc(1, sizeof(*rq));
 		if (!rq)
 			return MHD_NO;
+		rq->start_us = metrics_now_us();
 		*con_cls = rq;
 		return MHD_YES;
 	}
@@ -1058,6 +1070,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	status = route(&c, url, method, rq);
 	log_debug("api: %s %s -> %d", method, url, status);
 	ret = send_json(conn, status, c.out);
+	metrics_api_observe(c.a->metrics, method, c.route, metrics_now_us() - rq->start_us);
 	json_decref(c.out);
 	json_decref(c.body);
 	return ret;
