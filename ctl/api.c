@@ -75,10 +75,11 @@ struct req {
 struct call {
 	struct api *a;
 	struct MHD_Connection *conn;
-	const char *id;	   /* the '*' segment of the route */
-	const char *route; /* the pattern of the route matched (metrics), NULL: none */
-	json_t *body;	   /* the request body: an object, or NULL when empty */
-	json_t *out;	   /* the response body */
+	const char *id; /* the '*' segment of the route */
+	json_t *body;	/* the request body: an object, or NULL when empty */
+	json_t *out;	/* the response body */
+	/* the pattern of the route matched (metrics), NULL: none */
+	const char *route;
 };
 
 static int fail(struct call *c, int status, const char *fmt, ...)
