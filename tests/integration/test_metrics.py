@@ -21,6 +21,7 @@ import shutil
 import socket
 import struct
 import subprocess
+import threading
 import time
 
 import pytest
@@ -158,6 +159,8 @@ def test_metrics_move_with_traffic(server, metrics_port, make_client, services):
         assert sorted(lb["worker"] for lb, _ in m0[fam]) == sorted(
             str(i) for i in range(workers)), fam
     cqes0 = total(m0, "nave_worker_cqes_total")
+    sqes0 = total(m0, "nave_worker_sqes_total")
+    waits0 = total(m0, "nave_worker_waits_total")
 
     c = make_client("c")
     svc = services(nt.h_exchange, "svc")
@@ -173,8 +176,10 @@ def test_metrics_move_with_traffic(server, metrics_port, make_client, services):
                 and total(m, "nave_links") >= 1 and val(m, "nave_tunnels_online") == 1)
     m1 = settle(port, moved, "connections, bytes and links in /metrics")
     assert val(m1, "nave_tunnels") == 1 and val(m1, "nave_ports_allocated") == 1
+    # the rings turned: submissions, completions and batches all grew
     assert total(m1, "nave_worker_cqes_total") > cqes0
-    assert total(m1, "nave_worker_sqes_total") >= total(m1, "nave_worker_cqes_total") - workers * 4
+    assert total(m1, "nave_worker_sqes_total") > sqes0
+    assert total(m1, "nave_worker_waits_total") > waits0
     assert total(m1, "nave_worker_connections_total") == val(m1, "nave_connections_total")
     # links by mode add up to the links of the workers (once the pool settled)
     assert set(lb["mode"] for lb, _ in m1["nave_links"]) == {"ktls", "userspace_tls"}
@@ -217,6 +222,39 @@ def test_metrics_move_with_traffic(server, metrics_port, make_client, services):
     assert val(m2, "nave_connections_dropped_total", cause="idle_timeout") == 0
     # the last scrape of all this passes promtool too
     scrape(port)
+
+
+def test_buffer_ring_exhaustion_counted(tmp_path, procs, metrics_port, services):
+    """One worker with the smallest provided-buffer ring (8 x 1 KiB) and 16
+    transfers at once: receives find the ring empty, and the worker's
+    nave_worker_buffer_ring_empty_total says so (while every byte still arrives)."""
+    srv = nt.Server(tmp_path, procs, extra_ini=(
+        f"[metrics]\nlisten = 127.0.0.1:{metrics_port}\n"
+        "[datapath]\nworkers = 1\nbuffers = 8\nbuffer_size = 1024\n")).start()
+    try:
+        c = nt.Client(srv, tmp_path, procs, "c")
+        c.configure().start()
+        svc = services(nt.h_exchange, "svc")
+        pub = c.tcp_add(svc.port)
+        before = val(scrape(metrics_port), "nave_worker_buffer_ring_empty_total", worker="0")
+        errors = []
+
+        def one():
+            try:
+                nt.exchange(pub, 512 * KiB)
+            except Exception as e:  # reported below
+                errors.append(e)
+        threads = [threading.Thread(target=one) for _ in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert not errors, errors
+        settle(metrics_port, lambda m: val(m, "nave_worker_buffer_ring_empty_total", worker="0")
+               > before, "receives that met an empty buffer ring")
+        c.stop()
+    finally:
+        srv.stop()
 
 
 def test_api_latency_histogram(server, metrics_port):
