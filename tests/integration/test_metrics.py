@@ -8,10 +8,12 @@ through a tunnel (connections, bytes, links, the per-worker ring figures
 relayd sends in worker_stats), refusals are counted under their cause (one
 source over max_conns_per_source, the firewall, the HTTP edge's 404), the
 API latency histogram moves with admin requests, and a scrape while relayd
-is down still answers with nave_relayd_connected 0. Bad input: other paths
+is down still answers with nave_relayd_connected 0, and one worker with a
+tiny provided-buffer ring counts its ENOBUFS receives. Bad input: other paths
 (404) and methods (405), an over-long request line, a crowd of idle
-connections from one address; a listener that cannot be opened stops
-controld at start with one line. A stand-in relayd on relay.sock sends what
+connections from one address (8 held, closed after the 10 s timeout, other
+addresses and the admin API served meanwhile); a listener that cannot be
+opened stops controld at start with one line. A stand-in relayd on relay.sock sends what
 the real one does not on demand (XDP figures, odd mode strings, malformed
 worker_stats): malformed values are left out, strings escaped.
 """
@@ -343,6 +345,20 @@ def test_long_request_line_and_many_connections(server, metrics_port):
             except OSError:
                 pass
         assert open_ <= 8, open_
+        # and the ones it holds, idle, are closed after the 10 s request timeout
+
+        def all_closed():
+            for c in crowd:
+                c.settimeout(0)
+                try:
+                    got = c.recv(1)
+                except BlockingIOError:
+                    return False  # still open
+                except OSError:
+                    continue  # reset: closed
+                assert got == b"", "metrics answered a request never sent"
+            return True
+        nt.wait_for(all_closed, 20, "idle metrics connections closed by the timeout")
     finally:
         for c in crowd:
             c.close()
