@@ -657,7 +657,7 @@ int metrics_start(struct metrics **out, const struct cfg_server *cfg, struct sto
 {
 	struct metrics *m = calloc(1, sizeof(*m));
 	struct timespec ts;
-	int fd, ret;
+	int fd = -1, ret;
 
 	*out = NULL;
 	if (!m) {
