@@ -81,11 +81,22 @@
 /*
  * {workers, ktls, steering, conns, conns_total, bytes_in, bytes_out, links, links_ktls,
  * links_tls, ktls_fallbacks, refused_per_source, idle_timeouts, pending_timeouts,
- * refused_max_links, refused_fd_limit, records_sent, records_dropped, uptime}
+ * refused_max_links, refused_fd_limit, records_sent, records_dropped, uptime, started,
+ * worker_stats}
  * every few seconds; also lists online tunnel ids as "online":[..] for last_seen. ktls is
  * the mode string ("kernel", "userspace (no TLS ULP in the kernel)", "userspace (ktls = off)");
  * links_ktls + links_tls = links (data links whose TLS records the kernel / userspace
- * handles); ktls_fallbacks counts links whose kTLS install failed.
+ * handles); ktls_fallbacks counts links whose kTLS install failed. started: relayd's start,
+ * Unix seconds. worker_stats: one object per worker, in worker order (the index is the
+ * worker's number), every member a non-negative integer:
+ *   {sqes (submission queue entries the kernel took), cqes (completions reaped), waits
+ *    (io_uring_submit_and_wait calls, i.e. completion batches), sq_full (submits forced by a
+ *    full submission queue), nobufs (receives that found the provided-buffer ring empty,
+ *    -ENOBUFS), cq_overflow (the kernel's count of completions dropped for a full CQ), conns
+ *    (open connections on the worker, a gauge), conns_total (accepted on it), links (data
+ *    links open on it, a gauge)};
+ * left out when the message would not fit MSG_MAX with it. controld checks each member
+ * (a malformed one is null) and keeps at most 256 workers (ctl/metrics.c serves them).
  */
 #define CTL_STATS "stats"
 /*

@@ -38,6 +38,7 @@
 #include "ctl/relaylink.h"
 #include "ctl/acme.h"
 #include "ctl/records.h"
+#include "ctl/metrics.h"
 #include "ctl/reload.h"
 #include "ctl/ruleops.h"
 #include "ctl/store.h"
@@ -55,6 +56,12 @@
 #define SEARCH_MAX STORE_SEARCH_MAX /* tunnels ?search=: text without control characters */
 #define CTL_MARK   0x7f		    /* what a decoded control byte becomes (see unescape) */
 
+void api_set_metrics(struct api *a, struct metrics *m)
+{
+	if (a)
+		a->metrics = m;
+}
+
 void api_set_acme(struct api *a, struct acme *acme)
 {
 	a->acme = acme;
@@ -65,6 +72,7 @@ struct req {
 	char *body;
 	size_t len;
 	bool too_big;
+	uint64_t start_us; /* the head arrived (metrics_now_us) */
 };
 
 int fail(struct call *c, int status, const char *fmt, ...)
@@ -1260,6 +1268,7 @@ static int route(struct call *c, const char *url, const char *method, struct req
 		if (strcmp(routes[i].method, method) != 0)
 			continue;
 		r = &routes[i];
+		c->route = r->path;
 		/* split() cut path in place: the '#' text runs to the end of whole */
 		if (idx >= 0)
 			c->id = rest ? whole + (seg[idx] - path) : seg[idx];
@@ -1373,6 +1382,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		rq = calloc(1, sizeof(*rq));
 		if (!rq)
 			return MHD_NO;
+		rq->start_us = metrics_now_us();
 		*con_cls = rq;
 		return MHD_YES;
 	}
@@ -1396,6 +1406,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	status = route(&c, url, method, rq);
 	log_debug("api: %s %s from %s -> %d", method, url, c.source, status);
 	ret = send_json(conn, status, c.out, &c);
+	metrics_api_observe(c.a->metrics, method, c.route, metrics_now_us() - rq->start_us);
 	json_decref(c.out);
 	json_decref(c.body);
 	return ret;

@@ -43,4 +43,8 @@ struct acme;
 /* The ACME client /api/v1/acme reports on and asks (ctl/acme.h). */
 void api_set_acme(struct api *a, struct acme *acme);
 
+struct metrics;
+/* Where each request's latency goes (ctl/metrics.h); NULL: nowhere. NULL a is fine. */
+void api_set_metrics(struct api *a, struct metrics *m);
+
 #endif

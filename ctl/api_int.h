@@ -59,6 +59,7 @@ struct api {
 	struct relaylink *rl;
 	struct cfg_server *cfg; /* controld's, changed in place by a reload */
 	struct acme *acme;
+	struct metrics *metrics; /* request latency (metrics.h), NULL: none */
 	uint64_t started_ms;
 };
 
@@ -79,6 +80,7 @@ struct call {
 	const char *id0;      /* the first '*' segment of a route that has two */
 	json_t *body;	      /* the request body: an object, or NULL when empty */
 	json_t *out;	      /* the response body */
+	const char *route;    /* the pattern of the route matched (metrics), NULL: none */
 };
 
 /* The forms of a record in the answers. */

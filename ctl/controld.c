@@ -25,6 +25,7 @@
 #include "config/cfg.h"
 #include "ctl/acme.h"
 #include "ctl/api.h"
+#include "ctl/metrics.h"
 #include "ctl/relaylink.h"
 #include "ctl/ruleops.h"
 #include "ctl/reload.h"
@@ -172,11 +173,12 @@ static int run(struct cfg_server *cfg)
 {
 	char db[CFG_PATH_MAX + 16], relay_sock[CFG_PATH_MAX + 16], ctl_sock[CFG_PATH_MAX + 16];
 	char err[CFG_ERR_MAX];
-	struct pollfd pfd[2 + RELAYLINK_POLLFDS + API_POLLFDS];
+	struct pollfd pfd[2 + RELAYLINK_POLLFDS + API_POLLFDS + METRICS_POLLFDS];
 	struct relaylink *rl = NULL;
 	struct acme *acme = NULL;
 	struct store *st = NULL;
 	struct api *api = NULL;
+	struct metrics *metrics = NULL;
 	bool relay_bound = false, ctl_bound = false;
 	const char *dirs[2];
 	sigset_t sigs;
@@ -281,6 +283,14 @@ static int run(struct cfg_server *cfg)
 		goto out;
 	}
 	api_set_acme(api, acme);
+	ret = metrics_start(&metrics, cfg, st, rl, err, sizeof(err));
+	if (ret) {
+		log_error("metrics: %s", err);
+		goto out;
+	}
+	api_set_metrics(api, metrics);
+	if (cfg->metrics_listen[0])
+		log_info("metrics on http://%s/metrics", cfg->metrics_listen);
 	log_info("nave-controld %s started: store %s (schema v%d), admin API on %s, relayd on %s",
 		 NAVE_VERSION, db, store_schema_version(st), ctl_sock, relay_sock);
 	if (geteuid() == 0)
@@ -290,7 +300,7 @@ static int run(struct cfg_server *cfg)
 	wd_last = now_ms();
 
 	for (;;) {
-		int n = 0, nrl, napi, timeout = -1;
+		int n = 0, nrl, napi, nmet, timeout = -1;
 		int64_t wait_ms = records_retention(st, cfg, &prune_at);
 
 		pfd[n].fd = sfd;
@@ -301,6 +311,8 @@ static int run(struct cfg_server *cfg)
 		n += nrl;
 		napi = api_pollfds(api, pfd + n, API_POLLFDS, &timeout);
 		n += napi;
+		nmet = metrics_pollfds(metrics, pfd + n, METRICS_POLLFDS, &timeout);
+		n += nmet;
 		if (timeout < 0 || timeout > 1000)
 			timeout = 1000; /* rate-limited log summaries are due now and then */
 		if (timeout > wait_ms)
@@ -334,11 +346,14 @@ static int run(struct cfg_server *cfg)
 		}
 		relaylink_process(rl, pfd + 2, nrl);
 		api_process(api, pfd + 2 + nrl, napi);
+		metrics_process(metrics, pfd + 2 + nrl + napi, nmet);
 		acme_pump(acme, rl);  /* also after relaylink_process: a relayd that just synced */
 		ruleops_tick(st, rl); /* remote rule operations the client never answered */
 		log_limit_flush();
 	}
 out:
+	api_set_metrics(api, NULL);
+	metrics_stop(metrics);
 	api_stop(api);
 	ctl_reload_set_acme(NULL);
 	acme_close(acme);

@@ -529,6 +529,41 @@ static json_t *http_of(const json_t *v)
 	return o;
 }
 
+/*
+ * worker_stats (ctl_proto.h): an array of at most WORKERS_MAX objects whose
+ * members are counters; a member missing or malformed is null, an element that
+ * is no object is null, and the array is cut at WORKERS_MAX. NULL when m has
+ * no array there.
+ */
+#define WORKERS_MAX 256 /* [datapath] workers at most */
+
+static json_t *workers_of(const json_t *v)
+{
+	static const char *const keys[] = {"sqes",    "cqes",	     "waits",
+					   "sq_full", "nobufs",	     "cq_overflow",
+					   "conns",   "conns_total", "links"};
+	json_t *a, *e;
+	size_t i;
+
+	if (!json_is_array(v) || !(a = json_array()))
+		return NULL;
+	json_array_foreach(v, i, e)
+	{
+		json_t *o;
+
+		if (i == WORKERS_MAX)
+			break;
+		if (!json_is_object(e) || !(o = json_object())) {
+			json_array_append_new(a, json_null());
+			continue;
+		}
+		for (size_t k = 0; k < ARRAY_SIZE(keys); k++)
+			set_count(o, e, keys[k]);
+		json_array_append_new(a, o);
+	}
+	return a;
+}
+
 /* Replaces dst's kernel-assist members with the checked ones of m (those m has). */
 static void keep_kassist(json_t *dst, const json_t *m)
 {
@@ -1389,6 +1424,10 @@ static int on_stats(struct relaylink *rl, json_t *m, char *why)
 		json_object_del(copy, "online");
 		json_object_del(copy, "port_counters");
 		keep_kassist(copy, m);
+		json_object_del(copy, "worker_stats");
+		v = workers_of(json_object_get(m, "worker_stats"));
+		if (v)
+			json_object_set_new(copy, "worker_stats", v);
 	}
 	json_decref(rl->stats);
 	rl->stats = copy;
@@ -1654,6 +1693,16 @@ void relaylink_process(struct relaylink *rl, const struct pollfd *pfd, int n)
 	}
 	if (!read && relaylink_busy(rl))
 		conn_read(rl);
+}
+
+const json_t *relaylink_stats(const struct relaylink *rl)
+{
+	return relaylink_connected(rl) ? rl->stats : NULL;
+}
+
+const json_t *relaylink_counters(const struct relaylink *rl)
+{
+	return relaylink_connected(rl) ? rl->counters : NULL;
 }
 
 json_t *relaylink_status(const struct relaylink *rl)

@@ -109,6 +109,15 @@ json_t *relaylink_status(const struct relaylink *rl);
  */
 json_t *relaylink_records_status(const struct relaylink *rl);
 /*
+ * The latest stats message of a connected relayd (NULL: none, or no relayd),
+ * without type, online and port_counters, its kernel-assist members and
+ * worker_stats checked (other members as relayd sent them: check before use).
+ * Owned by the link: valid until the next relaylink_process.
+ */
+const json_t *relaylink_stats(const struct relaylink *rl);
+/* The checked port_counters {"PORT": [packets, bytes]} (NULL: none); as above. */
+const json_t *relaylink_counters(const struct relaylink *rl);
+/*
  * The packets and payload bytes relayd's XDP counted for port, from the
  * latest hello or stats; false when relayd reported none for it.
  */

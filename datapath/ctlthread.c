@@ -179,6 +179,7 @@ struct ctlthread {
 	uint64_t started;
 	uint64_t next_records;
 	uint64_t rec_sent, rec_dropped; /* records sent to controld; dropped here */
+	time_t started_unix;		/* wall clock at start: stats "started" */
 };
 
 /* ---------- registry ---------- */
@@ -393,6 +394,42 @@ static json_t *online_list(struct ctlthread *ct, bool full)
 	return a;
 }
 
+/* worker_stats (ctl_proto.h): one object per worker, in worker order */
+static json_t *worker_stats(struct ctlthread *ct)
+{
+	json_t *a = json_array();
+
+	for (unsigned i = 0; a && i < engine_workers(ct->e); i++) {
+		struct engine_worker_stats w;
+
+		engine_worker_stats(ct->e, i, &w);
+		json_array_append_new(
+		    a, json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "sqes",
+				 (json_int_t)w.sqes, "cqes", (json_int_t)w.cqes, "waits",
+				 (json_int_t)w.waits, "sq_full", (json_int_t)w.sq_full, "nobufs",
+				 (json_int_t)w.nobufs, "cq_overflow", (json_int_t)w.cq_overflow,
+				 "conns", (json_int_t)w.conns, "conns_total",
+				 (json_int_t)w.conns_total, "links", (json_int_t)w.links));
+	}
+	return a ? a : json_null();
+}
+
+/*
+ * A stats message too large for MSG_MAX (hundreds of workers, many tunnels
+ * online, XDP port counters) goes without worker_stats rather than not at all.
+ */
+static void stats_fit(json_t *o)
+{
+	char *t = json_dumps(o, JSON_COMPACT);
+	size_t n = t ? strlen(t) : 0;
+
+	free(t);
+	if (n <= MSG_MAX)
+		return;
+	json_object_del(o, "worker_stats");
+	log_every(NLOG_WARN, "stats: %zu bytes with worker_stats: sent without them", n);
+}
+
 static void send_stats(struct ctlthread *ct)
 {
 	struct engine_stats s;
@@ -417,6 +454,8 @@ static void send_stats(struct ctlthread *ct)
 	json_object_set_new(o, "records_sent", json_integer((json_int_t)ct->rec_sent));
 	json_object_set_new(o, "records_dropped",
 			    json_integer((json_int_t)(s.records_dropped + ct->rec_dropped)));
+	json_object_set_new(o, "started", json_integer((json_int_t)ct->started_unix));
+	json_object_set_new(o, "worker_stats", worker_stats(ct));
 	/* the HTTP edge: requests forwarded, and what it answered itself (edge.c's causes) */
 	json_object_set_new(
 	    o, "http",
@@ -432,6 +471,7 @@ static void send_stats(struct ctlthread *ct)
 	kern_stats(ct->kern, o,
 		   kern_steering(ct->kern) ? engine_workers(ct->e)
 					   : ct->nlistening * engine_workers(ct->e));
+	stats_fit(o);
 	cd_send(ct, o);
 	json_decref(o);
 }
@@ -2313,6 +2353,7 @@ int ctlthread_init(struct ctlthread **out, const struct cfg_server *cfg, const c
 	ct->cfg = *cfg;
 	ct->fd = -1;
 	ct->started = now_ms();
+	ct->started_unix = time(NULL);
 	str_copy(ct->fingerprint, sizeof(ct->fingerprint), fingerprint);
 	str_copy(ct->ktls, sizeof(ct->ktls), ktls_mode);
 	str_copy(ct->steering, sizeof(ct->steering), kern_steering_name(kern));

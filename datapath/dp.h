@@ -213,6 +213,9 @@ struct worker {
 	_Atomic uint64_t st_ktls, st_ktls_fallback;
 	_Atomic uint64_t st_fw_refused;
 	_Atomic uint64_t st_http_req, st_http_err[8], st_http_ktls;
+	/* the ring, counted by the worker in plain fields and published after each batch */
+	uint64_t n_sqes, n_cqes, n_waits, n_sq_full, n_nobufs;
+	_Atomic uint64_t st_sqes, st_cqes, st_waits, st_sq_full, st_nobufs, st_cq_overflow;
 	_Atomic uint64_t st_ticks;     /* the watchdog's sign of life */
 	uint64_t ticks_seen, ticks_at; /* [the thread calling engine_alive] */
 	struct cidr_table *fw;	       /* relay: the firewall lists (MB_FIREWALL), NULL = none */

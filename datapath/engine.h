@@ -247,6 +247,19 @@ struct engine_stats {
 	uint64_t records_dropped;    /* connection records a full worker ring dropped */
 };
 
+/* One worker's ring and connections (engine_worker_stats); counters only grow. */
+struct engine_worker_stats {
+	uint64_t sqes;	      /* submission queue entries the kernel took */
+	uint64_t cqes;	      /* completions reaped */
+	uint64_t waits;	      /* io_uring_submit_and_wait calls: completion batches */
+	uint64_t sq_full;     /* submits forced by a full submission queue */
+	uint64_t nobufs;      /* receives that found the provided-buffer ring empty (ENOBUFS) */
+	uint64_t cq_overflow; /* completions the kernel dropped for a full CQ (its count) */
+	uint64_t conns;	      /* gauge: public/local connections open on it */
+	uint64_t conns_total; /* accepted on it since start */
+	uint64_t links;	      /* gauge: data links open on it */
+};
+
 /* the largest [http] max_head: the workers' head scratch holds this much */
 #define ENGINE_HEAD_MAX 32768
 
@@ -274,6 +287,8 @@ int engine_reconfigure(struct engine *e, const struct engine_config *cfg);
 struct rec_ring *engine_rec_ring(struct engine *e, unsigned i);
 /* Sums the workers' counters (relaxed reads). */
 void engine_stats(struct engine *e, struct engine_stats *out);
+/* Worker i's figures (i < engine_workers; else all zero), read without stopping it. */
+void engine_worker_stats(struct engine *e, unsigned i, struct engine_worker_stats *out);
 /* Each worker ticks this often (timeouts, re-arms, purges). */
 #define ENGINE_TICK_MS 500
 /*

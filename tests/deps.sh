@@ -8,14 +8,16 @@
 # (Let's Encrypt's test CA, with pebble-challtestsrv as their DNS), never its
 # system service either. navectl's HTTP client is libcurl's GnuTLS flavour,
 # never libcurl4-openssl-dev: nave links BoringSSL, not OpenSSL 3. The admin API
-# tests check TOTP codes against oathtool's.
+# tests check TOTP codes against oathtool's. prometheus is there for its promtool
+# (test_metrics.py checks /metrics with it); its own service is never used (on a
+# host run by systemd, apt starts it on :9090).
 # Idempotent: when everything is present it only runs dpkg-query.
 set -eu
 PKGS="build-essential clang llvm libclang-rt-14-dev clang-format pkg-config
 liburing-dev libbpf-dev libelf-dev zlib1g-dev bpftool android-libboringssl-dev libjemalloc-dev
 libiniparser-dev libsqlite3-dev sqlite3 libjansson-dev libmicrohttpd-dev libcurl4-gnutls-dev
 libnl-3-dev libnl-route-3-dev libhttp-parser-dev libcmocka-dev libsystemd-dev libseccomp-dev python3 python3-pytest curl
-python3-cryptography pebble iperf3 haproxy nginx openssh-server openssh-client stunnel4 gnuplot-nox
+python3-cryptography pebble prometheus iperf3 haproxy nginx openssh-server openssh-client stunnel4 gnuplot-nox
 openssl iproute2 procps ca-certificates oathtool
 qemu-system-x86 linux-image-amd64 busybox-static kmod cpio xz-utils"
 missing=""

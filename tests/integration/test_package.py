@@ -165,6 +165,9 @@ def test_units_least_privilege_and_order(installed):
         assert values(u, "Service", "AmbientCapabilities") == [""]
     # outgoing TCP for ACME, nothing else; it listens on Unix sockets only
     assert values(controld, "Service", "RestrictAddressFamilies") == ["AF_UNIX AF_INET AF_INET6"]
+    # and binds nothing but the metrics listener's port ([metrics] listen)
+    assert values(controld, "Service", "SocketBindAllow") == ["tcp"]
+    assert values(controld, "Service", "SocketBindDeny") == ["any"]
     hidden = set(values(client, "Service", "InaccessiblePaths")[0].split())
     assert {"-/var/lib/nave", "-/run/nave", "-/etc/nave"} <= hidden, hidden
     # io_uring (and bpf for relayd) beyond @system-service
