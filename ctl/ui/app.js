@@ -13,9 +13,10 @@
 	const $ = (id) => document.getElementById(id);
 
 	class ApiError extends Error {
-		constructor(status, msg) {
+		constructor(status, msg, handled) {
 			super(msg);
 			this.status = status;
+			this.handled = !!handled; // the page went back to the login form already
 		}
 	}
 
@@ -88,7 +89,7 @@
 		}
 		if (r.status === 401 && path !== '/login' && path !== '/session') {
 			loggedOut('your session ended: log in again');
-			throw new ApiError(401, 'not logged in');
+			throw new ApiError(401, 'not logged in', true);
 		}
 		if (!r.ok) {
 			const why = data && typeof data.error === 'string' ? data.error : 'HTTP ' + r.status;
@@ -198,7 +199,7 @@
 			try {
 				await fn();
 			} catch (e) {
-				if (e.status !== 401)
+				if (!e.handled)
 					showError(e.message);
 			} finally {
 				ev.target.disabled = false;
@@ -215,7 +216,7 @@
 			try {
 				await fn(formData(form));
 			} catch (e) {
-				if (e.status !== 401)
+				if (!e.handled)
 					showError(e.message);
 			} finally {
 				if (b)
@@ -275,21 +276,28 @@
 			pager('tunnels', params, list)];
 	}
 
-	// The tunnel's rules as the rules route reports them, else from its ports and domains.
+	// The tunnel's rules: from the rules route ({rules, ops}) when there is one, else
+	// from its ports and domains; each with its traffic (the tunnel's "traffic" member)
+	// and the "to" of the last operation that added it.
 	function ruleRows(t, rules) {
-		const traffic = {};
-		for (const r of t.rules || [])
-			if (r && r.name !== undefined)
-				traffic[r.name] = r;
+		const traffic = {}, to = {};
+		for (const r of t.traffic || [])
+			if (r && typeof r.rule === 'string')
+				traffic[r.rule] = r;
+		for (const op of (rules && rules.ops) || [])
+			if (op && op.action === 'add' && op.rule && typeof op.rule.to === 'string')
+				to[op.name] = op.rule.to;
+		let rows;
 		if (rules && Array.isArray(rules.rules)) {
-			return rules.rules.map((r) => ({...(traffic[r.name] || {}), ...r}));
+			rows = rules.rules.map((r) => ({...r}));
+		} else {
+			rows = [];
+			for (const p of t.ports || [])
+				rows.push({name: p.rule, kind: 'tcp', port: p.port});
+			for (const d of t.domains || [])
+				rows.push({name: d.rule, kind: 'http', domain: d.domain});
 		}
-		const rows = [];
-		for (const p of t.ports || [])
-			rows.push({...(traffic[p.rule] || {}), name: p.rule, kind: 'tcp', port: p.port});
-		for (const d of t.domains || [])
-			rows.push({...(traffic[d.rule] || {}), name: d.rule, kind: 'http', domain: d.domain});
-		return rows;
+		return rows.map((r) => ({...(traffic[r.name] || {}), to: to[r.name], ...r}));
 	}
 
 	async function viewTunnel(id) {
@@ -302,7 +310,8 @@
 				throw e;
 		}
 		const rows = ruleRows(t, rules);
-		const pending = rules && Array.isArray(rules.pending) ? rules.pending : [];
+		const ops = rules && Array.isArray(rules.ops) ? rules.ops.slice(-10).reverse() : [];
+		const pending = ops.some((o) => o.state === 'pending');
 		const out = [
 			el('h1', null, 'Tunnel ', el('span', {id: 'tunnel-id'}, t.id)),
 			kvTable('tunnel-table', [
@@ -333,17 +342,20 @@
 				}) : null},
 			], rows, 'No rules.'),
 		];
-		if (pending.length) {
-			out.push(el('h2', null, 'Pending changes'),
-				 el('p', {class: 'muted'}, 'Sent to the client when it is online; this page refreshes until they are applied.'),
-				 table('pending-table', [
-					 {title: 'operation', cell: (p) => fmtValue(p.op)},
-					 {title: 'rule', cell: (p) => fmtValue(p.name || (p.rule && p.rule.name))},
-					 {title: 'state', cell: (p) => el('span', {class: 'pending'}, fmtValue(p.state || 'pending'))},
-					 {title: 'queued', cell: (p) => fmtTime(p.created_at)},
-					 {title: 'error', cell: (p) => fmtValue(p.error)},
-				 ], pending));
-			refreshIn(2000);
+		if (ops.length) {
+			out.push(el('h2', null, 'Rule changes'),
+				 el('p', {class: 'muted'}, pending
+					? 'Pending changes are sent to the client when it is online; this page refreshes until they are done.'
+					: 'The latest changes sent to the client.'),
+				 table('ops-table', [
+					 {title: 'queued', cell: (o) => fmtTime(o.created_at)},
+					 {title: 'change', cell: (o) => `${fmtValue(o.action)} ${fmtValue(o.kind)}`},
+					 {title: 'rule', cell: (o) => fmtValue(o.name)},
+					 {title: 'state', cell: (o) => el('span', {class: o.state === 'pending' ? 'pending' : null}, fmtValue(o.state))},
+					 {title: 'reason', cell: (o) => fmtValue(o.reason)},
+				 ], ops));
+			if (pending)
+				refreshIn(1500);
 		}
 		const kind = el('select', {name: 'kind', id: 'rule-kind'},
 				el('option', {value: 'tcp'}, 'TCP'), el('option', {value: 'http'}, 'HTTP'));
@@ -487,15 +499,15 @@
 			out.push(el('p', {class: 'muted'}, 'Name a tunnel to see its bandwidth graph.'));
 		}
 		const list = await api('GET', '/connections?' + query.toString());
-		const items = Array.isArray(list) ? list : list.items || [];
+		const items = list.items || [];
 		out.push(el('h2', null, 'Records'),
 			 table('connections-table', [
 				 {title: 'start', cell: (r) => fmtTime(r.start)},
-				 {title: 'tunnel', cell: (r) => tunnelLink(r.tunnel_id || r.tunnel)},
+				 {title: 'tunnel', cell: (r) => tunnelLink(r.tunnel_id)},
 				 {title: 'rule', cell: (r) => fmtValue(r.rule)},
 				 {title: 'public', cell: (r) => fmtValue(r.port || r.domain)},
-				 {title: 'source', cell: (r) => fmtValue(r.source)},
-				 {title: 'duration', num: true, cell: (r) => fmtDuration(r.duration_ms !== undefined ? r.duration_ms / 1000 : r.duration)},
+				 {title: 'source', cell: (r) => typeof r.src === 'string' && r.src.includes(':') ? `[${r.src}]:${r.src_port}` : `${fmtValue(r.src)}:${fmtValue(r.src_port)}`},
+				 {title: 'duration', num: true, cell: (r) => fmtDuration(typeof r.duration_ms === 'number' ? r.duration_ms / 1000 : null)},
 				 {title: 'bytes in', num: true, cell: (r) => fmtBytes(r.bytes_in)},
 				 {title: 'bytes out', num: true, cell: (r) => fmtBytes(r.bytes_out)},
 				 {title: 'reason', cell: (r) => fmtValue(r.reason)},
@@ -617,10 +629,12 @@
 				return; // a newer render started meanwhile
 			view.replaceChildren(...nodes);
 			view.setAttribute('data-view', r.view);
+			view.setAttribute('data-seq', mine);
 		} catch (e) {
-			if (mine === seq && e.status !== 401) {
+			if (mine === seq && !e.handled) {
 				showError(e.message);
 				view.setAttribute('data-view', 'error');
+				view.setAttribute('data-seq', mine);
 			}
 		}
 	}

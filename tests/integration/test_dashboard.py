@@ -1,0 +1,459 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The web dashboard (ctl/ui/, served by ctl/ui.c on controld's [admin] listen)
+in a real browser: Debian's headless Chromium driven by Debian's
+python3-selenium, against real nave-controld, nave-relayd and a nave client.
+
+The browser trusts exactly the server's key (--ignore-certificate-errors-spki-
+list with the SHA-256 of its SubjectPublicKeyInfo), nothing else. One test
+walks what an operator does: log in with a password and a TOTP code (RFC 6238,
+computed here and checked against oathtool), find the tunnel by search and
+page through the tunnel list, add a TCP rule to a local service through the
+form, see it applied, push bytes through its public port (every byte checked
+with SHA-256), see the connection record and the bandwidth graph, make a token
+(shown once) and revoke another (navectl confirms), list users, remove the
+rule (the port closes), log out. The browser's console must hold no CSP
+violation and no script error. A screenshot of each step goes to
+$NAVE_TEST_ARTIFACTS/dashboard/ (default: NAVE_BUILD/test-artifacts/dashboard/).
+Another test checks the static files' answers (headers, methods, 404s) with a
+plain HTTPS client.
+
+Skipped against the sanitizer build (NAVE_BUILD ending in build-san): ui.c runs
+under ASan in tests/unit/test_ui.c and the API in the other suites, and the
+browser is slow there. NAVE_TEST_DASHBOARD_SAN=1 runs it anyway.
+"""
+import base64
+import hashlib
+import hmac
+import http.client
+import json
+import os
+import re
+import shutil
+import socket
+import ssl
+import struct
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+import navetest as nt
+
+if nt.BUILD.name == "build-san" and os.environ.get("NAVE_TEST_DASHBOARD_SAN") != "1":
+    pytest.skip("the dashboard's browser test runs against build/ only: ui.c is under ASan in "
+                "tests/unit/test_ui.c and the API in the other suites "
+                "(NAVE_TEST_DASHBOARD_SAN=1 runs it here)", allow_module_level=True)
+
+webdriver = pytest.importorskip("selenium.webdriver", reason="python3-selenium (make deps)")
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException  # noqa: E402
+from selenium.webdriver.chrome.service import Service as ChromeService  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.ui import Select  # noqa: E402
+
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+UI_TIMEOUT = 30.0
+USER = "ops"
+PASSWORD = "correct horse battery staple 11"
+
+
+# ---------------------------------------------------------------- TOTP (RFC 6238)
+
+
+def totp(secret_b32, t=None, step=30, digits=6):
+    key = base64.b32decode(secret_b32.upper() + "=" * (-len(secret_b32) % 8))
+    counter = int((time.time() if t is None else t) // step)
+    mac = hmac.new(key, struct.pack(">Q", counter), hashlib.sha1).digest()
+    off = mac[-1] & 0x0F
+    code = (struct.unpack(">I", mac[off:off + 4])[0] & 0x7FFFFFFF) % 10**digits
+    return f"{code:0{digits}d}"
+
+
+def test_totp_matches_rfc6238_and_oathtool():
+    # RFC 6238 appendix B (SHA-1, 8 digits): the secret "12345678901234567890"
+    secret = base64.b32encode(b"12345678901234567890").decode()
+    for t, want in ((59, "94287082"), (1111111109, "07081804"), (2000000000, "69279037")):
+        assert totp(secret, t, digits=8) == want
+    if shutil.which("oathtool"):
+        p = nt.run(["oathtool", "--totp", "-b", "--now", "@1111111109", secret])
+        assert p.returncode == 0, p.stderr
+        assert p.stdout.strip() == totp(secret, 1111111109)
+
+
+# ---------------------------------------------------------------- the admin listener
+
+
+def artifacts_dir():
+    base = os.environ.get("NAVE_TEST_ARTIFACTS")
+    d = Path(base) / "dashboard" if base else nt.BUILD / "test-artifacts" / "dashboard"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+@pytest.fixture
+def admin_port():
+    return nt.free_port()
+
+
+@pytest.fixture
+def server_ini(admin_port):
+    return f"[admin]\nlisten = 127.0.0.1:{admin_port}\n"
+
+
+def server_cert(server):
+    return server.dir / "var" / "tls" / "server.crt"
+
+
+def spki_sha256_b64(cert_path):
+    """base64(SHA-256(SubjectPublicKeyInfo)): what Chromium's
+    --ignore-certificate-errors-spki-list names a key by."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    cert = x509.load_pem_x509_certificate(Path(cert_path).read_bytes())
+    spki = cert.public_key().public_bytes(serialization.Encoding.DER,
+                                          serialization.PublicFormat.SubjectPublicKeyInfo)
+    return base64.b64encode(hashlib.sha256(spki).digest()).decode()
+
+
+def pinned_context(cert_path):
+    """A TLS client context that trusts the server's own certificate (no name check:
+    the test dials 127.0.0.1)."""
+    ctx = ssl.create_default_context(cafile=str(cert_path))
+    ctx.check_hostname = False
+    return ctx
+
+
+def https(server, admin_port, method, path, body=None, headers=None):
+    """(status, headers as a dict of lower-case names, body bytes) from the admin listener."""
+    c = http.client.HTTPSConnection("127.0.0.1", admin_port, timeout=nt.IO_TIMEOUT,
+                                    context=pinned_context(server_cert(server)))
+    try:
+        c.putrequest(method, path, skip_accept_encoding=True)
+        for k, v in (headers or {}).items():
+            c.putheader(k, v)
+        data = b"" if body is None else body
+        if body is not None or method in ("POST", "PUT", "DELETE"):
+            c.putheader("Content-Length", str(len(data)))
+        c.endheaders(data)
+        r = c.getresponse()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+    finally:
+        c.close()
+
+
+def make_user(server):
+    """A user with a password and two-factor through navectl; returns the TOTP secret."""
+    cmd = [str(nt.NAVECTL), "--config", str(server.ini)]
+    p = subprocess.run(cmd + ["users", "add", USER, "--password-stdin"], input=PASSWORD + "\n",
+                       capture_output=True, text=True, timeout=nt.CMD_TIMEOUT)
+    assert p.returncode == 0, f"navectl users add: {p.stderr}"
+    p = nt.run(cmd + ["users", "two-factor", "enable", USER])
+    assert p.returncode == 0, f"navectl users two-factor enable: {p.stderr}"
+    m = re.search(r"\b([A-Z2-7]{16,})\b", p.stdout)
+    assert m, f"no base32 secret in {p.stdout!r}"
+    return m.group(1)
+
+
+# ---------------------------------------------------------------- the browser
+
+
+class Browser:
+    """Headless Chromium trusting the server's key only; screenshots numbered by step."""
+
+    def __init__(self, server, admin_port, shots):
+        o = webdriver.ChromeOptions()
+        for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                  "--window-size=1280,1000", "--no-first-run", "--disable-extensions",
+                  "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--disable-default-apps", "--metrics-recording-only",
+                  f"--user-data-dir={server.dir / 'chromium'}",
+                  f"--ignore-certificate-errors-spki-list={spki_sha256_b64(server_cert(server))}"):
+            o.add_argument(a)
+        o.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+        self.d = webdriver.Chrome(service=ChromeService(CHROMEDRIVER,
+                                                        log_output=str(server.dir / "chromedriver.log")),
+                                  options=o)
+        self.d.set_page_load_timeout(UI_TIMEOUT)
+        self.base = f"https://127.0.0.1:{admin_port}"
+        self.shots = shots
+        self.n = 0
+        self.seq = 0
+        self.console = []
+
+    def quit(self):
+        self.d.quit()
+
+    def open(self, path="/"):
+        self.d.get(self.base + path)
+
+    def go(self, fragment):
+        self.d.execute_script("location.hash = arguments[0]", fragment)
+
+    def shot(self, name):
+        self.n += 1
+        self.d.save_screenshot(str(self.shots / f"{self.n:02d}-{name}.png"))
+
+    def find(self, css):
+        return self.d.find_element(By.CSS_SELECTOR, css)
+
+    def finds(self, css):
+        return self.d.find_elements(By.CSS_SELECTOR, css)
+
+    def wait(self, cond, what, timeout=UI_TIMEOUT):
+        def ok():
+            try:
+                return cond()
+            except (NoSuchElementException, StaleElementReferenceException):
+                return False
+
+        try:
+            return nt.wait_for(ok, timeout, what, interval=0.1)
+        except nt.Failure:
+            self.shot("failed")
+            raise nt.Failure(f"timed out waiting for {what}; error line: {self.error()!r}; "
+                             f"console: {self.console_errors()[-5:]}")
+
+    def visible(self, css):
+        return self.wait(lambda: (e := self.find(css)).is_displayed() and e, f"{css} shown")
+
+    def view(self, name):
+        """Waits for a render of the view newer than the last one seen (app.js counts
+        its renders in data-seq)."""
+        def ok():
+            v = self.find("#view")
+            n = int(v.get_attribute("data-seq") or 0)
+            return n > self.seq and v.get_attribute("data-view") == name and n
+
+        self.seq = self.wait(ok, f"the {name} view")
+
+    def error(self):
+        try:
+            e = self.find("#error")
+            return e.text if e.is_displayed() else ""
+        except NoSuchElementException:
+            return ""
+
+    def type(self, css, text):
+        e = self.find(css)
+        e.clear()
+        e.send_keys(text)
+
+    def rows(self, table):
+        return [[td.text for td in tr.find_elements(By.TAG_NAME, "td")]
+                for tr in self.finds(f"#{table} tbody tr")]
+
+    def accept_confirm(self):
+        self.wait(lambda: self.d.switch_to.alert, "the confirm dialog").accept()
+
+    def console_errors(self):
+        """The console's errors, except the 401s a logged-out page is answered with."""
+        self.console += self.d.get_log("browser")
+        return [e["message"] for e in self.console
+                if e["level"] == "SEVERE" and "status of 401" not in e["message"]]
+
+
+@pytest.fixture
+def browser(server, admin_port):
+    b = Browser(server, admin_port, artifacts_dir())
+    yield b
+    b.quit()
+
+
+# ---------------------------------------------------------------- tests
+
+
+def test_static_files_on_the_admin_listener(server, admin_port):
+    root = nt.ROOT / "ctl" / "ui"
+    st, h, body = https(server, admin_port, "GET", "/")
+    assert st == 200
+    assert body == (root / "index.html").read_bytes()
+    assert h["content-type"] == "text/html; charset=utf-8"
+    assert "default-src 'self'" in h["content-security-policy"]
+    assert "frame-ancestors 'none'" in h["content-security-policy"]
+    assert h["x-content-type-options"] == "nosniff"
+    assert h["x-frame-options"] == "DENY"
+    assert h["referrer-policy"] == "no-referrer"
+    assert h["cache-control"] == "no-cache"
+    for name, ctype in (("app.js", "text/javascript; charset=utf-8"),
+                        ("style.css", "text/css; charset=utf-8")):
+        st, h, body = https(server, admin_port, "GET", "/" + name)
+        assert (st, h["content-type"]) == (200, ctype)
+        assert body == (root / name).read_bytes()
+        st, h2, _ = https(server, admin_port, "GET", "/" + name, headers={"If-None-Match": h["etag"]})
+        assert st == 304
+    st, h, body = https(server, admin_port, "HEAD", "/app.js")
+    assert (st, body, int(h["content-length"])) == (200, b"", (root / "app.js").stat().st_size)
+    st, h, _ = https(server, admin_port, "POST", "/", body=b"x")
+    assert (st, h["allow"]) == (405, "GET, HEAD")
+    for path in ("/nope", "/index.html/", "/../Makefile", "/%2e%2e/ctl/ui.c", "/app.js%00",
+                 "/ui.c", "/favicon.ico"):
+        st, h, body = https(server, admin_port, "GET", path)
+        assert (path, st, body) == (path, 404, b"not found\n")
+        assert h["x-content-type-options"] == "nosniff"
+    # the API is not the dashboard's: without a session it refuses
+    for path in ("/api/v1/status", "/api/v1/tunnels", "/api/v1/users"):
+        st, _, body = https(server, admin_port, "GET", path)
+        assert st == 401, (path, st, body)
+
+
+def test_dashboard_end_to_end(server, admin_port, make_client, services, browser):
+    b = browser
+    secret = make_user(server)
+    c = make_client("c0")
+    svc = services(nt.h_exchange, "exchange")
+    spare = server.token(id="spare-group")
+
+    # -- log in: a wrong code first (one line, no session), then the right one
+    b.open("/")
+    b.visible("#login-form")
+    b.shot("login")
+    b.type("#login-user", USER)
+    b.type("#login-password", PASSWORD)
+    b.type("#login-totp", "000000" if totp(secret) != "000000" else "111111")
+    b.find("#login-submit").click()
+    b.wait(lambda: "login failed" in b.error(), "the login error")
+    assert "\n" not in b.error()
+    assert not b.find("#nav").is_displayed()
+    b.shot("login-refused")
+    b.type("#login-user", USER)
+    b.type("#login-password", PASSWORD)
+    code = totp(secret)
+    if time.time() % 30 > 27:  # not a code about to expire
+        time.sleep(30 - time.time() % 30 + 0.2)
+        code = totp(secret)
+    b.type("#login-totp", code)
+    b.find("#login-submit").click()
+    b.view("status")
+    assert b.find("#whoami").text == USER
+    status = dict((r.find_element(By.TAG_NAME, "th").text, r.find_element(By.TAG_NAME, "td").text)
+                  for r in b.finds("#status-table tr"))
+    assert status["relayd"].startswith(f"connected (pid {server.relayd.pid}")
+    # the spare token's tunnel exists too (offline: nothing used the token)
+    assert status["tunnels"] == "1 online of 2"
+    b.shot("status")
+
+    # -- the tunnel list: search, then open the tunnel
+    b.find("#nav-tunnels").click()
+    b.view("tunnels")
+    b.type("#search", c.tunnel_id[-6:])
+    b.find("#tunnel-search button").click()
+    b.wait(lambda: [r[0] for r in b.rows("tunnels-table")] == [c.tunnel_id], "the search result")
+    b.type("#search", "no-such-tunnel")
+    b.find("#tunnel-search button").click()
+    b.wait(lambda: b.find("#tunnels-table").text == "No tunnel matches.", "an empty search")
+    b.type("#search", c.tunnel_id)
+    b.find("#tunnel-search button").click()
+    b.wait(lambda: [r[0] for r in b.rows("tunnels-table")] == [c.tunnel_id], "the search result")
+    assert "page 1 of 1 (1 in all)" in b.find("#page-info").text
+    b.type("#search", "")
+    b.find("#tunnel-search button").click()
+    b.wait(lambda: len(b.rows("tunnels-table")) == 2, "both tunnels listed")
+    b.type("#search", c.tunnel_id)
+    b.find("#tunnel-search button").click()
+    b.wait(lambda: [r[0] for r in b.rows("tunnels-table")] == [c.tunnel_id], "the search result")
+    b.shot("tunnels-search")
+    b.find(".tunnel-link").click()
+    b.view("tunnel")
+    assert b.find("#tunnel-id").text == c.tunnel_id
+    assert b.find("#tunnel-state").text == "online"
+
+    # -- a TCP rule through the form, applied by the client; bytes through it
+    b.type("#rule-name", "web")
+    b.type("#rule-to", f"127.0.0.1:{svc.port}")
+    Select(b.find("#rule-kind")).select_by_value("tcp")
+    b.shot("rule-form")
+    b.find("#rule-submit").click()
+
+    def applied():
+        b.go(f"#/tunnel/{c.tunnel_id}?t={time.monotonic()}")
+        b.view("tunnel")
+        for r in b.rows("rules-table"):
+            if r[0] == "web" and r[2].isdigit():
+                return int(r[2])
+        return None
+
+    port = b.wait(applied, "rule web applied with a public port")
+    assert server.tunnel(c.tunnel_id)["ports"] == [{"port": port, "rule": "web"}]
+    b.shot("rule-applied")
+    nt.exchange(port, 256 * nt.KiB)
+    nt.exchange(port, 64 * nt.KiB)
+
+    # -- the records and the bandwidth graph
+    def recorded():
+        b.go(f"#/connections?tunnel={c.tunnel_id}&rule=web&t={time.monotonic()}")
+        b.view("connections")
+        rows = b.rows("connections-table")
+        return rows if len(rows) >= 2 else None
+
+    rows = b.wait(recorded, "two connection records of rule web")
+    assert all(r[1] == c.tunnel_id and r[2] == "web" and r[3] == str(port) for r in rows)
+    bars = [int(r.get_attribute("data-bytes")) for r in b.finds("#bandwidth rect.bar")]
+    up = 2 * 8 + 256 * nt.KiB + 64 * nt.KiB  # what the public side sent: lengths and data
+    assert sum(int(r.get_attribute("data-bytes")) for r in b.finds("#bandwidth rect.in")) >= up
+    assert max(bars) > 0
+    b.shot("connections")
+
+    # -- per-rule bytes on the tunnel's page
+    b.go(f"#/tunnel/{c.tunnel_id}")
+    b.view("tunnel")
+    web = [r for r in b.rows("rules-table") if r[0] == "web"][0]
+    assert web[4] != "—" and web[5] != "—", web
+    b.shot("tunnel-bytes")
+
+    # -- ports and domains
+    b.find("#nav-ports").click()
+    b.view("ports")
+    assert [str(port), c.tunnel_id, "web"] == b.rows("ports-table")[0][:3]
+    b.find("#nav-domains").click()
+    b.view("domains")
+    b.shot("domains")
+
+    # -- tokens: one made (shown once), the spare one revoked
+    b.find("#nav-tokens").click()
+    b.view("tokens")
+    b.type("#token-description", "made in the dashboard")
+    b.find("#token-submit").click()
+    made = b.wait(lambda: b.find("#new-token").text, "the new token")
+    assert re.fullmatch(r"nvt_[0-9a-f]{8}_[0-9a-f]{48}", made), made
+    b.shot("token-made")
+    b.find(f".token-revoke[data-token='{spare['id']}']").click()
+    b.accept_confirm()
+    b.wait(lambda: any(r[0] == spare["id"] and r[5] == "revoked" for r in b.rows("tokens-table")),
+           "the spare token shown revoked")
+    assert not b.finds("#new-token"), "the new token is still on the page"
+    toks = {t["id"]: t for t in server.navectl("tokens", "ls", json=True)["items"]}
+    assert toks[spare["id"]]["revoked"] is True
+    assert toks[made[4:12]]["revoked"] is False
+    assert toks[made[4:12]]["description"] == "made in the dashboard"
+    b.shot("token-revoked")
+
+    # -- users
+    b.find("#nav-users").click()
+    b.view("users")
+    assert [r[0] for r in b.rows("users-table")] == [USER]
+    b.shot("users")
+
+    # -- the rule removed from its page: the port closes
+    b.go(f"#/tunnel/{c.tunnel_id}")
+    b.view("tunnel")
+    b.find(".rule-remove[data-rule='web']").click()
+    b.accept_confirm()
+    nt.wait_port_closed(port)
+    def rule_names():
+        b.go(f"#/tunnel/{c.tunnel_id}?t={time.monotonic()}")
+        b.view("tunnel")
+        return [r[0] for r in b.rows("rules-table")]
+
+    b.wait(lambda: "web" not in rule_names(), "rule web gone from the page")
+    b.shot("rule-removed")
+
+    # -- log out: the session is gone on the server too
+    b.find("#logout").click()
+    b.visible("#login-form")
+    st = b.d.execute_async_script(
+        "const done = arguments[0]; fetch('/api/v1/session').then(r => done(r.status))")
+    assert st == 401
+    b.shot("logged-out")
+    assert b.console_errors() == []
+    assert not svc.errors, svc.errors
