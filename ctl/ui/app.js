@@ -337,8 +337,8 @@
 					if (!confirm(`Remove rule ${r.name} of ${t.id}?`))
 						return;
 					await api('DELETE', `/tunnels/${encodeURIComponent(t.id)}/rules/${encodeURIComponent(r.name)}`);
+					await render(true);
 					showNotice(`rule ${r.name}: removal sent`);
-					await render();
 				}) : null},
 			], rows, 'No rules.'),
 		];
@@ -384,8 +384,8 @@
 					      if (d.kind === 'http')
 						      body.domain = d.domain;
 					      await api('POST', `/tunnels/${encodeURIComponent(t.id)}/rules`, body);
+					      await render(true);
 					      showNotice(`rule ${d.name}: sent`);
-					      await render();
 				      });
 		out.push(el('h2', null, 'Add a rule'), form);
 		return out;
@@ -505,7 +505,7 @@
 				 {title: 'start', cell: (r) => fmtTime(r.start)},
 				 {title: 'tunnel', cell: (r) => tunnelLink(r.tunnel_id)},
 				 {title: 'rule', cell: (r) => fmtValue(r.rule)},
-				 {title: 'public', cell: (r) => fmtValue(r.port || r.domain)},
+				 {title: 'public', cell: (r) => fmtValue(r.domain || r.port)},
 				 {title: 'source', cell: (r) => typeof r.src === 'string' && r.src.includes(':') ? `[${r.src}]:${r.src_port}` : `${fmtValue(r.src)}:${fmtValue(r.src_port)}`},
 				 {title: 'duration', num: true, cell: (r) => fmtDuration(typeof r.duration_ms === 'number' ? r.duration_ms / 1000 : null)},
 				 {title: 'bytes in', num: true, cell: (r) => fmtBytes(r.bytes_in)},
@@ -530,7 +530,7 @@
 					      if (d.description)
 						      body.description = d.description;
 					      const t = await api('POST', '/tokens', body);
-					      await render();
+					      await render(true);
 					      // after the re-render: shown this once, never stored by the page
 					      $('token-made').replaceChildren(el('div', {class: 'secret'},
 						      el('p', null, `Token ${t.id} made. It is shown only now: copy it.`),
@@ -548,7 +548,7 @@
 					if (!confirm(`Revoke token ${t.id}? Its tunnel is disconnected and its ports and domains released.`))
 						return;
 					await api('POST', `/tokens/${encodeURIComponent(t.id)}/revoke`);
-					await render();
+					await render(true);
 					showNotice(`token ${t.id} revoked`);
 				})},
 			], list.items, 'No tokens.'),
@@ -618,7 +618,7 @@
 		for (const a of document.querySelectorAll('#nav a'))
 			a.classList.toggle('current', a.id === 'nav-' + (r.view === 'tunnel' ? 'tunnels' : r.view));
 		if (!keepMessages)
-			$('error').hidden = true;
+			clearMessages();
 		if (!fn) {
 			view.replaceChildren(el('h1', null, 'Not found'), el('p', null, 'No such page.'));
 			return;
@@ -673,7 +673,7 @@
 			if (!location.hash || location.hash === '#/login')
 				location.hash = '#/status';
 			else
-				await render();
+				await render(true);
 		});
 		$('logout').addEventListener('click', async () => {
 			try {
