@@ -72,8 +72,9 @@ RELAYD_SRC := datapath/relayd.c datapath/ctlthread.c datapath/kern.c $(ENGINE) $
 UI_FILES := $(sort $(wildcard ctl/ui/*.html ctl/ui/*.css ctl/ui/*.js ctl/ui/*.svg))
 UI_GEN := $(B)/gen/ui_files.c
 CONTROLD_SRC := ctl/controld.c ctl/store.c ctl/api.c ctl/relaylink.c ctl/reload.c ctl/acme.c \
-		ctl/acme_http.c ctl/jws.c ctl/ui.c $(UI_GEN) $(TLS) $(CFG) $(COMMON) $(SVC) \
+		ctl/acme_http.c ctl/jws.c ctl/restrict.c $(TLS) $(CFG) $(COMMON) $(SVC) \
 		$(SANDBOX)
+CONTROLD_SRC += ctl/ui.c $(UI_GEN)
 NAVECTL_SRC := ctl/navectl.c $(CFG) $(COMMON)
 NAVE_SRC := client/nave.c client/client.c client/webroot.c $(ENGINE) $(TLS) $(CFG) $(COMMON) \
 	    $(PASSWD) $(SVC)
@@ -158,7 +159,9 @@ $(B)/tests/test_sandbox: $(call obj,common/sandbox.c)
 $(B)/tests/test_ui: $(call obj,ctl/ui.c $(UI_GEN))
 # the ACME client's pieces and relayd's challenge table
 $(B)/tests/test_acme: $(call obj,ctl/jws.c ctl/acme.c ctl/acme_http.c ctl/relaylink.c \
-	datapath/acme_chal.c)
+	datapath/acme_chal.c ctl/restrict.c)
+# token restrictions: parsing and matching
+$(B)/tests/test_restrict: $(call obj,ctl/restrict.c)
 
 # The XDP filter's test driver (tests/xdp/): the loader without relayd, for test_xdp.py.
 $(B)/tests/xdp_probe: tests/xdp/xdp_probe.c $(call obj,bpf/xdp.c common/cidr.c common/log.c common/util.c)

@@ -21,16 +21,32 @@
 	"relay_hello" /* {version, pid, workers, ktls, steering, tls_fingerprint,                  \
 			 online:[{tunnel_id, hostname, os, arch, client_version}]} */
 /*
- * {req, token | registration, id, hostname, os, arch, client_version, mode}; mode "deauth"
- * revokes the token (auth_ok then carries revoked: true; the tunnel's ports and domains are
- * released and pushed as port_del and domain_del, and an online session of the tunnel is
- * kicked).
+ * {req, token | registration, id, hostname, os, arch, client_version, mode, source}; mode
+ * "deauth" revokes the token (auth_ok then carries revoked: true; the tunnel's ports and
+ * domains are released and pushed as port_del and domain_del, and an online session of the
+ * tunnel is kicked).
+ * source: the address the client's control link comes from as relayd saw it ("127.0.0.1",
+ * "2001:db8::1"; absent when relayd could not tell). controld reads it with cidr_parse and
+ * takes only a single address (a /32 or /128): anything else refuses the auth (error
+ * "auth: \"source\" \"X\" is not an address"). A token (or registration) with allow_from
+ * is refused when source is absent or outside its blocks; with allow_ids when the client's
+ * id (else its hostname) matches none of its patterns (ctl/restrict.h). The refusal is an
+ * error whose one-line reason names the restriction ("source address 127.0.0.1 is not
+ * allowed by this token (allow_from 10.9.9.0/24)", "tunnel id \"x\" is not allowed by this
+ * token (allow_ids office-*)"); relayd passes it to the client as the HELLO's error. A
+ * deauth is not checked against them.
  */
 #define CTL_AUTH	   "auth"
 #define CTL_TUNNEL_ONLINE  "tunnel_online"  /* {tunnel_id, hostname, os, arch, client_version} */
 #define CTL_TUNNEL_OFFLINE "tunnel_offline" /* {tunnel_id, reason} */
-#define CTL_PORT_REQUEST   "port_request"   /* {req, tunnel_id, port (0 = any), rule} */
-#define CTL_PORT_RELEASE   "port_release"   /* {req, tunnel_id, port} */
+/*
+ * {req, tunnel_id, port (0 = any), rule}. When the tunnel's token has a role (kinds, ports:
+ * ctl/restrict.h), a token without "tcp" in kinds is refused ("this token does not allow
+ * tcp rules (kinds http)"), a port outside its range too ("port P is outside this token's
+ * port range A-B"), and port 0 takes the lowest free port inside that range.
+ */
+#define CTL_PORT_REQUEST "port_request"
+#define CTL_PORT_RELEASE "port_release" /* {req, tunnel_id, port} */
 /*
  * {req, tunnel_id, domain, rule}: claim a domain (a name or "*.NAME", domain.h) for an HTTP
  * rule. Refused (error) when another tunnel holds it ("domain D is held by tunnel ID"),
@@ -41,6 +57,10 @@
  * [A-Za-z0-9_-]); a domain that is not one (domain_norm with wildcards) is refused with a
  * reason naming what is wrong. The grant carries the domain normalised (lowercase), which
  * is the key relayd routes, releases and is sent domain_del by.
+ * The tunnel's token's role is checked first: without "http" in its kinds the claim is
+ * refused ("this token does not allow http rules (kinds tcp)"), and a domain its domains
+ * patterns do not cover (as allowed_domains covers one) too ("domain D is not allowed by
+ * this token (domains *.example.com)").
  */
 #define CTL_DOMAIN_REQUEST "domain_request"
 /* {req, tunnel_id, domain}: error when the tunnel does not hold it */

@@ -194,6 +194,58 @@ static int body_int(struct call *c, const char *key, long long min, long long ma
 	return 0;
 }
 
+/*
+ * A token's or a registration's restrictions from the body (restrict.h): the
+ * lists allow_from, allow_ids, kinds, domains as arrays of strings, ports as
+ * "A-B" inside [ports] range; absent or null = unrestricted. 0, or 400 naming
+ * the member (and the item) with the response set.
+ */
+static int body_restrict(struct call *c, struct restrict_set *rs)
+{
+	static const enum restrict_list lists[] = {RESTRICT_FROM, RESTRICT_IDS, RESTRICT_KINDS,
+						   RESTRICT_DOMAINS};
+	char *outs[] = {rs->allow_from, rs->allow_ids, rs->kinds, rs->domains};
+	size_t lens[] = {sizeof(rs->allow_from), sizeof(rs->allow_ids), sizeof(rs->kinds),
+			 sizeof(rs->domains)};
+	char why[256];
+	json_t *v, *item;
+	size_t i;
+
+	memset(rs, 0, sizeof(*rs));
+	for (size_t k = 0; k < ARRAY_SIZE(lists); k++) {
+		const char *key = restrict_list_name(lists[k]);
+
+		v = json_object_get(c->body, key);
+		if (!v || json_is_null(v))
+			continue;
+		if (!json_is_array(v) || !json_array_size(v) || json_array_size(v) > 64)
+			return fail(c, MHD_HTTP_BAD_REQUEST,
+				    "\"%s\" must be an array of 1 or more strings (null: no "
+				    "restriction)",
+				    key);
+		json_array_foreach(v, i, item)
+		{
+			if (!json_is_string(item))
+				return fail(c, MHD_HTTP_BAD_REQUEST,
+					    "\"%s\" item %zu is not a string", key, i + 1);
+			if (!restrict_add(lists[k], json_string_value(item),
+					  json_string_length(item), outs[k], lens[k], why,
+					  sizeof(why)))
+				return fail(c, MHD_HTTP_BAD_REQUEST, "\"%s\" item %zu: %s", key,
+					    i + 1, why);
+		}
+	}
+	v = json_object_get(c->body, "ports");
+	if (!v || json_is_null(v) || (json_is_string(v) && !json_string_length(v)))
+		return 0;
+	if (!json_is_string(v))
+		return fail(c, MHD_HTTP_BAD_REQUEST, "\"ports\" must be a string A-B (null: any)");
+	if (!restrict_ports(json_string_value(v), json_string_length(v), c->a->cfg->port_min,
+			    c->a->cfg->port_max, rs->ports, why, sizeof(why)))
+		return fail(c, MHD_HTTP_BAD_REQUEST, "\"ports\": %s", why);
+	return 0;
+}
+
 /* {"items": items, "page", "per_page", "total"}; consumes items. */
 static int list_reply(struct call *c, json_t *items, long long page, int64_t total)
 {
@@ -210,6 +262,26 @@ enum form {
 	FORM_NEW,   /* a new record with its secret: no STORE_J_STORED members */
 	FORM_BRIEF, /* a tunnel's rules: the STORE_J_BRIEF members only */
 };
+
+/* "a,b" as ["a", "b"], "" as null (STORE_J_LIST); NULL on failure. */
+static json_t *list_json(const char *text)
+{
+	json_t *a;
+
+	if (!*text)
+		return json_null();
+	a = json_array();
+	while (a && *text) {
+		size_t n = strcspn(text, ",");
+
+		if (json_array_append_new(a, json_stringn(text, n))) {
+			json_decref(a);
+			return NULL;
+		}
+		text += n + (text[n] == ',');
+	}
+	return a;
+}
 
 /* A member's value, or NULL (not UTF-8 where that fails, or out of memory). */
 static json_t *col_json(const struct store_col *k, const void *row)
@@ -231,6 +303,8 @@ static json_t *col_json(const struct store_col *k, const void *row)
 		return json_boolean(store_col_int(k, row));
 	case STORE_J_ENUM:
 		return json_string(store_col_name(k, row));
+	case STORE_J_LIST:
+		return list_json(text);
 	case STORE_J_NONE:
 		break;
 	}
@@ -406,6 +480,7 @@ static int h_registrations_list(struct call *c)
 
 static int h_registrations_create(struct call *c)
 {
+	struct restrict_set rs;
 	struct store_registration r;
 	char token[STORE_SECRET_LEN];
 	const char *desc;
@@ -419,9 +494,11 @@ static int h_registrations_create(struct call *c)
 		ret = body_int(c, "max_uses", 0, 1000000000, &max_uses);
 	if (!ret)
 		ret = body_int(c, "expires", 0, 100LL * 365 * 86400, &expires);
+	if (!ret)
+		ret = body_restrict(c, &rs);
 	if (ret)
 		return ret;
-	if (store_registration_create(c->a->st, desc, max_uses, expires, &r, token))
+	if (store_registration_create_rs(c->a->st, desc, max_uses, expires, &rs, &r, token))
 		return internal(c);
 	if (max_uses)
 		snprintf(uses, sizeof(uses), "%lld use%s", max_uses, max_uses == 1 ? "" : "s");
@@ -471,6 +548,7 @@ static int h_tokens_list(struct call *c)
 
 static int h_tokens_create(struct call *c)
 {
+	struct restrict_set rs;
 	struct store_token t;
 	char token[STORE_SECRET_LEN];
 	const char *group, *desc;
@@ -479,14 +557,29 @@ static int h_tokens_create(struct call *c)
 	ret = body_str(c, "id", VALID_ID, LINK_GROUP_MAX, &group);
 	if (!ret)
 		ret = body_str(c, "description", VALID_TEXT, STORE_STR_LEN - 1, &desc);
+	if (!ret)
+		ret = body_restrict(c, &rs);
 	if (ret)
 		return ret;
-	if (store_token_create(c->a->st, group, desc, &t, token))
+	if (store_token_create_rs(c->a->st, group, desc, &rs, &t, token))
 		return internal(c);
 	log_info("api: token %s created for tunnel %s", t.id, t.tunnel_id);
 	c->out = secret_json(&store_tokens, &t, token);
 	memset(token, 0, sizeof(token));
 	return c->out ? MHD_HTTP_CREATED : internal(c);
+}
+
+static int h_token_show(struct call *c)
+{
+	struct store_token t;
+	int ret = store_token_get(c->a->st, c->id, &t);
+
+	if (ret == -ENOENT)
+		return fail(c, MHD_HTTP_NOT_FOUND, "unknown token %s", c->id);
+	if (ret)
+		return internal(c);
+	c->out = row_json(&store_tokens, &t, FORM_FULL);
+	return c->out ? MHD_HTTP_OK : internal(c);
 }
 
 static int h_token_revoke(struct call *c)
@@ -862,6 +955,7 @@ static const struct route {
     {"POST", "registrations/*/enable", h_registration_enable},
     {"GET", "tokens", h_tokens_list},
     {"POST", "tokens", h_tokens_create},
+    {"GET", "tokens/*", h_token_show},
     {"POST", "tokens/*/revoke", h_token_revoke},
     {"GET", "tunnels", h_tunnels_list},
     {"GET", "tunnels/*", h_tunnel_get},

@@ -862,7 +862,17 @@ static void table_free(struct table *t)
 	memset(t, 0, sizeof(*t));
 }
 
-enum col_kind { COL_VAL, COL_TIME, COL_EXPIRY, COL_LIMIT, COL_COUNT, COL_DURATION, COL_BYTES };
+enum col_kind {
+	COL_VAL,
+	COL_TIME,
+	COL_EXPIRY,
+	COL_LIMIT,
+	COL_COUNT,
+	COL_DURATION,
+	COL_BYTES,
+	COL_LIST,     /* an array of strings as "a,b"; null as "-" */
+	COL_RESTRICT, /* a token's restrictions in one cell ("from=10.0.0.0/8;kinds=tcp") */
+};
 
 /* One column of a list, or one line of a record: header, JSON key, how to show it. */
 struct col {
@@ -870,6 +880,53 @@ struct col {
 	const char *key;
 	enum col_kind kind;
 };
+
+/* An array of strings as "a,b" into buf at off; the new end (cut at len). */
+static size_t fmt_list_at(json_t *v, char *buf, size_t off, size_t len)
+{
+	json_t *it;
+	size_t i;
+
+	json_array_foreach(v, i, it)
+	{
+		const char *t = json_is_string(it) ? json_string_value(it) : "?";
+		int n = snprintf(buf + off, len - off, "%s%s", i ? "," : "", t);
+
+		if (n < 0 || (size_t)n >= len - off)
+			return len - 1;
+		off += (size_t)n;
+	}
+	return off;
+}
+
+/* A token's or a registration's restrictions (the API's members) in one cell. */
+static const char *fmt_restrict(json_t *obj, char *buf, size_t len)
+{
+	static const char *const keys[] = {"allow_from", "allow_ids", "kinds", "domains", "ports"};
+	static const char *const shown[] = {"from", "ids", "kinds", "domains", "ports"};
+	size_t off = 0;
+
+	buf[0] = 0;
+	for (size_t k = 0; k < ARRAY_SIZE(keys) && off + 1 < len; k++) {
+		json_t *v = json_object_get(obj, keys[k]);
+		int n;
+
+		if (!v || json_is_null(v))
+			continue;
+		n = snprintf(buf + off, len - off, "%s%s=", off ? ";" : "", shown[k]);
+		if (n < 0 || (size_t)n >= len - off)
+			break;
+		off += (size_t)n;
+		if (json_is_array(v))
+			off = fmt_list_at(v, buf, off, len);
+		else
+			off += (size_t)snprintf(buf + off, len - off, "%s",
+						json_is_string(v) ? json_string_value(v) : "?");
+		if (off >= len)
+			off = len - 1;
+	}
+	return buf[0] ? buf : "-";
+}
 
 static const char *fmt_col(const struct col *col, json_t *obj, char *buf, size_t len)
 {
@@ -892,6 +949,14 @@ static const char *fmt_col(const struct col *col, json_t *obj, char *buf, size_t
 		return fmt_duration(v, buf, len);
 	case COL_BYTES:
 		return fmt_bytes(v, buf, len);
+	case COL_LIST:
+		if (!json_is_array(v))
+			return fmt_val(v, buf, len);
+		buf[0] = 0;
+		fmt_list_at(v, buf, 0, len);
+		return buf;
+	case COL_RESTRICT:
+		return fmt_restrict(obj, buf, len);
 	default:
 		return fmt_val(v, buf, len);
 	}
@@ -1406,20 +1471,76 @@ static int cmd_status(struct ctx *c, int argc, char **argv)
 	return ret;
 }
 
+/* The restriction options of tokens create and registration create (restrict.h). */
+struct restrict_opts {
+	const char *from, *ids, *kinds, *domains, *ports;
+};
+
+/* "a,b" as the array ["a", "b"] (controld checks each item and names the bad one). */
+static json_t *split_list(const char *s)
+{
+	json_t *a = json_array();
+
+	while (a) {
+		size_t n = strcspn(s, ",");
+
+		if (json_array_append_new(a, json_stringn(s, n))) {
+			json_decref(a);
+			return NULL;
+		}
+		if (!s[n])
+			break;
+		s += n + 1;
+	}
+	return a;
+}
+
+/* Adds the given restrictions to body: 0, or EXIT_USAGE/EXIT_FAIL after a message. */
+static int add_restrict(struct ctx *c, json_t *body, const struct restrict_opts *r)
+{
+	const char *lists[] = {r->from, r->ids, r->kinds, r->domains};
+	static const char *const keys[] = {"allow_from", "allow_ids", "kinds", "domains"};
+	static const char *const opts[] = {"--allow-from", "--allow-id", "--kinds", "--domains"};
+
+	for (size_t k = 0; k < ARRAY_SIZE(keys); k++) {
+		if (!lists[k])
+			continue;
+		if (!*lists[k])
+			return usage_error(c, "empty %s", opts[k]);
+		if (json_object_set_new(body, keys[k], split_list(lists[k]))) {
+			fail("out of memory or %s not UTF-8", opts[k]);
+			return EXIT_FAIL;
+		}
+	}
+	if (r->ports && !*r->ports)
+		return usage_error(c, "empty --ports");
+	if (r->ports && json_object_set_new(body, "ports", json_string(r->ports))) {
+		fail("out of memory or --ports not UTF-8");
+		return EXIT_FAIL;
+	}
+	return 0;
+}
+
 static int cmd_registration_create(struct ctx *c, int argc, char **argv)
 {
+	struct restrict_opts r = {0};
 	const char *desc = NULL, *max_uses = NULL, *expires = NULL, *token;
 	const struct opt opts[] = {
 	    {"--description", "D", &desc, NULL},
 	    {"--max-uses", "N", &max_uses, NULL},
 	    {"--expires", "DURATION", &expires, NULL},
+	    {"--allow-from", "CIDR[,CIDR...]", &r.from, NULL},
+	    {"--allow-id", "PATTERN[,PATTERN...]", &r.ids, NULL},
+	    {"--kinds", "tcp,http", &r.kinds, NULL},
+	    {"--domains", "PATTERN[,PATTERN...]", &r.domains, NULL},
+	    {"--ports", "A-B", &r.ports, NULL},
 	    {NULL, NULL, NULL, NULL},
 	};
 	unsigned long long uses = 0;
 	char tb[1024];
 	uint64_t ms = 0;
 	struct sbuf path;
-	json_t *j;
+	json_t *body, *j;
 	int ret;
 
 	ret = parse_args(c, argc, argv, opts, NULL, NULL);
@@ -1431,12 +1552,20 @@ static int cmd_registration_create(struct ctx *c, int argc, char **argv)
 		return usage_error(c, "bad --expires '%s' (e.g. 90m, 12h, 7d; 0 = never)", expires);
 	if (ms / 1000 > INT32_MAX)
 		return usage_error(c, "bad --expires '%s': too far away", expires);
-	path = api_path("registrations", NULL, NULL);
 	/* Rounded up: "500ms" must not turn into 0 = never. */
-	ret = api_call(c, "POST", &path,
-		       json_pack("{s:s, s:I, s:I}", "description", desc ? desc : "", "max_uses",
-				 (json_int_t)uses, "expires", (json_int_t)((ms + 999) / 1000)),
-		       &j);
+	body = json_pack("{s:s, s:I, s:I}", "description", desc ? desc : "", "max_uses",
+			 (json_int_t)uses, "expires", (json_int_t)((ms + 999) / 1000));
+	if (!body) {
+		fail("out of memory or --description not UTF-8");
+		return EXIT_FAIL;
+	}
+	ret = add_restrict(c, body, &r);
+	if (ret) {
+		json_decref(body);
+		return ret;
+	}
+	path = api_path("registrations", NULL, NULL);
+	ret = api_call(c, "POST", &path, body, &j);
 	if (ret || !j)
 		return ret;
 	token = need_str(j, "token");
@@ -1457,6 +1586,7 @@ static const struct col registration_cols[] = {
     {"MAX", "max_uses", COL_LIMIT},
     {"EXPIRES", "expires_at", COL_EXPIRY},
     {"CREATED", "created_at", COL_TIME},
+    {"RESTRICTIONS", "", COL_RESTRICT},
     {"DESCRIPTION", "description", COL_VAL},
 };
 
@@ -1536,9 +1666,15 @@ static int cmd_registration_enable(struct ctx *c, int argc, char **argv)
 static int cmd_tokens_create(struct ctx *c, int argc, char **argv)
 {
 	const char *id = NULL, *desc = NULL, *token;
+	struct restrict_opts r = {0};
 	const struct opt opts[] = {
 	    {"--id", "NAME", &id, NULL},
 	    {"--description", "D", &desc, NULL},
+	    {"--allow-from", "CIDR[,CIDR...]", &r.from, NULL},
+	    {"--allow-id", "PATTERN[,PATTERN...]", &r.ids, NULL},
+	    {"--kinds", "tcp,http", &r.kinds, NULL},
+	    {"--domains", "PATTERN[,PATTERN...]", &r.domains, NULL},
+	    {"--ports", "A-B", &r.ports, NULL},
 	    {NULL, NULL, NULL, NULL},
 	};
 	struct sbuf path;
@@ -1559,6 +1695,11 @@ static int cmd_tokens_create(struct ctx *c, int argc, char **argv)
 	if (!body) {
 		fail("out of memory or --id/--description not UTF-8");
 		return EXIT_FAIL;
+	}
+	ret = add_restrict(c, body, &r);
+	if (ret) {
+		json_decref(body);
+		return ret;
 	}
 	path = api_path("tokens", NULL, NULL);
 	ret = api_call(c, "POST", &path, body, &j);
@@ -1581,12 +1722,45 @@ static const struct col token_cols[] = {
     {"REVOKED", "revoked", COL_VAL},
     {"CREATED", "created_at", COL_TIME},
     {"LAST USED", "last_used", COL_TIME},
+    {"RESTRICTIONS", "", COL_RESTRICT},
     {"DESCRIPTION", "description", COL_VAL},
 };
 
 static int cmd_tokens_ls(struct ctx *c, int argc, char **argv)
 {
 	return list_cmd(c, argc, argv, "tokens", token_cols, ARRAY_SIZE(token_cols));
+}
+
+static int cmd_tokens_show(struct ctx *c, int argc, char **argv)
+{
+	static const struct col cols[] = {
+	    {"id", "id", COL_VAL},
+	    {"tunnel", "tunnel_id", COL_VAL},
+	    {"revoked", "revoked", COL_VAL},
+	    {"created", "created_at", COL_TIME},
+	    {"last used", "last_used", COL_TIME},
+	    {"description", "description", COL_VAL},
+	    {"allow from", "allow_from", COL_LIST},
+	    {"allow ids", "allow_ids", COL_LIST},
+	    {"kinds", "kinds", COL_LIST},
+	    {"domains", "domains", COL_LIST},
+	    {"ports", "ports", COL_VAL},
+	};
+	const char *id = NULL;
+	struct sbuf path;
+	json_t *j;
+	int ret;
+
+	ret = parse_args(c, argc, argv, NULL, &id, "ID");
+	if (ret)
+		return args_exit(ret);
+	path = api_path("tokens", id, NULL);
+	ret = api_call(c, "GET", &path, NULL, &j);
+	if (ret || !j)
+		return ret;
+	ret = print_record(j, cols, ARRAY_SIZE(cols));
+	json_decref(j);
+	return ret;
 }
 
 static int cmd_tokens_revoke(struct ctx *c, int argc, char **argv)
@@ -2307,16 +2481,23 @@ static const struct cmd cmds[] = {
     {"acme", "revoke", cmd_acme_revoke, "DOMAIN [--wait]",
      "Have the CA revoke DOMAIN's certificate; a domain still in [acme] domains gets a new one."},
     {"registration", "create", cmd_registration_create,
-     "[--description D] [--max-uses N] [--expires DURATION]",
-     "Create a registration token for new clients; it is printed only this once."},
+     "[--description D] [--max-uses N] [--expires DURATION] [--allow-from CIDR[,CIDR...]] "
+     "[--allow-id PATTERN[,PATTERN...]] [--kinds tcp,http] [--domains PATTERN[,PATTERN...]] "
+     "[--ports A-B]",
+     "Create a registration token for new clients; it is printed only this once. The "
+     "restrictions are inherited by the auth tokens it mints."},
     {"registration", "ls", cmd_registration_ls, "[--page N]", "List registration tokens."},
     {"registration", "disable", cmd_registration_disable, "ID",
      "Stop a registration token from registering clients."},
     {"registration", "enable", cmd_registration_enable, "ID",
      "Let a disabled registration token register clients again."},
-    {"tokens", "create", cmd_tokens_create, "[--id NAME] [--description D]",
+    {"tokens", "create", cmd_tokens_create,
+     "[--id NAME] [--description D] [--allow-from CIDR[,CIDR...]] "
+     "[--allow-id PATTERN[,PATTERN...]] [--kinds tcp,http] [--domains PATTERN[,PATTERN...]] "
+     "[--ports A-B]",
      "Create an auth token (and its tunnel); it is printed only this once."},
     {"tokens", "ls", cmd_tokens_ls, "[--page N]", "List auth tokens."},
+    {"tokens", "show", cmd_tokens_show, "ID", "Show one auth token and its restrictions."},
     {"tokens", "revoke", cmd_tokens_revoke, "ID",
      "Revoke an auth token; a tunnel online with it is disconnected."},
     {"tunnels", "ls", cmd_tunnels_ls, "[--online] [--search TERM] [--page N]", "List tunnels."},

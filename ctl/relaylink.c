@@ -828,8 +828,94 @@ static int deauth_tunnel(struct relaylink *rl, const char *tid, struct relaylink
 	return 0;
 }
 
+/* What a token's restrictions are checked against at auth (restrict.h). */
+struct auth_who {
+	bool has_source;
+	uint8_t source[16]; /* sock_addr16's form */
+	char source_text[CIDR_STR_MAX];
+	const char *name; /* the HELLO's id, else its hostname; NULL: none */
+	bool registration;
+};
+
+/*
+ * The source address relayd saw the client connect from ("source", an
+ * address without a prefix): 0 with who filled, 0 without one, or -1 with
+ * the reason in err (the auth is refused).
+ */
+static int auth_source(const json_t *m, struct auth_who *who, char *err, size_t errlen)
+{
+	const json_t *v = json_object_get(m, "source");
+	char r[160], shown[4 * 48 + 8];
+	struct cidr c;
+	const char *t;
+
+	if (!v || json_is_null(v))
+		return 0;
+	t = json_string_value(v);
+	if (t && strlen(t) == json_string_length(v) && !cidr_parse(t, &c, r, sizeof(r)) &&
+	    c.prefix == (c.family == AF_INET ? 32 : 128)) {
+		who->has_source = true;
+		memset(who->source, 0, sizeof(who->source));
+		if (c.family == AF_INET) {
+			who->source[10] = who->source[11] = 0xff;
+			memcpy(who->source + 12, c.addr, 4);
+		} else {
+			memcpy(who->source, c.addr, 16);
+		}
+		cidr_format(&c, who->source_text, sizeof(who->source_text));
+		*strchrnul(who->source_text, '/') = 0;
+		return 0;
+	}
+	if (!t)
+		snprintf(err, errlen, "auth: \"source\" is not a string");
+	else {
+		log_escape(t, json_string_length(v) < 48 ? json_string_length(v) : 48, shown,
+			   sizeof(shown), false);
+		snprintf(err, errlen, "auth: \"source\" \"%s\" is not an address", shown);
+	}
+	return -1;
+}
+
+/* store_restrict_check: the client's source and tunnel name against the restrictions. */
+static int auth_check(const struct restrict_set *rs, void *arg, char *err, size_t errlen)
+{
+	const struct auth_who *who = arg;
+	const char *what = who->registration ? "registration token" : "token";
+	char list[128];
+
+	if (*rs->allow_from) {
+		restrict_brief(rs->allow_from, list, 100);
+		if (!who->has_source) {
+			snprintf(err, errlen,
+				 "the source address is unknown and this %s allows only %s", what,
+				 list);
+			return -1;
+		}
+		if (!restrict_from_ok(rs->allow_from, who->source)) {
+			snprintf(err, errlen,
+				 "source address %s is not allowed by this %s (allow_from %s)",
+				 who->source_text, what, list);
+			return -1;
+		}
+	}
+	if (*rs->allow_ids && !restrict_id_ok(rs->allow_ids, who->name)) {
+		restrict_brief(rs->allow_ids, list, 100);
+		if (who->name)
+			snprintf(err, errlen,
+				 "tunnel id \"%s\" is not allowed by this %s (allow_ids %s)",
+				 who->name, what, list);
+		else
+			snprintf(err, errlen,
+				 "this %s allows only the tunnel ids %s and the client named none",
+				 what, list);
+		return -1;
+	}
+	return 0;
+}
+
 static int on_auth(struct relaylink *rl, json_t *m, char *why)
 {
+	struct auth_who who = {0};
 	struct store_client_info ci;
 	const char *token, *reg, *mode, *group;
 	char tid[STORE_TUNNEL_ID_LEN], tok[STORE_SECRET_LEN], err[WHY_LEN];
@@ -867,13 +953,22 @@ static int on_auth(struct relaylink *rl, json_t *m, char *why)
 	}
 	run = !mode || !strcmp(mode, "run");
 	deauth = mode && !strcmp(mode, "deauth");
+	/* the restrictions' inputs: where the client connects from, the name it asks for */
+	if (auth_source(m, &who, err, sizeof(err))) {
+		log_every(NLOG_WARN, "auth refused: %s", err);
+		reply_error(rl, req, err);
+		return 0;
+	}
+	who.name = group && *group ? group : ci.hostname && *ci.hostname ? ci.hostname : NULL;
+	who.registration = reg != NULL;
 
 	if (reg) {
 		if (deauth) {
 			reply_error(rl, req, "deauth needs a token");
 			return 0;
 		}
-		ret = store_auth_registration(rl->st, reg, group, &ci, tid, tok, err, sizeof(err));
+		ret = store_auth_registration_rs(rl->st, reg, group, &ci, auth_check, &who, tid,
+						 tok, err, sizeof(err));
 		if (ret) {
 			log_every(NLOG_INFO, "auth refused (registration, host %.64s): %s",
 				  or_dash(ci.hostname), err);
@@ -887,7 +982,9 @@ static int on_auth(struct relaylink *rl, json_t *m, char *why)
 		memset(tok, 0, sizeof(tok));
 		return 0;
 	}
-	ret = store_auth_token(rl->st, token, run, &ci, tid, err, sizeof(err));
+	/* a deauth revokes the token: where it comes from or what it is called does not matter */
+	ret = store_auth_token_rs(rl->st, token, run, &ci, deauth ? NULL : auth_check, &who, tid,
+				  err, sizeof(err));
 	if (ret) {
 		log_every(NLOG_INFO, "auth refused (host %.64s): %s", or_dash(ci.hostname), err);
 		reply_error(rl, req, err);
@@ -955,6 +1052,8 @@ static int on_tunnel_offline(struct relaylink *rl, json_t *m, char *why)
 
 static int on_port_request(struct relaylink *rl, json_t *m, char *why)
 {
+	struct restrict_set rs;
+	unsigned lo, hi;
 	const char *tid, *rule;
 	char err[WHY_LEN];
 	struct store_port p;
@@ -982,7 +1081,23 @@ static int on_port_request(struct relaylink *rl, json_t *m, char *why)
 		reply_error(rl, req, err);
 		return 0;
 	}
-	ret = store_port_alloc(rl->st, tid, (unsigned)port, rule, &p, &created, err, sizeof(err));
+	/* the role of the tunnel's token: tcp allowed, the port inside its range */
+	ret = store_tunnel_restrictions(rl->st, tid, &rs);
+	if (ret && ret != -ENOENT) {
+		reply_error(rl, req, "internal error");
+		return 0;
+	}
+	if (!ret && !restrict_kind_ok(rs.kinds, "tcp")) {
+		snprintf(err, sizeof(err), "this token does not allow tcp rules (kinds %s)",
+			 rs.kinds);
+		log_every(NLOG_INFO, "port request of tunnel %.64s refused: %s", tid, err);
+		reply_error(rl, req, err);
+		return 0;
+	}
+	if (ret || !restrict_port_range(rs.ports, &lo, &hi))
+		lo = hi = 0;
+	ret = store_port_alloc_in(rl->st, tid, (unsigned)port, rule, lo, hi, &p, &created, err,
+				  sizeof(err));
 	if (ret) {
 		log_every(NLOG_INFO, "port request of tunnel %.64s refused: %s", tid, err);
 		reply_error(rl, req, err);
@@ -1045,6 +1160,7 @@ static size_t str_len(const json_t *m, const char *key)
 
 static int on_domain_request(struct relaylink *rl, json_t *m, char *why)
 {
+	struct restrict_set rs;
 	const char *tid, *domain, *rule;
 	char d[DOMAIN_MAX + 1], err[2 * WHY_LEN];
 	struct store_domain row;
@@ -1070,6 +1186,29 @@ static int on_domain_request(struct relaylink *rl, json_t *m, char *why)
 		return 0;
 	}
 	if (!store_domain_check(domain, str_len(m, "domain"), d, err, sizeof(err))) {
+		log_every(NLOG_INFO, "domain request of tunnel %.64s refused: %s", tid, err);
+		reply_error(rl, req, err);
+		return 0;
+	}
+	/* the role of the tunnel's token: http allowed, the domain under its patterns */
+	ret = store_tunnel_restrictions(rl->st, tid, &rs);
+	if (ret && ret != -ENOENT) {
+		reply_error(rl, req, "internal error");
+		return 0;
+	}
+	if (!ret && !restrict_kind_ok(rs.kinds, "http")) {
+		snprintf(err, sizeof(err), "this token does not allow http rules (kinds %s)",
+			 rs.kinds);
+		log_every(NLOG_INFO, "domain request of tunnel %.64s refused: %s", tid, err);
+		reply_error(rl, req, err);
+		return 0;
+	}
+	if (!ret && !store_domain_allowed(rs.domains, d)) {
+		char list[128];
+
+		restrict_brief(rs.domains, list, 100);
+		snprintf(err, sizeof(err), "domain %s is not allowed by this token (domains %s)", d,
+			 list);
 		log_every(NLOG_INFO, "domain request of tunnel %.64s refused: %s", tid, err);
 		reply_error(rl, req, err);
 		return 0;

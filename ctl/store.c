@@ -106,6 +106,18 @@ static const char *const store_migrations[] = {
     " rule TEXT NOT NULL DEFAULT '',"
     " created_at INTEGER NOT NULL);"
     "CREATE INDEX domains_tunnel ON domains(tunnel_id);",
+    /* 6: token restrictions (restrict.h: canonical text, NULL = none); a registration's are
+       inherited by the tokens it mints */
+    "ALTER TABLE tokens ADD COLUMN allow_from TEXT;"
+    "ALTER TABLE tokens ADD COLUMN allow_ids TEXT;"
+    "ALTER TABLE tokens ADD COLUMN kinds TEXT;"
+    "ALTER TABLE tokens ADD COLUMN domains TEXT;"
+    "ALTER TABLE tokens ADD COLUMN ports TEXT;"
+    "ALTER TABLE registrations ADD COLUMN allow_from TEXT;"
+    "ALTER TABLE registrations ADD COLUMN allow_ids TEXT;"
+    "ALTER TABLE registrations ADD COLUMN kinds TEXT;"
+    "ALTER TABLE registrations ADD COLUMN domains TEXT;"
+    "ALTER TABLE registrations ADD COLUMN ports TEXT;",
 };
 
 _Static_assert(ARRAY_SIZE(store_migrations) == STORE_SCHEMA_VERSION,
@@ -1074,6 +1086,20 @@ sqlite3 *store_sqlite(struct store *s)
 
 /* --- registrations --- */
 
+/* Binds the five restriction columns at first, first + 1, ...: NULL when unset. */
+static void bind_restrict(sqlite3_stmt *st, int first, const struct restrict_set *rs)
+{
+	const char *v[] = {rs ? rs->allow_from : "", rs ? rs->allow_ids : "", rs ? rs->kinds : "",
+			   rs ? rs->domains : "", rs ? rs->ports : ""};
+
+	for (int i = 0; i < 5; i++) {
+		if (*v[i])
+			sqlite3_bind_text(st, first + i, v[i], -1, SQLITE_TRANSIENT);
+		else
+			sqlite3_bind_null(st, first + i);
+	}
+}
+
 #define R(m) AT(struct store_registration, m)
 static const struct store_col reg_cols[] = {
     {"id", STORE_C_TEXT, R(id), .json = "id", .jtype = STORE_J_STR},
@@ -1083,6 +1109,12 @@ static const struct store_col reg_cols[] = {
     {"expires_at", STORE_C_I64, R(expires_at), .json = "expires_at", .jtype = STORE_J_TIME},
     {"enabled", STORE_C_BOOL, R(enabled), .json = "enabled", .jtype = STORE_J_BOOL},
     {"created_at", STORE_C_I64, R(created_at), .json = "created_at", .jtype = STORE_J_INT},
+    /* its restrictions (restrict.h) */
+    {"allow_from", STORE_C_TEXT, R(rs.allow_from), .json = "allow_from", .jtype = STORE_J_LIST},
+    {"allow_ids", STORE_C_TEXT, R(rs.allow_ids), .json = "allow_ids", .jtype = STORE_J_LIST},
+    {"kinds", STORE_C_TEXT, R(rs.kinds), .json = "kinds", .jtype = STORE_J_LIST},
+    {"domains", STORE_C_TEXT, R(rs.domains), .json = "domains", .jtype = STORE_J_LIST},
+    {"ports", STORE_C_TEXT, R(rs.ports), .json = "ports", .jtype = STORE_J_STR_NULL},
 };
 #undef R
 
@@ -1100,6 +1132,13 @@ int store_registration_create(struct store *s, const char *description, int64_t 
 			      int64_t expires_in, struct store_registration *out,
 			      char token[STORE_SECRET_LEN])
 {
+	return store_registration_create_rs(s, description, max_uses, expires_in, NULL, out, token);
+}
+
+int store_registration_create_rs(struct store *s, const char *description, int64_t max_uses,
+				 int64_t expires_in, const struct restrict_set *rs,
+				 struct store_registration *out, char token[STORE_SECRET_LEN])
+{
 	sqlite3_stmt *st;
 	char id[STORE_ID_LEN], hash[65];
 	int64_t now = store_now();
@@ -1109,7 +1148,8 @@ int store_registration_create(struct store *s, const char *description, int64_t 
 		return -EINVAL;
 	ret = prep(s,
 		   "INSERT INTO registrations (id, hash, description, max_uses, uses, expires_at,"
-		   " enabled, created_at) VALUES (?1, ?2, ?3, ?4, 0, ?5, 1, ?6)",
+		   " enabled, created_at, allow_from, allow_ids, kinds, domains, ports)"
+		   " VALUES (?1, ?2, ?3, ?4, 0, ?5, 1, ?6, ?7, ?8, ?9, ?10, ?11)",
 		   &st);
 	if (ret)
 		return ret;
@@ -1125,6 +1165,7 @@ int store_registration_create(struct store *s, const char *description, int64_t 
 		else
 			sqlite3_bind_null(st, 5);
 		sqlite3_bind_int64(st, 6, now);
+		bind_restrict(st, 7, rs);
 		rc = sqlite3_step(st);
 	}
 	if (rc != SQLITE_DONE)
@@ -1215,8 +1256,8 @@ static const char *nz(const char *s)
  */
 static int create_tunnel_token(struct store *s, const char *group,
 			       const struct store_client_info *info, const char *description,
-			       char tunnel_id[STORE_TUNNEL_ID_LEN], char token_id[STORE_ID_LEN],
-			       char token[STORE_SECRET_LEN])
+			       const struct restrict_set *rs, char tunnel_id[STORE_TUNNEL_ID_LEN],
+			       char token_id[STORE_ID_LEN], char token[STORE_SECRET_LEN])
 {
 	static const struct store_client_info none;
 	const char *hostname = NULL;
@@ -1257,8 +1298,9 @@ static int create_tunnel_token(struct store *s, const char *group,
 		return ret;
 
 	ret = prep(s,
-		   "INSERT INTO tokens (id, hash, tunnel_id, description, created_at, revoked)"
-		   " VALUES (?1, ?2, ?3, ?4, ?5, 0)",
+		   "INSERT INTO tokens (id, hash, tunnel_id, description, created_at, revoked,"
+		   " allow_from, allow_ids, kinds, domains, ports)"
+		   " VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?7, ?8, ?9, ?10)",
 		   &st);
 	if (ret)
 		return ret;
@@ -1271,6 +1313,7 @@ static int create_tunnel_token(struct store *s, const char *group,
 		bind_text(st, 3, tunnel_id);
 		bind_text(st, 4, description);
 		sqlite3_bind_int64(st, 5, now);
+		bind_restrict(st, 6, rs);
 		rc = sqlite3_step(st);
 	}
 	if (rc != SQLITE_DONE)
@@ -1299,6 +1342,12 @@ static const struct store_col token_cols[] = {
     /* a new token's answer shows its secret instead */
     {"last_used", STORE_C_I64, K(last_used), .json = "last_used", .jtype = STORE_J_TIME,
      .flags = STORE_J_STORED},
+    /* its restrictions (restrict.h) */
+    {"allow_from", STORE_C_TEXT, K(rs.allow_from), .json = "allow_from", .jtype = STORE_J_LIST},
+    {"allow_ids", STORE_C_TEXT, K(rs.allow_ids), .json = "allow_ids", .jtype = STORE_J_LIST},
+    {"kinds", STORE_C_TEXT, K(rs.kinds), .json = "kinds", .jtype = STORE_J_LIST},
+    {"domains", STORE_C_TEXT, K(rs.domains), .json = "domains", .jtype = STORE_J_LIST},
+    {"ports", STORE_C_TEXT, K(rs.ports), .json = "ports", .jtype = STORE_J_STR_NULL},
 };
 #undef K
 
@@ -1315,13 +1364,48 @@ int store_token_get(struct store *s, const char *id, struct store_token *out)
 int store_token_create(struct store *s, const char *group, const char *description,
 		       struct store_token *out, char token[STORE_SECRET_LEN])
 {
+	return store_token_create_rs(s, group, description, NULL, out, token);
+}
+
+int store_tunnel_restrictions(struct store *s, const char *tunnel_id, struct restrict_set *out)
+{
+	struct store_token t;
+	sqlite3_stmt *st;
+	char token_id[STORE_ID_LEN];
+	int rc, ret;
+
+	memset(out, 0, sizeof(*out));
+	ret = prep(s, "SELECT coalesce(token_id, '') FROM tunnels WHERE id = ?1", &st);
+	if (ret)
+		return ret;
+	bind_text(st, 1, tunnel_id);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		col_text(st, 0, token_id, sizeof(token_id));
+	else
+		ret = rc == SQLITE_DONE ? -ENOENT : db_fail(s, "tunnel token");
+	sqlite3_finalize(st);
+	if (ret)
+		return ret;
+	if (!token_id[0])
+		return -ENOENT;
+	ret = store_token_get(s, token_id, &t);
+	if (!ret)
+		*out = t.rs;
+	return ret;
+}
+
+int store_token_create_rs(struct store *s, const char *group, const char *description,
+			  const struct restrict_set *rs, struct store_token *out,
+			  char token[STORE_SECRET_LEN])
+{
 	char tunnel_id[STORE_TUNNEL_ID_LEN], token_id[STORE_ID_LEN];
 	int ret;
 
 	ret = tx_begin(s);
 	if (ret)
 		return ret;
-	ret = create_tunnel_token(s, group, NULL, description, tunnel_id, token_id, token);
+	ret = create_tunnel_token(s, group, NULL, description, rs, tunnel_id, token_id, token);
 	ret = tx_end(s, ret);
 	if (ret) {
 		OPENSSL_cleanse(token, STORE_SECRET_LEN);
@@ -1526,7 +1610,17 @@ int store_auth_registration(struct store *s, const char *registration, const cha
 			    char tunnel_id[STORE_TUNNEL_ID_LEN], char token[STORE_SECRET_LEN],
 			    char *err, size_t errlen)
 {
+	return store_auth_registration_rs(s, registration, group, info, NULL, NULL, tunnel_id,
+					  token, err, errlen);
+}
+
+int store_auth_registration_rs(struct store *s, const char *registration, const char *group,
+			       const struct store_client_info *info, store_restrict_check check,
+			       void *check_arg, char tunnel_id[STORE_TUNNEL_ID_LEN],
+			       char token[STORE_SECRET_LEN], char *err, size_t errlen)
+{
 	char id[STORE_ID_LEN], hash[65], token_id[STORE_ID_LEN], desc[64];
+	struct store_registration reg;
 	const char *secret;
 	sqlite3_stmt *st = NULL;
 	int64_t now = store_now(), max_uses, uses, expires_at;
@@ -1577,6 +1671,13 @@ int store_auth_registration(struct store *s, const char *registration, const cha
 		set_err(err, errlen, "registration token used up");
 		goto out;
 	}
+	ret = store_registration_get(s, id, &reg);
+	if (ret)
+		goto out;
+	if (check && check(&reg.rs, check_arg, err, errlen)) {
+		ret = -EACCES;
+		goto out;
+	}
 	ret = prep(s, "UPDATE registrations SET uses = uses + 1 WHERE id = ?1", &st);
 	if (ret)
 		goto out;
@@ -1587,7 +1688,7 @@ int store_auth_registration(struct store *s, const char *registration, const cha
 	if (ret)
 		goto out;
 	snprintf(desc, sizeof(desc), "registration %s", id);
-	ret = create_tunnel_token(s, group, info, desc, tunnel_id, token_id, token);
+	ret = create_tunnel_token(s, group, info, desc, &reg.rs, tunnel_id, token_id, token);
 out:
 	sqlite3_finalize(st);
 	if (ret && ret != -EACCES)
@@ -1602,6 +1703,15 @@ int store_auth_token(struct store *s, const char *token, bool update,
 		     const struct store_client_info *info, char tunnel_id[STORE_TUNNEL_ID_LEN],
 		     char *err, size_t errlen)
 {
+	return store_auth_token_rs(s, token, update, info, NULL, NULL, tunnel_id, err, errlen);
+}
+
+int store_auth_token_rs(struct store *s, const char *token, bool update,
+			const struct store_client_info *info, store_restrict_check check,
+			void *check_arg, char tunnel_id[STORE_TUNNEL_ID_LEN], char *err,
+			size_t errlen)
+{
+	struct store_token t;
 	char id[STORE_ID_LEN], hash[65];
 	const char *secret;
 	sqlite3_stmt *st = NULL;
@@ -1635,6 +1745,15 @@ int store_auth_token(struct store *s, const char *token, bool update,
 	if (revoked) {
 		set_err(err, errlen, "token revoked");
 		goto out;
+	}
+	if (check) {
+		ret = store_token_get(s, id, &t);
+		if (ret)
+			goto out;
+		if (check(&t.rs, check_arg, err, errlen)) {
+			ret = -EACCES;
+			goto out;
+		}
 	}
 	ret = 0;
 	if (!update)
@@ -1871,7 +1990,8 @@ static int tunnel_usable(struct store *s, const char *tunnel_id, char *err, size
 }
 
 static int port_alloc_tx(struct store *s, const char *tunnel_id, unsigned port, const char *rule,
-			 struct store_port *out, bool *created, char *err, size_t errlen)
+			 unsigned lo, unsigned hi, struct store_port *out, bool *created, char *err,
+			 size_t errlen)
 {
 	struct store_filter f = {.tunnel_id = tunnel_id};
 	sqlite3_stmt *st;
@@ -1906,7 +2026,8 @@ static int port_alloc_tx(struct store *s, const char *tunnel_id, unsigned port, 
 				tunnel_id, 0, rule, out);
 		if (ret < 0)
 			return ret;
-		if (ret == 1)
+		/* held under the rule, and inside the token's range when it has one */
+		if (ret == 1 && (!lo || (out->port >= lo && out->port <= hi)))
 			return 0;
 	}
 
@@ -1928,8 +2049,8 @@ static int port_alloc_tx(struct store *s, const char *tunnel_id, unsigned port, 
 			   &st);
 		if (ret)
 			return ret;
-		sqlite3_bind_int(st, 1, s->port_min);
-		sqlite3_bind_int(st, 2, s->port_max);
+		sqlite3_bind_int(st, 1, lo ? (int)lo : s->port_min);
+		sqlite3_bind_int(st, 2, lo ? (int)hi : s->port_max);
 		if (sqlite3_step(st) != SQLITE_ROW) {
 			ret = db_fail(s, "free port");
 			sqlite3_finalize(st);
@@ -1939,7 +2060,8 @@ static int port_alloc_tx(struct store *s, const char *tunnel_id, unsigned port, 
 		    sqlite3_column_type(st, 0) == SQLITE_NULL ? 0 : sqlite3_column_int64(st, 0);
 		sqlite3_finalize(st);
 		if (free_port == 0) {
-			set_err(err, errlen, "no free port in %u-%u", s->port_min, s->port_max);
+			set_err(err, errlen, "no free port in %u-%u", lo ? lo : s->port_min,
+				lo ? hi : s->port_max);
 			return -ENOSPC;
 		}
 		port = (unsigned)free_port;
@@ -1959,6 +2081,13 @@ static int port_alloc_tx(struct store *s, const char *tunnel_id, unsigned port, 
 int store_port_alloc(struct store *s, const char *tunnel_id, unsigned port, const char *rule,
 		     struct store_port *out, bool *created, char *err, size_t errlen)
 {
+	return store_port_alloc_in(s, tunnel_id, port, rule, 0, 0, out, created, err, errlen);
+}
+
+int store_port_alloc_in(struct store *s, const char *tunnel_id, unsigned port, const char *rule,
+			unsigned lo, unsigned hi, struct store_port *out, bool *created, char *err,
+			size_t errlen)
+{
 	int ret;
 
 	*created = false;
@@ -1971,10 +2100,27 @@ int store_port_alloc(struct store *s, const char *tunnel_id, unsigned port, cons
 			s->port_max);
 		return -ERANGE;
 	}
+	/* the token's range, inside the server's (a reload may have narrowed that) */
+	if (lo && (lo < s->port_min || hi > s->port_max || lo > hi)) {
+		if (lo < s->port_min)
+			lo = s->port_min;
+		if (hi > s->port_max)
+			hi = s->port_max;
+		if (lo > hi) {
+			set_err(err, errlen, "the token's port range is outside the range %u-%u",
+				s->port_min, s->port_max);
+			return -ERANGE;
+		}
+	}
+	if (lo && port && (port < lo || port > hi)) {
+		set_err(err, errlen, "port %u is outside this token's port range %u-%u", port, lo,
+			hi);
+		return -ERANGE;
+	}
 	ret = tx_begin_err(s, err, errlen);
 	if (ret)
 		return ret;
-	ret = port_alloc_tx(s, tunnel_id, port, rule, out, created, err, errlen);
+	ret = port_alloc_tx(s, tunnel_id, port, rule, lo, hi, out, created, err, errlen);
 	ret = tx_end_err(s, ret, err, errlen);
 	if (ret)
 		*created = false;

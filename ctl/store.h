@@ -20,6 +20,7 @@
 
 #include "cidr.h"
 #include "domain.h"
+#include "restrict.h"
 
 struct store;
 
@@ -31,7 +32,7 @@ struct store;
 #define STORE_SEARCH_MAX    200 /* bytes of a tunnel search (its LIKE pattern: 2 * this + 2) */
 
 /* The schema version this build migrates to. */
-#define STORE_SCHEMA_VERSION 5
+#define STORE_SCHEMA_VERSION 6
 
 enum store_state { STORE_OFFLINE = 0, STORE_ONLINE = 1 };
 
@@ -43,6 +44,7 @@ struct store_registration {
 	int64_t expires_at; /* 0 = never */
 	bool enabled;
 	int64_t created_at;
+	struct restrict_set rs; /* what the tokens it mints inherit */
 };
 
 struct store_token {
@@ -52,6 +54,7 @@ struct store_token {
 	int64_t created_at;
 	bool revoked;
 	int64_t last_used; /* 0 = never */
+	struct restrict_set rs;
 };
 
 /* What a client says about itself (auth, tunnel_online); empty = unknown. */
@@ -156,6 +159,8 @@ enum store_jtype {
 	STORE_J_TIME, /* Unix seconds, null when 0 (unset) */
 	STORE_J_BOOL,
 	STORE_J_ENUM, /* names[value] */
+	STORE_J_LIST, /* STORE_C_TEXT of comma-separated items: an array of strings, null when empty
+		       */
 };
 
 /* store_col.flags: in which of the API's forms of a record a member is */
@@ -228,6 +233,11 @@ typedef int (*store_fw_cb)(const struct store_fw_rule *r, void *arg);
 int store_registration_create(struct store *s, const char *description, int64_t max_uses,
 			      int64_t expires_in, struct store_registration *out,
 			      char token[STORE_SECRET_LEN]);
+/* The same with restrictions (restrict.h, canonical text; NULL = none), which the tokens it
+ * mints inherit. */
+int store_registration_create_rs(struct store *s, const char *description, int64_t max_uses,
+				 int64_t expires_in, const struct restrict_set *rs,
+				 struct store_registration *out, char token[STORE_SECRET_LEN]);
 /* -ENOENT when unknown. */
 int store_registration_get(struct store *s, const char *id, struct store_registration *out);
 int store_registration_set_enabled(struct store *s, const char *id, bool enabled,
@@ -242,6 +252,16 @@ int store_registration_list(struct store *s, int64_t offset, int64_t limit, stor
  */
 int store_token_create(struct store *s, const char *group, const char *description,
 		       struct store_token *out, char token[STORE_SECRET_LEN]);
+/* The same with restrictions (restrict.h, canonical text; NULL = none). */
+int store_token_create_rs(struct store *s, const char *group, const char *description,
+			  const struct restrict_set *rs, struct store_token *out,
+			  char token[STORE_SECRET_LEN]);
+/*
+ * The restrictions of the token a tunnel connects with (its tunnels.token_id)
+ * into out ("" each when none). -ENOENT for an unknown tunnel or one without
+ * a token.
+ */
+int store_tunnel_restrictions(struct store *s, const char *tunnel_id, struct restrict_set *out);
 int store_token_get(struct store *s, const char *id, struct store_token *out);
 /*
  * Marks the token revoked; *changed tells whether it was not revoked before.
@@ -266,12 +286,26 @@ int store_token_list(struct store *s, int64_t offset, int64_t limit, store_token
  * Auth with a registration token: on success (0) a new tunnel (group_id =
  * group, else the hostname, else the tunnel id) and an auth token bound to it
  * are created, the registration's use count goes up, tunnel_id and token are
- * filled. -EACCES with reason in err when refused; other -errno on failure.
+ * filled; the new token inherits the registration's restrictions.
+ * -EACCES with reason in err when refused; other -errno on failure.
  */
 int store_auth_registration(struct store *s, const char *registration, const char *group,
 			    const struct store_client_info *info,
 			    char tunnel_id[STORE_TUNNEL_ID_LEN], char token[STORE_SECRET_LEN],
 			    char *err, size_t errlen);
+/*
+ * A check of the restrictions of the token or registration a client presents
+ * (relaylink.c: its source address and tunnel name): 0, or nonzero with a
+ * one-line reason in err, which refuses the auth (-EACCES) before anything is
+ * created, counted or updated.
+ */
+typedef int (*store_restrict_check)(const struct restrict_set *rs, void *arg, char *err,
+				    size_t errlen);
+/* store_auth_registration with check (NULL: none) */
+int store_auth_registration_rs(struct store *s, const char *registration, const char *group,
+			       const struct store_client_info *info, store_restrict_check check,
+			       void *check_arg, char tunnel_id[STORE_TUNNEL_ID_LEN],
+			       char token[STORE_SECRET_LEN], char *err, size_t errlen);
 /*
  * Auth with an auth token: 0 and tunnel_id filled, or -EACCES with a reason.
  * With update (mode "run") the tunnel's client info and the token's last_used
@@ -280,6 +314,11 @@ int store_auth_registration(struct store *s, const char *registration, const cha
 int store_auth_token(struct store *s, const char *token, bool update,
 		     const struct store_client_info *info, char tunnel_id[STORE_TUNNEL_ID_LEN],
 		     char *err, size_t errlen);
+/* store_auth_token with check (NULL: none) */
+int store_auth_token_rs(struct store *s, const char *token, bool update,
+			const struct store_client_info *info, store_restrict_check check,
+			void *check_arg, char tunnel_id[STORE_TUNNEL_ID_LEN], char *err,
+			size_t errlen);
 
 /* --- tunnels --- */
 int store_tunnel_get(struct store *s, const char *id, struct store_tunnel *out);
@@ -311,6 +350,15 @@ int store_tunnel_counts(struct store *s, int64_t *total, int64_t *online);
  */
 int store_port_alloc(struct store *s, const char *tunnel_id, unsigned port, const char *rule,
 		     struct store_port *out, bool *created, char *err, size_t errlen);
+/*
+ * store_port_alloc inside lo..hi (a token's port range, restrict.h; a
+ * subset of the range): port 0 takes the port held under the rule name
+ * inside lo..hi, else the lowest free one there ("no free port in LO-HI").
+ * lo = hi = 0 is the whole range.
+ */
+int store_port_alloc_in(struct store *s, const char *tunnel_id, unsigned port, const char *rule,
+			unsigned lo, unsigned hi, struct store_port *out, bool *created, char *err,
+			size_t errlen);
 /*
  * Releases a port; with tunnel_id set only if that tunnel holds it. -ENOENT
  * with err when not allocated (to it). On 0, *out (if given) is the old row.

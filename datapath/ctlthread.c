@@ -87,6 +87,7 @@ struct ev {
 	struct rtun *rt;
 	json_t *obj;
 	char reason[96];
+	char source[48]; /* EV_HELLO: the client's address as text, "" when unknown */
 	struct ev *next;
 };
 
@@ -238,7 +239,8 @@ static void ev_push(struct ctlthread *ct, struct ev *ev)
 		log_error("control thread: eventfd write: %s", strerror(errno));
 }
 
-static void op_ctl_hello(void *arg, int worker, uint32_t idx, uint32_t gen, void *obj)
+static void op_ctl_hello(void *arg, int worker, uint32_t idx, uint32_t gen, void *obj,
+			 const uint8_t *source)
 {
 	struct ev *ev = calloc(1, sizeof(*ev));
 
@@ -246,6 +248,8 @@ static void op_ctl_hello(void *arg, int worker, uint32_t idx, uint32_t gen, void
 		json_decref(obj);
 		return;
 	}
+	if (source)
+		sock_addr16_ntop(source, ev->source, sizeof(ev->source));
 	ev->type = EV_HELLO;
 	ev->worker = worker;
 	ev->idx = idx;
@@ -1688,6 +1692,9 @@ static void on_hello(struct ctlthread *ct, struct ev *ev)
 		json_object_set_new(a, "token", json_string(token));
 	else
 		json_object_set_new(a, "registration", json_string(reg));
+	/* controld checks a token's allow_from against it */
+	if (ev->source[0])
+		json_object_set_new(a, "source", json_string(ev->source));
 	static const char *const keys[] = {"id", "hostname", "os", "arch", "client_version"};
 	for (size_t i = 0; i < ARRAY_SIZE(keys); i++) {
 		const char *v = msg_str(h, keys[i]);

@@ -124,8 +124,12 @@ struct mb_msg {
 
 /* Events a relay worker reports to the control thread (engine_ops). */
 struct engine_ops {
-	/* relay: a control link sent HELLO (obj is a json_t*, ownership passes). */
-	void (*ctl_hello)(void *arg, int worker, uint32_t idx, uint32_t gen, void *obj);
+	/*
+	 * relay: a control link sent HELLO (obj is a json_t*, ownership passes); source is
+	 * the address it connects from (sock_addr16's form), NULL when unknown.
+	 */
+	void (*ctl_hello)(void *arg, int worker, uint32_t idx, uint32_t gen, void *obj,
+			  const uint8_t *source);
 	/* relay: a control message from an online tunnel (json_t*, ownership passes). */
 	void (*ctl_message)(void *arg, struct tunnel *t, void *obj);
 	/* relay: a tunnel's control link closed (reason is a static or short string). */

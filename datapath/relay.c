@@ -223,7 +223,14 @@ static void ctl_on_message(struct worker *w, struct conn *l, json_t *obj)
 			return;
 		}
 		l->hello_have = 1; /* a HELLO is being handled */
-		ops->ctl_hello(ops->arg, w->id, conn_idx(w, l), l->gen, obj);
+		/* where the client connects from: its token may be restricted to some blocks */
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		uint8_t src[16];
+		bool have = getpeername(l->fd, (struct sockaddr *)&ss, &sl) == 0 &&
+			    sock_addr16(&ss, src) != 0;
+
+		ops->ctl_hello(ops->arg, w->id, conn_idx(w, l), l->gen, obj, have ? src : NULL);
 		return;
 	}
 	if (!strcmp(type, LINK_MSG_HEARTBEAT)) {

@@ -28,6 +28,8 @@ deps()
 		echo "common/portlist.c" ;;
 	cidr)
 		echo "common/cidr.c" ;;
+	restrict)
+		echo "ctl/restrict.c common/cidr.c common/domain.c" ;;
 	tlspeek)
 		echo "common/tlspeek.c common/domain.c" ;;
 	http | http_resp)

@@ -110,6 +110,9 @@ def error(text):
 
 # Text that the API takes (printable UTF-8) and jansson escapes or writes as is.
 ODD = 'quote " back \\ slash / <b>&amp; é 中文 😀'
+# A token or registration without restrictions (issue 11: null when unset).
+NO_RESTRICT = {"allow_from": None, "allow_ids": None, "kinds": None, "domains": None,
+               "ports": None}
 # What only the database can hold: control characters, DEL, U+2028.
 RAW = 'tab\there\x01\x1f\x7f\u2028"q"\n'
 
@@ -118,7 +121,7 @@ def test_api_answers_to_the_byte(ctl):
     lo = ctl.port_min
     # --- through the API and navectl, as an operator would ---
     regs = [navectl_js(ctl, "registration", "create", "--description", ODD, "--max-uses", "3",
-                       "--expires", "1h")]
+                       "--expires", "1h", "--allow-id", "kiosk-*", "--ports", str(lo + 5))]
     regs.append(post(ctl, "/api/v1/registrations", {}))
     regs.append(post(ctl, "/api/v1/registrations", {"description": "off", "max_uses": 1}))
     for i in range(PER_PAGE):
@@ -127,7 +130,10 @@ def test_api_answers_to_the_byte(ctl):
 
     toks = [navectl_js(ctl, "tokens", "create", "--id", "box-1", "--description", ODD)]
     toks.append(navectl_js(ctl, "tokens", "create", "--id", "cam_2"))
-    toks.append(navectl_js(ctl, "tokens", "create", "--description", "no group"))
+    toks.append(navectl_js(ctl, "tokens", "create", "--description", "no group",
+                           "--allow-from", "10.9.9.0/24,2001:DB8::/32,10.9.9.0/24",
+                           "--allow-id", "office-*,lab", "--kinds", "http,tcp",
+                           "--domains", "*.Example.com", "--ports", f"{lo + 6}-{lo + 8}"))
     toks.append(navectl_js(ctl, "tokens", "create", "--id", "xray"))
     for i in range(PER_PAGE - 2):
         toks.append(post(ctl, "/api/v1/tokens", {"id": f"bulk-{i}"}))
@@ -188,7 +194,9 @@ def test_api_answers_to_the_byte(ctl):
         return {"id": r["id"], "description": desc,
                 "max_uses": {0: 3, 2: 1}.get(i, 0), "uses": 2 if i == 1 else 0,
                 "expires_at": T0 + 3600 if i == 0 else None, "enabled": i != 2,
-                "created_at": at("registrations", r["id"])}
+                "created_at": at("registrations", r["id"]),
+                "allow_from": None, "allow_ids": ["kiosk-*"] if i == 0 else None,
+                "kinds": None, "domains": None, "ports": f"{lo + 5}-{lo + 5}" if i == 0 else None}
 
     all_regs = [reg(r, i) for i, r in enumerate(regs)]
     assert len(all_regs) == PER_PAGE + 3
@@ -204,13 +212,21 @@ def test_api_answers_to_the_byte(ctl):
         return {"id": t["id"], "tunnel_id": t["tunnel_id"],
                 "description": ODD if i == 0 else t["description"],
                 "created_at": at("tokens", t["id"]), "revoked": i == 3,
-                "last_used": T0 + 999 if i == 1 else None}
+                "last_used": T0 + 999 if i == 1 else None, **NO_RESTRICT}
+
+    restricted = {"allow_from": ["10.9.9.0/24", "2001:db8::/32"],
+                  "allow_ids": ["office-*", "lab"], "kinds": ["tcp", "http"],
+                  "domains": ["*.example.com"], "ports": f"{lo + 6}-{lo + 8}"}
 
     all_toks = [tok(t, i) for i, t in enumerate(toks)]
+    all_toks[2].update(restricted)
     assert len(all_toks) == PER_PAGE + 2
     expect(ctl, "/api/v1/tokens", 200, page(all_toks[:PER_PAGE], 1, len(all_toks)))
     expect(ctl, "/api/v1/tokens?page=2", 200, page(all_toks[PER_PAGE:], 2, len(all_toks)))
     expect(ctl, "/api/v1/tokens?page=0", 400, error('invalid page "0"'))
+    expect(ctl, f"/api/v1/tokens/{toks[2]['id']}", 200, all_toks[2])
+    expect(ctl, f"/api/v1/tokens/{toks[0]['id']}", 200, all_toks[0])
+    expect(ctl, "/api/v1/tokens/00000000", 404, error("unknown token 00000000"))
 
     # --- tunnels: every tunnel with its rules ---
     def port_brief(tid):
@@ -308,12 +324,12 @@ def test_api_answers_to_the_byte(ctl):
     status, _, raw = request(ctl, "POST", "/api/v1/tokens", {"id": "new", "description": ODD})
     t = json.loads(raw)
     assert status == 201 and list(t) == ["id", "tunnel_id", "description", "created_at",
-                                         "revoked", "token"]
+                                         "revoked", *NO_RESTRICT, "token"]
     assert raw == (jdump(dict(t, description=ODD)) + "\n").encode()
     status, _, raw = request(ctl, "POST", "/api/v1/registrations", {"description": ODD})
     r = json.loads(raw)
     assert status == 201 and list(r) == ["id", "description", "max_uses", "uses", "expires_at",
-                                         "enabled", "created_at", "token"]
+                                         "enabled", "created_at", *NO_RESTRICT, "token"]
     assert r["description"] == ODD and raw == (jdump(r) + "\n").encode()
 
 

@@ -427,11 +427,12 @@ def test_registration_lifecycle(ctl):
     assert by_id[a["id"]]["description"] == "lab laptops"
 
     table = rows(ok(ctl, "registration", "ls"))
-    assert table[0] == ["ID", "ENABLED", "USES", "MAX", "EXPIRES", "CREATED", "DESCRIPTION"]
+    assert table[0] == ["ID", "ENABLED", "USES", "MAX", "EXPIRES", "CREATED", "RESTRICTIONS",
+                        "DESCRIPTION"]
     row_a = next(r for r in table if r[0] == a["id"])
     assert row_a[1] == "yes" and row_a[2] == "0" and row_a[3] == "3"
     assert HUMAN_TIME.fullmatch(row_a[4]) and HUMAN_TIME.fullmatch(row_a[5])
-    assert row_a[6] == "lab laptops"
+    assert row_a[6] == "-" and row_a[7] == "lab laptops"
     row_b = next(r for r in table if r[0] == b["id"])
     assert row_b[3] == "unlimited" and row_b[4] == "never"
 
@@ -476,9 +477,11 @@ def test_tokens(ctl):
     assert by_id[tok["id"]]["tunnel_id"] == tok["tunnel_id"]
 
     table = rows(ok(ctl, "tokens", "ls"))
-    assert table[0] == ["ID", "TUNNEL", "REVOKED", "CREATED", "LAST USED", "DESCRIPTION"]
+    assert table[0] == ["ID", "TUNNEL", "REVOKED", "CREATED", "LAST USED", "RESTRICTIONS",
+                        "DESCRIPTION"]
     row = next(r for r in table if r[0] == tok["id"])
-    assert row[1:3] == [tok["tunnel_id"], "no"] and row[4] == "-" and row[5] == "frontend"
+    assert row[1:3] == [tok["tunnel_id"], "no"] and row[4] == "-" and row[5] == "-"
+    assert row[6] == "frontend"
 
     r = js(ctl, "tokens", "revoke", tok["id"])
     assert r["id"] == tok["id"] and r["revoked"] is True and "token" not in r

@@ -191,6 +191,15 @@ static void test_wal_mode(void **state)
 	sqlite3_close(h);
 }
 
+/* What migration 6 (token restrictions) added, taken away again to make an older database. */
+#define UNDO_V6                                                                                    \
+	"ALTER TABLE tokens DROP COLUMN allow_from; ALTER TABLE tokens DROP COLUMN allow_ids;"     \
+	"ALTER TABLE tokens DROP COLUMN kinds; ALTER TABLE tokens DROP COLUMN domains;"            \
+	"ALTER TABLE tokens DROP COLUMN ports; ALTER TABLE registrations DROP COLUMN allow_from;"  \
+	"ALTER TABLE registrations DROP COLUMN allow_ids; ALTER TABLE registrations DROP COLUMN "  \
+	"kinds; ALTER TABLE registrations DROP COLUMN domains; ALTER TABLE registrations DROP "    \
+	"COLUMN ports;"
+
 static void test_migrate_backup(void **state)
 {
 	struct fixture *f = *state;
@@ -201,9 +210,10 @@ static void test_migrate_backup(void **state)
 	store_close(f->s);
 	f->s = NULL;
 	/* make it look like a v1 database: version 1 and no v2 indexes */
-	raw_sql(f->db, "UPDATE schema_version SET version = 1;"
-		       "DROP INDEX ports_tunnel; DROP INDEX tokens_tunnel;"
-		       "DROP INDEX tunnels_state; DROP TABLE firewall; DROP TABLE domains;");
+	raw_sql(f->db,
+		"UPDATE schema_version SET version = 1;"
+		"DROP INDEX ports_tunnel; DROP INDEX tokens_tunnel;"
+		"DROP INDEX tunnels_state; DROP TABLE firewall; DROP TABLE domains;" UNDO_V6);
 	assert_int_equal(open_store(f), 0);
 	assert_int_equal(store_schema_version(f->s), STORE_SCHEMA_VERSION);
 	assert_int_equal(raw_int(f->db, "SELECT version FROM schema_version"),
@@ -241,7 +251,7 @@ static void test_migrate_newer_refused(void **state)
 	assert_null(f->s);
 	assert_non_null(strstr(err, "newer"));
 	raw_sql(f->db, "UPDATE schema_version SET version = 3; DROP TABLE firewall;"
-		       "DROP TABLE domains");
+		       "DROP TABLE domains;" UNDO_V6);
 	assert_int_equal(open_store(f), 0);
 }
 
@@ -656,7 +666,7 @@ static void test_revoke_releases_ports(void **state)
 	raw_sql(f->db, "UPDATE tokens SET revoked = 1 WHERE tunnel_id IN"
 		       " (SELECT id FROM tunnels WHERE group_id = 'b');"
 		       "UPDATE schema_version SET version = 2; DROP TABLE firewall;"
-		       "DROP TABLE domains;");
+		       "DROP TABLE domains;" UNDO_V6);
 	assert_int_equal(raw_int(f->db, "SELECT count(*) FROM ports"), 2);
 	assert_int_equal(open_store(f), 0);
 	assert_int_equal(raw_int(f->db, "SELECT count(*) FROM ports"), 0);
@@ -1229,6 +1239,99 @@ static void test_tunnel_queries_use_index(void **state)
 	}
 }
 
+/* --- token restrictions (restrict.h) --- */
+
+static int refuse_all(const struct restrict_set *rs, void *arg, char *err, size_t errlen)
+{
+	*(struct restrict_set *)arg = *rs;
+	snprintf(err, errlen, "refused by the check");
+	return 1;
+}
+
+static int pass_all(const struct restrict_set *rs, void *arg, char *err, size_t errlen)
+{
+	(void)err;
+	(void)errlen;
+	*(struct restrict_set *)arg = *rs;
+	return 0;
+}
+
+static void test_restrictions(void **state)
+{
+	struct fixture *f = *state;
+	struct restrict_set rs = {0}, seen, got;
+	struct store_registration r;
+	struct store_token t, plain;
+	struct store_port p;
+	char tok[STORE_SECRET_LEN], reg[STORE_SECRET_LEN], tid[STORE_TUNNEL_ID_LEN], err[160];
+	bool created;
+
+	strcpy(rs.allow_from, "10.9.9.0/24");
+	strcpy(rs.kinds, "tcp");
+	strcpy(rs.ports, "22002-22003");
+	assert_int_equal(store_token_create_rs(f->s, "r", "d", &rs, &t, tok), 0);
+	assert_string_equal(t.rs.allow_from, "10.9.9.0/24");
+	assert_string_equal(t.rs.ports, "22002-22003");
+	assert_string_equal(t.rs.allow_ids, "");
+	assert_int_equal(store_token_create(f->s, "plain", "d", &plain, reg), 0);
+	assert_string_equal(plain.rs.allow_from, "");
+	assert_int_equal(raw_int(f->db, "SELECT count(*) FROM tokens WHERE allow_from IS NULL"), 1);
+
+	/* a refusing check refuses the auth before last_used is written */
+	memset(&seen, 0, sizeof(seen));
+	assert_int_equal(
+	    store_auth_token_rs(f->s, tok, true, NULL, refuse_all, &seen, tid, err, sizeof(err)),
+	    -EACCES);
+	assert_string_equal(err, "refused by the check");
+	assert_string_equal(seen.kinds, "tcp");
+	assert_int_equal(raw_int(f->db, "SELECT count(*) FROM tokens WHERE last_used IS NOT NULL"),
+			 0);
+	assert_int_equal(
+	    store_auth_token_rs(f->s, tok, true, NULL, pass_all, &seen, tid, err, sizeof(err)), 0);
+	assert_string_equal(tid, t.tunnel_id);
+	assert_int_equal(store_tunnel_restrictions(f->s, tid, &got), 0);
+	assert_string_equal(got.ports, "22002-22003");
+	assert_int_equal(store_tunnel_restrictions(f->s, "t-000000000000", &got), -ENOENT);
+
+	/* port 0 = any lands inside the token's range; a port outside it is refused */
+	assert_int_equal(
+	    store_port_alloc_in(f->s, tid, 0, "a", 22002, 22003, &p, &created, err, sizeof(err)),
+	    0);
+	assert_int_equal(p.port, 22002);
+	assert_int_equal(
+	    store_port_alloc_in(f->s, tid, 0, "b", 22002, 22003, &p, &created, err, sizeof(err)),
+	    0);
+	assert_int_equal(p.port, 22003);
+	assert_int_equal(
+	    store_port_alloc_in(f->s, tid, 0, "a", 22002, 22003, &p, &created, err, sizeof(err)),
+	    0);
+	assert_int_equal(p.port, 22002); /* held under its rule */
+	assert_int_equal(store_port_alloc_in(f->s, tid, 22000, "c", 22002, 22003, &p, &created, err,
+					     sizeof(err)),
+			 -ERANGE);
+	assert_string_equal(err, "port 22000 is outside this token's port range 22002-22003");
+
+	/* a registration's restrictions: checked first, then inherited by what it mints */
+	memset(&rs, 0, sizeof(rs));
+	strcpy(rs.allow_ids, "kiosk-*");
+	strcpy(rs.domains, "*.example.com");
+	assert_int_equal(store_registration_create_rs(f->s, "k", 0, 0, &rs, &r, reg), 0);
+	assert_string_equal(r.rs.allow_ids, "kiosk-*");
+	assert_int_equal(store_auth_registration_rs(f->s, reg, "x", NULL, refuse_all, &seen, tid,
+						    tok, err, sizeof(err)),
+			 -EACCES);
+	assert_string_equal(seen.allow_ids, "kiosk-*");
+	assert_int_equal(
+	    raw_int(f->db, "SELECT uses FROM registrations WHERE allow_ids IS NOT NULL"), 0);
+	assert_int_equal(store_auth_registration_rs(f->s, reg, "kiosk-1", NULL, pass_all, &seen,
+						    tid, tok, err, sizeof(err)),
+			 0);
+	assert_int_equal(store_tunnel_restrictions(f->s, tid, &got), 0);
+	assert_string_equal(got.allow_ids, "kiosk-*");
+	assert_string_equal(got.domains, "*.example.com");
+	assert_string_equal(got.allow_from, "");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1252,6 +1355,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_tunnel_queries_use_index, setup, teardown),
 	    cmocka_unit_test(test_domain_check),
 	    cmocka_unit_test(test_domain_allowed),
+	    cmocka_unit_test_setup_teardown(test_restrictions, setup, teardown),
 	};
 
 	log_init("test_store", NLOG_WARN, false);
