@@ -68,12 +68,12 @@ SVC := common/svc.c
 SANDBOX := common/sandbox.c
 RELAYD_SRC := datapath/relayd.c datapath/ctlthread.c datapath/kern.c $(ENGINE) $(BPF_SRC) $(TLS) \
 	      $(CFG) $(COMMON) $(PASSWD) $(SVC) $(SANDBOX)
-# the dashboard (ctl/ui/) embedded by ctl/ui-embed.sh into a generated source, served by ctl/ui.c
-UI_FILES := $(sort $(wildcard ctl/ui/*.html ctl/ui/*.css ctl/ui/*.js ctl/ui/*.svg))
-UI_GEN := $(B)/gen/ui_files.c
 CONTROLD_SRC := ctl/controld.c ctl/store.c ctl/api.c ctl/relaylink.c ctl/reload.c ctl/acme.c \
 		ctl/acme_http.c ctl/jws.c ctl/restrict.c $(TLS) $(CFG) $(COMMON) $(SVC) \
 		$(SANDBOX)
+# the dashboard (ctl/ui/) embedded by ctl/ui-embed.sh into a generated source, served by ctl/ui.c
+UI_FILES := $(sort $(wildcard ctl/ui/*.html ctl/ui/*.css ctl/ui/*.js ctl/ui/*.svg))
+UI_GEN := $(B)/gen/ui_files.c
 CONTROLD_SRC += ctl/ui.c $(UI_GEN)
 NAVECTL_SRC := ctl/navectl.c $(CFG) $(COMMON)
 NAVE_SRC := client/nave.c client/client.c client/webroot.c $(ENGINE) $(TLS) $(CFG) $(COMMON) \

@@ -515,6 +515,19 @@
 		return out;
 	}
 
+	// A token's restrictions (allow_from, allow_ids, kinds, domains, ports) in one line.
+	function restrictions(t) {
+		const parts = [];
+		for (const [k, label] of [['allow_from', 'from'], ['allow_ids', 'ids'], ['kinds', 'kinds'],
+					  ['domains', 'domains'], ['ports', 'ports']]) {
+			const v = t[k];
+			if (v === null || v === undefined || (Array.isArray(v) && !v.length))
+				continue;
+			parts.push(`${label} ${Array.isArray(v) ? v.join(', ') : fmtValue(v)}`);
+		}
+		return parts.length ? parts.join('; ') : el('span', {class: 'muted'}, 'none');
+	}
+
 	async function viewTokens(q) {
 		const page = q.get('page') || '1';
 		const list = await api('GET', '/tokens?' + new URLSearchParams({page}).toString());
@@ -543,6 +556,7 @@
 				{title: 'description', cell: (t) => t.description},
 				{title: 'created', cell: (t) => fmtTime(t.created_at)},
 				{title: 'last used', cell: (t) => fmtTime(t.last_used)},
+				{title: 'restrictions', cell: restrictions},
 				{title: 'state', cell: (t) => el('span', {class: t.revoked ? 'revoked' : null}, t.revoked ? 'revoked' : 'active')},
 				{title: '', cell: (t) => t.revoked ? null : action('Revoke', {class: 'danger token-revoke', 'data-token': t.id}, async () => {
 					if (!confirm(`Revoke token ${t.id}? Its tunnel is disconnected and its ports and domains released.`))

@@ -377,7 +377,8 @@ def test_dashboard_end_to_end(server, admin_port, make_client, services, browser
     c = make_client("c0")
     svc = services(nt.h_exchange, "exchange")
     web = services(h_web, "web")
-    spare = server.token(id="spare-group")
+    st, spare = server.api("POST", "/api/v1/tokens", {"id": "spare-group", "kinds": ["tcp"]})
+    assert st == 201, spare
     # 49 more tunnels (a token makes its tunnel): 51 in all, two pages of the list
     for i in range(49):
         st, body = server.api("POST", "/api/v1/tokens", {"id": f"fleet-{i:02d}"})
@@ -481,21 +482,25 @@ def test_dashboard_end_to_end(server, admin_port, make_client, services, browser
                            and r, 10, f"{WEB_DOMAIN} routed")
     assert body == b"dashboard web rule: /from-the-dashboard\n" + WEB_BODY
 
-    # -- the records and the bandwidth graph
+    # -- the records and the bandwidth graph (records reach controld in batches: the
+    # page is loaded again until both exchanges are in)
+    up = 2 * 8 + 256 * nt.KiB + 64 * nt.KiB  # what the public side sent: lengths and data
+    down = 2 * 64 + 256 * nt.KiB + 64 * nt.KiB  # and got: data and two hashes each time
+
+    def bars(kind):
+        return [int(r.get_attribute("data-bytes")) for r in b.finds(f"#bandwidth rect.{kind}")]
+
     def recorded():
         b.go(f"#/connections?tunnel={c.tunnel_id}&rule=web&t={time.monotonic()}")
         b.view("connections")
         rows = b.rows("connections-table")
-        return rows if len(rows) >= 2 else None
+        return rows if len(rows) == 2 and (sum(bars("in")), sum(bars("out"))) == (up, down) \
+            else None
 
-    rows = b.wait(recorded, "two connection records of rule web")
+    rows = b.wait(recorded, "two connection records of rule web and their bytes in the graph")
     assert all(r[1] == c.tunnel_id and r[2] == "web" and r[3] == str(port) for r in rows)
-    up = 2 * 8 + 256 * nt.KiB + 64 * nt.KiB  # what the public side sent: lengths and data
-    down = 2 * 64 + 256 * nt.KiB + 64 * nt.KiB  # and got: data and two hashes each time
-    bars_in = [int(r.get_attribute("data-bytes")) for r in b.finds("#bandwidth rect.in")]
-    bars_out = [int(r.get_attribute("data-bytes")) for r in b.finds("#bandwidth rect.out")]
-    assert (sum(bars_in), sum(bars_out)) == (up, down)
-    assert int(b.find("#bandwidth").get_attribute("data-buckets")) == len(bars_in) > 1
+    assert sorted(r[6] for r in rows) == ["256.0 KiB", "64.0 KiB"]
+    assert int(b.find("#bandwidth").get_attribute("data-buckets")) == len(bars("in")) > 1
     b.shot("connections")
     b.type("#filter-rule", "site")
     b.find("#connections-filter button").click()
@@ -536,8 +541,9 @@ def test_dashboard_end_to_end(server, admin_port, make_client, services, browser
     b.shot("token-made")
     b.find(f".token-revoke[data-token='{spare['id']}']").click()
     b.accept_confirm()
-    b.wait(lambda: any(r[0] == spare["id"] and r[5] == "revoked" for r in b.rows("tokens-table")),
+    b.wait(lambda: any(r[0] == spare["id"] and r[6] == "revoked" for r in b.rows("tokens-table")),
            "the spare token shown revoked")
+    assert [r[5] for r in b.rows("tokens-table") if r[0] == spare["id"]] == ["kinds tcp"]
     assert not b.finds("#new-token"), "the new token is still on the page"
     toks = {t["id"]: t for t in all_items(server, "/api/v1/tokens")}
     assert toks[spare["id"]]["revoked"] is True
