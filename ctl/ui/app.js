@@ -244,6 +244,13 @@
 				  ['bytes in', fmtBytes(r.bytes_in)], ['bytes out', fmtBytes(r.bytes_out)],
 				  ['data links', fmtValue(r.links)], ['kTLS', fmtValue(r.ktls)],
 				  ['steering', fmtValue(r.steering)]);
+			if (r.records_sent !== undefined)
+				rows.push(['records from relayd', `${fmtValue(r.records_sent)} sent, ${fmtValue(r.records_dropped)} dropped`]);
+		}
+		if (s.records && typeof s.records === 'object') {
+			const k = s.records;
+			rows.push(['records in controld', `${fmtValue(k.stored)} stored of ${fmtValue(k.received)} received, ` +
+				   `${fmtValue(k.refused)} refused, ${fmtValue(k.failed)} failed`]);
 		}
 		return [el('h1', null, 'Server status'), kvTable('status-table', rows)];
 	}
@@ -355,7 +362,7 @@
 					 {title: 'reason', cell: (o) => fmtValue(o.reason)},
 				 ], ops));
 			if (pending)
-				refreshIn(1500);
+				refreshIn(rules.online ? 1500 : 5000);
 		}
 		const kind = el('select', {name: 'kind', id: 'rule-kind'},
 				el('option', {value: 'tcp'}, 'TCP'), el('option', {value: 'http'}, 'HTTP'));
@@ -613,9 +620,16 @@
 		users: (r) => viewUsers(r.q),
 	};
 
+	// The view again after ms, unless the user is filling in one of its forms (then later).
 	function refreshIn(ms) {
 		clearTimeout(timer);
-		timer = setTimeout(() => render(true), ms);
+		timer = setTimeout(() => {
+			const busy = [...document.querySelectorAll('#view input')].some((i) => i.value !== '' || i === document.activeElement);
+			if (busy)
+				refreshIn(ms);
+			else
+				render(true);
+		}, ms);
 	}
 
 	let seq = 0;
