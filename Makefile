@@ -44,7 +44,8 @@ SSL_LIBS := $(BSSL_LIB)/libssl.so $(BSSL_LIB)/libcrypto.so -Wl,-rpath,$(BSSL_LIB
 CURL_LIBS := $(shell pkg-config --libs libcurl)
 
 COMMON := common/log.c common/msg.c common/frame.c common/util.c common/valid.c common/sock.c \
-	  common/proxy.c common/portlist.c common/cidr.c common/tlspeek.c common/domain.c common/http.c
+	  common/proxy.c common/portlist.c common/cidr.c common/tlspeek.c common/domain.c common/http.c \
+	  common/rulemsg.c
 CFG := config/cfg.c
 # scrypt password hashes (BoringSSL): kept out of COMMON, navectl links no libcrypto
 PASSWD := common/passwd.c
@@ -69,6 +70,7 @@ SANDBOX := common/sandbox.c
 RELAYD_SRC := datapath/relayd.c datapath/ctlthread.c datapath/kern.c $(ENGINE) $(BPF_SRC) $(TLS) \
 	      $(CFG) $(COMMON) $(PASSWD) $(SVC) $(SANDBOX)
 CONTROLD_SRC := ctl/controld.c ctl/store.c ctl/api.c ctl/relaylink.c ctl/reload.c ctl/acme.c \
+		ctl/ruleops.c \
 		ctl/acme_http.c ctl/jws.c ctl/restrict.c $(TLS) $(CFG) $(COMMON) $(SVC) \
 		$(SANDBOX)
 # the dashboard (ctl/ui/) embedded by ctl/ui-embed.sh into a generated source, served by ctl/ui.c
@@ -158,7 +160,7 @@ $(B)/tests/test_sandbox: $(call obj,common/sandbox.c)
 # the dashboard's file server, with the files embedded as controld has them
 $(B)/tests/test_ui: $(call obj,ctl/ui.c $(UI_GEN))
 # the ACME client's pieces and relayd's challenge table
-$(B)/tests/test_acme: $(call obj,ctl/jws.c ctl/acme.c ctl/acme_http.c ctl/relaylink.c \
+$(B)/tests/test_acme: $(call obj,ctl/jws.c ctl/acme.c ctl/acme_http.c ctl/relaylink.c ctl/ruleops.c \
 	datapath/acme_chal.c ctl/restrict.c)
 # token restrictions: parsing and matching
 $(B)/tests/test_restrict: $(call obj,ctl/restrict.c)

@@ -18,6 +18,7 @@
 #include "log.h"
 #include "svc.h"
 #include "msg.h"
+#include "rulemsg.h"
 #include "tls/ktls.h"
 #include "tls/tls.h"
 #include "util.h"
@@ -44,6 +45,7 @@
 #define BACKOFF_MAX_MS	   30000
 #define LOCAL_MAX	   32
 #define LOCAL_TIMEOUT_MS   15000
+#define REMOTE_DONE	   16 /* remote operations whose answers are kept */
 
 /* ---------- a blocking-ish TLS control connection ---------- */
 
@@ -352,6 +354,9 @@ static json_t *hello_msg(const struct cfg_client *c, const char *mode, const cha
 		json_object_set_new(h, "id", json_string(c->id));
 	/* the server refuses a connection at once when the tunnel's links are used up */
 	json_object_set_new(h, "max_links", json_integer(c->max_links));
+	/* what this client takes beyond version 1 (link_proto.h); remote_rules = off refuses
+	 * each push with its own reason rather than posing as an older client */
+	json_object_set_new(h, "features", json_pack("[s]", LINK_FEATURE_RULES));
 	if (token)
 		json_object_set_new(h, "token", json_string(token));
 	if (registration)
@@ -458,7 +463,17 @@ struct local {
 	char rule[64];
 	bool remove;
 	bool deauth;
+	/* a remote rule operation (rule_push) run through the local path: no fd, the reply
+	 * goes to the server as rule_result {op} */
+	bool remote;
+	long long op;
 };
+
+/* A slot in use: a local connection, or a remote operation waiting for the server. */
+static bool lo_used(const struct local *lo)
+{
+	return lo->fd > 0 || lo->remote;
+}
 
 struct client {
 	struct cfg_client *cfg;
@@ -489,6 +504,17 @@ struct client {
 	 */
 	char ktls_mode[64];
 	int ctl_ktls; /* cconn_open's ktls: 0, 1 (auto) or 2 (on) */
+	/*
+	 * The answers to the last REMOTE_DONE remote operations, by op: one pushed again
+	 * (its answer lost with a link, or with a controld restart) gets the same answer.
+	 */
+	struct remote_done {
+		long long op;
+		bool ok;
+		long long port, route;
+		char reason[RULEMSG_REASON_MAX + 1];
+	} done[REMOTE_DONE];
+	unsigned ndone;
 };
 
 static bool op_rule_find(void *arg, uint16_t port, uint16_t flags, struct engine_rule *out)
@@ -618,11 +644,17 @@ static void persist(struct client *cl)
 		log_warn("cannot save %s: %s", c->path, err);
 }
 
+static void remote_reply(struct client *cl, struct local *lo, json_t *obj);
+
 static void local_reply(struct client *cl, struct local *lo, json_t *obj)
 {
 	size_t n;
 	uint8_t *m;
 
+	if (lo->remote) {
+		remote_reply(cl, lo, obj);
+		return;
+	}
 	json_object_set_new(obj, "type", json_string("reply"));
 	m = msg_encode(obj, &n);
 	if (m) {
@@ -753,7 +785,7 @@ static void session_end(struct client *cl, const char *why)
 			cl->rules[i].granted = 0;
 	pthread_mutex_unlock(&cl->lock);
 	for (unsigned i = 0; i < LOCAL_MAX; i++)
-		if (cl->locals[i].fd > 0 && cl->locals[i].waiting)
+		if (lo_used(&cl->locals[i]) && cl->locals[i].waiting)
 			local_reply(
 			    cl, &cl->locals[i],
 			    json_pack("{s:b, s:s}", "ok", 0, "error",
@@ -838,9 +870,212 @@ static void try_connect(struct client *cl)
 static struct local *local_waiting(struct client *cl, long long req)
 {
 	for (unsigned i = 0; i < LOCAL_MAX; i++)
-		if (cl->locals[i].fd > 0 && cl->locals[i].waiting == req)
+		if (lo_used(&cl->locals[i]) && cl->locals[i].waiting == req)
 			return &cl->locals[i];
 	return NULL;
+}
+
+/* ---------- remote rule operations (rule_push, link_proto.h) ---------- */
+
+static void on_local_request(struct client *cl, struct local *lo, json_t *req);
+
+static void rule_result_send(struct client *cl, long long op, bool ok, long long port,
+			     long long route, const char *reason)
+{
+	char buf[RULEMSG_REASON_MAX + 1] = "";
+	json_t *m = json_pack("{s:s, s:I, s:b}", "type", LINK_MSG_RULE_RESULT, "op", (json_int_t)op,
+			      "ok", ok);
+	struct remote_done *d;
+
+	if (!m)
+		return;
+	if (port > 0 && port <= 65535)
+		json_object_set_new(m, "port", json_integer(port));
+	if (route > 0 && route <= 65535)
+		json_object_set_new(m, "route", json_integer(route));
+	if (!ok || (reason && reason[0])) {
+		/* one line the server takes: printable, at most RULEMSG_REASON_MAX bytes */
+		if (!reason || !valid_str(reason, VALID_TEXT, RULEMSG_REASON_MAX))
+			log_escape(reason ? reason : "refused", strlen(reason ? reason : "refused"),
+				   buf, sizeof(buf), false);
+		else
+			str_copy(buf, sizeof(buf), reason);
+		json_object_set_new(m, "reason", json_string(buf[0] ? buf : "refused"));
+	}
+	if (cl->cc.fd >= 0 && cconn_send(&cl->cc, m) < 0)
+		log_warn("remote rule operation %lld: cannot send the result", op);
+	json_decref(m);
+	/* kept, so that the operation pushed again gets the same answer */
+	for (unsigned i = 0; i < REMOTE_DONE && i < cl->ndone; i++)
+		if (cl->done[i].op == op)
+			return;
+	d = &cl->done[cl->ndone++ % REMOTE_DONE];
+	d->op = op;
+	d->ok = ok;
+	d->port = port;
+	d->route = route;
+	str_copy(d->reason, sizeof(d->reason), ok ? (reason ?: "") : buf);
+}
+
+/* The local path's answer to a remote operation: to the server as rule_result. */
+static void remote_reply(struct client *cl, struct local *lo, json_t *obj)
+{
+	bool ok = json_is_true(json_object_get(obj, "ok"));
+	const char *reason = msg_str(obj, "error");
+	long long port = msg_int(obj, "port", 0), route = msg_int(obj, "route", 0);
+
+	if (ok)
+		log_info("remote rule operation %lld (rule %s): applied%s", lo->op, lo->rule,
+			 lo->remove ? " (removed)" : "");
+	else
+		log_warn("remote rule operation %lld (rule %s): refused: %s", lo->op, lo->rule,
+			 reason ?: "refused");
+	/* a link that is gone takes no answer: the server pushes the operation again */
+	rule_result_send(cl, lo->op, ok, port, route, reason);
+	json_decref(obj);
+	memset(lo, 0, sizeof(*lo));
+	lo->fd = -1;
+}
+
+/* An identical rule held already (a push repeated after a lost link): its port or route. */
+static bool rule_same(const struct rule *r, const json_t *n, long long *port, long long *route)
+{
+	const char *pp = msg_str(n, "proxy_protocol") ?: "";
+	int proxy = !strcmp(pp, "v1") ? 1 : !strcmp(pp, "v2") ? 2 : 0;
+
+	if (!strcmp(msg_str(n, "kind"), "tcp")) {
+		long long want = msg_int(n, "port", 0);
+
+		if (r->http || strcmp(r->cfg.to, msg_str(n, "to") ?: "") ||
+		    r->cfg.proxy_protocol != proxy ||
+		    (want && want != r->cfg.port && want != r->granted))
+			return false;
+		*port = r->granted;
+		return true;
+	}
+	if (!r->http || strcmp(r->h.domain, msg_str(n, "domain") ?: "") ||
+	    strcmp(r->h.to, msg_str(n, "to") ?: "") ||
+	    strcmp(r->h.webroot, msg_str(n, "webroot") ?: "") ||
+	    strcmp(r->h.host_header, msg_str(n, "host_header") ?: "") ||
+	    strcmp(r->h.basic_auth, msg_str(n, "basic_auth") ?: "") ||
+	    r->h.proxy_protocol != proxy ||
+	    r->h.tls_passthrough != json_is_true(json_object_get(n, "tls_passthrough")) ||
+	    r->h.redirect_https != json_is_true(json_object_get(n, "redirect_https")))
+		return false;
+	*route = r->granted; /* 0 until the server grants it on this session */
+	return true;
+}
+
+/*
+ * rule_push: checked again (rulemsg.h), held against [client] remote_rules,
+ * logged, then run exactly as `nave tunnel tcp|http add` / `nave tunnel rm`
+ * would through the local socket; the answer goes back as rule_result.
+ */
+static void on_rule_push(struct client *cl, json_t *m)
+{
+	static const char *const allow[] = {"type", "op", NULL};
+	long long op = rulemsg_op(m), port = 0, route = 0;
+	char why[300], what[CFG_PATH_MAX + 64];
+	const char *action, *kind, *name;
+	struct local *lo = NULL;
+	struct rule *r;
+	json_t *n, *req;
+	bool same = false;
+
+	if (!op) {
+		log_warn("rule_push without a usable op: ignored");
+		return;
+	}
+	for (unsigned i = 0; i < REMOTE_DONE && i < cl->ndone; i++) {
+		const struct remote_done *d = &cl->done[i];
+
+		if (d->op == op) {
+			struct remote_done again = *d;
+
+			log_info("remote rule operation %lld pushed again: answered as before", op);
+			rule_result_send(cl, op, again.ok, again.port, again.route, again.reason);
+			return;
+		}
+	}
+	for (unsigned i = 0; i < LOCAL_MAX; i++)
+		if (cl->locals[i].remote && cl->locals[i].op == op)
+			return; /* under way: its answer comes */
+	n = rulemsg_norm(m, NULL, allow, why, sizeof(why));
+	if (!n) {
+		log_warn("remote rule operation %lld refused: %s", op, why);
+		rule_result_send(cl, op, false, 0, 0, why);
+		return;
+	}
+	action = msg_str(n, "action");
+	kind = msg_str(n, "kind") ?: "";
+	name = msg_str(n, "name");
+	if (!strcmp(action, "add"))
+		snprintf(what, sizeof(what), "add %s rule %s -> %s", kind, name,
+			 msg_str(n, "webroot") ? msg_str(n, "webroot") : msg_str(n, "to"));
+	else
+		snprintf(what, sizeof(what), "remove rule %s", name);
+	log_info("remote rule change from the server (operation %lld): %s%s%s", op, what,
+		 msg_str(n, "domain") ? " for " : "", msg_str(n, "domain") ?: "");
+	if (cl->cfg->remote_rules == CFG_REMOTE_OFF) {
+		rule_result_send(
+		    cl, op, false, 0, 0,
+		    "remote rules are off on this client ([client] remote_rules = off)");
+		log_warn("remote rule operation %lld refused: [client] remote_rules = off", op);
+		goto out;
+	}
+	if (msg_str(n, "webroot") && cl->cfg->remote_rules != CFG_REMOTE_ALL) {
+		rule_result_send(cl, op, false, 0, 0,
+				 "remote webroot rules are off on this client ([client] "
+				 "remote_rules = tcp-http; all allows them)");
+		log_warn("remote rule operation %lld refused: a webroot needs [client] "
+			 "remote_rules = all",
+			 op);
+		goto out;
+	}
+	if (!strcmp(action, "add")) {
+		pthread_mutex_lock(&cl->lock);
+		r = rule_by_name(cl, name);
+		same = r && rule_same(r, n, &port, &route);
+		pthread_mutex_unlock(&cl->lock);
+		if (same) {
+			log_info("remote rule operation %lld: rule %s is there already", op, name);
+			rule_result_send(cl, op, true, port, route, NULL);
+			goto out;
+		}
+	}
+	for (unsigned i = 0; i < LOCAL_MAX && !lo; i++)
+		if (!lo_used(&cl->locals[i]))
+			lo = &cl->locals[i];
+	if (!lo) {
+		rule_result_send(cl, op, false, 0, 0, "the client is busy; try again");
+		goto out;
+	}
+	memset(lo, 0, sizeof(*lo));
+	lo->fd = -1;
+	lo->remote = true;
+	lo->op = op;
+	lo->deadline = now_ms() + LOCAL_TIMEOUT_MS;
+	str_copy(lo->rule, sizeof(lo->rule), name);
+	/* the request `nave tunnel ...` sends to the local socket (client/nave.c) */
+	req = json_deep_copy(n);
+	json_object_del(req, "action");
+	json_object_del(req, "kind");
+	json_object_set_new(req, "type",
+			    json_string(!strcmp(action, "rm")  ? "rule_rm"
+					: !strcmp(kind, "tcp") ? "tcp_add"
+							       : "http_add"));
+	{
+		const char *pp = msg_str(n, "proxy_protocol");
+
+		json_object_set_new(req, "proxy_protocol",
+				    json_integer(!pp		     ? 0
+						 : !strcmp(pp, "v1") ? 1
+								     : 2));
+	}
+	on_local_request(cl, lo, req);
+	json_decref(req);
+out:
+	json_decref(n);
 }
 
 static void on_server_message(struct client *cl, json_t *m)
@@ -969,6 +1204,10 @@ static void on_server_message(struct client *cl, json_t *m)
 			}
 			local_reply(cl, lo, json_pack("{s:b, s:s}", "ok", 0, "error", reason));
 		}
+		return;
+	}
+	if (!strcmp(type, LINK_MSG_RULE_PUSH)) {
+		on_rule_push(cl, m);
 		return;
 	}
 	if (!strcmp(type, LINK_MSG_SHUTDOWN)) {
@@ -1290,7 +1529,7 @@ static void local_accept(struct client *cl)
 	if (fd < 0)
 		return;
 	for (unsigned i = 0; i < LOCAL_MAX; i++) {
-		if (cl->locals[i].fd <= 0) {
+		if (!lo_used(&cl->locals[i])) {
 			cl->locals[i].fd = fd;
 			msg_reader_init(&cl->locals[i].mr);
 			cl->locals[i].deadline = now_ms() + LOCAL_TIMEOUT_MS;
@@ -1507,7 +1746,7 @@ int client_run(struct cfg_client *c)
 		for (unsigned i = 0; i < LOCAL_MAX; i++) {
 			struct local *lo = &cl->locals[i];
 
-			if (lo->fd > 0 && now > lo->deadline)
+			if (lo_used(lo) && now > lo->deadline)
 				local_reply(cl, lo,
 					    json_pack("{s:b, s:s}", "ok", 0, "error",
 						      "timed out waiting for the server"));

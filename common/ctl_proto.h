@@ -71,6 +71,14 @@
 /* {req, tunnel_id}: revoke the tunnel's token, release its ports and domains */
 #define CTL_DEAUTH "deauth"
 /*
+ * {op, tunnel_id, ok, retry?, port?, route?, reason?}: the answer to a rule_push (below):
+ * the client's rule_result passed on (tunnel_id: the session's, never the client's word),
+ * or relayd's own: retry true when the tunnel is not online here (the op stays pending
+ * and is pushed again when the tunnel comes online), ok false with reason "client too
+ * old" when the client's HELLO did not name the "rule_push" feature.
+ */
+#define CTL_RULE_RESULT "rule_result"
+/*
  * {workers, ktls, steering, conns, conns_total, bytes_in, bytes_out, links, links_ktls,
  * links_tls, ktls_fallbacks, refused_per_source, idle_timeouts, pending_timeouts,
  * refused_max_links, refused_fd_limit, uptime}
@@ -141,5 +149,12 @@
  * dropped with it.
  */
 #define CTL_FIREWALL "firewall"
+/*
+ * {op, tunnel_id, action, name, kind?, to?, port?, ...}: a queued remote rule operation
+ * (ctl/ruleops.c, the store's rule_ops) for an online tunnel, at most one per tunnel in
+ * flight; relayd checks it (common/rulemsg.h) and sends it to the client as the link's
+ * rule_push (link_proto.h), then passes the client's rule_result back as rule_result.
+ */
+#define CTL_RULE_PUSH "rule_push"
 
 #endif

@@ -82,6 +82,34 @@
 #define LINK_MSG_DEAUTHED "deauthed" /* r->c {req, released:[ports]} */
 
 /*
+ * HELLO "features": what a client understands beyond version 1, an array of at most
+ * LINK_FEATURES_MAX names (1..LINK_FEATURE_MAX of [A-Za-z0-9_-]); names relayd does not
+ * know are ignored, a client that sends none has none (an older client keeps working).
+ *   "rule_push"  the client takes rule_push (below).
+ *
+ * Remote rules (navectl tunnels rules add|rm, ctl/API.md): an operator's rule change
+ * for this client, one at a time per tunnel (the next after this one's result):
+ * r->c rule_push {op, action: "add"|"rm", name, kind?, and the members of the client's
+ *   rule sections: to, port, proxy_protocol ("v1"|"v2"), domain, webroot,
+ *   tls_passthrough, redirect_https, host_header, basic_auth} (common/rulemsg.h checks
+ *   it at controld, at relayd and at the client). Sent only to a client whose HELLO
+ *   named "rule_push"; for any other the op fails with "client too old". The client
+ *   applies it exactly as `nave tunnel tcp|http add` / `nave tunnel rm` (its local
+ *   socket's path: saved in its config, asked of the server with tcp_add/http_add,
+ *   tcp_rm/http_rm), within its [client] remote_rules policy, and logs it.
+ * c->r rule_result {op, ok, port?, route?, reason?}: applied (ok true; port: the public
+ *   port of a TCP rule; route: an HTTP rule's) or refused (ok false, reason: one line,
+ *   1..RULEMSG_REASON_MAX bytes). An op pushed again (its answer lost) gets the answer
+ *   the client gave it (the client keeps its last 16), and an add of a rule the client
+ *   holds already, the same, is applied again.
+ */
+#define LINK_MSG_RULE_PUSH   "rule_push"
+#define LINK_MSG_RULE_RESULT "rule_result"
+#define LINK_FEATURE_RULES   "rule_push"
+#define LINK_FEATURES_MAX    8
+#define LINK_FEATURE_MAX     32
+
+/*
  * HELLO "mode": "run" for nave start, "configure" to validate/mint a token
  * only, "deauth" to revoke the token (WELCOME {tunnel_id, revoked: true},
  * then the link closes; an online session of the tunnel is shut down).

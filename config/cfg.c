@@ -172,6 +172,7 @@ enum row_type {
 	R_STEERING, /* int: auto|bpf|listeners */
 	R_POW2,	    /* unsigned power of two in min..max */
 	R_PROXY,    /* int: empty|v1|v2 */
+	R_REMOTE,   /* unsigned: off|tcp-http|all (enum cfg_remote) */
 };
 
 struct cfg_row {
@@ -264,6 +265,7 @@ static const struct cfg_row client_rows[] = {
     CLI("pool_idle", "4", R_UINT, pool_idle, .min = 1, .max = 64),
     CLI("max_links", "16384", R_UINT, max_links, .min = 1, .max = 1048576),
     CLI("ktls", "auto", R_KTLS, ktls),
+    CLI("remote_rules", "tcp-http", R_REMOTE, remote_rules),
 };
 
 static const struct cfg_row tcp_rows[] = {
@@ -703,6 +705,7 @@ static bool row_is_string(const struct cfg_row *r)
 static const char *const ktls_names[] = {"off", "on", "auto"}; /* CFG_OFF, CFG_ON, CFG_AUTO */
 static const char *const steer_names[] = {"auto", "bpf", "listeners"};
 static const char *const proxy_names[] = {"", "v1", "v2"};
+static const char *const remote_names[] = {"off", "tcp-http", "all"};
 static const char *const fmt_names[] = {"text", "json"};
 
 /*
@@ -895,6 +898,14 @@ static int row_parse(const struct cfg_row *r, void *base, const char *v, char *w
 		}
 		set_num(r, base, r->off, k);
 		return 0;
+	case R_REMOTE:
+		k = parse_enum(v, remote_names, ARRAY_SIZE(remote_names));
+		if (k < 0) {
+			snprintf(why, wl, "%s is not one of off|tcp-http|all", q);
+			return -1;
+		}
+		set_num(r, base, r->off, k);
+		return 0;
 	case R_PROXY:
 		k = parse_enum(v, proxy_names, ARRAY_SIZE(proxy_names));
 		if (k < 0) {
@@ -1019,6 +1030,9 @@ static void row_format(const struct cfg_row *r, const void *base, char *out, siz
 		break;
 	case R_STEERING:
 		snprintf(out, len, "%s", v >= 0 && v < 3 ? steer_names[v] : "auto");
+		break;
+	case R_REMOTE:
+		snprintf(out, len, "%s", v >= 0 && v < 3 ? remote_names[v] : "tcp-http");
 		break;
 	case R_PROXY:
 		snprintf(out, len, "%s", v >= 0 && v < 3 ? proxy_names[v] : "");

@@ -172,6 +172,14 @@ struct cfg_http_rule {
 	int proxy_protocol;	       /* enum cfg_proxy: a PROXY header to the service (to only) */
 };
 
+/*
+ * [client] remote_rules: the rule changes an operator may push from the edge
+ * (navectl tunnels rules): none; TCP rules and HTTP rules to a HOST:PORT; or
+ * also HTTP rules with a webroot (a directory of this device served to the
+ * world: off unless the device's owner opts in).
+ */
+enum cfg_remote { CFG_REMOTE_OFF, CFG_REMOTE_TCP_HTTP, CFG_REMOTE_ALL };
+
 struct cfg_client {
 	char server[CFG_STR_MAX]; /* HOST[:PORT], port default 8443 */
 	char token[CFG_STR_MAX];
@@ -184,6 +192,8 @@ struct cfg_client {
 	unsigned pool_idle; /* pool_idle = 4 */
 	unsigned max_links; /* max_links = 1024 */
 	int ktls;	    /* ktls = auto: CFG_AUTO|CFG_ON|CFG_OFF, as [datapath] ktls */
+	/* remote_rules = tcp-http: which rule changes the server may push (enum cfg_remote) */
+	unsigned remote_rules;
 	/* CFG_MAX_RULES bounds TCP and HTTP rules together (n_tcp + n_http) */
 	unsigned n_tcp;
 	struct cfg_tcp_rule tcp[CFG_MAX_RULES];

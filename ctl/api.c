@@ -27,9 +27,11 @@
 #include "ctl/relaylink.h"
 #include "ctl/acme.h"
 #include "ctl/reload.h"
+#include "ctl/ruleops.h"
 #include "ctl/store.h"
 #include "link_proto.h"
 #include "log.h"
+#include "rulemsg.h"
 #include "tls/tls.h"
 #include "util.h"
 #include "valid.h"
@@ -66,9 +68,10 @@ struct req {
 struct call {
 	struct api *a;
 	struct MHD_Connection *conn;
-	const char *id; /* the '*' segment of the route */
-	json_t *body;	/* the request body: an object, or NULL when empty */
-	json_t *out;	/* the response body */
+	const char *id;	 /* the '*' segment of the route (the last one when it has two) */
+	const char *id0; /* the first '*' segment of a route that has two */
+	json_t *body;	 /* the request body: an object, or NULL when empty */
+	json_t *out;	 /* the response body */
 };
 
 static int fail(struct call *c, int status, const char *fmt, ...)
@@ -728,6 +731,67 @@ static int h_tunnel_shutdown(struct call *c)
 	return c->out ? MHD_HTTP_OK : internal(c);
 }
 
+/* --- remote rule operations (ctl/ruleops.c) --- */
+
+static int rules_status(struct call *c, int ret, const char *tid)
+{
+	if (ret == -ENOENT)
+		return fail(c, MHD_HTTP_NOT_FOUND, "unknown tunnel %s", tid);
+	if (ret == -ENOSPC)
+		return fail(c, MHD_HTTP_CONFLICT,
+			    "tunnel %s has %d remote rule operations pending already; wait for "
+			    "them (its client applies them when it is online)",
+			    tid, RULEOPS_PENDING_MAX);
+	if (ret)
+		return internal(c);
+	return MHD_HTTP_ACCEPTED;
+}
+
+static int h_tunnel_rules_list(struct call *c)
+{
+	int ret = ruleops_list(c->a->st, c->id, &c->out);
+
+	if (ret == -ENOENT)
+		return fail(c, MHD_HTTP_NOT_FOUND, "unknown tunnel %s", c->id);
+	return ret ? internal(c) : MHD_HTTP_OK;
+}
+
+/* {kind, name, ...}: the members of the client's rule sections (common/rulemsg.h) */
+static int h_tunnel_rules_add(struct call *c)
+{
+	char err[300];
+	json_t *op;
+	int ret;
+
+	if (!c->body)
+		return fail(c, MHD_HTTP_BAD_REQUEST,
+			    "kind: missing (a body {\"kind\": \"tcp\" "
+			    "or \"http\", \"name\", ...})");
+	op = rulemsg_norm(c->body, "add", NULL, err, sizeof(err));
+	if (!op)
+		return fail(c, MHD_HTTP_BAD_REQUEST, "%s", err);
+	ret = ruleops_queue(c->a->st, c->a->rl, c->id, op, &c->out);
+	json_decref(op);
+	return rules_status(c, ret, c->id);
+}
+
+static int h_tunnel_rule_rm(struct call *c)
+{
+	json_t *req = json_pack("{s:s}", "name", c->id), *op;
+	char err[300];
+	int ret;
+
+	if (c->body)
+		return fail(c, MHD_HTTP_BAD_REQUEST, "DELETE takes no body");
+	op = req ? rulemsg_norm(req, "rm", NULL, err, sizeof(err)) : NULL;
+	json_decref(req);
+	if (!op)
+		return fail(c, MHD_HTTP_BAD_REQUEST, "%s", req ? err : "out of memory");
+	ret = ruleops_queue(c->a->st, c->a->rl, c->id0, op, &c->out);
+	json_decref(op);
+	return rules_status(c, ret, c->id0);
+}
+
 static int h_ports_list(struct call *c)
 {
 	struct store_filter f = {0};
@@ -960,6 +1024,9 @@ static const struct route {
     {"GET", "tunnels", h_tunnels_list},
     {"GET", "tunnels/*", h_tunnel_get},
     {"POST", "tunnels/*/shutdown", h_tunnel_shutdown},
+    {"GET", "tunnels/*/rules", h_tunnel_rules_list},
+    {"POST", "tunnels/*/rules", h_tunnel_rules_add},
+    {"DELETE", "tunnels/*/rules/*", h_tunnel_rule_rm},
     {"GET", "ports", h_ports_list},
     {"POST", "ports", h_ports_allocate},
     {"DELETE", "ports/*", h_port_release},
@@ -996,12 +1063,13 @@ static int split(char *p, char **seg, int max)
  * the '*', '#' or '@' one (-1: none), *rest whether it is a '#' and *dom
  * whether it is a '@'.
  */
-static bool route_match(const char *pattern, char **seg, int n, int *idx, bool *rest, bool *dom)
+static bool route_match(const char *pattern, char **seg, int n, int *idx, int *idx0, bool *rest,
+			bool *dom)
 {
 	char pat[64], *ps[MAX_SEGS];
 	int pn;
 
-	*idx = -1;
+	*idx = *idx0 = -1;
 	*dom = false;
 	snprintf(pat, sizeof(pat), "%s", pattern);
 	pn = split(pat, ps, MAX_SEGS);
@@ -1012,6 +1080,8 @@ static bool route_match(const char *pattern, char **seg, int n, int *idx, bool *
 		if (!strcmp(ps[i], "*") || !strcmp(ps[i], "#") || !strcmp(ps[i], "@")) {
 			if (!*seg[i])
 				return false;
+			if (*idx >= 0)
+				*idx0 = *idx;
 			*idx = i;
 			*dom = !strcmp(ps[i], "@");
 		} else if (strcmp(ps[i], seg[i]) != 0) {
@@ -1049,9 +1119,9 @@ static int route(struct call *c, const char *url, const char *method, struct req
 		path[len - 1] = 0;
 	n = split(path, seg, MAX_SEGS);
 	for (size_t i = 0; n > 0 && i < ARRAY_SIZE(routes); i++) {
-		int idx;
+		int idx, idx0;
 
-		if (!route_match(routes[i].path, seg, n, &idx, &rest, &dom))
+		if (!route_match(routes[i].path, seg, n, &idx, &idx0, &rest, &dom))
 			continue;
 		path_known = true;
 		if (strcmp(routes[i].method, method) != 0)
@@ -1060,6 +1130,8 @@ static int route(struct call *c, const char *url, const char *method, struct req
 		/* split() cut path in place: the '#' text runs to the end of whole */
 		if (idx >= 0)
 			c->id = rest ? whole + (seg[idx] - path) : seg[idx];
+		if (idx0 >= 0)
+			c->id0 = seg[idx0];
 		break;
 	}
 	if (!r && path_known)
@@ -1071,7 +1143,8 @@ static int route(struct call *c, const char *url, const char *method, struct req
 		return fail(c, MHD_HTTP_BAD_REQUEST, "an address block is 1 to %d characters",
 			    CIDR_TEXT_MAX);
 	/* a domain: store_domain_check in the handler says what is wrong with it */
-	if (c->id && !rest && !dom && !valid_str(c->id, VALID_ID, ID_MAX))
+	if ((c->id && !rest && !dom && !valid_str(c->id, VALID_ID, ID_MAX)) ||
+	    (c->id0 && !valid_str(c->id0, VALID_ID, ID_MAX)))
 		return fail(c, MHD_HTTP_BAD_REQUEST, "invalid id: 1-%d characters: %s", ID_MAX,
 			    valid_alphabet(VALID_ID));
 	if (rq->too_big)

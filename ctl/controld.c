@@ -25,6 +25,7 @@
 #include "ctl/acme.h"
 #include "ctl/api.h"
 #include "ctl/relaylink.h"
+#include "ctl/ruleops.h"
 #include "ctl/reload.h"
 #include "ctl/store.h"
 #include "log.h"
@@ -299,7 +300,8 @@ static int run(struct cfg_server *cfg)
 		}
 		relaylink_process(rl, pfd + 2, nrl);
 		api_process(api, pfd + 2 + nrl, napi);
-		acme_pump(acme, rl); /* also after relaylink_process: a relayd that just synced */
+		acme_pump(acme, rl);  /* also after relaylink_process: a relayd that just synced */
+		ruleops_tick(st, rl); /* remote rule operations the client never answered */
 		log_limit_flush();
 	}
 out:

@@ -1974,6 +1974,271 @@ static int cmd_ports_release(struct ctx *c, int argc, char **argv)
 	return EXIT_OK;
 }
 
+/* ---- remote rules (ctl/API.md: /api/v1/tunnels/ID/rules) ---- */
+
+/* The first positional arguments (ID, KIND or NAME) ahead of the options. */
+static int take_positionals(struct ctx *c, int *argc, char ***argv, const char **out,
+			    const char *const *names, int n)
+{
+	for (int i = 0; i < n; i++) {
+		if (!*argc || (*argv)[0][0] == '-') {
+			/* --help before them still prints the usage */
+			for (int k = 0; k < *argc; k++)
+				if (!strcmp((*argv)[k], "--help") || !strcmp((*argv)[k], "-h")) {
+					cmd_usage(stdout, c->cmd);
+					return ARGS_HELP;
+				}
+			return usage_error(c, "missing %s", names[i]);
+		}
+		out[i] = (*argv)[0];
+		(*argc)--;
+		(*argv)++;
+	}
+	return 0;
+}
+
+/* One operation's outcome in a line: "applied (port 22001)", "failed: REASON", "pending". */
+static void print_op(json_t *op)
+{
+	char b1[1024], b2[1024], b3[1024], b4[1024];
+	const char *state = json_string_value(json_object_get(op, "state")) ?: "?";
+
+	printf("operation %s (%s rule %s) for tunnel %s: %s",
+	       fmt_esc(json_object_get(op, "id"), b1, sizeof(b1)),
+	       fmt_esc(json_object_get(op, "action"), b2, sizeof(b2)),
+	       fmt_esc(json_object_get(op, "name"), b3, sizeof(b3)),
+	       fmt_esc(json_object_get(op, "tunnel_id"), b4, sizeof(b4)), state);
+	if (json_is_integer(json_object_get(op, "port")))
+		printf(" (public port %s)", fmt_esc(json_object_get(op, "port"), b1, sizeof(b1)));
+	if (json_is_string(json_object_get(op, "reason")))
+		printf(": %s", fmt_esc(json_object_get(op, "reason"), b1, sizeof(b1)));
+	if (!strcmp(state, "pending"))
+		printf(" (the client applies it when it is online)");
+	putchar('\n');
+}
+
+/*
+ * POST or DELETE an operation; --wait: poll the tunnel's list until the client
+ * answered it (30 s), exit 1 when it failed. --json prints the API's answer, or with
+ * --wait the operation's record as the tunnel's list has it at the end.
+ */
+static int rules_send(struct ctx *c, const char *tunnel, const char *method, struct sbuf *path,
+		      json_t *body, bool wait)
+{
+	bool json = c->json;
+	json_t *op = NULL;
+	int ret;
+
+	if (!wait) {
+		/* --json: the API's answer as it came */
+		ret = api_call(c, method, path, body, &op);
+		if (ret || !op)
+			return ret;
+		print_op(op);
+		json_decref(op);
+		return EXIT_OK;
+	}
+	c->json = false;
+	ret = api_call(c, method, path, body, &op);
+	c->json = json;
+	if (ret || !op)
+		return ret;
+	for (int i = 0; wait && i < 150 &&
+			!strcmp(json_string_value(json_object_get(op, "state")) ?: "", "pending");
+	     i++) {
+		json_int_t id = json_integer_value(json_object_get(op, "id"));
+		struct sbuf p2 = api_path("tunnels", tunnel, "rules");
+		json_t *list = NULL, *it;
+		size_t k;
+
+		usleep(200000);
+		c->json = false;
+		ret = api_call(c, "GET", &p2, NULL, &list);
+		c->json = json;
+		if (ret) {
+			json_decref(op);
+			return ret;
+		}
+		json_array_foreach(json_object_get(list, "ops"), k, it)
+		{
+			if (json_integer_value(json_object_get(it, "id")) == id) {
+				json_decref(op);
+				op = json_incref(it);
+				break;
+			}
+		}
+		json_decref(list);
+	}
+	if (json) {
+		char *t = json_dumps(op, JSON_COMPACT);
+
+		if (t)
+			puts(t);
+		free(t);
+	} else {
+		print_op(op);
+	}
+	ret = !strcmp(json_string_value(json_object_get(op, "state")) ?: "", "failed") ? EXIT_FAIL
+										       : EXIT_OK;
+	json_decref(op);
+	return ret;
+}
+
+static int cmd_tunnels_rules_add(struct ctx *c, int argc, char **argv)
+{
+	static const char *const names[] = {"ID", "KIND (tcp or http)"};
+	const char *pos[2], *name = NULL, *to = NULL, *port = NULL, *proxy = NULL, *domain = NULL,
+			    *webroot = NULL, *host_header = NULL, *basic_auth = NULL;
+	bool tls_passthrough = false, redirect_https = false, wait = false;
+	const struct opt opts[] = {
+	    {"--name", "NAME", &name, NULL},
+	    {"--to", "HOST:PORT", &to, NULL},
+	    {"--port", "N", &port, NULL},
+	    {"--proxy-protocol", "v1|v2", &proxy, NULL},
+	    {"--domain", "D", &domain, NULL},
+	    {"--webroot", "DIR", &webroot, NULL},
+	    {"--tls-passthrough", NULL, NULL, &tls_passthrough},
+	    {"--redirect-https", NULL, NULL, &redirect_https},
+	    {"--host-header", "H", &host_header, NULL},
+	    {"--basic-auth-hash", "USER:HASH", &basic_auth, NULL},
+	    {"--wait", NULL, NULL, &wait},
+	    {NULL, NULL, NULL, NULL},
+	};
+	unsigned long long n = 0;
+	json_t *body;
+	struct sbuf path;
+	int ret;
+
+	ret = take_positionals(c, &argc, &argv, pos, names, 2);
+	if (!ret)
+		ret = parse_args(c, argc, argv, opts, NULL, NULL);
+	if (ret)
+		return args_exit(ret);
+	if (strcmp(pos[1], "tcp") && strcmp(pos[1], "http"))
+		return usage_error(c, "bad KIND '%s': tcp or http", pos[1]);
+	if (!name || !*name)
+		return usage_error(c, "missing --name NAME");
+	if (!strcmp(pos[1], "tcp") && (!to || !*to))
+		return usage_error(c, "missing --to HOST:PORT");
+	if (!strcmp(pos[1], "http") && (!domain || !*domain))
+		return usage_error(c, "missing --domain D");
+	if (!strcmp(pos[1], "http") && !to == !webroot)
+		return usage_error(c, "an http rule needs one of --to HOST:PORT and --webroot DIR");
+	if (port && (ret = parse_num(c, "--port", port, 0, 65535, &n)))
+		return ret;
+	if (proxy && strcmp(proxy, "v1") && strcmp(proxy, "v2"))
+		return usage_error(c, "bad --proxy-protocol '%s': v1 or v2", proxy);
+	/* every member is checked by controld, which names what is wrong */
+	body = json_pack("{s:s, s:s}", "kind", pos[1], "name", name);
+	{
+		const char *keys[] = {"to",	 "proxy_protocol", "domain",
+				      "webroot", "host_header",	   "basic_auth"};
+		const char *vals[] = {to, proxy, domain, webroot, host_header, basic_auth};
+
+		for (size_t i = 0; body && i < ARRAY_SIZE(keys); i++)
+			if (vals[i] && json_object_set_new(body, keys[i], json_string(vals[i])))
+				json_decref(body), body = NULL;
+	}
+	if (body && port)
+		json_object_set_new(body, "port", json_integer((json_int_t)n));
+	if (body && tls_passthrough)
+		json_object_set_new(body, "tls_passthrough", json_true());
+	if (body && redirect_https)
+		json_object_set_new(body, "redirect_https", json_true());
+	if (!body) {
+		fail("out of memory, or an argument is not UTF-8");
+		return EXIT_FAIL;
+	}
+	path = api_path("tunnels", pos[0], "rules");
+	return rules_send(c, pos[0], "POST", &path, body, wait);
+}
+
+static int cmd_tunnels_rules_rm(struct ctx *c, int argc, char **argv)
+{
+	static const char *const names[] = {"ID", "NAME"};
+	const char *pos[2];
+	bool wait = false;
+	const struct opt opts[] = {
+	    {"--wait", NULL, NULL, &wait},
+	    {NULL, NULL, NULL, NULL},
+	};
+	struct sbuf path;
+	int ret;
+
+	ret = take_positionals(c, &argc, &argv, pos, names, 2);
+	if (!ret)
+		ret = parse_args(c, argc, argv, opts, NULL, NULL);
+	if (ret)
+		return args_exit(ret);
+	path = api_path("tunnels", pos[0], "rules/");
+	sb_escape(&path, pos[1]);
+	return rules_send(c, pos[0], "DELETE", &path, NULL, wait);
+}
+
+static int cmd_tunnels_rules_ls(struct ctx *c, int argc, char **argv)
+{
+	static const struct col rcols[] = {
+	    {"RULE", "name", COL_VAL},
+	    {"KIND", "kind", COL_VAL},
+	    {"PORT", "port", COL_VAL},
+	    {"DOMAIN", "domain", COL_VAL},
+	};
+	static const struct col ocols[] = {
+	    {"OP", "id", COL_VAL},
+	    {"ACTION", "action", COL_VAL},
+	    {"RULE", "name", COL_VAL},
+	    {"KIND", "kind", COL_VAL},
+	    {"STATE", "state", COL_VAL},
+	    {"PORT", "port", COL_VAL},
+	    {"UPDATED", "updated_at", COL_TIME},
+	    {"REASON", "reason", COL_VAL},
+	};
+	const char *id = NULL;
+	struct table t;
+	struct sbuf path;
+	char buf[256];
+	json_t *j, *it;
+	size_t i;
+	int ret;
+
+	ret = parse_args(c, argc, argv, NULL, &id, "ID");
+	if (ret)
+		return args_exit(ret);
+	path = api_path("tunnels", id, "rules");
+	ret = api_call(c, "GET", &path, NULL, &j);
+	if (ret || !j)
+		return ret;
+	printf("tunnel %s (%s): %s operation(s) pending of at most %s\n",
+	       fmt_esc(json_object_get(j, "tunnel_id"), buf, sizeof(buf)),
+	       json_is_true(json_object_get(j, "online")) ? "online" : "offline",
+	       fmt_val(json_object_get(j, "pending"), (char[32]){0}, 32),
+	       fmt_val(json_object_get(j, "pending_max"), (char[32]){0}, 32));
+	for (int pass = 0; pass < 2 && !ret; pass++) {
+		const struct col *cols = pass ? ocols : rcols;
+		unsigned ncols = pass ? ARRAY_SIZE(ocols) : ARRAY_SIZE(rcols);
+		json_t *list = json_object_get(j, pass ? "ops" : "rules");
+
+		putchar('\n');
+		if (!json_array_size(list)) {
+			printf(pass ? "operations: -\n" : "rules: -\n");
+			continue;
+		}
+		memset(&t, 0, sizeof(t));
+		t.ncols = ncols;
+		for (unsigned k = 0; k < ncols; k++)
+			table_add(&t, cols[k].title);
+		json_array_foreach(list, i, it)
+		{
+			for (unsigned k = 0; k < ncols; k++)
+				table_add(&t, fmt_col(&cols[k], it, buf, sizeof(buf)));
+		}
+		ret = table_print(&t);
+		table_free(&t);
+	}
+	json_decref(j);
+	return ret;
+}
+
 /* ---- domains ---- */
 
 static int cmd_domains_ls(struct ctx *c, int argc, char **argv)
@@ -2505,6 +2770,15 @@ static const struct cmd cmds[] = {
      "Show one tunnel and its rules (TCP ports and HTTP domains)."},
     {"tunnels", "shutdown", cmd_tunnels_shutdown, "ID",
      "Tell a tunnel's client to shut down (it exits)."},
+    {"tunnels", "rules ls", cmd_tunnels_rules_ls, "ID",
+     "Show a tunnel's rules and its remote rule operations (pending, applied, failed)."},
+    {"tunnels", "rules add", cmd_tunnels_rules_add,
+     "ID tcp|http --name NAME (--to HOST:PORT | --webroot DIR) [--port N] [--domain D] "
+     "[--proxy-protocol v1|v2] [--tls-passthrough] [--redirect-https] [--host-header H] "
+     "[--basic-auth-hash USER:HASH] [--wait]",
+     "Add a rule on a tunnel's client (now if online, else when it connects)."},
+    {"tunnels", "rules rm", cmd_tunnels_rules_rm, "ID NAME [--wait]",
+     "Remove a rule from a tunnel's client (now if online, else when it connects)."},
     {"ports", "ls", cmd_ports_ls, "[--tunnel ID] [--page N]", "List allocated TCP ports."},
     {"ports", "allocate", cmd_ports_allocate, "--tunnel ID [--port N]",
      "Allocate a public TCP port (the given one, else any free one) to a tunnel."},

@@ -23,6 +23,7 @@
 #include "ctl_proto.h"
 #include "domain.h"
 #include "link_proto.h"
+#include "ctl/ruleops.h"
 #include "ctl/store.h"
 #include "log.h"
 #include "msg.h"
@@ -89,6 +90,7 @@ static void conn_close(struct relaylink *rl, int level, const char *why)
 	rl->info = rl->stats = rl->counters = NULL;
 	if (store_tunnel_all_offline(rl->st))
 		log_error("could not mark tunnels offline");
+	ruleops_unsend(rl->st, NULL); /* pushed again to the next relayd */
 }
 
 void relaylink_close(struct relaylink *rl)
@@ -200,6 +202,13 @@ int relaylink_certs(struct relaylink *rl)
 	if (!relaylink_connected(rl))
 		return -ENOTCONN;
 	return send_obj(rl, json_pack("{s:s}", "type", CTL_CERTS));
+}
+
+int relaylink_rule_push(struct relaylink *rl, const json_t *m)
+{
+	if (!relaylink_connected(rl))
+		return -ENOTCONN;
+	return send_obj(rl, json_deep_copy(m));
 }
 
 int relaylink_reload(struct relaylink *rl)
@@ -802,6 +811,8 @@ static int on_hello(struct relaylink *rl, json_t *m, char *why)
 		return ret;
 	}
 	relaylink_firewall(rl); /* sent once sync is out */
+	ruleops_unsend(rl->st, NULL);
+	ruleops_pump(rl->st, rl, NULL); /* remote rule operations of the tunnels online */
 	return 0;
 }
 
@@ -1027,6 +1038,10 @@ static int on_tunnel_online(struct relaylink *rl, json_t *m, char *why)
 		log_error("could not mark tunnel %.64s online", tid);
 	else
 		log_every(NLOG_INFO, "tunnel %.64s online (host %.64s)", tid, or_dash(ci.hostname));
+	if (!ret) {
+		ruleops_unsend(rl->st, tid);
+		ruleops_pump(rl->st, rl, tid); /* operations queued while it was offline */
+	}
 	return 0;
 }
 
@@ -1047,6 +1062,7 @@ static int on_tunnel_offline(struct relaylink *rl, json_t *m, char *why)
 		log_error("could not mark tunnel %.64s offline", tid);
 	else
 		log_every(NLOG_INFO, "tunnel %.64s offline: %.200s", tid, or_dash(reason));
+	ruleops_unsend(rl->st, tid);
 	return 0;
 }
 
@@ -1373,6 +1389,11 @@ static int on_stats(struct relaylink *rl, json_t *m, char *why)
 	return 0;
 }
 
+static int on_rule_result(struct relaylink *rl, json_t *m, char *why)
+{
+	return ruleops_result(rl->st, rl, m, why, WHY_LEN);
+}
+
 static const struct {
 	const char *type;
 	int (*fn)(struct relaylink *rl, json_t *m, char *why);
@@ -1388,6 +1409,7 @@ static const struct {
     {CTL_PORT_SYNC, on_port_sync},
     {CTL_DEAUTH, on_deauth},
     {CTL_STATS, on_stats},
+    {CTL_RULE_RESULT, on_rule_result},
 };
 
 static int dispatch(struct relaylink *rl, json_t *m, char *why)

@@ -46,6 +46,8 @@ int relaylink_port_del(struct relaylink *rl, unsigned port);
 int relaylink_kick(struct relaylink *rl, const char *tunnel_id, const char *reason);
 /* Asks relayd to reload (navectl reload); -ENOTCONN when it is not connected. */
 int relaylink_reload(struct relaylink *rl);
+/* A remote rule operation (ctl_proto.h rule_push; m not consumed): 0, or -errno. */
+int relaylink_rule_push(struct relaylink *rl, const json_t *m);
 /* How many relayd connections were greeted: a change means a new relayd to tell again. */
 unsigned relaylink_generation(const struct relaylink *rl);
 /* Publishes (keyauth) or withdraws (keyauth NULL) an ACME HTTP-01 answer (CTL_ACME_CHALLENGE). */

@@ -118,6 +118,25 @@ static const char *const store_migrations[] = {
     "ALTER TABLE registrations ADD COLUMN kinds TEXT;"
     "ALTER TABLE registrations ADD COLUMN domains TEXT;"
     "ALTER TABLE registrations ADD COLUMN ports TEXT;",
+    /*
+     * 7: remote rule operations (navectl tunnels rules, ctl/ruleops.c): a queue per tunnel,
+     * applied by its client in id order; rule is the checked operation (common/rulemsg.h)
+     * as JSON; sent: pushed to relayd and not answered yet
+     */
+    "CREATE TABLE rule_ops ("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " tunnel_id TEXT NOT NULL REFERENCES tunnels(id),"
+    " action TEXT NOT NULL CHECK (action IN ('add', 'rm')),"
+    " name TEXT NOT NULL,"
+    " rule TEXT NOT NULL,"
+    " state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'applied', 'failed')),"
+    " sent INTEGER NOT NULL DEFAULT 0,"
+    " sent_at INTEGER,"
+    " reason TEXT,"
+    " port INTEGER,"
+    " created_at INTEGER NOT NULL,"
+    " updated_at INTEGER NOT NULL);"
+    "CREATE INDEX rule_ops_tunnel ON rule_ops(tunnel_id, state, id);",
 };
 
 _Static_assert(ARRAY_SIZE(store_migrations) == STORE_SCHEMA_VERSION,

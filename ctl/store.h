@@ -32,7 +32,7 @@ struct store;
 #define STORE_SEARCH_MAX    200 /* bytes of a tunnel search (its LIKE pattern: 2 * this + 2) */
 
 /* The schema version this build migrates to. */
-#define STORE_SCHEMA_VERSION 6
+#define STORE_SCHEMA_VERSION 7
 
 enum store_state { STORE_OFFLINE = 0, STORE_ONLINE = 1 };
 

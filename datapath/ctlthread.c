@@ -23,6 +23,7 @@
 #include "msg.h"
 #include "sock.h"
 #include "util.h"
+#include "rulemsg.h"
 #include "valid.h"
 
 #include <arpa/inet.h>
@@ -72,7 +73,8 @@ struct rtun {
 	unsigned nhr;
 	uint16_t next_route;
 	bool online;
-	unsigned reqs; /* requests of this session waiting for controld */
+	bool rule_push; /* the session's HELLO named the "rule_push" feature (link_proto.h) */
+	unsigned reqs;	/* requests of this session waiting for controld */
 	int worker;
 	uint32_t idx, gen;
 	uint64_t since;
@@ -697,6 +699,19 @@ static void port_drop(struct ctlthread *ct, long long port)
 /* the most links a client that sends no max_links could open (its config's cap) */
 #define OLD_CLIENT_MAX_LINKS 4096
 
+static bool has_feature(const json_t *hello, const char *name)
+{
+	json_t *v;
+	size_t i;
+
+	json_array_foreach(json_object_get(hello, "features"), i, v)
+	{
+		if (json_is_string(v) && !strcmp(json_string_value(v), name))
+			return true;
+	}
+	return false;
+}
+
 static void on_auth_ok(struct ctlthread *ct, struct req *r, json_t *m)
 {
 	const char *tid = msg_str(m, "tunnel_id");
@@ -750,6 +765,7 @@ static void on_auth_ok(struct ctlthread *ct, struct req *r, json_t *m)
 	rt->t.max_pool = ct->cfg.max_pool_size;
 	rt->t.heartbeat_ms = ct->cfg.heartbeat_ms;
 	rt->online = true;
+	rt->rule_push = has_feature(r->hello, LINK_FEATURE_RULES);
 	rt->worker = r->worker;
 	rt->idx = r->idx;
 	rt->gen = r->gen;
@@ -1189,6 +1205,55 @@ static void on_domain_del(struct ctlthread *ct, const char *d)
 static void certs_load(struct ctlthread *ct);
 static void link_cert_poll(struct ctlthread *ct);
 
+/* relayd's own answer to a rule_push that does not reach the client */
+static void rule_result_self(struct ctlthread *ct, long long op, const char *tid, bool retry,
+			     const char *reason)
+{
+	json_t *o = json_pack("{s:s, s:I, s:s, s:b, s:s}", "type", CTL_RULE_RESULT, "op",
+			      (json_int_t)op, "tunnel_id", tid, "ok", 0, "reason", reason);
+
+	if (!o)
+		return;
+	if (retry)
+		json_object_set_new(o, "retry", json_true());
+	cd_send(ct, o);
+	json_decref(o);
+}
+
+/* CTL_RULE_PUSH: checked again here, then to the client as the link's rule_push */
+static void on_rule_push(struct ctlthread *ct, json_t *m)
+{
+	static const char *const allow[] = {"type", "op", "tunnel_id", NULL};
+	const char *tid = msg_str(m, "tunnel_id");
+	long long op = rulemsg_op(m);
+	char why[300];
+	struct rtun *rt;
+	json_t *n;
+
+	if (!op || !tid || !valid_str(tid, VALID_ID, LINK_ID_MAX - 1)) {
+		log_warn("rule_push from nave-controld without a usable op or tunnel_id: ignored");
+		return;
+	}
+	n = rulemsg_norm(m, NULL, allow, why, sizeof(why));
+	if (!n) {
+		log_warn("rule_push %lld for tunnel %s refused: %s", op, tid, why);
+		rule_result_self(ct, op, tid, false, why);
+		return;
+	}
+	rt = rtun_find(ct, tid, false);
+	if (!rt || !rt->online) {
+		rule_result_self(ct, op, tid, true, "tunnel offline");
+	} else if (!rt->rule_push) {
+		log_info("tunnel %s: rule operation %lld: client too old (no rule_push)", tid, op);
+		rule_result_self(ct, op, tid, false, "client too old");
+	} else {
+		json_object_set_new(n, "type", json_string(LINK_MSG_RULE_PUSH));
+		json_object_set_new(n, "op", json_integer(op));
+		tunnel_reply(ct, rt, json_incref(n));
+	}
+	json_decref(n);
+}
+
 static void cd_message(struct ctlthread *ct, json_t *m)
 {
 	const char *type = msg_str(m, "type");
@@ -1283,6 +1348,10 @@ static void cd_message(struct ctlthread *ct, json_t *m)
 		/* the main thread reloads on SIGHUP (blocked everywhere else): send it one */
 		log_info("reload asked by nave-controld (navectl reload)");
 		syscall(SYS_tgkill, getpid(), getpid(), SIGHUP);
+		return;
+	}
+	if (!strcmp(type, CTL_RULE_PUSH)) {
+		on_rule_push(ct, m);
 		return;
 	}
 	if (!strcmp(type, CTL_KICK)) {
@@ -1646,6 +1715,25 @@ static void link_cert_poll(struct ctlthread *ct)
 
 /* ---------- events from workers ---------- */
 
+/* HELLO "features": absent, or an array of at most LINK_FEATURES_MAX names */
+static bool features_ok(const json_t *f)
+{
+	json_t *v;
+	size_t i;
+
+	if (!f)
+		return true;
+	if (!json_is_array(f) || json_array_size(f) > LINK_FEATURES_MAX)
+		return false;
+	json_array_foreach(f, i, v)
+	{
+		if (!json_is_string(v) ||
+		    !valid_str(json_string_value(v), VALID_NAME, LINK_FEATURE_MAX))
+			return false;
+	}
+	return true;
+}
+
 static void on_hello(struct ctlthread *ct, struct ev *ev)
 {
 	json_t *h = ev->obj;
@@ -1677,6 +1765,14 @@ static void on_hello(struct ctlthread *ct, struct ev *ev)
 		   json_integer_value(ml) > 1048576)) {
 		link_error(ct, ev->worker, ev->idx, ev->gen,
 			   "bad HELLO: max_links is not a number from 1 to 1048576");
+		return;
+	}
+	if (!features_ok(json_object_get(h, "features"))) {
+		snprintf(reason, sizeof(reason),
+			 "bad HELLO: features must be an array of at most %d names of 1-%d "
+			 "characters: %s",
+			 LINK_FEATURES_MAX, LINK_FEATURE_MAX, valid_alphabet(VALID_NAME));
+		link_error(ct, ev->worker, ev->idx, ev->gen, reason);
 		return;
 	}
 	if ((!token || !*token) && (!reg || !*reg)) {
@@ -1734,6 +1830,31 @@ static json_t *sync_names(json_t *m, char *why, size_t whylen)
 		}
 	}
 	return json_incref(names);
+}
+
+/* A client's rule_result: checked, then to controld under the session's tunnel id */
+static void on_rule_result(struct ctlthread *ct, struct rtun *rt, json_t *m)
+{
+	static const char *const keys[] = {"port", "route", "reason"};
+	char why[160];
+	json_t *o;
+
+	if (!rulemsg_result_check(m, why, sizeof(why))) {
+		log_every(NLOG_WARN, "tunnel %s: bad rule_result ignored: %s", rt->t.id, why);
+		return;
+	}
+	o = json_pack("{s:s, s:I, s:s, s:O}", "type", CTL_RULE_RESULT, "op",
+		      (json_int_t)rulemsg_op(m), "tunnel_id", rt->t.id, "ok",
+		      json_object_get(m, "ok"));
+	for (size_t i = 0; o && i < ARRAY_SIZE(keys); i++) {
+		json_t *v = json_object_get(m, keys[i]);
+
+		if (v && !json_is_null(v))
+			json_object_set(o, keys[i], v);
+	}
+	if (o)
+		cd_send(ct, o);
+	json_decref(o);
 }
 
 static void on_message(struct ctlthread *ct, struct ev *ev)
@@ -1807,6 +1928,9 @@ static void on_message(struct ctlthread *ct, struct ev *ev)
 		kind = RQ_DOMAIN_RELEASE;
 		msg = json_pack("{s:s, s:s, s:s}", "type", CTL_DOMAIN_RELEASE, "tunnel_id",
 				rt->t.id, "domain", domain);
+	} else if (!strcmp(type, LINK_MSG_RULE_RESULT)) {
+		on_rule_result(ct, rt, ev->obj);
+		return;
 	} else if (!strcmp(type, LINK_MSG_DEAUTH)) {
 		kind = RQ_DEAUTH;
 		msg = json_pack("{s:s, s:s}", "type", CTL_DEAUTH, "tunnel_id", rt->t.id);

@@ -26,6 +26,9 @@ deps()
 		echo "config/cfg.c common/util.c common/log.c common/domain.c common/cidr.c -liniparser" ;;
 	portlist)
 		echo "common/portlist.c" ;;
+	rulemsg)
+		echo "common/rulemsg.c config/cfg.c common/valid.c common/domain.c common/cidr.c
+common/util.c common/log.c common/msg.c -ljansson -liniparser" ;;
 	cidr)
 		echo "common/cidr.c" ;;
 	restrict)

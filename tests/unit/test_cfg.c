@@ -684,6 +684,44 @@ static void test_client_ktls(void **state)
 	free(b);
 }
 
+/* [client] remote_rules: tcp-http by default, each value read and kept by a rewrite. */
+static void test_client_remote_rules(void **state)
+{
+	static const struct {
+		const char *text;
+		unsigned want;
+	} vals[] = {
+	    {"off", CFG_REMOTE_OFF}, {"tcp-http", CFG_REMOTE_TCP_HTTP}, {"all", CFG_REMOTE_ALL}};
+	struct cfg_client *c = calloc(1, sizeof(*c)), *b = calloc(1, sizeof(*b));
+	char text[128], err[CFG_ERR_MAX];
+	const char *path;
+
+	(void)state;
+	assert_non_null(c);
+	assert_non_null(b);
+	if (cfg_client_load(c, write_tmp("[client]\nserver = relay:8443\n"), false, err,
+			    sizeof(err)))
+		fail_msg("%s", err);
+	assert_int_equal(c->remote_rules, CFG_REMOTE_TCP_HTTP);
+	for (size_t i = 0; i < ARRAY_SIZE(vals); i++) {
+		snprintf(text, sizeof(text), "[client]\nserver = relay:8443\nremote_rules = %s\n",
+			 vals[i].text);
+		path = write_tmp(text);
+		if (cfg_client_load(c, path, false, err, sizeof(err)))
+			fail_msg("%s: %s", vals[i].text, err);
+		assert_int_equal(c->remote_rules, vals[i].want);
+		if (cfg_client_save(c, err, sizeof(err)))
+			fail_msg("%s: %s", vals[i].text, err);
+		if (cfg_client_load(b, path, false, err, sizeof(err)))
+			fail_msg("%s: %s", vals[i].text, err);
+		assert_int_equal(b->remote_rules, vals[i].want);
+	}
+	expect_client_err("[client]\nremote_rules = webroot\n", 2,
+			  "[client] remote_rules: \"webroot\" is not one of off|tcp-http|all");
+	free(c);
+	free(b);
+}
+
 static void test_client_server_values(void **state)
 {
 	static const char *const good[] = {
@@ -1036,6 +1074,7 @@ int main(void)
 	    cmocka_unit_test(test_client_errors),
 	    cmocka_unit_test(test_client_http),
 	    cmocka_unit_test(test_client_ktls),
+	    cmocka_unit_test(test_client_remote_rules),
 	    cmocka_unit_test(test_client_server_values),
 	    cmocka_unit_test(test_client_default_path),
 	    cmocka_unit_test(test_server_diff),

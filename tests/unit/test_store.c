@@ -191,8 +191,12 @@ static void test_wal_mode(void **state)
 	sqlite3_close(h);
 }
 
-/* What migration 6 (token restrictions) added, taken away again to make an older database. */
+/*
+ * What migrations 6 (token restrictions) and 7 (rule_ops) added, taken away again to make an
+ * older database.
+ */
 #define UNDO_V6                                                                                    \
+	"DROP TABLE rule_ops;"                                                                     \
 	"ALTER TABLE tokens DROP COLUMN allow_from; ALTER TABLE tokens DROP COLUMN allow_ids;"     \
 	"ALTER TABLE tokens DROP COLUMN kinds; ALTER TABLE tokens DROP COLUMN domains;"            \
 	"ALTER TABLE tokens DROP COLUMN ports; ALTER TABLE registrations DROP COLUMN allow_from;"  \
@@ -222,6 +226,7 @@ static void test_migrate_backup(void **state)
 					" AND name = 'ports_tunnel'"),
 			 1);
 	assert_int_equal(raw_int(f->db, "SELECT count(*) FROM firewall"), 0);
+	assert_int_equal(raw_int(f->db, "SELECT count(*) FROM rule_ops"), 0); /* v7 */
 
 	snprintf(bak, sizeof(bak), "%s.bak-v1", f->db);
 	assert_int_equal(stat(bak, &sb), 0);
