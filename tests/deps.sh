@@ -7,18 +7,18 @@
 # system services, and draws its plots with gnuplot. The ACME tests run pebble
 # (Let's Encrypt's test CA, with pebble-challtestsrv as their DNS), never its
 # system service either. navectl's HTTP client is libcurl's GnuTLS flavour,
-# never libcurl4-openssl-dev: nave links BoringSSL, not OpenSSL 3. The
-# dashboard's test drives Debian's headless Chromium with python3-selenium.
+# never libcurl4-openssl-dev: nave links BoringSSL, not OpenSSL 3.
 # Idempotent: when everything is present it only runs dpkg-query.
 set -eu
 PKGS="build-essential clang llvm libclang-rt-14-dev clang-format pkg-config
 liburing-dev libbpf-dev libelf-dev zlib1g-dev bpftool android-libboringssl-dev libjemalloc-dev
 libiniparser-dev libsqlite3-dev sqlite3 libjansson-dev libmicrohttpd-dev libcurl4-gnutls-dev
-chromium chromium-driver python3-selenium
 libnl-3-dev libnl-route-3-dev libhttp-parser-dev libcmocka-dev libsystemd-dev libseccomp-dev python3 python3-pytest curl
 python3-cryptography pebble iperf3 haproxy nginx openssh-server openssh-client stunnel4 gnuplot-nox
 openssl iproute2 procps ca-certificates
 qemu-system-x86 linux-image-amd64 busybox-static kmod cpio xz-utils"
+# the dashboard's test (tests/integration/test_dashboard.py): Debian's headless Chromium
+PKGS="$PKGS chromium chromium-driver python3-selenium"
 missing=""
 for p in $PKGS; do
 	s=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
