@@ -126,6 +126,15 @@ const char cfg_server_default_ini[] =
     "# empty: no metrics listener\n"
     "listen =\n"
     "\n"
+    "[admin]\n"
+    "# HOST:PORT of the remote admin API over TLS (the server certificate); empty: off\n"
+    "listen =\n"
+    "# a login session ends this long after the login, or after this long unused\n"
+    "session_lifetime = 12h\n"
+    "session_idle = 1h\n"
+    "# a user with 5 failed logins in a row is locked this long\n"
+    "lockout = 15m\n"
+    "\n"
     "[acme]\n"
     "# an ACME CA's directory URL (https://...); empty: no ACME certificates\n"
     "directory =\n"
@@ -244,6 +253,13 @@ static const struct cfg_row server_rows[] = {
     SRV("xdp", "interface", "", R_IFNAME, xdp_interface),
     SRV("xdp", "syn_rate", "0", R_UINT, syn_rate, .min = 0, .max = UINT_MAX, .live = true),
     SRV("metrics", "listen", "", R_LISTEN, metrics_listen),
+    SRV("admin", "listen", "", R_LISTEN, admin_listen),
+    SRV("admin", "session_lifetime", "12h", R_DURATION, admin_session_lifetime_ms, .min = 1000,
+	.max = 30 * 86400000u, .live = true),
+    SRV("admin", "session_idle", "1h", R_DURATION, admin_session_idle_ms, .min = 1000,
+	.max = 30 * 86400000u, .live = true),
+    SRV("admin", "lockout", "15m", R_DURATION, admin_lockout_ms, .min = 1000, .max = 86400000u,
+	.live = true),
     SRV("acme", "directory", "", R_URL, acme_directory, .live = true),
     SRV("acme", "email", "", R_EMAIL, acme_email, .live = true),
     SRV("acme", "domains", "", R_DOMAINS, acme_domains, .live = true),
@@ -1506,8 +1522,9 @@ static int read_err(char *err, size_t errlen, const char *file, int e)
 
 /* ---- server ---- */
 
-static const char *const server_sections[] = {"server",	  "tls",  "listen", "ports",   "tunnel",
-					      "datapath", "http", "xdp",    "metrics", "acme"};
+static const char *const server_sections[] = {"server",	 "tls",	     "listen", "ports",
+					      "tunnel",	 "datapath", "http",   "xdp",
+					      "metrics", "acme",     "admin"};
 
 static int server_section(void *ctx, struct ini_sec *s, const char *raw, char *why, size_t wl)
 {

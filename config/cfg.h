@@ -67,6 +67,11 @@ struct cfg_server {
 	unsigned syn_rate;		 /* 0 = no limit */
 	/* [metrics] */
 	char metrics_listen[CFG_STR_MAX]; /* empty: off */
+	/* [admin] */
+	char admin_listen[CFG_STR_MAX];	    /* empty: off (HOST:PORT, TLS) */
+	unsigned admin_session_lifetime_ms; /* session_lifetime = 12h */
+	unsigned admin_session_idle_ms;	    /* session_idle = 1h */
+	unsigned admin_lockout_ms;	    /* lockout = 15m */
 	/* [acme] */
 	char acme_directory[CFG_PATH_MAX]; /* empty: off */
 	char acme_email[CFG_STR_MAX];	   /* empty: an account without contact */

@@ -8,17 +8,28 @@
  * response object and returns the HTTP status. Errors are {"error": reason}.
  * Admin actions that relayd must know about are pushed through relaylink
  * (ports, kicks, and the whole firewall after each change of it).
+ * With [admin] listen set, a second MHD daemon serves the same routes over
+ * TLS with the server certificate; there every request but those
+ * api_auth_exempt lets through is authenticated first (auth.c).
  */
 #include "api.h"
+#include "api_int.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <openssl/crypto.h>
 #include <microhttpd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/select.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -29,6 +40,7 @@
 #include "ctl/reload.h"
 #include "ctl/ruleops.h"
 #include "ctl/store.h"
+#include "ctl/ui.h"
 #include "link_proto.h"
 #include "log.h"
 #include "rulemsg.h"
@@ -43,15 +55,6 @@
 #define SEARCH_MAX STORE_SEARCH_MAX /* tunnels ?search=: text without control characters */
 #define CTL_MARK   0x7f		    /* what a decoded control byte becomes (see unescape) */
 
-struct api {
-	struct MHD_Daemon *mhd;
-	struct store *st;
-	struct relaylink *rl;
-	struct cfg_server *cfg; /* controld's, changed in place by a reload */
-	struct acme *acme;
-	uint64_t started_ms;
-};
-
 void api_set_acme(struct api *a, struct acme *acme)
 {
 	a->acme = acme;
@@ -64,20 +67,7 @@ struct req {
 	bool too_big;
 };
 
-/* One API call being answered. */
-struct call {
-	struct api *a;
-	struct MHD_Connection *conn;
-	const char *id;	 /* the '*' segment of the route (the last one when it has two) */
-	const char *id0; /* the first '*' segment of a route that has two */
-	json_t *body;	 /* the request body: an object, or NULL when empty */
-	json_t *out;	 /* the response body */
-};
-
-static int fail(struct call *c, int status, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int fail(struct call *c, int status, const char *fmt, ...)
+int fail(struct call *c, int status, const char *fmt, ...)
 {
 	char msg[512];
 	va_list ap;
@@ -96,7 +86,7 @@ static int fail(struct call *c, int status, const char *fmt, ...)
 	return status;
 }
 
-static int internal(struct call *c)
+int internal(struct call *c)
 {
 	return fail(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal error (see the controld log)");
 }
@@ -161,8 +151,7 @@ static int get_page(struct call *c, long long *page)
 }
 
 /* Optional body members of a kind (valid.h): 0, or 400 with the response set. */
-static int body_str(struct call *c, const char *key, enum valid_kind kind, size_t max,
-		    const char **out)
+int body_str(struct call *c, const char *key, enum valid_kind kind, size_t max, const char **out)
 {
 	json_t *v = json_object_get(c->body, key);
 
@@ -181,7 +170,7 @@ static int body_str(struct call *c, const char *key, enum valid_kind kind, size_
 	return 0;
 }
 
-static int body_int(struct call *c, const char *key, long long min, long long max, long long *out)
+int body_int(struct call *c, const char *key, long long min, long long max, long long *out)
 {
 	json_t *v = json_object_get(c->body, key);
 
@@ -259,13 +248,6 @@ static int list_reply(struct call *c, json_t *items, long long page, int64_t tot
 
 /* --- record -> JSON, from the entity's column table (store.h) --- */
 
-/* The forms of a record in the answers. */
-enum form {
-	FORM_FULL,  /* a list's item, or the one record a change or a show answers with */
-	FORM_NEW,   /* a new record with its secret: no STORE_J_STORED members */
-	FORM_BRIEF, /* a tunnel's rules: the STORE_J_BRIEF members only */
-};
-
 /* "a,b" as ["a", "b"], "" as null (STORE_J_LIST); NULL on failure. */
 static json_t *list_json(const char *text)
 {
@@ -315,7 +297,7 @@ static json_t *col_json(const struct store_col *k, const void *row)
 }
 
 /* A record of e as a JSON object of its members in table order; NULL when one fails. */
-static json_t *row_json(const struct store_entity *e, const void *row, enum form form)
+json_t *row_json(const struct store_entity *e, const void *row, enum form form)
 {
 	json_t *o = json_object();
 
@@ -343,9 +325,6 @@ static json_t *secret_json(const struct store_entity *e, const void *row, const 
 		json_object_set_new(o, "token", json_string(token));
 	return o;
 }
-
-/* What a list adds to each item of an entity: a tunnel's rules, a port's counters. */
-typedef int (*item_fn)(struct api *a, const void *row, json_t *o);
 
 /* A walk of store_list that appends each record, in a form, to items. */
 struct walk {
@@ -419,8 +398,8 @@ static int port_counters(struct api *a, const void *row, json_t *o)
  * A GET of a list: the page asked for of e's records that f keeps, each with
  * what extra adds (may be NULL), as {"items", "page", "per_page", "total"}.
  */
-static int list_page(struct call *c, const struct store_entity *e, const struct store_filter *f,
-		     item_fn extra)
+int list_page(struct call *c, const struct store_entity *e, const struct store_filter *f,
+	      item_fn extra)
 {
 	struct walk w = {c->a, e, FORM_FULL, extra, NULL};
 	long long page;
@@ -1037,7 +1016,27 @@ static const struct route {
     {"POST", "firewall/allow", h_firewall_allow_add},
     {"DELETE", "firewall/deny/#", h_firewall_deny_del},
     {"DELETE", "firewall/allow/#", h_firewall_allow_del},
+    {"POST", "login", h_login},
+    {"POST", "logout", h_logout},
+    {"GET", "session", h_session},
+    {"GET", "users", h_users_list},
+    {"POST", "users", h_users_add},
+    {"GET", "users/*", h_user_get},
+    {"DELETE", "users/*", h_user_del},
+    {"POST", "users/*/password", h_user_password},
+    {"POST", "users/*/two-factor", h_user_totp_enable},
+    {"DELETE", "users/*/two-factor", h_user_totp_disable},
+    {"POST", "users/*/two-factor/reset", h_user_totp_reset},
+    {"GET", "apikeys", h_apikeys_list},
+    {"POST", "apikeys", h_apikeys_create},
+    {"POST", "apikeys/*/revoke", h_apikey_revoke},
 };
+
+void api_list_routes(FILE *f)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(routes); i++)
+		fprintf(f, "%s /api/v1/%s\n", routes[i].method, routes[i].path);
+}
 
 /* Splits p at '/' into at most max segments (in place); -1 if there are more. */
 static int split(char *p, char **seg, int max)
@@ -1108,6 +1107,18 @@ static int route(struct call *c, const char *url, const char *method, struct req
 		if ((unsigned char)*p < 0x20 || *p == CTL_MARK)
 			return fail(c, MHD_HTTP_BAD_REQUEST,
 				    "the request path holds control characters");
+	/*
+	 * the admin listener: nothing outside the exemptions answers without authentication
+	 * (the dashboard's files, ui_owns, were answered before: here only "/api" is left)
+	 */
+	if (c->remote && strncmp(url, "/api/", 5) != 0)
+		return fail(c, MHD_HTTP_NOT_FOUND, "no such endpoint: %s", url);
+	if (c->remote && !api_auth_exempt(method, url)) {
+		int ret = api_authenticate(c);
+
+		if (ret)
+			return ret;
+	}
 	if (strncmp(url, prefix, sizeof(prefix) - 1) != 0 ||
 	    strlen(url) - (sizeof(prefix) - 1) >= sizeof(path))
 		return fail(c, MHD_HTTP_NOT_FOUND, "no such endpoint: %s", url);
@@ -1162,14 +1173,17 @@ static int route(struct call *c, const char *url, const char *method, struct req
 	return r->fn(c);
 }
 
-static enum MHD_Result send_json(struct MHD_Connection *conn, int status, json_t *body)
+static enum MHD_Result send_json(struct MHD_Connection *conn, int status, json_t *body,
+				 const struct call *c)
 {
 	struct MHD_Response *resp;
 	enum MHD_Result ret;
 	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
 	size_t len;
 
-	if (!text) {
+	if (status == MHD_HTTP_NO_CONTENT && !body) {
+		resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+	} else if (!text) {
 		static const char oom[] = "{\"error\":\"internal error\"}";
 
 		status = MHD_HTTP_INTERNAL_SERVER_ERROR;
@@ -1185,18 +1199,51 @@ static enum MHD_Result send_json(struct MHD_Connection *conn, int status, json_t
 	}
 	if (!resp)
 		return MHD_NO;
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+	if (status != MHD_HTTP_NO_CONTENT)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+	if (c->set_cookie[0])
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_SET_COOKIE, c->set_cookie);
+	if (c->remote)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	if (status == MHD_HTTP_TOO_MANY_REQUESTS && c->retry_after > 0) {
+		char ra[16];
+
+		snprintf(ra, sizeof(ra), "%d", c->retry_after);
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, ra);
+	}
 	ret = MHD_queue_response(conn, (unsigned)status, resp);
 	MHD_destroy_response(resp);
 	return ret;
+}
+
+/* The request's peer address into c->source ("local" on control.sock). */
+static void peer_addr(struct call *c)
+{
+	const union MHD_ConnectionInfo *ci;
+	const struct sockaddr *sa;
+
+	str_copy(c->source, sizeof(c->source), "local");
+	if (!c->remote)
+		return;
+	ci = MHD_get_connection_info(c->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	sa = ci ? ci->client_addr : NULL;
+	if (sa && sa->sa_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, c->source,
+			  sizeof(c->source));
+	else if (sa && sa->sa_family == AF_INET6)
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, c->source,
+			  sizeof(c->source));
+	else
+		str_copy(c->source, sizeof(c->source), "unknown");
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
 				  const char *method, const char *version, const char *upload,
 				  size_t *upload_size, void **con_cls)
 {
+	struct srv *sv = cls;
 	struct req *rq = *con_cls;
-	struct call c = {.a = cls, .conn = conn};
+	struct call c = {.a = sv->a, .remote = sv->remote, .conn = conn, .method = method};
 	enum MHD_Result ret;
 	int status;
 
@@ -1222,9 +1269,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		*upload_size = 0;
 		return MHD_YES;
 	}
+	peer_addr(&c);
+	/* the admin listener: the dashboard's files, outside /api/, need no login (ui.h) */
+	if (c.remote && ui_owns(url)) {
+		log_debug("api: %s %s from %s: the dashboard", method, url, c.source);
+		return ui_serve(conn, method, url);
+	}
+	str_copy(c.who, sizeof(c.who), c.remote ? "nobody" : "local");
 	status = route(&c, url, method, rq);
-	log_debug("api: %s %s -> %d", method, url, status);
-	ret = send_json(conn, status, c.out);
+	log_debug("api: %s %s from %s -> %d", method, url, c.source, status);
+	ret = send_json(conn, status, c.out, &c);
 	json_decref(c.out);
 	json_decref(c.body);
 	return ret;
@@ -1270,10 +1324,158 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 	log_warn("api: %s", msg);
 }
 
+/* Reads a whole file (at most 1 MiB) as a NUL-terminated string; NULL with errno. */
+static char *read_file(const char *path)
+{
+	struct stat sb;
+	char *buf;
+	ssize_t n;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return NULL;
+	if (fstat(fd, &sb) < 0 || sb.st_size > (1 << 20)) {
+		close(fd);
+		errno = EFBIG;
+		return NULL;
+	}
+	buf = malloc((size_t)sb.st_size + 1);
+	n = buf ? read(fd, buf, (size_t)sb.st_size) : -1;
+	close(fd);
+	if (n != sb.st_size) {
+		free(buf);
+		errno = EIO;
+		return NULL;
+	}
+	buf[n] = 0;
+	return buf;
+}
+
+/* What identifies the certificate files now: paths, inodes, sizes and mtimes. */
+static void cert_sig(const struct cfg_server *cfg, char *out, size_t len)
+{
+	struct stat c = {0}, k = {0};
+
+	stat(cfg->certificate, &c);
+	stat(cfg->private_key, &k);
+	snprintf(out, len, "%s %lu %lld %lld.%09ld|%s %lu %lld %lld.%09ld", cfg->certificate,
+		 (unsigned long)c.st_ino, (long long)c.st_size, (long long)c.st_mtim.tv_sec,
+		 c.st_mtim.tv_nsec, cfg->private_key, (unsigned long)k.st_ino, (long long)k.st_size,
+		 (long long)k.st_mtim.tv_sec, k.st_mtim.tv_nsec);
+}
+
+static void admin_stop(struct api *a)
+{
+	if (a->admin.mhd)
+		MHD_stop_daemon(a->admin.mhd);
+	a->admin.mhd = NULL;
+	if (a->key_pem)
+		OPENSSL_cleanse(a->key_pem, strlen(a->key_pem));
+	free(a->key_pem);
+	free(a->cert_pem);
+	a->key_pem = a->cert_pem = NULL;
+}
+
+/*
+ * (Re)starts the admin listener's HTTPS server on a->admin_lfd with the
+ * server certificate ([tls] certificate and private_key; self-signed in
+ * state_dir/tls when they are the defaults and missing, as relayd makes
+ * them). 0, or -errno with err.
+ */
+static int admin_start(struct api *a, char *err, size_t errlen)
+{
+	struct cfg_server *cfg = a->cfg;
+	int fd, ret;
+
+	admin_stop(a);
+	ret = tls_ensure_selfsigned(cfg->certificate, cfg->private_key, cfg->domain, err, errlen);
+	if (ret < 0)
+		return ret;
+	cert_sig(cfg, a->cert_sig, sizeof(a->cert_sig));
+	a->cert_pem = read_file(cfg->certificate);
+	if (!a->cert_pem) {
+		ret = -errno;
+		snprintf(err, errlen, "%s: %s", cfg->certificate, strerror(errno));
+		return ret;
+	}
+	a->key_pem = read_file(cfg->private_key);
+	if (!a->key_pem) {
+		ret = -errno;
+		snprintf(err, errlen, "%s: %s", cfg->private_key, strerror(errno));
+		admin_stop(a);
+		return ret;
+	}
+	fd = fcntl(a->admin_lfd, F_DUPFD_CLOEXEC, 0);
+	if (fd < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "dup: %s", strerror(errno));
+		admin_stop(a);
+		return ret;
+	}
+	a->admin.mhd = MHD_start_daemon(
+	    MHD_USE_ERROR_LOG | MHD_USE_TLS, 0, NULL, NULL, on_request, &a->admin,
+	    MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, a, MHD_OPTION_UNESCAPE_CALLBACK, unescape, a,
+	    MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd, MHD_OPTION_NOTIFY_COMPLETED, on_completed, a,
+	    MHD_OPTION_HTTPS_MEM_CERT, a->cert_pem, MHD_OPTION_HTTPS_MEM_KEY, a->key_pem,
+	    MHD_OPTION_HTTPS_PRIORITIES, "SECURE256:+SECURE128:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2",
+	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)ADMIN_TIMEOUT_S, MHD_OPTION_CONNECTION_LIMIT,
+	    (unsigned)ADMIN_CONNS, MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)ADMIN_PER_IP,
+	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(128 * 1024), MHD_OPTION_END);
+	if (!a->admin.mhd) {
+		close(fd);
+		admin_stop(a);
+		snprintf(err, errlen, "could not start the HTTPS server (libmicrohttpd with %s)",
+			 cfg->certificate);
+		return -EIO;
+	}
+	return 0;
+}
+
+/* A listening TCP socket on [admin] listen: 0 with *fd, or -errno with err. */
+static int admin_listen(const char *hostport, int *fd_out, char *err, size_t errlen)
+{
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *res, *ai;
+	char host[256], port[8];
+	uint16_t p;
+	int fd = -1, rc, one = 1, e = 0;
+
+	if (cfg_parse_hostport(hostport, host, sizeof(host), &p)) {
+		snprintf(err, errlen, "[admin] listen %s is not HOST:PORT", hostport);
+		return -EINVAL;
+	}
+	snprintf(port, sizeof(port), "%u", p);
+	rc = getaddrinfo(host, port, &hints, &res);
+	if (rc) {
+		snprintf(err, errlen, "[admin] listen %s: %s", hostport, gai_strerror(rc));
+		return -EINVAL;
+	}
+	for (ai = res; ai; ai = ai->ai_next) {
+		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (fd < 0) {
+			e = errno;
+			continue;
+		}
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 64) == 0)
+			break;
+		e = errno;
+		close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(res);
+	if (fd < 0) {
+		snprintf(err, errlen, "[admin] listen %s: %s", hostport, strerror(e));
+		return -e;
+	}
+	*fd_out = fd;
+	return 0;
+}
+
 int api_start(struct api **out, int lfd, struct store *st, struct relaylink *rl,
 	      struct cfg_server *cfg, char *err, size_t errlen)
 {
 	struct api *a = calloc(1, sizeof(*a));
+	int ret;
 
 	*out = NULL;
 	if (!a) {
@@ -1285,17 +1487,38 @@ int api_start(struct api **out, int lfd, struct store *st, struct relaylink *rl,
 	a->rl = rl;
 	a->cfg = cfg;
 	a->started_ms = now_ms();
+	a->admin_lfd = -1;
+	a->local.a = a->admin.a = a;
+	a->admin.remote = true;
 	/* no threading flag: external select mode, driven by api_pollfds/api_process */
-	a->mhd = MHD_start_daemon(
-	    MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request, a, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log,
-	    a, MHD_OPTION_UNESCAPE_CALLBACK, unescape, a, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)lfd,
-	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, a, MHD_OPTION_CONNECTION_TIMEOUT,
-	    (unsigned)30, MHD_OPTION_CONNECTION_LIMIT, (unsigned)64, MHD_OPTION_END);
-	if (!a->mhd) {
+	a->local.mhd = MHD_start_daemon(
+	    MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request, &a->local, MHD_OPTION_EXTERNAL_LOGGER,
+	    on_mhd_log, a, MHD_OPTION_UNESCAPE_CALLBACK, unescape, a, MHD_OPTION_LISTEN_SOCKET,
+	    (MHD_socket)lfd, MHD_OPTION_NOTIFY_COMPLETED, on_completed, a,
+	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_CONNECTION_LIMIT, (unsigned)64,
+	    MHD_OPTION_END);
+	if (!a->local.mhd) {
 		close(lfd);
 		free(a);
 		snprintf(err, errlen, "could not start the HTTP server (libmicrohttpd)");
 		return -EIO;
+	}
+	if (cfg->admin_listen[0]) {
+		if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+			snprintf(err, errlen,
+				 "[admin] listen: libmicrohttpd was built without TLS");
+			api_stop(a);
+			return -ENOTSUP;
+		}
+		ret = admin_listen(cfg->admin_listen, &a->admin_lfd, err, errlen);
+		if (!ret)
+			ret = admin_start(a, err, errlen);
+		if (ret) {
+			api_stop(a);
+			return ret;
+		}
+		log_info("admin API on https://%s (TLS with %s)", cfg->admin_listen,
+			 cfg->certificate);
 	}
 	*out = a;
 	return 0;
@@ -1305,22 +1528,51 @@ void api_stop(struct api *a)
 {
 	if (!a)
 		return;
-	if (a->mhd)
-		MHD_stop_daemon(a->mhd);
+	if (a->local.mhd)
+		MHD_stop_daemon(a->local.mhd);
+	admin_stop(a);
+	if (a->admin_lfd >= 0)
+		close(a->admin_lfd);
 	free(a);
 }
 
-int api_pollfds(struct api *a, struct pollfd *pfd, int max, int *timeout_ms)
+/*
+ * The admin listener serves the certificate files as they are: once a
+ * second their identity is compared, and a change (a reload's new paths,
+ * a renewed certificate) restarts its HTTPS server with them (open
+ * connections end; the listening socket stays).
+ */
+static void admin_cert_check(struct api *a)
+{
+	char sig[sizeof(a->cert_sig)], err[512];
+
+	if (a->admin_lfd < 0 || now_ms() - a->cert_checked_ms < 1000)
+		return;
+	a->cert_checked_ms = now_ms();
+	cert_sig(a->cfg, sig, sizeof(sig));
+	if (!strcmp(sig, a->cert_sig) && a->admin.mhd)
+		return;
+	if (admin_start(a, err, sizeof(err)))
+		log_error("admin API: %s: the admin listener is off until the certificate loads",
+			  err);
+	else
+		log_info("admin API: certificate %s loaded", a->cfg->certificate);
+	/* a failed start retries at the next change of the files */
+}
+
+static int srv_pollfds(struct srv *sv, struct pollfd *pfd, int max, int *timeout_ms)
 {
 	fd_set rs, ws, es;
 	MHD_socket maxfd = -1;
 	MHD_UNSIGNED_LONG_LONG to;
 	int n = 0;
 
+	if (!sv->mhd)
+		return 0;
 	FD_ZERO(&rs);
 	FD_ZERO(&ws);
 	FD_ZERO(&es);
-	if (MHD_get_fdset2(a->mhd, &rs, &ws, &es, &maxfd, FD_SETSIZE) != MHD_YES)
+	if (MHD_get_fdset2(sv->mhd, &rs, &ws, &es, &maxfd, FD_SETSIZE) != MHD_YES)
 		log_warn("api: could not get the HTTP server's fds");
 	for (int fd = 0; fd <= maxfd && n < max; fd++) {
 		short ev = (FD_ISSET(fd, &rs) ? POLLIN : 0) | (FD_ISSET(fd, &ws) ? POLLOUT : 0);
@@ -1331,16 +1583,28 @@ int api_pollfds(struct api *a, struct pollfd *pfd, int max, int *timeout_ms)
 		pfd[n].events = ev;
 		pfd[n++].revents = 0;
 	}
-	if (MHD_get_timeout(a->mhd, &to) == MHD_YES &&
+	if (MHD_get_timeout(sv->mhd, &to) == MHD_YES &&
 	    (*timeout_ms < 0 || to < (MHD_UNSIGNED_LONG_LONG)*timeout_ms))
 		*timeout_ms = (int)to;
 	return n;
 }
 
-void api_process(struct api *a, const struct pollfd *pfd, int n)
+int api_pollfds(struct api *a, struct pollfd *pfd, int max, int *timeout_ms)
+{
+	int n;
+
+	admin_cert_check(a);
+	n = srv_pollfds(&a->local, pfd, max, timeout_ms);
+	a->nlocal = n;
+	return n + srv_pollfds(&a->admin, pfd + n, max - n, timeout_ms);
+}
+
+static void srv_process(struct srv *sv, const struct pollfd *pfd, int n)
 {
 	fd_set rs, ws, es;
 
+	if (!sv->mhd)
+		return;
 	FD_ZERO(&rs);
 	FD_ZERO(&ws);
 	FD_ZERO(&es);
@@ -1352,5 +1616,13 @@ void api_process(struct api *a, const struct pollfd *pfd, int n)
 		if (pfd[i].revents & (POLLOUT | POLLERR))
 			FD_SET(pfd[i].fd, &ws);
 	}
-	MHD_run_from_select(a->mhd, &rs, &ws, &es);
+	MHD_run_from_select(sv->mhd, &rs, &ws, &es);
+}
+
+void api_process(struct api *a, const struct pollfd *pfd, int n)
+{
+	int nl = a->nlocal < n ? a->nlocal : n;
+
+	srv_process(&a->local, pfd, nl);
+	srv_process(&a->admin, pfd + nl, n - nl);
 }

@@ -9,6 +9,7 @@
 
 #include <poll.h>
 #include <stddef.h>
+#include <stdio.h>
 
 struct api;
 struct store;
@@ -17,7 +18,9 @@ struct cfg_server;
 
 /*
  * Serves the API on lfd, a listening non-blocking AF_UNIX socket whose
- * ownership passes to the API (also on failure). st, rl and cfg must outlive
+ * ownership passes to the API (also on failure), and, when [admin] listen
+ * is set, on that TCP address over TLS with the server certificate, where
+ * every route but POST /api/v1/login needs a session or an API key. st, rl and cfg must outlive
  * it. 0 or -errno with a reason in err.
  */
 int api_start(struct api **out, int lfd, struct store *st, struct relaylink *rl,
@@ -32,6 +35,9 @@ void api_stop(struct api *a);
 int api_pollfds(struct api *a, struct pollfd *pfd, int max, int *timeout_ms);
 /* Runs the HTTP server after poll(); call it on every loop turn. */
 void api_process(struct api *a, const struct pollfd *pfd, int n);
+
+/* Prints every route as "METHOD /api/v1/PATTERN", one a line (nave-controld --list-routes). */
+void api_list_routes(FILE *f);
 
 struct acme;
 /* The ACME client /api/v1/acme reports on and asks (ctl/acme.h). */

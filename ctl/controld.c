@@ -37,14 +37,16 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-		"usage: nave-controld [--config FILE] [--check] [--help] [--version]\n"
-		"\n"
-		"The nave control daemon: state, tokens, tunnels, ports, the admin API.\n"
-		"  -c, --config FILE  server config (default: the embedded single-machine setup)\n"
-		"  -n, --check        validate the config, print the effective settings, exit\n"
-		"  -h, --help         this help\n"
-		"  -V, --version      print the version\n");
+	fprintf(
+	    f, "usage: nave-controld [--config FILE] [--check] [--list-routes] [--help] "
+	       "[--version]\n"
+	       "\n"
+	       "The nave control daemon: state, tokens, tunnels, ports, the admin API.\n"
+	       "  -c, --config FILE  server config (default: the embedded single-machine setup)\n"
+	       "  -n, --check        validate the config, print the effective settings, exit\n"
+	       "      --list-routes  print the admin API's routes (METHOD PATH), one a line, exit\n"
+	       "  -h, --help         this help\n"
+	       "  -V, --version      print the version\n");
 }
 
 /* True when something accepts connections on the socket file at path. */
@@ -322,11 +324,9 @@ out:
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-	    {"config", required_argument, NULL, 'c'},
-	    {"check", no_argument, NULL, 'k'},
-	    {"help", no_argument, NULL, 'h'},
-	    {"version", no_argument, NULL, 'V'},
-	    {NULL, 0, NULL, 0},
+	    {"config", required_argument, NULL, 'c'}, {"check", no_argument, NULL, 'k'},
+	    {"list-routes", no_argument, NULL, 'R'},  {"help", no_argument, NULL, 'h'},
+	    {"version", no_argument, NULL, 'V'},      {NULL, 0, NULL, 0},
 	};
 	static struct cfg_server cfg;
 	const char *config = NULL;
@@ -344,6 +344,9 @@ int main(int argc, char **argv)
 		case 'n':
 			check = true;
 			break;
+		case 'R':
+			api_list_routes(stdout);
+			return 0;
 		case 'h':
 			usage(stdout);
 			return 0;

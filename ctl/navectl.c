@@ -20,6 +20,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -49,9 +50,12 @@ enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
 struct cmd;
 
 struct ctx {
-	const char *socket;    /* --socket */
-	const char *config;    /* --config */
-	bool json;	       /* --json */
+	const char *socket;   /* --socket */
+	const char *config;   /* --config */
+	const char *server;   /* --server https://HOST:PORT (or NAVE_SERVER): the admin listener */
+	const char *key_file; /* --api-key-file FILE (or NAVE_API_KEY holding the key) */
+	const char *ca; /* --ca FILE: the CA (or the certificate) the server's is checked by */
+	bool json;	/* --json */
 	const struct cmd *cmd; /* the command being run, for messages */
 	const char *group;     /* the command group named so far, for messages */
 	const char *sub;       /* and the first word of a two-word name ("deny" add) */
@@ -212,11 +216,16 @@ static void sb_free(struct sbuf *b)
  */
 struct http_target {
 	const char *base;
-	const char *unix_path;
+	const char *unix_path; /* NULL: base is https://HOST:PORT, the admin listener */
+	const char *ca;	       /* remote: the CA file (NULL: the system's) */
+	const char *key;       /* remote: the API key sent as Authorization: Bearer */
 };
 
 #define LOCAL_BASE     "http://nave" /* only the Host header: the socket is what is dialed */
 #define HTTP_PROTOCOLS "http"
+#define SERVER_ENV     "NAVE_SERVER"
+#define APIKEY_ENV     "NAVE_API_KEY"
+#define APIKEY_MAX     128
 
 struct http_req {
 	const char *method;
@@ -417,8 +426,9 @@ static int http_request(const struct http_target *t, const struct http_req *q, s
 	static const char *const headers[] = {"Accept: application/json",
 					      "Content-Type: application/json", "Connection: close",
 					      "Expect:"};
-	char errbuf[CURL_ERROR_SIZE] = "";
-	size_t plen = strlen(t->unix_path);
+	char errbuf[CURL_ERROR_SIZE] = "", bearer[APIKEY_MAX + 32];
+	const char *where = t->unix_path ? t->unix_path : t->base;
+	size_t plen = t->unix_path ? strlen(t->unix_path) : 1;
 	struct curl_slist *hdrs = NULL, *l = NULL;
 	struct sbuf url = {0};
 	CURL *h = NULL;
@@ -428,7 +438,7 @@ static int http_request(const struct http_target *t, const struct http_req *q, s
 
 	memset(r, 0, sizeof(*r));
 	/* libcurl takes "" as no socket (TCP to the URL's host) and fails long paths vaguely */
-	if (!plen || plen >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
+	if (t->unix_path && (!plen || plen >= sizeof(((struct sockaddr_un *)0)->sun_path))) {
 		r->conn_errno = plen ? ENAMETOOLONG : ENOENT;
 		snprintf(err, errlen, "cannot connect to controld at %s: %s", t->unix_path,
 			 strerror(r->conn_errno));
@@ -442,9 +452,20 @@ static int http_request(const struct http_target *t, const struct http_req *q, s
 			break;
 		hdrs = l;
 	}
+	if (l && t->key) {
+		snprintf(bearer, sizeof(bearer), "Authorization: Bearer %s", t->key);
+		l = curl_slist_append(hdrs, bearer);
+		if (l)
+			hdrs = l;
+	}
 	h = curl_easy_init();
 	if (!h || !l || url.oom || !http_setup(h, r, errbuf) ||
-	    curl_easy_setopt(h, CURLOPT_UNIX_SOCKET_PATH, t->unix_path) ||
+	    (t->unix_path ? curl_easy_setopt(h, CURLOPT_UNIX_SOCKET_PATH, t->unix_path) != CURLE_OK
+			  : /* the admin listener: HTTPS only, its certificate verified */
+		 curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "https") != CURLE_OK ||
+		     curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L) != CURLE_OK ||
+		     curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L) != CURLE_OK ||
+		     (t->ca && curl_easy_setopt(h, CURLOPT_CAINFO, t->ca) != CURLE_OK)) ||
 	    !http_setup_req(h, q, url.p, hdrs)) {
 		snprintf(err, errlen, "out of memory");
 		ret = -ENOMEM;
@@ -452,7 +473,7 @@ static int http_request(const struct http_target *t, const struct http_req *q, s
 	}
 	rc = http_perform(h, r);
 	if (rc != CURLE_OK) {
-		ret = http_error(h, rc, t->unix_path, r, errbuf, err, errlen);
+		ret = http_error(h, rc, where, r, errbuf, err, errlen);
 		goto out;
 	}
 	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
@@ -526,7 +547,7 @@ static int search_request(struct ctx *c, const struct http_req *q, struct http_r
 	if (!config_socket(NULL, paths[np], sizeof(paths[np]), err, sizeof(err)))
 		np++;
 	for (unsigned i = 0; i < np; i++) {
-		struct http_target to = {LOCAL_BASE, paths[i]};
+		struct http_target to = {LOCAL_BASE, paths[i], NULL, NULL};
 		bool dup = false;
 
 		for (unsigned k = 0; k < i; k++)
@@ -581,12 +602,84 @@ static int search_request(struct ctx *c, const struct http_req *q, struct http_r
  * exit code, the reason printed; on EXIT_OK *r holds the answer (caller
  * frees r->body) and c->sock names the socket.
  */
+/*
+ * The API key for --server: the first line of --api-key-file FILE, else
+ * $NAVE_API_KEY. Printable ASCII without spaces, at most APIKEY_MAX bytes.
+ * EXIT_OK with key filled, or an exit code after a message.
+ */
+static int api_key(struct ctx *c, char key[APIKEY_MAX + 2])
+{
+	const char *env = getenv(APIKEY_ENV);
+	size_t n;
+
+	key[0] = 0;
+	if (c->key_file) {
+		FILE *f = fopen(c->key_file, "re");
+
+		if (!f) {
+			fail("--api-key-file %s: %s", c->key_file, strerror(errno));
+			return EXIT_FAIL;
+		}
+		if (!fgets(key, APIKEY_MAX + 2, f))
+			key[0] = 0;
+		fclose(f);
+	} else if (env) {
+		str_copy(key, APIKEY_MAX + 2, env);
+	} else {
+		fail("--server needs an API key: --api-key-file FILE or $%s", APIKEY_ENV);
+		return EXIT_USAGE;
+	}
+	n = strlen(key);
+	while (n && (key[n - 1] == '\n' || key[n - 1] == '\r'))
+		key[--n] = 0;
+	if (!n || n > APIKEY_MAX) {
+		fail("the API key must be 1-%d characters", APIKEY_MAX);
+		return EXIT_USAGE;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (key[i] <= ' ' || key[i] > '~') {
+			fail("the API key holds a character that is not printable ASCII");
+			return EXIT_USAGE;
+		}
+	return EXIT_OK;
+}
+
+/* q to the admin listener of --server (or $NAVE_SERVER) with the API key. */
+static int remote_request(struct ctx *c, const char *server, const struct http_req *q,
+			  struct http_resp *r)
+{
+	char key[APIKEY_MAX + 2], err[CFG_ERR_MAX + CFG_PATH_MAX], base[512];
+	struct http_target to = {base, NULL, c->ca, key};
+	size_t n = strlen(server);
+	int ret;
+
+	if (strncmp(server, "https://", 8) != 0 || n <= 8 || n >= sizeof(base) ||
+	    strpbrk(server + 8, "/?#@ \t\r\n")) {
+		fail("--server must be https://HOST:PORT, not %s", server);
+		return EXIT_USAGE;
+	}
+	str_copy(base, sizeof(base), server);
+	ret = api_key(c, key);
+	if (ret)
+		return ret;
+	str_copy(c->sock, sizeof(c->sock), server);
+	ret = http_request(&to, q, r, err, sizeof(err));
+	explicit_bzero(key, sizeof(key));
+	if (ret < 0) {
+		fail("%s", err);
+		return EXIT_FAIL;
+	}
+	return EXIT_OK;
+}
+
 static int ctl_request(struct ctx *c, const struct http_req *q, struct http_resp *r)
 {
-	struct http_target to = {LOCAL_BASE, c->sock};
-	const char *env = getenv(SOCKET_ENV);
+	struct http_target to = {LOCAL_BASE, c->sock, NULL, NULL};
+	const char *env = getenv(SOCKET_ENV), *server = getenv(SERVER_ENV);
 	char err[CFG_ERR_MAX + CFG_PATH_MAX];
 
+	if (c->server || (!c->socket && !c->config && server && *server))
+		return remote_request(c, c->server ? c->server : server, q, r);
 	if (c->socket) {
 		if (!str_copy(c->sock, sizeof(c->sock), c->socket)) {
 			fail("socket path too long: %s", c->socket);
@@ -1052,6 +1145,9 @@ static int take_opt(struct ctx *c, const struct opt *opts, int argc, char **argv
 	    {"--socket", "PATH", &c->socket, NULL},
 	    {"--config", "FILE", &c->config, NULL},
 	    {"--json", NULL, NULL, &c->json},
+	    {"--server", "URL", &c->server, NULL},
+	    {"--api-key-file", "FILE", &c->key_file, NULL},
+	    {"--ca", "FILE", &c->ca, NULL},
 	    {NULL, NULL, NULL, NULL},
 	};
 	const char *a = argv[*i], *eq = strchr(a, '=');
@@ -1084,7 +1180,9 @@ static int take_opt(struct ctx *c, const struct opt *opts, int argc, char **argv
 
 static void cmd_usage(FILE *f, const struct cmd *cmd)
 {
-	fprintf(f, "usage: navectl [--socket PATH | --config FILE] [--json] %s%s%s%s%s\n  %s\n",
+	fprintf(f,
+		"usage: navectl [--socket PATH | --config FILE | --server URL] [--json] "
+		"%s%s%s%s%s\n  %s\n",
 		cmd->group, cmd->name ? " " : "", cmd->name ? cmd->name : "", *cmd->args ? " " : "",
 		cmd->args, cmd->help);
 }
@@ -2732,6 +2830,273 @@ static int cmd_acme_revoke(struct ctx *c, int argc, char **argv)
 	return acme_ask(c, argc, argv, "revoke");
 }
 
+/* ---- admin users and API keys ------------------------------------------------ */
+
+#define PASSWORD_MIN 8
+#define PASSWORD_MAX 1024
+
+/*
+ * A new password: with --password-stdin one line of stdin (its line end
+ * dropped), else asked twice on the terminal without echo. Never from argv.
+ * EXIT_OK with pw (PASSWORD_MAX + 2 bytes), or an exit code after a message.
+ */
+static int read_password(struct ctx *c, bool from_stdin, char *pw)
+{
+	char again[PASSWORD_MAX + 2];
+	struct termios old, quiet;
+	size_t n;
+	FILE *tty;
+
+	if (from_stdin) {
+		if (!fgets(pw, PASSWORD_MAX + 2, stdin)) {
+			fail("no password on stdin");
+			return EXIT_FAIL;
+		}
+	} else {
+		tty = isatty(STDIN_FILENO) ? fopen("/dev/tty", "r+e") : NULL;
+		if (!tty)
+			return usage_error(c, "no terminal to ask the password on: use "
+					      "--password-stdin");
+		tcgetattr(fileno(tty), &old);
+		quiet = old;
+		quiet.c_lflag &= ~(tcflag_t)ECHO;
+		tcsetattr(fileno(tty), TCSAFLUSH, &quiet);
+		fputs("Password: ", tty);
+		fflush(tty);
+		if (!fgets(pw, PASSWORD_MAX + 2, tty))
+			pw[0] = 0;
+		fputs("\nAgain: ", tty);
+		fflush(tty);
+		if (!fgets(again, sizeof(again), tty))
+			again[0] = 0;
+		fputs("\n", tty);
+		tcsetattr(fileno(tty), TCSAFLUSH, &old);
+		fclose(tty);
+		if (strcmp(pw, again) != 0) {
+			explicit_bzero(again, sizeof(again));
+			fail("the passwords differ");
+			return EXIT_FAIL;
+		}
+		explicit_bzero(again, sizeof(again));
+	}
+	n = strlen(pw);
+	if (n && pw[n - 1] == '\n')
+		pw[--n] = 0;
+	else if (n > PASSWORD_MAX) {
+		fail("a password is %d-%d bytes", PASSWORD_MIN, PASSWORD_MAX);
+		return EXIT_FAIL;
+	}
+	if (n && pw[n - 1] == '\r')
+		pw[--n] = 0;
+	if (n < PASSWORD_MIN || n > PASSWORD_MAX) {
+		fail("a password is %d-%d bytes", PASSWORD_MIN, PASSWORD_MAX);
+		return EXIT_FAIL;
+	}
+	return EXIT_OK;
+}
+
+/* POST body {"name"?, "password"} from the password read; NULL after a message. */
+static json_t *password_body(const char *name, const char *pw)
+{
+	json_t *b = json_pack("{s:s}", "password", pw);
+
+	if (b && name && json_object_set_new(b, "name", json_string(name)) < 0) {
+		json_decref(b);
+		b = NULL;
+	}
+	if (!b)
+		fail("the password is not UTF-8 (or out of memory)");
+	return b;
+}
+
+static const struct col user_cols[] = {
+    {"NAME", "name", COL_VAL},
+    {"TWO-FACTOR", "two_factor", COL_VAL},
+    {"CREATED", "created_at", COL_TIME},
+    {"LAST LOGIN", "last_login", COL_TIME},
+    {"FAILED", "failed_logins", COL_VAL},
+    {"LOCKED UNTIL", "locked_until", COL_TIME},
+};
+
+/* users add NAME / users passwd NAME */
+static int user_password_cmd(struct ctx *c, int argc, char **argv, bool add)
+{
+	const char *name = NULL;
+	bool from_stdin = false;
+	const struct opt opts[] = {
+	    {"--password-stdin", NULL, NULL, &from_stdin},
+	    {NULL, NULL, NULL, NULL},
+	};
+	char pw[PASSWORD_MAX + 2], buf[256];
+	struct sbuf path;
+	json_t *body, *j;
+	int ret;
+
+	ret = parse_args(c, argc, argv, opts, &name, "NAME");
+	if (ret)
+		return args_exit(ret);
+	ret = read_password(c, from_stdin, pw);
+	if (ret) {
+		explicit_bzero(pw, sizeof(pw));
+		return ret;
+	}
+	body = password_body(add ? name : NULL, pw);
+	explicit_bzero(pw, sizeof(pw));
+	if (!body)
+		return EXIT_FAIL;
+	path = add ? api_path("users", NULL, NULL) : api_path("users", name, "password");
+	ret = api_call(c, "POST", &path, body, &j);
+	if (ret || !j)
+		return ret;
+	printf("user %s %s\n", fmt_esc(json_object_get(j, "name"), buf, sizeof(buf)),
+	       add ? "added" : "has a new password (its sessions ended)");
+	json_decref(j);
+	return EXIT_OK;
+}
+
+static int cmd_users_add(struct ctx *c, int argc, char **argv)
+{
+	return user_password_cmd(c, argc, argv, true);
+}
+
+static int cmd_users_passwd(struct ctx *c, int argc, char **argv)
+{
+	return user_password_cmd(c, argc, argv, false);
+}
+
+static int cmd_users_ls(struct ctx *c, int argc, char **argv)
+{
+	return list_cmd(c, argc, argv, "users", user_cols, ARRAY_SIZE(user_cols));
+}
+
+/* METHOD /api/v1/users/NAME[/tail]; prints "user NAME done". */
+static int user_action(struct ctx *c, int argc, char **argv, const char *method, const char *tail,
+		       const char *done)
+{
+	const char *name = NULL;
+	char buf[256];
+	struct sbuf path;
+	json_t *j;
+	int ret;
+
+	ret = parse_args(c, argc, argv, NULL, &name, "NAME");
+	if (ret)
+		return args_exit(ret);
+	path = api_path("users", name, tail);
+	ret = api_call(c, method, &path, NULL, &j);
+	if (ret || !j)
+		return ret;
+	printf("user %s %s\n", fmt_esc(json_object_get(j, "name"), buf, sizeof(buf)), done);
+	json_decref(j);
+	return EXIT_OK;
+}
+
+static int cmd_users_rm(struct ctx *c, int argc, char **argv)
+{
+	return user_action(c, argc, argv, "DELETE", NULL, "removed");
+}
+
+static int cmd_users_2fa_disable(struct ctx *c, int argc, char **argv)
+{
+	return user_action(c, argc, argv, "DELETE", "two-factor", "has two-factor off");
+}
+
+/* two-factor enable/reset: the new secret, shown this once. */
+static int totp_cmd(struct ctx *c, int argc, char **argv, const char *tail)
+{
+	const char *name = NULL, *secret, *uri;
+	char b1[256], b2[512];
+	struct sbuf path;
+	json_t *j;
+	int ret;
+
+	ret = parse_args(c, argc, argv, NULL, &name, "NAME");
+	if (ret)
+		return args_exit(ret);
+	path = api_path("users", name, tail);
+	ret = api_call(c, "POST", &path, NULL, &j);
+	if (ret || !j)
+		return ret;
+	secret = need_str(j, "secret");
+	uri = secret ? need_str(j, "uri") : NULL;
+	if (uri) {
+		printf("secret: %s\n", log_esc_str(secret, b1, sizeof(b1)));
+		printf("uri:    %s\n", log_esc_str(uri, b2, sizeof(b2)));
+		printf("Add it to an authenticator app (TOTP, SHA-1, 6 digits, 30 s); it is shown "
+		       "only this once.\n");
+	}
+	json_decref(j);
+	return uri ? EXIT_OK : EXIT_FAIL;
+}
+
+static int cmd_users_2fa_enable(struct ctx *c, int argc, char **argv)
+{
+	return totp_cmd(c, argc, argv, "two-factor");
+}
+
+static int cmd_users_2fa_reset(struct ctx *c, int argc, char **argv)
+{
+	return totp_cmd(c, argc, argv, "two-factor/reset");
+}
+
+static int cmd_apikeys_create(struct ctx *c, int argc, char **argv)
+{
+	const char *desc = NULL, *expires = NULL, *key;
+	const struct opt opts[] = {
+	    {"--description", "D", &desc, NULL},
+	    {"--expires", "DURATION", &expires, NULL},
+	    {NULL, NULL, NULL, NULL},
+	};
+	char buf[256], kb[256];
+	uint64_t ms = 0;
+	struct sbuf path;
+	json_t *j;
+	int ret;
+
+	ret = parse_args(c, argc, argv, opts, NULL, NULL);
+	if (ret)
+		return args_exit(ret);
+	if (expires && cfg_parse_duration_ms(expires, &ms) < 0)
+		return usage_error(c, "bad --expires '%s' (e.g. 90m, 12h, 7d; 0 = never)", expires);
+	if (ms / 1000 > INT32_MAX)
+		return usage_error(c, "bad --expires '%s': too far away", expires);
+	path = api_path("apikeys", NULL, NULL);
+	ret = api_call(c, "POST", &path,
+		       json_pack("{s:s, s:I}", "description", desc ? desc : "", "expires",
+				 (json_int_t)((ms + 999) / 1000)),
+		       &j);
+	if (ret || !j)
+		return ret;
+	key = need_str(j, "key");
+	if (key) {
+		printf("%s\n", log_esc_str(key, kb, sizeof(kb)));
+		printf("API key %s; it is shown only this once (navectl --server URL "
+		       "--api-key-file FILE)\n",
+		       fmt_esc(json_object_get(j, "id"), buf, sizeof(buf)));
+	}
+	json_decref(j);
+	return key ? EXIT_OK : EXIT_FAIL;
+}
+
+static const struct col apikey_cols[] = {
+    {"ID", "id", COL_VAL},
+    {"REVOKED", "revoked", COL_VAL},
+    {"CREATED", "created_at", COL_TIME},
+    {"EXPIRES", "expires_at", COL_EXPIRY},
+    {"LAST USED", "last_used", COL_TIME},
+    {"DESCRIPTION", "description", COL_VAL},
+};
+
+static int cmd_apikeys_ls(struct ctx *c, int argc, char **argv)
+{
+	return list_cmd(c, argc, argv, "apikeys", apikey_cols, ARRAY_SIZE(apikey_cols));
+}
+
+static int cmd_apikeys_revoke(struct ctx *c, int argc, char **argv)
+{
+	return action_cmd(c, argc, argv, "apikeys", "revoke", "API key", "id", "revoked");
+}
+
 static const struct cmd cmds[] = {
     {"status", NULL, cmd_status, "",
      "Show versions, uptime, relayd state, tunnels, connections and ports."},
@@ -2799,6 +3164,21 @@ static const struct cmd cmds[] = {
      "(devices to the tunnel port too)."},
     {"firewall", "allow rm", cmd_firewall_allow_rm, "CIDR",
      "Take an address block out of the allow list."},
+    {"users", "add", cmd_users_add, "NAME [--password-stdin]",
+     "Add an admin user of the remote admin API (the password asked, or one line of stdin)."},
+    {"users", "ls", cmd_users_ls, "[--page N]", "List admin users."},
+    {"users", "passwd", cmd_users_passwd, "NAME [--password-stdin]",
+     "Set a user's password; its sessions end."},
+    {"users", "rm", cmd_users_rm, "NAME", "Remove a user and its sessions."},
+    {"users", "two-factor enable", cmd_users_2fa_enable, "NAME",
+     "Turn on TOTP for a user: the secret is printed only this once."},
+    {"users", "two-factor disable", cmd_users_2fa_disable, "NAME", "Turn off TOTP for a user."},
+    {"users", "two-factor reset", cmd_users_2fa_reset, "NAME",
+     "Give a user a new TOTP secret (printed only this once); the old one stops working."},
+    {"apikeys", "create", cmd_apikeys_create, "[--description D] [--expires DURATION]",
+     "Create an API key for the remote admin API; it is printed only this once."},
+    {"apikeys", "ls", cmd_apikeys_ls, "[--page N]", "List API keys (never the keys)."},
+    {"apikeys", "revoke", cmd_apikeys_revoke, "ID", "Revoke an API key."},
 };
 
 /* True when cmd's name is two words, the first of them sub. */
@@ -2812,7 +3192,8 @@ static bool name_under(const struct cmd *cmd, const char *sub)
 /* Usage of every command, of one group's, or of the two-word ones under group sub. */
 static void usage(FILE *f, const char *group, const char *sub)
 {
-	fprintf(f, "usage: navectl [--socket PATH | --config FILE] [--json] COMMAND [ARGS]\n");
+	fprintf(f, "usage: navectl [--socket PATH | --config FILE | --server URL] [--json] COMMAND "
+		   "[ARGS]\n");
 	if (!group)
 		fprintf(f,
 			"\nAdmin client of nave-controld (its HTTP+JSON API on a Unix socket).\n");
@@ -2833,6 +3214,11 @@ static void usage(FILE *f, const char *group, const char *sub)
 		   "  --socket PATH  controld's socket\n"
 		   "  --config FILE  the server config: its runtime_dir + \"" SOCKET_NAME "\"\n"
 		   "  --json         print the API's JSON reply as it is\n"
+		   "  --server URL   https://HOST:PORT: the remote admin API ([admin] listen), or\n"
+		   "                 $" SERVER_ENV
+		   "; with an API key from --api-key-file FILE or $" APIKEY_ENV "\n"
+		   "  --ca FILE      the CA (or the self-signed certificate) the server's is\n"
+		   "                 verified against (default: the system's CAs)\n"
 		   "  -h, --help     this help; COMMAND --help for one command\n"
 		   "  -V, --version  print the version\n"
 		   "\nThe socket: --socket PATH, else from --config FILE, else $" SOCKET_ENV

@@ -137,6 +137,33 @@ static const char *const store_migrations[] = {
     " created_at INTEGER NOT NULL,"
     " updated_at INTEGER NOT NULL);"
     "CREATE INDEX rule_ops_tunnel ON rule_ops(tunnel_id, state, id);",
+    /* 8: admin users (scrypt, TOTP), their login sessions (hashed ids) and API keys (hashed) */
+    "CREATE TABLE users ("
+    " name TEXT PRIMARY KEY,"
+    " hash TEXT NOT NULL,"
+    " totp_secret TEXT,"
+    " totp_step INTEGER NOT NULL DEFAULT 0,"
+    " created_at INTEGER NOT NULL,"
+    " last_login INTEGER,"
+    " failed INTEGER NOT NULL DEFAULT 0,"
+    " locked_until INTEGER);"
+    "CREATE TABLE sessions ("
+    " id_hash TEXT PRIMARY KEY,"
+    " user TEXT NOT NULL REFERENCES users(name),"
+    " csrf TEXT NOT NULL,"
+    " created_at INTEGER NOT NULL,"
+    " expires_at INTEGER NOT NULL,"
+    " last_used INTEGER NOT NULL,"
+    " source TEXT NOT NULL DEFAULT '');"
+    "CREATE INDEX sessions_user ON sessions(user);"
+    "CREATE TABLE apikeys ("
+    " id TEXT PRIMARY KEY,"
+    " hash TEXT NOT NULL,"
+    " description TEXT NOT NULL DEFAULT '',"
+    " created_at INTEGER NOT NULL,"
+    " expires_at INTEGER,"
+    " last_used INTEGER,"
+    " revoked INTEGER NOT NULL DEFAULT 0);",
 };
 
 _Static_assert(ARRAY_SIZE(store_migrations) == STORE_SCHEMA_VERSION,
@@ -318,6 +345,9 @@ union store_any {
 	struct store_port port;
 	struct store_domain domain;
 	struct store_fw_rule fw;
+	struct store_user user;
+	struct store_session session;
+	struct store_apikey apikey;
 };
 
 /*
@@ -2600,4 +2630,377 @@ int store_fw_list(struct store *s, int kind, store_fw_cb cb, void *arg, int64_t 
 
 	return list_typed(s, &store_fw_rules, &f, 0, -1, call_fw_cb, (void (*)(void))cb, arg,
 			  total);
+}
+
+/* --- admin users, sessions, API keys --- */
+
+bool store_user_name_ok(const char *name)
+{
+	size_t n = name ? strlen(name) : 0;
+
+	if (n < 1 || n > STORE_USER_LEN - 1 || name[0] == '.' || name[0] == '-')
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = name[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+		      c == '-'))
+			return false;
+	}
+	return true;
+}
+
+#define U(m) AT(struct store_user, m)
+static const struct store_col user_cols[] = {
+    {"name", STORE_C_TEXT, U(name), .json = "name", .jtype = STORE_J_STR},
+    {"hash", STORE_C_TEXT, U(hash), .jtype = STORE_J_NONE},
+    {"totp_secret", STORE_C_TEXT, U(totp_secret), .jtype = STORE_J_NONE},
+    {"totp_secret IS NOT NULL", STORE_C_BOOL, U(two_factor), .json = "two_factor",
+     .jtype = STORE_J_BOOL},
+    {"totp_step", STORE_C_I64, U(totp_step), .jtype = STORE_J_NONE},
+    {"created_at", STORE_C_I64, U(created_at), .json = "created_at", .jtype = STORE_J_INT},
+    {"last_login", STORE_C_I64, U(last_login), .json = "last_login", .jtype = STORE_J_TIME},
+    {"failed", STORE_C_I64, U(failed), .json = "failed_logins", .jtype = STORE_J_INT},
+    {"locked_until", STORE_C_I64, U(locked_until), .json = "locked_until", .jtype = STORE_J_TIME},
+};
+#undef U
+
+static const struct store_query user_query = {
+    .table = "users", .key = "name", .where = "", .order = "name"};
+
+STORE_ENTITY(store_users, "user", struct store_user, user_cols, user_query);
+
+#define S(m) AT(struct store_session, m)
+static const struct store_col session_cols[] = {
+    {"id_hash", STORE_C_TEXT, S(id_hash), .jtype = STORE_J_NONE},
+    {"user", STORE_C_TEXT, S(user), .json = "user", .jtype = STORE_J_STR},
+    {"csrf", STORE_C_TEXT, S(csrf), .jtype = STORE_J_NONE},
+    {"created_at", STORE_C_I64, S(created_at), .json = "created_at", .jtype = STORE_J_INT},
+    {"expires_at", STORE_C_I64, S(expires_at), .json = "expires_at", .jtype = STORE_J_INT},
+    {"last_used", STORE_C_I64, S(last_used), .json = "last_used", .jtype = STORE_J_INT},
+    {"source", STORE_C_TEXT, S(source), .json = "source", .jtype = STORE_J_TEXT},
+};
+#undef S
+
+static const struct store_query session_query = {
+    .table = "sessions", .key = "id_hash", .where = "", .order = "created_at, rowid"};
+
+STORE_ENTITY(store_sessions, "session", struct store_session, session_cols, session_query);
+
+#define A(m) AT(struct store_apikey, m)
+static const struct store_col apikey_cols[] = {
+    {"id", STORE_C_TEXT, A(id), .json = "id", .jtype = STORE_J_STR},
+    {"hash", STORE_C_TEXT, A(hash), .jtype = STORE_J_NONE},
+    {"description", STORE_C_TEXT, A(description), .json = "description", .jtype = STORE_J_TEXT},
+    {"created_at", STORE_C_I64, A(created_at), .json = "created_at", .jtype = STORE_J_INT},
+    {"expires_at", STORE_C_I64, A(expires_at), .json = "expires_at", .jtype = STORE_J_TIME},
+    {"last_used", STORE_C_I64, A(last_used), .json = "last_used", .jtype = STORE_J_TIME,
+     .flags = STORE_J_STORED},
+    {"revoked", STORE_C_BOOL, A(revoked), .json = "revoked", .jtype = STORE_J_BOOL},
+};
+#undef A
+
+static const struct store_query apikey_query = {
+    .table = "apikeys", .key = "id", .where = "", .order = "created_at, rowid"};
+
+STORE_ENTITY(store_apikeys, "API key", struct store_apikey, apikey_cols, apikey_query);
+
+/* Runs sql with text parameters ?1.. (NULL binds NULL) and int64 ones after them. */
+static int run_sql(struct store *s, const char *sql, const char *const *texts, int nt,
+		   const int64_t *ints, int ni, int *changes)
+{
+	sqlite3_stmt *st;
+	int ret = prep(s, sql, &st);
+
+	if (ret)
+		return ret;
+	for (int i = 0; i < nt; i++) {
+		if (texts[i])
+			bind_text(st, i + 1, texts[i]);
+		else
+			sqlite3_bind_null(st, i + 1);
+	}
+	for (int i = 0; i < ni; i++)
+		sqlite3_bind_int64(st, nt + i + 1, ints[i]);
+	ret = step_done(s, st);
+	sqlite3_finalize(st);
+	if (!ret && changes)
+		*changes = sqlite3_changes(s->db);
+	return ret;
+}
+
+static int count_sql(struct store *s, const char *sql, int64_t *n)
+{
+	sqlite3_stmt *st;
+	int ret = prep(s, sql, &st);
+
+	if (ret)
+		return ret;
+	ret = query_int(s, st, n);
+	sqlite3_finalize(st);
+	return ret;
+}
+
+int store_user_add(struct store *s, const char *name, const char *hash, struct store_user *out)
+{
+	const char *t[] = {name, hash};
+	int64_t now = store_now(), n;
+	int ret;
+
+	if (!store_user_name_ok(name) || !hash || strlen(hash) >= STORE_PWHASH_LEN)
+		return -EINVAL;
+	ret = tx_begin(s);
+	if (ret)
+		return ret;
+	ret = row_find(s, &store_users, name, out);
+	if (ret == 1)
+		ret = -EEXIST;
+	if (!ret)
+		ret = count_sql(s, "SELECT count(*) FROM users", &n);
+	if (!ret && n >= STORE_USERS_MAX)
+		ret = -EDQUOT;
+	if (!ret)
+		ret = run_sql(s, "INSERT INTO users (name, hash, created_at) VALUES (?1, ?2, ?3)",
+			      t, 2, &now, 1, NULL);
+	ret = tx_end(s, ret);
+	return ret ? ret : store_user_get(s, name, out);
+}
+
+int store_user_get(struct store *s, const char *name, struct store_user *out)
+{
+	return store_get(s, &store_users, name, out);
+}
+
+/* An UPDATE of one user's row: -ENOENT when it changed none. */
+static int user_update(struct store *s, const char *sql, const char *name, const char *text,
+		       const int64_t *ints, int ni)
+{
+	const char *t[] = {name, text};
+	int changes = 0, ret = run_sql(s, sql, t, 2, ints, ni, &changes);
+
+	return ret ? ret : changes ? 0 : -ENOENT;
+}
+
+int store_user_set_password(struct store *s, const char *name, const char *hash)
+{
+	const char *t[] = {name};
+	int ret = tx_begin(s);
+
+	if (ret)
+		return ret;
+	ret = user_update(s, "UPDATE users SET hash = ?2 WHERE name = ?1", name, hash, NULL, 0);
+	if (!ret)
+		ret = run_sql(s, "DELETE FROM sessions WHERE user = ?1", t, 1, NULL, 0, NULL);
+	return tx_end(s, ret);
+}
+
+int store_user_del(struct store *s, const char *name)
+{
+	const char *t[] = {name};
+	int changes = 0, ret = tx_begin(s);
+
+	if (ret)
+		return ret;
+	ret = run_sql(s, "DELETE FROM sessions WHERE user = ?1", t, 1, NULL, 0, NULL);
+	if (!ret)
+		ret = run_sql(s, "DELETE FROM users WHERE name = ?1", t, 1, NULL, 0, &changes);
+	if (!ret && !changes)
+		ret = -ENOENT;
+	return tx_end(s, ret);
+}
+
+int store_user_set_totp(struct store *s, const char *name, const char *secret)
+{
+	return user_update(s, "UPDATE users SET totp_secret = ?2, totp_step = 0 WHERE name = ?1",
+			   name, secret, NULL, 0);
+}
+
+int store_user_login(struct store *s, const char *name, bool ok, int64_t step, int64_t now,
+		     unsigned max_failed, int64_t lock_s, bool *locked)
+{
+	int64_t v[3] = {now, step, 0};
+
+	if (locked)
+		*locked = false;
+	if (ok)
+		return user_update(
+		    s,
+		    "UPDATE users SET failed = 0, locked_until = NULL, last_login = ?3,"
+		    " totp_step = CASE WHEN ?4 > 0 THEN ?4 ELSE totp_step END"
+		    " WHERE name = ?1 AND ?2 IS NULL",
+		    name, NULL, v, 2);
+	v[0] = max_failed;
+	v[1] = now + lock_s;
+	{
+		struct store_user u;
+		int ret = user_update(s,
+				      "UPDATE users SET failed = failed + 1 WHERE name = ?1"
+				      " AND ?2 IS NULL",
+				      name, NULL, NULL, 0);
+
+		if (!ret)
+			ret = store_user_get(s, name, &u);
+		if (ret || u.failed < (int64_t)max_failed)
+			return ret;
+		if (locked)
+			*locked = true;
+		return user_update(s,
+				   "UPDATE users SET failed = 0, locked_until = ?3 WHERE name = ?1"
+				   " AND ?2 IS NULL",
+				   name, NULL, &v[1], 1);
+	}
+}
+
+int store_session_add(struct store *s, const struct store_session *sess)
+{
+	const char *t[] = {sess->id_hash, sess->user, sess->csrf, sess->source};
+	const int64_t v[] = {sess->created_at, sess->expires_at, sess->last_used,
+			     STORE_SESSIONS_PER_USER};
+	int ret = tx_begin(s);
+
+	if (ret)
+		return ret;
+	ret = run_sql(s,
+		      "INSERT INTO sessions (id_hash, user, csrf, source, created_at, expires_at,"
+		      " last_used) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+		      t, 4, v, 3, NULL);
+	/* the newest STORE_SESSIONS_PER_USER of the user stay */
+	if (!ret) {
+		const char *u[] = {sess->user};
+		const int64_t keep[] = {STORE_SESSIONS_PER_USER};
+
+		ret = run_sql(s,
+			      "DELETE FROM sessions WHERE user = ?1 AND rowid NOT IN (SELECT rowid"
+			      " FROM sessions WHERE user = ?1 ORDER BY created_at DESC, rowid DESC"
+			      " LIMIT ?2)",
+			      u, 1, keep, 1, NULL);
+	}
+	return tx_end(s, ret);
+}
+
+int store_session_get(struct store *s, const char *id_hash, struct store_session *out)
+{
+	return store_get(s, &store_sessions, id_hash, out);
+}
+
+int store_session_touch(struct store *s, const char *id_hash, int64_t now)
+{
+	const char *t[] = {id_hash};
+
+	return run_sql(s, "UPDATE sessions SET last_used = ?2 WHERE id_hash = ?1", t, 1, &now, 1,
+		       NULL);
+}
+
+int store_session_del(struct store *s, const char *id_hash)
+{
+	const char *t[] = {id_hash};
+
+	return run_sql(s, "DELETE FROM sessions WHERE id_hash = ?1", t, 1, NULL, 0, NULL);
+}
+
+int store_session_purge(struct store *s, int64_t now, int64_t idle_s)
+{
+	const int64_t v[] = {now, now - idle_s};
+
+	return run_sql(s, "DELETE FROM sessions WHERE expires_at <= ?1 OR last_used <= ?2", NULL, 0,
+		       v, 2, NULL);
+}
+
+#define KEY_PREFIX   "nvk_"
+#define KEY_HEX	     64 /* 32 random bytes */
+#define KEY_TEXT_LEN (4 + 8 + 1 + KEY_HEX)
+
+int store_apikey_create(struct store *s, const char *description, int64_t expires_in,
+			struct store_apikey *out, char key[STORE_APIKEY_LEN])
+{
+	char id[STORE_ID_LEN], secret[KEY_HEX + 1], hash[65];
+	int64_t now = store_now(), n, v[2];
+	int ret;
+
+	if (expires_in < 0)
+		return -EINVAL;
+	ret = tx_begin(s);
+	if (ret)
+		return ret;
+	ret = count_sql(s, "SELECT count(*) FROM apikeys WHERE revoked = 0", &n);
+	if (!ret && n >= STORE_APIKEYS_MAX)
+		ret = -EDQUOT;
+	for (int i = 0; !ret && i < ID_TRIES; i++) {
+		ret = -EEXIST;
+		random_hex(id, 4);
+		if (row_find(s, &store_apikeys, id, out) == 0)
+			ret = 0;
+	}
+	if (!ret) {
+		const char *t[] = {id, hash, description ? description : ""};
+
+		random_hex(secret, KEY_HEX / 2);
+		store_hash_secret(secret, hash);
+		snprintf(key, STORE_APIKEY_LEN, "%s%s_%s", KEY_PREFIX, id, secret);
+		OPENSSL_cleanse(secret, sizeof(secret));
+		v[0] = now;
+		v[1] = expires_in;
+		ret = run_sql(s,
+			      "INSERT INTO apikeys (id, hash, description, created_at, expires_at)"
+			      " VALUES (?1, ?2, ?3, ?4, CASE WHEN ?5 > 0 THEN ?4 + ?5 END)",
+			      t, 3, v, 2, NULL);
+	}
+	ret = tx_end(s, ret);
+	if (ret)
+		return ret;
+	return store_get(s, &store_apikeys, id, out);
+}
+
+int store_apikey_revoke(struct store *s, const char *id, struct store_apikey *out)
+{
+	const char *t[] = {id};
+	int changes = 0;
+	int ret =
+	    run_sql(s, "UPDATE apikeys SET revoked = 1 WHERE id = ?1", t, 1, NULL, 0, &changes);
+
+	if (ret)
+		return ret;
+	if (!changes)
+		return -ENOENT;
+	return store_get(s, &store_apikeys, id, out);
+}
+
+int store_apikey_auth(struct store *s, const char *key, int64_t now, struct store_apikey *out,
+		      const char **why)
+{
+	char id[STORE_ID_LEN];
+	const char *secret;
+	int ret;
+
+	*why = "malformed key";
+	if (!key || strlen(key) != KEY_TEXT_LEN || strncmp(key, KEY_PREFIX, 4) ||
+	    !is_lhex(key + 4, 8) || key[12] != '_' || !is_lhex(key + 13, KEY_HEX))
+		return -EACCES;
+	memcpy(id, key + 4, 8);
+	id[8] = 0;
+	secret = key + 13;
+	ret = store_get(s, &store_apikeys, id, out);
+	*why = "unknown key";
+	if (ret == -ENOENT)
+		return -EACCES;
+	if (ret)
+		return ret;
+	*why = "wrong key";
+	if (!secret_matches(secret, out->hash))
+		return -EACCES;
+	*why = "revoked key";
+	if (out->revoked)
+		return -EACCES;
+	*why = "expired key";
+	if (out->expires_at && out->expires_at <= now)
+		return -EACCES;
+	*why = NULL;
+	if (out->last_used != now) {
+		const char *t[] = {id};
+
+		out->last_used = now;
+		return run_sql(s, "UPDATE apikeys SET last_used = ?2 WHERE id = ?1", t, 1, &now, 1,
+			       NULL);
+	}
+	return 0;
 }

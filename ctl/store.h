@@ -2,8 +2,9 @@
 /*
  * controld's state store over SQLite (state_dir/nave.db, WAL): registration
  * tokens, auth tokens (SHA-256 of the secret only), tunnels, TCP port
- * allocations, domain claims of HTTP rules and the firewall's deny and
- * allow lists, with versioned
+ * allocations, domain claims of HTTP rules, the firewall's deny and
+ * allow lists, and the remote admin API's users, sessions and API keys
+ * (hashes of their secrets only), with versioned
  * migrations and a backup copy before migrating.
  * Single-threaded by design: controld's one event loop is the only user, so
  * there are no locks. Functions return 0 or -errno; the ones that can refuse
@@ -32,7 +33,7 @@ struct store;
 #define STORE_SEARCH_MAX    200 /* bytes of a tunnel search (its LIKE pattern: 2 * this + 2) */
 
 /* The schema version this build migrates to. */
-#define STORE_SCHEMA_VERSION 7
+#define STORE_SCHEMA_VERSION 8
 
 enum store_state { STORE_OFFLINE = 0, STORE_ONLINE = 1 };
 
@@ -100,6 +101,49 @@ struct store_fw_rule {
 	int kind;		 /* enum store_fw_kind */
 	char cidr[CIDR_STR_MAX]; /* the canonical text (cidr_format) */
 	int64_t created_at;
+};
+
+/* An admin user of the remote admin API (ctl/API.md, "Authentication"). */
+#define STORE_USER_LEN		33  /* name: 1-32 of [a-z0-9._-] + NUL */
+#define STORE_PWHASH_LEN	128 /* common/passwd.h's text form (PASSWD_STR_MAX) */
+#define STORE_TOTP_LEN		64  /* base32 of the TOTP secret (ctl/totp.h) */
+#define STORE_HEX_LEN		65  /* 64 hex digits + NUL: SHA-256 of a secret, a CSRF token */
+#define STORE_APIKEY_LEN	80  /* "nvk_<8 hex>_<64 hex>" + NUL */
+#define STORE_USERS_MAX		1000
+#define STORE_APIKEYS_MAX	1000 /* not revoked */
+#define STORE_SESSIONS_PER_USER 16
+
+struct store_user {
+	char name[STORE_USER_LEN];
+	char hash[STORE_PWHASH_LEN];	  /* scrypt, never in an answer */
+	char totp_secret[STORE_TOTP_LEN]; /* base32; empty: two-factor off; never in an answer */
+	bool two_factor;
+	int64_t totp_step; /* the last TOTP step accepted (replays refused) */
+	int64_t created_at;
+	int64_t last_login;   /* 0 = never */
+	int64_t failed;	      /* consecutive failed logins */
+	int64_t locked_until; /* 0 = not locked */
+};
+
+/* A login session: only the SHA-256 of its id is stored. */
+struct store_session {
+	char id_hash[STORE_HEX_LEN];
+	char user[STORE_USER_LEN];
+	char csrf[STORE_HEX_LEN];
+	int64_t created_at;
+	int64_t expires_at; /* absolute: created_at + [admin] session_lifetime */
+	int64_t last_used;
+	char source[64]; /* the address it logged in from */
+};
+
+struct store_apikey {
+	char id[STORE_ID_LEN];
+	char hash[STORE_HEX_LEN]; /* SHA-256 of the secret part, never in an answer */
+	char description[STORE_STR_LEN];
+	int64_t created_at;
+	int64_t expires_at; /* 0 = never */
+	int64_t last_used;  /* 0 = never */
+	bool revoked;
 };
 
 /*
@@ -189,7 +233,7 @@ struct store_entity {
 };
 
 extern const struct store_entity store_registrations, store_tokens, store_tunnels, store_ports,
-    store_domains, store_fw_rules;
+    store_domains, store_fw_rules, store_users, store_sessions, store_apikeys;
 
 /* What a list keeps; each entity looks at its own members only. */
 struct store_filter {
@@ -445,6 +489,54 @@ int store_fw_del(struct store *s, int kind, const char *cidr, struct store_fw_ru
 		 size_t errlen);
 /* Every block of a list in the order they were added; *total (if given) their number. */
 int store_fw_list(struct store *s, int kind, store_fw_cb cb, void *arg, int64_t *total);
+
+/* --- admin users, sessions and API keys (ctl/API.md, "Authentication") --- */
+/* True for a user name: 1-32 of [a-z0-9._-], not starting with '.' or '-'. */
+bool store_user_name_ok(const char *name);
+/* A new user with a password hash (passwd.h): -EINVAL, -EEXIST, -EDQUOT (STORE_USERS_MAX). */
+int store_user_add(struct store *s, const char *name, const char *hash, struct store_user *out);
+int store_user_get(struct store *s, const char *name, struct store_user *out);
+/* A new password hash; every session of the user ends. -ENOENT when unknown. */
+int store_user_set_password(struct store *s, const char *name, const char *hash);
+/* Removes a user and its sessions. -ENOENT when unknown. */
+int store_user_del(struct store *s, const char *name);
+/* The TOTP secret (base32; NULL: two-factor off), the replay step reset. -ENOENT. */
+int store_user_set_totp(struct store *s, const char *name, const char *secret);
+/*
+ * A login's outcome for a known user at now. ok: the failures are cleared,
+ * last_login set and, when step > 0, the TOTP step recorded. Not ok: the
+ * count goes up, and at max_failed the user is locked for lock_s seconds
+ * (the count starts again); *locked (may be NULL) tells whether it was.
+ */
+int store_user_login(struct store *s, const char *name, bool ok, int64_t step, int64_t now,
+		     unsigned max_failed, int64_t lock_s, bool *locked);
+
+/*
+ * A new session of user: id_hash (SHA-256 hex of its id), csrf and source
+ * stored; at most STORE_SESSIONS_PER_USER per user (the oldest ones end).
+ */
+int store_session_add(struct store *s, const struct store_session *sess);
+/* The session whose id hashes to id_hash: 0, -ENOENT. */
+int store_session_get(struct store *s, const char *id_hash, struct store_session *out);
+int store_session_touch(struct store *s, const char *id_hash, int64_t now);
+int store_session_del(struct store *s, const char *id_hash);
+/* Deletes the sessions past their absolute expiry or idle for idle_s seconds at now. */
+int store_session_purge(struct store *s, int64_t now, int64_t idle_s);
+
+/*
+ * A new API key (expires_in seconds; 0: never); the key goes to key (shown
+ * once, only its hash is stored). -EDQUOT past STORE_APIKEYS_MAX live keys.
+ */
+int store_apikey_create(struct store *s, const char *description, int64_t expires_in,
+			struct store_apikey *out, char key[STORE_APIKEY_LEN]);
+int store_apikey_revoke(struct store *s, const char *id, struct store_apikey *out);
+/*
+ * The key of an Authorization header: 0 with *out (last_used set to now),
+ * or -EACCES (malformed, unknown, wrong secret, revoked, expired) with the
+ * reason for the log in why.
+ */
+int store_apikey_auth(struct store *s, const char *key, int64_t now, struct store_apikey *out,
+		      const char **why);
 
 /* Lower-case hex SHA-256 of a token secret, as stored: 65 bytes. */
 void store_hash_secret(const char *secret, char out[65]);

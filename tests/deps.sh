@@ -7,7 +7,8 @@
 # system services, and draws its plots with gnuplot. The ACME tests run pebble
 # (Let's Encrypt's test CA, with pebble-challtestsrv as their DNS), never its
 # system service either. navectl's HTTP client is libcurl's GnuTLS flavour,
-# never libcurl4-openssl-dev: nave links BoringSSL, not OpenSSL 3.
+# never libcurl4-openssl-dev: nave links BoringSSL, not OpenSSL 3. The admin API
+# tests check TOTP codes against oathtool's.
 # Idempotent: when everything is present it only runs dpkg-query.
 set -eu
 PKGS="build-essential clang llvm libclang-rt-14-dev clang-format pkg-config
@@ -15,7 +16,7 @@ liburing-dev libbpf-dev libelf-dev zlib1g-dev bpftool android-libboringssl-dev l
 libiniparser-dev libsqlite3-dev sqlite3 libjansson-dev libmicrohttpd-dev libcurl4-gnutls-dev
 libnl-3-dev libnl-route-3-dev libhttp-parser-dev libcmocka-dev libsystemd-dev libseccomp-dev python3 python3-pytest curl
 python3-cryptography pebble iperf3 haproxy nginx openssh-server openssh-client stunnel4 gnuplot-nox
-openssl iproute2 procps ca-certificates
+openssl iproute2 procps ca-certificates oathtool
 qemu-system-x86 linux-image-amd64 busybox-static kmod cpio xz-utils"
 # the dashboard's test (tests/integration/test_dashboard.py): Debian's headless Chromium
 PKGS="$PKGS chromium chromium-driver python3-selenium"

@@ -42,6 +42,9 @@ common/util.c common/log.c common/msg.c -ljansson -liniparser" ;;
 	passwd)
 		echo "common/passwd.c -I/usr/include/android
 /usr/lib/x86_64-linux-gnu/android/libcrypto.so -Wl,-rpath,/usr/lib/x86_64-linux-gnu/android" ;;
+	totp)
+		echo "ctl/totp.c -I/usr/include/android
+/usr/lib/x86_64-linux-gnu/android/libcrypto.so -Wl,-rpath,/usr/lib/x86_64-linux-gnu/android" ;;
 	acme_http)
 		echo "ctl/acme_http.c common/util.c common/log.c -ljansson -lhttp_parser -I/usr/include/android
 /usr/lib/x86_64-linux-gnu/android/libssl.so /usr/lib/x86_64-linux-gnu/android/libcrypto.so

@@ -85,10 +85,11 @@ def test_totp_matches_rfc6238_and_oathtool():
     secret = base64.b32encode(b"12345678901234567890").decode()
     for t, want in ((59, "94287082"), (1111111109, "07081804"), (2000000000, "69279037")):
         assert totp(secret, t, digits=8) == want
-    if shutil.which("oathtool"):
-        p = nt.run(["oathtool", "--totp", "-b", "--now", "@1111111109", secret])
+    assert shutil.which("oathtool"), "oathtool is not installed (make deps)"
+    for t in (1111111109, int(time.time())):
+        p = nt.run(["oathtool", "--totp", "-b", "--now", f"@{t}", secret])
         assert p.returncode == 0, p.stderr
-        assert p.stdout.strip() == totp(secret, 1111111109)
+        assert p.stdout.strip() == totp(secret, t)
 
 
 # ---------------------------------------------------------------- the admin listener

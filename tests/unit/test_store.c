@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -192,11 +193,11 @@ static void test_wal_mode(void **state)
 }
 
 /*
- * What migrations 6 (token restrictions) and 7 (rule_ops) added, taken away again to make an
- * older database.
+ * What migrations 6 (token restrictions), 7 (rule_ops) and 8 (users, sessions, apikeys)
+ * added, taken away again to make an older database.
  */
 #define UNDO_V6                                                                                    \
-	"DROP TABLE rule_ops;"                                                                     \
+	"DROP TABLE rule_ops; DROP TABLE users; DROP TABLE sessions; DROP TABLE apikeys;"          \
 	"ALTER TABLE tokens DROP COLUMN allow_from; ALTER TABLE tokens DROP COLUMN allow_ids;"     \
 	"ALTER TABLE tokens DROP COLUMN kinds; ALTER TABLE tokens DROP COLUMN domains;"            \
 	"ALTER TABLE tokens DROP COLUMN ports; ALTER TABLE registrations DROP COLUMN allow_from;"  \
@@ -1337,6 +1338,149 @@ static void test_restrictions(void **state)
 	assert_string_equal(got.allow_from, "");
 }
 
+/* --- admin users, sessions, API keys --- */
+
+static int admin_count_cb(const void *row, void *arg)
+{
+	(void)row;
+	(*(int *)arg)++;
+	return 0;
+}
+
+static void test_admin_users(void **state)
+{
+	struct fixture *f = *state;
+	struct store_user u;
+	bool locked;
+
+	assert_true(store_user_name_ok("alice"));
+	assert_true(store_user_name_ok("a.b_c-9"));
+	assert_false(store_user_name_ok(""));
+	assert_false(store_user_name_ok("Alice"));
+	assert_false(store_user_name_ok("-x"));
+	assert_false(store_user_name_ok(".x"));
+	assert_false(store_user_name_ok("a/b"));
+	assert_false(store_user_name_ok("abcdefghijklmnopqrstuvwxyz0123456")); /* 33 */
+	assert_int_equal(store_user_add(f->s, "alice", "$scrypt$hash", &u), 0);
+	assert_string_equal(u.name, "alice");
+	assert_false(u.two_factor);
+	assert_int_equal(store_user_add(f->s, "alice", "$scrypt$hash", &u), -EEXIST);
+	assert_int_equal(store_user_add(f->s, "Bad", "$scrypt$hash", &u), -EINVAL);
+	assert_int_equal(store_user_set_totp(f->s, "alice", "GEZDGNBV"), 0);
+	assert_int_equal(store_user_get(f->s, "alice", &u), 0);
+	assert_true(u.two_factor);
+	assert_string_equal(u.totp_secret, "GEZDGNBV");
+	assert_int_equal(store_user_set_totp(f->s, "nobody", NULL), -ENOENT);
+	/* 3 failures lock (max 3), the count starts again; a success clears all */
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(store_user_login(f->s, "alice", false, 0, 1000, 3, 60, &locked),
+				 0);
+		assert_false(locked);
+	}
+	assert_int_equal(store_user_login(f->s, "alice", false, 0, 1000, 3, 60, &locked), 0);
+	assert_true(locked);
+	assert_int_equal(store_user_get(f->s, "alice", &u), 0);
+	assert_int_equal(u.locked_until, 1060);
+	assert_int_equal(u.failed, 0);
+	assert_int_equal(store_user_login(f->s, "alice", true, 77, 2000, 3, 60, NULL), 0);
+	assert_int_equal(store_user_get(f->s, "alice", &u), 0);
+	assert_int_equal(u.locked_until, 0);
+	assert_int_equal(u.last_login, 2000);
+	assert_int_equal(u.totp_step, 77);
+	/* a new TOTP secret forgets the step */
+	assert_int_equal(store_user_set_totp(f->s, "alice", NULL), 0);
+	assert_int_equal(store_user_get(f->s, "alice", &u), 0);
+	assert_false(u.two_factor);
+	assert_int_equal(u.totp_step, 0);
+	assert_int_equal(store_user_del(f->s, "alice"), 0);
+	assert_int_equal(store_user_del(f->s, "alice"), -ENOENT);
+}
+
+static void test_admin_sessions(void **state)
+{
+	struct fixture *f = *state;
+	struct store_session s = {.user = "bob", .csrf = "c", .source = "127.0.0.1"}, got;
+	struct store_user u;
+	int n = 0;
+
+	assert_int_equal(store_user_add(f->s, "bob", "$scrypt$hash", &u), 0);
+	for (int i = 0; i < STORE_SESSIONS_PER_USER + 3; i++) {
+		snprintf(s.id_hash, sizeof(s.id_hash), "%064d", i);
+		s.created_at = s.last_used = 100 + i;
+		s.expires_at = 1000 + i;
+		assert_int_equal(store_session_add(f->s, &s), 0);
+	}
+	/* the newest STORE_SESSIONS_PER_USER stay */
+	assert_int_equal(store_list(f->s, &store_sessions, NULL, 0, -1, admin_count_cb, &n, NULL),
+			 0);
+	assert_int_equal(n, STORE_SESSIONS_PER_USER);
+	snprintf(s.id_hash, sizeof(s.id_hash), "%064d", 0);
+	assert_int_equal(store_session_get(f->s, s.id_hash, &got), -ENOENT);
+	snprintf(s.id_hash, sizeof(s.id_hash), "%064d", STORE_SESSIONS_PER_USER + 2);
+	assert_int_equal(store_session_get(f->s, s.id_hash, &got), 0);
+	assert_string_equal(got.user, "bob");
+	assert_int_equal(store_session_touch(f->s, s.id_hash, 500), 0);
+	/* idle for 100 s at 590: only the touched one is left */
+	assert_int_equal(store_session_purge(f->s, 590, 100), 0);
+	n = 0;
+	assert_int_equal(store_list(f->s, &store_sessions, NULL, 0, -1, admin_count_cb, &n, NULL),
+			 0);
+	assert_int_equal(n, 1);
+	/* a new password ends them */
+	assert_int_equal(store_user_set_password(f->s, "bob", "$scrypt$new"), 0);
+	assert_int_equal(store_session_get(f->s, s.id_hash, &got), -ENOENT);
+	assert_int_equal(store_user_set_password(f->s, "nobody", "$scrypt$new"), -ENOENT);
+}
+
+static void test_admin_apikeys(void **state)
+{
+	struct fixture *f = *state;
+	struct store_apikey k, got;
+	char key[STORE_APIKEY_LEN], bad[STORE_APIKEY_LEN];
+	const char *why;
+	int64_t now = time(NULL);
+
+	assert_int_equal(store_apikey_create(f->s, "ci", 0, &k, key), 0);
+	assert_int_equal(strlen(key), 77);
+	assert_int_equal(strncmp(key, "nvk_", 4), 0);
+	assert_int_equal(store_apikey_auth(f->s, key, now, &got, &why), 0);
+	assert_string_equal(got.id, k.id);
+	assert_int_equal(got.last_used, now);
+	strcpy(bad, key);
+	bad[20] = bad[20] == 'a' ? 'b' : 'a';
+	assert_int_equal(store_apikey_auth(f->s, bad, now, &got, &why), -EACCES);
+	assert_string_equal(why, "wrong key");
+	assert_int_equal(store_apikey_auth(f->s, "nvk_x", now, &got, &why), -EACCES);
+	assert_string_equal(why, "malformed key");
+	memcpy(bad, key, sizeof(bad));
+	memcpy(bad + 4, "00000000", 8);
+	assert_int_equal(store_apikey_auth(f->s, bad, now, &got, &why), -EACCES);
+	assert_string_equal(why, "unknown key");
+	assert_int_equal(store_apikey_revoke(f->s, k.id, &got), 0);
+	assert_true(got.revoked);
+	assert_int_equal(store_apikey_auth(f->s, key, now, &got, &why), -EACCES);
+	assert_string_equal(why, "revoked key");
+	assert_int_equal(store_apikey_revoke(f->s, "ffffffff", &got), -ENOENT);
+	/* expiry */
+	assert_int_equal(store_apikey_create(f->s, "short", 10, &k, key), 0);
+	assert_int_equal(k.expires_at, k.created_at + 10);
+	assert_int_equal(store_apikey_auth(f->s, key, k.created_at + 9, &got, &why), 0);
+	assert_int_equal(store_apikey_auth(f->s, key, k.created_at + 10, &got, &why), -EACCES);
+	assert_string_equal(why, "expired key");
+	/* the secret is not in the database, its SHA-256 is */
+	{
+		char q[512], h[65];
+
+		snprintf(q, sizeof(q),
+			 "SELECT count(*) FROM apikeys WHERE hash = '%s' OR description = '%s'",
+			 key + 13, key);
+		assert_int_equal(raw_int(f->db, q), 0);
+		store_hash_secret(key + 13, h);
+		snprintf(q, sizeof(q), "SELECT count(*) FROM apikeys WHERE hash = '%s'", h);
+		assert_int_equal(raw_int(f->db, q), 1);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1358,6 +1502,9 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_domains, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_domains_limit_sync_revoke, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_tunnel_queries_use_index, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_admin_users, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_admin_sessions, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_admin_apikeys, setup, teardown),
 	    cmocka_unit_test(test_domain_check),
 	    cmocka_unit_test(test_domain_allowed),
 	    cmocka_unit_test_setup_teardown(test_restrictions, setup, teardown),

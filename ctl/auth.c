@@ -1,0 +1,609 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * Authentication of the remote admin API (ctl/API.md, "Authentication") and
+ * the routes of its users, sessions and API keys: api.c calls
+ * api_authenticate for every request on the admin listener that
+ * api_auth_exempt does not let through, and routes /api/v1/login, logout,
+ * session, users and apikeys here. Login checks the password with scrypt
+ * (common/passwd.c) and the TOTP code (totp.c), counts failures per user
+ * (the store's lockout) and per source address (a table here), and at most
+ * LOGINS_PER_S logins a second are tried in all (scrypt runs on the loop).
+ */
+#include <errno.h>
+#include <jansson.h>
+#include <microhttpd.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "config/cfg.h"
+#include "ctl/api_int.h"
+#include "ctl/store.h"
+#include "ctl/totp.h"
+#include "log.h"
+#include "passwd.h"
+#include "util.h"
+#include "valid.h"
+
+/* --- admin users, login sessions, API keys (API.md, "Authentication") --- */
+
+static void hex32(const uint8_t *b, size_t n, char *out)
+{
+	static const char hx[] = "0123456789abcdef";
+
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = hx[b[i] >> 4];
+		out[2 * i + 1] = hx[b[i] & 15];
+	}
+	out[2 * n] = 0;
+}
+
+/* 32 random bytes as 64 lower-case hex digits. */
+static bool random_token(char out[SESSION_ID_HEX + 1])
+{
+	uint8_t b[SESSION_ID_HEX / 2];
+
+	if (!RAND_bytes(b, sizeof(b)))
+		return false;
+	hex32(b, sizeof(b), out);
+	OPENSSL_cleanse(b, sizeof(b));
+	return true;
+}
+
+static void sha256_hex(const char *s, char out[STORE_HEX_LEN])
+{
+	uint8_t md[SHA256_DIGEST_LENGTH];
+
+	SHA256((const uint8_t *)s, strlen(s), md);
+	hex32(md, sizeof(md), out);
+}
+
+static bool is_hex64(const char *s)
+{
+	size_t n = s ? strlen(s) : 0;
+
+	if (n != SESSION_ID_HEX)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+			return false;
+	return true;
+}
+
+static int64_t now_s(void)
+{
+	return (int64_t)time(NULL);
+}
+
+static int64_t ms_to_s(unsigned ms)
+{
+	return (int64_t)((ms + 999) / 1000);
+}
+
+/* When a session ends if it is not used again: the sooner of its two limits. */
+static int64_t session_end(const struct api *a, const struct store_session *s)
+{
+	int64_t idle = s->last_used + ms_to_s(a->cfg->admin_session_idle_ms);
+
+	return idle < s->expires_at ? idle : s->expires_at;
+}
+
+/*
+ * The session of the request's nave_session cookie: true with c->sess when
+ * it is known and not past either limit (its last use is now then); an
+ * expired one is deleted.
+ */
+static bool session_of(struct call *c)
+{
+	const char *id = MHD_lookup_connection_value(c->conn, MHD_COOKIE_KIND, SESSION_COOKIE);
+	char h[STORE_HEX_LEN];
+	int64_t now = now_s();
+
+	if (!is_hex64(id))
+		return false;
+	sha256_hex(id, h);
+	if (store_session_get(c->a->st, h, &c->sess))
+		return false;
+	if (session_end(c->a, &c->sess) <= now) {
+		log_info("api: session of user %s from %s expired", c->sess.user, c->sess.source);
+		store_session_del(c->a->st, h);
+		return false;
+	}
+	if (c->sess.last_used != now && !store_session_touch(c->a->st, h, now))
+		c->sess.last_used = now;
+	c->have_session = true;
+	return true;
+}
+
+/*
+ * What answers without authentication on the admin listener under /api/: this
+ * list and nothing else (outside /api/ only the dashboard's files, ctl/ui.c).
+ */
+static const struct {
+	const char *method, *path;
+} auth_exempt[] = {
+    {"POST", "/api/v1/login"},
+};
+
+bool api_auth_exempt(const char *method, const char *url)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(auth_exempt); i++)
+		if (!strcmp(auth_exempt[i].method, method) && !strcmp(auth_exempt[i].path, url))
+			return true;
+	return false;
+}
+
+/*
+ * Authentication on the admin listener: an API key (Authorization: Bearer)
+ * or a session cookie; a cookie's request that changes anything (not GET or
+ * HEAD) must carry the session's X-CSRF-Token. 0, or 401/403 with c->out.
+ */
+int api_authenticate(struct call *c)
+{
+	const char *auth =
+	    MHD_lookup_connection_value(c->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+	const char *csrf;
+
+	if (auth) {
+		struct store_apikey k;
+		const char *why = NULL;
+		int ret;
+
+		if (strncmp(auth, "Bearer ", 7) != 0) {
+			log_info("api: %s %s from %s: refused: not a Bearer authorization",
+				 c->method, "request", c->source);
+			return fail(c, MHD_HTTP_UNAUTHORIZED, "authentication required");
+		}
+		ret = store_apikey_auth(c->a->st, auth + 7, now_s(), &k, &why);
+		if (ret == -EACCES) {
+			log_info("api: request from %s refused: API key: %s", c->source, why);
+			return fail(c, MHD_HTTP_UNAUTHORIZED, "authentication required");
+		}
+		if (ret)
+			return internal(c);
+		snprintf(c->who, sizeof(c->who), "API key %s", k.id);
+		c->by_key = true;
+		return 0;
+	}
+	if (!session_of(c))
+		return fail(c, MHD_HTTP_UNAUTHORIZED, "authentication required");
+	snprintf(c->who, sizeof(c->who), "user %s", c->sess.user);
+	if (!strcmp(c->method, "GET") || !strcmp(c->method, "HEAD"))
+		return 0;
+	csrf = MHD_lookup_connection_value(c->conn, MHD_HEADER_KIND, "X-CSRF-Token");
+	if (!csrf || strlen(csrf) != strlen(c->sess.csrf) ||
+	    CRYPTO_memcmp(csrf, c->sess.csrf, strlen(c->sess.csrf))) {
+		log_info("api: %s from %s refused: missing or wrong CSRF token", c->who, c->source);
+		return fail(c, MHD_HTTP_FORBIDDEN, "missing or wrong CSRF token");
+	}
+	return 0;
+}
+
+/*
+ * The failure slot of a source address: its own, else (create) a free one,
+ * else the one whose window began first, reset for it; NULL when absent.
+ */
+static struct src_fail *src_slot(struct api *a, const char *addr, bool create)
+{
+	struct src_fail *pick = NULL;
+	uint64_t now = now_ms();
+
+	for (size_t i = 0; i < SRC_FAIL_SLOTS; i++) {
+		struct src_fail *f = &a->fails[i];
+
+		if (f->n && now - f->since_ms >= SRC_FAIL_WINDOW)
+			f->n = 0; /* its window is over */
+		if (f->n && !strcmp(f->addr, addr))
+			return f;
+		if (!pick || (pick->n && (!f->n || f->since_ms < pick->since_ms)))
+			pick = f;
+	}
+	if (!create)
+		return NULL;
+	memset(pick, 0, sizeof(*pick));
+	str_copy(pick->addr, sizeof(pick->addr), addr);
+	pick->since_ms = now;
+	return pick;
+}
+
+/* A member of the login body that must be a string (or absent); 0 or 400. */
+static int login_str(struct call *c, const char *key, bool required, const char **out)
+{
+	json_t *v = json_object_get(c->body, key);
+
+	*out = NULL;
+	if (!v || json_is_null(v)) {
+		if (required)
+			return fail(c, MHD_HTTP_BAD_REQUEST, "\"%s\" is required", key);
+		return 0;
+	}
+	if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v))
+		return fail(c, MHD_HTTP_BAD_REQUEST, "\"%s\" must be a string", key);
+	*out = json_string_value(v);
+	return 0;
+}
+
+static int login_failed(struct call *c, const char *user, const char *why)
+{
+	struct src_fail *f = src_slot(c->a, c->source, true);
+	char esc[256];
+
+	f->n++;
+	log_esc_str(user, esc, sizeof(esc));
+	log_warn("api: login of \"%s\" from %s failed: %s", esc, c->source, why);
+	return fail(c, MHD_HTTP_UNAUTHORIZED, "login failed");
+}
+
+static int too_many(struct call *c, int64_t secs)
+{
+	c->retry_after = secs > 0 ? (int)secs : 1;
+	return fail(c, MHD_HTTP_TOO_MANY_REQUESTS, "too many failed logins: try again later");
+}
+
+static void log_limit_warn_once(struct api *a)
+{
+	if (a->logins == LOGINS_PER_S + 1)
+		log_warn("api: more than %d logins in a second: the rest of this second get 429",
+			 LOGINS_PER_S);
+}
+
+int h_login(struct call *c)
+{
+	struct api *a = c->a;
+	const char *user, *pass, *code;
+	struct store_user u;
+	struct store_session s = {0};
+	struct src_fail *f;
+	char id[SESSION_ID_HEX + 1];
+	int64_t now = now_s(), step = 0;
+	bool known, ok, locked;
+	int ret;
+
+	ret = login_str(c, "user", true, &user);
+	if (!ret)
+		ret = login_str(c, "password", true, &pass);
+	if (!ret)
+		ret = login_str(c, "totp", false, &code);
+	if (ret)
+		return ret;
+	/* scrypt runs on the loop: at most LOGINS_PER_S logins a second from everywhere */
+	if (now_ms() - a->login_sec_ms >= 1000) {
+		a->login_sec_ms = now_ms();
+		a->logins = 0;
+	}
+	if (++a->logins > LOGINS_PER_S) {
+		log_limit_warn_once(a);
+		return too_many(c, 1);
+	}
+	f = src_slot(a, c->source, false);
+	if (f && f->n >= SRC_FAIL_MAX) {
+		log_warn("api: login from %s refused: %u failed logins from there", c->source,
+			 f->n);
+		return too_many(c, (int64_t)(f->since_ms + SRC_FAIL_WINDOW - now_ms()) / 1000 + 1);
+	}
+	known = store_user_name_ok(user) && store_user_get(a->st, user, &u) == 0;
+	if (known && u.locked_until > now) {
+		log_warn("api: login of %s from %s refused: locked for %llds more", user, c->source,
+			 (long long)(u.locked_until - now));
+		return too_many(c, u.locked_until - now);
+	}
+	/* an unknown user costs the same scrypt: the time does not tell them apart */
+	ok = passwd_verify(pass, strlen(pass),
+			   known ? u.hash
+				 : "$scrypt$ln=14,r=8,p=1$AAAAAAAAAAAAAAAAAAAAAA$"
+				   "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA") &&
+	     known && strlen(pass) >= PASSWORD_MIN && strlen(pass) <= PASSWORD_MAX;
+	if (!known)
+		return login_failed(c, user, "no such user");
+	if (!ok) {
+		store_user_login(a->st, user, false, 0, now, USER_FAIL_MAX,
+				 ms_to_s(a->cfg->admin_lockout_ms), &locked);
+		if (locked)
+			log_warn("api: user %s locked for %us after %d failed logins", user,
+				 a->cfg->admin_lockout_ms / 1000, USER_FAIL_MAX);
+		return login_failed(c, user, "wrong password");
+	}
+	if (u.two_factor) {
+		uint8_t key[TOTP_SECRET_LEN + 8];
+		int n = totp_b32_decode(u.totp_secret, key, sizeof(key));
+
+		ret = n <= 0  ? -EIO
+		      : !code ? -ENOENT
+			      : totp_check(key, (size_t)n, code, (uint64_t)now, u.totp_step, &step);
+		OPENSSL_cleanse(key, sizeof(key));
+		if (ret) {
+			store_user_login(a->st, user, false, 0, now, USER_FAIL_MAX,
+					 ms_to_s(a->cfg->admin_lockout_ms), &locked);
+			return login_failed(c, user,
+					    ret == -ENOENT     ? "no TOTP code"
+					    : ret == -EALREADY ? "TOTP code replayed"
+					    : ret == -EIO      ? "stored TOTP secret unreadable"
+							       : "wrong TOTP code");
+		}
+	}
+	if (store_user_login(a->st, user, true, step, now, USER_FAIL_MAX, 0, NULL))
+		return internal(c);
+	store_session_purge(a->st, now, ms_to_s(a->cfg->admin_session_idle_ms));
+	if (!random_token(id) || !random_token(s.csrf))
+		return internal(c);
+	sha256_hex(id, s.id_hash);
+	str_copy(s.user, sizeof(s.user), user);
+	str_copy(s.source, sizeof(s.source), c->source);
+	s.created_at = s.last_used = now;
+	s.expires_at = now + ms_to_s(a->cfg->admin_session_lifetime_ms);
+	if (store_session_add(a->st, &s)) {
+		OPENSSL_cleanse(id, sizeof(id));
+		return internal(c);
+	}
+	snprintf(c->set_cookie, sizeof(c->set_cookie),
+		 SESSION_COOKIE "=%s; Path=/; HttpOnly; Secure; SameSite=Strict", id);
+	OPENSSL_cleanse(id, sizeof(id));
+	log_info("api: user %s logged in from %s%s", user, c->source,
+		 u.two_factor ? " (password and TOTP)" : " (password)");
+	c->out = json_pack("{s:s, s:s, s:I}", "user", s.user, "csrf", s.csrf, "expires",
+			   (json_int_t)session_end(a, &s));
+	return c->out ? MHD_HTTP_OK : internal(c);
+}
+
+/* A request made with an API key has no session to show or end. */
+static int no_session(struct call *c)
+{
+	return fail(c, MHD_HTTP_BAD_REQUEST,
+		    "no session: this request is authenticated by an API key");
+}
+
+int h_logout(struct call *c)
+{
+	if (c->by_key)
+		return no_session(c);
+	if (!c->have_session && !session_of(c))
+		return fail(c, MHD_HTTP_UNAUTHORIZED, "not logged in");
+	if (store_session_del(c->a->st, c->sess.id_hash))
+		return internal(c);
+	log_info("api: user %s logged out", c->sess.user);
+	snprintf(c->set_cookie, sizeof(c->set_cookie),
+		 SESSION_COOKIE "=; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age=0");
+	return MHD_HTTP_NO_CONTENT;
+}
+
+int h_session(struct call *c)
+{
+	if (c->by_key)
+		return no_session(c);
+	if (!c->have_session && !session_of(c))
+		return fail(c, MHD_HTTP_UNAUTHORIZED, "not logged in");
+	c->out = json_pack("{s:s, s:s, s:I}", "user", c->sess.user, "csrf", c->sess.csrf, "expires",
+			   (json_int_t)session_end(c->a, &c->sess));
+	return c->out ? MHD_HTTP_OK : internal(c);
+}
+
+/* "password": a string of PASSWORD_MIN..PASSWORD_MAX bytes; its scrypt hash to hash. */
+static int body_password(struct call *c, char hash[STORE_PWHASH_LEN])
+{
+	json_t *v = json_object_get(c->body, "password");
+	size_t n;
+
+	if (!v || json_is_null(v))
+		return fail(c, MHD_HTTP_BAD_REQUEST, "\"password\" is required");
+	if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v))
+		return fail(c, MHD_HTTP_BAD_REQUEST, "\"password\" must be a string");
+	n = json_string_length(v);
+	if (n < PASSWORD_MIN || n > PASSWORD_MAX)
+		return fail(c, MHD_HTTP_BAD_REQUEST, "\"password\" must be %d-%d bytes",
+			    PASSWORD_MIN, PASSWORD_MAX);
+	if (passwd_hash(json_string_value(v), n, hash, STORE_PWHASH_LEN))
+		return internal(c);
+	return 0;
+}
+
+static int bad_user_name(struct call *c, const char *name)
+{
+	(void)name;
+	return fail(c, MHD_HTTP_BAD_REQUEST,
+		    "a user name is 1-32 characters of a-z 0-9 . _ - (not starting with . or -)");
+}
+
+int h_users_list(struct call *c)
+{
+	return list_page(c, &store_users, NULL, NULL);
+}
+
+static int user_reply(struct call *c, const char *name, int status)
+{
+	struct store_user u;
+	int ret = store_user_get(c->a->st, name, &u);
+
+	if (ret == -ENOENT)
+		return fail(c, MHD_HTTP_NOT_FOUND, "unknown user %s", name);
+	if (ret)
+		return internal(c);
+	c->out = row_json(&store_users, &u, FORM_FULL);
+	return c->out ? status : internal(c);
+}
+
+int h_users_add(struct call *c)
+{
+	char hash[STORE_PWHASH_LEN];
+	struct store_user u;
+	json_t *v = json_object_get(c->body, "name");
+	const char *name;
+	int ret;
+
+	if (!v || json_is_null(v))
+		return fail(c, MHD_HTTP_BAD_REQUEST, "\"name\" is required");
+	if (!json_is_string(v))
+		return fail(c, MHD_HTTP_BAD_REQUEST, "\"name\" must be a string");
+	name = json_string_value(v);
+	if (strlen(name) != json_string_length(v) || !store_user_name_ok(name))
+		return bad_user_name(c, name);
+	ret = body_password(c, hash);
+	if (ret)
+		return ret;
+	ret = store_user_add(c->a->st, name, hash, &u);
+	OPENSSL_cleanse(hash, sizeof(hash));
+	if (ret == -EEXIST)
+		return fail(c, MHD_HTTP_CONFLICT, "user %s exists", name);
+	if (ret == -EDQUOT)
+		return fail(c, MHD_HTTP_CONFLICT, "at most %d users", STORE_USERS_MAX);
+	if (ret)
+		return internal(c);
+	log_info("api: user %s added (by %s)", name, c->who);
+	c->out = row_json(&store_users, &u, FORM_FULL);
+	return c->out ? MHD_HTTP_CREATED : internal(c);
+}
+
+int h_user_get(struct call *c)
+{
+	if (!store_user_name_ok(c->id))
+		return bad_user_name(c, c->id);
+	return user_reply(c, c->id, MHD_HTTP_OK);
+}
+
+int h_user_password(struct call *c)
+{
+	char hash[STORE_PWHASH_LEN];
+	int ret;
+
+	if (!store_user_name_ok(c->id))
+		return bad_user_name(c, c->id);
+	ret = body_password(c, hash);
+	if (ret)
+		return ret;
+	ret = store_user_set_password(c->a->st, c->id, hash);
+	OPENSSL_cleanse(hash, sizeof(hash));
+	if (ret == -ENOENT)
+		return fail(c, MHD_HTTP_NOT_FOUND, "unknown user %s", c->id);
+	if (ret)
+		return internal(c);
+	log_info("api: password of user %s changed, its sessions ended (by %s)", c->id, c->who);
+	return user_reply(c, c->id, MHD_HTTP_OK);
+}
+
+int h_user_del(struct call *c)
+{
+	int ret;
+
+	if (!store_user_name_ok(c->id))
+		return bad_user_name(c, c->id);
+	ret = store_user_del(c->a->st, c->id);
+	if (ret == -ENOENT)
+		return fail(c, MHD_HTTP_NOT_FOUND, "unknown user %s", c->id);
+	if (ret)
+		return internal(c);
+	log_info("api: user %s removed (by %s)", c->id, c->who);
+	c->out = json_pack("{s:s, s:b}", "name", c->id, "removed", 1);
+	return c->out ? MHD_HTTP_OK : internal(c);
+}
+
+/* A new TOTP secret for the user, shown this once as base32 and otpauth:// URI. */
+static int totp_new(struct call *c, bool reset)
+{
+	uint8_t key[TOTP_SECRET_LEN];
+	char b32[TOTP_B32_LEN], uri[256];
+	struct store_user u;
+	int ret;
+
+	if (!store_user_name_ok(c->id))
+		return bad_user_name(c, c->id);
+	ret = store_user_get(c->a->st, c->id, &u);
+	if (ret == -ENOENT)
+		return fail(c, MHD_HTTP_NOT_FOUND, "unknown user %s", c->id);
+	if (ret)
+		return internal(c);
+	if (!reset && u.two_factor)
+		return fail(c, MHD_HTTP_CONFLICT,
+			    "two-factor is on for user %s already (reset makes a new secret)",
+			    c->id);
+	if (reset && !u.two_factor)
+		return fail(c, MHD_HTTP_CONFLICT, "two-factor is off for user %s (enable it)",
+			    c->id);
+	if (!RAND_bytes(key, sizeof(key)))
+		return internal(c);
+	totp_b32_encode(key, sizeof(key), b32, sizeof(b32));
+	OPENSSL_cleanse(key, sizeof(key));
+	if (totp_uri("nave", c->id, b32, uri, sizeof(uri)) ||
+	    store_user_set_totp(c->a->st, c->id, b32)) {
+		OPENSSL_cleanse(b32, sizeof(b32));
+		return internal(c);
+	}
+	log_info("api: two-factor of user %s %s (by %s)", c->id, reset ? "reset" : "enabled",
+		 c->who);
+	c->out = json_pack("{s:s, s:s, s:s}", "name", c->id, "secret", b32, "uri", uri);
+	OPENSSL_cleanse(b32, sizeof(b32));
+	OPENSSL_cleanse(uri, sizeof(uri));
+	return c->out ? MHD_HTTP_OK : internal(c);
+}
+
+int h_user_totp_enable(struct call *c)
+{
+	return totp_new(c, false);
+}
+
+int h_user_totp_reset(struct call *c)
+{
+	return totp_new(c, true);
+}
+
+int h_user_totp_disable(struct call *c)
+{
+	int ret;
+
+	if (!store_user_name_ok(c->id))
+		return bad_user_name(c, c->id);
+	ret = store_user_set_totp(c->a->st, c->id, NULL);
+	if (ret == -ENOENT)
+		return fail(c, MHD_HTTP_NOT_FOUND, "unknown user %s", c->id);
+	if (ret)
+		return internal(c);
+	log_info("api: two-factor of user %s disabled (by %s)", c->id, c->who);
+	return user_reply(c, c->id, MHD_HTTP_OK);
+}
+
+int h_apikeys_list(struct call *c)
+{
+	return list_page(c, &store_apikeys, NULL, NULL);
+}
+
+int h_apikeys_create(struct call *c)
+{
+	struct store_apikey k;
+	char key[STORE_APIKEY_LEN];
+	const char *desc;
+	long long expires;
+	int ret;
+
+	ret = body_str(c, "description", VALID_TEXT, STORE_STR_LEN - 1, &desc);
+	if (!ret)
+		ret = body_int(c, "expires", 0, 100LL * 365 * 86400, &expires);
+	if (ret)
+		return ret;
+	ret = store_apikey_create(c->a->st, desc, expires, &k, key);
+	if (ret == -EDQUOT)
+		return fail(c, MHD_HTTP_CONFLICT, "at most %d API keys (revoke some)",
+			    STORE_APIKEYS_MAX);
+	if (ret)
+		return internal(c);
+	log_info("api: API key %s created (by %s)", k.id, c->who);
+	c->out = row_json(&store_apikeys, &k, FORM_NEW);
+	if (c->out)
+		json_object_set_new(c->out, "key", json_string(key));
+	OPENSSL_cleanse(key, sizeof(key));
+	return c->out ? MHD_HTTP_CREATED : internal(c);
+}
+
+int h_apikey_revoke(struct call *c)
+{
+	struct store_apikey k;
+	int ret = store_apikey_revoke(c->a->st, c->id, &k);
+
+	if (ret == -ENOENT)
+		return fail(c, MHD_HTTP_NOT_FOUND, "unknown API key %s", c->id);
+	if (ret)
+		return internal(c);
+	log_info("api: API key %s revoked (by %s)", k.id, c->who);
+	c->out = row_json(&store_apikeys, &k, FORM_FULL);
+	return c->out ? MHD_HTTP_OK : internal(c);
+}
