@@ -29,6 +29,8 @@ One run on 127.0.0.1 measures:
      served, refused, reset, closed, hung, open time and relay-side RSS.
  7b. The hold again in a QEMU guest (tests/ktls/guest.sh) whose root may raise
      RLIMIT_NOFILE, for the paths this machine's hard limit kept from 10,000.
+  8. Connection records: a stand-in relayd (bench/recfeed.py) feeds a controld 10,000
+     records/s for 10 s on relay.sock while the admin API is timed (p50/p99/max).
 Results go to bench/results/<UTC timestamp>.json and bench/results/latest.json,
 SVG plots (gnuplot) to bench/results/plots/, and a table to stdout. See bench/README.md.
 
@@ -42,7 +44,9 @@ BENCH_HTTP_SECONDS (default 3), BENCH_HTTP_THREADS (2), BENCH_HTTP_CONNS (16 per
 BENCH_HTTP_SOURCES (16), BENCH_HOLD (levels, "1000,5000,10000"), BENCH_HOLD_SOURCES (64),
 BENCH_HOLD_INFLIGHT (200), BENCH_HOLD_TIMEOUT (10 s), BENCH_HOLD_MAX_FAILURES (100),
 BENCH_SKIP (comma-separated: throughput, memory, ssh, stunnel, connrate, alloc, http, tcphttp,
-hold, guest, plots), BENCH_KEEP=1 keeps the temporary directory with every log,
+hold, guest, plots, records), BENCH_ONLY (comma-separated: the parts to run, every other one
+skipped; e.g. BENCH_ONLY=records), BENCH_RECORDS_RATE (10000 records/s),
+BENCH_RECORDS_SECONDS (10), BENCH_KEEP=1 keeps the temporary directory with every log,
 BENCH_GUEST_HOLD=always (part 7b even when the host held every level), BENCH_GUEST_MEM (MiB,
 8192), BENCH_GUEST_TIMEOUT (s, 3000).
 """
@@ -138,11 +142,22 @@ HOLD_MAX_FAILURES = int(os.environ.get("BENCH_HOLD_MAX_FAILURES", "100"))
 HOLD_SETTLE_S = 2 if HOLD_SLOW == 1 else 8
 # Parts to leave out (comma-separated)
 PARTS = {"throughput", "memory", "ssh", "stunnel", "connrate", "alloc", "http", "tcphttp",
-         "hold", "guest", "plots"}
+         "hold", "guest", "plots", "records"}
 SKIP = {x.strip() for x in os.environ.get("BENCH_SKIP", "").split(",") if x.strip()}
 if SKIP - PARTS:
     sys.exit(f"bench: BENCH_SKIP={os.environ['BENCH_SKIP']!r}: parts are "
              + ", ".join(sorted(PARTS)))
+# BENCH_ONLY: these parts alone (every other one skipped)
+ONLY = {x.strip() for x in os.environ.get("BENCH_ONLY", "").split(",") if x.strip()}
+if ONLY - PARTS:
+    sys.exit(f"bench: BENCH_ONLY={os.environ['BENCH_ONLY']!r}: parts are "
+             + ", ".join(sorted(PARTS)))
+if ONLY:
+    SKIP |= PARTS - ONLY
+# Part 8: connection records fed to controld by a stand-in relayd (bench/recfeed.py)
+RECORDS_RATE = int(os.environ.get("BENCH_RECORDS_RATE", "10000"))
+RECORDS_SECONDS = float(os.environ.get("BENCH_RECORDS_SECONDS", "10"))
+RECORDS_P99_MS = 50
 # The hold again in a QEMU guest (part 7b) when this machine's hard RLIMIT_NOFILE kept a
 # path from its top level: the guest's root may raise the limit. BENCH_GUEST_CHILD=1 is
 # the run inside the guest: the hold alone, its result printed on one marker line.
@@ -2744,6 +2759,7 @@ def print_table(result):
     print_tcphttp(result)
     print_hold(result)
     print_comparison(result)
+    print_records(result)
     if result.get("plots"):
         print()
         print(f"plots: {', '.join(shown_path(PLOTS / n) for n in result['plots'])}")
@@ -2824,6 +2840,7 @@ def main():
         "tcphttp": None,
         "hold": None,
         "hold_guest": None,
+        "records": None,
         "comparison": None,
         "plots": None,
         "skipped": sorted(SKIP),
@@ -2969,6 +2986,14 @@ def main():
             if (limited or GUEST_HOLD == "always") and "guest" not in SKIP and not GUEST_CHILD:
                 procs.stop_all()  # the guest gets the machine
                 hold_guest_part(result, build, limited or [p for p in PATHS if p != "direct"])
+        if "records" not in SKIP and not GUEST_CHILD:
+            log(f"records: {RECORDS_RATE} connection records/s into controld for "
+                f"{RECORDS_SECONDS:g} s, API timed meanwhile")
+            try:
+                records_part(result, procs, tmp, build)
+            except (BenchError, OSError, subprocess.SubprocessError) as e:
+                result["errors"]["records"] = str(e)
+                log(f"records: {e}")
     except BaseException as e:
         failed = True
         result["errors"]["harness"] = f"{type(e).__name__}: {e}"
@@ -2999,6 +3024,147 @@ def main():
     print_table(result)
     print(f"results: {RESULTS / (stamp + '.json')} ({result['elapsed_seconds']} s)")
     return 1 if failed or result["errors"] else 0
+
+
+# ---------------------------------------------------------------- part 8: records
+
+
+def pctl(values, q):
+    """The q-th percentile (0-100) of values, nearest rank; None when empty."""
+    if not values:
+        return None
+    v = sorted(values)
+    return v[min(len(v) - 1, max(0, math.ceil(q / 100 * len(v)) - 1))]
+
+
+def records_part(result, procs, tmp, build):
+    """controld alone, a stand-in relayd (bench/recfeed.py, a process of its own) sending
+    RECORDS_RATE connection records a second for RECORDS_SECONDS, and the harness timing
+    admin API requests meanwhile (a new connection each, as navectl makes them): status,
+    the newest 50 records, the newest 50 of one tunnel. Reported: p50 / p99 / max per
+    request kind and in all, the records sent, received and stored, controld's CPU."""
+    d = tmp / "records"
+    d.mkdir()
+    ini = d / "server.ini"
+    run_dir = d / "run"
+    low, high = free_window(10)
+    ini.write_text(
+        "[server]\n"
+        f"state_dir = {d}/var\n"
+        f"runtime_dir = {run_dir}\n"
+        "log_level = warn\n"
+        "[listen]\n"
+        f"http = {free_port()}\n"
+        f"https = {free_port()}\n"
+        f"address = {HOST}\n"
+        "[ports]\n"
+        f"range = {low}-{high}\n"
+        "reserve = off\n"
+    )
+    sock, relay_sock = run_dir / "control.sock", run_dir / "relay.sock"
+    controld = procs.start("records-controld", [build / "nave-controld", "--config", ini], cwd=d)
+    wait_until("the records controld's sockets",
+               lambda: controld.poll() is not None or (sock.exists() and relay_sock.exists()),
+               15)
+    procs.check_alive("records-controld")
+    tids = []
+    for i in range(8):
+        st, body = api_call(sock, "POST", "/api/v1/tokens", {"id": f"bench-{i}"})
+        if st != 201:
+            raise BenchError(f"POST /api/v1/tokens: {st} {body}")
+        tids.append(body["tunnel_id"])
+    cpu0 = cpu_of([controld.pid])
+    feeder = subprocess.Popen(
+        ["/usr/bin/python3", str(ROOT / "bench" / "recfeed.py"), str(relay_sock),
+         str(RECORDS_RATE), str(RECORDS_SECONDS), ",".join(tids)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    kinds = {"status": "/api/v1/status",
+             "connections": "/api/v1/connections?limit=50",
+             "connections_tunnel": f"/api/v1/connections?tunnel={tids[0]}&limit=50"}
+    lat = {k: [] for k in kinds}
+    bad = []
+    t_end = time.monotonic() + RECORDS_SECONDS + 30
+    try:
+        while feeder.poll() is None and time.monotonic() < t_end:
+            for k, path in kinds.items():
+                t0 = time.perf_counter()
+                st, body = api_call(sock, "GET", path)
+                lat[k].append((time.perf_counter() - t0) * 1000)
+                if st != 200:
+                    bad.append(f"{path}: {st}")
+                time.sleep(0.01)
+        out, err = feeder.communicate(timeout=RECORDS_SECONDS + 30)
+    finally:
+        if feeder.poll() is None:
+            feeder.kill()
+            feeder.wait()
+    if feeder.returncode != 0:
+        raise BenchError(f"recfeed.py exited {feeder.returncode}: {err.strip()[-400:]}")
+    fed = json.loads(out.strip().splitlines()[-1])
+
+    def landed():
+        st, body = api_call(sock, "GET", "/api/v1/status")
+        r = body.get("records") or {}
+        return r if r.get("received", 0) >= fed["sent"] else None
+    try:
+        recs = wait_until("every record received", landed, 30, 0.2)
+    except BenchError:
+        recs = api_call(sock, "GET", "/api/v1/status")[1].get("records") or {}
+    cpu = cpu_of([controld.pid]) - cpu0
+    procs.check_alive("records-controld")
+    allv = [v for vs in lat.values() for v in vs]
+    summary = {k: {"n": len(v), "p50_ms": round(pctl(v, 50), 2), "p99_ms": round(pctl(v, 99), 2),
+                   "max_ms": round(max(v), 2)} for k, v in lat.items() if v}
+    r = {
+        "rate_target": RECORDS_RATE,
+        "seconds_target": RECORDS_SECONDS,
+        "fed": fed,
+        "rate_achieved": round(fed["sent"] / fed["seconds"], 1) if fed["seconds"] else None,
+        "controld_records": recs,
+        "controld_cpu_s": round(cpu, 2),
+        "api": summary,
+        "api_all": {"n": len(allv), "p50_ms": round(pctl(allv, 50), 2),
+                    "p99_ms": round(pctl(allv, 99), 2), "max_ms": round(max(allv), 2)}
+        if allv else None,
+        "api_errors": bad[:10],
+        "p99_target_ms": RECORDS_P99_MS,
+    }
+    problems = []
+    if bad:
+        problems.append(f"{len(bad)} API request(s) failed: {bad[0]}")
+    if not allv or r["api_all"]["p99_ms"] >= RECORDS_P99_MS:
+        problems.append(f"API p99 {r['api_all'] and r['api_all']['p99_ms']} ms, "
+                        f"not under {RECORDS_P99_MS} ms")
+    if recs.get("stored") != fed["sent"]:
+        problems.append(f"{fed['sent']} records sent, {recs.get('stored')} stored")
+    if r["rate_achieved"] is not None and r["rate_achieved"] < 0.95 * RECORDS_RATE:
+        problems.append(f"the feeder reached {r['rate_achieved']} records/s only")
+    r["ok"] = not problems
+    result["records"] = r
+    if problems:
+        result["errors"]["records"] = "; ".join(problems)
+    a = r["api_all"] or {}
+    log(f"records: {fed['sent']} sent in {fed['seconds']} s, {recs.get('stored')} stored; "
+        f"API p50 {a.get('p50_ms')} ms, p99 {a.get('p99_ms')} ms, max {a.get('max_ms')} ms "
+        f"({a.get('n')} requests); controld CPU {r['controld_cpu_s']} s")
+    procs.stop_named("records-controld")
+
+
+def print_records(result):
+    r = result.get("records")
+    if not r:
+        return
+    print()
+    fed = r["fed"]
+    print(f"connection records: {fed['sent']} in {fed['seconds']} s "
+          f"({r['rate_achieved']}/s, target {r['rate_target']}/s) from a stand-in relayd; "
+          f"controld stored {r['controld_records'].get('stored')}, CPU {r['controld_cpu_s']} s")
+    print(f"  {'API request':<20} {'n':>6} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}")
+    for k, v in list(r["api"].items()) + [("all", r["api_all"] or {})]:
+        print(f"  {k:<20} {v.get('n', 0):>6} {v.get('p50_ms', '-'):>8} {v.get('p99_ms', '-'):>8} "
+              f"{v.get('max_ms', '-'):>8}")
+    verdict = "meets" if r["ok"] else "MISSES"
+    print(f"  ({verdict} the target: p99 under {r['p99_target_ms']} ms, every record stored)")
 
 
 def write_results(result, stamp, tmp):

@@ -81,7 +81,7 @@
 /*
  * {workers, ktls, steering, conns, conns_total, bytes_in, bytes_out, links, links_ktls,
  * links_tls, ktls_fallbacks, refused_per_source, idle_timeouts, pending_timeouts,
- * refused_max_links, refused_fd_limit, uptime}
+ * refused_max_links, refused_fd_limit, records_sent, records_dropped, uptime}
  * every few seconds; also lists online tunnel ids as "online":[..] for last_seen. ktls is
  * the mode string ("kernel", "userspace (no TLS ULP in the kernel)", "userspace (ktls = off)");
  * links_ktls + links_tls = links (data links whose TLS records the kernel / userspace
@@ -103,6 +103,28 @@
  *         unauthorized (401)}, and tls_kernel: connections whose TLS the edge terminates
  *         that went into the kernel (kTLS).
  */
+
+/*
+ * {records:[{tunnel_id, kind ("tcp" | "http" | "https"), port, domain?, src, src_port,
+ * start_ms, duration_ms, bytes_in, bytes_out, reason}]}: relayed public connections that
+ * closed, in batches (at most 96 records a message, and fewer when long hosts would take
+ * it near MSG_MAX), sent when a batch
+ * is full or about once a second, never one message per connection. port is the public
+ * port the connection reached (for HTTP(S) the edge's listener port), domain (HTTP(S)
+ * only) the request's host or the SNI, src the source address as text (an IPv4 source in
+ * dotted form), start_ms the accept in Unix milliseconds, bytes_in public -> tunnel,
+ * bytes_out tunnel -> public. reason is one of "done" (both ends finished), "reset" (an end
+ * reset it, or its data link went away), "idle_timeout", "pending_timeout", "refused"
+ * (reset at once: max_conns_per_source, max_links, descriptors, the firewall), "error"
+ * (relayd's own failure), "shutdown" (relayd stopping, the tunnel offline, its port
+ * released). Each worker queues its records in a fixed ring of its own; a full ring, a
+ * controld away or one not reading (over 1 MiB queued) drops records, counted in
+ * stats' records_dropped (records_sent: sent since start). controld checks every member
+ * and drops a malformed record (counted); a message whose records is not an array is
+ * malformed. The rule is resolved by controld (the tunnel's port, or the domain claim
+ * covering the host).
+ */
+#define CTL_CONN_RECORDS "conn_records"
 
 /* controld -> relayd */
 /*

@@ -146,7 +146,13 @@ const char cfg_server_default_ini[] =
     "# renew this long before expiry (at most a third of a certificate's lifetime)\n"
     "renew_before = 30d\n"
     "# on: agree to the CA's terms of service (required by CAs that have them)\n"
-    "accept_terms = off\n";
+    "accept_terms = off\n"
+    "\n"
+    "[records]\n"
+    "# connection records (navectl connections ls) older than this are removed\n"
+    "keep = 30d\n"
+    "# at most this many are kept (the oldest go first)\n"
+    "max_rows = 1000000\n";
 
 /* ---- the tables ---- */
 
@@ -267,6 +273,10 @@ static const struct cfg_row server_rows[] = {
     SRV("acme", "renew_before", "30d", R_DURATION, acme_renew_before_ms, .min = 3600000,
 	.max = 45 * 86400000u, .live = true),
     SRV("acme", "accept_terms", "off", R_BOOL, acme_accept_terms, .live = true),
+    SRV("records", "keep", "30d", R_DURATION, records_keep_ms, .min = 3600000,
+	.max = 3650 * 86400000ull, .live = true),
+    SRV("records", "max_rows", "1000000", R_UINT, records_max_rows, .min = 1, .max = 1000000000,
+	.live = true),
 };
 
 static const struct cfg_row client_rows[] = {
@@ -644,6 +654,9 @@ static void set_num(const struct cfg_row *r, void *base, size_t off, int64_t v)
 	case sizeof(uint16_t):
 		*(uint16_t *)p = (uint16_t)v;
 		break;
+	case sizeof(uint64_t): /* [records] keep */
+		*(uint64_t *)p = (uint64_t)v;
+		break;
 	default:
 		if (r->type == R_LOGLEVEL || r->type == R_KTLS || r->type == R_STEERING ||
 		    r->type == R_PROXY)
@@ -663,6 +676,8 @@ static int64_t get_num(const struct cfg_row *r, const void *base, size_t off)
 		return *(const bool *)p;
 	case sizeof(uint16_t):
 		return *(const uint16_t *)p;
+	case sizeof(uint64_t):
+		return (int64_t) * (const uint64_t *)p;
 	default:
 		if (r->type == R_LOGLEVEL || r->type == R_KTLS || r->type == R_STEERING ||
 		    r->type == R_PROXY)
@@ -1524,7 +1539,7 @@ static int read_err(char *err, size_t errlen, const char *file, int e)
 
 static const char *const server_sections[] = {"server",	 "tls",	     "listen", "ports",
 					      "tunnel",	 "datapath", "http",   "xdp",
-					      "metrics", "acme",     "admin"};
+					      "metrics", "acme",     "admin",  "records"};
 
 static int server_section(void *ctx, struct ini_sec *s, const char *raw, char *why, size_t wl)
 {

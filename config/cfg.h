@@ -79,6 +79,9 @@ struct cfg_server {
 	char acme_ca[CFG_PATH_MAX];	   /* empty: the system's CA bundle */
 	unsigned acme_renew_before_ms;	   /* renew_before = 30d */
 	bool acme_accept_terms;		   /* accept_terms = off */
+	/* [records] */
+	uint64_t records_keep_ms;  /* keep = 30d: connection records older are pruned */
+	unsigned records_max_rows; /* max_rows = 1000000 */
 	/* where it came from, for --check */
 	char source[CFG_PATH_MAX]; /* file path or "(embedded default)" */
 };

@@ -37,6 +37,7 @@
 #include "config/cfg.h"
 #include "ctl/relaylink.h"
 #include "ctl/acme.h"
+#include "ctl/records.h"
 #include "ctl/reload.h"
 #include "ctl/ruleops.h"
 #include "ctl/store.h"
@@ -367,8 +368,16 @@ static int tunnel_rules(struct api *a, const void *row, json_t *o)
 	struct store_filter f = {.tunnel_id = t->id};
 	json_t *ports = all_json(a, &store_ports, &f, FORM_BRIEF);
 	json_t *domains = all_json(a, &store_domains, &f, FORM_BRIEF);
+	json_t *traffic = all_json(a, &store_rule_traffics, &f, FORM_BRIEF);
 
-	if (!ports || !domains) {
+	if (!ports || !domains || !traffic) {
+		json_decref(ports);
+		json_decref(domains);
+		json_decref(traffic);
+		return -ENOMEM;
+	}
+	/* each rule's bytes and connections from the connection records (ctl/records.h) */
+	if (json_object_set_new(o, "traffic", traffic)) {
 		json_decref(ports);
 		json_decref(domains);
 		return -ENOMEM;
@@ -447,11 +456,12 @@ static int h_status(struct call *c)
 	if (access(cert, F_OK) == 0 && tls_cert_fingerprint_file(cert, fpr) == 0)
 		fp = json_string(fpr);
 	snprintf(range, sizeof(range), "%u-%u", a->cfg->port_min, a->cfg->port_max);
-	c->out = json_pack("{s:s, s:I, s:o, s:{s:I, s:I}, s:o, s:{s:s, s:I}}", "version",
-			   NAVE_VERSION, "uptime", (json_int_t)((now_ms() - a->started_ms) / 1000),
-			   "relay", relaylink_status(a->rl), "tunnels", "total", (json_int_t)total,
-			   "online", (json_int_t)online, "tls_fingerprint", fp, "ports", "range",
-			   range, "allocated", (json_int_t)ports);
+	c->out =
+	    json_pack("{s:s, s:I, s:o, s:{s:I, s:I}, s:o, s:{s:s, s:I}, s:o}", "version",
+		      NAVE_VERSION, "uptime", (json_int_t)((now_ms() - a->started_ms) / 1000),
+		      "relay", relaylink_status(a->rl), "tunnels", "total", (json_int_t)total,
+		      "online", (json_int_t)online, "tls_fingerprint", fp, "ports", "range", range,
+		      "allocated", (json_int_t)ports, "records", relaylink_records_status(a->rl));
 	return c->out ? MHD_HTTP_OK : internal(c);
 }
 
@@ -974,6 +984,120 @@ static int h_firewall_allow_del(struct call *c)
 
 /* --- routing --- */
 
+/* --- connection records (ctl/records.h) --- */
+
+#define CONN_LIMIT_DEFAULT 50
+#define CONN_LIMIT_MAX	   1000
+#define BUCKETS_MAX	   1000
+#define BUCKETS_DEFAULT	   60
+
+/* ?tunnel=, ?rule= and ?since= of the records' routes: 0, or 400 with the response set. */
+static int records_filter(struct call *c, struct store_filter *f)
+{
+	const char *since = query(c, "since");
+	int ret = query_arg(c, "tunnel", VALID_ID, ID_MAX, &f->tunnel_id);
+
+	if (!ret)
+		ret = query_arg(c, "rule", VALID_NAME, LINK_RULE_MAX, &f->rule);
+	if (ret)
+		return ret;
+	if (since && *since && records_since(since, (int64_t)time(NULL), &f->since))
+		return fail(c, MHD_HTTP_BAD_REQUEST,
+			    "invalid since \"%.32s\": Unix seconds, or a duration back from now "
+			    "(90s, 15m, 1h, 7d, 2w)",
+			    since);
+	return 0;
+}
+
+static int h_connections_list(struct call *c)
+{
+	struct store_filter f = {0};
+	struct walk w = {c->a, &store_conn_records, FORM_FULL, NULL, NULL};
+	const char *l = query(c, "limit");
+	long long limit = CONN_LIMIT_DEFAULT;
+	int ret = records_filter(c, &f);
+
+	if (ret)
+		return ret;
+	if (l && *l && (!parse_ll(l, &limit) || limit < 1 || limit > CONN_LIMIT_MAX))
+		return fail(c, MHD_HTTP_BAD_REQUEST, "invalid limit \"%.32s\": 1-%d", l,
+			    CONN_LIMIT_MAX);
+	w.items = json_array();
+	if (!w.items || store_records_list(c->a->st, &f, limit, walk_item, &w)) {
+		json_decref(w.items);
+		return internal(c);
+	}
+	c->out = json_pack("{s:o, s:I}", "items", w.items, "limit", (json_int_t)limit);
+	return c->out ? MHD_HTTP_OK : internal(c);
+}
+
+struct buckets {
+	json_t *arr;
+	int64_t since, step, n;
+};
+
+static int bucket_set(int64_t t, int64_t in, int64_t out, int64_t conns, void *arg)
+{
+	struct buckets *b = arg;
+	int64_t k = (t - b->since) / b->step;
+	json_t *o = json_array_get(b->arr, (size_t)k);
+
+	if (k < 0 || !o)
+		return 0; /* ended in the future (a clock step): not in the window */
+	json_object_set_new(o, "bytes_in", json_integer(in));
+	json_object_set_new(o, "bytes_out", json_integer(out));
+	json_object_set_new(o, "conns", json_integer(conns));
+	return 0;
+}
+
+static int h_connections_bandwidth(struct call *c)
+{
+	struct store_filter f = {0};
+	struct buckets b = {NULL, 0, 0, 0};
+	const char *st = query(c, "step");
+	int64_t now = (int64_t)time(NULL);
+	long long step = 0;
+	int ret = records_filter(c, &f);
+
+	if (ret)
+		return ret;
+	if (!f.tunnel_id)
+		return fail(c, MHD_HTTP_BAD_REQUEST, "tunnel is required");
+	if (st && *st && (!parse_ll(st, &step) || step < 1 || step > 30 * 86400))
+		return fail(c, MHD_HTTP_BAD_REQUEST, "invalid step \"%.32s\": seconds, 1-2592000",
+			    st);
+	if (!f.since)
+		f.since = now - 3600;
+	if (f.since > now)
+		f.since = now;
+	if (!step)
+		step = (now - f.since) / BUCKETS_DEFAULT + 1;
+	b.step = step;
+	b.since = f.since - f.since % step;
+	b.n = (now - b.since) / step + 1;
+	if (b.n > BUCKETS_MAX)
+		return fail(c, MHD_HTTP_BAD_REQUEST,
+			    "since and step make %lld buckets, at most %d: a larger step",
+			    (long long)b.n, BUCKETS_MAX);
+	f.since = b.since;
+	b.arr = json_array();
+	for (int64_t k = 0; b.arr && k < b.n; k++)
+		if (json_array_append_new(b.arr,
+					  json_pack("{s:I, s:i, s:i, s:i}", "t",
+						    (json_int_t)(b.since + k * step), "bytes_in", 0,
+						    "bytes_out", 0, "conns", 0))) {
+			json_decref(b.arr);
+			b.arr = NULL;
+		}
+	if (!b.arr || store_records_bandwidth(c->a->st, &f, step, bucket_set, &b)) {
+		json_decref(b.arr);
+		return internal(c);
+	}
+	c->out = json_pack("{s:I, s:I, s:o}", "since", (json_int_t)b.since, "step",
+			   (json_int_t)step, "buckets", b.arr);
+	return c->out ? MHD_HTTP_OK : internal(c);
+}
+
 /*
  * '#' ends a pattern: an address block, one segment or two (its '/' may come
  * percent-encoded or not: the path is decoded before routing), checked by its
@@ -1012,6 +1136,8 @@ static const struct route {
     {"GET", "domains", h_domains_list},
     {"DELETE", "domains/@", h_domain_release},
     {"GET", "firewall", h_firewall_list},
+    {"GET", "connections", h_connections_list},
+    {"GET", "connections/bandwidth", h_connections_bandwidth},
     {"POST", "firewall/deny", h_firewall_deny_add},
     {"POST", "firewall/allow", h_firewall_allow_add},
     {"DELETE", "firewall/deny/#", h_firewall_deny_del},

@@ -19,6 +19,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "config/cfg.h"
@@ -142,6 +143,31 @@ static void reload(struct cfg_server *run, struct store *st)
 		svc_ready("reload failed: %s: the running configuration stays", r.error);
 }
 
+/*
+ * [records] retention, one bounded step at a time (RECORDS_PRUNE_CHUNK rows) so
+ * that a large backlog never stalls the loop: a step every second, every
+ * RECORDS_PRUNE_BUSY_MS while a step found a full chunk. Returns the ms until
+ * the next step.
+ */
+#define RECORDS_PRUNE_CHUNK   2000
+#define RECORDS_PRUNE_MS      1000
+#define RECORDS_PRUNE_BUSY_MS 50
+static int64_t records_retention(struct store *st, const struct cfg_server *cfg, uint64_t *at)
+{
+	uint64_t now = now_ms();
+	int64_t deleted = 0;
+
+	if (now < *at)
+		return (int64_t)(*at - now);
+	if (store_records_prune(st, (int64_t)time(NULL) - (int64_t)(cfg->records_keep_ms / 1000),
+				cfg->records_max_rows, RECORDS_PRUNE_CHUNK, &deleted))
+		log_every(NLOG_ERROR, "records: pruning failed (see above); trying again");
+	else if (deleted)
+		log_debug("records: %lld pruned", (long long)deleted);
+	*at = now + (deleted >= RECORDS_PRUNE_CHUNK ? RECORDS_PRUNE_BUSY_MS : RECORDS_PRUNE_MS);
+	return (int64_t)(*at - now);
+}
+
 static int run(struct cfg_server *cfg)
 {
 	char db[CFG_PATH_MAX + 16], relay_sock[CFG_PATH_MAX + 16], ctl_sock[CFG_PATH_MAX + 16];
@@ -155,6 +181,7 @@ static int run(struct cfg_server *cfg)
 	const char *dirs[2];
 	sigset_t sigs;
 	uint64_t wd, wd_last;
+	uint64_t prune_at = 0; /* the next step of [records] retention (ms) */
 	int sfd = -1, lfd, ret;
 
 	/* from the start: a SIGHUP during start-up waits and reloads then */
@@ -264,6 +291,7 @@ static int run(struct cfg_server *cfg)
 
 	for (;;) {
 		int n = 0, nrl, napi, timeout = -1;
+		int64_t wait_ms = records_retention(st, cfg, &prune_at);
 
 		pfd[n].fd = sfd;
 		pfd[n].events = POLLIN;
@@ -275,6 +303,10 @@ static int run(struct cfg_server *cfg)
 		n += napi;
 		if (timeout < 0 || timeout > 1000)
 			timeout = 1000; /* rate-limited log summaries are due now and then */
+		if (timeout > wait_ms)
+			timeout = (int)wait_ms;
+		if (relaylink_busy(rl))
+			timeout = 0; /* relayd's messages that the last turn's budget left */
 		if (wd && timeout > (int)(wd / 2))
 			timeout = (int)(wd / 2);
 		if (wd && now_ms() - wd_last >= wd / 2) {

@@ -40,7 +40,7 @@
 #define SYSTEM_SOCKET  "/run/nave" SOCKET_NAME
 #define SOCKET_ENV     "NAVE_CONTROL_SOCKET"
 #define MAX_TRIED      3
-#define TABLE_MAX_COLS 8
+#define TABLE_MAX_COLS 12
 
 /* Exit codes (README.md, "Commands"). */
 enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
@@ -1493,6 +1493,21 @@ static void status_kassist(struct table *t, json_t *rel)
 	sb_free(&drops);
 }
 
+/* The connection records: what controld took, and what relayd dropped (not stored). */
+static void status_records(struct table *t, json_t *j, json_t *rel)
+{
+	json_t *r = json_object_get(j, "records");
+	char a[32], b[32], d[32], line[192];
+
+	if (!json_is_object(r))
+		return; /* an older controld */
+	snprintf(line, sizeof(line), "%s stored, %s refused; relayd: %s records dropped",
+		 int_or_dash(r, "stored", a, sizeof(a)), int_or_dash(r, "refused", b, sizeof(b)),
+		 int_or_dash(rel, "records_dropped", d, sizeof(d)));
+	table_add(t, "records:");
+	table_add(t, line);
+}
+
 static int cmd_status(struct ctx *c, int argc, char **argv)
 {
 	static const struct col top[] = {
@@ -1561,6 +1576,7 @@ static int cmd_status(struct ctx *c, int argc, char **argv)
 		 fmt_val(json_object_get(ports, "range"), title, sizeof(title)),
 		 json_integer_value(json_object_get(ports, "allocated")));
 	table_add(&t, buf);
+	status_records(&t, j, rel);
 	table_add(&t, "tls fingerprint:");
 	table_add(&t, fmt_val(json_object_get(j, "tls_fingerprint"), buf, sizeof(buf)));
 	ret = table_print(&t);
@@ -1899,6 +1915,44 @@ static int cmd_tunnels_ls(struct ctx *c, int argc, char **argv)
 	return get_list(c, &path, page, cols, ARRAY_SIZE(cols));
 }
 
+/* The BYTES IN, BYTES OUT and CONNS cells of rule (traffic: the tunnel's "traffic"). */
+static void rule_traffic(struct table *t, json_t *traffic, const char *rule)
+{
+	static const struct col tc[] = {
+	    {"", "bytes_in", COL_BYTES}, {"", "bytes_out", COL_BYTES}, {"", "conns", COL_VAL}};
+	json_t *it, *hit = NULL;
+	char buf[64];
+	size_t i;
+
+	json_array_foreach(traffic, i, it)
+	{
+		const char *r = json_string_value(json_object_get(it, "rule"));
+
+		if (r && rule && !strcmp(r, rule))
+			hit = it;
+	}
+	for (unsigned k = 0; k < ARRAY_SIZE(tc); k++)
+		table_add(t, hit ? fmt_col(&tc[k], hit, buf, sizeof(buf)) : "0");
+}
+
+/* True when the tunnel j holds a port or domain under rule. */
+static bool rule_held(json_t *j, const char *rule)
+{
+	static const char *const lists[] = {"ports", "domains"};
+	json_t *it;
+	size_t i;
+
+	for (unsigned k = 0; rule && k < ARRAY_SIZE(lists); k++)
+		json_array_foreach(json_object_get(j, lists[k]), i, it)
+		{
+			const char *r = json_string_value(json_object_get(it, "rule"));
+
+			if (r && !strcmp(r, rule))
+				return true;
+		}
+	return false;
+}
+
 static int cmd_tunnels_show(struct ctx *c, int argc, char **argv)
 {
 	static const struct col cols[] = {
@@ -1918,10 +1972,10 @@ static int cmd_tunnels_show(struct ctx *c, int argc, char **argv)
 		const char *kind, *list, *key;
 	} rules[] = {{"tcp", "ports", "port"}, {"http", "domains", "domain"}};
 	const char *id = NULL;
-	struct table t = {.ncols = 3};
+	struct table t = {.ncols = 6};
 	struct sbuf path;
 	char buf[256];
-	json_t *j, *it;
+	json_t *j, *it, *traffic;
 	size_t i, n = 0;
 	int ret;
 
@@ -1936,6 +1990,11 @@ static int cmd_tunnels_show(struct ctx *c, int argc, char **argv)
 	table_add(&t, "KIND");
 	table_add(&t, "RULE");
 	table_add(&t, "PORT/DOMAIN");
+	table_add(&t, "BYTES IN");
+	table_add(&t, "BYTES OUT");
+	table_add(&t, "CONNS");
+	/* each rule's totals from the connection records (an older controld sends none) */
+	traffic = json_object_get(j, "traffic");
 	for (unsigned k = 0; k < ARRAY_SIZE(rules); k++) {
 		/* an older controld sends no domains */
 		json_array_foreach(json_object_get(j, rules[k].list), i, it)
@@ -1943,8 +2002,20 @@ static int cmd_tunnels_show(struct ctx *c, int argc, char **argv)
 			table_add(&t, rules[k].kind);
 			table_add(&t, fmt_val(json_object_get(it, "rule"), buf, sizeof(buf)));
 			table_add(&t, fmt_val(json_object_get(it, rules[k].key), buf, sizeof(buf)));
+			rule_traffic(&t, traffic, json_string_value(json_object_get(it, "rule")));
 			n++;
 		}
+	}
+	/* traffic of rules the tunnel no longer holds */
+	json_array_foreach(traffic, i, it)
+	{
+		if (rule_held(j, json_string_value(json_object_get(it, "rule"))))
+			continue;
+		table_add(&t, "-");
+		table_add(&t, fmt_val(json_object_get(it, "rule"), buf, sizeof(buf)));
+		table_add(&t, "(gone)");
+		rule_traffic(&t, traffic, json_string_value(json_object_get(it, "rule")));
+		n++;
 	}
 	if (!ret && n) {
 		putchar('\n');
@@ -2004,6 +2075,49 @@ static int cmd_ports_ls(struct ctx *c, int argc, char **argv)
 			ncols = ARRAY_SIZE(cols);
 	}
 	ret = print_list(j, cols, ncols);
+	json_decref(j);
+	return ret;
+}
+
+static int cmd_connections_ls(struct ctx *c, int argc, char **argv)
+{
+	static const struct col cols[] = {
+	    {"ENDED", "end", COL_TIME},	     {"TUNNEL", "tunnel_id", COL_VAL},
+	    {"RULE", "rule", COL_VAL},	     {"KIND", "kind", COL_VAL},
+	    {"PORT", "port", COL_VAL},	     {"DOMAIN", "domain", COL_VAL},
+	    {"SOURCE", "src", COL_VAL},	     {"SPORT", "src_port", COL_VAL},
+	    {"MS", "duration_ms", COL_VAL},  {"IN", "bytes_in", COL_BYTES},
+	    {"OUT", "bytes_out", COL_BYTES}, {"REASON", "reason", COL_VAL},
+	};
+	const char *tunnel = NULL, *rule = NULL, *since = NULL, *limit = NULL;
+	const struct opt opts[] = {
+	    {"--tunnel", "ID", &tunnel, NULL}, {"--rule", "R", &rule, NULL},
+	    {"--since", "T", &since, NULL},    {"--limit", "N", &limit, NULL},
+	    {NULL, NULL, NULL, NULL},
+	};
+	unsigned long long n = 0;
+	struct sbuf path;
+	json_t *j = NULL;
+	int ret;
+
+	ret = parse_args(c, argc, argv, opts, NULL, NULL);
+	if (ret)
+		return args_exit(ret);
+	if (limit && (ret = parse_num(c, "--limit", limit, 1, 1000, &n)))
+		return ret;
+	path = api_path("connections", NULL, NULL);
+	if (tunnel)
+		sb_query(&path, "tunnel", tunnel);
+	if (rule)
+		sb_query(&path, "rule", rule);
+	if (since)
+		sb_query(&path, "since", since);
+	if (limit)
+		sb_query(&path, "limit", limit);
+	ret = api_call(c, "GET", &path, NULL, &j);
+	if (ret || !j)
+		return ret;
+	ret = print_list(j, cols, ARRAY_SIZE(cols));
 	json_decref(j);
 	return ret;
 }
@@ -3132,7 +3246,7 @@ static const struct cmd cmds[] = {
      "Revoke an auth token; a tunnel online with it is disconnected."},
     {"tunnels", "ls", cmd_tunnels_ls, "[--online] [--search TERM] [--page N]", "List tunnels."},
     {"tunnels", "show", cmd_tunnels_show, "ID",
-     "Show one tunnel and its rules (TCP ports and HTTP domains)."},
+     "Show one tunnel and its rules (TCP ports and HTTP domains) with their traffic."},
     {"tunnels", "shutdown", cmd_tunnels_shutdown, "ID",
      "Tell a tunnel's client to shut down (it exits)."},
     {"tunnels", "rules ls", cmd_tunnels_rules_ls, "ID",
@@ -3145,6 +3259,8 @@ static const struct cmd cmds[] = {
     {"tunnels", "rules rm", cmd_tunnels_rules_rm, "ID NAME [--wait]",
      "Remove a rule from a tunnel's client (now if online, else when it connects)."},
     {"ports", "ls", cmd_ports_ls, "[--tunnel ID] [--page N]", "List allocated TCP ports."},
+    {"connections", "ls", cmd_connections_ls, "[--tunnel ID] [--rule R] [--since T] [--limit N]",
+     "List relayed connections that closed, newest first (T: Unix seconds or 1h, 2d, ...)."},
     {"ports", "allocate", cmd_ports_allocate, "--tunnel ID [--port N]",
      "Allocate a public TCP port (the given one, else any free one) to a tunnel."},
     {"ports", "release", cmd_ports_release, "PORT", "Release an allocated TCP port."},

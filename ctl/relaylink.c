@@ -24,6 +24,7 @@
 #include "domain.h"
 #include "link_proto.h"
 #include "ctl/ruleops.h"
+#include "ctl/records.h"
 #include "ctl/store.h"
 #include "log.h"
 #include "msg.h"
@@ -32,6 +33,7 @@
 
 #define OUT_MAX	       (8u << 20) /* queued bytes before relayd counts as stuck */
 #define READS_PER_POLL 16	  /* recv() calls per wake-up, to keep the API responsive */
+#define READ_BUDGET_MS 5	  /* and at most this long dispatching (conn_records stores) */
 #define WHY_LEN	       256
 /* JSON bytes of address blocks in one firewall message: the rest of MSG_MAX is room to spare */
 #define FW_PIECE_MAX (MSG_MAX - 1024)
@@ -50,6 +52,10 @@ struct relaylink {
 	json_t *info;	  /* from relay_hello */
 	json_t *stats;	  /* the latest stats */
 	json_t *counters; /* {"PORT": [packets, bytes]} of the latest hello or stats, checked */
+	/* connection records (conn_records): a batch's room, and counts since start */
+	struct store_conn_record *recs;
+	uint64_t rec_received, rec_stored, rec_refused, rec_failed;
+	bool busy; /* a wake-up's budget ran out with messages left: read again next turn */
 };
 
 int relaylink_open(struct relaylink **out, int lfd, struct store *st, const struct cfg_server *cfg)
@@ -101,6 +107,7 @@ void relaylink_close(struct relaylink *rl)
 	if (rl->lfd >= 0)
 		close(rl->lfd);
 	msg_reader_free(&rl->rd);
+	free(rl->recs);
 	free(rl);
 }
 
@@ -1394,6 +1401,57 @@ static int on_rule_result(struct relaylink *rl, json_t *m, char *why)
 	return ruleops_result(rl->st, rl, m, why, WHY_LEN);
 }
 
+/*
+ * conn_records: every record checked (ctl/records.h); a bad one is dropped and
+ * counted, the batch stored in one transaction. Only a malformed message closes
+ * the link.
+ */
+static int on_conn_records(struct relaylink *rl, json_t *m, char *why)
+{
+	char bad_why[WHY_LEN];
+	size_t n, nbad;
+	int ret;
+
+	if (!rl->recs && !(rl->recs = calloc(RECORDS_MSG_MAX, sizeof(*rl->recs)))) {
+		log_every(NLOG_ERROR, "conn_records: out of memory, records dropped");
+		rl->rec_failed += json_array_size(json_object_get(m, "records"));
+		return 0;
+	}
+	ret = records_parse(m, rl->recs, RECORDS_MSG_MAX, &n, &nbad, bad_why, sizeof(bad_why));
+	if (ret) {
+		snprintf(why, WHY_LEN, "%s", bad_why);
+		return ret;
+	}
+	rl->rec_received += n + nbad;
+	rl->rec_refused += nbad;
+	if (nbad)
+		log_every(NLOG_WARN, "relayd sent %zu malformed connection record(s), dropped: %s",
+			  nbad, bad_why);
+	ret = store_records_add(rl->st, rl->recs, n);
+	if (ret < 0) {
+		rl->rec_failed += n;
+		log_every(NLOG_ERROR, "conn_records: %zu record(s) not stored: %s", n,
+			  strerror(-ret));
+		return 0;
+	}
+	rl->rec_stored += (uint64_t)ret;
+	if ((size_t)ret < n) {
+		rl->rec_refused += n - (size_t)ret;
+		log_every(NLOG_WARN,
+			  "relayd sent %zu connection record(s) of unknown tunnels, "
+			  "dropped",
+			  n - (size_t)ret);
+	}
+	return 0;
+}
+
+json_t *relaylink_records_status(const struct relaylink *rl)
+{
+	return json_pack("{s:I, s:I, s:I, s:I}", "received", (json_int_t)rl->rec_received, "stored",
+			 (json_int_t)rl->rec_stored, "refused", (json_int_t)rl->rec_refused,
+			 "failed", (json_int_t)rl->rec_failed);
+}
+
 static const struct {
 	const char *type;
 	int (*fn)(struct relaylink *rl, json_t *m, char *why);
@@ -1410,6 +1468,7 @@ static const struct {
     {CTL_DEAUTH, on_deauth},
     {CTL_STATS, on_stats},
     {CTL_RULE_RESULT, on_rule_result},
+    {CTL_CONN_RECORDS, on_conn_records},
 };
 
 static int dispatch(struct relaylink *rl, json_t *m, char *why)
@@ -1429,13 +1488,53 @@ static int dispatch(struct relaylink *rl, json_t *m, char *why)
 
 /* --- input --- */
 
-static void conn_read(struct relaylink *rl)
+/*
+ * Dispatches the messages buffered in the reader: false when the connection
+ * closed, or when this wake-up's READ_BUDGET_MS is spent (rl->busy: the rest
+ * waits for the next turn of the loop, so the admin API is served in between
+ * however fast relayd sends).
+ */
+static bool conn_drain(struct relaylink *rl, uint64_t t0)
 {
 	char why[WHY_LEN];
-	uint8_t buf[16384];
 	json_t *m;
 	int ret;
 
+	while (rl->fd >= 0) {
+		if (now_ms() - t0 >= READ_BUDGET_MS) {
+			rl->busy = true;
+			return false;
+		}
+		why[0] = 0;
+		ret = msg_reader_next(&rl->rd, &m, why, sizeof(why));
+		if (ret == 0)
+			return true;
+		if (ret < 0) {
+			conn_close(rl, NLOG_WARN, why);
+			return false;
+		}
+		ret = dispatch(rl, m, why);
+		json_decref(m);
+		if (ret) {
+			if (!why[0])
+				snprintf(why, sizeof(why), "%s", strerror(-ret));
+			conn_close(rl, NLOG_WARN, why);
+			return false;
+		}
+	}
+	return false;
+}
+
+static void conn_read(struct relaylink *rl)
+{
+	uint64_t t0 = now_ms();
+	char why[WHY_LEN];
+	uint8_t buf[16384];
+	int ret;
+
+	rl->busy = false;
+	if (!conn_drain(rl, t0)) /* what an earlier turn left */
+		return;
 	for (int n = 0; n < READS_PER_POLL && rl->fd >= 0; n++) {
 		ssize_t r = recv(rl->fd, buf, sizeof(buf), MSG_DONTWAIT);
 
@@ -1458,25 +1557,14 @@ static void conn_read(struct relaylink *rl)
 			conn_close(rl, NLOG_WARN, why);
 			return;
 		}
-		while (rl->fd >= 0) {
-			why[0] = 0;
-			ret = msg_reader_next(&rl->rd, &m, why, sizeof(why));
-			if (ret == 0)
-				break;
-			if (ret < 0) {
-				conn_close(rl, NLOG_WARN, why);
-				return;
-			}
-			ret = dispatch(rl, m, why);
-			json_decref(m);
-			if (ret) {
-				if (!why[0])
-					snprintf(why, sizeof(why), "%s", strerror(-ret));
-				conn_close(rl, NLOG_WARN, why);
-				return;
-			}
-		}
+		if (!conn_drain(rl, t0))
+			return;
 	}
+}
+
+bool relaylink_busy(const struct relaylink *rl)
+{
+	return rl->busy && rl->fd >= 0;
 }
 
 static void do_accept(struct relaylink *rl)
@@ -1545,6 +1633,8 @@ int relaylink_pollfds(struct relaylink *rl, struct pollfd *pfd)
 
 void relaylink_process(struct relaylink *rl, const struct pollfd *pfd, int n)
 {
+	bool read = false;
+
 	for (int i = 0; i < n; i++) {
 		if (!pfd[i].revents)
 			continue;
@@ -1557,9 +1647,13 @@ void relaylink_process(struct relaylink *rl, const struct pollfd *pfd, int n)
 			continue;
 		if (pfd[i].revents & POLLOUT)
 			flush_out(rl);
-		if (rl->fd >= 0 && pfd[i].revents & (POLLIN | POLLHUP | POLLERR))
+		if (rl->fd >= 0 && pfd[i].revents & (POLLIN | POLLHUP | POLLERR)) {
 			conn_read(rl);
+			read = true;
+		}
 	}
+	if (!read && relaylink_busy(rl))
+		conn_read(rl);
 }
 
 json_t *relaylink_status(const struct relaylink *rl)
@@ -1581,6 +1675,8 @@ json_t *relaylink_status(const struct relaylink *rl)
 					   "pending_timeouts",
 					   "refused_max_links",
 					   "refused_fd_limit",
+					   "records_sent",
+					   "records_dropped",
 					   "listeners",
 					   "maps",
 					   "xdp",

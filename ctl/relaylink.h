@@ -37,6 +37,12 @@ int relaylink_pollfds(struct relaylink *rl, struct pollfd *pfd);
 /* Handles the results of poll() for the n entries relaylink_pollfds filled. */
 void relaylink_process(struct relaylink *rl, const struct pollfd *pfd, int n);
 
+/*
+ * True when messages wait that a wake-up's time budget left (the loop should
+ * poll with timeout 0 and call relaylink_process again).
+ */
+bool relaylink_busy(const struct relaylink *rl);
+
 /* True when a relayd is connected and has said hello. */
 bool relaylink_connected(const struct relaylink *rl);
 
@@ -88,12 +94,20 @@ int relaylink_collect_domain(const struct store_domain *d, void *released);
  * The "relay" object of GET /api/v1/status (a new reference): connected,
  * then pid, workers, ktls, steering, conns, conns_total, bytes_in, bytes_out,
  * links, links_ktls, links_tls, ktls_fallbacks, refused_per_source,
- * idle_timeouts, pending_timeouts, refused_max_links, refused_fd_limit, listeners,
+ * idle_timeouts, pending_timeouts, refused_max_links, refused_fd_limit, records_sent,
+ * records_dropped, listeners,
  * maps, xdp,
  * firewall_refused
  * from the hello and the latest stats (null when unknown or malformed).
  */
 json_t *relaylink_status(const struct relaylink *rl);
+/*
+ * The "records" object of GET /api/v1/status (a new reference): connection
+ * records received from relayd since controld started, stored, refused
+ * (malformed, or of a tunnel the store does not know) and failed (the store
+ * could not take them).
+ */
+json_t *relaylink_records_status(const struct relaylink *rl);
 /*
  * The packets and payload bytes relayd's XDP counted for port, from the
  * latest hello or stats; false when relayd reported none for it.

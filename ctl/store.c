@@ -164,6 +164,32 @@ static const char *const store_migrations[] = {
     " expires_at INTEGER,"
     " last_used INTEGER,"
     " revoked INTEGER NOT NULL DEFAULT 0);",
+    /* 9: connection records from relayd (newest by ended) and each rule's traffic */
+    "CREATE TABLE conn_records ("
+    " id INTEGER PRIMARY KEY,"
+    " tunnel_id TEXT NOT NULL,"
+    " rule TEXT NOT NULL DEFAULT '',"
+    " kind TEXT NOT NULL,"
+    " port INTEGER NOT NULL,"
+    " domain TEXT NOT NULL DEFAULT '',"
+    " src TEXT NOT NULL,"
+    " src_port INTEGER NOT NULL,"
+    " start_ms INTEGER NOT NULL,"
+    " duration_ms INTEGER NOT NULL,"
+    " ended INTEGER NOT NULL,"
+    " bytes_in INTEGER NOT NULL,"
+    " bytes_out INTEGER NOT NULL,"
+    " reason TEXT NOT NULL);"
+    "CREATE INDEX conn_records_tunnel ON conn_records(tunnel_id, ended);"
+    "CREATE INDEX conn_records_rule ON conn_records(tunnel_id, rule, ended);"
+    "CREATE INDEX conn_records_ended ON conn_records(ended);"
+    "CREATE TABLE rule_traffic ("
+    " tunnel_id TEXT NOT NULL,"
+    " rule TEXT NOT NULL,"
+    " bytes_in INTEGER NOT NULL DEFAULT 0,"
+    " bytes_out INTEGER NOT NULL DEFAULT 0,"
+    " conns INTEGER NOT NULL DEFAULT 0,"
+    " PRIMARY KEY (tunnel_id, rule)) WITHOUT ROWID;",
 };
 
 _Static_assert(ARRAY_SIZE(store_migrations) == STORE_SCHEMA_VERSION,
@@ -348,6 +374,8 @@ union store_any {
 	struct store_user user;
 	struct store_session session;
 	struct store_apikey apikey;
+	struct store_conn_record rec;
+	struct store_rule_traffic traffic;
 };
 
 /*
@@ -3003,4 +3031,326 @@ int store_apikey_auth(struct store *s, const char *key, int64_t now, struct stor
 			       NULL);
 	}
 	return 0;
+}
+
+/* --- connection records --- */
+
+#define C(m) AT(struct store_conn_record, m)
+static const struct store_col rec_cols[] = {
+    {"id", STORE_C_I64, C(id), .json = "id", .jtype = STORE_J_INT},
+    {"tunnel_id", STORE_C_TEXT, C(tunnel_id), .json = "tunnel_id", .jtype = STORE_J_STR},
+    {"rule", STORE_C_TEXT, C(rule), .json = "rule", .jtype = STORE_J_TEXT},
+    {"kind", STORE_C_ENUM, C(kind), store_rec_kind_names, .json = "kind", .jtype = STORE_J_ENUM},
+    {"port", STORE_C_U16, C(port), .json = "port", .jtype = STORE_J_INT},
+    {"domain", STORE_C_TEXT, C(domain), .json = "domain", .jtype = STORE_J_STR_NULL},
+    {"src", STORE_C_TEXT, C(src), .json = "src", .jtype = STORE_J_STR},
+    {"src_port", STORE_C_U16, C(src_port), .json = "src_port", .jtype = STORE_J_INT},
+    {"start_ms / 1000", STORE_C_I64, C(start), .json = "start", .jtype = STORE_J_INT},
+    {"start_ms", STORE_C_I64, C(start_ms), .json = "start_ms", .jtype = STORE_J_INT},
+    {"duration_ms", STORE_C_I64, C(duration_ms), .json = "duration_ms", .jtype = STORE_J_INT},
+    {"ended", STORE_C_I64, C(ended), .json = "end", .jtype = STORE_J_INT},
+    {"bytes_in", STORE_C_I64, C(bytes_in), .json = "bytes_in", .jtype = STORE_J_INT},
+    {"bytes_out", STORE_C_I64, C(bytes_out), .json = "bytes_out", .jtype = STORE_J_INT},
+    {"reason", STORE_C_ENUM, C(reason), store_rec_reason_names, .json = "reason",
+     .jtype = STORE_J_ENUM},
+};
+#undef C
+
+/* The WHERE of a records filter: bit 0 tunnel (?1), bit 1 rule (?2), bit 2 since (?3). */
+static const char *rec_where(const struct store_filter *f)
+{
+	static const char *const w[8] = {
+	    "",
+	    " WHERE tunnel_id = ?1",
+	    " WHERE rule = ?2",
+	    " WHERE tunnel_id = ?1 AND rule = ?2",
+	    " WHERE ended >= ?3",
+	    " WHERE tunnel_id = ?1 AND ended >= ?3",
+	    " WHERE rule = ?2 AND ended >= ?3",
+	    " WHERE tunnel_id = ?1 AND rule = ?2 AND ended >= ?3",
+	};
+
+	if (!f)
+		return w[0];
+	return w[(f->tunnel_id ? 1 : 0) | (f->rule ? 2 : 0) | (f->since > 0 ? 4 : 0)];
+}
+
+static int rec_bind(sqlite3_stmt *st, const struct store_filter *f)
+{
+	if (f->tunnel_id)
+		bind_text(st, 1, f->tunnel_id);
+	if (f->rule)
+		bind_text(st, 2, f->rule);
+	if (f->since > 0)
+		sqlite3_bind_int64(st, 3, f->since);
+	return 0;
+}
+
+static const struct store_query rec_query = {
+    .table = "conn_records",
+    .key = "id",
+    .where_of = rec_where,
+    .nparams = 3,
+    .order = "ended DESC, id DESC",
+    .bind = rec_bind,
+};
+
+STORE_ENTITY(store_conn_records, "connection record", struct store_conn_record, rec_cols,
+	     rec_query);
+
+#define RT(m) AT(struct store_rule_traffic, m)
+static const struct store_col traffic_cols[] = {
+    {"tunnel_id", STORE_C_TEXT, RT(tunnel_id), .json = "tunnel_id", .jtype = STORE_J_STR},
+    {"rule", STORE_C_TEXT, RT(rule), .json = "rule", .jtype = STORE_J_TEXT, .flags = STORE_J_BRIEF},
+    {"bytes_in", STORE_C_I64, RT(bytes_in), .json = "bytes_in", .jtype = STORE_J_INT,
+     .flags = STORE_J_BRIEF},
+    {"bytes_out", STORE_C_I64, RT(bytes_out), .json = "bytes_out", .jtype = STORE_J_INT,
+     .flags = STORE_J_BRIEF},
+    {"conns", STORE_C_I64, RT(conns), .json = "conns", .jtype = STORE_J_INT,
+     .flags = STORE_J_BRIEF},
+};
+#undef RT
+
+static const struct store_query traffic_query = {
+    .table = "rule_traffic",
+    .where_of = tunnel_id_where,
+    .nparams = 1,
+    .order = "tunnel_id, rule",
+    .bind = tunnel_id_bind,
+};
+
+STORE_ENTITY(store_rule_traffics, "rule traffic", struct store_rule_traffic, traffic_cols,
+	     traffic_query);
+
+/* The statements of one batch of records. */
+struct rec_stmts {
+	sqlite3_stmt *tunnel, *port, *domain, *insert, *traffic;
+};
+
+static void rec_stmts_free(struct rec_stmts *q)
+{
+	sqlite3_finalize(q->tunnel);
+	sqlite3_finalize(q->port);
+	sqlite3_finalize(q->domain);
+	sqlite3_finalize(q->insert);
+	sqlite3_finalize(q->traffic);
+}
+
+static int rec_stmts_prep(struct store *s, struct rec_stmts *q)
+{
+	memset(q, 0, sizeof(*q));
+	if (prep(s, "SELECT 1 FROM tunnels WHERE id = ?1", &q->tunnel) ||
+	    prep(s, "SELECT rule FROM ports WHERE port = ?1 AND tunnel_id = ?2", &q->port) ||
+	    prep(s, "SELECT rule FROM domains WHERE domain = ?1 AND tunnel_id = ?2", &q->domain) ||
+	    prep(s,
+		 "INSERT INTO conn_records (tunnel_id, rule, kind, port, domain, src, src_port,"
+		 " start_ms, duration_ms, ended, bytes_in, bytes_out, reason)"
+		 " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+		 &q->insert) ||
+	    prep(s,
+		 "INSERT INTO rule_traffic (tunnel_id, rule, bytes_in, bytes_out, conns)"
+		 " VALUES (?1, ?2, ?3, ?4, 1) ON CONFLICT (tunnel_id, rule) DO UPDATE SET"
+		 " bytes_in = bytes_in + excluded.bytes_in,"
+		 " bytes_out = bytes_out + excluded.bytes_out, conns = conns + 1",
+		 &q->traffic)) {
+		rec_stmts_free(q);
+		return -EIO;
+	}
+	return 0;
+}
+
+/* Runs a lookup st (bound already) and resets it: 1 with its first column in out, 0, -EIO. */
+static int rec_lookup(struct store *s, sqlite3_stmt *st, char *out, size_t len)
+{
+	int rc = sqlite3_step(st), ret = 0;
+
+	if (rc == SQLITE_ROW) {
+		if (out)
+			col_text(st, 0, out, len);
+		ret = 1;
+	} else if (rc != SQLITE_DONE) {
+		ret = db_fail(s, sqlite3_sql(st));
+	}
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return ret;
+}
+
+/* r's rule: its port's, or its host's domain claim (exact, then the closest wildcard). */
+static int rec_rule(struct store *s, struct rec_stmts *q, struct store_conn_record *r)
+{
+	char pat[DOMAIN_MAX + 1];
+	size_t pos = 0;
+	int ret;
+
+	r->rule[0] = 0;
+	if (r->kind == STORE_REC_TCP) {
+		sqlite3_bind_int64(q->port, 1, r->port);
+		bind_text(q->port, 2, r->tunnel_id);
+		ret = rec_lookup(s, q->port, r->rule, sizeof(r->rule));
+		return ret < 0 ? ret : 0;
+	}
+	if (!r->domain[0])
+		return 0;
+	sqlite3_bind_text(q->domain, 1, r->domain, -1, SQLITE_TRANSIENT);
+	bind_text(q->domain, 2, r->tunnel_id);
+	ret = rec_lookup(s, q->domain, r->rule, sizeof(r->rule));
+	while (ret == 0 && domain_next_wildcard(r->domain, &pos, pat)) {
+		sqlite3_bind_text(q->domain, 1, pat, -1, SQLITE_TRANSIENT);
+		bind_text(q->domain, 2, r->tunnel_id);
+		ret = rec_lookup(s, q->domain, r->rule, sizeof(r->rule));
+	}
+	return ret < 0 ? ret : 0;
+}
+
+static int rec_store_one(struct store *s, struct rec_stmts *q, struct store_conn_record *r)
+{
+	int ret;
+
+	bind_text(q->tunnel, 1, r->tunnel_id);
+	ret = rec_lookup(s, q->tunnel, NULL, 0);
+	if (ret <= 0)
+		return ret < 0 ? ret : 1; /* a tunnel this store never knew: not kept */
+	ret = rec_rule(s, q, r);
+	if (ret)
+		return ret;
+	bind_text(q->insert, 1, r->tunnel_id);
+	bind_text(q->insert, 2, r->rule);
+	sqlite3_bind_text(q->insert, 3, store_rec_kind_names[r->kind], -1, SQLITE_STATIC);
+	sqlite3_bind_int64(q->insert, 4, r->port);
+	sqlite3_bind_text(q->insert, 5, r->domain, -1, SQLITE_TRANSIENT);
+	bind_text(q->insert, 6, r->src);
+	sqlite3_bind_int64(q->insert, 7, r->src_port);
+	sqlite3_bind_int64(q->insert, 8, r->start_ms);
+	sqlite3_bind_int64(q->insert, 9, r->duration_ms);
+	sqlite3_bind_int64(q->insert, 10, r->ended);
+	sqlite3_bind_int64(q->insert, 11, r->bytes_in);
+	sqlite3_bind_int64(q->insert, 12, r->bytes_out);
+	sqlite3_bind_text(q->insert, 13, store_rec_reason_names[r->reason], -1, SQLITE_STATIC);
+	ret = step_done(s, q->insert);
+	sqlite3_reset(q->insert);
+	if (ret)
+		return ret;
+	r->id = sqlite3_last_insert_rowid(s->db);
+	bind_text(q->traffic, 1, r->tunnel_id);
+	bind_text(q->traffic, 2, r->rule);
+	sqlite3_bind_int64(q->traffic, 3, r->bytes_in);
+	sqlite3_bind_int64(q->traffic, 4, r->bytes_out);
+	ret = step_done(s, q->traffic);
+	sqlite3_reset(q->traffic);
+	return ret;
+}
+
+int store_records_add(struct store *s, struct store_conn_record *recs, size_t n)
+{
+	struct rec_stmts q;
+	bool prepared;
+	int ret, stored = 0;
+
+	if (!n)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (recs[i].kind < 0 || recs[i].kind > STORE_REC_HTTPS || recs[i].reason < 0 ||
+		    recs[i].reason >= STORE_REC_REASONS)
+			return -EINVAL;
+	ret = tx_begin(s);
+	if (ret)
+		return ret;
+	ret = rec_stmts_prep(s, &q);
+	prepared = !ret;
+	for (size_t i = 0; !ret && i < n; i++) {
+		ret = rec_store_one(s, &q, &recs[i]);
+		if (ret == 1) {
+			recs[i].id = 0;
+			ret = 0;
+		} else if (!ret) {
+			stored++;
+		}
+	}
+	if (prepared)
+		rec_stmts_free(&q);
+	ret = tx_end(s, ret);
+	return ret ? ret : stored;
+}
+
+int store_records_prune(struct store *s, int64_t older_than, int64_t max_rows, int64_t chunk,
+			int64_t *deleted)
+{
+	sqlite3_stmt *st = NULL;
+	int64_t top = 0;
+	int ret;
+
+	*deleted = 0;
+	ret = prep(s,
+		   "DELETE FROM conn_records WHERE id IN (SELECT id FROM conn_records"
+		   " WHERE ended < ?1 ORDER BY ended LIMIT ?2)",
+		   &st);
+	if (ret)
+		return ret;
+	sqlite3_bind_int64(st, 1, older_than);
+	sqlite3_bind_int64(st, 2, chunk);
+	ret = step_done(s, st);
+	sqlite3_finalize(st);
+	if (ret)
+		return ret;
+	*deleted = sqlite3_changes(s->db);
+	if (*deleted >= chunk || max_rows <= 0)
+		return 0;
+	/* ids only grow: every row kept lies in (max(id) - max_rows, max(id)] */
+	ret = prep(s, "SELECT max(id) FROM conn_records", &st);
+	if (ret)
+		return ret;
+	ret = query_int(s, st, &top);
+	sqlite3_finalize(st);
+	if (ret || top <= max_rows)
+		return ret;
+	ret = prep(s,
+		   "DELETE FROM conn_records WHERE id IN (SELECT id FROM conn_records"
+		   " WHERE id <= ?1 ORDER BY id LIMIT ?2)",
+		   &st);
+	if (ret)
+		return ret;
+	sqlite3_bind_int64(st, 1, top - max_rows);
+	sqlite3_bind_int64(st, 2, chunk - *deleted);
+	ret = step_done(s, st);
+	sqlite3_finalize(st);
+	if (!ret)
+		*deleted += sqlite3_changes(s->db);
+	return ret;
+}
+
+int store_records_list(struct store *s, const struct store_filter *f, int64_t limit,
+		       store_row_cb cb, void *arg)
+{
+	return store_list(s, &store_conn_records, f, 0, limit, cb, arg, NULL);
+}
+
+int store_records_bandwidth(struct store *s, const struct store_filter *f, int64_t step,
+			    store_bucket_cb cb, void *arg)
+{
+	char sql[512];
+	sqlite3_stmt *st;
+	int rc, ret;
+
+	if (!f || !f->tunnel_id || step <= 0)
+		return -EINVAL;
+	snprintf(sql, sizeof(sql),
+		 "SELECT (ended / ?4) * ?4 AS t, sum(bytes_in), sum(bytes_out), count(*)"
+		 " FROM conn_records%s GROUP BY t ORDER BY t",
+		 rec_where(f));
+	ret = prep(s, sql, &st);
+	if (ret)
+		return ret;
+	rec_bind(st, f);
+	sqlite3_bind_int64(st, 4, step);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		ret = cb(sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1),
+			 sqlite3_column_int64(st, 2), sqlite3_column_int64(st, 3), arg);
+		if (ret)
+			break;
+	}
+	if (!ret && rc != SQLITE_DONE && rc != SQLITE_ROW)
+		ret = db_fail(s, "connection records: bandwidth");
+	sqlite3_finalize(st);
+	return ret;
 }

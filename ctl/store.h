@@ -33,7 +33,7 @@ struct store;
 #define STORE_SEARCH_MAX    200 /* bytes of a tunnel search (its LIKE pattern: 2 * this + 2) */
 
 /* The schema version this build migrates to. */
-#define STORE_SCHEMA_VERSION 8
+#define STORE_SCHEMA_VERSION 9
 
 enum store_state { STORE_OFFLINE = 0, STORE_ONLINE = 1 };
 
@@ -94,6 +94,49 @@ struct store_domain {
 	int64_t created_at;
 };
 
+/*
+ * The record of one relayed connection (relayd's conn_records, ctl/records.h checks
+ * it): kept newest first, pruned by [records] keep and max_rows.
+ */
+enum store_rec_kind { STORE_REC_TCP = 0, STORE_REC_HTTP = 1, STORE_REC_HTTPS = 2 };
+enum store_rec_reason {
+	STORE_REC_DONE = 0,
+	STORE_REC_RESET,
+	STORE_REC_IDLE_TIMEOUT,
+	STORE_REC_PENDING_TIMEOUT,
+	STORE_REC_REFUSED,
+	STORE_REC_ERROR,
+	STORE_REC_SHUTDOWN,
+	STORE_REC_REASONS
+};
+/* their names, as stored and in the API (ctl_proto.h's conn_records); NULL ends each */
+static const char *const store_rec_kind_names[] = {"tcp", "http", "https", NULL};
+static const char *const store_rec_reason_names[] = {
+    "done", "reset", "idle_timeout", "pending_timeout", "refused", "error", "shutdown", NULL};
+#define STORE_ADDR_LEN 46 /* INET6_ADDRSTRLEN */
+struct store_conn_record {
+	int64_t id;
+	char tunnel_id[STORE_TUNNEL_ID_LEN];
+	char rule[STORE_RULE_LEN];   /* resolved when stored; "": no rule held it */
+	int kind;		     /* enum store_rec_kind */
+	uint16_t port;		     /* the public port (HTTP(S): the edge's listener port) */
+	char domain[DOMAIN_MAX + 1]; /* HTTP(S): the host; "" for TCP */
+	char src[STORE_ADDR_LEN];
+	uint16_t src_port;
+	int64_t start;	  /* Unix seconds */
+	int64_t start_ms; /* Unix milliseconds */
+	int64_t duration_ms;
+	int64_t ended;	   /* Unix seconds: (start_ms + duration_ms) / 1000 */
+	int64_t bytes_in;  /* public -> tunnel */
+	int64_t bytes_out; /* tunnel -> public */
+	int reason;	   /* enum store_rec_reason */
+};
+/* A rule's traffic since it was first recorded (every record adds to it). */
+struct store_rule_traffic {
+	char tunnel_id[STORE_TUNNEL_ID_LEN];
+	char rule[STORE_RULE_LEN];
+	int64_t bytes_in, bytes_out, conns;
+};
 enum store_fw_kind { STORE_FW_DENY = 0, STORE_FW_ALLOW = 1 };
 
 /* One block of a firewall list. */
@@ -233,7 +276,8 @@ struct store_entity {
 };
 
 extern const struct store_entity store_registrations, store_tokens, store_tunnels, store_ports,
-    store_domains, store_fw_rules, store_users, store_sessions, store_apikeys;
+    store_domains, store_fw_rules, store_users, store_sessions, store_apikeys, store_conn_records,
+    store_rule_traffics;
 
 /* What a list keeps; each entity looks at its own members only. */
 struct store_filter {
@@ -241,6 +285,8 @@ struct store_filter {
 	bool online_only;      /* tunnels */
 	const char *search;    /* tunnels: a substring of id, group id or hostname; NULL = all */
 	int kind;	       /* firewall: enum store_fw_kind (required: f NULL is -EINVAL) */
+	const char *rule;      /* connection records: the rule's; NULL = all */
+	int64_t since;	       /* connection records: ended at or after (Unix s); 0 = all */
 };
 
 /* A column's value as an integer (STORE_C_I64, _BOOL, _U16, _ENUM) in row. */
@@ -537,6 +583,34 @@ int store_apikey_revoke(struct store *s, const char *id, struct store_apikey *ou
  */
 int store_apikey_auth(struct store *s, const char *key, int64_t now, struct store_apikey *out,
 		      const char **why);
+
+/* --- connection records --- */
+/*
+ * Stores n checked records in one transaction: each gets its rule (a TCP record the
+ * rule of the tunnel's port, an HTTP(S) one the rule of the tunnel's domain claim that
+ * covers its host, exact name first, then the most specific wildcard; "" when none)
+ * and adds to its rule's traffic totals in the same transaction. 0 or -EIO (nothing
+ * stored).
+ */
+int store_records_add(struct store *s, struct store_conn_record *recs, size_t n);
+/*
+ * One bounded step of retention: deletes at most chunk records ended before
+ * older_than (Unix s) or beyond the newest max_rows. *deleted gets how many; a
+ * full chunk means more may wait. 0 or -EIO.
+ */
+int store_records_prune(struct store *s, int64_t older_than, int64_t max_rows, int64_t chunk,
+			int64_t *deleted);
+/* The newest records f keeps (tunnel_id, rule, since), at most limit, newest first. */
+int store_records_list(struct store *s, const struct store_filter *f, int64_t limit,
+		       store_row_cb cb, void *arg);
+/*
+ * Traffic of the records of f->tunnel_id (and f->rule) ended since f->since, in
+ * buckets of step seconds aligned to step: cb gets each non-empty bucket's start
+ * (Unix s), bytes in, bytes out and connections, in time order.
+ */
+typedef int (*store_bucket_cb)(int64_t t, int64_t in, int64_t out, int64_t conns, void *arg);
+int store_records_bandwidth(struct store *s, const struct store_filter *f, int64_t step,
+			    store_bucket_cb cb, void *arg);
 
 /* Lower-case hex SHA-256 of a token secret, as stored: 65 bytes. */
 void store_hash_secret(const char *secret, char out[65]);

@@ -10,6 +10,7 @@
  */
 #include "acme_chal.h"
 #include "ctlthread.h"
+#include "recring.h"
 #include "kern.h"
 #include "tls/ktls.h"
 #include "tls/tls.h"
@@ -52,6 +53,15 @@
 #define CD_OUT_MAX	   (8u << 20) /* queued bytes before controld counts as stuck */
 #define NPORTS		   65536      /* the port table covers every port: the range may move */
 #define RECONFIGURE_WAIT_S 10	      /* how long a reload waits for this thread */
+/* connection records (conn_records): at most this many per message (one is at most
+   ~560 bytes of JSON, so a batch stays well under MSG_MAX), sent when a batch is
+   full or REC_FLUSH_MS after the last send; dropped (counted) while controld is away
+   or more than REC_OUT_MAX bytes wait for it */
+#define REC_BATCH    96
+#define REC_FLUSH_MS 1000
+#define REC_OUT_MAX  (1u << 20)
+/* a record's JSON without its tunnel id and host: keys, numbers, address, reason */
+#define REC_JSON_FIXED 360
 
 /* An HTTP rule of a tunnel's session (http_add), granted or waiting for controld. */
 struct hrule {
@@ -167,6 +177,8 @@ struct ctlthread {
 	struct req *reqs;
 	unsigned nreqs;
 	uint64_t started;
+	uint64_t next_records;
+	uint64_t rec_sent, rec_dropped; /* records sent to controld; dropped here */
 };
 
 /* ---------- registry ---------- */
@@ -402,6 +414,9 @@ static void send_stats(struct ctlthread *ct)
 	json_object_set_new(o, "firewall_refused", json_integer((json_int_t)s.firewall_refused));
 	json_object_set_new(o, "refused_max_links", json_integer((json_int_t)s.refused_max_links));
 	json_object_set_new(o, "refused_fd_limit", json_integer((json_int_t)s.refused_fd_limit));
+	json_object_set_new(o, "records_sent", json_integer((json_int_t)ct->rec_sent));
+	json_object_set_new(o, "records_dropped",
+			    json_integer((json_int_t)(s.records_dropped + ct->rec_dropped)));
 	/* the HTTP edge: requests forwarded, and what it answered itself (edge.c's causes) */
 	json_object_set_new(
 	    o, "http",
@@ -419,6 +434,109 @@ static void send_stats(struct ctlthread *ct)
 					   : ct->nlistening * engine_workers(ct->e));
 	cd_send(ct, o);
 	json_decref(o);
+}
+
+/* ---------- connection records ---------- */
+
+static json_t *record_json(const struct engine_record *r)
+{
+	char src[INET6_ADDRSTRLEN];
+	json_t *o;
+
+	sock_addr16_ntop(r->src, src, sizeof(src));
+	o = json_pack("{s:s, s:s, s:i, s:s, s:i, s:I, s:I, s:I, s:I, s:s}", "tunnel_id", r->tunnel,
+		      "kind",
+		      r->kind == ER_HTTPS  ? "https"
+		      : r->kind == ER_HTTP ? "http"
+					   : "tcp",
+		      "port", (int)r->port, "src", src, "src_port", (int)r->src_port, "start_ms",
+		      (json_int_t)r->start_ms, "duration_ms", (json_int_t)r->duration_ms,
+		      "bytes_in", (json_int_t)r->bytes_in, "bytes_out", (json_int_t)r->bytes_out,
+		      "reason", engine_close_name(r->reason));
+	if (o && r->kind != ER_TCP && r->host[0])
+		json_object_set_new(o, "domain", json_string(r->host));
+	return o;
+}
+
+static void records_send(struct ctlthread *ct, json_t *batch)
+{
+	json_t *o = json_pack("{s:s, s:o}", "type", CTL_CONN_RECORDS, "records", batch);
+
+	if (!o)
+		return;
+	ct->rec_sent += json_array_size(batch);
+	cd_send(ct, o);
+	json_decref(o);
+}
+
+/*
+ * The workers' record rings into conn_records messages: when a batch is full,
+ * REC_FLUSH_MS after the last send, or now (force). Never waits: while controld is
+ * away or not reading, the records are dropped and counted.
+ */
+static void records_pump(struct ctlthread *ct, bool force)
+{
+	unsigned nw = engine_workers(ct->e), nb = 0;
+	uint64_t now = now_ms(), waiting = 0;
+	const struct engine_record *rec;
+	size_t bytes = 0, est;
+	json_t *batch = NULL;
+
+	for (unsigned i = 0; i < nw; i++) {
+		struct rec_ring *r = engine_rec_ring(ct->e, i);
+
+		if (r)
+			waiting += rec_ring_count(r);
+	}
+	if (!waiting) {
+		ct->next_records = now + REC_FLUSH_MS;
+		return;
+	}
+	if (!force && waiting < REC_BATCH && now < ct->next_records)
+		return;
+	ct->next_records = now + REC_FLUSH_MS;
+	for (unsigned i = 0; i < nw; i++) {
+		struct rec_ring *r = engine_rec_ring(ct->e, i);
+		uint32_t n = r ? rec_ring_count(r) : 0;
+
+		for (uint32_t j = 0; j < n; j++) {
+			json_t *o;
+
+			if (ct->fd < 0 || ct->out.len > REC_OUT_MAX) {
+				ct->rec_dropped++;
+				continue;
+			}
+			rec = rec_ring_peek(r, j);
+			o = record_json(rec);
+			if (!o) {
+				ct->rec_dropped++;
+				continue;
+			}
+			/* a record's JSON is at most REC_JSON_FIXED plus its strings: a batch
+			   is sent early rather than grow past MSG_MAX */
+			est = REC_JSON_FIXED + strlen(rec->host) + 2 * strlen(rec->tunnel);
+			if (batch && bytes + est > MSG_MAX - 1024) {
+				records_send(ct, batch);
+				batch = NULL;
+				nb = 0;
+			}
+			if (!batch) {
+				batch = json_array();
+				bytes = 64;
+			}
+			json_array_append_new(batch, o);
+			bytes += est;
+			if (++nb == REC_BATCH) {
+				records_send(ct, batch);
+				batch = NULL;
+				nb = 0;
+			}
+		}
+		if (n)
+			rec_ring_release(r, n);
+	}
+	if (batch)
+		records_send(ct, batch);
 }
 
 static void cd_connect(struct ctlthread *ct)
@@ -2176,9 +2294,12 @@ static void *ctl_main(void *arg)
 			ct->routes_dirty = false;
 			routes_build(ct);
 		}
+		records_pump(ct, false);
 		cd_flush(ct);
 		log_limit_flush();
 	}
+	records_pump(ct, true); /* what the drain closed, if controld takes it now */
+	cd_flush(ct);
 	return NULL;
 }
 

@@ -99,6 +99,11 @@ struct conn {
 	uint64_t last_io;   /* relay plain: the last byte received or sent (ms) */
 	uint32_t idle_ms;   /* relay plain: idle_timeout when it was accepted; 0 = off */
 	struct hconn *http; /* relay: a connection of the HTTP edge (edge.c) */
+	/* relay plain: its connection record (made when it is finalized, rec set) */
+	bool rec;	    /* reached a tunnel (relay_attach): a record is due */
+	uint8_t rec_reason; /* enum engine_close; EC_NONE: conn_close decides */
+	uint64_t rec_t0;    /* w->now at accept */
+	uint64_t rec_in, rec_out;
 	/* client: where a plain conn connects */
 	struct engine_rule rule;
 	struct link_bind bind;
@@ -215,6 +220,7 @@ struct worker {
 	struct http_routes *certs;     /* relay: the HTTPS edge's certificates (MB_CERTS) */
 	uint8_t *hscratch;	       /* relay: a forwarded request head is built here */
 	struct engine_live *live;      /* relay: the reloadable settings (MB_LIVE); client: NULL */
+	struct rec_ring *rec;	       /* relay: connection records for the control thread */
 };
 
 /*
@@ -304,6 +310,12 @@ void arm_connect(struct worker *w, struct conn *c, const struct sockaddr *sa, so
 /* closes c (rst: an RST for a plain socket); freed once nothing is in flight */
 void conn_close(struct worker *w, struct conn *c, bool rst, const char *why);
 void conn_finalize(struct worker *w, struct conn *c);
+/* c's close reason, unless one is set already (enum engine_close) */
+static inline void conn_reason(struct conn *c, uint8_t reason)
+{
+	if (!c->rec_reason)
+		c->rec_reason = reason;
+}
 
 /* relay.c: a public connection p of tunnel t (homed here) takes a data link or waits */
 void relay_attach(struct worker *w, struct conn *p, struct tunnel *t);
@@ -334,6 +346,8 @@ void edge_adopt(struct worker *w, struct edge_handoff *h);
 void edge_handoff_failed(struct edge_handoff *h);
 /* the tick: header and keep-alive timeouts; true when it dealt with p */
 bool edge_tick(struct worker *w, struct conn *p, uint64_t now);
+/* p's record: its host into host (n bytes), and ER_HTTP or ER_HTTPS */
+uint8_t edge_record_host(const struct conn *p, char *host, size_t n);
 /* p waited for a data link too long: 503 */
 void edge_pending_timeout(struct worker *w, struct conn *p);
 void edge_free(struct conn *p);

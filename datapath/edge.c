@@ -89,6 +89,7 @@ struct edge_handoff {
 	struct xprt x; /* a terminated connection's TLS */
 	struct hconn *h;
 	struct link_bind bind; /* the route and tunnel are in h */
+	uint64_t t0;	       /* its accept (the record's start), ms */
 };
 
 static const char *const cause_text[] = {
@@ -719,6 +720,7 @@ static void dispatch(struct worker *w, struct conn *p, const struct http_route *
 	xprt_move(&ho->x, &p->x);
 	p->x.tls = NULL;
 	ho->bind = p->bind;
+	ho->t0 = p->rec_t0;
 	/* p leaves this worker without closing its socket */
 	p->http = NULL;
 	p->fd = -1;
@@ -758,6 +760,7 @@ void edge_adopt(struct worker *w, struct edge_handoff *ho)
 	xprt_move(&p->x, &ho->x);
 	p->bind = ho->bind;
 	p->port = ho->h->route;
+	p->rec_t0 = ho->t0;
 	p->counted = true;
 	p->last_io = w->now;
 	atomic_fetch_add(&w->st_conns, 1);
@@ -786,6 +789,8 @@ static bool forward(struct worker *w, struct conn *l, const uint8_t *p, size_t n
 			return false;
 		}
 		atomic_fetch_add_explicit(&w->st_in, (uint64_t)k, memory_order_relaxed);
+		if (l->peer != NONE)
+			w->conns[l->peer].rec_in += k;
 		p += k;
 		n -= k;
 	}
@@ -899,6 +904,7 @@ static long feed(struct worker *w, struct conn *p, struct conn *l, const uint8_t
 			atomic_fetch_add_explicit(&w->st_in, (uint64_t)out, memory_order_relaxed);
 			atomic_fetch_add(&w->st_http_req, 1);
 			http_req_head_done(&h->req, data + pos, &h->head);
+			p->rec_in += h->head.len; /* the client's head, as it sent it */
 			pos += h->head.len;
 			continue;
 		}
@@ -1458,6 +1464,7 @@ bool edge_tick(struct worker *w, struct conn *p, uint64_t now)
 
 void edge_pending_timeout(struct worker *w, struct conn *p)
 {
+	conn_reason(p, EC_PENDING_TIMEOUT);
 	if (p->state == PS_PENDING)
 		relay_pending_remove(w, p);
 	p->state = PS_BOUND;
@@ -1467,6 +1474,14 @@ void edge_pending_timeout(struct worker *w, struct conn *p)
 		return;
 	}
 	refuse(w, p, HC_BUSY, 503, "Retry-After: 1\r\n");
+}
+
+uint8_t edge_record_host(const struct conn *p, char *host, size_t n)
+{
+	const struct hconn *h = p->http;
+
+	str_copy(host, n, h->host);
+	return h->tls || h->passthrough ? ER_HTTPS : ER_HTTP;
 }
 
 void edge_rearm(struct worker *w, struct conn *p)

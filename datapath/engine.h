@@ -15,6 +15,9 @@
 #include "cidr.h"
 #include "link_proto.h"
 
+/* a domain's room in a record (DOMAIN_MAX + 1) */
+#define DOMAIN_REC_MAX 254
+
 struct xprt_ctx;
 struct http_routes;
 struct engine_live;
@@ -185,6 +188,41 @@ struct engine_config {
 	struct engine_ops ops;
 };
 
+/*
+ * relay: the record of one relayed public connection (a TCP port's, or the HTTP
+ * edge's once routed to a tunnel), made by its worker when it closes and queued
+ * in the worker's record ring (datapath/recring.h) for the control thread,
+ * which sends them to controld in batches (conn_records, ctl_proto.h).
+ */
+enum engine_close {
+	EC_NONE = 0,	    /* not decided yet (conn_close classifies it) */
+	EC_DONE,	    /* both ends finished (FIN), or the edge closed a finished exchange */
+	EC_RESET,	    /* either end reset the connection, or its data link went away */
+	EC_IDLE_TIMEOUT,    /* [tunnel] idle_timeout */
+	EC_PENDING_TIMEOUT, /* no data link within [tunnel] pending_timeout */
+	EC_REFUSED,	    /* reset at once: max_conns_per_source, max_links, descriptors,
+			       the firewall */
+	EC_ERROR,	    /* relayd's own failure (memory, a buffer overrun, TLS) */
+	EC_SHUTDOWN,	    /* relayd stopping, the tunnel going offline, its port released */
+	EC_COUNT
+};
+
+/* the names controld stores (engine_close_name) */
+const char *engine_close_name(unsigned reason);
+
+enum engine_rec_kind { ER_TCP = 0, ER_HTTP = 1, ER_HTTPS = 2 };
+
+struct engine_record {
+	char tunnel[LINK_ID_MAX];  /* NUL-terminated */
+	char host[DOMAIN_REC_MAX]; /* HTTP(S): the request's host (or SNI), "" for TCP */
+	uint8_t src[16];	   /* the source address, IPv4-mapped or IPv6 */
+	uint16_t src_port, port;   /* the source port; the public port it reached */
+	uint8_t kind, reason;	   /* enum engine_rec_kind, enum engine_close */
+	uint64_t start_ms;	   /* Unix time of the accept, ms */
+	uint64_t duration_ms;
+	uint64_t bytes_in, bytes_out; /* public -> tunnel, tunnel -> public */
+};
+
 struct engine_stats {
 	uint64_t conns;	      /* open public/local connections */
 	uint64_t conns_total; /* accepted since start */
@@ -206,6 +244,7 @@ struct engine_stats {
 	uint64_t http_requests;	     /* request heads the HTTP edge forwarded */
 	uint64_t http_errors[8];     /* edge answers by cause (enum http_cause, edge.c) */
 	uint64_t http_tls_kernel;    /* terminated HTTPS connections whose TLS went to kTLS */
+	uint64_t records_dropped;    /* connection records a full worker ring dropped */
 };
 
 /* the largest [http] max_head: the workers' head scratch holds this much */
@@ -228,6 +267,11 @@ int engine_post(struct engine *e, int worker, const struct mb_msg *m);
  * values; open ones keep theirs. 0 or -ENOMEM (nothing changed).
  */
 int engine_reconfigure(struct engine *e, const struct engine_config *cfg);
+/*
+ * relay: worker i's connection-record ring (recring.h), which one consumer
+ * thread (relayd's control thread) drains; NULL for the client role.
+ */
+struct rec_ring *engine_rec_ring(struct engine *e, unsigned i);
 /* Sums the workers' counters (relaxed reads). */
 void engine_stats(struct engine *e, struct engine_stats *out);
 /* Each worker ticks this often (timeouts, re-arms, purges). */

@@ -362,6 +362,7 @@ void relay_ends(struct conn *p)
 /* No link can come for p: an RST (TCP) or a 503 (HTTP) now rather than a wait. */
 static void relay_refuse_now(struct worker *w, struct conn *p, const char *why)
 {
+	conn_reason(p, EC_REFUSED);
 	if (p->http)
 		edge_pending_timeout(w, p);
 	else
@@ -375,6 +376,7 @@ void relay_attach(struct worker *w, struct conn *p, struct tunnel *t)
 	int busy; /* links of the tunnel not on their way here (the two reads may race) */
 
 	p->tun = t;
+	p->rec = true; /* a record when it ends */
 	/* counted with the limit off too: a reload may set one, and it meets the true counts */
 	if (w->src) {
 		p->src_counted = true;
@@ -387,6 +389,7 @@ void relay_attach(struct worker *w, struct conn *p, struct tunnel *t)
 				  "tunnel %s, %s %u: %s already holds max_conns_per_source (%u) "
 				  "connections, resetting a new one",
 				  t->id, p->http ? "route" : "port", p->port, a, limit);
+			conn_reason(p, EC_REFUSED);
 			conn_close(w, p, true, NULL);
 			return;
 		}
@@ -999,6 +1002,7 @@ static void relay_tick_conn(struct worker *w, struct conn *c, uint64_t now)
 	if (c->deadline && now > c->deadline) {
 		if (c->kind == CK_PLAIN) {
 			atomic_fetch_add(&w->st_pend_to, 1);
+			conn_reason(c, EC_PENDING_TIMEOUT);
 			if (c->http) {
 				edge_pending_timeout(w, c);
 				return;
@@ -1022,6 +1026,7 @@ static void relay_tick_conn(struct worker *w, struct conn *c, uint64_t now)
 			  "tunnel %s, port %u: no bytes either way for idle_timeout, "
 			  "resetting the connection",
 			  c->tun ? c->tun->id : "-", c->port);
+		conn_reason(c, EC_IDLE_TIMEOUT);
 		conn_close(w, c, true, "idle timeout");
 		return;
 	}

@@ -11,6 +11,7 @@
  * since is recognised by its generation and dropped.
  */
 #include "dp.h"
+#include "recring.h"
 
 #include "routes.h"
 
@@ -30,6 +31,7 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 struct io_uring_sqe *get_sqe(struct worker *w)
@@ -102,6 +104,7 @@ struct conn *conn_new(struct worker *w, enum kind k, int fd)
 	c->x.fd = -1;
 	c->peer = c->next = c->prev = NONE;
 	c->idle_ms = w->live ? w->live->idle_timeout_ms : 0;
+	c->rec_t0 = w->now;
 	if (conn_idx(w, c) + 1 > w->high)
 		w->high = conn_idx(w, c) + 1;
 	atomic_fetch_add_explicit(&w->st_slots, 1, memory_order_relaxed);
@@ -174,8 +177,77 @@ void arm_connect(struct worker *w, struct conn *c, const struct sockaddr *sa, so
 
 /* ---------- closing ---------- */
 
+static const char *const close_names[EC_COUNT] = {
+    [EC_NONE] = "done",
+    [EC_DONE] = "done",
+    [EC_RESET] = "reset",
+    [EC_IDLE_TIMEOUT] = "idle_timeout",
+    [EC_PENDING_TIMEOUT] = "pending_timeout",
+    [EC_REFUSED] = "refused",
+    [EC_ERROR] = "error",
+    [EC_SHUTDOWN] = "shutdown",
+};
+
+const char *engine_close_name(unsigned reason)
+{
+	return reason < EC_COUNT ? close_names[reason] : "error";
+}
+
+/* what conn_close's arguments say about a relayed connection's end */
+static uint8_t close_classify(bool rst, const char *why)
+{
+	static const char *const shutdown_why[] = {"stopping", "tunnel offline", "kicked",
+						   "port released"};
+
+	if (!why)
+		return rst ? EC_RESET : EC_DONE;
+	for (size_t i = 0; i < sizeof(shutdown_why) / sizeof(shutdown_why[0]); i++)
+		if (!strcmp(why, shutdown_why[i]))
+			return EC_SHUTDOWN;
+	if (!strcmp(why, "firewall"))
+		return EC_REFUSED;
+	if (!rst)
+		return EC_DONE;
+	if (strstr(why, "reset") || strstr(why, "closed") || strstr(why, "Broken pipe") ||
+	    strstr(why, "no link"))
+		return EC_RESET;
+	return EC_ERROR;
+}
+
+/* c (a relayed public connection) is gone: its record into the worker's ring */
+static void conn_record(struct worker *w, struct conn *c)
+{
+	struct engine_record *r;
+	struct timespec ts;
+	uint64_t dur, wall;
+
+	c->rec = false;
+	if (!w->rec || !c->tun || !(r = rec_ring_reserve(w->rec)))
+		return;
+	clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+	wall = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	dur = w->now > c->rec_t0 ? w->now - c->rec_t0 : 0;
+	memcpy(r->tunnel, c->tun->id, sizeof(r->tunnel));
+	r->tunnel[sizeof(r->tunnel) - 1] = 0;
+	r->host[0] = 0;
+	r->kind = ER_TCP;
+	if (c->http)
+		r->kind = edge_record_host(c, r->host, sizeof(r->host));
+	memcpy(r->src, c->bind.origin_addr, sizeof(r->src));
+	r->src_port = ntohs(c->bind.origin_port);
+	r->port = c->http ? ntohs(c->bind.dst_port) : c->port;
+	r->reason = c->rec_reason ? c->rec_reason : EC_DONE;
+	r->start_ms = wall > dur ? wall - dur : 0;
+	r->duration_ms = dur;
+	r->bytes_in = c->rec_in;
+	r->bytes_out = c->rec_out;
+	rec_ring_commit(w->rec);
+}
+
 void conn_finalize(struct worker *w, struct conn *c)
 {
+	if (c->kind == CK_PLAIN && c->rec)
+		conn_record(w, c);
 	if (c->fd >= 0)
 		close(c->fd);
 	if (c->kind == CK_LINK) {
@@ -209,6 +281,8 @@ void conn_close(struct worker *w, struct conn *c, bool rst, const char *why)
 						: "listener",
 			  c->fd, why);
 	c->closing = true;
+	if (c->kind == CK_PLAIN && c->rec)
+		conn_reason(c, close_classify(rst, why));
 	if (c->kind != CK_LISTEN)
 		w->ops->closing(w, c, why);
 	if (c->kind == CK_LINK)
@@ -698,6 +772,10 @@ static int worker_init(struct engine *e, struct worker *w, int id, char *err, si
 	w->bufs = malloc((size_t)w->nbufs * w->slot);
 	w->scratch = malloc(w->bufsz);
 	w->conns = calloc(w->nconns, sizeof(*w->conns));
+	if (cfg->role == ENGINE_RELAY && !(w->rec = calloc(1, sizeof(*w->rec)))) {
+		snprintf(err, errlen, "out of memory for the connection-record ring");
+		return -ENOMEM;
+	}
 	if (!w->bufs || !w->scratch || !w->conns) {
 		snprintf(err, errlen, "out of memory for worker pools");
 		return -ENOMEM;
@@ -889,6 +967,11 @@ bool engine_alive(struct engine *e, uint64_t now, uint64_t max_age_ms)
 	return alive;
 }
 
+struct rec_ring *engine_rec_ring(struct engine *e, unsigned i)
+{
+	return i < e->n ? e->w[i].rec : NULL;
+}
+
 void engine_stats(struct engine *e, struct engine_stats *s)
 {
 	memset(s, 0, sizeof(*s));
@@ -912,6 +995,8 @@ void engine_stats(struct engine *e, struct engine_stats *s)
 		s->links_ktls += atomic_load_explicit(&w->st_ktls, memory_order_relaxed);
 		s->ktls_fallbacks +=
 		    atomic_load_explicit(&w->st_ktls_fallback, memory_order_relaxed);
+		if (w->rec)
+			s->records_dropped += rec_ring_dropped(w->rec);
 		s->firewall_refused +=
 		    atomic_load_explicit(&w->st_fw_refused, memory_order_relaxed);
 		s->http_requests += atomic_load_explicit(&w->st_http_req, memory_order_relaxed);
@@ -937,7 +1022,7 @@ static void worker_free(struct worker *w)
 
 		if (c->kind == CK_FREE)
 			continue;
-		c->counted = c->ktls_counted = false;
+		c->counted = c->ktls_counted = c->rec = false;
 		conn_finalize(w, c);
 	}
 	while ((p = w->pool)) {
@@ -968,6 +1053,8 @@ static void worker_free(struct worker *w)
 	free(w->bufs);
 	free(w->scratch);
 	free(w->conns);
+	free(w->rec);
+	w->rec = NULL;
 	free(w->src);
 	cidr_table_put(w->fw);
 	w->fw = NULL;

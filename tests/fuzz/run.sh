@@ -39,6 +39,8 @@ common/util.c common/log.c common/msg.c -ljansson -liniparser" ;;
 		echo "common/http.c common/domain.c -lhttp_parser" ;;
 	escape)
 		echo "common/log.c common/util.c common/valid.c -ljansson" ;;
+	records)
+		echo "ctl/records.c common/valid.c common/domain.c common/util.c common/log.c -ljansson" ;;
 	passwd)
 		echo "common/passwd.c -I/usr/include/android
 /usr/lib/x86_64-linux-gnu/android/libcrypto.so -Wl,-rpath,/usr/lib/x86_64-linux-gnu/android" ;;

@@ -18,6 +18,7 @@ import http.client
 import json
 import socket
 import sqlite3
+import time
 
 # ctl: a running nave-controld of its own, as in test_navectl.py
 from test_navectl import ctl, run  # noqa: F401
@@ -179,6 +180,27 @@ def test_api_answers_to_the_byte(ctl):
         db.execute("INSERT INTO domains (domain, tunnel_id, rule, created_at) VALUES (?, ?, ?, 0)",
                    (d, tid, rule))
     db.execute(f"UPDATE domains SET created_at = {T0} + rowid")
+    # connection records as relayd's conn_records leave them, and the rule totals
+    recs = [  # tunnel, rule, kind, port, domain, src, src_port, start_ms, ms, in, out, reason
+        (box, "ssh", "tcp", lo + 3, "", "192.0.2.9", 40001, (T0 + 100) * 1000 + 250, 1500, 10, 20,
+         "done"),
+        (box, "web", "https", 8443, "www.example.com", "2001:db8::7", 40002,
+         (T0 + 200) * 1000, 61000, 300, 4000, "reset"),
+        (cam, "rtsp", "tcp", lo, "", "198.51.100.1", 40003, (T0 + 150) * 1000, 0, 0, 0,
+         "refused"),
+        (box, "", "tcp", lo + 9, "", "192.0.2.10", 40004, (T0 + 300) * 1000 + 999, 1, 5, 6,
+         "shutdown"),
+    ]
+    for r in recs:
+        db.execute("INSERT INTO conn_records (tunnel_id, rule, kind, port, domain, src, src_port,"
+                   " start_ms, duration_ms, ended, bytes_in, bytes_out, reason)"
+                   " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   r[:9] + ((r[7] + r[8]) // 1000,) + r[9:])
+        db.execute("INSERT INTO rule_traffic (tunnel_id, rule, bytes_in, bytes_out, conns)"
+                   " VALUES (?, ?, ?, ?, 1) ON CONFLICT (tunnel_id, rule) DO UPDATE SET"
+                   " bytes_in = bytes_in + excluded.bytes_in,"
+                   " bytes_out = bytes_out + excluded.bytes_out, conns = conns + 1",
+                   (r[0], r[1], r[9], r[10]))
     rowid = {}
     for table, key in (("registrations", "id"), ("tokens", "id"), ("tunnels", "id"),
                        ("ports", "port"), ("domains", "domain"), ("firewall", "cidr")):
@@ -236,13 +258,17 @@ def test_api_answers_to_the_byte(ctl):
     def dom_brief(tid):
         return [{"domain": d, "rule": r} for d, t, r in sorted(doms) if t == tid]
 
+    def traffic(tid):
+        return [{"rule": r[1], "bytes_in": r[9], "bytes_out": r[10], "conns": 1}
+                for r in sorted(recs, key=lambda r: r[1]) if r[0] == tid]
+
     def tun(t, i):
         tid = t["tunnel_id"]
         group = {0: "box-1", 1: "cam_2", 2: tid, 3: "xray"}.get(i, f"bulk-{i - 4}")
         o = {"id": tid, "group_id": group, "hostname": "", "os": "", "arch": "",
              "client_version": "", "state": "offline", "last_seen": None,
              "created_at": at("tunnels", tid), "token_id": None if i == 2 else t["id"],
-             "ports": port_brief(tid), "domains": dom_brief(tid)}
+             "traffic": traffic(tid), "ports": port_brief(tid), "domains": dom_brief(tid)}
         if i == 0:
             o.update(hostname=RAW, os="linux", arch="x86_64",
                      client_version="0.9.1", state="online", last_seen=T0 + 500)
@@ -305,6 +331,47 @@ def test_api_answers_to_the_byte(ctl):
     expect(ctl, "/api/v1/domains?page=2", 200, page([], 2, 3))
     expect(ctl, "/api/v1/domains?tunnel=%2F", 400,
            error("invalid tunnel: 1-64 characters: letters, digits, '.', '_' and '-'"))
+
+    # --- connection records: newest first (by end, then id), the filters, the refusals ---
+    def conn(i):
+        r = recs[i]
+        return {"id": i + 1, "tunnel_id": r[0], "rule": r[1], "kind": r[2], "port": r[3],
+                "domain": r[4] or None, "src": r[5], "src_port": r[6], "start": r[7] // 1000,
+                "start_ms": r[7], "duration_ms": r[8], "end": (r[7] + r[8]) // 1000,
+                "bytes_in": r[9], "bytes_out": r[10], "reason": r[11]}
+
+    newest = [conn(i) for i in (3, 1, 2, 0)]  # ends T0+300, T0+261, T0+150, T0+101
+    expect(ctl, "/api/v1/connections", 200, {"items": newest, "limit": 50})
+    expect(ctl, "/api/v1/connections?limit=2", 200, {"items": newest[:2], "limit": 2})
+    expect(ctl, f"/api/v1/connections?tunnel={box}", 200,
+           {"items": [conn(3), conn(1), conn(0)], "limit": 50})
+    expect(ctl, f"/api/v1/connections?tunnel={box}&rule=web", 200,
+           {"items": [conn(1)], "limit": 50})
+    expect(ctl, f"/api/v1/connections?since={T0 + 150}", 200,
+           {"items": newest[:3], "limit": 50})
+    expect(ctl, f"/api/v1/connections?tunnel={nogroup}", 200, {"items": [], "limit": 50})
+    expect(ctl, "/api/v1/connections?limit=1001", 400, error('invalid limit "1001": 1-1000'))
+    expect(ctl, "/api/v1/connections?rule=a.b", 400,
+           error("invalid rule: 1-63 characters: letters, digits, '_' and '-'"))
+    expect(ctl, "/api/v1/connections?since=1y", 400,
+           error('invalid since "1y": Unix seconds, or a duration back from now '
+                 '(90s, 15m, 1h, 7d, 2w)'))
+    expect(ctl, "/api/v1/connections/bandwidth", 400, error("tunnel is required"))
+    # since T0 in 30-day steps: every bucket from the one holding T0 to now
+    step = 2592000
+    start = T0 - T0 % step
+    for _ in range(2):  # a bucket boundary passing meanwhile: once more
+        n = (int(time.time()) - start) // step + 1
+        buckets = [{"t": start + k * step, "bytes_in": 0, "bytes_out": 0, "conns": 0}
+                   for k in range(n)]
+        buckets[0] = {"t": start, "bytes_in": 315, "bytes_out": 4026, "conns": 3}
+        want = {"since": start, "step": step, "buckets": buckets}
+        status, _, raw = request(ctl, "GET",
+                                 f"/api/v1/connections/bandwidth?tunnel={box}&since={T0}"
+                                 f"&step={step}")
+        if raw == (jdump(want) + "\n").encode() or n == (int(time.time()) - start) // step + 1:
+            break
+    assert status == 200 and raw == (jdump(want) + "\n").encode(), raw
 
     # --- firewall: both lists in the order the blocks were added ---
     def blocks(kind):

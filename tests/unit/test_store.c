@@ -193,10 +193,11 @@ static void test_wal_mode(void **state)
 }
 
 /*
- * What migrations 6 (token restrictions), 7 (rule_ops) and 8 (users, sessions, apikeys)
- * added, taken away again to make an older database.
+ * What migrations 6 (token restrictions), 7 (rule_ops), 8 (users, sessions, apikeys) and 9
+ * (conn_records, rule_traffic) added, taken away again to make an older database.
  */
 #define UNDO_V6                                                                                    \
+	"DROP TABLE conn_records; DROP TABLE rule_traffic;"                                        \
 	"DROP TABLE rule_ops; DROP TABLE users; DROP TABLE sessions; DROP TABLE apikeys;"          \
 	"ALTER TABLE tokens DROP COLUMN allow_from; ALTER TABLE tokens DROP COLUMN allow_ids;"     \
 	"ALTER TABLE tokens DROP COLUMN kinds; ALTER TABLE tokens DROP COLUMN domains;"            \
