@@ -26,9 +26,10 @@ plain HTTPS client.
 
 Run once per make test: skipped in the second pass over the port range
 (NAVE_TEST_RANGE_ONLY=1), since the steering mode does not change the dashboard.
-Skipped against the sanitizer build (NAVE_BUILD ending in build-san): ui.c runs
-under ASan in tests/unit/test_ui.c and the API in the other suites, and the
-browser is slow there. NAVE_TEST_DASHBOARD_SAN=1 runs it anyway.
+The browser test is skipped against the sanitizer build (NAVE_BUILD ending in
+build-san): ui.c runs under ASan in the static files' test and
+tests/unit/test_ui.c, the API in the other suites, and the browser is slow
+there. NAVE_TEST_DASHBOARD_SAN=1 runs it anyway.
 """
 import base64
 import hashlib
@@ -47,11 +48,6 @@ import pytest
 
 import navetest as nt
 
-if nt.BUILD.name == "build-san" and os.environ.get("NAVE_TEST_DASHBOARD_SAN") != "1":
-    pytest.skip("the dashboard's browser test runs against build/ only: ui.c is under ASan in "
-                "tests/unit/test_ui.c and the API in the other suites "
-                "(NAVE_TEST_DASHBOARD_SAN=1 runs it here)", allow_module_level=True)
-
 if os.environ.get("NAVE_TEST_RANGE_ONLY") == "1":
     pytest.skip("the dashboard does not depend on [datapath] steering: the first integration "
                 "pass ran it", allow_module_level=True)
@@ -63,6 +59,13 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import Select  # noqa: E402
 
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+# the browser against the sanitizer build: slow, and what it reaches is under ASan already
+# (ui.c here and in tests/unit/test_ui.c, the API in the other suites)
+browser_test = pytest.mark.skipif(
+    nt.BUILD.name == "build-san" and os.environ.get("NAVE_TEST_DASHBOARD_SAN") != "1",
+    reason="the dashboard's browser test runs against build/ only: ui.c is under ASan in "
+    "test_static_files_on_the_admin_listener and tests/unit/test_ui.c, the API in the other "
+    "suites (NAVE_TEST_DASHBOARD_SAN=1 runs it here)")
 UI_TIMEOUT = 30.0
 USER = "ops"
 PASSWORD = "correct horse battery staple 11"
@@ -371,6 +374,7 @@ def http_get(server, host, target):
         c.close()
 
 
+@browser_test
 def test_dashboard_end_to_end(server, admin_port, make_client, services, browser):
     b = browser
     secret = make_user(server)
