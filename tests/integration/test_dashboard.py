@@ -102,6 +102,8 @@ def artifacts_dir():
     base = os.environ.get("NAVE_TEST_ARTIFACTS")
     d = Path(base) / "dashboard" if base else nt.BUILD / "test-artifacts" / "dashboard"
     d.mkdir(parents=True, exist_ok=True)
+    for old in d.glob("[0-9][0-9]-*.png"):  # the last run's
+        old.unlink()
     return d
 
 
