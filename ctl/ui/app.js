@@ -127,6 +127,8 @@
 			return '—';
 		if (typeof s !== 'number')
 			return String(s);
+		if (s < 1)
+			return Math.round(s * 1000) + ' ms';
 		if (s < 60)
 			return (Math.round(s * 10) / 10) + ' s';
 		const d = Math.floor(s / 86400), h = Math.floor(s % 86400 / 3600),
