@@ -98,6 +98,15 @@ $(B)/bpf/%.skel.h: $(B)/bpf/%.bpf.o
 	@$(if $(Q),echo "  SKEL    $@")
 	$(Q)bpftool gen skeleton $< name nave_$* > $@.tmp && mv $@.tmp $@
 
+# the dashboard (ctl/ui/) embedded by ctl/ui-embed.sh into a generated source, served by ctl/ui.c
+UI_FILES := $(sort $(wildcard ctl/ui/*.html ctl/ui/*.css ctl/ui/*.js ctl/ui/*.svg))
+UI_GEN := $(B)/gen/ui_files.c
+CONTROLD_SRC += ctl/ui.c $(UI_GEN)
+$(UI_GEN): ctl/ui-embed.sh $(UI_FILES)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  EMBED   $@")
+	$(Q)./ctl/ui-embed.sh $@ $(UI_FILES)
+
 # the loaders include the skeletons
 $(call obj,$(BPF_SRC) datapath/kern.c): $(BPF_SKELS)
 
@@ -147,6 +156,8 @@ $(B)/tests/%: tests/unit/%.c $(call obj,$(COMMON) $(CFG) $(TLS) $(PASSWD) ctl/st
 # test_webroot tests the client's static file server too
 $(B)/tests/test_webroot: $(call obj,client/webroot.c)
 $(B)/tests/test_sandbox: $(call obj,common/sandbox.c)
+# the dashboard's file server, with the files embedded as controld has them
+$(B)/tests/test_ui: $(call obj,ctl/ui.c $(UI_GEN))
 # the ACME client's pieces and relayd's challenge table
 $(B)/tests/test_acme: $(call obj,ctl/jws.c ctl/acme.c ctl/acme_http.c ctl/relaylink.c ctl/ruleops.c \
 	ctl/records.c datapath/acme_chal.c ctl/restrict.c)

@@ -42,6 +42,7 @@
 #include "ctl/reload.h"
 #include "ctl/ruleops.h"
 #include "ctl/store.h"
+#include "ctl/ui.h"
 #include "link_proto.h"
 #include "log.h"
 #include "rulemsg.h"
@@ -1240,7 +1241,10 @@ static int route(struct call *c, const char *url, const char *method, struct req
 		if ((unsigned char)*p < 0x20 || *p == CTL_MARK)
 			return fail(c, MHD_HTTP_BAD_REQUEST,
 				    "the request path holds control characters");
-	/* the admin listener: nothing outside the exemptions answers without authentication */
+	/*
+	 * the admin listener: nothing outside the exemptions answers without authentication
+	 * (the dashboard's files, ui_owns, were answered before: here only "/api" is left)
+	 */
 	if (c->remote && strncmp(url, "/api/", 5) != 0)
 		return fail(c, MHD_HTTP_NOT_FOUND, "no such endpoint: %s", url);
 	if (c->remote && !api_auth_exempt(method, url)) {
@@ -1402,6 +1406,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		return MHD_YES;
 	}
 	peer_addr(&c);
+	/* the admin listener: the dashboard's files, outside /api/, need no login (ui.h) */
+	if (c.remote && ui_owns(url)) {
+		log_debug("api: %s %s from %s: the dashboard", method, url, c.source);
+		return ui_serve(conn, method, url);
+	}
 	str_copy(c.who, sizeof(c.who), c.remote ? "nobody" : "local");
 	status = route(&c, url, method, rq);
 	log_debug("api: %s %s from %s -> %d", method, url, c.source, status);

@@ -119,8 +119,8 @@ static bool session_of(struct call *c)
 }
 
 /*
- * What answers without authentication on the admin listener: this list and
- * nothing else (the dashboard's static files will join it, outside /api/).
+ * What answers without authentication on the admin listener under /api/: this
+ * list and nothing else (outside /api/ only the dashboard's files, ctl/ui.c).
  */
 static const struct {
 	const char *method, *path;

@@ -20,6 +20,8 @@ libnl-3-dev libnl-route-3-dev libhttp-parser-dev libcmocka-dev libsystemd-dev li
 python3-cryptography pebble prometheus iperf3 haproxy nginx openssh-server openssh-client stunnel4 gnuplot-nox
 openssl iproute2 procps ca-certificates oathtool
 qemu-system-x86 linux-image-amd64 busybox-static kmod cpio xz-utils"
+# the dashboard's test (tests/integration/test_dashboard.py): Debian's headless Chromium
+PKGS="$PKGS chromium chromium-driver python3-selenium"
 missing=""
 for p in $PKGS; do
 	s=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
