@@ -71,7 +71,7 @@ RELAYD_SRC := datapath/relayd.c datapath/ctlthread.c datapath/kern.c $(ENGINE) $
 	      $(CFG) $(COMMON) $(PASSWD) $(SVC) $(SANDBOX)
 CONTROLD_SRC := ctl/controld.c ctl/store.c ctl/api.c ctl/relaylink.c ctl/reload.c ctl/acme.c \
 		ctl/acme_http.c ctl/jws.c ctl/restrict.c ctl/ruleops.c ctl/totp.c ctl/auth.c ctl/records.c \
-		ctl/metrics.c $(TLS) $(CFG) $(COMMON) $(PASSWD) $(SVC) $(SANDBOX)
+		ctl/metrics.c ctl/mhdpoll.c $(TLS) $(CFG) $(COMMON) $(PASSWD) $(SVC) $(SANDBOX)
 NAVECTL_SRC := ctl/navectl.c $(CFG) $(COMMON)
 NAVE_SRC := client/nave.c client/client.c client/webroot.c $(ENGINE) $(TLS) $(CFG) $(COMMON) \
 	    $(PASSWD) $(SVC)
@@ -168,7 +168,7 @@ $(B)/tests/test_totp: $(call obj,ctl/totp.c)
 $(B)/tests/test_records: $(call obj,ctl/records.c)
 
 # the Prometheus text and the metrics listener
-$(B)/tests/test_metrics: $(call obj,ctl/metrics.c ctl/relaylink.c ctl/ruleops.c ctl/records.c ctl/restrict.c)
+$(B)/tests/test_metrics: $(call obj,ctl/metrics.c ctl/mhdpoll.c ctl/relaylink.c ctl/ruleops.c ctl/records.c ctl/restrict.c)
 
 # The XDP filter's test driver (tests/xdp/): the loader without relayd, for test_xdp.py.
 $(B)/tests/xdp_probe: tests/xdp/xdp_probe.c $(call obj,bpf/xdp.c common/cidr.c common/log.c common/util.c)

@@ -39,6 +39,7 @@
 #include "ctl/acme.h"
 #include "ctl/records.h"
 #include "ctl/metrics.h"
+#include "ctl/mhdpoll.h"
 #include "ctl/reload.h"
 #include "ctl/ruleops.h"
 #include "ctl/store.h"
@@ -1699,31 +1700,7 @@ static void admin_cert_check(struct api *a)
 
 static int srv_pollfds(struct srv *sv, struct pollfd *pfd, int max, int *timeout_ms)
 {
-	fd_set rs, ws, es;
-	MHD_socket maxfd = -1;
-	MHD_UNSIGNED_LONG_LONG to;
-	int n = 0;
-
-	if (!sv->mhd)
-		return 0;
-	FD_ZERO(&rs);
-	FD_ZERO(&ws);
-	FD_ZERO(&es);
-	if (MHD_get_fdset2(sv->mhd, &rs, &ws, &es, &maxfd, FD_SETSIZE) != MHD_YES)
-		log_warn("api: could not get the HTTP server's fds");
-	for (int fd = 0; fd <= maxfd && n < max; fd++) {
-		short ev = (FD_ISSET(fd, &rs) ? POLLIN : 0) | (FD_ISSET(fd, &ws) ? POLLOUT : 0);
-
-		if (!ev)
-			continue;
-		pfd[n].fd = fd;
-		pfd[n].events = ev;
-		pfd[n++].revents = 0;
-	}
-	if (MHD_get_timeout(sv->mhd, &to) == MHD_YES &&
-	    (*timeout_ms < 0 || to < (MHD_UNSIGNED_LONG_LONG)*timeout_ms))
-		*timeout_ms = (int)to;
-	return n;
+	return mhd_pollfds(sv->mhd, "api", pfd, max, timeout_ms);
 }
 
 int api_pollfds(struct api *a, struct pollfd *pfd, int max, int *timeout_ms)
@@ -1738,22 +1715,7 @@ int api_pollfds(struct api *a, struct pollfd *pfd, int max, int *timeout_ms)
 
 static void srv_process(struct srv *sv, const struct pollfd *pfd, int n)
 {
-	fd_set rs, ws, es;
-
-	if (!sv->mhd)
-		return;
-	FD_ZERO(&rs);
-	FD_ZERO(&ws);
-	FD_ZERO(&es);
-	for (int i = 0; i < n; i++) {
-		if (pfd[i].fd < 0 || pfd[i].fd >= FD_SETSIZE)
-			continue;
-		if (pfd[i].revents & (POLLIN | POLLHUP | POLLERR))
-			FD_SET(pfd[i].fd, &rs);
-		if (pfd[i].revents & (POLLOUT | POLLERR))
-			FD_SET(pfd[i].fd, &ws);
-	}
-	MHD_run_from_select(sv->mhd, &rs, &ws, &es);
+	mhd_process(sv->mhd, pfd, n);
 }
 
 void api_process(struct api *a, const struct pollfd *pfd, int n)

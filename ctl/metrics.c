@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "config/cfg.h"
+#include "ctl/mhdpoll.h"
 #include "ctl/relaylink.h"
 #include "ctl/store.h"
 #include "log.h"
@@ -752,49 +753,11 @@ void metrics_stop(struct metrics *m)
 
 int metrics_pollfds(struct metrics *m, struct pollfd *pfd, int max, int *timeout_ms)
 {
-	fd_set rs, ws, es;
-	MHD_socket maxfd = -1;
-	MHD_UNSIGNED_LONG_LONG to;
-	int n = 0;
-
-	if (!m || !m->mhd)
-		return 0;
-	FD_ZERO(&rs);
-	FD_ZERO(&ws);
-	FD_ZERO(&es);
-	if (MHD_get_fdset2(m->mhd, &rs, &ws, &es, &maxfd, FD_SETSIZE) != MHD_YES)
-		log_every(NLOG_WARN, "metrics: could not get the HTTP server's fds");
-	for (int fd = 0; fd <= maxfd && n < max; fd++) {
-		short ev = (FD_ISSET(fd, &rs) ? POLLIN : 0) | (FD_ISSET(fd, &ws) ? POLLOUT : 0);
-
-		if (!ev)
-			continue;
-		pfd[n].fd = fd;
-		pfd[n].events = ev;
-		pfd[n++].revents = 0;
-	}
-	if (MHD_get_timeout(m->mhd, &to) == MHD_YES &&
-	    (*timeout_ms < 0 || to < (MHD_UNSIGNED_LONG_LONG)*timeout_ms))
-		*timeout_ms = (int)to;
-	return n;
+	return m ? mhd_pollfds(m->mhd, "metrics", pfd, max, timeout_ms) : 0;
 }
 
 void metrics_process(struct metrics *m, const struct pollfd *pfd, int n)
 {
-	fd_set rs, ws, es;
-
-	if (!m || !m->mhd)
-		return;
-	FD_ZERO(&rs);
-	FD_ZERO(&ws);
-	FD_ZERO(&es);
-	for (int i = 0; i < n; i++) {
-		if (pfd[i].fd < 0 || pfd[i].fd >= FD_SETSIZE)
-			continue;
-		if (pfd[i].revents & (POLLIN | POLLHUP | POLLERR))
-			FD_SET(pfd[i].fd, &rs);
-		if (pfd[i].revents & (POLLOUT | POLLERR))
-			FD_SET(pfd[i].fd, &ws);
-	}
-	MHD_run_from_select(m->mhd, &rs, &ws, &es);
+	if (m)
+		mhd_process(m->mhd, pfd, n);
 }
