@@ -3,7 +3,7 @@
 # The whole test suite, as `make test` runs it after `make deps` (and CI runs
 # `make test` through .ci/run): the normal build with its unit and pytest
 # integration tests, the same again in the ASan+UBSan build (build-san/), then
-# every libFuzzer target for FUZZ_SECONDS each (tests/fuzz/run.sh). The
+# every libFuzzer target for FUZZ_SECONDS each (default 12 here; tests/fuzz/run.sh). The
 # normal build runs the integration suite twice, once per [datapath] steering
 # mode (bpf and listeners). Each stage
 # prints a banner; the first failing stage stops the run with a non-zero exit
@@ -139,5 +139,6 @@ else
 		make SAN=1 integration
 fi
 ktls_stage SAN=1
-stage "fuzz" make fuzz
+# 12 s per target here (16 targets): a longer campaign is FUZZ_SECONDS=N make fuzz
+stage "fuzz" env FUZZ_SECONDS="${FUZZ_SECONDS:-12}" make fuzz
 summary
