@@ -446,8 +446,10 @@ def test_navectl_domains(controld_only, relay):
     rc, out, err = srv.navectl("tunnels", "show", a)
     assert rc == 0, err
     table = rows(out)
-    i = table.index(["KIND", "RULE", "PORT/DOMAIN"])
-    assert table[i + 1:] == [["tcp", "ssh", str(port)], ["http", "web", "app.example.com"]]
+    i = table.index(["KIND", "RULE", "PORT/DOMAIN", "BYTES IN", "BYTES OUT", "CONNS"])
+    # no connection records yet: no traffic
+    assert table[i + 1:] == [["tcp", "ssh", str(port), "0", "0", "0"],
+                             ["http", "web", "app.example.com", "0", "0", "0"]]
     rc, out, _ = srv.navectl("tunnels", "show", srv.token()["tunnel_id"])
     assert rc == 0 and re.search(r"^rules:\s+-$", out, re.M), out
 
