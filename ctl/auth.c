@@ -213,7 +213,8 @@ static bool src_live(const struct src_fail *f, uint64_t now)
 
 /*
  * The slot of a source (src_key): its own, else (create) a free one, else
- * the one used longest ago, reset for it; NULL when absent.
+ * the one whose window (or first login) began first, reset for it; NULL
+ * when absent.
  */
 static struct src_fail *src_slot(struct api *a, const char *key, bool create)
 {
@@ -664,6 +665,7 @@ int h_user_del(struct call *c)
 		return fail(c, MHD_HTTP_NOT_FOUND, "unknown user %s", c->id);
 	if (ret)
 		return internal(c);
+	pairs_clear(c->a, c->id);
 	log_info("api: user %s removed (by %s)", c->id, c->who);
 	c->out = json_pack("{s:s, s:b}", "name", c->id, "removed", 1);
 	return c->out ? MHD_HTTP_OK : internal(c);
