@@ -1480,6 +1480,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		log_debug("api: %s %s from %s -> %d (on the head)", method, url, c.source, status);
 		rq->answered = true;
 		ret = send_json(conn, status, c.out, &c);
+		metrics_api_observe(c.a->metrics, method, NULL, metrics_now_us() - rq->start_us);
 		json_decref(c.out);
 		return ret;
 	}
