@@ -132,8 +132,10 @@ const char cfg_server_default_ini[] =
     "# a login session ends this long after the login, or after this long unused\n"
     "session_lifetime = 12h\n"
     "session_idle = 1h\n"
-    "# a user with 5 failed logins in a row is locked this long\n"
+    "# a user with 5 failed logins in a row from one address is locked there this long\n"
     "lockout = 15m\n"
+    "# on: a user without two-factor (TOTP) cannot log in\n"
+    "require_two_factor = on\n"
     "\n"
     "[acme]\n"
     "# an ACME CA's directory URL (https://...); empty: no ACME certificates\n"
@@ -266,6 +268,7 @@ static const struct cfg_row server_rows[] = {
 	.max = 30 * 86400000u, .live = true),
     SRV("admin", "lockout", "15m", R_DURATION, admin_lockout_ms, .min = 1000, .max = 86400000u,
 	.live = true),
+    SRV("admin", "require_two_factor", "on", R_BOOL, admin_require_two_factor, .live = true),
     SRV("acme", "directory", "", R_URL, acme_directory, .live = true),
     SRV("acme", "email", "", R_EMAIL, acme_email, .live = true),
     SRV("acme", "domains", "", R_DOMAINS, acme_domains, .live = true),

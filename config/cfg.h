@@ -72,6 +72,7 @@ struct cfg_server {
 	unsigned admin_session_lifetime_ms; /* session_lifetime = 12h */
 	unsigned admin_session_idle_ms;	    /* session_idle = 1h */
 	unsigned admin_lockout_ms;	    /* lockout = 15m */
+	bool admin_require_two_factor;	    /* require_two_factor = on */
 	/* [acme] */
 	char acme_directory[CFG_PATH_MAX]; /* empty: off */
 	char acme_email[CFG_STR_MAX];	   /* empty: an account without contact */

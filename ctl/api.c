@@ -18,15 +18,22 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <jansson.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <openssl/bio.h>
 #include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 #include <microhttpd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -74,6 +81,11 @@ struct req {
 	char *body;
 	size_t len;
 	bool too_big;
+	bool answered; /* a response is queued already (head_check, a body too big) */
+	bool authed;   /* the admin listener authenticated the head: the fields below */
+	bool by_key, have_session;
+	char who[64];
+	struct store_session sess;
 	uint64_t start_us; /* the head arrived (metrics_now_us) */
 };
 
@@ -1159,6 +1171,7 @@ static const struct route {
     {"GET", "users/*", h_user_get},
     {"DELETE", "users/*", h_user_del},
     {"POST", "users/*/password", h_user_password},
+    {"POST", "users/*/unlock", h_user_unlock},
     {"POST", "users/*/two-factor", h_user_totp_enable},
     {"DELETE", "users/*/two-factor", h_user_totp_disable},
     {"POST", "users/*/two-factor/reset", h_user_totp_reset},
@@ -1248,7 +1261,7 @@ static int route(struct call *c, const char *url, const char *method, struct req
 	 */
 	if (c->remote && strncmp(url, "/api/", 5) != 0)
 		return fail(c, MHD_HTTP_NOT_FOUND, "no such endpoint: %s", url);
-	if (c->remote && !api_auth_exempt(method, url)) {
+	if (c->remote && !c->authed && !api_auth_exempt(method, url)) {
 		int ret = api_authenticate(c);
 
 		if (ret)
@@ -1373,6 +1386,75 @@ static void peer_addr(struct call *c)
 		str_copy(c->source, sizeof(c->source), "unknown");
 }
 
+/* True for a Content-Type of application/json, with parameters or without. */
+static bool is_json_type(const char *ct)
+{
+	static const char want[] = "application/json";
+	size_t n = sizeof(want) - 1;
+
+	if (!ct)
+		return false;
+	while (*ct == ' ' || *ct == '\t')
+		ct++;
+	if (strncasecmp(ct, want, n) != 0)
+		return false;
+	ct += n;
+	while (*ct == ' ' || *ct == '\t')
+		ct++;
+	return !*ct || *ct == ';';
+}
+
+/*
+ * What the head alone decides, on the first call of the access handler
+ * (before any of the body is read): on the admin listener the credentials
+ * (401 without reading the body; the result kept in rq for the last call),
+ * then a Content-Length over BODY_MAX (413) and a body that is not
+ * application/json (415). 0: read the body and answer at the end.
+ */
+static int head_check(struct call *c, const char *url, struct req *rq)
+{
+	const char *cl =
+	    MHD_lookup_connection_value(c->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+	const char *te = MHD_lookup_connection_value(c->conn, MHD_HEADER_KIND,
+						     MHD_HTTP_HEADER_TRANSFER_ENCODING);
+	const char *ct =
+	    MHD_lookup_connection_value(c->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+	unsigned long long len = 0;
+	bool ctl = false;
+
+	if (c->remote && ui_owns(url))
+		return 0; /* the dashboard's files: ui_serve answers at the end */
+	for (const char *p = url; *p; p++)
+		ctl |= (unsigned char)*p < 0x20 || *p == CTL_MARK;
+	/* route() refuses these before it authenticates: it answers them */
+	if (c->remote && !ctl && !strncmp(url, "/api/", 5) && !api_auth_exempt(c->method, url)) {
+		int ret = api_authenticate(c);
+
+		if (ret)
+			return ret;
+		rq->authed = true;
+		rq->by_key = c->by_key;
+		rq->have_session = c->have_session;
+		str_copy(rq->who, sizeof(rq->who), c->who);
+		rq->sess = c->sess;
+	}
+	if (cl) {
+		char *end;
+
+		errno = 0;
+		len = strtoull(cl, &end, 10);
+		if (errno || end == cl || *end)
+			len = ULLONG_MAX; /* MHD refuses such a head itself */
+	}
+	if (cl && len > BODY_MAX)
+		return fail(c, MHD_HTTP_CONTENT_TOO_LARGE, "request body larger than %d bytes",
+			    BODY_MAX);
+	if ((len || te) && !is_json_type(ct))
+		return fail(c, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE,
+			    "a request body must be Content-Type: application/json");
+	return 0;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
 				  const char *method, const char *version, const char *upload,
 				  size_t *upload_size, void **con_cls)
@@ -1389,11 +1471,39 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 			return MHD_NO;
 		rq->start_us = metrics_now_us();
 		*con_cls = rq;
+		peer_addr(&c);
+		str_copy(c.who, sizeof(c.who), c.remote ? "nobody" : "local");
+		status = head_check(&c, url, rq);
+		if (!status)
+			return MHD_YES;
+		/* answered now: MHD reads none of the body and closes the connection */
+		log_debug("api: %s %s from %s -> %d (on the head)", method, url, c.source, status);
+		rq->answered = true;
+		ret = send_json(conn, status, c.out, &c);
+		metrics_api_observe(c.a->metrics, method, NULL, metrics_now_us() - rq->start_us);
+		json_decref(c.out);
+		return ret;
+	}
+	if (rq->answered) {
+		*upload_size = 0;
 		return MHD_YES;
 	}
 	if (*upload_size) {
 		if (rq->too_big || rq->len + *upload_size > BODY_MAX) {
+			/* no more of it is read: 413 now, or the connection closes */
 			rq->too_big = true;
+			rq->answered = true;
+			*upload_size = 0;
+			peer_addr(&c);
+			log_info("api: %s %s from %s: the body is over %d bytes: 413, or the "
+				 "connection closed",
+				 method, url, c.source, BODY_MAX);
+			fail(&c, MHD_HTTP_CONTENT_TOO_LARGE, "request body larger than %d bytes",
+			     BODY_MAX);
+			/* libmicrohttpd 0.9.75 queues no answer during an upload: MHD_NO closes */
+			ret = send_json(conn, MHD_HTTP_CONTENT_TOO_LARGE, c.out, &c);
+			json_decref(c.out);
+			return ret;
 		} else {
 			char *b = realloc(rq->body, rq->len + *upload_size);
 
@@ -1413,6 +1523,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		return ui_serve(conn, method, url);
 	}
 	str_copy(c.who, sizeof(c.who), c.remote ? "nobody" : "local");
+	if (rq->authed) {
+		c.authed = true;
+		c.by_key = rq->by_key;
+		c.have_session = rq->have_session;
+		str_copy(c.who, sizeof(c.who), rq->who);
+		c.sess = rq->sess;
+	}
 	status = route(&c, url, method, rq);
 	log_debug("api: %s %s from %s -> %d", method, url, c.source, status);
 	ret = send_json(conn, status, c.out, &c);
@@ -1502,15 +1619,46 @@ static void cert_sig(const struct cfg_server *cfg, char *out, size_t len)
 		 (long long)k.st_mtim.tv_sec, k.st_mtim.tv_nsec);
 }
 
+/*
+ * Whether cert and key are a PEM certificate and the private key of it:
+ * checked here (BoringSSL) before libmicrohttpd gets them, for a clear
+ * reason and because its GnuTLS leaks what a failed load allocated.
+ */
+static bool pem_pair_ok(const char *cert, const char *key, char *why, size_t len)
+{
+	BIO *cb = BIO_new_mem_buf(cert, -1), *kb = BIO_new_mem_buf(key, -1);
+	X509 *x = cb ? PEM_read_bio_X509(cb, NULL, NULL, NULL) : NULL;
+	EVP_PKEY *k = kb ? PEM_read_bio_PrivateKey(kb, NULL, NULL, NULL) : NULL;
+	bool ok = x && k && X509_check_private_key(x, k);
+
+	if (!x)
+		snprintf(why, len, "not a PEM certificate");
+	else if (!k)
+		snprintf(why, len, "the key file holds no PEM private key");
+	else if (!ok)
+		snprintf(why, len, "the private key is not the certificate's");
+	ERR_clear_error();
+	EVP_PKEY_free(k);
+	X509_free(x);
+	BIO_free(kb);
+	BIO_free(cb);
+	return ok;
+}
+
+static void pem_free(char *cert, char *key)
+{
+	if (key)
+		OPENSSL_cleanse(key, strlen(key));
+	free(key);
+	free(cert);
+}
+
 static void admin_stop(struct api *a)
 {
 	if (a->admin.mhd)
 		MHD_stop_daemon(a->admin.mhd);
 	a->admin.mhd = NULL;
-	if (a->key_pem)
-		OPENSSL_cleanse(a->key_pem, strlen(a->key_pem));
-	free(a->key_pem);
-	free(a->cert_pem);
+	pem_free(a->cert_pem, a->key_pem);
 	a->key_pem = a->cert_pem = NULL;
 }
 
@@ -1518,54 +1666,69 @@ static void admin_stop(struct api *a)
  * (Re)starts the admin listener's HTTPS server on a->admin_lfd with the
  * server certificate ([tls] certificate and private_key; self-signed in
  * state_dir/tls when they are the defaults and missing, as relayd makes
- * them). 0, or -errno with err.
+ * them). The new server starts on a second dup of the listening socket
+ * while the old one serves; only once it runs is the old one stopped, so a
+ * pair that does not load leaves the old certificate served. a->cert_sig
+ * is the files' identity tried last, loaded or not. 0, or -errno with err.
  */
 static int admin_start(struct api *a, char *err, size_t errlen)
 {
 	struct cfg_server *cfg = a->cfg;
+	struct MHD_Daemon *mhd;
+	char *cert, *key, why[96];
 	int fd, ret;
 
-	admin_stop(a);
 	ret = tls_ensure_selfsigned(cfg->certificate, cfg->private_key, cfg->domain, err, errlen);
+	cert_sig(cfg, a->cert_sig, sizeof(a->cert_sig));
 	if (ret < 0)
 		return ret;
-	cert_sig(cfg, a->cert_sig, sizeof(a->cert_sig));
-	a->cert_pem = read_file(cfg->certificate);
-	if (!a->cert_pem) {
+	cert = read_file(cfg->certificate);
+	if (!cert) {
 		ret = -errno;
 		snprintf(err, errlen, "%s: %s", cfg->certificate, strerror(errno));
 		return ret;
 	}
-	a->key_pem = read_file(cfg->private_key);
-	if (!a->key_pem) {
+	key = read_file(cfg->private_key);
+	if (!key) {
 		ret = -errno;
 		snprintf(err, errlen, "%s: %s", cfg->private_key, strerror(errno));
-		admin_stop(a);
+		pem_free(cert, NULL);
 		return ret;
+	}
+	if (!pem_pair_ok(cert, key, why, sizeof(why))) {
+		snprintf(err, errlen, "%s and %s: %s", cfg->certificate, cfg->private_key, why);
+		pem_free(cert, key);
+		return -EINVAL;
 	}
 	fd = fcntl(a->admin_lfd, F_DUPFD_CLOEXEC, 0);
 	if (fd < 0) {
 		ret = -errno;
 		snprintf(err, errlen, "dup: %s", strerror(errno));
-		admin_stop(a);
+		pem_free(cert, key);
 		return ret;
 	}
-	a->admin.mhd = MHD_start_daemon(
+	mhd = MHD_start_daemon(
 	    MHD_USE_ERROR_LOG | MHD_USE_TLS, 0, NULL, NULL, on_request, &a->admin,
 	    MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, a, MHD_OPTION_UNESCAPE_CALLBACK, unescape, a,
 	    MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd, MHD_OPTION_NOTIFY_COMPLETED, on_completed, a,
-	    MHD_OPTION_HTTPS_MEM_CERT, a->cert_pem, MHD_OPTION_HTTPS_MEM_KEY, a->key_pem,
+	    MHD_OPTION_HTTPS_MEM_CERT, cert, MHD_OPTION_HTTPS_MEM_KEY, key,
 	    MHD_OPTION_HTTPS_PRIORITIES, "SECURE256:+SECURE128:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2",
 	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)ADMIN_TIMEOUT_S, MHD_OPTION_CONNECTION_LIMIT,
 	    (unsigned)ADMIN_CONNS, MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)ADMIN_PER_IP,
 	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(128 * 1024), MHD_OPTION_END);
-	if (!a->admin.mhd) {
+	if (!mhd) {
 		close(fd);
-		admin_stop(a);
-		snprintf(err, errlen, "could not start the HTTPS server (libmicrohttpd with %s)",
-			 cfg->certificate);
+		pem_free(cert, key);
+		snprintf(err, errlen,
+			 "could not start the HTTPS server with %s and %s (libmicrohttpd: not a "
+			 "PEM certificate and key that match?)",
+			 cfg->certificate, cfg->private_key);
 		return -EIO;
 	}
+	admin_stop(a);
+	a->admin.mhd = mhd;
+	a->cert_pem = cert;
+	a->key_pem = key;
 	return 0;
 }
 
@@ -1678,7 +1841,9 @@ void api_stop(struct api *a)
  * The admin listener serves the certificate files as they are: once a
  * second their identity is compared, and a change (a reload's new paths,
  * a renewed certificate) restarts its HTTPS server with them (open
- * connections end; the listening socket stays).
+ * connections end; the listening socket stays). A pair that does not load
+ * is logged once and the old one kept; the next change of the files is
+ * tried again.
  */
 static void admin_cert_check(struct api *a)
 {
@@ -1688,14 +1853,14 @@ static void admin_cert_check(struct api *a)
 		return;
 	a->cert_checked_ms = now_ms();
 	cert_sig(a->cfg, sig, sizeof(sig));
-	if (!strcmp(sig, a->cert_sig) && a->admin.mhd)
+	if (!strcmp(sig, a->cert_sig))
 		return;
 	if (admin_start(a, err, sizeof(err)))
-		log_error("admin API: %s: the admin listener is off until the certificate loads",
-			  err);
+		log_error("admin API: %s: %s until the files change again", err,
+			  a->admin.mhd ? "the previous certificate stays served"
+				       : "the admin listener is off");
 	else
 		log_info("admin API: certificate %s loaded", a->cfg->certificate);
-	/* a failed start retries at the next change of the files */
 }
 
 static int srv_pollfds(struct srv *sv, struct pollfd *pfd, int max, int *timeout_ms)

@@ -25,25 +25,43 @@ struct srv {
 	bool remote;
 };
 
-/* Failed logins of one source address (the per-address limit of the admin listener). */
+/*
+ * Logins of one source (an IPv4 address, or an IPv6 /64): its failures in a
+ * window (the per-address limit of the admin listener) and its share of the
+ * logins a second.
+ */
 struct src_fail {
-	char addr[64];
-	uint64_t since_ms; /* the window's start */
-	unsigned n;
+	char addr[64];	   /* src_key(): "192.0.2.1", "2001:db8:1:2::/64" */
+	uint64_t since_ms; /* the failure window's start */
+	unsigned n;	   /* failures in the window */
+	bool warned;	   /* the refusal for n is logged */
+	uint64_t sec_ms;   /* the second its logins are counted in */
+	unsigned logins;   /* logins (each an scrypt) in that second */
 };
 
-#define SRC_FAIL_SLOTS	256
-#define SRC_FAIL_MAX	10	      /* failed logins per source address per window */
-#define SRC_FAIL_WINDOW (15 * 60000u) /* ms */
-#define LOGINS_PER_S	10	      /* logins (each an scrypt) a second, from all addresses */
-#define USER_FAIL_MAX	5	      /* consecutive failed logins that lock a user */
-#define ADMIN_CONNS	64
-#define ADMIN_PER_IP	16
-#define ADMIN_TIMEOUT_S 30
-#define PASSWORD_MIN	8
-#define PASSWORD_MAX	1024
-#define SESSION_COOKIE	"nave_session"
-#define SESSION_ID_HEX	64 /* 32 random bytes */
+/* Failed logins of one user name from one source: the lockout is per pair. */
+struct pair_fail {
+	char user[STORE_USER_LEN];
+	char addr[64];
+	unsigned n;	      /* consecutive failures */
+	int64_t locked_until; /* Unix seconds; 0: not locked */
+	uint64_t last_ms;     /* the last failure (the oldest slot is reused) */
+};
+
+#define SRC_FAIL_SLOTS	 256
+#define SRC_FAIL_MAX	 10	       /* failed logins per source address per window */
+#define SRC_FAIL_WINDOW	 (15 * 60000u) /* ms */
+#define LOGINS_PER_S	 10	       /* logins (each an scrypt) a second, from all addresses */
+#define SRC_LOGINS_PER_S 2	       /* of them, from one address: its fair share */
+#define USER_FAIL_MAX	 5	       /* consecutive failed logins of a user from a source */
+#define PAIR_SLOTS	 1024
+#define ADMIN_CONNS	 64
+#define ADMIN_PER_IP	 16
+#define ADMIN_TIMEOUT_S	 30
+#define PASSWORD_MIN	 8
+#define PASSWORD_MAX	 1024
+#define SESSION_COOKIE	 "nave_session"
+#define SESSION_ID_HEX	 64 /* 32 random bytes */
 
 struct api {
 	struct srv local, admin;
@@ -52,6 +70,7 @@ struct api {
 	char cert_sig[CFG_PATH_MAX * 2 + 128]; /* paths, inodes, sizes, mtimes of what it serves */
 	uint64_t cert_checked_ms;
 	struct src_fail fails[SRC_FAIL_SLOTS];
+	struct pair_fail pairs[PAIR_SLOTS];
 	uint64_t login_sec_ms; /* the second logins are counted in */
 	unsigned logins;
 	int nlocal; /* of the last api_pollfds: the local server's fds come first */
@@ -73,6 +92,7 @@ struct call {
 	char who[64];	   /* who asked, for the log: "user alice", "API key ID", "local" */
 	bool have_session; /* a valid session cookie came with the request */
 	bool by_key;	   /* authenticated by an API key */
+	bool authed;	   /* authenticated already (on the request's head) */
 	struct store_session sess;
 	char set_cookie[256]; /* a Set-Cookie header for the answer */
 	int retry_after;      /* seconds, for a 429 */
@@ -126,6 +146,7 @@ int h_users_add(struct call *c);
 int h_user_get(struct call *c);
 int h_user_password(struct call *c);
 int h_user_del(struct call *c);
+int h_user_unlock(struct call *c);
 int h_user_totp_enable(struct call *c);
 int h_user_totp_reset(struct call *c);
 int h_user_totp_disable(struct call *c);

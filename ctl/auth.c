@@ -9,9 +9,11 @@
  * (the store's lockout) and per source address (a table here), and at most
  * LOGINS_PER_S logins a second are tried in all (scrypt runs on the loop).
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <jansson.h>
 #include <microhttpd.h>
+#include <netinet/in.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
@@ -183,30 +185,115 @@ int api_authenticate(struct call *c)
 }
 
 /*
- * The failure slot of a source address: its own, else (create) a free one,
- * else the one whose window began first, reset for it; NULL when absent.
+ * The source a login is counted under: an IPv4 address as it is (a
+ * v4-mapped IPv6 one as IPv4), an IPv6 address by its /64 (one host holds
+ * a whole /64 as easily as one address).
  */
-static struct src_fail *src_slot(struct api *a, const char *addr, bool create)
+static void src_key(const char *source, char out[64])
+{
+	struct in6_addr a6;
+
+	str_copy(out, 64, source);
+	if (inet_pton(AF_INET6, source, &a6) != 1)
+		return;
+	if (IN6_IS_ADDR_V4MAPPED(&a6)) {
+		inet_ntop(AF_INET, &a6.s6_addr[12], out, 64);
+		return;
+	}
+	memset(&a6.s6_addr[8], 0, 8);
+	inet_ntop(AF_INET6, &a6, out, 48);
+	strcat(out, "/64");
+}
+
+/* True while a source's slot holds something: failures in the window, or logins this second. */
+static bool src_live(const struct src_fail *f, uint64_t now)
+{
+	return (f->n && now - f->since_ms < SRC_FAIL_WINDOW) || now - f->sec_ms < 1000;
+}
+
+/*
+ * The slot of a source (src_key): its own, else (create) a free one, else
+ * the one whose window (or first login) began first, reset for it; NULL
+ * when absent.
+ */
+static struct src_fail *src_slot(struct api *a, const char *key, bool create)
 {
 	struct src_fail *pick = NULL;
 	uint64_t now = now_ms();
 
 	for (size_t i = 0; i < SRC_FAIL_SLOTS; i++) {
 		struct src_fail *f = &a->fails[i];
+		bool live = f->addr[0] && src_live(f, now);
 
 		if (f->n && now - f->since_ms >= SRC_FAIL_WINDOW)
-			f->n = 0; /* its window is over */
-		if (f->n && !strcmp(f->addr, addr))
+			f->n = 0, f->warned = false; /* its window is over */
+		if (live && !strcmp(f->addr, key))
 			return f;
-		if (!pick || (pick->n && (!f->n || f->since_ms < pick->since_ms)))
+		if (!live)
+			f->addr[0] = 0;
+		if (!pick || (pick->addr[0] && (!f->addr[0] || f->since_ms < pick->since_ms)))
 			pick = f;
 	}
 	if (!create)
 		return NULL;
 	memset(pick, 0, sizeof(*pick));
-	str_copy(pick->addr, sizeof(pick->addr), addr);
+	str_copy(pick->addr, sizeof(pick->addr), key);
 	pick->since_ms = now;
 	return pick;
+}
+
+/*
+ * The failure slot of a user name from a source: its own, else (create) a
+ * free one, else the one whose last failure is the oldest; NULL when absent.
+ * Any valid name gets one, a user or not: the answers and their cost do not
+ * tell them apart.
+ */
+static struct pair_fail *pair_slot(struct api *a, const char *user, const char *key, bool create)
+{
+	struct pair_fail *pick = NULL;
+	int64_t now = now_s();
+
+	for (size_t i = 0; i < PAIR_SLOTS; i++) {
+		struct pair_fail *p = &a->pairs[i];
+
+		if (p->user[0] && !p->n && p->locked_until <= now)
+			p->user[0] = 0; /* nothing left to remember */
+		if (p->user[0] && !strcmp(p->user, user) && !strcmp(p->addr, key))
+			return p;
+		if (!pick || (pick->user[0] && (!p->user[0] || p->last_ms < pick->last_ms)))
+			pick = p;
+	}
+	if (!create)
+		return NULL;
+	memset(pick, 0, sizeof(*pick));
+	str_copy(pick->user, sizeof(pick->user), user);
+	str_copy(pick->addr, sizeof(pick->addr), key);
+	return pick;
+}
+
+/* Forgets every failure and lock of a user (users unlock, a new password). */
+static void pairs_clear(struct api *a, const char *user)
+{
+	for (size_t i = 0; i < PAIR_SLOTS; i++)
+		if (!strcmp(a->pairs[i].user, user))
+			memset(&a->pairs[i], 0, sizeof(a->pairs[i]));
+}
+
+/* A user's failures since its last success, and the end of its latest lock, from any source. */
+static void pairs_of(struct api *a, const char *user, int64_t *failed, int64_t *locked_until)
+{
+	int64_t now = now_s();
+
+	*failed = *locked_until = 0;
+	for (size_t i = 0; i < PAIR_SLOTS; i++) {
+		const struct pair_fail *p = &a->pairs[i];
+
+		if (!p->user[0] || strcmp(p->user, user) != 0)
+			continue;
+		*failed += p->n;
+		if (p->locked_until > now && p->locked_until > *locked_until)
+			*locked_until = p->locked_until;
+	}
 }
 
 /* A member of the login body that must be a string (or absent); 0 or 400. */
@@ -226,29 +313,48 @@ static int login_str(struct call *c, const char *key, bool required, const char 
 	return 0;
 }
 
-static int login_failed(struct call *c, const char *user, const char *why)
+/*
+ * Every refused login for a reason of the user (unknown, wrong password or
+ * code, locked, no two-factor) is this one answer; the log says why. It
+ * counts for the source, and for the name from the source (USER_FAIL_MAX in
+ * a row lock the name there for [admin] lockout) when count is set.
+ */
+static int login_failed(struct call *c, const char *key, const char *user, bool count,
+			const char *why)
 {
-	struct src_fail *f = src_slot(c->a, c->source, true);
+	struct api *a = c->a;
+	struct src_fail *f = src_slot(a, key, true);
+	struct pair_fail *p =
+	    count && store_user_name_ok(user) ? pair_slot(a, user, key, true) : NULL;
 	char esc[256];
 
+	if (!f->n)
+		f->since_ms = now_ms();
 	f->n++;
 	log_esc_str(user, esc, sizeof(esc));
 	log_warn("api: login of \"%s\" from %s failed: %s", esc, c->source, why);
+	if (p) {
+		p->last_ms = now_ms();
+		if (++p->n >= USER_FAIL_MAX) {
+			p->n = 0;
+			p->locked_until = now_s() + ms_to_s(a->cfg->admin_lockout_ms);
+			log_warn("api: \"%s\" locked from %s for %us after %d failed logins in a "
+				 "row (navectl users unlock ends it)",
+				 esc, key, a->cfg->admin_lockout_ms / 1000, USER_FAIL_MAX);
+		}
+	}
 	return fail(c, MHD_HTTP_UNAUTHORIZED, "login failed");
 }
 
-static int too_many(struct call *c, int64_t secs)
+static int too_many(struct call *c, int64_t secs, const char *msg)
 {
 	c->retry_after = secs > 0 ? (int)secs : 1;
-	return fail(c, MHD_HTTP_TOO_MANY_REQUESTS, "too many failed logins: try again later");
+	return fail(c, MHD_HTTP_TOO_MANY_REQUESTS, "%s", msg);
 }
 
-static void log_limit_warn_once(struct api *a)
-{
-	if (a->logins == LOGINS_PER_S + 1)
-		log_warn("api: more than %d logins in a second: the rest of this second get 429",
-			 LOGINS_PER_S);
-}
+/* A fixed scrypt hash of the default cost that no password matches in practice. */
+#define DUMMY_HASH                                                                                 \
+	"$scrypt$ln=14,r=8,p=1$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
 
 int h_login(struct call *c)
 {
@@ -257,9 +363,11 @@ int h_login(struct call *c)
 	struct store_user u;
 	struct store_session s = {0};
 	struct src_fail *f;
-	char id[SESSION_ID_HEX + 1];
+	struct pair_fail *p;
+	char id[SESSION_ID_HEX + 1], key[64];
 	int64_t now = now_s(), step = 0;
-	bool known, ok, locked;
+	uint64_t ms = now_ms();
+	bool valid, known, ok;
 	int ret;
 
 	ret = login_str(c, "user", true, &user);
@@ -269,63 +377,85 @@ int h_login(struct call *c)
 		ret = login_str(c, "totp", false, &code);
 	if (ret)
 		return ret;
-	/* scrypt runs on the loop: at most LOGINS_PER_S logins a second from everywhere */
-	if (now_ms() - a->login_sec_ms >= 1000) {
-		a->login_sec_ms = now_ms();
+	src_key(c->source, key);
+	/* the source over its own limit: refused before anything is spent or counted */
+	f = src_slot(a, key, true);
+	if (f->n >= SRC_FAIL_MAX) {
+		if (!f->warned) /* once a window: a flood does not flood the log */
+			log_warn("api: login from %s refused: %u failed logins from there in "
+				 "%u minutes (logged once)",
+				 c->source, f->n, SRC_FAIL_WINDOW / 60000);
+		f->warned = true;
+		return too_many(c, (int64_t)(f->since_ms + SRC_FAIL_WINDOW - ms) / 1000 + 1,
+				"too many failed logins: try again later");
+	}
+	/* the name locked from this source: no scrypt, the answer of any failure */
+	valid = store_user_name_ok(user);
+	p = valid ? pair_slot(a, user, key, false) : NULL;
+	if (p && p->locked_until > now) {
+		char why[96];
+
+		snprintf(why, sizeof(why), "locked from this address for %llds more",
+			 (long long)(p->locked_until - now));
+		return login_failed(c, key, user, false, why);
+	}
+	/*
+	 * scrypt runs on the loop: at most LOGINS_PER_S logins a second from
+	 * everywhere, SRC_LOGINS_PER_S of them from one source, counted only for
+	 * logins that run it
+	 */
+	if (ms - f->sec_ms >= 1000) {
+		f->sec_ms = ms;
+		f->logins = 0;
+	}
+	if (ms - a->login_sec_ms >= 1000) {
+		a->login_sec_ms = ms;
 		a->logins = 0;
 	}
-	if (++a->logins > LOGINS_PER_S) {
-		log_limit_warn_once(a);
-		return too_many(c, 1);
+	if (f->logins >= SRC_LOGINS_PER_S)
+		return too_many(c, 1, "too many logins: try again in a second");
+	if (a->logins >= LOGINS_PER_S) {
+		if (a->logins++ == LOGINS_PER_S)
+			log_warn("api: more than %d logins in a second: the rest of this second "
+				 "get 429",
+				 LOGINS_PER_S);
+		return too_many(c, 1, "too many logins: try again in a second");
 	}
-	f = src_slot(a, c->source, false);
-	if (f && f->n >= SRC_FAIL_MAX) {
-		log_warn("api: login from %s refused: %u failed logins from there", c->source,
-			 f->n);
-		return too_many(c, (int64_t)(f->since_ms + SRC_FAIL_WINDOW - now_ms()) / 1000 + 1);
-	}
-	known = store_user_name_ok(user) && store_user_get(a->st, user, &u) == 0;
-	if (known && u.locked_until > now) {
-		log_warn("api: login of %s from %s refused: locked for %llds more", user, c->source,
-			 (long long)(u.locked_until - now));
-		return too_many(c, u.locked_until - now);
-	}
+	f->logins++;
+	a->logins++;
+	known = valid && store_user_get(a->st, user, &u) == 0;
 	/* an unknown user costs the same scrypt: the time does not tell them apart */
-	ok = passwd_verify(pass, strlen(pass),
-			   known ? u.hash
-				 : "$scrypt$ln=14,r=8,p=1$AAAAAAAAAAAAAAAAAAAAAA$"
-				   "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA") &&
-	     known && strlen(pass) >= PASSWORD_MIN && strlen(pass) <= PASSWORD_MAX;
+	ok = passwd_verify(pass, strlen(pass), known ? u.hash : DUMMY_HASH) && known &&
+	     strlen(pass) >= PASSWORD_MIN && strlen(pass) <= PASSWORD_MAX;
 	if (!known)
-		return login_failed(c, user, "no such user");
-	if (!ok) {
-		store_user_login(a->st, user, false, 0, now, USER_FAIL_MAX,
-				 ms_to_s(a->cfg->admin_lockout_ms), &locked);
-		if (locked)
-			log_warn("api: user %s locked for %us after %d failed logins", user,
-				 a->cfg->admin_lockout_ms / 1000, USER_FAIL_MAX);
-		return login_failed(c, user, "wrong password");
-	}
+		return login_failed(c, key, user, true, "no such user");
+	if (!ok)
+		return login_failed(c, key, user, true, "wrong password");
 	if (u.two_factor) {
-		uint8_t key[TOTP_SECRET_LEN + 8];
-		int n = totp_b32_decode(u.totp_secret, key, sizeof(key));
+		uint8_t k[TOTP_SECRET_LEN + 8];
+		int n = totp_b32_decode(u.totp_secret, k, sizeof(k));
 
 		ret = n <= 0  ? -EIO
 		      : !code ? -ENOENT
-			      : totp_check(key, (size_t)n, code, (uint64_t)now, u.totp_step, &step);
-		OPENSSL_cleanse(key, sizeof(key));
-		if (ret) {
-			store_user_login(a->st, user, false, 0, now, USER_FAIL_MAX,
-					 ms_to_s(a->cfg->admin_lockout_ms), &locked);
-			return login_failed(c, user,
+			      : totp_check(k, (size_t)n, code, (uint64_t)now, u.totp_step, &step);
+		OPENSSL_cleanse(k, sizeof(k));
+		if (ret)
+			return login_failed(c, key, user, true,
 					    ret == -ENOENT     ? "no TOTP code"
 					    : ret == -EALREADY ? "TOTP code replayed"
 					    : ret == -EIO      ? "stored TOTP secret unreadable"
 							       : "wrong TOTP code");
-		}
+	} else if (a->cfg->admin_require_two_factor) {
+		/* counted like any failure: the right password shows in nothing */
+		return login_failed(c, key, user, true,
+				    "two-factor is off for the user and [admin] require_two_factor "
+				    "is on (navectl users two-factor enable)");
 	}
 	if (store_user_login(a->st, user, true, step, now, USER_FAIL_MAX, 0, NULL))
 		return internal(c);
+	p = pair_slot(a, user, key, false);
+	if (p) /* a success clears the name's count from this source */
+		memset(p, 0, sizeof(*p));
 	store_session_purge(a->st, now, ms_to_s(a->cfg->admin_session_idle_ms));
 	if (!random_token(id) || !random_token(s.csrf))
 		return internal(c);
@@ -406,9 +536,26 @@ static int bad_user_name(struct call *c, const char *name)
 		    "a user name is 1-32 characters of a-z 0-9 . _ - (not starting with . or -)");
 }
 
+/*
+ * A user's failed_logins and locked_until are controld's (the lockout is
+ * per source and kept in memory): the failures since the last success and
+ * the end of the latest lock, from any source.
+ */
+static int user_extra(struct api *a, const void *row, json_t *o)
+{
+	const struct store_user *u = row;
+	int64_t failed, until;
+
+	pairs_of(a, u->name, &failed, &until);
+	if (json_object_set_new(o, "failed_logins", json_integer(failed)) ||
+	    json_object_set_new(o, "locked_until", until ? json_integer(until) : json_null()))
+		return -ENOMEM;
+	return 0;
+}
+
 int h_users_list(struct call *c)
 {
-	return list_page(c, &store_users, NULL, NULL);
+	return list_page(c, &store_users, NULL, user_extra);
 }
 
 static int user_reply(struct call *c, const char *name, int status)
@@ -421,6 +568,10 @@ static int user_reply(struct call *c, const char *name, int status)
 	if (ret)
 		return internal(c);
 	c->out = row_json(&store_users, &u, FORM_FULL);
+	if (c->out && user_extra(c->a, &u, c->out)) {
+		json_decref(c->out);
+		c->out = NULL;
+	}
 	return c->out ? status : internal(c);
 }
 
@@ -478,7 +629,28 @@ int h_user_password(struct call *c)
 		return fail(c, MHD_HTTP_NOT_FOUND, "unknown user %s", c->id);
 	if (ret)
 		return internal(c);
-	log_info("api: password of user %s changed, its sessions ended (by %s)", c->id, c->who);
+	pairs_clear(c->a, c->id);
+	log_info("api: password of user %s changed, its sessions and locks ended (by %s)", c->id,
+		 c->who);
+	return user_reply(c, c->id, MHD_HTTP_OK);
+}
+
+int h_user_unlock(struct call *c)
+{
+	int64_t failed, until;
+	int ret;
+
+	if (!store_user_name_ok(c->id))
+		return bad_user_name(c, c->id);
+	ret = store_user_unlock(c->a->st, c->id);
+	if (ret == -ENOENT)
+		return fail(c, MHD_HTTP_NOT_FOUND, "unknown user %s", c->id);
+	if (ret)
+		return internal(c);
+	pairs_of(c->a, c->id, &failed, &until);
+	pairs_clear(c->a, c->id);
+	log_info("api: user %s unlocked (%s, %lld failed logins forgotten) (by %s)", c->id,
+		 until ? "was locked" : "was not locked", (long long)failed, c->who);
 	return user_reply(c, c->id, MHD_HTTP_OK);
 }
 
@@ -493,6 +665,7 @@ int h_user_del(struct call *c)
 		return fail(c, MHD_HTTP_NOT_FOUND, "unknown user %s", c->id);
 	if (ret)
 		return internal(c);
+	pairs_clear(c->a, c->id);
 	log_info("api: user %s removed (by %s)", c->id, c->who);
 	c->out = json_pack("{s:s, s:b}", "name", c->id, "removed", 1);
 	return c->out ? MHD_HTTP_OK : internal(c);

@@ -3110,6 +3110,11 @@ static int cmd_users_rm(struct ctx *c, int argc, char **argv)
 	return user_action(c, argc, argv, "DELETE", NULL, "removed");
 }
 
+static int cmd_users_unlock(struct ctx *c, int argc, char **argv)
+{
+	return user_action(c, argc, argv, "POST", "unlock", "unlocked");
+}
+
 static int cmd_users_2fa_disable(struct ctx *c, int argc, char **argv)
 {
 	return user_action(c, argc, argv, "DELETE", "two-factor", "has two-factor off");
@@ -3284,8 +3289,10 @@ static const struct cmd cmds[] = {
      "Add an admin user of the remote admin API (the password asked, or one line of stdin)."},
     {"users", "ls", cmd_users_ls, "[--page N]", "List admin users."},
     {"users", "passwd", cmd_users_passwd, "NAME [--password-stdin]",
-     "Set a user's password; its sessions end."},
+     "Set a user's password; its sessions and login locks end."},
     {"users", "rm", cmd_users_rm, "NAME", "Remove a user and its sessions."},
+    {"users", "unlock", cmd_users_unlock, "NAME",
+     "End a user's login locks from every address and forget its failed logins."},
     {"users", "two-factor enable", cmd_users_2fa_enable, "NAME",
      "Turn on TOTP for a user: the secret is printed only this once."},
     {"users", "two-factor disable", cmd_users_2fa_disable, "NAME", "Turn off TOTP for a user."},

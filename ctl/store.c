@@ -2822,6 +2822,14 @@ int store_user_set_password(struct store *s, const char *name, const char *hash)
 	return tx_end(s, ret);
 }
 
+int store_user_unlock(struct store *s, const char *name)
+{
+	return user_update(s,
+			   "UPDATE users SET failed = 0, locked_until = NULL WHERE name = ?1"
+			   " AND ?2 IS NULL",
+			   name, NULL, NULL, 0);
+}
+
 int store_user_del(struct store *s, const char *name)
 {
 	const char *t[] = {name};

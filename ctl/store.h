@@ -544,6 +544,8 @@ int store_user_add(struct store *s, const char *name, const char *hash, struct s
 int store_user_get(struct store *s, const char *name, struct store_user *out);
 /* A new password hash; every session of the user ends. -ENOENT when unknown. */
 int store_user_set_password(struct store *s, const char *name, const char *hash);
+/* Clears a user's failed count and lock (navectl users unlock). -ENOENT when unknown. */
+int store_user_unlock(struct store *s, const char *name);
 /* Removes a user and its sessions. -ENOENT when unknown. */
 int store_user_del(struct store *s, const char *name);
 /* The TOTP secret (base32; NULL: two-factor off), the replay step reset. -ENOENT. */

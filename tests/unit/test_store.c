@@ -1383,6 +1383,13 @@ static void test_admin_users(void **state)
 	assert_int_equal(store_user_get(f->s, "alice", &u), 0);
 	assert_int_equal(u.locked_until, 1060);
 	assert_int_equal(u.failed, 0);
+	/* unlock clears the lock and the count; an unknown user is -ENOENT */
+	assert_int_equal(store_user_login(f->s, "alice", false, 0, 1000, 3, 60, &locked), 0);
+	assert_int_equal(store_user_unlock(f->s, "alice"), 0);
+	assert_int_equal(store_user_get(f->s, "alice", &u), 0);
+	assert_int_equal(u.locked_until, 0);
+	assert_int_equal(u.failed, 0);
+	assert_int_equal(store_user_unlock(f->s, "nobody"), -ENOENT);
 	assert_int_equal(store_user_login(f->s, "alice", true, 77, 2000, 3, 60, NULL), 0);
 	assert_int_equal(store_user_get(f->s, "alice", &u), 0);
 	assert_int_equal(u.locked_until, 0);
