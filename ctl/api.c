@@ -999,6 +999,7 @@ static int h_firewall_allow_del(struct call *c)
 #define CONN_LIMIT_MAX	   1000
 #define BUCKETS_MAX	   1000
 #define BUCKETS_DEFAULT	   60
+#define BANDWIDTH_FINE_S   3600 /* a step under a minute: the records of at most 1 h */
 
 /* ?tunnel=, ?rule= and ?since= of the records' routes: 0, or 400 with the response set. */
 static int records_filter(struct call *c, struct store_filter *f)
@@ -1079,8 +1080,21 @@ static int h_connections_bandwidth(struct call *c)
 		f.since = now - 3600;
 	if (f.since > now)
 		f.since = now;
-	if (!step)
-		step = (now - f.since) / BUCKETS_DEFAULT + 1;
+	/*
+	 * Steps of whole minutes read the per-minute sums (store.c conn_minutes), whose
+	 * number does not grow with the records; a step under a minute reads the records
+	 * themselves, so for the last hour at most.
+	 */
+	if (step >= 60 && step % 60)
+		return fail(c, MHD_HTTP_BAD_REQUEST,
+			    "invalid step \"%.32s\": under 60 or a multiple of 60 seconds", st);
+	if (!step) {
+		step = (now - f.since + BUCKETS_DEFAULT - 1) / BUCKETS_DEFAULT;
+		if (step < 1)
+			step = 1;
+		if (step > 60)
+			step = (step + 59) / 60 * 60;
+	}
 	b.step = step;
 	b.since = f.since - f.since % step;
 	b.n = (now - b.since) / step + 1;
@@ -1088,6 +1102,11 @@ static int h_connections_bandwidth(struct call *c)
 		return fail(c, MHD_HTTP_BAD_REQUEST,
 			    "since and step make %lld buckets, at most %d: a larger step",
 			    (long long)b.n, BUCKETS_MAX);
+	if (step < 60 && now - b.since > BANDWIDTH_FINE_S)
+		return fail(c, MHD_HTTP_BAD_REQUEST,
+			    "a step under 60 seconds covers the last hour at most (since is %lld "
+			    "s ago): a step of whole minutes",
+			    (long long)(now - b.since));
 	f.since = b.since;
 	b.arr = json_array();
 	for (int64_t k = 0; b.arr && k < b.n; k++)

@@ -182,7 +182,19 @@ static const char *const store_migrations[] = {
     " reason TEXT NOT NULL);"
     "CREATE INDEX conn_records_tunnel ON conn_records(tunnel_id, ended);"
     "CREATE INDEX conn_records_rule ON conn_records(tunnel_id, rule, ended);"
+    "CREATE INDEX conn_records_rule_only ON conn_records(rule, ended);"
     "CREATE INDEX conn_records_ended ON conn_records(ended);"
+    /* each (tunnel, rule, minute)'s traffic, written with the records: the bandwidth route */
+    "CREATE TABLE conn_minutes ("
+    " tunnel_id TEXT NOT NULL,"
+    " rule TEXT NOT NULL,"
+    " minute INTEGER NOT NULL,"
+    " bytes_in INTEGER NOT NULL DEFAULT 0,"
+    " bytes_out INTEGER NOT NULL DEFAULT 0,"
+    " conns INTEGER NOT NULL DEFAULT 0,"
+    " PRIMARY KEY (tunnel_id, rule, minute)) WITHOUT ROWID;"
+    "CREATE INDEX conn_minutes_tunnel ON conn_minutes(tunnel_id, minute);"
+    "CREATE INDEX conn_minutes_minute ON conn_minutes(minute);"
     "CREATE TABLE rule_traffic ("
     " tunnel_id TEXT NOT NULL,"
     " rule TEXT NOT NULL,"
@@ -1751,7 +1763,7 @@ int store_auth_registration_rs(struct store *s, const char *registration, const 
 	ret = store_registration_get(s, id, &reg);
 	if (ret)
 		goto out;
-	if (check && check(&reg.rs, check_arg, err, errlen)) {
+	if (check && check(&reg.rs, NULL, check_arg, err, errlen)) {
 		ret = -EACCES;
 		goto out;
 	}
@@ -1824,10 +1836,14 @@ int store_auth_token_rs(struct store *s, const char *token, bool update,
 		goto out;
 	}
 	if (check) {
+		struct store_tunnel tun;
+
 		ret = store_token_get(s, id, &t);
+		if (!ret)
+			ret = store_tunnel_get(s, tunnel_id, &tun);
 		if (ret)
 			goto out;
-		if (check(&t.rs, check_arg, err, errlen)) {
+		if (check(&t.rs, tun.group_id[0] ? tun.group_id : tun.id, check_arg, err, errlen)) {
 			ret = -EACCES;
 			goto out;
 		}
@@ -3124,7 +3140,7 @@ STORE_ENTITY(store_rule_traffics, "rule traffic", struct store_rule_traffic, tra
 
 /* The statements of one batch of records. */
 struct rec_stmts {
-	sqlite3_stmt *tunnel, *port, *domain, *insert, *traffic;
+	sqlite3_stmt *tunnel, *port, *domain, *insert, *traffic, *minute;
 };
 
 static void rec_stmts_free(struct rec_stmts *q)
@@ -3134,6 +3150,7 @@ static void rec_stmts_free(struct rec_stmts *q)
 	sqlite3_finalize(q->domain);
 	sqlite3_finalize(q->insert);
 	sqlite3_finalize(q->traffic);
+	sqlite3_finalize(q->minute);
 }
 
 static int rec_stmts_prep(struct store *s, struct rec_stmts *q)
@@ -3152,7 +3169,13 @@ static int rec_stmts_prep(struct store *s, struct rec_stmts *q)
 		 " VALUES (?1, ?2, ?3, ?4, 1) ON CONFLICT (tunnel_id, rule) DO UPDATE SET"
 		 " bytes_in = bytes_in + excluded.bytes_in,"
 		 " bytes_out = bytes_out + excluded.bytes_out, conns = conns + 1",
-		 &q->traffic)) {
+		 &q->traffic) ||
+	    prep(s,
+		 "INSERT INTO conn_minutes (tunnel_id, rule, minute, bytes_in, bytes_out, conns)"
+		 " VALUES (?1, ?2, ?3, ?4, ?5, 1) ON CONFLICT (tunnel_id, rule, minute) DO UPDATE"
+		 " SET bytes_in = bytes_in + excluded.bytes_in,"
+		 " bytes_out = bytes_out + excluded.bytes_out, conns = conns + 1",
+		 &q->minute)) {
 		rec_stmts_free(q);
 		return -EIO;
 	}
@@ -3238,6 +3261,15 @@ static int rec_store_one(struct store *s, struct rec_stmts *q, struct store_conn
 	sqlite3_bind_int64(q->traffic, 4, r->bytes_out);
 	ret = step_done(s, q->traffic);
 	sqlite3_reset(q->traffic);
+	if (ret)
+		return ret;
+	bind_text(q->minute, 1, r->tunnel_id);
+	bind_text(q->minute, 2, r->rule);
+	sqlite3_bind_int64(q->minute, 3, r->ended - ((r->ended % 60) + 60) % 60);
+	sqlite3_bind_int64(q->minute, 4, r->bytes_in);
+	sqlite3_bind_int64(q->minute, 5, r->bytes_out);
+	ret = step_done(s, q->minute);
+	sqlite3_reset(q->minute);
 	return ret;
 }
 
@@ -3273,8 +3305,29 @@ int store_records_add(struct store *s, struct store_conn_record *recs, size_t n)
 	return ret ? ret : stored;
 }
 
-int store_records_prune(struct store *s, int64_t older_than, int64_t max_rows, int64_t chunk,
-			int64_t *deleted)
+/*
+ * conn_minutes follows the records: a minute wholly before the age limit, or
+ * before the oldest record kept, goes (a minute the pruning cut in two stays whole).
+ */
+static int minutes_prune(struct store *s, int64_t older_than)
+{
+	sqlite3_stmt *st = NULL;
+	int ret;
+
+	ret = prep(s,
+		   "DELETE FROM conn_minutes WHERE minute <= max(?1,"
+		   " coalesce((SELECT min(ended) FROM conn_records), ?1)) - 60",
+		   &st);
+	if (ret)
+		return ret;
+	sqlite3_bind_int64(st, 1, older_than);
+	ret = step_done(s, st);
+	sqlite3_finalize(st);
+	return ret;
+}
+
+static int records_prune_rows(struct store *s, int64_t older_than, int64_t max_rows, int64_t chunk,
+			      int64_t *deleted)
 {
 	sqlite3_stmt *st = NULL;
 	int64_t top = 0;
@@ -3319,6 +3372,14 @@ int store_records_prune(struct store *s, int64_t older_than, int64_t max_rows, i
 	return ret;
 }
 
+int store_records_prune(struct store *s, int64_t older_than, int64_t max_rows, int64_t chunk,
+			int64_t *deleted)
+{
+	int ret = records_prune_rows(s, older_than, max_rows, chunk, deleted);
+
+	return ret ? ret : minutes_prune(s, older_than);
+}
+
 int store_records_list(struct store *s, const struct store_filter *f, int64_t limit,
 		       store_row_cb cb, void *arg)
 {
@@ -3334,14 +3395,26 @@ int store_records_bandwidth(struct store *s, const struct store_filter *f, int64
 
 	if (!f || !f->tunnel_id || step <= 0)
 		return -EINVAL;
-	snprintf(sql, sizeof(sql),
-		 "SELECT (ended / ?4) * ?4 AS t, sum(bytes_in), sum(bytes_out), count(*)"
-		 " FROM conn_records%s GROUP BY t ORDER BY t",
-		 rec_where(f));
+	if (step % 60 == 0 && f->since % 60 == 0) {
+		/* whole minutes: the per-minute sums, whatever the number of records */
+		const char *w = f->rule ? " WHERE tunnel_id = ?1 AND rule = ?2 AND minute >= ?3"
+					: " WHERE tunnel_id = ?1 AND minute >= ?3";
+
+		snprintf(sql, sizeof(sql),
+			 "SELECT (minute / ?4) * ?4 AS t, sum(bytes_in), sum(bytes_out),"
+			 " sum(conns) FROM conn_minutes%s GROUP BY t ORDER BY t",
+			 w);
+	} else {
+		snprintf(sql, sizeof(sql),
+			 "SELECT (ended / ?4) * ?4 AS t, sum(bytes_in), sum(bytes_out), count(*)"
+			 " FROM conn_records%s GROUP BY t ORDER BY t",
+			 rec_where(f));
+	}
 	ret = prep(s, sql, &st);
 	if (ret)
 		return ret;
 	rec_bind(st, f);
+	sqlite3_bind_int64(st, 3, f->since); /* "minute >= ?3" takes one always */
 	sqlite3_bind_int64(st, 4, step);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		ret = cb(sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1),
