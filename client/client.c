@@ -1743,6 +1743,15 @@ int client_run(struct cfg_client *c)
 		fprintf(stderr, "nave: %s\n", err);
 		goto fail;
 	}
+	/*
+	 * blocked before any thread starts (the webroot server's below): a thread that
+	 * takes SIGTERM would end the process without its shutdown
+	 */
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	cl->lfd = local_listen(cl);
 	if (cl->lfd < 0)
 		goto fail;
@@ -1808,11 +1817,6 @@ int client_run(struct cfg_client *c)
 	str_copy(ec.server_host, sizeof(ec.server_host), host);
 	ec.ops.arg = cl;
 	ec.ops.rule_find = op_rule_find;
-	sigemptyset(&set);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGHUP);
-	sigaddset(&set, SIGINT);
-	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
 	if (engine_start(&cl->eng, &ec, err, sizeof(err)) < 0) {

@@ -518,3 +518,162 @@ def test_a_compromised_edge_gets_only_what_a_local_command_would(tmp_path, procs
         nt.check_exit("nave start (fake)", c.proc.stop(), c.proc.output())
     finally:
         relay.close()
+
+
+class HoldingRelay(GrantingRelay):
+    """A relay that asks controld for nothing: TCP adds wait unanswered while hold is set."""
+
+    hold = True
+
+    def _answer(self, s, m):
+        if m["type"] == "tcp_add":
+            if self.hold:
+                return
+            # a port of its own for each rule (a client config holds no port twice)
+            ports = self.__dict__.setdefault("ports", {})
+            port = ports.setdefault(m["name"], 23456 + len(ports))
+            self.send({"type": "tcp_grant", "req": m["req"], "name": m["name"],
+                       "port": port}, s)
+            return
+        super()._answer(s, m)
+
+
+def fake_client(tmp_path, procs, relay, extra=""):
+    c = FakeClient(relay, tmp_path, procs)
+    if extra:
+        c.ini.write_text(c.ini.read_text() + extra)
+    c.start()
+    return c
+
+
+def pushed(relay, op, n=1, timeout=15):
+    """The first n rule_results for op."""
+    return nt.wait_for(lambda: (lambda r: r[:n] if len(r) >= n else False)(
+        [m for m in relay.of_type("rule_result") if m["op"] == op]), timeout,
+        f"{n} rule_result(s) for {op}")
+
+
+def test_an_answer_lost_with_the_link_is_not_kept(tmp_path, procs):
+    """A remote add under way when the link drops is answered "lost the connection" to
+    nobody: pushed again after the reconnect it is applied (the rule is saved and asked
+    for again), not failed from a cache."""
+    relay = HoldingRelay(tmp_path)
+    c = fake_client(tmp_path, procs, relay)
+    try:
+        relay.send({"type": "rule_push", "op": 7, "action": "add", "kind": "tcp",
+                    "name": "ssh", "to": "127.0.0.1:22"})
+        nt.wait_for(lambda: relay.of_type("tcp_add"), 15, "the client's tcp_add")
+        relay.hold = False
+        relay.drop_control()
+        nt.wait_for(lambda: len(relay.of_type("tcp_add")) >= 2, 30,
+                    "the rule asked for again after the reconnect")
+        assert relay.of_type("rule_result") == []  # the lost answer went nowhere
+        relay.send({"type": "rule_push", "op": 7, "action": "add", "kind": "tcp",
+                    "name": "ssh", "to": "127.0.0.1:22"})
+        r = pushed(relay, 7)[0]
+        assert r["ok"] is True, r
+        assert "[tcp.ssh]" in c.ini.read_text()
+        # a remote add the server never answers: failed after 15 s, and forgotten again
+        relay.hold = True
+        relay.send({"type": "rule_push", "op": 8, "action": "add", "kind": "tcp",
+                    "name": "late", "to": "127.0.0.1:23"})
+        r = pushed(relay, 8, timeout=30)[0]
+        assert r["ok"] is False and "timed out" in r["reason"], r
+        assert "[tcp.late]" not in c.ini.read_text()
+        assert "late" not in [x["name"] for x in c.status()["rules"]]
+        # and not kept: pushed again, it runs again (and is applied when granted)
+        relay.hold = False
+        relay.send({"type": "rule_push", "op": 8, "action": "add", "kind": "tcp",
+                    "name": "late", "to": "127.0.0.1:23"})
+        r = pushed(relay, 8, n=2)[1]
+        assert r["ok"] is True and r["port"] == relay.ports["late"], r
+        nt.check_exit("nave start (fake)", c.proc.stop(), c.proc.output())
+    finally:
+        relay.close()
+
+
+def test_cached_answers_belong_to_one_tunnel(tmp_path, procs):
+    """Op ids are an edge database's: after a reconnect as another tunnel id, an op id seen
+    before is a new operation."""
+    relay = GrantingRelay(tmp_path)
+    c = fake_client(tmp_path, procs, relay)
+    try:
+        relay.send({"type": "rule_push", "op": 1, "action": "add", "kind": "http",
+                    "name": "root", "domain": "x.test", "webroot": "/"})
+        assert pushed(relay, 1)[0]["ok"] is False
+        relay.tunnel_id = "t-other"
+        relay.drop_control()
+        nt.wait_for(lambda: c.status().get("tunnel_id") == "t-other", 30, "the new tunnel id")
+        relay.send({"type": "rule_push", "op": 1, "action": "add", "kind": "tcp",
+                    "name": "ssh", "to": "127.0.0.1:22"})
+        r = pushed(relay, 1, n=2)[1]
+        assert r == {"type": "rule_result", "op": 1, "ok": True, "port": 23456}, r
+        assert "forgetting 1 cached answer(s)" in c.proc.output()
+        nt.check_exit("nave start (fake)", c.proc.stop(), c.proc.output())
+    finally:
+        relay.close()
+
+
+def test_remote_to_webroot_rm_and_one_op_at_a_time(tmp_path, procs):
+    """[client] remote_to narrows what a remote add may publish; tcp-http does not let the
+    edge remove a webroot rule of the device; one remote operation at a time, so the local
+    socket keeps its slots."""
+    root = tmp_path / "www"
+    root.mkdir()
+    relay = HoldingRelay(tmp_path)
+    relay.grant = {"site.test": 9}
+    c = fake_client(tmp_path, procs, relay,
+                    "remote_to = 127.0.0.1:*, *:8080\n"
+                    f"[http.site]\ndomain = site.test\nwebroot = {root}\n")
+    try:
+        relay.hold = False
+        for op, to, ok in ((1, "10.0.0.1:22", False), (2, "127.0.0.1:22", True),
+                           (3, "10.0.0.1:8080", True), (4, "localhost:22", False)):
+            relay.send({"type": "rule_push", "op": op, "action": "add", "kind": "tcp",
+                        "name": f"r{op}", "to": to})
+            r = pushed(relay, op)[0]
+            assert r["ok"] is ok, (to, r)
+            if not ok:
+                assert r["reason"] == f"{to} is not allowed by [client] remote_to on this " \
+                    "client", r
+        relay.send({"type": "rule_push", "op": 5, "action": "add", "kind": "http",
+                    "name": "h", "domain": "h.test", "to": "10.0.0.1:80"})
+        assert "remote_to" in pushed(relay, 5)[0]["reason"]
+        text = c.ini.read_text()
+        assert "[tcp.r2]" in text and "[tcp.r3]" in text and "[tcp.r1]" not in text, text
+        # the device's webroot rule stays
+        relay.send({"type": "rule_push", "op": 6, "action": "rm", "name": "site"})
+        r = pushed(relay, 6)[0]
+        assert r["ok"] is False and "webroot rule of this device" in r["reason"], r
+        assert "[http.site]" in c.ini.read_text()
+        # one remote operation at a time: the second is refused while the first waits
+        relay.hold = True
+        relay.send({"type": "rule_push", "op": 10, "action": "add", "kind": "tcp",
+                    "name": "w1", "to": "127.0.0.1:24"})
+        nt.wait_for(lambda: [m for m in relay.of_type("tcp_add") if m["name"] == "w1"], 15,
+                    "w1 asked for")
+        for op in range(11, 60):
+            relay.send({"type": "rule_push", "op": op, "action": "add", "kind": "tcp",
+                        "name": f"x{op}", "to": "127.0.0.1:25"})
+        for op in range(11, 60):
+            r = pushed(relay, op)[0]
+            assert r["ok"] is False and "busy with another remote operation" in r["reason"], r
+        # the local socket answers meanwhile
+        assert c.status()["state"] == "online"
+        p = c.nave("tunnel", "ls")
+        assert p.returncode == 0 and "w1" in p.stdout, p
+        # the link drops before w1's grant: after the reconnect w1 is asked for again
+        # and granted, its push again is applied; a refused one pushed again runs (not kept)
+        relay.hold = False
+        relay.drop_control()
+        nt.wait_for(lambda: len([m for m in relay.of_type("tcp_add") if m["name"] == "w1"])
+                    >= 2, 30, "w1 asked for again")
+        relay.send({"type": "rule_push", "op": 10, "action": "add", "kind": "tcp",
+                    "name": "w1", "to": "127.0.0.1:24"})
+        assert pushed(relay, 10)[0]["ok"] is True
+        relay.send({"type": "rule_push", "op": 11, "action": "add", "kind": "tcp",
+                    "name": "x11", "to": "127.0.0.1:25"})
+        assert pushed(relay, 11, n=2)[1]["ok"] is True
+        nt.check_exit("nave start (fake)", c.proc.stop(), c.proc.output())
+    finally:
+        relay.close()
