@@ -338,9 +338,16 @@ def test_bad_hello_features_and_bogus_results(server):
                   {"type": "rule_result", "op": op["id"], "ok": False, "reason": "a\x1bb"},
                   {"type": "rule_result", "op": op["id"], "ok": True, "port": 0}):
         nt.msg_send(link.s, bogus)
+    # a flood of answers to operations never pushed to it stops at relayd: controld
+    # (one thread, a SELECT and a log line each) never sees them
+    for i in range(300):
+        nt.msg_send(link.s, {"type": "rule_result", "op": op["id"] + 1 + i, "ok": True})
     nt.msg_send(link.s, {"type": "heartbeat"})
     assert nt.msg_recv(link.s)["type"] == "heartbeat_ack"  # the link stays
     assert op_state(server, tid, op["id"])["state"] == "pending"
+    nt.wait_for(lambda: "which is not in flight for it: dropped" in server.relayd.output(),
+                10, "relayd dropping the stray results")
+    assert "a rule_result for operation" not in server.controld.output()
     # the real answer; the port is the store's word, not the client's
     nt.msg_send(link.s, {"type": "rule_result", "op": op["id"], "ok": False,
                          "reason": "cannot resolve x", "port": 23999})
