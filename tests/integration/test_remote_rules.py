@@ -6,7 +6,10 @@ would (saved in its config, asked of the server) and answers (rule_result).
 Queued in the store while the client is offline and applied, in order, when
 it connects. Real daemons, real clients, real services; every byte checked."""
 import json
+import os
+import signal
 import socket
+import time
 
 import pytest
 
@@ -152,6 +155,42 @@ def http_get(server, host, path="/"):
             data += d
     head, _, body = data.partition(b"\r\n\r\n")
     return head.split(b"\r\n")[0].decode(), body
+
+
+def test_link_lost_before_the_grant(server, make_client, services):
+    """A remote TCP add under way when the link drops (controld stopped, so no grant comes;
+    then relayd restarted): after the reconnect the operation ends applied and bytes flow."""
+    c = make_client("dev")
+    s = services(nt.h_exchange, "svc")
+    tid = c.tunnel_id
+    for attempt in range(3):
+        name = f"web{attempt}"
+        st, op = server.api("POST", f"/api/v1/tunnels/{tid}/rules",
+                            {"kind": "tcp", "name": name, "to": f"127.0.0.1:{s.port}"})
+        assert st == 202, op
+        os.kill(server.controld.pid, signal.SIGSTOP)  # the client's tcp_add gets no grant
+        try:
+            nt.wait_for(lambda: f"(operation {op['id']})" in c.proc.output(), 10,
+                        "the push at the client")
+            time.sleep(0.3)
+            rules = {r["name"]: r for r in c.status()["rules"]}
+            if not rules[name].get("port"):
+                server.relayd.kill()  # the link drops before the grant
+                break
+        finally:
+            os.kill(server.controld.pid, signal.SIGCONT)
+        wait_op(server, tid, op["id"])  # granted already: once more
+    else:
+        pytest.skip("the grant always came before controld stopped")
+    nt.wait_for(lambda: "lost the connection to the server; the rule is saved" in
+                c.proc.output(), 15, "the client's lost answer")
+    server.start_relayd()
+    done = wait_op(server, tid, op["id"])
+    assert done["state"] == "applied", done
+    assert f"[tcp.{name}]" in c.ini.read_text()
+    port = nt.wait_for(lambda: {r["name"]: r for r in c.status()["rules"]}[name].get("port"),
+                       15, "the rule granted again")
+    nt.exchange(port, 64 * KiB)
 
 
 def test_http_rule_added_remotely_reaches_the_service(server, make_client, services):
