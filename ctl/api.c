@@ -1102,11 +1102,11 @@ static int h_connections_bandwidth(struct call *c)
 		return fail(c, MHD_HTTP_BAD_REQUEST,
 			    "since and step make %lld buckets, at most %d: a larger step",
 			    (long long)b.n, BUCKETS_MAX);
-	if (step < 60 && now - b.since > BANDWIDTH_FINE_S)
+	if (step < 60 && now - f.since > BANDWIDTH_FINE_S)
 		return fail(c, MHD_HTTP_BAD_REQUEST,
 			    "a step under 60 seconds covers the last hour at most (since is %lld "
 			    "s ago): a step of whole minutes",
-			    (long long)(now - b.since));
+			    (long long)(now - f.since));
 	f.since = b.since;
 	b.arr = json_array();
 	for (int64_t k = 0; b.arr && k < b.n; k++)
