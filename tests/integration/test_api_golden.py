@@ -201,6 +201,12 @@ def test_api_answers_to_the_byte(ctl):
                    " bytes_in = bytes_in + excluded.bytes_in,"
                    " bytes_out = bytes_out + excluded.bytes_out, conns = conns + 1",
                    (r[0], r[1], r[9], r[10]))
+        ended = (r[7] + r[8]) // 1000
+        db.execute("INSERT INTO conn_minutes (tunnel_id, rule, minute, bytes_in, bytes_out,"
+                   " conns) VALUES (?, ?, ?, ?, ?, 1) ON CONFLICT (tunnel_id, rule, minute) DO"
+                   " UPDATE SET bytes_in = bytes_in + excluded.bytes_in,"
+                   " bytes_out = bytes_out + excluded.bytes_out, conns = conns + 1",
+                   (r[0], r[1], ended - ended % 60, r[9], r[10]))
     rowid = {}
     for table, key in (("registrations", "id"), ("tokens", "id"), ("tunnels", "id"),
                        ("ports", "port"), ("domains", "domain"), ("firewall", "cidr")):
