@@ -461,6 +461,15 @@ static void test_store_bandwidth(void **state)
 	assert_int_equal(store_records_bandwidth(f->s, &flt, 60, bucket_cb, &b), 0);
 	assert_int_equal(b.n, 0);
 	flt.rule = NULL;
+	/* whole hours: the per-hour sums */
+	memset(&b, 0, sizeof(b));
+	flt.since = 0;
+	assert_int_equal(store_records_bandwidth(f->s, &flt, 3600, bucket_cb, &b), 0);
+	assert_int_equal(b.n, 1);
+	assert_int_equal(b.t[0], 0);
+	assert_int_equal(b.in[0], 15);
+	assert_int_equal(b.conns[0], 4);
+	flt.since = 960;
 	/* the same through the records (a step not of whole minutes) */
 	memset(&b, 0, sizeof(b));
 	assert_int_equal(store_records_bandwidth(f->s, &flt, 30, bucket_cb, &b), 0);
@@ -512,11 +521,14 @@ static void test_store_prune(void **state)
 	/* totals are not pruned */
 	assert_int_equal(traffic_of(f, "").conns, 50);
 	/* the per-minute sums follow: the minute of 1038 stays (cut in two), none older */
-	assert_int_equal(raw_count(f, "SELECT count(*) FROM conn_minutes"), 1);
-	assert_int_equal(raw_count(f, "SELECT min(minute) FROM conn_minutes"), 1020);
+	assert_int_equal(raw_count(f, "SELECT count(*) FROM conn_minutes WHERE rule = '*'"), 1);
+	assert_int_equal(raw_count(f, "SELECT min(at) FROM conn_minutes"), 1020);
+	/* the hour [0, 3600) holds them all: cut in two, it stays */
+	assert_int_equal(raw_count(f, "SELECT count(*) FROM conn_hours WHERE rule = '*'"), 1);
 	/* and go with the records by age */
-	assert_int_equal(store_records_prune(f->s, 2000, 0, 100, &deleted), 0);
+	assert_int_equal(store_records_prune(f->s, 3600, 0, 100, &deleted), 0);
 	assert_int_equal(raw_count(f, "SELECT count(*) FROM conn_minutes"), 0);
+	assert_int_equal(raw_count(f, "SELECT count(*) FROM conn_hours"), 0);
 }
 
 /* The plan of a query mentions idx (an index of conn_records), and no full scan of it. */

@@ -198,6 +198,7 @@ static void test_wal_mode(void **state)
  */
 #define UNDO_V6                                                                                    \
 	"DROP TABLE conn_records; DROP TABLE rule_traffic; DROP TABLE conn_minutes;"               \
+	"DROP TABLE conn_hours;"                                                                   \
 	"DROP TABLE rule_ops; DROP TABLE users; DROP TABLE sessions; DROP TABLE apikeys;"          \
 	"ALTER TABLE tokens DROP COLUMN allow_from; ALTER TABLE tokens DROP COLUMN allow_ids;"     \
 	"ALTER TABLE tokens DROP COLUMN kinds; ALTER TABLE tokens DROP COLUMN domains;"            \
