@@ -467,7 +467,16 @@ struct local {
 	 * goes to the server as rule_result {op} */
 	bool remote;
 	long long op;
+	/* the answer is not the operation's outcome (lost link, timeout): never cached */
+	bool transient;
 };
+
+/* Marks the answer about to be given as not the operation's outcome; true. */
+static bool local_transient(struct local *lo)
+{
+	lo->transient = true;
+	return true;
+}
 
 /* A slot in use: a local connection, or a remote operation waiting for the server. */
 static bool lo_used(const struct local *lo)
@@ -505,10 +514,15 @@ struct client {
 	char ktls_mode[64];
 	int ctl_ktls; /* cconn_open's ktls: 0, 1 (auto) or 2 (on) */
 	/*
-	 * The answers to the last REMOTE_DONE remote operations, by op: one pushed again
-	 * (its answer lost with a link, or with a controld restart) gets the same answer.
+	 * The answers sent for the last REMOTE_DONE remote operations, by (tunnel id, op):
+	 * one pushed again (its answer lost with a link, or with a controld restart) gets
+	 * the same answer. Only answers that were sent and are the operation's outcome are
+	 * kept; emptied when the tunnel id or the server changes (op ids are an edge
+	 * database's: a new one starts again at 1).
 	 */
+	char done_server[CFG_STR_MAX];
 	struct remote_done {
+		char tunnel_id[LINK_ID_MAX];
 		long long op;
 		bool ok;
 		long long port, route;
@@ -764,6 +778,30 @@ static void session_start(struct client *cl, json_t *welcome)
 		request_rule(cl, &cl->rules[i], false);
 }
 
+static const struct remote_done *remote_done_find(const struct client *cl, long long op)
+{
+	for (unsigned i = 0; i < REMOTE_DONE && i < cl->ndone; i++)
+		if (cl->done[i].op == op && !strcmp(cl->done[i].tunnel_id, cl->tunnel_id))
+			return &cl->done[i];
+	return NULL;
+}
+
+/* A new tunnel id or server: the cached answers are another edge's (or tunnel's). */
+static void remote_done_check(struct client *cl)
+{
+	if (!strcmp(cl->done_server, cl->cfg->server) &&
+	    (!cl->ndone ||
+	     !strcmp(cl->done[(cl->ndone - 1) % REMOTE_DONE].tunnel_id, cl->tunnel_id)))
+		return;
+	if (cl->ndone)
+		log_info("remote rule operations: forgetting %u cached answer(s) (new tunnel "
+			 "id or server)",
+			 cl->ndone < REMOTE_DONE ? cl->ndone : REMOTE_DONE);
+	memset(cl->done, 0, sizeof(cl->done));
+	cl->ndone = 0;
+	str_copy(cl->done_server, sizeof(cl->done_server), cl->cfg->server);
+}
+
 static void session_end(struct client *cl, const char *why)
 {
 	struct mb_msg mb;
@@ -785,7 +823,8 @@ static void session_end(struct client *cl, const char *why)
 			cl->rules[i].granted = 0;
 	pthread_mutex_unlock(&cl->lock);
 	for (unsigned i = 0; i < LOCAL_MAX; i++)
-		if (lo_used(&cl->locals[i]) && cl->locals[i].waiting)
+		if (lo_used(&cl->locals[i]) && cl->locals[i].waiting &&
+		    local_transient(&cl->locals[i]))
 			local_reply(
 			    cl, &cl->locals[i],
 			    json_pack("{s:b, s:s}", "ok", 0, "error",
@@ -859,6 +898,7 @@ static void try_connect(struct client *cl)
 		return;
 	}
 	str_copy(cl->tunnel_id, sizeof(cl->tunnel_id), msg_str(m, "tunnel_id") ?: "");
+	remote_done_check(cl);
 	log_info("connected to %s as tunnel %s (%s, %s)", cl->cfg->server, cl->tunnel_id,
 		 SSL_CIPHER_get_name(SSL_get_current_cipher(cl->cc.ssl)),
 		 SSL_get_curve_name(SSL_get_curve_id(cl->cc.ssl)) ?: "?");
@@ -880,7 +920,7 @@ static struct local *local_waiting(struct client *cl, long long req)
 static void on_local_request(struct client *cl, struct local *lo, json_t *req);
 
 static void rule_result_send(struct client *cl, long long op, bool ok, long long port,
-			     long long route, const char *reason)
+			     long long route, const char *reason, bool keep)
 {
 	char buf[RULEMSG_REASON_MAX + 1] = "";
 	json_t *m = json_pack("{s:s, s:I, s:b}", "type", LINK_MSG_RULE_RESULT, "op", (json_int_t)op,
@@ -902,14 +942,18 @@ static void rule_result_send(struct client *cl, long long op, bool ok, long long
 			str_copy(buf, sizeof(buf), reason);
 		json_object_set_new(m, "reason", json_string(buf[0] ? buf : "refused"));
 	}
-	if (cl->cc.fd >= 0 && cconn_send(&cl->cc, m) < 0)
-		log_warn("remote rule operation %lld: cannot send the result", op);
+	if (cl->cc.fd < 0 || cconn_send(&cl->cc, m) < 0) {
+		/* not sent: the server pushes the operation again, and it runs again */
+		if (cl->cc.fd >= 0)
+			log_warn("remote rule operation %lld: cannot send the result", op);
+		keep = false;
+	}
 	json_decref(m);
 	/* kept, so that the operation pushed again gets the same answer */
-	for (unsigned i = 0; i < REMOTE_DONE && i < cl->ndone; i++)
-		if (cl->done[i].op == op)
-			return;
+	if (!keep || remote_done_find(cl, op))
+		return;
 	d = &cl->done[cl->ndone++ % REMOTE_DONE];
+	str_copy(d->tunnel_id, sizeof(d->tunnel_id), cl->tunnel_id);
 	d->op = op;
 	d->ok = ok;
 	d->port = port;
@@ -930,8 +974,32 @@ static void remote_reply(struct client *cl, struct local *lo, json_t *obj)
 	else
 		log_warn("remote rule operation %lld (rule %s): refused: %s", lo->op, lo->rule,
 			 reason ?: "refused");
-	/* a link that is gone takes no answer: the server pushes the operation again */
-	rule_result_send(cl, lo->op, ok, port, route, reason);
+	/*
+	 * a link that is gone takes no answer: the server pushes the operation again. A
+	 * remote add that timed out is forgotten, so that its failure is the truth.
+	 */
+	if (lo->transient && !lo->remove && cl->cc.fd >= 0) {
+		struct rule gone;
+		bool forgot = false;
+		struct rule *r;
+
+		pthread_mutex_lock(&cl->lock);
+		r = rule_by_name(cl, lo->rule);
+		if (r) {
+			gone = *r;
+			forgot = true;
+			*r = cl->rules[--cl->nrules];
+		}
+		pthread_mutex_unlock(&cl->lock);
+		if (forgot) {
+			rule_forget(cl, &gone);
+			persist(cl);
+			log_warn("remote rule operation %lld: rule %s forgotten again (no answer "
+				 "from the server)",
+				 lo->op, lo->rule);
+		}
+	}
+	rule_result_send(cl, lo->op, ok, port, route, reason, !lo->transient);
 	json_decref(obj);
 	memset(lo, 0, sizeof(*lo));
 	lo->fd = -1;
@@ -977,25 +1045,15 @@ static void on_rule_push(struct client *cl, json_t *m)
 	long long op = rulemsg_op(m), port = 0, route = 0;
 	char why[300], what[CFG_PATH_MAX + 64];
 	const char *action, *kind, *name;
+	const struct remote_done *d;
 	struct local *lo = NULL;
 	struct rule *r;
 	json_t *n, *req;
-	bool same = false;
+	bool same = false, busy = false;
 
 	if (!op) {
 		log_warn("rule_push without a usable op: ignored");
 		return;
-	}
-	for (unsigned i = 0; i < REMOTE_DONE && i < cl->ndone; i++) {
-		const struct remote_done *d = &cl->done[i];
-
-		if (d->op == op) {
-			struct remote_done again = *d;
-
-			log_info("remote rule operation %lld pushed again: answered as before", op);
-			rule_result_send(cl, op, again.ok, again.port, again.route, again.reason);
-			return;
-		}
 	}
 	for (unsigned i = 0; i < LOCAL_MAX; i++)
 		if (cl->locals[i].remote && cl->locals[i].op == op)
@@ -1003,12 +1061,35 @@ static void on_rule_push(struct client *cl, json_t *m)
 	n = rulemsg_norm(m, NULL, allow, why, sizeof(why));
 	if (!n) {
 		log_warn("remote rule operation %lld refused: %s", op, why);
-		rule_result_send(cl, op, false, 0, 0, why);
+		rule_result_send(cl, op, false, 0, 0, why, true);
 		return;
 	}
 	action = msg_str(n, "action");
-	kind = msg_str(n, "kind") ?: "";
 	name = msg_str(n, "name");
+	/*
+	 * A repeated add of a rule held already is applied (its outcome when the answer
+	 * was lost with the link), before any cached answer.
+	 */
+	if (!strcmp(action, "add") && cl->cfg->remote_rules != CFG_REMOTE_OFF) {
+		pthread_mutex_lock(&cl->lock);
+		r = rule_by_name(cl, name);
+		same = r && rule_same(r, n, &port, &route);
+		pthread_mutex_unlock(&cl->lock);
+		if (same) {
+			log_info("remote rule operation %lld: rule %s is there already", op, name);
+			rule_result_send(cl, op, true, port, route, NULL, true);
+			goto out;
+		}
+	}
+	d = remote_done_find(cl, op);
+	if (d) {
+		struct remote_done again = *d;
+
+		log_info("remote rule operation %lld pushed again: answered as before", op);
+		rule_result_send(cl, op, again.ok, again.port, again.route, again.reason, true);
+		goto out;
+	}
+	kind = msg_str(n, "kind") ?: "";
 	if (!strcmp(action, "add"))
 		snprintf(what, sizeof(what), "add %s rule %s -> %s", kind, name,
 			 msg_str(n, "webroot") ? msg_str(n, "webroot") : msg_str(n, "to"));
@@ -1019,35 +1100,63 @@ static void on_rule_push(struct client *cl, json_t *m)
 	if (cl->cfg->remote_rules == CFG_REMOTE_OFF) {
 		rule_result_send(
 		    cl, op, false, 0, 0,
-		    "remote rules are off on this client ([client] remote_rules = off)");
+		    "remote rules are off on this client ([client] remote_rules = off)", true);
 		log_warn("remote rule operation %lld refused: [client] remote_rules = off", op);
 		goto out;
 	}
 	if (msg_str(n, "webroot") && cl->cfg->remote_rules != CFG_REMOTE_ALL) {
 		rule_result_send(cl, op, false, 0, 0,
 				 "remote webroot rules are off on this client ([client] "
-				 "remote_rules = tcp-http; all allows them)");
+				 "remote_rules = tcp-http; all allows them)",
+				 true);
 		log_warn("remote rule operation %lld refused: a webroot needs [client] "
 			 "remote_rules = all",
 			 op);
 		goto out;
 	}
-	if (!strcmp(action, "add")) {
+	if (!strcmp(action, "rm") && cl->cfg->remote_rules != CFG_REMOTE_ALL) {
+		bool www;
+
 		pthread_mutex_lock(&cl->lock);
 		r = rule_by_name(cl, name);
-		same = r && rule_same(r, n, &port, &route);
+		www = r && r->http && r->h.webroot[0];
 		pthread_mutex_unlock(&cl->lock);
-		if (same) {
-			log_info("remote rule operation %lld: rule %s is there already", op, name);
-			rule_result_send(cl, op, true, port, route, NULL);
+		if (www) {
+			rule_result_send(cl, op, false, 0, 0,
+					 "rule is a webroot rule of this device; remote_rules = "
+					 "tcp-http does not let the server remove it (all does)",
+					 true);
+			log_warn("remote rule operation %lld refused: removing webroot rule %s "
+				 "needs [client] remote_rules = all",
+				 op, name);
 			goto out;
 		}
 	}
-	for (unsigned i = 0; i < LOCAL_MAX && !lo; i++)
+	if (!strcmp(action, "add") && !msg_str(n, "webroot") &&
+	    !cfg_remote_to_ok(cl->cfg->remote_to, msg_str(n, "to"))) {
+		char shown[200];
+
+		log_escape(msg_str(n, "to") ?: "", strlen(msg_str(n, "to") ?: ""), shown,
+			   sizeof(shown), false);
+		snprintf(why, sizeof(why), "%s is not allowed by [client] remote_to on this client",
+			 shown);
+		rule_result_send(cl, op, false, 0, 0, why, true);
+		log_warn("remote rule operation %lld refused: %s (remote_to %s)", op, why,
+			 cl->cfg->remote_to);
+		goto out;
+	}
+	/* one remote operation at a time: the edge cannot take the local socket's slots */
+	for (unsigned i = 0; i < LOCAL_MAX && !busy; i++)
+		busy = cl->locals[i].remote;
+	for (unsigned i = 0; i < LOCAL_MAX && !lo && !busy; i++)
 		if (!lo_used(&cl->locals[i]))
 			lo = &cl->locals[i];
 	if (!lo) {
-		rule_result_send(cl, op, false, 0, 0, "the client is busy; try again");
+		rule_result_send(cl, op, false, 0, 0,
+				 busy ? "the client is busy with another remote operation; try "
+					"again"
+				      : "the client is busy; try again",
+				 false);
 		goto out;
 	}
 	memset(lo, 0, sizeof(*lo));
@@ -1634,6 +1743,15 @@ int client_run(struct cfg_client *c)
 		fprintf(stderr, "nave: %s\n", err);
 		goto fail;
 	}
+	/*
+	 * blocked before any thread starts (the webroot server's below): a thread that
+	 * takes SIGTERM would end the process without its shutdown
+	 */
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	cl->lfd = local_listen(cl);
 	if (cl->lfd < 0)
 		goto fail;
@@ -1699,11 +1817,6 @@ int client_run(struct cfg_client *c)
 	str_copy(ec.server_host, sizeof(ec.server_host), host);
 	ec.ops.arg = cl;
 	ec.ops.rule_find = op_rule_find;
-	sigemptyset(&set);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGHUP);
-	sigaddset(&set, SIGINT);
-	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
 	if (engine_start(&cl->eng, &ec, err, sizeof(err)) < 0) {
@@ -1746,7 +1859,7 @@ int client_run(struct cfg_client *c)
 		for (unsigned i = 0; i < LOCAL_MAX; i++) {
 			struct local *lo = &cl->locals[i];
 
-			if (lo_used(lo) && now > lo->deadline)
+			if (lo_used(lo) && now > lo->deadline && local_transient(lo))
 				local_reply(cl, lo,
 					    json_pack("{s:b, s:s}", "ok", 0, "error",
 						      "timed out waiting for the server"));

@@ -72,7 +72,8 @@
 #define CTL_DEAUTH "deauth"
 /*
  * {op, tunnel_id, ok, retry?, port?, route?, reason?}: the answer to a rule_push (below):
- * the client's rule_result passed on (tunnel_id: the session's, never the client's word),
+ * the client's rule_result passed on (tunnel_id: the session's, never the client's word;
+ * only the answer to the op relayd pushed to that tunnel, once: relayd drops the rest),
  * or relayd's own: retry true when the tunnel is not online here (the op stays pending
  * and is pushed again when the tunnel comes online), ok false with reason "client too
  * old" when the client's HELLO did not name the "rule_push" feature.
@@ -130,7 +131,8 @@
  * (relayd's own failure), "shutdown" (relayd stopping, the tunnel offline, its port
  * released). Each worker queues its records in a fixed ring of its own; a full ring, a
  * controld away or one not reading (over 1 MiB queued) drops records, counted in
- * stats' records_dropped (records_sent: sent since start). controld checks every member
+ * stats' records_dropped (records_sent: written to controld since start; a batch queued
+ * and lost with the connection counts as dropped). controld checks every member
  * and drops a malformed record (counted); a message whose records is not an array is
  * malformed. The rule is resolved by controld (the tunnel's port, or the domain claim
  * covering the host).

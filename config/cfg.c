@@ -175,6 +175,7 @@ enum row_type {
 	R_AUTH,	    /* empty or "USER:HASH" (cfg_valid_basic_auth) */
 	R_URL,	    /* empty or an https:// URL (cfg_valid_url) */
 	R_EMAIL,    /* empty or an e-mail address (cfg_valid_email) */
+	R_HOSTPATS, /* empty or HOST:PORT patterns ('*' for either part), ',' or ' ' between */
 	R_FPR,	    /* empty or hex SHA-256, colons allowed */
 	R_LOGLEVEL, /* int: NLOG_* */
 	R_LOGFMT,   /* bool: text|json */
@@ -295,6 +296,7 @@ static const struct cfg_row client_rows[] = {
     CLI("max_links", "16384", R_UINT, max_links, .min = 1, .max = 1048576),
     CLI("ktls", "auto", R_KTLS, ktls),
     CLI("remote_rules", "tcp-http", R_REMOTE, remote_rules),
+    CLI("remote_to", "", R_HOSTPATS, remote_to),
 };
 
 static const struct cfg_row tcp_rows[] = {
@@ -731,6 +733,90 @@ static int list_check(const char *v, bool cidr, char *why, size_t wl)
 	return 0;
 }
 
+/* One HOST:PORT pattern of [client] remote_to: host and port split at the last ':'. */
+static bool hostpat_split(const char *item, size_t n, char *host, size_t hostlen, char *port,
+			  size_t portlen)
+{
+	const char *colon = memrchr(item, ':', n);
+	size_t hl, pl;
+
+	if (!colon)
+		return false;
+	hl = (size_t)(colon - item);
+	pl = n - hl - 1;
+	if (hl >= 2 && item[0] == '[' && item[hl - 1] == ']') {
+		item++;
+		hl -= 2;
+	}
+	if (!hl || hl >= hostlen || !pl || pl >= portlen)
+		return false;
+	memcpy(host, item, hl);
+	host[hl] = 0;
+	memcpy(port, colon + 1, pl);
+	port[pl] = 0;
+	return true;
+}
+
+int cfg_hostpats_check(const char *v, char *why, size_t wl)
+{
+	char host[CFG_STR_MAX], port[8], shown[80];
+	unsigned count = 0;
+	size_t n;
+
+	for (v += strspn(v, ", \t"); *v; v += strspn(v, ", \t")) {
+		bool ok;
+
+		n = strcspn(v, ", \t");
+		ok = hostpat_split(v, n, host, sizeof(host), port, sizeof(port));
+		if (ok && strcmp(host, "*")) {
+			char hp[CFG_STR_MAX + 16];
+
+			snprintf(hp, sizeof(hp), strchr(host, ':') ? "[%s]:1" : "%s:1", host);
+			ok = !cfg_parse_hostport(hp, NULL, 0, NULL);
+		}
+		if (ok && strcmp(port, "*")) {
+			char *end;
+			unsigned long p = strtoul(port, &end, 10);
+
+			ok = *end == 0 && port[0] >= '0' && port[0] <= '9' && p >= 1 && p <= 65535;
+		}
+		if (!ok) {
+			snprintf(why, wl,
+				 "\"%s\" is not a HOST:PORT pattern (HOST or PORT may be '*', IPv6 "
+				 "as [ADDR]:PORT)",
+				 safe(shown, sizeof(shown), v, n));
+			return -1;
+		}
+		if (++count > CFG_REMOTE_TO_MAX) {
+			snprintf(why, wl, "at most %d patterns", CFG_REMOTE_TO_MAX);
+			return -1;
+		}
+		v += n;
+	}
+	return 0;
+}
+
+bool cfg_remote_to_ok(const char *patterns, const char *to)
+{
+	char host[CFG_STR_MAX], port[8], th[CFG_STR_MAX], tp[8];
+	const char *v = patterns;
+	size_t n;
+
+	if (!v || !*v)
+		return true;
+	if (!to || !hostpat_split(to, strlen(to), th, sizeof(th), tp, sizeof(tp)))
+		return false;
+	for (v += strspn(v, ", \t"); *v; v += strspn(v, ", \t")) {
+		n = strcspn(v, ", \t");
+		if (hostpat_split(v, n, host, sizeof(host), port, sizeof(port)) &&
+		    (!strcmp(host, "*") || !strcasecmp(host, th)) &&
+		    (!strcmp(port, "*") || strtoul(port, NULL, 10) == strtoul(tp, NULL, 10)))
+			return true;
+		v += n;
+	}
+	return false;
+}
+
 static bool row_is_string(const struct cfg_row *r)
 {
 	return r->type <= R_FPR;
@@ -818,6 +904,10 @@ static int row_parse(const struct cfg_row *r, void *base, const char *v, char *w
 			break;
 		case R_CIDRS:
 			if (*v && list_check(v, true, why, wl) < 0)
+				return -1;
+			break;
+		case R_HOSTPATS:
+			if (*v && cfg_hostpats_check(v, why, wl) < 0)
 				return -1;
 			break;
 		case R_ADDR: {

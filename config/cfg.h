@@ -203,6 +203,8 @@ struct cfg_client {
 	int ktls;	    /* ktls = auto: CFG_AUTO|CFG_ON|CFG_OFF, as [datapath] ktls */
 	/* remote_rules = tcp-http: which rule changes the server may push (enum cfg_remote) */
 	unsigned remote_rules;
+	/* remote_to: empty (any) or HOST:PORT patterns a remote add's "to" must match */
+	char remote_to[CFG_STR_MAX];
 	/* CFG_MAX_RULES bounds TCP and HTTP rules together (n_tcp + n_http) */
 	unsigned n_tcp;
 	struct cfg_tcp_rule tcp[CFG_MAX_RULES];
@@ -230,6 +232,16 @@ int cfg_parse_duration_ms(const char *s, uint64_t *ms);
 void cfg_format_duration_ms(uint64_t ms, char *out, size_t len);
 /* "HOST:PORT" or "[V6]:PORT" -> host and port; 0 or -EINVAL. */
 int cfg_parse_hostport(const char *s, char *host, size_t hostlen, uint16_t *port);
+
+/*
+ * [client] remote_to: at most CFG_REMOTE_TO_MAX patterns HOST:PORT, each part
+ * a literal or '*' (the host compared as written, case-insensitively: no name
+ * is resolved). cfg_hostpats_check: 0, or -1 with the reason; cfg_remote_to_ok:
+ * whether "to" (HOST:PORT) matches one (an empty list allows any).
+ */
+#define CFG_REMOTE_TO_MAX 16
+int cfg_hostpats_check(const char *v, char *why, size_t wl);
+bool cfg_remote_to_ok(const char *patterns, const char *to);
 /* A rule name: [A-Za-z0-9_-]{1,63}. */
 bool cfg_valid_name(const char *s);
 /* A system user name: [a-z_][a-z0-9_-]*, at most 32 characters. */

@@ -1007,10 +1007,11 @@ static int h_firewall_allow_del(struct call *c)
 
 /* --- connection records (ctl/records.h) --- */
 
-#define CONN_LIMIT_DEFAULT 50
-#define CONN_LIMIT_MAX	   1000
-#define BUCKETS_MAX	   1000
-#define BUCKETS_DEFAULT	   60
+#define CONN_LIMIT_DEFAULT  50
+#define CONN_LIMIT_MAX	    1000
+#define BUCKETS_MAX	    1000
+#define BUCKETS_DEFAULT	    60
+#define BANDWIDTH_MINUTES_S (7 * 86400) /* per-minute sums: at most 10080 rows read */
 
 /* ?tunnel=, ?rule= and ?since= of the records' routes: 0, or 400 with the response set. */
 static int records_filter(struct call *c, struct store_filter *f)
@@ -1084,15 +1085,25 @@ static int h_connections_bandwidth(struct call *c)
 		return ret;
 	if (!f.tunnel_id)
 		return fail(c, MHD_HTTP_BAD_REQUEST, "tunnel is required");
-	if (st && *st && (!parse_ll(st, &step) || step < 1 || step > 30 * 86400))
-		return fail(c, MHD_HTTP_BAD_REQUEST, "invalid step \"%.32s\": seconds, 1-2592000",
+	/*
+	 * Whole minutes, read from the per-minute sums (store.c conn_minutes), or whole
+	 * hours from the per-hour ones: one row per minute (hour) of the window at most,
+	 * whatever the number of records; minutes for at most 7 days.
+	 */
+	if (st && *st && (!parse_ll(st, &step) || step < 60 || step > 30 * 86400 || step % 60))
+		return fail(c, MHD_HTTP_BAD_REQUEST,
+			    "invalid step \"%.32s\": seconds, a multiple of 60 from 60 to 2592000",
 			    st);
 	if (!f.since)
 		f.since = now - 3600;
 	if (f.since > now)
 		f.since = now;
-	if (!step)
-		step = (now - f.since) / BUCKETS_DEFAULT + 1;
+	if (!step) {
+		step = (now - f.since + BUCKETS_DEFAULT - 1) / BUCKETS_DEFAULT;
+		step = step > 3600 ? (step + 3599) / 3600 * 3600 : (step + 59) / 60 * 60;
+		if (step < 60)
+			step = 60;
+	}
 	b.step = step;
 	b.since = f.since - f.since % step;
 	b.n = (now - b.since) / step + 1;
@@ -1100,6 +1111,11 @@ static int h_connections_bandwidth(struct call *c)
 		return fail(c, MHD_HTTP_BAD_REQUEST,
 			    "since and step make %lld buckets, at most %d: a larger step",
 			    (long long)b.n, BUCKETS_MAX);
+	if (step % 3600 && now - f.since > BANDWIDTH_MINUTES_S)
+		return fail(c, MHD_HTTP_BAD_REQUEST,
+			    "a step of whole minutes covers 7 days at most (since is %lld s ago): "
+			    "a step of whole hours",
+			    (long long)(now - f.since));
 	f.since = b.since;
 	b.arr = json_array();
 	for (int64_t k = 0; b.arr && k < b.n; k++)

@@ -888,6 +888,7 @@ struct auth_who {
 	char source_text[CIDR_STR_MAX];
 	const char *name; /* the HELLO's id, else its hostname; NULL: none */
 	bool registration;
+	bool source_only; /* a deauth: allow_from only (the tunnel's name is not asked for) */
 };
 
 /*
@@ -930,10 +931,13 @@ static int auth_source(const json_t *m, struct auth_who *who, char *err, size_t 
 }
 
 /* store_restrict_check: the client's source and tunnel name against the restrictions. */
-static int auth_check(const struct restrict_set *rs, void *arg, char *err, size_t errlen)
+static int auth_check(const struct restrict_set *rs, const char *stored, void *arg, char *err,
+		      size_t errlen)
 {
 	const struct auth_who *who = arg;
 	const char *what = who->registration ? "registration token" : "token";
+	/* an auth token's tunnel is the one it was made for, whatever the HELLO says */
+	const char *name = stored ? stored : who->name;
 	char list[128];
 
 	if (*rs->allow_from) {
@@ -951,12 +955,12 @@ static int auth_check(const struct restrict_set *rs, void *arg, char *err, size_
 			return -1;
 		}
 	}
-	if (*rs->allow_ids && !restrict_id_ok(rs->allow_ids, who->name)) {
+	if (*rs->allow_ids && !who->source_only && !restrict_id_ok(rs->allow_ids, name)) {
 		restrict_brief(rs->allow_ids, list, 100);
-		if (who->name)
+		if (name)
 			snprintf(err, errlen,
-				 "tunnel id \"%s\" is not allowed by this %s (allow_ids %s)",
-				 who->name, what, list);
+				 "tunnel id \"%s\" is not allowed by this %s (allow_ids %s)", name,
+				 what, list);
 		else
 			snprintf(err, errlen,
 				 "this %s allows only the tunnel ids %s and the client named none",
@@ -1035,9 +1039,12 @@ static int on_auth(struct relaylink *rl, json_t *m, char *why)
 		memset(tok, 0, sizeof(tok));
 		return 0;
 	}
-	/* a deauth revokes the token: where it comes from or what it is called does not matter */
-	ret = store_auth_token_rs(rl->st, token, run, &ci, deauth ? NULL : auth_check, &who, tid,
-				  err, sizeof(err));
+	/*
+	 * A deauth revokes the token: it must come from where the token may be used
+	 * (allow_from), or a leaked token could knock the device off from anywhere.
+	 */
+	who.source_only = deauth;
+	ret = store_auth_token_rs(rl->st, token, run, &ci, auth_check, &who, tid, err, sizeof(err));
 	if (ret) {
 		log_every(NLOG_INFO, "auth refused (host %.64s): %s", or_dash(ci.hostname), err);
 		reply_error(rl, req, err);

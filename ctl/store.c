@@ -182,7 +182,30 @@ static const char *const store_migrations[] = {
     " reason TEXT NOT NULL);"
     "CREATE INDEX conn_records_tunnel ON conn_records(tunnel_id, ended);"
     "CREATE INDEX conn_records_rule ON conn_records(tunnel_id, rule, ended);"
+    "CREATE INDEX conn_records_rule_only ON conn_records(rule, ended);"
     "CREATE INDEX conn_records_ended ON conn_records(ended);"
+    /*
+     * each (tunnel, rule, minute)'s and (tunnel, rule, hour)'s traffic, written with the
+     * records (rule "*": the whole tunnel's), read by the bandwidth route
+     */
+    "CREATE TABLE conn_minutes ("
+    " tunnel_id TEXT NOT NULL,"
+    " rule TEXT NOT NULL,"
+    " at INTEGER NOT NULL,"
+    " bytes_in INTEGER NOT NULL DEFAULT 0,"
+    " bytes_out INTEGER NOT NULL DEFAULT 0,"
+    " conns INTEGER NOT NULL DEFAULT 0,"
+    " PRIMARY KEY (tunnel_id, rule, at)) WITHOUT ROWID;"
+    "CREATE INDEX conn_minutes_at ON conn_minutes(at);"
+    "CREATE TABLE conn_hours ("
+    " tunnel_id TEXT NOT NULL,"
+    " rule TEXT NOT NULL,"
+    " at INTEGER NOT NULL,"
+    " bytes_in INTEGER NOT NULL DEFAULT 0,"
+    " bytes_out INTEGER NOT NULL DEFAULT 0,"
+    " conns INTEGER NOT NULL DEFAULT 0,"
+    " PRIMARY KEY (tunnel_id, rule, at)) WITHOUT ROWID;"
+    "CREATE INDEX conn_hours_at ON conn_hours(at);"
     "CREATE TABLE rule_traffic ("
     " tunnel_id TEXT NOT NULL,"
     " rule TEXT NOT NULL,"
@@ -1751,7 +1774,7 @@ int store_auth_registration_rs(struct store *s, const char *registration, const 
 	ret = store_registration_get(s, id, &reg);
 	if (ret)
 		goto out;
-	if (check && check(&reg.rs, check_arg, err, errlen)) {
+	if (check && check(&reg.rs, NULL, check_arg, err, errlen)) {
 		ret = -EACCES;
 		goto out;
 	}
@@ -1824,10 +1847,14 @@ int store_auth_token_rs(struct store *s, const char *token, bool update,
 		goto out;
 	}
 	if (check) {
+		struct store_tunnel tun;
+
 		ret = store_token_get(s, id, &t);
+		if (!ret)
+			ret = store_tunnel_get(s, tunnel_id, &tun);
 		if (ret)
 			goto out;
-		if (check(&t.rs, check_arg, err, errlen)) {
+		if (check(&t.rs, tun.group_id[0] ? tun.group_id : tun.id, check_arg, err, errlen)) {
 			ret = -EACCES;
 			goto out;
 		}
@@ -3132,7 +3159,7 @@ STORE_ENTITY(store_rule_traffics, "rule traffic", struct store_rule_traffic, tra
 
 /* The statements of one batch of records. */
 struct rec_stmts {
-	sqlite3_stmt *tunnel, *port, *domain, *insert, *traffic;
+	sqlite3_stmt *tunnel, *port, *domain, *insert, *traffic, *minute, *hour;
 };
 
 static void rec_stmts_free(struct rec_stmts *q)
@@ -3142,6 +3169,8 @@ static void rec_stmts_free(struct rec_stmts *q)
 	sqlite3_finalize(q->domain);
 	sqlite3_finalize(q->insert);
 	sqlite3_finalize(q->traffic);
+	sqlite3_finalize(q->minute);
+	sqlite3_finalize(q->hour);
 }
 
 static int rec_stmts_prep(struct store *s, struct rec_stmts *q)
@@ -3160,7 +3189,19 @@ static int rec_stmts_prep(struct store *s, struct rec_stmts *q)
 		 " VALUES (?1, ?2, ?3, ?4, 1) ON CONFLICT (tunnel_id, rule) DO UPDATE SET"
 		 " bytes_in = bytes_in + excluded.bytes_in,"
 		 " bytes_out = bytes_out + excluded.bytes_out, conns = conns + 1",
-		 &q->traffic)) {
+		 &q->traffic) ||
+	    prep(s,
+		 "INSERT INTO conn_minutes (tunnel_id, rule, at, bytes_in, bytes_out, conns)"
+		 " VALUES (?1, ?2, ?3, ?4, ?5, 1) ON CONFLICT (tunnel_id, rule, at) DO UPDATE"
+		 " SET bytes_in = bytes_in + excluded.bytes_in,"
+		 " bytes_out = bytes_out + excluded.bytes_out, conns = conns + 1",
+		 &q->minute) ||
+	    prep(s,
+		 "INSERT INTO conn_hours (tunnel_id, rule, at, bytes_in, bytes_out, conns)"
+		 " VALUES (?1, ?2, ?3, ?4, ?5, 1) ON CONFLICT (tunnel_id, rule, at) DO UPDATE"
+		 " SET bytes_in = bytes_in + excluded.bytes_in,"
+		 " bytes_out = bytes_out + excluded.bytes_out, conns = conns + 1",
+		 &q->hour)) {
 		rec_stmts_free(q);
 		return -EIO;
 	}
@@ -3246,6 +3287,21 @@ static int rec_store_one(struct store *s, struct rec_stmts *q, struct store_conn
 	sqlite3_bind_int64(q->traffic, 4, r->bytes_out);
 	ret = step_done(s, q->traffic);
 	sqlite3_reset(q->traffic);
+	if (ret)
+		return ret;
+	/* the rule's and the tunnel's ("*", never a rule name) minute and hour */
+	for (int k = 0; !ret && k < 4; k++) {
+		sqlite3_stmt *st = k < 2 ? q->minute : q->hour;
+		int64_t len = k < 2 ? 60 : 3600;
+
+		bind_text(st, 1, r->tunnel_id);
+		bind_text(st, 2, k % 2 ? "*" : r->rule);
+		sqlite3_bind_int64(st, 3, r->ended - ((r->ended % len) + len) % len);
+		sqlite3_bind_int64(st, 4, r->bytes_in);
+		sqlite3_bind_int64(st, 5, r->bytes_out);
+		ret = step_done(s, st);
+		sqlite3_reset(st);
+	}
 	return ret;
 }
 
@@ -3281,8 +3337,35 @@ int store_records_add(struct store *s, struct store_conn_record *recs, size_t n)
 	return ret ? ret : stored;
 }
 
-int store_records_prune(struct store *s, int64_t older_than, int64_t max_rows, int64_t chunk,
-			int64_t *deleted)
+/*
+ * conn_minutes and conn_hours follow the records: a minute (hour) wholly before the
+ * age limit, or before the oldest record kept, goes (one the pruning cut in two stays
+ * whole).
+ */
+static int minutes_prune(struct store *s, int64_t older_than)
+{
+	static const char *const sql[] = {
+	    "DELETE FROM conn_minutes WHERE at <= max(?1,"
+	    " coalesce((SELECT min(ended) FROM conn_records), ?1)) - 60",
+	    "DELETE FROM conn_hours WHERE at <= max(?1,"
+	    " coalesce((SELECT min(ended) FROM conn_records), ?1)) - 3600",
+	};
+	sqlite3_stmt *st = NULL;
+	int ret = 0;
+
+	for (size_t i = 0; !ret && i < ARRAY_SIZE(sql); i++) {
+		ret = prep(s, sql[i], &st);
+		if (ret)
+			return ret;
+		sqlite3_bind_int64(st, 1, older_than);
+		ret = step_done(s, st);
+		sqlite3_finalize(st);
+	}
+	return ret;
+}
+
+static int records_prune_rows(struct store *s, int64_t older_than, int64_t max_rows, int64_t chunk,
+			      int64_t *deleted)
 {
 	sqlite3_stmt *st = NULL;
 	int64_t top = 0;
@@ -3327,6 +3410,14 @@ int store_records_prune(struct store *s, int64_t older_than, int64_t max_rows, i
 	return ret;
 }
 
+int store_records_prune(struct store *s, int64_t older_than, int64_t max_rows, int64_t chunk,
+			int64_t *deleted)
+{
+	int ret = records_prune_rows(s, older_than, max_rows, chunk, deleted);
+
+	return ret ? ret : minutes_prune(s, older_than);
+}
+
 int store_records_list(struct store *s, const struct store_filter *f, int64_t limit,
 		       store_row_cb cb, void *arg)
 {
@@ -3342,14 +3433,30 @@ int store_records_bandwidth(struct store *s, const struct store_filter *f, int64
 
 	if (!f || !f->tunnel_id || step <= 0)
 		return -EINVAL;
-	snprintf(sql, sizeof(sql),
-		 "SELECT (ended / ?4) * ?4 AS t, sum(bytes_in), sum(bytes_out), count(*)"
-		 " FROM conn_records%s GROUP BY t ORDER BY t",
-		 rec_where(f));
+	if (step % 60 == 0 && f->since % 60 == 0) {
+		/*
+		 * whole minutes (hours): the per-minute (per-hour) sums of the rule, or of
+		 * the tunnel (rule "*"): at most one row per minute (hour) of the window,
+		 * whatever the number of records
+		 */
+		bool hours = step % 3600 == 0 && f->since % 3600 == 0;
+
+		snprintf(sql, sizeof(sql),
+			 "SELECT (at / ?4) * ?4 AS t, sum(bytes_in), sum(bytes_out), sum(conns)"
+			 " FROM %s WHERE tunnel_id = ?1 AND rule = %s AND at >= ?3"
+			 " GROUP BY t ORDER BY t",
+			 hours ? "conn_hours" : "conn_minutes", f->rule ? "?2" : "'*'");
+	} else {
+		snprintf(sql, sizeof(sql),
+			 "SELECT (ended / ?4) * ?4 AS t, sum(bytes_in), sum(bytes_out), count(*)"
+			 " FROM conn_records%s GROUP BY t ORDER BY t",
+			 rec_where(f));
+	}
 	ret = prep(s, sql, &st);
 	if (ret)
 		return ret;
 	rec_bind(st, f);
+	sqlite3_bind_int64(st, 3, f->since); /* "at >= ?3" takes one always */
 	sqlite3_bind_int64(st, 4, step);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		ret = cb(sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1),

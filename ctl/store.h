@@ -389,8 +389,13 @@ int store_auth_registration(struct store *s, const char *registration, const cha
  * one-line reason in err, which refuses the auth (-EACCES) before anything is
  * created, counted or updated.
  */
-typedef int (*store_restrict_check)(const struct restrict_set *rs, void *arg, char *err,
-				    size_t errlen);
+/*
+ * stored: for an auth token, the name of its tunnel as stored when the tunnel was
+ * created (its group id), which the client cannot change; NULL for a registration
+ * (the name is the one the client asks for, the tunnel's name from then on).
+ */
+typedef int (*store_restrict_check)(const struct restrict_set *rs, const char *stored, void *arg,
+				    char *err, size_t errlen);
 /* store_auth_registration with check (NULL: none) */
 int store_auth_registration_rs(struct store *s, const char *registration, const char *group,
 			       const struct store_client_info *info, store_restrict_check check,

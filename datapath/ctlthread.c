@@ -60,6 +60,10 @@
 #define REC_BATCH    96
 #define REC_FLUSH_MS 1000
 #define REC_OUT_MAX  (1u << 20)
+/* conn_records messages queued for controld and not yet written, at most */
+#define REC_Q_MAX 4096
+/* at shutdown, how long the last records may take to reach controld */
+#define REC_STOP_FLUSH_MS 2000
 /* a record's JSON without its tunnel id and host: keys, numbers, address, reason */
 #define REC_JSON_FIXED 360
 
@@ -83,8 +87,10 @@ struct rtun {
 	unsigned nhr;
 	uint16_t next_route;
 	bool online;
-	bool rule_push; /* the session's HELLO named the "rule_push" feature (link_proto.h) */
-	unsigned reqs;	/* requests of this session waiting for controld */
+	bool rule_push;	   /* the session's HELLO named the "rule_push" feature (link_proto.h) */
+	long long push_op; /* the rule_push in flight to its client (0 none): the only
+			      rule_result passed on to controld */
+	unsigned reqs;	   /* requests of this session waiting for controld */
 	int worker;
 	uint32_t idx, gen;
 	uint64_t since;
@@ -178,8 +184,21 @@ struct ctlthread {
 	unsigned nreqs;
 	uint64_t started;
 	uint64_t next_records;
-	uint64_t rec_sent, rec_dropped; /* records sent to controld; dropped here */
-	time_t started_unix;		/* wall clock at start: stats "started" */
+	uint64_t rec_sent, rec_dropped; /* records written to controld; dropped here */
+	/*
+	 * The conn_records messages in out, oldest first: a message's records count as
+	 * sent when its last byte is written (out_done reaches end), as dropped when the
+	 * queue is thrown away with the connection. Byte positions count from the
+	 * connection's start.
+	 */
+	struct rec_q {
+		uint64_t end;
+		uint32_t n;
+	} recq[REC_Q_MAX];
+	unsigned recq_head, recq_len;
+	uint64_t out_queued, out_done;
+	uint64_t stray_results; /* rule_results from clients that answer no op in flight */
+	time_t started_unix;	/* wall clock at start: stats "started" */
 };
 
 /* ---------- registry ---------- */
@@ -353,24 +372,79 @@ static void cd_send(struct ctlthread *ct, json_t *obj)
 {
 	int r;
 
+	size_t len0 = ct->out.len;
+
 	if (ct->fd < 0)
 		return;
 	r = msg_outq_push(&ct->out, obj, CD_OUT_MAX);
+	if (!r)
+		ct->out_queued += ct->out.len - len0;
 	if (r == -ENOBUFS)
 		cd_disconnect(ct, "it is not reading (output queue full)");
 	else if (r < 0)
 		log_every(NLOG_WARN, "cannot queue a message for nave-controld: %s", strerror(-r));
 }
 
+/* The records of the messages written up to out_done count as sent. */
+static void recq_written(struct ctlthread *ct)
+{
+	while (ct->recq_len && ct->recq[ct->recq_head].end <= ct->out_done) {
+		ct->rec_sent += ct->recq[ct->recq_head].n;
+		ct->recq_head = (ct->recq_head + 1) % REC_Q_MAX;
+		ct->recq_len--;
+	}
+}
+
+/* The queue is thrown away (the connection is gone): its records count as dropped. */
+static void recq_drop(struct ctlthread *ct)
+{
+	uint64_t n = 0;
+
+	for (unsigned i = 0; i < ct->recq_len; i++)
+		n += ct->recq[(ct->recq_head + i) % REC_Q_MAX].n;
+	if (n)
+		log_every(NLOG_WARN,
+			  "%llu connection record(s) queued for nave-controld dropped (the "
+			  "connection is gone)",
+			  (unsigned long long)n);
+	ct->rec_dropped += n;
+	ct->recq_head = ct->recq_len = 0;
+	ct->out_queued = ct->out_done = 0;
+}
+
 static void cd_flush(struct ctlthread *ct)
 {
+	size_t len0 = ct->out.len;
 	int r;
 
 	if (ct->fd < 0 || !ct->out.len)
 		return;
 	r = msg_outq_flush(&ct->out, ct->fd);
+	ct->out_done += len0 - ct->out.len;
+	recq_written(ct);
 	if (r < 0)
 		cd_disconnect(ct, strerror(-r));
+}
+
+/*
+ * At shutdown: writes what is queued for up to ms, then counts the records still
+ * queued as dropped (and logs the totals: no stats go out any more).
+ */
+static void cd_flush_wait(struct ctlthread *ct, unsigned ms)
+{
+	uint64_t until = now_ms() + ms;
+
+	while (ct->fd >= 0 && ct->out.len && now_ms() < until) {
+		struct pollfd p = {.fd = ct->fd, .events = POLLOUT};
+
+		if (poll(&p, 1, 50) < 0 && errno != EINTR)
+			break;
+		cd_flush(ct);
+	}
+	recq_drop(ct);
+	if (ct->rec_sent || ct->rec_dropped)
+		log_info("connection records: %llu sent to nave-controld, %llu dropped",
+			 (unsigned long long)ct->rec_sent, (unsigned long long)ct->rec_dropped);
 }
 
 static json_t *online_list(struct ctlthread *ct, bool full)
@@ -502,11 +576,22 @@ static void records_send(struct ctlthread *ct, json_t *batch)
 {
 	json_t *o = json_pack("{s:s, s:o}", "type", CTL_CONN_RECORDS, "records", batch);
 
-	if (!o)
+	uint64_t before = ct->out_queued;
+	uint32_t n = (uint32_t)json_array_size(batch);
+
+	if (!o) {
+		ct->rec_dropped += n;
 		return;
-	ct->rec_sent += json_array_size(batch);
+	}
 	cd_send(ct, o);
 	json_decref(o);
+	if (ct->fd < 0 || ct->out_queued == before) {
+		ct->rec_dropped += n; /* not queued */
+		return;
+	}
+	/* records_pump queues none while the list is full */
+	ct->recq[(ct->recq_head + ct->recq_len++) % REC_Q_MAX] =
+	    (struct rec_q){.end = ct->out_queued, .n = n};
 }
 
 /*
@@ -542,7 +627,8 @@ static void records_pump(struct ctlthread *ct, bool force)
 		for (uint32_t j = 0; j < n; j++) {
 			json_t *o;
 
-			if (ct->fd < 0 || ct->out.len > REC_OUT_MAX) {
+			if (ct->fd < 0 || ct->out.len > REC_OUT_MAX ||
+			    ct->recq_len + (batch ? 1 : 0) >= REC_Q_MAX) {
 				ct->rec_dropped++;
 				continue;
 			}
@@ -600,6 +686,7 @@ static void cd_connect(struct ctlthread *ct)
 	fd_set_nonblock(fd, true);
 	ct->fd = fd;
 	msg_outq_reset(&ct->out);
+	recq_drop(ct);
 	msg_reader_free(&ct->mr);
 	msg_reader_init(&ct->mr);
 	log_info("connected to nave-controld at %s", sa.sun_path);
@@ -628,6 +715,7 @@ static void cd_disconnect(struct ctlthread *ct, const char *why)
 	ct->sync_acc = NULL;
 	close(ct->fd);
 	ct->fd = -1;
+	recq_drop(ct); /* the queue goes with the connection (cd_connect resets it) */
 	ct->next_connect = now_ms() + 500;
 	/* requests already sent are lost with the connection: resend them */
 	for (struct req *r = ct->reqs; r; r = r->next)
@@ -1407,6 +1495,7 @@ static void on_rule_push(struct ctlthread *ct, json_t *m)
 	} else {
 		json_object_set_new(n, "type", json_string(LINK_MSG_RULE_PUSH));
 		json_object_set_new(n, "op", json_integer(op));
+		rt->push_op = op;
 		tunnel_reply(ct, rt, json_incref(n));
 	}
 	json_decref(n);
@@ -2001,6 +2090,16 @@ static void on_rule_result(struct ctlthread *ct, struct rtun *rt, json_t *m)
 		log_every(NLOG_WARN, "tunnel %s: bad rule_result ignored: %s", rt->t.id, why);
 		return;
 	}
+	/* only the answer to the operation pushed to it: a client cannot flood controld */
+	if (!rt->push_op || rulemsg_op(m) != rt->push_op) {
+		ct->stray_results++;
+		log_every(NLOG_WARN,
+			  "tunnel %s: rule_result for operation %lld, which is not in flight for "
+			  "it: dropped (%llu so far)",
+			  rt->t.id, rulemsg_op(m), (unsigned long long)ct->stray_results);
+		return;
+	}
+	rt->push_op = 0;
 	o = json_pack("{s:s, s:I, s:s, s:O}", "type", CTL_RULE_RESULT, "op",
 		      (json_int_t)rulemsg_op(m), "tunnel_id", rt->t.id, "ok",
 		      json_object_get(m, "ok"));
@@ -2456,7 +2555,8 @@ void ctlthread_stop(struct ctlthread *ct)
 		pthread_join(ct->thread, NULL);
 	if (ct->fd >= 0) {
 		drain_events(ct);
-		cd_flush(ct);
+		records_pump(ct, true); /* what engine_stop recorded after the drain */
+		cd_flush_wait(ct, REC_STOP_FLUSH_MS);
 		close(ct->fd);
 	}
 	drain_events(ct);

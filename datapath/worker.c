@@ -1129,6 +1129,24 @@ void engine_stop(struct engine *e, unsigned timeout_ms)
 	for (unsigned i = 0; i < e->n; i++)
 		pthread_join(e->w[i].thread, NULL);
 	edge_authq_stop(e);
+	/*
+	 * Relayed connections still open past the drain deadline: their records now,
+	 * reason shutdown, while the control thread still reads the rings (this thread
+	 * is their only producer once the workers ended). worker_free closes them.
+	 */
+	for (unsigned i = 0; i < e->n; i++) {
+		struct worker *w = &e->w[i];
+
+		for (uint32_t j = 0; w->conns && j < w->high; j++) {
+			struct conn *c = &w->conns[j];
+
+			if (c->kind != CK_PLAIN || !c->rec)
+				continue;
+			if (!c->rec_reason)
+				c->rec_reason = EC_SHUTDOWN;
+			conn_record(w, c);
+		}
+	}
 }
 
 void engine_free(struct engine *e)

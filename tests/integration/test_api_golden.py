@@ -201,6 +201,15 @@ def test_api_answers_to_the_byte(ctl):
                    " bytes_in = bytes_in + excluded.bytes_in,"
                    " bytes_out = bytes_out + excluded.bytes_out, conns = conns + 1",
                    (r[0], r[1], r[9], r[10]))
+        # the rule's and the tunnel's ("*") minute and hour, as the store sums them
+        ended = (r[7] + r[8]) // 1000
+        for table, n in (("conn_minutes", 60), ("conn_hours", 3600)):
+            for rule in (r[1], "*"):
+                db.execute(f"INSERT INTO {table} (tunnel_id, rule, at, bytes_in, bytes_out,"
+                           " conns) VALUES (?, ?, ?, ?, ?, 1) ON CONFLICT (tunnel_id, rule, at)"
+                           " DO UPDATE SET bytes_in = bytes_in + excluded.bytes_in,"
+                           " bytes_out = bytes_out + excluded.bytes_out, conns = conns + 1",
+                           (r[0], rule, ended - ended % n, r[9], r[10]))
     rowid = {}
     for table, key in (("registrations", "id"), ("tokens", "id"), ("tunnels", "id"),
                        ("ports", "port"), ("domains", "domain"), ("firewall", "cidr")):

@@ -130,9 +130,18 @@ def test_tcp_and_http_records(server, client, services):
     st, bw = server.api("GET", f"/api/v1/connections/bandwidth?tunnel={tid}&rule=tcpr")
     assert st == 200 and sum(b["conns"] for b in bw["buckets"]) == 1, bw
     assert sum(b["bytes_out"] for b in bw["buckets"]) == 100064, bw
+    # the per-minute sums (whole minutes) and the records (seconds) agree
+    for q in ("since=1h&step=60", "since=1h&step=3600", "since=8d&step=7200"):
+        st, bw = server.api("GET", f"/api/v1/connections/bandwidth?tunnel={tid}&rule=tcpr&{q}")
+        assert st == 200 and sum(b["bytes_out"] for b in bw["buckets"]) == 100064, (q, bw)
+    st, bw = server.api("GET", f"/api/v1/connections/bandwidth?tunnel={tid}&since=1d")
+    assert st == 200 and bw["step"] % 60 == 0 and len(bw["buckets"]) <= 62, bw["step"]
     for q, why in (("since=1h", "tunnel is required"),
                    (f"tunnel={tid}&since=600&step=60", "buckets"),
                    (f"tunnel={tid}&step=0", "invalid step"),
+                   (f"tunnel={tid}&step=90", "a multiple of 60 from 60 to 2592000"),
+                   (f"tunnel={tid}&since=10m&step=30", "a multiple of 60 from 60 to 2592000"),
+                   (f"tunnel={tid}&since=8d&step=900", "covers 7 days at most"),
                    (f"tunnel={tid}&since=yesterday", "invalid since")):
         st, body = server.api("GET", f"/api/v1/connections/bandwidth?{q}")
         assert st == 400 and why in body["error"], (q, st, body)
@@ -282,6 +291,60 @@ def test_relayd_never_waits_on_controld(server, client, services):
     assert relay["records_sent"] >= 26, relay
     rc, out, _ = server.navectl("status")
     assert rc == 0 and "records dropped" in out, out
+
+
+def relay_counts(server):
+    relay = server.navectl("status", json=True)["relay"]
+    return relay.get("records_sent") or 0, relay.get("records_dropped") or 0
+
+
+def test_every_record_counted_once_when_controld_dies(server, client, services):
+    """Records relayd queued for a controld that stops reading and then dies are counted
+    as dropped, not as sent: sent + dropped is every connection relayed."""
+    client.wait_online()
+    ex = services(nt.h_echo, "echo")
+    port = client.tcp_add(ex.port, name="many")
+    os.kill(server.controld.pid, signal.SIGSTOP)
+    n = 0
+    try:
+        # enough records to fill the socket to controld and queue more behind it
+        t0 = time.monotonic()
+        while n < 3000 and time.monotonic() - t0 < 20:
+            with nt.connect(port) as s:  # one round trip: no more than one open at a time
+                s.sendall(b"x")
+                assert s.recv(1) == b"x"
+            n += 1
+        time.sleep(2)  # the last batch is due, and queued
+    finally:
+        os.kill(server.controld.pid, signal.SIGKILL)
+        os.kill(server.controld.pid, signal.SIGCONT)
+    server.controld.proc.wait()
+    server.start_controld()
+    server.wait_relay_connected()
+
+    def all_counted():
+        sent, dropped = relay_counts(server)
+        return (sent, dropped) if sent + dropped >= n else False
+    sent, dropped = nt.wait_for(all_counted, 20, f"{n} records counted")
+    assert sent + dropped == n, (sent, dropped, n)
+    assert dropped > 0, (sent, dropped)  # what was queued behind the full socket
+    assert "connection record(s) queued for nave-controld dropped" in server.relayd.output()
+
+
+def test_a_connection_open_at_shutdown_leaves_a_record(server, client, services):
+    """A relayed connection still open when relayd's drain ends: recorded with reason
+    shutdown, and stored before relayd exits."""
+    tid = client.wait_online()["tunnel_id"]
+    ex = services(nt.h_echo, "echo")
+    port = client.tcp_add(ex.port, name="held")
+    s = nt.connect(port)
+    s.sendall(b"ping")
+    assert s.recv(4) == b"ping"
+    server.stop_relayd()  # drains for 5 s, the connection stays open all along
+    s.close()
+    r = wait_records(server, 1, tunnel=tid, rule="held")
+    assert r[0]["reason"] == "shutdown" and r[0]["bytes_in"] == 4, r
+    server.start_relayd()
 
 
 # ---------------------------------------------------------------- a stand-in relayd

@@ -6,7 +6,10 @@ would (saved in its config, asked of the server) and answers (rule_result).
 Queued in the store while the client is offline and applied, in order, when
 it connects. Real daemons, real clients, real services; every byte checked."""
 import json
+import os
+import signal
 import socket
+import time
 
 import pytest
 
@@ -152,6 +155,42 @@ def http_get(server, host, path="/"):
             data += d
     head, _, body = data.partition(b"\r\n\r\n")
     return head.split(b"\r\n")[0].decode(), body
+
+
+def test_link_lost_before_the_grant(server, make_client, services):
+    """A remote TCP add under way when the link drops (controld stopped, so no grant comes;
+    then relayd restarted): after the reconnect the operation ends applied and bytes flow."""
+    c = make_client("dev")
+    s = services(nt.h_exchange, "svc")
+    tid = c.tunnel_id
+    for attempt in range(3):
+        name = f"web{attempt}"
+        st, op = server.api("POST", f"/api/v1/tunnels/{tid}/rules",
+                            {"kind": "tcp", "name": name, "to": f"127.0.0.1:{s.port}"})
+        assert st == 202, op
+        os.kill(server.controld.pid, signal.SIGSTOP)  # the client's tcp_add gets no grant
+        try:
+            nt.wait_for(lambda: f"(operation {op['id']})" in c.proc.output(), 10,
+                        "the push at the client")
+            time.sleep(0.3)
+            rules = {r["name"]: r for r in c.status()["rules"]}
+            if not rules[name].get("port"):
+                server.relayd.kill()  # the link drops before the grant
+                break
+        finally:
+            os.kill(server.controld.pid, signal.SIGCONT)
+        wait_op(server, tid, op["id"])  # granted already: once more
+    else:
+        pytest.skip("the grant always came before controld stopped")
+    nt.wait_for(lambda: "lost the connection to the server; the rule is saved" in
+                c.proc.output(), 15, "the client's lost answer")
+    server.start_relayd()
+    done = wait_op(server, tid, op["id"])
+    assert done["state"] == "applied", done
+    assert f"[tcp.{name}]" in c.ini.read_text()
+    port = nt.wait_for(lambda: {r["name"]: r for r in c.status()["rules"]}[name].get("port"),
+                       15, "the rule granted again")
+    nt.exchange(port, 64 * KiB)
 
 
 def test_http_rule_added_remotely_reaches_the_service(server, make_client, services):
@@ -338,9 +377,16 @@ def test_bad_hello_features_and_bogus_results(server):
                   {"type": "rule_result", "op": op["id"], "ok": False, "reason": "a\x1bb"},
                   {"type": "rule_result", "op": op["id"], "ok": True, "port": 0}):
         nt.msg_send(link.s, bogus)
+    # a flood of answers to operations never pushed to it stops at relayd: controld
+    # (one thread, a SELECT and a log line each) never sees them
+    for i in range(300):
+        nt.msg_send(link.s, {"type": "rule_result", "op": op["id"] + 1 + i, "ok": True})
     nt.msg_send(link.s, {"type": "heartbeat"})
     assert nt.msg_recv(link.s)["type"] == "heartbeat_ack"  # the link stays
     assert op_state(server, tid, op["id"])["state"] == "pending"
+    nt.wait_for(lambda: "which is not in flight for it: dropped" in server.relayd.output(),
+                10, "relayd dropping the stray results")
+    assert "a rule_result for operation" not in server.controld.output()
     # the real answer; the port is the store's word, not the client's
     nt.msg_send(link.s, {"type": "rule_result", "op": op["id"], "ok": False,
                          "reason": "cannot resolve x", "port": 23999})
@@ -515,6 +561,165 @@ def test_a_compromised_edge_gets_only_what_a_local_command_would(tmp_path, procs
         assert "remote rule change from the server (operation 100): add tcp rule ssh" in log
         # the newline the edge sent is escaped in the log, never a line of its own
         assert "\ntoken = evil" not in log and "[client]\n" not in log, nt.tail(log)
+        nt.check_exit("nave start (fake)", c.proc.stop(), c.proc.output())
+    finally:
+        relay.close()
+
+
+class HoldingRelay(GrantingRelay):
+    """A relay that asks controld for nothing: TCP adds wait unanswered while hold is set."""
+
+    hold = True
+
+    def _answer(self, s, m):
+        if m["type"] == "tcp_add":
+            if self.hold:
+                return
+            # a port of its own for each rule (a client config holds no port twice)
+            ports = self.__dict__.setdefault("ports", {})
+            port = ports.setdefault(m["name"], 23456 + len(ports))
+            self.send({"type": "tcp_grant", "req": m["req"], "name": m["name"],
+                       "port": port}, s)
+            return
+        super()._answer(s, m)
+
+
+def fake_client(tmp_path, procs, relay, extra=""):
+    c = FakeClient(relay, tmp_path, procs)
+    if extra:
+        c.ini.write_text(c.ini.read_text() + extra)
+    c.start()
+    return c
+
+
+def pushed(relay, op, n=1, timeout=15):
+    """The first n rule_results for op."""
+    return nt.wait_for(lambda: (lambda r: r[:n] if len(r) >= n else False)(
+        [m for m in relay.of_type("rule_result") if m["op"] == op]), timeout,
+        f"{n} rule_result(s) for {op}")
+
+
+def test_an_answer_lost_with_the_link_is_not_kept(tmp_path, procs):
+    """A remote add under way when the link drops is answered "lost the connection" to
+    nobody: pushed again after the reconnect it is applied (the rule is saved and asked
+    for again), not failed from a cache."""
+    relay = HoldingRelay(tmp_path)
+    c = fake_client(tmp_path, procs, relay)
+    try:
+        relay.send({"type": "rule_push", "op": 7, "action": "add", "kind": "tcp",
+                    "name": "ssh", "to": "127.0.0.1:22"})
+        nt.wait_for(lambda: relay.of_type("tcp_add"), 15, "the client's tcp_add")
+        relay.hold = False
+        relay.drop_control()
+        nt.wait_for(lambda: len(relay.of_type("tcp_add")) >= 2, 30,
+                    "the rule asked for again after the reconnect")
+        assert relay.of_type("rule_result") == []  # the lost answer went nowhere
+        relay.send({"type": "rule_push", "op": 7, "action": "add", "kind": "tcp",
+                    "name": "ssh", "to": "127.0.0.1:22"})
+        r = pushed(relay, 7)[0]
+        assert r["ok"] is True, r
+        assert "[tcp.ssh]" in c.ini.read_text()
+        # a remote add the server never answers: failed after 15 s, and forgotten again
+        relay.hold = True
+        relay.send({"type": "rule_push", "op": 8, "action": "add", "kind": "tcp",
+                    "name": "late", "to": "127.0.0.1:23"})
+        r = pushed(relay, 8, timeout=30)[0]
+        assert r["ok"] is False and "timed out" in r["reason"], r
+        assert "[tcp.late]" not in c.ini.read_text()
+        assert "late" not in [x["name"] for x in c.status()["rules"]]
+        # and not kept: pushed again, it runs again (and is applied when granted)
+        relay.hold = False
+        relay.send({"type": "rule_push", "op": 8, "action": "add", "kind": "tcp",
+                    "name": "late", "to": "127.0.0.1:23"})
+        r = pushed(relay, 8, n=2)[1]
+        assert r["ok"] is True and r["port"] == relay.ports["late"], r
+        nt.check_exit("nave start (fake)", c.proc.stop(), c.proc.output())
+    finally:
+        relay.close()
+
+
+def test_cached_answers_belong_to_one_tunnel(tmp_path, procs):
+    """Op ids are an edge database's: after a reconnect as another tunnel id, an op id seen
+    before is a new operation."""
+    relay = GrantingRelay(tmp_path)
+    c = fake_client(tmp_path, procs, relay)
+    try:
+        relay.send({"type": "rule_push", "op": 1, "action": "add", "kind": "http",
+                    "name": "root", "domain": "x.test", "webroot": "/"})
+        assert pushed(relay, 1)[0]["ok"] is False
+        relay.tunnel_id = "t-other"
+        relay.drop_control()
+        nt.wait_for(lambda: c.status().get("tunnel_id") == "t-other", 30, "the new tunnel id")
+        relay.send({"type": "rule_push", "op": 1, "action": "add", "kind": "tcp",
+                    "name": "ssh", "to": "127.0.0.1:22"})
+        r = pushed(relay, 1, n=2)[1]
+        assert r == {"type": "rule_result", "op": 1, "ok": True, "port": 23456}, r
+        assert "forgetting 1 cached answer(s)" in c.proc.output()
+        nt.check_exit("nave start (fake)", c.proc.stop(), c.proc.output())
+    finally:
+        relay.close()
+
+
+def test_remote_to_webroot_rm_and_one_op_at_a_time(tmp_path, procs):
+    """[client] remote_to narrows what a remote add may publish; tcp-http does not let the
+    edge remove a webroot rule of the device; one remote operation at a time, so the local
+    socket keeps its slots."""
+    root = tmp_path / "www"
+    root.mkdir()
+    relay = HoldingRelay(tmp_path)
+    relay.grant = {"site.test": 9}
+    c = fake_client(tmp_path, procs, relay,
+                    "remote_to = 127.0.0.1:*, *:8080\n"
+                    f"[http.site]\ndomain = site.test\nwebroot = {root}\n")
+    try:
+        relay.hold = False
+        for op, to, ok in ((1, "10.0.0.1:22", False), (2, "127.0.0.1:22", True),
+                           (3, "10.0.0.1:8080", True), (4, "localhost:22", False)):
+            relay.send({"type": "rule_push", "op": op, "action": "add", "kind": "tcp",
+                        "name": f"r{op}", "to": to})
+            r = pushed(relay, op)[0]
+            assert r["ok"] is ok, (to, r)
+            if not ok:
+                assert r["reason"] == f"{to} is not allowed by [client] remote_to on this " \
+                    "client", r
+        relay.send({"type": "rule_push", "op": 5, "action": "add", "kind": "http",
+                    "name": "h", "domain": "h.test", "to": "10.0.0.1:80"})
+        assert "remote_to" in pushed(relay, 5)[0]["reason"]
+        text = c.ini.read_text()
+        assert "[tcp.r2]" in text and "[tcp.r3]" in text and "[tcp.r1]" not in text, text
+        # the device's webroot rule stays
+        relay.send({"type": "rule_push", "op": 6, "action": "rm", "name": "site"})
+        r = pushed(relay, 6)[0]
+        assert r["ok"] is False and "webroot rule of this device" in r["reason"], r
+        assert "[http.site]" in c.ini.read_text()
+        # one remote operation at a time: the second is refused while the first waits
+        relay.hold = True
+        relay.send({"type": "rule_push", "op": 10, "action": "add", "kind": "tcp",
+                    "name": "w1", "to": "127.0.0.1:24"})
+        nt.wait_for(lambda: [m for m in relay.of_type("tcp_add") if m["name"] == "w1"], 15,
+                    "w1 asked for")
+        for op in range(11, 60):
+            relay.send({"type": "rule_push", "op": op, "action": "add", "kind": "tcp",
+                        "name": f"x{op}", "to": "127.0.0.1:25"})
+        for op in range(11, 60):
+            r = pushed(relay, op)[0]
+            assert r["ok"] is False and "busy with another remote operation" in r["reason"], r
+        # the local socket answers meanwhile
+        assert c.status()["state"] == "online"
+        p = c.nave("tunnel", "ls")
+        assert p.returncode == 0 and "w1" in p.stdout, p
+        # the link drops before w1's grant: after the reconnect w1 is asked for again
+        # and granted, its push again is applied; a refused one pushed again runs (not kept)
+        relay.hold = False
+        relay.drop_control()
+        nt.wait_for(lambda: len([m for m in relay.of_type("tcp_add") if m["name"] == "w1"])
+                    >= 2, 30, "w1 asked for again")
+        relay.send({"type": "rule_push", "op": 10, "action": "add", "kind": "tcp",
+                    "name": "w1", "to": "127.0.0.1:24"})
+        assert pushed(relay, 10)[0]["ok"] is True
+        relay.send({"type": "rule_push", "op": 11, "action": "add", "kind": "tcp",
+                    "name": "x11", "to": "127.0.0.1:25"})
+        assert pushed(relay, 11, n=2)[1]["ok"] is True
         nt.check_exit("nave start (fake)", c.proc.stop(), c.proc.output())
     finally:
         relay.close()

@@ -59,6 +59,7 @@ class FakeRelay:
         self.control = None
         self.data = []  # TLS sockets of data links (after DATA_HELLO)
         self.closed = False
+        self.tunnel_id = "t-fake"  # what the welcome names
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self):
@@ -97,7 +98,7 @@ class FakeRelay:
             hello = json.loads(self._recv(s, n))
             assert hello["type"] == "hello"
             self.control = s
-            self.send({"type": "welcome", "tunnel_id": "t-fake", "link_secret": "ab" * 32,
+            self.send({"type": "welcome", "tunnel_id": self.tunnel_id, "link_secret": "ab" * 32,
                        "limits": {"max_pool_size": 2, "max_links": 16, "heartbeat": 10,
                                   "max_ports": 5}})
             while True:

@@ -722,6 +722,46 @@ static void test_client_remote_rules(void **state)
 	free(b);
 }
 
+/* [client] remote_to: HOST:PORT patterns, checked when read, kept by a rewrite, matched. */
+static void test_client_remote_to(void **state)
+{
+	struct cfg_client *c = calloc(1, sizeof(*c));
+	char err[CFG_ERR_MAX];
+	const char *path;
+
+	(void)state;
+	assert_non_null(c);
+	path = write_tmp("[client]\nserver = relay:8443\n"
+			 "remote_to = 127.0.0.1:*, *:8080 [::1]:22,Host.Lan:443\n");
+	if (cfg_client_load(c, path, false, err, sizeof(err)))
+		fail_msg("%s", err);
+	assert_string_equal(c->remote_to, "127.0.0.1:*, *:8080 [::1]:22,Host.Lan:443");
+	if (cfg_client_save(c, err, sizeof(err)) ||
+	    cfg_client_load(c, path, false, err, sizeof(err)))
+		fail_msg("%s", err);
+	assert_string_equal(c->remote_to, "127.0.0.1:*, *:8080 [::1]:22,Host.Lan:443");
+	assert_true(cfg_remote_to_ok(c->remote_to, "127.0.0.1:22"));
+	assert_true(cfg_remote_to_ok(c->remote_to, "10.0.0.1:8080"));
+	assert_true(cfg_remote_to_ok(c->remote_to, "[::1]:22"));
+	assert_true(cfg_remote_to_ok(c->remote_to, "host.lan:443"));
+	assert_false(cfg_remote_to_ok(c->remote_to, "host.lan:444"));
+	assert_false(cfg_remote_to_ok(c->remote_to, "localhost:22"));
+	assert_false(cfg_remote_to_ok(c->remote_to, "[::1]:23"));
+	assert_false(cfg_remote_to_ok(c->remote_to, "10.0.0.1:808"));
+	assert_false(cfg_remote_to_ok(c->remote_to, NULL));
+	assert_true(cfg_remote_to_ok("", "anything:1"));
+	expect_client_err("[client]\nremote_to = 127.0.0.1\n", 2,
+			  "[client] remote_to: \"127.0.0.1\" is not a HOST:PORT pattern (HOST or "
+			  "PORT may be '*', IPv6 as [ADDR]:PORT)");
+	expect_client_err("[client]\nremote_to = *:70000\n", 2,
+			  "[client] remote_to: \"*:70000\" is not a HOST:PORT pattern (HOST or "
+			  "PORT may be '*', IPv6 as [ADDR]:PORT)");
+	expect_client_err("[client]\nremote_to = a b:1\n", 2,
+			  "[client] remote_to: \"a\" is not a HOST:PORT pattern (HOST or "
+			  "PORT may be '*', IPv6 as [ADDR]:PORT)");
+	free(c);
+}
+
 static void test_client_server_values(void **state)
 {
 	static const char *const good[] = {
@@ -1075,6 +1115,7 @@ int main(void)
 	    cmocka_unit_test(test_client_http),
 	    cmocka_unit_test(test_client_ktls),
 	    cmocka_unit_test(test_client_remote_rules),
+	    cmocka_unit_test(test_client_remote_to),
 	    cmocka_unit_test(test_client_server_values),
 	    cmocka_unit_test(test_client_default_path),
 	    cmocka_unit_test(test_server_diff),

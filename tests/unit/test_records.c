@@ -440,8 +440,56 @@ static void test_store_bandwidth(void **state)
 	assert_int_equal(b.conns[0], 2);
 	assert_int_equal(b.t[1], 1080);
 	assert_int_equal(b.in[1], 8);
+	/* whole minutes from a whole minute: the per-minute sums give the same answer */
+	memset(&b, 0, sizeof(b));
+	flt.since = 960;
+	assert_int_equal(store_records_bandwidth(f->s, &flt, 60, bucket_cb, &b), 0);
+	assert_int_equal(b.n, 2);
+	assert_int_equal(b.t[0], 960); /* 990, 1001 and 1019 */
+	assert_int_equal(b.in[0], 7);
+	assert_int_equal(b.conns[0], 3);
+	assert_int_equal(b.t[1], 1080);
+	assert_int_equal(b.conns[1], 1);
+	memset(&b, 0, sizeof(b));
+	assert_int_equal(store_records_bandwidth(f->s, &flt, 120, bucket_cb, &b), 0);
+	assert_int_equal(b.n, 2);
+	assert_int_equal(b.t[0], 960); /* [960, 1080) */
+	assert_int_equal(b.in[0], 7);
+	assert_int_equal(b.t[1], 1080);
+	memset(&b, 0, sizeof(b));
+	flt.rule = "nosuch";
+	assert_int_equal(store_records_bandwidth(f->s, &flt, 60, bucket_cb, &b), 0);
+	assert_int_equal(b.n, 0);
+	flt.rule = NULL;
+	/* whole hours: the per-hour sums */
+	memset(&b, 0, sizeof(b));
+	flt.since = 0;
+	assert_int_equal(store_records_bandwidth(f->s, &flt, 3600, bucket_cb, &b), 0);
+	assert_int_equal(b.n, 1);
+	assert_int_equal(b.t[0], 0);
+	assert_int_equal(b.in[0], 15);
+	assert_int_equal(b.conns[0], 4);
+	flt.since = 960;
+	/* the same through the records (a step not of whole minutes) */
+	memset(&b, 0, sizeof(b));
+	assert_int_equal(store_records_bandwidth(f->s, &flt, 30, bucket_cb, &b), 0);
+	assert_int_equal(b.n, 2); /* 990 (990, 1001, 1019) and 1110 (1130) */
+	assert_int_equal(b.t[0], 990);
+	assert_int_equal(b.conns[0], 3);
 	flt.tunnel_id = NULL;
 	assert_int_equal(store_records_bandwidth(f->s, &flt, 60, bucket_cb, &b), -EINVAL);
+}
+
+static int64_t raw_count(struct fixture *f, const char *sql)
+{
+	sqlite3_stmt *st;
+	int64_t v = -1;
+
+	assert_int_equal(sqlite3_prepare_v2(store_sqlite(f->s), sql, -1, &st, NULL), SQLITE_OK);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return v;
 }
 
 static void test_store_prune(void **state)
@@ -472,6 +520,15 @@ static void test_store_prune(void **state)
 	assert_int_equal(c.r[0].ended, 1049);
 	/* totals are not pruned */
 	assert_int_equal(traffic_of(f, "").conns, 50);
+	/* the per-minute sums follow: the minute of 1038 stays (cut in two), none older */
+	assert_int_equal(raw_count(f, "SELECT count(*) FROM conn_minutes WHERE rule = '*'"), 1);
+	assert_int_equal(raw_count(f, "SELECT min(at) FROM conn_minutes"), 1020);
+	/* the hour [0, 3600) holds them all: cut in two, it stays */
+	assert_int_equal(raw_count(f, "SELECT count(*) FROM conn_hours WHERE rule = '*'"), 1);
+	/* and go with the records by age */
+	assert_int_equal(store_records_prune(f->s, 3600, 0, 100, &deleted), 0);
+	assert_int_equal(raw_count(f, "SELECT count(*) FROM conn_minutes"), 0);
+	assert_int_equal(raw_count(f, "SELECT count(*) FROM conn_hours"), 0);
 }
 
 /* The plan of a query mentions idx (an index of conn_records), and no full scan of it. */
@@ -508,6 +565,15 @@ static void test_store_plans(void **state)
 			      "SELECT id FROM conn_records WHERE tunnel_id = ?1 AND rule = ?2 "
 			      "ORDER BY ended DESC, id DESC LIMIT 50",
 			      "conn_records_rule"));
+	/* a rule without a tunnel: no scan of the table */
+	assert_true(plan_uses(db,
+			      "SELECT id FROM conn_records WHERE rule = ?2 ORDER BY ended DESC, "
+			      "id DESC LIMIT 50",
+			      "conn_records_rule_only"));
+	assert_true(plan_uses(db,
+			      "SELECT id FROM conn_records WHERE rule = ?2 AND ended >= ?3 ORDER "
+			      "BY ended DESC, id DESC LIMIT 50",
+			      "conn_records_rule_only"));
 	assert_true(plan_uses(db,
 			      "SELECT id FROM conn_records ORDER BY ended DESC, id DESC LIMIT 50",
 			      "conn_records_ended"));

@@ -197,7 +197,8 @@ static void test_wal_mode(void **state)
  * (conn_records, rule_traffic) added, taken away again to make an older database.
  */
 #define UNDO_V6                                                                                    \
-	"DROP TABLE conn_records; DROP TABLE rule_traffic;"                                        \
+	"DROP TABLE conn_records; DROP TABLE rule_traffic; DROP TABLE conn_minutes;"               \
+	"DROP TABLE conn_hours;"                                                                   \
 	"DROP TABLE rule_ops; DROP TABLE users; DROP TABLE sessions; DROP TABLE apikeys;"          \
 	"ALTER TABLE tokens DROP COLUMN allow_from; ALTER TABLE tokens DROP COLUMN allow_ids;"     \
 	"ALTER TABLE tokens DROP COLUMN kinds; ALTER TABLE tokens DROP COLUMN domains;"            \
@@ -1248,18 +1249,25 @@ static void test_tunnel_queries_use_index(void **state)
 
 /* --- token restrictions (restrict.h) --- */
 
-static int refuse_all(const struct restrict_set *rs, void *arg, char *err, size_t errlen)
+/* the "stored" name the last check was given ("(null)" for none) */
+static char seen_stored[64];
+
+static int refuse_all(const struct restrict_set *rs, const char *stored, void *arg, char *err,
+		      size_t errlen)
 {
 	*(struct restrict_set *)arg = *rs;
+	snprintf(seen_stored, sizeof(seen_stored), "%s", stored ? stored : "(null)");
 	snprintf(err, errlen, "refused by the check");
 	return 1;
 }
 
-static int pass_all(const struct restrict_set *rs, void *arg, char *err, size_t errlen)
+static int pass_all(const struct restrict_set *rs, const char *stored, void *arg, char *err,
+		    size_t errlen)
 {
 	(void)err;
 	(void)errlen;
 	*(struct restrict_set *)arg = *rs;
+	snprintf(seen_stored, sizeof(seen_stored), "%s", stored ? stored : "(null)");
 	return 0;
 }
 
@@ -1291,6 +1299,8 @@ static void test_restrictions(void **state)
 	    -EACCES);
 	assert_string_equal(err, "refused by the check");
 	assert_string_equal(seen.kinds, "tcp");
+	/* an auth token's check gets its tunnel's stored name, not the client's word */
+	assert_string_equal(seen_stored, "r");
 	assert_int_equal(raw_int(f->db, "SELECT count(*) FROM tokens WHERE last_used IS NOT NULL"),
 			 0);
 	assert_int_equal(
@@ -1328,6 +1338,7 @@ static void test_restrictions(void **state)
 						    tok, err, sizeof(err)),
 			 -EACCES);
 	assert_string_equal(seen.allow_ids, "kiosk-*");
+	assert_string_equal(seen_stored, "(null)");
 	assert_int_equal(
 	    raw_int(f->db, "SELECT uses FROM registrations WHERE allow_ids IS NOT NULL"), 0);
 	assert_int_equal(store_auth_registration_rs(f->s, reg, "kiosk-1", NULL, pass_all, &seen,
