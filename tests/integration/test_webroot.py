@@ -60,6 +60,7 @@ class FakeRelay:
         self.data = []  # TLS sockets of data links (after DATA_HELLO)
         self.closed = False
         self.tunnel_id = "t-fake"  # what the welcome names
+        self.send_lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self):
@@ -80,8 +81,11 @@ class FakeRelay:
         return b
 
     def send(self, obj, s=None):
+        # the test's thread and the connection's (answers, heartbeats) both send: one
+        # SSL socket must not take two writes at once, or a frame comes out mangled
         data = json.dumps(obj).encode()
-        (s or self.control).sendall(struct.pack(">I", len(data)) + data)
+        with self.send_lock:
+            (s or self.control).sendall(struct.pack(">I", len(data)) + data)
 
     def _conn(self, raw):
         try:
