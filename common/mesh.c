@@ -3,7 +3,6 @@
  * The mesh access policy's table and decision (mesh.h).
  */
 #include "mesh.h"
-#include "log.h"
 
 #include <ctype.h>
 #include <jansson.h>
@@ -54,6 +53,26 @@ static void set_why(char *why, size_t whylen, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(why, whylen, fmt, ap);
 	va_end(ap);
+}
+
+/* up to 40 bytes of anything as printable ASCII for a reason: \xNN for the rest */
+static void shown(const char *s, size_t n, char out[4 * 40 + 4])
+{
+	size_t o = 0;
+
+	for (size_t i = 0; i < n && i < 40; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c >= 0x20 && c < 0x7f && c != '\\' && c != '"')
+			out[o++] = (char)c;
+		else
+			o += (size_t)sprintf(out + o, "\\x%02x", c);
+	}
+	if (n > 40) {
+		memcpy(out + o, "...", 3);
+		o += 3;
+	}
+	out[o] = 0;
 }
 
 bool mesh_glob(const char *pattern, const char *name)
@@ -268,7 +287,7 @@ static bool allow_walk(const char *s, bool (*add)(void *arg, const struct allow_
 	while (*s) {
 		size_t n = strcspn(s, ","), b = 0, e = n;
 		struct allow_ent ent;
-		char shown[64];
+		char show[4 * 40 + 4];
 
 		while (b < e && (s[b] == ' ' || s[b] == '\t'))
 			b++;
@@ -280,11 +299,11 @@ static bool allow_walk(const char *s, bool (*add)(void *arg, const struct allow_
 		}
 		memset(&ent, 0, sizeof(ent));
 		if (!ext_parse(s + b, e - b, &ent.cidr, ent.name, &ent.is_cidr)) {
-			log_escape(s + b, e - b < 40 ? e - b : 40, shown, sizeof(shown), false);
+			shown(s + b, e - b, show);
 			set_why(why, whylen,
 				"allow entry \"%s\" is neither an address block nor a hostname "
 				"pattern (NAME or *.NAME)",
-				shown);
+				show);
 			return false;
 		}
 		if (++count > MESH_ALLOW_MAX) {
