@@ -1649,9 +1649,9 @@ static int read_err(char *err, size_t errlen, const char *file, int e)
 
 /* ---- server ---- */
 
-static const char *const server_sections[] = {"server",	 "tls",	     "listen", "ports",
-					      "tunnel",	 "datapath", "http",   "xdp",
-					      "metrics", "acme",     "admin",  "records"};
+static const char *const server_sections[] = {"server",	  "tls",     "listen", "ports",	  "tunnel",
+					      "datapath", "http",    "xdp",    "metrics", "acme",
+					      "admin",	  "records", "socks"};
 
 static int server_section(void *ctx, struct ini_sec *s, const char *raw, char *why, size_t wl)
 {
