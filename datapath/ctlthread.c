@@ -1051,6 +1051,8 @@ static void on_auth_ok(struct ctlthread *ct, struct req *r, json_t *m)
 	str_copy(rt->t.group, sizeof(rt->t.group),
 		 group && valid_str(group, VALID_ID, LINK_GROUP_MAX) ? group : "");
 	rt->t.mesh_role = json_is_true(json_object_get(m, "mesh"));
+	log_debug("tunnel %s: group %s, mesh role %s", tid, rt->t.group[0] ? rt->t.group : "-",
+		  rt->t.mesh_role ? "yes" : "no");
 	rt->online = true;
 	rt->rule_push = has_feature(r->hello, LINK_FEATURE_RULES);
 	rt->worker = r->worker;
