@@ -2677,7 +2677,7 @@ static int mesh_add(struct ctx *c, int argc, char **argv, const char *action)
 	};
 	unsigned lo = 0, hi = 0;
 	unsigned long long at = 0;
-	char b1[1024], b2[1024], b3[1024];
+	char b1[1024], b2[1024], b3[1024], b4[1024];
 	struct sbuf path;
 	json_t *body, *j;
 	int ret;
@@ -2711,7 +2711,7 @@ static int mesh_add(struct ctx *c, int argc, char **argv, const char *action)
 	       fmt_esc(json_object_get(j, "id"), b1, sizeof(b1)),
 	       fmt_esc(json_object_get(j, "position"), b2, sizeof(b2)), action,
 	       fmt_esc(json_object_get(j, "from"), b3, sizeof(b3)),
-	       fmt_esc(json_object_get(j, "to"), b1, sizeof(b1)));
+	       fmt_esc(json_object_get(j, "to"), b4, sizeof(b4)));
 	if (lo)
 		printf(lo == hi ? " port %u" : " ports %u-%u", lo, hi);
 	putchar('\n');
