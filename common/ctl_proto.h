@@ -114,6 +114,13 @@
  *         offline (502), too_large (431), timeout (408, no hello in time), busy (503),
  *         unauthorized (401)}, and tls_kernel: connections whose TLS the edge terminates
  *         that went into the kernel (kTLS).
+ * The mesh (common/mesh.h), in every stats message:
+ *   mesh: {opened (streams clients opened through the edge), refused: {denied, not_found,
+ *         offline, not_allowed, dns, refused, unreachable, busy, bad} (OPENs refused, by
+ *         the OPENED status)};
+ *   mesh_rules: [{rule, allowed, denied}] the mesh policy's decisions since relayd started,
+ *         per rule id (0: the default), only rules that decided something; left out when
+ *         the message would not fit MSG_MAX with it.
  */
 
 /*

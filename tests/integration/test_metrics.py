@@ -503,6 +503,10 @@ def test_stand_in_relayd_values_checked_and_escaped(controld_only, metrics_port)
         assert sorted((lb["rule"], lb["verdict"], v)
                       for lb, v in m["nave_mesh_rule_decisions_total"]) == \
             [("0", "allow", 1), ("0", "deny", 2), ("7", "deny", 3)]
+        # and in the status API, each member checked (a malformed one null)
+        mesh = srv.navectl("status", json=True)["relay"]["mesh"]
+        assert mesh["opened"] == 5 and mesh["refused"]["denied"] == 2, mesh
+        assert mesh["refused"]["offline"] is None and mesh["refused"]["busy"] is None, mesh
         # the connection was kept through all that
         assert server_connected(srv)
     finally:
