@@ -392,16 +392,23 @@ static bool table_add(void *arg, const struct allow_ent *e)
 	return true;
 }
 
+static bool count_add(void *arg, const struct allow_ent *e)
+{
+	(*(unsigned *)arg)++;
+	return true;
+}
+
 bool mesh_table_set_allow(struct mesh_table *t, const char *list, char *err, size_t errlen)
 {
 	struct table_out o = {NULL, 0};
+	unsigned n = 0;
 
 	if (!t)
 		return false;
-	if (!allow_walk(list, NULL, NULL, err, errlen))
+	if (!allow_walk(list, count_add, &n, err, errlen))
 		return false;
-	o.ents = calloc(MESH_ALLOW_MAX, sizeof(*o.ents));
-	if (!o.ents) {
+	o.ents = n ? calloc(n, sizeof(*o.ents)) : NULL;
+	if (n && !o.ents) {
 		set_why(err, errlen, "out of memory");
 		return false;
 	}
