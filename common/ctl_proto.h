@@ -114,13 +114,10 @@
  *         offline (502), too_large (431), timeout (408, no hello in time), busy (503),
  *         unauthorized (401)}, and tls_kernel: connections whose TLS the edge terminates
  *         that went into the kernel (kTLS).
- * The mesh (common/mesh.h), in every stats message:
- *   mesh: {opened (streams clients opened through the edge), refused: {denied, not_found,
- *         offline, not_allowed, dns, refused, unreachable, busy, bad} (OPENs refused, by
- *         the OPENED status)};
- *   mesh_rules: [{rule, allowed, denied}] the mesh policy's decisions since relayd started,
- *         per rule id (0: the default), only rules that decided something; left out when
- *         the message would not fit MSG_MAX with it.
+ * Mesh streams (OPEN, link_proto.h), in every stats message:
+ *   mesh: {opened (OPENs answered OK), refused: {denied, not_found, offline, not_allowed,
+ *         dns, refused, unreachable, busy, bad} (OPENs answered with that status),
+ *         denied_default (of the denied: no mesh rule decided)}.
  */
 
 /*
@@ -203,6 +200,10 @@
  * firewall's ("more": true on all but the last). relayd builds one table from the rules
  * and its [socks] allow list and hands it to every worker; a malformed push changes
  * nothing (logged).
+ * The table counts its decisions: every stats message carries mesh_rules: [{rule, allowed,
+ * denied}], per rule id since relayd started (0: the default; only rules that decided
+ * something; left out when the message would not fit MSG_MAX with it), which controld
+ * serves as nave_mesh_rule_decisions_total{rule, verdict}.
  */
 #define CTL_MESH_POLICY "mesh_policy"
 /*

@@ -611,7 +611,7 @@ static json_t *http_of(const json_t *v)
 	return o;
 }
 
-/* mesh: {opened, refused: {by reason}} (ctl_proto.h); NULL when no object. */
+/* mesh: {opened, denied_default, refused: {by reason}} (ctl_proto.h); NULL when no object. */
 static json_t *mesh_of(const json_t *v)
 {
 	static const char *const reasons[] = {"denied",	     "not_found", "offline",
@@ -623,6 +623,7 @@ static json_t *mesh_of(const json_t *v)
 	if (!json_is_object(v) || !(o = json_object()))
 		return NULL;
 	set_count(o, v, "opened");
+	set_count(o, v, "denied_default");
 	if (json_is_object(r) && (ro = json_object()))
 		for (size_t i = 0; i < ARRAY_SIZE(reasons); i++)
 			set_count(ro, r, reasons[i]);
