@@ -1484,6 +1484,27 @@ static void status_kassist(struct table *t, json_t *rel)
 		}
 		sb_free(&hs);
 	}
+	if (json_is_object(json_object_get(rel, "mesh"))) {
+		/* streams clients opened through the edge, and the refusals by reason */
+		json_t *m = json_object_get(rel, "mesh"), *r = json_object_get(m, "refused");
+		static const char *const k[] = {"denied",      "not_found", "offline",
+						"not_allowed", "dns",	    "refused",
+						"unreachable", "busy",	    "bad"};
+		struct sbuf ms = {0};
+		char v[32];
+
+		sb_printf(&ms, "%s opened; refused:", int_or_dash(m, "opened", v, sizeof(v)));
+		for (size_t i = 0; i < ARRAY_SIZE(k); i++)
+			sb_printf(&ms, " %s %s%s", int_or_dash(r, k[i], v, sizeof(v)), k[i],
+				  i + 1 < ARRAY_SIZE(k) ? "," : "");
+		sb_printf(&ms, " (%s by default deny)",
+			  int_or_dash(m, "denied_default", v, sizeof(v)));
+		if (!ms.oom) {
+			table_add(t, "  mesh:");
+			table_add(t, ms.p);
+		}
+		sb_free(&ms);
+	}
 	if (json_object_get(rel, "firewall_refused"))
 		sb_printf(&drops, "%s%s refused at accept (firewall)", drops.len ? "; " : "",
 			  int_or_dash(rel, "firewall_refused", a, sizeof(a)));

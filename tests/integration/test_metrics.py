@@ -507,6 +507,10 @@ def test_stand_in_relayd_values_checked_and_escaped(controld_only, metrics_port)
         mesh = srv.navectl("status", json=True)["relay"]["mesh"]
         assert mesh["opened"] == 5 and mesh["refused"]["denied"] == 2, mesh
         assert mesh["refused"]["offline"] is None and mesh["refused"]["busy"] is None, mesh
+        line = [x for x in srv.navectl("status")[1].splitlines() if "mesh:" in x]
+        assert len(line) == 1 and line[0].split("mesh:")[1].strip() == (
+            "5 opened; refused: 2 denied, 1 not_found, - offline, - not_allowed, - dns, "
+            "- refused, - unreachable, - busy, - bad (- by default deny)"), line
         # the connection was kept through all that
         assert server_connected(srv)
     finally:
