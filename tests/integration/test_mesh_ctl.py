@@ -200,6 +200,13 @@ def test_mesh_role_and_group_at_auth(server, make_client):
     b = make_client("b", key=plain["token"])
     nt.wait_for(lambda: f"tunnel {plain['tunnel_id']}: group plain, mesh role no"
                 in server.relayd.output(), 30, "relayd to log no mesh role")
+    # a registration's kinds go to the tokens it mints
+    rc, out, err = server.navectl("registration", "create", "--kinds", "mesh")
+    assert rc == 0, err
+    c = make_client("c", registration=out.splitlines()[0].strip(), id="lab-1")
+    nt.wait_for(lambda: "group lab-1, mesh role yes" in server.relayd.output(), 30,
+                "relayd to log the registration's mesh role")
+    c.stop()
     # a token that only has the mesh role may not ask for rules
     st, got = server.api("POST", "/api/v1/tokens", {"kinds": ["mesh", "udp"]})
     assert st == 400 and "not a rule kind (tcp, http, mesh)" in got["error"], got
