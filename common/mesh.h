@@ -97,8 +97,10 @@ bool mesh_table_set_allow(struct mesh_table *t, const char *list, char *err, siz
 bool mesh_external_allowed(const struct mesh_table *t, const char *name, const uint8_t *addr16);
 
 /*
- * The counters carried over from an older table (same rule ids, and the
- * default's), so a new push does not restart them. Call before sharing t.
+ * The counters carried over from an older table (same rule ids and action,
+ * and the default's), so a new push does not restart them. Call before
+ * sharing t. Decisions a worker makes with the old table after the copy, until
+ * it takes the new one, are not carried (a few at most, per push).
  */
 void mesh_table_inherit(struct mesh_table *t, const struct mesh_table *old);
 /*
