@@ -31,6 +31,8 @@ deps()
 common/util.c common/log.c common/msg.c -ljansson -liniparser" ;;
 	cidr)
 		echo "common/cidr.c" ;;
+	mesh)
+		echo "common/mesh.c common/cidr.c common/domain.c -ljansson" ;;
 	restrict)
 		echo "ctl/restrict.c common/cidr.c common/domain.c" ;;
 	tlspeek)
