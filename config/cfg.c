@@ -40,6 +40,7 @@
 #include "cidr.h"
 #include "log.h"
 #include "domain.h"
+#include "mesh.h"
 #include "log.h"
 #include "util.h"
 
@@ -154,43 +155,51 @@ const char cfg_server_default_ini[] =
     "# connection records (navectl connections ls) older than this are removed\n"
     "keep = 30d\n"
     "# at most this many are kept (the oldest go first)\n"
-    "max_rows = 1000000\n";
+    "max_rows = 1000000\n"
+    "\n"
+    "[socks]\n"
+    "# what clients' port maps and SOCKS proxies may reach outside the tunnels: address\n"
+    "# blocks and hostname patterns (NAME, *.NAME), comma-separated; empty: nothing external\n"
+    "allow =\n"
+    "# names relayd's resolver keeps (16-65536)\n"
+    "dns_cache = 512\n";
 
 /* ---- the tables ---- */
 
 enum row_type {
-	R_STR,	    /* text without control characters */
-	R_DOMAIN,   /* a DNS name */
-	R_ADDR,	    /* an IPv4 or IPv6 literal */
-	R_LISTEN,   /* empty or HOST:PORT */
-	R_IFNAME,   /* empty or a network interface name */
-	R_SERVER,   /* empty or HOST[:PORT] */
-	R_HOSTPORT, /* HOST:PORT */
-	R_DOMAINS,  /* empty or domain names and wildcards ("*.NAME"), ',' or ' ' between */
-	R_CIDRS,    /* empty or CIDR blocks (or addresses), ',' or ' ' between */
-	R_TOKEN,    /* text without spaces or control characters */
-	R_PATTERN,  /* a domain name or wildcard "*.NAME", stored lowercased */
-	R_ABSPATH,  /* empty or an absolute path */
-	R_HOSTHDR,  /* empty or a Host header value (cfg_valid_host_header) */
-	R_AUTH,	    /* empty or "USER:HASH" (cfg_valid_basic_auth) */
-	R_URL,	    /* empty or an https:// URL (cfg_valid_url) */
-	R_EMAIL,    /* empty or an e-mail address (cfg_valid_email) */
-	R_HOSTPATS, /* empty or HOST:PORT patterns ('*' for either part), ',' or ' ' between */
-	R_FPR,	    /* empty or hex SHA-256, colons allowed */
-	R_LOGLEVEL, /* int: NLOG_* */
-	R_LOGFMT,   /* bool: text|json */
-	R_BOOL,	    /* bool */
-	R_PORT,	    /* uint16_t in min..max */
-	R_PORT_OPT, /* uint16_t: empty is 0, else 1..65535 */
-	R_RANGE,    /* uint16_t pair "low-high" at off and off2 */
-	R_UINT,	    /* unsigned in min..max */
-	R_DURATION, /* unsigned milliseconds in min..max */
-	R_WORKERS,  /* unsigned: auto is 0, else min..max */
-	R_KTLS,	    /* int: auto|on|off */
-	R_STEERING, /* int: auto|bpf|listeners */
-	R_POW2,	    /* unsigned power of two in min..max */
-	R_PROXY,    /* int: empty|v1|v2 */
-	R_REMOTE,   /* unsigned: off|tcp-http|all (enum cfg_remote) */
+	R_STR,	     /* text without control characters */
+	R_DOMAIN,    /* a DNS name */
+	R_ADDR,	     /* an IPv4 or IPv6 literal */
+	R_LISTEN,    /* empty or HOST:PORT */
+	R_IFNAME,    /* empty or a network interface name */
+	R_SERVER,    /* empty or HOST[:PORT] */
+	R_HOSTPORT,  /* HOST:PORT */
+	R_DOMAINS,   /* empty or domain names and wildcards ("*.NAME"), ',' or ' ' between */
+	R_CIDRS,     /* empty or CIDR blocks (or addresses), ',' or ' ' between */
+	R_TOKEN,     /* text without spaces or control characters */
+	R_PATTERN,   /* a domain name or wildcard "*.NAME", stored lowercased */
+	R_ABSPATH,   /* empty or an absolute path */
+	R_HOSTHDR,   /* empty or a Host header value (cfg_valid_host_header) */
+	R_AUTH,	     /* empty or "USER:HASH" (cfg_valid_basic_auth) */
+	R_URL,	     /* empty or an https:// URL (cfg_valid_url) */
+	R_EMAIL,     /* empty or an e-mail address (cfg_valid_email) */
+	R_HOSTPATS,  /* empty or HOST:PORT patterns ('*' for either part), ',' or ' ' between */
+	R_MESHALLOW, /* empty or CIDRs and hostname patterns, ',' between (mesh_allow_norm) */
+	R_FPR,	     /* empty or hex SHA-256, colons allowed */
+	R_LOGLEVEL,  /* int: NLOG_* */
+	R_LOGFMT,    /* bool: text|json */
+	R_BOOL,	     /* bool */
+	R_PORT,	     /* uint16_t in min..max */
+	R_PORT_OPT,  /* uint16_t: empty is 0, else 1..65535 */
+	R_RANGE,     /* uint16_t pair "low-high" at off and off2 */
+	R_UINT,	     /* unsigned in min..max */
+	R_DURATION,  /* unsigned milliseconds in min..max */
+	R_WORKERS,   /* unsigned: auto is 0, else min..max */
+	R_KTLS,	     /* int: auto|on|off */
+	R_STEERING,  /* int: auto|bpf|listeners */
+	R_POW2,	     /* unsigned power of two in min..max */
+	R_PROXY,     /* int: empty|v1|v2 */
+	R_REMOTE,    /* unsigned: off|tcp-http|all (enum cfg_remote) */
 };
 
 struct cfg_row {
@@ -281,6 +290,8 @@ static const struct cfg_row server_rows[] = {
 	.max = 3650 * 86400000ull, .live = true),
     SRV("records", "max_rows", "1000000", R_UINT, records_max_rows, .min = 1, .max = 1000000000,
 	.live = true),
+    SRV("socks", "allow", "", R_MESHALLOW, socks_allow, .live = true),
+    SRV("socks", "dns_cache", "512", R_UINT, socks_dns_cache, .min = 16, .max = 65536),
 };
 
 static const struct cfg_row client_rows[] = {
@@ -910,6 +921,14 @@ static int row_parse(const struct cfg_row *r, void *base, const char *v, char *w
 			if (*v && cfg_hostpats_check(v, why, wl) < 0)
 				return -1;
 			break;
+		case R_MESHALLOW: {
+			char canon[sizeof(((struct cfg_server *)0)->socks_allow)];
+
+			if (!mesh_allow_norm(v, canon, sizeof(canon), why, wl))
+				return -1;
+			memcpy(p, canon, strlen(canon) + 1);
+			return 0;
+		}
 		case R_ADDR: {
 			unsigned char a[16];
 
@@ -1630,9 +1649,9 @@ static int read_err(char *err, size_t errlen, const char *file, int e)
 
 /* ---- server ---- */
 
-static const char *const server_sections[] = {"server",	 "tls",	     "listen", "ports",
-					      "tunnel",	 "datapath", "http",   "xdp",
-					      "metrics", "acme",     "admin",  "records"};
+static const char *const server_sections[] = {"server",	  "tls",     "listen", "ports",	  "tunnel",
+					      "datapath", "http",    "xdp",    "metrics", "acme",
+					      "admin",	  "records", "socks"};
 
 static int server_section(void *ctx, struct ini_sec *s, const char *raw, char *why, size_t wl)
 {
