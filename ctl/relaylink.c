@@ -1845,7 +1845,8 @@ json_t *relaylink_status(const struct relaylink *rl)
 					   "maps",
 					   "xdp",
 					   "firewall_refused",
-					   "http"};
+					   "http",
+					   "mesh"};
 	bool up = relaylink_connected(rl);
 	json_t *o = json_object();
 
