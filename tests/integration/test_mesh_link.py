@@ -164,6 +164,12 @@ def test_streams(server, make_client, services):
                    and r["port"] == port for r in recs), recs
         assert any(r["tunnel_id"] == ctl.tunnel_id and r["domain"] == "localhost"
                    and r["port"] == echo.port and r["bytes_in"] == 5 for r in recs), recs
+        # links land on either worker and move to A's home one: the OPEN behind the
+        # DATA_HELLO moves with them (8 links: both paths, bar a 1 in 128 chance)
+        for i in range(8):
+            with outbound_link(server.https, ctl, open_frame(200 + i, "127.0.0.1", echo.port)) as d:
+                assert read_opened(d)[:2] == (200 + i, OK)
+                assert stream_echo(d, b"%d" % i) == b"%d" % i
         # B offline: OFFLINE at once
         b.stop()
         nt.wait_for(lambda: server.tunnel(b.tunnel_id)["state"] == "offline", 30, "B offline")
