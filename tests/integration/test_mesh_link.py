@@ -93,6 +93,9 @@ def test_refusals(server, make_client, services):
             nt.closed_by_peer(d, 30)
         log = server.relayd.output()[mark:]
         assert re.search(r"mesh: tunnel \S+ -> \S+:\d+ refused: .*default deny", log), log
+        # each cause has its own rate limit: the first of each is written
+        assert re.search(r"refused: no tunnel, port or domain", log), log
+        assert re.search(r"-> 127.0.0.2:\d+ refused: outside \[socks\] allow", log), log
         assert re.search(r"data link .*OPEN: reserved", log), log
         # relayd sends its stats every few seconds
         nt.wait_for(lambda: mesh_stats(server).get("denied_default", 0) >= 1, 30,
