@@ -79,9 +79,8 @@ static uint16_t wire_rule(uint32_t rule)
 static void open_refuse(struct worker *w, struct conn *l, uint8_t status, uint32_t rule,
 			const char *why)
 {
-	uint8_t f[FRAME_OPENED_LEN];
-
 	const char *from = l->tun ? l->tun->id : "-";
+	uint8_t f[FRAME_OPENED_LEN];
 
 	atomic_fetch_add_explicit(&w->st_mesh_refused[status], 1, memory_order_relaxed);
 	/* one rate limit per cause: a flood of one kind hides no other */
