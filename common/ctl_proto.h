@@ -202,6 +202,10 @@
  * firewall's ("more": true on all but the last). relayd builds one table from the rules
  * and its [socks] allow list and hands it to every worker; a malformed push changes
  * nothing (logged).
+ * The table counts its decisions: every stats message carries mesh_rules: [{rule, allowed,
+ * denied}], per rule id since relayd started (0: the default; only rules that decided
+ * something; left out when the message would not fit MSG_MAX with it), which controld
+ * serves as nave_mesh_rule_decisions_total{rule, verdict}.
  */
 #define CTL_MESH_POLICY "mesh_policy"
 /*

@@ -269,6 +269,28 @@ bool mesh_to_norm(const char *s, char *out, char *why, size_t whylen)
 	return true;
 }
 
+/*
+ * name as a host name for the patterns (lowercased into out), or NULL: not a
+ * name, or an IPv4 literal (an address matches blocks, never "*.0.1")
+ */
+static const char *host_of(const char *name, char out[DOMAIN_MAX + 1])
+{
+	const char *last;
+	size_t n;
+
+	if (!name || !(n = strlen(name)) || n > DOMAIN_MAX || !domain_norm(name, n, out, false))
+		return NULL;
+	/*
+	 * a last label of digits (or 0x...) is what inet_aton and getaddrinfo read as
+	 * an IPv4 address ("10.1", "0x7f.1"), never a host name
+	 */
+	last = strrchr(out, '.');
+	last = last ? last + 1 : out;
+	if (strspn(last, "0123456789") == strlen(last) || !strncmp(last, "0x", 2))
+		return NULL;
+	return out;
+}
+
 /* ---------- the [socks] allow list ---------- */
 
 /* Walks the entries: calls add for each trimmed one; false with why. */
@@ -370,16 +392,23 @@ static bool table_add(void *arg, const struct allow_ent *e)
 	return true;
 }
 
+static bool count_add(void *arg, const struct allow_ent *e)
+{
+	(*(unsigned *)arg)++;
+	return true;
+}
+
 bool mesh_table_set_allow(struct mesh_table *t, const char *list, char *err, size_t errlen)
 {
 	struct table_out o = {NULL, 0};
+	unsigned n = 0;
 
 	if (!t)
 		return false;
-	if (!allow_walk(list, NULL, NULL, err, errlen))
+	if (!allow_walk(list, count_add, &n, err, errlen))
 		return false;
-	o.ents = calloc(MESH_ALLOW_MAX, sizeof(*o.ents));
-	if (!o.ents) {
+	o.ents = n ? calloc(n, sizeof(*o.ents)) : NULL;
+	if (n && !o.ents) {
 		set_why(err, errlen, "out of memory");
 		return false;
 	}
@@ -392,18 +421,17 @@ bool mesh_table_set_allow(struct mesh_table *t, const char *list, char *err, siz
 
 bool mesh_external_allowed(const struct mesh_table *t, const char *name, const uint8_t *addr16)
 {
-	char host[DOMAIN_MAX + 1];
-	bool have_host = false;
+	char buf[DOMAIN_MAX + 1];
+	const char *host;
 
 	if (!t || !t->nallow)
 		return false;
-	if (name && *name && strlen(name) <= DOMAIN_MAX)
-		have_host = domain_norm(name, strlen(name), host, false);
+	host = host_of(name, buf);
 	for (unsigned i = 0; i < t->nallow; i++) {
 		const struct allow_ent *e = &t->allow[i];
 
 		if (e->is_cidr ? addr16 && cidr_match(&e->cidr, addr16)
-			       : have_host && domain_match(e->name, host))
+			       : host && domain_match(e->name, host))
 			return true;
 	}
 	return false;
@@ -596,13 +624,9 @@ static bool to_match(const struct mesh_rule *r, const struct mesh_query *q, cons
 enum mesh_verdict mesh_decide(struct mesh_table *t, const struct mesh_query *q, uint32_t *rule)
 {
 	char hostbuf[DOMAIN_MAX + 1];
-	const char *host = NULL;
+	const char *host = host_of(q->name, hostbuf);
 	enum mesh_verdict v;
-	size_t n;
 
-	if (q->name && (n = strlen(q->name)) && n <= DOMAIN_MAX &&
-	    domain_norm(q->name, n, hostbuf, false))
-		host = hostbuf;
 	for (unsigned i = 0; t && i < t->n; i++) {
 		struct mesh_rule *r = &t->rules[i];
 

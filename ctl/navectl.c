@@ -1484,6 +1484,27 @@ static void status_kassist(struct table *t, json_t *rel)
 		}
 		sb_free(&hs);
 	}
+	if (json_is_object(json_object_get(rel, "mesh"))) {
+		/* streams clients opened through the edge, and the refusals by reason */
+		json_t *m = json_object_get(rel, "mesh"), *r = json_object_get(m, "refused");
+		static const char *const k[] = {"denied",      "not_found", "offline",
+						"not_allowed", "dns",	    "refused",
+						"unreachable", "busy",	    "bad"};
+		struct sbuf ms = {0};
+		char v[32];
+
+		sb_printf(&ms, "%s opened; refused:", int_or_dash(m, "opened", v, sizeof(v)));
+		for (size_t i = 0; i < ARRAY_SIZE(k); i++)
+			sb_printf(&ms, " %s %s%s", int_or_dash(r, k[i], v, sizeof(v)), k[i],
+				  i + 1 < ARRAY_SIZE(k) ? "," : "");
+		sb_printf(&ms, " (%s by default deny)",
+			  int_or_dash(m, "denied_default", v, sizeof(v)));
+		if (!ms.oom) {
+			table_add(t, "  mesh:");
+			table_add(t, ms.p);
+		}
+		sb_free(&ms);
+	}
 	if (json_object_get(rel, "firewall_refused"))
 		sb_printf(&drops, "%s%s refused at accept (firewall)", drops.len ? "; " : "",
 			  int_or_dash(rel, "firewall_refused", a, sizeof(a)));
@@ -2677,7 +2698,7 @@ static int mesh_add(struct ctx *c, int argc, char **argv, const char *action)
 	};
 	unsigned lo = 0, hi = 0;
 	unsigned long long at = 0;
-	char b1[1024], b2[1024], b3[1024];
+	char b1[1024], b2[1024], b3[1024], b4[1024];
 	struct sbuf path;
 	json_t *body, *j;
 	int ret;
@@ -2711,7 +2732,7 @@ static int mesh_add(struct ctx *c, int argc, char **argv, const char *action)
 	       fmt_esc(json_object_get(j, "id"), b1, sizeof(b1)),
 	       fmt_esc(json_object_get(j, "position"), b2, sizeof(b2)), action,
 	       fmt_esc(json_object_get(j, "from"), b3, sizeof(b3)),
-	       fmt_esc(json_object_get(j, "to"), b1, sizeof(b1)));
+	       fmt_esc(json_object_get(j, "to"), b4, sizeof(b4)));
 	if (lo)
 		printf(lo == hi ? " port %u" : " ports %u-%u", lo, hi);
 	putchar('\n');

@@ -530,7 +530,8 @@ static const char *or_dash(const char *s)
 #define IFNAME_MAX 15 /* IFNAMSIZ - 1 */
 #define MODE_MAX   32
 
-static const char *const kassist_keys[] = {"listeners", "maps", "xdp", "firewall_refused", "http"};
+static const char *const kassist_keys[] = {"listeners",	       "maps", "xdp",
+					   "firewall_refused", "http", "mesh"};
 
 /* A counter: a non-negative integer as a new reference, else NULL. */
 static json_t *count_of(const json_t *v)
@@ -610,6 +611,26 @@ static json_t *http_of(const json_t *v)
 	return o;
 }
 
+/* mesh: {opened, denied_default, refused: {by reason}} (ctl_proto.h); NULL when no object. */
+static json_t *mesh_of(const json_t *v)
+{
+	static const char *const reasons[] = {"denied",	     "not_found", "offline",
+					      "not_allowed", "dns",	  "refused",
+					      "unreachable", "busy",	  "bad"};
+	const json_t *r = json_object_get(v, "refused");
+	json_t *o, *ro = NULL;
+
+	if (!json_is_object(v) || !(o = json_object()))
+		return NULL;
+	set_count(o, v, "opened");
+	set_count(o, v, "denied_default");
+	if (json_is_object(r) && (ro = json_object()))
+		for (size_t i = 0; i < ARRAY_SIZE(reasons); i++)
+			set_count(ro, r, reasons[i]);
+	json_object_set_new(o, "refused", ro ? ro : json_null());
+	return o;
+}
+
 /*
  * worker_stats (ctl_proto.h): an array of at most WORKERS_MAX objects whose
  * members are counters; a member missing or malformed is null, an element that
@@ -662,6 +683,8 @@ static void keep_kassist(json_t *dst, const json_t *m)
 			c = xdp_of(v);
 		else if (!strcmp(key, "http"))
 			c = http_of(v);
+		else if (!strcmp(key, "mesh"))
+			c = mesh_of(v);
 		else
 			c = count_of(v);
 		/* malformed: null, so that an older good value does not show instead */

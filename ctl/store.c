@@ -2735,8 +2735,9 @@ static bool mesh_comment_ok(const char *c)
 
 	if (n > MESH_COMMENT_MAX)
 		return false;
+	/* the API checked it is printable UTF-8; here: no control characters */
 	for (size_t i = 0; i < n; i++)
-		if ((unsigned char)c[i] < 0x20 || (unsigned char)c[i] > 0x7e)
+		if ((unsigned char)c[i] < 0x20 || c[i] == 0x7f)
 			return false;
 	return true;
 }
@@ -2816,7 +2817,7 @@ int store_mesh_add(struct store *s, struct store_mesh_rule *r, char *err, size_t
 		return -EINVAL;
 	}
 	if (!mesh_comment_ok(r->comment)) {
-		set_err(err, errlen, "comment: at most %d printable ASCII characters",
+		set_err(err, errlen, "comment: at most %d bytes without control characters",
 			MESH_COMMENT_MAX);
 		return -EINVAL;
 	}

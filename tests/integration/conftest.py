@@ -29,7 +29,7 @@ RANGE_FREE = {
 # plane (remote rules, token restrictions, the metrics text): their ports open through the
 # same allocation path test_rules and test_tunnel prove under each steering mode, so the
 # run under listeners leaves them out too.
-STEERING_SAME = {"test_remote_rules", "test_token_restrict", "test_metrics"}
+STEERING_SAME = {"test_remote_rules", "test_token_restrict", "test_metrics", "test_mesh_ctl"}
 
 
 def pytest_collection_modifyitems(config, items):

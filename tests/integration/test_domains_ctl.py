@@ -53,11 +53,11 @@ class FakeRelay:
         self.s.sendall(struct.pack(">I", len(body)) + body)
 
     def recv(self):
-        """The next message that is not a firewall push."""
+        """The next message that is not a firewall or mesh policy push."""
         while True:
             (n,) = struct.unpack(">I", nt.recv_exact(self.s, 4))
             m = json.loads(nt.recv_exact(self.s, n))
-            if m["type"] != "firewall":
+            if m["type"] not in ("firewall", "mesh_policy"):
                 return m
 
     def hello(self):

@@ -459,6 +459,11 @@ def test_stand_in_relayd_values_checked_and_escaped(controld_only, metrics_port)
                         "deny": 3, "not_allowed": 0, "unallocated": 5, "syn_rate_drops": 1,
                         "malformed": "x"},
                 "port_counters": {str(lo): [7, 700], "abc": [1, 1]},
+                "mesh": {"opened": 5, "refused": {"denied": 2, "not_found": 1, "offline": "x",
+                                                  "busy": -1}},
+                "mesh_rules": [{"rule": 0, "allowed": 1, "denied": 2},
+                               {"rule": 7, "allowed": 0, "denied": 3},
+                               {"rule": -1, "allowed": 1, "denied": 1}, "not an object"],
                 "online": []})
         m = settle(port, lambda m: val(m, "nave_relayd_connected") == 1
                    and "nave_worker_sqes_total" in m, "the stand-in's stats")
@@ -491,6 +496,21 @@ def test_stand_in_relayd_values_checked_and_escaped(controld_only, metrics_port)
             {"deny": 3, "not_allowed": 0, "unallocated": 5, "syn_rate": 1}
         assert m["nave_xdp_port_packets_total"] == [({"port": str(lo)}, 7)]
         assert m["nave_xdp_port_bytes_total"] == [({"port": str(lo)}, 700)]
+        # the mesh: streams, refusals by reason and decisions by rule (malformed left out)
+        assert val(m, "nave_mesh_streams_total") == 5
+        assert {lb["reason"]: v for lb, v in m["nave_mesh_refused_total"]} == \
+            {"denied": 2, "not_found": 1}
+        assert sorted((lb["rule"], lb["verdict"], v)
+                      for lb, v in m["nave_mesh_rule_decisions_total"]) == \
+            [("0", "allow", 1), ("0", "deny", 2), ("7", "deny", 3)]
+        # and in the status API, each member checked (a malformed one null)
+        mesh = srv.navectl("status", json=True)["relay"]["mesh"]
+        assert mesh["opened"] == 5 and mesh["refused"]["denied"] == 2, mesh
+        assert mesh["refused"]["offline"] is None and mesh["refused"]["busy"] is None, mesh
+        line = [x for x in srv.navectl("status")[1].splitlines() if "mesh:" in x]
+        assert len(line) == 1 and line[0].split("mesh:")[1].strip() == (
+            "5 opened; refused: 2 denied, 1 not_found, - offline, - not_allowed, - dns, "
+            "- refused, - unreachable, - busy, - bad (- by default deny)"), line
         # the connection was kept through all that
         assert server_connected(srv)
     finally:

@@ -224,7 +224,7 @@ def test_bad_api_input(server):
             '"allow_ids" item 1: a tunnel id pattern is 1-63 characters'
         assert bad(server, path, {"allow_ids": [7]}) == '"allow_ids" item 1 is not a string'
         assert bad(server, path, {"kinds": ["udp"]}) == \
-            '"kinds" item 1: "udp" is not a rule kind (tcp, http)'
+            '"kinds" item 1: "udp" is not a rule kind (tcp, http, mesh)'
         assert bad(server, path, {"domains": ["a..b"]}) == \
             ('"domains" item 1: "a..b" is not a domain or a wildcard *.NAME (1-253 characters '
              "of letters, digits, '-' and '.')")
@@ -270,7 +270,7 @@ class FakeRelay:
         while True:
             (n,) = struct.unpack(">I", nt.recv_exact(self.s, 4))
             m = json.loads(nt.recv_exact(self.s, n))
-            if m["type"] not in ("firewall", "kick", "port_del", "domain_del"):
+            if m["type"] not in ("firewall", "mesh_policy", "kick", "port_del", "domain_del"):
                 return m
 
     def auth(self, **kw):

@@ -457,6 +457,17 @@ static void test_allow_list(void **state)
 	assert_true(mesh_external_allowed(t, "WWW.example.com", NULL));
 	assert_false(mesh_external_allowed(t, "example.com", NULL));
 	assert_true(mesh_external_allowed(t, "db.internal", a));
+	/* an IP literal is an address, never a name for the patterns */
+	assert_true(mesh_table_set_allow(t, "*.0.2, 127.0.0.1/32", why, sizeof(why)));
+	addr("192.0.2.9", a);
+	assert_false(mesh_external_allowed(t, "192.0.2", a));
+	assert_false(mesh_external_allowed(t, "10.192.0.2", a));
+	assert_false(mesh_external_allowed(t, "1.0x2", NULL));
+	assert_true(mesh_table_set_allow(t, "*.example.com", why, sizeof(why)));
+	assert_true(mesh_external_allowed(t, "a.example.com", NULL));
+	assert_false(mesh_external_allowed(t, "a.example.com.1", NULL));
+	assert_true(
+	    mesh_table_set_allow(t, "127.0.0.1/32, *.example.com, db.internal", why, sizeof(why)));
 	assert_false(mesh_external_allowed(t, "x.db.internal", NULL));
 	addr("::1", a);
 	assert_false(mesh_external_allowed(t, NULL, a));

@@ -1,0 +1,225 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The mesh access policy's control plane (common/mesh.h, ctl/API.md "Mesh").
+
+navectl mesh allow|deny|ls|rm|test and GET/POST /api/v1/mesh, DELETE
+/api/v1/mesh/ID against a real nave-controld and nave-relayd: rules added at
+the end or at a position, listed in the order that decides (--json: the API's
+body), removed; every refusal one line naming the field; the routes in
+--list-routes (test_admin.py walks them without credentials); relayd taking
+each change (and the whole list again after a restart), in pieces when it is
+large; a token's "mesh" kind and the tunnel's group reaching relayd at auth;
+[socks] allow checked in the config and applied by a reload.
+"""
+import re
+import sqlite3
+import subprocess
+
+import pytest
+
+import navetest as nt
+
+
+def rows(out):
+    return [re.split(r"\s{2,}", line.strip()) for line in out.splitlines() if line.strip()]
+
+
+def refused(srv, *args, rc=1):
+    """Exit rc with exactly one 'navectl: reason' line; returns the reason."""
+    p_rc, out, err = srv.navectl(*args)
+    assert p_rc == rc, (args, p_rc, out, err)
+    assert out == ""
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("navectl: "), err
+    return lines[0][len("navectl: "):]
+
+
+def policies(srv):
+    return srv.relayd.output().count("mesh: policy of ")
+
+
+def wait_policy(srv, n_before, rules):
+    """relayd logged a policy after n_before of them; the last says rules rule(s)."""
+    nt.wait_for(lambda: policies(srv) > n_before, 30, "relayd to take the mesh policy")
+    last = [x for x in srv.relayd.output().splitlines() if "mesh: policy of " in x][-1]
+    assert f"mesh: policy of {rules} rule(s) from nave-controld in force" in last, last
+
+
+def test_mesh_navectl(server):
+    n = policies(server)
+    rc, out, err = server.navectl("mesh", "allow", "office-*", "tunnel:db", "--port", "5432",
+                                  "--comment", "offices to the database")
+    assert (rc, err) == (0, ""), err
+    assert out == "mesh rule 1 added at position 1: allow office-* -> tunnel:db port 5432\n"
+    wait_policy(server, n, 1)
+    rc, out, err = server.navectl("mesh", "deny", "group:lab", "external:10.0.0.0/8")
+    assert out == "mesh rule 2 added at position 2: deny group:lab -> external:10.0.0.0/8\n", err
+    # at position 1: the others move down; texts come back canonical
+    got = server.navectl("mesh", "deny", "*", "domain:*.Example.COM", "--port", "80-443",
+                         "--position", "1", json=True)
+    assert got["id"] == 3 and got["position"] == 1 and got["to"] == "domain:*.example.com"
+    assert (got["port_lo"], got["port_hi"], got["action"]) == (80, 443, "deny")
+
+    table = rows(server.navectl("mesh", "ls")[1])
+    assert table[0] == ["ID", "POS", "ACTION", "FROM", "TO", "PORTS", "COMMENT"]
+    assert table[1:] == [
+        ["3", "1", "deny", "*", "domain:*.example.com", "80-443", "-"],
+        ["1", "2", "allow", "office-*", "tunnel:db", "5432", "offices to the database"],
+        ["2", "3", "deny", "group:lab", "external:10.0.0.0/8", "any", "-"],
+    ], table
+    body = server.navectl("mesh", "ls", json=True)
+    st, api_body = server.api("GET", "/api/v1/mesh")
+    assert st == 200 and api_body == body
+    assert body["total"] == 3 and [r["id"] for r in body["rules"]] == [3, 1, 2]
+    assert set(body["rules"][0]) == {"id", "position", "action", "from", "to", "port_lo",
+                                     "port_hi", "comment", "created"}
+
+    # mesh test: which rule decides
+    rc, out, err = server.navectl("mesh", "test", "office-paris", "tunnel:db", "--port", "5432")
+    assert out == "office-paris -> tunnel:db port 5432: allowed by mesh rule 1\n", err
+    rc, out, err = server.navectl("mesh", "test", "x", "tunnel:db", "--port", "5432")
+    assert out == ("x -> tunnel:db port 5432: denied by the default (no rule matches; the "
+                   "opener has no mesh role)\n"), err
+    assert server.navectl("mesh", "test", "x", "tunnel:db", "--port", "1", "--mesh-role",
+                          json=True) == {"verdict": "allow", "rule": 0}
+    assert server.navectl("mesh", "test", "lab", "external:10.1.2.3", "--port", "22",
+                          json=True) == {"verdict": "deny", "rule": 2}
+    assert server.navectl("mesh", "test", "lab", "domain:a.example.com", "--port", "80",
+                          json=True) == {"verdict": "deny", "rule": 3}
+
+    # refusals: one line, exit 1, the reason names the field
+    assert refused(server, "mesh", "allow", "a b", "*").startswith("from: ")
+    assert refused(server, "mesh", "allow", "*", "nowhere") == \
+        "to: one of *, tunnel:GLOB, domain:PATTERN, external:CIDR|PATTERN"
+    assert refused(server, "mesh", "allow", "*", "external:10.0.0.1/8").startswith(
+        "to: external: takes an address block")
+    assert refused(server, "mesh", "allow", "*", "domain:-x.com").startswith("to: domain:")
+    assert refused(server, "mesh", "allow", "*", "*", "--comment", "tab\there") == \
+        '"comment" must be 1-200 bytes: UTF-8 text without control characters'
+    assert refused(server, "mesh", "rm", "99") == "no mesh rule 99"
+    # usage errors: exit 2 before asking controld
+    for args in (["mesh", "allow", "*"], ["mesh", "allow", "*", "*", "--port", "0"],
+                 ["mesh", "allow", "*", "*", "--port", "9-8"], ["mesh", "rm", "x"],
+                 ["mesh", "test", "a", "tunnel:b"], ["mesh", "frob"]):
+        msg = refused(server, *args, rc=2)
+        assert "--help" in msg or "bad" in msg or "missing" in msg, (args, msg)
+
+    # removal; ids are never reused; relayd takes it
+    n = policies(server)
+    rc, out, err = server.navectl("mesh", "rm", "3")
+    assert (rc, out) == (0, "mesh rule 3 removed\n"), err
+    wait_policy(server, n, 2)
+    assert server.navectl("mesh", "allow", "*", "*", json=True)["id"] == 4
+    # controld logs who changed what
+    log = server.controld.output()
+    assert "api: mesh rule 1 added by local: allow office-* -> tunnel:db ports 5432-5432" in log
+    assert "api: mesh rule 3 removed by local (was: deny * -> domain:*.example.com" in log
+
+    # a new relayd is sent the whole list when it says hello
+    server.restart_relayd()
+    wait_policy(server, 0, 3)
+    # and the rules survive a restart of controld
+    server.restart_controld()
+    assert [r["id"] for r in server.navectl("mesh", "ls", json=True)["rules"]] == [1, 2, 4]
+
+
+def test_mesh_api(server):
+    for body, want in (
+        ({}, '"action" is required'),
+        ({"action": "maybe", "from": "*", "to": "*"}, '"action" must be allow or deny'),
+        ({"action": "allow", "to": "*"}, '"from" is required'),
+        ({"action": "allow", "from": 7, "to": "*"}, '"from" must be a string'),
+        ({"action": "allow", "from": "x" * 70, "to": "*"}, '"from" must be 1-69 bytes'),
+        ({"action": "allow", "from": "*"}, '"to" is required'),
+        ({"action": "allow", "from": "*", "to": "tunnel:" + "x" * 300},
+         '"to" must be 1-262 bytes'),
+        ({"action": "allow", "from": "*", "to": "*", "port_lo": 70000},
+         '"port_lo" must be between 0 and 65535'),
+        ({"action": "allow", "from": "*", "to": "*", "port_lo": 9, "port_hi": 8},
+         '"port_lo".."port_hi" must be a range in 1-65535 (or both 0: any)'),
+        ({"action": "allow", "from": "*", "to": "*", "position": -1},
+         '"position" must be between 0 and 1000000'),
+        ({"action": "allow", "from": "id:", "to": "*"}, None),
+        ({"action": "allow", "from": "*", "to": "*", "comment": "x" * 201},
+         '"comment" must be 1-200 bytes: UTF-8 text without control characters'),
+    ):
+        st, got = server.api("POST", "/api/v1/mesh", body)
+        assert st == 400, (body, st, got)
+        if want:
+            assert got == {"error": want}, (body, got)
+        else:
+            assert got["error"].startswith("from: "), got
+    # a comment is UTF-8 text; a port alone is that port
+    st, got = server.api("POST", "/api/v1/mesh", {"action": "deny", "from": "*", "to": "*",
+                                                  "comment": "caf\u00e9 \u2603"})
+    assert st == 201 and got["comment"] == "caf\u00e9 \u2603", got
+    assert server.api("DELETE", f"/api/v1/mesh/{got['id']}")[0] == 200
+    st, got = server.api("POST", "/api/v1/mesh", {"action": "allow", "from": "id:t-1",
+                                                  "to": "tunnel:b", "port_lo": 22})
+    assert st == 201 and (got["port_lo"], got["port_hi"]) == (22, 22), got
+    for path, want in (("/api/v1/mesh/abc", 400), ("/api/v1/mesh/0", 400),
+                       ("/api/v1/mesh/99", 404), ("/api/v1/mesh/2", 200),
+                       ("/api/v1/mesh/2", 404), ("/api/v1/mesh/1", 404)):
+        st, got = server.api("DELETE", path)
+        assert st == want, (path, st, got)
+    assert server.api("PUT", "/api/v1/mesh")[0] == 405
+
+
+def test_mesh_limit_and_pieces(server):
+    """1024 rules at most; relayd takes a list larger than one message in pieces."""
+    db = server.dir / "var" / "nave.db"
+    h = sqlite3.connect(db)
+    h.executemany("INSERT INTO mesh_rules (position, action, from_pat, to_kind, to_pat, created)"
+                  " VALUES (?, 'deny', ?, 'external', ?, 0)",
+                  [(i, f"group:office-number-{i:04d}-*",
+                    f"*.subdomain-{i:04d}.example-corporation.internal") for i in range(1, 1024)])
+    h.commit()
+    h.close()
+    n = policies(server)
+    got = server.navectl("mesh", "allow", "*", "*", json=True)
+    assert got["position"] == 1024
+    wait_policy(server, n, 1024)
+    assert refused(server, "mesh", "allow", "*", "*") == \
+        "the mesh policy holds 1024 rules, the most it can"
+
+
+def test_routes_listed():
+    out = subprocess.run([str(nt.CONTROLD), "--list-routes"], check=True, capture_output=True,
+                         text=True).stdout.splitlines()
+    for r in ("GET /api/v1/mesh", "POST /api/v1/mesh", "DELETE /api/v1/mesh/*"):
+        assert r in out, out
+
+
+def test_mesh_role_and_group_at_auth(server, make_client):
+    tok = server.navectl("tokens", "create", "--id", "office-a", "--kinds", "tcp,mesh",
+                         json=True)
+    assert tok["kinds"] == ["tcp", "mesh"], tok
+    a = make_client("a", key=tok["token"])
+    nt.wait_for(lambda: f"tunnel {tok['tunnel_id']}: group office-a, mesh role yes"
+                in server.relayd.output(), 30, "relayd to log the mesh role")
+    plain = server.navectl("tokens", "create", "--id", "plain", json=True)
+    b = make_client("b", key=plain["token"])
+    nt.wait_for(lambda: f"tunnel {plain['tunnel_id']}: group plain, mesh role no"
+                in server.relayd.output(), 30, "relayd to log no mesh role")
+    # a token that only has the mesh role may not ask for rules
+    st, got = server.api("POST", "/api/v1/tokens", {"kinds": ["mesh", "udp"]})
+    assert st == 400 and "not a rule kind (tcp, http, mesh)" in got["error"], got
+    a.stop()
+    b.stop()
+
+
+@pytest.mark.parametrize("server_ini", ["[socks]\nallow = 127.0.0.1, *.Example.com\n"])
+def test_socks_allow_reload(server):
+    p = nt.run([nt.RELAYD, "--config", server.ini, "--check"])
+    assert p.returncode == 0 and "allow = 127.0.0.1/32,*.example.com" in p.stdout, p.stdout
+    text = server.ini.read_text().replace("allow = 127.0.0.1, *.Example.com",
+                                          "allow = 10.0.0.0/8")
+    server.ini.write_text(text)
+    rc, out, err = server.navectl("reload")
+    assert rc == 0 and "[socks] allow" in out, (out, err)
+    nt.wait_for(lambda: "[socks] allow: 10.0.0.0/8" in server.relayd.output(), 30,
+                "relayd to take [socks] allow")
+    # a bad list: the reload changes nothing, one line names the key
+    server.ini.write_text(text.replace("allow = 10.0.0.0/8", "allow = 10.0.0.1/8"))
+    rc, out, err = server.navectl("reload")
+    assert rc != 0 and "[socks] allow" in (out + err), (rc, out, err)
+    assert server.relayd.alive() and server.controld.alive()
