@@ -117,7 +117,8 @@
  * Mesh streams (OPEN, link_proto.h), in every stats message:
  *   mesh: {opened (OPENs answered OK), refused: {denied, not_found, offline, not_allowed,
  *         dns, refused, unreachable, busy, bad} (OPENs answered with that status),
- *         denied_default (of the denied: no mesh rule decided)}.
+ *         denied_default (of the denied: no mesh rule decided), dns: {lookups (getaddrinfo
+ *         calls), cache_hits, queue_full (names refused BUSY: 256 waited already)}}.
  */
 
 /*

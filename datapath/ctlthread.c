@@ -548,8 +548,11 @@ static json_t *mesh_stats(const struct engine_stats *s)
 
 	for (unsigned k = 1; k <= LINK_OPEN_STATUS_MAX; k++)
 		json_object_set_new(refused, keys[k], json_integer((json_int_t)s->mesh_refused[k]));
-	return json_pack("{s:I, s:o, s:I}", "opened", (json_int_t)s->mesh_opened, "refused",
-			 refused, "denied_default", (json_int_t)s->mesh_denied_default);
+	return json_pack("{s:I, s:o, s:I, s:{s:I, s:I, s:I}}", "opened", (json_int_t)s->mesh_opened,
+			 "refused", refused, "denied_default", (json_int_t)s->mesh_denied_default,
+			 "dns", "lookups", (json_int_t)s->dns_lookups, "cache_hits",
+			 (json_int_t)s->dns_cache_hits, "queue_full",
+			 (json_int_t)s->dns_queue_full);
 }
 
 static void send_stats(struct ctlthread *ct)

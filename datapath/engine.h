@@ -259,6 +259,9 @@ struct engine_stats {
 	uint64_t mesh_opened;	     /* OPENs answered LINK_OPEN_OK (relay) */
 	uint64_t mesh_refused[LINK_OPEN_STATUS_MAX + 1]; /* OPENs refused, by OPENED status */
 	uint64_t mesh_denied_default; /* of the LINK_OPEN_DENIED: by the default (no rule) */
+	/* relay: the mesh resolver (resolve.h): getaddrinfo calls, answers from its cache,
+	   requests refused for a full queue */
+	uint64_t dns_lookups, dns_cache_hits, dns_queue_full;
 };
 
 /* One worker's ring and connections (engine_worker_stats); counters only grow. */

@@ -1058,6 +1058,8 @@ void engine_stats(struct engine *e, struct engine_stats *s)
 		s->mesh_denied_default +=
 		    atomic_load_explicit(&w->st_mesh_denied_default, memory_order_relaxed);
 	}
+	if (e->res)
+		resolver_counts(e->res, &s->dns_lookups, &s->dns_cache_hits, &s->dns_queue_full);
 	/* per-worker counters move separately (a link handed over): never below zero */
 	if (s->links_ktls > s->links)
 		s->links_ktls = s->links;

@@ -154,6 +154,7 @@ def test_streams(server, make_client, services):
                     "the opened streams in relayd's stats", 0.5)
         st = mesh_stats(server)
         assert st["refused"]["refused"] >= 1, st
+        assert st["dns"]["lookups"] >= 1, st  # localhost, once: then from the cache
         # records: B's end (kind mesh, from A) and the external streams (tunnel A, the name)
 
         def mesh_records():
