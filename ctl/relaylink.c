@@ -628,6 +628,14 @@ static json_t *mesh_of(const json_t *v)
 		for (size_t i = 0; i < ARRAY_SIZE(reasons); i++)
 			set_count(ro, r, reasons[i]);
 	json_object_set_new(o, "refused", ro ? ro : json_null());
+	/* relayd's resolver for mesh names */
+	r = json_object_get(v, "dns");
+	if (json_is_object(r) && (ro = json_object())) {
+		set_count(ro, r, "lookups");
+		set_count(ro, r, "cache_hits");
+		set_count(ro, r, "queue_full");
+		json_object_set_new(o, "dns", ro);
+	}
 	return o;
 }
 

@@ -99,7 +99,13 @@ struct store_domain {
  * The record of one relayed connection (relayd's conn_records, ctl/records.h checks
  * it): kept newest first, pruned by [records] keep and max_rows.
  */
-enum store_rec_kind { STORE_REC_TCP = 0, STORE_REC_HTTP = 1, STORE_REC_HTTPS = 2 };
+/* mesh: a stream a client opened (relayd's ER_MESH); its domain is "from:ID" or the name */
+enum store_rec_kind {
+	STORE_REC_TCP = 0,
+	STORE_REC_HTTP = 1,
+	STORE_REC_HTTPS = 2,
+	STORE_REC_MESH = 3
+};
 enum store_rec_reason {
 	STORE_REC_DONE = 0,
 	STORE_REC_RESET,
@@ -111,7 +117,7 @@ enum store_rec_reason {
 	STORE_REC_REASONS
 };
 /* their names, as stored and in the API (ctl_proto.h's conn_records); NULL ends each */
-static const char *const store_rec_kind_names[] = {"tcp", "http", "https", NULL};
+static const char *const store_rec_kind_names[] = {"tcp", "http", "https", "mesh", NULL};
 static const char *const store_rec_reason_names[] = {
     "done", "reset", "idle_timeout", "pending_timeout", "refused", "error", "shutdown", NULL};
 #define STORE_ADDR_LEN 46 /* INET6_ADDRSTRLEN */

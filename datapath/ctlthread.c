@@ -531,6 +531,30 @@ static void stats_fit(json_t *o)
 	log_every(NLOG_WARN, "stats: %zu bytes with mesh_rules: sent without them", n);
 }
 
+/* mesh streams (OPEN): opened, refused by OPENED status (link_proto.h), default denials */
+static json_t *mesh_stats(const struct engine_stats *s)
+{
+	static const char *const keys[LINK_OPEN_STATUS_MAX + 1] = {
+	    [LINK_OPEN_DENIED] = "denied",
+	    [LINK_OPEN_NOT_FOUND] = "not_found",
+	    [LINK_OPEN_OFFLINE] = "offline",
+	    [LINK_OPEN_NOT_ALLOWED] = "not_allowed",
+	    [LINK_OPEN_DNS] = "dns",
+	    [LINK_OPEN_REFUSED] = "refused",
+	    [LINK_OPEN_UNREACHABLE] = "unreachable",
+	    [LINK_OPEN_BUSY] = "busy",
+	    [LINK_OPEN_BAD] = "bad"};
+	json_t *refused = json_object();
+
+	for (unsigned k = 1; k <= LINK_OPEN_STATUS_MAX; k++)
+		json_object_set_new(refused, keys[k], json_integer((json_int_t)s->mesh_refused[k]));
+	return json_pack("{s:I, s:o, s:I, s:{s:I, s:I, s:I}}", "opened", (json_int_t)s->mesh_opened,
+			 "refused", refused, "denied_default", (json_int_t)s->mesh_denied_default,
+			 "dns", "lookups", (json_int_t)s->dns_lookups, "cache_hits",
+			 (json_int_t)s->dns_cache_hits, "queue_full",
+			 (json_int_t)s->dns_queue_full);
+}
+
 static void send_stats(struct ctlthread *ct)
 {
 	struct engine_stats s;
@@ -569,6 +593,7 @@ static void send_stats(struct ctlthread *ct)
 		      "unauthorized", (json_int_t)s.http_errors[7]));
 	json_object_set_new(json_object_get(o, "http"), "tls_kernel",
 			    json_integer((json_int_t)s.http_tls_kernel));
+	json_object_set_new(o, "mesh", mesh_stats(&s));
 	/* the mesh policy's decisions per rule (0: the default), since relayd started */
 	if (ct->mesh) {
 		json_t *mr = json_array();
@@ -596,6 +621,7 @@ static json_t *record_json(const struct engine_record *r)
 		      "kind",
 		      r->kind == ER_HTTPS  ? "https"
 		      : r->kind == ER_HTTP ? "http"
+		      : r->kind == ER_MESH ? "mesh"
 					   : "tcp",
 		      "port", (int)r->port, "src", src, "src_port", (int)r->src_port, "start_ms",
 		      (json_int_t)r->start_ms, "duration_ms", (json_int_t)r->duration_ms,
@@ -1060,11 +1086,12 @@ static void on_auth_ok(struct ctlthread *ct, struct req *r, json_t *m)
 	rt->gen = r->gen;
 	rt->since = now_ms();
 	/* the worker publishes t.home once it has set the tunnel up (MB_WELCOME) */
-	w = json_pack("{s:s, s:s, s:s, s:{s:i, s:i, s:i, s:i}}", "type", LINK_MSG_WELCOME,
+	/* features: relayd takes outbound data links and OPEN (link_proto.h) */
+	w = json_pack("{s:s, s:s, s:s, s:{s:i, s:i, s:i, s:i}, s:[s]}", "type", LINK_MSG_WELCOME,
 		      "tunnel_id", tid, "link_secret", secret_hex, "limits", "max_pool_size",
 		      (int)ct->cfg.max_pool_size, "max_links", (int)ct->cfg.max_links, "heartbeat",
 		      (int)(ct->cfg.heartbeat_ms / 1000 ? ct->cfg.heartbeat_ms / 1000 : 1),
-		      "max_ports", (int)ct->cfg.max_per_tunnel);
+		      "max_ports", (int)ct->cfg.max_per_tunnel, "features", LINK_FEATURE_MESH);
 	if (token)
 		json_object_set_new(w, "token", json_string(token));
 	memset(&mb, 0, sizeof(mb));

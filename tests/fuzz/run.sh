@@ -21,7 +21,7 @@ deps()
 {
 	case "$1" in
 	frame | msg)
-		echo "common/frame.c common/msg.c common/util.c common/log.c -ljansson" ;;
+		echo "common/frame.c common/domain.c common/msg.c common/util.c common/log.c -ljansson" ;;
 	config)
 		echo "config/cfg.c common/util.c common/log.c common/domain.c common/cidr.c common/mesh.c
 -liniparser -ljansson" ;;
