@@ -45,7 +45,7 @@ CURL_LIBS := $(shell pkg-config --libs libcurl)
 
 COMMON := common/log.c common/msg.c common/frame.c common/util.c common/valid.c common/sock.c \
 	  common/proxy.c common/portlist.c common/cidr.c common/tlspeek.c common/domain.c common/http.c \
-	  common/rulemsg.c
+	  common/rulemsg.c common/mesh.c
 CFG := config/cfg.c
 # scrypt password hashes (BoringSSL): kept out of COMMON, navectl links no libcrypto
 PASSWD := common/passwd.c

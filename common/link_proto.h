@@ -10,8 +10,11 @@
  * starts with a big-endian u32 word: 1..LINK_CHUNK_MAX is a data chunk of that
  * many bytes, 0 ends the sender's direction of the current stream (half-close),
  * LINK_FRAME_RESET aborts the stream, LINK_FRAME_BIND (relayd -> client only)
- * is followed by a struct link_bind and starts a stream. Any other value is
- * malformed and closes the link.
+ * is followed by a struct link_bind and starts a stream. On a link the client
+ * opened with LINK_HELLO_OUTBOUND, LINK_FRAME_OPEN (client -> relayd) and
+ * LINK_FRAME_OPENED (relayd -> client) start a stream the client asked for
+ * instead (see "Mesh streams" below). Any other value is malformed and closes
+ * the link.
  */
 #ifndef NAVE_LINK_PROTO_H
 #define NAVE_LINK_PROTO_H
@@ -28,7 +31,8 @@
 		   tunnel's is the lower of it and the server's) */
 #define LINK_MSG_WELCOME                                                                           \
 	"welcome" /* r->c {tunnel_id, link_secret, token?, limits{max_pool_size, max_links,        \
-		     heartbeat, max_ports}} */
+		     heartbeat, max_ports}, features?} (features: what relayd understands          \
+		     beyond version 1, see LINK_FEATURE_*; absent from older relayd) */
 #define LINK_MSG_ERROR	       "error"	       /* r->c {reason}; the link closes after it */
 #define LINK_MSG_HEARTBEAT     "heartbeat"     /* c->r {} */
 #define LINK_MSG_HEARTBEAT_ACK "heartbeat_ack" /* r->c {} */
@@ -86,6 +90,10 @@
  * LINK_FEATURES_MAX names (1..LINK_FEATURE_MAX of [A-Za-z0-9_-]); names relayd does not
  * know are ignored, a client that sends none has none (an older client keeps working).
  *   "rule_push"  the client takes rule_push (below).
+ *   "mesh"       the client may open streams (LINK_HELLO_OUTBOUND links, OPEN).
+ * WELCOME "features" is relayd's list, the same shape: ["mesh"] when relayd takes
+ * LINK_HELLO_OUTBOUND data links and OPEN frames. A client opens streams only when
+ * the WELCOME named "mesh" (an older relayd refuses DATA_HELLO flags other than 0).
  *
  * Remote rules (navectl tunnels rules add|rm, ctl/API.md): an operator's rule change
  * for this client, one at a time per tunnel (the next after this one's result):
@@ -106,6 +114,7 @@
 #define LINK_MSG_RULE_PUSH   "rule_push"
 #define LINK_MSG_RULE_RESULT "rule_result"
 #define LINK_FEATURE_RULES   "rule_push"
+#define LINK_FEATURE_MESH    "mesh"
 #define LINK_FEATURES_MAX    8
 #define LINK_FEATURE_MAX     32
 
@@ -141,10 +150,19 @@
 struct link_data_hello {
 	uint32_t magic;		     /* LINK_MAGIC, big-endian */
 	uint16_t version;	     /* LINK_VERSION, big-endian */
-	uint16_t flags;		     /* 0 */
+	uint16_t flags;		     /* LINK_HELLO_*, big-endian; others must be 0 */
 	char tunnel_id[LINK_ID_MAX]; /* NUL-padded */
 	uint8_t secret[LINK_SECRET_LEN];
 } __attribute__((packed));
+
+/*
+ * DATA_HELLO flags. LINK_HELLO_OUTBOUND: this data link carries streams the
+ * CLIENT opens (OPEN frames). relayd never BINDs on it and never puts it on the
+ * tunnel's idle list; it counts in the tunnel's max_links like any other link.
+ * Sent only to a relayd whose WELCOME named "mesh".
+ */
+#define LINK_HELLO_OUTBOUND 0x1
+#define LINK_HELLO_FLAGS    LINK_HELLO_OUTBOUND /* every flag this version knows */
 
 #define LINK_CHUNK_MAX	 (1u << 20)
 #define LINK_FRAME_EOF	 0u
@@ -177,7 +195,78 @@ struct link_bind {
 	uint8_t dst_addr[16];	 /* local address of the public connection (IPv6 or v4-mapped) */
 } __attribute__((packed));
 
+/*
+ * Mesh streams (client-opened). On an idle LINK_HELLO_OUTBOUND link the client
+ * sends LINK_FRAME_OPEN and a struct link_open naming a destination; relayd
+ * answers LINK_FRAME_OPENED and a struct link_opened. status LINK_OPEN_OK: the
+ * stream is up and frames flow as after a BIND (chunks, EOF, RESET); the link is
+ * idle again (the next OPEN may follow) once the stream ended both ways or was
+ * reset. Any other status: no stream, the link stays idle. relayd answers every
+ * OPEN within 10 s (else LINK_OPEN_UNREACHABLE) and closes an outbound link that
+ * carried no OPEN for 5 minutes.
+ *
+ * The name is, in relayd's order: an external destination inside the server's
+ * [socks] allow list (an IPv4 or IPv6 literal without brackets, or a DNS name,
+ * resolved at the edge), a tunnel id or group id (1..LINK_GROUP_MAX of
+ * [A-Za-z0-9._-], case-insensitive; port: one of that tunnel's TCP ports), or a
+ * domain of an HTTP rule (the stream reaches that rule raw, whatever the port).
+ * A name outside those alphabets or transport LINK_OPEN_UDP: OPENED LINK_OPEN_BAD.
+ * A malformed header (unknown transport or flags, reserved or padding not 0,
+ * name_len or port 0) closes the link.
+ */
+#define LINK_FRAME_OPEN	   0xfffffffdu /* client -> relayd, a struct link_open follows */
+#define LINK_FRAME_OPENED  0xfffffffcu /* relayd -> client, a struct link_opened follows */
+#define LINK_OPEN_NAME_MAX 255
+#define LINK_OPEN_TCP	   0
+#define LINK_OPEN_UDP	   1   /* reserved: answered LINK_OPEN_BAD */
+#define LINK_OPEN_SOCKS	   0x1 /* opened for a SOCKS CONNECT (logs and records) */
+#define LINK_OPEN_FLAGS	   LINK_OPEN_SOCKS
+
+struct link_open {
+	uint32_t stream_id;	       /* the client's, big-endian; echoed in OPENED */
+	uint8_t transport;	       /* LINK_OPEN_TCP (LINK_OPEN_UDP reserved) */
+	uint8_t name_len;	       /* 1..LINK_OPEN_NAME_MAX bytes of name are meaningful */
+	uint16_t port;		       /* 1..65535, big-endian */
+	uint16_t flags;		       /* LINK_OPEN_*, big-endian; others must be 0 */
+	uint16_t reserved;	       /* 0 */
+	char name[LINK_OPEN_NAME_MAX]; /* zero padded after name_len */
+} __attribute__((packed));
+
+struct link_opened {
+	uint32_t stream_id; /* the OPEN's, big-endian */
+	uint8_t status;	    /* LINK_OPEN_OK or a refusal below */
+	uint8_t reserved;   /* 0; receivers ignore it */
+	uint16_t rule;	    /* big-endian: the mesh rule that decided, 0 = the default / none */
+} __attribute__((packed));
+
+/*
+ * OPENED status (link_open_status_name in frame.h gives one-line texts):
+ *   DENIED       refused by the mesh policy (rule says which; 0: default deny)
+ *   NOT_FOUND    no tunnel, port or domain by that name, not an allowed external
+ *   OFFLINE      the destination tunnel is offline
+ *   NOT_ALLOWED  an external destination outside [socks] allow
+ *   DNS          the name did not resolve
+ *   REFUSED      the destination refused the connection
+ *   UNREACHABLE  unreachable, or the connect timed out
+ *   BUSY         a limit: the destination's max_links, descriptors, the resolver's queue
+ *   BAD          a name or transport the edge does not take
+ * Higher values (a newer relayd's refusals) are refusals too.
+ */
+#define LINK_OPEN_OK	      0
+#define LINK_OPEN_DENIED      1
+#define LINK_OPEN_NOT_FOUND   2
+#define LINK_OPEN_OFFLINE     3
+#define LINK_OPEN_NOT_ALLOWED 4
+#define LINK_OPEN_DNS	      5
+#define LINK_OPEN_REFUSED     6
+#define LINK_OPEN_UNREACHABLE 7
+#define LINK_OPEN_BUSY	      8
+#define LINK_OPEN_BAD	      9
+#define LINK_OPEN_STATUS_MAX  9
+
 _Static_assert(sizeof(struct link_data_hello) == 72, "DATA_HELLO size");
 _Static_assert(sizeof(struct link_bind) == 44, "BIND size");
+_Static_assert(sizeof(struct link_open) == 267, "OPEN size");
+_Static_assert(sizeof(struct link_opened) == 8, "OPENED size");
 
 #endif

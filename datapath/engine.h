@@ -21,6 +21,7 @@
 struct xprt_ctx;
 struct http_routes;
 struct engine_live;
+struct mesh_table;
 
 #include <netinet/in.h>
 #include <pthread.h>
@@ -66,7 +67,10 @@ struct tunnel {
 	uint64_t last_hb; /* [home] last heartbeat, ms */
 	char hostname[LINK_HOSTNAME_MAX + 1], os[LINK_OS_MAX + 1]; /* [control thread] */
 	char arch[LINK_OS_MAX + 1], version[LINK_VERSION_MAX + 1];
-	struct tunnel *next; /* registry chain [control thread, under lock] */
+	/* the mesh policy's view (mesh.h), set at auth before the tunnel is online */
+	char group[LINK_GROUP_MAX + 1]; /* its group id ("" = none) */
+	bool mesh_role;			/* its token's kinds include "mesh" */
+	struct tunnel *next;		/* registry chain [control thread, under lock] */
 };
 
 /*
@@ -96,6 +100,7 @@ enum mb_type {
 	MB_CERTS,	/* relay: routes (a certificate table) replaces the worker's certificates */
 	MB_AUTH,	/* relay: a basic-auth check finished (data: edge.c's result) */
 	MB_LIVE, /* relay: live replaces the worker's reloadable settings (one reference each) */
+	MB_MESH, /* relay: mesh replaces the worker's mesh policy table (one reference each) */
 };
 
 /* What a relay listener posted with MB_LISTEN carries. */
@@ -121,6 +126,7 @@ struct mb_msg {
 	struct cidr_table *fw;	       /* MB_FIREWALL (cidr.h) */
 	struct http_routes *routes;    /* MB_ROUTES (routes.h) */
 	struct engine_live *live;      /* MB_LIVE */
+	struct mesh_table *mesh;       /* MB_MESH (mesh.h) */
 	enum listen_kind listener;     /* MB_LISTEN */
 	struct mb_msg *next;
 };

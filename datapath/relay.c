@@ -662,6 +662,12 @@ static void relay_first(struct worker *w, struct conn *l)
 		conn_close(w, l, false, err);
 		return;
 	}
+	if (frame_hello_flags(h)) { /* OUTBOUND links: not taken yet (WELCOME names no "mesh") */
+		log_every(NLOG_WARN, "data link fd %d: outbound links are not supported, closing",
+			  l->fd);
+		conn_close(w, l, false, "unsupported DATA_HELLO flags");
+		return;
+	}
 	t = ops->tunnel_find(ops->arg, h->tunnel_id);
 	home = t ? atomic_load(&t->home) : -1;
 	if (!t || home < 0 || !ct_equal(t->secret, h->secret, LINK_SECRET_LEN)) {

@@ -21,7 +21,7 @@ deps()
 {
 	case "$1" in
 	frame | msg)
-		echo "common/frame.c common/msg.c common/util.c common/log.c -ljansson" ;;
+		echo "common/frame.c common/domain.c common/msg.c common/util.c common/log.c -ljansson" ;;
 	config)
 		echo "config/cfg.c common/util.c common/log.c common/domain.c common/cidr.c -liniparser" ;;
 	portlist)
@@ -31,6 +31,8 @@ deps()
 common/util.c common/log.c common/msg.c -ljansson -liniparser" ;;
 	cidr)
 		echo "common/cidr.c" ;;
+	mesh)
+		echo "common/mesh.c common/cidr.c common/domain.c -ljansson" ;;
 	restrict)
 		echo "ctl/restrict.c common/cidr.c common/domain.c" ;;
 	tlspeek)

@@ -5,8 +5,11 @@
  * whole and one byte at a time, BIND refused where allow_bind is off, chunk
  * lengths at and beyond LINK_CHUNK_MAX, body_left arithmetic across split
  * body reads, and the DATA_HELLO round trip plus every rejection of
- * frame_hello_check. frame.c has no static functions, so the test links the
- * module's object like the rest of common/ instead of including frame.c.
+ * frame_hello_check (and its OUTBOUND flag); OPEN and OPENED (mesh streams):
+ * parsed only where allowed, split anywhere, every malformed header refused,
+ * frame_open_check's name classes and LINK_OPEN_BAD, the status texts. The
+ * test links the module's object like the rest of common/ instead of
+ * including frame.c.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -220,7 +223,7 @@ static void test_bind_refused(void **state)
 static void test_too_long(void **state)
 {
 	static const uint32_t bad[] = {LINK_CHUNK_MAX + 1, 0x7fffffffu, 0x80000000u,
-				       LINK_FRAME_BIND - 1, LINK_FRAME_RESET - 0x10000};
+				       LINK_FRAME_OPENED - 1, LINK_FRAME_RESET - 0x10000};
 	struct feed f;
 	uint8_t h[4];
 	size_t i;
@@ -349,7 +352,7 @@ static void test_err_truncated(void **state)
 	char small[8];
 
 	feed_init(&f, true);
-	frame_put32(h, LINK_FRAME_BIND - 1);
+	frame_put32(h, LINK_FRAME_OPENED - 1);
 	memcpy(frame_rx_hdr(&f.rx, &(size_t){0}), h, 4);
 	memset(small, ERR_POISON, sizeof(small));
 	assert_int_equal(frame_rx_hdr_done(&f.rx, 4, &f.bind, small, sizeof(small)), -EBADMSG);
@@ -462,8 +465,215 @@ static void test_hello_unprintable_id_and_flags(void **state)
 	frame_hello_build(&h, "t-\x7f", secret);
 	expect_hello_bad(&h, "tunnel id");
 	frame_hello_build(&h, "t-1", secret);
-	h.flags = 1;
+	frame_hello_set_flags(&h, 2);
 	expect_hello_bad(&h, "flags");
+	frame_hello_set_flags(&h, 0x100);
+	expect_hello_bad(&h, "flags");
+	/* host byte order of OUTBOUND on a little-endian sender is another flag */
+	h.flags = LINK_HELLO_OUTBOUND;
+	if (frame_hello_flags(&h) != LINK_HELLO_OUTBOUND)
+		expect_hello_bad(&h, "flags");
+}
+
+static void test_hello_outbound(void **state)
+{
+	struct link_data_hello h;
+	char err[128];
+
+	frame_hello_build(&h, "t-1", secret);
+	assert_int_equal(frame_hello_flags(&h), 0);
+	frame_hello_set_flags(&h, LINK_HELLO_OUTBOUND);
+	assert_int_equal(((uint8_t *)&h.flags)[0], 0);
+	assert_int_equal(((uint8_t *)&h.flags)[1], 1);
+	assert_int_equal(frame_hello_flags(&h), LINK_HELLO_OUTBOUND);
+	assert_int_equal(frame_hello_check(&h, err, sizeof(err)), 0);
+}
+
+static void feed_init_open(struct feed *f, bool open, bool opened)
+{
+	feed_init(f, false);
+	f->rx.allow_open = open;
+	f->rx.allow_opened = opened;
+}
+
+static void test_open_round_trip(void **state)
+{
+	uint8_t buf[FRAME_OPEN_LEN + 8];
+	struct frame_open_dst d;
+	struct feed f;
+	size_t used, chunk;
+	char err[128];
+
+	assert_int_equal(
+	    frame_open_build(buf, 77, LINK_OPEN_TCP, LINK_OPEN_SOCKS, "Redis.Example.COM", 6379),
+	    FRAME_OPEN_LEN);
+	assert_int_equal(frame_get32(buf), LINK_FRAME_OPEN);
+	/* wire: stream id, transport, name_len, port, flags, reserved, name */
+	assert_memory_equal(buf + 4, "\0\0\0\x4d\0\x11\x18\xeb\0\1\0\0Redis", 17);
+	for (chunk = 1; chunk <= FRAME_OPEN_LEN; chunk += 13) {
+		feed_init_open(&f, true, false);
+		assert_int_equal(feed_hdr(&f, buf, FRAME_OPEN_LEN, chunk, &used), FRAME_OPEN);
+		assert_int_equal(used, FRAME_OPEN_LEN);
+		assert_int_equal(f.rx.have, 0);
+		assert_int_equal(f.rx.need, 4);
+		assert_memory_equal(&f.rx.open, buf + 4, sizeof(struct link_open));
+	}
+	assert_int_equal(frame_open_check(&f.rx.open, &d, err, sizeof(err)), 0);
+	assert_string_equal(d.name, "redis.example.com");
+	assert_int_equal(d.stream_id, 77);
+	assert_int_equal(d.port, 6379);
+	assert_int_equal(d.flags, LINK_OPEN_SOCKS);
+	assert_true(d.is_dns);
+	assert_false(d.is_ip);
+	assert_true(d.is_id); /* 17 bytes of [A-Za-z0-9.-]: an id too */
+}
+
+static void test_open_refused(void **state)
+{
+	uint8_t buf[FRAME_OPEN_LEN];
+	struct feed f;
+
+	frame_open_build(buf, 1, LINK_OPEN_TCP, 0, "a", 1);
+	feed_init_open(&f, false, true);
+	assert_int_equal(feed_hdr(&f, buf, sizeof(buf), 4, NULL), -EBADMSG);
+	assert_err_set(&f, "unexpected OPEN");
+	frame_opened_build(buf, 1, 0, 0);
+	feed_init_open(&f, true, false);
+	assert_int_equal(feed_hdr(&f, buf, FRAME_OPENED_LEN, 4, NULL), -EBADMSG);
+	assert_err_set(&f, "unexpected OPENED");
+	/* BIND is still the client's only */
+	feed_init_open(&f, true, false);
+	put_bind(buf, 1, 1);
+	assert_int_equal(feed_hdr(&f, buf, 4 + sizeof(struct link_bind), 4, NULL), -EBADMSG);
+}
+
+static void test_opened(void **state)
+{
+	uint8_t buf[FRAME_OPENED_LEN];
+	struct feed f;
+	size_t i;
+
+	assert_int_equal(frame_opened_build(buf, 0x01020304, LINK_OPEN_DENIED, 7),
+			 FRAME_OPENED_LEN);
+	assert_memory_equal(buf, "\xff\xff\xff\xfc\1\2\3\4\1\0\0\7", FRAME_OPENED_LEN);
+	for (i = 1; i <= FRAME_OPENED_LEN; i++) {
+		feed_init_open(&f, false, true);
+		assert_int_equal(feed_hdr(&f, buf, sizeof(buf), i, NULL), FRAME_OPENED);
+		assert_int_equal(frame_get32((uint8_t *)&f.rx.opened.stream_id), 0x01020304);
+		assert_int_equal(f.rx.opened.status, LINK_OPEN_DENIED);
+		assert_int_equal(frame_get16((uint8_t *)&f.rx.opened.rule), 7);
+	}
+	/* data follows on the same receiver */
+	frame_put32(buf, 5);
+	assert_int_equal(feed_hdr(&f, buf, 4, 4, NULL), FRAME_DATA);
+	assert_int_equal(f.rx.body_left, 5);
+}
+
+static void expect_open_bad(const uint8_t *buf, const char *needle)
+{
+	struct feed f;
+
+	feed_init_open(&f, true, false);
+	assert_int_equal(feed_hdr(&f, buf, FRAME_OPEN_LEN, FRAME_OPEN_LEN, NULL), -EBADMSG);
+	assert_err_set(&f, needle);
+}
+
+static void test_open_malformed(void **state)
+{
+	uint8_t buf[FRAME_OPEN_LEN];
+
+	frame_open_build(buf, 1, 2, 0, "a", 1);
+	expect_open_bad(buf, "transport");
+	frame_open_build(buf, 1, LINK_OPEN_TCP, 2, "a", 1);
+	expect_open_bad(buf, "flags");
+	frame_open_build(buf, 1, LINK_OPEN_TCP, 0, "a", 1);
+	buf[4 + offsetof(struct link_open, reserved) + 1] = 1;
+	expect_open_bad(buf, "reserved");
+	frame_open_build(buf, 1, LINK_OPEN_TCP, 0, "a", 0);
+	expect_open_bad(buf, "port");
+	frame_open_build(buf, 1, LINK_OPEN_TCP, 0, "", 1);
+	expect_open_bad(buf, "name length");
+	frame_open_build(buf, 1, LINK_OPEN_TCP, 0, "a", 1);
+	buf[FRAME_OPEN_LEN - 1] = 'x';
+	expect_open_bad(buf, "padding");
+}
+
+static int open_check(const char *name, uint8_t transport, struct frame_open_dst *d)
+{
+	uint8_t buf[FRAME_OPEN_LEN];
+	struct link_open o;
+	char err[128];
+	int r;
+
+	frame_open_build(buf, 9, transport, 0, name, 443);
+	memcpy(&o, buf + 4, sizeof(o));
+	memset(err, ERR_POISON, sizeof(err));
+	r = frame_open_check(&o, d, err, sizeof(err));
+	if (r)
+		assert_non_null(memchr(err, 0, sizeof(err)));
+	return r;
+}
+
+static void test_open_names(void **state)
+{
+	static const uint8_t v4[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 1, 2, 3};
+	static const uint8_t v6[16] = {0x20, 0x01, 0x0d, 0xb8, [15] = 1};
+	char longest[LINK_OPEN_NAME_MAX + 1];
+	struct frame_open_dst d;
+
+	assert_int_equal(open_check("10.1.2.3", LINK_OPEN_TCP, &d), 0);
+	assert_true(d.is_ip);
+	assert_memory_equal(d.addr, v4, 16);
+	assert_int_equal(open_check("2001:DB8::1", LINK_OPEN_TCP, &d), 0);
+	assert_true(d.is_ip);
+	assert_false(d.is_dns);
+	assert_memory_equal(d.addr, v6, 16);
+	assert_string_equal(d.name, "2001:db8::1");
+	/* a tunnel id is both an id and a DNS name; a group id with '_' only an id */
+	assert_int_equal(open_check("Office-1", LINK_OPEN_TCP, &d), 0);
+	assert_true(d.is_id && d.is_dns && !d.is_ip);
+	assert_string_equal(d.name, "office-1");
+	assert_int_equal(open_check("db_main", LINK_OPEN_TCP, &d), 0);
+	assert_true(d.is_id && !d.is_dns);
+	/* bad: brackets, spaces, control bytes, NUL inside, UDP */
+	assert_int_equal(open_check("[::1]", LINK_OPEN_TCP, &d), LINK_OPEN_BAD);
+	assert_int_equal(open_check("a b", LINK_OPEN_TCP, &d), LINK_OPEN_BAD);
+	assert_int_equal(open_check("a\nb", LINK_OPEN_TCP, &d), LINK_OPEN_BAD);
+	assert_int_equal(open_check("-x-", LINK_OPEN_TCP, &d), 0); /* an id, not a name */
+	assert_true(d.is_id && !d.is_dns);
+	assert_int_equal(open_check("a.example.com", LINK_OPEN_UDP, &d), LINK_OPEN_BAD);
+	/* 64..253 bytes: a DNS name at most, never an id */
+	memset(longest, 'a', sizeof(longest));
+	for (size_t i = 63; i < sizeof(longest) - 1; i += 64)
+		longest[i] = '.';
+	longest[253] = 0;
+	assert_int_equal(open_check(longest, LINK_OPEN_TCP, &d), 0);
+	assert_true(d.is_dns && !d.is_id);
+	memset(longest, 'a', sizeof(longest));
+	longest[LINK_OPEN_NAME_MAX] = 0;
+	assert_int_equal(open_check(longest, LINK_OPEN_TCP, &d), LINK_OPEN_BAD);
+	{
+		uint8_t buf[FRAME_OPEN_LEN];
+		struct link_open o;
+		char err[64];
+
+		frame_open_build(buf, 9, LINK_OPEN_TCP, 0, "ab", 443);
+		memcpy(&o, buf + 4, sizeof(o));
+		o.name[0] = 0;
+		assert_int_equal(frame_open_check(&o, &d, err, sizeof(err)), LINK_OPEN_BAD);
+		assert_non_null(strstr(err, "NUL"));
+	}
+}
+
+static void test_open_status_names(void **state)
+{
+	unsigned i;
+
+	for (i = 0; i <= LINK_OPEN_STATUS_MAX; i++)
+		assert_true(strlen(link_open_status_name(i)) > 1);
+	assert_string_equal(link_open_status_name(LINK_OPEN_OFFLINE), "destination tunnel offline");
+	assert_string_equal(link_open_status_name(LINK_OPEN_STATUS_MAX + 1), "refused");
+	assert_string_equal(link_open_status_name(255), "refused");
 }
 
 static void test_hello_unterminated_id(void **state)
@@ -500,6 +710,13 @@ int main(void)
 	    cmocka_unit_test(test_hello_empty_id),
 	    cmocka_unit_test(test_hello_unprintable_id_and_flags),
 	    cmocka_unit_test(test_hello_unterminated_id),
+	    cmocka_unit_test(test_hello_outbound),
+	    cmocka_unit_test(test_open_round_trip),
+	    cmocka_unit_test(test_open_refused),
+	    cmocka_unit_test(test_opened),
+	    cmocka_unit_test(test_open_malformed),
+	    cmocka_unit_test(test_open_names),
+	    cmocka_unit_test(test_open_status_names),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
