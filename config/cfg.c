@@ -159,41 +159,41 @@ const char cfg_server_default_ini[] =
 /* ---- the tables ---- */
 
 enum row_type {
-	R_STR,	    /* text without control characters */
-	R_DOMAIN,   /* a DNS name */
-	R_ADDR,	    /* an IPv4 or IPv6 literal */
-	R_LISTEN,   /* empty or HOST:PORT */
-	R_IFNAME,   /* empty or a network interface name */
-	R_SERVER,   /* empty or HOST[:PORT] */
-	R_HOSTPORT, /* HOST:PORT */
-	R_DOMAINS,  /* empty or domain names and wildcards ("*.NAME"), ',' or ' ' between */
-	R_CIDRS,    /* empty or CIDR blocks (or addresses), ',' or ' ' between */
-	R_TOKEN,    /* text without spaces or control characters */
-	R_PATTERN,  /* a domain name or wildcard "*.NAME", stored lowercased */
-	R_ABSPATH,  /* empty or an absolute path */
-	R_HOSTHDR,  /* empty or a Host header value (cfg_valid_host_header) */
-	R_AUTH,	    /* empty or "USER:HASH" (cfg_valid_basic_auth) */
-	R_URL,	    /* empty or an https:// URL (cfg_valid_url) */
-	R_EMAIL,    /* empty or an e-mail address (cfg_valid_email) */
-	R_HOSTPATS, /* empty or HOST:PORT patterns ('*' for either part), ',' or ' ' between */
-	R_DEST,	    /* a port map's destination (cfg_valid_destination) */
-	R_USER,	    /* empty or 1..64 of [A-Za-z0-9._-] */
-	R_PWHASH,   /* empty or "$scrypt$..." as --auth stores it (common/passwd.h) */
-	R_FPR,	    /* empty or hex SHA-256, colons allowed */
-	R_LOGLEVEL, /* int: NLOG_* */
-	R_LOGFMT,   /* bool: text|json */
-	R_BOOL,	    /* bool */
-	R_PORT,	    /* uint16_t in min..max */
-	R_PORT_OPT, /* uint16_t: empty is 0, else 1..65535 */
-	R_RANGE,    /* uint16_t pair "low-high" at off and off2 */
-	R_UINT,	    /* unsigned in min..max */
-	R_DURATION, /* unsigned milliseconds in min..max */
-	R_WORKERS,  /* unsigned: auto is 0, else min..max */
-	R_KTLS,	    /* int: auto|on|off */
-	R_STEERING, /* int: auto|bpf|listeners */
-	R_POW2,	    /* unsigned power of two in min..max */
-	R_PROXY,    /* int: empty|v1|v2 */
-	R_REMOTE,   /* unsigned: off|tcp-http|all (enum cfg_remote) */
+	R_STR,	     /* text without control characters */
+	R_DOMAIN,    /* a DNS name */
+	R_ADDR,	     /* an IPv4 or IPv6 literal */
+	R_LISTEN,    /* empty or HOST:PORT */
+	R_IFNAME,    /* empty or a network interface name */
+	R_SERVER,    /* empty or HOST[:PORT] */
+	R_HOSTPORT,  /* HOST:PORT */
+	R_DOMAINS,   /* empty or domain names and wildcards ("*.NAME"), ',' or ' ' between */
+	R_CIDRS,     /* empty or CIDR blocks (or addresses), ',' or ' ' between */
+	R_TOKEN,     /* text without spaces or control characters */
+	R_PATTERN,   /* a domain name or wildcard "*.NAME", stored lowercased */
+	R_ABSPATH,   /* empty or an absolute path */
+	R_HOSTHDR,   /* empty or a Host header value (cfg_valid_host_header) */
+	R_AUTH,	     /* empty or "USER:HASH" (cfg_valid_basic_auth) */
+	R_URL,	     /* empty or an https:// URL (cfg_valid_url) */
+	R_EMAIL,     /* empty or an e-mail address (cfg_valid_email) */
+	R_HOSTPATS,  /* empty or HOST:PORT patterns ('*' for either part), ',' or ' ' between */
+	R_DEST,	     /* a port map's destination (cfg_valid_destination) */
+	R_USER,	     /* empty or 1..64 of [A-Za-z0-9._-] */
+	R_PWHASH,    /* empty or "$scrypt$..." as --auth stores it (common/passwd.h) */
+	R_FPR,	     /* empty or hex SHA-256, colons allowed */
+	R_LOGLEVEL,  /* int: NLOG_* */
+	R_LOGFMT,    /* bool: text|json */
+	R_BOOL,	     /* bool */
+	R_PORT,	     /* uint16_t in min..max */
+	R_PORT_OPT,  /* uint16_t: empty is 0, else 1..65535 */
+	R_RANGE,     /* uint16_t pair "low-high" at off and off2 */
+	R_UINT,	     /* unsigned in min..max */
+	R_DURATION,  /* unsigned milliseconds in min..max */
+	R_WORKERS,   /* unsigned: auto is 0, else min..max */
+	R_KTLS,	     /* int: auto|on|off */
+	R_STEERING,  /* int: auto|bpf|listeners */
+	R_POW2,	     /* unsigned power of two in min..max */
+	R_PROXY,     /* int: empty|v1|v2 */
+	R_REMOTE,    /* unsigned: off|tcp-http|all (enum cfg_remote) */
 	R_TRANSPORT, /* int: tcp (udp is refused: not supported yet) */
 };
 
@@ -215,11 +215,11 @@ struct cfg_row {
 		.section = sec, .key = k, .def = d, .type = t, .off = offsetof(st, f),             \
 		.size = sizeof(((st *)0)->f), __VA_ARGS__                                          \
 	}
-#define SRV(...)  ROW(struct cfg_server, __VA_ARGS__)
-#define CLI(...)  ROW(struct cfg_client, "client", __VA_ARGS__)
-#define TCP(...)  ROW(struct cfg_tcp_rule, "tcp.*", __VA_ARGS__)
-#define HTTP(...) ROW(struct cfg_http_rule, "http.*", __VA_ARGS__)
-#define PMAP(...) ROW(struct cfg_portmap, "portmap.*", __VA_ARGS__)
+#define SRV(...)   ROW(struct cfg_server, __VA_ARGS__)
+#define CLI(...)   ROW(struct cfg_client, "client", __VA_ARGS__)
+#define TCP(...)   ROW(struct cfg_tcp_rule, "tcp.*", __VA_ARGS__)
+#define HTTP(...)  ROW(struct cfg_http_rule, "http.*", __VA_ARGS__)
+#define PMAP(...)  ROW(struct cfg_portmap, "portmap.*", __VA_ARGS__)
 #define SOCKS(...) ROW(struct cfg_socks, "socks.*", __VA_ARGS__)
 
 static const struct cfg_row server_rows[] = {
@@ -681,7 +681,8 @@ static bool pwhash_ok(const char *s)
 {
 	char buf[CFG_STR_MAX + 4];
 
-	return strlen(s) < CFG_STR_MAX && snprintf(buf, sizeof(buf), "u:%s", s) < (int)sizeof(buf) &&
+	return strlen(s) < CFG_STR_MAX &&
+	       snprintf(buf, sizeof(buf), "u:%s", s) < (int)sizeof(buf) &&
 	       cfg_valid_basic_auth(buf);
 }
 
@@ -1059,15 +1060,17 @@ static int row_parse(const struct cfg_row *r, void *base, const char *v, char *w
 			break;
 		case R_DEST:
 			if (!cfg_valid_destination(v)) {
-				snprintf(why, wl,
-					 "%s is not a tunnel id, group id, domain name or IP address",
-					 q);
+				snprintf(
+				    why, wl,
+				    "%s is not a tunnel id, group id, domain name or IP address",
+				    q);
 				return -1;
 			}
 			break;
 		case R_USER:
 			if (*v && !cfg_valid_basic_auth_user(v)) {
-				snprintf(why, wl, "%s is not a user name (1-%d of A-Z a-z 0-9 . _ -)", q,
+				snprintf(why, wl,
+					 "%s is not a user name (1-%d of A-Z a-z 0-9 . _ -)", q,
 					 CFG_USER_MAX);
 				return -1;
 			}
@@ -2238,7 +2241,8 @@ static int client_finish(struct cfg_client *c, const struct ini_doc *d, char *er
 			return cfg_err(err, errlen, d->file, ini_line(d, sec, key), "[%s] %s: %s",
 				       sec, key, why);
 		for (unsigned j = 0; j < i; j++) {
-			uint16_t other = j < c->n_maps ? c->maps[j].local : c->socks[j - c->n_maps].port;
+			uint16_t other =
+			    j < c->n_maps ? c->maps[j].local : c->socks[j - c->n_maps].port;
 
 			if (other == port)
 				return cfg_err(err, errlen, d->file, 0,
@@ -2417,7 +2421,8 @@ static int client_render(const struct cfg_client *c, char **text, size_t *len, c
 	}
 	for (unsigned i = 0; i < c->n_maps + c->n_socks && !ret; i++) {
 		bool map = i < c->n_maps;
-		const void *base = map ? (const void *)&c->maps[i] : (const void *)&c->socks[i - c->n_maps];
+		const void *base =
+		    map ? (const void *)&c->maps[i] : (const void *)&c->socks[i - c->n_maps];
 		const struct cfg_row *rows = map ? portmap_rows : socks_rows;
 		size_t nrows = map ? ARRAY_SIZE(portmap_rows) : ARRAY_SIZE(socks_rows);
 		uint16_t port = map ? c->maps[i].local : c->socks[i - c->n_maps].port;
@@ -2430,7 +2435,8 @@ static int client_render(const struct cfg_client *c, char **text, size_t *len, c
 		else if (!map)
 			bad = cfg_socks_check(&c->socks[i - c->n_maps], &key);
 		for (unsigned j = 0; j < i && !bad; j++)
-			if ((j < c->n_maps ? c->maps[j].local : c->socks[j - c->n_maps].port) == port)
+			if ((j < c->n_maps ? c->maps[j].local : c->socks[j - c->n_maps].port) ==
+			    port)
 				bad = "the local port appears twice";
 		if (bad) {
 			cfg_err(err, errlen, c->path, 0, "[%s] %s: %s", sec, key, bad);
@@ -2445,7 +2451,8 @@ static int client_render(const struct cfg_client *c, char **text, size_t *len, c
 			if (!val[0] && !r->required)
 				continue;
 			why[0] = 0;
-			if (row_parse(r, map ? (void *)&scratch->maps[0] : (void *)&scratch->socks[0],
+			if (row_parse(r,
+				      map ? (void *)&scratch->maps[0] : (void *)&scratch->socks[0],
 				      val, why, sizeof(why)) < 0 ||
 			    ini_put(f, r->key, val)) {
 				if (!why[0])

@@ -203,11 +203,11 @@ enum cfg_remote { CFG_REMOTE_OFF, CFG_REMOTE_TCP_HTTP, CFG_REMOTE_ALL };
 #define CFG_USER_MAX  64
 
 struct cfg_portmap {
-	uint16_t local;			   /* LOCALPORT of [portmap.LOCALPORT], 1..65535 */
-	int transport;			   /* 0 = tcp (the only one for now) */
+	uint16_t local;			    /* LOCALPORT of [portmap.LOCALPORT], 1..65535 */
+	int transport;			    /* 0 = tcp (the only one for now) */
 	char destination[CFG_DEST_MAX + 1]; /* required */
-	uint16_t port;			   /* the destination's port, 1..65535 */
-	char bind[CFG_ADDR_MAX];	   /* the local address, default 127.0.0.1 */
+	uint16_t port;			    /* the destination's port, 1..65535 */
+	char bind[CFG_ADDR_MAX];	    /* the local address, default 127.0.0.1 */
 };
 
 /*
@@ -217,10 +217,10 @@ struct cfg_portmap {
  * and then bind must be a loopback address.
  */
 struct cfg_socks {
-	uint16_t port;			   /* PORT of [socks.PORT] */
-	char bind[CFG_ADDR_MAX];	   /* default 127.0.0.1 */
-	char username[CFG_USER_MAX + 1];   /* RFC 1929 user, 1..64 of [A-Za-z0-9._-], or empty */
-	char password_hash[CFG_STR_MAX];   /* "$scrypt$..." (common/passwd.h), or empty */
+	uint16_t port;			 /* PORT of [socks.PORT] */
+	char bind[CFG_ADDR_MAX];	 /* default 127.0.0.1 */
+	char username[CFG_USER_MAX + 1]; /* RFC 1929 user, 1..64 of [A-Za-z0-9._-], or empty */
+	char password_hash[CFG_STR_MAX]; /* "$scrypt$..." (common/passwd.h), or empty */
 };
 
 struct cfg_client {

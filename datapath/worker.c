@@ -1079,7 +1079,7 @@ static void worker_free(struct worker *w)
 	}
 	for (m = w->mb_head; m; m = next) {
 		next = m->next;
-		if (m->type == MB_LISTEN)
+		if (m->type == MB_LISTEN || m->type == MB_MAP_LISTEN)
 			close(m->fd);
 		if (m->type == MB_FIREWALL)
 			cidr_table_put(m->fw);
