@@ -73,8 +73,10 @@ CONTROLD_SRC := ctl/controld.c ctl/store.c ctl/api.c ctl/relaylink.c ctl/reload.
 		ctl/acme_http.c ctl/jws.c ctl/restrict.c ctl/ruleops.c ctl/totp.c ctl/auth.c ctl/records.c \
 		ctl/metrics.c ctl/mhdpoll.c $(TLS) $(CFG) $(COMMON) $(PASSWD) $(SVC) $(SANDBOX)
 NAVECTL_SRC := ctl/navectl.c $(CFG) $(COMMON)
+# the client's SOCKS5 proxy (nave proxies socks): the protocol's messages
+SOCKS5 := common/socks5.c
 NAVE_SRC := client/nave.c client/client.c client/webroot.c $(ENGINE) $(TLS) $(CFG) $(COMMON) \
-	    $(PASSWD) $(SVC)
+	    $(PASSWD) $(SVC) $(SOCKS5)
 
 obj = $(patsubst %.c,$(B)/obj/%.o,$(1))
 
@@ -164,6 +166,7 @@ $(B)/tests/test_acme: $(call obj,ctl/jws.c ctl/acme.c ctl/acme_http.c ctl/relayl
 # token restrictions: parsing and matching
 $(B)/tests/test_restrict: $(call obj,ctl/restrict.c)
 $(B)/tests/test_totp: $(call obj,ctl/totp.c)
+$(B)/tests/test_socks5: $(call obj,$(SOCKS5))
 # relayd's record ring (datapath/recring.h) and controld's check of the records
 $(B)/tests/test_records: $(call obj,ctl/records.c)
 
