@@ -67,14 +67,15 @@ BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_x86 -Wall -Werror -Ibpf \
 SVC := common/svc.c
 # started as root: run as [server] user, keep named capabilities, seccomp (libseccomp)
 SANDBOX := common/sandbox.c
+# the client's SOCKS5 proxy (nave proxies socks): the protocol's messages (the engine's
+# client role speaks it, so relayd links it too)
+SOCKS5 := common/socks5.c
 RELAYD_SRC := datapath/relayd.c datapath/ctlthread.c datapath/kern.c $(ENGINE) $(BPF_SRC) $(TLS) \
-	      $(CFG) $(COMMON) $(PASSWD) $(SVC) $(SANDBOX)
+	      $(CFG) $(COMMON) $(PASSWD) $(SVC) $(SANDBOX) $(SOCKS5)
 CONTROLD_SRC := ctl/controld.c ctl/store.c ctl/api.c ctl/relaylink.c ctl/reload.c ctl/acme.c \
 		ctl/acme_http.c ctl/jws.c ctl/restrict.c ctl/ruleops.c ctl/totp.c ctl/auth.c ctl/records.c \
 		ctl/metrics.c ctl/mhdpoll.c $(TLS) $(CFG) $(COMMON) $(PASSWD) $(SVC) $(SANDBOX)
 NAVECTL_SRC := ctl/navectl.c $(CFG) $(COMMON)
-# the client's SOCKS5 proxy (nave proxies socks): the protocol's messages
-SOCKS5 := common/socks5.c
 NAVE_SRC := client/nave.c client/client.c client/webroot.c $(ENGINE) $(TLS) $(CFG) $(COMMON) \
 	    $(PASSWD) $(SVC) $(SOCKS5)
 

@@ -2232,20 +2232,31 @@ static int client_finish(struct cfg_client *c, const struct ini_doc *d, char *er
 		char sec[INI_NAME_MAX];
 		const char *why, *key;
 
+		unsigned line = 0;
+
 		snprintf(sec, sizeof(sec), "%s.%u", map ? "portmap" : "socks", port);
+		for (unsigned j = 0; j < d->nsec; j++)
+			if (!strcmp(d->sec[j].name, sec))
+				line = d->sec[j].line;
+		if (map && !c->maps[i].destination[0])
+			return cfg_err(
+			    err, errlen, d->file, line,
+			    "[%s] destination: missing (a tunnel id, group id, domain or "
+			    "address)",
+			    sec);
 		if (map && !c->maps[i].port)
-			return cfg_err(err, errlen, d->file, 0,
+			return cfg_err(err, errlen, d->file, line,
 				       "[%s] port: missing (the destination's port, 1-65535)", sec);
 		why = map ? NULL : cfg_socks_check(&c->socks[i - c->n_maps], &key);
 		if (why)
-			return cfg_err(err, errlen, d->file, ini_line(d, sec, key), "[%s] %s: %s",
-				       sec, key, why);
+			return cfg_err(err, errlen, d->file, ini_line(d, sec, key) ?: line,
+				       "[%s] %s: %s", sec, key, why);
 		for (unsigned j = 0; j < i; j++) {
 			uint16_t other =
 			    j < c->n_maps ? c->maps[j].local : c->socks[j - c->n_maps].port;
 
 			if (other == port)
-				return cfg_err(err, errlen, d->file, 0,
+				return cfg_err(err, errlen, d->file, line,
 					       "[%s]: local port %u is also [%s.%u]", sec, port,
 					       j < c->n_maps ? "portmap" : "socks", port);
 		}

@@ -271,6 +271,8 @@ void conn_finalize(struct worker *w, struct conn *c)
 		xprt_free(&c->x); /* a terminated connection's TLS */
 		edge_free(c);
 	}
+	if (c->mo)
+		dial_mo_free(c);
 	pool_put(w, c->tx.p);
 	conn_release(w, c);
 }
@@ -1026,6 +1028,10 @@ void engine_stats(struct engine *e, struct engine_stats *s)
 		    atomic_load_explicit(&w->st_ktls_fallback, memory_order_relaxed);
 		if (w->rec)
 			s->records_dropped += rec_ring_dropped(w->rec);
+		s->mesh_opened += atomic_load_explicit(&w->st_mesh_opened, memory_order_relaxed);
+		for (unsigned k = 0; k < 16; k++)
+			s->mesh_refused[k] +=
+			    atomic_load_explicit(&w->st_mesh_refused[k], memory_order_relaxed);
 		s->firewall_refused +=
 		    atomic_load_explicit(&w->st_fw_refused, memory_order_relaxed);
 		s->http_requests += atomic_load_explicit(&w->st_http_req, memory_order_relaxed);
