@@ -200,13 +200,29 @@ static const char *mo_what(const struct conn *p, char *buf, size_t len)
 	return buf;
 }
 
-/* A mesh connection refused before its stream: counted, one line, an RST. */
-static void mo_refuse(struct worker *w, struct conn *p, unsigned status, const char *why)
+/*
+ * The log line of a refused mesh connection, counted by status (0: refused
+ * here). Rate-limited per cause (each status, a rule's denial, each local
+ * cause), so that one cause repeated does not hide another.
+ */
+enum { RL_RULE = 16, RL_LINK, RL_OLD, RL_WAIT, RL_N };
+
+static void mo_log(struct worker *w, struct conn *p, unsigned status, unsigned cause,
+		   const char *why)
 {
+	static struct log_limit ll[RL_N];
 	char what[LINK_OPEN_NAME_MAX + 64];
 
 	atomic_fetch_add(&w->st_mesh_refused[status < 16 ? status : 0], 1);
-	log_every(NLOG_WARN, "%s refused: %s", mo_what(p, what, sizeof(what)), why);
+	log_limited(&ll[cause < RL_N ? cause : 0], NLOG_WARN, "%s refused: %s",
+		    mo_what(p, what, sizeof(what)), why);
+}
+
+/* A mesh connection refused before its stream: counted, one line, an RST. */
+static void mo_refuse(struct worker *w, struct conn *p, unsigned status, unsigned cause,
+		      const char *why)
+{
+	mo_log(w, p, status, cause, why);
 	conn_close(w, p, true, "refused");
 }
 
@@ -253,14 +269,13 @@ static void dial_closing(struct worker *w, struct conn *c, const char *why)
 		w->out_links--;
 		if (c->state == LS_OPENING && conn_at(w, c->peer)) {
 			struct conn *p = conn_at(w, c->peer);
-			char what[LINK_OPEN_NAME_MAX + 64];
+			char msg[160];
 
 			/* stream_link_closing resets p */
-			atomic_fetch_add(&w->st_mesh_refused[0], 1);
-			log_every(NLOG_WARN,
-				  "%s refused: the data link closed before the server "
-				  "answered (%s)",
-				  mo_what(p, what, sizeof(what)), why ? why : "closed");
+			snprintf(msg, sizeof(msg),
+				 "the data link closed before the server answered (%s)",
+				 why ? why : "closed");
+			mo_log(w, p, 0, RL_LINK, msg);
 			p->state = PS_BOUND;
 		}
 	} else {
@@ -457,11 +472,11 @@ static void mo_wait(struct worker *w, struct conn *p)
 	struct conn *t = conn_at(w, w->wait_tail);
 
 	if (w->session && !w->mesh_ok) {
-		mo_refuse(w, p, 0, "the server does not support port maps (too old)");
+		mo_refuse(w, p, 0, RL_OLD, "the server does not support port maps (too old)");
 		return;
 	}
 	if (w->waiting >= MAP_WAIT_MAX) {
-		mo_refuse(w, p, 0, "too many connections wait for a data link");
+		mo_refuse(w, p, 0, RL_WAIT, "too many connections wait for a data link");
 		return;
 	}
 	p->state = PS_MAPWAIT;
@@ -671,6 +686,7 @@ static void dial_opened(struct worker *w, struct conn *l)
 	unsigned status = o->status, rule = frame_get16((const uint8_t *)&o->rule);
 	struct dial_open *mo = p ? p->mo : NULL;
 	uint8_t out[SOCKS5_REPLY_LEN];
+	unsigned cause;
 	char why[160];
 
 	l->deadline = 0;
@@ -679,6 +695,7 @@ static void dial_opened(struct worker *w, struct conn *l)
 		link_make_idle(w, l); /* the link takes the next OPEN */
 		if (!p)
 			return;
+		cause = status == LINK_OPEN_DENIED && rule ? RL_RULE : status < 16 ? status : 0;
 		if (status == LINK_OPEN_DENIED && rule)
 			snprintf(why, sizeof(why), "denied by mesh rule %u", rule);
 		else if (status == LINK_OPEN_DENIED)
@@ -686,17 +703,14 @@ static void dial_opened(struct worker *w, struct conn *l)
 		else
 			snprintf(why, sizeof(why), "%s", link_open_status_name(status));
 		if (mo->socks) {
-			char what[LINK_OPEN_NAME_MAX + 64];
-
-			atomic_fetch_add(&w->st_mesh_refused[status < 16 ? status : 0], 1);
-			log_every(NLOG_WARN, "%s refused: %s", mo_what(p, what, sizeof(what)), why);
+			mo_log(w, p, status, cause, why);
 			p->state = PS_BOUND;
 			if (socks_send(w, p, out, socks5_reply(out, socks5_rep_from_open(status))))
 				socks_finish(w, p);
 			return;
 		}
 		p->state = PS_BOUND;
-		mo_refuse(w, p, status, why);
+		mo_refuse(w, p, status, cause, why);
 		return;
 	}
 	atomic_fetch_add(&w->st_mesh_opened, 1);
@@ -794,7 +808,7 @@ static bool dial_mailbox(struct worker *w, struct mb_msg *m)
 		dial_fill_pool(w);
 		if (!w->mesh_ok) /* the connections waiting for this session: refused now */
 			while (w->wait_head != NONE)
-				mo_refuse(w, conn_at(w, w->wait_head), 0,
+				mo_refuse(w, conn_at(w, w->wait_head), 0, RL_OLD,
 					  "the server does not support port maps (too old)");
 		dial_out_dispatch(w);
 		return true;
@@ -828,7 +842,7 @@ static void dial_tick_conn(struct worker *w, struct conn *c, uint64_t now)
 				  c->mo->map->m.local, MAP_WAIT_MS / 1000);
 			conn_close(w, c, true, "SOCKS handshake timed out");
 		} else if (c->state == PS_MAPWAIT) {
-			mo_refuse(w, c, 0,
+			mo_refuse(w, c, 0, RL_WAIT,
 				  w->session ? "no data link to the server within 10 s"
 					     : "not connected to the server (10 s)");
 		}
@@ -858,7 +872,8 @@ static void dial_tick(struct worker *w)
 	dial_fill_pool(w);
 	if (w->stopping) /* nothing carries them any more */
 		while (w->wait_head != NONE)
-			mo_refuse(w, conn_at(w, w->wait_head), 0, "the client is stopping");
+			mo_refuse(w, conn_at(w, w->wait_head), 0, RL_WAIT,
+				  "the client is stopping");
 	dial_out_dispatch(w);
 }
 
