@@ -27,6 +27,8 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <openssl/mem.h>
+#include <openssl/sha.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -44,7 +46,18 @@
 struct dial_map {
 	unsigned refs;
 	struct engine_map m;
+	/*
+	 * scrypt runs on the worker (tens of ms, every stream waits): the password
+	 * last verified is remembered as its SHA-256, and failed attempts are held to
+	 * AUTH_FAILS_MAX a second (past it a wrong password is not even checked).
+	 */
+	uint8_t ok_sha[SHA256_DIGEST_LENGTH];
+	bool ok_set;
+	uint64_t fail_t0;
+	unsigned fails;
 };
+
+#define AUTH_FAILS_MAX 4
 
 /* A mesh stream's local end (or a listener's map): c->mo. */
 struct dial_open {
@@ -514,6 +527,34 @@ static void socks_finish(struct worker *w, struct conn *p)
 		conn_close(w, p, false, NULL);
 }
 
+/* RFC 1929: the user and password against the map's (see struct dial_map). */
+static bool socks_auth_ok(struct worker *w, struct dial_map *map, const struct socks5_auth *a)
+{
+	uint8_t sha[SHA256_DIGEST_LENGTH];
+	bool ok;
+
+	if (strcmp(a->user, map->m.user))
+		return false;
+	SHA256((const uint8_t *)a->pass, a->pass_len, sha);
+	if (map->ok_set && CRYPTO_memcmp(sha, map->ok_sha, sizeof(sha)) == 0)
+		return true;
+	if (w->now - map->fail_t0 >= 1000) {
+		map->fail_t0 = w->now;
+		map->fails = 0;
+	}
+	if (map->fails >= AUTH_FAILS_MAX)
+		return false; /* not checked: the worker is not a password oracle to flood */
+	ok = passwd_verify(a->pass, a->pass_len, map->m.hash);
+	if (ok) {
+		memcpy(map->ok_sha, sha, sizeof(sha));
+		map->ok_set = true;
+	} else {
+		map->fails++;
+	}
+	explicit_bzero(sha, sizeof(sha));
+	return ok;
+}
+
 /* The handshake bytes held so far: as many messages as they hold, answered. */
 static void socks_step(struct worker *w, struct conn *p)
 {
@@ -551,8 +592,7 @@ static void socks_step(struct worker *w, struct conn *p)
 			r = socks5_parse_auth(mo->hs, mo->hs_len, &used, &a, &err);
 			if (r != SOCKS5_DONE)
 				break;
-			/* scrypt on the worker: a handshake's cost, at most one per connection */
-			ok = !strcmp(a.user, m->user) && passwd_verify(a.pass, a.pass_len, m->hash);
+			ok = socks_auth_ok(w, mo->map, &a);
 			explicit_bzero(&a, sizeof(a));
 			if (!socks_send(
 				w, p, out,
