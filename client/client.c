@@ -1467,7 +1467,7 @@ static json_t *status_json(struct client *cl)
 		json_t *by = json_object();
 		uint64_t total = 0;
 
-		for (unsigned k = 0; k < 16; k++) {
+		for (unsigned k = 0; k <= LINK_OPEN_STATUS_MAX; k++) {
 			if (!s.mesh_refused[k])
 				continue;
 			total += s.mesh_refused[k];

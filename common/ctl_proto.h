@@ -147,7 +147,12 @@
  * applies them when the last one (no "more") arrives.
  */
 #define CTL_SYNC "sync"
-/* {req, tunnel_id, token?, revoked?} token only when minted from a registration */
+/*
+ * {req, tunnel_id, token?, revoked?, group?, mesh?} token only when minted from a
+ * registration; group: the tunnel's group id (mesh policy "group:" patterns); mesh: true
+ * when the token's kinds (or its registration's) include "mesh" (restrict.h): such a
+ * tunnel may reach other tunnels when no mesh rule decides.
+ */
 #define CTL_AUTH_OK	    "auth_ok"
 #define CTL_PORT_GRANT	    "port_grant"      /* {req, tunnel_id, port} */
 #define CTL_RELEASED	    "released"	      /* {req, port} */
@@ -184,6 +189,15 @@
  * dropped with it.
  */
 #define CTL_FIREWALL "firewall"
+/*
+ * {rules:[{id, action ("allow" | "deny"), from, to, port_lo, port_hi}]}: the whole mesh
+ * access policy (common/mesh.h: the texts, the order that decides), pushed after sync and
+ * on every change (navectl mesh); at most MESH_RULES_MAX rules. In pieces like the
+ * firewall's ("more": true on all but the last). relayd builds one table from the rules
+ * and its [socks] allow list and hands it to every worker; a malformed push changes
+ * nothing (logged).
+ */
+#define CTL_MESH_POLICY "mesh_policy"
 /*
  * {op, tunnel_id, action, name, kind?, to?, port?, ...}: a queued remote rule operation
  * (ctl/ruleops.c, the store's rule_ops) for an online tunnel, at most one per tunnel in

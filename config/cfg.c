@@ -40,6 +40,7 @@
 #include "cidr.h"
 #include "log.h"
 #include "domain.h"
+#include "mesh.h"
 #include "log.h"
 #include "util.h"
 
@@ -154,7 +155,14 @@ const char cfg_server_default_ini[] =
     "# connection records (navectl connections ls) older than this are removed\n"
     "keep = 30d\n"
     "# at most this many are kept (the oldest go first)\n"
-    "max_rows = 1000000\n";
+    "max_rows = 1000000\n"
+    "\n"
+    "[socks]\n"
+    "# what clients' port maps and SOCKS proxies may reach outside the tunnels: address\n"
+    "# blocks and hostname patterns (NAME, *.NAME), comma-separated; empty: nothing external\n"
+    "allow =\n"
+    "# names relayd's resolver keeps (16-65536)\n"
+    "dns_cache = 512\n";
 
 /* ---- the tables ---- */
 
@@ -179,6 +187,7 @@ enum row_type {
 	R_DEST,	     /* a port map's destination (cfg_valid_destination) */
 	R_USER,	     /* empty or 1..64 of [A-Za-z0-9._-] */
 	R_PWHASH,    /* empty or "$scrypt$..." as --auth stores it (common/passwd.h) */
+	R_MESHALLOW, /* empty or CIDRs and hostname patterns, ',' between (mesh_allow_norm) */
 	R_FPR,	     /* empty or hex SHA-256, colons allowed */
 	R_LOGLEVEL,  /* int: NLOG_* */
 	R_LOGFMT,    /* bool: text|json */
@@ -287,6 +296,8 @@ static const struct cfg_row server_rows[] = {
 	.max = 3650 * 86400000ull, .live = true),
     SRV("records", "max_rows", "1000000", R_UINT, records_max_rows, .min = 1, .max = 1000000000,
 	.live = true),
+    SRV("socks", "allow", "", R_MESHALLOW, socks_allow, .live = true),
+    SRV("socks", "dns_cache", "512", R_UINT, socks_dns_cache, .min = 16, .max = 65536),
 };
 
 static const struct cfg_row client_rows[] = {
@@ -1008,6 +1019,14 @@ static int row_parse(const struct cfg_row *r, void *base, const char *v, char *w
 			if (*v && cfg_hostpats_check(v, why, wl) < 0)
 				return -1;
 			break;
+		case R_MESHALLOW: {
+			char canon[sizeof(((struct cfg_server *)0)->socks_allow)];
+
+			if (!mesh_allow_norm(v, canon, sizeof(canon), why, wl))
+				return -1;
+			memcpy(p, canon, strlen(canon) + 1);
+			return 0;
+		}
 		case R_ADDR: {
 			unsigned char a[16];
 
@@ -1767,9 +1786,9 @@ static int read_err(char *err, size_t errlen, const char *file, int e)
 
 /* ---- server ---- */
 
-static const char *const server_sections[] = {"server",	 "tls",	     "listen", "ports",
-					      "tunnel",	 "datapath", "http",   "xdp",
-					      "metrics", "acme",     "admin",  "records"};
+static const char *const server_sections[] = {"server",	  "tls",     "listen", "ports",	  "tunnel",
+					      "datapath", "http",    "xdp",    "metrics", "acme",
+					      "admin",	  "records", "socks"};
 
 static int server_section(void *ctx, struct ini_sec *s, const char *raw, char *why, size_t wl)
 {

@@ -83,6 +83,9 @@ struct cfg_server {
 	/* [records] */
 	uint64_t records_keep_ms;  /* keep = 30d: connection records older are pruned */
 	unsigned records_max_rows; /* max_rows = 1000000 */
+	/* [socks]: what clients' port maps and SOCKS may reach outside the tunnels (mesh.h) */
+	char socks_allow[4096];	  /* allow = CIDRs and hostname patterns, canonical; empty: none */
+	unsigned socks_dns_cache; /* dns_cache = 512 names relayd's resolver keeps */
 	/* where it came from, for --check */
 	char source[CFG_PATH_MAX]; /* file path or "(embedded default)" */
 };

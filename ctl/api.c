@@ -1003,6 +1003,132 @@ static int h_firewall_allow_del(struct call *c)
 	return fw_del(c, STORE_FW_ALLOW);
 }
 
+/* --- the mesh access policy (common/mesh.h) --- */
+
+static json_t *mesh_json(const struct store_mesh_rule *r)
+{
+	return json_pack("{s:I, s:I, s:s, s:s, s:s, s:i, s:i, s:s, s:I}", "id", (json_int_t)r->id,
+			 "position", (json_int_t)r->position, "action",
+			 r->action == MESH_ALLOW ? "allow" : "deny", "from", r->from, "to", r->to,
+			 "port_lo", (int)r->port_lo, "port_hi", (int)r->port_hi, "comment",
+			 r->comment, "created", (json_int_t)r->created);
+}
+
+static int mesh_item(const struct store_mesh_rule *r, void *arr)
+{
+	return json_array_append_new(arr, mesh_json(r)) ? -ENOMEM : 0;
+}
+
+static int h_mesh_list(struct call *c)
+{
+	json_t *rules = json_array();
+	int64_t total = 0;
+
+	if (!rules || store_mesh_list(c->a->st, mesh_item, rules, &total)) {
+		json_decref(rules);
+		return internal(c);
+	}
+	c->out = json_pack("{s:o, s:I}", "rules", rules, "total", (json_int_t)total);
+	return c->out ? MHD_HTTP_OK : internal(c);
+}
+
+/* A required string member of at most max bytes (its alphabet is the store's to check). */
+static int body_req_str(struct call *c, const char *key, size_t max, const char **out)
+{
+	json_t *v = json_object_get(c->body, key);
+
+	*out = NULL;
+	if (!v || json_is_null(v))
+		return fail(c, MHD_HTTP_BAD_REQUEST, "\"%s\" is required", key);
+	if (!json_is_string(v))
+		return fail(c, MHD_HTTP_BAD_REQUEST, "\"%s\" must be a string", key);
+	if (!json_string_length(v) || json_string_length(v) > max ||
+	    strlen(json_string_value(v)) != json_string_length(v))
+		return fail(c, MHD_HTTP_BAD_REQUEST, "\"%s\" must be 1-%zu bytes", key, max);
+	*out = json_string_value(v);
+	return 0;
+}
+
+static int h_mesh_add(struct call *c)
+{
+	struct store_mesh_rule r;
+	const char *action, *from, *to, *comment;
+	long long lo, hi, pos;
+	char err[256];
+	int ret;
+
+	memset(&r, 0, sizeof(r));
+	ret = body_req_str(c, "action", 5, &action);
+	if (!ret && strcmp(action, "allow") && strcmp(action, "deny"))
+		return fail(c, MHD_HTTP_BAD_REQUEST, "\"action\" must be allow or deny");
+	if (!ret)
+		ret = body_req_str(c, "from", MESH_FROM_MAX - 1, &from);
+	if (!ret)
+		ret = body_req_str(c, "to", MESH_TO_MAX - 1, &to);
+	if (!ret)
+		ret = body_int(c, "port_lo", 0, 65535, &lo);
+	if (!ret)
+		ret = body_int(c, "port_hi", 0, 65535, &hi);
+	if (!ret)
+		ret = body_int(c, "position", 0, 1000000, &pos);
+	if (!ret)
+		ret = body_str(c, "comment", VALID_TEXT, MESH_COMMENT_MAX, &comment);
+	if (ret)
+		return ret;
+	if (lo && !hi)
+		hi = lo;
+	if (lo > hi || (!lo && hi))
+		return fail(c, MHD_HTTP_BAD_REQUEST,
+			    "\"port_lo\"..\"port_hi\" must be a range in 1-65535 (or both 0: any)");
+	r.action = !strcmp(action, "allow") ? MESH_ALLOW : MESH_DENY;
+	snprintf(r.from, sizeof(r.from), "%s", from);
+	snprintf(r.to, sizeof(r.to), "%s", to);
+	r.port_lo = (unsigned)lo;
+	r.port_hi = (unsigned)hi;
+	r.position = pos;
+	snprintf(r.comment, sizeof(r.comment), "%s", comment ? comment : "");
+	ret = store_mesh_add(c->a->st, &r, err, sizeof(err));
+	switch (ret) {
+	case 0:
+		break;
+	case -EINVAL:
+		return fail(c, MHD_HTTP_BAD_REQUEST, "%s", err);
+	case -EDQUOT:
+		return fail(c, MHD_HTTP_CONFLICT, "%s", err);
+	default:
+		return internal(c);
+	}
+	log_info("api: mesh rule %lld added by %s: %s %s -> %s ports %u-%u at position %lld",
+		 (long long)r.id, c->who, action, r.from, r.to, r.port_lo, r.port_hi,
+		 (long long)r.position);
+	/* relayd gets the rules right after this request; without relayd, when it says hello */
+	relaylink_mesh(c->a->rl);
+	c->out = mesh_json(&r);
+	return c->out ? MHD_HTTP_CREATED : internal(c);
+}
+
+static int h_mesh_del(struct call *c)
+{
+	struct store_mesh_rule r;
+	long long id;
+	char err[256];
+	int ret;
+
+	if (!parse_ll(c->id, &id) || id < 1 || id > INT32_MAX)
+		return fail(c, MHD_HTTP_BAD_REQUEST,
+			    "a mesh rule id is a number (navectl mesh ls)");
+	ret = store_mesh_del(c->a->st, id, &r, err, sizeof(err));
+	if (ret == -ENOENT)
+		return fail(c, MHD_HTTP_NOT_FOUND, "%s", err);
+	if (ret)
+		return internal(c);
+	log_info("api: mesh rule %lld removed by %s (was: %s %s -> %s ports %u-%u)", id, c->who,
+		 r.action == MESH_ALLOW ? "allow" : "deny", r.from, r.to, r.port_lo, r.port_hi);
+	relaylink_mesh(c->a->rl);
+	c->out = json_pack("{s:I, s:b}", "id", (json_int_t)id, "removed", 1);
+	return c->out ? MHD_HTTP_OK : internal(c);
+}
+
 /* --- routing --- */
 
 /* --- connection records (ctl/records.h) --- */
@@ -1179,6 +1305,9 @@ static const struct route {
     {"POST", "firewall/allow", h_firewall_allow_add},
     {"DELETE", "firewall/deny/#", h_firewall_deny_del},
     {"DELETE", "firewall/allow/#", h_firewall_allow_del},
+    {"GET", "mesh", h_mesh_list},
+    {"POST", "mesh", h_mesh_add},
+    {"DELETE", "mesh/*", h_mesh_del},
     {"POST", "login", h_login},
     {"POST", "logout", h_logout},
     {"GET", "session", h_session},

@@ -369,6 +369,21 @@ static void render_relay(struct prom_buf *b, const json_t *s, const json_t *coun
 			    "Packets XDP counted to an allocated port.");
 	struct fam pb = FAM("nave_xdp_port_bytes_total", "counter",
 			    "Payload bytes XDP counted to an allocated port.");
+	static const char *const mesh_reasons[] = {
+	    "denied",	   "denied",	  "not_found", "not_found", "offline", "offline",
+	    "not_allowed", "not_allowed", "dns",       "dns",	    "refused", "refused",
+	    "unreachable", "unreachable", "busy",      "busy",	    "bad",     "bad"};
+	struct fam mopen = FAM("nave_mesh_streams_total", "counter",
+			       "Mesh streams clients opened through the edge (port maps, SOCKS).");
+	struct fam mref =
+	    FAM("nave_mesh_refused_total", "counter",
+		"Mesh streams the edge refused, by reason: denied (the mesh policy), "
+		"not_found, offline, not_allowed ([socks] allow), dns, refused, unreachable, "
+		"busy, bad.");
+	struct fam mdec = FAM("nave_mesh_rule_decisions_total", "counter",
+			      "Mesh policy decisions by the deciding rule's id (0: the default) "
+			      "and verdict (allow, deny), since relayd started.");
+	const json_t *mesh = json_object_get(s, "mesh"), *mrules = json_object_get(s, "mesh_rules");
 	const json_t *http = json_object_get(s, "http"), *maps_o = json_object_get(s, "maps");
 	const json_t *xdp = json_object_get(s, "xdp"), *v;
 	const char *kt = text(s, "ktls"), *steer = text(s, "steering"), *key;
@@ -392,6 +407,33 @@ static void render_relay(struct prom_buf *b, const json_t *s, const json_t *coun
 		put_cnt(b, &hreq, http, "requests");
 		put_by(b, &hans, http, "cause", answers, 8);
 		put_cnt(b, &hkt, http, "tls_kernel");
+	}
+	if (json_is_object(mesh)) {
+		const json_t *mr = json_object_get(mesh, "refused");
+
+		put_cnt(b, &mopen, mesh, "opened");
+		if (json_is_object(mr))
+			put_by(b, &mref, mr, "reason", mesh_reasons, 9);
+	}
+	if (json_is_array(mrules)) {
+		/* allow and deny samples of one family, each rule id once (relayd's table) */
+		for (int verdict = 0; verdict < 2; verdict++) {
+			size_t i;
+
+			json_array_foreach(mrules, i, v)
+			{
+				uint64_t id, n;
+				char idt[16];
+				const char *kv[4] = {"rule", idt, "verdict",
+						     verdict ? "deny" : "allow"};
+
+				if (i > MESH_RULES_MAX || !cnt(v, "rule", &id) || id > INT32_MAX ||
+				    !cnt(v, verdict ? "denied" : "allowed", &n) || !n)
+					continue;
+				snprintf(idt, sizeof(idt), "%" PRIu64, id);
+				sample_u(b, &mdec, kv, 2, n);
+			}
+		}
 	}
 	if (cnt(s, "listeners", &u))
 		sample0(b, &lst, u);

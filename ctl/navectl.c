@@ -30,6 +30,7 @@
 #include "cidr.h"
 #include "config/cfg.h"
 #include "log.h"
+#include "mesh.h"
 #include "util.h"
 
 #define HTTP_MAX_BODY  (16u << 20) /* a response body larger than this is refused */
@@ -1645,7 +1646,7 @@ static int cmd_registration_create(struct ctx *c, int argc, char **argv)
 	    {"--expires", "DURATION", &expires, NULL},
 	    {"--allow-from", "CIDR[,CIDR...]", &r.from, NULL},
 	    {"--allow-id", "PATTERN[,PATTERN...]", &r.ids, NULL},
-	    {"--kinds", "tcp,http", &r.kinds, NULL},
+	    {"--kinds", "tcp,http,mesh", &r.kinds, NULL},
 	    {"--domains", "PATTERN[,PATTERN...]", &r.domains, NULL},
 	    {"--ports", "A-B", &r.ports, NULL},
 	    {NULL, NULL, NULL, NULL},
@@ -1786,7 +1787,7 @@ static int cmd_tokens_create(struct ctx *c, int argc, char **argv)
 	    {"--description", "D", &desc, NULL},
 	    {"--allow-from", "CIDR[,CIDR...]", &r.from, NULL},
 	    {"--allow-id", "PATTERN[,PATTERN...]", &r.ids, NULL},
-	    {"--kinds", "tcp,http", &r.kinds, NULL},
+	    {"--kinds", "tcp,http,mesh", &r.kinds, NULL},
 	    {"--domains", "PATTERN[,PATTERN...]", &r.domains, NULL},
 	    {"--ports", "A-B", &r.ports, NULL},
 	    {NULL, NULL, NULL, NULL},
@@ -2634,6 +2635,288 @@ static int cmd_firewall_allow_ls(struct ctx *c, int argc, char **argv)
 	return firewall_ls(c, argc, argv, "allow");
 }
 
+/* ---- the mesh access policy ---- */
+
+/* "P" or "A-B" (1..65535) into lo, hi; EXIT_USAGE after a message. */
+static int parse_port_range(struct ctx *c, const char *s, unsigned *lo, unsigned *hi)
+{
+	unsigned long long a, b;
+	char first[16];
+	const char *dash = strchr(s, '-');
+	int ret;
+
+	if (!dash) {
+		ret = parse_num(c, "--port", s, 1, 65535, &a);
+		*lo = *hi = (unsigned)a;
+		return ret;
+	}
+	if ((size_t)(dash - s) >= sizeof(first))
+		return usage_error(c, "bad --port '%s': P or A-B", s);
+	memcpy(first, s, (size_t)(dash - s));
+	first[dash - s] = 0;
+	if ((ret = parse_num(c, "--port", first, 1, 65535, &a)) ||
+	    (ret = parse_num(c, "--port", dash + 1, 1, 65535, &b)))
+		return ret;
+	if (a > b)
+		return usage_error(c, "bad --port '%s': A-B with A <= B", s);
+	*lo = (unsigned)a;
+	*hi = (unsigned)b;
+	return 0;
+}
+
+/* POST /api/v1/mesh {action, from, to, port_lo, port_hi, position, comment} */
+static int mesh_add(struct ctx *c, int argc, char **argv, const char *action)
+{
+	static const char *const names[] = {"FROM", "TO"};
+	const char *pos[2], *port = NULL, *position = NULL, *comment = NULL;
+	const struct opt opts[] = {
+	    {"--port", "P|A-B", &port, NULL},
+	    {"--position", "N", &position, NULL},
+	    {"--comment", "TEXT", &comment, NULL},
+	    {NULL, NULL, NULL, NULL},
+	};
+	unsigned lo = 0, hi = 0;
+	unsigned long long at = 0;
+	char b1[1024], b2[1024], b3[1024];
+	struct sbuf path;
+	json_t *body, *j;
+	int ret;
+
+	ret = take_positionals(c, &argc, &argv, pos, names, 2);
+	if (!ret)
+		ret = parse_args(c, argc, argv, opts, NULL, NULL);
+	if (!ret && port)
+		ret = parse_port_range(c, port, &lo, &hi);
+	if (!ret && position)
+		ret = parse_num(c, "--position", position, 1, 1000000, &at);
+	if (ret)
+		return args_exit(ret);
+	body = json_pack("{s:s, s:s, s:s, s:i, s:i}", "action", action, "from", pos[0], "to",
+			 pos[1], "port_lo", (int)lo, "port_hi", (int)hi);
+	if (body && at)
+		json_object_set_new(body, "position", json_integer((json_int_t)at));
+	if (body && comment && json_object_set_new(body, "comment", json_string(comment)) < 0) {
+		json_decref(body);
+		body = NULL;
+	}
+	if (!body) {
+		fail("FROM, TO and --comment must be UTF-8");
+		return EXIT_FAIL;
+	}
+	path = api_path("mesh", NULL, NULL);
+	ret = api_call(c, "POST", &path, body, &j);
+	if (ret || !j)
+		return ret;
+	printf("mesh rule %s added at position %s: %s %s -> %s",
+	       fmt_esc(json_object_get(j, "id"), b1, sizeof(b1)),
+	       fmt_esc(json_object_get(j, "position"), b2, sizeof(b2)), action,
+	       fmt_esc(json_object_get(j, "from"), b3, sizeof(b3)),
+	       fmt_esc(json_object_get(j, "to"), b1, sizeof(b1)));
+	if (lo)
+		printf(lo == hi ? " port %u" : " ports %u-%u", lo, hi);
+	putchar('\n');
+	json_decref(j);
+	return EXIT_OK;
+}
+
+static int cmd_mesh_allow(struct ctx *c, int argc, char **argv)
+{
+	return mesh_add(c, argc, argv, "allow");
+}
+
+static int cmd_mesh_deny(struct ctx *c, int argc, char **argv)
+{
+	return mesh_add(c, argc, argv, "deny");
+}
+
+static int cmd_mesh_ls(struct ctx *c, int argc, char **argv)
+{
+	static const struct col cols[] = {
+	    {"ID", "id", COL_VAL},	     {"POS", "position", COL_VAL},
+	    {"ACTION", "action", COL_VAL},   {"FROM", "from", COL_VAL},
+	    {"TO", "to", COL_VAL},	     {"PORTS", NULL, COL_VAL},
+	    {"COMMENT", "comment", COL_VAL},
+	};
+	struct table t = {.ncols = ARRAY_SIZE(cols)};
+	struct sbuf path;
+	char buf[1024];
+	json_t *j, *rules, *it;
+	size_t i;
+	int ret;
+
+	ret = parse_args(c, argc, argv, NULL, NULL, NULL);
+	if (ret)
+		return args_exit(ret);
+	path = api_path("mesh", NULL, NULL);
+	ret = api_call(c, "GET", &path, NULL, &j);
+	if (ret || !j)
+		return ret;
+	rules = json_object_get(j, "rules");
+	if (!json_is_array(rules)) {
+		fail("unexpected reply from controld: no \"rules\" list");
+		json_decref(j);
+		return EXIT_FAIL;
+	}
+	for (unsigned k = 0; k < ARRAY_SIZE(cols); k++)
+		table_add(&t, cols[k].title);
+	json_array_foreach(rules, i, it)
+	{
+		for (unsigned k = 0; k < ARRAY_SIZE(cols); k++) {
+			json_int_t lo = json_integer_value(json_object_get(it, "port_lo"));
+			json_int_t hi = json_integer_value(json_object_get(it, "port_hi"));
+
+			if (cols[k].key) {
+				table_add(&t, fmt_col(&cols[k], it, buf, sizeof(buf)));
+				continue;
+			}
+			if (!lo)
+				snprintf(buf, sizeof(buf), "any");
+			else if (lo == hi)
+				snprintf(buf, sizeof(buf), "%lld", (long long)lo);
+			else
+				snprintf(buf, sizeof(buf), "%lld-%lld", (long long)lo,
+					 (long long)hi);
+			table_add(&t, buf);
+		}
+	}
+	ret = table_print(&t);
+	table_free(&t);
+	json_decref(j);
+	return ret;
+}
+
+static int cmd_mesh_rm(struct ctx *c, int argc, char **argv)
+{
+	const char *id = NULL;
+	unsigned long long n;
+	char b[32];
+	struct sbuf path;
+	json_t *j;
+	int ret;
+
+	ret = parse_args(c, argc, argv, NULL, &id, "ID");
+	if (!ret)
+		ret = parse_num(c, "ID", id, 1, INT32_MAX, &n);
+	if (ret)
+		return args_exit(ret);
+	snprintf(b, sizeof(b), "%llu", n);
+	path = api_path("mesh", b, NULL);
+	ret = api_call(c, "DELETE", &path, NULL, &j);
+	if (ret || !j)
+		return ret;
+	printf("mesh rule %s removed\n", b);
+	json_decref(j);
+	return EXIT_OK;
+}
+
+/*
+ * Which rule decides FROM (a tunnel id or group id) -> TO (tunnel:NAME,
+ * domain:NAME or external:NAME|ADDRESS) on a port, from the rules controld
+ * holds, as relayd would decide it (common/mesh.c).
+ */
+static int cmd_mesh_test(struct ctx *c, int argc, char **argv)
+{
+	static const char *const names[] = {"FROM", "TO"};
+	const char *pos[2], *port = NULL;
+	bool role = false;
+	const struct opt opts[] = {
+	    {"--port", "P", &port, NULL},
+	    {"--mesh-role", NULL, NULL, &role},
+	    {NULL, NULL, NULL, NULL},
+	};
+	struct mesh_query q = {0};
+	struct mesh_table *t;
+	unsigned long long p = 0;
+	uint8_t addr[16];
+	char err[256], b1[1024], b2[1024];
+	bool json = c->json;
+	const char *colon;
+	struct sbuf path;
+	uint32_t rule;
+	json_t *j;
+	int ret;
+
+	ret = take_positionals(c, &argc, &argv, pos, names, 2);
+	if (!ret)
+		ret = parse_args(c, argc, argv, opts, NULL, NULL);
+	if (!ret && !port)
+		ret = usage_error(c, "missing --port P");
+	if (!ret)
+		ret = parse_num(c, "--port", port, 1, 65535, &p);
+	if (ret)
+		return args_exit(ret);
+	colon = strchr(pos[1], ':');
+	if (!colon || !colon[1])
+		return usage_error(c, "TO is tunnel:NAME, domain:NAME or external:NAME|ADDRESS");
+	q.from_id = q.from_group = pos[0];
+	q.from_mesh_role = role;
+	q.port = (uint16_t)p;
+	if (!strncmp(pos[1], "tunnel:", 7)) {
+		q.kind = MESH_DST_TUNNEL;
+		q.to_id = q.to_group = colon + 1;
+	} else if (!strncmp(pos[1], "domain:", 7)) {
+		q.kind = MESH_DST_DOMAIN;
+		q.name = colon + 1;
+	} else if (!strncmp(pos[1], "external:", 9)) {
+		struct cidr blk;
+
+		q.kind = MESH_DST_EXTERNAL;
+		q.name = colon + 1;
+		if (!cidr_parse(q.name, &blk, NULL, 0) &&
+		    blk.prefix == (blk.family == AF_INET ? 32 : 128)) {
+			memset(addr, 0, sizeof(addr));
+			if (blk.family == AF_INET) {
+				addr[10] = addr[11] = 0xff;
+				memcpy(addr + 12, blk.addr, 4);
+			} else {
+				memcpy(addr, blk.addr, 16);
+			}
+			q.addr = addr;
+		}
+	} else {
+		return usage_error(c, "TO is tunnel:NAME, domain:NAME or external:NAME|ADDRESS");
+	}
+	c->json = false; /* the rules, to decide here */
+	path = api_path("mesh", NULL, NULL);
+	ret = api_call(c, "GET", &path, NULL, &j);
+	c->json = json;
+	if (ret || !j)
+		return ret;
+	t = mesh_table_from_json(json_object_get(j, "rules"), err, sizeof(err));
+	json_decref(j);
+	if (!t) {
+		fail("controld's rules do not make a table: %s", err);
+		return EXIT_FAIL;
+	}
+	ret = mesh_decide(t, &q, &rule) == MESH_ALLOW;
+	mesh_table_put(t);
+	log_esc_str(pos[0], b1, sizeof(b1));
+	log_esc_str(pos[1], b2, sizeof(b2));
+	if (json) {
+		json_t *o = json_pack("{s:s, s:I}", "verdict", ret ? "allow" : "deny", "rule",
+				      (json_int_t)rule);
+		char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+
+		json_decref(o);
+		if (!text) {
+			fail("out of memory");
+			return EXIT_FAIL;
+		}
+		puts(text);
+		free(text);
+	} else if (rule) {
+		printf("%s -> %s port %llu: %s by mesh rule %u\n", b1, b2, p,
+		       ret ? "allowed" : "denied", rule);
+	} else {
+		printf("%s -> %s port %llu: %s by the default (no rule matches%s)\n", b1, b2, p,
+		       ret ? "allowed" : "denied",
+		       q.kind == MESH_DST_EXTERNAL ? "; [socks] allow decides first"
+		       : role			   ? "; the opener has the mesh role"
+						   : "; the opener has no mesh role");
+	}
+	return EXIT_OK;
+}
+
 static int cmd_reload(struct ctx *c, int argc, char **argv)
 {
 	struct sbuf path = api_path("reload", NULL, NULL);
@@ -3231,7 +3514,7 @@ static const struct cmd cmds[] = {
      "Have the CA revoke DOMAIN's certificate; a domain still in [acme] domains gets a new one."},
     {"registration", "create", cmd_registration_create,
      "[--description D] [--max-uses N] [--expires DURATION] [--allow-from CIDR[,CIDR...]] "
-     "[--allow-id PATTERN[,PATTERN...]] [--kinds tcp,http] [--domains PATTERN[,PATTERN...]] "
+     "[--allow-id PATTERN[,PATTERN...]] [--kinds tcp,http,mesh] [--domains PATTERN[,PATTERN...]] "
      "[--ports A-B]",
      "Create a registration token for new clients; it is printed only this once. The "
      "restrictions are inherited by the auth tokens it mints."},
@@ -3242,7 +3525,7 @@ static const struct cmd cmds[] = {
      "Let a disabled registration token register clients again."},
     {"tokens", "create", cmd_tokens_create,
      "[--id NAME] [--description D] [--allow-from CIDR[,CIDR...]] "
-     "[--allow-id PATTERN[,PATTERN...]] [--kinds tcp,http] [--domains PATTERN[,PATTERN...]] "
+     "[--allow-id PATTERN[,PATTERN...]] [--kinds tcp,http,mesh] [--domains PATTERN[,PATTERN...]] "
      "[--ports A-B]",
      "Create an auth token (and its tunnel); it is printed only this once."},
     {"tokens", "ls", cmd_tokens_ls, "[--page N]", "List auth tokens."},
@@ -3285,6 +3568,16 @@ static const struct cmd cmds[] = {
      "(devices to the tunnel port too)."},
     {"firewall", "allow rm", cmd_firewall_allow_rm, "CIDR",
      "Take an address block out of the allow list."},
+    {"mesh", "allow", cmd_mesh_allow, "FROM TO [--port P|A-B] [--position N] [--comment TEXT]",
+     "Let tunnels matching FROM (*, GLOB, id:GLOB, group:GLOB) open streams to TO (*, "
+     "tunnel:GLOB, domain:PATTERN, external:CIDR|PATTERN); the first matching rule decides."},
+    {"mesh", "deny", cmd_mesh_deny, "FROM TO [--port P|A-B] [--position N] [--comment TEXT]",
+     "Refuse streams from FROM to TO (as mesh allow takes them)."},
+    {"mesh", "ls", cmd_mesh_ls, "", "List the mesh rules in the order they decide."},
+    {"mesh", "rm", cmd_mesh_rm, "ID", "Remove a mesh rule."},
+    {"mesh", "test", cmd_mesh_test, "FROM TO --port P [--mesh-role]",
+     "Say which mesh rule decides a stream from a tunnel (id or group) to TO (tunnel:NAME, "
+     "domain:NAME, external:NAME|ADDRESS)."},
     {"users", "add", cmd_users_add, "NAME [--password-stdin]",
      "Add an admin user of the remote admin API (the password asked, or one line of stdin)."},
     {"users", "ls", cmd_users_ls, "[--page N]", "List admin users."},

@@ -53,6 +53,20 @@ static int name_index(const char *const *names, const char *s)
 }
 
 /* One record r (records[i]) into out; -EINVAL with why. */
+/* a mesh record's host: "from:ID", a DNS name, or an IPv4 / IPv6 literal */
+static bool mesh_host_ok(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (!n || n > DOMAIN_MAX)
+		return false;
+	for (size_t k = 0; k < n; k++)
+		if (!((s[k] >= 'a' && s[k] <= 'z') || (s[k] >= 'A' && s[k] <= 'Z') ||
+		      (s[k] >= '0' && s[k] <= '9') || strchr(".:_-", s[k])))
+			return false;
+	return true;
+}
+
 static int record_one(const json_t *r, struct store_conn_record *out, size_t i, char *why,
 		      size_t whylen)
 {
@@ -73,7 +87,8 @@ static int record_one(const json_t *r, struct store_conn_record *out, size_t i, 
 	memcpy(out->tunnel_id, tid, strlen(tid) + 1);
 	out->kind = name_index(store_rec_kind_names, json_string_value(json_object_get(r, "kind")));
 	if (out->kind < 0)
-		return bad(why, whylen, i, "%s must be \"tcp\", \"http\" or \"https\"", "kind");
+		return bad(why, whylen, i, "%s must be \"tcp\", \"http\", \"https\" or \"mesh\"",
+			   "kind");
 	if (get_int(r, "port", 1, 65535, &v, i, why, whylen))
 		return -EINVAL;
 	out->port = (uint16_t)v;
@@ -81,9 +96,17 @@ static int record_one(const json_t *r, struct store_conn_record *out, size_t i, 
 	if (d && !json_is_null(d)) {
 		dom = json_string_value(d);
 		if (out->kind == STORE_REC_TCP)
-			return bad(why, whylen, i, "%s is for http and https records only",
+			return bad(why, whylen, i, "%s is for http, https and mesh records only",
 				   "domain");
-		if (!dom || !domain_norm(dom, strlen(dom), out->domain, false))
+		/* mesh: "from:ID" (the opener) or the name asked for (a DNS name or an address) */
+		if (out->kind == STORE_REC_MESH) {
+			if (!dom || !mesh_host_ok(dom))
+				return bad(why, whylen, i,
+					   "%s must be 1-253 of letters, digits, '.', ':', '_' "
+					   "and '-'",
+					   "domain");
+			memcpy(out->domain, dom, strlen(dom) + 1);
+		} else if (!dom || !domain_norm(dom, strlen(dom), out->domain, false))
 			return bad(why, whylen, i, "%s must be a DNS name", "domain");
 	}
 	src = json_string_value(json_object_get(r, "src"));

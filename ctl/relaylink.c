@@ -45,8 +45,9 @@ struct relaylink {
 	int fd;	   /* -1: no relayd */
 	pid_t pid; /* from SO_PEERCRED */
 	bool hello;
-	unsigned gen; /* relayd connections greeted so far (relaylink_generation) */
-	bool fw_due;  /* the firewall is to be pushed (relaylink_firewall) */
+	unsigned gen;  /* relayd connections greeted so far (relaylink_generation) */
+	bool fw_due;   /* the firewall is to be pushed (relaylink_firewall) */
+	bool mesh_due; /* the mesh policy is to be pushed (relaylink_mesh) */
 	struct msg_reader rd;
 	struct msg_outq out;
 	json_t *info;	  /* from relay_hello */
@@ -324,6 +325,86 @@ int relaylink_firewall(struct relaylink *rl)
 	if (!relaylink_connected(rl))
 		return -ENOTCONN;
 	rl->fw_due = true;
+	return 0;
+}
+
+/* --- the mesh policy (mesh_policy) --- */
+
+static int mesh_collect(const struct store_mesh_rule *r, void *arr)
+{
+	json_t *o = json_pack("{s:I, s:s, s:s, s:s, s:i, s:i}", "id", (json_int_t)r->id, "action",
+			      r->action == MESH_ALLOW ? "allow" : "deny", "from", r->from, "to",
+			      r->to, "port_lo", (int)r->port_lo, "port_hi", (int)r->port_hi);
+
+	return !o || json_array_append_new(arr, o) ? -ENOMEM : 0;
+}
+
+static json_t *mesh_piece(void)
+{
+	return json_pack("{s:s, s:[]}", "type", CTL_MESH_POLICY, "rules");
+}
+
+/* Sends the rules as the store holds them now, in pieces as the firewall's: 0 or -errno. */
+static int mesh_push(struct relaylink *rl)
+{
+	json_t *rules = json_array(), *msg = NULL, *v;
+	size_t bytes = 0, i;
+	int ret, pieces = 0;
+
+	if (!relaylink_connected(rl)) {
+		json_decref(rules);
+		return -ENOTCONN;
+	}
+	/* read whole first: relayd never gets a piece and then nothing */
+	ret = rules ? store_mesh_list(rl->st, mesh_collect, rules, NULL) : -ENOMEM;
+	if (ret) {
+		log_error("mesh: could not read the rules: not pushed to relayd");
+		json_decref(rules);
+		return -EIO;
+	}
+	msg = mesh_piece();
+	json_array_foreach(rules, i, v)
+	{
+		/* the texts, their quotes and the members' names and numbers */
+		size_t n = strlen(json_string_value(json_object_get(v, "from"))) +
+			   strlen(json_string_value(json_object_get(v, "to"))) + 96;
+
+		if (!msg) {
+			ret = -ENOMEM;
+			break;
+		}
+		if (bytes + n > FW_PIECE_MAX) {
+			json_object_set_new(msg, "more", json_true());
+			ret = send_obj(rl, msg);
+			pieces++;
+			msg = ret ? NULL : mesh_piece();
+			bytes = 0;
+			if (ret || !msg) {
+				ret = ret ?: -ENOMEM;
+				break;
+			}
+		}
+		json_array_append(json_object_get(msg, "rules"), v);
+		bytes += n;
+	}
+	if (!ret && msg) {
+		pieces++;
+		ret = send_obj(rl, msg);
+	} else {
+		json_decref(msg);
+	}
+	if (!ret)
+		log_debug("mesh: pushed %zu rule(s) to relayd in %d message(s)",
+			  json_array_size(rules), pieces);
+	json_decref(rules);
+	return ret;
+}
+
+int relaylink_mesh(struct relaylink *rl)
+{
+	if (!relaylink_connected(rl))
+		return -ENOTCONN;
+	rl->mesh_due = true;
 	return 0;
 }
 
@@ -853,6 +934,7 @@ static int on_hello(struct relaylink *rl, json_t *m, char *why)
 		return ret;
 	}
 	relaylink_firewall(rl); /* sent once sync is out */
+	relaylink_mesh(rl);
 	ruleops_unsend(rl->st, NULL);
 	ruleops_pump(rl->st, rl, NULL); /* remote rule operations of the tunnels online */
 	return 0;
@@ -889,6 +971,7 @@ struct auth_who {
 	const char *name; /* the HELLO's id, else its hostname; NULL: none */
 	bool registration;
 	bool source_only; /* a deauth: allow_from only (the tunnel's name is not asked for) */
+	bool mesh;	  /* out: the token's (registration's) kinds name "mesh" */
 };
 
 /*
@@ -940,6 +1023,9 @@ static int auth_check(const struct restrict_set *rs, const char *stored, void *a
 	const char *name = stored ? stored : who->name;
 	char list[128];
 
+	/* the mesh role: named in kinds; an unrestricted token ("") does not have it */
+	((struct auth_who *)arg)->mesh = *rs->kinds && restrict_kind_ok(rs->kinds, "mesh");
+
 	if (*rs->allow_from) {
 		restrict_brief(rs->allow_from, list, 100);
 		if (!who->has_source) {
@@ -968,6 +1054,25 @@ static int auth_check(const struct restrict_set *rs, const char *stored, void *a
 		return -1;
 	}
 	return 0;
+}
+
+/* auth_ok for a session: the tunnel's group id and its mesh role go with it */
+static json_t *auth_ok_msg(struct relaylink *rl, json_int_t req, const char *tid,
+			   const struct auth_who *who, const char *token)
+{
+	json_t *o = json_pack("{s:s, s:I, s:s}", "type", CTL_AUTH_OK, "req", req, "tunnel_id", tid);
+	struct store_tunnel tun;
+
+	if (!o)
+		return NULL;
+	if (token)
+		json_object_set_new(o, "token", json_string(token));
+	if (!store_tunnel_get(rl->st, tid, &tun) && tun.group_id[0] &&
+	    valid_str(tun.group_id, VALID_ID, LINK_GROUP_MAX))
+		json_object_set_new(o, "group", json_string(tun.group_id));
+	if (who->mesh)
+		json_object_set_new(o, "mesh", json_true());
+	return o;
 }
 
 static int on_auth(struct relaylink *rl, json_t *m, char *why)
@@ -1034,8 +1139,7 @@ static int on_auth(struct relaylink *rl, json_t *m, char *why)
 		}
 		log_info("tunnel %.64s created from registration %.8s (host %.64s)", tid, reg + 4,
 			 or_dash(ci.hostname));
-		send_obj(rl, json_pack("{s:s, s:I, s:s, s:s}", "type", CTL_AUTH_OK, "req", req,
-				       "tunnel_id", tid, "token", tok));
+		send_obj(rl, auth_ok_msg(rl, req, tid, &who, tok));
 		memset(tok, 0, sizeof(tok));
 		return 0;
 	}
@@ -1064,8 +1168,7 @@ static int on_auth(struct relaylink *rl, json_t *m, char *why)
 	}
 	log_debug("tunnel %.64s authenticated (%s, host %.64s)", tid, run ? "run" : "configure",
 		  or_dash(ci.hostname));
-	send_obj(rl,
-		 json_pack("{s:s, s:I, s:s}", "type", CTL_AUTH_OK, "req", req, "tunnel_id", tid));
+	send_obj(rl, auth_ok_msg(rl, req, tid, &who, NULL));
 	return 0;
 }
 
@@ -1665,6 +1768,11 @@ int relaylink_pollfds(struct relaylink *rl, struct pollfd *pfd)
 		rl->fw_due = false;
 		fw_push(rl);
 	}
+	/* the mesh policy likewise: a burst of rule changes is one push */
+	if (rl->mesh_due && relaylink_connected(rl) && !rl->out.len) {
+		rl->mesh_due = false;
+		mesh_push(rl);
+	}
 
 	pfd[n].fd = rl->lfd;
 	pfd[n].events = POLLIN;
@@ -1737,7 +1845,8 @@ json_t *relaylink_status(const struct relaylink *rl)
 					   "maps",
 					   "xdp",
 					   "firewall_refused",
-					   "http"};
+					   "http",
+					   "mesh"};
 	bool up = relaylink_connected(rl);
 	json_t *o = json_object();
 

@@ -69,6 +69,12 @@ int relaylink_certs(struct relaylink *rl);
  * (it gets the lists when it says hello).
  */
 int relaylink_firewall(struct relaylink *rl);
+/*
+ * The mesh policy changed: relayd is sent every rule as the store holds them
+ * then (CTL_MESH_POLICY, in pieces like the firewall's) once its queue is
+ * empty. 0, or -ENOTCONN (it gets them when it says hello).
+ */
+int relaylink_mesh(struct relaylink *rl);
 /* Pushes domain_del: the domain no longer routes to its tunnel. */
 int relaylink_domain_del(struct relaylink *rl, const char *domain);
 

@@ -10,8 +10,10 @@
  *               else its hostname): exact names or globs where '*' stands
  *               for any run of characters; 1..RESTRICT_ID_MAX of
  *               [A-Za-z0-9._-*] each, 1..RESTRICT_IDS_MAX of them
- *   kinds       the rule kinds the client may request: "tcp", "http", or both
- *               (always written in that order)
+ *   kinds       the rule kinds the client may request: "tcp", "http", and the
+ *               mesh role "mesh" (its tunnel may reach other tunnels when no mesh
+ *               rule decides, common/mesh.h); any of them, always written in the
+ *               order tcp, http, mesh. A token with kinds unset has no mesh role.
  *   domains     domains an HTTP rule may claim: domain.h names or "*.NAME"
  *               patterns, lowercased, 1..RESTRICT_DOMAINS_MAX, matched as
  *               [http] allowed_domains is (store_domain_allowed)

@@ -213,6 +213,19 @@ static const char *const store_migrations[] = {
     " bytes_out INTEGER NOT NULL DEFAULT 0,"
     " conns INTEGER NOT NULL DEFAULT 0,"
     " PRIMARY KEY (tunnel_id, rule)) WITHOUT ROWID;",
+    /* 10: the mesh access policy (ids never reused: relayd's counters name them) */
+    "CREATE TABLE mesh_rules ("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " position INTEGER NOT NULL,"
+    " action TEXT NOT NULL,"
+    " from_pat TEXT NOT NULL,"
+    " to_kind TEXT NOT NULL,"
+    " to_pat TEXT NOT NULL,"
+    " port_lo INTEGER NOT NULL DEFAULT 0,"
+    " port_hi INTEGER NOT NULL DEFAULT 0,"
+    " comment TEXT NOT NULL DEFAULT '',"
+    " created INTEGER NOT NULL);"
+    "CREATE INDEX mesh_rules_order ON mesh_rules(position, id);",
 };
 
 _Static_assert(ARRAY_SIZE(store_migrations) == STORE_SCHEMA_VERSION,
@@ -2687,6 +2700,230 @@ int store_fw_list(struct store *s, int kind, store_fw_cb cb, void *arg, int64_t 
 			  total);
 }
 
+/* --- the mesh access policy --- */
+
+/* to_kind and to_pat of a canonical to ("*": both "*") */
+static void mesh_to_split(const char *to, char kind[16], const char **pat)
+{
+	const char *colon = strchr(to, ':');
+
+	if (!strcmp(to, "*") || !colon || colon - to >= 16) {
+		strcpy(kind, "*");
+		*pat = "*";
+		return;
+	}
+	memcpy(kind, to, (size_t)(colon - to));
+	kind[colon - to] = 0;
+	*pat = colon + 1;
+}
+
+static int mesh_count(struct store *s, int64_t *n)
+{
+	sqlite3_stmt *st;
+	int ret = prep(s, "SELECT count(*) FROM mesh_rules", &st);
+
+	if (ret)
+		return ret;
+	ret = query_int(s, st, n);
+	sqlite3_finalize(st);
+	return ret;
+}
+
+static bool mesh_comment_ok(const char *c)
+{
+	size_t n = strlen(c);
+
+	if (n > MESH_COMMENT_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)c[i] < 0x20 || (unsigned char)c[i] > 0x7e)
+			return false;
+	return true;
+}
+
+static int mesh_add_tx(struct store *s, struct store_mesh_rule *r, char *err, size_t errlen)
+{
+	char kind[16];
+	const char *pat;
+	sqlite3_stmt *st;
+	int64_t n;
+	int ret;
+
+	ret = mesh_count(s, &n);
+	if (ret)
+		return ret;
+	if (n >= MESH_RULES_MAX) {
+		set_err(err, errlen, "the mesh policy holds %d rules, the most it can",
+			MESH_RULES_MAX);
+		return -EDQUOT;
+	}
+	if (r->position > 0) {
+		ret = prep(s, "UPDATE mesh_rules SET position = position + 1 WHERE position >= ?1",
+			   &st);
+		if (ret)
+			return ret;
+		sqlite3_bind_int64(st, 1, r->position);
+		ret = step_done(s, st);
+		sqlite3_finalize(st);
+	} else {
+		ret = prep(s, "SELECT coalesce(max(position), 0) + 1 FROM mesh_rules", &st);
+		if (ret)
+			return ret;
+		ret = query_int(s, st, &r->position);
+		sqlite3_finalize(st);
+	}
+	if (ret)
+		return ret;
+	mesh_to_split(r->to, kind, &pat);
+	ret = prep(s,
+		   "INSERT INTO mesh_rules (position, action, from_pat, to_kind, to_pat, port_lo,"
+		   " port_hi, comment, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+		   &st);
+	if (ret)
+		return ret;
+	sqlite3_bind_int64(st, 1, r->position);
+	sqlite3_bind_text(st, 2, r->action == MESH_ALLOW ? "allow" : "deny", -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, r->from, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, kind, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 5, pat, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 6, (int)r->port_lo);
+	sqlite3_bind_int(st, 7, (int)r->port_hi);
+	sqlite3_bind_text(st, 8, r->comment, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 9, r->created);
+	ret = step_done(s, st);
+	sqlite3_finalize(st);
+	if (!ret)
+		r->id = sqlite3_last_insert_rowid(s->db);
+	return ret;
+}
+
+int store_mesh_add(struct store *s, struct store_mesh_rule *r, char *err, size_t errlen)
+{
+	char from[MESH_FROM_MAX], to[MESH_TO_MAX], why[256];
+	int ret;
+
+	if (r->action != MESH_ALLOW && r->action != MESH_DENY) {
+		set_err(err, errlen, "action: allow or deny");
+		return -EINVAL;
+	}
+	if (!mesh_from_norm(r->from, from, why, sizeof(why)) ||
+	    !mesh_to_norm(r->to, to, why, sizeof(why))) {
+		set_err(err, errlen, "%s", why);
+		return -EINVAL;
+	}
+	if (r->port_lo > r->port_hi || r->port_hi > 65535 || (!r->port_lo && r->port_hi)) {
+		set_err(err, errlen, "port: a port or a range A-B in 1-65535");
+		return -EINVAL;
+	}
+	if (!mesh_comment_ok(r->comment)) {
+		set_err(err, errlen, "comment: at most %d printable ASCII characters",
+			MESH_COMMENT_MAX);
+		return -EINVAL;
+	}
+	if (r->position < 0 || r->position > 1000000) {
+		set_err(err, errlen, "position: 1-1000000");
+		return -EINVAL;
+	}
+	strcpy(r->from, from);
+	strcpy(r->to, to);
+	r->created = store_now();
+	ret = tx_begin_err(s, err, errlen);
+	if (ret)
+		return ret;
+	ret = mesh_add_tx(s, r, err, errlen);
+	return tx_end_err(s, ret, err, errlen);
+}
+
+static void mesh_row(sqlite3_stmt *st, struct store_mesh_rule *r)
+{
+	char kind[16];
+
+	memset(r, 0, sizeof(*r));
+	r->id = sqlite3_column_int64(st, 0);
+	r->position = sqlite3_column_int64(st, 1);
+	r->action = !strcmp((const char *)sqlite3_column_text(st, 2) ?: "", "allow") ? MESH_ALLOW
+										     : MESH_DENY;
+	col_text(st, 3, r->from, sizeof(r->from));
+	col_text(st, 4, kind, sizeof(kind));
+	if (!strcmp(kind, "*"))
+		strcpy(r->to, "*");
+	else
+		snprintf(r->to, sizeof(r->to), "%s:%s", kind,
+			 (const char *)sqlite3_column_text(st, 5) ?: "");
+	r->port_lo = (unsigned)sqlite3_column_int(st, 6);
+	r->port_hi = (unsigned)sqlite3_column_int(st, 7);
+	col_text(st, 8, r->comment, sizeof(r->comment));
+	r->created = sqlite3_column_int64(st, 9);
+}
+
+#define MESH_SELECT                                                                                \
+	"SELECT id, position, action, from_pat, to_kind, to_pat, port_lo, port_hi, comment,"       \
+	" created FROM mesh_rules"
+
+int store_mesh_del(struct store *s, int64_t id, struct store_mesh_rule *out, char *err,
+		   size_t errlen)
+{
+	struct store_mesh_rule r;
+	sqlite3_stmt *st;
+	int rc, ret;
+
+	ret = prep(s, MESH_SELECT " WHERE id = ?1", &st);
+	if (ret) {
+		set_err(err, errlen, "internal error");
+		return ret;
+	}
+	sqlite3_bind_int64(st, 1, id);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		mesh_row(st, &r);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_ROW) {
+		if (rc != SQLITE_DONE) {
+			set_err(err, errlen, "internal error");
+			return -EIO;
+		}
+		set_err(err, errlen, "no mesh rule %lld", (long long)id);
+		return -ENOENT;
+	}
+	ret = prep(s, "DELETE FROM mesh_rules WHERE id = ?1", &st);
+	if (!ret) {
+		sqlite3_bind_int64(st, 1, id);
+		ret = step_done(s, st);
+		sqlite3_finalize(st);
+	}
+	if (ret) {
+		set_err(err, errlen, "internal error");
+		return ret;
+	}
+	if (out)
+		*out = r;
+	return 0;
+}
+
+int store_mesh_list(struct store *s, store_mesh_cb cb, void *arg, int64_t *total)
+{
+	struct store_mesh_rule r;
+	sqlite3_stmt *st;
+	int64_t n = 0;
+	int rc, ret;
+
+	ret = prep(s, MESH_SELECT " ORDER BY position, id", &st);
+	if (ret)
+		return ret;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		n++;
+		mesh_row(st, &r);
+		if (cb && (ret = cb(&r, arg)))
+			break;
+	}
+	if (!ret && rc != SQLITE_DONE)
+		ret = db_fail(s, "mesh rules");
+	sqlite3_finalize(st);
+	if (!ret && total)
+		*total = n;
+	return ret;
+}
+
 /* --- admin users, sessions, API keys --- */
 
 bool store_user_name_ok(const char *name)
@@ -3233,6 +3470,8 @@ static int rec_rule(struct store *s, struct rec_stmts *q, struct store_conn_reco
 	int ret;
 
 	r->rule[0] = 0;
+	if (r->kind == STORE_REC_MESH) /* a stream a client opened: no rule of the tunnel's */
+		return 0;
 	if (r->kind == STORE_REC_TCP) {
 		sqlite3_bind_int64(q->port, 1, r->port);
 		bind_text(q->port, 2, r->tunnel_id);
@@ -3314,7 +3553,7 @@ int store_records_add(struct store *s, struct store_conn_record *recs, size_t n)
 	if (!n)
 		return 0;
 	for (size_t i = 0; i < n; i++)
-		if (recs[i].kind < 0 || recs[i].kind > STORE_REC_HTTPS || recs[i].reason < 0 ||
+		if (recs[i].kind < 0 || recs[i].kind > STORE_REC_MESH || recs[i].reason < 0 ||
 		    recs[i].reason >= STORE_REC_REASONS)
 			return -EINVAL;
 	ret = tx_begin(s);

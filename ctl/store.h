@@ -21,6 +21,7 @@
 
 #include "cidr.h"
 #include "domain.h"
+#include "mesh.h"
 #include "restrict.h"
 
 struct store;
@@ -33,7 +34,7 @@ struct store;
 #define STORE_SEARCH_MAX    200 /* bytes of a tunnel search (its LIKE pattern: 2 * this + 2) */
 
 /* The schema version this build migrates to. */
-#define STORE_SCHEMA_VERSION 9
+#define STORE_SCHEMA_VERSION 10
 
 enum store_state { STORE_OFFLINE = 0, STORE_ONLINE = 1 };
 
@@ -98,7 +99,13 @@ struct store_domain {
  * The record of one relayed connection (relayd's conn_records, ctl/records.h checks
  * it): kept newest first, pruned by [records] keep and max_rows.
  */
-enum store_rec_kind { STORE_REC_TCP = 0, STORE_REC_HTTP = 1, STORE_REC_HTTPS = 2 };
+/* mesh: a stream a client opened (relayd's ER_MESH); its domain is "from:ID" or the name */
+enum store_rec_kind {
+	STORE_REC_TCP = 0,
+	STORE_REC_HTTP = 1,
+	STORE_REC_HTTPS = 2,
+	STORE_REC_MESH = 3
+};
 enum store_rec_reason {
 	STORE_REC_DONE = 0,
 	STORE_REC_RESET,
@@ -110,7 +117,7 @@ enum store_rec_reason {
 	STORE_REC_REASONS
 };
 /* their names, as stored and in the API (ctl_proto.h's conn_records); NULL ends each */
-static const char *const store_rec_kind_names[] = {"tcp", "http", "https", NULL};
+static const char *const store_rec_kind_names[] = {"tcp", "http", "https", "mesh", NULL};
 static const char *const store_rec_reason_names[] = {
     "done", "reset", "idle_timeout", "pending_timeout", "refused", "error", "shutdown", NULL};
 #define STORE_ADDR_LEN 46 /* INET6_ADDRSTRLEN */
@@ -540,6 +547,32 @@ int store_fw_del(struct store *s, int kind, const char *cidr, struct store_fw_ru
 		 size_t errlen);
 /* Every block of a list in the order they were added; *total (if given) their number. */
 int store_fw_list(struct store *s, int kind, store_fw_cb cb, void *arg, int64_t *total);
+
+/* --- the mesh access policy (common/mesh.h; navectl mesh, /api/v1/mesh) --- */
+struct store_mesh_rule {
+	int64_t id;	  /* never reused: relayd's counters and logs name it */
+	int64_t position; /* the order (then id): the first match decides */
+	int action;	  /* MESH_ALLOW or MESH_DENY */
+	char from[MESH_FROM_MAX];
+	char to[MESH_TO_MAX];	   /* canonical (mesh_to_norm) */
+	unsigned port_lo, port_hi; /* 0-0: any port */
+	char comment[MESH_COMMENT_MAX + 1];
+	int64_t created; /* Unix s */
+};
+typedef int (*store_mesh_cb)(const struct store_mesh_rule *r, void *arg);
+/*
+ * A new rule from r's action, from, to (checked and made canonical here),
+ * ports, comment and position (0: after the last; N: at position N, the rules
+ * from N on move down one). *r receives id, position, created and the
+ * canonical texts. Refusals set err: -EINVAL (naming the field), -EDQUOT
+ * (MESH_RULES_MAX rules).
+ */
+int store_mesh_add(struct store *s, struct store_mesh_rule *r, char *err, size_t errlen);
+/* Removes rule id; *out (if given) is the old row. -ENOENT with err. */
+int store_mesh_del(struct store *s, int64_t id, struct store_mesh_rule *out, char *err,
+		   size_t errlen);
+/* Every rule in deciding order (position, then id); *total (if given) their number. */
+int store_mesh_list(struct store *s, store_mesh_cb cb, void *arg, int64_t *total);
 
 /* --- admin users, sessions and API keys (ctl/API.md, "Authentication") --- */
 /* True for a user name: 1-32 of [a-z0-9._-], not starting with '.' or '-'. */

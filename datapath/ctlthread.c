@@ -19,6 +19,7 @@
 
 #include "ctl_proto.h"
 #include "domain.h"
+#include "mesh.h"
 #include "passwd.h"
 #include "log.h"
 #include "msg.h"
@@ -199,6 +200,10 @@ struct ctlthread {
 	uint64_t out_queued, out_done;
 	uint64_t stray_results; /* rule_results from clients that answer no op in flight */
 	time_t started_unix;	/* wall clock at start: stats "started" */
+	/* the mesh policy: a push arriving in pieces, the last whole one, the workers' table */
+	json_t *mesh_acc;
+	json_t *mesh_rules;
+	struct mesh_table *mesh; /* this thread's reference (its counters go into stats) */
 };
 
 /* ---------- registry ---------- */
@@ -488,6 +493,21 @@ static json_t *worker_stats(struct ctlthread *ct)
 	return a ? a : json_null();
 }
 
+static void mesh_pieces_drop(struct ctlthread *ct)
+{
+	json_decref(ct->mesh_acc);
+	ct->mesh_acc = NULL;
+}
+
+static void mesh_count_cb(void *arg, uint32_t rule, uint64_t allowed, uint64_t denied)
+{
+	/* only rules that decided something: a stats message stays small */
+	if (allowed || denied)
+		json_array_append_new(arg, json_pack("{s:I, s:I, s:I}", "rule", (json_int_t)rule,
+						     "allowed", (json_int_t)allowed, "denied",
+						     (json_int_t)denied));
+}
+
 /*
  * A stats message too large for MSG_MAX (hundreds of workers, many tunnels
  * online, XDP port counters) goes without worker_stats rather than not at all.
@@ -502,6 +522,34 @@ static void stats_fit(json_t *o)
 		return;
 	json_object_del(o, "worker_stats");
 	log_every(NLOG_WARN, "stats: %zu bytes with worker_stats: sent without them", n);
+	t = json_dumps(o, JSON_COMPACT);
+	n = t ? strlen(t) : 0;
+	free(t);
+	if (n <= MSG_MAX)
+		return;
+	json_object_del(o, "mesh_rules");
+	log_every(NLOG_WARN, "stats: %zu bytes with mesh_rules: sent without them", n);
+}
+
+/* mesh streams (OPEN): opened, refused by OPENED status (link_proto.h), default denials */
+static json_t *mesh_stats(const struct engine_stats *s)
+{
+	static const char *const keys[LINK_OPEN_STATUS_MAX + 1] = {
+	    [LINK_OPEN_DENIED] = "denied",
+	    [LINK_OPEN_NOT_FOUND] = "not_found",
+	    [LINK_OPEN_OFFLINE] = "offline",
+	    [LINK_OPEN_NOT_ALLOWED] = "not_allowed",
+	    [LINK_OPEN_DNS] = "dns",
+	    [LINK_OPEN_REFUSED] = "refused",
+	    [LINK_OPEN_UNREACHABLE] = "unreachable",
+	    [LINK_OPEN_BUSY] = "busy",
+	    [LINK_OPEN_BAD] = "bad"};
+	json_t *refused = json_object();
+
+	for (unsigned k = 1; k <= LINK_OPEN_STATUS_MAX; k++)
+		json_object_set_new(refused, keys[k], json_integer((json_int_t)s->mesh_refused[k]));
+	return json_pack("{s:I, s:o, s:I}", "opened", (json_int_t)s->mesh_opened, "refused",
+			 refused, "denied_default", (json_int_t)s->mesh_denied_default);
 }
 
 static void send_stats(struct ctlthread *ct)
@@ -542,6 +590,14 @@ static void send_stats(struct ctlthread *ct)
 		      "unauthorized", (json_int_t)s.http_errors[7]));
 	json_object_set_new(json_object_get(o, "http"), "tls_kernel",
 			    json_integer((json_int_t)s.http_tls_kernel));
+	json_object_set_new(o, "mesh", mesh_stats(&s));
+	/* the mesh policy's decisions per rule (0: the default), since relayd started */
+	if (ct->mesh) {
+		json_t *mr = json_array();
+
+		mesh_table_counts(ct->mesh, mesh_count_cb, mr);
+		json_object_set_new(o, "mesh_rules", mr ? mr : json_null());
+	}
 	kern_stats(ct->kern, o,
 		   kern_steering(ct->kern) ? engine_workers(ct->e)
 					   : ct->nlistening * engine_workers(ct->e));
@@ -562,6 +618,7 @@ static json_t *record_json(const struct engine_record *r)
 		      "kind",
 		      r->kind == ER_HTTPS  ? "https"
 		      : r->kind == ER_HTTP ? "http"
+		      : r->kind == ER_MESH ? "mesh"
 					   : "tcp",
 		      "port", (int)r->port, "src", src, "src_port", (int)r->src_port, "start_ms",
 		      (json_int_t)r->start_ms, "duration_ms", (json_int_t)r->duration_ms,
@@ -711,6 +768,7 @@ static void cd_disconnect(struct ctlthread *ct, const char *why)
 		return;
 	log_warn("lost nave-controld (%s); forwarding continues, reconnecting", why);
 	fw_pieces_drop(ct);
+	mesh_pieces_drop(ct);
 	json_decref(ct->sync_acc);
 	ct->sync_acc = NULL;
 	close(ct->fd);
@@ -963,6 +1021,7 @@ static void on_auth_ok(struct ctlthread *ct, struct req *r, json_t *m)
 	const char *tid = msg_str(m, "tunnel_id");
 	const char *token = msg_str(m, "token");
 	const char *mode = msg_str(r->hello, "mode");
+	const char *group;
 	struct rtun *rt;
 	struct mb_msg mb;
 	json_t *w, *own;
@@ -1010,6 +1069,13 @@ static void on_auth_ok(struct ctlthread *ct, struct req *r, json_t *m)
 	/* this session's limits, as its WELCOME says them (a reload changes the next one's) */
 	rt->t.max_pool = ct->cfg.max_pool_size;
 	rt->t.heartbeat_ms = ct->cfg.heartbeat_ms;
+	/* the mesh policy's view of it, in place before the workers see it online */
+	group = msg_str(m, "group");
+	str_copy(rt->t.group, sizeof(rt->t.group),
+		 group && valid_str(group, VALID_ID, LINK_GROUP_MAX) ? group : "");
+	rt->t.mesh_role = json_is_true(json_object_get(m, "mesh"));
+	log_debug("tunnel %s: group %s, mesh role %s", tid, rt->t.group[0] ? rt->t.group : "-",
+		  rt->t.mesh_role ? "yes" : "no");
 	rt->online = true;
 	rt->rule_push = has_feature(r->hello, LINK_FEATURE_RULES);
 	rt->worker = r->worker;
@@ -1017,11 +1083,12 @@ static void on_auth_ok(struct ctlthread *ct, struct req *r, json_t *m)
 	rt->gen = r->gen;
 	rt->since = now_ms();
 	/* the worker publishes t.home once it has set the tunnel up (MB_WELCOME) */
-	w = json_pack("{s:s, s:s, s:s, s:{s:i, s:i, s:i, s:i}}", "type", LINK_MSG_WELCOME,
+	/* features: relayd takes outbound data links and OPEN (link_proto.h) */
+	w = json_pack("{s:s, s:s, s:s, s:{s:i, s:i, s:i, s:i}, s:[s]}", "type", LINK_MSG_WELCOME,
 		      "tunnel_id", tid, "link_secret", secret_hex, "limits", "max_pool_size",
 		      (int)ct->cfg.max_pool_size, "max_links", (int)ct->cfg.max_links, "heartbeat",
 		      (int)(ct->cfg.heartbeat_ms / 1000 ? ct->cfg.heartbeat_ms / 1000 : 1),
-		      "max_ports", (int)ct->cfg.max_per_tunnel);
+		      "max_ports", (int)ct->cfg.max_per_tunnel, "features", LINK_FEATURE_MESH);
 	if (token)
 		json_object_set_new(w, "token", json_string(token));
 	memset(&mb, 0, sizeof(mb));
@@ -1130,6 +1197,79 @@ static void on_firewall(struct ctlthread *ct, json_t *m)
 		log_error("firewall: out of memory: the lists are unchanged");
 	}
 	fw_pieces_drop(ct);
+}
+
+/* ---------- the mesh policy ---------- */
+
+/*
+ * A new table for every worker from the last whole push and [socks] allow;
+ * the counters of the rules it keeps carry over. Nothing changes when it
+ * cannot be built (logged).
+ */
+static void mesh_publish(struct ctlthread *ct)
+{
+	unsigned nw = engine_workers(ct->e);
+	struct mesh_table *t;
+	struct mb_msg mb;
+	char err[256];
+
+	t = mesh_table_from_json(ct->mesh_rules, err, sizeof(err));
+	if (t && !mesh_table_set_allow(t, ct->cfg.socks_allow, err, sizeof(err))) {
+		mesh_table_put(t);
+		t = NULL;
+	}
+	if (!t) {
+		log_error("mesh: %s: the policy is unchanged", err);
+		return;
+	}
+	mesh_table_inherit(t, ct->mesh);
+	for (unsigned i = 0; i < nw; i++)
+		mesh_table_get(t); /* one reference per worker */
+	memset(&mb, 0, sizeof(mb));
+	mb.type = MB_MESH;
+	mb.mesh = t;
+	engine_post(ct->e, -1, &mb);
+	mesh_table_put(ct->mesh);
+	ct->mesh = t;
+}
+
+/*
+ * CTL_MESH_POLICY: the whole rule list, in pieces ("more": true on all but
+ * the last), applied when the last arrives. A malformed push changes nothing.
+ */
+static void on_mesh_policy(struct ctlthread *ct, json_t *m)
+{
+	json_t *rules = json_object_get(m, "rules");
+	struct mesh_table *t;
+	char err[256];
+
+	if (!ct->mesh_acc)
+		ct->mesh_acc = json_array();
+	if (!ct->mesh_acc || !json_is_array(rules) ||
+	    json_array_size(ct->mesh_acc) + json_array_size(rules) > MESH_RULES_MAX ||
+	    json_array_extend(ct->mesh_acc, rules)) {
+		log_warn("mesh: malformed policy from nave-controld (rules not an array, or more "
+			 "than %d): ignored",
+			 MESH_RULES_MAX);
+		mesh_pieces_drop(ct);
+		return;
+	}
+	if (json_is_true(json_object_get(m, "more")))
+		return;
+	/* checked whole before it replaces anything */
+	t = mesh_table_from_json(ct->mesh_acc, err, sizeof(err));
+	if (!t) {
+		log_warn("mesh: malformed policy from nave-controld: %s: ignored", err);
+		mesh_pieces_drop(ct);
+		return;
+	}
+	mesh_table_put(t);
+	json_decref(ct->mesh_rules);
+	ct->mesh_rules = ct->mesh_acc;
+	ct->mesh_acc = NULL;
+	mesh_publish(ct);
+	log_info("mesh: policy of %zu rule(s) from nave-controld in force",
+		 json_array_size(ct->mesh_rules));
 }
 
 /* ---------- the HTTP edge: domains and rules ---------- */
@@ -1557,6 +1697,10 @@ static void cd_message(struct ctlthread *ct, json_t *m)
 	}
 	if (!strcmp(type, CTL_FIREWALL)) {
 		on_firewall(ct, m);
+		return;
+	}
+	if (!strcmp(type, CTL_MESH_POLICY)) {
+		on_mesh_policy(ct, m);
 		return;
 	}
 	if (!strcmp(type, CTL_PORT_ADD)) {
@@ -2351,6 +2495,12 @@ static int reconfigure(struct ctlthread *ct, const struct cfg_server *n, char *w
 			ct->cfg.pq = n->pq;
 		}
 	}
+	if (strcmp(n->socks_allow, ct->cfg.socks_allow)) {
+		str_copy(ct->cfg.socks_allow, sizeof(ct->cfg.socks_allow), n->socks_allow);
+		mesh_publish(ct); /* the rules stay, the allow list is the new one */
+		log_info("[socks] allow: %s",
+			 *n->socks_allow ? n->socks_allow : "(nothing external)");
+	}
 	str_copy(ct->cfg.certificates, sizeof(ct->cfg.certificates), n->certificates);
 	/* the certificates are read again now, the directory moved or not */
 	ct->certs_sig = UINT64_MAX; /* no signature: a missing directory differs too */
@@ -2389,6 +2539,7 @@ static void *ctl_main(void *arg)
 	struct ctlthread *ct = arg;
 
 	pthread_setname_np(pthread_self(), "control");
+	mesh_publish(ct); /* [socks] allow and no rules until controld pushes them */
 	while (!ct->stop) {
 		reconfigure_take(ct);
 		if (now_ms() >= ct->next_certs) {
@@ -2577,6 +2728,9 @@ void ctlthread_stop(struct ctlthread *ct)
 	msg_reader_free(&ct->mr);
 	msg_outq_free(&ct->out);
 	fw_pieces_drop(ct);
+	mesh_pieces_drop(ct);
+	json_decref(ct->mesh_rules);
+	mesh_table_put(ct->mesh);
 	free(ct->route);
 	free(ct->doms);
 	http_routes_put(ct->routes);

@@ -226,7 +226,7 @@ static void mo_log(struct worker *w, struct conn *p, unsigned status, unsigned c
 	static struct log_limit ll[RL_N];
 	char what[LINK_OPEN_NAME_MAX + 64];
 
-	atomic_fetch_add(&w->st_mesh_refused[status < 16 ? status : 0], 1);
+	atomic_fetch_add(&w->st_mesh_refused[status <= LINK_OPEN_STATUS_MAX ? status : 0], 1);
 	log_limited(&ll[cause < RL_N ? cause : 0], NLOG_WARN, "%s refused: %s",
 		    mo_what(p, what, sizeof(what)), why);
 }
@@ -735,7 +735,9 @@ static void dial_opened(struct worker *w, struct conn *l)
 		link_make_idle(w, l); /* the link takes the next OPEN */
 		if (!p)
 			return;
-		cause = status == LINK_OPEN_DENIED && rule ? RL_RULE : status < 16 ? status : 0;
+		cause = status == LINK_OPEN_DENIED && rule ? RL_RULE
+			: status <= LINK_OPEN_STATUS_MAX   ? status
+							   : 0;
 		if (status == LINK_OPEN_DENIED && rule)
 			snprintf(why, sizeof(why), "denied by mesh rule %u", rule);
 		else if (status == LINK_OPEN_DENIED)

@@ -52,11 +52,24 @@ enum op {
 	OP_MSG_HTTP,	/* from another worker: an HTTP connection routed to a tunnel homed here
 			   (struct edge_handoff *) */
 	OP_SENT_HTTP,	/* our MSG_RING of an edge_handoff completed (pointer in the low bits) */
+	OP_MSG_MESH,	/* from another worker: a mesh stream's end for a tunnel homed here, or
+			   its answer back to the opener's worker (struct mesh_handoff *) */
+	OP_SENT_MESH,	/* our MSG_RING of a mesh_handoff completed (pointer in the low bits) */
 };
 
 enum kind { CK_FREE, CK_LISTEN, CK_LINK, CK_PLAIN };
-/* LS_OPENING: client, an outbound link whose OPEN waits for OPENED */
-enum lstate { LS_CONNECT, LS_HANDSHAKE, LS_FIRST, LS_CONTROL, LS_IDLE, LS_STREAM, LS_OPENING };
+/* LS_OPEN: relay, an outbound link whose OPEN is being resolved (meshopen.c);
+   LS_OPENING: client, an outbound link whose OPEN waits for OPENED (dial.c) */
+enum lstate {
+	LS_CONNECT,
+	LS_HANDSHAKE,
+	LS_FIRST,
+	LS_CONTROL,
+	LS_IDLE,
+	LS_STREAM,
+	LS_OPEN,
+	LS_OPENING
+};
 /* plain conns: relayd queues a public connection until a data link is free; an HTTP
    connection reads its first request head before it has a tunnel */
 enum pstate {
@@ -90,6 +103,8 @@ struct conn {
 	bool ktls_counted;   /* link: counted in st_ktls (its transport is in the kernel) */
 	bool http_listener;  /* relay: the HTTP edge's listener */
 	bool https_listener; /* relay: the HTTPS edge's own listener (tunnels elsewhere) */
+	bool outbound;	     /* link: DATA_HELLO had LINK_HELLO_OUTBOUND (client-opened streams) */
+	bool mesh;	     /* relay plain: an end of a mesh stream (record kind ER_MESH) */
 	int fd;
 	uint16_t inflight;
 	uint16_t port;
@@ -105,7 +120,10 @@ struct conn {
 	struct msg_reader *mr;
 	uint8_t hello[sizeof(struct link_data_hello)];
 	uint32_t hello_have;
-	uint32_t stream_id;
+	uint32_t stream_id; /* relay outbound link: the OPEN's stream id */
+	uint32_t open_seq;  /* relay outbound link: OPENs seen (answers carry it back) */
+	uint32_t open_rule; /* relay outbound link: the mesh rule that allowed its OPEN */
+	char *mesh_host;    /* relay plain, mesh: its record's host ("from:ID" or the name) */
 	/* times */
 	uint64_t recv_epoch; /* w->sq_epoch when its receive was armed */
 	uint64_t deadline;
@@ -122,7 +140,6 @@ struct conn {
 	struct link_bind bind;
 	/* client: a mesh stream's local end or a port map's listener (dial.c), else NULL */
 	struct dial_open *mo;
-	bool outbound; /* client link: LINK_HELLO_OUTBOUND, carries streams it opens */
 };
 
 /*
@@ -143,6 +160,9 @@ struct handoff {
 	struct xprt x;
 	int fd;
 	struct tunnel *tun;
+	bool outbound; /* LINK_HELLO_OUTBOUND */
+	uint8_t *in;   /* outbound: received bytes behind the DATA_HELLO (an OPEN), malloc'd */
+	size_t in_len;
 };
 
 struct worker;
@@ -167,6 +187,8 @@ struct role_ops {
 	void (*link_input)(struct worker *w, struct conn *l);
 	/* a BIND frame arrived on idle link l */
 	void (*bind)(struct worker *w, struct conn *l, const struct link_bind *b);
+	/* an OPEN frame (l->rx.open) arrived on idle outbound link l; NULL: never taken */
+	void (*open)(struct worker *w, struct conn *l);
 	/* l's stream ended (state already LS_IDLE): keep it, reuse or close it */
 	void (*link_idle)(struct worker *w, struct conn *l);
 	/* take l off the role's idle list */
@@ -229,7 +251,6 @@ struct worker {
 	unsigned out_links, out_idle, out_opening, waiting;
 	uint32_t out_idle_head;	       /* idle outbound links (conn index, next/prev) */
 	uint32_t wait_head, wait_tail; /* local connections in PS_MAPWAIT, oldest first */
-	_Atomic uint64_t st_mesh_opened, st_mesh_refused[16];
 	/* counters, read by other threads */
 	_Atomic uint64_t st_conns, st_conns_total, st_in, st_out, st_links, st_idle;
 	_Atomic uint64_t st_refused_src, st_idle_to, st_pend_to, st_refused_links, st_refused_fds;
@@ -237,6 +258,8 @@ struct worker {
 	_Atomic uint64_t st_ktls, st_ktls_fallback;
 	_Atomic uint64_t st_fw_refused;
 	_Atomic uint64_t st_http_req, st_http_err[8], st_http_ktls;
+	_Atomic uint64_t st_mesh_opened, st_mesh_refused[LINK_OPEN_STATUS_MAX + 1];
+	_Atomic uint64_t st_mesh_denied_default;
 	/* the ring, counted by the worker in plain fields and published after each batch */
 	uint64_t n_sqes, n_cqes, n_waits, n_sq_full, n_nobufs;
 	_Atomic uint64_t st_sqes, st_cqes, st_waits, st_sq_full, st_nobufs, st_cq_overflow;
@@ -248,6 +271,7 @@ struct worker {
 	uint8_t *hscratch;	       /* relay: a forwarded request head is built here */
 	struct engine_live *live;      /* relay: the reloadable settings (MB_LIVE); client: NULL */
 	struct rec_ring *rec;	       /* relay: connection records for the control thread */
+	struct mesh_table *mesh;       /* relay: the mesh policy and [socks] allow (MB_MESH) */
 };
 
 /*
@@ -264,9 +288,11 @@ struct engine_live {
 void engine_live_put(struct engine_live *l);
 
 struct authq;
+struct resolver;
 
 struct engine {
 	struct authq *aq;	 /* relay: the basic-auth verifier (edge.c), NULL until needed */
+	struct resolver *res;	 /* relay: the DNS resolver of mesh streams (resolve.h) */
 	unsigned long fd_budget; /* descriptors relayed connections may hold (the limit less
 				    FD_RESERVE) */
 	pthread_mutex_t aq_lock;
@@ -359,6 +385,22 @@ void relay_src_tag_del(struct worker *w, const void *tag, const uint8_t origin[1
 void relay_pending_remove(struct worker *w, struct conn *p);
 /* relay.c: the two ends of p's socket into p->bind (origin and destination) */
 void relay_ends(struct conn *p);
+
+/* meshopen.c: streams the client opens (OPEN on an outbound link, relay role) */
+struct mesh_handoff;
+void mesh_open(struct worker *w, struct conn *l);
+/* OP_MSG_MESH / OP_SENT_MESH */
+void mesh_ring_msg(struct worker *w, enum op op, struct mesh_handoff *h, int res);
+/* MB_RESOLVED: the resolver's answer (m->data: struct resolve_answer) */
+void mesh_resolved(struct worker *w, const struct mb_msg *m);
+/* an OP_CONNECT of an external destination's end completed */
+void mesh_connected(struct worker *w, struct conn *p, int res);
+/* the tick for an outbound link: the OPEN's 10 s, the idle link's 5 minutes */
+void mesh_tick_link(struct worker *w, struct conn *l, uint64_t now);
+/* an outbound link that is idle again (its stream ended, or it is new) */
+void mesh_link_idle(struct worker *w, struct conn *l);
+/* outbound link l closes: what its OPEN waited for goes */
+void mesh_link_closing(struct worker *w, struct conn *l);
 
 /* edge.c: the HTTP edge (relay) */
 void edge_accept(struct worker *w, struct conn *listener, int fd);

@@ -101,8 +101,9 @@ enum mb_type {
 	MB_AUTH,	/* relay: a basic-auth check finished (data: edge.c's result) */
 	MB_LIVE, /* relay: live replaces the worker's reloadable settings (one reference each) */
 	MB_MESH, /* relay: mesh replaces the worker's mesh policy table (one reference each) */
-	MB_MAP_LISTEN,	 /* client: arm accept on fd, a port map's or SOCKS listener (data: struct
-			    engine_map) */
+	MB_RESOLVED,   /* relay: the resolver's answer for an OPEN (data: struct resolve_answer) */
+	MB_MAP_LISTEN, /* client: arm accept on fd, a port map's or SOCKS listener (data: struct
+			  engine_map) */
 	MB_MAP_UNLISTEN, /* client: close the listener of local port port; ack as MB_UNLISTEN */
 };
 
@@ -204,6 +205,7 @@ struct engine_config {
 				       domain's certificate is picked per connection) */
 	const struct cidr *trusted; /* [http] trusted_proxies: their X-Forwarded-* stay */
 	unsigned ntrusted;
+	unsigned dns_cache; /* relay: names the mesh resolver caches ([socks] dns_cache; 0: 512) */
 	/* client */
 	struct sockaddr_storage server_addr;
 	socklen_t server_addr_len;
@@ -235,11 +237,14 @@ enum engine_close {
 /* the names controld stores (engine_close_name) */
 const char *engine_close_name(unsigned reason);
 
-enum engine_rec_kind { ER_TCP = 0, ER_HTTP = 1, ER_HTTPS = 2 };
+/* ER_MESH: a stream a client opened (OPEN): the destination tunnel's end (host
+   "from:OPENER"), or an external destination's (tunnel: the opener, host: the name) */
+enum engine_rec_kind { ER_TCP = 0, ER_HTTP = 1, ER_HTTPS = 2, ER_MESH = 3 };
 
 struct engine_record {
 	char tunnel[LINK_ID_MAX];  /* NUL-terminated */
-	char host[DOMAIN_REC_MAX]; /* HTTP(S): the request's host (or SNI), "" for TCP */
+	char host[DOMAIN_REC_MAX]; /* HTTP(S): the request's host (or SNI), "" for TCP; mesh:
+				      "from:ID" or the name asked for */
 	uint8_t src[16];	   /* the source address, IPv4-mapped or IPv6 */
 	uint16_t src_port, port;   /* the source port; the public port it reached */
 	uint8_t kind, reason;	   /* enum engine_rec_kind, enum engine_close */
@@ -270,9 +275,11 @@ struct engine_stats {
 	uint64_t http_errors[8];     /* edge answers by cause (enum http_cause, edge.c) */
 	uint64_t http_tls_kernel;    /* terminated HTTPS connections whose TLS went to kTLS */
 	uint64_t records_dropped;    /* connection records a full worker ring dropped */
-	uint64_t mesh_opened;	     /* mesh streams opened (OPENED OK) */
-	uint64_t mesh_refused[16];   /* mesh streams refused, by LINK_OPEN_* status (client: 0
-					is refused locally: no outbound link, timeouts) */
+	uint64_t mesh_opened; /* OPENs answered LINK_OPEN_OK (relay: answered; client: received) */
+	/* OPENs refused, by OPENED status (client: [0] counts those it refused itself: no data
+	   link within 10 s, a link lost, a server too old, a SOCKS handshake never done) */
+	uint64_t mesh_refused[LINK_OPEN_STATUS_MAX + 1];
+	uint64_t mesh_denied_default; /* of the LINK_OPEN_DENIED: by the default (no rule) */
 };
 
 /* One worker's ring and connections (engine_worker_stats); counters only grow. */

@@ -6,11 +6,14 @@
  * DATA_HELLO makes a data link (handed to the tunnel's home worker), anything
  * else is a control link (its messages go to the control thread). A public
  * connection is routed by port to its tunnel's home worker, where it takes an
- * idle data link with a BIND or waits in the tunnel's pending queue.
+ * idle data link with a BIND or waits in the tunnel's pending queue. A data
+ * link whose DATA_HELLO says LINK_HELLO_OUTBOUND carries streams the client
+ * opens instead (meshopen.c): it is never BINDed nor on the idle list.
  */
 #include "dp.h"
 
 #include "http.h"
+#include "mesh.h"
 #include "routes.h"
 
 #include "log.h"
@@ -123,6 +126,8 @@ static void relay_idle_unlink(struct worker *w, struct conn *l)
 {
 	struct tunnel *t = l->tun;
 
+	if (l->outbound) /* never on the idle list */
+		return;
 	if (l->prev != NONE)
 		w->conns[l->prev].next = l->next;
 	else
@@ -166,8 +171,14 @@ static void tunnel_offline(struct worker *w, struct tunnel *t, const char *why)
 	}
 	for (uint32_t i = 0; i < w->high; i++) {
 		c = &w->conns[i];
-		if (c->kind == CK_LINK && c->tun == t && c->state == LS_STREAM)
+		if (c->kind != CK_LINK || c->tun != t || c->closing)
+			continue;
+		if (c->state == LS_STREAM)
 			c->draining = true;
+		else if (c->outbound && c->state == LS_IDLE)
+			link_close_graceful(w, c, "tunnel offline");
+		else if (c->outbound && c->state == LS_OPEN)
+			conn_close(w, c, false, "tunnel offline");
 	}
 	log_every(NLOG_INFO, "tunnel %s offline: %s", t->id, why);
 	ops->tunnel_offline(ops->arg, t, why);
@@ -189,7 +200,7 @@ static void relay_closing(struct worker *w, struct conn *c, const char *why)
 	}
 	if (c->state == LS_IDLE)
 		relay_idle_unlink(w, c);
-	if (c->tun && (c->state == LS_IDLE || c->state == LS_STREAM))
+	if (c->tun && (c->state == LS_IDLE || c->state == LS_STREAM || c->state == LS_OPEN))
 		atomic_fetch_sub(&c->tun->links, 1);
 	if (c->state == LS_CONTROL && c->tun && c->tun->ctl_idx == conn_idx(w, c) &&
 	    c->tun->ctl_gen == c->gen)
@@ -485,6 +496,10 @@ static void relay_link_idle(struct worker *w, struct conn *l)
 		link_close_graceful(w, l, "tunnel gone");
 		return;
 	}
+	if (l->outbound) { /* waits for the client's next OPEN, off the idle list */
+		mesh_link_idle(w, l);
+		return;
+	}
 	p = conn_at(w, t->pend_head);
 	if (p) {
 		relay_pending_remove(w, p);
@@ -519,6 +534,10 @@ static void relay_new_link(struct worker *w, struct conn *l)
 	struct tunnel *t = l->tun;
 	bool asked = t->asked > 0;
 
+	if (l->outbound) { /* counted in max_links already; no pool to fit */
+		link_make_idle(w, l);
+		return;
+	}
 	if (asked)
 		t->asked--;
 	if (!asked && !t->pending && t->idle >= t->max_pool) {
@@ -540,21 +559,27 @@ static void relay_adopt_link(struct worker *w, struct handoff *h)
 		xprt_free(&h->x);
 		close(h->fd);
 		atomic_fetch_sub(&h->tun->links, 1);
+		free(h->in);
 		free(h);
 		return;
 	}
 	xprt_move(&l->x, &h->x);
-	xprt_feed(&l->x, NULL, 0);
+	xprt_feed(&l->x, h->in, h->in_len); /* an OPEN sent right behind the DATA_HELLO */
 	l->tun = h->tun;
+	l->outbound = h->outbound;
 	l->counted = true;
 	atomic_fetch_add(&w->st_links, 1);
-	free(h);
 	if (atomic_load(&l->tun->home) != w->id) {
 		l->state = LS_STREAM;
 		conn_close(w, l, false, "tunnel moved");
-		return;
+	} else {
+		relay_new_link(w, l);
+		if (l->outbound && !l->closing && xprt_pending(&l->x))
+			link_pump(w, l); /* what it does not take waits in its stash */
 	}
-	relay_new_link(w, l);
+	xprt_feed(&l->x, NULL, 0);
+	free(h->in);
+	free(h);
 	link_settle(w, l);
 }
 
@@ -603,6 +628,21 @@ static void relay_handoff(struct worker *w, struct conn *l, struct tunnel *t, in
 		conn_close(w, l, false, "cannot hand off link");
 		return;
 	}
+	ho->outbound = l->outbound;
+	ho->in = NULL;
+	ho->in_len = 0;
+	if (l->x.in_len) { /* only an outbound link's (an OPEN): the check in relay_first */
+		ho->in = malloc(l->x.in_len);
+		if (!ho->in) {
+			free(ho);
+			atomic_fetch_sub(&t->links, 1);
+			conn_close(w, l, false, "out of memory");
+			return;
+		}
+		memcpy(ho->in, l->x.in, l->x.in_len);
+		ho->in_len = l->x.in_len;
+		xprt_feed(&l->x, NULL, 0);
+	}
 	xprt_move(&ho->x, &l->x);
 	ho->fd = l->fd;
 	ho->tun = t;
@@ -624,6 +664,7 @@ static void relay_first(struct worker *w, struct conn *l)
 	struct link_data_hello *h = (struct link_data_hello *)l->hello;
 	struct tunnel *t;
 	char err[128];
+	bool outbound;
 	int r, home;
 
 	while (l->hello_have < sizeof(l->hello)) {
@@ -662,12 +703,7 @@ static void relay_first(struct worker *w, struct conn *l)
 		conn_close(w, l, false, err);
 		return;
 	}
-	if (frame_hello_flags(h)) { /* OUTBOUND links: not taken yet (WELCOME names no "mesh") */
-		log_every(NLOG_WARN, "data link fd %d: outbound links are not supported, closing",
-			  l->fd);
-		conn_close(w, l, false, "unsupported DATA_HELLO flags");
-		return;
-	}
+	outbound = frame_hello_flags(h) & LINK_HELLO_OUTBOUND;
 	t = ops->tunnel_find(ops->arg, h->tunnel_id);
 	home = t ? atomic_load(&t->home) : -1;
 	if (!t || home < 0 || !ct_equal(t->secret, h->secret, LINK_SECRET_LEN)) {
@@ -677,7 +713,8 @@ static void relay_first(struct worker *w, struct conn *l)
 		conn_close(w, l, false, "bad DATA_HELLO");
 		return;
 	}
-	if (xprt_pending(&l->x)) {
+	/* an outbound link's client may send its first OPEN right behind the DATA_HELLO */
+	if (!outbound && xprt_pending(&l->x)) {
 		log_every(
 		    NLOG_WARN,
 		    "data link fd %d: frame after DATA_HELLO while no stream is bound, closing",
@@ -693,6 +730,7 @@ static void relay_first(struct worker *w, struct conn *l)
 		return;
 	}
 	l->deadline = 0;
+	l->outbound = outbound;
 	relay_src_done(w, l);
 	if (home != w->id) {
 		relay_handoff(w, l, t, home);
@@ -702,6 +740,8 @@ static void relay_first(struct worker *w, struct conn *l)
 	l->counted = true;
 	atomic_fetch_add(&w->st_links, 1);
 	relay_new_link(w, l);
+	if (outbound && !l->closing && xprt_pending(&l->x))
+		link_pump(w, l);
 }
 
 static void relay_handshake_done(struct worker *w, struct conn *l)
@@ -724,9 +764,13 @@ static void relay_bind_frame(struct worker *w, struct conn *l, const struct link
 	conn_close(w, l, false, "BIND from a client");
 }
 
+/* relayd connects only to a mesh stream's external destination */
 static void relay_connected(struct worker *w, struct conn *c, int res)
 {
-	conn_close(w, c, false, "internal: relayd does not connect");
+	if (c->kind == CK_PLAIN && c->mesh)
+		mesh_connected(w, c, res);
+	else
+		conn_close(w, c, false, "internal: relayd does not connect");
 }
 
 /* ---------- accept ---------- */
@@ -860,6 +904,7 @@ static void relay_ring_msg(struct worker *w, enum op op, uint64_t ud, int res)
 			close(h->fd);
 			atomic_fetch_sub(&h->tun->arriving, 1);
 			atomic_fetch_sub(&h->tun->links, 1);
+			free(h->in);
 			free(h);
 		}
 		break;
@@ -876,6 +921,10 @@ static void relay_ring_msg(struct worker *w, enum op op, uint64_t ud, int res)
 		break;
 	case OP_MSG_HTTP:
 		edge_adopt(w, (struct edge_handoff *)(uintptr_t)ud_ptr(ud));
+		break;
+	case OP_MSG_MESH:
+	case OP_SENT_MESH:
+		mesh_ring_msg(w, op, (struct mesh_handoff *)(uintptr_t)ud_ptr(ud), res);
 		break;
 	case OP_SENT_HTTP:
 		if (res < 0) {
@@ -914,6 +963,14 @@ static bool relay_mailbox(struct worker *w, struct mb_msg *m)
 		break;
 	case MB_AUTH:
 		edge_auth_done(w, m);
+		break;
+	case MB_MESH:
+		mesh_table_put(w->mesh);
+		w->mesh = m->mesh;
+		m->mesh = NULL;
+		break;
+	case MB_RESOLVED:
+		mesh_resolved(w, m);
 		break;
 	case MB_CERTS:
 		http_routes_put(w->certs);
@@ -1005,6 +1062,10 @@ static void relay_tick_conn(struct worker *w, struct conn *c, uint64_t now)
 
 	if (c->http && edge_tick(w, c, now))
 		return;
+	if (c->kind == CK_LINK && c->outbound && c->state >= LS_IDLE) {
+		mesh_tick_link(w, c, now);
+		return;
+	}
 	if (c->deadline && now > c->deadline) {
 		if (c->kind == CK_PLAIN) {
 			atomic_fetch_add(&w->st_pend_to, 1);
@@ -1096,6 +1157,7 @@ const struct role_ops relay_ops = {
     .handshake_done = relay_handshake_done,
     .link_input = relay_link_input,
     .bind = relay_bind_frame,
+    .open = mesh_open,
     .link_idle = relay_link_idle,
     .idle_unlink = relay_idle_unlink,
     .closing = relay_closing,

@@ -338,6 +338,7 @@ int main(int argc, char **argv)
 		nworkers = ENGINE_MAX_WORKERS;
 	ec.role = ENGINE_RELAY;
 	ec.workers = nworkers;
+	ec.dns_cache = cfg.socks_dns_cache; /* the mesh resolver's cache (read at start) */
 	ec.buffer_size = cfg.buffer_size;
 	ec.buffers = cfg.buffers;
 	engine_live_cfg(&ec, &cfg, trusted);

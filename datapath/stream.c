@@ -543,6 +543,18 @@ void link_pump(struct worker *w, struct conn *l)
 				return;
 			continue;
 		}
+		if (ev == FRAME_OPEN) { /* frame_rx takes it only where the role set allow_open */
+			if (l->state != LS_IDLE || !w->ops->open) {
+				log_every(NLOG_WARN, "data link fd %d: OPEN while busy, closing",
+					  l->fd);
+				conn_close(w, l, false, "OPEN while busy");
+				return;
+			}
+			w->ops->open(w, l);
+			if (l->closing)
+				return;
+			continue;
+		}
 		if (l->state != LS_STREAM || l->rx_done)
 			goto bad_state;
 		if (ev == FRAME_DATA)

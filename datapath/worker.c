@@ -11,7 +11,9 @@
  * since is recognised by its generation and dropped.
  */
 #include "dp.h"
+#include "mesh.h"
 #include "recring.h"
+#include "resolve.h"
 
 #include "routes.h"
 
@@ -238,6 +240,10 @@ static void conn_record(struct worker *w, struct conn *c)
 	r->kind = ER_TCP;
 	if (c->http)
 		r->kind = edge_record_host(c, r->host, sizeof(r->host));
+	if (c->mesh) {
+		r->kind = ER_MESH;
+		snprintf(r->host, sizeof(r->host), "%s", c->mesh_host ? c->mesh_host : "");
+	}
 	memcpy(r->src, c->bind.origin_addr, sizeof(r->src));
 	r->src_port = ntohs(c->bind.origin_port);
 	r->port = c->http ? ntohs(c->bind.dst_port) : c->port;
@@ -273,6 +279,8 @@ void conn_finalize(struct worker *w, struct conn *c)
 	}
 	if (c->mo)
 		dial_mo_free(c);
+	free(c->mesh_host);
+	c->mesh_host = NULL;
 	pool_put(w, c->tx.p);
 	conn_release(w, c);
 }
@@ -581,6 +589,8 @@ static void handle_cqe(struct worker *w, struct io_uring_cqe *cqe)
 	case OP_MSG_LINK:
 	case OP_MSG_HTTP:
 	case OP_SENT_HTTP:
+	case OP_MSG_MESH:
+	case OP_SENT_MESH:
 		w->ops->ring_msg(w, op, ud, cqe->res);
 		return;
 	default:
@@ -861,6 +871,8 @@ static void engine_unwind(struct engine *e, unsigned initialised, unsigned runni
 	for (unsigned i = initialised; e->ops->listeners && i < e->n; i++)
 		close(e->cfg.tunnel_fds[i]);
 	edge_authq_stop(e);
+	resolver_stop(e->res);
+	e->res = NULL;
 	for (unsigned i = 0; e->w && i < e->n; i++)
 		worker_free(&e->w[i]);
 	free(e->w);
@@ -910,6 +922,12 @@ int engine_start(struct engine **out, const struct engine_config *cfg, char *err
 			return r;
 		}
 		e->ring_fds[i] = e->w[i].ring.ring_fd;
+	}
+	/* before the workers: they may ask it from their first OPEN on */
+	if (cfg->role == ENGINE_RELAY &&
+	    !(e->res = resolver_start(e, cfg->dns_cache, err, errlen))) {
+		engine_unwind(e, n, 0);
+		return -ENOMEM;
 	}
 	for (i = 0; i < n; i++) {
 		r = pthread_create(&e->w[i].thread, NULL, worker_main, &e->w[i]);
@@ -1028,10 +1046,6 @@ void engine_stats(struct engine *e, struct engine_stats *s)
 		    atomic_load_explicit(&w->st_ktls_fallback, memory_order_relaxed);
 		if (w->rec)
 			s->records_dropped += rec_ring_dropped(w->rec);
-		s->mesh_opened += atomic_load_explicit(&w->st_mesh_opened, memory_order_relaxed);
-		for (unsigned k = 0; k < 16; k++)
-			s->mesh_refused[k] +=
-			    atomic_load_explicit(&w->st_mesh_refused[k], memory_order_relaxed);
 		s->firewall_refused +=
 		    atomic_load_explicit(&w->st_fw_refused, memory_order_relaxed);
 		s->http_requests += atomic_load_explicit(&w->st_http_req, memory_order_relaxed);
@@ -1039,6 +1053,12 @@ void engine_stats(struct engine *e, struct engine_stats *s)
 		for (unsigned k = 0; k < 8; k++)
 			s->http_errors[k] +=
 			    atomic_load_explicit(&w->st_http_err[k], memory_order_relaxed);
+		s->mesh_opened += atomic_load_explicit(&w->st_mesh_opened, memory_order_relaxed);
+		for (unsigned k = 0; k <= LINK_OPEN_STATUS_MAX; k++)
+			s->mesh_refused[k] +=
+			    atomic_load_explicit(&w->st_mesh_refused[k], memory_order_relaxed);
+		s->mesh_denied_default +=
+		    atomic_load_explicit(&w->st_mesh_denied_default, memory_order_relaxed);
 	}
 	/* per-worker counters move separately (a link handed over): never below zero */
 	if (s->links_ktls > s->links)
@@ -1093,6 +1113,8 @@ static void worker_free(struct worker *w)
 			http_routes_put(m->routes);
 		if (m->type == MB_LIVE)
 			engine_live_put(m->live);
+		if (m->type == MB_MESH)
+			mesh_table_put(m->mesh);
 		free(m->data);
 		free(m);
 	}
@@ -1120,6 +1142,8 @@ static void worker_free(struct worker *w)
 	w->hscratch = NULL;
 	engine_live_put(w->live);
 	w->live = NULL;
+	mesh_table_put(w->mesh);
+	w->mesh = NULL;
 	if (w->mb_init)
 		pthread_mutex_destroy(&w->mb_lock);
 }
@@ -1135,6 +1159,8 @@ void engine_stop(struct engine *e, unsigned timeout_ms)
 	for (unsigned i = 0; i < e->n; i++)
 		pthread_join(e->w[i].thread, NULL);
 	edge_authq_stop(e);
+	resolver_stop(e->res); /* it posts to the workers' mailboxes: gone before they are freed */
+	e->res = NULL;
 	/*
 	 * Relayed connections still open past the drain deadline: their records now,
 	 * reason shutdown, while the control thread still reads the rings (this thread
@@ -1160,6 +1186,8 @@ void engine_free(struct engine *e)
 	if (!e)
 		return;
 	edge_authq_stop(e);
+	resolver_stop(e->res);
+	e->res = NULL;
 	for (unsigned i = 0; i < e->n; i++)
 		worker_free(&e->w[i]);
 	free(e->w);

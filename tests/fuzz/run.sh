@@ -23,12 +23,13 @@ deps()
 	frame | msg)
 		echo "common/frame.c common/domain.c common/msg.c common/util.c common/log.c -ljansson" ;;
 	config)
-		echo "config/cfg.c common/util.c common/log.c common/domain.c common/cidr.c -liniparser" ;;
+		echo "config/cfg.c common/util.c common/log.c common/domain.c common/cidr.c common/mesh.c
+-liniparser -ljansson" ;;
 	portlist)
 		echo "common/portlist.c" ;;
 	rulemsg)
 		echo "common/rulemsg.c config/cfg.c common/valid.c common/domain.c common/cidr.c
-common/util.c common/log.c common/msg.c -ljansson -liniparser" ;;
+common/mesh.c common/util.c common/log.c common/msg.c -ljansson -liniparser" ;;
 	cidr)
 		echo "common/cidr.c" ;;
 	mesh)

@@ -324,6 +324,20 @@ static void test_errors_values(void **state)
 	expect_server_err("[datapath]\nworkers = 257\n", 2, "not auto or a number 1-256");
 	expect_server_err("[server]\ndomain =\n", 2, "[server] domain: may not be empty");
 	expect_server_err("[server]\ndomain = bad_name!\n", 2, "not a valid domain name");
+	expect_server_err("[socks]\nallow = 10.0.0.1/8\n", 2, "[socks] allow:");
+	expect_server_err("[socks]\nallow = 10.0.0.0/8,,x.com\n", 2, "an empty entry");
+	expect_server_err("[socks]\nallow = bad_name!\n", 2,
+			  "allow entry \"bad_name!\" is neither an address block nor");
+	expect_server_err("[socks]\ndns_cache = 8\n", 2, "out of range (16-65536)");
+	{
+		const char *p2 = write_tmp("[socks]\nallow = 127.0.0.1, *.Example.com ,::1/128\n");
+
+		assert_int_equal(cfg_server_load(&c, p2, err, sizeof(err)), 0);
+		assert_string_equal(c.socks_allow, "127.0.0.1/32,*.example.com,::1/128");
+		assert_int_equal(c.socks_dns_cache, 512);
+		assert_true(cfg_server_key_live("socks", "allow"));
+		assert_false(cfg_server_key_live("socks", "dns_cache"));
+	}
 	expect_server_err("[listen]\naddress = localhost\n", 2, "not an IPv4 or IPv6 address");
 	expect_server_err("[metrics]\nlisten = 9100\n", 2, "is not HOST:PORT");
 	expect_server_err("[xdp]\ninterface = averyveryverylongname\n", 2, "interface name");

@@ -117,7 +117,17 @@ static void test_kinds_domains(void **state)
 	assert_true(restrict_kind_ok(out, "http"));
 	assert_true(restrict_kind_ok("", "tcp"));
 	assert_false(norm(RESTRICT_KINDS, "udp", out, RESTRICT_KINDS_LEN, why));
-	assert_string_equal(why, "item 1: \"udp\" is not a rule kind (tcp, http)");
+	assert_string_equal(why, "item 1: \"udp\" is not a rule kind (tcp, http, mesh)");
+	/* the mesh role: any order in, tcp, http, mesh out */
+	assert_true(norm(RESTRICT_KINDS, "mesh,http,tcp", out, RESTRICT_KINDS_LEN, why));
+	assert_string_equal(out, "tcp,http,mesh");
+	assert_true(norm(RESTRICT_KINDS, "mesh,tcp", out, RESTRICT_KINDS_LEN, why));
+	assert_string_equal(out, "tcp,mesh");
+	assert_true(restrict_kind_ok(out, "mesh"));
+	assert_false(restrict_kind_ok(out, "http"));
+	assert_true(norm(RESTRICT_KINDS, "mesh", out, RESTRICT_KINDS_LEN, why));
+	assert_string_equal(out, "mesh");
+	assert_false(restrict_kind_ok(out, "tcp"));
 	assert_false(norm(RESTRICT_KINDS, "TCP", out, RESTRICT_KINDS_LEN, why));
 
 	assert_true(norm(RESTRICT_DOMAINS, "*.Example.COM,app.test", out, sizeof(out), why));

@@ -193,10 +193,12 @@ static void test_wal_mode(void **state)
 }
 
 /*
- * What migrations 6 (token restrictions), 7 (rule_ops), 8 (users, sessions, apikeys) and 9
- * (conn_records, rule_traffic) added, taken away again to make an older database.
+ * What migrations 6 (token restrictions), 7 (rule_ops), 8 (users, sessions, apikeys), 9
+ * (conn_records, rule_traffic) and 10 (mesh_rules) added, taken away again to make an older
+ * database.
  */
 #define UNDO_V6                                                                                    \
+	"DROP TABLE mesh_rules;"                                                                   \
 	"DROP TABLE conn_records; DROP TABLE rule_traffic; DROP TABLE conn_minutes;"               \
 	"DROP TABLE conn_hours;"                                                                   \
 	"DROP TABLE rule_ops; DROP TABLE users; DROP TABLE sessions; DROP TABLE apikeys;"          \
@@ -261,6 +263,116 @@ static void test_migrate_newer_refused(void **state)
 	raw_sql(f->db, "UPDATE schema_version SET version = 3; DROP TABLE firewall;"
 		       "DROP TABLE domains;" UNDO_V6);
 	assert_int_equal(open_store(f), 0);
+}
+
+/* schema v10: a v9 database gains an empty mesh_rules */
+static void test_migrate_v10(void **state)
+{
+	struct fixture *f = *state;
+
+	store_close(f->s);
+	f->s = NULL;
+	raw_sql(f->db, "UPDATE schema_version SET version = 9; DROP TABLE mesh_rules;");
+	assert_int_equal(open_store(f), 0);
+	assert_int_equal(store_schema_version(f->s), 10);
+	assert_int_equal(raw_int(f->db, "SELECT count(*) FROM mesh_rules"), 0);
+}
+
+/* --- the mesh policy --- */
+
+static int mesh_collect(const struct store_mesh_rule *r, void *arg)
+{
+	char *out = arg;
+	size_t n = strlen(out);
+
+	snprintf(out + n, 512 - n, "%lld:%lld:%s %s->%s %u-%u;", (long long)r->id,
+		 (long long)r->position, r->action == MESH_ALLOW ? "allow" : "deny", r->from, r->to,
+		 r->port_lo, r->port_hi);
+	return 0;
+}
+
+static void test_mesh_rules(void **state)
+{
+	struct fixture *f = *state;
+	struct store_mesh_rule r, old;
+	char err[256], out[512];
+	int64_t total;
+
+	memset(&r, 0, sizeof(r));
+	r.action = MESH_ALLOW;
+	strcpy(r.from, "office-*");
+	strcpy(r.to, "tunnel:db");
+	r.port_lo = r.port_hi = 5432;
+	strcpy(r.comment, "office to the database");
+	assert_int_equal(store_mesh_add(f->s, &r, err, sizeof(err)), 0);
+	assert_int_equal(r.id, 1);
+	assert_int_equal(r.position, 1);
+	assert_true(r.created > 0);
+
+	memset(&r, 0, sizeof(r));
+	r.action = MESH_DENY;
+	strcpy(r.from, "*");
+	strcpy(r.to, "domain:*.Example.COM");
+	assert_int_equal(store_mesh_add(f->s, &r, err, sizeof(err)), 0);
+	assert_string_equal(r.to, "domain:*.example.com");
+	assert_int_equal(r.position, 2);
+
+	/* at position 1: the others move down */
+	memset(&r, 0, sizeof(r));
+	r.action = MESH_DENY;
+	strcpy(r.from, "group:lab");
+	strcpy(r.to, "external:10.0.0.0/8");
+	r.position = 1;
+	assert_int_equal(store_mesh_add(f->s, &r, err, sizeof(err)), 0);
+	out[0] = 0;
+	assert_int_equal(store_mesh_list(f->s, mesh_collect, out, &total), 0);
+	assert_int_equal(total, 3);
+	assert_string_equal(out, "3:1:deny group:lab->external:10.0.0.0/8 0-0;"
+				 "1:2:allow office-*->tunnel:db 5432-5432;"
+				 "2:3:deny *->domain:*.example.com 0-0;");
+
+	/* refusals name the field */
+	memset(&r, 0, sizeof(r));
+	r.action = MESH_ALLOW;
+	strcpy(r.from, "a b");
+	strcpy(r.to, "*");
+	assert_int_equal(store_mesh_add(f->s, &r, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "from"));
+	strcpy(r.from, "*");
+	strcpy(r.to, "nowhere");
+	assert_int_equal(store_mesh_add(f->s, &r, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "to"));
+	strcpy(r.to, "*");
+	r.port_lo = 9;
+	r.port_hi = 8;
+	assert_int_equal(store_mesh_add(f->s, &r, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "port"));
+	r.port_lo = r.port_hi = 0;
+	strcpy(r.comment, "bad\ncomment");
+	assert_int_equal(store_mesh_add(f->s, &r, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "comment"));
+
+	/* removal; ids are never reused */
+	assert_int_equal(store_mesh_del(f->s, 3, &old, err, sizeof(err)), 0);
+	assert_string_equal(old.from, "group:lab");
+	assert_int_equal(store_mesh_del(f->s, 3, NULL, err, sizeof(err)), -ENOENT);
+	assert_non_null(strstr(err, "no mesh rule 3"));
+	memset(&r, 0, sizeof(r));
+	r.action = MESH_ALLOW;
+	strcpy(r.from, "*");
+	strcpy(r.to, "*");
+	assert_int_equal(store_mesh_add(f->s, &r, err, sizeof(err)), 0);
+	assert_int_equal(r.id, 4);
+	assert_int_equal(store_mesh_list(f->s, NULL, NULL, &total), 0);
+	assert_int_equal(total, 3);
+
+	/* at most MESH_RULES_MAX */
+	raw_sql(f->db,
+		"WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 1021)"
+		" INSERT INTO mesh_rules (position, action, from_pat, to_kind, to_pat, created)"
+		" SELECT 100 + x, 'deny', '*', '*', '*', 0 FROM c");
+	assert_int_equal(store_mesh_add(f->s, &r, err, sizeof(err)), -EDQUOT);
+	assert_non_null(strstr(err, "1024"));
 }
 
 /* --- auth tokens --- */
@@ -1506,6 +1618,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_migrate_empty, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_wal_mode, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_migrate_backup, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_migrate_v10, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_mesh_rules, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_migrate_newer_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_token_verify, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_token_list, setup, teardown),

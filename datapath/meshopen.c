@@ -1,0 +1,647 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * Streams a client opens (relay role; link_proto.h "Mesh streams"). An OPEN
+ * arrives on an idle LINK_HELLO_OUTBOUND link of tunnel A, on A's home worker.
+ * Its name is resolved in this order:
+ *
+ *   1. an IP literal inside [socks] allow, or a DNS name matching one of its
+ *      hostname patterns: an external destination (names through the resolver
+ *      thread, resolve.h), connected from this worker;
+ *   2. the id or group id of the tunnel B that holds the port (port_route):
+ *      B's TCP port;
+ *   3. a domain of the HTTP edge's routes: that tunnel's HTTP rule, raw (the
+ *      edge parses no heads on a mesh stream), whatever the port;
+ *   4. any other DNS name is resolved and is an external destination when
+ *      every address it gives lies inside an allowed CIDR;
+ *   else LINK_OPEN_NOT_FOUND. Each destination passes the mesh policy
+ *   (mesh_decide) before anything is opened for it.
+ *
+ * A tunnel destination is joined by a socketpair: end a becomes the stream's
+ * plain end on A's link, end b enters B's home worker exactly like a public
+ * connection of B's port (relay_attach: pending queue, max_links,
+ * max_conns_per_source keyed on A's link's source, idle_timeout). B's worker
+ * answers back (MSG_RING) whether b was taken, and only then does A's client
+ * get OPENED: OK, or OFFLINE / BUSY without a stream.
+ *
+ * The link waits in LS_OPEN for at most MESH_OPEN_TIMEOUT_MS (then
+ * LINK_OPEN_UNREACHABLE); answers that come later find another OPEN sequence
+ * number (or another connection generation) and are dropped.
+ */
+#include "dp.h"
+
+#include "mesh.h"
+#include "resolve.h"
+#include "routes.h"
+
+#include "log.h"
+#include "sock.h"
+#include "util.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#define MESH_OPEN_TIMEOUT_MS 10000
+#define MESH_IDLE_MS	     (5 * 60 * 1000)
+
+/* A tunnel destination's end b on its way to B's home worker, and B's answer back. */
+struct mesh_handoff {
+	int fd_a, fd_b;			/* the socketpair: a for the opener's link, b for B */
+	struct tunnel *to;		/* B */
+	uint16_t port;			/* B's TCP port, or the HTTP rule's route */
+	uint16_t flags;			/* the BIND's (LINK_BIND_HTTP for a domain) */
+	uint8_t origin[16];		/* A's link's source: the BIND's origin */
+	uint8_t dst[16];		/* the edge's address of A's link: the BIND's dst */
+	uint16_t origin_port, dst_port; /* big-endian, as struct link_bind holds them */
+	int opener;			/* A's home worker */
+	uint32_t idx, gen, seq;		/* A's link and its OPEN */
+	uint32_t rule;			/* the mesh rule that allowed it */
+	char from[LINK_ID_MAX];		/* A's id, for b's record */
+	uint8_t status;			/* B's worker's answer (LINK_OPEN_*) */
+	bool answered;			/* on its way back to the opener */
+};
+
+static const char *link_name(const struct conn *l)
+{
+	return l->mesh_host ? l->mesh_host : "-";
+}
+
+static uint16_t wire_rule(uint32_t rule)
+{
+	return rule > 0xffff ? 0xffff : (uint16_t)rule;
+}
+
+/* OPENED with a refusal: no stream, the link stays idle for the next OPEN. */
+static void open_refuse(struct worker *w, struct conn *l, uint8_t status, uint32_t rule,
+			const char *why)
+{
+	uint8_t f[FRAME_OPENED_LEN];
+
+	atomic_fetch_add_explicit(&w->st_mesh_refused[status], 1, memory_order_relaxed);
+	log_every(NLOG_INFO, "mesh: tunnel %s -> %.255s:%u refused: %s", l->tun ? l->tun->id : "-",
+		  link_name(l), l->port, why);
+	l->state = LS_IDLE;
+	l->deadline = 0;
+	l->last_io = w->now;
+	l->peer = NONE;
+	frame_opened_build(f, l->stream_id, status, wire_rule(rule));
+	if (link_write(w, l, f, sizeof(f)) < 0) {
+		conn_close(w, l, false, "cannot send OPENED");
+		return;
+	}
+	obuf_kick(w, l);
+	link_arm_recv(w, l);
+}
+
+/* A mesh_decide refusal: its one line and its OPENED */
+static void open_denied(struct worker *w, struct conn *l, uint32_t rule)
+{
+	char why[64];
+
+	if (rule)
+		snprintf(why, sizeof(why), "denied by mesh rule %u", rule);
+	else
+		snprintf(why, sizeof(why), "denied by the mesh policy (default deny)");
+	if (!rule)
+		atomic_fetch_add_explicit(&w->st_mesh_denied_default, 1, memory_order_relaxed);
+	open_refuse(w, l, LINK_OPEN_DENIED, rule, why);
+}
+
+/* OPENED OK: p (connected) is the stream's plain end on l from now on. */
+static void stream_start(struct worker *w, struct conn *l, struct conn *p, uint32_t rule)
+{
+	uint8_t f[FRAME_OPENED_LEN];
+
+	l->state = LS_STREAM;
+	l->deadline = 0;
+	l->tx_done = l->rx_done = false;
+	l->peer = conn_idx(w, p);
+	p->peer = conn_idx(w, l);
+	p->connected = true;
+	p->last_io = w->now;
+	frame_rx_init(&l->rx, false); /* a stream's frames only: an OPEN now is malformed */
+	frame_opened_build(f, l->stream_id, LINK_OPEN_OK, wire_rule(rule));
+	atomic_fetch_add_explicit(&w->st_mesh_opened, 1, memory_order_relaxed);
+	if (link_write(w, l, f, sizeof(f)) < 0) {
+		conn_close(w, l, false, "cannot send OPENED");
+		return;
+	}
+	obuf_kick(w, l);
+	plain_arm_recv(w, p);
+	link_arm_recv(w, l);
+}
+
+static void query_from(struct mesh_query *q, const struct conn *l, enum mesh_dst kind,
+		       uint16_t port)
+{
+	memset(q, 0, sizeof(*q));
+	q->from_id = l->tun->id;
+	q->from_group = l->tun->group;
+	q->from_mesh_role = l->tun->mesh_role;
+	q->kind = kind;
+	q->port = port;
+}
+
+/* ---------- external destinations ---------- */
+
+static bool addr_is_local(const uint8_t a[16])
+{
+	static const uint8_t any6[16], lo6[16] = {[15] = 1};
+
+	if (sock_addr16_is_v4(a))
+		return a[12] == 127 || (!a[12] && !a[13] && !a[14] && !a[15]);
+	return !memcmp(a, any6, 16) || !memcmp(a, lo6, 16);
+}
+
+static socklen_t addr_to_sockaddr(const uint8_t a[16], uint16_t port, struct sockaddr_storage *ss)
+{
+	memset(ss, 0, sizeof(*ss));
+	if (sock_addr16_is_v4(a)) {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
+
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons(port);
+		memcpy(&s4->sin_addr, a + 12, 4);
+		return sizeof(*s4);
+	}
+	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+
+	s6->sin6_family = AF_INET6;
+	s6->sin6_port = htons(port);
+	memcpy(&s6->sin6_addr, a, 16);
+	return sizeof(*s6);
+}
+
+/* The policy for an external address, then a connect from this worker. */
+static void external_connect(struct worker *w, struct conn *l, const uint8_t addr[16])
+{
+	struct mesh_query q;
+	enum mesh_verdict v;
+	uint32_t rule = 0;
+	struct conn *p;
+	int fd;
+
+	query_from(&q, l, MESH_DST_EXTERNAL, l->port);
+	q.name = l->mesh_host;
+	q.addr = addr;
+	v = mesh_decide(w->mesh, &q, &rule);
+	if (v != MESH_ALLOW) {
+		open_denied(w, l, rule);
+		return;
+	}
+	if (!fds_left(w, 1)) {
+		atomic_fetch_add(&w->st_refused_fds, 1);
+		open_refuse(w, l, LINK_OPEN_BUSY, rule, "out of file descriptors");
+		return;
+	}
+	fd = socket(sock_addr16_is_v4(addr) ? AF_INET : AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	p = fd >= 0 ? conn_new(w, CK_PLAIN, fd) : NULL;
+	if (!p) {
+		if (fd >= 0)
+			close(fd);
+		open_refuse(w, l, LINK_OPEN_BUSY, rule, "out of sockets or connection slots");
+		return;
+	}
+	p->mesh = true;
+	p->mesh_host = strdup(link_name(l));
+	p->tun = l->tun; /* its record is the opener's */
+	p->port = l->port;
+	p->counted = true;
+	atomic_fetch_add(&w->st_conns, 1);
+	atomic_fetch_add(&w->st_conns_total, 1);
+	memcpy(p->bind.origin_addr, l->bind.origin_addr, 16);
+	p->bind.origin_port = l->bind.origin_port;
+	p->rule.to_len = addr_to_sockaddr(addr, l->port, &p->rule.to);
+	p->peer = conn_idx(w, l);
+	l->peer = conn_idx(w, p);
+	l->open_rule = rule;
+	arm_connect(w, p, (struct sockaddr *)&p->rule.to, p->rule.to_len);
+}
+
+void mesh_connected(struct worker *w, struct conn *p, int res)
+{
+	struct conn *l = conn_at(w, p->peer);
+	uint8_t status;
+
+	if (!l || l->kind != CK_LINK || l->state != LS_OPEN || l->peer != conn_idx(w, p)) {
+		conn_close(w, p, true, "link gone");
+		return;
+	}
+	if (res < 0) {
+		char why[96];
+
+		status = res == -ECONNREFUSED ? LINK_OPEN_REFUSED : LINK_OPEN_UNREACHABLE;
+		snprintf(why, sizeof(why), "connect: %s",
+			 res == -ECANCELED ? "timed out" : strerror(-res));
+		p->peer = NONE;
+		l->peer = NONE;
+		conn_close(w, p, true, "connect failed");
+		open_refuse(w, l, status, l->open_rule, why);
+		return;
+	}
+	sock_nodelay(p->fd);
+	p->rec = true; /* kind mesh, tunnel the opener, host the name */
+	p->rec_t0 = w->now;
+	stream_start(w, l, p, l->open_rule);
+}
+
+/*
+ * An answer for a name (cached or from the resolver thread). pattern: the name
+ * matched a hostname pattern of [socks] allow, so any address it gives will do
+ * (loopback only when a CIDR names it, or the name is localhost); otherwise
+ * every address must lie inside an allowed CIDR.
+ */
+static void on_answer(struct worker *w, struct conn *l, const struct resolve_answer *a)
+{
+	const char *name = link_name(l);
+	bool pattern = mesh_external_allowed(w->mesh, name, NULL);
+	const uint8_t *pick = NULL;
+	unsigned inside = 0;
+
+	if (a->err || !a->n) {
+		if (pattern)
+			open_refuse(w, l, LINK_OPEN_DNS, 0, "the name did not resolve");
+		else
+			open_refuse(w, l, LINK_OPEN_NOT_FOUND, 0,
+				    "no tunnel, port or domain by that name");
+		return;
+	}
+	for (unsigned i = 0; i < a->n && i < RESOLVE_ADDRS; i++) {
+		bool cidr = mesh_external_allowed(w->mesh, NULL, a->addr[i]);
+
+		inside += cidr;
+		if (pick || (!pattern && !cidr))
+			continue;
+		if (addr_is_local(a->addr[i]) && !cidr && strcmp(name, "localhost"))
+			continue; /* loopback only where the allow list names it */
+		pick = a->addr[i];
+	}
+	if (!pattern && !inside) {
+		open_refuse(w, l, LINK_OPEN_NOT_FOUND, 0, "no tunnel, port or domain by that name");
+		return;
+	}
+	if ((!pattern && inside < a->n) || !pick) {
+		open_refuse(w, l, LINK_OPEN_NOT_ALLOWED, 0,
+			    "an address of the name lies outside [socks] allow");
+		return;
+	}
+	external_connect(w, l, pick);
+}
+
+static void resolve_name(struct worker *w, struct conn *l)
+{
+	struct resolve_answer a;
+	int r;
+
+	if (!w->e->res) {
+		open_refuse(w, l, LINK_OPEN_BUSY, 0, "no resolver");
+		return;
+	}
+	r = resolver_lookup(w->e->res, link_name(l), w->id, conn_idx(w, l), l->gen, l->open_seq,
+			    &a);
+	if (r == RSV_CACHED)
+		on_answer(w, l, &a);
+	else if (r < 0)
+		open_refuse(w, l, LINK_OPEN_BUSY, 0, "the resolver's queue is full");
+	/* else MB_RESOLVED follows; the link waits in LS_OPEN */
+}
+
+void mesh_resolved(struct worker *w, const struct mb_msg *m)
+{
+	const struct resolve_answer *a = (const struct resolve_answer *)m->data;
+	struct conn *l;
+
+	if (!a || m->len != sizeof(*a))
+		return;
+	l = conn_ref(w, a->idx, a->gen);
+	if (!l || l->kind != CK_LINK || !l->outbound || l->state != LS_OPEN ||
+	    l->open_seq != a->seq || !l->mesh_host || strcmp(l->mesh_host, a->name))
+		return; /* the OPEN timed out, or the link went */
+	on_answer(w, l, a);
+}
+
+/* ---------- tunnel destinations ---------- */
+
+/* B's worker: end b enters like a public connection of B's port (or route). */
+static void mesh_enter(struct worker *w, struct mesh_handoff *h)
+{
+	struct conn *p;
+	uint32_t idx, gen;
+
+	h->status = LINK_OPEN_OK;
+	if (w->stopping || atomic_load(&h->to->home) != w->id) {
+		h->status = LINK_OPEN_OFFLINE;
+		return;
+	}
+	p = conn_new(w, CK_PLAIN, h->fd_b);
+	if (!p) {
+		atomic_fetch_add(&w->st_refused_fds, 1);
+		h->status = LINK_OPEN_BUSY;
+		return;
+	}
+	h->fd_b = -1; /* p's now */
+	p->port = h->port;
+	p->counted = true;
+	p->last_io = w->now;
+	atomic_fetch_add(&w->st_conns, 1);
+	atomic_fetch_add(&w->st_conns_total, 1);
+	p->mesh = true;
+	if (asprintf(&p->mesh_host, "from:%s", h->from) < 0)
+		p->mesh_host = NULL;
+	memcpy(p->bind.origin_addr, h->origin, 16);
+	p->bind.origin_port = h->origin_port;
+	memcpy(p->bind.dst_addr, h->dst, 16);
+	p->bind.dst_port = h->dst_port;
+	p->bind.flags = htons(h->flags);
+	idx = conn_idx(w, p);
+	gen = p->gen;
+	relay_attach(w, p, h->to);
+	/* refused at once (max_links, max_conns_per_source, descriptors): it is closed */
+	if (!conn_ref(w, idx, gen))
+		h->status = LINK_OPEN_BUSY;
+}
+
+/* A's worker: B's answer; the stream starts or the OPEN is refused. */
+static void mesh_done(struct worker *w, struct mesh_handoff *h)
+{
+	struct conn *l = conn_ref(w, h->idx, h->gen), *p;
+
+	if (h->fd_b >= 0)
+		close(h->fd_b); /* B never took it */
+	if (!l || l->kind != CK_LINK || !l->outbound || l->state != LS_OPEN ||
+	    l->open_seq != h->seq) {
+		close(h->fd_a); /* b reads the end of its stream */
+		free(h);
+		return;
+	}
+	if (h->status != LINK_OPEN_OK) {
+		close(h->fd_a);
+		open_refuse(w, l, h->status, h->rule,
+			    h->status == LINK_OPEN_OFFLINE ? "destination tunnel offline"
+							   : "destination tunnel at max_links or "
+							     "another limit");
+		free(h);
+		return;
+	}
+	p = conn_new(w, CK_PLAIN, h->fd_a);
+	if (!p) {
+		close(h->fd_a);
+		atomic_fetch_add(&w->st_refused_fds, 1);
+		open_refuse(w, l, LINK_OPEN_BUSY, h->rule, "connection slab full");
+		free(h);
+		return;
+	}
+	p->mesh = true; /* the opener's end: b's record tells the stream */
+	p->port = h->port;
+	memcpy(p->bind.origin_addr, h->origin, 16); /* the firewall's view of it */
+	p->bind.origin_port = h->origin_port;
+	stream_start(w, l, p, h->rule);
+	free(h);
+}
+
+void mesh_ring_msg(struct worker *w, enum op op, struct mesh_handoff *h, int res)
+{
+	struct io_uring_sqe *sqe;
+
+	if (op == OP_SENT_MESH) {
+		if (res >= 0)
+			return; /* the other worker has it */
+		log_warn("w%d: handing a mesh stream over failed: %s", w->id, strerror(-res));
+		if (!h->answered) { /* A's worker: B's never got it */
+			h->status = LINK_OPEN_BUSY;
+			mesh_done(w, h);
+		} else { /* B's worker: b is attached, A's link times out */
+			close(h->fd_a);
+			free(h);
+		}
+		return;
+	}
+	if (h->answered) {
+		mesh_done(w, h);
+		return;
+	}
+	mesh_enter(w, h);
+	h->answered = true;
+	if (h->opener == w->id) {
+		mesh_done(w, h);
+		return;
+	}
+	sqe = get_sqe(w);
+	io_uring_prep_msg_ring(sqe, w->e->ring_fds[h->opener], 0,
+			       (uint64_t)OP_MSG_MESH << 56 | (uint64_t)(uintptr_t)h, 0);
+	io_uring_sqe_set_data64(sqe, (uint64_t)OP_SENT_MESH << 56 | (uint64_t)(uintptr_t)h);
+}
+
+/* B (online, the destination) allowed: a socketpair joins the two tunnels. */
+static void tunnel_join(struct worker *w, struct conn *l, struct tunnel *b, uint16_t port,
+			uint16_t flags, uint32_t rule)
+{
+	struct io_uring_sqe *sqe;
+	struct mesh_handoff *h;
+	int sv[2], home;
+
+	if (!fds_left(w, 2)) {
+		atomic_fetch_add(&w->st_refused_fds, 1);
+		open_refuse(w, l, LINK_OPEN_BUSY, rule, "out of file descriptors");
+		return;
+	}
+	h = calloc(1, sizeof(*h));
+	if (!h || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+		free(h);
+		open_refuse(w, l, LINK_OPEN_BUSY, rule, "out of memory or descriptors");
+		return;
+	}
+	h->fd_a = sv[0];
+	h->fd_b = sv[1];
+	h->to = b;
+	h->port = port;
+	h->flags = flags;
+	memcpy(h->origin, l->bind.origin_addr, 16);
+	h->origin_port = l->bind.origin_port;
+	memcpy(h->dst, l->bind.dst_addr, 16);
+	h->dst_port = l->bind.dst_port;
+	h->opener = w->id;
+	h->idx = conn_idx(w, l);
+	h->gen = l->gen;
+	h->seq = l->open_seq;
+	h->rule = rule;
+	memcpy(h->from, l->tun->id, sizeof(h->from));
+	h->from[sizeof(h->from) - 1] = 0;
+	home = atomic_load(&b->home);
+	if (home < 0 || (unsigned)home >= w->e->n) {
+		h->status = LINK_OPEN_OFFLINE;
+		h->answered = true;
+		mesh_done(w, h);
+		return;
+	}
+	if (home == w->id) {
+		mesh_ring_msg(w, OP_MSG_MESH, h, 0);
+		return;
+	}
+	sqe = get_sqe(w);
+	io_uring_prep_msg_ring(sqe, w->e->ring_fds[home], 0,
+			       (uint64_t)OP_MSG_MESH << 56 | (uint64_t)(uintptr_t)h, 0);
+	io_uring_sqe_set_data64(sqe, (uint64_t)OP_SENT_MESH << 56 | (uint64_t)(uintptr_t)h);
+}
+
+static bool id_matches(const struct tunnel *t, const char *name)
+{
+	return !strcasecmp(t->id, name) || (t->group[0] && !strcasecmp(t->group, name));
+}
+
+/*
+ * 2: a tunnel by id or group id; false when the name names none (it may be a
+ * domain). raw: the name as sent (ids are looked up as they are).
+ */
+static bool open_tunnel(struct worker *w, struct conn *l, const char *raw)
+{
+	struct engine_ops *ops = &w->e->cfg.ops;
+	struct tunnel *b = ops->port_route(ops->arg, l->port);
+	struct mesh_query q;
+	enum mesh_verdict v;
+	uint32_t rule = 0;
+
+	if (!b || !id_matches(b, link_name(l))) {
+		struct tunnel *t = ops->tunnel_find(ops->arg, raw);
+
+		if (!t && strcmp(raw, link_name(l)))
+			t = ops->tunnel_find(ops->arg, link_name(l));
+		if (!t)
+			return false;
+		if (atomic_load(&t->home) < 0)
+			open_refuse(w, l, LINK_OPEN_OFFLINE, 0, "destination tunnel offline");
+		else
+			open_refuse(w, l, LINK_OPEN_NOT_FOUND, 0, "the tunnel holds no such port");
+		return true;
+	}
+	if (atomic_load(&b->home) < 0) {
+		open_refuse(w, l, LINK_OPEN_OFFLINE, 0, "destination tunnel offline");
+		return true;
+	}
+	query_from(&q, l, MESH_DST_TUNNEL, l->port);
+	q.to_id = b->id;
+	q.to_group = b->group;
+	v = mesh_decide(w->mesh, &q, &rule);
+	if (v != MESH_ALLOW)
+		open_denied(w, l, rule);
+	else
+		tunnel_join(w, l, b, l->port, 0, rule);
+	return true;
+}
+
+/* 3: a domain of the HTTP edge; false when no route holds it */
+static bool open_domain(struct worker *w, struct conn *l)
+{
+	const struct http_route *rt = w->routes ? http_routes_find(w->routes, link_name(l)) : NULL;
+	struct mesh_query q;
+	enum mesh_verdict v;
+	uint32_t rule = 0;
+
+	if (!rt)
+		return false;
+	if (!rt->route || atomic_load(&rt->tun->home) < 0) {
+		open_refuse(w, l, LINK_OPEN_OFFLINE, 0, "destination tunnel offline");
+		return true;
+	}
+	query_from(&q, l, MESH_DST_DOMAIN, l->port);
+	q.to_id = rt->tun->id;
+	q.to_group = rt->tun->group;
+	q.name = link_name(l);
+	v = mesh_decide(w->mesh, &q, &rule);
+	if (v != MESH_ALLOW)
+		open_denied(w, l, rule);
+	else
+		tunnel_join(w, l, rt->tun, rt->route, LINK_BIND_HTTP, rule);
+	return true;
+}
+
+/* ---------- OPEN ---------- */
+
+void mesh_open(struct worker *w, struct conn *l)
+{
+	struct frame_open_dst d;
+	char raw[LINK_OPEN_NAME_MAX + 1], err[128];
+	int r;
+
+	r = frame_open_check(&l->rx.open, &d, err, sizeof(err));
+	if (r < 0) { /* frame_rx checked the shape already */
+		log_every(NLOG_WARN, "data link fd %d: %s, closing", l->fd, err);
+		conn_close(w, l, false, err);
+		return;
+	}
+	memcpy(raw, l->rx.open.name, l->rx.open.name_len);
+	raw[l->rx.open.name_len] = 0;
+	l->open_seq++;
+	l->state = LS_OPEN;
+	l->deadline = w->now + MESH_OPEN_TIMEOUT_MS;
+	l->stream_id = frame_get32((const uint8_t *)&l->rx.open.stream_id);
+	l->port = frame_get16((const uint8_t *)&l->rx.open.port);
+	free(l->mesh_host);
+	l->mesh_host = strdup(r == 0 ? d.name : raw);
+	if (!l->mesh_host) {
+		conn_close(w, l, false, "out of memory");
+		return;
+	}
+	if (r == LINK_OPEN_BAD) {
+		open_refuse(w, l, LINK_OPEN_BAD, 0, err);
+		return;
+	}
+	if (!l->tun) {
+		conn_close(w, l, false, "internal: an outbound link without a tunnel");
+		return;
+	}
+	relay_ends(l); /* A's link's source and the edge's address: the BIND's origin and dst */
+	if (d.is_ip) {
+		if (!mesh_external_allowed(w->mesh, NULL, d.addr))
+			open_refuse(w, l, LINK_OPEN_NOT_ALLOWED, 0, "outside [socks] allow");
+		else
+			external_connect(w, l, d.addr);
+		return;
+	}
+	if (d.is_dns && mesh_external_allowed(w->mesh, d.name, NULL)) {
+		resolve_name(w, l);
+		return;
+	}
+	if (d.is_id && open_tunnel(w, l, raw))
+		return;
+	if (d.is_dns && open_domain(w, l))
+		return;
+	if (d.is_dns && w->mesh) {
+		resolve_name(w, l); /* inside an allowed CIDR, perhaps */
+		return;
+	}
+	open_refuse(w, l, LINK_OPEN_NOT_FOUND, 0, "no tunnel, port or domain by that name");
+}
+
+/* ---------- the link's life ---------- */
+
+void mesh_link_idle(struct worker *w, struct conn *l)
+{
+	l->rx.allow_open = true;
+	l->last_io = w->now;
+	l->deadline = 0;
+	link_arm_recv(w, l);
+}
+
+void mesh_tick_link(struct worker *w, struct conn *l, uint64_t now)
+{
+	struct conn *p;
+
+	if (l->state == LS_OPEN && l->deadline && now > l->deadline) {
+		p = conn_at(w, l->peer);
+		if (p) {
+			p->peer = NONE;
+			l->peer = NONE;
+			p->rec = false;
+			conn_close(w, p, true, "open timed out");
+		}
+		open_refuse(w, l, LINK_OPEN_UNREACHABLE, 0, "no answer within 10 s");
+		return;
+	}
+	if (l->state == LS_IDLE && now - l->last_io > MESH_IDLE_MS)
+		link_close_graceful(w, l, "outbound link unused for 5 minutes");
+}

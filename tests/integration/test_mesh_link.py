@@ -1,0 +1,173 @@
+# SPDX-License-Identifier: Apache-2.0
+"""relayd's side of client-opened streams, spoken by hand on the link protocol
+(link_proto.h "Mesh streams"): a raw control link for tunnel A, an outbound data
+link (DATA_HELLO flag LINK_HELLO_OUTBOUND) and OPEN frames, against a real nave
+client B and real services. Covers WELCOME's "mesh" feature, every refusal the
+edge can tell without the network (default deny, no such tunnel, outside
+[socks] allow, bad names, UDP), a malformed OPEN closing the link, streams to a
+tunnel's TCP port and to an external loopback service (by address and by a
+name through the resolver under the seccomp filter), one link carrying OPEN
+after OPEN, and an OPEN written in the same packet as the DATA_HELLO."""
+import hashlib
+import re
+import struct
+import time
+
+import pytest
+
+import navetest as nt
+
+OUTBOUND = 0x1
+OPEN, OPENED = 0xFFFFFFFD, 0xFFFFFFFC
+OK, DENIED, NOT_FOUND, OFFLINE, NOT_ALLOWED, DNS, REFUSED, UNREACHABLE, BUSY, BAD = range(10)
+
+
+@pytest.fixture
+def server_ini():
+    return "[socks]\nallow = 127.0.0.1/32, localhost\n"
+
+
+def open_frame(stream_id, name, port, transport=0, flags=0, reserved=0):
+    n = name.encode()
+    return struct.pack(">IIBBHHH", OPEN, stream_id, transport, len(n), port, flags,
+                       reserved) + n.ljust(255, b"\0")
+
+
+def outbound_link(https, ctl, first=b""):
+    d = nt.tls_connect(https)
+    hello = bytearray(nt.data_hello(ctl.tunnel_id, ctl.secret))
+    struct.pack_into(">H", hello, 6, OUTBOUND)
+    d.sendall(bytes(hello) + first)
+    return d
+
+
+def read_opened(d):
+    word, sid, status, _res, rule = struct.unpack(">IIBBH", nt.recv_exact(d, 12))
+    assert word == OPENED, hex(word)
+    return sid, status, rule
+
+
+def ask(d, stream_id, name, port, **kw):
+    d.sendall(open_frame(stream_id, name, port, **kw))
+    sid, status, rule = read_opened(d)
+    assert sid == stream_id
+    return status, rule
+
+
+def stream_echo(d, payload):
+    """Sends payload in chunks and EOF; reads the echo back up to the peer's EOF."""
+    for i in range(0, len(payload), 16384):
+        part = payload[i:i + 16384]
+        d.sendall(struct.pack(">I", len(part)) + part)
+    d.sendall(struct.pack(">I", 0))
+    got = bytearray()
+    while True:
+        (w,) = struct.unpack(">I", nt.recv_exact(d, 4))
+        if w == 0:
+            return bytes(got)
+        assert w <= 1 << 20, hex(w)
+        got += nt.recv_exact(d, w)
+
+
+def mesh_stats(server):
+    return server.navectl("status", json=True)["relay"].get("mesh", {})
+
+
+def test_refusals(server, make_client, services):
+    b, port = nt.working_tunnel(make_client, services, name="b")
+    ctl = nt.ControlLink(server.https, server.token(id="a")["token"]).keepalive()
+    try:
+        assert "mesh" in ctl.welcome.get("features", []), ctl.welcome
+        mark = len(server.relayd.output())
+        with outbound_link(server.https, ctl) as d:
+            # no rule, a token without the mesh kind: default deny
+            assert ask(d, 1, b.tunnel_id, port) == (DENIED, 0)
+            assert ask(d, 2, "nosuch", port)[0] == NOT_FOUND
+            assert ask(d, 3, "127.0.0.2", port)[0] == NOT_ALLOWED
+            assert ask(d, 4, "::1", port)[0] == NOT_ALLOWED
+            assert ask(d, 5, "a b", port)[0] == BAD
+            assert ask(d, 6, "[::1]", port)[0] == BAD
+            assert ask(d, 7, "localhost", port, transport=1)[0] == BAD
+            # a malformed header (reserved not 0) closes the link
+            d.sendall(open_frame(8, "x", 1, reserved=1))
+            nt.closed_by_peer(d, 30)
+        log = server.relayd.output()[mark:]
+        assert re.search(r"mesh: tunnel \S+ -> \S+:\d+ refused: .*default deny", log), log
+        assert re.search(r"data link .*OPEN: reserved", log), log
+        # relayd sends its stats every few seconds
+        nt.wait_for(lambda: mesh_stats(server).get("denied_default", 0) >= 1, 30,
+                    "the default denial in relayd's stats", 0.5)
+        st = mesh_stats(server)
+        assert st["refused"]["denied"] >= 1 and st["refused"]["not_found"] >= 1, st
+        assert st["refused"]["not_allowed"] >= 2 and st["refused"]["bad"] >= 3, st
+        # B is unharmed
+        nt.exchange(port, 64 * nt.KiB)
+    finally:
+        ctl.close()
+
+
+def test_streams(server, make_client, services):
+    b, port = nt.working_tunnel(make_client, services, name="b")
+    echo = services(nt.h_echo, "echo")
+    rc, out, err = server.navectl("mesh", "allow", "*", "*")
+    assert rc == 0, err
+    ctl = nt.ControlLink(server.https, server.token(id="a")["token"]).keepalive()
+    try:
+        # the OPEN rides in the same write as the DATA_HELLO
+        with outbound_link(server.https, ctl, open_frame(1, "nosuch", 1)) as d:
+            assert read_opened(d)[1] == NOT_FOUND
+            # the rule reaches relayd's workers shortly after navectl returned
+            deadline = time.monotonic() + 20
+            sid = 10
+            while True:
+                sid += 1
+                status, rule = ask(d, sid, b.tunnel_id.upper(), port)
+                if status != DENIED or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+            assert status == OK and rule > 0, (status, rule)
+            # B's service is h_exchange: 8-byte length, the bytes, then its own
+            data = bytes(range(256)) * 256
+            d.sendall(struct.pack(">I", 8 + len(data)) + struct.pack(">Q", len(data)) + data)
+            d.sendall(struct.pack(">I", 0))
+            got = bytearray()
+            while True:
+                (w,) = struct.unpack(">I", nt.recv_exact(d, 4))
+                if w == 0:
+                    break
+                assert w != 0xFFFFFFFF, "stream reset"
+                got += nt.recv_exact(d, w)
+            assert len(got) == 32 + len(data) + 32
+            assert got[:32] == hashlib.sha256(data).digest()
+            assert got[-32:] == hashlib.sha256(got[32:-32]).digest()
+            # the same link again: an external loopback service, by address and by name
+            assert ask(d, 100, "127.0.0.1", echo.port)[0] == OK
+            assert stream_echo(d, b"x" * 100000) == b"x" * 100000
+            assert ask(d, 101, "localhost", echo.port)[0] == OK
+            assert stream_echo(d, b"hello") == b"hello"
+            # a closed port of the allowed address
+            assert ask(d, 102, "127.0.0.1", nt.free_port())[0] == REFUSED
+        nt.wait_for(lambda: mesh_stats(server).get("opened", 0) >= 3, 30,
+                    "the opened streams in relayd's stats", 0.5)
+        st = mesh_stats(server)
+        assert st["refused"]["refused"] >= 1, st
+        # records: B's end (kind mesh, from A) and the external streams (tunnel A, the name)
+
+        def mesh_records():
+            st_, body = server.api("GET", "/api/v1/connections?limit=100")
+            assert st_ == 200, body
+            return [r for r in body["items"] if r["kind"] == "mesh"]
+
+        nt.wait_for(lambda: len(mesh_records()) >= 3, 30, "three mesh records", 0.5)
+        recs = mesh_records()
+        assert any(r["tunnel_id"] == b.tunnel_id and r["domain"] == f"from:{ctl.tunnel_id}"
+                   and r["port"] == port for r in recs), recs
+        assert any(r["tunnel_id"] == ctl.tunnel_id and r["domain"] == "localhost"
+                   and r["port"] == echo.port and r["bytes_in"] == 5 for r in recs), recs
+        # B offline: OFFLINE at once
+        b.stop()
+        nt.wait_for(lambda: server.tunnel(b.tunnel_id)["state"] == "offline", 30, "B offline")
+        with outbound_link(server.https, ctl) as d:
+            assert ask(d, 1, b.tunnel_id, port)[0] == OFFLINE
+    finally:
+        ctl.close()
