@@ -26,10 +26,11 @@ RANGE_FREE = {
 
 
 # Suites that reach the range only to carry bytes for what they test in the control
-# plane (remote rules, token restrictions, the metrics text): their ports open through the
-# same allocation path test_rules and test_tunnel prove under each steering mode, so the
-# run under listeners leaves them out too.
-STEERING_SAME = {"test_remote_rules", "test_token_restrict", "test_metrics"}
+# plane (remote rules, token restrictions, the metrics text, the mesh's policy and its streams,
+# which reach a tunnel without a public listener): their ports open through the same
+# allocation path test_rules and test_tunnel prove under each steering mode, so the run
+# under listeners leaves them out too.
+STEERING_SAME = {"test_remote_rules", "test_token_restrict", "test_metrics", "test_mesh"}
 
 
 def pytest_collection_modifyitems(config, items):
