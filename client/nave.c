@@ -1624,10 +1624,13 @@ static int socks_listen(struct opts *o, int argc, char **argv)
 	if (!cfg_valid_bind(bind))
 		die_usage("bad --bind '%s' (an IPv4 or IPv6 address)", bind);
 	str_copy(k.bind, sizeof(k.bind), bind);
-	if (!auth && !cfg_bind_loopback(bind))
-		die_usage("--bind %s is not a loopback address: a SOCKS proxy others can reach "
-			  "needs --auth USER:PASS",
-			  bind);
+	if (!auth && !cfg_bind_loopback(bind)) {
+		/* refused (1), as the running client and the config refuse it */
+		say_err("--bind %s is not a loopback address: a SOCKS proxy others can reach "
+			"needs --auth USER:PASS",
+			bind);
+		return 1;
+	}
 	if (auth)
 		socks_auth(auth, k.username, sizeof(k.username), k.password_hash,
 			   sizeof(k.password_hash));
