@@ -1464,6 +1464,10 @@ static json_t *status_json(struct client *cl)
 	json_object_set_new(st, "mesh", json_boolean(cl->mesh));
 	json_object_set_new(st, "mesh_opened", json_integer((json_int_t)s.mesh_opened));
 	{
+		/* by OPENED status (link_proto.h); "local": refused by the client itself */
+		static const char *const names[LINK_OPEN_STATUS_MAX + 1] = {
+		    "local", "denied",	"not_found",   "offline", "not_allowed",
+		    "dns",   "refused", "unreachable", "busy",	  "bad"};
 		json_t *by = json_object();
 		uint64_t total = 0;
 
@@ -1471,7 +1475,7 @@ static json_t *status_json(struct client *cl)
 			if (!s.mesh_refused[k])
 				continue;
 			total += s.mesh_refused[k];
-			json_object_set_new(by, k ? link_open_status_name(k) : "local",
+			json_object_set_new(by, names[k],
 					    json_integer((json_int_t)s.mesh_refused[k]));
 		}
 		json_object_set_new(st, "mesh_refused", json_integer((json_int_t)total));

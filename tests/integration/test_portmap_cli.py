@@ -240,3 +240,48 @@ def test_running_client_listens_at_once(make_client, tmp_path):
     text = c.ini.read_text()
     assert "[portmap." not in text and "[socks." not in text
     assert c.proc.alive()
+
+
+def reset_at_once(port):
+    """A connection to port is reset (or closed) within a second, without a byte."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    t0 = time.monotonic()
+    try:
+        s.settimeout(3)
+        got = s.recv(10)
+        assert got == b"", got
+    except ConnectionResetError:
+        pass
+    finally:
+        s.close()
+    assert time.monotonic() - t0 < 1.5
+
+
+def test_refusals_reset_and_name_the_reason(make_client, free_port):
+    """relayd refuses (no such tunnel, default deny): the local connection is reset at
+    once, the client's log names the reason, status counts it by reason. (The log line
+    is rate-limited per reason: these two differ.)"""
+    a = make_client("a")
+    b = make_client("b")
+    bport = b.tcp_add(free_port())  # nothing listens behind it: the policy refuses first
+    nowhere, denied = free_port(), free_port()
+    assert a.nave("ports", "map", str(nowhere), "--destination", "no-such-tunnel", "--port",
+                  "22001").returncode == 0
+    # b exists, but a's token has no mesh kind and no rule allows it: default deny
+    assert a.nave("ports", "map", str(denied), "--destination", b.tunnel_id, "--port",
+                  str(bport)).returncode == 0
+    reset_at_once(nowhere)
+    reset_at_once(denied)
+
+    def logged():
+        out = a.proc.output()
+        return (f"port map {nowhere} -> no-such-tunnel:22001 refused: no such destination"
+                in out and f"port map {denied} -> {b.tunnel_id}:{bport} refused: denied by the "
+                "mesh policy (default deny)" in out)
+
+    nt.wait_for(logged, 5, "the refusals in the client's log")
+    st = a.status()
+    assert st["mesh"] is True and st["mesh_refused"] >= 2, st
+    assert st["mesh_refused_by"].get("not_found", 0) >= 1, st
+    assert st["mesh_refused_by"].get("denied", 0) >= 1, st
+    assert a.proc.alive() and b.proc.alive()
