@@ -424,8 +424,11 @@ static int cmd_status(struct opts *o, int argc, char **argv)
 		return 1;
 	if (!r) {
 		if (o->json) {
-			json_t *j = json_pack("{s:s, s:s, s:b}", "state", "stopped", "server",
-					      o->cfg.server, "configured", o->cfg.token[0] != 0);
+			json_t *j =
+			    json_pack("{s:s, s:s, s:b, s:o, s:o}", "state", "stopped", "server",
+				      o->cfg.server, "configured", o->cfg.token[0] != 0, "maps",
+				      client_listeners_json(&o->cfg, false), "socks",
+				      client_listeners_json(&o->cfg, true));
 
 			print_json(j);
 			json_decref(j);
@@ -434,6 +437,9 @@ static int cmd_status(struct opts *o, int argc, char **argv)
 			       log_esc_str(o->cfg.server[0] ? o->cfg.server : "-", b2, sizeof(b2)),
 			       log_esc_str(o->cfg.path, b4, sizeof(b4)),
 			       o->cfg.token[0] ? "configured" : "not configured", o->cfg.n_tcp);
+			if (o->cfg.n_maps || o->cfg.n_socks)
+				printf("mesh:    %u port map(s), %u SOCKS proxy(ies)\n",
+				       o->cfg.n_maps, o->cfg.n_socks);
 		}
 		return 0;
 	}
