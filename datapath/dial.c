@@ -797,8 +797,15 @@ static void dial_ring_msg(struct worker *w, enum op op, uint64_t ud, int res)
 /* MB_MAP_LISTEN: a listener of a port map or SOCKS proxy. */
 static void dial_map_listen(struct worker *w, struct mb_msg *m)
 {
-	struct dial_map *map = calloc(1, sizeof(*map));
-	struct conn *c = conn_new(w, CK_LISTEN, m->fd);
+	struct dial_map *map;
+	struct conn *c;
+
+	if (w->stopping) { /* its listeners are closed already */
+		close(m->fd);
+		return;
+	}
+	map = calloc(1, sizeof(*map));
+	c = conn_new(w, CK_LISTEN, m->fd);
 
 	if (!map || !c || m->len != sizeof(map->m) || !(c->mo = calloc(1, sizeof(*c->mo)))) {
 		log_warn("local port %u: out of memory for its listener", m->port);
