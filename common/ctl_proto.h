@@ -114,20 +114,26 @@
  *         offline (502), too_large (431), timeout (408, no hello in time), busy (503),
  *         unauthorized (401)}, and tls_kernel: connections whose TLS the edge terminates
  *         that went into the kernel (kTLS).
+ * Mesh streams (OPEN, link_proto.h), in every stats message:
+ *   mesh: {opened (OPENs answered OK), refused: {denied, not_found, offline, not_allowed,
+ *         dns, refused, unreachable, busy, bad} (OPENs answered with that status),
+ *         denied_default (of the denied: no mesh rule decided)}.
  */
 
 /*
- * {records:[{tunnel_id, kind ("tcp" | "http" | "https"), port, domain?, src, src_port,
+ * {records:[{tunnel_id, kind ("tcp" | "http" | "https" | "mesh"), port, domain?, src, src_port,
  * start_ms, duration_ms, bytes_in, bytes_out, reason}]}: relayed public connections that
  * closed, in batches (at most 96 records a message, and fewer when long hosts would take
  * it near MSG_MAX), sent when a batch
  * is full or about once a second, never one message per connection. port is the public
  * port the connection reached (for HTTP(S) the edge's listener port), domain (HTTP(S)
- * only) the request's host or the SNI, src the source address as text (an IPv4 source in
- * dotted form), start_ms the accept in Unix milliseconds, bytes_in public -> tunnel,
- * bytes_out tunnel -> public. reason is one of "done" (both ends finished), "reset" (an end
- * reset it, or its data link went away), "idle_timeout", "pending_timeout", "refused"
- * (reset at once: max_conns_per_source, max_links, descriptors, the firewall), "error"
+ * and mesh only) the request's host or the SNI (mesh, a stream a client opened: "from:ID"
+ * on the destination tunnel's record, ID the opener; the name asked for on an external
+ * destination's, whose tunnel_id is the opener and port the destination's), src the source address
+ * as text (an IPv4 source in dotted form), start_ms the accept in Unix milliseconds, bytes_in
+ * public -> tunnel, bytes_out tunnel -> public. reason is one of "done" (both ends finished),
+ * "reset" (an end reset it, or its data link went away), "idle_timeout", "pending_timeout",
+ * "refused" (reset at once: max_conns_per_source, max_links, descriptors, the firewall), "error"
  * (relayd's own failure), "shutdown" (relayd stopping, the tunnel offline, its port
  * released). Each worker queues its records in a fixed ring of its own; a full ring, a
  * controld away or one not reading (over 1 MiB queued) drops records, counted in

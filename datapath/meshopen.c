@@ -79,11 +79,38 @@ static uint16_t wire_rule(uint32_t rule)
 static void open_refuse(struct worker *w, struct conn *l, uint8_t status, uint32_t rule,
 			const char *why)
 {
+	const char *from = l->tun ? l->tun->id : "-";
 	uint8_t f[FRAME_OPENED_LEN];
 
 	atomic_fetch_add_explicit(&w->st_mesh_refused[status], 1, memory_order_relaxed);
-	log_every(NLOG_INFO, "mesh: tunnel %s -> %.255s:%u refused: %s", l->tun ? l->tun->id : "-",
-		  link_name(l), l->port, why);
+	/* one rate limit per cause: a flood of one kind hides no other */
+#define REFUSED_LINE()                                                                             \
+	log_every(NLOG_INFO, "mesh: tunnel %s -> %.255s:%u refused: %s", from, link_name(l),       \
+		  l->port, why)
+	switch (status) {
+	case LINK_OPEN_DENIED:
+		if (rule)
+			REFUSED_LINE();
+		else
+			REFUSED_LINE();
+		break;
+	case LINK_OPEN_NOT_FOUND:
+		REFUSED_LINE();
+		break;
+	case LINK_OPEN_OFFLINE:
+		REFUSED_LINE();
+		break;
+	case LINK_OPEN_NOT_ALLOWED:
+		REFUSED_LINE();
+		break;
+	case LINK_OPEN_BAD:
+		REFUSED_LINE();
+		break;
+	default: /* DNS, REFUSED, UNREACHABLE, BUSY */
+		REFUSED_LINE();
+		break;
+	}
+#undef REFUSED_LINE
 	l->state = LS_IDLE;
 	l->deadline = 0;
 	l->last_io = w->now;

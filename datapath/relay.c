@@ -572,15 +572,18 @@ static void relay_adopt_link(struct worker *w, struct handoff *h)
 	if (atomic_load(&l->tun->home) != w->id) {
 		l->state = LS_STREAM;
 		conn_close(w, l, false, "tunnel moved");
-	} else {
-		relay_new_link(w, l);
-		if (l->outbound && !l->closing && xprt_pending(&l->x))
-			link_pump(w, l); /* what it does not take waits in its stash */
+		free(h->in);
+		free(h);
+		return;
 	}
-	xprt_feed(&l->x, NULL, 0);
+	relay_new_link(w, l);
+	if (l->outbound && !l->closing && xprt_pending(&l->x))
+		link_pump(w, l); /* what it does not take waits in its stash */
+	if (l->kind == CK_LINK)	 /* not finalized under the pump: h->in goes */
+		xprt_feed(&l->x, NULL, 0);
 	free(h->in);
 	free(h);
-	link_settle(w, l);
+	link_settle(w, l); /* returns for a link that closed */
 }
 
 /*

@@ -93,6 +93,9 @@ def test_refusals(server, make_client, services):
             nt.closed_by_peer(d, 30)
         log = server.relayd.output()[mark:]
         assert re.search(r"mesh: tunnel \S+ -> \S+:\d+ refused: .*default deny", log), log
+        # each cause has its own rate limit: the first of each is written
+        assert re.search(r"refused: no tunnel, port or domain", log), log
+        assert re.search(r"-> 127.0.0.2:\d+ refused: outside \[socks\] allow", log), log
         assert re.search(r"data link .*OPEN: reserved", log), log
         # relayd sends its stats every few seconds
         nt.wait_for(lambda: mesh_stats(server).get("denied_default", 0) >= 1, 30,
@@ -164,10 +167,67 @@ def test_streams(server, make_client, services):
                    and r["port"] == port for r in recs), recs
         assert any(r["tunnel_id"] == ctl.tunnel_id and r["domain"] == "localhost"
                    and r["port"] == echo.port and r["bytes_in"] == 5 for r in recs), recs
+        # links land on either worker and move to A's home one: the OPEN behind the
+        # DATA_HELLO moves with them (8 links: both paths, bar a 1 in 128 chance)
+        for i in range(8):
+            with outbound_link(server.https, ctl, open_frame(200 + i, "127.0.0.1", echo.port)) as d:
+                assert read_opened(d)[:2] == (200 + i, OK)
+                assert stream_echo(d, b"%d" % i) == b"%d" % i
         # B offline: OFFLINE at once
         b.stop()
         nt.wait_for(lambda: server.tunnel(b.tunnel_id)["state"] == "offline", 30, "B offline")
         with outbound_link(server.https, ctl) as d:
             assert ask(d, 1, b.tunnel_id, port)[0] == OFFLINE
+    finally:
+        ctl.close()
+
+
+def test_domain(server, make_client, services):
+    """A domain of the HTTP edge: the stream reaches the tunnel's HTTP rule raw
+    (the edge reads no head of it), whatever the port; a deny rule names itself."""
+    from test_http import h_web, http_add, wait_routed
+
+    b = make_client("b")
+    web = services(h_web, "web")
+    http_add(b, "app.example.test", web.port)
+    wait_routed(server, "app.example.test")
+    rule = server.navectl("mesh", "allow", "*", "domain:app.example.test", json=True)
+    ctl = nt.ControlLink(server.https, server.token(id="a")["token"]).keepalive()
+    try:
+        with outbound_link(server.https, ctl) as d:
+            deadline = time.monotonic() + 20
+            sid = 0
+            while True:
+                sid += 1
+                status, got_rule = ask(d, sid, "App.Example.Test", 9)
+                if status != DENIED or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+            assert (status, got_rule) == (OK, rule["id"])
+            req = b"GET /echo HTTP/1.1\r\nHost: app.example.test\r\nConnection: close\r\n\r\n"
+            d.sendall(struct.pack(">I", len(req)) + req + struct.pack(">I", 0))
+            got = bytearray()
+            while True:
+                (w,) = struct.unpack(">I", nt.recv_exact(d, 4))
+                if w == 0:
+                    break
+                assert w != 0xFFFFFFFF, "stream reset"
+                got += nt.recv_exact(d, w)
+            assert got.startswith(b"HTTP/1.1 200"), got[:200]
+            # raw: the service sees the head as sent, no X-Forwarded-* from the edge
+            assert b"host: app.example.test" in got.lower(), got
+            assert b"x-forwarded-for" not in got.lower(), got
+            deny = server.navectl("mesh", "deny", "*", "domain:app.example.test",
+                                  "--position", "1", json=True)
+            deadline = time.monotonic() + 20
+            while True:
+                sid += 1
+                status, got_rule = ask(d, sid, "app.example.test", 80)
+                if status == DENIED or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+            assert (status, got_rule) == (DENIED, deny["id"])
+        log = server.relayd.output()
+        assert f"refused: denied by mesh rule {deny['id']}" in log, log
     finally:
         ctl.close()

@@ -175,9 +175,18 @@ static void test_parse(void **state)
 				      json_string("Www.Example.COM")));
 	json_array_append_new(a, with(with(good_record(), "kind", json_string("http")), "domain",
 				      json_string("bad..name")));
+	/* mesh: "from:ID" or the name asked for (an address too); nothing else */
+	json_array_append_new(a, with(with(good_record(), "kind", json_string("mesh")), "domain",
+				      json_string("from:t-0123456789ab")));
+	json_array_append_new(a, with(with(good_record(), "kind", json_string("mesh")), "domain",
+				      json_string("2001:db8::1")));
+	json_array_append_new(a, with(with(good_record(), "kind", json_string("mesh")), "domain",
+				      json_string("from:a b")));
+	json_array_append_new(
+	    a, with(with(good_record(), "kind", json_string("mesh")), "domain", json_string("")));
 	assert_int_equal(records_parse(m, out, 16, &n, &bad, why, sizeof(why)), 0);
-	assert_int_equal(n, 2);
-	assert_int_equal(bad, 12);
+	assert_int_equal(n, 4);
+	assert_int_equal(bad, 14);
 	assert_string_equal(why, "records[1]: src must be an IPv4 or IPv6 address");
 	assert_string_equal(out[0].tunnel_id, "t-0123456789ab");
 	assert_int_equal(out[0].kind, STORE_REC_TCP);
@@ -189,10 +198,13 @@ static void test_parse(void **state)
 	assert_int_equal(out[0].reason, STORE_REC_DONE);
 	assert_int_equal(out[1].kind, STORE_REC_HTTPS);
 	assert_string_equal(out[1].domain, "www.example.com");
+	assert_int_equal(out[2].kind, STORE_REC_MESH);
+	assert_string_equal(out[2].domain, "from:t-0123456789ab");
+	assert_string_equal(out[3].domain, "2001:db8::1");
 	/* no room: counted as bad, never written past max */
 	assert_int_equal(records_parse(m, out, 1, &n, &bad, why, sizeof(why)), 0);
 	assert_int_equal(n, 1);
-	assert_int_equal(bad, 13);
+	assert_int_equal(bad, 17);
 	/* the message itself */
 	json_object_set_new(m, "records", json_object());
 	assert_int_equal(records_parse(m, out, 16, &n, &bad, why, sizeof(why)), -EBADMSG);
