@@ -26,6 +26,7 @@ import pytest
 import navetest as nt
 from navetest import KiB, MiB
 from test_metrics import scrape, settle, total
+from test_token_restrict import h_page
 
 # a local connection refused by the edge is reset within this (the sanitizer
 # build is slower at everything)
@@ -153,35 +154,29 @@ def reset_at_once(port):
     raise nt.Failure(f"local port {port}: {'EOF' if not d else d[:20]!r}, not a reset")
 
 
-def works_soon(port, timeout=15):
-    """The mesh policy reaches relayd a moment after navectl returns: retries a small
-    exchange until it passes."""
+def soon(fn, what, timeout=15):
+    """The mesh policy reaches relayd a moment after navectl returns: fn() until it returns
+    true without raising."""
     def once():
         try:
-            return nt.exchange(port, 1000)
-        except (nt.Failure, OSError):
+            return fn()
+        except (nt.Failure, OSError, AssertionError):
             return False
 
-    nt.wait_for(once, timeout, f"a stream through local port {port}", interval=0.3)
+    nt.wait_for(once, timeout, what, interval=0.3)
 
 
-def refused_soon(port, timeout=15):
-    def once():
-        try:
-            return reset_at_once(port) is not None
-        except (nt.Failure, AssertionError):
-            return False
+def works_soon(port):
+    soon(lambda: nt.exchange(port, 1000), f"a stream through local port {port}")
 
-    nt.wait_for(once, timeout, f"local port {port} refused", interval=0.3)
+
+def refused_soon(port):
+    soon(lambda: reset_at_once(port) is not None, f"local port {port} refused")
 
 
 def client_with(server, make_client, name, *token_args):
     """A started client whose auth token is made with these restrictions."""
     return make_client(name, key=token(server, *token_args))
-
-
-def section(c, name):
-    return f"[{name}]" in c.ini.read_text()
 
 
 # ---------------------------------------------------------------- SOCKS5 client
@@ -438,24 +433,35 @@ def test_default_deny_and_rules(server, make_client, services, free_port, metric
 
 @pytest.mark.parametrize("server_ini", [SOCKS_INI])
 def test_socks(server, make_client, services, free_port):
-    b = make_client("b")
+    b = make_client("b", id="db-host")
+    assert server.tunnel(b.tunnel_id)["group_id"] == "db-host"
     svc = services(nt.h_exchange, "db")
     bport = b.tcp_add(svc.port)
+    web = services(h_page, "web")
+    ok(b.nave("tunnel", "http", "add", "--domain", "app.mesh.test", "--to",
+              f"127.0.0.1:{web.port}"), "http add")
     a = make_client("a")
-    mesh_add(server, "allow", a.tunnel_id, f"tunnel:{b.tunnel_id}")
+    # B by its group id; its HTTP rule's domain
+    mesh_add(server, "allow", a.tunnel_id, "tunnel:db-*")
+    mesh_add(server, "allow", a.tunnel_id, "domain:*.mesh.test")
     proxy = free_port()
     socks_listen(a, proxy)
     assert "[socks." + str(proxy) + "]" in a.ini.read_text()
 
     # B's service by tunnel id and port
-    def to_b():
-        try:
-            return socks_exchange(proxy, b.tunnel_id, bport, 1000)
-        except (nt.Failure, OSError, AssertionError):
-            return False
-
-    nt.wait_for(to_b, 15, "SOCKS5 to tunnel b", interval=0.3)
+    soon(lambda: socks_exchange(proxy, b.tunnel_id, bport, 1000), "SOCKS5 to tunnel b")
     socks_exchange(proxy, b.tunnel_id, bport, 1 * MiB)
+    socks_exchange(proxy, "db-host", bport, 64 * KiB)
+    # the domain reaches B's HTTP rule, whatever the port asked for
+    for port in (80, 8443):
+        s, rep = socks_open(proxy, "app.mesh.test", port)
+        with s:
+            assert rep == REP_OK, f"app.mesh.test:{port}: 0x{rep:02x}"
+            s.sendall(b"GET / HTTP/1.1\r\nHost: app.mesh.test\r\nConnection: close\r\n\r\n")
+            resp = b""
+            while d := s.recv(65536):
+                resp += d
+        assert resp.startswith(b"HTTP/1.1 200") and resp.endswith(b"hello app.mesh.test"), resp
     # an external loopback service inside [socks] allow, by address and by name
     ext = LoopbackService(services)
     try:
@@ -463,6 +469,17 @@ def test_socks(server, make_client, services, free_port):
         if ext.v6:
             socks_exchange(proxy, "::1", ext.port, 64 * KiB)
         socks_exchange(proxy, "localhost", ext.port, 64 * KiB)
+        # a deny rule refuses an external destination the allow list lets through
+        rid = mesh_add(server, "deny", a.tunnel_id, "external:127.0.0.1/32", "--port",
+                       str(ext.port))
+        soon(lambda: socks_refused(proxy, "127.0.0.1", ext.port) == REP_NOT_ALLOWED,
+             "the external deny rule applied")
+        line = log_line(server.relayd, f"mesh: tunnel {a.tunnel_id} -> 127.0.0.1:{ext.port} "
+                        "refused")
+        assert f"denied by mesh rule {rid}" in line, line
+        navectl_ok(server, "mesh", "rm", str(rid))
+        soon(lambda: socks_exchange(proxy, "127.0.0.1", ext.port, 1000),
+             "the external deny rule removed")
     finally:
         ext.close()
     # one outside it: not allowed by ruleset, and nothing reached it
