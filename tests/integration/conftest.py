@@ -26,11 +26,14 @@ RANGE_FREE = {
 
 
 # Suites that reach the range only to carry bytes for what they test in the control
-# plane (remote rules, token restrictions, the metrics text, the mesh's policy and its streams,
-# which reach a tunnel without a public listener): their ports open through the same
-# allocation path test_rules and test_tunnel prove under each steering mode, so the run
-# under listeners leaves them out too.
-STEERING_SAME = {"test_remote_rules", "test_token_restrict", "test_metrics", "test_mesh"}
+# plane (remote rules, token restrictions, the metrics text): their ports open through the
+# same allocation path test_rules and test_tunnel prove under each steering mode, so the
+# run under listeners leaves them out too.
+STEERING_SAME = {"test_remote_rules", "test_token_restrict", "test_metrics"}
+
+# The mesh suite too: its streams go from one tunnel to another (or to an allowed
+# external address) through relayd without a public listener.
+STEERING_SAME |= {"test_mesh"}
 
 
 def pytest_collection_modifyitems(config, items):

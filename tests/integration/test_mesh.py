@@ -26,6 +26,7 @@ import pytest
 import navetest as nt
 from navetest import KiB, MiB
 from test_metrics import scrape, settle, total
+from test_token_restrict import h_page
 
 # a local connection refused by the edge is reset within this (the sanitizer
 # build is slower at everything)
@@ -93,16 +94,31 @@ def ok(p, what):
     return p
 
 
+def listening(port):
+    """True when something listens on 127.0.0.1:port. A bind test with SO_REUSEADDR (without
+    it, the connections the listener accepted may hold the port in TIME_WAIT) and no
+    connection (one would open a stream)."""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        s.bind(("127.0.0.1", port))
+        return False
+    except OSError:
+        return True
+    finally:
+        s.close()
+
+
 def port_map(c, local, dest, port, *extra):
     ok(c.nave("ports", "map", str(local), "--destination", dest, "--port", str(port), *extra),
        "nave ports map")
     # the client binds it (live, through its local socket): nobody else can now
-    nt.wait_for(lambda: not nt.port_is_free(local), 10, f"local port {local} bound")
+    nt.wait_for(lambda: listening(local), 10, f"local port {local} bound")
 
 
 def socks_listen(c, port, *extra):
     ok(c.nave("proxies", "socks", "listen", str(port), *extra), "nave proxies socks listen")
-    nt.wait_for(lambda: not nt.port_is_free(port), 10, f"SOCKS port {port} bound")
+    nt.wait_for(lambda: listening(port), 10, f"SOCKS port {port} bound")
 
 
 def log_line(proc, needle, timeout=10):
@@ -120,48 +136,47 @@ def reset_at_once(port):
     """A local connection to port is accepted and then reset within RESET_WITHIN s,
     no byte of a service arriving; returns how long it took."""
     t0 = time.monotonic()
-    with nt.connect(port, timeout=10) as s:
-        try:
-            s.sendall(struct.pack(">Q", 10) + b"0123456789")
-            d = s.recv(64)
-        except (ConnectionResetError, BrokenPipeError):
-            took = time.monotonic() - t0
-            assert took < RESET_WITHIN, f"reset after {took:.2f} s"
-            return took
-        except socket.timeout:
-            raise nt.Failure(f"local port {port}: no answer and no reset in 10 s")
+    s = None
+    try:
+        # a reset that comes quickly enough is seen by the (non-blocking) connect itself
+        s = nt.connect(port, timeout=10)
+        s.sendall(struct.pack(">Q", 10) + b"0123456789")
+        d = s.recv(64)
+    except (ConnectionResetError, BrokenPipeError):
+        took = time.monotonic() - t0
+        assert took < RESET_WITHIN, f"reset after {took:.2f} s"
+        return took
+    except socket.timeout:
+        raise nt.Failure(f"local port {port}: no answer and no reset in 10 s")
+    finally:
+        if s is not None:
+            s.close()
     raise nt.Failure(f"local port {port}: {'EOF' if not d else d[:20]!r}, not a reset")
 
 
-def works_soon(port, timeout=15):
-    """The mesh policy reaches relayd a moment after navectl returns: retries a small
-    exchange until it passes."""
+def soon(fn, what, timeout=15):
+    """The mesh policy reaches relayd a moment after navectl returns: fn() until it returns
+    true without raising."""
     def once():
         try:
-            return nt.exchange(port, 1000)
-        except (nt.Failure, OSError):
+            return fn()
+        except (nt.Failure, OSError, AssertionError):
             return False
 
-    nt.wait_for(once, timeout, f"a stream through local port {port}", interval=0.3)
+    nt.wait_for(once, timeout, what, interval=0.3)
 
 
-def refused_soon(port, timeout=15):
-    def once():
-        try:
-            return reset_at_once(port) is not None
-        except (nt.Failure, AssertionError):
-            return False
+def works_soon(port):
+    soon(lambda: nt.exchange(port, 1000), f"a stream through local port {port}")
 
-    nt.wait_for(once, timeout, f"local port {port} refused", interval=0.3)
+
+def refused_soon(port):
+    soon(lambda: reset_at_once(port) is not None, f"local port {port} refused")
 
 
 def client_with(server, make_client, name, *token_args):
     """A started client whose auth token is made with these restrictions."""
     return make_client(name, key=token(server, *token_args))
-
-
-def section(c, name):
-    return f"[{name}]" in c.ini.read_text()
 
 
 # ---------------------------------------------------------------- SOCKS5 client
@@ -330,7 +345,7 @@ def test_port_map_between_tunnels(server, make_client, services, free_port):
 
     # ports rm: the listener closes and the config forgets it
     ok(a.nave("ports", "rm", str(local)), "ports rm")
-    nt.wait_for(lambda: nt.port_is_free(local), 10, f"local port {local} released")
+    nt.wait_for(lambda: not listening(local), 10, f"local port {local} released")
     assert f"[portmap.{local}]" not in a.ini.read_text()
 
 
@@ -356,7 +371,7 @@ def test_port_map_refusals_at_the_client(server, make_client, free_port):
     assert p.returncode != 0
     lines = nt.user_lines(p.stderr)
     assert len(lines) == 1 and "udp port maps are not supported yet" in lines[0], p.stderr
-    assert nt.port_is_free(port)
+    assert not listening(port)
     assert a.ini.read_text() == before
     assert a.proc.alive()
 
@@ -418,24 +433,35 @@ def test_default_deny_and_rules(server, make_client, services, free_port, metric
 
 @pytest.mark.parametrize("server_ini", [SOCKS_INI])
 def test_socks(server, make_client, services, free_port):
-    b = make_client("b")
+    b = make_client("b", id="db-host")
+    assert server.tunnel(b.tunnel_id)["group_id"] == "db-host"
     svc = services(nt.h_exchange, "db")
     bport = b.tcp_add(svc.port)
+    web = services(h_page, "web")
+    ok(b.nave("tunnel", "http", "add", "--domain", "app.mesh.test", "--to",
+              f"127.0.0.1:{web.port}"), "http add")
     a = make_client("a")
-    mesh_add(server, "allow", a.tunnel_id, f"tunnel:{b.tunnel_id}")
+    # B by its group id; its HTTP rule's domain
+    mesh_add(server, "allow", a.tunnel_id, "tunnel:db-*")
+    mesh_add(server, "allow", a.tunnel_id, "domain:*.mesh.test")
     proxy = free_port()
     socks_listen(a, proxy)
     assert "[socks." + str(proxy) + "]" in a.ini.read_text()
 
     # B's service by tunnel id and port
-    def to_b():
-        try:
-            return socks_exchange(proxy, b.tunnel_id, bport, 1000)
-        except (nt.Failure, OSError, AssertionError):
-            return False
-
-    nt.wait_for(to_b, 15, "SOCKS5 to tunnel b", interval=0.3)
+    soon(lambda: socks_exchange(proxy, b.tunnel_id, bport, 1000), "SOCKS5 to tunnel b")
     socks_exchange(proxy, b.tunnel_id, bport, 1 * MiB)
+    socks_exchange(proxy, "db-host", bport, 64 * KiB)
+    # the domain reaches B's HTTP rule, whatever the port asked for
+    for port in (80, 8443):
+        s, rep = socks_open(proxy, "app.mesh.test", port)
+        with s:
+            assert rep == REP_OK, f"app.mesh.test:{port}: 0x{rep:02x}"
+            s.sendall(b"GET / HTTP/1.1\r\nHost: app.mesh.test\r\nConnection: close\r\n\r\n")
+            resp = b""
+            while d := s.recv(65536):
+                resp += d
+        assert resp.startswith(b"HTTP/1.1 200") and resp.endswith(b"hello app.mesh.test"), resp
     # an external loopback service inside [socks] allow, by address and by name
     ext = LoopbackService(services)
     try:
@@ -443,6 +469,17 @@ def test_socks(server, make_client, services, free_port):
         if ext.v6:
             socks_exchange(proxy, "::1", ext.port, 64 * KiB)
         socks_exchange(proxy, "localhost", ext.port, 64 * KiB)
+        # a deny rule refuses an external destination the allow list lets through
+        rid = mesh_add(server, "deny", a.tunnel_id, "external:127.0.0.1/32", "--port",
+                       str(ext.port))
+        soon(lambda: socks_refused(proxy, "127.0.0.1", ext.port) == REP_NOT_ALLOWED,
+             "the external deny rule applied")
+        line = log_line(server.relayd, f"mesh: tunnel {a.tunnel_id} -> 127.0.0.1:{ext.port} "
+                        "refused")
+        assert f"denied by mesh rule {rid}" in line, line
+        navectl_ok(server, "mesh", "rm", str(rid))
+        soon(lambda: socks_exchange(proxy, "127.0.0.1", ext.port, 1000),
+             "the external deny rule removed")
     finally:
         ext.close()
     # one outside it: not allowed by ruleset, and nothing reached it
@@ -500,7 +537,7 @@ def test_socks(server, make_client, services, free_port):
 
     # rm: the listener closes, the config forgets it
     ok(a.nave("proxies", "socks", "rm", str(proxy)), "proxies socks rm")
-    nt.wait_for(lambda: nt.port_is_free(proxy), 10, f"SOCKS port {proxy} released")
+    nt.wait_for(lambda: not listening(proxy), 10, f"SOCKS port {proxy} released")
     assert "[socks." + str(proxy) + "]" not in a.ini.read_text()
 
 
