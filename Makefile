@@ -68,14 +68,17 @@ BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_x86 -Wall -Werror -Ibpf \
 SVC := common/svc.c
 # started as root: run as [server] user, keep named capabilities, seccomp (libseccomp)
 SANDBOX := common/sandbox.c
+# the client's SOCKS5 proxy (nave proxies socks): the protocol's messages (the engine's
+# client role speaks it, so relayd links it too)
+SOCKS5 := common/socks5.c
 RELAYD_SRC := datapath/relayd.c datapath/ctlthread.c datapath/kern.c $(ENGINE) $(BPF_SRC) $(TLS) \
-	      $(CFG) $(COMMON) $(PASSWD) $(SVC) $(SANDBOX)
+	      $(CFG) $(COMMON) $(PASSWD) $(SVC) $(SANDBOX) $(SOCKS5)
 CONTROLD_SRC := ctl/controld.c ctl/store.c ctl/api.c ctl/relaylink.c ctl/reload.c ctl/acme.c \
 		ctl/acme_http.c ctl/jws.c ctl/restrict.c ctl/ruleops.c ctl/totp.c ctl/auth.c ctl/records.c \
 		ctl/metrics.c ctl/mhdpoll.c $(TLS) $(CFG) $(COMMON) $(PASSWD) $(SVC) $(SANDBOX)
 NAVECTL_SRC := ctl/navectl.c $(CFG) $(COMMON)
 NAVE_SRC := client/nave.c client/client.c client/webroot.c $(ENGINE) $(TLS) $(CFG) $(COMMON) \
-	    $(PASSWD) $(SVC)
+	    $(PASSWD) $(SVC) $(SOCKS5)
 
 obj = $(patsubst %.c,$(B)/obj/%.o,$(1))
 
@@ -165,6 +168,7 @@ $(B)/tests/test_acme: $(call obj,ctl/jws.c ctl/acme.c ctl/acme_http.c ctl/relayl
 # token restrictions: parsing and matching
 $(B)/tests/test_restrict: $(call obj,ctl/restrict.c)
 $(B)/tests/test_totp: $(call obj,ctl/totp.c)
+$(B)/tests/test_socks5: $(call obj,$(SOCKS5))
 # relayd's record ring (datapath/recring.h) and controld's check of the records
 $(B)/tests/test_records: $(call obj,ctl/records.c)
 

@@ -12,6 +12,7 @@
 
 #include "datapath/engine.h"
 #include "datapath/xprt_tls.h"
+#include "frame.h"
 #include "domain.h"
 #include "webroot.h"
 #include "link_proto.h"
@@ -24,6 +25,7 @@
 #include "util.h"
 #include "valid.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
@@ -356,7 +358,8 @@ static json_t *hello_msg(const struct cfg_client *c, const char *mode, const cha
 	json_object_set_new(h, "max_links", json_integer(c->max_links));
 	/* what this client takes beyond version 1 (link_proto.h); remote_rules = off refuses
 	 * each push with its own reason rather than posing as an older client */
-	json_object_set_new(h, "features", json_pack("[s]", LINK_FEATURE_RULES));
+	json_object_set_new(h, "features",
+			    json_pack("[s, s]", LINK_FEATURE_RULES, LINK_FEATURE_MESH));
 	if (token)
 		json_object_set_new(h, "token", json_string(token));
 	if (registration)
@@ -484,6 +487,15 @@ static bool lo_used(const struct local *lo)
 	return lo->fd > 0 || lo->remote;
 }
 
+/* A port map or SOCKS listener of the running client. */
+struct lsn {
+	bool socks;
+	struct cfg_portmap map; /* !socks */
+	struct cfg_socks sk;	/* socks */
+	bool up;		/* listening (the worker has its fd) */
+	char error[160];	/* why not */
+};
+
 struct client {
 	struct cfg_client *cfg;
 	SSL_CTX *ctx;
@@ -513,6 +525,15 @@ struct client {
 	 */
 	char ktls_mode[64];
 	int ctl_ktls; /* cconn_open's ktls: 0, 1 (auto) or 2 (on) */
+	/*
+	 * Port maps and SOCKS listeners ([portmap.N], [socks.N]): bound here, their
+	 * fds handed to the worker (MB_MAP_LISTEN), which carries their connections
+	 * as mesh streams. Main thread only.
+	 */
+	struct lsn lsn[CFG_MAX_MAPS + CFG_MAX_SOCKS];
+	unsigned nlsn;
+	_Atomic unsigned unlisten_acked; /* MB_MAP_UNLISTENs the worker has done */
+	bool mesh;			 /* this session's WELCOME named the feature "mesh" */
 	/*
 	 * The answers sent for the last REMOTE_DONE remote operations, by (tunnel id, op):
 	 * one pushed again (its answer lost with a link, or with a controld restart) gets
@@ -654,6 +675,13 @@ static void persist(struct client *cl)
 		c->n_tcp++;
 	}
 	pthread_mutex_unlock(&cl->lock);
+	c->n_maps = c->n_socks = 0;
+	for (unsigned i = 0; i < cl->nlsn; i++) {
+		if (cl->lsn[i].socks)
+			c->socks[c->n_socks++] = cl->lsn[i].sk;
+		else
+			c->maps[c->n_maps++] = cl->lsn[i].map;
+	}
 	if (cfg_client_save(c, err, sizeof(err)) < 0)
 		log_warn("cannot save %s: %s", c->path, err);
 }
@@ -755,6 +783,8 @@ static void session_start(struct client *cl, json_t *welcome)
 	long long hb = msg_int(limits, "heartbeat", 10);
 	long long pool = msg_int(limits, "max_pool_size", 8);
 	long long max_links = msg_int(limits, "max_links", 16384);
+	json_t *fv;
+	size_t fi;
 
 	memset(&mb, 0, sizeof(mb));
 	mb.type = MB_SESSION;
@@ -767,6 +797,16 @@ static void session_start(struct client *cl, json_t *welcome)
 				      ? max_links
 				      : cl->cfg->max_links);
 	cl->hb_ms = (unsigned)(hb > 0 ? hb : 10) * 1000;
+	/* port maps and SOCKS need relayd to take OPEN (WELCOME features, link_proto.h) */
+	cl->mesh = false;
+	json_array_foreach(json_object_get(welcome, "features"), fi,
+			   fv) if (json_is_string(fv) &&
+				   !strcmp(json_string_value(fv), LINK_FEATURE_MESH)) cl->mesh =
+	    true;
+	mb.mesh_ok = cl->mesh;
+	if (!cl->mesh && cl->nlsn)
+		log_warn("the server does not support port maps (too old): connections to the "
+			 "local ports of port maps and SOCKS proxies are refused");
 	engine_post(cl->eng, 0, &mb);
 	cl->online = true;
 	cl->backoff = 0;
@@ -1374,6 +1414,8 @@ json_t *client_http_rule_json(const struct cfg_http_rule *h, unsigned route, con
 	return j;
 }
 
+static json_t *lsn_list(struct client *cl, bool socks);
+
 static json_t *status_json(struct client *cl)
 {
 	struct engine_stats s;
@@ -1417,6 +1459,28 @@ static json_t *status_json(struct client *cl)
 		      "bytes_in", (json_int_t)s.bytes_out, "bytes_out", (json_int_t)s.bytes_in,
 		      "control_ktls", cl->cc.ktls_tx && cl->cc.ktls_rx, "rules", rules);
 	json_object_set_new(st, "http_rules", hrules);
+	json_object_set_new(st, "maps", lsn_list(cl, false));
+	json_object_set_new(st, "socks", lsn_list(cl, true));
+	json_object_set_new(st, "mesh", json_boolean(cl->mesh));
+	json_object_set_new(st, "mesh_opened", json_integer((json_int_t)s.mesh_opened));
+	{
+		/* by OPENED status (link_proto.h); "local": refused by the client itself */
+		static const char *const names[LINK_OPEN_STATUS_MAX + 1] = {
+		    "local", "denied",	"not_found",   "offline", "not_allowed",
+		    "dns",   "refused", "unreachable", "busy",	  "bad"};
+		json_t *by = json_object();
+		uint64_t total = 0;
+
+		for (unsigned k = 0; k <= LINK_OPEN_STATUS_MAX; k++) {
+			if (!s.mesh_refused[k])
+				continue;
+			total += s.mesh_refused[k];
+			json_object_set_new(by, names[k],
+					    json_integer((json_int_t)s.mesh_refused[k]));
+		}
+		json_object_set_new(st, "mesh_refused", json_integer((json_int_t)total));
+		json_object_set_new(st, "mesh_refused_by", by);
+	}
 	if (cl->www)
 		json_object_set_new(st, "webroot_socket", json_string(cl->www_path));
 	return st;
@@ -1515,6 +1579,322 @@ static void http_add_local(struct client *cl, struct local *lo, json_t *req)
 	lo->deadline = now_ms() + LOCAL_TIMEOUT_MS;
 }
 
+/* ---------- port maps and SOCKS listeners ---------- */
+
+int client_listen_local(const char *addr, uint16_t port, bool lis, char *err, size_t errlen)
+{
+	struct sockaddr_storage ss;
+	struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
+	struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
+	socklen_t sl;
+	int fd, one = 1, e;
+
+	memset(&ss, 0, sizeof(ss));
+	if (inet_pton(AF_INET, addr, &a4->sin_addr) == 1) {
+		a4->sin_family = AF_INET;
+		a4->sin_port = htons(port);
+		sl = sizeof(*a4);
+	} else if (inet_pton(AF_INET6, addr, &a6->sin6_addr) == 1) {
+		a6->sin6_family = AF_INET6;
+		a6->sin6_port = htons(port);
+		sl = sizeof(*a6);
+	} else {
+		snprintf(err, errlen, "bad local address (want an IPv4 or IPv6 address)");
+		return -1;
+	}
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		snprintf(err, errlen, "socket: %s", strerror(errno));
+		return -1;
+	}
+	/* a map removed and added again binds at once (its old connections linger) */
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (ss.ss_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&ss, sl) < 0 || (lis && listen(fd, 256) < 0)) {
+		e = errno;
+		close(fd);
+		if (e == EADDRINUSE)
+			snprintf(err, errlen, "local port %u is already in use on %s", port, addr);
+		else
+			snprintf(err, errlen, "cannot listen on %s port %u: %s", addr, port,
+				 strerror(e));
+		return -1;
+	}
+	return fd;
+}
+
+static uint16_t lsn_port(const struct lsn *l)
+{
+	return l->socks ? l->sk.port : l->map.local;
+}
+
+static struct lsn *lsn_find(struct client *cl, uint16_t port)
+{
+	for (unsigned i = 0; i < cl->nlsn; i++)
+		if (lsn_port(&cl->lsn[i]) == port)
+			return &cl->lsn[i];
+	return NULL;
+}
+
+/* Binds l's port and hands the listener to the worker; 0 or -1 with err (l->error too). */
+static int lsn_start(struct client *cl, struct lsn *l, char *err, size_t errlen)
+{
+	struct engine_map em;
+	struct mb_msg mb;
+	int fd;
+
+	fd = client_listen_local(l->socks ? l->sk.bind : l->map.bind, lsn_port(l), true, err,
+				 errlen);
+	if (fd < 0) {
+		str_copy(l->error, sizeof(l->error), err);
+		return -1;
+	}
+	memset(&em, 0, sizeof(em));
+	em.kind = l->socks ? EMAP_SOCKS : EMAP_PORT;
+	em.local = lsn_port(l);
+	if (l->socks) {
+		str_copy(em.user, sizeof(em.user), l->sk.username);
+		str_copy(em.hash, sizeof(em.hash), l->sk.password_hash);
+	} else {
+		em.port = l->map.port;
+		str_copy(em.name, sizeof(em.name), l->map.destination);
+	}
+	memset(&mb, 0, sizeof(mb));
+	mb.type = MB_MAP_LISTEN;
+	mb.fd = fd;
+	mb.port = lsn_port(l);
+	mb.data = (uint8_t *)&em; /* engine_post copies it */
+	mb.len = sizeof(em);
+	if (engine_post(cl->eng, 0, &mb) < 0) {
+		close(fd);
+		snprintf(err, errlen, "out of memory");
+		str_copy(l->error, sizeof(l->error), err);
+		return -1;
+	}
+	l->up = true;
+	l->error[0] = 0;
+	if (l->socks)
+		log_info("SOCKS5 proxy listening on %s port %u%s", l->sk.bind, l->sk.port,
+			 l->sk.username[0] ? " (with a user and password)" : "");
+	else
+		log_info("port map %u -> %s:%u listening on %s", l->map.local, l->map.destination,
+			 l->map.port, l->map.bind);
+	return 0;
+}
+
+/* The worker closes l's listener; waits (briefly) until it did, so the port is free again. */
+static void lsn_stop(struct client *cl, struct lsn *l)
+{
+	unsigned want = atomic_load(&cl->unlisten_acked) + 1;
+	struct mb_msg mb;
+
+	if (!l->up)
+		return;
+	memset(&mb, 0, sizeof(mb));
+	mb.type = MB_MAP_UNLISTEN;
+	mb.port = lsn_port(l);
+	mb.ack = &cl->unlisten_acked; /* lives as long as the engine */
+	l->up = false;
+	if (engine_post(cl->eng, 0, &mb) < 0)
+		return;
+	for (int i = 0; i < 400 && atomic_load(&cl->unlisten_acked) < want; i++)
+		usleep(5000);
+	if (atomic_load(&cl->unlisten_acked) < want)
+		log_warn("local port %u: the worker did not close its listener in time", mb.port);
+}
+
+static json_t *lsn_json(const struct lsn *l, bool running)
+{
+	json_t *j;
+
+	if (l->socks) {
+		j = json_pack("{s:i, s:s, s:b}", "port", l->sk.port, "bind", l->sk.bind, "auth",
+			      l->sk.username[0] != 0);
+		if (l->sk.username[0])
+			json_object_set_new(j, "username", json_string(l->sk.username));
+	} else {
+		j = json_pack("{s:i, s:s, s:s, s:i, s:s}", "local", l->map.local, "transport",
+			      "tcp", "destination", l->map.destination, "port", l->map.port, "bind",
+			      l->map.bind);
+	}
+	json_object_set_new(j, "state",
+			    json_string(!running ? "saved"
+					: l->up	 ? "listening"
+						 : "error"));
+	if (running && !l->up && l->error[0])
+		json_object_set_new(j, "error", json_string(l->error));
+	return j;
+}
+
+json_t *client_listeners_json(const struct cfg_client *c, bool socks)
+{
+	json_t *a = json_array();
+	struct lsn l;
+
+	for (unsigned i = 0; i < (socks ? c->n_socks : c->n_maps); i++) {
+		memset(&l, 0, sizeof(l));
+		l.socks = socks;
+		if (socks)
+			l.sk = c->socks[i];
+		else
+			l.map = c->maps[i];
+		json_array_append_new(a, lsn_json(&l, false));
+	}
+	return a;
+}
+
+static json_t *lsn_list(struct client *cl, bool socks)
+{
+	json_t *a = json_array();
+
+	for (unsigned i = 0; i < cl->nlsn; i++)
+		if (cl->lsn[i].socks == socks)
+			json_array_append_new(a, lsn_json(&cl->lsn[i], true));
+	return a;
+}
+
+static json_t *reply_err(const char *why)
+{
+	return json_pack("{s:b, s:s}", "ok", 0, "error", why);
+}
+
+/* A local port of a request: 1..65535, else 0. */
+static uint16_t req_port(json_t *req, const char *key)
+{
+	long long v = msg_int(req, key, 0);
+
+	return v >= 1 && v <= 65535 ? (uint16_t)v : 0;
+}
+
+/* Whether another listener may take port; else why not, into err. */
+static bool lsn_port_free(struct client *cl, uint16_t port, char *err, size_t errlen)
+{
+	struct lsn *o = lsn_find(cl, port);
+
+	if (!o)
+		return true;
+	snprintf(err, errlen, "local port %u is a %s already (remove it first)", port,
+		 o->socks ? "SOCKS proxy" : "port map");
+	return false;
+}
+
+/* map_add, socks_add: checked as the config's keys, bound, handed over, saved. */
+static void lsn_add_local(struct client *cl, struct local *lo, json_t *req, bool socks)
+{
+	const char *bind = msg_str(req, "bind") ?: "127.0.0.1", *why, *key;
+	char err[256];
+	struct lsn nl;
+
+	memset(&nl, 0, sizeof(nl));
+	nl.socks = socks;
+	if (!cfg_valid_bind(bind)) {
+		local_reply(cl, lo, reply_err("bad bind address (want an IPv4 or IPv6 address)"));
+		return;
+	}
+	if (socks) {
+		nl.sk.port = req_port(req, "port");
+		str_copy(nl.sk.bind, sizeof(nl.sk.bind), bind);
+		if (!nl.sk.port) {
+			local_reply(cl, lo, reply_err("bad port (1-65535)"));
+			return;
+		}
+		if (!str_copy(nl.sk.username, sizeof(nl.sk.username),
+			      msg_str(req, "username") ?: "") ||
+		    !str_copy(nl.sk.password_hash, sizeof(nl.sk.password_hash),
+			      msg_str(req, "password_hash") ?: "")) {
+			local_reply(cl, lo, reply_err("bad username or password_hash"));
+			return;
+		}
+		if (nl.sk.username[0]) {
+			char ua[CFG_STR_MAX + CFG_USER_MAX + 2];
+
+			snprintf(ua, sizeof(ua), "%s:%s", nl.sk.username, nl.sk.password_hash);
+			if (!cfg_valid_basic_auth(ua)) {
+				local_reply(cl, lo, reply_err("bad username or password_hash"));
+				return;
+			}
+		}
+		why = cfg_socks_check(&nl.sk, &key);
+		if (why) {
+			snprintf(err, sizeof(err), "%s: %s", key, why);
+			local_reply(cl, lo, reply_err(err));
+			return;
+		}
+	} else {
+		const char *tr = msg_str(req, "transport") ?: "tcp";
+
+		if (!strcmp(tr, "udp")) {
+			local_reply(cl, lo, reply_err("udp port maps are not supported yet"));
+			return;
+		}
+		if (strcmp(tr, "tcp")) {
+			local_reply(cl, lo, reply_err("bad transport (tcp)"));
+			return;
+		}
+		nl.map.local = req_port(req, "local");
+		nl.map.port = req_port(req, "port");
+		str_copy(nl.map.bind, sizeof(nl.map.bind), bind);
+		if (!nl.map.local || !nl.map.port) {
+			local_reply(cl, lo, reply_err("bad local port or port (1-65535)"));
+			return;
+		}
+		if (!cfg_valid_destination(msg_str(req, "destination")) ||
+		    !str_copy(nl.map.destination, sizeof(nl.map.destination),
+			      msg_str(req, "destination"))) {
+			local_reply(cl, lo,
+				    reply_err("bad destination (a tunnel id, group id, domain name "
+					      "or IP address)"));
+			return;
+		}
+	}
+	if (!lsn_port_free(cl, lsn_port(&nl), err, sizeof(err))) {
+		local_reply(cl, lo, reply_err(err));
+		return;
+	}
+	if (socks ? cl->cfg->n_socks >= CFG_MAX_SOCKS : cl->cfg->n_maps >= CFG_MAX_MAPS) {
+		snprintf(err, sizeof(err), "too many %s (at most %d)",
+			 socks ? "SOCKS proxies" : "port maps",
+			 socks ? CFG_MAX_SOCKS : CFG_MAX_MAPS);
+		local_reply(cl, lo, reply_err(err));
+		return;
+	}
+	if (lsn_start(cl, &nl, err, sizeof(err)) < 0) {
+		local_reply(cl, lo, reply_err(err)); /* nothing saved */
+		return;
+	}
+	cl->lsn[cl->nlsn++] = nl;
+	persist(cl);
+	json_t *r = lsn_json(&nl, true);
+	json_object_set_new(r, "ok", json_true());
+	if (!cl->online || !cl->mesh)
+		json_object_set_new(r, "note",
+				    json_string(!cl->online ? "not connected to the server: "
+							      "connections wait for it (10 s)"
+							    : "the server does not support port "
+							      "maps (too old)"));
+	local_reply(cl, lo, r);
+}
+
+static void lsn_rm_local(struct client *cl, struct local *lo, json_t *req, bool socks)
+{
+	uint16_t port = req_port(req, socks ? "port" : "local");
+	struct lsn *l = port ? lsn_find(cl, port) : NULL;
+	char err[128];
+
+	if (!l || l->socks != socks) {
+		snprintf(err, sizeof(err), "no %s on local port %u",
+			 socks ? "SOCKS proxy" : "port map", port);
+		local_reply(cl, lo, reply_err(err));
+		return;
+	}
+	lsn_stop(cl, l);
+	log_info("%s on local port %u removed", socks ? "SOCKS proxy" : "port map", port);
+	*l = cl->lsn[--cl->nlsn];
+	persist(cl);
+	local_reply(cl, lo, json_pack("{s:b}", "ok", 1));
+}
+
 static void on_local_request(struct client *cl, struct local *lo, json_t *req)
 {
 	const char *type = msg_str(req, "type");
@@ -1566,6 +1946,20 @@ static void on_local_request(struct client *cl, struct local *lo, json_t *req)
 	}
 	if (!strcmp(type, "http_add")) {
 		http_add_local(cl, lo, req);
+		return;
+	}
+	if (!strcmp(type, "map_add") || !strcmp(type, "socks_add")) {
+		lsn_add_local(cl, lo, req, type[0] == 's');
+		return;
+	}
+	if (!strcmp(type, "map_rm") || !strcmp(type, "socks_rm")) {
+		lsn_rm_local(cl, lo, req, type[0] == 's');
+		return;
+	}
+	if (!strcmp(type, "map_ls")) {
+		local_reply(cl, lo,
+			    json_pack("{s:b, s:o, s:o}", "ok", 1, "maps", lsn_list(cl, false),
+				      "socks", lsn_list(cl, true)));
 		return;
 	}
 	if (!strcmp(type, "tcp_rm") || !strcmp(type, "http_rm") || !strcmp(type, "rule_rm")) {
@@ -1823,6 +2217,20 @@ int client_run(struct cfg_client *c)
 		fprintf(stderr, "nave: %s\n", err);
 		close(sfd);
 		goto fail;
+	}
+	/* port maps and SOCKS proxies: one that cannot listen stays (its state says why) */
+	for (unsigned i = 0; i < c->n_maps + c->n_socks; i++) {
+		struct lsn *l = &cl->lsn[cl->nlsn++];
+
+		memset(l, 0, sizeof(*l));
+		l->socks = i >= c->n_maps;
+		if (l->socks)
+			l->sk = c->socks[i - c->n_maps];
+		else
+			l->map = c->maps[i];
+		if (lsn_start(cl, l, err, sizeof(err)) < 0)
+			log_warn("%s on local port %u: %s", l->socks ? "SOCKS proxy" : "port map",
+				 lsn_port(l), err);
 	}
 	log_info("nave %s starting: server %s, %u rule(s), control socket %s", NAVE_VERSION,
 		 c->server, cl->nrules, c->socket);

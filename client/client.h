@@ -11,7 +11,9 @@
 #include "config/cfg.h"
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /*
  * Connects to the server once in "configure" mode: validates the key or
@@ -43,6 +45,21 @@ int client_run(struct cfg_client *c);
  */
 json_t *client_http_rule_json(const struct cfg_http_rule *h, unsigned route, const char *state,
 			      const char *reason);
+
+/*
+ * A TCP socket bound to addr:port (an IPv4 or IPv6 literal), listening when
+ * listen is set (the local end of a port map or SOCKS proxy). The fd, or -1
+ * with a one-line reason in err ("local port 16379 is already in use on
+ * 127.0.0.1"). `nave ports map` of a stopped client binds without listening
+ * and closes again: a port in use is refused before it is saved.
+ */
+int client_listen_local(const char *addr, uint16_t port, bool listen, char *err, size_t errlen);
+
+/*
+ * The port maps (socks false) or SOCKS proxies of a config as `nave ports ls
+ * --json` / `nave proxies ls --json` show them (state "saved").
+ */
+json_t *client_listeners_json(const struct cfg_client *c, bool socks);
 
 /*
  * Sends one request to a running client's local socket and waits for the

@@ -24,6 +24,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define TOKEN_MAX      255  /* bytes of a registration or auth token */
 #define TOKEN_LINE_MAX 4096 /* a token file's first line is read up to this */
@@ -423,8 +424,11 @@ static int cmd_status(struct opts *o, int argc, char **argv)
 		return 1;
 	if (!r) {
 		if (o->json) {
-			json_t *j = json_pack("{s:s, s:s, s:b}", "state", "stopped", "server",
-					      o->cfg.server, "configured", o->cfg.token[0] != 0);
+			json_t *j =
+			    json_pack("{s:s, s:s, s:b, s:o, s:o}", "state", "stopped", "server",
+				      o->cfg.server, "configured", o->cfg.token[0] != 0, "maps",
+				      client_listeners_json(&o->cfg, false), "socks",
+				      client_listeners_json(&o->cfg, true));
 
 			print_json(j);
 			json_decref(j);
@@ -433,6 +437,9 @@ static int cmd_status(struct opts *o, int argc, char **argv)
 			       log_esc_str(o->cfg.server[0] ? o->cfg.server : "-", b2, sizeof(b2)),
 			       log_esc_str(o->cfg.path, b4, sizeof(b4)),
 			       o->cfg.token[0] ? "configured" : "not configured", o->cfg.n_tcp);
+			if (o->cfg.n_maps || o->cfg.n_socks)
+				printf("mesh:    %u port map(s), %u SOCKS proxy(ies)\n",
+				       o->cfg.n_maps, o->cfg.n_socks);
 		}
 		return 0;
 	}
@@ -455,6 +462,17 @@ static int cmd_status(struct opts *o, int argc, char **argv)
 		printf("conns:   %lld open, %lld total\nbytes:   %lld in, %lld out\n",
 		       msg_int(r, "conns", 0), msg_int(r, "conns_total", 0),
 		       msg_int(r, "bytes_in", 0), msg_int(r, "bytes_out", 0));
+		if (json_array_size(json_object_get(r, "maps")) ||
+		    json_array_size(json_object_get(r, "socks")))
+			printf("mesh:    %zu port map(s), %zu SOCKS proxy(ies); %lld streams "
+			       "opened, %lld refused%s\n",
+			       json_array_size(json_object_get(r, "maps")),
+			       json_array_size(json_object_get(r, "socks")),
+			       msg_int(r, "mesh_opened", 0), msg_int(r, "mesh_refused", 0),
+			       json_is_false(json_object_get(r, "mesh")) &&
+				       !strcmp(msg_str(r, "state") ?: "", "online")
+				   ? " (the server does not support port maps: too old)"
+				   : "");
 	}
 	json_decref(r);
 	return 0;
@@ -1231,6 +1249,476 @@ static int cmd_tunnel(struct opts *o, int argc, char **argv)
 	die_usage("unknown tunnel command '%s'", argv[1]);
 }
 
+/* ---------- port maps and SOCKS proxies ---------- */
+
+#define MAP_USAGE                                                                                  \
+	"nave ports map LOCALPORT [--transport tcp] --destination HOST --port N\n"                 \
+	"                      [--bind ADDR] [--config FILE] [--json]"
+
+static const char ports_help[] =
+    "usage: " MAP_USAGE "\n"
+    "       nave ports ls [--config FILE] [--json]\n"
+    "       nave ports rm LOCALPORT [--config FILE] [--json]\n"
+    "A port map carries the connections to a local port through the server to\n"
+    "HOST:N: a service of another tunnel (HOST its tunnel id or group id, N one of\n"
+    "its public TCP ports), an HTTP rule's domain, or an external name or address\n"
+    "the server's [socks] allow list lets through. The server's mesh policy\n"
+    "decides. While nave start runs a change applies at once (and is saved);\n"
+    "else it is saved for the next start.\n"
+    "\n"
+    "Options of map:\n"
+    "  --transport tcp     the transport (tcp; udp is not supported yet)\n"
+    "  --destination HOST  a tunnel id, group id, domain name or IP address\n"
+    "  --port N            the destination's port (1-65535)\n"
+    "  --bind ADDR         the local address to listen on (default 127.0.0.1)\n"
+    "  --config FILE       the client config\n"
+    "  --json              print the result as JSON\n"
+    "  -h, --help          this help";
+
+static const char proxies_help[] =
+    "usage: nave proxies socks listen PORT [--bind ADDR] [--auth USER:PASS]\n"
+    "                                [--config FILE] [--json]\n"
+    "       nave proxies socks rm PORT [--config FILE] [--json]\n"
+    "       nave proxies ls [--config FILE] [--json]\n"
+    "A SOCKS5 proxy on a local port: each CONNECT goes through the server to the\n"
+    "host and port it names (a tunnel id or group id and one of its ports, a\n"
+    "domain of the server's HTTP routes, or an external destination the server's\n"
+    "[socks] allow list lets through), as a port map's connections do.\n"
+    "\n"
+    "Options of socks listen:\n"
+    "  --bind ADDR       the local address to listen on (default 127.0.0.1; another\n"
+    "                    than loopback needs --auth)\n"
+    "  --auth USER:PASS  ask for this user and password (RFC 1929); only a hash\n"
+    "                    (scrypt) is kept. It shows in ps while nave runs\n"
+    "  --config FILE     the client config\n"
+    "  --json            print the result as JSON\n"
+    "  -h, --help        this help";
+
+/* A local or destination port: 1..65535 in decimal, or exit 2 naming what. */
+static uint16_t port_arg(const char *s, const char *what)
+{
+	long v = parse_port(s);
+
+	if (v < 1)
+		die_usage("bad %s '%s' (1-65535)", what, s);
+	return (uint16_t)v;
+}
+
+/* Whether a port map or SOCKS proxy of the config has local port p. */
+static const char *lsn_used(const struct cfg_client *c, uint16_t p)
+{
+	for (unsigned i = 0; i < c->n_maps; i++)
+		if (c->maps[i].local == p)
+			return "port map";
+	for (unsigned i = 0; i < c->n_socks; i++)
+		if (c->socks[i].port == p)
+			return "SOCKS proxy";
+	return NULL;
+}
+
+/* The answer of a running client to an add or rm: printed; the exit status. */
+static int lsn_answer(struct opts *o, json_t *r, const char *done)
+{
+	bool ok = json_is_true(json_object_get(r, "ok"));
+	char b[512];
+
+	if (!ok) {
+		say_err("%s", msg_str(r, "error") ?: "refused");
+	} else if (o->json) {
+		json_object_del(r, "type");
+		print_json(r);
+	} else {
+		printf("%s\n", done);
+		if (msg_str(r, "note"))
+			printf("note: %s\n", log_esc_str(msg_str(r, "note"), b, sizeof(b)));
+	}
+	json_decref(r);
+	return ok ? 0 : 1;
+}
+
+/* After a stopped client's config changed: saved, printed. */
+static int lsn_saved(struct opts *o, const char *done)
+{
+	char err[CFG_ERR_MAX];
+
+	if (cfg_client_save(&o->cfg, err, sizeof(err)) < 0) {
+		say_err("%s", err);
+		return 1;
+	}
+	if (o->json) {
+		json_t *j = json_pack("{s:b, s:s}", "ok", 1, "note",
+				      "saved; applied at the next nave start");
+
+		print_json(j);
+		json_decref(j);
+	} else {
+		printf("%s (saved; nave is not running: applied at the next nave start)\n", done);
+	}
+	return 0;
+}
+
+static int ports_map(struct opts *o, int argc, char **argv)
+{
+	static const struct option lo[] = {
+	    {"transport", required_argument, NULL, 'T'},
+	    {"destination", required_argument, NULL, 'd'},
+	    {"port", required_argument, NULL, 'p'},
+	    {"bind", required_argument, NULL, 'b'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	const char *dest = NULL, *bind = "127.0.0.1", *used;
+	char err[256], done[CFG_DEST_MAX + 128], b[CFG_DEST_MAX * 4 + 8];
+	uint16_t lport, port = 0;
+	int c, fd;
+	json_t *r;
+
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":h", lo, NULL)) != -1) {
+		switch (c) {
+		case 'T':
+			if (!strcmp(optarg, "udp"))
+				die_usage("udp port maps are not supported yet");
+			if (strcmp(optarg, "tcp"))
+				die_usage("bad --transport '%s' (tcp)", optarg);
+			break;
+		case 'd':
+			dest = optarg;
+			break;
+		case 'p':
+			port = port_arg(optarg, "--port");
+			break;
+		case 'b':
+			bind = optarg;
+			break;
+		case 'h':
+			puts(ports_help);
+			return 0;
+		default:
+			bad_option("ports map", c, argv);
+		}
+	}
+	if (optind >= argc)
+		die_usage("ports map needs a LOCALPORT");
+	lport = port_arg(argv[optind], "LOCALPORT");
+	if (optind + 1 < argc)
+		die_usage("ports map: unexpected argument '%s'", argv[optind + 1]);
+	if (!dest)
+		die_usage("ports map needs --destination HOST");
+	if (!cfg_valid_destination(dest))
+		die_usage("bad --destination '%s' (a tunnel id, group id, domain name or IP "
+			  "address)",
+			  dest);
+	if (!port)
+		die_usage("ports map needs --port N (the destination's port)");
+	if (!cfg_valid_bind(bind))
+		die_usage("bad --bind '%s' (an IPv4 or IPv6 address)", bind);
+	snprintf(done, sizeof(done), "port map %u -> %s:%u on %s", lport,
+		 log_esc_str(dest, b, sizeof(b)), port, bind);
+	load_cfg(o, true);
+	r = local(o,
+		  json_pack("{s:s, s:i, s:s, s:s, s:i, s:s}", "type", "map_add", "local", lport,
+			    "transport", "tcp", "destination", dest, "port", port, "bind", bind));
+	if (r)
+		return lsn_answer(o, r, done);
+	if (!not_running(o))
+		return 1;
+	if ((used = lsn_used(&o->cfg, lport))) {
+		say_err("local port %u is a %s already (remove it first)", lport, used);
+		return 1;
+	}
+	if (o->cfg.n_maps >= CFG_MAX_MAPS) {
+		say_err("too many port maps (at most %d)", CFG_MAX_MAPS);
+		return 1;
+	}
+	/* a port another program holds is refused now, not at the next start */
+	fd = client_listen_local(bind, lport, false, err, sizeof(err));
+	if (fd < 0) {
+		say_err("%s", err);
+		return 1;
+	}
+	close(fd);
+	struct cfg_portmap *m = &o->cfg.maps[o->cfg.n_maps++];
+	memset(m, 0, sizeof(*m));
+	m->local = lport;
+	m->port = port;
+	str_copy(m->destination, sizeof(m->destination), dest);
+	str_copy(m->bind, sizeof(m->bind), bind);
+	return lsn_saved(o, done);
+}
+
+static void print_maps(json_t *maps)
+{
+	char b1[CFG_DEST_MAX * 4 + 8], b2[128], b3[64], b4[512];
+	json_t *m;
+	size_t i;
+
+	printf("%-7s %-28s %-6s %-16s %s\n", "LOCAL", "DESTINATION", "PORT", "BIND", "STATE");
+	json_array_foreach(maps, i, m)
+	{
+		printf("%-7lld %-28s %-6lld %-16s %s\n", msg_int(m, "local", 0),
+		       log_esc_str(msg_str(m, "destination") ?: "-", b1, sizeof(b1)),
+		       msg_int(m, "port", 0),
+		       log_esc_str(msg_str(m, "bind") ?: "-", b2, sizeof(b2)),
+		       log_esc_str(msg_str(m, "state") ?: "saved", b3, sizeof(b3)));
+		if (msg_str(m, "error"))
+			printf("  error: %s\n", log_esc_str(msg_str(m, "error"), b4, sizeof(b4)));
+	}
+}
+
+static void print_socks(json_t *socks)
+{
+	char b1[128], b2[64], b3[512], b4[128];
+	json_t *k;
+	size_t i;
+
+	printf("%-7s %-16s %-12s %s\n", "PORT", "BIND", "AUTH", "STATE");
+	json_array_foreach(socks, i, k)
+	{
+		printf("%-7lld %-16s %-12s %s\n", msg_int(k, "port", 0),
+		       log_esc_str(msg_str(k, "bind") ?: "-", b1, sizeof(b1)),
+		       msg_str(k, "username") ? log_esc_str(msg_str(k, "username"), b4, sizeof(b4))
+					      : "none",
+		       log_esc_str(msg_str(k, "state") ?: "saved", b2, sizeof(b2)));
+		if (msg_str(k, "error"))
+			printf("  error: %s\n", log_esc_str(msg_str(k, "error"), b3, sizeof(b3)));
+	}
+}
+
+/* ports ls, proxies ls: the running client's listeners, else the config's. */
+static int lsn_ls(struct opts *o, int argc, char **argv, bool socks)
+{
+	json_t *r, *a;
+
+	if (argc > 1 && is_help(argv[1])) {
+		puts(socks ? proxies_help : ports_help);
+		return 0;
+	}
+	if (argc > 1)
+		die_usage("%s ls: unexpected argument '%s'", socks ? "proxies" : "ports", argv[1]);
+	load_cfg(o, true);
+	r = local(o, json_pack("{s:s}", "type", "map_ls"));
+	if (!r && !not_running(o))
+		return 1;
+	if (r) {
+		a = json_object_get(r, socks ? "socks" : "maps");
+		a = json_is_array(a) ? json_incref(a) : json_array(); /* an older client */
+		json_decref(r);
+	} else {
+		a = client_listeners_json(&o->cfg, socks);
+	}
+	if (o->json)
+		print_json(a);
+	else if (socks)
+		print_socks(a);
+	else
+		print_maps(a);
+	json_decref(a);
+	return 0;
+}
+
+/* ports rm LOCALPORT, proxies socks rm PORT */
+static int lsn_rm(struct opts *o, int argc, char **argv, bool socks)
+{
+	const char *what = socks ? "SOCKS proxy" : "port map";
+	char done[96];
+	uint16_t port;
+	unsigned i;
+	json_t *r;
+
+	if (argc > 1 && is_help(argv[1])) {
+		puts(socks ? proxies_help : ports_help);
+		return 0;
+	}
+	if (argc != 2)
+		die_usage("%s needs one %s", socks ? "proxies socks rm" : "ports rm",
+			  socks ? "PORT" : "LOCALPORT");
+	port = port_arg(argv[1], socks ? "PORT" : "LOCALPORT");
+	snprintf(done, sizeof(done), "removed the %s on local port %u", what, port);
+	load_cfg(o, true);
+	r = local(o, socks ? json_pack("{s:s, s:i}", "type", "socks_rm", "port", port)
+			   : json_pack("{s:s, s:i}", "type", "map_rm", "local", port));
+	if (r)
+		return lsn_answer(o, r, done);
+	if (!not_running(o))
+		return 1;
+	for (i = 0; i < (socks ? o->cfg.n_socks : o->cfg.n_maps); i++)
+		if ((socks ? o->cfg.socks[i].port : o->cfg.maps[i].local) == port)
+			break;
+	if (i == (socks ? o->cfg.n_socks : o->cfg.n_maps)) {
+		say_err("no %s on local port %u", what, port);
+		return 1;
+	}
+	if (socks)
+		memmove(&o->cfg.socks[i], &o->cfg.socks[i + 1],
+			(o->cfg.n_socks-- - i - 1) * sizeof(o->cfg.socks[0]));
+	else
+		memmove(&o->cfg.maps[i], &o->cfg.maps[i + 1],
+			(o->cfg.n_maps-- - i - 1) * sizeof(o->cfg.maps[0]));
+	return lsn_saved(o, done);
+}
+
+/* --auth USER:PASS into user and its password hash; exit 2 when it is not one. */
+static void socks_auth(char *arg, char *user, size_t ulen, char *hash, size_t hlen)
+{
+	char *colon = strchr(arg, ':');
+	size_t ul, pl;
+
+	if (!colon)
+		die_usage("bad --auth (want USER:PASS)");
+	ul = (size_t)(colon - arg);
+	pl = strlen(colon + 1);
+	if (ul < 1 || ul > CFG_USER_MAX)
+		die_usage("bad --auth: the user is 1-%d characters", CFG_USER_MAX);
+	for (size_t i = 0; i < ul; i++)
+		if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-",
+			    arg[i]))
+			die_usage("bad --auth: the user may only hold letters, digits, '.', '_' "
+				  "and '-'");
+	/* RFC 1929 carries at most 255 bytes; nave's hashes take PASSWD_PASS_MAX */
+	if (pl < 1 || pl > PASSWD_PASS_MAX)
+		die_usage("bad --auth: the password is 1-%d bytes", PASSWD_PASS_MAX);
+	for (size_t i = 0; i < pl; i++)
+		if ((unsigned char)colon[1 + i] < 0x20 || colon[1 + i] == 0x7f)
+			die_usage("bad --auth: the password has control characters");
+	if (passwd_hash(colon + 1, pl, hash, hlen) < 0) {
+		say_err("cannot hash the password");
+		exit(1);
+	}
+	explicit_bzero(colon + 1, pl);
+	snprintf(user, ulen, "%.*s", (int)ul, arg);
+}
+
+static int socks_listen(struct opts *o, int argc, char **argv)
+{
+	static const struct option lo[] = {
+	    {"bind", required_argument, NULL, 'b'},
+	    {"auth", required_argument, NULL, 'A'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	const char *bind = "127.0.0.1", *used, *why, *key;
+	char *auth = NULL, err[256], done[128];
+	struct cfg_socks k;
+	int c, fd;
+	json_t *req, *r;
+
+	memset(&k, 0, sizeof(k));
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":h", lo, NULL)) != -1) {
+		switch (c) {
+		case 'b':
+			bind = optarg;
+			break;
+		case 'A':
+			auth = optarg;
+			break;
+		case 'h':
+			puts(proxies_help);
+			return 0;
+		default:
+			bad_option("proxies socks listen", c, argv);
+		}
+	}
+	if (optind >= argc)
+		die_usage("proxies socks listen needs a PORT");
+	k.port = port_arg(argv[optind], "PORT");
+	if (optind + 1 < argc)
+		die_usage("proxies socks listen: unexpected argument '%s'", argv[optind + 1]);
+	if (!cfg_valid_bind(bind))
+		die_usage("bad --bind '%s' (an IPv4 or IPv6 address)", bind);
+	str_copy(k.bind, sizeof(k.bind), bind);
+	if (!auth && !cfg_bind_loopback(bind)) {
+		/* refused (1), as the running client and the config refuse it */
+		say_err("--bind %s is not a loopback address: a SOCKS proxy others can reach "
+			"needs --auth USER:PASS",
+			bind);
+		return 1;
+	}
+	if (auth)
+		socks_auth(auth, k.username, sizeof(k.username), k.password_hash,
+			   sizeof(k.password_hash));
+	why = cfg_socks_check(&k, &key);
+	if (why) {
+		say_err("%s: %s", key, why);
+		return 1;
+	}
+	snprintf(done, sizeof(done), "SOCKS5 proxy on %s port %u%s", bind, k.port,
+		 auth ? " (with a user and password)" : "");
+	load_cfg(o, true);
+	req = json_pack("{s:s, s:i, s:s}", "type", "socks_add", "port", k.port, "bind", bind);
+	if (k.username[0]) {
+		json_object_set_new(req, "username", json_string(k.username));
+		json_object_set_new(req, "password_hash", json_string(k.password_hash));
+	}
+	r = local(o, req);
+	if (r)
+		return lsn_answer(o, r, done);
+	if (!not_running(o))
+		return 1;
+	if ((used = lsn_used(&o->cfg, k.port))) {
+		say_err("local port %u is a %s already (remove it first)", k.port, used);
+		return 1;
+	}
+	if (o->cfg.n_socks >= CFG_MAX_SOCKS) {
+		say_err("too many SOCKS proxies (at most %d)", CFG_MAX_SOCKS);
+		return 1;
+	}
+	fd = client_listen_local(bind, k.port, false, err, sizeof(err));
+	if (fd < 0) {
+		say_err("%s", err);
+		return 1;
+	}
+	close(fd);
+	o->cfg.socks[o->cfg.n_socks++] = k;
+	return lsn_saved(o, done);
+}
+
+static int cmd_ports(struct opts *o, int argc, char **argv)
+{
+	if (argc < 2)
+		die_usage("ports needs a command: map, ls or rm");
+	if (is_help(argv[1])) {
+		puts(ports_help);
+		return 0;
+	}
+	if (!strcmp(argv[1], "map"))
+		return ports_map(o, argc - 1, argv + 1);
+	if (!strcmp(argv[1], "ls"))
+		return lsn_ls(o, argc - 1, argv + 1, false);
+	if (!strcmp(argv[1], "rm"))
+		return lsn_rm(o, argc - 1, argv + 1, false);
+	die_usage("unknown ports command '%s'", argv[1]);
+}
+
+static int cmd_proxies(struct opts *o, int argc, char **argv)
+{
+	if (argc < 2)
+		die_usage("proxies needs a command: socks listen, socks rm or ls");
+	if (is_help(argv[1])) {
+		puts(proxies_help);
+		return 0;
+	}
+	if (!strcmp(argv[1], "ls"))
+		return lsn_ls(o, argc - 1, argv + 1, true);
+	if (!strcmp(argv[1], "socks")) {
+		if (argc < 3)
+			die_usage("proxies socks needs a command: listen or rm");
+		if (is_help(argv[2])) {
+			puts(proxies_help);
+			return 0;
+		}
+		if (!strcmp(argv[2], "listen"))
+			return socks_listen(o, argc - 2, argv + 2);
+		if (!strcmp(argv[2], "rm"))
+			return lsn_rm(o, argc - 2, argv + 2, true);
+		die_usage("unknown proxies command 'socks %s'", argv[2]);
+	}
+	die_usage("unknown proxies command '%s'", argv[1]);
+}
+
 /* ---------- dispatch ---------- */
 
 struct command {
@@ -1244,6 +1732,8 @@ static const struct command commands[] = {
     {"start", cmd_start, "run the tunnel (foreground)"},
     {"tunnel", cmd_tunnel,
      "tcp add | http add | ls | rm: public TCP ports and HTTP domains for local services"},
+    {"ports", cmd_ports, "map | ls | rm: local ports carried to services of the mesh"},
+    {"proxies", cmd_proxies, "socks listen | socks rm | ls: a local SOCKS5 proxy into the mesh"},
     {"status", cmd_status, "show whether the tunnel runs and what it carries"},
     {"deauth", cmd_deauth, "revoke the auth token on the server and forget it"},
 };

@@ -46,8 +46,8 @@
 
 #define CFG_FILE_MAX (1u << 20) /* bytes; a config is a few hundred */
 #define INI_LINE_MAX 1000	/* iniparser 4.1 fails on lines of 1023+ */
-#define INI_MAX_SEC  (16 + CFG_MAX_RULES)
-#define INI_MAX_KEY  512
+#define INI_MAX_SEC  (16 + CFG_MAX_RULES + CFG_MAX_MAPS + CFG_MAX_SOCKS)
+#define INI_MAX_KEY  768
 #define INI_NAME_MAX 80
 #define EMBEDDED     "(embedded default)"
 
@@ -184,6 +184,9 @@ enum row_type {
 	R_URL,	     /* empty or an https:// URL (cfg_valid_url) */
 	R_EMAIL,     /* empty or an e-mail address (cfg_valid_email) */
 	R_HOSTPATS,  /* empty or HOST:PORT patterns ('*' for either part), ',' or ' ' between */
+	R_DEST,	     /* a port map's destination (cfg_valid_destination) */
+	R_USER,	     /* empty or 1..64 of [A-Za-z0-9._-] */
+	R_PWHASH,    /* empty or "$scrypt$..." as --auth stores it (common/passwd.h) */
 	R_MESHALLOW, /* empty or CIDRs and hostname patterns, ',' between (mesh_allow_norm) */
 	R_FPR,	     /* empty or hex SHA-256, colons allowed */
 	R_LOGLEVEL,  /* int: NLOG_* */
@@ -200,6 +203,7 @@ enum row_type {
 	R_POW2,	     /* unsigned power of two in min..max */
 	R_PROXY,     /* int: empty|v1|v2 */
 	R_REMOTE,    /* unsigned: off|tcp-http|all (enum cfg_remote) */
+	R_TRANSPORT, /* int: tcp (udp is refused: not supported yet) */
 };
 
 struct cfg_row {
@@ -220,10 +224,12 @@ struct cfg_row {
 		.section = sec, .key = k, .def = d, .type = t, .off = offsetof(st, f),             \
 		.size = sizeof(((st *)0)->f), __VA_ARGS__                                          \
 	}
-#define SRV(...)  ROW(struct cfg_server, __VA_ARGS__)
-#define CLI(...)  ROW(struct cfg_client, "client", __VA_ARGS__)
-#define TCP(...)  ROW(struct cfg_tcp_rule, "tcp.*", __VA_ARGS__)
-#define HTTP(...) ROW(struct cfg_http_rule, "http.*", __VA_ARGS__)
+#define SRV(...)   ROW(struct cfg_server, __VA_ARGS__)
+#define CLI(...)   ROW(struct cfg_client, "client", __VA_ARGS__)
+#define TCP(...)   ROW(struct cfg_tcp_rule, "tcp.*", __VA_ARGS__)
+#define HTTP(...)  ROW(struct cfg_http_rule, "http.*", __VA_ARGS__)
+#define PMAP(...)  ROW(struct cfg_portmap, "portmap.*", __VA_ARGS__)
+#define SOCKS(...) ROW(struct cfg_socks, "socks.*", __VA_ARGS__)
 
 static const struct cfg_row server_rows[] = {
     SRV("server", "domain", "localhost", R_DOMAIN, domain, .required = true),
@@ -325,6 +331,19 @@ static const struct cfg_row http_rows[] = {
     HTTP("host_header", "", R_HOSTHDR, host_header),
     HTTP("basic_auth", "", R_AUTH, basic_auth),
     HTTP("proxy_protocol", "", R_PROXY, proxy_protocol),
+};
+
+static const struct cfg_row portmap_rows[] = {
+    PMAP("transport", "tcp", R_TRANSPORT, transport),
+    PMAP("destination", "", R_DEST, destination, .required = true),
+    PMAP("port", "", R_PORT_OPT, port),
+    PMAP("bind", "127.0.0.1", R_ADDR, bind, .required = true),
+};
+
+static const struct cfg_row socks_rows[] = {
+    SOCKS("bind", "127.0.0.1", R_ADDR, bind, .required = true),
+    SOCKS("username", "", R_USER, username),
+    SOCKS("password_hash", "", R_PWHASH, password_hash),
 };
 
 static const char *const log_names[] = {"debug", "info", "warn", "error"};
@@ -657,6 +676,85 @@ bool cfg_valid_basic_auth(const char *s)
 	return n <= 255;
 }
 
+/* A SOCKS user name (RFC 1929 allows more; this is what the config and logs take). */
+static bool cfg_valid_basic_auth_user(const char *s)
+{
+	size_t n = 0;
+
+	for (; s[n]; n++)
+		if (!isalnum((unsigned char)s[n]) && !strchr("._-", s[n]))
+			return false;
+	return n >= 1 && n <= CFG_USER_MAX;
+}
+
+/* A password hash alone: "$scrypt$", printable, no spaces (the layout; passwd.c parses it). */
+static bool pwhash_ok(const char *s)
+{
+	char buf[CFG_STR_MAX + 4];
+
+	return strlen(s) < CFG_STR_MAX &&
+	       snprintf(buf, sizeof(buf), "u:%s", s) < (int)sizeof(buf) &&
+	       cfg_valid_basic_auth(buf);
+}
+
+bool cfg_valid_destination(const char *s)
+{
+	unsigned char a[16];
+	char d[DOMAIN_MAX + 1];
+	size_t n;
+
+	if (!s || !*s || (n = strlen(s)) > CFG_DEST_MAX)
+		return false;
+	if (inet_pton(AF_INET, s, a) == 1 || inet_pton(AF_INET6, s, a) == 1)
+		return true;
+	if (domain_norm(s, n, d, false))
+		return true;
+	/* a tunnel id or group id */
+	for (size_t i = 0; i < n; i++)
+		if (!isalnum((unsigned char)s[i]) && !strchr("._-", s[i]))
+			return false;
+	return n <= 63;
+}
+
+bool cfg_valid_bind(const char *s)
+{
+	unsigned char a[16];
+
+	return s && strlen(s) < CFG_ADDR_MAX &&
+	       (inet_pton(AF_INET, s, a) == 1 || inet_pton(AF_INET6, s, a) == 1);
+}
+
+bool cfg_bind_loopback(const char *s)
+{
+	static const unsigned char v6lo[16] = {[15] = 1};
+	unsigned char a[16];
+
+	if (inet_pton(AF_INET, s, a) == 1)
+		return a[0] == 127;
+	if (inet_pton(AF_INET6, s, a) != 1)
+		return false;
+	if (!memcmp(a, v6lo, 16))
+		return true;
+	/* ::ffff:127.x.y.z */
+	return !memcmp(a, "\0\0\0\0\0\0\0\0\0\0\xff\xff", 12) && a[12] == 127;
+}
+
+const char *cfg_socks_check(const struct cfg_socks *s, const char **key)
+{
+	*key = "password_hash";
+	if (s->username[0] && !s->password_hash[0])
+		return "missing: a username needs a password_hash (nave proxies socks listen "
+		       "--auth USER:PASS)";
+	*key = "username";
+	if (!s->username[0] && s->password_hash[0])
+		return "missing: a password_hash needs a username";
+	*key = "bind";
+	if (!s->username[0] && !cfg_bind_loopback(s->bind))
+		return "a listener on an address other than loopback needs a username and "
+		       "password (--auth USER:PASS)";
+	return NULL;
+}
+
 /* ---- one row: parse, store, format ---- */
 
 static void set_num(const struct cfg_row *r, void *base, size_t off, int64_t v)
@@ -979,6 +1077,31 @@ static int row_parse(const struct cfg_row *r, void *base, const char *v, char *w
 				return -1;
 			}
 			break;
+		case R_DEST:
+			if (!cfg_valid_destination(v)) {
+				snprintf(
+				    why, wl,
+				    "%s is not a tunnel id, group id, domain name or IP address",
+				    q);
+				return -1;
+			}
+			break;
+		case R_USER:
+			if (*v && !cfg_valid_basic_auth_user(v)) {
+				snprintf(why, wl,
+					 "%s is not a user name (1-%d of A-Z a-z 0-9 . _ -)", q,
+					 CFG_USER_MAX);
+				return -1;
+			}
+			break;
+		case R_PWHASH:
+			if (*v && !pwhash_ok(v)) {
+				snprintf(why, wl,
+					 "is not a password hash as nave stores it (never a clear "
+					 "password)");
+				return -1;
+			}
+			break;
 		case R_FPR:
 			if (*v && !fpr_ok(v)) {
 				snprintf(why, wl, "%s is not a hex SHA-256 fingerprint", q);
@@ -1048,6 +1171,17 @@ static int row_parse(const struct cfg_row *r, void *base, const char *v, char *w
 			return -1;
 		}
 		set_num(r, base, r->off, k);
+		return 0;
+	case R_TRANSPORT:
+		if (!strcasecmp(v, "udp")) {
+			snprintf(why, wl, "udp port maps are not supported yet");
+			return -1;
+		}
+		if (strcasecmp(v, "tcp")) {
+			snprintf(why, wl, "%s is not tcp", q);
+			return -1;
+		}
+		set_num(r, base, r->off, 0);
 		return 0;
 	case R_PROXY:
 		k = parse_enum(v, proxy_names, ARRAY_SIZE(proxy_names));
@@ -1179,6 +1313,9 @@ static void row_format(const struct cfg_row *r, const void *base, char *out, siz
 		break;
 	case R_PROXY:
 		snprintf(out, len, "%s", v >= 0 && v < 3 ? proxy_names[v] : "");
+		break;
+	case R_TRANSPORT:
+		snprintf(out, len, "tcp");
 		break;
 	case R_RANGE:
 		snprintf(out, len, "%lld-%lld", (long long)v, (long long)get_num(r, base, r->off2));
@@ -1907,6 +2044,58 @@ void cfg_server_print(const struct cfg_server *c, FILE *out)
 
 /* ---- client ---- */
 
+/* The port of [portmap.PORT] or [socks.PORT]: 1..65535 in decimal, else 0. */
+static uint16_t section_port(const char *s)
+{
+	uint64_t v;
+
+	if (strlen(s) > 5 || parse_u64(s, &v) < 0 || v < 1 || v > 65535)
+		return 0;
+	return (uint16_t)v;
+}
+
+/* [portmap.LOCALPORT] and [socks.PORT]: local listeners (a local port is one section's). */
+static int listener_section(struct cfg_client *c, struct ini_sec *s, const char *raw, char *why,
+			    size_t wl)
+{
+	bool map = !strncasecmp(raw, "portmap.", 8);
+	uint16_t port = section_port(raw + (map ? 8 : 6));
+	char shown[80];
+
+	if (!port) {
+		snprintf(why, wl, "[%s]: the section's name ends in a port number (1-65535)",
+			 safe(shown, sizeof(shown), raw, strlen(raw)));
+		return -1;
+	}
+	if (map ? c->n_maps >= CFG_MAX_MAPS : c->n_socks >= CFG_MAX_SOCKS) {
+		snprintf(why, wl, "[%s]: too many %s (at most %d)",
+			 safe(shown, sizeof(shown), raw, strlen(raw)),
+			 map ? "port maps" : "SOCKS listeners", map ? CFG_MAX_MAPS : CFG_MAX_SOCKS);
+		return -1;
+	}
+	if (map) {
+		struct cfg_portmap *m = &c->maps[c->n_maps++];
+
+		memset(m, 0, sizeof(*m));
+		rows_apply_defaults(portmap_rows, ARRAY_SIZE(portmap_rows), m);
+		m->local = port;
+		s->rows = portmap_rows;
+		s->nrows = ARRAY_SIZE(portmap_rows);
+		s->base = m;
+	} else {
+		struct cfg_socks *k = &c->socks[c->n_socks++];
+
+		memset(k, 0, sizeof(*k));
+		rows_apply_defaults(socks_rows, ARRAY_SIZE(socks_rows), k);
+		k->port = port;
+		s->rows = socks_rows;
+		s->nrows = ARRAY_SIZE(socks_rows);
+		s->base = k;
+	}
+	s->unique = true;
+	return 0;
+}
+
 static int client_section(void *ctx, struct ini_sec *s, const char *raw, char *why, size_t wl)
 {
 	struct cfg_client *c = ctx;
@@ -1920,9 +2109,12 @@ static int client_section(void *ctx, struct ini_sec *s, const char *raw, char *w
 		s->base = c;
 		return 0;
 	}
+	if (!strncasecmp(raw, "portmap.", 8) || !strncasecmp(raw, "socks.", 6))
+		return listener_section(c, s, raw, why, wl);
 	if (!http && strncasecmp(raw, "tcp.", 4)) {
 		snprintf(why, wl,
-			 "unknown section [%s] (expected [client], [tcp.NAME] or [http.NAME])",
+			 "unknown section [%s] (expected [client], [tcp.NAME], [http.NAME], "
+			 "[portmap.LOCALPORT] or [socks.PORT])",
 			 safe(shown, sizeof(shown), raw, strlen(raw)));
 		return -1;
 	}
@@ -2053,6 +2245,41 @@ static int client_finish(struct cfg_client *c, const struct ini_doc *d, char *er
 					       "[http.%s] domain: %s is also claimed by [http.%s]",
 					       h->name, h->domain, c->http[j].name);
 	}
+	for (unsigned i = 0; i < c->n_maps + c->n_socks; i++) {
+		bool map = i < c->n_maps;
+		uint16_t port = map ? c->maps[i].local : c->socks[i - c->n_maps].port;
+		char sec[INI_NAME_MAX];
+		const char *why, *key;
+
+		unsigned line = 0;
+
+		snprintf(sec, sizeof(sec), "%s.%u", map ? "portmap" : "socks", port);
+		for (unsigned j = 0; j < d->nsec; j++)
+			if (!strcmp(d->sec[j].name, sec))
+				line = d->sec[j].line;
+		if (map && !c->maps[i].destination[0])
+			return cfg_err(
+			    err, errlen, d->file, line,
+			    "[%s] destination: missing (a tunnel id, group id, domain or "
+			    "address)",
+			    sec);
+		if (map && !c->maps[i].port)
+			return cfg_err(err, errlen, d->file, line,
+				       "[%s] port: missing (the destination's port, 1-65535)", sec);
+		why = map ? NULL : cfg_socks_check(&c->socks[i - c->n_maps], &key);
+		if (why)
+			return cfg_err(err, errlen, d->file, ini_line(d, sec, key) ?: line,
+				       "[%s] %s: %s", sec, key, why);
+		for (unsigned j = 0; j < i; j++) {
+			uint16_t other =
+			    j < c->n_maps ? c->maps[j].local : c->socks[j - c->n_maps].port;
+
+			if (other == port)
+				return cfg_err(err, errlen, d->file, line,
+					       "[%s]: local port %u is also [%s.%u]", sec, port,
+					       j < c->n_maps ? "portmap" : "socks", port);
+		}
+	}
 	if (client_default_socket(c) < 0)
 		return cfg_err(err, errlen, d->file, 0, "path too long for the default socket");
 	return 0;
@@ -2106,6 +2333,10 @@ static int client_render(const struct cfg_client *c, char **text, size_t *len, c
 	FILE *f;
 	int ret = 0;
 
+	if (c->n_maps > CFG_MAX_MAPS || c->n_socks > CFG_MAX_SOCKS) {
+		cfg_err(err, errlen, c->path, 0, "too many port maps or SOCKS listeners");
+		return -EINVAL;
+	}
 	if (c->n_tcp > CFG_MAX_RULES || c->n_http > CFG_MAX_RULES ||
 	    c->n_tcp + c->n_http > CFG_MAX_RULES) {
 		cfg_err(err, errlen, c->path, 0,
@@ -2214,6 +2445,49 @@ static int client_render(const struct cfg_client *c, char **text, size_t *len, c
 					snprintf(why, sizeof(why), "cannot be written");
 				cfg_err(err, errlen, c->path, 0, "[http.%s] %s: %s", h->name,
 					r->key, why);
+				ret = -EINVAL;
+			}
+		}
+	}
+	for (unsigned i = 0; i < c->n_maps + c->n_socks && !ret; i++) {
+		bool map = i < c->n_maps;
+		const void *base =
+		    map ? (const void *)&c->maps[i] : (const void *)&c->socks[i - c->n_maps];
+		const struct cfg_row *rows = map ? portmap_rows : socks_rows;
+		size_t nrows = map ? ARRAY_SIZE(portmap_rows) : ARRAY_SIZE(socks_rows);
+		uint16_t port = map ? c->maps[i].local : c->socks[i - c->n_maps].port;
+		const char *bad = NULL, *key = "port";
+		char sec[32];
+
+		snprintf(sec, sizeof(sec), "%s.%u", map ? "portmap" : "socks", port);
+		if (!port || (map && !c->maps[i].port))
+			bad = "missing";
+		else if (!map)
+			bad = cfg_socks_check(&c->socks[i - c->n_maps], &key);
+		for (unsigned j = 0; j < i && !bad; j++)
+			if ((j < c->n_maps ? c->maps[j].local : c->socks[j - c->n_maps].port) ==
+			    port)
+				bad = "the local port appears twice";
+		if (bad) {
+			cfg_err(err, errlen, c->path, 0, "[%s] %s: %s", sec, key, bad);
+			ret = -EINVAL;
+			break;
+		}
+		fprintf(f, "\n[%s]\n", sec);
+		for (size_t k = 0; k < nrows && !ret; k++) {
+			const struct cfg_row *r = &rows[k];
+
+			row_format(r, base, val, sizeof(val));
+			if (!val[0] && !r->required)
+				continue;
+			why[0] = 0;
+			if (row_parse(r,
+				      map ? (void *)&scratch->maps[0] : (void *)&scratch->socks[0],
+				      val, why, sizeof(why)) < 0 ||
+			    ini_put(f, r->key, val)) {
+				if (!why[0])
+					snprintf(why, sizeof(why), "cannot be written");
+				cfg_err(err, errlen, c->path, 0, "[%s] %s: %s", sec, r->key, why);
 				ret = -EINVAL;
 			}
 		}

@@ -192,6 +192,40 @@ struct cfg_http_rule {
  */
 enum cfg_remote { CFG_REMOTE_OFF, CFG_REMOTE_TCP_HTTP, CFG_REMOTE_ALL };
 
+/*
+ * A port map ([portmap.LOCALPORT], `nave ports map`): connections to
+ * bind:local are carried to destination:port through the server (a mesh
+ * stream, common/link_proto.h OPEN). destination: a tunnel id or group id,
+ * a domain of the server's HTTP routes, or an external name or address the
+ * server's [socks] allow lets through (cfg_valid_destination).
+ */
+#define CFG_MAX_MAPS  32
+#define CFG_MAX_SOCKS 8
+#define CFG_DEST_MAX  255
+#define CFG_ADDR_MAX  64 /* an IPv4 or IPv6 literal */
+#define CFG_USER_MAX  64
+
+struct cfg_portmap {
+	uint16_t local;			    /* LOCALPORT of [portmap.LOCALPORT], 1..65535 */
+	int transport;			    /* 0 = tcp (the only one for now) */
+	char destination[CFG_DEST_MAX + 1]; /* required */
+	uint16_t port;			    /* the destination's port, 1..65535 */
+	char bind[CFG_ADDR_MAX];	    /* the local address, default 127.0.0.1 */
+};
+
+/*
+ * A SOCKS5 listener ([socks.PORT], `nave proxies socks listen`): CONNECT
+ * requests go through the server like a port map's connections. Without
+ * username and password_hash it takes method 0x00 (no authentication) only,
+ * and then bind must be a loopback address.
+ */
+struct cfg_socks {
+	uint16_t port;			 /* PORT of [socks.PORT] */
+	char bind[CFG_ADDR_MAX];	 /* default 127.0.0.1 */
+	char username[CFG_USER_MAX + 1]; /* RFC 1929 user, 1..64 of [A-Za-z0-9._-], or empty */
+	char password_hash[CFG_STR_MAX]; /* "$scrypt$..." (common/passwd.h), or empty */
+};
+
 struct cfg_client {
 	char server[CFG_STR_MAX]; /* HOST[:PORT], port default 8443 */
 	char token[CFG_STR_MAX];
@@ -213,6 +247,10 @@ struct cfg_client {
 	struct cfg_tcp_rule tcp[CFG_MAX_RULES];
 	unsigned n_http;
 	struct cfg_http_rule http[CFG_MAX_RULES];
+	unsigned n_maps;
+	struct cfg_portmap maps[CFG_MAX_MAPS];
+	unsigned n_socks;
+	struct cfg_socks socks[CFG_MAX_SOCKS];
 	char path[CFG_PATH_MAX]; /* file it was read from / will be written to */
 };
 
@@ -245,6 +283,22 @@ int cfg_parse_hostport(const char *s, char *host, size_t hostlen, uint16_t *port
 #define CFG_REMOTE_TO_MAX 16
 int cfg_hostpats_check(const char *v, char *why, size_t wl);
 bool cfg_remote_to_ok(const char *patterns, const char *to);
+/*
+ * A port map's destination: an IPv4 or IPv6 literal (no brackets), a DNS
+ * name (domain.h), or a tunnel id or group id (1..63 of [A-Za-z0-9._-]);
+ * at most CFG_DEST_MAX bytes.
+ */
+bool cfg_valid_destination(const char *s);
+/* An address a local listener may bind: an IPv4 or IPv6 literal. */
+bool cfg_valid_bind(const char *s);
+/* A loopback address (127.0.0.0/8, ::1, ::ffff:127.x). */
+bool cfg_bind_loopback(const char *s);
+/*
+ * What makes a SOCKS listener's keys invalid: NULL when fine, else the reason
+ * with the key in *key (username without password_hash, a non-loopback bind
+ * without them).
+ */
+const char *cfg_socks_check(const struct cfg_socks *s, const char **key);
 /* A rule name: [A-Za-z0-9_-]{1,63}. */
 bool cfg_valid_name(const char *s);
 /* A system user name: [a-z_][a-z0-9_-]*, at most 32 characters. */

@@ -6,22 +6,88 @@
  * rule names (with an optional PROXY protocol header) and relays. Only
  * relayd trims idle links, so a link is never closed here while a BIND for
  * it may be in flight.
+ *
+ * Mesh streams go the other way: the local listeners of port maps and SOCKS
+ * proxies (MB_MAP_LISTEN) accept connections, and each is carried on an
+ * outbound link (DATA_HELLO flag LINK_HELLO_OUTBOUND: relayd never BINDs on
+ * it), a pool of its own that is opened on demand and trimmed here (relayd
+ * never binds on it, so nothing can be in flight). A connection waits for an
+ * idle outbound link (PS_MAPWAIT), sends OPEN and waits for OPENED
+ * (PS_OPENING), then streams as a BIND's stream does. A SOCKS connection
+ * first speaks SOCKS5 (PS_SOCKS, common/socks5.h).
  */
 #include "dp.h"
 
 #include "log.h"
+#include "passwd.h"
 #include "proxy.h"
 #include "sock.h"
+#include "socks5.h"
 #include "util.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <openssl/mem.h>
+#include <openssl/sha.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+/* a local connection waits this long for an outbound link, and its SOCKS handshake as long */
+#define MAP_WAIT_MS 10000
+/* OPENED within this (relayd answers every OPEN within 10 s) */
+#define OPENED_TIMEOUT_MS 15000
+/* local connections waiting for an outbound link at most */
+#define MAP_WAIT_MAX 1024
+/* bytes of a SOCKS handshake (greeting, authentication, request, early data) */
+#define SOCKS_HS_MAX 1024
+
+/* A port map's or SOCKS proxy's settings, shared by its listener and its connections. */
+struct dial_map {
+	unsigned refs;
+	struct engine_map m;
+	/*
+	 * scrypt runs on the worker (tens of ms, every stream waits): the password
+	 * last verified is remembered as its SHA-256, and failed attempts are held to
+	 * AUTH_FAILS_MAX a second (past it a wrong password is not even checked).
+	 */
+	uint8_t ok_sha[SHA256_DIGEST_LENGTH];
+	bool ok_set;
+	uint64_t fail_t0;
+	unsigned fails;
+};
+
+#define AUTH_FAILS_MAX 4
+
+/* A mesh stream's local end (or a listener's map): c->mo. */
+struct dial_open {
+	struct dial_map *map;
+	uint32_t link;	    /* PS_OPENING: the link its OPEN went on */
+	uint32_t stream_id; /* the OPEN's */
+	uint8_t step;	    /* PS_SOCKS: 0 greeting, 1 authentication, 2 request */
+	bool socks;	    /* a SOCKS CONNECT: the reply follows OPENED */
+	uint16_t port;	    /* the destination */
+	char name[LINK_OPEN_NAME_MAX + 1];
+	uint16_t hs_len;	      /* bytes held in hs: the handshake so far, then early data */
+	uint8_t hs[SOCKS_HS_MAX + 4]; /* + a chunk header in front of early data */
+};
+
+static void map_put(struct dial_map *m)
+{
+	if (m && --m->refs == 0)
+		free(m);
+}
+
+void dial_mo_free(struct conn *c)
+{
+	map_put(c->mo->map);
+	free(c->mo);
+	c->mo = NULL;
+}
+
 /* ---------- the pool of data links ---------- */
 
-static bool dial_open_link(struct worker *w)
+static bool dial_open_link(struct worker *w, bool out)
 {
 	struct engine_config *cfg = &w->e->cfg;
 	struct conn *l;
@@ -42,7 +108,11 @@ static bool dial_open_link(struct worker *w)
 	}
 	l->state = LS_CONNECT;
 	l->deadline = now_ms() + HANDSHAKE_TIMEOUT_MS;
-	w->opening++;
+	l->outbound = out;
+	if (out)
+		w->out_opening++;
+	else
+		w->opening++;
 	arm_connect(w, l, (struct sockaddr *)&cfg->server_addr, cfg->server_addr_len);
 	return true;
 }
@@ -64,13 +134,14 @@ static void dial_fill_pool(struct worker *w)
 {
 	if (!w->session || w->stopping || now_ms() < w->open_block_until)
 		return;
-	while (w->links + w->opening < w->max_links && w->opening < DIAL_OPENING_MAX) {
+	while (w->links + w->opening + w->out_links + w->out_opening < w->max_links &&
+	       w->opening < DIAL_OPENING_MAX) {
 		if (w->idle + w->opening >= w->pool_idle) {
 			if (!w->want_more)
 				break;
 			w->want_more--;
 		}
-		if (!dial_open_link(w)) {
+		if (!dial_open_link(w, false)) {
 			w->open_block_until = now_ms() + 1000; /* retried on a later tick */
 			break;
 		}
@@ -79,9 +150,24 @@ static void dial_fill_pool(struct worker *w)
 
 static void dial_idle_unlink(struct worker *w, struct conn *l)
 {
+	if (l->outbound) {
+		struct conn *n = conn_at(w, l->next), *pv = conn_at(w, l->prev);
+
+		if (pv)
+			pv->next = l->next;
+		else
+			w->out_idle_head = l->next;
+		if (n)
+			n->prev = l->prev;
+		l->next = l->prev = NONE;
+		w->out_idle--;
+		return;
+	}
 	w->idle--;
 	atomic_fetch_sub(&w->st_idle, 1);
 }
+
+static void dial_out_dispatch(struct worker *w);
 
 static void dial_link_idle(struct worker *w, struct conn *l)
 {
@@ -90,21 +176,124 @@ static void dial_link_idle(struct worker *w, struct conn *l)
 		link_close_graceful(w, l, "session ended");
 		return;
 	}
+	if (l->outbound) {
+		struct conn *h = conn_at(w, w->out_idle_head);
+
+		/* OPENED is what comes on it, never a BIND */
+		l->rx.allow_bind = false;
+		l->rx.allow_opened = true;
+		l->last_io = w->now;
+		l->prev = NONE;
+		l->next = w->out_idle_head;
+		if (h)
+			h->prev = conn_idx(w, l);
+		w->out_idle_head = conn_idx(w, l);
+		w->out_idle++;
+		link_arm_recv(w, l);
+		dial_out_dispatch(w);
+		return;
+	}
 	w->idle++;
 	atomic_fetch_add(&w->st_idle, 1);
 	link_arm_recv(w, l);
 }
 
+/* What a mesh connection is called in a log line: "port map 16379 -> redis:22001". */
+static const char *mo_what(const struct conn *p, char *buf, size_t len)
+{
+	const struct dial_open *mo = p->mo;
+
+	if (mo->socks)
+		snprintf(buf, len, "SOCKS proxy %u: CONNECT %s:%u", mo->map->m.local, mo->name,
+			 mo->port);
+	else if (mo->map->m.kind == EMAP_SOCKS)
+		snprintf(buf, len, "SOCKS proxy %u", mo->map->m.local);
+	else
+		snprintf(buf, len, "port map %u -> %s:%u", mo->map->m.local, mo->name, mo->port);
+	return buf;
+}
+
+/*
+ * The log line of a refused mesh connection, counted by status (0: refused
+ * here). Rate-limited per cause (each status, a rule's denial, each local
+ * cause), so that one cause repeated does not hide another.
+ */
+enum { RL_RULE = 16, RL_LINK, RL_OLD, RL_WAIT, RL_N };
+
+static void mo_log(struct worker *w, struct conn *p, unsigned status, unsigned cause,
+		   const char *why)
+{
+	static struct log_limit ll[RL_N];
+	char what[LINK_OPEN_NAME_MAX + 64];
+
+	atomic_fetch_add(&w->st_mesh_refused[status <= LINK_OPEN_STATUS_MAX ? status : 0], 1);
+	log_limited(&ll[cause < RL_N ? cause : 0], NLOG_WARN, "%s refused: %s",
+		    mo_what(p, what, sizeof(what)), why);
+}
+
+/* A mesh connection refused before its stream: counted, one line, an RST. */
+static void mo_refuse(struct worker *w, struct conn *p, unsigned status, unsigned cause,
+		      const char *why)
+{
+	mo_log(w, p, status, cause, why);
+	conn_close(w, p, true, "refused");
+}
+
+static void wait_unlink(struct worker *w, struct conn *p)
+{
+	struct conn *n = conn_at(w, p->next), *pv = conn_at(w, p->prev);
+
+	if (pv)
+		pv->next = p->next;
+	else
+		w->wait_head = p->next;
+	if (n)
+		n->prev = p->prev;
+	else
+		w->wait_tail = p->prev;
+	p->next = p->prev = NONE;
+	w->waiting--;
+}
+
 static void dial_closing(struct worker *w, struct conn *c, const char *why)
 {
+	if (c->kind == CK_PLAIN && c->mo) {
+		struct conn *l;
+
+		if (c->state == PS_MAPWAIT)
+			wait_unlink(w, c);
+		/* its link still waits for OPENED: the stream is reset once that comes */
+		l = c->state == PS_OPENING ? conn_at(w, c->mo->link) : NULL;
+		if (l && l->peer == conn_idx(w, c))
+			l->peer = NONE;
+		c->state = PS_BOUND;
+		return;
+	}
 	if (c->kind != CK_LINK)
 		return;
 	if (c->state == LS_IDLE)
 		dial_idle_unlink(w, c);
-	if (c->state == LS_CONNECT || c->state == LS_HANDSHAKE)
-		w->opening--;
-	else
+	if (c->state == LS_CONNECT || c->state == LS_HANDSHAKE) {
+		if (c->outbound)
+			w->out_opening--;
+		else
+			w->opening--;
+	} else if (c->outbound) {
+		w->out_links--;
+		if (c->state == LS_OPENING && conn_at(w, c->peer)) {
+			struct conn *p = conn_at(w, c->peer);
+			char msg[160];
+
+			/* stream_link_closing resets p */
+			snprintf(msg, sizeof(msg),
+				 "the data link closed before the server answered (%s)",
+				 why ? why : "closed");
+			mo_log(w, p, 0, RL_LINK, msg);
+			p->state = PS_BOUND;
+		}
+	} else {
 		w->links--;
+	}
 }
 
 /* TLS is up: DATA_HELLO, then the link is idle. */
@@ -121,13 +310,20 @@ static void dial_handshake_done(struct worker *w, struct conn *l)
 		return;
 	}
 	frame_hello_build(&h, w->tunnel_id, w->secret);
+	if (l->outbound)
+		frame_hello_set_flags(&h, LINK_HELLO_OUTBOUND);
 	if (link_write(w, l, &h, sizeof(h)) < 0) {
 		conn_close(w, l, false, "cannot send DATA_HELLO");
 		return;
 	}
 	obuf_kick(w, l);
-	w->opening--;
-	w->links++;
+	if (l->outbound) {
+		w->out_opening--;
+		w->out_links++;
+	} else {
+		w->opening--;
+		w->links++;
+	}
 	l->deadline = 0;
 	l->counted = true;
 	atomic_fetch_add(&w->st_links, 1);
@@ -233,11 +429,358 @@ static void dial_connected(struct worker *w, struct conn *c, int res)
 		link_on_connect(w, c, res);
 }
 
-/* ---------- what the client never gets ---------- */
+/* ---------- mesh streams: local listeners, OPEN and OPENED ---------- */
 
+/* p (PS_MAPWAIT) takes idle outbound link l: OPEN goes out, p waits for OPENED. */
+static void dial_send_open(struct worker *w, struct conn *l, struct conn *p)
+{
+	struct dial_open *mo = p->mo;
+	uint8_t f[FRAME_OPEN_LEN];
+	size_t n;
+
+	dial_idle_unlink(w, l);
+	mo->stream_id = ++w->stream_seq;
+	n = frame_open_build(f, mo->stream_id, LINK_OPEN_TCP, mo->socks ? LINK_OPEN_SOCKS : 0,
+			     mo->name, mo->port);
+	l->state = LS_OPENING;
+	l->tx_done = l->rx_done = false;
+	l->peer = conn_idx(w, p);
+	l->deadline = w->now + OPENED_TIMEOUT_MS;
+	p->state = PS_OPENING;
+	mo->link = conn_idx(w, l);
+	if (link_write(w, l, f, n) < 0) {
+		conn_close(w, l, false, "cannot send OPEN");
+		return;
+	}
+	obuf_kick(w, l);
+}
+
+/*
+ * Pairs waiting local connections with idle outbound links, oldest first, and
+ * opens links for those left (one each, within max_links and the handshakes a
+ * ramp may have in flight).
+ */
+static void dial_out_dispatch(struct worker *w)
+{
+	while (w->wait_head != NONE && w->out_idle_head != NONE) {
+		struct conn *p = conn_at(w, w->wait_head), *l = conn_at(w, w->out_idle_head);
+
+		wait_unlink(w, p);
+		dial_send_open(w, l, p);
+	}
+	if (!w->session || !w->mesh_ok || w->stopping || w->now < w->open_block_until)
+		return;
+	while (w->waiting > w->out_opening && w->out_opening < DIAL_OPENING_MAX &&
+	       w->links + w->opening + w->out_links + w->out_opening < w->max_links) {
+		if (!dial_open_link(w, true)) {
+			w->open_block_until = now_ms() + 1000;
+			break;
+		}
+	}
+}
+
+/* p's destination is known: it waits for an outbound link. */
+static void mo_wait(struct worker *w, struct conn *p)
+{
+	struct conn *t = conn_at(w, w->wait_tail);
+
+	if (w->session && !w->mesh_ok) {
+		mo_refuse(w, p, 0, RL_OLD, "the server does not support port maps (too old)");
+		return;
+	}
+	if (w->waiting >= MAP_WAIT_MAX) {
+		mo_refuse(w, p, 0, RL_WAIT, "too many connections wait for a data link");
+		return;
+	}
+	p->state = PS_MAPWAIT;
+	p->deadline = w->now + MAP_WAIT_MS;
+	p->next = NONE;
+	p->prev = w->wait_tail;
+	if (t)
+		t->next = conn_idx(w, p);
+	else
+		w->wait_head = conn_idx(w, p);
+	w->wait_tail = conn_idx(w, p);
+	w->waiting++;
+	dial_out_dispatch(w);
+}
+
+/* A SOCKS answer (or a method choice) to p's client. */
+static bool socks_send(struct worker *w, struct conn *p, const uint8_t *b, size_t n)
+{
+	if (!obuf_ensure(w, p) || obuf_room(w, p) < n) {
+		conn_close(w, p, true, "out of memory");
+		return false;
+	}
+	memcpy(p->tx.p + p->tx.tail, b, n);
+	p->tx.tail += (uint32_t)n;
+	obuf_kick(w, p);
+	return true;
+}
+
+/* The SOCKS exchange ends here: what is queued goes out, then p closes. */
+static void socks_finish(struct worker *w, struct conn *p)
+{
+	p->linger = true;
+	p->state = PS_BOUND;
+	if (!p->tx.p || (!p->tx.inflight && p->tx.head == p->tx.tail))
+		conn_close(w, p, false, NULL);
+}
+
+/* RFC 1929: the user and password against the map's (see struct dial_map). */
+static bool socks_auth_ok(struct worker *w, struct dial_map *map, const struct socks5_auth *a)
+{
+	uint8_t sha[SHA256_DIGEST_LENGTH];
+	bool ok;
+
+	if (strcmp(a->user, map->m.user))
+		return false;
+	SHA256((const uint8_t *)a->pass, a->pass_len, sha);
+	if (map->ok_set && CRYPTO_memcmp(sha, map->ok_sha, sizeof(sha)) == 0)
+		return true;
+	if (w->now - map->fail_t0 >= 1000) {
+		map->fail_t0 = w->now;
+		map->fails = 0;
+	}
+	if (map->fails >= AUTH_FAILS_MAX)
+		return false; /* not checked: the worker is not a password oracle to flood */
+	ok = passwd_verify(a->pass, a->pass_len, map->m.hash);
+	if (ok) {
+		memcpy(map->ok_sha, sha, sizeof(sha));
+		map->ok_set = true;
+	} else {
+		map->fails++;
+	}
+	explicit_bzero(sha, sizeof(sha));
+	return ok;
+}
+
+/* The handshake bytes held so far: as many messages as they hold, answered. */
+static void socks_step(struct worker *w, struct conn *p)
+{
+	struct dial_open *mo = p->mo;
+	const struct engine_map *m = &mo->map->m;
+	struct socks5_err err = {.code = -1, .why = NULL};
+	enum socks5_result r = SOCKS5_NEED;
+	uint8_t out[SOCKS5_REPLY_LEN];
+	size_t used = 0;
+
+	for (;;) {
+		if (mo->step == 0) {
+			struct socks5_greeting g;
+			uint8_t method;
+
+			r = socks5_parse_greeting(mo->hs, mo->hs_len, &used, &g, &err);
+			if (r != SOCKS5_DONE)
+				break;
+			method = socks5_choose_method(&g, m->user[0] != 0);
+			if (!socks_send(w, p, out, socks5_method_reply(out, method)))
+				return;
+			if (method == SOCKS5_METHOD_REFUSED) {
+				log_every(
+				    NLOG_WARN,
+				    "SOCKS proxy %u: the client offers no method it takes (%s)",
+				    m->local, m->user[0] ? "a user and password" : "none");
+				socks_finish(w, p);
+				return;
+			}
+			mo->step = method == SOCKS5_METHOD_USERPASS ? 1 : 2;
+		} else if (mo->step == 1) {
+			struct socks5_auth a;
+			bool ok;
+
+			r = socks5_parse_auth(mo->hs, mo->hs_len, &used, &a, &err);
+			if (r != SOCKS5_DONE)
+				break;
+			ok = socks_auth_ok(w, mo->map, &a);
+			explicit_bzero(&a, sizeof(a));
+			if (!socks_send(
+				w, p, out,
+				socks5_auth_reply(out, ok ? SOCKS5_AUTH_OK : SOCKS5_AUTH_FAILED)))
+				return;
+			if (!ok) {
+				log_every(NLOG_WARN, "SOCKS proxy %u: a wrong user or password",
+					  m->local);
+				socks_finish(w, p);
+				return;
+			}
+			mo->step = 2;
+		} else {
+			struct socks5_request q;
+
+			r = socks5_parse_request(mo->hs, mo->hs_len, &used, &q, &err);
+			if (r != SOCKS5_DONE)
+				break;
+			memmove(mo->hs, mo->hs + used, mo->hs_len - used);
+			mo->hs_len = (uint16_t)(mo->hs_len - used);
+			str_copy(mo->name, sizeof(mo->name), q.host);
+			mo->port = q.port;
+			mo->socks = true;
+			mo_wait(w, p); /* the bytes left are early data */
+			return;
+		}
+		memmove(mo->hs, mo->hs + used, mo->hs_len - used);
+		mo->hs_len = (uint16_t)(mo->hs_len - used);
+	}
+	if (r == SOCKS5_ERROR) {
+		log_every(NLOG_WARN, "SOCKS proxy %u: %s", m->local,
+			  err.why ? err.why : "bad input");
+		if (err.code >= 0) {
+			size_t n = mo->step == 0   ? socks5_method_reply(out, (uint8_t)err.code)
+				   : mo->step == 1 ? socks5_auth_reply(out, (uint8_t)err.code)
+						   : socks5_reply(out, (uint8_t)err.code);
+
+			if (!socks_send(w, p, out, n))
+				return;
+		}
+		socks_finish(w, p);
+		return;
+	}
+	if (mo->hs_len >= SOCKS_HS_MAX) {
+		log_every(NLOG_WARN, "SOCKS proxy %u: a handshake of more than %d bytes, closing",
+			  m->local, SOCKS_HS_MAX);
+		conn_close(w, p, true, "SOCKS handshake too long");
+		return;
+	}
+	arm_recv(w, p);
+}
+
+void dial_socks_recv(struct worker *w, struct conn *p, int res, unsigned flags)
+{
+	struct dial_open *mo = p->mo;
+	unsigned bid = flags >> IORING_CQE_BUFFER_SHIFT;
+	size_t n;
+
+	p->recv_armed = false;
+	if (res == -ENOBUFS) {
+		p->rearm = true;
+		w->starved++;
+		return;
+	}
+	if (res <= 0) {
+		if (flags & IORING_CQE_F_BUFFER)
+			buf_recycle(w, bid);
+		conn_close(w, p, true, "closed in the SOCKS handshake");
+		return;
+	}
+	n = (size_t)res;
+	if (n > (size_t)(SOCKS_HS_MAX - mo->hs_len))
+		n = SOCKS_HS_MAX - mo->hs_len; /* socks_step refuses a full buffer */
+	memcpy(mo->hs + mo->hs_len, buf_addr(w, bid) + HEADROOM, n);
+	mo->hs_len = (uint16_t)(mo->hs_len + n);
+	buf_recycle(w, bid);
+	if ((size_t)res > n) {
+		log_every(NLOG_WARN, "SOCKS proxy %u: a handshake of more than %d bytes, closing",
+			  mo->map->m.local, SOCKS_HS_MAX);
+		conn_close(w, p, true, "SOCKS handshake too long");
+		return;
+	}
+	socks_step(w, p);
+}
+
+/* A connection on a port map's or SOCKS proxy's listener c. */
 static void dial_accept(struct worker *w, struct conn *c, int fd)
 {
-	close(fd);
+	struct dial_map *map = c->mo ? c->mo->map : NULL;
+	struct conn *p;
+
+	if (!map || w->stopping) {
+		sock_rst_on_close(fd);
+		close(fd);
+		return;
+	}
+	p = conn_new(w, CK_PLAIN, fd);
+	if (!p || !(p->mo = calloc(1, sizeof(*p->mo)))) {
+		if (p)
+			conn_release(w, p);
+		log_every(NLOG_WARN, "local port %u: out of connection slots or memory",
+			  map->m.local);
+		sock_rst_on_close(fd);
+		close(fd);
+		return;
+	}
+	map->refs++;
+	p->mo->map = map;
+	p->port = map->m.local;
+	p->connected = true;
+	p->counted = true;
+	atomic_fetch_add(&w->st_conns, 1);
+	atomic_fetch_add(&w->st_conns_total, 1);
+	sock_nodelay(fd);
+	if (map->m.kind == EMAP_SOCKS) {
+		p->state = PS_SOCKS;
+		p->deadline = w->now + MAP_WAIT_MS;
+		arm_recv(w, p);
+		return;
+	}
+	str_copy(p->mo->name, sizeof(p->mo->name), map->m.name);
+	p->mo->port = map->m.port;
+	mo_wait(w, p);
+}
+
+/* OPENED on l: the stream is up (p bound to l as after a BIND), or p is refused. */
+static void dial_opened(struct worker *w, struct conn *l)
+{
+	const struct link_opened *o = &l->rx.opened;
+	struct conn *p = conn_at(w, l->peer);
+	unsigned status = o->status, rule = frame_get16((const uint8_t *)&o->rule);
+	struct dial_open *mo = p ? p->mo : NULL;
+	uint8_t out[SOCKS5_REPLY_LEN];
+	unsigned cause;
+	char why[160];
+
+	l->deadline = 0;
+	if (status != LINK_OPEN_OK) {
+		l->peer = NONE;
+		link_make_idle(w, l); /* the link takes the next OPEN */
+		if (!p)
+			return;
+		cause = status == LINK_OPEN_DENIED && rule ? RL_RULE
+			: status <= LINK_OPEN_STATUS_MAX   ? status
+							   : 0;
+		if (status == LINK_OPEN_DENIED && rule)
+			snprintf(why, sizeof(why), "denied by mesh rule %u", rule);
+		else if (status == LINK_OPEN_DENIED)
+			snprintf(why, sizeof(why), "denied by the mesh policy (default deny)");
+		else
+			snprintf(why, sizeof(why), "%s", link_open_status_name(status));
+		if (mo->socks) {
+			mo_log(w, p, status, cause, why);
+			p->state = PS_BOUND;
+			if (socks_send(w, p, out, socks5_reply(out, socks5_rep_from_open(status))))
+				socks_finish(w, p);
+			return;
+		}
+		p->state = PS_BOUND;
+		mo_refuse(w, p, status, cause, why);
+		return;
+	}
+	atomic_fetch_add(&w->st_mesh_opened, 1);
+	l->state = LS_STREAM;
+	l->tx_done = l->rx_done = false;
+	if (!p) { /* its local connection went while it waited: the stream ends at once */
+		link_send_reset(w, l);
+		return;
+	}
+	p->state = PS_BOUND;
+	p->deadline = 0;
+	p->peer = conn_idx(w, l);
+	if (mo->socks && !socks_send(w, p, out, socks5_reply(out, SOCKS5_REP_OK)))
+		return;
+	if (mo->hs_len) { /* what the SOCKS client sent behind its request */
+		uint8_t *b = mo->hs;
+
+		memmove(b + 4, b, mo->hs_len);
+		frame_put32(b, mo->hs_len);
+		if (link_write(w, l, b, (size_t)mo->hs_len + 4) < 0) {
+			conn_close(w, l, false, "link send buffer overrun");
+			return;
+		}
+		atomic_fetch_add_explicit(&w->st_in, mo->hs_len, memory_order_relaxed);
+		mo->hs_len = 0;
+		obuf_kick(w, l);
+	}
+	plain_arm_recv(w, p);
 }
 
 static void dial_link_input(struct worker *w, struct conn *l)
@@ -251,11 +794,55 @@ static void dial_ring_msg(struct worker *w, enum op op, uint64_t ud, int res)
 
 /* ---------- mailbox, tick, init ---------- */
 
+/* MB_MAP_LISTEN: a listener of a port map or SOCKS proxy. */
+static void dial_map_listen(struct worker *w, struct mb_msg *m)
+{
+	struct dial_map *map;
+	struct conn *c;
+
+	if (w->stopping) { /* its listeners are closed already */
+		close(m->fd);
+		return;
+	}
+	map = calloc(1, sizeof(*map));
+	c = conn_new(w, CK_LISTEN, m->fd);
+
+	if (!map || !c || m->len != sizeof(map->m) || !(c->mo = calloc(1, sizeof(*c->mo)))) {
+		log_warn("local port %u: out of memory for its listener", m->port);
+		free(map);
+		if (c)
+			conn_release(w, c);
+		close(m->fd);
+		return;
+	}
+	memcpy(&map->m, m->data, sizeof(map->m));
+	map->m.name[sizeof(map->m.name) - 1] = 0;
+	map->m.user[sizeof(map->m.user) - 1] = 0;
+	map->m.hash[sizeof(map->m.hash) - 1] = 0;
+	map->refs = 1;
+	c->mo->map = map;
+	c->port = m->port;
+	arm_accept(w, c);
+}
+
 static bool dial_mailbox(struct worker *w, struct mb_msg *m)
 {
 	struct conn *c;
 
 	switch (m->type) {
+	case MB_MAP_LISTEN:
+		dial_map_listen(w, m);
+		return true;
+	case MB_MAP_UNLISTEN:
+		/* its connections go on; new ones are no longer taken */
+		for (uint32_t i = 0; i < w->high; i++) {
+			c = &w->conns[i];
+			if (c->kind == CK_LISTEN && !c->closing && c->port == m->port)
+				conn_close(w, c, false, "port map removed");
+		}
+		if (m->ack)
+			atomic_fetch_add(m->ack, 1);
+		return true;
 	case MB_SESSION:
 		w->session = true;
 		w->want_more = 0;
@@ -266,7 +853,13 @@ static bool dial_mailbox(struct worker *w, struct mb_msg *m)
 			w->pool_idle = m->pool_idle;
 		if (m->max_links)
 			w->max_links = m->max_links;
+		w->mesh_ok = m->mesh_ok;
 		dial_fill_pool(w);
+		if (!w->mesh_ok) /* the connections waiting for this session: refused now */
+			while (w->wait_head != NONE)
+				mo_refuse(w, conn_at(w, w->wait_head), 0, RL_OLD,
+					  "the server does not support port maps (too old)");
+		dial_out_dispatch(w);
 		return true;
 	case MB_SESSION_END:
 		w->session = false;
@@ -290,7 +883,33 @@ static bool dial_mailbox(struct worker *w, struct mb_msg *m)
 
 static void dial_tick_conn(struct worker *w, struct conn *c, uint64_t now)
 {
-	if (c->deadline && now > c->deadline) {
+	if (c->kind == CK_PLAIN && c->mo && c->deadline && now > c->deadline) {
+		if (c->state == PS_SOCKS) {
+			log_every(NLOG_WARN,
+				  "SOCKS proxy %u: no complete handshake within %d s, "
+				  "closing",
+				  c->mo->map->m.local, MAP_WAIT_MS / 1000);
+			conn_close(w, c, true, "SOCKS handshake timed out");
+		} else if (c->state == PS_MAPWAIT) {
+			mo_refuse(w, c, 0, RL_WAIT,
+				  w->session ? "no data link to the server within 10 s"
+					     : "not connected to the server (10 s)");
+		}
+		return;
+	}
+	if (c->kind == CK_LINK && c->state == LS_OPENING && c->deadline && now > c->deadline) {
+		log_every(NLOG_WARN, "data link fd %d: no OPENED within %d s, closing", c->fd,
+			  OPENED_TIMEOUT_MS / 1000);
+		conn_close(w, c, false, "no OPENED");
+		return;
+	}
+	/* outbound links above pool_idle, idle a while: closed (relayd never binds on them) */
+	if (c->kind == CK_LINK && c->outbound && c->state == LS_IDLE &&
+	    w->out_idle > w->pool_idle && now - c->last_io > POOL_PURGE_MS) {
+		link_close_graceful(w, c, "outbound pool trimmed");
+		return;
+	}
+	if (c->kind != CK_PLAIN && c->state != LS_IDLE && c->deadline && now > c->deadline) {
 		log_every(NLOG_WARN, "data link fd %d: connect or TLS handshake timed out, closing",
 			  c->fd);
 		conn_close(w, c, true, "timeout");
@@ -300,10 +919,16 @@ static void dial_tick_conn(struct worker *w, struct conn *c, uint64_t now)
 static void dial_tick(struct worker *w)
 {
 	dial_fill_pool(w);
+	if (w->stopping) /* nothing carries them any more */
+		while (w->wait_head != NONE)
+			mo_refuse(w, conn_at(w, w->wait_head), 0, RL_WAIT,
+				  "the client is stopping");
+	dial_out_dispatch(w);
 }
 
 static int dial_init(struct worker *w, char *err, size_t errlen)
 {
+	w->out_idle_head = w->wait_head = w->wait_tail = NONE;
 	return 0;
 }
 
@@ -323,6 +948,7 @@ const struct role_ops dial_ops = {
     .idle_unlink = dial_idle_unlink,
     .closing = dial_closing,
     .ring_msg = dial_ring_msg,
+    .opened = dial_opened,
     .mailbox = dial_mailbox,
     .tick_conn = dial_tick_conn,
     .tick = dial_tick,

@@ -58,11 +58,33 @@ enum op {
 };
 
 enum kind { CK_FREE, CK_LISTEN, CK_LINK, CK_PLAIN };
-/* LS_OPEN: relay, an outbound link whose OPEN is being resolved (meshopen.c) */
-enum lstate { LS_CONNECT, LS_HANDSHAKE, LS_FIRST, LS_CONTROL, LS_IDLE, LS_STREAM, LS_OPEN };
+/* LS_OPEN: relay, an outbound link whose OPEN is being resolved (meshopen.c);
+   LS_OPENING: client, an outbound link whose OPEN waits for OPENED (dial.c) */
+enum lstate {
+	LS_CONNECT,
+	LS_HANDSHAKE,
+	LS_FIRST,
+	LS_CONTROL,
+	LS_IDLE,
+	LS_STREAM,
+	LS_OPEN,
+	LS_OPENING
+};
 /* plain conns: relayd queues a public connection until a data link is free; an HTTP
    connection reads its first request head before it has a tunnel */
-enum pstate { PS_BOUND = 0, PS_PENDING = 1, PS_HEAD = 2, PS_HELLO = 3, PS_TLS = 4, PS_AUTH = 5 };
+enum pstate {
+	PS_BOUND = 0,
+	PS_PENDING = 1,
+	PS_HEAD = 2,
+	PS_HELLO = 3,
+	PS_TLS = 4,
+	PS_AUTH = 5,
+	/* client: a local connection of a port map or SOCKS proxy (c->mo) waits for an
+	   outbound link (PS_MAPWAIT), for OPENED (PS_OPENING), or speaks SOCKS5 */
+	PS_MAPWAIT = 6,
+	PS_OPENING = 7,
+	PS_SOCKS = 8
+};
 
 struct obuf {
 	uint8_t *p;
@@ -116,6 +138,8 @@ struct conn {
 	/* client: where a plain conn connects */
 	struct engine_rule rule;
 	struct link_bind bind;
+	/* client: a mesh stream's local end or a port map's listener (dial.c), else NULL */
+	struct dial_open *mo;
 };
 
 /*
@@ -173,6 +197,8 @@ struct role_ops {
 	void (*closing)(struct worker *w, struct conn *c, const char *why);
 	/* a completion of a role-only op (MSG_RING hand-offs) */
 	void (*ring_msg)(struct worker *w, enum op op, uint64_t ud, int res);
+	/* client: OPENED arrived on l (in LS_OPENING; the struct is in l->rx.opened) */
+	void (*opened)(struct worker *w, struct conn *l);
 	/* a mailbox message; false when the role does not know it */
 	bool (*mailbox)(struct worker *w, struct mb_msg *m);
 	/* the tick, per live connection and once after them */
@@ -220,6 +246,11 @@ struct worker {
 	unsigned pool_idle, max_links;
 	unsigned want_more; /* links to open beyond the idle pool: BINDs said others wait */
 	uint64_t open_block_until;
+	/* client mesh: outbound links (their own pool) and local connections waiting for one */
+	bool mesh_ok; /* the session's WELCOME named "mesh" */
+	unsigned out_links, out_idle, out_opening, waiting;
+	uint32_t out_idle_head;	       /* idle outbound links (conn index, next/prev) */
+	uint32_t wait_head, wait_tail; /* local connections in PS_MAPWAIT, oldest first */
 	/* counters, read by other threads */
 	_Atomic uint64_t st_conns, st_conns_total, st_in, st_out, st_links, st_idle;
 	_Atomic uint64_t st_refused_src, st_idle_to, st_pend_to, st_refused_links, st_refused_fds;
@@ -399,6 +430,11 @@ void edge_authq_stop(struct engine *e);
 void edge_response(struct worker *w, struct conn *p, const uint8_t *d, size_t n);
 /* p's terminated TLS may move into the kernel (its send buffer drained, say) */
 void edge_settle(struct worker *w, struct conn *p);
+
+/* dial.c: a SOCKS handshake's receive on p completed (p->state PS_SOCKS) */
+void dial_socks_recv(struct worker *w, struct conn *p, int res, unsigned flags);
+/* dial.c: c's mesh state goes (conn_finalize) */
+void dial_mo_free(struct conn *c);
 
 /* stream.c */
 /* the client ended its direction: the stream learns it (EOF frame) */

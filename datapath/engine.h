@@ -101,7 +101,25 @@ enum mb_type {
 	MB_AUTH,	/* relay: a basic-auth check finished (data: edge.c's result) */
 	MB_LIVE, /* relay: live replaces the worker's reloadable settings (one reference each) */
 	MB_MESH, /* relay: mesh replaces the worker's mesh policy table (one reference each) */
-	MB_RESOLVED, /* relay: the resolver's answer for an OPEN (data: struct resolve_answer) */
+	MB_RESOLVED,   /* relay: the resolver's answer for an OPEN (data: struct resolve_answer) */
+	MB_MAP_LISTEN, /* client: arm accept on fd, a port map's or SOCKS listener (data: struct
+			  engine_map) */
+	MB_MAP_UNLISTEN, /* client: close the listener of local port port; ack as MB_UNLISTEN */
+};
+
+/*
+ * client: a local listener (MB_MAP_LISTEN's data). Its connections are carried
+ * through the server as mesh streams (link_proto.h OPEN) on outbound data links:
+ * a port map's to name:port, a SOCKS proxy's to what each CONNECT asks for.
+ */
+enum engine_map_kind { EMAP_PORT = 0, EMAP_SOCKS = 1 };
+struct engine_map {
+	uint8_t kind;	/* enum engine_map_kind */
+	uint16_t local; /* the local port (logs) */
+	uint16_t port;	/* EMAP_PORT: the destination's port */
+	char name[256]; /* EMAP_PORT: the destination (cfg_valid_destination) */
+	char user[65];	/* EMAP_SOCKS: the RFC 1929 user; "" = no authentication */
+	char hash[256]; /* EMAP_SOCKS: its password hash (common/passwd.h) */
 };
 
 /* What a relay listener posted with MB_LISTEN carries. */
@@ -123,6 +141,7 @@ struct mb_msg {
 	char tunnel_id[LINK_ID_MAX];
 	uint8_t secret[LINK_SECRET_LEN];
 	unsigned pool_idle, max_links; /* MB_SESSION: the pool, within the server's limits */
+	bool mesh_ok;		       /* MB_SESSION: the WELCOME named the feature "mesh" */
 	_Atomic unsigned *ack;	       /* MB_UNLISTEN: incremented once the listener is shut */
 	struct cidr_table *fw;	       /* MB_FIREWALL (cidr.h) */
 	struct http_routes *routes;    /* MB_ROUTES (routes.h) */
@@ -256,8 +275,10 @@ struct engine_stats {
 	uint64_t http_errors[8];     /* edge answers by cause (enum http_cause, edge.c) */
 	uint64_t http_tls_kernel;    /* terminated HTTPS connections whose TLS went to kTLS */
 	uint64_t records_dropped;    /* connection records a full worker ring dropped */
-	uint64_t mesh_opened;	     /* OPENs answered LINK_OPEN_OK (relay) */
-	uint64_t mesh_refused[LINK_OPEN_STATUS_MAX + 1]; /* OPENs refused, by OPENED status */
+	uint64_t mesh_opened; /* OPENs answered LINK_OPEN_OK (relay: answered; client: received) */
+	/* OPENs refused, by OPENED status (client: [0] counts those it refused itself: no data
+	   link within 10 s, a link lost, a server too old, a SOCKS handshake never done) */
+	uint64_t mesh_refused[LINK_OPEN_STATUS_MAX + 1];
 	uint64_t mesh_denied_default; /* of the LINK_OPEN_DENIED: by the default (no rule) */
 	/* relay: the mesh resolver (resolve.h): getaddrinfo calls, answers from its cache,
 	   requests refused for a full queue */

@@ -122,6 +122,11 @@ void plain_arm_recv(struct worker *w, struct conn *p)
 		edge_rearm(w, p); /* no link yet: a head or a handshake still arrives */
 		return;
 	}
+	if (p->mo && p->state != PS_BOUND) {
+		if (p->state == PS_SOCKS)
+			arm_recv(w, p); /* the client's SOCKS5 handshake */
+		return;
+	}
 	if (!l || p->eof_in || l->tx_done || !p->connected)
 		return;
 	if (p->http) {
@@ -255,6 +260,10 @@ void plain_on_recv(struct worker *w, struct conn *p, int res, unsigned flags)
 
 	if (p->http) {
 		edge_on_recv(w, p, res, flags);
+		return;
+	}
+	if (p->mo && p->state == PS_SOCKS) {
+		dial_socks_recv(w, p, res, flags);
 		return;
 	}
 
@@ -508,6 +517,19 @@ void link_pump(struct worker *w, struct conn *l)
 			log_every(NLOG_WARN, "data link fd %d: %s, closing", l->fd, err);
 			conn_close(w, l, false, err);
 			return;
+		}
+		if (ev == FRAME_OPENED) {
+			if (l->state != LS_OPENING || !w->ops->opened) {
+				log_every(NLOG_WARN,
+					  "data link fd %d: OPENED without an OPEN, closing",
+					  l->fd);
+				conn_close(w, l, false, "OPENED without an OPEN");
+				return;
+			}
+			w->ops->opened(w, l);
+			if (l->closing)
+				return;
+			continue;
 		}
 		if (ev == FRAME_BIND) {
 			if (l->state != LS_IDLE) {

@@ -277,6 +277,8 @@ void conn_finalize(struct worker *w, struct conn *c)
 		xprt_free(&c->x); /* a terminated connection's TLS */
 		edge_free(c);
 	}
+	if (c->mo)
+		dial_mo_free(c);
 	free(c->mesh_host);
 	c->mesh_host = NULL;
 	pool_put(w, c->tx.p);
@@ -1105,7 +1107,7 @@ static void worker_free(struct worker *w)
 	}
 	for (m = w->mb_head; m; m = next) {
 		next = m->next;
-		if (m->type == MB_LISTEN)
+		if (m->type == MB_LISTEN || m->type == MB_MAP_LISTEN)
 			close(m->fd);
 		if (m->type == MB_FIREWALL)
 			cidr_table_put(m->fw);

@@ -38,6 +38,8 @@ common/mesh.c common/util.c common/log.c common/msg.c -ljansson -liniparser" ;;
 		echo "ctl/restrict.c common/cidr.c common/domain.c" ;;
 	tlspeek)
 		echo "common/tlspeek.c common/domain.c" ;;
+	socks5)
+		echo "common/socks5.c common/domain.c" ;;
 	http | http_resp)
 		echo "common/http.c common/domain.c -lhttp_parser" ;;
 	escape)

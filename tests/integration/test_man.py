@@ -134,9 +134,10 @@ def all_help(page):
 
 # ---------------------------------------------------------------- cfg.c
 
-ROW = re.compile(r'^\s*(SRV|CLI|TCP|HTTP)\(\s*(.*)$', re.M)
+ROW = re.compile(r'^\s*(SRV|CLI|TCP|HTTP|PMAP|SOCKS)\(\s*(.*)$', re.M)
 STR = re.compile(r'"((?:[^"\\]|\\.)*)"')
-SECTION_OF = {"CLI": "client", "TCP": "tcp.NAME", "HTTP": "http.NAME"}
+SECTION_OF = {"CLI": "client", "TCP": "tcp.NAME", "HTTP": "http.NAME",
+              "PMAP": "portmap.LOCALPORT", "SOCKS": "socks.PORT"}
 
 
 def cfg_rows():
