@@ -248,7 +248,10 @@ def test_buffer_ring_exhaustion_counted(tmp_path, procs, metrics_port, services)
         c.configure().start()
         svc = services(nt.h_exchange, "svc")
         pub = c.tcp_add(svc.port)
-        before = val(scrape(metrics_port), "nave_worker_buffer_ring_empty_total", worker="0")
+        def empty():
+            return val(scrape(metrics_port), "nave_worker_buffer_ring_empty_total", worker="0")
+
+        before = empty()
         errors = []
 
         def one():
@@ -256,12 +259,19 @@ def test_buffer_ring_exhaustion_counted(tmp_path, procs, metrics_port, services)
                 nt.exchange(pub, 512 * KiB)
             except Exception as e:  # reported below
                 errors.append(e)
-        threads = [threading.Thread(target=one) for _ in range(16)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(120)
-        assert not errors, errors
+        # Whether more than 8 receives complete in one batch depends on the
+        # scheduler of this shared machine: a round that happens to drain the ring
+        # in time is repeated (at most 4 rounds; every byte checked in each).
+        for _ in range(4):
+            threads = [threading.Thread(target=one) for _ in range(16)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(120)
+            assert not errors, errors
+            time.sleep(0.5)  # the worker publishes its counters every few hundred ms
+            if empty() > before:
+                break
         settle(metrics_port, lambda m: val(m, "nave_worker_buffer_ring_empty_total", worker="0")
                > before, "receives that met an empty buffer ring")
         c.stop()
