@@ -142,7 +142,7 @@ HOLD_MAX_FAILURES = int(os.environ.get("BENCH_HOLD_MAX_FAILURES", "100"))
 HOLD_SETTLE_S = 2 if HOLD_SLOW == 1 else 8
 # Parts to leave out (comma-separated)
 PARTS = {"throughput", "memory", "ssh", "stunnel", "connrate", "alloc", "http", "tcphttp",
-         "hold", "guest", "plots", "records"}
+         "hold", "guest", "plots", "records", "mesh"}
 SKIP = {x.strip() for x in os.environ.get("BENCH_SKIP", "").split(",") if x.strip()}
 if SKIP - PARTS:
     sys.exit(f"bench: BENCH_SKIP={os.environ['BENCH_SKIP']!r}: parts are "
@@ -2760,6 +2760,7 @@ def print_table(result):
     print_hold(result)
     print_comparison(result)
     print_records(result)
+    print_mesh(result)
     if result.get("plots"):
         print()
         print(f"plots: {', '.join(shown_path(PLOTS / n) for n in result['plots'])}")
@@ -2769,6 +2770,114 @@ def print_table(result):
         for k, v in result["errors"].items():
             print(f"  {k}: {v.splitlines()[0]}")
     print()
+
+
+# ---------------------------------------------------------------- part 9: mesh
+
+
+def mesh_part(result, procs, tmp, nv, ready):
+    """A port map (the mesh): a second client, mesh-a, on the throughput stack maps a local
+    port to the nave path's iperf3 port through the edge (`nave ports map`, allowed by a
+    `navectl mesh allow` rule for the two tunnel ids). iperf3 to that local port crosses
+    mesh-a's client, relayd and the first client: two TLS links instead of one. Sampled
+    round-robin with the direct path and the nave public port, every mode REPEAT times;
+    reported: medians, the CPU per GiB of relayd and both clients, and the ratios."""
+    d = tmp / "mesh-a"
+    d.mkdir()
+    cini = d / "client.ini"
+
+    def nave_a(*args, check=True):
+        return run([nv.bin("nave"), "--config", cini, *args], timeout=30, check=check)
+
+    token = nv.ctl("registration", "create").stdout.splitlines()[0].strip()
+    nave_a("configure", "--server", f"{HOST}:{nv.https}", "--registration", token,
+           "--fingerprint", nv.server_status["tls_fingerprint"], "--id", "mesh-a")
+    lines = [ln for ln in cini.read_text().splitlines() if not ln.startswith(("log_level", "ktls"))]
+    cini.write_text("\n".join(lines + ["log_level = warn", f"ktls = {KTLS}"]) + "\n")
+    client_a = procs.start("mesh-a-client", [nv.bin("nave"), "start", "--config", cini], cwd=d)
+
+    def status_a():
+        p = nave_a("--json", "status", check=False)
+        try:
+            return json.loads(p.stdout) if p.returncode == 0 else {}
+        except ValueError:
+            return {}
+
+    def online():
+        procs.check_alive("mesh-a-client")
+        return status_a().get("state") == "online"
+
+    wait_until("mesh-a online", online, 20, 0.1)
+    a_id, b_id = status_a()["tunnel_id"], nv.client_status()["tunnel_id"]
+    bport = ready["nave"]["port"]
+    nv.ctl("mesh", "allow", a_id, f"tunnel:{b_id}", "--port", str(bport),
+           "--comment", "bench: mesh-a to the iperf3 tunnel")
+    local = free_port()
+    nave_a("ports", "map", str(local), "--destination", b_id, "--port", str(bport))
+    wait_until(f"port map {local} listening", lambda: listening(local), 10)
+    # the rule reaches relayd a moment after navectl returns: a short run until one passes
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            iperf3(local, ["-t", "1"])
+            break
+        except BenchError as e:
+            if time.monotonic() > deadline:
+                raise BenchError(f"port map {local} -> {b_id}:{bport} never carried: {e}")
+            time.sleep(0.5)
+    paths = {"direct": ready["direct"]["port"] if "direct" in ready else None,
+             "nave": bport, "nave-map": local}
+    paths = {k: v for k, v in paths.items() if v}
+    pids = {"nave": [nv.relayd.pid, nv.client.pid],
+            "nave-map": [nv.relayd.pid, nv.client.pid, client_a.pid]}
+    samples = {p: {m[0]: [] for m in MODES} for p in paths}
+    cpu_gib = {p: {m[0]: [] for m in MODES} for p in paths}
+    for rep in range(REPEAT):
+        for key, extra, label in MODES:
+            for path, port in paths.items():
+                c0 = cpu_of(pids.get(path, []))
+                try:
+                    v, nbytes = iperf3(port, extra)
+                    g = ((cpu_of(pids[path]) - c0) / (nbytes / 2**30)
+                         if path in pids and nbytes else None)
+                    log(f"mesh round {rep + 1}/{REPEAT} {label:<12} {path:<8} {v:6.2f} Gbit/s"
+                        + (f"  {g:.2f} CPU s/GiB" if g is not None else ""))
+                except BenchError as e:
+                    v = g = None
+                    result["errors"].setdefault(f"mesh {path} {label}", str(e))
+                samples[path][key].append(v)
+                cpu_gib[path][key].append(g)
+                time.sleep(0.3)
+    out = summarize(samples, cpu_gib)
+    for mode in out.get("nave-map", {}):
+        out["nave-map"][mode]["vs_nave"] = ratio(out["nave-map"][mode]["median_gbps"],
+                                                 out["nave"][mode]["median_gbps"])
+    st = nv.status()
+    result["mesh"] = {"paths": out, "relay_mesh": (st.get("relay") or {}).get("mesh")}
+    procs.stop_named("mesh-a-client")
+
+
+def print_mesh(result):
+    m = result.get("mesh")
+    if not m:
+        if "mesh" in result["errors"]:
+            print(f"\nmesh: FAILED: {result['errors']['mesh'].splitlines()[0]}")
+        return
+    print()
+    print("mesh: iperf3 through a port map (client -> relayd -> client) beside the public port")
+    print(f"  {'mode':<12} {'direct':>9} {'nave':>9} {'port map':>9} {'map/nave':>9} "
+          f"{'map/direct':>10} {'map CPU s/GiB':>14}")
+    for key, _, label in MODES:
+        row = {p: m["paths"].get(p, {}).get(key, {}) for p in ("direct", "nave", "nave-map")}
+
+        def g(p):
+            v = row[p].get("median_gbps")
+            return f"{v:9.2f}" if v is not None else f"{'-':>9}"
+        vn, vd = row["nave-map"].get("vs_nave"), row["nave-map"].get("vs_direct")
+        c = row["nave-map"].get("median_cpu_s_per_gib")
+        print(f"  {label:<12} {g('direct')} {g('nave')} {g('nave-map')} "
+              f"{vn if vn is not None else '-':>9} {vd if vd is not None else '-':>10} "
+              f"{c if c is not None else '-':>14}")
 
 
 # ---------------------------------------------------------------- main
@@ -2841,6 +2950,7 @@ def main():
         "hold": None,
         "hold_guest": None,
         "records": None,
+        "mesh": None,
         "comparison": None,
         "plots": None,
         "skipped": sorted(SKIP),
@@ -2905,8 +3015,8 @@ def main():
         # what each part needs set up
         tcp_parts = not {"throughput", "connrate", "tcphttp", "hold"} <= SKIP
         needed = {
-            "direct": not {"throughput", "tcphttp", "hold"} <= SKIP,
-            "nave": not {"throughput", "memory", "tcphttp"} <= SKIP,
+            "direct": not {"throughput", "tcphttp", "hold", "mesh"} <= SKIP,
+            "nave": not {"throughput", "memory", "tcphttp", "mesh"} <= SKIP,
             "haproxy": tcp_parts,
             "haproxy2": not {"throughput", "connrate", "tcphttp"} <= SKIP,
             "ssh": "ssh" not in SKIP and tcp_parts,
@@ -2965,6 +3075,15 @@ def main():
                     time.sleep(0.3)
         if "throughput" not in SKIP:
             result["throughput"] = summarize(samples, cpu_gib)
+        if "nave" in ready and "mesh" not in SKIP:
+            log("mesh: iperf3 through a port map beside the public port")
+            try:
+                mesh_part(result, procs, tmp, nv, ready)
+            except (BenchError, OSError, subprocess.SubprocessError, KeyError) as e:
+                result["errors"]["mesh"] = str(e)
+                log(f"mesh: {e}")
+                for name in ("nave-relayd", "mesh-a-client"):
+                    log(f"--- {name} log tail:\n{procs.logtail(name)}")
         if "nave" in ready:
             cs = nv.client_status()
             result["nave"]["client_after"] = {k: cs.get(k) for k in ("links", "idle_links", "conns", "conns_total")}
