@@ -13,8 +13,8 @@
 #include <string.h>
 #include <sys/socket.h>
 
-enum from_kind { FROM_ANY, FROM_EITHER, FROM_ID, FROM_GROUP };
-enum to_kind { TO_ANY, TO_TUNNEL, TO_DOMAIN, TO_EXT_CIDR, TO_EXT_NAME };
+enum from_kind { FROM_ANY, FROM_ID, FROM_GROUP };
+enum to_kind { TO_ANY, TO_TUNNEL, TO_DOMAIN, TO_EXT_CIDR, TO_EXT_NAME, TO_GROUP };
 
 struct mesh_rule {
 	uint32_t id;
@@ -125,7 +125,12 @@ static bool has_prefix(const char *s, const char *p, const char **rest)
 	return true;
 }
 
-/* from into kind + glob (out: MESH_GLOB_MAX + 1) */
+/*
+ * from into kind + glob (out: MESH_GLOB_MAX + 1). A bare glob is the tunnel id:
+ * the group id is whatever the client's HELLO said, so it matches only where
+ * a rule says group: (a client must not pass for another tunnel by naming
+ * itself after it).
+ */
 static bool from_parse(const char *s, enum from_kind *k, char *glob, char *why, size_t whylen)
 {
 	const char *g = s;
@@ -135,15 +140,15 @@ static bool from_parse(const char *s, enum from_kind *k, char *glob, char *why, 
 		strcpy(glob, "*");
 		return true;
 	}
-	if (has_prefix(s, "id:", &g))
-		*k = FROM_ID;
-	else if (has_prefix(s, "group:", &g))
+	if (has_prefix(s, "group:", &g))
 		*k = FROM_GROUP;
-	else
-		*k = FROM_EITHER;
+	else {
+		has_prefix(s, "id:", &g);
+		*k = FROM_ID;
+	}
 	if (!glob_ok(g, strlen(g))) {
 		set_why(why, whylen,
-			"from: a tunnel id or group id glob (optionally id: or group:) of 1-%d "
+			"from: a tunnel id glob (optionally id:) or group:GLOB, of 1-%d "
 			"letters, digits, '.', '_', '-' and '*', or *",
 			MESH_GLOB_MAX);
 		return false;
@@ -163,12 +168,23 @@ bool mesh_from_norm(const char *s, char *out, char *why, size_t whylen)
 	}
 	if (!from_parse(s, &k, glob, why, whylen))
 		return false;
+	/* a bare glob is written id:GLOB, so a listing says what it matches */
 	snprintf(out, MESH_FROM_MAX, "%s%s",
 		 k == FROM_ID	   ? "id:"
 		 : k == FROM_GROUP ? "group:"
 				   : "",
 		 glob);
 	return true;
+}
+
+bool mesh_tunnel_id_shaped(const char *s)
+{
+	size_t n;
+
+	if (!s || (s[0] != 't' && s[0] != 'T') || s[1] != '-')
+		return false;
+	n = strlen(s + 2);
+	return n && strspn(s + 2, "0123456789abcdefABCDEF") == n;
 }
 
 /* one hostname pattern or CIDR, n bytes at s: false when neither */
@@ -199,15 +215,19 @@ static bool to_parse(const char *s, struct mesh_rule *r, char *why, size_t whyle
 		strcpy(r->to, "*");
 		return true;
 	}
-	if (has_prefix(s, "tunnel:", &p)) {
+	/* tunnel: is the server-assigned id only, group: the id the client chose */
+	if (has_prefix(s, "tunnel:", &p) || has_prefix(s, "group:", &p)) {
+		bool group = *s == 'g';
+
 		if (!glob_ok(p, strlen(p))) {
 			set_why(why, whylen,
-				"to: tunnel: takes a tunnel id or group id glob of 1-%d letters, "
-				"digits, '.', '_', '-' and '*'",
+				"to: %s takes a %s glob of 1-%d letters, digits, '.', '_', '-' "
+				"and '*'",
+				group ? "group:" : "tunnel:", group ? "group id" : "tunnel id",
 				MESH_GLOB_MAX);
 			return false;
 		}
-		r->to_kind = TO_TUNNEL;
+		r->to_kind = group ? TO_GROUP : TO_TUNNEL;
 		strcpy(r->to, p);
 		return true;
 	}
@@ -236,7 +256,8 @@ static bool to_parse(const char *s, struct mesh_rule *r, char *why, size_t whyle
 		r->to_kind = is_cidr ? TO_EXT_CIDR : TO_EXT_NAME;
 		return true;
 	}
-	set_why(why, whylen, "to: one of *, tunnel:GLOB, domain:PATTERN, external:CIDR|PATTERN");
+	set_why(why, whylen,
+		"to: one of *, tunnel:GLOB, group:GLOB, domain:PATTERN, external:CIDR|PATTERN");
 	return false;
 }
 
@@ -245,6 +266,8 @@ static const char *to_prefix(uint8_t k)
 	switch (k) {
 	case TO_TUNNEL:
 		return "tunnel:";
+	case TO_GROUP:
+		return "group:";
 	case TO_DOMAIN:
 		return "domain:";
 	case TO_EXT_CIDR:
@@ -598,9 +621,8 @@ static bool from_match(const struct mesh_rule *r, const struct mesh_query *q)
 		return mesh_glob(r->from, q->from_id);
 	case FROM_GROUP:
 		return mesh_glob(r->from, q->from_group);
-	default:
-		return mesh_glob(r->from, q->from_id) || mesh_glob(r->from, q->from_group);
 	}
+	return false;
 }
 
 static bool to_match(const struct mesh_rule *r, const struct mesh_query *q, const char *host)
@@ -610,7 +632,10 @@ static bool to_match(const struct mesh_rule *r, const struct mesh_query *q, cons
 		return true;
 	case TO_TUNNEL:
 		return (q->kind == MESH_DST_TUNNEL || q->kind == MESH_DST_DOMAIN) &&
-		       (mesh_glob(r->to, q->to_id) || mesh_glob(r->to, q->to_group));
+		       mesh_glob(r->to, q->to_id);
+	case TO_GROUP:
+		return (q->kind == MESH_DST_TUNNEL || q->kind == MESH_DST_DOMAIN) &&
+		       mesh_glob(r->to, q->to_group);
 	case TO_DOMAIN:
 		return q->kind == MESH_DST_DOMAIN && host && domain_match(r->to, host);
 	case TO_EXT_CIDR:

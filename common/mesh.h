@@ -9,12 +9,15 @@
  *
  * A rule is {id, action, from, to, port_lo, port_hi}:
  *   from  "*"            every opener
- *         "GLOB"         a tunnel whose id or group id matches
- *         "id:GLOB"      a tunnel whose id matches
- *         "group:GLOB"   a tunnel whose group id matches
+ *         "GLOB"         a tunnel whose id (server-assigned, t-<hex>) matches;
+ *                        stored as id:GLOB
+ *         "id:GLOB"      the same
+ *         "group:GLOB"   a tunnel whose group id (the id its HELLO or token
+ *                        named, chosen by the client) matches
  *   to    "*"            every destination
- *         "tunnel:GLOB"  a destination tunnel (by id or group id, also when it
- *                        is reached through one of its domains)
+ *         "tunnel:GLOB"  a destination tunnel by its id only (also when it is
+ *                        reached through one of its domains)
+ *         "group:GLOB"   a destination tunnel by its group id (likewise)
  *         "domain:PAT"   a domain of the HTTP edge (domain.h: NAME or *.NAME)
  *         "external:PAT" an external destination: a CIDR (cidr.h) holding the
  *                        address, or a hostname pattern (NAME or *.NAME)
@@ -122,6 +125,12 @@ bool mesh_to_norm(const char *s, char *out, char *why, size_t whylen);
  * (outlen bytes). Empty text is the empty list. false with why.
  */
 bool mesh_allow_norm(const char *s, char *out, size_t outlen, char *why, size_t whylen);
+/*
+ * s has the shape of a server-assigned tunnel id ("t-" and hex digits, any
+ * case): a client may not name itself so (HELLO id, token id), or a group:
+ * pattern could be mistaken for a tunnel.
+ */
+bool mesh_tunnel_id_shaped(const char *s);
 /* '*' matches any run of characters; the rest itself without regard to ASCII case. */
 bool mesh_glob(const char *pattern, const char *name);
 

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "link_proto.h"
+#include "mesh.h"
 #include "util.h"
 
 static bool alnum(unsigned char c)
@@ -111,7 +112,16 @@ bool valid_hello(const json_t *obj, char *err, size_t errlen)
 	    {"registration", VALID_TOKEN, LINK_TOKEN_MAX, false},
 	};
 
-	return valid_members(obj, fields, ARRAY_SIZE(fields), err, errlen);
+	const char *id = json_string_value(json_object_get(obj, "id"));
+
+	if (!valid_members(obj, fields, ARRAY_SIZE(fields), err, errlen))
+		return false;
+	/* the id becomes the group id: never one a mesh rule could take for a tunnel id */
+	if (mesh_tunnel_id_shaped(id)) {
+		snprintf(err, errlen, "\"id\" must not look like a tunnel id (t- and hex digits)");
+		return false;
+	}
+	return true;
 }
 
 void valid_fit(char *s, enum valid_kind kind, size_t max)

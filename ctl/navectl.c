@@ -3590,8 +3590,9 @@ static const struct cmd cmds[] = {
     {"firewall", "allow rm", cmd_firewall_allow_rm, "CIDR",
      "Take an address block out of the allow list."},
     {"mesh", "allow", cmd_mesh_allow, "FROM TO [--port P|A-B] [--position N] [--comment TEXT]",
-     "Let tunnels matching FROM (*, GLOB, id:GLOB, group:GLOB) open streams to TO (*, "
-     "tunnel:GLOB, domain:PATTERN, external:CIDR|PATTERN); the first matching rule decides."},
+     "Let tunnels matching FROM (*, tunnel id GLOB or id:GLOB, group:GLOB) open streams to "
+     "TO (*, tunnel:GLOB by tunnel id, group:GLOB by group id, domain:PATTERN, "
+     "external:CIDR|PATTERN); the first matching rule decides."},
     {"mesh", "deny", cmd_mesh_deny, "FROM TO [--port P|A-B] [--position N] [--comment TEXT]",
      "Refuse streams from FROM to TO (as mesh allow takes them)."},
     {"mesh", "ls", cmd_mesh_ls, "", "List the mesh rules in the order they decide."},

@@ -49,7 +49,7 @@ def test_mesh_navectl(server):
     rc, out, err = server.navectl("mesh", "allow", "office-*", "tunnel:db", "--port", "5432",
                                   "--comment", "offices to the database")
     assert (rc, err) == (0, ""), err
-    assert out == "mesh rule 1 added at position 1: allow office-* -> tunnel:db port 5432\n"
+    assert out == "mesh rule 1 added at position 1: allow id:office-* -> tunnel:db port 5432\n"
     wait_policy(server, n, 1)
     rc, out, err = server.navectl("mesh", "deny", "group:lab", "external:10.0.0.0/8")
     assert out == "mesh rule 2 added at position 2: deny group:lab -> external:10.0.0.0/8\n", err
@@ -63,7 +63,7 @@ def test_mesh_navectl(server):
     assert table[0] == ["ID", "POS", "ACTION", "FROM", "TO", "PORTS", "COMMENT"]
     assert table[1:] == [
         ["3", "1", "deny", "*", "domain:*.example.com", "80-443", "-"],
-        ["1", "2", "allow", "office-*", "tunnel:db", "5432", "offices to the database"],
+        ["1", "2", "allow", "id:office-*", "tunnel:db", "5432", "offices to the database"],
         ["2", "3", "deny", "group:lab", "external:10.0.0.0/8", "any", "-"],
     ], table
     body = server.navectl("mesh", "ls", json=True)
@@ -89,7 +89,7 @@ def test_mesh_navectl(server):
     # refusals: one line, exit 1, the reason names the field
     assert refused(server, "mesh", "allow", "a b", "*").startswith("from: ")
     assert refused(server, "mesh", "allow", "*", "nowhere") == \
-        "to: one of *, tunnel:GLOB, domain:PATTERN, external:CIDR|PATTERN"
+        "to: one of *, tunnel:GLOB, group:GLOB, domain:PATTERN, external:CIDR|PATTERN"
     assert refused(server, "mesh", "allow", "*", "external:10.0.0.1/8").startswith(
         "to: external: takes an address block")
     assert refused(server, "mesh", "allow", "*", "domain:-x.com").startswith("to: domain:")
@@ -111,7 +111,7 @@ def test_mesh_navectl(server):
     assert server.navectl("mesh", "allow", "*", "*", json=True)["id"] == 4
     # controld logs who changed what
     log = server.controld.output()
-    assert "api: mesh rule 1 added by local: allow office-* -> tunnel:db ports 5432-5432" in log
+    assert "api: mesh rule 1 added by local: allow id:office-* -> tunnel:db ports 5432-5432" in log
     assert "api: mesh rule 3 removed by local (was: deny * -> domain:*.example.com" in log
 
     # a new relayd is sent the whole list when it says hello
@@ -187,6 +187,29 @@ def test_routes_listed():
                          text=True).stdout.splitlines()
     for r in ("GET /api/v1/mesh", "POST /api/v1/mesh", "DELETE /api/v1/mesh/*"):
         assert r in out, out
+
+
+def test_group_is_not_a_tunnel_id(server, tmp_path, procs):
+    """A client chooses its group id: tunnel:/id:/bare rules never take it for a tunnel id,
+    group: does, and an id shaped like a tunnel id is refused at HELLO and token create."""
+    got = server.navectl("mesh", "allow", "group:office-*", "group:db-*", json=True)
+    assert (got["from"], got["to"]) == ("group:office-*", "group:db-*"), got
+    got = server.navectl("mesh", "deny", "t-00AA11", "tunnel:t-00bb22", json=True)
+    assert (got["from"], got["to"]) == ("id:t-00AA11", "tunnel:t-00bb22"), got
+    # HELLO: configure with a registration and a tunnel-shaped --id; one line why
+    c = nt.Client(server, tmp_path, procs, "spoof")
+    p = c.nave("configure", "--server", f"127.0.0.1:{server.https}", "--registration",
+               server.registration(), "--fingerprint", server.fingerprint(), "--id", "t-00aa11")
+    assert p.returncode != 0
+    assert '"id" must not look like a tunnel id (t- and hex digits)' in p.stderr, p.stderr
+    nt.wait_for(lambda: 'HELLO refused: "id" must not look like a tunnel id'
+                in server.relayd.output(), 30, "relayd to log the refused HELLO")
+    # a token's id (the group id of its tunnel) likewise; a t- name that is not hex is fine
+    st, got = server.api("POST", "/api/v1/tokens", {"id": "T-0123abcd"})
+    assert st == 400 and got == {"error": '"id" must not look like a tunnel id (t- and hex '
+                                          'digits)'}, got
+    st, got = server.api("POST", "/api/v1/tokens", {"id": "t-lab"})
+    assert st == 201, got
 
 
 def test_mesh_role_and_group_at_auth(server, make_client):
