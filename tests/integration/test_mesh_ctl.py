@@ -7,11 +7,17 @@ the end or at a position, listed in the order that decides (--json: the API's
 body), removed; every refusal one line naming the field; the routes in
 --list-routes (test_admin.py walks them without credentials); relayd taking
 each change (and the whole list again after a restart), in pieces when it is
-large; a token's "mesh" kind and the tunnel's group reaching relayd at auth;
+large, numbered first..last and sent before the answer to any auth (a stand-in
+relayd), installed by a real relayd only when whole (a stand-in controld);
+group: versus tunnel ids (a tunnel-shaped HELLO or token id refused); a token's "mesh" kind and the tunnel's group reaching relayd at auth;
 [socks] allow checked in the config and applied by a reload.
 """
+import json
+import os
 import re
+import socket
 import sqlite3
+import struct
 import subprocess
 
 import pytest
@@ -180,6 +186,142 @@ def test_mesh_limit_and_pieces(server):
     wait_policy(server, n, 1024)
     assert refused(server, "mesh", "allow", "*", "*") == \
         "the mesh policy holds 1024 rules, the most it can"
+
+
+def many_rules(srv, n):
+    """n long rules straight into the store (more than one message's worth)."""
+    h = sqlite3.connect(srv.dir / "var" / "nave.db")
+    h.executemany("INSERT INTO mesh_rules (position, action, from_pat, to_kind, to_pat, created)"
+                  " VALUES (?, 'deny', ?, 'external', ?, 0)",
+                  [(i, f"group:office-number-{i:04d}-*",
+                    f"*.subdomain-{i:04d}.example-corporation.internal") for i in range(1, n + 1)])
+    h.commit()
+    h.close()
+
+
+def read_msg(s):
+    (n,) = struct.unpack(">I", nt.recv_exact(s, 4))
+    return json.loads(nt.recv_exact(s, n))
+
+
+@pytest.fixture
+def controld_only(tmp_path, procs):
+    srv = nt.Server(tmp_path, procs)
+    srv.start_controld()
+    yield srv
+    srv.stop()
+
+
+def test_policy_pushed_whole_before_any_auth(controld_only):
+    """The policy follows sync at once, numbered pieces first..last, before controld answers
+    an auth that came right behind the hello (a tunnel is never admitted under no policy)."""
+    srv = controld_only
+    tok = srv.navectl("tokens", "create", json=True)
+    many_rules(srv, 1000)
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(nt.IO_TIMEOUT)
+    s.connect(str(srv.relay_sock))
+    try:
+        # hello and an auth in one write: controld reads both before it writes anything
+        out = b""
+        for m in ({"type": "relay_hello", "version": 1, "pid": 1, "workers": 1, "online": []},
+                  {"type": "auth", "req": 7, "mode": "run", "hostname": "h",
+                   "token": tok["token"], "source": "192.0.2.1"}):
+            body = json.dumps(m).encode()
+            out += struct.pack(">I", len(body)) + body
+        s.sendall(out)
+        got = []
+        while not got or got[-1]["type"] not in ("auth_ok", "error"):
+            got.append(read_msg(s))
+        types = [m["type"] for m in got]
+        assert types[0] == "sync", types
+        pieces = [m for m in got if m["type"] == "mesh_policy"]
+        assert len(pieces) > 1, types
+        # every piece of the policy before the auth's answer, none after it
+        last = max(i for i, m in enumerate(got) if m["type"] == "mesh_policy")
+        assert last < len(got) - 1 and got[-1]["req"] == 7, types
+        assert [m["seq"] for m in pieces] == list(range(len(pieces)))
+        assert [m.get("first", False) for m in pieces] == [True] + [False] * (len(pieces) - 1)
+        assert [m.get("last", False) for m in pieces] == [False] * (len(pieces) - 1) + [True]
+        assert sum(len(m["rules"]) for m in pieces) == 1000
+        assert all("more" not in m for m in pieces)
+    finally:
+        s.close()
+
+
+def fake_controld(srv):
+    """A listening relay.sock of our own for a real relayd; relayd not started yet."""
+    os.makedirs(srv.relay_sock.parent, exist_ok=True)
+    ls = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    ls.bind(str(srv.relay_sock))
+    ls.listen(1)
+    ls.settimeout(30)
+    return ls
+
+
+def send_msg(s, m):
+    nt.msg_send(s, dict({"type": "mesh_policy"}, **m))
+
+
+def rule(i, action="deny"):
+    return {"id": i, "action": action, "from": "*", "to": f"external:10.{i}.0.0/16",
+            "port_lo": 0, "port_hi": 0}
+
+
+def test_relayd_installs_only_whole_pushes(tmp_path, procs):
+    """relayd (against a stand-in controld) installs a policy only when all its pieces came
+    first..last in order; any partial push is discarded with one line, the policy stays."""
+    srv = nt.Server(tmp_path, procs)
+    ls = fake_controld(srv)
+    srv.relayd.start()
+    try:
+        c, _ = ls.accept()
+        c.settimeout(nt.IO_TIMEOUT)
+        assert read_msg(c)["type"] == "relay_hello"
+        nt.msg_send(c, {"type": "sync", "ports": [], "domains": []})
+        log = srv.relayd.output
+
+        def installed():
+            return [x for x in log().splitlines() if "mesh: policy of " in x]
+
+        # a whole push in three pieces: installed once, when the last is in
+        send_msg(c, {"seq": 0, "first": True, "rules": [rule(1)]})
+        send_msg(c, {"seq": 1, "rules": [rule(2)]})
+        send_msg(c, {"seq": 2, "last": True, "rules": [rule(3)]})
+        nt.wait_for(lambda: len(installed()) == 1, 30, "relayd to install the policy")
+        assert "mesh: policy of 3 rule(s) from nave-controld in force (3 piece(s))" in \
+            installed()[0]
+        # partial pushes, each discarded with its reason
+        for pieces, why in (
+            ([{"seq": 0, "first": True, "rules": [rule(4)]},
+              {"seq": 2, "last": True, "rules": [rule(5)]}],
+             "mesh: policy piece 2 from nave-controld out of order (expected 1)"),
+            ([{"seq": 1, "last": True, "rules": [rule(6)]}],
+             "mesh: policy piece 1 from nave-controld out of order (expected a first piece, "
+             "not 1)"),
+            ([{"seq": 0, "first": True, "rules": [rule(7)]},
+              {"seq": 0, "first": True, "last": True, "rules": [rule(8, "allow")] * 2}],
+             "mesh: a new policy push began before the last piece of the one under way"),
+            ([{"rules": [rule(9)], "more": True}],
+             'mesh: policy piece without a valid "seq" and "first"'),
+            ([{"seq": 0, "first": True, "last": True, "rules": [rule(10), {"id": 11}]}],
+             "mesh: malformed policy from nave-controld: mesh rule 11:"),
+        ):
+            for p in pieces:
+                send_msg(c, p)
+            nt.wait_for(lambda: why in log(), 30, f"relayd to log: {why}")
+        # the duplicate-id push after the restarted one: relayd's table takes it (two rules)
+        lines = installed()
+        assert len(lines) == 2 and "policy of 2 rule(s)" in lines[1], lines
+        # a push cut by a lost controld: the last whole policy stays
+        send_msg(c, {"seq": 0, "first": True, "rules": [rule(12)]})
+        c.close()
+        nt.wait_for(lambda: "lost nave-controld in the middle of a policy push" in log(), 30,
+                    "relayd to drop the cut push")
+        assert len(installed()) == 2 and srv.relayd.alive()
+    finally:
+        ls.close()
+        srv.relayd.stop()
 
 
 def test_routes_listed():
