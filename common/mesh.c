@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 
 enum from_kind { FROM_ANY, FROM_ID, FROM_GROUP };
@@ -177,23 +178,32 @@ bool mesh_from_norm(const char *s, char *out, char *why, size_t whylen)
 	return true;
 }
 
-bool mesh_tunnel_id_shaped(const char *s)
+/* the last label of a name is all digits or 0x...: what inet_aton reads as IPv4 */
+static bool numeric_last_label(const char *name)
 {
-	size_t n;
+	const char *last = strrchr(name, '.');
 
-	if (!s || (s[0] != 't' && s[0] != 'T') || s[1] != '-')
-		return false;
-	n = strlen(s + 2);
-	return n && strspn(s + 2, "0123456789abcdefABCDEF") == n;
+	last = last ? last + 1 : name;
+	return strspn(last, "0123456789") == strlen(last) || !strncasecmp(last, "0x", 2);
 }
 
-/* one hostname pattern or CIDR, n bytes at s: false when neither */
-static bool ext_parse(const char *s, size_t n, struct cidr *c, char *name, bool *is_cidr)
+/*
+ * One hostname pattern or CIDR, n bytes at s; false with why (no prefix: the
+ * caller names the field) when neither. Text of digits and dots (and a
+ * '/'), or with a ':' or '/', is an address or block and nothing else: a
+ * partial IPv4 ("10.0.5", "10.5/8") or an octet over 255 is refused, never
+ * taken for a host name that no destination would ever match.
+ */
+static bool ext_parse(const char *s, size_t n, struct cidr *c, char *name, bool *is_cidr,
+		      char *why, size_t whylen)
 {
-	char buf[DOMAIN_MAX + 1], r[160];
+	char buf[DOMAIN_MAX + 1], r[160], show[4 * 40 + 4];
 
-	if (n == 0 || n > DOMAIN_MAX || memchr(s, 0, n))
+	shown(s, n, show);
+	if (n == 0 || n > DOMAIN_MAX || memchr(s, 0, n)) {
+		set_why(why, whylen, "\"%s\" is not 1-%d characters", show, DOMAIN_MAX);
 		return false;
+	}
 	memcpy(buf, s, n);
 	buf[n] = 0;
 	if (strspn(buf, "0123456789abcdefABCDEF.:/") == n &&
@@ -201,8 +211,29 @@ static bool ext_parse(const char *s, size_t n, struct cidr *c, char *name, bool 
 		*is_cidr = true;
 		return true;
 	}
+	if (strspn(buf, "0123456789./") == n || strpbrk(buf, ":/")) {
+		set_why(why, whylen,
+			"\"%s\" is not an address block: IPv4 is four dotted numbers 0-255 "
+			"(10.0.5.0/24), IPv6 as in 2001:db8::/32",
+			show);
+		return false;
+	}
 	*is_cidr = false;
-	return domain_norm(buf, n, name, true);
+	if (!domain_norm(buf, n, name, true)) {
+		set_why(why, whylen,
+			"\"%s\" is neither an address block nor a hostname pattern (NAME or "
+			"*.NAME of letters, digits, '-' and '.')",
+			show);
+		return false;
+	}
+	if (numeric_last_label(name)) {
+		set_why(why, whylen,
+			"\"%s\": a hostname pattern's last label is not a number (an address is "
+			"four dotted numbers 0-255)",
+			show);
+		return false;
+	}
+	return true;
 }
 
 static bool to_parse(const char *s, struct mesh_rule *r, char *why, size_t whylen)
@@ -245,10 +276,13 @@ static bool to_parse(const char *s, struct mesh_rule *r, char *why, size_t whyle
 		return true;
 	}
 	if (has_prefix(s, "external:", &p)) {
-		if (!ext_parse(p, strlen(p), &r->cidr, r->to, &is_cidr)) {
+		char r2[256];
+
+		if (!ext_parse(p, strlen(p), &r->cidr, r->to, &is_cidr, r2, sizeof(r2))) {
 			set_why(why, whylen,
 				"to: external: takes an address block (10.0.0.0/8, 2001:db8::/32) "
-				"or a hostname pattern (NAME or *.NAME)");
+				"or a hostname pattern (NAME or *.NAME): %s",
+				r2);
 			return false;
 		}
 		if (is_cidr)
@@ -298,7 +332,6 @@ bool mesh_to_norm(const char *s, char *out, char *why, size_t whylen)
  */
 static const char *host_of(const char *name, char out[DOMAIN_MAX + 1])
 {
-	const char *last;
 	size_t n;
 
 	if (!name || !(n = strlen(name)) || n > DOMAIN_MAX || !domain_norm(name, n, out, false))
@@ -307,9 +340,7 @@ static const char *host_of(const char *name, char out[DOMAIN_MAX + 1])
 	 * a last label of digits (or 0x...) is what inet_aton and getaddrinfo read as
 	 * an IPv4 address ("10.1", "0x7f.1"), never a host name
 	 */
-	last = strrchr(out, '.');
-	last = last ? last + 1 : out;
-	if (strspn(last, "0123456789") == strlen(last) || !strncmp(last, "0x", 2))
+	if (numeric_last_label(out))
 		return NULL;
 	return out;
 }
@@ -332,7 +363,7 @@ static bool allow_walk(const char *s, bool (*add)(void *arg, const struct allow_
 	while (*s) {
 		size_t n = strcspn(s, ","), b = 0, e = n;
 		struct allow_ent ent;
-		char show[4 * 40 + 4];
+		char show[256];
 
 		while (b < e && (s[b] == ' ' || s[b] == '\t'))
 			b++;
@@ -343,12 +374,9 @@ static bool allow_walk(const char *s, bool (*add)(void *arg, const struct allow_
 			return false;
 		}
 		memset(&ent, 0, sizeof(ent));
-		if (!ext_parse(s + b, e - b, &ent.cidr, ent.name, &ent.is_cidr)) {
-			shown(s + b, e - b, show);
-			set_why(why, whylen,
-				"allow entry \"%s\" is neither an address block nor a hostname "
-				"pattern (NAME or *.NAME)",
-				show);
+		if (!ext_parse(s + b, e - b, &ent.cidr, ent.name, &ent.is_cidr, show,
+			       sizeof(show))) {
+			set_why(why, whylen, "allow entry %s", show);
 			return false;
 		}
 		if (++count > MESH_ALLOW_MAX) {

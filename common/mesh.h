@@ -125,12 +125,6 @@ bool mesh_to_norm(const char *s, char *out, char *why, size_t whylen);
  * (outlen bytes). Empty text is the empty list. false with why.
  */
 bool mesh_allow_norm(const char *s, char *out, size_t outlen, char *why, size_t whylen);
-/*
- * s has the shape of a server-assigned tunnel id ("t-" and hex digits, any
- * case): a client may not name itself so (HELLO id, token id), or a group:
- * pattern could be mistaken for a tunnel.
- */
-bool mesh_tunnel_id_shaped(const char *s);
 /* '*' matches any run of characters; the rest itself without regard to ASCII case. */
 bool mesh_glob(const char *pattern, const char *name);
 

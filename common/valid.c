@@ -6,7 +6,6 @@
 #include <string.h>
 
 #include "link_proto.h"
-#include "mesh.h"
 #include "util.h"
 
 static bool alnum(unsigned char c)
@@ -100,6 +99,16 @@ bool valid_members(const json_t *obj, const struct valid_field *f, size_t n, cha
 	return true;
 }
 
+bool valid_tunnel_id_shaped(const char *s)
+{
+	size_t n;
+
+	if (!s || (s[0] != 't' && s[0] != 'T') || s[1] != '-')
+		return false;
+	n = strlen(s + 2);
+	return n && strspn(s + 2, "0123456789abcdefABCDEF") == n;
+}
+
 bool valid_hello(const json_t *obj, char *err, size_t errlen)
 {
 	static const struct valid_field fields[] = {
@@ -117,7 +126,7 @@ bool valid_hello(const json_t *obj, char *err, size_t errlen)
 	if (!valid_members(obj, fields, ARRAY_SIZE(fields), err, errlen))
 		return false;
 	/* the id becomes the group id: never one a mesh rule could take for a tunnel id */
-	if (mesh_tunnel_id_shaped(id)) {
+	if (valid_tunnel_id_shaped(id)) {
 		snprintf(err, errlen, "\"id\" must not look like a tunnel id (t- and hex digits)");
 		return false;
 	}

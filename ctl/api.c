@@ -569,7 +569,7 @@ static int h_tokens_create(struct call *c)
 
 	ret = body_str(c, "id", VALID_ID, LINK_GROUP_MAX, &group);
 	/* the id is the tunnel's group id: a mesh rule must never take it for a tunnel id */
-	if (!ret && mesh_tunnel_id_shaped(group))
+	if (!ret && valid_tunnel_id_shaped(group))
 		return fail(c, MHD_HTTP_BAD_REQUEST,
 			    "\"id\" must not look like a tunnel id (t- and hex digits)");
 	if (!ret)

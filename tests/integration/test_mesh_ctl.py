@@ -99,6 +99,10 @@ def test_mesh_navectl(server):
     assert refused(server, "mesh", "allow", "*", "external:10.0.0.1/8").startswith(
         "to: external: takes an address block")
     assert refused(server, "mesh", "allow", "*", "domain:-x.com").startswith("to: domain:")
+    # partial IPv4 and octets out of range: refused, never kept as a host name
+    for bad in ("10.0.5", "10.5/8", "10.0.0.256", "foo.10"):
+        why = refused(server, "mesh", "allow", "*", "external:" + bad)
+        assert why.startswith("to: external: takes an address block") and f'"{bad}"' in why, why
     assert refused(server, "mesh", "allow", "*", "*", "--comment", "tab\there") == \
         '"comment" must be 1-200 bytes: UTF-8 text without control characters'
     assert refused(server, "mesh", "rm", "99") == "no mesh rule 99"
@@ -390,6 +394,13 @@ def test_socks_allow_reload(server):
     assert rc == 0 and "[socks] allow" in out, (out, err)
     nt.wait_for(lambda: "[socks] allow: 10.0.0.0/8" in server.relayd.output(), 30,
                 "relayd to take [socks] allow")
+    # a partial address in the list: --check says why in one line
+    for bad in ("10.0.5", "10.5/8", "300.1.1.1/8"):
+        server.ini.write_text(text.replace("allow = 10.0.0.0/8", f"allow = 10.0.0.0/8, {bad}"))
+        p = nt.run([nt.RELAYD, "--config", server.ini, "--check"])
+        assert p.returncode != 0 and f'allow entry "{bad}" is not an address block' in \
+            (p.stdout + p.stderr), (p.stdout, p.stderr)
+    server.ini.write_text(text)
     # a bad list: the reload changes nothing, one line names the key
     server.ini.write_text(text.replace("allow = 10.0.0.0/8", "allow = 10.0.0.1/8"))
     rc, out, err = server.navectl("reload")

@@ -21,6 +21,7 @@
 #include <cmocka.h>
 
 #include "mesh.h"
+#include "valid.h"
 
 /* A table from JSON text (which must be accepted). */
 static struct mesh_table *table(const char *text)
@@ -198,13 +199,13 @@ static void test_group_not_tunnel(void **state)
 	assert_int_equal(rule, 0);
 	mesh_table_put(t);
 
-	assert_true(mesh_tunnel_id_shaped("t-0a1b2c"));
-	assert_true(mesh_tunnel_id_shaped("T-ABC"));
-	assert_false(mesh_tunnel_id_shaped("t-"));
-	assert_false(mesh_tunnel_id_shaped("t-lab"));
-	assert_false(mesh_tunnel_id_shaped("tt-01"));
-	assert_false(mesh_tunnel_id_shaped("office"));
-	assert_false(mesh_tunnel_id_shaped(NULL));
+	assert_true(valid_tunnel_id_shaped("t-0a1b2c"));
+	assert_true(valid_tunnel_id_shaped("T-ABC"));
+	assert_false(valid_tunnel_id_shaped("t-"));
+	assert_false(valid_tunnel_id_shaped("t-lab"));
+	assert_false(valid_tunnel_id_shaped("tt-01"));
+	assert_false(valid_tunnel_id_shaped("office"));
+	assert_false(valid_tunnel_id_shaped(NULL));
 }
 
 static void test_to_kinds(void **state)
@@ -421,6 +422,44 @@ static void test_texts(void **state)
 	assert_false(mesh_to_norm("tunnel:a\nb", out, why, sizeof(why)));
 }
 
+/* Partial IPv4 and octets out of range: refused, never taken for a host name. */
+static void test_partial_addresses(void **state)
+{
+	static const char *const bad[] = {
+	    "10.0.5",	   "10.5/8",	 "10.0.0.256",	"300.1.1.1/8", "1.2.3.4/33", "10",
+	    "10.0.0.0/",   "10.0.0.0/8/8", "1.2.3.4.5", "10..0.1",	   "::g",	 "db:5432",
+	    "foo.10",	   "*.5",	 "a.0x1f",	"10.0.0.01",   "-1.0.0.0",
+	};
+	char out[MESH_ALLOW_TEXT], to[MESH_TO_MAX + 16], why[256];
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(to, sizeof(to), "external:%s", bad[i]);
+		why[0] = 0;
+		if (mesh_to_norm(to, out, why, sizeof(why)))
+			fail_msg("to %s accepted as %s", to, out);
+		assert_non_null(strstr(why, "to: external:"));
+		assert_null(strchr(why, '\n'));
+		why[0] = 0;
+		if (mesh_allow_norm(bad[i], out, sizeof(out), why, sizeof(why)))
+			fail_msg("allow %s accepted as %s", bad[i], out);
+		assert_non_null(strstr(why, "allow entry \""));
+		assert_null(strchr(why, '\n'));
+	}
+	assert_false(mesh_to_norm("external:10.0.5", out, why, sizeof(why)));
+	assert_non_null(strstr(why, "\"10.0.5\" is not an address block: IPv4 is four dotted "
+				    "numbers 0-255"));
+	assert_false(mesh_allow_norm("10.0.0.0/8, 10.5/8", out, sizeof(out), why, sizeof(why)));
+	assert_non_null(strstr(why, "allow entry \"10.5/8\" is not an address block"));
+	/* whole ones, and names with digits elsewhere, stay fine */
+	assert_true(mesh_to_norm("external:10.0.5.0/24", out, why, sizeof(why)));
+	assert_string_equal(out, "external:10.0.5.0/24");
+	assert_true(mesh_to_norm("external:0.0.0.0/0", out, why, sizeof(why)));
+	assert_true(mesh_to_norm("external:10.db.internal", out, why, sizeof(why)));
+	assert_true(mesh_to_norm("external:*.10x.example", out, why, sizeof(why)));
+	assert_true(mesh_allow_norm("10.0.5.20, 1.2.3.0/24", out, sizeof(out), why, sizeof(why)));
+	assert_string_equal(out, "10.0.5.20/32,1.2.3.0/24");
+}
+
 static void test_malformed(void **state)
 {
 	char err[256], big[64 * 1024];
@@ -516,11 +555,15 @@ static void test_allow_list(void **state)
 	assert_true(mesh_external_allowed(t, "WWW.example.com", NULL));
 	assert_false(mesh_external_allowed(t, "example.com", NULL));
 	assert_true(mesh_external_allowed(t, "db.internal", a));
-	/* an IP literal is an address, never a name for the patterns */
-	assert_true(mesh_table_set_allow(t, "*.0.2, 127.0.0.1/32", why, sizeof(why)));
+	/* an IP literal is an address, never a name for the patterns (which never end in a
+	 * number) */
+	assert_false(mesh_table_set_allow(t, "*.0.2, 127.0.0.1/32", why, sizeof(why)));
+	assert_non_null(strstr(why, "\"*.0.2\": a hostname pattern's last label is not a number"));
+	assert_true(mesh_table_set_allow(t, "*.0x2, 127.0.0.1/32", why, sizeof(why)) == false);
+	assert_true(mesh_table_set_allow(t, "192.0.0.0/8, 127.0.0.1/32", why, sizeof(why)));
 	addr("192.0.2.9", a);
-	assert_false(mesh_external_allowed(t, "192.0.2", a));
-	assert_false(mesh_external_allowed(t, "10.192.0.2", a));
+	assert_true(mesh_external_allowed(t, "192.0.2", a));
+	assert_false(mesh_external_allowed(t, "192.0.2", NULL));
 	assert_false(mesh_external_allowed(t, "1.0x2", NULL));
 	assert_true(mesh_table_set_allow(t, "*.example.com", why, sizeof(why)));
 	assert_true(mesh_external_allowed(t, "a.example.com", NULL));
@@ -558,6 +601,7 @@ int main(void)
 	    cmocka_unit_test(test_counters),  cmocka_unit_test(test_texts),
 	    cmocka_unit_test(test_malformed), cmocka_unit_test(test_allow_list),
 	    cmocka_unit_test(test_glob),      cmocka_unit_test(test_group_not_tunnel),
+	    cmocka_unit_test(test_partial_addresses),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
