@@ -79,19 +79,36 @@ def test_mesh_navectl(server):
     assert set(body["rules"][0]) == {"id", "position", "action", "from", "to", "port_lo",
                                      "port_hi", "comment", "created"}
 
-    # mesh test: which rule decides
-    rc, out, err = server.navectl("mesh", "test", "office-paris", "tunnel:db", "--port", "5432")
+    # mesh test: controld says which of its rules decides (GET /api/v1/mesh/test)
+    rc, out, err = server.navectl("mesh", "test", "office-paris", "tunnel:db:5432")
     assert out == "office-paris -> tunnel:db port 5432: allowed by mesh rule 1\n", err
     rc, out, err = server.navectl("mesh", "test", "x", "tunnel:db", "--port", "5432")
     assert out == ("x -> tunnel:db port 5432: denied by the default (no rule matches; the "
                    "opener has no mesh role)\n"), err
-    assert server.navectl("mesh", "test", "x", "tunnel:db", "--port", "1", "--mesh-role",
-                          json=True) == {"verdict": "allow", "rule": 0}
-    assert server.navectl("mesh", "test", "lab", "external:10.1.2.3", "--port", "22",
-                          json=True) == {"verdict": "deny", "rule": 2}
-    assert server.navectl("mesh", "test", "lab", "domain:a.example.com", "--port", "80",
-                          json=True) == {"verdict": "deny", "rule": 3}
-
+    assert server.navectl("mesh", "test", "x", "tunnel:db:1", "--mesh-role", json=True) == \
+        {"decision": "allow", "rule": 0,
+         "reason": "the default (no rule matches; the opener has the mesh role)"}
+    assert server.navectl("mesh", "test", "x", "domain:a.example.com:80",
+                          json=True)["rule"] == 3
+    # the opener's group comes from controld's store, never from the query: an
+    # unknown tunnel "lab" has no group, so group:lab (rule 2) does not decide
+    assert server.navectl("mesh", "test", "lab", "external:10.1.2.3:22",
+                          json=True)["rule"] == 0
+    tok = server.navectl("tokens", "create", "--id", "lab", json=True)
+    got = server.navectl("mesh", "test", tok["tunnel_id"], "external:10.1.2.3:22", json=True)
+    assert (got["decision"], got["rule"], got["reason"]) == ("deny", 2, "mesh rule 2"), got
+    st, api = server.api("GET", f"/api/v1/mesh/test?from={tok['tunnel_id']}"
+                                "&to=external:10.1.2.3&port=22")
+    assert st == 200 and api == got
+    for q, want in (("to=tunnel:a&port=1", "from is required: a tunnel id"),
+                    ("from=a&port=1", "to is required"),
+                    ("from=a&to=tunnel:b", "port is required: 1-65535"),
+                    ("from=a&to=tunnel:b&port=70000", "port is required: 1-65535"),
+                    ("from=a%20b&to=tunnel:b&port=1", "invalid from"),
+                    ("from=a&to=nowhere:b&port=1", "to: tunnel:ID, group:NAME"),
+                    ("from=a&to=tunnel:b&port=1&mesh_role=yes", "mesh_role is 0 or 1")):
+        st, body = server.api("GET", "/api/v1/mesh/test?" + q)
+        assert st == 400 and body["error"].startswith(want), (q, st, body)
     # refusals: one line, exit 1, the reason names the field
     assert refused(server, "mesh", "allow", "a b", "*").startswith("from: ")
     assert refused(server, "mesh", "allow", "*", "nowhere") == \
@@ -109,7 +126,8 @@ def test_mesh_navectl(server):
     # usage errors: exit 2 before asking controld
     for args in (["mesh", "allow", "*"], ["mesh", "allow", "*", "*", "--port", "0"],
                  ["mesh", "allow", "*", "*", "--port", "9-8"], ["mesh", "rm", "x"],
-                 ["mesh", "test", "a", "tunnel:b"], ["mesh", "frob"]):
+                 ["mesh", "test", "a", "tunnel:b"], ["mesh", "test", "a", "b"],
+                 ["mesh", "frob"]):
         msg = refused(server, *args, rc=2)
         assert "--help" in msg or "bad" in msg or "missing" in msg, (args, msg)
 
@@ -331,7 +349,8 @@ def test_relayd_installs_only_whole_pushes(tmp_path, procs):
 def test_routes_listed():
     out = subprocess.run([str(nt.CONTROLD), "--list-routes"], check=True, capture_output=True,
                          text=True).stdout.splitlines()
-    for r in ("GET /api/v1/mesh", "POST /api/v1/mesh", "DELETE /api/v1/mesh/*"):
+    for r in ("GET /api/v1/mesh", "GET /api/v1/mesh/test", "POST /api/v1/mesh",
+              "DELETE /api/v1/mesh/*"):
         assert r in out, out
 
 
