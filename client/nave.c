@@ -1398,7 +1398,8 @@ static int ports_map(struct opts *o, int argc, char **argv)
 			bind = optarg;
 			break;
 		case 'P':
-			public = true;
+			public
+			= true;
 			break;
 		case 'h':
 			puts(ports_help);
@@ -1433,8 +1434,8 @@ static int ports_map(struct opts *o, int argc, char **argv)
 		 log_esc_str(dest, b, sizeof(b)), port, bind);
 	load_cfg(o, true);
 	r = local(o, json_pack("{s:s, s:i, s:s, s:s, s:i, s:s, s:b}", "type", "map_add", "local",
-			       lport, "transport", "tcp", "destination", dest, "port", port,
-			       "bind", bind, "public", public));
+			       lport, "transport", "tcp", "destination", dest, "port", port, "bind",
+			       bind, "public", public));
 	if (r)
 		return lsn_answer(o, r, done);
 	if (!not_running(o))

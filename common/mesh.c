@@ -194,8 +194,8 @@ static bool numeric_last_label(const char *name)
  * partial IPv4 ("10.0.5", "10.5/8") or an octet over 255 is refused, never
  * taken for a host name that no destination would ever match.
  */
-static bool ext_parse(const char *s, size_t n, struct cidr *c, char *name, bool *is_cidr,
-		      char *why, size_t whylen)
+static bool ext_parse(const char *s, size_t n, struct cidr *c, char *name, bool *is_cidr, char *why,
+		      size_t whylen)
 {
 	char buf[DOMAIN_MAX + 1], r[160], show[4 * 40 + 4];
 

@@ -1098,7 +1098,8 @@ static int h_mesh_test(struct call *c)
 		q.kind = MESH_DST_DOMAIN;
 		q.name = name;
 	} else if (!strncmp(to, "external:", 9) && *name &&
-		   strspn(name, "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-_:") ==
+		   strspn(name,
+			  "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-_:") ==
 		       strlen(name)) {
 		struct cidr blk;
 
@@ -1116,9 +1117,10 @@ static int h_mesh_test(struct call *c)
 			q.addr = addr;
 		}
 	} else {
-		return fail(c, MHD_HTTP_BAD_REQUEST,
-			    "to: tunnel:ID, group:NAME, domain:NAME or external:NAME|ADDRESS (names "
-			    "of letters, digits, '.', '_' and '-')");
+		return fail(
+		    c, MHD_HTTP_BAD_REQUEST,
+		    "to: tunnel:ID, group:NAME, domain:NAME or external:NAME|ADDRESS (names "
+		    "of letters, digits, '.', '_' and '-')");
 	}
 	rules = json_array();
 	if (!rules || store_mesh_list(c->a->st, mesh_collect_bare, rules, NULL)) {

@@ -2886,9 +2886,8 @@ static int cmd_mesh_test(struct ctx *c, int argc, char **argv)
 		return ret;
 	printf("%s -> %s port %llu: %s by %s\n", log_esc_str(pos[0], b1, sizeof(b1)),
 	       log_esc_str(to, b2, sizeof(b2)), p,
-	       !strcmp(json_string_value(json_object_get(j, "decision")) ?: "", "allow")
-		   ? "allowed"
-		   : "denied",
+	       !strcmp(json_string_value(json_object_get(j, "decision")) ?: "", "allow") ? "allowed"
+											 : "denied",
 	       fmt_esc(json_object_get(j, "reason"), b3, sizeof(b3)));
 	json_decref(j);
 	return EXIT_OK;

@@ -978,7 +978,7 @@ static int on_hello(struct relaylink *rl, json_t *m, char *why)
 	rl->mesh_due = false;
 	if (mesh_push(rl))
 		rl->mesh_due = true; /* retried when the queue drains */
-	relaylink_firewall(rl); /* sent once sync is out */
+	relaylink_firewall(rl);	     /* sent once sync is out */
 	ruleops_unsend(rl->st, NULL);
 	ruleops_pump(rl->st, rl, NULL); /* remote rule operations of the tunnels online */
 	return 0;

@@ -201,8 +201,8 @@ struct ctlthread {
 	uint64_t stray_results; /* rule_results from clients that answer no op in flight */
 	time_t started_unix;	/* wall clock at start: stats "started" */
 	/* the mesh policy: a push arriving in pieces, the last whole one, the workers' table */
-	json_t *mesh_acc;	/* NULL: no push under way */
-	json_int_t mesh_next;	/* the seq the push under way expects next */
+	json_t *mesh_acc;     /* NULL: no push under way */
+	json_int_t mesh_next; /* the seq the push under way expects next */
 	json_t *mesh_rules;
 	struct mesh_table *mesh; /* this thread's reference (its counters go into stats) */
 };

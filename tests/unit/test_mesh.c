@@ -426,9 +426,9 @@ static void test_texts(void **state)
 static void test_partial_addresses(void **state)
 {
 	static const char *const bad[] = {
-	    "10.0.5",	   "10.5/8",	 "10.0.0.256",	"300.1.1.1/8", "1.2.3.4/33", "10",
-	    "10.0.0.0/",   "10.0.0.0/8/8", "1.2.3.4.5", "10..0.1",	   "::g",	 "db:5432",
-	    "foo.10",	   "*.5",	 "a.0x1f",	"10.0.0.01",   "-1.0.0.0",
+	    "10.0.5",	 "10.5/8",	 "10.0.0.256", "300.1.1.1/8", "1.2.3.4/33", "10",
+	    "10.0.0.0/", "10.0.0.0/8/8", "1.2.3.4.5",  "10..0.1",     "::g",	    "db:5432",
+	    "foo.10",	 "*.5",		 "a.0x1f",     "10.0.0.01",   "-1.0.0.0",
 	};
 	char out[MESH_ALLOW_TEXT], to[MESH_TO_MAX + 16], why[256];
 
@@ -596,11 +596,16 @@ static void test_glob(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_defaults),  cmocka_unit_test(test_from_kinds),
-	    cmocka_unit_test(test_to_kinds),  cmocka_unit_test(test_ports_and_order),
-	    cmocka_unit_test(test_counters),  cmocka_unit_test(test_texts),
-	    cmocka_unit_test(test_malformed), cmocka_unit_test(test_allow_list),
-	    cmocka_unit_test(test_glob),      cmocka_unit_test(test_group_not_tunnel),
+	    cmocka_unit_test(test_defaults),
+	    cmocka_unit_test(test_from_kinds),
+	    cmocka_unit_test(test_to_kinds),
+	    cmocka_unit_test(test_ports_and_order),
+	    cmocka_unit_test(test_counters),
+	    cmocka_unit_test(test_texts),
+	    cmocka_unit_test(test_malformed),
+	    cmocka_unit_test(test_allow_list),
+	    cmocka_unit_test(test_glob),
+	    cmocka_unit_test(test_group_not_tunnel),
 	    cmocka_unit_test(test_partial_addresses),
 	};
 
