@@ -1832,6 +1832,7 @@ static void lsn_add_local(struct client *cl, struct local *lo, json_t *req, bool
 			local_reply(cl, lo, reply_err("bad transport (tcp)"));
 			return;
 		}
+		nl.map.public = json_is_true(json_object_get(req, "public"));
 		nl.map.local = req_port(req, "local");
 		nl.map.port = req_port(req, "port");
 		str_copy(nl.map.bind, sizeof(nl.map.bind), bind);
@@ -1845,6 +1846,12 @@ static void lsn_add_local(struct client *cl, struct local *lo, json_t *req, bool
 			local_reply(cl, lo,
 				    reply_err("bad destination (a tunnel id, group id, domain name "
 					      "or IP address)"));
+			return;
+		}
+		why = cfg_portmap_check(&nl.map, &key);
+		if (why) {
+			snprintf(err, sizeof(err), "%s: %s", key, why);
+			local_reply(cl, lo, reply_err(err));
 			return;
 		}
 	}

@@ -1253,7 +1253,7 @@ static int cmd_tunnel(struct opts *o, int argc, char **argv)
 
 #define MAP_USAGE                                                                                  \
 	"nave ports map LOCALPORT [--transport tcp] --destination HOST --port N\n"                 \
-	"                      [--bind ADDR] [--config FILE] [--json]"
+	"                      [--bind ADDR [--public]] [--config FILE] [--json]"
 
 static const char ports_help[] =
     "usage: " MAP_USAGE "\n"
@@ -1271,6 +1271,9 @@ static const char ports_help[] =
     "  --destination HOST  a tunnel id, group id, domain name or IP address\n"
     "  --port N            the destination's port (1-65535)\n"
     "  --bind ADDR         the local address to listen on (default 127.0.0.1)\n"
+    "  --public            needed with a --bind address other than loopback: others\n"
+    "                      on that network reach the destination through the map\n"
+    "                      (saved as public = yes)\n"
     "  --config FILE       the client config\n"
     "  --json              print the result as JSON\n"
     "  -h, --help          this help";
@@ -1364,10 +1367,12 @@ static int ports_map(struct opts *o, int argc, char **argv)
 	    {"destination", required_argument, NULL, 'd'},
 	    {"port", required_argument, NULL, 'p'},
 	    {"bind", required_argument, NULL, 'b'},
+	    {"public", no_argument, NULL, 'P'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
 	const char *dest = NULL, *bind = "127.0.0.1", *used;
+	bool public = false;
 	char err[256], done[CFG_DEST_MAX + 128], b[CFG_DEST_MAX * 4 + 8];
 	uint16_t lport, port = 0;
 	int c, fd;
@@ -1392,6 +1397,10 @@ static int ports_map(struct opts *o, int argc, char **argv)
 		case 'b':
 			bind = optarg;
 			break;
+		case 'P':
+			public
+			= true;
+			break;
 		case 'h':
 			puts(ports_help);
 			return 0;
@@ -1414,12 +1423,19 @@ static int ports_map(struct opts *o, int argc, char **argv)
 		die_usage("ports map needs --port N (the destination's port)");
 	if (!cfg_valid_bind(bind))
 		die_usage("bad --bind '%s' (an IPv4 or IPv6 address)", bind);
+	/* another address than loopback lets the local network through the map: said so */
+	if (!public && !cfg_bind_loopback(bind)) {
+		say_err("--bind %s is not a loopback address: the map would let others on that "
+			"network reach %s; add --public to mean it",
+			bind, log_esc_str(dest, b, sizeof(b)));
+		return 1;
+	}
 	snprintf(done, sizeof(done), "port map %u -> %s:%u on %s", lport,
 		 log_esc_str(dest, b, sizeof(b)), port, bind);
 	load_cfg(o, true);
-	r = local(o,
-		  json_pack("{s:s, s:i, s:s, s:s, s:i, s:s}", "type", "map_add", "local", lport,
-			    "transport", "tcp", "destination", dest, "port", port, "bind", bind));
+	r = local(o, json_pack("{s:s, s:i, s:s, s:s, s:i, s:s, s:b}", "type", "map_add", "local",
+			       lport, "transport", "tcp", "destination", dest, "port", port, "bind",
+			       bind, "public", public));
 	if (r)
 		return lsn_answer(o, r, done);
 	if (!not_running(o))
@@ -1445,6 +1461,7 @@ static int ports_map(struct opts *o, int argc, char **argv)
 	m->port = port;
 	str_copy(m->destination, sizeof(m->destination), dest);
 	str_copy(m->bind, sizeof(m->bind), bind);
+	m->public = public;
 	return lsn_saved(o, done);
 }
 

@@ -197,12 +197,17 @@
  */
 #define CTL_FIREWALL "firewall"
 /*
- * {rules:[{id, action ("allow" | "deny"), from, to, port_lo, port_hi}]}: the whole mesh
- * access policy (common/mesh.h: the texts, the order that decides), pushed after sync and
- * on every change (navectl mesh); at most MESH_RULES_MAX rules. In pieces like the
- * firewall's ("more": true on all but the last). relayd builds one table from the rules
- * and its [socks] allow list and hands it to every worker; a malformed push changes
- * nothing (logged).
+ * {seq, first?, last?, rules:[{id, action ("allow" | "deny"), from, to, port_lo,
+ * port_hi}]}: the whole mesh access policy (common/mesh.h: the texts, the order that
+ * decides), pushed right behind sync (before controld answers any auth: relayd has a
+ * policy before it admits a tunnel) and on every change (navectl mesh); at most
+ * MESH_RULES_MAX rules. In pieces of at most MSG_MAX: seq 0, 1, ... in order, "first":
+ * true on seq 0 (and only there), "last": true on the last (one piece: both). relayd
+ * installs a push only when its last piece is in and every seq came in order; a piece
+ * out of order or without its first, a new first before the last, a lost controld or a
+ * malformed piece discards the push under way (logged), and the policy in force stays.
+ * relayd builds one table from the rules and its [socks] allow list and hands it to
+ * every worker.
  * The table counts its decisions: every stats message carries mesh_rules: [{rule, allowed,
  * denied}], per rule id since relayd started (0: the default; only rules that decided
  * something; left out when the message would not fit MSG_MAX with it), which controld

@@ -11,10 +11,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 
-enum from_kind { FROM_ANY, FROM_EITHER, FROM_ID, FROM_GROUP };
-enum to_kind { TO_ANY, TO_TUNNEL, TO_DOMAIN, TO_EXT_CIDR, TO_EXT_NAME };
+enum from_kind { FROM_ANY, FROM_ID, FROM_GROUP };
+enum to_kind { TO_ANY, TO_TUNNEL, TO_DOMAIN, TO_EXT_CIDR, TO_EXT_NAME, TO_GROUP };
 
 struct mesh_rule {
 	uint32_t id;
@@ -125,7 +126,12 @@ static bool has_prefix(const char *s, const char *p, const char **rest)
 	return true;
 }
 
-/* from into kind + glob (out: MESH_GLOB_MAX + 1) */
+/*
+ * from into kind + glob (out: MESH_GLOB_MAX + 1). A bare glob is the tunnel id:
+ * the group id is whatever the client's HELLO said, so it matches only where
+ * a rule says group: (a client must not pass for another tunnel by naming
+ * itself after it).
+ */
 static bool from_parse(const char *s, enum from_kind *k, char *glob, char *why, size_t whylen)
 {
 	const char *g = s;
@@ -135,15 +141,15 @@ static bool from_parse(const char *s, enum from_kind *k, char *glob, char *why, 
 		strcpy(glob, "*");
 		return true;
 	}
-	if (has_prefix(s, "id:", &g))
-		*k = FROM_ID;
-	else if (has_prefix(s, "group:", &g))
+	if (has_prefix(s, "group:", &g))
 		*k = FROM_GROUP;
-	else
-		*k = FROM_EITHER;
+	else {
+		has_prefix(s, "id:", &g);
+		*k = FROM_ID;
+	}
 	if (!glob_ok(g, strlen(g))) {
 		set_why(why, whylen,
-			"from: a tunnel id or group id glob (optionally id: or group:) of 1-%d "
+			"from: a tunnel id glob (optionally id:) or group:GLOB, of 1-%d "
 			"letters, digits, '.', '_', '-' and '*', or *",
 			MESH_GLOB_MAX);
 		return false;
@@ -163,6 +169,7 @@ bool mesh_from_norm(const char *s, char *out, char *why, size_t whylen)
 	}
 	if (!from_parse(s, &k, glob, why, whylen))
 		return false;
+	/* a bare glob is written id:GLOB, so a listing says what it matches */
 	snprintf(out, MESH_FROM_MAX, "%s%s",
 		 k == FROM_ID	   ? "id:"
 		 : k == FROM_GROUP ? "group:"
@@ -171,13 +178,32 @@ bool mesh_from_norm(const char *s, char *out, char *why, size_t whylen)
 	return true;
 }
 
-/* one hostname pattern or CIDR, n bytes at s: false when neither */
-static bool ext_parse(const char *s, size_t n, struct cidr *c, char *name, bool *is_cidr)
+/* the last label of a name is all digits or 0x...: what inet_aton reads as IPv4 */
+static bool numeric_last_label(const char *name)
 {
-	char buf[DOMAIN_MAX + 1], r[160];
+	const char *last = strrchr(name, '.');
 
-	if (n == 0 || n > DOMAIN_MAX || memchr(s, 0, n))
+	last = last ? last + 1 : name;
+	return strspn(last, "0123456789") == strlen(last) || !strncasecmp(last, "0x", 2);
+}
+
+/*
+ * One hostname pattern or CIDR, n bytes at s; false with why (no prefix: the
+ * caller names the field) when neither. Text of digits and dots (and a
+ * '/'), or with a ':' or '/', is an address or block and nothing else: a
+ * partial IPv4 ("10.0.5", "10.5/8") or an octet over 255 is refused, never
+ * taken for a host name that no destination would ever match.
+ */
+static bool ext_parse(const char *s, size_t n, struct cidr *c, char *name, bool *is_cidr, char *why,
+		      size_t whylen)
+{
+	char buf[DOMAIN_MAX + 1], r[160], show[4 * 40 + 4];
+
+	shown(s, n, show);
+	if (n == 0 || n > DOMAIN_MAX || memchr(s, 0, n)) {
+		set_why(why, whylen, "\"%s\" is not 1-%d characters", show, DOMAIN_MAX);
 		return false;
+	}
 	memcpy(buf, s, n);
 	buf[n] = 0;
 	if (strspn(buf, "0123456789abcdefABCDEF.:/") == n &&
@@ -185,8 +211,29 @@ static bool ext_parse(const char *s, size_t n, struct cidr *c, char *name, bool 
 		*is_cidr = true;
 		return true;
 	}
+	if (strspn(buf, "0123456789./") == n || strpbrk(buf, ":/")) {
+		set_why(why, whylen,
+			"\"%s\" is not an address block: IPv4 is four dotted numbers 0-255 "
+			"(10.0.5.0/24), IPv6 as in 2001:db8::/32",
+			show);
+		return false;
+	}
 	*is_cidr = false;
-	return domain_norm(buf, n, name, true);
+	if (!domain_norm(buf, n, name, true)) {
+		set_why(why, whylen,
+			"\"%s\" is neither an address block nor a hostname pattern (NAME or "
+			"*.NAME of letters, digits, '-' and '.')",
+			show);
+		return false;
+	}
+	if (numeric_last_label(name)) {
+		set_why(why, whylen,
+			"\"%s\": a hostname pattern's last label is not a number (an address is "
+			"four dotted numbers 0-255)",
+			show);
+		return false;
+	}
+	return true;
 }
 
 static bool to_parse(const char *s, struct mesh_rule *r, char *why, size_t whylen)
@@ -199,15 +246,19 @@ static bool to_parse(const char *s, struct mesh_rule *r, char *why, size_t whyle
 		strcpy(r->to, "*");
 		return true;
 	}
-	if (has_prefix(s, "tunnel:", &p)) {
+	/* tunnel: is the server-assigned id only, group: the id the client chose */
+	if (has_prefix(s, "tunnel:", &p) || has_prefix(s, "group:", &p)) {
+		bool group = *s == 'g';
+
 		if (!glob_ok(p, strlen(p))) {
 			set_why(why, whylen,
-				"to: tunnel: takes a tunnel id or group id glob of 1-%d letters, "
-				"digits, '.', '_', '-' and '*'",
+				"to: %s takes a %s glob of 1-%d letters, digits, '.', '_', '-' "
+				"and '*'",
+				group ? "group:" : "tunnel:", group ? "group id" : "tunnel id",
 				MESH_GLOB_MAX);
 			return false;
 		}
-		r->to_kind = TO_TUNNEL;
+		r->to_kind = group ? TO_GROUP : TO_TUNNEL;
 		strcpy(r->to, p);
 		return true;
 	}
@@ -225,10 +276,13 @@ static bool to_parse(const char *s, struct mesh_rule *r, char *why, size_t whyle
 		return true;
 	}
 	if (has_prefix(s, "external:", &p)) {
-		if (!ext_parse(p, strlen(p), &r->cidr, r->to, &is_cidr)) {
+		char r2[256];
+
+		if (!ext_parse(p, strlen(p), &r->cidr, r->to, &is_cidr, r2, sizeof(r2))) {
 			set_why(why, whylen,
 				"to: external: takes an address block (10.0.0.0/8, 2001:db8::/32) "
-				"or a hostname pattern (NAME or *.NAME)");
+				"or a hostname pattern (NAME or *.NAME): %s",
+				r2);
 			return false;
 		}
 		if (is_cidr)
@@ -236,7 +290,8 @@ static bool to_parse(const char *s, struct mesh_rule *r, char *why, size_t whyle
 		r->to_kind = is_cidr ? TO_EXT_CIDR : TO_EXT_NAME;
 		return true;
 	}
-	set_why(why, whylen, "to: one of *, tunnel:GLOB, domain:PATTERN, external:CIDR|PATTERN");
+	set_why(why, whylen,
+		"to: one of *, tunnel:GLOB, group:GLOB, domain:PATTERN, external:CIDR|PATTERN");
 	return false;
 }
 
@@ -245,6 +300,8 @@ static const char *to_prefix(uint8_t k)
 	switch (k) {
 	case TO_TUNNEL:
 		return "tunnel:";
+	case TO_GROUP:
+		return "group:";
 	case TO_DOMAIN:
 		return "domain:";
 	case TO_EXT_CIDR:
@@ -275,7 +332,6 @@ bool mesh_to_norm(const char *s, char *out, char *why, size_t whylen)
  */
 static const char *host_of(const char *name, char out[DOMAIN_MAX + 1])
 {
-	const char *last;
 	size_t n;
 
 	if (!name || !(n = strlen(name)) || n > DOMAIN_MAX || !domain_norm(name, n, out, false))
@@ -284,9 +340,7 @@ static const char *host_of(const char *name, char out[DOMAIN_MAX + 1])
 	 * a last label of digits (or 0x...) is what inet_aton and getaddrinfo read as
 	 * an IPv4 address ("10.1", "0x7f.1"), never a host name
 	 */
-	last = strrchr(out, '.');
-	last = last ? last + 1 : out;
-	if (strspn(last, "0123456789") == strlen(last) || !strncmp(last, "0x", 2))
+	if (numeric_last_label(out))
 		return NULL;
 	return out;
 }
@@ -309,7 +363,7 @@ static bool allow_walk(const char *s, bool (*add)(void *arg, const struct allow_
 	while (*s) {
 		size_t n = strcspn(s, ","), b = 0, e = n;
 		struct allow_ent ent;
-		char show[4 * 40 + 4];
+		char show[256];
 
 		while (b < e && (s[b] == ' ' || s[b] == '\t'))
 			b++;
@@ -320,12 +374,9 @@ static bool allow_walk(const char *s, bool (*add)(void *arg, const struct allow_
 			return false;
 		}
 		memset(&ent, 0, sizeof(ent));
-		if (!ext_parse(s + b, e - b, &ent.cidr, ent.name, &ent.is_cidr)) {
-			shown(s + b, e - b, show);
-			set_why(why, whylen,
-				"allow entry \"%s\" is neither an address block nor a hostname "
-				"pattern (NAME or *.NAME)",
-				show);
+		if (!ext_parse(s + b, e - b, &ent.cidr, ent.name, &ent.is_cidr, show,
+			       sizeof(show))) {
+			set_why(why, whylen, "allow entry %s", show);
 			return false;
 		}
 		if (++count > MESH_ALLOW_MAX) {
@@ -598,9 +649,8 @@ static bool from_match(const struct mesh_rule *r, const struct mesh_query *q)
 		return mesh_glob(r->from, q->from_id);
 	case FROM_GROUP:
 		return mesh_glob(r->from, q->from_group);
-	default:
-		return mesh_glob(r->from, q->from_id) || mesh_glob(r->from, q->from_group);
 	}
+	return false;
 }
 
 static bool to_match(const struct mesh_rule *r, const struct mesh_query *q, const char *host)
@@ -610,7 +660,10 @@ static bool to_match(const struct mesh_rule *r, const struct mesh_query *q, cons
 		return true;
 	case TO_TUNNEL:
 		return (q->kind == MESH_DST_TUNNEL || q->kind == MESH_DST_DOMAIN) &&
-		       (mesh_glob(r->to, q->to_id) || mesh_glob(r->to, q->to_group));
+		       mesh_glob(r->to, q->to_id);
+	case TO_GROUP:
+		return (q->kind == MESH_DST_TUNNEL || q->kind == MESH_DST_DOMAIN) &&
+		       mesh_glob(r->to, q->to_group);
 	case TO_DOMAIN:
 		return q->kind == MESH_DST_DOMAIN && host && domain_match(r->to, host);
 	case TO_EXT_CIDR:

@@ -9,12 +9,15 @@
  *
  * A rule is {id, action, from, to, port_lo, port_hi}:
  *   from  "*"            every opener
- *         "GLOB"         a tunnel whose id or group id matches
- *         "id:GLOB"      a tunnel whose id matches
- *         "group:GLOB"   a tunnel whose group id matches
+ *         "GLOB"         a tunnel whose id (server-assigned, t-<hex>) matches;
+ *                        stored as id:GLOB
+ *         "id:GLOB"      the same
+ *         "group:GLOB"   a tunnel whose group id (the id its HELLO or token
+ *                        named, chosen by the client) matches
  *   to    "*"            every destination
- *         "tunnel:GLOB"  a destination tunnel (by id or group id, also when it
- *                        is reached through one of its domains)
+ *         "tunnel:GLOB"  a destination tunnel by its id only (also when it is
+ *                        reached through one of its domains)
+ *         "group:GLOB"   a destination tunnel by its group id (likewise)
  *         "domain:PAT"   a domain of the HTTP edge (domain.h: NAME or *.NAME)
  *         "external:PAT" an external destination: a CIDR (cidr.h) holding the
  *                        address, or a hostname pattern (NAME or *.NAME)

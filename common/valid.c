@@ -99,6 +99,16 @@ bool valid_members(const json_t *obj, const struct valid_field *f, size_t n, cha
 	return true;
 }
 
+bool valid_tunnel_id_shaped(const char *s)
+{
+	size_t n;
+
+	if (!s || (s[0] != 't' && s[0] != 'T') || s[1] != '-')
+		return false;
+	n = strlen(s + 2);
+	return n && strspn(s + 2, "0123456789abcdefABCDEF") == n;
+}
+
 bool valid_hello(const json_t *obj, char *err, size_t errlen)
 {
 	static const struct valid_field fields[] = {
@@ -111,7 +121,16 @@ bool valid_hello(const json_t *obj, char *err, size_t errlen)
 	    {"registration", VALID_TOKEN, LINK_TOKEN_MAX, false},
 	};
 
-	return valid_members(obj, fields, ARRAY_SIZE(fields), err, errlen);
+	const char *id = json_string_value(json_object_get(obj, "id"));
+
+	if (!valid_members(obj, fields, ARRAY_SIZE(fields), err, errlen))
+		return false;
+	/* the id becomes the group id: never one a mesh rule could take for a tunnel id */
+	if (valid_tunnel_id_shaped(id)) {
+		snprintf(err, errlen, "\"id\" must not look like a tunnel id (t- and hex digits)");
+		return false;
+	}
+	return true;
 }
 
 void valid_fit(char *s, enum valid_kind kind, size_t max)

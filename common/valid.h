@@ -42,7 +42,15 @@ struct valid_field {
 bool valid_members(const json_t *obj, const struct valid_field *f, size_t n, char *err,
 		   size_t errlen);
 
-/* The string members of a HELLO (link_proto.h) and of relay.sock's auth. */
+/*
+ * s has the shape of a server-assigned tunnel id ("t-" and hex digits, any
+ * case). A client may not name itself so (HELLO id, token id): its id becomes
+ * the tunnel's group id, which mesh rules must never take for a tunnel id.
+ */
+bool valid_tunnel_id_shaped(const char *s);
+
+/* The string members of a HELLO (link_proto.h) and of relay.sock's auth; an "id"
+ * shaped like a tunnel id is refused. */
 bool valid_hello(const json_t *obj, char *err, size_t errlen);
 
 /*

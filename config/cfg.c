@@ -217,6 +217,7 @@ struct cfg_row {
 	uint64_t min, max;
 	bool required; /* may not be empty */
 	bool live;     /* server: a reload applies it (cfg_server_reload); else at restart */
+	bool yes;      /* R_BOOL written as yes / no (else on / off) */
 };
 
 #define ROW(st, sec, k, d, t, f, ...)                                                              \
@@ -338,6 +339,7 @@ static const struct cfg_row portmap_rows[] = {
     PMAP("destination", "", R_DEST, destination, .required = true),
     PMAP("port", "", R_PORT_OPT, port),
     PMAP("bind", "127.0.0.1", R_ADDR, bind, .required = true),
+    PMAP("public", "no", R_BOOL, public, .yes = true),
 };
 
 static const struct cfg_row socks_rows[] = {
@@ -752,6 +754,15 @@ const char *cfg_socks_check(const struct cfg_socks *s, const char **key)
 	if (!s->username[0] && !cfg_bind_loopback(s->bind))
 		return "a listener on an address other than loopback needs a username and "
 		       "password (--auth USER:PASS)";
+	return NULL;
+}
+
+const char *cfg_portmap_check(const struct cfg_portmap *m, const char **key)
+{
+	*key = "bind";
+	if (!m->public && !cfg_bind_loopback(m->bind))
+		return "a port map on an address other than loopback needs public = yes (nave "
+		       "ports map --public)";
 	return NULL;
 }
 
@@ -1300,7 +1311,7 @@ static void row_format(const struct cfg_row *r, const void *base, char *out, siz
 		snprintf(out, len, "%s", fmt_names[v ? 1 : 0]);
 		break;
 	case R_BOOL:
-		snprintf(out, len, "%s", v ? "on" : "off");
+		snprintf(out, len, "%s", v ? (r->yes ? "yes" : "on") : (r->yes ? "no" : "off"));
 		break;
 	case R_KTLS:
 		snprintf(out, len, "%s", v == CFG_AUTO ? "auto" : v ? "on" : "off");
@@ -2266,7 +2277,8 @@ static int client_finish(struct cfg_client *c, const struct ini_doc *d, char *er
 		if (map && !c->maps[i].port)
 			return cfg_err(err, errlen, d->file, line,
 				       "[%s] port: missing (the destination's port, 1-65535)", sec);
-		why = map ? NULL : cfg_socks_check(&c->socks[i - c->n_maps], &key);
+		why = map ? cfg_portmap_check(&c->maps[i], &key)
+			  : cfg_socks_check(&c->socks[i - c->n_maps], &key);
 		if (why)
 			return cfg_err(err, errlen, d->file, ini_line(d, sec, key) ?: line,
 				       "[%s] %s: %s", sec, key, why);
@@ -2462,8 +2474,9 @@ static int client_render(const struct cfg_client *c, char **text, size_t *len, c
 		snprintf(sec, sizeof(sec), "%s.%u", map ? "portmap" : "socks", port);
 		if (!port || (map && !c->maps[i].port))
 			bad = "missing";
-		else if (!map)
-			bad = cfg_socks_check(&c->socks[i - c->n_maps], &key);
+		else
+			bad = map ? cfg_portmap_check(&c->maps[i], &key)
+				  : cfg_socks_check(&c->socks[i - c->n_maps], &key);
 		for (unsigned j = 0; j < i && !bad; j++)
 			if ((j < c->n_maps ? c->maps[j].local : c->socks[j - c->n_maps].port) ==
 			    port)
@@ -2478,7 +2491,7 @@ static int client_render(const struct cfg_client *c, char **text, size_t *len, c
 			const struct cfg_row *r = &rows[k];
 
 			row_format(r, base, val, sizeof(val));
-			if (!val[0] && !r->required)
+			if ((!val[0] && !r->required) || (r->type == R_BOOL && !strcmp(val, "no")))
 				continue;
 			why[0] = 0;
 			if (row_parse(r,

@@ -211,6 +211,7 @@ struct cfg_portmap {
 	char destination[CFG_DEST_MAX + 1]; /* required */
 	uint16_t port;			    /* the destination's port, 1..65535 */
 	char bind[CFG_ADDR_MAX];	    /* the local address, default 127.0.0.1 */
+	bool public;			    /* public = yes: bind may be other than loopback */
 };
 
 /*
@@ -299,6 +300,12 @@ bool cfg_bind_loopback(const char *s);
  * without them).
  */
 const char *cfg_socks_check(const struct cfg_socks *s, const char **key);
+/*
+ * NULL, or why a port map is unusable (*key: the key at fault): a bind
+ * address other than loopback opens the destination to the local network, so
+ * it takes public = yes (nave ports map --public).
+ */
+const char *cfg_portmap_check(const struct cfg_portmap *m, const char **key);
 /* A rule name: [A-Za-z0-9_-]{1,63}. */
 bool cfg_valid_name(const char *s);
 /* A system user name: [a-z_][a-z0-9_-]*, at most 32 characters. */

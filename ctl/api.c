@@ -568,6 +568,10 @@ static int h_tokens_create(struct call *c)
 	int ret;
 
 	ret = body_str(c, "id", VALID_ID, LINK_GROUP_MAX, &group);
+	/* the id is the tunnel's group id: a mesh rule must never take it for a tunnel id */
+	if (!ret && valid_tunnel_id_shaped(group))
+		return fail(c, MHD_HTTP_BAD_REQUEST,
+			    "\"id\" must not look like a tunnel id (t- and hex digits)");
 	if (!ret)
 		ret = body_str(c, "description", VALID_TEXT, STORE_STR_LEN - 1, &desc);
 	if (!ret)
@@ -1032,6 +1036,117 @@ static int h_mesh_list(struct call *c)
 	return c->out ? MHD_HTTP_OK : internal(c);
 }
 
+/* a stored rule as relayd's push carries it */
+static int mesh_collect_bare(const struct store_mesh_rule *r, void *arr)
+{
+	json_t *o = json_pack("{s:I, s:s, s:s, s:s, s:i, s:i}", "id", (json_int_t)r->id, "action",
+			      r->action == MESH_ALLOW ? "allow" : "deny", "from", r->from, "to",
+			      r->to, "port_lo", (int)r->port_lo, "port_hi", (int)r->port_hi);
+
+	return !o || json_array_append_new(arr, o) ? -ENOMEM : 0;
+}
+
+/*
+ * GET mesh/test?from=ID&to=KIND:NAME&port=P[&mesh_role=1]: the verdict of
+ * controld's stored rules (common/mesh.c, as relayd decides) for a stream from
+ * tunnel ID (its group id from the store when it knows the tunnel) to
+ * tunnel:ID, group:NAME, domain:NAME or external:NAME|ADDRESS on port P.
+ */
+static int h_mesh_test(struct call *c)
+{
+	const char *from, *to = query(c, "to"), *port = query(c, "port"),
+			  *role = query(c, "mesh_role"), *name;
+	struct store_tunnel ft, tt;
+	struct mesh_query q = {0};
+	struct mesh_table *t;
+	json_t *rules;
+	long long p;
+	uint8_t addr[16];
+	char err[256], reason[200];
+	uint32_t rule;
+	enum mesh_verdict v;
+	int ret;
+
+	ret = query_arg(c, "from", VALID_ID, MESH_GLOB_MAX, &from);
+	if (ret)
+		return ret;
+	if (!from)
+		return fail(c, MHD_HTTP_BAD_REQUEST, "from is required: a tunnel id");
+	if (!to || !*to || strlen(to) >= MESH_TO_MAX || !strchr(to, ':'))
+		return fail(c, MHD_HTTP_BAD_REQUEST,
+			    "to is required: tunnel:ID, group:NAME, domain:NAME or "
+			    "external:NAME|ADDRESS (at most %d characters)",
+			    MESH_TO_MAX - 1);
+	if (!parse_ll(port, &p) || p < 1 || p > 65535)
+		return fail(c, MHD_HTTP_BAD_REQUEST, "port is required: 1-65535");
+	if (role && strcmp(role, "0") && strcmp(role, "1"))
+		return fail(c, MHD_HTTP_BAD_REQUEST, "mesh_role is 0 or 1");
+	name = strchr(to, ':') + 1;
+	q.from_id = from;
+	q.from_group = !store_tunnel_get(c->a->st, from, &ft) ? ft.group_id : NULL;
+	q.from_mesh_role = role && !strcmp(role, "1");
+	q.port = (uint16_t)p;
+	if (!strncmp(to, "tunnel:", 7) && valid_str(name, VALID_ID, MESH_GLOB_MAX)) {
+		q.kind = MESH_DST_TUNNEL;
+		q.to_id = name;
+		q.to_group = !store_tunnel_get(c->a->st, name, &tt) ? tt.group_id : NULL;
+	} else if (!strncmp(to, "group:", 6) && valid_str(name, VALID_ID, MESH_GLOB_MAX)) {
+		q.kind = MESH_DST_TUNNEL;
+		q.to_id = "";
+		q.to_group = name;
+	} else if (!strncmp(to, "domain:", 7) && valid_str(name, VALID_ID, DOMAIN_MAX)) {
+		q.kind = MESH_DST_DOMAIN;
+		q.name = name;
+	} else if (!strncmp(to, "external:", 9) && *name &&
+		   strspn(name,
+			  "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-_:") ==
+		       strlen(name)) {
+		struct cidr blk;
+
+		q.kind = MESH_DST_EXTERNAL;
+		q.name = name;
+		if (!cidr_parse(name, &blk, NULL, 0) &&
+		    blk.prefix == (blk.family == AF_INET ? 32 : 128)) {
+			memset(addr, 0, sizeof(addr));
+			if (blk.family == AF_INET) {
+				addr[10] = addr[11] = 0xff;
+				memcpy(addr + 12, blk.addr, 4);
+			} else {
+				memcpy(addr, blk.addr, 16);
+			}
+			q.addr = addr;
+		}
+	} else {
+		return fail(
+		    c, MHD_HTTP_BAD_REQUEST,
+		    "to: tunnel:ID, group:NAME, domain:NAME or external:NAME|ADDRESS (names "
+		    "of letters, digits, '.', '_' and '-')");
+	}
+	rules = json_array();
+	if (!rules || store_mesh_list(c->a->st, mesh_collect_bare, rules, NULL)) {
+		json_decref(rules);
+		return internal(c);
+	}
+	t = mesh_table_from_json(rules, err, sizeof(err));
+	json_decref(rules);
+	if (!t) {
+		log_error("api: mesh test: the stored rules do not make a table: %s", err);
+		return internal(c);
+	}
+	v = mesh_decide(t, &q, &rule);
+	mesh_table_put(t);
+	if (rule)
+		snprintf(reason, sizeof(reason), "mesh rule %u", rule);
+	else
+		snprintf(reason, sizeof(reason), "the default (no rule matches%s)",
+			 q.kind == MESH_DST_EXTERNAL ? "; [socks] allow decides first"
+			 : q.from_mesh_role	     ? "; the opener has the mesh role"
+						     : "; the opener has no mesh role");
+	c->out = json_pack("{s:s, s:I, s:s}", "decision", v == MESH_ALLOW ? "allow" : "deny",
+			   "rule", (json_int_t)rule, "reason", reason);
+	return c->out ? MHD_HTTP_OK : internal(c);
+}
+
 /* A required string member of at most max bytes (its alphabet is the store's to check). */
 static int body_req_str(struct call *c, const char *key, size_t max, const char **out)
 {
@@ -1306,6 +1421,7 @@ static const struct route {
     {"DELETE", "firewall/deny/#", h_firewall_deny_del},
     {"DELETE", "firewall/allow/#", h_firewall_allow_del},
     {"GET", "mesh", h_mesh_list},
+    {"GET", "mesh/test", h_mesh_test},
     {"POST", "mesh", h_mesh_add},
     {"DELETE", "mesh/*", h_mesh_del},
     {"POST", "login", h_login},

@@ -2831,110 +2831,65 @@ static int cmd_mesh_rm(struct ctx *c, int argc, char **argv)
 }
 
 /*
- * Which rule decides FROM (a tunnel id or group id) -> TO (tunnel:NAME,
- * domain:NAME or external:NAME|ADDRESS) on a port, from the rules controld
- * holds, as relayd would decide it (common/mesh.c).
+ * Which rule decides FROM (a tunnel id) -> TO (tunnel:ID, group:NAME,
+ * domain:NAME or external:NAME|ADDRESS) on a port: controld evaluates its
+ * stored rules (GET /api/v1/mesh/test) as relayd would. The port is --port P
+ * or TO's last ":P" (an IPv6 address takes --port).
  */
 static int cmd_mesh_test(struct ctx *c, int argc, char **argv)
 {
-	static const char *const names[] = {"FROM", "TO"};
-	const char *pos[2], *port = NULL;
+	static const char *const names[] = {"FROM", "TO[:PORT]"};
+	const char *pos[2], *port = NULL, *colon, *last;
 	bool role = false;
 	const struct opt opts[] = {
 	    {"--port", "P", &port, NULL},
 	    {"--mesh-role", NULL, NULL, &role},
 	    {NULL, NULL, NULL, NULL},
 	};
-	struct mesh_query q = {0};
-	struct mesh_table *t;
 	unsigned long long p = 0;
-	uint8_t addr[16];
-	char err[256], b1[1024], b2[1024];
-	bool json = c->json;
-	const char *colon;
+	char to[MESH_TO_MAX + 8], portbuf[8], b1[1024], b2[1024], b3[1024];
 	struct sbuf path;
-	uint32_t rule;
 	json_t *j;
 	int ret;
 
 	ret = take_positionals(c, &argc, &argv, pos, names, 2);
 	if (!ret)
 		ret = parse_args(c, argc, argv, opts, NULL, NULL);
-	if (!ret && !port)
-		ret = usage_error(c, "missing --port P");
-	if (!ret)
-		ret = parse_num(c, "--port", port, 1, 65535, &p);
 	if (ret)
 		return args_exit(ret);
 	colon = strchr(pos[1], ':');
-	if (!colon || !colon[1])
-		return usage_error(c, "TO is tunnel:NAME, domain:NAME or external:NAME|ADDRESS");
-	q.from_id = q.from_group = pos[0];
-	q.from_mesh_role = role;
-	q.port = (uint16_t)p;
-	if (!strncmp(pos[1], "tunnel:", 7)) {
-		q.kind = MESH_DST_TUNNEL;
-		q.to_id = q.to_group = colon + 1;
-	} else if (!strncmp(pos[1], "domain:", 7)) {
-		q.kind = MESH_DST_DOMAIN;
-		q.name = colon + 1;
-	} else if (!strncmp(pos[1], "external:", 9)) {
-		struct cidr blk;
-
-		q.kind = MESH_DST_EXTERNAL;
-		q.name = colon + 1;
-		if (!cidr_parse(q.name, &blk, NULL, 0) &&
-		    blk.prefix == (blk.family == AF_INET ? 32 : 128)) {
-			memset(addr, 0, sizeof(addr));
-			if (blk.family == AF_INET) {
-				addr[10] = addr[11] = 0xff;
-				memcpy(addr + 12, blk.addr, 4);
-			} else {
-				memcpy(addr, blk.addr, 16);
-			}
-			q.addr = addr;
-		}
-	} else {
-		return usage_error(c, "TO is tunnel:NAME, domain:NAME or external:NAME|ADDRESS");
+	if (!colon || !colon[1] || strlen(pos[1]) >= sizeof(to))
+		return args_exit(usage_error(
+		    c, "TO is tunnel:ID, group:NAME, domain:NAME or external:NAME|ADDRESS"));
+	snprintf(to, sizeof(to), "%s", pos[1]);
+	last = strrchr(to, ':');
+	if (!port && last != to + (colon - pos[1]) && last[1] &&
+	    strspn(last + 1, "0123456789") == strlen(last + 1) && strlen(last + 1) < 6) {
+		snprintf(portbuf, sizeof(portbuf), "%s", last + 1);
+		to[last - to] = 0;
+		port = portbuf;
 	}
-	c->json = false; /* the rules, to decide here */
-	path = api_path("mesh", NULL, NULL);
+	if (!port)
+		return args_exit(usage_error(c, "missing the port: TO:PORT or --port P"));
+	ret = parse_num(c, "port", port, 1, 65535, &p);
+	if (ret)
+		return args_exit(ret);
+	path = api_path("mesh", NULL, "test");
+	sb_query(&path, "from", pos[0]);
+	sb_query(&path, "to", to);
+	snprintf(portbuf, sizeof(portbuf), "%llu", p);
+	sb_query(&path, "port", portbuf);
+	if (role)
+		sb_query(&path, "mesh_role", "1");
 	ret = api_call(c, "GET", &path, NULL, &j);
-	c->json = json;
 	if (ret || !j)
 		return ret;
-	t = mesh_table_from_json(json_object_get(j, "rules"), err, sizeof(err));
+	printf("%s -> %s port %llu: %s by %s\n", log_esc_str(pos[0], b1, sizeof(b1)),
+	       log_esc_str(to, b2, sizeof(b2)), p,
+	       !strcmp(json_string_value(json_object_get(j, "decision")) ?: "", "allow") ? "allowed"
+											 : "denied",
+	       fmt_esc(json_object_get(j, "reason"), b3, sizeof(b3)));
 	json_decref(j);
-	if (!t) {
-		fail("controld's rules do not make a table: %s", err);
-		return EXIT_FAIL;
-	}
-	ret = mesh_decide(t, &q, &rule) == MESH_ALLOW;
-	mesh_table_put(t);
-	log_esc_str(pos[0], b1, sizeof(b1));
-	log_esc_str(pos[1], b2, sizeof(b2));
-	if (json) {
-		json_t *o = json_pack("{s:s, s:I}", "verdict", ret ? "allow" : "deny", "rule",
-				      (json_int_t)rule);
-		char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
-
-		json_decref(o);
-		if (!text) {
-			fail("out of memory");
-			return EXIT_FAIL;
-		}
-		puts(text);
-		free(text);
-	} else if (rule) {
-		printf("%s -> %s port %llu: %s by mesh rule %u\n", b1, b2, p,
-		       ret ? "allowed" : "denied", rule);
-	} else {
-		printf("%s -> %s port %llu: %s by the default (no rule matches%s)\n", b1, b2, p,
-		       ret ? "allowed" : "denied",
-		       q.kind == MESH_DST_EXTERNAL ? "; [socks] allow decides first"
-		       : role			   ? "; the opener has the mesh role"
-						   : "; the opener has no mesh role");
-	}
 	return EXIT_OK;
 }
 
@@ -3590,15 +3545,16 @@ static const struct cmd cmds[] = {
     {"firewall", "allow rm", cmd_firewall_allow_rm, "CIDR",
      "Take an address block out of the allow list."},
     {"mesh", "allow", cmd_mesh_allow, "FROM TO [--port P|A-B] [--position N] [--comment TEXT]",
-     "Let tunnels matching FROM (*, GLOB, id:GLOB, group:GLOB) open streams to TO (*, "
-     "tunnel:GLOB, domain:PATTERN, external:CIDR|PATTERN); the first matching rule decides."},
+     "Let tunnels matching FROM (*, tunnel id GLOB or id:GLOB, group:GLOB) open streams to "
+     "TO (*, tunnel:GLOB by tunnel id, group:GLOB by group id, domain:PATTERN, "
+     "external:CIDR|PATTERN); the first matching rule decides."},
     {"mesh", "deny", cmd_mesh_deny, "FROM TO [--port P|A-B] [--position N] [--comment TEXT]",
      "Refuse streams from FROM to TO (as mesh allow takes them)."},
     {"mesh", "ls", cmd_mesh_ls, "", "List the mesh rules in the order they decide."},
     {"mesh", "rm", cmd_mesh_rm, "ID", "Remove a mesh rule."},
-    {"mesh", "test", cmd_mesh_test, "FROM TO --port P [--mesh-role]",
-     "Say which mesh rule decides a stream from a tunnel (id or group) to TO (tunnel:NAME, "
-     "domain:NAME, external:NAME|ADDRESS)."},
+    {"mesh", "test", cmd_mesh_test, "FROM TO[:PORT] [--port P] [--mesh-role]",
+     "Ask controld which of its mesh rules (or the default) decides a stream from tunnel id "
+     "FROM to TO (tunnel:ID, group:NAME, domain:NAME, external:NAME|ADDRESS)."},
     {"users", "add", cmd_users_add, "NAME [--password-stdin]",
      "Add an admin user of the remote admin API (the password asked, or one line of stdin)."},
     {"users", "ls", cmd_users_ls, "[--page N]", "List admin users."},

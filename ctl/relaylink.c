@@ -339,12 +339,18 @@ static int mesh_collect(const struct store_mesh_rule *r, void *arr)
 	return !o || json_array_append_new(arr, o) ? -ENOMEM : 0;
 }
 
-static json_t *mesh_piece(void)
+/* piece seq of a push: "first" on the first, "last" added when it is the last */
+static json_t *mesh_piece(int seq)
 {
-	return json_pack("{s:s, s:[]}", "type", CTL_MESH_POLICY, "rules");
+	return json_pack("{s:s, s:i, s:b, s:[]}", "type", CTL_MESH_POLICY, "seq", seq, "first",
+			 seq == 0, "rules");
 }
 
-/* Sends the rules as the store holds them now, in pieces as the firewall's: 0 or -errno. */
+/*
+ * Sends the rules as the store holds them now, in pieces numbered from 0, the
+ * first marked "first" and the last "last" (relayd installs a push only once
+ * its last piece is in and every seq arrived in order): 0 or -errno.
+ */
 static int mesh_push(struct relaylink *rl)
 {
 	json_t *rules = json_array(), *msg = NULL, *v;
@@ -362,7 +368,7 @@ static int mesh_push(struct relaylink *rl)
 		json_decref(rules);
 		return -EIO;
 	}
-	msg = mesh_piece();
+	msg = mesh_piece(0);
 	json_array_foreach(rules, i, v)
 	{
 		/* the texts, their quotes and the members' names and numbers */
@@ -374,10 +380,9 @@ static int mesh_push(struct relaylink *rl)
 			break;
 		}
 		if (bytes + n > FW_PIECE_MAX) {
-			json_object_set_new(msg, "more", json_true());
 			ret = send_obj(rl, msg);
 			pieces++;
-			msg = ret ? NULL : mesh_piece();
+			msg = ret ? NULL : mesh_piece(pieces);
 			bytes = 0;
 			if (ret || !msg) {
 				ret = ret ?: -ENOMEM;
@@ -388,6 +393,7 @@ static int mesh_push(struct relaylink *rl)
 		bytes += n;
 	}
 	if (!ret && msg) {
+		json_object_set_new(msg, "last", json_true());
 		pieces++;
 		ret = send_obj(rl, msg);
 	} else {
@@ -964,8 +970,15 @@ static int on_hello(struct relaylink *rl, json_t *m, char *why)
 		snprintf(why, WHY_LEN, "out of memory building sync");
 		return ret;
 	}
-	relaylink_firewall(rl); /* sent once sync is out */
-	relaylink_mesh(rl);
+	/*
+	 * The mesh policy now, right behind sync, not when the queue drains: relayd
+	 * reads it before the answer to any auth it sends from here on, so no tunnel
+	 * it admits ever opens a stream under no policy at all.
+	 */
+	rl->mesh_due = false;
+	if (mesh_push(rl))
+		rl->mesh_due = true; /* retried when the queue drains */
+	relaylink_firewall(rl);	     /* sent once sync is out */
 	ruleops_unsend(rl->st, NULL);
 	ruleops_pump(rl->st, rl, NULL); /* remote rule operations of the tunnels online */
 	return 0;

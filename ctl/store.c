@@ -32,6 +32,7 @@
 #include "link_proto.h"
 #include "log.h"
 #include "util.h"
+#include "valid.h"
 
 struct store {
 	sqlite3 *db;
@@ -2729,17 +2730,10 @@ static int mesh_count(struct store *s, int64_t *n)
 	return ret;
 }
 
+/* empty, or printable UTF-8 (valid.h) of at most MESH_COMMENT_MAX bytes, whoever calls */
 static bool mesh_comment_ok(const char *c)
 {
-	size_t n = strlen(c);
-
-	if (n > MESH_COMMENT_MAX)
-		return false;
-	/* the API checked it is printable UTF-8; here: no control characters */
-	for (size_t i = 0; i < n; i++)
-		if ((unsigned char)c[i] < 0x20 || c[i] == 0x7f)
-			return false;
-	return true;
+	return !*c || valid_str(c, VALID_TEXT, MESH_COMMENT_MAX);
 }
 
 static int mesh_add_tx(struct store *s, struct store_mesh_rule *r, char *err, size_t errlen)
@@ -2817,7 +2811,8 @@ int store_mesh_add(struct store *s, struct store_mesh_rule *r, char *err, size_t
 		return -EINVAL;
 	}
 	if (!mesh_comment_ok(r->comment)) {
-		set_err(err, errlen, "comment: at most %d bytes without control characters",
+		set_err(err, errlen,
+			"comment: at most %d bytes of UTF-8 text without control characters",
 			MESH_COMMENT_MAX);
 		return -EINVAL;
 	}

@@ -201,7 +201,8 @@ struct ctlthread {
 	uint64_t stray_results; /* rule_results from clients that answer no op in flight */
 	time_t started_unix;	/* wall clock at start: stats "started" */
 	/* the mesh policy: a push arriving in pieces, the last whole one, the workers' table */
-	json_t *mesh_acc;
+	json_t *mesh_acc;     /* NULL: no push under way */
+	json_int_t mesh_next; /* the seq the push under way expects next */
 	json_t *mesh_rules;
 	struct mesh_table *mesh; /* this thread's reference (its counters go into stats) */
 };
@@ -771,6 +772,9 @@ static void cd_disconnect(struct ctlthread *ct, const char *why)
 		return;
 	log_warn("lost nave-controld (%s); forwarding continues, reconnecting", why);
 	fw_pieces_drop(ct);
+	if (ct->mesh_acc)
+		log_warn("mesh: lost nave-controld in the middle of a policy push: discarded, the "
+			 "policy in force stays");
 	mesh_pieces_drop(ct);
 	json_decref(ct->sync_acc);
 	ct->sync_acc = NULL;
@@ -1237,32 +1241,64 @@ static void mesh_publish(struct ctlthread *ct)
 }
 
 /*
- * CTL_MESH_POLICY: the whole rule list, in pieces ("more": true on all but
- * the last), applied when the last arrives. A malformed push changes nothing.
+ * CTL_MESH_POLICY: the whole rule list, in pieces numbered "seq" from 0, the
+ * first marked "first", the last "last". A push is installed (mesh_publish)
+ * only once its last piece is in and every piece came in order; anything else
+ * (a piece out of order or without its first, a new first before the last, a
+ * malformed piece or table) discards the push under way with a logged reason,
+ * and the policy in force stays.
  */
 static void on_mesh_policy(struct ctlthread *ct, json_t *m)
 {
-	json_t *rules = json_object_get(m, "rules");
+	json_t *rules = json_object_get(m, "rules"), *seqv = json_object_get(m, "seq");
+	bool first = json_is_true(json_object_get(m, "first"));
+	bool last = json_is_true(json_object_get(m, "last"));
+	json_int_t seq = json_integer_value(seqv);
 	struct mesh_table *t;
 	char err[256];
 
-	if (!ct->mesh_acc)
+	if (!json_is_integer(seqv) || seq < 0 || seq > MESH_RULES_MAX || first != (seq == 0)) {
+		log_warn("mesh: policy piece without a valid \"seq\" and \"first\" from "
+			 "nave-controld: discarded%s, the policy in force stays",
+			 ct->mesh_acc ? " with the push under way" : "");
+		mesh_pieces_drop(ct);
+		return;
+	}
+	if (first && ct->mesh_acc) {
+		log_warn("mesh: a new policy push began before the last piece of the one under "
+			 "way (%" JSON_INTEGER_FORMAT " piece(s) in): that one is discarded",
+			 ct->mesh_next);
+		mesh_pieces_drop(ct);
+	}
+	if (!first && (!ct->mesh_acc || seq != ct->mesh_next)) {
+		log_warn("mesh: policy piece %" JSON_INTEGER_FORMAT " from nave-controld out of "
+			 "order (expected %s%" JSON_INTEGER_FORMAT "): the push is discarded, the "
+			 "policy in force stays",
+			 seq, ct->mesh_acc ? "" : "a first piece, not ",
+			 ct->mesh_acc ? ct->mesh_next : seq);
+		mesh_pieces_drop(ct);
+		return;
+	}
+	if (first)
 		ct->mesh_acc = json_array();
 	if (!ct->mesh_acc || !json_is_array(rules) ||
 	    json_array_size(ct->mesh_acc) + json_array_size(rules) > MESH_RULES_MAX ||
 	    json_array_extend(ct->mesh_acc, rules)) {
 		log_warn("mesh: malformed policy from nave-controld (rules not an array, or more "
-			 "than %d): ignored",
+			 "than %d): the push is discarded, the policy in force stays",
 			 MESH_RULES_MAX);
 		mesh_pieces_drop(ct);
 		return;
 	}
-	if (json_is_true(json_object_get(m, "more")))
+	ct->mesh_next = seq + 1;
+	if (!last)
 		return;
 	/* checked whole before it replaces anything */
 	t = mesh_table_from_json(ct->mesh_acc, err, sizeof(err));
 	if (!t) {
-		log_warn("mesh: malformed policy from nave-controld: %s: ignored", err);
+		log_warn("mesh: malformed policy from nave-controld: %s: the push is discarded, "
+			 "the policy in force stays",
+			 err);
 		mesh_pieces_drop(ct);
 		return;
 	}
@@ -1271,8 +1307,9 @@ static void on_mesh_policy(struct ctlthread *ct, json_t *m)
 	ct->mesh_rules = ct->mesh_acc;
 	ct->mesh_acc = NULL;
 	mesh_publish(ct);
-	log_info("mesh: policy of %zu rule(s) from nave-controld in force",
-		 json_array_size(ct->mesh_rules));
+	log_info("mesh: policy of %zu rule(s) from nave-controld in force (%" JSON_INTEGER_FORMAT
+		 " piece(s))",
+		 json_array_size(ct->mesh_rules), ct->mesh_next);
 }
 
 /* ---------- the HTTP edge: domains and rules ---------- */

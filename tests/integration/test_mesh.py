@@ -442,7 +442,7 @@ def test_socks(server, make_client, services, free_port):
               f"127.0.0.1:{web.port}"), "http add")
     a = make_client("a")
     # B by its group id; its HTTP rule's domain
-    mesh_add(server, "allow", a.tunnel_id, "tunnel:db-*")
+    mesh_add(server, "allow", a.tunnel_id, "group:db-*")
     mesh_add(server, "allow", a.tunnel_id, "domain:*.mesh.test")
     proxy = free_port()
     socks_listen(a, proxy)

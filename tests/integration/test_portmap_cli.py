@@ -86,6 +86,20 @@ def test_stopped_client_edits_the_config(tmp_path):
         nave(ini, "ports", "map", str(p1), "--destination", "x", "--port", "1"), 1)
     assert "already" in one_line(nave(ini, "proxies", "socks", "listen", str(p1)), 1)
 
+    # a map others can reach needs --public (saved as public = yes); loopback does not
+    p3 = nt.free_port()
+    line = one_line(nave(ini, "ports", "map", str(p3), "--destination", "db", "--port", "5",
+                         "--bind", "0.0.0.0"), 1)
+    assert "--bind 0.0.0.0 is not a loopback address" in line and "--public" in line, line
+    assert f"[portmap.{p3}]" not in ini.read_text()
+    p = nave(ini, "ports", "map", str(p3), "--destination", "db", "--port", "5", "--bind",
+             "0.0.0.0", "--public")
+    assert p.returncode == 0, p.stderr
+    sec = ini.read_text().split(f"[portmap.{p3}]")[1].split("\n[")[0]
+    assert "bind = 0.0.0.0" in sec and "public = yes" in sec, sec
+    assert "public" not in ini.read_text().split(f"[portmap.{p1}]")[1].split("\n[")[0]
+    assert nave(ini, "ports", "rm", str(p3)).returncode == 0
+
     # a SOCKS proxy others can reach needs a user and password; only a hash is kept
     line = one_line(nave(ini, "proxies", "socks", "listen", str(s1), "--bind", "0.0.0.0"), 1)
     assert "--auth" in line
@@ -169,6 +183,10 @@ def test_a_port_in_use_is_refused_before_saving(tmp_path):
     ("[portmap.1234]\ndestination = a b\nport = 1\n", "destination"),
     ("[portmap.1234]\ndestination = a\nport = 1\nbind = nowhere\n", "bind"),
     ("[portmap.1234]\ndestination = a\nport = 1\nfrob = 2\n", "frob"),
+    ("[portmap.1234]\ndestination = a\nport = 1\nbind = 0.0.0.0\n", "needs public = yes"),
+    ("[portmap.1234]\ndestination = a\nport = 1\nbind = 10.0.0.1\npublic = no\n",
+     "needs public = yes"),
+    ("[portmap.1234]\ndestination = a\nport = 1\npublic = maybe\n", "public"),
     ("[socks.1080]\nbind = 0.0.0.0\n", "needs a username"),
     ("[socks.1080]\nusername = bob\n", "password_hash"),
     ("[socks.1080]\nusername = bob\npassword_hash = hunter2\n", "password_hash"),
@@ -222,6 +240,18 @@ def test_running_client_listens_at_once(make_client, tmp_path):
     assert "--auth" in one_line(c.nave("proxies", "socks", "listen", str(other), "--bind",
                                        "10.1.2.3"), 1)
     assert f"[socks.{other}]" not in c.ini.read_text()
+
+    # the running client takes --public, and refuses a non-loopback bind without it
+    pub = nt.free_port()
+    line = one_line(c.nave("ports", "map", str(pub), "--destination", "x", "--port", "1",
+                           "--bind", "0.0.0.0"), 1)
+    assert "--public" in line, line
+    p = c.nave("ports", "map", str(pub), "--destination", "x", "--port", "1", "--bind",
+               "0.0.0.0", "--public")
+    assert p.returncode == 0, p.stderr
+    nt.wait_for(lambda: listening(pub), 5, f"public map {pub} listening")
+    assert "public = yes" in c.ini.read_text().split(f"[portmap.{pub}]")[1].split("\n[")[0]
+    assert c.nave("ports", "rm", str(pub)).returncode == 0
 
     # saved: a restart listens again
     c.stop()

@@ -3,7 +3,8 @@
  * Unit tests of common/mesh.c: the mesh access policy. The defaults (no rule:
  * a tunnel or domain destination only for an opener with the mesh role, an
  * external one always; a NULL table), every kind of from (*, GLOB, id:,
- * group:) and to (*, tunnel:, domain:, external: CIDR and hostname pattern),
+ * group:) and to (*, tunnel:, group:, domain:, external: CIDR and hostname
+ * pattern), a client-chosen group id never passing for a tunnel id,
  * port ranges, first match wins, the counters (and their carry-over), the
  * canonical texts and their refusals, malformed tables, and the [socks]
  * allow list.
@@ -20,6 +21,7 @@
 #include <cmocka.h>
 
 #include "mesh.h"
+#include "valid.h"
 
 /* A table from JSON text (which must be accepted). */
 static struct mesh_table *table(const char *text)
@@ -139,19 +141,71 @@ static void test_from_kinds(void **state)
 	q.from_group = "OFFICE-Paris"; /* any case */
 	assert_int_equal(mesh_decide(t, &q, &rule), MESH_ALLOW);
 	assert_int_equal(rule, 2);
-	/* a bare glob: the id or the group */
+	/* a bare glob: the tunnel id only */
 	q.from_id = "lab-1";
 	q.from_group = "g";
 	assert_int_equal(mesh_decide(t, &q, &rule), MESH_ALLOW);
 	assert_int_equal(rule, 3);
 	q.from_id = "x";
 	q.from_group = "lab-group";
-	assert_int_equal(mesh_decide(t, &q, &rule), MESH_ALLOW);
-	assert_int_equal(rule, 3);
+	assert_int_equal(mesh_decide(t, &q, &rule), MESH_DENY);
+	assert_int_equal(rule, 0);
 	/* a NULL group never matches a glob */
 	q.from_group = NULL;
 	assert_int_equal(mesh_decide(t, &q, &rule), MESH_DENY);
 	mesh_table_put(t);
+}
+
+/*
+ * A client names its group (HELLO id): a group that spells another tunnel's id
+ * matches neither a bare / id: from nor a tunnel: to; only group: sees it.
+ */
+static void test_group_not_tunnel(void **state)
+{
+	struct mesh_table *t =
+	    table("[{\"id\": 1, \"action\": \"allow\", \"from\": \"t-00aa11\", \"to\": "
+		  "\"tunnel:t-00bb22\"},"
+		  "{\"id\": 2, \"action\": \"deny\", \"from\": \"*\", \"to\": \"group:t-*\"},"
+		  "{\"id\": 3, \"action\": \"allow\", \"from\": \"group:lab\", \"to\": "
+		  "\"group:db\"}]");
+	struct mesh_query q = tun_q("t-00aa11", "office", false, "t-00bb22", "db", 1);
+	uint32_t rule;
+
+	assert_int_equal(mesh_decide(t, &q, &rule), MESH_ALLOW);
+	assert_int_equal(rule, 1);
+	/* the opener spoofs t-00aa11 as its group: not the tunnel of rule 1 */
+	q.from_id = "t-99cc33";
+	q.from_group = "t-00aa11";
+	q.to_group = "lab";
+	assert_int_equal(mesh_decide(t, &q, &rule), MESH_DENY);
+	assert_int_equal(rule, 0);
+	/* a destination whose group spells the tunnel id: rule 1 does not match it */
+	q.from_id = "t-00aa11";
+	q.from_group = "office";
+	q.to_id = "t-77dd44";
+	q.to_group = "t-00bb22";
+	assert_int_equal(mesh_decide(t, &q, &rule), MESH_DENY);
+	assert_int_equal(rule, 2);
+	/* group: from and to; also through a domain */
+	q.from_group = "LAB";
+	q.to_group = "db";
+	q.kind = MESH_DST_DOMAIN;
+	q.name = "db.example.com";
+	assert_int_equal(mesh_decide(t, &q, &rule), MESH_ALLOW);
+	assert_int_equal(rule, 3);
+	/* group: never matches an external destination */
+	q.kind = MESH_DST_EXTERNAL;
+	assert_int_equal(mesh_decide(t, &q, &rule), MESH_ALLOW);
+	assert_int_equal(rule, 0);
+	mesh_table_put(t);
+
+	assert_true(valid_tunnel_id_shaped("t-0a1b2c"));
+	assert_true(valid_tunnel_id_shaped("T-ABC"));
+	assert_false(valid_tunnel_id_shaped("t-"));
+	assert_false(valid_tunnel_id_shaped("t-lab"));
+	assert_false(valid_tunnel_id_shaped("tt-01"));
+	assert_false(valid_tunnel_id_shaped("office"));
+	assert_false(valid_tunnel_id_shaped(NULL));
 }
 
 static void test_to_kinds(void **state)
@@ -167,17 +221,19 @@ static void test_to_kinds(void **state)
 	uint8_t a[16];
 	uint32_t rule;
 
-	/* tunnel: by id, by group; also when reached through a domain */
+	/* tunnel: by id only (not the group); also when reached through a domain */
 	assert_int_equal(mesh_decide(t, &q, &rule), MESH_DENY);
 	assert_int_equal(rule, 10);
 	q.to_id = "x";
 	q.to_group = "SECRET-group";
-	assert_int_equal(mesh_decide(t, &q, &rule), MESH_DENY);
-	assert_int_equal(rule, 10);
+	assert_int_equal(mesh_decide(t, &q, &rule), MESH_ALLOW);
+	assert_int_equal(rule, 0);
+	q.to_id = "Secret-2";
 	q.kind = MESH_DST_DOMAIN;
 	q.name = "app.example.com";
 	assert_int_equal(mesh_decide(t, &q, &rule), MESH_DENY);
 	assert_int_equal(rule, 10);
+	q.to_id = "x";
 	/* domain: wildcard at any depth, not the bare name; any case */
 	q.to_group = "g";
 	q.name = "A.B.Example.COM";
@@ -326,7 +382,7 @@ static void test_texts(void **state)
 	assert_true(mesh_from_norm("*", out, why, sizeof(why)));
 	assert_string_equal(out, "*");
 	assert_true(mesh_from_norm("office-*", out, why, sizeof(why)));
-	assert_string_equal(out, "office-*");
+	assert_string_equal(out, "id:office-*");
 	assert_true(mesh_from_norm("group:Lab.1", out, why, sizeof(why)));
 	assert_string_equal(out, "group:Lab.1");
 	assert_true(mesh_from_norm("id:t_1", out, why, sizeof(why)));
@@ -343,6 +399,10 @@ static void test_texts(void **state)
 	assert_string_equal(out, "*");
 	assert_true(mesh_to_norm("tunnel:db-*", out, why, sizeof(why)));
 	assert_string_equal(out, "tunnel:db-*");
+	assert_true(mesh_to_norm("group:DB-*", out, why, sizeof(why)));
+	assert_string_equal(out, "group:DB-*");
+	assert_false(mesh_to_norm("group:", out, why, sizeof(why)));
+	assert_false(mesh_to_norm("group:a b", out, why, sizeof(why)));
 	assert_true(mesh_to_norm("domain:*.Example.COM", out, why, sizeof(why)));
 	assert_string_equal(out, "domain:*.example.com");
 	assert_true(mesh_to_norm("external:10.1.0.0/16", out, why, sizeof(why)));
@@ -360,6 +420,44 @@ static void test_texts(void **state)
 	assert_false(mesh_to_norm("host:x", out, why, sizeof(why)));
 	assert_false(mesh_to_norm("", out, why, sizeof(why)));
 	assert_false(mesh_to_norm("tunnel:a\nb", out, why, sizeof(why)));
+}
+
+/* Partial IPv4 and octets out of range: refused, never taken for a host name. */
+static void test_partial_addresses(void **state)
+{
+	static const char *const bad[] = {
+	    "10.0.5",	 "10.5/8",	 "10.0.0.256", "300.1.1.1/8", "1.2.3.4/33", "10",
+	    "10.0.0.0/", "10.0.0.0/8/8", "1.2.3.4.5",  "10..0.1",     "::g",	    "db:5432",
+	    "foo.10",	 "*.5",		 "a.0x1f",     "10.0.0.01",   "-1.0.0.0",
+	};
+	char out[MESH_ALLOW_TEXT], to[MESH_TO_MAX + 16], why[256];
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(to, sizeof(to), "external:%s", bad[i]);
+		why[0] = 0;
+		if (mesh_to_norm(to, out, why, sizeof(why)))
+			fail_msg("to %s accepted as %s", to, out);
+		assert_non_null(strstr(why, "to: external:"));
+		assert_null(strchr(why, '\n'));
+		why[0] = 0;
+		if (mesh_allow_norm(bad[i], out, sizeof(out), why, sizeof(why)))
+			fail_msg("allow %s accepted as %s", bad[i], out);
+		assert_non_null(strstr(why, "allow entry \""));
+		assert_null(strchr(why, '\n'));
+	}
+	assert_false(mesh_to_norm("external:10.0.5", out, why, sizeof(why)));
+	assert_non_null(strstr(why, "\"10.0.5\" is not an address block: IPv4 is four dotted "
+				    "numbers 0-255"));
+	assert_false(mesh_allow_norm("10.0.0.0/8, 10.5/8", out, sizeof(out), why, sizeof(why)));
+	assert_non_null(strstr(why, "allow entry \"10.5/8\" is not an address block"));
+	/* whole ones, and names with digits elsewhere, stay fine */
+	assert_true(mesh_to_norm("external:10.0.5.0/24", out, why, sizeof(why)));
+	assert_string_equal(out, "external:10.0.5.0/24");
+	assert_true(mesh_to_norm("external:0.0.0.0/0", out, why, sizeof(why)));
+	assert_true(mesh_to_norm("external:10.db.internal", out, why, sizeof(why)));
+	assert_true(mesh_to_norm("external:*.10x.example", out, why, sizeof(why)));
+	assert_true(mesh_allow_norm("10.0.5.20, 1.2.3.0/24", out, sizeof(out), why, sizeof(why)));
+	assert_string_equal(out, "10.0.5.20/32,1.2.3.0/24");
 }
 
 static void test_malformed(void **state)
@@ -457,11 +555,15 @@ static void test_allow_list(void **state)
 	assert_true(mesh_external_allowed(t, "WWW.example.com", NULL));
 	assert_false(mesh_external_allowed(t, "example.com", NULL));
 	assert_true(mesh_external_allowed(t, "db.internal", a));
-	/* an IP literal is an address, never a name for the patterns */
-	assert_true(mesh_table_set_allow(t, "*.0.2, 127.0.0.1/32", why, sizeof(why)));
+	/* an IP literal is an address, never a name for the patterns (which never end in a
+	 * number) */
+	assert_false(mesh_table_set_allow(t, "*.0.2, 127.0.0.1/32", why, sizeof(why)));
+	assert_non_null(strstr(why, "\"*.0.2\": a hostname pattern's last label is not a number"));
+	assert_true(mesh_table_set_allow(t, "*.0x2, 127.0.0.1/32", why, sizeof(why)) == false);
+	assert_true(mesh_table_set_allow(t, "192.0.0.0/8, 127.0.0.1/32", why, sizeof(why)));
 	addr("192.0.2.9", a);
-	assert_false(mesh_external_allowed(t, "192.0.2", a));
-	assert_false(mesh_external_allowed(t, "10.192.0.2", a));
+	assert_true(mesh_external_allowed(t, "192.0.2", a));
+	assert_false(mesh_external_allowed(t, "192.0.2", NULL));
 	assert_false(mesh_external_allowed(t, "1.0x2", NULL));
 	assert_true(mesh_table_set_allow(t, "*.example.com", why, sizeof(why)));
 	assert_true(mesh_external_allowed(t, "a.example.com", NULL));
@@ -494,11 +596,17 @@ static void test_glob(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_defaults),  cmocka_unit_test(test_from_kinds),
-	    cmocka_unit_test(test_to_kinds),  cmocka_unit_test(test_ports_and_order),
-	    cmocka_unit_test(test_counters),  cmocka_unit_test(test_texts),
-	    cmocka_unit_test(test_malformed), cmocka_unit_test(test_allow_list),
+	    cmocka_unit_test(test_defaults),
+	    cmocka_unit_test(test_from_kinds),
+	    cmocka_unit_test(test_to_kinds),
+	    cmocka_unit_test(test_ports_and_order),
+	    cmocka_unit_test(test_counters),
+	    cmocka_unit_test(test_texts),
+	    cmocka_unit_test(test_malformed),
+	    cmocka_unit_test(test_allow_list),
 	    cmocka_unit_test(test_glob),
+	    cmocka_unit_test(test_group_not_tunnel),
+	    cmocka_unit_test(test_partial_addresses),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -328,7 +328,7 @@ static void test_mesh_rules(void **state)
 	assert_int_equal(store_mesh_list(f->s, mesh_collect, out, &total), 0);
 	assert_int_equal(total, 3);
 	assert_string_equal(out, "3:1:deny group:lab->external:10.0.0.0/8 0-0;"
-				 "1:2:allow office-*->tunnel:db 5432-5432;"
+				 "1:2:allow id:office-*->tunnel:db 5432-5432;"
 				 "2:3:deny *->domain:*.example.com 0-0;");
 
 	/* refusals name the field */
