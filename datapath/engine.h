@@ -70,6 +70,7 @@ struct tunnel {
 	/* the mesh policy's view (mesh.h), set at auth before the tunnel is online */
 	char group[LINK_GROUP_MAX + 1]; /* its group id ("" = none) */
 	bool mesh_role;			/* its token's kinds include "mesh" */
+	_Atomic int dns_inflight;	/* its OPENs' names with the resolver (resolve.h) */
 	struct tunnel *next;		/* registry chain [control thread, under lock] */
 };
 
