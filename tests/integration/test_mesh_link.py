@@ -186,13 +186,19 @@ def test_streams(server, make_client, services):
 def test_domain(server, make_client, services):
     """A domain of the HTTP edge: the stream reaches the tunnel's HTTP rule raw
     (the edge reads no head of it), whatever the port; a deny rule names itself."""
-    from test_http import h_web, http_add, wait_routed
+    from test_http import h_web, http_add, request, wait_routed
 
     b = make_client("b")
     web = services(h_web, "web")
     http_add(b, "app.example.test", web.port)
     wait_routed(server, "app.example.test")
+    http_add(b, "auth.example.test", web.port, "--basic-auth", "alice:s3cret pass")
+    nt.wait_for(lambda: request(server, "auth.example.test")[0] == 401, 10,
+                "auth.example.test routed")
     rule = server.navectl("mesh", "allow", "*", "domain:app.example.test", json=True)
+    # a domain is asked with port 0: a port-filtered rule never matches it
+    server.navectl("mesh", "allow", "*", "domain:*.example.test", "--port", "9",
+                   "--position", "1", json=True)
     ctl = nt.ControlLink(server.https, server.token(id="a")["token"]).keepalive()
     try:
         with outbound_link(server.https, ctl) as d:
@@ -228,8 +234,12 @@ def test_domain(server, make_client, services):
                     break
                 time.sleep(0.2)
             assert (status, got_rule) == (DENIED, deny["id"])
+        # basic auth at the edge: a raw stream would bypass it
+        with outbound_link(server.https, ctl) as d:
+            assert ask(d, 1, "auth.example.test", 9)[0] == NOT_ALLOWED
         log = server.relayd.output()
         assert f"refused: denied by mesh rule {deny['id']}" in log, log
+        assert "refused: the domain's HTTP rule has basic auth" in log, log
     finally:
         ctl.close()
 
