@@ -189,7 +189,8 @@ static bool addr_is_special(const uint8_t a[16])
 
 	if (sock_addr16_is_v4(a))
 		return a[12] == 127 || a[12] == 0 || (a[12] == 169 && a[13] == 254);
-	return !memcmp(a, any6, 16) || !memcmp(a, lo6, 16) || (a[0] == 0xfe && (a[1] & 0xc0) == 0x80);
+	return !memcmp(a, any6, 16) || !memcmp(a, lo6, 16) ||
+	       (a[0] == 0xfe && (a[1] & 0xc0) == 0x80);
 }
 
 /*
@@ -210,8 +211,10 @@ static void own_refresh(uint64_t now)
 	unsigned n = 0;
 
 	if (getifaddrs(&ifa) < 0) {
-		log_every(NLOG_WARN, "mesh: getifaddrs: %s: the edge's own addresses are those "
-			  "read before", strerror(errno));
+		log_every(NLOG_WARN,
+			  "mesh: getifaddrs: %s: the edge's own addresses are those "
+			  "read before",
+			  strerror(errno));
 		return;
 	}
 	for (i = ifa; i && n < OWN_ADDRS_MAX; i = i->ifa_next) {
@@ -672,7 +675,8 @@ static bool open_domain(struct worker *w, struct conn *l)
 			    "bypass");
 		return true;
 	}
-	/* port 0: the OPEN's port means nothing to a domain, so a port-filtered rule never matches */
+	/* port 0: the OPEN's port means nothing to a domain, so a port-filtered rule never matches
+	 */
 	query_from(&q, l, MESH_DST_DOMAIN, 0);
 	q.to_id = rt->tun->id;
 	q.to_group = rt->tun->group;
