@@ -358,3 +358,35 @@ def test_no_fd_leak(server, make_client, services):
             d.close()
     finally:
         ctl.close()
+
+
+@pytest.mark.parametrize("server_ini", [
+    "[tunnel]\nmax_links = 4\nmax_pool_size = 2\n[socks]\nallow = 127.0.0.1/32\n"])
+def test_outbound_cap(server):
+    """A tunnel's outbound links stop at max_links less the idle pool (4 - 2)."""
+    ctl = nt.ControlLink(server.https, server.token(id="a")["token"]).keepalive()
+    links = []
+    try:
+        for i in range(2):
+            links.append(outbound_link(server.https, ctl))
+            assert ask(links[-1], 1, "nosuch", 1)[0] == NOT_FOUND
+        d = outbound_link(server.https, ctl, open_frame(1, "nosuch", 1))
+        nt.closed_by_peer(d, 30)
+        d.close()
+        assert "outbound links at max_links (4) less the idle pool (2)" in \
+            server.relayd.output()
+        # one goes, another takes its place
+        links.pop().close()
+
+        def another():
+            try:
+                c = outbound_link(server.https, ctl)
+                assert ask(c, 2, "nosuch", 1)[0] == NOT_FOUND
+                return c
+            except (OSError, nt.Failure):
+                return None
+        links.append(nt.wait_for(another, 20, "a link in its place", 0.2))
+    finally:
+        for c in links:
+            c.close()
+        ctl.close()
