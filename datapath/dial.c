@@ -248,10 +248,32 @@ static void mo_log(struct worker *w, struct conn *p, unsigned status, unsigned c
 }
 
 /* A mesh connection refused before its stream: counted, one line, an RST. */
+static void wait_unlink(struct worker *w, struct conn *p);
+static bool socks_send(struct worker *w, struct conn *p, const uint8_t *b, size_t n);
+static void socks_finish(struct worker *w, struct conn *p);
+
+/*
+ * A local refusal. A SOCKS client past its request is told why first (RFC
+ * 1928): the edge's answer's code, or "general failure" for a limit or no
+ * session here.
+ */
 static void mo_refuse(struct worker *w, struct conn *p, unsigned status, unsigned cause,
 		      const char *why)
 {
+	uint8_t out[SOCKS5_REPLY_LEN];
+
 	mo_log(w, p, status, cause, why);
+	if (p->mo->socks && p->state != PS_BOUND) {
+		if (p->state == PS_MAPWAIT)
+			wait_unlink(w, p);
+		p->state = PS_BOUND;
+		p->deadline = 0;
+		if (socks_send(w, p, out,
+			       socks5_reply(out, status ? socks5_rep_from_open(status)
+							: SOCKS5_REP_FAILURE)))
+			socks_finish(w, p);
+		return;
+	}
 	conn_close(w, p, true, "refused");
 }
 

@@ -609,3 +609,15 @@ def test_socks_handshake_cap(server, make_client, free_port):
     finally:
         for s in held:
             s.close()
+
+
+def test_socks_local_refusal_replies(server, make_client, free_port):
+    """A request the client refuses itself (no session with the server within
+    10 s) is answered 0x01 general failure before the close, not just closed."""
+    a = make_client("a")
+    proxy = free_port()
+    socks_listen(a, proxy)
+    server.stop_relayd()
+    log_line(a.proc, "control link lost")  # the session ends: no link carries a stream
+    assert socks_refused(proxy, "127.0.0.1", 9) == 0x01
+    assert log_line(a.proc, "not connected to the server (10 s)")
