@@ -488,6 +488,32 @@ bool mesh_external_allowed(const struct mesh_table *t, const char *name, const u
 	return false;
 }
 
+bool mesh_external_cidrs(const struct mesh_table *t)
+{
+	for (unsigned i = 0; t && i < t->nallow; i++)
+		if (t->allow[i].is_cidr)
+			return true;
+	return false;
+}
+
+bool mesh_external_narrow(const struct mesh_table *t, const uint8_t *addr16)
+{
+	bool v4 = !memcmp(addr16, "\0\0\0\0\0\0\0\0\0\0\xff\xff", 12);
+
+	for (unsigned i = 0; t && i < t->nallow; i++) {
+		const struct allow_ent *e = &t->allow[i];
+		int prefix;
+
+		if (!e->is_cidr || !cidr_match(&e->cidr, addr16))
+			continue;
+		/* an IPv6 block over v4-mapped addresses counts by its IPv4 bits */
+		prefix = e->cidr.family == AF_INET6 && v4 ? e->cidr.prefix - 96 : e->cidr.prefix;
+		if (prefix >= (v4 ? MESH_NARROW_V4 : MESH_NARROW_V6))
+			return true;
+	}
+	return false;
+}
+
 /* ---------- the table ---------- */
 
 static bool rule_from_json(json_t *o, size_t i, struct mesh_rule *r, char *err, size_t errlen)

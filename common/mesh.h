@@ -99,6 +99,18 @@ bool mesh_table_set_allow(struct mesh_table *t, const char *list, char *err, siz
  */
 bool mesh_external_allowed(const struct mesh_table *t, const char *name, const uint8_t *addr16);
 
+/* the allow list holds a CIDR (a name may resolve into it); false for NULL */
+bool mesh_external_cidrs(const struct mesh_table *t);
+/*
+ * addr16 lies in a CIDR of the allow list that names it narrowly: a prefix of
+ * at least MESH_NARROW_V4 bits for an IPv4 address, MESH_NARROW_V6 for IPv6.
+ * relayd reaches loopback, unspecified, link-local and its own addresses only
+ * through such an entry (never through a hostname pattern or 0.0.0.0/0).
+ */
+#define MESH_NARROW_V4 8
+#define MESH_NARROW_V6 64
+bool mesh_external_narrow(const struct mesh_table *t, const uint8_t *addr16);
+
 /*
  * The counters carried over from an older table (same rule ids and action,
  * and the default's), so a new push does not restart them. Call before

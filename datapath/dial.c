@@ -43,6 +43,11 @@
 #define SOCKS_HS_MAX 1024
 
 /* A port map's or SOCKS proxy's settings, shared by its listener and its connections. */
+#define SOCKS_HS_CONCURRENT 64	  /* handshakes under way per SOCKS listener */
+#define SRC_SLOTS	    64	  /* sources with failed logins remembered per listener */
+#define SRC_FAILS_MAX	    5	  /* failed logins a source may have in SRC_WINDOW_MS */
+#define SRC_WINDOW_MS	    60000 /* ... and how long it is refused past them */
+
 struct dial_map {
 	unsigned refs;
 	struct engine_map m;
@@ -55,6 +60,13 @@ struct dial_map {
 	bool ok_set;
 	uint64_t fail_t0;
 	unsigned fails;
+	unsigned handshakes; /* SOCKS connections not past their request yet */
+	/* sources with failed logins: past SRC_FAILS_MAX in SRC_WINDOW_MS, refused as long */
+	struct src_fail {
+		uint8_t addr[16];
+		uint64_t t0, until; /* ms: the window's start; refused before until */
+		unsigned fails;
+	} src[SRC_SLOTS];
 };
 
 #define AUTH_FAILS_MAX 4
@@ -62,6 +74,8 @@ struct dial_map {
 /* A mesh stream's local end (or a listener's map): c->mo. */
 struct dial_open {
 	struct dial_map *map;
+	bool in_hs;	    /* counted in map->handshakes */
+	uint8_t src[16];    /* the SOCKS client's address */
 	uint32_t link;	    /* PS_OPENING: the link its OPEN went on */
 	uint32_t stream_id; /* the OPEN's */
 	uint8_t step;	    /* PS_SOCKS: 0 greeting, 1 authentication, 2 request */
@@ -80,6 +94,8 @@ static void map_put(struct dial_map *m)
 
 void dial_mo_free(struct conn *c)
 {
+	if (c->mo->in_hs)
+		c->mo->map->handshakes--;
 	map_put(c->mo->map);
 	free(c->mo);
 	c->mo = NULL;
@@ -232,10 +248,32 @@ static void mo_log(struct worker *w, struct conn *p, unsigned status, unsigned c
 }
 
 /* A mesh connection refused before its stream: counted, one line, an RST. */
+static void wait_unlink(struct worker *w, struct conn *p);
+static bool socks_send(struct worker *w, struct conn *p, const uint8_t *b, size_t n);
+static void socks_finish(struct worker *w, struct conn *p);
+
+/*
+ * A local refusal. A SOCKS client past its request is told why first (RFC
+ * 1928): the edge's answer's code, or "general failure" for a limit or no
+ * session here.
+ */
 static void mo_refuse(struct worker *w, struct conn *p, unsigned status, unsigned cause,
 		      const char *why)
 {
+	uint8_t out[SOCKS5_REPLY_LEN];
+
 	mo_log(w, p, status, cause, why);
+	if (p->mo->socks && p->state != PS_BOUND) {
+		if (p->state == PS_MAPWAIT)
+			wait_unlink(w, p);
+		p->state = PS_BOUND;
+		p->deadline = 0;
+		if (socks_send(w, p, out,
+			       socks5_reply(out, status ? socks5_rep_from_open(status)
+							: SOCKS5_REP_FAILURE)))
+			socks_finish(w, p);
+		return;
+	}
 	conn_close(w, p, true, "refused");
 }
 
@@ -527,6 +565,60 @@ static void socks_finish(struct worker *w, struct conn *p)
 		conn_close(w, p, false, NULL);
 }
 
+/* which slot to reuse first: 0 a free one, 1 one whose window and refusal are over, 2 a live one */
+static int src_rank(const struct src_fail *f, uint64_t now)
+{
+	if (!f->t0)
+		return 0;
+	return now - f->t0 > SRC_WINDOW_MS && now >= f->until ? 1 : 2;
+}
+
+/* the source's failed-login slot (or a free, expired or the oldest one when add) */
+static struct src_fail *src_slot(struct dial_map *map, const uint8_t a[16], bool add, uint64_t now)
+{
+	struct src_fail *spare = NULL;
+
+	for (unsigned i = 0; i < SRC_SLOTS; i++) {
+		struct src_fail *f = &map->src[i];
+
+		if (f->t0 && !memcmp(f->addr, a, 16))
+			return f;
+		if (!spare || src_rank(f, now) < src_rank(spare, now) ||
+		    (src_rank(f, now) == src_rank(spare, now) && f->t0 < spare->t0))
+			spare = f;
+	}
+	if (!add)
+		return NULL;
+	memset(spare, 0, sizeof(*spare));
+	memcpy(spare->addr, a, 16);
+	spare->t0 = now ? now : 1;
+	return spare;
+}
+
+static bool src_locked(struct worker *w, struct dial_map *map, const uint8_t a[16])
+{
+	struct src_fail *f = src_slot(map, a, false, w->now);
+
+	return f && w->now < f->until;
+}
+
+/* one more failed login from a: past SRC_FAILS_MAX in the window, it is refused for one */
+static void src_failed(struct worker *w, struct dial_map *map, const uint8_t a[16])
+{
+	struct src_fail *f = src_slot(map, a, true, w->now);
+
+	if (w->now - f->t0 > SRC_WINDOW_MS) {
+		f->t0 = w->now ? w->now : 1;
+		f->fails = 0;
+	}
+	if (++f->fails > SRC_FAILS_MAX && w->now >= f->until) {
+		f->until = w->now + SRC_WINDOW_MS;
+		log_warn("SOCKS proxy %u: more than %d failed logins from one source in %d s: "
+			 "refused for %d s",
+			 map->m.local, SRC_FAILS_MAX, SRC_WINDOW_MS / 1000, SRC_WINDOW_MS / 1000);
+	}
+}
+
 /* RFC 1929: the user and password against the map's (see struct dial_map). */
 static bool socks_auth_ok(struct worker *w, struct dial_map *map, const struct socks5_auth *a)
 {
@@ -599,6 +691,7 @@ static void socks_step(struct worker *w, struct conn *p)
 				socks5_auth_reply(out, ok ? SOCKS5_AUTH_OK : SOCKS5_AUTH_FAILED)))
 				return;
 			if (!ok) {
+				src_failed(w, mo->map, mo->src);
 				log_every(NLOG_WARN, "SOCKS proxy %u: a wrong user or password",
 					  m->local);
 				socks_finish(w, p);
@@ -616,6 +709,10 @@ static void socks_step(struct worker *w, struct conn *p)
 			str_copy(mo->name, sizeof(mo->name), q.host);
 			mo->port = q.port;
 			mo->socks = true;
+			if (mo->in_hs) {
+				mo->in_hs = false;
+				mo->map->handshakes--;
+			}
 			mo_wait(w, p); /* the bytes left are early data */
 			return;
 		}
@@ -708,6 +805,31 @@ static void dial_accept(struct worker *w, struct conn *c, int fd)
 	atomic_fetch_add(&w->st_conns_total, 1);
 	sock_nodelay(fd);
 	if (map->m.kind == EMAP_SOCKS) {
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+
+		if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0)
+			sock_addr16(&ss, p->mo->src);
+		if (map->handshakes >= SOCKS_HS_CONCURRENT) {
+			log_every(NLOG_WARN,
+				  "SOCKS proxy %u: %d handshakes under way already, closing a new "
+				  "connection",
+				  map->m.local, SOCKS_HS_CONCURRENT);
+			conn_close(w, p, true, "too many SOCKS handshakes");
+			return;
+		}
+		if (map->m.user[0] && src_locked(w, map, p->mo->src)) {
+			log_every(
+			    NLOG_WARN,
+			    "SOCKS proxy %u: a source with more than %d failed logins in %d s, "
+			    "refused for %d s",
+			    map->m.local, SRC_FAILS_MAX, SRC_WINDOW_MS / 1000,
+			    SRC_WINDOW_MS / 1000);
+			conn_close(w, p, true, "SOCKS source locked out");
+			return;
+		}
+		p->mo->in_hs = true;
+		map->handshakes++;
 		p->state = PS_SOCKS;
 		p->deadline = w->now + MAP_WAIT_MS;
 		arm_recv(w, p);

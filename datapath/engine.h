@@ -55,6 +55,7 @@ struct tunnel {
 	_Atomic int home;		 /* worker index, -1 when offline */
 	_Atomic int links;		 /* data links open, all workers */
 	_Atomic int arriving;		 /* of which on their way to the home worker */
+	_Atomic int outbound;		 /* of which client-opened (LINK_HELLO_OUTBOUND) */
 	unsigned max_links;
 	unsigned max_pool;
 	unsigned heartbeat_ms;	   /* what its WELCOME said (a reload changes the next session's) */
@@ -70,6 +71,7 @@ struct tunnel {
 	/* the mesh policy's view (mesh.h), set at auth before the tunnel is online */
 	char group[LINK_GROUP_MAX + 1]; /* its group id ("" = none) */
 	bool mesh_role;			/* its token's kinds include "mesh" */
+	_Atomic int dns_inflight;	/* its OPENs' names with the resolver (resolve.h) */
 	struct tunnel *next;		/* registry chain [control thread, under lock] */
 };
 

@@ -38,6 +38,8 @@
 #include "util.h"
 
 #include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <pthread.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -175,13 +177,80 @@ static void query_from(struct mesh_query *q, const struct conn *l, enum mesh_dst
 
 /* ---------- external destinations ---------- */
 
-static bool addr_is_local(const uint8_t a[16])
+/*
+ * Addresses an allowed name or a wide block must never reach (SSRF): loopback,
+ * unspecified ("this network", 0.0.0.0/8 and ::), link-local (169.254/16,
+ * fe80::/10). Only an allow CIDR that names them narrowly does
+ * (mesh_external_narrow).
+ */
+static bool addr_is_special(const uint8_t a[16])
 {
 	static const uint8_t any6[16], lo6[16] = {[15] = 1};
 
 	if (sock_addr16_is_v4(a))
-		return a[12] == 127 || (!a[12] && !a[13] && !a[14] && !a[15]);
-	return !memcmp(a, any6, 16) || !memcmp(a, lo6, 16);
+		return a[12] == 127 || a[12] == 0 || (a[12] == 169 && a[13] == 254);
+	return !memcmp(a, any6, 16) || !memcmp(a, lo6, 16) ||
+	       (a[0] == 0xfe && (a[1] & 0xc0) == 0x80);
+}
+
+/*
+ * The host's own addresses (getifaddrs), read at the first external OPEN and
+ * again when the copy is older than OWN_ADDRS_TTL_MS: an address added since
+ * is known within that time. Shared by the workers under one mutex.
+ */
+#define OWN_ADDRS_MAX	 256
+#define OWN_ADDRS_TTL_MS 10000
+static pthread_mutex_t own_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint8_t own_addrs[OWN_ADDRS_MAX][16];
+static unsigned own_n;
+static uint64_t own_read; /* ms; 0: never */
+
+static void own_refresh(uint64_t now)
+{
+	struct ifaddrs *ifa, *i;
+	unsigned n = 0;
+
+	if (getifaddrs(&ifa) < 0) {
+		log_every(NLOG_WARN,
+			  "mesh: getifaddrs: %s: the edge's own addresses are those "
+			  "read before",
+			  strerror(errno));
+		return;
+	}
+	for (i = ifa; i && n < OWN_ADDRS_MAX; i = i->ifa_next) {
+		struct sockaddr_storage ss;
+
+		if (!i->ifa_addr ||
+		    (i->ifa_addr->sa_family != AF_INET && i->ifa_addr->sa_family != AF_INET6))
+			continue;
+		memset(&ss, 0, sizeof(ss));
+		memcpy(&ss, i->ifa_addr,
+		       i->ifa_addr->sa_family == AF_INET ? sizeof(struct sockaddr_in)
+							 : sizeof(struct sockaddr_in6));
+		sock_addr16(&ss, own_addrs[n++]);
+	}
+	freeifaddrs(ifa);
+	own_n = n;
+	own_read = now;
+}
+
+static bool addr_is_own(const uint8_t a[16], uint64_t now)
+{
+	bool own = false;
+
+	pthread_mutex_lock(&own_lock);
+	if (!own_read || now - own_read > OWN_ADDRS_TTL_MS)
+		own_refresh(now);
+	for (unsigned i = 0; i < own_n && !own; i++)
+		own = !memcmp(own_addrs[i], a, 16);
+	pthread_mutex_unlock(&own_lock);
+	return own;
+}
+
+/* a loopback, unspecified, link-local or own address the allow list does not name narrowly */
+static bool addr_guarded(struct worker *w, const uint8_t a[16])
+{
+	return (addr_is_special(a) || addr_is_own(a, w->now)) && !mesh_external_narrow(w->mesh, a);
 }
 
 static socklen_t addr_to_sockaddr(const uint8_t a[16], uint16_t port, struct sockaddr_storage *ss)
@@ -212,6 +281,12 @@ static void external_connect(struct worker *w, struct conn *l, const uint8_t add
 	struct conn *p;
 	int fd;
 
+	if (addr_guarded(w, addr)) {
+		open_refuse(w, l, LINK_OPEN_NOT_ALLOWED, 0,
+			    "a loopback, link-local, unspecified or the edge's own address: only "
+			    "an allow CIDR naming it narrowly reaches it");
+		return;
+	}
 	query_from(&q, l, MESH_DST_EXTERNAL, l->port);
 	q.name = l->mesh_host;
 	q.addr = addr;
@@ -279,8 +354,9 @@ void mesh_connected(struct worker *w, struct conn *p, int res)
 /*
  * An answer for a name (cached or from the resolver thread). pattern: the name
  * matched a hostname pattern of [socks] allow, so any address it gives will do
- * (loopback only when a CIDR names it, or the name is localhost); otherwise
- * every address must lie inside an allowed CIDR.
+ * (loopback, link-local, unspecified and the edge's own addresses only when a
+ * narrow CIDR names them: addr_guarded); otherwise every address must lie
+ * inside an allowed CIDR.
  */
 static void on_answer(struct worker *w, struct conn *l, const struct resolve_answer *a)
 {
@@ -303,17 +379,23 @@ static void on_answer(struct worker *w, struct conn *l, const struct resolve_ans
 		inside += cidr;
 		if (pick || (!pattern && !cidr))
 			continue;
-		if (addr_is_local(a->addr[i]) && !cidr && strcmp(name, "localhost"))
-			continue; /* loopback only where the allow list names it */
+		if (addr_guarded(w, a->addr[i]))
+			continue; /* loopback and the like only where a narrow CIDR names them */
 		pick = a->addr[i];
 	}
 	if (!pattern && !inside) {
 		open_refuse(w, l, LINK_OPEN_NOT_FOUND, 0, "no tunnel, port or domain by that name");
 		return;
 	}
-	if ((!pattern && inside < a->n) || !pick) {
+	if (!pattern && inside < a->n) {
 		open_refuse(w, l, LINK_OPEN_NOT_ALLOWED, 0,
 			    "an address of the name lies outside [socks] allow");
+		return;
+	}
+	if (!pick) {
+		open_refuse(w, l, LINK_OPEN_NOT_ALLOWED, 0,
+			    "every address of the name is loopback, link-local, unspecified or the "
+			    "edge's own, and no narrow allow CIDR names it");
 		return;
 	}
 	external_connect(w, l, pick);
@@ -328,8 +410,13 @@ static void resolve_name(struct worker *w, struct conn *l)
 		open_refuse(w, l, LINK_OPEN_BUSY, 0, "no resolver");
 		return;
 	}
-	r = resolver_lookup(w->e->res, link_name(l), w->id, conn_idx(w, l), l->gen, l->open_seq,
-			    &a);
+	/* one tunnel cannot keep the resolver threads to itself */
+	if (atomic_load(&l->tun->dns_inflight) >= RESOLVE_PER_TUNNEL) {
+		open_refuse(w, l, LINK_OPEN_BUSY, 0, "the tunnel has 8 lookups in flight already");
+		return;
+	}
+	r = resolver_lookup(w->e->res, link_name(l), w->id, l->tun, conn_idx(w, l), l->gen,
+			    l->open_seq, &a);
 	if (r == RSV_CACHED)
 		on_answer(w, l, &a);
 	else if (r < 0)
@@ -344,6 +431,8 @@ void mesh_resolved(struct worker *w, const struct mb_msg *m)
 
 	if (!a || m->len != sizeof(*a))
 		return;
+	if (a->tun)
+		atomic_fetch_sub(&a->tun->dns_inflight, 1);
 	l = conn_ref(w, a->idx, a->gen);
 	if (!l || l->kind != CK_LINK || !l->outbound || l->state != LS_OPEN ||
 	    l->open_seq != a->seq || !l->mesh_host || strcmp(l->mesh_host, a->name))
@@ -441,7 +530,9 @@ void mesh_ring_msg(struct worker *w, enum op op, struct mesh_handoff *h, int res
 		if (!h->answered) { /* A's worker: B's never got it */
 			h->status = LINK_OPEN_BUSY;
 			mesh_done(w, h);
-		} else { /* B's worker: b is attached, A's link times out */
+		} else { /* B's worker: b is attached (or refused), A's link times out */
+			if (h->fd_b >= 0)
+				close(h->fd_b); /* refused: B never took it */
 			close(h->fd_a);
 			free(h);
 		}
@@ -574,7 +665,19 @@ static bool open_domain(struct worker *w, struct conn *l)
 		open_refuse(w, l, LINK_OPEN_OFFLINE, 0, "destination tunnel offline");
 		return true;
 	}
-	query_from(&q, l, MESH_DST_DOMAIN, l->port);
+	/*
+	 * A mesh stream is raw: the edge would check no credentials on it, so a
+	 * rule the edge guards with basic auth is not reachable this way.
+	 */
+	if (rt->auth[0]) {
+		open_refuse(w, l, LINK_OPEN_NOT_ALLOWED, 0,
+			    "the domain's HTTP rule has basic auth, which a raw mesh stream would "
+			    "bypass");
+		return true;
+	}
+	/* port 0: the OPEN's port means nothing to a domain, so a port-filtered rule never matches
+	 */
+	query_from(&q, l, MESH_DST_DOMAIN, 0);
 	q.to_id = rt->tun->id;
 	q.to_group = rt->tun->group;
 	q.name = link_name(l);
@@ -621,6 +724,15 @@ void mesh_open(struct worker *w, struct conn *l)
 		conn_close(w, l, false, "internal: an outbound link without a tunnel");
 		return;
 	}
+	/*
+	 * w->mesh arrives with controld's first policy push (MB_MESH); before it
+	 * an empty table would judge by the defaults (an external destination
+	 * allowed, a token with the mesh kind anywhere), so nothing is judged.
+	 */
+	if (!w->mesh) {
+		open_refuse(w, l, LINK_OPEN_BUSY, 0, "mesh policy not yet received");
+		return;
+	}
 	relay_ends(l); /* A's link's source and the edge's address: the BIND's origin and dst */
 	if (d.is_ip) {
 		if (!mesh_external_allowed(w->mesh, NULL, d.addr))
@@ -637,7 +749,7 @@ void mesh_open(struct worker *w, struct conn *l)
 		return;
 	if (d.is_dns && open_domain(w, l))
 		return;
-	if (d.is_dns && w->mesh) {
+	if (d.is_dns && mesh_external_cidrs(w->mesh)) {
 		resolve_name(w, l); /* inside an allowed CIDR, perhaps */
 		return;
 	}

@@ -122,6 +122,14 @@ void relay_src_tag_del(struct worker *w, const void *tag, const uint8_t origin[1
 
 /* ---------- a tunnel's lists ---------- */
 
+/* a data link of t is gone (outbound: a client-opened one) */
+static void links_put(struct tunnel *t, bool outbound)
+{
+	atomic_fetch_sub(&t->links, 1);
+	if (outbound)
+		atomic_fetch_sub(&t->outbound, 1);
+}
+
 static void relay_idle_unlink(struct worker *w, struct conn *l)
 {
 	struct tunnel *t = l->tun;
@@ -201,7 +209,7 @@ static void relay_closing(struct worker *w, struct conn *c, const char *why)
 	if (c->state == LS_IDLE)
 		relay_idle_unlink(w, c);
 	if (c->tun && (c->state == LS_IDLE || c->state == LS_STREAM || c->state == LS_OPEN))
-		atomic_fetch_sub(&c->tun->links, 1);
+		links_put(c->tun, c->outbound);
 	if (c->state == LS_CONTROL && c->tun && c->tun->ctl_idx == conn_idx(w, c) &&
 	    c->tun->ctl_gen == c->gen)
 		tunnel_offline(w, c->tun, why ? why : "control link closed");
@@ -558,7 +566,7 @@ static void relay_adopt_link(struct worker *w, struct handoff *h)
 		log_every(NLOG_WARN, "w%d: connection slab full, dropping data link", w->id);
 		xprt_free(&h->x);
 		close(h->fd);
-		atomic_fetch_sub(&h->tun->links, 1);
+		links_put(h->tun, h->outbound);
 		free(h->in);
 		free(h);
 		return;
@@ -627,7 +635,7 @@ static void relay_handoff(struct worker *w, struct conn *l, struct tunnel *t, in
 
 	if (!ho || l->tx.inflight || l->recv_armed) {
 		free(ho);
-		atomic_fetch_sub(&t->links, 1);
+		links_put(t, l->outbound);
 		conn_close(w, l, false, "cannot hand off link");
 		return;
 	}
@@ -638,7 +646,7 @@ static void relay_handoff(struct worker *w, struct conn *l, struct tunnel *t, in
 		ho->in = malloc(l->x.in_len);
 		if (!ho->in) {
 			free(ho);
-			atomic_fetch_sub(&t->links, 1);
+			links_put(t, l->outbound);
 			conn_close(w, l, false, "out of memory");
 			return;
 		}
@@ -730,6 +738,20 @@ static void relay_first(struct worker *w, struct conn *l)
 		log_every(NLOG_WARN, "tunnel %s: max_links (%u) reached, refusing data link", t->id,
 			  t->max_links);
 		conn_close(w, l, false, "max_links reached");
+		return;
+	}
+	/*
+	 * Client-opened links may hold max_links less the idle pool: the edge's
+	 * own links for the tunnel's public connections always have room.
+	 */
+	if (outbound && (unsigned)atomic_fetch_add(&t->outbound, 1) >=
+			    (t->max_links > t->max_pool ? t->max_links - t->max_pool : 0)) {
+		links_put(t, true);
+		log_every(NLOG_WARN,
+			  "tunnel %s: outbound links at max_links (%u) less the idle pool (%u), "
+			  "refusing one",
+			  t->id, t->max_links, t->max_pool);
+		conn_close(w, l, false, "outbound links at their limit");
 		return;
 	}
 	l->deadline = 0;
@@ -906,7 +928,7 @@ static void relay_ring_msg(struct worker *w, enum op op, uint64_t ud, int res)
 			xprt_free(&h->x);
 			close(h->fd);
 			atomic_fetch_sub(&h->tun->arriving, 1);
-			atomic_fetch_sub(&h->tun->links, 1);
+			links_put(h->tun, h->outbound);
 			free(h->in);
 			free(h);
 		}

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
- * The mesh resolver (resolve.h): one thread, a bounded request ring and a
+ * The mesh resolver (resolve.h): RESOLVE_THREADS threads, a bounded request ring and a
  * small cache under one mutex. The cache is scanned linearly: a few hundred
  * names, looked at once per OPEN that names an external host.
  */
@@ -21,6 +21,7 @@
 struct resolve_req {
 	char name[LINK_OPEN_NAME_MAX + 1];
 	int worker;
+	struct tunnel *tun;
 	uint32_t idx, gen, seq;
 };
 
@@ -34,10 +35,11 @@ struct cache_ent {
 
 struct resolver {
 	struct engine *e;
-	pthread_t thread;
+	pthread_t thread[RESOLVE_THREADS];
+	unsigned nthreads;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	bool stopping, started;
+	bool stopping;
 	struct resolve_req q[RESOLVE_QUEUE_MAX];
 	unsigned head, count;
 	struct cache_ent *cache;
@@ -147,6 +149,7 @@ static void *resolver_main(void *arg)
 		a.idx = req.idx;
 		a.gen = req.gen;
 		a.seq = req.seq;
+		a.tun = req.tun;
 		/* another request for the name may have filled the cache meanwhile */
 		c = cache_find(r, req.name, now_ms());
 		if (c) {
@@ -164,9 +167,13 @@ static void *resolver_main(void *arg)
 		m.type = MB_RESOLVED;
 		m.data = (uint8_t *)&a; /* engine_post copies it */
 		m.len = sizeof(a);
-		if (engine_post(r->e, req.worker, &m) < 0)
+		if (engine_post(r->e, req.worker, &m) < 0) {
+			/* the worker never sees it: its tunnel's lookup is over here */
+			if (req.tun)
+				atomic_fetch_sub(&req.tun->dns_inflight, 1);
 			log_every(NLOG_WARN, "resolver: cannot post an answer to worker %d",
 				  req.worker);
+		}
 		pthread_mutex_lock(&r->lock);
 	}
 	pthread_mutex_unlock(&r->lock);
@@ -194,14 +201,15 @@ struct resolver *resolver_start(struct engine *e, unsigned cache, char *err, siz
 	r->ncache = cache;
 	pthread_mutex_init(&r->lock, NULL);
 	pthread_cond_init(&r->cond, NULL);
-	rc = pthread_create(&r->thread, NULL, resolver_main, r);
-	if (rc) {
-		snprintf(err, errlen, "resolver thread: %s", strerror(rc));
-		r->started = false;
-		resolver_stop(r);
-		return NULL;
+	for (unsigned i = 0; i < RESOLVE_THREADS; i++) {
+		rc = pthread_create(&r->thread[i], NULL, resolver_main, r);
+		if (rc) {
+			snprintf(err, errlen, "resolver thread: %s", strerror(rc));
+			resolver_stop(r);
+			return NULL;
+		}
+		r->nthreads++;
 	}
-	r->started = true;
 	return r;
 }
 
@@ -213,16 +221,16 @@ void resolver_stop(struct resolver *r)
 	r->stopping = true;
 	pthread_cond_broadcast(&r->cond);
 	pthread_mutex_unlock(&r->lock);
-	if (r->started)
-		pthread_join(r->thread, NULL);
+	for (unsigned i = 0; i < r->nthreads; i++)
+		pthread_join(r->thread[i], NULL);
 	pthread_mutex_destroy(&r->lock);
 	pthread_cond_destroy(&r->cond);
 	free(r->cache);
 	free(r);
 }
 
-int resolver_lookup(struct resolver *r, const char *name, int worker, uint32_t idx, uint32_t gen,
-		    uint32_t seq, struct resolve_answer *out)
+int resolver_lookup(struct resolver *r, const char *name, int worker, struct tunnel *tun,
+		    uint32_t idx, uint32_t gen, uint32_t seq, struct resolve_answer *out)
 {
 	struct resolve_req *q;
 	struct cache_ent *c;
@@ -238,6 +246,7 @@ int resolver_lookup(struct resolver *r, const char *name, int worker, uint32_t i
 		out->idx = idx;
 		out->gen = gen;
 		out->seq = seq;
+		out->tun = tun;
 		snprintf(out->name, sizeof(out->name), "%s", name);
 		r->hits++;
 		ret = RSV_CACHED;
@@ -248,6 +257,9 @@ int resolver_lookup(struct resolver *r, const char *name, int worker, uint32_t i
 		q = &r->q[(r->head + r->count) % RESOLVE_QUEUE_MAX];
 		snprintf(q->name, sizeof(q->name), "%s", name);
 		q->worker = worker;
+		q->tun = tun;
+		if (tun) /* the worker takes it back with the answer (mesh_resolved) */
+			atomic_fetch_add(&tun->dns_inflight, 1);
 		q->idx = idx;
 		q->gen = gen;
 		q->seq = seq;

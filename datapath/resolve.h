@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * relayd's resolver for mesh streams (an OPEN naming an external host): one
- * thread calling getaddrinfo, a bounded queue in front of it and a cache of
+ * relayd's resolver for mesh streams (an OPEN naming an external host):
+ * RESOLVE_THREADS threads calling getaddrinfo, a bounded queue in front of it and a cache of
  * answers behind it, so a worker never blocks on DNS and a client cannot
  * queue unbounded work.
  *
@@ -26,6 +26,8 @@
 #include <stdint.h>
 
 #define RESOLVE_QUEUE_MAX     256
+#define RESOLVE_THREADS	      2
+#define RESOLVE_PER_TUNNEL    8 /* lookups in flight for one tunnel's OPENs (meshopen.c) */
 #define RESOLVE_CACHE_DEFAULT 512
 #define RESOLVE_CACHE_MAX     65536
 #define RESOLVE_ADDRS	      8
@@ -34,18 +36,20 @@
 
 struct engine;
 struct resolver;
+struct tunnel;
 
 struct resolve_answer {
 	uint32_t idx, gen, seq; /* the asker's tag, as given */
+	struct tunnel *tun;	/* the asker's too (tunnels are never freed) */
 	int err;		/* 0, or a getaddrinfo EAI_* code (the name did not resolve) */
 	unsigned n;		/* addresses (0 when err) */
 	uint8_t addr[RESOLVE_ADDRS][16]; /* IPv6 or IPv4-mapped, in getaddrinfo's order */
 	char name[LINK_OPEN_NAME_MAX + 1];
 };
 
-/* Starts the thread; NULL with a reason in err. cache: entries (0: the default). */
+/* Starts the threads; NULL with a reason in err. cache: entries (0: the default). */
 struct resolver *resolver_start(struct engine *e, unsigned cache, char *err, size_t errlen);
-/* Stops the thread and frees everything (NULL-safe); queued requests are dropped. */
+/* Stops the threads and frees everything (NULL-safe); queued requests are dropped. */
 void resolver_stop(struct resolver *r);
 
 enum { RSV_QUEUED = 0, RSV_CACHED = 1 };
@@ -54,8 +58,8 @@ enum { RSV_QUEUED = 0, RSV_CACHED = 1 };
  * filled (tag included), RSV_QUEUED (MB_RESOLVED follows), or -EBUSY when
  * the queue is full (or the resolver is stopping).
  */
-int resolver_lookup(struct resolver *r, const char *name, int worker, uint32_t idx, uint32_t gen,
-		    uint32_t seq, struct resolve_answer *out);
+int resolver_lookup(struct resolver *r, const char *name, int worker, struct tunnel *tun,
+		    uint32_t idx, uint32_t gen, uint32_t seq, struct resolve_answer *out);
 /* getaddrinfo calls made, answers from the cache, requests refused for a full queue */
 void resolver_counts(struct resolver *r, uint64_t *lookups, uint64_t *hits, uint64_t *full);
 

@@ -572,3 +572,52 @@ def test_socks_auth(server, make_client, services, free_port):
     socks_exchange(proxy, "127.0.0.1", ext.port, 256 * KiB, auth=("alice", "s3cret pw"))
     assert a.proc.alive()
 
+    # more than 5 failed logins from one source in 60 s: refused for 60 s, even
+    # with the right credentials (2 failed above, 4 more here)
+    for _ in range(4):
+        with nt.connect(proxy) as s:
+            assert socks_greet(s, [0, 2]) == b"\x05\x02"
+            s.sendall(b"\x01\x05alice\x05wrong")
+            assert recv_n(s, 2) == b"\x01\x01"
+            assert closed(s)
+    with nt.connect(proxy) as s:
+        s.sendall(b"\x05\x01\x02")
+        assert closed(s)
+    assert log_line(a.proc, "more than 5 failed logins from one source in 60 s")
+
+
+def test_socks_handshake_cap(server, make_client, free_port):
+    """At most 64 handshakes under way per SOCKS listener: the 65th is closed."""
+    a = make_client("a")
+    proxy = free_port()
+    socks_listen(a, proxy)
+    held = []
+    try:
+        for _ in range(64):
+            held.append(nt.connect(proxy))
+        # the 64 are accepted (a greeting is answered on the last one)
+        assert socks_greet(held[-1], [0]) == b"\x05\x00"
+        try:
+            with nt.connect(proxy) as s:
+                assert closed(s)
+        except ConnectionResetError:
+            pass  # reset before the connect returned
+        assert log_line(a.proc, "64 handshakes under way already")
+        # one finishes its handshake badly and goes: room for another
+        held.pop().close()
+        soon(lambda: socks_greet(nt.connect(proxy), [0]) == b"\x05\x00", "room again")
+    finally:
+        for s in held:
+            s.close()
+
+
+def test_socks_local_refusal_replies(server, make_client, free_port):
+    """A request the client refuses itself (no session with the server within
+    10 s) is answered 0x01 general failure before the close, not just closed."""
+    a = make_client("a")
+    proxy = free_port()
+    socks_listen(a, proxy)
+    server.stop_relayd()
+    log_line(a.proc, "control link lost")  # the session ends: no link carries a stream
+    assert socks_refused(proxy, "127.0.0.1", 9) == 0x01
+    assert log_line(a.proc, "not connected to the server (10 s)")

@@ -186,13 +186,19 @@ def test_streams(server, make_client, services):
 def test_domain(server, make_client, services):
     """A domain of the HTTP edge: the stream reaches the tunnel's HTTP rule raw
     (the edge reads no head of it), whatever the port; a deny rule names itself."""
-    from test_http import h_web, http_add, wait_routed
+    from test_http import h_web, http_add, request, wait_routed
 
     b = make_client("b")
     web = services(h_web, "web")
     http_add(b, "app.example.test", web.port)
     wait_routed(server, "app.example.test")
+    http_add(b, "auth.example.test", web.port, "--basic-auth", "alice:s3cret pass")
+    nt.wait_for(lambda: request(server, "auth.example.test")[0] == 401, 10,
+                "auth.example.test routed")
     rule = server.navectl("mesh", "allow", "*", "domain:app.example.test", json=True)
+    # a domain is asked with port 0: a port-filtered rule never matches it
+    server.navectl("mesh", "allow", "*", "domain:*.example.test", "--port", "9",
+                   "--position", "1", json=True)
     ctl = nt.ControlLink(server.https, server.token(id="a")["token"]).keepalive()
     try:
         with outbound_link(server.https, ctl) as d:
@@ -226,9 +232,166 @@ def test_domain(server, make_client, services):
                 status, got_rule = ask(d, sid, "app.example.test", 80)
                 if status == DENIED or time.monotonic() > deadline:
                     break
+                if status == OK:
+                    # the deny rule is not in force yet: this OPEN started a
+                    # stream, which must end before the link takes another OPEN
+                    # (an OPEN inside a stream is malformed: the link closes)
+                    stream_echo(d, b"")
                 time.sleep(0.2)
             assert (status, got_rule) == (DENIED, deny["id"])
+        # basic auth at the edge: a raw stream would bypass it
+        with outbound_link(server.https, ctl) as d:
+            assert ask(d, 1, "auth.example.test", 9)[0] == NOT_ALLOWED
         log = server.relayd.output()
         assert f"refused: denied by mesh rule {deny['id']}" in log, log
+        assert "refused: the domain's HTTP rule has basic auth" in log, log
     finally:
+        ctl.close()
+
+
+def own_addresses():
+    """The host's IPv4 and IPv6 addresses other than loopback and link-local."""
+    import subprocess
+    try:
+        out = subprocess.run(["ip", "-o", "addr"], capture_output=True, text=True).stdout
+    except OSError:
+        return []
+    got = []
+    for m in re.finditer(r"\sinet6? ([0-9a-f.:]+)/\d+", out):
+        a = m.group(1)
+        if not (a.startswith("127.") or a == "::1" or a.startswith("fe80:")):
+            got.append(a)
+    return got
+
+
+@pytest.mark.parametrize("server_ini", ["[socks]\nallow = localhost, *.localhost, 0.0.0.0/0, ::/0\n"])
+def test_ssrf_guard(server, services):
+    """A hostname pattern or a wide block never reaches loopback, unspecified,
+    link-local or the edge's own addresses, by name or literal."""
+    echo = services(nt.h_echo, "echo")
+    ctl = nt.ControlLink(server.https, server.token(id="a")["token"]).keepalive()
+    try:
+        mark = len(server.relayd.output())
+        with outbound_link(server.https, ctl) as d:
+            sid = 0
+            for name in ["127.0.0.1", "127.1.2.3", "localhost", "0.0.0.0", "::1", "::",
+                         "169.254.1.1", "fe80::1", "::ffff:127.0.0.1"] + own_addresses():
+                sid += 1
+                assert ask(d, sid, name, echo.port)[0] == NOT_ALLOWED, name
+        log = server.relayd.output()[mark:]
+        # (one line per cause every 10 s: the first refusal's)
+        assert "refused: a loopback, link-local, unspecified or the edge's own address" in log
+    finally:
+        ctl.close()
+
+
+@pytest.mark.parametrize("server_ini", ["[socks]\nallow = 127.0.0.0/8, ::/64, localhost\n"])
+def test_ssrf_narrow(server, services):
+    """A block of at least /8 (IPv4) or /64 (IPv6) names loopback narrowly."""
+    echo = services(nt.h_echo, "echo")
+    ctl = nt.ControlLink(server.https, server.token(id="a")["token"]).keepalive()
+    try:
+        with outbound_link(server.https, ctl) as d:
+            assert ask(d, 1, "127.0.0.1", echo.port)[0] == OK
+            assert stream_echo(d, b"narrow") == b"narrow"
+            assert ask(d, 2, "localhost", echo.port)[0] == OK
+            assert stream_echo(d, b"by name") == b"by name"
+    finally:
+        ctl.close()
+
+
+@pytest.mark.parametrize("server_ini", ["[socks]\nallow = localhost\n"])
+def test_no_lookup_without_allow(server):
+    """Without a CIDR in [socks] allow, a name no pattern matches is NOT_FOUND
+    with no DNS lookup; a name a pattern matches is looked up."""
+    ctl = nt.ControlLink(server.https, server.token(id="a")["token"]).keepalive()
+    try:
+        with outbound_link(server.https, ctl) as d:
+            # localhost is looked up, and is loopback no narrow block names
+            assert ask(d, 1, "localhost", 80)[0] == NOT_ALLOWED
+            assert ask(d, 2, "nosuch-name.invalid", 80)[0] == NOT_FOUND
+            assert ask(d, 3, "other-name.invalid", 80)[0] == NOT_FOUND
+            # from the cache: stats that count this hit count every lookup before it
+            assert ask(d, 4, "localhost", 80)[0] == NOT_ALLOWED
+        dns = nt.wait_for(lambda: (lambda x: x if x.get("cache_hits", 0) >= 1 else None)(
+            mesh_stats(server).get("dns", {})), 30, "the cache hit in relayd's stats", 0.5)
+        assert dns["lookups"] == 1, dns
+    finally:
+        ctl.close()
+
+
+def relayd_fds(server):
+    import os
+    return len(os.listdir(f"/proc/{server.relayd.pid}/fd"))
+
+
+@pytest.mark.parametrize("server_ini", [
+    "[socks]\nallow = 127.0.0.1/32\n[ports]\nmax_conns_per_source = 1\n"])
+def test_no_fd_leak(server, make_client, services):
+    """200 OPENs opened and refused (B at max_conns_per_source, a closed port,
+    no such name): relayd's descriptors come back to where they were."""
+    b, port = nt.working_tunnel(make_client, services, name="b")
+    server.navectl("mesh", "allow", "*", "*", json=True)
+    ctl = nt.ControlLink(server.https, server.token(id="a")["token"]).keepalive()
+    closed = nt.free_port()
+    try:
+        with outbound_link(server.https, ctl) as hold:
+            nt.wait_for(lambda: ask(hold, int(time.monotonic() * 1000) & 0xFFFFFF, b.tunnel_id,
+                                    port)[0] == OK, 20, "the allow rule in relayd")
+            # B's client's own links share the source's one unfinished handshake
+
+            def link():
+                try:
+                    c = outbound_link(server.https, ctl)
+                    c.sendall(open_frame(999, "nosuch", 1))
+                    assert read_opened(c)[1] == NOT_FOUND
+                    return c
+                except (OSError, nt.Failure):
+                    return None
+            d = nt.wait_for(link, 20, "an outbound link", 0.2)
+            # hold's stream is A's one connection to B's port from this source
+            base = relayd_fds(server)
+            counts = {}
+            for i in range(200):
+                name, p = [(b.tunnel_id, port), ("127.0.0.1", closed), ("nosuch", 1)][i % 3]
+                st = ask(d, 1000 + i, name, p)[0]
+                counts[st] = counts.get(st, 0) + 1
+            assert counts.get(BUSY, 0) >= 60 and counts.get(REFUSED, 0) >= 60, counts
+            assert counts.get(NOT_FOUND, 0) >= 60, counts
+            nt.wait_for(lambda: relayd_fds(server) <= base, 10,
+                        f"relayd's descriptors back to {base}", 0.2)
+            d.close()
+    finally:
+        ctl.close()
+
+
+@pytest.mark.parametrize("server_ini", [
+    "[tunnel]\nmax_links = 4\nmax_pool_size = 2\n[socks]\nallow = 127.0.0.1/32\n"])
+def test_outbound_cap(server):
+    """A tunnel's outbound links stop at max_links less the idle pool (4 - 2)."""
+    ctl = nt.ControlLink(server.https, server.token(id="a")["token"]).keepalive()
+    links = []
+    try:
+        for i in range(2):
+            links.append(outbound_link(server.https, ctl))
+            assert ask(links[-1], 1, "nosuch", 1)[0] == NOT_FOUND
+        d = outbound_link(server.https, ctl, open_frame(1, "nosuch", 1))
+        nt.closed_by_peer(d, 30)
+        d.close()
+        assert "outbound links at max_links (4) less the idle pool (2)" in \
+            server.relayd.output()
+        # one goes, another takes its place
+        links.pop().close()
+
+        def another():
+            try:
+                c = outbound_link(server.https, ctl)
+                assert ask(c, 2, "nosuch", 1)[0] == NOT_FOUND
+                return c
+            except (OSError, nt.Failure):
+                return None
+        links.append(nt.wait_for(another, 20, "a link in its place", 0.2))
+    finally:
+        for c in links:
+            c.close()
         ctl.close()
