@@ -359,7 +359,8 @@ static json_t *hello_msg(const struct cfg_client *c, const char *mode, const cha
 	/* what this client takes beyond version 1 (link_proto.h); remote_rules = off refuses
 	 * each push with its own reason rather than posing as an older client */
 	json_object_set_new(h, "features",
-			    json_pack("[s, s]", LINK_FEATURE_RULES, LINK_FEATURE_MESH));
+			    json_pack("[s, s, s]", LINK_FEATURE_RULES, LINK_FEATURE_MESH,
+				      LINK_FEATURE_UDP));
 	if (token)
 		json_object_set_new(h, "token", json_string(token));
 	if (registration)
@@ -534,6 +535,7 @@ struct client {
 	unsigned nlsn;
 	_Atomic unsigned unlisten_acked; /* MB_MAP_UNLISTENs the worker has done */
 	bool mesh;			 /* this session's WELCOME named the feature "mesh" */
+	bool udp;			 /* and "udp": it takes udp_add (link_proto.h) */
 	/*
 	 * The answers sent for the last REMOTE_DONE remote operations, by (tunnel id, op):
 	 * one pushed again (its answer lost with a link, or with a controld restart) gets
@@ -557,11 +559,12 @@ static bool op_rule_find(void *arg, uint16_t port, uint16_t flags, struct engine
 	struct client *cl = arg;
 	bool found = false;
 
-	bool http = flags & LINK_BIND_HTTP;
+	bool http = flags & LINK_BIND_HTTP, udp = flags & LINK_BIND_UDP;
 
 	pthread_mutex_lock(&cl->lock);
 	for (unsigned i = 0; i < cl->nrules; i++)
 		if (cl->rules[i].http == http && cl->rules[i].granted == port &&
+		    (http || cl->rules[i].cfg.udp == udp) &&
 		    cl->rules[i].er.to_len) {
 			*out = cl->rules[i].er;
 			found = true;
@@ -740,13 +743,26 @@ static long long request_rule(struct client *cl, struct rule *r, bool remove)
 	long long id = ++cl->next_req;
 	json_t *m;
 
+	if (!r->http && r->cfg.udp && !cl->udp) {
+		/* udp_* only to a relayd whose WELCOME named "udp" (link_proto.h) */
+		if (!remove) {
+			log_warn("rule %s: the server does not support UDP rules (too old)",
+				 r->cfg.name);
+			str_copy(r->refused, sizeof(r->refused),
+				 "the server does not support UDP rules");
+		}
+		r->requested = false;
+		return 0;
+	}
 	if (r->http)
 		m = http_msg(r, id, remove);
 	else if (remove)
-		m = json_pack("{s:s, s:I, s:s, s:i}", "type", LINK_MSG_TCP_RM, "req", id, "name",
+		m = json_pack("{s:s, s:I, s:s, s:i}", "type",
+			      r->cfg.udp ? LINK_MSG_UDP_RM : LINK_MSG_TCP_RM, "req", id, "name",
 			      r->cfg.name, "port", (int)r->granted);
 	else
-		m = json_pack("{s:s, s:I, s:s, s:i}", "type", LINK_MSG_TCP_ADD, "req", id, "name",
+		m = json_pack("{s:s, s:I, s:s, s:i}", "type",
+			      r->cfg.udp ? LINK_MSG_UDP_ADD : LINK_MSG_TCP_ADD, "req", id, "name",
 			      r->cfg.name, "port", (int)r->cfg.port);
 	if (cconn_send(&cl->cc, m) < 0)
 		id = 0;
@@ -804,6 +820,12 @@ static void session_start(struct client *cl, json_t *welcome)
 				   !strcmp(json_string_value(fv), LINK_FEATURE_MESH)) cl->mesh =
 	    true;
 	mb.mesh_ok = cl->mesh;
+	cl->udp = false;
+	json_array_foreach(json_object_get(welcome, "features"), fi, fv)
+	{
+		if (json_is_string(fv) && !strcmp(json_string_value(fv), LINK_FEATURE_UDP))
+			cl->udp = true;
+	}
 	if (!cl->mesh && cl->nlsn)
 		log_warn("the server does not support port maps (too old): connections to the "
 			 "local ports of port maps and SOCKS proxies are refused");
@@ -1237,25 +1259,27 @@ static void on_server_message(struct client *cl, json_t *m)
 	cl->last_rx = now_ms();
 	if (!strcmp(type, LINK_MSG_HEARTBEAT_ACK))
 		return;
-	if (!strcmp(type, LINK_MSG_TCP_GRANT)) {
+	if (!strcmp(type, LINK_MSG_TCP_GRANT) || !strcmp(type, LINK_MSG_UDP_GRANT)) {
 		long long port = msg_int(m, "port", 0);
+		bool udp = !strcmp(type, LINK_MSG_UDP_GRANT);
 
 		pthread_mutex_lock(&cl->lock);
 		r = rule_by_name(cl, msg_str(m, "name") ?: "");
-		if (r && r->http)
+		if (r && (r->http || r->cfg.udp != udp))
 			r = NULL;
 		if (r && port > 0 && port <= 65535)
 			r->granted = (uint16_t)port;
 		pthread_mutex_unlock(&cl->lock);
 		if (r) {
-			log_info("rule %s: public port %lld -> %s", r->cfg.name, port, r->cfg.to);
+			log_info("rule %s: public %s port %lld -> %s", r->cfg.name,
+				 udp ? "UDP" : "TCP", port, r->cfg.to);
 			persist(cl);
 		}
 		if (lo)
 			local_reply(cl, lo,
-				    json_pack("{s:b, s:s, s:I, s:s}", "ok", 1, "name",
+				    json_pack("{s:b, s:s, s:I, s:s, s:s}", "ok", 1, "name",
 					      r ? r->cfg.name : "", "port", (json_int_t)port, "to",
-					      r ? r->cfg.to : ""));
+					      r ? r->cfg.to : "", "transport", udp ? "udp" : "tcp"));
 		return;
 	}
 	if (!strcmp(type, LINK_MSG_HTTP_GRANT)) {
@@ -1293,7 +1317,8 @@ static void on_server_message(struct client *cl, json_t *m)
 					      (json_int_t)route, "state", "granted"));
 		return;
 	}
-	if (!strcmp(type, LINK_MSG_TCP_REMOVED) || !strcmp(type, LINK_MSG_HTTP_REMOVED)) {
+	if (!strcmp(type, LINK_MSG_TCP_REMOVED) || !strcmp(type, LINK_MSG_HTTP_REMOVED) ||
+	    !strcmp(type, LINK_MSG_UDP_REMOVED)) {
 		if (lo)
 			local_reply(cl, lo, json_pack("{s:b}", "ok", 1));
 		return;
@@ -1437,7 +1462,8 @@ static json_t *status_json(struct client *cl)
 			continue;
 		}
 		json_array_append_new(
-		    rules, json_pack("{s:s, s:s, s:i, s:s}", "name", cl->rules[i].cfg.name, "to",
+		    rules, json_pack("{s:s, s:s, s:s, s:i, s:s}", "name", cl->rules[i].cfg.name,
+				     "transport", cl->rules[i].cfg.udp ? "udp" : "tcp", "to",
 				     cl->rules[i].cfg.to, "port",
 				     (int)(cl->rules[i].granted ? cl->rules[i].granted
 								: cl->rules[i].cfg.port),
@@ -1919,6 +1945,13 @@ static void on_local_request(struct client *cl, struct local *lo, json_t *req)
 		str_copy(nr.cfg.to, sizeof(nr.cfg.to), msg_str(req, "to") ?: "");
 		nr.cfg.port = (uint16_t)msg_int(req, "port", 0);
 		nr.cfg.proxy_protocol = (int)msg_int(req, "proxy_protocol", 0);
+		nr.cfg.udp = !strcmp(msg_str(req, "transport") ?: "tcp", "udp");
+		if (nr.cfg.udp && nr.cfg.proxy_protocol) {
+			local_reply(cl, lo,
+				    json_pack("{s:b, s:s}", "ok", 0, "error",
+					      "a UDP rule takes no PROXY protocol header"));
+			return;
+		}
 		if (!cfg_valid_name(nr.cfg.name) || rule_resolve(&nr, err, sizeof(err)) < 0) {
 			if (!cfg_valid_name(nr.cfg.name))
 				snprintf(err, sizeof(err), "bad rule name");
@@ -1944,6 +1977,15 @@ static void on_local_request(struct client *cl, struct local *lo, json_t *req)
 					      "port", "note",
 					      "not connected to the server: saved, applied on "
 					      "reconnect"));
+			return;
+		}
+		if (nr.cfg.udp && !cl->udp) {
+			request_rule(cl, rule_by_name(cl, nr.cfg.name), false); /* refused */
+			local_reply(cl, lo,
+				    json_pack("{s:b, s:s, s:n, s:s}", "ok", 1, "name", nr.cfg.name,
+					      "port", "note",
+					      "saved, but the server does not support UDP rules "
+					      "(too old)"));
 			return;
 		}
 		lo->waiting = request_rule(cl, rule_by_name(cl, nr.cfg.name), false);

@@ -582,6 +582,19 @@ static int cmd_deauth(struct opts *o, int argc, char **argv)
 	"  --json                  print the result as JSON\n"                                     \
 	"  -h, --help              this help"
 
+#define UDP_ADD_USAGE                                                                              \
+	"nave tunnel udp add [--port N] --to HOST:PORT [--name NAME] [--config FILE]\n"            \
+	"                           [--json]"
+
+#define UDP_ADD_OPTIONS                                                                            \
+	"  --port N                the public UDP port, from the server's range; 0 or\n"           \
+	"                          none: any free one\n"                                            \
+	"  --to HOST:PORT          the local UDP service to expose\n"                               \
+	"  --name NAME             its name: letters, digits, - and _ (default udpN)\n"             \
+	"  --config FILE           the client config\n"                                             \
+	"  --json                  print the result as JSON\n"                                      \
+	"  -h, --help              this help"
+
 #define HTTP_ADD_USAGE                                                                             \
 	"nave tunnel http add --domain D (--to HOST:PORT | --webroot DIR)\n"                       \
 	"                            [--tls-passthrough] [--redirect-https] [--host-header H]\n"   \
@@ -612,16 +625,21 @@ static int cmd_deauth(struct opts *o, int argc, char **argv)
 
 static const char tunnel_help[] =
     "usage: " TCP_ADD_USAGE "\n"
+    "       " UDP_ADD_USAGE "\n"
     "       " HTTP_ADD_USAGE "\n"
     "       nave tunnel ls [--config FILE] [--json]\n"
     "       nave tunnel rm NAME [--config FILE] [--json]\n"
-    "       (also: nave tunnel tcp ls, nave tunnel tcp rm NAME, nave tunnel http ls,\n"
+    "       (also: nave tunnel tcp ls, nave tunnel tcp rm NAME, nave tunnel udp ls,\n"
+    "        nave tunnel udp rm NAME, nave tunnel http ls,\n"
     "        nave tunnel http rm NAME)\n"
-    "Rules expose local services: TCP rules on public ports of the server, HTTP\n"
-    "rules under a domain of its HTTP/HTTPS edge. While nave start runs they apply\n"
+    "Rules expose local services: TCP and UDP rules on public ports of the server\n"
+    "(each UDP source address and port is a flow of datagrams), HTTP rules under a\n"
+    "domain of its HTTP/HTTPS edge. While nave start runs they apply\n"
     "at once (and are saved); else they are saved for the next start.\n"
     "\n"
     "Options of tcp add:\n" TCP_ADD_OPTIONS "\n"
+    "\n"
+    "Options of udp add:\n" UDP_ADD_OPTIONS "\n"
     "\n"
     "Options of http add:\n" HTTP_ADD_OPTIONS;
 
@@ -641,10 +659,11 @@ static void print_tcp_rules(json_t *rules)
 		char ps[16];
 
 		snprintf(ps, sizeof(ps), "%lld", port);
-		printf("%-16s %-8s %-10s %s\n", log_esc_str(msg_str(r, "name"), b1, sizeof(b1)),
+		printf("%-16s %-8s %-10s %s%s\n", log_esc_str(msg_str(r, "name"), b1, sizeof(b1)),
 		       port ? ps : "any",
 		       log_esc_str(msg_str(r, "state") ?: "saved", b2, sizeof(b2)),
-		       log_esc_str(msg_str(r, "to"), b3, sizeof(b3)));
+		       log_esc_str(msg_str(r, "to"), b3, sizeof(b3)),
+		       !strcmp(msg_str(r, "transport") ?: "tcp", "udp") ? " (udp)" : "");
 	}
 }
 
@@ -742,9 +761,10 @@ static int tunnel_ls(struct opts *o, int argc, char **argv, enum ls_kind kind)
 	http = json_array();
 	for (unsigned i = 0; i < o->cfg.n_tcp; i++)
 		json_array_append_new(rules,
-				      json_pack("{s:s, s:s, s:i, s:s}", "name", o->cfg.tcp[i].name,
-						"to", o->cfg.tcp[i].to, "port",
-						(int)o->cfg.tcp[i].port, "state", "saved"));
+				      json_pack("{s:s, s:s, s:s, s:i, s:s}", "name",
+						o->cfg.tcp[i].name, "transport",
+						o->cfg.tcp[i].udp ? "udp" : "tcp", "to", o->cfg.tcp[i].to,
+						"port", (int)o->cfg.tcp[i].port, "state", "saved"));
 	for (unsigned i = 0; i < o->cfg.n_http; i++)
 		json_array_append_new(http,
 				      client_http_rule_json(&o->cfg.http[i], 0, "saved", NULL));
@@ -837,8 +857,10 @@ static long parse_port(const char *s)
 	return v <= 65535 ? v : -1;
 }
 
-static int tcp_add(struct opts *o, int argc, char **argv)
+/* tcp add, and udp add (udp: no --proxy-protocol) */
+static int tcp_add(struct opts *o, int argc, char **argv, bool udp)
 {
+	const char *cmd = udp ? "tunnel udp add" : "tunnel tcp add";
 	static const struct option lo[] = {
 	    {"port", required_argument, NULL, 'p'},
 	    {"to", required_argument, NULL, 't'},
@@ -870,21 +892,30 @@ static int tcp_add(struct opts *o, int argc, char **argv)
 			name = optarg;
 			break;
 		case 'P':
+			if (udp)
+				bad_option(cmd, c, argv);
 			pp = optarg;
 			break;
 		case 'h':
+			if (udp) {
+				printf("usage: " UDP_ADD_USAGE "\n"
+				       "Exposes the UDP service at HOST:PORT on a public UDP port of "
+				       "the server and prints the port.\n\nOptions:\n" UDP_ADD_OPTIONS
+				       "\n");
+				return 0;
+			}
 			printf("usage: " TCP_ADD_USAGE "\n"
 			       "Exposes HOST:PORT on a public TCP port of the server and prints "
 			       "the port.\n\nOptions:\n" TCP_ADD_OPTIONS "\n");
 			return 0;
 		default:
-			bad_option("tunnel tcp add", c, argv);
+			bad_option(cmd, c, argv);
 		}
 	}
 	if (optind < argc)
-		die_usage("tunnel tcp add: unexpected argument '%s'", argv[optind]);
+		die_usage("%s: unexpected argument '%s'", cmd, argv[optind]);
 	if (!to)
-		die_usage("tunnel tcp add needs --to HOST:PORT");
+		die_usage("%s needs --to HOST:PORT", cmd);
 	if (cfg_parse_hostport(to, host, sizeof(host), &hp) < 0 || hp == 0)
 		die_usage("bad --to '%s' (want HOST:PORT)", to);
 	if (pp) {
@@ -900,7 +931,7 @@ static int tcp_add(struct opts *o, int argc, char **argv)
 		for (unsigned i = 1;; i++) {
 			bool used = false;
 
-			snprintf(nbuf, sizeof(nbuf), "tcp%u", i);
+			snprintf(nbuf, sizeof(nbuf), "%s%u", udp ? "udp" : "tcp", i);
 			used = rule_name_used(&o->cfg, nbuf);
 			if (!used)
 				break;
@@ -909,8 +940,9 @@ static int tcp_add(struct opts *o, int argc, char **argv)
 	}
 	if (!cfg_valid_name(name))
 		die_usage("bad --name '%s' (letters, digits, - and _)", name);
-	r = local(o, json_pack("{s:s, s:s, s:s, s:i, s:i}", "type", "tcp_add", "name", name, "to",
-			       to, "port", (int)port, "proxy_protocol", proxy));
+	r = local(o, json_pack("{s:s, s:s, s:s, s:i, s:i, s:s}", "type", "tcp_add", "name", name,
+			       "to", to, "port", (int)port, "proxy_protocol", proxy, "transport",
+			       udp ? "udp" : "tcp"));
 	if (r) {
 		bool ok = json_is_true(json_object_get(r, "ok"));
 
@@ -944,6 +976,7 @@ static int tcp_add(struct opts *o, int argc, char **argv)
 	str_copy(t->to, sizeof(t->to), to);
 	t->port = (uint16_t)port;
 	t->proxy_protocol = proxy;
+	t->udp = udp;
 	if (cfg_client_save(&o->cfg, err, sizeof(err)) < 0) {
 		say_err("%s", err);
 		return 1;
@@ -1207,7 +1240,7 @@ static int http_add(struct opts *o, int argc, char **argv)
 static int cmd_tunnel(struct opts *o, int argc, char **argv)
 {
 	if (argc < 2)
-		die_usage("tunnel needs a command: tcp add, http add, ls or rm");
+		die_usage("tunnel needs a command: tcp add, udp add, http add, ls or rm");
 	if (is_help(argv[1])) {
 		puts(tunnel_help);
 		return 0;
@@ -1224,12 +1257,27 @@ static int cmd_tunnel(struct opts *o, int argc, char **argv)
 			return 0;
 		}
 		if (!strcmp(argv[2], "add"))
-			return tcp_add(o, argc - 2, argv + 2);
+			return tcp_add(o, argc - 2, argv + 2, false);
 		if (!strcmp(argv[2], "ls"))
 			return tunnel_ls(o, argc - 2, argv + 2, LS_TCP);
 		if (!strcmp(argv[2], "rm"))
 			return tunnel_rm(o, argc - 2, argv + 2);
 		die_usage("unknown tunnel command 'tcp %s'", argv[2]);
+	}
+	if (!strcmp(argv[1], "udp")) {
+		if (argc < 3)
+			die_usage("tunnel udp needs a command: add, ls or rm");
+		if (is_help(argv[2])) {
+			puts(tunnel_help);
+			return 0;
+		}
+		if (!strcmp(argv[2], "add"))
+			return tcp_add(o, argc - 2, argv + 2, true);
+		if (!strcmp(argv[2], "ls"))
+			return tunnel_ls(o, argc - 2, argv + 2, LS_TCP);
+		if (!strcmp(argv[2], "rm"))
+			return tunnel_rm(o, argc - 2, argv + 2);
+		die_usage("unknown tunnel command 'udp %s'", argv[2]);
 	}
 	if (!strcmp(argv[1], "http")) {
 		if (argc < 3)
@@ -1748,7 +1796,8 @@ static const struct command commands[] = {
     {"configure", cmd_configure, "check credentials with a server and write the config"},
     {"start", cmd_start, "run the tunnel (foreground)"},
     {"tunnel", cmd_tunnel,
-     "tcp add | http add | ls | rm: public TCP ports and HTTP domains for local services"},
+     "tcp add | udp add | http add | ls | rm: public TCP and UDP ports and HTTP domains for "
+     "local services"},
     {"ports", cmd_ports, "map | ls | rm: local ports carried to services of the mesh"},
     {"proxies", cmd_proxies, "socks listen | socks rm | ls: a local SOCKS5 proxy into the mesh"},
     {"status", cmd_status, "show whether the tunnel runs and what it carries"},

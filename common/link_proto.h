@@ -74,6 +74,24 @@
  * naming the holder's id. tcp_sync's names list every rule the client has, TCP and
  * HTTP: the server releases ports and domains held under any other name.
  */
+/*
+ * UDP rules (sent only to a relayd whose WELCOME named the feature "udp"):
+ * c->r udp_add {req, name, port (0 = any)} -> r->c udp_grant {req, name, port}, or
+ *   req_error {req, reason}; a UDP port is a port of the same reserved range as a TCP
+ *   one, held by one tunnel for one transport.
+ * c->r udp_rm {req, name, port} -> r->c udp_removed {req, name, port}.
+ * Rule names are unique across TCP, HTTP and UDP rules; tcp_sync lists UDP rules too.
+ * Each flow (one source address and port on one public UDP port) is one stream: a BIND
+ * with LINK_BIND_UDP (origin: the flow's source, port: the public port); each data
+ * chunk on it is exactly one datagram of 1..LINK_UDP_MAX bytes (a longer one is dropped
+ * and counted by the receiver), EOF from either side ends the flow (the other side
+ * answers EOF), RESET aborts it. relayd ends a flow idle for [udp] idle_timeout with EOF.
+ */
+#define LINK_MSG_UDP_ADD     "udp_add"
+#define LINK_MSG_UDP_GRANT   "udp_grant"
+#define LINK_MSG_UDP_RM	     "udp_rm"
+#define LINK_MSG_UDP_REMOVED "udp_removed"
+#define LINK_UDP_MAX	     65507 /* the largest IPv4 UDP payload */
 #define LINK_MSG_HTTP_ADD     "http_add"
 #define LINK_MSG_HTTP_GRANT   "http_grant"
 #define LINK_MSG_HTTP_RM      "http_rm"
@@ -91,7 +109,9 @@
  * know are ignored, a client that sends none has none (an older client keeps working).
  *   "rule_push"  the client takes rule_push (below).
  *   "mesh"       the client may open streams (LINK_HELLO_OUTBOUND links, OPEN).
- * WELCOME "features" is relayd's list, the same shape: ["mesh"] when relayd takes
+ *   "udp"        the client serves LINK_BIND_UDP streams (UDP rules, udp_add).
+ * WELCOME "features" is relayd's list, the same shape: "udp" when relayd takes udp_add,
+ * and "mesh" when relayd takes
  * LINK_HELLO_OUTBOUND data links and OPEN frames. A client opens streams only when
  * the WELCOME named "mesh" (an older relayd refuses DATA_HELLO flags other than 0).
  *
@@ -115,6 +135,7 @@
 #define LINK_MSG_RULE_RESULT "rule_result"
 #define LINK_FEATURE_RULES   "rule_push"
 #define LINK_FEATURE_MESH    "mesh"
+#define LINK_FEATURE_UDP     "udp"
 #define LINK_FEATURES_MAX    8
 #define LINK_FEATURE_MAX     32
 
@@ -132,7 +153,7 @@
  *   client_version  1..32 of [A-Za-z0-9._+-]
  *   id              1..63 of [A-Za-z0-9._-] (the tunnel group name)
  *   token, registration  1..64 of [A-Za-z0-9_]
- *   rule names      1..63 of [A-Za-z0-9_-], unique across TCP and HTTP rules (case
+ *   rule names      1..63 of [A-Za-z0-9_-], unique across TCP, HTTP and UDP rules (case
  *                   does not tell two apart); at most LINK_RULES_MAX in tcp_sync
  */
 #define LINK_HOSTNAME_MAX 64
@@ -183,6 +204,11 @@ struct link_data_hello {
  * waiting behind a few handshakes at a time). A hint; older clients ignore it.
  */
 #define LINK_BIND_WAITING 0x8
+/*
+ * A UDP flow (udp_grant): port is a public UDP port, origin the flow's source; every
+ * chunk is one datagram (see "UDP rules" above).
+ */
+#define LINK_BIND_UDP 0x10
 
 struct link_bind {
 	uint32_t stream_id;	 /* big-endian; for logs */

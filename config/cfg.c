@@ -91,6 +91,15 @@ const char cfg_server_default_ini[] =
     "# how long a public connection waits for a free data link before it is reset\n"
     "pending_timeout = 10s\n"
     "\n"
+    "[udp]\n"
+    "# UDP port tunnels (nave tunnel udp add): a flow is one source address and port\n"
+    "# a flow without a datagram either way for this long ends\n"
+    "idle_timeout = 60s\n"
+    "# open flows per tunnel; a new flow past it is dropped (counted)\n"
+    "max_flows = 1024\n"
+    "# datagrams a flow queues while it waits for a data link; more are dropped (counted)\n"
+    "queue = 64\n"
+    "\n"
     "[tls]\n"
     "# empty: state_dir/tls/server.crt and server.key, self-signed on first start\n"
     "certificate =\n"
@@ -258,6 +267,9 @@ static const struct cfg_row server_rows[] = {
 	.max = 30 * 86400000u, .live = true),
     SRV("tunnel", "pending_timeout", "10s", R_DURATION, pending_timeout_ms, .min = 1000,
 	.max = 600000, .live = true),
+    SRV("udp", "idle_timeout", "60s", R_DURATION, udp_idle_ms, .min = 1000, .max = 86400000u),
+    SRV("udp", "max_flows", "1024", R_UINT, udp_max_flows, .min = 1, .max = 1048576),
+    SRV("udp", "queue", "64", R_UINT, udp_queue, .min = 1, .max = 4096),
     SRV("tls", "certificate", "", R_STR, certificate, .live = true),
     SRV("tls", "private_key", "", R_STR, private_key, .live = true),
     SRV("tls", "pq", "on", R_BOOL, pq, .live = true),
@@ -1797,7 +1809,7 @@ static int read_err(char *err, size_t errlen, const char *file, int e)
 
 /* ---- server ---- */
 
-static const char *const server_sections[] = {"server",	  "tls",     "listen", "ports",	  "tunnel",
+static const char *const server_sections[] = {"server",	  "tls",     "listen", "ports",	  "tunnel", "udp",
 					      "datapath", "http",    "xdp",    "metrics", "acme",
 					      "admin",	  "records", "socks"};
 
@@ -2111,6 +2123,7 @@ static int client_section(void *ctx, struct ini_sec *s, const char *raw, char *w
 {
 	struct cfg_client *c = ctx;
 	bool http = !strncasecmp(raw, "http.", 5);
+	bool udp = !strncasecmp(raw, "udp.", 4);
 	const char *name = raw + (http ? 5 : 4);
 	char shown[80];
 
@@ -2122,9 +2135,9 @@ static int client_section(void *ctx, struct ini_sec *s, const char *raw, char *w
 	}
 	if (!strncasecmp(raw, "portmap.", 8) || !strncasecmp(raw, "socks.", 6))
 		return listener_section(c, s, raw, why, wl);
-	if (!http && strncasecmp(raw, "tcp.", 4)) {
+	if (!http && !udp && strncasecmp(raw, "tcp.", 4)) {
 		snprintf(why, wl,
-			 "unknown section [%s] (expected [client], [tcp.NAME], [http.NAME], "
+			 "unknown section [%s] (expected [client], [tcp.NAME], [udp.NAME], [http.NAME], "
 			 "[portmap.LOCALPORT] or [socks.PORT])",
 			 safe(shown, sizeof(shown), raw, strlen(raw)));
 		return -1;
@@ -2143,9 +2156,15 @@ static int client_section(void *ctx, struct ini_sec *s, const char *raw, char *w
 	for (unsigned i = 0; i < c->n_tcp + c->n_http; i++) {
 		const char *other = i < c->n_tcp ? c->tcp[i].name : c->http[i - c->n_tcp].name;
 
-		if (!strcasecmp(other, name) && (http ? i < c->n_tcp : i >= c->n_tcp)) {
+		bool other_udp = i < c->n_tcp && c->tcp[i].udp;
+
+		if (!strcasecmp(other, name) &&
+		    (http ? i < c->n_tcp : i >= c->n_tcp || other_udp != udp)) {
 			snprintf(why, wl, "[%s]: the rule name %s is taken by [%s.%s]", raw, name,
-				 http ? "tcp" : "http", other);
+				 i >= c->n_tcp ? "http"
+				 : other_udp   ? "udp"
+					       : "tcp",
+				 other);
 			return -1;
 		}
 	}
@@ -2164,6 +2183,7 @@ static int client_section(void *ctx, struct ini_sec *s, const char *raw, char *w
 		memset(t, 0, sizeof(*t));
 		rows_apply_defaults(tcp_rows, ARRAY_SIZE(tcp_rows), t);
 		str_copy(t->name, sizeof(t->name), name);
+		t->udp = udp;
 		s->rows = tcp_rows;
 		s->nrows = ARRAY_SIZE(tcp_rows);
 		s->base = t;
@@ -2218,11 +2238,17 @@ static int client_finish(struct cfg_client *c, const struct ini_doc *d, char *er
 				if (!strcmp(d->sec[j].name, sec))
 					line = d->sec[j].line;
 			return cfg_err(err, errlen, d->file, line,
-				       "[tcp.%s] to: missing (HOST:PORT of the local service)",
-				       t->name);
+				       "[%s.%s] to: missing (HOST:PORT of the local service)",
+				       t->udp ? "udp" : "tcp", t->name);
+		}
+		if (t->udp && t->proxy_protocol) {
+			snprintf(sec, sizeof(sec), "udp.%s", t->name);
+			lower(sec, sec, strlen(sec));
+			return cfg_err(err, errlen, d->file, ini_line(d, sec, "proxy_protocol"),
+				       "[udp.%s] proxy_protocol: not for a UDP rule", t->name);
 		}
 		for (unsigned j = 0; j < i && t->port; j++) {
-			if (c->tcp[j].port != t->port)
+			if (c->tcp[j].port != t->port || c->tcp[j].udp != t->udp)
 				continue;
 			snprintf(sec, sizeof(sec), "tcp.%s", t->name);
 			lower(sec, sec, strlen(sec));
@@ -2398,7 +2424,7 @@ static int client_render(const struct cfg_client *c, char **text, size_t *len, c
 				ret = -EINVAL;
 			}
 		}
-		fprintf(f, "\n[tcp.%s]\n", t->name);
+		fprintf(f, "\n[%s.%s]\n", t->udp ? "udp" : "tcp", t->name);
 		for (size_t k = 0; k < ARRAY_SIZE(tcp_rows) && !ret; k++) {
 			const struct cfg_row *r = &tcp_rows[k];
 

@@ -44,6 +44,10 @@ struct cfg_server {
 	unsigned heartbeat_ms;	     /* heartbeat = 10s */
 	unsigned idle_timeout_ms;    /* idle_timeout = 1h; 0 = off */
 	unsigned pending_timeout_ms; /* pending_timeout = 10s */
+	/* [udp] (UDP port tunnels; read at start) */
+	unsigned udp_idle_ms;	/* idle_timeout = 60s: a flow without datagrams ends */
+	unsigned udp_max_flows; /* max_flows = 1024 per tunnel */
+	unsigned udp_queue;	/* queue = 64 datagrams per flow waiting for a data link */
 	/* [tls] */
 	char certificate[CFG_PATH_MAX]; /* empty: state_dir/tls/server.crt (self-signed on first
 					   run) */
@@ -165,6 +169,7 @@ struct cfg_tcp_rule {
 	char to[CFG_STR_MAX]; /* HOST:PORT, validated */
 	uint16_t port;	      /* public port; 0 = any */
 	int proxy_protocol;   /* enum cfg_proxy */
+	bool udp;	      /* a UDP rule ([udp.NAME]): to and port only */
 };
 
 /*

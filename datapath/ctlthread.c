@@ -122,6 +122,7 @@ struct req {
 	struct rtun *rt;
 	json_t *hello;	/* the HELLO (RQ_AUTH) */
 	long long creq; /* client's req id */
+	bool udp;	/* RQ_PORT, RQ_RELEASE: a UDP rule's port (udp_add, udp_rm) */
 	char name[64];
 	uint16_t port;
 	char domain[DOMAIN_MAX + 1]; /* RQ_DOMAIN, RQ_DOMAIN_RELEASE */
@@ -148,6 +149,7 @@ struct ctlthread {
 	/* indexed by port, all 65536: a reload may move the range ([ports] range) */
 	_Atomic(struct tunnel *) *route;
 	bool *listening;
+	bool *udp; /* indexed by port: a UDP port (its listeners are datagram sockets) */
 	unsigned nlistening;
 	int *hold; /* steering = bpf: the socket that holds each allocated port, -1 */
 	/* a reload's live settings for this thread (ctlthread_reconfigure) */
@@ -574,6 +576,16 @@ static void send_stats(struct ctlthread *ct)
 	    (json_int_t)s.idle_timeouts, "pending_timeouts", (json_int_t)s.pending_timeouts,
 	    "uptime", (json_int_t)((now_ms() - ct->started) / 1000), "online",
 	    online_list(ct, false));
+	/* UDP port tunnels (udp.c) */
+	json_object_set_new(
+	    o, "udp",
+	    json_pack("{s:I, s:I, s:I, s:I, s:{s:I, s:I, s:I, s:I}}", "flows",
+		      (json_int_t)s.udp_flows, "flows_expired", (json_int_t)s.udp_expired,
+		      "datagrams_in", (json_int_t)s.udp_in, "datagrams_out", (json_int_t)s.udp_out,
+		      "dropped", "queue", (json_int_t)s.udp_dropped[UDP_DROP_QUEUE], "flows",
+		      (json_int_t)s.udp_dropped[UDP_DROP_FLOWS], "oversize",
+		      (json_int_t)s.udp_dropped[UDP_DROP_OVERSIZE], "offline",
+		      (json_int_t)s.udp_dropped[UDP_DROP_OFFLINE]));
 	json_object_set_new(o, "firewall_refused", json_integer((json_int_t)s.firewall_refused));
 	json_object_set_new(o, "refused_max_links", json_integer((json_int_t)s.refused_max_links));
 	json_object_set_new(o, "refused_fd_limit", json_integer((json_int_t)s.refused_fd_limit));
@@ -623,11 +635,14 @@ static json_t *record_json(const struct engine_record *r)
 		      r->kind == ER_HTTPS  ? "https"
 		      : r->kind == ER_HTTP ? "http"
 		      : r->kind == ER_MESH ? "mesh"
+		      : r->kind == ER_UDP  ? "udp"
 					   : "tcp",
 		      "port", (int)r->port, "src", src, "src_port", (int)r->src_port, "start_ms",
 		      (json_int_t)r->start_ms, "duration_ms", (json_int_t)r->duration_ms,
 		      "bytes_in", (json_int_t)r->bytes_in, "bytes_out", (json_int_t)r->bytes_out,
-		      "reason", engine_close_name(r->reason));
+		      "reason",
+		      r->kind == ER_UDP && r->reason == EC_IDLE_TIMEOUT ? "idle"
+									: engine_close_name(r->reason));
 	if (o && r->kind != ER_TCP && r->host[0])
 		json_object_set_new(o, "domain", json_string(r->host));
 	return o;
@@ -859,6 +874,58 @@ static void req_fail(struct ctlthread *ct, struct req *r, const char *reason)
 
 /* ---------- listeners ---------- */
 
+/*
+ * A UDP port: one datagram socket per worker in a SO_REUSEPORT group, in both
+ * steering modes (sk_lookup steers TCP only); a flow's own connected socket
+ * joins the group at the home worker (udp.c). 0 or -errno with why.
+ */
+static int port_listen_udp(struct ctlthread *ct, uint16_t port, char *why, size_t whylen)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	unsigned n = engine_workers(ct->e);
+	int fds[ENGINE_MAX_WORKERS];
+	int r, one = 1;
+
+	for (uint64_t until = now_ms() + 2000;
+	     atomic_load(&ct->unlisten_acked) < ct->unlisten_posted && now_ms() < until;)
+		usleep(1000);
+	r = engine_resolve(ct->cfg.address, port, &ss, &sl);
+	if (r < 0) {
+		snprintf(why, whylen, "cannot resolve %.64s", ct->cfg.address);
+		return r;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		fds[i] = socket(ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (fds[i] < 0 ||
+		    setsockopt(fds[i], SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0 ||
+		    bind(fds[i], (struct sockaddr *)&ss, sl) < 0) {
+			r = -errno;
+			snprintf(why, whylen, "udp port %u: %s", port,
+				 r == -EADDRINUSE ? "in use" : strerror(-r));
+			for (unsigned j = 0; j <= i; j++)
+				if (fds[j] >= 0)
+					close(fds[j]);
+			return r;
+		}
+	}
+	for (unsigned i = 0; i < n; i++) {
+		struct mb_msg m;
+
+		memset(&m, 0, sizeof(m));
+		m.type = MB_LISTEN;
+		m.fd = fds[i];
+		m.port = port;
+		m.listener = LISTEN_UDP;
+		engine_post(ct->e, (int)i, &m);
+	}
+	ct->listening[port] = true;
+	ct->udp[port] = true;
+	ct->nlistening++;
+	log_every(NLOG_INFO, "udp port %u: listening", port);
+	return 0;
+}
+
 /* Opens port's listeners (one per worker, held exclusively); 0 or -errno with why. */
 static int port_listen(struct ctlthread *ct, uint16_t port, const char *tid, char *why,
 		       size_t whylen)
@@ -945,8 +1012,9 @@ static void port_unlisten(struct ctlthread *ct, uint16_t port)
 	ct->listening[port] = false;
 	ct->nlistening--;
 	/* from now on the kernel refuses its SYNs (sk_lookup, XDP) */
-	kern_port_del(ct->kern, port);
-	if (kern_steering(ct->kern)) {
+	if (!ct->udp[port])
+		kern_port_del(ct->kern, port);
+	if (kern_steering(ct->kern) && !ct->udp[port]) {
 		int *hold = &ct->hold[port];
 
 		if (*hold >= 0)
@@ -961,7 +1029,8 @@ static void port_unlisten(struct ctlthread *ct, uint16_t port)
 	m.ack = &ct->unlisten_acked;
 	ct->unlisten_posted += engine_workers(ct->e);
 	engine_post(ct->e, -1, &m);
-	log_every(NLOG_INFO, "port %u: released", port);
+	log_every(NLOG_INFO, "%s %u: released", ct->udp[port] ? "udp port" : "port", port);
+	ct->udp[port] = false;
 }
 
 static bool port_in_range(struct ctlthread *ct, long long port)
@@ -969,9 +1038,20 @@ static bool port_in_range(struct ctlthread *ct, long long port)
 	return port >= ct->cfg.port_min && port <= ct->cfg.port_max;
 }
 
-/* Routes port to tunnel id and opens its listeners; 0 or -errno with why. */
-static int port_assign(struct ctlthread *ct, long long port, const char *tid, char *why,
-		       size_t whylen)
+static void port_drop(struct ctlthread *ct, long long port);
+
+/* "transport" of a port_grant, sync entry or port_add: true for "udp" (absent: tcp) */
+static bool is_udp(const json_t *m)
+{
+	const char *t = msg_str(m, "transport");
+
+	return t && !strcmp(t, "udp");
+}
+
+/* Routes port to tunnel id and opens its listeners (udp: datagram sockets); 0 or -errno
+   with why. */
+static int port_assign(struct ctlthread *ct, long long port, const char *tid, bool udp,
+		       char *why, size_t whylen)
 {
 	struct rtun *rt;
 	int r;
@@ -986,9 +1066,13 @@ static int port_assign(struct ctlthread *ct, long long port, const char *tid, ch
 		snprintf(why, whylen, "out of memory");
 		return -ENOMEM;
 	}
+	/* the other transport's listeners go first: a port is one transport's */
+	if (ct->listening[port] && ct->udp[port] != udp)
+		port_drop(ct, port);
 	/* routed before the kernel steers to it: a SYN may arrive at once */
 	atomic_store(&ct->route[port], &rt->t);
-	r = port_listen(ct, (uint16_t)port, tid, why, whylen);
+	r = udp ? port_listen_udp(ct, (uint16_t)port, why, whylen)
+		: port_listen(ct, (uint16_t)port, tid, why, whylen);
 	if (r < 0) {
 		atomic_store(&ct->route[port], NULL);
 		log_every(NLOG_WARN, "port %lld: cannot listen: %s", port, why);
@@ -1096,6 +1180,7 @@ static void on_auth_ok(struct ctlthread *ct, struct req *r, json_t *m)
 		      (int)ct->cfg.max_pool_size, "max_links", (int)ct->cfg.max_links, "heartbeat",
 		      (int)(ct->cfg.heartbeat_ms / 1000 ? ct->cfg.heartbeat_ms / 1000 : 1),
 		      "max_ports", (int)ct->cfg.max_per_tunnel, "features", LINK_FEATURE_MESH);
+	json_array_append_new(json_object_get(w, "features"), json_string(LINK_FEATURE_UDP));
 	if (token)
 		json_object_set_new(w, "token", json_string(token));
 	memset(&mb, 0, sizeof(mb));
@@ -1122,13 +1207,15 @@ static void on_port_grant(struct ctlthread *ct, struct req *r, json_t *m)
 {
 	long long port = msg_int(m, "port", 0);
 	const char *tid = msg_str(m, "tunnel_id");
+	/* a control daemon that does not know transports grants without one */
+	bool udp = json_object_get(m, "transport") ? is_udp(m) : r->udp;
 	char reason[320], why[256];
 	int e;
 
 	if (!tid)
 		tid = r->rt ? r->rt->t.id : "";
 	/* the allocation stands even if the session that asked is gone */
-	e = port_assign(ct, port, tid, why, sizeof(why));
+	e = port_assign(ct, port, tid, udp, why, sizeof(why));
 	if (e < 0) {
 		json_t *rel = json_pack("{s:s, s:s, s:I}", "type", CTL_PORT_RELEASE, "tunnel_id",
 					tid, "port", (json_int_t)port);
@@ -1143,7 +1230,8 @@ static void on_port_grant(struct ctlthread *ct, struct req *r, json_t *m)
 	}
 	if (r->rt)
 		tunnel_reply(ct, r->rt,
-			     json_pack("{s:s, s:I, s:s, s:I}", "type", LINK_MSG_TCP_GRANT, "req",
+			     json_pack("{s:s, s:I, s:s, s:I}", "type",
+				       r->udp ? LINK_MSG_UDP_GRANT : LINK_MSG_TCP_GRANT, "req",
 				       (json_int_t)r->creq, "name", r->name, "port",
 				       (json_int_t)port));
 }
@@ -1718,7 +1806,8 @@ static void cd_message(struct ctlthread *ct, json_t *m)
 
 			if (keep && port_in_range(ct, port))
 				keep[port] = true;
-			port_assign(ct, port, msg_str(p, "tunnel_id"), why, sizeof(why));
+			port_assign(ct, port, msg_str(p, "tunnel_id"), is_udp(p), why,
+				    sizeof(why));
 		}
 		/* a port released while we were apart (its port_del was lost) closes now */
 		for (i = 0; keep && i < NPORTS; i++)
@@ -1746,7 +1835,8 @@ static void cd_message(struct ctlthread *ct, json_t *m)
 	if (!strcmp(type, CTL_PORT_ADD)) {
 		char why[256];
 
-		port_assign(ct, msg_int(m, "port", 0), msg_str(m, "tunnel_id"), why, sizeof(why));
+		port_assign(ct, msg_int(m, "port", 0), msg_str(m, "tunnel_id"), is_udp(m), why,
+			    sizeof(why));
 		return;
 	}
 	if (!strcmp(type, CTL_PORT_DEL)) {
@@ -1852,7 +1942,8 @@ static void cd_message(struct ctlthread *ct, json_t *m)
 		port_drop(ct, msg_int(m, "port", r->port));
 		if (r->rt && r->name[0])
 			tunnel_reply(ct, r->rt,
-				     json_pack("{s:s, s:I, s:s, s:I}", "type", LINK_MSG_TCP_REMOVED,
+				     json_pack("{s:s, s:I, s:s, s:I}", "type",
+					       r->udp ? LINK_MSG_UDP_REMOVED : LINK_MSG_TCP_REMOVED,
 					       "req", (json_int_t)r->creq, "name", r->name, "port",
 					       (json_int_t)r->port));
 	} else {
@@ -2312,7 +2403,9 @@ static void on_message(struct ctlthread *ct, struct ev *ev)
 
 	if (!rt->online)
 		return;
-	if (!strcmp(type, LINK_MSG_TCP_ADD)) {
+	bool udp = !strcmp(type, LINK_MSG_UDP_ADD) || !strcmp(type, LINK_MSG_UDP_RM);
+
+	if (!strcmp(type, LINK_MSG_TCP_ADD) || !strcmp(type, LINK_MSG_UDP_ADD)) {
 		if (port < 0 || port > 65535) {
 			req_error_reply(ct, rt, creq, "bad port");
 			return;
@@ -2326,9 +2419,17 @@ static void on_message(struct ctlthread *ct, struct ev *ev)
 		kind = RQ_PORT;
 		msg = json_pack("{s:s, s:s, s:I, s:s}", "type", CTL_PORT_REQUEST, "tunnel_id",
 				rt->t.id, "port", (json_int_t)port, "rule", name);
-	} else if (!strcmp(type, LINK_MSG_TCP_RM)) {
+		if (msg && udp)
+			json_object_set_new(msg, "transport", json_string("udp"));
+	} else if (!strcmp(type, LINK_MSG_TCP_RM) || !strcmp(type, LINK_MSG_UDP_RM)) {
 		if (!port_in_range(ct, port) || atomic_load(&ct->route[port]) != &rt->t) {
 			req_error_reply(ct, rt, creq, "that port is not allocated to this tunnel");
+			return;
+		}
+		if (ct->listening[port] && ct->udp[port] != udp) {
+			snprintf(why, sizeof(why), "port %lld is a %s port of this tunnel", port,
+				 ct->udp[port] ? "udp" : "tcp");
+			req_error_reply(ct, rt, creq, why);
 			return;
 		}
 		kind = RQ_RELEASE;
@@ -2394,6 +2495,7 @@ static void on_message(struct ctlthread *ct, struct ev *ev)
 	r->rt = rt;
 	rt->reqs++;
 	r->creq = creq;
+	r->udp = udp;
 	r->port = (uint16_t)port;
 	str_copy(r->name, sizeof(r->name), *name ? name : "-");
 	str_copy(r->domain, sizeof(r->domain), domain);
@@ -2662,6 +2764,7 @@ int ctlthread_init(struct ctlthread **out, const struct cfg_server *cfg, const c
 	}
 	ct->route = calloc(NPORTS, sizeof(*ct->route));
 	ct->listening = calloc(NPORTS, sizeof(bool));
+	ct->udp = calloc(NPORTS, sizeof(bool));
 	ct->hold = malloc(NPORTS * sizeof(int));
 	for (size_t i = 0; ct->hold && i < NPORTS; i++)
 		ct->hold[i] = -1;
@@ -2777,6 +2880,7 @@ void ctlthread_stop(struct ctlthread *ct)
 	http_routes_put(ct->certs);
 	json_decref(ct->sync_acc);
 	free(ct->listening);
+	free(ct->udp);
 	for (size_t i = 0; ct->hold && i < NPORTS; i++)
 		if (ct->hold[i] >= 0)
 			close(ct->hold[i]);

@@ -393,6 +393,11 @@ static void dial_bind(struct worker *w, struct conn *l, const struct link_bind *
 		link_send_reset(w, l);
 		return;
 	}
+	if (flags & LINK_BIND_UDP) {
+		if (!udp_dial(w, l, b, &rule))
+			link_send_reset(w, l);
+		return;
+	}
 	/* HTTP rules send a PROXY header only when asked (--proxy-protocol): the edge
 	   puts the client's address in X-Forwarded-For, which passthrough cannot */
 	fd = socket(rule.to.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -1005,6 +1010,10 @@ static bool dial_mailbox(struct worker *w, struct mb_msg *m)
 
 static void dial_tick_conn(struct worker *w, struct conn *c, uint64_t now)
 {
+	if (c->kind == CK_PLAIN && c->udp) {
+		udp_tick(w, c, now);
+		return;
+	}
 	if (c->kind == CK_PLAIN && c->mo && c->deadline && now > c->deadline) {
 		if (c->state == PS_SOCKS) {
 			log_every(NLOG_WARN,

@@ -55,6 +55,10 @@ enum op {
 	OP_MSG_MESH,	/* from another worker: a mesh stream's end for a tunnel homed here, or
 			   its answer back to the opener's worker (struct mesh_handoff *) */
 	OP_SENT_MESH,	/* our MSG_RING of a mesh_handoff completed (pointer in the low bits) */
+	OP_POLL,	/* a UDP port's socket is readable (udp.c) */
+	OP_MSG_UDP,	/* from another worker: a new UDP flow of a tunnel homed here
+			   (struct udp_handoff *) */
+	OP_SENT_UDP,	/* our MSG_RING of a udp_handoff completed (pointer in the low bits) */
 };
 
 enum kind { CK_FREE, CK_LISTEN, CK_LINK, CK_PLAIN };
@@ -105,6 +109,10 @@ struct conn {
 	bool https_listener; /* relay: the HTTPS edge's own listener (tunnels elsewhere) */
 	bool outbound;	     /* link: DATA_HELLO had LINK_HELLO_OUTBOUND (client-opened streams) */
 	bool mesh;	     /* relay plain: an end of a mesh stream (record kind ER_MESH) */
+	bool udp;	     /* plain: a UDP flow's connected socket (udp.c); listen: a UDP port */
+	bool udp_over;	     /* plain, udp: the chunk being read is over LINK_UDP_MAX (dropped) */
+	uint16_t udp_q;	     /* relay plain, udp: datagrams queued in stash while it waits */
+	uint32_t udp_next;   /* relay plain, udp: the next flow in its table chain */
 	int fd;
 	uint16_t inflight;
 	uint16_t port;
@@ -260,6 +268,7 @@ struct worker {
 	_Atomic uint64_t st_http_req, st_http_err[8], st_http_ktls;
 	_Atomic uint64_t st_mesh_opened, st_mesh_refused[LINK_OPEN_STATUS_MAX + 1];
 	_Atomic uint64_t st_mesh_denied_default;
+	_Atomic uint64_t st_udp_flows, st_udp_expired, st_udp_in, st_udp_out, st_udp_drop[4];
 	/* the ring, counted by the worker in plain fields and published after each batch */
 	uint64_t n_sqes, n_cqes, n_waits, n_sq_full, n_nobufs;
 	_Atomic uint64_t st_sqes, st_cqes, st_waits, st_sq_full, st_nobufs, st_cq_overflow;
@@ -272,6 +281,11 @@ struct worker {
 	struct engine_live *live;      /* relay: the reloadable settings (MB_LIVE); client: NULL */
 	struct rec_ring *rec;	       /* relay: connection records for the control thread */
 	struct mesh_table *mesh;       /* relay: the mesh policy and [socks] allow (MB_MESH) */
+	/* relay: UDP flows homed here by (port, source) (udp.c): chained through udp_next */
+	uint32_t *udp_tab, udp_mask;
+	uint8_t *udp_buf;  /* a datagram read from a port's socket, 4 bytes of room in front */
+	_Atomic unsigned udp_fwd; /* datagrams sent from here a home worker has not taken yet */
+	uint64_t udp_seed; /* keys the flow table's hash */
 };
 
 /*
@@ -430,6 +444,29 @@ void edge_authq_stop(struct engine *e);
 void edge_response(struct worker *w, struct conn *p, const uint8_t *d, size_t n);
 /* p's terminated TLS may move into the kernel (its send buffer drained, say) */
 void edge_settle(struct worker *w, struct conn *p);
+
+/* udp.c */
+struct udp_handoff;
+/* relay: a UDP port's socket c is readable: its datagrams go to their flows */
+void udp_on_poll(struct worker *w, struct conn *c, int res);
+void udp_arm_poll(struct worker *w, struct conn *c);
+/* relay: a new flow handed over from another worker (OP_MSG_UDP), or its failure */
+void udp_adopt(struct worker *w, struct udp_handoff *h);
+void udp_handoff_failed(struct udp_handoff *h);
+/* a receive on flow p's socket completed: a chunk, or its queue while it waits */
+void udp_recv(struct worker *w, struct conn *p, int res, unsigned flags);
+/* relay: flow p got data link l: its queued datagrams go out as chunks; false: l closed */
+bool udp_flush(struct worker *w, struct conn *p, struct conn *l);
+/* L -> P: up to n bytes of the current chunk into p, a datagram sent when it is whole;
+   the bytes taken, 0 or <0 as xprt_read */
+int udp_pump(struct worker *w, struct conn *l, struct conn *p, size_t n);
+/* the flow p's idle timeout: EOF on its stream (true when it dealt with p) */
+bool udp_tick(struct worker *w, struct conn *p, uint64_t now);
+/* flow p closes: its tunnel's count */
+void udp_closing(struct worker *w, struct conn *p);
+/* client: a BIND with LINK_BIND_UDP on l for rule; false when it could not be served */
+bool udp_dial(struct worker *w, struct conn *l, const struct link_bind *b,
+	      const struct engine_rule *rule);
 
 /* dial.c: a SOCKS handshake's receive on p completed (p->state PS_SOCKS) */
 void dial_socks_recv(struct worker *w, struct conn *p, int res, unsigned flags);

@@ -72,6 +72,7 @@ struct tunnel {
 	char group[LINK_GROUP_MAX + 1]; /* its group id ("" = none) */
 	bool mesh_role;			/* its token's kinds include "mesh" */
 	_Atomic int dns_inflight;	/* its OPENs' names with the resolver (resolve.h) */
+	_Atomic int udp_flows;		/* its UDP flows, open or on their way home (udp.c) */
 	struct tunnel *next;		/* registry chain [control thread, under lock] */
 };
 
@@ -129,6 +130,7 @@ enum listen_kind {
 	LISTEN_PORT = 0, /* a port of the range (port 0: the range group under steering = bpf) */
 	LISTEN_HTTP,	 /* the HTTP edge ([listen] http) */
 	LISTEN_HTTPS,	 /* the HTTPS edge when tunnels have a port of their own */
+	LISTEN_UDP,	 /* a UDP port of the range: a datagram socket of its reuseport group */
 };
 
 struct mb_msg {
@@ -208,6 +210,10 @@ struct engine_config {
 	const struct cidr *trusted; /* [http] trusted_proxies: their X-Forwarded-* stay */
 	unsigned ntrusted;
 	unsigned dns_cache; /* relay: names the mesh resolver caches ([socks] dns_cache; 0: 512) */
+	/* relay: UDP flows ([udp]); client: udp_idle_ms only (0: UDP_CLIENT_IDLE_MS) */
+	unsigned udp_idle_ms;	/* a flow without a datagram either way this long ends (EOF) */
+	unsigned udp_max_flows; /* open flows per tunnel; a new one past it is dropped */
+	unsigned udp_queue;	/* datagrams a flow queues while it waits for a data link */
 	/* client */
 	struct sockaddr_storage server_addr;
 	socklen_t server_addr_len;
@@ -241,7 +247,7 @@ const char *engine_close_name(unsigned reason);
 
 /* ER_MESH: a stream a client opened (OPEN): the destination tunnel's end (host
    "from:OPENER"), or an external destination's (tunnel: the opener, host: the name) */
-enum engine_rec_kind { ER_TCP = 0, ER_HTTP = 1, ER_HTTPS = 2, ER_MESH = 3 };
+enum engine_rec_kind { ER_TCP = 0, ER_HTTP = 1, ER_HTTPS = 2, ER_MESH = 3, ER_UDP = 4 };
 
 struct engine_record {
 	char tunnel[LINK_ID_MAX];  /* NUL-terminated */
@@ -285,7 +291,13 @@ struct engine_stats {
 	/* relay: the mesh resolver (resolve.h): getaddrinfo calls, answers from its cache,
 	   requests refused for a full queue */
 	uint64_t dns_lookups, dns_cache_hits, dns_queue_full;
+	/* UDP flows (udp.c): open (a gauge), ended by the idle timeout, datagrams each way,
+	   datagrams dropped by cause (enum udp_drop) */
+	uint64_t udp_flows, udp_expired, udp_in, udp_out, udp_dropped[4];
 };
+
+/* why a datagram was dropped (engine_stats.udp_dropped) */
+enum udp_drop { UDP_DROP_QUEUE, UDP_DROP_FLOWS, UDP_DROP_OVERSIZE, UDP_DROP_OFFLINE };
 
 /* One worker's ring and connections (engine_worker_stats); counters only grow. */
 struct engine_worker_stats {

@@ -204,6 +204,8 @@ static void relay_closing(struct worker *w, struct conn *c, const char *why)
 	if (c->kind == CK_PLAIN) {
 		if (c->state == PS_PENDING)
 			relay_pending_remove(w, c);
+		if (c->udp)
+			udp_closing(w, c);
 		return;
 	}
 	if (c->state == LS_IDLE)
@@ -336,6 +338,8 @@ static void relay_bind(struct worker *w, struct conn *p, struct conn *l)
 		conn_close(w, l, false, "cannot send BIND");
 		return;
 	}
+	if (p->udp && !udp_flush(w, p, l)) /* the datagrams it queued while it waited */
+		return;
 	obuf_kick(w, l);
 	plain_arm_recv(w, p);
 	link_arm_recv(w, l);
@@ -947,6 +951,16 @@ static void relay_ring_msg(struct worker *w, enum op op, uint64_t ud, int res)
 	case OP_MSG_HTTP:
 		edge_adopt(w, (struct edge_handoff *)(uintptr_t)ud_ptr(ud));
 		break;
+	case OP_MSG_UDP:
+		udp_adopt(w, (struct udp_handoff *)(uintptr_t)ud_ptr(ud));
+		break;
+	case OP_SENT_UDP:
+		if (res < 0) {
+			log_every(NLOG_WARN, "w%d: handing a datagram over failed: %s", w->id,
+				  strerror(-res));
+			udp_handoff_failed((struct udp_handoff *)(uintptr_t)ud_ptr(ud));
+		}
+		break;
 	case OP_MSG_MESH:
 	case OP_SENT_MESH:
 		mesh_ring_msg(w, op, (struct mesh_handoff *)(uintptr_t)ud_ptr(ud), res);
@@ -979,7 +993,11 @@ static bool relay_mailbox(struct worker *w, struct mb_msg *m)
 		c->port = m->port;
 		c->http_listener = m->listener == LISTEN_HTTP;
 		c->https_listener = m->listener == LISTEN_HTTPS;
-		arm_accept(w, c);
+		c->udp = m->listener == LISTEN_UDP;
+		if (c->udp)
+			udp_arm_poll(w, c);
+		else
+			arm_accept(w, c);
 		break;
 	case MB_ROUTES:
 		http_routes_put(w->routes);
@@ -1025,6 +1043,11 @@ static bool relay_mailbox(struct worker *w, struct mb_msg *m)
 			if (c->kind == CK_LISTEN && !c->tunnel_listener && !c->http_listener &&
 			    !c->https_listener && c->port == m->port)
 				conn_close(w, c, false, "port released");
+			/* a UDP port's flows have sockets of their own on it */
+			if (c->kind == CK_PLAIN && c->udp && c->port == m->port) {
+				conn_reason(c, EC_SHUTDOWN);
+				conn_close(w, c, true, "port released");
+			}
 		}
 		if (m->ack)
 			atomic_fetch_add(m->ack, 1);
@@ -1091,6 +1114,8 @@ static void relay_tick_conn(struct worker *w, struct conn *c, uint64_t now)
 		mesh_tick_link(w, c, now);
 		return;
 	}
+	if (c->kind == CK_PLAIN && c->udp && udp_tick(w, c, now))
+		return;
 	if (c->deadline && now > c->deadline) {
 		if (c->kind == CK_PLAIN) {
 			atomic_fetch_add(&w->st_pend_to, 1);
@@ -1158,6 +1183,17 @@ static int relay_init(struct worker *w, char *err, size_t errlen)
 		return -ENOMEM;
 	}
 	random_bytes(&w->src_seed, sizeof(w->src_seed));
+	/* the UDP flow table: as many chains as slots; a datagram's room with its header */
+	w->udp_mask = slots / 2 - 1;
+	w->udp_tab = malloc((size_t)(w->udp_mask + 1) * sizeof(*w->udp_tab));
+	w->udp_buf = malloc(4 + LINK_UDP_MAX + 1);
+	if (!w->udp_tab || !w->udp_buf) {
+		snprintf(err, errlen, "out of memory for the UDP flow table");
+		return -ENOMEM;
+	}
+	for (uint32_t i = 0; i <= w->udp_mask; i++)
+		w->udp_tab[i] = NONE;
+	random_bytes(&w->udp_seed, sizeof(w->udp_seed));
 	/* frame word + head, for the largest max_head a reload may set */
 	w->hscratch = malloc(4 + ENGINE_HEAD_MAX + HTTP_REWRITE_EXTRA);
 	if (!w->hscratch) {

@@ -90,6 +90,9 @@ static void engine_live_cfg(struct engine_config *ec, const struct cfg_server *c
 
 	ec->idle_timeout_ms = c->idle_timeout_ms;
 	ec->pending_timeout_ms = c->pending_timeout_ms;
+	ec->udp_idle_ms = c->udp_idle_ms;
+	ec->udp_max_flows = c->udp_max_flows;
+	ec->udp_queue = c->udp_queue;
 	ec->max_conns_per_source = c->max_conns_per_source;
 	ec->header_timeout_ms = c->header_timeout_ms;
 	ec->keepalive_ms = c->keepalive_ms;

@@ -31,7 +31,8 @@ void obuf_kick(struct worker *w, struct conn *c)
 {
 	struct io_uring_sqe *sqe;
 
-	if (c->tx.inflight || c->tx.head == c->tx.tail || c->closing)
+	/* a UDP flow's buffer holds a datagram being reassembled: udp_pump sends it */
+	if (c->tx.inflight || c->tx.head == c->tx.tail || c->closing || c->udp)
 		return;
 	sqe = get_sqe(w);
 	c->tx.inflight = c->tx.tail - c->tx.head;
@@ -266,6 +267,10 @@ void plain_on_recv(struct worker *w, struct conn *p, int res, unsigned flags)
 		dial_socks_recv(w, p, res, flags);
 		return;
 	}
+	if (p->udp) {
+		udp_recv(w, p, res, flags);
+		return;
+	}
 
 	p->recv_armed = false;
 	if (res == -ENOBUFS) {
@@ -456,6 +461,14 @@ void link_pump(struct worker *w, struct conn *l)
 
 				if (!p->connected)
 					break;
+				if (p->udp) {
+					r = udp_pump(w, l, p, n);
+					if (r == -ENOMEM) {
+						conn_close(w, l, false, "out of memory");
+						return;
+					}
+					goto body_read;
+				}
 				if (!obuf_ensure(w, p)) {
 					conn_close(w, l, false, "out of memory");
 					return;
@@ -497,6 +510,7 @@ void link_pump(struct worker *w, struct conn *l)
 					n = w->bufsz;
 				r = xprt_read(&l->x, w->scratch, n);
 			}
+		body_read:
 			if (r == 0)
 				break;
 			if (r < 0)
@@ -560,6 +574,13 @@ void link_pump(struct worker *w, struct conn *l)
 		if (ev == FRAME_DATA)
 			continue;
 		l->rx_done = true;
+		if (ev == FRAME_EOF && p && p->udp) {
+			/* a UDP flow ends both ways on EOF: this side answers it */
+			plain_send_eof(w, p, l);
+			if (l->closing)
+				return;
+			continue;
+		}
 		if (ev == FRAME_EOF) {
 			if (p) {
 				p->shut_wr_pending = true;

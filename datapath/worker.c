@@ -150,7 +150,9 @@ void arm_recv(struct worker *w, struct conn *c)
 	 * A plain receive leaves 4 bytes for the chunk header so that header +
 	 * data fill whole 16 KiB TLS records instead of spilling a tiny one.
 	 */
-	io_uring_prep_recv(sqe, c->fd, NULL, c->kind == CK_PLAIN ? w->bufsz - 4 : w->bufsz, 0);
+	/* a UDP flow's receive says a datagram's true length (longer ones are dropped) */
+	io_uring_prep_recv(sqe, c->fd, NULL, c->kind == CK_PLAIN ? w->bufsz - 4 : w->bufsz,
+			   c->udp ? MSG_TRUNC : 0);
 	sqe->flags |= IOSQE_BUFFER_SELECT;
 	sqe->buf_group = 0;
 	io_uring_sqe_set_data64(sqe, ud_make(OP_RECV, conn_idx(w, c), c->gen));
@@ -240,6 +242,8 @@ static void conn_record(struct worker *w, struct conn *c)
 	r->kind = ER_TCP;
 	if (c->http)
 		r->kind = edge_record_host(c, r->host, sizeof(r->host));
+	if (c->udp)
+		r->kind = ER_UDP;
 	if (c->mesh) {
 		r->kind = ER_MESH;
 		snprintf(r->host, sizeof(r->host), "%s", c->mesh_host ? c->mesh_host : "");
@@ -265,7 +269,6 @@ void conn_finalize(struct worker *w, struct conn *c)
 		xprt_free(&c->x);
 		msg_reader_free(c->mr);
 		free(c->mr);
-		pool_put(w, c->stash);
 		if (c->counted)
 			atomic_fetch_sub(&w->st_links, 1);
 		if (c->ktls_counted)
@@ -281,6 +284,9 @@ void conn_finalize(struct worker *w, struct conn *c)
 		dial_mo_free(c);
 	free(c->mesh_host);
 	c->mesh_host = NULL;
+	pool_put(w, c->stash); /* a link's, or a UDP flow's queue */
+	c->stash = NULL;
+	c->stash_len = 0;
 	pool_put(w, c->tx.p);
 	conn_release(w, c);
 }
@@ -591,6 +597,8 @@ static void handle_cqe(struct worker *w, struct io_uring_cqe *cqe)
 	case OP_SENT_HTTP:
 	case OP_MSG_MESH:
 	case OP_SENT_MESH:
+	case OP_MSG_UDP:
+	case OP_SENT_UDP:
 		w->ops->ring_msg(w, op, ud, cqe->res);
 		return;
 	default:
@@ -650,6 +658,9 @@ static void handle_cqe(struct worker *w, struct io_uring_cqe *cqe)
 		break;
 	case OP_CONNECT:
 		w->ops->connected(w, c, cqe->res);
+		break;
+	case OP_POLL:
+		udp_on_poll(w, c, cqe->res);
 		break;
 	default:
 		break;
@@ -1037,6 +1048,13 @@ void engine_stats(struct engine *e, struct engine_stats *s)
 		    atomic_load_explicit(&w->st_refused_src, memory_order_relaxed);
 		s->idle_timeouts += atomic_load_explicit(&w->st_idle_to, memory_order_relaxed);
 		s->pending_timeouts += atomic_load_explicit(&w->st_pend_to, memory_order_relaxed);
+		s->udp_flows += atomic_load_explicit(&w->st_udp_flows, memory_order_relaxed);
+		s->udp_expired += atomic_load_explicit(&w->st_udp_expired, memory_order_relaxed);
+		s->udp_in += atomic_load_explicit(&w->st_udp_in, memory_order_relaxed);
+		s->udp_out += atomic_load_explicit(&w->st_udp_out, memory_order_relaxed);
+		for (int k = 0; k < 4; k++)
+			s->udp_dropped[k] +=
+			    atomic_load_explicit(&w->st_udp_drop[k], memory_order_relaxed);
 		s->refused_max_links +=
 		    atomic_load_explicit(&w->st_refused_links, memory_order_relaxed);
 		s->refused_fd_limit +=
@@ -1142,6 +1160,10 @@ static void worker_free(struct worker *w)
 	w->certs = NULL;
 	free(w->hscratch);
 	w->hscratch = NULL;
+	free(w->udp_tab);
+	w->udp_tab = NULL;
+	free(w->udp_buf);
+	w->udp_buf = NULL;
 	engine_live_put(w->live);
 	w->live = NULL;
 	mesh_table_put(w->mesh);
