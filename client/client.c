@@ -358,9 +358,9 @@ static json_t *hello_msg(const struct cfg_client *c, const char *mode, const cha
 	json_object_set_new(h, "max_links", json_integer(c->max_links));
 	/* what this client takes beyond version 1 (link_proto.h); remote_rules = off refuses
 	 * each push with its own reason rather than posing as an older client */
-	json_object_set_new(h, "features",
-			    json_pack("[s, s, s]", LINK_FEATURE_RULES, LINK_FEATURE_MESH,
-				      LINK_FEATURE_UDP));
+	json_object_set_new(
+	    h, "features",
+	    json_pack("[s, s, s]", LINK_FEATURE_RULES, LINK_FEATURE_MESH, LINK_FEATURE_UDP));
 	if (token)
 		json_object_set_new(h, "token", json_string(token));
 	if (registration)
@@ -564,8 +564,7 @@ static bool op_rule_find(void *arg, uint16_t port, uint16_t flags, struct engine
 	pthread_mutex_lock(&cl->lock);
 	for (unsigned i = 0; i < cl->nrules; i++)
 		if (cl->rules[i].http == http && cl->rules[i].granted == port &&
-		    (http || cl->rules[i].cfg.udp == udp) &&
-		    cl->rules[i].er.to_len) {
+		    (http || cl->rules[i].cfg.udp == udp) && cl->rules[i].er.to_len) {
 			*out = cl->rules[i].er;
 			found = true;
 			break;
@@ -1279,7 +1278,8 @@ static void on_server_message(struct client *cl, json_t *m)
 			local_reply(cl, lo,
 				    json_pack("{s:b, s:s, s:I, s:s, s:s}", "ok", 1, "name",
 					      r ? r->cfg.name : "", "port", (json_int_t)port, "to",
-					      r ? r->cfg.to : "", "transport", udp ? "udp" : "tcp"));
+					      r ? r->cfg.to : "", "transport",
+					      udp ? "udp" : "tcp"));
 		return;
 	}
 	if (!strcmp(type, LINK_MSG_HTTP_GRANT)) {
@@ -1462,15 +1462,15 @@ static json_t *status_json(struct client *cl)
 			continue;
 		}
 		json_array_append_new(
-		    rules, json_pack("{s:s, s:s, s:s, s:i, s:s}", "name", cl->rules[i].cfg.name,
-				     "transport", cl->rules[i].cfg.udp ? "udp" : "tcp", "to",
-				     cl->rules[i].cfg.to, "port",
-				     (int)(cl->rules[i].granted ? cl->rules[i].granted
-								: cl->rules[i].cfg.port),
-				     "state",
-				     cl->rules[i].refused[0] ? "refused"
-				     : cl->rules[i].granted  ? "active"
-							     : "pending"));
+		    rules,
+		    json_pack(
+			"{s:s, s:s, s:s, s:i, s:s}", "name", cl->rules[i].cfg.name, "transport",
+			cl->rules[i].cfg.udp ? "udp" : "tcp", "to", cl->rules[i].cfg.to, "port",
+			(int)(cl->rules[i].granted ? cl->rules[i].granted : cl->rules[i].cfg.port),
+			"state",
+			cl->rules[i].refused[0] ? "refused"
+			: cl->rules[i].granted	? "active"
+						: "pending"));
 	}
 	pthread_mutex_unlock(&cl->lock);
 	json_t *st =

@@ -588,11 +588,11 @@ static int cmd_deauth(struct opts *o, int argc, char **argv)
 
 #define UDP_ADD_OPTIONS                                                                            \
 	"  --port N                the public UDP port, from the server's range; 0 or\n"           \
-	"                          none: any free one\n"                                            \
-	"  --to HOST:PORT          the local UDP service to expose\n"                               \
-	"  --name NAME             its name: letters, digits, - and _ (default udpN)\n"             \
-	"  --config FILE           the client config\n"                                             \
-	"  --json                  print the result as JSON\n"                                      \
+	"                          none: any free one\n"                                           \
+	"  --to HOST:PORT          the local UDP service to expose\n"                              \
+	"  --name NAME             its name: letters, digits, - and _ (default udpN)\n"            \
+	"  --config FILE           the client config\n"                                            \
+	"  --json                  print the result as JSON\n"                                     \
 	"  -h, --help              this help"
 
 #define HTTP_ADD_USAGE                                                                             \
@@ -760,11 +760,11 @@ static int tunnel_ls(struct opts *o, int argc, char **argv, enum ls_kind kind)
 	rules = json_array();
 	http = json_array();
 	for (unsigned i = 0; i < o->cfg.n_tcp; i++)
-		json_array_append_new(rules,
-				      json_pack("{s:s, s:s, s:s, s:i, s:s}", "name",
-						o->cfg.tcp[i].name, "transport",
-						o->cfg.tcp[i].udp ? "udp" : "tcp", "to", o->cfg.tcp[i].to,
-						"port", (int)o->cfg.tcp[i].port, "state", "saved"));
+		json_array_append_new(rules, json_pack("{s:s, s:s, s:s, s:i, s:s}", "name",
+						       o->cfg.tcp[i].name, "transport",
+						       o->cfg.tcp[i].udp ? "udp" : "tcp", "to",
+						       o->cfg.tcp[i].to, "port",
+						       (int)o->cfg.tcp[i].port, "state", "saved"));
 	for (unsigned i = 0; i < o->cfg.n_http; i++)
 		json_array_append_new(http,
 				      client_http_rule_json(&o->cfg.http[i], 0, "saved", NULL));
@@ -898,10 +898,11 @@ static int tcp_add(struct opts *o, int argc, char **argv, bool udp)
 			break;
 		case 'h':
 			if (udp) {
-				printf("usage: " UDP_ADD_USAGE "\n"
-				       "Exposes the UDP service at HOST:PORT on a public UDP port of "
-				       "the server and prints the port.\n\nOptions:\n" UDP_ADD_OPTIONS
-				       "\n");
+				printf(
+				    "usage: " UDP_ADD_USAGE "\n"
+				    "Exposes the UDP service at HOST:PORT on a public UDP port of "
+				    "the server and prints the port.\n\nOptions:\n" UDP_ADD_OPTIONS
+				    "\n");
 				return 0;
 			}
 			printf("usage: " TCP_ADD_USAGE "\n"

@@ -40,9 +40,7 @@
 #define CTL_TUNNEL_ONLINE  "tunnel_online"  /* {tunnel_id, hostname, os, arch, client_version} */
 #define CTL_TUNNEL_OFFLINE "tunnel_offline" /* {tunnel_id, reason} */
 /*
- * {req, tunnel_id, port (0 = any), rule, transport?}: transport "udp" for a UDP rule (udp_add),
- * absent for TCP; port_grant, sync's ports entries and port_add carry it back the same way
- * (absent = tcp). When the tunnel's token has a role (kinds, ports:
+ * {req, tunnel_id, port (0 = any), rule}. When the tunnel's token has a role (kinds, ports:
  * ctl/restrict.h), a token without "tcp" in kinds is refused ("this token does not allow
  * tcp rules (kinds http)"), a port outside its range too ("port P is outside this token's
  * port range A-B"), and port 0 takes the lowest free port inside that range.
@@ -116,12 +114,14 @@
  *         offline (502), too_large (431), timeout (408, no hello in time), busy (503),
  *         unauthorized (401)}, and tls_kernel: connections whose TLS the edge terminates
  *         that went into the kernel (kTLS).
- * UDP port tunnels, in every stats message:
+ * UDP port tunnels (datapath/udp.c), in every stats message:
  *   udp: {flows (open, a gauge), flows_expired (ended by [udp] idle_timeout), datagrams_in
  *        (public -> tunnel), datagrams_out (tunnel -> public), dropped: {queue (a flow's
- *        queue full while it waited for a data link), flows (a new flow past the tunnel's
- *        max_flows), oversize (a datagram longer than LINK_UDP_MAX, or a chunk that was),
- *        offline (the port's tunnel offline, a descriptor or slot short)}}.
+ *        queue or its data link full), flows (a new flow past the tunnel's max_flows),
+ *        oversize (empty, or longer than LINK_UDP_MAX), offline (the port's tunnel
+ *        offline, a descriptor or slot short)}}.
+ *   Its port_request carries "transport": "udp" for a UDP rule (udp_add); port_grant,
+ *   sync's ports and port_add carry "transport" back (absent: tcp); its records kind "udp".
  * Mesh streams (OPEN, link_proto.h), in every stats message:
  *   mesh: {opened (OPENs answered OK), refused: {denied, not_found, offline, not_allowed,
  *         dns, refused, unreachable, busy, bad} (OPENs answered with that status),
@@ -130,7 +130,7 @@
  */
 
 /*
- * {records:[{tunnel_id, kind ("tcp" | "http" | "https" | "mesh" | "udp"), port, domain?, src, src_port,
+ * {records:[{tunnel_id, kind ("tcp" | "http" | "https" | "mesh"), port, domain?, src, src_port,
  * start_ms, duration_ms, bytes_in, bytes_out, reason}]}: relayed public connections that
  * closed, in batches (at most 96 records a message, and fewer when long hosts would take
  * it near MSG_MAX), sent when a batch
@@ -156,7 +156,7 @@
 
 /* controld -> relayd */
 /*
- * {ports:[{port, tunnel_id, transport?}], domains:[{domain, tunnel_id}]} reply to relay_hello. Lists
+ * {ports:[{port, tunnel_id}], domains:[{domain, tunnel_id}]} reply to relay_hello. Lists
  * that do not fit one message (MSG_MAX) come in pieces as the firewall's do: every piece
  * but the last carries "more": true; relayd appends the pieces' ports and domains and
  * applies them when the last one (no "more") arrives.
@@ -169,7 +169,7 @@
  * tunnel may reach other tunnels when no mesh rule decides.
  */
 #define CTL_AUTH_OK	    "auth_ok"
-#define CTL_PORT_GRANT	    "port_grant"      /* {req, tunnel_id, port, transport?} */
+#define CTL_PORT_GRANT	    "port_grant"      /* {req, tunnel_id, port} */
 #define CTL_RELEASED	    "released"	      /* {req, port} */
 #define CTL_PORT_SYNCED	    "port_synced"     /* {req, released:[ports], released_domains:[..]} */
 #define CTL_DEAUTHED	    "deauthed"	      /* {req, released:[ports], released_domains:[..]} */
@@ -179,7 +179,7 @@
  * rule sync, deauth), before the reply of the request that released it */
 #define CTL_DOMAIN_DEL "domain_del"
 #define CTL_ERROR      "error"	  /* {req, reason} a refused request */
-#define CTL_PORT_ADD   "port_add" /* {port, tunnel_id, transport?} pushed on navectl ports allocate */
+#define CTL_PORT_ADD   "port_add" /* {port, tunnel_id} pushed on navectl ports allocate */
 #define CTL_PORT_DEL   "port_del" /* {port} pushed on navectl ports release */
 #define CTL_KICK       "kick"	  /* {tunnel_id, reason} token revoked or tunnel shut down */
 /* {}: navectl reload: relayd reloads as on SIGHUP (its log says what applied) */

@@ -87,11 +87,11 @@
  * and counted by the receiver), EOF from either side ends the flow (the other side
  * answers EOF), RESET aborts it. relayd ends a flow idle for [udp] idle_timeout with EOF.
  */
-#define LINK_MSG_UDP_ADD     "udp_add"
-#define LINK_MSG_UDP_GRANT   "udp_grant"
-#define LINK_MSG_UDP_RM	     "udp_rm"
-#define LINK_MSG_UDP_REMOVED "udp_removed"
-#define LINK_UDP_MAX	     65507 /* the largest IPv4 UDP payload */
+#define LINK_MSG_UDP_ADD      "udp_add"
+#define LINK_MSG_UDP_GRANT    "udp_grant"
+#define LINK_MSG_UDP_RM	      "udp_rm"
+#define LINK_MSG_UDP_REMOVED  "udp_removed"
+#define LINK_UDP_MAX	      65507 /* the largest IPv4 UDP payload */
 #define LINK_MSG_HTTP_ADD     "http_add"
 #define LINK_MSG_HTTP_GRANT   "http_grant"
 #define LINK_MSG_HTTP_RM      "http_rm"

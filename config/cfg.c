@@ -1809,9 +1809,9 @@ static int read_err(char *err, size_t errlen, const char *file, int e)
 
 /* ---- server ---- */
 
-static const char *const server_sections[] = {"server",	  "tls",     "listen", "ports",	  "tunnel", "udp",
-					      "datapath", "http",    "xdp",    "metrics", "acme",
-					      "admin",	  "records", "socks"};
+static const char *const server_sections[] = {"server", "tls",	    "listen",  "ports", "tunnel",
+					      "udp",	"datapath", "http",    "xdp",	"metrics",
+					      "acme",	"admin",    "records", "socks"};
 
 static int server_section(void *ctx, struct ini_sec *s, const char *raw, char *why, size_t wl)
 {
@@ -2136,10 +2136,11 @@ static int client_section(void *ctx, struct ini_sec *s, const char *raw, char *w
 	if (!strncasecmp(raw, "portmap.", 8) || !strncasecmp(raw, "socks.", 6))
 		return listener_section(c, s, raw, why, wl);
 	if (!http && !udp && strncasecmp(raw, "tcp.", 4)) {
-		snprintf(why, wl,
-			 "unknown section [%s] (expected [client], [tcp.NAME], [udp.NAME], [http.NAME], "
-			 "[portmap.LOCALPORT] or [socks.PORT])",
-			 safe(shown, sizeof(shown), raw, strlen(raw)));
+		snprintf(
+		    why, wl,
+		    "unknown section [%s] (expected [client], [tcp.NAME], [udp.NAME], [http.NAME], "
+		    "[portmap.LOCALPORT] or [socks.PORT])",
+		    safe(shown, sizeof(shown), raw, strlen(raw)));
 		return -1;
 	}
 	if (!cfg_valid_name(name)) {

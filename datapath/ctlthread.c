@@ -577,15 +577,15 @@ static void send_stats(struct ctlthread *ct)
 	    "uptime", (json_int_t)((now_ms() - ct->started) / 1000), "online",
 	    online_list(ct, false));
 	/* UDP port tunnels (udp.c) */
-	json_object_set_new(
-	    o, "udp",
-	    json_pack("{s:I, s:I, s:I, s:I, s:{s:I, s:I, s:I, s:I}}", "flows",
-		      (json_int_t)s.udp_flows, "flows_expired", (json_int_t)s.udp_expired,
-		      "datagrams_in", (json_int_t)s.udp_in, "datagrams_out", (json_int_t)s.udp_out,
-		      "dropped", "queue", (json_int_t)s.udp_dropped[UDP_DROP_QUEUE], "flows",
-		      (json_int_t)s.udp_dropped[UDP_DROP_FLOWS], "oversize",
-		      (json_int_t)s.udp_dropped[UDP_DROP_OVERSIZE], "offline",
-		      (json_int_t)s.udp_dropped[UDP_DROP_OFFLINE]));
+	json_object_set_new(o, "udp",
+			    json_pack("{s:I, s:I, s:I, s:I, s:{s:I, s:I, s:I, s:I}}", "flows",
+				      (json_int_t)s.udp_flows, "flows_expired",
+				      (json_int_t)s.udp_expired, "datagrams_in",
+				      (json_int_t)s.udp_in, "datagrams_out", (json_int_t)s.udp_out,
+				      "dropped", "queue", (json_int_t)s.udp_dropped[UDP_DROP_QUEUE],
+				      "flows", (json_int_t)s.udp_dropped[UDP_DROP_FLOWS],
+				      "oversize", (json_int_t)s.udp_dropped[UDP_DROP_OVERSIZE],
+				      "offline", (json_int_t)s.udp_dropped[UDP_DROP_OFFLINE]));
 	json_object_set_new(o, "firewall_refused", json_integer((json_int_t)s.firewall_refused));
 	json_object_set_new(o, "refused_max_links", json_integer((json_int_t)s.refused_max_links));
 	json_object_set_new(o, "refused_fd_limit", json_integer((json_int_t)s.refused_fd_limit));
@@ -630,19 +630,18 @@ static json_t *record_json(const struct engine_record *r)
 	json_t *o;
 
 	sock_addr16_ntop(r->src, src, sizeof(src));
-	o = json_pack("{s:s, s:s, s:i, s:s, s:i, s:I, s:I, s:I, s:I, s:s}", "tunnel_id", r->tunnel,
-		      "kind",
-		      r->kind == ER_HTTPS  ? "https"
-		      : r->kind == ER_HTTP ? "http"
-		      : r->kind == ER_MESH ? "mesh"
-		      : r->kind == ER_UDP  ? "udp"
-					   : "tcp",
-		      "port", (int)r->port, "src", src, "src_port", (int)r->src_port, "start_ms",
-		      (json_int_t)r->start_ms, "duration_ms", (json_int_t)r->duration_ms,
-		      "bytes_in", (json_int_t)r->bytes_in, "bytes_out", (json_int_t)r->bytes_out,
-		      "reason",
-		      r->kind == ER_UDP && r->reason == EC_IDLE_TIMEOUT ? "idle"
-									: engine_close_name(r->reason));
+	o = json_pack(
+	    "{s:s, s:s, s:i, s:s, s:i, s:I, s:I, s:I, s:I, s:s}", "tunnel_id", r->tunnel, "kind",
+	    r->kind == ER_HTTPS	 ? "https"
+	    : r->kind == ER_HTTP ? "http"
+	    : r->kind == ER_MESH ? "mesh"
+	    : r->kind == ER_UDP	 ? "udp"
+				 : "tcp",
+	    "port", (int)r->port, "src", src, "src_port", (int)r->src_port, "start_ms",
+	    (json_int_t)r->start_ms, "duration_ms", (json_int_t)r->duration_ms, "bytes_in",
+	    (json_int_t)r->bytes_in, "bytes_out", (json_int_t)r->bytes_out, "reason",
+	    r->kind == ER_UDP && r->reason == EC_IDLE_TIMEOUT ? "idle"
+							      : engine_close_name(r->reason));
 	if (o && r->kind != ER_TCP && r->host[0])
 		json_object_set_new(o, "domain", json_string(r->host));
 	return o;
@@ -1050,8 +1049,8 @@ static bool is_udp(const json_t *m)
 
 /* Routes port to tunnel id and opens its listeners (udp: datagram sockets); 0 or -errno
    with why. */
-static int port_assign(struct ctlthread *ct, long long port, const char *tid, bool udp,
-		       char *why, size_t whylen)
+static int port_assign(struct ctlthread *ct, long long port, const char *tid, bool udp, char *why,
+		       size_t whylen)
 {
 	struct rtun *rt;
 	int r;
@@ -1806,8 +1805,7 @@ static void cd_message(struct ctlthread *ct, json_t *m)
 
 			if (keep && port_in_range(ct, port))
 				keep[port] = true;
-			port_assign(ct, port, msg_str(p, "tunnel_id"), is_udp(p), why,
-				    sizeof(why));
+			port_assign(ct, port, msg_str(p, "tunnel_id"), is_udp(p), why, sizeof(why));
 		}
 		/* a port released while we were apart (its port_del was lost) closes now */
 		for (i = 0; keep && i < NPORTS; i++)

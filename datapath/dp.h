@@ -283,9 +283,9 @@ struct worker {
 	struct mesh_table *mesh;       /* relay: the mesh policy and [socks] allow (MB_MESH) */
 	/* relay: UDP flows homed here by (port, source) (udp.c): chained through udp_next */
 	uint32_t *udp_tab, udp_mask;
-	uint8_t *udp_buf;  /* a datagram read from a port's socket, 4 bytes of room in front */
+	uint8_t *udp_buf; /* a datagram read from a port's socket, 4 bytes of room in front */
 	_Atomic unsigned udp_fwd; /* datagrams sent from here a home worker has not taken yet */
-	uint64_t udp_seed; /* keys the flow table's hash */
+	uint64_t udp_seed;	  /* keys the flow table's hash */
 };
 
 /*

@@ -23,7 +23,8 @@
  *
  * Nothing here grows with a peer's input: a flow holds a pool buffer only
  * while it queues or reassembles a datagram, the forwards between workers are
- * bounded (UDP_FWD_MAX per worker, until the home worker took them) and the flows by max_flows per tunnel.
+ * bounded (UDP_FWD_MAX per worker, until the home worker took them) and the flows by max_flows per
+ * tunnel.
  */
 #include "dp.h"
 
@@ -74,8 +75,7 @@ static uint32_t flow_hash(const struct worker *w, uint16_t port, const uint8_t a
 	return (uint32_t)(h ^ (h >> 32));
 }
 
-static struct conn *flow_find(struct worker *w, uint16_t port, const uint8_t a[16],
-			      uint16_t sport)
+static struct conn *flow_find(struct worker *w, uint16_t port, const uint8_t a[16], uint16_t sport)
 {
 	uint32_t i = w->udp_tab[flow_hash(w, port, a, sport) & w->udp_mask];
 
@@ -88,9 +88,9 @@ static struct conn *flow_find(struct worker *w, uint16_t port, const uint8_t a[1
 
 static void flow_insert(struct worker *w, struct conn *p)
 {
-	uint32_t *head = &w->udp_tab[flow_hash(w, p->port, p->bind.origin_addr,
-					       p->bind.origin_port) &
-				     w->udp_mask];
+	uint32_t *head =
+	    &w->udp_tab[flow_hash(w, p->port, p->bind.origin_addr, p->bind.origin_port) &
+			w->udp_mask];
 
 	p->udp_next = *head;
 	*head = conn_idx(w, p);
@@ -98,8 +98,7 @@ static void flow_insert(struct worker *w, struct conn *p)
 
 static void flow_remove(struct worker *w, struct conn *p)
 {
-	uint32_t *at = &w->udp_tab[flow_hash(w, p->port, p->bind.origin_addr,
-					     p->bind.origin_port) &
+	uint32_t *at = &w->udp_tab[flow_hash(w, p->port, p->bind.origin_addr, p->bind.origin_port) &
 				   w->udp_mask];
 
 	while (*at != NONE && *at != conn_idx(w, p))
@@ -412,8 +411,7 @@ void udp_on_poll(struct worker *w, struct conn *c, int res)
 			drop(w, UDP_DROP_OFFLINE);
 			continue;
 		}
-		if (!have_local &&
-		    getsockname(c->fd, (struct sockaddr *)&local, &local_len) < 0) {
+		if (!have_local && getsockname(c->fd, (struct sockaddr *)&local, &local_len) < 0) {
 			drop(w, UDP_DROP_OFFLINE);
 			continue;
 		}
@@ -502,8 +500,8 @@ bool udp_dial(struct worker *w, struct conn *l, const struct link_bind *b,
 		char a[SOCK_ADDR_STRLEN];
 
 		sock_addr_str((const struct sockaddr *)&rule->to, a, sizeof(a));
-		log_every(NLOG_WARN, "udp flow for port %u: cannot reach %s: %s", ntohs(b->port),
-			  a, strerror(errno));
+		log_every(NLOG_WARN, "udp flow for port %u: cannot reach %s: %s", ntohs(b->port), a,
+			  strerror(errno));
 		close(fd);
 		return false;
 	}

@@ -601,6 +601,24 @@ class Client:
             raise Failure(f"nave tunnel tcp add printed {p.stdout!r}, not a port")
         return int(out)
 
+    def udp_add_raw(self, to_port, port=None, name=None):
+        args = ["tunnel", "udp", "add", "--to", f"127.0.0.1:{to_port}"]
+        if port is not None:
+            args += ["--port", str(port)]
+        if name is not None:
+            args += ["--name", name]
+        return self.nave(*args)
+
+    def udp_add(self, to_port, port=None, name=None):
+        """A UDP rule to 127.0.0.1:to_port; its public UDP port."""
+        p = self.udp_add_raw(to_port, port, name)
+        if p.returncode != 0:
+            raise Failure(f"nave tunnel udp add: exit {p.returncode}: {p.stderr}")
+        out = p.stdout.strip()
+        if not out.isdigit():
+            raise Failure(f"nave tunnel udp add printed {p.stdout!r}, not a port")
+        return int(out)
+
     def stop(self):
         rc = self.proc.stop()
         check_exit(f"nave start ({self.name})", rc, self.proc.output())

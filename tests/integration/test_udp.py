@@ -1,0 +1,248 @@
+# SPDX-License-Identifier: Apache-2.0
+"""UDP port tunnels (nave tunnel udp add): a DNS-style request/response service
+behind a tunnel, every byte checked; idle flows expire and a new datagram
+starts a new flow; max_flows drops new flows of one tunnel (counted) while
+another tunnel's UDP port keeps working; oversize and empty datagrams do not
+hurt; nave tunnel rm releases the port."""
+import hashlib
+import os
+import select
+import socket
+import threading
+import time
+
+import pytest
+
+import navetest as nt
+
+
+@pytest.fixture
+def server_ini():
+    """Short idle timeout and a small flow cap, so both are felt within the suite."""
+    return "[udp]\nidle_timeout = 2s\nmax_flows = 12\nqueue = 64\n"
+
+
+class UdpService:
+    """A DNS-style service: each request datagram is answered by one datagram,
+    its SHA-256 and the request itself (so the sender checks every byte)."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        # the test's own sockets must not be where datagrams are lost
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.sources = set()
+        self.count = 0
+        self.stop = False
+        self.t = threading.Thread(target=self._loop, daemon=True)
+        self.t.start()
+
+    def _loop(self):
+        while not self.stop:
+            r, _, _ = select.select([self.sock], [], [], 0.2)
+            if not r:
+                continue
+            try:
+                d, a = self.sock.recvfrom(65535)
+            except OSError:
+                continue
+            self.sources.add(a)
+            self.count += 1
+            try:
+                self.sock.sendto(hashlib.sha256(d).digest() + d, a)
+            except OSError:  # the answer to the largest datagram does not fit one
+                pass
+
+    def close(self):
+        self.stop = True
+        self.t.join(2)
+        self.sock.close()
+
+
+@pytest.fixture
+def udpsvc():
+    s = UdpService()
+    yield s
+    s.close()
+
+
+def relay_udp(server):
+    """relayd's UDP counters as controld passes them on (None before it knows them)."""
+    return server.navectl("status", json=True).get("relay", {}).get("udp")
+
+
+def ask(sock, port, payload, timeout=2.0):
+    """One request, its answer checked; False when no answer came."""
+    sock.sendto(payload, ("127.0.0.1", port))
+    sock.settimeout(timeout)
+    try:
+        d, _ = sock.recvfrom(65535)
+    except socket.timeout:
+        return False
+    assert d[:32] == hashlib.sha256(payload).digest() and d[32:] == payload, "answer corrupt"
+    return True
+
+
+def udp_sock():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    s.bind(("127.0.0.1", 0))
+    return s
+
+
+def wait_answer(port, what):
+    """The first datagrams may meet a port still opening: ask until one is answered."""
+    s = udp_sock()
+    try:
+        nt.wait_for(lambda: ask(s, port, b"ping", 0.5), 15, what)
+    finally:
+        s.close()
+
+
+def test_udp_many_datagrams_every_byte_checked(server, make_client, udpsvc):
+    c = make_client("c")
+    port = c.udp_add(udpsvc.port, name="dns")
+    wait_answer(port, "the UDP port to answer")
+    before = relay_udp(server)
+    socks = [udp_sock() for _ in range(8)]
+    window = 16
+    sent = answered = 0
+    rng = os.urandom(4096)
+    t0 = time.monotonic()
+    # 10,000 requests from 8 sources, at most `window` unanswered per source
+    pending = {s: {} for s in socks}
+    seq = 0
+    deadline = time.monotonic() + 40
+    while (sent < 10000 or any(pending.values())) and time.monotonic() < deadline:
+        for s in socks:
+            while sent < 10000 and len(pending[s]) < window:
+                n = 1 + (seq * 7919) % 1400
+                payload = seq.to_bytes(4, "big") + rng[(seq % 2048):(seq % 2048) + n]
+                pending[s][seq] = payload
+                s.sendto(payload, ("127.0.0.1", port))
+                sent += 1
+                seq += 1
+        r, _, _ = select.select(socks, [], [], 3)
+        if not r:
+            break  # 3 s without an answer: what is unanswered is lost (never resent)
+        for s in r:
+            while True:
+                try:
+                    d = s.recv(65535, socket.MSG_DONTWAIT)
+                except BlockingIOError:
+                    break
+                k = int.from_bytes(d[32:36], "big")
+                p = pending[s].pop(k, None)
+                assert p is not None, "an answer to nothing asked"
+                assert d[:32] == hashlib.sha256(p).digest() and d[32:] == p, "answer corrupt"
+                answered += 1
+    dt = time.monotonic() - t0
+    for s in socks:
+        s.close()
+    lost = sent - answered
+    print(f"udp: {sent} sent, {answered} answered in {dt:.2f} s ({answered / dt:.0f}/s), "
+          f"{lost} lost")
+    assert sent == 10000
+    st = relay_udp(server)
+    if st is None or before is None:
+        # a control daemon that does not pass UDP counters on: no loss may hide
+        assert lost == 0, f"{lost} datagrams lost and no counters to account for them"
+    else:
+        nt.wait_for(lambda: relay_udp(server)["datagrams_out"] - before["datagrams_out"]
+                    >= answered, 15, "relayd's stats to count the answers", 0.5)
+        st = relay_udp(server)
+        dropped = sum(st["dropped"].values()) - sum(before["dropped"].values())
+        # a datagram the tunnel dropped is counted; the kernel's own losses are not
+        assert answered + dropped <= sent
+        assert lost <= dropped + sent // 100, (st, before)
+    # several sources: several flows reached the service (one per public source)
+    assert len(udpsvc.sources) >= 8
+
+
+def test_udp_idle_flow_expires_and_comes_back(server, make_client, udpsvc):
+    c = make_client("c")
+    port = c.udp_add(udpsvc.port, name="dns")
+    wait_answer(port, "the UDP port to answer")
+    s = udp_sock()
+    try:
+        assert ask(s, port, b"first")
+        svc_sources = set(udpsvc.sources)
+        before = relay_udp(server)
+        # idle_timeout = 2s: the flow ends (EOF both ways), the client closes its socket
+        time.sleep(4)
+        if before is not None:
+            nt.wait_for(lambda: relay_udp(server)["flows_expired"] > before["flows_expired"],
+                        15, "the expired flow in relayd's stats", 0.5)
+        # the same source again: a new flow, so a new socket at the client
+        assert ask(s, port, b"second")
+        assert udpsvc.sources - svc_sources, "no new flow after the idle timeout"
+    finally:
+        s.close()
+
+
+def test_udp_max_flows_and_other_tunnels(server, make_client, udpsvc):
+    a = make_client("a")
+    b = make_client("b")
+    pa = a.udp_add(udpsvc.port, name="dns")
+    pb = b.udp_add(udpsvc.port, name="dns")
+    wait_answer(pa, "a's UDP port to answer")
+    wait_answer(pb, "b's UDP port to answer")
+    time.sleep(3)  # the probes' flows expire (idle_timeout = 2s)
+    before = relay_udp(server)
+    socks = [udp_sock() for _ in range(16)]
+    try:
+        # all at once: a flow that idles out while others wait would free a slot
+        for i, s in enumerate(socks):
+            s.sendto(b"q%d" % i, ("127.0.0.1", pa))
+            time.sleep(0.02)  # in order: the first 12 sources are the ones with flows
+        ok = []
+        for i, s in enumerate(socks):
+            s.settimeout(1.0 if not ok or ok[-1] else 0.2)
+            try:
+                d, _ = s.recvfrom(65535)
+                assert d[32:] == b"q%d" % i
+                ok.append(True)
+            except socket.timeout:
+                ok.append(False)
+        # max_flows = 12: the first 12 sources have flows, the rest are dropped
+        assert sum(ok) == 12, ok
+        assert all(ok[:12]) and not any(ok[12:]), ok
+        # the other tunnel is not touched by a's cap
+        s = udp_sock()
+        for i in range(20):
+            assert ask(s, pb, b"b%d" % i)
+        s.close()
+        if before is not None:
+            nt.wait_for(lambda: relay_udp(server)["dropped"]["flows"]
+                        >= before["dropped"]["flows"] + 4, 15, "flows drops counted", 0.5)
+    finally:
+        for s in socks:
+            s.close()
+
+
+def test_udp_garbage_and_rm_releases_port(server, make_client, udpsvc):
+    c = make_client("c")
+    port = c.udp_add(udpsvc.port, name="dns")
+    wait_answer(port, "the UDP port to answer")
+    s = udp_sock()
+    try:
+        s.sendto(b"", ("127.0.0.1", port))  # empty: dropped (a chunk of 0 would be EOF)
+        # the largest IPv4 datagram crosses whole (its answer would not fit one: none)
+        s.sendto(os.urandom(65507), ("127.0.0.1", port))
+        nt.wait_for(lambda: udpsvc.count >= 2, 10, "the largest datagram at the service")
+        for i in range(50):
+            assert ask(s, port, os.urandom(1 + i * 97))
+    finally:
+        s.close()
+    ls = c.nave("tunnel", "ls", "--json")
+    assert ls.returncode == 0 and '"udp"' in ls.stdout, ls.stdout
+    assert port in server.ports(c.tunnel_id)
+    assert c.nave("tunnel", "rm", "dns").returncode == 0
+    nt.wait_for(lambda: port not in server.ports(c.tunnel_id), 15, "the port released")
+    s = udp_sock()
+    try:
+        assert not ask(s, port, b"gone", 1.0)
+    finally:
+        s.close()
+    assert c.proc.alive() and server.relayd.alive()
