@@ -1274,12 +1274,15 @@ static void on_server_message(struct client *cl, json_t *m)
 				 udp ? "UDP" : "TCP", port, r->cfg.to);
 			persist(cl);
 		}
-		if (lo)
-			local_reply(cl, lo,
-				    json_pack("{s:b, s:s, s:I, s:s, s:s}", "ok", 1, "name",
-					      r ? r->cfg.name : "", "port", (json_int_t)port, "to",
-					      r ? r->cfg.to : "", "transport",
-					      udp ? "udp" : "tcp"));
+		if (lo) {
+			json_t *a =
+			    json_pack("{s:b, s:s, s:I, s:s}", "ok", 1, "name", r ? r->cfg.name : "",
+				      "port", (json_int_t)port, "to", r ? r->cfg.to : "");
+
+			if (a && udp)
+				json_object_set_new(a, "transport", json_string("udp"));
+			local_reply(cl, lo, a);
+		}
 		return;
 	}
 	if (!strcmp(type, LINK_MSG_HTTP_GRANT)) {
@@ -1461,16 +1464,19 @@ static json_t *status_json(struct client *cl)
 								    r->refused));
 			continue;
 		}
-		json_array_append_new(
-		    rules,
-		    json_pack(
-			"{s:s, s:s, s:s, s:i, s:s}", "name", cl->rules[i].cfg.name, "transport",
-			cl->rules[i].cfg.udp ? "udp" : "tcp", "to", cl->rules[i].cfg.to, "port",
-			(int)(cl->rules[i].granted ? cl->rules[i].granted : cl->rules[i].cfg.port),
-			"state",
-			cl->rules[i].refused[0] ? "refused"
-			: cl->rules[i].granted	? "active"
-						: "pending"));
+		json_t *tr = json_pack(
+		    "{s:s, s:s, s:i, s:s}", "name", cl->rules[i].cfg.name, "to",
+		    cl->rules[i].cfg.to, "port",
+		    (int)(cl->rules[i].granted ? cl->rules[i].granted : cl->rules[i].cfg.port),
+		    "state",
+		    cl->rules[i].refused[0] ? "refused"
+		    : cl->rules[i].granted  ? "active"
+					    : "pending");
+
+		/* "transport" only for a UDP rule: absent means tcp */
+		if (tr && cl->rules[i].cfg.udp)
+			json_object_set_new(tr, "transport", json_string("udp"));
+		json_array_append_new(rules, tr);
 	}
 	pthread_mutex_unlock(&cl->lock);
 	json_t *st =

@@ -759,12 +759,16 @@ static int tunnel_ls(struct opts *o, int argc, char **argv, enum ls_kind kind)
 		return 1;
 	rules = json_array();
 	http = json_array();
-	for (unsigned i = 0; i < o->cfg.n_tcp; i++)
-		json_array_append_new(rules, json_pack("{s:s, s:s, s:s, s:i, s:s}", "name",
-						       o->cfg.tcp[i].name, "transport",
-						       o->cfg.tcp[i].udp ? "udp" : "tcp", "to",
-						       o->cfg.tcp[i].to, "port",
-						       (int)o->cfg.tcp[i].port, "state", "saved"));
+	for (unsigned i = 0; i < o->cfg.n_tcp; i++) {
+		json_t *tr =
+		    json_pack("{s:s, s:s, s:i, s:s}", "name", o->cfg.tcp[i].name, "to",
+			      o->cfg.tcp[i].to, "port", (int)o->cfg.tcp[i].port, "state", "saved");
+
+		/* "transport" only for a UDP rule, as the running client says it */
+		if (tr && o->cfg.tcp[i].udp)
+			json_object_set_new(tr, "transport", json_string("udp"));
+		json_array_append_new(rules, tr);
+	}
 	for (unsigned i = 0; i < o->cfg.n_http; i++)
 		json_array_append_new(http,
 				      client_http_rule_json(&o->cfg.http[i], 0, "saved", NULL));
