@@ -29,7 +29,10 @@ RANGE_FREE = {
 # plane (remote rules, token restrictions, the metrics text): their ports open through the
 # same allocation path test_rules and test_tunnel prove under each steering mode, so the
 # run under listeners leaves them out too.
-STEERING_SAME = {"test_remote_rules", "test_token_restrict", "test_metrics", "test_mesh_ctl"}
+# test_udp too: a UDP port is per-worker SO_REUSEPORT sockets under either steering mode
+# (sk_lookup steers TCP only), so the second run would repeat the first.
+STEERING_SAME = {"test_remote_rules", "test_token_restrict", "test_metrics", "test_mesh_ctl",
+                 "test_udp"}
 
 # The mesh suite too: its streams go from one tunnel to another (or to an allowed
 # external address) through relayd without a public listener.
