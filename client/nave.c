@@ -897,7 +897,7 @@ static int tcp_add(struct opts *o, int argc, char **argv, bool udp)
 			break;
 		case 'P':
 			if (udp)
-				bad_option(cmd, c, argv);
+				die_usage("%s: --proxy-protocol is not for a UDP rule", cmd);
 			pp = optarg;
 			break;
 		case 'h':
