@@ -204,6 +204,15 @@ bool udp_flush(struct worker *w, struct conn *p, struct conn *l)
 	return true;
 }
 
+static bool fw_pass(struct worker *w, const uint8_t a16[16])
+{
+	if (!w->fw || (!w->fw->ndeny && !w->fw->nallow) ||
+	    cidr_table_check(w->fw, a16) == CIDR_PASS)
+		return true;
+	atomic_fetch_add(&w->st_fw_refused, 1);
+	return false;
+}
+
 /* ---------- new flows (home worker) ---------- */
 
 static int flow_socket(const struct sockaddr_storage *local, socklen_t local_len,
@@ -226,10 +235,51 @@ static int flow_socket(const struct sockaddr_storage *local, socklen_t local_len
 	return fd;
 }
 
+static void udp_deliver(struct worker *w, uint16_t port, const struct sockaddr_storage *peer,
+			socklen_t peer_len, const struct sockaddr_storage *local,
+			socklen_t local_len, uint8_t *d, uint32_t len, unsigned depth);
+
+/*
+ * A new flow's socket sat in the port's reuseport group, bound and not yet
+ * connected, for a moment: the kernel may have put other sources' datagrams in
+ * its queue then. What its queue holds now goes where it belongs (a few
+ * datagrams at most; deeper than UDP_STRAY_DEPTH new flows, they are dropped).
+ */
+#define UDP_STRAY_DEPTH 4
+static void flow_strays(struct worker *w, struct conn *p, const struct sockaddr_storage *local,
+			socklen_t local_len, unsigned depth)
+{
+	for (int i = 0; i < UDP_BATCH && p->kind == CK_PLAIN && !p->closing; i++) {
+		struct sockaddr_storage from;
+		socklen_t fl = sizeof(from);
+		uint8_t a16[16];
+		ssize_t n = recvfrom(p->fd, w->udp_buf + 4, LINK_UDP_MAX + 1,
+				     MSG_DONTWAIT | MSG_TRUNC, (struct sockaddr *)&from, &fl);
+
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				break;
+			continue;
+		}
+		if (n == 0 || n > LINK_UDP_MAX) {
+			drop(w, UDP_DROP_OVERSIZE);
+			continue;
+		}
+		if (sock_addr16(&from, a16) == p->bind.origin_port &&
+		    !memcmp(a16, p->bind.origin_addr, 16))
+			flow_input(w, p, w->udp_buf + 4, (uint32_t)n);
+		else if (depth < UDP_STRAY_DEPTH && fw_pass(w, a16))
+			udp_deliver(w, p->port, &from, fl, local, local_len, w->udp_buf + 4,
+				    (uint32_t)n, depth + 1);
+		else
+			drop(w, UDP_DROP_QUEUE);
+	}
+}
+
 /* A datagram from peer to port at its tunnel's home (this worker). */
 static void udp_deliver(struct worker *w, uint16_t port, const struct sockaddr_storage *peer,
 			socklen_t peer_len, const struct sockaddr_storage *local,
-			socklen_t local_len, uint8_t *d, uint32_t len)
+			socklen_t local_len, uint8_t *d, uint32_t len, unsigned depth)
 {
 	struct engine_ops *ops = &w->e->cfg.ops;
 	struct tunnel *t = ops->port_route(ops->arg, port);
@@ -282,6 +332,7 @@ static void udp_deliver(struct worker *w, uint16_t port, const struct sockaddr_s
 	atomic_fetch_add_explicit(&w->st_udp_flows, 1, memory_order_relaxed);
 	p->state = PS_PENDING; /* queues the first datagram; relay_attach decides */
 	flow_input(w, p, d, len);
+	flow_strays(w, p, local, local_len, depth); /* d is copied: udp_buf is free */
 	p->state = PS_BOUND;
 	relay_attach(w, p, t);
 	if (p->kind == CK_PLAIN && !p->closing) {
@@ -305,8 +356,8 @@ void udp_closing(struct worker *w, struct conn *p)
 void udp_adopt(struct worker *w, struct udp_handoff *h)
 {
 	atomic_fetch_sub_explicit(&h->from->udp_fwd, 1, memory_order_relaxed);
-	udp_deliver(w, h->port, &h->peer, h->peer_len, &h->local, h->local_len, h->data + 4,
-		    h->len);
+	udp_deliver(w, h->port, &h->peer, h->peer_len, &h->local, h->local_len, h->data + 4, h->len,
+		    0);
 	free(h);
 }
 
@@ -330,15 +381,6 @@ void udp_arm_poll(struct worker *w, struct conn *c)
 	io_uring_sqe_set_data64(sqe, ud_make(OP_POLL, conn_idx(w, c), c->gen));
 	c->recv_armed = true;
 	c->inflight++;
-}
-
-static bool fw_pass(struct worker *w, const uint8_t a16[16])
-{
-	if (!w->fw || (!w->fw->ndeny && !w->fw->nallow) ||
-	    cidr_table_check(w->fw, a16) == CIDR_PASS)
-		return true;
-	atomic_fetch_add(&w->st_fw_refused, 1);
-	return false;
 }
 
 static void udp_forward(struct worker *w, int home, uint16_t port,
@@ -418,7 +460,7 @@ void udp_on_poll(struct worker *w, struct conn *c, int res)
 		have_local = true;
 		if (home == w->id)
 			udp_deliver(w, c->port, &peer, peer_len, &local, local_len, w->udp_buf + 4,
-				    (uint32_t)n);
+				    (uint32_t)n, 0);
 		else
 			udp_forward(w, home, c->port, &peer, peer_len, &local, local_len,
 				    w->udp_buf + 4, (uint32_t)n);

@@ -112,6 +112,7 @@ def test_udp_many_datagrams_every_byte_checked(server, make_client, udpsvc):
     t0 = time.monotonic()
     # 10,000 requests from 8 sources, at most `window` unanswered per source
     pending = {s: {} for s in socks}
+    done = set()
     seq = 0
     deadline = time.monotonic() + 40
     while (sent < 10000 or any(pending.values())) and time.monotonic() < deadline:
@@ -134,7 +135,11 @@ def test_udp_many_datagrams_every_byte_checked(server, make_client, udpsvc):
                     break
                 k = int.from_bytes(d[32:36], "big")
                 p = pending[s].pop(k, None)
-                assert p is not None, "an answer to nothing asked"
+                assert p is not None, (f"an answer to nothing asked: seq {k}, {len(d)} bytes, "
+                                       f"{'answered before' if k in done else 'never asked'}"
+                                       f" here, asked by another source: "
+                                       f"{any(k in q for q in pending.values())}")
+                done.add(k)
                 assert d[:32] == hashlib.sha256(p).digest() and d[32:] == p, "answer corrupt"
                 answered += 1
     dt = time.monotonic() - t0
