@@ -841,7 +841,7 @@ static int h_ports_allocate(struct call *c)
 			return fail(c, MHD_HTTP_BAD_REQUEST, "port %lld is outside the range %u-%u",
 				    port, cfg->port_min, cfg->port_max);
 	}
-	ret = store_port_alloc(c->a->st, tunnel, (unsigned)port, rule, &p, &created, err,
+	ret = store_port_alloc(c->a->st, tunnel, (unsigned)port, rule, NULL, &p, &created, err,
 			       sizeof(err));
 	switch (ret) {
 	case 0:

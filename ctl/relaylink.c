@@ -1308,8 +1308,8 @@ static int on_port_request(struct relaylink *rl, json_t *m, char *why)
 	}
 	if (ret || !restrict_port_range(rs.ports, &lo, &hi))
 		lo = hi = 0;
-	ret = store_port_alloc_in(rl->st, tid, (unsigned)port, rule, lo, hi, &p, &created, err,
-				  sizeof(err));
+	ret = store_port_alloc_in(rl->st, tid, (unsigned)port, rule, NULL, lo, hi, &p, &created,
+				  err, sizeof(err));
 	if (ret) {
 		log_every(NLOG_INFO, "port request of tunnel %.64s refused: %s", tid, err);
 		reply_error(rl, req, err);

@@ -441,7 +441,7 @@ def test_navectl_domains(controld_only, relay):
 
     # tunnels show: the tunnel's rules, ports and domains
     t = srv.navectl("tunnels", "show", a, json=True)
-    assert t["ports"] == [{"port": port, "rule": "ssh"}]
+    assert t["ports"] == [{"port": port, "rule": "ssh", "transport": "tcp"}]
     assert t["domains"] == [{"domain": "app.example.com", "rule": "web"}]
     rc, out, err = srv.navectl("tunnels", "show", a)
     assert rc == 0, err

@@ -372,7 +372,7 @@ static void test_store_records(void **state)
 	char err[256];
 
 	assert_int_equal(
-	    store_port_alloc(f->s, f->tid, 22005, "ssh", &p, &created, err, sizeof(err)), 0);
+	    store_port_alloc(f->s, f->tid, 22005, "ssh", NULL, &p, &created, err, sizeof(err)), 0);
 	assert_int_equal(store_domain_claim(f->s, f->tid, "*.example.com", "wild", &d, &created,
 					    err, sizeof(err)),
 			 0);
