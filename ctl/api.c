@@ -861,7 +861,7 @@ static int h_ports_allocate(struct call *c)
 	}
 	if (created) {
 		log_info("api: port %u allocated to tunnel %s", p.port, p.tunnel_id);
-		relaylink_port_add(c->a->rl, p.port, p.tunnel_id);
+		relaylink_port_add(c->a->rl, p.port, p.tunnel_id, p.transport);
 	}
 	c->out = row_json(&store_ports, &p, FORM_FULL);
 	return c->out ? MHD_HTTP_CREATED : internal(c);

@@ -1667,7 +1667,7 @@ static int cmd_registration_create(struct ctx *c, int argc, char **argv)
 	    {"--expires", "DURATION", &expires, NULL},
 	    {"--allow-from", "CIDR[,CIDR...]", &r.from, NULL},
 	    {"--allow-id", "PATTERN[,PATTERN...]", &r.ids, NULL},
-	    {"--kinds", "tcp,http,mesh", &r.kinds, NULL},
+	    {"--kinds", "tcp,udp,http,mesh", &r.kinds, NULL},
 	    {"--domains", "PATTERN[,PATTERN...]", &r.domains, NULL},
 	    {"--ports", "A-B", &r.ports, NULL},
 	    {NULL, NULL, NULL, NULL},
@@ -1808,7 +1808,7 @@ static int cmd_tokens_create(struct ctx *c, int argc, char **argv)
 	    {"--description", "D", &desc, NULL},
 	    {"--allow-from", "CIDR[,CIDR...]", &r.from, NULL},
 	    {"--allow-id", "PATTERN[,PATTERN...]", &r.ids, NULL},
-	    {"--kinds", "tcp,http,mesh", &r.kinds, NULL},
+	    {"--kinds", "tcp,udp,http,mesh", &r.kinds, NULL},
 	    {"--domains", "PATTERN[,PATTERN...]", &r.domains, NULL},
 	    {"--ports", "A-B", &r.ports, NULL},
 	    {NULL, NULL, NULL, NULL},
@@ -3490,8 +3490,8 @@ static const struct cmd cmds[] = {
      "Have the CA revoke DOMAIN's certificate; a domain still in [acme] domains gets a new one."},
     {"registration", "create", cmd_registration_create,
      "[--description D] [--max-uses N] [--expires DURATION] [--allow-from CIDR[,CIDR...]] "
-     "[--allow-id PATTERN[,PATTERN...]] [--kinds tcp,http,mesh] [--domains PATTERN[,PATTERN...]] "
-     "[--ports A-B]",
+     "[--allow-id PATTERN[,PATTERN...]] [--kinds tcp,udp,http,mesh] "
+     "[--domains PATTERN[,PATTERN...]] [--ports A-B]",
      "Create a registration token for new clients; it is printed only this once. The "
      "restrictions are inherited by the auth tokens it mints."},
     {"registration", "ls", cmd_registration_ls, "[--page N]", "List registration tokens."},
@@ -3501,8 +3501,8 @@ static const struct cmd cmds[] = {
      "Let a disabled registration token register clients again."},
     {"tokens", "create", cmd_tokens_create,
      "[--id NAME] [--description D] [--allow-from CIDR[,CIDR...]] "
-     "[--allow-id PATTERN[,PATTERN...]] [--kinds tcp,http,mesh] [--domains PATTERN[,PATTERN...]] "
-     "[--ports A-B]",
+     "[--allow-id PATTERN[,PATTERN...]] [--kinds tcp,udp,http,mesh] "
+     "[--domains PATTERN[,PATTERN...]] [--ports A-B]",
      "Create an auth token (and its tunnel); it is printed only this once."},
     {"tokens", "ls", cmd_tokens_ls, "[--page N]", "List auth tokens."},
     {"tokens", "show", cmd_tokens_show, "ID", "Show one auth token and its restrictions."},

@@ -278,6 +278,57 @@ def test_sync_after_controld_restart(controld_only):
         r.close()
 
 
+def test_udp_port_requests(controld_only, relay):
+    """UDP port tunnels at controld: port_request's transport, one port namespace, the
+    grant and the sync naming "transport" only for udp, a token's kinds."""
+    srv = controld_only
+    a = srv.token()["tunnel_id"]
+    b = srv.token()["tunnel_id"]
+    _, m = relay.request("port_request", tunnel_id=a, port=0, rule="dns", transport="udp")
+    assert m == {"type": "port_grant", "req": m["req"], "tunnel_id": a, "port": m["port"],
+                 "transport": "udp"}, m
+    udp = m["port"]
+    # the same rule again: the same port; transport "tcp" is the absent one
+    _, m = relay.request("port_request", tunnel_id=a, port=0, rule="dns", transport="udp")
+    assert (m["type"], m["port"], m["transport"]) == ("port_grant", udp, "udp"), m
+    _, m = relay.request("port_request", tunnel_id=a, port=0, rule="ssh", transport="tcp")
+    assert m["type"] == "port_grant" and "transport" not in m and m["port"] != udp, m
+    tcp = m["port"]
+    # one namespace: the other transport's number is refused, to the tunnel and to others
+    _, m = relay.request("port_request", tunnel_id=a, port=udp, rule="x")
+    assert error(m) == f"port {udp} is a udp port of this tunnel"
+    _, m = relay.request("port_request", tunnel_id=a, port=tcp, rule="y", transport="udp")
+    assert error(m) == f"port {tcp} is a tcp port of this tunnel"
+    _, m = relay.request("port_request", tunnel_id=b, port=udp, transport="udp")
+    assert error(m) == f"port {udp} is allocated to another tunnel"
+    for bad in ("sctp", "UDP", "", "udp ", 17, ["udp"], True):
+        _, m = relay.request("port_request", tunnel_id=b, port=0, transport=bad)
+        assert error(m) == "bad transport", (bad, m)
+    # a token whose kinds lack udp; one with udp only
+    t = srv.navectl("tokens", "create", "--kinds", "tcp,http", json=True)
+    assert t["kinds"] == ["tcp", "http"], t
+    _, m = relay.request("port_request", tunnel_id=t["tunnel_id"], port=0, transport="udp")
+    assert error(m) == "this token may not open udp rules (kinds tcp,http)"
+    u = srv.navectl("tokens", "create", "--kinds", "udp", json=True)
+    assert u["kinds"] == ["udp"], u
+    _, m = relay.request("port_request", tunnel_id=u["tunnel_id"], port=0, transport="udp")
+    assert m["type"] == "port_grant" and m["transport"] == "udp", m
+    uport = m["port"]
+    _, m = relay.request("port_request", tunnel_id=u["tunnel_id"], port=0)
+    assert error(m) == "this token does not allow tcp rules (kinds udp)"
+    # a new relayd's sync: "transport" on the udp ports only
+    r2 = FakeRelay(srv)
+    try:
+        sync = r2.hello()
+    finally:
+        r2.close()
+    assert sorted(sync["ports"], key=lambda p: p["port"]) == sorted([
+        {"port": udp, "tunnel_id": a, "transport": "udp"},
+        {"port": tcp, "tunnel_id": a},
+        {"port": uport, "tunnel_id": u["tunnel_id"], "transport": "udp"}],
+        key=lambda p: p["port"])
+
+
 def test_large_sync_in_pieces(controld_only):
     """More domains than fit one 64 KiB message: sync in pieces marked "more"."""
     srv = controld_only
