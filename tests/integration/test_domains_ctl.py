@@ -13,6 +13,7 @@ costing the connection but never controld. navectl domains and the API
 import json
 import re
 import socket
+import sqlite3
 import struct
 
 import pytest
@@ -316,6 +317,17 @@ def test_udp_port_requests(controld_only, relay):
     uport = m["port"]
     _, m = relay.request("port_request", tunnel_id=u["tunnel_id"], port=0)
     assert error(m) == "this token does not allow tcp rules (kinds udp)"
+    # navectl ports allocate pushes port_add, with "transport" for a udp port only
+    rc, out, err = srv.navectl("ports", "allocate", "--tunnel", b, "--transport", "udp")
+    assert rc == 0, err
+    m = relay.recv()
+    assert m == {"type": "port_add", "port": m["port"], "tunnel_id": b, "transport": "udp"}, m
+    alloc_udp = m["port"]
+    rc, out, err = srv.navectl("ports", "allocate", "--tunnel", b)
+    assert rc == 0, err
+    m = relay.recv()
+    assert m == {"type": "port_add", "port": m["port"], "tunnel_id": b}, m
+    alloc_tcp = m["port"]
     # a new relayd's sync: "transport" on the udp ports only
     r2 = FakeRelay(srv)
     try:
@@ -325,8 +337,34 @@ def test_udp_port_requests(controld_only, relay):
     assert sorted(sync["ports"], key=lambda p: p["port"]) == sorted([
         {"port": udp, "tunnel_id": a, "transport": "udp"},
         {"port": tcp, "tunnel_id": a},
-        {"port": uport, "tunnel_id": u["tunnel_id"], "transport": "udp"}],
-        key=lambda p: p["port"])
+        {"port": uport, "tunnel_id": u["tunnel_id"], "transport": "udp"},
+        {"port": alloc_udp, "tunnel_id": b, "transport": "udp"},
+        {"port": alloc_tcp, "tunnel_id": b}], key=lambda p: p["port"])
+
+
+def test_migration_keeps_ports_tcp(controld_only):
+    """A database from before UDP ports (schema v10): its ports are tcp ports after the
+    migration, in the API, in navectl and in relayd's sync."""
+    srv = controld_only
+    a = srv.token()["tunnel_id"]
+    rc, out, err = srv.navectl("ports", "allocate", "--tunnel", a)
+    assert rc == 0, err
+    port = srv.ports()[0]
+    srv.stop_controld()
+    db = sqlite3.connect(srv.dir / "var" / "nave.db")
+    db.executescript("ALTER TABLE ports DROP COLUMN transport;"
+                     "UPDATE schema_version SET version = 10;")
+    db.close()
+    srv.start_controld()
+    items = srv.navectl("ports", "ls", json=True)["items"]
+    assert [(p["port"], p["transport"]) for p in items] == [(port, "tcp")], items
+    r = FakeRelay(srv)
+    try:
+        assert r.hello()["ports"] == [{"port": port, "tunnel_id": a}]
+        _, m = r.request("port_request", tunnel_id=a, port=port, transport="udp")
+        assert error(m) == f"port {port} is a tcp port of this tunnel"
+    finally:
+        r.close()
 
 
 def test_large_sync_in_pieces(controld_only):
