@@ -147,6 +147,8 @@
  * and drops a malformed record (counted); a message whose records is not an array is
  * malformed. The rule is resolved by controld (the tunnel's port, or the domain claim
  * covering the host).
+ * kind "udp": a UDP flow (port the public UDP port, src/src_port the flow's source), resolved
+ * like tcp by its port; reason "idle" (udp records only) when it expired.
  */
 #define CTL_CONN_RECORDS "conn_records"
 

@@ -552,8 +552,8 @@ static const char *or_dash(const char *s)
 #define IFNAME_MAX 15 /* IFNAMSIZ - 1 */
 #define MODE_MAX   32
 
-static const char *const kassist_keys[] = {"listeners",	       "maps", "xdp",
-					   "firewall_refused", "http", "mesh"};
+static const char *const kassist_keys[] = {"listeners", "maps", "xdp", "firewall_refused",
+					   "http",	"mesh", "udp"};
 
 /* A counter: a non-negative integer as a new reference, else NULL. */
 static json_t *count_of(const json_t *v)
@@ -662,6 +662,29 @@ static json_t *mesh_of(const json_t *v)
 }
 
 /*
+ * udp: {flows, flows_expired, datagrams_in, datagrams_out, dropped: {queue, flows, oversize,
+ * offline}} (ctl_proto.h's stats); NULL when no object.
+ */
+static json_t *udp_of(const json_t *v)
+{
+	static const char *const keys[] = {"flows", "flows_expired", "datagrams_in",
+					   "datagrams_out"};
+	static const char *const drops[] = {"queue", "flows", "oversize", "offline"};
+	const json_t *d = json_object_get(v, "dropped");
+	json_t *o, *dobj = NULL;
+
+	if (!json_is_object(v) || !(o = json_object()))
+		return NULL;
+	for (size_t i = 0; i < ARRAY_SIZE(keys); i++)
+		set_count(o, v, keys[i]);
+	if (json_is_object(d) && (dobj = json_object()))
+		for (size_t i = 0; i < ARRAY_SIZE(drops); i++)
+			set_count(dobj, d, drops[i]);
+	json_object_set_new(o, "dropped", dobj ? dobj : json_null());
+	return o;
+}
+
+/*
  * worker_stats (ctl_proto.h): an array of at most WORKERS_MAX objects whose
  * members are counters; a member missing or malformed is null, an element that
  * is no object is null, and the array is cut at WORKERS_MAX. NULL when m has
@@ -715,6 +738,8 @@ static void keep_kassist(json_t *dst, const json_t *m)
 			c = http_of(v);
 		else if (!strcmp(key, "mesh"))
 			c = mesh_of(v);
+		else if (!strcmp(key, "udp"))
+			c = udp_of(v);
 		else
 			c = count_of(v);
 		/* malformed: null, so that an older good value does not show instead */

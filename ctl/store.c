@@ -3500,7 +3500,7 @@ static int rec_rule(struct store *s, struct rec_stmts *q, struct store_conn_reco
 	r->rule[0] = 0;
 	if (r->kind == STORE_REC_MESH) /* a stream a client opened: no rule of the tunnel's */
 		return 0;
-	if (r->kind == STORE_REC_TCP) {
+	if (r->kind == STORE_REC_TCP || r->kind == STORE_REC_UDP) {
 		sqlite3_bind_int64(q->port, 1, r->port);
 		bind_text(q->port, 2, r->tunnel_id);
 		ret = rec_lookup(s, q->port, r->rule, sizeof(r->rule));
@@ -3581,7 +3581,7 @@ int store_records_add(struct store *s, struct store_conn_record *recs, size_t n)
 	if (!n)
 		return 0;
 	for (size_t i = 0; i < n; i++)
-		if (recs[i].kind < 0 || recs[i].kind > STORE_REC_MESH || recs[i].reason < 0 ||
+		if (recs[i].kind < 0 || recs[i].kind > STORE_REC_UDP || recs[i].reason < 0 ||
 		    recs[i].reason >= STORE_REC_REASONS)
 			return -EINVAL;
 	ret = tx_begin(s);

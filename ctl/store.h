@@ -105,12 +105,16 @@ struct store_domain {
  * The record of one relayed connection (relayd's conn_records, ctl/records.h checks
  * it): kept newest first, pruned by [records] keep and max_rows.
  */
-/* mesh: a stream a client opened (relayd's ER_MESH); its domain is "from:ID" or the name */
+/*
+ * mesh: a stream a client opened (relayd's ER_MESH); its domain is "from:ID" or the name.
+ * udp: a UDP flow (one public source on one public UDP port), resolved like tcp by its port.
+ */
 enum store_rec_kind {
 	STORE_REC_TCP = 0,
 	STORE_REC_HTTP = 1,
 	STORE_REC_HTTPS = 2,
-	STORE_REC_MESH = 3
+	STORE_REC_MESH = 3,
+	STORE_REC_UDP = 4,
 };
 enum store_rec_reason {
 	STORE_REC_DONE = 0,
@@ -120,12 +124,14 @@ enum store_rec_reason {
 	STORE_REC_REFUSED,
 	STORE_REC_ERROR,
 	STORE_REC_SHUTDOWN,
+	STORE_REC_IDLE, /* a UDP flow that expired ([udp] idle_timeout): udp records only */
 	STORE_REC_REASONS
 };
 /* their names, as stored and in the API (ctl_proto.h's conn_records); NULL ends each */
-static const char *const store_rec_kind_names[] = {"tcp", "http", "https", "mesh", NULL};
+static const char *const store_rec_kind_names[] = {"tcp", "http", "https", "mesh", "udp", NULL};
 static const char *const store_rec_reason_names[] = {
-    "done", "reset", "idle_timeout", "pending_timeout", "refused", "error", "shutdown", NULL};
+    "done", "reset", "idle_timeout", "pending_timeout", "refused", "error", "shutdown",
+    "idle", NULL};
 #define STORE_ADDR_LEN 46 /* INET6_ADDRSTRLEN */
 struct store_conn_record {
 	int64_t id;

@@ -164,7 +164,7 @@ static void test_parse(void **state)
 	json_array_append_new(a, with(good_record(), "bytes_in", json_integer(-1)));
 	json_array_append_new(a, with(good_record(), "bytes_out", json_real(1.5)));
 	json_array_append_new(a, with(good_record(), "reason", json_string("boom")));
-	json_array_append_new(a, with(good_record(), "kind", json_string("udp")));
+	json_array_append_new(a, with(good_record(), "kind", json_string("sctp")));
 	json_array_append_new(a, with(good_record(), "port", json_integer(65536)));
 	json_array_append_new(a, with(good_record(), "domain", json_string("a.example.com")));
 	json_array_append_new(a, with(good_record(), "tunnel_id", json_string("t-0123456789abc")));
