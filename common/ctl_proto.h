@@ -45,7 +45,7 @@
  * the same tunnel under the other transport is refused ("port P is a tcp port of this
  * tunnel"). When the tunnel's token has a role (kinds, ports: ctl/restrict.h), a token
  * without "tcp" in kinds is refused ("this token does not allow tcp rules (kinds http)"),
- * one without "udp" a udp request ("this token may not open udp rules (kinds tcp)"), a
+ * one without "udp" a udp request ("this token does not allow udp rules (kinds tcp)"), a
  * port outside its range too ("port P is outside this token's port range A-B"), and port 0
  * takes the lowest free port inside that range.
  */

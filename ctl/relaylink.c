@@ -1352,12 +1352,8 @@ static int on_port_request(struct relaylink *rl, json_t *m, char *why)
 		return 0;
 	}
 	if (!ret && !restrict_kind_ok(rs.kinds, transport)) {
-		if (!strcmp(transport, STORE_TRANSPORT_UDP))
-			snprintf(err, sizeof(err), "this token may not open udp rules (kinds %s)",
-				 rs.kinds);
-		else
-			snprintf(err, sizeof(err), "this token does not allow tcp rules (kinds %s)",
-				 rs.kinds);
+		snprintf(err, sizeof(err), "this token does not allow %s rules (kinds %s)",
+			 transport, rs.kinds);
 		log_every(NLOG_INFO, "port request of tunnel %.64s refused: %s", tid, err);
 		reply_error(rl, req, err);
 		return 0;

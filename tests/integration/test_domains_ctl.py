@@ -309,7 +309,7 @@ def test_udp_port_requests(controld_only, relay):
     t = srv.navectl("tokens", "create", "--kinds", "tcp,http", json=True)
     assert t["kinds"] == ["tcp", "http"], t
     _, m = relay.request("port_request", tunnel_id=t["tunnel_id"], port=0, transport="udp")
-    assert error(m) == "this token may not open udp rules (kinds tcp,http)"
+    assert error(m) == "this token does not allow udp rules (kinds tcp,http)"
     u = srv.navectl("tokens", "create", "--kinds", "udp", json=True)
     assert u["kinds"] == ["udp"], u
     _, m = relay.request("port_request", tunnel_id=u["tunnel_id"], port=0, transport="udp")
