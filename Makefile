@@ -187,7 +187,7 @@ unit: $(UNIT_BIN)
 # STEERING=bpf|listeners: [datapath] steering of every test server (default: auto)
 STEERING ?= $(NAVE_STEERING)
 integration: all $(B)/tests/xdp_probe
-	$(Q)NAVE_STEERING=$(STEERING) NAVE_BUILD=$(CURDIR)/$(B) /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration
+	$(Q)NAVE_STEERING=$(STEERING) NAVE_BUILD=$(CURDIR)/$(B) /usr/bin/python3 -m pytest -q -p no:cacheprovider --durations=12 tests/integration
 
 # The kTLS suite inside a QEMU guest with Debian's kernel (tests/ktls/README.md).
 # KTLS: the ktls mode of both ends (default on; NAVE_KTLS works too). A machine

@@ -1746,9 +1746,9 @@ static json_t *lsn_json(const struct lsn *l, bool running)
 		if (l->sk.username[0])
 			json_object_set_new(j, "username", json_string(l->sk.username));
 	} else {
-		j = json_pack("{s:i, s:s, s:s, s:i, s:s}", "local", l->map.local, "transport",
+		j = json_pack("{s:i, s:s, s:s, s:i, s:s, s:b}", "local", l->map.local, "transport",
 			      "tcp", "destination", l->map.destination, "port", l->map.port, "bind",
-			      l->map.bind);
+			      l->map.bind, "public", l->map.public);
 	}
 	json_object_set_new(j, "state",
 			    json_string(!running ? "saved"

@@ -40,10 +40,14 @@
 #define CTL_TUNNEL_ONLINE  "tunnel_online"  /* {tunnel_id, hostname, os, arch, client_version} */
 #define CTL_TUNNEL_OFFLINE "tunnel_offline" /* {tunnel_id, reason} */
 /*
- * {req, tunnel_id, port (0 = any), rule}. When the tunnel's token has a role (kinds, ports:
- * ctl/restrict.h), a token without "tcp" in kinds is refused ("this token does not allow
- * tcp rules (kinds http)"), a port outside its range too ("port P is outside this token's
- * port range A-B"), and port 0 takes the lowest free port inside that range.
+ * {req, tunnel_id, port (0 = any), rule, transport?}. transport "tcp" or "udp", absent =
+ * tcp, anything else is refused ("bad transport"). One port namespace: a number held by
+ * the same tunnel under the other transport is refused ("port P is a tcp port of this
+ * tunnel"). When the tunnel's token has a role (kinds, ports: ctl/restrict.h), a token
+ * without "tcp" in kinds is refused ("this token does not allow tcp rules (kinds http)"),
+ * one without "udp" a udp request ("this token does not allow udp rules (kinds tcp)"), a
+ * port outside its range too ("port P is outside this token's port range A-B"), and port 0
+ * takes the lowest free port inside that range.
  */
 #define CTL_PORT_REQUEST "port_request"
 #define CTL_PORT_RELEASE "port_release" /* {req, tunnel_id, port} */
@@ -151,12 +155,15 @@
  * and drops a malformed record (counted); a message whose records is not an array is
  * malformed. The rule is resolved by controld (the tunnel's port, or the domain claim
  * covering the host).
+ * kind "udp": a UDP flow (port the public UDP port, src/src_port the flow's source), resolved
+ * like tcp by its port; reason "idle" (udp records only) when it expired.
  */
 #define CTL_CONN_RECORDS "conn_records"
 
 /* controld -> relayd */
 /*
- * {ports:[{port, tunnel_id}], domains:[{domain, tunnel_id}]} reply to relay_hello. Lists
+ * {ports:[{port, tunnel_id, transport?}], domains:[{domain, tunnel_id}]} reply to
+ * relay_hello (transport: "udp" for a UDP port, absent = tcp). Lists
  * that do not fit one message (MSG_MAX) come in pieces as the firewall's do: every piece
  * but the last carries "more": true; relayd appends the pieces' ports and domains and
  * applies them when the last one (no "more") arrives.
@@ -169,7 +176,7 @@
  * tunnel may reach other tunnels when no mesh rule decides.
  */
 #define CTL_AUTH_OK	    "auth_ok"
-#define CTL_PORT_GRANT	    "port_grant"      /* {req, tunnel_id, port} */
+#define CTL_PORT_GRANT	    "port_grant"      /* {req, tunnel_id, port, transport?} "udp" only */
 #define CTL_RELEASED	    "released"	      /* {req, port} */
 #define CTL_PORT_SYNCED	    "port_synced"     /* {req, released:[ports], released_domains:[..]} */
 #define CTL_DEAUTHED	    "deauthed"	      /* {req, released:[ports], released_domains:[..]} */
@@ -179,7 +186,7 @@
  * rule sync, deauth), before the reply of the request that released it */
 #define CTL_DOMAIN_DEL "domain_del"
 #define CTL_ERROR      "error"	  /* {req, reason} a refused request */
-#define CTL_PORT_ADD   "port_add" /* {port, tunnel_id} pushed on navectl ports allocate */
+#define CTL_PORT_ADD   "port_add" /* {port, tunnel_id, transport?} on navectl ports allocate */
 #define CTL_PORT_DEL   "port_del" /* {port} pushed on navectl ports release */
 #define CTL_KICK       "kick"	  /* {tunnel_id, reason} token revoked or tunnel shut down */
 /* {}: navectl reload: relayd reloads as on SIGHUP (its log says what applied) */

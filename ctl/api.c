@@ -817,7 +817,7 @@ static int h_ports_list(struct call *c)
 static int h_ports_allocate(struct call *c)
 {
 	const struct cfg_server *cfg = c->a->cfg;
-	const char *tunnel, *rule;
+	const char *tunnel, *rule, *transport = NULL;
 	char err[256];
 	struct store_port p;
 	long long port = 0;
@@ -832,6 +832,14 @@ static int h_ports_allocate(struct call *c)
 		return ret;
 	if (!tunnel)
 		return fail(c, MHD_HTTP_BAD_REQUEST, "\"tunnel\" is required");
+	/* absent or null: tcp */
+	v = json_object_get(c->body, "transport");
+	if (v && !json_is_null(v)) {
+		if (!json_is_string(v) || !store_transport_valid(json_string_value(v)))
+			return fail(c, MHD_HTTP_BAD_REQUEST,
+				    "\"transport\" must be \"tcp\" or \"udp\"");
+		transport = json_string_value(v);
+	}
 	v = json_object_get(c->body, "port");
 	if (v && !json_is_null(v)) {
 		if (!json_is_integer(v))
@@ -841,7 +849,7 @@ static int h_ports_allocate(struct call *c)
 			return fail(c, MHD_HTTP_BAD_REQUEST, "port %lld is outside the range %u-%u",
 				    port, cfg->port_min, cfg->port_max);
 	}
-	ret = store_port_alloc(c->a->st, tunnel, (unsigned)port, rule, &p, &created, err,
+	ret = store_port_alloc(c->a->st, tunnel, (unsigned)port, rule, transport, &p, &created, err,
 			       sizeof(err));
 	switch (ret) {
 	case 0:
@@ -860,8 +868,9 @@ static int h_ports_allocate(struct call *c)
 		return internal(c);
 	}
 	if (created) {
-		log_info("api: port %u allocated to tunnel %s", p.port, p.tunnel_id);
-		relaylink_port_add(c->a->rl, p.port, p.tunnel_id);
+		log_info("api: %s port %u allocated to tunnel %s", p.transport, p.port,
+			 p.tunnel_id);
+		relaylink_port_add(c->a->rl, p.port, p.tunnel_id, p.transport);
 	}
 	c->out = row_json(&store_ports, &p, FORM_FULL);
 	return c->out ? MHD_HTTP_CREATED : internal(c);

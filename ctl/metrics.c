@@ -383,6 +383,22 @@ static void render_relay(struct prom_buf *b, const json_t *s, const json_t *coun
 	struct fam mdec = FAM("nave_mesh_rule_decisions_total", "counter",
 			      "Mesh policy decisions by the deciding rule's id (0: the default) "
 			      "and verdict (allow, deny), since relayd started.");
+	static const char *const udp_dirs[] = {"in", "datagrams_in", "out", "datagrams_out"};
+	static const char *const udp_drops[] = {"queue",    "queue",	"flows",   "flows",
+						"oversize", "oversize", "offline", "offline"};
+	struct fam uflows = FAM("nave_udp_flows", "gauge",
+				"UDP flows open (a public source on a public UDP port).");
+	struct fam uexp = FAM("nave_udp_flows_expired_total", "counter",
+			      "UDP flows ended after [udp] idle_timeout without a datagram.");
+	struct fam udg = FAM("nave_udp_datagrams_total", "counter",
+			     "UDP datagrams relayed: in from public sources to tunnels, out back "
+			     "to them.");
+	struct fam udrop =
+	    FAM("nave_udp_dropped_total", "counter",
+		"UDP datagrams dropped, by reason: queue (a flow's queue full while its data "
+		"link is not ready), flows ([udp] max_flows reached), oversize, offline (no "
+		"tunnel online for the port).");
+	const json_t *udp = json_object_get(s, "udp");
 	const json_t *mesh = json_object_get(s, "mesh"), *mrules = json_object_get(s, "mesh_rules");
 	const json_t *http = json_object_get(s, "http"), *maps_o = json_object_get(s, "maps");
 	const json_t *xdp = json_object_get(s, "xdp"), *v;
@@ -414,6 +430,15 @@ static void render_relay(struct prom_buf *b, const json_t *s, const json_t *coun
 		put_cnt(b, &mopen, mesh, "opened");
 		if (json_is_object(mr))
 			put_by(b, &mref, mr, "reason", mesh_reasons, 9);
+	}
+	if (json_is_object(udp)) {
+		const json_t *ud = json_object_get(udp, "dropped");
+
+		put_cnt(b, &uflows, udp, "flows");
+		put_cnt(b, &uexp, udp, "flows_expired");
+		put_by(b, &udg, udp, "direction", udp_dirs, 2);
+		if (json_is_object(ud))
+			put_by(b, &udrop, ud, "reason", udp_drops, 4);
 	}
 	if (json_is_array(mrules)) {
 		/* allow and deny samples of one family, each rule id once (relayd's table) */
@@ -543,7 +568,7 @@ bool metrics_render(struct metrics *m, struct prom_buf *b)
 	struct fam tun = FAM("nave_tunnels", "gauge", "Tunnels registered (auth tokens issued).");
 	struct fam onl = FAM("nave_tunnels_online", "gauge", "Tunnels whose client is connected.");
 	struct fam ports =
-	    FAM("nave_ports_allocated", "gauge", "TCP ports of the range allocated.");
+	    FAM("nave_ports_allocated", "gauge", "Ports of the range allocated (TCP and UDP).");
 	struct fam conn = FAM("nave_relayd_connected", "gauge",
 			      "1 when a relayd is connected to controld, else 0 (and relayd's "
 			      "figures are absent).");

@@ -1667,7 +1667,7 @@ static int cmd_registration_create(struct ctx *c, int argc, char **argv)
 	    {"--expires", "DURATION", &expires, NULL},
 	    {"--allow-from", "CIDR[,CIDR...]", &r.from, NULL},
 	    {"--allow-id", "PATTERN[,PATTERN...]", &r.ids, NULL},
-	    {"--kinds", "tcp,http,mesh", &r.kinds, NULL},
+	    {"--kinds", "tcp,udp,http,mesh", &r.kinds, NULL},
 	    {"--domains", "PATTERN[,PATTERN...]", &r.domains, NULL},
 	    {"--ports", "A-B", &r.ports, NULL},
 	    {NULL, NULL, NULL, NULL},
@@ -1808,7 +1808,7 @@ static int cmd_tokens_create(struct ctx *c, int argc, char **argv)
 	    {"--description", "D", &desc, NULL},
 	    {"--allow-from", "CIDR[,CIDR...]", &r.from, NULL},
 	    {"--allow-id", "PATTERN[,PATTERN...]", &r.ids, NULL},
-	    {"--kinds", "tcp,http,mesh", &r.kinds, NULL},
+	    {"--kinds", "tcp,udp,http,mesh", &r.kinds, NULL},
 	    {"--domains", "PATTERN[,PATTERN...]", &r.domains, NULL},
 	    {"--ports", "A-B", &r.ports, NULL},
 	    {NULL, NULL, NULL, NULL},
@@ -2060,12 +2060,13 @@ static int cmd_ports_ls(struct ctx *c, int argc, char **argv)
 {
 	/* PACKETS and BYTES only when relayd reported counters (XDP) for a port listed */
 	static const struct col cols[] = {
-	    {"PORT", "port", COL_VAL},	     {"TUNNEL", "tunnel_id", COL_VAL},
-	    {"RULE", "rule", COL_VAL},	     {"CREATED", "created_at", COL_TIME},
-	    {"PACKETS", "packets", COL_VAL}, {"BYTES", "bytes", COL_BYTES},
+	    {"PORT", "port", COL_VAL},		 {"TRANSPORT", "transport", COL_VAL},
+	    {"TUNNEL", "tunnel_id", COL_VAL},	 {"RULE", "rule", COL_VAL},
+	    {"CREATED", "created_at", COL_TIME}, {"PACKETS", "packets", COL_VAL},
+	    {"BYTES", "bytes", COL_BYTES},
 	};
 	json_t *j = NULL, *items, *it;
-	unsigned ncols = 4;
+	unsigned ncols = 5;
 	size_t i;
 	const char *tunnel = NULL, *page = NULL;
 	const struct opt opts[] = {
@@ -2095,6 +2096,9 @@ static int cmd_ports_ls(struct ctx *c, int argc, char **argv)
 	{
 		if (json_object_get(it, "packets") || json_object_get(it, "bytes"))
 			ncols = ARRAY_SIZE(cols);
+		/* a controld from before UDP ports holds TCP ports only */
+		if (json_is_object(it) && !json_object_get(it, "transport"))
+			json_object_set_new(it, "transport", json_string("tcp"));
 	}
 	ret = print_list(j, cols, ncols);
 	json_decref(j);
@@ -2146,14 +2150,16 @@ static int cmd_connections_ls(struct ctx *c, int argc, char **argv)
 
 static int cmd_ports_allocate(struct ctx *c, int argc, char **argv)
 {
-	const char *tunnel = NULL, *port = NULL;
+	const char *tunnel = NULL, *port = NULL, *transport = NULL;
 	const struct opt opts[] = {
 	    {"--tunnel", "ID", &tunnel, NULL},
 	    {"--port", "N", &port, NULL},
+	    {"--transport", "tcp|udp", &transport, NULL},
 	    {NULL, NULL, NULL, NULL},
 	};
 	unsigned long long n = 0;
 	char b1[1024], b2[1024];
+	bool udp;
 	struct sbuf path;
 	json_t *body, *j;
 	int ret;
@@ -2165,8 +2171,12 @@ static int cmd_ports_allocate(struct ctx *c, int argc, char **argv)
 		return usage_error(c, "missing --tunnel ID");
 	if (port && (ret = parse_num(c, "--port", port, 1, 65535, &n)))
 		return ret;
+	if (transport && strcmp(transport, "tcp") && strcmp(transport, "udp"))
+		return usage_error(c, "--transport must be tcp or udp, not '%s'", transport);
 	body = json_pack("{s:s}", "tunnel", tunnel);
-	if (body && port && json_object_set_new(body, "port", json_integer((json_int_t)n)) < 0) {
+	if (body &&
+	    ((port && json_object_set_new(body, "port", json_integer((json_int_t)n)) < 0) ||
+	     (transport && json_object_set_new(body, "transport", json_string(transport)) < 0))) {
 		json_decref(body);
 		body = NULL;
 	}
@@ -2178,7 +2188,9 @@ static int cmd_ports_allocate(struct ctx *c, int argc, char **argv)
 	ret = api_call(c, "POST", &path, body, &j);
 	if (ret || !j)
 		return ret;
-	printf("port %s allocated to tunnel %s\n",
+	/* a TCP port's line as before: the transport is named for UDP only */
+	udp = !strcmp(json_string_value(json_object_get(j, "transport")) ?: "", "udp");
+	printf("%sport %s allocated to tunnel %s\n", udp ? "udp " : "",
 	       fmt_esc(json_object_get(j, "port"), b1, sizeof(b1)),
 	       fmt_esc(json_object_get(j, "tunnel_id"), b2, sizeof(b2)));
 	json_decref(j);
@@ -3490,8 +3502,8 @@ static const struct cmd cmds[] = {
      "Have the CA revoke DOMAIN's certificate; a domain still in [acme] domains gets a new one."},
     {"registration", "create", cmd_registration_create,
      "[--description D] [--max-uses N] [--expires DURATION] [--allow-from CIDR[,CIDR...]] "
-     "[--allow-id PATTERN[,PATTERN...]] [--kinds tcp,http,mesh] [--domains PATTERN[,PATTERN...]] "
-     "[--ports A-B]",
+     "[--allow-id PATTERN[,PATTERN...]] [--kinds tcp,udp,http,mesh] "
+     "[--domains PATTERN[,PATTERN...]] [--ports A-B]",
      "Create a registration token for new clients; it is printed only this once. The "
      "restrictions are inherited by the auth tokens it mints."},
     {"registration", "ls", cmd_registration_ls, "[--page N]", "List registration tokens."},
@@ -3501,8 +3513,8 @@ static const struct cmd cmds[] = {
      "Let a disabled registration token register clients again."},
     {"tokens", "create", cmd_tokens_create,
      "[--id NAME] [--description D] [--allow-from CIDR[,CIDR...]] "
-     "[--allow-id PATTERN[,PATTERN...]] [--kinds tcp,http,mesh] [--domains PATTERN[,PATTERN...]] "
-     "[--ports A-B]",
+     "[--allow-id PATTERN[,PATTERN...]] [--kinds tcp,udp,http,mesh] "
+     "[--domains PATTERN[,PATTERN...]] [--ports A-B]",
      "Create an auth token (and its tunnel); it is printed only this once."},
     {"tokens", "ls", cmd_tokens_ls, "[--page N]", "List auth tokens."},
     {"tokens", "show", cmd_tokens_show, "ID", "Show one auth token and its restrictions."},
@@ -3522,12 +3534,14 @@ static const struct cmd cmds[] = {
      "Add a rule on a tunnel's client (now if online, else when it connects)."},
     {"tunnels", "rules rm", cmd_tunnels_rules_rm, "ID NAME [--wait]",
      "Remove a rule from a tunnel's client (now if online, else when it connects)."},
-    {"ports", "ls", cmd_ports_ls, "[--tunnel ID] [--page N]", "List allocated TCP ports."},
+    {"ports", "ls", cmd_ports_ls, "[--tunnel ID] [--page N]",
+     "List allocated public ports (TCP and UDP)."},
     {"connections", "ls", cmd_connections_ls, "[--tunnel ID] [--rule R] [--since T] [--limit N]",
      "List relayed connections that closed, newest first (T: Unix seconds or 1h, 2d, ...)."},
-    {"ports", "allocate", cmd_ports_allocate, "--tunnel ID [--port N]",
-     "Allocate a public TCP port (the given one, else any free one) to a tunnel."},
-    {"ports", "release", cmd_ports_release, "PORT", "Release an allocated TCP port."},
+    {"ports", "allocate", cmd_ports_allocate, "--tunnel ID [--port N] [--transport tcp|udp]",
+     "Allocate a public TCP (default) or UDP port (the given one, else any free one) to a "
+     "tunnel."},
+    {"ports", "release", cmd_ports_release, "PORT", "Release an allocated port (TCP or UDP)."},
     {"domains", "ls", cmd_domains_ls, "[--tunnel ID] [--page N]",
      "List the domains tunnels hold for HTTP rules."},
     {"domains", "release", cmd_domains_release, "DOMAIN",

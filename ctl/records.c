@@ -87,15 +87,15 @@ static int record_one(const json_t *r, struct store_conn_record *out, size_t i, 
 	memcpy(out->tunnel_id, tid, strlen(tid) + 1);
 	out->kind = name_index(store_rec_kind_names, json_string_value(json_object_get(r, "kind")));
 	if (out->kind < 0)
-		return bad(why, whylen, i, "%s must be \"tcp\", \"http\", \"https\" or \"mesh\"",
-			   "kind");
+		return bad(why, whylen, i,
+			   "%s must be \"tcp\", \"udp\", \"http\", \"https\" or \"mesh\"", "kind");
 	if (get_int(r, "port", 1, 65535, &v, i, why, whylen))
 		return -EINVAL;
 	out->port = (uint16_t)v;
 	d = json_object_get(r, "domain");
 	if (d && !json_is_null(d)) {
 		dom = json_string_value(d);
-		if (out->kind == STORE_REC_TCP)
+		if (out->kind == STORE_REC_TCP || out->kind == STORE_REC_UDP)
 			return bad(why, whylen, i, "%s is for http, https and mesh records only",
 				   "domain");
 		/* mesh: "from:ID" (the opener) or the name asked for (a DNS name or an address) */
@@ -129,8 +129,10 @@ static int record_one(const json_t *r, struct store_conn_record *out, size_t i, 
 	if (out->reason < 0)
 		return bad(why, whylen, i,
 			   "%s must be one of done, reset, idle_timeout, pending_timeout, refused, "
-			   "error, shutdown",
+			   "error, shutdown, idle",
 			   "reason");
+	if (out->reason == STORE_REC_IDLE && out->kind != STORE_REC_UDP)
+		return bad(why, whylen, i, "%s \"idle\" is for udp records only", "reason");
 	return 0;
 }
 

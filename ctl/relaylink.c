@@ -165,12 +165,28 @@ static int reply_error(struct relaylink *rl, json_int_t req, const char *reason)
 
 /* --- pushes --- */
 
-int relaylink_port_add(struct relaylink *rl, unsigned port, const char *tunnel_id)
+/*
+ * Adds "transport": "udp" to o for a UDP port; a TCP port's messages carry none (absent =
+ * tcp: an older relayd reads them as before). NULL when o is.
+ */
+static json_t *with_transport(json_t *o, const char *transport)
+{
+	if (o && transport && !strcmp(transport, STORE_TRANSPORT_UDP) &&
+	    json_object_set_new(o, "transport", json_string(STORE_TRANSPORT_UDP))) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
+}
+
+int relaylink_port_add(struct relaylink *rl, unsigned port, const char *tunnel_id,
+		       const char *transport)
 {
 	if (!relaylink_connected(rl))
 		return -ENOTCONN;
-	return send_obj(rl, json_pack("{s:s, s:i, s:s}", "type", CTL_PORT_ADD, "port", (int)port,
-				      "tunnel_id", tunnel_id));
+	return send_obj(rl, with_transport(json_pack("{s:s, s:i, s:s}", "type", CTL_PORT_ADD,
+						     "port", (int)port, "tunnel_id", tunnel_id),
+					   transport));
 }
 
 int relaylink_port_del(struct relaylink *rl, unsigned port)
@@ -536,8 +552,8 @@ static const char *or_dash(const char *s)
 #define IFNAME_MAX 15 /* IFNAMSIZ - 1 */
 #define MODE_MAX   32
 
-static const char *const kassist_keys[] = {"listeners",	       "maps", "xdp",
-					   "firewall_refused", "http", "mesh"};
+static const char *const kassist_keys[] = {"listeners", "maps", "xdp", "firewall_refused",
+					   "http",	"mesh", "udp"};
 
 /* A counter: a non-negative integer as a new reference, else NULL. */
 static json_t *count_of(const json_t *v)
@@ -646,6 +662,29 @@ static json_t *mesh_of(const json_t *v)
 }
 
 /*
+ * udp: {flows, flows_expired, datagrams_in, datagrams_out, dropped: {queue, flows, oversize,
+ * offline}} (ctl_proto.h's stats); NULL when no object.
+ */
+static json_t *udp_of(const json_t *v)
+{
+	static const char *const keys[] = {"flows", "flows_expired", "datagrams_in",
+					   "datagrams_out"};
+	static const char *const drops[] = {"queue", "flows", "oversize", "offline"};
+	const json_t *d = json_object_get(v, "dropped");
+	json_t *o, *dobj = NULL;
+
+	if (!json_is_object(v) || !(o = json_object()))
+		return NULL;
+	for (size_t i = 0; i < ARRAY_SIZE(keys); i++)
+		set_count(o, v, keys[i]);
+	if (json_is_object(d) && (dobj = json_object()))
+		for (size_t i = 0; i < ARRAY_SIZE(drops); i++)
+			set_count(dobj, d, drops[i]);
+	json_object_set_new(o, "dropped", dobj ? dobj : json_null());
+	return o;
+}
+
+/*
  * worker_stats (ctl_proto.h): an array of at most WORKERS_MAX objects whose
  * members are counters; a member missing or malformed is null, an element that
  * is no object is null, and the array is cut at WORKERS_MAX. NULL when m has
@@ -699,6 +738,8 @@ static void keep_kassist(json_t *dst, const json_t *m)
 			c = http_of(v);
 		else if (!strcmp(key, "mesh"))
 			c = mesh_of(v);
+		else if (!strcmp(key, "udp"))
+			c = udp_of(v);
 		else
 			c = count_of(v);
 		/* malformed: null, so that an older good value does not show instead */
@@ -784,7 +825,8 @@ bool relaylink_port_counters(const struct relaylink *rl, unsigned port, int64_t 
 
 static int port_cb(const struct store_port *p, void *arg)
 {
-	json_t *o = json_pack("{s:i, s:s}", "port", (int)p->port, "tunnel_id", p->tunnel_id);
+	json_t *o = with_transport(
+	    json_pack("{s:i, s:s}", "port", (int)p->port, "tunnel_id", p->tunnel_id), p->transport);
 
 	if (!o || json_array_append_new(arg, o))
 		return -ENOMEM;
@@ -1266,10 +1308,11 @@ static int on_port_request(struct relaylink *rl, json_t *m, char *why)
 {
 	struct restrict_set rs;
 	unsigned lo, hi;
-	const char *tid, *rule;
+	const char *tid, *rule, *transport = STORE_TRANSPORT_TCP;
 	char err[WHY_LEN];
 	struct store_port p;
 	json_int_t req, port;
+	json_t *v;
 	bool created;
 	int ret;
 
@@ -1286,6 +1329,15 @@ static int on_port_request(struct relaylink *rl, json_t *m, char *why)
 		reply_error(rl, req, "invalid rule name");
 		return 0;
 	}
+	/* absent (an older relayd) = tcp; anything but "tcp" or "udp" is refused */
+	v = json_object_get(m, "transport");
+	if (v && !json_is_null(v)) {
+		if (!json_is_string(v) || !store_transport_valid(json_string_value(v))) {
+			reply_error(rl, req, "bad transport");
+			return 0;
+		}
+		transport = json_string_value(v);
+	}
 	if (port < 0 || port > 65535) {
 		snprintf(err, sizeof(err),
 			 "port %" JSON_INTEGER_FORMAT " is outside the range %u-%u", port,
@@ -1293,33 +1345,34 @@ static int on_port_request(struct relaylink *rl, json_t *m, char *why)
 		reply_error(rl, req, err);
 		return 0;
 	}
-	/* the role of the tunnel's token: tcp allowed, the port inside its range */
+	/* the role of the tunnel's token: the transport allowed, the port inside its range */
 	ret = store_tunnel_restrictions(rl->st, tid, &rs);
 	if (ret && ret != -ENOENT) {
 		reply_error(rl, req, "internal error");
 		return 0;
 	}
-	if (!ret && !restrict_kind_ok(rs.kinds, "tcp")) {
-		snprintf(err, sizeof(err), "this token does not allow tcp rules (kinds %s)",
-			 rs.kinds);
+	if (!ret && !restrict_kind_ok(rs.kinds, transport)) {
+		snprintf(err, sizeof(err), "this token does not allow %s rules (kinds %s)",
+			 transport, rs.kinds);
 		log_every(NLOG_INFO, "port request of tunnel %.64s refused: %s", tid, err);
 		reply_error(rl, req, err);
 		return 0;
 	}
 	if (ret || !restrict_port_range(rs.ports, &lo, &hi))
 		lo = hi = 0;
-	ret = store_port_alloc_in(rl->st, tid, (unsigned)port, rule, lo, hi, &p, &created, err,
-				  sizeof(err));
+	ret = store_port_alloc_in(rl->st, tid, (unsigned)port, rule, transport, lo, hi, &p,
+				  &created, err, sizeof(err));
 	if (ret) {
 		log_every(NLOG_INFO, "port request of tunnel %.64s refused: %s", tid, err);
 		reply_error(rl, req, err);
 		return 0;
 	}
 	if (created)
-		log_every(NLOG_INFO, "port %u allocated to tunnel %.64s (rule %s)", p.port, tid,
-			  or_dash(p.rule));
-	send_obj(rl, json_pack("{s:s, s:I, s:s, s:i}", "type", CTL_PORT_GRANT, "req", req,
-			       "tunnel_id", tid, "port", (int)p.port));
+		log_every(NLOG_INFO, "%s port %u allocated to tunnel %.64s (rule %s)", p.transport,
+			  p.port, tid, or_dash(p.rule));
+	send_obj(rl, with_transport(json_pack("{s:s, s:I, s:s, s:i}", "type", CTL_PORT_GRANT, "req",
+					      req, "tunnel_id", tid, "port", (int)p.port),
+				    p.transport));
 	return 0;
 }
 

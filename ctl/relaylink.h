@@ -46,8 +46,12 @@ bool relaylink_busy(const struct relaylink *rl);
 /* True when a relayd is connected and has said hello. */
 bool relaylink_connected(const struct relaylink *rl);
 
-/* Pushes to relayd; 0 when queued, -ENOTCONN when no relayd is connected. */
-int relaylink_port_add(struct relaylink *rl, unsigned port, const char *tunnel_id);
+/*
+ * Pushes to relayd; 0 when queued, -ENOTCONN when no relayd is connected. port_add's
+ * transport: "udp" is sent as such, "tcp" or NULL as no member (ctl_proto.h).
+ */
+int relaylink_port_add(struct relaylink *rl, unsigned port, const char *tunnel_id,
+		       const char *transport);
 int relaylink_port_del(struct relaylink *rl, unsigned port);
 int relaylink_kick(struct relaylink *rl, const char *tunnel_id, const char *reason);
 /* Asks relayd to reload (navectl reload); -ENOTCONN when it is not connected. */

@@ -21,7 +21,7 @@ static const char *const list_names[] = {
 static const unsigned list_max[] = {
     [RESTRICT_FROM] = RESTRICT_CIDRS_MAX,
     [RESTRICT_IDS] = RESTRICT_IDS_MAX,
-    [RESTRICT_KINDS] = 3,
+    [RESTRICT_KINDS] = 4, /* tcp, udp, http, mesh */
     [RESTRICT_DOMAINS] = RESTRICT_DOMAINS_MAX,
 };
 
@@ -145,13 +145,13 @@ static bool item_canon(enum restrict_list f, const char *item, size_t n, char *c
 		canon[n] = 0;
 		return true;
 	case RESTRICT_KINDS:
-		if ((n == 3 && !memcmp(item, "tcp", 3)) || (n == 4 && !memcmp(item, "http", 4)) ||
-		    (n == 4 && !memcmp(item, "mesh", 4))) {
+		if ((n == 3 && !memcmp(item, "tcp", 3)) || (n == 3 && !memcmp(item, "udp", 3)) ||
+		    (n == 4 && !memcmp(item, "http", 4)) || (n == 4 && !memcmp(item, "mesh", 4))) {
 			memcpy(canon, item, n);
 			canon[n] = 0;
 			return true;
 		}
-		set_why(why, whylen, "\"%s\" is not a rule kind (tcp, http, mesh)", show);
+		set_why(why, whylen, "\"%s\" is not a rule kind (tcp, udp, http, mesh)", show);
 		return false;
 	case RESTRICT_DOMAINS:
 		if (n == 0 || n > DOMAIN_MAX || memchr(item, 0, n) ||
@@ -195,11 +195,11 @@ bool restrict_add(enum restrict_list f, const char *item, size_t n, char *out, s
 		out[used++] = ',';
 	memcpy(out + used, canon, cl + 1);
 	if (f == RESTRICT_KINDS) {
-		/* always in the order tcp, http, mesh */
-		static const char *const order[] = {"tcp", "http", "mesh"};
+		/* always in the order tcp, udp, http, mesh */
+		static const char *const order[] = {"tcp", "udp", "http", "mesh"};
 		char sorted[RESTRICT_KINDS_LEN] = "";
 
-		for (size_t i = 0; i < 3; i++)
+		for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++)
 			if (list_has(out, order[i])) {
 				if (*sorted)
 					strcat(sorted, ",");

@@ -10,14 +10,15 @@
  *               else its hostname): exact names or globs where '*' stands
  *               for any run of characters; 1..RESTRICT_ID_MAX of
  *               [A-Za-z0-9._-*] each, 1..RESTRICT_IDS_MAX of them
- *   kinds       the rule kinds the client may request: "tcp", "http", and the
- *               mesh role "mesh" (its tunnel may reach other tunnels when no mesh
- *               rule decides, common/mesh.h); any of them, always written in the
- *               order tcp, http, mesh. A token with kinds unset has no mesh role.
+ *   kinds       the rule kinds the client may request: "tcp", "udp", "http", and
+ *               the mesh role "mesh" (its tunnel may reach other tunnels when no
+ *               mesh rule decides, common/mesh.h); any of them, always written in
+ *               the order tcp, udp, http, mesh. A token with kinds unset has no
+ *               mesh role.
  *   domains     domains an HTTP rule may claim: domain.h names or "*.NAME"
  *               patterns, lowercased, 1..RESTRICT_DOMAINS_MAX, matched as
  *               [http] allowed_domains is (store_domain_allowed)
- *   ports       "A-B": the public ports a TCP rule may hold (port 0 = any
+ *   ports       "A-B": the public ports a TCP or UDP rule may hold (port 0 = any
  *               allocates inside it); a subset of [ports] range
  *
  * Duplicates in a list are dropped. Each refusal is a one-line reason that
@@ -41,7 +42,7 @@
 /* The stored text of each, with its NUL */
 #define RESTRICT_FROM_LEN    (RESTRICT_CIDRS_MAX * CIDR_STR_MAX)
 #define RESTRICT_IDS_LEN     (RESTRICT_IDS_MAX * (RESTRICT_ID_MAX + 1))
-#define RESTRICT_KINDS_LEN   16
+#define RESTRICT_KINDS_LEN   24
 #define RESTRICT_DOMAINS_LEN (RESTRICT_DOMAINS_MAX * (DOMAIN_MAX + 1))
 #define RESTRICT_PORTS_LEN   12
 
@@ -96,7 +97,7 @@ bool restrict_from_ok(const char *allow_from, const uint8_t addr16[16]);
 bool restrict_glob(const char *pattern, const char *name);
 /* name matches one of allow_ids' patterns. */
 bool restrict_id_ok(const char *allow_ids, const char *name);
-/* kind ("tcp", "http") is one of kinds. */
+/* kind ("tcp", "udp", "http") is one of kinds. */
 bool restrict_kind_ok(const char *kinds, const char *kind);
 /* ports' range into lo..hi: false when unset (or not a range: never stored). */
 bool restrict_port_range(const char *ports, unsigned *lo, unsigned *hi);

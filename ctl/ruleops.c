@@ -194,7 +194,7 @@ static int port_cb(const struct store_port *p, void *arg)
 {
 	if (p->rule[0])
 		json_array_append_new(arg, json_pack("{s:s, s:s, s:i}", "name", p->rule, "kind",
-						     "tcp", "port", (int)p->port));
+						     p->transport, "port", (int)p->port));
 	return 0;
 }
 

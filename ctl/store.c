@@ -227,6 +227,9 @@ static const char *const store_migrations[] = {
     " comment TEXT NOT NULL DEFAULT '',"
     " created INTEGER NOT NULL);"
     "CREATE INDEX mesh_rules_order ON mesh_rules(position, id);",
+    /* 11: UDP port tunnels: a port number is held under one transport (existing rows: tcp) */
+    "ALTER TABLE ports ADD COLUMN transport TEXT NOT NULL DEFAULT 'tcp'"
+    " CHECK (transport IN ('tcp', 'udp'));",
 };
 
 _Static_assert(ARRAY_SIZE(store_migrations) == STORE_SCHEMA_VERSION,
@@ -2017,6 +2020,8 @@ static const struct store_col port_cols[] = {
     {"port", STORE_C_U16, P(port), .json = "port", .jtype = STORE_J_INT, .flags = STORE_J_BRIEF},
     {"tunnel_id", STORE_C_TEXT, P(tunnel_id), .json = "tunnel_id", .jtype = STORE_J_STR},
     {"rule", STORE_C_TEXT, P(rule), .json = "rule", .jtype = STORE_J_TEXT, .flags = STORE_J_BRIEF},
+    {"transport", STORE_C_TEXT, P(transport), .json = "transport", .jtype = STORE_J_STR,
+     .flags = STORE_J_BRIEF},
     {"created_at", STORE_C_I64, P(created_at), .json = "created_at", .jtype = STORE_J_INT},
 };
 #undef P
@@ -2032,9 +2037,18 @@ static const struct store_query port_query = {
 
 STORE_ENTITY(store_ports, "port", struct store_port, port_cols, port_query);
 
-/* Looks one port row up with a WHERE (and more) taking ?1 and ?2; 1 found, 0 not, -EIO. */
+bool store_transport_valid(const char *transport)
+{
+	return transport &&
+	       (!strcmp(transport, STORE_TRANSPORT_TCP) || !strcmp(transport, STORE_TRANSPORT_UDP));
+}
+
+/*
+ * Looks one port row up with a WHERE (and more) taking ?1, ?2 and ?3 (c and d, when
+ * set); 1 found, 0 not, -EIO.
+ */
 static int port_find(struct store *s, const char *tail, const char *a, int64_t b, const char *c,
-		     struct store_port *out)
+		     const char *d, struct store_port *out)
 {
 	sqlite3_stmt *st;
 	int ret;
@@ -2048,6 +2062,8 @@ static int port_find(struct store *s, const char *tail, const char *a, int64_t b
 		sqlite3_bind_int64(st, 1, b);
 	if (c)
 		bind_text(st, 2, c);
+	if (d)
+		bind_text(st, 3, d);
 	return row_one(s, &store_ports, st, out);
 }
 
@@ -2108,8 +2124,8 @@ static int tunnel_usable(struct store *s, const char *tunnel_id, char *err, size
 }
 
 static int port_alloc_tx(struct store *s, const char *tunnel_id, unsigned port, const char *rule,
-			 unsigned lo, unsigned hi, struct store_port *out, bool *created, char *err,
-			 size_t errlen)
+			 const char *transport, unsigned lo, unsigned hi, struct store_port *out,
+			 bool *created, char *err, size_t errlen)
 {
 	struct store_filter f = {.tunnel_id = tunnel_id};
 	sqlite3_stmt *st;
@@ -2126,7 +2142,7 @@ static int port_alloc_tx(struct store *s, const char *tunnel_id, unsigned port, 
 				s->port_min, s->port_max);
 			return -ERANGE;
 		}
-		ret = port_find(s, " WHERE port = ?1", NULL, port, NULL, out);
+		ret = port_find(s, " WHERE port = ?1", NULL, port, NULL, NULL, out);
 		if (ret < 0)
 			return ret;
 		if (ret == 1) {
@@ -2135,13 +2151,20 @@ static int port_alloc_tx(struct store *s, const char *tunnel_id, unsigned port, 
 					port);
 				return -EADDRINUSE;
 			}
+			if (strcmp(out->transport, transport) != 0) {
+				set_err(err, errlen, "port %u is a %s port of this tunnel", port,
+					out->transport);
+				return -EADDRINUSE;
+			}
 			if (!rule || !*rule || !strcmp(rule, out->rule))
 				return 0;
 			return rule_update(s, &store_ports, out, rule);
 		}
 	} else if (rule && *rule) {
-		ret = port_find(s, " WHERE tunnel_id = ?1 AND rule = ?2 ORDER BY port LIMIT 1",
-				tunnel_id, 0, rule, out);
+		ret = port_find(s,
+				" WHERE tunnel_id = ?1 AND rule = ?2 AND transport = ?3"
+				" ORDER BY port LIMIT 1",
+				tunnel_id, 0, rule, transport, out);
 		if (ret < 0)
 			return ret;
 		/* held under the rule, and inside the token's range when it has one */
@@ -2189,6 +2212,7 @@ static int port_alloc_tx(struct store *s, const char *tunnel_id, unsigned port, 
 	out->port = (uint16_t)port;
 	str_copy(out->tunnel_id, sizeof(out->tunnel_id), tunnel_id);
 	str_copy(out->rule, sizeof(out->rule), nz(rule));
+	str_copy(out->transport, sizeof(out->transport), transport);
 	out->created_at = store_now();
 	ret = row_insert(s, &store_ports, out);
 	if (!ret)
@@ -2197,18 +2221,26 @@ static int port_alloc_tx(struct store *s, const char *tunnel_id, unsigned port, 
 }
 
 int store_port_alloc(struct store *s, const char *tunnel_id, unsigned port, const char *rule,
-		     struct store_port *out, bool *created, char *err, size_t errlen)
+		     const char *transport, struct store_port *out, bool *created, char *err,
+		     size_t errlen)
 {
-	return store_port_alloc_in(s, tunnel_id, port, rule, 0, 0, out, created, err, errlen);
+	return store_port_alloc_in(s, tunnel_id, port, rule, transport, 0, 0, out, created, err,
+				   errlen);
 }
 
 int store_port_alloc_in(struct store *s, const char *tunnel_id, unsigned port, const char *rule,
-			unsigned lo, unsigned hi, struct store_port *out, bool *created, char *err,
-			size_t errlen)
+			const char *transport, unsigned lo, unsigned hi, struct store_port *out,
+			bool *created, char *err, size_t errlen)
 {
 	int ret;
 
 	*created = false;
+	if (!transport)
+		transport = STORE_TRANSPORT_TCP;
+	if (!store_transport_valid(transport)) {
+		set_err(err, errlen, "bad transport");
+		return -EINVAL;
+	}
 	if (rule && strlen(rule) >= STORE_RULE_LEN) {
 		set_err(err, errlen, "invalid rule name");
 		return -EINVAL;
@@ -2238,7 +2270,7 @@ int store_port_alloc_in(struct store *s, const char *tunnel_id, unsigned port, c
 	ret = tx_begin_err(s, err, errlen);
 	if (ret)
 		return ret;
-	ret = port_alloc_tx(s, tunnel_id, port, rule, lo, hi, out, created, err, errlen);
+	ret = port_alloc_tx(s, tunnel_id, port, rule, transport, lo, hi, out, created, err, errlen);
 	ret = tx_end_err(s, ret, err, errlen);
 	if (ret)
 		*created = false;
@@ -2256,7 +2288,7 @@ int store_port_release(struct store *s, unsigned port, const char *tunnel_id,
 		set_err(err, errlen, "port %u is not allocated", port);
 		return -ENOENT;
 	}
-	ret = port_find(s, " WHERE port = ?1", NULL, port, NULL, &p);
+	ret = port_find(s, " WHERE port = ?1", NULL, port, NULL, NULL, &p);
 	snprintf(name, sizeof(name), "port %u", port);
 	ret =
 	    release_held(s, &store_ports, ret, &p, tunnel_id, name, "allocated", "to", err, errlen);
@@ -3468,7 +3500,7 @@ static int rec_rule(struct store *s, struct rec_stmts *q, struct store_conn_reco
 	r->rule[0] = 0;
 	if (r->kind == STORE_REC_MESH) /* a stream a client opened: no rule of the tunnel's */
 		return 0;
-	if (r->kind == STORE_REC_TCP) {
+	if (r->kind == STORE_REC_TCP || r->kind == STORE_REC_UDP) {
 		sqlite3_bind_int64(q->port, 1, r->port);
 		bind_text(q->port, 2, r->tunnel_id);
 		ret = rec_lookup(s, q->port, r->rule, sizeof(r->rule));
@@ -3549,7 +3581,7 @@ int store_records_add(struct store *s, struct store_conn_record *recs, size_t n)
 	if (!n)
 		return 0;
 	for (size_t i = 0; i < n; i++)
-		if (recs[i].kind < 0 || recs[i].kind > STORE_REC_MESH || recs[i].reason < 0 ||
+		if (recs[i].kind < 0 || recs[i].kind > STORE_REC_UDP || recs[i].reason < 0 ||
 		    recs[i].reason >= STORE_REC_REASONS)
 			return -EINVAL;
 	ret = tx_begin(s);

@@ -34,7 +34,7 @@ struct store;
 #define STORE_SEARCH_MAX    200 /* bytes of a tunnel search (its LIKE pattern: 2 * this + 2) */
 
 /* The schema version this build migrates to. */
-#define STORE_SCHEMA_VERSION 10
+#define STORE_SCHEMA_VERSION 11
 
 enum store_state { STORE_OFFLINE = 0, STORE_ONLINE = 1 };
 
@@ -84,8 +84,14 @@ struct store_port {
 	uint16_t port;
 	char tunnel_id[STORE_TUNNEL_ID_LEN];
 	char rule[STORE_RULE_LEN]; /* empty: none */
+	char transport[4];	   /* "tcp" or "udp" (STORE_TRANSPORT_*) */
 	int64_t created_at;
 };
+/* a port number belongs to one tunnel under one transport (ports.transport) */
+#define STORE_TRANSPORT_TCP "tcp"
+#define STORE_TRANSPORT_UDP "udp"
+/* "tcp" or "udp": true (the transports a port can be allocated under) */
+bool store_transport_valid(const char *transport);
 
 /* A domain claimed by a tunnel for an HTTP rule (common/domain.h, normalised). */
 struct store_domain {
@@ -99,12 +105,16 @@ struct store_domain {
  * The record of one relayed connection (relayd's conn_records, ctl/records.h checks
  * it): kept newest first, pruned by [records] keep and max_rows.
  */
-/* mesh: a stream a client opened (relayd's ER_MESH); its domain is "from:ID" or the name */
+/*
+ * mesh: a stream a client opened (relayd's ER_MESH); its domain is "from:ID" or the name.
+ * udp: a UDP flow (one public source on one public UDP port), resolved like tcp by its port.
+ */
 enum store_rec_kind {
 	STORE_REC_TCP = 0,
 	STORE_REC_HTTP = 1,
 	STORE_REC_HTTPS = 2,
-	STORE_REC_MESH = 3
+	STORE_REC_MESH = 3,
+	STORE_REC_UDP = 4,
 };
 enum store_rec_reason {
 	STORE_REC_DONE = 0,
@@ -114,12 +124,14 @@ enum store_rec_reason {
 	STORE_REC_REFUSED,
 	STORE_REC_ERROR,
 	STORE_REC_SHUTDOWN,
+	STORE_REC_IDLE, /* a UDP flow that expired ([udp] idle_timeout): udp records only */
 	STORE_REC_REASONS
 };
 /* their names, as stored and in the API (ctl_proto.h's conn_records); NULL ends each */
-static const char *const store_rec_kind_names[] = {"tcp", "http", "https", "mesh", NULL};
+static const char *const store_rec_kind_names[] = {"tcp", "http", "https", "mesh", "udp", NULL};
 static const char *const store_rec_reason_names[] = {
-    "done", "reset", "idle_timeout", "pending_timeout", "refused", "error", "shutdown", NULL};
+    "done", "reset", "idle_timeout", "pending_timeout", "refused", "error", "shutdown",
+    "idle", NULL};
 #define STORE_ADDR_LEN 46 /* INET6_ADDRSTRLEN */
 struct store_conn_record {
 	int64_t id;
@@ -441,17 +453,21 @@ int store_tunnel_counts(struct store *s, int64_t *total, int64_t *online);
 
 /* --- ports --- */
 /*
- * Allocates a port to a tunnel with the rules of ctl_proto.h port_request:
- * port 0 = the port already held under the non-empty rule name, else the
- * lowest free one. rule may be NULL/empty. On 0, *out is the port and
- * *created tells whether it is a new allocation. Refusals set err and return
- * -ENOENT (unknown tunnel), -ERANGE (outside the range), -EADDRINUSE (taken
- * by another tunnel), -EACCES (the tunnel's token is revoked), -EDQUOT
- * (max_per_tunnel reached), -ENOSPC (no free port),
- * -EINVAL (rule name of STORE_RULE_LEN or more bytes). max_per_tunnel 0 = no limit.
+ * Allocates a port to a tunnel under transport ("tcp" or "udp"; NULL = "tcp") with
+ * the rules of ctl_proto.h port_request: port 0 = the port already held under the
+ * non-empty rule name and the same transport, else the lowest free one (one
+ * namespace: a number held under either transport is not free). rule may be
+ * NULL/empty. On 0, *out is the port and *created tells whether it is a new
+ * allocation. Refusals set err and return -ENOENT (unknown tunnel), -ERANGE
+ * (outside the range), -EADDRINUSE (taken by another tunnel, or held by this one
+ * under the other transport: "port P is a tcp port of this tunnel"), -EACCES (the
+ * tunnel's token is revoked), -EDQUOT (max_per_tunnel reached, both transports
+ * counted), -ENOSPC (no free port), -EINVAL (rule name of STORE_RULE_LEN or more
+ * bytes, "bad transport"). max_per_tunnel 0 = no limit.
  */
 int store_port_alloc(struct store *s, const char *tunnel_id, unsigned port, const char *rule,
-		     struct store_port *out, bool *created, char *err, size_t errlen);
+		     const char *transport, struct store_port *out, bool *created, char *err,
+		     size_t errlen);
 /*
  * store_port_alloc inside lo..hi (a token's port range, restrict.h; a
  * subset of the range): port 0 takes the port held under the rule name
@@ -459,8 +475,8 @@ int store_port_alloc(struct store *s, const char *tunnel_id, unsigned port, cons
  * lo = hi = 0 is the whole range.
  */
 int store_port_alloc_in(struct store *s, const char *tunnel_id, unsigned port, const char *rule,
-			unsigned lo, unsigned hi, struct store_port *out, bool *created, char *err,
-			size_t errlen);
+			const char *transport, unsigned lo, unsigned hi, struct store_port *out,
+			bool *created, char *err, size_t errlen);
 /*
  * Releases a port; with tunnel_id set only if that tunnel holds it. -ENOENT
  * with err when not allocated (to it). On 0, *out (if given) is the old row.

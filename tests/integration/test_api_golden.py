@@ -261,7 +261,7 @@ def test_api_answers_to_the_byte(ctl):
 
     # --- tunnels: every tunnel with its rules ---
     def port_brief(tid):
-        return [{"port": p["port"], "rule": p["rule"]}
+        return [{"port": p["port"], "rule": p["rule"], "transport": "tcp"}
                 for p in sorted(ports, key=lambda p: p["port"]) if p["tunnel_id"] == tid]
 
     def dom_brief(tid):
@@ -316,7 +316,7 @@ def test_api_answers_to_the_byte(ctl):
     # --- ports ---
     def port(p):
         return {"port": p["port"], "tunnel_id": p["tunnel_id"], "rule": p["rule"],
-                "created_at": at("ports", p["port"])}
+                "transport": "tcp", "created_at": at("ports", p["port"])}
 
     all_ports = [port(p) for p in sorted(ports, key=lambda p: p["port"])]
     expect(ctl, "/api/v1/ports", 200, page(all_ports, 1, 3))

@@ -470,7 +470,7 @@ def test_dashboard_end_to_end(server, admin_port, make_client, services, browser
         return None
 
     port = b.wait(tcp_applied, "rule web applied with a public port")
-    assert server.tunnel(c.tunnel_id)["ports"] == [{"port": port, "rule": "web"}]
+    assert server.tunnel(c.tunnel_id)["ports"] == [{"port": port, "rule": "web", "transport": "tcp"}]
     assert any(r[:4] == ["web", "tcp", str(port), f"127.0.0.1:{svc.port}"] for r in b.rows("rules-table"))
     b.shot("rule-applied")
     nt.exchange(port, 256 * nt.KiB)

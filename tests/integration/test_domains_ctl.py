@@ -13,6 +13,7 @@ costing the connection but never controld. navectl domains and the API
 import json
 import re
 import socket
+import sqlite3
 import struct
 
 import pytest
@@ -278,6 +279,94 @@ def test_sync_after_controld_restart(controld_only):
         r.close()
 
 
+def test_udp_port_requests(controld_only, relay):
+    """UDP port tunnels at controld: port_request's transport, one port namespace, the
+    grant and the sync naming "transport" only for udp, a token's kinds."""
+    srv = controld_only
+    a = srv.token()["tunnel_id"]
+    b = srv.token()["tunnel_id"]
+    _, m = relay.request("port_request", tunnel_id=a, port=0, rule="dns", transport="udp")
+    assert m == {"type": "port_grant", "req": m["req"], "tunnel_id": a, "port": m["port"],
+                 "transport": "udp"}, m
+    udp = m["port"]
+    # the same rule again: the same port; transport "tcp" is the absent one
+    _, m = relay.request("port_request", tunnel_id=a, port=0, rule="dns", transport="udp")
+    assert (m["type"], m["port"], m["transport"]) == ("port_grant", udp, "udp"), m
+    _, m = relay.request("port_request", tunnel_id=a, port=0, rule="ssh", transport="tcp")
+    assert m["type"] == "port_grant" and "transport" not in m and m["port"] != udp, m
+    tcp = m["port"]
+    # one namespace: the other transport's number is refused, to the tunnel and to others
+    _, m = relay.request("port_request", tunnel_id=a, port=udp, rule="x")
+    assert error(m) == f"port {udp} is a udp port of this tunnel"
+    _, m = relay.request("port_request", tunnel_id=a, port=tcp, rule="y", transport="udp")
+    assert error(m) == f"port {tcp} is a tcp port of this tunnel"
+    _, m = relay.request("port_request", tunnel_id=b, port=udp, transport="udp")
+    assert error(m) == f"port {udp} is allocated to another tunnel"
+    for bad in ("sctp", "UDP", "", "udp ", 17, ["udp"], True):
+        _, m = relay.request("port_request", tunnel_id=b, port=0, transport=bad)
+        assert error(m) == "bad transport", (bad, m)
+    # a token whose kinds lack udp; one with udp only
+    t = srv.navectl("tokens", "create", "--kinds", "tcp,http", json=True)
+    assert t["kinds"] == ["tcp", "http"], t
+    _, m = relay.request("port_request", tunnel_id=t["tunnel_id"], port=0, transport="udp")
+    assert error(m) == "this token does not allow udp rules (kinds tcp,http)"
+    u = srv.navectl("tokens", "create", "--kinds", "udp", json=True)
+    assert u["kinds"] == ["udp"], u
+    _, m = relay.request("port_request", tunnel_id=u["tunnel_id"], port=0, transport="udp")
+    assert m["type"] == "port_grant" and m["transport"] == "udp", m
+    uport = m["port"]
+    _, m = relay.request("port_request", tunnel_id=u["tunnel_id"], port=0)
+    assert error(m) == "this token does not allow tcp rules (kinds udp)"
+    # navectl ports allocate pushes port_add, with "transport" for a udp port only
+    rc, out, err = srv.navectl("ports", "allocate", "--tunnel", b, "--transport", "udp")
+    assert rc == 0, err
+    m = relay.recv()
+    assert m == {"type": "port_add", "port": m["port"], "tunnel_id": b, "transport": "udp"}, m
+    alloc_udp = m["port"]
+    rc, out, err = srv.navectl("ports", "allocate", "--tunnel", b)
+    assert rc == 0, err
+    m = relay.recv()
+    assert m == {"type": "port_add", "port": m["port"], "tunnel_id": b}, m
+    alloc_tcp = m["port"]
+    # a new relayd's sync: "transport" on the udp ports only
+    r2 = FakeRelay(srv)
+    try:
+        sync = r2.hello()
+    finally:
+        r2.close()
+    assert sorted(sync["ports"], key=lambda p: p["port"]) == sorted([
+        {"port": udp, "tunnel_id": a, "transport": "udp"},
+        {"port": tcp, "tunnel_id": a},
+        {"port": uport, "tunnel_id": u["tunnel_id"], "transport": "udp"},
+        {"port": alloc_udp, "tunnel_id": b, "transport": "udp"},
+        {"port": alloc_tcp, "tunnel_id": b}], key=lambda p: p["port"])
+
+
+def test_migration_keeps_ports_tcp(controld_only):
+    """A database from before UDP ports (schema v10): its ports are tcp ports after the
+    migration, in the API, in navectl and in relayd's sync."""
+    srv = controld_only
+    a = srv.token()["tunnel_id"]
+    rc, out, err = srv.navectl("ports", "allocate", "--tunnel", a)
+    assert rc == 0, err
+    port = srv.ports()[0]
+    srv.stop_controld()
+    db = sqlite3.connect(srv.dir / "var" / "nave.db")
+    db.executescript("ALTER TABLE ports DROP COLUMN transport;"
+                     "UPDATE schema_version SET version = 10;")
+    db.close()
+    srv.start_controld()
+    items = srv.navectl("ports", "ls", json=True)["items"]
+    assert [(p["port"], p["transport"]) for p in items] == [(port, "tcp")], items
+    r = FakeRelay(srv)
+    try:
+        assert r.hello()["ports"] == [{"port": port, "tunnel_id": a}]
+        _, m = r.request("port_request", tunnel_id=a, port=port, transport="udp")
+        assert error(m) == f"port {port} is a tcp port of this tunnel"
+    finally:
+        r.close()
+
+
 def test_large_sync_in_pieces(controld_only):
     """More domains than fit one 64 KiB message: sync in pieces marked "more"."""
     srv = controld_only
@@ -441,7 +530,7 @@ def test_navectl_domains(controld_only, relay):
 
     # tunnels show: the tunnel's rules, ports and domains
     t = srv.navectl("tunnels", "show", a, json=True)
-    assert t["ports"] == [{"port": port, "rule": "ssh"}]
+    assert t["ports"] == [{"port": port, "rule": "ssh", "transport": "tcp"}]
     assert t["domains"] == [{"domain": "app.example.com", "rule": "web"}]
     rc, out, err = srv.navectl("tunnels", "show", a)
     assert rc == 0, err

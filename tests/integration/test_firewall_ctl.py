@@ -424,10 +424,11 @@ def test_fake_relay_kernel_assist_stats(controld_only):
         assert (items[lo]["packets"], items[lo]["bytes"]) == (10, 2048)
         assert "packets" not in items[lo + 1] and "bytes" not in items[lo + 1]
         table = rows(srv.navectl("ports", "ls")[1])
-        assert table[0] == ["PORT", "TUNNEL", "RULE", "CREATED", "PACKETS", "BYTES"]
+        assert table[0] == ["PORT", "TRANSPORT", "TUNNEL", "RULE", "CREATED", "PACKETS",
+                            "BYTES"]
         by_port = {int(row[0]): row for row in table[1:]}
-        assert by_port[lo][4:] == ["10", "2.0 KiB"]
-        assert by_port[lo + 1][4:] == ["-", "-"]
+        assert by_port[lo][5:] == ["10", "2.0 KiB"]
+        assert by_port[lo + 1][5:] == ["-", "-"]
 
         # stats with every new member malformed: null, never fatal
         r.send({"type": "stats", "listeners": "many", "maps": [1],
@@ -452,7 +453,8 @@ def test_fake_relay_kernel_assist_stats(controld_only):
                                               "- SYN rate, - malformed (XDP); "
                                               "- refused at accept (firewall)")
         assert all("packets" not in p for p in srv.navectl("ports", "ls", json=True)["items"])
-        assert rows(srv.navectl("ports", "ls")[1])[0] == ["PORT", "TUNNEL", "RULE", "CREATED"]
+        assert rows(srv.navectl("ports", "ls")[1])[0] == ["PORT", "TRANSPORT", "TUNNEL", "RULE",
+                                                          "CREATED"]
 
         # XDP and BPF off; a stats message with more port counters than the range holds
         many = {str(p): [1, 2] for p in range(lo, hi + 1)}

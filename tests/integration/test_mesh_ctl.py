@@ -396,8 +396,8 @@ def test_mesh_role_and_group_at_auth(server, make_client):
                 "relayd to log the registration's mesh role")
     c.stop()
     # a token that only has the mesh role may not ask for rules
-    st, got = server.api("POST", "/api/v1/tokens", {"kinds": ["mesh", "udp"]})
-    assert st == 400 and "not a rule kind (tcp, http, mesh)" in got["error"], got
+    st, got = server.api("POST", "/api/v1/tokens", {"kinds": ["mesh", "sctp"]})
+    assert st == 400 and "not a rule kind (tcp, udp, http, mesh)" in got["error"], got
     a.stop()
     b.stop()
 

@@ -474,6 +474,9 @@ def test_stand_in_relayd_values_checked_and_escaped(controld_only, metrics_port)
                 "mesh_rules": [{"rule": 0, "allowed": 1, "denied": 2},
                                {"rule": 7, "allowed": 0, "denied": 3},
                                {"rule": -1, "allowed": 1, "denied": 1}, "not an object"],
+                "udp": {"flows": 3, "flows_expired": 11, "datagrams_in": 120,
+                        "datagrams_out": -4, "dropped": {"queue": 2, "flows": 1,
+                                                         "oversize": "x", "offline": 9}},
                 "online": []})
         m = settle(port, lambda m: val(m, "nave_relayd_connected") == 1
                    and "nave_worker_sqes_total" in m, "the stand-in's stats")
@@ -513,6 +516,12 @@ def test_stand_in_relayd_values_checked_and_escaped(controld_only, metrics_port)
         assert sorted((lb["rule"], lb["verdict"], v)
                       for lb, v in m["nave_mesh_rule_decisions_total"]) == \
             [("0", "allow", 1), ("0", "deny", 2), ("7", "deny", 3)]
+        # UDP flows, datagrams by direction and drops by reason (malformed left out)
+        assert val(m, "nave_udp_flows") == 3
+        assert val(m, "nave_udp_flows_expired_total") == 11
+        assert m["nave_udp_datagrams_total"] == [({"direction": "in"}, 120)]
+        assert {lb["reason"]: v for lb, v in m["nave_udp_dropped_total"]} == \
+            {"queue": 2, "flows": 1, "offline": 9}
         # and in the status API, each member checked (a malformed one null)
         mesh = srv.navectl("status", json=True)["relay"]["mesh"]
         assert mesh["opened"] == 5 and mesh["refused"]["denied"] == 2, mesh

@@ -562,9 +562,10 @@ def test_ports(ctl):
     )
 
     table = rows(ok(ctl, "ports", "ls"))
-    assert table[0] == ["PORT", "TUNNEL", "RULE", "CREATED"]
+    assert table[0] == ["PORT", "TRANSPORT", "TUNNEL", "RULE", "CREATED"]
     assert sorted(int(r[0]) for r in table[1:]) == sorted([lo + 1, lo + 2, q["port"]])
-    assert all(r[1] == tid and HUMAN_TIME.fullmatch(r[3]) for r in table[1:])
+    assert all(r[1] == "tcp" and r[2] == tid and HUMAN_TIME.fullmatch(r[4]) for r in table[1:])
+    assert all(x["transport"] == "tcp" for x in js(ctl, "ports", "ls")["items"])
 
     assert js(ctl, "ports", "release", lo + 1) == {"port": lo + 1, "released": True}
     assert ok(ctl, "ports", "release", lo + 2) == f"port {lo + 2} released\n"
@@ -573,3 +574,73 @@ def test_ports(ctl):
 
     # A released port can be allocated again, by another tunnel.
     assert js(ctl, "ports", "allocate", "--tunnel", other, "--port", lo + 1)["port"] == lo + 1
+
+
+def api_post(ctl, path, body):
+    conn = http.client.HTTPConnection("nave", timeout=30)
+    conn.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    conn.sock.settimeout(30)
+    conn.sock.connect(str(ctl.sock))
+    try:
+        conn.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        return resp.status, json.loads(resp.read().decode())
+    finally:
+        conn.close()
+
+
+def test_ports_udp(ctl):
+    """UDP ports: --transport, one namespace with TCP ports, TRANSPORT in ls."""
+    tid, _ = new_tunnel(ctl, "svc")
+    lo = ctl.port_min
+
+    out = ok(ctl, "ports", "allocate", "--tunnel", tid, "--port", lo + 1, "--transport", "udp")
+    assert out == f"udp port {lo + 1} allocated to tunnel {tid}\n"
+    p = js(ctl, "ports", "allocate", "--tunnel", tid, "--transport", "udp")
+    assert p["port"] == lo and p["transport"] == "udp", p
+    t = js(ctl, "ports", "allocate", "--tunnel", tid, "--transport", "tcp")
+    assert t["port"] == lo + 2 and t["transport"] == "tcp", t  # lo, lo + 1 are taken
+
+    # the other transport's number: refused with one line naming it
+    line = refused(ctl, "ports", "allocate", "--tunnel", tid, "--port", lo + 1)
+    assert line == f"navectl: port {lo + 1} is a udp port of this tunnel", line
+    line = refused(ctl, "ports", "allocate", "--tunnel", tid, "--port", lo + 2,
+                   "--transport", "udp")
+    assert line == f"navectl: port {lo + 2} is a tcp port of this tunnel", line
+    other, _ = new_tunnel(ctl, "svc2")
+    line = refused(ctl, "ports", "allocate", "--tunnel", other, "--port", lo + 1,
+                   "--transport", "udp")
+    assert line == f"navectl: port {lo + 1} is allocated to another tunnel", line
+
+    # a bad transport: bad usage, one line, before any request
+    for bad in ("sctp", "UDP", ""):
+        p = run("ports", "allocate", "--tunnel", tid, "--transport", bad, sock=ctl.sock)
+        assert p.returncode == 2 and p.stdout == "", p
+        lines = p.stderr.splitlines()
+        assert len(lines) == 1 and "--transport must be tcp or udp" in lines[0], p.stderr
+    # and at the API
+    for bad in ("sctp", "", 17, ["udp"]):
+        st, body = api_post(ctl, "/api/v1/ports", {"tunnel": tid, "transport": bad})
+        assert (st, body) == (400, {"error": '"transport" must be "tcp" or "udp"'}), (bad, body)
+    st, body = api_post(ctl, "/api/v1/ports", {"tunnel": other, "transport": "udp",
+                                               "rule": "dns"})
+    assert st == 201 and body["transport"] == "udp" and body["rule"] == "dns", body
+    st, body = api_post(ctl, "/api/v1/ports", {"tunnel": other, "transport": None})
+    assert st == 201 and body["transport"] == "tcp", body
+
+    # ls: the table's TRANSPORT column, --json's "transport"
+    ls = js(ctl, "ports", "ls")
+    got = {x["port"]: (x["tunnel_id"], x["transport"]) for x in ls["items"]}
+    assert got == {lo: (tid, "udp"), lo + 1: (tid, "udp"), lo + 2: (tid, "tcp"),
+                   lo + 3: (other, "udp"), lo + 4: (other, "tcp")}, got
+    table = rows(ok(ctl, "ports", "ls", "--tunnel", tid))
+    assert table[0] == ["PORT", "TRANSPORT", "TUNNEL", "RULE", "CREATED"]
+    assert [r[:3] for r in table[1:]] == [[str(lo), "udp", tid], [str(lo + 1), "udp", tid],
+                                          [str(lo + 2), "tcp", tid]], table
+    assert {x["port"]: x["transport"] for x in js(ctl, "tunnels", "show", tid)["ports"]} == \
+        {lo: "udp", lo + 1: "udp", lo + 2: "tcp"}
+
+    # release takes a UDP port by its number, and the number is free for either transport
+    assert ok(ctl, "ports", "release", lo + 1) == f"port {lo + 1} released\n"
+    t = js(ctl, "ports", "allocate", "--tunnel", other, "--port", lo + 1)
+    assert t["transport"] == "tcp", t

@@ -76,7 +76,7 @@ def test_stopped_client_edits_the_config(tmp_path):
     assert p.returncode == 0, p.stderr
     maps = {m["local"]: m for m in json.loads(p.stdout)}
     assert maps[p1] == {"local": p1, "transport": "tcp", "destination": "redis", "port": 22001,
-                        "bind": "127.0.0.1", "state": "saved"}
+                        "bind": "127.0.0.1", "public": False, "state": "saved"}
     assert maps[p2]["destination"] == "10.0.0.7" and maps[p2]["bind"] == "::1"
     p = nave(ini, "ports", "ls")
     assert p.returncode == 0 and "redis" in p.stdout and str(p2) in p.stdout
@@ -98,6 +98,8 @@ def test_stopped_client_edits_the_config(tmp_path):
     sec = ini.read_text().split(f"[portmap.{p3}]")[1].split("\n[")[0]
     assert "bind = 0.0.0.0" in sec and "public = yes" in sec, sec
     assert "public" not in ini.read_text().split(f"[portmap.{p1}]")[1].split("\n[")[0]
+    maps = {m["local"]: m for m in json.loads(nave(ini, "--json", "ports", "ls").stdout)}
+    assert maps[p3]["public"] is True and maps[p1]["public"] is False, maps
     assert nave(ini, "ports", "rm", str(p3)).returncode == 0
 
     # a SOCKS proxy others can reach needs a user and password; only a hash is kept
@@ -218,7 +220,8 @@ def test_running_client_listens_at_once(make_client, tmp_path):
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout) == [{"local": p1, "transport": "tcp",
                                      "destination": "nowhere-tunnel", "port": 22001,
-                                     "bind": "127.0.0.1", "state": "listening"}]
+                                     "bind": "127.0.0.1", "public": False,
+                                     "state": "listening"}]
     st = c.status()
     assert [m["local"] for m in st["maps"]] == [p1]
     assert [k["port"] for k in st["socks"]] == [s1] and st["socks"][0]["auth"] is False
@@ -251,6 +254,8 @@ def test_running_client_listens_at_once(make_client, tmp_path):
     assert p.returncode == 0, p.stderr
     nt.wait_for(lambda: listening(pub), 5, f"public map {pub} listening")
     assert "public = yes" in c.ini.read_text().split(f"[portmap.{pub}]")[1].split("\n[")[0]
+    running = {m["local"]: m for m in json.loads(c.nave("--json", "ports", "ls").stdout)}
+    assert running[pub]["public"] is True and running[pub]["state"] == "listening", running
     assert c.nave("ports", "rm", str(pub)).returncode == 0
 
     # saved: a restart listens again

@@ -366,6 +366,31 @@ def good(tid, **kw):
     return r
 
 
+def test_stand_in_relayd_udp_records(controld_only):
+    """kind "udp": a UDP flow's record, its rule resolved by its UDP port, reason "idle"."""
+    srv = controld_only
+    tid = srv.token()["tunnel_id"]
+    st, p = srv.api("POST", "/api/v1/ports", {"tunnel": tid, "transport": "udp", "rule": "dns"})
+    assert st == 201 and p["transport"] == "udp", p
+    r = FakeRelay(srv)
+    try:
+        r.hello()
+        r.send({"type": "conn_records", "records": [
+            good(tid, kind="udp", port=p["port"], src="198.51.100.9", src_port=5353,
+                 bytes_in=300, bytes_out=900, reason="idle"),
+            good(tid, kind="udp", port=p["port"] + 1, reason="done")]})
+        got = wait_records(srv, 2, tunnel=tid)
+    finally:
+        r.close()
+    by_port = {g["port"]: g for g in got}
+    flow = by_port[p["port"]]
+    assert (flow["kind"], flow["rule"], flow["src"], flow["src_port"], flow["bytes_in"],
+            flow["bytes_out"], flow["reason"], flow["domain"]) == (
+        "udp", "dns", "198.51.100.9", 5353, 300, 900, "idle", None), flow
+    assert by_port[p["port"] + 1]["rule"] == "", by_port
+    assert [g["kind"] for g in records(srv, tunnel=tid, rule="dns")] == ["udp"]
+
+
 def test_stand_in_relayd_bad_records(controld_only):
     srv = controld_only
     tid = srv.token()["tunnel_id"]
@@ -375,7 +400,8 @@ def test_stand_in_relayd_bad_records(controld_only):
         bad = [
             good(tid, src="not-an-address"), good(tid, bytes_in=-1),
             good(tid, bytes_out=(1 << 62) + 1), good(tid, reason="exploded"),
-            good(tid, kind="udp"), good(tid, port=0), good(tid, port="80"),
+            good(tid, kind="sctp"), good(tid, port=0), good(tid, port="80"),
+            good(tid, reason="idle"), good(tid, kind="udp", domain="a.example.test"),
             good(tid, domain="a.example.test"), good(tid, kind="http", domain="bad domain"),
             good(tid, tunnel_id="t-" + "x" * 40), good(tid, tunnel_id="a;b"),
             good(tid, start_ms="now"), good(tid, duration_ms=10 ** 15), "a string", 7, None,

@@ -223,8 +223,8 @@ def test_bad_api_input(server):
         assert bad(server, path, {"allow_ids": ["x" * 64]}) == \
             '"allow_ids" item 1: a tunnel id pattern is 1-63 characters'
         assert bad(server, path, {"allow_ids": [7]}) == '"allow_ids" item 1 is not a string'
-        assert bad(server, path, {"kinds": ["udp"]}) == \
-            '"kinds" item 1: "udp" is not a rule kind (tcp, http, mesh)'
+        assert bad(server, path, {"kinds": ["sctp"]}) == \
+            '"kinds" item 1: "sctp" is not a rule kind (tcp, udp, http, mesh)'
         assert bad(server, path, {"domains": ["a..b"]}) == \
             ('"domains" item 1: "a..b" is not a domain or a wildcard *.NAME (1-253 characters '
              "of letters, digits, '-' and '.')")

@@ -164,7 +164,7 @@ static void test_parse(void **state)
 	json_array_append_new(a, with(good_record(), "bytes_in", json_integer(-1)));
 	json_array_append_new(a, with(good_record(), "bytes_out", json_real(1.5)));
 	json_array_append_new(a, with(good_record(), "reason", json_string("boom")));
-	json_array_append_new(a, with(good_record(), "kind", json_string("udp")));
+	json_array_append_new(a, with(good_record(), "kind", json_string("sctp")));
 	json_array_append_new(a, with(good_record(), "port", json_integer(65536)));
 	json_array_append_new(a, with(good_record(), "domain", json_string("a.example.com")));
 	json_array_append_new(a, with(good_record(), "tunnel_id", json_string("t-0123456789abc")));
@@ -372,7 +372,7 @@ static void test_store_records(void **state)
 	char err[256];
 
 	assert_int_equal(
-	    store_port_alloc(f->s, f->tid, 22005, "ssh", &p, &created, err, sizeof(err)), 0);
+	    store_port_alloc(f->s, f->tid, 22005, "ssh", NULL, &p, &created, err, sizeof(err)), 0);
 	assert_int_equal(store_domain_claim(f->s, f->tid, "*.example.com", "wild", &d, &created,
 					    err, sizeof(err)),
 			 0);

@@ -116,8 +116,16 @@ static void test_kinds_domains(void **state)
 	assert_false(restrict_kind_ok(out, "tcp"));
 	assert_true(restrict_kind_ok(out, "http"));
 	assert_true(restrict_kind_ok("", "tcp"));
-	assert_false(norm(RESTRICT_KINDS, "udp", out, RESTRICT_KINDS_LEN, why));
-	assert_string_equal(why, "item 1: \"udp\" is not a rule kind (tcp, http, mesh)");
+	assert_false(norm(RESTRICT_KINDS, "sctp", out, RESTRICT_KINDS_LEN, why));
+	assert_string_equal(why, "item 1: \"sctp\" is not a rule kind (tcp, udp, http, mesh)");
+	/* udp: a kind of its own, written after tcp */
+	assert_true(norm(RESTRICT_KINDS, "http,udp", out, RESTRICT_KINDS_LEN, why));
+	assert_string_equal(out, "udp,http");
+	assert_true(restrict_kind_ok(out, "udp"));
+	assert_false(restrict_kind_ok(out, "tcp"));
+	assert_true(restrict_kind_ok("", "udp"));
+	assert_true(norm(RESTRICT_KINDS, "mesh,http,udp,tcp", out, RESTRICT_KINDS_LEN, why));
+	assert_string_equal(out, "tcp,udp,http,mesh");
 	/* the mesh role: any order in, tcp, http, mesh out */
 	assert_true(norm(RESTRICT_KINDS, "mesh,http,tcp", out, RESTRICT_KINDS_LEN, why));
 	assert_string_equal(out, "tcp,http,mesh");

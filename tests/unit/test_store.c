@@ -194,20 +194,24 @@ static void test_wal_mode(void **state)
 
 /*
  * What migrations 6 (token restrictions), 7 (rule_ops), 8 (users, sessions, apikeys), 9
- * (conn_records, rule_traffic) and 10 (mesh_rules) added, taken away again to make an older
- * database.
+ * (conn_records, rule_traffic), 10 (mesh_rules) and 11 (ports.transport) added, taken away
+ * again to make an older database.
  */
+#define UNDO_V11 "ALTER TABLE ports DROP COLUMN transport;"
 #define UNDO_V6                                                                                    \
+	UNDO_V11                                                                                   \
 	"DROP TABLE mesh_rules;"                                                                   \
 	"DROP TABLE conn_records; DROP TABLE rule_traffic; DROP TABLE conn_minutes;"               \
 	"DROP TABLE conn_hours;"                                                                   \
 	"DROP TABLE rule_ops; DROP TABLE users; DROP TABLE sessions; DROP TABLE apikeys;"          \
 	"ALTER TABLE tokens DROP COLUMN allow_from; ALTER TABLE tokens DROP COLUMN allow_ids;"     \
 	"ALTER TABLE tokens DROP COLUMN kinds; ALTER TABLE tokens DROP COLUMN domains;"            \
-	"ALTER TABLE tokens DROP COLUMN ports; ALTER TABLE registrations DROP COLUMN allow_from;"  \
-	"ALTER TABLE registrations DROP COLUMN allow_ids; ALTER TABLE registrations DROP COLUMN "  \
-	"kinds; ALTER TABLE registrations DROP COLUMN domains; ALTER TABLE registrations DROP "    \
-	"COLUMN ports;"
+	"ALTER TABLE tokens DROP COLUMN ports;"                                                    \
+	"ALTER TABLE registrations DROP COLUMN allow_from;"                                        \
+	"ALTER TABLE registrations DROP COLUMN allow_ids;"                                         \
+	"ALTER TABLE registrations DROP COLUMN kinds;"                                             \
+	"ALTER TABLE registrations DROP COLUMN domains;"                                           \
+	"ALTER TABLE registrations DROP COLUMN ports;"
 
 static void test_migrate_backup(void **state)
 {
@@ -272,10 +276,49 @@ static void test_migrate_v10(void **state)
 
 	store_close(f->s);
 	f->s = NULL;
-	raw_sql(f->db, "UPDATE schema_version SET version = 9; DROP TABLE mesh_rules;");
+	raw_sql(f->db, "UPDATE schema_version SET version = 9; DROP TABLE mesh_rules;" UNDO_V11);
 	assert_int_equal(open_store(f), 0);
-	assert_int_equal(store_schema_version(f->s), 10);
+	assert_int_equal(store_schema_version(f->s), STORE_SCHEMA_VERSION);
 	assert_int_equal(raw_int(f->db, "SELECT count(*) FROM mesh_rules"), 0);
+}
+
+/* schema v11: a v10 database's ports stay tcp ports; the column takes only tcp and udp */
+static void test_migrate_v11(void **state)
+{
+	struct fixture *f = *state;
+	char tid[STORE_TUNNEL_ID_LEN], err[128];
+	struct store_port p;
+	bool created;
+
+	new_tunnel(f, "old-ports", tid);
+	store_close(f->s);
+	f->s = NULL;
+	raw_sql(f->db, "UPDATE schema_version SET version = 10;" UNDO_V11);
+	{
+		char sql[256];
+
+		snprintf(sql, sizeof(sql),
+			 "INSERT INTO ports (port, tunnel_id, rule, created_at)"
+			 " VALUES (22001, '%s', 'ssh', 1)",
+			 tid);
+		raw_sql(f->db, sql);
+	}
+	assert_int_equal(open_store(f), 0);
+	assert_int_equal(store_schema_version(f->s), 11);
+	assert_int_equal(raw_int(f->db, "SELECT count(*) FROM ports WHERE port = 22001 AND"
+					" transport = 'tcp'"),
+			 1);
+	/* the old port is this tunnel's tcp port: asking it as udp is refused */
+	assert_int_equal(
+	    store_port_alloc(f->s, tid, 22001, NULL, "udp", &p, &created, err, sizeof(err)),
+	    -EADDRINUSE);
+	assert_string_equal(err, "port 22001 is a tcp port of this tunnel");
+	assert_int_equal(
+	    store_port_alloc(f->s, tid, 0, "ssh", NULL, &p, &created, err, sizeof(err)), 0);
+	assert_int_equal(p.port, 22001);
+	assert_string_equal(p.transport, "tcp");
+	assert_false(created);
+	assert_int_equal(raw_int(f->db, "SELECT count(*) FROM ports WHERE port = 22001"), 1);
 }
 
 /* --- the mesh policy --- */
@@ -600,7 +643,7 @@ static void alloc_ok(struct fixture *f, const char *tid, unsigned port, const ch
 	struct store_port p;
 	char err[128] = "";
 	bool created;
-	int ret = store_port_alloc(f->s, tid, port, rule, &p, &created, err, sizeof(err));
+	int ret = store_port_alloc(f->s, tid, port, rule, NULL, &p, &created, err, sizeof(err));
 
 	if (ret)
 		fail_msg("alloc %s %u %s: %d %s", tid, port, rule ? rule : "", ret, err);
@@ -616,8 +659,8 @@ static void alloc_err(struct fixture *f, const char *tid, unsigned port, const c
 	char err[128] = "";
 	bool created = true;
 
-	assert_int_equal(store_port_alloc(f->s, tid, port, rule, &p, &created, err, sizeof(err)),
-			 want);
+	assert_int_equal(
+	    store_port_alloc(f->s, tid, port, rule, NULL, &p, &created, err, sizeof(err)), want);
 	assert_false(created);
 	assert_string_equal(err, reason);
 }
@@ -696,6 +739,74 @@ static void test_ports(void **state)
 	alloc_ok(f, a, 0, "web", 22000, false);
 	assert_int_equal(store_port_count(f->s, &total), 0);
 	assert_int_equal(total, 5);
+}
+
+static int port_transport_cb(const struct store_port *p, void *arg)
+{
+	char *out = arg;
+	size_t n = strlen(out);
+
+	snprintf(out + n, 256 - n, "%u:%s:%s ", p->port, p->rule, p->transport);
+	return 0;
+}
+
+/* one namespace: a port number is one tunnel's under one transport */
+static void test_ports_transport(void **state)
+{
+	struct fixture *f = *state;
+	char a[STORE_TUNNEL_ID_LEN], b[STORE_TUNNEL_ID_LEN], err[128], list[256] = "";
+	struct store_port p;
+	bool created;
+	int64_t total;
+
+	new_tunnel(f, "a", a);
+	new_tunnel(f, "b", b);
+	assert_int_equal(store_port_alloc(f->s, a, 0, "dns", "udp", &p, &created, err, sizeof(err)),
+			 0);
+	assert_int_equal(p.port, 22000);
+	assert_string_equal(p.transport, "udp");
+	assert_true(created);
+	/* the same rule under udp again: the same port */
+	assert_int_equal(store_port_alloc(f->s, a, 0, "dns", "udp", &p, &created, err, sizeof(err)),
+			 0);
+	assert_int_equal(p.port, 22000);
+	assert_false(created);
+	/* tcp: the lowest free number, a udp port's is not free */
+	assert_int_equal(store_port_alloc(f->s, a, 0, "ssh", NULL, &p, &created, err, sizeof(err)),
+			 0);
+	assert_int_equal(p.port, 22001);
+	assert_string_equal(p.transport, "tcp");
+	/* a number held under the other transport */
+	assert_int_equal(
+	    store_port_alloc(f->s, a, 22000, NULL, "tcp", &p, &created, err, sizeof(err)),
+	    -EADDRINUSE);
+	assert_string_equal(err, "port 22000 is a udp port of this tunnel");
+	assert_int_equal(
+	    store_port_alloc(f->s, a, 22001, "x", "udp", &p, &created, err, sizeof(err)),
+	    -EADDRINUSE);
+	assert_string_equal(err, "port 22001 is a tcp port of this tunnel");
+	assert_int_equal(
+	    store_port_alloc(f->s, b, 22000, NULL, "udp", &p, &created, err, sizeof(err)),
+	    -EADDRINUSE);
+	assert_string_equal(err, "port 22000 is allocated to another tunnel");
+	assert_int_equal(store_port_alloc(f->s, a, 0, NULL, "sctp", &p, &created, err, sizeof(err)),
+			 -EINVAL);
+	assert_string_equal(err, "bad transport");
+	assert_false(created);
+	assert_int_equal(store_port_alloc(f->s, a, 0, NULL, "", &p, &created, err, sizeof(err)),
+			 -EINVAL);
+	/* udp ports count against max_per_tunnel too */
+	assert_int_equal(
+	    store_port_alloc(f->s, a, 22004, NULL, "udp", &p, &created, err, sizeof(err)), 0);
+	assert_int_equal(store_port_alloc(f->s, a, 0, NULL, "udp", &p, &created, err, sizeof(err)),
+			 -EDQUOT);
+
+	assert_int_equal(store_port_list(f->s, NULL, 0, 50, port_transport_cb, list, &total), 0);
+	assert_string_equal(list, "22000:dns:udp 22001:ssh:tcp 22004::udp ");
+	reopen(f);
+	list[0] = 0;
+	assert_int_equal(store_port_list(f->s, a, 0, 50, port_transport_cb, list, &total), 0);
+	assert_string_equal(list, "22000:dns:udp 22001:ssh:tcp 22004::udp ");
 }
 
 static int rel_cb(const struct store_port *p, void *arg)
@@ -1423,20 +1534,20 @@ static void test_restrictions(void **state)
 	assert_int_equal(store_tunnel_restrictions(f->s, "t-000000000000", &got), -ENOENT);
 
 	/* port 0 = any lands inside the token's range; a port outside it is refused */
-	assert_int_equal(
-	    store_port_alloc_in(f->s, tid, 0, "a", 22002, 22003, &p, &created, err, sizeof(err)),
-	    0);
+	assert_int_equal(store_port_alloc_in(f->s, tid, 0, "a", NULL, 22002, 22003, &p, &created,
+					     err, sizeof(err)),
+			 0);
 	assert_int_equal(p.port, 22002);
-	assert_int_equal(
-	    store_port_alloc_in(f->s, tid, 0, "b", 22002, 22003, &p, &created, err, sizeof(err)),
-	    0);
+	assert_int_equal(store_port_alloc_in(f->s, tid, 0, "b", NULL, 22002, 22003, &p, &created,
+					     err, sizeof(err)),
+			 0);
 	assert_int_equal(p.port, 22003);
-	assert_int_equal(
-	    store_port_alloc_in(f->s, tid, 0, "a", 22002, 22003, &p, &created, err, sizeof(err)),
-	    0);
+	assert_int_equal(store_port_alloc_in(f->s, tid, 0, "a", NULL, 22002, 22003, &p, &created,
+					     err, sizeof(err)),
+			 0);
 	assert_int_equal(p.port, 22002); /* held under its rule */
-	assert_int_equal(store_port_alloc_in(f->s, tid, 22000, "c", 22002, 22003, &p, &created, err,
-					     sizeof(err)),
+	assert_int_equal(store_port_alloc_in(f->s, tid, 22000, "c", NULL, 22002, 22003, &p,
+					     &created, err, sizeof(err)),
 			 -ERANGE);
 	assert_string_equal(err, "port 22000 is outside this token's port range 22002-22003");
 
@@ -1619,6 +1730,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_wal_mode, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_migrate_backup, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_migrate_v10, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_migrate_v11, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_ports_transport, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_mesh_rules, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_migrate_newer_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_token_verify, setup, teardown),
