@@ -227,6 +227,18 @@ def test_udp_idle_flow_expires_and_comes_back(server, make_client, udpsvc):
         # the same source again: a new flow, so a new socket at the client
         assert ask(s, port, b"second")
         assert udpsvc.sources - svc_sources, "no new flow after the idle timeout"
+        # the expired flow's record: kind udp, the source, reason idle
+        src_port = s.getsockname()[1]
+
+        def idle_record():
+            st, body = server.api("GET", f"/api/v1/connections?tunnel={c.tunnel_id}")
+            assert st == 200, body
+            return [r for r in body["items"] if r["kind"] == "udp" and
+                    r["src_port"] == src_port and r["reason"] == "idle"]
+
+        nt.wait_for(idle_record, 15, "the expired flow's record (kind udp, reason idle)", 0.5)
+        r = idle_record()[0]
+        assert r["port"] == port and r["bytes_in"] == len(b"first"), r
     finally:
         s.close()
 
