@@ -307,3 +307,23 @@ def test_udp_garbage_and_rm_releases_port(server, make_client, udpsvc):
     finally:
         s.close()
     assert c.proc.alive() and server.relayd.alive()
+
+
+def test_udp_tunnel_offline_drops_counted(server, make_client, udpsvc):
+    c = make_client("c")
+    port = c.udp_add(udpsvc.port, name="dns")
+    wait_answer(port, "the UDP port to answer")
+    c.stop()
+    # the port stays the tunnel's while it is away: its datagrams are dropped, counted
+    nt.wait_for(lambda: port in server.ports(c.tunnel_id), 5, "the port kept")
+    before = relay_udp(server)
+    s = udp_sock()
+    try:
+        for i in range(5):
+            s.sendto(b"away%d" % i, ("127.0.0.1", port))
+        nt.wait_for(lambda: relay_udp(server)["dropped"]["offline"]
+                    >= before["dropped"]["offline"] + 5, 15, "offline drops counted", 0.5)
+        c.start()
+        wait_answer(port, "the port to answer again once the tunnel is back")
+    finally:
+        s.close()
