@@ -123,6 +123,10 @@ void plain_arm_recv(struct worker *w, struct conn *p)
 		edge_rearm(w, p); /* no link yet: a head or a handshake still arrives */
 		return;
 	}
+	if (p->udp && p->state == PS_PENDING) {
+		arm_recv(w, p); /* a UDP flow reads into its bounded queue while it waits */
+		return;
+	}
 	if (p->mo && p->state != PS_BOUND) {
 		if (p->state == PS_SOCKS)
 			arm_recv(w, p); /* the client's SOCKS5 handshake */

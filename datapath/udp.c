@@ -173,11 +173,7 @@ void udp_recv(struct worker *w, struct conn *p, int res, unsigned flags)
 		drop(w, UDP_DROP_OVERSIZE);
 	if (buf)
 		buf_recycle(w, bid);
-	if (p->closing)
-		return;
-	if (p->state == PS_PENDING)
-		arm_recv(w, p);
-	else
+	if (!p->closing)
 		plain_arm_recv(w, p);
 }
 
@@ -338,7 +334,7 @@ static void udp_deliver(struct worker *w, uint16_t port, const struct sockaddr_s
 	if (p->kind == CK_PLAIN && !p->closing) {
 		if (p->state == PS_BOUND)
 			return;
-		arm_recv(w, p); /* read into its queue while it waits */
+		plain_arm_recv(w, p); /* reads into its queue while it waits */
 	}
 }
 
