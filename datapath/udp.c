@@ -32,7 +32,9 @@
 #include "sock.h"
 #include "util.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <linux/filter.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -211,6 +213,46 @@ static bool fw_pass(struct worker *w, const uint8_t a16[16])
 
 /* ---------- new flows (home worker) ---------- */
 
+/*
+ * A socket filter that takes datagrams from the flow's source only (the source
+ * address in the network header, the source port at the UDP header's start).
+ * From the moment the socket joins the port's reuseport group until its
+ * connect, the kernel may pick it for other sources. The filter goes on right
+ * after the connect, and flow_strays then drains the queue: what the queue holds
+ * at that point arrived before the filter and goes to its own flow; a datagram
+ * the kernel picked this socket for before the connect but queues only after the
+ * filter (a window of instructions) is dropped, never taken as this flow's. A
+ * v4-mapped source arrives as an IPv4 packet.
+ */
+static int flow_filter(int fd, const struct sockaddr_storage *peer)
+{
+	struct sock_filter f[12];
+	struct sock_fprog prog = {.filter = f};
+	uint8_t a16[16];
+	uint16_t port = ntohs(sock_addr16(peer, a16));
+	unsigned n = 0, words = sock_addr16_is_v4(a16) ? 1 : 4, off = words == 1 ? 12 : 8;
+	unsigned drop_at = 2 * words + 3; /* index of the last instruction */
+
+	for (unsigned i = 0; i < words; i++) {
+		uint32_t v;
+		unsigned at = n + 1; /* the jump's own index */
+
+		memcpy(&v, a16 + (words == 1 ? 12 : 4 * i), 4);
+		f[n++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
+						      (uint32_t)SKF_NET_OFF + off + 4 * i);
+		f[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, ntohl(v), 0,
+						      (uint8_t)(drop_at - at - 1));
+	}
+	f[n++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_H | BPF_ABS, 0);
+	f[n] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, port, 0,
+					    (uint8_t)(drop_at - n - 1));
+	n++;
+	f[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, 0xffffffffu);
+	f[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, 0);
+	prog.len = (unsigned short)n;
+	return setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog));
+}
+
 static int flow_socket(const struct sockaddr_storage *local, socklen_t local_len,
 		       const struct sockaddr_storage *peer, socklen_t peer_len)
 {
@@ -222,7 +264,7 @@ static int flow_socket(const struct sockaddr_storage *local, socklen_t local_len
 	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
 	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0 ||
 	    bind(fd, (const struct sockaddr *)local, local_len) < 0 ||
-	    connect(fd, (const struct sockaddr *)peer, peer_len) < 0) {
+	    connect(fd, (const struct sockaddr *)peer, peer_len) < 0 || flow_filter(fd, peer) < 0) {
 		int e = -errno;
 
 		close(fd);
