@@ -327,3 +327,38 @@ def test_udp_tunnel_offline_drops_counted(server, make_client, udpsvc):
         wait_answer(port, "the port to answer again once the tunnel is back")
     finally:
         s.close()
+
+
+def test_udp_requests_by_hand_refused_with_a_reason(server):
+    """udp_add/udp_rm spoken by hand: a bad port or rule name, a port the tunnel does not
+    hold, a UDP port released as TCP: each a req_error naming why, on a link that stays up;
+    then a good request is granted and released."""
+    tok = server.token()
+    link = nt.ControlLink(server.https, tok["token"])
+    s = link.s
+    assert "udp" in link.welcome.get("features", []), link.welcome
+
+    def ask(req, **msg):
+        nt.msg_send(s, dict(msg, req=req))
+        while True:
+            m = nt.msg_recv(s)
+            if m.get("req") == req:
+                return m
+
+    m = ask(1, type="udp_add", name="dns", port=70000)
+    assert m["type"] == "req_error" and m["reason"] == "bad port", m
+    m = ask(2, type="udp_add", name="bad name!", port=0)
+    assert m["type"] == "req_error" and "bad rule name" in m["reason"], m
+    m = ask(3, type="udp_rm", name="dns", port=server.port_min)
+    assert m["type"] == "req_error" and "not allocated to this tunnel" in m["reason"], m
+    m = ask(4, type="udp_add", name="dns", port=0)
+    assert m["type"] == "udp_grant" and m["name"] == "dns", m
+    port = m["port"]
+    m = ask(5, type="tcp_rm", name="dns", port=port)
+    assert m["type"] == "req_error", m
+    assert m["reason"] == f"port {port} is a udp port of this tunnel", m
+    m = ask(6, type="udp_rm", name="dns", port=port)
+    assert m["type"] == "udp_removed" and m["port"] == port, m
+    link.close()
+    nt.wait_for(lambda: server.ports(tok["tunnel_id"]) == [], 15, "the UDP port released")
+    assert server.relayd.alive()
