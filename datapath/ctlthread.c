@@ -873,6 +873,22 @@ static void req_fail(struct ctlthread *ct, struct req *r, const char *reason)
 
 /* ---------- listeners ---------- */
 
+/* Hands worker i its socket fds[i] of port (LISTEN_PORT for TCP, LISTEN_UDP). */
+static void post_listeners(struct ctlthread *ct, const int *fds, unsigned n, uint16_t port,
+			   enum listen_kind listener)
+{
+	for (unsigned i = 0; i < n; i++) {
+		struct mb_msg m;
+
+		memset(&m, 0, sizeof(m));
+		m.type = MB_LISTEN;
+		m.fd = fds[i];
+		m.port = port;
+		m.listener = listener;
+		engine_post(ct->e, (int)i, &m);
+	}
+}
+
 /*
  * A UDP port: one datagram socket per worker in a SO_REUSEPORT group, in both
  * steering modes (sk_lookup steers TCP only); a flow's own connected socket
@@ -908,16 +924,7 @@ static int port_listen_udp(struct ctlthread *ct, uint16_t port, char *why, size_
 			return r;
 		}
 	}
-	for (unsigned i = 0; i < n; i++) {
-		struct mb_msg m;
-
-		memset(&m, 0, sizeof(m));
-		m.type = MB_LISTEN;
-		m.fd = fds[i];
-		m.port = port;
-		m.listener = LISTEN_UDP;
-		engine_post(ct->e, (int)i, &m);
-	}
+	post_listeners(ct, fds, n, port, LISTEN_UDP);
 	ct->listening[port] = true;
 	ct->udp[port] = true;
 	ct->nlistening++;
@@ -984,15 +991,7 @@ static int port_listen(struct ctlthread *ct, uint16_t port, const char *tid, cha
 	r = sock_listen_group((struct sockaddr *)&ss, sl, n, 1024, false, fds, why, whylen);
 	if (r < 0)
 		return r;
-	for (unsigned i = 0; i < n; i++) {
-		struct mb_msg m;
-
-		memset(&m, 0, sizeof(m));
-		m.type = MB_LISTEN;
-		m.fd = fds[i];
-		m.port = port;
-		engine_post(ct->e, (int)i, &m);
-	}
+	post_listeners(ct, fds, n, port, LISTEN_PORT);
 	ct->listening[port] = true;
 	ct->nlistening++;
 	/* XDP's own ports map (steering = listeners): SYNs to the port pass it now */
