@@ -873,6 +873,17 @@ static void req_fail(struct ctlthread *ct, struct req *r, const char *reason)
 
 /* ---------- listeners ---------- */
 
+/*
+ * A port released a moment ago may be granted again: its old sockets must have
+ * left the workers first (at most 2 s), or we would refuse ourselves.
+ */
+static void wait_unlistened(struct ctlthread *ct)
+{
+	for (uint64_t until = now_ms() + 2000;
+	     atomic_load(&ct->unlisten_acked) < ct->unlisten_posted && now_ms() < until;)
+		usleep(1000);
+}
+
 /* Hands worker i its socket fds[i] of port (LISTEN_PORT for TCP, LISTEN_UDP). */
 static void post_listeners(struct ctlthread *ct, const int *fds, unsigned n, uint16_t port,
 			   enum listen_kind listener)
@@ -902,9 +913,7 @@ static int port_listen_udp(struct ctlthread *ct, uint16_t port, char *why, size_
 	int fds[ENGINE_MAX_WORKERS];
 	int r, one = 1;
 
-	for (uint64_t until = now_ms() + 2000;
-	     atomic_load(&ct->unlisten_acked) < ct->unlisten_posted && now_ms() < until;)
-		usleep(1000);
+	wait_unlistened(ct);
 	r = engine_resolve(ct->cfg.address, port, &ss, &sl);
 	if (r < 0) {
 		snprintf(why, whylen, "cannot resolve %.64s", ct->cfg.address);
@@ -979,9 +988,7 @@ static int port_listen(struct ctlthread *ct, uint16_t port, const char *tid, cha
 	 * A port released a moment ago may be granted again: its old listeners
 	 * must have left the listening table first, or we would refuse ourselves.
 	 */
-	for (uint64_t until = now_ms() + 2000;
-	     atomic_load(&ct->unlisten_acked) < ct->unlisten_posted && now_ms() < until;)
-		usleep(1000);
+	wait_unlistened(ct);
 	r = engine_resolve(ct->cfg.address, port, &ss, &sl);
 	if (r < 0) {
 		snprintf(why, whylen, "cannot resolve %.64s", ct->cfg.address);
