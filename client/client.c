@@ -497,6 +497,10 @@ struct lsn {
 	char error[160];	/* why not */
 };
 
+/* connection slots for UDP port maps' flows, and datagrams a flow queues while it opens */
+#define CLIENT_UDP_FLOW_SLOTS 256
+#define CLIENT_UDP_QUEUE      64
+
 struct client {
 	struct cfg_client *cfg;
 	SSL_CTX *ctx;
@@ -1494,6 +1498,16 @@ static json_t *status_json(struct client *cl)
 	json_object_set_new(st, "maps", lsn_list(cl, false));
 	json_object_set_new(st, "socks", lsn_list(cl, true));
 	json_object_set_new(st, "mesh", json_boolean(cl->mesh));
+	/* UDP: flows of UDP port maps (a gauge); datagrams of every UDP flow, and drops */
+	json_object_set_new(
+	    st, "udp",
+	    json_pack("{s:I, s:I, s:I, s:I, s:{s:I, s:I, s:I, s:I}}", "map_flows",
+		      (json_int_t)s.udp_flows, "flows_expired", (json_int_t)s.udp_expired,
+		      "datagrams_in", (json_int_t)s.udp_in, "datagrams_out", (json_int_t)s.udp_out,
+		      "dropped", "queue", (json_int_t)s.udp_dropped[UDP_DROP_QUEUE], "flows",
+		      (json_int_t)s.udp_dropped[UDP_DROP_FLOWS], "oversize",
+		      (json_int_t)s.udp_dropped[UDP_DROP_OVERSIZE], "refused",
+		      (json_int_t)s.udp_dropped[UDP_DROP_OFFLINE]));
 	json_object_set_new(st, "mesh_opened", json_integer((json_int_t)s.mesh_opened));
 	{
 		/* by OPENED status (link_proto.h); "local": refused by the client itself */
@@ -1613,7 +1627,8 @@ static void http_add_local(struct client *cl, struct local *lo, json_t *req)
 
 /* ---------- port maps and SOCKS listeners ---------- */
 
-int client_listen_local(const char *addr, uint16_t port, bool lis, char *err, size_t errlen)
+int client_listen_local(const char *addr, uint16_t port, bool lis, bool udp, char *err,
+			size_t errlen)
 {
 	struct sockaddr_storage ss;
 	struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
@@ -1634,7 +1649,8 @@ int client_listen_local(const char *addr, uint16_t port, bool lis, char *err, si
 		snprintf(err, errlen, "bad local address (want an IPv4 or IPv6 address)");
 		return -1;
 	}
-	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	fd = socket(ss.ss_family, (udp ? SOCK_DGRAM | SOCK_NONBLOCK : SOCK_STREAM) | SOCK_CLOEXEC,
+		    0);
 	if (fd < 0) {
 		snprintf(err, errlen, "socket: %s", strerror(errno));
 		return -1;
@@ -1643,7 +1659,7 @@ int client_listen_local(const char *addr, uint16_t port, bool lis, char *err, si
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	if (ss.ss_family == AF_INET6)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-	if (bind(fd, (struct sockaddr *)&ss, sl) < 0 || (lis && listen(fd, 256) < 0)) {
+	if (bind(fd, (struct sockaddr *)&ss, sl) < 0 || (lis && !udp && listen(fd, 256) < 0)) {
 		e = errno;
 		close(fd);
 		if (e == EADDRINUSE)
@@ -1676,8 +1692,8 @@ static int lsn_start(struct client *cl, struct lsn *l, char *err, size_t errlen)
 	struct mb_msg mb;
 	int fd;
 
-	fd = client_listen_local(l->socks ? l->sk.bind : l->map.bind, lsn_port(l), true, err,
-				 errlen);
+	fd = client_listen_local(l->socks ? l->sk.bind : l->map.bind, lsn_port(l), true,
+				 !l->socks && l->map.transport == CFG_TRANSPORT_UDP, err, errlen);
 	if (fd < 0) {
 		str_copy(l->error, sizeof(l->error), err);
 		return -1;
@@ -1690,6 +1706,7 @@ static int lsn_start(struct client *cl, struct lsn *l, char *err, size_t errlen)
 		str_copy(em.hash, sizeof(em.hash), l->sk.password_hash);
 	} else {
 		em.port = l->map.port;
+		em.udp = l->map.transport == CFG_TRANSPORT_UDP;
 		str_copy(em.name, sizeof(em.name), l->map.destination);
 	}
 	memset(&mb, 0, sizeof(mb));
@@ -1710,8 +1727,9 @@ static int lsn_start(struct client *cl, struct lsn *l, char *err, size_t errlen)
 		log_info("SOCKS5 proxy listening on %s port %u%s", l->sk.bind, l->sk.port,
 			 l->sk.username[0] ? " (with a user and password)" : "");
 	else
-		log_info("port map %u -> %s:%u listening on %s", l->map.local, l->map.destination,
-			 l->map.port, l->map.bind);
+		log_info("%sport map %u -> %s:%u listening on %s",
+			 l->map.transport == CFG_TRANSPORT_UDP ? "udp " : "", l->map.local,
+			 l->map.destination, l->map.port, l->map.bind);
 	return 0;
 }
 
@@ -1747,7 +1765,7 @@ static json_t *lsn_json(const struct lsn *l, bool running)
 			json_object_set_new(j, "username", json_string(l->sk.username));
 	} else {
 		j = json_pack("{s:i, s:s, s:s, s:i, s:s, s:b}", "local", l->map.local, "transport",
-			      "tcp", "destination", l->map.destination, "port", l->map.port, "bind",
+			      l->map.transport == CFG_TRANSPORT_UDP ? "udp" : "tcp", "destination", l->map.destination, "port", l->map.port, "bind",
 			      l->map.bind, "public", l->map.public);
 	}
 	json_object_set_new(j, "state",
@@ -1856,14 +1874,11 @@ static void lsn_add_local(struct client *cl, struct local *lo, json_t *req, bool
 	} else {
 		const char *tr = msg_str(req, "transport") ?: "tcp";
 
-		if (!strcmp(tr, "udp")) {
-			local_reply(cl, lo, reply_err("udp port maps are not supported yet"));
+		if (strcmp(tr, "tcp") && strcmp(tr, "udp")) {
+			local_reply(cl, lo, reply_err("bad transport (tcp or udp)"));
 			return;
 		}
-		if (strcmp(tr, "tcp")) {
-			local_reply(cl, lo, reply_err("bad transport (tcp)"));
-			return;
-		}
+		nl.map.transport = !strcmp(tr, "udp") ? CFG_TRANSPORT_UDP : CFG_TRANSPORT_TCP;
 		nl.map.public = json_is_true(json_object_get(req, "public"));
 		nl.map.local = req_port(req, "local");
 		nl.map.port = req_port(req, "port");
@@ -2240,7 +2255,8 @@ int client_run(struct cfg_client *c)
 	ec.buffer_size = 65536;
 	ec.buffers = 128;
 	/* a relayed connection is a link and a service connection */
-	ec.max_conns = 2 * c->max_links + FD_RESERVE;
+	ec.max_conns = 2 * c->max_links + FD_RESERVE + CLIENT_UDP_FLOW_SLOTS;
+	ec.udp_queue = CLIENT_UDP_QUEUE; /* a UDP map's flow while its stream opens */
 	cl->xprt = xprt_ctx_new(cl->ctx,
 				c->ktls == CFG_ON    ? XPRT_KTLS_ON
 				: c->ktls == CFG_OFF ? XPRT_KTLS_OFF

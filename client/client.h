@@ -48,12 +48,14 @@ json_t *client_http_rule_json(const struct cfg_http_rule *h, unsigned route, con
 
 /*
  * A TCP socket bound to addr:port (an IPv4 or IPv6 literal), listening when
- * listen is set (the local end of a port map or SOCKS proxy). The fd, or -1
+ * listen is set (the local end of a port map or SOCKS proxy); with udp a
+ * datagram socket bound there instead (a UDP port map's). The fd, or -1
  * with a one-line reason in err ("local port 16379 is already in use on
  * 127.0.0.1"). `nave ports map` of a stopped client binds without listening
  * and closes again: a port in use is refused before it is saved.
  */
-int client_listen_local(const char *addr, uint16_t port, bool listen, char *err, size_t errlen);
+int client_listen_local(const char *addr, uint16_t port, bool listen, bool udp, char *err,
+			size_t errlen);
 
 /*
  * The port maps (socks false) or SOCKS proxies of a config as `nave ports ls

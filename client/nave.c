@@ -1305,7 +1305,7 @@ static int cmd_tunnel(struct opts *o, int argc, char **argv)
 /* ---------- port maps and SOCKS proxies ---------- */
 
 #define MAP_USAGE                                                                                  \
-	"nave ports map LOCALPORT [--transport tcp] --destination HOST --port N\n"                 \
+	"nave ports map LOCALPORT [--transport tcp|udp] --destination HOST --port N\n"                 \
 	"                      [--bind ADDR [--public]] [--config FILE] [--json]"
 
 static const char ports_help[] =
@@ -1316,11 +1316,13 @@ static const char ports_help[] =
     "HOST:N: a service of another tunnel (HOST its tunnel id or group id, N one of\n"
     "its public TCP ports), an HTTP rule's domain, or an external name or address\n"
     "the server's [socks] allow list lets through. The server's mesh policy\n"
-    "decides. While nave start runs a change applies at once (and is saved);\n"
-    "else it is saved for the next start.\n"
+    "decides. With --transport udp the map carries datagrams: each local source\n"
+    "address and port is a flow to one of HOST's UDP ports (or an external UDP\n"
+    "service), ended after 60 s without a datagram. While nave start runs a\n"
+    "change applies at once (and is saved); else it is saved for the next start.\n"
     "\n"
     "Options of map:\n"
-    "  --transport tcp     the transport (tcp; udp is not supported yet)\n"
+    "  --transport T       tcp (the default) or udp\n"
     "  --destination HOST  a tunnel id, group id, domain name or IP address\n"
     "  --port N            the destination's port (1-65535)\n"
     "  --bind ADDR         the local address to listen on (default 127.0.0.1)\n"
@@ -1425,7 +1427,7 @@ static int ports_map(struct opts *o, int argc, char **argv)
 	    {NULL, 0, NULL, 0},
 	};
 	const char *dest = NULL, *bind = "127.0.0.1", *used;
-	bool public = false;
+	bool public = false, udp = false;
 	char err[256], done[CFG_DEST_MAX + 128], b[CFG_DEST_MAX * 4 + 8];
 	uint16_t lport, port = 0;
 	int c, fd;
@@ -1436,10 +1438,9 @@ static int ports_map(struct opts *o, int argc, char **argv)
 	while ((c = getopt_long(argc, argv, ":h", lo, NULL)) != -1) {
 		switch (c) {
 		case 'T':
-			if (!strcmp(optarg, "udp"))
-				die_usage("udp port maps are not supported yet");
-			if (strcmp(optarg, "tcp"))
-				die_usage("bad --transport '%s' (tcp)", optarg);
+			if (strcmp(optarg, "tcp") && strcmp(optarg, "udp"))
+				die_usage("bad --transport '%s' (tcp or udp)", optarg);
+			udp = !strcmp(optarg, "udp");
 			break;
 		case 'd':
 			dest = optarg;
@@ -1483,11 +1484,12 @@ static int ports_map(struct opts *o, int argc, char **argv)
 			bind, log_esc_str(dest, b, sizeof(b)));
 		return 1;
 	}
-	snprintf(done, sizeof(done), "port map %u -> %s:%u on %s", lport,
+	snprintf(done, sizeof(done), "%sport map %u -> %s:%u on %s", udp ? "udp " : "", lport,
 		 log_esc_str(dest, b, sizeof(b)), port, bind);
 	load_cfg(o, true);
 	r = local(o, json_pack("{s:s, s:i, s:s, s:s, s:i, s:s, s:b}", "type", "map_add", "local",
-			       lport, "transport", "tcp", "destination", dest, "port", port, "bind",
+			       lport, "transport", udp ? "udp" : "tcp", "destination", dest, "port",
+			       port, "bind",
 			       bind, "public", public));
 	if (r)
 		return lsn_answer(o, r, done);
@@ -1502,7 +1504,7 @@ static int ports_map(struct opts *o, int argc, char **argv)
 		return 1;
 	}
 	/* a port another program holds is refused now, not at the next start */
-	fd = client_listen_local(bind, lport, false, err, sizeof(err));
+	fd = client_listen_local(bind, lport, false, udp, err, sizeof(err));
 	if (fd < 0) {
 		say_err("%s", err);
 		return 1;
@@ -1511,6 +1513,7 @@ static int ports_map(struct opts *o, int argc, char **argv)
 	struct cfg_portmap *m = &o->cfg.maps[o->cfg.n_maps++];
 	memset(m, 0, sizeof(*m));
 	m->local = lport;
+	m->transport = udp ? CFG_TRANSPORT_UDP : CFG_TRANSPORT_TCP;
 	m->port = port;
 	str_copy(m->destination, sizeof(m->destination), dest);
 	str_copy(m->bind, sizeof(m->bind), bind);
@@ -1524,10 +1527,12 @@ static void print_maps(json_t *maps)
 	json_t *m;
 	size_t i;
 
-	printf("%-7s %-28s %-6s %-16s %s\n", "LOCAL", "DESTINATION", "PORT", "BIND", "STATE");
+	printf("%-7s %-5s %-28s %-6s %-16s %s\n", "LOCAL", "PROTO", "DESTINATION", "PORT", "BIND",
+	       "STATE");
 	json_array_foreach(maps, i, m)
 	{
-		printf("%-7lld %-28s %-6lld %-16s %s\n", msg_int(m, "local", 0),
+		printf("%-7lld %-5s %-28s %-6lld %-16s %s\n", msg_int(m, "local", 0),
+		       !strcmp(msg_str(m, "transport") ?: "tcp", "udp") ? "udp" : "tcp",
 		       log_esc_str(msg_str(m, "destination") ?: "-", b1, sizeof(b1)),
 		       msg_int(m, "port", 0),
 		       log_esc_str(msg_str(m, "bind") ?: "-", b2, sizeof(b2)),
@@ -1736,7 +1741,7 @@ static int socks_listen(struct opts *o, int argc, char **argv)
 		say_err("too many SOCKS proxies (at most %d)", CFG_MAX_SOCKS);
 		return 1;
 	}
-	fd = client_listen_local(bind, k.port, false, err, sizeof(err));
+	fd = client_listen_local(bind, k.port, false, false, err, sizeof(err));
 	if (fd < 0) {
 		say_err("%s", err);
 		return 1;

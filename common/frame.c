@@ -203,10 +203,6 @@ int frame_open_check(const struct link_open *o, struct frame_open_dst *dst, char
 			return -EBADMSG;
 		}
 	}
-	if (o->transport == LINK_OPEN_UDP) {
-		snprintf(err, errlen, "udp streams are not supported yet");
-		return LINK_OPEN_BAD;
-	}
 	memcpy(name, o->name, n);
 	name[n] = 0;
 	if (memchr(name, 0, n)) {
@@ -219,6 +215,7 @@ int frame_open_check(const struct link_open *o, struct frame_open_dst *dst, char
 	dst->stream_id = frame_get32(p);
 	dst->port = port;
 	dst->flags = flags;
+	dst->udp = o->transport == LINK_OPEN_UDP;
 	if (inet_pton(AF_INET, name, &a4) == 1) {
 		dst->is_ip = true;
 		dst->addr[10] = dst->addr[11] = 0xff;

@@ -109,11 +109,12 @@ struct frame_open_dst {
 	bool is_ip;  /* an IPv4 or IPv6 literal */
 	bool is_dns; /* a DNS name by domain.h's rules (not a literal) */
 	bool is_id;  /* 1..LINK_GROUP_MAX of [A-Za-z0-9._-]: may name a tunnel or group */
+	bool udp;    /* transport LINK_OPEN_UDP: a flow of datagrams, one per chunk */
 };
 /*
  * Checks an OPEN: -EBADMSG with err for a malformed header (what frame_rx
  * refuses: close the link), LINK_OPEN_BAD with err for a name outside the
- * alphabets or transport LINK_OPEN_UDP (answer OPENED with it), 0 with *dst
+ * alphabets (answer OPENED with it), 0 with *dst
  * filled otherwise.
  */
 int frame_open_check(const struct link_open *o, struct frame_open_dst *dst, char *err,

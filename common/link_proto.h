@@ -236,7 +236,21 @@ struct link_bind {
  * resolved at the edge), a tunnel id or group id (1..LINK_GROUP_MAX of
  * [A-Za-z0-9._-], case-insensitive; port: one of that tunnel's TCP ports), or a
  * domain of an HTTP rule (the stream reaches that rule raw, whatever the port).
- * A name outside those alphabets or transport LINK_OPEN_UDP: OPENED LINK_OPEN_BAD.
+ * A name outside those alphabets: OPENED LINK_OPEN_BAD.
+ *
+ * Transport LINK_OPEN_UDP opens a UDP flow instead: every data chunk on the
+ * stream is exactly one datagram of 1..LINK_UDP_MAX bytes both ways, and EOF
+ * from either side ends the flow (the other side answers EOF), as on a
+ * LINK_BIND_UDP stream ("UDP rules" above). The name is looked up as for TCP,
+ * except that a tunnel's port must be one of its UDP ports (udp_grant) and a
+ * domain of an HTTP rule is NOT_FOUND. For a tunnel the edge binds a stream on
+ * the destination's data link with LINK_BIND_UDP (port: the UDP port, origin:
+ * A's link's source), exactly as for a public datagram, so the destination's
+ * client serves it as any flow of that port; for an external destination the
+ * edge sends from a UDP socket of its own, connected to it. The mesh policy
+ * judges a UDP OPEN as a TCP one (same kinds, same ports). relayd ends the flow
+ * idle for [udp] idle_timeout with EOF; a flow into a tunnel counts in its
+ * [udp] max_flows (past it: BUSY).
  * A malformed header (unknown transport or flags, reserved or padding not 0,
  * name_len or port 0) closes the link.
  */
@@ -244,13 +258,13 @@ struct link_bind {
 #define LINK_FRAME_OPENED  0xfffffffcu /* relayd -> client, a struct link_opened follows */
 #define LINK_OPEN_NAME_MAX 255
 #define LINK_OPEN_TCP	   0
-#define LINK_OPEN_UDP	   1   /* reserved: answered LINK_OPEN_BAD */
+#define LINK_OPEN_UDP	   1   /* a UDP flow: one datagram per chunk */
 #define LINK_OPEN_SOCKS	   0x1 /* opened for a SOCKS CONNECT (logs and records) */
 #define LINK_OPEN_FLAGS	   LINK_OPEN_SOCKS
 
 struct link_open {
 	uint32_t stream_id;	       /* the client's, big-endian; echoed in OPENED */
-	uint8_t transport;	       /* LINK_OPEN_TCP (LINK_OPEN_UDP reserved) */
+	uint8_t transport;	       /* LINK_OPEN_TCP or LINK_OPEN_UDP */
 	uint8_t name_len;	       /* 1..LINK_OPEN_NAME_MAX bytes of name are meaningful */
 	uint16_t port;		       /* 1..65535, big-endian */
 	uint16_t flags;		       /* LINK_OPEN_*, big-endian; others must be 0 */

@@ -212,7 +212,7 @@ enum row_type {
 	R_POW2,	     /* unsigned power of two in min..max */
 	R_PROXY,     /* int: empty|v1|v2 */
 	R_REMOTE,    /* unsigned: off|tcp-http|all (enum cfg_remote) */
-	R_TRANSPORT, /* int: tcp (udp is refused: not supported yet) */
+	R_TRANSPORT, /* int: tcp (0) or udp (1) */
 };
 
 struct cfg_row {
@@ -1196,15 +1196,11 @@ static int row_parse(const struct cfg_row *r, void *base, const char *v, char *w
 		set_num(r, base, r->off, k);
 		return 0;
 	case R_TRANSPORT:
-		if (!strcasecmp(v, "udp")) {
-			snprintf(why, wl, "udp port maps are not supported yet");
+		if (strcasecmp(v, "tcp") && strcasecmp(v, "udp")) {
+			snprintf(why, wl, "%s is not tcp or udp", q);
 			return -1;
 		}
-		if (strcasecmp(v, "tcp")) {
-			snprintf(why, wl, "%s is not tcp", q);
-			return -1;
-		}
-		set_num(r, base, r->off, 0);
+		set_num(r, base, r->off, !strcasecmp(v, "udp"));
 		return 0;
 	case R_PROXY:
 		k = parse_enum(v, proxy_names, ARRAY_SIZE(proxy_names));
@@ -1338,7 +1334,7 @@ static void row_format(const struct cfg_row *r, const void *base, char *out, siz
 		snprintf(out, len, "%s", v >= 0 && v < 3 ? proxy_names[v] : "");
 		break;
 	case R_TRANSPORT:
-		snprintf(out, len, "tcp");
+		snprintf(out, len, "%s", v == 1 ? "udp" : "tcp");
 		break;
 	case R_RANGE:
 		snprintf(out, len, "%lld-%lld", (long long)v, (long long)get_num(r, base, r->off2));

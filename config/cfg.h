@@ -210,9 +210,12 @@ enum cfg_remote { CFG_REMOTE_OFF, CFG_REMOTE_TCP_HTTP, CFG_REMOTE_ALL };
 #define CFG_ADDR_MAX  64 /* an IPv4 or IPv6 literal */
 #define CFG_USER_MAX  64
 
+#define CFG_TRANSPORT_TCP 0
+#define CFG_TRANSPORT_UDP 1
+
 struct cfg_portmap {
 	uint16_t local;			    /* LOCALPORT of [portmap.LOCALPORT], 1..65535 */
-	int transport;			    /* 0 = tcp (the only one for now) */
+	int transport;			    /* 0 = tcp, 1 = udp (CFG_TRANSPORT_*) */
 	char destination[CFG_DEST_MAX + 1]; /* required */
 	uint16_t port;			    /* the destination's port, 1..65535 */
 	char bind[CFG_ADDR_MAX];	    /* the local address, default 127.0.0.1 */

@@ -264,6 +264,13 @@ static struct tunnel *op_port_route(void *arg, uint16_t port)
 	return atomic_load(&ct->route[port]);
 }
 
+static bool op_port_is_udp(void *arg, uint16_t port)
+{
+	struct ctlthread *ct = arg;
+
+	return __atomic_load_n(&ct->udp[port], __ATOMIC_RELAXED);
+}
+
 /* ---------- worker events ---------- */
 
 static void ev_push(struct ctlthread *ct, struct ev *ev)
@@ -935,7 +942,7 @@ static int port_listen_udp(struct ctlthread *ct, uint16_t port, char *why, size_
 	}
 	post_listeners(ct, fds, n, port, LISTEN_UDP);
 	ct->listening[port] = true;
-	ct->udp[port] = true;
+	__atomic_store_n(&ct->udp[port], true, __ATOMIC_RELAXED);
 	ct->nlistening++;
 	log_every(NLOG_INFO, "udp port %u: listening", port);
 	return 0;
@@ -1035,7 +1042,7 @@ static void port_unlisten(struct ctlthread *ct, uint16_t port)
 	ct->unlisten_posted += engine_workers(ct->e);
 	engine_post(ct->e, -1, &m);
 	log_every(NLOG_INFO, "%s %u: released", ct->udp[port] ? "udp port" : "port", port);
-	ct->udp[port] = false;
+	__atomic_store_n(&ct->udp[port], false, __ATOMIC_RELAXED);
 }
 
 static bool port_in_range(struct ctlthread *ct, long long port)
@@ -2784,6 +2791,7 @@ int ctlthread_init(struct ctlthread **out, const struct cfg_server *cfg, const c
 	ops->tunnel_offline = op_tunnel_offline;
 	ops->tunnel_find = op_tunnel_find;
 	ops->port_route = op_port_route;
+	ops->port_is_udp = op_port_is_udp;
 	*out = ct;
 	return 0;
 }

@@ -15,6 +15,15 @@
  * idle outbound link (PS_MAPWAIT), sends OPEN and waits for OPENED
  * (PS_OPENING), then streams as a BIND's stream does. A SOCKS connection
  * first speaks SOCKS5 (PS_SOCKS, common/socks5.h).
+ *
+ * A UDP port map's socket is polled (dial_udp_poll); each local source address
+ * and port is a flow (w->udp_tab), a conn of its own that waits, OPENs with
+ * LINK_OPEN_UDP and streams like a TCP map's connection, one chunk a datagram.
+ * The flow's fd is a dup of the map's socket, used to send only (sendto the
+ * source, from the map's address and port). While it waits it queues at most
+ * [udp] queue datagrams (beyond: dropped, counted); a refused flow drops its
+ * datagrams for MAP_UDP_RETRY_MS before it OPENs again; a flow idle for
+ * UDP_MAP_IDLE_MS (udp.c) ends.
  */
 #include "dp.h"
 
@@ -27,12 +36,16 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <openssl/mem.h>
 #include <openssl/sha.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+/* UDP port maps: flows per map, and how long a refused flow drops its datagrams */
+#define MAP_UDP_FLOWS	 128
+#define MAP_UDP_RETRY_MS 5000
 /* a local connection waits this long for an outbound link, and its SOCKS handshake as long */
 #define MAP_WAIT_MS 10000
 /* OPENED within this (relayd answers every OPEN within 10 s) */
@@ -61,6 +74,7 @@ struct dial_map {
 	uint64_t fail_t0;
 	unsigned fails;
 	unsigned handshakes; /* SOCKS connections not past their request yet */
+	unsigned flows;	     /* a UDP map's flows */
 	/* sources with failed logins: past SRC_FAILS_MAX in SRC_WINDOW_MS, refused as long */
 	struct src_fail {
 		uint8_t addr[16];
@@ -225,7 +239,8 @@ static const char *mo_what(const struct conn *p, char *buf, size_t len)
 	else if (mo->map->m.kind == EMAP_SOCKS)
 		snprintf(buf, len, "SOCKS proxy %u", mo->map->m.local);
 	else
-		snprintf(buf, len, "port map %u -> %s:%u", mo->map->m.local, mo->name, mo->port);
+		snprintf(buf, len, "%sport map %u -> %s:%u", mo->map->m.udp ? "udp " : "",
+			 mo->map->m.local, mo->name, mo->port);
 	return buf;
 }
 
@@ -249,6 +264,7 @@ static void mo_log(struct worker *w, struct conn *p, unsigned status, unsigned c
 
 /* A mesh connection refused before its stream: counted, one line, an RST. */
 static void wait_unlink(struct worker *w, struct conn *p);
+static void flow_refused(struct worker *w, struct conn *p);
 static bool socks_send(struct worker *w, struct conn *p, const uint8_t *b, size_t n);
 static void socks_finish(struct worker *w, struct conn *p);
 
@@ -263,6 +279,10 @@ static void mo_refuse(struct worker *w, struct conn *p, unsigned status, unsigne
 	uint8_t out[SOCKS5_REPLY_LEN];
 
 	mo_log(w, p, status, cause, why);
+	if (p->udp) {
+		flow_refused(w, p);
+		return;
+	}
 	if (p->mo->socks && p->state != PS_BOUND) {
 		if (p->state == PS_MAPWAIT)
 			wait_unlink(w, p);
@@ -298,6 +318,14 @@ static void dial_closing(struct worker *w, struct conn *c, const char *why)
 	if (c->kind == CK_PLAIN && c->mo) {
 		struct conn *l;
 
+		if (c->udp) { /* a UDP map's flow */
+			udp_flow_remove(w, c);
+			c->mo->map->flows--;
+			if (c->udp_counted)
+				atomic_fetch_sub_explicit(&w->st_udp_flows, 1,
+							  memory_order_relaxed);
+			c->udp_counted = false;
+		}
 		if (c->state == PS_MAPWAIT)
 			wait_unlink(w, c);
 		/* its link still waits for OPENED: the stream is reset once that comes */
@@ -483,7 +511,8 @@ static void dial_send_open(struct worker *w, struct conn *l, struct conn *p)
 
 	dial_idle_unlink(w, l);
 	mo->stream_id = ++w->stream_seq;
-	n = frame_open_build(f, mo->stream_id, LINK_OPEN_TCP, mo->socks ? LINK_OPEN_SOCKS : 0,
+	n = frame_open_build(f, mo->stream_id, p->udp ? LINK_OPEN_UDP : LINK_OPEN_TCP,
+			     mo->socks ? LINK_OPEN_SOCKS : 0,
 			     mo->name, mo->port);
 	l->state = LS_OPENING;
 	l->tx_done = l->rx_done = false;
@@ -845,6 +874,137 @@ static void dial_accept(struct worker *w, struct conn *c, int fd)
 	mo_wait(w, p);
 }
 
+/* ---------- UDP port maps ---------- */
+
+/* A refused flow: its queue dropped, its datagrams dropped until MAP_UDP_RETRY_MS. */
+static void flow_refused(struct worker *w, struct conn *p)
+{
+	if (p->state == PS_MAPWAIT)
+		wait_unlink(w, p);
+	if (p->udp_q)
+		atomic_fetch_add_explicit(&w->st_udp_drop[UDP_DROP_OFFLINE], p->udp_q,
+					  memory_order_relaxed);
+	pool_put(w, p->stash);
+	p->stash = NULL;
+	p->stash_len = 0;
+	p->udp_q = 0;
+	p->state = PS_BOUND;
+	p->peer = NONE;
+	p->deadline = w->now + MAP_UDP_RETRY_MS;
+}
+
+/* A new flow of map c for the source peer; NULL (the datagram dropped) past a limit. */
+static struct conn *flow_new(struct worker *w, struct conn *c, const struct sockaddr_storage *peer,
+			     socklen_t peer_len, const uint8_t a16[16], uint16_t sport)
+{
+	struct dial_map *map = c->mo->map;
+	struct conn *p;
+	int fd;
+
+	if (map->flows >= MAP_UDP_FLOWS) {
+		atomic_fetch_add_explicit(&w->st_udp_drop[UDP_DROP_FLOWS], 1,
+					  memory_order_relaxed);
+		log_every(NLOG_WARN,
+			  "udp port map %u: %d flows open, dropping a new source's datagrams",
+			  map->m.local, MAP_UDP_FLOWS);
+		return NULL;
+	}
+	fd = fds_left(w, 1) ? fcntl(c->fd, F_DUPFD_CLOEXEC, 0) : -1;
+	p = fd >= 0 ? conn_new(w, CK_PLAIN, fd) : NULL;
+	if (!p || !(p->mo = calloc(1, sizeof(*p->mo)))) {
+		if (p)
+			conn_release(w, p);
+		if (fd >= 0)
+			close(fd);
+		atomic_fetch_add_explicit(&w->st_udp_drop[UDP_DROP_FLOWS], 1,
+					  memory_order_relaxed);
+		log_every(NLOG_WARN, "udp port map %u: out of descriptors or connection slots",
+			  map->m.local);
+		return NULL;
+	}
+	map->refs++;
+	map->flows++;
+	p->mo->map = map;
+	str_copy(p->mo->name, sizeof(p->mo->name), map->m.name);
+	p->mo->port = map->m.port;
+	p->udp = p->udp_counted = true;
+	p->port = map->m.local;
+	memcpy(p->bind.origin_addr, a16, 16);
+	p->bind.origin_port = sport;
+	memcpy(&p->rule.to, peer, peer_len); /* where its answers go */
+	p->rule.to_len = peer_len;
+	p->connected = true;
+	p->counted = true;
+	p->peer = NONE;
+	p->last_io = w->now;
+	atomic_fetch_add(&w->st_conns, 1);
+	atomic_fetch_add(&w->st_conns_total, 1);
+	atomic_fetch_add_explicit(&w->st_udp_flows, 1, memory_order_relaxed);
+	udp_flow_insert(w, p);
+	return p;
+}
+
+/* A datagram from the flow's source: carried, queued, or dropped (refused a while ago). */
+static void flow_datagram(struct worker *w, struct conn *p, uint8_t *d, uint32_t len)
+{
+	p->last_io = w->now;
+	if (p->state == PS_BOUND && !conn_at(w, p->peer)) {
+		if (w->now < p->deadline) { /* refused: OPENed again no sooner than the retry */
+			atomic_fetch_add_explicit(&w->st_udp_drop[UDP_DROP_OFFLINE], 1,
+						  memory_order_relaxed);
+			return;
+		}
+		p->state = PS_MAPWAIT; /* queues it */
+		udp_input(w, p, d, len);
+		p->state = PS_BOUND;
+		mo_wait(w, p);
+		return;
+	}
+	udp_input(w, p, d, len);
+}
+
+void dial_udp_poll(struct worker *w, struct conn *c, int res)
+{
+	c->recv_armed = false;
+	if (res < 0) {
+		if (res != -ECANCELED)
+			log_every(NLOG_WARN, "udp port map %u: poll: %s", c->port, strerror(-res));
+		udp_arm_poll(w, c);
+		return;
+	}
+	for (int i = 0; i < 64 && c->mo && !c->closing; i++) {
+		struct sockaddr_storage peer;
+		socklen_t peer_len = sizeof(peer);
+		uint8_t a16[16];
+		uint16_t sport;
+		struct conn *p;
+		ssize_t n;
+
+		n = recvfrom(c->fd, w->udp_buf + 4, LINK_UDP_MAX + 1, MSG_DONTWAIT | MSG_TRUNC,
+			     (struct sockaddr *)&peer, &peer_len);
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				break;
+			continue; /* an ICMP error queued on the socket: the next one */
+		}
+		if (n == 0 || n > LINK_UDP_MAX) { /* a chunk is 1..LINK_UDP_MAX bytes */
+			atomic_fetch_add_explicit(&w->st_udp_drop[UDP_DROP_OVERSIZE], 1,
+						  memory_order_relaxed);
+			continue;
+		}
+		sport = sock_addr16(&peer, a16);
+		p = udp_flow_find(w, c->port, a16, sport);
+		if (p && (p->linger || p->closing)) { /* its stream ended: a new flow */
+			conn_close(w, p, false, "udp flow ended");
+			p = udp_flow_find(w, c->port, a16, sport);
+		}
+		if (!p && !(p = flow_new(w, c, &peer, peer_len, a16, sport)))
+			continue;
+		flow_datagram(w, p, w->udp_buf + 4, (uint32_t)n);
+	}
+	udp_arm_poll(w, c);
+}
+
 /* OPENED on l: the stream is up (p bound to l as after a BIND), or p is refused. */
 static void dial_opened(struct worker *w, struct conn *l)
 {
@@ -871,6 +1031,11 @@ static void dial_opened(struct worker *w, struct conn *l)
 			snprintf(why, sizeof(why), "denied by the mesh policy (default deny)");
 		else
 			snprintf(why, sizeof(why), "%s", link_open_status_name(status));
+		if (p->udp) {
+			p->state = PS_BOUND;
+			mo_refuse(w, p, status, cause, why);
+			return;
+		}
 		if (mo->socks) {
 			mo_log(w, p, status, cause, why);
 			p->state = PS_BOUND;
@@ -892,6 +1057,11 @@ static void dial_opened(struct worker *w, struct conn *l)
 	p->state = PS_BOUND;
 	p->deadline = 0;
 	p->peer = conn_idx(w, l);
+	if (p->udp) { /* a UDP map's flow: what it queued goes out; the map's socket reads */
+		if (udp_flush(w, p, l))
+			obuf_kick(w, l);
+		return;
+	}
 	if (mo->socks && !socks_send(w, p, out, socks5_reply(out, SOCKS5_REP_OK)))
 		return;
 	if (mo->hs_len) { /* what the SOCKS client sent behind its request */
@@ -949,6 +1119,11 @@ static void dial_map_listen(struct worker *w, struct mb_msg *m)
 	map->refs = 1;
 	c->mo->map = map;
 	c->port = m->port;
+	if (map->m.udp) {
+		c->udp = true;
+		udp_arm_poll(w, c);
+		return;
+	}
 	arm_accept(w, c);
 }
 
@@ -964,8 +1139,9 @@ static bool dial_mailbox(struct worker *w, struct mb_msg *m)
 		/* its connections go on; new ones are no longer taken */
 		for (uint32_t i = 0; i < w->high; i++) {
 			c = &w->conns[i];
-			if (c->kind == CK_LISTEN && !c->closing && c->port == m->port)
-				conn_close(w, c, false, "port map removed");
+			if ((c->kind == CK_LISTEN || (c->kind == CK_PLAIN && c->udp && c->mo)) &&
+			    !c->closing && c->port == m->port)
+				conn_close(w, c, false, "port map removed"); /* and a UDP map's flows */
 		}
 		if (m->ack)
 			atomic_fetch_add(m->ack, 1);
@@ -1011,6 +1187,12 @@ static bool dial_mailbox(struct worker *w, struct mb_msg *m)
 static void dial_tick_conn(struct worker *w, struct conn *c, uint64_t now)
 {
 	if (c->kind == CK_PLAIN && c->udp) {
+		if (c->mo && c->state == PS_MAPWAIT && now > c->deadline) {
+			mo_refuse(w, c, 0, RL_WAIT,
+				  w->session ? "no data link to the server within 10 s"
+					     : "not connected to the server (10 s)");
+			return;
+		}
 		udp_tick(w, c, now);
 		return;
 	}
@@ -1059,7 +1241,22 @@ static void dial_tick(struct worker *w)
 
 static int dial_init(struct worker *w, char *err, size_t errlen)
 {
+	uint32_t slots = 1;
+
 	w->out_idle_head = w->wait_head = w->wait_tail = NONE;
+	/* UDP port maps' flows by (local port, source) */
+	while (slots < 2 * w->e->cfg.max_conns && slots < (1u << 20))
+		slots <<= 1;
+	w->udp_mask = slots - 1;
+	w->udp_tab = malloc((size_t)slots * sizeof(*w->udp_tab));
+	w->udp_buf = malloc(4 + LINK_UDP_MAX + 1);
+	if (!w->udp_tab || !w->udp_buf) {
+		snprintf(err, errlen, "out of memory for the UDP flow table");
+		return -1;
+	}
+	for (uint32_t i = 0; i <= w->udp_mask; i++)
+		w->udp_tab[i] = NONE;
+	random_bytes(&w->udp_seed, sizeof(w->udp_seed));
 	return 0;
 }
 

@@ -113,6 +113,10 @@ struct conn {
 	bool udp_over;	     /* plain, udp: the chunk being read is over LINK_UDP_MAX (dropped) */
 	uint16_t udp_q;	     /* relay plain, udp: datagrams queued in stash while it waits */
 	uint32_t udp_next;   /* relay plain, udp: the next flow in its table chain */
+	bool udp_pair;	     /* relay plain, udp: an end of a mesh flow's socketpair
+				(SOCK_SEQPACKET: one message a datagram, 0 bytes the end) */
+	bool udp_counted;    /* udp: counted in st_udp_flows (relay: and its tunnel's udp_flows) */
+	bool open_udp;	     /* relay link, LS_OPEN: the OPEN's transport is LINK_OPEN_UDP */
 	int fd;
 	uint16_t inflight;
 	uint16_t port;
@@ -464,10 +468,18 @@ int udp_pump(struct worker *w, struct conn *l, struct conn *p, size_t n);
 bool udp_tick(struct worker *w, struct conn *p, uint64_t now);
 /* flow p closes: its tunnel's count */
 void udp_closing(struct worker *w, struct conn *p);
+/* the flow table (w->udp_tab): by (port, origin address, origin port) */
+struct conn *udp_flow_find(struct worker *w, uint16_t port, const uint8_t a[16], uint16_t sport);
+void udp_flow_insert(struct worker *w, struct conn *p);
+void udp_flow_remove(struct worker *w, struct conn *p);
 /* client: a BIND with LINK_BIND_UDP on l for rule; false when it could not be served */
 bool udp_dial(struct worker *w, struct conn *l, const struct link_bind *b,
 	      const struct engine_rule *rule);
 
+/* dial.c: a UDP port map's socket c is readable: its datagrams go to their flows */
+void dial_udp_poll(struct worker *w, struct conn *c, int res);
+/* udp.c: a datagram d (4 bytes of room in front) for flow p: a chunk, or queued while it waits */
+void udp_input(struct worker *w, struct conn *p, uint8_t *d, uint32_t len);
 /* dial.c: a SOCKS handshake's receive on p completed (p->state PS_SOCKS) */
 void dial_socks_recv(struct worker *w, struct conn *p, int res, unsigned flags);
 /* dial.c: c's mesh state goes (conn_finalize) */

@@ -123,6 +123,7 @@ struct engine_map {
 	char name[256]; /* EMAP_PORT: the destination (cfg_valid_destination) */
 	char user[65];	/* EMAP_SOCKS: the RFC 1929 user; "" = no authentication */
 	char hash[256]; /* EMAP_SOCKS: its password hash (common/passwd.h) */
+	bool udp;	/* EMAP_PORT: a UDP map (the fd is a bound datagram socket) */
 };
 
 /* What a relay listener posted with MB_LISTEN carries. */
@@ -171,6 +172,8 @@ struct engine_ops {
 	struct tunnel *(*tunnel_find)(void *arg, const char *id);
 	/* relay: the tunnel a public port routes to, or NULL. */
 	struct tunnel *(*port_route)(void *arg, uint16_t port);
+	/* relay: whether a routed port is a UDP port (udp_grant) rather than a TCP one. */
+	bool (*port_is_udp)(void *arg, uint16_t port);
 	/*
 	 * client: the rule for a BIND (copied out), false if none. flags are the
 	 * BIND's (host order): with LINK_BIND_HTTP, port is an HTTP route of an

@@ -10,7 +10,7 @@
  *   2. the id or group id of the tunnel B that holds the port (port_route):
  *      B's TCP port;
  *   3. a domain of the HTTP edge's routes: that tunnel's HTTP rule, raw (the
- *      edge parses no heads on a mesh stream), whatever the port;
+ *      edge parses no heads on a mesh stream), whatever the port (TCP only);
  *   4. any other DNS name is resolved and is an external destination when
  *      every address it gives lies inside an allowed CIDR;
  *   else LINK_OPEN_NOT_FOUND. Each destination passes the mesh policy
@@ -22,6 +22,12 @@
  * max_conns_per_source keyed on A's link's source, idle_timeout). B's worker
  * answers back (MSG_RING) whether b was taken, and only then does A's client
  * get OPENED: OK, or OFFLINE / BUSY without a stream.
+ *
+ * A UDP OPEN (LINK_OPEN_UDP) takes the same steps: an external destination
+ * gets a datagram socket of this worker's, connected to it; a tunnel's port
+ * must be a UDP port, and the pair is SOCK_SEQPACKET (a message a datagram)
+ * whose end b enters B's worker as a flow of that port (LINK_BIND_UDP, B's
+ * max_flows); both ends are udp conns (udp.c: a chunk a datagram, idle EOF).
  *
  * The link waits in LS_OPEN for at most MESH_OPEN_TIMEOUT_MS (then
  * LINK_OPEN_UNREACHABLE); answers that come later find another OPEN sequence
@@ -65,6 +71,7 @@ struct mesh_handoff {
 	char from[LINK_ID_MAX];		/* A's id, for b's record */
 	uint8_t status;			/* B's worker's answer (LINK_OPEN_*) */
 	bool answered;			/* on its way back to the opener */
+	bool udp;			/* a UDP flow: a SOCK_SEQPACKET pair, B's port a UDP one */
 };
 
 static const char *link_name(const struct conn *l)
@@ -272,6 +279,48 @@ static socklen_t addr_to_sockaddr(const uint8_t a[16], uint16_t port, struct soc
 	return sizeof(*s6);
 }
 
+/*
+ * A UDP flow to an external address: a datagram socket of this worker's,
+ * connected to it (the kernel picks the source); one chunk, one datagram.
+ */
+static void external_udp(struct worker *w, struct conn *l, const uint8_t addr[16], uint32_t rule)
+{
+	struct sockaddr_storage to;
+	socklen_t tl = addr_to_sockaddr(addr, l->port, &to);
+	int fd = socket(to.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	struct conn *p;
+	char why[96];
+
+	if (fd >= 0 && connect(fd, (struct sockaddr *)&to, tl) < 0) {
+		snprintf(why, sizeof(why), "connect: %s", strerror(errno));
+		close(fd);
+		open_refuse(w, l, LINK_OPEN_UNREACHABLE, rule, why);
+		return;
+	}
+	p = fd >= 0 ? conn_new(w, CK_PLAIN, fd) : NULL;
+	if (!p) {
+		if (fd >= 0)
+			close(fd);
+		open_refuse(w, l, LINK_OPEN_BUSY, rule, "out of sockets or connection slots");
+		return;
+	}
+	p->udp = true;
+	p->mesh = true;
+	p->mesh_host = strdup(link_name(l));
+	p->tun = l->tun; /* its record is the opener's */
+	p->port = l->port;
+	p->counted = true;
+	atomic_fetch_add(&w->st_conns, 1);
+	atomic_fetch_add(&w->st_conns_total, 1);
+	memcpy(p->bind.origin_addr, l->bind.origin_addr, 16);
+	p->bind.origin_port = l->bind.origin_port;
+	p->rule.to = to;
+	p->rule.to_len = tl;
+	p->rec = true; /* kind mesh, tunnel the opener, host the name */
+	p->rec_t0 = w->now;
+	stream_start(w, l, p, rule);
+}
+
 /* The policy for an external address, then a connect from this worker. */
 static void external_connect(struct worker *w, struct conn *l, const uint8_t addr[16])
 {
@@ -298,6 +347,10 @@ static void external_connect(struct worker *w, struct conn *l, const uint8_t add
 	if (!fds_left(w, 1)) {
 		atomic_fetch_add(&w->st_refused_fds, 1);
 		open_refuse(w, l, LINK_OPEN_BUSY, rule, "out of file descriptors");
+		return;
+	}
+	if (l->open_udp) {
+		external_udp(w, l, addr, rule);
 		return;
 	}
 	fd = socket(sock_addr16_is_v4(addr) ? AF_INET : AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -453,13 +506,29 @@ static void mesh_enter(struct worker *w, struct mesh_handoff *h)
 		h->status = LINK_OPEN_OFFLINE;
 		return;
 	}
+	/* a flow into B counts in B's [udp] max_flows as a public one does */
+	if (h->udp &&
+	    (unsigned)atomic_fetch_add(&h->to->udp_flows, 1) >= w->e->cfg.udp_max_flows) {
+		atomic_fetch_sub(&h->to->udp_flows, 1);
+		atomic_fetch_add_explicit(&w->st_udp_drop[UDP_DROP_FLOWS], 1,
+					  memory_order_relaxed);
+		h->status = LINK_OPEN_BUSY;
+		return;
+	}
 	p = conn_new(w, CK_PLAIN, h->fd_b);
 	if (!p) {
+		if (h->udp)
+			atomic_fetch_sub(&h->to->udp_flows, 1);
 		atomic_fetch_add(&w->st_refused_fds, 1);
 		h->status = LINK_OPEN_BUSY;
 		return;
 	}
 	h->fd_b = -1; /* p's now */
+	if (h->udp) {
+		p->udp = p->udp_pair = p->udp_counted = true;
+		p->idle_ms = 0; /* udp_tick's own timeout */
+		atomic_fetch_add_explicit(&w->st_udp_flows, 1, memory_order_relaxed);
+	}
 	p->port = h->port;
 	p->counted = true;
 	p->last_io = w->now;
@@ -477,8 +546,12 @@ static void mesh_enter(struct worker *w, struct mesh_handoff *h)
 	gen = p->gen;
 	relay_attach(w, p, h->to);
 	/* refused at once (max_links, max_conns_per_source, descriptors): it is closed */
-	if (!conn_ref(w, idx, gen))
+	if (!conn_ref(w, idx, gen)) {
 		h->status = LINK_OPEN_BUSY;
+		return;
+	}
+	if (h->udp && p->state == PS_PENDING)
+		plain_arm_recv(w, p); /* reads into its bounded queue while it waits */
 }
 
 /* A's worker: B's answer; the stream starts or the OPEN is refused. */
@@ -512,6 +585,7 @@ static void mesh_done(struct worker *w, struct mesh_handoff *h)
 		return;
 	}
 	p->mesh = true; /* the opener's end: b's record tells the stream */
+	p->udp = p->udp_pair = h->udp;
 	p->port = h->port;
 	memcpy(p->bind.origin_addr, h->origin, 16); /* the firewall's view of it */
 	p->bind.origin_port = h->origin_port;
@@ -568,7 +642,9 @@ static void tunnel_join(struct worker *w, struct conn *l, struct tunnel *b, uint
 		return;
 	}
 	h = calloc(1, sizeof(*h));
-	if (!h || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+	/* a UDP flow keeps its datagrams' edges: one message each */
+	if (!h || socketpair(AF_UNIX, (l->open_udp ? SOCK_SEQPACKET : SOCK_STREAM) | SOCK_CLOEXEC,
+			     0, sv) < 0) {
 		free(h);
 		open_refuse(w, l, LINK_OPEN_BUSY, rule, "out of memory or descriptors");
 		return;
@@ -578,6 +654,7 @@ static void tunnel_join(struct worker *w, struct conn *l, struct tunnel *b, uint
 	h->to = b;
 	h->port = port;
 	h->flags = flags;
+	h->udp = l->open_udp;
 	memcpy(h->origin, l->bind.origin_addr, 16);
 	h->origin_port = l->bind.origin_port;
 	memcpy(h->dst, l->bind.dst_addr, 16);
@@ -640,6 +717,12 @@ static bool open_tunnel(struct worker *w, struct conn *l, const char *raw)
 		open_refuse(w, l, LINK_OPEN_OFFLINE, 0, "destination tunnel offline");
 		return true;
 	}
+	if (ops->port_is_udp && ops->port_is_udp(ops->arg, l->port) != l->open_udp) {
+		open_refuse(w, l, LINK_OPEN_NOT_FOUND, 0,
+			    l->open_udp ? "the tunnel holds no such UDP port (a TCP one)"
+					: "the tunnel holds no such TCP port (a UDP one)");
+		return true;
+	}
 	query_from(&q, l, MESH_DST_TUNNEL, l->port);
 	q.to_id = b->id;
 	q.to_group = b->group;
@@ -647,7 +730,7 @@ static bool open_tunnel(struct worker *w, struct conn *l, const char *raw)
 	if (v != MESH_ALLOW)
 		open_denied(w, l, rule);
 	else
-		tunnel_join(w, l, b, l->port, 0, rule);
+		tunnel_join(w, l, b, l->port, l->open_udp ? LINK_BIND_UDP : 0, rule);
 	return true;
 }
 
@@ -710,6 +793,7 @@ void mesh_open(struct worker *w, struct conn *l)
 	l->deadline = w->now + MESH_OPEN_TIMEOUT_MS;
 	l->stream_id = frame_get32((const uint8_t *)&l->rx.open.stream_id);
 	l->port = frame_get16((const uint8_t *)&l->rx.open.port);
+	l->open_udp = r == 0 && d.udp;
 	free(l->mesh_host);
 	l->mesh_host = strdup(r == 0 ? d.name : raw);
 	if (!l->mesh_host) {
@@ -747,7 +831,7 @@ void mesh_open(struct worker *w, struct conn *l)
 	}
 	if (d.is_id && open_tunnel(w, l, raw))
 		return;
-	if (d.is_dns && open_domain(w, l))
+	if (d.is_dns && !l->open_udp && open_domain(w, l)) /* HTTP rules are TCP's */
 		return;
 	if (d.is_dns && mesh_external_cidrs(w->mesh)) {
 		resolve_name(w, l); /* inside an allowed CIDR, perhaps */

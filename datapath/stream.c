@@ -123,6 +123,8 @@ void plain_arm_recv(struct worker *w, struct conn *p)
 		edge_rearm(w, p); /* no link yet: a head or a handshake still arrives */
 		return;
 	}
+	if (p->udp && p->mo)
+		return; /* a UDP port map's flow: its datagrams come from the map's socket */
 	if (p->udp && p->state == PS_PENDING) {
 		arm_recv(w, p); /* a UDP flow reads into its bounded queue while it waits */
 		return;

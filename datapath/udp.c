@@ -46,6 +46,8 @@
 #define UDP_FWD_MAX 4096
 /* the client's idle timeout for a flow when the engine config has none */
 #define UDP_CLIENT_IDLE_MS 300000
+/* the client's idle timeout for a UDP port map's flow (dial.c) */
+#define UDP_MAP_IDLE_MS 60000
 
 /* A datagram on its way to its tunnel's home worker (OP_MSG_UDP). */
 struct udp_handoff {
@@ -77,7 +79,7 @@ static uint32_t flow_hash(const struct worker *w, uint16_t port, const uint8_t a
 	return (uint32_t)(h ^ (h >> 32));
 }
 
-static struct conn *flow_find(struct worker *w, uint16_t port, const uint8_t a[16], uint16_t sport)
+struct conn *udp_flow_find(struct worker *w, uint16_t port, const uint8_t a[16], uint16_t sport)
 {
 	uint32_t i = w->udp_tab[flow_hash(w, port, a, sport) & w->udp_mask];
 
@@ -88,7 +90,7 @@ static struct conn *flow_find(struct worker *w, uint16_t port, const uint8_t a[1
 	return NULL;
 }
 
-static void flow_insert(struct worker *w, struct conn *p)
+void udp_flow_insert(struct worker *w, struct conn *p)
 {
 	uint32_t *head =
 	    &w->udp_tab[flow_hash(w, p->port, p->bind.origin_addr, p->bind.origin_port) &
@@ -98,7 +100,7 @@ static void flow_insert(struct worker *w, struct conn *p)
 	*head = conn_idx(w, p);
 }
 
-static void flow_remove(struct worker *w, struct conn *p)
+void udp_flow_remove(struct worker *w, struct conn *p)
 {
 	uint32_t *at = &w->udp_tab[flow_hash(w, p->port, p->bind.origin_addr, p->bind.origin_port) &
 				   w->udp_mask];
@@ -116,11 +118,12 @@ static void flow_remove(struct worker *w, struct conn *p)
  * d: len bytes with 4 bytes of room in front. A bound flow writes it as a
  * chunk, a waiting one queues it.
  */
-static void flow_input(struct worker *w, struct conn *p, uint8_t *d, uint32_t len)
+void udp_input(struct worker *w, struct conn *p, uint8_t *d, uint32_t len)
 {
 	struct conn *l = conn_at(w, p->peer);
 
-	if (p->state == PS_PENDING) {
+	/* relay: waits for a data link; client (a port map's flow): for a link or OPENED */
+	if (p->state == PS_PENDING || p->state == PS_MAPWAIT || p->state == PS_OPENING) {
 		uint32_t cap = w->txcap;
 
 		if (p->udp_q >= w->e->cfg.udp_queue || (p->stash && p->stash_len + 4 + len > cap) ||
@@ -162,6 +165,18 @@ void udp_recv(struct worker *w, struct conn *p, int res, unsigned flags)
 		w->starved++;
 		return;
 	}
+	/* a mesh flow's socketpair: 0 bytes is its other end gone, the flow's end */
+	if (res == 0 && p->udp_pair) {
+		struct conn *l = conn_at(w, p->peer);
+
+		if (buf)
+			buf_recycle(w, bid);
+		if (l && !p->eof_in)
+			plain_send_eof(w, p, l);
+		else
+			conn_close(w, p, true, "udp flow ended");
+		return;
+	}
 	/* a refused send (ICMP port unreachable) comes back on the next receive: not fatal */
 	if (res < 0 && res != -ECONNREFUSED) {
 		if (buf)
@@ -170,7 +185,7 @@ void udp_recv(struct worker *w, struct conn *p, int res, unsigned flags)
 		return;
 	}
 	if (res > 0 && (unsigned)res <= w->bufsz - 4 && buf)
-		flow_input(w, p, buf_addr(w, bid) + HEADROOM, (uint32_t)res);
+		udp_input(w, p, buf_addr(w, bid) + HEADROOM, (uint32_t)res);
 	else if (res >= 0) /* empty (it would read as EOF) or longer than a buffer */
 		drop(w, UDP_DROP_OVERSIZE);
 	if (buf)
@@ -305,7 +320,7 @@ static void flow_strays(struct worker *w, struct conn *p, const struct sockaddr_
 		}
 		if (sock_addr16(&from, a16) == p->bind.origin_port &&
 		    !memcmp(a16, p->bind.origin_addr, 16))
-			flow_input(w, p, w->udp_buf + 4, (uint32_t)n);
+			udp_input(w, p, w->udp_buf + 4, (uint32_t)n);
 		else if (depth < UDP_STRAY_DEPTH && fw_pass(w, a16))
 			udp_deliver(w, p->port, &from, fl, local, local_len, w->udp_buf + 4,
 				    (uint32_t)n, depth + 1);
@@ -330,9 +345,9 @@ static void udp_deliver(struct worker *w, uint16_t port, const struct sockaddr_s
 		drop(w, UDP_DROP_OFFLINE);
 		return;
 	}
-	p = flow_find(w, port, a16, sport);
+	p = udp_flow_find(w, port, a16, sport);
 	if (p) {
-		flow_input(w, p, d, len);
+		udp_input(w, p, d, len);
 		return;
 	}
 	if ((unsigned)atomic_fetch_add(&t->udp_flows, 1) >= w->e->cfg.udp_max_flows) {
@@ -355,7 +370,7 @@ static void udp_deliver(struct worker *w, uint16_t port, const struct sockaddr_s
 			close(fd);
 		return;
 	}
-	p->udp = true;
+	p->udp = p->udp_counted = true;
 	p->port = port;
 	p->counted = true;
 	p->last_io = w->now;
@@ -364,12 +379,12 @@ static void udp_deliver(struct worker *w, uint16_t port, const struct sockaddr_s
 	p->bind.origin_port = sport;
 	p->bind.dst_port = sock_addr16(local, p->bind.dst_addr);
 	p->bind.flags = htons(LINK_BIND_UDP);
-	flow_insert(w, p);
+	udp_flow_insert(w, p);
 	atomic_fetch_add(&w->st_conns, 1);
 	atomic_fetch_add(&w->st_conns_total, 1);
 	atomic_fetch_add_explicit(&w->st_udp_flows, 1, memory_order_relaxed);
 	p->state = PS_PENDING; /* queues the first datagram; relay_attach decides */
-	flow_input(w, p, d, len);
+	udp_input(w, p, d, len);
 	flow_strays(w, p, local, local_len, depth); /* d is copied: udp_buf is free */
 	p->state = PS_BOUND;
 	relay_attach(w, p, t);
@@ -382,10 +397,13 @@ static void udp_deliver(struct worker *w, uint16_t port, const struct sockaddr_s
 
 void udp_closing(struct worker *w, struct conn *p)
 {
-	flow_remove(w, p);
-	if (p->tun)
-		atomic_fetch_sub(&p->tun->udp_flows, 1);
-	atomic_fetch_sub_explicit(&w->st_udp_flows, 1, memory_order_relaxed);
+	udp_flow_remove(w, p);
+	if (p->udp_counted) { /* a flow of a tunnel's port (a public or a mesh one) */
+		if (p->tun)
+			atomic_fetch_sub(&p->tun->udp_flows, 1);
+		atomic_fetch_sub_explicit(&w->st_udp_flows, 1, memory_order_relaxed);
+		p->udp_counted = false;
+	}
 	pool_put(w, p->stash);
 	p->stash = NULL;
 	p->stash_len = 0;
@@ -529,7 +547,9 @@ int udp_pump(struct worker *w, struct conn *l, struct conn *p, size_t n)
 		return r;
 	if (p->udp_over) {
 		drop(w, UDP_DROP_OVERSIZE);
-	} else if (send(p->fd, p->tx.p, p->tx.tail, MSG_DONTWAIT | MSG_NOSIGNAL) >= 0) {
+	} else if ((p->mo ? sendto(p->fd, p->tx.p, p->tx.tail, MSG_DONTWAIT | MSG_NOSIGNAL,
+				   (const struct sockaddr *)&p->rule.to, p->rule.to_len)
+			  : send(p->fd, p->tx.p, p->tx.tail, MSG_DONTWAIT | MSG_NOSIGNAL)) >= 0) {
 		atomic_fetch_add_explicit(&w->st_udp_out, 1, memory_order_relaxed);
 		atomic_fetch_add_explicit(&w->st_out, p->tx.tail, memory_order_relaxed);
 		p->rec_out += p->tx.tail;
@@ -551,7 +571,7 @@ bool udp_tick(struct worker *w, struct conn *p, uint64_t now)
 	struct conn *l = conn_at(w, p->peer);
 
 	if (!idle && w->e->cfg.role == ENGINE_CLIENT)
-		idle = UDP_CLIENT_IDLE_MS;
+		idle = p->mo ? UDP_MAP_IDLE_MS : UDP_CLIENT_IDLE_MS;
 	if (p->state == PS_PENDING)
 		return false; /* pending_timeout */
 	if (!idle || now - p->last_io <= idle)

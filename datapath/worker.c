@@ -311,7 +311,8 @@ void conn_close(struct worker *w, struct conn *c, bool rst, const char *why)
 	else if (c->kind == CK_PLAIN)
 		stream_plain_closing(w, c);
 	c->peer = NONE;
-	if (c->fd >= 0) {
+	/* a UDP port map's flow: its fd is a dup of the map's socket, which goes on */
+	if (c->fd >= 0 && !(c->kind == CK_PLAIN && c->udp && c->mo)) {
 		/*
 		 * Shutting down wakes what is in flight; a reset must not send a
 		 * FIN first (the peer would read a clean end), so it shuts only
@@ -660,7 +661,10 @@ static void handle_cqe(struct worker *w, struct io_uring_cqe *cqe)
 		w->ops->connected(w, c, cqe->res);
 		break;
 	case OP_POLL:
-		udp_on_poll(w, c, cqe->res);
+		if (w->e->cfg.role == ENGINE_CLIENT)
+			dial_udp_poll(w, c, cqe->res); /* a UDP port map's socket */
+		else
+			udp_on_poll(w, c, cqe->res);
 		break;
 	default:
 		break;

@@ -635,13 +635,18 @@ static void test_open_names(void **state)
 	assert_string_equal(d.name, "office-1");
 	assert_int_equal(open_check("db_main", LINK_OPEN_TCP, &d), 0);
 	assert_true(d.is_id && !d.is_dns);
-	/* bad: brackets, spaces, control bytes, NUL inside, UDP */
+	/* bad: brackets, spaces, control bytes, NUL inside */
 	assert_int_equal(open_check("[::1]", LINK_OPEN_TCP, &d), LINK_OPEN_BAD);
 	assert_int_equal(open_check("a b", LINK_OPEN_TCP, &d), LINK_OPEN_BAD);
 	assert_int_equal(open_check("a\nb", LINK_OPEN_TCP, &d), LINK_OPEN_BAD);
 	assert_int_equal(open_check("-x-", LINK_OPEN_TCP, &d), 0); /* an id, not a name */
 	assert_true(d.is_id && !d.is_dns);
-	assert_int_equal(open_check("a.example.com", LINK_OPEN_UDP, &d), LINK_OPEN_BAD);
+	/* UDP: the same names, the transport said */
+	assert_int_equal(open_check("a.example.com", LINK_OPEN_UDP, &d), 0);
+	assert_true(d.udp && d.is_dns);
+	assert_int_equal(open_check("a.example.com", LINK_OPEN_TCP, &d), 0);
+	assert_false(d.udp);
+	assert_int_equal(open_check("a b", LINK_OPEN_UDP, &d), LINK_OPEN_BAD);
 	/* 64..253 bytes: a DNS name at most, never an id */
 	memset(longest, 'a', sizeof(longest));
 	for (size_t i = 63; i < sizeof(longest) - 1; i += 64)

@@ -1,0 +1,329 @@
+# SPDX-License-Identifier: Apache-2.0
+"""UDP port maps through the mesh (`nave ports map LOCALPORT --transport udp`):
+each local source address and port is a flow, opened on an outbound link with
+LINK_OPEN_UDP; the edge joins it to a UDP port of another tunnel (a flow of
+that port, exactly as a public one) or sends from its own socket to an
+external destination inside [socks] allow.
+
+Real daemons and clients: B holds a UDP rule to a DNS-style service (each
+request answered by its SHA-256 and itself, so every byte is checked), A maps a
+local UDP port to it. Request/response exact; several source ports at once get
+their own answers; 2,000 datagrams with the loss counted (most must arrive);
+idle flows expire (relayd's [udp] idle_timeout, counted in /metrics) and the
+next datagram opens a new one; an allowed external loopback UDP service works,
+one outside the allow list is refused; the policy's default deny and an
+offline B: nothing arrives, the refusal is logged on both sides and counted,
+and a refused flow is not OPENed again per datagram."""
+import hashlib
+import json
+import os
+import select
+import socket
+import threading
+import time
+
+import pytest
+
+import navetest as nt
+from test_mesh import log_line, mesh_add, ok
+from test_metrics import settle, total
+
+@pytest.fixture
+def metrics_port():
+    return nt.free_port()
+
+
+@pytest.fixture
+def server_ini(metrics_port):
+    """A short [udp] idle_timeout (felt within the test), loopback's 127.0.0.1 as the one
+    allowed external destination, and /metrics."""
+    return (f"[udp]\nidle_timeout = 2s\nmax_flows = 64\nqueue = 64\n"
+            f"[socks]\nallow = 127.0.0.1/32\n"
+            f"[metrics]\nlisten = 127.0.0.1:{metrics_port}\n")
+
+
+class UdpService:
+    """A DNS-style service: each request is answered by one datagram, its SHA-256 and the
+    request itself."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.count = 0
+        self.stop = False
+        self.t = threading.Thread(target=self._loop, daemon=True)
+        self.t.start()
+
+    def _loop(self):
+        while not self.stop:
+            r, _, _ = select.select([self.sock], [], [], 0.2)
+            if not r:
+                continue
+            try:
+                d, a = self.sock.recvfrom(65535)
+            except OSError:
+                continue
+            self.count += 1
+            try:
+                self.sock.sendto(hashlib.sha256(d).digest() + d, a)
+            except OSError:
+                pass
+
+    def close(self):
+        self.stop = True
+        self.t.join(2)
+        self.sock.close()
+
+
+@pytest.fixture
+def udpsvc():
+    made = []
+
+    def make():
+        s = UdpService()
+        made.append(s)
+        return s
+
+    yield make
+    for s in made:
+        s.close()
+
+
+def usock():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    s.bind(("127.0.0.1", 0))
+    return s
+
+
+def answer_of(d):
+    return hashlib.sha256(d).digest() + d
+
+
+def ask(s, local, d, timeout=1.0):
+    """One request from s to the map; its answer (checked against d) or None."""
+    s.sendto(d, ("127.0.0.1", local))
+    s.settimeout(timeout)
+    try:
+        while True:
+            r, a = s.recvfrom(70000)
+            assert a == ("127.0.0.1", local), a  # answers come from the map's port
+            if r == answer_of(d):
+                return r
+            # an answer to an earlier request of this socket (a retry): skip it
+            assert r[32:] != d, "an answer with a wrong hash"
+    except socket.timeout:
+        return None
+
+
+def works_soon(s, local, d, timeout=15):
+    """A request answered within timeout (the first ones may go while B's flow opens)."""
+    return nt.wait_for(lambda: ask(s, local, d), timeout, f"an answer through udp map {local}",
+                       interval=0.1)
+
+
+def nothing_arrives(s, local, d, n=5, wait=1.0):
+    for _ in range(n):
+        s.sendto(d, ("127.0.0.1", local))
+    s.settimeout(wait)
+    try:
+        r = s.recvfrom(70000)
+        raise AssertionError(f"an answer through a refused map: {r!r}")
+    except socket.timeout:
+        pass
+
+
+def udp_map(c, local, dest, port):
+    p = ok(c.nave("ports", "map", str(local), "--transport", "udp", "--destination", dest,
+                  "--port", str(port)), "nave ports map --transport udp")
+    assert f"udp port map {local} -> " in p.stdout, p.stdout
+
+
+def refusals(c):
+    return c.status().get("mesh_refused", 0)
+
+
+def test_udp_map_to_a_tunnel(server, make_client, udpsvc, metrics_port):
+    svc = udpsvc()
+    b = make_client("b")
+    bport = b.udp_add(svc.port)
+    a = make_client("a")
+    mesh_add(server, "allow", a.tunnel_id, f"tunnel:{b.tunnel_id}")
+    local = nt.free_port()
+    udp_map(a, local, b.tunnel_id, bport)
+    # persisted with its transport, and listed with it
+    text = a.ini.read_text()
+    assert f"[portmap.{local}]" in text and "transport = udp" in text, text
+    maps = json.loads(ok(a.nave("ports", "ls", "--json"), "ports ls").stdout)
+    m = [m for m in maps if m["local"] == local]
+    assert m and m[0]["transport"] == "udp" and m[0]["state"] == "listening", maps
+    plain = ok(a.nave("ports", "ls"), "ports ls").stdout
+    assert any(str(local) in ln and " udp " in ln for ln in plain.splitlines()), plain
+
+    s = usock()
+    try:
+        works_soon(s, local, b"\x12\x34 first question")
+        # request/response, every byte: small, empty-ish and large datagrams
+        for size in (1, 100, 1400, 9000, 30000):
+            d = os.urandom(size)
+            assert ask(s, local, d, 5.0), f"no answer to {size} bytes"
+    finally:
+        s.close()
+
+    # several source ports at once: each its own flow and its own answers
+    socks = [usock() for _ in range(8)]
+    try:
+        for i, k in enumerate(socks):
+            k.sendto(b"source %d" % i, ("127.0.0.1", local))
+        for i, k in enumerate(socks):
+            k.settimeout(10)
+            r, _ = k.recvfrom(70000)
+            assert r == answer_of(b"source %d" % i), (i, r)
+    finally:
+        for k in socks:
+            k.close()
+
+    # 2,000 datagrams, at most 64 unanswered at a time: loss counted, most arrive
+    s = usock()
+    try:
+        works_soon(s, local, b"warm")
+        sent = got = 0
+        outstanding = set()
+        s.setblocking(False)
+        t0 = time.monotonic()
+        while sent < 2000 or (outstanding and time.monotonic() - t0 < 60):
+            while sent < 2000 and len(outstanding) < 64:
+                d = b"%08d" % sent + bytes(200)
+                s.sendto(d, ("127.0.0.1", local))
+                outstanding.add(d)
+                sent += 1
+            r, _, _ = select.select([s], [], [], 0.5)
+            if not r:
+                outstanding.clear()  # lost: counted below, the window moves on
+                continue
+            while True:
+                try:
+                    r, _ = s.recvfrom(70000)
+                except BlockingIOError:
+                    break
+                d = r[32:]
+                assert r == answer_of(d), "a corrupt answer"
+                if d in outstanding:
+                    outstanding.discard(d)
+                    got += 1
+        lost = sent - got
+        print(f"2000 datagrams: {got} answered, {lost} lost")
+        assert got >= 1800, (got, lost)
+    finally:
+        s.close()
+
+    # idle flows end: relayd's [udp] idle_timeout (2 s) ends them, /metrics counts it
+    settle(metrics_port, lambda mt: total(mt, "nave_udp_flows_expired_total") >= 1,
+           "an idle mesh UDP flow expired")
+    nt.wait_for(lambda: a.status()["udp"]["map_flows"] == 0, 20, "A's map flows ended")
+    s = usock()
+    try:  # a new datagram opens a new flow
+        works_soon(s, local, b"after the idle end")
+    finally:
+        s.close()
+
+    # ports rm: the socket is released and the config forgets it
+    ok(a.nave("ports", "rm", str(local)), "ports rm")
+    text = a.ini.read_text()
+    assert f"[portmap.{local}]" not in text, text
+    k = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        k.bind(("127.0.0.1", local))  # free again
+    finally:
+        k.close()
+    assert a.proc.alive() and b.proc.alive()
+
+
+def test_udp_map_refusals_and_external(server, make_client, udpsvc, metrics_port):
+    svc = udpsvc()
+    ext = udpsvc()
+    b = make_client("b")
+    bport = b.udp_add(svc.port)
+    a = make_client("a")  # a token without the mesh kind, no rule: default deny
+
+    # an external destination inside [socks] allow (127.0.0.1/32): the edge's own socket
+    lx = nt.free_port()
+    udp_map(a, lx, "127.0.0.1", ext.port)
+    s = usock()
+    try:
+        works_soon(s, lx, b"external question")
+        assert ask(s, lx, bytes(range(256)) * 8, 5.0)
+    finally:
+        s.close()
+
+    # one outside it (127.0.0.2): refused, nothing arrives, both sides say why
+    lo = nt.free_port()
+    udp_map(a, lo, "127.0.0.2", ext.port)
+    s = usock()
+    try:
+        nothing_arrives(s, lo, b"not allowed")
+    finally:
+        s.close()
+    line = log_line(a.proc, f"udp port map {lo} -> 127.0.0.2:{ext.port} refused")
+    assert "not allowed" in line, line
+    log_line(server.relayd, f"mesh: tunnel {a.tunnel_id} -> 127.0.0.2:{ext.port} refused")
+
+    # the mesh policy: no rule, no mesh kind: default deny; nothing arrives
+    ld = nt.free_port()
+    udp_map(a, ld, b.tunnel_id, bport)
+    before = refusals(a)
+    s = usock()
+    try:
+        nothing_arrives(s, ld, b"denied", n=20)
+    finally:
+        s.close()
+    line = log_line(a.proc, f"udp port map {ld} -> {b.tunnel_id}:{bport} refused")
+    assert "default deny" in line, line
+    line = log_line(server.relayd, f"mesh: tunnel {a.tunnel_id} -> {b.tunnel_id}:{bport} refused")
+    assert "default deny" in line, line
+    # 20 datagrams of one flow within a second: one OPEN, one refusal (retried after 5 s)
+    assert refusals(a) - before == 1, (before, a.status())
+    assert svc.count == 0
+    settle(metrics_port, lambda mt: total(mt, "nave_mesh_refused_total") >= 2,
+           "mesh UDP refusals in /metrics")
+
+    # a rule allows it: the same map works (a new source: a new flow)
+    mesh_add(server, "allow", a.tunnel_id, f"tunnel:{b.tunnel_id}")
+    s = usock()
+    try:
+        works_soon(s, ld, b"allowed now")
+    finally:
+        s.close()
+
+    # a TCP port of B is not a UDP one: no such destination
+    lt = nt.free_port()
+    tport = b.tcp_add(svc.port)
+    udp_map(a, lt, b.tunnel_id, tport)
+    s = usock()
+    try:
+        nothing_arrives(s, lt, b"tcp port", n=1)
+    finally:
+        s.close()
+    line = log_line(a.proc, f"udp port map {lt} -> {b.tunnel_id}:{tport} refused")
+    assert "no such destination" in line, line
+
+    # B offline: a new flow is refused (offline), nothing arrives, A stays up
+    b.stop()
+    nt.wait_for(lambda: server.tunnel(b.tunnel_id)["state"] != "online", 30, "tunnel b offline")
+    s = usock()
+    try:
+        nothing_arrives(s, ld, b"b is away")
+    finally:
+        s.close()
+    line = log_line(a.proc, "refused: destination tunnel offline")
+    assert f"udp port map {ld} -> " in line, line
+    assert a.proc.alive()
+    # B back: the map works again, nothing to redo on A
+    b.start()
+    s = usock()
+    try:
+        works_soon(s, ld, b"b is back", timeout=20)
+    finally:
+        s.close()
