@@ -1499,15 +1499,15 @@ static json_t *status_json(struct client *cl)
 	json_object_set_new(st, "socks", lsn_list(cl, true));
 	json_object_set_new(st, "mesh", json_boolean(cl->mesh));
 	/* UDP: flows of UDP port maps (a gauge); datagrams of every UDP flow, and drops */
-	json_object_set_new(
-	    st, "udp",
-	    json_pack("{s:I, s:I, s:I, s:I, s:{s:I, s:I, s:I, s:I}}", "map_flows",
-		      (json_int_t)s.udp_flows, "flows_expired", (json_int_t)s.udp_expired,
-		      "datagrams_in", (json_int_t)s.udp_in, "datagrams_out", (json_int_t)s.udp_out,
-		      "dropped", "queue", (json_int_t)s.udp_dropped[UDP_DROP_QUEUE], "flows",
-		      (json_int_t)s.udp_dropped[UDP_DROP_FLOWS], "oversize",
-		      (json_int_t)s.udp_dropped[UDP_DROP_OVERSIZE], "refused",
-		      (json_int_t)s.udp_dropped[UDP_DROP_OFFLINE]));
+	json_object_set_new(st, "udp",
+			    json_pack("{s:I, s:I, s:I, s:I, s:{s:I, s:I, s:I, s:I}}", "map_flows",
+				      (json_int_t)s.udp_flows, "flows_expired",
+				      (json_int_t)s.udp_expired, "datagrams_in",
+				      (json_int_t)s.udp_in, "datagrams_out", (json_int_t)s.udp_out,
+				      "dropped", "queue", (json_int_t)s.udp_dropped[UDP_DROP_QUEUE],
+				      "flows", (json_int_t)s.udp_dropped[UDP_DROP_FLOWS],
+				      "oversize", (json_int_t)s.udp_dropped[UDP_DROP_OVERSIZE],
+				      "refused", (json_int_t)s.udp_dropped[UDP_DROP_OFFLINE]));
 	json_object_set_new(st, "mesh_opened", json_integer((json_int_t)s.mesh_opened));
 	{
 		/* by OPENED status (link_proto.h); "local": refused by the client itself */
@@ -1765,8 +1765,9 @@ static json_t *lsn_json(const struct lsn *l, bool running)
 			json_object_set_new(j, "username", json_string(l->sk.username));
 	} else {
 		j = json_pack("{s:i, s:s, s:s, s:i, s:s, s:b}", "local", l->map.local, "transport",
-			      l->map.transport == CFG_TRANSPORT_UDP ? "udp" : "tcp", "destination", l->map.destination, "port", l->map.port, "bind",
-			      l->map.bind, "public", l->map.public);
+			      l->map.transport == CFG_TRANSPORT_UDP ? "udp" : "tcp", "destination",
+			      l->map.destination, "port", l->map.port, "bind", l->map.bind,
+			      "public", l->map.public);
 	}
 	json_object_set_new(j, "state",
 			    json_string(!running ? "saved"

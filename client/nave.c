@@ -1305,7 +1305,7 @@ static int cmd_tunnel(struct opts *o, int argc, char **argv)
 /* ---------- port maps and SOCKS proxies ---------- */
 
 #define MAP_USAGE                                                                                  \
-	"nave ports map LOCALPORT [--transport tcp|udp] --destination HOST --port N\n"                 \
+	"nave ports map LOCALPORT [--transport tcp|udp] --destination HOST --port N\n"             \
 	"                      [--bind ADDR [--public]] [--config FILE] [--json]"
 
 static const char ports_help[] =
@@ -1489,8 +1489,7 @@ static int ports_map(struct opts *o, int argc, char **argv)
 	load_cfg(o, true);
 	r = local(o, json_pack("{s:s, s:i, s:s, s:s, s:i, s:s, s:b}", "type", "map_add", "local",
 			       lport, "transport", udp ? "udp" : "tcp", "destination", dest, "port",
-			       port, "bind",
-			       bind, "public", public));
+			       port, "bind", bind, "public", public));
 	if (r)
 		return lsn_answer(o, r, done);
 	if (!not_running(o))

@@ -512,8 +512,7 @@ static void dial_send_open(struct worker *w, struct conn *l, struct conn *p)
 	dial_idle_unlink(w, l);
 	mo->stream_id = ++w->stream_seq;
 	n = frame_open_build(f, mo->stream_id, p->udp ? LINK_OPEN_UDP : LINK_OPEN_TCP,
-			     mo->socks ? LINK_OPEN_SOCKS : 0,
-			     mo->name, mo->port);
+			     mo->socks ? LINK_OPEN_SOCKS : 0, mo->name, mo->port);
 	l->state = LS_OPENING;
 	l->tx_done = l->rx_done = false;
 	l->peer = conn_idx(w, p);
@@ -902,8 +901,7 @@ static struct conn *flow_new(struct worker *w, struct conn *c, const struct sock
 	int fd;
 
 	if (map->flows >= MAP_UDP_FLOWS) {
-		atomic_fetch_add_explicit(&w->st_udp_drop[UDP_DROP_FLOWS], 1,
-					  memory_order_relaxed);
+		atomic_fetch_add_explicit(&w->st_udp_drop[UDP_DROP_FLOWS], 1, memory_order_relaxed);
 		log_every(NLOG_WARN,
 			  "udp port map %u: %d flows open, dropping a new source's datagrams",
 			  map->m.local, MAP_UDP_FLOWS);
@@ -916,8 +914,7 @@ static struct conn *flow_new(struct worker *w, struct conn *c, const struct sock
 			conn_release(w, p);
 		if (fd >= 0)
 			close(fd);
-		atomic_fetch_add_explicit(&w->st_udp_drop[UDP_DROP_FLOWS], 1,
-					  memory_order_relaxed);
+		atomic_fetch_add_explicit(&w->st_udp_drop[UDP_DROP_FLOWS], 1, memory_order_relaxed);
 		log_every(NLOG_WARN, "udp port map %u: out of descriptors or connection slots",
 			  map->m.local);
 		return NULL;
@@ -994,7 +991,7 @@ void dial_udp_poll(struct worker *w, struct conn *c, int res)
 		}
 		sport = sock_addr16(&peer, a16);
 		p = udp_flow_find(w, c->port, a16, sport);
-		if (p && (p->linger || p->closing)) { /* its stream ended: a new flow */
+		if (p && p->linger && !p->closing) { /* its stream ended: a new flow */
 			conn_close(w, p, false, "udp flow ended");
 			p = udp_flow_find(w, c->port, a16, sport);
 		}
@@ -1141,7 +1138,8 @@ static bool dial_mailbox(struct worker *w, struct mb_msg *m)
 			c = &w->conns[i];
 			if ((c->kind == CK_LISTEN || (c->kind == CK_PLAIN && c->udp && c->mo)) &&
 			    !c->closing && c->port == m->port)
-				conn_close(w, c, false, "port map removed"); /* and a UDP map's flows */
+				conn_close(w, c, false,
+					   "port map removed"); /* and a UDP map's flows */
 		}
 		if (m->ack)
 			atomic_fetch_add(m->ack, 1);

@@ -103,6 +103,8 @@ static void check_open(const struct link_open *o)
 			fail("frame_open_check: unprintable or uppercase name accepted");
 	if (d.is_id && (o->name_len > LINK_GROUP_MAX))
 		fail("frame_open_check: an id longer than LINK_GROUP_MAX");
+	if (d.udp != (o->transport == LINK_OPEN_UDP))
+		fail("frame_open_check: the transport misread");
 }
 
 /* The stream read through the receiver in reads of at most step bytes. */
