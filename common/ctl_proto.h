@@ -24,7 +24,9 @@
  * {req, token | registration, id, hostname, os, arch, client_version, mode, source}; mode
  * "deauth" revokes the token (auth_ok then carries revoked: true; the tunnel's ports and
  * domains are released and pushed as port_del and domain_del, and an online session of the
- * tunnel is kicked).
+ * tunnel is kicked). mode "check": a login on relayd's SOCKS server ([socks] listen): the
+ * token (never a registration) is checked with its restrictions against source and nothing
+ * is updated; auth_ok says its tunnel_id, group and mesh as for a session.
  * source: the address the client's control link comes from as relayd saw it ("127.0.0.1",
  * "2001:db8::1"; absent when relayd could not tell). controld reads it with cidr_parse and
  * takes only a single address (a /32 or /128): anything else refuses the auth (error
@@ -126,6 +128,9 @@
  *        offline, a descriptor or slot short)}}.
  *   Its port_request carries "transport": "udp" for a UDP rule (udp_add); port_grant,
  *   sync's ports and port_add carry "transport" back (absent: tcp); its records kind "udp".
+ * relayd's SOCKS5 server ([socks] listen, tls_listen; datapath/socksd.c), in every stats
+ * message: socks: {conns (accepted), refused: {auth, locked, limit, method, handshake}
+ *   (refused before a CONNECT)}; its CONNECTs are counted in mesh as OPENs are.
  * Mesh streams (OPEN, link_proto.h), in every stats message:
  *   mesh: {opened (OPENs answered OK), refused: {denied, not_found, offline, not_allowed,
  *         dns, refused, unreachable, busy, bad} (OPENs answered with that status),

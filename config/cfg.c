@@ -171,7 +171,11 @@ const char cfg_server_default_ini[] =
     "# blocks and hostname patterns (NAME, *.NAME), comma-separated; empty: nothing external\n"
     "allow =\n"
     "# names relayd's resolver keeps (16-65536)\n"
-    "dns_cache = 512\n";
+    "dns_cache = 512\n"
+    "# relayd's own SOCKS5 server (HOST:PORT; empty: off): user a tunnel id or group id,\n"
+    "# password that tunnel's token; tls_listen: the same inside TLS (the server certificate)\n"
+    "listen =\n"
+    "tls_listen =\n";
 
 /* ---- the tables ---- */
 
@@ -311,6 +315,8 @@ static const struct cfg_row server_rows[] = {
 	.live = true),
     SRV("socks", "allow", "", R_MESHALLOW, socks_allow, .live = true),
     SRV("socks", "dns_cache", "512", R_UINT, socks_dns_cache, .min = 16, .max = 65536),
+    SRV("socks", "listen", "", R_LISTEN, socks_listen),
+    SRV("socks", "tls_listen", "", R_LISTEN, socks_tls_listen),
 };
 
 static const struct cfg_row client_rows[] = {
@@ -1894,6 +1900,24 @@ static int server_finish(struct cfg_server *c, const struct ini_doc *d, char *er
 		(int)sizeof(c->private_key))
 		return cfg_err(err, errlen, d->file, ini_line(d, "server", "state_dir"),
 			       "[server] state_dir: too long for [tls] private_key");
+	/* relayd's SOCKS ports: outside the range, not on one another */
+	for (int i = 0; i < 2; i++) {
+		const char *key = i ? "tls_listen" : "listen";
+		const char *v = i ? c->socks_tls_listen : c->socks_listen;
+		char host[256];
+		uint16_t p, other;
+
+		if (!v[0] || cfg_parse_hostport(v, host, sizeof(host), &p))
+			continue;
+		if (p >= c->port_min && p <= c->port_max)
+			return cfg_err(err, errlen, d->file, ini_line(d, "socks", key),
+				       "[socks] %s: port %u lies inside [ports] range %u-%u", key, p,
+				       c->port_min, c->port_max);
+		if (i && c->socks_listen[0] &&
+		    !cfg_parse_hostport(c->socks_listen, host, sizeof(host), &other) && other == p)
+			return cfg_err(err, errlen, d->file, ini_line(d, "socks", key),
+				       "[socks] tls_listen: port %u is also [socks] listen's", p);
+	}
 	return 0;
 }
 

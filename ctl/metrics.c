@@ -398,6 +398,18 @@ static void render_relay(struct prom_buf *b, const json_t *s, const json_t *coun
 		"UDP datagrams dropped, by reason: queue (a flow's queue full while its data "
 		"link is not ready), flows ([udp] max_flows reached), oversize, offline (no "
 		"tunnel online for the port).");
+	static const char *const socks_reasons[] = {"auth",   "auth",	"locked",    "locked",
+						    "limit",  "limit",	"method",    "method",
+						    "handshake", "handshake"};
+	struct fam sconns = FAM("nave_socks_connections_total", "counter",
+				"Connections to relayd's SOCKS5 server ([socks] listen, tls_listen).");
+	struct fam sref =
+	    FAM("nave_socks_refused_total", "counter",
+		"SOCKS5 connections relayd refused before their CONNECT, by reason: auth (a wrong "
+		"user or token), locked (more than 5 failed logins from the source in 60 s), "
+		"limit (handshakes under way), method (no user/password method), handshake "
+		"(malformed, too long, too slow). Their CONNECTs count in nave_mesh_*.");
+	const json_t *socks = json_object_get(s, "socks");
 	const json_t *udp = json_object_get(s, "udp");
 	const json_t *mesh = json_object_get(s, "mesh"), *mrules = json_object_get(s, "mesh_rules");
 	const json_t *http = json_object_get(s, "http"), *maps_o = json_object_get(s, "maps");
@@ -430,6 +442,13 @@ static void render_relay(struct prom_buf *b, const json_t *s, const json_t *coun
 		put_cnt(b, &mopen, mesh, "opened");
 		if (json_is_object(mr))
 			put_by(b, &mref, mr, "reason", mesh_reasons, 9);
+	}
+	if (json_is_object(socks)) {
+		const json_t *sr = json_object_get(socks, "refused");
+
+		put_cnt(b, &sconns, socks, "conns");
+		if (json_is_object(sr))
+			put_by(b, &sref, sr, "reason", socks_reasons, 5);
 	}
 	if (json_is_object(udp)) {
 		const json_t *ud = json_object_get(udp, "dropped");

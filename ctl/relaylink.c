@@ -1195,9 +1195,15 @@ static int on_auth(struct relaylink *rl, json_t *m, char *why)
 		snprintf(why, WHY_LEN, "auth: needs exactly one of \"token\" and \"registration\"");
 		return -EBADMSG;
 	}
-	if (mode && strcmp(mode, "run") && strcmp(mode, "configure") && strcmp(mode, "deauth")) {
-		snprintf(why, WHY_LEN, "auth: \"mode\" is not run, configure or deauth");
+	if (mode && strcmp(mode, "run") && strcmp(mode, "configure") && strcmp(mode, "deauth") &&
+	    strcmp(mode, "check")) {
+		snprintf(why, WHY_LEN, "auth: \"mode\" is not run, configure, deauth or check");
 		return -EBADMSG;
+	}
+	/* check: relayd's SOCKS server asks whether a token is good (nothing is updated) */
+	if (mode && !strcmp(mode, "check") && reg) {
+		reply_error(rl, req, "a SOCKS login needs a token");
+		return 0;
 	}
 	run = !mode || !strcmp(mode, "run");
 	deauth = mode && !strcmp(mode, "deauth");
@@ -1252,7 +1258,7 @@ static int on_auth(struct relaylink *rl, json_t *m, char *why)
 				       "tunnel_id", tid, "revoked", 1));
 		return 0;
 	}
-	log_debug("tunnel %.64s authenticated (%s, host %.64s)", tid, run ? "run" : "configure",
+	log_debug("tunnel %.64s authenticated (%s, host %.64s)", tid, mode ? mode : "run",
 		  or_dash(ci.hostname));
 	send_obj(rl, auth_ok_msg(rl, req, tid, &who, NULL));
 	return 0;

@@ -97,7 +97,7 @@ struct rtun {
 	uint64_t since;
 };
 
-enum ev_type { EV_HELLO, EV_MESSAGE, EV_OFFLINE };
+enum ev_type { EV_HELLO, EV_MESSAGE, EV_OFFLINE, EV_SOCKS };
 
 struct ev {
 	enum ev_type type;
@@ -110,7 +110,16 @@ struct ev {
 	struct ev *next;
 };
 
-enum req_kind { RQ_AUTH, RQ_PORT, RQ_RELEASE, RQ_SYNC, RQ_DEAUTH, RQ_DOMAIN, RQ_DOMAIN_RELEASE };
+enum req_kind {
+	RQ_AUTH,
+	RQ_PORT,
+	RQ_RELEASE,
+	RQ_SYNC,
+	RQ_DEAUTH,
+	RQ_DOMAIN,
+	RQ_DOMAIN_RELEASE,
+	RQ_SOCKS /* a login on relayd's SOCKS server: its token checked (auth, mode "check") */
+};
 
 struct req {
 	long long id;
@@ -286,6 +295,26 @@ static void ev_push(struct ctlthread *ct, struct ev *ev)
 	pthread_mutex_unlock(&ct->ev_lock);
 	if (write(ct->efd, &one, sizeof(one)) < 0)
 		log_error("control thread: eventfd write: %s", strerror(errno));
+}
+
+static void op_socks_auth(void *arg, int worker, uint32_t idx, uint32_t gen, const char *pass,
+			  const uint8_t source[16])
+{
+	struct ev *ev = calloc(1, sizeof(*ev));
+
+	if (!ev)
+		return; /* the login times out with the handshake */
+	ev->obj = json_string(pass);
+	if (!ev->obj) { /* not UTF-8: socks5.c took printable ASCII only, so never */
+		free(ev);
+		return;
+	}
+	sock_addr16_ntop(source, ev->source, sizeof(ev->source));
+	ev->type = EV_SOCKS;
+	ev->worker = worker;
+	ev->idx = idx;
+	ev->gen = gen;
+	ev_push(arg, ev);
 }
 
 static void op_ctl_hello(void *arg, int worker, uint32_t idx, uint32_t gen, void *obj,
@@ -593,6 +622,15 @@ static void send_stats(struct ctlthread *ct)
 				      "flows", (json_int_t)s.udp_dropped[UDP_DROP_FLOWS],
 				      "oversize", (json_int_t)s.udp_dropped[UDP_DROP_OVERSIZE],
 				      "offline", (json_int_t)s.udp_dropped[UDP_DROP_OFFLINE]));
+	/* relayd's SOCKS server (socksd.c); its CONNECTs count in mesh */
+	json_object_set_new(
+	    o, "socks",
+	    json_pack("{s:I, s:{s:I, s:I, s:I, s:I, s:I}}", "conns", (json_int_t)s.socks_conns,
+		      "refused", "auth", (json_int_t)s.socks_refused[SOCKS_R_AUTH], "locked",
+		      (json_int_t)s.socks_refused[SOCKS_R_LOCKED], "limit",
+		      (json_int_t)s.socks_refused[SOCKS_R_LIMIT], "method",
+		      (json_int_t)s.socks_refused[SOCKS_R_METHOD], "handshake",
+		      (json_int_t)s.socks_refused[SOCKS_R_HANDSHAKE]));
 	json_object_set_new(o, "firewall_refused", json_integer((json_int_t)s.firewall_refused));
 	json_object_set_new(o, "refused_max_links", json_integer((json_int_t)s.refused_max_links));
 	json_object_set_new(o, "refused_fd_limit", json_integer((json_int_t)s.refused_fd_limit));
@@ -870,9 +908,37 @@ static void req_error_reply(struct ctlthread *ct, struct rtun *rt, long long cre
 			       (json_int_t)creq, "reason", reason));
 }
 
+/* The answer to a SOCKS login goes back to its worker (MB_SOCKS_AUTH). */
+static void socks_answer(struct ctlthread *ct, int worker, uint32_t idx, uint32_t gen,
+			 struct tunnel *t, const json_t *ok, const char *reason)
+{
+	struct engine_socks_auth a;
+	struct mb_msg mb;
+	const char *group = ok ? msg_str(ok, "group") : NULL;
+
+	memset(&a, 0, sizeof(a));
+	a.ok = t != NULL;
+	if (ok) {
+		a.mesh_role = json_is_true(json_object_get(ok, "mesh"));
+		str_copy(a.group, sizeof(a.group),
+			 group && valid_str(group, VALID_ID, LINK_GROUP_MAX) ? group : "");
+	}
+	str_copy(a.reason, sizeof(a.reason), reason ? reason : "");
+	memset(&mb, 0, sizeof(mb));
+	mb.type = MB_SOCKS_AUTH;
+	mb.idx = idx;
+	mb.gen = gen;
+	mb.tun = t;
+	mb.data = (uint8_t *)&a;
+	mb.len = sizeof(a);
+	engine_post(ct->e, worker, &mb); /* copies data */
+}
+
 static void req_fail(struct ctlthread *ct, struct req *r, const char *reason)
 {
-	if (r->kind == RQ_AUTH)
+	if (r->kind == RQ_SOCKS)
+		socks_answer(ct, r->worker, r->idx, r->gen, NULL, NULL, reason);
+	else if (r->kind == RQ_AUTH)
 		link_error(ct, r->worker, r->idx, r->gen, reason);
 	else if (r->rt)
 		req_error_reply(ct, r->rt, r->creq, reason);
@@ -1926,6 +1992,16 @@ static void cd_message(struct ctlthread *ct, json_t *m)
 		on_domain_released(ct, r);
 	} else if (r->kind == RQ_AUTH && !strcmp(type, CTL_AUTH_OK)) {
 		on_auth_ok(ct, r, m);
+	} else if (r->kind == RQ_SOCKS && !strcmp(type, CTL_AUTH_OK)) {
+		const char *tid = msg_str(m, "tunnel_id");
+		struct rtun *srt = tid && valid_str(tid, VALID_ID, LINK_ID_MAX - 1)
+				       ? rtun_find(ct, tid, true)
+				       : NULL;
+
+		if (srt)
+			socks_answer(ct, r->worker, r->idx, r->gen, &srt->t, m, NULL);
+		else
+			req_fail(ct, r, "control daemon gave no tunnel id");
 	} else if (r->kind == RQ_PORT && !strcmp(type, CTL_PORT_GRANT)) {
 		on_port_grant(ct, r, m);
 	} else if (r->kind == RQ_SYNC && !strcmp(type, CTL_PORT_SYNCED)) {
@@ -2538,6 +2614,25 @@ static void on_offline(struct ctlthread *ct, struct ev *ev)
 	json_decref(o);
 }
 
+/* A SOCKS login (socksd.c): controld checks the token, from the client's address. */
+static void on_socks(struct ctlthread *ct, struct ev *ev)
+{
+	json_t *a = json_pack("{s:s, s:s, s:O}", "type", CTL_AUTH, "mode", "check", "token", ev->obj);
+	struct req *r;
+
+	if (a && ev->source[0])
+		json_object_set_new(a, "source", json_string(ev->source));
+	r = a ? req_new(ct, RQ_SOCKS, a) : NULL;
+	if (!r) {
+		socks_answer(ct, ev->worker, ev->idx, ev->gen, NULL, NULL,
+			     "server busy, try again");
+		return;
+	}
+	r->worker = ev->worker;
+	r->idx = ev->idx;
+	r->gen = ev->gen;
+}
+
 static void drain_events(struct ctlthread *ct)
 {
 	struct ev *ev, *next;
@@ -2555,6 +2650,8 @@ static void drain_events(struct ctlthread *ct)
 			on_hello(ct, ev);
 		else if (ev->type == EV_MESSAGE)
 			on_message(ct, ev);
+		else if (ev->type == EV_SOCKS)
+			on_socks(ct, ev);
 		else
 			on_offline(ct, ev);
 		json_decref(ev->obj);
@@ -2790,6 +2887,7 @@ int ctlthread_init(struct ctlthread **out, const struct cfg_server *cfg, const c
 	ops->ctl_message = op_ctl_message;
 	ops->tunnel_offline = op_tunnel_offline;
 	ops->tunnel_find = op_tunnel_find;
+	ops->socks_auth = op_socks_auth;
 	ops->port_route = op_port_route;
 	ops->port_is_udp = op_port_is_udp;
 	*out = ct;

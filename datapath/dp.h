@@ -87,7 +87,13 @@ enum pstate {
 	   outbound link (PS_MAPWAIT), for OPENED (PS_OPENING), or speaks SOCKS5 */
 	PS_MAPWAIT = 6,
 	PS_OPENING = 7,
-	PS_SOCKS = 8
+	PS_SOCKS = 8,
+	/* relay: a connection of relayd's own SOCKS listener (socksd.c, c->sk): its handshake
+	   (TLS first on tls_listen), its login with controld, its CONNECT being decided */
+	PS_SOCKS_TLS = 9,
+	PS_SOCKS_HS = 10,
+	PS_SOCKS_AUTH = 11,
+	PS_SOCKS_OPEN = 12
 };
 
 struct obuf {
@@ -111,6 +117,9 @@ struct conn {
 	bool mesh;	     /* relay plain: an end of a mesh stream (record kind ER_MESH) */
 	bool udp;	     /* plain: a UDP flow's connected socket (udp.c); listen: a UDP port */
 	bool udp_over;	     /* plain, udp: the chunk being read is over LINK_UDP_MAX (dropped) */
+	bool pp;	     /* relay plain: bytes go to another plain conn (peer), not a link:
+				relayd's SOCKS connection and its destination's end (socksd.c) */
+	uint8_t socks_listener; /* relay listen: 1 [socks] listen, 2 tls_listen */
 	uint16_t udp_q;	     /* relay plain, udp: datagrams queued in stash while it waits */
 	uint32_t udp_next;   /* relay plain, udp: the next flow in its table chain */
 	bool udp_pair;	     /* relay plain, udp: an end of a mesh flow's socketpair
@@ -152,6 +161,8 @@ struct conn {
 	struct link_bind bind;
 	/* client: a mesh stream's local end or a port map's listener (dial.c), else NULL */
 	struct dial_open *mo;
+	/* relay: a connection of relayd's SOCKS listener (socksd.c), else NULL */
+	struct socks_conn *sk;
 };
 
 /*
@@ -273,6 +284,8 @@ struct worker {
 	_Atomic uint64_t st_mesh_opened, st_mesh_refused[LINK_OPEN_STATUS_MAX + 1];
 	_Atomic uint64_t st_mesh_denied_default;
 	_Atomic uint64_t st_udp_flows, st_udp_expired, st_udp_in, st_udp_out, st_udp_drop[4];
+	_Atomic uint64_t st_socks_conns, st_socks_refused[5];
+	struct socks_edge *socks; /* relay: the SOCKS listeners' bookkeeping (socksd.c) */
 	/* the ring, counted by the worker in plain fields and published after each batch */
 	uint64_t n_sqes, n_cqes, n_waits, n_sq_full, n_nobufs;
 	_Atomic uint64_t st_sqes, st_cqes, st_waits, st_sq_full, st_nobufs, st_cq_overflow;
@@ -419,6 +432,31 @@ void mesh_tick_link(struct worker *w, struct conn *l, uint64_t now);
 void mesh_link_idle(struct worker *w, struct conn *l);
 /* outbound link l closes: what its OPEN waited for goes */
 void mesh_link_closing(struct worker *w, struct conn *l);
+
+/* meshopen.c: a SOCKS CONNECT of relayd's own listener s, decided as an OPEN from s->tun */
+void mesh_open_socks(struct worker *w, struct conn *s, const char *name, uint16_t port);
+/* l's OPEN (or CONNECT) had no answer within 10 s */
+void mesh_open_timeout(struct worker *w, struct conn *l);
+
+/* socksd.c: relayd's SOCKS5 server ([socks] listen, tls_listen) */
+void socks_accept(struct worker *w, struct conn *listener, int fd);
+void socks_on_recv(struct worker *w, struct conn *p, int res, unsigned flags);
+void socks_on_sent(struct worker *w, struct conn *p);
+void socks_arm(struct worker *w, struct conn *p);
+/* p (a SOCKS connection or its destination's end) starts closing */
+void socks_closing(struct worker *w, struct conn *p);
+/* the tick: handshake, login, CONNECT and idle deadlines (true when it dealt with p) */
+bool socks_tick(struct worker *w, struct conn *p, uint64_t now);
+/* MB_SOCKS_AUTH */
+void socks_auth_done(struct worker *w, struct mb_msg *m);
+void socks_free(struct worker *w, struct conn *p);
+/* meshopen.c's answers for a SOCKS connection s: refused (its reply, then it closes), or
+   connected to p (its reply, then bytes both ways) */
+void socks_refused(struct worker *w, struct conn *s, uint8_t status, uint32_t rule,
+		   const char *why);
+void socks_stream(struct worker *w, struct conn *s, struct conn *p);
+/* the policy's view of s's login (controld's answer, not a session's) */
+void socks_query_from(const struct conn *s, const char **group, bool *mesh_role);
 
 /* edge.c: the HTTP edge (relay) */
 void edge_accept(struct worker *w, struct conn *listener, int fd);

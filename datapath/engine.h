@@ -108,6 +108,8 @@ enum mb_type {
 	MB_MAP_LISTEN, /* client: arm accept on fd, a port map's or SOCKS listener (data: struct
 			  engine_map) */
 	MB_MAP_UNLISTEN, /* client: close the listener of local port port; ack as MB_UNLISTEN */
+	MB_SOCKS_AUTH,	 /* relay: controld's answer to a SOCKS login (data: struct
+			    engine_socks_auth; tun: the token's tunnel, NULL when refused) */
 };
 
 /*
@@ -132,6 +134,16 @@ enum listen_kind {
 	LISTEN_HTTP,	 /* the HTTP edge ([listen] http) */
 	LISTEN_HTTPS,	 /* the HTTPS edge when tunnels have a port of their own */
 	LISTEN_UDP,	 /* a UDP port of the range: a datagram socket of its reuseport group */
+	LISTEN_SOCKS,	 /* relayd's SOCKS5 server ([socks] listen) */
+	LISTEN_SOCKS_TLS /* the same inside TLS ([socks] tls_listen) */
+};
+
+/* relay: controld's answer to a SOCKS login (MB_SOCKS_AUTH's data) */
+struct engine_socks_auth {
+	bool ok;
+	bool mesh_role;			/* the token's kinds include "mesh" */
+	char group[LINK_GROUP_MAX + 1]; /* the token's tunnel's group id ("" = none) */
+	char reason[160];		/* !ok: controld's (or relayd's) one line */
 };
 
 struct mb_msg {
@@ -170,6 +182,13 @@ struct engine_ops {
 	void (*tunnel_offline)(void *arg, struct tunnel *t, const char *reason);
 	/* relay: look up a tunnel by id for a DATA_HELLO (any worker thread). */
 	struct tunnel *(*tunnel_find)(void *arg, const char *id);
+	/*
+	 * relay: a SOCKS login (socksd.c) to check: pass is a token, checked by
+	 * controld (auth, mode "check", from source); the answer comes back to the
+	 * worker as MB_SOCKS_AUTH for connection idx/gen. Strings are checked.
+	 */
+	void (*socks_auth)(void *arg, int worker, uint32_t idx, uint32_t gen, const char *pass,
+			   const uint8_t source[16]);
 	/* relay: the tunnel a public port routes to, or NULL. */
 	struct tunnel *(*port_route)(void *arg, uint16_t port);
 	/* relay: whether a routed port is a UDP port (udp_grant) rather than a TCP one. */
@@ -213,6 +232,8 @@ struct engine_config {
 	const struct cidr *trusted; /* [http] trusted_proxies: their X-Forwarded-* stay */
 	unsigned ntrusted;
 	unsigned dns_cache; /* relay: names the mesh resolver caches ([socks] dns_cache; 0: 512) */
+	struct xprt_ctx *socks_xprt; /* relay: what [socks] tls_listen's connections are made of
+					(the server certificate, no ALPN required); NULL: none */
 	/* relay: UDP flows ([udp]); client: udp_idle_ms only (0: UDP_CLIENT_IDLE_MS) */
 	unsigned udp_idle_ms;	/* a flow without a datagram either way this long ends (EOF) */
 	unsigned udp_max_flows; /* open flows per tunnel; a new one past it is dropped */
@@ -297,6 +318,18 @@ struct engine_stats {
 	/* UDP flows (udp.c): open (a gauge), ended by the idle timeout, datagrams each way,
 	   datagrams dropped by cause (enum udp_drop) */
 	uint64_t udp_flows, udp_expired, udp_in, udp_out, udp_dropped[4];
+	/* relay: relayd's SOCKS listeners (socksd.c): connections accepted, and those refused
+	   before a CONNECT by cause (enum socks_refusal) */
+	uint64_t socks_conns, socks_refused[5];
+};
+
+/* why relayd's SOCKS server refused a connection before its CONNECT (socks_refused) */
+enum socks_refusal {
+	SOCKS_R_AUTH,	   /* a wrong user or password (RFC 1929 status 1) */
+	SOCKS_R_LOCKED,	   /* its source had more than 5 failed logins in 60 s */
+	SOCKS_R_LIMIT,	   /* the listener's or the source's handshakes in flight */
+	SOCKS_R_METHOD,	   /* no user/password method offered (0xff) */
+	SOCKS_R_HANDSHAKE, /* malformed, over 1 KiB, over 10 s, a command other than CONNECT */
 };
 
 /* why a datagram was dropped (engine_stats.udp_dropped) */

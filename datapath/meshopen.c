@@ -74,6 +74,17 @@ struct mesh_handoff {
 	bool udp;			/* a UDP flow: a SOCK_SEQPACKET pair, B's port a UDP one */
 };
 
+/*
+ * The opener: an outbound link in LS_OPEN, or a connection of relayd's own
+ * SOCKS listener (socksd.c) whose CONNECT is being decided (PS_SOCKS_OPEN).
+ */
+static bool opener_waiting(const struct conn *l)
+{
+	if (l->kind == CK_LINK)
+		return l->outbound && l->state == LS_OPEN;
+	return l->kind == CK_PLAIN && l->sk && l->state == PS_SOCKS_OPEN;
+}
+
 static const char *link_name(const struct conn *l)
 {
 	return l->mesh_host ? l->mesh_host : "-";
@@ -92,6 +103,10 @@ static void open_refuse(struct worker *w, struct conn *l, uint8_t status, uint32
 	uint8_t f[FRAME_OPENED_LEN];
 
 	atomic_fetch_add_explicit(&w->st_mesh_refused[status], 1, memory_order_relaxed);
+	if (l->kind == CK_PLAIN) { /* relayd's SOCKS listener: its reply, its line */
+		socks_refused(w, l, status, rule, why);
+		return;
+	}
 	/* one rate limit per cause: a flood of one kind hides no other */
 #define REFUSED_LINE()                                                                             \
 	log_every(NLOG_INFO, "mesh: tunnel %s -> %.255s:%u refused: %s", from, link_name(l),       \
@@ -152,6 +167,11 @@ static void stream_start(struct worker *w, struct conn *l, struct conn *p, uint3
 {
 	uint8_t f[FRAME_OPENED_LEN];
 
+	if (l->kind == CK_PLAIN) {
+		atomic_fetch_add_explicit(&w->st_mesh_opened, 1, memory_order_relaxed);
+		socks_stream(w, l, p);
+		return;
+	}
 	l->state = LS_STREAM;
 	l->deadline = 0;
 	l->tx_done = l->rx_done = false;
@@ -178,6 +198,8 @@ static void query_from(struct mesh_query *q, const struct conn *l, enum mesh_dst
 	q->from_id = l->tun->id;
 	q->from_group = l->tun->group;
 	q->from_mesh_role = l->tun->mesh_role;
+	if (l->sk) /* a SOCKS login: what controld said of the token, not the session's */
+		socks_query_from(l, &q->from_group, &q->from_mesh_role);
 	q->kind = kind;
 	q->port = port;
 }
@@ -362,6 +384,7 @@ static void external_connect(struct worker *w, struct conn *l, const uint8_t add
 		return;
 	}
 	p->mesh = true;
+	p->pp = l->sk != NULL; /* relayd's SOCKS connection: plain to plain */
 	p->mesh_host = strdup(link_name(l));
 	p->tun = l->tun; /* its record is the opener's */
 	p->port = l->port;
@@ -382,7 +405,7 @@ void mesh_connected(struct worker *w, struct conn *p, int res)
 	struct conn *l = conn_at(w, p->peer);
 	uint8_t status;
 
-	if (!l || l->kind != CK_LINK || l->state != LS_OPEN || l->peer != conn_idx(w, p)) {
+	if (!l || !opener_waiting(l) || l->peer != conn_idx(w, p)) {
 		conn_close(w, p, true, "link gone");
 		return;
 	}
@@ -487,8 +510,8 @@ void mesh_resolved(struct worker *w, const struct mb_msg *m)
 	if (a->tun)
 		atomic_fetch_sub(&a->tun->dns_inflight, 1);
 	l = conn_ref(w, a->idx, a->gen);
-	if (!l || l->kind != CK_LINK || !l->outbound || l->state != LS_OPEN ||
-	    l->open_seq != a->seq || !l->mesh_host || strcmp(l->mesh_host, a->name))
+	if (!l || !opener_waiting(l) || l->open_seq != a->seq || !l->mesh_host ||
+	    strcmp(l->mesh_host, a->name))
 		return; /* the OPEN timed out, or the link went */
 	on_answer(w, l, a);
 }
@@ -559,8 +582,7 @@ static void mesh_done(struct worker *w, struct mesh_handoff *h)
 
 	if (h->fd_b >= 0)
 		close(h->fd_b); /* B never took it */
-	if (!l || l->kind != CK_LINK || !l->outbound || l->state != LS_OPEN ||
-	    l->open_seq != h->seq) {
+	if (!l || !opener_waiting(l) || l->open_seq != h->seq) {
 		close(h->fd_a); /* b reads the end of its stream */
 		free(h);
 		return;
@@ -772,6 +794,50 @@ static bool open_domain(struct worker *w, struct conn *l)
 
 /* ---------- OPEN ---------- */
 
+/*
+ * The decision for l's OPEN (an outbound link's, or a SOCKS CONNECT's: l in
+ * LS_OPEN / PS_SOCKS_OPEN, l->mesh_host and l->port set): r and err are
+ * frame_open_check's, d its destination, raw the name as sent.
+ */
+static void open_decide(struct worker *w, struct conn *l, int r, const struct frame_open_dst *d,
+			const char *raw, const char *err)
+{
+	if (r == LINK_OPEN_BAD) {
+		open_refuse(w, l, LINK_OPEN_BAD, 0, err);
+		return;
+	}
+	/*
+	 * w->mesh arrives with controld's first policy push (MB_MESH); before it
+	 * an empty table would judge by the defaults (an external destination
+	 * allowed, a token with the mesh kind anywhere), so nothing is judged.
+	 */
+	if (!w->mesh) {
+		open_refuse(w, l, LINK_OPEN_BUSY, 0, "mesh policy not yet received");
+		return;
+	}
+	relay_ends(l); /* A's link's source and the edge's address: the BIND's origin and dst */
+	if (d->is_ip) {
+		if (!mesh_external_allowed(w->mesh, NULL, d->addr))
+			open_refuse(w, l, LINK_OPEN_NOT_ALLOWED, 0, "outside [socks] allow");
+		else
+			external_connect(w, l, d->addr);
+		return;
+	}
+	if (d->is_dns && mesh_external_allowed(w->mesh, d->name, NULL)) {
+		resolve_name(w, l);
+		return;
+	}
+	if (d->is_id && open_tunnel(w, l, raw))
+		return;
+	if (d->is_dns && !l->open_udp && open_domain(w, l)) /* HTTP rules are TCP's */
+		return;
+	if (d->is_dns && mesh_external_cidrs(w->mesh)) {
+		resolve_name(w, l); /* inside an allowed CIDR, perhaps */
+		return;
+	}
+	open_refuse(w, l, LINK_OPEN_NOT_FOUND, 0, "no tunnel, port or domain by that name");
+}
+
 void mesh_open(struct worker *w, struct conn *l)
 {
 	struct frame_open_dst d;
@@ -798,44 +864,41 @@ void mesh_open(struct worker *w, struct conn *l)
 		conn_close(w, l, false, "out of memory");
 		return;
 	}
-	if (r == LINK_OPEN_BAD) {
-		open_refuse(w, l, LINK_OPEN_BAD, 0, err);
-		return;
-	}
 	if (!l->tun) {
 		conn_close(w, l, false, "internal: an outbound link without a tunnel");
 		return;
 	}
-	/*
-	 * w->mesh arrives with controld's first policy push (MB_MESH); before it
-	 * an empty table would judge by the defaults (an external destination
-	 * allowed, a token with the mesh kind anywhere), so nothing is judged.
-	 */
-	if (!w->mesh) {
-		open_refuse(w, l, LINK_OPEN_BUSY, 0, "mesh policy not yet received");
+	open_decide(w, l, r, &d, raw, err);
+}
+
+void mesh_open_socks(struct worker *w, struct conn *s, const char *name, uint16_t port)
+{
+	uint8_t f[FRAME_OPEN_LEN];
+	struct frame_open_dst d;
+	struct link_open o;
+	char err[128];
+	int r;
+
+	/* the OPEN a client would send, checked by the same code */
+	frame_open_build(f, 0, LINK_OPEN_TCP, LINK_OPEN_SOCKS, name, port);
+	memcpy(&o, f + 4, sizeof(o));
+	r = frame_open_check(&o, &d, err, sizeof(err));
+	s->open_seq++;
+	s->state = PS_SOCKS_OPEN;
+	s->deadline = w->now + MESH_OPEN_TIMEOUT_MS;
+	s->port = port;
+	s->open_udp = false; /* SOCKS: CONNECT only */
+	free(s->mesh_host);
+	s->mesh_host = strdup(r == 0 ? d.name : name);
+	if (!s->mesh_host) {
+		conn_close(w, s, true, "out of memory");
 		return;
 	}
-	relay_ends(l); /* A's link's source and the edge's address: the BIND's origin and dst */
-	if (d.is_ip) {
-		if (!mesh_external_allowed(w->mesh, NULL, d.addr))
-			open_refuse(w, l, LINK_OPEN_NOT_ALLOWED, 0, "outside [socks] allow");
-		else
-			external_connect(w, l, d.addr);
+	if (r < 0) {
+		open_refuse(w, s, LINK_OPEN_BAD, 0, err);
 		return;
 	}
-	if (d.is_dns && mesh_external_allowed(w->mesh, d.name, NULL)) {
-		resolve_name(w, l);
-		return;
-	}
-	if (d.is_id && open_tunnel(w, l, raw))
-		return;
-	if (d.is_dns && !l->open_udp && open_domain(w, l)) /* HTTP rules are TCP's */
-		return;
-	if (d.is_dns && mesh_external_cidrs(w->mesh)) {
-		resolve_name(w, l); /* inside an allowed CIDR, perhaps */
-		return;
-	}
-	open_refuse(w, l, LINK_OPEN_NOT_FOUND, 0, "no tunnel, port or domain by that name");
+	open_decide(w, s, r, &d, name, err);
 }
 
 /* ---------- the link's life ---------- */
@@ -848,19 +911,23 @@ void mesh_link_idle(struct worker *w, struct conn *l)
 	link_arm_recv(w, l);
 }
 
+void mesh_open_timeout(struct worker *w, struct conn *l)
+{
+	struct conn *p = conn_at(w, l->peer);
+
+	if (p) {
+		p->peer = NONE;
+		l->peer = NONE;
+		p->rec = false;
+		conn_close(w, p, true, "open timed out");
+	}
+	open_refuse(w, l, LINK_OPEN_UNREACHABLE, 0, "no answer within 10 s");
+}
+
 void mesh_tick_link(struct worker *w, struct conn *l, uint64_t now)
 {
-	struct conn *p;
-
 	if (l->state == LS_OPEN && l->deadline && now > l->deadline) {
-		p = conn_at(w, l->peer);
-		if (p) {
-			p->peer = NONE;
-			l->peer = NONE;
-			p->rec = false;
-			conn_close(w, p, true, "open timed out");
-		}
-		open_refuse(w, l, LINK_OPEN_UNREACHABLE, 0, "no answer within 10 s");
+		mesh_open_timeout(w, l);
 		return;
 	}
 	if (l->state == LS_IDLE && now - l->last_io > MESH_IDLE_MS)

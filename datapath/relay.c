@@ -876,6 +876,10 @@ static void relay_accept(struct worker *w, struct conn *c, int fd)
 		edge_tls_accept(w, c, fd, false);
 		return;
 	}
+	if (c->socks_listener) {
+		socks_accept(w, c, fd);
+		return;
+	}
 	if (c->tunnel_listener) {
 		/* tunnels share the HTTPS port: the ClientHello says which it is */
 		if (w->e->cfg.https_shared)
@@ -994,6 +998,9 @@ static bool relay_mailbox(struct worker *w, struct mb_msg *m)
 		c->http_listener = m->listener == LISTEN_HTTP;
 		c->https_listener = m->listener == LISTEN_HTTPS;
 		c->udp = m->listener == LISTEN_UDP;
+		c->socks_listener = m->listener == LISTEN_SOCKS	      ? 1
+				    : m->listener == LISTEN_SOCKS_TLS ? 2
+								      : 0;
 		if (c->udp)
 			udp_arm_poll(w, c);
 		else
@@ -1006,6 +1013,9 @@ static bool relay_mailbox(struct worker *w, struct mb_msg *m)
 		break;
 	case MB_AUTH:
 		edge_auth_done(w, m);
+		break;
+	case MB_SOCKS_AUTH:
+		socks_auth_done(w, m);
 		break;
 	case MB_MESH:
 		mesh_table_put(w->mesh);
@@ -1109,6 +1119,8 @@ static void relay_tick_conn(struct worker *w, struct conn *c, uint64_t now)
 	unsigned idle_ms = c->idle_ms; /* what it was accepted with */
 
 	if (c->http && edge_tick(w, c, now))
+		return;
+	if (c->kind == CK_PLAIN && (c->sk || c->pp) && socks_tick(w, c, now))
 		return;
 	if (c->kind == CK_LINK && c->outbound && c->state >= LS_IDLE) {
 		mesh_tick_link(w, c, now);

@@ -231,6 +231,8 @@ int main(int argc, char **argv)
 	bool range_open = false;
 	int http_fds[ENGINE_MAX_WORKERS], https_fds[ENGINE_MAX_WORKERS];
 	bool http_open = false, https_open = false;
+	int socks_fds[2] = {-1, -1}; /* [socks] listen, tls_listen: one socket each, worker 0 */
+	SSL_CTX *socks_ssl = NULL;
 	struct sockaddr_storage hss;
 	socklen_t hsl;
 	struct cidr trusted[TRUSTED_MAX];
@@ -407,6 +409,33 @@ int main(int argc, char **argv)
 		}
 		https_open = true;
 	}
+	/* relayd's SOCKS5 server: one socket each, accepted by worker 0 (its limits are its) */
+	for (int i = 0; i < 2; i++) {
+		const char *spec = i ? cfg.socks_tls_listen : cfg.socks_listen;
+		char host[256];
+		uint16_t port;
+
+		if (!spec[0])
+			continue;
+		if (cfg_parse_hostport(spec, host, sizeof(host), &port) ||
+		    engine_resolve(host, port, &hss, &hsl) < 0 ||
+		    sock_listen_group((struct sockaddr *)&hss, hsl, 1, 1024, true, &socks_fds[i],
+				      err, sizeof(err)) < 0) {
+			fprintf(stderr, "nave-relayd: [socks] %s %s: cannot listen: %s\n",
+				i ? "tls_listen" : "listen", spec, err);
+			goto out;
+		}
+	}
+	if (cfg.socks_tls_listen[0]) {
+		/* the server certificate, without the links' ALPN: any SOCKS client's TLS */
+		socks_ssl = tls_edge_ctx(cfg.certificate, cfg.private_key, err, sizeof(err));
+		ec.socks_xprt = socks_ssl ? xprt_ctx_new(socks_ssl, XPRT_KTLS_OFF, err, sizeof(err))
+					  : NULL;
+		if (!ec.socks_xprt) {
+			fprintf(stderr, "nave-relayd: [socks] tls_listen: %s\n", err);
+			goto out;
+		}
+	}
 	/* after the tunnel listeners: a second instance has been refused by now */
 	if (kern_open(&kern, &cfg, nworkers, (struct sockaddr *)&ss, sl, err, sizeof(err)) < 0) {
 		fprintf(stderr, "nave-relayd: %s\n", err);
@@ -505,6 +534,24 @@ int main(int argc, char **argv)
 		engine_post(eng, (int)i, &m);
 	}
 	https_open = false;
+	for (int i = 0; i < 2; i++) {
+		struct mb_msg m;
+		char host[256];
+
+		if (socks_fds[i] < 0)
+			continue;
+		memset(&m, 0, sizeof(m));
+		m.type = MB_LISTEN;
+		m.fd = socks_fds[i];
+		if (cfg_parse_hostport(i ? cfg.socks_tls_listen : cfg.socks_listen, host,
+				       sizeof(host), &m.port))
+			m.port = 0;
+		m.listener = i ? LISTEN_SOCKS_TLS : LISTEN_SOCKS;
+		engine_post(eng, 0, &m);
+		socks_fds[i] = -1;
+		log_info("SOCKS5 server on %s%s (user: a tunnel id or group id, password: its token)",
+			 i ? cfg.socks_tls_listen : cfg.socks_listen, i ? " (TLS)" : "");
+	}
 	if (ctlthread_start(ct, eng) < 0) {
 		fprintf(stderr, "nave-relayd: cannot start the control thread\n");
 		engine_stop(eng, 0);
@@ -546,6 +593,11 @@ out:
 		close(http_fds[i]);
 	for (unsigned i = 0; https_open && i < nworkers; i++)
 		close(https_fds[i]);
+	for (int i = 0; i < 2; i++)
+		if (socks_fds[i] >= 0)
+			close(socks_fds[i]);
+	xprt_ctx_free(ec.socks_xprt);
+	SSL_CTX_free(socks_ssl);
 	kern_free(kern);
 	xprt_ctx_free(ec.xprt);
 	SSL_CTX_free(ssl_ctx);

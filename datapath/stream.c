@@ -119,6 +119,10 @@ void plain_arm_recv(struct worker *w, struct conn *p)
 {
 	struct conn *l = conn_at(w, p->peer);
 
+	if (p->sk || p->pp) {
+		socks_arm(w, p); /* relayd's SOCKS server: its handshake, or plain to plain */
+		return;
+	}
 	if (p->http && p->state != PS_BOUND) {
 		edge_rearm(w, p); /* no link yet: a head or a handshake still arrives */
 		return;
@@ -211,6 +215,10 @@ void plain_on_sent(struct worker *w, struct conn *p)
 {
 	struct conn *l = conn_at(w, p->peer);
 
+	if (p->sk || p->pp) {
+		socks_on_sent(w, p);
+		return;
+	}
 	p->last_io = w->now;
 	if (p->http && p->x.tls) {
 		edge_settle(w, p);
@@ -273,6 +281,10 @@ void plain_on_recv(struct worker *w, struct conn *p, int res, unsigned flags)
 		dial_socks_recv(w, p, res, flags);
 		return;
 	}
+	if (p->sk || p->pp) {
+		socks_on_recv(w, p, res, flags);
+		return;
+	}
 	if (p->udp) {
 		udp_recv(w, p, res, flags);
 		return;
@@ -330,6 +342,10 @@ void stream_plain_closing(struct worker *w, struct conn *p)
 {
 	struct conn *l = conn_at(w, p->peer);
 
+	if (p->sk || p->pp) {
+		socks_closing(w, p); /* its peer is a plain conn, or none */
+		return;
+	}
 	if (!l)
 		return;
 	l->peer = NONE;

@@ -282,6 +282,8 @@ void conn_finalize(struct worker *w, struct conn *c)
 	}
 	if (c->mo)
 		dial_mo_free(c);
+	if (c->sk)
+		socks_free(w, c);
 	free(c->mesh_host);
 	c->mesh_host = NULL;
 	pool_put(w, c->stash); /* a link's, or a UDP flow's queue */
@@ -463,6 +465,8 @@ static void mb_stop(struct worker *w, struct mb_msg *m)
 			conn_close(w, c, false, "stopping");
 		else if (c->kind == CK_LINK)
 			c->draining = true;
+		else if (c->kind == CK_PLAIN && c->sk && c->state != PS_BOUND)
+			conn_close(w, c, true, "stopping"); /* a SOCKS handshake */
 	}
 }
 
@@ -1081,6 +1085,10 @@ void engine_stats(struct engine *e, struct engine_stats *s)
 			    atomic_load_explicit(&w->st_mesh_refused[k], memory_order_relaxed);
 		s->mesh_denied_default +=
 		    atomic_load_explicit(&w->st_mesh_denied_default, memory_order_relaxed);
+		s->socks_conns += atomic_load_explicit(&w->st_socks_conns, memory_order_relaxed);
+		for (unsigned k = 0; k < 5; k++)
+			s->socks_refused[k] +=
+			    atomic_load_explicit(&w->st_socks_refused[k], memory_order_relaxed);
 	}
 	if (e->res)
 		resolver_counts(e->res, &s->dns_lookups, &s->dns_cache_hits, &s->dns_queue_full);
@@ -1168,6 +1176,8 @@ static void worker_free(struct worker *w)
 	w->udp_tab = NULL;
 	free(w->udp_buf);
 	w->udp_buf = NULL;
+	free(w->socks);
+	w->socks = NULL;
 	engine_live_put(w->live);
 	w->live = NULL;
 	mesh_table_put(w->mesh);

@@ -1,0 +1,830 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * relayd's own SOCKS5 server ([socks] listen, and tls_listen inside TLS with
+ * the server certificate): RFC 1928 CONNECT behind RFC 1929 username/password,
+ * the only method taken (a greeting without it is answered 0xff). The user is
+ * a tunnel id or group id, the password that tunnel's token: controld checks
+ * the token as it checks a client's (auth, mode "check", with the connection's
+ * source for allow_from), and the user must name the tunnel it belongs to. The
+ * tunnel need not be online: the token is the credential.
+ *
+ * A CONNECT is then decided exactly as an OPEN from that tunnel
+ * (mesh_open_socks: the same resolution order, mesh policy and [socks] allow,
+ * meshopen.c), and answered with the reply code the client's own listener
+ * gives for the same OPENED status (socks5_rep_from_open). Once connected, the
+ * SOCKS connection and its destination's end (an external host's socket, or
+ * end a of the socketpair whose end b entered the tunnel's home worker as a
+ * public connection) pass bytes to each other here: plain to plain (c->pp),
+ * with backpressure, half-close and reset as streams have them.
+ *
+ * Each listener is one socket, accepted by worker 0, which keeps its counts:
+ * at most SOCKS_LISTENER_HS handshakes under way, SOCKS_SOURCE_HS from one
+ * source (an IPv4 address, an IPv6 /64); a source with more than
+ * SOCKS_FAILS_MAX failed logins in SOCKS_WINDOW_MS is refused for as long.
+ * A handshake (TLS, greeting, login, request) has SOCKS_HS_MS and
+ * SOCKS_HS_MAX bytes. Every refusal is one rate-limited line and counted.
+ */
+#include "dp.h"
+
+#include "log.h"
+#include "sock.h"
+#include "socks5.h"
+#include "util.h"
+#include "valid.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define SOCKS_HS_MAX	    1024  /* bytes of one handshake */
+#define SOCKS_HS_MS	    10000 /* a handshake's time, from accept to the CONNECT */
+#define SOCKS_LISTENER_HS   64	  /* handshakes under way per listener */
+#define SOCKS_SOURCE_HS	    8	  /* of which from one source */
+#define SOCKS_SRC_SLOTS	    256	  /* sources remembered per listener */
+#define SOCKS_FAILS_MAX	    5	  /* failed logins a source may have in SOCKS_WINDOW_MS */
+#define SOCKS_WINDOW_MS	    60000 /* the window, and how long a source is refused past it */
+#define SOCKS_LINGER_MS	    5000  /* a refusal's last bytes go out within this */
+
+struct socks_src {
+	uint8_t addr[16]; /* the source's key (an IPv6 source: its /64) */
+	unsigned hs;	  /* its handshakes under way */
+	unsigned fails;	  /* failed logins since t0 */
+	uint64_t t0;	  /* the window's start; 0: no failure */
+	uint64_t until;	  /* refused until (ms) */
+};
+
+struct socks_lst {
+	unsigned hs;
+	struct socks_src src[SOCKS_SRC_SLOTS];
+};
+
+/* worker 0's: both listeners' counts */
+struct socks_edge {
+	struct socks_lst l[2];
+};
+
+struct socks_conn {
+	uint8_t lst;	 /* 0: [socks] listen, 1: tls_listen */
+	uint8_t step;	 /* 0 greeting, 1 login, 2 request */
+	bool in_hs;	 /* counted among its listener's and source's handshakes */
+	bool mesh_role;	 /* controld's word on the token */
+	uint16_t lport;	 /* the listener's port (log lines) */
+	uint8_t key[16]; /* its source's key */
+	char ip[48];	 /* its source address as text */
+	char user[LINK_GROUP_MAX + 1];
+	char group[LINK_GROUP_MAX + 1];
+	uint16_t hs_len;
+	uint8_t hs[SOCKS_HS_MAX];
+};
+
+static void refused(struct worker *w, enum socks_refusal r)
+{
+	atomic_fetch_add_explicit(&w->st_socks_refused[r], 1, memory_order_relaxed);
+}
+
+/* ---------- the sources ---------- */
+
+static bool src_busy(const struct socks_src *f, uint64_t now)
+{
+	return f->hs || (f->t0 && now - f->t0 <= SOCKS_WINDOW_MS) || now < f->until;
+}
+
+/* a's slot, or (add) a free or spent one for it; NULL when every slot is busy */
+static struct socks_src *src_slot(struct socks_lst *L, const uint8_t a[16], bool add,
+				  uint64_t now)
+{
+	struct socks_src *spare = NULL;
+
+	for (unsigned i = 0; i < SOCKS_SRC_SLOTS; i++) {
+		struct socks_src *f = &L->src[i];
+
+		if ((f->hs || f->t0 || f->until) && !memcmp(f->addr, a, 16))
+			return f;
+		if (!spare && !src_busy(f, now))
+			spare = f;
+	}
+	if (!add || !spare)
+		return NULL;
+	memset(spare, 0, sizeof(*spare));
+	memcpy(spare->addr, a, 16);
+	return spare;
+}
+
+static struct socks_lst *lst_of(struct worker *w, const struct conn *p)
+{
+	return &w->socks->l[p->sk->lst];
+}
+
+/* p's handshake is over (answered, refused or closed): its counts go */
+static void hs_end(struct worker *w, struct conn *p)
+{
+	struct socks_lst *L;
+	struct socks_src *f;
+
+	if (!p->sk || !p->sk->in_hs || !w->socks)
+		return;
+	p->sk->in_hs = false;
+	L = lst_of(w, p);
+	L->hs--;
+	f = src_slot(L, p->sk->key, false, w->now);
+	if (f && f->hs)
+		f->hs--;
+}
+
+/* one more failed login from p's source: past SOCKS_FAILS_MAX in the window it is refused */
+static void src_failed(struct worker *w, struct conn *p)
+{
+	struct socks_src *f = src_slot(lst_of(w, p), p->sk->key, true, w->now);
+
+	if (!f)
+		return;
+	if (!f->t0 || w->now - f->t0 > SOCKS_WINDOW_MS) {
+		f->t0 = w->now ? w->now : 1;
+		f->fails = 0;
+	}
+	if (++f->fails > SOCKS_FAILS_MAX && w->now >= f->until) {
+		f->until = w->now + SOCKS_WINDOW_MS;
+		log_warn("socks %u: more than %d failed logins from %s in %d s: refused for %d s",
+			 p->sk->lport, SOCKS_FAILS_MAX, p->sk->ip, SOCKS_WINDOW_MS / 1000,
+			 SOCKS_WINDOW_MS / 1000);
+	}
+}
+
+static bool src_locked(struct worker *w, struct socks_lst *L, const uint8_t key[16])
+{
+	struct socks_src *f = src_slot(L, key, false, w->now);
+
+	return f && w->now < f->until;
+}
+
+/* ---------- bytes out ---------- */
+
+static bool obuf_idle(const struct conn *c)
+{
+	return !c->tx.p || (!c->tx.inflight && c->tx.head == c->tx.tail);
+}
+
+/* n bytes on c's way out, through its TLS when it has one: 0, or -1 (c is closing) */
+static int put(struct worker *w, struct conn *c, const void *b, size_t n)
+{
+	struct xprt_out o;
+
+	if (!obuf_ensure(w, c)) {
+		conn_close(w, c, true, "out of memory");
+		return -1;
+	}
+	if (obuf_room(w, c) < xprt_overhead(&c->x, n)) {
+		conn_close(w, c, true, "send buffer overrun");
+		return -1;
+	}
+	o.p = c->tx.p;
+	o.len = c->tx.tail;
+	o.cap = w->txcap;
+	if (xprt_write(&c->x, &o, b, n) < 0) {
+		conn_close(w, c, true, "TLS write failed");
+		return -1;
+	}
+	c->tx.tail = (uint32_t)o.len;
+	return 0;
+}
+
+static bool answer(struct worker *w, struct conn *p, const uint8_t *b, size_t n)
+{
+	if (put(w, p, b, n) < 0)
+		return false;
+	obuf_kick(w, p);
+	return true;
+}
+
+/* A refused connection whose answer is out: a clean end (a close_notify first in TLS) */
+static void close_clean(struct worker *w, struct conn *p)
+{
+	if (p->x.tls && p->state != PS_SOCKS_TLS)
+		xprt_shutdown(&p->x);
+	conn_close(w, p, false, NULL);
+}
+
+/* The handshake ends here: what is queued goes out, then p closes. */
+static void finish(struct worker *w, struct conn *p)
+{
+	hs_end(w, p);
+	p->linger = true;
+	p->deadline = w->now + SOCKS_LINGER_MS;
+	if (obuf_idle(p))
+		close_clean(w, p);
+}
+
+/* ---------- accept ---------- */
+
+void socks_accept(struct worker *w, struct conn *c, int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	struct socks_lst *L;
+	struct socks_src *f;
+	struct socks_conn *sk;
+	uint8_t a[16], key[16];
+	char ip[48];
+	struct conn *p;
+
+	if (!w->socks)
+		w->socks = calloc(1, sizeof(*w->socks));
+	if (!w->socks || w->stopping || getpeername(fd, (struct sockaddr *)&ss, &sl) < 0) {
+		sock_rst_on_close(fd);
+		close(fd);
+		return;
+	}
+	atomic_fetch_add_explicit(&w->st_socks_conns, 1, memory_order_relaxed);
+	sock_addr16(&ss, a);
+	sock_addr16_ntop(a, ip, sizeof(ip));
+	memcpy(key, a, 16);
+	if (!sock_addr16_is_v4(key))
+		memset(key + 8, 0, 8); /* an IPv6 source: its /64 */
+	L = &w->socks->l[c->socks_listener - 1];
+	if (src_locked(w, L, key)) {
+		refused(w, SOCKS_R_LOCKED);
+		log_every(NLOG_INFO,
+			  "socks %u: %s refused: more than %d failed logins in %d s (for %d s)",
+			  c->port, ip, SOCKS_FAILS_MAX, SOCKS_WINDOW_MS / 1000,
+			  SOCKS_WINDOW_MS / 1000);
+		sock_rst_on_close(fd);
+		close(fd);
+		return;
+	}
+	f = L->hs < SOCKS_LISTENER_HS ? src_slot(L, key, true, w->now) : NULL;
+	if (!f || f->hs >= SOCKS_SOURCE_HS) {
+		refused(w, SOCKS_R_LIMIT);
+		if (!f)
+			log_every(NLOG_WARN,
+				  "socks %u: %s refused: 64 handshakes under way on the listener",
+				  c->port, ip);
+		else
+			log_every(NLOG_WARN,
+				  "socks %u: %s refused: 8 handshakes under way from that source",
+				  c->port, ip);
+		sock_rst_on_close(fd);
+		close(fd);
+		return;
+	}
+	p = conn_new(w, CK_PLAIN, fd);
+	sk = p ? calloc(1, sizeof(*sk)) : NULL;
+	if (!sk || (c->socks_listener == 2 && xprt_init_server(&p->x, w->e->cfg.socks_xprt, fd))) {
+		free(sk);
+		if (p)
+			conn_release(w, p);
+		refused(w, SOCKS_R_LIMIT);
+		log_every(NLOG_WARN, "socks %u: %s refused: out of connection slots or memory",
+			  c->port, ip);
+		sock_rst_on_close(fd);
+		close(fd);
+		return;
+	}
+	p->sk = sk;
+	sk->lst = (uint8_t)(c->socks_listener - 1);
+	sk->lport = c->port;
+	memcpy(sk->key, key, 16);
+	str_copy(sk->ip, sizeof(sk->ip), ip);
+	sk->in_hs = true;
+	L->hs++;
+	f->hs++;
+	p->port = c->port;
+	p->connected = true;
+	p->last_io = w->now;
+	p->deadline = w->now + SOCKS_HS_MS;
+	p->state = c->socks_listener == 2 ? PS_SOCKS_TLS : PS_SOCKS_HS;
+	sock_nodelay(fd);
+	arm_recv(w, p);
+}
+
+/* ---------- the handshake ---------- */
+
+/* one line per refusal, rate-limited per cause: a flood of one kind hides no other */
+static void hs_refuse(struct worker *w, struct conn *p, enum socks_refusal r, const char *why)
+{
+	refused(w, r);
+#define REFUSED_LINE() log_every(NLOG_INFO, "socks %u: %s refused: %s", p->sk->lport, p->sk->ip, why)
+	switch (r) {
+	case SOCKS_R_AUTH:
+		REFUSED_LINE();
+		break;
+	case SOCKS_R_LOCKED:
+		REFUSED_LINE();
+		break;
+	case SOCKS_R_LIMIT:
+		REFUSED_LINE();
+		break;
+	case SOCKS_R_METHOD:
+		REFUSED_LINE();
+		break;
+	default:
+		REFUSED_LINE();
+		break;
+	}
+#undef REFUSED_LINE
+}
+
+/* a refused login: its line per cause (a user no id, a token refused, another tunnel's) */
+static void login_refused(struct worker *w, struct conn *p, int cause, const char *why)
+{
+	refused(w, SOCKS_R_AUTH);
+#define REFUSED_LINE() log_every(NLOG_INFO, "socks %u: %s refused: %s", p->sk->lport, p->sk->ip, why)
+	if (cause == 0)
+		REFUSED_LINE();
+	else if (cause == 1)
+		REFUSED_LINE();
+	else
+		REFUSED_LINE();
+#undef REFUSED_LINE
+}
+
+static void step(struct worker *w, struct conn *p)
+{
+	struct engine_ops *ops = &w->e->cfg.ops;
+	struct socks_conn *sk = p->sk;
+	struct socks5_err err = {.code = -1, .why = NULL};
+	enum socks5_result r = SOCKS5_NEED;
+	uint8_t out[SOCKS5_REPLY_LEN];
+	size_t used = 0;
+
+	for (;;) {
+		if (sk->step == 0) {
+			struct socks5_greeting g;
+			uint8_t method;
+
+			r = socks5_parse_greeting(sk->hs, sk->hs_len, &used, &g, &err);
+			if (r != SOCKS5_DONE)
+				break;
+			method = socks5_choose_method(&g, true);
+			if (!answer(w, p, out, socks5_method_reply(out, method)))
+				return;
+			if (method == SOCKS5_METHOD_REFUSED) {
+				hs_refuse(w, p, SOCKS_R_METHOD,
+					  "the client offers no user/password method (RFC 1929), "
+					  "the only one taken");
+				finish(w, p);
+				return;
+			}
+			sk->step = 1;
+		} else if (sk->step == 1) {
+			struct socks5_auth a;
+
+			r = socks5_parse_auth(sk->hs, sk->hs_len, &used, &a, &err);
+			if (r != SOCKS5_DONE)
+				break;
+			memmove(sk->hs, sk->hs + used, sk->hs_len - used);
+			sk->hs_len = (uint16_t)(sk->hs_len - used);
+			if (!valid_str(a.user, VALID_ID, LINK_GROUP_MAX)) {
+				explicit_bzero(&a, sizeof(a));
+				src_failed(w, p);
+				login_refused(w, p, 0, "a user that is no tunnel id or group id");
+				if (answer(w, p, out, socks5_auth_reply(out, SOCKS5_AUTH_FAILED)))
+					finish(w, p);
+				return;
+			}
+			str_copy(sk->user, sizeof(sk->user), a.user);
+			if (src_locked(w, lst_of(w, p), sk->key) || !ops->socks_auth) {
+				explicit_bzero(&a, sizeof(a));
+				hs_refuse(w, p, SOCKS_R_LOCKED,
+					  "more than 5 failed logins from it in 60 s");
+				if (answer(w, p, out, socks5_auth_reply(out, SOCKS5_AUTH_FAILED)))
+					finish(w, p);
+				return;
+			}
+			p->state = PS_SOCKS_AUTH;
+			ops->socks_auth(ops->arg, w->id, conn_idx(w, p), p->gen, a.pass, sk->key);
+			explicit_bzero(&a, sizeof(a));
+			return; /* MB_SOCKS_AUTH follows */
+		} else {
+			struct socks5_request q;
+
+			r = socks5_parse_request(sk->hs, sk->hs_len, &used, &q, &err);
+			if (r != SOCKS5_DONE)
+				break;
+			memmove(sk->hs, sk->hs + used, sk->hs_len - used);
+			sk->hs_len = (uint16_t)(sk->hs_len - used);
+			mesh_open_socks(w, p, q.host, q.port); /* the bytes left are early data */
+			return;
+		}
+		memmove(sk->hs, sk->hs + used, sk->hs_len - used);
+		sk->hs_len = (uint16_t)(sk->hs_len - used);
+	}
+	if (r == SOCKS5_ERROR) {
+		hs_refuse(w, p, sk->step == 0 && err.code == SOCKS5_METHOD_REFUSED ? SOCKS_R_METHOD
+										    : SOCKS_R_HANDSHAKE,
+			  err.why ? err.why : "bad input");
+		if (err.code >= 0) {
+			size_t n = sk->step == 0   ? socks5_method_reply(out, (uint8_t)err.code)
+				   : sk->step == 1 ? socks5_auth_reply(out, (uint8_t)err.code)
+						   : socks5_reply(out, (uint8_t)err.code);
+
+			if (!answer(w, p, out, n))
+				return;
+		}
+		finish(w, p);
+		return;
+	}
+	if (sk->hs_len >= SOCKS_HS_MAX) {
+		hs_refuse(w, p, SOCKS_R_HANDSHAKE, "a handshake of more than 1024 bytes");
+		conn_close(w, p, true, "SOCKS handshake too long");
+		return;
+	}
+	arm_recv(w, p);
+}
+
+/* n handshake bytes (plaintext) from p's client */
+static bool hs_take(struct worker *w, struct conn *p, const uint8_t *b, size_t n)
+{
+	struct socks_conn *sk = p->sk;
+
+	if (n > (size_t)(SOCKS_HS_MAX - sk->hs_len)) {
+		hs_refuse(w, p, SOCKS_R_HANDSHAKE, "a handshake of more than 1024 bytes");
+		conn_close(w, p, true, "SOCKS handshake too long");
+		return false;
+	}
+	memcpy(sk->hs + sk->hs_len, b, n);
+	sk->hs_len = (uint16_t)(sk->hs_len + n);
+	return true;
+}
+
+/* TLS bytes in the handshake: the TLS handshake first, then the SOCKS one's plaintext */
+static bool hs_tls(struct worker *w, struct conn *p, const uint8_t *b, size_t n)
+{
+	char err[192];
+	int r;
+
+	xprt_feed(&p->x, b, n);
+	if (p->state == PS_SOCKS_TLS) {
+		struct xprt_out o;
+
+		if (!obuf_ensure(w, p)) {
+			xprt_feed(&p->x, NULL, 0);
+			conn_close(w, p, true, "out of memory");
+			return false;
+		}
+		obuf_room(w, p);
+		o.p = p->tx.p;
+		o.len = p->tx.tail;
+		o.cap = w->txcap;
+		r = xprt_handshake(&p->x, &o, err, sizeof(err));
+		p->tx.tail = (uint32_t)o.len;
+		obuf_kick(w, p);
+		if (r < 0) {
+			xprt_feed(&p->x, NULL, 0);
+			hs_refuse(w, p, SOCKS_R_HANDSHAKE, err);
+			finish(w, p); /* the alert goes out first */
+			return false;
+		}
+		if (r == XPRT_WANT) {
+			xprt_feed(&p->x, NULL, 0);
+			return true;
+		}
+		p->state = PS_SOCKS_HS;
+	}
+	while ((r = xprt_read(&p->x, w->scratch, w->bufsz)) > 0)
+		if (!hs_take(w, p, w->scratch, (size_t)r))
+			break;
+	xprt_feed(&p->x, NULL, 0);
+	if (p->closing)
+		return false;
+	if (r < 0) {
+		conn_close(w, p, true, r == -EPIPE ? "closed in the SOCKS handshake" : "TLS error");
+		return false;
+	}
+	return true;
+}
+
+static void hs_recv(struct worker *w, struct conn *p, int res, unsigned flags)
+{
+	unsigned bid = flags >> IORING_CQE_BUFFER_SHIFT;
+	bool go;
+
+	if (res <= 0) {
+		if (flags & IORING_CQE_F_BUFFER)
+			buf_recycle(w, bid);
+		conn_close(w, p, true, "closed in the SOCKS handshake");
+		return;
+	}
+	if (p->linger || (p->state != PS_SOCKS_TLS && p->state != PS_SOCKS_HS)) {
+		buf_recycle(w, bid); /* a refusal on its way out, or bytes behind the request */
+		return;
+	}
+	if (p->x.tls)
+		go = hs_tls(w, p, buf_addr(w, bid) + HEADROOM, (size_t)res);
+	else
+		go = hs_take(w, p, buf_addr(w, bid) + HEADROOM, (size_t)res);
+	buf_recycle(w, bid);
+	if (!go)
+		return;
+	if (p->state == PS_SOCKS_TLS)
+		arm_recv(w, p);
+	else
+		step(w, p);
+}
+
+void socks_auth_done(struct worker *w, struct mb_msg *m)
+{
+	const struct engine_socks_auth *a = (const struct engine_socks_auth *)m->data;
+	struct conn *p = conn_ref(w, m->idx, m->gen);
+	uint8_t out[SOCKS5_AUTH_REPLY_LEN];
+	struct socks_conn *sk;
+
+	if (!a || m->len != sizeof(*a) || !p || p->kind != CK_PLAIN || !p->sk ||
+	    p->state != PS_SOCKS_AUTH || p->closing)
+		return; /* the connection went (or timed out) meanwhile */
+	sk = p->sk;
+	if (!a->ok || !m->tun ||
+	    (strcasecmp(sk->user, m->tun->id) && (!a->group[0] || strcasecmp(sk->user, a->group)))) {
+		char why[256];
+
+		if (a->ok)
+			snprintf(why, sizeof(why),
+				 "login as %s: the token is not that tunnel's (it is %s's)", sk->user,
+				 m->tun ? m->tun->id : "-");
+		else
+			snprintf(why, sizeof(why), "login as %s: %s", sk->user,
+				 a->reason[0] ? a->reason : "refused");
+		src_failed(w, p);
+		login_refused(w, p, a->ok ? 2 : 1, why);
+		if (answer(w, p, out, socks5_auth_reply(out, SOCKS5_AUTH_FAILED)))
+			finish(w, p);
+		return;
+	}
+	p->tun = m->tun;
+	str_copy(sk->group, sizeof(sk->group), a->group);
+	sk->mesh_role = a->mesh_role;
+	sk->step = 2;
+	p->state = PS_SOCKS_HS;
+	if (!answer(w, p, out, socks5_auth_reply(out, SOCKS5_AUTH_OK)))
+		return;
+	step(w, p); /* a request sent behind the login is here already */
+}
+
+void socks_query_from(const struct conn *s, const char **group, bool *mesh_role)
+{
+	*group = s->sk->group;
+	*mesh_role = s->sk->mesh_role;
+}
+
+/* ---------- meshopen.c's answers ---------- */
+
+void socks_refused(struct worker *w, struct conn *s, uint8_t status, uint32_t rule,
+		   const char *why)
+{
+	uint8_t out[SOCKS5_REPLY_LEN];
+
+	/* one rate limit per cause, as meshopen.c's */
+#define REFUSED_LINE()                                                                             \
+	log_every(NLOG_INFO, "socks %u: tunnel %s (user %s, from %s) -> %.255s:%u refused: %s",   \
+		  s->sk->lport, s->tun ? s->tun->id : "-", s->sk->user, s->sk->ip,                 \
+		  s->mesh_host ? s->mesh_host : "-", s->port, why)
+	switch (status) {
+	case LINK_OPEN_DENIED:
+		if (rule)
+			REFUSED_LINE();
+		else
+			REFUSED_LINE();
+		break;
+	case LINK_OPEN_NOT_FOUND:
+		REFUSED_LINE();
+		break;
+	case LINK_OPEN_OFFLINE:
+		REFUSED_LINE();
+		break;
+	case LINK_OPEN_NOT_ALLOWED:
+		REFUSED_LINE();
+		break;
+	case LINK_OPEN_BAD:
+		REFUSED_LINE();
+		break;
+	default:
+		REFUSED_LINE();
+		break;
+	}
+#undef REFUSED_LINE
+	s->peer = NONE;
+	s->state = PS_BOUND;
+	if (answer(w, s, out, socks5_reply(out, socks5_rep_from_open(status))))
+		finish(w, s);
+}
+
+void socks_stream(struct worker *w, struct conn *s, struct conn *p)
+{
+	uint8_t out[SOCKS5_REPLY_LEN];
+	unsigned idle = w->live ? w->live->idle_timeout_ms : 0;
+
+	hs_end(w, s);
+	s->state = PS_BOUND;
+	s->deadline = 0;
+	s->peer = conn_idx(w, p);
+	p->peer = conn_idx(w, s);
+	s->pp = p->pp = true;
+	p->connected = true;
+	s->last_io = p->last_io = w->now;
+	s->idle_ms = p->idle_ms = idle;
+	if (!answer(w, s, out, socks5_reply(out, SOCKS5_REP_OK)))
+		return;
+	/* bytes the client sent behind its request */
+	if (s->sk->hs_len) {
+		if (put(w, p, s->sk->hs, s->sk->hs_len) < 0)
+			return;
+		p->rec_out += s->sk->hs_len;
+		s->sk->hs_len = 0;
+		obuf_kick(w, p);
+	}
+	socks_arm(w, s);
+	socks_arm(w, p);
+}
+
+/* ---------- plain to plain ---------- */
+
+/* c's direction out ended at the other end: passed on once its bytes are out */
+static void pp_shut(struct conn *c)
+{
+	if (c->shut_wr_pending && !c->shut_wr_done && obuf_idle(c)) {
+		if (c->x.tls)
+			xprt_shutdown(&c->x); /* a close_notify first */
+		shutdown(c->fd, SHUT_WR);
+		c->shut_wr_done = true;
+	}
+}
+
+/* both directions over and out: both close */
+static void pp_maybe_done(struct worker *w, struct conn *p)
+{
+	struct conn *q = conn_at(w, p->peer);
+
+	if (!q || !p->eof_in || !q->eof_in || !p->shut_wr_done || !q->shut_wr_done)
+		return;
+	p->peer = q->peer = NONE;
+	conn_close(w, q, false, NULL);
+	conn_close(w, p, false, NULL);
+}
+
+static void pp_eof(struct worker *w, struct conn *p, struct conn *q)
+{
+	p->eof_in = true;
+	q->shut_wr_pending = true;
+	pp_shut(q);
+	pp_maybe_done(w, p);
+}
+
+static void pp_recv(struct worker *w, struct conn *p, int res, unsigned flags)
+{
+	struct conn *q = conn_at(w, p->peer);
+	unsigned bid = flags >> IORING_CQE_BUFFER_SHIFT;
+	const uint8_t *b;
+	int r = 0;
+
+	if (res <= 0 || !q) {
+		if (flags & IORING_CQE_F_BUFFER)
+			buf_recycle(w, bid);
+		if (q && res == 0)
+			pp_eof(w, p, q);
+		else
+			conn_close(w, p, true, q ? strerror(-res) : "its peer went");
+		return;
+	}
+	b = buf_addr(w, bid) + HEADROOM;
+	p->last_io = q->last_io = w->now;
+	if (!p->x.tls) {
+		r = put(w, q, b, (size_t)res);
+		buf_recycle(w, bid);
+		if (r < 0)
+			return;
+		p->rec_in += (uint64_t)res;
+		q->rec_out += (uint64_t)res;
+		atomic_fetch_add_explicit(&w->st_in, (uint64_t)res, memory_order_relaxed);
+	} else {
+		xprt_feed(&p->x, b, (size_t)res);
+		while ((r = xprt_read(&p->x, w->scratch, w->bufsz)) > 0) {
+			if (put(w, q, w->scratch, (size_t)r) < 0)
+				break;
+			q->rec_out += (uint64_t)r;
+			atomic_fetch_add_explicit(&w->st_in, (uint64_t)r, memory_order_relaxed);
+		}
+		xprt_feed(&p->x, NULL, 0);
+		buf_recycle(w, bid);
+		if (q->closing || p->closing)
+			return;
+		if (r == -EPIPE) {
+			obuf_kick(w, q);
+			pp_eof(w, p, q);
+			return;
+		}
+		if (r < 0) {
+			conn_close(w, p, true, "TLS error");
+			return;
+		}
+	}
+	obuf_kick(w, q);
+	socks_arm(w, p);
+}
+
+void socks_on_recv(struct worker *w, struct conn *p, int res, unsigned flags)
+{
+	p->recv_armed = false;
+	if (res == -ENOBUFS) {
+		p->rearm = true; /* retried after this batch */
+		w->starved++;
+		return;
+	}
+	if (p->sk && p->state != PS_BOUND)
+		hs_recv(w, p, res, flags);
+	else if (p->linger) /* a refusal on its way out */
+		hs_recv(w, p, res, flags);
+	else
+		pp_recv(w, p, res, flags);
+}
+
+void socks_on_sent(struct worker *w, struct conn *p)
+{
+	struct conn *q = conn_at(w, p->peer);
+
+	if (p->linger) {
+		if (obuf_idle(p))
+			close_clean(w, p);
+		return;
+	}
+	p->last_io = w->now;
+	obuf_maybe_release(w, p);
+	if (p->state != PS_BOUND || !p->pp)
+		return;
+	pp_shut(p);
+	if (q)
+		socks_arm(w, q); /* p has room again */
+	if (!p->closing)
+		pp_maybe_done(w, p);
+}
+
+void socks_arm(struct worker *w, struct conn *p)
+{
+	struct conn *q;
+	size_t need;
+
+	if (p->sk && p->state != PS_BOUND) {
+		if (p->state == PS_SOCKS_TLS || p->state == PS_SOCKS_HS)
+			arm_recv(w, p);
+		return;
+	}
+	q = conn_at(w, p->peer);
+	if (!q || p->eof_in || p->linger || !p->connected || !p->pp)
+		return;
+	/* what one receive may put on q (a TLS receive may complete a record held before) */
+	need = xprt_overhead(&q->x, (p->x.tls ? 2u : 1u) * w->bufsz) + 64;
+	if (q->tx.p && obuf_room(w, q) < need)
+		return;
+	arm_recv(w, p);
+}
+
+void socks_closing(struct worker *w, struct conn *p)
+{
+	struct conn *q = conn_at(w, p->peer);
+
+	hs_end(w, p);
+	if (!q)
+		return;
+	p->peer = NONE;
+	q->peer = NONE;
+	if (q->kind == CK_PLAIN)
+		conn_close(w, q, true, "its SOCKS peer closed");
+}
+
+bool socks_tick(struct worker *w, struct conn *p, uint64_t now)
+{
+	if (p->sk && p->state == PS_SOCKS_OPEN && p->deadline && now > p->deadline) {
+		mesh_open_timeout(w, p); /* answered as an OPEN's: host unreachable */
+		return true;
+	}
+	if (p->sk && p->state != PS_BOUND && p->deadline && now > p->deadline) {
+		hs_refuse(w, p, SOCKS_R_HANDSHAKE, "no whole handshake within 10 s");
+		conn_close(w, p, true, "SOCKS handshake timed out");
+		return true;
+	}
+	if (p->linger && p->deadline && now > p->deadline) {
+		conn_close(w, p, true, "refusal not taken");
+		return true;
+	}
+	if (p->pp && p->state == PS_BOUND && p->idle_ms && p->connected &&
+	    now - p->last_io > p->idle_ms) {
+		log_every(NLOG_INFO, "socks: a stream with no bytes either way for idle_timeout, "
+				     "resetting it");
+		conn_reason(p, EC_IDLE_TIMEOUT);
+		conn_close(w, p, true, "idle timeout");
+		return true;
+	}
+	/* an external destination's end while it connects: arm_connect bounds it */
+	return true;
+}
+
+void socks_free(struct worker *w, struct conn *p)
+{
+	(void)w;
+	if (p->x.tls)
+		xprt_free(&p->x);
+	explicit_bzero(p->sk, sizeof(*p->sk));
+	free(p->sk);
+	p->sk = NULL;
+}
