@@ -1911,8 +1911,8 @@ static int server_finish(struct cfg_server *c, const struct ini_doc *d, char *er
 			continue;
 		if (p >= c->port_min && p <= c->port_max)
 			return cfg_err(err, errlen, d->file, ini_line(d, "socks", key),
-				       "[socks] %s: port %u lies inside [ports] range %u-%u", key, p,
-				       c->port_min, c->port_max);
+				       "[socks] %s: port %u lies inside [ports] range %u-%u", key,
+				       p, c->port_min, c->port_max);
 		if (i && c->socks_listen[0] &&
 		    !cfg_parse_hostport(c->socks_listen, host, sizeof(host), &other) && other == p)
 			return cfg_err(err, errlen, d->file, ini_line(d, "socks", key),

@@ -90,7 +90,7 @@ struct cfg_server {
 	/* [socks]: what clients' port maps and SOCKS may reach outside the tunnels (mesh.h) */
 	char socks_allow[4096];	  /* allow = CIDRs and hostname patterns, canonical; empty: none */
 	unsigned socks_dns_cache; /* dns_cache = 512 names relayd's resolver keeps */
-	char socks_listen[CFG_STR_MAX];	    /* listen = HOST:PORT of relayd's SOCKS5 server; "" off */
+	char socks_listen[CFG_STR_MAX]; /* listen = HOST:PORT of relayd's SOCKS5 server; "" off */
 	char socks_tls_listen[CFG_STR_MAX]; /* tls_listen = the same inside TLS; "" off */
 	/* where it came from, for --check */
 	char source[CFG_PATH_MAX]; /* file path or "(embedded default)" */

@@ -398,11 +398,12 @@ static void render_relay(struct prom_buf *b, const json_t *s, const json_t *coun
 		"UDP datagrams dropped, by reason: queue (a flow's queue full while its data "
 		"link is not ready), flows ([udp] max_flows reached), oversize, offline (no "
 		"tunnel online for the port).");
-	static const char *const socks_reasons[] = {"auth",   "auth",	"locked",    "locked",
-						    "limit",  "limit",	"method",    "method",
+	static const char *const socks_reasons[] = {"auth",	 "auth",     "locked", "locked",
+						    "limit",	 "limit",    "method", "method",
 						    "handshake", "handshake"};
-	struct fam sconns = FAM("nave_socks_connections_total", "counter",
-				"Connections to relayd's SOCKS5 server ([socks] listen, tls_listen).");
+	struct fam sconns =
+	    FAM("nave_socks_connections_total", "counter",
+		"Connections to relayd's SOCKS5 server ([socks] listen, tls_listen).");
 	struct fam sref =
 	    FAM("nave_socks_refused_total", "counter",
 		"SOCKS5 connections relayd refused before their CONNECT, by reason: auth (a wrong "

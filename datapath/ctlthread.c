@@ -623,14 +623,14 @@ static void send_stats(struct ctlthread *ct)
 				      "oversize", (json_int_t)s.udp_dropped[UDP_DROP_OVERSIZE],
 				      "offline", (json_int_t)s.udp_dropped[UDP_DROP_OFFLINE]));
 	/* relayd's SOCKS server (socksd.c); its CONNECTs count in mesh */
-	json_object_set_new(
-	    o, "socks",
-	    json_pack("{s:I, s:{s:I, s:I, s:I, s:I, s:I}}", "conns", (json_int_t)s.socks_conns,
-		      "refused", "auth", (json_int_t)s.socks_refused[SOCKS_R_AUTH], "locked",
-		      (json_int_t)s.socks_refused[SOCKS_R_LOCKED], "limit",
-		      (json_int_t)s.socks_refused[SOCKS_R_LIMIT], "method",
-		      (json_int_t)s.socks_refused[SOCKS_R_METHOD], "handshake",
-		      (json_int_t)s.socks_refused[SOCKS_R_HANDSHAKE]));
+	json_object_set_new(o, "socks",
+			    json_pack("{s:I, s:{s:I, s:I, s:I, s:I, s:I}}", "conns",
+				      (json_int_t)s.socks_conns, "refused", "auth",
+				      (json_int_t)s.socks_refused[SOCKS_R_AUTH], "locked",
+				      (json_int_t)s.socks_refused[SOCKS_R_LOCKED], "limit",
+				      (json_int_t)s.socks_refused[SOCKS_R_LIMIT], "method",
+				      (json_int_t)s.socks_refused[SOCKS_R_METHOD], "handshake",
+				      (json_int_t)s.socks_refused[SOCKS_R_HANDSHAKE]));
 	json_object_set_new(o, "firewall_refused", json_integer((json_int_t)s.firewall_refused));
 	json_object_set_new(o, "refused_max_links", json_integer((json_int_t)s.refused_max_links));
 	json_object_set_new(o, "refused_fd_limit", json_integer((json_int_t)s.refused_fd_limit));
@@ -2617,7 +2617,8 @@ static void on_offline(struct ctlthread *ct, struct ev *ev)
 /* A SOCKS login (socksd.c): controld checks the token, from the client's address. */
 static void on_socks(struct ctlthread *ct, struct ev *ev)
 {
-	json_t *a = json_pack("{s:s, s:s, s:O}", "type", CTL_AUTH, "mode", "check", "token", ev->obj);
+	json_t *a =
+	    json_pack("{s:s, s:s, s:O}", "type", CTL_AUTH, "mode", "check", "token", ev->obj);
 	struct req *r;
 
 	if (a && ev->source[0])

@@ -120,12 +120,12 @@ struct conn {
 	bool pp;	     /* relay plain: bytes go to another plain conn (peer), not a link:
 				relayd's SOCKS connection and its destination's end (socksd.c) */
 	uint8_t socks_listener; /* relay listen: 1 [socks] listen, 2 tls_listen */
-	uint16_t udp_q;	     /* relay plain, udp: datagrams queued in stash while it waits */
-	uint32_t udp_next;   /* relay plain, udp: the next flow in its table chain */
-	bool udp_pair;	     /* relay plain, udp: an end of a mesh flow's socketpair
-				(SOCK_SEQPACKET: one message a datagram, 0 bytes the end) */
-	bool udp_counted;    /* udp: counted in st_udp_flows (relay: and its tunnel's udp_flows) */
-	bool open_udp;	     /* relay link, LS_OPEN: the OPEN's transport is LINK_OPEN_UDP */
+	uint16_t udp_q;		/* relay plain, udp: datagrams queued in stash while it waits */
+	uint32_t udp_next;	/* relay plain, udp: the next flow in its table chain */
+	bool udp_pair;		/* relay plain, udp: an end of a mesh flow's socketpair
+				   (SOCK_SEQPACKET: one message a datagram, 0 bytes the end) */
+	bool udp_counted; /* udp: counted in st_udp_flows (relay: and its tunnel's udp_flows) */
+	bool open_udp;	  /* relay link, LS_OPEN: the OPEN's transport is LINK_OPEN_UDP */
 	int fd;
 	uint16_t inflight;
 	uint16_t port;

@@ -429,8 +429,8 @@ int main(int argc, char **argv)
 	if (cfg.socks_tls_listen[0]) {
 		/* the server certificate, without the links' ALPN: any SOCKS client's TLS */
 		socks_ssl = tls_edge_ctx(cfg.certificate, cfg.private_key, err, sizeof(err));
-		ec.socks_xprt = socks_ssl ? xprt_ctx_new(socks_ssl, XPRT_KTLS_OFF, err, sizeof(err))
-					  : NULL;
+		ec.socks_xprt =
+		    socks_ssl ? xprt_ctx_new(socks_ssl, XPRT_KTLS_OFF, err, sizeof(err)) : NULL;
 		if (!ec.socks_xprt) {
 			fprintf(stderr, "nave-relayd: [socks] tls_listen: %s\n", err);
 			goto out;
@@ -549,8 +549,9 @@ int main(int argc, char **argv)
 		m.listener = i ? LISTEN_SOCKS_TLS : LISTEN_SOCKS;
 		engine_post(eng, 0, &m);
 		socks_fds[i] = -1;
-		log_info("SOCKS5 server on %s%s (user: a tunnel id or group id, password: its token)",
-			 i ? cfg.socks_tls_listen : cfg.socks_listen, i ? " (TLS)" : "");
+		log_info(
+		    "SOCKS5 server on %s%s (user: a tunnel id or group id, password: its token)",
+		    i ? cfg.socks_tls_listen : cfg.socks_listen, i ? " (TLS)" : "");
 	}
 	if (ctlthread_start(ct, eng) < 0) {
 		fprintf(stderr, "nave-relayd: cannot start the control thread\n");

@@ -39,14 +39,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define SOCKS_HS_MAX	    1024  /* bytes of one handshake */
-#define SOCKS_HS_MS	    10000 /* a handshake's time, from accept to the CONNECT */
-#define SOCKS_LISTENER_HS   64	  /* handshakes under way per listener */
-#define SOCKS_SOURCE_HS	    8	  /* of which from one source */
-#define SOCKS_SRC_SLOTS	    256	  /* sources remembered per listener */
-#define SOCKS_FAILS_MAX	    5	  /* failed logins a source may have in SOCKS_WINDOW_MS */
-#define SOCKS_WINDOW_MS	    60000 /* the window, and how long a source is refused past it */
-#define SOCKS_LINGER_MS	    5000  /* a refusal's last bytes go out within this */
+#define SOCKS_HS_MAX	  1024	/* bytes of one handshake */
+#define SOCKS_HS_MS	  10000 /* a handshake's time, from accept to the CONNECT */
+#define SOCKS_LISTENER_HS 64	/* handshakes under way per listener */
+#define SOCKS_SOURCE_HS	  8	/* of which from one source */
+#define SOCKS_SRC_SLOTS	  256	/* sources remembered per listener */
+#define SOCKS_FAILS_MAX	  5	/* failed logins a source may have in SOCKS_WINDOW_MS */
+#define SOCKS_WINDOW_MS	  60000 /* the window, and how long a source is refused past it */
+#define SOCKS_LINGER_MS	  5000	/* a refusal's last bytes go out within this */
 
 struct socks_src {
 	uint8_t addr[16]; /* the source's key (an IPv6 source: its /64) */
@@ -93,8 +93,7 @@ static bool src_busy(const struct socks_src *f, uint64_t now)
 }
 
 /* a's slot, or (add) a free or spent one for it; NULL when every slot is busy */
-static struct socks_src *src_slot(struct socks_lst *L, const uint8_t a[16], bool add,
-				  uint64_t now)
+static struct socks_src *src_slot(struct socks_lst *L, const uint8_t a[16], bool add, uint64_t now)
 {
 	struct socks_src *spare = NULL;
 
@@ -305,7 +304,8 @@ void socks_accept(struct worker *w, struct conn *c, int fd)
 static void hs_refuse(struct worker *w, struct conn *p, enum socks_refusal r, const char *why)
 {
 	refused(w, r);
-#define REFUSED_LINE() log_every(NLOG_INFO, "socks %u: %s refused: %s", p->sk->lport, p->sk->ip, why)
+#define REFUSED_LINE()                                                                             \
+	log_every(NLOG_INFO, "socks %u: %s refused: %s", p->sk->lport, p->sk->ip, why)
 	switch (r) {
 	case SOCKS_R_AUTH:
 		REFUSED_LINE();
@@ -330,7 +330,8 @@ static void hs_refuse(struct worker *w, struct conn *p, enum socks_refusal r, co
 static void login_refused(struct worker *w, struct conn *p, int cause, const char *why)
 {
 	refused(w, SOCKS_R_AUTH);
-#define REFUSED_LINE() log_every(NLOG_INFO, "socks %u: %s refused: %s", p->sk->lport, p->sk->ip, why)
+#define REFUSED_LINE()                                                                             \
+	log_every(NLOG_INFO, "socks %u: %s refused: %s", p->sk->lport, p->sk->ip, why)
 	if (cause == 0)
 		REFUSED_LINE();
 	else if (cause == 1)
@@ -412,8 +413,9 @@ static void step(struct worker *w, struct conn *p)
 		sk->hs_len = (uint16_t)(sk->hs_len - used);
 	}
 	if (r == SOCKS5_ERROR) {
-		hs_refuse(w, p, sk->step == 0 && err.code == SOCKS5_METHOD_REFUSED ? SOCKS_R_METHOD
-										    : SOCKS_R_HANDSHAKE,
+		hs_refuse(w, p,
+			  sk->step == 0 && err.code == SOCKS5_METHOD_REFUSED ? SOCKS_R_METHOD
+									     : SOCKS_R_HANDSHAKE,
 			  err.why ? err.why : "bad input");
 		if (err.code >= 0) {
 			size_t n = sk->step == 0   ? socks5_method_reply(out, (uint8_t)err.code)
@@ -536,13 +538,14 @@ void socks_auth_done(struct worker *w, struct mb_msg *m)
 		return; /* the connection went (or timed out) meanwhile */
 	sk = p->sk;
 	if (!a->ok || !m->tun ||
-	    (strcasecmp(sk->user, m->tun->id) && (!a->group[0] || strcasecmp(sk->user, a->group)))) {
+	    (strcasecmp(sk->user, m->tun->id) &&
+	     (!a->group[0] || strcasecmp(sk->user, a->group)))) {
 		char why[256];
 
 		if (a->ok)
 			snprintf(why, sizeof(why),
-				 "login as %s: the token is not that tunnel's (it is %s's)", sk->user,
-				 m->tun ? m->tun->id : "-");
+				 "login as %s: the token is not that tunnel's (it is %s's)",
+				 sk->user, m->tun ? m->tun->id : "-");
 		else
 			snprintf(why, sizeof(why), "login as %s: %s", sk->user,
 				 a->reason[0] ? a->reason : "refused");
@@ -570,14 +573,13 @@ void socks_query_from(const struct conn *s, const char **group, bool *mesh_role)
 
 /* ---------- meshopen.c's answers ---------- */
 
-void socks_refused(struct worker *w, struct conn *s, uint8_t status, uint32_t rule,
-		   const char *why)
+void socks_refused(struct worker *w, struct conn *s, uint8_t status, uint32_t rule, const char *why)
 {
 	uint8_t out[SOCKS5_REPLY_LEN];
 
 	/* one rate limit per cause, as meshopen.c's */
 #define REFUSED_LINE()                                                                             \
-	log_every(NLOG_INFO, "socks %u: tunnel %s (user %s, from %s) -> %.255s:%u refused: %s",   \
+	log_every(NLOG_INFO, "socks %u: tunnel %s (user %s, from %s) -> %.255s:%u refused: %s",    \
 		  s->sk->lport, s->tun ? s->tun->id : "-", s->sk->user, s->sk->ip,                 \
 		  s->mesh_host ? s->mesh_host : "-", s->port, why)
 	switch (status) {
