@@ -1051,7 +1051,7 @@ static bool relay_mailbox(struct worker *w, struct mb_msg *m)
 		for (uint32_t i = 0; i < w->high; i++) {
 			c = &w->conns[i];
 			if (c->kind == CK_LISTEN && !c->tunnel_listener && !c->http_listener &&
-			    !c->https_listener && c->port == m->port)
+			    !c->https_listener && !c->socks_listener && c->port == m->port)
 				conn_close(w, c, false, "port released");
 			/* a UDP port's flows have sockets of their own on it */
 			if (c->kind == CK_PLAIN && c->udp && c->port == m->port) {
