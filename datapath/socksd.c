@@ -73,6 +73,7 @@ struct socks_conn {
 	bool mesh_role;	 /* controld's word on the token */
 	uint16_t lport;	 /* the listener's port (log lines) */
 	uint8_t key[16]; /* its source's key */
+	uint8_t src[16]; /* its source address (controld checks allow_from with it) */
 	char ip[48];	 /* its source address as text */
 	char user[LINK_GROUP_MAX + 1];
 	char group[LINK_GROUP_MAX + 1];
@@ -285,6 +286,7 @@ void socks_accept(struct worker *w, struct conn *c, int fd)
 	sk->lst = (uint8_t)(c->socks_listener - 1);
 	sk->lport = c->port;
 	memcpy(sk->key, key, 16);
+	memcpy(sk->src, a, 16);
 	str_copy(sk->ip, sizeof(sk->ip), ip);
 	sk->in_hs = true;
 	L->hs++;
@@ -395,7 +397,7 @@ static void step(struct worker *w, struct conn *p)
 				return;
 			}
 			p->state = PS_SOCKS_AUTH;
-			ops->socks_auth(ops->arg, w->id, conn_idx(w, p), p->gen, a.pass, sk->key);
+			ops->socks_auth(ops->arg, w->id, conn_idx(w, p), p->gen, a.pass, sk->src);
 			explicit_bzero(&a, sizeof(a));
 			return; /* MB_SOCKS_AUTH follows */
 		} else {
