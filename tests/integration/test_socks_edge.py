@@ -236,13 +236,20 @@ def test_socks_edge_auth(server, make_client, metrics_port):
                 else:
                     assert login(s, user, pw) == 1, (user, pw)
                 assert closed(s)
+    # a token's allow_from is checked against the SOCKS client's address
+    fenced = token(server, "--id", "app-7", "--kinds", "tcp,mesh", "--allow-from", "10.9.9.0/24")
+    with connect(server) as s:
+        assert login(s, "app-7", fenced) == 1
+        assert closed(s)
+    # one line per cause and 10 s: this one may come in the window's summary
+    log_line(server.relayd, "source address 127.0.0.1 is not allowed by this token", timeout=15)
     log_line(server.relayd, "the token is not that tunnel's")
     log_line(server.relayd, "refused: login as app-3: invalid token")
-    m = settle(metrics_port, lambda m: val(m, "nave_socks_refused_total", reason="auth") == 8
+    m = settle(metrics_port, lambda m: val(m, "nave_socks_refused_total", reason="auth") == 9
                and val(m, "nave_socks_refused_total", reason="method") == 2
                and val(m, "nave_socks_refused_total", reason="handshake") == 2,
                "refused logins counted")
-    assert total(m, "nave_socks_connections_total") == 12
+    assert total(m, "nave_socks_connections_total") == 13
     relayd_alive(server)
 
 
