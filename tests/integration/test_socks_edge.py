@@ -299,7 +299,7 @@ def test_socks_edge_malformed(server):
     with connect(server) as s:
         s.sendall(b"\x05")
         assert closed(s, timeout=15)
-    log_line(server.relayd, "no whole handshake within 10 s")
+    log_line(server.relayd, "no whole handshake within 10 s", timeout=15)
     relayd_alive(server)
     with connect(server) as s:
         assert login(s, "app-5", tok) == 0
