@@ -146,17 +146,16 @@ enum socks5_result socks5_parse_request(const uint8_t *buf, size_t len, size_t *
 	if (buf[2] != 0)
 		return fail(err, SOCKS5_REP_FAILURE,
 			    "a SOCKS5 request with a non-zero reserved byte");
-	if (buf[1] != SOCKS5_CMD_CONNECT)
+	if (buf[1] != SOCKS5_CMD_CONNECT && buf[1] != SOCKS5_CMD_UDP_ASSOCIATE)
 		return fail(err, SOCKS5_REP_CMD_UNSUPPORTED,
 			    buf[1] == SOCKS5_CMD_BIND ? "SOCKS5 BIND is not supported"
-			    : buf[1] == SOCKS5_CMD_UDP_ASSOCIATE
-				? "SOCKS5 UDP ASSOCIATE is not supported"
-				: "an unknown SOCKS5 command");
+						      : "an unknown SOCKS5 command");
 	memset(out, 0, sizeof(*out));
 	out->cmd = buf[1];
 	out->atyp = atyp;
 	out->port = (uint16_t)(buf[a + alen] << 8 | buf[a + alen + 1]);
-	if (out->port == 0)
+	/* UDP ASSOCIATE: the client's own address and port, zeros when it does not know them */
+	if (out->port == 0 && out->cmd == SOCKS5_CMD_CONNECT)
 		return fail(err, SOCKS5_REP_FAILURE, "a SOCKS5 request for port 0");
 	if (atyp == SOCKS5_ATYP_DOMAIN) {
 		if (!socks5_host_check((const char *)buf + a, alen))
@@ -174,6 +173,49 @@ enum socks5_result socks5_parse_request(const uint8_t *buf, size_t len, size_t *
 		return fail(err, SOCKS5_REP_FAILURE, "a SOCKS5 address that does not print");
 	out->host_len = strlen(out->host);
 	return SOCKS5_DONE;
+}
+
+enum socks5_result socks5_parse_udp(const uint8_t *buf, size_t len, size_t *used,
+				    struct socks5_request *out, struct socks5_err *err)
+{
+	uint8_t req[SOCKS5_REQUEST_MAX];
+	size_t n = len < sizeof(req) ? len : sizeof(req);
+	enum socks5_result r;
+
+	if (len < 4)
+		return fail(err, -1, "a SOCKS5 UDP datagram shorter than its header");
+	if (buf[0] || buf[1])
+		return fail(err, -1, "a SOCKS5 UDP datagram with a non-zero reserved field");
+	if (buf[2])
+		return fail(err, -1, "a fragment of a SOCKS5 UDP datagram (FRAG not 0)");
+	/* ATYP, address and port sit where a request has them: read as a CONNECT */
+	memcpy(req, buf, n);
+	req[0] = SOCKS5_VERSION;
+	req[1] = SOCKS5_CMD_CONNECT;
+	req[2] = 0;
+	r = socks5_parse_request(req, n, used, out, err);
+	if (r == SOCKS5_NEED)
+		return fail(err, -1, "a SOCKS5 UDP datagram shorter than its header");
+	if (r == SOCKS5_ERROR)
+		err->code = -1;
+	return r;
+}
+
+size_t socks5_reply_addr(uint8_t out[SOCKS5_REPLY_MAX], uint8_t rep, const uint8_t addr[16],
+			 uint16_t port)
+{
+	static const uint8_t v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+	bool v4 = !memcmp(addr, v4mapped, sizeof(v4mapped));
+	size_t alen = v4 ? 4 : 16;
+
+	out[0] = SOCKS5_VERSION;
+	out[1] = rep;
+	out[2] = 0;
+	out[3] = v4 ? SOCKS5_ATYP_IPV4 : SOCKS5_ATYP_IPV6;
+	memcpy(out + 4, v4 ? addr + 12 : addr, alen);
+	out[4 + alen] = (uint8_t)(port >> 8);
+	out[5 + alen] = (uint8_t)port;
+	return 6 + alen;
 }
 
 size_t socks5_method_reply(uint8_t out[SOCKS5_METHOD_REPLY_LEN], uint8_t method)

@@ -75,7 +75,8 @@
 /* the answers' sizes */
 #define SOCKS5_METHOD_REPLY_LEN 2
 #define SOCKS5_AUTH_REPLY_LEN	2
-#define SOCKS5_REPLY_LEN	10 /* always with an IPv4 bound address */
+#define SOCKS5_REPLY_LEN	10 /* with an IPv4 bound address */
+#define SOCKS5_REPLY_MAX	22 /* with an IPv6 one (socks5_reply_addr) */
 
 enum socks5_result {
 	SOCKS5_NEED,
@@ -101,7 +102,7 @@ struct socks5_auth {
 };
 
 struct socks5_request {
-	uint8_t cmd;  /* always SOCKS5_CMD_CONNECT when DONE */
+	uint8_t cmd;  /* SOCKS5_CMD_CONNECT or SOCKS5_CMD_UDP_ASSOCIATE when DONE */
 	uint8_t atyp; /* SOCKS5_ATYP_* as received */
 	uint16_t port;
 	/*
@@ -127,18 +128,36 @@ uint8_t socks5_choose_method(const struct socks5_greeting *g, bool auth_required
 enum socks5_result socks5_parse_auth(const uint8_t *buf, size_t len, size_t *used,
 				     struct socks5_auth *out, struct socks5_err *err);
 /*
- * A complete request other than CONNECT (BIND, UDP ASSOCIATE, unknown) is an
- * ERROR with code SOCKS5_REP_CMD_UNSUPPORTED, *used set; an unknown address
- * type or an unusable name one with SOCKS5_REP_ATYP_UNSUPPORTED.
+ * A complete request other than CONNECT and UDP ASSOCIATE (BIND, unknown) is
+ * an ERROR with code SOCKS5_REP_CMD_UNSUPPORTED, *used set; an unknown address
+ * type or an unusable name one with SOCKS5_REP_ATYP_UNSUPPORTED. Port 0 is
+ * refused for CONNECT; a UDP ASSOCIATE names the client's own address and
+ * port, zeros when it does not know them (RFC 1928 section 7).
  */
 enum socks5_result socks5_parse_request(const uint8_t *buf, size_t len, size_t *used,
 					struct socks5_request *out, struct socks5_err *err);
+
+/*
+ * The header of a datagram a client sends to a UDP ASSOCIATE's relay address
+ * (RFC 1928 section 7): RSV (2 bytes, 0), FRAG, ATYP, DST.ADDR, DST.PORT, then
+ * the data. len is the whole datagram; SOCKS5_DONE with *used = the header's
+ * length and out as a CONNECT request's (port 1..65535, the destination
+ * checked as there), or SOCKS5_ERROR (code -1: the datagram is dropped) for a
+ * datagram shorter than its header, RSV not 0, any FRAG other than 0
+ * (fragments are not reassembled), an unknown ATYP or an unusable destination.
+ * Never SOCKS5_NEED.
+ */
+enum socks5_result socks5_parse_udp(const uint8_t *buf, size_t len, size_t *used,
+				    struct socks5_request *out, struct socks5_err *err);
 
 /* The answers; each returns the bytes written (the *_LEN above). */
 size_t socks5_method_reply(uint8_t out[SOCKS5_METHOD_REPLY_LEN], uint8_t method);
 size_t socks5_auth_reply(uint8_t out[SOCKS5_AUTH_REPLY_LEN], uint8_t status);
 /* a reply with the bound address 0.0.0.0:0 (the edge's address is not the client's to tell) */
 size_t socks5_reply(uint8_t out[SOCKS5_REPLY_LEN], uint8_t rep);
+/* a reply naming a bound address (16 bytes, IPv4 v4-mapped) and port: a UDP ASSOCIATE's relay */
+size_t socks5_reply_addr(uint8_t out[SOCKS5_REPLY_MAX], uint8_t rep, const uint8_t addr[16],
+			 uint16_t port);
 
 /*
  * The reply code for an OPENED status (link_proto.h, LINK_OPEN_*):

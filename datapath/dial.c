@@ -41,8 +41,12 @@
 #include <openssl/sha.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
+/* SOCKS UDP ASSOCIATE: associations per SOCKS listener, flows (destinations) per association */
+#define SOCKS_ASSOC_MAX 32
+#define ASSOC_FLOWS	32
 /* UDP port maps: flows per map, and how long a refused flow drops its datagrams */
 #define MAP_UDP_FLOWS	 128
 #define MAP_UDP_RETRY_MS 5000
@@ -74,7 +78,8 @@ struct dial_map {
 	uint64_t fail_t0;
 	unsigned fails;
 	unsigned handshakes; /* SOCKS connections not past their request yet */
-	unsigned flows;	     /* a UDP map's flows */
+	unsigned flows;	     /* a UDP map's flows (a SOCKS listener's: its associations') */
+	unsigned assocs;     /* a SOCKS listener's UDP ASSOCIATEs */
 	/* sources with failed logins: past SRC_FAILS_MAX in SRC_WINDOW_MS, refused as long */
 	struct src_fail {
 		uint8_t addr[16];
@@ -96,8 +101,17 @@ struct dial_open {
 	bool socks;	    /* a SOCKS CONNECT: the reply follows OPENED */
 	uint16_t port;	    /* the destination */
 	char name[LINK_OPEN_NAME_MAX + 1];
-	uint16_t hs_len;	      /* bytes held in hs: the handshake so far, then early data */
+	uint16_t hs_len;	      /* bytes held in hs: the handshake so far, then early data;
+					 a UDP ASSOCIATE's flow: the header its answers carry */
 	uint8_t hs[SOCKS_HS_MAX + 4]; /* + a chunk header in front of early data */
+	/* SOCKS UDP ASSOCIATE (see "UDP ASSOCIATE" below) */
+	bool associated;	   /* the control connection, past its UDP ASSOCIATE */
+	bool relay;		   /* the association's relay socket (a CK_LISTEN conn) */
+	bool assoc_flow;	   /* a flow of one (the client's source and one destination) */
+	uint32_t assoc, assoc_gen; /* control and flow: the relay's conn */
+	uint16_t client_port;	   /* relay: the only source port taken (0: any) */
+	uint8_t nflows;		   /* relay: its flows */
+	uint32_t flows[ASSOC_FLOWS];
 };
 
 static void map_put(struct dial_map *m)
@@ -236,6 +250,9 @@ static const char *mo_what(const struct conn *p, char *buf, size_t len)
 	if (mo->socks)
 		snprintf(buf, len, "SOCKS proxy %u: CONNECT %s:%u", mo->map->m.local, mo->name,
 			 mo->port);
+	else if (mo->assoc_flow)
+		snprintf(buf, len, "SOCKS proxy %u: UDP %s:%u", mo->map->m.local, mo->name,
+			 mo->port);
 	else if (mo->map->m.kind == EMAP_SOCKS)
 		snprintf(buf, len, "SOCKS proxy %u", mo->map->m.local);
 	else
@@ -313,11 +330,18 @@ static void wait_unlink(struct worker *w, struct conn *p)
 	w->waiting--;
 }
 
+static void assoc_end(struct worker *w, struct conn *c);
+static void assoc_flow_gone(struct worker *w, struct conn *c);
+
 static void dial_closing(struct worker *w, struct conn *c, const char *why)
 {
 	if (c->kind == CK_PLAIN && c->mo) {
 		struct conn *l;
 
+		if (c->mo->associated)
+			assoc_end(w, c);
+		if (c->udp && c->mo->assoc_flow)
+			assoc_flow_gone(w, c);
 		if (c->udp) { /* a UDP map's flow */
 			udp_flow_remove(w, c);
 			c->mo->map->flows--;
@@ -680,6 +704,8 @@ static bool socks_auth_ok(struct worker *w, struct dial_map *map, const struct s
 	return ok;
 }
 
+static void assoc_start(struct worker *w, struct conn *p, const struct socks5_request *q);
+
 /* The handshake bytes held so far: as many messages as they hold, answered. */
 static void socks_step(struct worker *w, struct conn *p)
 {
@@ -739,6 +765,10 @@ static void socks_step(struct worker *w, struct conn *p)
 				break;
 			memmove(mo->hs, mo->hs + used, mo->hs_len - used);
 			mo->hs_len = (uint16_t)(mo->hs_len - used);
+			if (q.cmd == SOCKS5_CMD_UDP_ASSOCIATE) {
+				assoc_start(w, p, &q);
+				return;
+			}
 			str_copy(mo->name, sizeof(mo->name), q.host);
 			mo->port = q.port;
 			mo->socks = true;
@@ -790,7 +820,14 @@ void dial_socks_recv(struct worker *w, struct conn *p, int res, unsigned flags)
 	if (res <= 0) {
 		if (flags & IORING_CQE_F_BUFFER)
 			buf_recycle(w, bid);
-		conn_close(w, p, true, "closed in the SOCKS handshake");
+		conn_close(w, p, !mo->associated,
+			   mo->associated ? "UDP ASSOCIATE ended"
+					  : "closed in the SOCKS handshake");
+		return;
+	}
+	if (mo->associated) { /* the control connection says nothing more: ignored */
+		buf_recycle(w, bid);
+		arm_recv(w, p);
 		return;
 	}
 	n = (size_t)res;
@@ -894,7 +931,7 @@ static void flow_refused(struct worker *w, struct conn *p)
 
 /* A new flow of map c for the source peer; NULL (the datagram dropped) past a limit. */
 static struct conn *flow_new(struct worker *w, struct conn *c, const struct sockaddr_storage *peer,
-			     socklen_t peer_len, const uint8_t a16[16], uint16_t sport)
+			     socklen_t peer_len, const uint8_t a16[16], uint16_t sport, bool table)
 {
 	struct dial_map *map = c->mo->map;
 	struct conn *p;
@@ -937,7 +974,8 @@ static struct conn *flow_new(struct worker *w, struct conn *c, const struct sock
 	atomic_fetch_add(&w->st_conns, 1);
 	atomic_fetch_add(&w->st_conns_total, 1);
 	atomic_fetch_add_explicit(&w->st_udp_flows, 1, memory_order_relaxed);
-	udp_flow_insert(w, p);
+	if (table) /* a UDP map's; a UDP ASSOCIATE's flows are its relay's list */
+		udp_flow_insert(w, p);
 	return p;
 }
 
@@ -960,9 +998,16 @@ static void flow_datagram(struct worker *w, struct conn *p, uint8_t *d, uint32_t
 	udp_input(w, p, d, len);
 }
 
+static void assoc_poll(struct worker *w, struct conn *c);
+
 void dial_udp_poll(struct worker *w, struct conn *c, int res)
 {
 	c->recv_armed = false;
+	if (res >= 0 && c->mo && c->mo->relay) {
+		assoc_poll(w, c);
+		udp_arm_poll(w, c);
+		return;
+	}
 	if (res < 0) {
 		if (res != -ECANCELED)
 			log_every(NLOG_WARN, "udp port map %u: poll: %s", c->port, strerror(-res));
@@ -995,11 +1040,227 @@ void dial_udp_poll(struct worker *w, struct conn *c, int res)
 			conn_close(w, p, false, "udp flow ended");
 			p = udp_flow_find(w, c->port, a16, sport);
 		}
-		if (!p && !(p = flow_new(w, c, &peer, peer_len, a16, sport)))
+		if (!p && !(p = flow_new(w, c, &peer, peer_len, a16, sport, true)))
 			continue;
 		flow_datagram(w, p, w->udp_buf + 4, (uint32_t)n);
 	}
 	udp_arm_poll(w, c);
+}
+
+/* ---------- SOCKS UDP ASSOCIATE (RFC 1928 section 7) ---------- */
+
+/*
+ * A UDP ASSOCIATE on SOCKS connection p: a datagram socket bound on the
+ * listener's address (the relay, a CK_LISTEN conn polled like a UDP map's), its
+ * address in the reply. Datagrams from the client's address (and port, when
+ * the request named one) carry a header naming their destination; each (source,
+ * destination) is a flow (at most ASSOC_FLOWS) that OPENs with LINK_OPEN_UDP as
+ * a UDP map's does, and its answers go back with the header it came with. The
+ * association ends with p (assoc_end): its relay and flows are closed.
+ */
+static void assoc_start(struct worker *w, struct conn *p, const struct socks5_request *q)
+{
+	struct dial_open *mo = p->mo;
+	struct dial_map *map = mo->map;
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	uint8_t out[SOCKS5_REPLY_MAX], a16[16];
+	struct conn *r = NULL;
+	const char *why = NULL;
+	uint16_t port;
+	int fd = -1;
+
+	if (mo->in_hs) {
+		mo->in_hs = false;
+		map->handshakes--;
+	}
+	if (map->assocs >= SOCKS_ASSOC_MAX)
+		why = "too many UDP ASSOCIATEs under way";
+	else if (!fds_left(w, 2) || getsockname(p->fd, (struct sockaddr *)&ss, &sl) < 0)
+		why = "out of descriptors";
+	if (!why) {
+		sock_addr16(&ss, a16);
+		if (ss.ss_family == AF_INET)
+			((struct sockaddr_in *)&ss)->sin_port = 0;
+		else
+			((struct sockaddr_in6 *)&ss)->sin6_port = 0;
+		fd = socket(ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		sl = ss.ss_family == AF_INET ? sizeof(struct sockaddr_in)
+					     : sizeof(struct sockaddr_in6);
+		if (fd < 0 || bind(fd, (struct sockaddr *)&ss, sl) < 0 ||
+		    getsockname(fd, (struct sockaddr *)&ss, &sl) < 0)
+			why = "cannot bind a UDP relay socket";
+	}
+	if (!why && !(r = conn_new(w, CK_LISTEN, fd)))
+		why = "out of connection slots";
+	if (!why && !(r->mo = calloc(1, sizeof(*r->mo))))
+		why = "out of memory";
+	if (why) {
+		if (r)
+			conn_release(w, r);
+		if (fd >= 0)
+			close(fd);
+		log_every(NLOG_WARN, "SOCKS proxy %u: UDP ASSOCIATE refused: %s", map->m.local,
+			  why);
+		if (socks_send(w, p, out, socks5_reply(out, SOCKS5_REP_FAILURE)))
+			socks_finish(w, p);
+		return;
+	}
+	port = ntohs(sock_addr16(&ss, a16));
+	map->refs++;
+	map->assocs++;
+	r->mo->map = map;
+	r->mo->relay = true;
+	memcpy(r->mo->src, mo->src, 16); /* the client's address: the only one taken */
+	r->mo->client_port = q->port;
+	r->udp = true;
+	r->port = port;
+	mo->associated = true;
+	mo->assoc = conn_idx(w, r);
+	mo->assoc_gen = r->gen;
+	mo->hs_len = 0;
+	p->deadline = 0;
+	udp_arm_poll(w, r);
+	log_debug("SOCKS proxy %u: UDP ASSOCIATE relay on port %u", map->m.local, port);
+	if (!socks_send(w, p, out, socks5_reply_addr(out, SOCKS5_REP_OK, a16, port)))
+		return;
+	arm_recv(w, p); /* its end is the association's */
+}
+
+/* p's association ends: its relay and flows are closed. */
+static void assoc_end(struct worker *w, struct conn *c)
+{
+	struct conn *r = conn_ref(w, c->mo->assoc, c->mo->assoc_gen);
+	uint32_t flows[ASSOC_FLOWS];
+	unsigned n;
+
+	c->mo->associated = false;
+	c->mo->map->assocs--;
+	if (!r || r->kind != CK_LISTEN || !r->mo || !r->mo->relay)
+		return;
+	n = r->mo->nflows;
+	memcpy(flows, r->mo->flows, n * sizeof(flows[0]));
+	for (unsigned i = 0; i < n; i++) {
+		struct conn *f = conn_at(w, flows[i]);
+
+		if (f && !f->closing)
+			conn_close(w, f, false, "UDP ASSOCIATE ended");
+	}
+	r->mo->nflows = 0;
+	conn_close(w, r, false, "UDP ASSOCIATE ended");
+}
+
+/* flow c is gone: out of its relay's list */
+static void assoc_flow_gone(struct worker *w, struct conn *c)
+{
+	struct conn *r = conn_ref(w, c->mo->assoc, c->mo->assoc_gen);
+	uint32_t me = conn_idx(w, c);
+
+	if (!r || !r->mo || !r->mo->relay)
+		return;
+	for (unsigned i = 0; i < r->mo->nflows; i++) {
+		if (r->mo->flows[i] == me) {
+			r->mo->flows[i] = r->mo->flows[--r->mo->nflows];
+			break;
+		}
+	}
+}
+
+static void assoc_datagram(struct worker *w, struct conn *c, const struct sockaddr_storage *peer,
+			   socklen_t peer_len, uint8_t *d, size_t n)
+{
+	struct dial_open *rm = c->mo;
+	struct socks5_request q;
+	struct socks5_err err = {.code = -1, .why = NULL};
+	uint8_t a16[16];
+	uint16_t sport = sock_addr16(peer, a16);
+	struct conn *f = NULL;
+	size_t used = 0;
+
+	if (memcmp(a16, rm->src, 16) || (rm->client_port && ntohs(sport) != rm->client_port)) {
+		atomic_fetch_add_explicit(&w->st_udp_drop[UDP_DROP_OFFLINE], 1,
+					  memory_order_relaxed);
+		log_every(NLOG_WARN,
+			  "SOCKS proxy %u: a UDP datagram from another address than its "
+			  "client's, dropped",
+			  rm->map->m.local);
+		return;
+	}
+	if (socks5_parse_udp(d, n, &used, &q, &err) != SOCKS5_DONE || used >= n) {
+		atomic_fetch_add_explicit(&w->st_udp_drop[UDP_DROP_OVERSIZE], 1,
+					  memory_order_relaxed);
+		log_every(NLOG_WARN, "SOCKS proxy %u: UDP datagram dropped: %s", rm->map->m.local,
+			  err.why ? err.why : "no data behind its header");
+		return;
+	}
+	for (unsigned i = 0; i < rm->nflows && !f; i++) {
+		struct conn *x = conn_at(w, rm->flows[i]);
+
+		if (x && !x->closing && !x->linger && x->bind.origin_port == sport &&
+		    x->mo->port == q.port && !strcmp(x->mo->name, q.host))
+			f = x;
+	}
+	if (!f) {
+		if (rm->nflows >= ASSOC_FLOWS) {
+			atomic_fetch_add_explicit(&w->st_udp_drop[UDP_DROP_FLOWS], 1,
+						  memory_order_relaxed);
+			log_every(NLOG_WARN,
+				  "SOCKS proxy %u: a UDP ASSOCIATE with %d destinations already, "
+				  "dropping a new one's datagrams",
+				  rm->map->m.local, ASSOC_FLOWS);
+			return;
+		}
+		f = flow_new(w, c, peer, peer_len, a16, sport, false);
+		if (!f)
+			return;
+		f->mo->assoc_flow = true;
+		f->mo->assoc = conn_idx(w, c);
+		f->mo->assoc_gen = c->gen;
+		str_copy(f->mo->name, sizeof(f->mo->name), q.host);
+		f->mo->port = q.port;
+		memcpy(f->mo->hs, d, used); /* its answers' header: the destination as asked */
+		f->mo->hs_len = (uint16_t)used;
+		rm->flows[rm->nflows++] = conn_idx(w, f);
+	}
+	flow_datagram(w, f, d + used, (uint32_t)(n - used));
+}
+
+static void assoc_poll(struct worker *w, struct conn *c)
+{
+	for (int i = 0; i < 64 && !c->closing; i++) {
+		struct sockaddr_storage peer;
+		socklen_t peer_len = sizeof(peer);
+		ssize_t n = recvfrom(c->fd, w->udp_buf + 4, LINK_UDP_MAX + 1,
+				     MSG_DONTWAIT | MSG_TRUNC, (struct sockaddr *)&peer, &peer_len);
+
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				break;
+			continue;
+		}
+		if (n == 0 || n > LINK_UDP_MAX) {
+			atomic_fetch_add_explicit(&w->st_udp_drop[UDP_DROP_OVERSIZE], 1,
+						  memory_order_relaxed);
+			continue;
+		}
+		assoc_datagram(w, c, &peer, peer_len, w->udp_buf + 4, (size_t)n);
+	}
+}
+
+ssize_t dial_udp_send(struct conn *p, const uint8_t *d, size_t n)
+{
+	struct iovec iov[2] = {
+	    {.iov_base = p->mo->hs, .iov_len = p->mo->assoc_flow ? p->mo->hs_len : 0},
+	    {.iov_base = (void *)d, .iov_len = n},
+	};
+	struct msghdr mh = {
+	    .msg_name = &p->rule.to,
+	    .msg_namelen = p->rule.to_len,
+	    .msg_iov = iov,
+	    .msg_iovlen = 2,
+	};
+
+	return sendmsg(p->fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
 }
 
 /* OPENED on l: the stream is up (p bound to l as after a BIND), or p is refused. */
@@ -1137,7 +1398,8 @@ static bool dial_mailbox(struct worker *w, struct mb_msg *m)
 		for (uint32_t i = 0; i < w->high; i++) {
 			c = &w->conns[i];
 			if ((c->kind == CK_LISTEN || (c->kind == CK_PLAIN && c->udp && c->mo)) &&
-			    !c->closing && c->port == m->port)
+			    !c->closing && c->port == m->port &&
+			    !(c->mo && (c->mo->relay || c->mo->assoc_flow)))
 				conn_close(w, c, false,
 					   "port map removed"); /* and a UDP map's flows */
 		}

@@ -516,6 +516,8 @@ bool udp_dial(struct worker *w, struct conn *l, const struct link_bind *b,
 
 /* dial.c: a UDP port map's socket c is readable: its datagrams go to their flows */
 void dial_udp_poll(struct worker *w, struct conn *c, int res);
+/* dial.c: a datagram to a UDP map's or UDP ASSOCIATE's flow's source (with its SOCKS header) */
+ssize_t dial_udp_send(struct conn *p, const uint8_t *d, size_t n);
 /* udp.c: a datagram d (4 bytes of room in front) for flow p: a chunk, or queued while it waits */
 void udp_input(struct worker *w, struct conn *p, uint8_t *d, uint32_t len);
 /* dial.c: a SOCKS handshake's receive on p completed (p->state PS_SOCKS) */

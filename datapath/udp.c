@@ -547,8 +547,7 @@ int udp_pump(struct worker *w, struct conn *l, struct conn *p, size_t n)
 		return r;
 	if (p->udp_over) {
 		drop(w, UDP_DROP_OVERSIZE);
-	} else if ((p->mo ? sendto(p->fd, p->tx.p, p->tx.tail, MSG_DONTWAIT | MSG_NOSIGNAL,
-				   (const struct sockaddr *)&p->rule.to, p->rule.to_len)
+	} else if ((p->mo ? dial_udp_send(p, p->tx.p, p->tx.tail)
 			  : send(p->fd, p->tx.p, p->tx.tail, MSG_DONTWAIT | MSG_NOSIGNAL)) >= 0) {
 		atomic_fetch_add_explicit(&w->st_udp_out, 1, memory_order_relaxed);
 		atomic_fetch_add_explicit(&w->st_out, p->tx.tail, memory_order_relaxed);

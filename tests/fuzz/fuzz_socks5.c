@@ -8,7 +8,9 @@
  * by more bytes (DONE keeps its length and result, ERROR its code); a DONE
  * message re-encodes to the bytes it took; a user name, password and
  * destination are within their lengths and alphabets, and a destination
- * passes socks5_host_check; an error has a known code and a one-line
+ * passes socks5_host_check; a UDP ASSOCIATE datagram's header (first byte 5)
+ * is DONE only with RSV and FRAG 0 and reads as a CONNECT's address, else
+ * dropped without an answer; an error has a known code and a one-line
  * printable reason; the answers and the OPENED mapping stay in range.
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -I. -Icommon -D_GNU_SOURCE \
@@ -106,8 +108,10 @@ static void check_done(enum kind k, const uint8_t *b, size_t used, const union m
 			abort();
 		break;
 	default:
-		if (used > SOCKS5_REQUEST_MAX || b[0] != 5 || b[1] != SOCKS5_CMD_CONNECT || b[2] ||
-		    b[3] != m->r.atyp || m->r.cmd != SOCKS5_CMD_CONNECT || !m->r.port ||
+		if (used > SOCKS5_REQUEST_MAX || b[0] != 5 ||
+		    (b[1] != SOCKS5_CMD_CONNECT && b[1] != SOCKS5_CMD_UDP_ASSOCIATE) || b[2] ||
+		    b[3] != m->r.atyp || m->r.cmd != b[1] ||
+		    (!m->r.port && m->r.cmd == SOCKS5_CMD_CONNECT) ||
 		    (b[used - 2] << 8 | b[used - 1]) != m->r.port)
 			abort();
 		if (!m->r.host_len || m->r.host_len > SOCKS5_NAME_MAX ||
@@ -230,6 +234,31 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();
 		break;
 	}
+	case 5: {
+		/* a datagram to a UDP ASSOCIATE's relay: its header, as the whole datagram */
+		struct socks5_request r;
+		union msg m;
+		struct socks5_err err = {0, NULL};
+		size_t used = 0;
+		uint8_t req[SOCKS5_REQUEST_MAX];
+
+		if (socks5_parse_udp(data + 1, size - 1, &used, &r, &err) == SOCKS5_ERROR) {
+			if (err.code != -1 || !err.why)
+				abort();
+			break;
+		}
+		/* DONE: RSV and FRAG 0, and the rest of the header reads as a CONNECT's */
+		if (used > size - 1 || used > SOCKS5_REQUEST_MAX || data[1] || data[2] || data[3] ||
+		    !r.port)
+			abort();
+		memcpy(req, data + 1, used);
+		req[0] = 5;
+		req[1] = SOCKS5_CMD_CONNECT;
+		memset(&m, 0, sizeof(m));
+		m.r = r;
+		check_done(REQUEST, req, used, &m);
+		break;
+	}
 	case 4: {
 		unsigned s = (unsigned)data[1];
 		uint8_t rep = socks5_rep_from_open(s), out[SOCKS5_REPLY_LEN];
@@ -239,6 +268,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (socks5_reply(out, rep) != SOCKS5_REPLY_LEN || out[0] != 5 || out[1] != rep ||
 		    out[3] != SOCKS5_ATYP_IPV4)
 			abort();
+		if (size >= 18) { /* a bound address: 10 bytes (v4-mapped) or 22 */
+			uint8_t big[SOCKS5_REPLY_MAX];
+			size_t n = socks5_reply_addr(big, rep, data + 2, 1080);
+
+			if ((n != 10 && n != 22) || big[0] != 5 || big[1] != rep ||
+			    big[n - 2] != 1080 >> 8 || big[n - 1] != (1080 & 0xff))
+				abort();
+		}
 		break;
 	}
 	default: {

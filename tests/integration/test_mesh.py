@@ -12,7 +12,8 @@ the mesh kind) and a deny rule refuse with relayd's log naming which, and the
 metrics count them; the SOCKS5 client here (plain sockets) reaches B by tunnel
 id and port, an external loopback service inside `[socks] allow`, and gets
 0x02 for one outside it; malformed handshakes are closed and the client stays
-up; the proxy's username/password authentication (RFC 1929)."""
+up; the proxy's username/password authentication (RFC 1929). UDP (port maps
+and the proxy's UDP ASSOCIATE): test_mesh_udp.py."""
 import concurrent.futures
 import ipaddress
 import json
@@ -498,9 +499,10 @@ def test_socks(server, make_client, services, free_port):
     assert socks_refused(proxy, "no_such_tunnel", 80) == REP_HOST_UNREACHABLE
     assert socks_refused(proxy, b.tunnel_id, bport + 1 if bport < server.port_max
                          else bport - 1) == REP_HOST_UNREACHABLE
-    # what the proxy itself refuses: BIND, UDP ASSOCIATE, a name that is none
+    # what the proxy itself refuses: BIND, an unknown command, a name that is none (UDP
+    # ASSOCIATE: test_mesh_udp.py)
     assert socks_refused(proxy, "127.0.0.1", 80, cmd=2) == REP_CMD_UNSUPPORTED
-    assert socks_refused(proxy, "0.0.0.0", 0, cmd=3) == REP_CMD_UNSUPPORTED
+    assert socks_refused(proxy, "127.0.0.1", 80, cmd=9) == REP_CMD_UNSUPPORTED
     assert socks_refused(proxy, "a b", 80) == REP_ATYP_UNSUPPORTED
 
     # malformed handshakes: closed, the client stays up

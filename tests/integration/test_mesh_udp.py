@@ -13,12 +13,17 @@ idle flows expire (relayd's [udp] idle_timeout, counted in /metrics) and the
 next datagram opens a new one; an allowed external loopback UDP service works,
 one outside the allow list is refused; the policy's default deny and an
 offline B: nothing arrives, the refusal is logged on both sides and counted,
-and a refused flow is not OPENed again per datagram."""
+and a refused flow is not OPENed again per datagram. SOCKS5 UDP ASSOCIATE on
+the client's proxy: to B's service by tunnel id and to an allowed external
+service, answers wrapped with the header they went with; a destination outside
+the allow list, a fragment and another source port dropped; the association
+ends with its control connection."""
 import hashlib
 import json
 import os
 import select
 import socket
+import struct
 import threading
 import time
 
@@ -139,6 +144,17 @@ def udp_map(c, local, dest, port):
     p = ok(c.nave("ports", "map", str(local), "--transport", "udp", "--destination", dest,
                   "--port", str(port)), "nave ports map --transport udp")
     assert f"udp port map {local} -> " in p.stdout, p.stdout
+
+
+def udp_port_free(port):
+    k = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        k.bind(("127.0.0.1", port))
+        return True
+    except OSError:
+        return False
+    finally:
+        k.close()
 
 
 def refusals(c):
@@ -327,3 +343,100 @@ def test_udp_map_refusals_and_external(server, make_client, udpsvc, metrics_port
         works_soon(s, ld, b"b is back", timeout=20)
     finally:
         s.close()
+
+
+# ---------------------------------------------------------------- SOCKS5 UDP ASSOCIATE
+
+
+def associate(proxy, client_port=0):
+    """A SOCKS5 UDP ASSOCIATE (no authentication): the control connection and the relay's
+    (address, port) from the reply."""
+    c = socket.create_connection(("127.0.0.1", proxy), timeout=10)
+    c.sendall(b"\x05\x01\x00")
+    assert nt.recv_exact(c, 2) == b"\x05\x00"
+    c.sendall(b"\x05\x03\x00\x01" + socket.inet_aton("127.0.0.1" if client_port else "0.0.0.0")
+              + struct.pack(">H", client_port))
+    rep = nt.recv_exact(c, 10)
+    assert rep[:4] == b"\x05\x00\x00\x01", rep
+    return c, (socket.inet_ntoa(rep[4:8]), struct.unpack(">H", rep[8:10])[0])
+
+
+def udp_header(host, port):
+    try:
+        return b"\x00\x00\x00\x01" + socket.inet_aton(host) + struct.pack(">H", port)
+    except OSError:
+        return (b"\x00\x00\x00\x03" + bytes([len(host)]) + host.encode()
+                + struct.pack(">H", port))
+
+
+def ask_via(s, relay, host, port, d, timeout=1.0):
+    """One request through the relay; the answer's data (its header checked) or None."""
+    h = udp_header(host, port)
+    s.sendto(h + d, relay)
+    s.settimeout(timeout)
+    try:
+        while True:
+            r, a = s.recvfrom(70000)
+            assert a == relay, a
+            assert r[:len(h)] == h, (r[:len(h)], h)  # wrapped with the header it went with
+            if r[len(h):] == answer_of(d):
+                return r[len(h):]
+    except socket.timeout:
+        return None
+
+
+def test_socks_udp_associate(server, make_client, udpsvc):
+    svc, ext = udpsvc(), udpsvc()
+    b = make_client("b")
+    bport = b.udp_add(svc.port)
+    a = make_client("a")
+    mesh_add(server, "allow", a.tunnel_id, f"tunnel:{b.tunnel_id}")
+    proxy = nt.free_port()
+    ok(a.nave("proxies", "socks", "listen", str(proxy)), "nave proxies socks listen")
+    nt.wait_for(lambda: a.status()["socks"] and a.status()["socks"][0]["state"] == "listening",
+                10, "the SOCKS listener")
+
+    s = usock()
+    ctl, relay = associate(proxy, s.getsockname()[1])
+    try:
+        assert relay[0] == "127.0.0.1" and relay[1], relay
+        # to B's UDP service by tunnel id (a name), and to an allowed external one
+        nt.wait_for(lambda: ask_via(s, relay, b.tunnel_id, bport, b"via socks"), 15,
+                    "an answer from B's service through UDP ASSOCIATE", 0.1)
+        nt.wait_for(lambda: ask_via(s, relay, "127.0.0.1", ext.port, b"external"), 15,
+                    "an answer from the external service", 0.1)
+        for size in (1, 1400, 20000):
+            d = os.urandom(size)
+            assert ask_via(s, relay, b.tunnel_id, bport, d, 5.0), size
+            assert ask_via(s, relay, "127.0.0.1", ext.port, d, 5.0), size
+        # outside [socks] allow: nothing comes back, A's log says why
+        h = udp_header("127.0.0.2", ext.port)
+        for _ in range(3):
+            s.sendto(h + b"not allowed", relay)
+        s.settimeout(1.0)
+        with pytest.raises(socket.timeout):
+            s.recvfrom(70000)
+        line = log_line(a.proc, f"SOCKS proxy {proxy}: UDP 127.0.0.2:{ext.port} refused")
+        assert "not allowed" in line, line
+        # a fragment (FRAG 1) and another source port than the associated one: dropped
+        count = svc.count
+        s.sendto(b"\x00\x00\x01" + udp_header(b.tunnel_id, bport)[3:] + b"frag", relay)
+        other = usock()
+        try:
+            other.sendto(udp_header(b.tunnel_id, bport) + b"not the client", relay)
+            other.settimeout(1.0)
+            with pytest.raises(socket.timeout):
+                other.recvfrom(70000)
+        finally:
+            other.close()
+        assert svc.count == count
+        log_line(a.proc, "FRAG not 0")
+        log_line(a.proc, "another address than its client's")
+        assert ask_via(s, relay, b.tunnel_id, bport, b"still works", 5.0)
+    finally:
+        ctl.close()
+    # the control connection closed: the association and its flows end
+    nt.wait_for(lambda: a.status()["udp"]["map_flows"] == 0, 10, "the association's flows end")
+    nt.wait_for(lambda: udp_port_free(relay[1]), 10, "the relay's port released")
+    s.close()
+    assert a.proc.alive()

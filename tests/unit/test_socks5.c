@@ -307,15 +307,52 @@ static void test_request_errors(void **state)
 	expect_error(request, B("\x05\x01\x00\x00"), SOCKS5_REP_ATYP_UNSUPPORTED);
 	/* an empty name */
 	expect_error(request, B("\x05\x01\x00\x03\x00\x00\x50"), SOCKS5_REP_ATYP_UNSUPPORTED);
-	/* BIND, UDP ASSOCIATE, an unknown command: the whole request taken, then 0x07 */
+	/* BIND, an unknown command: the whole request taken, then 0x07 */
 	assert_int_equal(
 	    socks5_parse_request(B("\x05\x02\x00\x01\x7f\x00\x00\x01\x00\x50"), &used, &r, &err),
 	    SOCKS5_ERROR);
 	assert_int_equal(err.code, SOCKS5_REP_CMD_UNSUPPORTED);
 	assert_int_equal(used, 10);
 	assert_non_null(strstr(err.why, "BIND"));
-	expect_error(request, B("\x05\x03\x00\x01\x00\x00\x00\x00\x00\x00"),
-		     SOCKS5_REP_CMD_UNSUPPORTED);
+	/* UDP ASSOCIATE: taken, port 0 too (the client's address not known yet) */
+	assert_int_equal(
+	    socks5_parse_request(B("\x05\x03\x00\x01\x00\x00\x00\x00\x00\x00"), &used, &r, &err),
+	    SOCKS5_DONE);
+	assert_int_equal(r.cmd, SOCKS5_CMD_UDP_ASSOCIATE);
+	assert_int_equal(r.port, 0);
+	assert_string_equal(r.host, "0.0.0.0");
+	/* a UDP datagram's header: RSV, FRAG, ATYP, DST.ADDR, DST.PORT, data */
+	assert_int_equal(
+	    socks5_parse_udp(B("\x00\x00\x00\x01\x7f\x00\x00\x01\x00\x35hello"), &used, &r, &err),
+	    SOCKS5_DONE);
+	assert_int_equal(used, 10);
+	assert_int_equal(r.port, 53);
+	assert_string_equal(r.host, "127.0.0.1");
+	assert_int_equal(socks5_parse_udp(B("\x00\x00\x00\x03\x04"
+					    "dns1\x00\x35"),
+					  &used, &r, &err),
+			 SOCKS5_DONE);
+	assert_string_equal(r.host, "dns1");
+	/* a fragment, RSV not 0, short, port 0, an unknown ATYP, a bad name: dropped */
+	assert_int_equal(
+	    socks5_parse_udp(B("\x00\x00\x01\x01\x7f\x00\x00\x01\x00\x35x"), &used, &r, &err),
+	    SOCKS5_ERROR);
+	assert_non_null(strstr(err.why, "FRAG"));
+	assert_int_equal(err.code, -1);
+	assert_int_equal(
+	    socks5_parse_udp(B("\x00\x01\x00\x01\x7f\x00\x00\x01\x00\x35x"), &used, &r, &err),
+	    SOCKS5_ERROR);
+	assert_int_equal(socks5_parse_udp(B("\x00\x00\x00\x01\x7f\x00"), &used, &r, &err),
+			 SOCKS5_ERROR);
+	assert_int_equal(
+	    socks5_parse_udp(B("\x00\x00\x00\x01\x7f\x00\x00\x01\x00\x00x"), &used, &r, &err),
+	    SOCKS5_ERROR);
+	assert_int_equal(socks5_parse_udp(B("\x00\x00\x00\x07\x7f\x00\x00\x01"), &used, &r, &err),
+			 SOCKS5_ERROR);
+	assert_int_equal(socks5_parse_udp(B("\x00\x00\x00\x03\x03"
+					    "a b\x00\x35"),
+					  &used, &r, &err),
+			 SOCKS5_ERROR);
 	expect_error(request, B("\x05\x09\x00\x03\x01x\x00\x50"), SOCKS5_REP_CMD_UNSUPPORTED);
 	expect_error(request, B("\x05\x00\x00\x01\x7f\x00\x00\x01\x00\x50"),
 		     SOCKS5_REP_CMD_UNSUPPORTED);
