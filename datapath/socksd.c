@@ -408,6 +408,17 @@ static void step(struct worker *w, struct conn *p)
 				break;
 			memmove(sk->hs, sk->hs + used, sk->hs_len - used);
 			sk->hs_len = (uint16_t)(sk->hs_len - used);
+			/* the parser takes UDP ASSOCIATE (the client's proxy serves it): not here
+			 */
+			if (q.cmd != SOCKS5_CMD_CONNECT) {
+				hs_refuse(
+				    w, p, SOCKS_R_HANDSHAKE,
+				    "SOCKS5 UDP ASSOCIATE is not supported by the edge's server");
+				if (answer(w, p, out,
+					   socks5_reply(out, SOCKS5_REP_CMD_UNSUPPORTED)))
+					finish(w, p);
+				return;
+			}
 			mesh_open_socks(w, p, q.host, q.port); /* the bytes left are early data */
 			return;
 		}

@@ -295,6 +295,11 @@ def test_socks_edge_malformed(server):
         assert login(s, "app-5", tok) == 0
         assert socks_request(s, "127.0.0.1", 80, cmd=2) == 0x07
         assert closed(s)
+    # UDP ASSOCIATE (the client's proxy serves it; the edge's does not)
+    with connect(server) as s:
+        assert login(s, "app-5", tok) == 0
+        assert socks_request(s, "0.0.0.0", 0, cmd=3) == 0x07
+        assert closed(s)
     # a slow handshake is closed after 10 s
     with connect(server) as s:
         s.sendall(b"\x05")
