@@ -3,9 +3,12 @@
 # The whole test suite, as `make test` runs it after `make deps` (and CI runs
 # `make test` through .ci/run): the normal build with its unit and pytest
 # integration tests, the same again in the ASan+UBSan build (build-san/), then
-# every libFuzzer target for FUZZ_SECONDS each (default 12 here; tests/fuzz/run.sh). The
-# normal build runs the integration suite twice, once per [datapath] steering
-# mode (bpf and listeners). Each stage
+# every libFuzzer target for FUZZ_SECONDS each (default 12 here; tests/fuzz/run.sh).
+# The integration suite runs once whole, in the sanitizer build with [datapath]
+# steering = bpf, and once in the normal build with steering = listeners for the
+# suites that reach the TCP port range (NAVE_TEST_RANGE_ONLY=1): each steering
+# mode and each build is covered without running the slowest stage twice.
+# Each stage
 # prints a banner; the first failing stage stops the run with a non-zero exit
 # and the summary line says which. NAVE_TEST_QUICK=1 skips the sanitizer
 # integration stage, the slowest one, for local iteration; CI never sets it.
@@ -36,7 +39,7 @@ fi
 # off runs the same suite over userspace TLS and skips the kTLS counters).
 KTLS_MODE=${NAVE_TEST_KTLS:-on}
 
-TOTAL=12
+TOTAL=11
 passed=0
 failed=0
 skipped=0
@@ -122,9 +125,8 @@ ktls_stage()
 stage "lint" make lint
 stage "build" make -j2
 stage "unit" make unit
-# The whole integration suite once per steering mode (bpf/README.md); the
-# sanitizer build runs it once, with the default (auto: bpf as root).
-stage "integration (steering = bpf)" make integration STEERING=bpf
+# Steering = listeners here, on the suites that reach the port range; the whole
+# suite with steering = bpf is the sanitizer stage's (bpf/README.md).
 stage "integration (steering = listeners, the suites that reach the port range)" \
 	env NAVE_TEST_RANGE_ONLY=1 make integration STEERING=listeners
 ktls_stage
@@ -135,8 +137,8 @@ stage "unit (SAN)" env ASAN_OPTIONS="$SAN_ASAN" UBSAN_OPTIONS="$SAN_UBSAN" make 
 if [ "${NAVE_TEST_QUICK:-0}" = 1 ]; then
 	skip "integration (SAN)" "NAVE_TEST_QUICK=1"
 else
-	stage "integration (SAN)" env ASAN_OPTIONS="$SAN_ASAN_INTEG" UBSAN_OPTIONS="$SAN_UBSAN" \
-		make SAN=1 integration
+	stage "integration (SAN, steering = bpf)" env ASAN_OPTIONS="$SAN_ASAN_INTEG" \
+		UBSAN_OPTIONS="$SAN_UBSAN" make SAN=1 integration STEERING=bpf
 fi
 # the sanitizer build in the guest: the kTLS code and the edge's kTLS; the BPF
 # suites' kernel check was the normal run's (GUEST_BPF=0, Makefile)

@@ -24,8 +24,8 @@ NAVE_BUILD/test-artifacts/dashboard/; never committed).
 Another test checks the static files' answers (headers, methods, 404s) with a
 plain HTTPS client.
 
-Run once per make test: skipped in the second pass over the port range
-(NAVE_TEST_RANGE_ONLY=1), since the steering mode does not change the dashboard.
+Run once per make test, in the normal build's pass over the port range
+(NAVE_TEST_RANGE_ONLY=1 keeps it: conftest.NORMAL_BUILD_ONLY).
 The browser test is skipped against the sanitizer build (NAVE_BUILD ending in
 build-san): ui.c runs under ASan in the static files' test and
 tests/unit/test_ui.c, the API in the other suites, and the browser is slow
@@ -47,10 +47,6 @@ from pathlib import Path
 import pytest
 
 import navetest as nt
-
-if os.environ.get("NAVE_TEST_RANGE_ONLY") == "1":
-    pytest.skip("the dashboard does not depend on [datapath] steering: the first integration "
-                "pass ran it", allow_module_level=True)
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="python3-selenium (make deps)")
 from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException  # noqa: E402
