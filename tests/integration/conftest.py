@@ -193,3 +193,6 @@ def client(make_client):
 # relayd's side of mesh streams, spoken by hand: tunnel to tunnel through relayd
 # without a public listener, so the listeners pass leaves it out too.
 STEERING_SAME |= {"test_mesh_link"}
+# UDP port maps and relayd's SOCKS listeners: mesh streams again (UDP ports are per-worker
+# SO_REUSEPORT sockets under either mode; the SOCKS listeners are relayd's own).
+STEERING_SAME |= {"test_mesh_udp", "test_socks_edge"}
