@@ -199,8 +199,17 @@ KTLS_TIMEOUT ?= 600
 # (make test's sanitizer run in the guest: the programs are the same objects,
 # and the normal run checked the kernel takes them) and keeps the edge's kTLS.
 GUEST_BPF ?= 1
-GUEST_BPF_TESTS := $(if $(filter 1,$(GUEST_BPF)),tests/integration/test_steering.py \
-		   tests/integration/test_xdp.py tests/integration/test_firewall.py) \
+# In the guest, the tests whose outcome the kernel decides: the programs load and
+# run (the whole XDP probe suite), sk_lookup's steering against other sockets, and
+# relayd end to end with both; relayd's own logic around them (locks, fallbacks,
+# refusals) is the host's run.
+STEER := tests/integration/test_steering.py
+GUEST_BPF_TESTS := $(if $(filter 1,$(GUEST_BPF)),tests/integration/test_xdp.py \
+		   $(STEER)::test_bpf_one_listener_per_worker_whatever_the_ports \
+		   $(STEER)::test_bpf_release_takes_effect_within_100ms \
+		   $(STEER)::test_bpf_carries_traffic $(STEER)::test_bpf_holds_its_ports_against_other_binds \
+		   $(STEER)::test_bpf_does_not_take_a_port_someone_listens_on \
+		   tests/integration/test_firewall.py::test_xdp_deny_allow_and_counters) \
 		   tests/integration/test_http.py::test_https_terminated_at_the_edge
 ktls-test: all $(B)/tests/test_ktls $(B)/tests/xdp_probe
 	$(Q)rc=0; NAVE_KTLS=$(KTLS) NAVE_BUILD=$(CURDIR)/$(B) ./tests/ktls/guest.sh \

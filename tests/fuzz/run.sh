@@ -5,7 +5,8 @@
 # copy of its seed corpus, so new inputs never land in the repository. Any
 # crash, leak, sanitizer report or build error fails the run (exit 1); a
 # reproducer is left in build-fuzz/artifacts/. One summary line per target.
-# `make fuzz` runs this; FUZZ_SECONDS=0 only builds and replays the seeds.
+# `make fuzz` runs this; FUZZ_SECONDS=0 only builds and replays the seeds;
+# FUZZ_JOBS=N runs N targets at a time (default: the number of CPUs).
 set -eu
 
 cd "$(dirname "$0")/../.."
@@ -71,14 +72,51 @@ export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1}:abort_on_error=0"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1}:halt_on_error=1"
 
 failed=0
-for src in tests/fuzz/fuzz_*.c; do
-	name=$(basename "$src" .c)
+# Build every target first, then run FUZZ_JOBS of them at a time (default: one per
+# CPU); each run's summary is printed in the targets' order once all have run.
+JOBS=${FUZZ_JOBS:-$(nproc)}
+if [ "$SECONDS_EACH" -gt 0 ]; then
+	RUN_ARGS="-max_total_time=$SECONDS_EACH"
+else
+	RUN_ARGS="-runs=0"
+fi
+
+# run_one NAME: runs build-fuzz/NAME over a scratch copy of its seeds and writes its
+# summary to build-fuzz/NAME.result (FAILED on its first line when it failed)
+run_one()
+{
+	name=$1
 	t=${name#fuzz_}
 	bin="$OUT/$name"
 	log="$OUT/$name.log"
+	work="$OUT/corpus-$t"
+	if "$bin" "$RUN_ARGS" -max_len=4096 -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+		-artifact_prefix="$OUT/artifacts/$name-" "$work" >"$log" 2>&1; then
+		status=ok
+	else
+		status=FAILED
+	fi
+	runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
+	cov=$(sed -n 's/^#[0-9]*.*cov: \([0-9]*\).*/\1/p' "$log" | tail -n 1)
+	{
+		echo "fuzz: $name: $status, ${runs:-?} runs in ${SECONDS_EACH}s, cov ${cov:-?}," \
+			"corpus $(ls "$work" | wc -l) files"
+		if [ "$status" = FAILED ]; then
+			grep -E 'ERROR|SUMMARY|runtime error|fuzz_[a-z]*: |Test unit written' "$log" |
+				head -n 20 | sed 's/^/    /'
+			echo "    full log: $log"
+		fi
+	} >"$OUT/$name.result"
+}
+
+built=""
+for src in tests/fuzz/fuzz_*.c; do
+	name=$(basename "$src" .c)
+	t=${name#fuzz_}
 	link=$(deps "$t")
+	rm -f "$OUT/$name.result"
 	# shellcheck disable=SC2086
-	if ! $CC $CFLAGS -o "$bin" "$src" $link; then
+	if ! $CC $CFLAGS -o "$OUT/$name" "$src" $link; then
 		echo "fuzz: $name: build FAILED"
 		failed=1
 		continue
@@ -89,26 +127,26 @@ for src in tests/fuzz/fuzz_*.c; do
 	if [ -d "tests/fuzz/corpus/$t" ]; then
 		cp -R "tests/fuzz/corpus/$t/." "$work/"
 	fi
-	if [ "$SECONDS_EACH" -gt 0 ]; then
-		set -- -max_total_time="$SECONDS_EACH"
-	else
-		set -- -runs=0
+	built="$built $name"
+done
+
+n=0
+for name in $built; do
+	run_one "$name" &
+	n=$((n + 1))
+	if [ "$n" -ge "$JOBS" ]; then
+		wait
+		n=0
 	fi
-	if "$bin" "$@" -max_len=4096 -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
-		-artifact_prefix="$OUT/artifacts/$name-" "$work" >"$log" 2>&1; then
-		status=ok
+done
+wait
+for name in $built; do
+	if [ -s "$OUT/$name.result" ]; then
+		cat "$OUT/$name.result"
+		head -n 1 "$OUT/$name.result" | grep -q ": FAILED," && failed=1
 	else
-		status=FAILED
+		echo "fuzz: $name: FAILED, no result"
 		failed=1
-	fi
-	runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
-	cov=$(sed -n 's/^#[0-9]*.*cov: \([0-9]*\).*/\1/p' "$log" | tail -n 1)
-	echo "fuzz: $name: $status, ${runs:-?} runs in ${SECONDS_EACH}s, cov ${cov:-?}," \
-		"corpus $(ls "$work" | wc -l) files"
-	if [ "$status" = FAILED ]; then
-		grep -E 'ERROR|SUMMARY|runtime error|fuzz_[a-z]*: |Test unit written' "$log" |
-			head -n 20 | sed 's/^/    /'
-		echo "    full log: $log"
 	fi
 done
 exit "$failed"
