@@ -40,7 +40,8 @@ static void check_reason(const char *why, size_t whylen)
 
 static const size_t lens[] = {RESTRICT_FROM_LEN, RESTRICT_IDS_LEN, RESTRICT_KINDS_LEN,
 			      RESTRICT_DOMAINS_LEN};
-static const unsigned maxes[] = {RESTRICT_CIDRS_MAX, RESTRICT_IDS_MAX, 2, RESTRICT_DOMAINS_MAX};
+static const unsigned maxes[] = {RESTRICT_CIDRS_MAX, RESTRICT_IDS_MAX, 4 /* tcp, udp, http, mesh */,
+				 RESTRICT_DOMAINS_MAX};
 
 static void do_list(enum restrict_list f, const char *s, size_t n)
 {
