@@ -582,9 +582,15 @@ def test_socks_auth(server, make_client, services, free_port):
             s.sendall(b"\x01\x05alice\x05wrong")
             assert recv_n(s, 2) == b"\x01\x01"
             assert closed(s)
-    with nt.connect(proxy) as s:
-        s.sendall(b"\x05\x01\x02")
-        assert closed(s)
+    try:
+        with nt.connect(proxy) as s:
+            try:
+                s.sendall(b"\x05\x01\x02")
+            except (ConnectionResetError, BrokenPipeError):
+                pass  # closed at accept, before the greeting went out
+            assert closed(s)
+    except ConnectionResetError:
+        pass  # reset before the connect returned
     assert log_line(a.proc, "more than 5 failed logins from one source in 60 s")
 
 
