@@ -313,6 +313,7 @@ struct engine_live {
 	_Atomic unsigned refs;
 	unsigned idle_timeout_ms, pending_timeout_ms, max_conns_per_source;
 	unsigned header_timeout_ms, keepalive_ms, max_head;
+	unsigned udp_idle_ms, udp_max_flows, udp_queue; /* [udp] */
 	unsigned ntrusted;
 	struct cidr trusted[]; /* [http] trusted_proxies */
 };

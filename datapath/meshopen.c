@@ -530,7 +530,7 @@ static void mesh_enter(struct worker *w, struct mesh_handoff *h)
 		return;
 	}
 	/* a flow into B counts in B's [udp] max_flows as a public one does */
-	if (h->udp && (unsigned)atomic_fetch_add(&h->to->udp_flows, 1) >= w->e->cfg.udp_max_flows) {
+	if (h->udp && (unsigned)atomic_fetch_add(&h->to->udp_flows, 1) >= w->live->udp_max_flows) {
 		atomic_fetch_sub(&h->to->udp_flows, 1);
 		atomic_fetch_add_explicit(&w->st_udp_drop[UDP_DROP_FLOWS], 1, memory_order_relaxed);
 		h->status = LINK_OPEN_BUSY;

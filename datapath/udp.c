@@ -114,6 +114,12 @@ void udp_flow_remove(struct worker *w, struct conn *p)
 
 /* ---------- a datagram for a flow ---------- */
 
+/* relay: [udp] queue as the last reload left it; client: its engine's own */
+static unsigned udp_queue_max(const struct worker *w)
+{
+	return w->live ? w->live->udp_queue : w->e->cfg.udp_queue;
+}
+
 /*
  * d: len bytes with 4 bytes of room in front. A bound flow writes it as a
  * chunk, a waiting one queues it.
@@ -126,7 +132,7 @@ void udp_input(struct worker *w, struct conn *p, uint8_t *d, uint32_t len)
 	if (p->state == PS_PENDING || p->state == PS_MAPWAIT || p->state == PS_OPENING) {
 		uint32_t cap = w->txcap;
 
-		if (p->udp_q >= w->e->cfg.udp_queue || (p->stash && p->stash_len + 4 + len > cap) ||
+		if (p->udp_q >= udp_queue_max(w) || (p->stash && p->stash_len + 4 + len > cap) ||
 		    (!p->stash && !(p->stash = pool_get(w)))) {
 			drop(w, UDP_DROP_QUEUE);
 			return;
@@ -350,13 +356,13 @@ static void udp_deliver(struct worker *w, uint16_t port, const struct sockaddr_s
 		udp_input(w, p, d, len);
 		return;
 	}
-	if ((unsigned)atomic_fetch_add(&t->udp_flows, 1) >= w->e->cfg.udp_max_flows) {
+	if ((unsigned)atomic_fetch_add(&t->udp_flows, 1) >= w->live->udp_max_flows) {
 		atomic_fetch_sub(&t->udp_flows, 1);
 		drop(w, UDP_DROP_FLOWS);
 		log_every(NLOG_WARN,
 			  "tunnel %s, udp port %u: max_flows (%u) flows open, dropping a new "
 			  "one's datagrams",
-			  t->id, port, w->e->cfg.udp_max_flows);
+			  t->id, port, w->live->udp_max_flows);
 		return;
 	}
 	fd = fds_left(w, 2) ? flow_socket(local, local_len, peer, peer_len) : -EMFILE;
@@ -566,7 +572,7 @@ int udp_pump(struct worker *w, struct conn *l, struct conn *p, size_t n)
 
 bool udp_tick(struct worker *w, struct conn *p, uint64_t now)
 {
-	unsigned idle = w->e->cfg.udp_idle_ms;
+	unsigned idle = w->live ? w->live->udp_idle_ms : w->e->cfg.udp_idle_ms;
 	struct conn *l = conn_at(w, p->peer);
 
 	if (!idle && w->e->cfg.role == ENGINE_CLIENT)

@@ -973,6 +973,9 @@ static struct engine_live *engine_live_new(const struct engine_config *cfg, unsi
 	l->max_conns_per_source = cfg->max_conns_per_source;
 	l->header_timeout_ms = cfg->header_timeout_ms;
 	l->keepalive_ms = cfg->keepalive_ms;
+	l->udp_idle_ms = cfg->udp_idle_ms;
+	l->udp_max_flows = cfg->udp_max_flows;
+	l->udp_queue = cfg->udp_queue;
 	l->max_head = cfg->max_head < ENGINE_HEAD_MAX ? cfg->max_head : ENGINE_HEAD_MAX;
 	l->ntrusted = cfg->ntrusted;
 	if (cfg->ntrusted)

@@ -2,7 +2,7 @@
 """UDP port tunnels (nave tunnel udp add): a DNS-style request/response service
 behind a tunnel, every byte checked; idle flows expire and a new datagram
 starts a new flow; max_flows drops new flows of one tunnel (counted) while
-another tunnel's UDP port keeps working; oversize and empty datagrams do not
+another tunnel's UDP port keeps working, and a reload changes it live; oversize and empty datagrams do not
 hurt; nave tunnel rm releases the port."""
 import hashlib
 import os
@@ -277,6 +277,45 @@ def test_udp_max_flows_and_other_tunnels(server, make_client, udpsvc):
         s.close()
         nt.wait_for(lambda: relay_udp(server)["dropped"]["flows"]
                     >= before["dropped"]["flows"] + 4, 15, "flows drops counted", 0.5)
+    finally:
+        for s in socks:
+            s.close()
+
+
+def test_udp_reload_applies_max_flows_live(server, make_client, udpsvc):
+    """[udp] is live on reload: max_flows lowered from 12 to 2 holds for the next
+    new flows, without a restart and without the tunnel reconnecting."""
+    a = make_client("a")
+    pa = a.udp_add(udpsvc.port, name="dns")
+    wait_answer(pa, "a's UDP port to answer")
+    time.sleep(3)  # the probe's flow expires (idle_timeout = 2s)
+    text = server.ini.read_text()
+    assert "max_flows = 12\n" in text
+    server.ini.write_text(text.replace("max_flows = 12\n", "max_flows = 2\n"))
+    n = server.relayd.output().count(f"reload: {server.ini} read")
+    rc, out, err = server.navectl("reload")
+    assert rc == 0, err
+    nt.wait_for(lambda: server.relayd.output().count(f"reload: {server.ini} read") > n, 30,
+                "relayd's reload")
+    assert "wait for a restart" not in server.relayd.output()
+    assert "max_flows" in server.relayd.output().split(f"reload: {server.ini} read")[-1]
+    socks = [udp_sock() for _ in range(4)]
+    try:
+        for i, s in enumerate(socks):
+            s.sendto(b"r%d" % i, ("127.0.0.1", pa))
+            time.sleep(0.02)
+        ok = []
+        for i, s in enumerate(socks):
+            s.settimeout(1.0 if not ok or ok[-1] else 0.3)
+            try:
+                d, _ = s.recvfrom(65535)
+                assert d[32:] == b"r%d" % i
+                ok.append(True)
+            except socket.timeout:
+                ok.append(False)
+        assert ok == [True, True, False, False], ok
+        assert nt.wait_for(lambda: "max_flows (2) flows open" in server.relayd.output(), 10,
+                           "the new cap in relayd's log")
     finally:
         for s in socks:
             s.close()
