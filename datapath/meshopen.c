@@ -209,17 +209,20 @@ static void query_from(struct mesh_query *q, const struct conn *l, enum mesh_dst
 /*
  * Addresses an allowed name or a wide block must never reach (SSRF): loopback,
  * unspecified ("this network", 0.0.0.0/8 and ::), link-local (169.254/16,
- * fe80::/10). Only an allow CIDR that names them narrowly does
- * (mesh_external_narrow).
+ * fe80::/10), and for UDP flows multicast and broadcast (224/4, 255.255.255.255,
+ * ff00::/8: mDNS or SSDP onto the edge's own network). Only an allow CIDR that
+ * names them narrowly does (mesh_external_narrow).
  */
 static bool addr_is_special(const uint8_t a[16])
 {
 	static const uint8_t any6[16], lo6[16] = {[15] = 1};
 
 	if (sock_addr16_is_v4(a))
-		return a[12] == 127 || a[12] == 0 || (a[12] == 169 && a[13] == 254);
+		return a[12] == 127 || a[12] == 0 || (a[12] == 169 && a[13] == 254) ||
+		       (a[12] & 0xf0) == 224 ||
+		       (a[12] == 255 && a[13] == 255 && a[14] == 255 && a[15] == 255);
 	return !memcmp(a, any6, 16) || !memcmp(a, lo6, 16) ||
-	       (a[0] == 0xfe && (a[1] & 0xc0) == 0x80);
+	       (a[0] == 0xfe && (a[1] & 0xc0) == 0x80) || a[0] == 0xff;
 }
 
 /*
@@ -276,7 +279,8 @@ static bool addr_is_own(const uint8_t a[16], uint64_t now)
 	return own;
 }
 
-/* a loopback, unspecified, link-local or own address the allow list does not name narrowly */
+/* a loopback, unspecified, link-local, multicast, broadcast or own address the allow list does
+ * not name narrowly */
 static bool addr_guarded(struct worker *w, const uint8_t a[16])
 {
 	return (addr_is_special(a) || addr_is_own(a, w->now)) && !mesh_external_narrow(w->mesh, a);
@@ -354,8 +358,8 @@ static void external_connect(struct worker *w, struct conn *l, const uint8_t add
 
 	if (addr_guarded(w, addr)) {
 		open_refuse(w, l, LINK_OPEN_NOT_ALLOWED, 0,
-			    "a loopback, link-local, unspecified or the edge's own address: only "
-			    "an allow CIDR naming it narrowly reaches it");
+			    "a loopback, link-local, unspecified, multicast, broadcast or the "
+			    "edge's own address: only an allow CIDR naming it narrowly reaches it");
 		return;
 	}
 	query_from(&q, l, MESH_DST_EXTERNAL, l->port);
@@ -469,9 +473,11 @@ static void on_answer(struct worker *w, struct conn *l, const struct resolve_ans
 		return;
 	}
 	if (!pick) {
-		open_refuse(w, l, LINK_OPEN_NOT_ALLOWED, 0,
-			    "every address of the name is loopback, link-local, unspecified or the "
-			    "edge's own, and no narrow allow CIDR names it");
+		open_refuse(
+		    w, l, LINK_OPEN_NOT_ALLOWED, 0,
+		    "every address of the name is loopback, link-local, unspecified, "
+		    "multicast, broadcast or the edge's own, and no narrow allow CIDR names "
+		    "it");
 		return;
 	}
 	external_connect(w, l, pick);

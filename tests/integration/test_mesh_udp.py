@@ -41,9 +41,9 @@ def metrics_port():
 @pytest.fixture
 def server_ini(metrics_port):
     """A short [udp] idle_timeout (felt within the test), loopback's 127.0.0.1 as the one
-    allowed external destination, and /metrics."""
+    allowed external destination (and multicast, too wide to reach), and /metrics."""
     return (f"[udp]\nidle_timeout = 2s\nmax_flows = 64\nqueue = 64\n"
-            f"[socks]\nallow = 127.0.0.1/32\n"
+            f"[socks]\nallow = 127.0.0.1/32, 224.0.0.0/4\n"
             f"[metrics]\nlisten = 127.0.0.1:{metrics_port}\n")
 
 
@@ -285,6 +285,17 @@ def test_udp_map_refusals_and_external(server, make_client, udpsvc, metrics_port
     line = log_line(a.proc, f"udp port map {lo} -> 127.0.0.2:{ext.port} refused")
     assert "not allowed" in line, line
     log_line(server.relayd, f"mesh: tunnel {a.tunnel_id} -> 127.0.0.2:{ext.port} refused")
+
+    # multicast inside a wide allow block (224.0.0.0/4): never reached (SSDP, mDNS)
+    lm = nt.free_port()
+    udp_map(a, lm, "239.255.255.250", 1900)
+    s = usock()
+    try:
+        nothing_arrives(s, lm, b"M-SEARCH")
+    finally:
+        s.close()
+    line = log_line(server.relayd, f"mesh: tunnel {a.tunnel_id} -> 239.255.255.250:1900 refused")
+    assert "multicast" in line, line
 
     # the mesh policy: no rule, no mesh kind: default deny; nothing arrives
     ld = nt.free_port()
