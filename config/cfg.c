@@ -2057,6 +2057,31 @@ int cfg_server_reread(struct cfg_server *run, const char *prog, cfg_reload_apply
 	return 0;
 }
 
+bool cfg_server_range_keeps_socks(const struct cfg_server *run, struct cfg_server *next, char *why,
+				  size_t whylen)
+{
+	if (next->port_min == run->port_min && next->port_max == run->port_max)
+		return false;
+	for (int i = 0; i < 2; i++) {
+		const char *v = i ? run->socks_tls_listen : run->socks_listen;
+		char host[256];
+		uint16_t p;
+
+		if (!v[0] || cfg_parse_hostport(v, host, sizeof(host), &p) || p < next->port_min ||
+		    p > next->port_max)
+			continue;
+		snprintf(why, whylen,
+			 "[ports] range %u-%u: the running [socks] %s port %u lies inside it; the "
+			 "range stays %u-%u",
+			 next->port_min, next->port_max, i ? "tls_listen" : "listen", p,
+			 run->port_min, run->port_max);
+		next->port_min = run->port_min;
+		next->port_max = run->port_max;
+		return true;
+	}
+	return false;
+}
+
 bool cfg_server_key_live(const char *section, const char *key)
 {
 	for (size_t i = 0; i < ARRAY_SIZE(server_rows); i++)

@@ -134,6 +134,14 @@ void cfg_server_reload(struct cfg_server *run, const struct cfg_server *next, st
 /* Does a reload apply [section] key live? (false for an unknown key) */
 bool cfg_server_key_live(const char *section, const char *key);
 /*
+ * A reload's [ports] range (next) that differs from the running one and holds a
+ * running [socks] listen or tls_listen port (which wait for a restart): true,
+ * with the refusal in why ("... the range stays A-B"), and next's range set
+ * back to run's. Both daemons call it before they apply a range.
+ */
+bool cfg_server_range_keeps_socks(const struct cfg_server *run, struct cfg_server *next, char *why,
+				  size_t whylen);
+/*
  * What a daemon does with a reloaded file before run takes it: it puts the
  * live values into force where its other threads or its store hold them, and
  * may refuse a key that cannot apply now (a [ports] range shrink that would

@@ -25,7 +25,9 @@ static void apply(void *arg, const struct cfg_server *run, struct cfg_server *ne
 	struct store_port p;
 	int ret;
 
-	if (next->port_min != run->port_min || next->port_max != run->port_max) {
+	if (cfg_server_range_keeps_socks(run, next, r->refused, sizeof(r->refused))) {
+		/* next's range is run's again */
+	} else if (next->port_min != run->port_min || next->port_max != run->port_max) {
 		ret = store_port_outside(st, next->port_min, next->port_max, &p);
 		if (ret != 0) {
 			if (ret > 0)

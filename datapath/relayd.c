@@ -127,6 +127,8 @@ static void reload_apply(void *arg, const struct cfg_server *run, struct cfg_ser
 	char why[768];
 	int ret;
 
+	/* [socks] listen waits for a restart: a new range keeps clear of the running ports */
+	cfg_server_range_keeps_socks(run, next, r->refused, sizeof(r->refused));
 	ret = ctlthread_reconfigure(rl->ct, next, why, sizeof(why));
 	if (ret == -1) {
 		str_copy(r->refused, sizeof(r->refused), why);

@@ -126,6 +126,28 @@ def test_max_conns_per_source_lowered_then_off(tmp_path, procs, services):
     assert srv.relayd.alive() and srv.controld.alive()
 
 
+def test_a_range_over_the_running_socks_port_is_refused(tmp_path, procs):
+    """[socks] listen waits for a restart: a reload that moves it and grows the range
+    over the port it still runs on is refused by both daemons (the range stays), and
+    the SOCKS port keeps answering."""
+    lo, hi = nt.port_window(size=12)
+    socks = lo + 10
+    srv = nt.Server(tmp_path, procs, port_range=(lo, lo + 4),
+                    extra_ini=f"[socks]\nlisten = 127.0.0.1:{socks}\n").start()
+    set_keys(srv, "ports", range=f"{lo}-{lo + 11}")
+    set_keys(srv, "socks", listen=f"127.0.0.1:{nt.free_port()}")
+    out = navectl_reload(srv)
+    assert f"refused: [ports] range {lo}-{lo + 11}: the running [socks] listen port {socks}" \
+        in out, out
+    for p in (srv.controld, srv.relayd):
+        line = log_line(p, "reload: refused:")
+        assert f"port {socks} lies inside it; the range stays {lo}-{lo + 4}" in line, line
+    with socket.create_connection(("127.0.0.1", socks), timeout=5) as s:
+        s.sendall(b"\x05\x01\x02")
+        assert s.recv(2) == b"\x05\x02"  # the running server, username/password only
+    assert srv.relayd.alive() and srv.controld.alive()
+
+
 @pytest.mark.parametrize("steering", ["bpf", "listeners"])
 def test_port_range_grows_and_a_stranding_shrink_is_refused(tmp_path, procs, services, svc,
                                                             steering):
