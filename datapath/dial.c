@@ -23,7 +23,8 @@
  * source, from the map's address and port). While it waits it queues at most
  * [udp] queue datagrams (beyond: dropped, counted); a refused flow drops its
  * datagrams for MAP_UDP_RETRY_MS before it OPENs again; a flow idle for
- * UDP_MAP_IDLE_MS (udp.c) ends.
+ * UDP_MAP_IDLE_MS (udp.c) ends, and a full map ends its least recently used
+ * flow for a new source (flow_evict).
  */
 #include "dp.h"
 
@@ -50,6 +51,8 @@
 /* UDP port maps: flows per map, and how long a refused flow drops its datagrams */
 #define MAP_UDP_FLOWS	 128
 #define MAP_UDP_RETRY_MS 5000
+/* a full map ends its least recently used flow for a new source, if idle this long */
+#define MAP_UDP_EVICT_MS 1000
 /* a local connection waits this long for an outbound link, and its SOCKS handshake as long */
 #define MAP_WAIT_MS 10000
 /* OPENED within this (relayd answers every OPEN within 10 s) */
@@ -929,6 +932,28 @@ static void flow_refused(struct worker *w, struct conn *p)
 	p->deadline = w->now + MAP_UDP_RETRY_MS;
 }
 
+/*
+ * A UDP map at MAP_UDP_FLOWS: the flow of map idle longest, if for MAP_UDP_EVICT_MS or
+ * more, ends (reset) to make room, as a NAT drops its oldest mapping; a resolver that
+ * takes a new source port per query keeps working past 128 queries a minute.
+ */
+static bool flow_evict(struct worker *w, struct dial_map *map)
+{
+	struct conn *old = NULL;
+
+	for (uint32_t b = 0; b <= w->udp_mask; b++)
+		for (struct conn *p = conn_at(w, w->udp_tab[b]); p; p = conn_at(w, p->udp_next))
+			if (p->mo && p->mo->map == map && !p->closing &&
+			    (!old || p->last_io < old->last_io))
+				old = p;
+	if (!old || w->now - old->last_io < MAP_UDP_EVICT_MS)
+		return false;
+	atomic_fetch_add_explicit(&w->st_udp_expired, 1, memory_order_relaxed);
+	conn_reason(old, EC_IDLE_TIMEOUT);
+	conn_close(w, old, true, "udp map flow evicted");
+	return true;
+}
+
 /* A new flow of map c for the source peer; NULL (the datagram dropped) past a limit. */
 static struct conn *flow_new(struct worker *w, struct conn *c, const struct sockaddr_storage *peer,
 			     socklen_t peer_len, const uint8_t a16[16], uint16_t sport, bool table)
@@ -937,7 +962,7 @@ static struct conn *flow_new(struct worker *w, struct conn *c, const struct sock
 	struct conn *p;
 	int fd;
 
-	if (map->flows >= MAP_UDP_FLOWS) {
+	if (map->flows >= MAP_UDP_FLOWS && !(table && flow_evict(w, map))) {
 		atomic_fetch_add_explicit(&w->st_udp_drop[UDP_DROP_FLOWS], 1, memory_order_relaxed);
 		log_every(NLOG_WARN,
 			  "udp port map %u: %d flows open, dropping a new source's datagrams",

@@ -257,6 +257,41 @@ def test_udp_map_to_a_tunnel(server, make_client, udpsvc, metrics_port):
     assert a.proc.alive() and b.proc.alive()
 
 
+@pytest.mark.parametrize("server_ini", ["[socks]\nallow = 127.0.0.1/32\n"])
+def test_udp_map_full_ends_its_oldest_idle_flow(server, make_client, udpsvc):
+    """A stub resolver takes a new source port per query: past the map's 128 flows,
+    a new source ends the flow idle longest (idle 1 s or more) instead of being
+    dropped, so query 129 onwards are answered within the minute flows idle for."""
+    svc = udpsvc()
+    b = make_client("b")
+    bport = b.udp_add(svc.port)
+    a = make_client("a")
+    mesh_add(server, "allow", a.tunnel_id, f"tunnel:{b.tunnel_id}")
+    local = nt.free_port()
+    udp_map(a, local, b.tunnel_id, bport)
+    k = usock()
+    try:
+        works_soon(k, local, b"warm")
+    finally:
+        k.close()
+
+    def one_shot(i):
+        k = usock()
+        try:
+            return ask(k, local, b"query %d" % i, 5.0) is not None
+        finally:
+            k.close()
+    got = [one_shot(i) for i in range(127)]  # with the warm one: the map is full
+    assert all(got), got.count(False)
+    nt.wait_for(lambda: a.status()["udp"]["map_flows"] == 128, 5, "128 flows in A's status")
+    time.sleep(1.2)  # the oldest flows are idle for MAP_UDP_EVICT_MS
+    got = [one_shot(i) for i in range(127, 159)]
+    assert all(got), got.count(False)
+    st = nt.wait_for(lambda: (lambda u: u if u["flows_expired"] >= 32 else None)(
+        a.status()["udp"]), 5, "32 flows ended in A's status")
+    assert st["map_flows"] == 128 and st["dropped"]["flows"] == 0, st
+
+
 def test_udp_map_refusals_and_external(server, make_client, udpsvc, metrics_port):
     svc = udpsvc()
     ext = udpsvc()
