@@ -419,14 +419,17 @@ int main(int argc, char **argv)
 
 		if (!spec[0])
 			continue;
-		if (cfg_parse_hostport(spec, host, sizeof(host), &port) ||
-		    engine_resolve(host, port, &hss, &hsl) < 0 ||
-		    sock_listen_group((struct sockaddr *)&hss, hsl, 1, 1024, true, &socks_fds[i],
-				      err, sizeof(err)) < 0) {
-			fprintf(stderr, "nave-relayd: [socks] %s %s: cannot listen: %s\n",
-				i ? "tls_listen" : "listen", spec, err);
-			goto out;
+		if (cfg_parse_hostport(spec, host, sizeof(host), &port)) {
+			snprintf(err, sizeof(err), "not a host:port");
+		} else if (engine_resolve(host, port, &hss, &hsl) < 0) {
+			snprintf(err, sizeof(err), "cannot resolve %.200s", host);
+		} else if (sock_listen_group((struct sockaddr *)&hss, hsl, 1, 1024, true,
+					     &socks_fds[i], err, sizeof(err)) >= 0) {
+			continue;
 		}
+		fprintf(stderr, "nave-relayd: [socks] %s %s: cannot listen: %s\n",
+			i ? "tls_listen" : "listen", spec, err);
+		goto out;
 	}
 	if (cfg.socks_tls_listen[0]) {
 		/* the server certificate, without the links' ALPN: any SOCKS client's TLS */
