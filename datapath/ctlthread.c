@@ -910,7 +910,7 @@ static void req_error_reply(struct ctlthread *ct, struct rtun *rt, long long cre
 
 /* The answer to a SOCKS login goes back to its worker (MB_SOCKS_AUTH). */
 static void socks_answer(struct ctlthread *ct, int worker, uint32_t idx, uint32_t gen,
-			 struct tunnel *t, const json_t *ok, const char *reason)
+			 struct tunnel *t, const json_t *ok, const char *reason, bool transient)
 {
 	struct engine_socks_auth a;
 	struct mb_msg mb;
@@ -918,6 +918,7 @@ static void socks_answer(struct ctlthread *ct, int worker, uint32_t idx, uint32_
 
 	memset(&a, 0, sizeof(a));
 	a.ok = t != NULL;
+	a.transient = !a.ok && transient;
 	if (ok) {
 		a.mesh_role = json_is_true(json_object_get(ok, "mesh"));
 		str_copy(a.group, sizeof(a.group),
@@ -934,14 +935,20 @@ static void socks_answer(struct ctlthread *ct, int worker, uint32_t idx, uint32_
 	engine_post(ct->e, worker, &mb); /* copies data */
 }
 
-static void req_fail(struct ctlthread *ct, struct req *r, const char *reason)
+/* controld refused r (CTL_ERROR): anything else is no word on the credential */
+static void req_fail_as(struct ctlthread *ct, struct req *r, const char *reason, bool refused)
 {
 	if (r->kind == RQ_SOCKS)
-		socks_answer(ct, r->worker, r->idx, r->gen, NULL, NULL, reason);
+		socks_answer(ct, r->worker, r->idx, r->gen, NULL, NULL, reason, !refused);
 	else if (r->kind == RQ_AUTH)
 		link_error(ct, r->worker, r->idx, r->gen, reason);
 	else if (r->rt)
 		req_error_reply(ct, r->rt, r->creq, reason);
+}
+
+static void req_fail(struct ctlthread *ct, struct req *r, const char *reason)
+{
+	req_fail_as(ct, r, reason, false);
 }
 
 /* ---------- listeners ---------- */
@@ -1960,7 +1967,14 @@ static void cd_message(struct ctlthread *ct, json_t *m)
 		size_t n;
 
 		rt = tid ? rtun_find(ct, tid, false) : NULL;
-		if (!rt || !rt->online)
+		if (!rt)
+			return;
+		/* relayd's SOCKS server (worker 0) holds streams on the token, online or not */
+		memset(&mb, 0, sizeof(mb));
+		mb.type = MB_SOCKS_KICK;
+		mb.tun = &rt->t;
+		engine_post(ct->e, 0, &mb);
+		if (!rt->online)
 			return;
 		log_info("tunnel %s: kicked by nave-controld: %s", tid, reason);
 		s = json_pack("{s:s, s:s}", "type", LINK_MSG_SHUTDOWN, "reason", reason);
@@ -1985,7 +1999,7 @@ static void cd_message(struct ctlthread *ct, json_t *m)
 		if (r->kind == RQ_DOMAIN && r->rt && (h = hrule_find(r->rt, r->name)) &&
 		    !h->granted)
 			hrule_drop(r->rt, h);
-		req_fail(ct, r, msg_str(m, "reason") ?: "refused by the control daemon");
+		req_fail_as(ct, r, msg_str(m, "reason") ?: "refused by the control daemon", true);
 	} else if (r->kind == RQ_DOMAIN && !strcmp(type, CTL_DOMAIN_GRANT)) {
 		on_domain_grant(ct, r, m);
 	} else if (r->kind == RQ_DOMAIN_RELEASE && !strcmp(type, CTL_DOMAIN_RELEASED)) {
@@ -1999,7 +2013,7 @@ static void cd_message(struct ctlthread *ct, json_t *m)
 				       : NULL;
 
 		if (srt)
-			socks_answer(ct, r->worker, r->idx, r->gen, &srt->t, m, NULL);
+			socks_answer(ct, r->worker, r->idx, r->gen, &srt->t, m, NULL, false);
 		else
 			req_fail(ct, r, "control daemon gave no tunnel id");
 	} else if (r->kind == RQ_PORT && !strcmp(type, CTL_PORT_GRANT)) {
@@ -2625,8 +2639,8 @@ static void on_socks(struct ctlthread *ct, struct ev *ev)
 		json_object_set_new(a, "source", json_string(ev->source));
 	r = a ? req_new(ct, RQ_SOCKS, a) : NULL;
 	if (!r) {
-		socks_answer(ct, ev->worker, ev->idx, ev->gen, NULL, NULL,
-			     "server busy, try again");
+		socks_answer(ct, ev->worker, ev->idx, ev->gen, NULL, NULL, "server busy, try again",
+			     true);
 		return;
 	}
 	r->worker = ev->worker;

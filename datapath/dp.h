@@ -450,6 +450,7 @@ void socks_closing(struct worker *w, struct conn *p);
 bool socks_tick(struct worker *w, struct conn *p, uint64_t now);
 /* MB_SOCKS_AUTH */
 void socks_auth_done(struct worker *w, struct mb_msg *m);
+void socks_kick(struct worker *w, const struct tunnel *t);
 void socks_free(struct worker *w, struct conn *p);
 /* meshopen.c's answers for a SOCKS connection s: refused (its reply, then it closes), or
    connected to p (its reply, then bytes both ways) */

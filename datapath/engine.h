@@ -58,6 +58,7 @@ struct tunnel {
 	_Atomic int outbound;		 /* of which client-opened (LINK_HELLO_OUTBOUND) */
 	unsigned max_links;
 	unsigned max_pool;
+	unsigned socks_streams;	   /* [worker 0] relayd's SOCKS CONNECTs on its token (socksd.c) */
 	unsigned heartbeat_ms;	   /* what its WELCOME said (a reload changes the next session's) */
 	uint32_t ctl_idx, ctl_gen; /* [home] its control link */
 	uint32_t idle_head;	   /* [home] idle data links (conn index) */
@@ -110,6 +111,8 @@ enum mb_type {
 	MB_MAP_UNLISTEN, /* client: close the listener of local port port; ack as MB_UNLISTEN */
 	MB_SOCKS_AUTH,	 /* relay: controld's answer to a SOCKS login (data: struct
 			    engine_socks_auth; tun: the token's tunnel, NULL when refused) */
+	MB_SOCKS_KICK,	 /* relay: tun's token went (revoked, deauth, deleted): its SOCKS
+			    streams and logins on this worker end */
 };
 
 /*
@@ -141,7 +144,8 @@ enum listen_kind {
 /* relay: controld's answer to a SOCKS login (MB_SOCKS_AUTH's data) */
 struct engine_socks_auth {
 	bool ok;
-	bool mesh_role;			/* the token's kinds include "mesh" */
+	bool transient; /* !ok: controld unavailable, busy or unclear (no failure) */
+	bool mesh_role; /* the token's kinds include "mesh" */
 	char group[LINK_GROUP_MAX + 1]; /* the token's tunnel's group id ("" = none) */
 	char reason[160];		/* !ok: controld's (or relayd's) one line */
 };

@@ -1017,6 +1017,9 @@ static bool relay_mailbox(struct worker *w, struct mb_msg *m)
 	case MB_SOCKS_AUTH:
 		socks_auth_done(w, m);
 		break;
+	case MB_SOCKS_KICK:
+		socks_kick(w, m->tun);
+		break;
 	case MB_MESH:
 		mesh_table_put(w->mesh);
 		w->mesh = m->mesh;

@@ -17,12 +17,19 @@
  * public connection) pass bytes to each other here: plain to plain (c->pp),
  * with backpressure, half-close and reset as streams have them.
  *
- * Each listener is one socket, accepted by worker 0, which keeps its counts:
- * at most SOCKS_LISTENER_HS handshakes under way, SOCKS_SOURCE_HS from one
- * source (an IPv4 address, an IPv6 /64); a source with more than
- * SOCKS_FAILS_MAX failed logins in SOCKS_WINDOW_MS is refused for as long.
- * A handshake (TLS, greeting, login, request) has SOCKS_HS_MS and
- * SOCKS_HS_MAX bytes. Every refusal is one rate-limited line and counted.
+ * Each listener is one socket, accepted by worker 0, which keeps the counts:
+ * at most SOCKS_LISTENER_HS handshakes under way per listener (when full, the
+ * oldest one not yet logged in is dropped for a new one), SOCKS_SOURCE_HS from
+ * one source (an IPv4 address, an IPv6 /64); a source with more than
+ * SOCKS_FAILS_MAX failed logins in SOCKS_WINDOW_MS is refused for as long, on
+ * both listeners (one table of SOCKS_SRC_SLOTS sources; when every slot is
+ * held, the oldest unlocked one without a handshake is forgotten, and if none
+ * is, a new source is taken untracked). Only controld's refusal of a token is
+ * a failed login: controld away or busy is not. A handshake (TLS, greeting,
+ * login, request) has SOCKS_HS_MS and SOCKS_HS_MAX bytes; what follows a whole
+ * request (early data) is the stream's. A token's CONNECTs are at most
+ * SOCKS_TUN_STREAMS at a time, and a revoked token's end (socks_kick).
+ * Every refusal is one rate-limited line and counted.
  */
 #include "dp.h"
 
@@ -43,10 +50,11 @@
 #define SOCKS_HS_MS	  10000 /* a handshake's time, from accept to the CONNECT */
 #define SOCKS_LISTENER_HS 64	/* handshakes under way per listener */
 #define SOCKS_SOURCE_HS	  8	/* of which from one source */
-#define SOCKS_SRC_SLOTS	  256	/* sources remembered per listener */
+#define SOCKS_SRC_SLOTS	  256	/* sources remembered, both listeners' */
 #define SOCKS_FAILS_MAX	  5	/* failed logins a source may have in SOCKS_WINDOW_MS */
 #define SOCKS_WINDOW_MS	  60000 /* the window, and how long a source is refused past it */
 #define SOCKS_LINGER_MS	  5000	/* a refusal's last bytes go out within this */
+#define SOCKS_TUN_STREAMS 1024	/* CONNECTs of one token at a time */
 
 struct socks_src {
 	uint8_t addr[16]; /* the source's key (an IPv6 source: its /64) */
@@ -56,20 +64,18 @@ struct socks_src {
 	uint64_t until;	  /* refused until (ms) */
 };
 
-struct socks_lst {
-	unsigned hs;
-	struct socks_src src[SOCKS_SRC_SLOTS];
-};
-
-/* worker 0's: both listeners' counts */
+/* worker 0's: each listener's handshakes, and the sources of both */
 struct socks_edge {
-	struct socks_lst l[2];
+	unsigned hs[2];
+	struct socks_src src[SOCKS_SRC_SLOTS];
 };
 
 struct socks_conn {
 	uint8_t lst;	 /* 0: [socks] listen, 1: tls_listen */
 	uint8_t step;	 /* 0 greeting, 1 login, 2 request */
-	bool in_hs;	 /* counted among its listener's and source's handshakes */
+	bool in_hs;	 /* counted among its listener's handshakes */
+	bool tracked;	 /* and its source's (it has a slot) */
+	bool streamed;	 /* counted in its tunnel's socks_streams */
 	bool mesh_role;	 /* controld's word on the token */
 	uint16_t lport;	 /* the listener's port (log lines) */
 	uint8_t key[16]; /* its source's key */
@@ -77,8 +83,8 @@ struct socks_conn {
 	char ip[48];	 /* its source address as text */
 	char user[LINK_GROUP_MAX + 1];
 	char group[LINK_GROUP_MAX + 1];
-	uint16_t hs_len;
-	uint8_t hs[SOCKS_HS_MAX];
+	uint32_t hs_len, hs_cap;
+	uint8_t *hs; /* the handshake's bytes, and early data behind a request */
 };
 
 static void refused(struct worker *w, enum socks_refusal r)
@@ -93,43 +99,49 @@ static bool src_busy(const struct socks_src *f, uint64_t now)
 	return f->hs || (f->t0 && now - f->t0 <= SOCKS_WINDOW_MS) || now < f->until;
 }
 
-/* a's slot, or (add) a free or spent one for it; NULL when every slot is busy */
-static struct socks_src *src_slot(struct socks_lst *L, const uint8_t a[16], bool add, uint64_t now)
+/*
+ * a's slot, or (add) a free or spent one for it; with none, the oldest that is
+ * not locked and has no handshake (its failed logins are forgotten). NULL when
+ * every slot is locked or in a handshake.
+ */
+static struct socks_src *src_slot(struct socks_edge *E, const uint8_t a[16], bool add, uint64_t now)
 {
-	struct socks_src *spare = NULL;
+	struct socks_src *spare = NULL, *old = NULL;
 
 	for (unsigned i = 0; i < SOCKS_SRC_SLOTS; i++) {
-		struct socks_src *f = &L->src[i];
+		struct socks_src *f = &E->src[i];
 
 		if ((f->hs || f->t0 || f->until) && !memcmp(f->addr, a, 16))
 			return f;
 		if (!spare && !src_busy(f, now))
 			spare = f;
+		if (!f->hs && now >= f->until && (!old || f->t0 < old->t0))
+			old = f;
 	}
-	if (!add || !spare)
+	if (!add || (!spare && !old))
 		return NULL;
+	if (!spare) {
+		spare = old;
+		log_every(NLOG_WARN,
+			  "socks: all %d sources remembered are busy: forgetting the failed logins "
+			  "of the oldest",
+			  SOCKS_SRC_SLOTS);
+	}
 	memset(spare, 0, sizeof(*spare));
 	memcpy(spare->addr, a, 16);
 	return spare;
 }
 
-static struct socks_lst *lst_of(struct worker *w, const struct conn *p)
-{
-	return &w->socks->l[p->sk->lst];
-}
-
 /* p's handshake is over (answered, refused or closed): its counts go */
 static void hs_end(struct worker *w, struct conn *p)
 {
-	struct socks_lst *L;
 	struct socks_src *f;
 
 	if (!p->sk || !p->sk->in_hs || !w->socks)
 		return;
 	p->sk->in_hs = false;
-	L = lst_of(w, p);
-	L->hs--;
-	f = src_slot(L, p->sk->key, false, w->now);
+	w->socks->hs[p->sk->lst]--;
+	f = p->sk->tracked ? src_slot(w->socks, p->sk->key, false, w->now) : NULL;
 	if (f && f->hs)
 		f->hs--;
 }
@@ -137,7 +149,7 @@ static void hs_end(struct worker *w, struct conn *p)
 /* one more failed login from p's source: past SOCKS_FAILS_MAX in the window it is refused */
 static void src_failed(struct worker *w, struct conn *p)
 {
-	struct socks_src *f = src_slot(lst_of(w, p), p->sk->key, true, w->now);
+	struct socks_src *f = src_slot(w->socks, p->sk->key, true, w->now);
 
 	if (!f)
 		return;
@@ -153,9 +165,9 @@ static void src_failed(struct worker *w, struct conn *p)
 	}
 }
 
-static bool src_locked(struct worker *w, struct socks_lst *L, const uint8_t key[16])
+static bool src_locked(struct worker *w, const uint8_t key[16])
 {
-	struct socks_src *f = src_slot(L, key, false, w->now);
+	struct socks_src *f = src_slot(w->socks, key, false, w->now);
 
 	return f && w->now < f->until;
 }
@@ -219,14 +231,44 @@ static void finish(struct worker *w, struct conn *p)
 
 /* ---------- accept ---------- */
 
+static void hs_refuse(struct worker *w, struct conn *p, enum socks_refusal r, const char *why);
+
+/*
+ * Listener lst is full: its oldest handshake not yet logged in (TLS, greeting
+ * or login still to come) is dropped, the cost of whoever holds them idle.
+ * False when every one has logged in (or is with controld).
+ */
+static bool drop_oldest(struct worker *w, unsigned lst)
+{
+	struct conn *old = NULL;
+
+	for (uint32_t i = 0; i < w->high; i++) {
+		struct conn *p = &w->conns[i];
+
+		if (p->kind != CK_PLAIN || p->closing || p->linger || !p->sk || !p->sk->in_hs ||
+		    p->sk->lst != lst || p->sk->step > 1 ||
+		    (p->state != PS_SOCKS_TLS && p->state != PS_SOCKS_HS))
+			continue;
+		if (!old || p->deadline < old->deadline)
+			old = p;
+	}
+	if (!old)
+		return false;
+	hs_refuse(w, old, SOCKS_R_LIMIT,
+		  "dropped: the oldest handshake not logged in, the listener's 64 being full");
+	conn_close(w, old, true, "SOCKS handshake dropped for a new one");
+	return true;
+}
+
 void socks_accept(struct worker *w, struct conn *c, int fd)
 {
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
-	struct socks_lst *L;
+	struct socks_edge *E;
 	struct socks_src *f;
 	struct socks_conn *sk;
 	uint8_t a[16], key[16];
+	unsigned lst;
 	char ip[48];
 	struct conn *p;
 
@@ -243,8 +285,9 @@ void socks_accept(struct worker *w, struct conn *c, int fd)
 	memcpy(key, a, 16);
 	if (!sock_addr16_is_v4(key))
 		memset(key + 8, 0, 8); /* an IPv6 source: its /64 */
-	L = &w->socks->l[c->socks_listener - 1];
-	if (src_locked(w, L, key)) {
+	E = w->socks;
+	lst = (unsigned)c->socks_listener - 1;
+	if (src_locked(w, key)) {
 		refused(w, SOCKS_R_LOCKED);
 		log_every(NLOG_INFO,
 			  "socks %u: %s refused: more than %d failed logins in %d s (for %d s)",
@@ -254,21 +297,28 @@ void socks_accept(struct worker *w, struct conn *c, int fd)
 		close(fd);
 		return;
 	}
-	f = L->hs < SOCKS_LISTENER_HS ? src_slot(L, key, true, w->now) : NULL;
-	if (!f || f->hs >= SOCKS_SOURCE_HS) {
+	f = src_slot(E, key, true, w->now);
+	if ((f && f->hs >= SOCKS_SOURCE_HS) ||
+	    (E->hs[lst] >= SOCKS_LISTENER_HS && !drop_oldest(w, lst))) {
 		refused(w, SOCKS_R_LIMIT);
-		if (!f)
+		if (f && f->hs >= SOCKS_SOURCE_HS)
 			log_every(NLOG_WARN,
-				  "socks %u: %s refused: 64 handshakes under way on the listener",
+				  "socks %u: %s refused: 8 handshakes under way from that source",
 				  c->port, ip);
 		else
 			log_every(NLOG_WARN,
-				  "socks %u: %s refused: 8 handshakes under way from that source",
+				  "socks %u: %s refused: 64 handshakes under way on the listener, "
+				  "all logged in",
 				  c->port, ip);
 		sock_rst_on_close(fd);
 		close(fd);
 		return;
 	}
+	if (!f)
+		log_every(NLOG_WARN,
+			  "socks %u: %s taken untracked: all %d sources remembered are locked out "
+			  "or in a handshake",
+			  c->port, ip, SOCKS_SRC_SLOTS);
 	p = conn_new(w, CK_PLAIN, fd);
 	sk = p ? calloc(1, sizeof(*sk)) : NULL;
 	if (!sk || (c->socks_listener == 2 && xprt_init_server(&p->x, w->e->cfg.socks_xprt, fd))) {
@@ -289,8 +339,12 @@ void socks_accept(struct worker *w, struct conn *c, int fd)
 	memcpy(sk->src, a, 16);
 	str_copy(sk->ip, sizeof(sk->ip), ip);
 	sk->in_hs = true;
-	L->hs++;
-	f->hs++;
+	E->hs[lst]++;
+	if (f) {
+		sk->tracked = true;
+		f->hs++;
+	}
+	relay_ends(p); /* its source: the firewall's MB_FIREWALL check */
 	p->port = c->port;
 	p->connected = true;
 	p->last_io = w->now;
@@ -343,6 +397,29 @@ static void login_refused(struct worker *w, struct conn *p, int cause, const cha
 #undef REFUSED_LINE
 }
 
+/* A CONNECT's room: a descriptor or two for its destination, and its token's cap */
+static bool stream_room(struct worker *w, struct conn *p)
+{
+	uint8_t out[SOCKS5_REPLY_LEN];
+	const char *why = NULL;
+
+	if (!fds_left(w, 2))
+		why = "relayd's open-file limit leaves no room for the destination";
+	else if (p->tun && p->tun->socks_streams >= SOCKS_TUN_STREAMS)
+		why = "the token has 1024 CONNECTs open already";
+	if (why) {
+		hs_refuse(w, p, SOCKS_R_LIMIT, why);
+		if (answer(w, p, out, socks5_reply(out, SOCKS5_REP_FAILURE)))
+			finish(w, p);
+		return false;
+	}
+	if (p->tun) {
+		p->tun->socks_streams++;
+		p->sk->streamed = true;
+	}
+	return true;
+}
+
 static void step(struct worker *w, struct conn *p)
 {
 	struct engine_ops *ops = &w->e->cfg.ops;
@@ -378,7 +455,7 @@ static void step(struct worker *w, struct conn *p)
 			if (r != SOCKS5_DONE)
 				break;
 			memmove(sk->hs, sk->hs + used, sk->hs_len - used);
-			sk->hs_len = (uint16_t)(sk->hs_len - used);
+			sk->hs_len -= (uint32_t)used;
 			if (!valid_str(a.user, VALID_ID, LINK_GROUP_MAX)) {
 				explicit_bzero(&a, sizeof(a));
 				src_failed(w, p);
@@ -388,7 +465,7 @@ static void step(struct worker *w, struct conn *p)
 				return;
 			}
 			str_copy(sk->user, sizeof(sk->user), a.user);
-			if (src_locked(w, lst_of(w, p), sk->key) || !ops->socks_auth) {
+			if (src_locked(w, sk->key) || !ops->socks_auth) {
 				explicit_bzero(&a, sizeof(a));
 				hs_refuse(w, p, SOCKS_R_LOCKED,
 					  "more than 5 failed logins from it in 60 s");
@@ -407,7 +484,7 @@ static void step(struct worker *w, struct conn *p)
 			if (r != SOCKS5_DONE)
 				break;
 			memmove(sk->hs, sk->hs + used, sk->hs_len - used);
-			sk->hs_len = (uint16_t)(sk->hs_len - used);
+			sk->hs_len -= (uint32_t)used;
 			/* the parser takes UDP ASSOCIATE (the client's proxy serves it): not here
 			 */
 			if (q.cmd != SOCKS5_CMD_CONNECT) {
@@ -419,11 +496,13 @@ static void step(struct worker *w, struct conn *p)
 					finish(w, p);
 				return;
 			}
+			if (!stream_room(w, p))
+				return;
 			mesh_open_socks(w, p, q.host, q.port); /* the bytes left are early data */
 			return;
 		}
 		memmove(sk->hs, sk->hs + used, sk->hs_len - used);
-		sk->hs_len = (uint16_t)(sk->hs_len - used);
+		sk->hs_len -= (uint32_t)used;
 	}
 	if (r == SOCKS5_ERROR) {
 		hs_refuse(w, p,
@@ -449,18 +528,41 @@ static void step(struct worker *w, struct conn *p)
 	arm_recv(w, p);
 }
 
-/* n handshake bytes (plaintext) from p's client */
+/*
+ * n bytes (plaintext) from p's client. What is not yet parsed is at most
+ * SOCKS_HS_MAX when step() looks (it refuses more); behind a whole request
+ * there may be more, early data for the destination: one receive's worth (no
+ * receive is armed from the request on), two with TLS's record held back.
+ */
 static bool hs_take(struct worker *w, struct conn *p, const uint8_t *b, size_t n)
 {
 	struct socks_conn *sk = p->sk;
+	size_t cap = SOCKS_HS_MAX + 2 * (size_t)w->bufsz + 64;
 
-	if (n > (size_t)(SOCKS_HS_MAX - sk->hs_len)) {
+	if (n > cap - sk->hs_len) {
 		hs_refuse(w, p, SOCKS_R_HANDSHAKE, "a handshake of more than 1024 bytes");
 		conn_close(w, p, true, "SOCKS handshake too long");
 		return false;
 	}
+	if (sk->hs_len + n > sk->hs_cap) {
+		size_t want = sk->hs_len + n < 2 * (size_t)sk->hs_cap ? 2 * (size_t)sk->hs_cap
+								      : sk->hs_len + n;
+		uint8_t *hs = malloc(want < cap ? want : cap);
+
+		if (!hs) {
+			conn_close(w, p, true, "out of memory");
+			return false;
+		}
+		if (sk->hs) {
+			memcpy(hs, sk->hs, sk->hs_len);
+			explicit_bzero(sk->hs, sk->hs_cap);
+			free(sk->hs);
+		}
+		sk->hs = hs;
+		sk->hs_cap = (uint32_t)(want < cap ? want : cap);
+	}
 	memcpy(sk->hs + sk->hs_len, b, n);
-	sk->hs_len = (uint16_t)(sk->hs_len + n);
+	sk->hs_len = (uint32_t)(sk->hs_len + n);
 	return true;
 }
 
@@ -555,6 +657,15 @@ void socks_auth_done(struct worker *w, struct mb_msg *m)
 	     (!a->group[0] || strcasecmp(sk->user, a->group)))) {
 		char why[256];
 
+		if (!a->ok && a->transient) {
+			/* no word on the token: no failed login, the client may retry */
+			snprintf(why, sizeof(why), "login as %s: %s", sk->user,
+				 a->reason[0] ? a->reason : "control daemon unavailable");
+			hs_refuse(w, p, SOCKS_R_AUTH, why);
+			if (answer(w, p, out, socks5_auth_reply(out, SOCKS5_AUTH_FAILED)))
+				finish(w, p);
+			return;
+		}
 		if (a->ok)
 			snprintf(why, sizeof(why),
 				 "login as %s: the token is not that tunnel's (it is %s's)",
@@ -799,6 +910,10 @@ void socks_closing(struct worker *w, struct conn *p)
 	struct conn *q = conn_at(w, p->peer);
 
 	hs_end(w, p);
+	if (p->sk && p->sk->streamed && p->tun) {
+		p->sk->streamed = false;
+		p->tun->socks_streams--;
+	}
 	if (!q)
 		return;
 	p->peer = NONE;
@@ -834,11 +949,33 @@ bool socks_tick(struct worker *w, struct conn *p, uint64_t now)
 	return true;
 }
 
+/* t's token went (revoked, deauth, the tunnel deleted): its SOCKS conns end, with their peers */
+void socks_kick(struct worker *w, const struct tunnel *t)
+{
+	unsigned n = 0;
+
+	for (uint32_t i = 0; t && i < w->high; i++) {
+		struct conn *p = &w->conns[i];
+
+		if (p->kind != CK_PLAIN || p->closing || !p->sk || p->tun != t)
+			continue;
+		conn_close(w, p, true, "its token was revoked");
+		n++;
+	}
+	if (n)
+		log_info("socks: tunnel %s's token was revoked: %u SOCKS connection(s) reset",
+			 t->id, n);
+}
+
 void socks_free(struct worker *w, struct conn *p)
 {
 	(void)w;
 	if (p->x.tls)
 		xprt_free(&p->x);
+	if (p->sk->hs) {
+		explicit_bzero(p->sk->hs, p->sk->hs_cap);
+		free(p->sk->hs);
+	}
 	explicit_bzero(p->sk, sizeof(*p->sk));
 	free(p->sk);
 	p->sk = NULL;

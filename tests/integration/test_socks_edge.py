@@ -9,9 +9,12 @@ byte checked (SHA-256 of 1 MiB each way); a token whose tunnel was never online 
 wrong password, a user that is not the token's tunnel and a greeting without the user/password
 method are refused with RFC 1929 status 1 / method 0xff; a mesh deny is reply 0x02 and named
 in relayd's log; malformed handshakes are closed and relayd stays up; the handshake limits
-(8 per source, 64 per listener) and the failed-login limit (more than 5 in 60 s) hold; the
-metrics count each refusal."""
+(8 per source; 64 per listener, the oldest not logged in dropped for a new one) and the
+failed-login limit (more than 5 in 60 s, on both listeners) hold, a full source table forgets
+its oldest source, and controld away locks nobody out; bytes behind a CONNECT are the
+stream's; a revoked token's streams are reset; the metrics count each refusal."""
 import hashlib
+import os
 import socket
 import ssl
 import struct
@@ -326,8 +329,10 @@ def test_socks_edge_handshake_limits(server):
             s.sendall(b"\x05\x01\x02")
         for s in held:
             assert recv_n(s, 2) == b"\x05\x02"
-        assert reset_at_accept("127.0.0.60")
-        log_line(server.relayd, "64 handshakes under way on the listener")
+        # 64 idle on the listener, none logged in: the oldest is dropped for a new one
+        with connect(server, src="127.0.0.60") as s:
+            assert login(s, "app-6", tok) == 0
+        log_line(server.relayd, "dropped: the oldest handshake not logged in")
         # the TLS listener counts its own
         with connect(server, tls=True) as s:
             assert login(s, "app-6", tok) == 0
@@ -343,4 +348,94 @@ def test_socks_edge_handshake_limits(server):
             return False
 
     nt.wait_for(fresh, 10, "a handshake taken again", interval=0.2)
+    relayd_alive(server)
+
+
+# ---------------------------------------------------------------- review fixes
+
+
+def read_reply(s):
+    """A CONNECT's reply: its code (the bound address read and dropped)."""
+    head = recv_n(s, 4)
+    assert head[0] == 5 and head[2] == 0, head
+    recv_n(s, {1: 4, 4: 16}[head[3]] + 2)
+    return head[1]
+
+
+def test_socks_edge_early_data(server, services):
+    """A CONNECT with 64 KiB behind it in one write: the bytes are the stream's."""
+    tok = token(server, "--id", "app-8", "--kinds", "tcp,mesh")
+    ext = services(nt.h_exchange, "external")
+    n = 64 * KiB
+    for tls in (False, True):
+        with connect(server, tls) as s:
+            assert login(s, "app-8", tok) == 0
+            data = os.urandom(n)
+            req = b"\x05\x01\x00\x01\x7f\x00\x00\x01" + struct.pack(">H", ext.port)
+            s.sendall(req + struct.pack(">Q", n) + data)
+            assert read_reply(s) == REP_OK
+            assert recv_n(s, 32) == hashlib.sha256(data).digest()
+            got = recv_n(s, n)
+            assert recv_n(s, 32) == hashlib.sha256(got).digest()
+    assert ext.errors == []
+    relayd_alive(server)
+
+
+def test_socks_edge_revoke(server, services):
+    """Revoking a token resets its SOCKS streams (its tunnel never online)."""
+    made = server.navectl("tokens", "create", "--id", "app-9", "--kinds", "tcp,mesh", json=True)
+    ext = services(nt.h_exchange, "external")
+    s, rep = open_via(server, "app-9", made["token"], "127.0.0.1", ext.port)
+    with s:
+        assert rep == REP_OK
+        s.sendall(struct.pack(">Q", 1 * MiB) + bytes(4 * KiB))  # mid-transfer
+        server.navectl("tokens", "revoke", made["id"], json=True)
+        assert ends(s, timeout=5), "the stream outlived its token"
+    log_line(server.relayd,
+             f"tunnel {made['tunnel_id']}'s token was revoked: 1 SOCKS connection(s) reset")
+    with connect(server) as s:
+        assert login(s, "app-9", made["token"]) == 1
+    relayd_alive(server)
+
+
+def test_socks_edge_source_table(server):
+    """300 sources with one failed login each (a user refused locally): the table of 256
+    forgets the oldest, so a new source with the right token still logs in; a source locked
+    on one listener is locked on the other."""
+    tok = token(server, "--id", "app-10", "--kinds", "tcp,mesh")
+    for i in range(300):
+        with connect(server, src="127.1.%d.%d" % (i // 200, 1 + i % 200)) as s:
+            assert socks_greet(s, [2]) == b"\x05\x02"
+            s.sendall(b"\x01\x02x!\x01y")
+            assert recv_n(s, 2) == b"\x01\x01"
+    with connect(server, src="127.2.0.1") as s:
+        assert login(s, "app-10", tok) == 0
+    log_line(server.relayd, "forgetting the failed logins of the oldest")
+    # the lockout holds on both listeners
+    for i in range(6):
+        with connect(server, src="127.2.0.2") as s:
+            assert login(s, "app-10", "wrong-%d" % i) == 1
+    assert reset_at_accept("127.2.0.2", SOCKS_TLS_PORT)
+    relayd_alive(server)
+
+
+def test_socks_edge_controld_down(server):
+    """controld away is no failed login: six logins refused meanwhile lock nobody out."""
+    tok = token(server, "--id", "app-11", "--kinds", "tcp,mesh")
+    src = "127.0.0.70"
+    server.stop_controld()
+    held = [connect(server, src=src) for _ in range(6)]
+    for s in held:
+        assert socks_greet(s, [2]) == b"\x05\x02"
+        u, p = b"app-11", tok.encode()
+        s.sendall(b"\x01" + bytes([len(u)]) + u + bytes([len(p)]) + p)
+    for s in held:
+        # status 1 when relayd's 10 s for controld's answer end first, else the
+        # handshake's own 10 s close it: neither is a failed login
+        assert ends(s, timeout=20)
+        s.close()
+    server.start_controld()
+    server.wait_relay_connected()
+    with connect(server, src=src) as s:
+        assert login(s, "app-11", tok) == 0
     relayd_alive(server)
