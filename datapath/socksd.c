@@ -54,6 +54,7 @@
 #define SOCKS_FAILS_MAX	  5	/* failed logins a source may have in SOCKS_WINDOW_MS */
 #define SOCKS_WINDOW_MS	  60000 /* the window, and how long a source is refused past it */
 #define SOCKS_LINGER_MS	  5000	/* a refusal's last bytes go out within this */
+#define SOCKS_AUTH_MS	  12000 /* a login's wait for controld (the control thread's is 10 s) */
 #define SOCKS_TUN_STREAMS 1024	/* CONNECTs of one token at a time */
 
 struct socks_src {
@@ -474,6 +475,10 @@ static void step(struct worker *w, struct conn *p)
 				return;
 			}
 			p->state = PS_SOCKS_AUTH;
+			/* the control thread answers within its 10 s, so the client gets status 1
+			 */
+			if (p->deadline < w->now + SOCKS_AUTH_MS)
+				p->deadline = w->now + SOCKS_AUTH_MS;
 			ops->socks_auth(ops->arg, w->id, conn_idx(w, p), p->gen, a.pass, sk->src);
 			explicit_bzero(&a, sizeof(a));
 			return; /* MB_SOCKS_AUTH follows */

@@ -430,10 +430,10 @@ def test_socks_edge_controld_down(server):
         u, p = b"app-11", tok.encode()
         s.sendall(b"\x01" + bytes([len(u)]) + u + bytes([len(p)]) + p)
     for s in held:
-        # status 1 when relayd's 10 s for controld's answer end first, else the
-        # handshake's own 10 s close it: neither is a failed login
-        assert ends(s, timeout=20)
+        s.settimeout(20)
+        assert recv_n(s, 2) == b"\x01\x01"  # after relayd's 10 s for controld's answer
         s.close()
+    log_line(server.relayd, "login as app-11: control daemon unavailable")
     server.start_controld()
     server.wait_relay_connected()
     with connect(server, src=src) as s:
