@@ -31,6 +31,9 @@ One run on 127.0.0.1 measures:
      RLIMIT_NOFILE, for the paths this machine's hard limit kept from 10,000.
   8. Connection records: a stand-in relayd (bench/recfeed.py) feeds a controld 10,000
      records/s for 10 s on relay.sock while the admin API is timed (p50/p99/max).
+  9. The mesh: iperf3 through a TCP port map (a second client, relayd, the first client).
+ 10. UDP (bench/udpload.c): request/response datagrams per second and loss on one flow,
+     64 outstanding, 64 and 1200 B: direct, a UDP rule's public port, a UDP port map.
 Results go to bench/results/<UTC timestamp>.json and bench/results/latest.json,
 SVG plots (gnuplot) to bench/results/plots/, and a table to stdout. See bench/README.md.
 
@@ -44,9 +47,10 @@ BENCH_HTTP_SECONDS (default 3), BENCH_HTTP_THREADS (2), BENCH_HTTP_CONNS (16 per
 BENCH_HTTP_SOURCES (16), BENCH_HOLD (levels, "1000,5000,10000"), BENCH_HOLD_SOURCES (64),
 BENCH_HOLD_INFLIGHT (200), BENCH_HOLD_TIMEOUT (10 s), BENCH_HOLD_MAX_FAILURES (100),
 BENCH_SKIP (comma-separated: throughput, memory, ssh, stunnel, connrate, alloc, http, tcphttp,
-hold, guest, plots, records), BENCH_ONLY (comma-separated: the parts to run, every other one
+hold, guest, plots, records, mesh, udp), BENCH_ONLY (comma-separated: the parts to run, every other one
 skipped; e.g. BENCH_ONLY=records), BENCH_RECORDS_RATE (10000 records/s),
-BENCH_RECORDS_SECONDS (10), BENCH_KEEP=1 keeps the temporary directory with every log,
+BENCH_RECORDS_SECONDS (10), BENCH_UDP_SECONDS (2), BENCH_UDP_WINDOW (64),
+BENCH_UDP_SIZES ("64,1200"), BENCH_KEEP=1 keeps the temporary directory with every log,
 BENCH_GUEST_HOLD=always (part 7b even when the host held every level), BENCH_GUEST_MEM (MiB,
 8192), BENCH_GUEST_TIMEOUT (s, 3000).
 """
@@ -142,7 +146,7 @@ HOLD_MAX_FAILURES = int(os.environ.get("BENCH_HOLD_MAX_FAILURES", "100"))
 HOLD_SETTLE_S = 2 if HOLD_SLOW == 1 else 8
 # Parts to leave out (comma-separated)
 PARTS = {"throughput", "memory", "ssh", "stunnel", "connrate", "alloc", "http", "tcphttp",
-         "hold", "guest", "plots", "records", "mesh"}
+         "hold", "guest", "plots", "records", "mesh", "udp"}
 SKIP = {x.strip() for x in os.environ.get("BENCH_SKIP", "").split(",") if x.strip()}
 if SKIP - PARTS:
     sys.exit(f"bench: BENCH_SKIP={os.environ['BENCH_SKIP']!r}: parts are "
@@ -154,6 +158,19 @@ if ONLY - PARTS:
              + ", ".join(sorted(PARTS)))
 if ONLY:
     SKIP |= PARTS - ONLY
+# Part 10 (bench/udpload.c): UDP request/response on one flow, UDP_WINDOW requests of each
+# size in UDP_SIZES outstanding; each sample UDP_WARMUP s not counted, then UDP_SECONDS
+# counted, at most UDP_MAX_REQUESTS sent; a request unanswered for UDP_LOSS_MS is lost.
+UDP_SECONDS = float(os.environ.get("BENCH_UDP_SECONDS", "1" if QUICK else "2"))
+UDP_WARMUP = 0.3
+UDP_WINDOW = int(os.environ.get("BENCH_UDP_WINDOW", "64"))
+UDP_SIZES = [int(x) for x in os.environ.get("BENCH_UDP_SIZES", "64,1200").split(",") if x.strip()]
+if not UDP_SIZES or not all(16 <= x <= 65000 for x in UDP_SIZES) or not 1 <= UDP_WINDOW <= 4096:
+    sys.exit("bench: BENCH_UDP_SIZES: 16-65000 each; BENCH_UDP_WINDOW: 1-4096")
+UDP_LOSS_MS = 200
+UDP_MAX_REQUESTS = 2_000_000
+UDP_PATHS = ["direct", "nave", "nave-map"]
+UDP_LABELS = {"direct": "direct", "nave": "public port", "nave-map": "port map"}
 # Part 8: connection records fed to controld by a stand-in relayd (bench/recfeed.py)
 RECORDS_RATE = int(os.environ.get("BENCH_RECORDS_RATE", "10000"))
 RECORDS_SECONDS = float(os.environ.get("BENCH_RECORDS_SECONDS", "10"))
@@ -314,6 +331,12 @@ def wait_until(what, cond, timeout, interval=0.05):
 
 def free_port():
     with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def free_udp_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind((HOST, 0))
         return s.getsockname()[1]
 
@@ -719,6 +742,8 @@ class Nave:
         self.ini = self.d / "server.ini"
         self.cini = self.d / "client.ini"
         https, http = free_port(), free_port()
+        # controld's /metrics (relayd's UDP counters are there, not in navectl status)
+        self.metrics = free_port() if self.tag == "nave" else None
         low, high = free_window(self.range_size)
         self.https, self.range, self.low, self.high = https, f"{low}-{high}", low, high
         self.http = http
@@ -734,7 +759,8 @@ class Nave:
             f"http = {http}\n"
             f"https = {https}\n"
             f"address = {HOST}\n"
-            "[ports]\n"
+            + (f"[metrics]\nlisten = {HOST}:{self.metrics}\n" if self.metrics else "")
+            + "[ports]\n"
             f"range = {low}-{high}\n"
             + (f"max_per_tunnel = {self.max_per_tunnel}\n" if self.max_per_tunnel else "")
             # every connection of the memory test comes from 127.0.0.1
@@ -2295,7 +2321,7 @@ def comparison(result):
 
 def print_comparison(result):
     cmp = result.get("comparison")
-    if not cmp:
+    if not cmp or all(all(v is None for v in m["values"].values()) for m in cmp.values()):
         return
     print()
     print("TCP paths side by side (medians; ratios nave / peer)")
@@ -2761,6 +2787,7 @@ def print_table(result):
     print_comparison(result)
     print_records(result)
     print_mesh(result)
+    print_udp(result)
     if result.get("plots"):
         print()
         print(f"plots: {', '.join(shown_path(PLOTS / n) for n in result['plots'])}")
@@ -2775,6 +2802,62 @@ def print_table(result):
 # ---------------------------------------------------------------- part 9: mesh
 
 
+class MeshClient:
+    """The mesh parts' second client, mesh-a, on the throughput stack nv: registered,
+    configured and online; shared by parts 9 and 10 (nv.mesh_a), stopped by the last."""
+
+    name = "mesh-a-client"
+
+    def __init__(self, procs, tmp, nv):
+        self.procs, self.nv = procs, nv
+        d = tmp / "mesh-a"
+        d.mkdir()
+        self.cini = d / "client.ini"
+        token = nv.ctl("registration", "create").stdout.splitlines()[0].strip()
+        self.nave("configure", "--server", f"{HOST}:{nv.https}", "--registration", token,
+                  "--fingerprint", nv.server_status["tls_fingerprint"], "--id", "mesh-a")
+        lines = [ln for ln in self.cini.read_text().splitlines()
+                 if not ln.startswith(("log_level", "ktls"))]
+        self.cini.write_text("\n".join(lines + ["log_level = warn", f"ktls = {KTLS}"]) + "\n")
+        self.proc = procs.start(self.name, [nv.bin("nave"), "start", "--config", self.cini], cwd=d)
+
+        def online():
+            procs.check_alive(self.name)
+            return self.status().get("state") == "online"
+
+        wait_until("mesh-a online", online, 20, 0.1)
+        self.tunnel_id = self.status()["tunnel_id"]
+
+    def nave(self, *args, check=True):
+        return run([self.nv.bin("nave"), "--config", self.cini, *args], timeout=30, check=check)
+
+    def status(self):
+        p = self.nave("--json", "status", check=False)
+        try:
+            return json.loads(p.stdout) if p.returncode == 0 else {}
+        except ValueError:
+            return {}
+
+    def map_to_nave(self, port, transport, what):
+        """Allow mesh-a to the first client's PORT (`navectl mesh allow ... --port`) and map
+        a free local port to it over TRANSPORT (`nave ports map`); the local port."""
+        b_id = self.nv.client_status()["tunnel_id"]
+        self.nv.ctl("mesh", "allow", self.tunnel_id, f"tunnel:{b_id}", "--port", str(port),
+                    "--comment", f"bench: mesh-a to the {what}")
+        local = free_port() if transport == "tcp" else free_udp_port()
+        self.nave("ports", "map", str(local), "--transport", transport, "--destination", b_id,
+                  "--port", str(port))
+        return local, b_id
+
+
+def mesh_client(procs, tmp, nv):
+    """nv's mesh-a client, started on first use."""
+    if getattr(nv, "mesh_a", None) is None:
+        nv.mesh_a = MeshClient(procs, tmp, nv)
+    procs.check_alive(MeshClient.name)
+    return nv.mesh_a
+
+
 def mesh_part(result, procs, tmp, nv, ready):
     """A port map (the mesh): a second client, mesh-a, on the throughput stack maps a local
     port to the nave path's iperf3 port through the edge (`nave ports map`, allowed by a
@@ -2782,38 +2865,9 @@ def mesh_part(result, procs, tmp, nv, ready):
     mesh-a's client, relayd and the first client: two TLS links instead of one. Sampled
     round-robin with the direct path and the nave public port, every mode REPEAT times;
     reported: medians, the CPU per GiB of relayd and both clients, and the ratios."""
-    d = tmp / "mesh-a"
-    d.mkdir()
-    cini = d / "client.ini"
-
-    def nave_a(*args, check=True):
-        return run([nv.bin("nave"), "--config", cini, *args], timeout=30, check=check)
-
-    token = nv.ctl("registration", "create").stdout.splitlines()[0].strip()
-    nave_a("configure", "--server", f"{HOST}:{nv.https}", "--registration", token,
-           "--fingerprint", nv.server_status["tls_fingerprint"], "--id", "mesh-a")
-    lines = [ln for ln in cini.read_text().splitlines() if not ln.startswith(("log_level", "ktls"))]
-    cini.write_text("\n".join(lines + ["log_level = warn", f"ktls = {KTLS}"]) + "\n")
-    client_a = procs.start("mesh-a-client", [nv.bin("nave"), "start", "--config", cini], cwd=d)
-
-    def status_a():
-        p = nave_a("--json", "status", check=False)
-        try:
-            return json.loads(p.stdout) if p.returncode == 0 else {}
-        except ValueError:
-            return {}
-
-    def online():
-        procs.check_alive("mesh-a-client")
-        return status_a().get("state") == "online"
-
-    wait_until("mesh-a online", online, 20, 0.1)
-    a_id, b_id = status_a()["tunnel_id"], nv.client_status()["tunnel_id"]
+    a = mesh_client(procs, tmp, nv)
     bport = ready["nave"]["port"]
-    nv.ctl("mesh", "allow", a_id, f"tunnel:{b_id}", "--port", str(bport),
-           "--comment", "bench: mesh-a to the iperf3 tunnel")
-    local = free_port()
-    nave_a("ports", "map", str(local), "--destination", b_id, "--port", str(bport))
+    local, b_id = a.map_to_nave(bport, "tcp", "iperf3 tunnel")
     wait_until(f"port map {local} listening", lambda: listening(local), 10)
     # the rule reaches relayd a moment after navectl returns: a short run until one passes
     deadline = time.monotonic() + 15
@@ -2829,7 +2883,7 @@ def mesh_part(result, procs, tmp, nv, ready):
              "nave": bport, "nave-map": local}
     paths = {k: v for k, v in paths.items() if v}
     pids = {"nave": [nv.relayd.pid, nv.client.pid],
-            "nave-map": [nv.relayd.pid, nv.client.pid, client_a.pid]}
+            "nave-map": [nv.relayd.pid, nv.client.pid, a.proc.pid]}
     samples = {p: {m[0]: [] for m in MODES} for p in paths}
     cpu_gib = {p: {m[0]: [] for m in MODES} for p in paths}
     for rep in range(REPEAT):
@@ -2854,7 +2908,6 @@ def mesh_part(result, procs, tmp, nv, ready):
                                                  out["nave"][mode]["median_gbps"])
     st = nv.status()
     result["mesh"] = {"paths": out, "relay_mesh": (st.get("relay") or {}).get("mesh")}
-    procs.stop_named("mesh-a-client")
 
 
 def print_mesh(result):
@@ -2878,6 +2931,230 @@ def print_mesh(result):
         print(f"  {label:<12} {g('direct')} {g('nave')} {g('nave-map')} "
               f"{vn if vn is not None else '-':>9} {vd if vd is not None else '-':>10} "
               f"{c if c is not None else '-':>14}")
+
+
+# ---------------------------------------------------------------- part 10: udp
+
+
+def build_udpload(tmp):
+    """bench/udpload.c into the temp dir, as build_connrate. Returns the binary's path."""
+    out = tmp / "udpload"
+    cc = os.environ.get("CC", "cc")
+    run([cc, "-std=gnu11", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter",
+         "-o", out, ROOT / "bench" / "udpload.c"], timeout=120)
+    return out
+
+
+def udp_echo_service(procs, binpath, name="udp-echo"):
+    """udpload echo on 127.0.0.1: its port and pid."""
+    p = procs.start(name, [binpath, "echo", "-a", HOST])
+
+    def port():
+        procs.check_alive(name)
+        for line in procs.logtail(name, 5).splitlines():
+            if line.startswith("port "):
+                return int(line.split()[1])
+        return None
+
+    return {"port": wait_until(f"{name}'s port", port, 10), "pid": p.pid}
+
+
+def udpload(binpath, port, size, seconds, warmup, n=UDP_MAX_REQUESTS):
+    """One udpload run (bounded: SECONDS + WARMUP, at most N requests, then at most
+    UDP_LOSS_MS for the last answers); its JSON."""
+    argv = [binpath, "run", "-a", HOST, "-p", port, "-s", size, "-c", UDP_WINDOW,
+            "-d", seconds, "-w", warmup, "-L", UDP_LOSS_MS, "-n", n]
+    try:
+        p = run(argv, timeout=warmup + seconds + UDP_LOSS_MS / 1000 + 20)
+    except subprocess.TimeoutExpired:
+        raise BenchError(f"udpload to port {port} hung")
+    try:
+        return json.loads(p.stdout)
+    except ValueError:
+        raise BenchError(f"udpload printed no JSON: {p.stdout[-300:]}{p.stderr[-300:]}")
+
+
+def udp_carries(binpath, port, what, timeout=15):
+    """Short runs (8 requests) until one is answered: a new rule or map reaches relayd a
+    moment after the command returns, and a flow's first datagrams wait for its stream."""
+    def answered():
+        j = udpload(binpath, port, 64, 0.2, 0, n=8)
+        return j["answered"] + j["warmup_ok"] + j["late_ok"] > 0
+
+    wait_until(f"{what} (UDP port {port}) answering", answered, timeout, 0.2)
+
+
+def udp_sample(binpath, port, size, pids):
+    """One udpload run against port; pids: {name: [pid]} of the path's relays (their CPU
+    is charged to the sample, per request answered)."""
+    before = {n: cpu_of(v) for n, v in pids.items()}
+    j = udpload(binpath, port, size, UDP_SECONDS, UDP_WARMUP)
+    cpu = {n: cpu_of(v) - before[n] for n, v in pids.items()}
+    cpu["udpload"] = j["cpu_seconds"]["user"] + j["cpu_seconds"]["sys"]
+    done = j["ok"] + j["warmup_ok"] + j["late_ok"]  # every exchange the CPU paid for
+    j["cpu_seconds_by_process"] = {n: round(v, 3) for n, v in cpu.items()}
+    j["cpu_us_per_exchange"] = {n: round(v * 1e6 / done, 2) if done else None
+                                for n, v in cpu.items()}
+    relay = sum(v for n, v in cpu.items() if n not in ("udpload", "echo service"))
+    j["relay_cpu_us_per_exchange"] = round(relay * 1e6 / done, 2) if done and len(pids) > 1 \
+        else None
+    return j
+
+
+def relay_udp_metrics(nv):
+    """relayd's UDP counters from controld's /metrics (nave_udp_*): {sample: value}."""
+    if not nv.metrics:
+        return None
+    with socket.create_connection((HOST, nv.metrics), timeout=5) as c:
+        c.sendall(b"GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+        data = b""
+        while len(data) < 4 << 20:
+            b = c.recv(65536)
+            if not b:
+                break
+            data += b
+    out = {}
+    for ln in data.decode("utf-8", "replace").split("\r\n\r\n", 1)[-1].splitlines():
+        if ln.startswith("nave_udp_"):
+            k, _, v = ln.rpartition(" ")
+            try:
+                out[k] = float(v)
+            except ValueError:
+                pass
+    return out
+
+
+def udp_part(result, procs, tmp, nv):
+    """UDP through nave (part 10): request/response datagrams per second and loss on one
+    flow with UDP_WINDOW requests outstanding, for each size in UDP_SIZES, on three paths
+    to one `udpload echo`: direct; the throughput stack's client with a UDP rule (`nave
+    tunnel udp add`), to its public UDP port; mesh-a with a UDP port map (`nave ports map
+    --transport udp`) to that port through relayd and the first client. Round-robin,
+    REPEAT samples of each size on each path; medians, ratios to direct, loss summed."""
+    binpath = build_udpload(tmp)
+    echo = udp_echo_service(procs, binpath)
+    udp_carries(binpath, echo["port"], "the echo service")
+    out = nv.nave("tunnel", "udp", "add", "--name", "bench-udp", "--to",
+                  f"{HOST}:{echo['port']}").stdout.strip()
+    if not out.isdigit():
+        raise BenchError(f"nave tunnel udp add printed {out!r}, expected a port")
+    bport = int(out)
+    udp_carries(binpath, bport, "the public UDP port")
+    a = mesh_client(procs, tmp, nv)
+    local, b_id = a.map_to_nave(bport, "udp", "UDP echo rule")
+    udp_carries(binpath, local, f"port map -> {b_id}:{bport}")
+    paths = {"direct": echo["port"], "nave": bport, "nave-map": local}
+    svc = {"echo service": [echo["pid"]]}
+    pids = {"direct": dict(svc),
+            "nave": {"relayd": [nv.relayd.pid], "nave client": [nv.client.pid], **svc},
+            "nave-map": {"relayd": [nv.relayd.pid], "nave client": [nv.client.pid],
+                         "mesh-a client": [a.proc.pid], **svc}}
+    runs = {p: {str(sz): [] for sz in UDP_SIZES} for p in paths}
+    for rep in range(REPEAT):
+        for size in UDP_SIZES:
+            for path, port in paths.items():
+                try:
+                    j = udp_sample(binpath, port, size, pids[path])
+                    log(f"udp round {rep + 1}/{REPEAT} {size:>5} B {path:<8} "
+                        f"{j['per_s']:9.0f}/s  lost {j['lost']}/{j['sent']}  "
+                        f"p50 {j['latency_us']['p50']} us"
+                        + (f"  relay {j['relay_cpu_us_per_exchange']} CPU us each"
+                           if j["relay_cpu_us_per_exchange"] is not None else ""))
+                except BenchError as e:
+                    j = None
+                    result["errors"].setdefault(f"udp {path} {size}", str(e))
+                    log(f"udp round {rep + 1}/{REPEAT} {size:>5} B {path:<8} FAILED: {e}")
+                runs[path][str(size)].append(j)
+                time.sleep(0.2)
+    summary = {}
+    for path, sizes in runs.items():
+        summary[path] = {}
+        for size, js in sizes.items():
+            ok = [j for j in js if j]
+
+            def med(f, ok=ok):
+                v = [f(j) for j in ok if f(j) is not None]
+                return round(statistics.median(v), 2) if v else None
+            sent, lost = sum(j["sent"] for j in ok), sum(j["lost"] for j in ok)
+            summary[path][size] = {
+                "samples_per_s": [j["per_s"] if j else None for j in js],
+                "median_per_s": med(lambda j: j["per_s"]),
+                "sent": sent, "lost": lost,
+                "loss": round(lost / sent, 6) if sent else None,
+                # answers that came after their request was counted lost (or twice)
+                "stale": sum(j["stale"] for j in ok),
+                "bad": sum(j["bad"] for j in ok),
+                "median_p50_us": med(lambda j: j["latency_us"]["p50"]),
+                "median_p99_us": med(lambda j: j["latency_us"]["p99"]),
+                "median_relay_cpu_us_per_exchange": med(lambda j: j["relay_cpu_us_per_exchange"]),
+                "median_cpu_us_per_exchange": {
+                    n: med(lambda j, n=n: j["cpu_us_per_exchange"].get(n))
+                    for n in (ok[0]["cpu_us_per_exchange"] if ok else {})},
+                "runs": js,
+            }
+    for path in summary:
+        for size in summary[path]:
+            m = summary[path][size]
+            m["vs_direct"] = ratio(m["median_per_s"], summary["direct"][size]["median_per_s"])
+            # the median of the ratios taken inside each round: steadier when the shared
+            # machine drifts between rounds
+            rr = [a / b for a, b in zip(m["samples_per_s"], summary["direct"][size]["samples_per_s"])
+                  if a is not None and b]
+            m["round_vs_direct"] = round(statistics.median(rr), 3) if rr else None
+            if path == "nave-map":
+                m["vs_nave"] = ratio(m["median_per_s"], summary["nave"][size]["median_per_s"])
+            if m["bad"]:
+                result["errors"].setdefault(f"udp {path} {size}",
+                                            f"{m['bad']} wrong answers (bytes or length)")
+    # relayd's counters reach controld every 2 s: the last samples' after that
+    time.sleep(2.5)
+    try:
+        relay_udp = relay_udp_metrics(nv)
+    except OSError as e:
+        relay_udp = {"error": str(e)}
+    result["udp"] = {
+        "settings": {"seconds": UDP_SECONDS, "warmup_seconds": UDP_WARMUP, "window": UDP_WINDOW,
+                     "sizes": UDP_SIZES, "loss_ms": UDP_LOSS_MS, "repeat": REPEAT,
+                     "max_requests": UDP_MAX_REQUESTS, "flows_per_sample": 1},
+        "ports": {"echo": echo["port"], "public": bport, "map": local},
+        "paths": summary,
+        "relay_udp": relay_udp,
+        "client_udp": nv.client_status().get("udp"),
+        "mesh_a_udp": a.status().get("udp"),
+    }
+    procs.stop_named("udp-echo")
+
+
+def print_udp(result):
+    u = result.get("udp")
+    if not u:
+        if "udp" in result["errors"]:
+            print(f"\nudp: FAILED: {result['errors']['udp'].splitlines()[0]}")
+        return
+    st = u["settings"]
+    print()
+    print(f"udp: request/response on one flow, {st['window']} outstanding, "
+          f"{st['seconds']:g} s x {st['repeat']} per size and path "
+          f"(lost: unanswered after {st['loss_ms']} ms)")
+    print(f"  {'size':>6} {'path':<12} {'req/s':>9} {'vs direct':>9} {'per round':>9} "
+          f"{'lost/sent':>16} "
+          f"{'p50 us':>7} {'p99 us':>7} {'relay CPU us/req':>16}  per process")
+    for size in map(str, st["sizes"]):
+        for path in UDP_PATHS:
+            m = u["paths"].get(path, {}).get(size)
+            if not m:
+                continue
+
+            def f(v, w, fmt=""):
+                return f"{v:{w}{fmt}}" if v is not None else f"{'-':>{w}}"
+            procs = ", ".join(f"{n} {v}" for n, v in m["median_cpu_us_per_exchange"].items()
+                              if v is not None and n != "echo service")
+            print(f"  {size + ' B':>6} {UDP_LABELS[path]:<12} {f(m['median_per_s'], 9, '.0f')} "
+                  f"{f(m['vs_direct'], 9)} {f(m['round_vs_direct'], 9)} "
+                  f"{str(m['lost']) + '/' + str(m['sent']):>16} "
+                  f"{f(m['median_p50_us'], 7, '.0f')} {f(m['median_p99_us'], 7, '.0f')} "
+                  f"{f(m['median_relay_cpu_us_per_exchange'], 16)}  {procs}"
+                  + (f"  ({m['stale']} answers came after 200 ms)" if m["stale"] else ""))
 
 
 # ---------------------------------------------------------------- main
@@ -2951,6 +3228,7 @@ def main():
         "hold_guest": None,
         "records": None,
         "mesh": None,
+        "udp": None,
         "comparison": None,
         "plots": None,
         "skipped": sorted(SKIP),
@@ -3016,7 +3294,7 @@ def main():
         tcp_parts = not {"throughput", "connrate", "tcphttp", "hold"} <= SKIP
         needed = {
             "direct": not {"throughput", "tcphttp", "hold", "mesh"} <= SKIP,
-            "nave": not {"throughput", "memory", "tcphttp", "mesh"} <= SKIP,
+            "nave": not {"throughput", "memory", "tcphttp", "mesh", "udp"} <= SKIP,
             "haproxy": tcp_parts,
             "haproxy2": not {"throughput", "connrate", "tcphttp"} <= SKIP,
             "ssh": "ssh" not in SKIP and tcp_parts,
@@ -3084,6 +3362,18 @@ def main():
                 log(f"mesh: {e}")
                 for name in ("nave-relayd", "mesh-a-client"):
                     log(f"--- {name} log tail:\n{procs.logtail(name)}")
+        if "nave" in ready and "udp" not in SKIP:
+            log(f"udp: request/response, {UDP_WINDOW} outstanding, "
+                f"{'/'.join(map(str, UDP_SIZES))} B: direct, public port, port map")
+            try:
+                udp_part(result, procs, tmp, nv)
+            except (BenchError, OSError, subprocess.SubprocessError, KeyError) as e:
+                result["errors"]["udp"] = str(e)
+                log(f"udp: {e}")
+                for name in ("nave-relayd", "nave-client", "mesh-a-client"):
+                    log(f"--- {name} log tail:\n{procs.logtail(name)}")
+        if getattr(nv, "mesh_a", None) is not None:
+            procs.stop_named(MeshClient.name)  # the later parts run without it
         if "nave" in ready:
             cs = nv.client_status()
             result["nave"]["client_after"] = {k: cs.get(k) for k in ("links", "idle_links", "conns", "conns_total")}
