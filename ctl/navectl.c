@@ -1505,6 +1505,44 @@ static void status_kassist(struct table *t, json_t *rel)
 		}
 		sb_free(&ms);
 	}
+	if (json_is_object(json_object_get(rel, "udp"))) {
+		/* UDP flows (public and mesh) and what was dropped, by cause */
+		json_t *u = json_object_get(rel, "udp"), *ud = json_object_get(u, "dropped");
+		static const char *const k[] = {"queue", "flows", "oversize", "offline"};
+		struct sbuf us = {0};
+		char v[32], x[32], i[32], o[32];
+
+		sb_printf(&us, "%s flows (%s expired); datagrams %s in, %s out; dropped:",
+			  int_or_dash(u, "flows", v, sizeof(v)),
+			  int_or_dash(u, "flows_expired", x, sizeof(x)),
+			  int_or_dash(u, "datagrams_in", i, sizeof(i)),
+			  int_or_dash(u, "datagrams_out", o, sizeof(o)));
+		for (size_t j = 0; j < ARRAY_SIZE(k); j++)
+			sb_printf(&us, " %s %s%s", int_or_dash(ud, k[j], v, sizeof(v)), k[j],
+				  j + 1 < ARRAY_SIZE(k) ? "," : "");
+		if (!us.oom) {
+			table_add(t, "  udp:");
+			table_add(t, us.p);
+		}
+		sb_free(&us);
+	}
+	if (json_is_object(json_object_get(rel, "socks"))) {
+		/* relayd's SOCKS5 server: connections, and those refused before a CONNECT */
+		json_t *so = json_object_get(rel, "socks"), *r = json_object_get(so, "refused");
+		static const char *const k[] = {"auth", "locked", "limit", "method", "handshake"};
+		struct sbuf ss = {0};
+		char v[32];
+
+		sb_printf(&ss, "%s connections; refused:", int_or_dash(so, "conns", v, sizeof(v)));
+		for (size_t j = 0; j < ARRAY_SIZE(k); j++)
+			sb_printf(&ss, " %s %s%s", int_or_dash(r, k[j], v, sizeof(v)), k[j],
+				  j + 1 < ARRAY_SIZE(k) ? "," : "");
+		if (!ss.oom) {
+			table_add(t, "  socks:");
+			table_add(t, ss.p);
+		}
+		sb_free(&ss);
+	}
 	if (json_object_get(rel, "firewall_refused"))
 		sb_printf(&drops, "%s%s refused at accept (firewall)", drops.len ? "; " : "",
 			  int_or_dash(rel, "firewall_refused", a, sizeof(a)));

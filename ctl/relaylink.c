@@ -553,7 +553,7 @@ static const char *or_dash(const char *s)
 #define MODE_MAX   32
 
 static const char *const kassist_keys[] = {"listeners", "maps", "xdp", "firewall_refused",
-					   "http",	"mesh", "udp"};
+					   "http",	"mesh", "udp", "socks"};
 
 /* A counter: a non-negative integer as a new reference, else NULL. */
 static json_t *count_of(const json_t *v)
@@ -684,6 +684,23 @@ static json_t *udp_of(const json_t *v)
 	return o;
 }
 
+/* relayd's SOCKS server: {conns, refused{auth, locked, limit, method, handshake}} */
+static json_t *socks_of(const json_t *v)
+{
+	static const char *const why[] = {"auth", "locked", "limit", "method", "handshake"};
+	const json_t *r = json_object_get(v, "refused");
+	json_t *o, *robj = NULL;
+
+	if (!json_is_object(v) || !(o = json_object()))
+		return NULL;
+	set_count(o, v, "conns");
+	if (json_is_object(r) && (robj = json_object()))
+		for (size_t i = 0; i < ARRAY_SIZE(why); i++)
+			set_count(robj, r, why[i]);
+	json_object_set_new(o, "refused", robj ? robj : json_null());
+	return o;
+}
+
 /*
  * worker_stats (ctl_proto.h): an array of at most WORKERS_MAX objects whose
  * members are counters; a member missing or malformed is null, an element that
@@ -740,6 +757,8 @@ static void keep_kassist(json_t *dst, const json_t *m)
 			c = mesh_of(v);
 		else if (!strcmp(key, "udp"))
 			c = udp_of(v);
+		else if (!strcmp(key, "socks"))
+			c = socks_of(v);
 		else
 			c = count_of(v);
 		/* malformed: null, so that an older good value does not show instead */
@@ -1949,7 +1968,9 @@ json_t *relaylink_status(const struct relaylink *rl)
 					   "xdp",
 					   "firewall_refused",
 					   "http",
-					   "mesh"};
+					   "mesh",
+					   "udp",
+					   "socks"};
 	bool up = relaylink_connected(rl);
 	json_t *o = json_object();
 

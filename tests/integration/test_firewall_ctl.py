@@ -435,7 +435,10 @@ def test_fake_relay_kernel_assist_stats(controld_only):
                 "xdp": {"interface": "eth0\u001b[31m", "mode": 5, "syn_rate": 1.5,
                         "pass": -1, "deny": "7", "not_allowed": None, "unallocated": [],
                         "syn_rate_drops": {}, "malformed": "x"},
-                "firewall_refused": 1.5, "port_counters": [1], "online": []})
+                "firewall_refused": 1.5, "port_counters": [1], "online": [],
+                "udp": {"flows": -1, "flows_expired": "2", "datagrams_in": 3,
+                        "dropped": {"queue": [], "flows": 1}},
+                "socks": {"conns": 1.5, "refused": "lots"}})
 
         def malformed_seen():
             relay = _relay(srv)
@@ -447,6 +450,15 @@ def test_fake_relay_kernel_assist_stats(controld_only):
         assert relay["xdp"] == {k: None for k in ("interface", "mode", "syn_rate", "pass", "deny",
                                                   "not_allowed", "unallocated",
                                                   "syn_rate_drops", "malformed")}
+        assert relay["udp"] == {"flows": None, "flows_expired": None, "datagrams_in": 3,
+                                "datagrams_out": None,
+                                "dropped": {"queue": None, "flows": 1, "oversize": None,
+                                            "offline": None}}, relay["udp"]
+        assert relay["socks"] == {"conns": None, "refused": None}, relay["socks"]
+        assert _status_line(srv, "udp") == ("- flows (- expired); datagrams 3 in, - out; "
+                                            "dropped: - queue, 1 flows, - oversize, - offline")
+        assert _status_line(srv, "socks") == ("- connections; refused: - auth, - locked, "
+                                              "- limit, - method, - handshake")
         assert _status_line(srv, "steering") == "bpf"
         assert _status_line(srv, "xdp") == "- (-), - passed, SYN rate limit -/s per source"
         assert _status_line(srv, "drops") == ("- deny, - not allowed, - unallocated, "

@@ -277,6 +277,17 @@ def test_udp_max_flows_and_other_tunnels(server, make_client, udpsvc):
         s.close()
         nt.wait_for(lambda: relay_udp(server)["dropped"]["flows"]
                     >= before["dropped"]["flows"] + 4, 15, "flows drops counted", 0.5)
+        # navectl status shows the same counters (--json and the text)
+        nt.wait_for(lambda: server.navectl("status", json=True)["relay"]["udp"]["dropped"]
+                    ["flows"] >= before["dropped"]["flows"] + 4, 15, "status's udp drops", 0.5)
+        rel = server.navectl("status", json=True)["relay"]
+        assert rel["udp"]["flows"] >= 1 and rel["udp"]["datagrams_in"] >= 12, rel["udp"]
+        assert rel["socks"] == {"conns": 0, "refused": {"auth": 0, "locked": 0, "limit": 0,
+                                                        "method": 0, "handshake": 0}}, rel
+        rc, out, err = server.navectl("status")
+        assert rc == 0, err
+        line = next(ln for ln in out.splitlines() if ln.strip().startswith("udp:"))
+        assert " flows (" in line and "datagrams" in line and " flows," in line, line
     finally:
         for s in socks:
             s.close()
