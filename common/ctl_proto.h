@@ -125,7 +125,8 @@
  *        (public -> tunnel), datagrams_out (tunnel -> public), dropped: {queue (a flow's
  *        queue or its data link full), flows (a new flow past the tunnel's max_flows),
  *        oversize (empty, or longer than LINK_UDP_MAX), offline (the port's tunnel
- *        offline, a descriptor or slot short)}}.
+ *        offline, a descriptor or slot short), socks (at relayd's SOCKS UDP ASSOCIATE
+ *        relay: another source, malformed, a fragment, a refused destination, a limit)}}.
  *   Its port_request carries "transport": "udp" for a UDP rule (udp_add); port_grant,
  *   sync's ports and port_add carry "transport" back (absent: tcp); its records kind "udp".
  * relayd's SOCKS5 server ([socks] listen, tls_listen; datapath/socksd.c), in every stats

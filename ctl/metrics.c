@@ -385,7 +385,8 @@ static void render_relay(struct prom_buf *b, const json_t *s, const json_t *coun
 			      "and verdict (allow, deny), since relayd started.");
 	static const char *const udp_dirs[] = {"in", "datagrams_in", "out", "datagrams_out"};
 	static const char *const udp_drops[] = {"queue",    "queue",	"flows",   "flows",
-						"oversize", "oversize", "offline", "offline"};
+						"oversize", "oversize", "offline", "offline",
+						"socks",    "socks"};
 	struct fam uflows = FAM("nave_udp_flows", "gauge",
 				"UDP flows open (a public source on a public UDP port).");
 	struct fam uexp = FAM("nave_udp_flows_expired_total", "counter",
@@ -397,7 +398,8 @@ static void render_relay(struct prom_buf *b, const json_t *s, const json_t *coun
 	    FAM("nave_udp_dropped_total", "counter",
 		"UDP datagrams dropped, by reason: queue (a flow's queue full while its data "
 		"link is not ready), flows ([udp] max_flows reached), oversize, offline (no "
-		"tunnel online for the port).");
+		"tunnel online for the port), socks (at relayd's SOCKS UDP relay: another "
+		"source, malformed, a fragment, a refused destination or a limit).");
 	static const char *const socks_reasons[] = {"auth",	 "auth",     "locked", "locked",
 						    "limit",	 "limit",    "method", "method",
 						    "handshake", "handshake"};
@@ -458,7 +460,7 @@ static void render_relay(struct prom_buf *b, const json_t *s, const json_t *coun
 		put_cnt(b, &uexp, udp, "flows_expired");
 		put_by(b, &udg, udp, "direction", udp_dirs, 2);
 		if (json_is_object(ud))
-			put_by(b, &udrop, ud, "reason", udp_drops, 4);
+			put_by(b, &udrop, ud, "reason", udp_drops, 5);
 	}
 	if (json_is_array(mrules)) {
 		/* allow and deny samples of one family, each rule id once (relayd's table) */

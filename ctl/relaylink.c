@@ -663,13 +663,13 @@ static json_t *mesh_of(const json_t *v)
 
 /*
  * udp: {flows, flows_expired, datagrams_in, datagrams_out, dropped: {queue, flows, oversize,
- * offline}} (ctl_proto.h's stats); NULL when no object.
+ * offline, socks}} (ctl_proto.h's stats); NULL when no object.
  */
 static json_t *udp_of(const json_t *v)
 {
 	static const char *const keys[] = {"flows", "flows_expired", "datagrams_in",
 					   "datagrams_out"};
-	static const char *const drops[] = {"queue", "flows", "oversize", "offline"};
+	static const char *const drops[] = {"queue", "flows", "oversize", "offline", "socks"};
 	const json_t *d = json_object_get(v, "dropped");
 	json_t *o, *dobj = NULL;
 

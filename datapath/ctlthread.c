@@ -614,14 +614,15 @@ static void send_stats(struct ctlthread *ct)
 	    online_list(ct, false));
 	/* UDP port tunnels (udp.c) */
 	json_object_set_new(o, "udp",
-			    json_pack("{s:I, s:I, s:I, s:I, s:{s:I, s:I, s:I, s:I}}", "flows",
+			    json_pack("{s:I, s:I, s:I, s:I, s:{s:I, s:I, s:I, s:I, s:I}}", "flows",
 				      (json_int_t)s.udp_flows, "flows_expired",
 				      (json_int_t)s.udp_expired, "datagrams_in",
 				      (json_int_t)s.udp_in, "datagrams_out", (json_int_t)s.udp_out,
 				      "dropped", "queue", (json_int_t)s.udp_dropped[UDP_DROP_QUEUE],
 				      "flows", (json_int_t)s.udp_dropped[UDP_DROP_FLOWS],
 				      "oversize", (json_int_t)s.udp_dropped[UDP_DROP_OVERSIZE],
-				      "offline", (json_int_t)s.udp_dropped[UDP_DROP_OFFLINE]));
+				      "offline", (json_int_t)s.udp_dropped[UDP_DROP_OFFLINE],
+				      "socks", (json_int_t)s.udp_dropped[UDP_DROP_SOCKS]));
 	/* relayd's SOCKS server (socksd.c); its CONNECTs count in mesh */
 	json_object_set_new(o, "socks",
 			    json_pack("{s:I, s:{s:I, s:I, s:I, s:I, s:I}}", "conns",

@@ -283,7 +283,7 @@ struct worker {
 	_Atomic uint64_t st_http_req, st_http_err[8], st_http_ktls;
 	_Atomic uint64_t st_mesh_opened, st_mesh_refused[LINK_OPEN_STATUS_MAX + 1];
 	_Atomic uint64_t st_mesh_denied_default;
-	_Atomic uint64_t st_udp_flows, st_udp_expired, st_udp_in, st_udp_out, st_udp_drop[4];
+	_Atomic uint64_t st_udp_flows, st_udp_expired, st_udp_in, st_udp_out, st_udp_drop[5];
 	_Atomic uint64_t st_socks_conns, st_socks_refused[5];
 	struct socks_edge *socks; /* relay: the SOCKS listeners' bookkeeping (socksd.c) */
 	/* the ring, counted by the worker in plain fields and published after each batch */
@@ -434,8 +434,9 @@ void mesh_link_idle(struct worker *w, struct conn *l);
 /* outbound link l closes: what its OPEN waited for goes */
 void mesh_link_closing(struct worker *w, struct conn *l);
 
-/* meshopen.c: a SOCKS CONNECT of relayd's own listener s, decided as an OPEN from s->tun */
-void mesh_open_socks(struct worker *w, struct conn *s, const char *name, uint16_t port);
+/* meshopen.c: a SOCKS CONNECT of relayd's own listener s, or (udp) a flow of a UDP
+   ASSOCIATE's, decided as an OPEN from s->tun */
+void mesh_open_socks(struct worker *w, struct conn *s, const char *name, uint16_t port, bool udp);
 /* l's OPEN (or CONNECT) had no answer within 10 s */
 void mesh_open_timeout(struct worker *w, struct conn *l);
 
@@ -457,6 +458,8 @@ void socks_free(struct worker *w, struct conn *p);
 void socks_refused(struct worker *w, struct conn *s, uint8_t status, uint32_t rule,
 		   const char *why);
 void socks_stream(struct worker *w, struct conn *s, struct conn *p);
+/* a UDP ASSOCIATE's relay socket is readable (OP_POLL) */
+void socks_udp_poll(struct worker *w, struct conn *r, int res);
 /* the policy's view of s's login (controld's answer, not a session's) */
 void socks_query_from(const struct conn *s, const char **group, bool *mesh_role);
 

@@ -321,7 +321,7 @@ struct engine_stats {
 	uint64_t dns_lookups, dns_cache_hits, dns_queue_full;
 	/* UDP flows (udp.c): open (a gauge), ended by the idle timeout, datagrams each way,
 	   datagrams dropped by cause (enum udp_drop) */
-	uint64_t udp_flows, udp_expired, udp_in, udp_out, udp_dropped[4];
+	uint64_t udp_flows, udp_expired, udp_in, udp_out, udp_dropped[5];
 	/* relay: relayd's SOCKS listeners (socksd.c): connections accepted, and those refused
 	   before a CONNECT by cause (enum socks_refusal) */
 	uint64_t socks_conns, socks_refused[5];
@@ -337,7 +337,14 @@ enum socks_refusal {
 };
 
 /* why a datagram was dropped (engine_stats.udp_dropped) */
-enum udp_drop { UDP_DROP_QUEUE, UDP_DROP_FLOWS, UDP_DROP_OVERSIZE, UDP_DROP_OFFLINE };
+enum udp_drop {
+	UDP_DROP_QUEUE,
+	UDP_DROP_FLOWS,
+	UDP_DROP_OVERSIZE,
+	UDP_DROP_OFFLINE,
+	UDP_DROP_SOCKS, /* at a SOCKS UDP ASSOCIATE's relay (socksd.c): another source, a
+			   malformed datagram or a fragment, a refused destination, a limit */
+};
 
 /* One worker's ring and connections (engine_worker_stats); counters only grow. */
 struct engine_worker_stats {

@@ -76,7 +76,8 @@ struct mesh_handoff {
 
 /*
  * The opener: an outbound link in LS_OPEN, or a connection of relayd's own
- * SOCKS listener (socksd.c) whose CONNECT is being decided (PS_SOCKS_OPEN).
+ * SOCKS listener (socksd.c) whose CONNECT is being decided (PS_SOCKS_OPEN),
+ * or a flow of one of its UDP ASSOCIATEs (socksd.c, the same state).
  */
 static bool opener_waiting(const struct conn *l)
 {
@@ -877,7 +878,7 @@ void mesh_open(struct worker *w, struct conn *l)
 	open_decide(w, l, r, &d, raw, err);
 }
 
-void mesh_open_socks(struct worker *w, struct conn *s, const char *name, uint16_t port)
+void mesh_open_socks(struct worker *w, struct conn *s, const char *name, uint16_t port, bool udp)
 {
 	uint8_t f[FRAME_OPEN_LEN];
 	struct frame_open_dst d;
@@ -886,14 +887,14 @@ void mesh_open_socks(struct worker *w, struct conn *s, const char *name, uint16_
 	int r;
 
 	/* the OPEN a client would send, checked by the same code */
-	frame_open_build(f, 0, LINK_OPEN_TCP, LINK_OPEN_SOCKS, name, port);
+	frame_open_build(f, 0, udp ? LINK_OPEN_UDP : LINK_OPEN_TCP, LINK_OPEN_SOCKS, name, port);
 	memcpy(&o, f + 4, sizeof(o));
 	r = frame_open_check(&o, &d, err, sizeof(err));
 	s->open_seq++;
 	s->state = PS_SOCKS_OPEN;
 	s->deadline = w->now + MESH_OPEN_TIMEOUT_MS;
 	s->port = port;
-	s->open_udp = false; /* SOCKS: CONNECT only */
+	s->open_udp = udp; /* a UDP ASSOCIATE's flow (socksd.c), else a CONNECT */
 	free(s->mesh_host);
 	s->mesh_host = strdup(r == 0 ? d.name : name);
 	if (!s->mesh_host) {

@@ -39,6 +39,7 @@
 #include "util.h"
 #include "valid.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,6 +57,9 @@
 #define SOCKS_LINGER_MS	  5000	/* a refusal's last bytes go out within this */
 #define SOCKS_AUTH_MS	  12000 /* a login's wait for controld (the control thread's is 10 s) */
 #define SOCKS_TUN_STREAMS 1024	/* CONNECTs of one token at a time */
+#define SOCKS_UDP_FLOWS	  32	/* destinations of one UDP ASSOCIATE, as the client's */
+#define SOCKS_ASSOC_LST	  256	/* UDP ASSOCIATEs per listener */
+#define SOCKS_ASSOC_SRC	  16	/* of which from one source */
 
 struct socks_src {
 	uint8_t addr[16]; /* the source's key (an IPv6 source: its /64) */
@@ -63,15 +67,21 @@ struct socks_src {
 	unsigned fails;	  /* failed logins since t0 */
 	uint64_t t0;	  /* the window's start; 0: no failure */
 	uint64_t until;	  /* refused until (ms) */
+	unsigned assoc;	  /* its UDP ASSOCIATEs */
 };
 
 /* worker 0's: each listener's handshakes, and the sources of both */
 struct socks_edge {
 	unsigned hs[2];
+	unsigned assoc[2]; /* UDP ASSOCIATEs per listener */
 	struct socks_src src[SOCKS_SRC_SLOTS];
 };
 
+enum { SK_CONN, SK_RELAY, SK_FLOW };
+
 struct socks_conn {
+	uint8_t role;	 /* SK_CONN: a SOCKS connection; SK_RELAY: a UDP ASSOCIATE's relay
+			    socket (CK_LISTEN); SK_FLOW: one of its flows (CK_PLAIN, no fd) */
 	uint8_t lst;	 /* 0: [socks] listen, 1: tls_listen */
 	uint8_t step;	 /* 0 greeting, 1 login, 2 request */
 	bool in_hs;	 /* counted among its listener's handshakes */
@@ -86,6 +96,22 @@ struct socks_conn {
 	char group[LINK_GROUP_MAX + 1];
 	uint32_t hs_len, hs_cap;
 	uint8_t *hs; /* the handshake's bytes, and early data behind a request */
+	/* SK_CONN after a UDP ASSOCIATE: its relay socket and flows */
+	bool assoc;
+	uint8_t nflows;
+	uint16_t client_port; /* the port its datagrams come from (host order); 0: any */
+	uint32_t relay, relay_gen;
+	uint32_t flows[SOCKS_UDP_FLOWS];
+	/* SK_RELAY, SK_FLOW: the SOCKS connection */
+	uint32_t owner, owner_gen;
+	/* SK_FLOW: its destination as the datagrams name it, its client's address */
+	bool refused; /* the destination was refused: its datagrams are dropped */
+	uint16_t dport;
+	char dst[SOCKS5_NAME_MAX + 1];
+	struct sockaddr_storage to;
+	socklen_t to_len;
+	uint16_t hdr_len; /* the answers' header (the request's as sent) */
+	uint8_t hdr[SOCKS5_REQUEST_MAX];
 };
 
 static void refused(struct worker *w, enum socks_refusal r)
@@ -97,7 +123,7 @@ static void refused(struct worker *w, enum socks_refusal r)
 
 static bool src_busy(const struct socks_src *f, uint64_t now)
 {
-	return f->hs || (f->t0 && now - f->t0 <= SOCKS_WINDOW_MS) || now < f->until;
+	return f->hs || f->assoc || (f->t0 && now - f->t0 <= SOCKS_WINDOW_MS) || now < f->until;
 }
 
 /*
@@ -112,7 +138,7 @@ static struct socks_src *src_slot(struct socks_edge *E, const uint8_t a[16], boo
 	for (unsigned i = 0; i < SOCKS_SRC_SLOTS; i++) {
 		struct socks_src *f = &E->src[i];
 
-		if ((f->hs || f->t0 || f->until) && !memcmp(f->addr, a, 16))
+		if ((f->hs || f->assoc || f->t0 || f->until) && !memcmp(f->addr, a, 16))
 			return f;
 		if (!spare && !src_busy(f, now))
 			spare = f;
@@ -421,6 +447,8 @@ static bool stream_room(struct worker *w, struct conn *p)
 	return true;
 }
 
+static void associate(struct worker *w, struct conn *p, const struct socks5_request *q);
+
 static void step(struct worker *w, struct conn *p)
 {
 	struct engine_ops *ops = &w->e->cfg.ops;
@@ -490,8 +518,10 @@ static void step(struct worker *w, struct conn *p)
 				break;
 			memmove(sk->hs, sk->hs + used, sk->hs_len - used);
 			sk->hs_len -= (uint32_t)used;
-			/* the parser takes UDP ASSOCIATE (the client's proxy serves it): not here
-			 */
+			if (q.cmd == SOCKS5_CMD_UDP_ASSOCIATE) {
+				associate(w, p, &q);
+				return;
+			}
 			if (q.cmd != SOCKS5_CMD_CONNECT) {
 				hs_refuse(
 				    w, p, SOCKS_R_HANDSHAKE,
@@ -503,7 +533,8 @@ static void step(struct worker *w, struct conn *p)
 			}
 			if (!stream_room(w, p))
 				return;
-			mesh_open_socks(w, p, q.host, q.port); /* the bytes left are early data */
+			mesh_open_socks(w, p, q.host, q.port,
+					false); /* the bytes left are early data */
 			return;
 		}
 		memmove(sk->hs, sk->hs + used, sk->hs_len - used);
@@ -700,12 +731,461 @@ void socks_query_from(const struct conn *s, const char **group, bool *mesh_role)
 	*mesh_role = s->sk->mesh_role;
 }
 
+/* ---------- UDP ASSOCIATE (RFC 1928 section 7) ---------- */
+
+static void udp_dropped(struct worker *w, enum udp_drop why)
+{
+	atomic_fetch_add_explicit(&w->st_udp_drop[why], 1, memory_order_relaxed);
+}
+
+/* the SOCKS connection of c (a relay socket or a flow), while its association lasts */
+static struct conn *owner_of(struct worker *w, const struct conn *c)
+{
+	struct conn *s = conn_ref(w, c->sk->owner, c->sk->owner_gen);
+
+	return s && s->kind == CK_PLAIN && s->sk && s->sk->assoc ? s : NULL;
+}
+
+/*
+ * A UDP ASSOCIATE: a UDP socket bound on the address the connection arrived
+ * on (the kernel picks the port), whose datagrams only the connection's
+ * source address (and the port the request named, unless 0) may send. Its
+ * reply names it; the association lasts as long as the connection.
+ */
+static void associate(struct worker *w, struct conn *p, const struct socks5_request *q)
+{
+	struct socks_conn *sk = p->sk;
+	unsigned *na = &w->socks->assoc[sk->lst];
+	struct socks_src *f = src_slot(w->socks, sk->key, true, w->now);
+	uint8_t out[SOCKS5_REPLY_MAX], a16[16];
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	const char *why = NULL;
+	struct conn *r = NULL;
+	uint16_t port;
+	int fd = -1;
+
+	if (*na >= SOCKS_ASSOC_LST)
+		why = "256 UDP ASSOCIATEs on the listener already";
+	else if (!f || f->assoc >= SOCKS_ASSOC_SRC)
+		why = "16 UDP ASSOCIATEs from that source already";
+	else if (!fds_left(w, 1))
+		why = "out of file descriptors";
+	if (why) {
+		hs_refuse(w, p, SOCKS_R_LIMIT, why);
+		if (answer(w, p, out, socks5_reply(out, SOCKS5_REP_FAILURE)))
+			finish(w, p);
+		return;
+	}
+	if (getsockname(p->fd, (struct sockaddr *)&ss, &sl) == 0) {
+		if (ss.ss_family == AF_INET)
+			((struct sockaddr_in *)&ss)->sin_port = 0;
+		else
+			((struct sockaddr_in6 *)&ss)->sin6_port = 0;
+		fd = socket(ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	}
+	if (fd < 0 || bind(fd, (struct sockaddr *)&ss, sl) < 0 ||
+	    getsockname(fd, (struct sockaddr *)&ss, &sl) < 0)
+		why = "cannot bind a UDP relay socket";
+	if (!why && !(r = conn_new(w, CK_LISTEN, fd)))
+		why = "out of connection slots";
+	if (!why && !(r->sk = calloc(1, sizeof(*r->sk))))
+		why = "out of memory";
+	if (why) {
+		if (r)
+			conn_release(w, r);
+		if (fd >= 0)
+			close(fd);
+		hs_refuse(w, p, SOCKS_R_LIMIT, why);
+		if (answer(w, p, out, socks5_reply(out, SOCKS5_REP_FAILURE)))
+			finish(w, p);
+		return;
+	}
+	port = sock_addr16(&ss, a16);
+	r->sk->role = SK_RELAY;
+	r->sk->owner = conn_idx(w, p);
+	r->sk->owner_gen = p->gen;
+	r->tun = p->tun;
+	memcpy(r->bind.dst_addr, a16, 16); /* a flow's BIND dst: the relay's address */
+	r->bind.dst_port = port;
+	hs_end(w, p);
+	(*na)++;
+	f->assoc++;
+	sk->assoc = true;
+	sk->relay = conn_idx(w, r);
+	sk->relay_gen = r->gen;
+	sk->client_port = q->port;
+	sk->hs_len = 0; /* nothing follows a UDP ASSOCIATE on its connection */
+	p->state = PS_BOUND;
+	p->deadline = 0;
+	udp_arm_poll(w, r);
+	log_debug("socks %u: tunnel %s (user %s, from %s): UDP ASSOCIATE relay on port %u",
+		  sk->lport, p->tun ? p->tun->id : "-", sk->user, sk->ip, ntohs(port));
+	if (!answer(w, p, out, socks5_reply_addr(out, SOCKS5_REP_OK, a16, ntohs(port))))
+		return;
+	arm_recv(w, p); /* its end is the association's */
+}
+
+/* s's association ends: its relay socket and flows close */
+static void assoc_end(struct worker *w, struct conn *s)
+{
+	struct socks_conn *sk = s->sk;
+	unsigned *na = &w->socks->assoc[sk->lst];
+	struct socks_src *f = src_slot(w->socks, sk->key, false, w->now);
+	struct conn *r = conn_ref(w, sk->relay, sk->relay_gen);
+	uint32_t flows[SOCKS_UDP_FLOWS];
+	unsigned n = sk->nflows;
+
+	sk->assoc = false;
+	(*na)--;
+	if (f && f->assoc)
+		f->assoc--;
+	memcpy(flows, sk->flows, n * sizeof(flows[0]));
+	sk->nflows = 0;
+	for (unsigned i = 0; i < n; i++) {
+		struct conn *c = conn_at(w, flows[i]);
+
+		if (c && c->kind == CK_PLAIN && c->sk && !c->closing)
+			conn_close(w, c, false, "UDP ASSOCIATE ended");
+	}
+	if (r && r->kind == CK_LISTEN && r->sk)
+		conn_close(w, r, false, "UDP ASSOCIATE ended");
+}
+
+/* flow c is gone: out of its association's list */
+static void flow_gone(struct worker *w, struct conn *c)
+{
+	struct conn *s = owner_of(w, c);
+	uint32_t me = conn_idx(w, c);
+
+	for (unsigned i = 0; s && i < s->sk->nflows; i++) {
+		if (s->sk->flows[i] == me) {
+			s->sk->flows[i] = s->sk->flows[--s->sk->nflows];
+			break;
+		}
+	}
+}
+
+/* a datagram for flow c while its destination is being decided: queued, or dropped */
+static void flow_queue(struct worker *w, struct conn *c, const uint8_t *d, uint32_t len)
+{
+	if (c->udp_q >= w->e->cfg.udp_queue || (c->stash && c->stash_len + 4 + len > w->txcap) ||
+	    (!c->stash && !(c->stash = pool_get(w)))) {
+		udp_dropped(w, UDP_DROP_QUEUE);
+		return;
+	}
+	frame_put32(c->stash + c->stash_len, len);
+	memcpy(c->stash + c->stash_len + 4, d, len);
+	c->stash_len += 4 + len;
+	c->udp_q++;
+}
+
+/* one datagram to flow c's destination end p */
+static void flow_send(struct worker *w, struct conn *p, const uint8_t *d, uint32_t len)
+{
+	if (send(p->fd, d, len, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
+		udp_dropped(w, UDP_DROP_QUEUE); /* its send queue is full, or ICMP said no */
+		return;
+	}
+	p->last_io = w->now;
+	p->rec_out += len;
+	atomic_fetch_add_explicit(&w->st_udp_in, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&w->st_in, len, memory_order_relaxed);
+}
+
+/* the queue of flow c goes to p (started), or is dropped (p NULL: refused) */
+static void flow_flush(struct worker *w, struct conn *c, struct conn *p)
+{
+	for (uint32_t off = 0; off < c->stash_len;) {
+		uint32_t n = frame_get32(c->stash + off);
+
+		if (p)
+			flow_send(w, p, c->stash + off + 4, n);
+		else
+			udp_dropped(w, UDP_DROP_SOCKS);
+		off += 4 + n;
+	}
+	pool_put(w, c->stash);
+	c->stash = NULL;
+	c->stash_len = 0;
+	c->udp_q = 0;
+}
+
+/* A new destination of s's association: a flow, decided as a UDP OPEN from s's tunnel. */
+static void flow_new(struct worker *w, struct conn *s, struct conn *r,
+		     const struct sockaddr_storage *peer, socklen_t peer_len,
+		     const struct socks5_request *q, const uint8_t *d, size_t used, size_t n)
+{
+	struct socks_conn *sk = s->sk, *fk;
+	struct conn *c;
+
+	if (sk->nflows >= SOCKS_UDP_FLOWS) {
+		udp_dropped(w, UDP_DROP_SOCKS);
+		log_every(NLOG_WARN,
+			  "socks %u: tunnel %s: a UDP ASSOCIATE with %d destinations already, "
+			  "dropping a new one's datagrams",
+			  sk->lport, s->tun ? s->tun->id : "-", SOCKS_UDP_FLOWS);
+		return;
+	}
+	c = conn_new(w, CK_PLAIN, -1); /* no socket: the relay's sends its answers */
+	fk = c ? calloc(1, sizeof(*fk)) : NULL;
+	if (!fk) {
+		if (c)
+			conn_release(w, c);
+		udp_dropped(w, UDP_DROP_SOCKS);
+		log_every(NLOG_WARN, "socks %u: UDP ASSOCIATE: out of connection slots or memory",
+			  sk->lport);
+		return;
+	}
+	c->sk = fk;
+	fk->role = SK_FLOW;
+	fk->lst = sk->lst;
+	fk->lport = sk->lport;
+	memcpy(fk->key, sk->key, 16);
+	memcpy(fk->src, sk->src, 16);
+	memcpy(fk->ip, sk->ip, sizeof(fk->ip));
+	memcpy(fk->user, sk->user, sizeof(fk->user));
+	memcpy(fk->group, sk->group, sizeof(fk->group));
+	fk->mesh_role = sk->mesh_role;
+	fk->owner = conn_idx(w, s);
+	fk->owner_gen = s->gen;
+	fk->dport = q->port;
+	str_copy(fk->dst, sizeof(fk->dst), q->host);
+	memcpy(fk->hdr, d, used); /* the answers' header: the destination as the client named it */
+	fk->hdr_len = (uint16_t)used;
+	fk->to = *peer;
+	fk->to_len = peer_len;
+	c->tun = s->tun;
+	c->last_io = w->now;
+	c->idle_ms = 0; /* socks_tick's own: [udp] idle_timeout */
+	c->bind.origin_port = sock_addr16(peer, c->bind.origin_addr);
+	memcpy(c->bind.dst_addr, r->bind.dst_addr, 16);
+	c->bind.dst_port = r->bind.dst_port;
+	sk->flows[sk->nflows++] = conn_idx(w, c);
+	flow_queue(w, c, d + used, (uint32_t)(n - used));
+	/* decided now (a refusal, an external destination) or later; c may be gone after */
+	mesh_open_socks(w, c, q->host, q->port, true);
+}
+
+static void assoc_datagram(struct worker *w, struct conn *s, struct conn *r,
+			   const struct sockaddr_storage *peer, socklen_t peer_len, uint8_t *d,
+			   size_t n)
+{
+	struct socks_conn *sk = s->sk;
+	struct socks5_err err = {.code = -1, .why = NULL};
+	struct socks5_request q;
+	uint16_t sport;
+	uint8_t a16[16];
+	struct conn *c = NULL;
+	size_t used = 0;
+
+	sport = sock_addr16(peer, a16);
+	if (memcmp(a16, sk->src, 16) || (sk->client_port && ntohs(sport) != sk->client_port)) {
+		char ip[48];
+
+		udp_dropped(w, UDP_DROP_SOCKS);
+		sock_addr16_ntop(a16, ip, sizeof(ip));
+		log_every(NLOG_INFO,
+			  "socks %u: tunnel %s: a UDP datagram from %s port %u, not the "
+			  "association's client, dropped",
+			  sk->lport, s->tun ? s->tun->id : "-", ip, ntohs(sport));
+		return;
+	}
+	if (socks5_parse_udp(d, n, &used, &q, &err) != SOCKS5_DONE || used >= n) {
+		udp_dropped(w, UDP_DROP_SOCKS);
+		log_every(NLOG_INFO, "socks %u: tunnel %s: UDP datagram dropped: %s", sk->lport,
+			  s->tun ? s->tun->id : "-",
+			  err.why ? err.why : "no data behind its header");
+		return;
+	}
+	for (unsigned i = 0; i < sk->nflows && !c; i++) {
+		struct conn *x = conn_at(w, sk->flows[i]);
+
+		if (x && !x->closing && x->sk && x->bind.origin_port == sport &&
+		    x->sk->dport == q.port && !strcmp(x->sk->dst, q.host))
+			c = x;
+	}
+	if (!c) {
+		flow_new(w, s, r, peer, peer_len, &q, d, used, n);
+		return;
+	}
+	c->last_io = w->now;
+	if (c->sk->refused)
+		udp_dropped(w, UDP_DROP_SOCKS); /* its refusal was logged once */
+	else if (c->state == PS_SOCKS_OPEN)
+		flow_queue(w, c, d + used, (uint32_t)(n - used));
+	else if (conn_at(w, c->peer))
+		flow_send(w, conn_at(w, c->peer), d + used, (uint32_t)(n - used));
+	else
+		udp_dropped(w, UDP_DROP_SOCKS);
+}
+
+void socks_udp_poll(struct worker *w, struct conn *r, int res)
+{
+	struct conn *s = owner_of(w, r);
+
+	r->recv_armed = false;
+	if (!s) {
+		conn_close(w, r, false, "its UDP ASSOCIATE ended");
+		return;
+	}
+	if (res < 0 && res != -ECANCELED)
+		log_every(NLOG_WARN, "socks %u: a UDP relay's poll: %s", s->sk->lport,
+			  strerror(-res));
+	for (int i = 0; i < 64 && !r->closing && s->sk->assoc; i++) {
+		struct sockaddr_storage peer;
+		socklen_t peer_len = sizeof(peer);
+		ssize_t n = recvfrom(r->fd, w->udp_buf + 4, LINK_UDP_MAX + 1,
+				     MSG_DONTWAIT | MSG_TRUNC, (struct sockaddr *)&peer, &peer_len);
+
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				break;
+			continue; /* an ICMP error queued on the socket: the next one */
+		}
+		if (n == 0 || n > LINK_UDP_MAX) {
+			udp_dropped(w, UDP_DROP_OVERSIZE);
+			continue;
+		}
+		assoc_datagram(w, s, r, &peer, peer_len, w->udp_buf + 4, (size_t)n);
+	}
+	udp_arm_poll(w, r);
+}
+
+/* flow c's destination refused: logged once, its datagrams dropped until it idles out */
+static void flow_refused(struct worker *w, struct conn *c, uint8_t status, uint32_t rule,
+			 const char *why)
+{
+	/* one rate limit per cause, as meshopen.c's */
+#define REFUSED_LINE()                                                                             \
+	log_every(NLOG_INFO,                                                                       \
+		  "socks %u: tunnel %s (user %s, from %s) UDP -> %.255s:%u refused: %s",           \
+		  c->sk->lport, c->tun ? c->tun->id : "-", c->sk->user, c->sk->ip,                 \
+		  c->mesh_host ? c->mesh_host : "-", c->sk->dport, why)
+	switch (status) {
+	case LINK_OPEN_DENIED:
+		if (rule)
+			REFUSED_LINE();
+		else
+			REFUSED_LINE();
+		break;
+	case LINK_OPEN_NOT_FOUND:
+		REFUSED_LINE();
+		break;
+	case LINK_OPEN_OFFLINE:
+		REFUSED_LINE();
+		break;
+	case LINK_OPEN_NOT_ALLOWED:
+		REFUSED_LINE();
+		break;
+	default:
+		REFUSED_LINE();
+		break;
+	}
+#undef REFUSED_LINE
+	c->sk->refused = true;
+	c->peer = NONE;
+	c->state = PS_BOUND;
+	c->deadline = 0;
+	flow_flush(w, c, NULL);
+}
+
+/* flow c's destination end p is there: its queue first, then datagrams both ways */
+static void flow_start(struct worker *w, struct conn *c, struct conn *p)
+{
+	c->state = PS_BOUND;
+	c->deadline = 0;
+	c->peer = conn_idx(w, p);
+	p->peer = conn_idx(w, c);
+	p->pp = true;
+	p->connected = true;
+	p->idle_ms = 0; /* the flow's idle timeout is c's */
+	p->last_io = c->last_io = w->now;
+	flow_flush(w, c, p);
+	arm_recv(w, p);
+}
+
+/* a datagram from flow c's destination (p): back to the client behind its header */
+static void flow_back(struct worker *w, struct conn *p, int res, unsigned flags)
+{
+	struct conn *c = conn_at(w, p->peer);
+	unsigned bid = flags >> IORING_CQE_BUFFER_SHIFT;
+	bool buf = flags & IORING_CQE_F_BUFFER;
+	struct conn *s = c && c->sk ? owner_of(w, c) : NULL;
+	struct conn *r = s ? conn_ref(w, s->sk->relay, s->sk->relay_gen) : NULL;
+
+	if (!r || (res == 0 && p->udp_pair) || (res < 0 && res != -ECONNREFUSED)) {
+		if (buf)
+			buf_recycle(w, bid);
+		conn_close(w, p, true, res < 0 ? strerror(-res) : "udp flow ended");
+		return;
+	}
+	if (res > 0 && (unsigned)res <= w->bufsz - 4 && buf) {
+		struct iovec iov[2] = {
+		    {.iov_base = c->sk->hdr, .iov_len = c->sk->hdr_len},
+		    {.iov_base = buf_addr(w, bid) + HEADROOM, .iov_len = (size_t)res},
+		};
+		struct msghdr mh = {
+		    .msg_name = &c->sk->to,
+		    .msg_namelen = c->sk->to_len,
+		    .msg_iov = iov,
+		    .msg_iovlen = 2,
+		};
+
+		if (sendmsg(r->fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
+			udp_dropped(w, UDP_DROP_QUEUE);
+		} else {
+			p->last_io = c->last_io = w->now;
+			p->rec_in += (uint64_t)res;
+			atomic_fetch_add_explicit(&w->st_udp_out, 1, memory_order_relaxed);
+			atomic_fetch_add_explicit(&w->st_out, (uint64_t)res, memory_order_relaxed);
+		}
+	} else if (res >= 0) {
+		udp_dropped(w, UDP_DROP_OVERSIZE);
+	}
+	if (buf)
+		buf_recycle(w, bid);
+	if (!p->closing)
+		arm_recv(w, p);
+}
+
+/* bytes on an association's connection mean nothing (RFC 1928); its end ends it */
+static void assoc_conn_recv(struct worker *w, struct conn *s, int res, unsigned flags)
+{
+	if (flags & IORING_CQE_F_BUFFER)
+		buf_recycle(w, flags >> IORING_CQE_BUFFER_SHIFT);
+	if (res <= 0) {
+		conn_close(w, s, res < 0, "its UDP ASSOCIATE's connection closed");
+		return;
+	}
+	arm_recv(w, s);
+}
+
+/* a flow's tick: no datagram either way for [udp] idle_timeout ends it */
+static void flow_tick(struct worker *w, struct conn *c, uint64_t now)
+{
+	unsigned idle = w->e->cfg.udp_idle_ms;
+	struct conn *p = conn_at(w, c->peer);
+	uint64_t last = p && p->last_io > c->last_io ? p->last_io : c->last_io;
+
+	if (!idle || now - last <= idle)
+		return;
+	atomic_fetch_add_explicit(&w->st_udp_expired, 1, memory_order_relaxed);
+	if (p)
+		conn_reason(p, EC_IDLE_TIMEOUT);
+	conn_close(w, c, false, "udp flow idle");
+}
+
 /* ---------- meshopen.c's answers ---------- */
 
 void socks_refused(struct worker *w, struct conn *s, uint8_t status, uint32_t rule, const char *why)
 {
 	uint8_t out[SOCKS5_REPLY_LEN];
 
+	if (s->sk->role == SK_FLOW) {
+		flow_refused(w, s, status, rule, why);
+		return;
+	}
 	/* one rate limit per cause, as meshopen.c's */
 #define REFUSED_LINE()                                                                             \
 	log_every(NLOG_INFO, "socks %u: tunnel %s (user %s, from %s) -> %.255s:%u refused: %s",    \
@@ -746,6 +1226,10 @@ void socks_stream(struct worker *w, struct conn *s, struct conn *p)
 	uint8_t out[SOCKS5_REPLY_LEN];
 	unsigned idle = w->live ? w->live->idle_timeout_ms : 0;
 
+	if (s->sk->role == SK_FLOW) {
+		flow_start(w, s, p);
+		return;
+	}
 	hs_end(w, s);
 	s->state = PS_BOUND;
 	s->deadline = 0;
@@ -862,7 +1346,11 @@ void socks_on_recv(struct worker *w, struct conn *p, int res, unsigned flags)
 		w->starved++;
 		return;
 	}
-	if (p->sk && p->state != PS_BOUND)
+	if (p->sk && p->sk->assoc)
+		assoc_conn_recv(w, p, res, flags);
+	else if (p->pp && p->udp)
+		flow_back(w, p, res, flags);
+	else if (p->sk && p->state != PS_BOUND)
 		hs_recv(w, p, res, flags);
 	else if (p->linger) /* a refusal on its way out */
 		hs_recv(w, p, res, flags);
@@ -895,6 +1383,12 @@ void socks_arm(struct worker *w, struct conn *p)
 	struct conn *q;
 	size_t need;
 
+	if (p->sk && p->sk->role == SK_FLOW)
+		return; /* no socket of its own */
+	if ((p->sk && p->sk->assoc) || (p->pp && p->udp)) {
+		arm_recv(w, p);
+		return;
+	}
 	if (p->sk && p->state != PS_BOUND) {
 		if (p->state == PS_SOCKS_TLS || p->state == PS_SOCKS_HS)
 			arm_recv(w, p);
@@ -919,6 +1413,10 @@ void socks_closing(struct worker *w, struct conn *p)
 		p->sk->streamed = false;
 		p->tun->socks_streams--;
 	}
+	if (p->sk && p->sk->assoc)
+		assoc_end(w, p);
+	if (p->sk && p->sk->role == SK_FLOW)
+		flow_gone(w, p);
 	if (!q)
 		return;
 	p->peer = NONE;
@@ -931,6 +1429,10 @@ bool socks_tick(struct worker *w, struct conn *p, uint64_t now)
 {
 	if (p->sk && p->state == PS_SOCKS_OPEN && p->deadline && now > p->deadline) {
 		mesh_open_timeout(w, p); /* answered as an OPEN's: host unreachable */
+		return true;
+	}
+	if (p->sk && p->sk->role == SK_FLOW) {
+		flow_tick(w, p, now);
 		return true;
 	}
 	if (p->sk && p->state != PS_BOUND && p->deadline && now > p->deadline) {

@@ -667,6 +667,8 @@ static void handle_cqe(struct worker *w, struct io_uring_cqe *cqe)
 	case OP_POLL:
 		if (w->e->cfg.role == ENGINE_CLIENT)
 			dial_udp_poll(w, c, cqe->res); /* a UDP port map's socket */
+		else if (c->kind == CK_LISTEN && c->sk)
+			socks_udp_poll(w, c, cqe->res); /* a UDP ASSOCIATE's relay socket */
 		else
 			udp_on_poll(w, c, cqe->res);
 		break;
@@ -1063,7 +1065,7 @@ void engine_stats(struct engine *e, struct engine_stats *s)
 		s->udp_expired += atomic_load_explicit(&w->st_udp_expired, memory_order_relaxed);
 		s->udp_in += atomic_load_explicit(&w->st_udp_in, memory_order_relaxed);
 		s->udp_out += atomic_load_explicit(&w->st_udp_out, memory_order_relaxed);
-		for (int k = 0; k < 4; k++)
+		for (int k = 0; k < 5; k++)
 			s->udp_dropped[k] +=
 			    atomic_load_explicit(&w->st_udp_drop[k], memory_order_relaxed);
 		s->refused_max_links +=
