@@ -869,7 +869,8 @@ static void flow_gone(struct worker *w, struct conn *c)
 /* a datagram for flow c while its destination is being decided: queued, or dropped */
 static void flow_queue(struct worker *w, struct conn *c, const uint8_t *d, uint32_t len)
 {
-	if (c->udp_q >= w->e->cfg.udp_queue || (c->stash && c->stash_len + 4 + len > w->txcap) ||
+	if (c->udp_q >= (w->live ? w->live->udp_queue : w->e->cfg.udp_queue) ||
+	    (c->stash && c->stash_len + 4 + len > w->txcap) ||
 	    (!c->stash && !(c->stash = pool_get(w)))) {
 		udp_dropped(w, UDP_DROP_QUEUE);
 		return;
@@ -1164,7 +1165,7 @@ static void assoc_conn_recv(struct worker *w, struct conn *s, int res, unsigned 
 /* a flow's tick: no datagram either way for [udp] idle_timeout ends it */
 static void flow_tick(struct worker *w, struct conn *c, uint64_t now)
 {
-	unsigned idle = w->e->cfg.udp_idle_ms;
+	unsigned idle = w->live ? w->live->udp_idle_ms : w->e->cfg.udp_idle_ms;
 	struct conn *p = conn_at(w, c->peer);
 	uint64_t last = p && p->last_io > c->last_io ? p->last_io : c->last_io;
 
