@@ -1465,7 +1465,9 @@ void socks_kick(struct worker *w, const struct tunnel *t)
 	for (uint32_t i = 0; t && i < w->high; i++) {
 		struct conn *p = &w->conns[i];
 
-		if (p->kind != CK_PLAIN || p->closing || !p->sk || p->tun != t)
+		/* a UDP ASSOCIATE's flows end with its connection */
+		if (p->kind != CK_PLAIN || p->closing || !p->sk || p->tun != t ||
+		    p->sk->role == SK_FLOW)
 			continue;
 		conn_close(w, p, true, "its token was revoked");
 		n++;

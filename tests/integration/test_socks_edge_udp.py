@@ -10,8 +10,9 @@ through the TLS one, whose relay is plain UDP): B's service by tunnel id and by 
 an allowed external loopback service, several sizes, answers wrapped with the header they went
 with; a destination outside [socks] allow and a mesh default deny get nothing and are logged
 once; a fragment, malformed datagrams and datagrams from another source port or address are
-dropped and counted (nave_udp_dropped_total{reason="socks"}); relayd stays up; the relay
-socket goes with the TCP connection."""
+dropped and counted (nave_udp_dropped_total{reason="socks"}); a new destination past 32 is
+dropped; relayd stays up; the relay socket goes with the TCP connection, and with the token
+when it is revoked."""
 import hashlib
 import os
 import select
@@ -23,7 +24,7 @@ import threading
 import pytest
 
 import navetest as nt
-from test_mesh import REP_OK, log_line, recv_n, socks_greet, token
+from test_mesh import log_line, recv_n, socks_greet, token
 from test_metrics import settle, total, val
 
 SOCKS_PORT = nt.free_port(20000, 22999)
@@ -310,3 +311,26 @@ def test_socks_edge_udp_policy(server, make_client, udpsvc):
         ctl.close()
         s.close()
     nt.wait_for(lambda: udp_port_free(relay[1]), 10, "the relay's port released")
+
+
+def test_socks_edge_udp_revoke(server, udpsvc):
+    """Revoking the token ends the association as it resets CONNECT streams."""
+    ext = udpsvc()
+    made = server.navectl("tokens", "create", "--id", "app-w", "--kinds", "tcp,mesh", json=True)
+    s = usock()
+    ctl, relay = associate("app-w", made["token"], s.getsockname()[1])
+    try:
+        works_soon(s, relay, "127.0.0.1", ext.port)
+        server.navectl("tokens", "revoke", made["id"], json=True)
+        ctl.settimeout(5)
+        try:
+            assert ctl.recv(64) == b"", "the association's connection outlived its token"
+        except ConnectionResetError:
+            pass
+        nt.wait_for(lambda: udp_port_free(relay[1]), 10, "the revoked association's relay")
+    finally:
+        ctl.close()
+        s.close()
+    log_line(server.relayd,
+             f"tunnel {made['tunnel_id']}'s token was revoked: 1 SOCKS connection(s) reset")
+    assert server.relayd.alive()
