@@ -128,8 +128,8 @@ static bool src_busy(const struct socks_src *f, uint64_t now)
 
 /*
  * a's slot, or (add) a free or spent one for it; with none, the oldest that is
- * not locked and has no handshake (its failed logins are forgotten). NULL when
- * every slot is locked or in a handshake.
+ * not locked and has no handshake or UDP ASSOCIATE (its failed logins are
+ * forgotten). NULL when every slot is locked or in use.
  */
 static struct socks_src *src_slot(struct socks_edge *E, const uint8_t a[16], bool add, uint64_t now)
 {
@@ -142,7 +142,7 @@ static struct socks_src *src_slot(struct socks_edge *E, const uint8_t a[16], boo
 			return f;
 		if (!spare && !src_busy(f, now))
 			spare = f;
-		if (!f->hs && now >= f->until && (!old || f->t0 < old->t0))
+		if (!f->hs && !f->assoc && now >= f->until && (!old || f->t0 < old->t0))
 			old = f;
 	}
 	if (!add || (!spare && !old))
@@ -767,7 +767,9 @@ static void associate(struct worker *w, struct conn *p, const struct socks5_requ
 
 	if (*na >= SOCKS_ASSOC_LST)
 		why = "256 UDP ASSOCIATEs on the listener already";
-	else if (!f || f->assoc >= SOCKS_ASSOC_SRC)
+	else if (!f)
+		why = "every source slot is in use";
+	else if (f->assoc >= SOCKS_ASSOC_SRC)
 		why = "16 UDP ASSOCIATEs from that source already";
 	else if (!fds_left(w, 1))
 		why = "out of file descriptors";
