@@ -1508,7 +1508,7 @@ static void status_kassist(struct table *t, json_t *rel)
 	if (json_is_object(json_object_get(rel, "udp"))) {
 		/* UDP flows (public and mesh) and what was dropped, by cause */
 		json_t *u = json_object_get(rel, "udp"), *ud = json_object_get(u, "dropped");
-		static const char *const k[] = {"queue", "flows", "oversize", "offline"};
+		static const char *const k[] = {"queue", "flows", "oversize", "offline", "socks"};
 		struct sbuf us = {0};
 		char v[32], x[32], i[32], o[32];
 

@@ -453,10 +453,11 @@ def test_fake_relay_kernel_assist_stats(controld_only):
         assert relay["udp"] == {"flows": None, "flows_expired": None, "datagrams_in": 3,
                                 "datagrams_out": None,
                                 "dropped": {"queue": None, "flows": 1, "oversize": None,
-                                            "offline": None}}, relay["udp"]
+                                            "offline": None, "socks": None}}, relay["udp"]
         assert relay["socks"] == {"conns": None, "refused": None}, relay["socks"]
         assert _status_line(srv, "udp") == ("- flows (- expired); datagrams 3 in, - out; "
-                                            "dropped: - queue, 1 flows, - oversize, - offline")
+                                            "dropped: - queue, 1 flows, - oversize, - offline, "
+                                            "- socks")
         assert _status_line(srv, "socks") == ("- connections; refused: - auth, - locked, "
                                               "- limit, - method, - handshake")
         assert _status_line(srv, "steering") == "bpf"
