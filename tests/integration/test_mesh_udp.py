@@ -269,24 +269,24 @@ def test_udp_map_full_ends_its_oldest_idle_flow(server, make_client, udpsvc):
     mesh_add(server, "allow", a.tunnel_id, f"tunnel:{b.tunnel_id}")
     local = nt.free_port()
     udp_map(a, local, b.tunnel_id, bport)
-    k = usock()
-    try:
-        works_soon(k, local, b"warm")
-    finally:
-        k.close()
+    # every query from a socket of its own, all held open: a closed one's port could come
+    # back to a later socket and find its flow still there
+    held = [usock()]
+    works_soon(held[0], local, b"warm")
 
     def one_shot(i):
-        k = usock()
-        try:
-            return ask(k, local, b"query %d" % i, 5.0) is not None
-        finally:
+        held.append(usock())
+        return ask(held[-1], local, b"query %d" % i, 5.0) is not None
+    try:
+        got = [one_shot(i) for i in range(127)]  # with the warm one: the map is full
+        assert all(got), got.count(False)
+        nt.wait_for(lambda: a.status()["udp"]["map_flows"] == 128, 5, "128 flows in A's status")
+        time.sleep(1.2)  # the oldest flows are idle for MAP_UDP_EVICT_MS
+        got = [one_shot(i) for i in range(127, 159)]
+        assert all(got), got.count(False)
+    finally:
+        for k in held:
             k.close()
-    got = [one_shot(i) for i in range(127)]  # with the warm one: the map is full
-    assert all(got), got.count(False)
-    nt.wait_for(lambda: a.status()["udp"]["map_flows"] == 128, 5, "128 flows in A's status")
-    time.sleep(1.2)  # the oldest flows are idle for MAP_UDP_EVICT_MS
-    got = [one_shot(i) for i in range(127, 159)]
-    assert all(got), got.count(False)
     st = nt.wait_for(lambda: (lambda u: u if u["flows_expired"] >= 32 else None)(
         a.status()["udp"]), 5, "32 flows ended in A's status")
     assert st["map_flows"] == 128 and st["dropped"]["flows"] == 0, st
