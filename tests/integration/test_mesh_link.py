@@ -280,7 +280,8 @@ def test_ssrf_guard(server, services):
                 assert ask(d, sid, name, echo.port)[0] == NOT_ALLOWED, name
         log = server.relayd.output()[mark:]
         # (one line per cause every 10 s: the first refusal's)
-        assert "refused: a loopback, link-local, unspecified or the edge's own address" in log
+        assert ("refused: a loopback, link-local, unspecified, multicast, broadcast or the "
+                "edge's own address") in log
     finally:
         ctl.close()
 
