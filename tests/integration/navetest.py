@@ -14,6 +14,7 @@ import json
 import os
 import queue
 import random
+import select
 import signal
 import socket
 import ssl
@@ -1087,3 +1088,42 @@ class ControlLink:
     def close(self):
         self.stop()
         self.s.close()
+
+
+class UdpService:
+    """A DNS-style UDP service on 127.0.0.1 in a thread: each request datagram is answered
+    by one datagram, its SHA-256 and the request itself (the sender checks every byte);
+    count and sources are what it saw."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        # the test's own sockets must not be where datagrams are lost
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.sources = set()
+        self.count = 0
+        self.stop = False
+        self.t = threading.Thread(target=self._loop, daemon=True)
+        self.t.start()
+
+    def _loop(self):
+        while not self.stop:
+            r, _, _ = select.select([self.sock], [], [], 0.2)
+            if not r:
+                continue
+            try:
+                d, a = self.sock.recvfrom(65535)
+            except OSError:
+                continue
+            self.sources.add(a)
+            self.count += 1
+            try:
+                self.sock.sendto(hashlib.sha256(d).digest() + d, a)
+            except OSError:  # the answer to the largest datagram does not fit one
+                pass
+
+    def close(self):
+        self.stop = True
+        self.t.join(2)
+        self.sock.close()

@@ -24,12 +24,12 @@ import os
 import select
 import socket
 import struct
-import threading
 import time
 
 import pytest
 
 import navetest as nt
+from navetest import UdpService
 from test_mesh import log_line, mesh_add, ok
 from test_metrics import settle, total
 
@@ -45,41 +45,6 @@ def server_ini(metrics_port):
     return (f"[udp]\nidle_timeout = 2s\nmax_flows = 64\nqueue = 64\n"
             f"[socks]\nallow = 127.0.0.1/32, 224.0.0.0/4\n"
             f"[metrics]\nlisten = 127.0.0.1:{metrics_port}\n")
-
-
-class UdpService:
-    """A DNS-style service: each request is answered by one datagram, its SHA-256 and the
-    request itself."""
-
-    def __init__(self):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-        self.sock.bind(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.count = 0
-        self.stop = False
-        self.t = threading.Thread(target=self._loop, daemon=True)
-        self.t.start()
-
-    def _loop(self):
-        while not self.stop:
-            r, _, _ = select.select([self.sock], [], [], 0.2)
-            if not r:
-                continue
-            try:
-                d, a = self.sock.recvfrom(65535)
-            except OSError:
-                continue
-            self.count += 1
-            try:
-                self.sock.sendto(hashlib.sha256(d).digest() + d, a)
-            except OSError:
-                pass
-
-    def close(self):
-        self.stop = True
-        self.t.join(2)
-        self.sock.close()
 
 
 @pytest.fixture

@@ -15,15 +15,14 @@ dropped; relayd stays up; the relay socket goes with the TCP connection, and wit
 when it is revoked."""
 import hashlib
 import os
-import select
 import socket
 import ssl
 import struct
-import threading
 
 import pytest
 
 import navetest as nt
+from navetest import UdpService
 from test_mesh import log_line, recv_n, socks_greet, token
 from test_metrics import settle, total, val
 
@@ -45,39 +44,6 @@ def server_ini(metrics_port):
             "[socks]\nallow = 127.0.0.1/32\n"
             f"listen = 127.0.0.1:{SOCKS_PORT}\n"
             f"tls_listen = 127.0.0.1:{SOCKS_TLS_PORT}\n")
-
-
-class UdpService:
-    """Each request answered by one datagram: its SHA-256 and the request itself."""
-
-    def __init__(self):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.count = 0
-        self.stop = False
-        self.t = threading.Thread(target=self._loop, daemon=True)
-        self.t.start()
-
-    def _loop(self):
-        while not self.stop:
-            r, _, _ = select.select([self.sock], [], [], 0.2)
-            if not r:
-                continue
-            try:
-                d, a = self.sock.recvfrom(65535)
-            except OSError:
-                continue
-            self.count += 1
-            try:
-                self.sock.sendto(hashlib.sha256(d).digest() + d, a)
-            except OSError:
-                pass
-
-    def close(self):
-        self.stop = True
-        self.t.join(2)
-        self.sock.close()
 
 
 @pytest.fixture
