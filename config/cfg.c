@@ -105,6 +105,13 @@ const char cfg_server_default_ini[] =
     "certificate =\n"
     "private_key =\n"
     "pq = on\n"
+    "# clients may log in with a certificate of this CA (navectl pki init makes one);\n"
+    "# the CRL: empty means crl.pem beside client_ca when it exists\n"
+    "client_ca =\n"
+    "client_crl =\n"
+    "# off | optional (a token or a certificate) | required (certificates only);\n"
+    "# empty: optional when client_ca is set, else off\n"
+    "client_auth =\n"
     "\n"
     "[datapath]\n"
     "workers = auto\n"
@@ -213,6 +220,7 @@ enum row_type {
 	R_WORKERS,   /* unsigned: auto is 0, else min..max */
 	R_KTLS,	     /* int: auto|on|off */
 	R_STEERING,  /* int: auto|bpf|listeners */
+	R_CLIENT_AUTH, /* int: off|optional|required (CFG_CLIENT_AUTH_*) */
 	R_POW2,	     /* unsigned power of two in min..max */
 	R_PROXY,     /* int: empty|v1|v2 */
 	R_REMOTE,    /* unsigned: off|tcp-http|all (enum cfg_remote) */
@@ -278,6 +286,9 @@ static const struct cfg_row server_rows[] = {
     SRV("tls", "certificate", "", R_STR, certificate, .live = true),
     SRV("tls", "private_key", "", R_STR, private_key, .live = true),
     SRV("tls", "pq", "on", R_BOOL, pq, .live = true),
+    SRV("tls", "client_ca", "", R_STR, client_ca, .live = true),
+    SRV("tls", "client_crl", "", R_STR, client_crl, .live = true),
+    SRV("tls", "client_auth", "", R_CLIENT_AUTH, client_auth, .live = true),
     SRV("datapath", "workers", "auto", R_WORKERS, workers, .min = 1, .max = 256),
     SRV("datapath", "ktls", "auto", R_KTLS, ktls),
     SRV("datapath", "steering", "auto", R_STEERING, steering),
@@ -803,7 +814,7 @@ static void set_num(const struct cfg_row *r, void *base, size_t off, int64_t v)
 		break;
 	default:
 		if (r->type == R_LOGLEVEL || r->type == R_KTLS || r->type == R_STEERING ||
-		    r->type == R_PROXY)
+		    r->type == R_PROXY || r->type == R_CLIENT_AUTH)
 			*(int *)p = (int)v;
 		else
 			*(unsigned *)p = (unsigned)v;
@@ -824,7 +835,7 @@ static int64_t get_num(const struct cfg_row *r, const void *base, size_t off)
 		return (int64_t) * (const uint64_t *)p;
 	default:
 		if (r->type == R_LOGLEVEL || r->type == R_KTLS || r->type == R_STEERING ||
-		    r->type == R_PROXY)
+		    r->type == R_PROXY || r->type == R_CLIENT_AUTH)
 			return *(const int *)p;
 		return *(const unsigned *)p;
 	}
@@ -963,6 +974,7 @@ static bool row_is_string(const struct cfg_row *r)
 
 static const char *const ktls_names[] = {"off", "on", "auto"}; /* CFG_OFF, CFG_ON, CFG_AUTO */
 static const char *const steer_names[] = {"auto", "bpf", "listeners"};
+static const char *const client_auth_names[] = {"off", "optional", "required"};
 static const char *const proxy_names[] = {"", "v1", "v2"};
 static const char *const remote_names[] = {"off", "tcp-http", "all"};
 static const char *const fmt_names[] = {"text", "json"};
@@ -1194,6 +1206,19 @@ static int row_parse(const struct cfg_row *r, void *base, const char *v, char *w
 		}
 		set_num(r, base, r->off, k);
 		return 0;
+	case R_CLIENT_AUTH:
+		/* empty: decided by client_ca once the section is read (cfg_check_server) */
+		k = *v ? parse_enum(v, client_auth_names, ARRAY_SIZE(client_auth_names)) : -1;
+		if (!*v) {
+			set_num(r, base, r->off, -1);
+			return 0;
+		}
+		if (k < 0) {
+			snprintf(why, wl, "%s is not one of off|optional|required", q);
+			return -1;
+		}
+		set_num(r, base, r->off, k);
+		return 0;
 	case R_REMOTE:
 		k = parse_enum(v, remote_names, ARRAY_SIZE(remote_names));
 		if (k < 0) {
@@ -1333,6 +1358,9 @@ static void row_format(const struct cfg_row *r, const void *base, char *out, siz
 		break;
 	case R_STEERING:
 		snprintf(out, len, "%s", v >= 0 && v < 3 ? steer_names[v] : "auto");
+		break;
+	case R_CLIENT_AUTH:
+		snprintf(out, len, "%s", v >= 0 && v < 3 ? client_auth_names[v] : "off");
 		break;
 	case R_REMOTE:
 		snprintf(out, len, "%s", v >= 0 && v < 3 ? remote_names[v] : "tcp-http");
@@ -1901,6 +1929,16 @@ static int server_finish(struct cfg_server *c, const struct ini_doc *d, char *er
 		(int)sizeof(c->private_key))
 		return cfg_err(err, errlen, d->file, ini_line(d, "server", "state_dir"),
 			       "[server] state_dir: too long for [tls] private_key");
+	/* client certificates: client_auth empty follows client_ca; a mode needs a CA */
+	if (c->client_auth < 0)
+		c->client_auth = c->client_ca[0] ? CFG_CLIENT_AUTH_OPTIONAL : CFG_CLIENT_AUTH_OFF;
+	if (c->client_auth != CFG_CLIENT_AUTH_OFF && !c->client_ca[0])
+		return cfg_err(err, errlen, d->file, ini_line(d, "tls", "client_auth"),
+			       "[tls] client_auth: %s needs [tls] client_ca",
+			       client_auth_names[c->client_auth]);
+	if (c->client_crl[0] && !c->client_ca[0])
+		return cfg_err(err, errlen, d->file, ini_line(d, "tls", "client_crl"),
+			       "[tls] client_crl: needs [tls] client_ca");
 	/* relayd's SOCKS ports: outside the range, not on one another */
 	for (int i = 0; i < 2; i++) {
 		const char *key = i ? "tls_listen" : "listen";

@@ -19,6 +19,8 @@
 #define ACME_DOMAINS_MAX 32 /* names in [acme] domains */
 
 enum cfg_tristate { CFG_AUTO = -1, CFG_OFF = 0, CFG_ON = 1 };
+/* [tls] client_auth */
+enum { CFG_CLIENT_AUTH_OFF, CFG_CLIENT_AUTH_OPTIONAL, CFG_CLIENT_AUTH_REQUIRED };
 
 struct cfg_server {
 	/* [server] */
@@ -53,6 +55,9 @@ struct cfg_server {
 					   run) */
 	char private_key[CFG_PATH_MAX]; /* empty: state_dir/tls/server.key */
 	bool pq;			/* pq = on */
+	char client_ca[CFG_PATH_MAX];	/* empty: no client certificates */
+	char client_crl[CFG_PATH_MAX];	/* empty: crl.pem beside client_ca, when it exists */
+	int client_auth;		/* CFG_CLIENT_AUTH_*; empty: OPTIONAL with client_ca */
 	/* [datapath] */
 	unsigned workers;     /* 0 = auto (online CPUs) */
 	int ktls;	      /* CFG_AUTO|CFG_ON|CFG_OFF */
