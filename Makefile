@@ -49,7 +49,7 @@ COMMON := common/log.c common/msg.c common/frame.c common/util.c common/valid.c 
 CFG := config/cfg.c
 # scrypt password hashes (BoringSSL): kept out of COMMON, navectl links no libcrypto
 PASSWD := common/passwd.c
-TLS := tls/tls.c tls/ktls.c
+TLS := tls/tls.c tls/ktls.c tls/pki.c
 ENGINE := datapath/worker.c datapath/stream.c datapath/relay.c datapath/dial.c \
 	  datapath/xprt.c datapath/xprt_tls.c datapath/edge.c datapath/routes.c datapath/acme_chal.c \
 	  datapath/meshopen.c datapath/resolve.c datapath/udp.c datapath/socksd.c

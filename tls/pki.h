@@ -16,7 +16,8 @@
  * `pki init` also issues the admin certificate nodes/admin. A certificate's
  * name is its subject CN (also its one SAN, a DNS name); its kind is the
  * subject OU: "node" (a tunnel: the name is the tunnel id) or "admin" (the
- * remote admin API). Names: 1-31 of [A-Za-z0-9._-] (a tunnel id).
+ * remote admin API). Names: 1-31 of [A-Za-z0-9._-] (a tunnel id), not
+ * starting with '.' (a name is a directory).
  * Verification is chain-only: the chain must end at the CA, every
  * certificate be inside its validity and the leaf's serial not be on the
  * CRL; no host name is checked.
@@ -28,10 +29,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PKI_NAME_MAX   32 /* 31 characters + NUL, as a tunnel id */
-#define PKI_SERIAL_MAX 41 /* 20 bytes as hex + NUL */
-#define PKI_CHAIN_MAX  4  /* certificates a client may present */
+#define PKI_NAME_MAX   32    /* 31 characters + NUL, as a tunnel id */
+#define PKI_SERIAL_MAX 41    /* 20 bytes as hex + NUL */
+#define PKI_CHAIN_MAX  4     /* certificates a client may present */
 #define PKI_DER_MAX    16384 /* bytes of one presented certificate */
+#define PKI_TIME_LEN   32    /* "2026-11-30T12:00:00Z" + NUL */
+#define PKI_DAYS_MAX   36500 /* the longest validity pki_init and pki_issue take */
 
 enum pki_kind { PKI_NODE, PKI_ADMIN };
 enum pki_key { PKI_ED25519, PKI_P256 };
@@ -40,7 +43,7 @@ enum pki_key { PKI_ED25519, PKI_P256 };
 struct pki_ident {
 	char name[PKI_NAME_MAX];
 	enum pki_kind kind;
-	char serial[PKI_SERIAL_MAX]; /* lower-case hex, no leading zeros */
+	char serial[PKI_SERIAL_MAX];   /* lower-case hex, no leading zeros */
 	int64_t not_before, not_after; /* Unix seconds */
 	bool revoked;		       /* pki_ls only */
 };
@@ -49,30 +52,36 @@ struct pki_ident {
 
 /*
  * Makes DIR (mode 0755 when missing), DIR/ca (root CA, self-signed, CN
- * "nave root CA", valid days) and the admin certificate DIR/nodes/admin
- * (valid days), and an empty CRL. Refuses (-EEXIST, err) when DIR/ca/ca.crt
- * or ca.key exists: nothing is overwritten. 0 or -errno with a one-line err.
+ * "nave root CA", valid days, 1..PKI_DAYS_MAX) and the admin certificate
+ * DIR/nodes/admin (valid days, at most 365), and an empty CRL. Refuses
+ * (-EEXIST, err) when DIR/ca/ca.crt, ca.key, crl.pem or DIR/nodes/admin
+ * exists: nothing is overwritten. 0 or -errno with a one-line err.
+ * Ed25519 certificates and CRLs are signed with Ed25519 (pure), P-256 ones
+ * with ECDSA over SHA-256; issued keys are of the CA's type.
  */
 int pki_init(const char *dir, enum pki_key key, unsigned days, char *err, size_t errlen);
 
 /*
  * Issues DIR/nodes/NAME (kind node or admin), signed by DIR/ca, valid days
- * (capped at the CA's not_after). When nodes/NAME exists: -EEXIST unless
- * force; with force the old certificate's serial is put on the CRL (out
- * says which) and the files are replaced. out (may be NULL) gets what was
- * issued. 0 or -errno with err.
+ * (1..PKI_DAYS_MAX, capped at the CA's not_after). When nodes/NAME exists:
+ * -EEXIST unless force; with force the old certificate's serial is put on
+ * the CRL (read it with pki_cert_ident first to know which) and the files
+ * are replaced. out (may be NULL) gets what was issued. 0 or -errno with err.
  */
 int pki_issue(const char *dir, const char *name, enum pki_kind kind, unsigned days, bool force,
 	      struct pki_ident *out, char *err, size_t errlen);
 
 /*
  * Puts NAME's certificate (DIR/nodes/NAME/tls.crt) on the CRL and re-signs
- * DIR/ca/crl.pem (written to a temporary file and renamed). -ENOENT when there
- * is no such node, -EALREADY when it is on the CRL already. out (may be NULL)
- * gets the certificate. 0 or -errno with err.
+ * DIR/ca/crl.pem (written to a temporary file and renamed). The CRL is v2,
+ * sorted, with a crlNumber; lastUpdate is the time of signing less an hour
+ * (as every notBefore here: for verifiers whose clock lags) and nextUpdate
+ * the CA's notAfter (it is re-signed on every change, so it never goes
+ * stale before the CA). -ENOENT when there is no such node, -EALREADY when
+ * it is on the CRL already. out (may be NULL) gets the certificate. 0 or
+ * -errno with err.
  */
-int pki_revoke(const char *dir, const char *name, struct pki_ident *out, char *err,
-	       size_t errlen);
+int pki_revoke(const char *dir, const char *name, struct pki_ident *out, char *err, size_t errlen);
 
 /*
  * Every certificate under DIR/nodes, sorted by name, revoked marked from the
@@ -118,6 +127,15 @@ int pki_verify(const struct pki_verifier *v, const uint8_t *const *ders, const s
 
 /* true when serial (hex, as pki_ident) is on the verifier's current CRL */
 bool pki_verifier_revoked(const struct pki_verifier *v, const char *serial);
+
+/* what the certificate in crt_file (PEM) says; 0 or -errno with err */
+int pki_cert_ident(const char *crt_file, struct pki_ident *id, char *err, size_t errlen);
+
+/* a certificate name: 1-31 of [A-Za-z0-9._-], not starting with '.' */
+bool pki_name_ok(const char *s);
+
+/* t as RFC 3339 UTC ("2026-11-30T12:00:00Z") */
+void pki_time_str(int64_t t, char out[PKI_TIME_LEN]);
 
 /* "node" / "admin", and the reverse (-1 unknown) */
 const char *pki_kind_name(enum pki_kind k);
