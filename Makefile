@@ -47,7 +47,7 @@ COMMON := common/log.c common/msg.c common/frame.c common/util.c common/valid.c 
 	  common/proxy.c common/portlist.c common/cidr.c common/tlspeek.c common/domain.c common/http.c \
 	  common/rulemsg.c common/mesh.c
 CFG := config/cfg.c
-# scrypt password hashes (BoringSSL): kept out of COMMON, navectl links no libcrypto
+# scrypt password hashes (BoringSSL): kept out of COMMON (navectl links libcrypto only for tls/pki.c)
 PASSWD := common/passwd.c
 TLS := tls/tls.c tls/ktls.c tls/pki.c
 ENGINE := datapath/worker.c datapath/stream.c datapath/relay.c datapath/dial.c \
@@ -76,7 +76,8 @@ RELAYD_SRC := datapath/relayd.c datapath/ctlthread.c datapath/kern.c $(ENGINE) $
 CONTROLD_SRC := ctl/controld.c ctl/store.c ctl/api.c ctl/relaylink.c ctl/reload.c ctl/acme.c \
 		ctl/acme_http.c ctl/jws.c ctl/restrict.c ctl/ruleops.c ctl/totp.c ctl/auth.c ctl/records.c \
 		ctl/metrics.c ctl/mhdpoll.c $(TLS) $(CFG) $(COMMON) $(PASSWD) $(SVC) $(SANDBOX)
-NAVECTL_SRC := ctl/navectl.c $(CFG) $(COMMON)
+# navectl pki: local files, BoringSSL's libcrypto (never libssl: its HTTP client is GnuTLS libcurl)
+NAVECTL_SRC := ctl/navectl.c tls/pki.c $(CFG) $(COMMON)
 NAVE_SRC := client/nave.c client/client.c client/webroot.c $(ENGINE) $(TLS) $(CFG) $(COMMON) \
 	    $(PASSWD) $(SVC) $(SOCKS5)
 
@@ -121,7 +122,8 @@ $(B)/nave-controld: $(call obj,$(CONTROLD_SRC))
 
 $(B)/navectl: $(call obj,$(NAVECTL_SRC))
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) $(LDFLAGS) -o $@ $^ -liniparser -ljansson -lhttp_parser $(CURL_LIBS)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ -liniparser -ljansson -lhttp_parser $(CURL_LIBS) \
+		$(BSSL_LIB)/libcrypto.so -Wl,-rpath,$(BSSL_LIB)
 	$(Q)./tests/check-no-openssl.sh $@
 
 $(B)/nave: $(call obj,$(NAVE_SRC))

@@ -830,6 +830,23 @@ int pki_cert_ident(const char *crt_file, struct pki_ident *id, char *err, size_t
 	return 0;
 }
 
+int pki_cert_not_after(const char *crt_file, int64_t *not_after, char *err, size_t errlen)
+{
+	X509 *x;
+	int ret;
+
+	x = read_cert(crt_file, err, errlen, &ret);
+	if (!x)
+		return ret;
+	ret = asn1_time_unix(X509_get0_notAfter(x), not_after);
+	X509_free(x);
+	if (ret < 0) {
+		seterr(err, errlen, "%s: bad notAfter", crt_file);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 int pki_issue(const char *dir, const char *name, enum pki_kind kind, unsigned days, bool force,
 	      struct pki_ident *out, char *err, size_t errlen)
 {
@@ -871,10 +888,7 @@ int pki_issue(const char *dir, const char *name, enum pki_kind kind, unsigned da
 			goto out;
 		}
 		if (!force) {
-			seterr(err, errlen,
-			       "%s exists: not replaced (force replaces it and revokes the old "
-			       "certificate)",
-			       nd);
+			seterr(err, errlen, "%s exists: not replaced", nd);
 			ret = -EEXIST;
 			goto out;
 		}

@@ -131,6 +131,9 @@ bool pki_verifier_revoked(const struct pki_verifier *v, const char *serial);
 /* what the certificate in crt_file (PEM) says; 0 or -errno with err */
 int pki_cert_ident(const char *crt_file, struct pki_ident *id, char *err, size_t errlen);
 
+/* the notAfter of the certificate in crt_file (the CA's too); 0 or -errno with err */
+int pki_cert_not_after(const char *crt_file, int64_t *not_after, char *err, size_t errlen);
+
 /* a certificate name: 1-31 of [A-Za-z0-9._-], not starting with '.' */
 bool pki_name_ok(const char *s);
 

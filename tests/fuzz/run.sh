@@ -57,6 +57,9 @@ common/mesh.c common/util.c common/log.c common/msg.c -ljansson -liniparser" ;;
 		echo "ctl/acme_http.c common/util.c common/log.c -ljansson -lhttp_parser -I/usr/include/android
 /usr/lib/x86_64-linux-gnu/android/libssl.so /usr/lib/x86_64-linux-gnu/android/libcrypto.so
 -Wl,-rpath,/usr/lib/x86_64-linux-gnu/android" ;;
+	pki)
+		echo "tls/pki.c common/valid.c common/util.c common/log.c -ljansson -I/usr/include/android
+/usr/lib/x86_64-linux-gnu/android/libcrypto.so -Wl,-rpath,/usr/lib/x86_64-linux-gnu/android" ;;
 	ktls)
 		echo "tls/ktls.c common/util.c common/log.c -ljansson -I/usr/include/android
 /usr/lib/x86_64-linux-gnu/android/libssl.so /usr/lib/x86_64-linux-gnu/android/libcrypto.so
