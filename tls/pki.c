@@ -753,7 +753,9 @@ int pki_init(const char *dir, enum pki_key key, unsigned days, char *err, size_t
 {
 	char cadir[PATH_LEN], nodes[PATH_LEN], admin[PATH_LEN];
 	struct ca ca;
+	struct stat st;
 	int64_t now = time(NULL);
+	bool had_dir;
 	int ret;
 
 	if (key != PKI_ED25519 && key != PKI_P256) {
@@ -777,11 +779,14 @@ int pki_init(const char *dir, enum pki_key key, unsigned days, char *err, size_t
 	    (ret = check_absent(ca.crl_path, err, errlen)) < 0 ||
 	    (ret = check_absent(admin, err, errlen)) < 0)
 		return ret;
+	had_dir = stat(dir, &st) == 0;
 	ret = mkdir_p(dir, 0755);
 	if (ret < 0) {
 		seterr(err, errlen, "cannot create %s: %s", dir, strerror(-ret));
 		return ret;
 	}
+	if (!had_dir)
+		chmod(dir, 0755); /* exactly 0755 whatever the umask: the daemons read the CA */
 	if ((ret = ensure_dir(cadir, 0755, err, errlen)) < 0 ||
 	    (ret = ensure_dir(nodes, 0755, err, errlen)) < 0)
 		return ret;

@@ -259,11 +259,17 @@ def test_default_dir_is_under_state_dir(tmp_path):
     assert na < time.time() + 11 * 86400, c
     ok("--config", ini, "pki", "revoke", "--name", "dev1")
 
-    # without --config: the embedded default's state_dir, ./var
+    # without --config: the embedded default's state_dir, ./var; under umask 077 the
+    # directories the daemons read are 0755 all the same, the keys 0600
     cwd = tmp_path / "cwd"
     cwd.mkdir()
-    ok("pki", "init", cwd=cwd)
-    assert (cwd / "var" / "pki" / "nodes" / "admin" / "tls.crt").is_file()
+    p = nt.run(["sh", "-c", f"umask 077 && exec {nt.NAVECTL} pki init"], cwd=cwd)
+    assert p.returncode == 0, p.stderr
+    d = cwd / "var" / "pki"
+    assert (d / "nodes" / "admin" / "tls.crt").is_file()
+    assert [mode(d), mode(d / "ca"), mode(d / "nodes"), mode(d / "nodes" / "admin")] == [0o755] * 4
+    assert mode(d / "ca" / "ca.crt") == 0o644 and mode(d / "ca" / "crl.pem") == 0o644
+    assert mode(d / "ca" / "ca.key") == 0o600 and mode(d / "nodes" / "admin" / "tls.key") == 0o600
 
     # a config that does not load is bad usage
     bad = tmp_path / "bad.ini"
