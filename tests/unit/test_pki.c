@@ -29,11 +29,15 @@
 
 static enum pki_key g_key;
 
+/* dir and, for DIR/pki of init_ok, the temporary directory holding it */
 static void rm_rf(const char *dir)
 {
 	char cmd[512];
+	size_t n = strlen(dir);
 
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	if (n > 4 && !strcmp(dir + n - 4, "/pki"))
+		n -= 4;
+	snprintf(cmd, sizeof(cmd), "rm -rf '%.*s'", (int)n, dir);
 	if (system(cmd) != 0)
 		fprintf(stderr, "cleanup of %s failed\n", dir);
 }
