@@ -117,7 +117,7 @@ $(call obj,$(BPF_SRC) datapath/kern.c): $(BPF_SKELS)
 
 $(B)/nave-controld: $(call obj,$(CONTROLD_SRC))
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(SSL_LIBS) -liniparser -lsqlite3 -lmicrohttpd -ljansson -lhttp_parser -lsystemd -lseccomp $(JEMALLOC)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(SSL_LIBS) -liniparser -lsqlite3 -lmicrohttpd -lgnutls -ljansson -lhttp_parser -lsystemd -lseccomp $(JEMALLOC)
 	$(Q)./tests/check-no-openssl.sh $@
 
 $(B)/navectl: $(call obj,$(NAVECTL_SRC))

@@ -54,6 +54,7 @@
 #include "link_proto.h"
 #include "log.h"
 #include "rulemsg.h"
+#include "tls/pki.h"
 #include "tls/tls.h"
 #include "util.h"
 #include "valid.h"
@@ -83,7 +84,7 @@ struct req {
 	bool too_big;
 	bool answered; /* a response is queued already (head_check, a body too big) */
 	bool authed;   /* the admin listener authenticated the head: the fields below */
-	bool by_key, have_session;
+	bool by_key, by_cert, have_session;
 	char who[64];
 	struct store_session sess;
 	uint64_t start_us; /* the head arrived (metrics_now_us) */
@@ -1704,6 +1705,7 @@ static int head_check(struct call *c, const char *url, struct req *rq)
 			return ret;
 		rq->authed = true;
 		rq->by_key = c->by_key;
+		rq->by_cert = c->by_cert;
 		rq->have_session = c->have_session;
 		str_copy(rq->who, sizeof(rq->who), c->who);
 		rq->sess = c->sess;
@@ -1796,6 +1798,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	if (rq->authed) {
 		c.authed = true;
 		c.by_key = rq->by_key;
+		c.by_cert = rq->by_cert;
 		c.have_session = rq->have_session;
 		str_copy(c.who, sizeof(c.who), rq->who);
 		c.sess = rq->sess;
@@ -1876,17 +1879,34 @@ static char *read_file(const char *path)
 	return buf;
 }
 
-/* What identifies the certificate files now: paths, inodes, sizes and mtimes. */
+/* True when the admin listener asks clients for certificates ([tls] client_ca, client_auth). */
+static bool admin_certs_on(const struct cfg_server *cfg)
+{
+	return cfg->client_ca[0] && cfg->client_auth != CFG_CLIENT_AUTH_OFF;
+}
+
+/*
+ * What identifies the certificate files now: paths, inodes, sizes and
+ * mtimes, and with admin certificates on the CA file's too and the CRL's
+ * path (the CRL's content is the verifier's to follow: pki_verifier_refresh).
+ */
 static void cert_sig(const struct cfg_server *cfg, char *out, size_t len)
 {
-	struct stat c = {0}, k = {0};
+	struct stat c = {0}, k = {0}, ca = {0};
+	bool on = admin_certs_on(cfg);
 
 	stat(cfg->certificate, &c);
 	stat(cfg->private_key, &k);
-	snprintf(out, len, "%s %lu %lld %lld.%09ld|%s %lu %lld %lld.%09ld", cfg->certificate,
-		 (unsigned long)c.st_ino, (long long)c.st_size, (long long)c.st_mtim.tv_sec,
-		 c.st_mtim.tv_nsec, cfg->private_key, (unsigned long)k.st_ino, (long long)k.st_size,
-		 (long long)k.st_mtim.tv_sec, k.st_mtim.tv_nsec);
+	if (on)
+		stat(cfg->client_ca, &ca);
+	snprintf(out, len,
+		 "%s %lu %lld %lld.%09ld|%s %lu %lld %lld.%09ld|%s %lu %lld %lld.%09ld|%s",
+		 cfg->certificate, (unsigned long)c.st_ino, (long long)c.st_size,
+		 (long long)c.st_mtim.tv_sec, c.st_mtim.tv_nsec, cfg->private_key,
+		 (unsigned long)k.st_ino, (long long)k.st_size, (long long)k.st_mtim.tv_sec,
+		 k.st_mtim.tv_nsec, on ? cfg->client_ca : "-", (unsigned long)ca.st_ino,
+		 (long long)ca.st_size, (long long)ca.st_mtim.tv_sec, ca.st_mtim.tv_nsec,
+		 on ? cfg->client_crl : "-");
 }
 
 /*
@@ -1930,6 +1950,43 @@ static void admin_stop(struct api *a)
 	a->admin.mhd = NULL;
 	pem_free(a->cert_pem, a->key_pem);
 	a->key_pem = a->cert_pem = NULL;
+	free(a->trust_pem);
+	a->trust_pem = NULL;
+	pki_verifier_free(a->pki);
+	a->pki = NULL;
+}
+
+/*
+ * With admin certificates on: the CA's PEM for libmicrohttpd (its GnuTLS
+ * then sends a CertificateRequest naming the CA, GNUTLS_CERT_REQUEST: a
+ * client without a certificate still completes the handshake) and the
+ * verifier of what clients present. 0 (both NULL when off), or -errno with
+ * err.
+ */
+static int admin_trust(const struct cfg_server *cfg, char **pem, struct pki_verifier **v, char *err,
+		       size_t errlen)
+{
+	char why[256];
+	int ret;
+
+	*pem = NULL;
+	*v = NULL;
+	if (!admin_certs_on(cfg))
+		return 0;
+	*pem = read_file(cfg->client_ca);
+	if (!*pem) {
+		ret = -errno;
+		snprintf(err, errlen, "[tls] client_ca %s: %s", cfg->client_ca, strerror(errno));
+		return ret;
+	}
+	*v = pki_verifier_new(cfg->client_ca, cfg->client_crl, why, sizeof(why));
+	if (!*v) {
+		snprintf(err, errlen, "[tls] client_ca %s: %s", cfg->client_ca, why);
+		free(*pem);
+		*pem = NULL;
+		return -EINVAL;
+	}
+	return 0;
 }
 
 /*
@@ -1945,7 +2002,10 @@ static int admin_start(struct api *a, char *err, size_t errlen)
 {
 	struct cfg_server *cfg = a->cfg;
 	struct MHD_Daemon *mhd;
-	char *cert, *key, why[96];
+	struct pki_verifier *pki;
+	/* the CA's PEM when admin certificates are on, else nothing */
+	struct MHD_OptionItem trust_opt[] = {{MHD_OPTION_END, 0, NULL}, {MHD_OPTION_END, 0, NULL}};
+	char *cert, *key, *trust, why[96];
 	int fd, ret;
 
 	ret = tls_ensure_selfsigned(cfg->certificate, cfg->private_key, cfg->domain, err, errlen);
@@ -1970,11 +2030,20 @@ static int admin_start(struct api *a, char *err, size_t errlen)
 		pem_free(cert, key);
 		return -EINVAL;
 	}
+	ret = admin_trust(cfg, &trust, &pki, err, errlen);
+	if (ret) {
+		pem_free(cert, key);
+		return ret;
+	}
+	if (trust)
+		trust_opt[0] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_TRUST, 0, trust};
 	fd = fcntl(a->admin_lfd, F_DUPFD_CLOEXEC, 0);
 	if (fd < 0) {
 		ret = -errno;
 		snprintf(err, errlen, "dup: %s", strerror(errno));
 		pem_free(cert, key);
+		free(trust);
+		pki_verifier_free(pki);
 		return ret;
 	}
 	mhd = MHD_start_daemon(
@@ -1985,20 +2054,28 @@ static int admin_start(struct api *a, char *err, size_t errlen)
 	    MHD_OPTION_HTTPS_PRIORITIES, "SECURE256:+SECURE128:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2",
 	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)ADMIN_TIMEOUT_S, MHD_OPTION_CONNECTION_LIMIT,
 	    (unsigned)ADMIN_CONNS, MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)ADMIN_PER_IP,
-	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(128 * 1024), MHD_OPTION_END);
+	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(128 * 1024), MHD_OPTION_ARRAY, trust_opt,
+	    MHD_OPTION_END);
 	if (!mhd) {
+		snprintf(
+		    err, errlen,
+		    "could not start the HTTPS server with %s and %s%s%s (libmicrohttpd: not a "
+		    "PEM certificate and key that match?)",
+		    cfg->certificate, cfg->private_key, trust ? " and client CA " : "",
+		    trust ? cfg->client_ca : "");
 		close(fd);
 		pem_free(cert, key);
-		snprintf(err, errlen,
-			 "could not start the HTTPS server with %s and %s (libmicrohttpd: not a "
-			 "PEM certificate and key that match?)",
-			 cfg->certificate, cfg->private_key);
+		free(trust);
+		pki_verifier_free(pki);
 		return -EIO;
 	}
 	admin_stop(a);
 	a->admin.mhd = mhd;
 	a->cert_pem = cert;
 	a->key_pem = key;
+	a->trust_pem = trust;
+	a->pki = pki;
+	a->pki_checked_ms = now_ms();
 	return 0;
 }
 
@@ -2088,8 +2165,9 @@ int api_start(struct api **out, int lfd, struct store *st, struct relaylink *rl,
 			api_stop(a);
 			return ret;
 		}
-		log_info("admin API on https://%s (TLS with %s)", cfg->admin_listen,
-			 cfg->certificate);
+		log_info("admin API on https://%s (TLS with %s%s%s)", cfg->admin_listen,
+			 cfg->certificate, a->pki ? "; admin certificates of " : "",
+			 a->pki ? cfg->client_ca : "");
 	}
 	*out = a;
 	return 0;
@@ -2130,7 +2208,9 @@ static void admin_cert_check(struct api *a)
 			  a->admin.mhd ? "the previous certificate stays served"
 				       : "the admin listener is off");
 	else
-		log_info("admin API: certificate %s loaded", a->cfg->certificate);
+		log_info("admin API: certificate %s loaded%s%s", a->cfg->certificate,
+			 a->pki ? "; admin certificates of " : "; no admin certificates",
+			 a->pki ? a->cfg->client_ca : "");
 }
 
 static int srv_pollfds(struct srv *sv, struct pollfd *pfd, int max, int *timeout_ms)

@@ -17,6 +17,7 @@
 #include "valid.h"
 
 struct acme;
+struct pki_verifier;
 
 /* One HTTP server of the API: control.sock (local) or [admin] listen (remote, TLS). */
 struct srv {
@@ -67,8 +68,18 @@ struct api {
 	struct srv local, admin;
 	int admin_lfd; /* ours: each admin MHD daemon gets a dup of it */
 	char *cert_pem, *key_pem;
-	char cert_sig[CFG_PATH_MAX * 2 + 128]; /* paths, inodes, sizes, mtimes of what it serves */
+	/* paths, inodes, sizes, mtimes of what it serves ([tls] certificate ... client_crl) */
+	char cert_sig[CFG_PATH_MAX * 4 + 192];
 	uint64_t cert_checked_ms;
+	/*
+	 * Admin certificates ([tls] client_ca with client_auth not off): the CA's
+	 * PEM the listener's CertificateRequest names (MHD_OPTION_HTTPS_MEM_TRUST)
+	 * and the verifier of what clients present (tls/pki.h), refreshed at most
+	 * once a second (pki_checked_ms). NULL: the listener asks for none.
+	 */
+	char *trust_pem;
+	struct pki_verifier *pki;
+	uint64_t pki_checked_ms;
 	struct src_fail fails[SRC_FAIL_SLOTS];
 	struct pair_fail pairs[PAIR_SLOTS];
 	uint64_t login_sec_ms; /* the second logins are counted in */
@@ -88,10 +99,11 @@ struct call {
 	bool remote; /* on the admin listener */
 	struct MHD_Connection *conn;
 	const char *method;
-	char source[64];   /* the peer's address ("local" on control.sock) */
-	char who[64];	   /* who asked, for the log: "user alice", "API key ID", "local" */
+	char source[64]; /* the peer's address ("local" on control.sock) */
+	char who[64]; /* who asked, for the log: "user alice", "API key ID", "cert:NAME", "local" */
 	bool have_session; /* a valid session cookie came with the request */
 	bool by_key;	   /* authenticated by an API key */
+	bool by_cert;	   /* authenticated by an admin certificate (tls/pki.h) */
 	bool authed;	   /* authenticated already (on the request's head) */
 	struct store_session sess;
 	char set_cookie[256]; /* a Set-Cookie header for the answer */
@@ -133,9 +145,10 @@ int list_page(struct call *c, const struct store_entity *e, const struct store_f
  */
 bool api_auth_exempt(const char *method, const char *url);
 /*
- * Checks a request on the admin listener: an API key (Authorization:
- * Bearer) or a session cookie, and a cookie's X-CSRF-Token when the method
- * is not GET or HEAD. 0, or 401/403 with c->out.
+ * Checks a request on the admin listener: a client certificate when one was
+ * presented (an admin certificate of [tls] client_ca, else 401), else an API
+ * key (Authorization: Bearer) or a session cookie, and a cookie's
+ * X-CSRF-Token when the method is not GET or HEAD. 0, or 401/403 with c->out.
  */
 int api_authenticate(struct call *c);
 int h_login(struct call *c);

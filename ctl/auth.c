@@ -11,6 +11,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <gnutls/gnutls.h>
 #include <jansson.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
@@ -27,6 +28,7 @@
 #include "ctl/totp.h"
 #include "log.h"
 #include "passwd.h"
+#include "tls/pki.h"
 #include "util.h"
 #include "valid.h"
 
@@ -139,20 +141,148 @@ bool api_auth_exempt(const char *method, const char *url)
 }
 
 /*
- * Authentication on the admin listener: an API key (Authorization: Bearer)
- * or a session cookie; a cookie's request that changes anything (not GET or
- * HEAD) must carry the session's X-CSRF-Token. 0, or 401/403 with c->out.
+ * The admin listener's verifier follows its CA and CRL files: read again
+ * when they changed, looked at no more than once a second (a revocation
+ * applies within a second, without a restart). Files that do not load
+ * leave the verifier as it was, logged.
+ */
+static void pki_refresh(struct api *a)
+{
+	char err[256];
+	int ret;
+
+	if (now_ms() - a->pki_checked_ms < 1000)
+		return;
+	a->pki_checked_ms = now_ms();
+	ret = pki_verifier_refresh(a->pki, err, sizeof(err));
+	if (ret > 0)
+		log_info("api: admin certificates: %s or its CRL changed: read again",
+			 a->cfg->client_ca);
+	else if (ret < 0)
+		log_every(NLOG_WARN, "api: admin certificates: %s: the previous CA and CRL stay",
+			  err);
+}
+
+/* 401 for a client certificate that is not an admin certificate of this CA; logged (limited). */
+static int cert_refused(struct call *c, const char *why, bool kind)
+{
+	char esc[320];
+
+	log_esc_str(why, esc, sizeof(esc));
+	/* two causes, each written at most once in 10 s (the rest counted) */
+	if (kind)
+		log_every(NLOG_WARN, "api: request from %s refused: client %s", c->source, esc);
+	else
+		log_every(NLOG_WARN, "api: request from %s refused: client %s", c->source, esc);
+	return fail(c, MHD_HTTP_UNAUTHORIZED, "client %s", why);
+}
+
+/*
+ * The client certificate of a request on the admin listener, when admin
+ * certificates are on ([tls] client_ca, client_auth not off). 0 with *shown
+ * false when the handshake carried none; 0 with c->who "cert:NAME" for an
+ * admin certificate that pki_verify accepts now; else 401 with the reason
+ * (a node certificate, another CA's, expired, revoked, ...).
+ */
+static int cert_auth(struct call *c, bool *shown)
+{
+	const union MHD_ConnectionInfo *ci;
+	const gnutls_datum_t *peers = NULL;
+	const uint8_t *ders[PKI_CHAIN_MAX];
+	size_t lens[PKI_CHAIN_MAX];
+	struct pki_ident id;
+	char why[256];
+	unsigned n = 0;
+
+	*shown = false;
+	if (!c->a->pki)
+		return 0;
+	ci = MHD_get_connection_info(c->conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+	if (ci && ci->tls_session)
+		peers = gnutls_certificate_get_peers((gnutls_session_t)ci->tls_session, &n);
+	if (!peers || !n)
+		return 0;
+	*shown = true;
+	if (n > PKI_CHAIN_MAX) {
+		snprintf(why, sizeof(why), "certificate refused: a chain of %u (at most %d)", n,
+			 PKI_CHAIN_MAX);
+		return cert_refused(c, why, false);
+	}
+	for (unsigned i = 0; i < n; i++) {
+		if (peers[i].size > PKI_DER_MAX) {
+			snprintf(why, sizeof(why), "certificate refused: %u bytes (at most %d)",
+				 peers[i].size, PKI_DER_MAX);
+			return cert_refused(c, why, false);
+		}
+		ders[i] = peers[i].data;
+		lens[i] = peers[i].size;
+	}
+	pki_refresh(c->a);
+	if (pki_verify(c->a->pki, ders, lens, n, now_s(), &id, why, sizeof(why)))
+		return cert_refused(c, why, false);
+	if (id.kind != PKI_ADMIN) {
+		snprintf(why, sizeof(why),
+			 "certificate \"%s\" is a %s certificate: the admin API takes admin ones",
+			 id.name, pki_kind_name(id.kind));
+		return cert_refused(c, why, true);
+	}
+	snprintf(c->who, sizeof(c->who), "cert:%s", id.name);
+	c->by_cert = true;
+	return 0;
+}
+
+/*
+ * A browser presents its certificate with any page's request, as it sends
+ * its cookies: a request authenticated by a certificate that changes
+ * anything (not GET or HEAD) must not come from another site's page. When
+ * a browser says where it comes from (Origin, Sec-Fetch-Site), that must be
+ * this server; navectl and scripts send neither.
+ */
+static bool same_origin(struct call *c)
+{
+	const char *origin = MHD_lookup_connection_value(c->conn, MHD_HEADER_KIND, "Origin");
+	const char *site = MHD_lookup_connection_value(c->conn, MHD_HEADER_KIND, "Sec-Fetch-Site");
+	const char *host =
+	    MHD_lookup_connection_value(c->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
+
+	if (!strcmp(c->method, "GET") || !strcmp(c->method, "HEAD"))
+		return true;
+	if (site && strcmp(site, "same-origin") != 0 && strcmp(site, "none") != 0)
+		return false;
+	if (!origin)
+		return true;
+	return host && !strncmp(origin, "https://", 8) && !strcmp(origin + 8, host);
+}
+
+/*
+ * Authentication on the admin listener: a client certificate when the
+ * connection presented one (it decides: a refused one is 401 whatever
+ * else the request carries), else an API key (Authorization: Bearer) or a
+ * session cookie; a cookie's request that changes anything (not GET or
+ * HEAD) must carry the session's X-CSRF-Token, a certificate's must not
+ * come from another site's page. 0, or 401/403 with c->out.
  */
 int api_authenticate(struct call *c)
 {
 	const char *auth =
 	    MHD_lookup_connection_value(c->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
 	const char *csrf;
+	bool shown;
+	int ret = cert_auth(c, &shown);
 
+	if (ret)
+		return ret;
+	if (shown) {
+		if (same_origin(c))
+			return 0;
+		log_info("api: %s from %s refused: a %s from another site's page (Origin)", c->who,
+			 c->source, c->method);
+		return fail(c, MHD_HTTP_FORBIDDEN,
+			    "a request from another site's page (Origin) is refused");
+	}
 	if (auth) {
 		struct store_apikey k;
 		const char *why = NULL;
-		int ret;
 
 		if (strncmp(auth, "Bearer ", 7) != 0) {
 			log_info("api: %s %s from %s: refused: not a Bearer authorization",
@@ -478,16 +608,16 @@ int h_login(struct call *c)
 	return c->out ? MHD_HTTP_OK : internal(c);
 }
 
-/* A request made with an API key has no session to show or end. */
+/* A request made with an API key or a certificate has no session to show or end. */
 static int no_session(struct call *c)
 {
-	return fail(c, MHD_HTTP_BAD_REQUEST,
-		    "no session: this request is authenticated by an API key");
+	return fail(c, MHD_HTTP_BAD_REQUEST, "no session: this request is authenticated by %s",
+		    c->by_cert ? "a certificate" : "an API key");
 }
 
 int h_logout(struct call *c)
 {
-	if (c->by_key)
+	if (c->by_key || c->by_cert)
 		return no_session(c);
 	if (!c->have_session && !session_of(c))
 		return fail(c, MHD_HTTP_UNAUTHORIZED, "not logged in");
@@ -501,7 +631,7 @@ int h_logout(struct call *c)
 
 int h_session(struct call *c)
 {
-	if (c->by_key)
+	if (c->by_key || c->by_cert)
 		return no_session(c);
 	if (!c->have_session && !session_of(c))
 		return fail(c, MHD_HTTP_UNAUTHORIZED, "not logged in");
