@@ -57,8 +57,9 @@ struct ctx {
 	const char *config;   /* --config */
 	const char *server;   /* --server https://HOST:PORT (or NAVE_SERVER): the admin listener */
 	const char *key_file; /* --api-key-file FILE (or NAVE_API_KEY holding the key) */
-	const char *ca; /* --ca FILE: the CA (or the certificate) the server's is checked by */
-	bool json;	/* --json */
+	const char *ca;	  /* --ca FILE: the CA (or the certificate) the server's is checked by */
+	const char *cert; /* --cert DIR: an admin certificate (DIR/tls.crt, tls.key) for --server */
+	bool json;	  /* --json */
 	const struct cmd *cmd; /* the command being run, for messages */
 	const char *group;     /* the command group named so far, for messages */
 	const char *sub;       /* and the first word of a two-word name ("deny" add) */
@@ -219,9 +220,10 @@ static void sb_free(struct sbuf *b)
  */
 struct http_target {
 	const char *base;
-	const char *unix_path; /* NULL: base is https://HOST:PORT, the admin listener */
-	const char *ca;	       /* remote: the CA file (NULL: the system's) */
-	const char *key;       /* remote: the API key sent as Authorization: Bearer */
+	const char *unix_path;	   /* NULL: base is https://HOST:PORT, the admin listener */
+	const char *ca;		   /* remote: the CA file (NULL: the system's) */
+	const char *key;	   /* remote: the API key sent as Authorization: Bearer */
+	const char *crt, *crt_key; /* remote: a client certificate and its key (PEM files) */
 };
 
 #define LOCAL_BASE     "http://nave" /* only the Host header: the socket is what is dialed */
@@ -468,7 +470,11 @@ static int http_request(const struct http_target *t, const struct http_req *q, s
 		 curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "https") != CURLE_OK ||
 		     curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L) != CURLE_OK ||
 		     curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L) != CURLE_OK ||
-		     (t->ca && curl_easy_setopt(h, CURLOPT_CAINFO, t->ca) != CURLE_OK)) ||
+		     (t->ca && curl_easy_setopt(h, CURLOPT_CAINFO, t->ca) != CURLE_OK) ||
+		     (t->crt && (curl_easy_setopt(h, CURLOPT_SSLCERT, t->crt) != CURLE_OK ||
+				 curl_easy_setopt(h, CURLOPT_SSLCERTTYPE, "PEM") != CURLE_OK ||
+				 curl_easy_setopt(h, CURLOPT_SSLKEY, t->crt_key) != CURLE_OK ||
+				 curl_easy_setopt(h, CURLOPT_SSLKEYTYPE, "PEM") != CURLE_OK))) ||
 	    !http_setup_req(h, q, url.p, hdrs)) {
 		snprintf(err, errlen, "out of memory");
 		ret = -ENOMEM;
@@ -550,7 +556,7 @@ static int search_request(struct ctx *c, const struct http_req *q, struct http_r
 	if (!config_socket(NULL, paths[np], sizeof(paths[np]), err, sizeof(err)))
 		np++;
 	for (unsigned i = 0; i < np; i++) {
-		struct http_target to = {LOCAL_BASE, paths[i], NULL, NULL};
+		struct http_target to = {LOCAL_BASE, paths[i], NULL, NULL, NULL, NULL};
 		bool dup = false;
 
 		for (unsigned k = 0; k < i; k++)
@@ -647,12 +653,48 @@ static int api_key(struct ctx *c, char key[APIKEY_MAX + 2])
 	return EXIT_OK;
 }
 
-/* q to the admin listener of --server (or $NAVE_SERVER) with the API key. */
+/*
+ * --cert DIR: DIR/tls.crt and DIR/tls.key (a nodes/NAME directory of
+ * `navectl pki`), each a readable file. EXIT_OK with crt and key filled, or
+ * an exit code after a message.
+ */
+static int cert_files(struct ctx *c, char *crt, char *key, size_t len)
+{
+	const char *files[] = {"tls.crt", "tls.key"};
+	char *out[] = {crt, key};
+	struct stat st;
+
+	for (int i = 0; i < 2; i++) {
+		int fd;
+
+		if ((size_t)snprintf(out[i], len, "%s/%s", c->cert, files[i]) >= len) {
+			fail("--cert %s: path too long", c->cert);
+			return EXIT_USAGE;
+		}
+		fd = open(out[i], O_RDONLY | O_CLOEXEC);
+		if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+			fail("--cert %s: %s: %s (a directory holding tls.crt and tls.key, as "
+			     "navectl pki makes nodes/NAME)",
+			     c->cert, out[i], fd < 0 ? strerror(errno) : "not a regular file");
+			if (fd >= 0)
+				close(fd);
+			return EXIT_FAIL;
+		}
+		close(fd);
+	}
+	return EXIT_OK;
+}
+
+/*
+ * q to the admin listener of --server (or $NAVE_SERVER) with the admin
+ * certificate of --cert DIR, else the API key.
+ */
 static int remote_request(struct ctx *c, const char *server, const struct http_req *q,
 			  struct http_resp *r)
 {
 	char key[APIKEY_MAX + 2], err[CFG_ERR_MAX + CFG_PATH_MAX], base[512];
-	struct http_target to = {base, NULL, c->ca, key};
+	char crt[CFG_PATH_MAX + 16], crt_key[CFG_PATH_MAX + 16];
+	struct http_target to = {base, NULL, c->ca, key, NULL, NULL};
 	size_t n = strlen(server);
 	int ret;
 
@@ -662,7 +704,20 @@ static int remote_request(struct ctx *c, const char *server, const struct http_r
 		return EXIT_USAGE;
 	}
 	str_copy(base, sizeof(base), server);
-	ret = api_key(c, key);
+	if (c->cert && c->key_file) {
+		fail("--cert and --api-key-file: give one of them");
+		return EXIT_USAGE;
+	}
+	if (c->cert) {
+		/* the certificate is the credential: no API key is sent */
+		key[0] = 0;
+		to.key = NULL;
+		to.crt = crt;
+		to.crt_key = crt_key;
+		ret = cert_files(c, crt, crt_key, sizeof(crt));
+	} else {
+		ret = api_key(c, key);
+	}
 	if (ret)
 		return ret;
 	str_copy(c->sock, sizeof(c->sock), server);
@@ -677,12 +732,16 @@ static int remote_request(struct ctx *c, const char *server, const struct http_r
 
 static int ctl_request(struct ctx *c, const struct http_req *q, struct http_resp *r)
 {
-	struct http_target to = {LOCAL_BASE, c->sock, NULL, NULL};
+	struct http_target to = {LOCAL_BASE, c->sock, NULL, NULL, NULL, NULL};
 	const char *env = getenv(SOCKET_ENV), *server = getenv(SERVER_ENV);
 	char err[CFG_ERR_MAX + CFG_PATH_MAX];
 
 	if (c->server || (!c->socket && !c->config && server && *server))
 		return remote_request(c, c->server ? c->server : server, q, r);
+	if (c->cert) {
+		fail("--cert is for --server (controld's socket needs no credentials)");
+		return EXIT_USAGE;
+	}
 	if (c->socket) {
 		if (!str_copy(c->sock, sizeof(c->sock), c->socket)) {
 			fail("socket path too long: %s", c->socket);
@@ -1151,6 +1210,7 @@ static int take_opt(struct ctx *c, const struct opt *opts, int argc, char **argv
 	    {"--server", "URL", &c->server, NULL},
 	    {"--api-key-file", "FILE", &c->key_file, NULL},
 	    {"--ca", "FILE", &c->ca, NULL},
+	    {"--cert", "DIR", &c->cert, NULL},
 	    {NULL, NULL, NULL, NULL},
 	};
 	const char *a = argv[*i], *eq = strchr(a, '=');
@@ -3970,6 +4030,9 @@ static void usage(FILE *f, const char *group, const char *sub)
 		   "  --server URL   https://HOST:PORT: the remote admin API ([admin] listen), or\n"
 		   "                 $" SERVER_ENV
 		   "; with an API key from --api-key-file FILE or $" APIKEY_ENV "\n"
+		   "  --cert DIR     with --server: log in with the admin certificate DIR/tls.crt\n"
+		   "                 and DIR/tls.key (navectl pki: PKI_DIR/nodes/NAME) instead\n"
+		   "                 of an API key\n"
 		   "  --ca FILE      the CA (or the self-signed certificate) the server's is\n"
 		   "                 verified against (default: the system's CAs)\n"
 		   "  -h, --help     this help; COMMAND --help for one command\n"
