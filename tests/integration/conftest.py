@@ -21,7 +21,7 @@ from acme_pebble import Pebble
 RANGE_FREE = {
     "test_acme", "test_acme_pebble", "test_man", "test_docs", "test_package", "test_backup",
     "test_cli", "test_http_edge", "test_webroot", "test_domains_ctl", "test_privsep",
-    "test_http", "test_demo", "test_api_golden", "test_admin", "test_pki",
+    "test_http", "test_demo", "test_api_golden", "test_admin", "test_pki", "test_admin_cert",
 }
 
 
