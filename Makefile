@@ -49,6 +49,9 @@ COMMON := common/log.c common/msg.c common/frame.c common/util.c common/valid.c 
 CFG := config/cfg.c
 # scrypt password hashes (BoringSSL): kept out of COMMON (navectl links libcrypto only for tls/pki.c)
 PASSWD := common/passwd.c
+# support tunnels' end-to-end layer and values (BoringSSL): the client and the daemons; navectl
+# needs only the inline sup_id_valid of support.h
+SUPPORT := common/support.c
 TLS := tls/tls.c tls/ktls.c tls/pki.c
 ENGINE := datapath/worker.c datapath/stream.c datapath/relay.c datapath/dial.c \
 	  datapath/xprt.c datapath/xprt_tls.c datapath/edge.c datapath/routes.c datapath/acme_chal.c \
@@ -72,14 +75,14 @@ SANDBOX := common/sandbox.c
 # client role speaks it, so relayd links it too)
 SOCKS5 := common/socks5.c
 RELAYD_SRC := datapath/relayd.c datapath/ctlthread.c datapath/kern.c $(ENGINE) $(BPF_SRC) $(TLS) \
-	      $(CFG) $(COMMON) $(PASSWD) $(SVC) $(SANDBOX) $(SOCKS5)
+	      $(CFG) $(COMMON) $(PASSWD) $(SUPPORT) $(SVC) $(SANDBOX) $(SOCKS5)
 CONTROLD_SRC := ctl/controld.c ctl/store.c ctl/api.c ctl/relaylink.c ctl/reload.c ctl/acme.c \
 		ctl/acme_http.c ctl/jws.c ctl/restrict.c ctl/ruleops.c ctl/totp.c ctl/auth.c ctl/records.c \
-		ctl/metrics.c ctl/mhdpoll.c $(TLS) $(CFG) $(COMMON) $(PASSWD) $(SVC) $(SANDBOX)
+		ctl/metrics.c ctl/mhdpoll.c $(TLS) $(CFG) $(COMMON) $(PASSWD) $(SUPPORT) $(SVC) $(SANDBOX)
 # navectl pki: local files, BoringSSL's libcrypto (never libssl: its HTTP client is GnuTLS libcurl)
 NAVECTL_SRC := ctl/navectl.c tls/pki.c $(CFG) $(COMMON)
 NAVE_SRC := client/nave.c client/client.c client/webroot.c $(ENGINE) $(TLS) $(CFG) $(COMMON) \
-	    $(PASSWD) $(SVC) $(SOCKS5)
+	    $(PASSWD) $(SUPPORT) $(SVC) $(SOCKS5)
 
 obj = $(patsubst %.c,$(B)/obj/%.o,$(1))
 
@@ -171,6 +174,7 @@ $(B)/tests/test_acme: $(call obj,ctl/jws.c ctl/acme.c ctl/acme_http.c ctl/relayl
 $(B)/tests/test_restrict: $(call obj,ctl/restrict.c)
 $(B)/tests/test_totp: $(call obj,ctl/totp.c)
 $(B)/tests/test_socks5: $(call obj,$(SOCKS5))
+$(B)/tests/test_support: $(call obj,$(SUPPORT))
 # relayd's record ring (datapath/recring.h) and controld's check of the records
 $(B)/tests/test_records: $(call obj,ctl/records.c)
 
