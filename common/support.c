@@ -233,15 +233,12 @@ static void unhex32(const char *s, uint8_t out[32])
 		out[i] = (uint8_t)(hexval(s[2 * i]) << 4 | hexval(s[2 * i + 1]));
 }
 
-int sup_auth_key(const uint8_t psk[SUP_PSK_LEN], const char *session, char out[SUP_HEX_STR])
+int sup_auth_key(const uint8_t psk[SUP_PSK_LEN], char out[SUP_HEX_STR])
 {
-	uint8_t info[sizeof(auth_info) - 1 + SUP_ID_LEN], key[32];
+	uint8_t key[32];
 
-	if (!sup_id_valid(session))
-		return -1;
-	memcpy(info, auth_info, sizeof(auth_info) - 1);
-	memcpy(info + sizeof(auth_info) - 1, session, SUP_ID_LEN);
-	if (!HKDF(key, sizeof(key), EVP_sha256(), psk, SUP_PSK_LEN, NULL, 0, info, sizeof(info)))
+	if (!HKDF(key, sizeof(key), EVP_sha256(), psk, SUP_PSK_LEN, NULL, 0,
+		  (const uint8_t *)auth_info, sizeof(auth_info) - 1))
 		return -1;
 	hex(key, sizeof(key), out);
 	OPENSSL_cleanse(key, sizeof(key));

@@ -13,8 +13,10 @@
  *               characters (RFC 4648, upper case, no padding) in groups of
  *               4 with dashes; read in any case, dashes and spaces ignored
  *   auth_key    HKDF-SHA256(ikm = PSK, salt = "", info = "nave support auth
- *               v1" | session id), 32 bytes: what the supporter shows the
- *               edge (64 hex digits)
+ *               v1"), 32 bytes: what the supporter shows the edge (64 hex
+ *               digits). The session id is not in it: the device sends
+ *               auth_hash with its request, before the edge names the session,
+ *               and a PSK is fresh for each session anyway
  *   auth_hash   SHA-256(auth_key's 32 bytes), 64 hex digits: all the edge
  *               stores. HKDF is one-way: the edge never learns the PSK.
  *
@@ -109,8 +111,8 @@ void sup_psk_format(const uint8_t psk[SUP_PSK_LEN], char out[SUP_PSK_STR]);
  */
 int sup_psk_parse(const char *s, uint8_t psk[SUP_PSK_LEN], char *err, size_t errlen);
 
-/* auth_key for a session, 64 lower-case hex digits into out (SUP_HEX_STR); 0 or -1. */
-int sup_auth_key(const uint8_t psk[SUP_PSK_LEN], const char *session, char out[SUP_HEX_STR]);
+/* auth_key of a PSK, 64 lower-case hex digits into out (SUP_HEX_STR); 0 or -1. */
+int sup_auth_key(const uint8_t psk[SUP_PSK_LEN], char out[SUP_HEX_STR]);
 /* auth_hash of an auth_key given in hex; 0, or -1 when auth_key is not sup_hex_valid. */
 int sup_auth_hash(const char *auth_key, char out[SUP_HEX_STR]);
 /*

@@ -48,7 +48,7 @@ r1 = rec(k_s2d, 0, b"hello\x00", 1)          # S->D data "hello"
 r2 = rec(k_s2d, 1, b"\x01", 1)               # S->D end of direction
 r3 = rec(k_d2s, 0, b"SSH-2.0-x\r\n\x00", 2)  # D->S data
 
-auth_key = hkdf_expand(hkdf_extract(b"", psk), b"nave support auth v1" + sid)
+auth_key = hkdf_expand(hkdf_extract(b"", psk), b"nave support auth v1")
 auth_hash = hashlib.sha256(auth_key).digest()
 b = base64.b32encode(psk).decode().rstrip("=")
 pskfmt = "-".join(b[i:i + 4] for i in range(0, len(b), 4))
