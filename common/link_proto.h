@@ -27,8 +27,12 @@
 /* Control link message types (JSON "type"). */
 #define LINK_MSG_HELLO                                                                             \
 	"hello" /* c->r {version, mode, token|registration, id, hostname, os, arch,                \
-		   client_version, max_links?} (max_links: the client's own limit; the             \
-		   tunnel's is the lower of it and the server's) */
+		   client_version, max_links?, auth?} (max_links: the client's own limit; the      \
+		   tunnel's is the lower of it and the server's. Without a token or                \
+		   registration, the login is the certificate the control link's TLS               \
+		   handshake presented ([tls] client_ca): the tunnel id is its name, and id,       \
+		   when given, must be that name; auth "certificate" (the only value) says the     \
+		   client means to, for the refusal's reason when the server asked for none) */
 #define LINK_MSG_WELCOME                                                                           \
 	"welcome" /* r->c {tunnel_id, link_secret, token?, limits{max_pool_size, max_links,        \
 		     heartbeat, max_ports}, features?} (features: what relayd understands          \

@@ -13,6 +13,7 @@
 #include "recring.h"
 #include "kern.h"
 #include "tls/ktls.h"
+#include "tls/pki.h"
 #include "tls/tls.h"
 #include "routes.h"
 #include "xprt_tls.h"
@@ -95,6 +96,10 @@ struct rtun {
 	int worker;
 	uint32_t idx, gen;
 	uint64_t since;
+	/* a session that logged in with a certificate: its serial ("" a token's session) and
+	 * end of validity, looked at with every CRL read (revoked or expired: kicked) */
+	char cert_serial[PKI_SERIAL_MAX];
+	int64_t cert_not_after;
 };
 
 enum ev_type { EV_HELLO, EV_MESSAGE, EV_OFFLINE, EV_SOCKS };
@@ -107,6 +112,8 @@ struct ev {
 	json_t *obj;
 	char reason[96];
 	char source[48]; /* EV_HELLO: the client's address as text, "" when unknown */
+	uint8_t *certs;	 /* EV_HELLO: what the client presented in its handshake (DER) */
+	size_t certs_len;
 	struct ev *next;
 };
 
@@ -129,9 +136,10 @@ struct req {
 	int worker;
 	uint32_t idx, gen;
 	struct rtun *rt;
-	json_t *hello;	/* the HELLO (RQ_AUTH) */
-	long long creq; /* client's req id */
-	bool udp;	/* RQ_PORT, RQ_RELEASE: a UDP rule's port (udp_add, udp_rm) */
+	json_t *hello;	       /* the HELLO (RQ_AUTH) */
+	struct pki_ident cert; /* RQ_AUTH by certificate (cert.name set): what it verified as */
+	long long creq;	       /* client's req id */
+	bool udp;	       /* RQ_PORT, RQ_RELEASE: a UDP rule's port (udp_add, udp_rm) */
 	char name[64];
 	uint16_t port;
 	char domain[DOMAIN_MAX + 1]; /* RQ_DOMAIN, RQ_DOMAIN_RELEASE */
@@ -179,6 +187,9 @@ struct ctlthread {
 	uint64_t certs_sig, next_certs; /* a sync arriving in pieces */
 	uint64_t link_sig; /* the tunnel port's certificate and key files ([tls]) as last read */
 	bool link_looked;  /* link_sig holds a look (0 there: a file was missing) */
+	/* [tls] client_ca and client_crl: certificate logins (NULL: client_auth = off) */
+	struct pki_verifier *pki;
+	uint64_t next_pki, next_pki_scan;
 	struct cfg_server rc_eff;	 /* what a reload left in force (ctlthread_reconfigure) */
 	_Atomic unsigned unlisten_acked; /* and handled by them */
 	/* worker events */
@@ -318,14 +329,17 @@ static void op_socks_auth(void *arg, int worker, uint32_t idx, uint32_t gen, con
 }
 
 static void op_ctl_hello(void *arg, int worker, uint32_t idx, uint32_t gen, void *obj,
-			 const uint8_t *source)
+			 const uint8_t *source, uint8_t *certs, size_t certs_len)
 {
 	struct ev *ev = calloc(1, sizeof(*ev));
 
 	if (!ev) {
 		json_decref(obj);
+		free(certs);
 		return;
 	}
+	ev->certs = certs;
+	ev->certs_len = certs_len;
 	if (source)
 		sock_addr16_ntop(source, ev->source, sizeof(ev->source));
 	ev->type = EV_HELLO;
@@ -382,6 +396,9 @@ static void send_to_link(struct ctlthread *ct, int worker, uint32_t idx, uint32_
 	free(m.data);
 	json_decref(obj);
 }
+
+static void tunnel_kick(struct ctlthread *ct, struct rtun *rt, const char *reason);
+static void pki_poll(struct ctlthread *ct);
 
 static void link_error(struct ctlthread *ct, int worker, uint32_t idx, uint32_t gen,
 		       const char *reason)
@@ -1259,6 +1276,18 @@ static void on_auth_ok(struct ctlthread *ct, struct req *r, json_t *m)
 	rt->idx = r->idx;
 	rt->gen = r->gen;
 	rt->since = now_ms();
+	str_copy(rt->cert_serial, sizeof(rt->cert_serial), r->cert.name[0] ? r->cert.serial : "");
+	rt->cert_not_after = r->cert.not_after;
+	if (r->cert.name[0]) {
+		time_t na = (time_t)r->cert.not_after;
+		struct tm tm;
+		char until[32] = "?";
+
+		if (gmtime_r(&na, &tm))
+			strftime(until, sizeof(until), "%Y-%m-%dT%H:%M:%SZ", &tm);
+		log_info("tunnel %s: logged in with certificate serial %s (valid until %s)", tid,
+			 r->cert.serial, until);
+	}
 	/* the worker publishes t.home once it has set the tunnel up (MB_WELCOME) */
 	/* features: relayd takes outbound data links and OPEN (link_proto.h) */
 	w = json_pack("{s:s, s:s, s:s, s:{s:i, s:i, s:i, s:i}, s:[s]}", "type", LINK_MSG_WELCOME,
@@ -1963,30 +1992,13 @@ static void cd_message(struct ctlthread *ct, json_t *m)
 	if (!strcmp(type, CTL_KICK)) {
 		const char *tid = msg_str(m, "tunnel_id");
 		const char *reason = msg_str(m, "reason") ?: "disconnected by the server";
-		struct mb_msg mb;
-		json_t *s;
-		size_t n;
 
 		rt = tid ? rtun_find(ct, tid, false) : NULL;
 		if (!rt)
 			return;
-		/* relayd's SOCKS server (worker 0) holds streams on the token, online or not */
-		memset(&mb, 0, sizeof(mb));
-		mb.type = MB_SOCKS_KICK;
-		mb.tun = &rt->t;
-		engine_post(ct->e, 0, &mb);
-		if (!rt->online)
-			return;
-		log_info("tunnel %s: kicked by nave-controld: %s", tid, reason);
-		s = json_pack("{s:s, s:s}", "type", LINK_MSG_SHUTDOWN, "reason", reason);
-		memset(&mb, 0, sizeof(mb));
-		mb.type = MB_KICK;
-		mb.tun = &rt->t;
-		mb.data = msg_encode(s, &n);
-		mb.len = n;
-		json_decref(s);
-		engine_post(ct->e, rt->worker, &mb);
-		free(mb.data);
+		if (rt->online)
+			log_info("tunnel %s: kicked by nave-controld: %s", tid, reason);
+		tunnel_kick(ct, rt, reason);
 		return;
 	}
 	if (id)
@@ -2313,6 +2325,12 @@ static int link_cert_load(struct ctlthread *ct, const struct cfg_server *c, bool
 		return 0;
 	ct->link_sig = sig; /* a file that does not load is said once, not every look */
 	n = tls_server_ctx(c->certificate, c->private_key, c->pq, err, sizeof(err));
+	/* ct->cfg.client_auth: the running one (a reload sets it before it calls this) */
+	if (n && ct->cfg.client_auth != CFG_CLIENT_AUTH_OFF && tls_server_ask_client_cert(n) < 0) {
+		SSL_CTX_free(n);
+		n = NULL;
+		snprintf(err, sizeof(err), "cannot ask for client certificates");
+	}
 	if (!n || xprt_ctx_swap(engine_xprt(ct->e), n, err, sizeof(err)) < 0) {
 		SSL_CTX_free(n);
 		snprintf(why, whylen,
@@ -2358,6 +2376,113 @@ static bool features_ok(const json_t *f)
 	return true;
 }
 
+/*
+ * The certificates a control link presented (ev->certs), checked now against
+ * [tls] client_ca and its CRL: chain-only, the certificate's name is the
+ * tunnel id. 0 with id filled, or -1 with the one-line reason for the client.
+ */
+static int hello_cert(struct ctlthread *ct, const struct ev *ev, const char *hello_id,
+		      struct pki_ident *id, char *why, size_t whylen)
+{
+	/* the CA and CRL as they are now: a login right behind a revoke is refused too */
+	pki_poll(ct);
+	if (pki_verify_concat(ct->pki, ev->certs, ev->certs_len, (int64_t)time(NULL), id, why,
+			      whylen) < 0)
+		return -1;
+	if (id->kind != PKI_NODE) {
+		snprintf(why, whylen, "certificate \"%s\" is an %s certificate, not a tunnel's",
+			 id->name, pki_kind_name(id->kind));
+		return -1;
+	}
+	/* token tunnels' ids are t- and hex: a certificate never takes one of those over */
+	if (valid_tunnel_id_shaped(id->name)) {
+		snprintf(why, whylen,
+			 "certificate \"%s\": a name of that shape (t- and hex digits) is a token "
+			 "tunnel's id; issue it under another name",
+			 id->name);
+		return -1;
+	}
+	if (hello_id && *hello_id && strcmp(hello_id, id->name)) {
+		snprintf(why, whylen, "certificate is for tunnel \"%s\", not \"%s\"", id->name,
+			 hello_id);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Shuts a tunnel's session down (SHUTDOWN with reason: its client exits) and
+ * ends the streams relayd's SOCKS server holds on it, online or not.
+ */
+static void tunnel_kick(struct ctlthread *ct, struct rtun *rt, const char *reason)
+{
+	struct mb_msg mb;
+	json_t *s;
+	size_t n;
+
+	/* relayd's SOCKS server (worker 0) holds streams on the token, online or not */
+	memset(&mb, 0, sizeof(mb));
+	mb.type = MB_SOCKS_KICK;
+	mb.tun = &rt->t;
+	engine_post(ct->e, 0, &mb);
+	if (!rt->online)
+		return;
+	s = json_pack("{s:s, s:s}", "type", LINK_MSG_SHUTDOWN, "reason", reason);
+	memset(&mb, 0, sizeof(mb));
+	mb.type = MB_KICK;
+	mb.tun = &rt->t;
+	mb.data = msg_encode(s, &n);
+	mb.len = n;
+	json_decref(s);
+	engine_post(ct->e, rt->worker, &mb);
+	free(mb.data);
+}
+
+#define PKI_MS 250 /* how often the CA and CRL files are looked at */
+
+/*
+ * The certificate logins' CA and CRL, read again when they changed; every
+ * session that logged in with a certificate now revoked or expired is shut
+ * down (within PKI_MS of the new CRL).
+ */
+static void pki_poll(struct ctlthread *ct)
+{
+	char err[320];
+	int64_t now = (int64_t)time(NULL);
+	int r;
+
+	if (!ct->pki)
+		return;
+	r = pki_verifier_refresh(ct->pki, err, sizeof(err));
+	if (r < 0)
+		log_every(NLOG_WARN,
+			  "[tls] client_ca: %s: certificate logins keep the last good one", err);
+	else if (r > 0)
+		log_info("[tls] client_ca and CRL read again");
+	/* the sessions are looked at after a new CRL, else once a second (expiry) */
+	if (r <= 0 && now_ms() < ct->next_pki_scan)
+		return;
+	ct->next_pki_scan = now_ms() + 1000;
+	for (unsigned b = 0; b < 256; b++) {
+		for (struct rtun *rt = ct->tunnels[b]; rt; rt = (struct rtun *)rt->t.next) {
+			const char *why = NULL;
+
+			if (!rt->online || !rt->cert_serial[0])
+				continue;
+			if (pki_verifier_revoked(ct->pki, rt->cert_serial))
+				why = "certificate revoked";
+			else if (now >= rt->cert_not_after)
+				why = "certificate expired";
+			if (!why)
+				continue;
+			log_info("tunnel %s: %s (serial %s): disconnected", rt->t.id, why,
+				 rt->cert_serial);
+			rt->cert_serial[0] = 0; /* once */
+			tunnel_kick(ct, rt, why);
+		}
+	}
+}
+
 static void on_hello(struct ctlthread *ct, struct ev *ev)
 {
 	json_t *h = ev->obj;
@@ -2399,8 +2524,47 @@ static void on_hello(struct ctlthread *ct, struct ev *ev)
 		link_error(ct, ev->worker, ev->idx, ev->gen, reason);
 		return;
 	}
-	if ((!token || !*token) && (!reg || !*reg)) {
-		link_error(ct, ev->worker, ev->idx, ev->gen, "HELLO carries no token");
+	const json_t *auth = json_object_get(h, "auth");
+	bool by_token = (token && *token) || (reg && *reg);
+	struct pki_ident cert = {0};
+
+	/* "auth": "certificate" says the client means to log in with one (for the reason) */
+	if (auth && (!json_is_string(auth) || strcmp(json_string_value(auth), "certificate"))) {
+		link_error(ct, ev->worker, ev->idx, ev->gen,
+			   "bad HELLO: auth must be \"certificate\" when present");
+		return;
+	}
+	if (by_token && ct->cfg.client_auth == CFG_CLIENT_AUTH_REQUIRED) {
+		link_error(
+		    ct, ev->worker, ev->idx, ev->gen,
+		    "this server takes certificate logins only ([tls] client_auth = required)");
+		return;
+	}
+	if (!by_token && ev->certs_len && ct->pki) {
+		if (!strcmp(mode, "deauth")) {
+			link_error(ct, ev->worker, ev->idx, ev->gen,
+				   "deauth needs a token (a certificate is revoked on the server "
+				   "with navectl pki revoke)");
+			return;
+		}
+		if (hello_cert(ct, ev, msg_str(h, "id"), &cert, why, sizeof(why)) < 0) {
+			log_every(NLOG_INFO, "certificate login refused (from %s): %s",
+				  ev->source[0] ? ev->source : "?", why);
+			link_error(ct, ev->worker, ev->idx, ev->gen, why);
+			return;
+		}
+	} else if (!by_token) {
+		const char *no = "HELLO carries no token";
+
+		if (auth && ct->cfg.client_auth == CFG_CLIENT_AUTH_OFF)
+			no = "this server does not take certificate logins ([tls] client_ca is not "
+			     "set)";
+		else if (auth)
+			no = "the client presented no certificate";
+		else if (ct->cfg.client_auth == CFG_CLIENT_AUTH_REQUIRED)
+			no = "HELLO carries no certificate: this server takes certificate logins "
+			     "only";
+		link_error(ct, ev->worker, ev->idx, ev->gen, no);
 		return;
 	}
 	if (reg && !strcmp(mode, "deauth")) {
@@ -2408,7 +2572,12 @@ static void on_hello(struct ctlthread *ct, struct ev *ev)
 		return;
 	}
 	a = json_pack("{s:s, s:s}", "type", CTL_AUTH, "mode", mode);
-	if (token && *token)
+	if (cert.name[0])
+		json_object_set_new(a, "certificate",
+				    json_pack("{s:s, s:s, s:I}", "name", cert.name, "serial",
+					      cert.serial, "not_after",
+					      (json_int_t)cert.not_after));
+	else if (token && *token)
 		json_object_set_new(a, "token", json_string(token));
 	else
 		json_object_set_new(a, "registration", json_string(reg));
@@ -2431,6 +2600,7 @@ static void on_hello(struct ctlthread *ct, struct ev *ev)
 	r->idx = ev->idx;
 	r->gen = ev->gen;
 	r->hello = json_incref(h);
+	r->cert = cert;
 }
 
 /* tcp_sync's names: an array of rule names; a new reference, or NULL with why. */
@@ -2671,6 +2841,7 @@ static void drain_events(struct ctlthread *ct)
 		else
 			on_offline(ct, ev);
 		json_decref(ev->obj);
+		free(ev->certs);
 		free(ev);
 	}
 }
@@ -2740,6 +2911,52 @@ static int reconfigure(struct ctlthread *ct, const struct cfg_server *n, char *w
 	if (n->syn_rate != ct->cfg.syn_rate) {
 		kern_set_syn_rate(ct->kern, n->syn_rate);
 		ct->cfg.syn_rate = n->syn_rate;
+	}
+	/* certificate logins: a new CA or CRL file, or client_auth; the old stay on failure */
+	if (strcmp(n->client_ca, ct->cfg.client_ca) || strcmp(n->client_crl, ct->cfg.client_crl) ||
+	    n->client_auth != ct->cfg.client_auth) {
+		struct pki_verifier *v = NULL;
+		char pw[CFG_PATH_MAX + 400];
+		bool ask = (n->client_auth != CFG_CLIENT_AUTH_OFF) !=
+			   (ct->cfg.client_auth != CFG_CLIENT_AUTH_OFF);
+
+		if (n->client_auth != CFG_CLIENT_AUTH_OFF)
+			v = pki_verifier_new(n->client_ca, n->client_crl, pw, sizeof(pw));
+		if (n->client_auth != CFG_CLIENT_AUTH_OFF && !v) {
+			if (snprintf(
+				why + strlen(why), whylen - strlen(why),
+				"%s[tls] client_ca %s: %s: certificate logins stay as they were",
+				ret == -1 ? "; " : "", n->client_ca, pw) < 0)
+				why[0] = '\0';
+			ret = -1;
+		} else {
+			int was = ct->cfg.client_auth;
+
+			/* the tunnel port asks for certificates (or stops) from now on */
+			ct->cfg.client_auth = n->client_auth;
+			if (ask && link_cert_load(ct, n, true, pw, sizeof(pw)) < 0) {
+				ct->cfg.client_auth = was;
+				pki_verifier_free(v);
+				if (snprintf(why + strlen(why), whylen - strlen(why), "%s%s",
+					     ret == -1 ? "; " : "", pw) < 0)
+					why[0] = '\0';
+				ret = -1;
+			} else {
+				pki_verifier_free(ct->pki);
+				ct->pki = v;
+				ct->next_pki = 0;
+				str_copy(ct->cfg.client_ca, sizeof(ct->cfg.client_ca),
+					 n->client_ca);
+				str_copy(ct->cfg.client_crl, sizeof(ct->cfg.client_crl),
+					 n->client_crl);
+				ct->cfg.client_auth = n->client_auth;
+				log_info("[tls] client_auth %s%s%s",
+					 n->client_auth == CFG_CLIENT_AUTH_OFF	      ? "off"
+					 : n->client_auth == CFG_CLIENT_AUTH_REQUIRED ? "required"
+										      : "optional",
+					 v ? ", client_ca " : "", v ? n->client_ca : "");
+			}
+		}
 	}
 	if (strcmp(n->certificate, ct->cfg.certificate) ||
 	    strcmp(n->private_key, ct->cfg.private_key) || n->pq != ct->cfg.pq ||
@@ -2812,6 +3029,10 @@ static void *ctl_main(void *arg)
 			certs_load(ct);
 			link_cert_poll(ct);
 			ct->next_certs = now_ms() + CERTS_MS;
+		}
+		if (now_ms() >= ct->next_pki) {
+			pki_poll(ct);
+			ct->next_pki = now_ms() + PKI_MS;
 		}
 		struct pollfd pfd[3];
 		int n = 1, wfd = kern_watch_fd(ct->kern);
@@ -2910,6 +3131,12 @@ int ctlthread_init(struct ctlthread **out, const struct cfg_server *cfg, const c
 	return 0;
 }
 
+void ctlthread_set_pki(struct ctlthread *ct, struct pki_verifier *v)
+{
+	pki_verifier_free(ct->pki);
+	ct->pki = v;
+}
+
 int ctlthread_start(struct ctlthread *ct, struct engine *e)
 {
 	int r;
@@ -2996,6 +3223,7 @@ void ctlthread_stop(struct ctlthread *ct)
 	}
 	msg_reader_free(&ct->mr);
 	msg_outq_free(&ct->out);
+	pki_verifier_free(ct->pki);
 	fw_pieces_drop(ct);
 	mesh_pieces_drop(ct);
 	json_decref(ct->mesh_rules);

@@ -17,6 +17,14 @@ struct kern;
 /* Allocates the thread's state; fills ops for engine_start. 0 or -errno. */
 int ctlthread_init(struct ctlthread **out, const struct cfg_server *cfg, const char *fingerprint,
 		   const char *ktls_mode, struct kern *kern, struct engine_ops *ops);
+/*
+ * The verifier of certificate logins ([tls] client_ca and its CRL; NULL with
+ * client_auth = off), made by relayd at start: the thread owns it from now on,
+ * reads its files again when they change and shuts down every session whose
+ * certificate was revoked or expired. Before ctlthread_start.
+ */
+struct pki_verifier;
+void ctlthread_set_pki(struct ctlthread *ct, struct pki_verifier *v);
 /* Starts the thread once the engine runs. 0 or -errno. */
 int ctlthread_start(struct ctlthread *ct, struct engine *e);
 /*
@@ -25,7 +33,8 @@ int ctlthread_start(struct ctlthread *ct, struct engine *e);
  * and heartbeat (for each tunnel's next session), [http] certificates (the
  * directory is read again now, moved or not), [tls] certificate, private_key
  * and pq (the tunnel port's certificate, for links from then on: also read
- * again when its files changed, every few seconds) and [xdp] syn_rate, and
+ * again when its files changed, every few seconds), client_ca, client_crl and
+ * client_auth (certificate logins from then on) and [xdp] syn_rate, and
  * answers within 10 s. 0; -1 with why when the range would leave an
  * allocated port outside it or the new certificate does not load (what was
  * refused stays as it runs, and next says so; the rest applies); -ETIMEDOUT

@@ -176,10 +176,12 @@ struct mb_msg {
 struct engine_ops {
 	/*
 	 * relay: a control link sent HELLO (obj is a json_t*, ownership passes); source is
-	 * the address it connects from (sock_addr16's form), NULL when unknown.
+	 * the address it connects from (sock_addr16's form), NULL when unknown; certs
+	 * the certificates the client presented in its handshake (DER one after the other,
+	 * leaf first; malloc'd, ownership passes; NULL when none).
 	 */
 	void (*ctl_hello)(void *arg, int worker, uint32_t idx, uint32_t gen, void *obj,
-			  const uint8_t *source);
+			  const uint8_t *source, uint8_t *certs, size_t certs_len);
 	/* relay: a control message from an online tunnel (json_t*, ownership passes). */
 	void (*ctl_message)(void *arg, struct tunnel *t, void *obj);
 	/* relay: a tunnel's control link closed (reason is a static or short string). */

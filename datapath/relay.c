@@ -251,7 +251,11 @@ static void ctl_on_message(struct worker *w, struct conn *l, json_t *obj)
 		bool have = getpeername(l->fd, (struct sockaddr *)&ss, &sl) == 0 &&
 			    sock_addr16(&ss, src) != 0;
 
-		ops->ctl_hello(ops->arg, w->id, conn_idx(w, l), l->gen, obj, have ? src : NULL);
+		size_t nc;
+		uint8_t *certs = xprt_take_peer_certs(&l->x, &nc);
+
+		ops->ctl_hello(ops->arg, w->id, conn_idx(w, l), l->gen, obj, have ? src : NULL,
+			       certs, nc);
 		return;
 	}
 	if (!strcmp(type, LINK_MSG_HEARTBEAT)) {
@@ -712,6 +716,12 @@ static void relay_first(struct worker *w, struct conn *l)
 			ctl_pump(w, l);
 			return;
 		}
+	}
+	/* a data link is its DATA_HELLO's secret: certificates it showed are not kept */
+	{
+		size_t n;
+
+		free(xprt_take_peer_certs(&l->x, &n));
 	}
 	if (frame_hello_check(h, err, sizeof(err)) < 0) {
 		log_every(NLOG_WARN, "data link fd %d: %s, closing", l->fd, err);

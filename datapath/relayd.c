@@ -13,6 +13,7 @@
 #include "sandbox.h"
 #include "sock.h"
 #include "tls/tls.h"
+#include "tls/pki.h"
 #include "xprt_tls.h"
 #include "svc.h"
 #include "util.h"
@@ -239,6 +240,7 @@ int main(int argc, char **argv)
 	socklen_t hsl;
 	struct cidr trusted[TRUSTED_MAX];
 	SSL_CTX *ssl_ctx = NULL, *edge_ssl = NULL;
+	struct pki_verifier *pki = NULL;
 	const char *dirs[2];
 	struct sockaddr_storage ss;
 	socklen_t sl;
@@ -356,6 +358,19 @@ int main(int argc, char **argv)
 	if (!ssl_ctx) {
 		fprintf(stderr, "nave-relayd: %s\n", err);
 		goto out;
+	}
+	/* certificate logins: the tunnel port asks for one, the control thread checks it */
+	if (cfg.client_auth != CFG_CLIENT_AUTH_OFF) {
+		pki = pki_verifier_new(cfg.client_ca, cfg.client_crl, err, sizeof(err));
+		if (!pki) {
+			fprintf(stderr, "nave-relayd: [tls] client_ca %s: %s\n", cfg.client_ca,
+				err);
+			goto out;
+		}
+		if (tls_server_ask_client_cert(ssl_ctx) < 0) {
+			fprintf(stderr, "nave-relayd: cannot ask for client certificates\n");
+			goto out;
+		}
 	}
 	ec.xprt = xprt_ctx_new(ssl_ctx,
 			       cfg.ktls == CFG_ON    ? XPRT_KTLS_ON
@@ -499,6 +514,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "nave-relayd: out of memory\n");
 		goto out;
 	}
+	ctlthread_set_pki(ct, pki);
+	pki = NULL;
 	if (engine_start(&eng, &ec, err, sizeof(err)) < 0) {
 		/* the engine closed the tunnel listeners */
 		for (unsigned i = 0; i < nworkers; i++)
@@ -607,6 +624,7 @@ out:
 	kern_free(kern);
 	xprt_ctx_free(ec.xprt);
 	SSL_CTX_free(ssl_ctx);
+	pki_verifier_free(pki);
 	xprt_ctx_free(ec.edge_xprt);
 	SSL_CTX_free(edge_ssl);
 	if (!rc)

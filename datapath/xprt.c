@@ -12,8 +12,13 @@
 
 void xprt_free(struct xprt *x)
 {
-	if (x && x->tls)
+	if (!x)
+		return;
+	if (x->tls)
 		xprt_tls_free(x);
+	free(x->peer_certs);
+	x->peer_certs = NULL;
+	x->peer_certs_len = 0;
 }
 
 void xprt_move(struct xprt *dst, struct xprt *src)

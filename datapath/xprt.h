@@ -53,6 +53,12 @@ struct xprt {
 	const uint8_t *in;    /* received bytes not yet taken */
 	size_t in_len;
 	struct xprt_out *out; /* during a call that may produce wire bytes */
+	/*
+	 * The certificates a client presented to an accepting end, DER one after the
+	 * other (leaf first), kept from the handshake until taken: NULL when none.
+	 */
+	uint8_t *peer_certs;
+	uint32_t peer_certs_len;
 	int fd;
 	uint8_t mode;	   /* enum xprt_mode */
 	uint8_t ktls_dirs; /* XPRT_DIR_* already in the kernel */
@@ -65,6 +71,16 @@ struct xprt {
  */
 int xprt_init_server(struct xprt *x, struct xprt_ctx *ctx, int fd);
 int xprt_init_client(struct xprt *x, struct xprt_ctx *ctx, int fd, const char *host);
+/* Hands over the peer's certificates (see struct xprt; free() them): NULL when none. */
+static inline uint8_t *xprt_take_peer_certs(struct xprt *x, size_t *len)
+{
+	uint8_t *p = x->peer_certs;
+
+	*len = x->peer_certs_len;
+	x->peer_certs = NULL;
+	x->peer_certs_len = 0;
+	return p;
+}
 /* Frees what the transport holds (not the fd). */
 void xprt_free(struct xprt *x);
 /* Moves a transport to new storage. */

@@ -13,6 +13,7 @@
 #include <openssl/asn1.h>
 #include <openssl/bio.h>
 #include <openssl/bn.h>
+#include <openssl/bytestring.h>
 #include <openssl/ec.h>
 #include <openssl/ec_key.h>
 #include <openssl/err.h>
@@ -1450,4 +1451,25 @@ out:
 	sk_X509_pop_free(chain, X509_free);
 	X509_free(leaf);
 	return ret;
+}
+
+int pki_verify_concat(const struct pki_verifier *v, const uint8_t *buf, size_t len, int64_t now,
+		      struct pki_ident *id, char *why, size_t whylen)
+{
+	/* one more than a chain may hold: pki_verify refuses that as too many */
+	const uint8_t *ders[PKI_CHAIN_MAX + 1];
+	size_t lens[PKI_CHAIN_MAX + 1], n = 0;
+	CBS all, one;
+
+	CBS_init(&all, buf, len);
+	while (CBS_len(&all) > 0 && n < PKI_CHAIN_MAX + 1) {
+		if (!CBS_get_any_asn1_element(&all, &one, NULL, NULL)) {
+			if (why && whylen)
+				snprintf(why, whylen, "the client certificate is not DER");
+			return -1;
+		}
+		ders[n] = CBS_data(&one);
+		lens[n++] = CBS_len(&one);
+	}
+	return pki_verify(v, ders, lens, n, now, id, why, whylen);
 }

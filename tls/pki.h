@@ -125,6 +125,14 @@ int pki_verifier_refresh(struct pki_verifier *v, char *err, size_t errlen);
 int pki_verify(const struct pki_verifier *v, const uint8_t *const *ders, const size_t *lens,
 	       size_t n, int64_t now, struct pki_ident *id, char *why, size_t whylen);
 
+/*
+ * pki_verify of certificates given one after the other in buf (DER each, leaf
+ * first: what relayd keeps from a client's handshake). A buf that does not
+ * split into DER elements is refused ("the client certificate is not DER").
+ */
+int pki_verify_concat(const struct pki_verifier *v, const uint8_t *buf, size_t len, int64_t now,
+		      struct pki_ident *id, char *why, size_t whylen);
+
 /* true when serial (hex, as pki_ident) is on the verifier's current CRL */
 bool pki_verifier_revoked(const struct pki_verifier *v, const char *serial);
 

@@ -427,6 +427,55 @@ fail:
 	return NULL;
 }
 
+/*
+ * A client certificate is accepted by the handshake whatever it says (the
+ * handshake still proves the client holds its key: CertificateVerify); the
+ * chain is checked after it, against the CA and CRL of that moment
+ * (tls/pki.h), so a refusal gets a line of its own rather than an alert.
+ */
+static enum ssl_verify_result_t accept_client_cert(SSL *ssl, uint8_t *out_alert)
+{
+	(void)ssl;
+	(void)out_alert;
+	return ssl_verify_ok;
+}
+
+int tls_server_ask_client_cert(SSL_CTX *ctx)
+{
+	/* Ed25519 is not in BoringSSL's default list: nave's PKI makes such keys */
+	static const uint16_t prefs[] = {
+	    SSL_SIGN_ED25519,
+	    SSL_SIGN_ECDSA_SECP256R1_SHA256,
+	    SSL_SIGN_ECDSA_SECP384R1_SHA384,
+	    SSL_SIGN_RSA_PSS_RSAE_SHA256,
+	    SSL_SIGN_RSA_PSS_RSAE_SHA384,
+	    SSL_SIGN_RSA_PSS_RSAE_SHA512,
+	};
+
+	SSL_CTX_set_custom_verify(ctx, SSL_VERIFY_PEER, accept_client_cert);
+	return SSL_CTX_set_verify_algorithm_prefs(ctx, prefs, sizeof(prefs) / sizeof(prefs[0])) == 1
+		   ? 0
+		   : -EINVAL;
+}
+
+int tls_client_use_cert(SSL_CTX *ctx, const char *cert_path, const char *key_path, char *err,
+			size_t errlen)
+{
+	if (SSL_CTX_use_certificate_chain_file(ctx, cert_path) != 1) {
+		set_err_ssl(err, errlen, "cannot load certificate", cert_path);
+		return -EINVAL;
+	}
+	if (SSL_CTX_use_PrivateKey_file(ctx, key_path, SSL_FILETYPE_PEM) != 1) {
+		set_err_ssl(err, errlen, "cannot load private key", key_path);
+		return -EINVAL;
+	}
+	if (SSL_CTX_check_private_key(ctx) != 1) {
+		set_err_ssl(err, errlen, "private key does not match certificate", key_path);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 /* The edge speaks HTTP/1.1 on what it terminates: picked when offered, else no ALPN. */
 static int alpn_select_http(SSL *ssl, const uint8_t **out, uint8_t *outlen, const uint8_t *in,
 			    unsigned inlen, void *arg)

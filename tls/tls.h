@@ -35,6 +35,14 @@ SSL_CTX *tls_server_ctx(const char *cert_path, const char *key_path, bool pq, ch
 			size_t errlen);
 
 /*
+ * Makes a server context ask clients for a certificate (optional: a client
+ * without one still connects) and take any chain the client proves it holds
+ * the key of; the caller checks the chain after the handshake (tls/pki.h).
+ * Ed25519, ECDSA and RSA-PSS signatures. 0 or -EINVAL.
+ */
+int tls_server_ask_client_cert(SSL_CTX *ctx);
+
+/*
  * Client context: TLS 1.3, ALPN nave/1. Verification: if fingerprint is set
  * (hex SHA-256 of the leaf DER, colons/case ignored) the leaf must match it
  * and nothing else is checked; else if ca_file is set the chain must verify
@@ -42,6 +50,13 @@ SSL_CTX *tls_server_ctx(const char *cert_path, const char *key_path, bool pq, ch
  * connection with tls_client_set_host(). NULL + err on failure.
  */
 SSL_CTX *tls_client_ctx(const char *ca_file, const char *fingerprint, bool pq, char *err,
+			size_t errlen);
+/*
+ * The certificate (chain file) and key a client presents when the server
+ * asks (nave's certificate logins: nodes/NAME/tls.crt and tls.key). 0 or
+ * -EINVAL with a one-line reason in err.
+ */
+int tls_client_use_cert(SSL_CTX *ctx, const char *cert_path, const char *key_path, char *err,
 			size_t errlen);
 /* Sets SNI and the expected host name (or IP literal) on a client SSL. 0 or -EINVAL. */
 int tls_client_set_host(SSL *ssl, const char *host);

@@ -8,7 +8,9 @@
  * certificates, each a 2-byte big-endian length and its bytes (the first
  * byte's low bits: how many, 0-7); with it set, the chain is the real
  * certificate of dev1 (or of gone: bit 6) with the rest of the input as
- * (2-byte offset, byte) patches, then the CA certificate when bit 5 is set.
+ * (2-byte offset, byte) patches, then the CA certificate when bit 5 is set;
+ * with the high bit clear and bit 3 set, the rest is certificates as relayd
+ * keeps a handshake's, DER one after the other, for pki_verify_concat.
  * Checks: a verdict is 0 or -1; a refusal is one printable line; an accepted
  * chain names a valid name, a known kind, a lower-case hex serial without
  * leading zeros, a validity holding the time of the check, and is never the
@@ -121,7 +123,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct pki_ident id;
 	char why[256];
 	int64_t now = time(NULL);
-	bool unpatched = false, revoked = false;
+	bool unpatched = false, revoked = false, concat = false;
 	int ret;
 
 	if (!size)
@@ -144,6 +146,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			ders[n] = g_ca;
 			lens[n++] = g_ca_len;
 		}
+	} else if (data[0] & 0x08) {
+		concat = true;
 	} else {
 		size_t want = data[0] & 7, off = 1;
 
@@ -160,7 +164,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 
 	why[0] = 0;
-	ret = pki_verify(g_v, ders, lens, n, now, &id, why, sizeof(why));
+	ret = concat ? pki_verify_concat(g_v, data + 1, size - 1, now, &id, why, sizeof(why))
+		     : pki_verify(g_v, ders, lens, n, now, &id, why, sizeof(why));
 	if (ret != 0 && ret != -1)
 		fail("a verdict that is neither 0 nor -1", NULL);
 	if (ret < 0) {
