@@ -21,7 +21,12 @@
 	"relay_hello" /* {version, pid, workers, ktls, steering, tls_fingerprint,                  \
 			 online:[{tunnel_id, hostname, os, arch, client_version}]} */
 /*
- * {req, token | registration, id, hostname, os, arch, client_version, mode, source}; mode
+ * {req, token | registration | certificate, id, hostname, os, arch, client_version, mode,
+ * source}. certificate {name, serial, not_after}: a login with a client certificate relayd
+ * checked against [tls] client_ca and its CRL; the tunnel is the one named like the
+ * certificate (made when new, its group id the same name; no mesh role), and its
+ * "identity" becomes "certificate NAME serial HEX" (a token login's "token ID"); refused
+ * for mode deauth and check. mode
  * "deauth" revokes the token (auth_ok then carries revoked: true; the tunnel's ports and
  * domains are released and pushed as port_del and domain_del, and an online session of the
  * tunnel is kicked). mode "check": a login on relayd's SOCKS server ([socks] listen): the

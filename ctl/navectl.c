@@ -2088,6 +2088,7 @@ static int cmd_tunnels_show(struct ctx *c, int argc, char **argv)
 	    {"last seen", "last_seen", COL_TIME},
 	    {"created", "created_at", COL_TIME},
 	    {"token", "token_id", COL_VAL},
+	    {"identity", "identity", COL_VAL},
 	};
 	/* the tunnel's rules: its TCP ports and its HTTP domains */
 	static const struct {

@@ -1180,6 +1180,44 @@ static json_t *auth_ok_msg(struct relaylink *rl, json_int_t req, const char *tid
 	return o;
 }
 
+/*
+ * A certificate login relayd checked (chain, CRL, the name a tunnel id):
+ * {name, serial, not_after}. The tunnel is the certificate's name. Not for
+ * deauth or a SOCKS check (refused: those take tokens).
+ */
+static int auth_cert(struct relaylink *rl, json_int_t req, json_t *cert, bool run, bool token_only,
+		     const struct store_client_info *ci, char *why)
+{
+	const char *name = json_string_value(json_object_get(cert, "name"));
+	const char *serial = json_string_value(json_object_get(cert, "serial"));
+	char err[WHY_LEN], identity[160];
+	struct auth_who who = {0};
+
+	if (!json_is_object(cert) || !name || !valid_str(name, VALID_ID, LINK_ID_MAX - 1) ||
+	    valid_tunnel_id_shaped(name) || !serial || !*serial || strlen(serial) > 40 ||
+	    strspn(serial, "0123456789abcdef") != strlen(serial)) {
+		snprintf(why, WHY_LEN,
+			 "auth: \"certificate\" is not {name (a tunnel id), serial (hex)}");
+		return -EBADMSG;
+	}
+	if (token_only) {
+		reply_error(rl, req, "a certificate cannot be used here: this takes a token");
+		return 0;
+	}
+	if (store_auth_cert(rl->st, name, run, ci, err, sizeof(err))) {
+		reply_error(rl, req, err);
+		return 0;
+	}
+	if (run) {
+		snprintf(identity, sizeof(identity), "certificate %s serial %s", name, serial);
+		store_tunnel_set_identity(rl->st, name, identity);
+	}
+	log_info("tunnel %.64s authenticated by certificate serial %s (host %.64s)", name, serial,
+		 or_dash(ci->hostname));
+	send_obj(rl, auth_ok_msg(rl, req, name, &who, NULL));
+	return 0;
+}
+
 static int on_auth(struct relaylink *rl, json_t *m, char *why)
 {
 	struct auth_who who = {0};
@@ -1189,6 +1227,7 @@ static int on_auth(struct relaylink *rl, json_t *m, char *why)
 	json_int_t req;
 	bool run, deauth;
 	struct relaylink_released rel;
+	json_t *cert;
 	int ret;
 
 	ret = get_int(m, "req", true, 0, &req, why);
@@ -1210,8 +1249,11 @@ static int on_auth(struct relaylink *rl, json_t *m, char *why)
 	ret = get_info(m, &ci, why);
 	if (ret)
 		return ret;
-	if (!token == !reg) {
-		snprintf(why, WHY_LEN, "auth: needs exactly one of \"token\" and \"registration\"");
+	cert = json_object_get(m, "certificate");
+	if (!!token + !!reg + !!cert != 1) {
+		snprintf(why, WHY_LEN,
+			 "auth: needs exactly one of \"token\", \"registration\" and "
+			 "\"certificate\"");
 		return -EBADMSG;
 	}
 	if (mode && strcmp(mode, "run") && strcmp(mode, "configure") && strcmp(mode, "deauth") &&
@@ -1226,6 +1268,9 @@ static int on_auth(struct relaylink *rl, json_t *m, char *why)
 	}
 	run = !mode || !strcmp(mode, "run");
 	deauth = mode && !strcmp(mode, "deauth");
+	if (cert)
+		return auth_cert(rl, req, cert, run, deauth || (mode && !strcmp(mode, "check")),
+				 &ci, why);
 	/* the restrictions' inputs: where the client connects from, the name it asks for */
 	if (auth_source(m, &who, err, sizeof(err))) {
 		log_every(NLOG_WARN, "auth refused: %s", err);
@@ -1279,6 +1324,17 @@ static int on_auth(struct relaylink *rl, json_t *m, char *why)
 	}
 	log_debug("tunnel %.64s authenticated (%s, host %.64s)", tid, mode ? mode : "run",
 		  or_dash(ci.hostname));
+	if (run) {
+		char identity[80];
+		struct store_tunnel tun;
+
+		/* which token: the tunnel's (a token is bound to one tunnel) */
+		if (!store_tunnel_get(rl->st, tid, &tun) && tun.token_id[0]) {
+			snprintf(identity, sizeof(identity), "token %s", tun.token_id);
+			if (strcmp(identity, tun.identity))
+				store_tunnel_set_identity(rl->st, tid, identity);
+		}
+	}
 	send_obj(rl, auth_ok_msg(rl, req, tid, &who, NULL));
 	return 0;
 }

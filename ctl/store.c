@@ -230,6 +230,8 @@ static const char *const store_migrations[] = {
     /* 11: UDP port tunnels: a port number is held under one transport (existing rows: tcp) */
     "ALTER TABLE ports ADD COLUMN transport TEXT NOT NULL DEFAULT 'tcp'"
     " CHECK (transport IN ('tcp', 'udp'));",
+    /* 12: how a tunnel's last session logged in (a token or a certificate, navectl pki) */
+    "ALTER TABLE tunnels ADD COLUMN identity TEXT NOT NULL DEFAULT '';",
 };
 
 _Static_assert(ARRAY_SIZE(store_migrations) == STORE_SCHEMA_VERSION,
@@ -1340,6 +1342,7 @@ static const struct store_col tunnel_cols[] = {
     {"created_at", STORE_C_I64, T(created_at), .json = "created_at", .jtype = STORE_J_INT},
     {"coalesce(token_id, '')", STORE_C_TEXT, T(token_id), .json = "token_id",
      .jtype = STORE_J_STR_NULL},
+    {"identity", STORE_C_TEXT, T(identity), .json = "identity", .jtype = STORE_J_TEXT},
 };
 #undef T
 
@@ -1717,6 +1720,53 @@ static int update_info(struct store *s, const char *tunnel_id, const struct stor
 	bind_text(st, 3, info->os);
 	bind_text(st, 4, info->arch);
 	bind_text(st, 5, info->client_version);
+	ret = step_done(s, st);
+	sqlite3_finalize(st);
+	return ret;
+}
+
+int store_auth_cert(struct store *s, const char *name, bool update,
+		    const struct store_client_info *info, char *err, size_t errlen)
+{
+	sqlite3_stmt *st = NULL;
+	int ret;
+
+	ret = tx_begin(s);
+	if (ret)
+		goto out;
+	ret =
+	    prep(s,
+		 "INSERT OR IGNORE INTO tunnels (id, group_id, hostname, os, arch, client_version,"
+		 " state, created_at) VALUES (?1, ?1, ?2, ?3, ?4, ?5, 'offline', ?6)",
+		 &st);
+	if (!ret) {
+		bind_text(st, 1, name);
+		bind_text(st, 2, nz(info ? info->hostname : NULL));
+		bind_text(st, 3, nz(info ? info->os : NULL));
+		bind_text(st, 4, nz(info ? info->arch : NULL));
+		bind_text(st, 5, nz(info ? info->client_version : NULL));
+		sqlite3_bind_int64(st, 6, store_now());
+		ret = step_done(s, st);
+	}
+	sqlite3_finalize(st);
+	if (!ret && update)
+		ret = update_info(s, name, info);
+	ret = tx_end(s, ret);
+out:
+	if (ret)
+		set_err(err, errlen, "internal error");
+	return ret;
+}
+
+int store_tunnel_set_identity(struct store *s, const char *id, const char *identity)
+{
+	sqlite3_stmt *st;
+	int ret = prep(s, "UPDATE tunnels SET identity = ?2 WHERE id = ?1", &st);
+
+	if (ret)
+		return ret;
+	bind_text(st, 1, id);
+	bind_text(st, 2, identity);
 	ret = step_done(s, st);
 	sqlite3_finalize(st);
 	return ret;

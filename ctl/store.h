@@ -34,7 +34,7 @@ struct store;
 #define STORE_SEARCH_MAX    200 /* bytes of a tunnel search (its LIKE pattern: 2 * this + 2) */
 
 /* The schema version this build migrates to. */
-#define STORE_SCHEMA_VERSION 11
+#define STORE_SCHEMA_VERSION 12
 
 enum store_state { STORE_OFFLINE = 0, STORE_ONLINE = 1 };
 
@@ -78,6 +78,8 @@ struct store_tunnel {
 	int64_t last_seen; /* 0 = never */
 	int64_t created_at;
 	char token_id[STORE_ID_LEN];
+	/* how its last session logged in: "token ID" or "certificate NAME serial HEX" */
+	char identity[STORE_STR_LEN];
 };
 
 struct store_port {
@@ -442,6 +444,15 @@ int store_tunnel_get(struct store *s, const char *id, struct store_tunnel *out);
  */
 int store_tunnel_list(struct store *s, bool online_only, const char *search, int64_t offset,
 		      int64_t limit, store_tunnel_cb cb, void *arg, int64_t *total);
+/*
+ * A certificate login (relayd checked the chain): the tunnel is the one named
+ * like the certificate, made (group id the same name) when it is new. With
+ * update (mode "run") its client info is updated. 0, or -errno with err.
+ */
+int store_auth_cert(struct store *s, const char *name, bool update,
+		    const struct store_client_info *info, char *err, size_t errlen);
+/* Records how a tunnel's session logged in (struct store_tunnel identity). */
+int store_tunnel_set_identity(struct store *s, const char *id, const char *identity);
 /* Sets the state (and last_seen when online); info may be NULL. -ENOENT when unknown. */
 int store_tunnel_set_state(struct store *s, const char *id, int state,
 			   const struct store_client_info *info);

@@ -277,6 +277,7 @@ def test_api_answers_to_the_byte(ctl):
         o = {"id": tid, "group_id": group, "hostname": "", "os": "", "arch": "",
              "client_version": "", "state": "offline", "last_seen": None,
              "created_at": at("tunnels", tid), "token_id": None if i == 2 else t["id"],
+             "identity": "",
              "traffic": traffic(tid), "ports": port_brief(tid), "domains": dom_brief(tid)}
         if i == 0:
             o.update(hostname=RAW, os="linux", arch="x86_64",
