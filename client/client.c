@@ -361,10 +361,13 @@ static json_t *hello_msg(const struct cfg_client *c, const char *mode, const cha
 	json_object_set_new(
 	    h, "features",
 	    json_pack("[s, s, s]", LINK_FEATURE_RULES, LINK_FEATURE_MESH, LINK_FEATURE_UDP));
-	if (token)
+	if (token && *token)
 		json_object_set_new(h, "token", json_string(token));
 	if (registration)
 		json_object_set_new(h, "registration", json_string(registration));
+	/* no token: the certificate of [client] cert is the login (for the server's reason) */
+	if ((!token || !*token) && !registration && c->cert[0])
+		json_object_set_new(h, "auth", json_string("certificate"));
 	return h;
 }
 
@@ -372,6 +375,58 @@ static SSL_CTX *client_ctx(const struct cfg_client *c, char *err, size_t errlen)
 {
 	return tls_client_ctx(c->ca[0] ? c->ca : NULL, c->fingerprint[0] ? c->fingerprint : NULL,
 			      true, err, errlen);
+}
+
+int client_cert_check(const char *dir, char *err, size_t errlen)
+{
+	char path[CFG_PATH_MAX + 16];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "%s/tls.crt", dir);
+	if (stat(path, &st) < 0) {
+		snprintf(err, errlen, "%s: %s (want a nodes/NAME directory of navectl pki)", path,
+			 strerror(errno));
+		return -1;
+	}
+	snprintf(path, sizeof(path), "%s/tls.key", dir);
+	if (lstat(path, &st) < 0) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "%s is not a regular file", path);
+		return -1;
+	}
+	/* as ssh does with its keys: a key others may read is not used */
+	if (st.st_mode & 077) {
+		snprintf(err, errlen, "%s is readable by other users (mode %04o): chmod 600 it",
+			 path, (unsigned)(st.st_mode & 07777));
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * The control link's context: the data links' one, plus the certificate of
+ * [client] cert when set (only the control link presents it: a data link is
+ * its DATA_HELLO's secret).
+ */
+static SSL_CTX *client_ctl_ctx(const struct cfg_client *c, char *err, size_t errlen)
+{
+	char crt[CFG_PATH_MAX + 16], key[CFG_PATH_MAX + 16], why[CFG_PATH_MAX + 256];
+	SSL_CTX *ctx = client_ctx(c, err, errlen);
+
+	if (!ctx || !c->cert[0])
+		return ctx;
+	snprintf(crt, sizeof(crt), "%s/tls.crt", c->cert);
+	snprintf(key, sizeof(key), "%s/tls.key", c->cert);
+	if (client_cert_check(c->cert, why, sizeof(why)) < 0 ||
+	    tls_client_use_cert(ctx, crt, key, why, sizeof(why)) < 0) {
+		snprintf(err, errlen, "[client] cert: %s", why);
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	return ctx;
 }
 
 /*
@@ -382,7 +437,7 @@ static json_t *short_hello(const struct cfg_client *c, const char *mode, const c
 			   const char *key, char *err, size_t errlen)
 {
 	struct cconn cc;
-	SSL_CTX *ctx = client_ctx(c, err, errlen);
+	SSL_CTX *ctx = client_ctl_ctx(c, err, errlen);
 	json_t *m = NULL, *welcome = NULL;
 
 	if (!ctx)
@@ -504,6 +559,7 @@ struct lsn {
 struct client {
 	struct cfg_client *cfg;
 	SSL_CTX *ctx;
+	SSL_CTX *ctl_ctx;      /* the control link's: ctx plus [client] cert's certificate */
 	struct xprt_ctx *xprt; /* data links (the engine's transports) */
 	struct engine *eng;
 	struct cconn cc;
@@ -919,7 +975,7 @@ static void try_connect(struct client *cl)
 	json_t *m = NULL, *h;
 	int r;
 
-	if (cconn_open(&cl->cc, cl->ctx, cl->cfg->server, cl->ctl_ktls, err, sizeof(err)) < 0) {
+	if (cconn_open(&cl->cc, cl->ctl_ctx, cl->cfg->server, cl->ctl_ktls, err, sizeof(err)) < 0) {
 		log_warn("%s", err);
 		cl->online = false;
 		session_end(cl, err);
@@ -2188,7 +2244,7 @@ int client_run(struct cfg_client *c)
 	cl->lfd = -1;
 	/* until the engine setup below says which mode it runs in */
 	pthread_mutex_init(&cl->lock, NULL);
-	if (!c->token[0]) {
+	if (!c->token[0] && !c->cert[0]) {
 		fprintf(stderr, "nave: not configured: run nave configure first (%s)\n", c->path);
 		goto fail;
 	}
@@ -2205,6 +2261,11 @@ int client_run(struct cfg_client *c)
 	}
 	cl->ctx = client_ctx(c, err, sizeof(err));
 	if (!cl->ctx) {
+		fprintf(stderr, "nave: %s\n", err);
+		goto fail;
+	}
+	cl->ctl_ctx = client_ctl_ctx(c, err, sizeof(err));
+	if (!cl->ctl_ctx) {
 		fprintf(stderr, "nave: %s\n", err);
 		goto fail;
 	}
@@ -2407,6 +2468,7 @@ int client_run(struct cfg_client *c)
 		}
 	xprt_ctx_free(cl->xprt);
 	SSL_CTX_free(cl->ctx);
+	SSL_CTX_free(cl->ctl_ctx);
 	webroot_stop(cl->www);
 	pthread_mutex_destroy(&cl->lock);
 	rc = cl->exit_code;
@@ -2420,6 +2482,7 @@ fail:
 	webroot_stop(cl->www);
 	xprt_ctx_free(cl->xprt);
 	SSL_CTX_free(cl->ctx);
+	SSL_CTX_free(cl->ctl_ctx);
 	pthread_mutex_destroy(&cl->lock);
 	free(cl);
 	return 1;

@@ -33,6 +33,13 @@ int client_configure(const struct cfg_client *c, const char *registration, const
 int client_deauth_offline(const struct cfg_client *c, char *tunnel_id, size_t idlen, char *err,
 			  size_t errlen);
 
+/*
+ * A certificate directory (nodes/NAME of navectl pki) the client may use:
+ * tls.crt there, tls.key a regular file only its owner may read. 0 or -1 with
+ * a one-line reason in err.
+ */
+int client_cert_check(const char *dir, char *err, size_t errlen);
+
 /* Runs the tunnel until SIGTERM/SIGINT or a server SHUTDOWN. Returns the exit status. */
 int client_run(struct cfg_client *c);
 

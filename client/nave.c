@@ -131,7 +131,7 @@ static bool not_running(struct opts *o)
 /* ---------- configure ---------- */
 
 static const char configure_help[] =
-    "usage: nave configure --server HOST[:PORT] CREDENTIALS [--id NAME]\n"
+    "usage: nave configure --server HOST[:PORT] (CREDENTIALS | --cert DIR) [--id NAME]\n"
     "                      [--ca FILE | --fingerprint SHA256] [--config FILE]\n"
     "                      [--json]\n"
     "Checks the credentials with the server and writes the client config.\n"
@@ -144,6 +144,10 @@ static const char configure_help[] =
     "  NAVE_REGISTRATION, NAVE_KEY  the same in the environment\n"
     "FILE - is stdin. A token on the command line shows in ps and in the shell's\n"
     "history: prefer a file or the environment.\n"
+    "Or, instead of a token:\n"
+    "  --cert DIR                log in with a certificate: a nodes/NAME directory of\n"
+    "                            navectl pki (tls.crt, tls.key mode 0600); the\n"
+    "                            tunnel id is the certificate's name\n"
     "\n"
     "Options:\n"
     "  --server HOST[:PORT]  the relay (port 8443 when omitted)\n"
@@ -261,10 +265,12 @@ static int cmd_configure(struct opts *o, int argc, char **argv)
 	    {"id", required_argument, NULL, 'i'},
 	    {"ca", required_argument, NULL, 'a'},
 	    {"fingerprint", required_argument, NULL, 'f'},
+	    {"cert", required_argument, NULL, 'c'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
-	const char *server = NULL, *id = NULL, *ca = NULL, *fp = NULL, *env;
+	const char *server = NULL, *id = NULL, *ca = NULL, *fp = NULL, *env, *cert = NULL;
+	char certdir[CFG_PATH_MAX];
 	static char tok[TOKEN_MAX + 1];
 	const char *reg = NULL, *key = NULL;
 	struct cred cr = {0};
@@ -299,6 +305,9 @@ static int cmd_configure(struct opts *o, int argc, char **argv)
 		case 'f':
 			fp = optarg;
 			break;
+		case 'c':
+			cert = optarg;
+			break;
 		case 'h':
 			puts(configure_help);
 			return 0;
@@ -316,10 +325,12 @@ static int cmd_configure(struct opts *o, int argc, char **argv)
 		cred_add(&cr, "NAVE_KEY", env, true, false);
 	if (!server)
 		die_usage("configure needs --server HOST[:PORT]");
-	if (!cr.what)
+	if (cert && cr.what)
+		die_usage("configure: --cert and %s exclude each other: give one", cr.what);
+	if (!cr.what && !cert)
 		die_usage(
 		    "configure needs credentials: --registration, --registration-file, --key, "
-		    "--key-file, NAVE_REGISTRATION or NAVE_KEY");
+		    "--key-file, NAVE_REGISTRATION, NAVE_KEY or --cert");
 	if (ca && fp)
 		die_usage("--ca and --fingerprint exclude each other");
 	if (fp) {
@@ -332,17 +343,32 @@ static int cmd_configure(struct opts *o, int argc, char **argv)
 	if (id && !valid_str(id, VALID_ID, LINK_GROUP_MAX))
 		die_usage("bad --id '%s' (1-%d letters, digits, '.', '_' and '-')", id,
 			  LINK_GROUP_MAX);
-	if (cr.file) {
+	if (cert) {
+		/* the config keeps the directory wherever nave start runs from */
+		if (!realpath(cert, certdir) || strlen(certdir) >= sizeof(o->cfg.cert)) {
+			say_err("--cert %s: %s", cert, errno ? strerror(errno) : "path too long");
+			return 1;
+		}
+		if (client_cert_check(certdir, err, sizeof(err)) < 0) {
+			say_err("--cert: %s", err);
+			return 1;
+		}
+	} else if (cr.file) {
 		read_token_file(&cr, tok);
 	} else {
 		check_token(cr.val, strlen(cr.val), cr.what);
 		str_copy(tok, sizeof(tok), cr.val);
 	}
-	if (cr.key)
+	if (cert)
+		; /* no token */
+	else if (cr.key)
 		key = tok;
 	else
 		reg = tok;
 	load_cfg(o, true);
+	str_copy(o->cfg.cert, sizeof(o->cfg.cert), cert ? certdir : "");
+	if (cert)
+		o->cfg.token[0] = 0; /* the certificate is the login from now on */
 	str_copy(o->cfg.server, sizeof(o->cfg.server), server);
 	str_copy(o->cfg.id, sizeof(o->cfg.id), id ? id : "");
 	str_copy(o->cfg.ca, sizeof(o->cfg.ca), ca ? ca : "");
@@ -352,7 +378,7 @@ static int cmd_configure(struct opts *o, int argc, char **argv)
 		say_err("%s", err);
 		goto out;
 	}
-	str_copy(o->cfg.token, sizeof(o->cfg.token), token[0] ? token : key);
+	str_copy(o->cfg.token, sizeof(o->cfg.token), token[0] ? token : key ? key : "");
 	if (cfg_client_save(&o->cfg, err, sizeof(err)) < 0) {
 		say_err("cannot write %s: %s", o->cfg.path, err);
 		goto out;
@@ -424,11 +450,11 @@ static int cmd_status(struct opts *o, int argc, char **argv)
 		return 1;
 	if (!r) {
 		if (o->json) {
-			json_t *j =
-			    json_pack("{s:s, s:s, s:b, s:o, s:o}", "state", "stopped", "server",
-				      o->cfg.server, "configured", o->cfg.token[0] != 0, "maps",
-				      client_listeners_json(&o->cfg, false), "socks",
-				      client_listeners_json(&o->cfg, true));
+			json_t *j = json_pack("{s:s, s:s, s:b, s:o, s:o}", "state", "stopped",
+					      "server", o->cfg.server, "configured",
+					      o->cfg.token[0] || o->cfg.cert[0], "maps",
+					      client_listeners_json(&o->cfg, false), "socks",
+					      client_listeners_json(&o->cfg, true));
 
 			print_json(j);
 			json_decref(j);
@@ -436,7 +462,8 @@ static int cmd_status(struct opts *o, int argc, char **argv)
 			printf("state:   stopped\nserver:  %s\nconfig:  %s (%s)\nrules:   %u\n",
 			       log_esc_str(o->cfg.server[0] ? o->cfg.server : "-", b2, sizeof(b2)),
 			       log_esc_str(o->cfg.path, b4, sizeof(b4)),
-			       o->cfg.token[0] ? "configured" : "not configured", o->cfg.n_tcp);
+			       o->cfg.token[0] || o->cfg.cert[0] ? "configured" : "not configured",
+			       o->cfg.n_tcp);
 			if (o->cfg.n_maps || o->cfg.n_socks)
 				printf("mesh:    %u port map(s), %u SOCKS proxy(ies)\n",
 				       o->cfg.n_maps, o->cfg.n_socks);
@@ -504,6 +531,13 @@ static int cmd_deauth(struct opts *o, int argc, char **argv)
 		force = true;
 	}
 	load_cfg(o, false);
+	if (!o->cfg.token[0] && o->cfg.cert[0]) {
+		say_err(
+		    "this client logs in with a certificate (%s): the server's admin revokes it "
+		    "with navectl pki revoke",
+		    o->cfg.cert);
+		return 1;
+	}
 	if (!o->cfg.token[0]) {
 		say_err("there is no token in %s (not configured)", o->cfg.path);
 		return 1;

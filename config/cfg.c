@@ -187,44 +187,44 @@ const char cfg_server_default_ini[] =
 /* ---- the tables ---- */
 
 enum row_type {
-	R_STR,	     /* text without control characters */
-	R_DOMAIN,    /* a DNS name */
-	R_ADDR,	     /* an IPv4 or IPv6 literal */
-	R_LISTEN,    /* empty or HOST:PORT */
-	R_IFNAME,    /* empty or a network interface name */
-	R_SERVER,    /* empty or HOST[:PORT] */
-	R_HOSTPORT,  /* HOST:PORT */
-	R_DOMAINS,   /* empty or domain names and wildcards ("*.NAME"), ',' or ' ' between */
-	R_CIDRS,     /* empty or CIDR blocks (or addresses), ',' or ' ' between */
-	R_TOKEN,     /* text without spaces or control characters */
-	R_PATTERN,   /* a domain name or wildcard "*.NAME", stored lowercased */
-	R_ABSPATH,   /* empty or an absolute path */
-	R_HOSTHDR,   /* empty or a Host header value (cfg_valid_host_header) */
-	R_AUTH,	     /* empty or "USER:HASH" (cfg_valid_basic_auth) */
-	R_URL,	     /* empty or an https:// URL (cfg_valid_url) */
-	R_EMAIL,     /* empty or an e-mail address (cfg_valid_email) */
-	R_HOSTPATS,  /* empty or HOST:PORT patterns ('*' for either part), ',' or ' ' between */
-	R_DEST,	     /* a port map's destination (cfg_valid_destination) */
-	R_USER,	     /* empty or 1..64 of [A-Za-z0-9._-] */
-	R_PWHASH,    /* empty or "$scrypt$..." as --auth stores it (common/passwd.h) */
-	R_MESHALLOW, /* empty or CIDRs and hostname patterns, ',' between (mesh_allow_norm) */
-	R_FPR,	     /* empty or hex SHA-256, colons allowed */
-	R_LOGLEVEL,  /* int: NLOG_* */
-	R_LOGFMT,    /* bool: text|json */
-	R_BOOL,	     /* bool */
-	R_PORT,	     /* uint16_t in min..max */
-	R_PORT_OPT,  /* uint16_t: empty is 0, else 1..65535 */
-	R_RANGE,     /* uint16_t pair "low-high" at off and off2 */
-	R_UINT,	     /* unsigned in min..max */
-	R_DURATION,  /* unsigned milliseconds in min..max */
-	R_WORKERS,   /* unsigned: auto is 0, else min..max */
-	R_KTLS,	     /* int: auto|on|off */
-	R_STEERING,  /* int: auto|bpf|listeners */
+	R_STR,	       /* text without control characters */
+	R_DOMAIN,      /* a DNS name */
+	R_ADDR,	       /* an IPv4 or IPv6 literal */
+	R_LISTEN,      /* empty or HOST:PORT */
+	R_IFNAME,      /* empty or a network interface name */
+	R_SERVER,      /* empty or HOST[:PORT] */
+	R_HOSTPORT,    /* HOST:PORT */
+	R_DOMAINS,     /* empty or domain names and wildcards ("*.NAME"), ',' or ' ' between */
+	R_CIDRS,       /* empty or CIDR blocks (or addresses), ',' or ' ' between */
+	R_TOKEN,       /* text without spaces or control characters */
+	R_PATTERN,     /* a domain name or wildcard "*.NAME", stored lowercased */
+	R_ABSPATH,     /* empty or an absolute path */
+	R_HOSTHDR,     /* empty or a Host header value (cfg_valid_host_header) */
+	R_AUTH,	       /* empty or "USER:HASH" (cfg_valid_basic_auth) */
+	R_URL,	       /* empty or an https:// URL (cfg_valid_url) */
+	R_EMAIL,       /* empty or an e-mail address (cfg_valid_email) */
+	R_HOSTPATS,    /* empty or HOST:PORT patterns ('*' for either part), ',' or ' ' between */
+	R_DEST,	       /* a port map's destination (cfg_valid_destination) */
+	R_USER,	       /* empty or 1..64 of [A-Za-z0-9._-] */
+	R_PWHASH,      /* empty or "$scrypt$..." as --auth stores it (common/passwd.h) */
+	R_MESHALLOW,   /* empty or CIDRs and hostname patterns, ',' between (mesh_allow_norm) */
+	R_FPR,	       /* empty or hex SHA-256, colons allowed */
+	R_LOGLEVEL,    /* int: NLOG_* */
+	R_LOGFMT,      /* bool: text|json */
+	R_BOOL,	       /* bool */
+	R_PORT,	       /* uint16_t in min..max */
+	R_PORT_OPT,    /* uint16_t: empty is 0, else 1..65535 */
+	R_RANGE,       /* uint16_t pair "low-high" at off and off2 */
+	R_UINT,	       /* unsigned in min..max */
+	R_DURATION,    /* unsigned milliseconds in min..max */
+	R_WORKERS,     /* unsigned: auto is 0, else min..max */
+	R_KTLS,	       /* int: auto|on|off */
+	R_STEERING,    /* int: auto|bpf|listeners */
 	R_CLIENT_AUTH, /* int: off|optional|required (CFG_CLIENT_AUTH_*) */
-	R_POW2,	     /* unsigned power of two in min..max */
-	R_PROXY,     /* int: empty|v1|v2 */
-	R_REMOTE,    /* unsigned: off|tcp-http|all (enum cfg_remote) */
-	R_TRANSPORT, /* int: tcp (0) or udp (1) */
+	R_POW2,	       /* unsigned power of two in min..max */
+	R_PROXY,       /* int: empty|v1|v2 */
+	R_REMOTE,      /* unsigned: off|tcp-http|all (enum cfg_remote) */
+	R_TRANSPORT,   /* int: tcp (0) or udp (1) */
 };
 
 struct cfg_row {
@@ -337,6 +337,7 @@ static const struct cfg_row client_rows[] = {
     CLI("id", "", R_TOKEN, id),
     CLI("ca", "", R_STR, ca),
     CLI("fingerprint", "", R_FPR, fingerprint),
+    CLI("cert", "", R_STR, cert),
     CLI("socket", "", R_STR, socket),
     CLI("log_level", "info", R_LOGLEVEL, log_level),
     CLI("log_format", "text", R_LOGFMT, log_json),

@@ -256,6 +256,7 @@ struct cfg_client {
 	char id[CFG_STR_MAX];
 	char ca[CFG_PATH_MAX];
 	char fingerprint[CFG_STR_MAX]; /* hex SHA-256, colons allowed */
+	char cert[CFG_PATH_MAX];       /* a nodes/NAME directory: log in with its certificate */
 	char socket[CFG_PATH_MAX];     /* default: config path + ".sock" */
 	int log_level;
 	bool log_json;
