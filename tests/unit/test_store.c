@@ -197,7 +197,8 @@ static void test_wal_mode(void **state)
  * (conn_records, rule_traffic), 10 (mesh_rules) and 11 (ports.transport) added, taken away
  * again to make an older database.
  */
-#define UNDO_V11 "ALTER TABLE ports DROP COLUMN transport;"
+#define UNDO_V12 "ALTER TABLE tunnels DROP COLUMN identity;"
+#define UNDO_V11 UNDO_V12 "ALTER TABLE ports DROP COLUMN transport;"
 #define UNDO_V6                                                                                    \
 	UNDO_V11                                                                                   \
 	"DROP TABLE mesh_rules;"                                                                   \
@@ -283,6 +284,35 @@ static void test_migrate_v10(void **state)
 }
 
 /* schema v11: a v10 database's ports stay tcp ports; the column takes only tcp and udp */
+/* schema v12: identity; a certificate login makes its tunnel once and records it */
+static void test_auth_cert_identity(void **state)
+{
+	struct fixture *f = *state;
+	const struct store_client_info ci = {"host-a", "linux", "x86_64", "1.0"};
+	char tid[STORE_TUNNEL_ID_LEN], err[128];
+	struct store_tunnel t;
+
+	new_tunnel(f, "tok-one", tid);
+	assert_int_equal(store_tunnel_get(f->s, tid, &t), 0);
+	assert_string_equal(t.identity, "");
+	assert_int_equal(store_auth_cert(f->s, "kiosk-7", false, &ci, err, sizeof(err)), 0);
+	assert_int_equal(store_tunnel_get(f->s, "kiosk-7", &t), 0);
+	assert_string_equal(t.group_id, "kiosk-7");
+	assert_string_equal(t.token_id, "");
+	assert_string_equal(t.hostname, "host-a");
+	/* again, in mode run: the same tunnel, its info updated */
+	const struct store_client_info ci2 = {"host-b", "linux", "aarch64", "1.1"};
+	assert_int_equal(store_auth_cert(f->s, "kiosk-7", true, &ci2, err, sizeof(err)), 0);
+	assert_int_equal(store_tunnel_get(f->s, "kiosk-7", &t), 0);
+	assert_string_equal(t.hostname, "host-b");
+	assert_string_equal(t.arch, "aarch64");
+	assert_int_equal(
+	    store_tunnel_set_identity(f->s, "kiosk-7", "certificate kiosk-7 serial 1f"), 0);
+	assert_int_equal(store_tunnel_get(f->s, "kiosk-7", &t), 0);
+	assert_string_equal(t.identity, "certificate kiosk-7 serial 1f");
+	assert_int_equal(raw_int(f->db, "SELECT count(*) FROM tunnels WHERE id = 'kiosk-7'"), 1);
+}
+
 static void test_migrate_v11(void **state)
 {
 	struct fixture *f = *state;
@@ -304,7 +334,7 @@ static void test_migrate_v11(void **state)
 		raw_sql(f->db, sql);
 	}
 	assert_int_equal(open_store(f), 0);
-	assert_int_equal(store_schema_version(f->s), 11);
+	assert_int_equal(store_schema_version(f->s), STORE_SCHEMA_VERSION);
 	assert_int_equal(raw_int(f->db, "SELECT count(*) FROM ports WHERE port = 22001 AND"
 					" transport = 'tcp'"),
 			 1);
@@ -1731,6 +1761,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_migrate_backup, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_migrate_v10, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_migrate_v11, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_auth_cert_identity, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ports_transport, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_mesh_rules, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_migrate_newer_refused, setup, teardown),
