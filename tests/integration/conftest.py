@@ -196,3 +196,6 @@ STEERING_SAME |= {"test_mesh_link"}
 # UDP port maps and relayd's SOCKS listeners: mesh streams again (UDP ports are per-worker
 # SO_REUSEPORT sockets under either mode; the SOCKS listeners are relayd's own).
 STEERING_SAME |= {"test_mesh_udp", "test_socks_edge"}
+# Certificate logins: the control link's login, whatever steers the public port its
+# bytes cross.
+STEERING_SAME |= {"test_mtls"}
