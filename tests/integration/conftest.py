@@ -199,3 +199,5 @@ STEERING_SAME |= {"test_mesh_udp", "test_socks_edge"}
 # Certificate logins: the control link's login, whatever steers the public port its
 # bytes cross.
 STEERING_SAME |= {"test_mtls"}
+# SOCKS UDP ASSOCIATE on relayd: UDP, which sk_lookup does not steer.
+STEERING_SAME |= {"test_socks_edge_udp"}
