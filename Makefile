@@ -1,11 +1,12 @@
 # SPDX-License-Identifier: Apache-2.0
 # nave: one Makefile for the whole tree. See README.md.
-#   make            build the four binaries into build/
+#   make            build the binaries into build/ (the four programs and nave-pki, navectl pki's helper)
 #   make SAN=1      ASan + UBSan build into build-san/
 #   make V=1        show commands
 #   make deps | run [CONFIG=FILE] | demo | test | bench | bench-splice | bench-tcpbuf | lint | fuzz | clean
 #   make ktls-test [KTLS=on|auto|off]   the kTLS suite in a QEMU guest (tests/ktls/)
 #   make install [DESTDIR=DIR] [PREFIX=/usr/local] | uninstall | deb   (packaging/README.md)
+#   make check-boringssl  every binary: BoringSSL only, never beside OpenSSL 3 (tests/check-no-openssl.sh)
 #   make appliance-test   the .deb installed under systemd in a QEMU guest (tests/appliance/)
 
 SAN ?= 0
@@ -79,14 +80,18 @@ RELAYD_SRC := datapath/relayd.c datapath/ctlthread.c datapath/kern.c $(ENGINE) $
 CONTROLD_SRC := ctl/controld.c ctl/store.c ctl/api.c ctl/relaylink.c ctl/reload.c ctl/acme.c \
 		ctl/acme_http.c ctl/jws.c ctl/restrict.c ctl/ruleops.c ctl/totp.c ctl/auth.c ctl/records.c \
 		ctl/metrics.c ctl/mhdpoll.c $(TLS) $(CFG) $(COMMON) $(PASSWD) $(SUPPORT) $(SVC) $(SANDBOX)
-# navectl pki: local files, BoringSSL's libcrypto (never libssl: its HTTP client is GnuTLS libcurl)
-NAVECTL_SRC := ctl/navectl.c tls/pki.c $(CFG) $(COMMON)
+# navectl: libcurl (GnuTLS), never BoringSSL: libcurl's libssh2 brings OpenSSL's libcrypto.so.3, and
+# both in one process resolve each other's symbols. Its pki commands run in nave-pki (ctl/pki_main.c):
+# tls/pki.c over BoringSSL's libcrypto (never libssl), no libcurl.
+CLI := ctl/cli.c
+NAVECTL_SRC := ctl/navectl.c $(CLI) $(CFG) $(COMMON)
+PKI_SRC := ctl/pki_main.c $(CLI) tls/pki.c $(CFG) $(COMMON)
 NAVE_SRC := client/nave.c client/client.c client/webroot.c $(ENGINE) $(TLS) $(CFG) $(COMMON) \
 	    $(PASSWD) $(SUPPORT) $(SVC) $(SOCKS5)
 
 obj = $(patsubst %.c,$(B)/obj/%.o,$(1))
 
-BINS := $(B)/nave-relayd $(B)/nave-controld $(B)/navectl $(B)/nave
+BINS := $(B)/nave-relayd $(B)/nave-controld $(B)/navectl $(B)/nave-pki $(B)/nave
 
 .PHONY: all deps run demo test unit integration ktls-test fuzz bench bench-splice bench-tcpbuf lint clean check-boringssl \
 	install uninstall deb appliance-test
@@ -125,7 +130,12 @@ $(B)/nave-controld: $(call obj,$(CONTROLD_SRC))
 
 $(B)/navectl: $(call obj,$(NAVECTL_SRC))
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) $(LDFLAGS) -o $@ $^ -liniparser -ljansson -lhttp_parser $(CURL_LIBS) \
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ -liniparser -ljansson -lhttp_parser $(CURL_LIBS)
+	$(Q)./tests/check-no-openssl.sh $@
+
+$(B)/nave-pki: $(call obj,$(PKI_SRC))
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ -liniparser -ljansson -lhttp_parser \
 		$(BSSL_LIB)/libcrypto.so -Wl,-rpath,$(BSSL_LIB)
 	$(Q)./tests/check-no-openssl.sh $@
 
@@ -268,6 +278,8 @@ bench-tcpbuf: all
 PREFIX ?= /usr/local
 BINDIR ?= $(PREFIX)/bin
 SBINDIR ?= $(PREFIX)/sbin
+# nave-pki, run by navectl pki; navectl finds it at ../lib/nave from its own directory
+LIBEXECDIR ?= $(PREFIX)/lib/nave
 MANDIR ?= $(PREFIX)/share/man
 SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
 UNITDIR ?= $(PREFIX)/lib/systemd/system
@@ -278,12 +290,14 @@ UNITS := nave-controld.service nave-relayd.service nave-client@.service
 MAN_PAGES := $(wildcard man/*.[158])
 
 install: all
-	$(Q)install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR) $(DESTDIR)$(SYSCONFDIR)/nave \
+	$(Q)install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR) $(DESTDIR)$(LIBEXECDIR) \
+		$(DESTDIR)$(SYSCONFDIR)/nave \
 		$(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSCTLDIR) $(DESTDIR)$(TMPFILESDIR) \
 		$(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 \
 		$(DESTDIR)$(MANDIR)/man8
 	$(Q)install -m 0755 $(B)/nave $(B)/navectl $(DESTDIR)$(BINDIR)/
 	$(Q)install -m 0755 $(B)/nave-relayd $(B)/nave-controld $(DESTDIR)$(SBINDIR)/
+	$(Q)install -m 0755 $(B)/nave-pki $(DESTDIR)$(LIBEXECDIR)/
 	$(Q)for m in $(MAN_PAGES); do \
 		install -m 0644 $$m $(DESTDIR)$(MANDIR)/man$${m##*.}/; done
 	$(Q)[ -e $(DESTDIR)$(SYSCONFDIR)/nave/nave.ini ] || \
@@ -301,15 +315,21 @@ install: all
 uninstall:
 	$(Q)rm -f $(DESTDIR)$(BINDIR)/nave $(DESTDIR)$(BINDIR)/navectl \
 		$(DESTDIR)$(SBINDIR)/nave-relayd $(DESTDIR)$(SBINDIR)/nave-controld \
+		$(DESTDIR)$(LIBEXECDIR)/nave-pki \
 		$(addprefix $(DESTDIR)$(UNITDIR)/,$(UNITS)) $(DESTDIR)$(SYSCTLDIR)/50-nave.conf \
 		$(DESTDIR)$(TMPFILESDIR)/nave.conf $(DESTDIR)$(SYSUSERSDIR)/nave.conf \
 		$(foreach m,$(MAN_PAGES),$(DESTDIR)$(MANDIR)/man$(subst .,,$(suffix $(m)))/$(notdir $(m)))
+	$(Q)rmdir $(DESTDIR)$(LIBEXECDIR) 2>/dev/null || true
 
 # make deb: build/nave_VERSION_ARCH.deb, dpkg-deb from a tree staged by make
 # install (packaging/mkdeb.sh); never with SAN=1.
 deb: all
 	$(Q)[ "$(SAN)" != 1 ] || { echo "make deb: not from the sanitizer build"; exit 2; }
 	$(Q)./packaging/mkdeb.sh $(B)
+
+# every binary: no OpenSSL 3 linked, nor loaded beside BoringSSL (each link runs it too)
+check-boringssl: all
+	$(Q)./tests/check-no-openssl.sh $(BINS)
 
 lint:
 	$(Q)clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')

@@ -11,6 +11,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -29,87 +30,21 @@
 
 #include "cidr.h"
 #include "config/cfg.h"
+#include "ctl/cli.h"
 #include "log.h"
 #include "mesh.h"
-#include "tls/pki.h"
 #include "util.h"
 #include "valid.h"
 
 #define HTTP_MAX_BODY  (16u << 20) /* a response body larger than this is refused */
 #define HTTP_MAX_HEAD  (64u << 10)
 #define HTTP_TIMEOUT_S 30
-#define SOCKET_NAME    "/control.sock"
 #define SYSTEM_CONFIG  "/etc/nave/nave.ini"
 #define SYSTEM_SOCKET  "/run/nave" SOCKET_NAME
 #define SOCKET_ENV     "NAVE_CONTROL_SOCKET"
 #define MAX_TRIED      3
-#define TABLE_MAX_COLS 12
-
-/* Exit codes (README.md, "Commands"). */
-enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
-/* parse_args() result when --help was printed: the command is done, exit 0. */
-#define ARGS_HELP (-1)
-
-struct cmd;
-
-struct ctx {
-	const char *socket;   /* --socket */
-	const char *config;   /* --config */
-	const char *server;   /* --server https://HOST:PORT (or NAVE_SERVER): the admin listener */
-	const char *key_file; /* --api-key-file FILE (or NAVE_API_KEY holding the key) */
-	const char *ca;	  /* --ca FILE: the CA (or the certificate) the server's is checked by */
-	const char *cert; /* --cert DIR: an admin certificate (DIR/tls.crt, tls.key) for --server */
-	bool json;	  /* --json */
-	const struct cmd *cmd; /* the command being run, for messages */
-	const char *group;     /* the command group named so far, for messages */
-	const char *sub;       /* and the first word of a two-word name ("deny" add) */
-	char sock[CFG_PATH_MAX + sizeof(SOCKET_NAME)];
-};
-
-struct cmd {
-	const char *group; /* first word */
-	const char *name;  /* the rest: one word, two ("deny add"), or NULL for one-word commands */
-	int (*fn)(struct ctx *c, int argc, char **argv);
-	const char *args; /* usage of its arguments */
-	const char *help; /* one line */
-};
 
 static const struct cmd cmds[];
-
-/* ---- messages ---------------------------------------------------------- */
-
-/* "navectl: reason" as one line on stderr. */
-static void __attribute__((format(printf, 1, 2))) fail(const char *fmt, ...)
-{
-	char msg[1024], out[1024];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	fprintf(stderr, "navectl: %s\n", log_esc_str(msg, out, sizeof(out)));
-}
-
-/* A bad-usage line with a pointer to the right --help; returns EXIT_USAGE. */
-static int __attribute__((format(printf, 2, 3)))
-usage_error(const struct ctx *c, const char *fmt, ...)
-{
-	char raw[768], msg[768], where[64] = "";
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(raw, sizeof(raw), fmt, ap);
-	va_end(ap);
-	log_esc_str(raw, msg, sizeof(msg));
-	if (c->cmd)
-		snprintf(where, sizeof(where), " %s%s%s", c->cmd->group, c->cmd->name ? " " : "",
-			 c->cmd->name ? c->cmd->name : "");
-	else if (c->group)
-		snprintf(where, sizeof(where), " %s%s%s", c->group, c->sub ? " " : "",
-			 c->sub ? c->sub : "");
-	fprintf(stderr, "navectl: %s (see 'navectl%s --help')\n", msg, where);
-	return EXIT_USAGE;
-}
 
 /* ---- growing strings --------------------------------------------------- */
 
@@ -936,87 +871,6 @@ static const char *fmt_bytes(json_t *v, char *buf, size_t len)
 	return buf;
 }
 
-/* Rows of cells, printed with columns padded to their widest cell. */
-struct table {
-	unsigned ncols;
-	size_t n, cap;
-	char **cell;
-	bool oom;
-};
-
-static void table_add(struct table *t, const char *s)
-{
-	size_t len;
-	char *d;
-
-	if (t->oom)
-		return;
-	if (t->n == t->cap) {
-		size_t cap = t->cap ? t->cap * 2 : 64;
-		char **p = realloc(t->cell, cap * sizeof(*p));
-
-		if (!p) {
-			t->oom = true;
-			return;
-		}
-		t->cell = p;
-		t->cap = cap;
-	}
-	len = 4 * strlen(s ? s : "-") + 4;
-	d = malloc(len);
-	if (!d) {
-		t->oom = true;
-		return;
-	}
-	log_esc_str(s, d, len);
-	t->cell[t->n++] = d;
-}
-
-/* Terminal columns of UTF-8 text, near enough: one per code point. */
-static size_t text_width(const char *s)
-{
-	size_t w = 0;
-
-	for (; *s; s++)
-		if (((unsigned char)*s & 0xc0) != 0x80)
-			w++;
-	return w;
-}
-
-static int table_print(const struct table *t)
-{
-	size_t w[TABLE_MAX_COLS] = {0};
-
-	if (t->oom) {
-		fail("out of memory");
-		return EXIT_FAIL;
-	}
-	for (size_t i = 0; i < t->n; i++) {
-		size_t cw = text_width(t->cell[i]);
-
-		if (cw > w[i % t->ncols])
-			w[i % t->ncols] = cw;
-	}
-	for (size_t i = 0; i < t->n; i++) {
-		unsigned col = (unsigned)(i % t->ncols);
-
-		fputs(t->cell[i], stdout);
-		if (col + 1 == t->ncols)
-			putchar('\n');
-		else
-			printf("%*s", (int)(w[col] - text_width(t->cell[i]) + 2), "");
-	}
-	return EXIT_OK;
-}
-
-static void table_free(struct table *t)
-{
-	for (size_t i = 0; i < t->n; i++)
-		free(t->cell[i]);
-	free(t->cell);
-	memset(t, 0, sizeof(*t));
-}
-
 enum col_kind {
 	COL_VAL,
 	COL_TIME,
@@ -1177,144 +1031,6 @@ static const char *need_str(json_t *obj, const char *key)
 		return NULL;
 	}
 	return s;
-}
-
-/* ---- arguments ---------------------------------------------------------- */
-
-struct opt {
-	const char *name;    /* "--description" */
-	const char *metavar; /* NULL: a flag */
-	const char **val;
-	bool *flag;
-};
-
-static const struct opt *opt_find(const struct opt *o, const char *name, size_t len)
-{
-	for (; o && o->name; o++)
-		if (strlen(o->name) == len && !strncmp(o->name, name, len))
-			return o;
-	return NULL;
-}
-
-/*
- * Takes the option at argv[*i] ("--name", "--name VALUE" or "--name=VALUE"),
- * one of opts or of the global ones, and advances *i. Returns 0, ARGS_HELP
- * for -h/--help, or EXIT_USAGE after a message.
- */
-static int take_opt(struct ctx *c, const struct opt *opts, int argc, char **argv, int *i)
-{
-	const struct opt globals[] = {
-	    {"--socket", "PATH", &c->socket, NULL},
-	    {"--config", "FILE", &c->config, NULL},
-	    {"--json", NULL, NULL, &c->json},
-	    {"--server", "URL", &c->server, NULL},
-	    {"--api-key-file", "FILE", &c->key_file, NULL},
-	    {"--ca", "FILE", &c->ca, NULL},
-	    {"--cert", "DIR", &c->cert, NULL},
-	    {NULL, NULL, NULL, NULL},
-	};
-	const char *a = argv[*i], *eq = strchr(a, '=');
-	size_t len = eq ? (size_t)(eq - a) : strlen(a);
-	const struct opt *o;
-
-	(*i)++;
-	if (!strcmp(a, "-h") || !strcmp(a, "--help"))
-		return ARGS_HELP;
-	o = opt_find(opts, a, len);
-	if (!o)
-		o = opt_find(globals, a, len);
-	if (!o)
-		return usage_error(c, "unknown option '%.*s'", (int)len, a);
-	if (!o->metavar) {
-		if (eq)
-			return usage_error(c, "option %s takes no value", o->name);
-		*o->flag = true;
-		return 0;
-	}
-	if (eq) {
-		*o->val = eq + 1;
-	} else if (*i < argc) {
-		*o->val = argv[(*i)++];
-	} else {
-		return usage_error(c, "option %s needs a value (%s)", o->name, o->metavar);
-	}
-	return 0;
-}
-
-static void cmd_usage(FILE *f, const struct cmd *cmd)
-{
-	fprintf(f,
-		"usage: navectl [--socket PATH | --config FILE | --server URL] [--json] "
-		"%s%s%s%s%s\n  %s\n",
-		cmd->group, cmd->name ? " " : "", cmd->name ? cmd->name : "", *cmd->args ? " " : "",
-		cmd->args, cmd->help);
-}
-
-/*
- * Parses a subcommand's arguments: its options, the global ones (which may
- * follow the command too) and, when posname is set, exactly one positional
- * argument into *pos. Returns 0, ARGS_HELP after printing the command's
- * usage, or EXIT_USAGE after a message.
- */
-static int parse_args(struct ctx *c, int argc, char **argv, const struct opt *opts,
-		      const char **pos, const char *posname)
-{
-	bool dashdash = false;
-	int i = 0, n = 0, ret;
-
-	while (i < argc) {
-		const char *a = argv[i];
-
-		if (dashdash || a[0] != '-' || !a[1]) {
-			if (!posname || n)
-				return usage_error(c, "unexpected argument '%s'", a);
-			*pos = a;
-			n++;
-			i++;
-			continue;
-		}
-		if (!strcmp(a, "--")) {
-			dashdash = true;
-			i++;
-			continue;
-		}
-		ret = take_opt(c, opts, argc, argv, &i);
-		if (ret == ARGS_HELP)
-			cmd_usage(stdout, c->cmd);
-		if (ret)
-			return ret;
-	}
-	if (posname && !n && posname[0] != '[') /* "[NAME]": optional */
-		return usage_error(c, "missing %s", posname);
-	return 0;
-}
-
-/* parse_args() result -> what the command returns when it stops early. */
-static int args_exit(int ret)
-{
-	return ret == ARGS_HELP ? EXIT_OK : ret;
-}
-
-/* A decimal number in [min, max], nothing else; EXIT_USAGE after a message. */
-static int parse_num(struct ctx *c, const char *what, const char *s, unsigned long long min,
-		     unsigned long long max, unsigned long long *out)
-{
-	unsigned long long v = 0;
-	const char *p = s;
-
-	for (; *p >= '0' && *p <= '9'; p++) {
-		if (v > (max - (unsigned long long)(*p - '0')) / 10) {
-			v = max + 1;
-			break;
-		}
-		v = v * 10 + (unsigned long long)(*p - '0');
-	}
-	if (p == s || (*p && v <= max))
-		return usage_error(c, "bad %s '%s': not a number", what, s);
-	if (v < min || v > max)
-		return usage_error(c, "bad %s '%s': must be %llu..%llu", what, s, min, max);
-	*out = v;
-	return 0;
 }
 
 /* "/api/v1/" + the given segments (each percent-encoded). */
@@ -3588,299 +3304,63 @@ static int cmd_apikeys_revoke(struct ctx *c, int argc, char **argv)
 	return action_cmd(c, argc, argv, "apikeys", "revoke", "API key", "id", "revoked");
 }
 
-/* ---- pki: local files, no daemon (tls/pki.h) ---- */
+/* ---- pki: local files, in nave-pki (ctl/pki_main.c) ---- */
 
-#define PKI_CA_DAYS   3650
-#define PKI_NODE_DAYS 365
+/*
+ * The pki commands link BoringSSL's libcrypto; navectl links libcurl, whose
+ * dependencies bring OpenSSL's libcrypto, and both in one process would
+ * resolve each other's symbols. So navectl runs them in nave-pki: next to
+ * its own executable (the build tree), else in PREFIX/lib/nave beside
+ * PREFIX/bin (make install), else in PKI_LIBEXEC (the package).
+ */
+#define PKI_HELPER  "nave-pki"
+#define PKI_LIBEXEC "/usr/lib/nave"
 
-/* --dir, else [server] state_dir of --config (or of the embedded default) + "/pki" */
-static int pki_dir(struct ctx *c, const char *dir, char *out, size_t len)
+/* execv nave-pki [--config FILE] [--json] CMD ARGS; returns only when it could not */
+static int cmd_pki(struct ctx *c, int argc, char **argv)
 {
-	char err[CFG_ERR_MAX];
-	struct cfg_server *cfg;
-	int n;
+	char self[PATH_MAX], path[3][PATH_MAX + 32], *slash;
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	unsigned ntry = 0;
+	char **args;
+	int k = 0;
 
-	if (dir) {
-		if (!*dir)
-			return usage_error(c, "empty --dir");
-		if (!str_copy(out, len, dir))
-			return usage_error(c, "--dir too long");
-		return 0;
+	if (n > 0 && (size_t)n < sizeof(self) - 1 && (slash = memrchr(self, '/', (size_t)n))) {
+		*slash = 0;
+		snprintf(path[ntry++], sizeof(path[0]), "%s/" PKI_HELPER, self);
+		snprintf(path[ntry++], sizeof(path[0]), "%s/../lib/nave/" PKI_HELPER, self);
 	}
-	cfg = malloc(sizeof(*cfg));
-	if (!cfg) {
+	snprintf(path[ntry++], sizeof(path[0]), PKI_LIBEXEC "/" PKI_HELPER);
+	args = calloc((size_t)argc + 6, sizeof(*args));
+	if (!args) {
 		fail("out of memory");
 		return EXIT_FAIL;
 	}
-	if (cfg_server_load(cfg, c->config, err, sizeof(err)) < 0) {
-		free(cfg);
-		fail("%s", err);
-		return EXIT_USAGE;
-	}
-	n = snprintf(out, len, "%s/pki", cfg->state_dir);
-	free(cfg);
-	if (n < 0 || (size_t)n >= len) {
-		fail("state_dir too long");
-		return EXIT_USAGE;
-	}
-	return 0;
-}
-
-static int pki_days(struct ctx *c, const char *s, unsigned def, unsigned *out)
-{
-	unsigned long long v;
-	int ret;
-
-	*out = def;
-	if (!s)
-		return 0;
-	ret = parse_num(c, "--days", s, 1, PKI_DAYS_MAX, &v);
-	if (!ret)
-		*out = (unsigned)v;
-	return ret;
-}
-
-static int pki_name(struct ctx *c, const char *name)
-{
-	if (!name)
-		return usage_error(c, "missing --name NAME");
-	if (!pki_name_ok(name))
-		return usage_error(c, "bad --name '%s': 1-%d characters: %s, not starting with '.'",
-				   name, PKI_NAME_MAX - 1, valid_alphabet(VALID_ID));
-	return 0;
-}
-
-static const char *pki_status(const struct pki_ident *id, int64_t now)
-{
-	if (id->revoked)
-		return "revoked";
-	return now >= id->not_after ? "expired" : "valid";
-}
-
-static json_t *pki_json(const struct pki_ident *id, int64_t now)
-{
-	char nb[PKI_TIME_LEN], na[PKI_TIME_LEN];
-
-	pki_time_str(id->not_before, nb);
-	pki_time_str(id->not_after, na);
-	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:b, s:b}", "name", id->name, "kind",
-			 pki_kind_name(id->kind), "serial", id->serial, "not_before", nb,
-			 "not_after", na, "revoked", id->revoked, "expired", now >= id->not_after);
-}
-
-/* prints j (taken) as one JSON document */
-static int pki_print_json(json_t *j)
-{
-	char *s = j ? json_dumps(j, JSON_INDENT(2)) : NULL;
-
-	json_decref(j);
-	if (!s) {
-		fail("out of memory");
-		return EXIT_FAIL;
-	}
-	printf("%s\n", s);
-	free(s);
-	return EXIT_OK;
-}
-
-static int cmd_pki_init(struct ctx *c, int argc, char **argv)
-{
-	const char *dir_opt = NULL, *key_opt = NULL, *days_opt = NULL;
-	const struct opt opts[] = {
-	    {"--dir", "DIR", &dir_opt, NULL},
-	    {"--key-type", "ed25519|p256", &key_opt, NULL},
-	    {"--days", "N", &days_opt, NULL},
-	    {NULL, NULL, NULL, NULL},
-	};
-	char dir[CFG_PATH_MAX + 8], crt[CFG_PATH_MAX + 64], err[1024], esc[4 * sizeof(dir)],
-	    na[PKI_TIME_LEN], ca_na[PKI_TIME_LEN];
-	struct pki_ident admin;
-	enum pki_key key = PKI_ED25519;
-	int64_t ca_not_after;
-	unsigned days;
-	int ret;
-
-	ret = parse_args(c, argc, argv, opts, NULL, NULL);
-	if (ret)
-		return args_exit(ret);
-	if (key_opt && !strcmp(key_opt, "p256"))
-		key = PKI_P256;
-	else if (key_opt && strcmp(key_opt, "ed25519"))
-		return usage_error(c, "bad --key-type '%s': ed25519 or p256", key_opt);
-	ret = pki_days(c, days_opt, PKI_CA_DAYS, &days);
-	if (!ret)
-		ret = pki_dir(c, dir_opt, dir, sizeof(dir));
-	if (ret)
-		return ret;
-	if (pki_init(dir, key, days, err, sizeof(err)) < 0) {
-		fail("pki init: %s", err);
-		return EXIT_FAIL;
-	}
-	snprintf(crt, sizeof(crt), "%s/nodes/admin/tls.crt", dir);
-	if (pki_cert_ident(crt, &admin, err, sizeof(err)) < 0) {
-		fail("%s", err);
-		return EXIT_FAIL;
-	}
-	snprintf(crt, sizeof(crt), "%s/ca/ca.crt", dir);
-	if (pki_cert_not_after(crt, &ca_not_after, err, sizeof(err)) < 0) {
-		fail("%s", err);
-		return EXIT_FAIL;
-	}
-	pki_time_str(admin.not_after, na);
-	pki_time_str(ca_not_after, ca_na);
-	log_esc_str(dir, esc, sizeof(esc));
-	if (c->json)
-		return pki_print_json(json_pack("{s:s, s:s, s:s, s:o}", "dir", dir, "key_type",
-						key == PKI_P256 ? "p256" : "ed25519",
-						"ca_not_after", ca_na, "admin",
-						pki_json(&admin, time(NULL))));
-	printf("made %s: the root CA in ca/ (%s, until %s) and the admin certificate nodes/admin "
-	       "(serial %s, until %s)\n",
-	       esc, key == PKI_P256 ? "P-256" : "Ed25519", ca_na, admin.serial, na);
-	printf("next: in nave.ini set [tls] client_ca = %s/ca/ca.crt and client_auth = optional, "
-	       "then navectl reload\n",
-	       esc);
-	printf("then: navectl pki issue --name NAME; copy %s/nodes/NAME to the device and run "
-	       "there: nave configure --server HOST:PORT --cert THAT_DIR\n",
-	       esc);
-	return EXIT_OK;
-}
-
-static int cmd_pki_issue(struct ctx *c, int argc, char **argv)
-{
-	const char *dir_opt = NULL, *name = NULL, *days_opt = NULL;
-	bool admin = false, force = false;
-	const struct opt opts[] = {
-	    {"--dir", "DIR", &dir_opt, NULL}, {"--name", "NAME", &name, NULL},
-	    {"--days", "N", &days_opt, NULL}, {"--admin", NULL, NULL, &admin},
-	    {"--force", NULL, NULL, &force},  {NULL, NULL, NULL, NULL},
-	};
-	char dir[CFG_PATH_MAX + 8], crt[CFG_PATH_MAX + 64], err[1024], esc[4 * sizeof(dir)],
-	    na[PKI_TIME_LEN];
-	struct pki_ident id, old;
-	bool had_old = false;
-	unsigned days;
-	int ret;
-
-	ret = parse_args(c, argc, argv, opts, NULL, NULL);
-	if (ret)
-		return args_exit(ret);
-	ret = pki_name(c, name);
-	if (!ret)
-		ret = pki_days(c, days_opt, PKI_NODE_DAYS, &days);
-	if (!ret)
-		ret = pki_dir(c, dir_opt, dir, sizeof(dir));
-	if (ret)
-		return ret;
-	if (force) {
-		snprintf(crt, sizeof(crt), "%s/nodes/%s/tls.crt", dir, name);
-		had_old = pki_cert_ident(crt, &old, err, sizeof(err)) == 0;
-	}
-	ret =
-	    pki_issue(dir, name, admin ? PKI_ADMIN : PKI_NODE, days, force, &id, err, sizeof(err));
-	if (ret < 0) {
-		fail("pki issue: %s%s", err,
-		     ret == -EEXIST && !force
-			 ? " (--force replaces it and puts the old certificate on the CRL)"
-			 : "");
-		return EXIT_FAIL;
+	args[k++] = PKI_HELPER;
+	if (c->config) {
+		args[k++] = "--config";
+		args[k++] = (char *)c->config;
 	}
 	if (c->json)
-		return pki_print_json(pki_json(&id, time(NULL)));
-	pki_time_str(id.not_after, na);
-	log_esc_str(dir, esc, sizeof(esc));
-	printf("issued %s/nodes/%s: %s certificate \"%s\", serial %s, valid until %s\n", esc,
-	       id.name, pki_kind_name(id.kind), id.name, id.serial, na);
-	if (had_old && strcmp(old.serial, id.serial))
-		printf("replaced serial %s, now on the CRL\n", old.serial);
-	return EXIT_OK;
-}
-
-static int cmd_pki_ls(struct ctx *c, int argc, char **argv)
-{
-	const char *dir_opt = NULL;
-	const struct opt opts[] = {
-	    {"--dir", "DIR", &dir_opt, NULL},
-	    {NULL, NULL, NULL, NULL},
-	};
-	char dir[CFG_PATH_MAX + 8], err[1024], na[PKI_TIME_LEN];
-	struct table t = {.ncols = 5};
-	struct pki_ident *ids;
-	int64_t now = time(NULL);
-	size_t n;
-	int ret;
-
-	ret = parse_args(c, argc, argv, opts, NULL, NULL);
-	if (ret)
-		return args_exit(ret);
-	ret = pki_dir(c, dir_opt, dir, sizeof(dir));
-	if (ret)
-		return ret;
-	if (pki_ls(dir, &ids, &n, err, sizeof(err)) < 0) {
-		fail("pki ls: %s", err);
+		args[k++] = "--json";
+	args[k++] = (char *)c->cmd->name;
+	memcpy(args + k, argv, (size_t)argc * sizeof(*args));
+	for (unsigned i = 0; i < ntry; i++) {
+		if (access(path[i], X_OK))
+			continue;
+		fflush(stdout);
+		execv(path[i], args);
+		fail("pki: cannot run %s: %s", path[i], strerror(errno));
+		free(args);
 		return EXIT_FAIL;
 	}
-	if (c->json) {
-		json_t *a = json_array();
-
-		for (size_t i = 0; a && i < n; i++)
-			if (json_array_append_new(a, pki_json(&ids[i], now)) < 0) {
-				json_decref(a);
-				a = NULL;
-			}
-		free(ids);
-		return pki_print_json(a);
-	}
-	table_add(&t, "NAME");
-	table_add(&t, "KIND");
-	table_add(&t, "SERIAL");
-	table_add(&t, "EXPIRES");
-	table_add(&t, "STATUS");
-	for (size_t i = 0; i < n; i++) {
-		pki_time_str(ids[i].not_after, na);
-		table_add(&t, ids[i].name);
-		table_add(&t, pki_kind_name(ids[i].kind));
-		table_add(&t, ids[i].serial);
-		table_add(&t, na);
-		table_add(&t, pki_status(&ids[i], now));
-	}
-	free(ids);
-	ret = table_print(&t);
-	table_free(&t);
-	return ret;
-}
-
-static int cmd_pki_revoke(struct ctx *c, int argc, char **argv)
-{
-	const char *dir_opt = NULL, *name = NULL;
-	const struct opt opts[] = {
-	    {"--dir", "DIR", &dir_opt, NULL},
-	    {"--name", "NAME", &name, NULL},
-	    {NULL, NULL, NULL, NULL},
-	};
-	char dir[CFG_PATH_MAX + 8], err[1024], esc[4 * sizeof(dir)];
-	struct pki_ident id;
-	int ret;
-
-	ret = parse_args(c, argc, argv, opts, NULL, NULL);
-	if (ret)
-		return args_exit(ret);
-	ret = pki_name(c, name);
-	if (!ret)
-		ret = pki_dir(c, dir_opt, dir, sizeof(dir));
-	if (ret)
-		return ret;
-	if (pki_revoke(dir, name, &id, err, sizeof(err)) < 0) {
-		fail("pki revoke: %s", err);
-		return EXIT_FAIL;
-	}
-	if (c->json)
-		return pki_print_json(pki_json(&id, time(NULL)));
-	log_esc_str(dir, esc, sizeof(esc));
-	printf("revoked \"%s\" (serial %s): %s/ca/crl.pem re-signed; relayd and the admin "
-	       "listener pick it up within a second\n",
-	       name, id.serial, esc);
-	return EXIT_OK;
+	free(args);
+	if (ntry == 3)
+		fail("pki: " PKI_HELPER " is not installed (looked for %s, %s and %s)", path[0],
+		     path[1], path[2]);
+	else
+		fail("pki: " PKI_HELPER " is not installed (looked for %s)", path[0]);
+	return EXIT_FAIL;
 }
 
 static const struct cmd cmds[] = {
@@ -3978,17 +3458,10 @@ static const struct cmd cmds[] = {
     {"users", "two-factor disable", cmd_users_2fa_disable, "NAME", "Turn off TOTP for a user."},
     {"users", "two-factor reset", cmd_users_2fa_reset, "NAME",
      "Give a user a new TOTP secret (printed only this once); the old one stops working."},
-    {"pki", "init", cmd_pki_init, "[--dir DIR] [--key-type ed25519|p256] [--days N]",
-     "Make a root CA (ca/) and the admin certificate (nodes/admin) in DIR (default "
-     "state_dir/pki); local files, no daemon needed."},
-    {"pki", "issue", cmd_pki_issue, "--name NAME [--days N] [--admin] [--force] [--dir DIR]",
-     "Issue a certificate for a device (a tunnel id) or, with --admin, an admin into "
-     "DIR/nodes/NAME; --force replaces one and revokes the old."},
-    {"pki", "ls", cmd_pki_ls, "[--dir DIR]",
-     "List the certificates in DIR/nodes: name, kind, serial, expiry, status."},
-    {"pki", "revoke", cmd_pki_revoke, "--name NAME [--dir DIR]",
-     "Put NAME's certificate on the CRL (DIR/ca/crl.pem); relayd and the admin listener "
-     "reload it."},
+    {"pki", "init", cmd_pki, PKI_INIT_ARGS, PKI_INIT_HELP},
+    {"pki", "issue", cmd_pki, PKI_ISSUE_ARGS, PKI_ISSUE_HELP},
+    {"pki", "ls", cmd_pki, PKI_LS_ARGS, PKI_LS_HELP},
+    {"pki", "revoke", cmd_pki, PKI_REVOKE_ARGS, PKI_REVOKE_HELP},
     {"apikeys", "create", cmd_apikeys_create, "[--description D] [--expires DURATION]",
      "Create an API key for the remote admin API; it is printed only this once."},
     {"apikeys", "ls", cmd_apikeys_ls, "[--page N]", "List API keys (never the keys)."},
@@ -4068,23 +3541,6 @@ static const struct cmd *find_sub(const char *group, const char *sub)
 		if (!strcmp(cmds[i].group, group) && name_under(&cmds[i], sub))
 			return &cmds[i];
 	return NULL;
-}
-
-/* Global options up to the next word; returns 0, ARGS_HELP or EXIT_USAGE. */
-static int take_globals(struct ctx *c, int argc, char **argv, int *i)
-{
-	while (*i < argc && argv[*i][0] == '-' && argv[*i][1]) {
-		int ret;
-
-		if (!strcmp(argv[*i], "--")) {
-			(*i)++;
-			break;
-		}
-		ret = take_opt(c, NULL, argc, argv, i);
-		if (ret)
-			return ret;
-	}
-	return 0;
 }
 
 int main(int argc, char **argv)

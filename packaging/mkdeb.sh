@@ -1,7 +1,8 @@
 #!/bin/sh
 # SPDX-License-Identifier: Apache-2.0
 # Builds BUILD_DIR/nave_VERSION_ARCH.deb with dpkg-deb from a tree staged by
-# make install (DESTDIR, PREFIX=/usr): binaries stripped, man pages gzipped,
+# make install (DESTDIR, PREFIX=/usr): binaries (/usr/bin, /usr/sbin and
+# nave-pki in /usr/lib/nave) stripped, man pages gzipped,
 # Depends computed by dpkg-shlibdeps from the binaries, maintainer scripts
 # from packaging/debian/. Usage: packaging/mkdeb.sh BUILD_DIR
 set -eu
@@ -17,7 +18,7 @@ STAGE=$WORK/stage
 
 make --no-print-directory -s install B="$B" DESTDIR="$STAGE" PREFIX=/usr >/dev/null
 strip --strip-unneeded --remove-section=.comment --remove-section=.note \
-	"$STAGE"/usr/bin/* "$STAGE"/usr/sbin/*
+	"$STAGE"/usr/bin/* "$STAGE"/usr/sbin/* "$STAGE"/usr/lib/nave/*
 find "$STAGE/usr/share/man" -type f -exec gzip -9n {} +
 install -d "$STAGE/usr/share/doc/nave"
 {
@@ -34,7 +35,7 @@ install -m 0644 packaging/README.md "$STAGE/usr/share/doc/nave/README.packaging.
 mkdir -p "$WORK/src/debian"
 printf 'Source: nave\n\nPackage: nave\nArchitecture: any\n' > "$WORK/src/debian/control"
 DEPS=$(cd "$WORK/src" && dpkg-shlibdeps -O -l/usr/lib/"$(dpkg-architecture -qDEB_HOST_MULTIARCH)"/android \
-	"$STAGE"/usr/bin/* "$STAGE"/usr/sbin/* 2>"$WORK/shlibdeps.err" | sed -n 's/^shlibs:Depends=//p') || {
+	"$STAGE"/usr/bin/* "$STAGE"/usr/sbin/* "$STAGE"/usr/lib/nave/* 2>"$WORK/shlibdeps.err" | sed -n 's/^shlibs:Depends=//p') || {
 	cat "$WORK/shlibdeps.err" >&2
 	exit 1
 }

@@ -224,7 +224,8 @@ def test_appliance_lifecycle(tmp_path):
     sh("dpkg", "-r", "nave", timeout=300)
     for u in ("nave-controld", "nave-relayd"):
         assert sh("systemctl", "is-active", u, check=False).stdout.strip() != "active", u
-    for f in ("/usr/sbin/nave-relayd", "/usr/bin/nave", "/usr/lib/systemd/system/nave-relayd.service"):
+    for f in ("/usr/sbin/nave-relayd", "/usr/bin/nave", "/usr/lib/nave/nave-pki",
+              "/usr/lib/systemd/system/nave-relayd.service"):
         assert not Path(f).exists(), f"{f} left after dpkg -r"
     assert INI.exists(), "dpkg -r removed the conffile"
     # ---- purge: the config and the state go too

@@ -64,7 +64,7 @@ def test_install_layout_destdir_and_prefix(tmp_path):
     make("install", f"DESTDIR={d}", "PREFIX=/usr")
     for f, m in (("usr/bin/nave", "0o755"), ("usr/bin/navectl", "0o755"),
                  ("usr/sbin/nave-relayd", "0o755"), ("usr/sbin/nave-controld", "0o755"),
-                 ("etc/nave/nave.ini", "0o640"),
+                 ("usr/lib/nave/nave-pki", "0o755"), ("etc/nave/nave.ini", "0o640"),
                  ("usr/lib/sysctl.d/50-nave.conf", "0o644"),
                  ("usr/lib/tmpfiles.d/nave.conf", "0o644"),
                  ("usr/lib/sysusers.d/nave.conf", "0o644")):
@@ -93,11 +93,13 @@ def test_install_layout_destdir_and_prefix(tmp_path):
     make("uninstall", f"DESTDIR={d}", "PREFIX=/usr")
     left = sorted(str(p.relative_to(d)) for p in d.rglob("*") if p.is_file())
     assert left == ["etc/nave/nave.ini"], left
+    assert not (d / "usr/lib/nave").exists()
 
     # another PREFIX: the config under it, and the units name the paths used
     o = tmp_path / "opt"
     make("install", f"DESTDIR={o}", "PREFIX=/opt/nave")
     assert (o / "opt/nave/etc/nave/nave.ini").is_file()
+    assert (o / "opt/nave/lib/nave/nave-pki").is_file()
     u = unit(o / "opt/nave/lib/systemd/system/nave-controld.service")
     assert values(u, "Service", "ExecStart") == [
         "/opt/nave/sbin/nave-controld --config /opt/nave/etc/nave/nave.ini"]
@@ -248,7 +250,7 @@ def test_deb_contents_run(deb, tmp_path):
     for line in listing.splitlines():
         assert " root/root " in line, f"not owned by root: {line}"
     for f in ["./usr/bin/nave", "./usr/bin/navectl", "./usr/sbin/nave-relayd",
-              "./usr/sbin/nave-controld", "./etc/nave/nave.ini",
+              "./usr/sbin/nave-controld", "./usr/lib/nave/nave-pki", "./etc/nave/nave.ini",
               "./usr/lib/sysctl.d/50-nave.conf", "./usr/lib/tmpfiles.d/nave.conf",
               "./usr/lib/sysusers.d/nave.conf", "./usr/share/doc/nave/copyright"] + \
             [f"./usr/lib/systemd/system/{u}" for u in UNITS] + \
@@ -257,12 +259,18 @@ def test_deb_contents_run(deb, tmp_path):
     x = tmp_path / "x"
     dpkg_deb("-x", str(deb), str(x))
     # the stripped binaries still run
-    for b in ("usr/bin/nave", "usr/bin/navectl", "usr/sbin/nave-relayd", "usr/sbin/nave-controld"):
+    for b in ("usr/bin/nave", "usr/bin/navectl", "usr/sbin/nave-relayd", "usr/sbin/nave-controld",
+              "usr/lib/nave/nave-pki"):
         p = subprocess.run([str(x / b), "--version"], capture_output=True, text=True, timeout=30)
         assert p.returncode == 0 and VERSION in p.stdout + p.stderr, f"{b} --version: {p}"
         sections = subprocess.run(["readelf", "-S", str(x / b)], capture_output=True,
                                   text=True).stdout
         assert ".debug_info" not in sections and ".symtab" not in sections, f"{b} not stripped"
+    # the packaged navectl runs its pki commands in the packaged nave-pki (../lib/nave)
+    p = subprocess.run([str(x / "usr/bin/navectl"), "--json", "pki", "init", "--dir",
+                        str(tmp_path / "pki")], capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0 and p.stderr == "", p.stderr
+    assert (tmp_path / "pki/nodes/admin/tls.crt").is_file()
     # and the packaged relayd accepts the packaged config
     p = subprocess.run([str(x / "usr/sbin/nave-relayd"), "--check", "--config",
                         str(x / "etc/nave/nave.ini")], capture_output=True, text=True, timeout=30)
