@@ -48,7 +48,7 @@ COMMON := common/log.c common/msg.c common/frame.c common/util.c common/valid.c 
 	  common/proxy.c common/portlist.c common/cidr.c common/tlspeek.c common/domain.c common/http.c \
 	  common/rulemsg.c common/mesh.c
 CFG := config/cfg.c
-# scrypt password hashes (BoringSSL): kept out of COMMON (navectl links libcrypto only for tls/pki.c)
+# scrypt password hashes (BoringSSL): kept out of COMMON (navectl links no BoringSSL at all)
 PASSWD := common/passwd.c
 # support tunnels' end-to-end layer and values (BoringSSL): the client and the daemons; navectl
 # needs only the inline sup_id_valid of support.h
