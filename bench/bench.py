@@ -34,6 +34,10 @@ One run on 127.0.0.1 measures:
   9. The mesh: iperf3 through a TCP port map (a second client, relayd, the first client).
  10. UDP (bench/udpload.c): request/response datagrams per second and loss on one flow,
      64 outstanding, 64 and 1200 B: direct, a UDP rule's public port, a UDP port map.
+ 11. Logins: TLS 1.3 + HELLO (configure) + WELCOME to relayd's tunnel port from Python
+     threads, with a token (client_auth off, and optional) and with an Ed25519 and a P-256
+     certificate; bare TLS handshakes with client_auth off and optional; logins/s and
+     relayd's + controld's CPU per 1000.
 Results go to bench/results/<UTC timestamp>.json and bench/results/latest.json,
 SVG plots (gnuplot) to bench/results/plots/, and a table to stdout. See bench/README.md.
 
@@ -47,10 +51,11 @@ BENCH_HTTP_SECONDS (default 3), BENCH_HTTP_THREADS (2), BENCH_HTTP_CONNS (16 per
 BENCH_HTTP_SOURCES (16), BENCH_HOLD (levels, "1000,5000,10000"), BENCH_HOLD_SOURCES (64),
 BENCH_HOLD_INFLIGHT (200), BENCH_HOLD_TIMEOUT (10 s), BENCH_HOLD_MAX_FAILURES (100),
 BENCH_SKIP (comma-separated: throughput, memory, ssh, stunnel, connrate, alloc, http, tcphttp,
-hold, guest, plots, records, mesh, udp), BENCH_ONLY (comma-separated: the parts to run, every other one
-skipped; e.g. BENCH_ONLY=records), BENCH_RECORDS_RATE (10000 records/s),
+hold, guest, plots, records, mesh, udp, logins), BENCH_ONLY (comma-separated: the parts to run,
+every other one skipped; e.g. BENCH_ONLY=records), BENCH_RECORDS_RATE (10000 records/s),
 BENCH_RECORDS_SECONDS (10), BENCH_UDP_SECONDS (2), BENCH_UDP_WINDOW (64),
-BENCH_UDP_SIZES ("64,1200"), BENCH_KEEP=1 keeps the temporary directory with every log,
+BENCH_UDP_SIZES ("64,1200"), BENCH_LOGINS (per sample, 300), BENCH_LOGIN_THREADS (4),
+BENCH_LOGIN_ROUNDS (5), BENCH_KEEP=1 keeps the temporary directory with every log,
 BENCH_GUEST_HOLD=always (part 7b even when the host held every level), BENCH_GUEST_MEM (MiB,
 8192), BENCH_GUEST_TIMEOUT (s, 3000).
 """
@@ -67,6 +72,7 @@ import selectors
 import shutil
 import signal
 import socket
+import ssl
 import statistics
 import struct
 import subprocess
@@ -146,7 +152,7 @@ HOLD_MAX_FAILURES = int(os.environ.get("BENCH_HOLD_MAX_FAILURES", "100"))
 HOLD_SETTLE_S = 2 if HOLD_SLOW == 1 else 8
 # Parts to leave out (comma-separated)
 PARTS = {"throughput", "memory", "ssh", "stunnel", "connrate", "alloc", "http", "tcphttp",
-         "hold", "guest", "plots", "records", "mesh", "udp"}
+         "hold", "guest", "plots", "records", "mesh", "udp", "logins"}
 SKIP = {x.strip() for x in os.environ.get("BENCH_SKIP", "").split(",") if x.strip()}
 if SKIP - PARTS:
     sys.exit(f"bench: BENCH_SKIP={os.environ['BENCH_SKIP']!r}: parts are "
@@ -175,6 +181,25 @@ UDP_LABELS = {"direct": "direct", "nave": "public port", "nave-map": "port map"}
 RECORDS_RATE = int(os.environ.get("BENCH_RECORDS_RATE", "10000"))
 RECORDS_SECONDS = float(os.environ.get("BENCH_RECORDS_SECONDS", "10"))
 RECORDS_P99_MS = 50
+# Part 11: logins (TLS + HELLO + WELCOME) and bare TLS handshakes to relayd's tunnel port,
+# LOGIN_N per sample from LOGIN_THREADS threads; (key, stack, how, label) and (key,
+# stack, label). Stacks: "off" has no client_ca, the others client_ca of a PKI of that
+# key type (client_auth optional, its default then).
+LOGIN_N = int(os.environ.get("BENCH_LOGINS", "100" if QUICK else "300"))
+LOGIN_THREADS = int(os.environ.get("BENCH_LOGIN_THREADS", "4"))
+# more rounds than the other parts' REPEAT: each is short, and the per-round ratios steady
+# the figures of a shared machine
+LOGIN_ROUNDS = int(os.environ.get("BENCH_LOGIN_ROUNDS", "1" if QUICK else "5"))
+if not 1 <= LOGIN_N <= 100000 or not 1 <= LOGIN_THREADS <= 64 or not 1 <= LOGIN_ROUNDS <= 100:
+    sys.exit("bench: BENCH_LOGINS: 1-100000; BENCH_LOGIN_THREADS: 1-64; BENCH_LOGIN_ROUNDS: 1-100")
+LOGIN_TIMEOUT = 10
+LOGIN_MODES = [
+    ("token_off", "off", "token", "(a) token, client_auth off"),
+    ("token_optional", "ed25519", "token", "(b) token, client_auth optional"),
+    ("cert_ed25519", "ed25519", "cert", "(c) certificate, Ed25519"),
+    ("cert_p256", "p256", "cert", "(d) certificate, P-256"),
+]
+HANDSHAKE_MODES = [("off", "off", "client_auth off"), ("optional", "ed25519", "client_auth optional")]
 # The hold again in a QEMU guest (part 7b) when this machine's hard RLIMIT_NOFILE kept a
 # path from its top level: the guest's root may raise the limit. BENCH_GUEST_CHILD=1 is
 # the run inside the guest: the hold alone, its result printed on one marker line.
@@ -684,9 +709,12 @@ class Nave:
     connection-rate stacks name theirs and hold a range of RANGE_SIZE ports."""
 
     def __init__(self, procs, tmp, build, tag="nave", steering=None, range_size=50,
-                 max_per_tunnel=None, defaults=False):
+                 max_per_tunnel=None, defaults=False, extra_ini="", client=True):
         # defaults: leave every tunnel and per-source limit at nave's default (the hold)
         self.defaults = defaults
+        # extra_ini: more sections for server.ini (the logins' [tls]); client=False:
+        # controld and relayd only, no client registered or started (part 11)
+        self.extra_ini, self.with_client = extra_ini, client
         self.procs, self.build, self.tmp, self.tag = procs, build, tmp, tag
         self.steering, self.range_size, self.max_per_tunnel = steering, range_size, max_per_tunnel
         self.relayd = self.client = None
@@ -772,6 +800,7 @@ class Nave:
             + "[datapath]\n"
             f"ktls = {KTLS}\n"
             + (f"steering = {self.steering}\n" if self.steering else "")
+            + self.extra_ini
         )
         run([self.bin("nave-controld"), "--check", "--config", self.ini])
         self.controld = controld = self.procs.start(
@@ -799,6 +828,8 @@ class Nave:
         st = wait_until(f"{self.tag}: relayd connected to controld", relay_up, 20, 0.1)
         self.server_status = st
         wait_until("relayd listening on https", lambda: listening(https), 10)
+        if not self.with_client:
+            return
         token = self.ctl("registration", "create").stdout.splitlines()[0].strip()
         fp = st["tls_fingerprint"]
         self.nave(
@@ -2788,6 +2819,7 @@ def print_table(result):
     print_records(result)
     print_mesh(result)
     print_udp(result)
+    print_logins(result)
     if result.get("plots"):
         print()
         print(f"plots: {', '.join(shown_path(PLOTS / n) for n in result['plots'])}")
@@ -3157,6 +3189,370 @@ def print_udp(result):
                   + (f"  ({m['stale']} answers came after 200 ms)" if m["stale"] else ""))
 
 
+# ---------------------------------------------------------------- part 11: logins
+
+
+def recv_exact(s, n):
+    buf = b""
+    while len(buf) < n:
+        b = s.recv(n - len(buf))
+        if not b:
+            raise ConnectionError(f"EOF after {len(buf)} of {n} bytes")
+        buf += b
+    return buf
+
+
+def login_ctx(cert_dir=None):
+    """The client side of a login, as tests/integration/navetest.py's tls_connect: TLS 1.3,
+    ALPN nave/1, the server's certificate not checked (nave pins a fingerprint or a CA:
+    no more work for the server either way), cert_dir's tls.crt and tls.key presented
+    when given. Python's ssl is OpenSSL's: its default groups, X25519 first."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.set_alpn_protocols(["nave/1"])
+    if cert_dir:
+        ctx.load_cert_chain(cert_dir / "tls.crt", cert_dir / "tls.key")
+    return ctx
+
+
+def login_hello(token=None):
+    """A HELLO as `nave configure` sends it (client/client.c hello_msg), framed: a token,
+    or "auth": "certificate" when the certificate is the login."""
+    h = {"type": "hello", "version": 1, "mode": "configure", "hostname": "bench",
+         "os": "linux", "arch": "x86_64", "client_version": "bench", "max_links": 256,
+         "features": ["rule_push", "mesh", "udp"]}
+    if token:
+        h["token"] = token
+    else:
+        h["auth"] = "certificate"
+    body = json.dumps(h).encode()
+    return struct.pack(">I", len(body)) + body
+
+
+def login_once(port, ctx, hello):
+    """TCP connect, TLS handshake, HELLO, the WELCOME read, close. Returns the WELCOME and
+    the TLS version and cipher."""
+    with socket.create_connection((HOST, port), timeout=LOGIN_TIMEOUT) as raw:
+        # as nave's client (client/client.c): the HELLO behind the Finished must not
+        # wait for an ACK (Nagle against delayed ACK: 40 ms a login)
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+            if s.selected_alpn_protocol() != "nave/1":
+                raise BenchError(f"ALPN: relayd selected {s.selected_alpn_protocol()!r}")
+            s.sendall(hello)
+            (n,) = struct.unpack(">I", recv_exact(s, 4))
+            if n > 65536:
+                raise BenchError(f"an answer of {n} bytes")
+            m = json.loads(recv_exact(s, n))
+            tls = (s.version(), s.cipher()[0])
+    if not isinstance(m, dict) or m.get("type") != "welcome":
+        raise BenchError(f"no WELCOME: {str(m)[:200]}")
+    return m, tls
+
+
+def handshake_once(port, ctx):
+    """TCP connect, TLS handshake (ALPN nave/1), then the write side shut and the socket
+    read until relayd closes it: relayd has then taken the client's whole flight (its
+    Finished, and with client_auth on its empty Certificate) before the next starts."""
+    with socket.create_connection((HOST, port), timeout=LOGIN_TIMEOUT) as raw:
+        # as a data link (common/sock.c) and the logins above
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+            if s.selected_alpn_protocol() != "nave/1":
+                raise BenchError(f"ALPN: relayd selected {s.selected_alpn_protocol()!r}")
+            s.shutdown(socket.SHUT_WR)  # drops the TLS layer: a plain FIN, no close_notify
+            try:
+                while s.recv(4096):
+                    pass
+            except ConnectionResetError:
+                pass
+
+
+def login_load(fns, n):
+    """n calls shared among len(fns) threads, thread k calling fns[k] (its own identity).
+    Returns (seconds, latencies in s, errors); stops early after 10 errors."""
+    lock = threading.Lock()
+    state = {"next": 0}
+    lat, errs = [], []
+
+    def worker(fn):
+        while True:
+            with lock:
+                if state["next"] >= n or len(errs) >= 10:
+                    return
+                state["next"] += 1
+            t0 = time.perf_counter()
+            try:
+                fn()
+            except (OSError, ValueError, BenchError) as e:  # ssl.SSLError is an OSError
+                with lock:
+                    errs.append(f"{type(e).__name__}: {e}")
+                continue
+            dt = time.perf_counter() - t0
+            with lock:
+                lat.append(dt)
+
+    ts = [threading.Thread(target=worker, args=(fn,), daemon=True) for fn in fns]
+    t0 = time.perf_counter()
+    for t in ts:
+        t.start()
+    deadline = time.monotonic() + 60 + n * LOGIN_TIMEOUT / len(fns)
+    for t in ts:
+        t.join(max(0.0, deadline - time.monotonic()))
+        if t.is_alive():
+            raise BenchError(f"a login thread hung ({len(lat)} of {n} done)")
+    return time.perf_counter() - t0, lat, errs
+
+
+def proc_cpu_fine(pid):
+    """CPU seconds of pid so far, to the nanosecond: the sum of its threads' time on a CPU
+    (/proc/PID/task/*/schedstat, the scheduler's own count; a sample of a few hundred
+    logins is a few clock ticks in /proc/PID/stat). proc_cpu when there is none."""
+    try:
+        ns = 0
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                    ns += int(f.read().split()[0])
+            except FileNotFoundError:  # a thread that just ended
+                pass
+        return ns / 1e9
+    except (OSError, ValueError, IndexError):
+        return proc_cpu(pid)
+
+
+def login_sample(fns, n, stack):
+    """One sample: n logins (or handshakes) through fns; the rate and the CPU that relayd,
+    controld and the harness (the clients) spent, per 1000."""
+    pids = {"relayd": stack.relayd.pid, "controld": stack.controld.pid}
+    c0 = {k: proc_cpu_fine(p) for k, p in pids.items()}
+    h0 = time.process_time()
+    m0 = machine_cpu()
+    secs, lat, errs = login_load(fns, n)
+    m1 = machine_cpu()
+    cpu = {k: proc_cpu_fine(p) - c0[k] for k, p in pids.items()}
+    cpu["harness"] = time.process_time() - h0
+    ok = len(lat)
+    span = m1[0] - m0[0]
+    return {
+        "n": n, "ok": ok, "failed": len(errs), "errors": errs[:3],
+        "seconds": round(secs, 3),
+        "per_s": round(ok / secs, 1) if secs and ok else None,
+        "latency_ms": {"p50": round(pctl(lat, 50) * 1000, 2), "p99": round(pctl(lat, 99) * 1000, 2),
+                       "max": round(max(lat) * 1000, 2)} if lat else None,
+        "cpu_s": {k: round(v, 4) for k, v in cpu.items()},
+        "cpu_s_per_1000": {k: round(v * 1000 / ok, 3) if ok else None for k, v in cpu.items()},
+        "machine_busy": round(1 - (m1[1] - m0[1]) / span, 3) if span else None,
+    }
+
+
+def s_client_group(port, cert_dir=None):
+    """The group (and more) a handshake of Debian's openssl CLI with its default groups,
+    which Python's ssl shares, negotiated with relayd: its 'Server Temp Key' line."""
+    argv = ["openssl", "s_client", "-connect", f"{HOST}:{port}", "-alpn", "nave/1",
+            "-tls1_3", "-servername", "localhost"]
+    if cert_dir:
+        argv += ["-cert", cert_dir / "tls.crt", "-key", cert_dir / "tls.key"]
+    try:
+        p = run(argv, timeout=20, check=False)
+    except (OSError, subprocess.SubprocessError) as e:
+        return {"error": str(e)}
+    out = {}
+    for ln in (p.stdout + p.stderr).splitlines():
+        ln = ln.strip()
+        for key in ("Server Temp Key", "Peer signature type", "Peer signing digest",
+                    "Requested Signature Algorithms", "Client Certificate Types",
+                    "New, TLSv1.3, Cipher is", "Verification"):
+            if ln.startswith(key) and key not in out:
+                out[key] = ln[len(key):].lstrip(": ").strip()
+    out["exit"] = p.returncode
+    return out
+
+
+def logins_part(result, procs, tmp, build):
+    """Part 11: what a login costs with a certificate and with a token, and what asking
+    every TLS client for an (optional) certificate costs token logins and bare handshakes.
+    Three controld + relayd pairs of the build (no client): [tls] client_auth off (no
+    client_ca), client_ca of an Ed25519 PKI, client_ca of a P-256 PKI (navectl pki init;
+    `optional`, the default with client_ca). From Python threads (LOGIN_THREADS in flight,
+    each with its own token or certificate), LOGIN_N logins per sample, LOGIN_ROUNDS samples of
+    every mode round-robin."""
+    d = tmp / "logins"
+    d.mkdir()
+    navectl = build / "navectl"
+    pkis = {}
+    for kind in ("ed25519", "p256"):
+        pdir = d / f"pki-{kind}"
+        run([navectl, "pki", "init", "--dir", pdir, "--key-type", kind])
+        pkis[kind] = pdir
+    stacks = {}
+    for kind in ("off", "ed25519", "p256"):
+        extra = "" if kind == "off" else f"[tls]\nclient_ca = {pkis[kind]}/ca/ca.crt\n"
+        st = Nave(procs, tmp, build, tag=f"login-{kind}", range_size=10, extra_ini=extra,
+                  client=False)
+        st.setup()
+        stacks[kind] = st
+    # identities: a token or a certificate per thread
+    ids = {}
+    for key, kind, how, _ in LOGIN_MODES:
+        st = stacks[kind]
+        fns, names = [], []
+        for k in range(LOGIN_THREADS):
+            if how == "token":
+                tok = json.loads(st.ctl("--json", "tokens", "create").stdout)["token"]
+                ctx, hello, name = login_ctx(), login_hello(tok), None
+            else:
+                name = f"bench-{kind[0]}{k}"
+                run([navectl, "pki", "issue", "--dir", pkis[kind], "--name", name])
+                ctx, hello = login_ctx(pkis[kind] / "nodes" / name), login_hello()
+            names.append(name)
+            fns.append(lambda p=st.https, c=ctx, h=hello: login_once(p, c, h))
+        ids[key] = (fns, names)
+    hs_fns = {key: [lambda p=stacks[kind].https, c=login_ctx(): handshake_once(p, c)]
+              * LOGIN_THREADS for key, kind, _ in HANDSHAKE_MODES}
+    # one login of each identity first (not counted): a certificate's first makes its
+    # tunnel; and what TLS they ran
+    tls = {}
+    for key, kind, how, _ in LOGIN_MODES:
+        fns, names = ids[key]
+        for fn, name in zip(fns, names):
+            w, t = fn()
+            if name and w.get("tunnel_id") != name:
+                raise BenchError(f"{key}: WELCOME for tunnel {w.get('tunnel_id')!r}, not {name!r}")
+        tls[key] = {"version": t[0], "cipher": t[1]}
+    openssl = {key: s_client_group(stacks[kind].https,
+                                   pkis[kind] / "nodes" / ids[key][1][0] if how == "cert" else None)
+               for key, kind, how, _ in LOGIN_MODES}
+    # the CertificateRequest is there exactly when client_auth is on (s_client prints the
+    # signature algorithms it asks for)
+    for key, kind, _, _ in LOGIN_MODES:
+        asked = "Requested Signature Algorithms" in openssl[key]
+        if asked != (kind != "off"):
+            raise BenchError(f"{key}: relayd {'sent' if asked else 'did not send'} a "
+                             f"CertificateRequest (openssl s_client: {openssl[key]})")
+    login_runs = {m[0]: [] for m in LOGIN_MODES}
+    hs_runs = {m[0]: [] for m in HANDSHAKE_MODES}
+    # every sample kind once a round; each round starts one kind later, so that no kind
+    # always follows the same one
+    kinds = ([("login", key, kind, label) for key, kind, _, label in LOGIN_MODES]
+             + [("handshake", key, kind, "handshake, " + label)
+                for key, kind, label in HANDSHAKE_MODES])
+    for rep in range(LOGIN_ROUNDS):
+        for what, key, kind, label in kinds[rep % len(kinds):] + kinds[:rep % len(kinds)]:
+            if what == "login":
+                r = login_sample(ids[key][0], LOGIN_N, stacks[kind])
+                login_runs[key].append(r)
+            else:
+                r = login_sample(hs_fns[key], LOGIN_N, stacks[kind])
+                hs_runs[key].append(r)
+            c = r["cpu_s_per_1000"]
+            log(f"logins round {rep + 1}/{LOGIN_ROUNDS} {label:<32} {r['per_s'] or 0:6.0f}/s, "
+                f"CPU s per 1000: relayd {c['relayd']}, controld {c['controld']}"
+                + (f"  {r['failed']} FAILED: {r['errors'][0]}" if r["failed"] else ""))
+            time.sleep(0.2)
+
+    def summary(runs, base):
+        out = {}
+        for key, rs in runs.items():
+            rates = [r["per_s"] for r in rs]
+            ok = [v for v in rates if v is not None]
+            out[key] = {
+                "samples_per_s": rates,
+                "median_per_s": round(statistics.median(ok), 1) if ok else None,
+                "failed": sum(r["failed"] for r in rs),
+                "median_p50_ms": statistics.median([r["latency_ms"]["p50"] for r in rs
+                                                    if r["latency_ms"]]) if ok else None,
+                "median_p99_ms": statistics.median([r["latency_ms"]["p99"] for r in rs
+                                                    if r["latency_ms"]]) if ok else None,
+                "median_cpu_s_per_1000": {
+                    n: round(statistics.median(v), 3)
+                    for n in ("relayd", "controld", "harness")
+                    if (v := [r["cpu_s_per_1000"][n] for r in rs if r["cpu_s_per_1000"][n] is not None])
+                },
+                "machine_busy": [r["machine_busy"] for r in rs],
+                "runs": rs,
+            }
+        for key, m in out.items():
+            m[f"vs_{base}"] = ratio(m["median_per_s"], out[base]["median_per_s"])
+            # the ratio inside each round, then their median: steadier when the machine
+            # drifts between rounds
+            rr = [a / b for a, b in zip(m["samples_per_s"], out[base]["samples_per_s"])
+                  if a is not None and b]
+            m[f"round_vs_{base}"] = round(statistics.median(rr), 3) if rr else None
+            # relayd + controld: what the server spends per 1000
+            srv = {k: sum(v.get(n, 0) for n in ("relayd", "controld"))
+                   for k, v in ((key, m["median_cpu_s_per_1000"]),
+                                (base, out[base]["median_cpu_s_per_1000"]))}
+            m["server_cpu_s_per_1000"] = round(srv[key], 3)
+            m[f"server_cpu_vs_{base}"] = ratio(srv[key], srv[base])
+        return out
+
+    r = {
+        "settings": {"logins_per_sample": LOGIN_N, "threads": LOGIN_THREADS, "rounds": LOGIN_ROUNDS,
+                     "timeout_s": LOGIN_TIMEOUT, "hello_mode": "configure",
+                     "client": f"Python {platform.python_version()} ssl, {ssl.OPENSSL_VERSION}"},
+        "stacks": {k: {"https": st.https, "tls_ini": st.extra_ini or "(no [tls]: client_auth off)",
+                       "relay": {k: (st.server_status.get("relay") or {}).get(k)
+                                 for k in ("workers", "ktls", "steering")}}
+                   for k, st in stacks.items()},
+        "tls": tls,
+        "openssl_s_client": openssl,
+        "logins": summary(login_runs, "token_off"),
+        "handshakes": summary(hs_runs, "off"),
+    }
+    result["logins"] = r
+    bad = [f"{k} {v['failed']} failed" for part in ("logins", "handshakes")
+           for k, v in r[part].items() if v["failed"]]
+    if bad:
+        first = next(x["errors"][0] for part in ("logins", "handshakes")
+                     for v in r[part].values() for x in v["runs"] if x["errors"])
+        result["errors"]["logins"] = "; ".join(bad) + f": {first}"
+    for kind in stacks:
+        for role in ("relayd", "controld"):
+            procs.check_alive(f"login-{kind}-{role}")
+    for kind in stacks:
+        for role in ("relayd", "controld"):
+            procs.stop_named(f"login-{kind}-{role}")
+
+
+def print_logins(result):
+    r = result.get("logins")
+    if not r:
+        if "logins" in result["errors"] and "logins" not in SKIP:
+            print(f"\nlogins: FAILED: {result['errors']['logins'].splitlines()[0]}")
+        return
+    st = r["settings"]
+    g = (r["openssl_s_client"].get("token_off") or {}).get("Server Temp Key", "?")
+    t = r["tls"].get("token_off") or {}
+    print()
+    print(f"logins: {st['threads']} in flight, {st['logins_per_sample']} x {st['rounds']} per "
+          f"mode, round-robin; client {st['client']}, {t.get('version')} {t.get('cipher')}, "
+          f"group {g}")
+
+    def f(v, w, fmt=""):
+        return f"{v:{w}{fmt}}" if v is not None else f"{'-':>{w}}"
+
+    for part, title, labels, base in (
+            ("logins", "login: TLS + HELLO (configure) + WELCOME",
+             [(k, lb) for k, _, _, lb in LOGIN_MODES], "token_off"),
+            ("handshakes", "TLS handshake only (connect, handshake, close)",
+             [(k, lb) for k, _, lb in HANDSHAKE_MODES], "off")):
+        print(f"  {title}; CPU s per 1000 of relayd, controld, both (and the ratio), the client")
+        print(f"    {'':<32} {'per s':>6} {'ratio':>6} {'/round':>6} {'p50 ms':>7} {'p99 ms':>7}"
+              f"  {'relayd':>7} {'controld':>8} {'both':>6} {'ratio':>6} {'client':>7}")
+        for key, label in labels:
+            m = r[part][key]
+            c = m["median_cpu_s_per_1000"]
+            print(f"    {label:<32} {f(m['median_per_s'], 6, '.0f')} {f(m['vs_' + base], 6, '.2f')} "
+                  f"{f(m['round_vs_' + base], 6, '.2f')} {f(m['median_p50_ms'], 7, '.1f')} "
+                  f"{f(m['median_p99_ms'], 7, '.1f')}  {f(c.get('relayd'), 7, '.3f')} "
+                  f"{f(c.get('controld'), 8, '.3f')} {f(m['server_cpu_s_per_1000'], 6, '.3f')} "
+                  f"{f(m['server_cpu_vs_' + base], 6, '.2f')} {f(c.get('harness'), 7, '.3f')}"
+                  + (f"  ({m['failed']} failed)" if m["failed"] else ""))
+
+
 # ---------------------------------------------------------------- main
 
 
@@ -3229,6 +3625,7 @@ def main():
         "records": None,
         "mesh": None,
         "udp": None,
+        "logins": None,
         "comparison": None,
         "plots": None,
         "skipped": sorted(SKIP),
@@ -3403,6 +3800,16 @@ def main():
             except (BenchError, OSError, subprocess.SubprocessError) as e:
                 result["errors"]["records"] = str(e)
                 log(f"records: {e}")
+        if "logins" not in SKIP and not GUEST_CHILD:
+            log(f"logins: {LOGIN_N} logins per sample, {LOGIN_THREADS} in flight: token and "
+                "certificate, client_auth off and optional")
+            try:
+                logins_part(result, procs, tmp, build)
+            except (BenchError, OSError, subprocess.SubprocessError, ValueError, KeyError) as e:
+                result["errors"]["logins"] = str(e)
+                log(f"logins: {e}")
+                for kind in ("off", "ed25519", "p256"):
+                    log(f"--- login-{kind}-relayd log tail:\n{procs.logtail(f'login-{kind}-relayd')}")
     except BaseException as e:
         failed = True
         result["errors"]["harness"] = f"{type(e).__name__}: {e}"
