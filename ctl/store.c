@@ -232,6 +232,33 @@ static const char *const store_migrations[] = {
     " CHECK (transport IN ('tcp', 'udp'));",
     /* 12: how a tunnel's last session logged in (a token or a certificate, navectl pki) */
     "ALTER TABLE tunnels ADD COLUMN identity TEXT NOT NULL DEFAULT '';",
+    /*
+     * 13: support sessions (ctl/support.h): a device's request for a support tunnel, the
+     * operator's approval, the end; expiry is computed on read. ended_at is set once a
+     * session is over (ended, or expired and its expiry handled: ended_by 'expiry').
+     */
+    "CREATE TABLE support_sessions ("
+    " id TEXT PRIMARY KEY,"
+    " tunnel_id TEXT NOT NULL,"
+    " reason TEXT NOT NULL DEFAULT '',"
+    " services TEXT NOT NULL,"
+    " auth_hash TEXT NOT NULL,"
+    " created_at INTEGER NOT NULL,"
+    " expires_at INTEGER NOT NULL,"
+    " state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'approved', 'ended')),"
+    " approved_by TEXT,"
+    " approved_at INTEGER,"
+    " ended_by TEXT,"
+    " ended_at INTEGER);"
+    "CREATE INDEX support_sessions_tunnel ON support_sessions(tunnel_id, created_at);"
+    "CREATE INDEX support_sessions_due ON support_sessions(expires_at) WHERE ended_at IS NULL;"
+    "CREATE TABLE support_audit ("
+    " session TEXT NOT NULL,"
+    " at INTEGER NOT NULL,"
+    " event TEXT NOT NULL,"
+    " actor TEXT NOT NULL,"
+    " detail TEXT NOT NULL DEFAULT '');"
+    "CREATE INDEX support_audit_session ON support_audit(session, at);",
 };
 
 _Static_assert(ARRAY_SIZE(store_migrations) == STORE_SCHEMA_VERSION,
@@ -3783,6 +3810,749 @@ int store_records_bandwidth(struct store *s, const struct store_filter *f, int64
 	}
 	if (!ret && rc != SQLITE_DONE && rc != SQLITE_ROW)
 		ret = db_fail(s, "connection records: bandwidth");
+	sqlite3_finalize(st);
+	return ret;
+}
+
+/* --- support sessions --- */
+
+bool store_support_id_ok(const char *id)
+{
+	if (!id || strlen(id) != STORE_SUP_ID_LEN - 1 || strncmp(id, "sup-", 4) != 0)
+		return false;
+	for (const char *p = id + 4; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9')))
+			return false;
+	return true;
+}
+
+bool store_support_service_ok(const char *name)
+{
+	return valid_str(name, VALID_NAME, STORE_SUP_SERVICE_MAX);
+}
+
+bool store_support_reason_ok(const char *reason, size_t n)
+{
+	size_t chars = 0;
+
+	if (!reason || memchr(reason, 0, n))
+		return false;
+	for (size_t i = 0, len; i < n; i += len, chars++) {
+		uint32_t cp;
+
+		len = utf8_decode((const unsigned char *)reason + i, n - i, &cp);
+		if (!len || !utf8_printable(cp) || chars >= STORE_SUP_REASON_MAX)
+			return false;
+	}
+	return true;
+}
+
+bool store_support_hex64_ok(const char *s)
+{
+	if (!s || strlen(s) != 64)
+		return false;
+	for (size_t i = 0; i < 64; i++)
+		if (hex_val(s[i]) < 0)
+			return false;
+	return true;
+}
+
+int store_support_state_of(const char *name)
+{
+	for (int i = 0; name && store_sup_state_names[i]; i++)
+		if (!strcmp(name, store_sup_state_names[i]))
+			return i;
+	return -1;
+}
+
+/* the state as read at ?1 (now, Unix s): expired when due and not ended */
+#define SUP_STATE_SQL                                                                              \
+	"CASE WHEN state = 'ended' THEN 'ended' WHEN ?1 >= expires_at THEN 'expired'"              \
+	" ELSE state END"
+#define SUP_COLS                                                                                   \
+	"id, tunnel_id, reason, services, auth_hash, created_at, expires_at, " SUP_STATE_SQL       \
+	", approved_by, approved_at, ended_by, ended_at"
+
+static void sup_row(sqlite3_stmt *st, struct store_support *r)
+{
+	const char *state;
+
+	memset(r, 0, sizeof(*r));
+	col_text(st, 0, r->id, sizeof(r->id));
+	col_text(st, 1, r->tunnel_id, sizeof(r->tunnel_id));
+	col_text(st, 2, r->reason, sizeof(r->reason));
+	col_text(st, 3, r->services, sizeof(r->services));
+	col_text(st, 4, r->auth_hash, sizeof(r->auth_hash));
+	r->created_at = col_int(st, 5);
+	r->expires_at = col_int(st, 6);
+	state = (const char *)sqlite3_column_text(st, 7);
+	r->state = store_support_state_of(state);
+	if (r->state < 0)
+		r->state = STORE_SUP_ENDED;
+	col_text(st, 8, r->approved_by, sizeof(r->approved_by));
+	r->approved_at = col_int(st, 9);
+	col_text(st, 10, r->ended_by, sizeof(r->ended_by));
+	r->ended_at = col_int(st, 11);
+}
+
+/* The session id into out: 1 found, 0 not, -EIO. */
+static int sup_find(struct store *s, const char *id, int64_t now_ms, struct store_support *out)
+{
+	sqlite3_stmt *st;
+	int rc, ret = prep(s, "SELECT " SUP_COLS " FROM support_sessions WHERE id = ?2", &st);
+
+	if (ret)
+		return ret;
+	sqlite3_bind_int64(st, 1, now_ms / 1000);
+	sqlite3_bind_text(st, 2, id, -1, SQLITE_TRANSIENT);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		sup_row(st, out);
+		ret = 1;
+	} else if (rc != SQLITE_DONE) {
+		ret = db_fail(s, "support session");
+	}
+	sqlite3_finalize(st);
+	return ret;
+}
+
+int store_support_get(struct store *s, const char *id, int64_t now_ms, struct store_support *out)
+{
+	int ret;
+
+	if (!store_support_id_ok(id))
+		return -ENOENT;
+	ret = sup_find(s, id, now_ms, out);
+	return ret == 1 ? 0 : ret == 0 ? -ENOENT : ret;
+}
+
+/* Binds text as is (the caller checked its length: no clamp to STORE_STR_LEN). */
+static void bind_raw(sqlite3_stmt *st, int i, const char *v)
+{
+	if (v)
+		sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT);
+	else
+		sqlite3_bind_null(st, i);
+}
+
+static int sup_audit_add(struct store *s, const char *id, int64_t at_ms, const char *event,
+			 const char *actor, const char *detail)
+{
+	sqlite3_stmt *st;
+	int64_t n = 0;
+	int ret = prep(s, "SELECT count(*) FROM support_audit WHERE session = ?1", &st);
+
+	if (ret)
+		return ret;
+	bind_raw(st, 1, id);
+	ret = query_int(s, st, &n);
+	sqlite3_finalize(st);
+	if (ret)
+		return ret;
+	if (n >= STORE_SUP_AUDIT_MAX)
+		return -EDQUOT;
+	ret = prep(s,
+		   "INSERT INTO support_audit (session, at, event, actor, detail)"
+		   " VALUES (?1, ?2, ?3, ?4, ?5)",
+		   &st);
+	if (ret)
+		return ret;
+	bind_raw(st, 1, id);
+	sqlite3_bind_int64(st, 2, at_ms);
+	bind_raw(st, 3, event);
+	sqlite3_bind_text(st, 4, actor ? actor : "",
+			  (int)utf8_clamp(actor ? actor : "", STORE_SUP_ACTOR_LEN - 1),
+			  SQLITE_TRANSIENT);
+	sqlite3_bind_text(st, 5, detail ? detail : "",
+			  (int)utf8_clamp(detail ? detail : "", STORE_SUP_DETAIL_LEN - 1),
+			  SQLITE_TRANSIENT);
+	ret = step_done(s, st);
+	sqlite3_finalize(st);
+	return ret;
+}
+
+int store_support_audit_add(struct store *s, const char *id, int64_t at_ms, const char *event,
+			    const char *actor, const char *detail)
+{
+	if (!store_support_id_ok(id) || !event || strlen(event) >= 16)
+		return -EINVAL;
+	return sup_audit_add(s, id, at_ms, event, actor, detail);
+}
+
+/* A new id "sup-" + 10 of [a-z0-9], uniformly (bytes past 251 are drawn again). */
+static void sup_new_id(char id[STORE_SUP_ID_LEN])
+{
+	static const char abc[] = "abcdefghijklmnopqrstuvwxyz0123456789";
+	size_t n = 0;
+
+	memcpy(id, "sup-", 4);
+	while (n < 10) {
+		uint8_t b[16];
+
+		random_bytes(b, sizeof(b));
+		for (size_t i = 0; i < sizeof(b) && n < 10; i++)
+			if (b[i] < 252)
+				id[4 + n++] = abc[b[i] % 36];
+	}
+	id[14] = 0;
+}
+
+/* services as the JSON array text stored; false when one is bad, repeated or too many */
+static bool sup_services_text(const char *const *services, size_t n, char *out, size_t len,
+			      char *err, size_t errlen)
+{
+	size_t at = 0;
+
+	if (n < 1 || n > STORE_SUP_SERVICES_MAX) {
+		set_err(err, errlen, "a support session offers 1 to %d services",
+			STORE_SUP_SERVICES_MAX);
+		return false;
+	}
+	out[at++] = '[';
+	for (size_t i = 0; i < n; i++) {
+		if (!store_support_service_ok(services[i])) {
+			set_err(err, errlen, "bad service name: 1-%d characters: %s",
+				STORE_SUP_SERVICE_MAX, valid_alphabet(VALID_NAME));
+			return false;
+		}
+		for (size_t k = 0; k < i; k++)
+			if (!strcmp(services[k], services[i])) {
+				set_err(err, errlen, "service \"%s\" is named twice", services[i]);
+				return false;
+			}
+		at += (size_t)snprintf(out + at, len - at, "%s\"%s\"", i ? "," : "", services[i]);
+	}
+	snprintf(out + at, len - at, "]");
+	return true;
+}
+
+static int sup_create_tx(struct store *s, const char *tunnel_id, const char *reason,
+			 const char *services, const char *hash, int64_t expires_s,
+			 const char *detail, int64_t now_ms, char id[STORE_SUP_ID_LEN], char *err,
+			 size_t errlen)
+{
+	struct store_tunnel t;
+	struct store_support r;
+	sqlite3_stmt *st;
+	int64_t now = now_ms / 1000, n = 0;
+	char actor[STORE_SUP_ACTOR_LEN];
+	int ret = store_tunnel_get(s, tunnel_id, &t);
+
+	if (ret == -ENOENT) {
+		set_err(err, errlen, "unknown tunnel %s", tunnel_id);
+		return ret;
+	}
+	if (ret)
+		return ret;
+	ret = prep(s,
+		   "SELECT count(*) FROM support_sessions WHERE tunnel_id = ?1 AND"
+		   " state IN ('pending', 'approved') AND expires_at > ?2",
+		   &st);
+	if (ret)
+		return ret;
+	bind_raw(st, 1, tunnel_id);
+	sqlite3_bind_int64(st, 2, now);
+	ret = query_int(s, st, &n);
+	sqlite3_finalize(st);
+	if (ret)
+		return ret;
+	if (n >= STORE_SUP_ACTIVE_MAX) {
+		set_err(
+		    err, errlen,
+		    "this tunnel has %d support sessions pending or approved already (at most %d)",
+		    (int)n, STORE_SUP_ACTIVE_MAX);
+		return -EDQUOT;
+	}
+	ret = -EEXIST;
+	for (int i = 0; i < ID_TRIES && ret == -EEXIST; i++) {
+		sup_new_id(id);
+		ret = sup_find(s, id, now_ms, &r);
+		ret = ret == 1 ? -EEXIST : ret;
+	}
+	if (ret)
+		return ret == -EEXIST ? -EIO : ret;
+	ret = prep(s,
+		   "INSERT INTO support_sessions (id, tunnel_id, reason, services, auth_hash,"
+		   " created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+		   &st);
+	if (ret)
+		return ret;
+	bind_raw(st, 1, id);
+	bind_raw(st, 2, tunnel_id);
+	bind_raw(st, 3, reason);
+	bind_raw(st, 4, services);
+	bind_raw(st, 5, hash);
+	sqlite3_bind_int64(st, 6, now);
+	sqlite3_bind_int64(st, 7, now + expires_s);
+	ret = step_done(s, st);
+	sqlite3_finalize(st);
+	snprintf(actor, sizeof(actor), "tunnel:%s", tunnel_id);
+	if (!ret)
+		ret = sup_audit_add(s, id, now_ms, "requested", actor, detail);
+	return ret;
+}
+
+int store_support_create(struct store *s, const char *tunnel_id, const char *reason,
+			 const char *const *services, size_t n, const char *auth_hash,
+			 int64_t expires_s, const char *detail, int64_t now_ms,
+			 struct store_support *out, char *err, size_t errlen)
+{
+	char text[STORE_SUP_SERVICES_LEN], hash[STORE_HEX_LEN], id[STORE_SUP_ID_LEN];
+	int ret;
+
+	if (!reason)
+		reason = "";
+	if (!valid_str(tunnel_id, VALID_ID, STORE_TUNNEL_ID_LEN - 1)) {
+		set_err(err, errlen, "invalid tunnel_id");
+		return -EINVAL;
+	}
+	if (!store_support_reason_ok(reason, strlen(reason))) {
+		set_err(err, errlen,
+			"bad reason: at most %d characters of UTF-8 text without control "
+			"characters",
+			STORE_SUP_REASON_MAX);
+		return -EINVAL;
+	}
+	if (expires_s < 1 || expires_s > STORE_SUP_EXPIRES_MAX) {
+		set_err(err, errlen, "bad expiry: 1 s to 7 days");
+		return -EINVAL;
+	}
+	if (!store_support_hex64_ok(auth_hash)) {
+		set_err(err, errlen, "bad auth_hash: 64 hex digits");
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < 65; i++)
+		hash[i] = (char)(auth_hash[i] >= 'A' && auth_hash[i] <= 'F' ? auth_hash[i] + 32
+									    : auth_hash[i]);
+	if (!sup_services_text(services, n, text, sizeof(text), err, errlen))
+		return -EINVAL;
+	ret = tx_begin_err(s, err, errlen);
+	if (ret)
+		return ret;
+	ret = sup_create_tx(s, tunnel_id, reason, text, hash, expires_s, detail, now_ms, id, err,
+			    errlen);
+	ret = tx_end_err(s, ret, err, errlen);
+	if (ret)
+		return ret;
+	ret = store_support_get(s, id, now_ms, out);
+	if (ret)
+		set_err(err, errlen, "internal error");
+	return ret;
+}
+
+/* Binds the list's ?1 now, ?2 the state's name (NULL: any), ?3 the tunnel (NULL: any). */
+static void sup_list_bind(sqlite3_stmt *st, int64_t now_ms, const char *state, const char *tunnel)
+{
+	sqlite3_bind_int64(st, 1, now_ms / 1000);
+	bind_raw(st, 2, state);
+	bind_raw(st, 3, tunnel);
+}
+
+#define SUP_WHERE " WHERE (?2 IS NULL OR " SUP_STATE_SQL " = ?2) AND (?3 IS NULL OR tunnel_id = ?3)"
+
+int store_support_list(struct store *s, int state, const char *tunnel_id, int64_t now_ms,
+		       int64_t offset, int64_t limit, store_support_cb cb, void *arg,
+		       int64_t *total)
+{
+	const char *sname =
+	    state >= 0 && state < STORE_SUP_STATES ? store_sup_state_names[state] : NULL;
+	struct store_support r;
+	sqlite3_stmt *st;
+	int rc, ret;
+
+	if (total) {
+		ret = prep(s, "SELECT count(*) FROM support_sessions" SUP_WHERE, &st);
+		if (ret)
+			return ret;
+		sup_list_bind(st, now_ms, sname, tunnel_id);
+		ret = query_int(s, st, total);
+		sqlite3_finalize(st);
+		if (ret)
+			return ret;
+	}
+	ret = prep(s,
+		   "SELECT " SUP_COLS " FROM support_sessions" SUP_WHERE
+		   " ORDER BY created_at DESC, rowid DESC LIMIT ?4 OFFSET ?5",
+		   &st);
+	if (ret)
+		return ret;
+	sup_list_bind(st, now_ms, sname, tunnel_id);
+	sqlite3_bind_int64(st, 4, limit);
+	sqlite3_bind_int64(st, 5, offset);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		sup_row(st, &r);
+		ret = cb(&r, arg);
+		if (ret)
+			break;
+	}
+	if (!ret && rc != SQLITE_DONE)
+		ret = db_fail(s, "support sessions");
+	sqlite3_finalize(st);
+	return ret;
+}
+
+/* The refusal of a change to r (not pending or approved now): -ETIME or -ESRCH with err. */
+static int sup_over(const struct store_support *r, char *err, size_t errlen)
+{
+	if (r->state == STORE_SUP_EXPIRED) {
+		set_err(err, errlen, "support session %s has expired", r->id);
+		return -ETIME;
+	}
+	set_err(err, errlen, "support session %s was ended", r->id);
+	return -ESRCH;
+}
+
+static int sup_approve_tx(struct store *s, const char *id, const char *actor, int64_t now_ms,
+			  struct store_support *r, char *err, size_t errlen)
+{
+	sqlite3_stmt *st;
+	int ret = sup_find(s, id, now_ms, r);
+
+	if (ret == 0) {
+		set_err(err, errlen, "no support session %s", id);
+		return -ENOENT;
+	}
+	if (ret < 0)
+		return ret;
+	if (r->state == STORE_SUP_APPROVED) {
+		set_err(err, errlen, "support session %s is already approved", id);
+		return -EALREADY;
+	}
+	if (r->state != STORE_SUP_PENDING)
+		return sup_over(r, err, errlen);
+	ret = prep(s,
+		   "UPDATE support_sessions SET state = 'approved', approved_by = ?2,"
+		   " approved_at = ?3 WHERE id = ?1",
+		   &st);
+	if (ret)
+		return ret;
+	bind_raw(st, 1, id);
+	sqlite3_bind_text(st, 2, actor, (int)utf8_clamp(actor, STORE_SUP_ACTOR_LEN - 1),
+			  SQLITE_TRANSIENT);
+	sqlite3_bind_int64(st, 3, now_ms / 1000);
+	ret = step_done(s, st);
+	sqlite3_finalize(st);
+	if (!ret)
+		ret = sup_audit_add(s, id, now_ms, "approved", actor, "");
+	return ret;
+}
+
+int store_support_approve(struct store *s, const char *id, const char *actor, int64_t now_ms,
+			  struct store_support *out, char *err, size_t errlen)
+{
+	int ret;
+
+	if (!store_support_id_ok(id)) {
+		char esc[4 * STORE_SUP_ID_LEN];
+
+		set_err(err, errlen, "no support session %s",
+			log_esc_str(id ? id : "", esc, sizeof(esc)));
+		return -ENOENT;
+	}
+	if (!actor || !*actor)
+		actor = "local";
+	ret = tx_begin_err(s, err, errlen);
+	if (ret)
+		return ret;
+	ret = sup_approve_tx(s, id, actor, now_ms, out, err, errlen);
+	ret = tx_end_err(s, ret, err, errlen);
+	if (!ret && sup_find(s, id, now_ms, out) != 1)
+		ret = -EIO;
+	return ret;
+}
+
+static int sup_end_tx(struct store *s, const char *id, const char *owner, const char *actor,
+		      int64_t now_ms, struct store_support *r, bool *denied, char *err,
+		      size_t errlen)
+{
+	sqlite3_stmt *st;
+	int ret = sup_find(s, id, now_ms, r);
+
+	if (ret == 0 || (ret == 1 && owner && strcmp(owner, r->tunnel_id) != 0)) {
+		set_err(err, errlen, "no support session %s", id);
+		return -ENOENT;
+	}
+	if (ret < 0)
+		return ret;
+	if (r->state != STORE_SUP_PENDING && r->state != STORE_SUP_APPROVED)
+		return sup_over(r, err, errlen);
+	*denied = !owner && r->state == STORE_SUP_PENDING;
+	ret = prep(s,
+		   "UPDATE support_sessions SET state = 'ended', ended_by = ?2, ended_at = ?3"
+		   " WHERE id = ?1",
+		   &st);
+	if (ret)
+		return ret;
+	bind_raw(st, 1, id);
+	sqlite3_bind_text(st, 2, actor, (int)utf8_clamp(actor, STORE_SUP_ACTOR_LEN - 1),
+			  SQLITE_TRANSIENT);
+	sqlite3_bind_int64(st, 3, now_ms / 1000);
+	ret = step_done(s, st);
+	sqlite3_finalize(st);
+	if (!ret)
+		ret = sup_audit_add(s, id, now_ms, *denied ? "denied" : "ended", actor, "");
+	return ret;
+}
+
+int store_support_end(struct store *s, const char *id, const char *owner_tunnel, const char *actor,
+		      int64_t now_ms, struct store_support *out, bool *denied, char *err,
+		      size_t errlen)
+{
+	char own[STORE_SUP_ACTOR_LEN];
+	bool den = false;
+	int ret;
+
+	if (denied)
+		*denied = false;
+	if (!store_support_id_ok(id)) {
+		char esc[4 * STORE_SUP_ID_LEN];
+
+		set_err(err, errlen, "no support session %s",
+			log_esc_str(id ? id : "", esc, sizeof(esc)));
+		return -ENOENT;
+	}
+	if (owner_tunnel) {
+		snprintf(own, sizeof(own), "tunnel:%s", owner_tunnel);
+		actor = own;
+	} else if (!actor || !*actor) {
+		actor = "local";
+	}
+	ret = tx_begin_err(s, err, errlen);
+	if (ret)
+		return ret;
+	ret = sup_end_tx(s, id, owner_tunnel, actor, now_ms, out, &den, err, errlen);
+	ret = tx_end_err(s, ret, err, errlen);
+	if (!ret && sup_find(s, id, now_ms, out) != 1)
+		ret = -EIO;
+	if (!ret && denied)
+		*denied = den;
+	return ret;
+}
+
+/* Collects rows of a query into a growing array (the callbacks run after the statement). */
+struct sup_rows {
+	struct store_support *v;
+	size_t n, cap;
+};
+
+static int sup_rows_add(struct sup_rows *a, const struct store_support *r)
+{
+	if (a->n == a->cap) {
+		size_t cap = a->cap ? 2 * a->cap : 16;
+		struct store_support *v = realloc(a->v, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		a->v = v;
+		a->cap = cap;
+	}
+	a->v[a->n++] = *r;
+	return 0;
+}
+
+/* Runs a SELECT of SUP_COLS with ?1 now and ?2 an integer into a. */
+static int sup_select(struct store *s, const char *sql, int64_t now_ms, int64_t v,
+		      struct sup_rows *a)
+{
+	struct store_support r;
+	sqlite3_stmt *st;
+	int rc, ret = prep(s, sql, &st);
+
+	if (ret)
+		return ret;
+	sqlite3_bind_int64(st, 1, now_ms / 1000);
+	sqlite3_bind_int64(st, 2, v);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		sup_row(st, &r);
+		ret = sup_rows_add(a, &r);
+		if (ret)
+			break;
+	}
+	if (!ret && rc != SQLITE_DONE)
+		ret = db_fail(s, "support sessions");
+	sqlite3_finalize(st);
+	return ret;
+}
+
+int store_support_expire(struct store *s, int64_t now_ms, store_support_cb cb, void *arg)
+{
+	struct sup_rows due = {0};
+	sqlite3_stmt *st = NULL;
+	int ret = tx_begin(s);
+
+	if (ret)
+		return ret;
+	/* at most 256 a call: the rest in the next second's */
+	ret = sup_select(s,
+			 "SELECT " SUP_COLS " FROM support_sessions WHERE ended_at IS NULL AND"
+			 " expires_at <= ?1 AND state IN ('pending', 'approved')"
+			 " ORDER BY expires_at LIMIT 256",
+			 now_ms, 0, &due);
+	if (!ret)
+		ret = prep(s,
+			   "UPDATE support_sessions SET ended_by = 'expiry', ended_at = expires_at"
+			   " WHERE id = ?1",
+			   &st);
+	for (size_t i = 0; !ret && i < due.n; i++) {
+		bind_raw(st, 1, due.v[i].id);
+		ret = step_done(s, st);
+		sqlite3_reset(st);
+		if (!ret)
+			ret = sup_audit_add(s, due.v[i].id, due.v[i].expires_at * 1000, "ended",
+					    "expiry", "");
+		if (ret == -EDQUOT)
+			ret = 0;
+		str_copy(due.v[i].ended_by, sizeof(due.v[i].ended_by), "expiry");
+		due.v[i].ended_at = due.v[i].expires_at;
+	}
+	sqlite3_finalize(st);
+	ret = tx_end(s, ret);
+	for (size_t i = 0; !ret && cb && i < due.n; i++)
+		ret = cb(&due.v[i], arg);
+	free(due.v);
+	return ret;
+}
+
+int store_support_over_since(struct store *s, int64_t since_s, int64_t now_ms, int64_t limit,
+			     store_support_cb cb, void *arg)
+{
+	struct sup_rows rows = {0};
+	char sql[512];
+	int ret;
+
+	snprintf(sql, sizeof(sql),
+		 "SELECT " SUP_COLS " FROM support_sessions WHERE ended_at >= ?2"
+		 " ORDER BY ended_at DESC LIMIT %lld",
+		 (long long)(limit < 0 ? -1 : limit));
+	ret = sup_select(s, sql, now_ms, since_s, &rows);
+	for (size_t i = 0; !ret && i < rows.n; i++)
+		ret = cb(&rows.v[i], arg);
+	free(rows.v);
+	return ret;
+}
+
+/* The place of name in a stored services array (names need no escaping), or -1. */
+static int sup_service_index(const char *services, const char *name)
+{
+	size_t n = strlen(name);
+	int idx = 0;
+
+	for (const char *p = services; *p; p++) {
+		if (*p == ',')
+			idx++;
+		if (*p == '"' && !strncmp(p + 1, name, n) && p[1 + n] == '"')
+			return idx;
+		if (*p == '"')
+			p = strchr(p + 1, '"') ?: p + strlen(p) - 1;
+	}
+	return -1;
+}
+
+int store_support_check(struct store *s, const char *id, const char *service, const char *auth_hex,
+			int64_t now_ms, struct store_support *out, int *index, const char **code,
+			char *err, size_t errlen)
+{
+	uint8_t key[32], md[SHA256_DIGEST_LENGTH];
+	char hex[65];
+	bool ok;
+	int ret;
+
+	*index = -1;
+	*code = "unknown session";
+	memset(out, 0, sizeof(*out));
+	ret = store_support_id_ok(id) ? sup_find(s, id, now_ms, out) : 0;
+	if (ret < 0)
+		return ret;
+	if (ret == 0) {
+		char esc[4 * STORE_SUP_ID_LEN];
+
+		set_err(err, errlen, "no support session %s",
+			log_esc_str(id ? id : "", esc, sizeof(esc)));
+		return -EACCES;
+	}
+	switch (out->state) {
+	case STORE_SUP_ENDED:
+		*code = "ended";
+		set_err(err, errlen, "support session %s was ended", id);
+		return -EACCES;
+	case STORE_SUP_EXPIRED:
+		*code = "expired";
+		set_err(err, errlen, "support session %s has expired", id);
+		return -EACCES;
+	case STORE_SUP_PENDING:
+		*code = "not approved";
+		set_err(err, errlen, "support session %s is not approved yet", id);
+		return -EACCES;
+	default:
+		break;
+	}
+	/* the key before the services: no key, no word about what the session offers */
+	ok = store_support_hex64_ok(auth_hex) && !hex_decode(auth_hex, key, sizeof(key));
+	if (ok) {
+		SHA256(key, sizeof(key), md);
+		hex_encode(md, sizeof(md), hex);
+		ok = strlen(out->auth_hash) == 64 && CRYPTO_memcmp(hex, out->auth_hash, 64) == 0;
+		OPENSSL_cleanse(key, sizeof(key));
+		OPENSSL_cleanse(md, sizeof(md));
+		OPENSSL_cleanse(hex, sizeof(hex));
+	}
+	if (!ok) {
+		*code = "wrong key";
+		set_err(err, errlen, "wrong key for support session %s", id);
+		return -EACCES;
+	}
+	*index = store_support_service_ok(service) ? sup_service_index(out->services, service) : -1;
+	if (*index < 0) {
+		char esc[2 * STORE_SUP_SERVICE_MAX + 8];
+
+		*code = "unknown service";
+		log_esc_str(service ? service : "", esc, sizeof(esc));
+		set_err(err, errlen, "service \"%s\" is not offered by support session %s", esc,
+			id);
+		return -EACCES;
+	}
+	*code = NULL;
+	return 0;
+}
+
+int store_support_audit_list(struct store *s, const char *id, int64_t limit,
+			     store_support_audit_cb cb, void *arg, int64_t *total)
+{
+	struct store_support_audit a;
+	sqlite3_stmt *st;
+	int rc, ret;
+
+	if (total) {
+		ret = prep(s, "SELECT count(*) FROM support_audit WHERE session = ?1", &st);
+		if (ret)
+			return ret;
+		bind_raw(st, 1, id);
+		ret = query_int(s, st, total);
+		sqlite3_finalize(st);
+		if (ret)
+			return ret;
+	}
+	ret = prep(s,
+		   "SELECT session, at, event, actor, detail FROM support_audit WHERE session = ?1"
+		   " ORDER BY at, rowid LIMIT ?2",
+		   &st);
+	if (ret)
+		return ret;
+	bind_raw(st, 1, id);
+	sqlite3_bind_int64(st, 2, limit);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		memset(&a, 0, sizeof(a));
+		col_text(st, 0, a.session, sizeof(a.session));
+		a.at = col_int(st, 1);
+		col_text(st, 2, a.event, sizeof(a.event));
+		col_text(st, 3, a.actor, sizeof(a.actor));
+		col_text(st, 4, a.detail, sizeof(a.detail));
+		ret = cb(&a, arg);
+		if (ret)
+			break;
+	}
+	if (!ret && rc != SQLITE_DONE)
+		ret = db_fail(s, "support audit");
 	sqlite3_finalize(st);
 	return ret;
 }

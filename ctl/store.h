@@ -34,7 +34,7 @@ struct store;
 #define STORE_SEARCH_MAX    200 /* bytes of a tunnel search (its LIKE pattern: 2 * this + 2) */
 
 /* The schema version this build migrates to. */
-#define STORE_SCHEMA_VERSION 12
+#define STORE_SCHEMA_VERSION 13
 
 enum store_state { STORE_OFFLINE = 0, STORE_ONLINE = 1 };
 
@@ -678,6 +678,133 @@ int store_records_list(struct store *s, const struct store_filter *f, int64_t li
 typedef int (*store_bucket_cb)(int64_t t, int64_t in, int64_t out, int64_t conns, void *arg);
 int store_records_bandwidth(struct store *s, const struct store_filter *f, int64_t step,
 			    store_bucket_cb cb, void *arg);
+
+/* --- support sessions (schema v12; ctl/support.h has the protocol side) --- */
+#define STORE_SUP_ID_LEN       15  /* "sup-" + 10 of [a-z0-9] + NUL */
+#define STORE_SUP_REASON_MAX   200 /* characters (printable UTF-8) */
+#define STORE_SUP_REASON_LEN   (4 * STORE_SUP_REASON_MAX + 1)
+#define STORE_SUP_SERVICES_MAX 8
+#define STORE_SUP_SERVICE_MAX  31 /* bytes of a service name: [A-Za-z0-9_-] */
+/* the services as stored: a JSON array of names ("["ssh","web"]") */
+#define STORE_SUP_SERVICES_LEN (STORE_SUP_SERVICES_MAX * (STORE_SUP_SERVICE_MAX + 3) + 3)
+#define STORE_SUP_ACTOR_LEN    96
+#define STORE_SUP_ACTIVE_MAX   4	   /* pending or approved, unexpired, per tunnel */
+#define STORE_SUP_EXPIRES_MAX  (7 * 86400) /* seconds */
+#define STORE_SUP_DETAIL_LEN   1024	   /* an audit record's detail (JSON text) */
+#define STORE_SUP_AUDIT_MAX    10000	   /* audit records per session; later ones are dropped */
+
+/* expired is computed when read: now >= expires_at and not ended */
+enum store_sup_state {
+	STORE_SUP_PENDING = 0,
+	STORE_SUP_APPROVED,
+	STORE_SUP_ENDED,
+	STORE_SUP_EXPIRED,
+	STORE_SUP_STATES
+};
+static const char *const store_sup_state_names[] = {"pending", "approved", "ended", "expired",
+						    NULL};
+
+struct store_support {
+	char id[STORE_SUP_ID_LEN];
+	char tunnel_id[STORE_TUNNEL_ID_LEN];
+	char reason[STORE_SUP_REASON_LEN];
+	char services[STORE_SUP_SERVICES_LEN]; /* JSON array of the names */
+	char auth_hash[STORE_HEX_LEN];	/* SHA-256 of the auth key, hex; never in an answer */
+	int64_t created_at, expires_at; /* Unix seconds */
+	int state;			/* enum store_sup_state, as of the read */
+	char approved_by[STORE_SUP_ACTOR_LEN]; /* "" when not approved */
+	int64_t approved_at;		       /* 0: not approved */
+	char ended_by[STORE_SUP_ACTOR_LEN];    /* "tunnel:T", an operator, "expiry"; "" */
+	int64_t ended_at;		       /* 0: not over */
+};
+
+struct store_support_audit {
+	char session[STORE_SUP_ID_LEN];
+	int64_t at; /* Unix milliseconds */
+	char event[16];
+	char actor[STORE_SUP_ACTOR_LEN];
+	char detail[STORE_SUP_DETAIL_LEN]; /* JSON text, or "" */
+};
+
+typedef int (*store_support_cb)(const struct store_support *r, void *arg);
+typedef int (*store_support_audit_cb)(const struct store_support_audit *a, void *arg);
+
+/* ^sup-[a-z0-9]{10}$ */
+bool store_support_id_ok(const char *id);
+/* 1..STORE_SUP_SERVICE_MAX of [A-Za-z0-9_-] */
+bool store_support_service_ok(const char *name);
+/* n bytes (no NUL among them) of printable UTF-8, at most STORE_SUP_REASON_MAX characters */
+bool store_support_reason_ok(const char *reason, size_t n);
+/* 64 hex digits (either case) */
+bool store_support_hex64_ok(const char *s);
+/* The enum store_sup_state of a name ("pending", ...), or -1. */
+int store_support_state_of(const char *name);
+
+/*
+ * A new pending support session of tunnel_id for expires_s seconds (1..STORE_SUP_EXPIRES_MAX)
+ * from now_ms (Unix ms), with services (1..STORE_SUP_SERVICES_MAX distinct names), reason
+ * and auth_hash (64 hex digits, stored lower case); its audit record "requested" (actor
+ * "tunnel:T", detail: JSON text) in the same transaction. Refused with a one-line err:
+ * -ENOENT (no such tunnel), -EINVAL (a bad value), -EDQUOT (the tunnel holds
+ * STORE_SUP_ACTIVE_MAX pending or approved sessions that have not expired); -EIO.
+ */
+int store_support_create(struct store *s, const char *tunnel_id, const char *reason,
+			 const char *const *services, size_t n, const char *auth_hash,
+			 int64_t expires_s, const char *detail, int64_t now_ms,
+			 struct store_support *out, char *err, size_t errlen);
+/* One session, its state as of now_ms: 0, -ENOENT, -EIO. */
+int store_support_get(struct store *s, const char *id, int64_t now_ms, struct store_support *out);
+/*
+ * The sessions in state (-1: any; STORE_SUP_EXPIRED as computed at now_ms) of tunnel_id
+ * (NULL: every tunnel), newest first, items offset..offset+limit-1 (limit -1: all); *total
+ * (may be NULL) the number that match.
+ */
+int store_support_list(struct store *s, int state, const char *tunnel_id, int64_t now_ms,
+		       int64_t offset, int64_t limit, store_support_cb cb, void *arg,
+		       int64_t *total);
+/*
+ * The operator approves a pending, unexpired session (actor: who, for approved_by and
+ * the audit record "approved"). Refusals with err: -ENOENT "no support session ID",
+ * -EALREADY "support session ID is already approved", -ETIME "... has expired",
+ * -ESRCH "... was ended".
+ */
+int store_support_approve(struct store *s, const char *id, const char *actor, int64_t now_ms,
+			  struct store_support *out, char *err, size_t errlen);
+/*
+ * Ends a pending or approved session that has not expired. owner_tunnel set: the device
+ * ends its own (another tunnel's is -ENOENT, as an unknown one), actor "tunnel:T"; NULL:
+ * the operator (actor), whose end of a pending one is a denial (*denied, may be NULL; audit
+ * "denied", else "ended"). Refusals as store_support_approve's (-ETIME, -ESRCH).
+ */
+int store_support_end(struct store *s, const char *id, const char *owner_tunnel, const char *actor,
+		      int64_t now_ms, struct store_support *out, bool *denied, char *err,
+		      size_t errlen);
+/*
+ * The expiry of every pending or approved session whose expires_at has come at now_ms and
+ * was not handled yet: ended_by "expiry", ended_at its expires_at, audit "ended" (actor
+ * "expiry"); cb (may be NULL) gets each afterwards. 0 or -EIO.
+ */
+int store_support_expire(struct store *s, int64_t now_ms, store_support_cb cb, void *arg);
+/* The sessions over (ended, or expired and handled) since since_s (Unix s), newest first. */
+int store_support_over_since(struct store *s, int64_t since_s, int64_t now_ms, int64_t limit,
+			     store_support_cb cb, void *arg);
+/*
+ * A supporter's connect: 0 with *index the service's place in the session's list when the
+ * session is approved, unexpired, auth_hex (the auth key, 64 hex digits) hashes to its
+ * auth_hash (SHA-256, compared in constant time) and service is one of its services.
+ * Else -EACCES with the one-line answer in err and a short reason for the audit record in
+ * *code ("unknown session", "ended", "expired", "not approved", "wrong key", "unknown
+ * service"); -EIO. out gets the session when it exists.
+ */
+int store_support_check(struct store *s, const char *id, const char *service, const char *auth_hex,
+			int64_t now_ms, struct store_support *out, int *index, const char **code,
+			char *err, size_t errlen);
+/* Appends an audit record of session id (at most STORE_SUP_AUDIT_MAX each: -EDQUOT). */
+int store_support_audit_add(struct store *s, const char *id, int64_t at_ms, const char *event,
+			    const char *actor, const char *detail);
+/* The audit records of id in order (at, then as added), at most limit (-1: all). */
+int store_support_audit_list(struct store *s, const char *id, int64_t limit,
+			     store_support_audit_cb cb, void *arg, int64_t *total);
 
 /* Lower-case hex SHA-256 of a token secret, as stored: 65 bytes. */
 void store_hash_secret(const char *secret, char out[65]);

@@ -352,7 +352,9 @@ def test_migration_keeps_ports_tcp(controld_only):
     port = srv.ports()[0]
     srv.stop_controld()
     db = sqlite3.connect(srv.dir / "var" / "nave.db")
-    db.executescript("ALTER TABLE ports DROP COLUMN transport;"
+    db.executescript("DROP TABLE support_sessions; DROP TABLE support_audit;"
+                     "ALTER TABLE tunnels DROP COLUMN identity;"
+                     "ALTER TABLE ports DROP COLUMN transport;"
                      "UPDATE schema_version SET version = 10;")
     db.close()
     srv.start_controld()

@@ -197,7 +197,8 @@ static void test_wal_mode(void **state)
  * (conn_records, rule_traffic), 10 (mesh_rules) and 11 (ports.transport) added, taken away
  * again to make an older database.
  */
-#define UNDO_V12 "ALTER TABLE tunnels DROP COLUMN identity;"
+#define UNDO_V13 "DROP TABLE support_sessions; DROP TABLE support_audit;"
+#define UNDO_V12 UNDO_V13 "ALTER TABLE tunnels DROP COLUMN identity;"
 #define UNDO_V11 UNDO_V12 "ALTER TABLE ports DROP COLUMN transport;"
 #define UNDO_V6                                                                                    \
 	UNDO_V11                                                                                   \
