@@ -79,7 +79,8 @@ RELAYD_SRC := datapath/relayd.c datapath/ctlthread.c datapath/kern.c $(ENGINE) $
 	      $(CFG) $(COMMON) $(PASSWD) $(SUPPORT) $(SVC) $(SANDBOX) $(SOCKS5)
 CONTROLD_SRC := ctl/controld.c ctl/store.c ctl/api.c ctl/relaylink.c ctl/reload.c ctl/acme.c \
 		ctl/acme_http.c ctl/jws.c ctl/restrict.c ctl/ruleops.c ctl/totp.c ctl/auth.c ctl/records.c \
-		ctl/metrics.c ctl/mhdpoll.c $(TLS) $(CFG) $(COMMON) $(PASSWD) $(SUPPORT) $(SVC) $(SANDBOX)
+		ctl/metrics.c ctl/mhdpoll.c ctl/support.c ctl/api_support.c $(TLS) $(CFG) $(COMMON) \
+		$(PASSWD) $(SUPPORT) $(SVC) $(SANDBOX)
 # navectl: libcurl (GnuTLS), never BoringSSL: libcurl's libssh2 brings OpenSSL's libcrypto.so.3, and
 # both in one process resolve each other's symbols. Its pki commands run in nave-pki (ctl/pki_main.c):
 # tls/pki.c over BoringSSL's libcrypto (never libssl), no libcurl.
@@ -178,7 +179,7 @@ $(B)/tests/test_sandbox: $(call obj,common/sandbox.c)
 # the dashboard's file server, with the files embedded as controld has them
 $(B)/tests/test_ui: $(call obj,ctl/ui.c $(UI_GEN))
 # the ACME client's pieces and relayd's challenge table
-$(B)/tests/test_acme: $(call obj,ctl/jws.c ctl/acme.c ctl/acme_http.c ctl/relaylink.c ctl/ruleops.c \
+$(B)/tests/test_acme: $(call obj,ctl/jws.c ctl/acme.c ctl/acme_http.c ctl/relaylink.c ctl/ruleops.c ctl/support.c \
 	ctl/records.c datapath/acme_chal.c ctl/restrict.c)
 # token restrictions: parsing and matching
 $(B)/tests/test_restrict: $(call obj,ctl/restrict.c)
@@ -189,7 +190,7 @@ $(B)/tests/test_support: $(call obj,$(SUPPORT))
 $(B)/tests/test_records: $(call obj,ctl/records.c)
 
 # the Prometheus text and the metrics listener
-$(B)/tests/test_metrics: $(call obj,ctl/metrics.c ctl/mhdpoll.c ctl/relaylink.c ctl/ruleops.c ctl/records.c ctl/restrict.c)
+$(B)/tests/test_metrics: $(call obj,ctl/metrics.c ctl/mhdpoll.c ctl/relaylink.c ctl/ruleops.c ctl/records.c ctl/restrict.c ctl/support.c)
 
 # The XDP filter's test driver (tests/xdp/): the loader without relayd, for test_xdp.py.
 $(B)/tests/xdp_probe: tests/xdp/xdp_probe.c $(call obj,bpf/xdp.c common/cidr.c common/log.c common/util.c)

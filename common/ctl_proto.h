@@ -171,6 +171,53 @@
  */
 #define CTL_CONN_RECORDS "conn_records"
 
+/*
+ * Support sessions (ctl/support.h; the design: a device asks for a support tunnel, the
+ * operator approves it, a supporter connects with a key only the device gave out). relayd
+ * sends these only for clients that named the "support" feature; controld checks every
+ * member again (ids ^sup-[a-z0-9]{10}$, service names 1-31 of [A-Za-z0-9_-], hex) and
+ * answers a bad value with error {req, reason} (one line); a member of the wrong type is a
+ * malformed message.
+ *
+ * {req, tunnel_id, expires (seconds, 1..604800: the client's CLI keeps 1 min as its least),
+ * reason (0-200 characters of printable UTF-8; absent = ""), services: [1..8 distinct
+ * names], auth_hash (SHA-256 of the auth key, 64 hex digits), source (the client's address
+ * as relayd saw it; absent when unknown)} -> support_granted {req, id, expires_at (Unix s)}
+ * or error ("this tunnel has 4 support sessions pending or approved already (at most 4)").
+ * Audit: requested.
+ */
+#define CTL_SUPPORT_REQUEST "support_request"
+/*
+ * {req, session, service, auth (the auth key, 64 hex digits), source (the supporter's
+ * address), source_port?}: may a supporter connect? -> support_allowed {req, session,
+ * tunnel_id, service_index (the service's place in the request's list, from 0),
+ * expires_at (Unix s: relayd ends the session's links then, even without controld)} or
+ * error {req, reason}: "no support session ID", "support session ID is not approved yet",
+ * "... has expired", "... was ended", "wrong key for support session ID", "service \"x\" is
+ * not offered by support session ID", "too many attempts" (more than 10 a minute from the
+ * source address, or 30 a minute for the session), "support session ID has 8 connections
+ * already". Refusals are audited (refused, at most one record a second per session).
+ */
+#define CTL_SUPPORT_CONNECT "support_connect"
+/* {req, tunnel_id, id}: the owner (the tunnel the session belongs to) ends it ->
+ * support_kill {id, why: "ended by its device"} first, then support_ended {req, id}; or
+ * error ("no support session ID": another tunnel's is unknown too, "... was ended",
+ * "... has expired"). Audit: ended (actor tunnel:T). */
+#define CTL_SUPPORT_END "support_end"
+/* {req, tunnel_id} -> support_list {req, sessions: [{id, state (pending | approved | ended |
+ * expired), reason, services, created_at, expires_at, approved_by (null: none),
+ * connections}]}: the tunnel's newest 16, newest first. */
+#define CTL_SUPPORT_LS "support_ls"
+/*
+ * {session, event, detail} (no reply): event "connected", detail {conn (relayd's id of the
+ * link, an integer), source, source_port?, service}; event "disconnected", detail {conn,
+ * bytes_up (supporter -> device), bytes_down, duration_ms, why}. Each is an audit record
+ * (actor "supporter"); controld counts the live connections of a session from them (at
+ * most 8: support_connect refuses the 9th) and forgets them when relayd goes away. A
+ * malformed detail or an unknown session is logged and dropped.
+ */
+#define CTL_SUPPORT_EVENT "support_event"
+
 /* controld -> relayd */
 /*
  * {ports:[{port, tunnel_id, transport?}], domains:[{domain, tunnel_id}]} reply to
@@ -247,5 +294,20 @@
  * rule_push (link_proto.h), then passes the client's rule_result back as rule_result.
  */
 #define CTL_RULE_PUSH "rule_push"
+
+/* Support sessions: the answers to support_request, support_connect, support_end, support_ls */
+#define CTL_SUPPORT_GRANTED "support_granted"
+#define CTL_SUPPORT_ALLOWED "support_allowed"
+#define CTL_SUPPORT_ENDED   "support_ended"
+#define CTL_SUPPORT_LIST    "support_list"
+/*
+ * {id, why}: a support session left the approved (or pending) state: the operator ended
+ * it ("ended by the operator") or denied it ("denied by the operator"), its owner ended
+ * it ("ended by its device"), or it expired ("expired": controld checks once a second).
+ * relayd closes every link of the session at once and tells the owner's client
+ * support_closed {id, why}. Pushed again, for every session over in the last 7 days, to
+ * a relayd that says hello (an unknown id is nothing to relayd).
+ */
+#define CTL_SUPPORT_KILL "support_kill"
 
 #endif

@@ -60,7 +60,6 @@
 #include "valid.h"
 
 #define BODY_MAX   (64 * 1024)
-#define PER_PAGE   50
 #define MAX_SEGS   4
 #define ID_MAX	   64		    /* ids in paths and queries: [A-Za-z0-9._-] */
 #define SEARCH_MAX STORE_SEARCH_MAX /* tunnels ?search=: text without control characters */
@@ -130,7 +129,7 @@ static json_t *jtime(int64_t t)
 
 /* --- request helpers --- */
 
-static const char *query(struct call *c, const char *key)
+const char *query(struct call *c, const char *key)
 {
 	return MHD_lookup_connection_value(c->conn, MHD_GET_ARGUMENT_KIND, key);
 }
@@ -139,8 +138,7 @@ static const char *query(struct call *c, const char *key)
  * An optional query value of a kind: 0 with *out (NULL when absent or
  * empty), or 400 with the response set.
  */
-static int query_arg(struct call *c, const char *key, enum valid_kind kind, size_t max,
-		     const char **out)
+int query_arg(struct call *c, const char *key, enum valid_kind kind, size_t max, const char **out)
 {
 	const char *v = query(c, key);
 
@@ -163,7 +161,7 @@ static bool parse_ll(const char *s, long long *v)
 	return !errno && !*end;
 }
 
-static int get_page(struct call *c, long long *page)
+int get_page(struct call *c, long long *page)
 {
 	const char *p = query(c, "page");
 
@@ -262,7 +260,7 @@ static int body_restrict(struct call *c, struct restrict_set *rs)
 }
 
 /* {"items": items, "page", "per_page", "total"}; consumes items. */
-static int list_reply(struct call *c, json_t *items, long long page, int64_t total)
+int list_reply(struct call *c, json_t *items, long long page, int64_t total)
 {
 	c->out = json_pack("{s:o, s:I, s:i, s:I}", "items", items, "page", (json_int_t)page,
 			   "per_page", PER_PAGE, "total", (json_int_t)total);
@@ -1446,6 +1444,10 @@ static const struct route {
     {"POST", "users/*/two-factor", h_user_totp_enable},
     {"DELETE", "users/*/two-factor", h_user_totp_disable},
     {"POST", "users/*/two-factor/reset", h_user_totp_reset},
+    {"GET", "support", h_support_list},
+    {"GET", "support/*", h_support_show},
+    {"POST", "support/*/approve", h_support_approve},
+    {"POST", "support/*/end", h_support_end},
     {"GET", "apikeys", h_apikeys_list},
     {"POST", "apikeys", h_apikeys_create},
     {"POST", "apikeys/*/revoke", h_apikey_revoke},

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * What api.c and auth.c share: the API's state, one call being answered,
- * the helpers handlers answer with, and the handlers of auth.c. Only these
- * two files include it.
+ * the helpers handlers answer with, and the handlers of auth.c and
+ * api_support.c. Only these three files include it.
  */
 #ifndef NAVE_API_INT_H
 #define NAVE_API_INT_H
@@ -132,11 +132,26 @@ int internal(struct call *c);
 /* Optional body members of a kind (valid.h) or an integer range: 0, or 400 with c->out. */
 int body_str(struct call *c, const char *key, enum valid_kind kind, size_t max, const char **out);
 int body_int(struct call *c, const char *key, long long min, long long max, long long *out);
+#define PER_PAGE 50 /* items of a list's page */
+/* A query argument (NULL: absent). */
+const char *query(struct call *c, const char *key);
+/* An optional query value of a kind: 0 with *out (NULL: absent or empty), or 400. */
+int query_arg(struct call *c, const char *key, enum valid_kind kind, size_t max, const char **out);
+/* ?page (1..): 0 with *page (1 when absent), or 400. */
+int get_page(struct call *c, long long *page);
+/* {"items": items, "page", "per_page", "total"}; consumes items. */
+int list_reply(struct call *c, json_t *items, long long page, int64_t total);
 /* A record of e as a JSON object of its members (store.h column table); NULL on failure. */
 json_t *row_json(const struct store_entity *e, const void *row, enum form form);
 /* A GET of a list: the page asked for of e's records that f keeps. */
 int list_page(struct call *c, const struct store_entity *e, const struct store_filter *f,
 	      item_fn extra);
+
+/* --- api_support.c: support sessions (ctl/support.h) --- */
+int h_support_list(struct call *c);
+int h_support_show(struct call *c);
+int h_support_approve(struct call *c);
+int h_support_end(struct call *c);
 
 /* --- auth.c --- */
 /*

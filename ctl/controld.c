@@ -30,6 +30,7 @@
 #include "ctl/ruleops.h"
 #include "ctl/reload.h"
 #include "ctl/store.h"
+#include "ctl/support.h"
 #include "log.h"
 #include "sandbox.h"
 #include "svc.h"
@@ -179,6 +180,7 @@ static int run(struct cfg_server *cfg)
 	struct store *st = NULL;
 	struct api *api = NULL;
 	struct metrics *metrics = NULL;
+	struct support *sup = NULL;
 	bool relay_bound = false, ctl_bound = false;
 	const char *dirs[2];
 	sigset_t sigs;
@@ -267,6 +269,12 @@ static int run(struct cfg_server *cfg)
 		log_error("relay link: %s", strerror(-ret));
 		goto out;
 	}
+	ret = support_open(&sup, st);
+	if (ret) {
+		log_error("support sessions: %s", strerror(-ret));
+		goto out;
+	}
+	relaylink_set_support(rl, sup);
 	ret = unix_listen(ctl_sock, 0660, &lfd);
 	if (ret)
 		goto out;
@@ -347,8 +355,9 @@ static int run(struct cfg_server *cfg)
 		relaylink_process(rl, pfd + 2, nrl);
 		api_process(api, pfd + 2 + nrl, napi);
 		metrics_process(metrics, pfd + 2 + nrl + napi, nmet);
-		acme_pump(acme, rl);  /* also after relaylink_process: a relayd that just synced */
-		ruleops_tick(st, rl); /* remote rule operations the client never answered */
+		acme_pump(acme, rl);   /* also after relaylink_process: a relayd that just synced */
+		ruleops_tick(st, rl);  /* remote rule operations the client never answered */
+		support_tick(sup, rl); /* support sessions' expiry, once a second */
 		log_limit_flush();
 	}
 out:
@@ -358,6 +367,7 @@ out:
 	ctl_reload_set_acme(NULL);
 	acme_close(acme);
 	relaylink_close(rl);
+	support_close(sup);
 	if (ctl_bound)
 		unlink(ctl_sock);
 	if (relay_bound)

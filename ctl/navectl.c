@@ -3363,6 +3363,154 @@ static int cmd_pki(struct ctx *c, int argc, char **argv)
 	return EXIT_FAIL;
 }
 
+/* ---- support sessions ----------------------------------------------------------- */
+
+static const struct col support_cols[] = {
+    {"ID", "id", COL_VAL},
+    {"TUNNEL", "tunnel_id", COL_VAL},
+    {"STATE", "state", COL_VAL},
+    {"SERVICES", "services", COL_LIST},
+    {"EXPIRES", "expires_at", COL_TIME},
+    {"APPROVED BY", "approved_by", COL_VAL},
+    {"CONNS", "connections", COL_VAL},
+    {"REASON", "reason", COL_VAL},
+};
+
+static int cmd_support_ls(struct ctx *c, int argc, char **argv)
+{
+	static const char *const states[] = {"pending", "approved", "ended", "expired"};
+	const char *state = NULL, *tunnel = NULL, *page = NULL;
+	const struct opt opts[] = {
+	    {"--state", "S", &state, NULL},
+	    {"--tunnel", "ID", &tunnel, NULL},
+	    {"--page", "N", &page, NULL},
+	    {NULL, NULL, NULL, NULL},
+	};
+	struct sbuf path;
+	bool known = false;
+	int ret;
+
+	ret = parse_args(c, argc, argv, opts, NULL, NULL);
+	if (ret)
+		return args_exit(ret);
+	for (size_t i = 0; state && i < ARRAY_SIZE(states); i++)
+		known |= !strcmp(state, states[i]);
+	if (state && !known)
+		return usage_error(c, "bad --state '%s': pending, approved, ended or expired",
+				   state);
+	if (tunnel && !*tunnel)
+		return usage_error(c, "empty --tunnel");
+	path = api_path("support", NULL, NULL);
+	if (state)
+		sb_query(&path, "state", state);
+	if (tunnel)
+		sb_query(&path, "tunnel", tunnel);
+	return get_list(c, &path, page, support_cols, ARRAY_SIZE(support_cols));
+}
+
+/* An audit record's detail: an object as "key=value ..." (arrays as a,b), else its text. */
+static const char *fmt_detail(json_t *v, char *buf, size_t len)
+{
+	const char *key;
+	json_t *it;
+	size_t off = 0;
+
+	if (!json_is_object(v))
+		return fmt_val(v, buf, len);
+	buf[0] = 0;
+	json_object_foreach(v, key, it)
+	{
+		char val[512];
+		int n;
+
+		if (json_is_array(it)) {
+			val[0] = 0;
+			fmt_list_at(it, val, 0, sizeof(val));
+		} else {
+			str_copy(val, sizeof(val), fmt_val(it, val, sizeof(val)));
+		}
+		n = snprintf(buf + off, len - off, "%s%s=%s", off ? " " : "", key,
+			     *val ? val : "\"\"");
+		if (n < 0 || (size_t)n >= len - off)
+			break;
+		off += (size_t)n;
+	}
+	return buf[0] ? buf : "-";
+}
+
+static int cmd_support_show(struct ctx *c, int argc, char **argv)
+{
+	static const struct col cols[] = {
+	    {"id", "id", COL_VAL},
+	    {"tunnel", "tunnel_id", COL_VAL},
+	    {"state", "state", COL_VAL},
+	    {"reason", "reason", COL_VAL},
+	    {"services", "services", COL_LIST},
+	    {"created", "created_at", COL_TIME},
+	    {"expires", "expires_at", COL_TIME},
+	    {"approved by", "approved_by", COL_VAL},
+	    {"approved", "approved_at", COL_TIME},
+	    {"ended by", "ended_by", COL_VAL},
+	    {"ended", "ended_at", COL_TIME},
+	    {"connections", "connections", COL_VAL},
+	};
+	struct table t = {.ncols = 4};
+	const char *id = NULL;
+	struct sbuf path;
+	char buf[1024];
+	json_t *j, *it;
+	size_t i;
+	int ret;
+
+	ret = parse_args(c, argc, argv, NULL, &id, "ID");
+	if (ret)
+		return args_exit(ret);
+	path = api_path("support", id, NULL);
+	ret = api_call(c, "GET", &path, NULL, &j);
+	if (ret || !j)
+		return ret;
+	ret = print_record(j, cols, ARRAY_SIZE(cols));
+	table_add(&t, "AT");
+	table_add(&t, "EVENT");
+	table_add(&t, "ACTOR");
+	table_add(&t, "DETAIL");
+	json_array_foreach(json_object_get(j, "audit"), i, it)
+	{
+		json_t *at = json_object_get(it, "at");
+		json_t *sec =
+		    json_is_integer(at) ? json_integer(json_integer_value(at) / 1000) : NULL;
+		const char *ts = fmt_time(sec, "-", buf, sizeof(buf) - 8);
+		size_t n = ts == buf ? strlen(buf) : 0;
+
+		json_decref(sec);
+		/* the time to the millisecond: "2026-11-22 01:30:00.123Z" */
+		if (n && buf[n - 1] == 'Z')
+			snprintf(buf + n - 1, sizeof(buf) - n + 1, ".%03dZ",
+				 (int)(json_integer_value(at) % 1000));
+		table_add(&t, ts);
+		table_add(&t, fmt_val(json_object_get(it, "event"), buf, sizeof(buf)));
+		table_add(&t, fmt_val(json_object_get(it, "actor"), buf, sizeof(buf)));
+		table_add(&t, fmt_detail(json_object_get(it, "detail"), buf, sizeof(buf)));
+	}
+	if (!ret) {
+		putchar('\n');
+		ret = table_print(&t);
+	}
+	table_free(&t);
+	json_decref(j);
+	return ret;
+}
+
+static int cmd_support_approve(struct ctx *c, int argc, char **argv)
+{
+	return action_cmd(c, argc, argv, "support", "approve", "support session", "id", "approved");
+}
+
+static int cmd_support_end(struct ctx *c, int argc, char **argv)
+{
+	return action_cmd(c, argc, argv, "support", "end", "support session", "id", "ended");
+}
+
 static const struct cmd cmds[] = {
     {"status", NULL, cmd_status, "",
      "Show versions, uptime, relayd state, tunnels, connections and ports."},
@@ -3462,6 +3610,16 @@ static const struct cmd cmds[] = {
     {"pki", "issue", cmd_pki, PKI_ISSUE_ARGS, PKI_ISSUE_HELP},
     {"pki", "ls", cmd_pki, PKI_LS_ARGS, PKI_LS_HELP},
     {"pki", "revoke", cmd_pki, PKI_REVOKE_ARGS, PKI_REVOKE_HELP},
+    {"support", "ls", cmd_support_ls, "[--state S] [--tunnel ID] [--page N]",
+     "List support sessions devices asked for, newest first (S: pending, approved, ended, "
+     "expired)."},
+    {"support", "show", cmd_support_show, "ID",
+     "Show a support session and its audit trail (requested, approved, connections, end)."},
+    {"support", "approve", cmd_support_approve, "ID",
+     "Approve a pending support session: supporters with its key may connect until it "
+     "expires."},
+    {"support", "end", cmd_support_end, "ID",
+     "End a support session (deny it when pending): its connections close at once."},
     {"apikeys", "create", cmd_apikeys_create, "[--description D] [--expires DURATION]",
      "Create an API key for the remote admin API; it is printed only this once."},
     {"apikeys", "ls", cmd_apikeys_ls, "[--page N]", "List API keys (never the keys)."},

@@ -26,6 +26,7 @@
 #include "ctl/ruleops.h"
 #include "ctl/records.h"
 #include "ctl/store.h"
+#include "ctl/support.h"
 #include "log.h"
 #include "msg.h"
 #include "util.h"
@@ -57,6 +58,7 @@ struct relaylink {
 	struct store_conn_record *recs;
 	uint64_t rec_received, rec_stored, rec_refused, rec_failed;
 	bool busy; /* a wake-up's budget ran out with messages left: read again next turn */
+	struct support *sup; /* support sessions (ctl/support.h); NULL: none */
 };
 
 int relaylink_open(struct relaylink **out, int lfd, struct store *st, const struct cfg_server *cfg)
@@ -155,6 +157,21 @@ static int send_obj(struct relaylink *rl, json_t *obj)
 		return ret;
 	}
 	return flush_out(rl);
+}
+
+int relaylink_send(struct relaylink *rl, json_t *obj)
+{
+	return send_obj(rl, obj);
+}
+
+void relaylink_set_support(struct relaylink *rl, struct support *sup)
+{
+	rl->sup = sup;
+}
+
+struct support *relaylink_support(const struct relaylink *rl)
+{
+	return rl ? rl->sup : NULL;
 }
 
 static int reply_error(struct relaylink *rl, json_int_t req, const char *reason)
@@ -1779,6 +1796,12 @@ json_t *relaylink_records_status(const struct relaylink *rl)
 			 "failed", (json_int_t)rl->rec_failed);
 }
 
+/* support_*: ctl/support.c */
+static int on_support(struct relaylink *rl, json_t *m, char *why)
+{
+	return rl->sup ? support_handle(rl->sup, rl, m, why, WHY_LEN) : 0;
+}
+
 static const struct {
 	const char *type;
 	int (*fn)(struct relaylink *rl, json_t *m, char *why);
@@ -1796,6 +1819,11 @@ static const struct {
     {CTL_STATS, on_stats},
     {CTL_RULE_RESULT, on_rule_result},
     {CTL_CONN_RECORDS, on_conn_records},
+    {CTL_SUPPORT_REQUEST, on_support},
+    {CTL_SUPPORT_CONNECT, on_support},
+    {CTL_SUPPORT_END, on_support},
+    {CTL_SUPPORT_LS, on_support},
+    {CTL_SUPPORT_EVENT, on_support},
 };
 
 static int dispatch(struct relaylink *rl, json_t *m, char *why)

@@ -58,6 +58,15 @@ int relaylink_kick(struct relaylink *rl, const char *tunnel_id, const char *reas
 int relaylink_reload(struct relaylink *rl);
 /* A remote rule operation (ctl_proto.h rule_push; m not consumed): 0, or -errno. */
 int relaylink_rule_push(struct relaylink *rl, const json_t *m);
+/*
+ * Queues a message for relayd (obj is consumed; NULL is -ENOMEM): 0, -ENOTCONN when none
+ * is connected, or -errno (a full queue closes the connection).
+ */
+int relaylink_send(struct relaylink *rl, json_t *obj);
+struct support;
+/* The support sessions' state that answers relay.sock's support_* (NULL: they are ignored). */
+void relaylink_set_support(struct relaylink *rl, struct support *sup);
+struct support *relaylink_support(const struct relaylink *rl);
 /* How many relayd connections were greeted: a change means a new relayd to tell again. */
 unsigned relaylink_generation(const struct relaylink *rl);
 /* Publishes (keyauth) or withdraws (keyauth NULL) an ACME HTTP-01 answer (CTL_ACME_CHALLENGE). */
