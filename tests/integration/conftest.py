@@ -22,6 +22,7 @@ RANGE_FREE = {
     "test_acme", "test_acme_pebble", "test_man", "test_docs", "test_package", "test_backup",
     "test_cli", "test_http_edge", "test_webroot", "test_domains_ctl", "test_privsep",
     "test_http", "test_demo", "test_api_golden", "test_admin", "test_pki", "test_admin_cert",
+    "test_support_ctl",
 }
 
 
