@@ -433,3 +433,73 @@ def test_tunnel_search_of_escaped_wildcards(ctl):
     expect(ctl, "/api/v1/tunnels?search=" + "%5C" * 200, 200, page([], 1, 0))
     expect(ctl, "/api/v1/tunnels?search=" + pct * 201, 400,
            error("invalid search: 1-200 characters: UTF-8 text without control characters"))
+
+
+def test_support_answers_to_the_byte(ctl):
+    """Support sessions (as relayd's support_request and the operator leave them, with known
+    times) in GET /api/v1/support and /support/ID: each state, who approved and ended,
+    the reason escaped by jansson (or "" when the database holds no UTF-8), the audit
+    trail's details as objects (a detail that is no JSON object as its text), filters,
+    pages and refusals."""
+    box, cam = (post(ctl, "/api/v1/tokens", {"id": g})["tunnel_id"] for g in ("sbox", "scam"))
+    future = 4000000000
+    rows = [  # id, tunnel, reason, services, created, expires, state, approved_*, ended_*
+        ("sup-aaaaaaaaa1", box, ODD, '["ssh","web"]', T0 + 1, future, "pending", None, None,
+         None, None),
+        ("sup-aaaaaaaaa2", box, RAW, '["web"]', T0 + 2, future, "approved", "user:alice",
+         T0 + 10, None, None),
+        ("sup-aaaaaaaaa3", cam, "", '["a_b-1"]', T0 + 3, future, "ended", None, None,
+         f"tunnel:{cam}", T0 + 20),
+        ("sup-aaaaaaaaa4", box, "x", '["ssh"]', T0 + 4, T0 + 100, "approved", "apikey:0a1b2c3d",
+         T0 + 50, "expiry", T0 + 100),
+        ("sup-aaaaaaaaa5", cam, None, '["ssh"]', T0 + 5, future, "ended", None, None,
+         "cert:ops", T0 + 30),
+    ]
+    db = sqlite3.connect(ctl.tmp / "var" / "nave.db", timeout=10, isolation_level=None)
+    for r in rows:
+        db.execute("INSERT INTO support_sessions (id, tunnel_id, reason, services, auth_hash,"
+                   " created_at, expires_at, state, approved_by, approved_at, ended_by, ended_at)"
+                   " VALUES (?, ?, COALESCE(?, CAST(x'ff41' AS TEXT)), ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   (r[0], r[1], r[2], r[3], "ab" * 32) + r[4:])
+    audit = [("sup-aaaaaaaaa2", (T0 + 2) * 1000 + 5, "requested", f"tunnel:{box}",
+              '{"reason":"r","services":["web"],"expires":7200,"source":"192.0.2.7"}'),
+             ("sup-aaaaaaaaa2", (T0 + 10) * 1000, "approved", "user:alice", ""),
+             ("sup-aaaaaaaaa2", (T0 + 11) * 1000, "connected", "supporter",
+              '{"source":"[2001:db8::1]:40000","service":"web","conn":3}'),
+             ("sup-aaaaaaaaa2", (T0 + 11) * 1000, "refused", "supporter", "not json")]
+    for a in audit:
+        db.execute("INSERT INTO support_audit (session, at, event, actor, detail)"
+                   " VALUES (?, ?, ?, ?, ?)", a)
+    db.close()
+
+    def sess(r):
+        return {"id": r[0], "tunnel_id": r[1], "state": "expired" if r[5] == T0 + 100 else r[6],
+                "reason": "" if r[2] is None else r[2], "services": json.loads(r[3]),
+                "created_at": r[4], "expires_at": r[5], "approved_by": r[7],
+                "approved_at": r[8], "ended_by": r[9], "ended_at": r[10], "connections": 0}
+
+    want = [sess(r) for r in reversed(rows)]  # newest first
+    expect(ctl, "/api/v1/support", 200, page(want, 1, 5))
+    expect(ctl, "/api/v1/support?page=2", 200, page([], 2, 5))
+    expect(ctl, f"/api/v1/support?tunnel={cam}", 200, page([want[0], want[2]], 1, 2))
+    expect(ctl, "/api/v1/support?state=expired", 200, page([want[1]], 1, 1))
+    expect(ctl, "/api/v1/support?state=approved", 200, page([want[3]], 1, 1))
+    expect(ctl, f"/api/v1/support?state=ended&tunnel={box}", 200, page([], 1, 0))
+    expect(ctl, "/api/v1/support?state=Pending", 400,
+           error("invalid state (pending, approved, ended or expired)"))
+    trail = [{"at": a[1], "event": a[2], "actor": a[3],
+              "detail": json.loads(a[4]) if a[4].startswith("{") else (a[4] or None)}
+             for a in audit]
+    expect(ctl, "/api/v1/support/sup-aaaaaaaaa2", 200, dict(want[3], audit=trail))
+    expect(ctl, "/api/v1/support/sup-aaaaaaaaa1", 200, dict(want[4], audit=[]))
+    expect(ctl, "/api/v1/support/sup-zzzzzzzzzz", 404,
+           error("no support session sup-zzzzzzzzzz"))
+    # the changes answer with the session as listed
+    status, _, raw = request(ctl, "POST", "/api/v1/support/sup-aaaaaaaaa1/approve")
+    got = json.loads(raw)
+    assert status == 200 and list(got) == list(want[4]) and got["approved_by"] == "local", raw
+    assert raw == (jdump(dict(want[4], state="approved", approved_by="local",
+                              approved_at=got["approved_at"])) + "\n").encode(), raw
+    status, _, raw = request(ctl, "POST", "/api/v1/support/sup-aaaaaaaaa4/end")
+    assert (status, json.loads(raw)) == (
+        409, {"error": "support session sup-aaaaaaaaa4 has expired"}), raw
