@@ -3508,7 +3508,24 @@ static int cmd_support_approve(struct ctx *c, int argc, char **argv)
 
 static int cmd_support_end(struct ctx *c, int argc, char **argv)
 {
-	return action_cmd(c, argc, argv, "support", "end", "support session", "id", "ended");
+	const char *id = NULL;
+	char buf[1024];
+	struct sbuf path;
+	json_t *j;
+	int ret;
+
+	ret = parse_args(c, argc, argv, NULL, &id, "ID");
+	if (ret)
+		return args_exit(ret);
+	path = api_path("support", id, "end");
+	ret = api_call(c, "POST", &path, NULL, &j);
+	if (ret || !j)
+		return ret;
+	/* a session ended before anyone approved it was denied */
+	printf("support session %s %s\n", fmt_esc(json_object_get(j, "id"), buf, sizeof(buf)),
+	       json_is_null(json_object_get(j, "approved_at")) ? "denied" : "ended");
+	json_decref(j);
+	return EXIT_OK;
 }
 
 static const struct cmd cmds[] = {

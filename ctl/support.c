@@ -272,7 +272,7 @@ static int get_str(struct in *in, const char *key, bool required, const char **o
 	if (!json_is_string(v))
 		return bad(in, key, "is not a string");
 	*out = json_string_value(v);
-	if (strlen(*out) != json_string_length(v))
+	if (strlen(*out) != json_string_length(v)) /* msg.c refuses \u0000 already */
 		return bad(in, key, "holds a NUL");
 	return 0;
 }
@@ -421,7 +421,6 @@ static int on_connect(struct support *sp, struct relaylink *rl, struct in *in)
 	char err[256], eid[64], esrc[80];
 	uint64_t now = now_ms();
 	json_int_t req, port;
-	bool exists;
 	int idx, ret;
 
 	ret = get_int(in, "req", true, &req);
@@ -445,12 +444,17 @@ static int on_connect(struct support *sp, struct relaylink *rl, struct in *in)
 		reply_error(rl, req, "\"source_port\" is not a port");
 		return 0;
 	}
-	exists = store_support_id_ok(id);
-	if (exists)
+	/* a slot only for a session that exists: made-up ids take none from real ones */
+	ret = store_support_id_ok(id) ? store_support_get(sp->st, id, wall_ms(), &r) : -ENOENT;
+	if (ret && ret != -ENOENT) {
+		reply_error(rl, req, "internal error");
+		return 0;
+	}
+	if (!ret)
 		slot = sess_get(sp, id, now);
 	esc_id(id, eid, sizeof(eid));
 	log_esc_str(source, esrc, sizeof(esrc));
-	/* the limits first: nothing is looked up for a source or session past them */
+	/* the limits before the key is looked at */
 	if (!source_take(sp, source, now) ||
 	    (slot && !window_take(&slot->win_ms, &slot->attempts, SUPPORT_SESSION_PER_MIN, now))) {
 		log_every(NLOG_INFO, "support connect to %s from %s refused: too many attempts",

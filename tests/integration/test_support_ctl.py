@@ -266,10 +266,13 @@ def test_owner_end_deny_and_the_limit(controld_only, relay):
     st, body = srv.api("POST", f"/api/v1/support/{ids[1]}/end")
     assert st == 200 and (body["state"], body["ended_by"]) == ("ended", "local"), body
     assert r.wait_kill(ids[1]) == "denied by the operator"
+    extra = granted(r, tid, h)
+    assert srv.navectl("support", "end", extra)[:2] == (0, f"support session {extra} denied\n")
+    assert r.wait_kill(extra) == "denied by the operator"
     assert events(srv, ids[1]) == [("requested", f"tunnel:{tid}"), ("denied", "local")]
-    # and ends an approved one
+    # and ends an approved one; navectl says which
     assert srv.navectl("support", "approve", ids[2])[0] == 0
-    assert srv.navectl("support", "end", ids[2])[0] == 0
+    assert srv.navectl("support", "end", ids[2])[:2] == (0, f"support session {ids[2]} ended\n")
     assert r.wait_kill(ids[2]) == "ended by the operator"
     assert events(srv, ids[2])[-2:] == [("approved", "local"), ("ended", "local")]
 
@@ -286,11 +289,12 @@ def test_owner_end_deny_and_the_limit(controld_only, relay):
     assert srv.api("POST", "/api/v1/support/sup-0000000000/approve") == (
         404, {"error": "no support session sup-0000000000"})
     st, body = srv.api("GET", f"/api/v1/support?state=ended&tunnel={tid}")
-    assert st == 200 and sorted(s["id"] for s in body["items"]) == sorted(ids[:3]), body
-    assert (body["page"], body["per_page"], body["total"]) == (1, 50, 3), body
+    assert st == 200 and sorted(s["id"] for s in body["items"]) == sorted(ids[:3] + [extra]), \
+        body
+    assert (body["page"], body["per_page"], body["total"]) == (1, 50, 4), body
     st, body = srv.api("GET", "/api/v1/support")
     created = [s["created_at"] for s in body["items"]]
-    assert body["total"] == 6 and created == sorted(created, reverse=True), body
+    assert body["total"] == 7 and created == sorted(created, reverse=True), body
     rc, out, err = srv.navectl("support", "ls", "--state", "bogus")
     assert rc == 2 and "bad --state 'bogus'" in err, err
     rc, out, err = srv.navectl("support", "approve", "sup-0000000000")
