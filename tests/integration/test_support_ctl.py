@@ -452,6 +452,37 @@ def test_a_new_relayd_is_told_of_ended_sessions(controld_only, relay):
     r2.close()
 
 
+def test_remote_approver_identities(tmp_path, procs):
+    """On the remote admin API the approver and the ender are who the caller is: an API
+    key's id, a user's name (a session with its CSRF token)."""
+    from test_admin import Admin
+    a = Admin(tmp_path, procs, extra="require_two_factor = off\n")
+    try:
+        r = Relay(a.srv)
+        r.hello()
+        tid = a.srv.token()["tunnel_id"]
+        _, h = new_key()
+        one, two = granted(r, tid, h), granted(r, tid, h)
+        kid, key = a.key("support")
+        st, body, _ = a.req("POST", f"/api/v1/support/{one}/approve", key=key)
+        assert (st, body["approved_by"]) == (200, f"apikey:{kid}"), body
+        a.add_user("alice", "correct horse battery")
+        st, j, cookie, _ = a.login("alice", "correct horse battery")
+        assert st == 200, j
+        st, body, _ = a.req("POST", f"/api/v1/support/{two}/end", cookie=cookie,
+                            csrf=j["csrf"])
+        assert (st, body["ended_by"]) == (200, "user:alice"), body
+        assert r.wait_kill(two) == "denied by the operator"
+        assert events(a.srv, one)[-1] == ("approved", f"apikey:{kid}")
+        assert events(a.srv, two)[-1] == ("denied", "user:alice")
+        # nothing without credentials
+        assert a.req("GET", "/api/v1/support")[0] == 401
+        assert a.req("POST", f"/api/v1/support/{one}/end")[0] == 401
+        r.close()
+    finally:
+        a.srv.stop()
+
+
 def test_routes_listed():
     out = subprocess.run([str(nt.CONTROLD), "--list-routes"], check=True, capture_output=True,
                          text=True).stdout.splitlines()
