@@ -3963,9 +3963,13 @@ static int sup_audit_add(struct store *s, const char *id, int64_t at_ms, const c
 	sqlite3_bind_text(st, 4, actor ? actor : "",
 			  (int)utf8_clamp(actor ? actor : "", STORE_SUP_ACTOR_LEN - 1),
 			  SQLITE_TRANSIENT);
-	sqlite3_bind_text(st, 5, detail ? detail : "",
-			  (int)utf8_clamp(detail ? detail : "", STORE_SUP_DETAIL_LEN - 1),
-			  SQLITE_TRANSIENT);
+	/* a detail is JSON: cut short it would be none, so one too long is left out */
+	if (detail && strlen(detail) >= STORE_SUP_DETAIL_LEN) {
+		log_warn("store: support session %s: %s detail of %zu bytes left out", id, event,
+			 strlen(detail));
+		detail = NULL;
+	}
+	sqlite3_bind_text(st, 5, detail ? detail : "", -1, SQLITE_TRANSIENT);
 	ret = step_done(s, st);
 	sqlite3_finalize(st);
 	return ret;

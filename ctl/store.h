@@ -690,8 +690,8 @@ int store_records_bandwidth(struct store *s, const struct store_filter *f, int64
 #define STORE_SUP_ACTOR_LEN    96
 #define STORE_SUP_ACTIVE_MAX   4	   /* pending or approved, unexpired, per tunnel */
 #define STORE_SUP_EXPIRES_MAX  (7 * 86400) /* seconds */
-#define STORE_SUP_DETAIL_LEN   1024	   /* an audit record's detail (JSON text) */
-#define STORE_SUP_AUDIT_MAX    10000	   /* audit records per session; later ones are dropped */
+#define STORE_SUP_DETAIL_LEN   2048  /* an audit record's detail (JSON text): a request fits */
+#define STORE_SUP_AUDIT_MAX    10000 /* audit records per session; later ones are dropped */
 
 /* expired is computed when read: now >= expires_at and not ended */
 enum store_sup_state {

@@ -410,6 +410,13 @@ def test_bad_input(controld_only, relay):
     assert error(request(r, "a b", h)) == "invalid tunnel_id"
     sid = granted(r, tid, h, reason="\u00e9" * 200, services=["A_b-9", "x" * 31])
     assert show(srv, sid)["services"] == ["A_b-9", "x" * 31]
+    # the longest request: its audit detail whole (800 bytes of reason, 8 long names)
+    big = granted(r, tid, h, reason="\U0001F600" * 199 + '"',
+                  services=[f"{i}" * 31 for i in range(8)])
+    assert show(srv, big)["audit"][0]["detail"] == {
+        "reason": "\U0001F600" * 199 + '"', "services": [f"{i}" * 31 for i in range(8)],
+        "expires": 3600, "source": "192.0.2.7"}
+    assert srv.navectl("support", "end", big)[0] == 0
     assert granted(r, tid, h.upper(), reason="")
     assert srv.navectl("support", "approve", sid)[0] == 0
     # connect: an id of another shape, escaped; a source that is no address

@@ -572,8 +572,24 @@ static void test_audit(void **state)
 	assert_string_equal(t.actors[5], owner);
 	for (int i = 1; i < t.n; i++)
 		assert_true(t.at[i - 1] <= t.at[i]);
+	/* a detail too long to keep whole is left out, the record kept */
+	{
+		char *big = malloc(STORE_SUP_DETAIL_LEN + 1);
+		struct trail one = {0};
+		int64_t n = 0;
+
+		assert_non_null(big);
+		memset(big, 'x', STORE_SUP_DETAIL_LEN);
+		big[STORE_SUP_DETAIL_LEN] = 0;
+		assert_int_equal(
+		    store_support_audit_add(f->s, id, T0 + 35, "refused", "supporter", big), 0);
+		free(big);
+		assert_int_equal(store_support_audit_list(f->s, id, -1, trail_cb, &one, &n), 0);
+		assert_int_equal(n, 7);
+		assert_string_equal(one.events[6], "refused");
+	}
 	/* the cap: later records are dropped */
-	for (int i = 6; i < STORE_SUP_AUDIT_MAX; i++)
+	for (int i = 7; i < STORE_SUP_AUDIT_MAX; i++)
 		assert_int_equal(
 		    store_support_audit_add(f->s, id, T0 + 40, "refused", "supporter", ""), 0);
 	assert_int_equal(store_support_audit_add(f->s, id, T0 + 40, "refused", "supporter", ""),
