@@ -28,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/support.h"
 #include "config/cfg.h"
 #include "link_proto.h"
 #include "log.h"
@@ -4456,8 +4457,6 @@ int store_support_check(struct store *s, const char *id, const char *service, co
 			int64_t now_ms, struct store_support *out, int *index, const char **code,
 			char *err, size_t errlen)
 {
-	uint8_t key[32], md[SHA256_DIGEST_LENGTH];
-	char hex[65];
 	bool ok;
 	int ret;
 
@@ -4491,15 +4490,7 @@ int store_support_check(struct store *s, const char *id, const char *service, co
 		break;
 	}
 	/* the key before the services: no key, no word about what the session offers */
-	ok = store_support_hex64_ok(auth_hex) && !hex_decode(auth_hex, key, sizeof(key));
-	if (ok) {
-		SHA256(key, sizeof(key), md);
-		hex_encode(md, sizeof(md), hex);
-		ok = strlen(out->auth_hash) == 64 && CRYPTO_memcmp(hex, out->auth_hash, 64) == 0;
-		OPENSSL_cleanse(key, sizeof(key));
-		OPENSSL_cleanse(md, sizeof(md));
-		OPENSSL_cleanse(hex, sizeof(hex));
-	}
+	ok = sup_auth_check(auth_hex, out->auth_hash); /* SHA-256, compared in constant time */
 	if (!ok) {
 		*code = "wrong key";
 		set_err(err, errlen, "wrong key for support session %s", id);

@@ -790,8 +790,9 @@ int store_support_over_since(struct store *s, int64_t since_s, int64_t now_ms, i
 			     store_support_cb cb, void *arg);
 /*
  * A supporter's connect: 0 with *index the service's place in the session's list when the
- * session is approved, unexpired, auth_hex (the auth key, 64 hex digits) hashes to its
- * auth_hash (SHA-256, compared in constant time) and service is one of its services.
+ * session is approved, unexpired, auth_hex (the auth key, 64 lower-case hex digits) hashes
+ * to its auth_hash (SHA-256, compared in constant time: common/support.h sup_auth_check)
+ * and service is one of its services.
  * Else -EACCES with the one-line answer in err and a short reason for the audit record in
  * *code ("unknown session", "ended", "expired", "not approved", "wrong key", "unknown
  * service"); -EIO. out gets the session when it exists.

@@ -68,7 +68,7 @@ common/mesh.c common/util.c common/log.c common/msg.c -ljansson -liniparser" ;;
 /usr/lib/x86_64-linux-gnu/android/libssl.so /usr/lib/x86_64-linux-gnu/android/libcrypto.so
 -Wl,-rpath,/usr/lib/x86_64-linux-gnu/android" ;;
 	support_ctl)
-		echo "ctl/support.c ctl/store.c ctl/relaylink.c ctl/ruleops.c ctl/records.c ctl/restrict.c
+		echo "ctl/support.c common/support.c ctl/store.c ctl/relaylink.c ctl/ruleops.c ctl/records.c ctl/restrict.c
 config/cfg.c common/util.c common/log.c common/valid.c common/domain.c common/cidr.c
 common/mesh.c common/msg.c common/rulemsg.c -lsqlite3 -ljansson -liniparser
 -I/usr/include/android /usr/lib/x86_64-linux-gnu/android/libcrypto.so

@@ -164,7 +164,7 @@ def test_request_approve_connect_end(controld_only, relay):
         f'service "ftp" is not offered by support session {sid}'
     # a good key for ssh (index 0) and web (index 1)
     for svc, idx in (("ssh", 0), ("web", 1)):
-        m = connect(r, sid, auth.upper() if svc == "ssh" else auth, service=svc)
+        m = connect(r, sid, auth, service=svc)
         assert m == {"type": "support_allowed", "req": m["req"], "session": sid,
                      "tunnel_id": tid, "service_index": idx,
                      "expires_at": s["expires_at"]}, m

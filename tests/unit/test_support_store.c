@@ -415,12 +415,14 @@ static void test_check(void **state)
 	assert_int_equal(
 	    store_support_check(f->s, id, "sh", f->auth, T0, &r, &idx, &code, err, sizeof(err)),
 	    -EACCES);
-	/* upper-case hex of the right key is the right key */
+	/* the key is lower-case hex (common/support.h): upper case is not it */
 	for (int i = 0; i < 64; i++)
 		wrong[i] = (char)(f->auth[i] >= 'a' ? f->auth[i] - 32 : f->auth[i]);
 	wrong[64] = 0;
 	assert_int_equal(
-	    store_support_check(f->s, id, "web", wrong, T0, &r, &idx, &code, err, sizeof(err)), 0);
+	    store_support_check(f->s, id, "web", wrong, T0, &r, &idx, &code, err, sizeof(err)),
+	    -EACCES);
+	assert_string_equal(code, "wrong key");
 	/* expired, then ended */
 	assert_int_equal(store_support_check(f->s, id, "ssh", f->auth, T0 + 100000, &r, &idx, &code,
 					     err, sizeof(err)),
