@@ -679,7 +679,7 @@ typedef int (*store_bucket_cb)(int64_t t, int64_t in, int64_t out, int64_t conns
 int store_records_bandwidth(struct store *s, const struct store_filter *f, int64_t step,
 			    store_bucket_cb cb, void *arg);
 
-/* --- support sessions (schema v12; ctl/support.h has the protocol side) --- */
+/* --- support sessions (schema v13; ctl/support.h has the protocol side) --- */
 #define STORE_SUP_ID_LEN       15  /* "sup-" + 10 of [a-z0-9] + NUL */
 #define STORE_SUP_REASON_MAX   200 /* characters (printable UTF-8) */
 #define STORE_SUP_REASON_LEN   (4 * STORE_SUP_REASON_MAX + 1)

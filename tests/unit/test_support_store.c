@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
- * Unit tests of the support sessions in ctl/store.c (schema v12): the value checks (ids,
+ * Unit tests of the support sessions in ctl/store.c (schema v13): the value checks (ids,
  * service names, reasons, hex), create (at most 4 pending or approved unexpired sessions
  * a tunnel, the refusals), the states and their transitions (approve, owner end, operator
  * end and denial, expiry computed at the time given and handled once), the connect check
