@@ -418,6 +418,12 @@ static SSL_CTX *client_ctl_ctx(const struct cfg_client *c, char *err, size_t err
 
 	if (!ctx || !c->cert[0])
 		return ctx;
+	/* nave configure writes it absolute: one edited by hand must not follow the cwd */
+	if (c->cert[0] != '/') {
+		snprintf(err, errlen, "[client] cert: %s is not an absolute path", c->cert);
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
 	snprintf(crt, sizeof(crt), "%s/tls.crt", c->cert);
 	snprintf(key, sizeof(key), "%s/tls.key", c->cert);
 	if (client_cert_check(c->cert, why, sizeof(why)) < 0 ||
@@ -1452,7 +1458,9 @@ static void on_server_message(struct client *cl, json_t *m)
 
 		log_warn("the server shut this tunnel down: %s", reason);
 		fprintf(stderr, "nave: the server shut this tunnel down: %s\n", reason);
-		cl->exit_code = strstr(reason, "revoked") ? 1 : 0;
+		/* a revoked token or certificate, an expired one: the client cannot come back */
+		cl->exit_code =
+		    strstr(reason, "revoked") || !strncmp(reason, "certificate", 11) ? 1 : 0;
 		cl->quit = true;
 		return;
 	}

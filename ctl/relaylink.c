@@ -1298,8 +1298,20 @@ static int on_auth(struct relaylink *rl, json_t *m, char *why)
 	who.registration = reg != NULL;
 
 	if (reg) {
+		struct store_tunnel other;
+
 		if (deauth) {
 			reply_error(rl, req, "deauth needs a token");
+			return 0;
+		}
+		/* a certificate tunnel's name (its id and group id) is not a group for others */
+		if (group && *group && !store_tunnel_get(rl->st, group, &other) &&
+		    !other.token_id[0]) {
+			snprintf(err, sizeof(err),
+				 "id \"%s\" is the name of a certificate tunnel: choose another",
+				 group);
+			log_every(NLOG_INFO, "auth refused (registration): %s", err);
+			reply_error(rl, req, err);
 			return 0;
 		}
 		ret = store_auth_registration_rs(rl->st, reg, group, &ci, auth_check, &who, tid,

@@ -100,6 +100,9 @@ struct rtun {
 	 * end of validity, looked at with every CRL read (revoked or expired: kicked) */
 	char cert_serial[PKI_SERIAL_MAX];
 	int64_t cert_not_after;
+	uint8_t *cert_der; /* the chain it logged in with (checked again on a new CA or CRL) */
+	size_t cert_der_len;
+	uint64_t cert_kicked; /* when it was shut down for its certificate (ms; 0 not) */
 };
 
 enum ev_type { EV_HELLO, EV_MESSAGE, EV_OFFLINE, EV_SOCKS };
@@ -138,8 +141,10 @@ struct req {
 	struct rtun *rt;
 	json_t *hello;	       /* the HELLO (RQ_AUTH) */
 	struct pki_ident cert; /* RQ_AUTH by certificate (cert.name set): what it verified as */
-	long long creq;	       /* client's req id */
-	bool udp;	       /* RQ_PORT, RQ_RELEASE: a UDP rule's port (udp_add, udp_rm) */
+	uint8_t *certs;	       /* and the chain, for the session (rtun cert_der) */
+	size_t certs_len;
+	long long creq; /* client's req id */
+	bool udp;	/* RQ_PORT, RQ_RELEASE: a UDP rule's port (udp_add, udp_rm) */
 	char name[64];
 	uint16_t port;
 	char domain[DOMAIN_MAX + 1]; /* RQ_DOMAIN, RQ_DOMAIN_RELEASE */
@@ -190,6 +195,7 @@ struct ctlthread {
 	/* [tls] client_ca and client_crl: certificate logins (NULL: client_auth = off) */
 	struct pki_verifier *pki;
 	uint64_t next_pki, next_pki_scan;
+	bool pki_changed;		 /* a reload changed client_ca, client_crl or client_auth */
 	struct cfg_server rc_eff;	 /* what a reload left in force (ctlthread_reconfigure) */
 	_Atomic unsigned unlisten_acked; /* and handled by them */
 	/* worker events */
@@ -399,6 +405,8 @@ static void send_to_link(struct ctlthread *ct, int worker, uint32_t idx, uint32_
 
 static void tunnel_kick(struct ctlthread *ct, struct rtun *rt, const char *reason);
 static void pki_poll(struct ctlthread *ct);
+_Static_assert(TLS_CLIENT_CERTS_MAX == PKI_CHAIN_MAX + 1,
+	       "a chain one longer than the check takes");
 
 static void link_error(struct ctlthread *ct, int worker, uint32_t idx, uint32_t gen,
 		       const char *reason)
@@ -914,6 +922,7 @@ static void req_free(struct req *r)
 		r->rt->reqs--;
 	json_decref(r->hello);
 	json_decref(r->msg);
+	free(r->certs);
 	free(r);
 }
 
@@ -1278,6 +1287,11 @@ static void on_auth_ok(struct ctlthread *ct, struct req *r, json_t *m)
 	rt->since = now_ms();
 	str_copy(rt->cert_serial, sizeof(rt->cert_serial), r->cert.name[0] ? r->cert.serial : "");
 	rt->cert_not_after = r->cert.not_after;
+	free(rt->cert_der);
+	rt->cert_der = r->certs;
+	rt->cert_der_len = r->certs_len;
+	r->certs = NULL;
+	rt->cert_kicked = 0;
 	if (r->cert.name[0]) {
 		time_t na = (time_t)r->cert.not_after;
 		struct tm tm;
@@ -2443,42 +2457,61 @@ static void tunnel_kick(struct ctlthread *ct, struct rtun *rt, const char *reaso
 /*
  * The certificate logins' CA and CRL, read again when they changed; every
  * session that logged in with a certificate now revoked or expired is shut
- * down (within PKI_MS of the new CRL).
+ * down (within PKI_MS of the new CRL), and after a new CA or CRL (or a reload
+ * that changed them) its chain is checked again: a session is never left
+ * online on a certificate the files in force would refuse. With client_auth
+ * off (a reload), every certificate session is shut down. A session that is
+ * still online 2 s after its kick is kicked again.
  */
 static void pki_poll(struct ctlthread *ct)
 {
-	char err[320];
+	char err[320], why[360];
 	int64_t now = (int64_t)time(NULL);
-	int r;
+	bool recheck;
+	int r = 0;
 
-	if (!ct->pki)
+	if (ct->pki) {
+		r = pki_verifier_refresh(ct->pki, err, sizeof(err));
+		if (r < 0)
+			log_every(NLOG_WARN,
+				  "[tls] client_ca: %s: certificate logins keep the last good one",
+				  err);
+		else if (r > 0)
+			log_info("[tls] client_ca and CRL read again");
+	}
+	recheck = r > 0 || ct->pki_changed;
+	/* the sessions are looked at after a change, else once a second (expiry) */
+	if (!recheck && now_ms() < ct->next_pki_scan)
 		return;
-	r = pki_verifier_refresh(ct->pki, err, sizeof(err));
-	if (r < 0)
-		log_every(NLOG_WARN,
-			  "[tls] client_ca: %s: certificate logins keep the last good one", err);
-	else if (r > 0)
-		log_info("[tls] client_ca and CRL read again");
-	/* the sessions are looked at after a new CRL, else once a second (expiry) */
-	if (r <= 0 && now_ms() < ct->next_pki_scan)
-		return;
+	ct->pki_changed = false;
 	ct->next_pki_scan = now_ms() + 1000;
 	for (unsigned b = 0; b < 256; b++) {
 		for (struct rtun *rt = ct->tunnels[b]; rt; rt = (struct rtun *)rt->t.next) {
-			const char *why = NULL;
+			struct pki_ident id;
+			const char *reason = NULL;
 
 			if (!rt->online || !rt->cert_serial[0])
 				continue;
-			if (pki_verifier_revoked(ct->pki, rt->cert_serial))
-				why = "certificate revoked";
-			else if (now >= rt->cert_not_after)
-				why = "certificate expired";
-			if (!why)
+			if (rt->cert_kicked && now_ms() - rt->cert_kicked < 2000)
 				continue;
-			log_info("tunnel %s: %s (serial %s): disconnected", rt->t.id, why,
+			if (!ct->pki)
+				reason = "certificate logins are off on this server";
+			else if (pki_verifier_revoked(ct->pki, rt->cert_serial))
+				reason = "certificate revoked";
+			else if (now >= rt->cert_not_after)
+				reason = "certificate expired";
+			else if (recheck &&
+				 pki_verify_concat(ct->pki, rt->cert_der, rt->cert_der_len, now,
+						   &id, err, sizeof(err)) < 0) {
+				snprintf(why, sizeof(why), "certificate no longer valid: %s", err);
+				reason = why;
+			}
+			if (!reason)
+				continue;
+			log_info("tunnel %s: %s (serial %s): disconnected", rt->t.id, reason,
 				 rt->cert_serial);
-			rt->cert_serial[0] = 0; /* once */
-			tunnel_kick(ct, rt, why);
+			rt->cert_kicked = now_ms();
+			tunnel_kick(ct, rt, reason);
 		}
 	}
 }
@@ -2601,6 +2634,11 @@ static void on_hello(struct ctlthread *ct, struct ev *ev)
 	r->gen = ev->gen;
 	r->hello = json_incref(h);
 	r->cert = cert;
+	if (cert.name[0]) {
+		r->certs = ev->certs; /* the session keeps it */
+		r->certs_len = ev->certs_len;
+		ev->certs = NULL;
+	}
 }
 
 /* tcp_sync's names: an array of rule names; a new reference, or NULL with why. */
@@ -2781,6 +2819,10 @@ static void on_offline(struct ctlthread *ct, struct ev *ev)
 	if (!rt->online)
 		return;
 	rt->online = false;
+	rt->cert_serial[0] = 0;
+	free(rt->cert_der);
+	rt->cert_der = NULL;
+	rt->cert_der_len = 0;
 	/* its HTTP rules go with the session; the domains stay held (502 until it is back) */
 	if (rt->nhr) {
 		free(rt->hr);
@@ -2806,6 +2848,15 @@ static void on_socks(struct ctlthread *ct, struct ev *ev)
 	    json_pack("{s:s, s:s, s:O}", "type", CTL_AUTH, "mode", "check", "token", ev->obj);
 	struct req *r;
 
+	/* a SOCKS login is a token's: client_auth = required closes that door too */
+	if (ct->cfg.client_auth == CFG_CLIENT_AUTH_REQUIRED) {
+		json_decref(a);
+		socks_answer(ct, ev->worker, ev->idx, ev->gen, NULL, NULL,
+			     "this server takes certificate logins only ([tls] client_auth = "
+			     "required)",
+			     true);
+		return;
+	}
 	if (a && ev->source[0])
 		json_object_set_new(a, "source", json_string(ev->source));
 	r = a ? req_new(ct, RQ_SOCKS, a) : NULL;
@@ -2945,6 +2996,7 @@ static int reconfigure(struct ctlthread *ct, const struct cfg_server *n, char *w
 				pki_verifier_free(ct->pki);
 				ct->pki = v;
 				ct->next_pki = 0;
+				ct->pki_changed = true; /* the sessions are checked against it */
 				str_copy(ct->cfg.client_ca, sizeof(ct->cfg.client_ca),
 					 n->client_ca);
 				str_copy(ct->cfg.client_crl, sizeof(ct->cfg.client_crl),
@@ -3218,6 +3270,7 @@ void ctlthread_stop(struct ctlthread *ct)
 			struct rtun *rt = ct->tunnels[h];
 
 			ct->tunnels[h] = (struct rtun *)rt->t.next;
+			free(rt->cert_der);
 			free(rt);
 		}
 	}

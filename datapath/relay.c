@@ -244,6 +244,7 @@ static void ctl_on_message(struct worker *w, struct conn *l, json_t *obj)
 			return;
 		}
 		l->hello_have = 1; /* a HELLO is being handled */
+		relay_src_done(w, l);
 		/* where the client connects from: its token may be restricted to some blocks */
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof(ss);
@@ -701,8 +702,11 @@ static void relay_first(struct worker *w, struct conn *l)
 		}
 		l->hello_have += (uint32_t)r;
 		if (l->hello_have == 4 && frame_get32(l->hello) != LINK_MAGIC) {
-			/* a control link: the 4 bytes are a message length */
-			relay_src_done(w, l);
+			/*
+			 * a control link: the 4 bytes are a message length. It counts against
+			 * its source (max_conns_per_source) until its HELLO is in: a peer
+			 * cannot hold more half-made control links than that
+			 */
 			l->state = LS_CONTROL;
 			l->mr = calloc(1, sizeof(*l->mr));
 			if (!l->mr) {

@@ -12,7 +12,6 @@
 #include "xprt_tls.h"
 
 #include "tls/ktls.h"
-#include "tls/pki.h"
 #include "tls/tls.h"
 
 #include <errno.h>
@@ -269,42 +268,21 @@ void xprt_tls_moved(struct xprt *x)
 	x->tls->x = x;
 }
 
-/* the most certificate bytes kept from a client: more is refused as too many */
-#define PEER_CERTS_MAX (PKI_CHAIN_MAX + 1) * PKI_DER_MAX
-
 /*
- * An accepting end keeps what certificates the client presented (only asked
- * for when [tls] client_ca is set): the SSL may be gone (kernel TLS) by the
- * time the control thread checks them. At most PKI_CHAIN_MAX + 1 of them and
- * PEER_CERTS_MAX bytes, so a longer chain still reaches the check and is refused.
+ * An accepting end keeps the certificates the client presented (asked for only
+ * when [tls] client_ca is set; tls_take_client_certs): the SSL may be gone
+ * (kernel TLS) by the time the control thread checks them.
  */
 static void keep_peer_certs(struct xprt *x, SSL *ssl)
 {
-	const STACK_OF(CRYPTO_BUFFER) *sk = SSL_get0_peer_certificates(ssl);
-	size_t n = sk ? sk_CRYPTO_BUFFER_num(sk) : 0, total = 0;
+	size_t n;
 	uint8_t *p;
 
-	if (!n || !SSL_is_server(ssl) || x->peer_certs)
+	if (x->peer_certs || !SSL_is_server(ssl))
 		return;
-	if (n > PKI_CHAIN_MAX + 1)
-		n = PKI_CHAIN_MAX + 1;
-	for (size_t i = 0; i < n; i++)
-		total += CRYPTO_BUFFER_len(sk_CRYPTO_BUFFER_value(sk, i));
-	if (total > PEER_CERTS_MAX)
-		total = PEER_CERTS_MAX;
-	p = malloc(total);
-	if (!p)
-		return; /* the HELLO then carries no certificate: refused as such */
+	p = tls_take_client_certs(ssl, &n);
 	x->peer_certs = p;
-	x->peer_certs_len = (uint32_t)total;
-	for (size_t i = 0; i < n && total; i++) {
-		const CRYPTO_BUFFER *b = sk_CRYPTO_BUFFER_value(sk, i);
-		size_t k = CRYPTO_BUFFER_len(b) < total ? CRYPTO_BUFFER_len(b) : total;
-
-		memcpy(p, CRYPTO_BUFFER_data(b), k);
-		p += k;
-		total -= k;
-	}
+	x->peer_certs_len = p ? (uint32_t)n : 0;
 }
 
 int xprt_tls_handshake(struct xprt *x, struct xprt_out *out, char *err, size_t errlen)

@@ -875,6 +875,14 @@ int pki_issue(const char *dir, const char *name, enum pki_kind kind, unsigned da
 		seterr(err, errlen, "unknown certificate kind");
 		return -EINVAL;
 	}
+	/* relayd refuses such a name: a certificate never takes a token tunnel's id */
+	if (valid_tunnel_id_shaped(name)) {
+		seterr(err, errlen,
+		       "name \"%s\" has the shape of a token tunnel's id (t- and hex digits): "
+		       "choose another",
+		       name);
+		return -EINVAL;
+	}
 	ret = check_days(days, err, errlen);
 	if (ret < 0)
 		return ret;
@@ -883,6 +891,23 @@ int pki_issue(const char *dir, const char *name, enum pki_kind kind, unsigned da
 	    pathf(cacopy, "%s/ca.crt", nd) < 0) {
 		seterr(err, errlen, "path too long: %s", dir);
 		return -ENAMETOOLONG;
+	}
+	/* tunnel ids and groups are matched without case by the mesh policy: one a name */
+	{
+		DIR *d = opendir(nodes);
+		struct dirent *e;
+		char other[PKI_NAME_MAX] = "";
+
+		while (d && (e = readdir(d)))
+			if (strcmp(e->d_name, name) && !strcasecmp(e->d_name, name))
+				snprintf(other, sizeof(other), "%.31s", e->d_name);
+		if (d)
+			closedir(d);
+		if (other[0]) {
+			seterr(err, errlen,
+			       "nodes/%s exists: names that differ only in case are refused", other);
+			return -EEXIST;
+		}
 	}
 	ret = ca_load(&ca, dir, err, errlen);
 	if (ret < 0)
@@ -1183,6 +1208,15 @@ static int verifier_load(struct pki_verifier *v, char *err, size_t errlen)
 	}
 	if (*v->crl_file) {
 		crl = read_crl(v->crl_file, err, errlen, &r);
+		/*
+		 * crl.pem beside the CA may be missing (no CRL yet), but once one was
+		 * read its going away must not undo the revocations: the last one stays
+		 */
+		if (!crl && v->crl_auto && r == -ENOENT && v->crl) {
+			seterr(err, errlen, "%s went away: the last CRL read stays in force",
+			       v->crl_file);
+			goto out;
+		}
 		if (!crl && !(v->crl_auto && r == -ENOENT))
 			goto out;
 	}

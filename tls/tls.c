@@ -193,7 +193,19 @@ struct verify_fail {
 };
 
 static pthread_once_t pin_once = PTHREAD_ONCE_INIT;
-static int pin_idx = -1, fail_idx = -1;
+static int pin_idx = -1, fail_idx = -1, certs_idx = -1;
+
+/* the certificates a client presented, kept by accept_client_cert (tls_take_client_certs) */
+struct kept_certs {
+	size_t len;
+	uint8_t der[];
+};
+
+static void certs_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int index, long argl,
+		       void *argp)
+{
+	free(ptr);
+}
 
 static void pin_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int index, long argl, void *argp)
 {
@@ -212,6 +224,7 @@ static void pin_idx_init(void)
 {
 	pin_idx = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, pin_free);
 	fail_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, fail_free);
+	certs_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, certs_free);
 }
 
 static const uint8_t *ctx_pin(const SSL_CTX *ctx)
@@ -435,9 +448,53 @@ fail:
  */
 static enum ssl_verify_result_t accept_client_cert(SSL *ssl, uint8_t *out_alert)
 {
-	(void)ssl;
+	const STACK_OF(CRYPTO_BUFFER) *sk = SSL_get0_peer_certificates(ssl);
+	size_t n = sk ? sk_CRYPTO_BUFFER_num(sk) : 0, total = 0;
+	struct kept_certs *k;
+	uint8_t *p;
+
 	(void)out_alert;
+	pthread_once(&pin_once, pin_idx_init);
+	if (!n || certs_idx < 0)
+		return ssl_verify_ok;
+	/* one more than a chain may hold: the check refuses it as too many */
+	if (n > TLS_CLIENT_CERTS_MAX)
+		n = TLS_CLIENT_CERTS_MAX;
+	for (size_t i = 0; i < n; i++)
+		total += CRYPTO_BUFFER_len(sk_CRYPTO_BUFFER_value(sk, i));
+	k = malloc(sizeof(*k) + total);
+	if (!k)
+		return ssl_verify_ok; /* no certificate kept: the login is refused as such */
+	k->len = total;
+	p = k->der;
+	for (size_t i = 0; i < n; i++) {
+		const CRYPTO_BUFFER *b = sk_CRYPTO_BUFFER_value(sk, i);
+
+		memcpy(p, CRYPTO_BUFFER_data(b), CRYPTO_BUFFER_len(b));
+		p += CRYPTO_BUFFER_len(b);
+	}
+	free(SSL_get_ex_data(ssl, certs_idx));
+	SSL_set_ex_data(ssl, certs_idx, k);
 	return ssl_verify_ok;
+}
+
+uint8_t *tls_take_client_certs(SSL *ssl, size_t *len)
+{
+	struct kept_certs *k;
+	uint8_t *out;
+
+	*len = 0;
+	pthread_once(&pin_once, pin_idx_init);
+	if (certs_idx < 0 || !(k = SSL_get_ex_data(ssl, certs_idx)))
+		return NULL;
+	SSL_set_ex_data(ssl, certs_idx, NULL);
+	out = malloc(k->len ? k->len : 1);
+	if (out) {
+		memcpy(out, k->der, k->len);
+		*len = k->len;
+	}
+	free(k);
+	return out;
 }
 
 int tls_server_ask_client_cert(SSL_CTX *ctx)
@@ -453,6 +510,13 @@ int tls_server_ask_client_cert(SSL_CTX *ctx)
 	};
 
 	SSL_CTX_set_custom_verify(ctx, SSL_VERIFY_PEER, accept_client_cert);
+	/*
+	 * What a client may make relayd hold: its Certificate message at most
+	 * TLS_CLIENT_CERTS_BYTES (a nave node certificate is about 600 bytes), kept
+	 * once by accept_client_cert; BoringSSL keeps only its hash after the check
+	 */
+	SSL_CTX_set_max_cert_list(ctx, TLS_CLIENT_CERTS_BYTES);
+	SSL_CTX_set_retain_only_sha256_of_client_certs(ctx, 1);
 	return SSL_CTX_set_verify_algorithm_prefs(ctx, prefs, sizeof(prefs) / sizeof(prefs[0])) == 1
 		   ? 0
 		   : -EINVAL;

@@ -41,6 +41,15 @@ SSL_CTX *tls_server_ctx(const char *cert_path, const char *key_path, bool pq, ch
  * Ed25519, ECDSA and RSA-PSS signatures. 0 or -EINVAL.
  */
 int tls_server_ask_client_cert(SSL_CTX *ctx);
+/* the most a client's Certificate message may hold, and the certificates kept of it */
+#define TLS_CLIENT_CERTS_BYTES 16384
+#define TLS_CLIENT_CERTS_MAX   5
+/*
+ * After a handshake on such a context: the client's certificates (DER one after
+ * the other, leaf first, at most TLS_CLIENT_CERTS_MAX), handed over (free()
+ * them) and forgotten by ssl; NULL with *len 0 when it presented none.
+ */
+uint8_t *tls_take_client_certs(SSL *ssl, size_t *len);
 
 /*
  * Client context: TLS 1.3, ALPN nave/1. Verification: if fingerprint is set

@@ -234,6 +234,12 @@ def test_refusals(tmp_path):
     assert snapshot(d) == before
     assert not (tmp_path / "new").exists()
 
+    # names relayd would refuse or confuse: a token tunnel's id shape, another's case
+    refused(1, "pki", "issue", "--dir", d, "--name", "t-0123456789ab",
+            want="shape of a token tunnel's id")
+    refused(1, "pki", "issue", "--dir", d, "--name", "DEV1", want="differ only in case")
+    assert snapshot(d) == before
+
     # a symlinked key is never written through
     target = tmp_path / "elsewhere"
     target.write_text("keep\n")
