@@ -905,7 +905,8 @@ int pki_issue(const char *dir, const char *name, enum pki_kind kind, unsigned da
 			closedir(d);
 		if (other[0]) {
 			seterr(err, errlen,
-			       "nodes/%s exists: names that differ only in case are refused", other);
+			       "nodes/%s exists: names that differ only in case are refused",
+			       other);
 			return -EEXIST;
 		}
 	}
