@@ -114,8 +114,10 @@
  *   "rule_push"  the client takes rule_push (below).
  *   "mesh"       the client may open streams (LINK_HELLO_OUTBOUND links, OPEN).
  *   "udp"        the client serves LINK_BIND_UDP streams (UDP rules, udp_add).
+ *   "support"    the client asks for support sessions (support_*, below) and takes
+ *                support_closed.
  * WELCOME "features" is relayd's list, the same shape: "udp" when relayd takes udp_add,
- * and "mesh" when relayd takes
+ * "support" when it takes support_*, and "mesh" when relayd takes
  * LINK_HELLO_OUTBOUND data links and OPEN frames. A client opens streams only when
  * the WELCOME named "mesh" (an older relayd refuses DATA_HELLO flags other than 0).
  *
@@ -140,8 +142,52 @@
 #define LINK_FEATURE_RULES   "rule_push"
 #define LINK_FEATURE_MESH    "mesh"
 #define LINK_FEATURE_UDP     "udp"
+#define LINK_FEATURE_SUPPORT "support"
 #define LINK_FEATURES_MAX    8
 #define LINK_FEATURE_MAX     32
+
+/*
+ * Support sessions (README "Support sessions"): the device asks the edge for a session a
+ * support person may connect to once an operator approved it. Sent only to a relayd whose
+ * WELCOME named "support"; relayd takes them only from a client whose HELLO named it (from
+ * any other it answers req_error "support sessions need a client that names the \"support\"
+ * feature in its HELLO"), checks every member here (the same limits as the client's command
+ * line) and asks nave-controld (ctl_proto.h) with the session's tunnel id, never the client's
+ * word, and the control link's source address.
+ * c->r support_request {req, id?, expires, reason?, services:[names], auth_hash}
+ *   id: the session id the device proposes (^sup-[a-z0-9]{10}$, common/support.h): the one
+ *   its auth_hash is made for; expires: seconds, LINK_SUPPORT_EXPIRES_MIN..MAX; reason:
+ *   0..LINK_SUPPORT_REASON_MAX characters of printable UTF-8 (absent: ""); services: 1..
+ *   LINK_SUPPORT_SERVICES distinct names, 1..LINK_SUPPORT_NAME_MAX of [A-Za-z0-9_-] (only
+ *   the names: where each one leads stays on the device); auth_hash: SHA-256 of the
+ *   session's auth key, 64 lower-case hex digits (the PSK never leaves the device).
+ *   r->c support_granted {req, id, expires_at (Unix s)}: a pending session; id is the
+ *   edge's (a control daemon that does not take the device's id names another), or
+ *   req_error {req, reason} (at most 4 sessions pending or approved per tunnel).
+ * c->r support_end {req, id}: the owner ends one of its sessions (every connection of it
+ *   closes) -> r->c support_ended {req, id}, or req_error.
+ * c->r support_ls {req} -> r->c support_list {req, sessions:[{id, state ("pending" |
+ *   "approved" | "ended" | "expired"), reason, services, created_at, expires_at,
+ *   approved_by (null: not approved), connections}]}: the tunnel's newest 16, newest first.
+ * r->c support_closed {id, why}: unsolicited: a session of this tunnel left the pending or
+ *   approved state (the operator ended or denied it, it expired, its owner ended it); the
+ *   client forgets its key. relayd knows a session's tunnel from the answers it passed on
+ *   (support_granted, support_list): a client that holds sessions sends support_ls after
+ *   each WELCOME, so a restarted relayd learns them again.
+ */
+#define LINK_MSG_SUPPORT_REQUEST "support_request"
+#define LINK_MSG_SUPPORT_GRANTED "support_granted"
+#define LINK_MSG_SUPPORT_END	 "support_end"
+#define LINK_MSG_SUPPORT_ENDED	 "support_ended"
+#define LINK_MSG_SUPPORT_LS	 "support_ls"
+#define LINK_MSG_SUPPORT_LIST	 "support_list"
+#define LINK_MSG_SUPPORT_CLOSED	 "support_closed"
+#define LINK_SUPPORT_EXPIRES_MIN 60	/* 1 minute */
+#define LINK_SUPPORT_EXPIRES_MAX 604800 /* 7 days */
+#define LINK_SUPPORT_REASON_MAX	 200	/* characters */
+#define LINK_SUPPORT_SERVICES	 8
+#define LINK_SUPPORT_NAME_MAX	 31
+#define LINK_SUPPORT_WHY_MAX	 160 /* support_closed's why, bytes */
 
 /*
  * HELLO "mode": "run" for nave start, "configure" to validate/mint a token

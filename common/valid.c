@@ -60,6 +60,22 @@ bool valid_str(const char *s, enum valid_kind kind, size_t max)
 	return true;
 }
 
+bool valid_text_chars(const char *s, size_t n, size_t max_chars)
+{
+	size_t chars = 0;
+
+	if (!s || memchr(s, 0, n))
+		return false;
+	for (size_t i = 0, len; i < n; i += len, chars++) {
+		uint32_t cp;
+
+		len = utf8_decode((const unsigned char *)s + i, n - i, &cp);
+		if (!len || !utf8_printable(cp) || chars >= max_chars)
+			return false;
+	}
+	return true;
+}
+
 const char *valid_alphabet(enum valid_kind kind)
 {
 	switch (kind) {

@@ -23,6 +23,12 @@ enum valid_kind {
 
 /* True when s is 1..max bytes of the kind. */
 bool valid_str(const char *s, enum valid_kind kind, size_t max);
+/*
+ * True when the n bytes at s are 0..max_chars characters of printable UTF-8
+ * (utf8_printable: no control characters, no NUL): free text limited in
+ * characters rather than bytes (a support session's reason).
+ */
+bool valid_text_chars(const char *s, size_t n, size_t max_chars);
 /* The alphabet of a kind, for messages ("letters, digits, '.', '_' and '-'"). */
 const char *valid_alphabet(enum valid_kind kind);
 
