@@ -27,6 +27,7 @@
 #include "sock.h"
 #include "util.h"
 #include "rulemsg.h"
+#include "support.h"
 #include "valid.h"
 
 #include <arpa/inet.h>
@@ -90,6 +91,8 @@ struct rtun {
 	uint16_t next_route;
 	bool online;
 	bool rule_push;	   /* the session's HELLO named the "rule_push" feature (link_proto.h) */
+	bool support;	   /* and "support": it may ask for support sessions */
+	char source[48];   /* the control link's address as text ("" unknown) */
 	long long push_op; /* the rule_push in flight to its client (0 none): the only
 			      rule_result passed on to controld */
 	unsigned reqs;	   /* requests of this session waiting for controld */
@@ -128,7 +131,8 @@ enum req_kind {
 	RQ_DEAUTH,
 	RQ_DOMAIN,
 	RQ_DOMAIN_RELEASE,
-	RQ_SOCKS /* a login on relayd's SOCKS server: its token checked (auth, mode "check") */
+	RQ_SOCKS,  /* a login on relayd's SOCKS server: its token checked (auth, mode "check") */
+	RQ_SUPPORT /* support_request, support_end, support_ls (its msg's type says which) */
 };
 
 struct req {
@@ -233,6 +237,12 @@ struct ctlthread {
 	json_int_t mesh_next; /* the seq the push under way expects next */
 	json_t *mesh_rules;
 	struct mesh_table *mesh; /* this thread's reference (its counters go into stats) */
+	/* support sessions: which tunnel each live one belongs to (support_closed's address) */
+	struct sup_owner {
+		char id[SUP_ID_LEN + 1];
+		char tid[LINK_ID_MAX];
+	} * sup_own;
+	unsigned nsup_own;
 };
 
 /* ---------- registry ---------- */
@@ -1281,6 +1291,8 @@ static void on_auth_ok(struct ctlthread *ct, struct req *r, json_t *m)
 		  rt->t.mesh_role ? "yes" : "no");
 	rt->online = true;
 	rt->rule_push = has_feature(r->hello, LINK_FEATURE_RULES);
+	rt->support = has_feature(r->hello, LINK_FEATURE_SUPPORT);
+	str_copy(rt->source, sizeof(rt->source), msg_str(r->msg, "source") ?: "");
 	rt->worker = r->worker;
 	rt->idx = r->idx;
 	rt->gen = r->gen;
@@ -1310,6 +1322,7 @@ static void on_auth_ok(struct ctlthread *ct, struct req *r, json_t *m)
 		      (int)(ct->cfg.heartbeat_ms / 1000 ? ct->cfg.heartbeat_ms / 1000 : 1),
 		      "max_ports", (int)ct->cfg.max_per_tunnel, "features", LINK_FEATURE_MESH);
 	json_array_append_new(json_object_get(w, "features"), json_string(LINK_FEATURE_UDP));
+	json_array_append_new(json_object_get(w, "features"), json_string(LINK_FEATURE_SUPPORT));
 	if (token)
 		json_object_set_new(w, "token", json_string(token));
 	memset(&mb, 0, sizeof(mb));
@@ -1898,6 +1911,251 @@ static void on_rule_push(struct ctlthread *ct, json_t *m)
 	json_decref(n);
 }
 
+/* ---------- support sessions (link_proto.h "Support sessions") ---------- */
+
+/* the most session owners kept: 4 live sessions of every tunnel of a large edge */
+#define SUP_OWNERS_MAX 16384
+
+static int sup_owner_find(struct ctlthread *ct, const char *id)
+{
+	for (unsigned i = 0; i < ct->nsup_own; i++)
+		if (!strcmp(ct->sup_own[i].id, id))
+			return (int)i;
+	return -1;
+}
+
+/* Session id belongs to tunnel tid (support_granted, support_list): support_kill's address. */
+static void sup_owner_set(struct ctlthread *ct, const char *id, const char *tid)
+{
+	struct sup_owner *o;
+	int i = sup_owner_find(ct, id);
+
+	if (i >= 0) {
+		str_copy(ct->sup_own[i].tid, sizeof(ct->sup_own[i].tid), tid);
+		return;
+	}
+	if (!ct->sup_own) {
+		ct->sup_own = calloc(SUP_OWNERS_MAX, sizeof(*ct->sup_own));
+		if (!ct->sup_own)
+			return; /* its support_closed is not sent; the client's ls still sees it */
+	}
+	if (ct->nsup_own == SUP_OWNERS_MAX) /* the oldest goes */
+		memmove(ct->sup_own, ct->sup_own + 1, --ct->nsup_own * sizeof(*ct->sup_own));
+	o = &ct->sup_own[ct->nsup_own++];
+	str_copy(o->id, sizeof(o->id), id);
+	str_copy(o->tid, sizeof(o->tid), tid);
+}
+
+static void sup_owner_del(struct ctlthread *ct, const char *id)
+{
+	int i = sup_owner_find(ct, id);
+
+	if (i >= 0)
+		ct->sup_own[i] = ct->sup_own[--ct->nsup_own];
+}
+
+/*
+ * A client's support_request, support_end or support_ls, checked here where it
+ * enters: the message for controld (a new reference, with the session's tunnel id
+ * and the control link's address), or NULL with the one-line reason in why.
+ */
+static json_t *support_msg(struct rtun *rt, json_t *m, const char *type, char *why, size_t whylen)
+{
+	json_t *services, *reason, *v, *o;
+	const char *id = msg_str(m, "id"), *hash;
+	long long expires;
+	size_t i, j;
+
+	if (!rt->support) {
+		snprintf(
+		    why, whylen,
+		    "support sessions need a client that names the \"%s\" feature in its HELLO",
+		    LINK_FEATURE_SUPPORT);
+		return NULL;
+	}
+	if (!strcmp(type, LINK_MSG_SUPPORT_LS))
+		return json_pack("{s:s, s:s}", "type", CTL_SUPPORT_LS, "tunnel_id", rt->t.id);
+	if ((id || !strcmp(type, LINK_MSG_SUPPORT_END)) && !sup_id_valid(id)) {
+		snprintf(why, whylen, "bad support session id: \"sup-\" and 10 of [a-z0-9]");
+		return NULL;
+	}
+	if (!strcmp(type, LINK_MSG_SUPPORT_END))
+		return json_pack("{s:s, s:s, s:s}", "type", CTL_SUPPORT_END, "tunnel_id", rt->t.id,
+				 "id", id);
+	v = json_object_get(m, "expires");
+	expires = json_is_integer(v) ? json_integer_value(v) : 0;
+	if (expires < LINK_SUPPORT_EXPIRES_MIN || expires > LINK_SUPPORT_EXPIRES_MAX) {
+		snprintf(why, whylen, "bad expires: %d to %d seconds (1 minute to 7 days)",
+			 LINK_SUPPORT_EXPIRES_MIN, LINK_SUPPORT_EXPIRES_MAX);
+		return NULL;
+	}
+	reason = json_object_get(m, "reason");
+	if (reason && !(json_is_string(reason) &&
+			valid_text_chars(json_string_value(reason), json_string_length(reason),
+					 LINK_SUPPORT_REASON_MAX))) {
+		snprintf(why, whylen,
+			 "bad reason: at most %d characters of UTF-8 text without control "
+			 "characters",
+			 LINK_SUPPORT_REASON_MAX);
+		return NULL;
+	}
+	services = json_object_get(m, "services");
+	if (!json_is_array(services) || json_array_size(services) < 1 ||
+	    json_array_size(services) > LINK_SUPPORT_SERVICES) {
+		snprintf(why, whylen, "services must be an array of 1 to %d service names",
+			 LINK_SUPPORT_SERVICES);
+		return NULL;
+	}
+	json_array_foreach(services, i, v)
+	{
+		if (!json_is_string(v) ||
+		    !valid_str(json_string_value(v), VALID_NAME, LINK_SUPPORT_NAME_MAX)) {
+			snprintf(why, whylen, "bad service name: 1-%d characters: %s",
+				 LINK_SUPPORT_NAME_MAX, valid_alphabet(VALID_NAME));
+			return NULL;
+		}
+		for (j = 0; j < i; j++)
+			if (!strcmp(json_string_value(json_array_get(services, j)),
+				    json_string_value(v))) {
+				snprintf(why, whylen, "service \"%s\" is named twice",
+					 json_string_value(v));
+				return NULL;
+			}
+	}
+	hash = msg_str(m, "auth_hash");
+	if (!sup_hex_valid(hash)) {
+		snprintf(why, whylen, "bad auth_hash: 64 lower-case hex digits");
+		return NULL;
+	}
+	o = json_pack("{s:s, s:s, s:I, s:s, s:O, s:s}", "type", CTL_SUPPORT_REQUEST, "tunnel_id",
+		      rt->t.id, "expires", (json_int_t)expires, "reason",
+		      reason ? json_string_value(reason) : "", "services", services, "auth_hash",
+		      hash);
+	if (o && id)
+		json_object_set_new(o, "id", json_string(id));
+	if (o && rt->source[0])
+		json_object_set_new(o, "source", json_string(rt->source));
+	if (!o)
+		snprintf(why, whylen, "out of memory");
+	return o;
+}
+
+/* One session of controld's support_list, as the client gets it (known members only). */
+static json_t *support_entry(const json_t *s)
+{
+	static const char *const states[] = {"pending", "approved", "ended", "expired"};
+	const char *id = msg_str(s, "id"), *state = msg_str(s, "state");
+	json_t *o, *v;
+	size_t i;
+	bool known = false;
+
+	for (i = 0; state && i < ARRAY_SIZE(states); i++)
+		known |= !strcmp(state, states[i]);
+	if (!sup_id_valid(id) || !known)
+		return NULL;
+	o = json_pack("{s:s, s:s}", "id", id, "state", state);
+	v = json_object_get(s, "reason");
+	json_object_set_new(o, "reason",
+			    json_string(json_is_string(v) ? json_string_value(v) : ""));
+	json_object_set_new(o, "services", json_array());
+	json_array_foreach(json_object_get(s, "services"), i, v)
+	{
+		if (json_is_string(v) && i < LINK_SUPPORT_SERVICES &&
+		    valid_str(json_string_value(v), VALID_NAME, LINK_SUPPORT_NAME_MAX))
+			json_array_append(json_object_get(o, "services"), v);
+	}
+	static const char *const ints[] = {"created_at", "expires_at", "connections"};
+	for (i = 0; i < ARRAY_SIZE(ints); i++) {
+		v = json_object_get(s, ints[i]);
+		json_object_set_new(o, ints[i],
+				    json_integer(json_is_integer(v) ? json_integer_value(v) : 0));
+	}
+	v = json_object_get(s, "approved_by");
+	json_object_set_new(o, "approved_by",
+			    json_is_string(v) && valid_str(json_string_value(v), VALID_TEXT, 200)
+				? json_string(json_string_value(v))
+				: json_null());
+	return o;
+}
+
+/*
+ * controld's answer to a client's support_* (r->msg says which it asked): passed on
+ * under the client's req; the owners of live sessions are noted for support_kill.
+ * false when it is not the answer that request expects.
+ */
+static bool support_answer(struct ctlthread *ct, struct req *r, const char *type, json_t *m)
+{
+	const char *asked = msg_str(r->msg, "type"), *tid = msg_str(r->msg, "tunnel_id");
+	const char *id = msg_str(m, "id");
+	json_t *o, *list, *s, *e;
+	size_t i;
+
+	if (!strcmp(asked, CTL_SUPPORT_REQUEST) && !strcmp(type, CTL_SUPPORT_GRANTED)) {
+		if (!sup_id_valid(id))
+			return false;
+		sup_owner_set(ct, id, tid);
+		log_info("tunnel %s: support session %s requested", tid, id);
+		o = json_pack("{s:s, s:I, s:s, s:I}", "type", LINK_MSG_SUPPORT_GRANTED, "req",
+			      (json_int_t)r->creq, "id", id, "expires_at",
+			      (json_int_t)msg_int(m, "expires_at", 0));
+	} else if (!strcmp(asked, CTL_SUPPORT_END) && !strcmp(type, CTL_SUPPORT_ENDED)) {
+		id = msg_str(r->msg, "id");
+		sup_owner_del(ct, id);
+		log_info("tunnel %s: support session %s ended by its device", tid, id);
+		o = json_pack("{s:s, s:I, s:s}", "type", LINK_MSG_SUPPORT_ENDED, "req",
+			      (json_int_t)r->creq, "id", id);
+	} else if (!strcmp(asked, CTL_SUPPORT_LS) && !strcmp(type, CTL_SUPPORT_LIST)) {
+		list = json_array();
+		json_array_foreach(json_object_get(m, "sessions"), i, s)
+		{
+			e = support_entry(s);
+			if (!e)
+				continue;
+			if (!strcmp(msg_str(e, "state"), "pending") ||
+			    !strcmp(msg_str(e, "state"), "approved"))
+				sup_owner_set(ct, msg_str(e, "id"), tid);
+			json_array_append_new(list, e);
+		}
+		o = json_pack("{s:s, s:I, s:o}", "type", LINK_MSG_SUPPORT_LIST, "req",
+			      (json_int_t)r->creq, "sessions", list);
+	} else {
+		return false;
+	}
+	if (r->rt && o)
+		tunnel_reply(ct, r->rt, o);
+	else
+		json_decref(o);
+	return true;
+}
+
+/*
+ * CTL_SUPPORT_KILL {id, why}: a session left the pending or approved state. Its
+ * owner's client, when online here, is told support_closed and forgets its key.
+ */
+static void on_support_kill(struct ctlthread *ct, json_t *m)
+{
+	const char *id = msg_str(m, "id"), *why = msg_str(m, "why");
+	char tid[LINK_ID_MAX];
+	struct rtun *rt;
+	int i;
+
+	if (!sup_id_valid(id))
+		return;
+	if (!why || !valid_str(why, VALID_TEXT, LINK_SUPPORT_WHY_MAX))
+		why = "closed by the server";
+	i = sup_owner_find(ct, id);
+	if (i < 0)
+		return; /* not one of this relayd's (a hello's replay of old ones) */
+	str_copy(tid, sizeof(tid), ct->sup_own[i].tid);
+	sup_owner_del(ct, id);
+	log_info("tunnel %s: support session %s closed: %s", tid, id, why);
+	rt = rtun_find(ct, tid, false);
+	if (rt && rt->online && rt->support)
+		tunnel_reply(ct, rt,
+			     json_pack("{s:s, s:s, s:s}", "type", LINK_MSG_SUPPORT_CLOSED, "id", id,
+				       "why", why));
+}
+
 static void cd_message(struct ctlthread *ct, json_t *m)
 {
 	const char *type = msg_str(m, "type");
@@ -2003,6 +2261,10 @@ static void cd_message(struct ctlthread *ct, json_t *m)
 		on_rule_push(ct, m);
 		return;
 	}
+	if (!strcmp(type, CTL_SUPPORT_KILL)) {
+		on_support_kill(ct, m);
+		return;
+	}
 	if (!strcmp(type, CTL_KICK)) {
 		const char *tid = msg_str(m, "tunnel_id");
 		const char *reason = msg_str(m, "reason") ?: "disconnected by the server";
@@ -2045,6 +2307,8 @@ static void cd_message(struct ctlthread *ct, json_t *m)
 			req_fail(ct, r, "control daemon gave no tunnel id");
 	} else if (r->kind == RQ_PORT && !strcmp(type, CTL_PORT_GRANT)) {
 		on_port_grant(ct, r, m);
+	} else if (r->kind == RQ_SUPPORT && support_answer(ct, r, type, m)) {
+		/* passed on to the client */
 	} else if (r->kind == RQ_SYNC && !strcmp(type, CTL_PORT_SYNCED)) {
 		json_t *rel = json_object_get(m, "released");
 
@@ -2786,6 +3050,15 @@ static void on_message(struct ctlthread *ct, struct ev *ev)
 	} else if (!strcmp(type, LINK_MSG_DEAUTH)) {
 		kind = RQ_DEAUTH;
 		msg = json_pack("{s:s, s:s}", "type", CTL_DEAUTH, "tunnel_id", rt->t.id);
+	} else if (!strcmp(type, LINK_MSG_SUPPORT_REQUEST) || !strcmp(type, LINK_MSG_SUPPORT_END) ||
+		   !strcmp(type, LINK_MSG_SUPPORT_LS)) {
+		msg = support_msg(rt, ev->obj, type, why, sizeof(why));
+		if (!msg) {
+			log_every(NLOG_INFO, "tunnel %s: %s refused: %s", rt->t.id, type, why);
+			req_error_reply(ct, rt, creq, why);
+			return;
+		}
+		kind = RQ_SUPPORT;
 	} else {
 		return; /* unknown types are ignored */
 	}
@@ -3283,6 +3556,7 @@ void ctlthread_stop(struct ctlthread *ct)
 	mesh_table_put(ct->mesh);
 	free(ct->route);
 	free(ct->doms);
+	free(ct->sup_own);
 	http_routes_put(ct->routes);
 	http_routes_put(ct->certs);
 	json_decref(ct->sync_acc);
