@@ -20,6 +20,7 @@
 #include "svc.h"
 #include "msg.h"
 #include "rulemsg.h"
+#include "support.h"
 #include "tls/ktls.h"
 #include "tls/tls.h"
 #include "util.h"
@@ -48,6 +49,7 @@
 #define LOCAL_MAX	   32
 #define LOCAL_TIMEOUT_MS   15000
 #define REMOTE_DONE	   16 /* remote operations whose answers are kept */
+#define SUP_HELD_MAX	   8  /* support sessions a running client holds */
 
 /* ---------- a blocking-ish TLS control connection ---------- */
 
@@ -358,9 +360,9 @@ static json_t *hello_msg(const struct cfg_client *c, const char *mode, const cha
 	json_object_set_new(h, "max_links", json_integer(c->max_links));
 	/* what this client takes beyond version 1 (link_proto.h); remote_rules = off refuses
 	 * each push with its own reason rather than posing as an older client */
-	json_object_set_new(
-	    h, "features",
-	    json_pack("[s, s, s]", LINK_FEATURE_RULES, LINK_FEATURE_MESH, LINK_FEATURE_UDP));
+	json_object_set_new(h, "features",
+			    json_pack("[s, s, s, s]", LINK_FEATURE_RULES, LINK_FEATURE_MESH,
+				      LINK_FEATURE_UDP, LINK_FEATURE_SUPPORT));
 	if (token && *token)
 		json_object_set_new(h, "token", json_string(token));
 	if (registration)
@@ -534,6 +536,7 @@ struct local {
 	long long op;
 	/* the answer is not the operation's outcome (lost link, timeout): never cached */
 	bool transient;
+	bool support; /* a support_* request (its answers are support_* or req_error) */
 };
 
 /* Marks the answer about to be given as not the operation's outcome; true. */
@@ -618,6 +621,23 @@ struct client {
 		char reason[RULEMSG_REASON_MAX + 1];
 	} done[REMOTE_DONE];
 	unsigned ndone;
+	/*
+	 * Support sessions (nave support request): in memory only, main thread only. The
+	 * PSK never leaves this process but once, in the answer to the local request that
+	 * made it; the targets of its services never leave the device. A restart forgets
+	 * them all (the owner requests again).
+	 */
+	bool support_ok; /* this session's WELCOME named the feature "support" */
+	long long sup_sync_req;
+	struct sup_held {
+		bool used, granted;
+		long long req;		     /* the support_request in flight (until granted) */
+		char id[SUP_ID_LEN + 1];     /* the edge's id (the proposed one until granted) */
+		char key_id[SUP_ID_LEN + 1]; /* the id the auth key is made for */
+		uint8_t psk[SUP_PSK_LEN];
+		struct sup_services svc;
+		int64_t expires_at;
+	} sup[SUP_HELD_MAX];
 };
 
 static bool op_rule_find(void *arg, uint16_t port, uint16_t flags, struct engine_rule *out)
@@ -755,6 +775,7 @@ static void persist(struct client *cl)
 }
 
 static void remote_reply(struct client *cl, struct local *lo, json_t *obj);
+static void sup_local_done(struct client *cl, long long req);
 
 static void local_reply(struct client *cl, struct local *lo, json_t *obj)
 {
@@ -765,6 +786,8 @@ static void local_reply(struct client *cl, struct local *lo, json_t *obj)
 		remote_reply(cl, lo, obj);
 		return;
 	}
+	if (lo->support && lo->waiting)
+		sup_local_done(cl, lo->waiting);
 	json_object_set_new(obj, "type", json_string("reply"));
 	m = msg_encode(obj, &n);
 	if (m) {
@@ -856,6 +879,8 @@ static void sync_rules(struct client *cl)
 	json_decref(m);
 }
 
+static void sup_sync(struct client *cl);
+
 static void session_start(struct client *cl, json_t *welcome)
 {
 	const char *secret = msg_str(welcome, "link_secret");
@@ -891,6 +916,12 @@ static void session_start(struct client *cl, json_t *welcome)
 		if (json_is_string(fv) && !strcmp(json_string_value(fv), LINK_FEATURE_UDP))
 			cl->udp = true;
 	}
+	cl->support_ok = false;
+	json_array_foreach(json_object_get(welcome, "features"), fi, fv)
+	{
+		if (json_is_string(fv) && !strcmp(json_string_value(fv), LINK_FEATURE_SUPPORT))
+			cl->support_ok = true;
+	}
 	if (!cl->mesh && cl->nlsn)
 		log_warn("the server does not support port maps (too old): connections to the "
 			 "local ports of port maps and SOCKS proxies are refused");
@@ -903,6 +934,7 @@ static void session_start(struct client *cl, json_t *welcome)
 	sync_rules(cl);
 	for (unsigned i = 0; i < cl->nrules; i++)
 		request_rule(cl, &cl->rules[i], false);
+	sup_sync(cl);
 }
 
 static const struct remote_done *remote_done_find(const struct client *cl, long long op)
@@ -955,7 +987,7 @@ static void session_end(struct client *cl, const char *why)
 			local_reply(
 			    cl, &cl->locals[i],
 			    json_pack("{s:b, s:s}", "ok", 0, "error",
-				      cl->locals[i].deauth
+				      cl->locals[i].deauth || cl->locals[i].support
 					  ? "lost the connection to the server before it "
 					    "answered"
 					  : "lost the connection to the server; the rule is "
@@ -1314,6 +1346,367 @@ out:
 	json_decref(n);
 }
 
+static void on_support_message(struct client *cl, struct local *lo, const char *type, json_t *m);
+
+/* ---------- support sessions (nave support, link_proto.h "Support sessions") ---------- */
+
+static struct sup_held *sup_by_id(struct client *cl, const char *id)
+{
+	for (unsigned i = 0; id && i < SUP_HELD_MAX; i++)
+		if (cl->sup[i].used && cl->sup[i].granted && !strcmp(cl->sup[i].id, id))
+			return &cl->sup[i];
+	return NULL;
+}
+
+/* Forgets a session: its key is wiped. */
+static void sup_forget(struct sup_held *h)
+{
+	explicit_bzero(h, sizeof(*h));
+}
+
+/* The local request waiting for req is answered: a request not granted goes with it. */
+static void sup_local_done(struct client *cl, long long req)
+{
+	for (unsigned i = 0; i < SUP_HELD_MAX; i++)
+		if (cl->sup[i].used && !cl->sup[i].granted && cl->sup[i].req == req)
+			sup_forget(&cl->sup[i]);
+}
+
+/* After each WELCOME: the edge's view of the sessions held (and a new relayd learns them). */
+static void sup_sync(struct client *cl)
+{
+	json_t *m;
+	bool any = false;
+
+	for (unsigned i = 0; i < SUP_HELD_MAX; i++)
+		any |= cl->sup[i].used && cl->sup[i].granted;
+	cl->sup_sync_req = 0;
+	if (!any || !cl->support_ok)
+		return;
+	cl->sup_sync_req = ++cl->next_req;
+	m = json_pack("{s:s, s:I}", "type", LINK_MSG_SUPPORT_LS, "req",
+		      (json_int_t)cl->sup_sync_req);
+	if (cconn_send(&cl->cc, m) < 0)
+		log_warn("support: cannot ask the server for its list of sessions");
+	json_decref(m);
+}
+
+/* Sessions past their expiry are forgotten here too (the server closes them anyway). */
+static void sup_expire(struct client *cl)
+{
+	int64_t now = (int64_t)time(NULL);
+
+	for (unsigned i = 0; i < SUP_HELD_MAX; i++) {
+		struct sup_held *h = &cl->sup[i];
+
+		if (h->used && h->granted && now >= h->expires_at) {
+			log_info("support session %s expired; its key is forgotten", h->id);
+			sup_forget(h);
+		}
+	}
+}
+
+/* {name: "HOST:PORT"} of a held session: the device's own view (never sent to the server). */
+static json_t *sup_allow_json(const struct sup_held *h)
+{
+	json_t *o = json_object();
+	char t[SUP_SVC_HOST_MAX + 16];
+
+	for (unsigned i = 0; i < h->svc.n; i++) {
+		const struct sup_service *v = &h->svc.s[i];
+
+		snprintf(t, sizeof(t), v->v6 ? "[%s]:%u" : "%s:%u", v->host, v->port);
+		json_object_set_new(o, v->name, json_string(t));
+	}
+	return o;
+}
+
+static json_t *sup_names_json(const struct sup_held *h)
+{
+	json_t *a = json_array();
+
+	for (unsigned i = 0; i < h->svc.n; i++)
+		json_array_append_new(a, json_string(h->svc.s[i].name));
+	return a;
+}
+
+/*
+ * support_list: the edge's sessions of this tunnel joined with the ones held here
+ * ("held", "allow"); a held session the edge has as ended or expired, or does not
+ * list, is forgotten. The joined list, or NULL when the message is not one.
+ */
+static json_t *sup_join(struct client *cl, json_t *m)
+{
+	json_t *list = json_object_get(m, "sessions"), *out, *s, *e;
+	bool seen[SUP_HELD_MAX] = {false};
+	size_t i;
+
+	if (!json_is_array(list))
+		return NULL;
+	out = json_array();
+	json_array_foreach(list, i, s)
+	{
+		const char *id = msg_str(s, "id"), *state = msg_str(s, "state") ?: "";
+		struct sup_held *h = sup_id_valid(id) ? sup_by_id(cl, id) : NULL;
+
+		if (!sup_id_valid(id))
+			continue;
+		e = json_deep_copy(s);
+		if (h) {
+			seen[h - cl->sup] = true;
+			json_object_set_new(e, "allow", sup_allow_json(h));
+			if (strcmp(state, "pending") && strcmp(state, "approved")) {
+				log_info("support session %s is %s at the server; its key is "
+					 "forgotten",
+					 id, state);
+				sup_forget(h);
+				h = NULL;
+			}
+		}
+		json_object_set_new(e, "held", json_boolean(h != NULL));
+		json_array_append_new(out, e);
+	}
+	for (unsigned k = 0; k < SUP_HELD_MAX; k++)
+		if (cl->sup[k].used && cl->sup[k].granted && !seen[k]) {
+			log_info("support session %s is not known to the server; its key is "
+				 "forgotten",
+				 cl->sup[k].id);
+			sup_forget(&cl->sup[k]);
+		}
+	return out;
+}
+
+static void on_support_message(struct client *cl, struct local *lo, const char *type, json_t *m)
+{
+	const char *id = msg_str(m, "id");
+	long long req = msg_int(m, "req", 0);
+	struct sup_held *h = NULL;
+	json_t *a;
+
+	if (!strcmp(type, LINK_MSG_SUPPORT_CLOSED)) {
+		char why[LINK_SUPPORT_WHY_MAX * 4];
+
+		h = sup_id_valid(id) ? sup_by_id(cl, id) : NULL;
+		if (!h)
+			return; /* not one of this client's (any more) */
+		log_info("support session %s closed by the server: %s; its key is forgotten", id,
+			 log_esc_str(msg_str(m, "why") ?: "?", why, sizeof(why)));
+		sup_forget(h);
+		return;
+	}
+	if (!strcmp(type, LINK_MSG_SUPPORT_LIST) && req && req == cl->sup_sync_req) {
+		cl->sup_sync_req = 0;
+		json_decref(sup_join(cl, m));
+		return;
+	}
+	if (!lo || !lo->support)
+		return; /* an answer nobody waits for (any more) */
+	if (!strcmp(type, LINK_MSG_SUPPORT_GRANTED)) {
+		for (unsigned i = 0; i < SUP_HELD_MAX && !h; i++)
+			if (cl->sup[i].used && !cl->sup[i].granted && cl->sup[i].req == req)
+				h = &cl->sup[i];
+		if (!h || !sup_id_valid(id)) {
+			local_reply(cl, lo,
+				    json_pack("{s:b, s:s}", "ok", 0, "error",
+					      "the server's answer names no session"));
+			return;
+		}
+		char psk[SUP_PSK_STR];
+
+		h->granted = true;
+		h->req = 0;
+		str_copy(h->id, sizeof(h->id), id);
+		h->expires_at = msg_int(m, "expires_at", 0);
+		sup_psk_format(h->psk, psk);
+		a = json_pack("{s:b, s:s, s:s, s:I, s:o, s:o}", "ok", 1, "id", h->id, "psk", psk,
+			      "expires_at", (json_int_t)h->expires_at, "services",
+			      sup_names_json(h), "allow", sup_allow_json(h));
+		explicit_bzero(psk, sizeof(psk));
+		if (strcmp(h->id, h->key_id)) {
+			/* the auth key was made for the id the device proposed */
+			log_warn("support session %s: the server named it, not the device (%s): a "
+				 "supporter's key will not match until nave-controld takes the "
+				 "device's id",
+				 h->id, h->key_id);
+			json_object_set_new(
+			    a, "warning",
+			    json_string("the server assigned its own session id instead of the "
+					"device's: a supporter's key will not match it (update "
+					"nave-controld)"));
+		}
+		log_info("support session %s requested (%u service%s, until %lld); waiting for an "
+			 "operator's approval",
+			 h->id, h->svc.n, h->svc.n == 1 ? "" : "s", (long long)h->expires_at);
+		local_reply(cl, lo, a);
+		return;
+	}
+	if (!strcmp(type, LINK_MSG_SUPPORT_ENDED)) {
+		if ((h = sup_id_valid(id) ? sup_by_id(cl, id) : NULL))
+			sup_forget(h);
+		log_info("support session %s ended by this device", sup_id_valid(id) ? id : "?");
+		local_reply(cl, lo,
+			    json_pack("{s:b, s:s}", "ok", 1, "id", sup_id_valid(id) ? id : ""));
+		return;
+	}
+	if (!strcmp(type, LINK_MSG_SUPPORT_LIST)) {
+		a = sup_join(cl, m);
+		local_reply(cl, lo,
+			    a ? json_pack("{s:b, s:o}", "ok", 1, "sessions", a)
+			      : json_pack("{s:b, s:s}", "ok", 0, "error",
+					  "the server's list is malformed"));
+		return;
+	}
+}
+
+/* Why a support request cannot go to the server now, or NULL. */
+static const char *sup_unreachable(const struct client *cl)
+{
+	if (!cl->online)
+		return "not connected to the server now; try again when the tunnel is online";
+	if (!cl->support_ok)
+		return "the server does not support support sessions (too old)";
+	return NULL;
+}
+
+/* support_request {expires, reason, allow} from `nave support request`. */
+static void sup_request_local(struct client *cl, struct local *lo, json_t *req)
+{
+	const char *allow = msg_str(req, "allow") ?: "", *why;
+	json_t *rv = json_object_get(req, "reason"), *m;
+	long long expires = msg_int(req, "expires", 0);
+	struct sup_held *h = NULL;
+	char err[SUP_ERR_MAX + 64], key[SUP_HEX_STR], hash[SUP_HEX_STR];
+	struct sup_services svc;
+
+	if (sup_services_parse(allow, &svc, err, sizeof(err)) < 0) {
+		local_reply(cl, lo, json_pack("{s:b, s:s}", "ok", 0, "error", err));
+		return;
+	}
+	if (expires < LINK_SUPPORT_EXPIRES_MIN || expires > LINK_SUPPORT_EXPIRES_MAX) {
+		local_reply(
+		    cl, lo,
+		    json_pack("{s:b, s:s}", "ok", 0, "error", "bad expires: 1 minute to 7 days"));
+		return;
+	}
+	if (rv &&
+	    !(json_is_string(rv) && valid_text_chars(json_string_value(rv), json_string_length(rv),
+						     LINK_SUPPORT_REASON_MAX))) {
+		snprintf(err, sizeof(err),
+			 "bad reason: at most %d characters of UTF-8 text without control "
+			 "characters",
+			 LINK_SUPPORT_REASON_MAX);
+		local_reply(cl, lo, json_pack("{s:b, s:s}", "ok", 0, "error", err));
+		return;
+	}
+	if ((why = sup_unreachable(cl))) {
+		local_reply(cl, lo, json_pack("{s:b, s:s}", "ok", 0, "error", why));
+		return;
+	}
+	for (unsigned i = 0; i < SUP_HELD_MAX && !h; i++)
+		if (!cl->sup[i].used)
+			h = &cl->sup[i];
+	if (!h) {
+		snprintf(err, sizeof(err),
+			 "this client holds %d support sessions already; end one first (nave "
+			 "support end ID)",
+			 SUP_HELD_MAX);
+		local_reply(cl, lo, json_pack("{s:b, s:s}", "ok", 0, "error", err));
+		return;
+	}
+	memset(h, 0, sizeof(*h));
+	h->used = true;
+	h->svc = svc;
+	sup_id_make(h->key_id);
+	str_copy(h->id, sizeof(h->id), h->key_id);
+	sup_psk_make(h->psk);
+	if (sup_auth_key(h->psk, h->key_id, key) < 0 || sup_auth_hash(key, hash) < 0) {
+		explicit_bzero(key, sizeof(key));
+		sup_forget(h);
+		local_reply(
+		    cl, lo,
+		    json_pack("{s:b, s:s}", "ok", 0, "error", "cannot derive the auth key"));
+		return;
+	}
+	explicit_bzero(key, sizeof(key));
+	h->req = ++cl->next_req;
+	m = json_pack("{s:s, s:I, s:s, s:I, s:s, s:o, s:s}", "type", LINK_MSG_SUPPORT_REQUEST,
+		      "req", (json_int_t)h->req, "id", h->key_id, "expires", (json_int_t)expires,
+		      "reason", rv ? json_string_value(rv) : "", "services", sup_names_json(h),
+		      "auth_hash", hash);
+	lo->support = true;
+	lo->waiting = h->req;
+	lo->deadline = now_ms() + LOCAL_TIMEOUT_MS;
+	if (cconn_send(&cl->cc, m) < 0)
+		local_reply(
+		    cl, lo,
+		    json_pack("{s:b, s:s}", "ok", 0, "error", "cannot reach the server now"));
+	json_decref(m);
+}
+
+static void support_local(struct client *cl, struct local *lo, const char *type, json_t *req)
+{
+	const char *id = msg_str(req, "id"), *why;
+	json_t *m, *list;
+	long long rq;
+
+	if (!strcmp(type, "support_request")) {
+		sup_request_local(cl, lo, req);
+		return;
+	}
+	if (!strcmp(type, "support_ls") && sup_unreachable(cl)) {
+		/* what this client holds, without the server's word */
+		list = json_array();
+		for (unsigned i = 0; i < SUP_HELD_MAX; i++) {
+			struct sup_held *h = &cl->sup[i];
+
+			if (h->used && h->granted)
+				json_array_append_new(
+				    list, json_pack("{s:s, s:s, s:I, s:o, s:b, s:o}", "id", h->id,
+						    "state", "unknown", "expires_at",
+						    (json_int_t)h->expires_at, "services",
+						    sup_names_json(h), "held", 1, "allow",
+						    sup_allow_json(h)));
+		}
+		local_reply(cl, lo,
+			    json_pack("{s:b, s:o, s:s}", "ok", 1, "sessions", list, "note",
+				      sup_unreachable(cl)));
+		return;
+	}
+	if (!strcmp(type, "support_end") && !sup_id_valid(id)) {
+		local_reply(cl, lo,
+			    json_pack("{s:b, s:s}", "ok", 0, "error",
+				      "bad support session id: \"sup-\" and 10 of [a-z0-9]"));
+		return;
+	}
+	if (strcmp(type, "support_ls") && strcmp(type, "support_end")) {
+		local_reply(cl, lo, json_pack("{s:b, s:s}", "ok", 0, "error", "unknown request"));
+		return;
+	}
+	if ((why = sup_unreachable(cl))) {
+		local_reply(cl, lo, json_pack("{s:b, s:s}", "ok", 0, "error", why));
+		return;
+	}
+	rq = ++cl->next_req;
+	if (!strcmp(type, "support_end")) {
+		struct sup_held *h = sup_by_id(cl, id);
+
+		if (h) /* the owner ends it: its key goes now, whatever the server says */
+			sup_forget(h);
+		m = json_pack("{s:s, s:I, s:s}", "type", LINK_MSG_SUPPORT_END, "req",
+			      (json_int_t)rq, "id", id);
+	} else {
+		m = json_pack("{s:s, s:I}", "type", LINK_MSG_SUPPORT_LS, "req", (json_int_t)rq);
+	}
+	lo->support = true;
+	lo->waiting = rq;
+	lo->deadline = now_ms() + LOCAL_TIMEOUT_MS;
+	if (cconn_send(&cl->cc, m) < 0)
+		local_reply(
+		    cl, lo,
+		    json_pack("{s:b, s:s}", "ok", 0, "error", "cannot reach the server now"));
+	json_decref(m);
+}
+
 static void on_server_message(struct client *cl, json_t *m)
 {
 	const char *type = msg_str(m, "type");
@@ -1413,6 +1806,14 @@ static void on_server_message(struct client *cl, json_t *m)
 		cl->quit = true;
 		return;
 	}
+	if (!strcmp(type, LINK_MSG_REQ_ERROR) && (lo ? lo->support : req == cl->sup_sync_req)) {
+		log_warn("support: the server refused a request: %s", msg_str(m, "reason") ?: "?");
+		if (lo)
+			local_reply(cl, lo,
+				    json_pack("{s:b, s:s}", "ok", 0, "error",
+					      msg_str(m, "reason") ?: "refused"));
+		return;
+	}
 	if (!strcmp(type, LINK_MSG_REQ_ERROR)) {
 		const char *reason = msg_str(m, "reason") ?: "refused";
 		struct rule gone;
@@ -1451,6 +1852,10 @@ static void on_server_message(struct client *cl, json_t *m)
 	}
 	if (!strcmp(type, LINK_MSG_RULE_PUSH)) {
 		on_rule_push(cl, m);
+		return;
+	}
+	if (!strncmp(type, "support_", 8)) {
+		on_support_message(cl, lo, type, m);
 		return;
 	}
 	if (!strcmp(type, LINK_MSG_SHUTDOWN)) {
@@ -2014,6 +2419,8 @@ static void lsn_rm_local(struct client *cl, struct local *lo, json_t *req, bool 
 	local_reply(cl, lo, json_pack("{s:b}", "ok", 1));
 }
 
+static void support_local(struct client *cl, struct local *lo, const char *type, json_t *req);
+
 static void on_local_request(struct client *cl, struct local *lo, json_t *req)
 {
 	const char *type = msg_str(req, "type");
@@ -2120,6 +2527,10 @@ static void on_local_request(struct client *cl, struct local *lo, json_t *req)
 		lo->waiting = request_rule(cl, &old, true);
 		lo->remove = true;
 		lo->deadline = now_ms() + LOCAL_TIMEOUT_MS;
+		return;
+	}
+	if (!strncmp(type, "support_", 8)) {
+		support_local(cl, lo, type, req);
 		return;
 	}
 	if (!strcmp(type, "deauth")) {
@@ -2405,6 +2816,7 @@ int client_run(struct cfg_client *c)
 			session_end(cl, "heartbeat lost (3 missed)");
 			continue;
 		}
+		sup_expire(cl);
 		for (unsigned i = 0; i < LOCAL_MAX; i++) {
 			struct local *lo = &cl->locals[i];
 
@@ -2479,6 +2891,7 @@ int client_run(struct cfg_client *c)
 	SSL_CTX_free(cl->ctl_ctx);
 	webroot_stop(cl->www);
 	pthread_mutex_destroy(&cl->lock);
+	explicit_bzero(cl->sup, sizeof(cl->sup)); /* the support sessions' keys */
 	rc = cl->exit_code;
 	free(cl);
 	return rc;

@@ -12,6 +12,7 @@
 #include "log.h"
 #include "msg.h"
 #include "passwd.h"
+#include "support.h"
 #include "tls/tls.h"
 #include "util.h"
 #include "valid.h"
@@ -24,6 +25,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define TOKEN_MAX      255  /* bytes of a registration or auth token */
@@ -1829,6 +1831,282 @@ static int cmd_proxies(struct opts *o, int argc, char **argv)
 	die_usage("unknown proxies command '%s'", argv[1]);
 }
 
+/* ---------- support sessions ---------- */
+
+static const char support_help[] =
+    "usage: nave support request --allow NAME=HOST:PORT[,...] [--expires DURATION]\n"
+    "                            [--reason TEXT] [--config FILE] [--json]\n"
+    "       nave support ls [--config FILE] [--json]\n"
+    "       nave support end ID [--config FILE] [--json]\n"
+    "Asks the server for a support session: a support person who gets its id and\n"
+    "its pre-shared key from you may then reach the local services named by\n"
+    "--allow (and only those) through the server, once an operator of the server\n"
+    "approved it, until it expires or you end it. The key is made here and shown\n"
+    "once; the server learns only the service names and a hash, never the key or\n"
+    "where the services are. Sessions live in the running client's memory only: a\n"
+    "restart of nave start forgets them (request again). Needs a running client.\n"
+    "\n"
+    "Options of request:\n"
+    "  --allow LIST       1-8 services NAME=HOST:PORT separated by commas (NAME:\n"
+    "                     1-31 of letters, digits, '_' and '-'; an IPv6 HOST in\n"
+    "                     brackets), e.g. ssh=127.0.0.1:22,web=127.0.0.1:8080\n"
+    "  --expires D        how long the session may be used: 1m to 7d (NUMBER with\n"
+    "                     s, m, h or d; default 2h)\n"
+    "  --reason TEXT      shown to the operator: at most 200 characters, no control\n"
+    "                     characters\n"
+    "  --config FILE      the client config\n"
+    "  --json             print the result as JSON ({id, psk, expires_at, services})\n"
+    "  -h, --help         this help\n"
+    "\n"
+    "ls shows the server's sessions of this tunnel (state, services, expiry, who\n"
+    "approved) and, for the ones this client holds, where each service leads.\n"
+    "end ends a session at once (every connection of it closes) and forgets its key.";
+
+/* "90s", "30m", "2h", "7d" (or seconds alone): seconds, or -1. */
+static long long parse_duration(const char *s)
+{
+	char *end;
+	long long v, mul = 1;
+
+	if (!s || *s < '0' || *s > '9' || strlen(s) > 12)
+		return -1;
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno)
+		return -1;
+	if (*end && end[1])
+		return -1;
+	switch (*end) {
+	case 0:
+	case 's':
+		break;
+	case 'm':
+		mul = 60;
+		break;
+	case 'h':
+		mul = 3600;
+		break;
+	case 'd':
+		mul = 86400;
+		break;
+	default:
+		return -1;
+	}
+	return v * mul;
+}
+
+/* A Unix time as "2026-12-02 17:40 UTC". */
+static const char *utc_time(long long t, char *out, size_t n)
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+
+	if (!gmtime_r(&tt, &tm) || !strftime(out, n, "%Y-%m-%d %H:%M:%S UTC", &tm))
+		snprintf(out, n, "%lld", t);
+	return out;
+}
+
+/* The running client's answer, or exit 1 with the reason (not running, refused). */
+static json_t *support_ask(struct opts *o, json_t *req)
+{
+	json_t *r;
+
+	load_cfg(o, true);
+	r = local(o, req);
+	if (!r) {
+		if (not_running(o))
+			say_err("the client is not running: support sessions need a running "
+				"tunnel");
+		exit(1);
+	}
+	if (!json_is_true(json_object_get(r, "ok"))) {
+		say_err("%s", msg_str(r, "error") ?: "refused");
+		json_decref(r);
+		exit(1);
+	}
+	json_object_del(r, "ok");
+	json_object_del(r, "type");
+	return r;
+}
+
+static int support_request(struct opts *o, int argc, char **argv)
+{
+	static const struct option lo[] = {
+	    {"allow", required_argument, NULL, 'a'},
+	    {"expires", required_argument, NULL, 'e'},
+	    {"reason", required_argument, NULL, 'r'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	const char *allow = NULL, *reason = NULL;
+	long long expires = 7200;
+	char err[SUP_ERR_MAX], b1[256], b2[64];
+	struct sup_services svc;
+	json_t *req, *r, *v;
+	size_t i;
+	int c;
+
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":h", lo, NULL)) != -1) {
+		switch (c) {
+		case 'a':
+			allow = optarg;
+			break;
+		case 'e':
+			expires = parse_duration(optarg);
+			if (expires < LINK_SUPPORT_EXPIRES_MIN ||
+			    expires > LINK_SUPPORT_EXPIRES_MAX)
+				die_usage("bad --expires '%s' (1m to 7d: a number with s, m, h or "
+					  "d)",
+					  optarg);
+			break;
+		case 'r':
+			reason = optarg;
+			break;
+		case 'h':
+			puts(support_help);
+			return 0;
+		default:
+			bad_option("support request", c, argv);
+		}
+	}
+	if (optind < argc)
+		die_usage("support request: unexpected argument '%s'", argv[optind]);
+	if (!allow)
+		die_usage("support request needs --allow NAME=HOST:PORT[,...]");
+	if (strlen(allow) > SUP_ALLOW_MAX || sup_services_parse(allow, &svc, err, sizeof(err)) < 0)
+		die_usage("bad --allow: %s", strlen(allow) > SUP_ALLOW_MAX ? "too long" : err);
+	if (reason && !valid_text_chars(reason, strlen(reason), LINK_SUPPORT_REASON_MAX))
+		die_usage("bad --reason: at most %d characters of UTF-8 text without control "
+			  "characters",
+			  LINK_SUPPORT_REASON_MAX);
+	req = json_pack("{s:s, s:s, s:I}", "type", "support_request", "allow", allow, "expires",
+			(json_int_t)expires);
+	if (reason)
+		json_object_set_new(req, "reason", json_string(reason));
+	r = support_ask(o, req);
+	if (o->json) {
+		json_t *j = json_pack("{s:O, s:O, s:O, s:O}", "id", json_object_get(r, "id"), "psk",
+				      json_object_get(r, "psk"), "expires_at",
+				      json_object_get(r, "expires_at"), "services",
+				      json_object_get(r, "services"));
+
+		if (j && json_object_get(r, "warning"))
+			json_object_set(j, "warning", json_object_get(r, "warning"));
+		print_json(j);
+		json_decref(j);
+		json_decref(r);
+		return 0;
+	}
+	printf("support session: %s\n", log_esc_str(msg_str(r, "id") ?: "?", b1, sizeof(b1)));
+	printf("pre-shared key:  %s\n", log_esc_str(msg_str(r, "psk") ?: "?", b1, sizeof(b1)));
+	printf("expires:         %s\n", utc_time(msg_int(r, "expires_at", 0), b2, sizeof(b2)));
+	printf("services:       ");
+	json_array_foreach(json_object_get(r, "services"), i, v)
+	    printf("%s %s", i ? "," : "", log_esc_str(json_string_value(v) ?: "?", b1, sizeof(b1)));
+	printf("\n\nSend the session id and the key to your support person by another channel\n"
+	       "than this tunnel (a call, a chat): the key is shown only now and the server\n"
+	       "never sees it. An operator of the server must approve the session before\n"
+	       "anything connects: navectl support approve %s\n"
+	       "End it at any time with: nave support end %s\n",
+	       msg_str(r, "id") ?: "?", msg_str(r, "id") ?: "?");
+	if (msg_str(r, "warning"))
+		printf("warning: %s\n", log_esc_str(msg_str(r, "warning"), b1, sizeof(b1)));
+	json_decref(r);
+	return 0;
+}
+
+static int support_ls(struct opts *o, int argc, char **argv)
+{
+	char b1[1024], b2[64], b3[600];
+	json_t *r, *s, *v, *a;
+	size_t i, k;
+
+	if (argc > 1 && is_help(argv[1])) {
+		puts(support_help);
+		return 0;
+	}
+	if (argc > 1)
+		die_usage("support ls: unexpected argument '%s'", argv[1]);
+	r = support_ask(o, json_pack("{s:s}", "type", "support_ls"));
+	a = json_object_get(r, "sessions");
+	if (o->json) {
+		print_json(a);
+		json_decref(r);
+		return 0;
+	}
+	if (msg_str(r, "note"))
+		printf("note: %s\n", log_esc_str(msg_str(r, "note"), b1, sizeof(b1)));
+	if (!json_array_size(a))
+		printf("no support sessions\n");
+	else
+		printf("%-15s %-9s %-24s %-5s %s\n", "ID", "STATE", "EXPIRES", "KEY", "SERVICES");
+	json_array_foreach(a, i, s)
+	{
+		printf("%-15s %-9s %-24s %-5s", log_esc_str(msg_str(s, "id") ?: "?", b1, 32),
+		       log_esc_str(msg_str(s, "state") ?: "?", b3, 32),
+		       utc_time(msg_int(s, "expires_at", 0), b2, sizeof(b2)),
+		       json_is_true(json_object_get(s, "held")) ? "held" : "-");
+		json_array_foreach(json_object_get(s, "services"), k, v)
+		{
+			const char *n = json_string_value(v) ?: "?";
+			const char *to = msg_str(json_object_get(s, "allow"), n);
+
+			printf("%s %s%s%s", k ? "," : "", log_esc_str(n, b1, 64), to ? "=" : "",
+			       to ? log_esc_str(to, b3, sizeof(b3)) : "");
+		}
+		printf("\n");
+		if (msg_str(s, "reason") && *msg_str(s, "reason"))
+			printf("  reason: %s\n", log_esc_str(msg_str(s, "reason"), b1, sizeof(b1)));
+		if (msg_str(s, "approved_by"))
+			printf("  approved by %s, %lld connection(s)\n",
+			       log_esc_str(msg_str(s, "approved_by"), b1, sizeof(b1)),
+			       msg_int(s, "connections", 0));
+	}
+	json_decref(r);
+	return 0;
+}
+
+static int support_end(struct opts *o, int argc, char **argv)
+{
+	char b[64];
+	json_t *r;
+
+	if (argc > 1 && is_help(argv[1])) {
+		puts(support_help);
+		return 0;
+	}
+	if (argc != 2)
+		die_usage("support end needs one session ID");
+	if (!sup_id_valid(argv[1]))
+		die_usage("bad session ID '%s' (sup- and 10 of a-z, 0-9)", argv[1]);
+	r = support_ask(o, json_pack("{s:s, s:s}", "type", "support_end", "id", argv[1]));
+	if (o->json)
+		print_json(r);
+	else
+		printf("ended support session %s\n", log_esc_str(argv[1], b, sizeof(b)));
+	json_decref(r);
+	return 0;
+}
+
+static int cmd_support(struct opts *o, int argc, char **argv)
+{
+	if (argc < 2)
+		die_usage("support needs a command: request, ls or end");
+	if (is_help(argv[1])) {
+		puts(support_help);
+		return 0;
+	}
+	if (!strcmp(argv[1], "request"))
+		return support_request(o, argc - 1, argv + 1);
+	if (!strcmp(argv[1], "ls"))
+		return support_ls(o, argc - 1, argv + 1);
+	if (!strcmp(argv[1], "end"))
+		return support_end(o, argc - 1, argv + 1);
+	die_usage("unknown support command '%s'", argv[1]);
+}
+
 /* ---------- dispatch ---------- */
 
 struct command {
@@ -1845,6 +2123,8 @@ static const struct command commands[] = {
      "local services"},
     {"ports", cmd_ports, "map | ls | rm: local ports carried to services of the mesh"},
     {"proxies", cmd_proxies, "socks listen | socks rm | ls: a local SOCKS5 proxy into the mesh"},
+    {"support", cmd_support,
+     "request | ls | end: a support person's way in to chosen local services"},
     {"status", cmd_status, "show whether the tunnel runs and what it carries"},
     {"deauth", cmd_deauth, "revoke the auth token on the server and forget it"},
 };
