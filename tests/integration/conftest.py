@@ -202,3 +202,5 @@ STEERING_SAME |= {"test_mesh_udp", "test_socks_edge"}
 STEERING_SAME |= {"test_mtls"}
 # SOCKS UDP ASSOCIATE on relayd: UDP, which sk_lookup does not steer.
 STEERING_SAME |= {"test_socks_edge_udp"}
+# Support sessions from the device's side: control messages only, no port of the range.
+STEERING_SAME |= {"test_support"}
