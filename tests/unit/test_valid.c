@@ -82,12 +82,32 @@ static void test_fit(void **state)
 	assert_string_equal(s, "-");
 }
 
+/* Text limited in characters, not bytes: a support session's reason. */
+static void test_text_chars(void **state)
+{
+	char s[1024];
+
+	assert_true(valid_text_chars("", 0, 200)); /* empty is fine */
+	assert_true(valid_text_chars("printer is on fire", 18, 200));
+	for (int i = 0; i < 200; i++) /* 200 two-byte characters: 400 bytes */
+		memcpy(s + 2 * i, "\xc3\xbc", 2);
+	assert_true(valid_text_chars(s, 400, 200));
+	memcpy(s + 400, "x", 2);
+	assert_false(valid_text_chars(s, 401, 200));
+	assert_false(valid_text_chars("a\nb", 3, 200));
+	assert_false(valid_text_chars("a\0b", 3, 200)); /* a NUL inside */
+	assert_false(valid_text_chars("c1 \xc2\x9b", 5, 200));
+	assert_false(valid_text_chars("cut \xc3", 5, 200));
+	assert_false(valid_text_chars(NULL, 0, 200));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_kinds),
 	    cmocka_unit_test(test_hello),
 	    cmocka_unit_test(test_fit),
+	    cmocka_unit_test(test_text_chars),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
