@@ -52,7 +52,7 @@ CFG := config/cfg.c
 PASSWD := common/passwd.c
 # support tunnels' end-to-end layer and values (BoringSSL): the client and the daemons; navectl
 # needs only the inline sup_id_valid of support.h
-SUPPORT := common/support.c
+SUPPORT := common/support.c common/supmsg.c
 TLS := tls/tls.c tls/ktls.c tls/pki.c
 ENGINE := datapath/worker.c datapath/stream.c datapath/relay.c datapath/dial.c \
 	  datapath/xprt.c datapath/xprt_tls.c datapath/edge.c datapath/routes.c datapath/acme_chal.c \

@@ -21,6 +21,7 @@
 #include "msg.h"
 #include "rulemsg.h"
 #include "support.h"
+#include "supmsg.h"
 #include "tls/ktls.h"
 #include "tls/tls.h"
 #include "util.h"
@@ -1451,16 +1452,19 @@ static json_t *sup_join(struct client *cl, json_t *m)
 
 		if (!sup_id_valid(id))
 			continue;
-		e = json_deep_copy(s);
+		e = supmsg_entry(s); /* what the server says, checked again */
+		if (!e)
+			continue;
 		if (h) {
 			seen[h - cl->sup] = true;
-			json_object_set_new(e, "allow", sup_allow_json(h));
 			if (strcmp(state, "pending") && strcmp(state, "approved")) {
 				log_info("support session %s is %s at the server; its key is "
 					 "forgotten",
 					 id, state);
 				sup_forget(h);
 				h = NULL;
+			} else {
+				json_object_set_new(e, "allow", sup_allow_json(h));
 			}
 		}
 		json_object_set_new(e, "held", json_boolean(h != NULL));

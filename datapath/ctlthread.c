@@ -28,6 +28,7 @@
 #include "util.h"
 #include "rulemsg.h"
 #include "support.h"
+#include "supmsg.h"
 #include "valid.h"
 
 #include <arpa/inet.h>
@@ -1956,15 +1957,20 @@ static void sup_owner_del(struct ctlthread *ct, const char *id)
 
 /*
  * A client's support_request, support_end or support_ls, checked here where it
- * enters: the message for controld (a new reference, with the session's tunnel id
- * and the control link's address), or NULL with the one-line reason in why.
+ * enters (supmsg.h): the message for controld (a new reference, with the session's
+ * tunnel id, never the client's word, and the control link's address), or NULL with
+ * the one-line reason in why.
  */
 static json_t *support_msg(struct rtun *rt, json_t *m, const char *type, char *why, size_t whylen)
 {
-	json_t *services, *reason, *v, *o;
-	const char *id = msg_str(m, "id"), *hash;
-	long long expires;
-	size_t i, j;
+	static const struct {
+		const char *link, *ctl;
+	} names[] = {
+	    {LINK_MSG_SUPPORT_REQUEST, CTL_SUPPORT_REQUEST},
+	    {LINK_MSG_SUPPORT_END, CTL_SUPPORT_END},
+	    {LINK_MSG_SUPPORT_LS, CTL_SUPPORT_LS},
+	};
+	json_t *o;
 
 	if (!rt->support) {
 		snprintf(
@@ -1973,108 +1979,14 @@ static json_t *support_msg(struct rtun *rt, json_t *m, const char *type, char *w
 		    LINK_FEATURE_SUPPORT);
 		return NULL;
 	}
-	if (!strcmp(type, LINK_MSG_SUPPORT_LS))
-		return json_pack("{s:s, s:s}", "type", CTL_SUPPORT_LS, "tunnel_id", rt->t.id);
-	if ((id || !strcmp(type, LINK_MSG_SUPPORT_END)) && !sup_id_valid(id)) {
-		snprintf(why, whylen, "bad support session id: \"sup-\" and 10 of [a-z0-9]");
-		return NULL;
-	}
-	if (!strcmp(type, LINK_MSG_SUPPORT_END))
-		return json_pack("{s:s, s:s, s:s}", "type", CTL_SUPPORT_END, "tunnel_id", rt->t.id,
-				 "id", id);
-	v = json_object_get(m, "expires");
-	expires = json_is_integer(v) ? json_integer_value(v) : 0;
-	if (expires < LINK_SUPPORT_EXPIRES_MIN || expires > LINK_SUPPORT_EXPIRES_MAX) {
-		snprintf(why, whylen, "bad expires: %d to %d seconds (1 minute to 7 days)",
-			 LINK_SUPPORT_EXPIRES_MIN, LINK_SUPPORT_EXPIRES_MAX);
-		return NULL;
-	}
-	reason = json_object_get(m, "reason");
-	if (reason && !(json_is_string(reason) &&
-			valid_text_chars(json_string_value(reason), json_string_length(reason),
-					 LINK_SUPPORT_REASON_MAX))) {
-		snprintf(why, whylen,
-			 "bad reason: at most %d characters of UTF-8 text without control "
-			 "characters",
-			 LINK_SUPPORT_REASON_MAX);
-		return NULL;
-	}
-	services = json_object_get(m, "services");
-	if (!json_is_array(services) || json_array_size(services) < 1 ||
-	    json_array_size(services) > LINK_SUPPORT_SERVICES) {
-		snprintf(why, whylen, "services must be an array of 1 to %d service names",
-			 LINK_SUPPORT_SERVICES);
-		return NULL;
-	}
-	json_array_foreach(services, i, v)
-	{
-		if (!json_is_string(v) ||
-		    !valid_str(json_string_value(v), VALID_NAME, LINK_SUPPORT_NAME_MAX)) {
-			snprintf(why, whylen, "bad service name: 1-%d characters: %s",
-				 LINK_SUPPORT_NAME_MAX, valid_alphabet(VALID_NAME));
-			return NULL;
-		}
-		for (j = 0; j < i; j++)
-			if (!strcmp(json_string_value(json_array_get(services, j)),
-				    json_string_value(v))) {
-				snprintf(why, whylen, "service \"%s\" is named twice",
-					 json_string_value(v));
-				return NULL;
-			}
-	}
-	hash = msg_str(m, "auth_hash");
-	if (!sup_hex_valid(hash)) {
-		snprintf(why, whylen, "bad auth_hash: 64 lower-case hex digits");
-		return NULL;
-	}
-	o = json_pack("{s:s, s:s, s:I, s:s, s:O, s:s}", "type", CTL_SUPPORT_REQUEST, "tunnel_id",
-		      rt->t.id, "expires", (json_int_t)expires, "reason",
-		      reason ? json_string_value(reason) : "", "services", services, "auth_hash",
-		      hash);
-	if (o && id)
-		json_object_set_new(o, "id", json_string(id));
-	if (o && rt->source[0])
+	o = supmsg_check(m, type, why, whylen);
+	for (size_t i = 0; o && i < ARRAY_SIZE(names); i++)
+		if (!strcmp(type, names[i].link))
+			json_object_set_new(o, "type", json_string(names[i].ctl));
+	if (o)
+		json_object_set_new(o, "tunnel_id", json_string(rt->t.id));
+	if (o && rt->source[0] && !strcmp(type, LINK_MSG_SUPPORT_REQUEST))
 		json_object_set_new(o, "source", json_string(rt->source));
-	if (!o)
-		snprintf(why, whylen, "out of memory");
-	return o;
-}
-
-/* One session of controld's support_list, as the client gets it (known members only). */
-static json_t *support_entry(const json_t *s)
-{
-	static const char *const states[] = {"pending", "approved", "ended", "expired"};
-	const char *id = msg_str(s, "id"), *state = msg_str(s, "state");
-	json_t *o, *v;
-	size_t i;
-	bool known = false;
-
-	for (i = 0; state && i < ARRAY_SIZE(states); i++)
-		known |= !strcmp(state, states[i]);
-	if (!sup_id_valid(id) || !known)
-		return NULL;
-	o = json_pack("{s:s, s:s}", "id", id, "state", state);
-	v = json_object_get(s, "reason");
-	json_object_set_new(o, "reason",
-			    json_string(json_is_string(v) ? json_string_value(v) : ""));
-	json_object_set_new(o, "services", json_array());
-	json_array_foreach(json_object_get(s, "services"), i, v)
-	{
-		if (json_is_string(v) && i < LINK_SUPPORT_SERVICES &&
-		    valid_str(json_string_value(v), VALID_NAME, LINK_SUPPORT_NAME_MAX))
-			json_array_append(json_object_get(o, "services"), v);
-	}
-	static const char *const ints[] = {"created_at", "expires_at", "connections"};
-	for (i = 0; i < ARRAY_SIZE(ints); i++) {
-		v = json_object_get(s, ints[i]);
-		json_object_set_new(o, ints[i],
-				    json_integer(json_is_integer(v) ? json_integer_value(v) : 0));
-	}
-	v = json_object_get(s, "approved_by");
-	json_object_set_new(o, "approved_by",
-			    json_is_string(v) && valid_str(json_string_value(v), VALID_TEXT, 200)
-				? json_string(json_string_value(v))
-				: json_null());
 	return o;
 }
 
@@ -2108,7 +2020,7 @@ static bool support_answer(struct ctlthread *ct, struct req *r, const char *type
 		list = json_array();
 		json_array_foreach(json_object_get(m, "sessions"), i, s)
 		{
-			e = support_entry(s);
+			e = supmsg_entry(s);
 			if (!e)
 				continue;
 			if (!strcmp(msg_str(e, "state"), "pending") ||
