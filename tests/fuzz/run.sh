@@ -50,6 +50,9 @@ common/mesh.c common/util.c common/log.c common/msg.c -ljansson -liniparser" ;;
 	passwd)
 		echo "common/passwd.c -I/usr/include/android
 /usr/lib/x86_64-linux-gnu/android/libcrypto.so -Wl,-rpath,/usr/lib/x86_64-linux-gnu/android" ;;
+	supmsg)
+		echo "common/supmsg.c common/valid.c common/util.c common/log.c -ljansson
+-I/usr/include/android" ;;
 	support)
 		echo "common/support.c -I/usr/include/android
 /usr/lib/x86_64-linux-gnu/android/libcrypto.so -Wl,-rpath,/usr/lib/x86_64-linux-gnu/android" ;;
