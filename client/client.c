@@ -632,9 +632,8 @@ struct client {
 	long long sup_sync_req;
 	struct sup_held {
 		bool used, granted;
-		long long req;		     /* the support_request in flight (until granted) */
-		char id[SUP_ID_LEN + 1];     /* the edge's id (the proposed one until granted) */
-		char key_id[SUP_ID_LEN + 1]; /* the id the auth key is made for */
+		long long req;		 /* the support_request in flight (until granted) */
+		char id[SUP_ID_LEN + 1]; /* the edge's id, once granted */
 		uint8_t psk[SUP_PSK_LEN];
 		struct sup_services svc;
 		int64_t expires_at;
@@ -1526,18 +1525,6 @@ static void on_support_message(struct client *cl, struct local *lo, const char *
 			      "expires_at", (json_int_t)h->expires_at, "services",
 			      sup_names_json(h), "allow", sup_allow_json(h));
 		explicit_bzero(psk, sizeof(psk));
-		if (strcmp(h->id, h->key_id)) {
-			/* the auth key was made for the id the device proposed */
-			log_warn("support session %s: the server named it, not the device (%s): a "
-				 "supporter's key will not match until nave-controld takes the "
-				 "device's id",
-				 h->id, h->key_id);
-			json_object_set_new(
-			    a, "warning",
-			    json_string("the server assigned its own session id instead of the "
-					"device's: a supporter's key will not match it (update "
-					"nave-controld)"));
-		}
 		log_info("support session %s requested (%u service%s, until %lld); waiting for an "
 			 "operator's approval",
 			 h->id, h->svc.n, h->svc.n == 1 ? "" : "s", (long long)h->expires_at);
@@ -1620,10 +1607,8 @@ static void sup_request_local(struct client *cl, struct local *lo, json_t *req)
 	memset(h, 0, sizeof(*h));
 	h->used = true;
 	h->svc = svc;
-	sup_id_make(h->key_id);
-	str_copy(h->id, sizeof(h->id), h->key_id);
 	sup_psk_make(h->psk);
-	if (sup_auth_key(h->psk, h->key_id, key) < 0 || sup_auth_hash(key, hash) < 0) {
+	if (sup_auth_key(h->psk, key) < 0 || sup_auth_hash(key, hash) < 0) {
 		explicit_bzero(key, sizeof(key));
 		sup_forget(h);
 		local_reply(
@@ -1633,10 +1618,10 @@ static void sup_request_local(struct client *cl, struct local *lo, json_t *req)
 	}
 	explicit_bzero(key, sizeof(key));
 	h->req = ++cl->next_req;
-	m = json_pack("{s:s, s:I, s:s, s:I, s:s, s:o, s:s}", "type", LINK_MSG_SUPPORT_REQUEST,
-		      "req", (json_int_t)h->req, "id", h->key_id, "expires", (json_int_t)expires,
-		      "reason", rv ? json_string_value(rv) : "", "services", sup_names_json(h),
-		      "auth_hash", hash);
+	m = json_pack("{s:s, s:I, s:I, s:s, s:o, s:s}", "type", LINK_MSG_SUPPORT_REQUEST, "req",
+		      (json_int_t)h->req, "expires", (json_int_t)expires, "reason",
+		      rv ? json_string_value(rv) : "", "services", sup_names_json(h), "auth_hash",
+		      hash);
 	lo->support = true;
 	lo->waiting = h->req;
 	lo->deadline = now_ms() + LOCAL_TIMEOUT_MS;

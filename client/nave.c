@@ -1992,8 +1992,6 @@ static int support_request(struct opts *o, int argc, char **argv)
 				      json_object_get(r, "expires_at"), "services",
 				      json_object_get(r, "services"));
 
-		if (j && json_object_get(r, "warning"))
-			json_object_set(j, "warning", json_object_get(r, "warning"));
 		print_json(j);
 		json_decref(j);
 		json_decref(r);
@@ -2011,8 +2009,6 @@ static int support_request(struct opts *o, int argc, char **argv)
 	       "anything connects: navectl support approve %s\n"
 	       "End it at any time with: nave support end %s\n",
 	       msg_str(r, "id") ?: "?", msg_str(r, "id") ?: "?");
-	if (msg_str(r, "warning"))
-		printf("warning: %s\n", log_esc_str(msg_str(r, "warning"), b1, sizeof(b1)));
 	json_decref(r);
 	return 0;
 }

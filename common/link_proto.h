@@ -154,16 +154,16 @@
  * feature in its HELLO"), checks every member here (the same limits as the client's command
  * line) and asks nave-controld (ctl_proto.h) with the session's tunnel id, never the client's
  * word, and the control link's source address.
- * c->r support_request {req, id?, expires, reason?, services:[names], auth_hash}
- *   id: the session id the device proposes (^sup-[a-z0-9]{10}$, common/support.h): the one
- *   its auth_hash is made for; expires: seconds, LINK_SUPPORT_EXPIRES_MIN..MAX; reason:
- *   0..LINK_SUPPORT_REASON_MAX characters of printable UTF-8 (absent: ""); services: 1..
- *   LINK_SUPPORT_SERVICES distinct names, 1..LINK_SUPPORT_NAME_MAX of [A-Za-z0-9_-] (only
- *   the names: where each one leads stays on the device); auth_hash: SHA-256 of the
- *   session's auth key, 64 lower-case hex digits (the PSK never leaves the device).
- *   r->c support_granted {req, id, expires_at (Unix s)}: a pending session; id is the
- *   edge's (a control daemon that does not take the device's id names another), or
- *   req_error {req, reason} (at most 4 sessions pending or approved per tunnel).
+ * c->r support_request {req, expires, reason?, services:[names], auth_hash}
+ *   expires: seconds, LINK_SUPPORT_EXPIRES_MIN..MAX; reason: 0..LINK_SUPPORT_REASON_MAX
+ *   characters of printable UTF-8 (absent: ""); services: 1..LINK_SUPPORT_SERVICES
+ *   distinct names, 1..LINK_SUPPORT_NAME_MAX of [A-Za-z0-9_-] (only the names: where each
+ *   one leads stays on the device); auth_hash: SHA-256 of the session's auth key
+ *   (common/support.h: derived from the PSK alone), 64 lower-case hex digits (the PSK
+ *   never leaves the device).
+ *   r->c support_granted {req, id, expires_at (Unix s)}: a pending session, its id
+ *   (^sup-[a-z0-9]{10}$) made by the edge; or req_error {req, reason} (at most 4 sessions
+ *   pending or approved per tunnel).
  * c->r support_end {req, id}: the owner ends one of its sessions (every connection of it
  *   closes) -> r->c support_ended {req, id}, or req_error.
  * c->r support_ls {req} -> r->c support_list {req, sessions:[{id, state ("pending" |

@@ -49,10 +49,12 @@ json_t *supmsg_check(const json_t *m, const char *type, char *why, size_t whylen
 		return fail(why, whylen, "type: not a support request");
 	if (!strcmp(type, LINK_MSG_SUPPORT_LS))
 		return json_object();
-	if ((json_object_get(m, "id") || !strcmp(type, LINK_MSG_SUPPORT_END)) && !sup_id_valid(id))
-		return fail(why, whylen, "bad support session id: \"sup-\" and 10 of [a-z0-9]");
-	if (!strcmp(type, LINK_MSG_SUPPORT_END))
+	if (!strcmp(type, LINK_MSG_SUPPORT_END)) {
+		if (!sup_id_valid(id))
+			return fail(why, whylen,
+				    "bad support session id: \"sup-\" and 10 of [a-z0-9]");
 		return json_pack("{s:s}", "id", id);
+	}
 	v = json_object_get(m, "expires");
 	expires = json_is_integer(v) ? json_integer_value(v) : 0;
 	if (expires < LINK_SUPPORT_EXPIRES_MIN || expires > LINK_SUPPORT_EXPIRES_MAX) {
@@ -99,8 +101,6 @@ json_t *supmsg_check(const json_t *m, const char *type, char *why, size_t whylen
 	o = json_pack("{s:I, s:s, s:O, s:s}", "expires", expires, "reason",
 		      reason ? json_string_value(reason) : "", "services", services, "auth_hash",
 		      hash);
-	if (o && id)
-		json_object_set_new(o, "id", json_string(id));
 	if (!o)
 		return fail(why, whylen, "out of memory");
 	return o;

@@ -15,7 +15,7 @@
 /*
  * A client's support_request, support_end or support_ls (type): the members for
  * controld's message of the same name (ctl_proto.h) without its type,
- * tunnel_id and source: {expires, reason, services, auth_hash, id?}, {id} or {}.
+ * tunnel_id and source: {expires, reason, services, auth_hash}, {id} or {}.
  * NULL with a one-line reason in why (the member it names) when a member is
  * not within its limits, or type is none of the three.
  */

@@ -7,8 +7,8 @@
  * text a peer sends. Beyond "never crash": an accepted message holds only the
  * members controld's message takes, each within the limits of link_proto.h
  * (expires 60..604800, a reason of at most 200 printable characters, 1-8
- * distinct service names of the rule alphabet, a 64-digit lower-case hex hash,
- * a session id of the shape); a refusal is one printable line naming its
+ * distinct service names of the rule alphabet, a 64-digit lower-case hex hash;
+ * an end's session id of the shape); a refusal is one printable line naming its
  * member; an entry holds only the known members, within theirs; and both
  * checks take what they gave again unchanged.
  *
@@ -97,8 +97,8 @@ static void check_msg(const json_t *m, const char *type)
 		fail("an id of the wrong shape");
 	if (json_object_get(o, "id") && !s)
 		fail("an id that is not a string");
-	if (!strcmp(type, LINK_MSG_SUPPORT_END) && !s)
-		fail("an end without an id");
+	if (!strcmp(type, LINK_MSG_SUPPORT_END) != !!s)
+		fail("an id other than an end's, or an end without one");
 	if (!strcmp(type, LINK_MSG_SUPPORT_REQUEST)) {
 		json_int_t e = json_integer_value(json_object_get(o, "expires"));
 
