@@ -1951,8 +1951,9 @@ static void sup_owner_del(struct ctlthread *ct, const char *id)
 {
 	int i = sup_owner_find(ct, id);
 
-	if (i >= 0)
-		ct->sup_own[i] = ct->sup_own[--ct->nsup_own];
+	if (i >= 0) /* the order stays: the oldest first */
+		memmove(&ct->sup_own[i], &ct->sup_own[i + 1],
+			(--ct->nsup_own - (unsigned)i) * sizeof(*ct->sup_own));
 }
 
 /*

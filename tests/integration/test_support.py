@@ -114,6 +114,10 @@ def test_request_approve_show_end(server, client):
     assert p.stdout.strip() == f"ended support session {sid}"
     show = server.navectl("support", "show", sid, json=True)
     assert show["state"] == "ended" and show["ended_by"] == f"tunnel:{client.tunnel_id}"
+    # what relayd told controld: the request's detail with the control link's address
+    assert show["audit"][0]["detail"] == {
+        "reason": "printer is on fire", "services": ["ssh", "web"], "expires": 3 * 3600,
+        "source": "127.0.0.1"}, show["audit"][0]
     events = [(a["event"], a["actor"]) for a in show["audit"]]
     assert events == [("requested", f"tunnel:{client.tunnel_id}"), ("approved", "local"),
                       ("ended", f"tunnel:{client.tunnel_id}")], events
