@@ -259,6 +259,33 @@ struct link_data_hello {
  * chunk is one datagram (see "UDP rules" above).
  */
 #define LINK_BIND_UDP 0x10
+/*
+ * A support stream (see "Support streams" below): port is the index of the service in
+ * the session's request (0..LINK_SUPPORT_SERVICES-1), origin the supporter's address,
+ * dst_addr the session id (14 ASCII bytes, NUL-padded), dst_port 0. The device's client
+ * hands the stream to its support gateway, never to a rule; a client that does not know
+ * the flag resets the stream.
+ */
+#define LINK_BIND_SUPPORT 0x20
+
+/*
+ * Support streams (issue 13; common/support.h). A support person's `nave support
+ * connect` opens, per local connection, a TLS link to the tunnel port (ALPN nave/1, the
+ * server checked as a client checks it) whose first control message is
+ *   c->r hello {version, mode "support", session (sup-...), service (a name of the
+ *        session's request), auth (the auth key, 64 lower-case hex digits),
+ *        client_version}
+ * relayd asks controld (support_connect) and answers
+ *   r->c welcome {session, service, expires_at (Unix s)}   or   error {reason}
+ * then joins the link to a stream to the session's device (BIND with
+ * LINK_BIND_SUPPORT) and sends a LINK_FRAME_OPENED frame (struct link_opened; status
+ * LINK_OPEN_OK, or LINK_OPEN_OFFLINE / LINK_OPEN_BUSY and the link closes). From then on
+ * the link carries that one stream's frames both ways, as a data link does (chunks, EOF,
+ * reset), and closes when it ends: it is never a tunnel's link. relayd ends every such
+ * link of a session at once when the session ends (its owner, the operator, expiry).
+ * Inside the stream the two ends run support.h's handshake and records: the edge relays
+ * bytes it cannot read.
+ */
 
 struct link_bind {
 	uint32_t stream_id;	 /* big-endian; for logs */
