@@ -56,7 +56,8 @@ SUPPORT := common/support.c common/supmsg.c
 TLS := tls/tls.c tls/ktls.c tls/pki.c
 ENGINE := datapath/worker.c datapath/stream.c datapath/relay.c datapath/dial.c \
 	  datapath/xprt.c datapath/xprt_tls.c datapath/edge.c datapath/routes.c datapath/acme_chal.c \
-	  datapath/meshopen.c datapath/resolve.c datapath/udp.c datapath/socksd.c
+	  datapath/meshopen.c datapath/resolve.c datapath/udp.c datapath/socksd.c \
+	  datapath/supportd.c
 
 # BPF programs (bpf/NAME.bpf.c): clang -target bpf with BTF, then a libbpf skeleton
 # ($(B)/bpf/NAME.skel.h) that the loaders (BPF_SRC) include. Nothing shells out at run time.

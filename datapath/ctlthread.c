@@ -109,7 +109,7 @@ struct rtun {
 	uint64_t cert_kicked; /* when it was shut down for its certificate (ms; 0 not) */
 };
 
-enum ev_type { EV_HELLO, EV_MESSAGE, EV_OFFLINE, EV_SOCKS };
+enum ev_type { EV_HELLO, EV_MESSAGE, EV_OFFLINE, EV_SOCKS, EV_CTL };
 
 struct ev {
 	enum ev_type type;
@@ -132,8 +132,9 @@ enum req_kind {
 	RQ_DEAUTH,
 	RQ_DOMAIN,
 	RQ_DOMAIN_RELEASE,
-	RQ_SOCKS,  /* a login on relayd's SOCKS server: its token checked (auth, mode "check") */
-	RQ_SUPPORT /* support_request, support_end, support_ls (its msg's type says which) */
+	RQ_SOCKS,   /* a login on relayd's SOCKS server: its token checked (auth, mode "check") */
+	RQ_SUPPORT, /* support_request, support_end, support_ls (its msg's type says which) */
+	RQ_SUPCONN  /* a supporter's link: support_connect (link_proto.h "Support streams") */
 };
 
 struct req {
@@ -364,6 +365,37 @@ static void op_ctl_hello(void *arg, int worker, uint32_t idx, uint32_t gen, void
 	ev->idx = idx;
 	ev->gen = gen;
 	ev->obj = obj;
+	ev_push(arg, ev);
+}
+
+/* A supporter's link reached its device or ended: an audit record (support_event). */
+static void op_support_event(void *arg, const struct engine_support *s, bool connected,
+			     uint64_t conn, const uint8_t source[16], uint16_t source_port,
+			     uint64_t up, uint64_t down, uint64_t duration_ms, const char *why)
+{
+	struct ev *ev = calloc(1, sizeof(*ev));
+	char src[48];
+	json_t *d;
+
+	if (!ev)
+		return;
+	sock_addr16_ntop(source, src, sizeof(src));
+	if (connected)
+		d = json_pack("{s:I, s:s, s:i, s:s}", "conn", (json_int_t)conn, "source", src,
+			      "source_port", (int)source_port, "service", s->service);
+	else
+		d = json_pack("{s:I, s:I, s:I, s:I, s:s}", "conn", (json_int_t)conn, "bytes_up",
+			      (json_int_t)up, "bytes_down", (json_int_t)down, "duration_ms",
+			      (json_int_t)duration_ms, "why", why ? why : "closed");
+	ev->obj =
+	    d ? json_pack("{s:s, s:s, s:s, s:o}", "type", CTL_SUPPORT_EVENT, "session", s->session,
+			  "event", connected ? "connected" : "disconnected", "detail", d)
+	      : NULL;
+	if (!ev->obj) {
+		free(ev);
+		return;
+	}
+	ev->type = EV_CTL;
 	ev_push(arg, ev);
 }
 
@@ -978,7 +1010,7 @@ static void req_fail_as(struct ctlthread *ct, struct req *r, const char *reason,
 {
 	if (r->kind == RQ_SOCKS)
 		socks_answer(ct, r->worker, r->idx, r->gen, NULL, NULL, reason, !refused);
-	else if (r->kind == RQ_AUTH)
+	else if (r->kind == RQ_AUTH || r->kind == RQ_SUPCONN)
 		link_error(ct, r->worker, r->idx, r->gen, reason);
 	else if (r->rt)
 		req_error_reply(ct, r->rt, r->creq, reason);
@@ -2056,6 +2088,15 @@ static void on_support_kill(struct ctlthread *ct, json_t *m)
 		return;
 	if (!why || !valid_str(why, VALID_TEXT, LINK_SUPPORT_WHY_MAX))
 		why = "closed by the server";
+	/* every supporter link of it ends now, on whichever worker it is */
+	{
+		struct mb_msg mb;
+
+		memset(&mb, 0, sizeof(mb));
+		mb.type = MB_SUPPORT_KILL;
+		str_copy(mb.sup.session, sizeof(mb.sup.session), id);
+		engine_post(ct->e, -1, &mb);
+	}
 	i = sup_owner_find(ct, id);
 	if (i < 0)
 		return; /* not one of this relayd's (a hello's replay of old ones) */
@@ -2068,6 +2109,8 @@ static void on_support_kill(struct ctlthread *ct, json_t *m)
 			     json_pack("{s:s, s:s, s:s}", "type", LINK_MSG_SUPPORT_CLOSED, "id", id,
 				       "why", why));
 }
+
+static void on_support_allowed(struct ctlthread *ct, struct req *r, json_t *m);
 
 static void cd_message(struct ctlthread *ct, json_t *m)
 {
@@ -2222,6 +2265,8 @@ static void cd_message(struct ctlthread *ct, json_t *m)
 		on_port_grant(ct, r, m);
 	} else if (r->kind == RQ_SUPPORT && support_answer(ct, r, type, m)) {
 		/* passed on to the client */
+	} else if (r->kind == RQ_SUPCONN && !strcmp(type, CTL_SUPPORT_ALLOWED)) {
+		on_support_allowed(ct, r, m);
 	} else if (r->kind == RQ_SYNC && !strcmp(type, CTL_PORT_SYNCED)) {
 		json_t *rel = json_object_get(m, "released");
 
@@ -2693,6 +2738,94 @@ static void pki_poll(struct ctlthread *ct)
 	}
 }
 
+/*
+ * A supporter's HELLO (mode "support", link_proto.h "Support streams"): its
+ * fields checked here, then controld decides (support_connect).
+ */
+static void on_support_hello(struct ctlthread *ct, struct ev *ev)
+{
+	json_t *h = ev->obj, *a;
+	const char *session = msg_str(h, "session"), *service = msg_str(h, "service");
+	const char *auth = msg_str(h, "auth");
+	struct req *r;
+
+	if (!sup_id_valid(session)) {
+		link_error(ct, ev->worker, ev->idx, ev->gen,
+			   "bad HELLO: session must be a support session id (sup- and 10 of "
+			   "[a-z0-9])");
+		return;
+	}
+	if (!service || !valid_str(service, VALID_NAME, LINK_SUPPORT_NAME_MAX)) {
+		link_error(ct, ev->worker, ev->idx, ev->gen,
+			   "bad HELLO: service must be 1-31 of [A-Za-z0-9_-]");
+		return;
+	}
+	if (!auth || !sup_hex_valid(auth)) {
+		link_error(ct, ev->worker, ev->idx, ev->gen,
+			   "bad HELLO: auth must be 64 lower-case hex digits");
+		return;
+	}
+	a = json_pack("{s:s, s:s, s:s, s:s}", "type", CTL_SUPPORT_CONNECT, "session", session,
+		      "service", service, "auth", auth);
+	if (a && ev->source[0])
+		json_object_set_new(a, "source", json_string(ev->source));
+	r = a ? req_new(ct, RQ_SUPCONN, a) : NULL;
+	if (!r) {
+		link_error(ct, ev->worker, ev->idx, ev->gen, "server busy, try again");
+		return;
+	}
+	r->worker = ev->worker;
+	r->idx = ev->idx;
+	r->gen = ev->gen;
+	r->hello = json_incref(h);
+}
+
+/* controld allowed a supporter's link: its WELCOME, then the stream to the device. */
+static void on_support_allowed(struct ctlthread *ct, struct req *r, json_t *m)
+{
+	const char *tid = msg_str(m, "tunnel_id"), *session = msg_str(r->hello, "session");
+	long long index = msg_int(m, "service_index", -1);
+	long long until = msg_int(m, "expires_at", 0);
+	struct rtun *rt;
+	struct mb_msg mb;
+	json_t *w;
+	size_t n;
+
+	if (!tid || !valid_str(tid, VALID_ID, LINK_ID_MAX - 1) || index < 0 ||
+	    index >= LINK_SUPPORT_SERVICES || until <= 0) {
+		link_error(ct, r->worker, r->idx, r->gen, "control daemon gave no valid answer");
+		return;
+	}
+	rt = rtun_find(ct, tid, false);
+	if (!rt || !rt->online) {
+		link_error(ct, r->worker, r->idx, r->gen,
+			   "the device of this support session is offline");
+		return;
+	}
+	w = json_pack("{s:s, s:s, s:s, s:I}", "type", LINK_MSG_WELCOME, "session", session,
+		      "service", msg_str(r->hello, "service"), "expires_at", (json_int_t)until);
+	memset(&mb, 0, sizeof(mb));
+	mb.type = MB_SUPPORT_JOIN;
+	mb.idx = r->idx;
+	mb.gen = r->gen;
+	mb.tun = &rt->t;
+	mb.data = w ? msg_encode(w, &n) : NULL;
+	mb.len = mb.data ? n : 0;
+	json_decref(w);
+	str_copy(mb.sup.session, sizeof(mb.sup.session), session);
+	str_copy(mb.sup.service, sizeof(mb.sup.service), msg_str(r->hello, "service"));
+	mb.sup.index = (uint16_t)index;
+	mb.sup.expires_at = until;
+	if (!mb.data) {
+		link_error(ct, r->worker, r->idx, r->gen, "out of memory");
+		return;
+	}
+	engine_post(ct->e, r->worker, &mb);
+	free(mb.data);
+	log_info("support session %s: a supporter from %s allowed to service %s of tunnel %s",
+		 session, msg_str(r->msg, "source") ?: "?", mb.sup.service, tid);
+}
+
 static void on_hello(struct ctlthread *ct, struct ev *ev)
 {
 	json_t *h = ev->obj;
@@ -2706,6 +2839,10 @@ static void on_hello(struct ctlthread *ct, struct ev *ev)
 
 	if (ver != LINK_VERSION) {
 		link_error(ct, ev->worker, ev->idx, ev->gen, "unsupported link protocol version");
+		return;
+	}
+	if (!strcmp(mode, "support")) {
+		on_support_hello(ct, ev);
 		return;
 	}
 	if (strcmp(mode, "run") && strcmp(mode, "configure") && strcmp(mode, "deauth")) {
@@ -3075,6 +3212,8 @@ static void drain_events(struct ctlthread *ct)
 			on_message(ct, ev);
 		else if (ev->type == EV_SOCKS)
 			on_socks(ct, ev);
+		else if (ev->type == EV_CTL)
+			cd_send(ct, ev->obj); /* a message for controld as it is */
 		else
 			on_offline(ct, ev);
 		json_decref(ev->obj);
@@ -3359,6 +3498,7 @@ int ctlthread_init(struct ctlthread **out, const struct cfg_server *cfg, const c
 	memset(ops, 0, sizeof(*ops));
 	ops->arg = ct;
 	ops->ctl_hello = op_ctl_hello;
+	ops->support_event = op_support_event;
 	ops->ctl_message = op_ctl_message;
 	ops->tunnel_offline = op_tunnel_offline;
 	ops->tunnel_find = op_tunnel_find;

@@ -163,6 +163,8 @@ struct conn {
 	struct dial_open *mo;
 	/* relay: a connection of relayd's SOCKS listener (socksd.c), else NULL */
 	struct socks_conn *sk;
+	/* relay: a supporter's link (support.c in datapath/), else NULL */
+	struct sup_link *sup;
 };
 
 /*
@@ -441,6 +443,20 @@ void mesh_open_socks(struct worker *w, struct conn *s, const char *name, uint16_
 void mesh_open_timeout(struct worker *w, struct conn *l);
 
 /* socksd.c: relayd's SOCKS5 server ([socks] listen, tls_listen) */
+/* a supporter's link (supportd.c) */
+struct sup_link {
+	struct engine_support s;
+	uint64_t t0;	   /* w->now when it reached the device */
+	uint64_t up, down; /* bytes of its stream so far (its plain end's, when it went) */
+	bool connected;	   /* reported connected */
+};
+void support_join(struct worker *w, struct mb_msg *m);
+void support_kill(struct worker *w, const struct mb_msg *m);
+void support_closing(struct worker *w, struct conn *c, const char *why);
+bool support_tick(struct worker *w, struct conn *l);
+void support_connected(struct worker *w, struct conn *l);
+/* meshopen.c: a supporter's link l joins a stream to its device t */
+void mesh_join_support(struct worker *w, struct conn *l, struct tunnel *t, uint16_t index);
 void socks_accept(struct worker *w, struct conn *listener, int fd);
 void socks_on_recv(struct worker *w, struct conn *p, int res, unsigned flags);
 void socks_on_sent(struct worker *w, struct conn *p);

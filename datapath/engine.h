@@ -113,6 +113,17 @@ enum mb_type {
 			    engine_socks_auth; tun: the token's tunnel, NULL when refused) */
 	MB_SOCKS_KICK,	 /* relay: tun's token went (revoked, deauth, deleted): its SOCKS
 			    streams and logins on this worker end */
+	MB_SUPPORT_JOIN, /* relay: control link idx/gen is a supporter's, allowed: WELCOME
+			    (data), then a stream to tun (struct engine_support in sup) */
+	MB_SUPPORT_KILL, /* relay: every supporter link of session sup.session ends now */
+};
+
+/* MB_SUPPORT_JOIN / MB_SUPPORT_KILL: a support session (link_proto.h "Support streams") */
+struct engine_support {
+	char session[16];   /* sup-..., NUL-terminated */
+	char service[32];   /* its name (for the audit) */
+	uint16_t index;	    /* the service's place in the session's request */
+	int64_t expires_at; /* Unix s: the link ends then, with or without controld */
 };
 
 /*
@@ -168,6 +179,7 @@ struct mb_msg {
 	struct http_routes *routes;    /* MB_ROUTES (routes.h) */
 	struct engine_live *live;      /* MB_LIVE */
 	struct mesh_table *mesh;       /* MB_MESH (mesh.h) */
+	struct engine_support sup;     /* MB_SUPPORT_JOIN, MB_SUPPORT_KILL */
 	enum listen_kind listener;     /* MB_LISTEN */
 	struct mb_msg *next;
 };
@@ -197,6 +209,15 @@ struct engine_ops {
 			   const uint8_t source[16]);
 	/* relay: the tunnel a public port routes to, or NULL. */
 	struct tunnel *(*port_route)(void *arg, uint16_t port);
+	/*
+	 * relay: a supporter's link (link_proto.h "Support streams") reached its device
+	 * (connected: source is the supporter's address) or ended (disconnected: bytes each
+	 * way, how long, why). conn identifies the link in the audit.
+	 */
+	void (*support_event)(void *arg, const struct engine_support *s, bool connected,
+			      uint64_t conn, const uint8_t source[16], uint16_t source_port,
+			      uint64_t bytes_up, uint64_t bytes_down, uint64_t duration_ms,
+			      const char *why);
 	/* relay: whether a routed port is a UDP port (udp_grant) rather than a TCP one. */
 	bool (*port_is_udp)(void *arg, uint16_t port);
 	/*

@@ -145,6 +145,11 @@ static void open_refuse(struct worker *w, struct conn *l, uint8_t status, uint32
 		conn_close(w, l, false, "cannot send OPENED");
 		return;
 	}
+	if (l->sup) { /* a supporter's link carries one stream or none: it closes */
+		l->state = LS_STREAM;
+		link_close_graceful(w, l, why);
+		return;
+	}
 	obuf_kick(w, l);
 	link_arm_recv(w, l);
 }
@@ -187,6 +192,8 @@ static void stream_start(struct worker *w, struct conn *l, struct conn *p, uint3
 		conn_close(w, l, false, "cannot send OPENED");
 		return;
 	}
+	if (l->sup)
+		support_connected(w, l);
 	obuf_kick(w, l);
 	plain_arm_recv(w, p);
 	link_arm_recv(w, l);
@@ -657,7 +664,7 @@ void mesh_ring_msg(struct worker *w, enum op op, struct mesh_handoff *h, int res
 
 /* B (online, the destination) allowed: a socketpair joins the two tunnels. */
 static void tunnel_join(struct worker *w, struct conn *l, struct tunnel *b, uint16_t port,
-			uint16_t flags, uint32_t rule)
+			uint16_t flags, uint32_t rule, const char *from)
 {
 	struct io_uring_sqe *sqe;
 	struct mesh_handoff *h;
@@ -691,8 +698,7 @@ static void tunnel_join(struct worker *w, struct conn *l, struct tunnel *b, uint
 	h->gen = l->gen;
 	h->seq = l->open_seq;
 	h->rule = rule;
-	memcpy(h->from, l->tun->id, sizeof(h->from));
-	h->from[sizeof(h->from) - 1] = 0;
+	snprintf(h->from, sizeof(h->from), "%s", from ? from : l->tun->id);
 	home = atomic_load(&b->home);
 	if (home < 0 || (unsigned)home >= w->e->n) {
 		h->status = LINK_OPEN_OFFLINE;
@@ -757,7 +763,7 @@ static bool open_tunnel(struct worker *w, struct conn *l, const char *raw)
 	if (v != MESH_ALLOW)
 		open_denied(w, l, rule);
 	else
-		tunnel_join(w, l, b, l->port, l->open_udp ? LINK_BIND_UDP : 0, rule);
+		tunnel_join(w, l, b, l->port, l->open_udp ? LINK_BIND_UDP : 0, rule, NULL);
 	return true;
 }
 
@@ -795,7 +801,7 @@ static bool open_domain(struct worker *w, struct conn *l)
 	if (v != MESH_ALLOW)
 		open_denied(w, l, rule);
 	else
-		tunnel_join(w, l, rt->tun, rt->route, LINK_BIND_HTTP, rule);
+		tunnel_join(w, l, rt->tun, rt->route, LINK_BIND_HTTP, rule, NULL);
 	return true;
 }
 
@@ -906,6 +912,23 @@ void mesh_open_socks(struct worker *w, struct conn *s, const char *name, uint16_
 		return;
 	}
 	open_decide(w, s, r, &d, name, err);
+}
+
+/*
+ * A supporter's link (supportd.c): a stream to its session's device t, whose
+ * client hands it to its support gateway (LINK_BIND_SUPPORT, port = the
+ * service's index, dst_addr = the session id). No mesh policy: the session's
+ * approval decided, and the device checks the key.
+ */
+void mesh_join_support(struct worker *w, struct conn *l, struct tunnel *t, uint16_t index)
+{
+	l->open_seq++;
+	l->open_udp = false;
+	l->port = index;
+	memset(l->bind.dst_addr, 0, sizeof(l->bind.dst_addr));
+	memcpy(l->bind.dst_addr, l->sup->s.session, strnlen(l->sup->s.session, 14));
+	l->bind.dst_port = 0;
+	tunnel_join(w, l, t, index, LINK_BIND_SUPPORT, 0, l->sup->s.session);
 }
 
 /* ---------- the link's life ---------- */

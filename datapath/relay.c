@@ -194,6 +194,8 @@ static void tunnel_offline(struct worker *w, struct tunnel *t, const char *why)
 
 static void relay_closing(struct worker *w, struct conn *c, const char *why)
 {
+	if (c->sup || (c->kind == CK_PLAIN && c->mesh))
+		support_closing(w, c, why);
 	if (c->http)
 		edge_closing(w, c);
 	if (c->src_counted) {
@@ -508,6 +510,11 @@ static void relay_link_idle(struct worker *w, struct conn *l)
 	struct tunnel *t = l->tun;
 	struct conn *p;
 
+	if (l->sup) { /* a supporter's link carries one stream */
+		l->state = LS_STREAM;
+		link_close_graceful(w, l, "support stream ended");
+		return;
+	}
 	if (l->draining || atomic_load(&t->home) != w->id) {
 		l->state = LS_STREAM;
 		link_close_graceful(w, l, "tunnel gone");
@@ -1034,6 +1041,12 @@ static bool relay_mailbox(struct worker *w, struct mb_msg *m)
 	case MB_SOCKS_KICK:
 		socks_kick(w, m->tun);
 		break;
+	case MB_SUPPORT_JOIN:
+		support_join(w, m);
+		break;
+	case MB_SUPPORT_KILL:
+		support_kill(w, m);
+		break;
 	case MB_MESH:
 		mesh_table_put(w->mesh);
 		w->mesh = m->mesh;
@@ -1138,6 +1151,8 @@ static void relay_tick_conn(struct worker *w, struct conn *c, uint64_t now)
 	if (c->http && edge_tick(w, c, now))
 		return;
 	if (c->kind == CK_PLAIN && (c->sk || c->pp) && socks_tick(w, c, now))
+		return;
+	if (c->kind == CK_LINK && c->sup && support_tick(w, c))
 		return;
 	if (c->kind == CK_LINK && c->outbound && c->state >= LS_IDLE) {
 		mesh_tick_link(w, c, now);

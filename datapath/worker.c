@@ -269,6 +269,8 @@ void conn_finalize(struct worker *w, struct conn *c)
 		xprt_free(&c->x);
 		msg_reader_free(c->mr);
 		free(c->mr);
+		free(c->sup);
+		c->sup = NULL;
 		if (c->counted)
 			atomic_fetch_sub(&w->st_links, 1);
 		if (c->ktls_counted)

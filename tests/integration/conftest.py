@@ -204,3 +204,5 @@ STEERING_SAME |= {"test_mtls"}
 STEERING_SAME |= {"test_socks_edge_udp"}
 # Support sessions from the device's side: control messages only, no port of the range.
 STEERING_SAME |= {"test_support"}
+# relayd's side of support streams: a supporter's link joined to its device, no port range.
+STEERING_SAME |= {"test_support_link"}
