@@ -88,7 +88,7 @@ CONTROLD_SRC := ctl/controld.c ctl/store.c ctl/api.c ctl/relaylink.c ctl/reload.
 CLI := ctl/cli.c
 NAVECTL_SRC := ctl/navectl.c $(CLI) $(CFG) $(COMMON)
 PKI_SRC := ctl/pki_main.c $(CLI) tls/pki.c $(CFG) $(COMMON)
-NAVE_SRC := client/nave.c client/client.c client/webroot.c $(ENGINE) $(TLS) $(CFG) $(COMMON) \
+NAVE_SRC := client/nave.c client/client.c client/webroot.c client/supgw.c client/supstream.c client/supconnect.c $(ENGINE) $(TLS) $(CFG) $(COMMON) \
 	    $(PASSWD) $(SUPPORT) $(SVC) $(SOCKS5)
 
 obj = $(patsubst %.c,$(B)/obj/%.o,$(1))
@@ -187,6 +187,8 @@ $(B)/tests/test_restrict: $(call obj,ctl/restrict.c)
 $(B)/tests/test_totp: $(call obj,ctl/totp.c)
 $(B)/tests/test_socks5: $(call obj,$(SOCKS5))
 $(B)/tests/test_support: $(call obj,$(SUPPORT))
+# the device's support gateway and the supporter's end of a stream, joined without an edge
+$(B)/tests/test_supgw: $(call obj,client/supgw.c client/supstream.c)
 # relayd's record ring (datapath/recring.h) and controld's check of the records
 $(B)/tests/test_records: $(call obj,ctl/records.c)
 

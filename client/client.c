@@ -21,6 +21,7 @@
 #include "msg.h"
 #include "rulemsg.h"
 #include "support.h"
+#include "supgw.h"
 #include "supmsg.h"
 #include "tls/ktls.h"
 #include "tls/tls.h"
@@ -586,6 +587,7 @@ struct client {
 	int lfd;
 	struct local locals[LOCAL_MAX];
 	struct webroot *www; /* the static file server, started by the first webroot rule */
+	struct supgw *gw;    /* the support gateway (supgw.h): NULL when it could not start */
 	char www_path[CFG_PATH_MAX];
 	int exit_code;
 	bool quit;
@@ -646,6 +648,15 @@ static bool op_rule_find(void *arg, uint16_t port, uint16_t flags, struct engine
 	bool found = false;
 
 	bool http = flags & LINK_BIND_HTTP, udp = flags & LINK_BIND_UDP;
+
+	if (flags & LINK_BIND_SUPPORT) { /* a support stream: the gateway, never a rule */
+		if (!cl->gw || udp || http)
+			return false;
+		memset(out, 0, sizeof(*out));
+		out->port = port;
+		supgw_addr(cl->gw, &out->to, &out->to_len);
+		return true;
+	}
 
 	pthread_mutex_lock(&cl->lock);
 	for (unsigned i = 0; i < cl->nrules; i++)
@@ -1358,9 +1369,11 @@ static struct sup_held *sup_by_id(struct client *cl, const char *id)
 	return NULL;
 }
 
-/* Forgets a session: its key is wiped. */
-static void sup_forget(struct sup_held *h)
+/* Forgets a session: its key is wiped, the gateway's copy too, and its connections close. */
+static void sup_forget(struct client *cl, struct sup_held *h)
 {
+	if (h->granted)
+		supgw_session_drop(cl->gw, h->id, "ended");
 	explicit_bzero(h, sizeof(*h));
 }
 
@@ -1369,7 +1382,7 @@ static void sup_local_done(struct client *cl, long long req)
 {
 	for (unsigned i = 0; i < SUP_HELD_MAX; i++)
 		if (cl->sup[i].used && !cl->sup[i].granted && cl->sup[i].req == req)
-			sup_forget(&cl->sup[i]);
+			sup_forget(cl, &cl->sup[i]);
 }
 
 /* After each WELCOME: the edge's view of the sessions held (and a new relayd learns them). */
@@ -1401,7 +1414,7 @@ static void sup_expire(struct client *cl)
 
 		if (h->used && h->granted && now >= h->expires_at) {
 			log_info("support session %s expired; its key is forgotten", h->id);
-			sup_forget(h);
+			sup_forget(cl, h);
 		}
 	}
 }
@@ -1460,7 +1473,7 @@ static json_t *sup_join(struct client *cl, json_t *m)
 				log_info("support session %s is %s at the server; its key is "
 					 "forgotten",
 					 id, state);
-				sup_forget(h);
+				sup_forget(cl, h);
 				h = NULL;
 			} else {
 				json_object_set_new(e, "allow", sup_allow_json(h));
@@ -1474,7 +1487,7 @@ static json_t *sup_join(struct client *cl, json_t *m)
 			log_info("support session %s is not known to the server; its key is "
 				 "forgotten",
 				 cl->sup[k].id);
-			sup_forget(&cl->sup[k]);
+			sup_forget(cl, &cl->sup[k]);
 		}
 	return out;
 }
@@ -1494,7 +1507,7 @@ static void on_support_message(struct client *cl, struct local *lo, const char *
 			return; /* not one of this client's (any more) */
 		log_info("support session %s closed by the server: %s; its key is forgotten", id,
 			 log_esc_str(msg_str(m, "why") ?: "?", why, sizeof(why)));
-		sup_forget(h);
+		sup_forget(cl, h);
 		return;
 	}
 	if (!strcmp(type, LINK_MSG_SUPPORT_LIST) && req && req == cl->sup_sync_req) {
@@ -1520,6 +1533,11 @@ static void on_support_message(struct client *cl, struct local *lo, const char *
 		h->req = 0;
 		str_copy(h->id, sizeof(h->id), id);
 		h->expires_at = msg_int(m, "expires_at", 0);
+		/* the gateway serves its streams once the edge lets them through (approved) */
+		if (supgw_session_set(cl->gw, h->id, h->psk, &h->svc, h->expires_at) < 0)
+			log_warn("support session %s: the support gateway cannot take it (not "
+				 "running): its streams will be refused",
+				 h->id);
 		sup_psk_format(h->psk, psk);
 		a = json_pack("{s:b, s:s, s:s, s:I, s:o, s:o}", "ok", 1, "id", h->id, "psk", psk,
 			      "expires_at", (json_int_t)h->expires_at, "services",
@@ -1533,7 +1551,7 @@ static void on_support_message(struct client *cl, struct local *lo, const char *
 	}
 	if (!strcmp(type, LINK_MSG_SUPPORT_ENDED)) {
 		if ((h = sup_id_valid(id) ? sup_by_id(cl, id) : NULL))
-			sup_forget(h);
+			sup_forget(cl, h);
 		log_info("support session %s ended by this device", sup_id_valid(id) ? id : "?");
 		local_reply(cl, lo,
 			    json_pack("{s:b, s:s}", "ok", 1, "id", sup_id_valid(id) ? id : ""));
@@ -1610,7 +1628,7 @@ static void sup_request_local(struct client *cl, struct local *lo, json_t *req)
 	sup_psk_make(h->psk);
 	if (sup_auth_key(h->psk, key) < 0 || sup_auth_hash(key, hash) < 0) {
 		explicit_bzero(key, sizeof(key));
-		sup_forget(h);
+		sup_forget(cl, h);
 		local_reply(
 		    cl, lo,
 		    json_pack("{s:b, s:s}", "ok", 0, "error", "cannot derive the auth key"));
@@ -1680,7 +1698,7 @@ static void support_local(struct client *cl, struct local *lo, const char *type,
 		struct sup_held *h = sup_by_id(cl, id);
 
 		if (h) /* the owner ends it: its key goes now, whatever the server says */
-			sup_forget(h);
+			sup_forget(cl, h);
 		m = json_pack("{s:s, s:I, s:s}", "type", LINK_MSG_SUPPORT_END, "req",
 			      (json_int_t)rq, "id", id);
 	} else {
@@ -2752,6 +2770,10 @@ int client_run(struct cfg_client *c)
 	str_copy(ec.server_host, sizeof(ec.server_host), host);
 	ec.ops.arg = cl;
 	ec.ops.rule_find = op_rule_find;
+	/* support streams (LINK_BIND_SUPPORT) reach the gateway; without it they are reset */
+	cl->gw = supgw_start(err, sizeof(err));
+	if (!cl->gw)
+		log_warn("%s: support streams will be refused", err);
 	signal(SIGPIPE, SIG_IGN);
 	sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
 	if (engine_start(&cl->eng, &ec, err, sizeof(err)) < 0) {
@@ -2867,6 +2889,7 @@ int client_run(struct cfg_client *c)
 		cconn_close(&cl->cc);
 	engine_stop(cl->eng, 5000);
 	engine_free(cl->eng);
+	supgw_stop(cl->gw);
 	close(cl->lfd);
 	close(sfd);
 	unlink(c->socket);
@@ -2890,6 +2913,7 @@ fail:
 		unlink(c->socket);
 	}
 	webroot_stop(cl->www);
+	supgw_stop(cl->gw);
 	xprt_ctx_free(cl->xprt);
 	SSL_CTX_free(cl->ctx);
 	SSL_CTX_free(cl->ctl_ctx);

@@ -12,11 +12,13 @@
 #include "log.h"
 #include "msg.h"
 #include "passwd.h"
+#include "supconnect.h"
 #include "support.h"
 #include "tls/tls.h"
 #include "util.h"
 #include "valid.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
 #include <stdarg.h>
@@ -1838,6 +1840,9 @@ static const char support_help[] =
     "                            [--reason TEXT] [--config FILE] [--json]\n"
     "       nave support ls [--config FILE] [--json]\n"
     "       nave support end ID [--config FILE] [--json]\n"
+    "       nave support connect ID --psk KEY | --psk-file FILE --service NAME\n"
+    "                            --to [ADDR:]PORT [--config FILE |\n"
+    "                            --server HOST[:PORT] --fingerprint SHA256 | --ca FILE]\n"
     "Asks the server for a support session: a support person who gets its id and\n"
     "its pre-shared key from you may then reach the local services named by\n"
     "--allow (and only those) through the server, once an operator of the server\n"
@@ -1860,7 +1865,22 @@ static const char support_help[] =
     "\n"
     "ls shows the server's sessions of this tunnel (state, services, expiry, who\n"
     "approved) and, for the ones this client holds, where each service leads.\n"
-    "end ends a session at once (every connection of it closes) and forgets its key.";
+    "end ends a session at once (every connection of it closes) and forgets its key.\n"
+    "\n"
+    "connect is the support person's end: it listens on PORT (ADDR 127.0.0.1 unless\n"
+    "given; PORT 0: one the system picks, printed) and carries each connection\n"
+    "there through the server to the service NAME of session ID, end to end\n"
+    "encrypted with the session's pre-shared key. It runs in the foreground until\n"
+    "Ctrl-C, needs no configured client (--server with --fingerprint or --ca), or\n"
+    "takes server, ca and fingerprint from a client config (--config). The key:\n"
+    "--psk KEY, --psk-file FILE (its first line; - is stdin) or the environment\n"
+    "variable NAVE_SUPPORT_PSK (a key on the command line shows in ps). Exit status\n"
+    "1 when the server refuses the first connection or the key is wrong.\n"
+    "  --service NAME     the service to reach (the name the device gave it)\n"
+    "  --to [ADDR:]PORT   where to listen, e.g. 2222 or 127.0.0.1:2222\n"
+    "  --server HOST[:PORT]  the server (port 8443 when not given)\n"
+    "  --fingerprint SHA256  the server certificate's SHA-256 fingerprint\n"
+    "  --ca FILE          or the CA that signed it";
 
 /* "90s", "30m", "2h", "7d" (or seconds alone): seconds, or -1. */
 static long long parse_duration(const char *s)
@@ -2086,10 +2106,182 @@ static int support_end(struct opts *o, int argc, char **argv)
 	return 0;
 }
 
+/* A PSK's text from a file's first line ("-": stdin) into out (SUP_PSK_IN_MAX + 1). */
+static void read_psk_file(const char *path, char *out)
+{
+	bool is_stdin = !strcmp(path, "-");
+	FILE *f = is_stdin ? stdin : fopen(path, "re");
+	size_t n = 0;
+	int ch;
+
+	if (!f)
+		die_usage("--psk-file: cannot read %s: %s", path, strerror(errno));
+	while ((ch = getc(f)) != EOF && ch != '\n') {
+		if (n == SUP_PSK_IN_MAX) {
+			if (!is_stdin)
+				fclose(f);
+			explicit_bzero(out, SUP_PSK_IN_MAX + 1);
+			die_usage("--psk-file: the first line of %s is too long for a key",
+				  is_stdin ? "stdin" : path);
+		}
+		out[n++] = (char)ch;
+	}
+	out[n] = 0;
+	if (n && out[n - 1] == '\r')
+		out[--n] = 0;
+	if (!is_stdin)
+		fclose(f);
+}
+
+static int support_connect(struct opts *o, int argc, char **argv)
+{
+	static const struct option lo[] = {
+	    {"psk", required_argument, NULL, 'p'},
+	    {"psk-file", required_argument, NULL, 'P'},
+	    {"service", required_argument, NULL, 's'},
+	    {"to", required_argument, NULL, 't'},
+	    {"server", required_argument, NULL, 'S'},
+	    {"fingerprint", required_argument, NULL, 'f'},
+	    {"ca", required_argument, NULL, 'C'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	const char *psk = NULL, *psk_file = NULL, *service = NULL, *to = NULL, *server = NULL,
+		   *fpr = NULL, *ca = NULL, *psk_from = "--psk";
+	static struct supc_opts so;
+	char text[SUP_PSK_IN_MAX + 1], err[SUP_ERR_MAX];
+	int c, rc;
+
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":h", lo, NULL)) != -1) {
+		switch (c) {
+		case 'p':
+			psk = optarg;
+			break;
+		case 'P':
+			psk_file = optarg;
+			break;
+		case 's':
+			service = optarg;
+			break;
+		case 't':
+			to = optarg;
+			break;
+		case 'S':
+			server = optarg;
+			break;
+		case 'f':
+			fpr = optarg;
+			break;
+		case 'C':
+			ca = optarg;
+			break;
+		case 'h':
+			puts(support_help);
+			return 0;
+		default:
+			bad_option("support connect", c, argv);
+		}
+	}
+	if (optind >= argc)
+		die_usage("support connect needs a session ID");
+	if (optind + 1 < argc)
+		die_usage("support connect: unexpected argument '%s'", argv[optind + 1]);
+	if (!sup_id_valid(argv[optind]))
+		die_usage("bad support session id: \"sup-\" and 10 of [a-z0-9]");
+	str_copy(so.session, sizeof(so.session), argv[optind]);
+	if (!service)
+		die_usage("support connect needs --service NAME (the name of the service in the "
+			  "device's request, e.g. ssh)");
+	if (!sup_service_name_valid(service))
+		die_usage("bad --service: 1-31 of letters, digits, '_' and '-'");
+	str_copy(so.service, sizeof(so.service), service);
+	if (!to)
+		die_usage("support connect needs --to [ADDR:]PORT (where to listen)");
+	{
+		const char *colon = strrchr(to, ':');
+		const char *ps = colon ? colon + 1 : to;
+		char *end;
+		long v;
+
+		if (colon) {
+			size_t n = (size_t)(colon - to);
+			struct in6_addr a6;
+			struct in_addr a4;
+
+			if (n && to[0] == '[' && to[n - 1] == ']') {
+				to++;
+				n -= 2;
+			}
+			if (n == 0 || n >= sizeof(so.addr))
+				die_usage("bad --to '%s' (want [ADDR:]PORT)", to);
+			memcpy(so.addr, to, n);
+			so.addr[n] = 0;
+			if (inet_pton(AF_INET, so.addr, &a4) != 1 &&
+			    inet_pton(AF_INET6, so.addr, &a6) != 1)
+				die_usage("bad --to: ADDR must be an IPv4 or IPv6 address");
+		} else {
+			str_copy(so.addr, sizeof(so.addr), "127.0.0.1");
+		}
+		errno = 0;
+		v = *ps >= '0' && *ps <= '9' ? strtol(ps, &end, 10) : -1;
+		if (v < 0 || v > 65535 || errno || *end)
+			die_usage("bad --to: PORT must be 0-65535");
+		so.port = (uint16_t)v;
+	}
+	if (server && o->config)
+		die_usage("support connect: give either --config or --server, not both");
+	if (server) {
+		if (!fpr == !ca)
+			die_usage("support connect --server needs exactly one of --fingerprint and "
+				  "--ca");
+		if (!str_copy(so.server, sizeof(so.server), server) ||
+		    (fpr && !str_copy(so.fingerprint, sizeof(so.fingerprint), fpr)) ||
+		    (ca && !str_copy(so.ca, sizeof(so.ca), ca)))
+			die_usage("support connect: --server, --fingerprint or --ca too long");
+	} else {
+		if (fpr || ca)
+			die_usage("support connect: --fingerprint and --ca go with --server");
+		load_cfg(o, true);
+		if (!o->cfg.server[0])
+			die_usage(
+			    "support connect needs --server HOST[:PORT] (with --fingerprint or "
+			    "--ca), or a client config with a server (--config)");
+		str_copy(so.server, sizeof(so.server), o->cfg.server);
+		str_copy(so.ca, sizeof(so.ca), o->cfg.ca);
+		str_copy(so.fingerprint, sizeof(so.fingerprint), o->cfg.fingerprint);
+	}
+	if (!!psk + !!psk_file > 1)
+		die_usage("support connect: give either --psk or --psk-file, not both");
+	if (psk_file) {
+		read_psk_file(psk_file, text);
+		psk_from = "--psk-file";
+	} else if (psk) {
+		if (!str_copy(text, sizeof(text), psk))
+			die_usage("bad --psk: too long for a key");
+	} else if (getenv("NAVE_SUPPORT_PSK")) {
+		psk_from = "NAVE_SUPPORT_PSK";
+		if (!str_copy(text, sizeof(text), getenv("NAVE_SUPPORT_PSK")))
+			die_usage("bad NAVE_SUPPORT_PSK: too long for a key");
+	} else {
+		die_usage("support connect needs the session's key: --psk KEY, --psk-file FILE or "
+			  "NAVE_SUPPORT_PSK");
+	}
+	if (sup_psk_parse(text, so.psk, err, sizeof(err)) < 0) {
+		explicit_bzero(text, sizeof(text));
+		die_usage("bad %s: %s", psk_from, err);
+	}
+	explicit_bzero(text, sizeof(text));
+	rc = supconnect_run(&so);
+	explicit_bzero(&so, sizeof(so));
+	return rc;
+}
+
 static int cmd_support(struct opts *o, int argc, char **argv)
 {
 	if (argc < 2)
-		die_usage("support needs a command: request, ls or end");
+		die_usage("support needs a command: request, ls, end or connect");
 	if (is_help(argv[1])) {
 		puts(support_help);
 		return 0;
@@ -2100,6 +2292,8 @@ static int cmd_support(struct opts *o, int argc, char **argv)
 		return support_ls(o, argc - 1, argv + 1);
 	if (!strcmp(argv[1], "end"))
 		return support_end(o, argc - 1, argv + 1);
+	if (!strcmp(argv[1], "connect"))
+		return support_connect(o, argc - 1, argv + 1);
 	die_usage("unknown support command '%s'", argv[1]);
 }
 
@@ -2120,7 +2314,7 @@ static const struct command commands[] = {
     {"ports", cmd_ports, "map | ls | rm: local ports carried to services of the mesh"},
     {"proxies", cmd_proxies, "socks listen | socks rm | ls: a local SOCKS5 proxy into the mesh"},
     {"support", cmd_support,
-     "request | ls | end: a support person's way in to chosen local services"},
+     "request | ls | end | connect: a support person's way in to chosen local services"},
     {"status", cmd_status, "show whether the tunnel runs and what it carries"},
     {"deauth", cmd_deauth, "revoke the auth token on the server and forget it"},
 };
