@@ -206,3 +206,6 @@ STEERING_SAME |= {"test_socks_edge_udp"}
 STEERING_SAME |= {"test_support"}
 # relayd's side of support streams: a supporter's link joined to its device, no port range.
 STEERING_SAME |= {"test_support_link"}
+# Support streams: a supporter's link to the tunnel port is a control link, its stream one
+# on the device's data links; no port of the range.
+STEERING_SAME |= {"test_support_streams"}
