@@ -654,8 +654,7 @@ static bool op_rule_find(void *arg, uint16_t port, uint16_t flags, struct engine
 			return false;
 		memset(out, 0, sizeof(*out));
 		out->port = port;
-		supgw_addr(cl->gw, &out->to, &out->to_len);
-		return true;
+		return supgw_addr(cl->gw, port, &out->to, &out->to_len) == 0;
 	}
 
 	pthread_mutex_lock(&cl->lock);

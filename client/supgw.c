@@ -33,12 +33,15 @@ struct gw_conn {
 	volatile int killed; /* the session was dropped (or the gateway stops) */
 	int fd, tfd;	     /* the stream (from the engine), the service (-1 until connected) */
 	char session[SUP_ID_LEN + 1]; /* "" until SUP1 named a session held here */
+	unsigned index;		      /* the service index of the listener it came to */
 	unsigned long no;
 };
 
 struct supgw {
-	int lfd, wake[2];
-	struct sockaddr_in addr;
+	/* one listener per service index: the index relayd checked (the BIND's) is the
+	   listener a stream arrives on, and SUP1 must name the same one */
+	int lfd[SUP_SERVICES_MAX], wake[2];
+	struct sockaddr_in addr[SUP_SERVICES_MAX];
 	pthread_t thr;
 	pthread_mutex_t lock;
 	pthread_cond_t idle;
@@ -222,6 +225,9 @@ static int conn_handshake(struct gw_conn *c, struct sio *s, struct sup_hs *hs, s
 					why = "the support session has expired";
 				else if (hs->service >= ss->svc.n)
 					why = "no such service in the support session";
+				else if (hs->service != c->index)
+					why = "the handshake names another service than the edge "
+					      "allowed";
 				else if (count_conns(gw, hs->session) >= SUPGW_PER_SESSION)
 					why = "too many connections of the support session";
 				if (!why) {
@@ -341,13 +347,13 @@ static void expire(struct supgw *gw)
 	pthread_mutex_unlock(&gw->lock);
 }
 
-static void gw_accept(struct supgw *gw)
+static void gw_accept(struct supgw *gw, unsigned index)
 {
 	pthread_attr_t at;
 	pthread_t t;
 	struct gw_conn *c = NULL;
 	int one = 1;
-	int fd = accept4(gw->lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+	int fd = accept4(gw->lfd[index], NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 
 	if (fd < 0)
 		return;
@@ -367,6 +373,7 @@ static void gw_accept(struct supgw *gw)
 	c->used = true;
 	c->fd = fd;
 	c->tfd = -1;
+	c->index = index;
 	c->no = ++gw->next_no;
 	gw->nconns++;
 	pthread_mutex_unlock(&gw->lock);
@@ -389,18 +396,21 @@ static void *gw_main(void *arg)
 	struct supgw *gw = arg;
 
 	for (;;) {
-		struct pollfd pf[2] = {{.fd = gw->lfd, .events = POLLIN},
-				       {.fd = gw->wake[0], .events = POLLIN}};
+		struct pollfd pf[SUP_SERVICES_MAX + 1];
 		bool quit;
 
-		poll(pf, 2, 500);
+		for (unsigned i = 0; i < SUP_SERVICES_MAX; i++)
+			pf[i] = (struct pollfd){.fd = gw->lfd[i], .events = POLLIN};
+		pf[SUP_SERVICES_MAX] = (struct pollfd){.fd = gw->wake[0], .events = POLLIN};
+		poll(pf, SUP_SERVICES_MAX + 1, 500);
 		pthread_mutex_lock(&gw->lock);
 		quit = gw->quit;
 		pthread_mutex_unlock(&gw->lock);
 		if (quit)
 			break;
-		if (pf[0].revents & POLLIN)
-			gw_accept(gw);
+		for (unsigned i = 0; i < SUP_SERVICES_MAX; i++)
+			if (pf[i].revents & POLLIN)
+				gw_accept(gw, i);
 		expire(gw);
 	}
 	return NULL;
@@ -409,22 +419,31 @@ static void *gw_main(void *arg)
 struct supgw *supgw_start(char *err, size_t errlen)
 {
 	struct supgw *gw = calloc(1, sizeof(*gw));
-	socklen_t sl = sizeof(gw->addr);
 
 	if (!gw) {
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
 	gw->wake[0] = gw->wake[1] = -1;
-	gw->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	gw->addr.sin_family = AF_INET;
-	gw->addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (gw->lfd < 0 || bind(gw->lfd, (struct sockaddr *)&gw->addr, sizeof(gw->addr)) < 0 ||
-	    listen(gw->lfd, 64) < 0 ||
-	    getsockname(gw->lfd, (struct sockaddr *)&gw->addr, &sl) < 0 ||
-	    pipe2(gw->wake, O_CLOEXEC | O_NONBLOCK) < 0) {
-		snprintf(err, errlen, "support gateway: cannot listen on 127.0.0.1: %s",
-			 strerror(errno));
+	for (unsigned i = 0; i < SUP_SERVICES_MAX; i++)
+		gw->lfd[i] = -1;
+	for (unsigned i = 0; i < SUP_SERVICES_MAX; i++) {
+		socklen_t sl = sizeof(gw->addr[i]);
+
+		gw->lfd[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+		gw->addr[i].sin_family = AF_INET;
+		gw->addr[i].sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		if (gw->lfd[i] < 0 ||
+		    bind(gw->lfd[i], (struct sockaddr *)&gw->addr[i], sizeof(gw->addr[i])) < 0 ||
+		    listen(gw->lfd[i], 64) < 0 ||
+		    getsockname(gw->lfd[i], (struct sockaddr *)&gw->addr[i], &sl) < 0) {
+			snprintf(err, errlen, "support gateway: cannot listen on 127.0.0.1: %s",
+				 strerror(errno));
+			goto fail;
+		}
+	}
+	if (pipe2(gw->wake, O_CLOEXEC | O_NONBLOCK) < 0) {
+		snprintf(err, errlen, "support gateway: pipe: %s", strerror(errno));
 		goto fail;
 	}
 	pthread_mutex_init(&gw->lock, NULL);
@@ -437,8 +456,9 @@ struct supgw *supgw_start(char *err, size_t errlen)
 	}
 	return gw;
 fail:
-	if (gw->lfd >= 0)
-		close(gw->lfd);
+	for (unsigned i = 0; i < SUP_SERVICES_MAX; i++)
+		if (gw->lfd[i] >= 0)
+			close(gw->lfd[i]);
 	if (gw->wake[0] >= 0) {
 		close(gw->wake[0]);
 		close(gw->wake[1]);
@@ -447,11 +467,14 @@ fail:
 	return NULL;
 }
 
-void supgw_addr(const struct supgw *gw, struct sockaddr_storage *ss, socklen_t *len)
+int supgw_addr(const struct supgw *gw, unsigned index, struct sockaddr_storage *ss, socklen_t *len)
 {
+	if (index >= SUP_SERVICES_MAX)
+		return -1;
 	memset(ss, 0, sizeof(*ss));
-	memcpy(ss, &gw->addr, sizeof(gw->addr));
-	*len = sizeof(gw->addr);
+	memcpy(ss, &gw->addr[index], sizeof(gw->addr[index]));
+	*len = sizeof(gw->addr[index]);
+	return 0;
 }
 
 int supgw_session_set(struct supgw *gw, const char *id, const uint8_t psk[SUP_PSK_LEN],
@@ -526,7 +549,8 @@ void supgw_stop(struct supgw *gw)
 	bool left = gw->nconns != 0;
 
 	pthread_mutex_unlock(&gw->lock);
-	close(gw->lfd);
+	for (unsigned i = 0; i < SUP_SERVICES_MAX; i++)
+		close(gw->lfd[i]);
 	close(gw->wake[0]);
 	close(gw->wake[1]);
 	if (left) /* a thread still holds gw: leave it to the process's end */

@@ -3,14 +3,15 @@
  * The device's support gateway (client/README.md "Support streams"): a loopback
  * listener (127.0.0.1, a port of the kernel's choice) owned by a thread of its own.
  * The engine's streams with LINK_BIND_SUPPORT connect to it (op_rule_find gives its
- * address as their target). For each connection, a thread runs support.h's handshake
- * in the device's role: the session id and service index of SUP1 are looked up among
- * the sessions the gateway holds (copies the main thread posts: id, PSK, services,
- * expiry); an unknown, expired or ended session or a service it does not have closes
- * the connection (one log line, rate-limited). Then the service's target is connected
- * (5 s) and the bytes pumped (supstream.h). At most SUPGW_PER_SESSION connections per
- * session, SUPGW_CONNS in all. Dropping a session (its owner ended it, the server
- * closed it, it expired) shuts every connection of it down at once and wipes its key.
+ * address as their target): one listener per service index, so the gateway knows the
+ * index relayd allowed (the BIND's) and refuses a SUP1 that names another. For each connection, a
+ * thread runs support.h's handshake in the device's role: the session id and service index of SUP1
+ * are looked up among the sessions the gateway holds (copies the main thread posts: id, PSK,
+ * services, expiry); an unknown, expired or ended session or a service it does not have closes the
+ * connection (one log line, rate-limited). Then the service's target is connected (5 s) and the
+ * bytes pumped (supstream.h). At most SUPGW_PER_SESSION connections per session, SUPGW_CONNS in
+ * all. Dropping a session (its owner ended it, the server closed it, it expired) shuts every
+ * connection of it down at once and wipes its key.
  */
 #ifndef NAVE_SUPGW_H
 #define NAVE_SUPGW_H
@@ -31,8 +32,12 @@ struct supgw;
 
 /* Listens and starts the thread; NULL with a one-line reason in err. */
 struct supgw *supgw_start(char *err, size_t errlen);
-/* The listener's address (127.0.0.1:port). */
-void supgw_addr(const struct supgw *gw, struct sockaddr_storage *ss, socklen_t *len);
+/*
+ * Where a stream for service index (the BIND's port, as relayd checked it) goes: that
+ * index's listener (127.0.0.1:port); a stream's SUP1 must name the same index. 0, or
+ * -1 for an index past SUP_SERVICES_MAX.
+ */
+int supgw_addr(const struct supgw *gw, unsigned index, struct sockaddr_storage *ss, socklen_t *len);
 /* Holds (or updates) a session: its key and services are copied. 0, or -1 when full. */
 int supgw_session_set(struct supgw *gw, const char *id, const uint8_t psk[SUP_PSK_LEN],
 		      const struct sup_services *svc, int64_t expires_at);

@@ -149,14 +149,17 @@ static void *sup_thread(void *arg)
 	return NULL;
 }
 
-static struct sup_run *sup_start(const uint8_t *key, const char *session, unsigned service)
+/* A supporter for session/service whose stream comes to the gateway's listener of index
+ * listener (the BIND's index, as relayd checked it). */
+static struct sup_run *sup_start_at(const uint8_t *key, const char *session, unsigned service,
+				    unsigned listener)
 {
 	struct sup_run *r = calloc(1, sizeof(*r));
 	struct sockaddr_storage ss;
 	socklen_t sl;
 	struct timeval tv = {.tv_sec = 10};
 
-	supgw_addr(gw, &ss, &sl);
+	assert_int_equal(supgw_addr(gw, listener, &ss, &sl), 0);
 	r->sfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	assert_int_equal(connect(r->sfd, (struct sockaddr *)&ss, sl), 0);
 	assert_int_equal(fd_nonblock(r->sfd), 0);
@@ -171,6 +174,11 @@ static struct sup_run *sup_start(const uint8_t *key, const char *session, unsign
 	r->service = service;
 	pthread_create(&r->t, NULL, sup_thread, r);
 	return r;
+}
+
+static struct sup_run *sup_start(const uint8_t *key, const char *session, unsigned service)
+{
+	return sup_start_at(key, session, service, service < SUP_SERVICES_MAX ? service : 0);
 }
 
 static void sup_join(struct sup_run *r)
@@ -265,15 +273,20 @@ static void test_wrong_psk(void **state)
 }
 
 /* The gateway closes without a word: the supporter's line says so. */
-static void refused(const char *id, unsigned service)
+static void refused_at(const char *id, unsigned service, unsigned listener)
 {
-	struct sup_run *r = sup_start(psk, id, service);
+	struct sup_run *r = sup_start_at(psk, id, service, listener);
 
 	sup_join(r);
 	assert_int_equal(r->rc, -1);
 	assert_false(r->wrong);
 	assert_non_null(strstr(r->res.why, "closed the stream without answering"));
 	free(r);
+}
+
+static void refused(const char *id, unsigned service)
+{
+	refused_at(id, service, service);
 }
 
 static void test_refusals(void **state)
