@@ -276,7 +276,10 @@ struct link_data_hello {
  *        session's request), auth (the auth key, 64 lower-case hex digits),
  *        client_version}
  * relayd asks controld (support_connect) and answers
- *   r->c welcome {session, service, expires_at (Unix s)}   or   error {reason}
+ *   r->c welcome {session, service, service_index, expires_at (Unix s)}   or   error {reason}
+ *        (service_index: the service's place in the session's request, 0..7, as controld
+ *        answered support_connect: the index the supporter's SUP1 carries and the BIND's
+ *        port; the supporter knows only the name)
  * then joins the link to a stream to the session's device (BIND with
  * LINK_BIND_SUPPORT) and sends a LINK_FRAME_OPENED frame (struct link_opened; status
  * LINK_OPEN_OK, or LINK_OPEN_OFFLINE / LINK_OPEN_BUSY and the link closes). From then on
