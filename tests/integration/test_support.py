@@ -209,7 +209,7 @@ def test_bad_input(server, client):
         (["end", "sup-\x1b[31mred"], "bad session ID 'sup-\\x1b[31mred'"),
         (["ls", "x"], "support ls: unexpected argument 'x'"),
         (["frob"], "unknown support command 'frob'"),
-        ([], "support needs a command: request, ls or end"),
+        ([], "support needs a command: request, ls, end or connect"),
     ]:
         p = client.nave("support", *args)
         assert p.returncode == 2, (args, p.stderr)
