@@ -494,8 +494,21 @@ done:
 		close(lsn);
 	if (sfd >= 0)
 		close(sfd);
-	explicit_bzero(o->psk, sizeof(o->psk));
 	explicit_bzero(sc->auth, sizeof(sc->auth));
-	/* threads still running (they hold sc) end with the process */
+	pthread_mutex_lock(&sc->lock);
+	bool left = sc->nconns != 0;
+
+	pthread_mutex_unlock(&sc->lock);
+	if (left) /* a thread still holds sc and the key: both end with the process */
+		return rc;
+	explicit_bzero(o->psk, sizeof(o->psk));
+	SSL_CTX_free(sc->ctx);
+	if (sc->quit_pipe[0] >= 0) {
+		close(sc->quit_pipe[0]);
+		close(sc->quit_pipe[1]);
+	}
+	pthread_mutex_destroy(&sc->lock);
+	pthread_cond_destroy(&sc->idle);
+	free(sc);
 	return rc;
 }
