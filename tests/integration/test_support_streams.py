@@ -61,11 +61,13 @@ def require_service_index(server, client):
 class Supporter:
     """`nave support connect` in the foreground, listening on a port the system picks."""
 
-    def __init__(self, server, procs, tmp_path, sid, psk, service, name="supporter"):
+    def __init__(self, server, procs, tmp_path, sid, psk, service, name="supporter",
+                 config=None):
+        where = (["--config", config] if config else
+                 ["--server", f"127.0.0.1:{server.https}", "--fingerprint",
+                  server.fingerprint()])
         self.proc = nt.Proc(name, [nt.NAVE, "support", "connect", sid, "--service", service,
-                                   "--to", "127.0.0.1:0", "--server",
-                                   f"127.0.0.1:{server.https}", "--fingerprint",
-                                   server.fingerprint()],
+                                   "--to", "127.0.0.1:0"] + where,
                             tmp_path / f"{name}.log", tmp_path)
         self.proc.env = dict(os.environ, NAVE_SUPPORT_PSK=psk)  # the key stays out of ps
         procs.append(self.proc)
@@ -169,7 +171,8 @@ def test_owner_end_drops_open_connection(server, client, procs, tmp_path):
     try:
         sid, psk = request(client, f"echo=127.0.0.1:{echo.port}")
         assert server.navectl("support", "approve", sid)[0] == 0
-        sup = Supporter(server, procs, tmp_path, sid, psk, "echo")
+        # the server and its fingerprint from a client config this time
+        sup = Supporter(server, procs, tmp_path, sid, psk, "echo", config=client.ini)
         open_ = []
         for _ in range(2):
             s = nt.connect(sup.port)
@@ -203,6 +206,36 @@ def test_owner_end_drops_open_connection(server, client, procs, tmp_path):
             return [a["detail"] for a in audit(server, sid) if a["event"] == "disconnected"]
         nt.wait_for(lambda: len(disconnected()) == 2, 10, "two disconnected records")
         assert all(d["bytes_up"] > 0 and d["bytes_down"] > 0 for d in disconnected())
+    finally:
+        echo.close()
+
+
+def test_operator_end(server, client, procs, tmp_path):
+    """The operator ends an approved session: the open connection drops, the device hears
+    support_closed and forgets the key, a new connect is refused."""
+    require_service_index(server, client)
+    echo = nt.Service(nt.h_echo, "echo")
+    try:
+        sid, psk = request(client, f"echo=127.0.0.1:{echo.port}")
+        assert server.navectl("support", "approve", sid)[0] == 0
+        sup = Supporter(server, procs, tmp_path, sid, psk, "echo")
+        s = nt.connect(sup.port)
+        s.sendall(b"hello")
+        assert nt.recv_exact(s, 5) == b"hello"
+        assert server.navectl("support", "end", sid)[0] == 0
+        assert nt.closed_by_peer(s, timeout=5) in ("eof", "reset")
+        s.close()
+        # the device forgets the key, and its end of the stream is gone (whichever came
+        # first: relayd's cut or the device's own close on support_closed)
+        nt.wait_for(lambda: f"support session {sid} closed by the server" in
+                    client.proc.output(), 10, "the device's support_closed line")
+        nt.wait_for(lambda: re.search(rf"support session {sid}: stream \d+ closed after",
+                                      client.proc.output()), 10, "the device's stream closed")
+        with nt.connect(sup.port) as s2:
+            assert nt.closed_by_peer(s2, timeout=10)
+        nt.wait_for(lambda: f"nave: server refused: support session {sid} was ended"
+                    in sup.lines(), 10, "the refusal line")
+        assert sup.proc.stop() == 0
     finally:
         echo.close()
 
