@@ -56,6 +56,10 @@ common/mesh.c common/util.c common/log.c common/msg.c -ljansson -liniparser" ;;
 	support)
 		echo "common/support.c -I/usr/include/android
 /usr/lib/x86_64-linux-gnu/android/libcrypto.so -Wl,-rpath,/usr/lib/x86_64-linux-gnu/android" ;;
+	supstream)
+		echo "client/supstream.c common/support.c common/frame.c common/domain.c common/util.c
+common/log.c -ljansson -I/usr/include/android /usr/lib/x86_64-linux-gnu/android/libssl.so
+/usr/lib/x86_64-linux-gnu/android/libcrypto.so -Wl,-rpath,/usr/lib/x86_64-linux-gnu/android" ;;
 	totp)
 		echo "ctl/totp.c -I/usr/include/android
 /usr/lib/x86_64-linux-gnu/android/libcrypto.so -Wl,-rpath,/usr/lib/x86_64-linux-gnu/android" ;;
