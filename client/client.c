@@ -2755,6 +2755,11 @@ int client_run(struct cfg_client *c)
 	}
 	str_copy(cl->ktls_mode, sizeof(cl->ktls_mode), xprt_ctx_mode(cl->xprt));
 	cl->ctl_ktls = !xprt_ctx_ktls(cl->xprt) ? 0 : c->ktls == CFG_ON ? 2 : 1;
+	/* the control link's own context captures its secrets too (xprt_ctx_new did ctx's) */
+	if (cl->ctl_ktls && ktls_ctx_prepare(cl->ctl_ctx) < 0) {
+		fprintf(stderr, "nave: [client] kTLS: cannot prepare the control link's context\n");
+		goto fail;
+	}
 	if (c->ktls == CFG_AUTO && !xprt_ctx_ktls(cl->xprt))
 		log_warn("kTLS: %s: data links use userspace TLS (ktls = auto)",
 			 xprt_ctx_why(cl->xprt));
