@@ -2802,8 +2802,9 @@ static void on_support_allowed(struct ctlthread *ct, struct req *r, json_t *m)
 			   "the device of this support session is offline");
 		return;
 	}
-	w = json_pack("{s:s, s:s, s:s, s:I}", "type", LINK_MSG_WELCOME, "session", session,
-		      "service", msg_str(r->hello, "service"), "expires_at", (json_int_t)until);
+	w = json_pack("{s:s, s:s, s:s, s:I, s:I}", "type", LINK_MSG_WELCOME, "session", session,
+		      "service", msg_str(r->hello, "service"), "service_index", (json_int_t)index,
+		      "expires_at", (json_int_t)until);
 	memset(&mb, 0, sizeof(mb));
 	mb.type = MB_SUPPORT_JOIN;
 	mb.idx = r->idx;

@@ -75,6 +75,7 @@ def test_refusals_then_a_stream(server, client, session):
         assert m["type"] == "error" and m["reason"].startswith(reason), m
     s, m = supporter(server, sid, "web", auth)
     assert m["type"] == "welcome" and m["session"] == sid and m["service"] == "web"
+    assert m["service_index"] == 1  # what the supporter's SUP1 carries
     assert opened(s) == 0  # LINK_OPEN_OK: the stream reached the device
     nt.wait_for(lambda: "a supporter reached service web" in server.relayd.output(), 10,
                 "relayd logs the stream")
