@@ -447,7 +447,7 @@ void mesh_open_timeout(struct worker *w, struct conn *l);
 struct sup_link {
 	struct engine_support s;
 	uint64_t t0;	   /* w->now when it reached the device */
-	uint64_t up, down; /* bytes of its stream so far (its plain end's, when it went) */
+	uint64_t up, down; /* bytes its stream carried to the device and back (stream.c) */
 	bool connected;	   /* reported connected */
 };
 void support_join(struct worker *w, struct mb_msg *m);

@@ -194,7 +194,7 @@ static void tunnel_offline(struct worker *w, struct tunnel *t, const char *why)
 
 static void relay_closing(struct worker *w, struct conn *c, const char *why)
 {
-	if (c->sup || (c->kind == CK_PLAIN && c->mesh))
+	if (c->sup)
 		support_closing(w, c, why);
 	if (c->http)
 		edge_closing(w, c);

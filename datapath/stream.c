@@ -322,6 +322,8 @@ void plain_on_recv(struct worker *w, struct conn *p, int res, unsigned flags)
 	buf_recycle(w, flags >> IORING_CQE_BUFFER_SHIFT);
 	atomic_fetch_add_explicit(&w->st_in, (uint64_t)res, memory_order_relaxed);
 	p->rec_in += (uint64_t)res;
+	if (l->sup) /* a supporter's link (supportd.c): what its stream carried */
+		l->sup->down += (uint64_t)res;
 	obuf_kick(w, l);
 	plain_arm_recv(w, p);
 }
@@ -457,6 +459,8 @@ static int pump_tls(struct worker *w, struct conn *l, struct conn *p, size_t n, 
 	p->tx.tail = (uint32_t)o.len;
 	atomic_fetch_add_explicit(&w->st_out, (uint64_t)r, memory_order_relaxed);
 	p->rec_out += (uint64_t)r;
+	if (l->sup)
+		l->sup->up += (uint64_t)r;
 	return r;
 }
 
@@ -516,6 +520,8 @@ void link_pump(struct worker *w, struct conn *l)
 						atomic_fetch_add_explicit(&w->st_out, (uint64_t)r,
 									  memory_order_relaxed);
 						p->rec_out += (uint64_t)r;
+						if (l->sup)
+							l->sup->up += (uint64_t)r;
 						if (p->http) {
 							edge_response(w, p,
 								      p->tx.p + p->tx.tail - r,

@@ -79,38 +79,19 @@ void support_connected(struct worker *w, struct conn *l)
 				   l->bind.origin_port, 0, 0, 0, NULL);
 }
 
-/*
- * A supporter's link, or the plain end of its stream, closes. The plain end's
- * counters are the stream's bytes (what it received came from the device);
- * the link reports them when it goes.
- */
+/* A supporter's link closes: what its stream carried goes to the audit. */
 void support_closing(struct worker *w, struct conn *c, const char *why)
 {
 	struct engine_ops *ops = &w->e->cfg.ops;
-	struct conn *o = conn_at(w, c->peer);
-	struct sup_link *s;
+	struct sup_link *s = c->sup;
 
-	if (c->kind == CK_PLAIN) {
-		if (!o || o->kind != CK_LINK || !o->sup)
-			return;
-		o->sup->up += c->rec_out;
-		o->sup->down += c->rec_in;
-		c->rec_in = c->rec_out = 0;
+	if (!s || !s->connected)
 		return;
-	}
-	s = c->sup;
-	if (!s)
-		return;
-	if (o && o->kind == CK_PLAIN) {
-		s->up += o->rec_out;
-		s->down += o->rec_in;
-		o->rec_in = o->rec_out = 0;
-	}
-	if (s->connected && ops->support_event)
+	s->connected = false;
+	if (ops->support_event)
 		ops->support_event(ops->arg, &s->s, false, link_id(w, c), c->bind.origin_addr,
 				   c->bind.origin_port, s->up, s->down, w->now - s->t0,
 				   why ? why : "closed");
-	s->connected = false;
 }
 
 /* The session ended (its owner, the operator, expiry): its links end now. */
