@@ -6,7 +6,8 @@ refused by the edge; the right key reaches the service it names (1 MiB each way,
 checked, through both ends' inner handshake and records) and only that one; a service the
 request did not offer is refused; the owner's `nave support end` drops an open connection
 at once and the next one is refused; the audit trail has connected (source) and
-disconnected (bytes) records; SIGTERM ends the command with status 0."""
+disconnected (bytes) records; SIGTERM ends the command with status 0; a session that
+expires drops its open connection and refuses the next (a minute's wait)."""
 import base64
 import hashlib
 import hmac
@@ -251,3 +252,40 @@ def test_usage(client):
     assert p.returncode == 2 and "bad support session id" in p.stderr
     p = nt.run([nt.NAVE, "support", "connect", "--help"])
     assert p.returncode == 0 and "--psk-file" in p.stdout
+
+
+def test_expiry_drops_and_refuses(server, client, procs, tmp_path):
+    """A session that expires: its open connection drops at the expiry, a new one is
+    refused ("... has expired"), and the audit says who ended it: the expiry. The
+    shortest expiry the CLI takes is a minute, so this test waits one."""
+    echo = nt.Service(nt.h_echo, "echo")
+    try:
+        p = client.nave("support", "request", "--json", "--expires", "1m", "--allow",
+                        f"echo=127.0.0.1:{echo.port}")
+        assert p.returncode == 0, p.stderr
+        r = json.loads(p.stdout)
+        sid, psk = r["id"], r["psk"]
+        assert server.navectl("support", "approve", sid)[0] == 0
+        sup = Supporter(server, procs, tmp_path, sid, psk, "echo")
+        s = nt.connect(sup.port)
+        s.sendall(b"still here")
+        assert nt.recv_exact(s, 10) == b"still here"
+        left = r["expires_at"] - time.time()
+        assert 0 < left <= 61, r
+        # open until the expiry, gone within a few seconds after it
+        s.settimeout(left + 8)
+        how = nt.closed_by_peer(s, timeout=left + 8)
+        assert how in ("eof", "reset"), how
+        assert time.time() >= r["expires_at"] - 1, "closed before the session expired"
+        s.close()
+        with nt.connect(sup.port) as s2:
+            assert nt.closed_by_peer(s2, timeout=10)
+        nt.wait_for(lambda: f"nave: server refused: support session {sid} has expired"
+                    in sup.lines(), 10, "the refusal line")
+        assert sup.proc.stop() == 0
+        # controld looks for expired sessions once a second
+        nt.wait_for(lambda: [a for a in audit(server, sid)
+                             if a["event"] == "ended" and a["actor"] == "expiry"], 10,
+                    "the audit's ended-by-expiry record")
+    finally:
+        echo.close()
