@@ -654,6 +654,7 @@ static bool op_rule_find(void *arg, uint16_t port, uint16_t flags, struct engine
 			return false;
 		memset(out, 0, sizeof(*out));
 		out->port = port;
+		out->proxy = 2; /* the BIND's session id to the gateway (supgw.h) */
 		return supgw_addr(cl->gw, port, &out->to, &out->to_len) == 0;
 	}
 

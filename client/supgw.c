@@ -33,6 +33,7 @@ struct gw_conn {
 	volatile int killed; /* the session was dropped (or the gateway stops) */
 	int fd, tfd;	     /* the stream (from the engine), the service (-1 until connected) */
 	char session[SUP_ID_LEN + 1]; /* "" until SUP1 named a session held here */
+	char bound[SUP_ID_LEN + 1];   /* the session relayd joined the stream to (the BIND's) */
 	unsigned index;		      /* the service index of the listener it came to */
 	unsigned long no;
 };
@@ -158,6 +159,23 @@ fail:
 }
 
 /*
+ * The header the engine writes ahead of a support stream (supgw.h): PROXY v2, TCP over
+ * IPv6, whose destination address is the BIND's dst_addr, the session id relayd joined
+ * the stream to (14 bytes and 2 zeros). That id into out (SUP_ID_LEN + 1), or false.
+ */
+static bool bind_header(const uint8_t h[SUPGW_BIND_LEN], char out[SUP_ID_LEN + 1])
+{
+	static const uint8_t head[16] = {0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51,
+					 0x55, 0x49, 0x54, 0x0a, 0x21, 0x21, 0x00, 36};
+
+	if (memcmp(h, head, sizeof(head)) || h[32 + SUP_ID_LEN] || h[33 + SUP_ID_LEN])
+		return false;
+	memcpy(out, h + 32, SUP_ID_LEN);
+	out[SUP_ID_LEN] = 0;
+	return sup_id_valid(out);
+}
+
+/*
  * The device's handshake on c: 0 with tx/rx ready and the service's target in
  * host/port, or -1 (logged; close).
  */
@@ -167,9 +185,9 @@ static int conn_handshake(struct gw_conn *c, struct sio *s, struct sup_hs *hs, s
 	struct supgw *gw = c->gw;
 	uint64_t deadline = now_ms() + SUPGW_HS_MS;
 	enum sup_hs_res hr = SUP_HS_MORE;
-	uint8_t buf[256];
+	uint8_t buf[256], hdr[SUPGW_BIND_LEN];
+	size_t n, hlen = 0;
 	const uint8_t *o;
-	size_t n;
 
 	sup_hs_device(hs);
 	for (;;) {
@@ -200,6 +218,19 @@ static int conn_handshake(struct gw_conn *c, struct sio *s, struct sup_hs *hs, s
 				    */
 		size_t off = 0;
 
+		/* the engine's header first: the session of the BIND */
+		if (hlen < SUPGW_BIND_LEN) {
+			off = SUPGW_BIND_LEN - hlen < (size_t)r ? SUPGW_BIND_LEN - hlen : (size_t)r;
+			memcpy(hdr + hlen, buf, off);
+			hlen += off;
+			if (hlen == SUPGW_BIND_LEN && !bind_header(hdr, c->bound)) {
+				gw_refuse_log(gw,
+					      "support stream %lu refused: it does not start "
+					      "with the edge's session (PROXY v2 header)",
+					      c->no);
+				return -1;
+			}
+		}
 		while (off < (size_t)r && hr != SUP_HS_DONE) {
 			size_t used = 0;
 
@@ -223,6 +254,9 @@ static int conn_handshake(struct gw_conn *c, struct sio *s, struct sup_hs *hs, s
 					why = "no such support session here (ended, or never held)";
 				else if ((int64_t)time(NULL) >= ss->expires_at)
 					why = "the support session has expired";
+				else if (strcmp(hs->session, c->bound))
+					why = "the handshake names another session than the edge "
+					      "allowed";
 				else if (hs->service >= ss->svc.n)
 					why = "no such service in the support session";
 				else if (hs->service != c->index)

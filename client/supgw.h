@@ -4,7 +4,11 @@
  * listener (127.0.0.1, a port of the kernel's choice) owned by a thread of its own.
  * The engine's streams with LINK_BIND_SUPPORT connect to it (op_rule_find gives its
  * address as their target): one listener per service index, so the gateway knows the
- * index relayd allowed (the BIND's) and refuses a SUP1 that names another. For each connection, a
+ * index relayd allowed (the BIND's) and refuses a SUP1 that names another. The engine
+ * writes a PROXY v2 header first (SUPGW_BIND_LEN bytes, TCP over IPv6): its source the
+ * supporter's address, its destination the BIND's dst_addr, the session id relayd joined
+ * the stream to; a SUP1 naming another session is refused (a supporter of one approved
+ * session must not reach a pending one of the same device). For each connection, a
  * thread runs support.h's handshake in the device's role: the session id and service index of SUP1
  * are looked up among the sessions the gateway holds (copies the main thread posts: id, PSK,
  * services, expiry); an unknown, expired or ended session or a service it does not have closes the
@@ -27,6 +31,7 @@
 #define SUPGW_SESSIONS	  8
 #define SUPGW_HS_MS	  10000 /* the handshake's deadline */
 #define SUPGW_CONNECT_MS  5000	/* connecting to a service */
+#define SUPGW_BIND_LEN	  52	/* the PROXY v2 header ahead of a stream (proxy.h, IPv6) */
 
 struct supgw;
 

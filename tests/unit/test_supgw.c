@@ -5,7 +5,9 @@
  * and client/supstream.c's supporter end (supc_stream), joined by a TCP connection
  * to the gateway, as the engine's dial makes one. An echo server is the service.
  * 1 MiB each way checked byte for byte with both half-closes; the wrong PSK;
- * an unknown session, a service index it does not have, an expired session; ending
+ * an unknown session, a service index it does not have, an expired session, a
+ * stream whose engine header (the BIND's session) is missing or names another
+ * session than SUP1 (a supporter of one session reaching another); ending
  * a session closes its open connection at once and refuses the next; the limit
  * of connections per session.
  */
@@ -33,6 +35,7 @@
 
 #include "client/supgw.h"
 #include "client/supstream.h"
+#include "proxy.h"
 #include "util.h"
 
 #define SID "sup-abcdefgh12"
@@ -150,18 +153,26 @@ static void *sup_thread(void *arg)
 }
 
 /* A supporter for session/service whose stream comes to the gateway's listener of index
- * listener (the BIND's index, as relayd checked it). */
-static struct sup_run *sup_start_at(const uint8_t *key, const char *session, unsigned service,
-				    unsigned listener)
+ * listener (the BIND's index, as relayd checked it) with the engine's header naming the
+ * BIND's session bound (NULL: no header). */
+static struct sup_run *sup_start_bound(const uint8_t *key, const char *session, unsigned service,
+				       unsigned listener, const char *bound)
 {
 	struct sup_run *r = calloc(1, sizeof(*r));
 	struct sockaddr_storage ss;
 	socklen_t sl;
 	struct timeval tv = {.tv_sec = 10};
+	uint8_t src[16] = {[10] = 0xff, [11] = 0xff, 127, 0, 0, 1}, dst[16] = {0}, h[64];
 
 	assert_int_equal(supgw_addr(gw, listener, &ss, &sl), 0);
 	r->sfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	assert_int_equal(connect(r->sfd, (struct sockaddr *)&ss, sl), 0);
+	if (bound) { /* as the engine writes it (dial.c, rule.proxy 2) from the BIND */
+		memcpy(dst, bound, strlen(bound));
+		assert_int_equal(proxy_header(2, src, htons(40000), dst, 0, h, sizeof(h)),
+				 SUPGW_BIND_LEN);
+		assert_int_equal(write_all(r->sfd, h, SUPGW_BIND_LEN), 0);
+	}
 	assert_int_equal(fd_nonblock(r->sfd), 0);
 	setsockopt(r->sfd, IPPROTO_TCP, TCP_NODELAY, &(int){1}, sizeof(int));
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, r->plain), 0);
@@ -174,6 +185,12 @@ static struct sup_run *sup_start_at(const uint8_t *key, const char *session, uns
 	r->service = service;
 	pthread_create(&r->t, NULL, sup_thread, r);
 	return r;
+}
+
+static struct sup_run *sup_start_at(const uint8_t *key, const char *session, unsigned service,
+				    unsigned listener)
+{
+	return sup_start_bound(key, session, service, listener, session);
 }
 
 static struct sup_run *sup_start(const uint8_t *key, const char *session, unsigned service)
@@ -289,6 +306,18 @@ static void refused(const char *id, unsigned service)
 	refused_at(id, service, service);
 }
 
+/* A stream the edge joined to session bound whose SUP1 names id: refused. */
+static void refused_bound(const char *id, const char *bound)
+{
+	struct sup_run *r = sup_start_bound(psk, id, 0, 0, bound);
+
+	sup_join(r);
+	assert_int_equal(r->rc, -1);
+	assert_false(r->wrong);
+	assert_non_null(strstr(r->res.why, "closed the stream without answering"));
+	free(r);
+}
+
 static void test_refusals(void **state)
 {
 	(void)state;
@@ -298,6 +327,12 @@ static void test_refusals(void **state)
 	hold("sup-expired000", (int64_t)time(NULL) - 1);
 	refused("sup-expired000", 0);
 	supgw_session_drop(gw, "sup-expired000", "test");
+	/* the edge allowed SID (approved); SUP1 names another session held here (pending) */
+	hold("sup-pending000", (int64_t)time(NULL) + 3600);
+	refused_bound("sup-pending000", SID);
+	refused_bound(SID, "sup-pending000");
+	refused_bound(SID, NULL); /* no header: not from the engine */
+	supgw_session_drop(gw, "sup-pending000", "test");
 }
 
 static void test_service_down(void **state)
