@@ -3950,7 +3950,8 @@ static int sup_audit_add(struct store *s, const char *id, int64_t at_ms, const c
 	sqlite3_finalize(st);
 	if (ret)
 		return ret;
-	if (n >= STORE_SUP_AUDIT_MAX)
+	if (n >= STORE_SUP_AUDIT_MAX ||
+	    (n >= STORE_SUP_AUDIT_REFUSED_MAX && !strcmp(event, "refused")))
 		return -EDQUOT;
 	ret = prep(s,
 		   "INSERT INTO support_audit (session, at, event, actor, detail)"
@@ -4061,6 +4062,31 @@ static int sup_create_tx(struct store *s, const char *tunnel_id, const char *rea
 	sqlite3_finalize(st);
 	if (ret)
 		return ret;
+	/* a device that asks and ends in a loop: the requests of the last hour are bounded */
+	if (n < STORE_SUP_ACTIVE_MAX) {
+		int64_t hour = 0;
+
+		ret = prep(s,
+			   "SELECT count(*) FROM support_sessions WHERE tunnel_id = ?1 AND"
+			   " created_at > ?2",
+			   &st);
+		if (ret)
+			return ret;
+		bind_raw(st, 1, tunnel_id);
+		sqlite3_bind_int64(st, 2, now - 3600);
+		ret = query_int(s, st, &hour);
+		sqlite3_finalize(st);
+		if (ret)
+			return ret;
+		if (hour >= STORE_SUP_HOUR_MAX) {
+			set_err(
+			    err, errlen,
+			    "this tunnel asked for %d support sessions in the last hour (at most "
+			    "%d): try again later",
+			    (int)hour, STORE_SUP_HOUR_MAX);
+			return -EACCES;
+		}
+	}
 	if (n >= STORE_SUP_ACTIVE_MAX) {
 		set_err(
 		    err, errlen,
@@ -4376,6 +4402,50 @@ static int sup_select(struct store *s, const char *sql, int64_t now_ms, int64_t 
 	if (!ret && rc != SQLITE_DONE)
 		ret = db_fail(s, "support sessions");
 	sqlite3_finalize(st);
+	return ret;
+}
+
+int store_support_audit_count(struct store *s, const char *id, int64_t *n)
+{
+	sqlite3_stmt *st;
+	int ret = prep(s, "SELECT count(*) FROM support_audit WHERE session = ?1", &st);
+
+	*n = 0;
+	if (ret)
+		return ret;
+	bind_raw(st, 1, id);
+	ret = query_int(s, st, n);
+	sqlite3_finalize(st);
+	return ret;
+}
+
+int store_support_prune(struct store *s, int64_t before_s, int *removed)
+{
+	static const char *const sql[] = {
+	    "DELETE FROM support_audit WHERE session IN (SELECT id FROM support_sessions WHERE"
+	    " coalesce(ended_at, expires_at) < ?1 ORDER BY rowid LIMIT 256)",
+	    "DELETE FROM support_sessions WHERE id IN (SELECT id FROM support_sessions WHERE"
+	    " coalesce(ended_at, expires_at) < ?1 ORDER BY rowid LIMIT 256)",
+	};
+	int ret = tx_begin(s), n = 0;
+
+	if (ret)
+		return ret;
+	for (size_t i = 0; !ret && i < 2; i++) {
+		sqlite3_stmt *st;
+
+		ret = prep(s, sql[i], &st);
+		if (ret)
+			break;
+		sqlite3_bind_int64(st, 1, before_s);
+		ret = step_done(s, st);
+		if (!ret && i == 1)
+			n = sqlite3_changes(s->db);
+		sqlite3_finalize(st);
+	}
+	ret = tx_end(s, ret);
+	if (removed)
+		*removed = ret ? 0 : n;
 	return ret;
 }
 

@@ -692,6 +692,10 @@ int store_records_bandwidth(struct store *s, const struct store_filter *f, int64
 #define STORE_SUP_EXPIRES_MAX  (7 * 86400) /* seconds */
 #define STORE_SUP_DETAIL_LEN   2048  /* an audit record's detail (JSON text): a request fits */
 #define STORE_SUP_AUDIT_MAX    10000 /* audit records per session; later ones are dropped */
+/* refused connects stop being recorded here: room stays for the connections' records */
+#define STORE_SUP_AUDIT_REFUSED_MAX 8000
+#define STORE_SUP_HOUR_MAX	    20		 /* support requests one tunnel may make an hour */
+#define STORE_SUP_KEEP_S	    (30 * 86400) /* an ended session is kept this long */
 
 /* expired is computed when read: now >= expires_at and not ended */
 enum store_sup_state {
@@ -800,6 +804,13 @@ int store_support_over_since(struct store *s, int64_t since_s, int64_t now_ms, i
 int store_support_check(struct store *s, const char *id, const char *service, const char *auth_hex,
 			int64_t now_ms, struct store_support *out, int *index, const char **code,
 			char *err, size_t errlen);
+/* The number of audit records of session id into *n; 0 or -EIO. */
+int store_support_audit_count(struct store *s, const char *id, int64_t *n);
+/*
+ * Removes the sessions (and their audit trails) that ended or expired before
+ * before_s (Unix s), at most 256 a call; *removed (may be NULL) says how many.
+ */
+int store_support_prune(struct store *s, int64_t before_s, int *removed);
 /* Appends an audit record of session id (at most STORE_SUP_AUDIT_MAX each: -EDQUOT). */
 int store_support_audit_add(struct store *s, const char *id, int64_t at_ms, const char *event,
 			    const char *actor, const char *detail);

@@ -475,6 +475,19 @@ static int on_connect(struct support *sp, struct relaylink *rl, struct in *in)
 		reply_error(rl, req, "internal error");
 		return 0;
 	}
+	/* a connection is audited (connected, disconnected): no room, no connection */
+	{
+		int64_t n = 0;
+
+		if (store_support_audit_count(sp->st, id, &n) == 0 && n + 2 > STORE_SUP_AUDIT_MAX) {
+			snprintf(err, sizeof(err),
+				 "support session %s has a full audit trail (%d records): the "
+				 "device may request a new session",
+				 id, STORE_SUP_AUDIT_MAX);
+			reply_error(rl, req, err);
+			return 0;
+		}
+	}
 	if (slot && slot->conns >= SUPPORT_CONNS_MAX) {
 		snprintf(err, sizeof(err), "support session %s has %d connections already", id,
 			 SUPPORT_CONNS_MAX);
@@ -728,4 +741,13 @@ void support_tick(struct support *sp, struct relaylink *rl)
 	}
 	if (store_support_expire(sp->st, wall, kill_expired, rl))
 		log_every(NLOG_ERROR, "support sessions: expiry failed (see above); trying again");
+	/* ended sessions and their audit trails go after STORE_SUP_KEEP_S (a step a second) */
+	{
+		int n = 0;
+
+		if (store_support_prune(sp->st, wall / 1000 - STORE_SUP_KEEP_S, &n))
+			log_every(NLOG_ERROR, "support sessions: pruning failed (see above)");
+		else if (n)
+			log_info("support sessions: %d ended more than 30 days ago removed", n);
+	}
 }

@@ -590,14 +590,58 @@ static void test_audit(void **state)
 		assert_int_equal(n, 7);
 		assert_string_equal(one.events[6], "refused");
 	}
-	/* the cap: later records are dropped */
-	for (int i = 7; i < STORE_SUP_AUDIT_MAX; i++)
+	/* the caps: refused connects stop first (room stays for connections), then all */
+	for (int i = 7; i < STORE_SUP_AUDIT_REFUSED_MAX; i++)
 		assert_int_equal(
 		    store_support_audit_add(f->s, id, T0 + 40, "refused", "supporter", ""), 0);
 	assert_int_equal(store_support_audit_add(f->s, id, T0 + 40, "refused", "supporter", ""),
 			 -EDQUOT);
+	for (int i = STORE_SUP_AUDIT_REFUSED_MAX; i < STORE_SUP_AUDIT_MAX; i++)
+		assert_int_equal(
+		    store_support_audit_add(f->s, id, T0 + 40, "connected", "supporter", ""), 0);
+	assert_int_equal(store_support_audit_add(f->s, id, T0 + 40, "connected", "supporter", ""),
+			 -EDQUOT);
+	{
+		int64_t n = 0;
+
+		assert_int_equal(store_support_audit_count(f->s, id, &n), 0);
+		assert_int_equal(n, STORE_SUP_AUDIT_MAX);
+	}
 	assert_int_equal(store_support_audit_list(f->s, id, 3, trail_cb, &t, &total), 0);
 	assert_int_equal(total, STORE_SUP_AUDIT_MAX);
+}
+
+/* a device asking in a loop is bounded an hour; ended sessions are pruned after a while */
+static void test_hour_limit_and_prune(void **state)
+{
+	struct fixture *f = *state;
+	char id[STORE_SUP_ID_LEN], err[256];
+	struct store_support r;
+	int removed = -1;
+	int64_t n = 0;
+
+	for (int i = 0; i < STORE_SUP_HOUR_MAX; i++) {
+		create(f, f->tid, 3600, T0 + i, id);
+		assert_int_equal(
+		    store_support_end(f->s, id, f->tid, NULL, T0 + i, &r, NULL, err, sizeof(err)),
+		    0);
+	}
+	assert_int_equal(store_support_create(f->s, f->tid, "", two, 2, f->hash, 60, NULL, T0 + 100,
+					      &r, err, sizeof(err)),
+			 -EACCES);
+	assert_string_equal(err, "this tunnel asked for 20 support sessions in the last hour (at "
+				 "most 20): try again later");
+	/* an hour later it may ask again; another tunnel never was limited */
+	create(f, f->other, 60, T0 + 100, id);
+	create(f, f->tid, 60, T0 + 3601000, id);
+	/* pruning: what ended before the time given goes, with its audit trail */
+	assert_int_equal(store_support_audit_count(f->s, id, &n), 0);
+	assert_true(n >= 1);
+	assert_int_equal(store_support_prune(f->s, T0 / 1000 + 10, &removed), 0);
+	assert_int_equal(removed, STORE_SUP_HOUR_MAX);
+	assert_int_equal(store_support_get(f->s, id, T0 + 3601000, &r), 0); /* kept */
+	assert_int_equal(store_support_prune(f->s, T0 / 1000 + 10, &removed), 0);
+	assert_int_equal(removed, 0);
 }
 
 static void test_persists(void **state)
@@ -629,6 +673,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_check, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_list_and_expire, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_audit, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_hour_limit_and_prune, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_persists, setup, teardown),
 	};
 
